@@ -1,0 +1,50 @@
+// swift-tools-version:6.0
+// fidq: Fusion-in-Decoder QA and reader-to-retriever distillation as a filesystem-queue worker.
+import PackageDescription
+
+// Kernels are plain Swift loops: build them optimised even in debug (naive loops run ~12x slower
+// at -Onone) and for AVX2+FMA so float loops vectorise to ymm and `addingProduct` is one vfmadd
+// (ref/perf.md §3.3). Every machine of this project's kind has AVX-512, so haswell is safe.
+let kernelFlags: [SwiftSetting] = [
+    .unsafeFlags(["-O"], .when(configuration: .debug)),
+    .unsafeFlags(["-target-cpu", "haswell"]),
+]
+
+let package = Package(
+    name: "fidq",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "fidq", targets: ["fidq"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(
+            name: "CArchive", path: "Sources/CArchive", pkgConfig: "libarchive",
+            providers: [.apt(["libarchive-dev"])]),
+        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: kernelFlags),
+        .target(name: "Tokenizers", swiftSettings: kernelFlags),
+        .target(name: "Jobs", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        .target(name: "Fetch", dependencies: ["CArchive"]),
+        .target(name: "TestSupport", dependencies: ["Tensor"], swiftSettings: kernelFlags),
+        .executableTarget(
+            name: "fidq",
+            dependencies: [
+                "Tensor", "Tokenizers", "Jobs", "Fetch",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .testTarget(
+            name: "TensorTests", dependencies: ["Tensor", "TestSupport"],
+            exclude: ["Fixtures"], swiftSettings: kernelFlags),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
+        .testTarget(name: "JobsTests", dependencies: ["Jobs"]),
+        .testTarget(name: "FetchTests", dependencies: ["Fetch"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

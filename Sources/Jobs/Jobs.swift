@@ -1,0 +1,1 @@
+// Jobs: the filesystem queue protocol, the worker loop, the kind registry. Imports no model code.

@@ -1,0 +1,52 @@
+// Threads: the one thread-count setting, and the parallel-for that elementwise kernels use.
+import CBLAS
+import Dispatch
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The number of threads fidq computes with: OpenBLAS's pool and our parallel-for together.
+///
+/// One setting for both, so BLAS and the elementwise kernels never oversubscribe the cores
+/// (ref/perf.md §4). Defaults to every online core.
+public enum Threads {
+    nonisolated(unsafe) private static var current: Int = defaultCount
+
+    /// All online cores.
+    public static var defaultCount: Int { max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
+
+    /// The thread count in force.
+    public static var count: Int { current }
+
+    /// Sets the thread count for BLAS and for `parallelFor`; `nil` means all cores.
+    public static func set(_ n: Int?) {
+        let value = max(1, n ?? defaultCount)
+        current = value
+        openblas_set_num_threads(Int32(value))
+    }
+}
+
+/// Runs `body` over `0..<count` split into contiguous chunks, one per thread.
+///
+/// Chunks are at least `grain` items so small loops stay on the calling thread; `body` gets a
+/// half-open range and must only write state owned by that range.
+@inlinable
+public func parallelFor(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
+    guard count > 0 else { return }
+    let threads = min(Threads.count, max(1, count / max(1, grain)))
+    if threads <= 1 {
+        body(0..<count)
+        return
+    }
+    let chunk = (count + threads - 1) / threads
+    withoutActuallyEscaping(body) { body in
+        DispatchQueue.concurrentPerform(iterations: threads) { t in
+            let lo = t * chunk
+            let hi = min(count, lo + chunk)
+            if lo < hi { body(lo..<hi) }
+        }
+    }
+}

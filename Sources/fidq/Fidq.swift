@@ -1,0 +1,23 @@
+// fidq: the command-line entry point. Subcommands map flags onto configs and call the core.
+import ArgumentParser
+import Tensor
+
+@main
+struct Fidq: ParsableCommand {
+    static let version = "0.1.0"
+
+    static let configuration = CommandConfiguration(
+        commandName: "fidq",
+        abstract: "Fusion-in-Decoder QA and reader-to-retriever distillation, run as a filesystem-queue worker.",
+        version: version,
+        subcommands: []
+    )
+}
+
+/// Options every compute command shares.
+struct ComputeOptions: ParsableArguments {
+    @Option(help: "Threads for BLAS and fidq's kernels together (default: all cores).")
+    var threads: Int?
+
+    func apply() { Threads.set(threads) }
+}

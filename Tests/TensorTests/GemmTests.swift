@@ -1,0 +1,81 @@
+// GemmTests: the BLAS wrapper against its naive twin on odd shapes, transposes and accumulation.
+import Testing
+import TestSupport
+@testable import Tensor
+
+@Suite struct GemmTests {
+    static let shapes: [(Int, Int, Int)] = [
+        (1, 1, 1), (3, 5, 7), (7, 5, 3), (1, 17, 33), (33, 1, 17), (65, 31, 129), (2, 0, 3),
+    ]
+
+    @Test(arguments: [(false, false), (true, false), (false, true), (true, true)])
+    func matchesNaive(trans: (Bool, Bool)) {
+        var rng = RNG(seed: 7)
+        for (m, k, n) in Self.shapes {
+            // Padded leading dimensions, so the wrapper must honour lda/ldb/ldc, not assume packing.
+            let (ra, ca) = trans.0 ? (k, m) : (m, k)
+            let (rb, cb) = trans.1 ? (n, k) : (k, n)
+            let lda = ca + 2, ldb = cb + 1, ldc = n + 3
+            let a = (0..<(ra * lda)).map { _ in rng.uniform(-1, 1) }
+            let b = (0..<(rb * ldb)).map { _ in rng.uniform(-1, 1) }
+            let c0 = (0..<(max(m, 1) * ldc)).map { _ in rng.uniform(-1, 1) }
+            for (alpha, beta) in [(Float(1), Float(0)), (0.5, 1), (-2, 0.25)] {
+                var fast = c0
+                var slow = c0
+                a.withUnsafeBufferPointer { pa in
+                    b.withUnsafeBufferPointer { pb in
+                        fast.withUnsafeMutableBufferPointer { pc in
+                            Gemm.gemm(
+                                transA: trans.0, transB: trans.1, m: m, n: n, k: k, alpha: alpha,
+                                a: pa.baseAddress!, lda: lda, b: pb.baseAddress!, ldb: ldb,
+                                beta: beta, c: pc.baseAddress!, ldc: ldc)
+                        }
+                        slow.withUnsafeMutableBufferPointer { pc in
+                            Gemm.gemmNaive(
+                                transA: trans.0, transB: trans.1, m: m, n: n, k: k, alpha: alpha,
+                                a: pa.baseAddress!, lda: lda, b: pb.baseAddress!, ldb: ldb,
+                                beta: beta, c: pc.baseAddress!, ldc: ldc)
+                        }
+                    }
+                }
+                let r = compare("gemm \(m)x\(k)x\(n) t=\(trans) a=\(alpha) b=\(beta)", fast, slow, rtol: 1e-5, atol: 1e-5)
+                #expect(r.ok, "\(r)")
+            }
+        }
+    }
+
+    @Test func batchedMatchesLoop() {
+        var rng = RNG(seed: 11)
+        let (batch, m, k, n) = (4, 3, 5, 7)
+        let a = (0..<(batch * m * k)).map { _ in rng.uniform(-1, 1) }
+        let w = (0..<(k * n)).map { _ in rng.uniform(-1, 1) }  // shared: stride 0
+        var c = [Float](repeating: 0, count: batch * m * n)
+        var expected = c
+        a.withUnsafeBufferPointer { pa in
+            w.withUnsafeBufferPointer { pw in
+                c.withUnsafeMutableBufferPointer { pc in
+                    Gemm.gemmBatched(
+                        batch: batch, m: m, n: n, k: k, a: pa.baseAddress!, lda: k, strideA: m * k,
+                        b: pw.baseAddress!, ldb: n, strideB: 0, c: pc.baseAddress!, ldc: n, strideC: m * n)
+                }
+                expected.withUnsafeMutableBufferPointer { pc in
+                    for i in 0..<batch {
+                        Gemm.gemmNaive(
+                            m: m, n: n, k: k, a: pa.baseAddress! + i * m * k, lda: k,
+                            b: pw.baseAddress!, ldb: n, c: pc.baseAddress! + i * m * n, ldc: n)
+                    }
+                }
+            }
+        }
+        let r = compare("gemmBatched", c, expected)
+        #expect(r.ok, "\(r)")
+    }
+
+    @Test func matmulShapes() {
+        let a = Tensor(shape: [2, 3], data: [1, 2, 3, 4, 5, 6])
+        let b = Tensor(shape: [3, 2], data: [7, 8, 9, 10, 11, 12])
+        #expect(Tensor.matmul(a, b) == Tensor(shape: [2, 2], data: [58, 64, 139, 154]))
+        #expect(Tensor.matmul(a, a, transB: true) == Tensor(shape: [2, 2], data: [14, 32, 32, 77]))
+        #expect(Tensor.matmul(a, a, transA: true).shape == [3, 3])
+    }
+}
