@@ -1,0 +1,56 @@
+// MaskedMeanPoolTests: masked mean pooling against FiD's PyTorch code, the naive twin and finite differences.
+import Foundation
+import Testing
+import TestSupport
+@testable import Tensor
+
+fileprivate let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+
+@Suite struct MaskedMeanPoolTests {
+    @Test func matchesPyTorch() throws {
+        let f = try Fixture("losses.json", in: fixtures)
+        let x = try f.tensor("pool.x"), mask = try f.tensor("pool.mask")
+        let out = MaskedMeanPool.forward(x: x, mask: mask)
+        let ro = compare("pool out", out, try f.tensor("pool.out"), rtol: 1e-5, atol: 1e-7)
+        #expect(ro.ok, "\(ro)")
+        var dx = Tensor.zeros(x.shape)
+        MaskedMeanPool.backward(dOut: try f.tensor("pool.dout"), mask: mask, dX: &dx)
+        let rg = compare("pool dx", dx, try f.tensor("pool.dx"), rtol: 1e-5, atol: 1e-7)
+        #expect(rg.ok, "\(rg)")
+    }
+
+    static func randomCase(seed: UInt64) -> (Tensor, Tensor, Int, Int, Int) {
+        var rng = RNG(seed: seed)
+        let (B, L, D) = (4, 6, 5)
+        let x = Tensor(shape: [B, L, D], data: rng.normalArray(B * L * D))
+        // Row 2 is all padding; the others have holes.
+        let m: [Float] = [1, 1, 0, 1, 0, 0,  1, 1, 1, 1, 1, 1,  0, 0, 0, 0, 0, 0,  0, 1, 0, 0, 0, 1]
+        return (x, Tensor(shape: [B, L], data: m), B, L, D)
+    }
+
+    @Test func matchesNaiveTwinAndEmptyRowIsZero() {
+        let (x, mask, _, _, D) = Self.randomCase(seed: 31)
+        let out = MaskedMeanPool.forward(x: x, mask: mask)
+        let r = compare("pool vs naive", out.data, MaskedMeanPool.naive(x: x, mask: mask).map { Float($0) }, rtol: 1e-6)
+        #expect(r.ok, "\(r)")
+        #expect(out.data[(2 * D)..<(3 * D)].allSatisfy { $0 == 0 })
+        #expect(out.data.allSatisfy { !$0.isNaN })
+    }
+
+    @Test func gradientMatchesFiniteDifferences() {
+        let (x, mask, B, L, D) = Self.randomCase(seed: 32)
+        var rng = RNG(seed: 33)
+        let w = rng.normalArray(B * D)  // objective: Σ w·out
+        var dx = Tensor.zeros(x.shape)
+        MaskedMeanPool.backward(dOut: Tensor(shape: [B, D], data: w), mask: mask, dX: &dx)
+        let rep = gradCheck("masked mean pool", input: x.data, analytic: dx.data, eps: 1e-2) { xs in
+            let o = MaskedMeanPool.forward(x: Tensor(shape: [B, L, D], data: xs), mask: mask)
+            return zip(o.data, w).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        }
+        #expect(rep.ok, "\(rep)")
+        // Padding tokens and the empty row get nothing.
+        for b in 0..<B { for l in 0..<L where mask.data[b * L + l] == 0 {
+            #expect(dx.data[((b * L + l) * D)..<((b * L + l + 1) * D)].allSatisfy { $0 == 0 })
+        } }
+    }
+}
