@@ -88,7 +88,19 @@ public enum CrossEntropy {
                         let row = x.baseAddress! + i * V
                         let drow = dx.baseAddress! + i * V
                         let m = cache.rowMax[i], ls = cache.logSum[i]
-                        for j in 0..<V { drow[j] += scale * exp((row[j] - m) - ls) }
+                        var j = 0
+                        let raw = UnsafeRawPointer(row), draw = UnsafeMutableRawPointer(drow)
+                        while j + 16 <= V {
+                            let x = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD16<Float>.self)
+                            let d = draw.loadUnaligned(fromByteOffset: j * 4, as: SIMD16<Float>.self)
+                            let e = FastExp.exp((x - m) - ls)
+                            draw.storeBytes(of: d + scale * e, toByteOffset: j * 4, as: SIMD16<Float>.self)
+                            j += 16
+                        }
+                        while j < V {
+                            drow[j] += scale * exp((row[j] - m) - ls)
+                            j += 1
+                        }
                         drow[Int(t)] -= scale
                     }
                 }
@@ -119,8 +131,21 @@ public enum CrossEntropy {
     @inline(__always)
     static func maxAndLogSum(_ row: UnsafePointer<Float>, _ V: Int) -> (max: Float, logSum: Float) {
         let m = rowMax(row, V)
+        var j = 0
         var s: Float = 0
-        for j in 0..<V { s += exp(row[j] - m) }
+        if V >= 16 {
+            let raw = UnsafeRawPointer(row)
+            var acc = SIMD16<Float>(repeating: 0)
+            while j + 16 <= V {
+                acc += FastExp.exp(raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD16<Float>.self) - m)
+                j += 16
+            }
+            s = acc.sum()
+        }
+        while j < V {
+            s += exp(row[j] - m)
+            j += 1
+        }
         return (m, log(s))
     }
 
