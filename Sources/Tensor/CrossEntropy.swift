@@ -75,8 +75,10 @@ public enum CrossEntropy {
         dLoss: Float, logits: Tensor, targets: [Int32], cache: Cache, dLogits: inout Tensor
     ) {
         let (N, V) = checkShapes(logits: logits, targets: targets)
-        precondition(dLogits.shape == logits.shape, "CrossEntropy.backward: dLogits \(dLogits.shape) != logits \(logits.shape)")
-        precondition(cache.rowMax.count == N, "CrossEntropy.backward: cache for \(cache.rowMax.count) rows, logits have \(N)")
+        precondition(
+            dLogits.shape == logits.shape, "CrossEntropy.backward: dLogits \(dLogits.shape) != logits \(logits.shape)")
+        precondition(
+            cache.rowMax.count == N, "CrossEntropy.backward: cache for \(cache.rowMax.count) rows, logits have \(N)")
         if cache.count == 0 { return }
         let scale = dLoss / Float(cache.count)
         logits.withUnsafeBufferPointer { x in
@@ -149,25 +151,32 @@ public enum CrossEntropy {
         return (m, log(s))
     }
 
-    /// The maximum of a row through SIMD16 lanes.
+    /// The maximum of a row through SIMD16 lanes; NaN if any element is NaN, so a diverged model
+    /// gives a NaN loss instead of a plausible one (vector max would silently drop the NaN).
     @inline(__always)
     static func rowMax(_ row: UnsafePointer<Float>, _ V: Int) -> Float {
         var j = 0
         var m = -Float.infinity
+        var sawNaN = false
         if V >= 16 {
             let raw = UnsafeRawPointer(row)
             var acc = SIMD16<Float>(repeating: -.infinity)
+            var nan = SIMDMask<SIMD16<Int32>>(repeating: false)
             while j + 16 <= V {
-                acc = pointwiseMax(acc, raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD16<Float>.self))
+                let x = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD16<Float>.self)
+                acc = pointwiseMax(acc, x)
+                nan .|= x .!= x
                 j += 16
             }
             m = acc.max()
+            sawNaN = any(nan)
         }
         while j < V {
+            sawNaN = sawNaN || row[j].isNaN
             m = Swift.max(m, row[j])
             j += 1
         }
-        return m
+        return sawNaN ? .nan : m
     }
 
     private static func checkShapes(logits: Tensor, targets: [Int32]) -> (Int, Int) {

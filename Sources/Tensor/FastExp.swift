@@ -7,7 +7,8 @@
 /// reduce `r = x − n·ln2` in two parts, a degree-6 polynomial for `eʳ`, and scale by `2ⁿ` in two
 /// halves through the exponent bits (so neither half overflows or goes subnormal). Inputs are
 /// clamped to [−120, 100]: far-negative inputs (masked logits) give 0, results past
-/// Float's range +∞; the result for a NaN input is unspecified (it goes through min/max). Branch-free, so every lane costs the same.
+/// Float's range +∞; the result for a NaN input is unspecified (it goes through min/max).
+/// Branch-free, so every lane costs the same.
 public enum FastExp {
     @inlinable
     public static func exp(_ x: SIMD16<Float>) -> SIMD16<Float> {

@@ -19,7 +19,10 @@ public struct LRSchedule: Codable, Equatable, Sendable {
     /// The floor the schedule decays to; FiD always passes 0.
     public var minRatio: Double
 
-    public init(kind: OptimConfig.Scheduler, warmupSteps: Int = 0, schedulerSteps: Int = 1, fixedLr: Bool = false, minRatio: Double = 0) {
+    public init(
+        kind: OptimConfig.Scheduler, warmupSteps: Int = 0, schedulerSteps: Int = 1, fixedLr: Bool = false,
+        minRatio: Double = 0
+    ) {
         self.kind = kind
         self.warmupSteps = warmupSteps
         self.schedulerSteps = schedulerSteps

@@ -128,7 +128,9 @@ public struct OptimConfig: Codable, Equatable, Sendable {
 
     /// `step` over arrays.
     @discardableResult
-    public func step<O: Optimizer>(_ optimizer: inout O, params: inout [Float], grads: inout [Float]) -> (gradNorm: Float, lr: Double) {
+    public func step<O: Optimizer>(_ optimizer: inout O, params: inout [Float], grads: inout [Float])
+        -> (gradNorm: Float, lr: Double)
+    {
         params.withUnsafeMutableBufferPointer { p in
             grads.withUnsafeMutableBufferPointer { g in step(&optimizer, params: p, grads: g) }
         }

@@ -88,6 +88,17 @@ fileprivate let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathCompo
         #expect(l0 == 0 && d0.count == 0)
     }
 
+    @Test(arguments: [3, 35])  // a NaN in a SIMD16 block, and one in the scalar tail
+    func nanLogitGivesNaNLoss(at j: Int) {
+        var rng = RNG(seed: 13)
+        var logits = Tensor(shape: [2, 37], data: rng.normalArray(74))
+        logits.data[37 + j] = .nan
+        let (loss, _) = CrossEntropy.forward(logits: logits, targets: [0, 1])
+        #expect(loss.isNaN)
+        let (kl, _) = DistillationLoss.forward(retrieverScores: logits, readerScores: Tensor.zeros([2, 37]))
+        #expect(kl.isNaN)
+    }
+
     @Test func hugeLogitsStayFinite() {
         // exp(1e4) overflows Float; the max-subtracted log-sum-exp must not.
         let logits = Tensor(shape: [2, 3], data: [1e4, 1e4 - 1, -1e4, -3e4, -3e4 + 2, -3e4 + 1])
