@@ -216,6 +216,17 @@ func sameBits(_ a: Tensor, _ b: Tensor) -> Bool {
         #expect(try FileManager.default.contentsOfDirectory(atPath: tmp.url.path) == ["model.safetensors"])
     }
 
+    /// Re-encoding the header of Python's mixed-dtype file (I64 entry, three metadata keys with a
+    /// quote and a non-ASCII letter; the generator keeps its keys sorted) gives Python's bytes.
+    @Test func headerEncodingMatchesPythonMixedFile() throws {
+        let path = Self.fixture("st_mixed.safetensors")
+        let file = try SafeTensorsFile(path: path)
+        let raw = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        let encoded = SafeTensorsHeader.encode(entries: file.entries, metadata: file.metadata)
+        #expect(encoded == Array(raw[8..<file.header.dataStart]), "\(String(decoding: encoded, as: UTF8.self))")
+        #expect(try file.tensor("position_ids") == Tensor(shape: [1, 6], data: [0, 1, 2, 3, 4, 5]))
+    }
+
     /// Header JSON escaping matches serde_json (what Python's safetensors uses).
     @Test func headerEscapingMatchesSerde() {
         let e = SafeTensorsEntry(name: "q\"\\/é\u{1}\u{7f}\t", dtype: .f32, shape: [], begin: 0, end: 4)
