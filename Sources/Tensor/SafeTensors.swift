@@ -5,6 +5,12 @@
     import Darwin
 #endif
 
+#if canImport(Glibc)
+    private let systemWrite = Glibc.write
+#else
+    private let systemWrite = Darwin.write
+#endif
+
 /// Whole-file safetensors IO. For listing names or reading a few tensors, use `SafeTensorsFile`.
 public enum SafeTensors {
     /// Every tensor of the file at `path` as Float32, in file order.
@@ -23,7 +29,7 @@ public enum SafeTensors {
     ///   - metadata: the `__metadata__` map; nil writes none (as `save_file` does by default).
     ///     Transformers expects `["format": "pt"]`.
     ///   - dtype: the storage type of every tensor: F32, F16 or BF16 (rounded to nearest even).
-    ///   - dtypes: per-name overrides of `dtype`.
+    ///   - dtypes: per-name overrides of `dtype`; each name must be in `tensors` (a bug otherwise).
     /// - Throws: `SafeTensorsError` `.unsupportedDType` for a dtype it cannot write, `.io` on failure.
     public static func write(
         _ tensors: TensorMap, to path: String, metadata: [String: String]? = nil,
@@ -33,6 +39,12 @@ public enum SafeTensors {
         where !d.isWritable {
             throw SafeTensorsError(.unsupportedDType, path: path, "cannot write dtype \(d.rawValue) for tensor '\(name)'",
                                    hint: "fidq writes F32, F16 and BF16")
+        }
+        for name in dtypes.keys {
+            precondition(tensors.contains(name), "SafeTensors.write: dtypes names '\(name)', which \(tensors.source) lacks")
+        }
+        if tensors.contains("__metadata__") {
+            throw SafeTensorsError(.headerLayout, path: path, "a tensor cannot be named __metadata__ (the header's metadata key)")
         }
         var items = tensors.map { (name: $0.name, tensor: $0.tensor, dtype: dtypes[$0.name] ?? dtype) }
         items.sort { a, b in
@@ -110,7 +122,7 @@ struct AtomicFile {
         guard var p = bytes.baseAddress else { return }
         var left = bytes.count
         while left > 0 {
-            let n = Glibc.write(fd, p, left)
+            let n = systemWrite(fd, p, left)
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { throw Self.error(temporary, "cannot write") }
             p += n

@@ -127,8 +127,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// - Throws: `TensorMapError.missing` with close names.
     public func entry(_ name: String) throws -> SafeTensorsEntry {
         guard let i = byName[name] else {
-            let map = TensorMap(names.map { ($0, Tensor.zeros([0])) }, source: path)
-            throw TensorMapError.missing(name: name, source: path, close: map.closeNames(to: name))
+            throw TensorMapError.missing(name: name, source: path, close: TensorMap.closeNames(to: name, among: names))
         }
         return header.entries[i]
     }
@@ -143,21 +142,27 @@ public final class SafeTensorsFile: @unchecked Sendable {
                                    "unsupported dtype \(e.dtype.rawValue) for tensor '\(name)'",
                                    hint: "fidq reads F32, F16, BF16, F64, BOOL and integer tensors; convert it with torch (.float())")
         }
-        var t = Tensor.zeros(e.shape)
         let src = base + header.dataStart + e.begin
         let n = e.count
         var bad: (index: Int, value: String)?
-        t.withUnsafeMutableBufferPointer { dst in
-            guard let d = dst.baseAddress, n > 0 else { return }
-            bad = Self.convert(e.dtype, src, d, n)
+        // Uninitialised storage: every element is written by convert (zero-filling first would
+        // touch every page twice).
+        let data = [Float](unsafeUninitializedCapacity: n) { dst, initialized in
+            if let d = dst.baseAddress, n > 0 {
+                bad = Self.convert(e.dtype, src, d, n)
+                if bad != nil { d.update(repeating: 0, count: n) }
+            }
+            initialized = n
         }
         if let bad {
             throw SafeTensorsError(.notRepresentable, path: path,
                                    "tensor '\(name)' (\(e.dtype.rawValue)) holds \(bad.value) at element \(bad.index), "
                                    + "which Float32 cannot hold exactly",
-                                   hint: "only integers up to 2^24 in magnitude convert; keep such tensors out of Float32")
+                                   hint: e.dtype == .f64
+                                       ? "store it as F32 (tensor.float()) if the rounding is acceptable"
+                                       : "only integers up to 2^24 in magnitude convert; keep such tensors out of Float32")
         }
-        return t
+        return Tensor(shape: e.shape, data: data)
     }
 
     /// Every tensor, in file order; the map's `source` is the path.

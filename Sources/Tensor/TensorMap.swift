@@ -98,6 +98,11 @@ public struct TensorMap: Sequence, Equatable, Sendable, ExpressibleByDictionaryL
     /// Up to five names nearest to `name`: by edit distance, or sharing its tail after a prefix
     /// (so "block.0.q.weight" finds "encoder.block.0.q.weight").
     public func closeNames(to name: String, limit: Int = 5) -> [String] {
+        Self.closeNames(to: name, among: names, limit: limit)
+    }
+
+    /// Up to `limit` of `names` nearest to `name`, ranked as `closeNames(to:)` ranks them.
+    public static func closeNames(to name: String, among names: [String], limit: Int = 5) -> [String] {
         let target = Array(name.utf8)
         let budget = Swift.max(2, target.count / 3)
         var scored: [(Int, String)] = []

@@ -88,6 +88,27 @@ import Testing
         #expect(Half.float(fromBF16: Half.bf16(from: -.nan)).isNaN)
     }
 
+    /// The buffer loops (hardware F16C through Float16) agree with the scalar rules on every F16
+    /// pattern, on random Float32 patterns, and on NaN payloads and signs.
+    @Test func bufferLoopsMatchScalarRules() {
+        let patterns = (0...UInt16.max).map { $0 }
+        var wide = [Float](repeating: 0, count: patterns.count)
+        patterns.withUnsafeBytes { p in wide.withUnsafeMutableBufferPointer { Half.widenF16(p.baseAddress!, into: $0.baseAddress!, count: $0.count) } }
+        // Signalling NaNs come back quiet from F16C (quiet bit 0x0040_0000 set), payload and sign kept.
+        let widenBad = zip(patterns, wide).filter { h, f in
+            let want = Half.float(fromF16: h).bitPattern
+            return want != (f.isNaN ? f.bitPattern & ~0x0040_0000 | (want & 0x0040_0000) : f.bitPattern)
+        }.prefix(5)
+        #expect(widenBad.isEmpty, "\(widenBad.map { "0x\(String($0.0, radix: 16)) -> \($0.1)" })")
+        var rng = RNG(seed: 3)
+        var floats = (0..<100_000).map { _ in Float(bitPattern: UInt32(truncatingIfNeeded: rng.next())) }
+        floats += [.nan, -.nan, Float(bitPattern: 0x7F80_0001), Float(bitPattern: 0xFFC0_1234), Float(bitPattern: 0x7FBF_FFFF)]
+        var narrow = [UInt16](repeating: 0, count: floats.count)
+        floats.withUnsafeBufferPointer { f in narrow.withUnsafeMutableBytes { Half.narrowF16(f.baseAddress!, into: $0.baseAddress!, count: f.count) } }
+        let bad = zip(floats, narrow).filter { Half.f16(from: $0) != $1 }.prefix(5)
+        #expect(bad.isEmpty, "\(bad.map { "0x\(String($0.0.bitPattern, radix: 16)) -> 0x\(String($0.1, radix: 16))" })")
+    }
+
     /// The buffer loops read and write unaligned little-endian data.
     @Test func bufferLoopsHandleUnalignedData() {
         let values: [Float] = [1, -2, 0.5, 65504, 0x1p-24, -0.0, .infinity]
