@@ -85,7 +85,9 @@ public struct SafeTensorsHeader: Equatable, Sendable {
         func fail(_ kind: SafeTensorsError.Kind, _ message: String, hint: String? = nil) -> SafeTensorsError {
             SafeTensorsError(kind, path: path, message, hint: hint)
         }
-        guard String(validating: json, as: UTF8.self) != nil else {
+        // Decoding repairs bad sequences with U+FFFD, so the bytes survive unchanged only if valid.
+        // (String(validating:as:) would say it directly but needs macOS 15.)
+        guard String(decoding: json, as: UTF8.self).utf8.elementsEqual(json) else {
             throw fail(.headerEncoding, "header is not valid UTF-8", hint: "not a safetensors file?")
         }
         var parser = JSONParser(bytes: json)
