@@ -24,6 +24,8 @@ final class LoopbackServer: @unchecked Sendable {
         case redirect(String)
         /// Headers and `after` body bytes, then silence until the client gives up or the server stops.
         case stall(Data, after: Int)
+        /// Reads the request and never answers.
+        case silent
     }
 
     struct Request {
@@ -67,6 +69,14 @@ final class LoopbackServer: @unchecked Sendable {
     }
 
     deinit { stop() }
+
+    /// Replaces the behaviour of `path` (and restarts its request count).
+    func set(_ path: String, _ behaviour: Behaviour) {
+        lock.lock()
+        routes[path] = behaviour
+        counts[path] = 0
+        lock.unlock()
+    }
 
     /// Every request served so far.
     var requests: [Request] {
@@ -183,9 +193,11 @@ final class LoopbackServer: @unchecked Sendable {
             _ = send(c, h) && send(c, n < times ? b.prefix(after) : b)
         case .redirect(let to):
             _ = send(c, head(302, ["Location: \(base)\(to)", "Content-Length: 0"]))
-        case .stall(let data, let after):
-            let (h, b) = ranged(data, honour: true)
-            _ = send(c, h) && send(c, b.prefix(after))
+        case .stall, .silent:
+            if case .stall(let data, let after) = behaviour {
+                let (h, b) = ranged(data, honour: true)
+                _ = send(c, h) && send(c, b.prefix(after))
+            }
             // Silence: hold the connection until the client hangs up or the server stops.
             var byte: UInt8 = 0
             while !isStopped {
