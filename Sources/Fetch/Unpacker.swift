@@ -174,7 +174,11 @@ final class Unpacker {
         }
         if symlinks[rel] != nil { throw refuse(name, "it replaces the archive's symlink '\(rel)'") }
         if let target = archive_entry_hardlink(entry).map({ String(cString: $0) }) {
-            guard let tparts = try components(target, entry: name) else {
+            let stripped: [String]?
+            do { stripped = try components(target, entry: name) } catch FetchError.refused(_, _, let reason) {
+                throw refuse(name, "hard link to '\(target)': \(reason)")
+            }
+            guard let tparts = stripped else {
                 throw refuse(name, "hard link to '\(target)', which strip_components removed")
             }
             let trel = tparts.joined(separator: "/")
