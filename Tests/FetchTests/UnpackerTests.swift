@@ -132,9 +132,9 @@ import Testing
     }
 
     @Test func hardLinkOutsideIsRefused() throws {
-        try Self.expectRefused([E("h", .hardlink("../outside.txt"))], entry: "h") {
+        try Self.expectRefused([E("h", .hardlink("../outside.txt"))], entry: "h", check: {
             "\($0)".contains("hard link to '../outside.txt': '..' in the path")
-        }
+        })
         try Self.expectRefused([E("h", .hardlink("/etc/passwd"))], entry: "h")
         try Self.expectRefused([E("h", .hardlink("not-in-archive.txt"))], entry: "h")
     }
