@@ -47,7 +47,7 @@ let package = Package(
             exclude: ["Fixtures"], swiftSettings: kernelFlags),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs"]),
-        .testTarget(name: "FetchTests", dependencies: ["Fetch", "CArchive"]),
+        .testTarget(name: "FetchTests", dependencies: ["Fetch", "CArchive"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]
 )
