@@ -33,7 +33,9 @@ let package = Package(
         .target(name: "Jobs", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(
             name: "Fetch",
-            dependencies: ["CArchive", .product(name: "Crypto", package: "swift-crypto")]),
+            dependencies: ["CArchive", .product(name: "Crypto", package: "swift-crypto")],
+            // Scans multi-GB passage files byte by byte: optimised even in debug, like the kernels.
+            swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "TestSupport", dependencies: ["Tensor"], swiftSettings: kernelFlags),
         .executableTarget(
             name: "fidq",

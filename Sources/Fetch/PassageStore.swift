@@ -41,13 +41,21 @@ final class PassageStore {
         var i = 0
         var rows = 0
         while i < size {
-            let (fields, next) = PassageStore.parseRecord(bytes, size, i, firstOnly: true)
+            var (idEnd, fieldCount, next) = PassageStore.scanRecord(bytes, size, i)
             defer { i = next }
             rows += 1
             if rows & 0xFFFFF == 0, isCancelled() { throw FetchError.cancelled }
-            guard let id = fields.first, id != "id" else { continue }
-            // firstOnly returns one extra marker field per further field seen, so count is exact.
-            guard fields.count >= 3 else {
+            let id: String
+            if idEnd >= 0 {
+                id = String(decoding: UnsafeBufferPointer(start: bytes + i, count: idEnd - i), as: UTF8.self)
+            } else {
+                // A quoted id (rare): take the slow, exact parser.
+                let (fields, n) = PassageStore.parseRecord(bytes, size, i, firstOnly: true)
+                (fieldCount, next) = (fields.count, n)
+                id = fields.first ?? ""
+            }
+            guard fieldCount > 0, id != "id" else { continue }
+            guard fieldCount >= 3 else {
                 malformed += 1
                 continue
             }
@@ -93,6 +101,44 @@ final class PassageStore {
         guard !u.isEmpty, u.count <= 12, u.allSatisfy({ $0 >= 48 && $0 <= 57 }), u.first != 48 || u.count == 1 else { return nil }
         let n = Int(s)!
         return n <= 1 << 31 ? n : nil
+    }
+
+    /// Finds the end of the record at `start` without copying it: returns where the first field
+    /// ends (-1 when it is quoted, left to `parseRecord`), the number of fields (0 for an empty
+    /// line), and where the next record starts. Same boundaries as `parseRecord`.
+    static func scanRecord(_ p: UnsafePointer<UInt8>, _ n: Int, _ start: Int) -> (idEnd: Int, fields: Int, next: Int) {
+        let tab: UInt8 = 9, lf: UInt8 = 10, cr: UInt8 = 13, quote: UInt8 = 34
+        func afterNewline(_ i: Int) -> Int { p[i] == cr && i + 1 < n && p[i + 1] == lf ? i + 2 : i + 1 }
+        var i = start
+        if i < n, p[i] == quote { return (-1, 0, start) }
+        while i < n, p[i] != tab, p[i] != lf, p[i] != cr { i += 1 }
+        let idEnd = i
+        if i >= n { return (idEnd, 1, n) }
+        if p[i] != tab { return (idEnd, i == start ? 0 : 1, afterNewline(i)) }
+        var fields = 1
+        while true {
+            // p[i] is a tab: a new field starts after it.
+            i += 1
+            fields += 1
+            if i < n, p[i] == quote {
+                i += 1
+                while i < n {
+                    if p[i] == quote {
+                        if i + 1 < n, p[i + 1] == quote {
+                            i += 2
+                            continue
+                        }
+                        i += 1
+                        break
+                    }
+                    i += 1
+                }
+            }
+            // Unquoted text, or text after a closing quote (kept literally, quotes included).
+            while i < n, p[i] != tab, p[i] != lf, p[i] != cr { i += 1 }
+            if i >= n { return (idEnd, fields, n) }
+            if p[i] != tab { return (idEnd, fields, afterNewline(i)) }
+        }
     }
 
     /// Parses the record at `start` the way Python's csv module (excel dialect, tab delimiter,

@@ -31,4 +31,30 @@ import Testing
         #expect(store.passage("x") == nil)  // one field: the quote swallowed the tab
         #expect(store.count == 3)
     }
+
+    @Test func fastScanFindsTheSameRecordsAsTheExactParser() {
+        // Random text over the characters that matter to csv: both must agree on every boundary.
+        let alphabet: [UInt8] = Array("ab\t\n\r\"1".utf8)
+        var x: UInt64 = 12345
+        for trial in 0..<400 {
+            var bytes: [UInt8] = []
+            for _ in 0..<(trial % 60 + 1) {
+                x = x &* 6364136223846793005 &+ 1442695040888963407
+                bytes.append(alphabet[Int(x >> 33) % alphabet.count])
+            }
+            bytes.withUnsafeBufferPointer { buf in
+                let p = buf.baseAddress!, n = buf.count
+                var i = 0
+                while i < n {
+                    let exact = PassageStore.parseRecord(p, n, i, firstOnly: true)
+                    let fast = PassageStore.scanRecord(p, n, i)
+                    if fast.idEnd >= 0 {
+                        #expect(fast.next == exact.next && fast.fields == exact.fields.count, "\(bytes) at \(i)")
+                        #expect(String(decoding: buf[i..<fast.idEnd], as: UTF8.self) == (exact.fields.first ?? ""), "\(bytes) at \(i)")
+                    }
+                    i = exact.next
+                }
+            }
+        }
+    }
 }
