@@ -70,6 +70,12 @@ public enum Fetcher {
         }
         let work = parent.appendingPathComponent(".\(dest.lastPathComponent).fetch")
         if mkdir(work.path, 0o755) != 0, errno != EEXIST { throw FetchError.posix(work.path, "cannot create work folder") }
+        // A worker whose lease expired may still be running this fetch: never share its part files.
+        let lock = try WorkLock(work.appendingPathComponent("lock"))
+        defer { lock.release() }
+        if let json = try? JSONEncoder().encode(params), let text = String(data: json, encoding: .utf8) {
+            log("fetch: params \(text)")
+        }
         let stage = work.appendingPathComponent("stage")
         try removeTree(stage)
         do {
@@ -100,6 +106,22 @@ public enum Fetcher {
             if error.isPermanent { try? removeTree(work) } else { try? removeTree(stage) }
             throw error
         }
+    }
+
+    /// The queue's `fetch` kind in one call: decodes a job's `params` JSON strictly, runs it, and
+    /// returns the result as JSON (`dest`, `files`, `bytes`, `downloads`, `already_present`).
+    /// - Throws: `FetchError` (`badParams` for a bad descriptor; `isPermanent` says whether to retry).
+    public static func runJob(
+        params json: Data, workspace: URL,
+        progress: @escaping (FetchProgress) -> Void = { _ in },
+        isCancelled: @escaping () -> Bool = { false },
+        log: @escaping (String) -> Void = { _ in }
+    ) throws -> Data {
+        let params = try FetchParams.decode(json)
+        let result = try run(params, workspace: workspace, progress: progress, isCancelled: isCancelled, log: log)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try encoder.encode(result)
     }
 
     /// Turns a downloaded file into the staging folder: unpacks an archive, decompresses a single
@@ -208,6 +230,27 @@ struct Marker: Codable, Equatable {
         sha256 = p.sha256?.lowercased()
         unpack = p.unpack.rawValue
         stripComponents = p.stripComponents
+    }
+}
+
+/// An exclusive `flock` on a file in the work folder, held for one run (a local guard; the queue's
+/// lease is the cross-machine one).
+final class WorkLock {
+    private var fd: Int32
+
+    init(_ url: URL) throws {
+        fd = open(url.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw FetchError.posix(url.path, "cannot open lock file") }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            close(fd)
+            fd = -1
+            throw FetchError.io(path: url.path, message: "another fetch into the same dest is running")
+        }
+    }
+
+    func release() {
+        if fd >= 0 { close(fd) }
+        fd = -1
     }
 }
 

@@ -118,6 +118,18 @@ import Testing
         #expect(server.requests.map(\.path) == ["/old", "/new.bin"])
     }
 
+    @Test func resumeThroughARedirectKeepsTheRange() throws {
+        let box = try Sandbox()
+        let data = testBytes(900_000)
+        let server = try LoopbackServer(["/latest": .redirect("/v1.bin"), "/v1.bin": .drop(data, after: 250_000, times: 1)])
+        defer { server.stop() }
+        _ = try Fetcher.run(Self.params(server.base + "/latest"), workspace: box.ws)
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/latest")) == data)
+        let reqs = server.requests
+        #expect(reqs.map(\.path) == ["/latest", "/v1.bin", "/latest", "/v1.bin"])
+        #expect(reqs[3].range == reqs[2].range && reqs[3].range?.hasPrefix("bytes=") == true, "\(reqs)")
+    }
+
     @Test func stalledServerTimesOut() throws {
         let box = try Sandbox()
         let server = try LoopbackServer(["/slow.bin": .stall(testBytes(100_000), after: 1000)])

@@ -48,6 +48,31 @@ import Testing
         #expect(throws: FetchError.destExists(path: dest.path)) { try Fetcher.run(other, workspace: box.ws) }
     }
 
+    @Test func secondRunIntoTheSameDestIsRefusedWhileTheFirstHoldsIt() throws {
+        let box = try Sandbox()
+        let work = box.ws.appendingPathComponent(".d.fetch")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        let held = try WorkLock(work.appendingPathComponent("lock"))
+        #expect {
+            try Fetcher.run(try Self.local(box, "d"), workspace: box.ws)
+        } throws: { e in
+            guard let e = e as? FetchError, case .io = e else { return false }
+            return !e.isPermanent
+        }
+        held.release()
+        _ = try Fetcher.run(try Self.local(box, "d"), workspace: box.ws)
+    }
+
+    @Test func runJobDecodesParamsAndEncodesTheResult() throws {
+        let box = try Sandbox()
+        let src = try box.source("f.txt", Data("hello\n".utf8))
+        let out = try Fetcher.runJob(params: Data(#"{"url": "\#(src.absoluteString)", "dest": "j"}"#.utf8), workspace: box.ws)
+        let obj = try JSONSerialization.jsonObject(with: out) as! [String: Any]
+        #expect(obj["files"] as? Int == 1 && obj["already_present"] as? Bool == false)
+        #expect((obj["downloads"] as? [[String: Any]])?.first?["sha256"] as? String == (try sha256sum(Data("hello\n".utf8))))
+        #expect(throws: FetchError.self) { try Fetcher.runJob(params: Data(#"{"url": "x", "dest": "j", "bogus": 1}"#.utf8), workspace: box.ws) }
+    }
+
     static let fidq = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent(".build/debug/fidq")
 
