@@ -190,8 +190,18 @@ public enum FiDPreprocess {
         return out
     }
 
+    /// Reads TriviaQA's `Data` list one example at a time: the files are GBs of search results FiD
+    /// never reads, so only each example's slice is decoded, never the whole document at once.
     static func loadTQA(_ url: URL) throws -> [TQAExample] {
-        try decode(TQAFile.self, url, what: "TriviaQA JSON {\"Data\": [{Question, QuestionId, Answer: {Aliases, Value}}]}").Data
+        let data = try read(url)
+        var out: [TQAExample] = []
+        let what = "TriviaQA JSON {\"Data\": [{Question, QuestionId, Answer: {Aliases, Value}}]}"
+        try JSONSlices.forEachElement(ofArray: "Data", in: data, file: url.path) { slice in
+            do { out.append(try JSONDecoder().decode(TQAExample.self, from: slice)) } catch {
+                throw FetchError.format(file: url.path, field: "Data[\(out.count)]", expected: what, found: "\(error)")
+            }
+        }
+        return out
     }
 
     static func read(_ url: URL) throws -> Data {
