@@ -73,6 +73,30 @@ import Testing
         #expect(throws: FetchError.self) { try Fetcher.runJob(params: Data(#"{"url": "x", "dest": "j", "bogus": 1}"#.utf8), workspace: box.ws) }
     }
 
+    @Test func removingATreeNeverFollowsItsSymlinks() throws {
+        let box = try Sandbox()
+        let tree = box.ws.appendingPathComponent("t/sub")
+        try FileManager.default.createDirectory(at: tree, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: tree.appendingPathComponent("up").path, withDestinationPath: box.root.path)
+        try FileManager.default.createSymbolicLink(atPath: tree.appendingPathComponent("file").path, withDestinationPath: box.sentinel.path)
+        try removeTree(box.ws.appendingPathComponent("t"))
+        #expect(box.snapshot() == ["outside.txt f 9", "src d 0", "ws d 0"])
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: fidq.path), "needs the fidq binary (swift build)"))
+    func cliListsThePresets() throws {
+        let p = Process()
+        p.executableURL = Self.fidq
+        p.arguments = ["fetch", "--list"]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        for preset in Presets.all { #expect(text.contains(preset.name)) }
+    }
+
     static let fidq = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent(".build/debug/fidq")
 
