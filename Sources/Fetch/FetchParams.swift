@@ -134,6 +134,12 @@ public struct FetchParams: Codable, Equatable, Sendable {
                 throw bad("source", "a preset name", "\"\(s)\"", "one of \(Presets.all.map(\.name).joined(separator: ", "))")
             }
             if sha256 != nil { throw bad("sha256", "no checksum with a preset", "one") }
+            if filename != nil { throw bad("filename", "no filename with a preset (it names its files)", "\"\(filename!)\"") }
+            // Model and data presets need their archives unpacked as published to find their files.
+            if Presets.named(s)?.recipe != .files {
+                if unpack == .off { throw bad("unpack", "\"auto\" with the preset '\(s)'", "\"off\"") }
+                if stripComponents != 0 { throw bad("strip_components", "0 with the preset '\(s)'", "\(stripComponents)") }
+            }
         }
         if dest.isEmpty || dest.contains("\0") { throw bad("dest", "a folder path", "\"\(dest)\"") }
         let last = (dest as NSString).lastPathComponent

@@ -56,6 +56,10 @@ import Testing
         #expect(Self.field(#"{"url": "http://x/a", "dest": ".."}"#) == "dest")
         #expect(Self.field(#"{"source": "psgs_w100", "dest": "d", "sha256": "\#(String(repeating: "a", count: 64))"}"#) == "sha256")
         #expect(Self.field(#"[1, 2]"#) == "params")
+        #expect(Self.field(#"{"source": "nq_retriever", "dest": "d", "unpack": "off"}"#) == "unpack")
+        #expect(Self.field(#"{"source": "fid_data", "dest": "d", "strip_components": 1}"#) == "strip_components")
+        #expect(Self.field(#"{"source": "psgs_w100", "dest": "d", "filename": "p.tsv"}"#) == "filename")
+        #expect(Self.field(#"{"source": "psgs_w100", "dest": "d", "unpack": "off"}"#) == nil)
         #expect(Self.field(#"{"source": "nq_data", "dest": "d", "passages": "p.tsv", "mirror": "http://m:1"}"#) == nil)
     }
 
