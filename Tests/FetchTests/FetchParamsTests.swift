@@ -62,15 +62,4 @@ import Testing
         #expect(Self.field(#"{"source": "psgs_w100", "dest": "d", "unpack": "off"}"#) == nil)
         #expect(Self.field(#"{"source": "nq_data", "dest": "d", "passages": "p.tsv", "mirror": "http://m:1"}"#) == nil)
     }
-
-    @Test func permanenceOfEachError() {
-        #expect(FetchError.http(url: "u", status: 404).isPermanent)
-        #expect(!FetchError.http(url: "u", status: 503).isPermanent)
-        #expect(!FetchError.http(url: "u", status: 429).isPermanent)
-        #expect(!FetchError.network(url: "u", reason: "r").isPermanent)
-        #expect(!FetchError.timeout(url: "u", phase: "idle", seconds: 1).isPermanent)
-        #expect(FetchError.checksum(url: "u", expected: "a", found: "b").isPermanent)
-        #expect(FetchError.refused(archive: "a", entry: "e", reason: "r").isPermanent)
-        #expect(!FetchError.cancelled.isPermanent)
-    }
 }
