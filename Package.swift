@@ -19,6 +19,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
     ],
     targets: [
         .systemLibrary(
@@ -30,7 +31,11 @@ let package = Package(
         .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: kernelFlags),
         .target(name: "Tokenizers", swiftSettings: kernelFlags),
         .target(name: "Jobs", dependencies: [.product(name: "Logging", package: "swift-log")]),
-        .target(name: "Fetch", dependencies: ["CArchive"]),
+        .target(
+            name: "Fetch",
+            dependencies: ["CArchive", .product(name: "Crypto", package: "swift-crypto")],
+            // Scans multi-GB passage files byte by byte: optimised even in debug, like the kernels.
+            swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "TestSupport", dependencies: ["Tensor"], swiftSettings: kernelFlags),
         .executableTarget(
             name: "fidq",
@@ -44,7 +49,7 @@ let package = Package(
             exclude: ["Fixtures"], swiftSettings: kernelFlags),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs"]),
-        .testTarget(name: "FetchTests", dependencies: ["Fetch"]),
+        .testTarget(name: "FetchTests", dependencies: ["Fetch", "CArchive"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]
 )

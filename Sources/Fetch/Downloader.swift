@@ -1,0 +1,495 @@
+// Downloader: streams one URL to a part file with sha256, resumes by HTTP range, retries with backoff.
+import Crypto
+import Foundation
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Progress of a fetch, reported about twice a second while bytes move.
+public struct FetchProgress: Sendable, Equatable {
+    /// `download`, `unpack` or `preprocess`.
+    public var phase: String
+    /// The file or archive being worked on.
+    public var item: String
+    /// Bytes (or examples, for preprocess) done so far.
+    public var done: Int64
+    /// The total when known.
+    public var total: Int64?
+}
+
+/// What one finished download produced.
+struct DownloadResult {
+    /// The verified file (in the work folder).
+    var file: URL
+    /// Hex sha256 of its bytes.
+    var sha256: String
+    var bytes: Int64
+    /// Bytes that were already on disk from an earlier attempt or run when this run started.
+    var resumedFrom: Int64
+}
+
+/// What a part file's sidecar remembers so a later run can resume it with a range request.
+struct PartMeta: Codable, Equatable {
+    var url: String
+    var etag: String?
+    var lastModified: String?
+    var total: Int64?
+}
+
+/// What a finished file's sidecar records, so a restarted job skips the download.
+struct DoneMeta: Codable, Equatable {
+    var url: String
+    var sha256: String
+    var bytes: Int64
+}
+
+/// Downloads URLs into a work folder. Partial bytes live in `<key>.part` beside `<key>.meta.json`;
+/// a finished, verified file is renamed to `<key>` with `<key>.done.json`.
+final class Downloader {
+    let params: FetchParams
+    let progress: (FetchProgress) -> Void
+    let isCancelled: () -> Bool
+    let log: (String) -> Void
+
+    init(
+        params: FetchParams, progress: @escaping (FetchProgress) -> Void,
+        isCancelled: @escaping () -> Bool, log: @escaping (String) -> Void
+    ) {
+        self.params = params
+        self.progress = progress
+        self.isCancelled = isCancelled
+        self.log = log
+    }
+
+    /// Downloads `url` to `work/<key>`, verifying `sha256` if given; reuses a finished earlier run.
+    func download(_ url: URL, key: String, in work: URL, sha256 expected: String?) throws -> DownloadResult {
+        let final = work.appendingPathComponent(key)
+        let part = work.appendingPathComponent(key + ".part")
+        let metaURL = work.appendingPathComponent(key + ".meta.json")
+        let doneURL = work.appendingPathComponent(key + ".done.json")
+        let expected = expected?.lowercased()
+        if let done = try? JSONDecoder().decode(DoneMeta.self, from: Data(contentsOf: doneURL)),
+            done.url == url.absoluteString, expected == nil || expected == done.sha256,
+            fileSize(final) == done.bytes
+        {
+            log("fetch: \(url.absoluteString): already downloaded (\(done.bytes) bytes)")
+            return DownloadResult(file: final, sha256: done.sha256, bytes: done.bytes, resumedFrom: done.bytes)
+        }
+        let startSize = fileSize(part) ?? 0
+        var attempt = 0
+        var digest = ""
+        while true {
+            do {
+                if url.isFileURL {
+                    digest = try copyFile(url, to: part)
+                } else {
+                    digest = try transfer(url, part: part, metaURL: metaURL)
+                }
+                break
+            } catch let error as FetchError where !error.isPermanent && error != .cancelled && attempt < params.retries {
+                attempt += 1
+                let wait = min(params.retryBackoffS * pow(2, Double(attempt - 1)), 60)
+                log("fetch: \(error); retry \(attempt) of \(params.retries) in \(String(format: "%.2f", wait)) s")
+                try pause(wait)
+            }
+        }
+        let bytes = fileSize(part) ?? 0
+        if let expected, expected != digest {
+            // The bytes are wrong, not incomplete: drop them so no later run resumes from them.
+            try? FileManager.default.removeItem(at: part)
+            try? FileManager.default.removeItem(at: metaURL)
+            throw FetchError.checksum(url: url.absoluteString, expected: expected, found: digest)
+        }
+        try? FileManager.default.removeItem(at: final)
+        guard rename(part.path, final.path) == 0 else { throw FetchError.posix(final.path, "cannot rename part file") }
+        try? FileManager.default.removeItem(at: metaURL)
+        let done = DoneMeta(url: url.absoluteString, sha256: digest, bytes: bytes)
+        try writeAtomically(JSONEncoder().encode(done), to: doneURL)
+        log("fetch: \(url.absoluteString): \(bytes) bytes, sha256 \(digest)"
+            + (startSize > 0 ? ", resumed from byte \(startSize)" : ""))
+        return DownloadResult(file: final, sha256: digest, bytes: bytes, resumedFrom: startSize)
+    }
+
+    /// Sleeps `seconds`, waking early (with `.cancelled`) when the job is cancelled.
+    func pause(_ seconds: Double) throws {
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end {
+            if isCancelled() { throw FetchError.cancelled }
+            Thread.sleep(forTimeInterval: min(0.05, max(0, end.timeIntervalSinceNow)))
+        }
+    }
+
+    /// Copies a local file to `part`, hashing as it goes; returns the hex sha256.
+    private func copyFile(_ url: URL, to part: URL) throws -> String {
+        let src = open(url.path, O_RDONLY | O_CLOEXEC)
+        guard src >= 0 else {
+            // A missing local file will not appear by retrying.
+            throw FetchError.http(url: url.absoluteString, status: errno == ENOENT ? 404 : 403)
+        }
+        defer { close(src) }
+        let out = try PartFile(part, truncate: true)
+        defer { out.close() }
+        var hasher = SHA256()
+        let total = fileSize(url)
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var done: Int64 = 0
+        var lastReport = Date.distantPast
+        while true {
+            if isCancelled() { throw FetchError.cancelled }
+            let n = buffer.withUnsafeMutableBytes { read(src, $0.baseAddress, $0.count) }
+            if n < 0 { throw FetchError.posix(url.path, "read failed") }
+            if n == 0 { break }
+            try buffer.withUnsafeBytes { raw in
+                let chunk = UnsafeRawBufferPointer(rebasing: raw[0..<n])
+                hasher.update(bufferPointer: chunk)
+                try out.write(chunk)
+            }
+            done += Int64(n)
+            if done > params.maxBytes {
+                throw FetchError.limit(archive: url.absoluteString, entry: url.lastPathComponent,
+                                       what: "download size", limit: params.maxBytes)
+            }
+            if Date().timeIntervalSince(lastReport) > 0.5 {
+                lastReport = Date()
+                progress(FetchProgress(phase: "download", item: url.lastPathComponent, done: done, total: total))
+            }
+        }
+        return hex(hasher.finalize())
+    }
+
+    /// One HTTP attempt: resumes `part` if its sidecar matches `url`; returns the hex sha256.
+    private func transfer(_ url: URL, part: URL, metaURL: URL) throws -> String {
+        var meta = (try? JSONDecoder().decode(PartMeta.self, from: Data(contentsOf: metaURL))) ?? nil
+        if meta?.url != url.absoluteString {
+            try? FileManager.default.removeItem(at: part)
+            meta = nil
+        }
+        let out = try PartFile(part, truncate: false)
+        defer { out.close() }
+        // The digest must cover the bytes already on disk, so re-hash them before appending.
+        var hasher = SHA256()
+        let offset = try out.hashExisting(into: &hasher)
+        var request = URLRequest(url: url)
+        request.setValue("identity", forHTTPHeaderField: "Accept-Encoding")
+        request.setValue("fidq-fetch", forHTTPHeaderField: "User-Agent")
+        if offset > 0 {
+            request.setValue("bytes=\(offset)-", forHTTPHeaderField: "Range")
+            // If-Range makes a changed resource come back whole (200) instead of a wrong tail.
+            if let etag = meta?.etag, !etag.hasPrefix("W/") {
+                request.setValue(etag, forHTTPHeaderField: "If-Range")
+            } else if let modified = meta?.lastModified {
+                request.setValue(modified, forHTTPHeaderField: "If-Range")
+            }
+            log("fetch: \(url.absoluteString): resuming at byte \(offset)")
+        }
+        let state = TransferState(
+            url: url.absoluteString, out: out, hasher: hasher, offset: offset, knownTotal: meta?.total,
+            maxBytes: params.maxBytes, headers: request.allHTTPHeaderFields ?? [:],
+            saveMeta: { m in try? writeAtomically(JSONEncoder().encode(m), to: metaURL) })
+        let config = URLSessionConfiguration.ephemeral
+        config.requestCachePolicy = .reloadIgnoringLocalCacheData
+        config.urlCache = nil
+        // Our own watchdog enforces both timeouts; URLSession's are only a backstop.
+        config.timeoutIntervalForRequest = params.connectTimeoutS + params.idleTimeoutS + 5
+        config.timeoutIntervalForResource = 7 * 24 * 3600
+        let queue = OperationQueue()
+        queue.maxConcurrentOperationCount = 1
+        let session = URLSession(configuration: config, delegate: state, delegateQueue: queue)
+        defer { session.invalidateAndCancel() }
+        let task = session.dataTask(with: request)
+        let started = Date()
+        var lastReport = Date.distantPast
+        task.resume()
+        while state.done.wait(timeout: .now() + 0.05) == .timedOut {
+            let snap = state.snapshot()
+            var reason: FetchError?
+            if isCancelled() {
+                reason = .cancelled
+            } else if !snap.gotResponse, Date().timeIntervalSince(started) > params.connectTimeoutS {
+                reason = .timeout(url: url.absoluteString, phase: "connect", seconds: params.connectTimeoutS)
+            } else if snap.gotResponse, Date().timeIntervalSince(snap.lastActivity) > params.idleTimeoutS {
+                reason = .timeout(url: url.absoluteString, phase: "idle", seconds: params.idleTimeoutS)
+            }
+            if let reason {
+                state.fail(reason)
+                task.cancel()
+                // Completion follows a cancel promptly; bound the wait so a stuck stack cannot hang us.
+                _ = state.done.wait(timeout: .now() + 10)
+                break
+            }
+            if snap.gotResponse, Date().timeIntervalSince(lastReport) > 0.5 {
+                lastReport = Date()
+                progress(FetchProgress(phase: "download", item: url.lastPathComponent, done: snap.offset, total: snap.total))
+            }
+        }
+        let snap = state.snapshot()
+        if snap.discardPart {
+            try? FileManager.default.removeItem(at: part)
+            try? FileManager.default.removeItem(at: metaURL)
+        }
+        if let failure = snap.failure { throw failure }
+        progress(FetchProgress(phase: "download", item: url.lastPathComponent, done: snap.offset, total: snap.total))
+        return hex(state.finalDigest())
+    }
+}
+
+/// The shared state of one HTTP attempt: written by URLSession's delegate queue, read by the watchdog.
+final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable {
+    struct Snapshot {
+        var gotResponse: Bool
+        var lastActivity: Date
+        var offset: Int64
+        var total: Int64?
+        var failure: FetchError?
+        var discardPart: Bool
+    }
+
+    let url: String
+    let out: PartFile
+    let maxBytes: Int64
+    let headers: [String: String]
+    let saveMeta: (PartMeta) -> Void
+    let done = DispatchSemaphore(value: 0)
+    private let lock = NSLock()
+    private var hasher: SHA256
+    private var offset: Int64
+    private let knownTotal: Int64?
+    private var total: Int64?
+    private var gotResponse = false
+    private var lastActivity = Date()
+    private var failure: FetchError?
+    private var discardPart = false
+    private var redirects = 0
+
+    init(url: String, out: PartFile, hasher: SHA256, offset: Int64, knownTotal: Int64?, maxBytes: Int64,
+         headers: [String: String], saveMeta: @escaping (PartMeta) -> Void)
+    {
+        self.url = url
+        self.out = out
+        self.hasher = hasher
+        self.offset = offset
+        self.knownTotal = knownTotal
+        self.maxBytes = maxBytes
+        self.headers = headers
+        self.saveMeta = saveMeta
+    }
+
+    func snapshot() -> Snapshot {
+        lock.lock()
+        defer { lock.unlock() }
+        return Snapshot(gotResponse: gotResponse, lastActivity: lastActivity, offset: offset, total: total,
+                        failure: failure, discardPart: discardPart)
+    }
+
+    /// Records the first failure; later ones (the cancel it causes) are ignored.
+    func fail(_ error: FetchError, discard: Bool = false) {
+        lock.lock()
+        if failure == nil { failure = error }
+        if discard { discardPart = true }
+        lock.unlock()
+    }
+
+    func finalDigest() -> SHA256.Digest {
+        lock.lock()
+        defer { lock.unlock() }
+        return hasher.finalize()
+    }
+
+    func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
+                    completionHandler: @escaping (URLSession.ResponseDisposition) -> Void)
+    {
+        guard let http = response as? HTTPURLResponse else {
+            fail(.network(url: url, reason: "not an HTTP response"))
+            return completionHandler(.cancel)
+        }
+        lock.lock()
+        gotResponse = true
+        lastActivity = Date()
+        let status = http.statusCode
+        let header = { (name: String) in http.value(forHTTPHeaderField: name) }
+        var error: FetchError?
+        switch status {
+        case 200:
+            if offset > 0 {
+                // The server ignored the range (or If-Range said the resource changed): start over.
+                do {
+                    try out.truncate()
+                    hasher = SHA256()
+                    offset = 0
+                } catch let e as FetchError { error = e } catch {}
+            }
+            total = http.expectedContentLength >= 0 ? http.expectedContentLength : nil
+        case 206:
+            // Content-Range: bytes START-END/TOTAL; the tail must start exactly where our bytes stop.
+            let range = header("Content-Range") ?? ""
+            let parsed = parseContentRange(range)
+            if parsed?.start != offset {
+                error = .network(url: url, reason: "server resumed at '\(range)' instead of byte \(offset); restarting from 0")
+                discardPart = true
+            } else if let t = parsed?.total, let known = knownTotal, t != known {
+                error = .network(url: url, reason: "resource size changed from \(known) to \(t); restarting from 0")
+                discardPart = true
+            } else {
+                total = parsed?.total
+            }
+        case 416 where offset > 0:
+            error = .network(url: url, reason: "range not satisfiable at byte \(offset); restarting from 0")
+            discardPart = true
+        default:
+            error = .http(url: url, status: status)
+        }
+        if error == nil, let t = total, t > maxBytes {
+            error = .limit(archive: url, entry: (url as NSString).lastPathComponent, what: "download size", limit: maxBytes)
+        }
+        if let error, failure == nil { failure = error }
+        let meta = PartMeta(url: url, etag: header("ETag"), lastModified: header("Last-Modified"), total: total)
+        lock.unlock()
+        if error != nil { return completionHandler(.cancel) }
+        saveMeta(meta)
+        completionHandler(.allow)
+    }
+
+    func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard failure == nil else { return }
+        lastActivity = Date()
+        do {
+            try data.withUnsafeBytes { raw in
+                hasher.update(bufferPointer: raw)
+                try out.write(raw)
+            }
+        } catch let e as FetchError {
+            failure = e
+        } catch {}
+        offset += Int64(data.count)
+        if offset > maxBytes {
+            failure = .limit(archive: url, entry: (url as NSString).lastPathComponent, what: "download size", limit: maxBytes)
+        }
+        if failure != nil { dataTask.cancel() }
+    }
+
+    func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
+                    newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void)
+    {
+        lock.lock()
+        redirects += 1
+        let count = redirects
+        lock.unlock()
+        let scheme = request.url?.scheme?.lowercased() ?? ""
+        guard count <= 10, scheme == "http" || scheme == "https" else {
+            fail(.http(url: url, status: response.statusCode))
+            return completionHandler(nil)
+        }
+        // Keep the range headers on the redirected request.
+        var next = request
+        for (k, v) in headers { next.setValue(v, forHTTPHeaderField: k) }
+        completionHandler(next)
+    }
+
+    func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: Error?) {
+        lock.lock()
+        if failure == nil {
+            if let error {
+                let ns = error as NSError
+                if ns.domain == NSURLErrorDomain, ns.code == NSURLErrorTimedOut {
+                    failure = .timeout(url: url, phase: "idle", seconds: task.currentRequest?.timeoutInterval ?? 0)
+                } else {
+                    failure = .network(url: url, reason: error.localizedDescription)
+                }
+            } else if !gotResponse {
+                failure = .network(url: url, reason: "no response")
+            } else if let t = total, offset != t {
+                failure = .network(url: url, reason: "connection closed at byte \(offset) of \(t)")
+            }
+        }
+        lock.unlock()
+        done.signal()
+    }
+}
+
+/// Parses `bytes START-END/TOTAL` (TOTAL may be `*`).
+func parseContentRange(_ value: String) -> (start: Int64, end: Int64, total: Int64?)? {
+    let v = value.trimmingCharacters(in: .whitespaces)
+    guard v.lowercased().hasPrefix("bytes ") else { return nil }
+    let rest = v.dropFirst(6)
+    let halves = rest.split(separator: "/", maxSplits: 1)
+    guard halves.count == 2 else { return nil }
+    let ends = halves[0].split(separator: "-", maxSplits: 1)
+    guard ends.count == 2, let s = Int64(ends[0]), let e = Int64(ends[1]) else { return nil }
+    return (s, e, Int64(halves[1]))
+}
+
+/// An append-only file descriptor for a part file.
+final class PartFile: @unchecked Sendable {
+    let path: String
+    private var fd: Int32
+
+    init(_ url: URL, truncate: Bool) throws {
+        path = url.path
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (truncate ? O_TRUNC : 0), 0o644)
+        guard fd >= 0 else { throw FetchError.posix(path, "cannot open part file") }
+    }
+
+    /// Feeds the bytes already in the file to `hasher`; returns their count and leaves the offset at the end.
+    func hashExisting(into hasher: inout SHA256) throws -> Int64 {
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var total: Int64 = 0
+        lseek(fd, 0, SEEK_SET)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { throw FetchError.posix(path, "cannot read part file") }
+            if n == 0 { break }
+            buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            total += Int64(n)
+        }
+        return total
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FetchError.posix(path, "cannot write part file")
+            }
+            done += n
+        }
+    }
+
+    func truncate() throws {
+        guard ftruncate(fd, 0) == 0, lseek(fd, 0, SEEK_SET) == 0 else { throw FetchError.posix(path, "cannot truncate part file") }
+    }
+
+    func close() {
+        if fd >= 0 { Glibc.close(fd) }
+        fd = -1
+    }
+}
+
+/// Size of a regular file, or nil when absent.
+func fileSize(_ url: URL) -> Int64? {
+    var st = stat()
+    return lstat(url.path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG ? Int64(st.st_size) : nil
+}
+
+/// Lower-case hex of a digest.
+func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
+    let digits = Array("0123456789abcdef")
+    var s = ""
+    s.reserveCapacity(64)
+    for b in digest {
+        s.append(digits[Int(b >> 4)])
+        s.append(digits[Int(b & 15)])
+    }
+    return s
+}
+
+/// Writes `data` to a temporary name beside `url`, then renames it into place.
+func writeAtomically(_ data: Data, to url: URL) throws {
+    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
+    do { try data.write(to: tmp) } catch { throw FetchError.io(path: tmp.path, message: "\(error)") }
+    guard rename(tmp.path, url.path) == 0 else { throw FetchError.posix(url.path, "cannot rename into place") }
+}

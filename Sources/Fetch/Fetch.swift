@@ -1,2 +1,0 @@
-// Fetch: download, verify and unpack data sets and models, through system libarchive.
-import CArchive

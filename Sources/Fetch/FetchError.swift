@@ -1,0 +1,87 @@
+// FetchError: every way a fetch can fail, each classified permanent (do not retry) or transient.
+import Foundation
+
+/// A failed fetch. `isPermanent` tells the queue whether another attempt can help.
+///
+/// Permanent: bad params, an HTTP 4xx answer, a checksum mismatch, a refused (hostile) archive,
+/// a limit exceeded, a corrupt archive, a preprocessing input in the wrong format, a `dest` that
+/// is already taken. Transient: connection failures, 5xx/408/429 answers, timeouts, local IO.
+public enum FetchError: Error, CustomStringConvertible, Equatable {
+    /// A param is missing, unknown, of the wrong type or out of range.
+    case badParams(field: String, expected: String, found: String, hint: String?)
+    /// The server answered with an HTTP error status.
+    case http(url: String, status: Int)
+    /// The connection failed or dropped (curl/URLSession message in `reason`).
+    case network(url: String, reason: String)
+    /// No answer within `connect_timeout_s`, or no data for `idle_timeout_s`.
+    case timeout(url: String, phase: String, seconds: Double)
+    /// The downloaded bytes do not hash to the expected sha256.
+    case checksum(url: String, expected: String, found: String)
+    /// An archive entry was refused as unsafe; names the archive and the entry.
+    case refused(archive: String, entry: String, reason: String)
+    /// A size or count limit was exceeded; `what` names the limit and its param.
+    case limit(archive: String, entry: String, what: String, limit: Int64)
+    /// libarchive could not read the archive.
+    case archive(archive: String, message: String)
+    /// A local file operation failed.
+    case io(path: String, message: String)
+    /// `dest` exists and holds something other than this fetch's earlier result.
+    case destExists(path: String)
+    /// A preprocessing input is not in the expected upstream format.
+    case format(file: String, field: String, expected: String, found: String)
+    /// `isCancelled` returned true; the partial download is kept for the next attempt.
+    case cancelled
+
+    /// Whether retrying the same params can never succeed.
+    public var isPermanent: Bool {
+        switch self {
+        case .badParams, .checksum, .refused, .limit, .archive, .destExists, .format: return true
+        case .http(_, let status): return !FetchError.retryableStatus(status)
+        case .network, .timeout, .io, .cancelled: return false
+        }
+    }
+
+    /// HTTP statuses worth another attempt: server errors, request timeout, too many requests.
+    static func retryableStatus(_ status: Int) -> Bool {
+        status >= 500 || status == 408 || status == 429
+    }
+
+    public var description: String {
+        switch self {
+        case .badParams(let field, let expected, let found, let hint):
+            return "fetch params: '\(field)': expected \(expected), found \(found)"
+                + (hint.map { " (hint: \($0))" } ?? "")
+        case .http(let url, let status):
+            let kind = FetchError.retryableStatus(status) ? "will retry" : "not retried"
+            return "\(url): HTTP \(status) (\(kind))"
+        case .network(let url, let reason):
+            return "\(url): connection failed: \(reason)"
+        case .timeout(let url, let phase, let seconds):
+            return "\(url): \(phase) timeout after \(seconds) s"
+                + " (hint: raise \(phase == "connect" ? "connect_timeout_s" : "idle_timeout_s"))"
+        case .checksum(let url, let expected, let found):
+            return "\(url): sha256 mismatch: expected \(expected), found \(found); nothing was published"
+        case .refused(let archive, let entry, let reason):
+            return "\(archive): entry '\(entry)' refused: \(reason)"
+        case .limit(let archive, let entry, let what, let limit):
+            return "\(archive): entry '\(entry)': \(what) exceeds the limit of \(limit)"
+                + " (hint: raise \(what.hasPrefix("file count") ? "max_files" : "max_bytes") if the source is trusted)"
+        case .archive(let archive, let message):
+            return "\(archive): cannot read archive: \(message)"
+        case .io(let path, let message):
+            return "\(path): \(message)"
+        case .destExists(let path):
+            return "\(path): dest already exists and was not produced by this fetch"
+                + " (hint: choose another dest, remove it, or set \"replace\": true)"
+        case .format(let file, let field, let expected, let found):
+            return "\(file): '\(field)': expected \(expected), found \(found)"
+        case .cancelled:
+            return "fetch cancelled; the partial download is kept and the next attempt resumes it"
+        }
+    }
+
+    /// An `io` error carrying `errno`'s text.
+    static func posix(_ path: String, _ what: String, _ code: Int32 = errno) -> FetchError {
+        .io(path: path, message: "\(what): \(String(cString: strerror(code)))")
+    }
+}

@@ -1,0 +1,318 @@
+// Unpacker: reads archives with libarchive and writes their entries itself, refusing anything unsafe.
+import CArchive
+import Foundation
+
+/// What a downloaded file turned out to be.
+enum Content: Equatable {
+    /// tar (any compression), cpio, 7z, or zip when allowed.
+    case archive
+    /// One compressed file (.gz, .bz2, .xz, .zst, …) that is not an archive.
+    case compressedFile
+    /// Anything else: kept as it is.
+    case plain
+}
+
+/// Unpacks one archive into a fresh folder under these rules:
+/// - entry names may not be absolute, contain `..`, or pass through a symlink from the archive;
+/// - symlinks must be relative and, once every entry exists, resolve inside the folder (checked
+///   by walking the tree's own links); they are created last, so no file is ever written through one;
+/// - hard links may only name a regular file this archive already wrote;
+/// - device, fifo and socket entries are refused;
+/// - bytes and entries are counted as they are written, not taken from headers;
+/// - owners, permissions (beyond the executable bit), times and extended attributes are ignored.
+final class Unpacker {
+    let archiveName: String
+    let maxBytes: Int64
+    let maxFiles: Int
+    let stripComponents: Int
+    let progress: (FetchProgress) -> Void
+    let isCancelled: () -> Bool
+
+    private var root = ""
+    private var dirs = Set<String>()
+    private var files = Set<String>()
+    private var symlinks: [String: String] = [:]
+    private var symlinkOrder: [(path: String, entry: String)] = []
+    private(set) var entries = 0
+    private(set) var bytes: Int64 = 0
+    private var lastReport = Date.distantPast
+
+    init(archiveName: String, maxBytes: Int64, maxFiles: Int, stripComponents: Int,
+         progress: @escaping (FetchProgress) -> Void = { _ in }, isCancelled: @escaping () -> Bool = { false })
+    {
+        self.archiveName = archiveName
+        self.maxBytes = maxBytes
+        self.maxFiles = maxFiles
+        self.stripComponents = stripComponents
+        self.progress = progress
+        self.isCancelled = isCancelled
+    }
+
+    /// Tells an archive from a single compressed file from anything else, by content.
+    static func detect(_ file: URL, allowZip: Bool) -> Content {
+        if let a = try? openReader(file, raw: false, zip: allowZip, name: file.lastPathComponent) {
+            archive_read_free(a)
+            return .archive
+        }
+        // No archive format matched; the raw reader reports which decompression filters it applied.
+        guard let a = try? openReader(file, raw: true, zip: false, name: file.lastPathComponent) else { return .plain }
+        defer { archive_read_free(a) }
+        return archive_filter_count(a) > 1 ? .compressedFile : .plain
+    }
+
+    /// Opens `file` for reading with decompression filters and either the archive formats or `raw`.
+    static func openReader(_ file: URL, raw: Bool, zip: Bool, name: String) throws -> OpaquePointer {
+        guard let a = archive_read_new() else { throw FetchError.archive(archive: name, message: "out of memory") }
+        // Explicit lists: no mtree (it can name files on this machine) and no external programs.
+        archive_read_support_filter_gzip(a)
+        archive_read_support_filter_bzip2(a)
+        archive_read_support_filter_xz(a)
+        archive_read_support_filter_lzma(a)
+        archive_read_support_filter_zstd(a)
+        archive_read_support_filter_lz4(a)
+        archive_read_support_filter_compress(a)
+        if raw {
+            archive_read_support_format_raw(a)
+        } else {
+            archive_read_support_format_tar(a)
+            archive_read_support_format_cpio(a)
+            archive_read_support_format_7zip(a)
+            if zip { archive_read_support_format_zip(a) }
+        }
+        guard archive_read_open_filename(a, file.path, 1 << 16) == ARCHIVE_OK else {
+            let message = errorText(a)
+            archive_read_free(a)
+            throw FetchError.archive(archive: name, message: message)
+        }
+        return a
+    }
+
+    static func errorText(_ a: OpaquePointer) -> String {
+        archive_error_string(a).map { String(cString: $0) } ?? "unknown libarchive error"
+    }
+
+    /// Decompresses a single compressed file to `out`, counting bytes against `maxBytes`.
+    func decompress(_ file: URL, to out: URL) throws {
+        let a = try Unpacker.openReader(file, raw: true, zip: false, name: archiveName)
+        defer { archive_read_free(a) }
+        var entry: OpaquePointer?
+        guard archive_read_next_header(a, &entry) >= ARCHIVE_WARN else {
+            throw FetchError.archive(archive: archiveName, message: Unpacker.errorText(a))
+        }
+        root = out.deletingLastPathComponent().path
+        try writeData(a, to: out.path, mode: 0o644, entry: out.lastPathComponent, declared: nil)
+        entries = 1
+    }
+
+    /// Extracts every entry of `file` into the folder `into` (created; must not exist).
+    func extract(_ file: URL, into folder: URL, zip: Bool) throws {
+        root = folder.path
+        guard mkdir(root, 0o755) == 0 else { throw FetchError.posix(root, "cannot create unpack folder") }
+        let a = try Unpacker.openReader(file, raw: false, zip: zip, name: archiveName)
+        defer { archive_read_free(a) }
+        var entry: OpaquePointer?
+        while true {
+            if isCancelled() { throw FetchError.cancelled }
+            let r = archive_read_next_header(a, &entry)
+            if r == ARCHIVE_EOF { break }
+            guard r >= ARCHIVE_WARN, let entry else {
+                throw FetchError.archive(archive: archiveName, message: Unpacker.errorText(a))
+            }
+            entries += 1
+            let name = (archive_entry_pathname(entry) ?? archive_entry_pathname_utf8(entry)).map { String(cString: $0) }
+            guard let name else { throw refuse("#\(entries)", "its name cannot be read") }
+            if entries > maxFiles {
+                throw FetchError.limit(archive: archiveName, entry: name, what: "file count", limit: Int64(maxFiles))
+            }
+            try place(a, entry, name: name)
+        }
+        try linkSymlinks()
+        progress(FetchProgress(phase: "unpack", item: archiveName, done: bytes, total: nil))
+    }
+
+    private func refuse(_ entry: String, _ reason: String) -> FetchError {
+        .refused(archive: archiveName, entry: entry, reason: reason)
+    }
+
+    /// The entry's path as safe components after `strip_components`; nil when stripped away.
+    private func components(_ raw: String, entry: String) throws -> [String]? {
+        if raw.hasPrefix("/") { throw refuse(entry, "absolute path") }
+        let parts = raw.split(separator: "/").map(String.init).filter { $0 != "." }
+        if parts.contains("..") { throw refuse(entry, "'..' in the path") }
+        if parts.contains(where: { $0.utf8.count > 255 }) { throw refuse(entry, "a name longer than 255 bytes") }
+        if raw.utf8.count > 4000 { throw refuse(entry, "a path longer than 4000 bytes") }
+        guard parts.count > stripComponents else { return nil }
+        return Array(parts.dropFirst(stripComponents))
+    }
+
+    private func full(_ rel: String) -> String { root + "/" + rel }
+
+    /// Creates the folders `parts` names, one level at a time, refusing to pass through a symlink or file.
+    private func ensureDir(_ parts: ArraySlice<String>, entry: String) throws {
+        var rel = ""
+        for p in parts {
+            rel = rel.isEmpty ? p : rel + "/" + p
+            if dirs.contains(rel) { continue }
+            if symlinks[rel] != nil { throw refuse(entry, "its path goes through the archive's symlink '\(rel)'") }
+            if files.contains(rel) { throw refuse(entry, "its path goes through the file '\(rel)'") }
+            if mkdir(full(rel), 0o755) != 0 {
+                var st = stat()
+                guard errno == EEXIST, lstat(full(rel), &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+                    throw FetchError.posix(full(rel), "cannot create folder for entry '\(entry)'")
+                }
+            }
+            dirs.insert(rel)
+        }
+    }
+
+    /// Writes one entry: a folder, a regular file, a hard link, or a (deferred) symlink.
+    private func place(_ a: OpaquePointer, _ entry: OpaquePointer, name: String) throws {
+        guard let parts = try components(name, entry: name) else { return }
+        let rel = parts.joined(separator: "/")
+        for i in 1..<max(parts.count, 1) where symlinks[parts[0..<i].joined(separator: "/")] != nil {
+            throw refuse(name, "its path goes through the archive's symlink '\(parts[0..<i].joined(separator: "/"))'")
+        }
+        if symlinks[rel] != nil { throw refuse(name, "it replaces the archive's symlink '\(rel)'") }
+        if let target = archive_entry_hardlink(entry).map({ String(cString: $0) }) {
+            let stripped: [String]?
+            do { stripped = try components(target, entry: name) } catch FetchError.refused(_, _, let reason) {
+                throw refuse(name, "hard link to '\(target)': \(reason)")
+            }
+            guard let tparts = stripped else {
+                throw refuse(name, "hard link to '\(target)', which strip_components removed")
+            }
+            let trel = tparts.joined(separator: "/")
+            guard files.contains(trel) else {
+                throw refuse(name, "hard link to '\(target)', which is not a file this archive wrote earlier")
+            }
+            try ensureDir(parts.dropLast(), entry: name)
+            try clearFile(rel, entry: name)
+            guard link(full(trel), full(rel)) == 0 else { throw FetchError.posix(full(rel), "cannot link entry '\(name)'") }
+            files.insert(rel)
+            return
+        }
+        let type = archive_entry_filetype(entry) & 0o170000
+        switch type {
+        case 0o040000:
+            if files.contains(rel) { throw refuse(name, "a folder replaces the file '\(rel)'") }
+            try ensureDir(parts[...], entry: name)
+        case 0o100000:
+            try ensureDir(parts.dropLast(), entry: name)
+            try clearFile(rel, entry: name)
+            let mode: mode_t = archive_entry_perm(entry) & 0o111 != 0 ? 0o755 : 0o644
+            let declared = archive_entry_size_is_set(entry) != 0 ? archive_entry_size(entry) : nil
+            try writeData(a, to: full(rel), mode: mode, entry: name, declared: declared)
+            files.insert(rel)
+        case 0o120000:
+            guard let target = archive_entry_symlink(entry).map({ String(cString: $0) }), !target.isEmpty else {
+                throw refuse(name, "a symlink without a target")
+            }
+            if target.hasPrefix("/") { throw refuse(name, "symlink to the absolute path '\(target)'") }
+            // Lexical check first (cheap, names the problem); linkSymlinks() checks the real tree.
+            var resolved = Array(parts.dropLast())
+            for c in target.split(separator: "/") where c != "." {
+                if c == ".." {
+                    if resolved.isEmpty { throw refuse(name, "symlink to '\(target)', outside the destination") }
+                    resolved.removeLast()
+                } else {
+                    resolved.append(String(c))
+                }
+            }
+            try ensureDir(parts.dropLast(), entry: name)
+            var st = stat()
+            if lstat(full(rel), &st) == 0 { throw refuse(name, "a symlink replaces the existing path '\(rel)'") }
+            symlinks[rel] = target
+            symlinkOrder.append((rel, name))
+        default:
+            let kinds: [mode_t: String] = [0o020000: "character device", 0o060000: "block device",
+                                           0o010000: "fifo", 0o140000: "socket"]
+            throw refuse(name, "\(kinds[type] ?? "unknown type 0o\(String(type, radix: 8))") entries are not allowed")
+        }
+    }
+
+    /// Makes room for a file at `rel`: a file an earlier entry wrote is replaced (tar semantics).
+    private func clearFile(_ rel: String, entry: String) throws {
+        if dirs.contains(rel) { throw refuse(entry, "a file replaces the folder '\(rel)'") }
+        if files.contains(rel) {
+            unlink(full(rel))
+            files.remove(rel)
+        }
+    }
+
+    /// Streams the current entry's data to a new file, counting bytes against the limit as they come.
+    private func writeData(_ a: OpaquePointer, to path: String, mode: mode_t, entry: String, declared: Int64?) throws {
+        if let declared, declared > maxBytes - bytes {
+            throw FetchError.limit(archive: archiveName, entry: entry, what: "unpacked size", limit: maxBytes)
+        }
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw FetchError.posix(path, "cannot create file for entry '\(entry)'") }
+        defer { close(fd) }
+        let size = 1 << 20
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let n = archive_read_data(a, buffer, size)
+            if n == 0 { break }
+            if n < 0 { throw FetchError.archive(archive: archiveName, message: "entry '\(entry)': \(Unpacker.errorText(a))") }
+            bytes += Int64(n)
+            if bytes > maxBytes {
+                throw FetchError.limit(archive: archiveName, entry: entry, what: "unpacked size", limit: maxBytes)
+            }
+            var done = 0
+            while done < n {
+                let w = write(fd, buffer + done, n - done)
+                if w < 0 {
+                    if errno == EINTR { continue }
+                    throw FetchError.posix(path, "cannot write entry '\(entry)'")
+                }
+                done += w
+            }
+            if isCancelled() { throw FetchError.cancelled }
+            if Date().timeIntervalSince(lastReport) > 0.5 {
+                lastReport = Date()
+                progress(FetchProgress(phase: "unpack", item: archiveName, done: bytes, total: nil))
+            }
+        }
+    }
+
+    /// Creates the deferred symlinks, then checks each resolves inside the folder through the real tree.
+    private func linkSymlinks() throws {
+        for (rel, _) in symlinkOrder {
+            guard symlink(symlinks[rel]!, full(rel)) == 0 else { throw FetchError.posix(full(rel), "cannot create symlink") }
+        }
+        for (rel, entry) in symlinkOrder where !resolvesInside(rel) {
+            throw refuse(entry, "symlink to '\(symlinks[rel]!)' resolves outside the destination")
+        }
+    }
+
+    /// Follows `rel` component by component through the folder's own links (at most 64 hops);
+    /// false if it ever steps above the folder. Components that do not exist are taken lexically.
+    private func resolvesInside(_ rel: String) -> Bool {
+        var pending = Array(rel.split(separator: "/").map(String.init).reversed())
+        var current: [String] = []
+        var hops = 0
+        var buffer = [CChar](repeating: 0, count: 4097)
+        while let c = pending.popLast() {
+            if c == "." || c.isEmpty { continue }
+            if c == ".." {
+                if current.isEmpty { return false }
+                current.removeLast()
+                continue
+            }
+            let path = full((current + [c]).joined(separator: "/"))
+            var st = stat()
+            if lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFLNK {
+                hops += 1
+                let n = readlink(path, &buffer, 4096)
+                guard hops <= 64, n > 0 else { return false }
+                buffer[n] = 0
+                let target = String(cString: buffer)
+                if target.hasPrefix("/") { return false }
+                pending.append(contentsOf: target.split(separator: "/").map(String.init).reversed())
+            } else {
+                current.append(c)
+            }
+        }
+        return true
+    }
+}

@@ -1,0 +1,71 @@
+// FetchCommand: `fidq fetch` — maps flags onto FetchParams and runs Fetcher (or lists the presets).
+import ArgumentParser
+import Fetch
+import Foundation
+
+struct FetchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fetch",
+        abstract: "Download, verify and unpack a data set or model into a folder (resumable).",
+        discussion: "Give --url or --source (a preset; see --list). Interrupted downloads resume from "
+            + "'.<dest>.fetch/' beside dest on the next run. Archives are unpacked safely by content.")
+
+    @Option(help: "http, https or file URL.") var url: String?
+    @Option(help: "A preset name (see --list).") var source: String?
+    @Option(help: "Folder to produce, relative to --workspace.") var dest: String?
+    @Option(help: "Expected sha256 of the download (64 hex digits).") var sha256: String?
+    @Option(help: "auto (unpack archives and compressed files by content) or off.") var unpack: String = "auto"
+    @Option(name: .customLong("strip-components"), help: "Leading path components to drop from archive entries.")
+    var stripComponents: Int = 0
+    @Option(name: .customLong("max-bytes"), help: "Limit on bytes downloaded and on bytes unpacked.") var maxBytes: Int64?
+    @Option(name: .customLong("max-files"), help: "Limit on archive entries.") var maxFiles: Int?
+    @Option(help: "Name of the kept file when not unpacked.") var filename: String?
+    @Option(help: "Data presets: an existing psgs_w100.tsv to use instead of downloading it.") var passages: String?
+    @Option(help: "Presets: base URL of a mirror replacing each URL's scheme and host.") var mirror: String?
+    @Option(name: .customLong("connect-timeout"), help: "Seconds to wait for the first answer.") var connectTimeout: Double?
+    @Option(name: .customLong("idle-timeout"), help: "Seconds without data before retrying.") var idleTimeout: Double?
+    @Option(help: "Transient failures retried within this run.") var retries: Int?
+    @Flag(help: "Replace an existing dest.") var replace = false
+    @Option(help: "Folder relative paths resolve against.") var workspace: String = "."
+    @Flag(help: "List the presets with sizes and what each yields.") var list = false
+
+    func run() throws {
+        if list {
+            print(Presets.listing())
+            return
+        }
+        guard let dest else { throw ValidationError("--dest is required (or use --list)") }
+        var p = FetchParams(url: url, source: source, dest: dest)
+        p.sha256 = sha256
+        guard let u = FetchParams.Unpack(rawValue: unpack) else { throw ValidationError("--unpack must be auto or off") }
+        p.unpack = u
+        p.stripComponents = stripComponents
+        p.maxBytes = maxBytes ?? p.maxBytes
+        p.maxFiles = maxFiles ?? p.maxFiles
+        p.filename = filename
+        p.passages = passages
+        p.mirror = mirror
+        p.connectTimeoutS = connectTimeout ?? p.connectTimeoutS
+        p.idleTimeoutS = idleTimeout ?? p.idleTimeoutS
+        p.retries = retries ?? p.retries
+        p.replace = replace
+        let interactive = isatty(2) != 0
+        do {
+            let result = try Fetcher.run(
+                p, workspace: URL(fileURLWithPath: workspace),
+                progress: { pr in
+                    guard interactive else { return }
+                    let total = pr.total.map { String(format: " / %.1f MB", Double($0) / 1e6) } ?? ""
+                    FileHandle.standardError.write(
+                        String(format: "\r%@ %@: %.1f MB%@   ", pr.phase, pr.item, Double(pr.done) / 1e6, total).data(using: .utf8)!)
+                },
+                log: { line in FileHandle.standardError.write(((interactive ? "\r" : "") + line + "\n").data(using: .utf8)!) })
+            print("\(result.dest): \(result.files) files, \(result.bytes) bytes"
+                + (result.alreadyPresent ? " (already present)" : ""))
+            for d in result.downloads { print("  \(d.url)  sha256 \(d.sha256)  \(d.bytes) bytes") }
+        } catch let e as FetchError {
+            FileHandle.standardError.write("fidq fetch: \(e)\n".data(using: .utf8)!)
+            throw ExitCode(e.isPermanent ? 2 : 75)  // 75 = EX_TEMPFAIL: worth running again
+        }
+    }
+}

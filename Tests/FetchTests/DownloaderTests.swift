@@ -1,0 +1,221 @@
+// DownloaderTests: downloads from a scripted loopback server — checksum, resume, retry, redirect, timeouts.
+import Foundation
+import Testing
+
+@testable import Fetch
+
+@Suite(.serialized) struct DownloaderTests {
+    static func params(_ url: String, dest: String = "out") -> FetchParams {
+        var p = FetchParams(url: url, dest: dest)
+        p.retryBackoffS = 0.01
+        p.connectTimeoutS = 5
+        p.idleTimeoutS = 5
+        p.unpack = .off
+        return p
+    }
+
+    @Test func normalDownloadWithAndWithoutChecksum() throws {
+        let box = try Sandbox()
+        let data = testBytes(300_000)
+        let server = try LoopbackServer(["/f.bin": .ok(data)])
+        defer { server.stop() }
+        let plain = try Fetcher.run(Self.params(server.base + "/f.bin"), workspace: box.ws)
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/f.bin")) == data)
+        let expected = try sha256sum(data)
+        #expect(plain.downloads.first?.sha256 == expected)
+        #expect(plain.files == 1 && plain.bytes == 300_000)
+
+        var p = Self.params(server.base + "/f.bin", dest: "checked")
+        p.sha256 = expected.uppercased()
+        let checked = try Fetcher.run(p, workspace: box.ws)
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("checked/f.bin")) == data)
+        #expect(checked.downloads.first?.sha256 == expected)
+        // The work folders are gone once published.
+        #expect(box.snapshot(box.ws).filter { $0.contains(".fetch") }.isEmpty)
+    }
+
+    @Test func wrongChecksumFailsPermanentlyAndLeavesNothing() throws {
+        let box = try Sandbox()
+        let server = try LoopbackServer(["/f.bin": .ok(testBytes(50_000))])
+        defer { server.stop() }
+        var p = Self.params(server.base + "/f.bin")
+        p.sha256 = String(repeating: "ab", count: 32)
+        #expect {
+            try Fetcher.run(p, workspace: box.ws)
+        } throws: { e in
+            guard let e = e as? FetchError, case .checksum = e else { return false }
+            return e.isPermanent
+        }
+        #expect(box.snapshot(box.ws).isEmpty, "nothing at dest or in a work folder: \(box.snapshot(box.ws))")
+        #expect(server.requests.count == 1, "a checksum mismatch is not retried")
+    }
+
+    @Test func droppedConnectionResumesWithRange() throws {
+        let box = try Sandbox()
+        let data = testBytes(2_000_000)
+        let server = try LoopbackServer(["/big.bin": .drop(data, after: 700_000, times: 1)])
+        defer { server.stop() }
+        let r = try Fetcher.run(Self.params(server.base + "/big.bin"), workspace: box.ws)
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/big.bin")) == data)
+        #expect(r.downloads.first?.sha256 == (try sha256sum(data)))
+        let reqs = server.requests
+        #expect(reqs.count == 2)
+        #expect(reqs.first?.range == nil)
+        // The retry asks only for the missing tail, naming the ETag it resumes.
+        let range = reqs.last?.range ?? ""
+        let offset = Int(range.dropFirst("bytes=".count).dropLast()) ?? -1
+        #expect(range.hasPrefix("bytes=") && offset > 0 && offset <= 700_000, "range was '\(range)'")
+        #expect(reqs.last?.ifRange == "\"v1\"")
+    }
+
+    @Test func notFoundFailsAtOnce() throws {
+        let box = try Sandbox()
+        let server = try LoopbackServer([:])
+        defer { server.stop() }
+        #expect(throws: FetchError.http(url: server.base + "/missing.bin", status: 404)) {
+            try Fetcher.run(Self.params(server.base + "/missing.bin"), workspace: box.ws)
+        }
+        #expect(server.requests.count == 1)
+        #expect(FetchError.http(url: "", status: 404).isPermanent)
+        #expect(box.snapshot(box.ws).isEmpty)
+    }
+
+    @Test func serviceUnavailableIsRetried() throws {
+        let box = try Sandbox()
+        let data = testBytes(10_000)
+        let server = try LoopbackServer(["/f.bin": .failThen(status: 503, times: 2, data)])
+        defer { server.stop() }
+        var lines: [String] = []
+        _ = try Fetcher.run(Self.params(server.base + "/f.bin"), workspace: box.ws, log: { lines.append($0) })
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/f.bin")) == data)
+        #expect(server.requests.count == 3)
+        #expect(lines.filter { $0.contains("HTTP 503") && $0.contains("retry") }.count == 2)
+    }
+
+    @Test func retriesRunOutWithATransientError() throws {
+        let box = try Sandbox()
+        let server = try LoopbackServer(["/f.bin": .status(503)])
+        defer { server.stop() }
+        var p = Self.params(server.base + "/f.bin")
+        p.retries = 2
+        #expect {
+            try Fetcher.run(p, workspace: box.ws)
+        } throws: { e in
+            (e as? FetchError) == .http(url: server.base + "/f.bin", status: 503) && !(e as! FetchError).isPermanent
+        }
+        #expect(server.requests.count == 3)
+    }
+
+    @Test func redirectIsFollowed() throws {
+        let box = try Sandbox()
+        let data = testBytes(20_000)
+        let server = try LoopbackServer(["/old": .redirect("/new.bin"), "/new.bin": .ok(data)])
+        defer { server.stop() }
+        var p = Self.params(server.base + "/old")
+        p.filename = "kept.bin"
+        _ = try Fetcher.run(p, workspace: box.ws)
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/kept.bin")) == data)
+        #expect(server.requests.map(\.path) == ["/old", "/new.bin"])
+    }
+
+    @Test func resumeThroughARedirectKeepsTheRange() throws {
+        let box = try Sandbox()
+        let data = testBytes(900_000)
+        let server = try LoopbackServer(["/latest": .redirect("/v1.bin"), "/v1.bin": .drop(data, after: 250_000, times: 1)])
+        defer { server.stop() }
+        _ = try Fetcher.run(Self.params(server.base + "/latest"), workspace: box.ws)
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/latest")) == data)
+        let reqs = server.requests
+        #expect(reqs.map(\.path) == ["/latest", "/v1.bin", "/latest", "/v1.bin"])
+        #expect(reqs[3].range == reqs[2].range && reqs[3].range?.hasPrefix("bytes=") == true, "\(reqs)")
+    }
+
+    @Test func stalledServerTimesOut() throws {
+        let box = try Sandbox()
+        let server = try LoopbackServer(["/slow.bin": .stall(testBytes(100_000), after: 1000)])
+        defer { server.stop() }
+        var p = Self.params(server.base + "/slow.bin")
+        p.idleTimeoutS = 0.5
+        p.retries = 1
+        let start = Date()
+        #expect(throws: FetchError.timeout(url: server.base + "/slow.bin", phase: "idle", seconds: 0.5)) {
+            try Fetcher.run(p, workspace: box.ws)
+        }
+        #expect(Date().timeIntervalSince(start) < 10)
+        // The retry resumed after the 1000 bytes the stalled attempt delivered.
+        #expect(server.requests.map(\.range) == [nil, "bytes=1000-"])
+        // A transient failure keeps the partial download (1000 bytes from each attempt) for the next run.
+        #expect(box.snapshot(box.ws).contains(".out.fetch/download.part f 2000"))
+    }
+
+    @Test func silentServerHitsTheConnectTimeout() throws {
+        let box = try Sandbox()
+        let server = try LoopbackServer(["/x": .silent])
+        defer { server.stop() }
+        var p = Self.params(server.base + "/x")
+        p.connectTimeoutS = 0.5
+        p.retries = 0
+        #expect(throws: FetchError.timeout(url: server.base + "/x", phase: "connect", seconds: 0.5)) {
+            try Fetcher.run(p, workspace: box.ws)
+        }
+    }
+
+    @Test func serverIgnoringRangeRestartsFromZero() throws {
+        let box = try Sandbox()
+        let data = testBytes(400_000)
+        let server = try LoopbackServer(["/f.bin": .stall(data, after: 150_000)])
+        defer { server.stop() }
+        var p = Self.params(server.base + "/f.bin")
+        p.idleTimeoutS = 0.3
+        p.retries = 0
+        #expect(throws: FetchError.self) { try Fetcher.run(p, workspace: box.ws) }
+        server.set("/f.bin", .ignoreRange(data))
+        let r = try Fetcher.run(Self.params(server.base + "/f.bin"), workspace: box.ws)
+        #expect(server.requests.last?.range == "bytes=150000-")
+        // The 200 answer replaced the partial bytes instead of being appended to them.
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/f.bin")) == data)
+        #expect(r.downloads.first?.sha256 == (try sha256sum(data)))
+    }
+
+    @Test func cancelledJobResumesOnTheNextRun() throws {
+        let box = try Sandbox()
+        let data = testBytes(1_000_000)
+        let server = try LoopbackServer(["/f.bin": .stall(data, after: 300_000)])
+        defer { server.stop() }
+        let part = box.ws.appendingPathComponent(".out.fetch/download.part")
+        #expect(throws: FetchError.cancelled) {
+            try Fetcher.run(Self.params(server.base + "/f.bin"), workspace: box.ws,
+                            isCancelled: { (fileSize(part) ?? 0) >= 300_000 })
+        }
+        server.set("/f.bin", .ok(data))
+        let r = try Fetcher.run(Self.params(server.base + "/f.bin"), workspace: box.ws)
+        #expect(r.downloads.first?.resumedFrom == 300_000)
+        #expect(server.requests.last?.range == "bytes=300000-")
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/f.bin")) == data)
+    }
+
+    @Test func fileURLAndDownloadLimit() throws {
+        let box = try Sandbox()
+        let data = testBytes(70_000)
+        let src = try box.source("local.bin", data)
+        _ = try Fetcher.run(Self.params(src.absoluteString), workspace: box.ws)
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/local.bin")) == data)
+        var p = Self.params(src.absoluteString, dest: "small")
+        p.maxBytes = 10_000
+        #expect {
+            try Fetcher.run(p, workspace: box.ws)
+        } throws: { e in
+            guard let e = e as? FetchError, case .limit(_, _, "download size", 10_000) = e else { return false }
+            return e.isPermanent
+        }
+        #expect(throws: FetchError.http(url: box.src.appendingPathComponent("nope").absoluteString, status: 404)) {
+            try Fetcher.run(Self.params(box.src.appendingPathComponent("nope").absoluteString, dest: "nope"), workspace: box.ws)
+        }
+    }
+
+    @Test func contentRangeParsing() {
+        #expect(parseContentRange("bytes 100-199/200")! == (100, 199, 200))
+        #expect(parseContentRange("bytes 0-9/*")!.total == nil)
+        #expect(parseContentRange("items 0-9/10") == nil)
+    }
+}

@@ -1,0 +1,172 @@
+// UnpackerTests: every archive format unpacks to the expected tree; hostile archives are refused cleanly.
+import Foundation
+import Testing
+
+@testable import Fetch
+
+@Suite struct UnpackerTests {
+    typealias E = ArchiveBuilder.Entry
+
+    static let tree: [E] = [
+        E("pkg", .dir),
+        E("pkg/config.json", .file(Data("{\"d_model\": 8}\n".utf8))),
+        E("pkg/sub", .dir),
+        E("pkg/sub/weights.bin", .file(testBytes(5000))),
+        E("pkg/run.sh", .file(Data("#!/bin/sh\n".utf8)), mode: 0o755),
+        E("pkg/link.json", .symlink("config.json")),
+        E("pkg/sub/hard.bin", .hardlink("pkg/sub/weights.bin")),
+    ]
+
+    static let expectedTree = [
+        "out d 0", "out/pkg d 0", "out/pkg/config.json f 15", "out/pkg/link.json l 0", "out/pkg/run.sh f 10",
+        "out/pkg/sub d 0", "out/pkg/sub/hard.bin f 5000", "out/pkg/sub/weights.bin f 5000",
+    ]
+
+    /// Fetches `file` (a file URL) into `ws/out` with `configure` applied to the params.
+    static func fetch(_ box: Sandbox, _ file: URL, _ configure: (inout FetchParams) -> Void = { _ in }) throws -> FetchResult {
+        var p = FetchParams(url: file.absoluteString, dest: "out")
+        configure(&p)
+        return try Fetcher.run(p, workspace: box.ws)
+    }
+
+    static func published(_ box: Sandbox) -> [String] {
+        box.snapshot(box.ws).filter { !$0.hasPrefix("out/.fidq-fetch.json") }
+    }
+
+    @Test(arguments: [
+        ("a.tar", ArchiveBuilder.Format.pax, ArchiveBuilder.Filter.none),
+        ("a.tar.gz", .pax, .gzip), ("a.tar.bz2", .pax, .bzip2), ("a.tar.xz", .pax, .xz), ("a.zip", .zip, .none),
+    ])
+    func archiveFormatsUnpack(name: String, format: ArchiveBuilder.Format, filter: ArchiveBuilder.Filter) throws {
+        let box = try Sandbox()
+        let file = box.src.appendingPathComponent(name)
+        // zip has no hard links: libarchive would store the entry as an empty file.
+        let entries = format == .zip ? Self.tree.filter { if case .hardlink = $0.kind { return false } else { return true } } : Self.tree
+        try ArchiveBuilder.write(entries, to: file, format: format, filter: filter)
+        let r = try Self.fetch(box, file)
+        let expected = format == .zip ? Self.expectedTree.filter { !$0.contains("hard.bin") } : Self.expectedTree
+        #expect(Self.published(box) == expected)
+        let out = box.ws.appendingPathComponent("out/pkg")
+        #expect(try Data(contentsOf: out.appendingPathComponent("sub/weights.bin")) == testBytes(5000))
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: out.appendingPathComponent("link.json").path) == "config.json")
+        #expect(FileManager.default.isExecutableFile(atPath: out.appendingPathComponent("run.sh").path))
+        #expect(r.files == expected.filter { $0.contains(" f ") }.count)
+    }
+
+    @Test(arguments: [("p.tsv.gz", ArchiveBuilder.Filter.gzip), ("p.tsv.bz2", .bzip2), ("p.tsv.xz", .xz)])
+    func singleCompressedFileIsDecompressed(name: String, filter: ArchiveBuilder.Filter) throws {
+        let box = try Sandbox()
+        let text = Data((0..<2000).map { "\($0)\tpassage \($0)\ttitle\n" }.joined().utf8)
+        let file = box.src.appendingPathComponent(name)
+        try ArchiveBuilder.compress(text, to: file, filter: filter)
+        _ = try Self.fetch(box, file)
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/p.tsv")) == text)
+        #expect(Self.published(box) == ["out d 0", "out/p.tsv f \(text.count)"])
+    }
+
+    @Test func stripComponentsAndUnpackOff() throws {
+        let box = try Sandbox()
+        let file = box.src.appendingPathComponent("a.tar.gz")
+        try ArchiveBuilder.write(Self.tree, to: file, filter: .gzip)
+        _ = try Self.fetch(box, file) { $0.stripComponents = 1 }
+        #expect(Self.published(box) == Self.expectedTree.filter { $0 != "out/pkg d 0" }.map { $0.replacingOccurrences(of: "out/pkg/", with: "out/") })
+        try FileManager.default.removeItem(at: box.ws.appendingPathComponent("out"))
+        _ = try Self.fetch(box, file) { $0.unpack = .off }
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/a.tar.gz")) == Data(contentsOf: file))
+    }
+
+    @Test func zipContainersAreNotUnpackedUnlessNamedZip() throws {
+        let box = try Sandbox()
+        // PyTorch's pytorch_model.bin is a zip; auto must keep it whole.
+        let file = box.src.appendingPathComponent("pytorch_model.bin")
+        try ArchiveBuilder.write([E("archive/data.pkl", .file(Data("x".utf8)))], to: file, format: .zip)
+        _ = try Self.fetch(box, file)
+        #expect(Self.published(box) == ["out d 0", "out/pytorch_model.bin f \(try Data(contentsOf: file).count)"])
+    }
+
+    // MARK: hostile archives
+
+    /// Fetches a hostile archive and checks: refused with the entry named, permanent, nothing left in the
+    /// workspace, and nothing outside it created, changed or removed.
+    static func expectRefused(_ entries: [E], entry: String, format: ArchiveBuilder.Format = .pax,
+                              filter: ArchiveBuilder.Filter = .none, name: String = "evil.tar",
+                              _ configure: (inout FetchParams) -> Void = { _ in },
+                              check: (FetchError) -> Bool = { if case .refused = $0 { return true } else { return false } }) throws
+    {
+        let box = try Sandbox()
+        let file = box.src.appendingPathComponent(name)
+        try ArchiveBuilder.write(entries, to: file, format: format, filter: filter)
+        let before = box.snapshot()
+        var thrown: FetchError?
+        do { _ = try fetch(box, file, configure) } catch let e as FetchError { thrown = e }
+        #expect(thrown != nil, "the archive was accepted")
+        if let thrown {
+            #expect(check(thrown), "\(thrown)")
+            #expect(thrown.isPermanent)
+            #expect("\(thrown)".contains("'\(entry)'"), "error names the entry: \(thrown)")
+        }
+        #expect(box.snapshot(box.ws).isEmpty, "workspace left with \(box.snapshot(box.ws))")
+        #expect(box.snapshot() == before, "something changed outside the temporary folder")
+        #expect(try String(contentsOf: box.sentinel, encoding: .utf8) == "sentinel\n")
+    }
+
+    @Test func dotDotPathIsRefused() throws {
+        try Self.expectRefused([E("ok.txt", .file(Data("a".utf8))), E("../outside.txt", .file(Data("pwned".utf8)))],
+                               entry: "../outside.txt")
+        try Self.expectRefused([E("a/../../outside.txt", .file(Data("pwned".utf8)))], entry: "a/../../outside.txt")
+    }
+
+    @Test func absolutePathIsRefused() throws {
+        let target = NSTemporaryDirectory() + "fidq-abs-\(UUID().uuidString).txt"
+        try Self.expectRefused([E(target, .file(Data("pwned".utf8)))], entry: target)
+        #expect(!FileManager.default.fileExists(atPath: target))
+    }
+
+    @Test func symlinkOutsideThenFileThroughItIsRefused() throws {
+        try Self.expectRefused([E("link", .symlink("../..")), E("link/outside.txt", .file(Data("pwned".utf8)))], entry: "link")
+        try Self.expectRefused([E("abs", .symlink("/tmp")), E("abs/x.txt", .file(Data("pwned".utf8)))], entry: "abs")
+        // A link that stays inside is fine on its own, but nothing may be written through it.
+        try Self.expectRefused([E("d", .dir), E("l", .symlink("d")), E("l/x.txt", .file(Data("x".utf8)))], entry: "l/x.txt")
+        // Lexically inside ("a/.." is the top), but `a` is "." so it really ends one level above.
+        try Self.expectRefused([E("a", .symlink(".")), E("b", .symlink("a/.."))], entry: "b")
+    }
+
+    @Test func hardLinkOutsideIsRefused() throws {
+        try Self.expectRefused([E("h", .hardlink("../outside.txt"))], entry: "h", check: {
+            "\($0)".contains("hard link to '../outside.txt': '..' in the path")
+        })
+        try Self.expectRefused([E("h", .hardlink("/etc/passwd"))], entry: "h")
+        try Self.expectRefused([E("h", .hardlink("not-in-archive.txt"))], entry: "h")
+    }
+
+    @Test func deviceAndFifoEntriesAreRefused() throws {
+        try Self.expectRefused([E("dev/null2", .charDevice)], entry: "dev/null2")
+        try Self.expectRefused([E("pipe", .fifo)], entry: "pipe")
+    }
+
+    @Test func tenGigabyteSparseEntryStopsAtTheLimit() throws {
+        let start = Date()
+        try Self.expectRefused([E("huge.bin", .sparse(size: 10 << 30, tail: testBytes(4096)))], entry: "huge.bin",
+                               filter: .gzip, name: "huge.tar.gz", { $0.maxBytes = 64 << 20 }) {
+            if case .limit(_, _, "unpacked size", 64 << 20) = $0 { return true } else { return false }
+        }
+        #expect(Date().timeIntervalSince(start) < 10)
+    }
+
+    @Test func compressedBombWithoutDeclaredSizeIsCountedWhileWriting() throws {
+        // Zip streams the entry with no size in its header: only counting the written bytes can stop it.
+        try Self.expectRefused([E("bomb.bin", .zeros(count: 96 << 20))], entry: "bomb.bin", format: .zip, name: "bomb.zip",
+                               { $0.maxBytes = 8 << 20 }) {
+            if case .limit(_, _, "unpacked size", 8 << 20) = $0 { return true } else { return false }
+        }
+    }
+
+    @Test func hundredThousandFilesStopAtTheCountLimit() throws {
+        let entries = (0..<100_000).map { E("many/f\($0)", .file(Data())) }
+        let start = Date()
+        try Self.expectRefused(entries, entry: "many/f5000", filter: .gzip, name: "many.tar.gz", { $0.maxFiles = 5000 }) {
+            if case .limit(_, _, "file count", 5000) = $0 { return true } else { return false }
+        }
+        #expect(Date().timeIntervalSince(start) < 60)
+    }
+}
