@@ -76,12 +76,14 @@ enum Reduce {
         var acc = SIMD16<Float>(repeating: -.infinity)
         var i = 0
         while i + 16 <= n {
-            acc = pointwiseMax(acc, load(x + i))
+            // compare-and-blend: one vmaxps-like step (pointwiseMax's NaN rules do not vectorise).
+            let v = load(x + i)
+            acc.replace(with: v, where: v .> acc)
             i += 16
         }
         var m = acc.max()
         while i < n {
-            m = Swift.max(m, x[i])
+            if x[i] > m { m = x[i] }
             i += 1
         }
         return m

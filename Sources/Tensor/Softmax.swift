@@ -20,11 +20,21 @@ public enum Softmax {
             z.update(repeating: 0, count: n)
             return
         }
-        var s: Float = 0
-        for j in 0..<n {
+        let vm = SIMD16<Float>(repeating: m)
+        var acc = SIMD16<Float>()
+        var j = 0
+        while j + 16 <= n {
+            let e = VectorMath.exp(Reduce.load(z + j) - vm)
+            Reduce.store(e, z + j)
+            acc += e
+            j += 16
+        }
+        var s = acc.sum()
+        while j < n {
             let e = exp(z[j] - m)
             z[j] = e
             s += e
+            j += 1
         }
         let inv = 1 / s
         for j in 0..<n { z[j] *= inv }
