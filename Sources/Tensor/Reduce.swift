@@ -16,6 +16,22 @@ enum Reduce {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
     }
 
+    /// Loads `count` ≤ 16 floats into the low lanes, zeros above: the tail of a strip-mined loop.
+    @inlinable @inline(__always)
+    static func load(_ p: UnsafePointer<Float>, count: Int) -> SIMD16<Float> {
+        if count == 16 { return load(p) }
+        var v = SIMD16<Float>()
+        for l in 0..<count { v[l] = p[l] }
+        return v
+    }
+
+    /// Stores the low `count` ≤ 16 lanes.
+    @inlinable @inline(__always)
+    static func store(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>, count: Int) {
+        if count == 16 { return store(v, p) }
+        for l in 0..<count { p[l] = v[l] }
+    }
+
     /// Σ x[i] for i in 0..<n.
     @inlinable
     static func sum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {

@@ -6,17 +6,19 @@ import TestSupport
 
 private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
 
-/// gelu and gelu′ in Double, straight from the formulas (erfc for the erf form, so the tail
-/// for very negative x keeps its relative precision; the tanh form's tail is below atol anyway).
+/// gelu and gelu′ in Double, straight from the formulas (erfc and σ forms, so the tails for
+/// very negative x keep their relative precision).
 private func naiveGELU(_ x: Double, _ a: GELU.Approximation) -> (Double, Double) {
     switch a {
     case .none:
         let cdf = 0.5 * erfc(-x / 2.0.squareRoot())
         return (x * cdf, cdf + x * exp(-0.5 * x * x) / (2 * Double.pi).squareRoot())
     case .tanh:
+        // 0.5·(1 + tanh(u)) = σ(2u), written so the Double twin has no cancellation either.
         let c = (2 / Double.pi).squareRoot()
-        let t = tanh(c * (x + 0.044715 * x * x * x))
-        return (0.5 * x * (1 + t), 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x))
+        let e = exp(-2 * c * (x + 0.044715 * x * x * x))
+        let s = 1 / (1 + e), oneMinusS = e / (1 + e)
+        return (x * s, s + 2 * x * s * oneMinusS * c * (1 + 3 * 0.044715 * x * x))
     }
 }
 
