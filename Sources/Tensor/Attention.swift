@@ -88,7 +88,7 @@ public enum Attention {
         let mask = dropout > 0 ? dropoutMask : nil
         if let mask { Dropout.fillMask(mask, count: size.probsCount, p: dropout, rng: &rng) }
 
-        forEachHead(B * H) { pairs in
+        forEachHead(B * H, chunks: chunkCount(B * H)) { pairs, _ in
             // Scratch for the dropped-out probabilities of one head (Tq, Tk).
             let scratch = mask == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: Tq * Tk)
             defer { scratch?.deallocate() }
@@ -164,8 +164,7 @@ public enum Attention {
         partials?.initialize(repeating: 0, count: chunks * size.biasCount)
         defer { partials?.deallocate() }
 
-        forEachHead(B * H) { pairs in
-            let chunk = pairs.isEmpty ? 0 : chunkIndex(of: pairs.lowerBound, count: B * H, chunks: chunks)
+        forEachHead(B * H, chunks: chunks) { pairs, chunk in
             let dB = partials.map { $0 + chunk * size.biasCount } ?? dBias
             let dS = UnsafeMutablePointer<Float>.allocate(capacity: Tq * Tk)
             let dropped = dropoutMask == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: Tq * Tk)
@@ -234,27 +233,25 @@ public enum Attention {
         parallelOverHeads ? max(1, min(Threads.count, count)) : 1
     }
 
-    /// The chunk that pair `i` falls in, for the split `forEachHead` makes.
-    static func chunkIndex(of i: Int, count: Int, chunks: Int) -> Int {
-        let per = (count + chunks - 1) / chunks
-        return i / per
-    }
-
-    /// Runs `body` over `0..<count` (batch, head) pairs in `chunkCount(count)` contiguous chunks.
+    /// Runs `body(pairs, chunk)` over `0..<count` (batch, head) pairs split into `chunks`
+    /// contiguous ranges, one thread each; the caller fixes `chunks` once (from `chunkCount`) so
+    /// buffers it sized per chunk stay in bounds even if the thread setting changes meanwhile.
     ///
     /// With more than one chunk, BLAS runs single-threaded for the duration: each thread then
     /// owns one core, instead of every small gemm waking the BLAS pool on top of our threads.
-    static func forEachHead(_ count: Int, _ body: (Range<Int>) -> Void) {
-        let chunks = chunkCount(count)
+    static func forEachHead(_ count: Int, chunks: Int, _ body: (Range<Int>, Int) -> Void) {
         if chunks <= 1 {
-            body(0..<count)
+            body(0..<count, 0)
             return
         }
         openblas_set_num_threads(1)
         defer { openblas_set_num_threads(Int32(Threads.count)) }
         let per = (count + chunks - 1) / chunks
         parallelFor(chunks) { r in
-            for c in r { body((c * per)..<min(count, (c + 1) * per)) }
+            for c in r {
+                let lo = min(count, c * per), hi = min(count, (c + 1) * per)
+                if lo < hi { body(lo..<hi, c) }
+            }
         }
     }
 }
