@@ -53,47 +53,47 @@ public enum LayerNorm {
     ) {
         let N = rows, D = dim
         precondition(N >= 0 && D >= 1, "LayerNorm.backward: rows=\(N) dim=\(D)")
-        if let dx {
-            parallelFor(N, grain: max(1, 8192 / D)) { r in
-                for n in r {
-                    let xr = x + n * D, gr = dy + n * D, dr = dx + n * D
-                    let m = mean[n], s = rstd[n]
-                    // Σ g and Σ g·x̂ with SIMD16 lanes.
-                    var accG = SIMD16<Float>(), accGX = SIMD16<Float>()
-                    let vm = SIMD16<Float>(repeating: m), vs = SIMD16<Float>(repeating: s)
-                    var i = 0
-                    while i + 16 <= D {
-                        let g = Reduce.load(gr + i) * Reduce.load(weight + i)
-                        accG += g
-                        accGX = accGX.addingProduct(g, (Reduce.load(xr + i) - vm) * vs)
-                        i += 16
-                    }
-                    var sg = accG.sum(), sgx = accGX.sum()
-                    while i < D {
-                        let g = gr[i] * weight[i]
-                        sg += g
-                        sgx += g * (xr[i] - m) * s
-                        i += 1
-                    }
-                    let a = sg / Float(D), b = sgx / Float(D)
-                    for i in 0..<D {
-                        let xh = (xr[i] - m) * s
-                        dr[i] += s * (gr[i] * weight[i] - a - xh * b)
-                    }
+        // One pass over rows: dx row by row, dw and db into per-thread partials (dw in the first
+        // D floats, db in the next D) summed at the end.
+        Reduce.rowChunksWithPartials(rows: N, grain: max(1, 8192 / D), width: 2 * D) { rows, partial in
+            let pw = partial, pb = partial + D
+            for n in rows {
+                let xr = x + n * D, gr = dy + n * D
+                let m = mean[n], s = rstd[n]
+                // Σ g and Σ g·x̂ (g = dy·w, x̂ = (x − mean)·rstd) with SIMD16 lanes; dw, db on the way.
+                var accG = SIMD16<Float>(), accGX = SIMD16<Float>()
+                let vm = SIMD16<Float>(repeating: m), vs = SIMD16<Float>(repeating: s)
+                var i = 0
+                while i + 16 <= D {
+                    let d = Reduce.load(gr + i), xh = (Reduce.load(xr + i) - vm) * vs
+                    let g = d * Reduce.load(weight + i)
+                    accG += g
+                    accGX = accGX.addingProduct(g, xh)
+                    Reduce.store(Reduce.load(pw + i).addingProduct(d, xh), pw + i)
+                    Reduce.store(Reduce.load(pb + i) + d, pb + i)
+                    i += 16
+                }
+                var sg = accG.sum(), sgx = accGX.sum()
+                while i < D {
+                    let xh = (xr[i] - m) * s
+                    let g = gr[i] * weight[i]
+                    sg += g
+                    sgx += g * xh
+                    pw[i] += gr[i] * xh
+                    pb[i] += gr[i]
+                    i += 1
+                }
+                guard let dx else { continue }
+                let dr = dx + n * D
+                let a = sg / Float(D), b = sgx / Float(D)
+                for i in 0..<D {
+                    let xh = (xr[i] - m) * s
+                    dr[i] += s * (gr[i] * weight[i] - a - xh * b)
                 }
             }
-        }
-        if dWeight != nil || dBias != nil {
-            // Column blocks: each thread owns dw, db [lo..<hi] and walks all rows in order.
-            parallelFor((D + 15) / 16, grain: max(1, 2048 / max(1, N))) { r in
-                let lo = r.lowerBound * 16, hi = min(D, r.upperBound * 16)
-                for n in 0..<N {
-                    let xr = x + n * D, gr = dy + n * D
-                    let m = mean[n], s = rstd[n]
-                    if let dWeight { for i in lo..<hi { dWeight[i] += gr[i] * ((xr[i] - m) * s) } }
-                    if let dBias { for i in lo..<hi { dBias[i] += gr[i] } }
-                }
-            }
+        } finish: { partial in
+            if let dWeight { for i in 0..<D { dWeight[i] += partial[i] } }
+            if let dBias { for i in 0..<D { dBias[i] += partial[D + i] } }
         }
     }
 }

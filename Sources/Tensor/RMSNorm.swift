@@ -45,38 +45,31 @@ public enum RMSNorm {
     ) {
         let N = rows, D = dim
         precondition(N >= 0 && D >= 1, "RMSNorm.backward: rows=\(N) dim=\(D)")
-        if let dx {
-            parallelFor(N, grain: max(1, 8192 / D)) { r in
-                for n in r {
-                    let xr = x + n * D, gr = dy + n * D, dr = dx + n * D
-                    let s = rstd[n]
-                    // Σ w·dy·x with SIMD16 lanes.
-                    var acc = SIMD16<Float>()
-                    var i = 0
-                    while i + 16 <= D {
-                        acc = acc.addingProduct(Reduce.load(weight + i) * Reduce.load(gr + i), Reduce.load(xr + i))
-                        i += 16
-                    }
-                    var dot = acc.sum()
-                    while i < D {
-                        dot += weight[i] * gr[i] * xr[i]
-                        i += 1
-                    }
-                    let c = s * s * s * dot / Float(D)
-                    for i in 0..<D { dr[i] += s * weight[i] * gr[i] - c * xr[i] }
+        // One pass over rows: dx row by row, dw into per-thread partials summed at the end.
+        Reduce.rowChunksWithPartials(rows: N, grain: max(1, 8192 / D), width: D) { rows, dw in
+            for n in rows {
+                let xr = x + n * D, gr = dy + n * D
+                let s = rstd[n]
+                for i in 0..<D { dw[i] += gr[i] * xr[i] * s }
+                guard let dx else { continue }
+                let dr = dx + n * D
+                // Σ w·dy·x with SIMD16 lanes.
+                var acc = SIMD16<Float>()
+                var i = 0
+                while i + 16 <= D {
+                    acc = acc.addingProduct(Reduce.load(weight + i) * Reduce.load(gr + i), Reduce.load(xr + i))
+                    i += 16
                 }
-            }
-        }
-        if let dWeight {
-            // Column blocks: each thread owns dw[lo..<hi] and walks all rows in order.
-            parallelFor((D + 15) / 16, grain: max(1, 2048 / max(1, N))) { r in
-                let lo = r.lowerBound * 16, hi = min(D, r.upperBound * 16)
-                for n in 0..<N {
-                    let xr = x + n * D, gr = dy + n * D
-                    let s = rstd[n]
-                    for i in lo..<hi { dWeight[i] += gr[i] * xr[i] * s }
+                var dot = acc.sum()
+                while i < D {
+                    dot += weight[i] * gr[i] * xr[i]
+                    i += 1
                 }
+                let c = s * s * s * dot / Float(D)
+                for i in 0..<D { dr[i] += s * weight[i] * gr[i] - c * xr[i] }
             }
+        } finish: { dw in
+            if let dWeight { for i in 0..<D { dWeight[i] += dw[i] } }
         }
     }
 }

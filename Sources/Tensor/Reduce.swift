@@ -104,4 +104,38 @@ enum Reduce {
         }
         return m
     }
+
+    /// Splits `0..<rows` into one chunk per thread (at least `grain` rows each), runs
+    /// `body(rows, partial)` on each chunk with its own zeroed `width`-float partial buffer, adds
+    /// the partials in chunk order, and hands the sum to `finish`.
+    ///
+    /// This is how row kernels produce column sums (dw, db of a norm) in the same pass that
+    /// writes dx, reading x and dy once, without two threads ever adding into one element.
+    @inlinable
+    static func rowChunksWithPartials(
+        rows N: Int, grain: Int, width W: Int,
+        _ body: (Range<Int>, UnsafeMutablePointer<Float>) -> Void,
+        finish: (UnsafeMutablePointer<Float>) -> Void
+    ) {
+        let chunks = Swift.max(1, Swift.min(Threads.count, N / Swift.max(1, grain)))
+        let per = (N + chunks - 1) / chunks
+        let partials = UnsafeMutablePointer<Float>.allocate(capacity: chunks * W)
+        partials.initialize(repeating: 0, count: chunks * W)
+        defer { partials.deallocate() }
+        parallelFor(chunks) { r in
+            for c in r {
+                let lo = Swift.min(N, c * per), hi = Swift.min(N, lo + per)
+                body(lo..<hi, partials + c * W)
+            }
+        }
+        if chunks > 1 {
+            parallelFor(W, grain: 4096) { r in
+                for c in 1..<chunks {
+                    let p = partials + c * W
+                    for i in r { partials[i] += p[i] }
+                }
+            }
+        }
+        finish(partials)
+    }
 }
