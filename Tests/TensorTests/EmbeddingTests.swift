@@ -7,7 +7,8 @@ import TestSupport
 private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
 
 @Suite struct EmbeddingTests {
-    @Test(arguments: [(1, 1, 1), (5, 3, 7), (300, 17, 33)])
+    // (2000, 50, 64) splits both the lookup rows and the backward column blocks over threads.
+    @Test(arguments: [(1, 1, 1), (5, 3, 7), (300, 17, 33), (2000, 50, 64)])
     func matchesNaive(shape: (Int, Int, Int)) {
         let (N, V, D) = shape
         var rng = RNG(seed: UInt64(N + V + D))

@@ -46,7 +46,8 @@ private func naiveLinear(x: [Float], w: [Float], b: [Float]?, dy: [Float], N: In
 }
 
 @Suite struct LinearTests {
-    @Test(arguments: [(1, 1, 1), (3, 5, 7), (7, 3, 5), (17, 33, 9), (65, 31, 129)])
+    // (N, In, Out); (4100, 3, 48) makes the bias column sums run on several threads.
+    @Test(arguments: [(1, 1, 1), (3, 5, 7), (7, 3, 5), (17, 33, 9), (65, 31, 129), (4100, 3, 48)])
     func matchesNaive(shape: (Int, Int, Int)) {
         let (N, I, O) = shape
         var rng = RNG(seed: UInt64(N * 1000 + I * 10 + O))
