@@ -264,6 +264,12 @@ extension Attention {
         /// Dropout factors (B, H, Tq, Tk), nil when no dropout ran.
         public var dropoutMask: Tensor?
         public var size: Size
+
+        public init(probs: Tensor, dropoutMask: Tensor?, size: Size) {
+            self.probs = probs
+            self.dropoutMask = dropoutMask
+            self.size = size
+        }
     }
 
     /// Forward on tensors: q (B, Tq, H·Dh), k and v (B, Tk, H·Dh) give out (B, Tq, H·Dh), the
