@@ -1,0 +1,336 @@
+// Attention: multi-head scaled dot-product attention with bias, masks and dropout, forward and backward.
+
+import CBLAS
+
+/// Multi-head attention on projected q, k, v:
+/// `out = dropout(softmax(scale·q·kᵀ + bias, masked)) · v` per (batch, head).
+///
+/// Layout: q (B, Tq, H·Dh), k and v (B, Tk, H·Dh), out (B, Tq, H·Dh): heads are column blocks of
+/// the projections, so each head's products run on strided views (leading dimension H·Dh) with
+/// no transposes. The additive `bias` (H, Tq, Tk) is shared by every batch item (T5's relative
+/// positions); `keyMask` (B, Tk) marks keys to attend with a nonzero value; `causal` hides key
+/// j from query i when j > i + (Tk − Tq), so a suffix of queries may attend to a longer prefix.
+/// Masked keys get probability exactly 0; a query with no visible key gets zeros.
+///
+/// `scale` is a parameter: T5 uses 1 (its init folds 1/√Dh into the weights), BERT 1/√Dh.
+/// The probabilities (B, H, Tq, Tk) are kept for backward, before dropout.
+public enum Attention {
+    /// The sizes of one attention call.
+    public struct Size: Sendable, Equatable {
+        /// B: batch items (e.g. B·P passages for the FiD encoder).
+        public var batch: Int
+        /// H: heads.
+        public var heads: Int
+        /// Tq: query positions.
+        public var queryLength: Int
+        /// Tk: key and value positions.
+        public var keyLength: Int
+        /// Dh: head width.
+        public var headDim: Int
+
+        public init(batch: Int, heads: Int, queryLength: Int, keyLength: Int, headDim: Int) {
+            self.batch = batch
+            self.heads = heads
+            self.queryLength = queryLength
+            self.keyLength = keyLength
+            self.headDim = headDim
+        }
+
+        /// Elements of q or out (B·Tq·H·Dh).
+        public var queryCount: Int { batch * queryLength * heads * headDim }
+        /// Elements of k or v (B·Tk·H·Dh).
+        public var keyCount: Int { batch * keyLength * heads * headDim }
+        /// Elements of the probabilities or logits (B·H·Tq·Tk).
+        public var probsCount: Int { batch * heads * queryLength * keyLength }
+        /// Elements of the bias (H·Tq·Tk).
+        public var biasCount: Int { heads * queryLength * keyLength }
+    }
+
+    /// Whether the (batch, head) loop runs on all cores with single-threaded BLAS inside (true)
+    /// or serially with multi-threaded BLAS (false). Per-head products are small (e.g. 250×64×250
+    /// for a T5 passage): OpenBLAS gains little from a second thread on them (ref/perf.md: 94 →
+    /// 125 GFLOP/s at 200×64×200) while the masking and softmax between them would run on one
+    /// core. Measured with AttentionTests' benchmark (FIDQ_BENCH=1, 2 threads, forward/backward
+    /// best of 5, on a shared box at load ~10, so absolute times are inflated):
+    /// T5 encoder 8×12 heads×250²×64: serial 305/254 ms, parallel 230/212 ms;
+    /// BERT 16×12×200²×64: serial 409/495 ms, parallel 298/260 ms;
+    /// decoder cross 1×12×20×5000×64: serial 94/160 ms, parallel 97/159 ms (a tie).
+    /// The parallel loop is never worse, so it is the default; the flag exists for that benchmark.
+    nonisolated(unsafe) static var parallelOverHeads = true
+
+    /// Forward.
+    ///
+    /// - Parameters:
+    ///   - out: (B, Tq, H·Dh), overwritten.
+    ///   - probs: (B, H, Tq, Tk), overwritten with the softmax probabilities (before dropout).
+    ///   - dropoutMask: (B, H, Tq, Tk), written when `dropout` > 0 (required then); else unused.
+    ///   - logits: (B, H, Tq, Tk) or nil; receives scale·q·kᵀ + bias before any mask.
+    ///   - q: (B, Tq, H·Dh); k, v: (B, Tk, H·Dh).
+    ///   - bias: (H, Tq, Tk) or nil, added to every batch item.
+    ///   - keyMask: (B, Tk) or nil; 0 hides a key.
+    ///   - causal: hide keys after the query (see the type's comment).
+    ///   - scale: multiplies q·kᵀ.
+    ///   - dropout: probability of dropping an attention weight (0 in eval).
+    ///   - rng: draws the dropout mask; not advanced when dropout is 0.
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
+        dropoutMask: UnsafeMutablePointer<Float>?, logits: UnsafeMutablePointer<Float>?,
+        q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>?, keyMask: UnsafePointer<Float>?, causal: Bool,
+        scale: Float, dropout: Float, rng: inout RNG, size: Size
+    ) {
+        let B = size.batch, H = size.heads, Tq = size.queryLength, Tk = size.keyLength
+        let Dh = size.headDim, HD = H * Dh
+        check(size, "forward")
+        precondition(dropout >= 0 && dropout < 1, "Attention.forward: dropout \(dropout) outside [0, 1)")
+        precondition(dropout == 0 || dropoutMask != nil, "Attention.forward: dropout \(dropout) needs a dropoutMask buffer")
+        if B == 0 { return }
+        let mask = dropout > 0 ? dropoutMask : nil
+        if let mask { Dropout.fillMask(mask, count: size.probsCount, p: dropout, rng: &rng) }
+
+        forEachHead(B * H, chunks: chunkCount(B * H)) { pairs, _ in
+            // Scratch for the dropped-out probabilities of one head (Tq, Tk).
+            let scratch = mask == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: Tq * Tk)
+            defer { scratch?.deallocate() }
+            for pair in pairs {
+                let b = pair / H, h = pair % H
+                let qp = q + b * Tq * HD + h * Dh  // head h of item b in q, row stride HD
+                let kp = k + b * Tk * HD + h * Dh
+                let vp = v + b * Tk * HD + h * Dh
+                let S = probs + pair * Tq * Tk  // (Tq, Tk) block of (b, h)
+                // S (Tq, Tk) = scale · Q (Tq, Dh) · K (Tk, Dh)ᵀ
+                Gemm.gemm(
+                    transB: true, m: Tq, n: Tk, k: Dh, alpha: scale, a: qp, lda: HD, b: kp, ldb: HD,
+                    beta: 0, c: S, ldc: Tk)
+                if let bias {
+                    let bh = bias + h * Tq * Tk
+                    for i in 0..<(Tq * Tk) { S[i] += bh[i] }
+                }
+                if let logits { (logits + pair * Tq * Tk).update(from: S, count: Tq * Tk) }
+                for i in 0..<Tq {
+                    let row = S + i * Tk
+                    if let keyMask {
+                        let km = keyMask + b * Tk
+                        for j in 0..<Tk where km[j] == 0 { row[j] = -.infinity }
+                    }
+                    if causal {
+                        // Key j is visible to query i when j ≤ i + Tk − Tq.
+                        let first = max(0, i + Tk - Tq + 1)
+                        if first < Tk { (row + first).update(repeating: -.infinity, count: Tk - first) }
+                    }
+                    Softmax.row(row, Tk)
+                }
+                var P = UnsafePointer(S)
+                if let scratch, let mask {
+                    let M = mask + pair * Tq * Tk
+                    for i in 0..<(Tq * Tk) { scratch[i] = S[i] * M[i] }
+                    P = UnsafePointer(scratch)
+                }
+                // out (Tq, Dh) of (b, h) = P (Tq, Tk) · V (Tk, Dh)
+                Gemm.gemm(
+                    m: Tq, n: Dh, k: Tk, a: P, lda: Tk, b: vp, ldb: HD, beta: 0,
+                    c: out + b * Tq * HD + h * Dh, ldc: HD)
+            }
+        }
+    }
+
+    /// Backward: accumulates dq, dk, dv and (when given) dBias summed over the batch.
+    ///
+    /// With Pd = P∘M the probabilities after dropout: dv += Pdᵀ·dout; dP = (dout·vᵀ)∘M;
+    /// dS = P∘(dP − Σ_j dP·P); dq += scale·dS·k; dk += scale·dSᵀ·q; dBias += Σ_b dS.
+    ///
+    /// - Parameters:
+    ///   - dq: (B, Tq, H·Dh); dk, dv: (B, Tk, H·Dh); all accumulated.
+    ///   - dBias: (H, Tq, Tk), accumulated; nil to skip.
+    ///   - dOut: (B, Tq, H·Dh).
+    ///   - probs, dropoutMask: from forward (B, H, Tq, Tk); the mask nil when dropout was 0.
+    public static func backward(
+        dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>,
+        dv: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
+        dOut: UnsafePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
+        v: UnsafePointer<Float>, probs: UnsafePointer<Float>, dropoutMask: UnsafePointer<Float>?,
+        scale: Float, size: Size
+    ) {
+        let B = size.batch, H = size.heads, Tq = size.queryLength, Tk = size.keyLength
+        let Dh = size.headDim, HD = H * Dh
+        check(size, "backward")
+        if B == 0 { return }
+        let chunks = chunkCount(B * H)
+        // Items of one head run on different threads when B > 1: each thread sums its dS into its
+        // own (H, Tq, Tk) partial, added up after the loop.
+        let partials: UnsafeMutablePointer<Float>? =
+            dBias != nil && chunks > 1 && B > 1
+            ? .allocate(capacity: chunks * size.biasCount) : nil
+        partials?.initialize(repeating: 0, count: chunks * size.biasCount)
+        defer { partials?.deallocate() }
+
+        forEachHead(B * H, chunks: chunks) { pairs, chunk in
+            let dB = partials.map { $0 + chunk * size.biasCount } ?? dBias
+            let dS = UnsafeMutablePointer<Float>.allocate(capacity: Tq * Tk)
+            let dropped = dropoutMask == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: Tq * Tk)
+            defer {
+                dS.deallocate()
+                dropped?.deallocate()
+            }
+            for pair in pairs {
+                let b = pair / H, h = pair % H
+                let qp = q + b * Tq * HD + h * Dh, kp = k + b * Tk * HD + h * Dh
+                let vp = v + b * Tk * HD + h * Dh, dO = dOut + b * Tq * HD + h * Dh
+                let P = probs + pair * Tq * Tk  // (Tq, Tk)
+                let M = dropoutMask.map { $0 + pair * Tq * Tk }
+                var Pd = P
+                if let dropped, let M {
+                    for i in 0..<(Tq * Tk) { dropped[i] = P[i] * M[i] }
+                    Pd = UnsafePointer(dropped)
+                }
+                // dV (Tk, Dh) += Pd (Tq, Tk)ᵀ · dO (Tq, Dh)
+                Gemm.gemm(
+                    transA: true, m: Tk, n: Dh, k: Tq, a: Pd, lda: Tk, b: dO, ldb: HD, beta: 1,
+                    c: dv + b * Tk * HD + h * Dh, ldc: HD)
+                // dS (Tq, Tk) = dO (Tq, Dh) · V (Tk, Dh)ᵀ, then through dropout and softmax.
+                Gemm.gemm(
+                    transB: true, m: Tq, n: Tk, k: Dh, a: dO, lda: HD, b: vp, ldb: HD, beta: 0,
+                    c: dS, ldc: Tk)
+                if let M { for i in 0..<(Tq * Tk) { dS[i] *= M[i] } }
+                for i in 0..<Tq {
+                    let g = dS + i * Tk, p = P + i * Tk
+                    let s = Reduce.dot(g, p, Tk)
+                    for j in 0..<Tk { g[j] = p[j] * (g[j] - s) }
+                }
+                if let dB {
+                    let t = dB + h * Tq * Tk
+                    for i in 0..<(Tq * Tk) { t[i] += dS[i] }
+                }
+                // dQ (Tq, Dh) += scale · dS (Tq, Tk) · K (Tk, Dh)
+                Gemm.gemm(
+                    m: Tq, n: Dh, k: Tk, alpha: scale, a: dS, lda: Tk, b: kp, ldb: HD, beta: 1,
+                    c: dq + b * Tq * HD + h * Dh, ldc: HD)
+                // dK (Tk, Dh) += scale · dS (Tq, Tk)ᵀ · Q (Tq, Dh)
+                Gemm.gemm(
+                    transA: true, m: Tk, n: Dh, k: Tq, alpha: scale, a: dS, lda: Tk, b: qp, ldb: HD,
+                    beta: 1, c: dk + b * Tk * HD + h * Dh, ldc: HD)
+            }
+        }
+        if let partials, let dBias {
+            let n = size.biasCount
+            parallelFor(n, grain: elementwiseGrain) { r in
+                for c in 0..<chunks {
+                    let src = partials + c * n
+                    for i in r { dBias[i] += src[i] }
+                }
+            }
+        }
+    }
+
+    static func check(_ s: Size, _ what: String) {
+        precondition(
+            s.batch >= 0 && s.heads >= 1 && s.queryLength >= 1 && s.keyLength >= 1 && s.headDim >= 1,
+            "Attention.\(what): bad size \(s)")
+    }
+
+    /// Threads the (batch, head) loop will use for `count` pairs.
+    static func chunkCount(_ count: Int) -> Int {
+        parallelOverHeads ? max(1, min(Threads.count, count)) : 1
+    }
+
+    /// Runs `body(pairs, chunk)` over `0..<count` (batch, head) pairs split into `chunks`
+    /// contiguous ranges, one thread each; the caller fixes `chunks` once (from `chunkCount`) so
+    /// buffers it sized per chunk stay in bounds even if the thread setting changes meanwhile.
+    ///
+    /// With more than one chunk, BLAS runs single-threaded for the duration: each thread then
+    /// owns one core, instead of every small gemm waking the BLAS pool on top of our threads.
+    static func forEachHead(_ count: Int, chunks: Int, _ body: (Range<Int>, Int) -> Void) {
+        if chunks <= 1 {
+            body(0..<count, 0)
+            return
+        }
+        openblas_set_num_threads(1)
+        defer { openblas_set_num_threads(Int32(Threads.count)) }
+        let per = (count + chunks - 1) / chunks
+        parallelFor(chunks) { r in
+            for c in r {
+                let lo = min(count, c * per), hi = min(count, (c + 1) * per)
+                if lo < hi { body(lo..<hi, c) }
+            }
+        }
+    }
+}
+
+extension Attention {
+    /// What backward needs from the tensor-level forward.
+    public struct Cache: Sendable {
+        /// Softmax probabilities before dropout (B, H, Tq, Tk).
+        public var probs: Tensor
+        /// Dropout factors (B, H, Tq, Tk), nil when no dropout ran.
+        public var dropoutMask: Tensor?
+        public var size: Size
+
+        public init(probs: Tensor, dropoutMask: Tensor?, size: Size) {
+            self.probs = probs
+            self.dropoutMask = dropoutMask
+            self.size = size
+        }
+    }
+
+    /// Forward on tensors: q (B, Tq, H·Dh), k and v (B, Tk, H·Dh) give out (B, Tq, H·Dh), the
+    /// cache, and the pre-softmax logits (B, H, Tq, Tk) when `returnLogits` is set.
+    public static func forward(
+        q: Tensor, k: Tensor, v: Tensor, heads: Int, scale: Float, bias: Tensor? = nil,
+        keyMask: Tensor? = nil, causal: Bool = false, dropout: Float = 0, rng: inout RNG,
+        returnLogits: Bool = false
+    ) -> (out: Tensor, cache: Cache, logits: Tensor?) {
+        precondition(q.rank == 3 && k.rank == 3 && v.shape == k.shape && q.shape[0] == k.shape[0] && q.shape[2] == k.shape[2] && heads >= 1 && q.shape[2] % heads == 0,
+            "Attention.forward: q \(q.shape) k \(k.shape) v \(v.shape) heads \(heads)")
+        let size = Size(batch: q.shape[0], heads: heads, queryLength: q.shape[1], keyLength: k.shape[1], headDim: q.shape[2] / heads)
+        let (B, H, Tq, Tk) = (size.batch, heads, size.queryLength, size.keyLength)
+        if let bias { precondition(bias.count == size.biasCount, "Attention.forward: bias \(bias.shape), expected [\(H), \(Tq), \(Tk)]") }
+        if let keyMask { precondition(keyMask.count == B * Tk, "Attention.forward: keyMask \(keyMask.shape), expected [\(B), \(Tk)]") }
+        var out = Tensor.zeros(q.shape)
+        var probs = Tensor.zeros([B, H, Tq, Tk])
+        var mask: Tensor? = dropout > 0 ? Tensor.zeros([B, H, Tq, Tk]) : nil
+        var logits: Tensor? = returnLogits ? Tensor.zeros([B, H, Tq, Tk]) : nil
+        var maskData = mask?.data ?? [], logitData = logits?.data ?? []
+        let empty: [Float] = []
+        q.withUnsafeBufferPointer { pq in k.withUnsafeBufferPointer { pk in v.withUnsafeBufferPointer { pv in
+        (bias?.data ?? empty).withUnsafeBufferPointer { pb in (keyMask?.data ?? empty).withUnsafeBufferPointer { pkm in
+        out.withUnsafeMutableBufferPointer { po in probs.withUnsafeMutableBufferPointer { pp in
+        maskData.withUnsafeMutableBufferPointer { pm in logitData.withUnsafeMutableBufferPointer { pl in
+            forward(
+                out: po.baseAddress!, probs: pp.baseAddress!,
+                dropoutMask: mask == nil ? nil : pm.baseAddress, logits: logits == nil ? nil : pl.baseAddress,
+                q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!,
+                bias: bias == nil ? nil : pb.baseAddress, keyMask: keyMask == nil ? nil : pkm.baseAddress,
+                causal: causal, scale: scale, dropout: dropout, rng: &rng, size: size)
+        } } } } } } } } }
+        if mask != nil { mask = Tensor(shape: [B, H, Tq, Tk], data: maskData) }
+        if logits != nil { logits = Tensor(shape: [B, H, Tq, Tk], data: logitData) }
+        return (out, Cache(probs: probs, dropoutMask: mask, size: size), logits)
+    }
+
+    /// Backward on tensors: accumulates into dq, dk, dv (shapes of q, k, v) and, when given,
+    /// dBias (H, Tq, Tk).
+    public static func backward(
+        dOut: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: Float, cache: Cache,
+        dq: inout Tensor, dk: inout Tensor, dv: inout Tensor, dBias: inout Tensor?
+    ) {
+        let size = cache.size
+        precondition(dOut.shape == q.shape && dq.shape == q.shape && dk.shape == k.shape && dv.shape == v.shape && q.count == size.queryCount && k.count == size.keyCount && v.count == size.keyCount,
+            "Attention.backward: dOut \(dOut.shape) q \(q.shape) k \(k.shape) v \(v.shape) dq \(dq.shape) dk \(dk.shape) dv \(dv.shape) for \(size)")
+        if let dBias { precondition(dBias.count == size.biasCount, "Attention.backward: dBias \(dBias.shape) for \(size)") }
+        if size.batch == 0 { return }
+        var db = dBias?.data ?? []
+        let empty: [Float] = []
+        dOut.withUnsafeBufferPointer { pg in q.withUnsafeBufferPointer { pq in k.withUnsafeBufferPointer { pk in
+        v.withUnsafeBufferPointer { pv in cache.probs.withUnsafeBufferPointer { pp in
+        (cache.dropoutMask?.data ?? empty).withUnsafeBufferPointer { pm in
+        dq.withUnsafeMutableBufferPointer { pdq in dk.withUnsafeMutableBufferPointer { pdk in
+        dv.withUnsafeMutableBufferPointer { pdv in db.withUnsafeMutableBufferPointer { pdb in
+            backward(
+                dq: pdq.baseAddress!, dk: pdk.baseAddress!, dv: pdv.baseAddress!,
+                dBias: dBias == nil ? nil : pdb.baseAddress, dOut: pg.baseAddress!,
+                q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!, probs: pp.baseAddress!,
+                dropoutMask: cache.dropoutMask == nil ? nil : pm.baseAddress, scale: scale, size: size)
+        } } } } } } } } } }
+        if let shape = dBias?.shape { dBias = Tensor(shape: shape, data: db) }
+    }
+}

@@ -1,0 +1,153 @@
+// Linear: y = x·Wᵀ + b with W stored (out, in) as Hugging Face does, forward and backward.
+
+/// A fully connected layer over rows: `y = x · Wᵀ + b`.
+///
+/// Layout: x is (N, In) row-major, W is (Out, In) (PyTorch's `nn.Linear.weight`), b is (Out),
+/// y is (N, Out). N is any flattening of the leading axes (e.g. B·P·L tokens). Every product
+/// goes through `Gemm.gemm`; backward accumulates into its gradient buffers.
+public enum Linear {
+    /// Forward: writes y (N, Out) = x (N, In) · Wᵀ + b; `bias` nil means no bias.
+    ///
+    /// - Parameters:
+    ///   - y: output (N, Out), overwritten; must not alias x.
+    ///   - x: input (N, In).
+    ///   - weight: W (Out, In).
+    ///   - bias: b (Out), or nil.
+    ///   - rows: N.
+    ///   - inFeatures: In.
+    ///   - outFeatures: Out.
+    public static func forward(
+        y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>?, rows: Int, inFeatures: Int, outFeatures: Int
+    ) {
+        let N = rows, I = inFeatures, O = outFeatures
+        precondition(N >= 0 && I >= 1 && O >= 1, "Linear.forward: rows=\(N) in=\(I) out=\(O)")
+        if N == 0 { return }
+        if let bias {
+            // Seed every row with b, then let gemm accumulate on top (beta = 1).
+            parallelFor(N, grain: max(1, 16384 / O)) { r in
+                for n in r { (y + n * O).update(from: bias, count: O) }
+            }
+        }
+        // y (N, O) = x (N, I) · W (O, I)ᵀ
+        Gemm.gemm(
+            transB: true, m: N, n: O, k: I, a: x, lda: I, b: weight, ldb: I,
+            beta: bias == nil ? 0 : 1, c: y, ldc: O)
+    }
+
+    /// Backward: dx += dy·W, dW += dyᵀ·x, db += Σ_rows dy. Pass nil for gradients not wanted.
+    ///
+    /// - Parameters:
+    ///   - dx: (N, In), accumulated.
+    ///   - dWeight: (Out, In), accumulated.
+    ///   - dBias: (Out), accumulated.
+    ///   - dy: upstream gradient (N, Out).
+    ///   - x: the forward input (N, In).
+    ///   - weight: W (Out, In).
+    public static func backward(
+        dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?,
+        dBias: UnsafeMutablePointer<Float>?, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
+        weight: UnsafePointer<Float>, rows: Int, inFeatures: Int, outFeatures: Int
+    ) {
+        let N = rows, I = inFeatures, O = outFeatures
+        precondition(N >= 0 && I >= 1 && O >= 1, "Linear.backward: rows=\(N) in=\(I) out=\(O)")
+        if N == 0 { return }
+        if let dx {
+            // dx (N, I) += dy (N, O) · W (O, I)
+            Gemm.gemm(m: N, n: I, k: O, a: dy, lda: O, b: weight, ldb: I, beta: 1, c: dx, ldc: I)
+        }
+        if let dWeight {
+            // dW (O, I) += dy (N, O)ᵀ · x (N, I)
+            Gemm.gemm(
+                transA: true, m: O, n: I, k: N, a: dy, lda: O, b: x, ldb: I, beta: 1, c: dWeight,
+                ldc: I)
+        }
+        if let dBias { sumRows(into: dBias, dy, rows: N, cols: O) }
+    }
+
+    /// out[j] += Σ_n x[n, j]: column sums of an (N, C) matrix, split over blocks of 16 columns so
+    /// threads never share an output element and the result does not depend on the thread count.
+    /// Sums run in Double: N is the token count (thousands), and a Float running sum over that
+    /// many rows drifts by ~1e-5 relative.
+    @inlinable
+    static func sumRows(into out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows N: Int, cols C: Int) {
+        let blocks = (C + 15) / 16
+        parallelFor(blocks, grain: max(1, 4096 / max(1, N))) { r in
+            for b in r {
+                let lo = b * 16, width = min(16, C - lo)
+                var acc = SIMD16<Double>()
+                for n in 0..<N { acc += SIMD16<Double>(Reduce.load(x + n * C + lo, count: width)) }
+                for j in 0..<width { out[lo + j] += Float(acc[j]) }
+            }
+        }
+    }
+}
+
+extension Linear {
+    /// Forward on tensors: x (…, In) with W (Out, In) and optional b (Out) gives (…, Out).
+    public static func forward(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) -> Tensor {
+        let (N, I, O) = checkShapes("forward", x, weight, bias)
+        var y = Tensor.zeros(Array(x.shape.dropLast()) + [O])
+        if N == 0 { return y }
+        x.withUnsafeBufferPointer { px in
+            weight.withUnsafeBufferPointer { pw in
+                y.withUnsafeMutableBufferPointer { py in
+                    guard let b = bias else {
+                        forward(
+                            y: py.baseAddress!, x: px.baseAddress!, weight: pw.baseAddress!, bias: nil,
+                            rows: N, inFeatures: I, outFeatures: O)
+                        return
+                    }
+                    b.withUnsafeBufferPointer { pb in
+                        forward(
+                            y: py.baseAddress!, x: px.baseAddress!, weight: pw.baseAddress!,
+                            bias: pb.baseAddress!, rows: N, inFeatures: I, outFeatures: O)
+                    }
+                }
+            }
+        }
+        return y
+    }
+
+    /// Backward on tensors: accumulates into `dx` (…, In), `dWeight` (Out, In) and, when given,
+    /// `dBias` (Out).
+    public static func backward(
+        dy: Tensor, x: Tensor, weight: Tensor, dx: inout Tensor, dWeight: inout Tensor,
+        dBias: inout Tensor?
+    ) {
+        let (N, I, O) = checkShapes("backward", x, weight, dBias)
+        precondition(dy.shape == Array(x.shape.dropLast()) + [O], "Linear.backward: dy \(dy.shape) for x \(x.shape), out \(O)")
+        precondition(dx.shape == x.shape && dWeight.shape == weight.shape, "Linear.backward: dx \(dx.shape) dW \(dWeight.shape) for x \(x.shape) W \(weight.shape)")
+        if N == 0 { return }
+        var db = dBias ?? Tensor.zeros([1])
+        let wantBias = dBias != nil
+        dy.withUnsafeBufferPointer { pdy in
+            x.withUnsafeBufferPointer { px in
+                weight.withUnsafeBufferPointer { pw in
+                    dx.withUnsafeMutableBufferPointer { pdx in
+                        dWeight.withUnsafeMutableBufferPointer { pdw in
+                            db.withUnsafeMutableBufferPointer { pdb in
+                                backward(
+                                    dx: pdx.baseAddress, dWeight: pdw.baseAddress,
+                                    dBias: wantBias ? pdb.baseAddress : nil, dy: pdy.baseAddress!,
+                                    x: px.baseAddress!, weight: pw.baseAddress!, rows: N,
+                                    inFeatures: I, outFeatures: O)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if wantBias { dBias = db }
+    }
+
+    private static func checkShapes(_ what: String, _ x: Tensor, _ weight: Tensor, _ bias: Tensor?)
+        -> (Int, Int, Int)
+    {
+        precondition(weight.rank == 2 && x.rank >= 1, "Linear.\(what): x \(x.shape), W \(weight.shape)")
+        let O = weight.shape[0], I = weight.shape[1]
+        precondition(x.shape.last == I, "Linear.\(what): x \(x.shape) last axis ≠ W in-features \(I) (W \(weight.shape))")
+        if let bias { precondition(bias.shape == [O], "Linear.\(what): bias \(bias.shape), expected [\(O)]") }
+        return (x.count / I, I, O)
+    }
+}

@@ -1,0 +1,141 @@
+// Reduce: SIMD16 row reductions (sum, dot, max) shared by the norm, softmax and attention kernels.
+
+/// Row reductions over contiguous Float32 runs with SIMD16 accumulators.
+///
+/// Sixteen lanes of partial sums both vectorise (two ymm FMAs per step under `-target-cpu
+/// haswell`) and cut the rounding error of a long serial sum by spreading it over 16 chains.
+@usableFromInline
+enum Reduce {
+    @inlinable @inline(__always)
+    static func load(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+        UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+    }
+
+    @inlinable @inline(__always)
+    static func store(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
+    }
+
+    /// Loads `count` ≤ 16 floats into the low lanes, zeros above: the tail of a strip-mined loop.
+    @inlinable @inline(__always)
+    static func load(_ p: UnsafePointer<Float>, count: Int) -> SIMD16<Float> {
+        if count == 16 { return load(p) }
+        var v = SIMD16<Float>()
+        for l in 0..<count { v[l] = p[l] }
+        return v
+    }
+
+    /// Stores the low `count` ≤ 16 lanes.
+    @inlinable @inline(__always)
+    static func store(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>, count: Int) {
+        if count == 16 { return store(v, p) }
+        for l in 0..<count { p[l] = v[l] }
+    }
+
+    /// Σ x[i] for i in 0..<n.
+    @inlinable
+    static func sum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = SIMD16<Float>()
+        var i = 0
+        while i + 16 <= n {
+            acc += load(x + i)
+            i += 16
+        }
+        var s = acc.sum()
+        while i < n {
+            s += x[i]
+            i += 1
+        }
+        return s
+    }
+
+    /// Σ a[i]·b[i] for i in 0..<n.
+    @inlinable
+    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = SIMD16<Float>()
+        var i = 0
+        while i + 16 <= n {
+            acc = acc.addingProduct(load(a + i), load(b + i))
+            i += 16
+        }
+        var s = acc.sum()
+        while i < n {
+            s += a[i] * b[i]
+            i += 1
+        }
+        return s
+    }
+
+    /// Σ (x[i] − c)² for i in 0..<n.
+    @inlinable
+    static func sumSquaredDeviations(_ x: UnsafePointer<Float>, _ n: Int, around c: Float) -> Float {
+        var acc = SIMD16<Float>()
+        let vc = SIMD16<Float>(repeating: c)
+        var i = 0
+        while i + 16 <= n {
+            let d = load(x + i) - vc
+            acc = acc.addingProduct(d, d)
+            i += 16
+        }
+        var s = acc.sum()
+        while i < n {
+            let d = x[i] - c
+            s += d * d
+            i += 1
+        }
+        return s
+    }
+
+    /// max x[i] for i in 0..<n; −∞ when n == 0.
+    @inlinable
+    static func max(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = SIMD16<Float>(repeating: -.infinity)
+        var i = 0
+        while i + 16 <= n {
+            // compare-and-blend: one vmaxps-like step (pointwiseMax's NaN rules do not vectorise).
+            let v = load(x + i)
+            acc.replace(with: v, where: v .> acc)
+            i += 16
+        }
+        var m = acc.max()
+        while i < n {
+            if x[i] > m { m = x[i] }
+            i += 1
+        }
+        return m
+    }
+
+    /// Splits `0..<rows` into one chunk per thread (at least `grain` rows each), runs
+    /// `body(rows, partial)` on each chunk with its own zeroed `width`-float partial buffer, adds
+    /// the partials in chunk order, and hands the sum to `finish`.
+    ///
+    /// This is how row kernels produce column sums (dw, db of a norm) in the same pass that
+    /// writes dx, reading x and dy once, without two threads ever adding into one element.
+    @inlinable
+    static func rowChunksWithPartials(
+        rows N: Int, grain: Int, width W: Int,
+        _ body: (Range<Int>, UnsafeMutablePointer<Float>) -> Void,
+        finish: (UnsafeMutablePointer<Float>) -> Void
+    ) {
+        let chunks = Swift.max(1, Swift.min(Threads.count, N / Swift.max(1, grain)))
+        let per = (N + chunks - 1) / chunks
+        let partials = UnsafeMutablePointer<Float>.allocate(capacity: chunks * W)
+        partials.initialize(repeating: 0, count: chunks * W)
+        defer { partials.deallocate() }
+        parallelFor(chunks) { r in
+            for c in r {
+                let lo = Swift.min(N, c * per), hi = Swift.min(N, lo + per)
+                body(lo..<hi, partials + c * W)
+            }
+        }
+        if chunks > 1 {
+            parallelFor(W, grain: 4096) { r in
+                for c in 1..<chunks {
+                    let p = partials + c * W
+                    for i in r { partials[i] += p[i] }
+                }
+            }
+        }
+        finish(partials)
+    }
+}

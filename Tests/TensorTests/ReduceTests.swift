@@ -1,0 +1,42 @@
+// ReduceTests: the SIMD16 row reductions against Double loops on lengths around the lane width.
+import Testing
+import TestSupport
+@testable import Tensor
+
+@Suite struct ReduceTests {
+    @Test(arguments: [0, 1, 15, 16, 17, 31, 33, 1000])
+    func matchDouble(n: Int) {
+        var rng = RNG(seed: UInt64(n + 1))
+        let a = rng.normalArray(n, mean: 0.5, std: 2), b = rng.normalArray(n)
+        let c: Float = 0.3
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                let A = pa.baseAddress ?? UnsafePointer(bitPattern: 16)!
+                let B = pb.baseAddress ?? UnsafePointer(bitPattern: 16)!
+                let sum = a.reduce(0.0) { $0 + Double($1) }
+                let dot = zip(a, b).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+                let ssd = a.reduce(0.0) { $0 + (Double($1) - Double(c)) * (Double($1) - Double(c)) }
+                let tol = 1e-5 * Double(max(n, 1))
+                #expect(abs(Double(Reduce.sum(A, n)) - sum) <= tol, "sum n=\(n)")
+                #expect(abs(Double(Reduce.dot(A, B, n)) - dot) <= tol, "dot n=\(n)")
+                #expect(abs(Double(Reduce.sumSquaredDeviations(A, n, around: c)) - ssd) <= tol * 10, "ssd n=\(n)")
+                #expect(Reduce.max(A, n) == (a.max() ?? -.infinity), "max n=\(n)")
+            }
+        }
+    }
+
+    @Test func partialLoadAndStore() {
+        let src: [Float] = (0..<16).map { Float($0) + 1 }
+        for count in [1, 7, 15, 16] {
+            var dst = [Float](repeating: -1, count: 16)
+            src.withUnsafeBufferPointer { ps in
+                dst.withUnsafeMutableBufferPointer { pd in
+                    let v = Reduce.load(ps.baseAddress!, count: count)
+                    for l in 0..<16 { #expect(v[l] == (l < count ? src[l] : 0)) }
+                    Reduce.store(v * 2, pd.baseAddress!, count: count)
+                }
+            }
+            #expect(dst == (0..<16).map { $0 < count ? src[$0] * 2 : -1 }, "count \(count)")
+        }
+    }
+}

@@ -1,0 +1,105 @@
+// SoftmaxTests: masked row softmax against a Double twin, finite differences, PyTorch; masked rows give zeros.
+import Foundation
+import Testing
+import TestSupport
+@testable import Tensor
+
+private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+
+/// Plain loops in Double: p = softmax(x + mask) per row (all −∞ rows give zeros), and dx.
+private func naiveSoftmax(x: [Float], mask: [Float]?, maskRowStride: Int, dy: [Float], N: Int, C: Int)
+    -> (p: [Float], dx: [Float])
+{
+    var p = [Float](repeating: 0, count: N * C), dx = p
+    for n in 0..<N {
+        let z = (0..<C).map { Double(x[n * C + $0]) + Double(mask?[n * maskRowStride + $0] ?? 0) }
+        let m = z.max()!
+        if m == -.infinity { continue }
+        let e = z.map { exp($0 - m) }
+        let s = e.reduce(0, +)
+        let pr = e.map { $0 / s }
+        let dot = (0..<C).reduce(0.0) { $0 + pr[$1] * Double(dy[n * C + $1]) }
+        for j in 0..<C {
+            p[n * C + j] = Float(pr[j])
+            dx[n * C + j] = Float(pr[j] * (Double(dy[n * C + j]) - dot))
+        }
+    }
+    return (p, dx)
+}
+
+@Suite struct SoftmaxTests {
+    // (300, 64) spans several parallel row chunks.
+    @Test(arguments: [(1, 1), (3, 5), (7, 17), (40, 33), (5, 1000), (300, 64)])
+    func matchesNaive(shape: (Int, Int)) {
+        let (N, C) = shape
+        var rng = RNG(seed: UInt64(N * 7 + C))
+        let x = rng.normalArray(N * C, std: 3), dy = rng.normalArray(N * C)
+        // Per-row mask: some −∞, one finite large negative, and (when N > 2) a fully masked row 1.
+        var mask = (0..<(N * C)).map { _ in rng.nextFloat() < 0.2 ? -Float.infinity : 0 }
+        if N > 2 { for j in 0..<C { mask[C + j] = -.infinity } }
+        mask[0] = -1e4
+        let row = (0..<C).map { $0 % 3 == 1 ? -Float.infinity : 0 }  // broadcast mask
+        for (m, stride) in [(nil as [Float]?, 0), (mask, C), (row, 0)] {
+            let naive = naiveSoftmax(x: x, mask: m, maskRowStride: stride, dy: dy, N: N, C: C)
+            var p = [Float](repeating: .nan, count: N * C), dx = rng.normalArray(N * C)
+            let start = dx
+            x.withUnsafeBufferPointer { px in
+                p.withUnsafeMutableBufferPointer { pp in
+                    if let m {
+                        m.withUnsafeBufferPointer { Softmax.forward(p: pp.baseAddress!, x: px.baseAddress!, mask: $0.baseAddress!, maskRowStride: stride, rows: N, cols: C) }
+                    } else {
+                        Softmax.forward(p: pp.baseAddress!, x: px.baseAddress!, rows: N, cols: C)
+                    }
+                }
+            }
+            dy.withUnsafeBufferPointer { pg in
+                p.withUnsafeBufferPointer { pp in
+                    dx.withUnsafeMutableBufferPointer { Softmax.backward(dx: $0.baseAddress!, dy: pg.baseAddress!, p: pp.baseAddress!, rows: N, cols: C) }
+                }
+            }
+            let r1 = compare("p \(shape) stride \(stride) masked \(m != nil)", p, naive.p)
+            let r2 = compare("dx \(shape)", dx, zip(naive.dx, start).map { $0 + $1 })
+            #expect(r1.ok, "\(r1)")
+            #expect(r2.ok, "\(r2)")
+            #expect(!p.contains { $0.isNaN } && !dx.contains { $0.isNaN })
+        }
+    }
+
+    @Test func fullyMaskedRowIsZeros() {
+        let x = Tensor(shape: [2, 3], data: [1, 2, 3, 4, 5, 6])
+        let mask = Tensor(shape: [2, 3], data: [-.infinity, -.infinity, -.infinity, 0, -.infinity, 0])
+        let p = Softmax.forward(x, mask: mask)
+        #expect(Array(p.data[0..<3]) == [0, 0, 0])
+        #expect(p.data[4] == 0 && abs(p.data[3] + p.data[5] - 1) < 1e-6)
+        var dx = Tensor.zeros([2, 3])
+        Softmax.backward(dy: Tensor(shape: [2, 3], data: [1, 2, 3, 4, 5, 6]), p: p, dx: &dx)
+        #expect(Array(dx.data[0..<3]) == [0, 0, 0] && dx.data[4] == 0)
+    }
+
+    @Test func gradientMatchesFiniteDifferences() {
+        let (N, C) = (4, 9)
+        var rng = RNG(seed: 12)
+        let x = rng.normalArray(N * C), dy = rng.normalArray(N * C)
+        let mask = Tensor(shape: [N, C], data: (0..<(N * C)).map { $0 % 5 == 2 ? -.infinity : 0 })
+        let p = Softmax.forward(Tensor(shape: [N, C], data: x), mask: mask)
+        var dx = Tensor.zeros([N, C])
+        Softmax.backward(dy: Tensor(shape: [N, C], data: dy), p: p, dx: &dx)
+        let r = gradCheck("softmax", input: x, analytic: dx.data) {
+            dotDouble(Softmax.forward(Tensor(shape: [N, C], data: $0), mask: mask).data, dy)
+        }
+        print(r)
+        #expect(r.ok, "\(r)")
+    }
+
+    @Test func matchesPyTorch() throws {
+        let f = try Fixture("softmax.json", in: fixtures)
+        let x = try f.tensor("x")
+        let p = Softmax.forward(x, mask: try f.tensor("mask"))
+        var dx = Tensor.zeros(x.shape)
+        Softmax.backward(dy: try f.tensor("dy"), p: p, dx: &dx)
+        for r in [compare("softmax p", p, try f.tensor("p")), compare("softmax dx", dx, try f.tensor("dx"))] {
+            print(r)
+            #expect(r.ok, "\(r)")
+        }
+    }
+}
