@@ -39,6 +39,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // Benchmarks (`ops/bench NAME…`), built in release; never run by `ops/test`.
+        .executableTarget(name: "bench", dependencies: ["Tensor"], swiftSettings: kernelFlags),
         .testTarget(
             name: "TensorTests", dependencies: ["Tensor", "TestSupport"],
             exclude: ["Fixtures"], swiftSettings: kernelFlags),
