@@ -73,7 +73,7 @@ enum CopyBench {
             let stats = try Timing.interleaved(contenders(buffers, minTime: settings.minTime), settings)
             let gbs = stats.map { buffers.bytesMoved / $0.median / 1e9 }
             table.add([
-                "\(threads)", fixed(gbs[0]), fixed(gbs[1]), ratio(gbs[0] / gbs[1]),
+                "\(threads)", fixed(gbs[0]), fixed(gbs[1]), ratio(stats[0].speedup(over: stats[1])),
                 percent(stats.map(\.spread).max()!), meter.summary(),
             ])
         }

@@ -40,7 +40,8 @@ enum GemmBench {
 
     static func run(_ settings: TimingSettings) throws {
         print("## gemm: Gemm.gemm (Swift → cblas_sgemm) vs raw cblas_sgemm from C vs torch.matmul")
-        print("GFLOP/s = 2·M·K·N / median seconds per call; ratios are ours / peer (> 1: ours faster).")
+        print("GFLOP/s = 2·M·K·N / median seconds per call. Ratios: ours/peer speed (> 1: ours faster),")
+        print("the median over rounds of the two samples taken in the same round.")
         print("Goal: ours/C ≥ \(ratio(1 - goal)) on every row (wrapper within \(percent(goal)) of raw sgemm).")
         print("spread: slowest/fastest sample − 1, worst contender; \(LoadMeter.legend)")
         let commands = peerCommands()
@@ -67,15 +68,16 @@ enum GemmBench {
                 try Machine.waitForQuiet(settings)
                 let meter = LoadMeter(peers: peers.map(\.pid))
                 let stats = try measure(shape, threads: threads, c: cPeer, torch: torchPeer, settings)
-                let gflops = stats.map { $0.map { shape.flops / $0.median / 1e9 } }
-                let ours = gflops[0]!
+                let gflops = stats.map { $0.map { fixed(shape.flops / $0.median / 1e9) } ?? "-" }
+                let ours = stats[0]!
+                let vsC = stats[1].map { ours.speedup(over: $0) }
+                let vsTorch = stats[2].map { ours.speedup(over: $0) }
                 let spread = stats.compactMap { $0?.spread }.max() ?? 0
                 table.add([
-                    shape.label, shape.role, fixed(ours), gflops[1].map { fixed($0) } ?? "-",
-                    gflops[2].map { fixed($0) } ?? "-", gflops[1].map { ratio(ours / $0) } ?? "-",
-                    gflops[2].map { ratio(ours / $0) } ?? "-", percent(spread), meter.summary(),
+                    shape.label, shape.role, gflops[0], gflops[1], gflops[2], vsC.map(ratio) ?? "-",
+                    vsTorch.map(ratio) ?? "-", percent(spread), meter.summary(),
                 ])
-                if let c = gflops[1] { ratiosC.append((shape, threads, ours / c)) }
+                if let vsC { ratiosC.append((shape, threads, vsC)) }
             }
             print()
         }

@@ -12,9 +12,11 @@ struct Table {
         self.header = header
         self.widths = header.enumerated().map { i, h in max(h.count, i < widths.count ? widths[i] : 7) }
         printLine(header)
-        print("|" + widths.enumerated().map { i, w in
-            i == 0 ? " " + String(repeating: "-", count: w) + " " : " " + String(repeating: "-", count: w - 1) + ": "
-        }.joined(separator: "|") + "|")
+        // Markdown alignment row: the label column left, the numbers right (`---:`).
+        let rule = self.widths.enumerated().map { i, w in
+            String(repeating: "-", count: i == 0 ? w : w - 1) + (i == 0 ? "" : ":")
+        }
+        printLine(rule)
     }
 
     /// Prints one row: the first column left-aligned (a label), the rest right-aligned (numbers).

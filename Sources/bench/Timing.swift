@@ -17,17 +17,28 @@ struct Contender {
 
 /// The samples of one contender, in seconds per operation.
 struct Stats {
+    /// In the order taken: sample i of every contender comes from the same round.
+    let rounds: [Double]
     /// Sorted ascending.
     let samples: [Double]
 
-    init(_ samples: [Double]) {
-        precondition(!samples.isEmpty, "Stats: no samples")
-        self.samples = samples.sorted()
+    init(_ rounds: [Double]) {
+        precondition(!rounds.isEmpty, "Stats: no samples")
+        self.rounds = rounds
+        self.samples = rounds.sorted()
     }
 
-    var median: Double {
-        let n = samples.count
-        return n % 2 == 1 ? samples[n / 2] : (samples[n / 2 - 1] + samples[n / 2]) / 2
+    var median: Double { Stats.median(samples) }
+    static func median(_ sorted: [Double]) -> Double {
+        let n = sorted.count
+        return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+    }
+
+    /// How much faster `self` is than `peer` (> 1: faster): the median over rounds of the ratio
+    /// of the two samples taken in the same round, which cancels drifts slower than a round.
+    func speedup(over peer: Stats) -> Double {
+        precondition(rounds.count == peer.rounds.count, "speedup: \(rounds.count) vs \(peer.rounds.count) rounds")
+        return Stats.median(zip(rounds, peer.rounds).map { $1 / $0 }.sorted())
     }
     var fastest: Double { samples[0] }
     var slowest: Double { samples[samples.count - 1] }
