@@ -44,6 +44,7 @@ let package = Package(
         .testTarget(
             name: "TensorTests", dependencies: ["Tensor", "TestSupport"],
             exclude: ["Fixtures"], swiftSettings: kernelFlags),
+        .testTarget(name: "benchTests", dependencies: ["bench"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs"]),
         .testTarget(name: "FetchTests", dependencies: ["Fetch"]),

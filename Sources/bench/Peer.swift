@@ -16,6 +16,8 @@ final class Peer {
     init(name: String, command: [String], threads: Int) throws {
         precondition(!command.isEmpty, "Peer \(name): empty command")
         self.name = name
+        // A peer that dies must be a thrown error naming it, not a silent SIGPIPE exit of ours.
+        signal(SIGPIPE, SIG_IGN)
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
         var env = ProcessInfo.processInfo.environment
@@ -46,7 +48,11 @@ final class Peer {
         guard process.isRunning else {
             throw BenchError("peer \(name) exited with status \(process.terminationStatus) before '\(line)'")
         }
-        toPeer.fileHandleForWriting.write(Data((line + "\n").utf8))
+        do {
+            try toPeer.fileHandleForWriting.write(contentsOf: Data((line + "\n").utf8))
+        } catch {
+            throw BenchError("peer \(name): cannot send '\(line)': \(error)")
+        }
         var buffer: UnsafeMutablePointer<CChar>? = nil
         var capacity = 0
         defer { free(buffer) }
@@ -69,7 +75,9 @@ final class Peer {
     /// Asks the peer to exit and waits for it.
     func close() {
         if process.isRunning {
-            toPeer.fileHandleForWriting.write(Data("quit\n".utf8))
+            // A peer that already died is not an error here (SIGPIPE is ignored, see init).
+            try? toPeer.fileHandleForWriting.write(contentsOf: Data("quit\n".utf8))
+            try? toPeer.fileHandleForWriting.close()
             process.waitUntilExit()
         }
         fclose(reader)

@@ -67,8 +67,9 @@ struct TimingSettings {
 
     /// Defaults overridden by `BENCH_WARMUP`, `BENCH_SAMPLES`, `BENCH_MIN_TIME`, `BENCH_SETTLE`,
     /// `BENCH_THREADS` (comma-separated), `BENCH_QUIET` (cores) and `BENCH_QUIET_WAIT` (seconds).
-    static func fromEnvironment() throws -> TimingSettings {
-        let env = ProcessInfo.processInfo.environment
+    static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws
+        -> TimingSettings
+    {
         var s = TimingSettings()
         func number<T: LosslessStringConvertible>(_ key: String, _ value: inout T) throws {
             guard let text = env[key] else { return }
