@@ -27,6 +27,18 @@ enum GemmBench {
     /// The wrapper may cost at most this fraction against raw sgemm.
     static let goal = 0.03
 
+    /// `shapes`, or those named in `BENCH_GEMM_SHAPES` (comma-separated `MxKxN`) to rerun a few.
+    static func selectedShapes() throws -> [GemmShape] {
+        guard let text = ProcessInfo.processInfo.environment["BENCH_GEMM_SHAPES"] else { return shapes }
+        let names = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let chosen = shapes.filter { names.contains("\($0.m)x\($0.k)x\($0.n)") }
+        guard chosen.count == names.count else {
+            let known = shapes.map { "\($0.m)x\($0.k)x\($0.n)" }.joined(separator: ", ")
+            throw BenchError("BENCH_GEMM_SHAPES=\(text): expected some of \(known)")
+        }
+        return chosen
+    }
+
     /// The peers' commands, from the environment `ops/bench` sets; a missing one is skipped.
     static func peerCommands() -> [(name: String, command: [String])] {
         let env = ProcessInfo.processInfo.environment
@@ -45,6 +57,7 @@ enum GemmBench {
         print("Goal: ours/C ≥ \(ratio(1 - goal)) on every row (wrapper within \(percent(goal)) of raw sgemm).")
         print("spread: slowest/fastest sample − 1, worst contender; \(LoadMeter.legend)")
         let commands = peerCommands()
+        let shapes = try selectedShapes()
         if commands.count < 2 {
             print("note: peers not configured (run through `ops/bench gemm`); missing columns show '-'.")
         }
