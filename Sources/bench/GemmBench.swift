@@ -100,7 +100,7 @@ enum GemmBench {
         print()
     }
 
-    /// Medians for ours, C and torch (nil where that peer is absent), sampled interleaved.
+    /// The samples of ours, C and torch (nil where that peer is absent), taken interleaved.
     static func measure(
         _ shape: GemmShape, threads: Int, c cPeer: Peer?, torch torchPeer: Peer?, _ settings: TimingSettings
     ) throws -> [Stats?] {
