@@ -44,9 +44,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // Benchmarks (`ops/bench NAME…`), built in release; never run by `ops/test`.
+        .executableTarget(name: "bench", dependencies: ["Tensor"], swiftSettings: kernelFlags),
         .testTarget(
             name: "TensorTests", dependencies: ["Tensor", "TestSupport"],
             exclude: ["Fixtures"], swiftSettings: kernelFlags),
+        .testTarget(name: "benchTests", dependencies: ["bench"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs"]),
         .testTarget(name: "FetchTests", dependencies: ["Fetch", "CArchive"], exclude: ["Fixtures"]),

@@ -1,0 +1,37 @@
+// bench: runs the benchmarks named on the command line; `ops/bench NAME…` builds it and its peers.
+import Foundation
+
+/// Every benchmark: name, one-line summary, entry point. A new benchmark adds a file and a line.
+let benchmarks: [(name: String, summary: String, run: (TimingSettings) throws -> Void)] = [
+    ("gemm", "Gemm.gemm vs raw OpenBLAS sgemm (C) vs torch.matmul, GFLOP/s", GemmBench.run),
+    ("copy", "copy bandwidth (Swift loop and memcpy over 256 MiB), GB/s", CopyBench.run),
+]
+
+func usage() -> String {
+    "usage: ops/bench NAME…   (builds in release, runs the peers side by side)\n"
+        + benchmarks.map { "  \($0.name.padding(toLength: 8, withPad: " ", startingAt: 0)) \($0.summary)" }
+        .joined(separator: "\n")
+}
+
+let names = Array(CommandLine.arguments.dropFirst())
+if names.isEmpty || names.contains(where: { ["-h", "--help", "--list"].contains($0) }) {
+    print(usage())
+    exit(names.isEmpty ? 2 : 0)
+}
+let unknown = names.filter { name in !benchmarks.contains { $0.name == name } }
+if !unknown.isEmpty {
+    FileHandle.standardError.write(Data("bench: unknown benchmark \(unknown.joined(separator: ", "))\n\(usage())\n".utf8))
+    exit(2)
+}
+do {
+    let settings = try TimingSettings.fromEnvironment()
+    Machine.printHeader(settings)
+    print()
+    for name in names {
+        try benchmarks.first { $0.name == name }!.run(settings)
+    }
+    print("load average at the end (1, 5, 15 min): \(Machine.loadAverage())")
+} catch {
+    FileHandle.standardError.write(Data("bench: \(error)\n".utf8))
+    exit(1)
+}
