@@ -42,7 +42,7 @@ let package = Package(
         .testTarget(
             name: "TensorTests", dependencies: ["Tensor", "TestSupport"],
             exclude: ["Fixtures"], swiftSettings: kernelFlags),
-        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], exclude: ["Fixtures"]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs"]),
         .testTarget(name: "FetchTests", dependencies: ["Fetch"]),
     ],

@@ -1,0 +1,138 @@
+// WordPieceTokenizer: BERT's basic tokenizer, then greedy longest-match WordPiece with `##`.
+import Foundation
+
+/// BERT's tokenizer, id for id with Hugging Face `tokenizers` (`models/wordpiece/mod.rs`): each word
+/// from `BertNormalizer` is cut greedily into the longest vocabulary pieces, later pieces carrying the
+/// continuation prefix; a word with an unmatchable rest, or over `maxInputCharsPerWord` characters,
+/// becomes one `[UNK]`.
+public final class WordPieceTokenizer: Tokenizer {
+    let pieces: [String]
+    /// Every vocabulary entry, for the first piece of a word.
+    let initial: DoubleArrayTrie
+    /// Entries with the continuation prefix, stored without it.
+    let continuation: DoubleArrayTrie
+    let unkId: Int32
+    let maxInputCharsPerWord: Int
+    let continuingPrefix: String
+    let normalizer: BertNormalizer
+    let specials: SpecialTokens
+    /// Ids dropped by `decode(skipSpecialTokens: true)`.
+    let skipIds: Set<Int32>
+    let cleanup: Bool
+    public let prefixIds: [Int32]
+    public let suffixIds: [Int32]
+    public let padId: Int32
+    public var vocabSize: Int { pieces.count }
+
+    init(pieces: [String], unkId: Int32, continuingPrefix: String = "##", maxInputCharsPerWord: Int = 100,
+         normalizer: BertNormalizer, specials: SpecialTokens, skipIds: Set<Int32>, prefixIds: [Int32],
+         suffixIds: [Int32], padId: Int32, cleanup: Bool = true) {
+        self.pieces = pieces
+        self.unkId = unkId
+        self.continuingPrefix = continuingPrefix
+        self.maxInputCharsPerWord = maxInputCharsPerWord
+        self.normalizer = normalizer
+        self.specials = specials
+        self.skipIds = skipIds
+        self.prefixIds = prefixIds
+        self.suffixIds = suffixIds
+        self.padId = padId
+        self.cleanup = cleanup
+        let prefix = Array(continuingPrefix.utf8)
+        var keys: [[UInt8]] = [], ids: [Int32] = []
+        var ckeys: [[UInt8]] = [], cids: [Int32] = []
+        // A piece listed twice maps to its last id, as a dictionary built from the file would.
+        var last: [String: Int] = [:]
+        for (i, p) in pieces.enumerated() where !p.isEmpty { last[p] = i }
+        for (i, p) in pieces.enumerated() where last[p] == i {
+            let b = Array(p.utf8)
+            keys.append(b); ids.append(Int32(i))
+            if b.count > prefix.count && b.starts(with: prefix) {
+                ckeys.append(Array(b[prefix.count...])); cids.append(Int32(i))
+            }
+        }
+        initial = DoubleArrayTrie(keys: keys, ids: ids)
+        continuation = DoubleArrayTrie(keys: ckeys, ids: cids)
+    }
+
+    public func piece(for id: Int32) -> String? { id >= 0 && Int(id) < pieces.count ? pieces[Int(id)] : nil }
+    public func id(for piece: String) -> Int32? { initial.id(of: Array(piece.utf8)) }
+
+    public func encodeContent(_ text: UnsafeBufferPointer<UInt8>, into ids: inout [Int32], workspace ws: Workspace) {
+        guard let base = text.baseAddress, !text.isEmpty else { return }
+        var buffer = ws.word
+        ws.word = []
+        defer { ws.word = buffer }
+        specials.split(text, text: { r in
+            normalizer.words(UnsafeBufferPointer(start: base + r.lowerBound, count: r.count), buffer: &buffer) {
+                wordPiece($0, &ids)
+            }
+        }, special: { ids.append($0) })
+    }
+
+    /// Greedy longest-match of one word (valid UTF-8).
+    @inline(__always)
+    private func wordPiece(_ w: UnsafeBufferPointer<UInt8>, _ ids: inout [Int32]) {
+        var chars = 0
+        for b in w where b & 0xC0 != 0x80 { chars += 1 }
+        if chars > maxInputCharsPerWord { ids.append(unkId); return }
+        let mark = ids.count
+        var start = 0
+        let n = w.count
+        while start < n {
+            let trie = start == 0 ? initial : continuation
+            var bestEnd = -1
+            var bestId: Int32 = -1
+            trie.units.withUnsafeBufferPointer { u in
+                var node = 0
+                var k = start
+                while k < n {
+                    let t = Int(u[node].base) + Int(w[k])
+                    if Int(u[t].check) != node { break }
+                    node = t
+                    k += 1
+                    if u[t].value >= 0 && (k == n || w[k] & 0xC0 != 0x80) { bestEnd = k; bestId = u[t].value }
+                }
+            }
+            if bestEnd < 0 {
+                ids.removeLast(ids.count - mark)
+                ids.append(unkId)
+                return
+            }
+            ids.append(bestId)
+            start = bestEnd
+        }
+    }
+
+    public func decode(_ ids: [Int32], skipSpecialTokens: Bool) -> String {
+        // HF's WordPiece decoder: continuation pieces glue on, others get a space, then `cleanup`.
+        var out = ""
+        var first = true
+        for id in ids {
+            guard let p = piece(for: id) else { continue }
+            if skipSpecialTokens && skipIds.contains(id) { continue }
+            var token = p
+            if !first {
+                if token.hasPrefix(continuingPrefix) {
+                    token.removeFirst(continuingPrefix.count)
+                } else {
+                    token = " " + token
+                }
+            }
+            first = false
+            out += cleanup ? WordPieceTokenizer.cleanUp(token) : token
+        }
+        return out
+    }
+
+    /// `tokenizers/src/decoders/wordpiece.rs` `cleanup`: spaces before punctuation and contractions.
+    static func cleanUp(_ s: String) -> String {
+        if !s.hasPrefix(" ") { return s }
+        var t = s
+        for (a, b) in [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                       (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")] {
+            t = t.replacingOccurrences(of: a, with: b)
+        }
+        return t
+    }
+}
