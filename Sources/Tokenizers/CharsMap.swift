@@ -47,6 +47,60 @@ struct CharsMap: Sendable {
         startsRule = starts
     }
 
+    /// Shortest rule matching a prefix of `p[0..<n]`: its replacement, or nil.
+    private func firstRule(_ p: UnsafePointer<UInt8>, _ n: Int) -> ArraySlice<UInt8>? {
+        units.withUnsafeBufferPointer { u -> ArraySlice<UInt8>? in
+            if u.isEmpty { return nil }
+            var pos = Int((u[0] >> 10) << ((u[0] & (1 << 9)) >> 6))
+            for i in 0..<n {
+                let c = Int(p[i])
+                pos ^= c
+                if pos >= u.count || Int(u[pos] & ((1 << 31) | 0xFF)) != c { return nil }
+                let unit = u[pos]
+                pos ^= Int((unit >> 10) << ((unit & (1 << 9)) >> 6))
+                if pos >= u.count { return nil }
+                if (unit >> 8) & 1 == 1 {
+                    let value = min(Int(u[pos] & ((1 << 31) - 1)), strings.count)
+                    var end = value
+                    while end < strings.count, strings[end] != 0 { end += 1 }
+                    return strings[value..<end]
+                }
+            }
+            return nil
+        }
+    }
+
+    /// Appends the normalisation of `input` (valid UTF-8) as Hugging Face's `Precompiled` normaliser does it:
+    /// per extended grapheme cluster, a cluster under 6 bytes is replaced whole by the *shortest* rule
+    /// matching its start, otherwise each character by its own rule (`tokenizers` normalizers/precompiled.rs).
+    func normalizeGraphemes(_ input: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
+        guard let base = input.baseAddress, !input.isEmpty else { return }
+        // ASCII without CR: every character is a cluster of its own.
+        if !input.contains(where: { $0 >= 0x80 || $0 == 0x0D }) {
+            for i in 0..<input.count {
+                let b = input[i]
+                if startsRule[Int(b)], let r = firstRule(base + i, 1) { out.append(contentsOf: r) } else { out.append(b) }
+            }
+            return
+        }
+        for cluster in String(decoding: input, as: UTF8.self) {
+            var g = Array(cluster.utf8)
+            g.withUnsafeMutableBufferPointer { gb in
+                let p = UnsafePointer(gb.baseAddress!)
+                if gb.count < 6, let r = firstRule(p, gb.count) {
+                    out.append(contentsOf: r)
+                    return
+                }
+                var i = 0
+                while i < gb.count {
+                    let len = UTF8Decoding.length(lead: gb[i])
+                    if let r = firstRule(p + i, len) { out.append(contentsOf: r) } else { out.append(contentsOf: gb[i..<(i + len)]) }
+                    i += len
+                }
+            }
+        }
+    }
+
     /// Longest rule matching a prefix of `p[0..<n]`: (matched bytes, offset of its replacement).
     @inline(__always)
     private static func longest(_ units: [UInt32], _ p: UnsafePointer<UInt8>, _ n: Int) -> (length: Int, value: Int) {

@@ -25,6 +25,7 @@ public protocol Tokenizer: AnyObject, Sendable {
 public final class Workspace {
     var normalized: [UInt8] = []
     var word: [UInt8] = []
+    var scratch: [UInt8] = []
     var bestF: [Float] = []
     var bestD: [Double] = []
     var starts: [Int32] = []

@@ -165,14 +165,17 @@ extension TokenizerLoader {
                     let b64 = try n.string("precompiled_charsmap")
                     guard let data = Data(base64Encoded: b64) else { throw n.wrong("precompiled_charsmap", "base64") }
                     charsMap = try CharsMap(blob: [UInt8](data), path: path)
+                    pre.steps.append(.precompiled)
+                case "Strip":
+                    pre.steps.append(.strip(left: try n.bool("strip_left", default: true),
+                                            right: try n.bool("strip_right", default: true)))
                 case "Replace":
                     let pattern = (n.dict["pattern"] as? [String: Any])?["Regex"] as? String
-                        ?? (n.dict["pattern"] as? [String: Any])?["String"] as? String
-                    guard pattern == " {2,}", (n.dict["content"] as? String) == " " else {
+                    guard pattern == " {2,}", let content = n.dict["content"] as? String else {
                         throw TokenizerError.unsupported(path: path, field: n.field("pattern"),
-                                                         found: "\(pattern ?? "?") (only \" {2,}\" → \" \")")
+                                                         found: "\(pattern ?? "a string pattern") (only the regex \" {2,}\")")
                     }
-                    pre.collapseSpaces = true
+                    pre.steps.append(.replaceSpaceRuns(content: Array(content.utf8)))
                 default:
                     throw TokenizerError.unsupported(path: path, field: n.field("type"), found: try n.string("type"))
                 }

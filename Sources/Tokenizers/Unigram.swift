@@ -17,7 +17,16 @@ public final class UnigramTokenizer: Tokenizer {
     /// Hugging Face pre-tokenisation for unigram models.
     struct HFPreTokenizer: Sendable {
         enum Prepend: Sendable { case always, first, never }
-        var collapseSpaces = false
+        /// One normaliser of the file's sequence, applied in order.
+        enum Step: Sendable {
+            /// The precompiled character map.
+            case precompiled
+            /// Trim White_Space on the left and/or right (`Strip`).
+            case strip(left: Bool, right: Bool)
+            /// Replace each run of two or more spaces with `content` (`Replace` with pattern ` {2,}`).
+            case replaceSpaceRuns(content: [UInt8])
+        }
+        var steps: [Step] = []
         var whitespaceSplit = false
         var metaspace = false
         var replacement: [UInt8] = [0xE2, 0x96, 0x81]
@@ -122,20 +131,47 @@ public final class UnigramTokenizer: Tokenizer {
     private func preTokenize(_ seg: UnsafeBufferPointer<UInt8>, _ pre: HFPreTokenizer, atStart: Bool,
                              _ ids: inout [Int32], _ ws: Workspace) {
         ws.normalized.removeAll(keepingCapacity: true)
-        if let cm = charsMap {
-            cm.normalize(seg, spec: SentencePieceNormalizerSpec.mapOnly, into: &ws.normalized)
-        } else {
-            ws.normalized.append(contentsOf: seg)
-        }
-        if pre.collapseSpaces {
-            var w = 0
-            for r in 0..<ws.normalized.count {
-                let b = ws.normalized[r]
-                if b == 0x20 && w > 0 && ws.normalized[w - 1] == 0x20 { continue }
-                ws.normalized[w] = b
-                w += 1
+        ws.normalized.append(contentsOf: seg)
+        for step in pre.steps {
+            switch step {
+            case .precompiled:
+                guard let cm = charsMap else { continue }
+                swap(&ws.normalized, &ws.scratch)
+                ws.normalized.removeAll(keepingCapacity: true)
+                ws.scratch.withUnsafeBufferPointer {
+                    cm.normalizeGraphemes($0, into: &ws.normalized)
+                }
+            case let .strip(left, right):
+                ws.normalized.withUnsafeBufferPointer { s in
+                    var lo = 0, hi = s.count
+                    if left { while lo < hi, let w = Unicode.whiteSpaceLength(s, lo) { lo += w } }
+                    if right {
+                        while hi > lo {
+                            var k = hi - 1
+                            while k > lo, s[k] & 0xC0 == 0x80 { k -= 1 }
+                            guard Unicode.whiteSpaceLength(s, k) != nil else { break }
+                            hi = k
+                        }
+                    }
+                    ws.scratch.removeAll(keepingCapacity: true)
+                    ws.scratch.append(contentsOf: s[lo..<hi])
+                }
+                swap(&ws.normalized, &ws.scratch)
+            case let .replaceSpaceRuns(content):
+                ws.scratch.removeAll(keepingCapacity: true)
+                var k = 0
+                let n = ws.normalized.count
+                while k < n {
+                    if ws.normalized[k] == 0x20 && k + 1 < n && ws.normalized[k + 1] == 0x20 {
+                        while k < n && ws.normalized[k] == 0x20 { k += 1 }
+                        ws.scratch.append(contentsOf: content)
+                    } else {
+                        ws.scratch.append(ws.normalized[k])
+                        k += 1
+                    }
+                }
+                swap(&ws.normalized, &ws.scratch)
             }
-            ws.normalized.removeLast(ws.normalized.count - w)
         }
         let rep = pre.replacement
         var word = ws.word
@@ -161,7 +197,9 @@ public final class UnigramTokenizer: Tokenizer {
                     continue
                 }
                 word.removeAll(keepingCapacity: true)
-                let startsWithRep = j - i >= rep.count && s[i] == rep[0] && s[i + 1] == rep[1] && s[i + 2] == rep[2]
+                // Spaces become `▁` before the prefix check, so a leading space counts as one.
+                let startsWithRep = (j > i && s[i] == 0x20)
+                    || (j - i >= rep.count && s[i] == rep[0] && s[i + 1] == rep[1] && s[i + 2] == rep[2])
                 switch pre.prepend {
                 case .always: if !startsWithRep { word.append(contentsOf: rep) }
                 case .first: if !startsWithRep && atStart && i == 0 { word.append(contentsOf: rep) }

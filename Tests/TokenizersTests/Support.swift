@@ -37,6 +37,8 @@ enum Assets {
         let t5: [Int32]
         let bert: [Int32]
         let spm: [Int32]
+        let hf_spm: [Int32]
+        let spm_normalized: String?
         let t5_decoded: String?
         let bert_decoded: String?
         let spm_pieces: [String]?
