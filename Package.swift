@@ -39,6 +39,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        .executableTarget(name: "tokenize-bench", dependencies: ["Tokenizers"], swiftSettings: kernelFlags),
         .testTarget(
             name: "TensorTests", dependencies: ["Tensor", "TestSupport"],
             exclude: ["Fixtures"], swiftSettings: kernelFlags),

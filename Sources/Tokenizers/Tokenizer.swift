@@ -35,6 +35,26 @@ public final class Workspace {
     public init() {}
 }
 
+/// Runs `body` on `text` when it is valid UTF-8, else on a repaired copy (invalid bytes become U+FFFD), so
+/// code after it may decode characters without bounds checks.
+@inline(__always)
+func withValidUTF8(_ text: UnsafeBufferPointer<UInt8>, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
+    guard let p = text.baseAddress else { return }
+    var i = 0
+    let n = text.count
+    while i < n {
+        if p[i] < 0x80 { i += 1; continue }
+        let l = UTF8Decoding.validLength(p + i, n - i)
+        if l == 0 {
+            var s = String(decoding: text, as: UTF8.self)
+            s.withUTF8(body)
+            return
+        }
+        i += l
+    }
+    body(text)
+}
+
 extension Tokenizer {
     /// The ids of `text`: special tokens added when `addSpecialTokens` (T5 `</s>`; BERT `[CLS]`…`[SEP]`), and
     /// at most `maxLength` ids when given, the content cut so the special tokens still fit (as HF truncates).

@@ -104,6 +104,7 @@ public final class UnigramTokenizer: Tokenizer {
         return pieces.firstIndex(of: piece).map { Int32($0) }
     }
 
+    /// Invalid UTF-8 is read as sentencepiece does (U+FFFD per bad byte) or, for tokenizer.json, repaired first.
     public func encodeContent(_ text: UnsafeBufferPointer<UInt8>, into ids: inout [Int32], workspace ws: Workspace) {
         guard let base = text.baseAddress, !text.isEmpty else { return }
         if specials.isEmpty {
@@ -123,7 +124,7 @@ public final class UnigramTokenizer: Tokenizer {
             (charsMap ?? CharsMap.identity).normalize(seg, spec: spec, into: &ws.normalized)
             ws.normalized.withUnsafeBufferPointer { lattice($0, &ids, ws, spm: true) }
         case .huggingFace(let pre):
-            preTokenize(seg, pre, atStart: atStart, &ids, ws)
+            withValidUTF8(seg) { preTokenize($0, pre, atStart: atStart, &ids, ws) }
         }
     }
 

@@ -64,8 +64,8 @@ public final class WordPieceTokenizer: Tokenizer {
         ws.word = []
         defer { ws.word = buffer }
         specials.split(text, text: { r in
-            normalizer.words(UnsafeBufferPointer(start: base + r.lowerBound, count: r.count), buffer: &buffer) {
-                wordPiece($0, &ids)
+            withValidUTF8(UnsafeBufferPointer(start: base + r.lowerBound, count: r.count)) { seg in
+                normalizer.words(seg, buffer: &buffer) { wordPiece($0, &ids) }
             }
         }, special: { ids.append($0) })
     }

@@ -46,3 +46,54 @@ extension UnigramTests {
         expectAllMatch("converted spiece tokenizer.json", try UnigramTests.convertedSpiece(), expected: { $0.hf_spm })
     }
 }
+
+extension UnigramTests {
+    @Test func t5DecodeMatchesHuggingFace() throws {
+        let tok = try Assets.t5.get()
+        var checked = 0
+        for c in Assets.cases {
+            guard let want = c.t5_decoded else { continue }
+            #expect(tok.decode(c.t5, skipSpecialTokens: true) == want, "\(c.text.debugDescription)")
+            checked += 1
+        }
+        #expect(checked > 400)
+    }
+
+    @Test func spieceDecodeAndPiecesMatchSentencePiece() throws {
+        let tok = try Assets.spiece.get()
+        var checked = 0
+        for c in Assets.cases {
+            guard let pieces = c.spm_pieces, let want = c.spm_decoded else { continue }
+            // sentencepiece's own ids for its pieces (an unknown surface maps to <unk>).
+            let ids = pieces.map { p -> Int32 in
+                let i = tok.id(for: p) ?? 2
+                return i >= 4000 ? 2 : i
+            }
+            #expect(tok.decode(ids, skipSpecialTokens: false) == want, "\(c.text.debugDescription)")
+            if !c.text.contains("<") && !ids.contains(2) {
+                #expect(tok.pieces(c.text) == pieces, "\(c.text.debugDescription)")
+            }
+            checked += 1
+        }
+        #expect(checked > 400)
+    }
+
+    @Test func t5KnownIdsAndSpecialTokens() throws {
+        let tok = try Assets.t5.get()
+        #expect(tok.encode("Hello world") == [8774, 296, 1])
+        #expect(tok.encode("Hello world", addSpecialTokens: false) == [8774, 296])
+        #expect(tok.encode("<extra_id_0> x <extra_id_99></s>", addSpecialTokens: false).first == 32099)
+        #expect(tok.encode("<extra_id_99>", addSpecialTokens: false) == [32000])
+        #expect(tok.id(for: "</s>") == 1 && tok.padId == 0 && tok.suffixIds == [1] && tok.prefixIds.isEmpty)
+        #expect(tok.decode([8774, 296, 1], skipSpecialTokens: true) == "Hello world")
+        #expect(tok.decode([8774, 296, 1], skipSpecialTokens: false) == "Hello world</s>")
+    }
+
+    @Test func spieceExtraIdsAreT5s() throws {
+        let tok = try Assets.spiece.get()
+        #expect(tok.vocabSize == 4100)
+        #expect(tok.encode("a <extra_id_0>", addSpecialTokens: false).last == 4099)
+        #expect(tok.encode("<extra_id_99>", addSpecialTokens: false) == [4000])
+        #expect(tok.encode("answer", addSpecialTokens: true).last == 1)
+    }
+}
