@@ -1,5 +1,4 @@
 // WordPieceTokenizer: BERT's basic tokenizer, then greedy longest-match WordPiece with `##`.
-import Foundation
 
 /// BERT's tokenizer, id for id with Hugging Face `tokenizers` (`models/wordpiece/mod.rs`): each word
 /// from `BertNormalizer` is cut greedily into the longest vocabulary pieces, later pieces carrying the
@@ -105,33 +104,50 @@ public final class WordPieceTokenizer: Tokenizer {
     }
 
     public func decode(_ ids: [Int32], skipSpecialTokens: Bool) -> String {
-        // HF's WordPiece decoder: continuation pieces glue on, others get a space, then `cleanup`.
-        var out = ""
+        // HF's WordPiece decoder: continuation pieces glue on, others get a space, then `cleanup`. Bytes, not
+        // Characters: a combining mark after `##` would otherwise hide the prefix.
+        let prefix = Array(continuingPrefix.utf8)
+        var out: [UInt8] = []
         var first = true
         for id in ids {
             guard let p = piece(for: id) else { continue }
             if skipSpecialTokens && skipIds.contains(id) { continue }
-            var token = p
+            var token = Array(p.utf8)
             if !first {
-                if token.hasPrefix(continuingPrefix) {
-                    token.removeFirst(continuingPrefix.count)
+                if token.starts(with: prefix) {
+                    token.removeFirst(prefix.count)
                 } else {
-                    token = " " + token
+                    token.insert(0x20, at: 0)
                 }
             }
             first = false
             out += cleanup ? WordPieceTokenizer.cleanUp(token) : token
         }
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 
+    private static let cleanups: [([UInt8], [UInt8])] = [
+        (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"), (" 'm", "'m"),
+        (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"),
+    ].map { (Array($0.utf8), Array($1.utf8)) }
+
     /// `tokenizers/src/decoders/wordpiece.rs` `cleanup`: spaces before punctuation and contractions.
-    static func cleanUp(_ s: String) -> String {
-        if !s.hasPrefix(" ") { return s }
+    static func cleanUp(_ s: [UInt8]) -> [UInt8] {
+        if s.first != 0x20 { return s }  // every pattern starts with a space
         var t = s
-        for (a, b) in [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                       (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")] {
-            t = t.replacingOccurrences(of: a, with: b)
+        for (a, b) in cleanups {
+            var out: [UInt8] = []
+            var i = 0
+            while i < t.count {
+                if t.count - i >= a.count && t[i..<(i + a.count)].elementsEqual(a) {
+                    out += b
+                    i += a.count
+                } else {
+                    out.append(t[i])
+                    i += 1
+                }
+            }
+            t = out
         }
         return t
     }

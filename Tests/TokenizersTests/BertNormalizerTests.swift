@@ -17,7 +17,9 @@ import Testing
         #expect(words("a\u{0}b\u{7}c\u{200B}d") == ["abcd"])
         #expect(words("中文ab") == ["中", "文", "ab"])
         #expect(words("한") == ["\u{1112}\u{1161}\u{11AB}"])
-        #expect(words("İ") == ["i\u{307}"])
+        // strip_accents runs before lowercase: NFD drops the dot of İ, so no combining dot is left.
+        #expect(words("İ") == ["i"])
+        #expect(words("İ", BertNormalizer(cleanText: true, handleChineseChars: true, stripAccents: false, lowercase: true)) == ["i\u{307}"])
         #expect(words("x\u{3000}y\u{A0}z") == ["x", "y", "z"])
         // U+1F970 is newer than HF's category table, so it is neither removed nor punctuation.
         #expect(words("a🥰b") == ["a🥰b"])
