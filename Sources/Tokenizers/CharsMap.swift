@@ -101,104 +101,106 @@ struct CharsMap: Sendable {
         }
     }
 
-    /// Longest rule matching a prefix of `p[0..<n]`: (matched bytes, offset of its replacement).
-    @inline(__always)
-    private static func longest(_ units: [UInt32], _ p: UnsafePointer<UInt8>, _ n: Int) -> (length: Int, value: Int) {
-        units.withUnsafeBufferPointer { u in
-            if u.isEmpty { return (0, 0) }
-            var length = 0
-            var value = 0
-            var pos = 0
-            var unit = u[0]
-            pos ^= Int((unit >> 10) << ((unit & (1 << 9)) >> 6))
-            for i in 0..<n {
-                let c = Int(p[i])
-                pos ^= c
-                if pos >= u.count { break }
-                unit = u[pos]
-                // label(): the low byte plus the leaf bit, so a leaf never matches a key byte.
-                if Int(unit & ((1 << 31) | 0xFF)) != c { break }
-                pos ^= Int((unit >> 10) << ((unit & (1 << 9)) >> 6))
-                if pos >= u.count { break }
-                if (unit >> 8) & 1 == 1 {
-                    length = i + 1
-                    value = Int(u[pos] & ((1 << 31) - 1))
-                }
-            }
-            return (length, value)
-        }
-    }
-
     /// Appends the normalisation of `input` to `out`, as sentencepiece does with `spec` (remove extra
     /// whitespace, dummy prefix, `▁` for spaces). Invalid UTF-8 becomes U+FFFD, one byte at a time.
     func normalize(_ input: UnsafeBufferPointer<UInt8>, spec: SentencePieceNormalizerSpec, into out: inout [UInt8]) {
-        var i = 0
-        let n = input.count
-        guard let base = input.baseAddress, n > 0 else { return }
-        let removeExtra = spec.removeExtraWhitespaces
-        // Leading whitespace (after normalisation) is dropped.
-        if removeExtra {
+        guard let base = input.baseAddress, !input.isEmpty else { return }
+        strings.withUnsafeBufferPointer { strs in
+        units.withUnsafeBufferPointer { u in
+        UTF8Decoding.replacement.withUnsafeBufferPointer { fffd in
+            // The replacement of the longest rule at `p`, or the character itself, and the bytes consumed.
+            func prefix(_ p: UnsafePointer<UInt8>, _ n: Int) -> (UnsafeBufferPointer<UInt8>, Int) {
+                let (length, value) = CharsMap.longest(u, p, n)
+                if length > 0 {
+                    let start = min(value, strs.count)
+                    var end = start
+                    while end < strs.count, strs[end] != 0 { end += 1 }
+                    return (UnsafeBufferPointer(rebasing: strs[start..<end]), length)
+                }
+                let len = UTF8Decoding.validLength(p, n)
+                if len == 0 { return (fffd, 1) }
+                return (UnsafeBufferPointer(start: p, count: len), len)
+            }
+            let n = input.count
+            var i = 0
+            let removeExtra = spec.removeExtraWhitespaces
+            let space: [UInt8] = spec.escapeWhitespaces ? [0xE2, 0x96, 0x81] : [0x20]
+            // Leading whitespace (after normalisation) is dropped.
+            if removeExtra {
+                while i < n {
+                    let (rep, used) = prefix(base + i, n - i)
+                    if !(rep.count == 1 && rep[0] == 0x20) { break }
+                    i += used
+                }
+            }
+            if i >= n { return }
+            let start = out.count
+            out.reserveCapacity(start + 3 * (n - i) + 3)
+            if spec.addDummyPrefix { out.append(contentsOf: space) }
+            var prevSpace = removeExtra
             while i < n {
+                let b = base[i]
+                if b < 0x80 && !startsRule[Int(b)] {
+                    // Fast path: plain ASCII maps to itself.
+                    if b == 0x20 {
+                        if !prevSpace { out.append(contentsOf: space) }
+                        prevSpace = removeExtra
+                    } else {
+                        out.append(b)
+                        prevSpace = false
+                    }
+                    i += 1
+                    continue
+                }
                 let (rep, used) = prefix(base + i, n - i)
-                if !(rep.count == 1 && rep.first == 0x20) { break }
+                var k = 0
+                if prevSpace { while k < rep.count, rep[k] == 0x20 { k += 1 } }
+                if k < rep.count {
+                    while k < rep.count {
+                        if rep[k] == 0x20 { out.append(contentsOf: space) } else { out.append(rep[k]) }
+                        k += 1
+                    }
+                    prevSpace = rep[rep.count - 1] == 0x20
+                }
+                if !removeExtra { prevSpace = false }
                 i += used
             }
-        }
-        if i >= n { return }
-        let start = out.count
-        if spec.addDummyPrefix { appendSpace(&out, spec) }
-        var prevSpace = removeExtra
-        while i < n {
-            let b = base[i]
-            if b < 0x80 && !startsRule[Int(b)] {
-                // Fast path: plain ASCII maps to itself.
-                if b == 0x20 {
-                    if !prevSpace { appendSpace(&out, spec) }
-                    prevSpace = removeExtra
-                } else {
-                    out.append(b)
-                    prevSpace = false
+            if removeExtra {
+                while out.count - start >= space.count, out[(out.count - space.count)...].elementsEqual(space) {
+                    out.removeLast(space.count)
                 }
-                i += 1
-                continue
             }
-            let (rep, used) = prefix(base + i, n - i)
-            var k = rep.startIndex
-            if prevSpace { while k < rep.endIndex, rep[k] == 0x20 { k += 1 } }
-            if k < rep.endIndex {
-                while k < rep.endIndex {
-                    if rep[k] == 0x20 { appendSpace(&out, spec) } else { out.append(rep[k]) }
-                    k += 1
-                }
-                prevSpace = rep.last == 0x20
-            }
-            if !removeExtra { prevSpace = false }
-            i += used
         }
-        if removeExtra {
-            let space: [UInt8] = spec.escapeWhitespaces ? [0xE2, 0x96, 0x81] : [0x20]
-            while out.count - start >= space.count, Array(out[(out.count - space.count)...]) == space {
-                out.removeLast(space.count)
-            }
+        }
         }
     }
 
+    /// Longest rule matching a prefix of `p[0..<n]`: (matched bytes, offset of its replacement).
     @inline(__always)
-    private func appendSpace(_ out: inout [UInt8], _ spec: SentencePieceNormalizerSpec) {
-        if spec.escapeWhitespaces { out.append(0xE2); out.append(0x96); out.append(0x81) } else { out.append(0x20) }
-    }
-
-    /// The replacement of the longest rule at `p`, or the character itself, and the bytes it consumed.
-    private func prefix(_ p: UnsafePointer<UInt8>, _ n: Int) -> (ArraySlice<UInt8>, Int) {
-        let (length, value) = CharsMap.longest(units, p, n)
-        if length > 0 {
-            var end = value
-            while end < strings.count, strings[end] != 0 { end += 1 }
-            return (strings[min(value, strings.count)..<end], length)
+    private static func longest(_ u: UnsafeBufferPointer<UInt32>, _ p: UnsafePointer<UInt8>, _ n: Int)
+        -> (length: Int, value: Int)
+    {
+        if u.isEmpty { return (0, 0) }
+        var length = 0
+        var value = 0
+        var pos = 0
+        var unit = u[0]
+        pos ^= Int((unit >> 10) << ((unit & (1 << 9)) >> 6))
+        for i in 0..<n {
+            let c = Int(p[i])
+            pos ^= c
+            if pos >= u.count { break }
+            unit = u[pos]
+            // label(): the low byte plus the leaf bit, so a leaf never matches a key byte.
+            if Int(unit & ((1 << 31) | 0xFF)) != c { break }
+            pos ^= Int((unit >> 10) << ((unit & (1 << 9)) >> 6))
+            if pos >= u.count { break }
+            if (unit >> 8) & 1 == 1 {
+                length = i + 1
+                value = Int(u[pos] & ((1 << 31) - 1))
+            }
         }
-        let len = UTF8Decoding.validLength(p, n)
-        if len == 0 { return (UTF8Decoding.replacement[...], 1) }
-        return (ArraySlice(UnsafeBufferPointer(start: p, count: len)), len)
+        return (length, value)
     }
 }
 

@@ -1,12 +1,21 @@
-// DoubleArrayTrie: a byte trie over vocabulary pieces in one flat array, for common-prefix search.
+// DoubleArrayTrie: a byte trie over vocabulary pieces in one flat array of 4-byte units, for prefix walks.
 
-/// A double-array trie (Aoe 1989) mapping byte strings to piece ids. Node `s` has child `t = base[s] + byte`
-/// when `check[t] == s`; `value[t]` is the id of the piece ending at `t`, or -1. One array read per byte,
-/// which is what makes the unigram lattice fast (sentencepiece uses darts-clone the same way).
+/// A double-array trie (Aoe 1989) mapping byte strings to piece ids, packed like darts-clone into one
+/// `UInt32` per node so a 32k vocabulary fits in L2: `unit = base << 10 | hasValue << 9 | 1 << 8 | label`.
+/// The child of node `s` on byte `c` is slot `t = base(s) + c`; it exists when `units[t] & 0x1FF == 0x100 | c`
+/// (bases are unique per node, so the label alone proves the parent; see `Builder.init` for leaves). `values[t]` is the piece id ending at
+/// `t` when `hasValue`. The root is slot 0. One load per byte is what makes the unigram lattice fast.
 struct DoubleArrayTrie: Sendable {
-    /// base, check and value interleaved so one cache line holds a node.
-    struct Unit { var base: Int32; var check: Int32; var value: Int32 }
-    let units: [Unit]
+    let units: [UInt32]
+    let values: [Int32]
+
+    /// The walk step: the unit of the child of `unit` on byte `c`, and its slot, or nil.
+    @inline(__always)
+    static func child(_ u: UnsafeBufferPointer<UInt32>, _ unit: UInt32, _ c: UInt8) -> (UInt32, Int)? {
+        let t = Int(unit >> 10) + Int(c)
+        let v = u[t]
+        return v & 0x1FF == 0x100 | UInt32(c) ? (v, t) : nil
+    }
 
     /// Builds the trie; when two keys are equal the first id wins (as a dictionary insert would).
     init(keys: [[UInt8]], ids: [Int32]) {
@@ -24,7 +33,7 @@ struct DoubleArrayTrie: Sendable {
             starts.removeAll(keepingCapacity: true)
             var i = lo
             while i < hi, keys[order[i]].count == depth {
-                if b.units[node].value < 0 { b.units[node].value = ids[order[i]] }
+                if b.values[node] < 0 { b.values[node] = ids[order[i]] }
                 i += 1
             }
             while i < hi {
@@ -40,33 +49,50 @@ struct DoubleArrayTrie: Sendable {
                 stack.append((base + labels[k], starts[k], starts[k + 1], depth + 1))
             }
         }
-        var u = b.units
-        if let last = u.lastIndex(where: { $0.check != -1 }) { u.removeLast(u.count - last - 1) }
-        // Slack so a transition from any node can be computed without a bounds check on `base + 255`.
-        u.append(contentsOf: repeatElement(Unit(base: 0, check: -1, value: -1), count: 256))
+        precondition(b.bases.count < 1 << 22, "trie: \(b.bases.count) slots exceed 22-bit bases")
+        // Pack; slack after the last slot keeps `base + 255` in range without a bounds check.
+        let last = b.used.lastIndex(of: true) ?? 0
+        let n = last + 1 + 256
+        var u = [UInt32](repeating: 0, count: n)
+        var v = [Int32](repeating: -1, count: n)
+        for t in 0...last where b.used[t] && !(1...255).contains(t) {
+            u[t] = UInt32(b.bases[t]) << 10 | (b.values[t] >= 0 ? 1 << 9 : 0) | (t == 0 ? 0 : 1 << 8) | UInt32(b.labels[t])
+            v[t] = b.values[t]
+        }
         units = u
+        values = v
     }
 
     /// Places children in free slots; free slots form a doubly linked list so the search skips used ones.
     private struct Builder {
-        var units = [Unit](repeating: Unit(base: 0, check: -1, value: -1), count: 1)
+        var used: [Bool] = [true]
+        var bases: [Int] = [0]
+        var labels: [UInt8] = [0]
+        var values: [Int32] = [-1]
+        var baseTaken: [Bool] = [true]
         var next: [Int] = [-1]
         var prev: [Int] = [-1]
         var head = -1
         var tail = -1
 
+        /// Slots 1...255 stay empty: a node without children has base 0, so its transitions land on
+        /// slots 0...255, and none of those may look like a child (slot 0, the root, has no 0x100 bit).
         init() {
-            units[0].check = -2
             grow(to: 1024)
+            for t in 1...255 { take(t) }
         }
 
         mutating func grow(to n: Int) {
-            let old = units.count
+            let old = used.count
             if n <= old { return }
             let target = max(n, old * 2)
-            units.append(contentsOf: repeatElement(Unit(base: 0, check: -1, value: -1), count: target - old))
-            next.append(contentsOf: repeatElement(-1, count: target - old))
-            prev.append(contentsOf: repeatElement(-1, count: target - old))
+            used += repeatElement(false, count: target - old)
+            bases += repeatElement(0, count: target - old)
+            labels += repeatElement(0, count: target - old)
+            values += repeatElement(-1, count: target - old)
+            baseTaken += repeatElement(false, count: target - old)
+            next += repeatElement(-1, count: target - old)
+            prev += repeatElement(-1, count: target - old)
             for t in old..<target {
                 prev[t] = tail
                 if tail >= 0 { next[tail] = t } else { head = t }
@@ -78,31 +104,33 @@ struct DoubleArrayTrie: Sendable {
             let p = prev[t], n = next[t]
             if p >= 0 { next[p] = n } else { head = n }
             if n >= 0 { prev[n] = p } else { tail = p }
+            used[t] = true
         }
 
-        /// Smallest base (walking the free list) whose slots for every label are free; claims them.
-        mutating func place(_ labels: [Int], parent: Int) -> Int {
+        /// Smallest unused base (walking the free list) whose slots for every label are free; claims them.
+        mutating func place(_ ls: [Int], parent: Int) -> Int {
             var f = head
             while true {
                 if f < 0 {
-                    grow(to: units.count + 256)
+                    grow(to: used.count + 256)
                     f = head
                     continue
                 }
-                let base = f - labels[0]
+                let base = f - ls[0]
                 if base >= 1 {
-                    if base + labels[labels.count - 1] + 1 > units.count {
+                    if base + 256 > used.count {
                         let keep = f
-                        grow(to: base + labels[labels.count - 1] + 1)
+                        grow(to: base + 256)
                         f = keep
                     }
-                    var ok = true
-                    for c in labels.dropFirst() where units[base + c].check != -1 { ok = false; break }
+                    var ok = !baseTaken[base]
+                    if ok { for c in ls.dropFirst() where used[base + c] { ok = false; break } }
                     if ok {
-                        units[parent].base = Int32(base)
-                        for c in labels {
-                            units[base + c].check = Int32(parent)
+                        baseTaken[base] = true
+                        bases[parent] = base
+                        for c in ls {
                             take(base + c)
+                            labels[base + c] = UInt8(c)
                         }
                         return base
                     }
@@ -115,13 +143,14 @@ struct DoubleArrayTrie: Sendable {
     /// The id of exactly `key`, or nil.
     func id(of key: [UInt8]) -> Int32? {
         units.withUnsafeBufferPointer { u in
-            var s = 0
+            var unit = u[0]
+            var slot = 0
             for c in key {
-                let t = Int(u[s].base) + Int(c)
-                if t >= u.count || Int(u[t].check) != s { return nil }
-                s = t
+                guard let (v, t) = DoubleArrayTrie.child(u, unit, c) else { return nil }
+                unit = v
+                slot = t
             }
-            return (s != 0 && u[s].value >= 0) ? u[s].value : nil
+            return slot != 0 && unit & (1 << 9) != 0 ? values[slot] : nil
         }
     }
 }

@@ -12,6 +12,8 @@ struct SpecialTokens: Sendable {
     }
     /// Tokens by first byte, longest first.
     private let byFirst: [[Token]]
+    /// Whether some token starts with the byte: the scan tests only this for ordinary text.
+    private let isFirst: [Bool]
     let ids: Set<Int32>
 
     init(_ tokens: [Token]) {
@@ -19,6 +21,7 @@ struct SpecialTokens: Sendable {
         for t in tokens where !t.bytes.isEmpty { table[Int(t.bytes[0])].append(t) }
         for i in 0..<256 { table[i].sort { $0.bytes.count > $1.bytes.count } }
         byFirst = table
+        isFirst = table.map { !$0.isEmpty }
         ids = Set(tokens.map(\.id))
     }
 
@@ -30,6 +33,11 @@ struct SpecialTokens: Sendable {
         var from = 0
         var i = 0
         while i < n {
+            // Skip to the next byte that can start a token.
+            isFirst.withUnsafeBufferPointer { first in
+                while i < n, !first[Int(s[i])] { i += 1 }
+            }
+            if i >= n { break }
             let candidates = byFirst[Int(s[i])]
             var matched: Token? = nil
             if !candidates.isEmpty {

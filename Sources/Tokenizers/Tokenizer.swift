@@ -26,13 +26,32 @@ public final class Workspace {
     var normalized: [UInt8] = []
     var word: [UInt8] = []
     var scratch: [UInt8] = []
-    var bestF: [Float] = []
-    var bestD: [Double] = []
-    var starts: [Int32] = []
-    var nodeIds: [Int32] = []
-    var reversed: [Int32] = []
+    /// Lattice scratch as raw memory: read once per lattice into locals, so the hot loop pays no
+    /// exclusivity checks. Each holds `capacity` elements.
+    private(set) var capacity = 0
+    private(set) var bestF = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private(set) var bestD = UnsafeMutablePointer<Double>.allocate(capacity: 1)
+    private(set) var starts = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+    private(set) var nodeIds = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
 
     public init() {}
+
+    /// Makes the lattice buffers hold at least `n` elements.
+    @inline(__always)
+    func reserveLattice(_ n: Int) {
+        if n <= capacity { return }
+        let cap = max(n, 2 * capacity, 256)
+        bestF.deallocate(); bestD.deallocate(); starts.deallocate(); nodeIds.deallocate()
+        bestF = .allocate(capacity: cap)
+        bestD = .allocate(capacity: cap)
+        starts = .allocate(capacity: cap)
+        nodeIds = .allocate(capacity: cap)
+        capacity = cap
+    }
+
+    deinit {
+        bestF.deallocate(); bestD.deallocate(); starts.deallocate(); nodeIds.deallocate()
+    }
 }
 
 /// Runs `body` on `text` when it is valid UTF-8, else on a repaired copy (invalid bytes become U+FFFD), so

@@ -237,75 +237,58 @@ public final class UnigramTokenizer: Tokenizer {
     private func lattice(_ text: UnsafeBufferPointer<UInt8>, _ ids: inout [Int32], _ ws: Workspace, spm: Bool) {
         let n = text.count
         if n == 0 { return }
-        if ws.starts.count < n + 1 {
-            let cap = max(n + 1, ws.starts.count * 2)
-            ws.starts = [Int32](repeating: 0, count: cap)
-            ws.nodeIds = [Int32](repeating: 0, count: cap)
-            ws.bestF = [Float](repeating: 0, count: cap)
-            ws.bestD = [Double](repeating: 0, count: cap)
+        ws.reserveLattice(n + 1)
+        let starts = ws.starts, nodeIds = ws.nodeIds
+        if spm {
+            scoresF.withUnsafeBufferPointer { forward(text, $0, unkScoreF, true, ws.bestF, starts, nodeIds) }
+        } else {
+            scoresD.withUnsafeBufferPointer { forward(text, $0, unkScoreD, false, ws.bestD, starts, nodeIds) }
         }
-        ws.starts.withUnsafeMutableBufferPointer { starts in
-        ws.nodeIds.withUnsafeMutableBufferPointer { nodeIds in
-            if spm {
-                ws.bestF.withUnsafeMutableBufferPointer { best in
-                    scoresF.withUnsafeBufferPointer { scores in
-                        forward(text, scores, unkScoreF, true, best, starts, nodeIds)
-                    }
-                }
+        // Backtrack from the end; consecutive unknowns become one `<unk>`.
+        let mark = ids.count
+        var e = n
+        var prevUnk = false
+        while e > 0 {
+            let id = nodeIds[e]
+            if id == unkId {
+                if !prevUnk { ids.append(id) }
+                prevUnk = true
             } else {
-                ws.bestD.withUnsafeMutableBufferPointer { best in
-                    scoresD.withUnsafeBufferPointer { scores in
-                        forward(text, scores, unkScoreD, false, best, starts, nodeIds)
-                    }
-                }
+                ids.append(id)
+                prevUnk = false
             }
-            // Backtrack from the end; consecutive unknowns become one `<unk>`.
-            let mark = ids.count
-            var e = n
-            var prevUnk = false
-            while e > 0 {
-                let id = nodeIds[e]
-                if id == unkId {
-                    if !prevUnk { ids.append(id) }
-                    prevUnk = true
-                } else {
-                    ids.append(id)
-                    prevUnk = false
-                }
-                e = Int(starts[e])
-            }
-            ids[mark...].reverse()
+            e = Int(starts[e])
         }
-        }
+        ids[mark...].reverse()
     }
 
     /// The forward pass: best score of a segmentation ending at each byte offset (char boundaries only).
     @inline(__always)
     private func forward<S: BinaryFloatingPoint>(
         _ text: UnsafeBufferPointer<UInt8>, _ scores: UnsafeBufferPointer<S>, _ unkScore: S, _ spm: Bool,
-        _ best: UnsafeMutableBufferPointer<S>, _ starts: UnsafeMutableBufferPointer<Int32>,
-        _ nodeIds: UnsafeMutableBufferPointer<Int32>
+        _ best: UnsafeMutablePointer<S>, _ starts: UnsafeMutablePointer<Int32>, _ nodeIds: UnsafeMutablePointer<Int32>
     ) {
         let n = text.count
         for k in 1...n { starts[k] = -1 }
         best[0] = 0
         trie.units.withUnsafeBufferPointer { units in
+        trie.values.withUnsafeBufferPointer { values in
         kinds.withUnsafeBufferPointer { kinds in
+            let root = units[0]
             var pos = 0
             while pos < n {
                 let here = best[pos]
                 let mblen = min(UTF8Decoding.length(lead: text[pos]), n - pos)
                 var hasSingle = false
-                var node = 0
+                var unit = root
                 var k = pos
                 while k < n {
-                    // Transition on text[k]: the slack after the last unit keeps `base + byte` in range.
-                    let t = Int(units[node].base) + Int(text[k])
-                    if Int(units[t].check) != node { break }
-                    node = t
+                    // The slack after the last unit keeps `base + byte` in range.
+                    guard let (next, t) = DoubleArrayTrie.child(units, unit, text[k]) else { break }
+                    unit = next
                     k += 1
-                    let v = units[t].value
-                    if v < 0 { continue }
+                    if next & (1 << 9) == 0 { continue }
+                    let v = values[t]
                     var score = scores[Int(v)]
                     if spm {
                         let kind = kinds[Int(v)]
@@ -331,6 +314,7 @@ public final class UnigramTokenizer: Tokenizer {
                 }
                 pos += mblen
             }
+        }
         }
         }
     }

@@ -83,14 +83,13 @@ public final class WordPieceTokenizer: Tokenizer {
             var bestEnd = -1
             var bestId: Int32 = -1
             trie.units.withUnsafeBufferPointer { u in
-                var node = 0
+                var unit = u[0]
                 var k = start
                 while k < n {
-                    let t = Int(u[node].base) + Int(w[k])
-                    if Int(u[t].check) != node { break }
-                    node = t
+                    guard let (next, t) = DoubleArrayTrie.child(u, unit, w[k]) else { break }
+                    unit = next
                     k += 1
-                    if u[t].value >= 0 && (k == n || w[k] & 0xC0 != 0x80) { bestEnd = k; bestId = u[t].value }
+                    if next & (1 << 9) != 0 && (k == n || w[k] & 0xC0 != 0x80) { bestEnd = k; bestId = trie.values[t] }
                 }
             }
             if bestEnd < 0 {

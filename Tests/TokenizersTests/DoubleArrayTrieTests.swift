@@ -38,3 +38,16 @@ struct SystemRandomNumberGeneratorSeeded: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+extension DoubleArrayTrieTests {
+    /// Walking on from a leaf, or on byte 0, must never find a child (leaves have base 0).
+    @Test func leavesAndNulHaveNoChildren() {
+        let trie = DoubleArrayTrie(keys: [[0x61], [0x62, 0x63], [0x00, 0x61]], ids: [0, 1, 2])
+        #expect(trie.id(of: [0x61]) == 0 && trie.id(of: [0x62, 0x63]) == 1 && trie.id(of: [0x00, 0x61]) == 2)
+        for c in UInt8.min...UInt8.max {
+            #expect(trie.id(of: [0x61, c]) == nil)
+            #expect(trie.id(of: [0x62, 0x63, c]) == nil)
+        }
+        #expect(trie.id(of: [0x00]) == nil && trie.id(of: [0x00, 0x00]) == nil)
+    }
+}
