@@ -35,33 +35,42 @@ struct BertNormalizer: Sendable {
             UTF8Decoding.append(c, to: &one)
             one.withUnsafeBufferPointer { word($0) }
         }
-        // Strips accents and lower-cases one character (in that order, as HF does), splitting punctuation.
+        // Lower-cases one character into the word, splitting punctuation and spaces off.
+        func put(_ s: UInt32) {
+            if lowercase, let lowered = BertTables.lower[s] {
+                for l in lowered { place(l) }
+            } else {
+                place(s)
+            }
+        }
+        func place(_ l: UInt32) {
+            if BertTables.isPunctuation(l) {
+                alone(l)
+            } else if BertTables.isWhiteSpace(l) {
+                flush()
+            } else {
+                UTF8Decoding.append(l, to: &buffer)
+            }
+        }
+        // Strips accents, then lower-cases, one character (in that order, as HF does).
         func emit(_ c: UInt32) {
-            var stripped: [UInt32] = [c]
             if stripAccents {
                 if BertTables.inRanges(BertTables.nonspacingMarks, c) { return }
-                if let d = BertTables.decompose(c) { stripped = d }
-            }
-            for s in stripped {
-                let lowered = lowercase ? (BertTables.lower[s] ?? [s]) : [s]
-                for l in lowered {
-                    if BertTables.isPunctuation(l) {
-                        alone(l)
-                    } else if BertTables.isWhiteSpace(l) {
-                        flush()
-                    } else {
-                        UTF8Decoding.append(l, to: &buffer)
-                    }
+                if let d = BertTables.decompose(c) {
+                    for s in d { put(s) }
+                    return
                 }
             }
+            put(c)
         }
         let n = text.count
         var i = 0
+        let ascii = BertNormalizer.asciiClass
         while i < n {
             let b = p[i]
             if b < 0x80 {
                 i += 1
-                switch BertNormalizer.asciiClass[Int(b)] {
+                switch ascii[Int(b)] {
                 case 0: buffer.append(lowercase && b >= 0x41 && b <= 0x5A ? b | 0x20 : b)
                 case 1: if !cleanText { buffer.append(b) }
                 case 2: flush()

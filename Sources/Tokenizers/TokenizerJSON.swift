@@ -21,7 +21,7 @@ extension TokenizerLoader {
             return s
         }
         func int(_ k: String) throws -> Int {
-            guard let n = dict[k] as? NSNumber, !(dict[k] is Bool) || true else { throw wrong(k, "an integer") }
+            guard let n = dict[k] as? NSNumber else { throw wrong(k, "an integer") }
             return n.intValue
         }
         func bool(_ k: String, default d: Bool) throws -> Bool {

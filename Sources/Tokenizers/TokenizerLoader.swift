@@ -68,7 +68,6 @@ public enum TokenizerLoader {
             case .byte: return .byte
             }
         }
-        let size = pieces.count
         for k in stride(from: extraIds - 1, through: 0, by: -1) {
             pieces.append("<extra_id_\(k)>"); scores.append(0); kinds.append(.added)
         }
@@ -77,7 +76,6 @@ public enum TokenizerLoader {
         for i in 0..<pieces.count where kinds[i] == .control || kinds[i] == .unknown || kinds[i] == .added {
             specials.append(.init(bytes: Array(pieces[i].utf8), id: Int32(i)))
         }
-        _ = size
         let charsMap = m.charsmap.isEmpty ? nil : try CharsMap(blob: m.charsmap, path: path)
         let eos = pieces.firstIndex(of: "</s>").map { [Int32($0)] } ?? []
         let pad = pieces.firstIndex(of: "<pad>").map { Int32($0) } ?? 0

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tokenizer benchmark: fidq vs Hugging Face tokenizers vs sentencepiece, passages/s and ids/s, same threads.
-# Env: N passages (default 100000), THREADS (default: 1 and all cores), PYTHON (default /work/venv/bin/python).
+# Env: N passages (default 100000), THREADS (default: 1 and all cores), PYTHON (default /work/venv/bin/python),
+# PEER_RUNS timed runs per peer (default 3; fidq always takes the best of 3).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-/work/venv/bin/python}
@@ -21,5 +22,5 @@ for t in $THREADS; do
     "minilm=$A/minilm/tokenizer.json" | tee -a "$out" >&2
   "$PY" ops/benchmarks/tokenize_peers.py run "$DIR/passages.tsv" "$N" "$t" | tee -a "$out" >&2
 done
-echo "tokenize: $N DPR-style passages (gensim enwiki, 100 words, \"title: … context: …\"); best of 3 runs"
+echo "tokenize: $N DPR-style passages (gensim enwiki, 100 words, \"title: … context: …\"); best of ${PEER_RUNS:-3} peer runs, 3 fidq runs"
 "$PY" ops/benchmarks/tokenize_peers.py report "$out"
