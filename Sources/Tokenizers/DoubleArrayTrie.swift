@@ -6,8 +6,8 @@
 /// (bases are unique per node, so the label alone proves the parent; see `Builder.init` for leaves). `values[t]` is the piece id ending at
 /// `t` when `hasValue`. The root is slot 0. One load per byte is what makes the unigram lattice fast.
 struct DoubleArrayTrie: Sendable {
-    let units: [UInt32]
-    let values: [Int32]
+    let units: FrozenArray<UInt32>
+    let values: FrozenArray<Int32>
 
     /// The walk step: the unit of the child of `unit` on byte `c`, and its slot, or nil.
     @inline(__always)
@@ -59,8 +59,8 @@ struct DoubleArrayTrie: Sendable {
             u[t] = UInt32(b.bases[t]) << 10 | (b.values[t] >= 0 ? 1 << 9 : 0) | (t == 0 ? 0 : 1 << 8) | UInt32(b.labels[t])
             v[t] = b.values[t]
         }
-        units = u
-        values = v
+        units = FrozenArray(u)
+        values = FrozenArray(v)
     }
 
     /// Places children in free slots; free slots form a doubly linked list so the search skips used ones.
@@ -142,15 +142,14 @@ struct DoubleArrayTrie: Sendable {
 
     /// The id of exactly `key`, or nil.
     func id(of key: [UInt8]) -> Int32? {
-        units.withUnsafeBufferPointer { u in
-            var unit = u[0]
-            var slot = 0
-            for c in key {
-                guard let (v, t) = DoubleArrayTrie.child(u, unit, c) else { return nil }
-                unit = v
-                slot = t
-            }
-            return slot != 0 && unit & (1 << 9) != 0 ? values[slot] : nil
+        let u = units.buffer
+        var unit = u[0]
+        var slot = 0
+        for c in key {
+            guard let (v, t) = DoubleArrayTrie.child(u, unit, c) else { return nil }
+            unit = v
+            slot = t
         }
+        return slot != 0 && unit & (1 << 9) != 0 ? values[slot] : nil
     }
 }

@@ -41,6 +41,10 @@ public final class UnigramTokenizer: Tokenizer {
     let kinds: [Kind]
     let scoresF: [Float]
     let scoresD: [Double]
+    /// The same three, frozen for the lattice (no reference counting across threads).
+    let kindTable: FrozenArray<Kind>
+    let scoreTableF: FrozenArray<Float>
+    let scoreTableD: FrozenArray<Double>
     let trie: DoubleArrayTrie
     let unkId: Int32
     let unkScoreF: Float
@@ -64,6 +68,9 @@ public final class UnigramTokenizer: Tokenizer {
         self.kinds = kinds
         self.scoresD = scores
         self.scoresF = scores.map { Float($0) }
+        self.kindTable = FrozenArray(kinds)
+        self.scoreTableF = FrozenArray(scores.map { Float($0) })
+        self.scoreTableD = FrozenArray(scores)
         self.unkId = unkId
         self.pipeline = pipeline
         self.charsMap = charsMap
@@ -240,9 +247,9 @@ public final class UnigramTokenizer: Tokenizer {
         ws.reserveLattice(n + 1)
         let starts = ws.starts, nodeIds = ws.nodeIds
         if spm {
-            scoresF.withUnsafeBufferPointer { forward(text, $0, unkScoreF, true, ws.bestF, starts, nodeIds) }
+            forward(text, scoreTableF.buffer, unkScoreF, true, ws.bestF, starts, nodeIds)
         } else {
-            scoresD.withUnsafeBufferPointer { forward(text, $0, unkScoreD, false, ws.bestD, starts, nodeIds) }
+            forward(text, scoreTableD.buffer, unkScoreD, false, ws.bestD, starts, nodeIds)
         }
         // Backtrack from the end; consecutive unknowns become one `<unk>`.
         let mark = ids.count
@@ -271,9 +278,8 @@ public final class UnigramTokenizer: Tokenizer {
         let n = text.count
         for k in 1...n { starts[k] = -1 }
         best[0] = 0
-        trie.units.withUnsafeBufferPointer { units in
-        trie.values.withUnsafeBufferPointer { values in
-        kinds.withUnsafeBufferPointer { kinds in
+        do {
+            let units = trie.units.buffer, values = trie.values.buffer, kinds = kindTable.buffer
             let root = units[0]
             var pos = 0
             while pos < n {
@@ -314,8 +320,6 @@ public final class UnigramTokenizer: Tokenizer {
                 }
                 pos += mblen
             }
-        }
-        }
         }
     }
 

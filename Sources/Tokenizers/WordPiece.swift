@@ -3,13 +3,18 @@
 /// BERT's tokenizer, id for id with Hugging Face `tokenizers` (`models/wordpiece/mod.rs`): each word
 /// from `BertNormalizer` is cut greedily into the longest vocabulary pieces, later pieces carrying the
 /// continuation prefix; a word with an unmatchable rest, or over `maxInputCharsPerWord` characters,
-/// becomes one `[UNK]`.
-public final class WordPieceTokenizer: Tokenizer {
+/// becomes one `[UNK]`. Immutable after init (hence `@unchecked Sendable`: it holds raw views of its tries).
+public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
     let pieces: [String]
     /// Every vocabulary entry, for the first piece of a word.
     let initial: DoubleArrayTrie
     /// Entries with the continuation prefix, stored without it.
     let continuation: DoubleArrayTrie
+    /// The tries' tables as raw buffers for the per-word walk (kept alive by `initial` and `continuation`).
+    let initialUnits: UnsafeBufferPointer<UInt32>
+    let initialValues: UnsafeBufferPointer<Int32>
+    let continuationUnits: UnsafeBufferPointer<UInt32>
+    let continuationValues: UnsafeBufferPointer<Int32>
     let unkId: Int32
     let maxInputCharsPerWord: Int
     let continuingPrefix: String
@@ -52,6 +57,10 @@ public final class WordPieceTokenizer: Tokenizer {
         }
         initial = DoubleArrayTrie(keys: keys, ids: ids)
         continuation = DoubleArrayTrie(keys: ckeys, ids: cids)
+        initialUnits = initial.units.buffer
+        initialValues = initial.values.buffer
+        continuationUnits = continuation.units.buffer
+        continuationValues = continuation.values.buffer
     }
 
     public func piece(for id: Int32) -> String? { id >= 0 && Int(id) < pieces.count ? pieces[Int(id)] : nil }
@@ -79,18 +88,17 @@ public final class WordPieceTokenizer: Tokenizer {
         var start = 0
         let n = w.count
         while start < n {
-            let trie = start == 0 ? initial : continuation
+            let u = start == 0 ? initialUnits : continuationUnits
+            let values = start == 0 ? initialValues : continuationValues
             var bestEnd = -1
             var bestId: Int32 = -1
-            trie.units.withUnsafeBufferPointer { u in
-                var unit = u[0]
-                var k = start
-                while k < n {
-                    guard let (next, t) = DoubleArrayTrie.child(u, unit, w[k]) else { break }
-                    unit = next
-                    k += 1
-                    if next & (1 << 9) != 0 && (k == n || w[k] & 0xC0 != 0x80) { bestEnd = k; bestId = trie.values[t] }
-                }
+            var unit = u[0]
+            var k = start
+            while k < n {
+                guard let (next, t) = DoubleArrayTrie.child(u, unit, w[k]) else { break }
+                unit = next
+                k += 1
+                if next & (1 << 9) != 0 && (k == n || w[k] & 0xC0 != 0x80) { bestEnd = k; bestId = values[t] }
             }
             if bestEnd < 0 {
                 ids.removeLast(ids.count - mark)
