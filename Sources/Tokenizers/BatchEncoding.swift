@@ -26,18 +26,28 @@ extension Tokenizer {
                           threads: Int? = nil) -> [[Int32]] {
         var out = [[Int32]](repeating: [], count: texts.count)
         let workers = max(1, min(threads ?? ProcessInfo.processInfo.activeProcessorCount, texts.count))
+        // Workers take blocks of rows from a shared cursor (balanced even when a core is busy elsewhere);
+        // each has its own workspace, and rows are disjoint, so only the cursor is locked.
+        let block = max(16, texts.count / (workers * 16))
+        let cursor = NSLock()
+        var next = 0
         out.withUnsafeMutableBufferPointer { buffer in
             let dst = buffer
-            // Each worker owns a contiguous block of rows and one workspace; rows are disjoint, so no locks.
-            let work = { (w: Int) in
+            let work = { (_: Int) in
                 let ws = Workspace()
                 var content: [Int32] = []
-                let lo = texts.count * w / workers, hi = texts.count * (w + 1) / workers
-                for i in lo..<hi {
-                    content.removeAll(keepingCapacity: true)
-                    var s = texts[i]
-                    s.withUTF8 { self.encodeContent($0, into: &content, workspace: ws) }
-                    dst[i] = self.assemble(content, addSpecialTokens: addSpecialTokens, maxLength: maxLength)
+                while true {
+                    cursor.lock()
+                    let lo = next
+                    next += block
+                    cursor.unlock()
+                    if lo >= texts.count { return }
+                    for i in lo..<min(lo + block, texts.count) {
+                        content.removeAll(keepingCapacity: true)
+                        var s = texts[i]
+                        s.withUTF8 { self.encodeContent($0, into: &content, workspace: ws) }
+                        dst[i] = self.assemble(content, addSpecialTokens: addSpecialTokens, maxLength: maxLength)
+                    }
                 }
             }
             if workers == 1 {
