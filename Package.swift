@@ -46,11 +46,12 @@ let package = Package(
             ]),
         // Benchmarks (`ops/bench NAME…`), built in release; never run by `ops/test`.
         .executableTarget(name: "bench", dependencies: ["Tensor"], swiftSettings: kernelFlags),
+        .executableTarget(name: "tokenize-bench", dependencies: ["Tokenizers"], swiftSettings: kernelFlags),
         .testTarget(
             name: "TensorTests", dependencies: ["Tensor", "TestSupport"],
             exclude: ["Fixtures"], swiftSettings: kernelFlags),
         .testTarget(name: "benchTests", dependencies: ["bench"]),
-        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], exclude: ["Fixtures"]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs"]),
         .testTarget(name: "FetchTests", dependencies: ["Fetch", "CArchive"], exclude: ["Fixtures"]),
     ],

@@ -10,7 +10,7 @@ struct Fidq: ParsableCommand {
         commandName: "fidq",
         abstract: "Fusion-in-Decoder QA and reader-to-retriever distillation, run as a filesystem-queue worker.",
         version: version,
-        subcommands: [FetchCommand.self]
+        subcommands: [FetchCommand.self, TokenizeCommand.self]
     )
 }
 
