@@ -13,7 +13,7 @@ public struct SubmitError: Error, CustomStringConvertible {
     public var file: String
     public var error: JobError
     public var description: String {
-        "\(file): \(error.field.map { "field '\($0)': " } ?? "")\(error.description)"
+        "\(file): \(error.description)"
     }
 }
 

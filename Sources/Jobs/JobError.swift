@@ -46,7 +46,7 @@ public struct JobError: ClassifiedError, CustomStringConvertible, Sendable {
     }
 
     public var description: String {
-        var s = message
+        var s = (field.map { $0 + ": " } ?? "") + message
         if let hint { s += " (hint: \(hint))" }
         return s
     }
@@ -77,20 +77,20 @@ public struct JobError: ClassifiedError, CustomStringConvertible, Sendable {
         switch error {
         case .typeMismatch(let type, let ctx):
             let f = path(ctx.codingPath)
-            return .permanent("field '\(f)': expected \(typeName(type)); \(ctx.debugDescription)", field: f)
+            return .permanent("expected \(typeName(type)); \(ctx.debugDescription)", field: f)
         case .valueNotFound(let type, let ctx):
             let f = path(ctx.codingPath)
-            return .permanent("field '\(f)': expected \(typeName(type)), found null", field: f)
+            return .permanent("expected \(typeName(type)), found null", field: f)
         case .keyNotFound(let key, let ctx):
             let f = path(ctx.codingPath + [key])
-            return .permanent("missing required field '\(f)'", field: f)
+            return .permanent("missing required field", field: f)
         case .dataCorrupted(let ctx):
             if ctx.codingPath.isEmpty && root == nil {
                 let detail = (ctx.underlyingError.map { "\($0)" } ?? ctx.debugDescription)
                 return .permanent("not valid JSON: \(detail)", hint: "check the file with `python3 -m json.tool FILE`")
             }
             let f = path(ctx.codingPath)
-            return .permanent("field '\(f)': \(ctx.debugDescription)", field: f)
+            return .permanent(ctx.debugDescription, field: f)
         @unknown default:
             return .permanent("\(error)")
         }

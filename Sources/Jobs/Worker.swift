@@ -120,7 +120,7 @@ public final class Worker: @unchecked Sendable {
         var jobs = 0
         while !isStopping {
             if let maxJobs = config.maxJobs, jobs >= maxJobs { break }
-            if index >= plan.candidates.count || monotonicNow() - plan.madeAt > 1 {
+            if index >= plan.candidates.count || monotonicNow() - plan.madeAt > 0.25 {
                 plan = scanner.plan()
                 index = 0
                 if plan.candidates.isEmpty {
