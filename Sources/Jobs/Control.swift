@@ -92,7 +92,7 @@ public final class QueueControl {
                 }
             }
         }
-        let cycles = Scanner.cycleMembers(graph)
+        let cycles = QueueScanner.cycleMembers(graph)
         for b in batch { if let c = cycles[b.d.id] { throw SubmitError(file: b.file, error: .permanent("dependency cycle: \(c)", field: "after")) } }
         try queue.createLayout()
         for b in batch {

@@ -27,7 +27,7 @@ struct Plan {
 }
 
 /// Parses and caches pending descriptors and builds plans. Never lists `done/` or `failed/`.
-final class Scanner {
+final class QueueScanner {
     let queue: Queue
     let registry: KindRegistry
     let kinds: Set<String>?
@@ -148,13 +148,13 @@ final class Scanner {
         // pending/: fail-now entries, waiting entries, runnable entries in priority order.
         var byID: [String: JobDescriptor] = [:]
         for e in entries { if case .success(let d) = e.result { byID[d.id] = d } }
-        let onCycle = Scanner.cycleMembers(byID)
+        let onCycle = QueueScanner.cycleMembers(byID)
         var failNow: [Candidate] = []
         var runnable: [(d: JobDescriptor, name: String, mtime: Double)] = []
         for e in entries {
             switch e.result {
             case .failure(let err):
-                failNow.append(.pending(name: e.name, folder: Scanner.folderName(forFile: e.name), descriptor: nil, error: err))
+                failNow.append(.pending(name: e.name, folder: QueueScanner.folderName(forFile: e.name), descriptor: nil, error: err))
             case .success(let d):
                 let known = registry.has(d.kind)
                 if kinds != nil && !handles(d.kind) { continue }

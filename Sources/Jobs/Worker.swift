@@ -51,7 +51,7 @@ public final class Worker: @unchecked Sendable {
     public let identity: WorkerIdentity
     public let policy: PathPolicy
     let logger: Logger
-    let scanner: Scanner
+    let scanner: QueueScanner
     private let lock = NSLockLite()
     private var stopping = false
     private var current: CancellationToken?
@@ -67,7 +67,7 @@ public final class Worker: @unchecked Sendable {
         self.identity = identity
         self.policy = PathPolicy(workspace: config.resolvedWorkspace, queue: config.queue, allowedRoots: config.allowedRoots)
         self.logger = logger ?? Logger(label: "fidq.worker")
-        self.scanner = Scanner(queue: queue, registry: registry, kinds: config.kinds.map(Set.init),
+        self.scanner = QueueScanner(queue: queue, registry: registry, kinds: config.kinds.map(Set.init),
                                lease: config.lease, probe: identity.newToken())
     }
 
