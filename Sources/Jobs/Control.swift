@@ -61,8 +61,7 @@ public final class QueueControl {
             let data = try fs.read(file, limit: JobDescriptor.maxBytes + 1)
             var d: JobDescriptor
             do {
-                d = try JobDescriptor.parse(data, fileName: nil)
-                if d.id.isEmpty { d = try JobDescriptor.parse(data, fileName: NSStringPath(file).last) }
+                d = try JobDescriptor.parse(data, fileName: NSStringPath(file).last, idMayDiffer: true)
                 _ = try registry.prepare(d, policy: policy, fs: fs, checkJobInputs: false)
             } catch { throw refuse(JobError.classify(error)) }
             if let where_ = state(of: d.id) {

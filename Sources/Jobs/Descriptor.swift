@@ -86,7 +86,8 @@ public struct JobDescriptor: Decodable, Equatable, Sendable {
     ///   - data: the file's bytes (the caller enforces `maxBytes`).
     ///   - fileName: the file's name; the id defaults to it without `.json` and must equal it.
     /// - Throws: `JobError.permanent` naming the field, what was expected and what was found.
-    public static func parse(_ data: Data, fileName: String?) throws -> JobDescriptor {
+    ///   - idMayDiffer: the file is not in `pending/` (submit, run): an `id` field wins over its name.
+    public static func parse(_ data: Data, fileName: String?, idMayDiffer: Bool = false) throws -> JobDescriptor {
         if data.isEmpty { throw JobError.permanent("empty file", hint: "a job needs at least {\"kind\": …}") }
         if data.count > maxBytes {
             throw JobError.permanent("descriptor larger than \(maxBytes) bytes", hint: "large inputs belong in files the params name")
@@ -105,7 +106,7 @@ public struct JobDescriptor: Decodable, Equatable, Sendable {
                     hint: "ids match [A-Za-z0-9._-]{1,128}; rename the file or add \"id\"")
             }
             d.id = stem
-        } else if let stem, stem != d.id {
+        } else if let stem, stem != d.id, !idMayDiffer {
             throw JobError.permanent(
                 "id '\(d.id)' differs from the file name '\(fileName!)'", field: "id",
                 hint: "name the file \(d.id).json (fidq submit does this) or drop the id field")

@@ -200,8 +200,15 @@ extension FileSystem {
         let tmp = p.parent + "/." + p.last + "." + tag + ".tmp"
         do {
             try retrying { try write(tmp, data, sync: true) }
+        } catch {
+            try? unlink(tmp)
+            throw error
+        }
+        do {
             try retrying { try rename(tmp, path) }
         } catch {
+            // A retransmitted NFS rename can report ENOENT after it worked: check the outcome.
+            if !exists(tmp) && exists(path) { return }
             try? unlink(tmp)
             throw error
         }
@@ -209,12 +216,12 @@ extension FileSystem {
 
     /// Removes a file or a whole folder tree; missing entries are fine.
     public func removeTree(_ path: String) throws {
-        guard let i = try? info(path) else { return }
+        guard let i = try? retrying({ try info(path) }) else { return }
         if i.kind == .directory {
             for name in (try? list(path)) ?? [] { try removeTree(path + "/" + name) }
-            do { try rmdir(path) } catch let e as FSError where e.code == ENOENT {}
+            do { try retrying { try rmdir(path) } } catch let e as FSError where e.code == ENOENT {}
         } else {
-            do { try unlink(path) } catch let e as FSError where e.code == ENOENT {}
+            do { try retrying { try unlink(path) } } catch let e as FSError where e.code == ENOENT {}
         }
     }
 

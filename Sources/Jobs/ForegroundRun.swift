@@ -29,8 +29,7 @@ public struct ForegroundRun {
     /// - Throws: `JobError` (bad descriptor, bad params, the handler's failure).
     public func run(registry: KindRegistry, fs: FileSystem = PosixFileSystem(), cancel: CancellationToken = CancellationToken()) throws -> JSONValue {
         let data = try fs.read(file, limit: JobDescriptor.maxBytes + 1)
-        var d = try JobDescriptor.parse(data, fileName: nil)
-        if d.id.isEmpty { d = try JobDescriptor.parse(data, fileName: NSStringPath(file).last) }
+        let d = try JobDescriptor.parse(data, fileName: NSStringPath(file).last, idMayDiffer: true)
         let policy = PathPolicy(workspace: workspace, queue: queue ?? workspace + "/queue", allowedRoots: allowedRoots)
         let prepared = try registry.prepare(d, policy: policy, fs: fs)
         let parent = NSStringPath(PathPolicy.normalize(PathPolicy.absolute(file))).parent

@@ -24,6 +24,7 @@ final class Heartbeat: @unchecked Sendable {
     private let lock = NSLockLite()
     private var stopped = false
     private let finished = DispatchSemaphore(value: 0)
+    private let wake = DispatchSemaphore(value: 0)
 
     init(queue: Queue, dir: String, lease: Double, token: CancellationToken, timeout: Double?, grace: Double,
          abandon: @escaping @Sendable (CancelReason) -> Void) {
@@ -44,7 +45,7 @@ final class Heartbeat: @unchecked Sendable {
             var failingSince: Double?
             let tick = min(0.25, lease / 12)
             while !lock.withLock({ stopped }) {
-                usleep(UInt32(tick * 1e6))
+                _ = wake.wait(timeout: .now() + tick)
                 let now = monotonicNow()
                 if now - lastRenew >= lease / 3 {
                     do {
@@ -71,6 +72,7 @@ final class Heartbeat: @unchecked Sendable {
 
     func stop() {
         lock.withLock { stopped = true }
+        wake.signal()
         finished.wait()
     }
 }

@@ -166,7 +166,7 @@ public final class Queue: @unchecked Sendable {
         do {
             do { try fs.retrying { try fs.mkdir(dir) } } catch let e as FSError where e.code == EEXIST {
                 // Our name is unique: EEXIST can only be our own retransmitted mkdir.
-                guard (try? fs.info(dir))?.kind == .directory else { throw e }
+                guard (try? fs.retrying { try fs.info(dir) })?.kind == .directory else { throw e }
             }
             try writeClaim(dir, record)
         } catch {

@@ -203,7 +203,7 @@ final class QueueScanner {
     private func runningKind(_ name: String, _ dir: String) -> String? {
         if let k = runningKinds[name] { return k }
         guard let data = try? fs.read(dir + "/job.json", limit: JobDescriptor.maxBytes + 1),
-              let d = try? JobDescriptor.parse(data, fileName: nil) else { return nil }
+              let d = try? JobDescriptor.parse(data, fileName: (Queue.parseClaimName(name)?.id ?? "") + ".json", idMayDiffer: true) else { return nil }
         runningKinds[name] = d.kind
         return d.kind
     }

@@ -78,7 +78,7 @@ extension Queue {
                 if now - m > lease { row.state = "stale" ; row.detail = "no heartbeat for \(duration(now - m))" }
             }
             if let data = try? fs.read(dir + "/job.json", limit: JobDescriptor.maxBytes + 1),
-               let d = try? JobDescriptor.parse(data, fileName: nil) { row.kind = d.kind }
+               let d = try? JobDescriptor.parse(data, fileName: id + ".json", idMayDiffer: true) { row.kind = d.kind }
             row.ageS = (try? fs.info(dir + "/job.json")).map { now - $0.mtime }
             if let data = try? fs.read(dir + "/progress.json", limit: 65536) {
                 row.progress = try? JSONDecoder().decode(ProgressReporter.Snapshot.self, from: data)

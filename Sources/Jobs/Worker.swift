@@ -34,6 +34,8 @@ public struct WorkerConfig: Sendable {
     public var progressBar = false
     /// Stop after this many jobs (tests and benchmarks).
     public var maxJobs: Int?
+    /// Log warnings and errors only.
+    public var quiet = false
 
     public init(queue: String) { self.queue = queue }
 
@@ -66,7 +68,9 @@ public final class Worker: @unchecked Sendable {
         self.registry = registry
         self.identity = identity
         self.policy = PathPolicy(workspace: config.resolvedWorkspace, queue: config.queue, allowedRoots: config.allowedRoots)
-        self.logger = logger ?? Logger(label: "fidq.worker")
+        var log = logger ?? Logger(label: "fidq.worker")
+        if config.quiet { log.logLevel = .warning }
+        self.logger = log
         self.scanner = QueueScanner(queue: queue, registry: registry, kinds: config.kinds.map(Set.init),
                                lease: config.lease, probe: identity.newToken())
     }
