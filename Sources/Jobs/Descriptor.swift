@@ -57,12 +57,13 @@ public struct JobDescriptor: Decodable, Equatable, Sendable {
                 codingPath: [CodingKeys.after, AnyCodingKey(intValue: i)!],
                 debugDescription: "expected a job id matching [A-Za-z0-9._-]{1,128}, found '\(dep)'"))
         }
-        priority = try c.require(try c.decode(.priority, default: 0), .priority, "an integer in -1000000…1000000") {
-            abs($0) <= 1_000_000
-        }
-        maxAttempts = try c.require(try c.decode(.maxAttempts, default: 3), .maxAttempts, "an integer in 1…100") {
-            (1...100).contains($0)
-        }
+        // Decoded as numbers and checked here, so 1.5 names its field instead of failing the parse.
+        priority = Int(try c.require(try c.decode(.priority, default: 0.0), .priority, "an integer in -1000000…1000000") {
+            abs($0) <= 1_000_000 && $0 == $0.rounded()
+        })
+        maxAttempts = Int(try c.require(try c.decode(.maxAttempts, default: 3.0), .maxAttempts, "an integer in 1…100") {
+            (1...100).contains($0) && $0 == $0.rounded()
+        })
         timeoutS = try c.decodeIfPresent(Double.self, forKey: .timeoutS)
         if let t = timeoutS { _ = try c.require(t, .timeoutS, "a number of seconds > 0") { $0 > 0 && $0.isFinite } }
         params = try c.decode(.params, default: .object([:]))

@@ -77,7 +77,7 @@ public struct JobError: ClassifiedError, CustomStringConvertible, Sendable {
         switch error {
         case .typeMismatch(let type, let ctx):
             let f = path(ctx.codingPath)
-            return .permanent("expected \(typeName(type)); \(ctx.debugDescription)", field: f)
+            return .permanent("expected \(typeName(type)); \(ctx.debugDescription)", field: f.isEmpty ? nil : f)
         case .valueNotFound(let type, let ctx):
             let f = path(ctx.codingPath)
             return .permanent("expected \(typeName(type)), found null", field: f)

@@ -173,8 +173,10 @@ public final class Queue: @unchecked Sendable {
             try? fs.removeTree(dir)
             return nil
         }
+        CrashPoints.hit("claim")
         do {
             try fs.retrying { try fs.rename(pending + "/" + name, dir + "/job.json") }
+            CrashPoints.hit("claimed")
             return dir
         } catch {
             if fs.exists(dir + "/job.json") { return dir }
@@ -190,6 +192,7 @@ public final class Queue: @unchecked Sendable {
         let dst = claimDir(id, token)
         do {
             try fs.retrying { try fs.rename(running + "/" + name, dst) }
+            CrashPoints.hit("takeover")
             return dst
         } catch {
             return fs.exists(dst) ? dst : nil
@@ -225,6 +228,7 @@ public final class Queue: @unchecked Sendable {
         guard let mine = readClaim(dir) else { return fs.exists(dir) ? .failed("claim unreadable") : .leaseLost }
         if mine.token != token { return .leaseLost }
         var lastError = ""
+        CrashPoints.hit("commit")
         for attempt in 0..<5 {
             do {
                 try fs.retrying { try fs.rename(dir, dst) }
