@@ -12,8 +12,8 @@ import Testing
     }
 
     @Test func manyWorkersRunEveryJobExactlyOnce() throws {
-        let (workers, jobs) = stressFull ? (8, 500) : (8, 200)
-        print("WorkerProcessTests: \(workers) workers × \(jobs) jobs\(stressFull ? " (FIDQ_STRESS=1: full size)" : " (default size; FIDQ_STRESS=1 runs 8 × 500)")")
+        let (workers, jobs) = (8, 500)
+        print("WorkerProcessTests: \(workers) workers × \(jobs) jobs (the issue's full size)")
         let f = try QueueFixture()
         let ids = (0..<jobs).map { String(format: "job%04d", $0) }
         for (i, id) in ids.enumerated() { try f.dropRecord(id, sleepMs: i % 4) }
@@ -30,7 +30,8 @@ import Testing
     }
 
     @Test func killNineRoundsLoseNothing() throws {
-        let jobs = stressFull ? 400 : 150
+        let jobs = stressFull ? 500 : 150
+        print("WorkerProcessTests: kill -9 rounds over \(jobs) jobs\(stressFull ? " (FIDQ_STRESS=1)" : " (default; FIDQ_STRESS=1 runs 500 jobs)")")
         let f = try QueueFixture()
         let ids = (0..<jobs).map { String(format: "k%04d", $0) }
         for (i, id) in ids.enumerated() {
@@ -38,7 +39,7 @@ import Testing
         }
         let args = fast + ["--lease", "1"]
         // Half the workers also kill themselves at protocol steps (claim, commit, take-over).
-        setenv("FIDQ_TEST_CRASH", "claim:0.02,claimed:0.02,takeover:0.05,commit:0.02", 1)
+        setenv("FIDQ_TEST_CRASH", "claim:0.03,claimed:0.03,takeover:0.1,commit:0.03", 1)
         var live = try (0..<4).map { try WorkerProcess(f, args: args, tag: "k\($0)") }
         unsetenv("FIDQ_TEST_CRASH")
         live += try (4..<6).map { try WorkerProcess(f, args: args, tag: "k\($0)") }
@@ -51,7 +52,10 @@ import Testing
                 victim.process.waitUntilExit()
                 killed += 1
             }
+            // Every other replacement is armed with crash points too.
+            if round % 2 == 0 { setenv("FIDQ_TEST_CRASH", "claim:0.03,claimed:0.03,takeover:0.1,commit:0.03", 1) }
             live.append(try WorkerProcess(f, args: args, tag: "r\(round)"))
+            unsetenv("FIDQ_TEST_CRASH")
         }
         // Survivors and replacements drain the queue, taking over every expired lease.
         let finisher = try WorkerProcess(f, args: args, tag: "final")
@@ -74,6 +78,9 @@ import Testing
             #expect(attempts.count == 4, "\(name): every attempt's error is kept: \(attempts.count)")
         }
         #expect(f.ledger().count >= done.count)
+        let takenOver = done.filter { f.read(f.queueDir + "/done/\($0)/attempts.json")?.contains("lease expired") == true }
+        print("WorkerProcessTests: kill -9: \(takenOver.count) jobs finished after a take-over, \(failed.count) failed")
+        #expect(!takenOver.isEmpty, "killed workers' jobs were taken over and finished")
     }
 
     @Test func pausedWorkerLosesItsCommit() throws {
