@@ -33,9 +33,18 @@ final class QueueScanner {
     let kinds: Set<String>?
     let lease: Double
     let probe: String
-    private var cache: [String: (FileInfo, Result<JobDescriptor, JobError>)] = [:]
+    /// Parsed pending entries by name, with the mtime first seen (for age order). A name is
+    /// parsed once; the claimed `job.json` is parsed again before it runs, so a re-drop under a
+    /// name that was just claimed cannot run stale params.
+    private var cache: [String: (mtime: Double, result: Result<JobDescriptor, JobError>)] = [:]
+    /// Seconds the last scan took (plans are reused for a multiple of it).
+    private(set) var lastScanSeconds = 0.0
     private var runningKinds: [String: String] = [:]
     private var knownDone: Set<String> = []
+
+    /// Rotate the first `spread` equal-priority candidates by a per-worker offset, so workers
+    /// scanning the same list do not all race for the same oldest job (1: strict order).
+    var spread = 1
 
     init(queue: Queue, registry: KindRegistry, kinds: Set<String>?, lease: Double, probe: String) {
         self.queue = queue
@@ -61,8 +70,9 @@ final class QueueScanner {
     }
 
     /// Reads and parses one pending entry, or nil when it vanished (claimed meanwhile).
-    private func parse(_ name: String, _ info: FileInfo) -> Result<JobDescriptor, JobError>? {
-        if let (key, result) = cache[name], key == info { return result }
+    private func parse(_ name: String) -> (mtime: Double, result: Result<JobDescriptor, JobError>)? {
+        if let hit = cache[name] { return hit }
+        guard let info = try? fs.retrying({ try fs.info(queue.pending + "/" + name) }) else { return nil }
         let result: Result<JobDescriptor, JobError>
         switch info.kind {
         case .symlink:
@@ -87,8 +97,8 @@ final class QueueScanner {
                 return nil  // EIO and friends: try again next scan, do not cache
             }
         }
-        cache[name] = (info, result)
-        return result
+        cache[name] = (info.mtime, result)
+        return (info.mtime, result)
     }
 
     /// `true` once `done/<id>` exists (cached: done jobs stay done).
@@ -107,10 +117,10 @@ final class QueueScanner {
         let now = queue.fsNow(probe: probe)
         let names = ((try? fs.retrying { try fs.list(queue.pending) }) ?? [])
             .filter { !$0.hasPrefix(".") && $0.hasSuffix(".json") }
-        var entries: [(name: String, info: FileInfo, result: Result<JobDescriptor, JobError>)] = []
+        var entries: [(name: String, mtime: Double, result: Result<JobDescriptor, JobError>)] = []
         for name in names {
-            guard let info = try? fs.info(queue.pending + "/" + name), let r = parse(name, info) else { continue }
-            entries.append((name, info, r))
+            guard let (mtime, r) = parse(name) else { continue }
+            entries.append((name, mtime, r))
         }
         let live = Set(names)
         cache = cache.filter { live.contains($0.key) }
@@ -186,7 +196,7 @@ final class QueueScanner {
                         "dependency '\(dep)' failed (see failed/\(dep)/error.json)", field: "after",
                         hint: "fidq retry \(dep), then fidq retry \(d.id)")))
                 } else if ready {
-                    runnable.append((d, e.name, e.info.mtime))
+                    runnable.append((d, e.name, e.mtime))
                 }
             }
         }
@@ -195,8 +205,16 @@ final class QueueScanner {
             if $0.mtime != $1.mtime { return $0.mtime < $1.mtime }
             return $0.d.id < $1.d.id
         }
+        if spread > 1, runnable.count > 1 {
+            let head = runnable.prefix { $0.d.priority == runnable[0].d.priority }.prefix(spread).count
+            var h: UInt64 = 1469598103934665603
+            for b in probe.utf8 { h = (h ^ UInt64(b)) &* 1099511628211 }
+            let k = Int(h % UInt64(head))
+            runnable = Array(runnable[k..<head] + runnable[0..<k] + runnable[head...])
+        }
         plan.candidates = takeovers + failNow
             + runnable.map { .pending(name: $0.name, folder: $0.d.id, descriptor: $0.d, error: nil) }
+        lastScanSeconds = monotonicNow() - plan.madeAt
         return plan
     }
 

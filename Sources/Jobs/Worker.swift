@@ -73,6 +73,7 @@ public final class Worker: @unchecked Sendable {
         self.logger = log
         self.scanner = QueueScanner(queue: queue, registry: registry, kinds: config.kinds.map(Set.init),
                                lease: config.lease, probe: identity.newToken())
+        self.scanner.spread = 8
     }
 
     /// Graceful stop: claim nothing new, ask the running job to stop and release its claim.
@@ -124,7 +125,9 @@ public final class Worker: @unchecked Sendable {
         var jobs = 0
         while !isStopping {
             if let maxJobs = config.maxJobs, jobs >= maxJobs { break }
-            if index >= plan.candidates.count || monotonicNow() - plan.madeAt > 0.25 {
+            // Reuse a plan for a while: one listing serves many claims (and 8 workers on 10,000
+            // pending jobs must not spend their time re-listing).
+            if index >= plan.candidates.count || monotonicNow() - plan.madeAt > max(0.25, 5 * scanner.lastScanSeconds) {
                 plan = scanner.plan()
                 index = 0
                 if plan.candidates.isEmpty {
@@ -170,7 +173,18 @@ public final class Worker: @unchecked Sendable {
                        outcome: .failure(error), history: [])
                 return true
             }
-            execute(dir: dir, token: token, record: record, descriptor: descriptor!)
+            // Parse what was actually claimed: the scan's copy may be of an earlier file of that name.
+            guard let data = try? queue.fs.retrying({ try queue.fs.read(dir + "/job.json", limit: JobDescriptor.maxBytes + 1) }) else {
+                finish(dir: dir, token: token, id: folder, kind: descriptor?.kind, attempt: 1, started: nil,
+                       outcome: .failure(JobError.transient("cannot read the claimed job.json")), history: [], maxAttempts: 3)
+                return true
+            }
+            do {
+                execute(dir: dir, token: token, record: record, descriptor: try JobDescriptor.parse(data, fileName: name))
+            } catch {
+                finish(dir: dir, token: token, id: folder, kind: descriptor?.kind, attempt: 1, started: nil,
+                       outcome: .failure(JobError.classify(error)), history: [])
+            }
             return true
         case .takeOver(let name, let id, let stale):
             let token = identity.newToken()
@@ -230,7 +244,7 @@ public final class Worker: @unchecked Sendable {
         let prepared: PreparedJob
         do { prepared = try registry.prepare(d, policy: policy, fs: queue.fs) } catch {
             finish(dir: dir, token: token, id: d.id, kind: d.kind, attempt: record.attempt, started: started,
-                   outcome: .failure(JobError.classify(error)), history: queue.readAttempts(dir))
+                   outcome: .failure(JobError.classify(error)), history: queue.readAttempts(dir), maxAttempts: d.maxAttempts)
             return
         }
         let cancel = CancellationToken()
@@ -264,7 +278,7 @@ public final class Worker: @unchecked Sendable {
         heartbeat.stop()
         // A cancel decides the outcome of a failed run, whatever error the stop surfaced as.
         if case .failure = outcome, let reason = cancel.reason { outcome = .failure(CancellationError(reason: reason)) }
-        _ = t0
+        logger.debug("\(d.id) ran \(format3(monotonicNow() - t0, 3))s")
         finish(dir: dir, token: token, id: d.id, kind: d.kind, attempt: record.attempt, started: started,
                outcome: outcome, history: queue.readAttempts(dir), maxAttempts: d.maxAttempts)
     }
