@@ -194,12 +194,13 @@ extension FileSystem {
     }
 
     /// Writes `data` to a temporary name in the same folder, fsyncs, renames over `path`.
-    /// Readers see the old file or the new one, never a part.
-    public func writeAtomically(_ path: String, _ data: Data, tag: String) throws {
+    /// Readers see the old file or the new one, never a part. `sync: false` skips the fsync for
+    /// state that is rewritten constantly and never published (claim, attempts, progress).
+    public func writeAtomically(_ path: String, _ data: Data, tag: String, sync: Bool = true) throws {
         let p = NSStringPath(path)
         let tmp = p.parent + "/." + p.last + "." + tag + ".tmp"
         do {
-            try retrying { try write(tmp, data, sync: true) }
+            try retrying { try write(tmp, data, sync: sync) }
         } catch {
             try? unlink(tmp)
             throw error

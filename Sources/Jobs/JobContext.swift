@@ -126,7 +126,7 @@ public final class ProgressReporter: @unchecked Sendable {
             if let path, now - lastWrite >= 1 || finished {
                 lastWrite = now
                 if let data = try? jsonEncoder().encode(snap) {
-                    try? fs.writeAtomically(path, data, tag: "progress")
+                    try? fs.writeAtomically(path, data, tag: "progress", sync: false)
                 }
             }
             if bar, now - lastBar >= 0.1 || finished {

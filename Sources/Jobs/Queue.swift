@@ -135,7 +135,7 @@ public final class Queue: @unchecked Sendable {
     }
 
     public func writeClaim(_ dir: String, _ record: ClaimRecord) throws {
-        try fs.writeAtomically(dir + "/claim", try jsonEncoder().encode(record), tag: record.token)
+        try fs.writeAtomically(dir + "/claim", try jsonEncoder().encode(record), tag: record.token, sync: false)
     }
 
     public func readAttempts(_ dir: String) -> [AttemptRecord] {
@@ -145,7 +145,7 @@ public final class Queue: @unchecked Sendable {
 
     public func appendAttempt(_ dir: String, _ record: AttemptRecord, tag: String) throws {
         let all = readAttempts(dir) + [record]
-        try fs.writeAtomically(dir + "/attempts.json", try jsonEncoder().encode(all), tag: tag)
+        try fs.writeAtomically(dir + "/attempts.json", try jsonEncoder().encode(all), tag: tag, sync: false)
     }
 
     /// Appends a timestamped line to `<dir>/log.txt` (best effort).
