@@ -165,6 +165,16 @@ import Testing
         #expect((e["message"] as? String)?.contains("gave up after 2 attempts") == true)
     }
 
+    @Test func jobThatIgnoresItsTimeoutIsAbandonedAndTheWorkerExits() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("stubborn", extra: #""timeout_s": 0.3"#, params: #""fail": "ignore-cancel""#)
+        let w = try WorkerProcess(f, args: fast + ["--lease", "5", "--grace", "0.5"], tag: "w")
+        #expect(w.wait(20) == 3, "a worker exits 3 after abandoning a job: \(w.log.suffix(400))")
+        let e = try #require(f.json(f.queueDir + "/failed/stubborn/error.json"))
+        #expect(e["reason"] as? String == "timeout")
+        #expect(f.list("running").isEmpty)
+    }
+
     @Test func badDescriptorsFailAndTheWorkerGoesOn() throws {
         let f = try QueueFixture()
         var bad: [(name: String, expect: String)] = []
