@@ -134,7 +134,7 @@ public final class ProgressReporter: @unchecked Sendable {
                 var s = "\r\(label) " + ProgressReporter.render(snap)
                 if finished { s += "\n" }
                 fputs(s, stderr)
-            } else if !bar, let line, let total, total > 0 {
+            } else if !bar, let line, let total, total > 1 {
                 let decile = min(step * 10 / total, 10)
                 if decile > lastDecile {
                     lastDecile = decile

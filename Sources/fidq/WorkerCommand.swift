@@ -40,7 +40,7 @@ struct WorkerCommand: ParsableCommand {
 
     func run() throws {
         compute.apply()
-        LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var config = WorkerConfig(queue: queueOptions.queuePath)
         config.workspace = queueOptions.workspacePath
         config.allowedRoots = queueOptions.allowRoots
