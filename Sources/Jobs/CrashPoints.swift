@@ -15,7 +15,9 @@ import Glibc
 /// claim not yet rewritten), `commit` (result written, folder not yet renamed into done/).
 enum CrashPoints {
     static let armed: [String: Double] = {
-        guard let spec = ProcessInfo.processInfo.environment["FIDQ_TEST_CRASH"] else { return [:] }
+        let env = ProcessInfo.processInfo.environment
+        // Armed only together with the test kinds, so a stray variable cannot kill real workers.
+        guard env["FIDQ_TEST_KINDS"] == "1", let spec = env["FIDQ_TEST_CRASH"] else { return [:] }
         var out: [String: Double] = [:]
         for part in spec.split(separator: ",") {
             let kv = part.split(separator: ":")

@@ -121,13 +121,15 @@ final class WorkerProcess: @unchecked Sendable {
     let process = Process()
     let logPath: String
 
-    init(_ fixture: QueueFixture, args: [String], tag: String) throws {
+    init(_ fixture: QueueFixture, args: [String], tag: String, env extra: [String: String] = [:]) throws {
         logPath = fixture.workspace + "/worker-\(tag).log"
         FileManager.default.createFile(atPath: logPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: Binary.fidq)
         process.arguments = ["worker", "--queue", fixture.queueDir] + args
         var env = ProcessInfo.processInfo.environment
         env["FIDQ_TEST_KINDS"] = "1"
+        // Never setenv in the test process: in-process workers of other suites would read it.
+        env.merge(extra) { $1 }
         process.environment = env
         let handle = FileHandle(forWritingAtPath: logPath)!
         process.standardError = handle

@@ -39,9 +39,8 @@ import Testing
         }
         let args = fast + ["--lease", "1"]
         // Half the workers also kill themselves at protocol steps (claim, commit, take-over).
-        setenv("FIDQ_TEST_CRASH", "claim:0.03,claimed:0.03,takeover:0.1,commit:0.03", 1)
-        var live = try (0..<4).map { try WorkerProcess(f, args: args, tag: "k\($0)") }
-        unsetenv("FIDQ_TEST_CRASH")
+        let crash = ["FIDQ_TEST_CRASH": "claim:0.03,claimed:0.03,takeover:0.1,commit:0.03"]
+        var live = try (0..<4).map { try WorkerProcess(f, args: args, tag: "k\($0)", env: crash) }
         live += try (4..<6).map { try WorkerProcess(f, args: args, tag: "k\($0)") }
         var killed = 0
         for round in 0..<10 {
@@ -53,9 +52,7 @@ import Testing
                 killed += 1
             }
             // Every other replacement is armed with crash points too.
-            if round % 2 == 0 { setenv("FIDQ_TEST_CRASH", "claim:0.03,claimed:0.03,takeover:0.1,commit:0.03", 1) }
-            live.append(try WorkerProcess(f, args: args, tag: "r\(round)"))
-            unsetenv("FIDQ_TEST_CRASH")
+            live.append(try WorkerProcess(f, args: args, tag: "r\(round)", env: round % 2 == 0 ? crash : [:]))
         }
         // Survivors and replacements drain the queue, taking over every expired lease.
         let finisher = try WorkerProcess(f, args: args, tag: "final")
