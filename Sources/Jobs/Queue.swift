@@ -180,7 +180,10 @@ public final class Queue: @unchecked Sendable {
             return dir
         } catch {
             if fs.exists(dir + "/job.json") { return dir }
-            try? fs.removeTree(dir)
+            // Never removeTree here: if `exists` lied, job.json is inside. rmdir fails on a
+            // non-empty folder, which then goes stale and is taken over like any claim.
+            try? fs.retrying { try fs.unlink(dir + "/claim") }
+            try? fs.retrying { try fs.rmdir(dir) }
             return nil
         }
     }

@@ -159,7 +159,13 @@ public final class Worker: @unchecked Sendable {
     func handle(_ candidate: Candidate) -> Bool {
         switch candidate {
         case .cleanUp(let name):
-            queue.discard(queue.running + "/" + name, token: identity.newToken())
+            // Take it first (rename to our name), then look: a paused claimer may have moved its
+            // job in since the scan, and deleting that folder would lose the job.
+            guard let (id, _) = Queue.parseClaimName(name) else { return false }
+            let token = identity.newToken()
+            guard let dir = queue.takeOver(name: name, id: id, token: token) else { return false }
+            if queue.fs.exists(dir + "/job.json") { return resume(dir: dir, id: id, token: token, stale: true) }
+            queue.discard(dir, token: token)
             return false
         case .pending(let name, let folder, let descriptor, let error):
             guard queue.fs.exists(queue.pending + "/" + name) else { return false }  // taken meanwhile
