@@ -30,7 +30,8 @@ func drainInProcess(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem = 
 }
 
 @Suite struct WorkerTests {
-    @Test func faultsInTheFileLayerLoseNothingAndCommitOnce() throws {
+    @Test(arguments: [42, 7] + (stressFull ? [1, 2, 3, 4, 5, 6] : []))
+    func faultsInTheFileLayerLoseNothingAndCommitOnce(seed: UInt64) throws {
         let f = try QueueFixture()
         let ids = (0..<120).map { "j\($0)" }
         for id in ids { try f.dropRecord(id, extra: #""max_attempts": 20"#) }
@@ -47,7 +48,7 @@ func drainInProcess(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem = 
             .init(.mkdir, EEXIST, probability: 0.1, afterSuccess: true),
             .init(.touch, EIO, probability: 0.05),
             .init(.list, ESTALE, probability: 0.1),
-        ], seed: 42)
+        ], seed: seed)
         drainInProcess(f, workers: 3, fs: fs, timeout: 120)
         #expect(fs.injections > 100, "faults were injected: \(fs.injected)")
         let (done, _) = f.expectAllAccounted(ids, allowEmptyClaims: true)
