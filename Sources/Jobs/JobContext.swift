@@ -191,8 +191,10 @@ public final class JobContext: @unchecked Sendable {
         self.log = log
     }
 
-    /// The job's output folder (`<folder>/out`), which survives reclaims and becomes
-    /// `done/<id>/out`. Resuming jobs keep their checkpoints here.
+    /// The job's output folder (`<folder>/out`, created before `run`), which survives reclaims
+    /// and becomes `done/<id>/out`. Resuming jobs keep their checkpoints here. Create subfolders
+    /// with `publish` or plain `mkdir` of one level, never `mkdir -p` of the whole path: after a
+    /// take-over the old folder must stay gone.
     public var out: String { folder + "/out" }
 
     /// A path from the params: workspace-relative, absolute, or `job:ID/…` (an earlier job's
@@ -207,8 +209,11 @@ public final class JobContext: @unchecked Sendable {
     /// Throws `CancellationError` if the worker asked the job to stop: call at safe points.
     public func checkCancelled() throws { try cancellation.check() }
 
-    /// Writes `data` to `out/<name>` by temporary name, fsync and rename.
+    /// Writes `data` to `out/<name>` by temporary name, fsync and rename. Throws
+    /// `CancellationError(.leaseLost)` once the job's folder is gone (taken over).
     public func publish(_ name: String, _ data: Data) throws {
+        // A worker whose claim was taken over must not re-create its old folder by `mkdir -p`.
+        guard fs.exists(folder) else { throw CancellationError(reason: .leaseLost) }
         try fs.makeDirectories(NSStringPath(out + "/" + name).parent)
         try fs.writeAtomically(out + "/" + name, data, tag: "job")
     }

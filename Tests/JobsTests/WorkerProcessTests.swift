@@ -96,7 +96,8 @@ import Testing
         #expect(f.wait(10) { a.log.contains("lease lost") }, "the continued worker learns it lost: \(a.log.suffix(400))")
         a.signal(SIGTERM)
         #expect(a.wait(20) == 0)
-        #expect(f.list("done") == ["paused"] && f.list("running").isEmpty && f.list("failed").isEmpty)
+        #expect(f.list("done") == ["paused"] && f.list("running").isEmpty && f.list("failed").isEmpty,
+                "\(f.list("done")) \(f.list("running")) \(f.list("failed")) \(a.log.suffix(1500))")
         #expect(f.ledger().filter { $0.pid == Int(a.pid) }.isEmpty, "the paused worker's execution was not recorded as finished")
         #expect(f.read(f.queueDir + "/done/paused/attempts.json")?.contains("lease expired") == true)
     }
