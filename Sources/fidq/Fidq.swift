@@ -10,7 +10,10 @@ struct Fidq: ParsableCommand {
         commandName: "fidq",
         abstract: "Fusion-in-Decoder QA and reader-to-retriever distillation, run as a filesystem-queue worker.",
         version: version,
-        subcommands: [FetchCommand.self, TokenizeCommand.self]
+        subcommands: [
+            WorkerCommand.self, SubmitCommand.self, StatusCommand.self, CancelCommand.self, RetryCommand.self,
+            RunCommand.self, FetchCommand.self, TokenizeCommand.self,
+        ]
     )
 }
 

@@ -1,0 +1,155 @@
+// Control: submit, cancel and retry, the commands that change a queue from outside a worker.
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A file `submit` refused, with the reason.
+public struct SubmitError: Error, CustomStringConvertible {
+    public var file: String
+    public var error: JobError
+    public var description: String {
+        "\(file): \(error.description)"
+    }
+}
+
+/// Operations on a queue that users run: `fidq submit`, `cancel`, `retry`.
+public final class QueueControl {
+    public let queue: Queue
+    public let registry: KindRegistry
+    public let policy: PathPolicy
+    let identity = WorkerIdentity()
+
+    public init(queue: Queue, registry: KindRegistry, policy: PathPolicy) {
+        self.queue = queue
+        self.registry = registry
+        self.policy = policy
+    }
+
+    private var fs: FileSystem { queue.fs }
+
+    /// Where `id` is now: `pending`, `running`, `done`, `failed`, or nil.
+    public func state(of id: String) -> String? {
+        if fs.exists(queue.pending + "/" + id + ".json") { return "pending" }
+        if !runningDirs(id).isEmpty { return "running" }
+        if fs.exists(queue.done + "/" + id) { return "done" }
+        if fs.exists(queue.failed + "/" + id) { return "failed" }
+        return nil
+    }
+
+    func runningDirs(_ id: String) -> [String] {
+        ((try? fs.list(queue.running)) ?? []).filter { Queue.parseClaimName($0)?.id == id }
+    }
+
+    /// Validates every file, then drops them all into `pending/` (temp name + rename), or none.
+    ///
+    /// Refused: unreadable or invalid descriptors, unknown kinds, bad params, outputs outside the
+    /// workspace, missing inputs, ids already in the queue, dependencies that failed or exist
+    /// nowhere (neither queued nor in this batch), and dependency cycles.
+    /// - Returns: the ids dropped, in order.
+    public func submit(files: [String]) throws -> [String] {
+        var batch: [(file: String, d: JobDescriptor, data: Data)] = []
+        for file in files {
+            func refuse(_ e: JobError) -> SubmitError { SubmitError(file: file, error: e) }
+            guard let info = try? fs.info(file) else { throw refuse(.permanent("cannot read the file")) }
+            if info.kind != .regular { throw refuse(.permanent("not a regular file")) }
+            if info.size > Int64(JobDescriptor.maxBytes) { throw refuse(.permanent("larger than \(JobDescriptor.maxBytes) bytes")) }
+            let data = try fs.read(file, limit: JobDescriptor.maxBytes + 1)
+            var d: JobDescriptor
+            do {
+                d = try JobDescriptor.parse(data, fileName: NSStringPath(file).last, idMayDiffer: true)
+                _ = try registry.prepare(d, policy: policy, fs: fs, checkJobInputs: false)
+            } catch { throw refuse(JobError.classify(error)) }
+            if let where_ = state(of: d.id) {
+                throw refuse(.permanent("id '\(d.id)' is already \(where_)", field: "id",
+                                        hint: where_ == "failed" ? "fidq retry \(d.id)" : "pick a new id"))
+            }
+            if batch.contains(where: { $0.d.id == d.id }) { throw refuse(.permanent("id '\(d.id)' appears twice", field: "id")) }
+            batch.append((file, d, data))
+        }
+        let batchIDs = Set(batch.map(\.d.id))
+        var graph: [String: JobDescriptor] = [:]
+        for name in (try? fs.list(queue.pending)) ?? [] where name.hasSuffix(".json") && !name.hasPrefix(".") {
+            if let data = try? fs.read(queue.pending + "/" + name, limit: JobDescriptor.maxBytes + 1),
+               let d = try? JobDescriptor.parse(data, fileName: name) { graph[d.id] = d }
+        }
+        for b in batch {
+            graph[b.d.id] = b.d
+            for dep in b.d.dependencies where !batchIDs.contains(dep) {
+                switch state(of: dep) {
+                case "failed":
+                    throw SubmitError(file: b.file, error: .permanent("dependency '\(dep)' failed", field: "after", hint: "fidq retry \(dep)"))
+                case nil:
+                    throw SubmitError(file: b.file, error: .permanent(
+                        "dependency '\(dep)' is not in the queue", field: "after",
+                        hint: "submit it first or in the same command"))
+                default: break
+                }
+            }
+        }
+        let cycles = QueueScanner.cycleMembers(graph)
+        for b in batch { if let c = cycles[b.d.id] { throw SubmitError(file: b.file, error: .permanent("dependency cycle: \(c)", field: "after")) } }
+        try queue.createLayout()
+        for b in batch {
+            try fs.writeAtomically(queue.pending + "/" + b.d.id + ".json", b.data, tag: identity.newToken())
+        }
+        return batch.map(\.d.id)
+    }
+
+    /// Cancels a pending job (moved to `failed/` now) or a running one (asked to stop).
+    /// - Returns: what happened, for the user.
+    public func cancel(_ id: String) throws -> String {
+        let token = identity.newToken()
+        let record = ClaimRecord(id: id, token: token, worker: identity.name + " (fidq cancel)", attempt: 1,
+                                 claimedAt: isoTimestamp(), released: false)
+        if fs.exists(queue.pending + "/" + id + ".json"),
+           let dir = queue.claimPending(name: id + ".json", id: id, record: record) {
+            return failCancelled(dir, id: id, token: token)
+        }
+        let dirs = runningDirs(id)
+        if dirs.isEmpty {
+            throw JobError.permanent("no pending or running job '\(id)'", hint: state(of: id).map { "it is \($0)" })
+        }
+        for name in dirs {
+            let dir = queue.running + "/" + name
+            if let claim = queue.readClaim(dir), claim.released,
+               let mine = queue.takeOver(name: name, id: id, token: token) {
+                var r = record
+                r.attempt = claim.attempt
+                try queue.writeClaim(mine, r)
+                return failCancelled(mine, id: id, token: token)
+            }
+            try fs.writeAtomically(dir + "/cancel", Data(isoTimestamp().utf8), tag: token)
+        }
+        return "cancel requested: '\(id)' stops at its next safe point and goes to failed/"
+    }
+
+    private func failCancelled(_ dir: String, id: String, token: String) -> String {
+        let error: JSONValue = .object([
+            "id": .string(id), "reason": .string("cancelled"), "message": .string("cancelled (fidq cancel)"),
+            "permanence": .string("permanent"), "attempts": (try? JSONValue.from(queue.readAttempts(dir))) ?? .array([]),
+        ])
+        try? fs.writeAtomically(dir + "/error.json", (try? jsonEncoder().encode(error)) ?? Data(), tag: token)
+        queue.log(dir, "status: failed: cancelled (fidq cancel)")
+        switch queue.fail(dir, id: id, token: token) {
+        case .published(let path): return "cancelled '\(id)' → \(path)"
+        default: return "'\(id)' was taken by a worker meanwhile; run fidq cancel again"
+        }
+    }
+
+    /// Moves `failed/<id>` back to `pending/<id>.json`; attempts start again at 1.
+    public func retry(_ id: String) throws -> String {
+        let dir = queue.failed + "/" + id
+        guard fs.exists(dir) else { throw JobError.permanent("no failed job '\(id)'", hint: state(of: id).map { "it is \($0)" }) }
+        if let s = state(of: id), s == "pending" || s == "running" { throw JobError.permanent("'\(id)' is already \(s)") }
+        let data = try fs.read(dir + "/job.json", limit: JobDescriptor.maxBytes + 1)
+        let token = identity.newToken()
+        try fs.writeAtomically(queue.pending + "/" + id + ".json", data, tag: token)
+        queue.discard(dir, token: token)
+        return "'\(id)' is pending again"
+    }
+}

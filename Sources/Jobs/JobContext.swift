@@ -1,0 +1,269 @@
+// JobContext: what a running handler gets: folders, paths, progress, log, cancellation, attempt.
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Asked to stop by the worker (cancel, timeout, shutdown, lease lost); checked by the handler
+/// at safe points. The first reason wins.
+public final class CancellationToken: @unchecked Sendable {
+    private let lock = NSLockLite()
+    private var _reason: CancelReason?
+    private var _at: Double = 0
+
+    public init() {}
+
+    public var reason: CancelReason? { lock.withLock { _reason } }
+    public var isCancelled: Bool { reason != nil }
+    /// Monotonic time of the first cancel (0 when not cancelled).
+    var cancelledAt: Double { lock.withLock { _at } }
+
+    public func cancel(_ reason: CancelReason) {
+        lock.withLock {
+            if _reason == nil {
+                _reason = reason
+                _at = monotonicNow()
+            }
+        }
+    }
+
+    /// Throws `CancellationError` when cancelled: call it at every safe point.
+    public func check() throws {
+        if let r = reason { throw CancellationError(reason: r) }
+    }
+
+    /// Sleeps `seconds`, waking every 10 ms to check; throws when cancelled.
+    public func sleep(_ seconds: Double) throws {
+        let end = monotonicNow() + seconds
+        while true {
+            try check()
+            let left = end - monotonicNow()
+            if left <= 0 { return }
+            usleep(UInt32(min(left, 0.01) * 1e6))
+        }
+    }
+}
+
+/// Appends timestamped lines to a job's `log.txt` (and optionally echoes them).
+public final class JobLog: @unchecked Sendable {
+    let path: String?
+    let fs: FileSystem
+    let echo: (@Sendable (String) -> Void)?
+
+    init(path: String?, fs: FileSystem, echo: (@Sendable (String) -> Void)?) {
+        self.path = path
+        self.fs = fs
+        self.echo = echo
+    }
+
+    /// Appends one line. Log failures never fail a job (the log is advisory).
+    public func callAsFunction(_ line: String) {
+        echo?(line)
+        guard let path else { return }
+        try? fs.retrying { try fs.append(path, Data((isoTimestamp() + " " + line + "\n").utf8)) }
+    }
+}
+
+/// Step, total, loss, rate and ETA of a running job: `progress.json` (at most once a second), a
+/// bar on a terminal, or a log line every 10 % off one.
+public final class ProgressReporter: @unchecked Sendable {
+    /// What `progress.json` holds.
+    public struct Snapshot: Codable, Sendable {
+        public var step: Int
+        public var total: Int?
+        public var loss: Double?
+        /// Steps per second over this attempt.
+        public var rate: Double?
+        public var etaS: Double?
+        public var updated: String
+
+        enum CodingKeys: String, CodingKey {
+            case step, total, loss, rate, updated
+            case etaS = "eta_s"
+        }
+    }
+
+    let path: String?
+    let fs: FileSystem
+    let bar: Bool
+    let line: (@Sendable (String) -> Void)?
+    let label: String
+    private let lock = NSLockLite()
+    private var start: Double?
+    private var firstStep = 0
+    private var lastWrite = -1e9
+    private var lastBar = -1e9
+    private var lastDecile = -1
+    public private(set) var last: Snapshot?
+
+    init(path: String?, fs: FileSystem, bar: Bool, label: String, line: (@Sendable (String) -> Void)?) {
+        self.path = path
+        self.fs = fs
+        self.bar = bar
+        self.label = label
+        self.line = line
+    }
+
+    /// Reports progress. Cheap to call every step: files and the bar are throttled.
+    public func update(step: Int, total: Int? = nil, loss: Double? = nil) {
+        lock.withLock {
+            let now = monotonicNow()
+            if start == nil {
+                start = now
+                firstStep = step
+            }
+            let elapsed = now - start!
+            let rate = elapsed > 0 ? Double(step - firstStep) / elapsed : nil
+            var eta: Double?
+            if let total, let rate, rate > 0 { eta = Double(max(total - step, 0)) / rate }
+            let snap = Snapshot(step: step, total: total, loss: loss, rate: rate, etaS: eta, updated: isoTimestamp())
+            last = snap
+            let finished = total.map { step >= $0 } ?? false
+            if let path, now - lastWrite >= 1 || finished {
+                lastWrite = now
+                if let data = try? jsonEncoder().encode(snap) {
+                    try? fs.writeAtomically(path, data, tag: "progress", sync: false)
+                }
+            }
+            if bar, now - lastBar >= 0.1 || finished {
+                lastBar = now
+                var s = "\r\(label) " + ProgressReporter.render(snap)
+                if finished { s += "\n" }
+                fputs(s, stderr)
+            } else if !bar, let line, let total, total > 1 {
+                let decile = min(step * 10 / total, 10)
+                if decile > lastDecile {
+                    lastDecile = decile
+                    line("\(label) " + ProgressReporter.render(snap))
+                }
+            }
+        }
+    }
+
+    /// `[#####.....]  50% 500/1000 loss 0.1234 12.5/s eta 40s`.
+    public static func render(_ s: Snapshot) -> String {
+        var out = ""
+        if let total = s.total, total > 0 {
+            let frac = min(Double(s.step) / Double(total), 1)
+            let filled = Int(frac * 24)
+            out += "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: 24 - filled) + "] "
+            out += String(format3(frac * 100, 0)) + "% \(s.step)/\(total)"
+        } else {
+            out += "step \(s.step)"
+        }
+        if let loss = s.loss { out += " loss " + format3(loss, 4) }
+        if let rate = s.rate { out += " " + format3(rate, 1) + "/s" }
+        if let eta = s.etaS { out += " eta " + duration(eta) }
+        return out
+    }
+}
+
+/// Everything a handler may use while it runs.
+public final class JobContext: @unchecked Sendable {
+    public let id: String
+    public let kind: String
+    /// 1 for the first run; a reclaimed or retried job sees 2, 3, …
+    public let attempt: Int
+    public let maxAttempts: Int
+    /// The job's own folder (`running/<id>@<token>/`, or `fidq run --out DIR`).
+    public let folder: String
+    public let paths: PathPolicy
+    public let fs: FileSystem
+    public let cancellation: CancellationToken
+    public let progress: ProgressReporter
+    public let log: JobLog
+
+    init(id: String, kind: String, attempt: Int, maxAttempts: Int, folder: String, paths: PathPolicy,
+         fs: FileSystem, cancellation: CancellationToken, progress: ProgressReporter, log: JobLog) {
+        self.id = id
+        self.kind = kind
+        self.attempt = attempt
+        self.maxAttempts = maxAttempts
+        self.folder = folder
+        self.paths = paths
+        self.fs = fs
+        self.cancellation = cancellation
+        self.progress = progress
+        self.log = log
+    }
+
+    /// The job's output folder (`<folder>/out`, created before `run`), which survives reclaims
+    /// and becomes `done/<id>/out`. Resuming jobs keep their checkpoints here. Create subfolders
+    /// with `publish` or plain `mkdir` of one level, never `mkdir -p` of the whole path: after a
+    /// take-over the old folder must stay gone.
+    public var out: String { folder + "/out" }
+
+    /// A path from the params: workspace-relative, absolute, or `job:ID/…` (an earlier job's
+    /// `out/`).
+    public func resolve(_ path: String) -> String { paths.resolve(path) }
+
+    /// Resolves an output path and checks it is inside the allowed roots.
+    public func output(_ path: String, field: String) throws -> String {
+        try paths.checkOutput(path, field: field, fs: fs)
+    }
+
+    /// Throws `CancellationError` if the worker asked the job to stop: call at safe points.
+    public func checkCancelled() throws { try cancellation.check() }
+
+    /// Writes `data` to `out/<name>` by temporary name, fsync and rename. Throws
+    /// `CancellationError(.leaseLost)` once the job's folder is gone (taken over).
+    public func publish(_ name: String, _ data: Data) throws {
+        // A worker whose claim was taken over must not re-create its old folder by `mkdir -p`.
+        guard fs.exists(folder) else { throw CancellationError(reason: .leaseLost) }
+        try fs.makeDirectories(NSStringPath(out + "/" + name).parent)
+        try fs.writeAtomically(out + "/" + name, data, tag: "job")
+    }
+}
+
+// MARK: - time and formatting
+
+/// Seconds on a clock that never goes backwards.
+public func monotonicNow() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// Wall-clock seconds since 1970.
+public func wallNow() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// `2026-11-28T18:40:01Z` for `t` (default now).
+public func isoTimestamp(_ t: Double? = nil) -> String {
+    var secs = time_t(t ?? wallNow())
+    var tm = tm()
+    gmtime_r(&secs, &tm)
+    func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+    return "\(tm.tm_year + 1900)-\(two(tm.tm_mon + 1))-\(two(tm.tm_mday))T\(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec))Z"
+}
+
+/// `x` with `digits` decimals (no Foundation formatting in FoundationEssentials).
+func format3(_ x: Double, _ digits: Int) -> String {
+    if !x.isFinite { return "\(x)" }
+    var scale = 1.0
+    for _ in 0..<digits { scale *= 10 }
+    let r = (abs(x) * scale).rounded()
+    let whole = Int(r / scale)
+    var s = (x < 0 && r != 0 ? "-" : "") + "\(whole)"
+    if digits > 0 {
+        let frac = Int(r - Double(whole) * scale)
+        let f = "\(frac)"
+        s += "." + String(repeating: "0", count: digits - f.count) + f
+    }
+    return s
+}
+
+/// `1h02m`, `3m05s`, `42s`.
+func duration(_ s: Double) -> String {
+    let t = Int(s.rounded())
+    if t >= 3600 { return "\(t / 3600)h" + (t % 3600 / 60 < 10 ? "0" : "") + "\(t % 3600 / 60)m" }
+    if t >= 60 { return "\(t / 60)m" + (t % 60 < 10 ? "0" : "") + "\(t % 60)s" }
+    return "\(t)s"
+}

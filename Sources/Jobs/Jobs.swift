@@ -1,1 +1,0 @@
-// Jobs: the filesystem queue protocol, the worker loop, the kind registry. Imports no model code.

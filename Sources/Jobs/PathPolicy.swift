@@ -1,0 +1,88 @@
+// PathPolicy: resolves job paths against the workspace and keeps every output inside it.
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Where relative paths and `job:ID/…` references point, and where jobs may write.
+public struct PathPolicy: Sendable {
+    /// Absolute workspace folder: relative paths resolve here, and outputs must stay inside.
+    public var workspace: String
+    /// Absolute queue folder: `job:ID/rest` resolves to `<queue>/done/ID/out/rest`.
+    public var queue: String
+    /// More absolute folders outputs may go to (`--allow-root`).
+    public var allowedRoots: [String]
+
+    public init(workspace: String, queue: String, allowedRoots: [String] = []) {
+        self.workspace = PathPolicy.normalize(PathPolicy.absolute(workspace))
+        self.queue = PathPolicy.normalize(PathPolicy.absolute(queue))
+        self.allowedRoots = allowedRoots.map { PathPolicy.normalize(PathPolicy.absolute($0)) }
+    }
+
+    /// The absolute, lexically normalised path `path` names.
+    public func resolve(_ path: String) -> String {
+        if path.hasPrefix("job:") {
+            let rest = path.dropFirst(4)
+            let id = rest.prefix { $0 != "/" }
+            let tail = rest.dropFirst(id.count)
+            return PathPolicy.normalize(queue + "/done/" + id + "/out" + tail)
+        }
+        if path.hasPrefix("/") { return PathPolicy.normalize(path) }
+        return PathPolicy.normalize(workspace + "/" + path)
+    }
+
+    /// Resolves an output path and checks it lies inside the workspace or an allowed root,
+    /// following symlinks in the part of the path that exists.
+    ///
+    /// - Throws: `JobError.permanent` naming the field when the path escapes.
+    public func checkOutput(_ path: String, field: String, fs: FileSystem) throws -> String {
+        if path.isEmpty { throw JobError.permanent("empty output path", field: field) }
+        let resolved = resolve(path)
+        let real = PathPolicy.realOf(resolved, fs: fs)
+        let roots = ([workspace] + allowedRoots).map { PathPolicy.realOf($0, fs: fs) }
+        if roots.contains(where: { PathPolicy.isInside(real, $0) }) { return resolved }
+        throw JobError.permanent(
+            "output '\(path)' resolves to \(real), outside the workspace \(roots[0])", field: field,
+            hint: "write inside the workspace, or start the worker with --allow-root for that folder")
+    }
+
+    /// `path` with symlinks resolved in its deepest existing ancestor (the rest appended as is).
+    static func realOf(_ path: String, fs: FileSystem) -> String {
+        var head = path
+        var tail: [String] = []
+        while head != "/" && !head.isEmpty {
+            if let info = try? fs.info(head) {
+                if let real = try? fs.realpath(head) {
+                    return normalize(([real] + tail.reversed()).joined(separator: "/"))
+                }
+                // A dangling symlink would let a write create its target anywhere.
+                if info.kind == .symlink { return "dangling symlink " + head }
+            }
+            tail.append(NSStringPath(head).last)
+            head = NSStringPath(head).parent
+        }
+        return normalize("/" + tail.reversed().joined(separator: "/"))
+    }
+
+    static func isInside(_ path: String, _ root: String) -> Bool {
+        guard path.hasPrefix("/") else { return false }
+        return path == root || root == "/" || path.hasPrefix(root + "/")
+    }
+
+    static func absolute(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        return FileManager.default.currentDirectoryPath + "/" + path
+    }
+
+    /// Removes `.`, empty components and `..` (never above `/`).
+    public static func normalize(_ path: String) -> String {
+        var parts: [Substring] = []
+        for c in path.split(separator: "/", omittingEmptySubsequences: true) {
+            if c == "." { continue }
+            if c == ".." { if !parts.isEmpty { parts.removeLast() }; continue }
+            parts.append(c)
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+}

@@ -1,0 +1,264 @@
+// Queue: the on-disk protocol of queue/README.md: claim, lease, take over, release, publish.
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `claim` file inside a claim folder; its mtime is the lease.
+public struct ClaimRecord: Codable, Equatable, Sendable {
+    public var id: String
+    public var token: String
+    /// `host:pid`.
+    public var worker: String
+    public var attempt: Int
+    public var claimedAt: String
+    /// No live holder: any worker may take it (after `notBefore`, filesystem time).
+    public var released: Bool
+    public var notBefore: Double?
+    public var note: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, token, worker, attempt, released, note
+        case claimedAt = "claimed_at"
+        case notBefore = "not_before"
+    }
+}
+
+/// One finished attempt, kept in `attempts.json` and copied into `error.json`.
+public struct AttemptRecord: Codable, Equatable, Sendable {
+    public var attempt: Int
+    public var worker: String
+    public var started: String?
+    public var ended: String
+    /// `done`, `transient error`, `permanent error`, `lease expired`, `released`, `timeout`, `cancelled`.
+    public var outcome: String
+    public var error: String?
+}
+
+/// The process-wide identity claims are named after.
+public final class WorkerIdentity: @unchecked Sendable {
+    public let host: String
+    public let pid: Int32
+    public let nonce: String
+    private let lock = NSLockLite()
+    private var counter = 0
+
+    public init() {
+        var buf = [CChar](repeating: 0, count: 256)
+        gethostname(&buf, 255)
+        let raw = String(cString: buf)
+        host = String(raw.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "-" }.prefix(32))
+        pid = getpid()
+        var r = SystemRandomNumberGenerator()
+        nonce = String(r.next() & 0xFFFFFF, radix: 36)
+    }
+
+    /// `host:pid`, as shown by status.
+    public var name: String { "\(host):\(pid)" }
+
+    /// A name no other claim anywhere will use: `host.pid.nonce.n`.
+    public func newToken() -> String {
+        let n = lock.withLock { () -> Int in
+            counter += 1
+            return counter
+        }
+        return "\(host).\(pid).\(nonce).\(n)"
+    }
+}
+
+/// Where a publish ended.
+public enum PublishOutcome: Equatable, Sendable {
+    case published(String)
+    /// Our claim folder is gone: another worker took the job over.
+    case leaseLost
+    /// `done/<id>` already holds another worker's commit.
+    case alreadyCommitted
+    /// The rename kept failing; the claim is still ours.
+    case failed(String)
+}
+
+/// The queue folders and every protocol step on them.
+public final class Queue: @unchecked Sendable {
+    public let root: String
+    public let fs: FileSystem
+    public var pending: String { root + "/pending" }
+    public var running: String { root + "/running" }
+    public var done: String { root + "/done" }
+    public var failed: String { root + "/failed" }
+    public var tmp: String { root + "/.tmp" }
+
+    public init(root: String, fs: FileSystem = PosixFileSystem()) {
+        self.root = PathPolicy.normalize(PathPolicy.absolute(root))
+        self.fs = fs
+    }
+
+    /// Creates the five folders if missing.
+    public func createLayout() throws {
+        for dir in [pending, running, done, failed, tmp] { try fs.makeDirectories(dir) }
+    }
+
+    // MARK: clock
+
+    /// Filesystem time: touch a probe file and read its mtime, so hosts with skewed clocks agree.
+    public func fsNow(probe: String) -> Double {
+        let path = tmp + "/clock-" + probe
+        do {
+            do { try fs.retrying { try fs.touch(path) } } catch let e as FSError where e.code == ENOENT {
+                try fs.retrying { try fs.write(path, Data(), sync: false) }
+            }
+            return try fs.retrying { try fs.info(path) }.mtime
+        } catch {
+            return wallNow()
+        }
+    }
+
+    // MARK: claim files
+
+    public func claimDir(_ id: String, _ token: String) -> String { running + "/" + id + "@" + token }
+
+    /// `(id, token)` of a `running/` entry name, nil for anything else.
+    public static func parseClaimName(_ name: String) -> (id: String, token: String)? {
+        guard !name.hasPrefix("."), let at = name.lastIndex(of: "@") else { return nil }
+        let id = String(name[..<at])
+        let token = String(name[name.index(after: at)...])
+        guard JobDescriptor.isValidID(id) || id.hasPrefix("bad-"), !token.isEmpty else { return nil }
+        return (id, token)
+    }
+
+    public func readClaim(_ dir: String) -> ClaimRecord? {
+        guard let data = try? fs.retrying({ try fs.read(dir + "/claim", limit: 65536) }) else { return nil }
+        return try? JSONDecoder().decode(ClaimRecord.self, from: data)
+    }
+
+    public func writeClaim(_ dir: String, _ record: ClaimRecord) throws {
+        try fs.writeAtomically(dir + "/claim", try jsonEncoder().encode(record), tag: record.token, sync: false)
+    }
+
+    public func readAttempts(_ dir: String) -> [AttemptRecord] {
+        guard let data = try? fs.retrying({ try fs.read(dir + "/attempts.json", limit: 16 << 20) }) else { return [] }
+        return (try? JSONDecoder().decode([AttemptRecord].self, from: data)) ?? []
+    }
+
+    public func appendAttempt(_ dir: String, _ record: AttemptRecord, tag: String) throws {
+        let all = readAttempts(dir) + [record]
+        try fs.writeAtomically(dir + "/attempts.json", try jsonEncoder().encode(all), tag: tag, sync: false)
+    }
+
+    /// Appends a timestamped line to `<dir>/log.txt` (best effort).
+    public func log(_ dir: String, _ line: String) {
+        try? fs.retrying { try fs.append(dir + "/log.txt", Data((isoTimestamp() + " " + line + "\n").utf8)) }
+    }
+
+    // MARK: claiming
+
+    /// Claims `pending/<name>` into `running/<id>@<token>/job.json`.
+    ///
+    /// `mkdir` our unique folder, write `claim`, then rename the job in. A rename error is
+    /// re-checked: if our `job.json` exists the claim is ours (NFS reported failure after
+    /// success); otherwise another worker won and our folder is removed.
+    /// - Returns: the claim folder, or nil when another worker won or the disk refused.
+    public func claimPending(name: String, id: String, record: ClaimRecord) -> String? {
+        let dir = claimDir(id, record.token)
+        do {
+            do { try fs.retrying { try fs.mkdir(dir) } } catch let e as FSError where e.code == EEXIST {
+                // Our name is unique: EEXIST can only be our own retransmitted mkdir.
+                guard (try? fs.retrying { try fs.info(dir) })?.kind == .directory else { throw e }
+            }
+            try writeClaim(dir, record)
+        } catch {
+            try? fs.removeTree(dir)
+            return nil
+        }
+        CrashPoints.hit("claim")
+        do {
+            try fs.retrying { try fs.rename(pending + "/" + name, dir + "/job.json") }
+            CrashPoints.hit("claimed")
+            return dir
+        } catch {
+            if fs.exists(dir + "/job.json") { return dir }
+            // Never removeTree here: if `exists` lied, job.json is inside. rmdir fails on a
+            // non-empty folder, which then goes stale and is taken over like any claim.
+            try? fs.retrying { try fs.unlink(dir + "/claim") }
+            try? fs.retrying { try fs.rmdir(dir) }
+            return nil
+        }
+    }
+
+    /// Takes over `running/<name>` (stale or released) by renaming it to our unique name.
+    /// Only one taker can succeed; the old holder's paths stop existing.
+    /// - Returns: the new folder, or nil when someone else took it first.
+    public func takeOver(name: String, id: String, token: String) -> String? {
+        let dst = claimDir(id, token)
+        do {
+            try fs.retrying { try fs.rename(running + "/" + name, dst) }
+            CrashPoints.hit("takeover")
+            return dst
+        } catch {
+            return fs.exists(dst) ? dst : nil
+        }
+    }
+
+    /// Touches the lease. Throws `ENOENT` once another worker took the claim over.
+    public func renewLease(_ dir: String) throws {
+        try fs.retrying { try fs.touch(dir + "/claim") }
+    }
+
+    // MARK: publishing
+
+    /// Moves a finished claim folder to `done/<id>` (no-replace: a folder cannot be renamed onto
+    /// a non-empty one), re-checking the outcome by the token in the published `claim`.
+    public func commit(_ dir: String, id: String, token: String) -> PublishOutcome {
+        publish(dir, to: done + "/" + id, token: token)
+    }
+
+    /// Moves a claim folder to `failed/<id>`, or `<id>~2`, `<id>~3`… when a failed job of that id
+    /// is already kept.
+    public func fail(_ dir: String, id: String, token: String) -> PublishOutcome {
+        for n in 1...1000 {
+            let dst = failed + "/" + id + (n == 1 ? "" : "~\(n)")
+            let outcome = publish(dir, to: dst, token: token)
+            if outcome != .alreadyCommitted { return outcome }
+        }
+        return .failed("failed/\(id)~1…1000 all exist")
+    }
+
+    private func publish(_ dir: String, to dst: String, token: String) -> PublishOutcome {
+        // Cheap fence first: a claim that was taken over no longer names us.
+        guard let mine = readClaim(dir) else { return fs.exists(dir) ? .failed("claim unreadable") : .leaseLost }
+        if mine.token != token { return .leaseLost }
+        var lastError = ""
+        CrashPoints.hit("commit")
+        for attempt in 0..<5 {
+            do {
+                try fs.retrying { try fs.rename(dir, dst) }
+                return .published(dst)
+            } catch {
+                lastError = "\(error)"
+                // The outcome, not the return code, decides (NFS retransmits).
+                if readClaim(dst)?.token == token { return .published(dst) }
+                if !fs.exists(dir) { return .leaseLost }
+                if let e = error as? FSError, e.code == EEXIST || e.code == ENOTEMPTY { return .alreadyCommitted }
+                usleep(UInt32(20_000 * (attempt + 1)))
+            }
+        }
+        return .failed(lastError)
+    }
+
+    /// Renames a claim folder we lost to `.tmp/` and deletes it.
+    public func discard(_ dir: String, token: String) {
+        let trash = tmp + "/discard-" + NSStringPath(dir).last + "-" + token
+        if (try? fs.rename(dir, trash)) != nil { try? fs.removeTree(trash) }
+    }
+
+    /// Deletes `.tmp/` entries older than `age` seconds (filesystem time).
+    public func sweepTmp(now: Double, age: Double = 86_400) {
+        for name in (try? fs.list(tmp)) ?? [] {
+            let path = tmp + "/" + name
+            if let i = try? fs.info(path), now - i.mtime > age { try? fs.removeTree(path) }
+        }
+    }
+}

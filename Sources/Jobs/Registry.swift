@@ -1,0 +1,115 @@
+// KindRegistry: maps each job kind to its Codable params type and its handler.
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// A kind's params: the same Codable config its CLI subcommand builds from flags.
+///
+/// Decode strictly (`decoder.strictContainer(keyedBy:)`, defaults with `decode(_:default:)`) so
+/// unknown keys and wrong types name the field. List the paths the job writes in `outputPaths` (each
+/// is resolved and must stay inside the workspace or an allowed root) and the files it reads in
+/// `inputPaths` (each must exist before the job starts, except `job:` references, which exist once
+/// the dependency is done).
+public protocol JobParams: Codable, Sendable {
+    /// Paths the job writes, with the params field that names each (`("dest", dest)`).
+    var outputPaths: [(field: String, path: String)] { get }
+    /// Paths the job reads, with their field; each must exist when the job starts.
+    var inputPaths: [(field: String, path: String)] { get }
+    /// Range checks beyond types; throw `JobError.permanent(…, field: "params.x")`.
+    func validate() throws
+}
+
+extension JobParams {
+    public var outputPaths: [(field: String, path: String)] { [] }
+    public var inputPaths: [(field: String, path: String)] { [] }
+    public func validate() throws {}
+}
+
+/// A job kind: a name, a params type and a handler.
+///
+/// `run` is called on the worker's thread with a context that gives the job's folder and `out/`,
+/// path resolution and output-root checks, progress, a log, the cancellation token (check it at
+/// safe points with `context.checkCancelled()`) and the attempt number. Throw `JobError` (or any
+/// `ClassifiedError`) to say whether a retry can help; other errors count as transient. The
+/// returned value is written to `result.json`.
+public protocol JobKind: Sendable {
+    associatedtype Params: JobParams
+    associatedtype Output: Encodable
+    /// The `kind` string of descriptors this handler runs.
+    var name: String { get }
+    func run(_ params: Params, _ context: JobContext) throws -> Output
+}
+
+/// A descriptor whose params decoded and whose paths checked out, ready to run.
+public struct PreparedJob: Sendable {
+    public let descriptor: JobDescriptor
+    let body: @Sendable (JobContext) throws -> JSONValue
+
+    /// Runs the handler and returns its output as JSON.
+    public func run(_ context: JobContext) throws -> JSONValue { try body(context) }
+}
+
+/// The kinds a worker can run. Registering a name twice is a bug (trap).
+public final class KindRegistry: @unchecked Sendable {
+    private struct Entry {
+        let prepare: (JobDescriptor, PathPolicy, FileSystem, Bool) throws -> PreparedJob
+    }
+
+    private var entries: [String: Entry] = [:]
+
+    public init() {}
+
+    /// Registers `kind` under `kind.name`.
+    public func register<K: JobKind>(_ kind: K) {
+        precondition(entries[kind.name] == nil, "job kind '\(kind.name)' registered twice")
+        entries[kind.name] = Entry { descriptor, policy, fs, checkJobInputs in
+            let params = try KindRegistry.decode(K.Params.self, descriptor.params)
+            try params.validate()
+            for (field, path) in params.outputPaths {
+                _ = try policy.checkOutput(path, field: "params." + field, fs: fs)
+            }
+            for (field, path) in params.inputPaths where checkJobInputs || !path.hasPrefix("job:") {
+                let resolved = policy.resolve(path)
+                if !fs.exists(resolved) {
+                    throw JobError.permanent("input '\(path)' does not exist (resolved to \(resolved))",
+                                             field: "params." + field,
+                                             hint: path.hasPrefix("job:") ? "the dependency finished without writing it" : nil)
+                }
+            }
+            return PreparedJob(descriptor: descriptor) { context in
+                try JSONValue.from(try kind.run(params, context))
+            }
+        }
+    }
+
+    /// Registered kind names, sorted.
+    public var names: [String] { entries.keys.sorted() }
+
+    public func has(_ name: String) -> Bool { entries[name] != nil }
+
+    /// Decodes and checks a descriptor's params for its kind.
+    ///
+    /// - Parameter checkJobInputs: also require `job:` inputs to exist (true once dependencies
+    ///   are done; false at submit time).
+    /// - Throws: `JobError.permanent` naming the field for an unknown kind, bad params, an output
+    ///   outside the allowed roots or a missing input.
+    public func prepare(_ descriptor: JobDescriptor, policy: PathPolicy, fs: FileSystem,
+                        checkJobInputs: Bool = true) throws -> PreparedJob {
+        guard let entry = entries[descriptor.kind] else {
+            var hint = "known kinds: \(names.joined(separator: ", "))"
+            if let near = closest(descriptor.kind, in: names) { hint = "did you mean '\(near)'? " + hint }
+            throw JobError.permanent("unknown kind '\(descriptor.kind)'", field: "kind", hint: hint)
+        }
+        do {
+            return try entry.prepare(descriptor, policy, fs, checkJobInputs)
+        } catch let e as DecodingError {
+            throw JobError.describe(e, root: "params")
+        }
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ value: JSONValue) throws -> T {
+        try JSONDecoder().decode(T.self, from: JSONEncoder().encode(value))
+    }
+}

@@ -1,0 +1,132 @@
+// Status: every job's state, attempt, worker, age and progress, read straight from the folders.
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// One row of `fidq status`.
+public struct JobStatus: Codable, Sendable {
+    public var id: String
+    /// `pending`, `waiting`, `running`, `released`, `stale`, `done`, `failed`.
+    public var state: String
+    public var kind: String?
+    public var attempt: Int?
+    public var worker: String?
+    /// Seconds since the job entered this state.
+    public var ageS: Double?
+    public var progress: ProgressReporter.Snapshot?
+    /// Waiting on what, why it failed, or where the outputs are.
+    public var detail: String?
+    public var folder: String
+
+    enum CodingKeys: String, CodingKey {
+        case id, state, kind, attempt, worker, progress, detail, folder
+        case ageS = "age_s"
+    }
+}
+
+extension Queue {
+    /// Every job in the queue (lists all four folders; `done/` costs one listing).
+    public func status(lease: Double = 90) -> [JobStatus] {
+        let now = fsNow(probe: "status")
+        var rows: [JobStatus] = []
+        var doneIDs = Set<String>()
+        for name in ((try? fs.list(done)) ?? []).sorted() where !name.hasPrefix(".") {
+            doneIDs.insert(name)
+            let dir = done + "/" + name
+            var row = JobStatus(id: name, state: "done", folder: dir)
+            if let data = try? fs.read(dir + "/result.json", limit: 1 << 20),
+               case .object(let o)? = try? JSONDecoder().decode(JSONValue.self, from: data) {
+                if case .string(let k)? = o["kind"] { row.kind = k }
+                if case .number(let a)? = o["attempt"] { row.attempt = Int(a) }
+                if case .string(let w)? = o["worker"] { row.worker = w }
+            }
+            row.ageS = (try? fs.info(dir + "/result.json")).map { now - $0.mtime }
+            row.detail = "outputs: \(dir)/out"
+            rows.append(row)
+        }
+        for name in ((try? fs.list(failed)) ?? []).sorted() where !name.hasPrefix(".") {
+            let dir = failed + "/" + name
+            var row = JobStatus(id: name, state: "failed", folder: dir)
+            if let data = try? fs.read(dir + "/error.json", limit: 1 << 20),
+               case .object(let o)? = try? JSONDecoder().decode(JSONValue.self, from: data) {
+                if case .string(let k)? = o["kind"] { row.kind = k }
+                if case .string(let m)? = o["message"] { row.detail = m }
+                if case .string(let f)? = o["field"] { row.detail = "\(f): " + (row.detail ?? "") }
+                if case .array(let a)? = o["attempts"] { row.attempt = a.count }
+                if case .string(let w)? = o["worker"] { row.worker = w }
+            }
+            row.ageS = (try? fs.info(dir + "/error.json")).map { now - $0.mtime }
+            rows.append(row)
+        }
+        for name in ((try? fs.list(running)) ?? []).sorted() {
+            guard let (id, _) = Queue.parseClaimName(name) else { continue }
+            let dir = running + "/" + name
+            guard fs.exists(dir + "/job.json") else { continue }
+            var row = JobStatus(id: id, state: "running", folder: dir)
+            if let claim = readClaim(dir) {
+                row.attempt = claim.attempt
+                row.worker = claim.worker
+                if claim.released {
+                    row.state = "released"
+                    row.detail = claim.note
+                    if let nb = claim.notBefore, nb > now { row.detail = "retry in \(duration(nb - now)): " + (claim.note ?? "") }
+                }
+            }
+            if let m = try? fs.info(dir + "/claim").mtime, row.state == "running" {
+                if now - m > lease { row.state = "stale" ; row.detail = "no heartbeat for \(duration(now - m))" }
+            }
+            if let data = try? fs.read(dir + "/job.json", limit: JobDescriptor.maxBytes + 1),
+               let d = try? JobDescriptor.parse(data, fileName: id + ".json", idMayDiffer: true) { row.kind = d.kind }
+            row.ageS = (try? fs.info(dir + "/job.json")).map { now - $0.mtime }
+            if let data = try? fs.read(dir + "/progress.json", limit: 65536) {
+                row.progress = try? JSONDecoder().decode(ProgressReporter.Snapshot.self, from: data)
+            }
+            rows.append(row)
+        }
+        for name in ((try? fs.list(pending)) ?? []).sorted() where name.hasSuffix(".json") && !name.hasPrefix(".") {
+            let path = pending + "/" + name
+            var row = JobStatus(id: String(name.dropLast(5)), state: "pending", folder: path)
+            row.ageS = (try? fs.info(path)).map { now - $0.mtime }
+            if let data = try? fs.read(path, limit: JobDescriptor.maxBytes + 1) {
+                do {
+                    let d = try JobDescriptor.parse(data, fileName: name)
+                    row.kind = d.kind
+                    let missing = d.dependencies.filter { !doneIDs.contains($0) }
+                    if !missing.isEmpty {
+                        row.state = "waiting"
+                        row.detail = "after " + missing.map { dep in
+                            fs.exists(pending + "/" + dep + ".json") || rows.contains { $0.id == dep }
+                                ? dep : dep + " (not in the queue)"
+                        }.joined(separator: ", ")
+                    }
+                } catch {
+                    row.detail = "invalid: \(JobError.classify(error).description)"
+                }
+            }
+            rows.append(row)
+        }
+        return rows
+    }
+
+    /// `fidq status`'s table: one line per job, then counts by state.
+    public static func table(_ rows: [JobStatus]) -> String {
+        var lines = [["ID", "STATE", "KIND", "ATT", "WORKER", "AGE", "PROGRESS / DETAIL"]]
+        for r in rows {
+            let prog = r.progress.map { ProgressReporter.render($0) }
+            lines.append([r.id, r.state, r.kind ?? "-", r.attempt.map(String.init) ?? "-", r.worker ?? "-",
+                          r.ageS.map { duration(max($0, 0)) } ?? "-", [prog, r.detail].compactMap { $0 }.joined(separator: " ")])
+        }
+        let widths = (0..<6).map { c in lines.map { $0[c].count }.max() ?? 0 }
+        var out = lines.map { row in
+            (0..<6).map { row[$0] + String(repeating: " ", count: widths[$0] - row[$0].count) }.joined(separator: "  ")
+                + "  " + row[6]
+        }
+        var byState: [String: Int] = [:]
+        for r in rows { byState[r.state, default: 0] += 1 }
+        out.append(byState.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+                   + (rows.isEmpty ? "empty queue" : ""))
+        return out.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,129 @@
+// StrictDecoding: Codable helpers that reject unknown keys and apply defaults, naming the field.
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// A coding key for any string (used to list the keys actually present).
+public struct AnyCodingKey: CodingKey, Hashable, Sendable {
+    public var stringValue: String
+    public var intValue: Int?
+    public init(stringValue: String) { self.stringValue = stringValue }
+    public init?(intValue: Int) {
+        self.stringValue = "\(intValue)"
+        self.intValue = intValue
+    }
+}
+
+extension Decoder {
+    /// A keyed container that first rejects any key not in `K`, naming it, the allowed keys and
+    /// the closest allowed key.
+    ///
+    ///     let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+    ///     lr = try c.decode(.lr, default: 5e-5)
+    public func strictContainer<K: CodingKey & CaseIterable>(keyedBy type: K.Type) throws -> KeyedDecodingContainer<K> {
+        let any = try container(keyedBy: AnyCodingKey.self)
+        let allowed = K.allCases.map(\.stringValue)
+        for key in any.allKeys where K(stringValue: key.stringValue) == nil {
+            var message = "unknown key '\(key.stringValue)'; allowed: \(allowed.joined(separator: ", "))"
+            if let near = closest(key.stringValue, in: allowed) { message += "; did you mean '\(near)'?" }
+            throw DecodingError.dataCorrupted(.init(codingPath: codingPath + [key], debugDescription: message))
+        }
+        return try container(keyedBy: K.self)
+    }
+}
+
+extension KeyedDecodingContainer {
+    /// The value at `key`, or `value` when the key is absent or null.
+    public func decode<T: Decodable>(_ key: Key, default value: T) throws -> T {
+        try decodeIfPresent(T.self, forKey: key) ?? value
+    }
+
+    /// Throws a field-naming error unless `check(value)` holds.
+    public func require<T>(_ value: T, _ key: Key, _ expected: String, _ check: (T) -> Bool) throws -> T {
+        if !check(value) {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: codingPath + [key], debugDescription: "expected \(expected), found \(value)"))
+        }
+        return value
+    }
+}
+
+/// The allowed name nearest to `name` by edit distance, if it is close enough to be a typo.
+func closest(_ name: String, in allowed: [String]) -> String? {
+    func distance(_ a: [Character], _ b: [Character]) -> Int {
+        if a.isEmpty || b.isEmpty { return max(a.count, b.count) }
+        var row = Array(0...b.count)
+        for i in 1...a.count {
+            var prev = row[0]
+            row[0] = i
+            for j in 1...b.count {
+                let cur = row[j]
+                row[j] = min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] == b[j - 1] ? 0 : 1))
+                prev = cur
+            }
+        }
+        return row[b.count]
+    }
+    let a = Array(name)
+    let best = allowed.map { ($0, distance(a, Array($0))) }.min { $0.1 < $1.1 }
+    guard let (candidate, d) = best, d <= max(2, name.count / 3) else { return nil }
+    return candidate
+}
+
+/// Any JSON value; keeps a descriptor's `params` until the kind's own type decodes them.
+public enum JSONValue: Codable, Equatable, Sendable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { self = .null }
+        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
+        else if let d = try? c.decode(Double.self) { self = .number(d) }
+        else if let s = try? c.decode(String.self) { self = .string(s) }
+        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
+        else { self = .object(try c.decode([String: JSONValue].self)) }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .null: try c.encodeNil()
+        case .bool(let b): try c.encode(b)
+        case .number(let d):
+            // Integers print without a fraction so Int fields decode again.
+            if d == d.rounded(), abs(d) < 9e15 { try c.encode(Int64(d)) } else { try c.encode(d) }
+        case .string(let s): try c.encode(s)
+        case .array(let a): try c.encode(a)
+        case .object(let o): try c.encode(o)
+        }
+    }
+
+    /// Every string anywhere inside (to find `job:ID/...` references).
+    public var allStrings: [String] {
+        switch self {
+        case .string(let s): return [s]
+        case .array(let a): return a.flatMap(\.allStrings)
+        case .object(let o): return o.keys.sorted().flatMap { o[$0]!.allStrings }
+        default: return []
+        }
+    }
+
+    /// Encodes any Encodable value as a JSONValue.
+    public static func from<T: Encodable>(_ value: T) throws -> JSONValue {
+        try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(value))
+    }
+}
+
+/// The JSON encoder every published file uses: sorted keys, pretty, slashes unescaped.
+public func jsonEncoder() -> JSONEncoder {
+    let e = JSONEncoder()
+    e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    return e
+}

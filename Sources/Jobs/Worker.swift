@@ -1,0 +1,416 @@
+// Worker: the daemon loop: scan, claim, run with a heartbeat, then commit, release or fail.
+import Dispatch
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+
+/// How a worker runs: `fidq worker`'s flags.
+public struct WorkerConfig: Sendable {
+    /// The queue folder (holds pending/, running/, done/, failed/).
+    public var queue: String
+    /// Relative paths resolve here and outputs must stay inside; default: the queue's parent.
+    public var workspace: String?
+    /// Exit when nothing is left that this worker can run.
+    public var drain = false
+    /// Seconds without a heartbeat after which a claim may be taken over.
+    public var lease = 90.0
+    /// Run only these kinds (nil: every registered kind).
+    public var kinds: [String]?
+    /// Seconds between scans when idle.
+    public var poll = 1.0
+    /// First retry delay after a transient error, doubled per attempt (capped at 1 h).
+    public var backoff = 10.0
+    /// Seconds a cancelled job may take to reach a safe point before the worker gives up on it.
+    public var grace = 60.0
+    /// More folders outputs may be written to.
+    public var allowedRoots: [String] = []
+    /// Draw a progress bar on stderr (on a terminal).
+    public var progressBar = false
+    /// Stop after this many jobs (tests and benchmarks).
+    public var maxJobs: Int?
+    /// Log warnings and errors only.
+    public var quiet = false
+
+    public init(queue: String) { self.queue = queue }
+
+    /// The workspace actually used.
+    public var resolvedWorkspace: String {
+        workspace ?? NSStringPath(PathPolicy.normalize(PathPolicy.absolute(queue))).parent
+    }
+}
+
+/// One worker process's loop. `run()` returns the exit status.
+public final class Worker: @unchecked Sendable {
+    public let config: WorkerConfig
+    public let queue: Queue
+    public let registry: KindRegistry
+    public let identity: WorkerIdentity
+    public let policy: PathPolicy
+    let logger: Logger
+    let scanner: QueueScanner
+    private let lock = NSLockLite()
+    private var stopping = false
+    private var current: CancellationToken?
+    private var finalizing = false
+    /// Jobs this worker finished by outcome (`done`, `failed`, `released`, `lost`).
+    public private(set) var counts: [String: Int] = [:]
+
+    public init(config: WorkerConfig, registry: KindRegistry, fs: FileSystem = PosixFileSystem(),
+                identity: WorkerIdentity = WorkerIdentity(), logger: Logger? = nil) {
+        self.config = config
+        self.queue = Queue(root: config.queue, fs: fs)
+        self.registry = registry
+        self.identity = identity
+        self.policy = PathPolicy(workspace: config.resolvedWorkspace, queue: config.queue, allowedRoots: config.allowedRoots)
+        var log = logger ?? Logger(label: "fidq.worker")
+        if config.quiet { log.logLevel = .warning }
+        self.logger = log
+        self.scanner = QueueScanner(queue: queue, registry: registry, kinds: config.kinds.map(Set.init),
+                               lease: config.lease, probe: identity.newToken())
+        self.scanner.spread = 8
+    }
+
+    /// Graceful stop: claim nothing new, ask the running job to stop and release its claim.
+    public func requestStop() {
+        lock.withLock {
+            stopping = true
+            current?.cancel(.shutdown)
+        }
+    }
+
+    public var isStopping: Bool { lock.withLock { stopping } }
+
+    /// Installs SIGTERM/SIGINT handling: the first signal stops gracefully, the second exits at once.
+    public func installSignalHandlers() {
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { [self] in
+                if isStopping {
+                    logger.warning("second signal: exiting now; the claim's lease will expire")
+                    _exit(130)
+                }
+                logger.info("signal \(sig): finishing at the job's next safe point, then releasing its claim")
+                requestStop()
+            }
+            source.resume()
+            Worker.sources.append(source)
+        }
+    }
+
+    nonisolated(unsafe) static var sources: [DispatchSourceSignal] = []
+
+    /// The loop. Returns 0 on a clean exit (drained or stopped), 2 when the queue is unusable.
+    public func run() -> Int32 {
+        if let kinds = config.kinds {
+            for k in kinds where !registry.has(k) {
+                logger.error("--kinds names '\(k)', which this worker does not know (known: \(registry.names.joined(separator: ", ")))")
+                return 2
+            }
+        }
+        do { try queue.createLayout() } catch {
+            logger.error("cannot use queue \(queue.root): \(error)")
+            return 2
+        }
+        logger.info("worker \(identity.name) on \(queue.root), workspace \(policy.workspace), lease \(config.lease)s\(config.drain ? ", draining" : "")")
+        queue.sweepTmp(now: queue.fsNow(probe: "sweep-" + identity.nonce))
+        var plan = Plan()
+        var index = 0
+        var jobs = 0
+        while !isStopping {
+            if let maxJobs = config.maxJobs, jobs >= maxJobs { break }
+            // Reuse a plan for a while: one listing serves many claims (and 8 workers on 10,000
+            // pending jobs must not spend their time re-listing).
+            if index >= plan.candidates.count || monotonicNow() - plan.madeAt > max(0.25, 5 * scanner.lastScanSeconds) {
+                plan = scanner.plan()
+                index = 0
+                if plan.candidates.isEmpty {
+                    if config.drain && plan.waiting == 0 {
+                        logger.info("drained: nothing left this worker can run")
+                        break
+                    }
+                    idle()
+                    continue
+                }
+            }
+            let candidate = plan.candidates[index]
+            index += 1
+            if handle(candidate) { jobs += 1 }
+        }
+        logger.info("worker \(identity.name) exiting (\(counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))")
+        return 0
+    }
+
+    private func idle() {
+        let end = monotonicNow() + config.poll
+        while !isStopping && monotonicNow() < end { usleep(20_000) }
+    }
+
+    private func count(_ outcome: String) { lock.withLock { counts[outcome, default: 0] += 1 } }
+
+    /// Acts on one candidate; true when a job was claimed.
+    @discardableResult
+    func handle(_ candidate: Candidate) -> Bool {
+        switch candidate {
+        case .cleanUp(let name):
+            // Take it first (rename to our name), then look: a paused claimer may have moved its
+            // job in since the scan, and deleting that folder would lose the job.
+            guard let (id, _) = Queue.parseClaimName(name) else { return false }
+            let token = identity.newToken()
+            guard let dir = queue.takeOver(name: name, id: id, token: token) else { return false }
+            if queue.fs.exists(dir + "/job.json") { return resume(dir: dir, id: id, token: token, stale: true) }
+            queue.discard(dir, token: token)
+            return false
+        case .pending(let name, let folder, let descriptor, let error):
+            guard queue.fs.exists(queue.pending + "/" + name) else { return false }  // taken meanwhile
+            let token = identity.newToken()
+            let record = ClaimRecord(id: folder, token: token, worker: identity.name, attempt: 1,
+                                     claimedAt: isoTimestamp(), released: false)
+            guard let dir = queue.claimPending(name: name, id: folder, record: record) else { return false }
+            queue.log(dir, "# reproduce: fidq run job.json --workspace \(policy.workspace) --out rerun   (from this job's folder)")
+            if let error {
+                finish(dir: dir, token: token, id: folder, kind: descriptor?.kind, attempt: 1, started: nil,
+                       outcome: .failure(error), history: [])
+                return true
+            }
+            // Parse what was actually claimed: the scan's copy may be of an earlier file of that name.
+            guard let data = try? queue.fs.retrying({ try queue.fs.read(dir + "/job.json", limit: JobDescriptor.maxBytes + 1) }) else {
+                finish(dir: dir, token: token, id: folder, kind: descriptor?.kind, attempt: 1, started: nil,
+                       outcome: .failure(JobError.transient("cannot read the claimed job.json")), history: [], maxAttempts: 3)
+                return true
+            }
+            do {
+                execute(dir: dir, token: token, record: record, descriptor: try JobDescriptor.parse(data, fileName: name))
+            } catch {
+                finish(dir: dir, token: token, id: folder, kind: descriptor?.kind, attempt: 1, started: nil,
+                       outcome: .failure(JobError.classify(error)), history: [])
+            }
+            return true
+        case .takeOver(let name, let id, let stale):
+            let token = identity.newToken()
+            guard let dir = queue.takeOver(name: name, id: id, token: token) else { return false }
+            return resume(dir: dir, id: id, token: token, stale: stale)
+        }
+    }
+
+    /// Continues a taken-over claim: records the dead attempt, then runs or fails the job.
+    private func resume(dir: String, id: String, token: String, stale: Bool) -> Bool {
+        let old = queue.readClaim(dir)
+        var attempt = old?.attempt ?? (queue.readAttempts(dir).count + 1)
+        if stale {
+            let who = old?.worker ?? "unknown worker"
+            try? queue.appendAttempt(dir, AttemptRecord(
+                attempt: attempt, worker: who, started: old?.claimedAt, ended: isoTimestamp(), outcome: "lease expired",
+                error: "worker \(who) stopped renewing its lease (killed, crashed or paused)"), tag: token)
+            queue.log(dir, "attempt \(attempt) by \(who): lease expired; taken over by \(identity.name)")
+            attempt += 1
+        }
+        let record = ClaimRecord(id: id, token: token, worker: identity.name, attempt: attempt,
+                                 claimedAt: isoTimestamp(), released: false)
+        do { try queue.writeClaim(dir, record) } catch {
+            logger.warning("took over \(id) but could not write its claim: \(error); releasing")
+            return false
+        }
+        guard let data = try? queue.fs.read(dir + "/job.json", limit: JobDescriptor.maxBytes + 1) else { return false }
+        let descriptor: JobDescriptor
+        do { descriptor = try JobDescriptor.parse(data, fileName: id + ".json") } catch {
+            finish(dir: dir, token: token, id: id, kind: nil, attempt: attempt, started: nil,
+                   outcome: .failure(JobError.classify(error)), history: queue.readAttempts(dir))
+            return true
+        }
+        if attempt > descriptor.maxAttempts {
+            let history = queue.readAttempts(dir)
+            finish(dir: dir, token: token, id: id, kind: descriptor.kind, attempt: attempt - 1, started: nil,
+                   outcome: .failure(JobError.transient("gave up after \(descriptor.maxAttempts) attempts; last: \(history.last?.error ?? "?")")),
+                   history: history, exhausted: true)
+            return true
+        }
+        execute(dir: dir, token: token, record: record, descriptor: descriptor)
+        return true
+    }
+
+    /// Runs one claimed job and publishes its outcome.
+    private func execute(dir: String, token: String, record: ClaimRecord, descriptor d: JobDescriptor) {
+        let started = isoTimestamp()
+        let t0 = monotonicNow()
+        queue.log(dir, "attempt \(record.attempt)/\(d.maxAttempts) of \(d.kind) job \(d.id) by \(identity.name) (\(token))")
+        logger.info("claimed \(d.id) (\(d.kind), attempt \(record.attempt))")
+        if scanner.isDone(d.id) {
+            finish(dir: dir, token: token, id: d.id, kind: d.kind, attempt: record.attempt, started: started,
+                   outcome: .failure(JobError.permanent("id '\(d.id)' is already in done/", field: "id",
+                                                hint: "ids are unique; submit under a new id")), history: queue.readAttempts(dir))
+            return
+        }
+        let prepared: PreparedJob
+        do { prepared = try registry.prepare(d, policy: policy, fs: queue.fs) } catch {
+            finish(dir: dir, token: token, id: d.id, kind: d.kind, attempt: record.attempt, started: started,
+                   outcome: .failure(JobError.classify(error)), history: queue.readAttempts(dir), maxAttempts: d.maxAttempts)
+            return
+        }
+        let cancel = CancellationToken()
+        lock.withLock {
+            current = cancel
+            if stopping { cancel.cancel(.shutdown) }
+        }
+        defer { lock.withLock { current = nil } }
+        let echo: @Sendable (String) -> Void = { [logger] line in logger.info("\(line)") }
+        let context = JobContext(
+            id: d.id, kind: d.kind, attempt: record.attempt, maxAttempts: d.maxAttempts, folder: dir, paths: policy,
+            fs: queue.fs, cancellation: cancel,
+            progress: ProgressReporter(path: dir + "/progress.json", fs: queue.fs, bar: config.progressBar,
+                                       label: d.id, line: echo),
+            log: JobLog(path: dir + "/log.txt", fs: queue.fs, echo: nil))
+        let heartbeat = Heartbeat(queue: queue, dir: dir, lease: config.lease, token: cancel, timeout: d.timeoutS,
+                                  grace: config.grace) { [self] reason in
+            logger.error("job \(d.id) ignored '\(reason.rawValue)' for \(config.grace)s; recording it and exiting")
+            finish(dir: dir, token: token, id: d.id, kind: d.kind, attempt: record.attempt, started: started,
+                   outcome: .failure(CancellationError(reason: reason)), history: queue.readAttempts(dir))
+            _exit(3)
+        }
+        heartbeat.start()
+        var outcome: Result<JSONValue, Error>
+        do {
+            try? queue.fs.makeDirectories(context.out)
+            outcome = .success(try prepared.run(context))
+        } catch {
+            outcome = .failure(error)
+        }
+        heartbeat.stop()
+        // A cancel decides the outcome of a failed run, whatever error the stop surfaced as.
+        if case .failure = outcome, let reason = cancel.reason { outcome = .failure(CancellationError(reason: reason)) }
+        logger.debug("\(d.id) ran \(format3(monotonicNow() - t0, 3))s")
+        finish(dir: dir, token: token, id: d.id, kind: d.kind, attempt: record.attempt, started: started,
+               outcome: outcome, history: queue.readAttempts(dir), maxAttempts: d.maxAttempts)
+    }
+
+    /// Publishes an outcome: commit to done/, release for a retry or a stop, or fail.
+    private func finish(dir: String, token: String, id: String, kind: String?, attempt: Int, started: String?,
+                        outcome: Result<JSONValue, Error>, history: [AttemptRecord], maxAttempts: Int = 1,
+                        exhausted: Bool = false) {
+        let first = lock.withLock { () -> Bool in
+            if finalizing { return false }
+            finalizing = true
+            return true
+        }
+        guard first else { return }
+        defer { lock.withLock { finalizing = false } }
+        let fs = queue.fs
+        switch outcome {
+        case .success(let value):
+            let result: JSONValue = .object([
+                "id": .string(id), "kind": .string(kind ?? ""), "attempt": .number(Double(attempt)),
+                "worker": .string(identity.name), "token": .string(token),
+                "started": .string(started ?? ""), "finished": .string(isoTimestamp()), "result": value,
+            ])
+            do {
+                try fs.writeAtomically(dir + "/result.json", try jsonEncoder().encode(result), tag: token)
+            } catch {
+                logger.warning("\(id): cannot write result.json (\(error)); releasing for a retry")
+                release(dir: dir, token: token, id: id, attempt: attempt, notBefore: config.backoff,
+                        note: "result.json: \(error)")
+                return
+            }
+            try? queue.appendAttempt(dir, AttemptRecord(attempt: attempt, worker: identity.name, started: started,
+                                                        ended: isoTimestamp(), outcome: "done", error: nil), tag: token)
+            queue.log(dir, "status: done")
+            switch queue.commit(dir, id: id, token: token) {
+            case .published:
+                count("done")
+                logger.info("done \(id)")
+            case .leaseLost:
+                count("lost")
+                logger.warning("\(id): lease lost (another worker took the job over); output discarded")
+            case .alreadyCommitted:
+                count("lost")
+                logger.warning("\(id): already committed by another worker; output discarded")
+                queue.discard(dir, token: token)
+            case .failed(let why):
+                logger.warning("\(id): commit failed (\(why)); releasing for a retry")
+                release(dir: dir, token: token, id: id, attempt: attempt, notBefore: config.backoff, note: "commit: \(why)")
+            }
+        case .failure(let error):
+            if let c = error as? CancellationError {
+                switch c.reason {
+                case .shutdown:
+                    queue.log(dir, "status: released (worker stopping); attempt \(attempt) continues elsewhere")
+                    release(dir: dir, token: token, id: id, attempt: attempt, notBefore: 0, note: "worker stopped")
+                    return
+                case .leaseLost:
+                    if queue.readClaim(dir)?.token == token {
+                        release(dir: dir, token: token, id: id, attempt: attempt, notBefore: 0, note: "lease renewal failed")
+                    } else {
+                        count("lost")
+                        logger.warning("\(id): lease lost (another worker took the job over); output discarded")
+                    }
+                    return
+                case .cancelled, .timeout:
+                    break
+                }
+            }
+            var err = JobError.classify(error)
+            if let c = error as? CancellationError {
+                err = c.reason == .timeout ? .permanent("timed out (timeout_s)", field: "timeout_s")
+                                           : .permanent("cancelled (fidq cancel)")
+            }
+            let outcomeName = (error as? CancellationError).map { $0.reason == .timeout ? "timeout" : "cancelled" }
+                ?? (err.permanence == .permanent ? "permanent error" : "transient error")
+            let record = AttemptRecord(attempt: attempt, worker: identity.name, started: started, ended: isoTimestamp(),
+                                       outcome: outcomeName, error: err.description)
+            if err.permanence == .transient && !exhausted && attempt < maxAttempts {
+                try? queue.appendAttempt(dir, record, tag: token)
+                let delay = min(config.backoff * Double(1 << min(attempt - 1, 20)), 3600)
+                queue.log(dir, "status: transient error, retry \(attempt + 1)/\(maxAttempts) in \(format3(delay, 1))s: \(err.description)")
+                logger.warning("\(id): transient error (attempt \(attempt)/\(maxAttempts)): \(err.description)")
+                release(dir: dir, token: token, id: id, attempt: attempt + 1, notBefore: delay, note: err.description)
+                return
+            }
+            if !exhausted { try? queue.appendAttempt(dir, record, tag: token) }
+            var fields: [String: JSONValue] = [
+                "id": .string(id), "reason": .string(outcomeName), "message": .string(err.message),
+                "permanence": .string(err.permanence.rawValue), "worker": .string(identity.name),
+                "attempts": (try? JSONValue.from(queue.readAttempts(dir))) ?? .array([]),
+            ]
+            if let kind { fields["kind"] = .string(kind) }
+            if let f = err.field { fields["field"] = .string(f) }
+            if let h = err.hint { fields["hint"] = .string(h) }
+            try? fs.writeAtomically(dir + "/error.json", (try? jsonEncoder().encode(JSONValue.object(fields))) ?? Data(), tag: token)
+            queue.log(dir, "status: failed: \(err.description)")
+            switch queue.fail(dir, id: id, token: token) {
+            case .published(let path):
+                count("failed")
+                logger.warning("failed \(id): \(err.description) → \(path)")
+            case .leaseLost, .alreadyCommitted:
+                count("lost")
+                logger.warning("\(id): lease lost while failing it; outcome discarded")
+            case .failed(let why):
+                logger.warning("\(id): cannot move to failed/ (\(why)); releasing")
+                release(dir: dir, token: token, id: id, attempt: attempt, notBefore: config.backoff, note: "fail: \(why)")
+            }
+        }
+    }
+
+    /// Leaves the claim in running/ with `released: true`, so any worker may take it after `notBefore` s.
+    private func release(dir: String, token: String, id: String, attempt: Int, notBefore: Double, note: String) {
+        let now = queue.fsNow(probe: identity.nonce)
+        let record = ClaimRecord(id: id, token: token, worker: identity.name, attempt: attempt, claimedAt: isoTimestamp(),
+                                 released: true, notBefore: notBefore > 0 ? now + notBefore : nil, note: note)
+        guard queue.readClaim(dir)?.token == token else {
+            count("lost")
+            return
+        }
+        do {
+            try queue.writeClaim(dir, record)
+            count("released")
+            logger.info("released \(id) (\(note))")
+        } catch {
+            // The lease will expire instead; the job is not lost.
+            logger.warning("\(id): cannot release claim (\(error)); its lease will expire")
+        }
+    }
+}

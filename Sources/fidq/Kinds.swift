@@ -1,0 +1,16 @@
+// Kinds: the one place that wires job kinds into the registry every command uses.
+import Foundation
+import Jobs
+
+enum Kinds {
+    /// Every kind this build of fidq runs. The queue's own test kind (`test.record`) is only
+    /// registered when `FIDQ_TEST_KINDS=1`, so users never meet it.
+    static func registry() -> KindRegistry {
+        let registry = KindRegistry()
+        TextKinds.register(into: registry)
+        if ProcessInfo.processInfo.environment["FIDQ_TEST_KINDS"] == "1" {
+            TestKinds.register(into: registry)
+        }
+        return registry
+    }
+}

@@ -1,0 +1,37 @@
+// QueueOptions: the --queue and --workspace flags every queue command shares.
+import ArgumentParser
+import Foundation
+import Jobs
+
+struct QueueOptions: ParsableArguments {
+    @Option(help: "The queue folder (holds pending/, running/, done/, failed/).")
+    var queue = "queue"
+
+    @Option(help: "Relative job paths resolve here and outputs must stay inside (default: the queue's parent).")
+    var workspace: String?
+
+    @Option(name: .customLong("allow-root"), help: "Another folder jobs may write to (repeatable).")
+    var allowRoots: [String] = []
+
+    var queuePath: String { PathPolicy.normalize(absolute(queue)) }
+
+    var workspacePath: String {
+        workspace.map { PathPolicy.normalize(absolute($0)) } ?? (queuePath as NSString).deletingLastPathComponent
+    }
+
+    var policy: PathPolicy { PathPolicy(workspace: workspacePath, queue: queuePath, allowedRoots: allowRoots) }
+
+    func control() -> QueueControl {
+        QueueControl(queue: Queue(root: queuePath), registry: Kinds.registry(), policy: policy)
+    }
+
+    private func absolute(_ p: String) -> String {
+        p.hasPrefix("/") ? p : FileManager.default.currentDirectoryPath + "/" + p
+    }
+}
+
+/// Prints a message to stderr and exits with status 1 (for errors caused by input, not bugs).
+func fail(_ message: String) -> ExitCode {
+    FileHandle.standardError.write(Data(("fidq: " + message + "\n").utf8))
+    return ExitCode(1)
+}

@@ -1,0 +1,50 @@
+// StatusCommand: `fidq status [ID] [--json]`: every job's state, or one job with its log tail.
+import ArgumentParser
+import Foundation
+import Jobs
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "List jobs by state (pending, waiting, running, released, stale, done, failed), or show one.")
+
+    @OptionGroup var queueOptions: QueueOptions
+
+    @Argument(help: "A job id: show its details and the end of its log.")
+    var id: String?
+
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    @Option(help: "Lease in seconds, to call running jobs without a heartbeat stale.")
+    var lease = 90.0
+
+    @Option(help: "Log lines to show with an ID.")
+    var tail = 20
+
+    func run() throws {
+        let queue = Queue(root: queueOptions.queuePath)
+        var rows = queue.status(lease: lease)
+        if let id {
+            rows = rows.filter { $0.id == id }
+            if rows.isEmpty { throw fail("no job '\(id)' in \(queue.root)") }
+        }
+        if json {
+            print(String(decoding: try jsonEncoder().encode(id == nil ? JSONValue.from(rows) : JSONValue.from(rows[0])), as: UTF8.self))
+            return
+        }
+        print(Queue.table(rows))
+        if id != nil, let row = rows.first {
+            let folder = row.folder
+            for name in ["error.json", "result.json"] {
+                if let text = try? String(contentsOfFile: folder + "/" + name, encoding: .utf8) {
+                    print("\n\(name):\n" + text)
+                }
+            }
+            if let log = try? String(contentsOfFile: folder + "/log.txt", encoding: .utf8) {
+                let lines = log.split(separator: "\n", omittingEmptySubsequences: false).suffix(tail + 1)
+                print("\nlog.txt (last \(tail) lines):\n" + lines.joined(separator: "\n"))
+            }
+        }
+    }
+}

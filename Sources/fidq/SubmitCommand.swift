@@ -1,0 +1,25 @@
+// SubmitCommand: `fidq submit FILE…`: validate job files and drop them into pending/.
+import ArgumentParser
+import Jobs
+
+struct SubmitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "submit",
+        abstract: "Validate job files and drop them into the queue; refuses anything that would fail.")
+
+    @OptionGroup var queueOptions: QueueOptions
+
+    @Argument(help: "Job descriptor files (JSON).")
+    var files: [String]
+
+    func run() throws {
+        let control = queueOptions.control()
+        do {
+            for id in try control.submit(files: files) {
+                print("submitted \(id) → \(control.queue.pending)/\(id).json")
+            }
+        } catch let e as SubmitError {
+            throw fail("refused \(e.description); nothing was submitted")
+        }
+    }
+}

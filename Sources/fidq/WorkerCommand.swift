@@ -1,0 +1,60 @@
+// WorkerCommand: `fidq worker`: claim and run jobs from a queue until stopped (or drained).
+import ArgumentParser
+import Foundation
+import Jobs
+import Logging
+
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Claim and run jobs from a queue folder; many workers may share one queue (see queue/README.md).")
+
+    @OptionGroup var queueOptions: QueueOptions
+    @OptionGroup var compute: ComputeOptions
+
+    @Flag(help: "Exit when nothing is left that this worker can run.")
+    var drain = false
+
+    @Option(help: "Seconds without a heartbeat before another worker may take a job over.")
+    var lease = 90.0
+
+    @Option(help: "Run only these kinds (comma-separated; default: every kind).")
+    var kinds: String?
+
+    @Option(help: "Seconds between scans of an idle queue.")
+    var poll = 1.0
+
+    @Option(help: "First retry delay in seconds after a transient error (doubles per attempt).")
+    var backoff = 10.0
+
+    @Option(help: "Seconds a cancelled job may take to stop before the worker gives up on it and exits.")
+    var grace = 60.0
+
+    @Option(name: .customLong("max-jobs"), help: ArgumentHelp("Exit after this many jobs.", visibility: .hidden))
+    var maxJobs: Int?
+
+    func validate() throws {
+        if lease < 0.5 { throw ValidationError("--lease must be at least 0.5 s, got \(lease)") }
+        if poll <= 0 { throw ValidationError("--poll must be > 0, got \(poll)") }
+    }
+
+    func run() throws {
+        compute.apply()
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var config = WorkerConfig(queue: queueOptions.queuePath)
+        config.workspace = queueOptions.workspacePath
+        config.allowedRoots = queueOptions.allowRoots
+        config.drain = drain
+        config.lease = lease
+        config.kinds = kinds.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
+        config.poll = poll
+        config.backoff = backoff
+        config.grace = grace
+        config.maxJobs = maxJobs
+        config.progressBar = isatty(2) != 0
+        let worker = Worker(config: config, registry: Kinds.registry())
+        worker.installSignalHandlers()
+        let status = worker.run()
+        if status != 0 { throw ExitCode(status) }
+    }
+}

@@ -1,0 +1,82 @@
+// ControlTests: submit validates before dropping; cancel and retry move jobs as documented.
+import Foundation
+import Testing
+@testable import Jobs
+
+@Suite struct ControlTests {
+    func control(_ f: QueueFixture) -> QueueControl {
+        QueueControl(queue: f.queue, registry: testRegistry(), policy: PathPolicy(workspace: f.workspace, queue: f.queueDir))
+    }
+
+    func file(_ f: QueueFixture, _ name: String, _ json: String) throws -> String {
+        let path = f.workspace + "/" + name
+        try Data(json.utf8).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    @Test func submitDropsValidJobsNamedByID() throws {
+        let f = try QueueFixture()
+        let a = try file(f, "first.json", #"{"kind": "test.record", "id": "a"}"#)
+        let b = try file(f, "b.json", #"{"kind": "test.record", "after": ["a"]}"#)
+        #expect(try control(f).submit(files: [a, b]) == ["a", "b"])
+        #expect(f.list("pending") == ["a.json", "b.json"])
+    }
+
+    @Test(arguments: [
+        (#"{"kind": "nope"}"#, "unknown kind"),
+        (#"{"kind": "test.record", "params": {"sleep_ms": "x"}}"#, "params.sleep_ms"),
+        (#"{"kind": "test.record", "params": {"ledger": "/etc"}}"#, "outside the workspace"),
+        (#"{"kind": "test.record", "after": ["ghost"]}"#, "not in the queue"),
+        (#"{"kind": "count", "params": {"inputs": ["missing.txt"]}}"#, "does not exist"),
+        ("{", "not valid JSON"),
+    ])
+    func submitRefusesWhatWouldFail(json: String, message: String) throws {
+        let f = try QueueFixture()
+        let path = try file(f, "x.json", json)
+        do {
+            _ = try control(f).submit(files: [path])
+            Issue.record("accepted \(json)")
+        } catch let e as SubmitError {
+            #expect(e.description.contains(message), "\(e.description)")
+        }
+        #expect(f.list("pending").isEmpty, "nothing dropped")
+    }
+
+    @Test func submitRefusesDuplicatesAndCycles() throws {
+        let f = try QueueFixture()
+        let a = try file(f, "a.json", #"{"kind": "test.record"}"#)
+        _ = try control(f).submit(files: [a])
+        #expect(throws: SubmitError.self) { try control(f).submit(files: [a]) }
+        let x = try file(f, "x.json", #"{"kind": "test.record", "after": ["y"]}"#)
+        let y = try file(f, "y.json", #"{"kind": "test.record", "after": ["x"]}"#)
+        #expect(throws: SubmitError.self) { try control(f).submit(files: [x, y]) }
+        #expect(f.list("pending") == ["a.json"])
+    }
+
+    @Test func cancelPendingThenRetry() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("a")
+        let c = control(f)
+        #expect(try c.cancel("a").contains("cancelled"))
+        #expect(f.list("failed") == ["a"] && f.list("pending").isEmpty)
+        #expect(f.json(f.queueDir + "/failed/a/error.json")?["reason"] as? String == "cancelled")
+        #expect(throws: JobError.self) { try c.cancel("a") }
+        #expect(try c.retry("a").contains("pending again"))
+        #expect(f.list("pending") == ["a.json"] && f.list("failed").isEmpty)
+        drainInProcess(f)
+        _ = f.expectAllAccounted(["a"])
+        #expect(f.list("done") == ["a"])
+    }
+
+    @Test func statusShowsEveryState() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("ok")
+        try f.dropRecord("bad", params: #""fail": "permanent""#)
+        drainInProcess(f)
+        try f.dropRecord("later", extra: #""after": ["ghost"]"#)
+        let rows = f.queue.status()
+        #expect(Dictionary(uniqueKeysWithValues: rows.map { ($0.id, $0.state) }) == ["ok": "done", "bad": "failed", "later": "waiting"])
+        let table = Queue.table(rows)
+        #expect(table.contains("ghost (not in the queue)") && table.contains("1 done, 1 failed, 1 waiting"))
+    }
+}

@@ -1,0 +1,76 @@
+// DescriptorTests: strict decoding, defaults, ids and job: references of the job descriptor.
+import Foundation
+import Testing
+@testable import Jobs
+
+@Suite struct DescriptorTests {
+    func parse(_ json: String, file: String? = "job.json") throws -> JobDescriptor {
+        try JobDescriptor.parse(Data(json.utf8), fileName: file)
+    }
+
+    func error(_ json: String, file: String? = "job.json") -> JobError? {
+        do { _ = try parse(json, file: file); return nil } catch { return error as? JobError }
+    }
+
+    @Test func defaultsFillEverythingButKind() throws {
+        let d = try parse(#"{"kind": "test.record"}"#, file: "nq-data.json")
+        #expect(d.id == "nq-data")
+        #expect(d.after == [] && d.priority == 0 && d.maxAttempts == 3 && d.timeoutS == nil)
+        #expect(d.params == .object([:]))
+    }
+
+    @Test func fullDescriptorRoundTrips() throws {
+        let d = try parse(#"""
+        {"kind": "train_reader", "id": "r1", "after": ["a", "b"], "priority": 7, "max_attempts": 5,
+         "timeout_s": 3600, "params": {"model_path": "job:nq-reader/best", "lr": 5e-5, "x": ["job:c/y"]}}
+        """#, file: "r1.json")
+        #expect(d.id == "r1" && d.priority == 7 && d.maxAttempts == 5 && d.timeoutS == 3600)
+        #expect(d.dependencies == ["a", "b", "c", "nq-reader"])
+        #expect(d.references().map(\.field).sorted() == ["params.model_path", "params.x[0]"])
+    }
+
+    @Test(arguments: [
+        (#"{"kind": "k", "colour": 1}"#, "colour", "unknown key 'colour'"),
+        (#"{"kind": "k", "prority": 1}"#, "prority", "did you mean 'priority'"),
+        (#"{"kind": 3}"#, "kind", "expected a string"),
+        (#"{"kind": "k", "after": "a"}"#, "after", "expected a list"),
+        (#"{"kind": "k", "priority": "high"}"#, "priority", "expected a number"),
+        (#"{"kind": "k", "priority": 1.5}"#, "priority", "an integer"),
+        (#"{"kind": "k", "max_attempts": 0}"#, "max_attempts", "1…100"),
+        (#"{"kind": "k", "timeout_s": -1}"#, "timeout_s", "> 0"),
+        (#"{"kind": "k", "params": [1]}"#, "params", "expected"),
+        (#"{"kind": "k", "id": "a/b"}"#, "id", "[A-Za-z0-9._-]"),
+        (#"{"kind": "k", "id": ".."}"#, "id", "[A-Za-z0-9._-]"),
+        (#"{"kind": "k", "after": ["../x"]}"#, "after[0]", "job id"),
+        (#"{"kind": "k", "params": {"p": "job:../etc/x"}}"#, "params.p", "bad id"),
+        (#"{"kind": "k", "id": "other"}"#, "id", "differs from the file name"),
+        (#"{"kind": "k", "after": ["job"]}"#, "after", "depends on itself"),
+        (#"{"id": "job"}"#, "kind", "missing required field"),
+    ])
+    func rejectsNamingTheField(json: String, field: String, message: String) throws {
+        let e = try #require(error(json))
+        #expect(e.permanence == .permanent)
+        #expect(e.field == field, "field \(e.field ?? "nil") for \(json)")
+        #expect(e.description.contains(message), "\(e.description)")
+    }
+
+    @Test func rejectsEmptyGarbageAndHugeFiles() throws {
+        #expect(error("")?.message == "empty file")
+        #expect(error("{not json")?.message.contains("not valid JSON") == true)
+        #expect(error("\u{0}\u{1}\u{2}")?.message.contains("not valid JSON") == true)
+        let huge = #"{"kind": "k", "params": {"x": ""# + String(repeating: "a", count: JobDescriptor.maxBytes) + "\"}}"
+        #expect(error(huge)?.message.contains("larger than") == true)
+    }
+
+    @Test func badFileNameNeedsAnID() throws {
+        #expect(error(#"{"kind": "k"}"#, file: "a b.json")?.field == "id")
+        #expect(try parse(#"{"kind": "k", "id": "ok"}"#, file: nil).id == "ok")
+    }
+
+    @Test func validIDs() {
+        #expect(JobDescriptor.isValidID("nq-reader_base.v2"))
+        for bad in ["", ".", "..", "a/b", "a b", "é", String(repeating: "x", count: 129), "a@b"] {
+            #expect(!JobDescriptor.isValidID(bad), "\(bad)")
+        }
+    }
+}

@@ -1,0 +1,46 @@
+// PathPolicyTests: workspace resolution, job: references, and outputs kept inside the allowed roots.
+import Foundation
+import Testing
+@testable import Jobs
+
+@Suite struct PathPolicyTests {
+    let fs = PosixFileSystem()
+
+    @Test func resolvesRelativeAbsoluteAndJobReferences() throws {
+        let p = PathPolicy(workspace: "/w", queue: "/w/queue")
+        #expect(p.resolve("data/x.json") == "/w/data/x.json")
+        #expect(p.resolve("/abs/./y/../z") == "/abs/z")
+        #expect(p.resolve("job:nq-reader/best") == "/w/queue/done/nq-reader/out/best")
+        #expect(p.resolve("job:a") == "/w/queue/done/a/out")
+    }
+
+    @Test func keepsOutputsInsideTheWorkspace() throws {
+        let f = try QueueFixture()
+        let p = PathPolicy(workspace: f.workspace, queue: f.queueDir)
+        #expect(try p.checkOutput("out/a", field: "params.dest", fs: fs) == f.workspace + "/out/a")
+        #expect(try p.checkOutput(f.workspace + "/b", field: "params.dest", fs: fs) == f.workspace + "/b")
+        for bad in ["../escape", "/etc/passwd", "a/../../x", "/tmp"] {
+            #expect(throws: JobError.self, "\(bad)") { try p.checkOutput(bad, field: "params.dest", fs: fs) }
+        }
+        do {
+            _ = try p.checkOutput("/etc/x", field: "params.dest", fs: fs)
+        } catch let e as JobError {
+            #expect(e.field == "params.dest" && e.message.contains("outside the workspace") && e.hint != nil)
+        }
+    }
+
+    @Test func followsSymlinksThatLeaveTheWorkspace() throws {
+        let f = try QueueFixture()
+        let outside = f.workspace + "-outside"
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: outside) }
+        try FileManager.default.createSymbolicLink(atPath: f.workspace + "/link", withDestinationPath: outside)
+        try FileManager.default.createSymbolicLink(atPath: f.workspace + "/dangling", withDestinationPath: outside + "/nope")
+        let p = PathPolicy(workspace: f.workspace, queue: f.queueDir)
+        #expect(throws: JobError.self) { try p.checkOutput("link/file", field: "f", fs: fs) }
+        #expect(throws: JobError.self) { try p.checkOutput("dangling", field: "f", fs: fs) }
+        // An allowed root makes the same path legal.
+        let q = PathPolicy(workspace: f.workspace, queue: f.queueDir, allowedRoots: [outside])
+        #expect(try q.checkOutput("link/file", field: "f", fs: fs) == f.workspace + "/link/file")
+    }
+}

@@ -1,0 +1,39 @@
+// RegistryTests: kinds plug in with their params type; bad params, outputs and inputs name the field.
+import Foundation
+import Testing
+@testable import Jobs
+
+@Suite struct RegistryTests {
+    func prepare(_ f: QueueFixture, _ json: String) throws -> PreparedJob {
+        let d = try JobDescriptor.parse(Data(json.utf8), fileName: "x.json")
+        return try testRegistry().prepare(d, policy: PathPolicy(workspace: f.workspace, queue: f.queueDir), fs: PosixFileSystem())
+    }
+
+    func error(_ f: QueueFixture, _ json: String) -> JobError? {
+        do { _ = try prepare(f, json); return nil } catch { return error as? JobError }
+    }
+
+    @Test func unknownKindSuggestsTheClosest() throws {
+        let f = try QueueFixture()
+        let e = try #require(error(f, #"{"kind": "cout"}"#))
+        #expect(e.field == "kind" && e.hint?.contains("did you mean 'count'?") == true, "\(e)")
+    }
+
+    @Test func paramsDecodeStrictlyNamingTheField() throws {
+        let f = try QueueFixture()
+        #expect(error(f, #"{"kind": "count", "params": {}}"#)?.field == "params.inputs")
+        #expect(error(f, #"{"kind": "count", "params": {"inputs": []}}"#)?.field == "params.inputs")
+        #expect(error(f, #"{"kind": "count", "params": {"inputs": [3]}}"#)?.field == "params.inputs[0]")
+        #expect(error(f, #"{"kind": "count", "params": {"inputs": ["a"], "x": 1}}"#)?.field == "params.x")
+        #expect(error(f, #"{"kind": "concat", "params": {"inputs": ["/etc/hostname"], "dest": "/etc/y"}}"#)?.field == "params.dest")
+    }
+
+    @Test func inputsMustExistExceptJobReferencesAtSubmit() throws {
+        let f = try QueueFixture()
+        #expect(error(f, #"{"kind": "count", "params": {"inputs": ["missing"]}}"#)?.field == "params.inputs[0]")
+        let d = try JobDescriptor.parse(Data(#"{"kind": "count", "params": {"inputs": ["job:a/counts.json"]}}"#.utf8), fileName: "x.json")
+        let policy = PathPolicy(workspace: f.workspace, queue: f.queueDir)
+        _ = try testRegistry().prepare(d, policy: policy, fs: PosixFileSystem(), checkJobInputs: false)
+        #expect(throws: JobError.self) { try testRegistry().prepare(d, policy: policy, fs: PosixFileSystem()) }
+    }
+}

@@ -1,0 +1,267 @@
+// WorkerProcessTests: real `fidq worker` processes on one queue: contention, kill -9, SIGSTOP, SIGTERM, bad input.
+import Foundation
+import Testing
+@testable import Jobs
+
+/// Multi-process tests run one at a time: each starts up to 8 processes on 2 cores.
+@Suite(.serialized) struct WorkerProcessTests {
+    let fast = ["--drain", "--poll", "0.05", "--backoff", "0.05"]
+
+    init() throws {
+        try #require(Binary.available, "build first: swift build --build-tests (looked for \(Binary.fidq))")
+    }
+
+    @Test func manyWorkersRunEveryJobExactlyOnce() throws {
+        let (workers, jobs) = (8, 500)
+        print("WorkerProcessTests: \(workers) workers × \(jobs) jobs (the issue's full size)")
+        let f = try QueueFixture()
+        let ids = (0..<jobs).map { String(format: "job%04d", $0) }
+        for (i, id) in ids.enumerated() { try f.dropRecord(id, sleepMs: i % 4) }
+        let t0 = Date()
+        let procs = try (0..<workers).map { try WorkerProcess(f, args: fast + ["--lease", "10"], tag: "w\($0)") }
+        for p in procs { #expect(p.wait(300) == 0, "worker exit: \(p.log.suffix(500))") }
+        let elapsed = Date().timeIntervalSince(t0)
+        print("WorkerProcessTests: \(jobs) jobs by \(workers) workers in \(String(format: "%.1f", elapsed)) s")
+        let (done, failed) = f.expectAllAccounted(ids)
+        #expect(done.count == jobs && failed.isEmpty)
+        let ledger = f.ledger()
+        #expect(ledger.count == jobs, "without crashes every job runs exactly once: \(ledger.count) executions")
+        #expect(Set(ledger.map(\.pid)).count > 1, "the work was shared between processes")
+    }
+
+    @Test func killNineRoundsLoseNothing() throws {
+        let jobs = stressFull ? 500 : 150
+        print("WorkerProcessTests: kill -9 rounds over \(jobs) jobs\(stressFull ? " (FIDQ_STRESS=1)" : " (default; FIDQ_STRESS=1 runs 500 jobs)")")
+        let f = try QueueFixture()
+        let ids = (0..<jobs).map { String(format: "k%04d", $0) }
+        for (i, id) in ids.enumerated() {
+            try f.dropRecord(id, sleepMs: 5 + i % 20, steps: 2, extra: #""max_attempts": 4"#)
+        }
+        let args = fast + ["--lease", "1"]
+        // Half the workers also kill themselves at protocol steps (claim, commit, take-over).
+        let crash = ["FIDQ_TEST_CRASH": "claim:0.03,claimed:0.03,takeover:0.1,commit:0.03"]
+        var live = try (0..<4).map { try WorkerProcess(f, args: args, tag: "k\($0)", env: crash) }
+        live += try (4..<6).map { try WorkerProcess(f, args: args, tag: "k\($0)") }
+        var killed = 0
+        for round in 0..<10 {
+            usleep(UInt32.random(in: 50_000...300_000))
+            let running = live.filter { $0.process.isRunning }
+            if let victim = running.randomElement() {
+                victim.signal(SIGKILL)
+                victim.process.waitUntilExit()
+                killed += 1
+            }
+            // Every other replacement is armed with crash points too.
+            live.append(try WorkerProcess(f, args: args, tag: "r\(round)", env: round % 2 == 0 ? crash : [:]))
+        }
+        // Survivors and replacements drain the queue, taking over every expired lease.
+        let finisher = try WorkerProcess(f, args: args, tag: "final")
+        for p in live + [finisher] { p.wait(300) }
+        #expect(killed == 10)
+        let selfKilled = (live + [finisher]).filter { $0.process.terminationReason == .uncaughtSignal }.count - killed
+        print("WorkerProcessTests: kill -9: \(killed) external kills, \(selfKilled) crash-point kills, \(jobs) jobs")
+        // Crash-point workers may all die before the end; run clean workers until drained.
+        var extra = 0
+        while !(f.list("pending").isEmpty && f.list("running").isEmpty) && extra < 5 {
+            let p = try WorkerProcess(f, args: args, tag: "clean\(extra)")
+            p.wait(300)
+            extra += 1
+        }
+        let (done, failed) = f.expectAllAccounted(ids)
+        #expect(done.count + failed.count == jobs)
+        for name in failed {
+            let e = f.json(f.queueDir + "/failed/\(name)/error.json")
+            let attempts = e?["attempts"] as? [[String: Any]] ?? []
+            #expect(attempts.count == 4, "\(name): every attempt's error is kept: \(attempts.count)")
+        }
+        #expect(f.ledger().count >= done.count)
+        let takenOver = done.filter { f.read(f.queueDir + "/done/\($0)/attempts.json")?.contains("lease expired") == true }
+        print("WorkerProcessTests: kill -9: \(takenOver.count) jobs finished after a take-over, \(failed.count) failed")
+        #expect(!takenOver.isEmpty, "killed workers' jobs were taken over and finished")
+    }
+
+    @Test func pausedWorkerLosesItsCommit() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("paused", sleepMs: 100, steps: 15)
+        let a = try WorkerProcess(f, args: ["--poll", "0.05", "--lease", "1"], tag: "a")
+        #expect(f.wait(10) { !f.list("running").isEmpty })
+        usleep(300_000)
+        a.signal(SIGSTOP)
+        let b = try WorkerProcess(f, args: fast + ["--lease", "1"], tag: "b")
+        #expect(b.wait(60) == 0)
+        let result = try #require(f.json(f.queueDir + "/done/paused/result.json"))
+        #expect((result["result"] as? [String: Any])?["pid"] as? Int == Int(b.pid), "the job was finished by the second worker")
+        #expect(result["attempt"] as? Int == 2)
+        a.signal(SIGCONT)
+        #expect(f.wait(10) { a.log.contains("lease lost") }, "the continued worker learns it lost: \(a.log.suffix(400))")
+        a.signal(SIGTERM)
+        #expect(a.wait(20) == 0)
+        #expect(f.list("done") == ["paused"] && f.list("running").isEmpty && f.list("failed").isEmpty,
+                "\(f.list("done")) \(f.list("running")) \(f.list("failed")) \(a.log.suffix(1500))")
+        #expect(f.ledger().filter { $0.pid == Int(a.pid) }.isEmpty, "the paused worker's execution was not recorded as finished")
+        #expect(f.read(f.queueDir + "/done/paused/attempts.json")?.contains("lease expired") == true)
+    }
+
+    @Test func sigtermReleasesTheClaimAndAnotherWorkerResumes() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("long", sleepMs: 50, steps: 60)
+        let a = try WorkerProcess(f, args: ["--poll", "0.05", "--lease", "30"], tag: "a")
+        #expect(f.wait(10) {
+            f.list("running").contains { (try? String(contentsOfFile: f.queueDir + "/running/\($0)/out/checkpoint", encoding: .utf8)).flatMap { Int($0) }.map { $0 >= 5 } ?? false }
+        })
+        let t0 = Date()
+        a.signal(SIGTERM)
+        #expect(a.wait(10) == 0, "graceful exit: \(a.log.suffix(400))")
+        #expect(Date().timeIntervalSince(t0) < 3, "stopped at the next safe point")
+        let claim = try #require(f.list("running").first)
+        #expect(f.read(f.queueDir + "/running/\(claim)/claim")?.contains("\"released\" : true") == true)
+        // A released claim is taken at once, not after the 30 s lease.
+        let b = try WorkerProcess(f, args: fast + ["--lease", "30"], tag: "b")
+        #expect(b.wait(30) == 0)
+        let result = try #require(f.json(f.queueDir + "/done/long/result.json"))
+        let r = try #require(result["result"] as? [String: Any])
+        #expect(result["attempt"] as? Int == 1, "a graceful stop does not use up an attempt")
+        #expect((r["resumed_from"] as? Int ?? 0) >= 5, "resumed from the checkpoint: \(r)")
+        #expect(r["pid"] as? Int == Int(b.pid))
+        #expect(f.read(f.queueDir + "/done/long/log.txt")?.contains("released (worker stopping)") == true)
+    }
+
+    @Test func killedWorkersJobResumesAndGivesUpAfterMaxAttempts() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("resume", sleepMs: 50, steps: 40)
+        try f.dropRecord("doomed", sleepMs: 100, steps: 1000, extra: #""max_attempts": 2, "priority": -1"#)
+        let a = try WorkerProcess(f, args: ["--poll", "0.05", "--lease", "1"], tag: "a")
+        #expect(f.wait(10) {
+            (try? String(contentsOfFile: f.queueDir + "/running/" + (f.list("running").first ?? "x") + "/out/checkpoint", encoding: .utf8))
+                .flatMap { Int($0) }.map { $0 >= 3 } ?? false
+        })
+        a.signal(SIGKILL)
+        a.wait(5)
+        usleep(1_500_000)  // past the 1 s lease, so b's first scan offers the take-over
+        // b resumes "resume" from its checkpoint, then starts "doomed"; kill b during doomed, then c.
+        let b = try WorkerProcess(f, args: ["--poll", "0.05", "--lease", "1"], tag: "b")
+        #expect(f.wait(30) { f.list("done").contains("resume") && f.list("running").contains { $0.hasPrefix("doomed@") } },
+                "\(f.list("done")) \(f.list("running")) \(b.log.suffix(800))")
+        usleep(300_000)
+        b.signal(SIGKILL)
+        b.wait(5)
+        usleep(1_500_000)
+        let c = try WorkerProcess(f, args: ["--poll", "0.05", "--lease", "1"], tag: "c")
+        #expect(f.wait(30) { f.read(f.queueDir + "/running/" + (f.list("running").first ?? "x") + "/claim")?.contains("\"attempt\" : 2") == true })
+        usleep(300_000)
+        c.signal(SIGKILL)
+        c.wait(5)
+        usleep(1_500_000)
+        let d = try WorkerProcess(f, args: fast + ["--lease", "1"], tag: "d")
+        #expect(d.wait(30) == 0)
+        let r = try #require(f.json(f.queueDir + "/done/resume/result.json"))
+        #expect(r["attempt"] as? Int == 2)
+        #expect(((r["result"] as? [String: Any])?["resumed_from"] as? Int ?? 0) >= 3, "resumed, not restarted: \(r)")
+        let e = try #require(f.json(f.queueDir + "/failed/doomed/error.json"))
+        let attempts = try #require(e["attempts"] as? [[String: Any]])
+        #expect(attempts.count == 2 && attempts.allSatisfy { $0["outcome"] as? String == "lease expired" }, "\(attempts)")
+        #expect((e["message"] as? String)?.contains("gave up after 2 attempts") == true)
+    }
+
+    @Test func jobThatIgnoresItsTimeoutIsAbandonedAndTheWorkerExits() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("stubborn", extra: #""timeout_s": 0.3"#, params: #""fail": "ignore-cancel""#)
+        let w = try WorkerProcess(f, args: fast + ["--lease", "5", "--grace", "0.5"], tag: "w")
+        #expect(w.wait(20) == 3, "a worker exits 3 after abandoning a job: \(w.log.suffix(400))")
+        let e = try #require(f.json(f.queueDir + "/failed/stubborn/error.json"))
+        #expect(e["reason"] as? String == "timeout")
+        #expect(f.list("running").isEmpty)
+    }
+
+    @Test func badDescriptorsFailAndTheWorkerGoesOn() throws {
+        let f = try QueueFixture()
+        var bad: [(name: String, expect: String)] = []
+        func drop(_ name: String, _ content: String, _ expect: String) throws {
+            try Data(content.utf8).write(to: URL(fileURLWithPath: f.pending + "/.\(name).tmp"))
+            try FileManager.default.moveItem(atPath: f.pending + "/.\(name).tmp", toPath: f.pending + "/\(name).json")
+            bad.append((name, expect))
+        }
+        // Invalid JSON and garbage.
+        for (i, text) in ["{", "}", "[", "{\"kind\": }", "{'kind': 'x'}", "nul", "{\"kind\": \"a\",}", "\"just a string\"",
+                          "42", "[1, 2]", "{\"kind\": \"test.record\"} trailing", "   ", "\n"].enumerated() {
+            // Foundation's parser accepts a trailing comma: that one fails on its kind instead.
+            try drop("json\(i)", text, i == 6 ? "unknown kind" : i == 7 || i == 8 || i == 9 ? "expected" : "JSON")
+        }
+        var rng = SystemRandomNumberGenerator()
+        for i in 0..<6 {
+            let bytes = (0..<(64 << i)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            try Data(bytes).write(to: URL(fileURLWithPath: f.pending + "/garbage\(i).json"))
+            bad.append(("garbage\(i)", "JSON"))
+        }
+        try Data().write(to: URL(fileURLWithPath: f.pending + "/empty.json"))
+        bad.append(("empty", "empty file"))
+        try Data(repeating: 0x20, count: JobDescriptor.maxBytes + 10).write(to: URL(fileURLWithPath: f.pending + "/huge.json"))
+        bad.append(("huge", "limit"))
+        try drop("deep", String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000), "")
+        // Wrong types and values, unknown kind or keys.
+        let cases: [(String, String, String)] = [
+            ("kind-int", #"{"kind": 7}"#, "kind"), ("kind-empty", #"{"kind": ""}"#, "kind"),
+            ("kind-unknown", #"{"kind": "train_readr"}"#, "unknown kind"),
+            ("no-kind", #"{"params": {}}"#, "kind"),
+            ("after-string", #"{"kind": "test.record", "after": "x"}"#, "after"),
+            ("after-ints", #"{"kind": "test.record", "after": [1]}"#, "after"),
+            ("prio-string", #"{"kind": "test.record", "priority": "high"}"#, "priority"),
+            ("prio-float", #"{"kind": "test.record", "priority": 1.5}"#, "priority"),
+            ("attempts-zero", #"{"kind": "test.record", "max_attempts": 0}"#, "max_attempts"),
+            ("attempts-big", #"{"kind": "test.record", "max_attempts": 1000}"#, "max_attempts"),
+            ("timeout-neg", #"{"kind": "test.record", "timeout_s": -5}"#, "timeout_s"),
+            ("timeout-str", #"{"kind": "test.record", "timeout_s": "1h"}"#, "timeout_s"),
+            ("params-list", #"{"kind": "test.record", "params": [1]}"#, "params"),
+            ("params-str", #"{"kind": "test.record", "params": "x"}"#, "params"),
+            ("unknown-top", #"{"kind": "test.record", "retries": 3}"#, "unknown key 'retries'"),
+            ("unknown-param", #"{"kind": "test.record", "params": {"sleep": 1}}"#, "unknown key 'sleep'"),
+            ("param-type", #"{"kind": "test.record", "params": {"steps": "ten"}}"#, "params.steps"),
+            ("param-range", #"{"kind": "test.record", "params": {"steps": 0}}"#, "params.steps"),
+            ("param-null", #"{"kind": "test.record", "params": {"fail": "sometimes"}}"#, "params.fail"),
+            ("id-slash", #"{"kind": "test.record", "id": "a/b"}"#, "id"),
+            ("id-dotdot", #"{"kind": "test.record", "id": ".."}"#, "id"),
+            ("id-other", #"{"kind": "test.record", "id": "someone-else"}"#, "differs from the file name"),
+            ("after-dotdot", #"{"kind": "test.record", "after": ["../etc"]}"#, "after"),
+            ("ref-dotdot", #"{"kind": "test.record", "params": {"payload": "job:../x"}}"#, "bad id"),
+            ("out-abs", #"{"kind": "test.record", "params": {"ledger": "/etc/fidq"}}"#, "outside the workspace"),
+            ("out-up", #"{"kind": "test.record", "params": {"ledger": "../../escape"}}"#, "outside the workspace"),
+            ("out-tmp", #"{"kind": "test.record", "params": {"ledger": "/tmp"}}"#, "outside the workspace"),
+            ("out-link", #"{"kind": "test.record", "params": {"ledger": "escape-link/x"}}"#, "outside the workspace"),
+            ("concat-out", #"{"kind": "concat", "params": {"inputs": ["/etc/hostname"], "dest": "/etc/passwd"}}"#, "outside the workspace"),
+            ("missing-input", #"{"kind": "count", "params": {"inputs": ["no/such/file"]}}"#, "does not exist"),
+            ("self-dep", #"{"kind": "test.record", "after": ["self-dep"]}"#, "itself"),
+            ("cyc-a", #"{"kind": "test.record", "after": ["cyc-b"]}"#, "cycle"),
+            ("cyc-b", #"{"kind": "test.record", "after": ["cyc-a"]}"#, "cycle"),
+            ("bad-utf8", "{\"kind\": \"test.record\", \"params\": {\"payload\": \"\u{FFFD}\"}, \"x\": 1}", "unknown key"),
+        ]
+        try FileManager.default.createSymbolicLink(atPath: f.workspace + "/escape-link", withDestinationPath: "/tmp")
+        for (name, json, expect) in cases { try drop(name, json, expect) }
+        // Invalid UTF-8 bytes, a symlink, a folder and a bad file name.
+        try Data([0x7B, 0x22, 0xFF, 0xFE, 0x22, 0x7D]).write(to: URL(fileURLWithPath: f.pending + "/utf8.json"))
+        bad.append(("utf8", ""))
+        try Data(#"{"kind": "test.record"}"#.utf8).write(to: URL(fileURLWithPath: f.workspace + "/target.json"))
+        try FileManager.default.createSymbolicLink(atPath: f.pending + "/symlink.json", withDestinationPath: f.workspace + "/target.json")
+        bad.append(("symlink", "symbolic link"))
+        try FileManager.default.createDirectory(atPath: f.pending + "/folder.json", withIntermediateDirectories: false)
+        bad.append(("folder", "not a regular file"))
+        try Data(#"{"kind": "test.record"}"#.utf8).write(to: URL(fileURLWithPath: f.pending + "/bad name!.json"))
+        #expect(bad.count >= 50, "\(bad.count) bad descriptors")
+
+        let w = try WorkerProcess(f, args: ["--poll", "0.05", "--lease", "5"], tag: "w")
+        #expect(f.wait(60) { f.list("pending").isEmpty && f.list("running").isEmpty }, "pending: \(f.list("pending"))")
+        try f.dropRecord("good-after-bad")
+        #expect(f.wait(30) { f.list("done") == ["good-after-bad"] }, "the worker goes on: \(w.log.suffix(600))")
+        w.signal(SIGTERM)
+        #expect(w.wait(20) == 0)
+        let failed = f.list("failed")
+        #expect(failed.count == bad.count + 1)
+        for (name, expect) in bad {
+            let e = f.json(f.queueDir + "/failed/\(name)/error.json")
+            #expect(e != nil, "\(name): no error.json in failed/ (\(failed.filter { $0.hasPrefix(name.prefix(3)) }))")
+            let text = [e?["message"], e?["field"], e?["hint"]].compactMap { $0 as? String }.joined(separator: " ")
+            #expect(expect.isEmpty ? !text.isEmpty : text.contains(expect), "\(name): '\(text)' lacks '\(expect)'")
+        }
+        #expect(failed.contains { $0.hasPrefix("bad-bad_name_") }, "a bad file name gets a safe folder: \(failed)")
+        #expect(!FileManager.default.fileExists(atPath: "/etc/fidq"))
+    }
+}

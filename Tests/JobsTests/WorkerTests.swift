@@ -1,0 +1,129 @@
+// WorkerTests: in-process workers: faults in the file layer, retries, timeouts, cancel, order.
+import Foundation
+import Testing
+@testable import Jobs
+
+/// Runs `count` workers on threads until they drain; returns them (for their counts).
+@discardableResult
+func drainInProcess(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem = PosixFileSystem(),
+                    timeout: Double = 60, configure: (inout WorkerConfig) -> Void = { _ in }) -> [Worker] {
+    var config = WorkerConfig(queue: f.queueDir)
+    config.drain = true
+    config.lease = 2
+    config.poll = 0.02
+    config.backoff = 0.01
+    config.grace = 5
+    config.quiet = true
+    configure(&config)
+    let workers = (0..<count).map { _ in Worker(config: config, registry: testRegistry(), fs: fs) }
+    let group = DispatchGroup()
+    for w in workers {
+        group.enter()
+        Thread { _ = w.run(); group.leave() }.start()
+    }
+    if group.wait(timeout: .now() + timeout) == .timedOut {
+        workers.forEach { $0.requestStop() }
+        _ = group.wait(timeout: .now() + 10)
+        Issue.record("workers did not drain within \(timeout)s")
+    }
+    return workers
+}
+
+@Suite struct WorkerTests {
+    @Test(arguments: [42, 7] + (stressFull ? [1, 2, 3, 4, 5, 6] : []))
+    func faultsInTheFileLayerLoseNothingAndCommitOnce(seed: UInt64) throws {
+        let f = try QueueFixture()
+        let ids = (0..<120).map { "j\($0)" }
+        for id in ids { try f.dropRecord(id, extra: #""max_attempts": 20"#) }
+        // The faults of queue-notes §6.5: EIO, ENOSPC, ESTALE, EINTR, and NFS's lies.
+        let fs = FaultyFileSystem(faults: [
+            .init(.write, EIO, probability: 0.03),
+            .init(.write, ENOSPC, probability: 0.03),
+            .init(.append, ENOSPC, probability: 0.02),
+            .init(.info, ESTALE, probability: 0.05),
+            .init(.read, ESTALE, probability: 0.05),
+            .init(.read, EINTR, probability: 0.03),
+            .init(.rename, ENOENT, probability: 0.08, afterSuccess: true),
+            .init(.rename, EIO, probability: 0.03),
+            .init(.mkdir, EEXIST, probability: 0.1, afterSuccess: true),
+            .init(.touch, EIO, probability: 0.05),
+            .init(.list, ESTALE, probability: 0.1),
+        ], seed: seed)
+        drainInProcess(f, workers: 3, fs: fs, timeout: 120)
+        #expect(fs.injections > 100, "faults were injected: \(fs.injected)")
+        let (done, _) = f.expectAllAccounted(ids, allowEmptyClaims: true)
+        #expect(done.count > 100, "most jobs survive 20 attempts of faults: \(done.count)")
+    }
+
+    @Test func transientErrorsRetryWithBackoffThenFailWithEveryAttempt() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("flaky", params: #""fail": "transient-once""#)
+        try f.dropRecord("hopeless", extra: #""max_attempts": 3"#, params: #""fail": "transient""#)
+        try f.dropRecord("broken", params: #""fail": "permanent""#)
+        drainInProcess(f)
+        _ = f.expectAllAccounted(["flaky", "hopeless", "broken"])
+        #expect(f.json(f.queueDir + "/done/flaky/result.json")?["attempt"] as? Int == 2)
+        let hopeless = try #require(f.json(f.queueDir + "/failed/hopeless/error.json"))
+        let attempts = try #require(hopeless["attempts"] as? [[String: Any]])
+        #expect(attempts.count == 3 && attempts.allSatisfy { ($0["outcome"] as? String) == "transient error" })
+        let broken = try #require(f.json(f.queueDir + "/failed/broken/error.json"))
+        #expect((broken["attempts"] as? [Any])?.count == 1, "permanent errors are not retried")
+        #expect(broken["field"] as? String == "params.fail")
+        let log = try #require(f.read(f.queueDir + "/failed/hopeless/log.txt"))
+        #expect(log.hasPrefix(String(log.prefix(30))) && log.split(separator: "\n").first!.contains("# reproduce: fidq run"))
+        #expect(log.split(separator: "\n").last!.contains("status: failed"))
+    }
+
+    @Test func timeoutStopsTheJob() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("slow", sleepMs: 100, steps: 100, extra: #""timeout_s": 0.5"#)
+        let t0 = Date()
+        drainInProcess(f)
+        #expect(Date().timeIntervalSince(t0) < 5)
+        let e = try #require(f.json(f.queueDir + "/failed/slow/error.json"))
+        #expect(e["reason"] as? String == "timeout" && e["field"] as? String == "timeout_s")
+    }
+
+    @Test func dependenciesRunInOrderAndPrioritiesFirst() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("c", extra: #""after": ["b"], "priority": 100"#)
+        try f.dropRecord("b", extra: #""after": ["a"]"#)
+        try f.dropRecord("a", extra: #""priority": -5"#)
+        try f.dropRecord("low", extra: #""priority": -1"#)
+        try f.dropRecord("high", extra: #""priority": 50"#)
+        try f.dropRecord("uses-ref", params: #""payload": "job:high/checkpoint""#)
+        drainInProcess(f)
+        let order = f.ledger().map(\.id)
+        #expect(order.count == 6)
+        #expect(order.first == "high", "\(order)")
+        func at(_ id: String) -> Int { order.firstIndex(of: id) ?? -1 }
+        #expect(at("a") < at("b") && at("b") < at("c"), "\(order)")
+        #expect(at("high") < at("uses-ref") && at("low") < at("a"), "\(order)")
+    }
+
+    @Test func failedDependencyFailsTheDependent() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("base", params: #""fail": "permanent""#)
+        try f.dropRecord("next", extra: #""after": ["base"]"#)
+        drainInProcess(f)
+        let e = try #require(f.json(f.queueDir + "/failed/next/error.json"))
+        #expect((e["message"] as? String)?.contains("dependency 'base' failed") == true)
+    }
+
+    @Test func cancelStopsARunningJob() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("long", sleepMs: 50, steps: 200)
+        let control = QueueControl(queue: f.queue, registry: testRegistry(),
+                                   policy: PathPolicy(workspace: f.workspace, queue: f.queueDir))
+        Thread {
+            _ = f.wait(10) { !f.list("running").isEmpty }
+            usleep(200_000)
+            _ = try? control.cancel("long")
+        }.start()
+        let t0 = Date()
+        drainInProcess(f)
+        #expect(Date().timeIntervalSince(t0) < 8, "cancelled well before its 10 s of work")
+        let e = try #require(f.json(f.queueDir + "/failed/long/error.json"))
+        #expect(e["reason"] as? String == "cancelled")
+    }
+}
