@@ -8,6 +8,7 @@ enum Kinds {
     static func registry() -> KindRegistry {
         let registry = KindRegistry()
         TextKinds.register(into: registry)
+        registry.register(FetchKind())
         if ProcessInfo.processInfo.environment["FIDQ_TEST_KINDS"] == "1" {
             TestKinds.register(into: registry)
         }

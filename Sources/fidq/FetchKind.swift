@@ -1,0 +1,46 @@
+// FetchKind: the queue's `fetch` job kind, a thin adapter from Jobs' context to Fetcher.run.
+import Fetch
+import Foundation
+import Jobs
+
+/// `fetch` params are `FetchParams` (the same struct `fidq fetch` builds from its flags); it
+/// decodes strictly itself, naming the field, so the registry only adds the path checks.
+extension FetchParams: JobParams {
+    public var outputPaths: [(field: String, path: String)] { [("dest", dest)] }
+    public var inputPaths: [(field: String, path: String)] { passages.map { [("passages", $0)] } ?? [] }
+}
+
+/// The queue classifies fetch failures as the fetcher does: 4xx, checksum, hostile archive and
+/// bad params are permanent; network, 5xx, timeouts and local IO are retried.
+extension FetchError: ClassifiedError {
+    public var permanence: Permanence { isPermanent ? .permanent : .transient }
+}
+
+struct FetchKind: JobKind {
+    var name: String { "fetch" }
+
+    func run(_ params: FetchParams, _ context: JobContext) throws -> FetchResult {
+        // The fetcher resolves `dest` against the workspace and refuses escapes itself; the
+        // registry has already checked it against the worker's allowed roots.
+        let workspace = URL(fileURLWithPath: context.paths.workspace)
+        let token = context.cancellation
+        var lastPhase = ""
+        do {
+            return try Fetcher.run(
+                params, workspace: workspace,
+                progress: { p in
+                    if p.phase != lastPhase {
+                        lastPhase = p.phase
+                        context.log("fetch: \(p.phase) \(p.item)")
+                    }
+                    context.progress.update(step: Int(p.done), total: p.total.map { Int($0) })
+                },
+                isCancelled: { token.isCancelled },
+                log: { context.log($0) })
+        } catch FetchError.cancelled {
+            // Partial downloads stay beside dest; the next attempt resumes with a Range request.
+            try context.checkCancelled()
+            throw JobError.transient("fetch stopped before it finished")
+        }
+    }
+}
