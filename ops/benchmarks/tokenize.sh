@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Tokenizer benchmark: fidq vs Hugging Face tokenizers vs sentencepiece, passages/s and ids/s, same threads.
-# Env: N passages (default 100000), THREADS (default: 1 and all cores), PYTHON (default /work/venv/bin/python),
+# Env: N passages (default 100000), THREADS (default: 1 and all cores), PYTHON (default $BENCH_VENV/bin/python; `ops/bench tokenize` prepares it),
 # PEER_RUNS timed runs per peer (default 3; fidq always takes the best of 3).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-PY=${PYTHON:-/work/venv/bin/python}
+PY=${PYTHON:-${BENCH_VENV:-.venv-bench}/bin/python}
 N=${N:-100000}
 THREADS=${THREADS:-"1 $(nproc)"}
 DIR=${FIDQ_ASSETS:-.assets}/bench
