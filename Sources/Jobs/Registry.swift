@@ -10,8 +10,8 @@ import Foundation
 /// Decode strictly (`decoder.strictContainer(keyedBy:)`, defaults with `decode(_:default:)`) so
 /// unknown keys and wrong types name the field. List the paths the job writes in `outputPaths` (each
 /// is resolved and must stay inside the workspace or an allowed root) and the files it reads in
-/// `inputPaths` (each must exist before the job starts, except `job:` references, which exist once
-/// the dependency is done).
+/// `inputPaths` (each must exist before the job starts; `job:` references, and at submit time any
+/// input of a job with `after`, may appear once the dependencies are done).
 public protocol JobParams: Codable, Sendable {
     /// Paths the job writes, with the params field that names each (`("dest", dest)`).
     var outputPaths: [(field: String, path: String)] { get }
@@ -70,9 +70,12 @@ public final class KindRegistry: @unchecked Sendable {
             for (field, path) in params.outputPaths {
                 _ = try policy.checkOutput(path, field: "params." + field, fs: fs)
             }
+            // At submit time a job with `after` may read what its dependencies write (a fetched
+            // folder, say), so its missing inputs are checked when it starts, not refused now.
+            let deferMissing = !checkJobInputs && !descriptor.after.isEmpty
             for (field, path) in params.inputPaths where checkJobInputs || !path.hasPrefix("job:") {
                 let resolved = policy.resolve(path)
-                if !fs.exists(resolved) {
+                if !fs.exists(resolved) && !deferMissing {
                     throw JobError.permanent("input '\(path)' does not exist (resolved to \(resolved))",
                                              field: "params." + field,
                                              hint: path.hasPrefix("job:") ? "the dependency finished without writing it" : nil)
@@ -91,8 +94,8 @@ public final class KindRegistry: @unchecked Sendable {
 
     /// Decodes and checks a descriptor's params for its kind.
     ///
-    /// - Parameter checkJobInputs: also require `job:` inputs to exist (true once dependencies
-    ///   are done; false at submit time).
+    /// - Parameter checkJobInputs: also require `job:` inputs, and every input of a job with
+    ///   `after`, to exist (true once dependencies are done; false at submit time).
     /// - Throws: `JobError.permanent` naming the field for an unknown kind, bad params, an output
     ///   outside the allowed roots or a missing input.
     public func prepare(_ descriptor: JobDescriptor, policy: PathPolicy, fs: FileSystem,

@@ -35,5 +35,13 @@ import Testing
         let policy = PathPolicy(workspace: f.workspace, queue: f.queueDir)
         _ = try testRegistry().prepare(d, policy: policy, fs: PosixFileSystem(), checkJobInputs: false)
         #expect(throws: JobError.self) { try testRegistry().prepare(d, policy: policy, fs: PosixFileSystem()) }
+        // A job with `after` may read what a dependency writes into the workspace (a fetched folder):
+        // submit defers its missing inputs, the worker's claim-time check still refuses them.
+        let later = try JobDescriptor.parse(
+            Data(#"{"kind": "count", "after": ["fetch"], "params": {"inputs": ["docs/README.md"]}}"#.utf8), fileName: "y.json")
+        _ = try testRegistry().prepare(later, policy: policy, fs: PosixFileSystem(), checkJobInputs: false)
+        #expect { try testRegistry().prepare(later, policy: policy, fs: PosixFileSystem()) } throws: { e in
+            (e as? JobError)?.field == "params.inputs[0]"
+        }
     }
 }
