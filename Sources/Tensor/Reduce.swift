@@ -1,4 +1,4 @@
-// Reduce: SIMD16 row reductions (sum, dot, max) shared by the norm, softmax and attention kernels.
+// Reduce: SIMD16 loads, stores and row reductions (sum, dot, max, Σexp) shared by every kernel and loss.
 
 /// Row reductions over contiguous Float32 runs with SIMD16 accumulators.
 ///
@@ -16,11 +16,11 @@ enum Reduce {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
     }
 
-    /// Loads `count` ≤ 16 floats into the low lanes, zeros above: the tail of a strip-mined loop.
+    /// Loads `count` ≤ 16 floats into the low lanes, `padding` above: the tail of a strip-mined loop.
     @inlinable @inline(__always)
-    static func load(_ p: UnsafePointer<Float>, count: Int) -> SIMD16<Float> {
+    static func load(_ p: UnsafePointer<Float>, count: Int, padding: Float = 0) -> SIMD16<Float> {
         if count == 16 { return load(p) }
-        var v = SIMD16<Float>()
+        var v = SIMD16<Float>(repeating: padding)
         for l in 0..<count { v[l] = p[l] }
         return v
     }
@@ -86,23 +86,44 @@ enum Reduce {
         return s
     }
 
-    /// max x[i] for i in 0..<n; −∞ when n == 0.
+    /// max x[i] for i in 0..<n; −∞ when n == 0; NaN if any x[i] is NaN, so a diverged model
+    /// gives a NaN loss or softmax instead of a plausible one.
     @inlinable
     static func max(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
         var acc = SIMD16<Float>(repeating: -.infinity)
+        var nan = SIMDMask<SIMD16<Int32>>(repeating: false)
         var i = 0
         while i + 16 <= n {
-            // compare-and-blend: one vmaxps-like step (pointwiseMax's NaN rules do not vectorise).
+            // compare-and-blend: one vmaxps-like step (pointwiseMax's NaN rules do not vectorise);
+            // the blend drops NaN lanes, so they are tracked on the side.
             let v = load(x + i)
             acc.replace(with: v, where: v .> acc)
+            nan .|= v .!= v
             i += 16
         }
-        var m = acc.max()
-        while i < n {
-            if x[i] > m { m = x[i] }
-            i += 1
+        if i < n {
+            let v = load(x + i, count: n - i, padding: -.infinity)
+            acc.replace(with: v, where: v .> acc)
+            nan .|= v .!= v
         }
-        return m
+        return any(nan) ? .nan : acc.max()
+    }
+
+    /// Σ exp(x[i] − shift) for i in 0..<n, with `VectorMath.exp` (tail lanes included).
+    @inlinable
+    static func sumExp(_ x: UnsafePointer<Float>, _ n: Int, shift: Float) -> Float {
+        let vm = SIMD16<Float>(repeating: shift)
+        var acc = SIMD16<Float>()
+        var i = 0
+        while i + 16 <= n {
+            acc += VectorMath.exp(load(x + i) - vm)
+            i += 16
+        }
+        if i < n {
+            // −∞ padding: exp gives exactly 0 in the unused lanes.
+            acc += VectorMath.exp(load(x + i, count: n - i, padding: -.infinity) - vm)
+        }
+        return acc.sum()
     }
 
     /// Splits `0..<rows` into one chunk per thread (at least `grain` rows each), runs

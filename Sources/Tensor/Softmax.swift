@@ -1,23 +1,19 @@
 // Softmax: row softmax with an optional additive mask, forward and backward.
 
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
-
 /// Softmax over the last axis: `p = exp(z − max z) / Σ exp(z − max z)` with z = x + mask.
 ///
 /// Layout: x and p (N, C); the additive mask is one row (C) shared by every row
 /// (`maskRowStride` 0) or (N, C) (`maskRowStride` C). An entry is masked when its z is −∞;
 /// a row whose every entry is −∞ gives zeros, never NaN (PyTorch would give NaN).
 public enum Softmax {
-    /// In-place softmax of one row of n logits; −∞ entries get 0, an all −∞ row becomes zeros.
+    /// Softmax of one row of n logits from z into p (p may equal z); −∞ entries get 0, an all −∞
+    /// row becomes zeros. Three SIMD16 passes: the maximum, exp(z − max) written to p while
+    /// summing, one scaling pass. Only the first reads memory; the row is in L1 after it.
     @inlinable
-    static func row(_ z: UnsafeMutablePointer<Float>, _ n: Int) {
+    static func row(_ p: UnsafeMutablePointer<Float>, _ z: UnsafePointer<Float>, _ n: Int) {
         let m = Reduce.max(z, n)
         if m == -.infinity {
-            z.update(repeating: 0, count: n)
+            p.update(repeating: 0, count: n)
             return
         }
         let vm = SIMD16<Float>(repeating: m)
@@ -25,20 +21,37 @@ public enum Softmax {
         var j = 0
         while j + 16 <= n {
             let e = VectorMath.exp(Reduce.load(z + j) - vm)
-            Reduce.store(e, z + j)
+            Reduce.store(e, p + j)
             acc += e
             j += 16
         }
-        var s = acc.sum()
+        if j < n {
+            // −∞ padding: exp gives 0 in the unused lanes, so they add nothing to the sum.
+            let e = VectorMath.exp(Reduce.load(z + j, count: n - j, padding: -.infinity) - vm)
+            Reduce.store(e, p + j, count: n - j)
+            acc += e
+        }
+        scale(p, n, by: 1 / acc.sum())
+    }
+
+    /// p[j] *= c for j in 0..<n.
+    @inlinable @inline(__always)
+    static func scale(_ p: UnsafeMutablePointer<Float>, _ n: Int, by c: Float) {
+        let vc = SIMD16<Float>(repeating: c)
+        var j = 0
+        while j + 16 <= n {
+            Reduce.store(Reduce.load(p + j) * vc, p + j)
+            j += 16
+        }
         while j < n {
-            let e = exp(z[j] - m)
-            z[j] = e
-            s += e
+            p[j] *= c
             j += 1
         }
-        let inv = 1 / s
-        for j in 0..<n { z[j] *= inv }
     }
+
+    /// Rows per `parallelFor` chunk at least: ~16k elements, so dispatch stays far below the work.
+    @usableFromInline
+    static func grain(_ cols: Int) -> Int { max(1, 16_384 / cols) }
 
     /// Forward: p (N, C) = softmax(x + mask) per row. p may alias x.
     ///
@@ -52,16 +65,25 @@ public enum Softmax {
         let N = rows, C = cols
         precondition(N >= 0 && C >= 1, "Softmax.forward: rows=\(N) cols=\(C)")
         precondition(maskRowStride == 0 || maskRowStride == C, "Softmax.forward: maskRowStride \(maskRowStride) is neither 0 nor cols \(C)")
-        parallelFor(N, grain: max(1, 8192 / C)) { r in
+        parallelFor(N, grain: grain(C)) { r in
             for n in r {
                 let xr = x + n * C, pr = p + n * C
                 if let mask {
+                    // z = x + mask into p first; the row then stays in L1 for the three passes.
                     let mr = mask + n * maskRowStride
-                    for j in 0..<C { pr[j] = xr[j] + mr[j] }
-                } else if UnsafePointer(pr) != xr {
-                    pr.update(from: xr, count: C)
+                    var j = 0
+                    while j + 16 <= C {
+                        Reduce.store(Reduce.load(xr + j) + Reduce.load(mr + j), pr + j)
+                        j += 16
+                    }
+                    while j < C {
+                        pr[j] = xr[j] + mr[j]
+                        j += 1
+                    }
+                    row(pr, pr, C)
+                } else {
+                    row(pr, xr, C)
                 }
-                row(pr, C)
             }
         }
     }
@@ -78,11 +100,21 @@ public enum Softmax {
     ) {
         let N = rows, C = cols
         precondition(N >= 0 && C >= 1, "Softmax.backward: rows=\(N) cols=\(C)")
-        parallelFor(N, grain: max(1, 8192 / C)) { r in
+        parallelFor(N, grain: grain(C)) { r in
             for n in r {
                 let gr = dy + n * C, pr = p + n * C, dr = dx + n * C
                 let s = Reduce.dot(gr, pr, C)
-                for j in 0..<C { dr[j] += pr[j] * (gr[j] - s) }
+                let vs = SIMD16<Float>(repeating: s)
+                var j = 0
+                while j + 16 <= C {
+                    let pj = Reduce.load(pr + j)
+                    Reduce.store(Reduce.load(dr + j).addingProduct(pj, Reduce.load(gr + j) - vs), dr + j)
+                    j += 16
+                }
+                while j < C {
+                    dr[j] += pr[j] * (gr[j] - s)
+                    j += 1
+                }
             }
         }
     }
