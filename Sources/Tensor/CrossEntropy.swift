@@ -124,8 +124,8 @@ public enum CrossEntropy {
     }
 
     /// The row maximum m and `log Σ exp(row − m)`; their sum is the log-sum-exp, but callers
-    /// subtract them one at a time, which stays exact for logits far from zero. The maximum is
-    /// NaN if any logit is NaN, so a diverged model gives a NaN loss instead of a plausible one.
+    /// subtract them one at a time, which stays exact for logits far from zero. A NaN logit makes
+    /// the exp sum NaN, so a diverged model gives a NaN loss instead of a plausible one.
     @inline(__always)
     static func maxAndLogSum(_ row: UnsafePointer<Float>, _ V: Int) -> (max: Float, logSum: Float) {
         let m = Reduce.max(row, V)

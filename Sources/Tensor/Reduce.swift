@@ -86,27 +86,36 @@ enum Reduce {
         return s
     }
 
-    /// max x[i] for i in 0..<n; −∞ when n == 0; NaN if any x[i] is NaN, so a diverged model
-    /// gives a NaN loss or softmax instead of a plausible one.
+    /// max x[i] for i in 0..<n over the non-NaN entries; −∞ when n == 0 or every entry is −∞ or
+    /// NaN. NaN entries are skipped here and surface through what callers compute next: exp(NaN − m)
+    /// is NaN, so a softmax row or a log-sum-exp with a NaN in it is NaN (a diverged model gives a
+    /// NaN loss, not a plausible one); `containsNaN` tells the all-NaN row from the all-masked one.
     @inlinable
     static func max(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        var acc = SIMD16<Float>(repeating: -.infinity)
-        var nan = SIMDMask<SIMD16<Int32>>(repeating: false)
+        // Two compare-and-blend chains (one vmaxps-like step each; pointwiseMax's NaN rules do not
+        // vectorise), so the blends' latency overlaps.
+        var a = SIMD16<Float>(repeating: -.infinity), b = a
         var i = 0
-        while i + 16 <= n {
-            // compare-and-blend: one vmaxps-like step (pointwiseMax's NaN rules do not vectorise);
-            // the blend drops NaN lanes, so they are tracked on the side.
-            let v = load(x + i)
-            acc.replace(with: v, where: v .> acc)
-            nan .|= v .!= v
+        while i + 32 <= n {
+            let u = load(x + i), v = load(x + i + 16)
+            a.replace(with: u, where: u .> a)
+            b.replace(with: v, where: v .> b)
+            i += 32
+        }
+        while i < n {
+            let v = load(x + i, count: Swift.min(16, n - i), padding: -.infinity)
+            a.replace(with: v, where: v .> a)
             i += 16
         }
-        if i < n {
-            let v = load(x + i, count: n - i, padding: -.infinity)
-            acc.replace(with: v, where: v .> acc)
-            nan .|= v .!= v
-        }
-        return any(nan) ? .nan : acc.max()
+        a.replace(with: b, where: b .> a)
+        return a.max()
+    }
+
+    /// Whether any x[i] is NaN, for i in 0..<n.
+    @inlinable
+    static func containsNaN(_ x: UnsafePointer<Float>, _ n: Int) -> Bool {
+        for i in 0..<n where x[i].isNaN { return true }
+        return false
     }
 
     /// Σ exp(x[i] − shift) for i in 0..<n, with `VectorMath.exp` (tail lanes included).

@@ -13,7 +13,8 @@ public enum Softmax {
     static func row(_ p: UnsafeMutablePointer<Float>, _ z: UnsafePointer<Float>, _ n: Int) {
         let m = Reduce.max(z, n)
         if m == -.infinity {
-            p.update(repeating: 0, count: n)
+            // Every entry masked gives zeros; every entry NaN stays NaN (Reduce.max skips NaN).
+            p.update(repeating: Reduce.containsNaN(z, n) ? .nan : 0, count: n)
             return
         }
         let vm = SIMD16<Float>(repeating: m)

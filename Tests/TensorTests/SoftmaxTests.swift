@@ -76,6 +76,15 @@ private func naiveSoftmax(x: [Float], mask: [Float]?, maskRowStride: Int, dy: [F
         #expect(Array(dx.data[0..<3]) == [0, 0, 0] && dx.data[4] == 0)
     }
 
+    @Test func nanRowsStayNaN() {
+        // One NaN among 20 (in a SIMD16 block), and a row of NaN only: both rows NaN, never zeros.
+        var data = (0..<40).map { Float($0 % 5) }
+        data[3] = .nan
+        for j in 20..<40 { data[j] = .nan }
+        let p = Softmax.forward(Tensor(shape: [2, 20], data: data))
+        #expect(p.data.allSatisfy { $0.isNaN })
+    }
+
     @Test func gradientMatchesFiniteDifferences() {
         let (N, C) = (4, 9)
         var rng = RNG(seed: 12)
