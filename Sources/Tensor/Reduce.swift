@@ -102,10 +102,16 @@ enum Reduce {
             b.replace(with: v, where: v .> b)
             i += 32
         }
-        while i < n {
-            let v = load(x + i, count: Swift.min(16, n - i), padding: -.infinity)
+        if i + 16 <= n {
+            let v = load(x + i)
             a.replace(with: v, where: v .> a)
             i += 16
+        }
+        if i < n {
+            // The last 16 entries, overlapping ones already seen (harmless for a maximum): one
+            // vector load instead of a lane-by-lane tail.
+            let v = n >= 16 ? load(x + n - 16) : load(x + i, count: n - i, padding: -.infinity)
+            a.replace(with: v, where: v .> a)
         }
         a.replace(with: b, where: b .> a)
         return a.max()
@@ -129,10 +135,19 @@ enum Reduce {
             i += 16
         }
         if i < n {
-            // −∞ padding: exp gives exactly 0 in the unused lanes.
-            acc += VectorMath.exp(load(x + i, count: n - i, padding: -.infinity) - vm)
+            acc += n >= 16
+                ? dropLanes(VectorMath.exp(load(x + n - 16) - vm), below: 16 - (n - i))
+                // −∞ padding: exp gives exactly 0 in the unused lanes.
+                : VectorMath.exp(load(x + i, count: n - i, padding: -.infinity) - vm)
         }
         return acc.sum()
+    }
+
+    /// v with lanes 0..<k set to 0: the part of an overlapping last block already counted.
+    @inlinable @inline(__always)
+    static func dropLanes(_ v: SIMD16<Float>, below k: Int) -> SIMD16<Float> {
+        let lane = SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+        return v.replacing(with: 0, where: lane .< SIMD16(repeating: Int32(k)))
     }
 
     /// Splits `0..<rows` into one chunk per thread (at least `grain` rows each), runs

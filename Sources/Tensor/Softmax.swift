@@ -18,19 +18,30 @@ public enum Softmax {
             return
         }
         let vm = SIMD16<Float>(repeating: m)
+        let full = n & ~15, rest = n - full
+        // A ragged end (n ≥ 16) is the last 16 entries, overlapping the full blocks: its exp is
+        // taken before the loop overwrites them (p may be z) and stored after, rewriting the
+        // overlap with the same values; only its last `rest` lanes join the sum.
+        var last = SIMD16<Float>()
+        if rest > 0 && n >= 16 { last = VectorMath.exp(Reduce.load(z + n - 16) - vm) }
         var acc = SIMD16<Float>()
         var j = 0
-        while j + 16 <= n {
+        while j < full {
             let e = VectorMath.exp(Reduce.load(z + j) - vm)
             Reduce.store(e, p + j)
             acc += e
             j += 16
         }
-        if j < n {
-            // −∞ padding: exp gives 0 in the unused lanes, so they add nothing to the sum.
-            let e = VectorMath.exp(Reduce.load(z + j, count: n - j, padding: -.infinity) - vm)
-            Reduce.store(e, p + j, count: n - j)
-            acc += e
+        if rest > 0 {
+            if n >= 16 {
+                Reduce.store(last, p + n - 16)
+                acc += Reduce.dropLanes(last, below: 16 - rest)
+            } else {
+                // −∞ padding: exp gives 0 in the unused lanes, so they add nothing to the sum.
+                let e = VectorMath.exp(Reduce.load(z, count: n, padding: -.infinity) - vm)
+                Reduce.store(e, p, count: n)
+                acc += e
+            }
         }
         scale(p, n, by: 1 / acc.sum())
     }
@@ -39,14 +50,20 @@ public enum Softmax {
     @inlinable @inline(__always)
     static func scale(_ p: UnsafeMutablePointer<Float>, _ n: Int, by c: Float) {
         let vc = SIMD16<Float>(repeating: c)
+        let full = n & ~15
+        // Ragged end: the last 16 scaled before the loop, stored after (see `row`).
+        let last = n > full && n >= 16 ? Reduce.load(p + n - 16) * vc : SIMD16<Float>()
         var j = 0
-        while j + 16 <= n {
+        while j < full {
             Reduce.store(Reduce.load(p + j) * vc, p + j)
             j += 16
         }
-        while j < n {
-            p[j] *= c
-            j += 1
+        if n > full {
+            if n >= 16 {
+                Reduce.store(last, p + n - 16)
+            } else {
+                for j in 0..<n { p[j] *= c }
+            }
         }
     }
 
