@@ -11,11 +11,21 @@ public enum Softmax {
     /// summing, one scaling pass. Only the first reads memory; the row is in L1 after it.
     @inlinable
     static func row(_ p: UnsafeMutablePointer<Float>, _ z: UnsafePointer<Float>, _ n: Int) {
-        let m = Reduce.max(z, n)
+        _ = row(p, z, n, max: Reduce.max(z, n), next: nil)
+    }
+
+    /// `row` given the row's maximum m, also returning the maximum of `next` (the following row,
+    /// n entries; −∞ when nil), taken inside the exp pass: the next row's memory reads then
+    /// overlap this row's exp arithmetic instead of stalling a pass of their own.
+    @inlinable
+    static func row(
+        _ p: UnsafeMutablePointer<Float>, _ z: UnsafePointer<Float>, _ n: Int, max m: Float,
+        next: UnsafePointer<Float>?
+    ) -> Float {
         if m == -.infinity {
             // Every entry masked gives zeros; every entry NaN stays NaN (Reduce.max skips NaN).
             p.update(repeating: Reduce.containsNaN(z, n) ? .nan : 0, count: n)
-            return
+            return next.map { Reduce.max($0, n) } ?? -.infinity
         }
         let vm = SIMD16<Float>(repeating: m)
         let full = n & ~15, rest = n - full
@@ -25,12 +35,24 @@ public enum Softmax {
         var last = SIMD16<Float>()
         if rest > 0 && n >= 16 { last = VectorMath.exp(Reduce.load(z + n - 16) - vm) }
         var acc = SIMD16<Float>()
+        var nextMax = SIMD16<Float>(repeating: -.infinity)
         var j = 0
-        while j < full {
-            let e = VectorMath.exp(Reduce.load(z + j) - vm)
-            Reduce.store(e, p + j)
-            acc += e
-            j += 16
+        if let next {
+            while j < full {
+                let e = VectorMath.exp(Reduce.load(z + j) - vm)
+                Reduce.store(e, p + j)
+                acc += e
+                let v = Reduce.load(next + j)
+                nextMax.replace(with: v, where: v .> nextMax)
+                j += 16
+            }
+        } else {
+            while j < full {
+                let e = VectorMath.exp(Reduce.load(z + j) - vm)
+                Reduce.store(e, p + j)
+                acc += e
+                j += 16
+            }
         }
         if rest > 0 {
             if n >= 16 {
@@ -44,6 +66,13 @@ public enum Softmax {
             }
         }
         scale(p, n, by: 1 / acc.sum())
+        guard let next else { return -.infinity }
+        if n < 16 { return Reduce.max(next, n) }
+        if rest > 0 {
+            let v = Reduce.load(next + n - 16)
+            nextMax.replace(with: v, where: v .> nextMax)
+        }
+        return nextMax.max()
     }
 
     /// p[j] *= c for j in 0..<n.
@@ -84,6 +113,7 @@ public enum Softmax {
         precondition(N >= 0 && C >= 1, "Softmax.forward: rows=\(N) cols=\(C)")
         precondition(maskRowStride == 0 || maskRowStride == C, "Softmax.forward: maskRowStride \(maskRowStride) is neither 0 nor cols \(C)")
         parallelFor(N, grain: grain(C)) { r in
+            var m = mask == nil ? Reduce.max(x + r.lowerBound * C, C) : 0
             for n in r {
                 let xr = x + n * C, pr = p + n * C
                 if let mask {
@@ -100,7 +130,9 @@ public enum Softmax {
                     }
                     row(pr, pr, C)
                 } else {
-                    row(pr, xr, C)
+                    // The next row's maximum comes out of this row's exp pass (see `row`).
+                    let next = n + 1 < r.upperBound ? xr + C : nil
+                    m = row(pr, xr, C, max: m, next: next)
                 }
             }
         }
