@@ -83,6 +83,13 @@ private func naiveSoftmax(x: [Float], mask: [Float]?, maskRowStride: Int, dy: [F
         for j in 20..<40 { data[j] = .nan }
         let p = Softmax.forward(Tensor(shape: [2, 20], data: data))
         #expect(p.data.allSatisfy { $0.isNaN })
+        // Without a mask: a row of −∞ between two ordinary rows (the next row's maximum is taken
+        // inside the previous row's pass) gives zeros, and its neighbours still sum to 1.
+        var y = (0..<60).map { Float($0 % 7) * 0.3 }
+        for j in 20..<40 { y[j] = -.infinity }
+        let q = Softmax.forward(Tensor(shape: [3, 20], data: y))
+        #expect(q.data[20..<40].allSatisfy { $0 == 0 })
+        for r in [0, 2] { #expect(abs(q.data[(r * 20)..<(r * 20 + 20)].reduce(0, +) - 1) < 1e-6) }
     }
 
     @Test func gradientMatchesFiniteDifferences() {
