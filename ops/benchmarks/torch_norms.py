@@ -10,10 +10,11 @@ Same line protocol as torch_gemm.py:
   quit                                      -> exit
 """
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
+
+from peer_timing import time_calls
 
 
 def t5_rmsnorm(x, w, eps=1e-6):
@@ -74,16 +75,8 @@ def main():
                     call = lambda: torch.autograd.grad(y, inputs, dy, retain_graph=True)
                     ctx = torch.enable_grad
                 key = (name, pas, rows, cols)
-            calls = 0
             with ctx():
-                start = time.perf_counter()
-                while True:
-                    call()
-                    calls += 1
-                    elapsed = time.perf_counter() - start
-                    if elapsed >= min_time:
-                        break
-            reply = f"{elapsed / calls:.9e} {calls}"
+                reply = time_calls(call, min_time)
         else:
             print(f"torch peer: bad request: {line.strip()}", file=sys.stderr)
             reply = "error"
