@@ -127,36 +127,21 @@ enum AdamKernel {
                 let m = mb.baseAddress!, v = vb.baseAddress!
                 parallelFor(P, grain: 16_384) { range in
                     var i = range.lowerBound
-                    let pr = UnsafeMutableRawPointer(p), gr = UnsafeRawPointer(g)
-                    let mr = UnsafeMutableRawPointer(m), vr = UnsafeMutableRawPointer(v)
-                    while i + 16 <= range.upperBound {
-                        let o = i * 4
-                        var pv = pr.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
-                        var gv = gr.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
-                        var mv = mr.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
-                        var vv = vr.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
+                    // SIMD16 steps; the last one loads and stores only the chunk's remaining elements.
+                    while i < range.upperBound {
+                        let w = Swift.min(16, range.upperBound - i)
+                        var pv = Reduce.load(p + i, count: w), gv = Reduce.load(g + i, count: w)
+                        var mv = Reduce.load(m + i, count: w), vv = Reduce.load(v + i, count: w)
                         if useDecay { pv = pv * decay }
                         if useL2 { gv = gv + pv * wd }
                         mv = mv.addingProduct(w1, gv - mv)  // ATen's lerp: fma(w, end − start, start)
                         vv = vv * b2 + w2 * gv * gv
                         let denom = vv.squareRoot() / bc2 + epsF
                         pv = pv + negStep * mv / denom
-                        pr.storeBytes(of: pv, toByteOffset: o, as: SIMD16<Float>.self)
-                        mr.storeBytes(of: mv, toByteOffset: o, as: SIMD16<Float>.self)
-                        vr.storeBytes(of: vv, toByteOffset: o, as: SIMD16<Float>.self)
+                        Reduce.store(pv, p + i, count: w)
+                        Reduce.store(mv, m + i, count: w)
+                        Reduce.store(vv, v + i, count: w)
                         i += 16
-                    }
-                    while i < range.upperBound {
-                        var pi = p[i], gi = g[i]
-                        if useDecay { pi = pi * decay }
-                        if useL2 { gi = gi + pi * wd }
-                        let mi = m[i].addingProduct(w1, gi - m[i])
-                        let vi = v[i] * b2 + w2 * gi * gi
-                        let denom = vi.squareRoot() / bc2 + epsF
-                        p[i] = pi + negStep * mi / denom
-                        m[i] = mi
-                        v[i] = vi
-                        i += 1
                     }
                 }
             }

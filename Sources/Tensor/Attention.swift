@@ -118,7 +118,7 @@ public enum Attention {
                         let first = max(0, i + Tk - Tq + 1)
                         if first < Tk { (row + first).update(repeating: -.infinity, count: Tk - first) }
                     }
-                    Softmax.row(row, Tk)
+                    Softmax.row(row, row, Tk)
                 }
                 var P = UnsafePointer(S)
                 if let scratch, let mask {

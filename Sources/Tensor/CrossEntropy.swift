@@ -90,18 +90,13 @@ public enum CrossEntropy {
                         let row = x.baseAddress! + i * V
                         let drow = dx.baseAddress! + i * V
                         let m = cache.rowMax[i], ls = cache.logSum[i]
+                        let shift = SIMD16<Float>(repeating: m), vls = SIMD16<Float>(repeating: ls)
                         var j = 0
-                        let raw = UnsafeRawPointer(row), draw = UnsafeMutableRawPointer(drow)
-                        while j + 16 <= V {
-                            let x = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD16<Float>.self)
-                            let d = draw.loadUnaligned(fromByteOffset: j * 4, as: SIMD16<Float>.self)
-                            let e = FastExp.exp((x - m) - ls)
-                            draw.storeBytes(of: d + scale * e, toByteOffset: j * 4, as: SIMD16<Float>.self)
-                            j += 16
-                        }
                         while j < V {
-                            drow[j] += scale * exp((row[j] - m) - ls)
-                            j += 1
+                            let w = Swift.min(16, V - j)
+                            let e = VectorMath.exp((Reduce.load(row + j, count: w) - shift) - vls)
+                            Reduce.store(Reduce.load(drow + j, count: w) + scale * e, drow + j, count: w)
+                            j += 16
                         }
                         drow[Int(t)] -= scale
                     }
@@ -129,54 +124,12 @@ public enum CrossEntropy {
     }
 
     /// The row maximum m and `log Σ exp(row − m)`; their sum is the log-sum-exp, but callers
-    /// subtract them one at a time, which stays exact for logits far from zero.
+    /// subtract them one at a time, which stays exact for logits far from zero. A NaN logit makes
+    /// the exp sum NaN, so a diverged model gives a NaN loss instead of a plausible one.
     @inline(__always)
     static func maxAndLogSum(_ row: UnsafePointer<Float>, _ V: Int) -> (max: Float, logSum: Float) {
-        let m = rowMax(row, V)
-        var j = 0
-        var s: Float = 0
-        if V >= 16 {
-            let raw = UnsafeRawPointer(row)
-            var acc = SIMD16<Float>(repeating: 0)
-            while j + 16 <= V {
-                acc += FastExp.exp(raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD16<Float>.self) - m)
-                j += 16
-            }
-            s = acc.sum()
-        }
-        while j < V {
-            s += exp(row[j] - m)
-            j += 1
-        }
-        return (m, log(s))
-    }
-
-    /// The maximum of a row through SIMD16 lanes; NaN if any element is NaN, so a diverged model
-    /// gives a NaN loss instead of a plausible one (vector max would silently drop the NaN).
-    @inline(__always)
-    static func rowMax(_ row: UnsafePointer<Float>, _ V: Int) -> Float {
-        var j = 0
-        var m = -Float.infinity
-        var sawNaN = false
-        if V >= 16 {
-            let raw = UnsafeRawPointer(row)
-            var acc = SIMD16<Float>(repeating: -.infinity)
-            var nan = SIMDMask<SIMD16<Int32>>(repeating: false)
-            while j + 16 <= V {
-                let x = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD16<Float>.self)
-                acc = pointwiseMax(acc, x)
-                nan .|= x .!= x
-                j += 16
-            }
-            m = acc.max()
-            sawNaN = any(nan)
-        }
-        while j < V {
-            sawNaN = sawNaN || row[j].isNaN
-            m = Swift.max(m, row[j])
-            j += 1
-        }
-        return sawNaN ? .nan : m
+        let m = Reduce.max(row, V)
+        return (m, log(Reduce.sumExp(row, V, shift: m)))
     }
 
     private static func checkShapes(logits: Tensor, targets: [Int32]) -> (Int, Int) {

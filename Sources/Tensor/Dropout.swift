@@ -11,14 +11,17 @@ public enum Dropout {
     public static let chunk = 4096
 
     /// Fills mask (n) with 0 (probability p) or 1/(1 − p); advances `rng` by one draw per chunk.
-    public static func fillMask(_ mask: UnsafeMutablePointer<Float>, count: Int, p: Float, rng: inout RNG) {
+    /// `threads` overrides `Threads.count` for this call (nil: the global setting).
+    public static func fillMask(
+        _ mask: UnsafeMutablePointer<Float>, count: Int, p: Float, rng: inout RNG, threads: Int? = nil
+    ) {
         precondition(p >= 0 && p <= 1, "Dropout: p = \(p) outside [0, 1]")
         let chunks = (count + chunk - 1) / chunk
         let seeds = (0..<chunks).map { _ in rng.next() }
         // p == 1 drops everything (PyTorch returns zeros), and 1/(1 − p) would be infinite.
         let keep: Float = p < 1 ? 1 / (1 - p) : 0
         seeds.withUnsafeBufferPointer { seeds in
-            parallelFor(chunks, grain: 4) { r in
+            parallelFor(chunks, grain: 4, threads: threads) { r in
                 for c in r {
                     var g = RNG(seed: seeds[c])
                     for i in (c * chunk)..<min(count, (c + 1) * chunk) {
@@ -35,17 +38,18 @@ public enum Dropout {
     /// - Parameters:
     ///   - mask: (n), written; backward reads it.
     ///   - training: false makes this the identity.
+    ///   - threads: overrides `Threads.count` for this call; nil uses the global setting.
     public static func forward(
         out: UnsafeMutablePointer<Float>, mask: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
-        count: Int, p: Float, training: Bool, rng: inout RNG
+        count: Int, p: Float, training: Bool, rng: inout RNG, threads: Int? = nil
     ) {
         if training && p > 0 {
-            fillMask(mask, count: count, p: p, rng: &rng)
-            parallelFor(count, grain: elementwiseGrain) { r in
+            fillMask(mask, count: count, p: p, rng: &rng, threads: threads)
+            parallelFor(count, grain: elementwiseGrain, threads: threads) { r in
                 for i in r { out[i] = x[i] * mask[i] }
             }
         } else {
-            parallelFor(count, grain: elementwiseGrain) { r in
+            parallelFor(count, grain: elementwiseGrain, threads: threads) { r in
                 for i in r {
                     out[i] = x[i]
                     mask[i] = 1
@@ -65,14 +69,17 @@ public enum Dropout {
 }
 
 extension Dropout {
-    /// Forward on tensors: returns the output and the mask (same shape as x).
-    public static func forward(_ x: Tensor, p: Float, training: Bool, rng: inout RNG) -> (Tensor, mask: Tensor) {
+    /// Forward on tensors: returns the output and the mask (same shape as x); `threads` overrides
+    /// `Threads.count` for this call.
+    public static func forward(
+        _ x: Tensor, p: Float, training: Bool, rng: inout RNG, threads: Int? = nil
+    ) -> (Tensor, mask: Tensor) {
         var out = Tensor.zeros(x.shape), mask = Tensor.zeros(x.shape)
         if x.count == 0 { return (out, mask) }
         x.withUnsafeBufferPointer { px in
             out.withUnsafeMutableBufferPointer { po in
                 mask.withUnsafeMutableBufferPointer { pm in
-                    forward(out: po.baseAddress!, mask: pm.baseAddress!, x: px.baseAddress!, count: x.count, p: p, training: training, rng: &rng)
+                    forward(out: po.baseAddress!, mask: pm.baseAddress!, x: px.baseAddress!, count: x.count, p: p, training: training, rng: &rng, threads: threads)
                 }
             }
         }

@@ -6,29 +6,17 @@ public enum GradClip {
     static let chunk = 1 << 16
 
     /// The L2 norm of all gradients: SIMD16 Float sums within fixed chunks, Double across them.
-    public static func norm(_ grads: UnsafeBufferPointer<Float>) -> Float {
+    /// `threads` overrides `Threads.count` for this call (nil: the global setting).
+    public static func norm(_ grads: UnsafeBufferPointer<Float>, threads: Int? = nil) -> Float {
         let n = grads.count
         guard n > 0, let base = grads.baseAddress else { return 0 }
         let chunks = (n + chunk - 1) / chunk
         var partial = [Double](repeating: 0, count: chunks)
         partial.withUnsafeMutableBufferPointer { partial in
-            parallelFor(chunks) { range in
+            parallelFor(chunks, threads: threads) { range in
                 for c in range {
                     let lo = c * chunk, hi = min(n, lo + chunk)
-                    let raw = UnsafeRawPointer(base)
-                    var acc = SIMD16<Float>(repeating: 0)
-                    var i = lo
-                    while i + 16 <= hi {
-                        let x = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
-                        acc = acc.addingProduct(x, x)
-                        i += 16
-                    }
-                    var s = Double(acc.sum())
-                    while i < hi {
-                        s += Double(base[i]) * Double(base[i])
-                        i += 1
-                    }
-                    partial[c] = s
+                    partial[c] = Double(Reduce.dot(base + lo, base + lo, hi - lo))
                 }
             }
         }
@@ -61,7 +49,7 @@ public enum GradClip {
     }
 
     /// `norm` over an array.
-    public static func norm(_ grads: [Float]) -> Float {
-        grads.withUnsafeBufferPointer { norm($0) }
+    public static func norm(_ grads: [Float], threads: Int? = nil) -> Float {
+        grads.withUnsafeBufferPointer { norm($0, threads: threads) }
     }
 }

@@ -32,11 +32,13 @@ public enum Threads {
 /// Runs `body` over `0..<count` split into contiguous chunks, one per thread.
 ///
 /// Chunks are at least `grain` items so small loops stay on the calling thread; `body` gets a
-/// half-open range and must only write state owned by that range.
+/// half-open range and must only write state owned by that range. `threads` overrides the
+/// global `Threads.count` for this call alone (tests that prove a result does not depend on the
+/// thread count use it instead of changing the global setting other suites read concurrently).
 @inlinable
-public func parallelFor(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
+public func parallelFor(_ count: Int, grain: Int = 1, threads: Int? = nil, _ body: (Range<Int>) -> Void) {
     guard count > 0 else { return }
-    let threads = min(Threads.count, max(1, count / max(1, grain)))
+    let threads = min(max(1, threads ?? Threads.count), max(1, count / max(1, grain)))
     if threads <= 1 {
         body(0..<count)
         return

@@ -1,4 +1,4 @@
-// Reduce: SIMD16 row reductions (sum, dot, max) shared by the norm, softmax and attention kernels.
+// Reduce: SIMD16 loads, stores and row reductions (sum, dot, max, Σexp) shared by every kernel and loss.
 
 /// Row reductions over contiguous Float32 runs with SIMD16 accumulators.
 ///
@@ -16,11 +16,11 @@ enum Reduce {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
     }
 
-    /// Loads `count` ≤ 16 floats into the low lanes, zeros above: the tail of a strip-mined loop.
+    /// Loads `count` ≤ 16 floats into the low lanes, `padding` above: the tail of a strip-mined loop.
     @inlinable @inline(__always)
-    static func load(_ p: UnsafePointer<Float>, count: Int) -> SIMD16<Float> {
+    static func load(_ p: UnsafePointer<Float>, count: Int, padding: Float = 0) -> SIMD16<Float> {
         if count == 16 { return load(p) }
-        var v = SIMD16<Float>()
+        var v = SIMD16<Float>(repeating: padding)
         for l in 0..<count { v[l] = p[l] }
         return v
     }
@@ -86,23 +86,68 @@ enum Reduce {
         return s
     }
 
-    /// max x[i] for i in 0..<n; −∞ when n == 0.
+    /// max x[i] for i in 0..<n over the non-NaN entries; −∞ when n == 0 or every entry is −∞ or
+    /// NaN. NaN entries are skipped here and surface through what callers compute next: exp(NaN − m)
+    /// is NaN, so a softmax row or a log-sum-exp with a NaN in it is NaN (a diverged model gives a
+    /// NaN loss, not a plausible one); `containsNaN` tells the all-NaN row from the all-masked one.
     @inlinable
     static func max(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        var acc = SIMD16<Float>(repeating: -.infinity)
+        // Two compare-and-blend chains (one vmaxps-like step each; pointwiseMax's NaN rules do not
+        // vectorise), so the blends' latency overlaps.
+        var a = SIMD16<Float>(repeating: -.infinity), b = a
         var i = 0
-        while i + 16 <= n {
-            // compare-and-blend: one vmaxps-like step (pointwiseMax's NaN rules do not vectorise).
+        while i + 32 <= n {
+            let u = load(x + i), v = load(x + i + 16)
+            a.replace(with: u, where: u .> a)
+            b.replace(with: v, where: v .> b)
+            i += 32
+        }
+        if i + 16 <= n {
             let v = load(x + i)
-            acc.replace(with: v, where: v .> acc)
+            a.replace(with: v, where: v .> a)
             i += 16
         }
-        var m = acc.max()
-        while i < n {
-            if x[i] > m { m = x[i] }
-            i += 1
+        if i < n {
+            // The last 16 entries, overlapping ones already seen (harmless for a maximum): one
+            // vector load instead of a lane-by-lane tail.
+            let v = n >= 16 ? load(x + n - 16) : load(x + i, count: n - i, padding: -.infinity)
+            a.replace(with: v, where: v .> a)
         }
-        return m
+        a.replace(with: b, where: b .> a)
+        return a.max()
+    }
+
+    /// Whether any x[i] is NaN, for i in 0..<n.
+    @inlinable
+    static func containsNaN(_ x: UnsafePointer<Float>, _ n: Int) -> Bool {
+        for i in 0..<n where x[i].isNaN { return true }
+        return false
+    }
+
+    /// Σ exp(x[i] − shift) for i in 0..<n, with `VectorMath.exp` (tail lanes included).
+    @inlinable
+    static func sumExp(_ x: UnsafePointer<Float>, _ n: Int, shift: Float) -> Float {
+        let vm = SIMD16<Float>(repeating: shift)
+        var acc = SIMD16<Float>()
+        var i = 0
+        while i + 16 <= n {
+            acc += VectorMath.exp(load(x + i) - vm)
+            i += 16
+        }
+        if i < n {
+            acc += n >= 16
+                ? dropLanes(VectorMath.exp(load(x + n - 16) - vm), below: 16 - (n - i))
+                // −∞ padding: exp gives exactly 0 in the unused lanes.
+                : VectorMath.exp(load(x + i, count: n - i, padding: -.infinity) - vm)
+        }
+        return acc.sum()
+    }
+
+    /// v with lanes 0..<k set to 0: the part of an overlapping last block already counted.
+    @inlinable @inline(__always)
+    static func dropLanes(_ v: SIMD16<Float>, below k: Int) -> SIMD16<Float> {
+        let lane = SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+        return v.replacing(with: 0, where: lane .< SIMD16(repeating: Int32(k)))
     }
 
     /// Splits `0..<rows` into one chunk per thread (at least `grain` rows each), runs

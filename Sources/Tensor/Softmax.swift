@@ -1,44 +1,104 @@
 // Softmax: row softmax with an optional additive mask, forward and backward.
 
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
-
 /// Softmax over the last axis: `p = exp(z − max z) / Σ exp(z − max z)` with z = x + mask.
 ///
 /// Layout: x and p (N, C); the additive mask is one row (C) shared by every row
 /// (`maskRowStride` 0) or (N, C) (`maskRowStride` C). An entry is masked when its z is −∞;
 /// a row whose every entry is −∞ gives zeros, never NaN (PyTorch would give NaN).
 public enum Softmax {
-    /// In-place softmax of one row of n logits; −∞ entries get 0, an all −∞ row becomes zeros.
+    /// Softmax of one row of n logits from z into p (p may equal z); −∞ entries get 0, an all −∞
+    /// row becomes zeros. Three SIMD16 passes: the maximum, exp(z − max) written to p while
+    /// summing, one scaling pass. Only the first reads memory; the row is in L1 after it.
     @inlinable
-    static func row(_ z: UnsafeMutablePointer<Float>, _ n: Int) {
-        let m = Reduce.max(z, n)
+    static func row(_ p: UnsafeMutablePointer<Float>, _ z: UnsafePointer<Float>, _ n: Int) {
+        _ = row(p, z, n, max: Reduce.max(z, n), next: nil)
+    }
+
+    /// `row` given the row's maximum m, also returning the maximum of `next` (the following row,
+    /// n entries; −∞ when nil), taken inside the exp pass: the next row's memory reads then
+    /// overlap this row's exp arithmetic instead of stalling a pass of their own.
+    @inlinable
+    static func row(
+        _ p: UnsafeMutablePointer<Float>, _ z: UnsafePointer<Float>, _ n: Int, max m: Float,
+        next: UnsafePointer<Float>?
+    ) -> Float {
         if m == -.infinity {
-            z.update(repeating: 0, count: n)
-            return
+            // Every entry masked gives zeros; every entry NaN stays NaN (Reduce.max skips NaN).
+            p.update(repeating: Reduce.containsNaN(z, n) ? .nan : 0, count: n)
+            return next.map { Reduce.max($0, n) } ?? -.infinity
         }
         let vm = SIMD16<Float>(repeating: m)
+        let full = n & ~15, rest = n - full
+        // A ragged end (n ≥ 16) is the last 16 entries, overlapping the full blocks: its exp is
+        // taken before the loop overwrites them (p may be z) and stored after, rewriting the
+        // overlap with the same values; only its last `rest` lanes join the sum.
+        var last = SIMD16<Float>()
+        if rest > 0 && n >= 16 { last = VectorMath.exp(Reduce.load(z + n - 16) - vm) }
         var acc = SIMD16<Float>()
+        var nextMax = SIMD16<Float>(repeating: -.infinity)
         var j = 0
-        while j + 16 <= n {
-            let e = VectorMath.exp(Reduce.load(z + j) - vm)
-            Reduce.store(e, z + j)
-            acc += e
+        if let next {
+            while j < full {
+                let e = VectorMath.exp(Reduce.load(z + j) - vm)
+                Reduce.store(e, p + j)
+                acc += e
+                let v = Reduce.load(next + j)
+                nextMax.replace(with: v, where: v .> nextMax)
+                j += 16
+            }
+        } else {
+            while j < full {
+                let e = VectorMath.exp(Reduce.load(z + j) - vm)
+                Reduce.store(e, p + j)
+                acc += e
+                j += 16
+            }
+        }
+        if rest > 0 {
+            if n >= 16 {
+                Reduce.store(last, p + n - 16)
+                acc += Reduce.dropLanes(last, below: 16 - rest)
+            } else {
+                // −∞ padding: exp gives 0 in the unused lanes, so they add nothing to the sum.
+                let e = VectorMath.exp(Reduce.load(z, count: n, padding: -.infinity) - vm)
+                Reduce.store(e, p, count: n)
+                acc += e
+            }
+        }
+        scale(p, n, by: 1 / acc.sum())
+        guard let next else { return -.infinity }
+        if n < 16 { return Reduce.max(next, n) }
+        if rest > 0 {
+            let v = Reduce.load(next + n - 16)
+            nextMax.replace(with: v, where: v .> nextMax)
+        }
+        return nextMax.max()
+    }
+
+    /// p[j] *= c for j in 0..<n.
+    @inlinable @inline(__always)
+    static func scale(_ p: UnsafeMutablePointer<Float>, _ n: Int, by c: Float) {
+        let vc = SIMD16<Float>(repeating: c)
+        let full = n & ~15
+        // Ragged end: the last 16 scaled before the loop, stored after (see `row`).
+        let last = n > full && n >= 16 ? Reduce.load(p + n - 16) * vc : SIMD16<Float>()
+        var j = 0
+        while j < full {
+            Reduce.store(Reduce.load(p + j) * vc, p + j)
             j += 16
         }
-        var s = acc.sum()
-        while j < n {
-            let e = exp(z[j] - m)
-            z[j] = e
-            s += e
-            j += 1
+        if n > full {
+            if n >= 16 {
+                Reduce.store(last, p + n - 16)
+            } else {
+                for j in 0..<n { p[j] *= c }
+            }
         }
-        let inv = 1 / s
-        for j in 0..<n { z[j] *= inv }
     }
+
+    /// Rows per `parallelFor` chunk at least: ~16k elements, so dispatch stays far below the work.
+    @usableFromInline
+    static func grain(_ cols: Int) -> Int { max(1, 16_384 / cols) }
 
     /// Forward: p (N, C) = softmax(x + mask) per row. p may alias x.
     ///
@@ -52,16 +112,28 @@ public enum Softmax {
         let N = rows, C = cols
         precondition(N >= 0 && C >= 1, "Softmax.forward: rows=\(N) cols=\(C)")
         precondition(maskRowStride == 0 || maskRowStride == C, "Softmax.forward: maskRowStride \(maskRowStride) is neither 0 nor cols \(C)")
-        parallelFor(N, grain: max(1, 8192 / C)) { r in
+        parallelFor(N, grain: grain(C)) { r in
+            var m = mask == nil ? Reduce.max(x + r.lowerBound * C, C) : 0
             for n in r {
                 let xr = x + n * C, pr = p + n * C
                 if let mask {
+                    // z = x + mask into p first; the row then stays in L1 for the three passes.
                     let mr = mask + n * maskRowStride
-                    for j in 0..<C { pr[j] = xr[j] + mr[j] }
-                } else if UnsafePointer(pr) != xr {
-                    pr.update(from: xr, count: C)
+                    var j = 0
+                    while j + 16 <= C {
+                        Reduce.store(Reduce.load(xr + j) + Reduce.load(mr + j), pr + j)
+                        j += 16
+                    }
+                    while j < C {
+                        pr[j] = xr[j] + mr[j]
+                        j += 1
+                    }
+                    row(pr, pr, C)
+                } else {
+                    // The next row's maximum comes out of this row's exp pass (see `row`).
+                    let next = n + 1 < r.upperBound ? xr + C : nil
+                    m = row(pr, xr, C, max: m, next: next)
                 }
-                row(pr, C)
             }
         }
     }
@@ -78,11 +150,21 @@ public enum Softmax {
     ) {
         let N = rows, C = cols
         precondition(N >= 0 && C >= 1, "Softmax.backward: rows=\(N) cols=\(C)")
-        parallelFor(N, grain: max(1, 8192 / C)) { r in
+        parallelFor(N, grain: grain(C)) { r in
             for n in r {
                 let gr = dy + n * C, pr = p + n * C, dr = dx + n * C
                 let s = Reduce.dot(gr, pr, C)
-                for j in 0..<C { dr[j] += pr[j] * (gr[j] - s) }
+                let vs = SIMD16<Float>(repeating: s)
+                var j = 0
+                while j + 16 <= C {
+                    let pj = Reduce.load(pr + j)
+                    Reduce.store(Reduce.load(dr + j).addingProduct(pj, Reduce.load(gr + j) - vs), dr + j)
+                    j += 16
+                }
+                while j < C {
+                    dr[j] += pr[j] * (gr[j] - s)
+                    j += 1
+                }
             }
         }
     }

@@ -3,8 +3,8 @@ import Foundation
 
 /// A peer program kept running for a whole benchmark, so its start-up (torch's import) is paid
 /// once and its samples can be interleaved with ours. Protocol, one line each way:
-/// `info` → a description of the peer's library; `gemm M K N TRANSB THREADS MINTIME` →
-/// `SECONDS_PER_CALL CALLS`; `quit` (or end of input) → it exits.
+/// `info` → a description of the peer's library; `gemm M K N TRANSB THREADS MINTIME` or
+/// `op NAME PASS ROWS COLS THREADS MINTIME` → `SECONDS_PER_CALL CALLS`; `quit` (or end of input) → it exits.
 final class Peer {
     let name: String
     private let process = Process()
@@ -64,7 +64,11 @@ final class Peer {
 
     /// Seconds per call of a gemm of the given shape, sampled for at least `minTime` seconds.
     func gemmSample(m: Int, k: Int, n: Int, transB: Bool, threads: Int, minTime: Double) throws -> Double {
-        let line = "gemm \(m) \(k) \(n) \(transB ? 1 : 0) \(threads) \(minTime)"
+        try sample("gemm \(m) \(k) \(n) \(transB ? 1 : 0) \(threads) \(minTime)")
+    }
+
+    /// Seconds per call from a timing request whose reply is `SECONDS CALLS`.
+    func sample(_ line: String) throws -> Double {
         let reply = try request(line)
         guard let seconds = reply.split(separator: " ").first.flatMap({ Double($0) }), seconds > 0 else {
             throw BenchError("peer \(name): expected 'SECONDS CALLS' for '\(line)', got '\(reply)'")

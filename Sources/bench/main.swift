@@ -5,6 +5,9 @@ import Foundation
 let benchmarks: [(name: String, summary: String, run: (TimingSettings) throws -> Void)] = [
     ("gemm", "Gemm.gemm vs raw OpenBLAS sgemm (C) vs torch.matmul, GFLOP/s", GemmBench.run),
     ("copy", "copy bandwidth (Swift loop and memcpy over 256 MiB), GB/s", CopyBench.run),
+    ("softmax", "Softmax fwd/bwd GB/s vs copy bandwidth and torch.softmax", { try ElementwiseBench.run(.softmax, $0) }),
+    ("rmsnorm", "RMSNorm (T5) fwd/bwd GB/s vs copy bandwidth and torch (T5LayerNorm)", { try ElementwiseBench.run(.rmsnorm, $0) }),
+    ("layernorm", "LayerNorm fwd/bwd GB/s vs copy bandwidth and F.layer_norm", { try ElementwiseBench.run(.layernorm, $0) }),
 ]
 
 func usage() -> String {

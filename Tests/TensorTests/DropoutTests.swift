@@ -4,7 +4,7 @@ import Testing
 import TestSupport
 @testable import Tensor
 
-@Suite(.serialized) struct DropoutTests {
+@Suite struct DropoutTests {
     @Test func dropsAboutPAndScalesSurvivors() {
         let n = 100_003, p: Float = 0.1
         var rng = RNG(seed: 42)
@@ -26,12 +26,9 @@ import TestSupport
     @Test func sameSeedSameMaskWhateverTheThreadCount() {
         let x = Tensor(shape: [50_000], repeating: 1)
         var a = RNG(seed: 7), b = RNG(seed: 7), c = RNG(seed: 8)
-        let before = Threads.count
-        Threads.set(1)
-        let (_, m1) = Dropout.forward(x, p: 0.3, training: true, rng: &a)
-        Threads.set(4)
-        let (_, m2) = Dropout.forward(x, p: 0.3, training: true, rng: &b)
-        Threads.set(before)
+        // Per-call thread counts: the global setting stays untouched while other suites run.
+        let (_, m1) = Dropout.forward(x, p: 0.3, training: true, rng: &a, threads: 1)
+        let (_, m2) = Dropout.forward(x, p: 0.3, training: true, rng: &b, threads: 4)
         let (_, m3) = Dropout.forward(x, p: 0.3, training: true, rng: &c)
         #expect(m1 == m2)
         #expect(m1 != m3)

@@ -1,4 +1,5 @@
 // ReduceTests: the SIMD16 row reductions against Double loops on lengths around the lane width.
+import Foundation
 import Testing
 import TestSupport
 @testable import Tensor
@@ -37,6 +38,29 @@ import TestSupport
                 }
             }
             #expect(dst == (0..<16).map { $0 < count ? src[$0] * 2 : -1 }, "count \(count)")
+        }
+    }
+
+    @Test func maxSkipsNaNAndSumExpSeesIt() {
+        for (n, at) in [(5, 2), (37, 3), (37, 35), (64, 40)] {
+            var a = (0..<n).map { Float($0 % 7) - 3 }
+            a[at] = .nan
+            let want = a.filter { !$0.isNaN }.max()!
+            a.withUnsafeBufferPointer { p in
+                #expect(Reduce.max(p.baseAddress!, n) == want, "n=\(n) NaN at \(at)")
+                #expect(Reduce.containsNaN(p.baseAddress!, n))
+                #expect(Reduce.sumExp(p.baseAddress!, n, shift: 3).isNaN)
+            }
+        }
+        let masked = [Float](repeating: -.infinity, count: 20)
+        masked.withUnsafeBufferPointer { p in
+            #expect(Reduce.max(p.baseAddress!, 20) == -.infinity && !Reduce.containsNaN(p.baseAddress!, 20))
+        }
+        // Σ exp over a tail shorter than 16: the padding lanes add exactly nothing.
+        let x: [Float] = [0, 1, -1, 0.5, 2]
+        let want = x.reduce(0.0) { $0 + Foundation.exp(Double($1) - 2) }
+        x.withUnsafeBufferPointer { p in
+            #expect(abs(Double(Reduce.sumExp(p.baseAddress!, 5, shift: 2)) - want) <= 1e-6 * want)
         }
     }
 }

@@ -76,6 +76,22 @@ private func naiveSoftmax(x: [Float], mask: [Float]?, maskRowStride: Int, dy: [F
         #expect(Array(dx.data[0..<3]) == [0, 0, 0] && dx.data[4] == 0)
     }
 
+    @Test func nanRowsStayNaN() {
+        // One NaN among 20 (in a SIMD16 block), and a row of NaN only: both rows NaN, never zeros.
+        var data = (0..<40).map { Float($0 % 5) }
+        data[3] = .nan
+        for j in 20..<40 { data[j] = .nan }
+        let p = Softmax.forward(Tensor(shape: [2, 20], data: data))
+        #expect(p.data.allSatisfy { $0.isNaN })
+        // Without a mask: a row of −∞ between two ordinary rows (the next row's maximum is taken
+        // inside the previous row's pass) gives zeros, and its neighbours still sum to 1.
+        var y = (0..<60).map { Float($0 % 7) * 0.3 }
+        for j in 20..<40 { y[j] = -.infinity }
+        let q = Softmax.forward(Tensor(shape: [3, 20], data: y))
+        #expect(q.data[20..<40].allSatisfy { $0 == 0 })
+        for r in [0, 2] { #expect(abs(q.data[(r * 20)..<(r * 20 + 20)].reduce(0, +) - 1) < 1e-6) }
+    }
+
     @Test func gradientMatchesFiniteDifferences() {
         let (N, C) = (4, 9)
         var rng = RNG(seed: 12)

@@ -8,9 +8,10 @@ Same line protocol as sgemm.c:
   quit                               -> exit
 """
 import sys
-import time
 
 import torch
+
+from peer_timing import time_calls
 
 
 def main():
@@ -37,16 +38,8 @@ def main():
                 b = (torch.rand(n, k) * 2 - 1).t() if trans_b else torch.rand(k, n) * 2 - 1  # (K, N)
                 out = torch.empty(m, n)  # (M, N)
                 shape = (m, k, n, trans_b)
-            calls = 0
             with torch.no_grad():
-                start = time.perf_counter()
-                while True:
-                    torch.matmul(a, b, out=out)
-                    calls += 1
-                    elapsed = time.perf_counter() - start
-                    if elapsed >= min_time:
-                        break
-            reply = f"{elapsed / calls:.9e} {calls}"
+                reply = time_calls(lambda: torch.matmul(a, b, out=out), min_time)
         else:
             print(f"torch peer: bad request: {line.strip()}", file=sys.stderr)
             reply = "error"
