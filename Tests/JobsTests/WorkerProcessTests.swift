@@ -35,7 +35,8 @@ import Testing
         let f = try QueueFixture()
         let ids = (0..<jobs).map { String(format: "k%04d", $0) }
         for (i, id) in ids.enumerated() {
-            try f.dropRecord(id, sleepMs: 5 + i % 20, steps: 2, extra: #""max_attempts": 4"#)
+            // Long enough that the queue outlasts the ten kill rounds even on a quiet machine.
+            try f.dropRecord(id, sleepMs: 20 + i % 40, steps: 2, extra: #""max_attempts": 4"#)
         }
         let args = fast + ["--lease", "1"]
         // Half the workers also kill themselves at protocol steps (claim, commit, take-over).
@@ -44,12 +45,19 @@ import Testing
         live += try (4..<6).map { try WorkerProcess(f, args: args, tag: "k\($0)") }
         var killed = 0
         for round in 0..<10 {
-            usleep(UInt32.random(in: 50_000...300_000))
-            let running = live.filter { $0.process.isRunning }
-            if let victim = running.randomElement() {
+            usleep(UInt32.random(in: 30_000...150_000))
+            var running = live.filter { $0.process.isRunning }
+            if running.isEmpty {
+                // Crash points may have taken every worker down: start one to kill at a random moment.
+                let fresh = try WorkerProcess(f, args: args, tag: "v\(round)")
+                live.append(fresh)
+                usleep(UInt32.random(in: 20_000...100_000))
+                running = [fresh]
+            }
+            if let victim = running.randomElement(), victim.process.isRunning {
                 victim.signal(SIGKILL)
                 victim.process.waitUntilExit()
-                killed += 1
+                if victim.process.terminationReason == .uncaughtSignal { killed += 1 }
             }
             // Every other replacement is armed with crash points too.
             live.append(try WorkerProcess(f, args: args, tag: "r\(round)", env: round % 2 == 0 ? crash : [:]))
