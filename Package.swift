@@ -31,6 +31,10 @@ let package = Package(
         .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: kernelFlags),
         .target(name: "Tokenizers", swiftSettings: kernelFlags),
         .target(name: "Jobs", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        // Test-only parts of the queue (fault-injecting file system, the test.record kind, crash
+        // points). The fidq executable links it too, because the worker process tests start real
+        // `fidq worker`s that register these under FIDQ_TEST_KINDS=1; nothing else reaches them.
+        .target(name: "JobsTesting", dependencies: ["Jobs"]),
         .target(
             name: "Fetch",
             dependencies: ["CArchive", .product(name: "Crypto", package: "swift-crypto")],
@@ -40,7 +44,7 @@ let package = Package(
         .executableTarget(
             name: "fidq",
             dependencies: [
-                "Tensor", "Tokenizers", "Jobs", "Fetch",
+                "Tensor", "Tokenizers", "Jobs", "JobsTesting", "Fetch",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -52,7 +56,7 @@ let package = Package(
             exclude: ["Fixtures"], swiftSettings: kernelFlags),
         .testTarget(name: "benchTests", dependencies: ["bench"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], exclude: ["Fixtures"]),
-        .testTarget(name: "JobsTests", dependencies: ["Jobs"]),
+        .testTarget(name: "JobsTests", dependencies: ["Jobs", "JobsTesting"]),
         .testTarget(name: "FetchTests", dependencies: ["Fetch", "CArchive"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]

@@ -173,10 +173,10 @@ public final class Queue: @unchecked Sendable {
             try? fs.removeTree(dir)
             return nil
         }
-        CrashPoints.hit("claim")
+        StepHook.reached("claim")
         do {
             try fs.retrying { try fs.rename(pending + "/" + name, dir + "/job.json") }
-            CrashPoints.hit("claimed")
+            StepHook.reached("claimed")
             return dir
         } catch {
             if fs.exists(dir + "/job.json") { return dir }
@@ -195,7 +195,7 @@ public final class Queue: @unchecked Sendable {
         let dst = claimDir(id, token)
         do {
             try fs.retrying { try fs.rename(running + "/" + name, dst) }
-            CrashPoints.hit("takeover")
+            StepHook.reached("takeover")
             return dst
         } catch {
             return fs.exists(dst) ? dst : nil
@@ -231,7 +231,7 @@ public final class Queue: @unchecked Sendable {
         guard let mine = readClaim(dir) else { return fs.exists(dir) ? .failed("claim unreadable") : .leaseLost }
         if mine.token != token { return .leaseLost }
         var lastError = ""
-        CrashPoints.hit("commit")
+        StepHook.reached("commit")
         for attempt in 0..<5 {
             do {
                 try fs.retrying { try fs.rename(dir, dst) }

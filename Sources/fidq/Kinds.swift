@@ -1,16 +1,19 @@
 // Kinds: the one place that wires job kinds into the registry every command uses.
 import Foundation
 import Jobs
+import JobsTesting
 
 enum Kinds {
     /// Every kind this build of fidq runs. The queue's own test kind (`test.record`) is only
-    /// registered when `FIDQ_TEST_KINDS=1`, so users never meet it.
+    /// registered when `FIDQ_TEST_KINDS=1`, so users never meet it; that variable also arms the
+    /// crash points of `FIDQ_TEST_CRASH`. Both live in the JobsTesting module, out of `Jobs`.
     static func registry() -> KindRegistry {
         let registry = KindRegistry()
         TextKinds.register(into: registry)
         registry.register(FetchKind())
         if ProcessInfo.processInfo.environment["FIDQ_TEST_KINDS"] == "1" {
             TestKinds.register(into: registry)
+            CrashPoints.armFromEnvironment()
         }
         return registry
     }

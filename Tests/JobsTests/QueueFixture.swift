@@ -2,6 +2,7 @@
 import Foundation
 import Testing
 @testable import Jobs
+import JobsTesting
 
 /// A fresh workspace with `queue/` under /tmp, removed when the fixture is released.
 final class QueueFixture: @unchecked Sendable {

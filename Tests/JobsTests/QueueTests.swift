@@ -2,6 +2,7 @@
 import Foundation
 import Testing
 @testable import Jobs
+import JobsTesting
 
 @Suite struct QueueTests {
     func record(_ id: String, _ token: String) -> ClaimRecord {

@@ -2,6 +2,7 @@
 import Foundation
 import Testing
 @testable import Jobs
+import JobsTesting
 
 @Suite struct ScanTests {
     func scanner(_ f: QueueFixture, fs: FileSystem? = nil, kinds: Set<String>? = nil) -> QueueScanner {

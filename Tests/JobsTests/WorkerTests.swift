@@ -2,6 +2,7 @@
 import Foundation
 import Testing
 @testable import Jobs
+import JobsTesting
 
 /// Runs `count` workers on threads until they drain; returns them (for their counts).
 @discardableResult

@@ -1,12 +1,9 @@
 // TestKinds: `test.record`, a job kind for the queue's own tests (registered only on request).
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
 import Foundation
-#endif
 #if canImport(Glibc)
 import Glibc
 #endif
+import Jobs
 
 /// Kinds that exist to test the queue. `fidq` registers them only when `FIDQ_TEST_KINDS=1`.
 public enum TestKinds {
@@ -97,7 +94,7 @@ public struct RecordKind: JobKind {
         let token = String(context.folder.split(separator: "@").last ?? "")
         let ledgerDir = try context.output(p.ledger, field: "params.ledger")
         try context.fs.makeDirectories(ledgerDir)
-        let line = "\(context.id) \(context.attempt) \(getpid()) \(token) \(format3(t0, 3)) \(format3(wallNow(), 3))\n"
+        let line = "\(context.id) \(context.attempt) \(getpid()) \(token) \(String(format: "%.3f", t0)) \(String(format: "%.3f", wallNow()))\n"
         try context.fs.append(ledgerDir + "/\(getpid()).log", Data(line.utf8))
         return Output(id: context.id, attempt: context.attempt, pid: getpid(), token: token,
                       resumedFrom: resumedFrom, payload: p.payload)

@@ -1,12 +1,9 @@
 // FaultyFileSystem: wraps a FileSystem and injects errno faults, including NFS's lies.
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
 import Foundation
-#endif
 #if canImport(Glibc)
 import Glibc
 #endif
+import Jobs
 
 /// A file system that fails chosen calls, for tests of the queue's error handling.
 ///
@@ -115,16 +112,4 @@ public final class FaultyFileSystem: FileSystem, @unchecked Sendable {
     public func append(_ path: String, _ data: Data) throws { try run(.append, path) { try base.append(path, data) } }
     public func touch(_ path: String) throws { try run(.touch, path) { try base.touch(path) } }
     public func realpath(_ path: String) throws -> String { try run(.realpath, path) { try base.realpath(path) } }
-}
-
-/// A pthread mutex (FoundationEssentials has no NSLock).
-final class NSLockLite: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    init() { pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return try body()
-    }
 }
