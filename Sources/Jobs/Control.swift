@@ -100,9 +100,19 @@ public final class QueueControl {
         return batch.map(\.d.id)
     }
 
+    /// Refuses anything but a job id (`[A-Za-z0-9._-]{1,128}`, not `.` or `..`), as descriptors
+    /// do: ids become path components, and `fidq retry ../done/X` must not reach done/.
+    static func checkID(_ id: String) throws {
+        if !JobDescriptor.isValidID(id) {
+            throw JobError.permanent("'\(id)' is not a job id", field: "id",
+                                     hint: "ids match [A-Za-z0-9._-]{1,128}; see fidq status")
+        }
+    }
+
     /// Cancels a pending job (moved to `failed/` now) or a running one (asked to stop).
     /// - Returns: what happened, for the user.
     public func cancel(_ id: String) throws -> String {
+        try QueueControl.checkID(id)
         let token = identity.newToken()
         let record = ClaimRecord(id: id, token: token, worker: identity.name + " (fidq cancel)", attempt: 1,
                                  claimedAt: isoTimestamp(), released: false)
@@ -130,7 +140,7 @@ public final class QueueControl {
 
     private func failCancelled(_ dir: String, id: String, token: String) -> String {
         let error: JSONValue = .object([
-            "id": .string(id), "reason": .string("cancelled"), "message": .string("cancelled (fidq cancel)"),
+            "id": .string(id), "status": .string("cancelled"), "reason": .string("cancelled"), "message": .string("cancelled (fidq cancel)"),
             "permanence": .string("permanent"), "attempts": (try? JSONValue.from(queue.readAttempts(dir))) ?? .array([]),
         ])
         try? fs.writeAtomically(dir + "/error.json", (try? jsonEncoder().encode(error)) ?? Data(), tag: token)
@@ -143,6 +153,7 @@ public final class QueueControl {
 
     /// Moves `failed/<id>` back to `pending/<id>.json`; attempts start again at 1.
     public func retry(_ id: String) throws -> String {
+        try QueueControl.checkID(id)
         let dir = queue.failed + "/" + id
         guard fs.exists(dir) else { throw JobError.permanent("no failed job '\(id)'", hint: state(of: id).map { "it is \($0)" }) }
         if let s = state(of: id), s == "pending" || s == "running" { throw JobError.permanent("'\(id)' is already \(s)") }

@@ -53,7 +53,9 @@ public protocol FileSystem: AnyObject, Sendable {
     func info(_ path: String) throws -> FileInfo
     /// Reads at most `limit` bytes; the caller compares the count with the limit to detect more.
     func read(_ path: String, limit: Int) throws -> Data
-    /// Creates or truncates, writes everything, `fsync`s when `sync`, closes.
+    /// Creates a new file (`O_CREAT | O_EXCL | O_NOFOLLOW`: fails with `EEXIST` when anything,
+    /// a planted symlink included, is already at `path`), writes everything, `fsync`s when
+    /// `sync`, closes. Callers write to unique temporary names and rename.
     func write(_ path: String, _ data: Data, sync: Bool) throws
     /// Appends with `O_APPEND` (creating the file), no fsync.
     func append(_ path: String, _ data: Data) throws
@@ -124,7 +126,7 @@ public final class PosixFileSystem: FileSystem, @unchecked Sendable {
     }
 
     public func write(_ path: String, _ data: Data, sync: Bool) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
         if fd < 0 { throw FSError("open", path, errno) }
         var closed = false
         defer { if !closed { close(fd) } }
@@ -177,9 +179,25 @@ extension FileSystem {
         }
     }
 
-    /// `true` when `path` exists (without following a final symlink); `ESTALE` counts as absent.
+    /// `true` when `path` is known to exist (without following a final symlink). "No" here
+    /// also means "could not tell": code that deletes on a negative answer uses `presence`.
     public func exists(_ path: String) -> Bool {
         (try? retrying { try info(path) }) != nil
+    }
+
+    /// Whether `path` exists, telling a real `ENOENT`/`ENOTDIR` from an error that says nothing
+    /// (`EIO`, `ESTALE` after the retries, `EACCES`…). NFS may still answer "absent" from a
+    /// cached negative lookup, so even `.absent` only licenses steps that fail safely
+    /// (`rmdir` of a folder, never a recursive delete).
+    public func presence(_ path: String) -> Presence {
+        do {
+            _ = try retrying { try info(path) }
+            return .present
+        } catch let e as FSError where e.code == ENOENT || e.code == ENOTDIR {
+            return .absent
+        } catch {
+            return .unknown("\(error)")
+        }
     }
 
     /// Creates every missing folder of `path`.
@@ -198,12 +216,24 @@ extension FileSystem {
     /// state that is rewritten constantly and never published (claim, attempts, progress).
     public func writeAtomically(_ path: String, _ data: Data, tag: String, sync: Bool = true) throws {
         let p = NSStringPath(path)
-        let tmp = p.parent + "/." + p.last + "." + tag + ".tmp"
-        do {
-            try retrying { try write(tmp, data, sync: sync) }
-        } catch {
-            try? unlink(tmp)
-            throw error
+        // A name no other writer uses (tag + process + counter), created O_EXCL | O_NOFOLLOW: a
+        // symlink planted at a guessable name is refused, never followed. Each try takes a fresh
+        // name, since a retried exclusive create could meet its own first half.
+        var tmp = ""
+        var tries = 0
+        while true {
+            tmp = p.parent + "/." + p.last + "." + tag + "." + TempNames.next() + ".tmp"
+            do {
+                try write(tmp, data, sync: sync)
+                break
+            } catch let e as FSError where e.isRetryable && tries < 7 {
+                try? unlink(tmp)
+                tries += 1
+                usleep(UInt32(5_000 * tries))
+            } catch {
+                try? unlink(tmp)
+                throw error
+            }
         }
         do {
             try retrying { try rename(tmp, path) }
@@ -229,6 +259,32 @@ extension FileSystem {
     /// Reads a whole small file as UTF-8 (at most 16 MiB).
     public func readString(_ path: String) throws -> String {
         String(decoding: try retrying { try read(path, limit: 16 << 20) }, as: UTF8.self)
+    }
+}
+
+/// Whether a path exists, as far as the file system would say (see `FileSystem.presence`).
+public enum Presence: Equatable, Sendable {
+    case present
+    case absent
+    /// The lookup failed with an error that says nothing about existence.
+    case unknown(String)
+}
+
+/// Unique suffixes for temporary names: `pid.nonce.counter`.
+enum TempNames {
+    private static let lock = NSLockLite()
+    nonisolated(unsafe) private static var counter = 0
+    private static let prefix: String = {
+        var r = SystemRandomNumberGenerator()
+        return "\(getpid()).\(String(r.next() & 0xFFFFFF, radix: 36))"
+    }()
+
+    static func next() -> String {
+        let n = lock.withLock { () -> Int in
+            counter += 1
+            return counter
+        }
+        return "\(prefix).\(n)"
     }
 }
 

@@ -9,7 +9,7 @@ import Foundation
 import Glibc
 #endif
 
-/// Renews the lease every `lease/3`, and cancels the job's token when a `cancel` file appears,
+/// Renews the lease every `lease/3` (`lease` is the one written into the claim), and cancels the job's token when a `cancel` file appears,
 /// `timeout` passes, or the claim folder is gone (another worker took it over). If the job
 /// ignores a cancel for `grace` seconds, calls `abandon` (the worker then records the outcome
 /// and exits, since a thread cannot be killed).
@@ -41,8 +41,8 @@ final class Heartbeat: @unchecked Sendable {
         let start = monotonicNow()
         DispatchQueue.global().async { [self] in
             defer { finished.signal() }
-            var lastRenew = monotonicNow()
-            var failingSince: Double?
+            // The claim was written (or renewed) just before the job started.
+            var lastRenew = start
             let tick = min(0.25, lease / 12)
             while !lock.withLock({ stopped }) {
                 _ = wake.wait(timeout: .now() + tick)
@@ -51,13 +51,13 @@ final class Heartbeat: @unchecked Sendable {
                     do {
                         try queue.renewLease(dir)
                         lastRenew = now
-                        failingSince = nil
                     } catch let e as FSError where e.code == ENOENT || e.code == ENOTDIR {
                         token.cancel(.leaseLost)
                     } catch {
-                        // Declare the lease lost before a peer may legally take it.
-                        if failingSince == nil { failingSince = now }
-                        if now - failingSince! > lease * 2 / 3 { token.cancel(.leaseLost) }
+                        // Declare the lease lost before a peer may take it: peers may once the
+                        // last successful renewal is `lease` old, so give up at 2/3 of that,
+                        // counted from that renewal (not from the first failure).
+                        if Heartbeat.mustGiveUp(sinceRenewal: now - lastRenew, lease: lease) { token.cancel(.leaseLost) }
                     }
                 }
                 if queue.fs.exists(dir + "/cancel") { token.cancel(.cancelled) }
@@ -69,6 +69,9 @@ final class Heartbeat: @unchecked Sendable {
             }
         }
     }
+
+    /// Whether a holder whose renewals fail must declare its lease lost now.
+    static func mustGiveUp(sinceRenewal: Double, lease: Double) -> Bool { sinceRenewal > lease * 2 / 3 }
 
     func stop() {
         lock.withLock { stopped = true }

@@ -29,6 +29,10 @@ public struct JobError: ClassifiedError, CustomStringConvertible, Sendable {
     /// Dotted path of the offending descriptor field (`params.lr`), when there is one.
     public var field: String?
     public var hint: String?
+    /// A declared input that does not exist (`KindRegistry.prepare`). Permanent, but a worker
+    /// retries it for a while when the job's dependencies have just finished: on NFS a file
+    /// another host committed may not be visible here yet.
+    public var isMissingInput = false
 
     public init(_ permanence: Permanence, _ message: String, field: String? = nil, hint: String? = nil) {
         self.permanence = permanence
@@ -39,6 +43,12 @@ public struct JobError: ClassifiedError, CustomStringConvertible, Sendable {
 
     public static func permanent(_ message: String, field: String? = nil, hint: String? = nil) -> JobError {
         JobError(.permanent, message, field: field, hint: hint)
+    }
+
+    public static func missingInput(_ message: String, field: String, hint: String? = nil) -> JobError {
+        var e = JobError(.permanent, message, field: field, hint: hint)
+        e.isMissingInput = true
+        return e
     }
 
     public static func transient(_ message: String, field: String? = nil, hint: String? = nil) -> JobError {

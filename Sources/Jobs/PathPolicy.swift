@@ -41,6 +41,14 @@ public struct PathPolicy: Sendable {
         let resolved = resolve(path)
         let real = PathPolicy.realOf(resolved, fs: fs)
         let roots = ([workspace] + allowedRoots).map { PathPolicy.realOf($0, fs: fs) }
+        // The queue is the workers' own state (pending/, done/, `job:` targets…): no job writes
+        // there, even though it usually lies inside the workspace.
+        let queueReal = PathPolicy.realOf(queue, fs: fs)
+        if PathPolicy.isInside(real, queueReal) || PathPolicy.isInside(resolved, queue) {
+            throw JobError.permanent(
+                "output '\(path)' resolves to \(real), inside the queue folder \(queueReal)", field: field,
+                hint: "write outside the queue; a job's own files go to its out/ folder")
+        }
         if roots.contains(where: { PathPolicy.isInside(real, $0) }) { return resolved }
         throw JobError.permanent(
             "output '\(path)' resolves to \(real), outside the workspace \(roots[0])", field: field,

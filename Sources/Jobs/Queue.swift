@@ -20,12 +20,34 @@ public struct ClaimRecord: Codable, Equatable, Sendable {
     public var released: Bool
     public var notBefore: Double?
     public var note: String?
+    /// The holder's lease in seconds: the claim is stale once its `mtime` is older than this.
+    /// It belongs to the claim, not to the worker judging it, so a worker started with a short
+    /// `--lease` never takes a healthy job from one with a long lease. Nil in claims written
+    /// before it existed (the reader's own lease then applies).
+    public var leaseS: Double?
+
+    public init(id: String, token: String, worker: String, attempt: Int, claimedAt: String, released: Bool,
+                notBefore: Double? = nil, note: String? = nil, leaseS: Double? = nil) {
+        self.id = id
+        self.token = token
+        self.worker = worker
+        self.attempt = attempt
+        self.claimedAt = claimedAt
+        self.released = released
+        self.notBefore = notBefore
+        self.note = note
+        self.leaseS = leaseS
+    }
 
     enum CodingKeys: String, CodingKey {
         case id, token, worker, attempt, released, note
         case claimedAt = "claimed_at"
         case notBefore = "not_before"
+        case leaseS = "lease_s"
     }
+
+    /// The lease that decides whether this claim is stale: the holder's, else `fallback`.
+    public func lease(fallback: Double) -> Double { leaseS ?? fallback }
 }
 
 /// One finished attempt, kept in `attempts.json` and copied into `error.json`.

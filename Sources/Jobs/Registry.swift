@@ -76,9 +76,9 @@ public final class KindRegistry: @unchecked Sendable {
             for (field, path) in params.inputPaths where checkJobInputs || !path.hasPrefix("job:") {
                 let resolved = policy.resolve(path)
                 if !fs.exists(resolved) && !deferMissing {
-                    throw JobError.permanent("input '\(path)' does not exist (resolved to \(resolved))",
-                                             field: "params." + field,
-                                             hint: path.hasPrefix("job:") ? "the dependency finished without writing it" : nil)
+                    throw JobError.missingInput("input '\(path)' does not exist (resolved to \(resolved))",
+                                                field: "params." + field,
+                                                hint: path.hasPrefix("job:") ? "the dependency finished without writing it" : nil)
                 }
             }
             return PreparedJob(descriptor: descriptor) { context in

@@ -33,10 +33,14 @@ final class QueueScanner {
     let kinds: Set<String>?
     let lease: Double
     let probe: String
-    /// Parsed pending entries by name, with the mtime first seen (for age order). A name is
-    /// parsed once; the claimed `job.json` is parsed again before it runs, so a re-drop under a
-    /// name that was just claimed cannot run stale params.
-    private var cache: [String: (mtime: Double, result: Result<JobDescriptor, JobError>)] = [:]
+    /// Parsed pending entries by name, keyed by what `lstat` says of the file (inode, size,
+    /// mtime): a file rewritten in place or still being copied in by a plain `cp` is parsed
+    /// again once it changes. The claimed `job.json` is parsed again before it runs, so a
+    /// re-drop under a name that was just claimed cannot run stale params.
+    private var cache: [String: (key: FileKey, result: Result<JobDescriptor, JobError>)] = [:]
+    /// A file that does not parse is failed only once it has not changed for this long
+    /// (filesystem time): a `cp` in progress is read again when complete, not failed half-written.
+    var settleS = 2.0
     /// Seconds the last scan took (plans are reused for a multiple of it).
     private(set) var lastScanSeconds = 0.0
     private var runningKinds: [String: String] = [:]
@@ -69,10 +73,18 @@ final class QueueScanner {
         return "bad-" + clean + "-" + String(h & 0xFFFFFF, radix: 36)
     }
 
+    /// What identifies one version of a pending file.
+    struct FileKey: Equatable {
+        var inode: UInt64
+        var size: Int64
+        var mtime: Double
+    }
+
     /// Reads and parses one pending entry, or nil when it vanished (claimed meanwhile).
     private func parse(_ name: String) -> (mtime: Double, result: Result<JobDescriptor, JobError>)? {
-        if let hit = cache[name] { return hit }
         guard let info = try? fs.retrying({ try fs.info(queue.pending + "/" + name) }) else { return nil }
+        let key = FileKey(inode: info.inode, size: info.size, mtime: info.mtime)
+        if let hit = cache[name], hit.key == key { return (info.mtime, hit.result) }
         let result: Result<JobDescriptor, JobError>
         switch info.kind {
         case .symlink:
@@ -97,17 +109,20 @@ final class QueueScanner {
                 return nil  // EIO and friends: try again next scan, do not cache
             }
         }
-        cache[name] = (info.mtime, result)
+        cache[name] = (key, result)
         return (info.mtime, result)
     }
 
-    /// `true` once `done/<id>` exists (cached: done jobs stay done).
-    func isDone(_ id: String) -> Bool {
-        if knownDone.contains(id) { return true }
+    /// `true` once `done/<id>` exists. Cached for dependency checks (done jobs rarely leave);
+    /// `fresh` re-checks the disk, as before failing a resubmitted id as "already done": the
+    /// earlier job may have been archived or retried since.
+    func isDone(_ id: String, fresh: Bool = false) -> Bool {
+        if knownDone.contains(id) && !fresh { return true }
         if fs.exists(queue.done + "/" + id) {
             knownDone.insert(id)
             return true
         }
+        knownDone.remove(id)
         return false
     }
 
@@ -120,6 +135,10 @@ final class QueueScanner {
         var entries: [(name: String, mtime: Double, result: Result<JobDescriptor, JobError>)] = []
         for name in names {
             guard let (mtime, r) = parse(name) else { continue }
+            if case .failure = r, now - mtime < settleS {
+                plan.waiting += 1  // maybe a copy in progress: judge it once it stops changing
+                continue
+            }
             entries.append((name, mtime, r))
         }
         let live = Set(names)
@@ -135,10 +154,15 @@ final class QueueScanner {
             let claim = queue.readClaim(dir)
             let leaseTime = (try? fs.info(dir + "/claim").mtime) ?? (try? fs.info(dir).mtime)
             guard let leaseTime else { continue }  // vanished
-            let hasJob = fs.exists(dir + "/job.json")
-            let stale = now - leaseTime > lease
-            if !hasJob {
+            // The holder's lease, written into its claim, decides; ours only for old claims.
+            let stale = now - leaseTime > (claim?.lease(fallback: lease) ?? lease)
+            switch fs.presence(dir + "/job.json") {
+            case .present: break
+            case .absent:
                 if stale { takeovers.append(.cleanUp(name: name)) }
+                continue
+            case .unknown:
+                plan.waiting += 1  // cannot tell what it holds: look again next scan
                 continue
             }
             runningIDs.insert(id)

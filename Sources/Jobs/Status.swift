@@ -4,16 +4,20 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One row of `fidq status`.
 public struct JobStatus: Codable, Sendable {
     public var id: String
-    /// `pending`, `waiting`, `running`, `released`, `stale`, `done`, `failed`.
+    /// `pending`, `waiting`, `running`, `released`, `stale`, `done`, `failed`, `timeout`,
+    /// `cancelled` (the last three all live in failed/).
     public var state: String
     public var kind: String?
     public var attempt: Int?
     public var worker: String?
-    /// Seconds since the job entered this state.
+    /// Seconds since the job entered this state (for a running job: since its claim).
     public var ageS: Double?
     public var progress: ProgressReporter.Snapshot?
     /// Waiting on what, why it failed, or where the outputs are.
@@ -28,6 +32,7 @@ public struct JobStatus: Codable, Sendable {
 
 extension Queue {
     /// Every job in the queue (lists all four folders; `done/` costs one listing).
+    /// - Parameter lease: the lease for claims that do not record their holder's (`lease_s`).
     public func status(lease: Double = 90) -> [JobStatus] {
         let now = fsNow(probe: "status")
         var rows: [JobStatus] = []
@@ -53,6 +58,9 @@ extension Queue {
                case .object(let o)? = try? JSONDecoder().decode(JSONValue.self, from: data) {
                 if case .string(let k)? = o["kind"] { row.kind = k }
                 if case .string(let m)? = o["message"] { row.detail = m }
+                // error.json's status tells a timeout or a cancel from a failure (older files:
+                // its reason).
+                if case .string(let st)? = o["status"] ?? o["reason"], st == "timeout" || st == "cancelled" { row.state = st }
                 if case .string(let f)? = o["field"] { row.detail = "\(f): " + (row.detail ?? "") }
                 if case .array(let a)? = o["attempts"] { row.attempt = a.count }
                 if case .string(let w)? = o["worker"] { row.worker = w }
@@ -65,7 +73,8 @@ extension Queue {
             let dir = running + "/" + name
             guard fs.exists(dir + "/job.json") else { continue }
             var row = JobStatus(id: id, state: "running", folder: dir)
-            if let claim = readClaim(dir) {
+            let claim = readClaim(dir)
+            if let claim {
                 row.attempt = claim.attempt
                 row.worker = claim.worker
                 if claim.released {
@@ -75,11 +84,17 @@ extension Queue {
                 }
             }
             if let m = try? fs.info(dir + "/claim").mtime, row.state == "running" {
-                if now - m > lease { row.state = "stale" ; row.detail = "no heartbeat for \(duration(now - m))" }
+                if now - m > (claim?.lease(fallback: lease) ?? lease) {
+                    row.state = "stale"
+                    row.detail = "no heartbeat for \(duration(now - m))"
+                }
             }
             if let data = try? fs.read(dir + "/job.json", limit: JobDescriptor.maxBytes + 1),
                let d = try? JobDescriptor.parse(data, fileName: id + ".json", idMayDiffer: true) { row.kind = d.kind }
-            row.ageS = (try? fs.info(dir + "/job.json")).map { now - $0.mtime }
+            // Since the claim (job.json keeps the drop's mtime). `claimed_at` is the claimer's
+            // wall clock, so it is compared with ours, not with the filesystem's.
+            row.ageS = claim.flatMap { parseISOTimestamp($0.claimedAt) }.map { wallNow() - $0 }
+                ?? (try? fs.info(dir + "/claim")).map { now - $0.mtime }
             if let data = try? fs.read(dir + "/progress.json", limit: 65536) {
                 row.progress = try? JSONDecoder().decode(ProgressReporter.Snapshot.self, from: data)
             }
@@ -129,4 +144,28 @@ extension Queue {
                    + (rows.isEmpty ? "empty queue" : ""))
         return out.joined(separator: "\n")
     }
+}
+
+/// Seconds since 1970 of `2026-11-28T18:40:01Z` (what `isoTimestamp` writes), nil otherwise.
+func parseISOTimestamp(_ s: String) -> Double? {
+    let u = Array(s.utf8)
+    guard u.count == 20, u[4] == 45, u[7] == 45, u[10] == 84, u[13] == 58, u[16] == 58, u[19] == 90 else { return nil }
+    func num(_ a: Int, _ b: Int) -> Int32? {
+        var v: Int32 = 0
+        for c in u[a..<b] {
+            guard c >= 48 && c <= 57 else { return nil }
+            v = v * 10 + Int32(c - 48)
+        }
+        return v
+    }
+    guard let y = num(0, 4), let mo = num(5, 7), let d = num(8, 10), let h = num(11, 13), let mi = num(14, 16),
+          let sec = num(17, 19) else { return nil }
+    var t = tm()
+    t.tm_year = y - 1900
+    t.tm_mon = mo - 1
+    t.tm_mday = d
+    t.tm_hour = h
+    t.tm_min = mi
+    t.tm_sec = sec
+    return Double(timegm(&t))
 }

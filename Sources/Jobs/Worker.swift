@@ -36,6 +36,9 @@ public struct WorkerConfig: Sendable {
     public var maxJobs: Int?
     /// Log warnings and errors only.
     public var quiet = false
+    /// Seconds after its dependencies finished during which a job's missing input counts as not
+    /// yet visible (NFS attribute caches on another host) and the job is retried, not failed.
+    public var missingInputWindow = 60.0
 
     public init(queue: String) { self.queue = queue }
 
@@ -154,54 +157,100 @@ public final class Worker: @unchecked Sendable {
 
     private func count(_ outcome: String) { lock.withLock { counts[outcome, default: 0] += 1 } }
 
+    /// One claim this worker holds, as `finish` and `release` need it.
+    struct Held {
+        var dir: String
+        var token: String
+        var id: String
+        var kind: String?
+        var attempt: Int
+        /// When this attempt's handler started (nil: it never ran).
+        var started: String?
+    }
+
+    /// What a failure may lead to. Every call site says which, so no default silently turns
+    /// retries off.
+    enum RetryPolicy {
+        /// A transient error releases the claim for attempt + 1 while attempt < max.
+        case upTo(Int)
+        /// Nothing to retry: the job cannot be read or parsed, or failing is the point.
+        case never
+        /// Every allowed attempt is used up and already recorded in `attempts.json`.
+        case exhausted
+    }
+
     /// Acts on one candidate; true when a job was claimed.
     @discardableResult
     func handle(_ candidate: Candidate) -> Bool {
         switch candidate {
         case .cleanUp(let name):
-            // Take it first (rename to our name), then look: a paused claimer may have moved its
-            // job in since the scan, and deleting that folder would lose the job.
             guard let (id, _) = Queue.parseClaimName(name) else { return false }
-            let token = identity.newToken()
-            guard let dir = queue.takeOver(name: name, id: id, token: token) else { return false }
-            if queue.fs.exists(dir + "/job.json") { return resume(dir: dir, id: id, token: token, stale: true) }
-            queue.discard(dir, token: token)
-            return false
+            return cleanUp(name: name, id: id)
         case .pending(let name, let folder, let descriptor, let error):
             guard queue.fs.exists(queue.pending + "/" + name) else { return false }  // taken meanwhile
             let token = identity.newToken()
             let record = ClaimRecord(id: folder, token: token, worker: identity.name, attempt: 1,
-                                     claimedAt: isoTimestamp(), released: false)
+                                     claimedAt: isoTimestamp(), released: false, leaseS: config.lease)
             guard let dir = queue.claimPending(name: name, id: folder, record: record) else { return false }
             queue.log(dir, "# reproduce: fidq run job.json --workspace \(policy.workspace) --out rerun   (from this job's folder)")
+            let held = Held(dir: dir, token: token, id: folder, kind: descriptor?.kind, attempt: 1, started: nil)
             if let error {
-                finish(dir: dir, token: token, id: folder, kind: descriptor?.kind, attempt: 1, started: nil,
-                       outcome: .failure(error), history: [])
+                finish(held, .failure(error), retry: .never)
                 return true
             }
             // Parse what was actually claimed: the scan's copy may be of an earlier file of that name.
             guard let data = try? queue.fs.retrying({ try queue.fs.read(dir + "/job.json", limit: JobDescriptor.maxBytes + 1) }) else {
-                finish(dir: dir, token: token, id: folder, kind: descriptor?.kind, attempt: 1, started: nil,
-                       outcome: .failure(JobError.transient("cannot read the claimed job.json")), history: [], maxAttempts: 3)
+                finish(held, .failure(JobError.transient("cannot read the claimed job.json")),
+                       retry: .upTo(descriptor?.maxAttempts ?? 3))
                 return true
             }
             do {
                 execute(dir: dir, token: token, record: record, descriptor: try JobDescriptor.parse(data, fileName: name))
             } catch {
-                finish(dir: dir, token: token, id: folder, kind: descriptor?.kind, attempt: 1, started: nil,
-                       outcome: .failure(JobError.classify(error)), history: [])
+                finish(held, .failure(JobError.classify(error)), retry: .never)
             }
             return true
         case .takeOver(let name, let id, let stale):
             let token = identity.newToken()
             guard let dir = queue.takeOver(name: name, id: id, token: token) else { return false }
-            return resume(dir: dir, id: id, token: token, stale: stale)
+            return resume(dir: dir, id: id, token: token, stale: stale, old: queue.readClaim(dir))
+        }
+    }
+
+    /// A stale claim folder that seemed to hold no job (its claimer died between `mkdir` and
+    /// moving the job in). Take it first (rename to our name), then look again: a paused claimer
+    /// may have moved its job in since the scan. Nothing is deleted on a negative answer: only
+    /// `claim` is unlinked and the folder `rmdir`ed, which fails on a folder that is not empty;
+    /// such a folder (the lookup lied: a cached "not found") is run as a take-over.
+    private func cleanUp(name: String, id: String) -> Bool {
+        let token = identity.newToken()
+        guard let dir = queue.takeOver(name: name, id: id, token: token) else { return false }
+        let old = queue.readClaim(dir)
+        switch queue.fs.presence(dir + "/job.json") {
+        case .present:
+            return resume(dir: dir, id: id, token: token, stale: true, old: old)
+        case .unknown(let why):
+            // Cannot tell: hold it as a take-over; if job.json stays unreadable the claim we
+            // write goes stale and the next worker looks again.
+            logger.warning("\(id): cannot tell whether \(dir)/job.json exists (\(why)); taking the claim over")
+            return resume(dir: dir, id: id, token: token, stale: true, old: old)
+        case .absent:
+            try? queue.fs.retrying { try queue.fs.unlink(dir + "/claim") }
+            do {
+                try queue.fs.retrying { try queue.fs.rmdir(dir) }
+                return false
+            } catch let e as FSError where e.code == ENOENT {
+                return false
+            } catch {
+                logger.warning("\(id): claim folder without job.json is not empty (\(error)); running it as a take-over")
+                return resume(dir: dir, id: id, token: token, stale: true, old: old)
+            }
         }
     }
 
     /// Continues a taken-over claim: records the dead attempt, then runs or fails the job.
-    private func resume(dir: String, id: String, token: String, stale: Bool) -> Bool {
-        let old = queue.readClaim(dir)
+    /// `old` is the previous holder's claim, read right after the take-over.
+    private func resume(dir: String, id: String, token: String, stale: Bool, old: ClaimRecord?) -> Bool {
         var attempt = old?.attempt ?? (queue.readAttempts(dir).count + 1)
         if stale {
             let who = old?.worker ?? "unknown worker"
@@ -212,23 +261,26 @@ public final class Worker: @unchecked Sendable {
             attempt += 1
         }
         let record = ClaimRecord(id: id, token: token, worker: identity.name, attempt: attempt,
-                                 claimedAt: isoTimestamp(), released: false)
+                                 claimedAt: isoTimestamp(), released: false, leaseS: config.lease)
         do { try queue.writeClaim(dir, record) } catch {
-            logger.warning("took over \(id) but could not write its claim: \(error); releasing")
+            logger.warning("took over \(id) but could not write its claim: \(error); its lease will expire")
             return false
         }
-        guard let data = try? queue.fs.read(dir + "/job.json", limit: JobDescriptor.maxBytes + 1) else { return false }
+        guard let data = try? queue.fs.retrying({ try queue.fs.read(dir + "/job.json", limit: JobDescriptor.maxBytes + 1) }) else {
+            logger.warning("took over \(id) but cannot read its job.json; its lease will expire")
+            return false
+        }
         let descriptor: JobDescriptor
         do { descriptor = try JobDescriptor.parse(data, fileName: id + ".json") } catch {
-            finish(dir: dir, token: token, id: id, kind: nil, attempt: attempt, started: nil,
-                   outcome: .failure(JobError.classify(error)), history: queue.readAttempts(dir))
+            finish(Held(dir: dir, token: token, id: id, kind: nil, attempt: attempt, started: nil),
+                   .failure(JobError.classify(error)), retry: .never)
             return true
         }
         if attempt > descriptor.maxAttempts {
             let history = queue.readAttempts(dir)
-            finish(dir: dir, token: token, id: id, kind: descriptor.kind, attempt: attempt - 1, started: nil,
-                   outcome: .failure(JobError.transient("gave up after \(descriptor.maxAttempts) attempts; last: \(history.last?.error ?? "?")")),
-                   history: history, exhausted: true)
+            finish(Held(dir: dir, token: token, id: id, kind: descriptor.kind, attempt: attempt - 1, started: nil),
+                   .failure(JobError.transient("gave up after \(descriptor.maxAttempts) attempts; last: \(history.last?.error ?? "?")")),
+                   retry: .exhausted)
             return true
         }
         execute(dir: dir, token: token, record: record, descriptor: descriptor)
@@ -239,18 +291,26 @@ public final class Worker: @unchecked Sendable {
     private func execute(dir: String, token: String, record: ClaimRecord, descriptor d: JobDescriptor) {
         let started = isoTimestamp()
         let t0 = monotonicNow()
+        let held = Held(dir: dir, token: token, id: d.id, kind: d.kind, attempt: record.attempt, started: started)
         queue.log(dir, "attempt \(record.attempt)/\(d.maxAttempts) of \(d.kind) job \(d.id) by \(identity.name) (\(token))")
         logger.info("claimed \(d.id) (\(d.kind), attempt \(record.attempt))")
-        if scanner.isDone(d.id) {
-            finish(dir: dir, token: token, id: d.id, kind: d.kind, attempt: record.attempt, started: started,
-                   outcome: .failure(JobError.permanent("id '\(d.id)' is already in done/", field: "id",
-                                                hint: "ids are unique; submit under a new id")), history: queue.readAttempts(dir))
+        // Re-checked on disk: the cached set may still hold an id that was archived or retried.
+        if scanner.isDone(d.id, fresh: true) {
+            finish(held, .failure(JobError.permanent("id '\(d.id)' is already in done/", field: "id",
+                                                     hint: "ids are unique; submit under a new id")), retry: .never)
             return
         }
         let prepared: PreparedJob
         do { prepared = try registry.prepare(d, policy: policy, fs: queue.fs) } catch {
-            finish(dir: dir, token: token, id: d.id, kind: d.kind, attempt: record.attempt, started: started,
-                   outcome: .failure(JobError.classify(error)), history: queue.readAttempts(dir), maxAttempts: d.maxAttempts)
+            if let missing = error as? JobError, missing.isMissingInput, let wait = inputMayBeInvisible(d) {
+                // A dependency just committed it; another host's NFS cache may not show it yet.
+                let delay = min(config.backoff, wait)
+                queue.log(dir, "status: \(missing.description); its dependencies finished \(format3(config.missingInputWindow - wait, 1))s ago, so it may not be visible here yet: retry in \(format3(delay, 1))s")
+                logger.warning("\(d.id): \(missing.description); retrying for up to \(format3(wait, 1))s more")
+                release(held, attempt: record.attempt, notBefore: delay, note: missing.description)
+                return
+            }
+            finish(held, .failure(JobError.classify(error)), retry: .upTo(d.maxAttempts))
             return
         }
         let cancel = CancellationToken()
@@ -266,11 +326,10 @@ public final class Worker: @unchecked Sendable {
             progress: ProgressReporter(path: dir + "/progress.json", fs: queue.fs, bar: config.progressBar,
                                        label: d.id, line: echo),
             log: JobLog(path: dir + "/log.txt", fs: queue.fs, echo: nil))
-        let heartbeat = Heartbeat(queue: queue, dir: dir, lease: config.lease, token: cancel, timeout: d.timeoutS,
-                                  grace: config.grace) { [self] reason in
+        let heartbeat = Heartbeat(queue: queue, dir: dir, lease: record.lease(fallback: config.lease), token: cancel,
+                                  timeout: d.timeoutS, grace: config.grace) { [self] reason in
             logger.error("job \(d.id) ignored '\(reason.rawValue)' for \(config.grace)s; recording it and exiting")
-            finish(dir: dir, token: token, id: d.id, kind: d.kind, attempt: record.attempt, started: started,
-                   outcome: .failure(CancellationError(reason: reason)), history: queue.readAttempts(dir))
+            finish(held, .failure(CancellationError(reason: reason)), retry: .never)
             _exit(3)
         }
         heartbeat.start()
@@ -285,14 +344,27 @@ public final class Worker: @unchecked Sendable {
         // A cancel decides the outcome of a failed run, whatever error the stop surfaced as.
         if case .failure = outcome, let reason = cancel.reason { outcome = .failure(CancellationError(reason: reason)) }
         logger.debug("\(d.id) ran \(format3(monotonicNow() - t0, 3))s")
-        finish(dir: dir, token: token, id: d.id, kind: d.kind, attempt: record.attempt, started: started,
-               outcome: outcome, history: queue.readAttempts(dir), maxAttempts: d.maxAttempts)
+        finish(held, outcome, retry: .upTo(d.maxAttempts))
+    }
+
+    /// Seconds left in the window during which `d`'s missing input may just be invisible here,
+    /// or nil when it is really missing: `d` has no dependencies, one is not in `done/`, or the
+    /// newest finished longer than `missingInputWindow` ago (filesystem time).
+    private func inputMayBeInvisible(_ d: JobDescriptor) -> Double? {
+        let deps = d.dependencies
+        guard !deps.isEmpty, config.missingInputWindow > 0 else { return nil }
+        var newest = -Double.infinity
+        for dep in deps {
+            let dir = queue.done + "/" + dep
+            guard let t = (try? queue.fs.info(dir + "/result.json"))?.mtime ?? (try? queue.fs.info(dir))?.mtime else { return nil }
+            newest = max(newest, t)
+        }
+        let left = config.missingInputWindow - (queue.fsNow(probe: identity.nonce) - newest)
+        return left > 0 ? left : nil
     }
 
     /// Publishes an outcome: commit to done/, release for a retry or a stop, or fail.
-    private func finish(dir: String, token: String, id: String, kind: String?, attempt: Int, started: String?,
-                        outcome: Result<JSONValue, Error>, history: [AttemptRecord], maxAttempts: Int = 1,
-                        exhausted: Bool = false) {
+    private func finish(_ job: Held, _ outcome: Result<JSONValue, Error>, retry: RetryPolicy) {
         let first = lock.withLock { () -> Bool in
             if finalizing { return false }
             finalizing = true
@@ -300,23 +372,23 @@ public final class Worker: @unchecked Sendable {
         }
         guard first else { return }
         defer { lock.withLock { finalizing = false } }
+        let (dir, token, id, attempt) = (job.dir, job.token, job.id, job.attempt)
         let fs = queue.fs
         switch outcome {
         case .success(let value):
             let result: JSONValue = .object([
-                "id": .string(id), "kind": .string(kind ?? ""), "attempt": .number(Double(attempt)),
+                "id": .string(id), "kind": .string(job.kind ?? ""), "attempt": .number(Double(attempt)),
                 "worker": .string(identity.name), "token": .string(token),
-                "started": .string(started ?? ""), "finished": .string(isoTimestamp()), "result": value,
+                "started": .string(job.started ?? ""), "finished": .string(isoTimestamp()), "result": value,
             ])
             do {
                 try fs.writeAtomically(dir + "/result.json", try jsonEncoder().encode(result), tag: token)
             } catch {
                 logger.warning("\(id): cannot write result.json (\(error)); releasing for a retry")
-                release(dir: dir, token: token, id: id, attempt: attempt, notBefore: config.backoff,
-                        note: "result.json: \(error)")
+                release(job, attempt: attempt, notBefore: config.backoff, note: "result.json: \(error)")
                 return
             }
-            try? queue.appendAttempt(dir, AttemptRecord(attempt: attempt, worker: identity.name, started: started,
+            try? queue.appendAttempt(dir, AttemptRecord(attempt: attempt, worker: identity.name, started: job.started,
                                                         ended: isoTimestamp(), outcome: "done", error: nil), tag: token)
             queue.log(dir, "status: done")
             switch queue.commit(dir, id: id, token: token) {
@@ -332,18 +404,19 @@ public final class Worker: @unchecked Sendable {
                 queue.discard(dir, token: token)
             case .failed(let why):
                 logger.warning("\(id): commit failed (\(why)); releasing for a retry")
-                release(dir: dir, token: token, id: id, attempt: attempt, notBefore: config.backoff, note: "commit: \(why)")
+                release(job, attempt: attempt, notBefore: config.backoff, note: "commit: \(why)")
             }
         case .failure(let error):
-            if let c = error as? CancellationError {
+            let cancelled = error as? CancellationError
+            if let c = cancelled {
                 switch c.reason {
                 case .shutdown:
                     queue.log(dir, "status: released (worker stopping); attempt \(attempt) continues elsewhere")
-                    release(dir: dir, token: token, id: id, attempt: attempt, notBefore: 0, note: "worker stopped")
+                    release(job, attempt: attempt, notBefore: 0, note: "worker stopped")
                     return
                 case .leaseLost:
                     if queue.readClaim(dir)?.token == token {
-                        release(dir: dir, token: token, id: id, attempt: attempt, notBefore: 0, note: "lease renewal failed")
+                        release(job, attempt: attempt, notBefore: 0, note: "lease renewal failed")
                     } else {
                         count("lost")
                         logger.warning("\(id): lease lost (another worker took the job over); output discarded")
@@ -354,33 +427,36 @@ public final class Worker: @unchecked Sendable {
                 }
             }
             var err = JobError.classify(error)
-            if let c = error as? CancellationError {
+            if let c = cancelled {
                 err = c.reason == .timeout ? .permanent("timed out (timeout_s)", field: "timeout_s")
                                            : .permanent("cancelled (fidq cancel)")
             }
-            let outcomeName = (error as? CancellationError).map { $0.reason == .timeout ? "timeout" : "cancelled" }
+            // `timeout` and `cancelled` are their own end states (status shows them apart from
+            // `failed`); both still live in failed/.
+            let outcomeName = cancelled.map { $0.reason == .timeout ? "timeout" : "cancelled" }
                 ?? (err.permanence == .permanent ? "permanent error" : "transient error")
-            let record = AttemptRecord(attempt: attempt, worker: identity.name, started: started, ended: isoTimestamp(),
+            let record = AttemptRecord(attempt: attempt, worker: identity.name, started: job.started, ended: isoTimestamp(),
                                        outcome: outcomeName, error: err.description)
-            if err.permanence == .transient && !exhausted && attempt < maxAttempts {
+            if err.permanence == .transient, case .upTo(let maxAttempts) = retry, attempt < maxAttempts {
                 try? queue.appendAttempt(dir, record, tag: token)
                 let delay = min(config.backoff * Double(1 << min(attempt - 1, 20)), 3600)
                 queue.log(dir, "status: transient error, retry \(attempt + 1)/\(maxAttempts) in \(format3(delay, 1))s: \(err.description)")
                 logger.warning("\(id): transient error (attempt \(attempt)/\(maxAttempts)): \(err.description)")
-                release(dir: dir, token: token, id: id, attempt: attempt + 1, notBefore: delay, note: err.description)
+                release(job, attempt: attempt + 1, notBefore: delay, note: err.description)
                 return
             }
-            if !exhausted { try? queue.appendAttempt(dir, record, tag: token) }
+            if case .exhausted = retry {} else { try? queue.appendAttempt(dir, record, tag: token) }
             var fields: [String: JSONValue] = [
-                "id": .string(id), "reason": .string(outcomeName), "message": .string(err.message),
+                "id": .string(id), "status": .string(cancelled.map { $0.reason == .timeout ? "timeout" : "cancelled" } ?? "failed"),
+                "reason": .string(outcomeName), "message": .string(err.message),
                 "permanence": .string(err.permanence.rawValue), "worker": .string(identity.name),
                 "attempts": (try? JSONValue.from(queue.readAttempts(dir))) ?? .array([]),
             ]
-            if let kind { fields["kind"] = .string(kind) }
+            if let kind = job.kind { fields["kind"] = .string(kind) }
             if let f = err.field { fields["field"] = .string(f) }
             if let h = err.hint { fields["hint"] = .string(h) }
             try? fs.writeAtomically(dir + "/error.json", (try? jsonEncoder().encode(JSONValue.object(fields))) ?? Data(), tag: token)
-            queue.log(dir, "status: failed: \(err.description)")
+            queue.log(dir, "status: \(cancelled == nil ? "failed" : outcomeName): \(err.description)")
             switch queue.fail(dir, id: id, token: token) {
             case .published(let path):
                 count("failed")
@@ -390,27 +466,28 @@ public final class Worker: @unchecked Sendable {
                 logger.warning("\(id): lease lost while failing it; outcome discarded")
             case .failed(let why):
                 logger.warning("\(id): cannot move to failed/ (\(why)); releasing")
-                release(dir: dir, token: token, id: id, attempt: attempt, notBefore: config.backoff, note: "fail: \(why)")
+                release(job, attempt: attempt, notBefore: config.backoff, note: "fail: \(why)")
             }
         }
     }
 
     /// Leaves the claim in running/ with `released: true`, so any worker may take it after `notBefore` s.
-    private func release(dir: String, token: String, id: String, attempt: Int, notBefore: Double, note: String) {
+    private func release(_ job: Held, attempt: Int, notBefore: Double, note: String) {
         let now = queue.fsNow(probe: identity.nonce)
-        let record = ClaimRecord(id: id, token: token, worker: identity.name, attempt: attempt, claimedAt: isoTimestamp(),
-                                 released: true, notBefore: notBefore > 0 ? now + notBefore : nil, note: note)
-        guard queue.readClaim(dir)?.token == token else {
+        let record = ClaimRecord(id: job.id, token: job.token, worker: identity.name, attempt: attempt,
+                                 claimedAt: isoTimestamp(), released: true,
+                                 notBefore: notBefore > 0 ? now + notBefore : nil, note: note, leaseS: config.lease)
+        guard queue.readClaim(job.dir)?.token == job.token else {
             count("lost")
             return
         }
         do {
-            try queue.writeClaim(dir, record)
+            try queue.writeClaim(job.dir, record)
             count("released")
-            logger.info("released \(id) (\(note))")
+            logger.info("released \(job.id) (\(note))")
         } catch {
             // The lease will expire instead; the job is not lost.
-            logger.warning("\(id): cannot release claim (\(error)); its lease will expire")
+            logger.warning("\(job.id): cannot release claim (\(error)); its lease will expire")
         }
     }
 }

@@ -16,7 +16,7 @@ struct StatusCommand: ParsableCommand {
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
-    @Option(help: "Lease in seconds, to call running jobs without a heartbeat stale.")
+    @Option(help: "Lease in seconds for claims that do not record their holder's (older workers); others use their own.")
     var lease = 90.0
 
     @Option(help: "Log lines to show with an ID.")

@@ -15,7 +15,7 @@ struct WorkerCommand: ParsableCommand {
     @Flag(help: "Exit when nothing is left that this worker can run.")
     var drain = false
 
-    @Option(help: "Seconds without a heartbeat before another worker may take a job over.")
+    @Option(help: "Seconds without a heartbeat before another worker may take this worker's job over (written into each claim, so peers use it too).")
     var lease = 90.0
 
     @Option(help: "Run only these kinds (comma-separated; default: every kind).")
@@ -30,12 +30,17 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Seconds a cancelled job may take to stop before the worker gives up on it and exits.")
     var grace = 60.0
 
+    @Option(name: .customLong("missing-input-window"),
+            help: "Seconds after a job's dependencies finished during which a missing input is retried as not yet visible (NFS), not failed.")
+    var missingInputWindow = 60.0
+
     @Option(name: .customLong("max-jobs"), help: ArgumentHelp("Exit after this many jobs.", visibility: .hidden))
     var maxJobs: Int?
 
     func validate() throws {
         if lease < 0.5 { throw ValidationError("--lease must be at least 0.5 s, got \(lease)") }
         if poll <= 0 { throw ValidationError("--poll must be > 0, got \(poll)") }
+        if missingInputWindow < 0 { throw ValidationError("--missing-input-window must be >= 0, got \(missingInputWindow)") }
     }
 
     func run() throws {
@@ -51,6 +56,7 @@ struct WorkerCommand: ParsableCommand {
         config.backoff = backoff
         config.grace = grace
         config.maxJobs = maxJobs
+        config.missingInputWindow = missingInputWindow
         config.progressBar = isatty(2) != 0
         let worker = Worker(config: config, registry: Kinds.registry())
         worker.installSignalHandlers()

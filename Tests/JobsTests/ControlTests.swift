@@ -60,6 +60,7 @@ import Testing
         #expect(try c.cancel("a").contains("cancelled"))
         #expect(f.list("failed") == ["a"] && f.list("pending").isEmpty)
         #expect(f.json(f.queueDir + "/failed/a/error.json")?["reason"] as? String == "cancelled")
+        #expect(f.queue.status().first?.state == "cancelled", "status tells a cancel from a failure")
         #expect(throws: JobError.self) { try c.cancel("a") }
         #expect(try c.retry("a").contains("pending again"))
         #expect(f.list("pending") == ["a.json"] && f.list("failed").isEmpty)
@@ -78,5 +79,41 @@ import Testing
         #expect(Dictionary(uniqueKeysWithValues: rows.map { ($0.id, $0.state) }) == ["ok": "done", "bad": "failed", "later": "waiting"])
         let table = Queue.table(rows)
         #expect(table.contains("ghost (not in the queue)") && table.contains("1 done, 1 failed, 1 waiting"))
+    }
+
+    @Test func retryAndCancelTakeIDsNotPaths() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("X")
+        drainInProcess(f)
+        #expect(f.list("done") == ["X"])
+        let c = control(f)
+        for bad in ["../done/X", "../done", "..", ".", "a/b", "", "X/../X"] {
+            #expect(throws: JobError.self, "retry '\(bad)'") { try c.retry(bad) }
+            #expect(throws: JobError.self, "cancel '\(bad)'") { try c.cancel(bad) }
+        }
+        #expect(f.list("done") == ["X"], "the committed job is untouched")
+        #expect(FileManager.default.fileExists(atPath: f.queueDir + "/done/X/result.json"))
+        #expect(f.list("pending").isEmpty)
+        do { _ = try c.retry("../done/X") } catch let e as JobError {
+            #expect(e.field == "id" && e.message.contains("not a job id"), "\(e)")
+        }
+    }
+
+    @Test(arguments: [
+        (#"{"kind": "test.record", "params": {"ledger": "queue/pending/x"}}"#, "queue/pending"),
+        (#"{"kind": "test.record", "params": {"ledger": "queue/done/forged"}}"#, "queue/done"),
+        (#"{"kind": "test.record", "params": {"ledger": "queue"}}"#, "the queue itself"),
+        (#"{"kind": "test.record", "params": {"ledger": "job:a/x"}}"#, "a job: target"),
+    ])
+    func submitRefusesOutputsInsideTheQueue(json: String, what: String) throws {
+        let f = try QueueFixture()
+        let path = try file(f, "x.json", json)
+        do {
+            _ = try control(f).submit(files: [path])
+            Issue.record("accepted an output into \(what)")
+        } catch let e as SubmitError {
+            #expect(e.error.field == "params.ledger" && e.description.contains("inside the queue folder"), "\(e.description)")
+        }
+        #expect(f.list("pending").isEmpty)
     }
 }

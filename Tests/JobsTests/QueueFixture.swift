@@ -28,6 +28,26 @@ final class QueueFixture: @unchecked Sendable {
         try FileManager.default.moveItem(atPath: tmp, toPath: pending + "/\(id).json")
     }
 
+    /// Plants `running/<id>@<token>/` as a claimer would leave it: `claim` (with the holder's
+    /// lease when given), its mtime `age` seconds old, and the job moved in when `withJob`.
+    @discardableResult
+    func plantClaim(_ id: String, token: String, leaseS: Double?, age: Double, withJob: Bool = true,
+                    job: String = #"{"kind": "test.record"}"#) throws -> String {
+        let dir = queue.claimDir(id, token)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try queue.writeClaim(dir, ClaimRecord(id: id, token: token, worker: "elsewhere:1", attempt: 1,
+                                              claimedAt: isoTimestamp(), released: false, leaseS: leaseS))
+        if withJob { try Data(job.utf8).write(to: URL(fileURLWithPath: dir + "/job.json")) }
+        try setAge(dir + "/claim", age)
+        return dir
+    }
+
+    /// Sets a file's mtime to `age` seconds ago.
+    func setAge(_ path: String, _ age: Double) throws {
+        let t = Date().addingTimeInterval(-age)
+        try FileManager.default.setAttributes([.modificationDate: t], ofItemAtPath: path)
+    }
+
     func dropRecord(_ id: String, sleepMs: Int = 0, steps: Int = 1, extra: String = "", params: String = "") throws {
         let p = "\"sleep_ms\": \(sleepMs), \"steps\": \(steps)" + (params.isEmpty ? "" : ", " + params)
         try drop(id, "{\"kind\": \"test.record\"\(extra.isEmpty ? "" : ", " + extra), \"params\": {\(p)}}")

@@ -99,4 +99,81 @@ import JobsTesting
         _ = s.plan()
         #expect(counting.counts[.read, default: 0] == reads, "descriptors are cached by (name, inode, size, mtime)")
     }
+
+    func takeOvers(_ plan: Plan) -> [String] {
+        plan.candidates.compactMap {
+            switch $0 {
+            case .takeOver(let name, _, _): return name
+            case .cleanUp(let name): return "cleanUp " + name
+            default: return nil
+            }
+        }
+    }
+
+    @Test func theHoldersLeaseDecidesStaleness() throws {
+        let f = try QueueFixture()
+        // Both claims went 10 s without a heartbeat; this scanner's own lease is 5 s.
+        try f.plantClaim("long", token: "h1", leaseS: 60, age: 10)
+        try f.plantClaim("short", token: "h2", leaseS: 3, age: 10)
+        try f.plantClaim("legacy", token: "h3", leaseS: nil, age: 10)
+        let plan = scanner(f).plan()
+        #expect(Set(takeOvers(plan)) == ["short@h2", "legacy@h3"],
+                "a 60 s holder is healthy 10 s after its heartbeat, whatever the taker's --lease")
+        #expect(plan.waiting == 1)
+    }
+
+    @Test func aLookupThatFailsIsNotReadAsAnEmptyClaim() throws {
+        let f = try QueueFixture()
+        try f.plantClaim("x", token: "dead", leaseS: 1, age: 10)
+        // EIO on every stat of job.json: the scan cannot tell whether the claim holds its job.
+        let eio = FaultyFileSystem(faults: [.init(.info, EIO, pathContains: "job.json")])
+        let plan = scanner(f, fs: eio).plan()
+        #expect(takeOvers(plan).isEmpty, "no clean-up on 'could not tell': \(takeOvers(plan))")
+        #expect(plan.waiting == 1)
+        #expect(takeOvers(scanner(f).plan()) == ["x@dead"], "once readable, a stale claim with its job is taken over")
+        // A claim that really holds no job (its claimer died before moving the job in).
+        try f.plantClaim("y", token: "dead", leaseS: 1, age: 10, withJob: false)
+        #expect(takeOvers(scanner(f).plan()).contains("cleanUp y@dead"))
+    }
+
+    @Test func aCopyInProgressIsReadAgainOnceComplete() throws {
+        let f = try QueueFixture()
+        // `cp job.json queue/pending/` writes in place: a scan may see the first half.
+        let path = f.pending + "/copied.json"
+        let full = #"{"kind": "test.record", "params": {"payload": "complete"}}"#
+        try Data(full.utf8.prefix(20)).write(to: URL(fileURLWithPath: path))
+        let s = scanner(f)
+        var plan = s.plan()
+        #expect(failing(plan).isEmpty, "a half-written file is not failed while it may still be growing")
+        #expect(plan.waiting == 1 && pendingOrder(plan).isEmpty)
+        let h = try #require(FileHandle(forWritingAtPath: path))
+        h.seekToEndOfFile()
+        h.write(Data(full.utf8.dropFirst(20)))
+        try h.close()
+        plan = s.plan()
+        #expect(pendingOrder(plan) == ["copied"], "the same scanner parses it again once it changed: \(failing(plan))")
+        // Rewritten in place under the same name: the cache notices the new size and mtime.
+        try Data(#"{"kind": "test.record", "params": {"payload": "second version"}}"#.utf8).write(to: URL(fileURLWithPath: path))
+        plan = s.plan()
+        let payload = plan.candidates.compactMap { c -> String? in
+            if case .pending(_, _, let d?, nil) = c, case .object(let p) = d.params, case .string(let v)? = p["payload"] { return v }
+            return nil
+        }
+        #expect(payload == ["second version"])
+        // A file that stays broken is failed once it has stopped changing.
+        try Data("{ broken".utf8).write(to: URL(fileURLWithPath: f.pending + "/broken.json"))
+        try f.setAge(f.pending + "/broken.json", 10)
+        #expect(failing(s.plan())["broken"]?.contains("JSON") == true)
+    }
+
+    @Test func theDoneSetIsRecheckedOnRequest() throws {
+        let f = try QueueFixture()
+        let s = scanner(f)
+        try FileManager.default.createDirectory(atPath: f.queueDir + "/done/a", withIntermediateDirectories: true)
+        #expect(s.isDone("a"))
+        try FileManager.default.moveItem(atPath: f.queueDir + "/done/a", toPath: f.workspace + "/archived-a")
+        #expect(s.isDone("a"), "dependency checks may use the cache")
+        #expect(!s.isDone("a", fresh: true), "a fresh check sees it was archived")
+        #expect(!s.isDone("a"), "and forgets it")
+    }
 }

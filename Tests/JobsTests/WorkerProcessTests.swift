@@ -272,4 +272,45 @@ import Testing
         #expect(failed.contains { $0.hasPrefix("bad-bad_name_") }, "a bad file name gets a safe folder: \(failed)")
         #expect(!FileManager.default.fileExists(atPath: "/etc/fidq"))
     }
+
+    /// The case: a worker started with `--lease 3` next to a holder started with
+    /// `--lease 60`, which renews every 20 s. The claim carries the holder's lease, so the short
+    /// one waits instead of taking the healthy job over between two heartbeats.
+    @Test func aShortLeaseWorkerLeavesALongLeaseHoldersJobAlone() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("held", sleepMs: 100, steps: 50)  // ~5 s, well past the taker's 3 s lease
+        let holder = try WorkerProcess(f, args: ["--poll", "0.05", "--lease", "60"], tag: "holder")
+        #expect(f.wait(20) { !f.list("running").isEmpty }, "\(holder.log.suffix(400))")
+        let claim = try #require(f.json(f.queueDir + "/running/" + (f.list("running").first ?? "?") + "/claim"))
+        #expect(claim["lease_s"] as? Double == 60, "the claim records its holder's lease: \(claim)")
+        let taker = try WorkerProcess(f, args: fast + ["--lease", "3"], tag: "taker")
+        #expect(taker.wait(120) == 0, "the taker drains once the holder is done: \(taker.log.suffix(600))")
+        holder.signal(SIGTERM)
+        #expect(holder.wait(20) == 0)
+        let result = try #require(f.json(f.queueDir + "/done/held/result.json"))
+        #expect((result["result"] as? [String: Any])?["pid"] as? Int == Int(holder.pid), "finished by its holder")
+        #expect(result["attempt"] as? Int == 1)
+        #expect(f.read(f.queueDir + "/done/held/attempts.json")?.contains("lease expired") == false)
+        #expect(f.ledger().count == 1, "executed once")
+    }
+
+    /// `fidq retry ../done/X` through the real command: refused, and the committed job stays.
+    @Test func retryOfAPathIsRefusedByTheCommand() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("X")
+        let w = try WorkerProcess(f, args: fast + ["--lease", "5"], tag: "w")
+        #expect(w.wait(60) == 0)
+        #expect(f.list("done") == ["X"])
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Binary.fidq)
+        p.arguments = ["retry", "--queue", f.queueDir, "../done/X"]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = Pipe()
+        try p.run()
+        p.waitUntilExit()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(p.terminationStatus == 1 && text.contains("not a job id"), "\(text)")
+        #expect(f.list("done") == ["X"] && f.list("pending").isEmpty)
+    }
 }

@@ -127,4 +127,106 @@ func drainInProcess(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem = 
         let e = try #require(f.json(f.queueDir + "/failed/long/error.json"))
         #expect(e["reason"] as? String == "cancelled")
     }
+
+    /// A stale claim folder whose job.json a lookup fails to see, twice: once in the scan, once in
+    /// the clean-up's own check. The job is there (the claimer's rename landed) and must run.
+    @Test(arguments: [ENOENT, EIO])
+    func cleanUpNeverDeletesOnANegativeAnswer(code: Int32) throws {
+        let f = try QueueFixture()
+        try f.plantClaim("x", token: "dead", leaseS: 0.5, age: 10,
+                         job: #"{"kind": "test.record", "params": {"payload": "survives"}}"#)
+        // ENOENT: NFS's cached "not found"; EIO: a lookup that says nothing.
+        let fs = FaultyFileSystem(faults: [.init(.info, code, pathContains: "/job.json", limit: 2)])
+        drainInProcess(f, fs: fs)
+        #expect(fs.injections == 2)
+        _ = f.expectAllAccounted(["x"])
+        let result = try #require(f.json(f.queueDir + "/done/x/result.json"))
+        #expect((result["result"] as? [String: Any])?["payload"] as? String == "survives")
+    }
+
+    @Test func anEmptyStaleClaimIsRemovedWithoutRecursiveDelete() throws {
+        let f = try QueueFixture()
+        try f.plantClaim("y", token: "dead", leaseS: 0.5, age: 10, withJob: false)
+        try f.dropRecord("other")
+        drainInProcess(f)
+        #expect(f.list("running").isEmpty, "the empty claim folder was removed")
+        #expect(f.list("done") == ["other"])
+    }
+
+    @Test func aResubmittedIDRunsAfterTheFirstWasArchived() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("a")
+        try f.dropRecord("b", extra: #""after": ["a"]"#)  // makes the scanner remember a as done
+        var config = WorkerConfig(queue: f.queueDir)
+        config.drain = true
+        config.poll = 0.02
+        config.quiet = true
+        let w = Worker(config: config, registry: testRegistry())
+        #expect(w.run() == 0)
+        #expect(f.list("done") == ["a", "b"])
+        try FileManager.default.createDirectory(atPath: f.workspace + "/archive", withIntermediateDirectories: true)
+        try FileManager.default.moveItem(atPath: f.queueDir + "/done/a", toPath: f.workspace + "/archive/a")
+        try f.dropRecord("a", params: #""payload": "again""#)
+        #expect(w.run() == 0)
+        #expect(f.list("failed").isEmpty, "not failed as 'already done': \(f.list("failed"))")
+        let result = try #require(f.json(f.queueDir + "/done/a/result.json"))
+        #expect((result["result"] as? [String: Any])?["payload"] as? String == "again")
+    }
+
+    @Test func aMissingInputOfAJustFinishedDependencyIsRetriedThenFails() throws {
+        let f = try QueueFixture()
+        try FileManager.default.createDirectory(atPath: f.workspace + "/data", withIntermediateDirectories: true)
+        try f.dropRecord("dep")
+        try f.drop("use", #"{"kind": "count", "after": ["dep"], "params": {"inputs": ["data/late.txt"]}}"#)
+        // The input shows up a while after the dependency committed (another host's NFS cache).
+        let creator = Thread {
+            _ = f.wait(20) {
+                f.list("running").contains { f.read(f.queueDir + "/running/\($0)/claim")?.contains("does not exist") == true }
+            }
+            FileManager.default.createFile(atPath: f.workspace + "/data/late.txt", contents: Data("one two\n".utf8))
+        }
+        creator.start()
+        drainInProcess(f) { $0.missingInputWindow = 60 }
+        #expect(f.list("done") == ["dep", "use"], "\(f.list("failed"))")
+        #expect(f.list("pending").isEmpty && f.list("running").isEmpty && f.list("failed").isEmpty)
+        #expect(f.read(f.queueDir + "/done/use/log.txt")?.contains("may not be visible here yet") == true)
+        let result = try #require(f.json(f.queueDir + "/done/use/result.json"))
+        #expect(result["attempt"] as? Int == 1, "waiting for visibility uses up no attempt")
+
+        // Past the window the same missing input is permanent, naming the field.
+        let g = try QueueFixture()
+        try g.dropRecord("dep")
+        try g.drop("use", #"{"kind": "count", "after": ["dep"], "params": {"inputs": ["data/never.txt"]}}"#)
+        drainInProcess(g) { $0.missingInputWindow = 0 }
+        let e = try #require(g.json(g.queueDir + "/failed/use/error.json"))
+        #expect(e["field"] as? String == "params.inputs[0]")
+        #expect((e["message"] as? String)?.contains("does not exist") == true)
+    }
+
+    @Test func anOutputInsideTheQueueIsRefusedAtClaim() throws {
+        let f = try QueueFixture()
+        try FileManager.default.createSymbolicLink(atPath: f.workspace + "/q-link", withDestinationPath: f.queueDir)
+        try f.dropRecord("into-done", params: #""ledger": "queue/done/forged""#)
+        try f.dropRecord("into-pending", params: #""ledger": "queue/pending""#)
+        try f.dropRecord("via-link", params: #""ledger": "q-link/done/forged2""#)
+        drainInProcess(f)
+        _ = f.expectAllAccounted(["into-done", "into-pending", "via-link"])
+        #expect(f.list("done").isEmpty, "nothing was written into done/: \(f.list("done"))")
+        for id in ["into-done", "into-pending", "via-link"] {
+            let e = try #require(f.json(f.queueDir + "/failed/\(id)/error.json"))
+            #expect(e["field"] as? String == "params.ledger")
+            #expect((e["message"] as? String)?.contains("inside the queue folder") == true, "\(e)")
+        }
+    }
+
+    @Test func timeoutAndCancelAreToldApartFromFailure() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("slow", sleepMs: 100, steps: 100, extra: #""timeout_s": 0.3"#)
+        try f.dropRecord("broken", params: #""fail": "permanent""#)
+        drainInProcess(f)
+        #expect(f.json(f.queueDir + "/failed/slow/error.json")?["status"] as? String == "timeout")
+        #expect(f.json(f.queueDir + "/failed/broken/error.json")?["status"] as? String == "failed")
+        let states = Dictionary(uniqueKeysWithValues: f.queue.status().map { ($0.id, $0.state) })
+        #expect(states == ["slow": "timeout", "broken": "failed"])
+    }
 }

@@ -1,0 +1,43 @@
+// OpsFilesTests: ops/fidq-worker.sbatch execs the worker (one SIGTERM, its exit code) with --grace from the notice.
+import Foundation
+import Testing
+
+@Suite struct OpsFilesTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
+
+    /// Runs the sbatch script with a fake `fidq` that records its pid and arguments, then exits 7.
+    func runScript(env extra: [String: String] = [:]) throws -> (status: Int32, scriptPid: Int32, record: [String]) {
+        let f = try QueueFixture()
+        let fake = f.workspace + "/fake-fidq"
+        let record = f.workspace + "/record"
+        try Data("#!/bin/bash\necho \"$$ $*\" > \(record)\nexit 7\n".utf8).write(to: URL(fileURLWithPath: fake))
+        chmod(fake, 0o755)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = [OpsFilesTests.root + "/ops/fidq-worker.sbatch", f.queueDir, "--lease", "120"]
+        var env = ProcessInfo.processInfo.environment
+        env["FIDQ"] = fake
+        env["SLURM_CPUS_PER_TASK"] = "4"
+        env.merge(extra) { $1 }
+        p.environment = env
+        try p.run()
+        p.waitUntilExit()
+        let line = (f.read(record) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        return (p.terminationStatus, p.processIdentifier, line.split(separator: " ").map(String.init))
+    }
+
+    @Test func theBatchScriptExecsTheWorkerAndPassesItsExitCode() throws {
+        let (status, pid, record) = try runScript()
+        #expect(status == 7, "the worker's exit status is the task's")
+        #expect(record.first == String(pid), "exec: the worker is the batch shell's process, so Slurm's SIGTERM reaches it once")
+        let args = Array(record.dropFirst()).joined(separator: " ")
+        #expect(args.contains("worker --queue") && args.contains("--threads 4") && args.hasSuffix("--lease 120"), "\(args)")
+        #expect(args.contains("--grace 270"), "grace from the 300 s notice of --signal=B:TERM@300: \(args)")
+    }
+
+    @Test func graceFollowsAnOverriddenNotice() throws {
+        #expect(try runScript(env: ["FIDQ_SIGNAL_NOTICE": "60"]).record.joined(separator: " ").contains("--grace 30"))
+        #expect(try runScript(env: ["FIDQ_SIGNAL_NOTICE": "900"]).record.joined(separator: " ").contains("--grace 870"))
+    }
+}

@@ -1,0 +1,32 @@
+// StatusTests: what `fidq status` reports for claims: the holder's lease, age since the claim, end states.
+import Foundation
+import Testing
+@testable import Jobs
+
+@Suite struct StatusTests {
+    @Test func aClaimIsStaleByItsHoldersLease() throws {
+        let f = try QueueFixture()
+        try f.plantClaim("long", token: "h1", leaseS: 60, age: 10)
+        try f.plantClaim("short", token: "h2", leaseS: 3, age: 10)
+        try f.plantClaim("legacy", token: "h3", leaseS: nil, age: 10)
+        let states = Dictionary(uniqueKeysWithValues: f.queue.status(lease: 5).map { ($0.id, $0.state) })
+        #expect(states == ["long": "running", "short": "stale", "legacy": "stale"])
+    }
+
+    @Test func aRunningJobsAgeCountsFromItsClaim() throws {
+        let f = try QueueFixture()
+        let dir = try f.plantClaim("j", token: "h1", leaseS: 60, age: 0)
+        try f.setAge(dir + "/job.json", 3600)  // dropped an hour ago, claimed just now
+        let row = try #require(f.queue.status().first { $0.id == "j" })
+        #expect(row.state == "running")
+        #expect((row.ageS ?? 1e9) < 600, "age since the claim, not the drop: \(row.ageS ?? -1)")
+    }
+
+    @Test func parsesTheTimestampsItWrites() {
+        let now = wallNow()
+        let t = parseISOTimestamp(isoTimestamp(now))
+        #expect(t != nil && abs(t! - now.rounded(.down)) < 1.001)
+        #expect(parseISOTimestamp("2026-11-28T18:40:01Z") == 1_795_891_201)
+        #expect(parseISOTimestamp("yesterday") == nil)
+    }
+}
