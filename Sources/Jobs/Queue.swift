@@ -130,7 +130,8 @@ public final class Queue: @unchecked Sendable {
         let path = tmp + "/clock-" + probe
         do {
             do { try fs.retrying { try fs.touch(path) } } catch let e as FSError where e.code == ENOENT {
-                try fs.retrying { try fs.write(path, Data(), sync: false) }
+                // Exclusive create: a concurrent prober of the same name (EEXIST) made it for us.
+                do { try fs.retrying { try fs.write(path, Data(), sync: false) } } catch let e as FSError where e.code == EEXIST {}
             }
             return try fs.retrying { try fs.info(path) }.mtime
         } catch {

@@ -6,7 +6,7 @@ import Jobs
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "List jobs by state (pending, waiting, running, released, stale, done, failed), or show one.")
+        abstract: "List jobs by state (pending, waiting, running, released, stale, done, failed, timeout, cancelled), or show one.")
 
     @OptionGroup var queueOptions: QueueOptions
 
