@@ -251,7 +251,8 @@ public final class Queue: @unchecked Sendable {
 
     private func publish(_ dir: String, to dst: String, token: String) -> PublishOutcome {
         // Cheap fence first: a claim that was taken over no longer names us.
-        guard let mine = readClaim(dir) else { return fs.exists(dir) ? .failed("claim unreadable") : .leaseLost }
+        // Only a real "absent" means the folder was taken; "could not tell" keeps it ours.
+        guard let mine = readClaim(dir) else { return fs.presence(dir) == .absent ? .leaseLost : .failed("claim unreadable") }
         if mine.token != token { return .leaseLost }
         var lastError = ""
         StepHook.reached("commit")
@@ -263,7 +264,7 @@ public final class Queue: @unchecked Sendable {
                 lastError = "\(error)"
                 // The outcome, not the return code, decides (NFS retransmits).
                 if readClaim(dst)?.token == token { return .published(dst) }
-                if !fs.exists(dir) { return .leaseLost }
+                if fs.presence(dir) == .absent { return .leaseLost }
                 if let e = error as? FSError, e.code == EEXIST || e.code == ENOTEMPTY { return .alreadyCommitted }
                 usleep(UInt32(20_000 * (attempt + 1)))
             }

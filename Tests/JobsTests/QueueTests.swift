@@ -79,4 +79,15 @@ import JobsTesting
         }
         #expect(f.list("failed") == ["a", "a~2"])
     }
+
+    @Test func aCommitThatCannotLookIsNotTakenForALostLease() throws {
+        let f = try QueueFixture()
+        let dir = f.queue.claimDir("a", "t1")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try f.queue.writeClaim(dir, record("a", "t1"))
+        // The claim cannot be read and the folder cannot be looked up: nothing says it was taken.
+        let blind = FaultyFileSystem(faults: [.init(.read, EIO, pathContains: "/claim"), .init(.info, EIO)])
+        #expect(Queue(root: f.queueDir, fs: blind).commit(dir, id: "a", token: "t1") == .failed("claim unreadable"))
+        #expect(f.list("running") == ["a@t1"], "still ours, to retry")
+    }
 }
