@@ -35,6 +35,17 @@ public final class FaultyFileSystem: FileSystem, @unchecked Sendable {
             self.afterSuccess = afterSuccess
             self.limit = limit
         }
+
+        /// NFS's cached negative lookup: `lstat` of a path containing `fragment` says `ENOENT`
+        /// the first `times` times although the file is there (a peer's rename already landed).
+        public static func cachedNotFound(_ fragment: String, times: Int) -> Fault {
+            Fault(.info, ENOENT, pathContains: fragment, limit: times)
+        }
+
+        /// `lstat` fails with `EIO` (says nothing about existence) the first `times` times.
+        public static func statIOError(_ fragment: String, times: Int) -> Fault {
+            Fault(.info, EIO, pathContains: fragment, limit: times)
+        }
     }
 
     private let base: FileSystem

@@ -136,7 +136,8 @@ func drainInProcess(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem = 
         try f.plantClaim("x", token: "dead", leaseS: 0.5, age: 10,
                          job: #"{"kind": "test.record", "params": {"payload": "survives"}}"#)
         // ENOENT: NFS's cached "not found"; EIO: a lookup that says nothing.
-        let fs = FaultyFileSystem(faults: [.init(.info, code, pathContains: "/job.json", limit: 2)])
+        let fault: FaultyFileSystem.Fault = code == ENOENT ? .cachedNotFound("/job.json", times: 2) : .statIOError("/job.json", times: 2)
+        let fs = FaultyFileSystem(faults: [fault])
         drainInProcess(f, fs: fs)
         #expect(fs.injections == 2)
         _ = f.expectAllAccounted(["x"])
