@@ -33,23 +33,62 @@ public struct FetchResult: Codable, Equatable, Sendable {
     }
 }
 
+/// Checks that a local file the fetch is about to read may be read; throws to refuse it.
+/// `field` is the param that named it (`url`, `mirror`, `passages`).
+public typealias ReadCheck = (_ path: String, _ field: String) throws -> Void
+
 /// Runs fetches. Stateless: everything an interrupted run leaves is in `.<dest>.fetch/` beside `dest`.
+///
+/// Each run (a queue attempt, or one `fidq fetch`) works in its own folder `.<dest>.fetch/a-<token>/`
+/// (downloads, staging, the old dest moved aside), holding an exclusive `flock` on its `lock` file.
+/// It never waits on, or writes into, another run's folder: a previous attempt whose lock is free
+/// (its process is gone) is adopted — its partial downloads continue here — and one whose lock is
+/// held (a frozen or zombie worker) is left alone. On a network file system, where `flock` may not
+/// exclude across hosts, a free lock also has to be stale (its holder touches it every few seconds)
+/// and adopted files are copied, so a holder that was only paused can never write into them.
+/// Publishing into `dest` is no-replace: a run that finds `dest` already holding this fetch's
+/// result (published meanwhile by a later attempt) loses and leaves it alone.
 public enum Fetcher {
     /// Marker written into every published `dest`, so a retried job recognises its own result.
     public static let markerName = ".fidq-fetch.json"
+    /// A network file system's free lock counts as abandoned only once its holder stopped touching
+    /// it for this long (the holder touches it every `heartbeatS`).
+    static let staleAfterS: Double = 30
+    static let heartbeatS: Double = 5
+
+    /// Test hooks: `crash(point)` is called at publish's steps and may throw to stop the run there,
+    /// as a crash would; `network` forces the network-file-system rules on or off.
+    struct Hooks {
+        var crash: (String) throws -> Void = { _ in }
+        var network: Bool?
+    }
 
     /// Fetches `params` into the workspace.
     ///
     /// - Parameters:
     ///   - params: what to fetch; `dest` resolves against `workspace` and must stay inside it.
     ///   - workspace: the folder relative paths resolve against.
+    ///   - attempt: a name for this run's work folder, unique per attempt (the queue's claim
+    ///     token); nil makes one up.
+    ///   - readCheck: called with every local file before it is read (`file://` URLs, `passages`);
+    ///     nil reads anything the process can.
     ///   - progress: called about twice a second with bytes done.
     ///   - isCancelled: polled often; when true the run stops and keeps its partial download.
     ///   - log: one line per event (start, resume, retry, result).
     /// - Returns: the published folder, its size, and each download's sha256.
     /// - Throws: `FetchError`; `isPermanent` says whether a retry could help.
     public static func run(
-        _ params: FetchParams, workspace: URL,
+        _ params: FetchParams, workspace: URL, attempt: String? = nil, readCheck: ReadCheck? = nil,
+        progress: @escaping (FetchProgress) -> Void = { _ in },
+        isCancelled: @escaping () -> Bool = { false },
+        log: @escaping (String) -> Void = { _ in }
+    ) throws -> FetchResult {
+        try run(params, workspace: workspace, attempt: attempt, readCheck: readCheck, hooks: Hooks(),
+                progress: progress, isCancelled: isCancelled, log: log)
+    }
+
+    static func run(
+        _ params: FetchParams, workspace: URL, attempt: String?, readCheck: ReadCheck?, hooks: Hooks,
         progress: @escaping (FetchProgress) -> Void = { _ in },
         isCancelled: @escaping () -> Bool = { false },
         log: @escaping (String) -> Void = { _ in }
@@ -58,52 +97,74 @@ public enum Fetcher {
         let dest = try resolveDest(params.dest, workspace: workspace)
         let parent = dest.deletingLastPathComponent()
         let marker = Marker(params)
-        if let existing = try? JSONDecoder().decode(Marker.self, from: Data(contentsOf: dest.appendingPathComponent(markerName))),
-            existing == marker
-        {
-            log("fetch: \(dest.path) already holds this fetch's result")
+        let work = parent.appendingPathComponent(".\(dest.lastPathComponent).fetch")
+        func present() -> FetchResult {
             let (files, bytes) = treeSize(dest)
             return FetchResult(dest: dest.path, files: files, bytes: bytes, downloads: [], alreadyPresent: true)
+        }
+        if Marker.read(dest) == marker, !FileManager.default.fileExists(atPath: work.path) {
+            log("fetch: \(dest.path) already holds this fetch's result")
+            return present()
+        }
+        if mkdir(work.path, 0o755) != 0, errno != EEXIST { throw FetchError.posix(work.path, "cannot create work folder") }
+        let network = hooks.network ?? isNetworkFileSystem(work)
+        let (mine, lock) = try makeAttemptFolder(work, token: attemptName(attempt), network: network)
+        // Whatever happens, this attempt's folder goes (kept only for a retry), and the work
+        // folder with it once no other attempt lives there.
+        var keepMine = false
+        defer {
+            lock.release()
+            if !keepMine { try? removeTree(mine) }
+            rmdir(work.path)
+        }
+        try adoptAbandoned(work: work, mine: mine, dest: dest, marker: marker, network: network, log: log)
+        if Marker.read(dest) == marker {
+            log("fetch: \(dest.path) already holds this fetch's result")
+            return present()
         }
         if FileManager.default.fileExists(atPath: dest.path), !params.replace, !isEmptyFolder(dest) {
             throw FetchError.destExists(path: dest.path)
         }
-        let work = parent.appendingPathComponent(".\(dest.lastPathComponent).fetch")
-        if mkdir(work.path, 0o755) != 0, errno != EEXIST { throw FetchError.posix(work.path, "cannot create work folder") }
-        // A worker whose lease expired may still be running this fetch: never share its part files.
-        let lock = try WorkLock(work.appendingPathComponent("lock"))
-        defer { lock.release() }
         if let json = try? JSONEncoder().encode(params), let text = String(data: json, encoding: .utf8) {
             log("fetch: params \(text)")
         }
-        let stage = work.appendingPathComponent("stage")
+        let stage = mine.appendingPathComponent("stage")
         try removeTree(stage)
         do {
-            let downloader = Downloader(params: params, progress: progress, isCancelled: isCancelled, log: log)
+            let downloader = Downloader(params: params, readCheck: readCheck, progress: progress, isCancelled: isCancelled, log: log)
             var downloads: [FetchResult.Download] = []
             let record = { (r: DownloadResult, url: URL) in
                 downloads.append(.init(url: url.absoluteString, sha256: r.sha256, bytes: r.bytes, resumedFrom: r.resumedFrom))
             }
             if let source = params.source, let preset = Presets.named(source) {
-                try preset.build(params: params, workspace: workspace, work: work, stage: stage, downloader: downloader,
-                                 record: record, progress: progress, isCancelled: isCancelled, log: log)
+                try preset.build(params: params, workspace: workspace, work: mine, stage: stage, downloader: downloader,
+                                 readCheck: readCheck, record: record, progress: progress, isCancelled: isCancelled, log: log)
             } else {
                 let url = URL(string: params.url!)!
                 log("fetch: \(url.absoluteString) -> \(dest.path)")
-                let got = try downloader.download(url, key: "download", in: work, sha256: params.sha256)
+                let got = try downloader.download(url, key: "download", in: mine, sha256: params.sha256, field: "url")
                 record(got, url)
                 let name = params.filename ?? defaultName(url)
                 try unpack(got.file, name: name, params: params, into: stage, progress: progress, isCancelled: isCancelled, log: log)
             }
             try writeAtomically(JSONEncoder().encode(marker), to: stage.appendingPathComponent(markerName))
-            try publish(stage, to: dest, work: work, log: log)
-            try removeTree(work)
+            guard try publish(stage, to: dest, marker: marker, replace: params.replace, mine: mine, crash: hooks.crash, log: log) else {
+                return present()
+            }
             let (files, bytes) = treeSize(dest)
             log("fetch: published \(dest.path): \(files) files, \(bytes) bytes")
             return FetchResult(dest: dest.path, files: files, bytes: bytes, downloads: downloads, alreadyPresent: false)
         } catch let error as FetchError {
-            // Keep partial downloads for a retry; a permanent failure leaves nothing behind.
-            if error.isPermanent { try? removeTree(work) } else { try? removeTree(stage) }
+            // Keep partial downloads for a retry, unless another attempt has published meanwhile;
+            // a permanent failure leaves nothing behind.
+            if !error.isPermanent, Marker.read(dest) != marker {
+                keepMine = true
+                try? removeTree(stage)
+            }
+            throw error
+        } catch {
+            // Not ours to classify (a test's simulated crash): leave everything as a crash would.
+            keepMine = true
             throw error
         }
     }
@@ -112,16 +173,108 @@ public enum Fetcher {
     /// returns the result as JSON (`dest`, `files`, `bytes`, `downloads`, `already_present`).
     /// - Throws: `FetchError` (`badParams` for a bad descriptor; `isPermanent` says whether to retry).
     public static func runJob(
-        params json: Data, workspace: URL,
+        params json: Data, workspace: URL, attempt: String? = nil, readCheck: ReadCheck? = nil,
         progress: @escaping (FetchProgress) -> Void = { _ in },
         isCancelled: @escaping () -> Bool = { false },
         log: @escaping (String) -> Void = { _ in }
     ) throws -> Data {
         let params = try FetchParams.decode(json)
-        let result = try run(params, workspace: workspace, progress: progress, isCancelled: isCancelled, log: log)
+        let result = try run(params, workspace: workspace, attempt: attempt, readCheck: readCheck,
+                             progress: progress, isCancelled: isCancelled, log: log)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return try encoder.encode(result)
+    }
+
+    /// `attempt` when it is a safe file-name part, else a fresh `<pid>-<random>`.
+    static func attemptName(_ attempt: String?) -> String {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+        if let a = attempt, !a.isEmpty, a.count <= 100, a.allSatisfy(allowed.contains), a.first != "." { return a }
+        return "\(getpid())-" + UUID().uuidString.prefix(8).lowercased()
+    }
+
+    /// Creates `work/a-<token>` with its lock already held: built as `.tmp-a-<token>` and renamed,
+    /// so every `a-*` folder another run sees has a lock file to test.
+    static func makeAttemptFolder(_ work: URL, token: String, network: Bool) throws -> (URL, WorkLock) {
+        let mine = work.appendingPathComponent("a-" + token)
+        let heartbeat = network ? heartbeatS : nil
+        if exists(mine) {
+            // The same attempt run again (its token reused): its own files are its to resume.
+            return (mine, try WorkLock(mine.appendingPathComponent("lock"), heartbeat: heartbeat))
+        }
+        let tmp = work.appendingPathComponent(".tmp-a-" + token)
+        try removeTree(tmp)
+        guard mkdir(tmp.path, 0o755) == 0 else { throw FetchError.posix(tmp.path, "cannot create attempt folder") }
+        let lock = try WorkLock(tmp.appendingPathComponent("lock"), heartbeat: heartbeat)
+        do { try rename(tmp, to: mine) } catch {
+            lock.release()
+            try? removeTree(tmp)
+            throw error
+        }
+        return (mine, lock)
+    }
+
+    /// Takes over what earlier attempts left in `work`, except those still alive.
+    ///
+    /// An attempt is abandoned when its lock is free (and, on a network file system, untouched for
+    /// `staleAfterS`). Its finished and partial downloads move into `mine` (copied on a network file
+    /// system); a complete staging folder whose publish was cut short is published (or, when it is
+    /// another fetch's, the dest it moved aside is put back); then its folder is removed.
+    static func adoptAbandoned(work: URL, mine: URL, dest: URL, marker: Marker, network: Bool, log: (String) -> Void) throws {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: work.path)) ?? []).sorted()
+        // A run that died between creating its folder and naming it left only a `.tmp-a-*`.
+        for name in names where name.hasPrefix(".tmp-a-") {
+            let tmp = work.appendingPathComponent(name)
+            if let held = try? WorkLock(tmp.appendingPathComponent("lock"), create: false) {
+                try? removeTree(tmp)
+                held.release()
+            } else if !exists(tmp.appendingPathComponent("lock")), let age = modificationTime(tmp),
+                Date().timeIntervalSince1970 - age > staleAfterS
+            {
+                try? removeTree(tmp)
+            }
+        }
+        for name in names where name.hasPrefix("a-") && name != mine.lastPathComponent {
+            let other = work.appendingPathComponent(name)
+            guard let held = try? WorkLock(other.appendingPathComponent("lock"), create: false) else {
+                log("fetch: attempt \(name) is still alive (its lock is held); not touching its files")
+                continue
+            }
+            defer { held.release() }
+            if network {
+                // Judge age by the server's clock: our own lock was touched just now.
+                let now = modificationTime(mine.appendingPathComponent("lock")) ?? Date().timeIntervalSince1970
+                let touched = modificationTime(other.appendingPathComponent("lock")) ?? 0
+                if now - touched < staleAfterS {
+                    log("fetch: attempt \(name) was alive \(Int(now - touched)) s ago; not touching its files")
+                    continue
+                }
+            }
+            let stage = other.appendingPathComponent("stage")
+            let old = other.appendingPathComponent("old")
+            if !exists(dest) {
+                if Marker.read(stage) == marker {
+                    try rename(stage, to: dest)
+                    log("fetch: finished attempt \(name)'s interrupted publish of \(dest.path)")
+                } else if exists(old) {
+                    try rename(old, to: dest)
+                    log("fetch: put back \(dest.path), which attempt \(name) had moved aside")
+                }
+            }
+            for file in (try? FileManager.default.contentsOfDirectory(atPath: other.path)) ?? [] where file != "lock" {
+                let from = other.appendingPathComponent(file), to = mine.appendingPathComponent(file)
+                guard fileSize(from) != nil, !exists(to) else { continue }
+                if network {
+                    do { try FileManager.default.copyItem(at: from, to: to) } catch {
+                        throw FetchError.io(path: to.path, message: "cannot copy \(from.path): \(error)")
+                    }
+                } else {
+                    try rename(from, to: to)
+                }
+            }
+            log("fetch: adopted what attempt \(name) left")
+            try removeTree(other)
+        }
     }
 
     /// Turns a downloaded file into the staging folder: unpacks an archive, decompresses a single
@@ -141,24 +294,47 @@ public enum Fetcher {
             log("fetch: unpacked \(unpacker.entries) entries, \(unpacker.bytes) bytes")
         case .compressedFile:
             guard mkdir(stage.path, 0o755) == 0 else { throw FetchError.posix(stage.path, "cannot create staging folder") }
-            let out = stage.appendingPathComponent(stripCompressionSuffix(name))
+            let out = stage.appendingPathComponent(safeName(stripCompressionSuffix(name)))
             log("fetch: decompressing \(name) to \(out.lastPathComponent)")
             try unpacker.decompress(file, to: out)
         case .plain:
             guard mkdir(stage.path, 0o755) == 0 else { throw FetchError.posix(stage.path, "cannot create staging folder") }
-            try linkOrCopy(file, to: stage.appendingPathComponent(name))
+            try linkOrCopy(file, to: stage.appendingPathComponent(safeName(name)))
         }
     }
 
-    /// Renames `stage` to `dest`; an existing `dest` (allowed by the caller) is moved aside first.
-    static func publish(_ stage: URL, to dest: URL, work: URL, log: (String) -> Void) throws {
-        if FileManager.default.fileExists(atPath: dest.path) {
-            let old = work.appendingPathComponent("old")
+    /// Publishes the complete `stage` as `dest`; returns false when `dest` turned out to hold this
+    /// fetch's result already (another attempt published it: this one loses and changes nothing).
+    ///
+    /// A replaced `dest` is moved aside into this attempt's folder only now that the new one is
+    /// complete; a crash between the two renames is repaired by the next run (`adoptAbandoned`).
+    /// The final rename cannot replace a published `dest`: it holds at least the marker, and a
+    /// folder is never renamed over a non-empty one.
+    static func publish(_ stage: URL, to dest: URL, marker: Marker, replace: Bool, mine: URL,
+                        crash: (String) throws -> Void, log: (String) -> Void) throws -> Bool {
+        try crash("publish")
+        if exists(dest) {
+            if Marker.read(dest) == marker {
+                log("fetch: \(dest.path) was published meanwhile by another attempt; discarding this one's result")
+                return false
+            }
+            guard replace || isEmptyFolder(dest) else { throw FetchError.destExists(path: dest.path) }
+            let old = mine.appendingPathComponent("old")
             try removeTree(old)
             guard rename(dest.path, old.path) == 0 else { throw FetchError.posix(dest.path, "cannot move the old dest aside") }
             log("fetch: replacing \(dest.path)")
+            try crash("aside")
         }
-        guard rename(stage.path, dest.path) == 0 else { throw FetchError.posix(dest.path, "cannot publish") }
+        guard rename(stage.path, dest.path) == 0 else {
+            let code = errno
+            if (code == ENOTEMPTY || code == EEXIST), Marker.read(dest) == marker {
+                log("fetch: \(dest.path) was published meanwhile by another attempt; discarding this one's result")
+                return false
+            }
+            throw FetchError.posix(dest.path, "cannot publish", code)
+        }
+        try crash("published")
+        return true
     }
 
     /// `dest` as an absolute URL inside the workspace, with its parent folders created.
@@ -195,10 +371,22 @@ public enum Fetcher {
         return String(cString: p)
     }
 
-    /// The URL's last path component, or `download` when it has none.
+    /// The URL's last path component, split off *before* percent-decoding (so `%2F` cannot make
+    /// it a path), then made safe by `safeName`; `download` when there is none.
     static func defaultName(_ url: URL) -> String {
-        let n = url.lastPathComponent
-        return n.isEmpty || n == "/" || n == "." || n == ".." ? "download" : n
+        let encoded = URLComponents(url: url, resolvingAgainstBaseURL: false)?.percentEncodedPath ?? url.lastPathComponent
+        let last = encoded.split(separator: "/").last.map(String.init) ?? ""
+        return safeName(last.removingPercentEncoding ?? last)
+    }
+
+    /// A name that can only mean one entry in the staging folder: `/` and NUL become `_`, at most
+    /// 200 bytes (cut at a character boundary), and empty, `.`, `..` or the marker's name become
+    /// `download`. Applied to every derived name (URL-derived, decompressed, `filename`).
+    static func safeName(_ raw: String) -> String {
+        var name = String(raw.map { $0 == "/" || $0 == "\0" ? "_" : $0 })
+        while name.utf8.count > 200 { name.removeLast() }
+        if name.isEmpty || name == "." || name == ".." || name == markerName { return "download" }
+        return name
     }
 
     /// `a.tsv.gz` → `a.tsv`; `a.tgz` → `a.tar`; names without a known suffix get `.out`.
@@ -213,6 +401,32 @@ public enum Fetcher {
 
     static func isEmptyFolder(_ url: URL) -> Bool {
         (try? FileManager.default.contentsOfDirectory(atPath: url.path).isEmpty) ?? false
+    }
+
+    static func exists(_ url: URL) -> Bool {
+        var st = stat()
+        return lstat(url.path, &st) == 0
+    }
+
+    /// Whether `url` is on NFS, SMB/CIFS, 9p, Lustre, Ceph, AFS or FUSE, where `flock` may not
+    /// exclude another host: the file system type of its longest mount point in /proc/mounts
+    /// (unknown counts as network, the cautious side).
+    static func isNetworkFileSystem(_ url: URL) -> Bool {
+        guard let mounts = try? String(contentsOfFile: "/proc/mounts", encoding: .utf8) else { return true }
+        let path = realpathOrSelf(url.path)
+        var best: (length: Int, type: String)?
+        for line in mounts.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            guard f.count >= 3 else { continue }
+            // Mount points escape spaces and tabs as octal (\040).
+            let point = String(f[1]).replacingOccurrences(of: "\\040", with: " ").replacingOccurrences(of: "\\011", with: "\t")
+            if isInside(path, point) || point == "/", point.count >= (best?.length ?? -1) {
+                best = (point.count, String(f[2]))
+            }
+        }
+        guard let type = best?.type else { return true }
+        return ["nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "lustre", "ceph", "afs", "gfs2", "ocfs2", "glusterfs", "fuse"]
+            .contains(type) || type.hasPrefix("fuse.")
     }
 }
 
@@ -231,57 +445,52 @@ struct Marker: Codable, Equatable {
         unpack = p.unpack.rawValue
         stripComponents = p.stripComponents
     }
+
+    /// The marker inside `folder`, or nil when there is none (or it does not parse).
+    static func read(_ folder: URL) -> Marker? {
+        try? JSONDecoder().decode(Marker.self, from: Data(contentsOf: folder.appendingPathComponent(Fetcher.markerName)))
+    }
 }
 
-/// An exclusive `flock` on a file in the work folder, held for one run (a local guard; the queue's
-/// lease is the cross-machine one).
-final class WorkLock {
+/// An exclusive `flock` on an attempt's lock file, held for one run (a local guard; the queue's
+/// lease is the cross-machine one). With `heartbeat`, a thread touches the file every so many
+/// seconds while it is held, so another host can tell a live holder from an abandoned one.
+final class WorkLock: @unchecked Sendable {
     private var fd: Int32
+    private let stop = DispatchSemaphore(value: 0)
+    private var thread: Thread?
 
-    init(_ url: URL) throws {
-        fd = open(url.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+    /// Takes the lock; throws when another process holds it (or, with `create` false, when the
+    /// file is missing).
+    init(_ url: URL, create: Bool = true, heartbeat: Double? = nil) throws {
+        fd = open(url.path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0o644)
         guard fd >= 0 else { throw FetchError.posix(url.path, "cannot open lock file") }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            close(fd)
+            Glibc.close(fd)
             fd = -1
-            throw FetchError.io(path: url.path, message: "another fetch into the same dest is running")
+            throw FetchError.io(path: url.path, message: "another run holds this attempt's lock")
+        }
+        if let heartbeat {
+            futimens(fd, nil)
+            let fd = self.fd, stop = self.stop
+            let t = Thread {
+                while stop.wait(timeout: .now() + heartbeat) == .timedOut { futimens(fd, nil) }
+            }
+            t.start()
+            thread = t
         }
     }
 
     func release() {
-        if fd >= 0 { close(fd) }
+        if thread != nil {
+            stop.signal()
+            // The thread touches `fd` at most once more; wait so it never touches a reused number.
+            while thread?.isFinished == false { usleep(1000) }
+            thread = nil
+        }
+        if fd >= 0 { Glibc.close(fd) }
         fd = -1
     }
-}
 
-/// Removes a file or folder tree without following symlinks; absent is fine.
-func removeTree(_ url: URL) throws {
-    var st = stat()
-    guard lstat(url.path, &st) == 0 else { return }
-    do { try FileManager.default.removeItem(atPath: url.path) } catch {
-        throw FetchError.io(path: url.path, message: "cannot remove: \(error)")
-    }
-}
-
-/// Hard-links `src` to `dst`, copying when the file system refuses links.
-func linkOrCopy(_ src: URL, to dst: URL) throws {
-    if link(src.path, dst.path) == 0 { return }
-    do { try FileManager.default.copyItem(at: src, to: dst) } catch {
-        throw FetchError.io(path: dst.path, message: "cannot place file: \(error)")
-    }
-}
-
-/// Regular files under `url` and their total bytes (symlinks not followed).
-func treeSize(_ url: URL) -> (Int, Int64) {
-    var files = 0
-    var bytes: Int64 = 0
-    guard let e = FileManager.default.enumerator(atPath: url.path) else { return (0, 0) }
-    while let rel = e.nextObject() as? String {
-        var st = stat()
-        if lstat(url.path + "/" + rel, &st) == 0, st.st_mode & S_IFMT == S_IFREG, rel != Fetcher.markerName {
-            files += 1
-            bytes += Int64(st.st_size)
-        }
-    }
-    return (files, bytes)
+    deinit { release() }
 }
