@@ -74,6 +74,8 @@ final class Downloader {
         let metaURL = work.appendingPathComponent(key + ".meta.json")
         let doneURL = work.appendingPathComponent(key + ".done.json")
         let expected = expected?.lowercased()
+        // Checked before reusing a finished copy too: it may have been adopted from another attempt.
+        if url.isFileURL { try readCheck?(url.path, field) }
         if let done = try? JSONDecoder().decode(DoneMeta.self, from: Data(contentsOf: doneURL)),
             done.url == url.absoluteString, expected == nil || expected == done.sha256,
             fileSize(final) == done.bytes
@@ -129,7 +131,6 @@ final class Downloader {
 
     /// Copies a local file to `part`, hashing as it goes; returns the hex sha256.
     private func copyFile(_ url: URL, to part: URL, field: String) throws -> String {
-        try readCheck?(url.path, field)
         let src = open(url.path, O_RDONLY | O_CLOEXEC)
         guard src >= 0 else {
             // A missing or forbidden local file will not change by retrying.

@@ -40,21 +40,13 @@ public typealias ReadCheck = (_ path: String, _ field: String) throws -> Void
 /// Runs fetches. Stateless: everything an interrupted run leaves is in `.<dest>.fetch/` beside `dest`.
 ///
 /// Each run (a queue attempt, or one `fidq fetch`) works in its own folder `.<dest>.fetch/a-<token>/`
-/// (downloads, staging, the old dest moved aside), holding an exclusive `flock` on its `lock` file.
-/// It never waits on, or writes into, another run's folder: a previous attempt whose lock is free
-/// (its process is gone) is adopted — its partial downloads continue here — and one whose lock is
-/// held (a frozen or zombie worker) is left alone. On a network file system, where `flock` may not
-/// exclude across hosts, a free lock also has to be stale (its holder touches it every few seconds)
-/// and adopted files are copied, so a holder that was only paused can never write into them.
-/// Publishing into `dest` is no-replace: a run that finds `dest` already holding this fetch's
-/// result (published meanwhile by a later attempt) loses and leaves it alone.
+/// (downloads, staging, the old dest moved aside) under the rules of `Attempts`: it never waits on,
+/// or writes into, the folder of an earlier attempt that may still be alive, and adopts the partial
+/// downloads of one that is gone. Publishing into `dest` is no-replace: a run that finds `dest`
+/// already holding this fetch's result (published meanwhile by another attempt) loses and leaves it alone.
 public enum Fetcher {
     /// Marker written into every published `dest`, so a retried job recognises its own result.
     public static let markerName = ".fidq-fetch.json"
-    /// A network file system's free lock counts as abandoned only once its holder stopped touching
-    /// it for this long (the holder touches it every `heartbeatS`).
-    static let staleAfterS: Double = 30
-    static let heartbeatS: Double = 5
 
     /// Test hooks: `crash(point)` is called at publish's steps and may throw to stop the run there,
     /// as a crash would; `network` forces the network-file-system rules on or off.
@@ -107,8 +99,8 @@ public enum Fetcher {
             return present()
         }
         if mkdir(work.path, 0o755) != 0, errno != EEXIST { throw FetchError.posix(work.path, "cannot create work folder") }
-        let network = hooks.network ?? isNetworkFileSystem(work)
-        let (mine, lock) = try makeAttemptFolder(work, token: attemptName(attempt), network: network)
+        let attempts = Attempts(work: work, network: hooks.network ?? Attempts.isNetworkFileSystem(work))
+        let (mine, lock) = try attempts.claim(token: Attempts.name(attempt))
         // Whatever happens, this attempt's folder goes (kept only for a retry), and the work
         // folder with it once no other attempt lives there.
         var keepMine = false
@@ -117,7 +109,7 @@ public enum Fetcher {
             if !keepMine { try? removeTree(mine) }
             rmdir(work.path)
         }
-        try adoptAbandoned(work: work, mine: mine, dest: dest, marker: marker, network: network, log: log)
+        try adoptAbandoned(attempts, mine: mine, dest: dest, marker: marker, log: log)
         if Marker.read(dest) == marker {
             log("fetch: \(dest.path) already holds this fetch's result")
             return present()
@@ -186,70 +178,15 @@ public enum Fetcher {
         return try encoder.encode(result)
     }
 
-    /// `attempt` when it is a safe file-name part, else a fresh `<pid>-<random>`.
-    static func attemptName(_ attempt: String?) -> String {
-        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
-        if let a = attempt, !a.isEmpty, a.count <= 100, a.allSatisfy(allowed.contains), a.first != "." { return a }
-        return "\(getpid())-" + UUID().uuidString.prefix(8).lowercased()
-    }
-
-    /// Creates `work/a-<token>` with its lock already held: built as `.tmp-a-<token>` and renamed,
-    /// so every `a-*` folder another run sees has a lock file to test.
-    static func makeAttemptFolder(_ work: URL, token: String, network: Bool) throws -> (URL, WorkLock) {
-        let mine = work.appendingPathComponent("a-" + token)
-        let heartbeat = network ? heartbeatS : nil
-        if exists(mine) {
-            // The same attempt run again (its token reused): its own files are its to resume.
-            return (mine, try WorkLock(mine.appendingPathComponent("lock"), heartbeat: heartbeat))
-        }
-        let tmp = work.appendingPathComponent(".tmp-a-" + token)
-        try removeTree(tmp)
-        guard mkdir(tmp.path, 0o755) == 0 else { throw FetchError.posix(tmp.path, "cannot create attempt folder") }
-        let lock = try WorkLock(tmp.appendingPathComponent("lock"), heartbeat: heartbeat)
-        do { try rename(tmp, to: mine) } catch {
-            lock.release()
-            try? removeTree(tmp)
-            throw error
-        }
-        return (mine, lock)
-    }
-
-    /// Takes over what earlier attempts left in `work`, except those still alive.
-    ///
-    /// An attempt is abandoned when its lock is free (and, on a network file system, untouched for
-    /// `staleAfterS`). Its finished and partial downloads move into `mine` (copied on a network file
-    /// system); a complete staging folder whose publish was cut short is published (or, when it is
-    /// another fetch's, the dest it moved aside is put back); then its folder is removed.
-    static func adoptAbandoned(work: URL, mine: URL, dest: URL, marker: Marker, network: Bool, log: (String) -> Void) throws {
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: work.path)) ?? []).sorted()
-        // A run that died between creating its folder and naming it left only a `.tmp-a-*`.
-        for name in names where name.hasPrefix(".tmp-a-") {
-            let tmp = work.appendingPathComponent(name)
-            if let held = try? WorkLock(tmp.appendingPathComponent("lock"), create: false) {
-                try? removeTree(tmp)
-                held.release()
-            } else if !exists(tmp.appendingPathComponent("lock")), let age = modificationTime(tmp),
-                Date().timeIntervalSince1970 - age > staleAfterS
-            {
-                try? removeTree(tmp)
-            }
-        }
-        for name in names where name.hasPrefix("a-") && name != mine.lastPathComponent {
-            let other = work.appendingPathComponent(name)
-            guard let held = try? WorkLock(other.appendingPathComponent("lock"), create: false) else {
-                log("fetch: attempt \(name) is still alive (its lock is held); not touching its files")
-                continue
-            }
+    /// Takes over what abandoned earlier attempts left in `work` (see `Attempts.abandoned`): their
+    /// finished and partial downloads move into `mine` (copied on a network file system, where a
+    /// paused holder could still write into them); a complete staging folder whose publish was cut
+    /// short is published (or, when it is another fetch's, the dest it moved aside is put back);
+    /// then their folders are removed.
+    static func adoptAbandoned(_ attempts: Attempts, mine: URL, dest: URL, marker: Marker, log: (String) -> Void) throws {
+        for (other, held) in attempts.abandoned(except: mine, log: log) {
             defer { held.release() }
-            if network {
-                // Judge age by the server's clock: our own lock was touched just now.
-                let now = modificationTime(mine.appendingPathComponent("lock")) ?? Date().timeIntervalSince1970
-                let touched = modificationTime(other.appendingPathComponent("lock")) ?? 0
-                if now - touched < staleAfterS {
-                    log("fetch: attempt \(name) was alive \(Int(now - touched)) s ago; not touching its files")
-                    continue
-                }
-            }
+            let name = other.lastPathComponent
             let stage = other.appendingPathComponent("stage")
             let old = other.appendingPathComponent("old")
             if !exists(dest) {
@@ -264,7 +201,7 @@ public enum Fetcher {
             for file in (try? FileManager.default.contentsOfDirectory(atPath: other.path)) ?? [] where file != "lock" {
                 let from = other.appendingPathComponent(file), to = mine.appendingPathComponent(file)
                 guard fileSize(from) != nil, !exists(to) else { continue }
-                if network {
+                if attempts.network {
                     do { try FileManager.default.copyItem(at: from, to: to) } catch {
                         throw FetchError.io(path: to.path, message: "cannot copy \(from.path): \(error)")
                     }
@@ -407,27 +344,6 @@ public enum Fetcher {
         var st = stat()
         return lstat(url.path, &st) == 0
     }
-
-    /// Whether `url` is on NFS, SMB/CIFS, 9p, Lustre, Ceph, AFS or FUSE, where `flock` may not
-    /// exclude another host: the file system type of its longest mount point in /proc/mounts
-    /// (unknown counts as network, the cautious side).
-    static func isNetworkFileSystem(_ url: URL) -> Bool {
-        guard let mounts = try? String(contentsOfFile: "/proc/mounts", encoding: .utf8) else { return true }
-        let path = realpathOrSelf(url.path)
-        var best: (length: Int, type: String)?
-        for line in mounts.split(separator: "\n") {
-            let f = line.split(separator: " ")
-            guard f.count >= 3 else { continue }
-            // Mount points escape spaces and tabs as octal (\040).
-            let point = String(f[1]).replacingOccurrences(of: "\\040", with: " ").replacingOccurrences(of: "\\011", with: "\t")
-            if isInside(path, point) || point == "/", point.count >= (best?.length ?? -1) {
-                best = (point.count, String(f[2]))
-            }
-        }
-        guard let type = best?.type else { return true }
-        return ["nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "lustre", "ceph", "afs", "gfs2", "ocfs2", "glusterfs", "fuse"]
-            .contains(type) || type.hasPrefix("fuse.")
-    }
 }
 
 /// What a published `dest` was fetched from; equal markers mean the same fetch.
@@ -450,47 +366,4 @@ struct Marker: Codable, Equatable {
     static func read(_ folder: URL) -> Marker? {
         try? JSONDecoder().decode(Marker.self, from: Data(contentsOf: folder.appendingPathComponent(Fetcher.markerName)))
     }
-}
-
-/// An exclusive `flock` on an attempt's lock file, held for one run (a local guard; the queue's
-/// lease is the cross-machine one). With `heartbeat`, a thread touches the file every so many
-/// seconds while it is held, so another host can tell a live holder from an abandoned one.
-final class WorkLock: @unchecked Sendable {
-    private var fd: Int32
-    private let stop = DispatchSemaphore(value: 0)
-    private var thread: Thread?
-
-    /// Takes the lock; throws when another process holds it (or, with `create` false, when the
-    /// file is missing).
-    init(_ url: URL, create: Bool = true, heartbeat: Double? = nil) throws {
-        fd = open(url.path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0o644)
-        guard fd >= 0 else { throw FetchError.posix(url.path, "cannot open lock file") }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            Glibc.close(fd)
-            fd = -1
-            throw FetchError.io(path: url.path, message: "another run holds this attempt's lock")
-        }
-        if let heartbeat {
-            futimens(fd, nil)
-            let fd = self.fd, stop = self.stop
-            let t = Thread {
-                while stop.wait(timeout: .now() + heartbeat) == .timedOut { futimens(fd, nil) }
-            }
-            t.start()
-            thread = t
-        }
-    }
-
-    func release() {
-        if thread != nil {
-            stop.signal()
-            // The thread touches `fd` at most once more; wait so it never touches a reused number.
-            while thread?.isFinished == false { usleep(1000) }
-            thread = nil
-        }
-        if fd >= 0 { Glibc.close(fd) }
-        fd = -1
-    }
-
-    deinit { release() }
 }

@@ -37,6 +37,9 @@ struct FetchKind: JobKind {
                                            found: e.message, hint: e.hint)
             }
         }
+        // `job:ID/…` names an earlier job's output; the fetcher itself knows only workspace paths.
+        var params = params
+        if let given = params.passages, given.hasPrefix("job:") { params.passages = context.resolve(given) }
         do {
             return try Fetcher.run(
                 params, workspace: workspace, attempt: Self.claimToken(context.folder), readCheck: readCheck,
