@@ -109,7 +109,10 @@ public enum Fetcher {
             if !keepMine { try? removeTree(mine) }
             rmdir(work.path)
         }
-        try adoptAbandoned(attempts, mine: mine, dest: dest, marker: marker, log: log)
+        do { try adoptAbandoned(attempts, mine: mine, dest: dest, marker: marker, log: log) } catch {
+            keepMine = true  // it may already hold adopted downloads
+            throw error
+        }
         if Marker.read(dest) == marker {
             log("fetch: \(dest.path) already holds this fetch's result")
             return present()
@@ -211,6 +214,19 @@ public enum Fetcher {
             }
             log("fetch: adopted what attempt \(name) left")
             try removeTree(other)
+        }
+        // Before per-attempt folders, one run worked in `work` itself under `work/lock`: adopt its
+        // downloads the same way once that lock is free.
+        let legacy = attempts.work.appendingPathComponent("lock")
+        if exists(legacy), let held = try? WorkLock(legacy, create: false) {
+            defer { held.release() }
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: attempts.work.path)) ?? []
+            where !name.hasPrefix("a-") && !name.hasPrefix(".tmp-a-") && name != "lock" {
+                let from = attempts.work.appendingPathComponent(name), to = mine.appendingPathComponent(name)
+                if fileSize(from) != nil, !exists(to) { try rename(from, to: to) } else { try removeTree(from) }
+            }
+            try removeTree(legacy)
+            log("fetch: adopted what an earlier version left in \(attempts.work.path)")
         }
     }
 

@@ -95,6 +95,25 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: box.ws.appendingPathComponent(".out.fetch").path))
     }
 
+    @Test func anEarlierVersionsWorkFolderIsAdopted() throws {
+        // Older fidq kept one run's files straight in `.out.fetch/` under `.out.fetch/lock`.
+        let box = try Sandbox()
+        let data = testBytes(300_000)
+        let server = try LoopbackServer(["/f.bin": .ok(data)])
+        defer { server.stop() }
+        let url = server.base + "/f.bin"
+        let folder = try Self.leftover(box, "x", data, bytes: 90_000, url: url)
+        let work = folder.deletingLastPathComponent()
+        for name in ["download.part", "download.meta.json", "lock"] {
+            try FileManager.default.moveItem(at: folder.appendingPathComponent(name), to: work.appendingPathComponent(name))
+        }
+        try FileManager.default.moveItem(at: folder, to: work.appendingPathComponent("stage"))
+        let r = try Fetcher.run(DownloaderTests.params(url), workspace: box.ws)
+        #expect(r.downloads.first?.resumedFrom == 90_000)
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/f.bin")) == data)
+        #expect(!FileManager.default.fileExists(atPath: work.path))
+    }
+
     @Test func onANetworkFileSystemAFreeLockMustAlsoBeStale() throws {
         // flock may not exclude another NFS client: a free lock touched recently could belong to a
         // live holder elsewhere, so its files are left alone until it has been quiet for a while,
