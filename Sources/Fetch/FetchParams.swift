@@ -31,7 +31,8 @@ public struct FetchParams: Codable, Equatable, Sendable {
     public var maxBytes: Int64 = 256 << 30
     /// Limit on the number of archive entries (default 1,000,000).
     public var maxFiles: Int = 1_000_000
-    /// Name of the file kept when not unpacked (default: the URL's last path component).
+    /// Name of the file kept when not unpacked (default: the URL's last path component, made safe:
+    /// split off before percent-decoding, `/` and NUL replaced).
     public var filename: String?
     /// For the data presets: an existing `psgs_w100.tsv` to use instead of downloading it.
     public var passages: String?

@@ -8,7 +8,7 @@ public struct FetchResult: Codable, Equatable, Sendable {
         public var url: String
         public var sha256: String
         public var bytes: Int64
-        /// Bytes already on disk from an interrupted earlier run when this run began.
+        /// Bytes reused from an interrupted earlier run or attempt (0 when the download started over).
         public var resumedFrom: Int64
 
         enum CodingKeys: String, CodingKey {
