@@ -48,27 +48,34 @@ struct DoneMeta: Codable, Equatable {
 /// a finished, verified file is renamed to `<key>` with `<key>.done.json`.
 final class Downloader {
     let params: FetchParams
+    let readCheck: ReadCheck?
     let progress: (FetchProgress) -> Void
     let isCancelled: () -> Bool
     let log: (String) -> Void
+    /// Set when a transfer threw away the bytes it found (no validator, changed resource).
+    private var restarted = false
 
     init(
-        params: FetchParams, progress: @escaping (FetchProgress) -> Void,
+        params: FetchParams, readCheck: ReadCheck? = nil, progress: @escaping (FetchProgress) -> Void,
         isCancelled: @escaping () -> Bool, log: @escaping (String) -> Void
     ) {
         self.params = params
+        self.readCheck = readCheck
         self.progress = progress
         self.isCancelled = isCancelled
         self.log = log
     }
 
     /// Downloads `url` to `work/<key>`, verifying `sha256` if given; reuses a finished earlier run.
-    func download(_ url: URL, key: String, in work: URL, sha256 expected: String?) throws -> DownloadResult {
+    /// `field` names the param the URL came from, for errors about a local file.
+    func download(_ url: URL, key: String, in work: URL, sha256 expected: String?, field: String = "url") throws -> DownloadResult {
         let final = work.appendingPathComponent(key)
         let part = work.appendingPathComponent(key + ".part")
         let metaURL = work.appendingPathComponent(key + ".meta.json")
         let doneURL = work.appendingPathComponent(key + ".done.json")
         let expected = expected?.lowercased()
+        // Checked before reusing a finished copy too: it may have been adopted from another attempt.
+        if url.isFileURL { try readCheck?(url.path, field) }
         if let done = try? JSONDecoder().decode(DoneMeta.self, from: Data(contentsOf: doneURL)),
             done.url == url.absoluteString, expected == nil || expected == done.sha256,
             fileSize(final) == done.bytes
@@ -77,14 +84,15 @@ final class Downloader {
             return DownloadResult(file: final, sha256: done.sha256, bytes: done.bytes, resumedFrom: done.bytes)
         }
         let startSize = fileSize(part) ?? 0
+        restarted = false
         var attempt = 0
         var digest = ""
         while true {
             do {
                 if url.isFileURL {
-                    digest = try copyFile(url, to: part)
+                    digest = try copyFile(url, to: part, field: field)
                 } else {
-                    digest = try transfer(url, part: part, metaURL: metaURL)
+                    digest = try transfer(url, part: part, metaURL: metaURL, expected: expected)
                 }
                 break
             } catch let error as FetchError where !error.isPermanent && error != .cancelled && attempt < params.retries {
@@ -106,9 +114,10 @@ final class Downloader {
         try? FileManager.default.removeItem(at: metaURL)
         let done = DoneMeta(url: url.absoluteString, sha256: digest, bytes: bytes)
         try writeAtomically(JSONEncoder().encode(done), to: doneURL)
+        let resumedFrom = restarted || url.isFileURL ? 0 : startSize
         log("fetch: \(url.absoluteString): \(bytes) bytes, sha256 \(digest)"
-            + (startSize > 0 ? ", resumed from byte \(startSize)" : ""))
-        return DownloadResult(file: final, sha256: digest, bytes: bytes, resumedFrom: startSize)
+            + (resumedFrom > 0 ? ", resumed from byte \(resumedFrom)" : ""))
+        return DownloadResult(file: final, sha256: digest, bytes: bytes, resumedFrom: resumedFrom)
     }
 
     /// Sleeps `seconds`, waking early (with `.cancelled`) when the job is cancelled.
@@ -121,11 +130,17 @@ final class Downloader {
     }
 
     /// Copies a local file to `part`, hashing as it goes; returns the hex sha256.
-    private func copyFile(_ url: URL, to part: URL) throws -> String {
+    private func copyFile(_ url: URL, to part: URL, field: String) throws -> String {
         let src = open(url.path, O_RDONLY | O_CLOEXEC)
         guard src >= 0 else {
-            // A missing local file will not appear by retrying.
-            throw FetchError.http(url: url.absoluteString, status: errno == ENOENT ? 404 : 403)
+            // A missing or forbidden local file will not change by retrying.
+            let code = errno
+            throw FetchError.localFile(path: url.path, field: field, reason: code == ENOENT ? "no such file" : String(cString: strerror(code)))
+        }
+        var st = stat()
+        guard fstat(src, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+            close(src)
+            throw FetchError.localFile(path: url.path, field: field, reason: "not a regular file")
         }
         defer { close(src) }
         let out = try PartFile(part, truncate: true)
@@ -159,7 +174,7 @@ final class Downloader {
     }
 
     /// One HTTP attempt: resumes `part` if its sidecar matches `url`; returns the hex sha256.
-    private func transfer(_ url: URL, part: URL, metaURL: URL) throws -> String {
+    private func transfer(_ url: URL, part: URL, metaURL: URL, expected: String?) throws -> String {
         var meta = (try? JSONDecoder().decode(PartMeta.self, from: Data(contentsOf: metaURL))) ?? nil
         if meta?.url != url.absoluteString {
             try? FileManager.default.removeItem(at: part)
@@ -167,6 +182,15 @@ final class Downloader {
         }
         let out = try PartFile(part, truncate: false)
         defer { out.close() }
+        let strongETag = meta?.etag.flatMap { $0.hasPrefix("W/") ? nil : $0 }
+        if strongETag == nil, meta?.lastModified == nil, expected == nil, let size = fileSize(part), size > 0 {
+            // Without a validator If-Range cannot tell a changed file, and without a sha256 nothing
+            // would catch the splice of two versions: only a whole download is trustworthy.
+            log("fetch: \(url.absoluteString): the server sent no ETag or Last-Modified and no sha256 is set:"
+                + " restarting from byte 0 instead of resuming at byte \(size)")
+            try out.truncate()
+            restarted = true
+        }
         // The digest must cover the bytes already on disk, so re-hash them before appending.
         var hasher = SHA256()
         let offset = try out.hashExisting(into: &hasher)
@@ -176,7 +200,7 @@ final class Downloader {
         if offset > 0 {
             request.setValue("bytes=\(offset)-", forHTTPHeaderField: "Range")
             // If-Range makes a changed resource come back whole (200) instead of a wrong tail.
-            if let etag = meta?.etag, !etag.hasPrefix("W/") {
+            if let etag = strongETag {
                 request.setValue(etag, forHTTPHeaderField: "If-Range")
             } else if let modified = meta?.lastModified {
                 request.setValue(modified, forHTTPHeaderField: "If-Range")
@@ -448,15 +472,7 @@ final class PartFile: @unchecked Sendable {
     }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FetchError.posix(path, "cannot write part file")
-            }
-            done += n
-        }
+        try writeAll(fd, bytes, path: path, what: "cannot write part file")
     }
 
     func truncate() throws {
@@ -467,29 +483,4 @@ final class PartFile: @unchecked Sendable {
         if fd >= 0 { Glibc.close(fd) }
         fd = -1
     }
-}
-
-/// Size of a regular file, or nil when absent.
-func fileSize(_ url: URL) -> Int64? {
-    var st = stat()
-    return lstat(url.path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG ? Int64(st.st_size) : nil
-}
-
-/// Lower-case hex of a digest.
-func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
-    let digits = Array("0123456789abcdef")
-    var s = ""
-    s.reserveCapacity(64)
-    for b in digest {
-        s.append(digits[Int(b >> 4)])
-        s.append(digits[Int(b & 15)])
-    }
-    return s
-}
-
-/// Writes `data` to a temporary name beside `url`, then renames it into place.
-func writeAtomically(_ data: Data, to url: URL) throws {
-    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
-    do { try data.write(to: tmp) } catch { throw FetchError.io(path: tmp.path, message: "\(error)") }
-    guard rename(tmp.path, url.path) == 0 else { throw FetchError.posix(url.path, "cannot rename into place") }
 }

@@ -25,6 +25,8 @@ public enum FetchError: Error, CustomStringConvertible, Equatable {
     case archive(archive: String, message: String)
     /// A local file operation failed.
     case io(path: String, message: String)
+    /// A local file the params name (a `file://` URL, `passages`) is missing or unreadable.
+    case localFile(path: String, field: String, reason: String)
     /// `dest` exists and holds something other than this fetch's earlier result.
     case destExists(path: String)
     /// A preprocessing input is not in the expected upstream format.
@@ -35,7 +37,7 @@ public enum FetchError: Error, CustomStringConvertible, Equatable {
     /// Whether retrying the same params can never succeed.
     public var isPermanent: Bool {
         switch self {
-        case .badParams, .checksum, .refused, .limit, .archive, .destExists, .format: return true
+        case .badParams, .checksum, .refused, .limit, .archive, .destExists, .format, .localFile: return true
         case .http(_, let status): return !FetchError.retryableStatus(status)
         case .network, .timeout, .io, .cancelled: return false
         }
@@ -70,6 +72,8 @@ public enum FetchError: Error, CustomStringConvertible, Equatable {
             return "\(archive): cannot read archive: \(message)"
         case .io(let path, let message):
             return "\(path): \(message)"
+        case .localFile(let path, let field, let reason):
+            return "\(path): \(reason) (named by '\(field)')"
         case .destExists(let path):
             return "\(path): dest already exists and was not produced by this fetch"
                 + " (hint: choose another dest, remove it, or set \"replace\": true)"

@@ -31,7 +31,8 @@ public struct FetchParams: Codable, Equatable, Sendable {
     public var maxBytes: Int64 = 256 << 30
     /// Limit on the number of archive entries (default 1,000,000).
     public var maxFiles: Int = 1_000_000
-    /// Name of the file kept when not unpacked (default: the URL's last path component).
+    /// Name of the file kept when not unpacked (default: the URL's last path component, made safe:
+    /// split off before percent-decoding, `/` and NUL replaced).
     public var filename: String?
     /// For the data presets: an existing `psgs_w100.tsv` to use instead of downloading it.
     public var passages: String?
@@ -150,8 +151,8 @@ public struct FetchParams: Codable, Equatable, Sendable {
         if !(0...64).contains(stripComponents) { throw bad("strip_components", "0...64", "\(stripComponents)") }
         if maxBytes <= 0 { throw bad("max_bytes", "a positive byte count", "\(maxBytes)") }
         if maxFiles <= 0 { throw bad("max_files", "a positive count", "\(maxFiles)") }
-        if let f = filename, f.isEmpty || f.contains("/") || f == "." || f == ".." {
-            throw bad("filename", "a plain file name", "\"\(f)\"")
+        if let f = filename, f.isEmpty || f.contains("/") || f.contains("\0") || f == "." || f == ".." || f.utf8.count > 200 {
+            throw bad("filename", "a plain file name (no '/', not '.' or '..', at most 200 bytes)", "\"\(f)\"")
         }
         if passages != nil, !(source.flatMap(Presets.named)?.usesPassages ?? false) {
             throw bad("passages", "only with a data preset (fid_data, nq_data, tqa_data)", "\"\(passages!)\"")

@@ -8,7 +8,7 @@ public struct FetchResult: Codable, Equatable, Sendable {
         public var url: String
         public var sha256: String
         public var bytes: Int64
-        /// Bytes already on disk from an interrupted earlier run when this run began.
+        /// Bytes reused from an interrupted earlier run or attempt (0 when the download started over).
         public var resumedFrom: Int64
 
         enum CodingKeys: String, CodingKey {
@@ -33,23 +33,54 @@ public struct FetchResult: Codable, Equatable, Sendable {
     }
 }
 
+/// Checks that a local file the fetch is about to read may be read; throws to refuse it.
+/// `field` is the param that named it (`url`, `mirror`, `passages`).
+public typealias ReadCheck = (_ path: String, _ field: String) throws -> Void
+
 /// Runs fetches. Stateless: everything an interrupted run leaves is in `.<dest>.fetch/` beside `dest`.
+///
+/// Each run (a queue attempt, or one `fidq fetch`) works in its own folder `.<dest>.fetch/a-<token>/`
+/// (downloads, staging, the old dest moved aside) under the rules of `Attempts`: it never waits on,
+/// or writes into, the folder of an earlier attempt that may still be alive, and adopts the partial
+/// downloads of one that is gone. Publishing into `dest` is no-replace: a run that finds `dest`
+/// already holding this fetch's result (published meanwhile by another attempt) loses and leaves it alone.
 public enum Fetcher {
     /// Marker written into every published `dest`, so a retried job recognises its own result.
     public static let markerName = ".fidq-fetch.json"
+
+    /// Test hooks: `crash(point)` is called at publish's steps and may throw to stop the run there,
+    /// as a crash would; `network` forces the network-file-system rules on or off.
+    struct Hooks {
+        var crash: (String) throws -> Void = { _ in }
+        var network: Bool?
+    }
 
     /// Fetches `params` into the workspace.
     ///
     /// - Parameters:
     ///   - params: what to fetch; `dest` resolves against `workspace` and must stay inside it.
     ///   - workspace: the folder relative paths resolve against.
+    ///   - attempt: a name for this run's work folder, unique per attempt (the queue's claim
+    ///     token); nil makes one up.
+    ///   - readCheck: called with every local file before it is read (`file://` URLs, `passages`);
+    ///     nil reads anything the process can.
     ///   - progress: called about twice a second with bytes done.
     ///   - isCancelled: polled often; when true the run stops and keeps its partial download.
     ///   - log: one line per event (start, resume, retry, result).
     /// - Returns: the published folder, its size, and each download's sha256.
     /// - Throws: `FetchError`; `isPermanent` says whether a retry could help.
     public static func run(
-        _ params: FetchParams, workspace: URL,
+        _ params: FetchParams, workspace: URL, attempt: String? = nil, readCheck: ReadCheck? = nil,
+        progress: @escaping (FetchProgress) -> Void = { _ in },
+        isCancelled: @escaping () -> Bool = { false },
+        log: @escaping (String) -> Void = { _ in }
+    ) throws -> FetchResult {
+        try run(params, workspace: workspace, attempt: attempt, readCheck: readCheck, hooks: Hooks(),
+                progress: progress, isCancelled: isCancelled, log: log)
+    }
+
+    static func run(
+        _ params: FetchParams, workspace: URL, attempt: String?, readCheck: ReadCheck?, hooks: Hooks,
         progress: @escaping (FetchProgress) -> Void = { _ in },
         isCancelled: @escaping () -> Bool = { false },
         log: @escaping (String) -> Void = { _ in }
@@ -58,52 +89,77 @@ public enum Fetcher {
         let dest = try resolveDest(params.dest, workspace: workspace)
         let parent = dest.deletingLastPathComponent()
         let marker = Marker(params)
-        if let existing = try? JSONDecoder().decode(Marker.self, from: Data(contentsOf: dest.appendingPathComponent(markerName))),
-            existing == marker
-        {
-            log("fetch: \(dest.path) already holds this fetch's result")
+        let work = parent.appendingPathComponent(".\(dest.lastPathComponent).fetch")
+        func present() -> FetchResult {
             let (files, bytes) = treeSize(dest)
             return FetchResult(dest: dest.path, files: files, bytes: bytes, downloads: [], alreadyPresent: true)
+        }
+        if Marker.read(dest) == marker, !FileManager.default.fileExists(atPath: work.path) {
+            log("fetch: \(dest.path) already holds this fetch's result")
+            return present()
+        }
+        if mkdir(work.path, 0o755) != 0, errno != EEXIST { throw FetchError.posix(work.path, "cannot create work folder") }
+        let attempts = Attempts(work: work, network: hooks.network ?? Attempts.isNetworkFileSystem(work))
+        let (mine, lock) = try attempts.claim(token: Attempts.name(attempt))
+        // Whatever happens, this attempt's folder goes (kept only for a retry), and the work
+        // folder with it once no other attempt lives there.
+        var keepMine = false
+        defer {
+            lock.release()
+            if !keepMine { try? removeTree(mine) }
+            rmdir(work.path)
+        }
+        do { try adoptAbandoned(attempts, mine: mine, dest: dest, marker: marker, log: log) } catch {
+            keepMine = true  // it may already hold adopted downloads
+            throw error
+        }
+        if Marker.read(dest) == marker {
+            log("fetch: \(dest.path) already holds this fetch's result")
+            return present()
         }
         if FileManager.default.fileExists(atPath: dest.path), !params.replace, !isEmptyFolder(dest) {
             throw FetchError.destExists(path: dest.path)
         }
-        let work = parent.appendingPathComponent(".\(dest.lastPathComponent).fetch")
-        if mkdir(work.path, 0o755) != 0, errno != EEXIST { throw FetchError.posix(work.path, "cannot create work folder") }
-        // A worker whose lease expired may still be running this fetch: never share its part files.
-        let lock = try WorkLock(work.appendingPathComponent("lock"))
-        defer { lock.release() }
         if let json = try? JSONEncoder().encode(params), let text = String(data: json, encoding: .utf8) {
             log("fetch: params \(text)")
         }
-        let stage = work.appendingPathComponent("stage")
+        let stage = mine.appendingPathComponent("stage")
         try removeTree(stage)
         do {
-            let downloader = Downloader(params: params, progress: progress, isCancelled: isCancelled, log: log)
+            let downloader = Downloader(params: params, readCheck: readCheck, progress: progress, isCancelled: isCancelled, log: log)
             var downloads: [FetchResult.Download] = []
             let record = { (r: DownloadResult, url: URL) in
                 downloads.append(.init(url: url.absoluteString, sha256: r.sha256, bytes: r.bytes, resumedFrom: r.resumedFrom))
             }
             if let source = params.source, let preset = Presets.named(source) {
-                try preset.build(params: params, workspace: workspace, work: work, stage: stage, downloader: downloader,
-                                 record: record, progress: progress, isCancelled: isCancelled, log: log)
+                try preset.build(params: params, workspace: workspace, work: mine, stage: stage, downloader: downloader,
+                                 readCheck: readCheck, record: record, progress: progress, isCancelled: isCancelled, log: log)
             } else {
                 let url = URL(string: params.url!)!
                 log("fetch: \(url.absoluteString) -> \(dest.path)")
-                let got = try downloader.download(url, key: "download", in: work, sha256: params.sha256)
+                let got = try downloader.download(url, key: "download", in: mine, sha256: params.sha256, field: "url")
                 record(got, url)
                 let name = params.filename ?? defaultName(url)
                 try unpack(got.file, name: name, params: params, into: stage, progress: progress, isCancelled: isCancelled, log: log)
             }
             try writeAtomically(JSONEncoder().encode(marker), to: stage.appendingPathComponent(markerName))
-            try publish(stage, to: dest, work: work, log: log)
-            try removeTree(work)
+            guard try publish(stage, to: dest, marker: marker, replace: params.replace, mine: mine, crash: hooks.crash, log: log) else {
+                return present()
+            }
             let (files, bytes) = treeSize(dest)
             log("fetch: published \(dest.path): \(files) files, \(bytes) bytes")
             return FetchResult(dest: dest.path, files: files, bytes: bytes, downloads: downloads, alreadyPresent: false)
         } catch let error as FetchError {
-            // Keep partial downloads for a retry; a permanent failure leaves nothing behind.
-            if error.isPermanent { try? removeTree(work) } else { try? removeTree(stage) }
+            // Keep partial downloads for a retry, unless another attempt has published meanwhile;
+            // a permanent failure leaves nothing behind.
+            if !error.isPermanent, Marker.read(dest) != marker {
+                keepMine = true
+                try? removeTree(stage)
+            }
+            throw error
+        } catch {
+            // Not ours to classify (a test's simulated crash): leave everything as a crash would.
+            keepMine = true
             throw error
         }
     }
@@ -112,16 +168,66 @@ public enum Fetcher {
     /// returns the result as JSON (`dest`, `files`, `bytes`, `downloads`, `already_present`).
     /// - Throws: `FetchError` (`badParams` for a bad descriptor; `isPermanent` says whether to retry).
     public static func runJob(
-        params json: Data, workspace: URL,
+        params json: Data, workspace: URL, attempt: String? = nil, readCheck: ReadCheck? = nil,
         progress: @escaping (FetchProgress) -> Void = { _ in },
         isCancelled: @escaping () -> Bool = { false },
         log: @escaping (String) -> Void = { _ in }
     ) throws -> Data {
         let params = try FetchParams.decode(json)
-        let result = try run(params, workspace: workspace, progress: progress, isCancelled: isCancelled, log: log)
+        let result = try run(params, workspace: workspace, attempt: attempt, readCheck: readCheck,
+                             progress: progress, isCancelled: isCancelled, log: log)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return try encoder.encode(result)
+    }
+
+    /// Takes over what abandoned earlier attempts left in `work` (see `Attempts.abandoned`): their
+    /// finished and partial downloads move into `mine` (copied on a network file system, where a
+    /// paused holder could still write into them); a complete staging folder whose publish was cut
+    /// short is published (or, when it is another fetch's, the dest it moved aside is put back);
+    /// then their folders are removed.
+    static func adoptAbandoned(_ attempts: Attempts, mine: URL, dest: URL, marker: Marker, log: (String) -> Void) throws {
+        for (other, held) in attempts.abandoned(except: mine, log: log) {
+            defer { held.release() }
+            let name = other.lastPathComponent
+            let stage = other.appendingPathComponent("stage")
+            let old = other.appendingPathComponent("old")
+            if !exists(dest) {
+                if Marker.read(stage) == marker {
+                    try rename(stage, to: dest)
+                    log("fetch: finished attempt \(name)'s interrupted publish of \(dest.path)")
+                } else if exists(old) {
+                    try rename(old, to: dest)
+                    log("fetch: put back \(dest.path), which attempt \(name) had moved aside")
+                }
+            }
+            for file in (try? FileManager.default.contentsOfDirectory(atPath: other.path)) ?? [] where file != "lock" {
+                let from = other.appendingPathComponent(file), to = mine.appendingPathComponent(file)
+                guard fileSize(from) != nil, !exists(to) else { continue }
+                if attempts.network {
+                    do { try FileManager.default.copyItem(at: from, to: to) } catch {
+                        throw FetchError.io(path: to.path, message: "cannot copy \(from.path): \(error)")
+                    }
+                } else {
+                    try rename(from, to: to)
+                }
+            }
+            log("fetch: adopted what attempt \(name) left")
+            try removeTree(other)
+        }
+        // Before per-attempt folders, one run worked in `work` itself under `work/lock`: adopt its
+        // downloads the same way once that lock is free.
+        let legacy = attempts.work.appendingPathComponent("lock")
+        if exists(legacy), let held = try? WorkLock(legacy, create: false) {
+            defer { held.release() }
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: attempts.work.path)) ?? []
+            where !name.hasPrefix("a-") && !name.hasPrefix(".tmp-a-") && name != "lock" {
+                let from = attempts.work.appendingPathComponent(name), to = mine.appendingPathComponent(name)
+                if fileSize(from) != nil, !exists(to) { try rename(from, to: to) } else { try removeTree(from) }
+            }
+            try removeTree(legacy)
+            log("fetch: adopted what an earlier version left in \(attempts.work.path)")
+        }
     }
 
     /// Turns a downloaded file into the staging folder: unpacks an archive, decompresses a single
@@ -141,24 +247,47 @@ public enum Fetcher {
             log("fetch: unpacked \(unpacker.entries) entries, \(unpacker.bytes) bytes")
         case .compressedFile:
             guard mkdir(stage.path, 0o755) == 0 else { throw FetchError.posix(stage.path, "cannot create staging folder") }
-            let out = stage.appendingPathComponent(stripCompressionSuffix(name))
+            let out = stage.appendingPathComponent(safeName(stripCompressionSuffix(name)))
             log("fetch: decompressing \(name) to \(out.lastPathComponent)")
             try unpacker.decompress(file, to: out)
         case .plain:
             guard mkdir(stage.path, 0o755) == 0 else { throw FetchError.posix(stage.path, "cannot create staging folder") }
-            try linkOrCopy(file, to: stage.appendingPathComponent(name))
+            try linkOrCopy(file, to: stage.appendingPathComponent(safeName(name)))
         }
     }
 
-    /// Renames `stage` to `dest`; an existing `dest` (allowed by the caller) is moved aside first.
-    static func publish(_ stage: URL, to dest: URL, work: URL, log: (String) -> Void) throws {
-        if FileManager.default.fileExists(atPath: dest.path) {
-            let old = work.appendingPathComponent("old")
+    /// Publishes the complete `stage` as `dest`; returns false when `dest` turned out to hold this
+    /// fetch's result already (another attempt published it: this one loses and changes nothing).
+    ///
+    /// A replaced `dest` is moved aside into this attempt's folder only now that the new one is
+    /// complete; a crash between the two renames is repaired by the next run (`adoptAbandoned`).
+    /// The final rename cannot replace a published `dest`: it holds at least the marker, and a
+    /// folder is never renamed over a non-empty one.
+    static func publish(_ stage: URL, to dest: URL, marker: Marker, replace: Bool, mine: URL,
+                        crash: (String) throws -> Void, log: (String) -> Void) throws -> Bool {
+        try crash("publish")
+        if exists(dest) {
+            if Marker.read(dest) == marker {
+                log("fetch: \(dest.path) was published meanwhile by another attempt; discarding this one's result")
+                return false
+            }
+            guard replace || isEmptyFolder(dest) else { throw FetchError.destExists(path: dest.path) }
+            let old = mine.appendingPathComponent("old")
             try removeTree(old)
             guard rename(dest.path, old.path) == 0 else { throw FetchError.posix(dest.path, "cannot move the old dest aside") }
             log("fetch: replacing \(dest.path)")
+            try crash("aside")
         }
-        guard rename(stage.path, dest.path) == 0 else { throw FetchError.posix(dest.path, "cannot publish") }
+        guard rename(stage.path, dest.path) == 0 else {
+            let code = errno
+            if (code == ENOTEMPTY || code == EEXIST), Marker.read(dest) == marker {
+                log("fetch: \(dest.path) was published meanwhile by another attempt; discarding this one's result")
+                return false
+            }
+            throw FetchError.posix(dest.path, "cannot publish", code)
+        }
+        try crash("published")
+        return true
     }
 
     /// `dest` as an absolute URL inside the workspace, with its parent folders created.
@@ -195,10 +324,22 @@ public enum Fetcher {
         return String(cString: p)
     }
 
-    /// The URL's last path component, or `download` when it has none.
+    /// The URL's last path component, split off *before* percent-decoding (so `%2F` cannot make
+    /// it a path), then made safe by `safeName`; `download` when there is none.
     static func defaultName(_ url: URL) -> String {
-        let n = url.lastPathComponent
-        return n.isEmpty || n == "/" || n == "." || n == ".." ? "download" : n
+        let encoded = URLComponents(url: url, resolvingAgainstBaseURL: false)?.percentEncodedPath ?? url.lastPathComponent
+        let last = encoded.split(separator: "/").last.map(String.init) ?? ""
+        return safeName(last.removingPercentEncoding ?? last)
+    }
+
+    /// A name that can only mean one entry in the staging folder: `/` and NUL become `_`, at most
+    /// 200 bytes (cut at a character boundary), and empty, `.`, `..` or the marker's name become
+    /// `download`. Applied to every derived name (URL-derived, decompressed, `filename`).
+    static func safeName(_ raw: String) -> String {
+        var name = String(raw.map { $0 == "/" || $0 == "\0" ? "_" : $0 })
+        while name.utf8.count > 200 { name.removeLast() }
+        if name.isEmpty || name == "." || name == ".." || name == markerName { return "download" }
+        return name
     }
 
     /// `a.tsv.gz` → `a.tsv`; `a.tgz` → `a.tar`; names without a known suffix get `.out`.
@@ -213,6 +354,11 @@ public enum Fetcher {
 
     static func isEmptyFolder(_ url: URL) -> Bool {
         (try? FileManager.default.contentsOfDirectory(atPath: url.path).isEmpty) ?? false
+    }
+
+    static func exists(_ url: URL) -> Bool {
+        var st = stat()
+        return lstat(url.path, &st) == 0
     }
 }
 
@@ -231,57 +377,9 @@ struct Marker: Codable, Equatable {
         unpack = p.unpack.rawValue
         stripComponents = p.stripComponents
     }
-}
 
-/// An exclusive `flock` on a file in the work folder, held for one run (a local guard; the queue's
-/// lease is the cross-machine one).
-final class WorkLock {
-    private var fd: Int32
-
-    init(_ url: URL) throws {
-        fd = open(url.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw FetchError.posix(url.path, "cannot open lock file") }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            close(fd)
-            fd = -1
-            throw FetchError.io(path: url.path, message: "another fetch into the same dest is running")
-        }
+    /// The marker inside `folder`, or nil when there is none (or it does not parse).
+    static func read(_ folder: URL) -> Marker? {
+        try? JSONDecoder().decode(Marker.self, from: Data(contentsOf: folder.appendingPathComponent(Fetcher.markerName)))
     }
-
-    func release() {
-        if fd >= 0 { close(fd) }
-        fd = -1
-    }
-}
-
-/// Removes a file or folder tree without following symlinks; absent is fine.
-func removeTree(_ url: URL) throws {
-    var st = stat()
-    guard lstat(url.path, &st) == 0 else { return }
-    do { try FileManager.default.removeItem(atPath: url.path) } catch {
-        throw FetchError.io(path: url.path, message: "cannot remove: \(error)")
-    }
-}
-
-/// Hard-links `src` to `dst`, copying when the file system refuses links.
-func linkOrCopy(_ src: URL, to dst: URL) throws {
-    if link(src.path, dst.path) == 0 { return }
-    do { try FileManager.default.copyItem(at: src, to: dst) } catch {
-        throw FetchError.io(path: dst.path, message: "cannot place file: \(error)")
-    }
-}
-
-/// Regular files under `url` and their total bytes (symlinks not followed).
-func treeSize(_ url: URL) -> (Int, Int64) {
-    var files = 0
-    var bytes: Int64 = 0
-    guard let e = FileManager.default.enumerator(atPath: url.path) else { return (0, 0) }
-    while let rel = e.nextObject() as? String {
-        var st = stat()
-        if lstat(url.path + "/" + rel, &st) == 0, st.st_mode & S_IFMT == S_IFREG, rel != Fetcher.markerName {
-            files += 1
-            bytes += Int64(st.st_size)
-        }
-    }
-    return (files, bytes)
 }

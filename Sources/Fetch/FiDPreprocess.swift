@@ -230,12 +230,29 @@ public enum FiDPreprocess {
 
     /// Python's `str.title()`: title-case a cased character after an uncased one, lower-case it after a cased one.
     static func pyTitle(_ s: String) -> String {
+        let scalars = Array(s.unicodeScalars)
         var out = ""
         var previousCased = false
-        for u in s.unicodeScalars {
-            out += previousCased ? u.properties.lowercaseMapping : u.properties.titlecaseMapping
+        for (i, u) in scalars.enumerated() {
+            if previousCased, u == "\u{03A3}" {
+                // CPython's lower() gives capital sigma its final form at the end of a word.
+                out.unicodeScalars.append(isFinalSigma(scalars, i) ? "\u{03C2}" : "\u{03C3}")
+            } else {
+                out += previousCased ? u.properties.lowercaseMapping : u.properties.titlecaseMapping
+            }
             previousCased = u.properties.isCased
         }
         return out
+    }
+
+    /// CPython's `handle_capital_sigma`: Final_Sigma is `\p{cased}\p{case-ignorable}* Σ` not
+    /// followed by `\p{case-ignorable}* \p{cased}`.
+    static func isFinalSigma(_ s: [Unicode.Scalar], _ i: Int) -> Bool {
+        var j = i - 1
+        while j >= 0, s[j].properties.isCaseIgnorable { j -= 1 }
+        guard j >= 0, s[j].properties.isCased else { return false }
+        j = i + 1
+        while j < s.count, s[j].properties.isCaseIgnorable { j += 1 }
+        return j == s.count || !s[j].properties.isCased
     }
 }

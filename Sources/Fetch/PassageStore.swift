@@ -3,8 +3,9 @@ import Foundation
 
 /// Random access to a passages TSV (`id<TAB>text<TAB>title`, header line; ref/fid-spec.md §6.1).
 ///
-/// The file is memory-mapped and scanned once; the index keeps 12 bytes per numeric id (DPR's ids
-/// are 1…21,015,324), so the 13 GB file costs ~250 MB of index, not a dictionary of 21M strings.
+/// The file is memory-mapped and scanned once; the index keeps 12 bytes per row with a numeric id
+/// (DPR's ids are 1…21,015,324), sorted by id, so the 13 GB file costs ~250 MB of index, not a
+/// dictionary of 21M strings, and a sparse id like 2000000000 costs no more than a dense one.
 /// Records are parsed like FiD's `csv.reader(fin, delimiter='\t')`: `"…"` fields with doubled
 /// `""` inside, newlines kept inside quotes, rows whose first field is `id` skipped, rows with
 /// fewer than three fields skipped, a later duplicate id replacing an earlier one.
@@ -12,9 +13,10 @@ final class PassageStore {
     let path: String
     private let base: UnsafeMutableRawPointer?
     private let size: Int
-    private var starts: [Int64] = []  // indexed by numeric id; -1 when absent
-    private var lengths: [UInt32] = []
-    private var other: [String: (Int64, UInt32)] = [:]
+    /// Numeric ids and their record offsets, sorted by id (one entry per id: the last row wins).
+    private var ids: [UInt32] = []
+    private var starts: [Int64] = []
+    private var other: [String: Int64] = [:]
     /// Rows indexed.
     private(set) var count = 0
     /// Rows skipped for having fewer than three fields.
@@ -40,6 +42,7 @@ final class PassageStore {
         let bytes = UnsafePointer<UInt8>(base.assumingMemoryBound(to: UInt8.self))
         var i = 0
         var rows = 0
+        var sorted = true
         while i < size {
             var (idEnd, fieldCount, next) = PassageStore.scanRecord(bytes, size, i)
             defer { i = next }
@@ -59,22 +62,48 @@ final class PassageStore {
                 malformed += 1
                 continue
             }
-            let len = UInt32(clamping: next - i)
             if let n = PassageStore.numericID(id) {
-                if n >= starts.count {
-                    let grow = max(n + 1, starts.count * 2)
-                    starts.append(contentsOf: repeatElement(-1, count: grow - starts.count))
-                    lengths.append(contentsOf: repeatElement(0, count: grow - lengths.count))
+                guard n <= UInt32.max else {
+                    throw FetchError.format(
+                        file: path, field: "line \(PassageStore.lineNumber(bytes, i))", expected: "a passage id up to \(UInt32.max)",
+                        found: "\(id)")
                 }
-                if starts[n] < 0 { count += 1 }
-                starts[n] = Int64(i)
-                lengths[n] = len
+                if let last = ids.last, UInt32(n) <= last { sorted = false }
+                ids.append(UInt32(n))
+                starts.append(Int64(i))
             } else {
-                if other[id] == nil { count += 1 }
-                other[id] = (Int64(i), len)
+                other[id] = Int64(i)
             }
         }
+        if !sorted { sortIndex() }
+        count = ids.count + other.count
         madvise(base, size, MADV_RANDOM)
+    }
+
+    /// Sorts the numeric index by id, keeping the last row of a duplicated id (as a dict would).
+    private func sortIndex() {
+        let order = ids.indices.sorted { ids[$0] != ids[$1] ? ids[$0] < ids[$1] : $0 < $1 }
+        var newIDs: [UInt32] = []
+        var newStarts: [Int64] = []
+        newIDs.reserveCapacity(ids.count)
+        newStarts.reserveCapacity(ids.count)
+        for k in order {
+            if newIDs.last == ids[k] {
+                newStarts[newStarts.count - 1] = starts[k]
+            } else {
+                newIDs.append(ids[k])
+                newStarts.append(starts[k])
+            }
+        }
+        ids = newIDs
+        starts = newStarts
+    }
+
+    /// 1-based line of byte offset `at` (counted on the error path only).
+    static func lineNumber(_ p: UnsafePointer<UInt8>, _ at: Int) -> Int {
+        var line = 1
+        for k in 0..<at where p[k] == 10 { line += 1 }
+        return line
     }
 
     deinit {
@@ -83,24 +112,34 @@ final class PassageStore {
 
     /// `(text, title)` of passage `id`, or nil when the file has no such row.
     func passage(_ id: String) -> (text: String, title: String)? {
-        let loc: (Int64, UInt32)?
+        let loc: Int64?
         if let n = PassageStore.numericID(id) {
-            loc = n < starts.count && starts[n] >= 0 ? (starts[n], lengths[n]) : nil
+            loc = n <= UInt32.max ? find(UInt32(n)) : nil
         } else {
             loc = other[id]
         }
-        guard let (start, _) = loc, let base else { return nil }
+        guard let start = loc, let base else { return nil }
         let bytes = UnsafePointer<UInt8>(base.assumingMemoryBound(to: UInt8.self))
         let fields = PassageStore.parseRecord(bytes, size, Int(start), firstOnly: false).fields
         return (fields[1], fields[2])
     }
 
-    /// A canonical decimal id (no sign, no leading zero) as an array index; others stay strings.
+    /// The offset of numeric id `n`'s record, by binary search.
+    private func find(_ n: UInt32) -> Int64? {
+        var lo = 0, hi = ids.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if ids[mid] < n { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < ids.count && ids[lo] == n ? starts[lo] : nil
+    }
+
+    /// A canonical decimal id (no sign, no leading zero) as a number; others stay strings. Ids
+    /// too long for `Int` come back as `Int.max`, so they are refused as out of range, not kept.
     static func numericID(_ s: String) -> Int? {
         let u = s.utf8
-        guard !u.isEmpty, u.count <= 12, u.allSatisfy({ $0 >= 48 && $0 <= 57 }), u.first != 48 || u.count == 1 else { return nil }
-        let n = Int(s)!
-        return n <= 1 << 31 ? n : nil
+        guard !u.isEmpty, u.allSatisfy({ $0 >= 48 && $0 <= 57 }), u.first != 48 || u.count == 1 else { return nil }
+        return Int(s) ?? Int.max
     }
 
     /// Finds the end of the record at `start` without copying it: returns where the first field

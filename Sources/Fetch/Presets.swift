@@ -105,7 +105,7 @@ extension Preset {
 
     /// Downloads this preset's URLs and builds `stage` from them.
     func build(
-        params: FetchParams, workspace: URL, work: URL, stage: URL, downloader: Downloader,
+        params: FetchParams, workspace: URL, work: URL, stage: URL, downloader: Downloader, readCheck: ReadCheck?,
         record: (DownloadResult, URL) -> Void, progress: @escaping (FetchProgress) -> Void,
         isCancelled: @escaping () -> Bool, log: @escaping (String) -> Void
     ) throws {
@@ -114,7 +114,7 @@ extension Preset {
             let resolved = resolve(url, mirror: params.mirror)
             let key = "d\(urls.firstIndex(of: url)!)"
             log("fetch: \(name): \(resolved.absoluteString)")
-            let got = try downloader.download(resolved, key: key, in: work, sha256: nil)
+            let got = try downloader.download(resolved, key: key, in: work, sha256: nil, field: params.mirror != nil ? "mirror" : "source")
             record(got, resolved)
             return (got.file, Fetcher.defaultName(resolved))
         }
@@ -148,8 +148,10 @@ extension Preset {
             var passages: URL
             if let given = params.passages {
                 passages = given.hasPrefix("/") ? URL(fileURLWithPath: given) : workspace.appendingPathComponent(given)
+                try readCheck?(passages.path, "passages")
                 guard FileManager.default.isReadableFile(atPath: passages.path) else {
-                    throw FetchError.badParams(field: "passages", expected: "a readable psgs_w100.tsv", found: passages.path, hint: nil)
+                    let reason = FileManager.default.fileExists(atPath: passages.path) ? "not readable" : "no such file"
+                    throw FetchError.localFile(path: passages.path, field: "passages", reason: reason)
                 }
             } else {
                 let folder = work.appendingPathComponent("x0")
@@ -176,20 +178,4 @@ extension Preset {
         throw FetchError.format(file: urls[0], field: "layout", expected: "config.json at the top or in one top-level folder",
                                 found: names.sorted().joined(separator: ", "))
     }
-}
-
-/// Renames `src` to `dst` (same file system).
-func rename(_ src: URL, to dst: URL) throws {
-    guard rename(src.path, dst.path) == 0 else { throw FetchError.posix(dst.path, "cannot rename \(src.path)") }
-}
-
-/// Moves every entry of `folder` into `into` (refusing to overwrite), then removes `folder`.
-func moveChildren(of folder: URL, into: URL) throws {
-    for name in (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [] {
-        let dst = into.appendingPathComponent(name)
-        var st = stat()
-        if lstat(dst.path, &st) == 0 { throw FetchError.io(path: dst.path, message: "two downloads both produce '\(name)'") }
-        try rename(folder.appendingPathComponent(name), to: dst)
-    }
-    try removeTree(folder)
 }

@@ -49,17 +49,7 @@ final class PyJSONWriter {
     }
 
     private func flush() throws {
-        try buffer.withUnsafeBytes { raw in
-            var done = 0
-            while done < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw FetchError.posix(tmp.path, "cannot write")
-                }
-                done += n
-            }
-        }
+        try buffer.withUnsafeBytes { try writeAll(fd, $0, path: tmp.path, what: "cannot write") }
         buffer.removeAll(keepingCapacity: true)
     }
 

@@ -189,6 +189,12 @@ final class Unpacker {
             try clearFile(rel, entry: name)
             guard link(full(trel), full(rel)) == 0 else { throw FetchError.posix(full(rel), "cannot link entry '\(name)'") }
             files.insert(rel)
+            // cpio (newc) stores a multiply-linked file's data with its *last* name, after empty
+            // earlier ones; pax may give a link data too. Write it through the link, as bsdtar does,
+            // so every name shares it.
+            if archive_entry_size_is_set(entry) != 0, archive_entry_size(entry) > 0 {
+                try writeData(a, to: full(rel), mode: nil, entry: name, declared: archive_entry_size(entry))
+            }
             return
         }
         let type = archive_entry_filetype(entry) & 0o170000
@@ -208,6 +214,12 @@ final class Unpacker {
                 throw refuse(name, "a symlink without a target")
             }
             if target.hasPrefix("/") { throw refuse(name, "symlink to the absolute path '\(target)'") }
+            // The same limits as entry names: a target the kernel would refuse, or a huge one kept
+            // in memory until the links are made, fails here with the entry named.
+            if target.utf8.count > 4000 { throw refuse(name, "a symlink target longer than 4000 bytes") }
+            if target.split(separator: "/").contains(where: { $0.utf8.count > 255 }) {
+                throw refuse(name, "a symlink target with a name longer than 255 bytes")
+            }
             // Lexical check first (cheap, names the problem); linkSymlinks() checks the real tree.
             var resolved = Array(parts.dropLast())
             for c in target.split(separator: "/") where c != "." {
@@ -239,12 +251,14 @@ final class Unpacker {
         }
     }
 
-    /// Streams the current entry's data to a new file, counting bytes against the limit as they come.
-    private func writeData(_ a: OpaquePointer, to path: String, mode: mode_t, entry: String, declared: Int64?) throws {
+    /// Streams the current entry's data to a new file (or, with `mode` nil, over the file a hard
+    /// link of this archive already made), counting bytes against the limit as they come.
+    private func writeData(_ a: OpaquePointer, to path: String, mode: mode_t?, entry: String, declared: Int64?) throws {
         if let declared, declared > maxBytes - bytes {
             throw FetchError.limit(archive: archiveName, entry: entry, what: "unpacked size", limit: maxBytes)
         }
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        let fd = mode.map { open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, $0) }
+            ?? open(path, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { throw FetchError.posix(path, "cannot create file for entry '\(entry)'") }
         defer { close(fd) }
         let size = 1 << 20
@@ -258,15 +272,7 @@ final class Unpacker {
             if bytes > maxBytes {
                 throw FetchError.limit(archive: archiveName, entry: entry, what: "unpacked size", limit: maxBytes)
             }
-            var done = 0
-            while done < n {
-                let w = write(fd, buffer + done, n - done)
-                if w < 0 {
-                    if errno == EINTR { continue }
-                    throw FetchError.posix(path, "cannot write entry '\(entry)'")
-                }
-                done += w
-            }
+            try writeAll(fd, UnsafeRawBufferPointer(start: buffer, count: n), path: path, what: "cannot write entry '\(entry)'")
             if isCancelled() { throw FetchError.cancelled }
             if Date().timeIntervalSince(lastReport) > 0.5 {
                 lastReport = Date()

@@ -55,6 +55,22 @@ public struct PathPolicy: Sendable {
             hint: "write inside the workspace, or start the worker with --allow-root for that folder")
     }
 
+    /// Resolves an input path and checks it lies inside the workspace, an allowed root, or an
+    /// earlier job's output (`<queue>/done/`), following every symlink: on a shared queue a job
+    /// must not copy another user's files into its workspace.
+    ///
+    /// - Throws: `JobError.permanent` naming the field when the path lies elsewhere.
+    public func checkInput(_ path: String, field: String, fs: FileSystem) throws -> String {
+        if path.isEmpty { throw JobError.permanent("empty input path", field: field) }
+        let resolved = resolve(path)
+        let real = PathPolicy.realOf(resolved, fs: fs)
+        let roots = ([workspace] + allowedRoots + [queue + "/done"]).map { PathPolicy.realOf($0, fs: fs) }
+        if roots.contains(where: { PathPolicy.isInside(real, $0) }) { return resolved }
+        throw JobError.permanent(
+            "input '\(path)' resolves to \(real), outside the workspace \(roots[0])", field: field,
+            hint: "read from inside the workspace, or start the worker with --allow-root for that folder")
+    }
+
     /// `path` with symlinks resolved in its deepest existing ancestor (the rest appended as is).
     static func realOf(_ path: String, fs: FileSystem) -> String {
         var head = path

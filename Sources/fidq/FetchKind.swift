@@ -7,7 +7,11 @@ import Jobs
 /// decodes strictly itself, naming the field, so the registry only adds the path checks.
 extension FetchParams: JobParams {
     public var outputPaths: [(field: String, path: String)] { [("dest", dest)] }
-    public var inputPaths: [(field: String, path: String)] { passages.map { [("passages", $0)] } ?? [] }
+    public var inputPaths: [(field: String, path: String)] {
+        var paths = passages.map { [("passages", $0)] } ?? []
+        if let u = url, let parsed = URL(string: u), parsed.isFileURL { paths.append(("url", parsed.path)) }
+        return paths
+    }
 }
 
 /// The queue classifies fetch failures as the fetcher does: 4xx, checksum, hostile archive and
@@ -25,9 +29,20 @@ struct FetchKind: JobKind {
         let workspace = URL(fileURLWithPath: context.paths.workspace)
         let token = context.cancellation
         var lastPhase = ""
+        // Queued jobs read only inside the roots that confine their writes (a shared queue must
+        // not copy another user's files); `fidq fetch` in the foreground reads anything.
+        let readCheck: ReadCheck = { path, field in
+            do { _ = try context.paths.checkInput(path, field: "params." + field, fs: context.fs) } catch let e as JobError {
+                throw FetchError.badParams(field: field, expected: "a file inside the workspace or an --allow-root folder",
+                                           found: e.message, hint: e.hint)
+            }
+        }
+        // `job:ID/…` names an earlier job's output; the fetcher itself knows only workspace paths.
+        var params = params
+        if let given = params.passages, given.hasPrefix("job:") { params.passages = context.resolve(given) }
         do {
             return try Fetcher.run(
-                params, workspace: workspace,
+                params, workspace: workspace, attempt: Self.claimToken(context.folder), readCheck: readCheck,
                 progress: { p in
                     if p.phase != lastPhase {
                         lastPhase = p.phase
@@ -42,5 +57,15 @@ struct FetchKind: JobKind {
             try context.checkCancelled()
             throw JobError.transient("fetch stopped before it finished")
         }
+    }
+
+    /// The claim token from the job folder's name (`running/<id>@<token>`): it names this
+    /// attempt's work folder, so a take-over never shares files with a frozen earlier attempt.
+    /// Nil for a folder without one (`fidq run --out DIR`); the fetcher makes one up.
+    static func claimToken(_ folder: String) -> String? {
+        let name = folder.split(separator: "/").last.map(String.init) ?? ""
+        guard let at = name.lastIndex(of: "@") else { return nil }
+        let token = String(name[name.index(after: at)...])
+        return token.isEmpty ? nil : token
     }
 }

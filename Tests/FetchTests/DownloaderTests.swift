@@ -145,7 +145,8 @@ import Testing
         // The retry resumed after the 1000 bytes the stalled attempt delivered.
         #expect(server.requests.map(\.range) == [nil, "bytes=1000-"])
         // A transient failure keeps the partial download (1000 bytes from each attempt) for the next run.
-        #expect(box.snapshot(box.ws).contains(".out.fetch/download.part f 2000"))
+        let work = box.ws.appendingPathComponent(".out.fetch")
+        #expect(partFile(in: work).flatMap(fileSize) == 2000, "\(box.snapshot(box.ws))")
     }
 
     @Test func silentServerHitsTheConnectTimeout() throws {
@@ -182,10 +183,10 @@ import Testing
         let data = testBytes(1_000_000)
         let server = try LoopbackServer(["/f.bin": .stall(data, after: 300_000)])
         defer { server.stop() }
-        let part = box.ws.appendingPathComponent(".out.fetch/download.part")
+        let work = box.ws.appendingPathComponent(".out.fetch")
         #expect(throws: FetchError.cancelled) {
             try Fetcher.run(Self.params(server.base + "/f.bin"), workspace: box.ws,
-                            isCancelled: { (fileSize(part) ?? 0) >= 300_000 })
+                            isCancelled: { (partFile(in: work).flatMap(fileSize) ?? 0) >= 300_000 })
         }
         server.set("/f.bin", .ok(data))
         let r = try Fetcher.run(Self.params(server.base + "/f.bin"), workspace: box.ws)
@@ -208,9 +209,49 @@ import Testing
             guard let e = e as? FetchError, case .limit(_, _, "download size", 10_000) = e else { return false }
             return e.isPermanent
         }
-        #expect(throws: FetchError.http(url: box.src.appendingPathComponent("nope").absoluteString, status: 404)) {
-            try Fetcher.run(Self.params(box.src.appendingPathComponent("nope").absoluteString, dest: "nope"), workspace: box.ws)
+        // A missing local file says so, with its path (it used to read "HTTP 404").
+        let missing = box.src.appendingPathComponent("nope")
+        #expect {
+            try Fetcher.run(Self.params(missing.absoluteString, dest: "nope"), workspace: box.ws)
+        } throws: { e in
+            guard let e = e as? FetchError, case .localFile(missing.path, "url", "no such file") = e else { return false }
+            return e.isPermanent && "\(e)".contains(missing.path) && "\(e)".contains("no such file")
         }
+        #expect(throws: FetchError.localFile(path: box.src.path, field: "url", reason: "not a regular file")) {
+            try Fetcher.run(Self.params(box.src.absoluteString, dest: "dir"), workspace: box.ws)
+        }
+    }
+
+    @Test func resumeWithoutAValidatorRestartsFromZero() throws {
+        // The server sends neither ETag nor Last-Modified, so If-Range cannot protect a resume:
+        // the file changes between the attempts, and a resumed download would splice v1 and v2.
+        let box = try Sandbox()
+        let v1 = testBytes(600_000, seed: 1), v2 = testBytes(600_000, seed: 2)
+        let server = try LoopbackServer(["/f.bin": .dropBare(v1, after: 200_000, times: 1)])
+        defer { server.stop() }
+        var p = Self.params(server.base + "/f.bin")
+        p.retries = 0
+        #expect(throws: FetchError.self) { try Fetcher.run(p, workspace: box.ws) }
+        #expect(partFile(in: box.ws.appendingPathComponent(".out.fetch")).flatMap(fileSize) == 200_000)
+        server.set("/f.bin", .okBare(v2))
+        var lines: [String] = []
+        let r = try Fetcher.run(p, workspace: box.ws, log: { lines.append($0) })
+        #expect(server.requests.map(\.range) == [nil, nil], "the second run asks for the whole file")
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/f.bin")) == v2)
+        #expect(r.downloads.first?.resumedFrom == 0)
+        // The sha256 of what was fetched is recorded, so the preset can be pinned later.
+        #expect(r.downloads.first?.sha256 == (try sha256sum(v2)))
+        #expect(lines.contains { $0.contains("no ETag or Last-Modified") && $0.contains("restarting from byte 0") }, "\(lines)")
+
+        // With a pinned sha256 a splice would be caught, so resuming is allowed.
+        let box2 = try Sandbox()
+        server.set("/f.bin", .dropBare(v2, after: 200_000, times: 1))
+        var pinned = Self.params(server.base + "/f.bin")
+        pinned.sha256 = try sha256sum(v2)
+        let r2 = try Fetcher.run(pinned, workspace: box2.ws)
+        #expect(try Data(contentsOf: box2.ws.appendingPathComponent("out/f.bin")) == v2)
+        #expect(server.requests.suffix(2).map(\.range) == [nil, "bytes=200000-"])
+        #expect(r2.downloads.first?.sha256 == pinned.sha256)
     }
 
     @Test func contentRangeParsing() {

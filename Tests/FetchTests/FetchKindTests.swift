@@ -33,11 +33,16 @@ import Testing
             try FileManager.default.moveItem(at: tmp, to: dir("pending").appendingPathComponent(id + ".json"))
         }
 
-        func worker() -> Process {
+        func worker(_ extra: [String] = [], log: URL? = nil) throws -> Process {
             let p = Process()
             p.executableURL = FetchKindTests.fidq
-            p.arguments = ["worker", "--queue", queue.path, "--drain", "--lease", "2", "--poll", "0.2", "--backoff", "0.2"]
-            p.standardError = FileHandle.nullDevice
+            p.arguments = ["worker", "--queue", queue.path, "--drain", "--lease", "2", "--poll", "0.2", "--backoff", "0.2"] + extra
+            if let log {
+                try Data().write(to: log)
+                p.standardError = try FileHandle(forWritingTo: log)
+            } else {
+                p.standardError = FileHandle.nullDevice
+            }
             p.standardOutput = FileHandle.nullDevice
             return p
         }
@@ -82,7 +87,7 @@ import Testing
         #expect(submitted == 0, "\(submitErr)")
         #expect(q.entries("pending") == [id + ".json"])
 
-        let first = q.worker()
+        let first = try q.worker()
         try first.run()
         var second: Process?
         defer {
@@ -91,10 +96,12 @@ import Testing
                 p.waitUntilExit()
             }
         }
-        let part = q.box.ws.appendingPathComponent("data/.x.fetch/download.part")
+        let work = q.box.ws.appendingPathComponent("data/.x.fetch")
         let deadline = Date().addingTimeInterval(30)
-        while (fileSize(part) ?? 0) < 700_000, Date() < deadline, first.isRunning { Thread.sleep(forTimeInterval: 0.02) }
-        #expect(fileSize(part) == 700_000, "the first attempt should have stored what the server sent")
+        while (partFile(in: work).flatMap(fileSize) ?? 0) < 700_000, Date() < deadline, first.isRunning {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        #expect(partFile(in: work).flatMap(fileSize) == 700_000, "the first attempt should have stored what the server sent")
         #expect(q.entries("running").count == 1)
         kill(first.processIdentifier, SIGKILL)
         first.waitUntilExit()
@@ -102,7 +109,7 @@ import Testing
 
         // The server recovers; a fresh worker waits out the dead one's 2 s lease and takes the job over.
         server.set("/big.bin", .ok(data))
-        let next = q.worker()
+        let next = try q.worker()
         second = next
         try next.run()
         #expect(Self.waitExit(next, 60), "the second worker did not drain the queue in 60 s")
@@ -150,7 +157,7 @@ import Testing
         // ...and, dropped into pending/ behind submit's back, fails at once naming the field.
         try q.drop("typo", typo)
 
-        let worker = q.worker()
+        let worker = try q.worker()
         try worker.run()
         defer { if worker.isRunning { kill(worker.processIdentifier, SIGKILL); worker.waitUntilExit() } }
         #expect(Self.waitExit(worker, 60), "the worker did not drain the queue in 60 s")
@@ -169,5 +176,141 @@ import Testing
         #expect(typoError["permanence"] as? String == "permanent")
         let named = (typoError["message"] as? String ?? "") + " " + (typoError["field"] as? String ?? "")
         #expect(named.contains("strip_component"), "\(typoError)")
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: fidq.path), "needs the fidq binary (swift build)"))
+    func takeOverFinishesPastAFrozenHolderWhoseLateResultLoses() throws {
+        let q = QueueBox(box: try Sandbox())
+        let data = testBytes(2_000_000)
+        let sum = try sha256sum(data)
+        // A slow server: the first answer sends 500 KB and then nothing, so A is caught mid-download.
+        let server = try LoopbackServer(["/big.bin": .stall(data, after: 500_000)], lifetime: 180)
+        defer { server.stop() }
+        let id = "frozen"
+        try q.drop(id, #"""
+            {"kind": "fetch", "id": "\#(id)", "max_attempts": 3,
+             "params": {"url": "\#(server.base)/big.bin", "dest": "data/x", "unpack": "off", "idle_timeout_s": 30}}
+            """#)
+        let logA = q.box.root.appendingPathComponent("a.log")
+        let a = try q.worker(log: logA)
+        try a.run()
+        var b: Process?
+        defer {
+            for p in [a, b].compactMap({ $0 }) where p.isRunning {
+                kill(p.processIdentifier, SIGCONT)
+                kill(p.processIdentifier, SIGKILL)
+                p.waitUntilExit()
+            }
+        }
+        let work = q.box.ws.appendingPathComponent("data/.x.fetch")
+        let deadline = Date().addingTimeInterval(60)
+        while (partFile(in: work).flatMap(fileSize) ?? 0) < 500_000, Date() < deadline, a.isRunning { Thread.sleep(forTimeInterval: 0.02) }
+        try #require(partFile(in: work).flatMap(fileSize) == 500_000, "A should be mid-download")
+        let aFolder = try #require(partFile(in: work)).deletingLastPathComponent()
+        // Frozen past its 2 s lease, A still holds its attempt's lock and its claim looks expired.
+        kill(a.processIdentifier, SIGSTOP)
+        server.set("/big.bin", .ok(data))
+        let started = Date()
+        let next = try q.worker()
+        b = next
+        try next.run()
+        // Before: B failed attempt after attempt on A's lock on the shared staging folder.
+        #expect(Self.waitExit(next, 60), "B did not finish the job within a minute of starting")
+        let took = Date().timeIntervalSince(started)
+        print("FetchKindTests: take-over past a frozen holder finished in \(String(format: "%.1f", took)) s")
+        #expect(next.terminationStatus == 0)
+        #expect(q.entries("done") == [id], "done: \(q.entries("done")) failed: \(q.entries("failed"))")
+        let result = try q.json("done", id, "result.json")
+        #expect(result["attempt"] as? Int == 2)
+        let downloads = (result["result"] as? [String: Any])?["downloads"] as? [[String: Any]]
+        #expect(downloads?.first?["resumed_from"] as? Int == 0, "B shares nothing with the live A")
+        #expect(downloads?.first?["sha256"] as? String == sum)
+        #expect(fileSize(aFolder.appendingPathComponent("download.part")) == 500_000, "A's files untouched while it is frozen")
+        let dest = q.box.ws.appendingPathComponent("data/x")
+        #expect(try Data(contentsOf: dest.appendingPathComponent("big.bin")) == data)
+        let resultBefore = try Data(contentsOf: q.dir("done").appendingPathComponent(id).appendingPathComponent("result.json"))
+        let destBefore = q.box.snapshot(dest)
+
+        // A thaws: it learns it lost the job and leaves B's dest and result alone.
+        kill(a.processIdentifier, SIGCONT)
+        #expect(Self.waitExit(a, 60), "A did not exit after it was continued")
+        #expect(a.terminationReason == .exit && a.terminationStatus == 0, "A's exit: \(a.terminationStatus)")
+        let aLog = (try? String(contentsOf: logA, encoding: .utf8)) ?? ""
+        #expect(aLog.contains("lease lost"), "A's log: \(aLog.suffix(1500))")
+        #expect(q.entries("done") == [id] && q.entries("running").isEmpty && q.entries("failed").isEmpty)
+        #expect(try Data(contentsOf: q.dir("done").appendingPathComponent(id).appendingPathComponent("result.json")) == resultBefore)
+        #expect(q.box.snapshot(dest) == destBefore)
+        #expect(try Data(contentsOf: dest.appendingPathComponent("big.bin")) == data)
+        // A found B's result published and dropped its own partial download with its folder.
+        #expect(!FileManager.default.fileExists(atPath: work.path), "\(q.box.snapshot(work))")
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: fidq.path), "needs the fidq binary (swift build)"))
+    func urlDerivedNamesStayInsideTheWorkspace() throws {
+        let q = QueueBox(box: try Sandbox())
+        let data = testBytes(20_000)
+        let gz = q.box.root.appendingPathComponent("body.gz")
+        try ArchiveBuilder.compress(data, to: gz, filter: .gzip)
+        // Foundation decodes %2F in the last path component: before, this name climbed out of the
+        // staging folder, unpacked (unpack off) or decompressed (.gz).
+        let target = "fidq-pwned-\(UUID().uuidString)"
+        let climb = "/f/" + String(repeating: "..%2F", count: 16) + "tmp%2F" + target
+        let server = try LoopbackServer([climb: .ok(data), climb + ".gz": .ok(try Data(contentsOf: gz))], lifetime: 120)
+        defer { server.stop() }
+        try q.drop("plain", #"{"kind": "fetch", "params": {"url": "\#(server.base)\#(climb)", "dest": "data/p", "unpack": "off"}}"#)
+        try q.drop("gz", #"{"kind": "fetch", "params": {"url": "\#(server.base)\#(climb).gz", "dest": "data/g"}}"#)
+        let outside = q.box.snapshot().filter { !$0.hasPrefix("ws") }
+        let worker = try q.worker()
+        try worker.run()
+        defer { if worker.isRunning { kill(worker.processIdentifier, SIGKILL); worker.waitUntilExit() } }
+        #expect(Self.waitExit(worker, 60), "the worker did not drain the queue in 60 s")
+        #expect(q.entries("done") == ["gz", "plain"], "failed: \(q.entries("failed"))")
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/" + target))
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/" + target + ".gz"))
+        #expect(q.box.snapshot().filter { !$0.hasPrefix("ws") } == outside, "nothing appeared outside the workspace")
+        let safe = String(repeating: ".._", count: 16) + "tmp_" + target
+        #expect(try Data(contentsOf: q.box.ws.appendingPathComponent("data/p/" + safe)) == data)
+        #expect(try Data(contentsOf: q.box.ws.appendingPathComponent("data/g/" + safe)) == data)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: q.box.ws.appendingPathComponent("data").path).sorted() == ["g", "p"])
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: fidq.path), "needs the fidq binary (swift build)"))
+    func queuedReadsAreConfinedLikeWrites() throws {
+        let q = QueueBox(box: try Sandbox())
+        let secret = try q.box.source("secret.txt", Data("another user's file\n".utf8))
+        try FileManager.default.copyItem(at: FiDFixtures.passages, to: q.box.src.appendingPathComponent("psgs.tsv"))
+        try Data("mine\n".utf8).write(to: q.box.ws.appendingPathComponent("inside.txt"))
+        try FileManager.default.createSymbolicLink(atPath: q.box.ws.appendingPathComponent("link.txt").path, withDestinationPath: secret.path)
+        func job(_ id: String, _ params: String) throws {
+            try q.drop(id, #"{"kind": "fetch", "params": {\#(params)}}"#)
+        }
+        try job("file-outside", #""url": "\#(secret.absoluteString)", "dest": "d1""#)
+        try job("file-link", #""url": "file://\#(q.box.ws.path)/link.txt", "dest": "d2""#)
+        try job("passages-outside", #""source": "nq_data", "passages": "\#(q.box.src.path)/psgs.tsv", "mirror": "http://127.0.0.1:9", "dest": "d3""#)
+        try job("file-inside", #""url": "file://\#(q.box.ws.path)/inside.txt", "dest": "d4""#)
+        let worker = try q.worker()
+        try worker.run()
+        defer { if worker.isRunning { kill(worker.processIdentifier, SIGKILL); worker.waitUntilExit() } }
+        #expect(Self.waitExit(worker, 60), "the worker did not drain the queue in 60 s")
+        #expect(q.entries("done") == ["file-inside"])
+        #expect(q.entries("failed") == ["file-link", "file-outside", "passages-outside"])
+        for (id, field) in [("file-outside", "url"), ("file-link", "url"), ("passages-outside", "passages")] {
+            let e = try q.json("failed", id, "error.json")
+            let text = "\(e["message"] ?? "") \(e["field"] ?? "") \(e["hint"] ?? "")"
+            #expect(e["permanence"] as? String == "permanent", "\(id): \(e)")
+            #expect(text.contains("'\(field)'") && text.contains("outside the workspace") && text.contains("--allow-root"), "\(id): \(text)")
+        }
+        for d in ["d1", "d2", "d3"] { #expect(!FileManager.default.fileExists(atPath: q.box.ws.appendingPathComponent(d).path)) }
+        // The same read is fine once the worker is told the folder is allowed.
+        try job("file-allowed", #""url": "\#(secret.absoluteString)", "dest": "d5""#)
+        let allowed = try q.worker(["--allow-root", q.box.src.path])
+        try allowed.run()
+        defer { if allowed.isRunning { kill(allowed.processIdentifier, SIGKILL); allowed.waitUntilExit() } }
+        #expect(Self.waitExit(allowed, 60))
+        #expect(q.entries("done") == ["file-allowed", "file-inside"])
+        #expect(try Data(contentsOf: q.box.ws.appendingPathComponent("d5/secret.txt")) == Data(contentsOf: secret))
+        // `fidq fetch` in the foreground still reads anywhere the user can.
+        let (status, err) = try Self.fidqRun(["fetch", "--url", secret.absoluteString, "--dest", "d6", "--workspace", q.box.ws.path])
+        #expect(status == 0, "\(err)")
     }
 }

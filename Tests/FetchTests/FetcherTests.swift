@@ -48,19 +48,170 @@ import Testing
         #expect(throws: FetchError.destExists(path: dest.path)) { try Fetcher.run(other, workspace: box.ws) }
     }
 
-    @Test func secondRunIntoTheSameDestIsRefusedWhileTheFirstHoldsIt() throws {
+    /// An earlier attempt's folder in `.out.fetch/` holding a partial `download.part` of `data`
+    /// (first `bytes`), as a killed or frozen run leaves it; returns the folder.
+    static func leftover(_ box: Sandbox, _ name: String, _ data: Data, bytes: Int, url: String) throws -> URL {
+        let folder = box.ws.appendingPathComponent(".out.fetch/a-\(name)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try data.prefix(bytes).write(to: folder.appendingPathComponent("download.part"))
+        let meta = PartMeta(url: url, etag: "\"v1\"", lastModified: nil, total: Int64(data.count))
+        try JSONEncoder().encode(meta).write(to: folder.appendingPathComponent("download.meta.json"))
+        try Data().write(to: folder.appendingPathComponent("lock"))
+        return folder
+    }
+
+    @Test func aLiveAttemptIsNeverWaitedOnOrShared() throws {
+        // Before: a second run failed while the first (maybe a frozen worker) held `.out.fetch/lock`.
         let box = try Sandbox()
-        let work = box.ws.appendingPathComponent(".d.fetch")
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        let held = try WorkLock(work.appendingPathComponent("lock"))
-        #expect {
-            try Fetcher.run(try Self.local(box, "d"), workspace: box.ws)
-        } throws: { e in
-            guard let e = e as? FetchError, case .io = e else { return false }
-            return !e.isPermanent
+        let data = testBytes(300_000)
+        let server = try LoopbackServer(["/f.bin": .ok(data)])
+        defer { server.stop() }
+        let url = server.base + "/f.bin"
+        let live = try Self.leftover(box, "live", data, bytes: 100_000, url: url)
+        let held = try WorkLock(live.appendingPathComponent("lock"))
+        defer { held.release() }
+        let r = try Fetcher.run(DownloaderTests.params(url), workspace: box.ws)
+        #expect(r.downloads.first?.resumedFrom == 0, "nothing taken from the live attempt")
+        #expect(server.requests.map(\.range) == [nil])
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/f.bin")) == data)
+        // The live attempt's files are as they were, and only its folder remains.
+        #expect(fileSize(live.appendingPathComponent("download.part")) == 100_000)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: box.ws.appendingPathComponent(".out.fetch").path) == ["a-live"])
+    }
+
+    @Test func anAbandonedAttemptIsAdoptedAndResumed() throws {
+        let box = try Sandbox()
+        let data = testBytes(300_000)
+        let server = try LoopbackServer(["/f.bin": .ok(data)])
+        defer { server.stop() }
+        let url = server.base + "/f.bin"
+        _ = try Self.leftover(box, "dead", data, bytes: 120_000, url: url)
+        var lines: [String] = []
+        let r = try Fetcher.run(DownloaderTests.params(url), workspace: box.ws, attempt: "next", log: { lines.append($0) })
+        #expect(r.downloads.first?.resumedFrom == 120_000)
+        #expect(server.requests.map(\.range) == ["bytes=120000-"])
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/f.bin")) == data)
+        #expect(lines.contains { $0.contains("adopted what attempt a-dead left") }, "\(lines)")
+        #expect(!FileManager.default.fileExists(atPath: box.ws.appendingPathComponent(".out.fetch").path))
+    }
+
+    @Test func anEarlierVersionsWorkFolderIsAdopted() throws {
+        // Older fidq kept one run's files straight in `.out.fetch/` under `.out.fetch/lock`.
+        let box = try Sandbox()
+        let data = testBytes(300_000)
+        let server = try LoopbackServer(["/f.bin": .ok(data)])
+        defer { server.stop() }
+        let url = server.base + "/f.bin"
+        let folder = try Self.leftover(box, "x", data, bytes: 90_000, url: url)
+        let work = folder.deletingLastPathComponent()
+        for name in ["download.part", "download.meta.json", "lock"] {
+            try FileManager.default.moveItem(at: folder.appendingPathComponent(name), to: work.appendingPathComponent(name))
         }
-        held.release()
-        _ = try Fetcher.run(try Self.local(box, "d"), workspace: box.ws)
+        try FileManager.default.moveItem(at: folder, to: work.appendingPathComponent("stage"))
+        let r = try Fetcher.run(DownloaderTests.params(url), workspace: box.ws)
+        #expect(r.downloads.first?.resumedFrom == 90_000)
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/f.bin")) == data)
+        #expect(!FileManager.default.fileExists(atPath: work.path))
+    }
+
+    @Test func onANetworkFileSystemAFreeLockMustAlsoBeStale() throws {
+        // flock may not exclude another NFS client: a free lock touched recently could belong to a
+        // live holder elsewhere, so its files are left alone until it has been quiet for a while,
+        // and are then copied, so a holder that was only paused cannot write into ours.
+        let box = try Sandbox()
+        let data = testBytes(300_000)
+        let server = try LoopbackServer(["/f.bin": .ok(data)])
+        defer { server.stop() }
+        let url = server.base + "/f.bin"
+        let recent = try Self.leftover(box, "recent", data, bytes: 100_000, url: url)
+        let hooks = Fetcher.Hooks(network: true)
+        let first = try Fetcher.run(DownloaderTests.params(url), workspace: box.ws, attempt: "n1", readCheck: nil, hooks: hooks)
+        #expect(first.downloads.first?.resumedFrom == 0)
+        #expect(fileSize(recent.appendingPathComponent("download.part")) == 100_000, "left alone")
+
+        try removeTree(box.ws.appendingPathComponent("out"))
+        var old = [timespec(tv_sec: 1_000_000_000, tv_nsec: 0), timespec(tv_sec: 1_000_000_000, tv_nsec: 0)]
+        #expect(utimensat(AT_FDCWD, recent.appendingPathComponent("lock").path, &old, 0) == 0)
+        let second = try Fetcher.run(DownloaderTests.params(url), workspace: box.ws, attempt: "n2", readCheck: nil, hooks: hooks)
+        #expect(second.downloads.first?.resumedFrom == 100_000, "a stale, free lock is adopted")
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/f.bin")) == data)
+        #expect(!FileManager.default.fileExists(atPath: recent.path))
+    }
+
+    /// Simulates a crash at `point` of a replacing publish, then checks the next run repairs it.
+    @Test(arguments: ["publish", "aside", "published"])
+    func replacingPublishSurvivesACrashAtEachStep(point: String) throws {
+        struct Crash: Error {}
+        let box = try Sandbox()
+        let dest = box.ws.appendingPathComponent("out")
+        try FileManager.default.createDirectory(at: dest, withIntermediateDirectories: true)
+        try Data("old".utf8).write(to: dest.appendingPathComponent("old.txt"))
+        var p = try Self.local(box, "out")
+        p.replace = true
+        let crashing = Fetcher.Hooks(crash: { if $0 == point { throw Crash() } })
+        #expect(throws: Crash.self) { try Fetcher.run(p, workspace: box.ws, attempt: "t1", readCheck: nil, hooks: crashing) }
+        // Before: a crash between the two renames left no dest at all.
+        let listing = (try? FileManager.default.contentsOfDirectory(atPath: dest.path).sorted()) ?? []
+        switch point {
+        case "publish": #expect(listing == ["old.txt"])
+        case "aside": #expect(listing == [], "dest is missing until the next run")
+        default: #expect(listing == [".fidq-fetch.json", "f.txt"])
+        }
+        let r = try Fetcher.run(p, workspace: box.ws, attempt: "t2")
+        #expect(r.alreadyPresent == (point != "publish"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dest.path).sorted() == [".fidq-fetch.json", "f.txt"])
+        #expect(box.snapshot(box.ws).filter { $0.contains(".fetch") }.isEmpty, "\(box.snapshot(box.ws))")
+    }
+
+    @Test func aCrashedReplaceByAnotherFetchPutsTheOldDestBack() throws {
+        struct Crash: Error {}
+        let box = try Sandbox()
+        let dest = box.ws.appendingPathComponent("out")
+        try FileManager.default.createDirectory(at: dest, withIntermediateDirectories: true)
+        try Data("old".utf8).write(to: dest.appendingPathComponent("old.txt"))
+        var p = try Self.local(box, "out")
+        p.replace = true
+        let crashing = Fetcher.Hooks(crash: { if $0 == "aside" { throw Crash() } })
+        #expect(throws: Crash.self) { try Fetcher.run(p, workspace: box.ws, attempt: "t1", readCheck: nil, hooks: crashing) }
+        // A different fetch into the same dest (no replace) finds the old dest restored and refuses.
+        var other = try Self.local(box, "out")
+        other.stripComponents = 1
+        #expect(throws: FetchError.destExists(path: dest.path)) { try Fetcher.run(other, workspace: box.ws) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dest.path) == ["old.txt"])
+    }
+
+    @Test func aLatePublishLosesToTheOneAlreadyThere() throws {
+        // A thawed zombie reaches publish after another attempt published the same fetch.
+        let box = try Sandbox()
+        let p = try Self.local(box, "out")
+        _ = try Fetcher.run(p, workspace: box.ws)
+        let dest = box.ws.appendingPathComponent("out")
+        let before = box.snapshot(dest)
+        let mine = box.ws.appendingPathComponent(".out.fetch/a-zombie")
+        let stage = mine.appendingPathComponent("stage")
+        try FileManager.default.createDirectory(at: stage, withIntermediateDirectories: true)
+        try Data("zombie".utf8).write(to: stage.appendingPathComponent("f.txt"))
+        try JSONEncoder().encode(Marker(p)).write(to: stage.appendingPathComponent(Fetcher.markerName))
+        for replace in [false, true] {
+            let won = try Fetcher.publish(stage, to: dest, marker: Marker(p), replace: replace, mine: mine, crash: { _ in }, log: { _ in })
+            #expect(!won)
+            #expect(box.snapshot(dest) == before)
+            #expect(try String(contentsOf: dest.appendingPathComponent("f.txt"), encoding: .utf8) == "hello\n")
+        }
+    }
+
+    @Test func derivedNamesCannotLeaveTheStagingFolder() throws {
+        let cases: [(String, String)] = [
+            ("http://h/f/..%2F..%2F..%2Ftmp%2Fpwned", ".._.._.._tmp_pwned"), ("http://h/f/..", "download"),
+            ("http://h/f/%2E%2E", "download"), ("http://h/", "download"), ("http://h/a%00b", "a_b"),
+            ("http://h/x/.fidq-fetch.json", "download"), ("http://h/d/data.tar.gz?x=1", "data.tar.gz"),
+            ("http://h/" + String(repeating: "%C3%A9", count: 150), String(repeating: "é", count: 100)),
+        ]
+        for (url, name) in cases {
+            #expect(Fetcher.defaultName(URL(string: url)!) == name, "\(url)")
+        }
+        // Stripping a compression suffix can make a name `..` too.
+        #expect(Fetcher.safeName(Fetcher.stripCompressionSuffix("...gz")) == "download")
     }
 
     @Test func runJobDecodesParamsAndEncodesTheResult() throws {
@@ -111,13 +262,15 @@ import Testing
         worker.arguments = ["fetch", "--url", server.base + "/f.bin", "--dest", "out", "--workspace", box.ws.path]
         worker.standardError = FileHandle.nullDevice
         try worker.run()
-        let part = box.ws.appendingPathComponent(".out.fetch/download.part")
+        let work = box.ws.appendingPathComponent(".out.fetch")
         let deadline = Date().addingTimeInterval(30)
-        while (fileSize(part) ?? 0) < 400_000, Date() < deadline, worker.isRunning { Thread.sleep(forTimeInterval: 0.02) }
+        while (partFile(in: work).flatMap(fileSize) ?? 0) < 400_000, Date() < deadline, worker.isRunning {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
         kill(worker.processIdentifier, SIGKILL)
         worker.waitUntilExit()
         #expect(worker.terminationReason == .uncaughtSignal)
-        #expect(fileSize(part) == 400_000)
+        #expect(partFile(in: work).flatMap(fileSize) == 400_000)
         // The queue's next attempt runs the same params; it asks only for the rest.
         server.set("/f.bin", .ok(data))
         let r = try Fetcher.run(FetchParams(url: server.base + "/f.bin", dest: "out"), workspace: box.ws)

@@ -67,6 +67,10 @@ enum FiDFixtures {
             ("THE BEATLES", true, "The Beatles"), ("O'NEILL", true, "O'Neill"), ("MCDONALD'S", true, "Mcdonald'S"),
             ("UK", true, "Uk"), ("3", false, "3"), ("Paris", false, "Paris"), ("ÉCOLE NORMALE", true, "École Normale"),
             ("R2-D2", true, "R2-D2"), ("", false, ""), ("ABC def", false, "Abc Def"),
+            // Greek capital sigma lower-cases to final ς at the end of a word (CPython's Final_Sigma).
+            ("ΟΔΥΣΣΕΥΣ", true, "Οδυσσευς"), ("ΟΔΥΣΣΕΥΣ ΚΑΙ ΣΑΣ", true, "Οδυσσευς Και Σας"), ("Σ", true, "Σ"),
+            ("ΑΣ.Β", true, "Ασ.Β"), ("ΑΣ-Β", true, "Ας-Β"), ("ΑΣ\u{0301}", true, "Ας\u{0301}"), ("ΑΣ1", true, "Ας1"),
+            ("ΑΣ\u{00AD}Β", true, "Ασ\u{00AD}Β"), ("ΑΣ\u{00AD}", true, "Ας\u{00AD}"),
         ]
         for (s, upper, title) in cases {
             #expect(FiDPreprocess.pyIsUpper(s) == upper, "\(s)")

@@ -26,6 +26,10 @@ final class LoopbackServer: @unchecked Sendable {
         case stall(Data, after: Int)
         /// Reads the request and never answers.
         case silent
+        /// `.ok` without ETag or Last-Modified: nothing to validate a resume with.
+        case okBare(Data)
+        /// `.drop` without ETag or Last-Modified.
+        case dropBare(Data, after: Int, times: Int)
     }
 
     struct Request {
@@ -155,8 +159,9 @@ final class LoopbackServer: @unchecked Sendable {
             return Data((["HTTP/1.1 \(status) \(reason)", "Connection: close"] + extra + ["", ""]).joined(separator: "\r\n").utf8)
         }
         // The body from the requested offset, honouring Range (and If-Range against our ETag).
-        func ranged(_ data: Data, honour: Bool) -> (Data, Data) {
+        func ranged(_ data: Data, honour: Bool, validator: Bool = true) -> (Data, Data) {
             let etag = "\"v1\""
+            let tag = validator ? ["ETag: \(etag)"] : []
             var start = 0
             if honour, let r = headers["range"], r.hasPrefix("bytes="), r.hasSuffix("-"),
                 let s = Int(r.dropFirst(6).dropLast()), s < data.count, headers["if-range"].map({ $0 == etag }) ?? true
@@ -165,10 +170,10 @@ final class LoopbackServer: @unchecked Sendable {
             }
             let body = data.subdata(in: start..<data.count)
             if start > 0 {
-                return (head(206, ["Content-Length: \(body.count)", "ETag: \(etag)",
-                                   "Content-Range: bytes \(start)-\(data.count - 1)/\(data.count)"]), body)
+                return (head(206, ["Content-Length: \(body.count)", "Content-Range: bytes \(start)-\(data.count - 1)/\(data.count)"] + tag),
+                        body)
             }
-            return (head(200, ["Content-Length: \(data.count)", "ETag: \(etag)"]), body)
+            return (head(200, ["Content-Length: \(data.count)"] + tag), body)
         }
         switch behaviour {
         case nil:
@@ -190,6 +195,12 @@ final class LoopbackServer: @unchecked Sendable {
             }
         case .drop(let data, let after, let times):
             let (h, b) = ranged(data, honour: true)
+            _ = send(c, h) && send(c, n < times ? b.prefix(after) : b)
+        case .okBare(let data):
+            let (h, b) = ranged(data, honour: true, validator: false)
+            _ = send(c, h) && send(c, b)
+        case .dropBare(let data, let after, let times):
+            let (h, b) = ranged(data, honour: true, validator: false)
             _ = send(c, h) && send(c, n < times ? b.prefix(after) : b)
         case .redirect(let to):
             _ = send(c, head(302, ["Location: \(base)\(to)", "Content-Length: 0"]))

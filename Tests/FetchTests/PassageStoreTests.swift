@@ -32,6 +32,30 @@ import Testing
         #expect(store.count == 3)
     }
 
+    @Test func sparseAndUnsortedIDsCostOnlyTheirRows() throws {
+        // Before: an id of 2000000000 grew an id-indexed array to ~24 GB. Now the index holds one
+        // entry per row, whatever the ids are.
+        let box = try Sandbox()
+        let url = try box.source("p.tsv", Data("id\ttext\ttitle\n2000000000\tfar\tF\n5\tfive\tV\n4294967295\tmax\tM\n5\tagain\tV\n".utf8))
+        let store = try PassageStore(url)
+        #expect(store.passage("2000000000")?.text == "far")
+        #expect(store.passage("4294967295")?.text == "max")
+        #expect(store.passage("5")?.text == "again")
+        #expect(store.passage("6") == nil && store.passage("4294967296") == nil)
+        #expect(store.count == 3)
+    }
+
+    @Test func absurdIDIsRefusedNamingTheLine() throws {
+        let box = try Sandbox()
+        let url = try box.source("p.tsv", Data("id\ttext\ttitle\n1\t\"two\nlines\"\tA\n99999999999999999999999\tx\tX\n".utf8))
+        #expect {
+            try PassageStore(url)
+        } throws: { e in
+            guard case .format(let file, let field, _, let found)? = e as? FetchError else { return false }
+            return file == url.path && field == "line 4" && found == "99999999999999999999999"
+        }
+    }
+
     @Test func fastScanFindsTheSameRecordsAsTheExactParser() {
         // Random text over the characters that matter to csv: both must agree on every boundary.
         let alphabet: [UInt8] = Array("ab\t\n\r\"1".utf8)

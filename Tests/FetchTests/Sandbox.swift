@@ -1,6 +1,8 @@
 // Sandbox: a throwaway folder per test (workspace, sources, a sentinel outside) and helpers to inspect it.
 import Foundation
 
+@testable import Fetch
+
 /// `root/ws` is the workspace, `root/src` holds inputs, `root/outside.txt` is a sentinel a hostile
 /// archive would try to reach. `snapshot()` lists every path under `root` without following links.
 final class Sandbox {
@@ -77,4 +79,10 @@ func sha256sum(_ data: Data) throws -> String {
     let out = outPipe.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
     return String(decoding: out.prefix(64), as: UTF8.self)
+}
+
+/// The part file of `key` in whichever attempt folder (`a-*`) of `work` has one, or nil.
+func partFile(in work: URL, key: String = "download") -> URL? {
+    let names = ((try? FileManager.default.contentsOfDirectory(atPath: work.path)) ?? []).filter { $0.hasPrefix("a-") }.sorted()
+    return names.map { work.appendingPathComponent($0).appendingPathComponent(key + ".part") }.first { fileSize($0) != nil }
 }

@@ -169,4 +169,70 @@ import Testing
         }
         #expect(Date().timeIntervalSince(start) < 60)
     }
+
+    @Test func symlinkTargetsHaveALengthLimit() throws {
+        // A target the kernel would refuse (over PATH_MAX) or with a name over NAME_MAX is refused
+        // up front, naming the entry, like an over-long entry name.
+        try Self.expectRefused([E("long", .symlink(String(repeating: "a/", count: 2100) + "x"))], entry: "long", check: {
+            "\($0)".contains("longer than 4000 bytes")
+        })
+        try Self.expectRefused([E("wide", .symlink(String(repeating: "n", count: 300)))], entry: "wide", check: {
+            "\($0)".contains("longer than 255 bytes")
+        })
+    }
+
+    /// A `newc` cpio archive as GNU `find . | cpio -o -H newc` writes it: a multiply-linked file's
+    /// data goes with its last name; the earlier names have size 0.
+    static func newc(_ entries: [(name: String, ino: Int, mode: Int, nlink: Int, data: Data)]) -> Data {
+        var out = Data()
+        func pad() { while out.count % 4 != 0 { out.append(0) } }
+        func add(_ name: String, ino: Int, mode: Int, nlink: Int, data: Data) {
+            let fields = [ino, mode, 0, 0, nlink, 1_700_000_000, data.count, 8, 1, 0, 0, name.utf8.count + 1, 0]
+            out.append(Data(("070701" + fields.map { String(format: "%08X", $0) }.joined()).utf8))
+            out.append(Data(name.utf8))
+            out.append(0)
+            pad()
+            out.append(data)
+            pad()
+        }
+        for e in entries { add(e.name, ino: e.ino, mode: e.mode, nlink: e.nlink, data: e.data) }
+        add("TRAILER!!!", ino: 0, mode: 0, nlink: 1, data: Data())
+        return out
+    }
+
+    @Test func cpioHardLinksKeepTheirData() throws {
+        let box = try Sandbox()
+        let shared = testBytes(10_000), other = Data("plain\n".utf8)
+        let file = try box.source("links.cpio", Self.newc([
+            (".", 1, 0o040755, 2, Data()),
+            ("a.bin", 7, 0o100644, 3, Data()),
+            ("plain.txt", 8, 0o100644, 1, other),
+            ("sub", 9, 0o040755, 2, Data()),
+            ("sub/b.bin", 7, 0o100644, 3, Data()),
+            ("c.bin", 7, 0o100644, 3, shared),
+        ]))
+        let r = try Self.fetch(box, file)
+        // Before: the data arrived with c.bin, which was linked to the empty a.bin: all three empty.
+        for name in ["a.bin", "sub/b.bin", "c.bin"] {
+            #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/" + name)) == shared, "\(name)")
+        }
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/plain.txt")) == other)
+        var a = stat(), c = stat()
+        lstat(box.ws.appendingPathComponent("out/a.bin").path, &a)
+        lstat(box.ws.appendingPathComponent("out/c.bin").path, &c)
+        #expect(a.st_ino == c.st_ino && a.st_nlink == 3, "still one file with three names")
+        #expect(r.files == 4)
+        // The linked data still counts against max_bytes (compressed, so only the unpacking is over).
+        let small = try Sandbox()
+        let again = small.src.appendingPathComponent("links.cpio.gz")
+        try ArchiveBuilder.compress(Self.newc([
+            ("a.bin", 7, 0o100644, 2, Data()), ("c.bin", 7, 0o100644, 2, Data(repeating: 7, count: 10_000)),
+        ]), to: again, filter: .gzip)
+        #expect {
+            try Self.fetch(small, again) { $0.maxBytes = 5000 }
+        } throws: { e in
+            guard case .limit(_, "c.bin", "unpacked size", 5000)? = e as? FetchError else { return false }
+            return true
+        }
+    }
 }
