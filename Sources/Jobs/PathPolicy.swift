@@ -56,7 +56,7 @@ public struct PathPolicy: Sendable {
     }
 
     /// Resolves an input path and checks it lies inside the workspace, an allowed root, or an
-    /// earlier job's output (`<queue>/done/`), following every symlink: on a shared queue a job
+    /// earlier job's output (`<queue>/done/<id>/out/`), following every symlink: on a shared queue a job
     /// must not copy another user's files into its workspace.
     ///
     /// - Throws: `JobError.permanent` naming the field when the path lies elsewhere.
@@ -64,7 +64,17 @@ public struct PathPolicy: Sendable {
         if path.isEmpty { throw JobError.permanent("empty input path", field: field) }
         let resolved = resolve(path)
         let real = PathPolicy.realOf(resolved, fs: fs)
-        let roots = ([workspace] + allowedRoots + [queue + "/done"]).map { PathPolicy.realOf($0, fs: fs) }
+        // Inside the queue only an earlier job's published output (`done/<id>/out/…`, what
+        // `job:` names) may be read: pending/ and running/ hold other users' descriptors and state.
+        let queueReal = PathPolicy.realOf(queue, fs: fs)
+        for q in [queue, queueReal] where PathPolicy.isInside(real, q) {
+            let rest = real.dropFirst(q.count).split(separator: "/")
+            if rest.count >= 3 && rest[0] == "done" && rest[2] == "out" { return resolved }
+            throw JobError.permanent(
+                "input '\(path)' resolves to \(real), inside the queue folder \(queueReal)", field: field,
+                hint: "name an earlier job's output as job:ID/path; the queue's own files are not inputs")
+        }
+        let roots = ([workspace] + allowedRoots).map { PathPolicy.realOf($0, fs: fs) }
         if roots.contains(where: { PathPolicy.isInside(real, $0) }) { return resolved }
         throw JobError.permanent(
             "input '\(path)' resolves to \(real), outside the workspace \(roots[0])", field: field,

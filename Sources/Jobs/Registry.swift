@@ -73,6 +73,12 @@ public final class KindRegistry: @unchecked Sendable {
             // At submit time a job with `after` may read what its dependencies write (a fetched
             // folder, say), so its missing inputs are checked when it starts, not refused now.
             let deferMissing = !checkJobInputs && !descriptor.after.isEmpty
+            // Reads are confined like writes: a descriptor on a shared queue must not copy another
+            // user's files into the workspace (`fidq fetch` and the other foreground commands
+            // build no registry and read anywhere).
+            for (field, path) in params.inputPaths {
+                _ = try policy.checkInput(path, field: "params." + field, fs: fs)
+            }
             for (field, path) in params.inputPaths where checkJobInputs || !path.hasPrefix("job:") {
                 let resolved = policy.resolve(path)
                 if !fs.exists(resolved) && !deferMissing {

@@ -10,7 +10,7 @@ struct QueueOptions: ParsableArguments {
     @Option(help: "Relative job paths resolve here and outputs must stay inside (default: the queue's parent).")
     var workspace: String?
 
-    @Option(name: .customLong("allow-root"), help: "Another folder jobs may write to (repeatable).")
+    @Option(name: .customLong("allow-root"), help: "Another folder jobs may read and write (repeatable).")
     var allowRoots: [String] = []
 
     var queuePath: String { PathPolicy.normalize(absolute(queue)) }

@@ -21,7 +21,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Queue whose done/ answers job:ID references (default: <workspace>/queue).")
     var queue: String?
 
-    @Option(name: .customLong("allow-root"), help: "Another folder the job may write to (repeatable).")
+    @Option(name: .customLong("allow-root"), help: "Another folder the job may read and write (repeatable).")
     var allowRoots: [String] = []
 
     @OptionGroup var compute: ComputeOptions

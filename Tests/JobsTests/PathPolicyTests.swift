@@ -43,4 +43,28 @@ import Testing
         let q = PathPolicy(workspace: f.workspace, queue: f.queueDir, allowedRoots: [outside])
         #expect(try q.checkOutput("link/file", field: "f", fs: fs) == f.workspace + "/link/file")
     }
+
+    @Test func confinesInputsLikeOutputsButAllowsPublishedOutputs() throws {
+        let f = try QueueFixture()
+        let outside = f.workspace + "-outside-in"
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: outside) }
+        try FileManager.default.createSymbolicLink(atPath: f.workspace + "/in-link", withDestinationPath: outside)
+        let p = PathPolicy(workspace: f.workspace, queue: f.queueDir)
+        #expect(try p.checkInput("data/x.json", field: "f", fs: fs) == f.workspace + "/data/x.json")
+        #expect(try p.checkInput("job:a/model", field: "f", fs: fs) == f.queueDir + "/done/a/out/model")
+        // Outside the workspace, through a symlink, and the queue's own state are all refused.
+        for bad in ["/etc/passwd", "../x", "in-link/secret", f.queueDir + "/pending/other.json",
+                    f.queueDir + "/done/a/log.txt", f.queueDir + "/running", "job:a/../../pending/x.json"] {
+            #expect(throws: JobError.self, "\(bad)") { try p.checkInput(bad, field: "params.inputs[0]", fs: fs) }
+        }
+        do {
+            _ = try p.checkInput(f.queueDir + "/pending/other.json", field: "params.inputs[0]", fs: fs)
+            Issue.record("a pending descriptor was accepted as an input")
+        } catch let e as JobError {
+            #expect(e.field == "params.inputs[0]" && e.message.contains("inside the queue folder"))
+        }
+        let q = PathPolicy(workspace: f.workspace, queue: f.queueDir, allowedRoots: [outside])
+        #expect(try q.checkInput("in-link/secret", field: "f", fs: fs) == f.workspace + "/in-link/secret")
+    }
 }

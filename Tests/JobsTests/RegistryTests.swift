@@ -44,4 +44,13 @@ import Testing
             (e as? JobError)?.field == "params.inputs[0]"
         }
     }
+
+    @Test func inputsOutsideTheWorkspaceAreRefusedNamingTheField() throws {
+        let f = try QueueFixture()
+        // /etc/hostname exists and is readable: only the confinement refuses it.
+        let e = try #require(error(f, #"{"kind": "count", "params": {"inputs": ["/etc/hostname"]}}"#))
+        #expect(e.field == "params.inputs[0]" && e.message.contains("outside the workspace"), "\(e)")
+        let q = try #require(error(f, #"{"kind": "count", "params": {"inputs": ["queue/pending/x.json"]}}"#))
+        #expect(q.field == "params.inputs[0]" && q.message.contains("inside the queue folder"), "\(q)")
+    }
 }
