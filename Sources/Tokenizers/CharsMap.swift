@@ -9,6 +9,11 @@ struct CharsMap: Sendable {
     private let strings: [UInt8]
     /// Bytes that can start a rule; any other ASCII byte maps to itself (the fast path).
     private let startsRule: [Bool]
+    /// A model's USER_DEFINED pieces: sentencepiece's `PrefixMatcher`, tried before the rules in `normalize`,
+    /// so the longest one at a position is copied unchanged.
+    private var userDefined: DoubleArrayTrie? = nil
+    /// Bytes at which `normalize` must look up a rule or a user-defined piece.
+    private var startsPrefix: [Bool]
 
     /// No rules: every character maps to itself (a model without a charsmap).
     static let identity = CharsMap()
@@ -17,6 +22,7 @@ struct CharsMap: Sendable {
         units = []
         strings = [0]
         startsRule = [Bool](repeating: false, count: 256)
+        startsPrefix = startsRule
     }
 
     init(blob: [UInt8], path: String) throws {
@@ -45,6 +51,18 @@ struct CharsMap: Sendable {
             starts[b] = pos < u.count && Int(u[pos] & ((1 << 31) | 0xFF)) == b
         }
         startsRule = starts
+        startsPrefix = starts
+    }
+
+    /// This map with the user-defined pieces `symbols` matched first by `normalize` (sentencepiece's
+    /// `Normalizer::NormalizePrefix`).
+    func matching(userDefined symbols: [[UInt8]]) -> CharsMap {
+        let keys = symbols.filter { !$0.isEmpty }
+        if keys.isEmpty { return self }
+        var m = self
+        m.userDefined = DoubleArrayTrie(keys: keys, ids: keys.indices.map { Int32($0) })
+        for k in keys { m.startsPrefix[Int(k[0])] = true }
+        return m
     }
 
     /// Shortest rule matching a prefix of `p[0..<n]`: its replacement, or nil.
@@ -73,15 +91,33 @@ struct CharsMap: Sendable {
     /// Appends the normalisation of `input` (valid UTF-8) as Hugging Face's `Precompiled` normaliser does it:
     /// per extended grapheme cluster, a cluster under 6 bytes is replaced whole by the *shortest* rule
     /// matching its start, otherwise each character by its own rule (`tokenizers` normalizers/precompiled.rs).
-    func normalizeGraphemes(_ input: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
-        guard let base = input.baseAddress, !input.isEmpty else { return }
+    /// Returns how many appended bytes HF aligns to the first `zeroChars` characters of `input`: its
+    /// `transform` gives the k-th replacement (a rule's output, or a character kept) the alignment of the
+    /// k-th input character, whatever was removed before it.
+    @discardableResult
+    func normalizeGraphemes(_ input: UnsafeBufferPointer<UInt8>, into out: inout [UInt8], zeroChars: Int = 0) -> Int {
+        guard let base = input.baseAddress, !input.isEmpty else { return 0 }
+        let start = out.count
+        var units = 0, zeroBytes = 0
+        // After appending one replacement: count it, and extend the offset-0 prefix while it lasts.
+        @inline(__always) func replaced(_ nonEmpty: Bool) {
+            guard zeroChars > 0, nonEmpty else { return }
+            units += 1
+            if units <= zeroChars { zeroBytes = out.count - start }
+        }
         // ASCII without CR: every character is a cluster of its own.
         if !input.contains(where: { $0 >= 0x80 || $0 == 0x0D }) {
             for i in 0..<input.count {
                 let b = input[i]
-                if startsRule[Int(b)], let r = firstRule(base + i, 1) { out.append(contentsOf: r) } else { out.append(b) }
+                if startsRule[Int(b)], let r = firstRule(base + i, 1) {
+                    out.append(contentsOf: r)
+                    replaced(!r.isEmpty)
+                } else {
+                    out.append(b)
+                    replaced(true)
+                }
             }
-            return
+            return zeroBytes
         }
         for cluster in String(decoding: input, as: UTF8.self) {
             var g = Array(cluster.utf8)
@@ -89,16 +125,24 @@ struct CharsMap: Sendable {
                 let p = UnsafePointer(gb.baseAddress!)
                 if gb.count < 6, let r = firstRule(p, gb.count) {
                     out.append(contentsOf: r)
+                    replaced(!r.isEmpty)
                     return
                 }
                 var i = 0
                 while i < gb.count {
                     let len = UTF8Decoding.length(lead: gb[i])
-                    if let r = firstRule(p + i, len) { out.append(contentsOf: r) } else { out.append(contentsOf: gb[i..<(i + len)]) }
+                    if let r = firstRule(p + i, len) {
+                        out.append(contentsOf: r)
+                        replaced(!r.isEmpty)
+                    } else {
+                        out.append(contentsOf: gb[i..<(i + len)])
+                        replaced(true)
+                    }
                     i += len
                 }
             }
         }
+        return zeroBytes
     }
 
     /// Appends the normalisation of `input` to `out`, as sentencepiece does with `spec` (remove extra
@@ -110,6 +154,10 @@ struct CharsMap: Sendable {
         UTF8Decoding.replacement.withUnsafeBufferPointer { fffd in
             // The replacement of the longest rule at `p`, or the character itself, and the bytes consumed.
             func prefix(_ p: UnsafePointer<UInt8>, _ n: Int) -> (UnsafeBufferPointer<UInt8>, Int) {
+                if let ud = userDefined {
+                    let m = ud.longestPrefix(p, n)
+                    if m > 0 { return (UnsafeBufferPointer(start: p, count: m), m) }
+                }
                 let (length, value) = CharsMap.longest(u, p, n)
                 if length > 0 {
                     let start = min(value, strs.count)
@@ -140,7 +188,7 @@ struct CharsMap: Sendable {
             var prevSpace = removeExtra
             while i < n {
                 let b = base[i]
-                if b < 0x80 && !startsRule[Int(b)] {
+                if b < 0x80 && !startsPrefix[Int(b)] {
                     // Fast path: plain ASCII maps to itself.
                     if b == 0x20 {
                         if !prevSpace { out.append(contentsOf: space) }
