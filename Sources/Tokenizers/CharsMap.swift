@@ -91,58 +91,114 @@ struct CharsMap: Sendable {
     /// Appends the normalisation of `input` (valid UTF-8) as Hugging Face's `Precompiled` normaliser does it:
     /// per extended grapheme cluster, a cluster under 6 bytes is replaced whole by the *shortest* rule
     /// matching its start, otherwise each character by its own rule (`tokenizers` normalizers/precompiled.rs).
-    /// Returns how many appended bytes HF aligns to the first `zeroChars` characters of `input`: its
-    /// `transform` gives the k-th replacement (a rule's output, or a character kept) the alignment of the
-    /// k-th input character, whatever was removed before it.
+    /// Returns how many leading appended bytes HF aligns to the first `zeroChars` characters of `input`
+    /// (see `AlignedPrefix`); 0 when `zeroChars` is 0.
     @discardableResult
     func normalizeGraphemes(_ input: UnsafeBufferPointer<UInt8>, into out: inout [UInt8], zeroChars: Int = 0) -> Int {
         guard let base = input.baseAddress, !input.isEmpty else { return 0 }
-        let start = out.count
-        var units = 0, zeroBytes = 0
-        // After appending one replacement: count it, and extend the offset-0 prefix while it lasts.
-        @inline(__always) func replaced(_ nonEmpty: Bool) {
-            guard zeroChars > 0, nonEmpty else { return }
-            units += 1
-            if units <= zeroChars { zeroBytes = out.count - start }
-        }
+        var aligned = AlignedPrefix(zeroChars: zeroChars, start: out.count)
         // ASCII without CR: every character is a cluster of its own.
         if !input.contains(where: { $0 >= 0x80 || $0 == 0x0D }) {
             for i in 0..<input.count {
                 let b = input[i]
+                let from = out.count
                 if startsRule[Int(b)], let r = firstRule(base + i, 1) {
                     out.append(contentsOf: r)
-                    replaced(!r.isEmpty)
+                    if zeroChars > 0 { aligned.replace(old: 1, out, from) }
                 } else {
                     out.append(b)
-                    replaced(true)
+                    if zeroChars > 0 { aligned.replace(old: 1, out, from) }
                 }
             }
-            return zeroBytes
+            return aligned.finish()
         }
         for cluster in String(decoding: input, as: UTF8.self) {
             var g = Array(cluster.utf8)
             g.withUnsafeMutableBufferPointer { gb in
                 let p = UnsafePointer(gb.baseAddress!)
+                let from = out.count
                 if gb.count < 6, let r = firstRule(p, gb.count) {
                     out.append(contentsOf: r)
-                    replaced(!r.isEmpty)
+                    if zeroChars > 0 {
+                        aligned.replace(old: gb.reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) }, out, from)
+                    }
                     return
                 }
                 var i = 0
                 while i < gb.count {
                     let len = UTF8Decoding.length(lead: gb[i])
+                    let from = out.count
                     if let r = firstRule(p + i, len) {
                         out.append(contentsOf: r)
-                        replaced(!r.isEmpty)
                     } else {
                         out.append(contentsOf: gb[i..<(i + len)])
-                        replaced(true)
                     }
+                    if zeroChars > 0 { aligned.replace(old: 1, out, from) }
                     i += len
                 }
             }
         }
-        return zeroBytes
+        return aligned.finish()
+    }
+
+    /// Follows the alignments HF's `Precompiled` gives its output, to count the leading output bytes aligned
+    /// to the first `zeroChars` input characters. Precompiled lists (char, change) pairs: a replacement's
+    /// characters get change 0, its last `new − old` get +1 (inserted), and a shorter one adds `new − old`
+    /// to the last pair listed, even the previous replacement's. `NormalizedString::transform` then walks
+    /// them: change ≤ 0 takes the next input character's alignment and skips `−change` more; +1 takes the
+    /// alignment of the input character before (of offset 0 at the very start).
+    struct AlignedPrefix {
+        let zeroChars: Int
+        let start: Int
+        /// Input characters consumed by the pairs committed so far.
+        private var consumed = 0
+        /// The last pair, whose change a later replacement may still lower: its output end, or -1.
+        private var pendingEnd = -1
+        private var pendingChange = 0
+        private var bytes = 0
+        private var done = false
+
+        init(zeroChars: Int, start: Int) {
+            self.zeroChars = zeroChars
+            self.start = start
+        }
+
+        /// `old` input characters were replaced by the characters of `out[from...]`.
+        mutating func replace(old: Int, _ out: [UInt8], _ from: Int) {
+            if done { return }
+            var count = 0
+            var k = from
+            while k < out.count { count += 1; k += UTF8Decoding.length(lead: out[k]) }
+            let diff = count - old
+            var index = 0
+            k = from
+            while k < out.count {
+                commit()
+                k += UTF8Decoding.length(lead: out[k])
+                pendingEnd = k
+                pendingChange = diff > 0 && index >= count - diff ? 1 : 0
+                index += 1
+            }
+            if diff < 0 && pendingEnd >= 0 { pendingChange += diff }
+        }
+
+        private mutating func commit() {
+            guard pendingEnd >= 0, !done else { return }
+            let zero: Bool
+            if pendingChange <= 0 {
+                zero = consumed < zeroChars
+                consumed += 1 - pendingChange
+            } else {
+                zero = consumed == 0 || consumed - 1 < zeroChars
+            }
+            if zero { bytes = pendingEnd - start } else { done = true }
+            pendingEnd = -1
+        }
+
+        mutating func finish() -> Int {
+            commit()
+            return bytes
+        }
     }
 
     /// Appends the normalisation of `input` to `out`, as sentencepiece does with `spec` (remove extra
