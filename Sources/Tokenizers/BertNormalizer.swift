@@ -72,7 +72,11 @@ struct BertNormalizer: Sendable {
                 i += 1
                 switch ascii[Int(b)] {
                 case 0: buffer.append(lowercase && b >= 0x41 && b <= 0x5A ? b | 0x20 : b)
-                case 1: if !cleanText { buffer.append(b) }
+                case 1:
+                    // clean_text drops these controls. Kept, VT and FF are still White_Space, which
+                    // BertPreTokenizer splits on (Rust's `char::is_whitespace`).
+                    if cleanText { break }
+                    if b == 0x0B || b == 0x0C { flush() } else { buffer.append(b) }
                 case 2: flush()
                 default: alone(UInt32(b))
                 }

@@ -9,6 +9,11 @@ struct CharsMap: Sendable {
     private let strings: [UInt8]
     /// Bytes that can start a rule; any other ASCII byte maps to itself (the fast path).
     private let startsRule: [Bool]
+    /// A model's USER_DEFINED pieces: sentencepiece's `PrefixMatcher`, tried before the rules in `normalize`,
+    /// so the longest one at a position is copied unchanged.
+    private var userDefined: DoubleArrayTrie? = nil
+    /// Bytes at which `normalize` must look up a rule or a user-defined piece.
+    private var startsPrefix: [Bool]
 
     /// No rules: every character maps to itself (a model without a charsmap).
     static let identity = CharsMap()
@@ -17,6 +22,7 @@ struct CharsMap: Sendable {
         units = []
         strings = [0]
         startsRule = [Bool](repeating: false, count: 256)
+        startsPrefix = startsRule
     }
 
     init(blob: [UInt8], path: String) throws {
@@ -45,6 +51,18 @@ struct CharsMap: Sendable {
             starts[b] = pos < u.count && Int(u[pos] & ((1 << 31) | 0xFF)) == b
         }
         startsRule = starts
+        startsPrefix = starts
+    }
+
+    /// This map with the user-defined pieces `symbols` matched first by `normalize` (sentencepiece's
+    /// `Normalizer::NormalizePrefix`).
+    func matching(userDefined symbols: [[UInt8]]) -> CharsMap {
+        let keys = symbols.filter { !$0.isEmpty }
+        if keys.isEmpty { return self }
+        var m = self
+        m.userDefined = DoubleArrayTrie(keys: keys, ids: keys.indices.map { Int32($0) })
+        for k in keys { m.startsPrefix[Int(k[0])] = true }
+        return m
     }
 
     /// Shortest rule matching a prefix of `p[0..<n]`: its replacement, or nil.
@@ -73,31 +91,113 @@ struct CharsMap: Sendable {
     /// Appends the normalisation of `input` (valid UTF-8) as Hugging Face's `Precompiled` normaliser does it:
     /// per extended grapheme cluster, a cluster under 6 bytes is replaced whole by the *shortest* rule
     /// matching its start, otherwise each character by its own rule (`tokenizers` normalizers/precompiled.rs).
-    func normalizeGraphemes(_ input: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
-        guard let base = input.baseAddress, !input.isEmpty else { return }
+    /// Returns how many leading appended bytes HF aligns to the first `zeroChars` characters of `input`
+    /// (see `AlignedPrefix`); 0 when `zeroChars` is 0.
+    @discardableResult
+    func normalizeGraphemes(_ input: UnsafeBufferPointer<UInt8>, into out: inout [UInt8], zeroChars: Int = 0) -> Int {
+        guard let base = input.baseAddress, !input.isEmpty else { return 0 }
+        var aligned = AlignedPrefix(zeroChars: zeroChars, start: out.count)
         // ASCII without CR: every character is a cluster of its own.
         if !input.contains(where: { $0 >= 0x80 || $0 == 0x0D }) {
             for i in 0..<input.count {
                 let b = input[i]
-                if startsRule[Int(b)], let r = firstRule(base + i, 1) { out.append(contentsOf: r) } else { out.append(b) }
+                let from = out.count
+                if startsRule[Int(b)], let r = firstRule(base + i, 1) {
+                    out.append(contentsOf: r)
+                    if zeroChars > 0 { aligned.replace(old: 1, out, from) }
+                } else {
+                    out.append(b)
+                    if zeroChars > 0 { aligned.replace(old: 1, out, from) }
+                }
             }
-            return
+            return aligned.finish()
         }
         for cluster in String(decoding: input, as: UTF8.self) {
             var g = Array(cluster.utf8)
             g.withUnsafeMutableBufferPointer { gb in
                 let p = UnsafePointer(gb.baseAddress!)
+                let from = out.count
                 if gb.count < 6, let r = firstRule(p, gb.count) {
                     out.append(contentsOf: r)
+                    if zeroChars > 0 {
+                        aligned.replace(old: gb.reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) }, out, from)
+                    }
                     return
                 }
                 var i = 0
                 while i < gb.count {
                     let len = UTF8Decoding.length(lead: gb[i])
-                    if let r = firstRule(p + i, len) { out.append(contentsOf: r) } else { out.append(contentsOf: gb[i..<(i + len)]) }
+                    let from = out.count
+                    if let r = firstRule(p + i, len) {
+                        out.append(contentsOf: r)
+                    } else {
+                        out.append(contentsOf: gb[i..<(i + len)])
+                    }
+                    if zeroChars > 0 { aligned.replace(old: 1, out, from) }
                     i += len
                 }
             }
+        }
+        return aligned.finish()
+    }
+
+    /// Follows the alignments HF's `Precompiled` gives its output, to count the leading output bytes aligned
+    /// to the first `zeroChars` input characters. Precompiled lists (char, change) pairs: a replacement's
+    /// characters get change 0, its last `new − old` get +1 (inserted), and a shorter one adds `new − old`
+    /// to the last pair listed, even the previous replacement's. `NormalizedString::transform` then walks
+    /// them: change ≤ 0 takes the next input character's alignment and skips `−change` more; +1 takes the
+    /// alignment of the input character before (of offset 0 at the very start).
+    struct AlignedPrefix {
+        let zeroChars: Int
+        let start: Int
+        /// Input characters consumed by the pairs committed so far.
+        private var consumed = 0
+        /// The last pair, whose change a later replacement may still lower: its output end, or -1.
+        private var pendingEnd = -1
+        private var pendingChange = 0
+        private var bytes = 0
+        private var done = false
+
+        init(zeroChars: Int, start: Int) {
+            self.zeroChars = zeroChars
+            self.start = start
+        }
+
+        /// `old` input characters were replaced by the characters of `out[from...]`.
+        mutating func replace(old: Int, _ out: [UInt8], _ from: Int) {
+            if done { return }
+            var count = 0
+            var k = from
+            while k < out.count { count += 1; k += UTF8Decoding.length(lead: out[k]) }
+            let diff = count - old
+            var index = 0
+            k = from
+            while k < out.count {
+                commit()
+                k += UTF8Decoding.length(lead: out[k])
+                pendingEnd = k
+                pendingChange = diff > 0 && index >= count - diff ? 1 : 0
+                index += 1
+            }
+            if diff < 0 && pendingEnd >= 0 { pendingChange += diff }
+        }
+
+        private mutating func commit() {
+            guard pendingEnd >= 0, !done else { return }
+            let zero: Bool
+            if pendingChange <= 0 {
+                zero = consumed < zeroChars
+                consumed += 1 - pendingChange
+            } else {
+                zero = consumed == 0 || consumed - 1 < zeroChars
+            }
+            if zero { bytes = pendingEnd - start } else { done = true }
+            pendingEnd = -1
+        }
+
+        mutating func finish() -> Int {
+            commit()
+            return bytes
         }
     }
 
@@ -110,6 +210,10 @@ struct CharsMap: Sendable {
         UTF8Decoding.replacement.withUnsafeBufferPointer { fffd in
             // The replacement of the longest rule at `p`, or the character itself, and the bytes consumed.
             func prefix(_ p: UnsafePointer<UInt8>, _ n: Int) -> (UnsafeBufferPointer<UInt8>, Int) {
+                if let ud = userDefined {
+                    let m = ud.longestPrefix(p, n)
+                    if m > 0 { return (UnsafeBufferPointer(start: p, count: m), m) }
+                }
                 let (length, value) = CharsMap.longest(u, p, n)
                 if length > 0 {
                     let start = min(value, strs.count)
@@ -140,7 +244,7 @@ struct CharsMap: Sendable {
             var prevSpace = removeExtra
             while i < n {
                 let b = base[i]
-                if b < 0x80 && !startsRule[Int(b)] {
+                if b < 0x80 && !startsPrefix[Int(b)] {
                     // Fast path: plain ASCII maps to itself.
                     if b == 0x20 {
                         if !prevSpace { out.append(contentsOf: space) }

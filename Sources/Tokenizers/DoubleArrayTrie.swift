@@ -140,6 +140,19 @@ struct DoubleArrayTrie: Sendable {
         }
     }
 
+    /// Length of the longest key that is a prefix of `p[0..<n]`, or 0 when none is.
+    func longestPrefix(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int {
+        let u = units.buffer
+        var unit = u[0]
+        var best = 0
+        for k in 0..<n {
+            guard let (v, _) = DoubleArrayTrie.child(u, unit, p[k]) else { break }
+            unit = v
+            if v & (1 << 9) != 0 { best = k + 1 }
+        }
+        return best
+    }
+
     /// The id of exactly `key`, or nil.
     func id(of key: [UInt8]) -> Int32? {
         let u = units.buffer

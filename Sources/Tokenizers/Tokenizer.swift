@@ -17,7 +17,10 @@ public protocol Tokenizer: AnyObject, Sendable {
     func piece(for id: Int32) -> String?
     /// The id of vocabulary piece `piece`, or nil.
     func id(for piece: String) -> Int32?
-    /// Text of `ids`; special tokens dropped when `skipSpecialTokens`, ids out of range ignored.
+    /// Text of `ids`, ids out of range ignored, as the reference library of the file decodes: Hugging Face's
+    /// `decode(ids, skip_special_tokens:)` for a tokenizer.json or vocab.txt (special tokens kept as text
+    /// unless skipped), sentencepiece's `DecodeIds` for a `.model` (control pieces never print; skipping
+    /// also drops `<unk>` and the extra ids).
     func decode(_ ids: [Int32], skipSpecialTokens: Bool) -> String
 }
 

@@ -225,7 +225,8 @@ extension TokenizerLoader {
         }
         return UnigramTokenizer(
             pieces: pieces, scores: scores, kinds: kinds, unkId: Int32(unk), pipeline: .huggingFace(pre),
-            charsMap: charsMap, specials: SpecialTokens(added), suffixIds: suffix, padId: index["<pad>"] ?? 0)
+            charsMap: charsMap, specials: SpecialTokens(added), skipIds: special, suffixIds: suffix,
+            padId: index["<pad>"] ?? 0)
     }
 
     static func wordPiece(_ root: Object, _ model: Object, added: [SpecialTokens.Token], addedPieces: [(Int, String)],

@@ -76,12 +76,17 @@ public enum TokenizerLoader {
         for i in 0..<pieces.count where kinds[i] == .control || kinds[i] == .unknown || kinds[i] == .added {
             specials.append(.init(bytes: Array(pieces[i].utf8), id: Int32(i)))
         }
-        let charsMap = m.charsmap.isEmpty ? nil : try CharsMap(blob: m.charsmap, path: path)
+        var charsMap = m.charsmap.isEmpty ? nil : try CharsMap(blob: m.charsmap, path: path)
+        // sentencepiece copies USER_DEFINED pieces through normalisation unchanged (its prefix matcher);
+        // the lattice then always picks them (score `length × max score − 0.1`).
+        let userDefined = m.types.indices.filter { m.types[$0] == .userDefined }.map { Array(m.pieces[$0].utf8) }
+        if !userDefined.isEmpty { charsMap = (charsMap ?? CharsMap.identity).matching(userDefined: userDefined) }
         let eos = pieces.firstIndex(of: "</s>").map { [Int32($0)] } ?? []
         let pad = pieces.firstIndex(of: "<pad>").map { Int32($0) } ?? 0
         return UnigramTokenizer(
             pieces: pieces, scores: scores, kinds: kinds, unkId: Int32(unk), pipeline: .sentencePiece(m.normalizer),
-            charsMap: charsMap, specials: SpecialTokens(specials), suffixIds: eos, padId: pad, unkSurface: m.unkSurface)
+            charsMap: charsMap, specials: SpecialTokens(specials), skipIds: Set(specials.map(\.id)), suffixIds: eos,
+            padId: pad, unkSurface: m.unkSurface)
     }
 
     // MARK: vocab.txt

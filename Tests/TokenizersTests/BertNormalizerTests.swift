@@ -1,4 +1,5 @@
 // BertNormalizerTests: BERT's basic tokenizer on characters whose classes differ between Unicode versions.
+import Foundation
 import Testing
 
 @testable import Tokenizers
@@ -32,5 +33,26 @@ import Testing
             #expect(zip(table, table.dropFirst()).allSatisfy { $0 <= $1 })
         }
         #expect(BertTables.lower.count == 1488 && BertTables.strip.count == 2042)
+    }
+
+    /// clean_text false keeps control characters, but VT and FF are still White_Space to BertPreTokenizer:
+    /// "a\u{0B}b" is two words, as Hugging Face gives it (MiniLM's tokenizer.json with clean_text false).
+    @Test func withoutCleanTextMatchesHuggingFace() throws {
+        let raw = BertNormalizer(cleanText: false, handleChineseChars: true, stripAccents: true, lowercase: true)
+        #expect(words("a\u{0B}b", raw) == ["a", "b"])
+        #expect(words("a\u{0C}b", raw) == ["a", "b"])
+        #expect(words("a\u{1C}b", raw) == ["a\u{1C}b"])
+        #expect(words("a\u{0B}b") == ["ab"])
+        var json = try #require(try JSONSerialization.jsonObject(
+            with: Data(contentsOf: URL(fileURLWithPath: try Assets.path("minilm/tokenizer.json")))) as? [String: Any])
+        var norm = try #require(json["normalizer"] as? [String: Any])
+        norm["clean_text"] = false
+        json["normalizer"] = norm
+        let tok = try Edges.loadJSON(json, name: "bert-raw")
+        let cases = try Edges.file.get().bert_raw
+        #expect(cases.texts.first == "a\u{0B}b" && cases.texts.count > 70)
+        for (text, ids) in zip(cases.texts, cases.ids) {
+            #expect(tok.encode(text) == ids, "\(text.debugDescription)")
+        }
     }
 }

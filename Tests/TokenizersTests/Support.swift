@@ -75,3 +75,59 @@ func expectAllMatch(_ name: String, _ tok: any Tokenizer, expected: (Assets.Case
     }
     #expect(bad == 0, "\(name): \(bad) of \(Assets.cases.count) strings differ")
 }
+
+/// `Fixtures/edges.json` (ops/fixtures/tokenizers_edges.py): decoding around special ids, Metaspace
+/// `first` after Strip, BERT without clean_text, and USER_DEFINED pieces, as the reference libraries give them.
+enum Edges {
+    struct DecodeCase: Decodable {
+        let tokenizer: String
+        let ids: [Int32]
+        let keep: String
+        let skip: String
+    }
+    struct Texts: Decodable {
+        let texts: [String]
+        let ids: [[Int32]]
+    }
+    struct Variant: Decodable {
+        let strip_left: Bool
+        let strip_right: Bool
+        let whitespace_split: Bool
+        let split: Bool
+        let ids: [[Int32]]
+        let decoded: [String]
+    }
+    struct Metaspace: Decodable {
+        let texts: [String]
+        let variants: [Variant]
+    }
+    struct UserDefined: Decodable {
+        let symbols: [String]
+        let model_suffix: String
+        let texts: [String]
+        let ids: [[Int32]]
+        let pieces: [[String]]
+        let decoded: [String]
+    }
+    struct File: Decodable {
+        let decode: [DecodeCase]
+        let added: Texts
+        let metaspace: Metaspace
+        let bert_raw: Texts
+        let user_defined: UserDefined
+    }
+
+    static let file = Result { () throws -> File in
+        let path = Assets.fixture("edges.json")
+        guard let data = FileManager.default.contents(atPath: path) else { throw MissingAsset(path: path) }
+        return try JSONDecoder().decode(File.self, from: data)
+    }
+
+    /// Writes `object` as a temporary tokenizer.json and loads it.
+    static func loadJSON(_ object: [String: Any], name: String) throws -> any Tokenizer {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("fidq-\(name)-\(UUID().uuidString).json")
+        try JSONSerialization.data(withJSONObject: object).write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        return try TokenizerLoader.load(url.path)
+    }
+}

@@ -45,6 +45,16 @@ import Testing
         #expect(text == "Hello world\n\n")
         let (_, kept, _) = try run(["--tokenizer", t5, "--decode", "--keep-special"], Array("8774 1\n".utf8))
         #expect(kept == "Hello</s>\n")
+        // A generated answer starts with <pad>: Hugging Face keeps it as text when asked, sentencepiece
+        // (a .model) never prints it, and neither leaves a space before the first word.
+        let (_, padded, _) = try run(["--tokenizer", t5, "--decode", "--keep-special"], Array("0 8774 296 1\n".utf8))
+        #expect(padded == "<pad> Hello world</s>\n")
+        let hello = try Assets.spiece.get().encode("Hello world", addSpecialTokens: false).map(String.init)
+        let line = (["0"] + hello + ["1"]).joined(separator: " ") + "\n"
+        for flags in [["--decode"], ["--decode", "--keep-special"]] {
+            let (_, spm, _) = try run(["--tokenizer", Assets.fixture("spiece.model")] + flags, Array(line.utf8))
+            #expect(spm == "Hello world\n", "\(flags)")
+        }
     }
 
     @Test func errorsAreMessagesNotCrashes() throws {

@@ -22,6 +22,11 @@ extension UnigramTests {
     /// (the fixture holds the converted file without its vocabulary and charsmap; both come back from
     /// the model), so the JSON `Precompiled`/`Strip`/`Replace`/`Metaspace` path is checked against HF ids.
     static func convertedSpiece() throws -> any Tokenizer {
+        try Edges.loadJSON(try convertedSpieceJSON(), name: "converted")
+    }
+
+    /// The converted tokenizer.json as a JSON object, for variants of it.
+    static func convertedSpieceJSON() throws -> [String: Any] {
         let data = try Data(contentsOf: URL(fileURLWithPath: Assets.fixture("tokenizers.json")))
         let meta = try #require((try JSONSerialization.jsonObject(with: data) as? [String: Any])?["meta"] as? [String: Any])
         var skeleton = try #require(meta["hf_spm_skeleton"] as? [String: Any])
@@ -36,10 +41,7 @@ extension UnigramTests {
         list[0]["precompiled_charsmap"] = Data(model.charsmap).base64EncodedString()
         norm["normalizers"] = list
         skeleton["normalizer"] = norm
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("fidq-converted-\(getpid()).json")
-        try JSONSerialization.data(withJSONObject: skeleton).write(to: url)
-        defer { try? FileManager.default.removeItem(at: url) }
-        return try TokenizerLoader.load(url.path)
+        return skeleton
     }
 
     @Test func convertedSpieceTokenizerJSONMatchesHuggingFaceOnEveryFixtureString() throws {
