@@ -142,14 +142,28 @@ public final class QueueControl {
     }
 
     /// Moves `failed/<id>` back to `pending/<id>.json`; attempts start again at 1.
-    public func retry(_ id: String) throws -> String {
+    ///
+    /// Its `out/` is kept (at `pending/.<id>.out`, adopted by the next claim), so a job that
+    /// checkpoints resumes; `fresh` discards it and the job starts over.
+    public func retry(_ id: String, fresh: Bool = false) throws -> String {
         let dir = queue.failed + "/" + id
         guard fs.exists(dir) else { throw JobError.permanent("no failed job '\(id)'", hint: state(of: id).map { "it is \($0)" }) }
         if let s = state(of: id), s == "pending" || s == "running" { throw JobError.permanent("'\(id)' is already \(s)") }
         let data = try fs.read(dir + "/job.json", limit: JobDescriptor.maxBytes + 1)
         let token = identity.newToken()
+        var kept = false
+        if fresh {
+            RetainedOutput.discard(queue: queue, id: id, token: token)
+        } else if fs.exists(dir + "/out") {
+            // The failed folder's out/ is newer than any kept by an earlier retry.
+            RetainedOutput.discard(queue: queue, id: id, token: token)
+            try fs.retrying { try fs.rename(dir + "/out", RetainedOutput.path(queue, id)) }
+            kept = true
+        } else {
+            kept = fs.exists(RetainedOutput.path(queue, id))  // a crashed earlier retry parked it already
+        }
         try fs.writeAtomically(queue.pending + "/" + id + ".json", data, tag: token)
         queue.discard(dir, token: token)
-        return "'\(id)' is pending again"
+        return "'\(id)' is pending again" + (kept ? " with its out/ (it resumes from its checkpoints; --fresh starts over)" : "")
     }
 }

@@ -176,9 +176,18 @@ public final class JobContext: @unchecked Sendable {
     public let cancellation: CancellationToken
     public let progress: ProgressReporter
     public let log: JobLog
+    /// Unique to this attempt: the claim token of `running/<id>@<token>`, or a fresh one in
+    /// `fidq run`. Temporary names carry it, so no two attempts ever share a file.
+    public let token: String
+    /// Threads the handler should compute with: the job's `threads` param capped by the
+    /// worker's `--threads`, or the worker's value when the param is absent (always >= 1).
+    public internal(set) var threads: Int
+    /// The worker's `--threads`: the default and the cap of `threads`.
+    public let threadCap: Int
 
     init(id: String, kind: String, attempt: Int, maxAttempts: Int, folder: String, paths: PathPolicy,
-         fs: FileSystem, cancellation: CancellationToken, progress: ProgressReporter, log: JobLog) {
+         fs: FileSystem, cancellation: CancellationToken, progress: ProgressReporter, log: JobLog,
+         threads: Int = 1) {
         self.id = id
         self.kind = kind
         self.attempt = attempt
@@ -189,6 +198,14 @@ public final class JobContext: @unchecked Sendable {
         self.cancellation = cancellation
         self.progress = progress
         self.log = log
+        self.threadCap = max(1, threads)
+        self.threads = max(1, threads)
+        let last = NSStringPath(folder).last
+        if let at = last.lastIndex(of: "@"), last.index(after: at) < last.endIndex {
+            token = String(last[last.index(after: at)...])
+        } else {
+            token = WorkerIdentity().newToken()
+        }
     }
 
     /// The job's output folder (`<folder>/out`, created before `run`), which survives reclaims

@@ -36,6 +36,8 @@ public struct WorkerConfig: Sendable {
     public var maxJobs: Int?
     /// Log warnings and errors only.
     public var quiet = false
+    /// `--threads`: a job's `threads` param defaults to this and is capped by it (all cores).
+    public var threads = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
 
     public init(queue: String) { self.queue = queue }
 
@@ -239,6 +241,7 @@ public final class Worker: @unchecked Sendable {
     private func execute(dir: String, token: String, record: ClaimRecord, descriptor d: JobDescriptor) {
         let started = isoTimestamp()
         let t0 = monotonicNow()
+        RetainedOutput.adopt(queue: queue, id: d.id, dir: dir)  // out/ kept by `fidq retry`
         queue.log(dir, "attempt \(record.attempt)/\(d.maxAttempts) of \(d.kind) job \(d.id) by \(identity.name) (\(token))")
         logger.info("claimed \(d.id) (\(d.kind), attempt \(record.attempt))")
         if scanner.isDone(d.id) {
@@ -265,7 +268,7 @@ public final class Worker: @unchecked Sendable {
             fs: queue.fs, cancellation: cancel,
             progress: ProgressReporter(path: dir + "/progress.json", fs: queue.fs, bar: config.progressBar,
                                        label: d.id, line: echo),
-            log: JobLog(path: dir + "/log.txt", fs: queue.fs, echo: nil))
+            log: JobLog(path: dir + "/log.txt", fs: queue.fs, echo: nil), threads: config.threads)
         let heartbeat = Heartbeat(queue: queue, dir: dir, lease: config.lease, token: cancel, timeout: d.timeoutS,
                                   grace: config.grace) { [self] reason in
             logger.error("job \(d.id) ignored '\(reason.rawValue)' for \(config.grace)s; recording it and exiting")

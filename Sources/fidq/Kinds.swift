@@ -1,16 +1,20 @@
 // Kinds: the one place that wires job kinds into the registry every command uses.
 import Foundation
 import Jobs
+import Tensor
 
 enum Kinds {
     /// Every kind this build of fidq runs. The queue's own test kind (`test.record`) is only
     /// registered when `FIDQ_TEST_KINDS=1`, so users never meet it.
     static func registry() -> KindRegistry {
         let registry = KindRegistry()
+        // A job's `threads` param (capped by --threads) sizes BLAS and the kernels while it runs.
+        registry.willRun = { context in Threads.set(context.threads) }
         TextKinds.register(into: registry)
         registry.register(FetchKind())
         if ProcessInfo.processInfo.environment["FIDQ_TEST_KINDS"] == "1" {
             TestKinds.register(into: registry)
+            registry.register(TrainTestKind())
         }
         return registry
     }

@@ -51,6 +51,7 @@ struct WorkerCommand: ParsableCommand {
         config.backoff = backoff
         config.grace = grace
         config.maxJobs = maxJobs
+        if let threads = compute.threads { config.threads = max(1, threads) }
         config.progressBar = isatty(2) != 0
         let worker = Worker(config: config, registry: Kinds.registry())
         worker.installSignalHandlers()
