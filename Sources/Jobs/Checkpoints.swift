@@ -220,6 +220,8 @@ public final class Checkpoints: @unchecked Sendable {
             }
         } catch {
             try? fs.removeTree(staged)
+            // The handler's own writes fail too once the folder was taken over: say so.
+            if !(error is CancellationError), !fs.exists(folder) { throw CancellationError(reason: .leaseLost) }
             throw error
         }
         return staged
