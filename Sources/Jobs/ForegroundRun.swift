@@ -37,6 +37,7 @@ public struct ForegroundRun {
         let parent = NSStringPath(PathPolicy.normalize(PathPolicy.absolute(file))).parent
         let folder = PathPolicy.normalize(PathPolicy.absolute(outDir ?? parent + "/" + d.id + ".run"))
         try fs.makeDirectories(folder + "/out")
+        OutputFile.sweep(out: folder + "/out", fs: fs)  // a killed earlier run's partial outputs
         let echo: @Sendable (String) -> Void = { line in fputs(line + "\n", stderr) }
         let log = JobLog(path: folder + "/log.txt", fs: fs, echo: progressBar ? nil : echo)
         log("# reproduce: fidq run \(file) --workspace \(policy.workspace) --out \(folder)")

@@ -99,4 +99,19 @@ public final class OutputFile: @unchecked Sendable {
         close(fd)
         try? fs.unlink(temporaryPath)
     }
+
+    /// Removes `.*.part` files under `out` that earlier attempts left (killed mid-write): a new
+    /// attempt owns the folder, and their writers are dead or can no longer reach it by name.
+    /// Checkpoint staging folders are cleaned by `Checkpoints` itself.
+    static func sweep(out: String, fs: FileSystem) {
+        for name in (try? fs.list(out)) ?? [] {
+            let path = out + "/" + name
+            guard let info = try? fs.info(path) else { continue }
+            if info.kind == .directory {
+                if name != "checkpoint" { sweep(out: path, fs: fs) }
+            } else if info.kind == .regular, name.hasPrefix("."), name.hasSuffix(".part") {
+                try? fs.unlink(path)
+            }
+        }
+    }
 }

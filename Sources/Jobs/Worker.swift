@@ -242,6 +242,7 @@ public final class Worker: @unchecked Sendable {
         let started = isoTimestamp()
         let t0 = monotonicNow()
         RetainedOutput.adopt(queue: queue, id: d.id, dir: dir)  // out/ kept by `fidq retry`
+        OutputFile.sweep(out: dir + "/out", fs: queue.fs)  // streamed outputs killed attempts left
         queue.log(dir, "attempt \(record.attempt)/\(d.maxAttempts) of \(d.kind) job \(d.id) by \(identity.name) (\(token))")
         logger.info("claimed \(d.id) (\(d.kind), attempt \(record.attempt))")
         if scanner.isDone(d.id) {

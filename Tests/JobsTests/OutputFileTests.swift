@@ -62,4 +62,17 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: c.folder))
         #expect(!FileManager.default.fileExists(atPath: taker + "/out/big.bin"), "the zombie published nothing into the taker's out/")
     }
+
+    @Test func aNewAttemptSweepsPartialFilesOfKilledOnes() throws {
+        let f = try QueueFixture()
+        let out = f.workspace + "/j.run/out"
+        try FileManager.default.createDirectory(atPath: out + "/emb", withIntermediateDirectories: true)
+        for name in ["emb/.shard.npy.dead.1.part", ".big.bin.dead.1.part", "emb/kept.npy", ".hidden"] {
+            try Data("x".utf8).write(to: URL(fileURLWithPath: out + "/" + name))
+        }
+        try Data(#"{"kind": "test.train", "params": {"steps": 1}}"#.utf8).write(to: URL(fileURLWithPath: f.workspace + "/j.json"))
+        _ = try ForegroundRun(file: f.workspace + "/j.json", workspace: f.workspace).run(registry: trainRegistry())
+        #expect(entries(out + "/emb") == ["kept.npy"])
+        #expect(entries(out) == [".hidden", "checkpoint", "emb", "steps.log"])
+    }
 }
