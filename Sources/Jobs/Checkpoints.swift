@@ -232,12 +232,16 @@ public final class Checkpoints: @unchecked Sendable {
         return try? JSONDecoder().decode(Marker.self, from: data)
     }
 
-    /// fsyncs every file and folder under `path`, then `path` itself.
+    /// fsyncs every file and folder under `path`, then `path` itself. Symlinks hold no data of
+    /// their own to sync (their folder's fsync records them) and are not followed.
     private func syncTree(_ path: String) throws {
-        if try fs.info(path).kind == .directory {
+        switch try fs.info(path).kind {
+        case .directory:
             for name in try fs.list(path) { try syncTree(path + "/" + name) }
+            try syncPath(path)
+        case .regular: try syncPath(path)
+        case .symlink, .other: break
         }
-        try syncPath(path)
     }
 
     private func syncPath(_ path: String) throws { try fs.retrying { try fs.sync(path) } }
