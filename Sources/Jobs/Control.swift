@@ -108,6 +108,7 @@ public final class QueueControl {
                                  claimedAt: isoTimestamp(), released: false)
         if fs.exists(queue.pending + "/" + id + ".json"),
            let dir = queue.claimPending(name: id + ".json", id: id, record: record) {
+            RetainedOutput.adopt(queue: queue, id: id, dir: dir)  // so a later retry still resumes
             return failCancelled(dir, id: id, token: token)
         }
         let dirs = runningDirs(id)

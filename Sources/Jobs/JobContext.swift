@@ -209,8 +209,9 @@ public final class JobContext: @unchecked Sendable {
     }
 
     /// The job's output folder (`<folder>/out`, created before `run`), which survives reclaims
-    /// and becomes `done/<id>/out`. Resuming jobs keep their checkpoints here. Create subfolders
-    /// with `publish` or plain `mkdir` of one level, never `mkdir -p` of the whole path: after a
+    /// and becomes `done/<id>/out`. Resuming jobs keep their checkpoints here (`checkpoints()`);
+    /// large outputs stream in with `openOutput`. Create subfolders with `publish`, `openOutput`
+    /// or plain `mkdir` of one level, never `mkdir -p` of the whole path: after a
     /// take-over the old folder must stay gone.
     public var out: String { folder + "/out" }
 

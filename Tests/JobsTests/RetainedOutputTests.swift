@@ -35,6 +35,20 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: f.pending + "/.t.out"))
     }
 
+    @Test func cancellingARetriedPendingJobKeepsItsOutForTheNextRetry() throws {
+        let f = try QueueFixture()
+        try f.drop("t", #"{"kind": "test.train", "params": {"steps": 30, "checkpoint_every": 5, "fail_at_step": 13}}"#)
+        drainTrain(f)
+        let c = control(f)
+        _ = try c.retry("t")
+        #expect(try c.cancel("t").contains("cancelled"))
+        #expect(f.read(f.queueDir + "/failed/t/out/checkpoint/latest") == "step-10\n", "out/ went to failed/ with the job")
+        #expect(!FileManager.default.fileExists(atPath: f.pending + "/.t.out"))
+        #expect(try c.retry("t").contains("with its out/"))
+        drainTrain(f)
+        #expect((f.json(f.queueDir + "/done/t/result.json")?["result"] as? [String: Any])?["resumed_from"] as? Int == 10)
+    }
+
     @Test func retryFreshStartsOver() throws {
         let f = try QueueFixture()
         try f.drop("t", #"{"kind": "test.train", "params": {"steps": 30, "checkpoint_every": 5, "fail_at_step": 13}}"#)
