@@ -63,10 +63,12 @@ func drainTrain(_ f: QueueFixture, timeout: Double = 60, configure: (inout Worke
 
     @Test func killedAgainAndAgainItEndsInTheUninterruptedState() throws {
         try #require(Binary.available, "build first: swift build --build-tests (looked for \(Binary.fidq))")
-        let (steps, every, kills) = (150, 10, 3)
+        // FIDQ_STRESS=1: more kills over a longer run.
+        let (steps, every, kills) = stressFull ? (400, 10, 10) : (150, 10, 3)
+        print("TrainTestKindTests: \(kills) SIGKILLs over \(steps) steps\(stressFull ? " (FIDQ_STRESS=1)" : " (FIDQ_STRESS=1: 10 over 400)")")
         let f = try QueueFixture()
         let reference = try uninterrupted(f, steps: steps, every: every)
-        try f.drop("train", #"{"kind": "test.train", "max_attempts": 10, "params": {"steps": \#(steps), "checkpoint_every": \#(every), "step_ms": 15}}"#)
+        try f.drop("train", #"{"kind": "test.train", "max_attempts": \#(kills + 2), "params": {"steps": \#(steps), "checkpoint_every": \#(every), "step_ms": 15}}"#)
         let args = ["--drain", "--poll", "0.05", "--backoff", "0.05", "--lease", "1"]
         func claim() -> String? { f.list("running").first.map { f.queueDir + "/running/" + $0 } }
         func pointer() -> Int {
@@ -75,6 +77,7 @@ func drainTrain(_ f: QueueFixture, timeout: Double = 60, configure: (inout Worke
         }
         func executed() -> Int { claim().map { stepLog($0 + "/out/steps.log").last?.step ?? 0 } ?? 0 }
         var committedAtKill: [Int] = []
+        var (leftovers, midSave) = (0, 0)
         var workers: [WorkerProcess] = []
         for k in 0..<kills {
             let w = try WorkerProcess(f, args: args, tag: "w\(k)")
@@ -84,10 +87,17 @@ func drainTrain(_ f: QueueFixture, timeout: Double = 60, configure: (inout Worke
             let last = committedAtKill.last ?? 0
             #expect(f.wait(60) { pointer() > last && executed() > pointer() + 1 },
                     "attempt \(k + 1) made no progress: pointer \(pointer()), \(w.log.suffix(600))")
+            // Anywhere in the next interval or two, sometimes inside a save (between the rename
+            // of step-N and the move of latest).
+            usleep(UInt32.random(in: 0...250_000))
             w.signal(SIGKILL)
             w.process.waitUntilExit()
             #expect(w.process.terminationReason == .uncaughtSignal, "the worker was killed mid-run, not finished")
             committedAtKill.append(pointer())
+            // What the kill left in checkpoint/ (staged folders, a step renamed before `latest` moved).
+            let left = entries((claim() ?? "") + "/out/checkpoint")
+            if left.contains(where: { $0.hasPrefix(".") }) { leftovers += 1 }
+            if left.compactMap({ Checkpoints.parseStep($0) }).contains(where: { $0 > pointer() }) { midSave += 1 }
         }
         let finisher = try WorkerProcess(f, args: args, tag: "final")
         #expect(finisher.wait(120) == 0, "\(finisher.log.suffix(800))")
@@ -121,7 +131,8 @@ func drainTrain(_ f: QueueFixture, timeout: Double = 60, configure: (inout Worke
             #expect(!later.contains { $0 <= c }, "no step at or before checkpoint \(c) ran again after kill \(i + 1)")
         }
         let twice = counts.filter { $0.value == 2 }.count
-        print("TrainTestKindTests: \(kills) SIGKILLs at checkpoints \(committedAtKill); \(twice) of \(steps) steps ran twice")
+        print("TrainTestKindTests: \(kills) SIGKILLs at checkpoints \(committedAtKill); \(twice) of \(steps) steps ran twice; "
+              + "\(leftovers) kills left temporary names, \(midSave) fell between a step's rename and the move of latest")
         #expect(entries(f.queueDir + "/done/train/out/checkpoint").allSatisfy { !$0.hasPrefix(".") }, "no temporary folders committed")
     }
 }
