@@ -183,7 +183,7 @@ public final class JobContext: @unchecked Sendable {
     /// worker's `--threads`, or the worker's value when the param is absent (always >= 1).
     public internal(set) var threads: Int
     /// The worker's `--threads`: the default and the cap of `threads`.
-    public let threadCap: Int
+    public internal(set) var threadCap: Int
 
     init(id: String, kind: String, attempt: Int, maxAttempts: Int, folder: String, paths: PathPolicy,
          fs: FileSystem, cancellation: CancellationToken, progress: ProgressReporter, log: JobLog,

@@ -30,14 +30,14 @@ public struct WorkerConfig: Sendable {
     public var grace = 60.0
     /// More folders outputs may be written to.
     public var allowedRoots: [String] = []
+    /// `--threads`: a job's `threads` param defaults to this and is capped by it (all cores).
+    public var threads = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
     /// Draw a progress bar on stderr (on a terminal).
     public var progressBar = false
     /// Stop after this many jobs (tests and benchmarks).
     public var maxJobs: Int?
     /// Log warnings and errors only.
     public var quiet = false
-    /// `--threads`: a job's `threads` param defaults to this and is capped by it (all cores).
-    public var threads = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
 
     public init(queue: String) { self.queue = queue }
 
@@ -241,8 +241,6 @@ public final class Worker: @unchecked Sendable {
     private func execute(dir: String, token: String, record: ClaimRecord, descriptor d: JobDescriptor) {
         let started = isoTimestamp()
         let t0 = monotonicNow()
-        RetainedOutput.adopt(queue: queue, id: d.id, dir: dir)  // out/ kept by `fidq retry`
-        OutputFile.sweep(out: dir + "/out", fs: queue.fs)  // streamed outputs killed attempts left
         queue.log(dir, "attempt \(record.attempt)/\(d.maxAttempts) of \(d.kind) job \(d.id) by \(identity.name) (\(token))")
         logger.info("claimed \(d.id) (\(d.kind), attempt \(record.attempt))")
         if scanner.isDone(d.id) {
@@ -269,7 +267,7 @@ public final class Worker: @unchecked Sendable {
             fs: queue.fs, cancellation: cancel,
             progress: ProgressReporter(path: dir + "/progress.json", fs: queue.fs, bar: config.progressBar,
                                        label: d.id, line: echo),
-            log: JobLog(path: dir + "/log.txt", fs: queue.fs, echo: nil), threads: config.threads)
+            log: JobLog(path: dir + "/log.txt", fs: queue.fs, echo: nil))
         let heartbeat = Heartbeat(queue: queue, dir: dir, lease: config.lease, token: cancel, timeout: d.timeoutS,
                                   grace: config.grace) { [self] reason in
             logger.error("job \(d.id) ignored '\(reason.rawValue)' for \(config.grace)s; recording it and exiting")
@@ -280,6 +278,9 @@ public final class Worker: @unchecked Sendable {
         heartbeat.start()
         var outcome: Result<JSONValue, Error>
         do {
+            context.threadCap = config.threads
+            RetainedOutput.adopt(queue: queue, id: d.id, dir: dir)  // out/ kept by `fidq retry`
+            OutputFile.sweep(out: context.out, fs: queue.fs)  // streamed outputs killed attempts left
             try? queue.fs.makeDirectories(context.out)
             outcome = .success(try prepared.run(context))
         } catch {

@@ -1,7 +1,7 @@
 // Kinds: the one place that wires job kinds into the registry every command uses.
 import Foundation
-import Jobs
 import Tensor
+import Jobs
 
 enum Kinds {
     /// Every kind this build of fidq runs. The queue's own test kind (`test.record`) is only
@@ -13,8 +13,8 @@ enum Kinds {
         TextKinds.register(into: registry)
         registry.register(FetchKind())
         if ProcessInfo.processInfo.environment["FIDQ_TEST_KINDS"] == "1" {
+            registry.register(TrainTestKind())  // test.train: checkpoint resume under kill -9
             TestKinds.register(into: registry)
-            registry.register(TrainTestKind())
         }
         return registry
     }

@@ -17,6 +17,6 @@ struct RetryCommand: ParsableCommand {
     var fresh = false
 
     func run() throws {
-        do { print(try queueOptions.control().retry(id, fresh: fresh)) } catch let e as JobError { throw fail(e.description) }
+        do { print(try fresh ? queueOptions.control().retryFresh(id) : queueOptions.control().retry(id)) } catch let e as JobError { throw fail(e.description) }
     }
 }

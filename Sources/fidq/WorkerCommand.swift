@@ -44,6 +44,7 @@ struct WorkerCommand: ParsableCommand {
         var config = WorkerConfig(queue: queueOptions.queuePath)
         config.workspace = queueOptions.workspacePath
         config.allowedRoots = queueOptions.allowRoots
+        if let threads = compute.threads { config.threads = max(1, threads) }
         config.drain = drain
         config.lease = lease
         config.kinds = kinds.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
@@ -51,7 +52,6 @@ struct WorkerCommand: ParsableCommand {
         config.backoff = backoff
         config.grace = grace
         config.maxJobs = maxJobs
-        if let threads = compute.threads { config.threads = max(1, threads) }
         config.progressBar = isatty(2) != 0
         let worker = Worker(config: config, registry: Kinds.registry())
         worker.installSignalHandlers()

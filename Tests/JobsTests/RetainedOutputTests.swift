@@ -54,10 +54,11 @@ import Testing
         try f.drop("t", #"{"kind": "test.train", "params": {"steps": 30, "checkpoint_every": 5, "fail_at_step": 13}}"#)
         drainTrain(f)
         // --fresh discards the failed out/ (checkpoints at steps 5 and 10) instead of parking it.
-        #expect(try control(f).retry("t", fresh: true) == "'t' is pending again")
+        #expect(try control(f).retryFresh("t") == "'t' is pending again")
         #expect(!FileManager.default.fileExists(atPath: f.pending + "/.t.out"))
         drainTrain(f)
         #expect(f.list("failed") == ["t"], "started from step 0, so it fails at step 13 again")
+        #expect(throws: JobError.self) { try control(f).retryFresh("../done/x") }
         let e = try #require(f.json(f.queueDir + "/failed/t/error.json"))
         #expect((e["message"] as? String)?.contains("fail at step 13") == true)
         #expect(steps(f.queueDir + "/failed/t/out/steps.log", f) == Dictionary(uniqueKeysWithValues: (1...12).map { ($0, 1) }),
