@@ -7,11 +7,11 @@ import Testing
 func makeContext(_ f: QueueFixture, id: String = "train", token: String, threads: Int = 1) throws -> JobContext {
     let dir = f.queueDir + "/running/\(id)@\(token)"
     try FileManager.default.createDirectory(atPath: dir + "/out", withIntermediateDirectories: true)
-    return context(folder: dir, id: id, threads: threads)
+    return jobContext(folder: dir, id: id, threads: threads)
 }
 
 /// A context on an existing (or moved-away) folder.
-func context(folder: String, id: String = "train", threads: Int = 1) -> JobContext {
+func jobContext(folder: String, id: String = "train", threads: Int = 1) -> JobContext {
     let fs = PosixFileSystem()
     return JobContext(id: id, kind: "test.train", attempt: 1, maxAttempts: 3, folder: folder,
                       paths: PathPolicy(workspace: "/tmp", queue: "/tmp/queue"), fs: fs, cancellation: CancellationToken(),
@@ -70,7 +70,7 @@ func entries(_ dir: String) -> [String] {
         // The next attempt (a take-over renames the folder) opens the folder: leftovers go.
         let dir = f.queueDir + "/running/train@b.2"
         try fm.moveItem(atPath: a.folder, toPath: dir)
-        let b = context(folder: dir)
+        let b = jobContext(folder: dir)
         let ckptB = try b.checkpoints(keepLast: 3)
         #expect(entries(ckptB.root) == ["latest", "step-5"])
         #expect(ckptB.latest()?.step == 5 && content(ckptB.latest()!.path) == "s5")
@@ -107,7 +107,7 @@ func entries(_ dir: String) -> [String] {
         try Data("step-10\n".utf8).write(to: URL(fileURLWithPath: ckptA.root + "/latest"))
         let dir = f.queueDir + "/running/train@b.2"
         try FileManager.default.moveItem(atPath: a.folder, toPath: dir)
-        let ckptB = try context(folder: dir).checkpoints(keepLast: 3)
+        let ckptB = try jobContext(folder: dir).checkpoints(keepLast: 3)
         #expect(ckptB.latest()?.step == 10)
         // B redoes steps 11…20 and saves step 20 again: the first writer's folder stays.
         let path = try ckptB.save(step: 20, write("from B"))
@@ -130,7 +130,7 @@ func entries(_ dir: String) -> [String] {
         // B takes the job over: the folder is renamed to B's name while A still runs.
         let dir = f.queueDir + "/running/train@b.2"
         try FileManager.default.moveItem(atPath: a.folder, toPath: dir)
-        let b = context(folder: dir)
+        let b = jobContext(folder: dir)
         func expectLeaseLost(_ what: String, _ body: () throws -> Void) {
             do {
                 try body()
@@ -165,7 +165,7 @@ func entries(_ dir: String) -> [String] {
             Issue.record("the handler's failed write should surface as leaseLost: \(error)")
         }
         #expect(!FileManager.default.fileExists(atPath: dir))
-        let c = context(folder: a2Dir)
+        let c = jobContext(folder: a2Dir)
         let ckptC = try c.checkpoints(keepLast: 3)
         #expect(ckptC.latest()?.step == 1 && content(ckptC.latest()!.path) == "s1")
         #expect(entries(ckptC.root) == ["latest", "step-1"], "B's half-staged folder was cleaned")

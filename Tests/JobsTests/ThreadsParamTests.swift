@@ -50,7 +50,7 @@ import Testing
     @Test func theRegistryHookSeesTheCappedValue() throws {
         let f = try QueueFixture()
         let registry = trainRegistry()
-        let seen = Box()
+        let seen = ThreadsSeen()
         registry.willRun = { seen.set($0.threads) }
         let d = try JobDescriptor.parse(Data(#"{"kind": "test.train", "params": {"steps": 1, "threads": 5}}"#.utf8), fileName: "x.json")
         let job = try registry.prepare(d, policy: PathPolicy(workspace: f.workspace, queue: f.queueDir), fs: PosixFileSystem())
@@ -59,7 +59,7 @@ import Testing
     }
 }
 
-final class Box: @unchecked Sendable {
+final class ThreadsSeen: @unchecked Sendable {
     private let lock = NSLock()
     private var v: Int?
     var value: Int? { lock.withLock { v } }
