@@ -163,6 +163,7 @@ public final class Checkpoints: @unchecked Sendable {
         let staged = try stage(name, write)
         let trash = root + "/.trash-" + name + "." + token
         try guarded {
+            try? fs.removeTree(trash)  // a leftover of this attempt's own failed save
             if fs.exists(final) { try fs.retrying { try fs.rename(final, trash) } }
             do { try fs.retrying { try fs.rename(staged, final) } } catch {
                 if readMarker(final)?.token != token {

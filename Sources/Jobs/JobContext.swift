@@ -230,10 +230,13 @@ public final class JobContext: @unchecked Sendable {
     /// Writes `data` to `out/<name>` by temporary name, fsync and rename. Throws
     /// `CancellationError(.leaseLost)` once the job's folder is gone (taken over).
     public func publish(_ name: String, _ data: Data) throws {
-        // A worker whose claim was taken over must not re-create its old folder by `mkdir -p`.
-        guard fs.exists(folder) else { throw CancellationError(reason: .leaseLost) }
-        try fs.makeDirectories(NSStringPath(out + "/" + name).parent)
-        try fs.writeAtomically(out + "/" + name, data, tag: "job")
+        // A worker whose claim was taken over must not re-create its old folder by `mkdir -p`:
+        // subfolders of out/ are made one level at a time, and out/ itself never.
+        try makeOutputFolders(name)
+        do { try fs.writeAtomically(out + "/" + name, data, tag: token) } catch {
+            if !fs.exists(folder) { throw CancellationError(reason: .leaseLost) }
+            throw error
+        }
     }
 }
 

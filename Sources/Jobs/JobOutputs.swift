@@ -28,9 +28,21 @@ extension JobContext {
     /// created one level at a time (never `out/` itself, so a taken-over job cannot re-create
     /// its old folder).
     public func openOutput(_ name: String) throws -> OutputFile {
+        try makeOutputFolders(name)
+        return try OutputFile(path: out + "/" + name, token: token, folder: folder, fs: fs)
+    }
+
+    /// Checks that `name` is a relative path inside `out/` and creates its missing folders one
+    /// level at a time below `out/` (which must exist: after a take-over it does not, and the
+    /// call throws `CancellationError(.leaseLost)` instead of re-creating it).
+    func makeOutputFolders(_ name: String) throws {
         let parts = name.split(separator: "/", omittingEmptySubsequences: false)
-        guard !name.isEmpty, !name.hasPrefix("/"), parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }) else {
+        guard !name.isEmpty, parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }) else {
             throw JobError.permanent("bad output name '\(name)'", hint: "a relative path inside out/, without '..'")
+        }
+        guard fs.exists(out) else {
+            if !fs.exists(folder) { throw CancellationError(reason: .leaseLost) }
+            throw FSError("stat", out, ENOENT)
         }
         var dir = out
         for part in parts.dropLast() {
@@ -41,7 +53,6 @@ extension JobContext {
                 throw e
             }
         }
-        return try OutputFile(path: out + "/" + name, token: token, folder: folder, fs: fs)
     }
 
     /// Streams `out/<name>`: `body` writes through the file; it is committed when `body` returns

@@ -63,6 +63,18 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: taker + "/out/big.bin"), "the zombie published nothing into the taker's out/")
     }
 
+    @Test func publishMakesSubfoldersOneLevelAtATimeUnderOut() throws {
+        let f = try QueueFixture()
+        let c = try makeContext(f, token: "a.1")
+        try c.publish("a/b/c.txt", Data("in memory".utf8))
+        #expect(f.read(c.out + "/a/b/c.txt") == "in memory" && entries(c.out + "/a/b") == ["c.txt"])
+        #expect(throws: JobError.self) { try c.publish("../escape.txt", Data()) }
+        // out/ itself is never made: without it (a broken claim folder) publish fails, making nothing.
+        try FileManager.default.removeItem(atPath: c.out)
+        #expect(throws: FSError.self) { try c.publish("x/y.txt", Data()) }
+        #expect(entries(c.folder).isEmpty)
+    }
+
     @Test func aNewAttemptSweepsPartialFilesOfKilledOnes() throws {
         let f = try QueueFixture()
         let out = f.workspace + "/j.run/out"
