@@ -118,6 +118,7 @@ public final class QueueControl {
                                  claimedAt: isoTimestamp(), released: false)
         if fs.exists(queue.pending + "/" + id + ".json"),
            let dir = queue.claimPending(name: id + ".json", id: id, record: record) {
+            RetainedOutput.adopt(queue: queue, id: id, dir: dir)  // so a later retry still resumes
             return failCancelled(dir, id: id, token: token)
         }
         let dirs = runningDirs(id)
@@ -159,8 +160,33 @@ public final class QueueControl {
         if let s = state(of: id), s == "pending" || s == "running" { throw JobError.permanent("'\(id)' is already \(s)") }
         let data = try fs.read(dir + "/job.json", limit: JobDescriptor.maxBytes + 1)
         let token = identity.newToken()
+        // Its out/ is kept at `pending/.<id>.out` and adopted by the next claim, so a job that
+        // checkpoints resumes (`retryFresh` starts over). The failed folder's out/ is newer than
+        // any kept by an earlier retry; without one, a crashed earlier retry may have parked it.
+        var kept = fs.exists(RetainedOutput.path(queue, id))
+        if fs.exists(dir + "/out") {
+            RetainedOutput.discard(queue: queue, id: id, token: token)
+            try fs.retrying { try fs.rename(dir + "/out", RetainedOutput.path(queue, id)) }
+            kept = true
+        }
         try fs.writeAtomically(queue.pending + "/" + id + ".json", data, tag: token)
         queue.discard(dir, token: token)
-        return "'\(id)' is pending again"
+        return "'\(id)' is pending again" + (kept ? " with its out/ (it resumes from its checkpoints; --fresh starts over)" : "")
+    }
+
+    /// `fidq retry --fresh`: discards the failed job's `out/` (and any kept by an earlier retry),
+    /// then retries it: the job starts over.
+    public func retryFresh(_ id: String) throws -> String {
+        guard JobDescriptor.isValidID(id) else {
+            throw JobError.permanent("'\(id)' is not a job id", field: "id", hint: "ids match [A-Za-z0-9._-]{1,128}; see fidq status")
+        }
+        let dir = queue.failed + "/" + id
+        guard fs.exists(dir) else { throw JobError.permanent("no failed job '\(id)'", hint: state(of: id).map { "it is \($0)" }) }
+        if let s = state(of: id), s == "pending" || s == "running" { throw JobError.permanent("'\(id)' is already \(s)") }
+        let token = identity.newToken()
+        RetainedOutput.discard(queue: queue, id: id, token: token)
+        let trash = queue.tmp + "/discard-out-" + id + "-" + token
+        if (try? fs.retrying { try fs.rename(dir + "/out", trash) }) != nil { try? fs.removeTree(trash) }
+        return try retry(id)
     }
 }

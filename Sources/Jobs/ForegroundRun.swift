@@ -19,6 +19,8 @@ public struct ForegroundRun {
     public var queue: String?
     public var allowedRoots: [String] = []
     public var progressBar = false
+    /// `--threads`: the default and the cap of the job's `threads` param (all cores).
+    public var threads = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
 
     public init(file: String, workspace: String) {
         self.file = file
@@ -35,6 +37,7 @@ public struct ForegroundRun {
         let parent = NSStringPath(PathPolicy.normalize(PathPolicy.absolute(file))).parent
         let folder = PathPolicy.normalize(PathPolicy.absolute(outDir ?? parent + "/" + d.id + ".run"))
         try fs.makeDirectories(folder + "/out")
+        OutputFile.sweep(out: folder + "/out", fs: fs)  // a killed earlier run's partial outputs
         let echo: @Sendable (String) -> Void = { line in fputs(line + "\n", stderr) }
         let log = JobLog(path: folder + "/log.txt", fs: fs, echo: progressBar ? nil : echo)
         log("# reproduce: fidq run \(file) --workspace \(policy.workspace) --out \(folder)")
@@ -42,7 +45,7 @@ public struct ForegroundRun {
             id: d.id, kind: d.kind, attempt: 1, maxAttempts: 1, folder: folder, paths: policy, fs: fs,
             cancellation: cancel,
             progress: ProgressReporter(path: folder + "/progress.json", fs: fs, bar: progressBar, label: d.id, line: echo),
-            log: log)
+            log: log, threads: threads)
         do {
             let value = try prepared.run(context)
             let result: JSONValue = .object(["id": .string(d.id), "kind": .string(d.kind), "result": value, "finished": .string(isoTimestamp())])

@@ -176,9 +176,18 @@ public final class JobContext: @unchecked Sendable {
     public let cancellation: CancellationToken
     public let progress: ProgressReporter
     public let log: JobLog
+    /// Unique to this attempt: the claim token of `running/<id>@<token>`, or a fresh one in
+    /// `fidq run`. Temporary names carry it, so no two attempts ever share a file.
+    public let token: String
+    /// Threads the handler should compute with: the job's `threads` param capped by the
+    /// worker's `--threads`, or the worker's value when the param is absent (always >= 1).
+    public internal(set) var threads: Int
+    /// The worker's `--threads`: the default and the cap of `threads`.
+    public internal(set) var threadCap: Int
 
     init(id: String, kind: String, attempt: Int, maxAttempts: Int, folder: String, paths: PathPolicy,
-         fs: FileSystem, cancellation: CancellationToken, progress: ProgressReporter, log: JobLog) {
+         fs: FileSystem, cancellation: CancellationToken, progress: ProgressReporter, log: JobLog,
+         threads: Int = 1) {
         self.id = id
         self.kind = kind
         self.attempt = attempt
@@ -189,11 +198,20 @@ public final class JobContext: @unchecked Sendable {
         self.cancellation = cancellation
         self.progress = progress
         self.log = log
+        self.threadCap = max(1, threads)
+        self.threads = max(1, threads)
+        let last = NSStringPath(folder).last
+        if let at = last.lastIndex(of: "@"), last.index(after: at) < last.endIndex {
+            token = String(last[last.index(after: at)...])
+        } else {
+            token = WorkerIdentity().newToken()
+        }
     }
 
     /// The job's output folder (`<folder>/out`, created before `run`), which survives reclaims
-    /// and becomes `done/<id>/out`. Resuming jobs keep their checkpoints here. Create subfolders
-    /// with `publish` or plain `mkdir` of one level, never `mkdir -p` of the whole path: after a
+    /// and becomes `done/<id>/out`. Resuming jobs keep their checkpoints here (`checkpoints()`);
+    /// large outputs stream in with `openOutput`. Create subfolders with `publish`, `openOutput`
+    /// or plain `mkdir` of one level, never `mkdir -p` of the whole path: after a
     /// take-over the old folder must stay gone.
     public var out: String { folder + "/out" }
 
@@ -212,10 +230,13 @@ public final class JobContext: @unchecked Sendable {
     /// Writes `data` to `out/<name>` by temporary name, fsync and rename. Throws
     /// `CancellationError(.leaseLost)` once the job's folder is gone (taken over).
     public func publish(_ name: String, _ data: Data) throws {
-        // A worker whose claim was taken over must not re-create its old folder by `mkdir -p`.
-        guard fs.exists(folder) else { throw CancellationError(reason: .leaseLost) }
-        try fs.makeDirectories(NSStringPath(out + "/" + name).parent)
-        try fs.writeAtomically(out + "/" + name, data, tag: "job")
+        // A worker whose claim was taken over must not re-create its old folder by `mkdir -p`:
+        // subfolders of out/ are made one level at a time, and out/ itself never.
+        try makeOutputFolders(name)
+        do { try fs.writeAtomically(out + "/" + name, data, tag: token) } catch {
+            if !fs.exists(folder) { throw CancellationError(reason: .leaseLost) }
+            throw error
+        }
     }
 }
 

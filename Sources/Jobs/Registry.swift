@@ -45,10 +45,19 @@ public protocol JobKind: Sendable {
 /// A descriptor whose params decoded and whose paths checked out, ready to run.
 public struct PreparedJob: Sendable {
     public let descriptor: JobDescriptor
+    /// The `threads` param every kind accepts (nil: absent).
+    public var threads: Int?
+    /// The registry's `willRun`, called with the context just before the handler.
+    var willRun: (@Sendable (JobContext) -> Void)?
     let body: @Sendable (JobContext) throws -> JSONValue
 
-    /// Runs the handler and returns its output as JSON.
-    public func run(_ context: JobContext) throws -> JSONValue { try body(context) }
+    /// Runs the handler (with `context.threads` set from the `threads` param) and returns its
+    /// output as JSON.
+    public func run(_ context: JobContext) throws -> JSONValue {
+        context.threads = min(threads ?? context.threadCap, context.threadCap)
+        willRun?(context)
+        return try body(context)
+    }
 }
 
 /// The kinds a worker can run. Registering a name twice is a bug (trap).
@@ -59,13 +68,18 @@ public final class KindRegistry: @unchecked Sendable {
 
     private var entries: [String: Entry] = [:]
 
+    /// Called before every handler runs, e.g. to apply `context.threads` to the compute pools
+    /// (`fidq` sets it; `Jobs` knows no compute library).
+    public var willRun: (@Sendable (JobContext) -> Void)?
+
     public init() {}
 
     /// Registers `kind` under `kind.name`.
     public func register<K: JobKind>(_ kind: K) {
         precondition(entries[kind.name] == nil, "job kind '\(kind.name)' registered twice")
         entries[kind.name] = Entry { descriptor, policy, fs, checkJobInputs in
-            let params = try KindRegistry.decode(K.Params.self, descriptor.params)
+            let (rest, threads) = try ThreadsParam.split(descriptor.params)
+            let params = try KindRegistry.decode(K.Params.self, rest)
             try params.validate()
             for (field, path) in params.outputPaths {
                 _ = try policy.checkOutput(path, field: "params." + field, fs: fs)
@@ -87,7 +101,7 @@ public final class KindRegistry: @unchecked Sendable {
                                                 hint: path.hasPrefix("job:") ? "the dependency finished without writing it" : nil)
                 }
             }
-            return PreparedJob(descriptor: descriptor) { context in
+            return PreparedJob(descriptor: descriptor, threads: threads) { context in
                 try JSONValue.from(try kind.run(params, context))
             }
         }
@@ -112,7 +126,9 @@ public final class KindRegistry: @unchecked Sendable {
             throw JobError.permanent("unknown kind '\(descriptor.kind)'", field: "kind", hint: hint)
         }
         do {
-            return try entry.prepare(descriptor, policy, fs, checkJobInputs)
+            var job = try entry.prepare(descriptor, policy, fs, checkJobInputs)
+            job.willRun = willRun
+            return job
         } catch let e as DecodingError {
             throw JobError.describe(e, root: "params")
         }

@@ -30,6 +30,8 @@ public struct WorkerConfig: Sendable {
     public var grace = 60.0
     /// More folders outputs may be written to.
     public var allowedRoots: [String] = []
+    /// `--threads`: a job's `threads` param defaults to this and is capped by it (all cores).
+    public var threads = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
     /// Draw a progress bar on stderr (on a terminal).
     public var progressBar = false
     /// Stop after this many jobs (tests and benchmarks).
@@ -335,6 +337,9 @@ public final class Worker: @unchecked Sendable {
         heartbeat.start()
         var outcome: Result<JSONValue, Error>
         do {
+            context.threadCap = config.threads
+            RetainedOutput.adopt(queue: queue, id: d.id, dir: dir)  // out/ kept by `fidq retry`
+            OutputFile.sweep(out: context.out, fs: queue.fs)  // streamed outputs killed attempts left
             try? queue.fs.makeDirectories(context.out)
             outcome = .success(try prepared.run(context))
         } catch {

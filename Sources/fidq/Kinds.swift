@@ -1,5 +1,6 @@
 // Kinds: the one place that wires job kinds into the registry every command uses.
 import Foundation
+import Tensor
 import Jobs
 import JobsTesting
 
@@ -9,9 +10,12 @@ enum Kinds {
     /// crash points of `FIDQ_TEST_CRASH`. Both live in the JobsTesting module, out of `Jobs`.
     static func registry() -> KindRegistry {
         let registry = KindRegistry()
+        // A job's `threads` param (capped by --threads) sizes BLAS and the kernels while it runs.
+        registry.willRun = { context in Threads.set(context.threads) }
         TextKinds.register(into: registry)
         registry.register(FetchKind())
         if ProcessInfo.processInfo.environment["FIDQ_TEST_KINDS"] == "1" {
+            registry.register(TrainTestKind())  // test.train: checkpoint resume under kill -9
             TestKinds.register(into: registry)
             CrashPoints.armFromEnvironment()
         }

@@ -32,6 +32,7 @@ struct RunCommand: ParsableCommand {
         job.outDir = out
         job.queue = queue
         job.allowedRoots = allowRoots
+        if let threads = compute.threads { job.threads = max(1, threads) }
         job.progressBar = isatty(2) != 0
         do {
             let value = try job.run(registry: Kinds.registry())

@@ -1,0 +1,41 @@
+// RetainedOutput: the out/ that `fidq retry` keeps for a failed job's next attempt.
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// `fidq retry ID` parks `failed/<id>/out` at `pending/.<id>.out` (a dot-name, which scans and
+/// status ignore) beside `pending/<id>.json`; the worker that claims the job renames it to its
+/// claim's `out/` before the handler starts, so a failed training resumes from its checkpoints.
+/// `fidq retry --fresh ID` discards it instead.
+enum RetainedOutput {
+    static func path(_ queue: Queue, _ id: String) -> String { queue.pending + "/." + id + ".out" }
+
+    /// Moves a kept `out/` into the claim folder `dir` (before `out/` is created there). If the
+    /// claim was taken over meanwhile the rename finds no `dir` and the taker adopts it instead.
+    static func adopt(queue: Queue, id: String, dir: String) {
+        let fs = queue.fs
+        let kept = path(queue, id)
+        guard fs.exists(kept) else { return }
+        do {
+            // rename onto an absent (or empty) out/; a non-empty out/ is never replaced.
+            try fs.retrying { try fs.rename(kept, dir + "/out") }
+        } catch {
+            // A retransmitted NFS rename may report failure after it worked.
+            if fs.exists(kept) || !fs.exists(dir + "/out") {
+                queue.log(dir, "could not adopt the out/ kept by fidq retry (\(error)); it stays at \(kept)")
+                return
+            }
+        }
+        queue.log(dir, "out/ kept by fidq retry adopted: the job resumes from its checkpoints")
+    }
+
+    /// Renames a kept `out/` to `.tmp/` and deletes it.
+    static func discard(queue: Queue, id: String, token: String) {
+        let kept = path(queue, id)
+        guard queue.fs.exists(kept) else { return }
+        let trash = queue.tmp + "/discard-retained-" + id + "-" + token
+        if (try? queue.fs.rename(kept, trash)) != nil { try? queue.fs.removeTree(trash) }
+    }
+}

@@ -1,0 +1,82 @@
+// RetainedOutputTests: `fidq retry` keeps out/ so a failed training resumes; `--fresh` starts over.
+import Foundation
+import Testing
+@testable import Jobs
+
+@Suite struct RetainedOutputTests {
+    func control(_ f: QueueFixture) -> QueueControl {
+        QueueControl(queue: f.queue, registry: trainRegistry(), policy: PathPolicy(workspace: f.workspace, queue: f.queueDir))
+    }
+
+    func steps(_ path: String, _ f: QueueFixture) -> [Int: Int] {
+        var n: [Int: Int] = [:]
+        for line in (f.read(path) ?? "").split(separator: "\n") { n[Int(line.split(separator: " ")[0])!, default: 0] += 1 }
+        return n
+    }
+
+    @Test func retryKeepsOutAndTheJobResumesFromItsLatestCheckpoint() throws {
+        let f = try QueueFixture()
+        try f.drop("t", #"{"kind": "test.train", "params": {"steps": 30, "checkpoint_every": 5, "fail_at_step": 13}}"#)
+        drainTrain(f)
+        #expect(f.list("failed") == ["t"])
+        #expect(f.read(f.queueDir + "/failed/t/out/checkpoint/latest") == "step-10\n")
+        let message = try control(f).retry("t")
+        #expect(message.contains("pending again with its out/"), "\(message)")
+        #expect(f.list("pending") == ["t.json"] && f.list("failed").isEmpty)
+        #expect(FileManager.default.fileExists(atPath: f.pending + "/.t.out/checkpoint/step-10"), "out/ is parked beside the job")
+        drainTrain(f)
+        #expect(f.list("done") == ["t"] && f.list("pending").isEmpty, "\(f.list("failed"))")
+        let result = try #require(f.json(f.queueDir + "/done/t/result.json")?["result"] as? [String: Any])
+        #expect(result["resumed_from"] as? Int == 10)
+        #expect(result["state"] as? String == TrainTestKind.hex(TrainTestKind.expected(steps: 30)))
+        let n = steps(f.queueDir + "/done/t/out/steps.log", f)
+        #expect((1...30).allSatisfy { n[$0] == ($0 == 11 || $0 == 12 ? 2 : 1) }, "only the steps after the checkpoint ran again: \(n)")
+        #expect(f.read(f.queueDir + "/done/t/log.txt")?.contains("out/ kept by fidq retry adopted") == true)
+        #expect(!FileManager.default.fileExists(atPath: f.pending + "/.t.out"))
+    }
+
+    @Test func cancellingARetriedPendingJobKeepsItsOutForTheNextRetry() throws {
+        let f = try QueueFixture()
+        try f.drop("t", #"{"kind": "test.train", "params": {"steps": 30, "checkpoint_every": 5, "fail_at_step": 13}}"#)
+        drainTrain(f)
+        let c = control(f)
+        _ = try c.retry("t")
+        #expect(try c.cancel("t").contains("cancelled"))
+        #expect(f.read(f.queueDir + "/failed/t/out/checkpoint/latest") == "step-10\n", "out/ went to failed/ with the job")
+        #expect(!FileManager.default.fileExists(atPath: f.pending + "/.t.out"))
+        #expect(try c.retry("t").contains("with its out/"))
+        drainTrain(f)
+        #expect((f.json(f.queueDir + "/done/t/result.json")?["result"] as? [String: Any])?["resumed_from"] as? Int == 10)
+    }
+
+    @Test func retryFreshStartsOver() throws {
+        let f = try QueueFixture()
+        try f.drop("t", #"{"kind": "test.train", "params": {"steps": 30, "checkpoint_every": 5, "fail_at_step": 13}}"#)
+        drainTrain(f)
+        // --fresh discards the failed out/ (checkpoints at steps 5 and 10) instead of parking it.
+        #expect(try control(f).retryFresh("t") == "'t' is pending again")
+        #expect(!FileManager.default.fileExists(atPath: f.pending + "/.t.out"))
+        drainTrain(f)
+        #expect(f.list("failed") == ["t"], "started from step 0, so it fails at step 13 again")
+        #expect(throws: JobError.self) { try control(f).retryFresh("../done/x") }
+        let e = try #require(f.json(f.queueDir + "/failed/t/error.json"))
+        #expect((e["message"] as? String)?.contains("fail at step 13") == true)
+        #expect(steps(f.queueDir + "/failed/t/out/steps.log", f) == Dictionary(uniqueKeysWithValues: (1...12).map { ($0, 1) }),
+                "a fresh out/: no steps of the first run")
+    }
+
+    @Test func aKeptOutIsAdoptedByATakeOverWhenTheClaimerDiedFirst() throws {
+        let f = try QueueFixture()
+        // Parked out/ and a claim folder whose worker died before adopting it.
+        try FileManager.default.createDirectory(atPath: f.pending + "/.t.out/checkpoint", withIntermediateDirectories: true)
+        try Data("kept".utf8).write(to: URL(fileURLWithPath: f.pending + "/.t.out/marker"))
+        let dir = f.queueDir + "/running/t@dead.1"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try Data(#"{"kind": "test.train", "params": {"steps": 3}}"#.utf8).write(to: URL(fileURLWithPath: dir + "/job.json"))
+        let claim = ClaimRecord(id: "t", token: "dead.1", worker: "x:1", attempt: 1, claimedAt: isoTimestamp(), released: true)
+        try f.queue.writeClaim(dir, claim)
+        drainTrain(f)
+        #expect(f.list("done") == ["t"])
+        #expect(f.read(f.queueDir + "/done/t/out/marker") == "kept")
+    }
+}
