@@ -2,6 +2,7 @@
 import Foundation
 import Testing
 @testable import Jobs
+import JobsTesting
 
 @Suite struct OutputFileTests {
     @Test func streamsToATemporaryNameAndRenamesOnCommit() throws {

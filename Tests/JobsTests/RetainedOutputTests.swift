@@ -2,6 +2,7 @@
 import Foundation
 import Testing
 @testable import Jobs
+import JobsTesting
 
 @Suite struct RetainedOutputTests {
     func control(_ f: QueueFixture) -> QueueControl {

@@ -2,6 +2,7 @@
 import Foundation
 import Testing
 @testable import Jobs
+import JobsTesting
 
 @Suite struct ThreadsParamTests {
     func prepare(_ f: QueueFixture, _ json: String) throws -> PreparedJob {

@@ -3,6 +3,7 @@
 import Foundation
 import Testing
 @testable import Jobs
+import JobsTesting
 
 /// The queue tests' registry plus `test.train`.
 func trainRegistry() -> KindRegistry {

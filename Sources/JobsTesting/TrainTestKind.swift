@@ -4,6 +4,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import Jobs
 
 /// `test.train`: updates a UInt64 hash chain once per step, checkpoints it every
 /// `checkpoint_every` steps through `JobContext.checkpoints`, and resumes from `latest`. Every
