@@ -77,6 +77,59 @@ import TestSupport
         }
     }
 
+    /// A checkpoint built here: `entries` holds `value` (pickle opcodes) under the key "w" of an
+    /// OrderedDict, with storage "0" of `storage` bytes.
+    static func checkpoint(
+        _ folder: TempFolder, value: [UInt8], storage: [UInt8] = Array(repeating: 0, count: 16),
+        byteorder: String = "little", root: [UInt8]? = nil
+    ) throws -> String {
+        let dict = Op.global("collections", "OrderedDict") + [0x29, 0x52] + Op.mark + Op.str("w") + value + [0x75]
+        var b = ZipBuilder()
+        b.entries = [
+            ("ck/data.pkl", [0x80, 2] + (root ?? dict) + [0x2E], 0), ("ck/byteorder", Array(byteorder.utf8), 0),
+            ("ck/data/0", storage, 0), ("ck/version", Array("3\n".utf8), 0),
+        ]
+        return try folder.write("ck-\(UUID().uuidString).bin", b.bytes())
+    }
+
+    /// `_rebuild_tensor_v2` of storage "0" (`type`, `numel` elements) with `offset`, `size`, `stride`.
+    static func tensorOps(_ type: String = "FloatStorage", numel: Int32 = 4, offset: Int32 = 0, size: [Int32] = [4], stride: [Int32] = [1]) -> [UInt8] {
+        let pid = Op.mark + Op.str("storage") + Op.global("torch", type) + Op.str("0") + Op.str("cpu") + Op.binint(numel) + [0x74, 0x51]
+        let ints = { (xs: [Int32]) in Op.mark + xs.flatMap { Op.binint($0) } + [0x74] }
+        return Op.global("torch._utils", "_rebuild_tensor_v2") + Op.mark + pid + Op.binint(offset) + ints(size) + ints(stride)
+            + [0x89] + Op.global("collections", "OrderedDict") + [0x29, 0x52, 0x74, 0x52]
+    }
+
+    @Test func readsHandBuiltCheckpointAndRefusesBadOnes() throws {
+        let folder = try TempFolder()
+        defer { folder.remove() }
+        let floats: [Float] = [1.5, -2, 3.25, 4]
+        let bytes = floats.flatMap { f in withUnsafeBytes(of: f.bitPattern.littleEndian) { Array($0) } }
+        // A 2x2 view with strides (1, 2) from offset 0 reads the transpose.
+        let ok = try TorchCheckpoint.read(path: try Self.checkpoint(folder, value: Self.tensorOps(size: [2, 2], stride: [1, 2]), storage: bytes))
+        #expect(ok.names == ["w"] && ok["w"] == Tensor(shape: [2, 2], data: [1.5, 3.25, -2, 4]))
+        let ints: [Int64] = [3, -(1 << 24), 1 << 24 + 1, 0]
+        let intBytes = ints.flatMap { v in withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+
+        let cases: [(String, TorchCheckpointError.Kind, String)] = [
+            (try Self.checkpoint(folder, value: Self.tensorOps(), byteorder: "big"), .layout, "byte order 'big'"),
+            (try Self.checkpoint(folder, value: [0x4B, 1]), .layout, "[w]: value is a int, expected a tensor"),
+            (try Self.checkpoint(folder, value: [], root: Op.mark + [0x74]), .layout, "holds a tuple of 0, expected a state dict"),
+            (try Self.checkpoint(folder, value: Self.tensorOps("DoubleStorage", numel: 2, size: [2])), .unsupportedDType, "[w]: storage type torch.DoubleStorage"),
+            (try Self.checkpoint(folder, value: Self.tensorOps("LongStorage", numel: 4), storage: intBytes), .notRepresentable, "16777217 at element 2"),
+            (try Self.checkpoint(folder, value: Self.tensorOps("QInt8Storage")), .pickle, "'torch.QInt8Storage' is not allowed"),
+            (try Self.checkpoint(folder, value: Self.tensorOps(size: [2], stride: [-1])), .layout, "negative size or stride"),
+            (try Self.checkpoint(folder, value: Self.tensorOps(size: [4, 2], stride: [1, 0])), .layout, "more elements (8) than its storage"),
+            (try Self.checkpoint(folder, value: Self.tensorOps(size: [2], stride: [1, 1])), .layout, "different lengths"),
+            (try Self.checkpoint(folder, value: Self.tensorOps(size: [Int32.max, 2], stride: [Int32.max, Int32.max])), .layout, "view reaches element 4611686014132420609, past"),
+            (try Self.checkpoint(folder, value: Self.tensorOps(size: [1], stride: [1]), storage: Array(repeating: 0, count: 15)), .pickle, "its entry has 15 bytes"),
+        ]
+        for (path, kind, text) in cases {
+            let e = checkpointError { try TorchCheckpoint.read(path: path) }
+            #expect(e?.kind == kind && e?.description.contains(text) == true, "\(String(describing: e))")
+        }
+    }
+
     /// Random byte flips of a real checkpoint (most in its pickle and zip records) either read or
     /// throw — never trap, never read out of bounds.
     @Test func fuzzedCheckpointsNeverTrap() throws {
