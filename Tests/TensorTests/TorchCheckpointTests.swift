@@ -130,6 +130,29 @@ import TestSupport
         }
     }
 
+    /// A real checkpoint named by FIDQ_TORCH_CHECKPOINT (e.g. a model's pytorch_model.bin), read
+    /// whole and compared bit for bit with FIDQ_TORCH_CHECKPOINT_EXPECTED (the same weights as
+    /// safetensors) when given. Off by default: the files are large and not committed.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["FIDQ_TORCH_CHECKPOINT"] != nil))
+    func externalCheckpoint() throws {
+        let env = ProcessInfo.processInfo.environment
+        let path = env["FIDQ_TORCH_CHECKPOINT"]!
+        let start = Date()
+        let file = try TorchCheckpointFile(path: path)
+        let opened = Date()
+        let map = try file.readAll()
+        let read = Date()
+        print("\(path): \(map.count) tensors, \(map.elementCount) elements; open \(opened.timeIntervalSince(start)) s, "
+              + "convert \(read.timeIntervalSince(opened)) s; tied \(file.tiedGroups)")
+        guard let expectedPath = env["FIDQ_TORCH_CHECKPOINT_EXPECTED"] else { return }
+        let expected = try SafeTensors.read(expectedPath)
+        #expect(Set(expected.names) == Set(map.names))
+        for (name, tensor) in map {
+            let want = try expected.tensor(name)
+            #expect(sameBits(tensor, want), "\(name)")
+        }
+    }
+
     /// Random byte flips of a real checkpoint (most in its pickle and zip records) either read or
     /// throw — never trap, never read out of bounds.
     @Test func fuzzedCheckpointsNeverTrap() throws {
