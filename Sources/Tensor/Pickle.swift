@@ -155,7 +155,7 @@ public struct PickleReader {
     }
 
     private func utf8(_ bytes: ArraySlice<UInt8>) throws -> String {
-        guard let s = String(validating: bytes, as: UTF8.self) else {
+        guard let s = validUTF8(bytes) else {
             throw PickleError(.malformed, offset: at, "a string of \(bytes.count) bytes is not valid UTF-8")
         }
         return s
@@ -429,4 +429,11 @@ public struct PickleReader {
         0x93: "STACK_GLOBAL", 0x94: "MEMOIZE", 0x95: "FRAME", 0x96: "BYTEARRAY8", 0x97: "NEXT_BUFFER",
         0x98: "READONLY_BUFFER",
     ]
+}
+
+/// `bytes` as a String when they are valid UTF-8 (decoding repairs invalid bytes, so a changed
+/// round trip means invalid; `String(validating:as:)` would say it directly but needs macOS 15).
+func validUTF8<C: Collection>(_ bytes: C) -> String? where C.Element == UInt8 {
+    let s = String(decoding: bytes, as: UTF8.self)
+    return s.utf8.elementsEqual(bytes) ? s : nil
 }

@@ -240,7 +240,7 @@ public final class ZipArchive: @unchecked Sendable {
             var local = r.u32(at + 42)
             let recordEnd = at + 46 + nameLength + extraLength + commentLength
             guard recordEnd <= cdEnd else { throw r.error("central directory entry \(k) runs past the directory") }
-            guard let name = String(validating: UnsafeRawBufferPointer(rebasing: file[(at + 46)..<(at + 46 + nameLength)]), as: UTF8.self) else {
+            guard let name = validUTF8(UnsafeRawBufferPointer(rebasing: file[(at + 46)..<(at + 46 + nameLength)])) else {
                 throw r.error("central directory entry \(k)'s name is not UTF-8")
             }
             // The ZIP64 extra field holds, in this order, each of these that is 0xFFFFFFFF.
