@@ -95,13 +95,18 @@ public struct PickleReader {
     public static let maxStack = 1 << 20
     public static let maxMemo = 1 << 20
     public static let maxMarks = 1 << 12
+    /// Deepest nesting of containers. Swift frees nested values recursively, so an unbounded
+    /// depth (a million TUPLE1s is a 1 MB file) would overflow the thread's stack.
+    public static let maxDepth = 256
 
     private let data: [UInt8]
     private var whitelist: PickleWhitelist
     private var pos = 0
     private var stack: [PickleValue] = []
+    /// The nesting depth of each stack value (lists and dicts keep theirs up to date themselves).
+    private var depths: [Int] = []
     private var marks: [Int] = []
-    private var memo: [Int: PickleValue] = [:]
+    private var memo: [Int: (PickleValue, Int)] = [:]
     /// Offset of the opcode being run, for errors.
     private var at = 0
 
@@ -163,50 +168,107 @@ public struct PickleReader {
 
     // MARK: - stack
 
-    private mutating func push(_ v: PickleValue) throws {
+    typealias Entry = (value: PickleValue, depth: Int)
+
+    private mutating func push(_ v: PickleValue, depth: Int = 0) throws {
         guard stack.count < Self.maxStack else {
             throw PickleError(.limit, offset: at, "stack over \(Self.maxStack) items")
         }
         stack.append(v)
+        depths.append(depth)
     }
 
-    private mutating func pop() throws -> PickleValue {
-        guard let v = stack.popLast(), stack.count >= (marks.last ?? 0) else {
+    private mutating func push(_ e: Entry) throws { try push(e.value, depth: e.depth) }
+
+    private mutating func popEntry() throws -> Entry {
+        guard stack.count > (marks.last ?? 0) else {
             throw PickleError(.malformed, offset: at, "opcode \(Self.name(data[at])) on an empty stack")
         }
-        return v
+        return (stack.removeLast(), depths.removeLast())
     }
 
-    private mutating func top() throws -> PickleValue {
-        guard let v = stack.last, stack.count > (marks.last ?? 0) else {
+    private mutating func pop() throws -> PickleValue { try popEntry().value }
+
+    private func topEntry() throws -> Entry {
+        guard stack.count > (marks.last ?? 0) else {
             throw PickleError(.malformed, offset: at, "opcode \(Self.name(data[at])) on an empty stack")
         }
-        return v
+        return (stack[stack.count - 1], depths[depths.count - 1])
     }
+
+    private func top() throws -> PickleValue { try topEntry().value }
 
     /// The items pushed since the last MARK, removing them and the mark.
-    private mutating func popMark() throws -> [PickleValue] {
+    private mutating func popMark() throws -> [Entry] {
         guard let m = marks.popLast() else {
             throw PickleError(.malformed, offset: at, "opcode \(Self.name(data[at])) without a MARK")
         }
-        let items = Array(stack[m...])
+        let items = Array(zip(stack[m...], depths[m...]))
         stack.removeSubrange(m...)
-        return items
+        depths.removeSubrange(m...)
+        return items.map { (value: $0.0, depth: $0.1) }
     }
 
-    private mutating func memoize(_ index: Int, _ v: PickleValue) throws {
+    private mutating func memoize(_ index: Int, _ e: Entry) throws {
         guard memo.count < Self.maxMemo || memo[index] != nil else {
             throw PickleError(.limit, offset: at, "memo over \(Self.maxMemo) entries")
         }
-        memo[index] = v
+        memo[index] = e
     }
 
-    private func memoGet(_ index: Int) throws -> PickleValue {
-        guard let v = memo[index] else {
+    private func memoGet(_ index: Int) throws -> Entry {
+        guard let e = memo[index] else {
             throw PickleError(.malformed, offset: at, "memo entry \(index) is fetched before it is stored")
         }
-        return v
+        return e
     }
+
+    // MARK: - nesting depth
+
+    /// `e`'s current depth: lists and dicts track theirs as they grow.
+    private static func depth(_ e: Entry) -> Int {
+        switch e.value {
+        case let .list(l): return l.depth
+        case let .dict(d): return d.depth
+        default: return e.depth
+        }
+    }
+
+    /// The depth of a container of `items`, checked against the limit; marks the items' lists
+    /// and dicts as contained.
+    private func nest(_ items: [Entry]) throws -> Int {
+        var d = 1
+        for item in items {
+            d = Swift.max(d, Self.depth(item) + 1)
+            switch item.value {
+            case let .list(l): l.contained = true
+            case let .dict(x): x.contained = true
+            default: break
+            }
+        }
+        guard d <= Self.maxDepth else {
+            throw PickleError(.limit, offset: at, "values nested over \(Self.maxDepth) deep")
+        }
+        return d
+    }
+
+    /// The new depth of a list or dict at `depth` gaining `items`. A container already inside
+    /// another may not get deeper (its parents' depths would be stale), which also refuses
+    /// self-containing (recursive) values.
+    private func grow(_ depth: Int, contained: Bool, with items: [Entry]) throws -> Int {
+        let d = Swift.max(depth, try nest(items))
+        guard !contained || d == depth else {
+            throw PickleError(.refused, offset: at, "a container gets deeper after being nested (a recursive value?)",
+                              hint: "fidq reads only tree-shaped pickles")
+        }
+        return d
+    }
+
+    private func recursive() -> PickleError {
+        PickleError(.refused, offset: at, "a container is put inside itself (a recursive value)", hint: "fidq reads only tree-shaped pickles")
+    }
+
+    private func pushTuple(_ items: [Entry]) throws -> Entry { (.tuple(items.map(\.value)), try nest(items)) }
 
     // MARK: - the machine
 
@@ -240,7 +302,7 @@ public struct PickleReader {
                 marks.append(stack.count)
             case 0x30: _ = try pop()  // POP
             case 0x31: _ = try popMark()  // POP_MARK
-            case 0x32: try push(try top())  // DUP
+            case 0x32: try push(try topEntry())  // DUP
             case 0x4E: try push(.none)  // NONE
             case 0x88: try push(.bool(true))  // NEWTRUE
             case 0x89: try push(.bool(false))  // NEWFALSE
@@ -260,22 +322,25 @@ public struct PickleReader {
             case 0x42: try push(.bytes(Array(try take(try length(4)))))  // BINBYTES
             case 0x8E, 0x96: try push(.bytes(Array(try take(try length(8)))))  // BINBYTES8, BYTEARRAY8
             case 0x29: try push(.tuple([]))  // EMPTY_TUPLE
-            case 0x74: try push(.tuple(try popMark()))  // TUPLE
-            case 0x85: try push(.tuple([try pop()]))  // TUPLE1
+            case 0x74: try push(try pushTuple(try popMark()))  // TUPLE
+            case 0x85: try push(try pushTuple([try popEntry()]))  // TUPLE1
             case 0x86:  // TUPLE2
-                let b = try pop(), a = try pop()
-                try push(.tuple([a, b]))
+                let b = try popEntry(), a = try popEntry()
+                try push(try pushTuple([a, b]))
             case 0x87:  // TUPLE3
-                let c = try pop(), b = try pop(), a = try pop()
-                try push(.tuple([a, b, c]))
+                let c = try popEntry(), b = try popEntry(), a = try popEntry()
+                try push(try pushTuple([a, b, c]))
             case 0x5D: try push(.list(PickleList()))  // EMPTY_LIST
-            case 0x6C: try push(.list(PickleList(try popMark())))  // LIST
+            case 0x6C:  // LIST
+                let l = PickleList()
+                try append(l, try popMark())
+                try push(.list(l))
             case 0x61:  // APPEND
-                let v = try pop()
-                try list(try top()).items.append(v)
+                let v = try popEntry()
+                try append(try list(try top()), [v])
             case 0x65:  // APPENDS
                 let items = try popMark()
-                try list(try top()).items.append(contentsOf: items)
+                try append(try list(try top()), items)
             case 0x7D: try push(.dict(PickleDict()))  // EMPTY_DICT
             case 0x64:  // DICT
                 let items = try popMark()
@@ -283,14 +348,14 @@ public struct PickleReader {
                 try setItems(d, items)
                 try push(.dict(d))
             case 0x73:  // SETITEM
-                let v = try pop(), k = try pop()
+                let v = try popEntry(), k = try popEntry()
                 try setItems(try dict(try top()), [k, v])
             case 0x75:  // SETITEMS
                 let items = try popMark()
                 try setItems(try dict(try top()), items)
-            case 0x71: try memoize(Int(try byte()), try top())  // BINPUT
-            case 0x72: try memoize(Int(try uint(4)), try top())  // LONG_BINPUT
-            case 0x94: try memoize(memo.count, try top())  // MEMOIZE
+            case 0x71: try memoize(Int(try byte()), try topEntry())  // BINPUT
+            case 0x72: try memoize(Int(try uint(4)), try topEntry())  // LONG_BINPUT
+            case 0x94: try memoize(memo.count, try topEntry())  // MEMOIZE
             case 0x68: try push(try memoGet(Int(try byte())))  // BINGET
             case 0x6A: try push(try memoGet(Int(try uint(4))))  // LONG_BINGET
             case 0x63:  // GLOBAL: "module\nname\n"
@@ -304,20 +369,20 @@ public struct PickleReader {
                 }
                 try push(try global(module, name))
             case 0x52:  // REDUCE: callable(*args)
-                let args = try pop(), f = try pop()
+                let args = try popEntry(), f = try pop()
                 try push(try call(f, args, table: whitelist.reduce, opcode: "REDUCE"))
             case 0x81:  // NEWOBJ: cls.__new__(cls, *args)
-                let args = try pop(), cls = try pop()
+                let args = try popEntry(), cls = try pop()
                 try push(try call(cls, args, table: whitelist.newObject, opcode: "NEWOBJ"))
             case 0x62:  // BUILD: obj.__setstate__(state); obj stays on the stack.
-                let state = try pop()
-                try build(try top(), state)
+                let state = try popEntry()
+                try build(try topEntry(), state)
             case 0x51:  // BINPERSID
-                let pid = try pop()
+                let pid = try popEntry()
                 guard let load = whitelist.persistentLoad else {
-                    throw PickleError(.refused, offset: at, "persistent id \(pid.kind) in a pickle that may not have any")
+                    throw PickleError(.refused, offset: at, "persistent id \(pid.value.kind) in a pickle that may not have any")
                 }
-                do { try push(try load(pid)) } catch let e as PickleError { throw located(e) }
+                do { try push(try load(pid.value), depth: Self.depth(pid)) } catch let e as PickleError { throw located(e) }
             default:
                 throw PickleError(.unsupportedOpcode, offset: at, "opcode \(Self.name(op)) is not allowed",
                                   hint: "fidq reads only the opcodes torch.save and pickle.dump use for tensors, arrays and plain data")
@@ -353,12 +418,20 @@ public struct PickleReader {
         return d
     }
 
-    private func setItems(_ d: PickleDict, _ items: [PickleValue]) throws {
+    private func append(_ l: PickleList, _ items: [Entry]) throws {
+        for item in items { if case let .list(x) = item.value, x === l { throw recursive() } }
+        l.depth = try grow(l.depth, contained: l.contained, with: items)
+        l.items.append(contentsOf: items.map(\.value))
+    }
+
+    private func setItems(_ d: PickleDict, _ items: [Entry]) throws {
         guard items.count % 2 == 0 else {
             throw PickleError(.malformed, offset: at, "opcode \(Self.name(data[at])) with \(items.count) items, expected key-value pairs")
         }
-        for i in stride(from: 0, to: items.count, by: 2) where !d.set(items[i], items[i + 1]) {
-            throw PickleError(.malformed, offset: at, "dict key \(items[i].kind) is not a plain hashable value")
+        for item in items { if case let .dict(x) = item.value, x === d { throw recursive() } }
+        d.depth = try grow(d.depth, contained: d.contained, with: items)
+        for i in stride(from: 0, to: items.count, by: 2) where !d.set(items[i].value, items[i + 1].value) {
+            throw PickleError(.malformed, offset: at, "dict key \(items[i].value.kind) is not a plain hashable value")
         }
     }
 
@@ -369,6 +442,20 @@ public struct PickleReader {
                               hint: "fidq rebuilds only tensors, arrays and plain data and never runs code from a pickle")
         }
         return .global(g)
+    }
+
+    /// The result of calling `f`; it may hold the arguments, so it counts as deep as they are.
+    private func call(
+        _ f: PickleValue, _ args: Entry, table: [String: ([PickleValue]) throws -> PickleValue], opcode: String
+    ) throws -> Entry {
+        let result = try call(f, args.value, table: table, opcode: opcode)
+        let depth = Self.depth(args)
+        switch result {
+        case let .list(l): l.depth = Swift.max(l.depth, depth)
+        case let .dict(d): d.depth = Swift.max(d.depth, depth)
+        default: break
+        }
+        return (result, depth)
     }
 
     private func call(
@@ -386,19 +473,25 @@ public struct PickleReader {
         do { return try fn(a) } catch let e as PickleError { throw located(e, in: g.qualifiedName) }
     }
 
-    private func build(_ target: PickleValue, _ state: PickleValue) throws {
-        switch target {
+    private mutating func build(_ target: Entry, _ stateEntry: Entry) throws {
+        let state = stateEntry.value
+        switch target.value {
         case let .object(o):
+            // The object may keep the state: it becomes as deep as the state.
+            let d = try nest([stateEntry])
             do { try o.build(state: state) } catch let e as PickleError { throw located(e, in: "BUILD of a \(o.pickleKind)") }
+            depths[depths.count - 1] = Swift.max(target.depth, d)
         case let .dict(d) where d.className == "collections.OrderedDict":
             // An OrderedDict's instance attributes (torch's state dicts carry `_metadata`): kept as data.
             switch state {
-            case .none, .dict: d.attributes = state
+            case .none, .dict:
+                d.depth = try grow(d.depth, contained: d.contained, with: [stateEntry])
+                d.attributes = state
             default:
                 throw PickleError(.malformed, offset: at, "BUILD of an OrderedDict with a \(state.kind), expected a dict or None")
             }
         default:
-            throw PickleError(.refused, offset: at, "BUILD on a \(target.kind) is not allowed")
+            throw PickleError(.refused, offset: at, "BUILD on a \(target.value.kind) is not allowed")
         }
     }
 

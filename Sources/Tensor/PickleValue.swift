@@ -70,6 +70,10 @@ public enum PickleValue: CustomStringConvertible {
 /// A pickled list, shared by reference as Python shares it.
 public final class PickleList {
     public var items: [PickleValue]
+    /// Nesting depth as the reader tracks it (1 for a list of scalars).
+    var depth = 1
+    /// Whether it was placed inside another container (then it may no longer grow deeper).
+    var contained = false
     public init(_ items: [PickleValue] = []) { self.items = items }
 }
 
@@ -84,6 +88,9 @@ public final class PickleDict {
     private var index: [PickleKey: Int] = [:]
     /// The state a BUILD gave it (OrderedDict's instance `__dict__`, e.g. a state dict's `_metadata`).
     public var attributes: PickleValue?
+    /// Nesting depth and containment, as for `PickleList`.
+    var depth = 1
+    var contained = false
 
     public init(className: String? = nil) { self.className = className }
 

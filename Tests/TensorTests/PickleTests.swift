@@ -179,6 +179,32 @@ func pickleError(_ body: () throws -> Any) -> PickleError? {
         #expect(s?.kind == .limit)
     }
 
+    /// Deep nesting is refused before it is built (Swift would free it recursively and overflow
+    /// the stack), as are containers that become deeper after being nested (recursive values).
+    @Test func nestingIsBounded() throws {
+        let ok = [0x80, 2, 0x4E] + [UInt8](repeating: 0x85, count: PickleReader.maxDepth) + [0x2E]
+        #expect(try PickleReader.read(ok, whitelist: plain).kind == "tuple of 1")
+        let tuples = [0x80, 2, 0x4E] + [UInt8](repeating: 0x85, count: 1_000_000) + [0x2E]
+        let e = pickleError { try PickleReader.read(tuples, whitelist: self.plain) }
+        #expect(e?.kind == .limit && e?.offset == 3 + PickleReader.maxDepth, "\(String(describing: e))")
+        // n empty lists, then n-1 APPENDs: each list into the one below it.
+        let lists = [0x80, 2] + [UInt8](repeating: 0x5D, count: 100_000) + [UInt8](repeating: 0x61, count: 99_999) + [0x2E]
+        #expect(pickleError { try PickleReader.read(lists, whitelist: self.plain) }?.kind == .limit)
+        // Lists memoised, each appended to the previous while still empty, then filled: the chain
+        // would grow deep behind its parents' backs.
+        var chain: [UInt8] = [0x80, 2, 0x5D, 0x71, 0]
+        for i in 1..<255 { chain += [0x68, UInt8(i - 1), 0x5D, 0x71, UInt8(i), 0x61, 0x30] }
+        chain += [0x2E]
+        let c = pickleError { try PickleReader.read(chain, whitelist: self.plain) }
+        #expect(c?.kind == .refused && c?.message.contains("deeper after being nested") == true, "\(String(describing: c))")
+        // A list appended to itself.
+        let recursive: [UInt8] = [0x80, 2, 0x5D, 0x71, 0, 0x68, 0, 0x61, 0x2E]
+        #expect(pickleError { try PickleReader.read(recursive, whitelist: self.plain) }?.kind == .refused)
+        // Adding flat items to a nested list is fine.
+        let flat: [UInt8] = [0x80, 2, 0x5D, 0x71, 0, 0x85, 0x68, 0, 0x4B, 1, 0x61, 0x30, 0x2E]
+        #expect(try PickleReader.read(flat, whitelist: plain).kind == "tuple of 1")
+    }
+
     /// Random byte flips and truncations of real pickles must throw or succeed, never trap.
     @Test func fuzzedPicklesNeverTrap() throws {
         let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/pickle")
