@@ -90,7 +90,8 @@ public struct PickleWhitelist {
 /// MEMOIZE, BINGET, LONG_BINGET, GLOBAL, STACK_GLOBAL, REDUCE, NEWOBJ, BUILD, BINPERSID. Every
 /// other opcode (the text-protocol ones, INST, OBJ, EXT*, sets, out-of-band buffers, …) is a
 /// `.unsupportedOpcode` error naming it and its offset. Every length is checked against the bytes
-/// left before anything is allocated; stack, memo and mark depth are bounded.
+/// left before anything is allocated; stack, memo, marks and the nesting depth of values are
+/// bounded, and values that contain themselves are refused.
 public struct PickleReader {
     public static let maxStack = 1 << 20
     public static let maxMemo = 1 << 20

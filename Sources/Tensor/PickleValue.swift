@@ -162,6 +162,8 @@ public struct PickleGlobal: Sendable, Equatable {
 
 /// A Swift value made by a whitelisted rebuild function. BUILD on it calls `build(state:)`, which
 /// changes it in place (pickle memoises an object before its BUILD, so the memo must see the change).
+/// It should copy what it needs out of its arguments and state rather than keep `PickleValue`s:
+/// the reader bounds nesting depth by what it can see on its stack.
 public protocol PickleObject: AnyObject {
     /// What it is, for error messages ("torch tensor", "numpy.ndarray").
     var pickleKind: String { get }
