@@ -213,7 +213,9 @@ func pickleError(_ body: () throws -> Any) -> PickleError? {
         let torchPickle = try archive.data("state/data.pkl")
         var rng = SplitMix(seed: 20261130)
         var outcomes = [0, 0]
-        for round in 0..<3000 {
+        // FIDQ_FUZZ_ROUNDS raises the count for a longer stress run.
+        let rounds = ProcessInfo.processInfo.environment["FIDQ_FUZZ_ROUNDS"].flatMap { Int($0) } ?? 3000
+        for round in 0..<rounds {
             var bytes = round % 2 == 0 ? valid : torchPickle
             for _ in 0..<(1 + Int(rng.next() % 4)) {
                 let i = Int(rng.next() % UInt64(bytes.count))

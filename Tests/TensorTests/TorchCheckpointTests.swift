@@ -168,7 +168,8 @@ import TestSupport
         var rng = SplitMix(seed: 0x70_69_63_6B)
         var outcomes = [0, 0]
         let path = folder.path("fuzz.bin")
-        for round in 0..<400 {
+        let rounds = (ProcessInfo.processInfo.environment["FIDQ_FUZZ_ROUNDS"].flatMap { Int($0) } ?? 3000) / 8
+        for round in 0..<rounds {
             var bytes = valid
             for _ in 0..<(1 + Int(rng.next() % 3)) {
                 let i: Int
