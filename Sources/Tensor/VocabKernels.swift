@@ -26,7 +26,7 @@ public enum VocabKernels {
         for r in 0..<rows {
             let row = x + r * ld
             var found = 0
-            if Reduce.containsNaN(row, cols) {
+            if containsNaN(row, cols) {
                 for j in 0..<cols where row[j].isNaN { found = j; break }
             } else {
                 // A row of all −∞ has maximum −∞ (Reduce.max's floor), found at index 0.
@@ -57,7 +57,7 @@ public enum VocabKernels {
     ///
     /// Order: larger value first; NaN above every number; equal values by lower index. A bounded
     /// min-heap of k entries kept in the output row itself (O(V log k), no allocation), heap-sorted
-    /// at the end. Most entries of a vocabulary row lose one comparison against the heap's root.
+    /// at the end. Most 256-entry chunks of a vocabulary row are skipped by their SIMD maximum.
     public static func topK(
         _ x: UnsafePointer<Float>, rows: Int, cols: Int, ld: Int, k: Int,
         values: UnsafeMutablePointer<Float>, indices: UnsafeMutablePointer<Int32>
@@ -75,14 +75,18 @@ public enum VocabKernels {
                 siftUp(v, ix, j)
             }
             var j = k
-            while j < cols {
-                let e = row[j]
-                // Fast reject: not better than the root (ties lose, since j is a later index).
-                if better(e, j, than: v[0], Int(ix[0])) {
-                    v[0] = e
-                    ix[0] = Int32(j)
-                    siftDown(v, ix, 0, k)
+            // Chunks with no entry above the root and no NaN cannot enter the heap (an equal value
+            // loses: its index is later), which is nearly every chunk of a vocabulary row. Chunks
+            // of 256 keep the horizontal reductions (slow per 16 lanes) off the hot path.
+            let chunk = 256
+            while j + chunk <= cols {
+                if Reduce.max(row + j, chunk) > v[0] || containsNaN(row + j, chunk) {
+                    for l in j..<(j + chunk) { offer(row[l], l, v, ix, k) }
                 }
+                j += chunk
+            }
+            while j < cols {
+                offer(row[j], j, v, ix, k)
                 j += 1
             }
             // Heap sort: move the worst to the end each time, leaving best-first order.
@@ -116,6 +120,35 @@ public enum VocabKernels {
                 indices[r * k + i] = Int32(best)
             }
         }
+    }
+
+    /// Puts entry (e, j) into the full heap of k if it ranks above the root (the worst kept).
+    @inline(__always)
+    static func offer(_ e: Float, _ j: Int, _ v: UnsafeMutablePointer<Float>, _ ix: UnsafeMutablePointer<Int32>, _ k: Int) {
+        guard better(e, j, than: v[0], Int(ix[0])) else { return }
+        v[0] = e
+        ix[0] = Int32(j)
+        siftDown(v, ix, 0, k)
+    }
+
+    /// Whether any of x[0..<n] is NaN, 16 lanes at a time.
+    @inline(__always)
+    static func containsNaN(_ x: UnsafePointer<Float>, _ n: Int) -> Bool {
+        var j = 0
+        var acc = SIMD16<Float>()
+        while j + 16 <= n {
+            let b = Reduce.load(x + j)
+            acc += b - b  // NaN for NaN and ±∞ lanes, and stays NaN; a lane loop only then
+            j += 16
+        }
+        if acc.sum().isNaN {
+            for i in 0..<j where x[i].isNaN { return true }
+        }
+        while j < n {
+            if x[j].isNaN { return true }
+            j += 1
+        }
+        return false
     }
 
     /// Whether (a at index i) ranks above (b at index j): larger, NaN above numbers, then lower index.

@@ -64,6 +64,13 @@ import TestSupport
                         x[1 * ld + 0] = -.infinity
                         x[1 * ld + cols - 1] = .infinity
                     }
+                    if cols >= 1000 {
+                        // Inside later 256-entry chunks, past the heap's first k entries.
+                        x[2 * ld + 300] = .nan
+                        x[2 * ld + 600] = 100
+                        x[3 * ld + 517] = .infinity
+                        x[3 * ld + 800] = -.infinity
+                    }
                     var fv = [Float](repeating: 0, count: n * k), sv = fv
                     var fi = [Int32](repeating: -1, count: n * k), si = fi
                     x.withUnsafeBufferPointer { px in
