@@ -10,9 +10,11 @@
 ///
 /// NaN policy, as PyTorch's CPU kernels: NaN counts as larger than every number (`argmax` and
 /// `topK` pick it first; among NaNs the lowest index comes first), and a row holding a NaN has an
-/// all-NaN log-softmax. Ties go to the lower index everywhere. `torch.topk` documents no order
-/// among equal values (its CPU partial sort compares values only); the lower-index rule here is
-/// what `torch.argmax`/`torch.sort(stable=True)` give and is deterministic.
+/// all-NaN log-softmax (so is a row of all −∞). Ties go to the lower index everywhere, as
+/// `torch.argmax` does. `torch.topk` fixes no order among equal values (torch 2.13 on the CPU
+/// returns three equal 7s at indices 1, 2, 4 as [4, 2, 1], and NaNs at 6, 8 as [8, 6]); the
+/// lower-index rule here is `torch.sort(stable=True)`'s and is deterministic. Beam search meets
+/// exact ties only among its −1e9 placeholders, which never become an answer.
 public enum VocabKernels {
     // MARK: argmax
 
