@@ -7,6 +7,7 @@ let benchmarks: [(name: String, summary: String, run: (TimingSettings) throws ->
     ("copy", "copy bandwidth (Swift loop and memcpy over 256 MiB), GB/s", CopyBench.run),
     ("softmax", "Softmax fwd/bwd GB/s vs copy bandwidth and torch.softmax", { try ElementwiseBench.run(.softmax, $0) }),
     ("rmsnorm", "RMSNorm (T5) fwd/bwd GB/s vs copy bandwidth and torch (T5LayerNorm)", { try ElementwiseBench.run(.rmsnorm, $0) }),
+    ("vocab", "lm head gemv vs sgemm M=1 (t5-small), and the per-step vocabulary kernels", VocabBench.run),
     ("layernorm", "LayerNorm fwd/bwd GB/s vs copy bandwidth and F.layer_norm", { try ElementwiseBench.run(.layernorm, $0) }),
 ]
 
