@@ -144,28 +144,32 @@ public enum Attention {
     ///   - dBias: (H, Tq, Tk), accumulated; nil to skip.
     ///   - dOut: (B, Tq, H·Dh).
     ///   - probs, dropoutMask: from forward (B, H, Tq, Tk); the mask nil when dropout was 0.
+    ///   - threads: overrides `Threads.count` for this call. Every gradient, dBias included, is
+    ///     the same to the bit on any thread count.
     public static func backward(
         dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>,
         dv: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
         dOut: UnsafePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
         v: UnsafePointer<Float>, probs: UnsafePointer<Float>, dropoutMask: UnsafePointer<Float>?,
-        scale: Float, size: Size
+        scale: Float, size: Size, threads: Int? = nil
     ) {
         let B = size.batch, H = size.heads, Tq = size.queryLength, Tk = size.keyLength
         let Dh = size.headDim, HD = H * Dh
         check(size, "backward")
         if B == 0 { return }
-        let chunks = chunkCount(B * H)
-        // Items of one head run on different threads when B > 1: each thread sums its dS into its
-        // own (H, Tq, Tk) partial, added up after the loop.
-        let partials: UnsafeMutablePointer<Float>? =
+        let chunks = chunkCount(B * H, threads: threads)
+        // dBias sums dS over the batch items, and items of one head run on different threads when
+        // B > 1. So that the sum does not depend on how the items fall to threads, each item's dS
+        // goes into its own (H, Tq, Tk) slice (B·H·Tq·Tk floats, the size of probs), and the
+        // slices are added in item order after the loop: the very additions, in the very order,
+        // of the one-thread loop, hence dBias is bit-identical on any thread count.
+        let perItem: UnsafeMutablePointer<Float>? =
             dBias != nil && chunks > 1 && B > 1
-            ? .allocate(capacity: chunks * size.biasCount) : nil
-        partials?.initialize(repeating: 0, count: chunks * size.biasCount)
-        defer { partials?.deallocate() }
+            ? .allocate(capacity: B * size.biasCount) : nil
+        perItem?.initialize(repeating: 0, count: B * size.biasCount)
+        defer { perItem?.deallocate() }
 
-        forEachHead(B * H, chunks: chunks) { pairs, chunk in
-            let dB = partials.map { $0 + chunk * size.biasCount } ?? dBias
+        forEachHead(B * H, chunks: chunks) { pairs, _ in
             let dS = UnsafeMutablePointer<Float>.allocate(capacity: Tq * Tk)
             let dropped = dropoutMask == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: Tq * Tk)
             defer {
@@ -174,6 +178,7 @@ public enum Attention {
             }
             for pair in pairs {
                 let b = pair / H, h = pair % H
+                let dB = perItem.map { $0 + b * size.biasCount } ?? dBias
                 let qp = q + b * Tq * HD + h * Dh, kp = k + b * Tk * HD + h * Dh
                 let vp = v + b * Tk * HD + h * Dh, dO = dOut + b * Tq * HD + h * Dh
                 let P = probs + pair * Tq * Tk  // (Tq, Tk)
@@ -211,11 +216,11 @@ public enum Attention {
                     beta: 1, c: dk + b * Tk * HD + h * Dh, ldc: HD)
             }
         }
-        if let partials, let dBias {
+        if let perItem, let dBias {
             let n = size.biasCount
-            parallelFor(n, grain: elementwiseGrain) { r in
-                for c in 0..<chunks {
-                    let src = partials + c * n
+            parallelFor(n, grain: elementwiseGrain, threads: threads) { r in
+                for b in 0..<B {
+                    let src = perItem + b * n
                     for i in r { dBias[i] += src[i] }
                 }
             }
@@ -229,8 +234,8 @@ public enum Attention {
     }
 
     /// Threads the (batch, head) loop will use for `count` pairs.
-    static func chunkCount(_ count: Int) -> Int {
-        parallelOverHeads ? max(1, min(Threads.count, count)) : 1
+    static func chunkCount(_ count: Int, threads: Int? = nil) -> Int {
+        parallelOverHeads ? max(1, min(threads ?? Threads.count, count)) : 1
     }
 
     /// Runs `body(pairs, chunk)` over `0..<count` (batch, head) pairs split into `chunks`
@@ -247,7 +252,7 @@ public enum Attention {
         openblas_set_num_threads(1)
         defer { openblas_set_num_threads(Int32(Threads.count)) }
         let per = (count + chunks - 1) / chunks
-        parallelFor(chunks) { r in
+        parallelFor(chunks, threads: chunks) { r in
             for c in r {
                 let lo = min(count, c * per), hi = min(count, (c + 1) * per)
                 if lo < hi { body(lo..<hi, c) }
@@ -311,7 +316,8 @@ extension Attention {
     /// dBias (H, Tq, Tk).
     public static func backward(
         dOut: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: Float, cache: Cache,
-        dq: inout Tensor, dk: inout Tensor, dv: inout Tensor, dBias: inout Tensor?
+        dq: inout Tensor, dk: inout Tensor, dv: inout Tensor, dBias: inout Tensor?,
+        threads: Int? = nil
     ) {
         let size = cache.size
         precondition(dOut.shape == q.shape && dq.shape == q.shape && dk.shape == k.shape && dv.shape == v.shape && q.count == size.queryCount && k.count == size.keyCount && v.count == size.keyCount,
@@ -329,7 +335,8 @@ extension Attention {
                 dq: pdq.baseAddress!, dk: pdk.baseAddress!, dv: pdv.baseAddress!,
                 dBias: dBias == nil ? nil : pdb.baseAddress, dOut: pg.baseAddress!,
                 q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!, probs: pp.baseAddress!,
-                dropoutMask: cache.dropoutMask == nil ? nil : pm.baseAddress, scale: scale, size: size)
+                dropoutMask: cache.dropoutMask == nil ? nil : pm.baseAddress, scale: scale, size: size,
+                threads: threads)
         } } } } } } } } } }
         if let shape = dBias?.shape { dBias = Tensor(shape: shape, data: db) }
     }

@@ -41,24 +41,31 @@ public enum Gemm {
     }
 
     /// The plain triple loop with the same contract as `gemm`, accumulated in Double.
+    ///
+    /// `magnitude`, when given (laid out like C, leading dimension `ldc`), receives each output's
+    /// `|alpha|·Σ_p |a·b| + |beta·c|`: what the Float32 error bound of that output scales with
+    /// (TestSupport's `reductionBound`, with k + 2 terms for the scaling and the accumulation).
     public static func gemmNaive(
         transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
         alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
         b: UnsafePointer<Float>, ldb: Int,
-        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
+        magnitude: UnsafeMutablePointer<Double>? = nil
     ) {
         checkLayout(transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc)
         for i in 0..<m {
             for j in 0..<n {
-                var s = 0.0
+                var s = 0.0, sa = 0.0
                 for p in 0..<k {
                     let x = transA ? a[p * lda + i] : a[i * lda + p]
                     let y = transB ? b[j * ldb + p] : b[p * ldb + j]
                     s += Double(x) * Double(y)
+                    sa += abs(Double(x) * Double(y))
                 }
                 // BLAS semantics: with beta == 0, C is not read (it may hold NaN).
-                let old = beta == 0 ? 0 : beta * c[i * ldc + j]
-                c[i * ldc + j] = alpha * Float(s) + old
+                let old = beta == 0 ? 0 : Double(beta) * Double(c[i * ldc + j])
+                c[i * ldc + j] = Float(Double(alpha) * s + old)
+                magnitude?[i * ldc + j] = abs(Double(alpha)) * sa + abs(old)
             }
         }
     }

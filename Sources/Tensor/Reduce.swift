@@ -150,34 +150,42 @@ enum Reduce {
         return v.replacing(with: 0, where: lane .< SIMD16(repeating: Int32(k)))
     }
 
-    /// Splits `0..<rows` into one chunk per thread (at least `grain` rows each), runs
-    /// `body(rows, partial)` on each chunk with its own zeroed `width`-float partial buffer, adds
-    /// the partials in chunk order, and hands the sum to `finish`.
+    /// Most chunks `rowChunksWithPartials` splits its rows into.
+    @usableFromInline static let maxRowChunks = 64
+
+    /// Splits `0..<rows` into chunks of a fixed size (at least `grain` rows, at most
+    /// `maxRowChunks` chunks), runs `body(rows, partial)` on each chunk with its own zeroed
+    /// `width`-float partial buffer, adds the partials in chunk order (in Double), and hands the
+    /// sum to `finish`.
     ///
     /// This is how row kernels produce column sums (dw, db of a norm) in the same pass that
-    /// writes dx, reading x and dy once, without two threads ever adding into one element.
+    /// writes dx, reading x and dy once, without two threads ever adding into one element. The
+    /// chunks depend on `rows` and `grain` only, never on the thread count, so the result is
+    /// bit-identical on any number of threads (resumed training reproduces an uninterrupted run).
+    /// `threads` overrides `Threads.count` for this call.
     @inlinable
     static func rowChunksWithPartials(
-        rows N: Int, grain: Int, width W: Int,
+        rows N: Int, grain: Int, width W: Int, threads: Int? = nil,
         _ body: (Range<Int>, UnsafeMutablePointer<Float>) -> Void,
         finish: (UnsafeMutablePointer<Float>) -> Void
     ) {
-        let chunks = Swift.max(1, Swift.min(Threads.count, N / Swift.max(1, grain)))
-        let per = (N + chunks - 1) / chunks
+        let per = Swift.max(1, grain, (N + maxRowChunks - 1) / maxRowChunks)
+        let chunks = Swift.max(1, (N + per - 1) / per)
         let partials = UnsafeMutablePointer<Float>.allocate(capacity: chunks * W)
         partials.initialize(repeating: 0, count: chunks * W)
         defer { partials.deallocate() }
-        parallelFor(chunks) { r in
+        parallelFor(chunks, threads: threads) { r in
             for c in r {
                 let lo = Swift.min(N, c * per), hi = Swift.min(N, lo + per)
                 body(lo..<hi, partials + c * W)
             }
         }
         if chunks > 1 {
-            parallelFor(W, grain: 4096) { r in
-                for c in 1..<chunks {
-                    let p = partials + c * W
-                    for i in r { partials[i] += p[i] }
+            parallelFor(W, grain: Swift.max(1, 4096 / chunks), threads: threads) { r in
+                for i in r {
+                    var s = Double(partials[i])
+                    for c in 1..<chunks { s += Double(partials[c * W + i]) }
+                    partials[i] = Float(s)
                 }
             }
         }
