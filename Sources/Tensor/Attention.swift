@@ -157,75 +157,87 @@ public enum Attention {
         let Dh = size.headDim, HD = H * Dh
         check(size, "backward")
         if B == 0 { return }
-        let chunks = chunkCount(B * H, threads: threads)
-        // dBias sums dS over the batch items, and items of one head run on different threads when
-        // B > 1. So that the sum does not depend on how the items fall to threads, each item's dS
-        // goes into its own (H, Tq, Tk) slice (B·H·Tq·Tk floats, the size of probs), and the
-        // slices are added in item order after the loop: the very additions, in the very order,
-        // of the one-thread loop, hence dBias is bit-identical on any thread count.
-        let perItem: UnsafeMutablePointer<Float>? =
-            dBias != nil && chunks > 1 && B > 1
-            ? .allocate(capacity: B * size.biasCount) : nil
-        perItem?.initialize(repeating: 0, count: B * size.biasCount)
-        defer { perItem?.deallocate() }
+        // dBias sums dS over the batch items, and items of one head run on different threads. So
+        // that the sum does not depend on how items fall to threads, the items go in fixed groups
+        // (at most `maxBiasGroups`, from B alone): one work unit is a (group, head), summing its
+        // items' dS in item order into the group's own (H, Tq, Tk) partial, and the partials are
+        // added in group order after the loop. The result is bit-identical on any thread count;
+        // the partials take at most maxBiasGroups·H·Tq·Tk floats whatever B is.
+        let grouped = dBias != nil && B > 1
+        let groupSize = grouped ? (B + maxBiasGroups - 1) / maxBiasGroups : 1
+        let groups = (B + groupSize - 1) / groupSize
+        let partials: UnsafeMutablePointer<Float>? = grouped ? .allocate(capacity: groups * size.biasCount) : nil
+        partials?.initialize(repeating: 0, count: groups * size.biasCount)
+        defer { partials?.deallocate() }
+        let units = groups * H
+        let chunks = chunkCount(units, threads: threads)
 
-        forEachHead(B * H, chunks: chunks) { pairs, _ in
+        forEachHead(units, chunks: chunks) { unitRange, _ in
             let dS = UnsafeMutablePointer<Float>.allocate(capacity: Tq * Tk)
             let dropped = dropoutMask == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: Tq * Tk)
             defer {
                 dS.deallocate()
                 dropped?.deallocate()
             }
-            for pair in pairs {
-                let b = pair / H, h = pair % H
-                let dB = perItem.map { $0 + b * size.biasCount } ?? dBias
-                let qp = q + b * Tq * HD + h * Dh, kp = k + b * Tk * HD + h * Dh
-                let vp = v + b * Tk * HD + h * Dh, dO = dOut + b * Tq * HD + h * Dh
-                let P = probs + pair * Tq * Tk  // (Tq, Tk)
-                let M = dropoutMask.map { $0 + pair * Tq * Tk }
-                var Pd = P
-                if let dropped, let M {
-                    for i in 0..<(Tq * Tk) { dropped[i] = P[i] * M[i] }
-                    Pd = UnsafePointer(dropped)
+            for unit in unitRange {
+                let group = unit / H, h = unit % H
+                // Without grouping (B == 1 or no dBias) a unit is one item and writes dBias directly:
+                // different units then hold different heads, or no dBias at all.
+                let dB = partials.map { $0 + group * size.biasCount } ?? dBias
+                for b in (group * groupSize)..<min(B, (group + 1) * groupSize) {
+                    let pair = b * H + h
+                    let qp = q + b * Tq * HD + h * Dh, kp = k + b * Tk * HD + h * Dh
+                    let vp = v + b * Tk * HD + h * Dh, dO = dOut + b * Tq * HD + h * Dh
+                    let P = probs + pair * Tq * Tk  // (Tq, Tk)
+                    let M = dropoutMask.map { $0 + pair * Tq * Tk }
+                    var Pd = P
+                    if let dropped, let M {
+                        for i in 0..<(Tq * Tk) { dropped[i] = P[i] * M[i] }
+                        Pd = UnsafePointer(dropped)
+                    }
+                    // dV (Tk, Dh) += Pd (Tq, Tk)ᵀ · dO (Tq, Dh)
+                    Gemm.gemm(
+                        transA: true, m: Tk, n: Dh, k: Tq, a: Pd, lda: Tk, b: dO, ldb: HD, beta: 1,
+                        c: dv + b * Tk * HD + h * Dh, ldc: HD)
+                    // dS (Tq, Tk) = dO (Tq, Dh) · V (Tk, Dh)ᵀ, then through dropout and softmax.
+                    Gemm.gemm(
+                        transB: true, m: Tq, n: Tk, k: Dh, a: dO, lda: HD, b: vp, ldb: HD, beta: 0,
+                        c: dS, ldc: Tk)
+                    if let M { for i in 0..<(Tq * Tk) { dS[i] *= M[i] } }
+                    for i in 0..<Tq {
+                        let g = dS + i * Tk, p = P + i * Tk
+                        let s = Reduce.dot(g, p, Tk)
+                        for j in 0..<Tk { g[j] = p[j] * (g[j] - s) }
+                    }
+                    if let dB {
+                        let t = dB + h * Tq * Tk
+                        for i in 0..<(Tq * Tk) { t[i] += dS[i] }
+                    }
+                    // dQ (Tq, Dh) += scale · dS (Tq, Tk) · K (Tk, Dh)
+                    Gemm.gemm(
+                        m: Tq, n: Dh, k: Tk, alpha: scale, a: dS, lda: Tk, b: kp, ldb: HD, beta: 1,
+                        c: dq + b * Tq * HD + h * Dh, ldc: HD)
+                    // dK (Tk, Dh) += scale · dS (Tq, Tk)ᵀ · Q (Tq, Dh)
+                    Gemm.gemm(
+                        transA: true, m: Tk, n: Dh, k: Tq, alpha: scale, a: dS, lda: Tk, b: qp, ldb: HD,
+                        beta: 1, c: dk + b * Tk * HD + h * Dh, ldc: HD)
                 }
-                // dV (Tk, Dh) += Pd (Tq, Tk)ᵀ · dO (Tq, Dh)
-                Gemm.gemm(
-                    transA: true, m: Tk, n: Dh, k: Tq, a: Pd, lda: Tk, b: dO, ldb: HD, beta: 1,
-                    c: dv + b * Tk * HD + h * Dh, ldc: HD)
-                // dS (Tq, Tk) = dO (Tq, Dh) · V (Tk, Dh)ᵀ, then through dropout and softmax.
-                Gemm.gemm(
-                    transB: true, m: Tq, n: Tk, k: Dh, a: dO, lda: HD, b: vp, ldb: HD, beta: 0,
-                    c: dS, ldc: Tk)
-                if let M { for i in 0..<(Tq * Tk) { dS[i] *= M[i] } }
-                for i in 0..<Tq {
-                    let g = dS + i * Tk, p = P + i * Tk
-                    let s = Reduce.dot(g, p, Tk)
-                    for j in 0..<Tk { g[j] = p[j] * (g[j] - s) }
-                }
-                if let dB {
-                    let t = dB + h * Tq * Tk
-                    for i in 0..<(Tq * Tk) { t[i] += dS[i] }
-                }
-                // dQ (Tq, Dh) += scale · dS (Tq, Tk) · K (Tk, Dh)
-                Gemm.gemm(
-                    m: Tq, n: Dh, k: Tk, alpha: scale, a: dS, lda: Tk, b: kp, ldb: HD, beta: 1,
-                    c: dq + b * Tq * HD + h * Dh, ldc: HD)
-                // dK (Tk, Dh) += scale · dS (Tq, Tk)ᵀ · Q (Tq, Dh)
-                Gemm.gemm(
-                    transA: true, m: Tk, n: Dh, k: Tq, alpha: scale, a: dS, lda: Tk, b: qp, ldb: HD,
-                    beta: 1, c: dk + b * Tk * HD + h * Dh, ldc: HD)
             }
         }
-        if let perItem, let dBias {
+        if let partials, let dBias {
             let n = size.biasCount
             parallelFor(n, grain: elementwiseGrain, threads: threads) { r in
-                for b in 0..<B {
-                    let src = perItem + b * n
+                for g in 0..<groups {
+                    let src = partials + g * n
                     for i in r { dBias[i] += src[i] }
                 }
             }
         }
     }
+
+    /// Most batch-item groups the backward sums dBias in (see `backward`): bounds the partials'
+    /// memory while leaving groups × heads work units for the threads.
+    static let maxBiasGroups = 8
 
     static func check(_ s: Size, _ what: String) {
         precondition(

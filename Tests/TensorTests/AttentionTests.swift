@@ -189,6 +189,8 @@ private struct Problem {
         (Attention.Size(batch: 2, heads: 3, queryLength: 6, keyLength: 6, headDim: 8), true, true, true, 0.35, 0),
         (Attention.Size(batch: 2, heads: 4, queryLength: 3, keyLength: 9, headDim: 5), true, true, true, 1, 0),
         (Attention.Size(batch: 3, heads: 4, queryLength: 17, keyLength: 33, headDim: 16), true, true, false, 0.25, 0.2),
+        // More items than Attention.maxBiasGroups: dBias summed in groups of 2.
+        (Attention.Size(batch: 11, heads: 2, queryLength: 4, keyLength: 6, headDim: 4), true, true, false, 1, 0.1),
     ]
 
     @Test(arguments: 0..<cases.count)
@@ -313,10 +315,12 @@ private struct Problem {
         }
     }
 
-    /// dBias sums over batch items that run on different threads: per-item slices added in item
-    /// order make it, and every other gradient, the same to the bit on any thread count.
-    @Test func backwardDoesNotDependOnThreadCount() {
-        let s = Attention.Size(batch: 5, heads: 3, queryLength: 11, keyLength: 13, headDim: 8)
+    /// dBias sums over batch items that run on different threads: fixed item groups added in
+    /// order make it, and every other gradient, the same to the bit on any thread count. Batch 5
+    /// has one item per group; batch 19 groups of 3 (`Attention.maxBiasGroups` = 8).
+    @Test(arguments: [5, 19])
+    func backwardDoesNotDependOnThreadCount(batch: Int) {
+        let s = Attention.Size(batch: batch, heads: 3, queryLength: 11, keyLength: 13, headDim: 8)
         let pb = Problem(s, bias: true, keyMask: true, causal: false, scale: 0.5, dropout: 0.1, seed: 23)
         var rng = RNG(seed: 24)
         let dOut = Tensor(shape: pb.q.shape, data: rng.normalArray(pb.q.count))
