@@ -155,8 +155,8 @@ enum Reduce {
 
     /// Splits `0..<rows` into chunks of a fixed size (at least `grain` rows, at most
     /// `maxRowChunks` chunks), runs `body(rows, partial)` on each chunk with its own zeroed
-    /// `width`-float partial buffer, adds the partials in chunk order (in Double), and hands the
-    /// sum to `finish`.
+    /// `width`-float partial buffer, adds the partials in chunk order, and hands the sum to
+    /// `finish`.
     ///
     /// This is how row kernels produce column sums (dw, db of a norm) in the same pass that
     /// writes dx, reading x and dy once, without two threads ever adding into one element. The
@@ -181,11 +181,13 @@ enum Reduce {
             }
         }
         if chunks > 1 {
-            parallelFor(W, grain: Swift.max(1, 4096 / chunks), threads: threads) { r in
-                for i in r {
-                    var s = Double(partials[i])
-                    for c in 1..<chunks { s += Double(partials[c * W + i]) }
-                    partials[i] = Float(s)
+            // Chunk by chunk over contiguous columns, so the adds vectorise (a strided Double
+            // loop per column cost 40 % of LayerNorm's backward at 2000×512); every element still
+            // sums its chunks in the order 0, 1, 2, …
+            parallelFor(W, grain: 4096, threads: threads) { r in
+                for c in 1..<chunks {
+                    let p = partials + c * W
+                    for i in r { partials[i] += p[i] }
                 }
             }
         }
