@@ -254,15 +254,22 @@ public enum Attention {
     /// contiguous ranges, one thread each; the caller fixes `chunks` once (from `chunkCount`) so
     /// buffers it sized per chunk stay in bounds even if the thread setting changes meanwhile.
     ///
-    /// With more than one chunk, BLAS runs single-threaded for the duration: each thread then
-    /// owns one core, instead of every small gemm waking the BLAS pool on top of our threads.
+    /// With `parallelOverHeads`, BLAS runs single-threaded for the duration, one chunk or many:
+    /// each thread then owns one core, instead of every small gemm waking the BLAS pool on top of
+    /// our threads; and OpenBLAS's sgemm rounds differently on different pool sizes (measured
+    /// with OpenBLAS 0.3.21 on every core type), so a per-head product must never run on the pool
+    /// if the results are to be the same on any thread count.
     static func forEachHead(_ count: Int, chunks: Int, _ body: (Range<Int>, Int) -> Void) {
-        if chunks <= 1 {
+        if !parallelOverHeads {
             body(0..<count, 0)
             return
         }
         openblas_set_num_threads(1)
         defer { openblas_set_num_threads(Int32(Threads.count)) }
+        if chunks <= 1 {
+            body(0..<count, 0)
+            return
+        }
         let per = (count + chunks - 1) / chunks
         parallelFor(chunks, threads: chunks) { r in
             for c in r {
