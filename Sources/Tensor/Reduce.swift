@@ -160,8 +160,8 @@ enum Reduce {
     ///
     /// This is how row kernels produce column sums (dw, db of a norm) in the same pass that
     /// writes dx, reading x and dy once, without two threads ever adding into one element. The
-    /// chunks depend on `rows` and `grain` only, never on the thread count, so the result is
-    /// bit-identical on any number of threads (resumed training reproduces an uninterrupted run).
+    /// chunks depend on `rows` and `grain` only, never on the thread count, so the sums are
+    /// bit-identical on any number of threads (a resumed run may use another thread count).
     /// `threads` overrides `Threads.count` for this call.
     @inlinable
     static func rowChunksWithPartials(
@@ -182,8 +182,8 @@ enum Reduce {
         }
         if chunks > 1 {
             // Chunk by chunk over contiguous columns, so the adds vectorise (a strided Double
-            // loop per column cost 40 % of LayerNorm's backward at 2000×512); every element still
-            // sums its chunks in the order 0, 1, 2, …
+            // loop per column made LayerNorm's backward ~40 % slower at 2000×512); every element
+            // still sums its chunks in the order 0, 1, 2, …
             parallelFor(W, grain: 4096, threads: threads) { r in
                 for c in 1..<chunks {
                     let p = partials + c * W
