@@ -1,7 +1,5 @@
 // Attention: multi-head scaled dot-product attention with bias, masks and dropout, forward and backward.
 
-import CBLAS
-
 /// Multi-head attention on projected q, k, v:
 /// `out = dropout(softmax(scale·q·kᵀ + bias, masked)) · v` per (batch, head).
 ///
@@ -56,6 +54,8 @@ public enum Attention {
     /// BERT 16×12×200²×64: serial 409/495 ms, parallel 298/260 ms;
     /// decoder cross 1×12×20×5000×64: serial 94/160 ms, parallel 97/159 ms (a tie).
     /// The parallel loop is never worse, so it is the default; the flag exists for that benchmark.
+    /// (Those figures predate `Gemm`'s row tiles: the serial loop's products now split into
+    /// tiles on `parallelFor` instead of OpenBLAS's pool.)
     nonisolated(unsafe) static var parallelOverHeads = true
 
     /// Forward.
@@ -87,6 +87,8 @@ public enum Attention {
         if B == 0 { return }
         let mask = dropout > 0 ? dropoutMask : nil
         if let mask { Dropout.fillMask(mask, count: size.probsCount, p: dropout, rng: &rng) }
+        // Parallel over heads, each head's product runs its tiles on its own thread.
+        let headThreads: Int? = parallelOverHeads ? 1 : nil
 
         forEachHead(B * H, chunks: chunkCount(B * H)) { pairs, _ in
             // Scratch for the dropped-out probabilities of one head (Tq, Tk).
@@ -101,7 +103,7 @@ public enum Attention {
                 // S (Tq, Tk) = scale · Q (Tq, Dh) · K (Tk, Dh)ᵀ
                 Gemm.gemm(
                     transB: true, m: Tq, n: Tk, k: Dh, alpha: scale, a: qp, lda: HD, b: kp, ldb: HD,
-                    beta: 0, c: S, ldc: Tk)
+                    beta: 0, c: S, ldc: Tk, threads: headThreads)
                 if let bias {
                     let bh = bias + h * Tq * Tk
                     for i in 0..<(Tq * Tk) { S[i] += bh[i] }
@@ -129,7 +131,7 @@ public enum Attention {
                 // out (Tq, Dh) of (b, h) = P (Tq, Tk) · V (Tk, Dh)
                 Gemm.gemm(
                     m: Tq, n: Dh, k: Tk, a: P, lda: Tk, b: vp, ldb: HD, beta: 0,
-                    c: out + b * Tq * HD + h * Dh, ldc: HD)
+                    c: out + b * Tq * HD + h * Dh, ldc: HD, threads: headThreads)
             }
         }
     }
@@ -171,6 +173,8 @@ public enum Attention {
         defer { partials?.deallocate() }
         let units = groups * H
         let chunks = chunkCount(units, threads: threads)
+        // Parallel over heads, each head's product runs its tiles on its own thread.
+        let headThreads: Int? = parallelOverHeads ? 1 : threads
 
         forEachHead(units, chunks: chunks) { unitRange, _ in
             let dS = UnsafeMutablePointer<Float>.allocate(capacity: Tq * Tk)
@@ -198,11 +202,11 @@ public enum Attention {
                     // dV (Tk, Dh) += Pd (Tq, Tk)ᵀ · dO (Tq, Dh)
                     Gemm.gemm(
                         transA: true, m: Tk, n: Dh, k: Tq, a: Pd, lda: Tk, b: dO, ldb: HD, beta: 1,
-                        c: dv + b * Tk * HD + h * Dh, ldc: HD)
+                        c: dv + b * Tk * HD + h * Dh, ldc: HD, threads: headThreads)
                     // dS (Tq, Tk) = dO (Tq, Dh) · V (Tk, Dh)ᵀ, then through dropout and softmax.
                     Gemm.gemm(
                         transB: true, m: Tq, n: Tk, k: Dh, a: dO, lda: HD, b: vp, ldb: HD, beta: 0,
-                        c: dS, ldc: Tk)
+                        c: dS, ldc: Tk, threads: headThreads)
                     if let M { for i in 0..<(Tq * Tk) { dS[i] *= M[i] } }
                     for i in 0..<Tq {
                         let g = dS + i * Tk, p = P + i * Tk
@@ -216,11 +220,11 @@ public enum Attention {
                     // dQ (Tq, Dh) += scale · dS (Tq, Tk) · K (Tk, Dh)
                     Gemm.gemm(
                         m: Tq, n: Dh, k: Tk, alpha: scale, a: dS, lda: Tk, b: kp, ldb: HD, beta: 1,
-                        c: dq + b * Tq * HD + h * Dh, ldc: HD)
+                        c: dq + b * Tq * HD + h * Dh, ldc: HD, threads: headThreads)
                     // dK (Tk, Dh) += scale · dS (Tq, Tk)ᵀ · Q (Tq, Dh)
                     Gemm.gemm(
                         transA: true, m: Tk, n: Dh, k: Tq, alpha: scale, a: dS, lda: Tk, b: qp, ldb: HD,
-                        beta: 1, c: dk + b * Tk * HD + h * Dh, ldc: HD)
+                        beta: 1, c: dk + b * Tk * HD + h * Dh, ldc: HD, threads: headThreads)
                 }
             }
         }
@@ -254,18 +258,9 @@ public enum Attention {
     /// contiguous ranges, one thread each; the caller fixes `chunks` once (from `chunkCount`) so
     /// buffers it sized per chunk stay in bounds even if the thread setting changes meanwhile.
     ///
-    /// With `parallelOverHeads`, BLAS runs single-threaded for the duration, one chunk or many:
-    /// each thread then owns one core, instead of every small gemm waking the BLAS pool on top of
-    /// our threads; and OpenBLAS's sgemm rounds differently on different pool sizes (measured
-    /// with OpenBLAS 0.3.21 on every core type), so a per-head product must never run on the pool
-    /// if the results are to be the same on any thread count.
+    /// The per-head products run their `Gemm` tiles on the calling thread (`threads: 1`), so
+    /// nothing nests; where they run does not change their result.
     static func forEachHead(_ count: Int, chunks: Int, _ body: (Range<Int>, Int) -> Void) {
-        if !parallelOverHeads {
-            body(0..<count, 0)
-            return
-        }
-        openblas_set_num_threads(1)
-        defer { openblas_set_num_threads(Int32(Threads.count)) }
         if chunks <= 1 {
             body(0..<count, 0)
             return

@@ -6,20 +6,78 @@ import CBLAS
 /// The only place in fidq that calls `cblas_sgemm`. `op(A)` is (M, K): A is stored (M, K) with
 /// leading dimension `lda` when `transA` is false, or (K, M) when it is true; likewise `op(B)` is
 /// (K, N). `beta = 1` accumulates into C, which is how every backward adds its gradients.
+///
+/// Threads: OpenBLAS's sgemm rounds differently on different pool sizes (measured with 0.3.21 on
+/// every core type), so its pool is pinned to one thread and a product runs as fixed tiles of C,
+/// each one single-threaded sgemm, spread over `parallelFor`. The tiles follow from the shape
+/// alone, so every product, and every gradient built from them, is the same to the bit on any
+/// thread count: a resumed run on another thread count reproduces an uninterrupted one. Tiles
+/// split the longer of C's two sides: each tile re-packs the whole of the operand along the
+/// other side, so splitting M re-packs op(B) and splitting N re-packs op(A) (a 32×32128 lm-head
+/// product split by rows ran at 0.4× raw sgemm).
 public enum Gemm {
-    /// One product; see the type's doc comment for the layout.
+    /// Most tiles of one product: enough for the 2 cores of this project's machines with room to
+    /// balance, few enough that re-packing an operand once per tile stays a few percent.
+    @usableFromInline static let maxTiles = 4
+    /// Multiply-adds under which a product is one tile on the calling thread (~10 µs of work:
+    /// more than dispatching it to other threads costs).
+    @usableFromInline static let minTileWork = 1 << 20
+    /// Least rows (or columns) per tile of C.
+    @usableFromInline static let minTileRows = 16
+
+    /// Pins OpenBLAS's own pool to one thread, once; every product touches it first.
+    @usableFromInline static let pinnedBLAS: Bool = {
+        openblas_set_num_threads(1)
+        return true
+    }()
+
+    /// How an (M, N, K) product splits, from the shape alone: along M (rows of C) or N (columns),
+    /// `size` rows or columns per tile, `tiles` tiles.
+    @inlinable
+    static func tiling(m: Int, n: Int, k: Int) -> (byRows: Bool, size: Int, tiles: Int) {
+        let byRows = m >= n
+        let side = byRows ? m : n
+        let work = m * n * Swift.max(k, 1)
+        let want = Swift.max(1, Swift.min(maxTiles, work / minTileWork, side / minTileRows))
+        let size = (side + want - 1) / want
+        return (byRows, size, (side + size - 1) / size)
+    }
+
+    /// One product; see the type's doc comment for the layout. `threads` overrides
+    /// `Threads.count` for this call (the result does not depend on it).
     @inlinable
     public static func gemm(
         transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
         alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
         b: UnsafePointer<Float>, ldb: Int,
-        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int? = nil
     ) {
         checkLayout(transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc)
         if m == 0 || n == 0 { return }
-        cblas_sgemm(
-            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        _ = pinnedBLAS
+        let (byRows, size, tiles) = tiling(m: m, n: n, k: k)
+        // Rows lo..<hi of C: rows lo… of op(A), which start at row lo of A, or at its column lo
+        // when A is transposed. Columns lo..<hi: columns lo… of op(B), likewise.
+        func tile(_ lo: Int, _ hi: Int) {
+            let tA = transA ? CblasTrans : CblasNoTrans, tB = transB ? CblasTrans : CblasNoTrans
+            if byRows {
+                cblas_sgemm(
+                    CblasRowMajor, tA, tB, Int32(hi - lo), Int32(n), Int32(k), alpha,
+                    transA ? a + lo : a + lo * lda, Int32(lda), b, Int32(ldb), beta, c + lo * ldc, Int32(ldc))
+            } else {
+                cblas_sgemm(
+                    CblasRowMajor, tA, tB, Int32(m), Int32(hi - lo), Int32(k), alpha, a, Int32(lda),
+                    transB ? b + lo * ldb : b + lo, Int32(ldb), beta, c + lo, Int32(ldc))
+            }
+        }
+        if tiles == 1 {
+            tile(0, byRows ? m : n)
+            return
+        }
+        let side = byRows ? m : n
+        parallelFor(tiles, threads: threads) { r in
+            for t in r { tile(t * size, Swift.min(side, (t + 1) * size)) }
+        }
     }
 
     /// `batch` independent products over a leading axis; operand i starts at `i * stride`.

@@ -51,6 +51,35 @@ import TestSupport
         }
     }
 
+    /// OpenBLAS's sgemm rounds differently on different pool sizes; `Gemm` runs fixed row tiles
+    /// single-threaded instead, so a product is the same to the bit on any thread count. Shapes
+    /// of several tiles (both layouts of A, the long inner sum of a weight gradient, and a wide
+    /// product split by columns).
+    @Test(arguments: [(false, 700, 96, 300), (true, 96, 4100, 48), (true, 300, 2000, 257), (false, 32, 512, 3000)])
+    func resultDoesNotDependOnThreadCount(shape: (transA: Bool, m: Int, k: Int, n: Int)) {
+        let (m, k, n) = (shape.m, shape.k, shape.n)
+        #expect(Gemm.tiling(m: m, n: n, k: k).tiles > 1, "the shape should span several tiles")
+        var rng = RNG(seed: UInt64(m + k + n))
+        let a = rng.normalArray(m * k), b = rng.normalArray(k * n), c0 = rng.normalArray(m * n)
+        var results: [[Float]] = []
+        for threads in [1, 2, 3, 4, nil] {
+            var c = c0
+            a.withUnsafeBufferPointer { pa in
+                b.withUnsafeBufferPointer { pb in
+                    c.withUnsafeMutableBufferPointer { pc in
+                        Gemm.gemm(
+                            transA: shape.transA, m: m, n: n, k: k, a: pa.baseAddress!, lda: shape.transA ? m : k,
+                            b: pb.baseAddress!, ldb: n, beta: 1, c: pc.baseAddress!, ldc: n, threads: threads)
+                    }
+                }
+            }
+            results.append(c)
+        }
+        for (i, r) in results.enumerated().dropFirst() {
+            #expect(r == results[0], "\(shape): differs between 1 and \([2, 3, 4, -1][i - 1]) threads (-1: the global setting)")
+        }
+    }
+
     @Test func batchedMatchesLoop() {
         var rng = RNG(seed: 11)
         let (batch, m, k, n) = (4, 3, 5, 7)

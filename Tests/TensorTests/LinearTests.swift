@@ -109,6 +109,31 @@ private func naiveLinear(x: [Float], w: [Float], b: [Float]?, dy: [Float], N: In
         }
     }
 
+    /// y, dx, dW and db are the same to the bit on any thread count: `Gemm` runs fixed tiles and
+    /// the bias sums fixed column blocks (a resumed run may use another thread count).
+    @Test(arguments: [(4100, 3, 48), (2000, 96, 130)])
+    func resultsDoNotDependOnThreadCount(shape: (Int, Int, Int)) {
+        let (N, I, O) = shape
+        var rng = RNG(seed: UInt64(N + I + O))
+        let x = Tensor(shape: [N, I], data: rng.normalArray(N * I))
+        let w = Tensor(shape: [O, I], data: rng.normalArray(O * I))
+        let b = Tensor(shape: [O], data: rng.normalArray(O))
+        let dy = Tensor(shape: [N, O], data: rng.normalArray(N * O))
+        var results: [[[Float]]] = []
+        for threads in [1, 2, 3, 4, nil] {
+            let y = Linear.forward(x, weight: w, bias: b, threads: threads)
+            var dx = Tensor.zeros([N, I]), dw = Tensor.zeros([O, I])
+            var db: Tensor? = Tensor.zeros([O])
+            Linear.backward(dy: dy, x: x, weight: w, dx: &dx, dWeight: &dw, dBias: &db, threads: threads)
+            results.append([y.data, dx.data, dw.data, db!.data])
+        }
+        for (k, r) in results.enumerated().dropFirst() {
+            for (g, name) in ["y", "dx", "dw", "db"].enumerated() {
+                #expect(r[g] == results[0][g], "\(name) \(shape) differs between 1 and \([2, 3, 4, -1][k - 1]) threads (-1: the global setting)")
+            }
+        }
+    }
+
     @Test func gradientsMatchFiniteDifferences() {
         let (N, I, O) = (4, 6, 5)
         var rng = RNG(seed: 3)
