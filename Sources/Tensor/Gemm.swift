@@ -19,9 +19,10 @@ public enum Gemm {
     /// Most tiles of one product: enough for the 2 cores of this project's machines with room to
     /// balance, few enough that re-packing an operand once per tile stays a few percent.
     @usableFromInline static let maxTiles = 4
-    /// Multiply-adds under which a product is one tile on the calling thread (~10 µs of work:
-    /// more than dispatching it to other threads costs).
-    @usableFromInline static let minTileWork = 1 << 20
+    /// Multiply-adds under which a product is one tile on the calling thread (~40 µs of work):
+    /// attention's per-head products (250×64×250 is 4 M) stay whole, as do small ones where
+    /// dispatch would cost more than it saves.
+    @usableFromInline static let minTileWork = 1 << 22
     /// Least rows (or columns) per tile of C.
     @usableFromInline static let minTileRows = 16
 
