@@ -1,7 +1,5 @@
 // Attention: multi-head scaled dot-product attention with bias, masks and dropout, forward and backward.
 
-import CBLAS
-
 /// Multi-head attention on projected q, k, v:
 /// `out = dropout(softmax(scale·q·kᵀ + bias, masked)) · v` per (batch, head).
 ///
@@ -56,6 +54,8 @@ public enum Attention {
     /// BERT 16×12×200²×64: serial 409/495 ms, parallel 298/260 ms;
     /// decoder cross 1×12×20×5000×64: serial 94/160 ms, parallel 97/159 ms (a tie).
     /// The parallel loop is never worse, so it is the default; the flag exists for that benchmark.
+    /// (Those figures predate `Gemm`'s row tiles: the serial loop's products now split into
+    /// tiles on `parallelFor` instead of OpenBLAS's pool.)
     nonisolated(unsafe) static var parallelOverHeads = true
 
     /// Forward.
@@ -87,6 +87,8 @@ public enum Attention {
         if B == 0 { return }
         let mask = dropout > 0 ? dropoutMask : nil
         if let mask { Dropout.fillMask(mask, count: size.probsCount, p: dropout, rng: &rng) }
+        // Parallel over heads, each head's product runs its tiles on its own thread.
+        let headThreads: Int? = parallelOverHeads ? 1 : nil
 
         forEachHead(B * H, chunks: chunkCount(B * H)) { pairs, _ in
             // Scratch for the dropped-out probabilities of one head (Tq, Tk).
@@ -101,7 +103,7 @@ public enum Attention {
                 // S (Tq, Tk) = scale · Q (Tq, Dh) · K (Tk, Dh)ᵀ
                 Gemm.gemm(
                     transB: true, m: Tq, n: Tk, k: Dh, alpha: scale, a: qp, lda: HD, b: kp, ldb: HD,
-                    beta: 0, c: S, ldc: Tk)
+                    beta: 0, c: S, ldc: Tk, threads: headThreads)
                 if let bias {
                     let bh = bias + h * Tq * Tk
                     for i in 0..<(Tq * Tk) { S[i] += bh[i] }
@@ -129,7 +131,7 @@ public enum Attention {
                 // out (Tq, Dh) of (b, h) = P (Tq, Tk) · V (Tk, Dh)
                 Gemm.gemm(
                     m: Tq, n: Dh, k: Tk, a: P, lda: Tk, b: vp, ldb: HD, beta: 0,
-                    c: out + b * Tq * HD + h * Dh, ldc: HD)
+                    c: out + b * Tq * HD + h * Dh, ldc: HD, threads: headThreads)
             }
         }
     }
@@ -144,83 +146,102 @@ public enum Attention {
     ///   - dBias: (H, Tq, Tk), accumulated; nil to skip.
     ///   - dOut: (B, Tq, H·Dh).
     ///   - probs, dropoutMask: from forward (B, H, Tq, Tk); the mask nil when dropout was 0.
+    ///   - threads: overrides `Threads.count` for this call. Every gradient, dBias included, is
+    ///     the same to the bit on any thread count.
     public static func backward(
         dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>,
         dv: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
         dOut: UnsafePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
         v: UnsafePointer<Float>, probs: UnsafePointer<Float>, dropoutMask: UnsafePointer<Float>?,
-        scale: Float, size: Size
+        scale: Float, size: Size, threads: Int? = nil
     ) {
         let B = size.batch, H = size.heads, Tq = size.queryLength, Tk = size.keyLength
         let Dh = size.headDim, HD = H * Dh
         check(size, "backward")
         if B == 0 { return }
-        let chunks = chunkCount(B * H)
-        // Items of one head run on different threads when B > 1: each thread sums its dS into its
-        // own (H, Tq, Tk) partial, added up after the loop.
-        let partials: UnsafeMutablePointer<Float>? =
-            dBias != nil && chunks > 1 && B > 1
-            ? .allocate(capacity: chunks * size.biasCount) : nil
-        partials?.initialize(repeating: 0, count: chunks * size.biasCount)
+        // dBias sums dS over the batch items, and items of one head run on different threads. So
+        // that the sum does not depend on how items fall to threads, the items go in fixed groups
+        // (at most `maxBiasGroups`, from B alone): one work unit is a (group, head), summing its
+        // items' dS in item order into the group's own (H, Tq, Tk) partial, and the partials are
+        // added in group order after the loop. The result is bit-identical on any thread count;
+        // the partials take at most maxBiasGroups·H·Tq·Tk floats whatever B is.
+        let grouped = dBias != nil && B > 1
+        let groupSize = grouped ? (B + maxBiasGroups - 1) / maxBiasGroups : 1
+        let groups = (B + groupSize - 1) / groupSize
+        let partials: UnsafeMutablePointer<Float>? = grouped ? .allocate(capacity: groups * size.biasCount) : nil
+        partials?.initialize(repeating: 0, count: groups * size.biasCount)
         defer { partials?.deallocate() }
+        let units = groups * H
+        let chunks = chunkCount(units, threads: threads)
+        // Parallel over heads, each head's product runs its tiles on its own thread.
+        let headThreads: Int? = parallelOverHeads ? 1 : threads
 
-        forEachHead(B * H, chunks: chunks) { pairs, chunk in
-            let dB = partials.map { $0 + chunk * size.biasCount } ?? dBias
+        forEachHead(units, chunks: chunks) { unitRange, _ in
             let dS = UnsafeMutablePointer<Float>.allocate(capacity: Tq * Tk)
             let dropped = dropoutMask == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: Tq * Tk)
             defer {
                 dS.deallocate()
                 dropped?.deallocate()
             }
-            for pair in pairs {
-                let b = pair / H, h = pair % H
-                let qp = q + b * Tq * HD + h * Dh, kp = k + b * Tk * HD + h * Dh
-                let vp = v + b * Tk * HD + h * Dh, dO = dOut + b * Tq * HD + h * Dh
-                let P = probs + pair * Tq * Tk  // (Tq, Tk)
-                let M = dropoutMask.map { $0 + pair * Tq * Tk }
-                var Pd = P
-                if let dropped, let M {
-                    for i in 0..<(Tq * Tk) { dropped[i] = P[i] * M[i] }
-                    Pd = UnsafePointer(dropped)
+            for unit in unitRange {
+                let group = unit / H, h = unit % H
+                // Without grouping (B == 1 or no dBias) a unit is one item and writes dBias directly:
+                // different units then hold different heads, or no dBias at all.
+                let dB = partials.map { $0 + group * size.biasCount } ?? dBias
+                for b in (group * groupSize)..<min(B, (group + 1) * groupSize) {
+                    let pair = b * H + h
+                    let qp = q + b * Tq * HD + h * Dh, kp = k + b * Tk * HD + h * Dh
+                    let vp = v + b * Tk * HD + h * Dh, dO = dOut + b * Tq * HD + h * Dh
+                    let P = probs + pair * Tq * Tk  // (Tq, Tk)
+                    let M = dropoutMask.map { $0 + pair * Tq * Tk }
+                    var Pd = P
+                    if let dropped, let M {
+                        for i in 0..<(Tq * Tk) { dropped[i] = P[i] * M[i] }
+                        Pd = UnsafePointer(dropped)
+                    }
+                    // dV (Tk, Dh) += Pd (Tq, Tk)ᵀ · dO (Tq, Dh)
+                    Gemm.gemm(
+                        transA: true, m: Tk, n: Dh, k: Tq, a: Pd, lda: Tk, b: dO, ldb: HD, beta: 1,
+                        c: dv + b * Tk * HD + h * Dh, ldc: HD, threads: headThreads)
+                    // dS (Tq, Tk) = dO (Tq, Dh) · V (Tk, Dh)ᵀ, then through dropout and softmax.
+                    Gemm.gemm(
+                        transB: true, m: Tq, n: Tk, k: Dh, a: dO, lda: HD, b: vp, ldb: HD, beta: 0,
+                        c: dS, ldc: Tk, threads: headThreads)
+                    if let M { for i in 0..<(Tq * Tk) { dS[i] *= M[i] } }
+                    for i in 0..<Tq {
+                        let g = dS + i * Tk, p = P + i * Tk
+                        let s = Reduce.dot(g, p, Tk)
+                        for j in 0..<Tk { g[j] = p[j] * (g[j] - s) }
+                    }
+                    if let dB {
+                        let t = dB + h * Tq * Tk
+                        for i in 0..<(Tq * Tk) { t[i] += dS[i] }
+                    }
+                    // dQ (Tq, Dh) += scale · dS (Tq, Tk) · K (Tk, Dh)
+                    Gemm.gemm(
+                        m: Tq, n: Dh, k: Tk, alpha: scale, a: dS, lda: Tk, b: kp, ldb: HD, beta: 1,
+                        c: dq + b * Tq * HD + h * Dh, ldc: HD, threads: headThreads)
+                    // dK (Tk, Dh) += scale · dS (Tq, Tk)ᵀ · Q (Tq, Dh)
+                    Gemm.gemm(
+                        transA: true, m: Tk, n: Dh, k: Tq, alpha: scale, a: dS, lda: Tk, b: qp, ldb: HD,
+                        beta: 1, c: dk + b * Tk * HD + h * Dh, ldc: HD, threads: headThreads)
                 }
-                // dV (Tk, Dh) += Pd (Tq, Tk)ᵀ · dO (Tq, Dh)
-                Gemm.gemm(
-                    transA: true, m: Tk, n: Dh, k: Tq, a: Pd, lda: Tk, b: dO, ldb: HD, beta: 1,
-                    c: dv + b * Tk * HD + h * Dh, ldc: HD)
-                // dS (Tq, Tk) = dO (Tq, Dh) · V (Tk, Dh)ᵀ, then through dropout and softmax.
-                Gemm.gemm(
-                    transB: true, m: Tq, n: Tk, k: Dh, a: dO, lda: HD, b: vp, ldb: HD, beta: 0,
-                    c: dS, ldc: Tk)
-                if let M { for i in 0..<(Tq * Tk) { dS[i] *= M[i] } }
-                for i in 0..<Tq {
-                    let g = dS + i * Tk, p = P + i * Tk
-                    let s = Reduce.dot(g, p, Tk)
-                    for j in 0..<Tk { g[j] = p[j] * (g[j] - s) }
-                }
-                if let dB {
-                    let t = dB + h * Tq * Tk
-                    for i in 0..<(Tq * Tk) { t[i] += dS[i] }
-                }
-                // dQ (Tq, Dh) += scale · dS (Tq, Tk) · K (Tk, Dh)
-                Gemm.gemm(
-                    m: Tq, n: Dh, k: Tk, alpha: scale, a: dS, lda: Tk, b: kp, ldb: HD, beta: 1,
-                    c: dq + b * Tq * HD + h * Dh, ldc: HD)
-                // dK (Tk, Dh) += scale · dS (Tq, Tk)ᵀ · Q (Tq, Dh)
-                Gemm.gemm(
-                    transA: true, m: Tk, n: Dh, k: Tq, alpha: scale, a: dS, lda: Tk, b: qp, ldb: HD,
-                    beta: 1, c: dk + b * Tk * HD + h * Dh, ldc: HD)
             }
         }
         if let partials, let dBias {
             let n = size.biasCount
-            parallelFor(n, grain: elementwiseGrain) { r in
-                for c in 0..<chunks {
-                    let src = partials + c * n
+            parallelFor(n, grain: elementwiseGrain, threads: threads) { r in
+                for g in 0..<groups {
+                    let src = partials + g * n
                     for i in r { dBias[i] += src[i] }
                 }
             }
         }
     }
+
+    /// Most batch-item groups the backward sums dBias in (see `backward`): bounds the partials'
+    /// memory while leaving groups × heads work units for the threads.
+    static let maxBiasGroups = 8
 
     static func check(_ s: Size, _ what: String) {
         precondition(
@@ -229,25 +250,23 @@ public enum Attention {
     }
 
     /// Threads the (batch, head) loop will use for `count` pairs.
-    static func chunkCount(_ count: Int) -> Int {
-        parallelOverHeads ? max(1, min(Threads.count, count)) : 1
+    static func chunkCount(_ count: Int, threads: Int? = nil) -> Int {
+        parallelOverHeads ? max(1, min(threads ?? Threads.count, count)) : 1
     }
 
     /// Runs `body(pairs, chunk)` over `0..<count` (batch, head) pairs split into `chunks`
     /// contiguous ranges, one thread each; the caller fixes `chunks` once (from `chunkCount`) so
     /// buffers it sized per chunk stay in bounds even if the thread setting changes meanwhile.
     ///
-    /// With more than one chunk, BLAS runs single-threaded for the duration: each thread then
-    /// owns one core, instead of every small gemm waking the BLAS pool on top of our threads.
+    /// The per-head products run their `Gemm` tiles on the calling thread (`threads: 1`), so
+    /// nothing nests; where they run does not change their result.
     static func forEachHead(_ count: Int, chunks: Int, _ body: (Range<Int>, Int) -> Void) {
         if chunks <= 1 {
             body(0..<count, 0)
             return
         }
-        openblas_set_num_threads(1)
-        defer { openblas_set_num_threads(Int32(Threads.count)) }
         let per = (count + chunks - 1) / chunks
-        parallelFor(chunks) { r in
+        parallelFor(chunks, threads: chunks) { r in
             for c in r {
                 let lo = min(count, c * per), hi = min(count, (c + 1) * per)
                 if lo < hi { body(lo..<hi, c) }
@@ -311,7 +330,8 @@ extension Attention {
     /// dBias (H, Tq, Tk).
     public static func backward(
         dOut: Tensor, q: Tensor, k: Tensor, v: Tensor, scale: Float, cache: Cache,
-        dq: inout Tensor, dk: inout Tensor, dv: inout Tensor, dBias: inout Tensor?
+        dq: inout Tensor, dk: inout Tensor, dv: inout Tensor, dBias: inout Tensor?,
+        threads: Int? = nil
     ) {
         let size = cache.size
         precondition(dOut.shape == q.shape && dq.shape == q.shape && dk.shape == k.shape && dv.shape == v.shape && q.count == size.queryCount && k.count == size.keyCount && v.count == size.keyCount,
@@ -329,7 +349,8 @@ extension Attention {
                 dq: pdq.baseAddress!, dk: pdk.baseAddress!, dv: pdv.baseAddress!,
                 dBias: dBias == nil ? nil : pdb.baseAddress, dOut: pg.baseAddress!,
                 q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!, probs: pp.baseAddress!,
-                dropoutMask: cache.dropoutMask == nil ? nil : pm.baseAddress, scale: scale, size: size)
+                dropoutMask: cache.dropoutMask == nil ? nil : pm.baseAddress, scale: scale, size: size,
+                threads: threads)
         } } } } } } } } } }
         if let shape = dBias?.shape { dBias = Tensor(shape: shape, data: db) }
     }

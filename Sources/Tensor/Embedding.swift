@@ -31,9 +31,10 @@ public enum Embedding {
     ///   - dTable: (V, D), accumulated.
     ///   - dOut: (N, D).
     ///   - ids: (N).
+    ///   - threads: overrides `Threads.count` for this call (the result does not depend on it).
     public static func backward(
         dTable: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>, ids: UnsafePointer<Int32>,
-        count: Int, vocab: Int, dim: Int
+        count: Int, vocab: Int, dim: Int, threads: Int? = nil
     ) {
         let N = count, V = vocab, D = dim
         precondition(N >= 0 && V >= 1 && D >= 1, "Embedding.backward: count=\(N) vocab=\(V) dim=\(D)")
@@ -43,7 +44,7 @@ public enum Embedding {
         }
         // Column blocks of 16 floats (one cache line pair) keep threads off each other's lines.
         let blocks = (D + 15) / 16
-        parallelFor(blocks, grain: max(1, 2048 / max(1, N))) { r in
+        parallelFor(blocks, grain: max(1, 2048 / max(1, N)), threads: threads) { r in
             let lo = r.lowerBound * 16, hi = min(D, r.upperBound * 16)
             for n in 0..<N {
                 let src = dOut + n * D
@@ -74,7 +75,7 @@ extension Embedding {
     }
 
     /// Backward on tensors: accumulates dOut (N…, D) into dTable (V, D) at the rows `ids`.
-    public static func backward(dOut: Tensor, ids: [Int32], dTable: inout Tensor) {
+    public static func backward(dOut: Tensor, ids: [Int32], dTable: inout Tensor, threads: Int? = nil) {
         precondition(dTable.rank == 2, "Embedding.backward: dTable \(dTable.shape) is not (V, D)")
         let V = dTable.shape[0], D = dTable.shape[1]
         precondition(dOut.count == ids.count * D, "Embedding.backward: dOut \(dOut.shape) for \(ids.count) ids of width \(D)")
@@ -82,7 +83,7 @@ extension Embedding {
         ids.withUnsafeBufferPointer { pi in
             dOut.withUnsafeBufferPointer { pd in
                 dTable.withUnsafeMutableBufferPointer { pt in
-                    backward(dTable: pt.baseAddress!, dOut: pd.baseAddress!, ids: pi.baseAddress!, count: ids.count, vocab: V, dim: D)
+                    backward(dTable: pt.baseAddress!, dOut: pd.baseAddress!, ids: pi.baseAddress!, count: ids.count, vocab: V, dim: D, threads: threads)
                 }
             }
         }

@@ -6,20 +6,79 @@ import CBLAS
 /// The only place in fidq that calls `cblas_sgemm`. `op(A)` is (M, K): A is stored (M, K) with
 /// leading dimension `lda` when `transA` is false, or (K, M) when it is true; likewise `op(B)` is
 /// (K, N). `beta = 1` accumulates into C, which is how every backward adds its gradients.
+///
+/// Threads: OpenBLAS's sgemm rounds differently on different pool sizes (measured with 0.3.21 on
+/// every core type), so its pool is pinned to one thread and a product runs as fixed tiles of C,
+/// each one single-threaded sgemm, spread over `parallelFor`. The tiles follow from the shape
+/// alone, so every product, and every gradient built from them, is the same to the bit on any
+/// thread count: a resumed run on another thread count reproduces an uninterrupted one. Tiles
+/// split the longer of C's two sides: each tile re-packs the whole of the operand along the
+/// other side, so splitting M re-packs op(B) and splitting N re-packs op(A) (a 32×32128 lm-head
+/// product split by rows ran at 0.4× raw sgemm).
 public enum Gemm {
-    /// One product; see the type's doc comment for the layout.
+    /// Most tiles of one product: enough for the 2 cores of this project's machines with room to
+    /// balance, few enough that re-packing an operand once per tile stays a few percent.
+    @usableFromInline static let maxTiles = 4
+    /// Multiply-adds under which a product is one tile on the calling thread (~40 µs of work):
+    /// attention's per-head products (250×64×250 is 4 M) stay whole, as do small ones where
+    /// dispatch would cost more than it saves.
+    @usableFromInline static let minTileWork = 1 << 22
+    /// Least rows (or columns) per tile of C.
+    @usableFromInline static let minTileRows = 16
+
+    /// Pins OpenBLAS's own pool to one thread, once; every product touches it first.
+    @usableFromInline static let pinnedBLAS: Bool = {
+        openblas_set_num_threads(1)
+        return true
+    }()
+
+    /// How an (M, N, K) product splits, from the shape alone: along M (rows of C) or N (columns),
+    /// `size` rows or columns per tile, `tiles` tiles.
+    @inlinable
+    static func tiling(m: Int, n: Int, k: Int) -> (byRows: Bool, size: Int, tiles: Int) {
+        let byRows = m >= n
+        let side = byRows ? m : n
+        let work = m * n * Swift.max(k, 1)
+        let want = Swift.max(1, Swift.min(maxTiles, work / minTileWork, side / minTileRows))
+        let size = (side + want - 1) / want
+        return (byRows, size, (side + size - 1) / size)
+    }
+
+    /// One product; see the type's doc comment for the layout. `threads` overrides
+    /// `Threads.count` for this call (the result does not depend on it).
     @inlinable
     public static func gemm(
         transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
         alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
         b: UnsafePointer<Float>, ldb: Int,
-        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int? = nil
     ) {
         checkLayout(transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc)
         if m == 0 || n == 0 { return }
-        cblas_sgemm(
-            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        _ = pinnedBLAS
+        let (byRows, size, tiles) = tiling(m: m, n: n, k: k)
+        // Rows lo..<hi of C: rows lo… of op(A), which start at row lo of A, or at its column lo
+        // when A is transposed. Columns lo..<hi: columns lo… of op(B), likewise.
+        func tile(_ lo: Int, _ hi: Int) {
+            let tA = transA ? CblasTrans : CblasNoTrans, tB = transB ? CblasTrans : CblasNoTrans
+            if byRows {
+                cblas_sgemm(
+                    CblasRowMajor, tA, tB, Int32(hi - lo), Int32(n), Int32(k), alpha,
+                    transA ? a + lo : a + lo * lda, Int32(lda), b, Int32(ldb), beta, c + lo * ldc, Int32(ldc))
+            } else {
+                cblas_sgemm(
+                    CblasRowMajor, tA, tB, Int32(m), Int32(hi - lo), Int32(k), alpha, a, Int32(lda),
+                    transB ? b + lo * ldb : b + lo, Int32(ldb), beta, c + lo, Int32(ldc))
+            }
+        }
+        if tiles == 1 {
+            tile(0, byRows ? m : n)
+            return
+        }
+        let side = byRows ? m : n
+        parallelFor(tiles, threads: threads) { r in
+            for t in r { tile(t * size, Swift.min(side, (t + 1) * size)) }
+        }
     }
 
     /// `batch` independent products over a leading axis; operand i starts at `i * stride`.
@@ -41,24 +100,31 @@ public enum Gemm {
     }
 
     /// The plain triple loop with the same contract as `gemm`, accumulated in Double.
+    ///
+    /// `magnitude`, when given (laid out like C, leading dimension `ldc`), receives each output's
+    /// `|alpha|·Σ_p |a·b| + |beta·c|`: what the Float32 error bound of that output scales with
+    /// (TestSupport's `reductionBound`, with k + 2 terms for the scaling and the accumulation).
     public static func gemmNaive(
         transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
         alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
         b: UnsafePointer<Float>, ldb: Int,
-        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
+        magnitude: UnsafeMutablePointer<Double>? = nil
     ) {
         checkLayout(transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc)
         for i in 0..<m {
             for j in 0..<n {
-                var s = 0.0
+                var s = 0.0, sa = 0.0
                 for p in 0..<k {
                     let x = transA ? a[p * lda + i] : a[i * lda + p]
                     let y = transB ? b[j * ldb + p] : b[p * ldb + j]
                     s += Double(x) * Double(y)
+                    sa += abs(Double(x) * Double(y))
                 }
                 // BLAS semantics: with beta == 0, C is not read (it may hold NaN).
-                let old = beta == 0 ? 0 : beta * c[i * ldc + j]
-                c[i * ldc + j] = alpha * Float(s) + old
+                let old = beta == 0 ? 0 : Double(beta) * Double(c[i * ldc + j])
+                c[i * ldc + j] = Float(Double(alpha) * s + old)
+                magnitude?[i * ldc + j] = abs(Double(alpha)) * sa + abs(old)
             }
         }
     }

@@ -45,17 +45,19 @@ public enum LayerNorm {
     ///   - dx: (N, D), accumulated; nil to skip.
     ///   - dWeight, dBias: (D), accumulated; nil to skip.
     ///   - dy: (N, D); x: the forward input (N, D); mean, rstd: from forward (N).
+    ///   - threads: overrides `Threads.count` for this call. dw and db are the same to the bit on
+    ///     any thread count: rows go in fixed chunks whose partials are added in order.
     public static func backward(
         dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?,
         dBias: UnsafeMutablePointer<Float>?, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
         weight: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
-        rows: Int, dim: Int
+        rows: Int, dim: Int, threads: Int? = nil
     ) {
         let N = rows, D = dim
         precondition(N >= 0 && D >= 1, "LayerNorm.backward: rows=\(N) dim=\(D)")
-        // One pass over rows: dx row by row, dw and db into per-thread partials (dw in the first
-        // D floats, db in the next D) summed at the end.
-        Reduce.rowChunksWithPartials(rows: N, grain: max(1, 8192 / D), width: 2 * D) { rows, partial in
+        // One pass over rows: dx row by row, dw and db into per-chunk partials (dw in the first
+        // D floats, db in the next D) summed in chunk order.
+        Reduce.rowChunksWithPartials(rows: N, grain: max(1, 8192 / D), width: 2 * D, threads: threads) { rows, partial in
             let pw = partial, pb = partial + D
             for n in rows {
                 let xr = x + n * D, gr = dy + n * D
@@ -127,7 +129,7 @@ extension LayerNorm {
     /// Backward on tensors: accumulates into dx (…, D), dWeight and dBias (D).
     public static func backward(
         dy: Tensor, x: Tensor, weight: Tensor, cache: Cache, dx: inout Tensor, dWeight: inout Tensor,
-        dBias: inout Tensor
+        dBias: inout Tensor, threads: Int? = nil
     ) {
         let D = weight.count, N = x.count / max(1, D)
         precondition(dy.shape == x.shape && dx.shape == x.shape && dWeight.shape == weight.shape && dBias.shape == weight.shape && cache.rstd.count == N && cache.mean.count == N,
@@ -141,7 +143,7 @@ extension LayerNorm {
                             dx.withUnsafeMutableBufferPointer { pdx in
                                 dWeight.withUnsafeMutableBufferPointer { pdw in
                                     dBias.withUnsafeMutableBufferPointer { pdb in
-                                        backward(dx: pdx.baseAddress!, dWeight: pdw.baseAddress!, dBias: pdb.baseAddress!, dy: pg.baseAddress!, x: px.baseAddress!, weight: pw.baseAddress!, mean: pm.baseAddress!, rstd: ps.baseAddress!, rows: N, dim: D)
+                                        backward(dx: pdx.baseAddress!, dWeight: pdw.baseAddress!, dBias: pdb.baseAddress!, dy: pg.baseAddress!, x: px.baseAddress!, weight: pw.baseAddress!, mean: pm.baseAddress!, rstd: ps.baseAddress!, rows: N, dim: D, threads: threads)
                                     }
                                 }
                             }

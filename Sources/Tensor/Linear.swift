@@ -16,23 +16,24 @@ public enum Linear {
     ///   - rows: N.
     ///   - inFeatures: In.
     ///   - outFeatures: Out.
+    ///   - threads: overrides `Threads.count` for this call (the result does not depend on it).
     public static func forward(
         y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-        bias: UnsafePointer<Float>?, rows: Int, inFeatures: Int, outFeatures: Int
+        bias: UnsafePointer<Float>?, rows: Int, inFeatures: Int, outFeatures: Int, threads: Int? = nil
     ) {
         let N = rows, I = inFeatures, O = outFeatures
         precondition(N >= 0 && I >= 1 && O >= 1, "Linear.forward: rows=\(N) in=\(I) out=\(O)")
         if N == 0 { return }
         if let bias {
             // Seed every row with b, then let gemm accumulate on top (beta = 1).
-            parallelFor(N, grain: max(1, 16384 / O)) { r in
+            parallelFor(N, grain: max(1, 16384 / O), threads: threads) { r in
                 for n in r { (y + n * O).update(from: bias, count: O) }
             }
         }
         // y (N, O) = x (N, I) · W (O, I)ᵀ
         Gemm.gemm(
             transB: true, m: N, n: O, k: I, a: x, lda: I, b: weight, ldb: I,
-            beta: bias == nil ? 0 : 1, c: y, ldc: O)
+            beta: bias == nil ? 0 : 1, c: y, ldc: O, threads: threads)
     }
 
     /// Backward: dx += dy·W, dW += dyᵀ·x, db += Σ_rows dy. Pass nil for gradients not wanted.
@@ -44,25 +45,27 @@ public enum Linear {
     ///   - dy: upstream gradient (N, Out).
     ///   - x: the forward input (N, In).
     ///   - weight: W (Out, In).
+    ///   - threads: overrides `Threads.count` for this call; every gradient is the same to the
+    ///     bit on any thread count (`Gemm`'s fixed tiles, `sumRows`' fixed column blocks).
     public static func backward(
         dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?,
         dBias: UnsafeMutablePointer<Float>?, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
-        weight: UnsafePointer<Float>, rows: Int, inFeatures: Int, outFeatures: Int
+        weight: UnsafePointer<Float>, rows: Int, inFeatures: Int, outFeatures: Int, threads: Int? = nil
     ) {
         let N = rows, I = inFeatures, O = outFeatures
         precondition(N >= 0 && I >= 1 && O >= 1, "Linear.backward: rows=\(N) in=\(I) out=\(O)")
         if N == 0 { return }
         if let dx {
             // dx (N, I) += dy (N, O) · W (O, I)
-            Gemm.gemm(m: N, n: I, k: O, a: dy, lda: O, b: weight, ldb: I, beta: 1, c: dx, ldc: I)
+            Gemm.gemm(m: N, n: I, k: O, a: dy, lda: O, b: weight, ldb: I, beta: 1, c: dx, ldc: I, threads: threads)
         }
         if let dWeight {
             // dW (O, I) += dy (N, O)ᵀ · x (N, I)
             Gemm.gemm(
                 transA: true, m: O, n: I, k: N, a: dy, lda: O, b: x, ldb: I, beta: 1, c: dWeight,
-                ldc: I)
+                ldc: I, threads: threads)
         }
-        if let dBias { sumRows(into: dBias, dy, rows: N, cols: O) }
+        if let dBias { sumRows(into: dBias, dy, rows: N, cols: O, threads: threads) }
     }
 
     /// out[j] += Σ_n x[n, j]: column sums of an (N, C) matrix, split over blocks of 16 columns so
@@ -70,9 +73,11 @@ public enum Linear {
     /// Sums run in Double: N is the token count (thousands), and a Float running sum over that
     /// many rows drifts by ~1e-5 relative.
     @inlinable
-    static func sumRows(into out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows N: Int, cols C: Int) {
+    static func sumRows(
+        into out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows N: Int, cols C: Int, threads: Int? = nil
+    ) {
         let blocks = (C + 15) / 16
-        parallelFor(blocks, grain: max(1, 4096 / max(1, N))) { r in
+        parallelFor(blocks, grain: max(1, 4096 / max(1, N)), threads: threads) { r in
             for b in r {
                 let lo = b * 16, width = min(16, C - lo)
                 var acc = SIMD16<Double>()
@@ -85,7 +90,7 @@ public enum Linear {
 
 extension Linear {
     /// Forward on tensors: x (…, In) with W (Out, In) and optional b (Out) gives (…, Out).
-    public static func forward(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) -> Tensor {
+    public static func forward(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, threads: Int? = nil) -> Tensor {
         let (N, I, O) = checkShapes("forward", x, weight, bias)
         var y = Tensor.zeros(Array(x.shape.dropLast()) + [O])
         if N == 0 { return y }
@@ -95,13 +100,13 @@ extension Linear {
                     guard let b = bias else {
                         forward(
                             y: py.baseAddress!, x: px.baseAddress!, weight: pw.baseAddress!, bias: nil,
-                            rows: N, inFeatures: I, outFeatures: O)
+                            rows: N, inFeatures: I, outFeatures: O, threads: threads)
                         return
                     }
                     b.withUnsafeBufferPointer { pb in
                         forward(
                             y: py.baseAddress!, x: px.baseAddress!, weight: pw.baseAddress!,
-                            bias: pb.baseAddress!, rows: N, inFeatures: I, outFeatures: O)
+                            bias: pb.baseAddress!, rows: N, inFeatures: I, outFeatures: O, threads: threads)
                     }
                 }
             }
@@ -113,7 +118,7 @@ extension Linear {
     /// `dBias` (Out).
     public static func backward(
         dy: Tensor, x: Tensor, weight: Tensor, dx: inout Tensor, dWeight: inout Tensor,
-        dBias: inout Tensor?
+        dBias: inout Tensor?, threads: Int? = nil
     ) {
         let (N, I, O) = checkShapes("backward", x, weight, dBias)
         precondition(dy.shape == Array(x.shape.dropLast()) + [O], "Linear.backward: dy \(dy.shape) for x \(x.shape), out \(O)")
@@ -131,7 +136,7 @@ extension Linear {
                                     dx: pdx.baseAddress, dWeight: pdw.baseAddress,
                                     dBias: wantBias ? pdb.baseAddress : nil, dy: pdy.baseAddress!,
                                     x: px.baseAddress!, weight: pw.baseAddress!, rows: N,
-                                    inFeatures: I, outFeatures: O)
+                                    inFeatures: I, outFeatures: O, threads: threads)
                             }
                         }
                     }

@@ -1,5 +1,4 @@
 // Threads: the one thread-count setting, and the parallel-for that elementwise kernels use.
-import CBLAS
 import Dispatch
 
 #if canImport(Glibc)
@@ -8,12 +7,28 @@ import Dispatch
     import Darwin
 #endif
 
-/// The number of threads fidq computes with: OpenBLAS's pool and our parallel-for together.
-///
-/// One setting for both, so BLAS and the elementwise kernels never oversubscribe the cores
-/// (ref/perf.md §4). Defaults to every online core.
+/// The number of threads fidq computes with: `parallelFor`'s, which runs the elementwise kernels
+/// and the tiles of every BLAS product (`Gemm`; OpenBLAS's own pool stays at one thread, since its
+/// results depend on its pool size), so nothing oversubscribes the cores (ref/perf.md §4). Defaults to every online core, or to `FIDQ_THREADS` when that is set to a
+/// positive integer: how a test run (ops/test-coretypes) or a job script fixes the thread count
+/// without a flag; `fidq --threads` still overrides it.
 public enum Threads {
-    nonisolated(unsafe) private static var current: Int = defaultCount
+    /// The default: `FIDQ_THREADS` or all cores, read once.
+    private static let configured: Int = initial()
+
+    nonisolated(unsafe) private static var current: Int = configured
+
+    /// `FIDQ_THREADS`, else all cores. A value that is not a positive integer is reported on
+    /// stderr and ignored.
+    private static func initial() -> Int {
+        guard let raw = getenv("FIDQ_THREADS") else { return defaultCount }
+        let text = String(cString: raw)
+        guard let n = Int(text), n >= 1 else {
+            fputs("fidq: FIDQ_THREADS=\(text) is not a positive integer (a thread count); using all \(defaultCount) cores\n", stderr)
+            return defaultCount
+        }
+        return n
+    }
 
     /// All online cores.
     public static var defaultCount: Int { max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
@@ -21,11 +36,10 @@ public enum Threads {
     /// The thread count in force.
     public static var count: Int { current }
 
-    /// Sets the thread count for BLAS and for `parallelFor`; `nil` means all cores.
+    /// Sets the thread count of `parallelFor` (hence of BLAS products too); `nil` means the
+    /// default (`FIDQ_THREADS`, else all cores).
     public static func set(_ n: Int?) {
-        let value = max(1, n ?? defaultCount)
-        current = value
-        openblas_set_num_threads(Int32(value))
+        current = max(1, n ?? configured)
     }
 }
 

@@ -38,15 +38,17 @@ public enum RMSNorm {
     ///   - dy: (N, D).
     ///   - x: the forward input (N, D).
     ///   - rstd: from forward (N).
+    ///   - threads: overrides `Threads.count` for this call. dw is the same to the bit on any
+    ///     thread count: rows go in fixed chunks whose partials are added in order.
     public static func backward(
         dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?,
         dy: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-        rstd: UnsafePointer<Float>, rows: Int, dim: Int
+        rstd: UnsafePointer<Float>, rows: Int, dim: Int, threads: Int? = nil
     ) {
         let N = rows, D = dim
         precondition(N >= 0 && D >= 1, "RMSNorm.backward: rows=\(N) dim=\(D)")
-        // One pass over rows: dx row by row, dw into per-thread partials summed at the end.
-        Reduce.rowChunksWithPartials(rows: N, grain: max(1, 8192 / D), width: D) { rows, dw in
+        // One pass over rows: dx row by row, dw into per-chunk partials summed in chunk order.
+        Reduce.rowChunksWithPartials(rows: N, grain: max(1, 8192 / D), width: D, threads: threads) { rows, dw in
             for n in rows {
                 let xr = x + n * D, gr = dy + n * D
                 let s = rstd[n]
@@ -97,7 +99,8 @@ extension RMSNorm {
 
     /// Backward on tensors: accumulates into dx (…, D) and dWeight (D).
     public static func backward(
-        dy: Tensor, x: Tensor, weight: Tensor, cache: Cache, dx: inout Tensor, dWeight: inout Tensor
+        dy: Tensor, x: Tensor, weight: Tensor, cache: Cache, dx: inout Tensor, dWeight: inout Tensor,
+        threads: Int? = nil
     ) {
         let D = weight.count, N = x.count / max(1, D)
         precondition(dy.shape == x.shape && dx.shape == x.shape && dWeight.shape == weight.shape && cache.rstd.count == N,
@@ -109,7 +112,7 @@ extension RMSNorm {
                     cache.rstd.withUnsafeBufferPointer { ps in
                         dx.withUnsafeMutableBufferPointer { pdx in
                             dWeight.withUnsafeMutableBufferPointer { pdw in
-                                backward(dx: pdx.baseAddress!, dWeight: pdw.baseAddress!, dy: pg.baseAddress!, x: px.baseAddress!, weight: pw.baseAddress!, rstd: ps.baseAddress!, rows: N, dim: D)
+                                backward(dx: pdx.baseAddress!, dWeight: pdw.baseAddress!, dy: pg.baseAddress!, x: px.baseAddress!, weight: pw.baseAddress!, rstd: ps.baseAddress!, rows: N, dim: D, threads: threads)
                             }
                         }
                     }

@@ -1,4 +1,5 @@
-// AttentionTests: multi-head attention against a Double twin, finite differences, PyTorch, and a benchmark.
+// AttentionTests: multi-head attention against a Double twin (within its running Float32 error
+// bound), finite differences, PyTorch, thread-count independence, and a benchmark.
 import Foundation
 import Testing
 import TestSupport
@@ -16,6 +17,20 @@ private struct Problem {
     var scale: Float
     var dropout: Float
     var seed: UInt64
+
+    /// A problem on given tensors (PyTorch's fixture), without dropout.
+    init(size: Attention.Size, q: Tensor, k: Tensor, v: Tensor, bias: Tensor?, keyMask: Tensor?, causal: Bool, scale: Float) {
+        self.size = size
+        self.q = q
+        self.k = k
+        self.v = v
+        self.bias = bias
+        self.keyMask = keyMask
+        self.causal = causal
+        self.scale = scale
+        self.dropout = 0
+        self.seed = 0
+    }
 
     init(_ s: Attention.Size, bias: Bool, keyMask: Bool, causal: Bool, scale: Float, dropout: Float, seed: UInt64) {
         var rng = RNG(seed: seed)
@@ -47,13 +62,22 @@ private struct Problem {
 
     /// Plain loops in Double: out, logits, probs and every gradient for upstream dOut, given the
     /// dropout mask the kernel drew (so the twin checks everything but the random draw itself).
-    func naive(dOut: [Float], dropMask: [Float]?) -> [String: [Float]] {
+    ///
+    /// Alongside each value, its Float32 error bound in units of u (running error analysis,
+    /// Higham §3.3), under the same key in `bounds`: a reduction of K terms adds K·Σ|terms|, an element-wise
+    /// step its operands' bounds plus one rounding of its result, and the softmax
+    /// p_j = exp(z_j − m)/Σ_k exp(z_k − m) has relative bound
+    /// E_z[j] + Σ_k p_k·E_z[k] + |z_j − m| + Σ_k p_k·|z_k − m| + Tk + 12
+    /// (the logits' errors, the rounding of z − m, the sum's Tk, and the exp's ≤ 8 ulps).
+    /// Pass these to `compareReduction` with `terms: 1`.
+    func naive(dOut: [Float], dropMask: [Float]?) -> (values: [String: [Float]], bounds: [String: [Double]]) {
         let (B, H, Tq, Tk, Dh) = (size.batch, size.heads, size.queryLength, size.keyLength, size.headDim)
         let HD = H * Dh
         var out = [Double](repeating: 0, count: size.queryCount), dq = out
         var dk = [Double](repeating: 0, count: size.keyCount), dv = dk
         var logits = [Double](repeating: 0, count: size.probsCount), probs = logits
         var dbias = [Double](repeating: 0, count: size.biasCount)
+        var eOut = out, eDq = out, eDk = dk, eDv = dk, eLogits = logits, eProbs = logits, eDbias = dbias
         func Q(_ b: Int, _ i: Int, _ h: Int, _ d: Int) -> Double { Double(q.data[(b * Tq + i) * HD + h * Dh + d]) }
         func K(_ b: Int, _ j: Int, _ h: Int, _ d: Int) -> Double { Double(k.data[(b * Tk + j) * HD + h * Dh + d]) }
         func V(_ b: Int, _ j: Int, _ h: Int, _ d: Int) -> Double { Double(v.data[(b * Tk + j) * HD + h * Dh + d]) }
@@ -62,11 +86,18 @@ private struct Problem {
                 for i in 0..<Tq {
                     let base = ((b * H + h) * Tq + i) * Tk
                     var z = [Double](repeating: -.infinity, count: Tk)
+                    var El = [Double](repeating: 0, count: Tk)
                     for j in 0..<Tk {
-                        var s = 0.0
-                        for d in 0..<Dh { s += Q(b, i, h, d) * K(b, j, h, d) }
-                        s = Double(scale) * s + Double(bias?.data[(h * Tq + i) * Tk + j] ?? 0)
+                        var s = 0.0, sa = 0.0
+                        for d in 0..<Dh {
+                            s += Q(b, i, h, d) * K(b, j, h, d)
+                            sa += abs(Q(b, i, h, d) * K(b, j, h, d))
+                        }
+                        let bj = Double(bias?.data[(h * Tq + i) * Tk + j] ?? 0)
+                        s = Double(scale) * s + bj
+                        El[j] = Double(Dh + 2) * (abs(Double(scale)) * sa + abs(bj))
                         logits[base + j] = s
+                        eLogits[base + j] = El[j]
                         let visible = (keyMask?.data[b * Tk + j] ?? 1) != 0 && (!causal || j <= i + Tk - Tq)
                         if visible { z[j] = s }
                     }
@@ -77,43 +108,75 @@ private struct Problem {
                         let sum = e.reduce(0, +)
                         p = e.map { $0 / sum }
                     }
+                    var Ep = [Double](repeating: 0, count: Tk)
+                    if m > -.infinity {
+                        var spread = 0.0  // Σ_k p_k·(E_z[k] + |z_k − m|)
+                        for j in 0..<Tk where z[j] > -.infinity { spread += p[j] * (El[j] + abs(z[j] - m)) }
+                        for j in 0..<Tk where z[j] > -.infinity { Ep[j] = p[j] * (El[j] + abs(z[j] - m) + spread + Double(Tk + 12)) }
+                    }
                     let M = (0..<Tk).map { Double(dropMask?[base + $0] ?? 1) }
-                    for j in 0..<Tk { probs[base + j] = p[j] }
+                    // Pd = p·M: p's bound scaled, plus one rounding.
+                    let Epd = (0..<Tk).map { M[$0] * Ep[$0] + p[$0] * M[$0] }
+                    for j in 0..<Tk {
+                        probs[base + j] = p[j]
+                        eProbs[base + j] = Ep[j]
+                    }
                     for d in 0..<Dh {
-                        var s = 0.0
-                        for j in 0..<Tk { s += p[j] * M[j] * V(b, j, h, d) }
+                        var s = 0.0, e = 0.0
+                        for j in 0..<Tk {
+                            s += p[j] * M[j] * V(b, j, h, d)
+                            e += Epd[j] * abs(V(b, j, h, d)) + Double(Tk) * abs(p[j] * M[j] * V(b, j, h, d))
+                        }
                         out[(b * Tq + i) * HD + h * Dh + d] = s
+                        eOut[(b * Tq + i) * HD + h * Dh + d] = e
                     }
                     // Backward for this query row.
                     let g = (0..<Dh).map { Double(dOut[(b * Tq + i) * HD + h * Dh + $0]) }
-                    var dP = [Double](repeating: 0, count: Tk)
+                    var dP = [Double](repeating: 0, count: Tk), EdP = dP
                     for j in 0..<Tk {
-                        var s = 0.0
-                        for d in 0..<Dh { s += g[d] * V(b, j, h, d) }
+                        var s = 0.0, sa = 0.0
+                        for d in 0..<Dh {
+                            s += g[d] * V(b, j, h, d)
+                            sa += abs(g[d] * V(b, j, h, d))
+                        }
                         dP[j] = s * M[j]
-                        for d in 0..<Dh { dv[(b * Tk + j) * HD + h * Dh + d] += p[j] * M[j] * g[d] }
+                        EdP[j] = Double(Dh + 1) * sa * M[j]
+                        for d in 0..<Dh {
+                            let e = (b * Tk + j) * HD + h * Dh + d
+                            dv[e] += p[j] * M[j] * g[d]
+                            eDv[e] += Epd[j] * abs(g[d]) + Double(Tq) * abs(p[j] * M[j] * g[d])
+                        }
                     }
                     let dot = (0..<Tk).reduce(0.0) { $0 + dP[$1] * p[$1] }
+                    // The kernel's dot uses its own p: both factors' bounds, plus Tk roundings.
+                    let Edot = (0..<Tk).reduce(0.0) { $0 + EdP[$1] * p[$1] + abs(dP[$1]) * Ep[$1] + Double(Tk) * abs(dP[$1] * p[$1]) }
                     for j in 0..<Tk {
                         let dS = p[j] * (dP[j] - dot)
+                        let EdS = Ep[j] * abs(dP[j] - dot) + p[j] * (EdP[j] + Edot + abs(dP[j]) + abs(dot)) + abs(dS)
                         dbias[(h * Tq + i) * Tk + j] += dS
+                        eDbias[(h * Tq + i) * Tk + j] += EdS + Double(B) * abs(dS)
                         for d in 0..<Dh {
-                            dq[(b * Tq + i) * HD + h * Dh + d] += Double(scale) * dS * K(b, j, h, d)
-                            dk[(b * Tk + j) * HD + h * Dh + d] += Double(scale) * dS * Q(b, i, h, d)
+                            let eq = (b * Tq + i) * HD + h * Dh + d, ek = (b * Tk + j) * HD + h * Dh + d
+                            dq[eq] += Double(scale) * dS * K(b, j, h, d)
+                            dk[ek] += Double(scale) * dS * Q(b, i, h, d)
+                            eDq[eq] += abs(Double(scale)) * (EdS * abs(K(b, j, h, d)) + Double(Tk + 1) * abs(dS * K(b, j, h, d)))
+                            eDk[ek] += abs(Double(scale)) * (EdS * abs(Q(b, i, h, d)) + Double(Tq + 1) * abs(dS * Q(b, i, h, d)))
                         }
                     }
                 }
             }
         }
         let f = { (a: [Double]) in a.map { Float($0) } }
-        return ["out": f(out), "logits": f(logits), "probs": f(probs), "dq": f(dq), "dk": f(dk), "dv": f(dv), "dbias": f(dbias)]
+        return (
+            ["out": f(out), "logits": f(logits), "probs": f(probs), "dq": f(dq), "dk": f(dk), "dv": f(dv), "dbias": f(dbias)],
+            ["out": eOut, "logits": eLogits, "probs": eProbs, "dq": eDq, "dk": eDk, "dv": eDv, "dbias": eDbias])
     }
 
     /// The kernel's gradients for upstream dOut.
-    func backward(dOut: Tensor, cache: Attention.Cache) -> [String: [Float]] {
+    func backward(dOut: Tensor, cache: Attention.Cache, threads: Int? = nil) -> [String: [Float]] {
         var dq = Tensor.zeros(q.shape), dk = Tensor.zeros(k.shape), dv = Tensor.zeros(v.shape)
         var dBias: Tensor? = Tensor.zeros([size.heads, size.queryLength, size.keyLength])
-        Attention.backward(dOut: dOut, q: q, k: k, v: v, scale: scale, cache: cache, dq: &dq, dk: &dk, dv: &dv, dBias: &dBias)
+        Attention.backward(dOut: dOut, q: q, k: k, v: v, scale: scale, cache: cache, dq: &dq, dk: &dk, dv: &dv, dBias: &dBias, threads: threads)
         return ["dq": dq.data, "dk": dk.data, "dv": dv.data, "dbias": dBias!.data]
     }
 }
@@ -126,6 +189,8 @@ private struct Problem {
         (Attention.Size(batch: 2, heads: 3, queryLength: 6, keyLength: 6, headDim: 8), true, true, true, 0.35, 0),
         (Attention.Size(batch: 2, heads: 4, queryLength: 3, keyLength: 9, headDim: 5), true, true, true, 1, 0),
         (Attention.Size(batch: 3, heads: 4, queryLength: 17, keyLength: 33, headDim: 16), true, true, false, 0.25, 0.2),
+        // More items than Attention.maxBiasGroups: dBias summed in groups of 2.
+        (Attention.Size(batch: 11, heads: 2, queryLength: 4, keyLength: 6, headDim: 4), true, true, false, 1, 0.1),
     ]
 
     @Test(arguments: 0..<cases.count)
@@ -135,14 +200,15 @@ private struct Problem {
         let (out, cache, logits) = pb.forward()
         var rng = RNG(seed: 99)
         let dOut = Tensor(shape: out.shape, data: rng.normalArray(out.count))
-        let naive = pb.naive(dOut: dOut.data, dropMask: cache.dropoutMask?.data)
-        let got = pb.backward(dOut: dOut, cache: cache)
-        var reports = [
-            compare("out", out.data, naive["out"]!, atol: 1e-5),
-            compare("logits", logits!.data, naive["logits"]!, atol: 1e-5),
-            compare("probs", cache.probs.data, naive["probs"]!, atol: 1e-6),
-        ]
-        for key in ["dq", "dk", "dv", "dbias"] { reports.append(compare(key, got[key]!, naive[key]!, atol: 1e-5)) }
+        let (naive, bound) = pb.naive(dOut: dOut.data, dropMask: cache.dropoutMask?.data)
+        var got = pb.backward(dOut: dOut, cache: cache)
+        got["out"] = out.data
+        got["logits"] = logits!.data
+        got["probs"] = cache.probs.data
+        var reports: [ReductionReport] = []
+        for key in ["out", "logits", "probs", "dq", "dk", "dv", "dbias"] {
+            reports.append(compareReduction(key, got[key]!, naive[key]!, magnitude: bound[key]!, terms: 1))
+        }
         for r in reports { #expect(r.ok, "case \(index) \(r)") }
         #expect(!out.data.contains { $0.isNaN }, "NaN in out")
         if let m = cache.dropoutMask {
@@ -204,15 +270,21 @@ private struct Problem {
         var dq = Tensor.zeros(q.shape), dk = Tensor.zeros(k.shape), dv = Tensor.zeros(v.shape)
         var dBias: Tensor? = Tensor.zeros(bias.shape)
         Attention.backward(dOut: try t("dout"), q: q, k: k, v: v, scale: scale, cache: cache, dq: &dq, dk: &dk, dv: &dv, dBias: &dBias)
-        // Gradients: atol 2e-6 instead of 1e-6. dq is a sum over keys of dS·k terms of size ~1 that
-        // cancel, so Float32 rounding leaves ~1e-6 absolute error on small elements: element 96 of
-        // cross dq is −0.0049958 in Float64, and PyTorch's own Float32 autograd gives −0.0049947,
-        // bit-identical to ours (checked with torch 2.13.0). Values stay at rtol 1e-5.
+        // PyTorch sums in its own order: each value within both sides' Float32 bounds (.float32),
+        // from the Double twin run on the fixture's inputs.
+        let size = cache.size
+        let pb = Problem(
+            size: size, q: q, k: k, v: v, bias: bias, keyMask: try t("keymask"), causal: name == "self",
+            scale: scale)
+        let (_, bound) = pb.naive(dOut: try t("dout").data, dropMask: nil)
         let reports = [
-            compare("\(name) out", out, try t("out")), compare("\(name) logits", logits!, try t("logits")),
-            compare("\(name) probs", cache.probs, try t("probs")), compare("\(name) dq", dq, try t("dq"), atol: 2e-6),
-            compare("\(name) dk", dk, try t("dk"), atol: 2e-6), compare("\(name) dv", dv, try t("dv"), atol: 2e-6),
-            compare("\(name) dbias", dBias!, try t("dbias"), atol: 2e-6),
+            compareReduction("\(name) out", out, try t("out"), magnitude: bound["out"]!, terms: 1, reference: .float32),
+            compareReduction("\(name) logits", logits!, try t("logits"), magnitude: bound["logits"]!, terms: 1, reference: .float32),
+            compareReduction("\(name) probs", cache.probs, try t("probs"), magnitude: bound["probs"]!, terms: 1, reference: .float32),
+            compareReduction("\(name) dq", dq, try t("dq"), magnitude: bound["dq"]!, terms: 1, reference: .float32),
+            compareReduction("\(name) dk", dk, try t("dk"), magnitude: bound["dk"]!, terms: 1, reference: .float32),
+            compareReduction("\(name) dv", dv, try t("dv"), magnitude: bound["dv"]!, terms: 1, reference: .float32),
+            compareReduction("\(name) dbias", dBias!, try t("dbias"), magnitude: bound["dbias"]!, terms: 1, reference: .float32),
         ]
         for r in reports {
             print(r)
@@ -235,9 +307,32 @@ private struct Problem {
             g["out"] = out.data
             results.append(g)
         }
+        // Both are Float32 computations: each within the bound of the Double twin's, both ways.
+        let (_, bound) = pb.naive(dOut: dOut.data, dropMask: pb.forward().cache.dropoutMask?.data)
         for key in results[0].keys.sorted() {
-            let r = compare("serial vs parallel \(key)", results[1][key]!, results[0][key]!, atol: 1e-6)
+            let r = compareReduction("serial vs parallel \(key)", results[1][key]!, results[0][key]!, magnitude: bound[key]!, terms: 1, reference: .float32)
             #expect(r.ok, "\(r)")
+        }
+    }
+
+    /// dBias sums over batch items that run on different threads: fixed item groups added in
+    /// order make it, and every other gradient, the same to the bit on any thread count. Batch 5
+    /// has one item per group; batch 19 groups of 3 (`Attention.maxBiasGroups` = 8). The
+    /// 128×128×64 heads are past OpenBLAS's multithreading threshold: on one thread they must not
+    /// run on the BLAS pool either (its sgemm rounds differently on different pool sizes).
+    @Test(arguments: [(5, 11, 8), (19, 11, 8), (3, 128, 64)])
+    func backwardDoesNotDependOnThreadCount(shape: (batch: Int, length: Int, headDim: Int)) {
+        let s = Attention.Size(batch: shape.batch, heads: 2, queryLength: shape.length, keyLength: shape.length + 2, headDim: shape.headDim)
+        let pb = Problem(s, bias: true, keyMask: true, causal: false, scale: 0.5, dropout: 0.1, seed: 23)
+        var rng = RNG(seed: 24)
+        let dOut = Tensor(shape: pb.q.shape, data: rng.normalArray(pb.q.count))
+        let (_, cache, _) = pb.forward()
+        let one = pb.backward(dOut: dOut, cache: cache, threads: 1)
+        for threads in [2, 3, 4, nil] {
+            let got = pb.backward(dOut: dOut, cache: cache, threads: threads)
+            for key in one.keys.sorted() {
+                #expect(got[key]! == one[key]!, "\(key) differs between 1 and \(threads.map(String.init) ?? "the global") threads")
+            }
         }
     }
 

@@ -1,4 +1,5 @@
-// LayerNormTests: BERT's LayerNorm against a naive Double twin, finite differences, and PyTorch.
+// LayerNormTests: BERT's LayerNorm against a naive Double twin (within the derived Float32
+// bound), finite differences, PyTorch, and bit-identical gradients on any thread count.
 import Foundation
 import Testing
 import TestSupport
@@ -6,29 +7,55 @@ import TestSupport
 
 private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
 
-/// Plain loops in Double: y, dx, dw, db (not accumulated).
-private func naiveLayerNorm(x: [Float], w: [Float], b: [Float], dy: [Float], N: Int, D: Int, eps: Double)
-    -> (y: [Float], dx: [Float], dw: [Float], db: [Float])
-{
+/// Plain loops in Double: y, dx, dw, db (not accumulated), and each output's magnitude and
+/// rounding count for `reductionBound` (running error analysis of the Float32 kernel):
+/// - mean: D roundings over Σ|x|/D, so x − mean is off by ≤ (D + 2)·u·(|x| + mean|x|).
+/// - r = 1/√(var + eps): var sums positive terms, and the mean's error cancels to first order
+///   (Σ(x − mean) = 0), so r's relative error is ≤ (D/2 + 4)·u.
+/// - x̂ = (x − mean)·r is then off by ≤ (1.5·D + 8)·u·X with X = (|x| + mean|x|)·r.
+/// - y = x̂·w + b: 2·D + 8 roundings of |w|·X + |b|.
+/// - dx = r·(g − Σg/D − x̂·Σ(g·x̂)/D), g = dy·w: the sums' D, x̂'s error twice (in x̂ and in
+///   Σ g·x̂) and r's: 5·D + 16 roundings of r·(|g| + Σ|g|/D + X·Σ(|g|·X)/D).
+/// - dw = Σ_n dy·x̂: N + 2·D + 8 roundings of Σ|dy|·X. db = Σ_n dy: N roundings of Σ|dy|.
+private struct NaiveLayerNorm {
+    var y: [Float], dx: [Float], dw: [Float], db: [Float]
+    var yMag: [Double], dxMag: [Double], dwMag: [Double], dbMag: [Double]
+    var yTerms: Int, dxTerms: Int, dwTerms: Int, dbTerms: Int
+}
+
+private func naiveLayerNorm(x: [Float], w: [Float], b: [Float], dy: [Float], N: Int, D: Int, eps: Double) -> NaiveLayerNorm {
     var y = [Float](repeating: 0, count: N * D), dx = y
-    var dw = [Double](repeating: 0, count: D), db = dw
+    var yMag = [Double](repeating: 0, count: N * D), dxMag = yMag
+    var dw = [Double](repeating: 0, count: D), db = dw, dwMag = dw, dbMag = dw
     for n in 0..<N {
         let row = (0..<D).map { Double(x[n * D + $0]) }
         let m = row.reduce(0, +) / Double(D)
+        let meanAbs = row.reduce(0) { $0 + abs($1) } / Double(D)
         let v = row.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(D)
         let r = 1 / (v + eps).squareRoot()
         let xh = row.map { ($0 - m) * r }
+        let X = row.map { (abs($0) + meanAbs) * r }
         let g = (0..<D).map { Double(dy[n * D + $0]) * Double(w[$0]) }
         let a = g.reduce(0, +) / Double(D)
         let c = zip(g, xh).map { $0 * $1 }.reduce(0, +) / Double(D)
+        let aAbs = g.reduce(0) { $0 + abs($1) } / Double(D)
+        let cAbs = zip(g, X).map { abs($0) * $1 }.reduce(0, +) / Double(D)
         for i in 0..<D {
+            let gi = Double(dy[n * D + i])
             y[n * D + i] = Float(xh[i] * Double(w[i]) + Double(b[i]))
+            yMag[n * D + i] = abs(Double(w[i])) * X[i] + abs(Double(b[i]))
             dx[n * D + i] = Float(r * (g[i] - a - xh[i] * c))
-            dw[i] += Double(dy[n * D + i]) * xh[i]
-            db[i] += Double(dy[n * D + i])
+            dxMag[n * D + i] = r * (abs(g[i]) + aAbs + X[i] * cAbs)
+            dw[i] += gi * xh[i]
+            dwMag[i] += abs(gi) * X[i]
+            db[i] += gi
+            dbMag[i] += abs(gi)
         }
     }
-    return (y, dx, dw.map { Float($0) }, db.map { Float($0) })
+    return NaiveLayerNorm(
+        y: y, dx: dx, dw: dw.map { Float($0) }, db: db.map { Float($0) },
+        yMag: yMag, dxMag: dxMag, dwMag: dwMag, dbMag: dbMag,
+        yTerms: 2 * D + 8, dxTerms: 5 * D + 16, dwTerms: N + 2 * D + 8, dbTerms: N)
 }
 
 @Suite struct LayerNormTests {
@@ -42,17 +69,44 @@ private func naiveLayerNorm(x: [Float], w: [Float], b: [Float], dy: [Float], N: 
         let dy = Tensor(shape: [N, D], data: rng.normalArray(N * D))
         let naive = naiveLayerNorm(x: x.data, w: w.data, b: b.data, dy: dy.data, N: N, D: D, eps: 1e-12)
         let (y, cache) = LayerNorm.forward(x, weight: w, bias: b, eps: 1e-12)
-        let r0 = compare("y \(shape)", y.data, naive.y, atol: 1e-5)
+        let r0 = compareReduction("y \(shape)", y.data, naive.y, magnitude: naive.yMag, terms: naive.yTerms)
         #expect(r0.ok, "\(r0)")
         let sx = rng.normalArray(N * D), sw = rng.normalArray(D), sb = rng.normalArray(D)
         var dx = Tensor(shape: [N, D], data: sx), dw = Tensor(shape: [D], data: sw), db = Tensor(shape: [D], data: sb)
         LayerNorm.backward(dy: dy, x: x, weight: w, cache: cache, dx: &dx, dWeight: &dw, dBias: &db)
-        // D == 1 normalises to 0 exactly: dx is 0 up to rounding, so only atol is meaningful there.
+        // D == 1 normalises to 0 exactly: x̂'s magnitude X (|x| + mean|x|)·r is what bounds dx there.
+        let (ex, mx) = accumulated(naive.dx, naive.dxMag, sx)
+        let (ew, mw) = accumulated(naive.dw, naive.dwMag, sw)
+        let (eb, mb) = accumulated(naive.db, naive.dbMag, sb)
         for r in [
-            compare("dx \(shape)", dx.data, zip(naive.dx, sx).map { $0 + $1 }, atol: 1e-5),
-            compare("dw \(shape)", dw.data, zip(naive.dw, sw).map { $0 + $1 }, atol: 1e-4),
-            compare("db \(shape)", db.data, zip(naive.db, sb).map { $0 + $1 }, atol: 1e-4),
+            compareReduction("dx \(shape)", dx.data, ex, magnitude: mx, terms: naive.dxTerms + 1),
+            compareReduction("dw \(shape)", dw.data, ew, magnitude: mw, terms: naive.dwTerms + 1),
+            compareReduction("db \(shape)", db.data, eb, magnitude: mb, terms: naive.dbTerms + 1),
         ] { #expect(r.ok, "\(r)") }
+    }
+
+    /// dw and db sum over rows in fixed chunks, so they must be the same to the bit on any
+    /// thread count (a resumed run on another machine reproduces an uninterrupted one).
+    @Test(arguments: [(1000, 64), (5000, 96), (7, 3)])
+    func backwardDoesNotDependOnThreadCount(shape: (Int, Int)) {
+        let (N, D) = shape
+        var rng = RNG(seed: UInt64(N * 3 + D))
+        let x = Tensor(shape: [N, D], data: rng.normalArray(N * D, mean: 2, std: 3))
+        let w = Tensor(shape: [D], data: rng.normalArray(D, mean: 1))
+        let b = Tensor(shape: [D], data: rng.normalArray(D))
+        let dy = Tensor(shape: [N, D], data: rng.normalArray(N * D))
+        let (_, cache) = LayerNorm.forward(x, weight: w, bias: b, eps: 1e-12)
+        var results: [[[Float]]] = []
+        for threads in [1, 2, 3, 4, nil] {
+            var dx = Tensor.zeros([N, D]), dw = Tensor.zeros([D]), db = Tensor.zeros([D])
+            LayerNorm.backward(dy: dy, x: x, weight: w, cache: cache, dx: &dx, dWeight: &dw, dBias: &db, threads: threads)
+            results.append([dx.data, dw.data, db.data])
+        }
+        for (k, r) in results.enumerated().dropFirst() {
+            for (g, name) in ["dx", "dw", "db"].enumerated() {
+                #expect(r[g] == results[0][g], "\(name) differs between 1 and \([2, 3, 4, -1][k - 1]) threads (-1: the global setting)")
+            }
+        }
     }
 
     @Test func gradientsMatchFiniteDifferences() {
@@ -83,8 +137,15 @@ private func naiveLayerNorm(x: [Float], w: [Float], b: [Float], dy: [Float], N: 
         let (y, cache) = LayerNorm.forward(x, weight: w, bias: b, eps: Float(try f.number("ln_eps")))
         var dx = Tensor.zeros(x.shape), dw = Tensor.zeros(w.shape), db = Tensor.zeros(b.shape)
         LayerNorm.backward(dy: try f.tensor("ln_dy"), x: x, weight: w, cache: cache, dx: &dx, dWeight: &dw, dBias: &db)
-        for r in [compare("ln y", y, try f.tensor("ln_y")), compare("ln dx", dx, try f.tensor("ln_dx")),
-                  compare("ln dw", dw, try f.tensor("ln_dw")), compare("ln db", db, try f.tensor("ln_db"))] {
+        // PyTorch sums in its own order: both sides carry the Float32 error (.float32 reference).
+        let D = w.count, N = x.count / D
+        let naive = naiveLayerNorm(x: x.data, w: w.data, b: b.data, dy: try f.tensor("ln_dy").data, N: N, D: D, eps: try f.number("ln_eps"))
+        for r in [
+            compareReduction("ln y", y, try f.tensor("ln_y"), magnitude: naive.yMag, terms: naive.yTerms, reference: .float32),
+            compareReduction("ln dx", dx, try f.tensor("ln_dx"), magnitude: naive.dxMag, terms: naive.dxTerms, reference: .float32),
+            compareReduction("ln dw", dw, try f.tensor("ln_dw"), magnitude: naive.dwMag, terms: naive.dwTerms, reference: .float32),
+            compareReduction("ln db", db, try f.tensor("ln_db"), magnitude: naive.dbMag, terms: naive.dbTerms, reference: .float32),
+        ] {
             print(r)
             #expect(r.ok, "\(r)")
         }

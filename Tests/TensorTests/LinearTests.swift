@@ -1,4 +1,5 @@
-// LinearTests: Linear against a naive Double twin, finite differences, and PyTorch golden values.
+// LinearTests: Linear against a naive Double twin, finite differences, and PyTorch golden values,
+// within the Float32 bound derived from the operands (TestSupport's reductionBound).
 import Foundation
 import Testing
 import TestSupport
@@ -14,35 +15,61 @@ func dotDouble(_ a: [Float], _ b: [Float]) -> Double {
     return s
 }
 
-/// The plain-loop twin of Linear, in Double: y = x·Wᵀ + b and the three gradients (not accumulated).
-private func naiveLinear(x: [Float], w: [Float], b: [Float]?, dy: [Float], N: Int, I: Int, O: Int)
-    -> (y: [Float], dx: [Float], dw: [Float], db: [Float])
-{
-    var y = [Float](repeating: 0, count: N * O), dx = [Float](repeating: 0, count: N * I)
-    var dw = [Float](repeating: 0, count: O * I), db = [Float](repeating: 0, count: O)
+/// The plain-loop twin of Linear, in Double: y = x·Wᵀ + b and the three gradients (not
+/// accumulated), each with its magnitude (Σ of the terms' absolute values) for `reductionBound`.
+private struct NaiveLinear {
+    var y: [Float], dx: [Float], dw: [Float], db: [Float]
+    var yMag: [Double], dxMag: [Double], dwMag: [Double], dbMag: [Double]
+}
+
+private func naiveLinear(x: [Float], w: [Float], b: [Float]?, dy: [Float], N: Int, I: Int, O: Int) -> NaiveLinear {
+    var r = NaiveLinear(
+        y: .init(repeating: 0, count: N * O), dx: .init(repeating: 0, count: N * I),
+        dw: .init(repeating: 0, count: O * I), db: .init(repeating: 0, count: O),
+        yMag: .init(repeating: 0, count: N * O), dxMag: .init(repeating: 0, count: N * I),
+        dwMag: .init(repeating: 0, count: O * I), dbMag: .init(repeating: 0, count: O))
     for n in 0..<N {
         for o in 0..<O {
-            var s = Double(b?[o] ?? 0)
-            for i in 0..<I { s += Double(x[n * I + i]) * Double(w[o * I + i]) }
-            y[n * O + o] = Float(s)
+            var s = Double(b?[o] ?? 0), m = abs(s)
+            for i in 0..<I {
+                let t = Double(x[n * I + i]) * Double(w[o * I + i])
+                s += t
+                m += abs(t)
+            }
+            r.y[n * O + o] = Float(s)
+            r.yMag[n * O + o] = m
         }
         for i in 0..<I {
-            var s = 0.0
-            for o in 0..<O { s += Double(dy[n * O + o]) * Double(w[o * I + i]) }
-            dx[n * I + i] = Float(s)
+            var s = 0.0, m = 0.0
+            for o in 0..<O {
+                let t = Double(dy[n * O + o]) * Double(w[o * I + i])
+                s += t
+                m += abs(t)
+            }
+            r.dx[n * I + i] = Float(s)
+            r.dxMag[n * I + i] = m
         }
     }
     for o in 0..<O {
-        var sb = 0.0
-        for n in 0..<N { sb += Double(dy[n * O + o]) }
-        db[o] = Float(sb)
+        var sb = 0.0, mb = 0.0
+        for n in 0..<N {
+            sb += Double(dy[n * O + o])
+            mb += abs(Double(dy[n * O + o]))
+        }
+        r.db[o] = Float(sb)
+        r.dbMag[o] = mb
         for i in 0..<I {
-            var s = 0.0
-            for n in 0..<N { s += Double(dy[n * O + o]) * Double(x[n * I + i]) }
-            dw[o * I + i] = Float(s)
+            var s = 0.0, m = 0.0
+            for n in 0..<N {
+                let t = Double(dy[n * O + o]) * Double(x[n * I + i])
+                s += t
+                m += abs(t)
+            }
+            r.dw[o * I + i] = Float(s)
+            r.dwMag[o * I + i] = m
         }
     }
-    return (y, dx, dw, db)
+    return r
 }
 
 @Suite struct LinearTests {
@@ -58,20 +85,51 @@ private func naiveLinear(x: [Float], w: [Float], b: [Float]?, dy: [Float], N: In
         for withBias in [true, false] {
             let naive = naiveLinear(x: x.data, w: w.data, b: withBias ? b.data : nil, dy: dy.data, N: N, I: I, O: O)
             let y = Linear.forward(x, weight: w, bias: withBias ? b : nil)
-            #expect(compare("y \(shape) bias=\(withBias)", y.data, naive.y, atol: 1e-5).ok)
+            // Every output is a reduction: y over In (+ bias), dx over Out, dW and db over the N
+            // rows, each plus one term for the start value it accumulates into.
+            let ry = compareReduction("y \(shape) bias=\(withBias)", y.data, naive.y, magnitude: naive.yMag, terms: I + 1)
+            #expect(ry.ok, "\(ry)")
             // Gradients start non-zero: backward must add, not overwrite.
             let start = rng.normalArray(N * I + O * I + O)
             var dx = Tensor(shape: [N, I], data: Array(start[0..<(N * I)]))
             var dw = Tensor(shape: [O, I], data: Array(start[(N * I)..<(N * I + O * I)]))
             var db: Tensor? = withBias ? Tensor(shape: [O], data: Array(start[(N * I + O * I)...])) : nil
             Linear.backward(dy: dy, x: x, weight: w, dx: &dx, dWeight: &dw, dBias: &db)
-            let r1 = compare("dx \(shape)", dx.data, zip(naive.dx, start[0..<(N * I)]).map { $0 + $1 }, atol: 1e-5)
-            let r2 = compare("dw \(shape)", dw.data, zip(naive.dw, start[(N * I)..<(N * I + O * I)]).map { $0 + $1 }, atol: 1e-5)
+            let (ex, mx) = accumulated(naive.dx, naive.dxMag, start[0..<(N * I)])
+            let (ew, mw) = accumulated(naive.dw, naive.dwMag, start[(N * I)..<(N * I + O * I)])
+            let r1 = compareReduction("dx \(shape)", dx.data, ex, magnitude: mx, terms: O + 1)
+            let r2 = compareReduction("dw \(shape)", dw.data, ew, magnitude: mw, terms: N + 1)
             #expect(r1.ok, "\(r1)")
             #expect(r2.ok, "\(r2)")
             if let db {
-                let r3 = compare("db \(shape)", db.data, zip(naive.db, start[(N * I + O * I)...]).map { $0 + $1 }, atol: 1e-5)
+                let (eb, mb) = accumulated(naive.db, naive.dbMag, start[(N * I + O * I)...])
+                let r3 = compareReduction("db \(shape)", db.data, eb, magnitude: mb, terms: N + 1)
                 #expect(r3.ok, "\(r3)")
+            }
+        }
+    }
+
+    /// y, dx, dW and db are the same to the bit on any thread count: `Gemm` runs fixed tiles and
+    /// the bias sums fixed column blocks (a resumed run may use another thread count).
+    @Test(arguments: [(4100, 3, 48), (2000, 96, 130)])
+    func resultsDoNotDependOnThreadCount(shape: (Int, Int, Int)) {
+        let (N, I, O) = shape
+        var rng = RNG(seed: UInt64(N + I + O))
+        let x = Tensor(shape: [N, I], data: rng.normalArray(N * I))
+        let w = Tensor(shape: [O, I], data: rng.normalArray(O * I))
+        let b = Tensor(shape: [O], data: rng.normalArray(O))
+        let dy = Tensor(shape: [N, O], data: rng.normalArray(N * O))
+        var results: [[[Float]]] = []
+        for threads in [1, 2, 3, 4, nil] {
+            let y = Linear.forward(x, weight: w, bias: b, threads: threads)
+            var dx = Tensor.zeros([N, I]), dw = Tensor.zeros([O, I])
+            var db: Tensor? = Tensor.zeros([O])
+            Linear.backward(dy: dy, x: x, weight: w, dx: &dx, dWeight: &dw, dBias: &db, threads: threads)
+            results.append([y.data, dx.data, dw.data, db!.data])
+        }
+        for (k, r) in results.enumerated().dropFirst() {
+            for (g, name) in ["y", "dx", "dw", "db"].enumerated() {
+                #expect(r[g] == results[0][g], "\(name) \(shape) differs between 1 and \([2, 3, 4, -1][k - 1]) threads (-1: the global setting)")
             }
         }
     }
@@ -104,12 +162,16 @@ private func naiveLinear(x: [Float], w: [Float], b: [Float]?, dy: [Float], N: In
         var dx = Tensor.zeros(x.shape), dw = Tensor.zeros(w.shape)
         var db: Tensor? = Tensor.zeros(b.shape)
         Linear.backward(dy: dy, x: x, weight: w, dx: &dx, dWeight: &dw, dBias: &db)
+        // PyTorch sums in its own order: both sides carry the Float32 error (.float32 reference).
+        let I = w.shape[1], O = w.shape[0], N = x.count / I
+        let naive = naiveLinear(x: x.data, w: w.data, b: b.data, dy: dy.data, N: N, I: I, O: O)
+        let plain = naiveLinear(x: x.data, w: w.data, b: nil, dy: dy.data, N: N, I: I, O: O)
         let reports = [
-            compare("y", Linear.forward(x, weight: w, bias: b), try f.tensor("y")),
-            compare("y no bias", Linear.forward(x, weight: w), try f.tensor("y_nobias")),
-            compare("dx", dx, try f.tensor("dx")),
-            compare("dw", dw, try f.tensor("dw")),
-            compare("db", db!, try f.tensor("db")),
+            compareReduction("y", Linear.forward(x, weight: w, bias: b), try f.tensor("y"), magnitude: naive.yMag, terms: I + 1, reference: .float32),
+            compareReduction("y no bias", Linear.forward(x, weight: w), try f.tensor("y_nobias"), magnitude: plain.yMag, terms: I, reference: .float32),
+            compareReduction("dx", dx, try f.tensor("dx"), magnitude: naive.dxMag, terms: O, reference: .float32),
+            compareReduction("dw", dw, try f.tensor("dw"), magnitude: naive.dwMag, terms: N, reference: .float32),
+            compareReduction("db", db!, try f.tensor("db"), magnitude: naive.dbMag, terms: N, reference: .float32),
         ]
         for r in reports {
             print(r)

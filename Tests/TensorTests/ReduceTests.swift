@@ -17,10 +17,13 @@ import TestSupport
                 let sum = a.reduce(0.0) { $0 + Double($1) }
                 let dot = zip(a, b).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
                 let ssd = a.reduce(0.0) { $0 + (Double($1) - Double(c)) * (Double($1) - Double(c)) }
-                let tol = 1e-5 * Double(max(n, 1))
-                #expect(abs(Double(Reduce.sum(A, n)) - sum) <= tol, "sum n=\(n)")
-                #expect(abs(Double(Reduce.dot(A, B, n)) - dot) <= tol, "dot n=\(n)")
-                #expect(abs(Double(Reduce.sumSquaredDeviations(A, n, around: c)) - ssd) <= tol * 10, "ssd n=\(n)")
+                // Each within its derived Float32 bound: n terms over Σ|terms|; the squared
+                // deviations round x − c once more, doubled by the square.
+                let sumAbs = a.reduce(0.0) { $0 + abs(Double($1)) }
+                let rs = compareReduction("sum n=\(n)", [Reduce.sum(A, n)], [Float(sum)], magnitude: [sumAbs], terms: n)
+                let rd = compareReduction("dot n=\(n)", [Reduce.dot(A, B, n)], [Float(dot)], magnitude: [absDot(a, b)], terms: n)
+                let rq = compareReduction("ssd n=\(n)", [Reduce.sumSquaredDeviations(A, n, around: c)], [Float(ssd)], magnitude: [ssd], terms: n + 3)
+                for r in [rs, rd, rq] { #expect(r.ok, "\(r)") }
                 #expect(Reduce.max(A, n) == (a.max() ?? -.infinity), "max n=\(n)")
             }
         }

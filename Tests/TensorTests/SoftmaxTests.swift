@@ -1,4 +1,5 @@
-// SoftmaxTests: masked row softmax against a Double twin, finite differences, PyTorch; masked rows give zeros.
+// SoftmaxTests: masked row softmax against a Double twin (within its running Float32 error bound),
+// finite differences, PyTorch; masked rows give zeros.
 import Foundation
 import Testing
 import TestSupport
@@ -6,11 +7,21 @@ import TestSupport
 
 private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
 
-/// Plain loops in Double: p = softmax(x + mask) per row (all −∞ rows give zeros), and dx.
+/// Plain loops in Double: p = softmax(x + mask) per row (all −∞ rows give zeros), and dx, each
+/// with its Float32 error bound in units of u (running error analysis; pass to
+/// `compareReduction` with `terms: 1`):
+/// - z = x + mask rounds once: E_z = |z| (0 without a mask).
+/// - p_j = exp(z_j − m)/Σ_k exp(z_k − m) has relative bound
+///   E_z[j] + Σ_k p_k·E_z[k] + |z_j − m| + Σ_k p_k·|z_k − m| + C + 12: the inputs' errors (a
+///   shift common to the row cancels, hence the p-weighted mean), the rounding of z − m inside
+///   exp, the C-term sum, and ≤ 8 ulps of `VectorMath.exp` with the division.
+/// - dx_j = p_j·(g_j − Σ_k g_k·p_k) on the kernel's own p: its bound through both factors, the
+///   dot's C roundings, and one rounding per element-wise step.
 private func naiveSoftmax(x: [Float], mask: [Float]?, maskRowStride: Int, dy: [Float], N: Int, C: Int)
-    -> (p: [Float], dx: [Float])
+    -> (p: [Float], dx: [Float], pBound: [Double], dxBound: [Double])
 {
     var p = [Float](repeating: 0, count: N * C), dx = p
+    var pBound = [Double](repeating: 0, count: N * C), dxBound = pBound
     for n in 0..<N {
         let z = (0..<C).map { Double(x[n * C + $0]) + Double(mask?[n * maskRowStride + $0] ?? 0) }
         let m = z.max()!
@@ -18,13 +29,21 @@ private func naiveSoftmax(x: [Float], mask: [Float]?, maskRowStride: Int, dy: [F
         let e = z.map { exp($0 - m) }
         let s = e.reduce(0, +)
         let pr = e.map { $0 / s }
-        let dot = (0..<C).reduce(0.0) { $0 + pr[$1] * Double(dy[n * C + $1]) }
+        let Ez = z.map { mask == nil || $0 == -.infinity ? 0 : abs($0) }
+        var spread = 0.0
+        for j in 0..<C where z[j] > -.infinity { spread += pr[j] * (Ez[j] + abs(z[j] - m)) }
+        let Ep = (0..<C).map { j in z[j] == -.infinity ? 0 : pr[j] * (Ez[j] + abs(z[j] - m) + spread + Double(C + 12)) }
+        let g = (0..<C).map { Double(dy[n * C + $0]) }
+        let dot = (0..<C).reduce(0.0) { $0 + pr[$1] * g[$1] }
+        let Edot = (0..<C).reduce(0.0) { $0 + abs(g[$1]) * Ep[$1] + Double(C) * abs(g[$1] * pr[$1]) }
         for j in 0..<C {
             p[n * C + j] = Float(pr[j])
-            dx[n * C + j] = Float(pr[j] * (Double(dy[n * C + j]) - dot))
+            pBound[n * C + j] = Ep[j]
+            dx[n * C + j] = Float(pr[j] * (g[j] - dot))
+            dxBound[n * C + j] = Ep[j] * abs(g[j] - dot) + pr[j] * (Edot + abs(g[j]) + abs(dot)) + abs(pr[j] * (g[j] - dot))
         }
     }
-    return (p, dx)
+    return (p, dx, pBound, dxBound)
 }
 
 @Suite struct SoftmaxTests {
@@ -57,8 +76,10 @@ private func naiveSoftmax(x: [Float], mask: [Float]?, maskRowStride: Int, dy: [F
                     dx.withUnsafeMutableBufferPointer { Softmax.backward(dx: $0.baseAddress!, dy: pg.baseAddress!, p: pp.baseAddress!, rows: N, cols: C) }
                 }
             }
-            let r1 = compare("p \(shape) stride \(stride) masked \(m != nil)", p, naive.p)
-            let r2 = compare("dx \(shape)", dx, zip(naive.dx, start).map { $0 + $1 })
+            let r1 = compareReduction("p \(shape) stride \(stride) masked \(m != nil)", p, naive.p, magnitude: naive.pBound, terms: 1)
+            // Accumulated into start: one more rounding, of the sum.
+            let (ex, _) = accumulated(naive.dx, naive.dxBound, start)
+            let r2 = compareReduction("dx \(shape)", dx, ex, magnitude: zip(naive.dxBound, ex).map { $0 + abs(Double($1)) }, terms: 1)
             #expect(r1.ok, "\(r1)")
             #expect(r2.ok, "\(r2)")
             #expect(!p.contains { $0.isNaN } && !dx.contains { $0.isNaN })
@@ -113,7 +134,15 @@ private func naiveSoftmax(x: [Float], mask: [Float]?, maskRowStride: Int, dy: [F
         let p = Softmax.forward(x, mask: try f.tensor("mask"))
         var dx = Tensor.zeros(x.shape)
         Softmax.backward(dy: try f.tensor("dy"), p: p, dx: &dx)
-        for r in [compare("softmax p", p, try f.tensor("p")), compare("softmax dx", dx, try f.tensor("dx"))] {
+        // PyTorch sums in its own order: both sides carry the Float32 error (.float32 reference).
+        let C = x.shape.last!, N = x.count / C
+        let mask = try f.tensor("mask")
+        try #require(mask.count == x.count, "softmax.json: the mask is expected per element")
+        let naive = naiveSoftmax(x: x.data, mask: mask.data, maskRowStride: C, dy: try f.tensor("dy").data, N: N, C: C)
+        for r in [
+            compareReduction("softmax p", p, try f.tensor("p"), magnitude: naive.pBound, terms: 1, reference: .float32),
+            compareReduction("softmax dx", dx, try f.tensor("dx"), magnitude: naive.dxBound, terms: 1, reference: .float32),
+        ] {
             print(r)
             #expect(r.ok, "\(r)")
         }
