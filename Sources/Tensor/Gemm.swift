@@ -16,15 +16,17 @@ import CBLAS
 /// other side, so splitting M re-packs op(B) and splitting N re-packs op(A) (a 32×32128 lm-head
 /// product split by rows ran at 0.4× raw sgemm).
 public enum Gemm {
-    /// Most tiles of one product: enough for the 2 cores of this project's machines with room to
-    /// balance, few enough that re-packing an operand once per tile stays a few percent.
-    @usableFromInline static let maxTiles = 4
+    /// Most tiles of one product. The count cannot follow the thread count (that would change the
+    /// bits), so it is sized for the larger hosts workers run on (the Slurm script gives 8 cores
+    /// per worker) while `minTileRows` keeps tiles large enough that re-packing an operand once
+    /// per tile stays a few percent; on 2 cores the tiles simply queue.
+    @usableFromInline static let maxTiles = 16
     /// Multiply-adds under which a product is one tile on the calling thread (~40 µs of work):
     /// attention's per-head products (250×64×250 is 4 M) stay whole, as do small ones where
     /// dispatch would cost more than it saves.
     @usableFromInline static let minTileWork = 1 << 22
     /// Least rows (or columns) per tile of C.
-    @usableFromInline static let minTileRows = 16
+    @usableFromInline static let minTileRows = 32
 
     /// Pins OpenBLAS's own pool to one thread, once; every product touches it first.
     @usableFromInline static let pinnedBLAS: Bool = {
