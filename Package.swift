@@ -41,6 +41,7 @@ let package = Package(
             // Scans multi-GB passage files byte by byte: optimised even in debug, like the kernels.
             swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "TestSupport", dependencies: ["Tensor"], swiftSettings: kernelFlags),
+        .target(name: "Models", dependencies: ["Tensor", "Tokenizers"], swiftSettings: kernelFlags),
         .executableTarget(
             name: "fidq",
             dependencies: [
@@ -55,6 +56,9 @@ let package = Package(
             name: "TensorTests", dependencies: ["Tensor", "TestSupport"],
             exclude: ["Fixtures"], swiftSettings: kernelFlags),
         .testTarget(name: "benchTests", dependencies: ["bench"]),
+        .testTarget(
+            name: "ModelsTests", dependencies: ["Models", "TestSupport"],
+            exclude: ["Fixtures"], swiftSettings: kernelFlags),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], exclude: ["Fixtures"]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs", "JobsTesting"]),
         .testTarget(name: "FetchTests", dependencies: ["Fetch", "CArchive"], exclude: ["Fixtures"]),
