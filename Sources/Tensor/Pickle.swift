@@ -1,0 +1,432 @@
+// Pickle: a safe reader for Python pickles (protocols 2–5) that never runs code. Globals resolve
+// only through a whitelist of Swift rebuild functions; every other global or opcode is an error.
+
+/// A pickle that cannot be read safely: malformed, truncated, over a limit, or asking for
+/// something the whitelist does not allow. `offset` is the byte offset of the opcode concerned.
+public struct PickleError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: String, Sendable {
+        /// The data ends inside an opcode or before STOP.
+        case truncated
+        /// An opcode fidq does not read (named in the message).
+        case unsupportedOpcode
+        /// A global not on the whitelist, or a call/BUILD the whitelist does not allow.
+        case refused
+        /// Well-formed opcodes in an impossible order (stack underflow, a key that is not
+        /// hashable, a bad memo index, a bad UTF-8 string) or values of the wrong form.
+        case malformed
+        /// Over a limit on stack, memo or nesting.
+        case limit
+        /// The file holding the pickle cannot be read.
+        case io
+    }
+
+    public let kind: Kind
+    public let offset: Int?
+    public let message: String
+    public let hint: String?
+    /// The file the pickle came from, when known.
+    public var source: String?
+
+    public init(_ kind: Kind, offset: Int?, _ message: String, hint: String? = nil, source: String? = nil) {
+        self.kind = kind
+        self.offset = offset
+        self.message = message
+        self.hint = hint
+        self.source = source
+    }
+
+    public var description: String {
+        (source.map { "\($0): " } ?? "") + (offset.map { "at byte \($0): " } ?? "") + message
+            + (hint.map { " (hint: \($0))" } ?? "")
+    }
+}
+
+/// The globals a `PickleReader` accepts, each mapped to what it may do. A global on no list is
+/// refused at the GLOBAL / STACK_GLOBAL opcode, before anything could use it.
+public struct PickleWhitelist {
+    /// `module.name` → the Swift function REDUCE calls with the argument tuple.
+    public var reduce: [String: ([PickleValue]) throws -> PickleValue] = [:]
+    /// `module.name` → the Swift function NEWOBJ calls with the argument tuple (`cls.__new__`).
+    public var newObject: [String: ([PickleValue]) throws -> PickleValue] = [:]
+    /// Globals accepted only as inert values (a class passed as an argument, a storage type).
+    public var values: Set<String> = []
+    /// BINPERSID's handler; nil refuses persistent ids.
+    public var persistentLoad: ((PickleValue) throws -> PickleValue)?
+
+    public init() {}
+
+    /// Whether `name` may appear at all.
+    public func allows(_ name: String) -> Bool {
+        reduce[name] != nil || newObject[name] != nil || values.contains(name)
+    }
+
+    /// Adds `collections.OrderedDict`, rebuilt as a `PickleDict` (its BUILD state is kept as
+    /// `attributes`, e.g. a state dict's `_metadata`).
+    public mutating func allowOrderedDict() {
+        reduce["collections.OrderedDict"] = { args in
+            let d = PickleDict(className: "collections.OrderedDict")
+            guard !args.isEmpty else { return .dict(d) }
+            // OrderedDict(pairs): a list or tuple of 2-tuples.
+            guard args.count == 1, let pairs = args[0].sequence else {
+                throw PickleError(.malformed, offset: nil,
+                                  "collections.OrderedDict takes no argument or one list of pairs, got \(args.map(\.kind))")
+            }
+            for p in pairs {
+                guard let kv = p.sequence, kv.count == 2, d.set(kv[0], kv[1]) else {
+                    throw PickleError(.malformed, offset: nil, "collections.OrderedDict: item \(p.kind) is not a (key, value) pair")
+                }
+            }
+            return .dict(d)
+        }
+    }
+}
+
+/// Reads one pickle from bytes into a `PickleValue`, executing nothing.
+///
+/// Opcodes read: PROTO, FRAME, STOP, MARK, POP, POP_MARK, DUP, NONE, NEWTRUE, NEWFALSE, BININT,
+/// BININT1, BININT2, LONG1, LONG4 (up to 8 bytes), BINFLOAT, SHORT_BINUNICODE, BINUNICODE,
+/// BINUNICODE8, SHORT_BINBYTES, BINBYTES, BINBYTES8, BYTEARRAY8, EMPTY_TUPLE, TUPLE, TUPLE1–3,
+/// EMPTY_LIST, LIST, APPEND, APPENDS, EMPTY_DICT, DICT, SETITEM, SETITEMS, BINPUT, LONG_BINPUT,
+/// MEMOIZE, BINGET, LONG_BINGET, GLOBAL, STACK_GLOBAL, REDUCE, NEWOBJ, BUILD, BINPERSID. Every
+/// other opcode (the text-protocol ones, INST, OBJ, EXT*, sets, out-of-band buffers, …) is a
+/// `.unsupportedOpcode` error naming it and its offset. Every length is checked against the bytes
+/// left before anything is allocated; stack, memo and mark depth are bounded.
+public struct PickleReader {
+    public static let maxStack = 1 << 20
+    public static let maxMemo = 1 << 20
+    public static let maxMarks = 1 << 12
+
+    private let data: [UInt8]
+    private var whitelist: PickleWhitelist
+    private var pos = 0
+    private var stack: [PickleValue] = []
+    private var marks: [Int] = []
+    private var memo: [Int: PickleValue] = [:]
+    /// Offset of the opcode being run, for errors.
+    private var at = 0
+
+    public init(_ data: [UInt8], whitelist: PickleWhitelist) {
+        self.data = data
+        self.whitelist = whitelist
+    }
+
+    /// Reads `data` to its STOP opcode and returns the value left on the stack.
+    public static func read(_ data: [UInt8], whitelist: PickleWhitelist) throws -> PickleValue {
+        var r = PickleReader(data, whitelist: whitelist)
+        return try r.run()
+    }
+
+    // MARK: - byte access
+
+    private mutating func take(_ n: Int) throws -> ArraySlice<UInt8> {
+        guard n >= 0, n <= data.count - pos else {
+            throw PickleError(.truncated, offset: at,
+                              "opcode \(Self.name(data[at])) needs \(n) more bytes, \(data.count - pos) left")
+        }
+        defer { pos += n }
+        return data[pos..<(pos + n)]
+    }
+
+    private mutating func byte() throws -> UInt8 { try take(1).first! }
+
+    private mutating func uint(_ n: Int) throws -> UInt64 {
+        var v: UInt64 = 0
+        for (i, b) in try take(n).enumerated() { v |= UInt64(b) << (8 * UInt64(i)) }
+        return v
+    }
+
+    /// A length field of `n` bytes, checked against the bytes left.
+    private mutating func length(_ n: Int) throws -> Int {
+        let v = try uint(n)
+        guard v <= UInt64(data.count - pos) else {
+            throw PickleError(.truncated, offset: at,
+                              "opcode \(Self.name(data[at])) declares \(v) bytes, only \(data.count - pos) left")
+        }
+        return Int(v)
+    }
+
+    private mutating func line() throws -> String {
+        guard let nl = data[pos...].firstIndex(of: 0x0A) else {
+            throw PickleError(.truncated, offset: at, "GLOBAL's name has no terminating newline")
+        }
+        let bytes = data[pos..<nl]
+        pos = nl + 1
+        return try utf8(bytes)
+    }
+
+    private func utf8(_ bytes: ArraySlice<UInt8>) throws -> String {
+        guard let s = String(validating: bytes, as: UTF8.self) else {
+            throw PickleError(.malformed, offset: at, "a string of \(bytes.count) bytes is not valid UTF-8")
+        }
+        return s
+    }
+
+    // MARK: - stack
+
+    private mutating func push(_ v: PickleValue) throws {
+        guard stack.count < Self.maxStack else {
+            throw PickleError(.limit, offset: at, "stack over \(Self.maxStack) items")
+        }
+        stack.append(v)
+    }
+
+    private mutating func pop() throws -> PickleValue {
+        guard let v = stack.popLast(), stack.count >= (marks.last ?? 0) else {
+            throw PickleError(.malformed, offset: at, "opcode \(Self.name(data[at])) on an empty stack")
+        }
+        return v
+    }
+
+    private mutating func top() throws -> PickleValue {
+        guard let v = stack.last, stack.count > (marks.last ?? 0) else {
+            throw PickleError(.malformed, offset: at, "opcode \(Self.name(data[at])) on an empty stack")
+        }
+        return v
+    }
+
+    /// The items pushed since the last MARK, removing them and the mark.
+    private mutating func popMark() throws -> [PickleValue] {
+        guard let m = marks.popLast() else {
+            throw PickleError(.malformed, offset: at, "opcode \(Self.name(data[at])) without a MARK")
+        }
+        let items = Array(stack[m...])
+        stack.removeSubrange(m...)
+        return items
+    }
+
+    private mutating func memoize(_ index: Int, _ v: PickleValue) throws {
+        guard memo.count < Self.maxMemo || memo[index] != nil else {
+            throw PickleError(.limit, offset: at, "memo over \(Self.maxMemo) entries")
+        }
+        memo[index] = v
+    }
+
+    private func memoGet(_ index: Int) throws -> PickleValue {
+        guard let v = memo[index] else {
+            throw PickleError(.malformed, offset: at, "memo entry \(index) is fetched before it is stored")
+        }
+        return v
+    }
+
+    // MARK: - the machine
+
+    /// Runs to STOP.
+    public mutating func run() throws -> PickleValue {
+        while true {
+            guard pos < data.count else {
+                throw PickleError(.truncated, offset: pos, "the pickle ends without STOP", hint: "a truncated file?")
+            }
+            at = pos
+            let op = data[pos]
+            pos += 1
+            switch op {
+            case 0x80:  // PROTO
+                let v = try byte()
+                guard (2...5).contains(v) else {
+                    throw PickleError(.unsupportedOpcode, offset: at, "pickle protocol \(v); fidq reads protocols 2 to 5")
+                }
+            case 0x95:  // FRAME: a length prefix for buffering; the opcodes inside are read as usual.
+                _ = try length(8)
+            case 0x2E:  // STOP
+                guard marks.isEmpty, stack.count == 1 else {
+                    throw PickleError(.malformed, offset: at,
+                                      "STOP with \(stack.count) values on the stack and \(marks.count) open MARKs, expected 1 and 0")
+                }
+                return stack[0]
+            case 0x28:  // MARK
+                guard marks.count < Self.maxMarks else {
+                    throw PickleError(.limit, offset: at, "over \(Self.maxMarks) nested MARKs")
+                }
+                marks.append(stack.count)
+            case 0x30: _ = try pop()  // POP
+            case 0x31: _ = try popMark()  // POP_MARK
+            case 0x32: try push(try top())  // DUP
+            case 0x4E: try push(.none)  // NONE
+            case 0x88: try push(.bool(true))  // NEWTRUE
+            case 0x89: try push(.bool(false))  // NEWFALSE
+            case 0x4A: try push(.int(Int(Int32(truncatingIfNeeded: try uint(4)))))  // BININT
+            case 0x4B: try push(.int(Int(try byte())))  // BININT1
+            case 0x4D: try push(.int(Int(try uint(2))))  // BININT2
+            case 0x8A: try push(.int(try long(try length(1))))  // LONG1
+            case 0x8B: try push(.int(try long(try length(4))))  // LONG4
+            case 0x47:  // BINFLOAT: big-endian IEEE double
+                var v: UInt64 = 0
+                for b in try take(8) { v = v << 8 | UInt64(b) }
+                try push(.float(Double(bitPattern: v)))
+            case 0x8C: try push(.string(try utf8(try take(try length(1)))))  // SHORT_BINUNICODE
+            case 0x58: try push(.string(try utf8(try take(try length(4)))))  // BINUNICODE
+            case 0x8D: try push(.string(try utf8(try take(try length(8)))))  // BINUNICODE8
+            case 0x43: try push(.bytes(Array(try take(try length(1)))))  // SHORT_BINBYTES
+            case 0x42: try push(.bytes(Array(try take(try length(4)))))  // BINBYTES
+            case 0x8E, 0x96: try push(.bytes(Array(try take(try length(8)))))  // BINBYTES8, BYTEARRAY8
+            case 0x29: try push(.tuple([]))  // EMPTY_TUPLE
+            case 0x74: try push(.tuple(try popMark()))  // TUPLE
+            case 0x85: try push(.tuple([try pop()]))  // TUPLE1
+            case 0x86:  // TUPLE2
+                let b = try pop(), a = try pop()
+                try push(.tuple([a, b]))
+            case 0x87:  // TUPLE3
+                let c = try pop(), b = try pop(), a = try pop()
+                try push(.tuple([a, b, c]))
+            case 0x5D: try push(.list(PickleList()))  // EMPTY_LIST
+            case 0x6C: try push(.list(PickleList(try popMark())))  // LIST
+            case 0x61:  // APPEND
+                let v = try pop()
+                try list(try top()).items.append(v)
+            case 0x65:  // APPENDS
+                let items = try popMark()
+                try list(try top()).items.append(contentsOf: items)
+            case 0x7D: try push(.dict(PickleDict()))  // EMPTY_DICT
+            case 0x64:  // DICT
+                let items = try popMark()
+                let d = PickleDict()
+                try setItems(d, items)
+                try push(.dict(d))
+            case 0x73:  // SETITEM
+                let v = try pop(), k = try pop()
+                try setItems(try dict(try top()), [k, v])
+            case 0x75:  // SETITEMS
+                let items = try popMark()
+                try setItems(try dict(try top()), items)
+            case 0x71: try memoize(Int(try byte()), try top())  // BINPUT
+            case 0x72: try memoize(Int(try uint(4)), try top())  // LONG_BINPUT
+            case 0x94: try memoize(memo.count, try top())  // MEMOIZE
+            case 0x68: try push(try memoGet(Int(try byte())))  // BINGET
+            case 0x6A: try push(try memoGet(Int(try uint(4))))  // LONG_BINGET
+            case 0x63:  // GLOBAL: "module\nname\n"
+                let module = try line()
+                let name = try line()
+                try push(try global(module, name))
+            case 0x93:  // STACK_GLOBAL
+                let n = try pop(), m = try pop()
+                guard let module = m.stringValue, let name = n.stringValue else {
+                    throw PickleError(.malformed, offset: at, "STACK_GLOBAL needs two strings, got \(m.kind) and \(n.kind)")
+                }
+                try push(try global(module, name))
+            case 0x52:  // REDUCE: callable(*args)
+                let args = try pop(), f = try pop()
+                try push(try call(f, args, table: whitelist.reduce, opcode: "REDUCE"))
+            case 0x81:  // NEWOBJ: cls.__new__(cls, *args)
+                let args = try pop(), cls = try pop()
+                try push(try call(cls, args, table: whitelist.newObject, opcode: "NEWOBJ"))
+            case 0x62:  // BUILD: obj.__setstate__(state); obj stays on the stack.
+                let state = try pop()
+                try build(try top(), state)
+            case 0x51:  // BINPERSID
+                let pid = try pop()
+                guard let load = whitelist.persistentLoad else {
+                    throw PickleError(.refused, offset: at, "persistent id \(pid.kind) in a pickle that may not have any")
+                }
+                do { try push(try load(pid)) } catch let e as PickleError { throw located(e) }
+            default:
+                throw PickleError(.unsupportedOpcode, offset: at, "opcode \(Self.name(op)) is not allowed",
+                                  hint: "fidq reads only the opcodes torch.save and pickle.dump use for tensors, arrays and plain data")
+            }
+        }
+    }
+
+    /// A little-endian two's-complement integer of `n` bytes (LONG1/LONG4) that fits in an Int.
+    private mutating func long(_ n: Int) throws -> Int {
+        let bytes = try take(n)
+        guard n <= 8 else {
+            throw PickleError(.unsupportedOpcode, offset: at, "integer of \(n) bytes; fidq reads integers up to 8 bytes")
+        }
+        guard n > 0 else { return 0 }
+        var v: UInt64 = 0
+        for (i, b) in bytes.enumerated() { v |= UInt64(b) << (8 * UInt64(i)) }
+        // Sign-extend from the top byte.
+        if n < 8 && bytes.last! & 0x80 != 0 { v |= ~0 << (8 * UInt64(n)) }
+        return Int(Int64(bitPattern: v))
+    }
+
+    private func list(_ v: PickleValue) throws -> PickleList {
+        guard case let .list(l) = v else {
+            throw PickleError(.malformed, offset: at, "opcode \(Self.name(data[at])) on a \(v.kind), expected a list")
+        }
+        return l
+    }
+
+    private func dict(_ v: PickleValue) throws -> PickleDict {
+        guard case let .dict(d) = v else {
+            throw PickleError(.malformed, offset: at, "opcode \(Self.name(data[at])) on a \(v.kind), expected a dict")
+        }
+        return d
+    }
+
+    private func setItems(_ d: PickleDict, _ items: [PickleValue]) throws {
+        guard items.count % 2 == 0 else {
+            throw PickleError(.malformed, offset: at, "opcode \(Self.name(data[at])) with \(items.count) items, expected key-value pairs")
+        }
+        for i in stride(from: 0, to: items.count, by: 2) where !d.set(items[i], items[i + 1]) {
+            throw PickleError(.malformed, offset: at, "dict key \(items[i].kind) is not a plain hashable value")
+        }
+    }
+
+    private func global(_ module: String, _ name: String) throws -> PickleValue {
+        let g = PickleGlobal(module: module, name: name)
+        guard whitelist.allows(g.qualifiedName) else {
+            throw PickleError(.refused, offset: at, "global '\(g.qualifiedName)' is not allowed",
+                              hint: "fidq rebuilds only tensors, arrays and plain data and never runs code from a pickle")
+        }
+        return .global(g)
+    }
+
+    private func call(
+        _ f: PickleValue, _ args: PickleValue, table: [String: ([PickleValue]) throws -> PickleValue], opcode: String
+    ) throws -> PickleValue {
+        guard case let .global(g) = f else {
+            throw PickleError(.refused, offset: at, "\(opcode) on a \(f.kind); only whitelisted globals may be called")
+        }
+        guard let fn = table[g.qualifiedName] else {
+            throw PickleError(.refused, offset: at, "\(opcode) on '\(g.qualifiedName)' is not allowed")
+        }
+        guard case let .tuple(a) = args else {
+            throw PickleError(.malformed, offset: at, "\(opcode) on '\(g.qualifiedName)' with a \(args.kind) of arguments, expected a tuple")
+        }
+        do { return try fn(a) } catch let e as PickleError { throw located(e, in: g.qualifiedName) }
+    }
+
+    private func build(_ target: PickleValue, _ state: PickleValue) throws {
+        switch target {
+        case let .object(o):
+            do { try o.build(state: state) } catch let e as PickleError { throw located(e, in: "BUILD of a \(o.pickleKind)") }
+        case let .dict(d) where d.className == "collections.OrderedDict":
+            // An OrderedDict's instance attributes (torch's state dicts carry `_metadata`): kept as data.
+            switch state {
+            case .none, .dict: d.attributes = state
+            default:
+                throw PickleError(.malformed, offset: at, "BUILD of an OrderedDict with a \(state.kind), expected a dict or None")
+            }
+        default:
+            throw PickleError(.refused, offset: at, "BUILD on a \(target.kind) is not allowed")
+        }
+    }
+
+    /// `e` with this opcode's offset (and the callee's name) when it has none.
+    private func located(_ e: PickleError, in context: String? = nil) -> PickleError {
+        guard e.offset == nil else { return e }
+        return PickleError(e.kind, offset: at, (context.map { "\($0): " } ?? "") + e.message, hint: e.hint)
+    }
+
+    /// The opcode's name as Python's `pickletools` spells it, with its byte.
+    static func name(_ op: UInt8) -> String {
+        let hex = "0x" + String(op, radix: 16, uppercase: true)
+        return (opcodeNames[op].map { "\($0) (\(hex))" }) ?? "unknown opcode \(hex)"
+    }
+
+    private static let opcodeNames: [UInt8: String] = [
+        0x28: "MARK", 0x2E: "STOP", 0x30: "POP", 0x31: "POP_MARK", 0x32: "DUP", 0x46: "FLOAT", 0x49: "INT",
+        0x4A: "BININT", 0x4B: "BININT1", 0x4C: "LONG", 0x4D: "BININT2", 0x4E: "NONE", 0x50: "PERSID",
+        0x51: "BINPERSID", 0x52: "REDUCE", 0x53: "STRING", 0x54: "BINSTRING", 0x55: "SHORT_BINSTRING",
+        0x56: "UNICODE", 0x58: "BINUNICODE", 0x61: "APPEND", 0x62: "BUILD", 0x63: "GLOBAL", 0x64: "DICT",
+        0x7D: "EMPTY_DICT", 0x65: "APPENDS", 0x67: "GET", 0x68: "BINGET", 0x69: "INST", 0x6A: "LONG_BINGET",
+        0x6C: "LIST", 0x5D: "EMPTY_LIST", 0x6F: "OBJ", 0x70: "PUT", 0x71: "BINPUT", 0x72: "LONG_BINPUT",
+        0x73: "SETITEM", 0x74: "TUPLE", 0x29: "EMPTY_TUPLE", 0x75: "SETITEMS", 0x47: "BINFLOAT",
+        0x80: "PROTO", 0x81: "NEWOBJ", 0x82: "EXT1", 0x83: "EXT2", 0x84: "EXT4", 0x85: "TUPLE1",
+        0x86: "TUPLE2", 0x87: "TUPLE3", 0x88: "NEWTRUE", 0x89: "NEWFALSE", 0x8A: "LONG1", 0x8B: "LONG4",
+        0x42: "BINBYTES", 0x43: "SHORT_BINBYTES", 0x8C: "SHORT_BINUNICODE", 0x8D: "BINUNICODE8",
+        0x8E: "BINBYTES8", 0x8F: "EMPTY_SET", 0x90: "ADDITEMS", 0x91: "FROZENSET", 0x92: "NEWOBJ_EX",
+        0x93: "STACK_GLOBAL", 0x94: "MEMOIZE", 0x95: "FRAME", 0x96: "BYTEARRAY8", 0x97: "NEXT_BUFFER",
+        0x98: "READONLY_BUFFER",
+    ]
+}
