@@ -7,7 +7,8 @@ extension T5Model {
     /// Loads `folder/config.json` and the weights next to it.
     ///
     /// Weight files, in order of preference: `model.safetensors`; `model.safetensors.index.json`
-    /// with its shards. FiD's saved names (`encoder.encoder.block.N.module.…`) are read as the
+    /// with its shards; `pytorch_model.bin` (read by `TorchCheckpoint`'s safe pickle reader, which
+    /// runs no code; F16/BF16 become F32). FiD's saved names (`encoder.encoder.block.N.module.…`) are read as the
     /// plain Hugging Face names. A checkpoint with transformers 3.0.2's cross-attention bias gets
     /// it applied unless `crossAttentionBias` is false.
     ///
@@ -16,6 +17,20 @@ extension T5Model {
     ///   file, both shapes); `SafeTensorsError` for a damaged file.
     public static func load(folder: String, crossAttentionBias: Bool = true) throws -> T5Model {
         let config = try T5Config.load(path: folder + "/config.json")
+        let fm = FileManager.default
+        let bin = folder + "/pytorch_model.bin"
+        if !fm.fileExists(atPath: folder + "/model.safetensors") && !fm.fileExists(atPath: folder + "/model.safetensors.index.json")
+            && fm.fileExists(atPath: bin)
+        {
+            let raw = try TorchCheckpoint.read(path: bin)
+            var map = TensorMap(source: bin)
+            for (name, tensor) in raw where !map.contains(normalizedName(name)) { map.append(normalizedName(name), tensor) }
+            let hasBias = map.contains(crossBiasName)
+            let model = T5Model(config: config, crossAttentionBias: hasBias)
+            model.useCrossAttentionBias = hasBias && crossAttentionBias
+            try model.params.load(from: map)
+            return model
+        }
         let files = try weightFiles(folder: folder)
         // Every stored name (normalised from FiD's layout) → the file holding it.
         var located: [String: (file: SafeTensorsFile, name: String)] = [:]
@@ -71,7 +86,7 @@ extension T5Model {
             }
             return shards
         }
-        throw ModelLoadError(path: folder, "holds no model.safetensors or model.safetensors.index.json",
-                             hint: "save the model with save_pretrained (safetensors)")
+        throw ModelLoadError(path: folder, "holds no model.safetensors, model.safetensors.index.json or pytorch_model.bin",
+                             hint: "a Hugging Face model folder as save_pretrained writes it")
     }
 }
