@@ -135,4 +135,54 @@ struct T5ModelTests {
         #expect(plain.losses == ck.losses)
         #expect(plain.params == ck.params)
     }
+
+    /// Gradients do not depend on the thread count (fixed reduction orders in every kernel).
+    @Test func gradientsAreThreadCountIndependent() {
+        let (model, batch) = tinyModel(.gatedGELU, tied: false, crossBias: true)
+        var results: [[Float]] = []
+        for threads in [1, 2, 3] {
+            Threads.set(threads)
+            let grads = ParameterSlab(layout: model.layout)
+            var rng = RNG(seed: 5)
+            _ = model.forward(batch, training: true, rng: &rng)
+            model.backward(into: grads)
+            results.append(Array(grads.buffer))
+        }
+        Threads.set(nil)
+        // Attention.backward's dBias sums batch items in per-thread partials on this branch's
+        // Tensor; the `tensor` branch (c64c8a8) makes it thread-count independent. Until it is
+        // merged the encoder's relative bias gradient (summed over B·P items) is a known issue.
+        let encoderBias = "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"
+        for k in 1..<3 {
+            let differing = model.layout.entries.filter { e in results[k][e.range] != results[0][e.range] }.map(\.name)
+            #expect(differing.filter { $0 != encoderBias }.isEmpty, "threads \([1, 2, 3][k]) vs 1 differ in \(differing)")
+            withKnownIssue("Attention.backward dBias partials per thread (fixed on branch tensor)", isIntermittent: true) {
+                #expect(!differing.contains(encoderBias))
+            }
+        }
+    }
+
+    /// Checkpointing keeps one encoder block's internals instead of one per block.
+    @Test func checkpointingHoldsLessActivationMemory() {
+        let c = T5Config(vocabSize: 64, dModel: 32, dKV: 8, dFF: 64, numLayers: 6, numDecoderLayers: 2, numHeads: 4,
+                         numBuckets: 8, maxDistance: 20, dropoutRate: 0.1)
+        var bytes: [Int] = []
+        for ck in [false, true] {
+            let model = T5Model(config: c)
+            model.initialize(seed: 3)
+            model.useCheckpoint = ck
+            let B = 2, P = 4, L = 24, T = 6
+            let ids = (0..<(B * P * L)).map { Int32(2 + $0 % 60) }
+            let labels = (0..<(B * T)).map { Int32(2 + $0 % 60) }
+            let batch = T5Batch(questions: B, passages: P, passageLength: L, inputIds: ids,
+                                attentionMask: [Float](repeating: 1, count: ids.count),
+                                decoderInputIds: T5Batch.shiftRight(labels, rows: B, start: 0, pad: 0), labels: labels)
+            var rng = RNG(seed: 1)
+            _ = model.forward(batch, training: true, rng: &rng)
+            model.backward(into: ParameterSlab(layout: model.layout))
+            bytes.append(model.activationBytes)
+        }
+        print("T5 activation arena, 6 encoder blocks, B·P·L = 192: plain \(bytes[0]) B, use_checkpoint \(bytes[1]) B")
+        #expect(bytes[1] < bytes[0] * 6 / 10, "plain \(bytes[0]) B, checkpointed \(bytes[1]) B")
+    }
 }
