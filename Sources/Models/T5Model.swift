@@ -21,7 +21,15 @@ public final class T5Model {
     public var useCrossAttentionBias: Bool
     /// Recompute each encoder block in backward from its saved input and RNG state, instead of
     /// keeping its activations (FiD's `--use_checkpoint`). Gradients are bit-identical.
-    public var useCheckpoint = false
+    /// Switching frees the activation buffers, so the arena then holds only what the new mode needs.
+    public var useCheckpoint = false {
+        didSet {
+            if useCheckpoint != oldValue {
+                arena.release()
+                last = nil
+            }
+        }
+    }
 
     let arena = T5Arena()
     /// What the last forward saw, for backward.
