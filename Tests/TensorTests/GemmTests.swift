@@ -78,4 +78,33 @@ import TestSupport
         #expect(Tensor.matmul(a, a, transB: true) == Tensor(shape: [2, 2], data: [14, 32, 32, 77]))
         #expect(Tensor.matmul(a, a, transA: true).shape == [3, 3])
     }
+
+    /// gemv against its Double twin: padded lda, both transposes, odd shapes, α/β; the bound is
+    /// (K + 2)·eps32 times Σ|α·a·x| + |β·y0| for each element, so no BLAS summation order can fail it.
+    @Test(arguments: [false, true])
+    func gemvMatchesNaive(transA: Bool) {
+        var rng = RNG(seed: 13)
+        let eps = Double(Float.ulpOfOne)
+        for (m, n) in [(1, 1), (3, 5), (5, 3), (1, 33), (33, 1), (65, 129), (0, 4), (4, 0), (17, 512)] {
+            let lda = n + 3
+            let a = (0..<(max(m, 1) * lda)).map { _ in rng.uniform(-1, 1) }
+            let (nx, ny) = transA ? (m, n) : (n, m)
+            let x = (0..<max(nx, 1)).map { _ in rng.uniform(-1, 1) }
+            let y0 = (0..<max(ny, 1)).map { _ in rng.uniform(-1, 1) }
+            for (alpha, beta) in [(Float(1), Float(0)), (0.5, 1), (-2, 0.25)] {
+                var fast = y0, slow = y0
+                if beta == 0 { fast[0] = .nan }  // beta 0: y is not read
+                Gemm.gemv(transA: transA, m: m, n: n, alpha: alpha, a: a, lda: lda, x: x, beta: beta, y: &fast)
+                Gemm.gemvNaive(transA: transA, m: m, n: n, alpha: alpha, a: a, lda: lda, x: x, beta: beta, y: &slow)
+                for i in 0..<ny {
+                    var mag = 0.0
+                    for p in 0..<nx { mag += abs(Double(transA ? a[p * lda + i] : a[i * lda + p]) * Double(x[p])) }
+                    let bound = Double(nx + 2) * eps * (abs(Double(alpha)) * mag + abs(Double(beta * y0[i]))) + 1e-30
+                    #expect(abs(Double(fast[i]) - Double(slow[i])) <= bound,
+                        "gemv \(m)x\(n) t=\(transA) a=\(alpha) b=\(beta) [\(i)]: \(fast[i]) vs \(slow[i])")
+                }
+                if ny == 0 { #expect(fast[0].bitPattern == y0[0].bitPattern || beta == 0) }
+            }
+        }
+    }
 }
