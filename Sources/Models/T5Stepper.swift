@@ -36,6 +36,11 @@ public final class T5Stepper {
     private var act1: UnsafeMutablePointer<Float>!, probs: UnsafeMutablePointer<Float>!, rstd: UnsafeMutablePointer<Float>!
     private var crossBias: UnsafeMutablePointer<Float>!, selfBias: UnsafeMutablePointer<Float>!, gather: UnsafeMutablePointer<Float>!
     private var ids: [Int32]
+    /// lm_head transposed to (D, V) when rows are few: one-row products then run as sgemv over
+    /// it, ~3× faster than sgemm with M = 1 (ref/perf.md §1.2). Nil: sgemm over all rows.
+    private var lmHeadT: UnsafeMutablePointer<Float>?
+    /// Rows up to which the lm head runs as one sgemv per row.
+    static let gemvRows = 4
 
     private func alloc(_ n: Int) -> UnsafeMutablePointer<Float> {
         let p = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
@@ -81,6 +86,13 @@ public final class T5Stepper {
         probs = alloc(R * H * max(M, maxLength))
         crossBias = alloc(H * beams * M); selfBias = alloc(H * maxLength)
         gather = alloc(R * maxLength * I)
+        if R <= Self.gemvRows {
+            let V = c.vocabSize, w = model.W("lm_head.weight"), t = alloc(D * V)
+            parallelFor(V, grain: 1024) { vs in
+                for v in vs { for d in 0..<D { t[d * V + v] = w[v * D + d] } }
+            }
+            lmHeadT = t
+        }
     }
 
     deinit { for p in owned { p.deallocate() } }
@@ -172,8 +184,14 @@ public final class T5Stepper {
             Elementwise.accumulate(x, o, count: R * D)
         }
         RMSNorm.forward(y: h, rstd: rstd, x: x, weight: m.W("decoder.final_layer_norm.weight"), rows: R, dim: D, eps: eps)
-        Gemm.gemm(transB: true, m: R, n: V, k: D, alpha: m.outputScale, a: h, lda: D, b: m.W("lm_head.weight"), ldb: D,
-                  beta: 0, c: logits, ldc: V)
+        if let wt = lmHeadT {
+            for r in 0..<R {
+                Gemm.gemv(transA: true, m: D, n: V, alpha: m.outputScale, a: wt, lda: V, x: h + r * D, beta: 0, y: logits + r * V)
+            }
+        } else {
+            Gemm.gemm(transB: true, m: R, n: V, k: D, alpha: m.outputScale, a: h, lda: D, b: m.W("lm_head.weight"), ldb: D,
+                      beta: 0, c: logits, ldc: V)
+        }
         position += 1
     }
 
@@ -191,3 +209,5 @@ public final class T5Stepper {
         }
     }
 }
+
+extension T5Stepper: DecodingStepper {}

@@ -11,24 +11,15 @@ func stepper(_ f: T5Fixture, beams: Int = 1, maxLength: Int) -> T5Stepper {
               inputIds: f.batch.inputIds, attentionMask: f.batch.attentionMask, beams: beams, maxLength: maxLength)
 }
 
-/// Greedy decoding as transformers does it: feed start, take the argmax, stop a row at eos;
-/// finished rows are padded with `pad`. A private twin until `Generation.greedy` is merged.
-func greedyLoop(_ s: T5Stepper, start: Int32, eos: Int32, pad: Int32, maxLength: Int) throws -> [[Int32]] {
-    var out = (0..<s.rows).map { _ in [start] }
-    var done = [Bool](repeating: false, count: s.rows)
-    var logits = [Float](repeating: 0, count: s.rows * s.vocabSize)
-    while out[0].count < maxLength && done.contains(false) {
-        let tokens = out.map { $0.last! }
-        try tokens.withUnsafeBufferPointer { try s.step($0, logits: &logits) }
-        for r in 0..<s.rows {
-            if done[r] { out[r].append(pad); continue }
-            let row = logits[(r * s.vocabSize)..<((r + 1) * s.vocabSize)]
-            let next = Int32(row.indices.max(by: { row[$0] < row[$1] })! - r * s.vocabSize)
-            out[r].append(next)
-            if next == eos { done[r] = true }
-        }
+/// Checks generated rows against a fixture's (B, W) ids, which pad finished rows with 0.
+func expectIds(_ ids: [[Int32]], _ expected: Tensor, _ what: String) {
+    let width = expected.shape[1]
+    #expect(ids.count == expected.shape[0], "\(what): \(ids.count) rows")
+    for (b, row) in ids.enumerated() {
+        let want = expected.data[(b * width)..<((b + 1) * width)].map { Int32($0) }
+        let padded = row + [Int32](repeating: 0, count: max(0, width - row.count))
+        #expect(padded == want, "\(what) question \(b): \(row) expected \(want)")
     }
-    return out
 }
 
 struct T5StepperTests {
@@ -59,13 +50,18 @@ struct T5StepperTests {
     func greedyIdsMatchGenerate(_ variant: String) throws {
         let f = try T5Fixture(variant)
         let expected = try f.tensor("greedy_ids")
-        let maxLength = 6
-        let ids = try greedyLoop(stepper(f, maxLength: maxLength), start: 0, eos: 1, pad: 0, maxLength: maxLength)
-        let width = expected.shape[1]
-        for b in 0..<expected.shape[0] {
-            let want = expected.data[(b * width)..<((b + 1) * width)].map { Int32($0) }
-            #expect(Array(ids[b].prefix(width)) == want, "question \(b)")
-        }
+        var s = stepper(f, maxLength: 6)
+        let ids = try Generation.greedy(&s, questions: f.batch.questions, start: 0, eos: 1, maxLength: 6)
+        expectIds(ids, expected, "greedy")
+    }
+
+    @Test(arguments: ["v10", "v11", "tf3bias"])
+    func beamIdsMatchGenerate(_ variant: String) throws {
+        let f = try T5Fixture(variant)
+        var s = stepper(f, beams: 3, maxLength: 6)
+        let ids = try Generation.beamSearch(&s, questions: f.batch.questions, numBeams: 3, start: 0, eos: 1, pad: 0, maxLength: 6,
+                                            lengthPenalty: 1)
+        expectIds(ids, try f.tensor("beam_ids"), "beam")
     }
 
     @Test func reorderMovesWholeBeams() throws {
