@@ -110,9 +110,21 @@ public final class T5Model {
     func W(_ name: String) -> UnsafeMutablePointer<Float> { params[name] }
 
     /// y (rows, out) = x (rows, in) · w (out, in)ᵀ, PyTorch's Linear without bias.
-    func linear(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, rows: Int, inF: Int, outF: Int) {
-        Gemm.gemm(transB: true, m: rows, n: outF, k: inF, a: x, lda: inF, b: w, ldb: inF, beta: 0, c: y, ldc: outF)
+    ///
+    /// One or two rows (decoding steps) run as sgemv per row: OpenBLAS's sgemm with M = 1 reads
+    /// the weights at about half gemv's rate (ref/perf.md §1.2). `ldy` is y's row stride.
+    func linear(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, rows: Int, inF: Int, outF: Int,
+                ldy: Int? = nil) {
+        let ld = ldy ?? outF
+        if rows <= Self.gemvRows {
+            for r in 0..<rows { Gemm.gemv(m: outF, n: inF, a: w, lda: inF, x: x + r * inF, beta: 0, y: y + r * ld) }
+        } else {
+            Gemm.gemm(transB: true, m: rows, n: outF, k: inF, a: x, lda: inF, b: w, ldb: inF, beta: 0, c: y, ldc: ld)
+        }
     }
+
+    /// Rows up to which `linear` runs as one sgemv per row.
+    static let gemvRows = 2
 
     /// dx (rows, in) = (or +=, with dxBeta 1) dy · w; dw (out, in) += dyᵀ · x.
     func linearBackward(

@@ -102,8 +102,9 @@ extension T5Model {
         return memory
     }
 
-    /// The eval encoder for decoding: memory (rows·L, D), valid until the next forward.
-    func encode(inputIds: [Int32], attentionMask: [Float], rows: Int, L: Int) -> UnsafeMutablePointer<Float> {
+    /// The eval encoder (FiD's, per passage row): the memory (rows·L, D) in the model's arena,
+    /// valid until the next forward or encode.
+    public func encode(inputIds: [Int32], attentionMask: [Float], rows: Int, L: Int) -> UnsafeMutablePointer<Float> {
         var rng = RNG(seed: 0)
         return encoderForward(inputIds, attentionMask, rows: rows, L: L, training: false, rng: &rng)
     }

@@ -88,8 +88,12 @@ public final class T5Stepper {
         gather = alloc(R * maxLength * I)
         if R <= Self.gemvRows {
             let V = c.vocabSize, w = model.W("lm_head.weight"), t = alloc(D * V)
-            parallelFor(V, grain: 1024) { vs in
-                for v in vs { for d in 0..<D { t[d * V + v] = w[v * D + d] } }
+            // Tiles of 64 vocabulary rows: each reads 64 contiguous rows and writes 64-float runs.
+            parallelFor((V + 63) / 64, grain: 16) { tiles in
+                for tile in tiles {
+                    let lo = tile * 64, hi = min(V, lo + 64)
+                    for d in 0..<D { for v in lo..<hi { t[d * V + v] = w[v * D + d] } }
+                }
             }
             lmHeadT = t
         }
@@ -129,10 +133,8 @@ public final class T5Stepper {
             let kc = selfK[l], vc = selfV[l]
             m.linear(q, h, m.W(w + ".0.SelfAttention.q.weight"), rows: R, inF: D, outF: I)
             // New keys and values go straight into their cache slots (row stride T·I).
-            Gemm.gemm(transB: true, m: R, n: I, k: D, a: h, lda: D, b: m.W(w + ".0.SelfAttention.k.weight"), ldb: D, beta: 0,
-                      c: kc + t * I, ldc: T * I)
-            Gemm.gemm(transB: true, m: R, n: I, k: D, a: h, lda: D, b: m.W(w + ".0.SelfAttention.v.weight"), ldb: D, beta: 0,
-                      c: vc + t * I, ldc: T * I)
+            m.linear(kc + t * I, h, m.W(w + ".0.SelfAttention.k.weight"), rows: R, inF: D, outF: I, ldy: T * I)
+            m.linear(vc + t * I, h, m.W(w + ".0.SelfAttention.v.weight"), rows: R, inF: D, outF: I, ldy: T * I)
             parallelFor(R * H) { pairs in
                 for pair in pairs {
                     let r = pair / H, hh = pair % H
