@@ -65,3 +65,25 @@ public struct T5Output {
     /// FiD's cross-attention passage scores (fid-spec §3.5) when asked for.  // (B, P)
     public var scores: Tensor?
 }
+
+extension T5Model {
+    /// Checks a batch against the model before `forward`, which treats these as bugs: every id in
+    /// 0..<vocab_size (a tokenizer of another vocabulary gives larger ids), labels in range or −100,
+    /// mask values 0 or 1.
+    /// - Throws: `ModelLoadError` naming the field, the position, the value and the vocabulary size.
+    public func validate(_ batch: T5Batch, source: String = "batch") throws {
+        let V = config.vocabSize
+        func check(_ ids: [Int32], _ field: String, allowIgnore: Bool) throws {
+            for (i, id) in ids.enumerated() where !(id >= 0 && Int(id) < V) && !(allowIgnore && id == CrossEntropy.ignoreIndex) {
+                throw ModelLoadError(path: source, "\(field)[\(i)] is \(id), outside the model's vocabulary 0..<\(V)",
+                                     hint: "the tokenizer and the model's config.json must share one vocabulary")
+            }
+        }
+        try check(batch.inputIds, "input_ids", allowIgnore: false)
+        try check(batch.decoderInputIds, "decoder_input_ids", allowIgnore: false)
+        if let labels = batch.labels { try check(labels, "labels", allowIgnore: true) }
+        if let i = batch.attentionMask.firstIndex(where: { $0 != 0 && $0 != 1 }) {
+            throw ModelLoadError(path: source, "attention_mask[\(i)] is \(batch.attentionMask[i]), expected 0 or 1")
+        }
+    }
+}

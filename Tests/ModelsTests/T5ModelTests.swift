@@ -185,4 +185,24 @@ struct T5ModelTests {
         print("T5 activation arena, 6 encoder blocks, B·P·L = 192: plain \(bytes[0]) B, use_checkpoint \(bytes[1]) B")
         #expect(bytes[1] < bytes[0] * 6 / 10, "plain \(bytes[0]) B, checkpointed \(bytes[1]) B")
     }
+
+    @Test func validateRefusesIdsOutsideTheVocabulary() throws {
+        let (model, batch) = tinyModel(.relu, tied: true)
+        try model.validate(batch)
+        var ids = batch.inputIds
+        ids[5] = 13
+        let bad = T5Batch(questions: 2, passages: 2, passageLength: 4, inputIds: ids, attentionMask: batch.attentionMask,
+                          decoderInputIds: batch.decoderInputIds, labels: batch.labels)
+        do {
+            try model.validate(bad, source: "job.json")
+            Issue.record("accepted id 13 with vocabulary 13")
+        } catch {
+            #expect("\(error)".contains("job.json") && "\(error)".contains("input_ids[5] is 13") && "\(error)".contains("0..<13"))
+        }
+        var labels = batch.labels!
+        labels[0] = -7
+        let badLabels = T5Batch(questions: 2, passages: 2, passageLength: 4, inputIds: batch.inputIds, attentionMask: batch.attentionMask,
+                                decoderInputIds: batch.decoderInputIds, labels: labels)
+        #expect(throws: ModelLoadError.self) { try model.validate(badLabels) }
+    }
 }
