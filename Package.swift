@@ -50,7 +50,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         // Benchmarks (`ops/bench NAME…`), built in release; never run by `ops/test`.
-        .executableTarget(name: "bench", dependencies: ["Tensor"], swiftSettings: kernelFlags),
+        .executableTarget(name: "bench", dependencies: ["Tensor", "Models"], swiftSettings: kernelFlags),
         .executableTarget(name: "tokenize-bench", dependencies: ["Tokenizers"], swiftSettings: kernelFlags),
         .testTarget(
             name: "TensorTests", dependencies: ["Tensor", "TestSupport"],

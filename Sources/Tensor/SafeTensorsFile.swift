@@ -137,24 +137,38 @@ public final class SafeTensorsFile: @unchecked Sendable {
     ///   `.notRepresentable`.
     public func tensor(_ name: String) throws -> Tensor {
         let e = try entry(name)
+        let n = e.count
+        var failure: Error?
+        // Uninitialised storage: every element is written by read(into:) (zero-filling first
+        // would touch every page twice); on failure it is zeroed before the error is thrown.
+        let data = [Float](unsafeUninitializedCapacity: n) { dst, initialized in
+            if let d = dst.baseAddress, n > 0 {
+                do { try read(name, into: UnsafeMutableBufferPointer(start: d, count: n)) } catch {
+                    failure = error
+                    d.update(repeating: 0, count: n)
+                }
+            }
+            initialized = n
+        }
+        if let failure { throw failure }
+        return Tensor(shape: e.shape, data: data)
+    }
+
+    /// Converts the tensor called `name` to Float32 straight into `dst` (e.g. a range of a
+    /// parameter slab), without an intermediate array. `dst.count` must equal its element count
+    /// (callers check the shape first and report it).
+    /// - Throws: `TensorMapError.missing`, or `SafeTensorsError` `.unsupportedDType` /
+    ///   `.notRepresentable`.
+    public func read(_ name: String, into dst: UnsafeMutableBufferPointer<Float>) throws {
+        let e = try entry(name)
+        precondition(dst.count == e.count, "SafeTensorsFile.read: '\(name)' has \(e.count) elements, destination \(dst.count)")
         guard e.dtype.isReadable else {
             throw SafeTensorsError(.unsupportedDType, path: path,
                                    "unsupported dtype \(e.dtype.rawValue) for tensor '\(name)'",
                                    hint: "fidq reads F32, F16, BF16, F64, BOOL and integer tensors; convert it with torch (.float())")
         }
-        let src = base + header.dataStart + e.begin
-        let n = e.count
-        var bad: (index: Int, value: String)?
-        // Uninitialised storage: every element is written by convert (zero-filling first would
-        // touch every page twice).
-        let data = [Float](unsafeUninitializedCapacity: n) { dst, initialized in
-            if let d = dst.baseAddress, n > 0 {
-                bad = Self.convert(e.dtype, src, d, n)
-                if bad != nil { d.update(repeating: 0, count: n) }
-            }
-            initialized = n
-        }
-        if let bad {
+        guard let d = dst.baseAddress, e.count > 0 else { return }
+        if let bad = Self.convert(e.dtype, base + header.dataStart + e.begin, d, e.count) {
             throw SafeTensorsError(.notRepresentable, path: path,
                                    "tensor '\(name)' (\(e.dtype.rawValue)) holds \(bad.value) at element \(bad.index), "
                                    + "which Float32 cannot hold exactly",
@@ -162,7 +176,6 @@ public final class SafeTensorsFile: @unchecked Sendable {
                                        ? "store it as F32 (tensor.float()) if the rounding is acceptable"
                                        : "only integers up to 2^24 in magnitude convert; keep such tensors out of Float32")
         }
-        return Tensor(shape: e.shape, data: data)
     }
 
     /// Every tensor, in file order; the map's `source` is the path.

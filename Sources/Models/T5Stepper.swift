@@ -1,0 +1,215 @@
+// T5Stepper: incremental T5 decoding for greedy and beam search: a self-attention key/value cache
+// per row, and cross-attention keys/values computed once per question and shared by its beams
+// (the beams of a question are folded into the query axis of one cross-attention call).
+import Tensor
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// A decoding request the stepper cannot serve.
+public struct T5DecodingError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// Decodes `questions × beams` rows over one encoded FiD batch; row q·beams + b is beam b of question q.
+///
+/// A class so that its large buffers are never copied; `DecodingStepper`'s `mutating`
+/// requirements are met by reference semantics.
+public final class T5Stepper {
+    let model: T5Model
+    /// V.
+    public let vocabSize: Int
+    /// Rows held: questions · beams.
+    public let rows: Int
+    let questions: Int, beams: Int, M: Int, maxLength: Int
+    /// Tokens fed so far (the next position).
+    public private(set) var position = 0
+    private var owned: [UnsafeMutablePointer<Float>] = []
+    /// Per decoder layer: cross keys and values (questions, M, I); the self cache (rows, maxLength, I).
+    private var crossK: [UnsafeMutablePointer<Float>] = [], crossV: [UnsafeMutablePointer<Float>] = []
+    private var selfK: [UnsafeMutablePointer<Float>] = [], selfV: [UnsafeMutablePointer<Float>] = []
+    private var mask: UnsafeMutablePointer<Float>!  // (questions, M)
+    private var x: UnsafeMutablePointer<Float>!, h: UnsafeMutablePointer<Float>!, q: UnsafeMutablePointer<Float>!
+    private var ctx: UnsafeMutablePointer<Float>!, o: UnsafeMutablePointer<Float>!, act: UnsafeMutablePointer<Float>!
+    private var act1: UnsafeMutablePointer<Float>!, probs: UnsafeMutablePointer<Float>!, rstd: UnsafeMutablePointer<Float>!
+    private var crossBias: UnsafeMutablePointer<Float>!, selfBias: UnsafeMutablePointer<Float>!, gather: UnsafeMutablePointer<Float>!
+    private var ids: [Int32]
+    /// lm_head transposed to (D, V) when rows are few: one-row products then run as sgemv over
+    /// it, ~3× faster than sgemm with M = 1 (ref/perf.md §1.2). Nil: sgemm over all rows.
+    private var lmHeadT: UnsafeMutablePointer<Float>?
+    /// Rows up to which the lm head runs as one sgemv per row.
+    static let gemvRows = 4
+
+    private func alloc(_ n: Int) -> UnsafeMutablePointer<Float> {
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
+        p.initialize(repeating: 0, count: max(n, 1))
+        owned.append(p)
+        return p
+    }
+
+    /// Encodes the passages (eval, no dropout) and prepares a cache for `maxLength` tokens per row.
+    ///
+    /// - Parameters:
+    ///   - inputIds, attentionMask: (questions·P, L) as in `T5Batch`.
+    ///   - beams: rows per question (1 for greedy).
+    public init(model: T5Model, questions: Int, passages P: Int, passageLength L: Int, inputIds: [Int32],
+                attentionMask: [Float], beams: Int = 1, maxLength: Int) {
+        precondition(beams >= 1 && maxLength >= 1 && questions >= 1, "T5Stepper: questions \(questions), beams \(beams), maxLength \(maxLength)")
+        precondition(inputIds.count == questions * P * L && attentionMask.count == inputIds.count, "T5Stepper: ids/mask count vs B·P·L")
+        self.model = model
+        let c = model.config, D = c.dModel, I = c.innerDim, F = c.dFF, H = c.numHeads
+        vocabSize = c.vocabSize
+        self.questions = questions
+        self.beams = beams
+        rows = questions * beams
+        M = P * L
+        self.maxLength = maxLength
+        ids = [Int32](repeating: 0, count: questions * beams)
+        let N = questions * M, R = rows
+        mask = alloc(N)
+        attentionMask.withUnsafeBufferPointer { mask.update(from: $0.baseAddress!, count: N) }
+        let memory = model.encode(inputIds: inputIds, attentionMask: attentionMask, rows: questions * P, L: L)
+        for l in 0..<c.decoderLayers {
+            let w = "decoder.block.\(l).layer.1.EncDecAttention"
+            let kc = alloc(N * I), vc = alloc(N * I)
+            model.linear(kc, memory, model.W(w + ".k.weight"), rows: N, inF: D, outF: I)
+            model.linear(vc, memory, model.W(w + ".v.weight"), rows: N, inF: D, outF: I)
+            crossK.append(kc)
+            crossV.append(vc)
+            selfK.append(alloc(R * maxLength * I))
+            selfV.append(alloc(R * maxLength * I))
+        }
+        x = alloc(R * D); h = alloc(R * D); q = alloc(R * I); ctx = alloc(R * I); o = alloc(R * D)
+        act = alloc(R * F); act1 = alloc(R * F); rstd = alloc(R)
+        probs = alloc(R * H * max(M, maxLength))
+        crossBias = alloc(H * beams * M); selfBias = alloc(H * maxLength)
+        gather = alloc(R * maxLength * I)
+        if R <= Self.gemvRows {
+            let V = c.vocabSize, w = model.W("lm_head.weight"), t = alloc(D * V)
+            // Tiles of 64 vocabulary rows: each reads 64 contiguous rows and writes 64-float runs.
+            parallelFor((V + 63) / 64, grain: 16) { tiles in
+                for tile in tiles {
+                    let lo = tile * 64, hi = min(V, lo + 64)
+                    for d in 0..<D { for v in lo..<hi { t[d * V + v] = w[v * D + d] } }
+                }
+            }
+            lmHeadT = t
+        }
+    }
+
+    deinit { for p in owned { p.deallocate() } }
+
+    /// Feeds one token per row at `position` and writes the next-token logits (rows, V).
+    public func step(_ tokens: UnsafeBufferPointer<Int32>, logits: UnsafeMutablePointer<Float>) throws {
+        guard tokens.count == rows else {
+            throw T5DecodingError(description: "T5Stepper.step: \(tokens.count) tokens for \(rows) rows")
+        }
+        guard position < maxLength else {
+            throw T5DecodingError(description: "T5Stepper.step: position \(position) is past the cache's maxLength \(maxLength)")
+        }
+        let m = model, c = m.config, D = c.dModel, I = c.innerDim, F = c.dFF, H = c.numHeads, Dh = c.dKV, V = c.vocabSize
+        let R = rows, t = position, NB = c.relativeAttentionNumBuckets, dist = c.relativeAttentionMaxDistance, eps = c.layerNormEpsilon
+        let x = x!, h = h!, q = q!, ctx = ctx!, o = o!, rstd = rstd!, probs = probs!, selfBias = selfBias!
+        Embedding.forward(out: x, ids: tokens.baseAddress!, table: m.W("shared.weight"), count: R, vocab: V, dim: D)
+        // Self bias (H, t+1) for the query at t; the 3.0.2 cross bias (H, beams, M) row t, per beam.
+        let sb = RelativePosition.buckets(queryLength: 1, keyLength: t + 1, queryStart: t, bidirectional: false, numBuckets: NB, maxDistance: dist)
+        RelativePosition.forward(bias: selfBias, table: m.W("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"),
+                                 buckets: sb, count: t + 1, heads: H)
+        var cross: UnsafePointer<Float>? = nil
+        if m.crossBiasOn {
+            let cb = RelativePosition.buckets(queryLength: 1, keyLength: M, queryStart: t, bidirectional: false, numBuckets: NB, maxDistance: dist)
+            let one = gather!
+            RelativePosition.forward(bias: one, table: m.W(T5Model.crossBiasName), buckets: cb, count: M, heads: H)
+            for hh in 0..<H { for b in 0..<beams { (crossBias + (hh * beams + b) * M).update(from: one + hh * M, count: M) } }
+            cross = UnsafePointer(crossBias)
+        }
+        let T = maxLength, K = t + 1
+        for l in 0..<c.decoderLayers {
+            let w = "decoder.block.\(l).layer"
+            // Self-attention over the cache: this row's keys 0…t.
+            RMSNorm.forward(y: h, rstd: rstd, x: x, weight: m.W(w + ".0.layer_norm.weight"), rows: R, dim: D, eps: eps)
+            let kc = selfK[l], vc = selfV[l]
+            m.linear(q, h, m.W(w + ".0.SelfAttention.q.weight"), rows: R, inF: D, outF: I)
+            // New keys and values go straight into their cache slots (row stride T·I).
+            m.linear(kc + t * I, h, m.W(w + ".0.SelfAttention.k.weight"), rows: R, inF: D, outF: I, ldy: T * I)
+            m.linear(vc + t * I, h, m.W(w + ".0.SelfAttention.v.weight"), rows: R, inF: D, outF: I, ldy: T * I)
+            parallelFor(R * H) { pairs in
+                for pair in pairs {
+                    let r = pair / H, hh = pair % H
+                    let qp = q + r * I + hh * Dh, s = probs + pair * T
+                    for j in 0..<K {
+                        let kp = kc + (r * T + j) * I + hh * Dh
+                        var dot: Float = 0
+                        for d in 0..<Dh { dot += qp[d] * kp[d] }
+                        s[j] = dot + selfBias[hh * K + j]
+                    }
+                    var mx = -Float.infinity
+                    for j in 0..<K { mx = max(mx, s[j]) }
+                    var sum: Float = 0
+                    for j in 0..<K {
+                        s[j] = expf(s[j] - mx)
+                        sum += s[j]
+                    }
+                    for j in 0..<K { s[j] /= sum }
+                    let out = ctx + r * I + hh * Dh
+                    for d in 0..<Dh { out[d] = 0 }
+                    for j in 0..<K {
+                        let vp = vc + (r * T + j) * I + hh * Dh, p = s[j]
+                        for d in 0..<Dh { out[d] += p * vp[d] }
+                    }
+                }
+            }
+            m.linear(o, ctx, m.W(w + ".0.SelfAttention.o.weight"), rows: R, inF: I, outF: D)
+            Elementwise.accumulate(x, o, count: R * D)
+            // Cross-attention: beams of a question are its query positions.
+            RMSNorm.forward(y: h, rstd: rstd, x: x, weight: m.W(w + ".1.layer_norm.weight"), rows: R, dim: D, eps: eps)
+            m.linear(q, h, m.W(w + ".1.EncDecAttention.q.weight"), rows: R, inF: D, outF: I)
+            var rng = RNG(seed: 0)
+            Attention.forward(out: ctx, probs: probs, dropoutMask: nil, logits: nil, q: q, k: crossK[l], v: crossV[l], bias: cross,
+                              keyMask: mask, causal: false, scale: 1, dropout: 0, rng: &rng,
+                              size: .init(batch: questions, heads: H, queryLength: beams, keyLength: M, headDim: Dh))
+            m.linear(o, ctx, m.W(w + ".1.EncDecAttention.o.weight"), rows: R, inF: I, outF: D)
+            Elementwise.accumulate(x, o, count: R * D)
+            // Feed-forward.
+            RMSNorm.forward(y: h, rstd: rstd, x: x, weight: m.W(w + ".2.layer_norm.weight"), rows: R, dim: D, eps: eps)
+            if c.feedForwardProj == .relu {
+                m.linear(act, h, m.W(w + ".2.DenseReluDense.wi.weight"), rows: R, inF: D, outF: F)
+                ReLU.forward(out: act, x: act, count: R * F)
+            } else {
+                m.linear(act, h, m.W(w + ".2.DenseReluDense.wi_0.weight"), rows: R, inF: D, outF: F)
+                m.linear(act1, h, m.W(w + ".2.DenseReluDense.wi_1.weight"), rows: R, inF: D, outF: F)
+                GatedGELU.forward(out: act, gate: act, linear: act1, count: R * F, approximate: .tanh)
+            }
+            m.linear(o, act, m.W(w + ".2.DenseReluDense.wo.weight"), rows: R, inF: F, outF: D)
+            Elementwise.accumulate(x, o, count: R * D)
+        }
+        RMSNorm.forward(y: h, rstd: rstd, x: x, weight: m.W("decoder.final_layer_norm.weight"), rows: R, dim: D, eps: eps)
+        if let wt = lmHeadT {
+            for r in 0..<R {
+                Gemm.gemv(transA: true, m: D, n: V, alpha: m.outputScale, a: wt, lda: V, x: h + r * D, beta: 0, y: logits + r * V)
+            }
+        } else {
+            Gemm.gemm(transB: true, m: R, n: V, k: D, alpha: m.outputScale, a: h, lda: D, b: m.W("lm_head.weight"), ldb: D,
+                      beta: 0, c: logits, ldc: V)
+        }
+        position += 1
+    }
+
+    /// Reorders the self cache: new row r takes old row source[r] (beam search).
+    public func reorder(_ source: UnsafeBufferPointer<Int32>) {
+        precondition(source.count == rows, "T5Stepper.reorder: \(source.count) sources for \(rows) rows")
+        let I = model.config.innerDim, T = maxLength, n = position * I
+        for r in 0..<rows {
+            let s = Int(source[r])
+            precondition(s >= 0 && s < rows && s / beams == r / beams, "T5Stepper.reorder: row \(r) from \(s) crosses questions")
+        }
+        for cache in selfK + selfV {
+            for r in 0..<rows { (gather + r * T * I).update(from: cache + Int(source[r]) * T * I, count: n) }
+            for r in 0..<rows { (cache + r * T * I).update(from: gather + r * T * I, count: n) }
+        }
+    }
+}
+
+extension T5Stepper: DecodingStepper {}

@@ -1,0 +1,32 @@
+// Elementwise: add, scale and axpy over flat Float buffers (residuals, gradient sums).
+
+/// Flat elementwise kernels; chunked like the activations, so results never depend on threads.
+public enum Elementwise {
+    /// out (n) = a + b. Out may alias a or b.
+    public static func add(out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) {
+        parallelFor(count, grain: elementwiseGrain) { r in
+            for i in r { out[i] = a[i] + b[i] }
+        }
+    }
+
+    /// y (n) += x.
+    public static func accumulate(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
+        parallelFor(count, grain: elementwiseGrain) { r in
+            for i in r { y[i] += x[i] }
+        }
+    }
+
+    /// x (n) *= c.
+    public static func scale(_ x: UnsafeMutablePointer<Float>, by c: Float, count: Int) {
+        parallelFor(count, grain: elementwiseGrain) { r in
+            for i in r { x[i] *= c }
+        }
+    }
+
+    /// y (n) += a · x.
+    public static func axpy(_ y: UnsafeMutablePointer<Float>, _ a: Float, _ x: UnsafePointer<Float>, count: Int) {
+        parallelFor(count, grain: elementwiseGrain) { r in
+            for i in r { y[i] = y[i].addingProduct(a, x[i]) }
+        }
+    }
+}

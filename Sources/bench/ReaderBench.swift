@@ -1,0 +1,113 @@
+// ReaderBench: `bench reader`, the FiD reader (a t5-small-shaped T5, random weights) against
+// transformers on the CPU: forward, train step, greedy decoding per token, memory.
+import Foundation
+import Models
+import Tensor
+
+/// One question with P passages of L = 200 tokens and an answer of T = 20 tokens, as issue 10's
+/// proof asks: ours (`T5Model`, `T5Stepper`) and transformers' T5ForConditionalGeneration run the
+/// same way (encoder per passage, joined memory, decoder), sampled in interleaved rounds.
+enum ReaderBench {
+    static let L = 200, T = 20
+    /// Goals (issue 10): forward ≥ 1.3× and train step ≥ 1.6× torch's speed; decoding ≤ 0.4× its time per token.
+    static let goals = (forward: 1.3, train: 1.6, token: 0.4)
+
+    static func peerCommand() -> [String]? {
+        let env = ProcessInfo.processInfo.environment
+        guard let python = env["BENCH_PYTHON"], let dir = env["BENCH_PEERS_DIR"] else { return nil }
+        return [python, dir + "/torch_reader.py"]
+    }
+
+    static func passageCounts() -> [Int] {
+        let text = ProcessInfo.processInfo.environment["BENCH_READER_P"] ?? "10,25"
+        return text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+    }
+
+    static func run(_ settings: TimingSettings) throws {
+        print("## reader: t5-small shape (d 512, 6+6 layers, 8 heads, d_ff 2048, vocab 32128), 1 question × P passages × L \(L), answer \(T)")
+        print("fwd: eval forward with loss; train: forward (dropout 0.1), backward, AdamW; token: greedy step time,")
+        print("(greedy \(T) tokens − encoder) / \(T), the cross-attention keys/values included. ratio: torch time / ours (> 1: ours faster),")
+        print("token ratio: ours / torch. Goals: fwd ≥ \(goals.forward), train ≥ \(goals.train), token ≤ \(goals.token). \(LoadMeter.legend)")
+        let c = T5Config(vocabSize: 32128, dModel: 512, dKV: 64, dFF: 2048, numLayers: 6, numDecoderLayers: 6, numHeads: 8)
+        for threads in settings.threads {
+            Threads.set(threads)
+            let peer = try peerCommand().map { try Peer(name: "torch", command: $0, threads: threads) }
+            defer { peer?.close() }
+            if threads == settings.threads.first {
+                if let peer { print("torch: \(try peer.request("info"))") } else {
+                    print("note: torch peer not configured (run through `ops/bench reader`); its columns show '-'.")
+                }
+                print()
+            }
+            print("### \(threads) thread\(threads == 1 ? "" : "s")")
+            let table = Table(["P", "what", "ours ms", "torch ms", "ratio", "goal", "spread", "other+steal"], widths: [3, 6])
+            for P in passageCounts() {
+                let model = T5Model(config: c)
+                model.initialize(seed: 1)
+                let grads = ParameterSlab(layout: model.layout)
+                var opt = AdamW(count: model.layout.count)
+                var rng = RNG(seed: 2)
+                let ids = (0..<(P * L)).map { _ in Int32(2 + rng.next() % 32000) }
+                let labels = (0..<T).map { _ in Int32(2 + rng.next() % 32000) }
+                let mask = [Float](repeating: 1, count: ids.count)
+                let batch = T5Batch(questions: 1, passages: P, passageLength: L, inputIds: ids, attentionMask: mask,
+                                    decoderInputIds: T5Batch.shiftRight(labels, rows: 1, start: 0, pad: 0), labels: labels)
+                func peerSample(_ kind: String) throws -> Double {
+                    guard let peer else { return .nan }
+                    return try peer.sample("reader \(kind) \(P) \(L) \(T) \(threads) \(settings.minTime)")
+                }
+                func train() {
+                    var r = RNG(seed: 3)
+                    _ = model.forward(batch, training: true, rng: &r)
+                    grads.zero()
+                    model.backward(into: grads)
+                    opt.update(params: model.params.buffer, grads: UnsafeBufferPointer(grads.buffer), lr: 1e-4)
+                }
+                func greedy() {
+                    let s = T5Stepper(model: model, questions: 1, passages: P, passageLength: L, inputIds: ids, attentionMask: mask, maxLength: T)
+                    var logits = [Float](repeating: 0, count: c.vocabSize)
+                    var tok: [Int32] = [0]
+                    for _ in 0..<T {
+                        try! tok.withUnsafeBufferPointer { try s.step($0, logits: &logits) }
+                        VocabKernels.argmax(logits, rows: 1, cols: c.vocabSize, ld: c.vocabSize, into: &tok)
+                    }
+                }
+                let rows: [(String, [Contender])] = [
+                    ("fwd", [Contender(name: "ours", sample: { Timing.sample(minTime: settings.minTime) { _ = model.forward(batch) } }),
+                             Contender(name: "torch", sample: { try peerSample("fwd") })]),
+                    ("train", [Contender(name: "ours", sample: { Timing.sample(minTime: settings.minTime, train) }),
+                               Contender(name: "torch", sample: { try peerSample("train") })]),
+                    ("enc", [Contender(name: "ours", sample: {
+                                 Timing.sample(minTime: settings.minTime) { _ = model.encode(inputIds: ids, attentionMask: mask, rows: P, L: L) } }),
+                             Contender(name: "torch", sample: { try peerSample("enc") })]),
+                    ("gen", [Contender(name: "ours", sample: { Timing.sample(minTime: settings.minTime, greedy) }),
+                             Contender(name: "torch", sample: { try peerSample("gen") })]),
+                ]
+                var medians: [String: (Double, Double)] = [:]
+                for (what, contenders) in rows {
+                    try Machine.waitForQuiet(settings)
+                    let meter = LoadMeter(peers: peer.map { [$0.pid] } ?? [])
+                    let stats = try Timing.interleaved(contenders, settings)
+                    let ours = stats[0].median, torch = peer == nil ? Double.nan : stats[1].median
+                    medians[what] = (ours, torch)
+                    let spread = max(stats[0].spread, peer == nil ? 0 : stats[1].spread)
+                    let goal = what == "fwd" ? "≥ \(goals.forward)" : what == "train" ? "≥ \(goals.train)" : ""
+                    table.add(["\(P)", what, fixed(ours * 1000), torch.isNaN ? "-" : fixed(torch * 1000),
+                               torch.isNaN ? "-" : ratio(torch / ours), goal, percent(spread), meter.summary()])
+                }
+                let (og, tg) = medians["gen"]!, (oe, te) = medians["enc"]!
+                let ot = (og - oe) / Double(T), tt = (tg - te) / Double(T)
+                table.add(["\(P)", "token", fixed(ot * 1000, 2), tt.isNaN ? "-" : fixed(tt * 1000, 2),
+                           tt.isNaN ? "-" : ratio(ot / tt), "≤ \(goals.token)", "", ""])
+                let plain = model.activationBytes
+                model.useCheckpoint = true
+                train()
+                let checkpointed = model.activationBytes
+                let slabs = 4 * model.layout.count * 4  // parameters, gradients, two moments
+                let rss = try peer.map { try $0.request("rss") } ?? "-"
+                print("memory P=\(P): ours activations \(plain >> 20) MiB, with use_checkpoint \(checkpointed >> 20) MiB; "
+                      + "parameters + gradients + moments \(slabs >> 20) MiB; torch peer peak RSS so far \(Int(rss).map { "\($0 >> 20) MiB" } ?? rss)")
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+// T5ConfigTests: config.json parsing with Hugging Face names and defaults, refusals naming the
+// field, and the parameter layout's names and ties.
+import Foundation
+import Testing
+@testable import Models
+import Tensor
+
+func scratchFolder() -> String {
+    let d = NSTemporaryDirectory() + "t5cfg-\(UInt32.random(in: 0...UInt32.max))"
+    try! FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+    return d
+}
+
+struct T5ConfigTests {
+    @Test func readsHuggingFaceNamesAndDefaults() throws {
+        let dir = scratchFolder()
+        let json = #"""
+            {"model_type": "t5", "architectures": ["T5ForConditionalGeneration"], "d_model": 16, "d_kv": 4, "d_ff": 24,
+             "num_layers": 2, "num_heads": 4, "vocab_size": 48, "feed_forward_proj": "gated-gelu",
+             "tie_word_embeddings": false, "some_new_field": [1, 2]}
+            """#
+        try json.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+        let c = try T5Config.load(path: dir + "/config.json")
+        #expect(c.dModel == 16 && c.dKV == 4 && c.dFF == 24 && c.numHeads == 4 && c.vocabSize == 48)
+        #expect(c.decoderLayers == 2)  // num_decoder_layers defaults to num_layers
+        #expect(c.relativeAttentionNumBuckets == 32 && c.relativeAttentionMaxDistance == 128)
+        #expect(c.feedForwardProj == .gatedGELU && !c.tieWordEmbeddings && !c.scalesDecoderOutput)
+        #expect(c.layerNormEpsilon == 1e-6 && c.dropoutRate == 0.1 && c.decoderStartTokenId == 0 && c.eosTokenId == 1)
+    }
+
+    @Test func refusalsNameTheFileAndField() throws {
+        let dir = scratchFolder()
+        func fails(_ json: String, mentioning words: [String]) {
+            try! json.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+            do {
+                _ = try T5Config.load(path: dir + "/config.json")
+                Issue.record("accepted \(json)")
+            } catch {
+                let text = "\(error)"
+                #expect(text.contains(dir + "/config.json"), "\(text)")
+                for w in words { #expect(text.contains(w), "\(text) lacks \(w)") }
+            }
+        }
+        fails(#"{"feed_forward_proj": "gated-silu"}"#, mentioning: ["feed_forward_proj", "gated-silu"])
+        fails(#"{"model_type": "bert"}"#, mentioning: ["model_type", "bert"])
+        fails(#"{"architectures": ["BertModel"]}"#, mentioning: ["architectures", "BertModel"])
+        fails(#"{"d_model": "wide"}"#, mentioning: ["d_model"])
+        fails(#"{"num_heads": 0}"#, mentioning: ["num_heads"])
+        fails(#"{"d_model": 16,"#, mentioning: ["JSON"])
+        do {
+            _ = try T5Config.load(path: dir + "/nothing/config.json")
+            Issue.record("read a missing file")
+        } catch { #expect("\(error)".contains("nothing/config.json")) }
+    }
+
+    @Test func layoutNamesEveryParameterOnce() {
+        var c = T5Config(vocabSize: 48, dModel: 16, dKV: 4, dFF: 24, numLayers: 2, numHeads: 4, numBuckets: 8, maxDistance: 20)
+        let tied = c.layout()
+        #expect(tied.entry("lm_head.weight") == tied.entry("shared.weight"))
+        #expect(tied.entry("encoder.embed_tokens.weight") == tied.entry("shared.weight"))
+        #expect(tied.entry("encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight") == nil)
+        #expect(tied.entry("decoder.block.1.layer.2.DenseReluDense.wi.weight")?.shape == [24, 16])
+        // Tied v1.0: 48·16 + per encoder block (4·16·16 + 16 + 24·16 + 16·24 + 16) + …
+        let enc = 2 * (4 * 256 + 16 + 2 * 384 + 16) + 8 * 4 + 16
+        let dec = 2 * (8 * 256 + 2 * 16 + 2 * 384 + 16) + 8 * 4 + 16
+        #expect(tied.count == 48 * 16 + enc + dec)
+        c.feedForwardProj = .gatedGELU
+        c.tieWordEmbeddings = false
+        let untied = c.layout(crossAttentionBias: true)
+        #expect(untied.entry("lm_head.weight")?.offset != untied.entry("shared.weight")?.offset)
+        #expect(untied.entry("encoder.block.0.layer.1.DenseReluDense.wi_1.weight")?.shape == [24, 16])
+        #expect(untied.contains("decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight"))
+    }
+}

@@ -1,0 +1,91 @@
+// T5StepperTests: cached decoding equals the full forward position by position, greedy ids equal
+// transformers' generate, and reordering the cache moves whole beams.
+import Foundation
+import Testing
+import TestSupport
+@testable import Models
+@testable import Tensor
+
+func stepper(_ f: T5Fixture, beams: Int = 1, maxLength: Int) -> T5Stepper {
+    T5Stepper(model: f.model, questions: f.batch.questions, passages: f.batch.passages, passageLength: f.batch.passageLength,
+              inputIds: f.batch.inputIds, attentionMask: f.batch.attentionMask, beams: beams, maxLength: maxLength)
+}
+
+/// Checks generated rows against a fixture's (B, W) ids, which pad finished rows with 0.
+func expectIds(_ ids: [[Int32]], _ expected: Tensor, _ what: String) {
+    let width = expected.shape[1]
+    #expect(ids.count == expected.shape[0], "\(what): \(ids.count) rows")
+    for (b, row) in ids.enumerated() {
+        let want = expected.data[(b * width)..<((b + 1) * width)].map { Int32($0) }
+        let padded = row + [Int32](repeating: 0, count: max(0, width - row.count))
+        #expect(padded == want, "\(what) question \(b): \(row) expected \(want)")
+    }
+}
+
+struct T5StepperTests {
+    @Test(arguments: ["v10", "v11", "tf3bias"])
+    func cachedStepsEqualTheFullForward(_ variant: String) throws {
+        let f = try T5Fixture(variant)
+        let full = f.model.forward(f.batch).logits  // (B, T, V)
+        let B = f.batch.questions, T = f.batch.targetLength, V = f.model.config.vocabSize
+        let s = stepper(f, maxLength: T)
+        var logits = [Float](repeating: 0, count: B * V)
+        for t in 0..<T {
+            let tokens = (0..<B).map { f.batch.decoderInputIds[$0 * T + t] }
+            try tokens.withUnsafeBufferPointer { try s.step($0, logits: &logits) }
+            var expected: [Float] = []
+            for b in 0..<B {
+                let lo = (b * T + t) * V
+                expected += full.data[lo..<(lo + V)]
+            }
+            let r = compare("step \(t)", logits, expected, rtol: 1e-4, atol: 1e-5)
+            #expect(r.ok, "\(r)")
+        }
+        #expect(throws: T5DecodingError.self) {
+            try [Int32](repeating: 0, count: B).withUnsafeBufferPointer { try s.step($0, logits: &logits) }
+        }
+    }
+
+    @Test(arguments: ["v10", "v11", "tf3bias"])
+    func greedyIdsMatchGenerate(_ variant: String) throws {
+        let f = try T5Fixture(variant)
+        let expected = try f.tensor("greedy_ids")
+        var s = stepper(f, maxLength: 6)
+        let ids = try Generation.greedy(&s, questions: f.batch.questions, start: 0, eos: 1, maxLength: 6)
+        expectIds(ids, expected, "greedy")
+    }
+
+    @Test(arguments: ["v10", "v11", "tf3bias"])
+    func beamIdsMatchGenerate(_ variant: String) throws {
+        let f = try T5Fixture(variant)
+        var s = stepper(f, beams: 3, maxLength: 6)
+        let ids = try Generation.beamSearch(&s, questions: f.batch.questions, numBeams: 3, start: 0, eos: 1, pad: 0, maxLength: 6,
+                                            lengthPenalty: 1)
+        expectIds(ids, try f.tensor("beam_ids"), "beam")
+    }
+
+    @Test func reorderMovesWholeBeams() throws {
+        let f = try T5Fixture("v11")
+        let V = f.model.config.vocabSize, B = f.batch.questions
+        // Beam rows q·2 + b feed sequences a, b; after two steps the beams swap.
+        let seqA: [Int32] = [0, 5, 9], seqB: [Int32] = [0, 7, 3]
+        let s = stepper(f, beams: 2, maxLength: 4)
+        var logits = [Float](repeating: 0, count: 2 * B * V)
+        for t in 0..<2 {
+            let tokens = (0..<B).flatMap { _ in [seqA[t], seqB[t]] }
+            try tokens.withUnsafeBufferPointer { try s.step($0, logits: &logits) }
+        }
+        let swap = (0..<B).flatMap { q in [Int32(2 * q + 1), Int32(2 * q)] }
+        swap.withUnsafeBufferPointer { s.reorder($0) }
+        let third = (0..<B).flatMap { _ in [seqB[2], seqA[2]] }
+        try third.withUnsafeBufferPointer { try s.step($0, logits: &logits) }
+        // A fresh stepper fed the swapped sequences from the start.
+        let fresh = stepper(f, beams: 2, maxLength: 4)
+        var want = [Float](repeating: 0, count: 2 * B * V)
+        for t in 0..<3 {
+            let tokens = (0..<B).flatMap { _ in [seqB[t], seqA[t]] }
+            try tokens.withUnsafeBufferPointer { try fresh.step($0, logits: &want) }
+        }
+        #expect(logits == want)
+    }
+}
