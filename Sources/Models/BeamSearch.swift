@@ -26,9 +26,11 @@ extension Generation {
     ///   question can improve or every candidate hit. Like transformers, the beams of a question
     ///   that has stopped keep being stepped until the batch ends.
     ///
-    /// Returns per question its best hypothesis, start token first; all rows have the batch's
-    /// longest best length, the shorter padded as transformers pads: with `pad`, or with `eos`
-    /// when `pad` is 0 (transformers picks `pad_token_id or eos_token_id`, and a 0 pad is falsy).
+    /// Returns per question its best hypothesis, start token first, ending at its eos (or at
+    /// `maxLength`): no padding, like `greedy`. transformers 4.x pads the batch's shorter rows
+    /// with `pad_token_id or eos_token_id`, which for T5's pad id 0 (falsy) means eos; 3.0.2,
+    /// which FiD ran, pads with 0. Callers pad with what they need. (`pad` is still what
+    /// finished beams are fed while the batch runs on, as transformers feeds them.)
     public static func beamSearch<S: DecodingStepper>(
         _ stepper: inout S, questions: Int, numBeams: Int, start: Int32, eos: Int32, pad: Int32,
         maxLength: Int, lengthPenalty: Float = 1
@@ -218,10 +220,10 @@ struct BeamState {
     }
 
     /// The best kept hypothesis of each question, cut to the batch's longest (start + generated).
+    /// Each question's best hypothesis (slot 0 of its kept ones), start token first, unpadded.
     func result() -> [[Int32]] {
-        var longest = 0
-        for qi in 0..<q { longest = max(longest, genLength[qi * nb]) }
-        let width = min(len, 1 + longest)
-        return (0..<q).map { qi in Array(UnsafeBufferPointer(start: finSeq + qi * nb * len, count: width)) }
+        (0..<q).map { qi in
+            Array(UnsafeBufferPointer(start: finSeq + qi * nb * len, count: min(len, 1 + genLength[qi * nb])))
+        }
     }
 }

@@ -83,7 +83,13 @@ struct ReplayStepper: DecodingStepper {
             let questions = c["questions"] as! Int
             let maxLength = c["max_length"] as! Int
             let lp = (c["length_penalty"] as! NSNumber).floatValue
-            let expected = (c["expected"] as! [[Int]]).map { $0.map(Int32.init) }
+            // transformers pads a batch's shorter beam results (with eos, T5's pad id 0 being
+            // falsy); fidq returns each hypothesis unpadded, so compare up to the first eos.
+            let expected = (c["expected"] as! [[Int]]).map { row -> [Int32] in
+                let ids = row.map(Int32.init)
+                guard let end = ids.dropFirst().firstIndex(of: eos) else { return ids }
+                return Array(ids[...end])
+            }
             var stepper = try ReplayStepper(fixture: f, case: c, beams: beams, finishedRowsAllowed: beams == 1)
             let got: [[Int32]]
             if beams == 1 {
