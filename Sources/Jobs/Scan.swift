@@ -159,7 +159,12 @@ final class QueueScanner {
             switch fs.presence(dir + "/job.json") {
             case .present: break
             case .absent:
+                // Litter of a claimer that died before moving its job in (the job is still in
+                // pending/): cleaned once stale; until then a draining worker waits for it, unless
+                // it was taken over before (attempts.json): a folder whose files kept the clean-up
+                // from removing it is not waited for, or a drain would never end.
                 if stale { takeovers.append(.cleanUp(name: name)) }
+                else if !fs.exists(dir + "/attempts.json") { plan.waiting += 1 }
                 continue
             case .unknown:
                 plan.waiting += 1  // cannot tell what it holds: look again next scan

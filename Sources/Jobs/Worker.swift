@@ -237,7 +237,13 @@ public final class Worker: @unchecked Sendable {
             logger.warning("\(id): cannot tell whether \(dir)/job.json exists (\(why)); taking the claim over")
             return resume(dir: dir, id: id, token: token, stale: true, old: old)
         case .absent:
+            // The protocol's own small files go first: a claimer killed while writing its claim
+            // leaves `.claim.<token>.tmp`, and a folder taken over before leaves log.txt and
+            // attempts.json. Never job.json or out/: if the lookup lied, they are the job.
             try? queue.fs.retrying { try queue.fs.unlink(dir + "/claim") }
+            for name in (try? queue.fs.retrying({ try queue.fs.list(dir) })) ?? [] where Worker.isClaimLitter(name) {
+                try? queue.fs.retrying { try queue.fs.unlink(dir + "/" + name) }
+            }
             do {
                 try queue.fs.retrying { try queue.fs.rmdir(dir) }
                 return false
@@ -248,6 +254,13 @@ public final class Worker: @unchecked Sendable {
                 return resume(dir: dir, id: id, token: token, stale: true, old: old)
             }
         }
+    }
+
+    /// Files a claim folder holds before and around its job, which a clean-up of a folder
+    /// without job.json may remove: the claim, its temporary names, and the folder's records.
+    static func isClaimLitter(_ name: String) -> Bool {
+        ["claim", "log.txt", "attempts.json", "progress.json", "cancel"].contains(name)
+            || (name.hasPrefix(".") && name.hasSuffix(".tmp"))
     }
 
     /// Continues a taken-over claim: records the dead attempt, then runs or fails the job.

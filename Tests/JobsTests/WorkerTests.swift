@@ -154,6 +154,31 @@ func drainInProcess(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem = 
         #expect(f.list("done") == ["other"])
     }
 
+    /// A claimer killed while writing its claim leaves `.claim.<token>.tmp` (and earlier takers
+    /// log.txt, attempts.json) beside no job.json: the clean-up removes that litter and the folder,
+    /// instead of taking over a folder with no job again and again, and the drain does not wait
+    /// on it forever. Anything else (out/) stays.
+    @Test func aStaleClaimWithOnlyProtocolLitterIsRemoved() throws {
+        let f = try QueueFixture()
+        let dir = try f.plantClaim("z", token: "dead", leaseS: 0.5, age: 10, withJob: false)
+        try FileManager.default.removeItem(atPath: dir + "/claim")
+        for name in [".claim.dead.1.tmp", "log.txt", "attempts.json"] {
+            try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/" + name))
+        }
+        try f.setAge(dir, 10)
+        let kept = try f.plantClaim("w", token: "dead", leaseS: 0.5, age: 10, withJob: false)
+        try FileManager.default.createDirectory(atPath: kept + "/out", withIntermediateDirectories: true)
+        try Data("checkpoint".utf8).write(to: URL(fileURLWithPath: kept + "/out/state"))
+        try f.dropRecord("z")
+        drainInProcess(f, timeout: 20)
+        #expect(f.list("done") == ["z"], "the job itself, still in pending, ran")
+        let left = f.list("running")
+        #expect(!left.contains { $0.hasPrefix("z@") }, "the litter-only folder was removed: \(left)")
+        // A folder holding out/ but no job.json is never deleted (the lookup may have lied).
+        let w = try #require(left.first { $0.hasPrefix("w@") }, "a folder holding out/ is kept: \(left)")
+        #expect(f.read(f.queueDir + "/running/" + w + "/out/state") == "checkpoint")
+    }
+
     @Test func aResubmittedIDRunsAfterTheFirstWasArchived() throws {
         let f = try QueueFixture()
         try f.dropRecord("a")
