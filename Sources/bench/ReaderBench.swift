@@ -65,7 +65,7 @@ enum ReaderBench {
             let M = batch.P * L, Ld = c.decoderLayers
             let floats = dec + c.vocabSize * c.dModel + 2 * Ld * M * c.innerDim + Ld * T * c.innerDim
             let perStep = wall / Double(T)
-            print("profile P=\(batch.P) \(threads)t greedy step reads ≥ \(floats * 4 >> 20) MiB: \(fixed(Double(floats * 4) / perStep / 1e9, 2)) GB/s")
+            print("profile P=\(batch.P) \(threads)t greedy step reads ≥ \((floats * 4) >> 20) MiB: \(fixed(Double(floats * 4) / perStep / 1e9, 2)) GB/s")
         }
     }
 
