@@ -31,6 +31,9 @@ public final class T5Model {
         }
     }
 
+    /// Per-phase timing of forward, backward and decoding steps while attached (nil: none).
+    public var profile: T5Profile?
+
     let arena = T5Arena()
     /// What the last forward saw, for backward.
     var last: Saved?
@@ -116,10 +119,12 @@ public final class T5Model {
     func linear(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, rows: Int, inF: Int, outF: Int,
                 ldy: Int? = nil) {
         let ld = ldy ?? outF
-        if rows <= Self.gemvRows {
-            for r in 0..<rows { Gemm.gemv(m: outF, n: inF, a: w, lda: inF, x: x + r * inF, beta: 0, y: y + r * ld) }
-        } else {
-            Gemm.gemm(transB: true, m: rows, n: outF, k: inF, a: x, lda: inF, b: w, ldb: inF, beta: 0, c: y, ldc: ld)
+        timed(.linear) {
+            if rows <= Self.gemvRows {
+                for r in 0..<rows { Gemm.gemv(m: outF, n: inF, a: w, lda: inF, x: x + r * inF, beta: 0, y: y + r * ld) }
+            } else {
+                Gemm.gemm(transB: true, m: rows, n: outF, k: inF, a: x, lda: inF, b: w, ldb: inF, beta: 0, c: y, ldc: ld)
+            }
         }
     }
 
@@ -131,21 +136,24 @@ public final class T5Model {
         dx: UnsafeMutablePointer<Float>?, dxBeta: Float, dw: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>,
         x: UnsafePointer<Float>, w: UnsafePointer<Float>, rows: Int, inF: Int, outF: Int
     ) {
-        if let dx { Gemm.gemm(m: rows, n: inF, k: outF, a: dy, lda: outF, b: w, ldb: inF, beta: dxBeta, c: dx, ldc: inF) }
-        Gemm.gemm(transA: true, m: outF, n: inF, k: rows, a: dy, lda: outF, b: x, ldb: inF, beta: 1, c: dw, ldc: inF)
+        timed(.linearBack) {
+            if let dx { Gemm.gemm(m: rows, n: inF, k: outF, a: dy, lda: outF, b: w, ldb: inF, beta: dxBeta, c: dx, ldc: inF) }
+            Gemm.gemm(transA: true, m: outF, n: inF, k: rows, a: dy, lda: outF, b: x, ldb: inF, beta: 1, c: dw, ldc: inF)
+        }
     }
 
     /// Inverted dropout in place, keeping the mask under `name` (training only).
     func drop(_ name: String, _ x: UnsafeMutablePointer<Float>, _ n: Int, training: Bool, rng: inout RNG) {
         guard training && rate > 0 else { return }
-        Dropout.forward(out: x, mask: A(name, n), x: x, count: n, p: rate, training: true, rng: &rng)
+        let mask = A(name, n)
+        timed(.elementwise) { Dropout.forward(out: x, mask: mask, x: x, count: n, p: rate, training: true, rng: &rng) }
     }
 
     /// dx *= the mask kept under `name` (training only).
     func dropBack(_ name: String, _ dx: UnsafeMutablePointer<Float>, _ n: Int, training: Bool) {
         guard training && rate > 0 else { return }
         let m = A(name, n)
-        parallelFor(n, grain: 16_384) { r in for i in r { dx[i] *= m[i] } }
+        timed(.elementwiseBack) { parallelFor(n, grain: 16_384) { r in for i in r { dx[i] *= m[i] } } }
     }
 
     /// Attention sublayer: xOut = xIn + drop(o(attn(q(h), k(src), v(src)))), h = RMSNorm(xIn);
@@ -162,7 +170,7 @@ public final class T5Model {
     ) {
         let rows = size.batch * size.queryLength, kRows = size.batch * size.keyLength
         let h = A(pre + ".h", rows * D), rstd = A(pre + ".rstd", rows)
-        RMSNorm.forward(y: h, rstd: rstd, x: xIn, weight: W(ln), rows: rows, dim: D, eps: eps)
+        timed(.norm) { RMSNorm.forward(y: h, rstd: rstd, x: xIn, weight: W(ln), rows: rows, dim: D, eps: eps) }
         let src = memory ?? UnsafePointer(h)
         let q = A(pre + ".q", rows * I), k = A(pre + ".k", kRows * I), v = A(pre + ".v", kRows * I)
         linear(q, h, W(w + ".q.weight"), rows: rows, inF: D, outF: I)
@@ -170,14 +178,16 @@ public final class T5Model {
         linear(v, src, W(w + ".v.weight"), rows: kRows, inF: D, outF: I)
         let p = training ? rate : 0
         let ctx = A(pre + ".ctx", rows * I)
-        Attention.forward(
-            out: ctx, probs: A(pre + ".probs", size.probsCount), dropoutMask: p > 0 ? A(pre + ".pmask", size.probsCount) : nil,
-            logits: logits, q: q, k: k, v: v, bias: bias, keyMask: keyMask, causal: causal, scale: 1, dropout: p,
-            rng: &rng, size: size)
+        let probs = A(pre + ".probs", size.probsCount), pmask = p > 0 ? A(pre + ".pmask", size.probsCount) : nil
+        timed(.attention) {
+            Attention.forward(
+                out: ctx, probs: probs, dropoutMask: pmask, logits: logits, q: q, k: k, v: v, bias: bias, keyMask: keyMask,
+                causal: causal, scale: 1, dropout: p, rng: &rng, size: size)
+        }
         let o = A(pre + ".o", rows * D)
         linear(o, ctx, W(w + ".o.weight"), rows: rows, inF: I, outF: D)
         drop(pre + ".omask", o, rows * D, training: training, rng: &rng)
-        Elementwise.add(out: xOut, xIn, o, count: rows * D)
+        timed(.elementwise) { Elementwise.add(out: xOut, xIn, o, count: rows * D) }
     }
 
     /// Backward of `attentionForward`: dx (rows, D) holds ∂/∂xOut on entry and ∂/∂xIn on exit;
@@ -192,15 +202,17 @@ public final class T5Model {
         let q = A(pre + ".q", rows * I), k = A(pre + ".k", kRows * I), v = A(pre + ".v", kRows * I)
         let ctx = A(pre + ".ctx", rows * I)
         let dO = A("grad.o", rows * D)
-        dO.update(from: dx, count: rows * D)
+        timed(.elementwiseBack) { dO.update(from: dx, count: rows * D) }
         dropBack(pre + ".omask", dO, rows * D, training: training)
         let dctx = A("grad.ctx", rows * I)
         linearBackward(dx: dctx, dxBeta: 0, dw: grads[w + ".o.weight"], dy: dO, x: ctx, w: W(w + ".o.weight"), rows: rows, inF: I, outF: D)
         let dq = Z("grad.q", rows * I), dk = Z("grad.k", kRows * I), dv = Z("grad.v", kRows * I)
         let p = training ? rate : 0
-        Attention.backward(
-            dq: dq, dk: dk, dv: dv, dBias: dBias, dOut: dctx, q: q, k: k, v: v, probs: A(pre + ".probs", size.probsCount),
-            dropoutMask: p > 0 ? UnsafePointer(A(pre + ".pmask", size.probsCount)) : nil, scale: 1, size: size)
+        let probs = A(pre + ".probs", size.probsCount), pmask = p > 0 ? UnsafePointer(A(pre + ".pmask", size.probsCount)) : nil
+        timed(.attentionBack) {
+            Attention.backward(
+                dq: dq, dk: dk, dv: dv, dBias: dBias, dOut: dctx, q: q, k: k, v: v, probs: probs, dropoutMask: pmask, scale: 1, size: size)
+        }
         let dh = A("grad.h", rows * D)
         linearBackward(dx: dh, dxBeta: 0, dw: grads[w + ".q.weight"], dy: dq, x: h, w: W(w + ".q.weight"), rows: rows, inF: D, outF: I)
         if let memory, let dMemory {
@@ -210,7 +222,7 @@ public final class T5Model {
             linearBackward(dx: dh, dxBeta: 1, dw: grads[w + ".k.weight"], dy: dk, x: h, w: W(w + ".k.weight"), rows: kRows, inF: D, outF: I)
             linearBackward(dx: dh, dxBeta: 1, dw: grads[w + ".v.weight"], dy: dv, x: h, w: W(w + ".v.weight"), rows: kRows, inF: D, outF: I)
         }
-        RMSNorm.backward(dx: dx, dWeight: grads[ln], dy: dh, x: xIn, weight: W(ln), rstd: rstd, rows: rows, dim: D)
+        timed(.normBack) { RMSNorm.backward(dx: dx, dWeight: grads[ln], dy: dh, x: xIn, weight: W(ln), rstd: rstd, rows: rows, dim: D) }
     }
 
     /// Feed-forward sublayer: xOut = xIn + drop(wo(drop(act(wi(RMSNorm(xIn)))))), act = ReLU or
@@ -220,23 +232,23 @@ public final class T5Model {
         training: Bool, rng: inout RNG
     ) {
         let h = A(pre + ".h", rows * D), rstd = A(pre + ".rstd", rows)
-        RMSNorm.forward(y: h, rstd: rstd, x: xIn, weight: W(w + ".layer_norm.weight"), rows: rows, dim: D, eps: eps)
+        timed(.norm) { RMSNorm.forward(y: h, rstd: rstd, x: xIn, weight: W(w + ".layer_norm.weight"), rows: rows, dim: D, eps: eps) }
         let r = A(pre + ".r", rows * F)
         if config.feedForwardProj == .relu {
             let a = A(pre + ".a", rows * F)
             linear(a, h, W(w + ".DenseReluDense.wi.weight"), rows: rows, inF: D, outF: F)
-            ReLU.forward(out: r, x: a, count: rows * F)
+            timed(.elementwise) { ReLU.forward(out: r, x: a, count: rows * F) }
         } else {
             let g0 = A(pre + ".g0", rows * F), g1 = A(pre + ".g1", rows * F)
             linear(g0, h, W(w + ".DenseReluDense.wi_0.weight"), rows: rows, inF: D, outF: F)
             linear(g1, h, W(w + ".DenseReluDense.wi_1.weight"), rows: rows, inF: D, outF: F)
-            GatedGELU.forward(out: r, gate: g0, linear: g1, count: rows * F, approximate: .tanh)
+            timed(.elementwise) { GatedGELU.forward(out: r, gate: g0, linear: g1, count: rows * F, approximate: .tanh) }
         }
         drop(pre + ".rmask", r, rows * F, training: training, rng: &rng)
         let f = A(pre + ".f", rows * D)
         linear(f, r, W(w + ".DenseReluDense.wo.weight"), rows: rows, inF: F, outF: D)
         drop(pre + ".fmask", f, rows * D, training: training, rng: &rng)
-        Elementwise.add(out: xOut, xIn, f, count: rows * D)
+        timed(.elementwise) { Elementwise.add(out: xOut, xIn, f, count: rows * D) }
     }
 
     /// Backward of `ffnForward`: dx holds ∂/∂xOut on entry and ∂/∂xIn on exit.
@@ -246,7 +258,7 @@ public final class T5Model {
     ) {
         let h = A(pre + ".h", rows * D), rstd = A(pre + ".rstd", rows), r = A(pre + ".r", rows * F)
         let df = A("grad.f", rows * D)
-        df.update(from: dx, count: rows * D)
+        timed(.elementwiseBack) { df.update(from: dx, count: rows * D) }
         dropBack(pre + ".fmask", df, rows * D, training: training)
         let dr = A("grad.r", rows * F)
         let wo = w + ".DenseReluDense.wo.weight"
@@ -255,18 +267,20 @@ public final class T5Model {
         let dh = A("grad.h", rows * D)
         if config.feedForwardProj == .relu {
             let a = A(pre + ".a", rows * F), da = Z("grad.a", rows * F)
-            ReLU.backward(dx: da, dy: dr, x: a, count: rows * F)
+            timed(.elementwiseBack) { ReLU.backward(dx: da, dy: dr, x: a, count: rows * F) }
             let wi = w + ".DenseReluDense.wi.weight"
             linearBackward(dx: dh, dxBeta: 0, dw: grads[wi], dy: da, x: h, w: W(wi), rows: rows, inF: D, outF: F)
         } else {
             let g0 = A(pre + ".g0", rows * F), g1 = A(pre + ".g1", rows * F)
             let dg0 = Z("grad.g0", rows * F), dg1 = Z("grad.g1", rows * F)
-            GatedGELU.backward(dGate: dg0, dLinear: dg1, dy: dr, gate: g0, linear: g1, count: rows * F, approximate: .tanh)
+            timed(.elementwiseBack) {
+                GatedGELU.backward(dGate: dg0, dLinear: dg1, dy: dr, gate: g0, linear: g1, count: rows * F, approximate: .tanh)
+            }
             let w0 = w + ".DenseReluDense.wi_0.weight", w1 = w + ".DenseReluDense.wi_1.weight"
             linearBackward(dx: dh, dxBeta: 0, dw: grads[w0], dy: dg0, x: h, w: W(w0), rows: rows, inF: D, outF: F)
             linearBackward(dx: dh, dxBeta: 1, dw: grads[w1], dy: dg1, x: h, w: W(w1), rows: rows, inF: D, outF: F)
         }
         let ln = w + ".layer_norm.weight"
-        RMSNorm.backward(dx: dx, dWeight: grads[ln], dy: dh, x: xIn, weight: W(ln), rstd: rstd, rows: rows, dim: D)
+        timed(.normBack) { RMSNorm.backward(dx: dx, dWeight: grads[ln], dy: dh, x: xIn, weight: W(ln), rstd: rstd, rows: rows, dim: D) }
     }
 }

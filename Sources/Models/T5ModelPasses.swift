@@ -22,8 +22,10 @@ extension T5Model {
 
         // Decoder.
         let y0 = A("x.d0", Td * D)
-        batch.decoderInputIds.withUnsafeBufferPointer {
-            Embedding.forward(out: y0, ids: $0.baseAddress!, table: W("shared.weight"), count: Td, vocab: V, dim: D)
+        timed(.embed) {
+            batch.decoderInputIds.withUnsafeBufferPointer {
+                Embedding.forward(out: y0, ids: $0.baseAddress!, table: W("shared.weight"), count: Td, vocab: V, dim: D)
+            }
         }
         drop("d.embmask", y0, Td * D, training: training, rng: &rng)
         let decBuckets = RelativePosition.buckets(queryLength: T, keyLength: T, bidirectional: false, numBuckets: NB, maxDistance: maxDist)
@@ -48,19 +50,22 @@ extension T5Model {
                                 training: training, rng: &rng, crossLogits: logits)
         }
         let y = A("d.out", Td * D), dRstd = A("d.outRstd", Td)
-        RMSNorm.forward(y: y, rstd: dRstd, x: A("x.d\(Ld)", Td * D), weight: W("decoder.final_layer_norm.weight"), rows: Td, dim: D, eps: eps)
+        let yIn = A("x.d\(Ld)", Td * D)
+        timed(.norm) { RMSNorm.forward(y: y, rstd: dRstd, x: yIn, weight: W("decoder.final_layer_norm.weight"), rows: Td, dim: D, eps: eps) }
         drop("d.outmask", y, Td * D, training: training, rng: &rng)
 
         // LM head: logits = (y · d_model^-0.5) · lm_headᵀ when tied.
         var logits = Tensor.zeros([Td, V])
-        logits.withUnsafeMutableBufferPointer { out in
-            Gemm.gemm(transB: true, m: Td, n: V, k: D, alpha: outputScale, a: y, lda: D, b: W("lm_head.weight"), ldb: D,
-                      beta: 0, c: out.baseAddress!, ldc: V)
+        timed(.lmHead) {
+            logits.withUnsafeMutableBufferPointer { out in
+                Gemm.gemm(transB: true, m: Td, n: V, k: D, alpha: outputScale, a: y, lda: D, b: W("lm_head.weight"), ldb: D,
+                          beta: 0, c: out.baseAddress!, ldc: V)
+            }
         }
         var loss: Float? = nil
         var ce: CrossEntropy.Cache? = nil
         if let labels = batch.labels {
-            let (value, cache) = CrossEntropy.forward(logits: logits, targets: labels)
+            let (value, cache) = timed(.loss) { CrossEntropy.forward(logits: logits, targets: labels) }
             loss = value
             ce = cache
         }
@@ -84,8 +89,10 @@ extension T5Model {
         let mask = A("mask", N)
         attentionMask.withUnsafeBufferPointer { mask.update(from: $0.baseAddress!, count: N) }
         let x0 = A("x.e0", N * D)
-        ids.withUnsafeBufferPointer {
-            Embedding.forward(out: x0, ids: $0.baseAddress!, table: W("shared.weight"), count: N, vocab: V, dim: D)
+        timed(.embed) {
+            ids.withUnsafeBufferPointer {
+                Embedding.forward(out: x0, ids: $0.baseAddress!, table: W("shared.weight"), count: N, vocab: V, dim: D)
+            }
         }
         drop("e.embmask", x0, N * D, training: training, rng: &rng)
         let encBias = A("e.bias", H * L * L)
@@ -97,7 +104,8 @@ extension T5Model {
             encoderBlockForward(l, pre: encPrefix(l, training: training), rows: N, passages: NP, L: L, training: training, rng: &rng)
         }
         let memory = A("e.out", N * D), eRstd = A("e.outRstd", N)
-        RMSNorm.forward(y: memory, rstd: eRstd, x: A("x.e\(Le)", N * D), weight: W("encoder.final_layer_norm.weight"), rows: N, dim: D, eps: eps)
+        let eIn = A("x.e\(Le)", N * D)
+        timed(.norm) { RMSNorm.forward(y: memory, rstd: eRstd, x: eIn, weight: W("encoder.final_layer_norm.weight"), rows: N, dim: D, eps: eps) }
         drop("e.outmask", memory, N * D, training: training, rng: &rng)
         return memory
     }
@@ -205,18 +213,22 @@ extension T5Model {
 
         // Loss and LM head.
         var dLogits = Tensor.zeros([Td, V])
-        CrossEntropy.backward(dLoss: 1, logits: s.logits, targets: labels, cache: ce, dLogits: &dLogits)
+        timed(.loss) { CrossEntropy.backward(dLoss: 1, logits: s.logits, targets: labels, cache: ce, dLogits: &dLogits) }
         let y = A("d.out", Td * D), dy = A("grad.y", Td * D)
-        dLogits.withUnsafeBufferPointer { g in
-            let g = g.baseAddress!
-            Gemm.gemm(m: Td, n: D, k: V, alpha: outputScale, a: g, lda: V, b: W("lm_head.weight"), ldb: D, beta: 0, c: dy, ldc: D)
-            Gemm.gemm(transA: true, m: V, n: D, k: Td, alpha: outputScale, a: g, lda: V, b: y, ldb: D, beta: 1,
-                      c: grads["lm_head.weight"], ldc: D)
+        timed(.lmHeadBack) {
+            dLogits.withUnsafeBufferPointer { g in
+                let g = g.baseAddress!
+                Gemm.gemm(m: Td, n: D, k: V, alpha: outputScale, a: g, lda: V, b: W("lm_head.weight"), ldb: D, beta: 0, c: dy, ldc: D)
+                Gemm.gemm(transA: true, m: V, n: D, k: Td, alpha: outputScale, a: g, lda: V, b: y, ldb: D, beta: 1,
+                          c: grads["lm_head.weight"], ldc: D)
+            }
         }
         dropBack("d.outmask", dy, Td * D, training: training)
-        let dx = Z("grad.xd", Td * D)
-        RMSNorm.backward(dx: dx, dWeight: grads["decoder.final_layer_norm.weight"], dy: dy, x: A("x.d\(Ld)", Td * D),
-                         weight: W("decoder.final_layer_norm.weight"), rstd: A("d.outRstd", Td), rows: Td, dim: D)
+        let dx = Z("grad.xd", Td * D), yIn = A("x.d\(Ld)", Td * D), yRstd = A("d.outRstd", Td)
+        timed(.normBack) {
+            RMSNorm.backward(dx: dx, dWeight: grads["decoder.final_layer_norm.weight"], dy: dy, x: yIn,
+                             weight: W("decoder.final_layer_norm.weight"), rstd: yRstd, rows: Td, dim: D)
+        }
 
         // Decoder blocks, last first; the memory's gradient gathers from every cross-attention.
         let memory = A("e.out", N * D), dMemory = Z("grad.memory", N * D)
@@ -227,8 +239,10 @@ extension T5Model {
                                  dCrossBias: dCrossBias, training: training, grads: grads)
         }
         dropBack("d.embmask", dx, Td * D, training: training)
-        batch.decoderInputIds.withUnsafeBufferPointer {
-            Embedding.backward(dTable: grads["shared.weight"], dOut: dx, ids: $0.baseAddress!, count: Td, vocab: V, dim: D)
+        timed(.embed) {
+            batch.decoderInputIds.withUnsafeBufferPointer {
+                Embedding.backward(dTable: grads["shared.weight"], dOut: dx, ids: $0.baseAddress!, count: Td, vocab: V, dim: D)
+            }
         }
         RelativePosition.backward(dTable: grads["decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"],
                                   dBias: dDecBias, buckets: s.decBuckets, count: T * T, heads: H, numBuckets: NB)
@@ -238,9 +252,11 @@ extension T5Model {
 
         // Encoder.
         dropBack("e.outmask", dMemory, N * D, training: training)
-        let de = Z("grad.xe", N * D)
-        RMSNorm.backward(dx: de, dWeight: grads["encoder.final_layer_norm.weight"], dy: dMemory, x: A("x.e\(Le)", N * D),
-                         weight: W("encoder.final_layer_norm.weight"), rstd: A("e.outRstd", N), rows: N, dim: D)
+        let de = Z("grad.xe", N * D), eIn = A("x.e\(Le)", N * D), eRstd = A("e.outRstd", N)
+        timed(.normBack) {
+            RMSNorm.backward(dx: de, dWeight: grads["encoder.final_layer_norm.weight"], dy: dMemory, x: eIn,
+                             weight: W("encoder.final_layer_norm.weight"), rstd: eRstd, rows: N, dim: D)
+        }
         let dEncBias = Z("grad.ebias", H * L * L)
         for l in stride(from: Le - 1, through: 0, by: -1) {
             let pre = encPrefix(l, training: training)
@@ -252,8 +268,10 @@ extension T5Model {
             encoderBlockBackward(l, pre: pre, rows: N, passages: NP, L: L, dx: de, dBias: dEncBias, training: training, grads: grads)
         }
         dropBack("e.embmask", de, N * D, training: training)
-        batch.inputIds.withUnsafeBufferPointer {
-            Embedding.backward(dTable: grads["shared.weight"], dOut: de, ids: $0.baseAddress!, count: N, vocab: V, dim: D)
+        timed(.embed) {
+            batch.inputIds.withUnsafeBufferPointer {
+                Embedding.backward(dTable: grads["shared.weight"], dOut: de, ids: $0.baseAddress!, count: N, vocab: V, dim: D)
+            }
         }
         RelativePosition.backward(dTable: grads["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"],
                                   dBias: dEncBias, buckets: s.encBuckets, count: L * L, heads: H, numBuckets: NB)

@@ -112,7 +112,7 @@ public final class T5Stepper {
         let m = model, c = m.config, D = c.dModel, I = c.innerDim, F = c.dFF, H = c.numHeads, Dh = c.dKV, V = c.vocabSize
         let R = rows, t = position, NB = c.relativeAttentionNumBuckets, dist = c.relativeAttentionMaxDistance, eps = c.layerNormEpsilon
         let x = x!, h = h!, q = q!, ctx = ctx!, o = o!, rstd = rstd!, probs = probs!, selfBias = selfBias!
-        Embedding.forward(out: x, ids: tokens.baseAddress!, table: m.W("shared.weight"), count: R, vocab: V, dim: D)
+        m.timed(.embed) { Embedding.forward(out: x, ids: tokens.baseAddress!, table: m.W("shared.weight"), count: R, vocab: V, dim: D) }
         // Self bias (H, t+1) for the query at t; the 3.0.2 cross bias (H, beams, M) row t, per beam.
         let sb = RelativePosition.buckets(queryLength: 1, keyLength: t + 1, queryStart: t, bidirectional: false, numBuckets: NB, maxDistance: dist)
         RelativePosition.forward(bias: selfBias, table: m.W("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"),
@@ -129,70 +129,77 @@ public final class T5Stepper {
         for l in 0..<c.decoderLayers {
             let w = "decoder.block.\(l).layer"
             // Self-attention over the cache: this row's keys 0…t.
-            RMSNorm.forward(y: h, rstd: rstd, x: x, weight: m.W(w + ".0.layer_norm.weight"), rows: R, dim: D, eps: eps)
+            m.timed(.norm) { RMSNorm.forward(y: h, rstd: rstd, x: x, weight: m.W(w + ".0.layer_norm.weight"), rows: R, dim: D, eps: eps) }
             let kc = selfK[l], vc = selfV[l]
             m.linear(q, h, m.W(w + ".0.SelfAttention.q.weight"), rows: R, inF: D, outF: I)
             // New keys and values go straight into their cache slots (row stride T·I).
             m.linear(kc + t * I, h, m.W(w + ".0.SelfAttention.k.weight"), rows: R, inF: D, outF: I, ldy: T * I)
             m.linear(vc + t * I, h, m.W(w + ".0.SelfAttention.v.weight"), rows: R, inF: D, outF: I, ldy: T * I)
-            parallelFor(R * H) { pairs in
-                for pair in pairs {
-                    let r = pair / H, hh = pair % H
-                    let qp = q + r * I + hh * Dh, s = probs + pair * T
-                    for j in 0..<K {
-                        let kp = kc + (r * T + j) * I + hh * Dh
-                        var dot: Float = 0
-                        for d in 0..<Dh { dot += qp[d] * kp[d] }
-                        s[j] = dot + selfBias[hh * K + j]
-                    }
-                    var mx = -Float.infinity
-                    for j in 0..<K { mx = max(mx, s[j]) }
-                    var sum: Float = 0
-                    for j in 0..<K {
-                        s[j] = expf(s[j] - mx)
-                        sum += s[j]
-                    }
-                    for j in 0..<K { s[j] /= sum }
-                    let out = ctx + r * I + hh * Dh
-                    for d in 0..<Dh { out[d] = 0 }
-                    for j in 0..<K {
-                        let vp = vc + (r * T + j) * I + hh * Dh, p = s[j]
-                        for d in 0..<Dh { out[d] += p * vp[d] }
+            m.timed(.cacheAttention) {
+                parallelFor(R * H) { pairs in
+                    for pair in pairs {
+                        let r = pair / H, hh = pair % H
+                        let qp = q + r * I + hh * Dh, s = probs + pair * T
+                        for j in 0..<K {
+                            let kp = kc + (r * T + j) * I + hh * Dh
+                            var dot: Float = 0
+                            for d in 0..<Dh { dot += qp[d] * kp[d] }
+                            s[j] = dot + selfBias[hh * K + j]
+                        }
+                        var mx = -Float.infinity
+                        for j in 0..<K { mx = max(mx, s[j]) }
+                        var sum: Float = 0
+                        for j in 0..<K {
+                            s[j] = expf(s[j] - mx)
+                            sum += s[j]
+                        }
+                        for j in 0..<K { s[j] /= sum }
+                        let out = ctx + r * I + hh * Dh
+                        for d in 0..<Dh { out[d] = 0 }
+                        for j in 0..<K {
+                            let vp = vc + (r * T + j) * I + hh * Dh, p = s[j]
+                            for d in 0..<Dh { out[d] += p * vp[d] }
+                        }
                     }
                 }
             }
             m.linear(o, ctx, m.W(w + ".0.SelfAttention.o.weight"), rows: R, inF: I, outF: D)
-            Elementwise.accumulate(x, o, count: R * D)
+            m.timed(.elementwise) { Elementwise.accumulate(x, o, count: R * D) }
             // Cross-attention: beams of a question are its query positions.
-            RMSNorm.forward(y: h, rstd: rstd, x: x, weight: m.W(w + ".1.layer_norm.weight"), rows: R, dim: D, eps: eps)
+            m.timed(.norm) { RMSNorm.forward(y: h, rstd: rstd, x: x, weight: m.W(w + ".1.layer_norm.weight"), rows: R, dim: D, eps: eps) }
             m.linear(q, h, m.W(w + ".1.EncDecAttention.q.weight"), rows: R, inF: D, outF: I)
             var rng = RNG(seed: 0)
-            Attention.forward(out: ctx, probs: probs, dropoutMask: nil, logits: nil, q: q, k: crossK[l], v: crossV[l], bias: cross,
-                              keyMask: mask, causal: false, scale: 1, dropout: 0, rng: &rng,
-                              size: .init(batch: questions, heads: H, queryLength: beams, keyLength: M, headDim: Dh))
+            let kx = crossK[l], vx = crossV[l], mask = mask!
+            m.timed(.attention) {
+                Attention.forward(out: ctx, probs: probs, dropoutMask: nil, logits: nil, q: q, k: kx, v: vx, bias: cross,
+                                  keyMask: mask, causal: false, scale: 1, dropout: 0, rng: &rng,
+                                  size: .init(batch: questions, heads: H, queryLength: beams, keyLength: M, headDim: Dh))
+            }
             m.linear(o, ctx, m.W(w + ".1.EncDecAttention.o.weight"), rows: R, inF: I, outF: D)
-            Elementwise.accumulate(x, o, count: R * D)
+            m.timed(.elementwise) { Elementwise.accumulate(x, o, count: R * D) }
             // Feed-forward.
-            RMSNorm.forward(y: h, rstd: rstd, x: x, weight: m.W(w + ".2.layer_norm.weight"), rows: R, dim: D, eps: eps)
+            m.timed(.norm) { RMSNorm.forward(y: h, rstd: rstd, x: x, weight: m.W(w + ".2.layer_norm.weight"), rows: R, dim: D, eps: eps) }
             if c.feedForwardProj == .relu {
                 m.linear(act, h, m.W(w + ".2.DenseReluDense.wi.weight"), rows: R, inF: D, outF: F)
-                ReLU.forward(out: act, x: act, count: R * F)
+                m.timed(.elementwise) { ReLU.forward(out: act, x: act, count: R * F) }
             } else {
                 m.linear(act, h, m.W(w + ".2.DenseReluDense.wi_0.weight"), rows: R, inF: D, outF: F)
                 m.linear(act1, h, m.W(w + ".2.DenseReluDense.wi_1.weight"), rows: R, inF: D, outF: F)
-                GatedGELU.forward(out: act, gate: act, linear: act1, count: R * F, approximate: .tanh)
+                m.timed(.elementwise) { GatedGELU.forward(out: act, gate: act, linear: act1, count: R * F, approximate: .tanh) }
             }
             m.linear(o, act, m.W(w + ".2.DenseReluDense.wo.weight"), rows: R, inF: F, outF: D)
-            Elementwise.accumulate(x, o, count: R * D)
+            m.timed(.elementwise) { Elementwise.accumulate(x, o, count: R * D) }
         }
-        RMSNorm.forward(y: h, rstd: rstd, x: x, weight: m.W("decoder.final_layer_norm.weight"), rows: R, dim: D, eps: eps)
-        if let wt = lmHeadT {
-            for r in 0..<R {
-                Gemm.gemv(transA: true, m: D, n: V, alpha: m.outputScale, a: wt, lda: V, x: h + r * D, beta: 0, y: logits + r * V)
+        m.timed(.norm) { RMSNorm.forward(y: h, rstd: rstd, x: x, weight: m.W("decoder.final_layer_norm.weight"), rows: R, dim: D, eps: eps) }
+        m.timed(.lmHead) {
+            if let wt = lmHeadT {
+                for r in 0..<R {
+                    Gemm.gemv(transA: true, m: D, n: V, alpha: m.outputScale, a: wt, lda: V, x: h + r * D, beta: 0, y: logits + r * V)
+                }
+            } else {
+                Gemm.gemm(transB: true, m: R, n: V, k: D, alpha: m.outputScale, a: h, lda: D, b: m.W("lm_head.weight"), ldb: D,
+                          beta: 0, c: logits, ldc: V)
             }
-        } else {
-            Gemm.gemm(transB: true, m: R, n: V, k: D, alpha: m.outputScale, a: h, lda: D, b: m.W("lm_head.weight"), ldb: D,
-                      beta: 0, c: logits, ldc: V)
         }
         position += 1
     }

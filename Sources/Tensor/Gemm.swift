@@ -137,10 +137,15 @@ public enum Gemm {
     /// with `transA`, Aᵀ (x has m, y has n). One-row products (a decoding step's lm head) run
     /// about 3× faster here than as sgemm with M = 1 (ref/perf.md §1.2). With `beta = 0`, y is
     /// not read: it is zeroed first, so a NaN left in it cannot leak whatever the BLAS does.
+    ///
+    /// Threads: like `gemm`, fixed tiles of y (from the shape alone, so the result is the same on
+    /// any thread count), each a single-threaded sgemv, spread over `parallelFor`: with OpenBLAS's
+    /// pool pinned to one thread, a whole-y call would leave every other core idle while a
+    /// decoding step streams its weights. `threads` overrides `Threads.count` for this call.
     @inlinable
     public static func gemv(
         transA: Bool = false, m: Int, n: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
-        x: UnsafePointer<Float>, beta: Float = 0, y: UnsafeMutablePointer<Float>
+        x: UnsafePointer<Float>, beta: Float = 0, y: UnsafeMutablePointer<Float>, threads: Int? = nil
     ) {
         precondition(m >= 0 && n >= 0, "gemv: negative size m=\(m) n=\(n)")
         precondition(lda >= max(1, n), "gemv: lda=\(lda) < n=\(n)")
@@ -151,10 +156,31 @@ public enum Gemm {
             if beta != 0 && beta != 1 { for i in 0..<ny { y[i] *= beta } }
             return
         }
-        cblas_sgemv(
-            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), alpha, a,
-            Int32(lda), x, 1, beta, y, 1)
+        _ = pinnedBLAS
+        let want = Swift.max(1, Swift.min(maxTiles, ny * nx / minGemvTileWork, ny / minGemvTileRows))
+        let size = (ny + want - 1) / want, tiles = (ny + size - 1) / size
+        // Outputs lo..<hi: rows lo… of A, or its columns lo… when transposed.
+        func tile(_ lo: Int, _ hi: Int) {
+            if transA {
+                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(m), Int32(hi - lo), alpha, a + lo, Int32(lda), x, 1, beta, y + lo, 1)
+            } else {
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(hi - lo), Int32(n), alpha, a + lo * lda, Int32(lda), x, 1, beta, y + lo, 1)
+            }
+        }
+        if tiles == 1 {
+            tile(0, ny)
+            return
+        }
+        parallelFor(tiles, threads: threads) { r in
+            for t in r { tile(t * size, Swift.min(ny, (t + 1) * size)) }
+        }
     }
+
+    /// Multiply-adds under which a gemv runs whole on the calling thread (256 KB of A: ~25 µs
+    /// streamed, where a dispatch costs a few µs).
+    @usableFromInline static let minGemvTileWork = 1 << 16
+    /// Least outputs per gemv tile (a 64-float run of y; with `transA`, 256-byte runs of each row of A).
+    @usableFromInline static let minGemvTileRows = 64
 
     /// The plain loop with `gemv`'s contract, accumulated in Double.
     public static func gemvNaive(

@@ -23,6 +23,52 @@ enum ReaderBench {
         return text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
     }
 
+    /// Where the time of a train step and of a greedy step goes, by `T5Profile` phase (one train
+    /// step and \(T) greedy steps after a warm-up of each), and the decoding step's memory rate:
+    /// the bytes it must read (decoder weights, lm head, cross keys/values, self cache) per second.
+    static func profile(_ model: T5Model, train: () -> Void, batch: (P: Int, ids: [Int32], mask: [Float]), threads: Int) {
+        let c = model.config, prof = T5Profile()
+        func line(_ what: String, _ wall: Double, per: Double) -> String {
+            let phases = T5Profile.Phase.allCases.compactMap { ph -> (String, Double)? in
+                prof.seconds[ph].map { (ph.rawValue, $0) }
+            }.sorted { $0.1 > $1.1 }
+            let other = wall - prof.total
+            return "profile P=\(batch.P) \(threads)t \(what) \(fixed(wall / per * 1000, 2)) ms: "
+                + (phases + [("untimed", other)]).map { "\($0.0) \(fixed($0.1 / per * 1000, 2)) (\(Int(($0.1 / wall * 100).rounded()))%)" }
+                .joined(separator: ", ")
+        }
+        train()
+        model.profile = prof
+        var t0 = monotonicSeconds()
+        train()
+        print(line("train step", monotonicSeconds() - t0, per: 1))
+        model.profile = nil
+        for warm in [true, false] {
+            let s = T5Stepper(model: model, questions: 1, passages: batch.P, passageLength: L, inputIds: batch.ids,
+                              attentionMask: batch.mask, maxLength: T)
+            var logits = [Float](repeating: 0, count: c.vocabSize)
+            var tok: [Int32] = [0]
+            prof.reset()
+            if !warm { model.profile = prof }
+            t0 = monotonicSeconds()
+            for _ in 0..<T {
+                try! tok.withUnsafeBufferPointer { try s.step($0, logits: &logits) }
+                VocabKernels.argmax(logits, rows: 1, cols: c.vocabSize, ld: c.vocabSize, into: &tok)
+            }
+            let wall = monotonicSeconds() - t0
+            model.profile = nil
+            if warm { continue }
+            print(line("greedy step", wall, per: Double(T)))
+            // Floats each step reads at least once: decoder weights (less the tiny bias tables),
+            // the lm head, every layer's cross keys and values, and on average half the self cache.
+            let dec = model.layout.entries.filter { $0.name.hasPrefix("decoder.") }.reduce(0) { $0 + $1.shape.reduce(1, *) }
+            let M = batch.P * L, Ld = c.decoderLayers
+            let floats = dec + c.vocabSize * c.dModel + 2 * Ld * M * c.innerDim + Ld * T * c.innerDim
+            let perStep = wall / Double(T)
+            print("profile P=\(batch.P) \(threads)t greedy step reads ≥ \((floats * 4) >> 20) MiB: \(fixed(Double(floats * 4) / perStep / 1e9, 2)) GB/s")
+        }
+    }
+
     static func run(_ settings: TimingSettings) throws {
         print("## reader: t5-small shape (d 512, 6+6 layers, 8 heads, d_ff 2048, vocab 32128), 1 question × P passages × L \(L), answer \(T)")
         print("fwd: eval forward with loss; train: forward (dropout 0.1), backward, AdamW; token: greedy step time,")
@@ -99,6 +145,7 @@ enum ReaderBench {
                 let ot = (og - oe) / Double(T), tt = (tg - te) / Double(T)
                 table.add(["\(P)", "token", fixed(ot * 1000, 2), tt.isNaN ? "-" : fixed(tt * 1000, 2),
                            tt.isNaN ? "-" : ratio(ot / tt), "≤ \(goals.token)", "", ""])
+                profile(model, train: train, batch: (P, ids, mask), threads: threads)
                 let plain = model.activationBytes
                 model.useCheckpoint = true
                 train()

@@ -125,7 +125,7 @@ import TestSupport
     func gemvMatchesNaive(transA: Bool) {
         var rng = RNG(seed: 13)
         let eps = Double(Float.ulpOfOne)
-        for (m, n) in [(1, 1), (3, 5), (5, 3), (1, 33), (33, 1), (65, 129), (0, 4), (4, 0), (17, 512)] {
+        for (m, n) in [(1, 1), (3, 5), (5, 3), (1, 33), (33, 1), (65, 129), (0, 4), (4, 0), (17, 512), (700, 333), (333, 700)] {
             let lda = n + 3
             let a = (0..<(max(m, 1) * lda)).map { _ in rng.uniform(-1, 1) }
             let (nx, ny) = transA ? (m, n) : (n, m)
@@ -146,5 +146,28 @@ import TestSupport
                 if ny == 0 { #expect(fast[0].bitPattern == y0[0].bitPattern || beta == 0) }
             }
         }
+    }
+
+    /// A gemv large enough to split into tiles of y gives the same bits on 1 and 2 threads, and
+    /// the tiled transposed product (a decoding step's lm head over a (D, V) copy) too.
+    @Test(arguments: [false, true])
+    func gemvTilesAreThreadCountIndependent(transA: Bool) {
+        var rng = RNG(seed: 14)
+        let (m, n) = transA ? (512, 4099) : (4099, 512)
+        let a = (0..<(m * n)).map { _ in rng.uniform(-1, 1) }
+        let x = (0..<(transA ? m : n)).map { _ in rng.uniform(-1, 1) }
+        let ny = transA ? n : m
+        var one = [Float](repeating: 0, count: ny), two = one
+        a.withUnsafeBufferPointer { a in
+            x.withUnsafeBufferPointer { x in
+                Gemm.gemv(transA: transA, m: m, n: n, a: a.baseAddress!, lda: n, x: x.baseAddress!, y: &one, threads: 1)
+                Gemm.gemv(transA: transA, m: m, n: n, a: a.baseAddress!, lda: n, x: x.baseAddress!, y: &two, threads: 2)
+            }
+        }
+        #expect(one.map(\.bitPattern) == two.map(\.bitPattern))
+        var slow = one
+        Gemm.gemvNaive(transA: transA, m: m, n: n, a: a, lda: n, x: x, y: &slow)
+        let worst = zip(one, slow).map { abs($0 - $1) }.max() ?? 0
+        #expect(worst < 1e-3, "gemv \(m)x\(n) t=\(transA): largest difference \(worst) from the Double loop")
     }
 }
