@@ -4,7 +4,7 @@ import PackageDescription
 
 // Kernels are plain Swift loops: build them optimised even in debug (naive loops run ~12x slower
 // at -Onone) and for AVX2+FMA so float loops vectorise to ymm and `addingProduct` is one vfmadd
-// (ref/perf.md §3.3). Every machine of this project's kind has AVX-512, so haswell is safe.
+// (ref/perf.md §3.3). Machines of this kind are Zen 3 (AVX2, no AVX-512) or Zen 4 (AVX-512): both run haswell code.
 let kernelFlags: [SwiftSetting] = [
     .unsafeFlags(["-O"], .when(configuration: .debug)),
     .unsafeFlags(["-target-cpu", "haswell"]),
