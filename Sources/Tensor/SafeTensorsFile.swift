@@ -32,6 +32,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// Files this large or larger are mapped: 64 MiB.
     public static let defaultMapThreshold = 64 << 20
 
+    /// The file's bytes (mapped or read); `base` and `size` are its pointer and length.
+    private let bytes: FileBytes
     private let base: UnsafeRawPointer
     private let size: Int
     private let byName: [String: Int]
@@ -41,63 +43,23 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// - Throws: `SafeTensorsError` naming the file and the problem.
     public init(path: String, mapThreshold: Int = SafeTensorsFile.defaultMapThreshold) throws {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw Self.ioError(path, "cannot open") }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw Self.ioError(path, "cannot stat") }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw SafeTensorsError(.io, path: path, "is not a regular file")
-        }
-        let size = Int(st.st_size)
-        guard size >= 8 else {
-            throw SafeTensorsError(.truncated, path: path, "file is \(size) bytes, shorter than the 8-byte header length",
-                                   hint: "an empty or cut-off download?")
-        }
-        let base: UnsafeRawPointer
-        if size >= mapThreshold {
-            guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
-                throw Self.ioError(path, "cannot mmap \(size) bytes")
-            }
-            base = UnsafeRawPointer(p)
-            isMapped = true
-        } else {
-            let p = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
-            var done = 0
-            while done < size {
-                let n = pread(fd, p + done, size - done, off_t(done))
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else {
-                    p.deallocate()
-                    if n == 0 {
-                        throw SafeTensorsError(.truncated, path: path, "file shrank to \(done) bytes while being read")
-                    }
-                    throw Self.ioError(path, "cannot read")
-                }
-                done += n
-            }
-            base = UnsafeRawPointer(p)
-            isMapped = false
-        }
-        self.base = base
-        self.size = size
         do {
-            header = try Self.readHeader(base, size: size, path: path)
-        } catch {
-            Self.release(base, size: size, mapped: isMapped)
-            throw error
+            bytes = try FileBytes(path: path, mapThreshold: mapThreshold, minSize: 8) { size in
+                SafeTensorsError(.truncated, path: path, "file is \(size) bytes, shorter than the 8-byte header length",
+                                 hint: "an empty or cut-off download?")
+            }
+        } catch let failure as FileBytes.Failure {
+            switch failure {
+            case .io(let what): throw SafeTensorsError(.io, path: path, what)
+            case .notRegular: throw SafeTensorsError(.io, path: path, "is not a regular file")
+            case .shrank(let n): throw SafeTensorsError(.truncated, path: path, "file shrank to \(n) bytes while being read")
+            }
         }
+        base = bytes.base
+        size = bytes.count
+        isMapped = bytes.isMapped
+        header = try Self.readHeader(base, size: size, path: path)
         byName = Dictionary(uniqueKeysWithValues: header.entries.enumerated().map { ($1.name, $0) })
-    }
-
-    deinit { Self.release(base, size: size, mapped: isMapped) }
-
-    private static func release(_ base: UnsafeRawPointer, size: Int, mapped: Bool) {
-        if mapped { munmap(UnsafeMutableRawPointer(mutating: base), size) } else { base.deallocate() }
-    }
-
-    private static func ioError(_ path: String, _ what: String) -> SafeTensorsError {
-        SafeTensorsError(.io, path: path, "\(what): \(String(cString: strerror(errno)))")
     }
 
     private static func readHeader(_ base: UnsafeRawPointer, size: Int, path: String) throws -> SafeTensorsHeader {

@@ -74,49 +74,32 @@ public final class ZipArchive: @unchecked Sendable {
     /// Entries in central-directory order.
     public let entries: [Entry]
     private let byName: [String: Int]
-    private let base: UnsafeRawPointer?
-    private let fileSize: Int
+    /// The mapped file; entries' data are views into it.
+    private let bytes: FileBytes
 
     /// Opens and maps `path`, and reads its central directory.
     /// - Throws: `TorchCheckpointError` `.io`, `.notZip` or `.zip`.
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw Self.ioError(path, "cannot open") }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw Self.ioError(path, "cannot stat") }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw TorchCheckpointError(.io, path: path, "is not a regular file")
-        }
-        let size = Int(st.st_size)
-        guard size >= 22 else {
-            throw TorchCheckpointError(.notZip, path: path, "file is \(size) bytes, too short for a zip archive",
-                                       hint: "an empty or cut-off download?")
-        }
-        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
-            throw Self.ioError(path, "cannot mmap \(size) bytes")
-        }
-        let base = UnsafeRawPointer(p)
+        let bytes: FileBytes
         do {
-            entries = try Self.readDirectory(UnsafeRawBufferPointer(start: base, count: size), path: path)
-        } catch {
-            munmap(p, size)
-            throw error
+            // Always mapped: storages are read as views, and a checkpoint may be several GB.
+            bytes = try FileBytes(path: path, mapThreshold: 0, minSize: 22) { size in
+                TorchCheckpointError(.notZip, path: path, "file is \(size) bytes, too short for a zip archive",
+                                     hint: "an empty or cut-off download?")
+            }
+        } catch let failure as FileBytes.Failure {
+            switch failure {
+            case .io(let what): throw TorchCheckpointError(.io, path: path, what)
+            case .notRegular: throw TorchCheckpointError(.io, path: path, "is not a regular file")
+            case .shrank(let n): throw TorchCheckpointError(.io, path: path, "file shrank to \(n) bytes while being read")
+            }
         }
-        self.base = base
-        fileSize = size
+        entries = try Self.readDirectory(bytes.buffer, path: path)
+        self.bytes = bytes
         var byName: [String: Int] = [:]
         for (i, e) in entries.enumerated() where byName[e.name] == nil { byName[e.name] = i }
         self.byName = byName
-    }
-
-    deinit {
-        if let base { munmap(UnsafeMutableRawPointer(mutating: base), fileSize) }
-    }
-
-    private static func ioError(_ path: String, _ what: String) -> TorchCheckpointError {
-        TorchCheckpointError(.io, path: path, "\(what): \(String(cString: strerror(errno)))")
     }
 
     /// The entry called `name`, if any.
@@ -133,7 +116,7 @@ public final class ZipArchive: @unchecked Sendable {
         guard entry.flags & 1 == 0 else {
             throw TorchCheckpointError(.compressed, path: path, entry: entry.name, "entry is encrypted")
         }
-        return UnsafeRawBufferPointer(start: base! + entry.dataOffset, count: entry.size)
+        return UnsafeRawBufferPointer(start: bytes.base + entry.dataOffset, count: entry.size)
     }
 
     /// A copy of the bytes of the entry called `name`.
