@@ -280,8 +280,12 @@ import Testing
         let f = try QueueFixture()
         try f.dropRecord("held", sleepMs: 100, steps: 50)  // ~5 s, well past the taker's 3 s lease
         let holder = try WorkerProcess(f, args: ["--poll", "0.05", "--lease", "60"], tag: "holder")
-        #expect(f.wait(20) { !f.list("running").isEmpty }, "\(holder.log.suffix(400))")
-        let claim = try #require(f.json(f.queueDir + "/running/" + (f.list("running").first ?? "?") + "/claim"))
+        // The claim folder is made before its `claim` file is renamed in: wait for the file.
+        func heldClaim() -> [String: Any]? {
+            f.list("running").first.flatMap { f.json(f.queueDir + "/running/" + $0 + "/claim") }
+        }
+        #expect(f.wait(20) { heldClaim() != nil }, "\(holder.log.suffix(400))")
+        let claim = try #require(heldClaim())
         #expect(claim["lease_s"] as? Double == 60, "the claim records its holder's lease: \(claim)")
         let taker = try WorkerProcess(f, args: fast + ["--lease", "3"], tag: "taker")
         #expect(taker.wait(120) == 0, "the taker drains once the holder is done: \(taker.log.suffix(600))")
