@@ -43,13 +43,6 @@ enum ElementwiseBench {
         }
     }
 
-    /// The torch peer's command, from the environment `ops/bench` sets; nil skips the column.
-    static func peerCommand() -> [String]? {
-        let env = ProcessInfo.processInfo.environment
-        guard let python = env["BENCH_PYTHON"], let dir = env["BENCH_PEERS_DIR"] else { return nil }
-        return [python, dir + "/torch_norms.py"]
-    }
-
     static func run(_ op: Op, _ settings: TimingSettings) throws {
         print("## \(op.rawValue): GB/s (read + written, 1 GB = 1e9 B) vs the copy loop under the same load, and torch")
         print("ours/copy: the median over rounds of ours' GB/s over the Swift copy loop's GB/s in the same round;")
@@ -60,14 +53,9 @@ enum ElementwiseBench {
         var verdict: [(String, Double)] = []
         for threads in settings.threads {
             Threads.set(threads)
-            let peer = try peerCommand().map { try Peer(name: "torch", command: $0, threads: threads) }
+            let peer = try Peer.torch(script: "torch_norms.py", threads: threads, first: threads == settings.threads.first,
+                                      bench: op.rawValue)
             defer { peer?.close() }
-            if threads == settings.threads.first {
-                if let peer { print("torch: \(try peer.request("info"))") } else {
-                    print("note: torch peer not configured (run through `ops/bench \(op.rawValue)`); its columns show '-'.")
-                }
-                print()
-            }
             print("### \(threads) thread\(threads == 1 ? "" : "s")")
             let table = Table([
                 "shape N×C", "role", "pass", "ours GB/s", "torch GB/s", "copy GB/s", "ours/copy", "best ours/copy",

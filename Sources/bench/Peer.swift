@@ -12,6 +12,20 @@ final class Peer {
     private let fromPeer = Pipe()
     private let reader: UnsafeMutablePointer<FILE>
 
+    /// The torch peer `script` (in `ops/benchmarks/`) for one thread count, started from the
+    /// environment `ops/bench` sets, or nil when run without it (its columns then show '-'). On
+    /// the first thread count it prints the peer's info line, or how to get one.
+    static func torch(script: String, threads: Int, first: Bool, bench: String) throws -> Peer? {
+        let env = ProcessInfo.processInfo.environment
+        guard let python = env["BENCH_PYTHON"], let dir = env["BENCH_PEERS_DIR"] else {
+            if first { print("note: torch peer not configured (run through `ops/bench \(bench)`); its columns show '-'.\n") }
+            return nil
+        }
+        let peer = try Peer(name: "torch", command: [python, dir + "/" + script], threads: threads)
+        if first { print("torch: \(try peer.request("info"))\n") }
+        return peer
+    }
+
     /// Starts `command` (program then arguments) with its thread environment set to `threads`.
     init(name: String, command: [String], threads: Int) throws {
         precondition(!command.isEmpty, "Peer \(name): empty command")

@@ -12,12 +12,6 @@ enum ReaderBench {
     /// Goals (issue 10): forward ≥ 1.3× and train step ≥ 1.6× torch's speed; decoding ≤ 0.4× its time per token.
     static let goals = (forward: 1.3, train: 1.6, token: 0.4)
 
-    static func peerCommand() -> [String]? {
-        let env = ProcessInfo.processInfo.environment
-        guard let python = env["BENCH_PYTHON"], let dir = env["BENCH_PEERS_DIR"] else { return nil }
-        return [python, dir + "/torch_reader.py"]
-    }
-
     static func passageCounts() -> [Int] {
         let text = ProcessInfo.processInfo.environment["BENCH_READER_P"] ?? "10,25"
         return text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -77,14 +71,9 @@ enum ReaderBench {
         let c = T5Config(vocabSize: 32128, dModel: 512, dKV: 64, dFF: 2048, numLayers: 6, numDecoderLayers: 6, numHeads: 8)
         for threads in settings.threads {
             Threads.set(threads)
-            let peer = try peerCommand().map { try Peer(name: "torch", command: $0, threads: threads) }
+            let peer = try Peer.torch(script: "torch_reader.py", threads: threads, first: threads == settings.threads.first,
+                                      bench: "reader")
             defer { peer?.close() }
-            if threads == settings.threads.first {
-                if let peer { print("torch: \(try peer.request("info"))") } else {
-                    print("note: torch peer not configured (run through `ops/bench reader`); its columns show '-'.")
-                }
-                print()
-            }
             print("### \(threads) thread\(threads == 1 ? "" : "s")")
             let table = Table(["P", "what", "ours ms", "torch ms", "ratio", "goal", "spread", "other+steal"], widths: [3, 6])
             for P in passageCounts() {
