@@ -28,7 +28,10 @@ let package = Package(
         .systemLibrary(
             name: "CArchive", path: "Sources/CArchive", pkgConfig: "libarchive",
             providers: [.apt(["libarchive-dev"])]),
-        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: kernelFlags),
+        // JSON (strict reader, big-array scanner, Python-layout writer) and DPR's TSV, shared by
+        // Tensor, Fetch, Retrieval and FiD. Scans multi-GB files: optimised even in debug.
+        .target(name: "Formats", swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
+        .target(name: "Tensor", dependencies: ["CBLAS", "Formats"], swiftSettings: kernelFlags),
         .target(name: "Tokenizers", swiftSettings: kernelFlags),
         .target(name: "Jobs", dependencies: [.product(name: "Logging", package: "swift-log")]),
         // Test-only parts of the queue (fault-injecting file system, the test.record kind, crash
@@ -37,20 +40,27 @@ let package = Package(
         .target(name: "JobsTesting", dependencies: ["Jobs"]),
         .target(
             name: "Fetch",
-            dependencies: ["CArchive", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["CArchive", "Formats", .product(name: "Crypto", package: "swift-crypto")],
             // Scans multi-GB passage files byte by byte: optimised even in debug, like the kernels.
             swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "TestSupport", dependencies: ["Tensor"], swiftSettings: kernelFlags),
         .target(name: "Models", dependencies: ["Tensor", "Tokenizers"], swiftSettings: kernelFlags),
+        .target(name: "Retrieval", dependencies: ["Tensor", "Tokenizers", "Formats"], swiftSettings: kernelFlags),
+        // The pipelines and their job kinds. FiD imports Jobs for the checkpoint API and strict
+        // params decoding; Jobs itself still imports no ML target.
+        .target(
+            name: "FiD", dependencies: ["Models", "Tokenizers", "Retrieval", "Formats", "Tensor", "Jobs"],
+            swiftSettings: kernelFlags),
         .executableTarget(
             name: "fidq",
             dependencies: [
-                "Tensor", "Tokenizers", "Jobs", "JobsTesting", "Fetch",
+                "Tensor", "Tokenizers", "Jobs", "JobsTesting", "Fetch", "Models", "Retrieval", "FiD",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         // Benchmarks (`ops/bench NAME…`), built in release; never run by `ops/test`.
-        .executableTarget(name: "bench", dependencies: ["Tensor", "Models"], swiftSettings: kernelFlags),
+        .executableTarget(
+            name: "bench", dependencies: ["Tensor", "Models", "Retrieval", "FiD"], swiftSettings: kernelFlags),
         .executableTarget(name: "tokenize-bench", dependencies: ["Tokenizers"], swiftSettings: kernelFlags),
         .testTarget(
             name: "TensorTests", dependencies: ["Tensor", "TestSupport"],
@@ -62,6 +72,11 @@ let package = Package(
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], exclude: ["Fixtures"]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs", "JobsTesting"]),
         .testTarget(name: "FetchTests", dependencies: ["Fetch", "CArchive"], exclude: ["Fixtures"]),
+        .testTarget(name: "FormatsTests", dependencies: ["Formats"]),
+        .testTarget(
+            name: "RetrievalTests", dependencies: ["Retrieval", "TestSupport"], swiftSettings: kernelFlags),
+        .testTarget(
+            name: "FiDTests", dependencies: ["FiD", "Jobs", "JobsTesting", "TestSupport"], swiftSettings: kernelFlags),
     ],
     swiftLanguageModes: [.v5]
 )

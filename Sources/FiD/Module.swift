@@ -1,0 +1,1 @@
+// FiD: module scaffold; the first real source file replaces this one.

@@ -1,0 +1,1 @@
+// Formats: module scaffold; the first real source file replaces this one.

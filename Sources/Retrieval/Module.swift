@@ -1,0 +1,1 @@
+// Retrieval: module scaffold; the first real source file replaces this one.

@@ -1,0 +1,1 @@
+// FiDTests: scaffold; the first real test file replaces this one.

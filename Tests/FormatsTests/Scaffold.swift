@@ -1,0 +1,1 @@
+// FormatsTests: scaffold; the first real test file replaces this one.

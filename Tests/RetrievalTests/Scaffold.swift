@@ -1,0 +1,1 @@
+// RetrievalTests: scaffold; the first real test file replaces this one.
