@@ -70,3 +70,11 @@ struct KindCommand<K: KindCLI>: ParsableCommand {
         }
     }
 }
+
+enum ScoreCLI: KindCLI {
+    static let kind = "score", abstract = "Answer a data set with a reader: exact match, predictions, passage scores (FiD's test_reader.py)."
+}
+
+enum MergeCLI: KindCLI {
+    static let kind = "merge", abstract = "Join the outputs of score shards in the data set's order (--shards DIR DIR …)."
+}
