@@ -145,3 +145,20 @@ import Testing
         #expect(n == 6)
     }
 }
+
+@Suite struct ScoreExampleTests {
+    /// queue/examples/score-shards parse, and their params decode as score and merge params.
+    @Test func shardedScoringExampleIsValid() throws {
+        let dir = TestData.root.appendingPathComponent("queue/examples/score-shards").path
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".json") }.sorted()
+        #expect(files.count == 5)
+        let registry = ScoreJobTests.registry()
+        for f in files {
+            let d = try JobDescriptor.parse(Data(contentsOf: URL(fileURLWithPath: dir + "/" + f)), fileName: f)
+            try registry.decodeParams(kind: d.kind, d.params)
+            if d.kind == "merge" {
+                #expect(d.dependencies == (0..<4).map { "score-shard-\($0)" })
+            }
+        }
+    }
+}
