@@ -1,4 +1,4 @@
-// ExactSearchTests: FlatIndex top-k equals brute force (ties by row) across block and shard boundaries, k beyond a shard and the corpus.
+// FlatIndexTests: FlatIndex top-k equals brute force (ties by row) across block and shard boundaries, k beyond a shard and the corpus.
 import Foundation
 import Tensor
 import Testing
@@ -33,7 +33,7 @@ struct ShardFolder {
     }
 }
 
-@Suite struct ExactSearchTests {
+@Suite struct FlatIndexTests {
     /// Brute force in Double: every score, sorted by score then row.
     static func bruteForce(corpus: [Float], queries: [Float], dim: Int, k: Int) -> [[Hit]] {
         let n = corpus.count / dim, b = queries.count / dim
@@ -86,7 +86,7 @@ struct ShardFolder {
         let index = try FlatIndex(shards: EmbeddingShard.open(glob: folder.dir + "/passages_*"))
         #expect(index.count == sizes.reduce(0, +))
         for k in [1, 10, 60, 157, 400] {
-            let truth = Self.bruteForce(corpus: corpus, queries: queries, dim: dim, k: k)
+            let truth = FlatIndexTests.bruteForce(corpus: corpus, queries: queries, dim: dim, k: k)
             for (blockRows, threads, queryBlock) in [(8, 1, 1024), (16, 2, 5), (1000, 3, 1024)] {
                 let ours = queries.withUnsafeBufferPointer {
                     index.search(queries: $0.baseAddress!, queryCount: 21, k: k, threads: threads, blockRows: blockRows, queryBlock: queryBlock)
