@@ -1,4 +1,5 @@
 // EmbeddingShard: one shard of passage embeddings: `.npy` + `.ids` (ours) or FiD's pickled (ids, embeddings).
+import Formats
 import Tensor
 
 #if canImport(Glibc)

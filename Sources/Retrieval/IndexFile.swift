@@ -1,4 +1,5 @@
 // IndexFile: the saved-index container (magic, version, little-endian sections), written to a temp name and renamed.
+import Formats
 import Tensor
 
 #if canImport(Glibc)

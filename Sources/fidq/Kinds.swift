@@ -1,5 +1,6 @@
 // Kinds: the one place that wires job kinds into the registry every command uses.
 import Foundation
+import FiD
 import Tensor
 import Jobs
 import JobsTesting
@@ -14,6 +15,8 @@ enum Kinds {
         registry.willRun = { context in Threads.set(context.threads) }
         TextKinds.register(into: registry)
         registry.register(FetchKind())
+        registry.register(ScoreKind())
+        registry.register(MergeKind())
         if ProcessInfo.processInfo.environment["FIDQ_TEST_KINDS"] == "1" {
             registry.register(TrainTestKind())  // test.train: checkpoint resume under kill -9
             TestKinds.register(into: registry)

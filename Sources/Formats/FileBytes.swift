@@ -1,4 +1,4 @@
-// FileBytes: a regular file's bytes in memory, mapped or read once; shared by the weight readers.
+// FileBytes: a regular file's bytes in memory, mapped or read once; shared by the weight and data readers.
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -7,7 +7,7 @@
 
 /// The whole of one regular file, owned until deinit: mapped read-only (`mmap`) when it is at
 /// least `mapThreshold` bytes, else read once into an aligned buffer. The safetensors and
-/// `pytorch_model.bin` readers both stand on it, so a multi-GB checkpoint is never copied whole.
+/// `pytorch_model.bin` readers and the JSON stream stand on it, so a multi-GB file is never copied whole.
 public final class FileBytes: @unchecked Sendable {
     /// Why a file could not be opened; the caller wraps it in its own error, naming the path.
     public enum Failure: Error {
