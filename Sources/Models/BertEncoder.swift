@@ -63,7 +63,11 @@ extension BertRetriever {
         dropBack(pre + ".embdrop", dx, N * D, p: training ? config.hiddenDropoutProb : 0)
         let de = Z("grad.emb", N * D)
         layerNormBackward(pre + ".embln", dx: de, dy: dx, x: A(pre + ".emb", N * D), "embeddings.LayerNorm", rows: N, grads: grads)
-        Embedding.backward(dTable: grads["embeddings.word_embeddings.weight"], dOut: de, ids: ids, count: N, vocab: config.vocabSize, dim: D)
+        let dWord = grads["embeddings.word_embeddings.weight"]
+        Embedding.backward(dTable: dWord, dOut: de, ids: ids, count: N, vocab: config.vocabSize, dim: D)
+        // BERT's word table has padding_idx = pad_token_id: PyTorch never gives that row a gradient
+        // (it matters when masks are off and padding feeds the pooled mean).
+        (dWord + config.padTokenId * D).update(repeating: 0, count: D)
         // Positions and the one token type: the same scatter-add with fixed ids.
         let posIds = positionIds(n: n, L: L)
         posIds.withUnsafeBufferPointer {

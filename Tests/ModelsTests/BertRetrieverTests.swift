@@ -64,9 +64,17 @@ struct BertRetrieverTests {
         f.model.backward(into: grads)
         var checked = 0
         for e in f.model.layout.entries {
+            checked += 1
+            if e.name.hasSuffix("attention.self.key.bias") {
+                // Exactly 0 in exact arithmetic (softmax ignores a shift shared by a query's keys):
+                // both sides hold rounding noise, small against the key weights' gradient.
+                let scale = grads.tensor(e.name.replacingOccurrences(of: ".bias", with: ".weight")).data.map { abs($0) }.max()!
+                let ours = grads.tensor(e.name).data.map { abs($0) }.max()!, theirs = try f.tensor("grad." + e.name).data.map { abs($0) }.max()!
+                #expect(ours <= 1e-5 * scale && theirs <= 1e-5 * scale, "\(e.name): ours \(ours), torch \(theirs), key weight scale \(scale)")
+                continue
+            }
             let r = gradientReport("grad.\(e.name)", grads.tensor(e.name), try f.tensor("grad." + e.name))
             #expect(r.ok, "\(r)")
-            checked += 1
         }
         #expect(checked == f.expected.names.filter { $0.hasPrefix("grad.") }.count)
     }
