@@ -164,3 +164,20 @@ enum RetrievalJobs {
         #expect((recall["bm25"]?["20"] ?? 0) >= 0.7)
     }
 }
+
+@Suite struct RetrievalExamplesTests {
+    /// Every job of queue/examples/retrieval decodes strictly with the kind's params.
+    @Test func examplesDecode() throws {
+        let dir = TestData.root.appendingPathComponent("queue/examples/retrieval").path
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".json") }.sorted()
+        #expect(files.count == 11)
+        let registry = RetrievalJobs.registry()
+        var embeds = 0
+        for f in files {
+            let d = try JobDescriptor.parse(Data(contentsOf: URL(fileURLWithPath: dir + "/" + f)), fileName: f)
+            try registry.decodeParams(kind: d.kind, d.params)
+            if d.kind == "embed" { embeds += 1 }
+        }
+        #expect(embeds == 8)
+    }
+}
