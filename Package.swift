@@ -77,7 +77,8 @@ let package = Package(
             name: "RetrievalTests", dependencies: ["Retrieval", "TestSupport"], exclude: ["Fixtures"],
             swiftSettings: kernelFlags),
         .testTarget(
-            name: "FiDTests", dependencies: ["FiD", "Jobs", "JobsTesting", "TestSupport"], swiftSettings: kernelFlags),
+            name: "FiDTests", dependencies: ["FiD", "Jobs", "JobsTesting", "TestSupport"], exclude: ["Fixtures"],
+            swiftSettings: kernelFlags),
     ],
     swiftLanguageModes: [.v5]
 )
