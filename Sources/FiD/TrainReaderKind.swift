@@ -16,7 +16,7 @@ public struct TrainReaderKind: JobKind {
         let reader = try TrainReaderKind.load(p, context)
         reader.model.useCheckpoint = p.useCheckpoint
         context.log("train_reader '\(p.name)': \(reader.trainCount) training examples"
-            + (reader.dev.map { ", \($0.examples.count) dev examples" } ?? ", no eval_data")
+            + (reader.dev.map { ", \($0.count) dev examples" } ?? ", no eval_data")
             + "; T5 d_model \(reader.model.config.dModel), \(reader.model.config.numLayers)+\(reader.model.config.decoderLayers) layers, "
             + "\(reader.params.count) parameters; n_context \(p.nContext), text_maxlength \(p.textMaxlength), threads \(context.threads)")
         context.log("train_reader params: " + (String(data: try jsonEncoder().encode(p), encoding: .utf8) ?? "")
@@ -54,18 +54,23 @@ public struct TrainReaderKind: JobKind {
             model.initialize(seed: UInt64(p.trainer.seed))
         }
         try context.checkCancelled()
-        let train = try field("train_data") { try ReaderExamples.load(context.resolve(p.trainData), needTargets: true) }
-        let dev = try p.evalData.map { e in try field("eval_data") { try ReaderExamples.load(context.resolve(e), needTargets: false) } }
+        let train = try field("train_data") { try FiDData(path: context.resolve(p.trainData)).load() }
+        for e in train where e.target == nil && e.answers.isEmpty {
+            throw JobError.permanent("\(context.resolve(p.trainData)) [\(e.index)]: neither 'target' nor 'answers' (training needs one)",
+                                     field: "params.train_data")
+        }
+        let dev = try p.evalData.map { path in try field("eval_data") { try FiDData(path: context.resolve(path)).load() } }
+        if let dev, let e = dev.first(where: { $0.answers.isEmpty }) {
+            throw JobError.permanent("\(context.resolve(p.evalData!)) [\(e.index)]: no 'answers' (exact match compares with them)",
+                                     field: "params.eval_data")
+        }
         guard train.count >= p.trainer.batchSize else {
             throw JobError.permanent("train_data has \(train.count) examples, fewer than per_gpu_batch_size \(p.trainer.batchSize)",
                                      field: "params.per_gpu_batch_size", hint: "FiD drops the last partial batch: no batch would run")
         }
-        return try field("train_data") {
-            try ReaderTrainable(
-                model: model, tokenizer: tokenizer, tokenizerPath: tokenizerPath, train: train, trainPath: context.resolve(p.trainData),
-                dev: dev, devPath: p.evalData.map(context.resolve), nContext: p.nContext, textMaxlength: p.textMaxlength,
-                answerMaxlength: p.answerMaxlength, evalBatchSize: max(p.trainer.batchSize, 8), threads: context.threads)
-        }
+        let format = FiDFormat(nContext: p.nContext, textMaxLength: p.textMaxlength, answerMaxLength: p.answerMaxlength)
+        return ReaderTrainable(model: model, tokenizer: tokenizer, tokenizerPath: tokenizerPath, format: format, train: train,
+                               dev: dev, evalBatchSize: max(p.trainer.batchSize, 8), threads: context.threads)
     }
 
     /// Copies the last step and `best_dev` to FiD's layout `checkpoint_dir/name/checkpoint/`.
