@@ -15,6 +15,7 @@ enum Kinds {
         registry.willRun = { context in Threads.set(context.threads) }
         TextKinds.register(into: registry)
         registry.register(FetchKind())
+        registry.register(ExampleKind())
         registry.register(TrainReaderKind())
         if ProcessInfo.processInfo.environment["FIDQ_TEST_KINDS"] == "1" {
             registry.register(TrainTestKind())  // test.train: checkpoint resume under kill -9
