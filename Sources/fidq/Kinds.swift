@@ -3,6 +3,7 @@ import Foundation
 import Tensor
 import Jobs
 import JobsTesting
+import FiD
 
 enum Kinds {
     /// Every kind this build of fidq runs. The queue's own test kind (`test.record`) is only
@@ -14,6 +15,8 @@ enum Kinds {
         registry.willRun = { context in Threads.set(context.threads) }
         TextKinds.register(into: registry)
         registry.register(FetchKind())
+        registry.register(ExampleKind())
+        registry.register(TrainReaderKind())
         if ProcessInfo.processInfo.environment["FIDQ_TEST_KINDS"] == "1" {
             registry.register(TrainTestKind())  // test.train: checkpoint resume under kill -9
             TestKinds.register(into: registry)

@@ -1,1 +1,0 @@
-// FiD: module scaffold; the first real source file replaces this one.

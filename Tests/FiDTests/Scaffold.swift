@@ -1,1 +1,0 @@
-// FiDTests: scaffold; the first real test file replaces this one.
