@@ -1,5 +1,6 @@
 // Kinds: the one place that wires job kinds into the registry every command uses.
 import Foundation
+import FiD
 import Tensor
 import Jobs
 import JobsTesting
@@ -16,6 +17,8 @@ enum Kinds {
         TextKinds.register(into: registry)
         registry.register(FetchKind())
         registry.register(ExampleKind())
+        registry.register(ScoreKind())
+        registry.register(MergeKind())
         registry.register(TrainReaderKind())
         if ProcessInfo.processInfo.environment["FIDQ_TEST_KINDS"] == "1" {
             registry.register(TrainTestKind())  // test.train: checkpoint resume under kill -9
