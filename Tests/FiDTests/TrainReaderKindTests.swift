@@ -43,16 +43,17 @@ struct ReaderWorkspace {
         return try jsonEncoder().encode(JSONValue.object(["kind": .string("train_reader"), "id": .string(id), "params": .object(p)]))
     }
 
-    /// Runs the job in the foreground (as `fidq run` does) into `<root>/<id>.run`.
+    /// Runs the job in the foreground (as `fidq run` does) into `<root>/<id>.run`, on the
+    /// process's current thread count (`Threads.count`), which it leaves alone: other suites run
+    /// in parallel and read it.
     @discardableResult
-    func run(_ id: String, _ params: [String: JSONValue], threads: Int = 2) throws -> JSONValue {
+    func run(_ id: String, _ params: [String: JSONValue]) throws -> JSONValue {
         let file = root + "/\(id).json"
         try descriptor(id, params).write(to: URL(fileURLWithPath: file))
         let registry = KindRegistry()
-        registry.willRun = { Threads.set($0.threads) }
         registry.register(TrainReaderKind())
         var run = ForegroundRun(file: file, workspace: root)
-        run.threads = threads
+        run.threads = Threads.count
         return try run.run(registry: registry)
     }
 }
