@@ -13,7 +13,7 @@ struct QueueExamplesTests {
     }()
 
     /// The example folders: each is one batch (its `after` references point inside it).
-    static let folders = ["queue/examples", "queue/examples/kinds", "queue/examples/demo"]
+    static let folders = ["queue/examples/basics", "queue/examples/kinds", "queue/examples/demo"]
 
     @Test(arguments: folders)
     func everyDescriptorPassesSubmitDryRun(folder: String) throws {
