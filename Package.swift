@@ -76,7 +76,8 @@ let package = Package(
         .testTarget(
             name: "RetrievalTests", dependencies: ["Retrieval", "TestSupport"], swiftSettings: kernelFlags),
         .testTarget(
-            name: "FiDTests", dependencies: ["FiD", "Jobs", "JobsTesting", "TestSupport"], swiftSettings: kernelFlags),
+            name: "FiDTests", dependencies: ["FiD", "Jobs", "JobsTesting", "TestSupport"], exclude: ["Fixtures"],
+            swiftSettings: kernelFlags),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,4 +1,5 @@
 // FiDPreprocess: FiD's src/preprocess.py in Swift — NQ-open and TriviaQA plus FiD's lists into FiD JSON.
+import Formats
 import Foundation
 
 /// Builds `NQ/{train,dev,test}.json` and `TQA/{train,dev,test}.json` exactly as FiD's
@@ -79,7 +80,7 @@ public enum FiDPreprocess {
                     "NQ", split, inputs: inputs, listsName: "nq_passages", count: data.count, source: file, store: store,
                     out: out, progress: progress, isCancelled: isCancelled
                 ) { i, k in
-                    (String(i), [("question", .string(data[k].question)), ("answers", .list(data[k].answer.map(PyJSON.string)))])
+                    (String(i), [("question", .string(data[k].question)), ("answers", .array(data[k].answer.map(JSONNode.string)))])
                 }
             }
         }
@@ -92,7 +93,7 @@ public enum FiDPreprocess {
                 ) { _, k in
                     let ex = data[k]
                     let target = pyIsUpper(ex.Answer.Value) ? pyTitle(ex.Answer.Value) : ex.Answer.Value
-                    return (ex.QuestionId, [("question", .string(ex.Question)), ("answers", .list(ex.Answer.Aliases.map(PyJSON.string))),
+                    return (ex.QuestionId, [("question", .string(ex.Question)), ("answers", .array(ex.Answer.Aliases.map(JSONNode.string))),
                                             ("target", .string(target))])
                 }
             }
@@ -106,14 +107,17 @@ public enum FiDPreprocess {
     private static func writeSplit(
         _ set: String, _ split: String, inputs: Inputs, listsName: String, count: Int, source: URL, store: PassageStore,
         out: URL, progress: (FetchProgress) -> Void, isCancelled: () -> Bool,
-        entry: (Int, Int) -> (key: String, fields: [(String, PyJSON)])
+        entry: (Int, Int) -> (key: String, fields: [(String, JSONNode)])
     ) throws -> Int {
         let idxURL = inputs.idx["\(set).\(split)"]!, listURL = inputs.lists["\(listsName)/\(split)"]!
         let idx = try decode([Int].self, idxURL, what: "a JSON list of question indices")
         let lists = try decode([String: [PassageRef]].self, listURL, what: "a JSON object of passage id lists")
         let folder = out.appendingPathComponent(set)
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let writer = try PyJSONWriter(folder.appendingPathComponent("\(split).json"))
+        let writer: PyJSONWriter
+        do { writer = try PyJSONWriter(path: folder.appendingPathComponent("\(split).json").path) } catch let e as FormatError {
+            throw FetchError.io(path: e.file, message: e.message)
+        }
         for (i, k) in idx.enumerated() {
             guard k >= 0, k < count else {
                 throw FetchError.format(file: idxURL.path, field: "[\(i)]", expected: "an index below \(count) (\(source.lastPathComponent))", found: "\(k)")
@@ -122,7 +126,7 @@ public enum FiDPreprocess {
             guard let ids = lists[key] else {
                 throw FetchError.format(file: listURL.path, field: key, expected: "a passage list for this question", found: "none")
             }
-            var ctxs: [PyJSON] = []
+            var ctxs: [JSONNode] = []
             ctxs.reserveCapacity(ids.count)
             for id in ids {
                 guard let p = store.passage(id.string) else {
@@ -130,13 +134,15 @@ public enum FiDPreprocess {
                 }
                 ctxs.append(.object([("id", id.json), ("title", .string(p.title)), ("text", .string(p.text))]))
             }
-            try writer.append(.object(fields + [("ctxs", .list(ctxs))]))
+            do { try writer.append(.object(fields + [("ctxs", .array(ctxs))])) } catch let e as FormatError {
+                throw FetchError.io(path: e.file, message: e.message)
+            }
             if i & 1023 == 0 {
                 if isCancelled() { throw FetchError.cancelled }
                 progress(FetchProgress(phase: "preprocess", item: "\(set)/\(split).json", done: Int64(i), total: Int64(idx.count)))
             }
         }
-        try writer.finish()
+        do { try writer.finish() } catch let e as FormatError { throw FetchError.io(path: e.file, message: e.message) }
         return idx.count
     }
 
@@ -154,7 +160,7 @@ public enum FiDPreprocess {
                 isInt = true
             }
         }
-        var json: PyJSON { isInt ? .int(Int(string)!) : .string(string) }
+        var json: JSONNode { isInt ? .integer(Int(string)!) : .string(string) }
     }
 
     /// One line of NQ-open jsonl.
@@ -193,13 +199,17 @@ public enum FiDPreprocess {
     /// Reads TriviaQA's `Data` list one example at a time: the files are GBs of search results FiD
     /// never reads, so only each example's slice is decoded, never the whole document at once.
     static func loadTQA(_ url: URL) throws -> [TQAExample] {
-        let data = try read(url)
         var out: [TQAExample] = []
         let what = "TriviaQA JSON {\"Data\": [{Question, QuestionId, Answer: {Aliases, Value}}]}"
-        try JSONSlices.forEachElement(ofArray: "Data", in: data, file: url.path) { slice in
-            do { out.append(try JSONDecoder().decode(TQAExample.self, from: slice)) } catch {
-                throw FetchError.format(file: url.path, field: "Data[\(out.count)]", expected: what, found: "\(error)")
+        do {
+            let stream = try JSONStream(path: url.path)
+            try stream.forEachElement(ofArray: "Data", parse: false) { element in
+                do { out.append(try JSONDecoder().decode(TQAExample.self, from: Data(element.bytes))) } catch {
+                    throw FetchError.format(file: url.path, field: "Data[\(element.index)]", expected: what, found: "\(error)")
+                }
             }
+        } catch let e as FormatError {
+            throw FetchError.format(file: url.path, field: e.location, expected: what, found: e.message)
         }
         return out
     }

@@ -1,4 +1,6 @@
 // SafeTensorsFile: a lazy safetensors reader — header parsed at open, tensors converted on demand.
+import Formats
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)

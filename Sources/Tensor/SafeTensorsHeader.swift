@@ -8,6 +8,7 @@
 // 100 000 000; sorted by offset, each tensor starts where the previous ended (no gap, no overlap);
 // each range holds exactly shape-product × dtype-size bytes; the last range ends at the file's end.
 // Stricter than safetensors: duplicate names are refused (serde would keep the last silently).
+import Formats
 
 /// The element types safetensors defines, spelled as in headers.
 ///
@@ -91,7 +92,7 @@ public struct SafeTensorsHeader: Equatable, Sendable {
             throw fail(.headerEncoding, "header is not valid UTF-8", hint: "not a safetensors file?")
         }
         var parser = JSONParser(bytes: json)
-        let root: JSONValue
+        let root: JSONNode
         do { root = try parser.parseDocument() } catch let e as JSONParser.Failure {
             throw fail(.headerJSON, "header is not JSON: \(e.message) at byte \(e.offset) of the header",
                        hint: "not a safetensors file, or a corrupted header")
@@ -159,7 +160,7 @@ public struct SafeTensorsHeader: Equatable, Sendable {
     }
 
     private static func parseMetadata(
-        _ value: JSONValue, _ fail: (SafeTensorsError.Kind, String, String?) -> SafeTensorsError
+        _ value: JSONNode, _ fail: (SafeTensorsError.Kind, String, String?) -> SafeTensorsError
     ) throws -> [String: String] {
         guard case let .object(pairs) = value else {
             throw fail(.headerLayout, "__metadata__ is \(value.kindName), expected an object of strings", nil)
@@ -177,13 +178,13 @@ public struct SafeTensorsHeader: Equatable, Sendable {
     }
 
     private static func parseEntry(
-        _ name: String, _ value: JSONValue, _ fail: (SafeTensorsError.Kind, String, String?) -> SafeTensorsError
+        _ name: String, _ value: JSONNode, _ fail: (SafeTensorsError.Kind, String, String?) -> SafeTensorsError
     ) throws -> SafeTensorsEntry {
         guard case let .object(pairs) = value else {
             throw fail(.headerLayout, "tensor '\(name)' is \(value.kindName), expected an object with dtype, shape, data_offsets", nil)
         }
         // Unknown fields are ignored, as serde does for safetensors' TensorInfo.
-        func field(_ key: String) throws -> JSONValue {
+        func field(_ key: String) throws -> JSONNode {
             guard let v = pairs.first(where: { $0.0 == key })?.1 else {
                 throw fail(.headerLayout, "tensor '\(name)' has no '\(key)' field", nil)
             }

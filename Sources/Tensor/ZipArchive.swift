@@ -1,5 +1,7 @@
 // ZipArchive: a minimal read-only zip reader for PyTorch's checkpoint container — stored
 // (uncompressed) entries, ZIP64 — over a read-only mapping, so multi-GB files are never copied whole.
+import Formats
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)

@@ -13,6 +13,7 @@ struct Fidq: ParsableCommand {
         subcommands: [
             WorkerCommand.self, SubmitCommand.self, StatusCommand.self, CancelCommand.self, RetryCommand.self,
             RunCommand.self, FetchCommand.self, TokenizeCommand.self,
+            KindCommand<ScoreCLI>.self, KindCommand<MergeCLI>.self,
         ]
     )
 }

@@ -1,9 +1,9 @@
-// JSONParserTests: the header JSON reader — order and duplicates kept, escapes, numbers, errors.
+// JSONParserTests: the strict JSON reader — order and duplicates kept, escapes, numbers, errors.
 import Testing
-@testable import Tensor
+@testable import Formats
 
 @Suite struct JSONParserTests {
-    func parse(_ text: String) throws -> JSONValue {
+    func parse(_ text: String) throws -> JSONNode {
         let bytes = Array(text.utf8)
         return try bytes.withUnsafeBytes { raw in
             var p = JSONParser(bytes: raw)

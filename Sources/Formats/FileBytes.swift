@@ -1,4 +1,4 @@
-// FileBytes: a regular file's bytes in memory, mapped or read once; shared by the weight readers.
+// FileBytes: a regular file's bytes in memory, mapped or read once; shared by the weight and data readers.
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -7,10 +7,10 @@
 
 /// The whole of one regular file, owned until deinit: mapped read-only (`mmap`) when it is at
 /// least `mapThreshold` bytes, else read once into an aligned buffer. The safetensors and
-/// `pytorch_model.bin` readers both stand on it, so a multi-GB checkpoint is never copied whole.
-final class FileBytes: @unchecked Sendable {
+/// `pytorch_model.bin` readers and the JSON stream stand on it, so a multi-GB file is never copied whole.
+public final class FileBytes: @unchecked Sendable {
     /// Why a file could not be opened; the caller wraps it in its own error, naming the path.
-    enum Failure: Error {
+    public enum Failure: Error {
         /// A system call failed: what was tried, with `strerror(errno)`.
         case io(String)
         case notRegular
@@ -18,15 +18,15 @@ final class FileBytes: @unchecked Sendable {
         case shrank(to: Int)
     }
 
-    let base: UnsafeRawPointer
-    let count: Int
-    let isMapped: Bool
+    public let base: UnsafeRawPointer
+    public let count: Int
+    public let isMapped: Bool
 
-    var buffer: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+    public var buffer: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 
     /// - Parameter tooShort: the caller's error for a file under `minSize` bytes, thrown before
     ///   any mapping (a zero-length mapping is an error), so it can say what it expected.
-    init(path: String, mapThreshold: Int, minSize: Int, tooShort: (Int) -> Error) throws {
+    public init(path: String, mapThreshold: Int, minSize: Int, tooShort: (Int) -> Error) throws {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw Failure.io("cannot open: " + FileBytes.lastError()) }
         defer { close(fd) }

@@ -1,81 +1,49 @@
-// JSONParser: a strict, order-keeping JSON reader for file headers (safetensors), with byte positions.
-
-/// A parsed JSON value. Objects keep their pairs in file order, duplicates included, so callers
-/// can refuse repeated keys (Foundation's parser drops them silently).
-enum JSONValue: Equatable {
-    case object([(String, JSONValue)])
-    case array([JSONValue])
-    case string(String)
-    /// A non-negative integer literal without fraction or exponent that fits in Int.
-    case integer(Int)
-    /// Any other number, as written.
-    case number(String)
-    case bool(Bool)
-    case null
-
-    /// "an object", "a string", … for error messages.
-    var kindName: String {
-        switch self {
-        case .object: return "an object"
-        case .array: return "an array"
-        case .string(let s): return "a string (\"\(s.prefix(40))\")"
-        case .integer(let n): return "the integer \(n)"
-        case .number(let t): return "the number \(t)"
-        case .bool(let b): return "\(b)"
-        case .null: return "null"
-        }
-    }
-
-    static func == (a: JSONValue, b: JSONValue) -> Bool {
-        switch (a, b) {
-        case let (.object(x), .object(y)):
-            return x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
-        case let (.array(x), .array(y)): return x == y
-        case let (.string(x), .string(y)): return x == y
-        case let (.integer(x), .integer(y)): return x == y
-        case let (.number(x), .number(y)): return x == y
-        case let (.bool(x), .bool(y)): return x == y
-        case (.null, .null): return true
-        default: return false
-        }
-    }
-}
+// JSONParser: a strict, order-keeping JSON reader (safetensors headers, data elements), with byte offsets.
 
 /// Recursive-descent JSON (RFC 8259) over bytes the caller has checked are UTF-8.
 ///
 /// Nesting is capped (`maxDepth`) so a hostile header of a million `[` cannot overflow the stack.
-struct JSONParser {
-    struct Failure: Error {
-        let message: String
+public struct JSONParser {
+    public struct Failure: Error, Equatable {
+        public let message: String
         /// Byte offset into the parsed text.
-        let offset: Int
+        public let offset: Int
     }
 
-    static let maxDepth = 64
-    let bytes: UnsafeRawBufferPointer
-    var pos = 0
+    public static let maxDepth = 64
+    public let bytes: UnsafeRawBufferPointer
+    /// The next byte to read.
+    public var pos = 0
 
-    init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+    public init(bytes: UnsafeRawBufferPointer, pos: Int = 0) {
+        self.bytes = bytes
+        self.pos = pos
+    }
 
     /// One value, surrounded by optional whitespace, and nothing else.
-    mutating func parseDocument() throws -> JSONValue {
+    public mutating func parseDocument() throws -> JSONNode {
         let v = try parseValue(depth: 0)
         skipSpace()
         if pos < bytes.count { throw fail("unexpected \(describe(bytes[pos])) after the value") }
         return v
     }
 
-    private func fail(_ message: String) -> Failure { Failure(message: message, offset: pos) }
+    func fail(_ message: String) -> Failure { Failure(message: message, offset: pos) }
 
-    private func describe(_ b: UInt8) -> String {
+    func describe(_ b: UInt8) -> String {
         b >= 0x20 && b < 0x7F ? "'\(Character(Unicode.Scalar(b)))'" : "byte 0x\(String(b, radix: 16))"
     }
 
-    private mutating func skipSpace() {
-        while pos < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[pos]) { pos += 1 }
+    mutating func skipSpace() {
+        while pos < bytes.count {
+            switch bytes[pos] {
+            case 0x20, 0x09, 0x0A, 0x0D: pos += 1
+            default: return
+            }
+        }
     }
 
-    private mutating func expect(_ literal: String, _ value: JSONValue) throws -> JSONValue {
+    private mutating func expect(_ literal: String, _ value: JSONNode) throws -> JSONNode {
         for b in literal.utf8 {
             guard pos < bytes.count, bytes[pos] == b else { throw fail("invalid literal, expected \(literal)") }
             pos += 1
@@ -83,7 +51,8 @@ struct JSONParser {
         return value
     }
 
-    private mutating func parseValue(depth: Int) throws -> JSONValue {
+    /// One value starting at `pos` (after optional whitespace); leaves `pos` just after it.
+    public mutating func parseValue(depth: Int = 0) throws -> JSONNode {
         guard depth < Self.maxDepth else { throw fail("nesting deeper than \(Self.maxDepth)") }
         skipSpace()
         guard pos < bytes.count else { throw fail("unexpected end of text") }
@@ -99,9 +68,9 @@ struct JSONParser {
         }
     }
 
-    private mutating func parseObject(depth: Int) throws -> JSONValue {
+    private mutating func parseObject(depth: Int) throws -> JSONNode {
         pos += 1  // {
-        var pairs: [(String, JSONValue)] = []
+        var pairs: [(String, JSONNode)] = []
         skipSpace()
         if pos < bytes.count, bytes[pos] == UInt8(ascii: "}") {
             pos += 1
@@ -123,9 +92,9 @@ struct JSONParser {
         }
     }
 
-    private mutating func parseArray(depth: Int) throws -> JSONValue {
+    private mutating func parseArray(depth: Int) throws -> JSONNode {
         pos += 1  // [
-        var items: [JSONValue] = []
+        var items: [JSONNode] = []
         skipSpace()
         if pos < bytes.count, bytes[pos] == UInt8(ascii: "]") {
             pos += 1
@@ -141,7 +110,7 @@ struct JSONParser {
         }
     }
 
-    private mutating func parseNumber() throws -> JSONValue {
+    private mutating func parseNumber() throws -> JSONNode {
         let start = pos
         if bytes[pos] == UInt8(ascii: "-") { pos += 1 }
         func digits() -> Int {
@@ -170,9 +139,17 @@ struct JSONParser {
         return .number(text)
     }
 
-    private mutating func parseString() throws -> String {
+    mutating func parseString() throws -> String {
         pos += 1  // opening quote
-        var out: [UInt8] = []
+        // Fast path: no escape before the closing quote, so the bytes are the string.
+        var end = pos
+        while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != 92, bytes[end] >= 0x20 { end += 1 }
+        if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+            defer { pos = end + 1 }
+            return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[pos..<end]), as: UTF8.self)
+        }
+        var out: [UInt8] = Array(UnsafeRawBufferPointer(rebasing: bytes[pos..<end]))
+        pos = end
         while true {
             guard pos < bytes.count else { throw fail("unterminated string") }
             let b = bytes[pos]

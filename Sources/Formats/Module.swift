@@ -1,1 +1,0 @@
-// Formats: module scaffold; the first real source file replaces this one.

@@ -1,0 +1,186 @@
+// PyJSONWriter: JSON byte-for-byte as Python's json.dump writes it (indent=4, compact, JSON Lines).
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Python's `json.dumps` layouts for a `JSONNode`, with its defaults: `ensure_ascii=True`
+/// (non-ASCII as `\uXXXX`, surrogate pairs above U+FFFF), empty containers as `[]` and `{}`.
+public enum PyJSON {
+    /// `json.dumps(value, indent=4)` at nesting `level` (separators `,` and `: `), appended to `out`.
+    public static func appendIndented(_ value: JSONNode, level: Int = 0, to out: inout [UInt8]) {
+        func newline(_ level: Int) {
+            out.append(10)
+            out.append(contentsOf: repeatElement(32, count: 4 * level))
+        }
+        switch value {
+        case .array(let items) where !items.isEmpty:
+            out.append(UInt8(ascii: "["))
+            for (i, item) in items.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                newline(level + 1)
+                appendIndented(item, level: level + 1, to: &out)
+            }
+            newline(level)
+            out.append(UInt8(ascii: "]"))
+        case .object(let pairs) where !pairs.isEmpty:
+            out.append(UInt8(ascii: "{"))
+            for (i, (key, item)) in pairs.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                newline(level + 1)
+                appendString(key, to: &out)
+                out.append(contentsOf: [58, 32])
+                appendIndented(item, level: level + 1, to: &out)
+            }
+            newline(level)
+            out.append(UInt8(ascii: "}"))
+        default: appendScalar(value, to: &out)
+        }
+    }
+
+    /// `json.dumps(value)`: one line, separators `, ` and `: ` (one JSON Lines record, without the newline).
+    public static func appendCompact(_ value: JSONNode, to out: inout [UInt8]) {
+        switch value {
+        case .array(let items):
+            out.append(UInt8(ascii: "["))
+            for (i, item) in items.enumerated() {
+                if i > 0 { out.append(contentsOf: [44, 32]) }
+                appendCompact(item, to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let pairs):
+            out.append(UInt8(ascii: "{"))
+            for (i, (key, item)) in pairs.enumerated() {
+                if i > 0 { out.append(contentsOf: [44, 32]) }
+                appendString(key, to: &out)
+                out.append(contentsOf: [58, 32])
+                appendCompact(item, to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        default: appendScalar(value, to: &out)
+        }
+    }
+
+    /// `json.dumps(value)` as a String.
+    public static func compact(_ value: JSONNode) -> String {
+        var out: [UInt8] = []
+        appendCompact(value, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// `json.dumps(value, indent=4)` as a String.
+    public static func indented(_ value: JSONNode) -> String {
+        var out: [UInt8] = []
+        appendIndented(value, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static func appendScalar(_ value: JSONNode, to out: inout [UInt8]) {
+        switch value {
+        case .string(let s): appendString(s, to: &out)
+        case .integer(let n): out.append(contentsOf: Array(String(n).utf8))
+        case .number(let t): out.append(contentsOf: Array(t.utf8))
+        case .bool(let b): out.append(contentsOf: Array((b ? "true" : "false").utf8))
+        case .null: out.append(contentsOf: Array("null".utf8))
+        case .array: out.append(contentsOf: [91, 93])
+        case .object: out.append(contentsOf: [123, 125])
+        }
+    }
+
+    /// Python's `py_encode_basestring_ascii`: printable ASCII as is, the usual short escapes,
+    /// everything else as lower-case `\uXXXX` of its UTF-16 units.
+    public static func appendString(_ s: String, to out: inout [UInt8]) {
+        let digits: StaticString = "0123456789abcdef"
+        out.append(34)
+        for unit in s.utf16 {
+            switch unit {
+            case 34: out.append(contentsOf: [92, 34])
+            case 92: out.append(contentsOf: [92, 92])
+            case 10: out.append(contentsOf: [92, 110])
+            case 13: out.append(contentsOf: [92, 114])
+            case 9: out.append(contentsOf: [92, 116])
+            case 8: out.append(contentsOf: [92, 98])
+            case 12: out.append(contentsOf: [92, 102])
+            case 32...126: out.append(UInt8(unit))
+            default:
+                out.append(contentsOf: [92, 117])
+                for shift in stride(from: 12, through: 0, by: -4) {
+                    out.append(digits.utf8Start[Int((unit >> UInt16(shift)) & 15)])
+                }
+            }
+        }
+        out.append(34)
+    }
+}
+
+/// Streams a JSON file element by element, to a temporary name (`.<name>.tmp` beside it) renamed
+/// into place by `finish()`: a top-level list in `json.dump(…, indent=4)`'s layout (FiD's
+/// `dataset_wscores.json`, the preprocessed data sets), or JSON Lines (`json.dumps` per line).
+public final class PyJSONWriter {
+    public enum Layout: Sendable { case indentedList, jsonLines }
+
+    public let path: String
+    public let layout: Layout
+    private let tmp: String
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+    public private(set) var count = 0
+
+    /// - Throws: `FormatError` when the temporary file cannot be created.
+    public init(path: String, layout: Layout = .indentedList) throws {
+        self.path = path
+        self.layout = layout
+        let slash = path.lastIndex(of: "/")
+        let dir = slash.map { String(path[...$0]) } ?? ""
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        tmp = dir + "." + name + ".tmp"
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw PyJSONWriter.posix(tmp, "cannot create") }
+        buffer.reserveCapacity(1 << 20)
+        if layout == .indentedList { buffer.append(UInt8(ascii: "[")) }
+    }
+
+    deinit { close(fd) }
+
+    /// Appends one element of the top-level list (or one line).
+    public func append(_ value: JSONNode) throws {
+        switch layout {
+        case .indentedList:
+            buffer.append(contentsOf: count == 0 ? [10, 32, 32, 32, 32] : [44, 10, 32, 32, 32, 32])
+            PyJSON.appendIndented(value, level: 1, to: &buffer)
+        case .jsonLines:
+            PyJSON.appendCompact(value, to: &buffer)
+            buffer.append(10)
+        }
+        count += 1
+        if buffer.count > 1 << 20 { try flush() }
+    }
+
+    /// Closes the list, syncs, and renames the file into place.
+    public func finish() throws {
+        if layout == .indentedList { buffer.append(contentsOf: count == 0 ? [93] : [10, 93]) }
+        try flush()
+        guard fsync(fd) == 0 || errno == EINVAL else { throw PyJSONWriter.posix(tmp, "cannot sync") }
+        guard rename(tmp, path) == 0 else { throw PyJSONWriter.posix(path, "cannot rename \(tmp) into place") }
+    }
+
+    private func flush() throws {
+        try buffer.withUnsafeBytes { bytes in
+            var done = 0
+            while done < bytes.count {
+                let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw PyJSONWriter.posix(tmp, "cannot write")
+                }
+                done += n
+            }
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    static func posix(_ path: String, _ what: String) -> FormatError {
+        FormatError(file: path, location: "", "\(what): \(String(cString: strerror(errno)))")
+    }
+}

@@ -1,0 +1,55 @@
+// PyJSONWriterTests: the writer's layouts and escaping against Python's json.dumps outputs, and float repr.
+import Foundation
+import Testing
+
+@testable import Formats
+
+@Suite struct PyJSONWriterTests {
+    static func write(_ values: [JSONNode], layout: PyJSONWriter.Layout = .indentedList) throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pyjson-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("x.json").path
+        let w = try PyJSONWriter(path: path, layout: layout)
+        for v in values { try w.append(v) }
+        #expect(!FileManager.default.fileExists(atPath: path))  // only the temporary name until finish
+        try w.finish()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["x.json"])
+        return try String(contentsOfFile: path, encoding: .utf8)
+    }
+
+    @Test func layoutMatchesPython() throws {
+        // python3 -c 'import json; print(json.dumps([], indent=4))' and the like.
+        #expect(try Self.write([]) == "[]")
+        #expect(try Self.write([.object([("a", .array([])), ("b", .object([])), ("c", .number("-3"))])])
+            == "[\n    {\n        \"a\": [],\n        \"b\": {},\n        \"c\": -3\n    }\n]")
+        #expect(try Self.write([.string("x"), .array([.string("y"), .integer(1), .bool(true), .null])])
+            == "[\n    \"x\",\n    [\n        \"y\",\n        1,\n        true,\n        null\n    ]\n]")
+    }
+
+    @Test func compactAndJSONLinesMatchPython() throws {
+        // json.dumps({"id": 3, "a": [1.5, "x"], "b": {}, "c": []}) == '{"id": 3, "a": [1.5, "x"], "b": {}, "c": []}'
+        let v: JSONNode = .object([("id", .integer(3)), ("a", .array([.double(1.5), .string("x")])), ("b", .object([])), ("c", .array([]))])
+        #expect(PyJSON.compact(v) == #"{"id": 3, "a": [1.5, "x"], "b": {}, "c": []}"#)
+        #expect(try Self.write([v, .integer(2)], layout: .jsonLines) == PyJSON.compact(v) + "\n2\n")
+        #expect(try Self.write([], layout: .jsonLines) == "")
+    }
+
+    @Test func escapingMatchesEnsureASCII() {
+        // json.dumps("q\"\\/\n\r\t\b\f\u{1}\u{7f}é😀") in CPython 3.11.
+        var out: [UInt8] = []
+        PyJSON.appendString("q\"\\/\n\r\t\u{8}\u{c}\u{1}\u{7f}é😀", to: &out)
+        #expect(String(decoding: out, as: UTF8.self) == #""q\"\\/\n\r\t\b\f\u0001\u007f\u00e9\ud83d\ude00""#)
+    }
+
+    @Test func floatReprMatchesPython() {
+        // [repr(x) for x in (…)] in CPython 3.11; Float32 values as torch's .item() widens them.
+        let cases: [(Double, String)] = [
+            (0.5, "0.5"), (1, "1.0"), (-3.25, "-3.25"), (1e-5, "1e-05"), (0.0001, "0.0001"), (1.5e-7, "1.5e-07"),
+            (1e16, "1e+16"), (1234567890123456.0, "1234567890123456.0"), (123.456, "123.456"), (0, "0.0"),
+            (-0.0, "-0.0"), (Double(Float(0.1)), "0.10000000149011612"), (Double(Float(-12.345678)), "-12.345678329467773"),
+            (2.5e-300, "2.5e-300"), (1.7976931348623157e308, "1.7976931348623157e+308"), (100, "100.0"),
+        ]
+        for (x, python) in cases { #expect(PythonFloat.repr(x) == python, "\(x)") }
+    }
+}

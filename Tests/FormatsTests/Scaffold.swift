@@ -1,1 +1,0 @@
-// FormatsTests: scaffold; the first real test file replaces this one.
