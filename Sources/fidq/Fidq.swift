@@ -12,8 +12,8 @@ struct Fidq: ParsableCommand {
         version: version,
         subcommands: [
             WorkerCommand.self, SubmitCommand.self, StatusCommand.self, CancelCommand.self, RetryCommand.self,
-            RunCommand.self, FetchCommand.self, TokenizeCommand.self, TrainReaderCommand.self,
-            KindCommand<ScoreCLI>.self, KindCommand<MergeCLI>.self,
+            RunCommand.self, FetchCommand.self, TokenizeCommand.self,
+            KindCommand<ScoreCLI>.self, KindCommand<MergeCLI>.self, KindCommand<TrainReaderCLI>.self,
         ]
     )
 }

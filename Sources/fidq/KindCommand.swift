@@ -78,3 +78,7 @@ enum ScoreCLI: KindCLI {
 enum MergeCLI: KindCLI {
     static let kind = "merge", abstract = "Join the outputs of score shards in the data set's order (--shards DIR DIR …)."
 }
+
+enum TrainReaderCLI: KindCLI {
+    static let kind = "train_reader", abstract = "Train a FiD reader with checkpoints and exact-match eval (FiD's train_reader.py)."
+}

@@ -103,4 +103,51 @@ struct TrainReaderKindTests {
         print("TrainReaderKindTests: gold passage ranked first by cross-attention for \(top) of \(dev.count)")
         #expect(Double(top) / Double(dev.count) > 0.7, "gold first for \(top) of \(dev.count)")
     }
+
+    /// The run's failure as the queue records it (field, message).
+    func failure(_ ws: ReaderWorkspace, _ params: [String: JSONValue]) -> JobError? {
+        do {
+            try ws.run("bad", params.merging(["total_steps": .number(2), "per_gpu_batch_size": .number(2), "n_context": .number(2)]) { a, _ in a })
+            return nil
+        } catch let e as JobError { return e } catch {
+            Issue.record("not a JobError: \(error)")
+            return nil
+        }
+    }
+
+    @Test func badInputFailsNamingTheField() throws {
+        let ws = try ReaderWorkspace(train: 12, dev: 4, nContext: 2)
+        let fm = FileManager.default
+        // A model folder without weights.
+        try fm.createDirectory(atPath: ws.root + "/noweights", withIntermediateDirectories: true)
+        try fm.copyItem(atPath: ws.root + "/t5.json", toPath: ws.root + "/noweights/config.json")
+        var e = failure(ws, ["model_path": .string("noweights"), "model_config": .null])
+        #expect(e?.field == "params.model_path" && e?.message.contains("model.safetensors") == true, "\(String(describing: e))")
+        // An example without a question: the file and the index are named.
+        try #"[{"answers": ["x"], "ctxs": [{"title": "t", "text": "p"}]}]"#.write(toFile: ws.root + "/noq.json", atomically: true, encoding: .utf8)
+        e = failure(ws, ["train_data": .string("noq.json")])
+        #expect(e?.field == "params.train_data" && e?.message.contains("noq.json") == true && e?.message.contains("question") == true,
+                "\(String(describing: e))")
+        // Dev examples without answers cannot be scored.
+        try #"[{"question": "q", "ctxs": [{"title": "t", "text": "p"}]}]"#.write(toFile: ws.root + "/noans.json", atomically: true, encoding: .utf8)
+        e = failure(ws, ["eval_data": .string("noans.json")])
+        #expect(e?.field == "params.eval_data" && e?.message.contains("answers") == true, "\(String(describing: e))")
+        // Not FiD data at all.
+        try "hello".write(toFile: ws.root + "/junk.json", atomically: true, encoding: .utf8)
+        e = failure(ws, ["train_data": .string("junk.json")])
+        #expect(e?.field == "params.train_data" && e?.message.contains("junk.json") == true, "\(String(describing: e))")
+        // Fewer training examples than one batch.
+        e = failure(ws, ["per_gpu_batch_size": .number(100)])
+        #expect(e?.field == "params.per_gpu_batch_size", "\(String(describing: e))")
+        // A tokenizer whose ids do not fit the model.
+        try #"{"model_type": "t5", "vocab_size": 100, "d_model": 8, "d_kv": 2, "d_ff": 8, "num_layers": 1, "num_heads": 2}"#
+            .write(toFile: ws.root + "/small.json", atomically: true, encoding: .utf8)
+        e = failure(ws, ["model_config": .string("small.json")])
+        #expect(e?.field == "params.tokenizer" && e?.message.contains("vocab_size") == true, "\(String(describing: e))")
+        // Bad values are refused before any work, naming the field.
+        e = failure(ws, ["per_gpu_batch_size": .number(0)])
+        #expect(e?.field == "params.per_gpu_batch_size", "\(String(describing: e))")
+        e = failure(ws, ["n_context": .number(0)])
+        #expect(e?.field == "params.n_context", "\(String(describing: e))")
+    }
 }

@@ -5,18 +5,7 @@ import Testing
 @testable import FiD
 import Jobs
 
-/// The fidq executable built next to the test bundle (as JobsTests finds it).
-enum FidqBinary {
-    static let path: String = {
-        let argv0 = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        var candidates = [argv0.deletingLastPathComponent().appendingPathComponent("fidq").path]
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        candidates.append(root.appendingPathComponent(".build/debug/fidq").path)
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[1]
-    }()
-}
-
-/// `fidq worker` on a queue, output to a log file.
+/// `fidq worker` on a queue, output to a log file (the binary ScoreWorkerTests' `FidqBinary` finds).
 final class Worker {
     let process = Process()
     let logPath: String
