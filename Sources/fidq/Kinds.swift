@@ -19,6 +19,7 @@ enum Kinds {
         registry.register(ScoreKind())
         registry.register(MergeKind())
         registry.register(TrainReaderKind())
+        registry.register(TrainRetrieverKind())
         if ProcessInfo.processInfo.environment["FIDQ_TEST_KINDS"] == "1" {
             registry.register(TrainTestKind())  // test.train: checkpoint resume under kill -9
             TestKinds.register(into: registry)
