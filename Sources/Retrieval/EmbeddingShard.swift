@@ -94,7 +94,8 @@ public final class EmbeddingShard: @unchecked Sendable {
         return owned.withUnsafeBufferPointer { UnsafePointer($0.baseAddress!) + lo * dim }
     }
 
-    static func readIDs(_ path: String) throws -> [String] {
+    /// The ids of a `.ids` file (one a line; a last line without newline counts).
+    public static func readIDs(_ path: String) throws -> [String] {
         let file: FileBytes
         do {
             file = try FileBytes(path: path, mapThreshold: 1 << 20, minSize: 0) { _ in RetrievalError(file: path, field: "", expected: "", found: "") }

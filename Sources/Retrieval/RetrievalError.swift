@@ -14,7 +14,8 @@ public struct RetrievalError: Error, CustomStringConvertible, Equatable {
         (self.file, self.field, self.expected, self.found, self.hint) = (file, field, expected, found, hint)
     }
 
-    public var description: String {
-        "\(file): \(field): expected \(expected), found \(found)" + (hint.map { " (hint: \($0))" } ?? "")
-    }
+    /// The error without its hint (for wrappers that carry the hint apart).
+    public var message: String { "\(file): \(field): expected \(expected), found \(found)" }
+
+    public var description: String { message + (hint.map { " (hint: \($0))" } ?? "") }
 }

@@ -24,14 +24,20 @@ public final class ShardWriter {
     private let headerSize: Int
     private var scratch: [UInt16] = []
 
-    /// Staging names of a shard (what `resume` looks for).
-    public static func stagingPaths(stem: String) -> (npy: String, ids: String) { (stem + ".npy.tmp", stem + ".ids.tmp") }
+    /// Staging names of a shard (what `resume` looks for); `tag` (a job attempt's claim token)
+    /// keeps two attempts of one shard from ever writing the same file.
+    public static func stagingPaths(stem: String, tag: String = "") -> (npy: String, ids: String) {
+        let suffix = tag.isEmpty ? ".tmp" : ".tmp-" + tag
+        return (stem + ".npy" + suffix, stem + ".ids" + suffix)
+    }
 
     /// - Parameter resume: keep the staging files' complete rows (truncating a half-written row
     ///   and ids beyond them) instead of starting empty.
-    public init(stem: String, rows: Int, dim: Int, storage: EmbeddingShard.Storage, resume: Bool = false, keepRows: Int? = nil) throws {
+    public init(
+        stem: String, rows: Int, dim: Int, storage: EmbeddingShard.Storage, resume: Bool = false, keepRows: Int? = nil, tag: String = ""
+    ) throws {
         (self.stem, self.rows, self.dim, self.storage) = (stem, rows, dim, storage)
-        (npyTmp, idsTmp) = ShardWriter.stagingPaths(stem: stem)
+        (npyTmp, idsTmp) = ShardWriter.stagingPaths(stem: stem, tag: tag)
         let header = NpyHeader.encode(storage: storage, rows: rows, dim: dim)
         headerSize = header.count
         let flags = O_WRONLY | O_CREAT | O_CLOEXEC | (resume ? 0 : O_TRUNC)

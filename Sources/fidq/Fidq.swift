@@ -15,6 +15,7 @@ struct Fidq: ParsableCommand {
             RunCommand.self, FetchCommand.self, TokenizeCommand.self,
             KindCommand<ScoreCLI>.self, KindCommand<MergeCLI>.self, KindCommand<TrainReaderCLI>.self,
             KindCommand<TrainRetrieverCLI>.self, KindCommand<ExampleCLI>.self,
+            KindCommand<EmbedCLI>.self, KindCommand<RetrieveCLI>.self, KindCommand<IndexBM25CLI>.self,
         ]
     )
 }

@@ -20,6 +20,9 @@ enum Kinds {
         registry.register(MergeKind())
         registry.register(TrainReaderKind())
         registry.register(TrainRetrieverKind())
+        registry.register(EmbedKind())
+        registry.register(RetrieveKind())
+        registry.register(IndexBM25Kind())
         if ProcessInfo.processInfo.environment["FIDQ_TEST_KINDS"] == "1" {
             registry.register(TrainTestKind())  // test.train: checkpoint resume under kill -9
             TestKinds.register(into: registry)
