@@ -82,3 +82,11 @@ enum MergeCLI: KindCLI {
 enum TrainReaderCLI: KindCLI {
     static let kind = "train_reader", abstract = "Train a FiD reader with checkpoints and exact-match eval (FiD's train_reader.py)."
 }
+
+enum TrainRetrieverCLI: KindCLI {
+    static let kind = "train_retriever", abstract = "Distil a reader's passage scores into a BERT retriever (FiD's train_retriever.py)."
+}
+
+enum ExampleCLI: KindCLI {
+    static let kind = "example", abstract = "Write the embedded example world (passages, questions, small model configs)."
+}

@@ -1,10 +1,9 @@
 // Kinds: the one place that wires job kinds into the registry every command uses.
-import Foundation
 import FiD
-import Tensor
+import Foundation
 import Jobs
 import JobsTesting
-import FiD
+import Tensor
 
 enum Kinds {
     /// Every kind this build of fidq runs. The queue's own test kind (`test.record`) is only
@@ -20,6 +19,10 @@ enum Kinds {
         registry.register(ScoreKind())
         registry.register(MergeKind())
         registry.register(TrainReaderKind())
+        registry.register(TrainRetrieverKind())
+        registry.register(EmbedKind())
+        registry.register(RetrieveKind())
+        registry.register(IndexBM25Kind())
         if ProcessInfo.processInfo.environment["FIDQ_TEST_KINDS"] == "1" {
             registry.register(TrainTestKind())  // test.train: checkpoint resume under kill -9
             TestKinds.register(into: registry)

@@ -1,0 +1,154 @@
+// RetrieverModel: a BERT retriever folder loaded with its WordPiece tokenizer, and the batched
+// embedding API the `embed` and `retrieve` jobs call: FiD's text formats, tokenisation on all
+// cores, length-sorted batches, forward only, rows returned in input order.
+import Foundation
+import Tensor
+import Tokenizers
+
+/// A `BertRetriever` and its tokenizer.
+///
+/// The tokenizer is the `tokenizer` argument when given (a `tokenizer.json`, a `vocab.txt`, or a
+/// folder holding one), else the model folder's own. FiD's released retrievers ship none (they use
+/// `bert-base-uncased`'s), so loading one needs the argument.
+public struct RetrieverModel {
+    public let model: BertRetriever
+    /// Immutable: one instance serves every thread.
+    public let tokenizer: any Tokenizer
+    /// The tokenizer file actually read.
+    public let tokenizerPath: String
+
+    /// The tokenizer files looked for in a model folder, in order.
+    public static let tokenizerFiles = ["tokenizer.json", "vocab.txt"]
+
+    public init(model: BertRetriever, tokenizer: any Tokenizer, tokenizerPath: String) {
+        self.model = model
+        self.tokenizer = tokenizer
+        self.tokenizerPath = tokenizerPath
+    }
+
+    /// Loads `folder` as `BertRetriever.load(folder:)` does, and its tokenizer.
+    ///
+    /// - Throws: `ModelLoadError` naming the folder when it holds no tokenizer and none is given,
+    ///   or the tokenizer file when its ids exceed `vocab_size` or its padding id is not
+    ///   `pad_token_id`; `TokenizerError` for a damaged tokenizer file; the model's load errors.
+    public static func load(folder: String, tokenizer: String? = nil) throws -> RetrieverModel {
+        let path = try tokenizerFile(folder: folder, tokenizer: tokenizer)
+        let tok = try TokenizerLoader.load(path)
+        let configPath = folder + "/config.json"
+        let config = try BertConfig.load(path: configPath)
+        guard tok.vocabSize <= config.vocabSize else {
+            throw ModelLoadError(path: path, "has \(tok.vocabSize) ids but \(configPath) has vocab_size \(config.vocabSize)",
+                                 hint: "use the tokenizer the model was trained with (bert-base-uncased's for FiD's retrievers)")
+        }
+        guard Int(tok.padId) == config.padTokenId else {
+            throw ModelLoadError(path: path, "pads with id \(tok.padId) but \(configPath) has pad_token_id \(config.padTokenId)",
+                                 hint: "use the tokenizer the model was trained with")
+        }
+        return RetrieverModel(model: try BertRetriever.load(folder: folder), tokenizer: tok, tokenizerPath: path)
+    }
+
+    public static func tokenizerFile(folder: String, tokenizer: String?) throws -> String {
+        let fm = FileManager.default
+        func search(_ dir: String) -> String? {
+            tokenizerFiles.lazy.map { (dir as NSString).appendingPathComponent($0) }.first { fm.fileExists(atPath: $0) }
+        }
+        if let given = tokenizer {
+            var isDir: ObjCBool = false
+            guard fm.fileExists(atPath: given, isDirectory: &isDir) else {
+                throw ModelLoadError(path: given, "no such tokenizer file or folder (the 'tokenizer' param)",
+                                     hint: "a tokenizer.json, a vocab.txt, or a folder holding one (bert-base-uncased's for FiD's retrievers)")
+            }
+            if !isDir.boolValue { return given }
+            guard let found = search(given) else {
+                throw ModelLoadError(path: given, "holds no tokenizer.json or vocab.txt (the 'tokenizer' param)")
+            }
+            return found
+        }
+        guard let found = search(folder) else {
+            throw ModelLoadError(path: folder, "holds no tokenizer.json or vocab.txt, and no 'tokenizer' param was given",
+                                 hint: "FiD's released retrievers ship none and use bert-base-uncased's: set the 'tokenizer' param")
+        }
+        return found
+    }
+
+    // MARK: - FiD's texts
+
+    /// FiD's question text (its Dataset's prefix): `question: <q>`.
+    public static func questionText(_ question: String) -> String { "question: " + question }
+
+    /// FiD's passage text: `title: <title> context: <text>`.
+    public static func passageText(title: String, text: String) -> String { "title: " + title + " context: " + text }
+
+    /// Question embeddings (n, E) row-major, with FiD's prefix, `question_maxlength` and
+    /// `apply_question_mask` from the config unless given.
+    public func embedQuestions(_ questions: [String], maxLength: Int? = nil, batchSize: Int = 64) -> [Float] {
+        embed(questions.map(Self.questionText), maxLength: maxLength ?? model.config.questionMaxlength,
+              applyMask: model.config.applyQuestionMask, batchSize: batchSize)
+    }
+
+    /// Passage embeddings (n, E) row-major, FiD's `title: … context: …` text, `passage_maxlength`
+    /// and `apply_passage_mask` from the config unless given.
+    public func embedPassages(titles: [String], texts: [String], maxLength: Int? = nil, batchSize: Int = 64,
+                              progress: ((Int) -> Void)? = nil) -> [Float] {
+        precondition(titles.count == texts.count, "embedPassages: \(titles.count) titles, \(texts.count) texts")
+        let joined = zip(titles, texts).map { Self.passageText(title: $0, text: $1) }
+        return embed(joined, maxLength: maxLength ?? model.config.passageMaxlength, applyMask: model.config.applyPassageMask,
+                     batchSize: batchSize, progress: progress)
+    }
+
+    /// Embeddings (n, E) row-major of raw texts (no prefix), tokenised on all cores with special
+    /// tokens and truncated to `maxLength` ids.
+    public func embed(_ texts: [String], maxLength: Int, applyMask: Bool, batchSize: Int = 64,
+                      progress: ((Int) -> Void)? = nil) -> [Float] {
+        let rows = tokenizer.encodeAll(texts, addSpecialTokens: true, maxLength: maxLength, threads: Threads.count)
+        return embed(tokenized: rows, maxLength: maxLength, applyMask: applyMask, batchSize: batchSize, progress: progress)
+    }
+
+    /// Embeddings (n, E) row-major of tokenised rows (each at most `maxLength` ids, special tokens
+    /// included), in input order.
+    ///
+    /// Rows are sorted by length and cut into batches of `batchSize`. With the mask applied each
+    /// batch is padded only to its longest row: padded keys get probability 0 and pooling skips
+    /// them, so the embeddings are those of FiD's fixed-length padding with less work. Without
+    /// the mask BERT attends to padding, so every row is padded to `maxLength` as FiD pads.
+    /// `progress` is called with the number of rows done after each batch.
+    public func embed(tokenized rows: [[Int32]], maxLength: Int, applyMask: Bool, batchSize: Int = 64,
+                      progress: ((Int) -> Void)? = nil) -> [Float] {
+        precondition(batchSize >= 1, "embed: batchSize \(batchSize)")
+        let E = model.embeddingWidth, pad = tokenizer.padId
+        var out = [Float](repeating: 0, count: rows.count * E)  // (n, E)
+        let order = rows.indices.sorted { rows[$0].count > rows[$1].count || (rows[$0].count == rows[$1].count && $0 < $1) }
+        var ids: [Int32] = [], mask: [Float] = []
+        var done = 0
+        for start in stride(from: 0, to: order.count, by: batchSize) {
+            let batch = order[start..<min(start + batchSize, order.count)]
+            let L = applyMask ? max(1, rows[batch.first!].count) : maxLength
+            let n = batch.count
+            ids.removeAll(keepingCapacity: true)
+            mask.removeAll(keepingCapacity: true)
+            ids.reserveCapacity(n * L)
+            mask.reserveCapacity(n * L)
+            for i in batch {
+                let r = rows[i]
+                precondition(r.count <= L, "embed: a row of \(r.count) ids > maxLength \(L)")
+                ids.append(contentsOf: r)
+                ids.append(contentsOf: repeatElement(pad, count: L - r.count))
+                mask.append(contentsOf: repeatElement(1, count: r.count))
+                mask.append(contentsOf: repeatElement(0, count: L - r.count))
+            }
+            let emb = ids.withUnsafeBufferPointer { idp in
+                mask.withUnsafeBufferPointer { mp in
+                    model.embed(ids: idp.baseAddress!, mask: mp.baseAddress!, n: n, L: L, applyMask: applyMask)
+                }
+            }
+            for (j, i) in batch.enumerated() {
+                out.withUnsafeMutableBufferPointer { o in
+                    emb.withUnsafeBufferPointer { e in (o.baseAddress! + i * E).update(from: e.baseAddress! + j * E, count: E) }
+                }
+            }
+            done += n
+            progress?(done)
+        }
+        return out
+    }
+}

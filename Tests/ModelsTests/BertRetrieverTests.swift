@@ -1,0 +1,145 @@
+// BertRetrieverTests: FiD's retriever against transformers + FiD's Retriever code (ops/fixtures/bert.py):
+// embeddings, scores, the KL loss (mean, batchmean, temperature), every gradient, 5 AdamW steps,
+// for projection + masked mean, no projection + [CLS] (pickle weights without prefix), and no masks.
+import Foundation
+import Testing
+import TestSupport
+@testable import Models
+@testable import Tensor
+
+let bertFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/bert")
+
+/// One fixture folder: the model, its batch and the expected tensors.
+struct BertFixture {
+    let folder: String
+    let model: BertRetriever
+    let batch: RetrieverBatch
+    let expected: SafeTensorsFile
+
+    init(_ variant: String) throws {
+        folder = bertFixtures.appendingPathComponent(variant).path
+        model = try BertRetriever.load(folder: folder)
+        let b = try SafeTensorsFile(path: folder + "/batch.safetensors")
+        let qIds = try b.tensor("question_ids"), qMask = try b.tensor("question_mask")
+        let pIds = try b.tensor("passage_ids"), pMask = try b.tensor("passage_mask"), scores = try b.tensor("reader_scores")
+        batch = RetrieverBatch(questions: scores.shape[0], passages: scores.shape[1], questionLength: qIds.shape[1],
+                               passageLength: pIds.shape[1], questionIds: qIds.data.map { Int32($0) }, questionMask: qMask.data,
+                               passageIds: pIds.data.map { Int32($0) }, passageMask: pMask.data, readerScores: scores.data)
+        expected = try SafeTensorsFile(path: folder + "/expected.safetensors")
+    }
+
+    func tensor(_ name: String) throws -> Tensor { try expected.tensor(name) }
+}
+
+let bertVariants = ["proj_mean", "noproj_cls", "proj_nomask"]
+
+struct BertRetrieverTests {
+    @Test(arguments: bertVariants)
+    func embeddingsScoresAndLossMatchFiD(_ variant: String) throws {
+        let f = try BertFixture(variant)
+        let out = f.model.forward(f.batch)
+        for (name, actual) in [("question_embeddings", out.questionEmbeddings), ("passage_embeddings", out.passageEmbeddings),
+                               ("scores", out.scores)] {
+            let r = compare(name, actual, try f.tensor(name), rtol: 1e-4, atol: 1e-5)
+            #expect(r.ok, "\(r)")
+        }
+        let loss = try f.tensor("loss").data[0]
+        #expect(abs(out.loss! - loss) <= 1e-4 * abs(loss), "loss \(out.loss!) expected \(loss)")
+        f.model.reduction = .batchmean
+        let bm = try f.tensor("loss_batchmean").data[0]
+        let outBM = f.model.forward(f.batch)
+        #expect(abs(outBM.loss! - bm) <= 1e-4 * abs(bm), "batchmean \(outBM.loss!) expected \(bm)")
+        f.model.reduction = .mean
+        f.model.temperature = 2
+        let t2 = try f.tensor("loss_t2").data[0]
+        let outT = f.model.forward(f.batch)
+        #expect(abs(outT.loss! - t2) <= 1e-4 * abs(t2), "temperature 2: \(outT.loss!) expected \(t2)")
+    }
+
+    @Test(arguments: bertVariants)
+    func everyGradientMatchesTorch(_ variant: String) throws {
+        let f = try BertFixture(variant)
+        let grads = ParameterSlab(layout: f.model.layout)
+        _ = f.model.forward(f.batch)
+        f.model.backward(into: grads)
+        var checked = 0
+        for e in f.model.layout.entries {
+            checked += 1
+            if e.name.hasSuffix("attention.self.key.bias") {
+                // Exactly 0 in exact arithmetic (softmax ignores a shift shared by a query's keys):
+                // both sides hold rounding noise, small against the key weights' gradient.
+                let scale = grads.tensor(e.name.replacingOccurrences(of: ".bias", with: ".weight")).data.map { abs($0) }.max()!
+                let ours = grads.tensor(e.name).data.map { abs($0) }.max()!, theirs = try f.tensor("grad." + e.name).data.map { abs($0) }.max()!
+                #expect(ours <= 1e-5 * scale && theirs <= 1e-5 * scale, "\(e.name): ours \(ours), torch \(theirs), key weight scale \(scale)")
+                continue
+            }
+            let r = gradientReport("grad.\(e.name)", grads.tensor(e.name), try f.tensor("grad." + e.name))
+            #expect(r.ok, "\(r)")
+        }
+        #expect(checked == f.expected.names.filter { $0.hasPrefix("grad.") }.count)
+    }
+
+    @Test(arguments: bertVariants)
+    func fiveAdamWStepsMatchTorch(_ variant: String) throws {
+        let f = try BertFixture(variant)
+        let grads = ParameterSlab(layout: f.model.layout)
+        var opt = AdamW(count: f.model.layout.count, weightDecay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8)
+        var losses: [Float] = []
+        for _ in 0..<5 {
+            let out = f.model.forward(f.batch)
+            losses.append(out.loss!)
+            grads.zero()
+            f.model.backward(into: grads)
+            opt.update(params: f.model.params.buffer, grads: UnsafeBufferPointer(grads.buffer), lr: 1e-3)
+        }
+        let r = compare("adamw_loss", losses, try f.tensor("adamw_loss").data, rtol: 1e-4, atol: 1e-6)
+        #expect(r.ok, "\(r)")
+        for e in f.model.layout.entries {
+            let p = compare("adamw.\(e.name)", f.model.params.tensor(e.name), try f.tensor("adamw." + e.name), rtol: 1e-4, atol: 1e-5)
+            #expect(p.ok, "\(p)")
+        }
+    }
+
+    /// The config's retriever fields arrive: the fixtures differ in exactly those.
+    @Test func configsReadTheRetrieverFields() throws {
+        let a = try BertConfig.load(path: bertFixtures.appendingPathComponent("proj_mean/config.json").path)
+        #expect(a.projection && a.indexingDimension == 8 && a.applyPassageMask && a.applyQuestionMask && !a.extractCLS)
+        let b = try BertConfig.load(path: bertFixtures.appendingPathComponent("noproj_cls/config.json").path)
+        #expect(!b.projection && b.extractCLS && b.embeddingWidth == 16)
+        let c = try BertConfig.load(path: bertFixtures.appendingPathComponent("proj_nomask/config.json").path)
+        #expect(!c.applyPassageMask && !c.applyQuestionMask)
+    }
+
+    /// Training mode draws dropout: two seeds give two losses, the same seed the same loss, and
+    /// the gradient of a dropout step still matches finite differences of that same step.
+    @Test func dropoutIsSeededAndItsGradientIsExact() throws {
+        let f = try BertFixture("proj_mean")
+        var r1 = RNG(seed: 1), r1b = RNG(seed: 1), r2 = RNG(seed: 2)
+        let a = f.model.forward(f.batch, training: true, rng: &r1).loss!
+        let b = f.model.forward(f.batch, training: true, rng: &r1b).loss!
+        let c = f.model.forward(f.batch, training: true, rng: &r2).loss!
+        let eval = f.model.forward(f.batch).loss!
+        #expect(a == b)
+        #expect(a != c && a != eval)
+        // Finite differences on a few entries of the first query weight and the projection.
+        let grads = ParameterSlab(layout: f.model.layout)
+        var rng = RNG(seed: 7)
+        _ = f.model.forward(f.batch, training: true, rng: &rng)
+        f.model.backward(into: grads)
+        for name in ["encoder.layer.0.attention.self.query.weight", "proj.weight", "embeddings.LayerNorm.weight"] {
+            let w = f.model.params[name], g = grads[name]
+            for i in [0, 5, 11] {
+                let keep = w[i], h: Float = 1e-2
+                w[i] = keep + h
+                var ra = RNG(seed: 7)
+                let up = Double(f.model.forward(f.batch, training: true, rng: &ra).loss!)
+                w[i] = keep - h
+                var rb = RNG(seed: 7)
+                let down = Double(f.model.forward(f.batch, training: true, rng: &rb).loss!)
+                w[i] = keep
+                let numeric = (up - down) / Double(2 * h)
+                #expect(abs(numeric - Double(g[i])) <= 2e-2 * max(abs(numeric), 1e-3), "\(name)[\(i)]: numeric \(numeric), analytic \(g[i])")
+            }
+        }
+    }
+}
