@@ -74,9 +74,11 @@ let package = Package(
         .testTarget(name: "FetchTests", dependencies: ["Fetch", "CArchive"], exclude: ["Fixtures"]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats"]),
         .testTarget(
-            name: "RetrievalTests", dependencies: ["Retrieval", "TestSupport"], swiftSettings: kernelFlags),
+            name: "RetrievalTests", dependencies: ["Retrieval", "TestSupport"], exclude: ["Fixtures"],
+            swiftSettings: kernelFlags),
         .testTarget(
-            name: "FiDTests", dependencies: ["FiD", "Jobs", "JobsTesting", "TestSupport"], swiftSettings: kernelFlags),
+            name: "FiDTests", dependencies: ["FiD", "Jobs", "JobsTesting", "TestSupport"], exclude: ["Fixtures"],
+            swiftSettings: kernelFlags),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,12 +1,13 @@
 // PassageStore: DPR's psgs_w100.tsv, memory-mapped and indexed by passage id, parsed as Python's csv does.
 import Foundation
+import Formats
 
 /// Random access to a passages TSV (`id<TAB>text<TAB>title`, header line; ref/fid-spec.md §6.1).
 ///
 /// The file is memory-mapped and scanned once; the index keeps 12 bytes per row with a numeric id
 /// (DPR's ids are 1…21,015,324), sorted by id, so the 13 GB file costs ~250 MB of index, not a
 /// dictionary of 21M strings, and a sparse id like 2000000000 costs no more than a dense one.
-/// Records are parsed like FiD's `csv.reader(fin, delimiter='\t')`: `"…"` fields with doubled
+/// Records are parsed by `Formats.TSVRecord` like FiD's `csv.reader(fin, delimiter='\t')`: `"…"` fields with doubled
 /// `""` inside, newlines kept inside quotes, rows whose first field is `id` skipped, rows with
 /// fewer than three fields skipped, a later duplicate id replacing an earlier one.
 final class PassageStore {
@@ -44,7 +45,7 @@ final class PassageStore {
         var rows = 0
         var sorted = true
         while i < size {
-            var (idEnd, fieldCount, next) = PassageStore.scanRecord(bytes, size, i)
+            var (idEnd, fieldCount, next) = TSVRecord.scan(bytes, size, i)
             defer { i = next }
             rows += 1
             if rows & 0xFFFFF == 0, isCancelled() { throw FetchError.cancelled }
@@ -53,7 +54,8 @@ final class PassageStore {
                 id = String(decoding: UnsafeBufferPointer(start: bytes + i, count: idEnd - i), as: UTF8.self)
             } else {
                 // A quoted id (rare): take the slow, exact parser.
-                let (fields, n) = PassageStore.parseRecord(bytes, size, i, firstOnly: true)
+                let r = TSVRecord.parse(bytes, size, i, firstOnly: true)
+                let (fields, n) = (r.fields, r.next)
                 (fieldCount, next) = (fields.count, n)
                 id = fields.first ?? ""
             }
@@ -65,7 +67,7 @@ final class PassageStore {
             if let n = PassageStore.numericID(id) {
                 guard n <= UInt32.max else {
                     throw FetchError.format(
-                        file: path, field: "line \(PassageStore.lineNumber(bytes, i))", expected: "a passage id up to \(UInt32.max)",
+                        file: path, field: "line \(TSVRecord.lineNumber(bytes, i))", expected: "a passage id up to \(UInt32.max)",
                         found: "\(id)")
                 }
                 if let last = ids.last, UInt32(n) <= last { sorted = false }
@@ -99,13 +101,6 @@ final class PassageStore {
         starts = newStarts
     }
 
-    /// 1-based line of byte offset `at` (counted on the error path only).
-    static func lineNumber(_ p: UnsafePointer<UInt8>, _ at: Int) -> Int {
-        var line = 1
-        for k in 0..<at where p[k] == 10 { line += 1 }
-        return line
-    }
-
     deinit {
         if let base { munmap(base, size) }
     }
@@ -120,7 +115,7 @@ final class PassageStore {
         }
         guard let start = loc, let base else { return nil }
         let bytes = UnsafePointer<UInt8>(base.assumingMemoryBound(to: UInt8.self))
-        let fields = PassageStore.parseRecord(bytes, size, Int(start), firstOnly: false).fields
+        let fields = TSVRecord.parse(bytes, size, Int(start), firstOnly: false).fields
         return (fields[1], fields[2])
     }
 
@@ -140,118 +135,5 @@ final class PassageStore {
         let u = s.utf8
         guard !u.isEmpty, u.allSatisfy({ $0 >= 48 && $0 <= 57 }), u.first != 48 || u.count == 1 else { return nil }
         return Int(s) ?? Int.max
-    }
-
-    /// Finds the end of the record at `start` without copying it: returns where the first field
-    /// ends (-1 when it is quoted, left to `parseRecord`), the number of fields (0 for an empty
-    /// line), and where the next record starts. Same boundaries as `parseRecord`.
-    static func scanRecord(_ p: UnsafePointer<UInt8>, _ n: Int, _ start: Int) -> (idEnd: Int, fields: Int, next: Int) {
-        let tab: UInt8 = 9, lf: UInt8 = 10, cr: UInt8 = 13, quote: UInt8 = 34
-        func afterNewline(_ i: Int) -> Int { p[i] == cr && i + 1 < n && p[i + 1] == lf ? i + 2 : i + 1 }
-        var i = start
-        if i < n, p[i] == quote { return (-1, 0, start) }
-        while i < n, p[i] != tab, p[i] != lf, p[i] != cr { i += 1 }
-        let idEnd = i
-        if i >= n { return (idEnd, 1, n) }
-        if p[i] != tab { return (idEnd, i == start ? 0 : 1, afterNewline(i)) }
-        var fields = 1
-        while true {
-            // p[i] is a tab: a new field starts after it.
-            i += 1
-            fields += 1
-            if i < n, p[i] == quote {
-                i += 1
-                while i < n {
-                    if p[i] == quote {
-                        if i + 1 < n, p[i + 1] == quote {
-                            i += 2
-                            continue
-                        }
-                        i += 1
-                        break
-                    }
-                    i += 1
-                }
-            }
-            // Unquoted text, or text after a closing quote (kept literally, quotes included).
-            while i < n, p[i] != tab, p[i] != lf, p[i] != cr { i += 1 }
-            if i >= n { return (idEnd, fields, n) }
-            if p[i] != tab { return (idEnd, fields, afterNewline(i)) }
-        }
-    }
-
-    /// Parses the record at `start` the way Python's csv module (excel dialect, tab delimiter,
-    /// universal newlines) does; returns its fields and where the next record starts. With
-    /// `firstOnly`, fields after the first are returned empty (only their count matters).
-    static func parseRecord(_ p: UnsafePointer<UInt8>, _ n: Int, _ start: Int, firstOnly: Bool) -> (fields: [String], next: Int) {
-        let tab: UInt8 = 9, lf: UInt8 = 10, cr: UInt8 = 13, quote: UInt8 = 34
-        enum State { case startField, inField, inQuoted, quoteInQuoted }
-        var fields: [String] = []
-        var field: [UInt8] = []
-        var state = State.startField
-        var i = start
-        func emit() {
-            fields.append(firstOnly && !fields.isEmpty ? "" : String(decoding: field, as: UTF8.self))
-            field.removeAll(keepingCapacity: true)
-        }
-        // Returns the index after a newline at i (\r\n is one newline).
-        func afterNewline(_ i: Int) -> Int { p[i] == cr && i + 1 < n && p[i + 1] == lf ? i + 2 : i + 1 }
-        while i < n {
-            let c = p[i]
-            let keep = !firstOnly || fields.isEmpty
-            switch state {
-            case .startField:
-                if c == lf || c == cr {
-                    // An empty line is an empty row; otherwise the row ends with an empty field.
-                    if i > start { emit() }
-                    return (fields, afterNewline(i))
-                } else if c == quote {
-                    state = .inQuoted
-                } else if c == tab {
-                    emit()
-                } else {
-                    if keep { field.append(c) }
-                    state = .inField
-                }
-            case .inField:
-                if c == tab {
-                    emit()
-                    state = .startField
-                } else if c == lf || c == cr {
-                    emit()
-                    return (fields, afterNewline(i))
-                } else if keep {
-                    field.append(c)
-                }
-            case .inQuoted:
-                if c == quote {
-                    state = .quoteInQuoted
-                } else if c == cr {
-                    if keep { field.append(lf) }
-                    i = afterNewline(i)
-                    continue
-                } else if keep {
-                    field.append(c)
-                }
-            case .quoteInQuoted:
-                if c == quote {
-                    if keep { field.append(quote) }
-                    state = .inQuoted
-                } else if c == tab {
-                    emit()
-                    state = .startField
-                } else if c == lf || c == cr {
-                    emit()
-                    return (fields, afterNewline(i))
-                } else {
-                    // Not strict: text after a closing quote is kept literally.
-                    if keep { field.append(c) }
-                    state = .inField
-                }
-            }
-            i += 1
-        }
-        if i > start { emit() }
-        return (fields, n)
     }
 }

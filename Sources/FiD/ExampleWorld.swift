@@ -5,8 +5,8 @@
 //     let world = try ExampleWorld(config: ExampleWorldConfig(seed: 7, train: 200, dev: 50))
 //     world.passages                      // [ExampleWorld.Passage]: DPR rows (id "1"…"N", text, title)
 //     world.train, world.dev              // [ExampleWorld.Question]: question, answer, gold passage index
-//     world.examples(world.dev, .gold)    // FiD examples, ctxs = gold + look-alikes shuffled (issue 11)
-//     world.examples(world.dev, .empty)   // FiD examples with `ctxs: []`, filled by retrieval (issue 14)
+//     world.examples(world.dev, .gold)    // [FiDExample], ctxs = gold + look-alikes shuffled (issue 11)
+//     world.examples(world.dev, .empty)   // [FiDExample] with `ctxs: []`, filled by retrieval (issue 14)
 //     world.examples(world.dev, .scored)  // ctxs with a reader-like `score` (issue 12's learning check)
 //     world.chanceExactMatch(world.dev)   // exact match of guessing a value of the right class
 //     try world.write(to: folder)         // passages.tsv, {train,dev}{,_gold,_scored}.json, configs
@@ -26,6 +26,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import Formats
 import Tensor
 
 /// Sizes and seed of an example world; the `example` job's params (FiD-style snake_case names).
@@ -258,27 +259,35 @@ public struct ExampleWorld: Sendable {
         return questions.reduce(0) { $0 + 1 / Double($1.valueCount) } / Double(questions.count)
     }
 
-    /// The questions as FiD examples, their `ctxs` filled as `contexts` says. Deterministic: the
-    /// shuffles and scores come from a generator seeded by the world's seed and the mode.
-    public func examples(_ questions: [Question], _ contexts: Contexts) -> [Record] {
+    /// The questions as FiD examples (`id`, `question`, `target`, `answers`, `ctxs`), their
+    /// `ctxs` filled as `contexts` says, each passage `{id, title, text, score?, hasanswer}`.
+    /// Deterministic: the shuffles and scores come from a generator seeded by the world's seed
+    /// and the mode.
+    public func examples(_ questions: [Question], _ contexts: Contexts) -> [FiDExample] {
         var rng = RNG(seed: config.seed ^ (contexts == .scored ? 0x5C0_4ED : 0x601D))
-        return questions.map { q in
-            var record = Record(id: q.id, question: q.question, target: q.answer, answers: [q.answer], ctxs: [])
-            guard contexts != .empty else { return record }
-            var chosen = [q.gold] + q.distractors
-            Self.shuffle(&chosen, &rng)
-            record.ctxs = chosen.map { p in
-                let passage = passages[p]
-                var ctx = Record.Context(id: passage.id, title: passage.title, text: passage.text,
-                                                   score: nil, hasanswer: p == q.gold)
-                if contexts == .scored {
-                    let base: Float = p == q.gold ? 3 : (passage.title == q.person ? 1 : 0)
-                    let s = rng.normal(mean: base, std: 0.7)
-                    ctx.score = (Double(s) * 10_000).rounded() / 10_000  // 4 decimals: the same bytes on any libm
+        return questions.enumerated().map { index, q in
+            var ctxs: [FiDPassage] = []
+            if contexts != .empty {
+                var chosen = [q.gold] + q.distractors
+                Self.shuffle(&chosen, &rng)
+                ctxs = chosen.map { p in
+                    let passage = passages[p]
+                    var score: Double?
+                    if contexts == .scored {
+                        let base: Float = p == q.gold ? 3 : (passage.title == q.person ? 1 : 0)
+                        let s = rng.normal(mean: base, std: 0.7)
+                        score = (Double(s) * 10_000).rounded() / 10_000  // 4 decimals: the same bytes on any libm
+                    }
+                    var fields: [(String, JSONNode)] = [
+                        ("id", .string(passage.id)), ("title", .string(passage.title)), ("text", .string(passage.text)),
+                    ]
+                    if let score { fields.append(("score", .double(score))) }
+                    fields.append(("hasanswer", .bool(p == q.gold)))
+                    return FiDPassage(title: passage.title, text: passage.text, score: score, raw: .object(fields))
                 }
-                return ctx
             }
-            return record
+            return FiDExample(index: index, id: .string(q.id), question: q.question, target: q.answer,
+                              answers: [q.answer], ctxs: ctxs)
         }
     }
 

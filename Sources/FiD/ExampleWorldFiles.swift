@@ -1,23 +1,8 @@
 // ExampleWorldFiles: the example world's files — DPR TSV, FiD JSON, the demo's small model configs.
+import Formats
 import Foundation
 
 extension ExampleWorld {
-    /// One FiD example (`ref/fid-spec.md` §2.1) as the world writes it.
-    public struct Record: Codable, Sendable, Equatable {
-        public struct Context: Codable, Sendable, Equatable {
-            public var id: String
-            public var title: String
-            public var text: String
-            public var score: Double?
-            public var hasanswer: Bool?
-        }
-        public var id: String
-        public var question: String
-        public var target: String
-        public var answers: [String]
-        public var ctxs: [Context]
-    }
-
     /// What `write` puts in a folder (names relative to it), and a summary for `result.json`.
     public struct Summary: Codable, Sendable, Equatable {
         public var passages: Int
@@ -56,13 +41,20 @@ extension ExampleWorld {
             data.append(10)
             return data
         }
+        // FiD data as Python's `json.dump(data, f, indent=4)` writes it.
+        func fid(_ questions: [Question], _ contexts: Contexts) -> Data {
+            var bytes: [UInt8] = []
+            PyJSON.appendIndented(.array(examples(questions, contexts).map(\.raw)), to: &bytes)
+            bytes.append(10)
+            return Data(bytes)
+        }
         var out: [(String, Data)] = [("passages.tsv", tsv())]
-        out.append(("train.json", try json(examples(train, .empty))))
-        out.append(("dev.json", try json(examples(dev, .empty))))
-        out.append(("train_gold.json", try json(examples(train, .gold))))
-        out.append(("dev_gold.json", try json(examples(dev, .gold))))
-        out.append(("train_scored.json", try json(examples(train, .scored))))
-        out.append(("dev_scored.json", try json(examples(dev, .scored))))
+        out.append(("train.json", fid(train, .empty)))
+        out.append(("dev.json", fid(dev, .empty)))
+        out.append(("train_gold.json", fid(train, .gold)))
+        out.append(("dev_gold.json", fid(dev, .gold)))
+        out.append(("train_scored.json", fid(train, .scored)))
+        out.append(("dev_scored.json", fid(dev, .scored)))
         out.append(("reader/config.json", try json(Self.readerConfig)))
         out.append(("retriever/config.json", try json(Self.retrieverConfig)))
         struct World: Encodable { var config: ExampleWorldConfig; var summary: Summary }

@@ -141,12 +141,13 @@ public struct FiDExample: Sendable {
 
     /// The example as FiD writes it back (`dataset_wscores.json`): every field as read, `id`
     /// added when the file had none (FiD's `load_data` adds it), and `ctxs` replaced by
-    /// `passages` (the given order, each passage's `raw` with its `score` set to its `score`).
-    public func json(passages: [FiDPassage]) -> JSONNode {
+    /// `passages` as read (`raw`), in the given order, the first `scores.count` with their
+    /// `score` set (added when absent) to `scores` (Python floats, as FiD writes them).
+    public func json(passages: [FiDPassage], scores: [Double] = []) -> JSONNode {
         guard case .object(var pairs) = raw else { return raw }
-        let ctxs: [JSONNode] = passages.map { p in
-            guard case .object(var fields) = p.raw, let s = p.score else { return p.raw }
-            let value = JSONNode.double(s)
+        let ctxs: [JSONNode] = passages.enumerated().map { j, p in
+            guard case .object(var fields) = p.raw, j < scores.count else { return p.raw }
+            let value = JSONNode.double(scores[j])
             if let i = fields.firstIndex(where: { $0.0 == "score" }) { fields[i].1 = value } else { fields.append(("score", value)) }
             return .object(fields)
         }

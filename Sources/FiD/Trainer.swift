@@ -73,6 +73,9 @@ public struct TrainerState: Codable, Equatable, Sendable {
     public var bestStep: Int?
     /// The metric at the last eval.
     public var lastEM: Double?
+    /// The step of the last completed eval (a graceful stop inside an eval leaves it behind `step`,
+    /// and the resumed run evaluates first).
+    public var lastEvalStep: Int?
     /// The training RNG as it stood after `step` micro-batches.
     public var rng: RNG.State
     /// Data order: epoch and the next micro-batch within it (derived from `step`; recorded so a
@@ -86,6 +89,7 @@ public struct TrainerState: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case format, version, step, seed, rng, epoch
         case optimizerSteps = "optimizer_steps", bestDevEM = "best_dev_em", bestStep = "best_step", lastEM = "last_em"
+        case lastEvalStep = "last_eval_step"
         case epochPosition = "epoch_position", pendingGradients = "pending_gradients"
     }
 }
@@ -193,7 +197,7 @@ public final class Trainer {
         var order = DataOrder(count: model.trainCount, batchSize: c.batchSize, seed: c.seed)
         let ckpt = try context.checkpoints(keepLast: c.keepLast)
         var state = TrainerState(
-            step: 0, optimizerSteps: 0, bestDevEM: nil, bestStep: nil, lastEM: nil, rng: RNG(seed: UInt64(bitPattern: Int64(c.seed))).state,
+            step: 0, optimizerSteps: 0, bestDevEM: nil, bestStep: nil, lastEM: nil, lastEvalStep: nil, rng: RNG(seed: UInt64(bitPattern: Int64(c.seed))).state,
             epoch: 0, epochPosition: 0, seed: c.seed, pendingGradients: false)
         if let (step, dir) = ckpt.latest() {
             state = try restore(from: dir, step: step, optimizer: &optimizer, grads: grads)
@@ -220,7 +224,25 @@ public final class Trainer {
         var windowLoss = 0.0, windowCount = 0, lastWindowLoss: Double? = nil
         var tokens = 0, trainSeconds = 0.0
         var lr = o.schedule.lr(base: o.lr, afterSteps: optimizer.state.step)
+        func isEvalStep(_ step: Int) -> Bool { step % c.evalFreq == 0 || step == o.totalSteps }
+        /// Evaluates at `state.step`, keeping `best_dev` when the metric improves.
+        func evalNow() throws -> Double? {
+            let em = try evaluate()
+            state.lastEM = em
+            state.lastEvalStep = state.step
+            if let em, state.bestDevEM.map({ em > $0 }) ?? true {
+                state.bestDevEM = em
+                state.bestStep = state.step
+                try ckpt.save(name: "best_dev") { dir in try self.model.saveModel(into: dir) }
+            }
+            return em
+        }
         do {
+            // A graceful stop inside the eval of the step it saved: that eval is still owed.
+            if state.step > 0, isEvalStep(state.step), state.lastEvalStep != state.step {
+                let em = try evalNow()
+                context.log("\(label): \(state.step) / \(o.totalSteps) | evaluation \(fmt(100 * (em ?? 0), 2))EM (owed by the stopped attempt)")
+            }
             while state.step < o.totalSteps {
                 try context.checkCancelled()
                 let examples = order.batch(at: state.step)
@@ -243,15 +265,7 @@ public final class Trainer {
                 windowCount += 1
                 context.progress.update(step: step, total: o.totalSteps, loss: stats.loss)
                 var em: Double? = nil
-                if step % c.evalFreq == 0 || step == o.totalSteps {
-                    em = try evaluate()
-                    state.lastEM = em
-                    if let em, state.bestDevEM.map({ em > $0 }) ?? true {
-                        state.bestDevEM = em
-                        state.bestStep = step
-                        try ckpt.save(name: "best_dev") { dir in try self.model.saveModel(into: dir) }
-                    }
-                }
+                if isEvalStep(step) { em = try evalNow() }
                 if step % c.evalPrintFreq == 0 || em != nil || step == o.totalSteps {
                     let avg = windowCount > 0 ? windowLoss / Double(windowCount) : 0
                     var line = "\(label): \(step) / \(o.totalSteps) | train \(fmt(avg, 4)) | lr \(fmt(lr, 6)) | "

@@ -210,3 +210,49 @@ struct LineCounter {
         return lines
     }
 }
+
+/// Pull-style reading of a top-level array's elements, for walking several files in step
+/// (`merge` interleaves shards): each `next()` parses one element.
+public struct JSONArrayCursor {
+    public let stream: JSONStream
+    private var parser: JSONParser
+    private var index = 0
+    private var ended = false
+
+    /// Positions after the opening `[`.
+    /// - Throws: `FormatError` when the file does not start with a JSON array.
+    public init(_ stream: JSONStream) throws {
+        self.stream = stream
+        parser = JSONParser(bytes: stream.bytes)
+        parser.skipSpace()
+        guard parser.pos < stream.bytes.count, stream.bytes[parser.pos] == UInt8(ascii: "[") else {
+            throw FormatError(file: stream.file, location: "byte \(parser.pos)", "expected a JSON array")
+        }
+        parser.pos += 1
+        parser.skipSpace()
+        if parser.pos < stream.bytes.count, stream.bytes[parser.pos] == UInt8(ascii: "]") { ended = true }
+    }
+
+    /// The next element, or nil after the last.
+    /// - Throws: `FormatError` naming the file and byte offset.
+    public mutating func next() throws -> JSONNode? {
+        if ended { return nil }
+        let raw = stream.bytes
+        do {
+            let value = try parser.parseValue(depth: 1)
+            index += 1
+            parser.skipSpace()
+            guard parser.pos < raw.count else { throw parser.fail("unexpected end of file in the array") }
+            if raw[parser.pos] == UInt8(ascii: ",") {
+                parser.pos += 1
+            } else if raw[parser.pos] == UInt8(ascii: "]") {
+                ended = true
+            } else {
+                throw parser.fail("expected ',' or ']' after element \(index - 1)")
+            }
+            return value
+        } catch let f as JSONParser.Failure {
+            throw FormatError(file: stream.file, location: "byte \(f.offset)", f.message)
+        }
+    }
+}

@@ -21,6 +21,8 @@ public struct ForegroundRun {
     public var progressBar = false
     /// `--threads`: the default and the cap of the job's `threads` param (all cores).
     public var threads = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+    /// The log's first line: the command that reproduces the run (default: `fidq run FILE …`).
+    public var reproduce: String?
 
     public init(file: String, workspace: String) {
         self.file = file
@@ -32,6 +34,13 @@ public struct ForegroundRun {
     public func run(registry: KindRegistry, fs: FileSystem = PosixFileSystem(), cancel: CancellationToken = CancellationToken()) throws -> JSONValue {
         let data = try fs.read(file, limit: JobDescriptor.maxBytes + 1)
         let d = try JobDescriptor.parse(data, fileName: NSStringPath(file).last, idMayDiffer: true)
+        return try run(d, registry: registry, fs: fs, cancel: cancel)
+    }
+
+    /// Runs `d` (built in memory, e.g. from a subcommand's flags) as `run(registry:)` runs a file;
+    /// `file` only places the default `outDir`.
+    public func run(_ d: JobDescriptor, registry: KindRegistry, fs: FileSystem = PosixFileSystem(),
+                    cancel: CancellationToken = CancellationToken()) throws -> JSONValue {
         let policy = PathPolicy(workspace: workspace, queue: queue ?? workspace + "/queue", allowedRoots: allowedRoots)
         let prepared = try registry.prepare(d, policy: policy, fs: fs)
         let parent = NSStringPath(PathPolicy.normalize(PathPolicy.absolute(file))).parent
@@ -40,7 +49,7 @@ public struct ForegroundRun {
         OutputFile.sweep(out: folder + "/out", fs: fs)  // a killed earlier run's partial outputs
         let echo: @Sendable (String) -> Void = { line in fputs(line + "\n", stderr) }
         let log = JobLog(path: folder + "/log.txt", fs: fs, echo: progressBar ? nil : echo)
-        log("# reproduce: fidq run \(file) --workspace \(policy.workspace) --out \(folder)")
+        log("# reproduce: " + (reproduce ?? "fidq run \(file) --workspace \(policy.workspace) --out \(folder)"))
         let context = JobContext(
             id: d.id, kind: d.kind, attempt: 1, maxAttempts: 1, folder: folder, paths: policy, fs: fs,
             cancellation: cancel,

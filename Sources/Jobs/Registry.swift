@@ -19,12 +19,17 @@ public protocol JobParams: Codable, Sendable {
     var inputPaths: [(field: String, path: String)] { get }
     /// Range checks beyond types; throw `JobError.permanent(…, field: "params.x")`.
     func validate() throws
+    /// Cheap checks of the input files' contents (a data file's first element, a model folder's
+    /// files), so bad input is refused at submit; called once every input exists, with the
+    /// resolver of params paths. Throw `JobError.permanent(…, field: "params.x")`.
+    func validateInputs(resolve: (String) -> String) throws
 }
 
 extension JobParams {
     public var outputPaths: [(field: String, path: String)] { [] }
     public var inputPaths: [(field: String, path: String)] { [] }
     public func validate() throws {}
+    public func validateInputs(resolve: (String) -> String) throws {}
 }
 
 /// A job kind: a name, a params type and a handler.
@@ -64,6 +69,8 @@ public struct PreparedJob: Sendable {
 public final class KindRegistry: @unchecked Sendable {
     private struct Entry {
         let prepare: (JobDescriptor, PathPolicy, FileSystem, Bool) throws -> PreparedJob
+        /// Decodes params with the kind's type only, rethrowing its raw `DecodingError`.
+        let decode: (JSONValue) throws -> Void
     }
 
     private var entries: [String: Entry] = [:]
@@ -77,7 +84,7 @@ public final class KindRegistry: @unchecked Sendable {
     /// Registers `kind` under `kind.name`.
     public func register<K: JobKind>(_ kind: K) {
         precondition(entries[kind.name] == nil, "job kind '\(kind.name)' registered twice")
-        entries[kind.name] = Entry { descriptor, policy, fs, checkJobInputs in
+        entries[kind.name] = Entry(prepare: { descriptor, policy, fs, checkJobInputs in
             let (rest, threads) = try ThreadsParam.split(descriptor.params)
             let params = try KindRegistry.decode(K.Params.self, rest)
             try params.validate()
@@ -93,18 +100,33 @@ public final class KindRegistry: @unchecked Sendable {
             for (field, path) in params.inputPaths {
                 _ = try policy.checkInput(path, field: "params." + field, fs: fs)
             }
-            for (field, path) in params.inputPaths where checkJobInputs || !path.hasPrefix("job:") {
+            var allPresent = true
+            for (field, path) in params.inputPaths {
                 let resolved = policy.resolve(path)
-                if !fs.exists(resolved) && !deferMissing {
+                if fs.exists(resolved) { continue }
+                allPresent = false
+                if (checkJobInputs || !path.hasPrefix("job:")) && !deferMissing {
                     throw JobError.missingInput("input '\(path)' does not exist (resolved to \(resolved))",
                                                 field: "params." + field,
                                                 hint: path.hasPrefix("job:") ? "the dependency finished without writing it" : nil)
                 }
             }
+            if allPresent { try params.validateInputs(resolve: policy.resolve) }
             return PreparedJob(descriptor: descriptor, threads: threads) { context in
                 try JSONValue.from(try kind.run(params, context))
             }
-        }
+        }, decode: { params in
+            _ = try KindRegistry.decode(K.Params.self, try ThreadsParam.split(params).0)
+        })
+    }
+
+    /// Decodes `params` with `kind`'s params type, nothing more (no validation, no paths), and
+    /// rethrows the decoder's own `DecodingError`: `FlagParams` reads its type mismatches to
+    /// learn which flags are strings or lists.
+    /// - Throws: `JobError` for an unknown kind; the raw `DecodingError`.
+    public func decodeParams(kind: String, _ params: JSONValue) throws {
+        guard let entry = entries[kind] else { throw JobError.permanent("unknown kind '\(kind)'", field: "kind") }
+        try entry.decode(params)
     }
 
     /// Registered kind names, sorted.

@@ -23,7 +23,13 @@ public final class T5Stepper {
     public let vocabSize: Int
     /// Rows held: questions · beams.
     public let rows: Int
-    let questions: Int, beams: Int, M: Int, maxLength: Int
+    let questions: Int, beams: Int, M: Int, maxLength: Int, P: Int, L: Int
+    /// Set before the first step to also compute FiD's passage scores (fid-spec §3.5) from that
+    /// step's cross-attention logits (the first decoding step, as FiD's `score_storage` keeps).
+    public var recordScores = false
+    /// FiD's cross-attention passage scores of each question, after the first step with
+    /// `recordScores` (beam 0's query; every beam feeds the same start token).  // (questions, P)
+    public private(set) var scores: Tensor?
     /// Tokens fed so far (the next position).
     public private(set) var position = 0
     private var owned: [UnsafeMutablePointer<Float>] = []
@@ -65,6 +71,8 @@ public final class T5Stepper {
         self.beams = beams
         rows = questions * beams
         M = P * L
+        self.P = P
+        self.L = L
         self.maxLength = maxLength
         ids = [Int32](repeating: 0, count: questions * beams)
         let N = questions * M, R = rows
@@ -126,6 +134,12 @@ public final class T5Stepper {
             cross = UnsafePointer(crossBias)
         }
         let T = maxLength, K = t + 1
+        // Pre-softmax cross logits of each layer for the passage scores.  // (questions, H, beams, M) each
+        var crossLogits: [UnsafeMutablePointer<Float>] = []
+        if recordScores && t == 0 {
+            crossLogits = (0..<c.decoderLayers).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: questions * H * beams * M) }
+        }
+        defer { for p in crossLogits { p.deallocate() } }
         for l in 0..<c.decoderLayers {
             let w = "decoder.block.\(l).layer"
             // Self-attention over the cache: this row's keys 0…t.
@@ -171,7 +185,7 @@ public final class T5Stepper {
             var rng = RNG(seed: 0)
             let kx = crossK[l], vx = crossV[l], mask = mask!
             m.timed(.attention) {
-                Attention.forward(out: ctx, probs: probs, dropoutMask: nil, logits: nil, q: q, k: kx, v: vx, bias: cross,
+                Attention.forward(out: ctx, probs: probs, dropoutMask: nil, logits: crossLogits.isEmpty ? nil : crossLogits[l], q: q, k: kx, v: vx, bias: cross,
                                   keyMask: mask, causal: false, scale: 1, dropout: 0, rng: &rng,
                                   size: .init(batch: questions, heads: H, queryLength: beams, keyLength: M, headDim: Dh))
             }
@@ -200,6 +214,9 @@ public final class T5Stepper {
                 Gemm.gemm(transB: true, m: R, n: V, k: D, alpha: m.outputScale, a: h, lda: D, b: m.W("lm_head.weight"), ldb: D,
                           beta: 0, c: logits, ldc: V)
             }
+        }
+        if !crossLogits.isEmpty {
+            scores = m.passageScores(crossLogits, mask: mask!, B: questions, P: P, L: L, T: beams)
         }
         position += 1
     }

@@ -75,6 +75,11 @@ enum ReaderBench {
                                       bench: "reader")
             defer { peer?.close() }
             print("### \(threads) thread\(threads == 1 ? "" : "s")")
+            // BENCH_READER_P=none runs only the score job.
+            if passageCounts().isEmpty {
+                try ScoreBench.run(threads: threads, peer: peer)
+                continue
+            }
             let table = Table(["P", "what", "ours ms", "torch ms", "ratio", "goal", "spread", "other+steal"], widths: [3, 6])
             for P in passageCounts() {
                 let model = T5Model(config: c)
@@ -144,6 +149,8 @@ enum ReaderBench {
                 print("memory P=\(P): ours activations \(plain >> 20) MiB, with use_checkpoint \(checkpointed >> 20) MiB; "
                       + "parameters + gradients + moments \(slabs >> 20) MiB; torch peer peak RSS so far \(Int(rss).map { "\($0 >> 20) MiB" } ?? rss)")
             }
+            try Machine.waitForQuiet(settings)
+            try ScoreBench.run(threads: threads, peer: peer)
         }
     }
 }

@@ -1,9 +1,9 @@
 // Kinds: the one place that wires job kinds into the registry every command uses.
+import FiD
 import Foundation
-import Tensor
 import Jobs
 import JobsTesting
-import FiD
+import Tensor
 
 enum Kinds {
     /// Every kind this build of fidq runs. The queue's own test kind (`test.record`) is only
@@ -16,8 +16,13 @@ enum Kinds {
         TextKinds.register(into: registry)
         registry.register(FetchKind())
         registry.register(ExampleKind())
+        registry.register(ScoreKind())
+        registry.register(MergeKind())
         registry.register(TrainReaderKind())
         registry.register(TrainRetrieverKind())
+        registry.register(EmbedKind())
+        registry.register(RetrieveKind())
+        registry.register(IndexBM25Kind())
         if ProcessInfo.processInfo.environment["FIDQ_TEST_KINDS"] == "1" {
             registry.register(TrainTestKind())  // test.train: checkpoint resume under kill -9
             TestKinds.register(into: registry)

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import Fetch
+import Formats
 
 @Suite struct PassageStoreTests {
     @Test func parsesDPRQuotingAndSkipsBadRows() throws {
@@ -70,8 +71,8 @@ import Testing
                 let p = buf.baseAddress!, n = buf.count
                 var i = 0
                 while i < n {
-                    let exact = PassageStore.parseRecord(p, n, i, firstOnly: true)
-                    let fast = PassageStore.scanRecord(p, n, i)
+                    let exact = TSVRecord.parse(p, n, i, firstOnly: true)
+                    let fast = TSVRecord.scan(p, n, i)
                     if fast.idEnd >= 0 {
                         #expect(fast.next == exact.next && fast.fields == exact.fields.count, "\(bytes) at \(i)")
                         #expect(String(decoding: buf[i..<fast.idEnd], as: UTF8.self) == (exact.fields.first ?? ""), "\(bytes) at \(i)")

@@ -1,6 +1,7 @@
 // ExampleWorldTests: the example world is deterministic, answerable, and hard for word overlap.
 import Foundation
 import Testing
+import Formats
 import Tokenizers
 
 @testable import FiD
@@ -49,19 +50,27 @@ struct ExampleWorldTests {
         }
     }
 
+    /// A passage's field from its JSON (`raw`), as a file reader sees it.
+    static func field(_ p: FiDPassage, _ key: String) -> JSONNode? {
+        guard case .object(let fields) = p.raw else { return nil }
+        return fields.first { $0.0 == key }?.1
+    }
+
     @Test func contextModes() throws {
         let w = try ExampleWorld(config: Self.small)
         let empty = w.examples(w.dev, .empty)
         #expect(empty.allSatisfy { $0.ctxs.isEmpty })
         #expect(empty.map(\.answers) == w.dev.map { [$0.answer] })
         #expect(empty.map(\.target) == w.dev.map(\.answer))
+        #expect(empty.map(\.idText) == w.dev.map(\.id))
         let gold = w.examples(w.dev, .gold)
         var goldFirst = 0
         for (e, q) in zip(gold, w.dev) {
             #expect(e.ctxs.count == Self.small.nContext)
-            #expect(e.ctxs.filter { $0.hasanswer == true }.map(\.id) == [w.passages[q.gold].id])
-            #expect(e.ctxs.allSatisfy { $0.score == nil })
-            if e.ctxs[0].hasanswer == true { goldFirst += 1 }
+            let marked = e.ctxs.filter { Self.field($0, "hasanswer") == .bool(true) }
+            #expect(marked.map { Self.field($0, "id") } == [.string(w.passages[q.gold].id)])
+            #expect(e.ctxs.allSatisfy { $0.score == nil && Self.field($0, "score") == nil })
+            if Self.field(e.ctxs[0], "hasanswer") == .bool(true) { goldFirst += 1 }
         }
         // Shuffled: the gold is first about once in n_context, not always.
         #expect(goldFirst < w.dev.count / 3, "gold first in \(goldFirst) of \(w.dev.count)")
@@ -70,11 +79,25 @@ struct ExampleWorldTests {
         let scored = w.examples(w.dev, .scored)
         var top = 0
         for (e, q) in zip(scored, w.dev) {
-            let scores = e.ctxs.map { try! #require($0.score) }
+            let scores = e.ctxs.map { $0.score ?? -.infinity }
+            #expect(e.ctxs.allSatisfy { $0.score != nil })
             let best = e.ctxs[scores.firstIndex(of: scores.max()!)!]
-            if best.id == w.passages[q.gold].id { top += 1 }
+            if Self.field(best, "id") == .string(w.passages[q.gold].id) { top += 1 }
         }
         #expect(top > w.dev.count * 7 / 10 && top < w.dev.count, "gold scored highest in \(top) of \(w.dev.count)")
+    }
+
+    /// The files read back through FiD's own data reader, scores and all.
+    @Test func filesReadBackAsFiDData() throws {
+        let w = try ExampleWorld(config: Self.small)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fidq-world-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try w.write(to: dir)
+        let read = try FiDData(path: dir + "/dev_scored.json").load()
+        let made = w.examples(w.dev, .scored)
+        #expect(read.map(\.idText) == made.map(\.idText))
+        #expect(read.map(\.question) == made.map(\.question))
+        #expect(read.map { $0.ctxs.map(\.score) } == made.map { $0.ctxs.map(\.score) })
     }
 
     /// Word overlap alone (BM25, k1 0.9, b 0.4 as Pyserini) rarely ranks the gold first, but keeps

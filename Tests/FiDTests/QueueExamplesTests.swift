@@ -13,7 +13,18 @@ struct QueueExamplesTests {
     }()
 
     /// The example folders: each is one batch (its `after` references point inside it).
-    static let folders = ["queue/examples", "queue/examples/kinds", "queue/examples/demo", "queue/examples/retriever"]
+    static let folders: [String] = {
+        let dir = root.appendingPathComponent("queue/examples").path
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        return names.filter { name in
+            var isDir: ObjCBool = false
+            return FileManager.default.fileExists(atPath: dir + "/" + name, isDirectory: &isDir) && isDir.boolValue
+        }.sorted().map { "queue/examples/" + $0 }
+    }()
+
+    @Test func theExampleFoldersAreFound() {
+        #expect(Self.folders.contains("queue/examples/demo") && Self.folders.count >= 3, "\(Self.folders)")
+    }
 
     @Test(arguments: folders)
     func everyDescriptorPassesSubmitDryRun(folder: String) throws {

@@ -16,6 +16,8 @@ final class ToyModel: Trainable {
     /// Micro-batches run by this instance, and a hook before each.
     var calls = 0
     var beforeStep: ((Int) throws -> Void)?
+    /// Called at the start of each eval with the micro-batches run so far.
+    var beforeEval: ((Int) throws -> Void)?
     var log: [[Int]] = []
 
     init() {
@@ -46,6 +48,7 @@ final class ToyModel: Trainable {
 
     /// Higher is better: minus the noiseless mean squared error.
     func evaluate(_ report: (Int, Int) throws -> Void) throws -> Double? {
+        try beforeEval?(calls)
         var mse = 0.0
         for k in 0..<xs.count {
             var pred: Float = 0
@@ -181,6 +184,25 @@ struct TrainerTests {
         #expect(try weights(out + "/out/checkpoint/step-11") == weights(reference + "/out/checkpoint/step-11"))
         let log = try String(contentsOfFile: out + "/log.txt", encoding: .utf8)
         #expect(log.contains("resumed from") && log.contains("(step 5,"))
+    }
+
+    /// A graceful stop inside an eval saves that step; the resumed run owes and runs the eval first.
+    @Test func stopDuringEvalIsEvaluatedOnResume() throws {
+        let c = toyConfig(total: 9, accumulation: 1)
+        let reference = scratch() + "/ref"
+        try runToy(c, out: reference)
+        let out = scratch() + "/job"
+        let token = CancellationToken()
+        #expect(throws: Error.self) {
+            try runToy(c, out: out, cancel: token) { m in m.beforeEval = { if $0 == 6 { token.cancel(.shutdown) } } }
+        }
+        let saved = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: URL(fileURLWithPath: out + "/out/checkpoint/step-6/trainer_state.json")))
+        #expect(saved.step == 6 && saved.lastEvalStep == 3)
+        let value = try runToy(c, out: out)
+        let refValue = try String(contentsOfFile: reference + "/result.json", encoding: .utf8)
+        #expect(refValue.contains("\"best_step\" : \(number(value, "best_step").map { Int($0) } ?? -1)"), "\(value)")
+        #expect(try weights(out + "/out/checkpoint/best_dev") == weights(reference + "/out/checkpoint/best_dev"))
+        #expect(try String(contentsOfFile: out + "/log.txt", encoding: .utf8).contains("owed by the stopped attempt"))
     }
 
     /// A crash between checkpoints (no save) resumes from the last step-N and redoes the rest.

@@ -9,6 +9,10 @@ one (1, P·L, D) memory, then the decoder. Same line protocol as torch_norms.py:
            train forward in train mode (dropout 0.1), backward, AdamW step, zero_grad
            enc   the encoder alone (eval, no_grad)
            gen   greedy decoding of T tokens with the key/value cache after the encoder (eval)
+  score MODEL DATA P L THREADS       -> "SECONDS TOKENS": FiD's test_reader.py compute on fidq's bench folder,
+                                        once: per question (batch 1) collation (3.0.2's: no </s> on passages,
+                                        padded to L) + encoder per passage + generate(max_length=50), greedy;
+                                        the model is loaded first, untimed
   rss                                -> peak resident set size of this process so far, bytes
   quit                               -> exit
 """
@@ -59,6 +63,33 @@ def greedy(model, ids, mask, T):
     return tok
 
 
+def score(model_dir, data_path, P, L):
+    import json
+    import time
+
+    from transformers import PreTrainedTokenizerFast
+    from transformers.modeling_outputs import BaseModelOutput
+
+    tok = PreTrainedTokenizerFast(tokenizer_file=model_dir + "/tokenizer.json")
+    model = T5ForConditionalGeneration.from_pretrained(model_dir).eval()
+    with open(data_path) as f:
+        data = json.load(f)
+    t0 = time.perf_counter()
+    tokens = 0
+    with torch.no_grad():
+        for ex in data:
+            ctxs = sorted(ex["ctxs"], key=lambda c: float(c["score"]), reverse=True)[:P]
+            texts = ["question: " + ex["question"] + " title: " + c["title"] + " context: " + c["text"] for c in ctxs]
+            enc = tok(texts, max_length=L, padding="max_length", truncation=True, add_special_tokens=False, return_tensors="pt")
+            ids, mask = enc["input_ids"], enc["attention_mask"]
+            memory = model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state.reshape(1, P * L, -1)
+            out = model.generate(encoder_outputs=BaseModelOutput(memory), attention_mask=mask.reshape(1, P * L),
+                                 max_length=50, num_beams=1, do_sample=False)
+            tok.decode(out[0], skip_special_tokens=True)
+            tokens += out.shape[1] - 1
+    return f"{time.perf_counter() - t0} {tokens}"
+
+
 def main():
     model, opt = build()
     threads_set = None
@@ -69,6 +100,10 @@ def main():
         parts = line.split()
         if parts[0] == "info":
             reply = f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads at start"
+        elif parts[0] == "score" and len(parts) == 6:
+            torch.set_num_threads(int(parts[5]))
+            threads_set = int(parts[5])
+            reply = score(parts[1], parts[2], int(parts[3]), int(parts[4]))
         elif parts[0] == "rss":
             reply = str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
         elif parts[0] == "reader" and len(parts) == 7:

@@ -1,0 +1,180 @@
+// EmbedKind: the `embed` job (FiD's generate_passage_embeddings.py): one shard of a passages TSV embedded, resumable by blocks.
+import Foundation
+import Jobs
+import Models
+import Retrieval
+import Tensor
+
+/// `embed` params, FiD's names (ref/fid-spec.md §1.5); `block_size` (rows per checkpoint) is ours.
+public struct EmbedParams: JobParams {
+    public var modelPath = ""
+    /// A tokenizer file or folder, for retrievers that ship none (FiD's use bert-base-uncased's).
+    public var tokenizer: String?
+    public var passages = ""
+    public var outputPath = "wikipedia_embeddings/passages"
+    public var shardId = 0
+    public var numShards = 1
+    public var perGpuBatchSize = 32
+    /// FiD ignores its flag and uses the model config's; ours overrides the config when given.
+    public var passageMaxlength: Int?
+    public var noFp16 = false
+    public var blockSize = 8192
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case modelPath = "model_path", tokenizer, passages
+        case outputPath = "output_path"
+        case shardId = "shard_id"
+        case numShards = "num_shards"
+        case perGpuBatchSize = "per_gpu_batch_size"
+        case passageMaxlength = "passage_maxlength"
+        case noFp16 = "no_fp16"
+        case blockSize = "block_size"
+    }
+
+    public init() {}
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        modelPath = try c.decode(String.self, forKey: .modelPath)
+        tokenizer = try c.decodeIfPresent(String.self, forKey: .tokenizer)
+        passages = try c.decode(String.self, forKey: .passages)
+        outputPath = try c.decode(.outputPath, default: "wikipedia_embeddings/passages")
+        numShards = try c.require(try c.decode(.numShards, default: 1), .numShards, "an integer >= 1") { $0 >= 1 }
+        shardId = try c.require(try c.decode(.shardId, default: 0), .shardId, "an integer in 0..<num_shards (\(numShards))") {
+            $0 >= 0 && $0 < numShards
+        }
+        perGpuBatchSize = try c.require(try c.decode(.perGpuBatchSize, default: 32), .perGpuBatchSize, "an integer >= 1") { $0 >= 1 }
+        passageMaxlength = try c.decodeIfPresent(Int.self, forKey: .passageMaxlength)
+        if let m = passageMaxlength, m < 2 {
+            throw JobError.permanent("passage_maxlength \(m): expected an integer >= 2 (CLS and SEP)", field: "params.passage_maxlength")
+        }
+        noFp16 = try c.decode(.noFp16, default: false)
+        blockSize = try c.require(try c.decode(.blockSize, default: 8192), .blockSize, "an integer >= 1") { $0 >= 1 }
+    }
+
+    public var outputPaths: [(field: String, path: String)] { [("output_path", outputPath)] }
+    public var inputPaths: [(field: String, path: String)] { [("model_path", modelPath), ("passages", passages)] }
+
+    /// FiD's shard arithmetic: floor-sized shards, the last takes the remainder.
+    public static func shardRange(total: Int, shard: Int, of shards: Int) -> Range<Int> {
+        let size = total / shards
+        let start = shard * size
+        return start..<(shard == shards - 1 ? total : start + size)
+    }
+}
+
+public struct EmbedOutput: Codable, Sendable {
+    public var npy: String
+    public var ids: String
+    public var rows: Int
+    public var dim: Int
+    public var storage: String
+    public var firstPassage: Int
+    public var passagesInFile: Int
+    public var resumedFrom: Int
+    public var seconds: Double
+    public var passagesPerSecond: Double
+
+    enum CodingKeys: String, CodingKey {
+        case npy, ids, rows, dim, storage, seconds
+        case firstPassage = "first_passage"
+        case passagesInFile = "passages_in_file"
+        case resumedFrom = "resumed_from"
+        case passagesPerSecond = "passages_per_s"
+    }
+}
+
+/// `embed`: counts the passages (one streaming pass), takes FiD's shard of them, and embeds it
+/// block by block. Each finished block is published into `out/` (it moves with the job on a
+/// take-over) and recorded by a checkpoint, so a killed job resumes after its last finished block
+/// and never embeds a row twice; the shard (`<output_path>_<shard:02d>.npy` + `.ids`) is assembled
+/// from the blocks under temporary names and appears only complete.
+public struct EmbedKind: JobKind {
+    public init() {}
+    public var name: String { "embed" }
+
+    struct Saved: Codable { var rows: Int }
+
+    static func blockName(_ start: Int) -> String {
+        let s = String(start)
+        return "block-" + String(repeating: "0", count: max(0, 12 - s.count)) + s
+    }
+
+    public func run(_ p: EmbedParams, _ context: JobContext) throws -> EmbedOutput {
+        let t0 = monotonicNow()
+        let passagesPath = context.resolve(p.passages)
+        let stem = EmbeddingShard.stem(prefix: try context.output(p.outputPath, field: "params.output_path"), shard: p.shardId)
+        try FileManager.default.createDirectory(atPath: (stem as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let total: Int
+        do { total = try PassageReader.count(path: passagesPath) } catch let e as RetrievalError {
+            throw JobError.permanent(e.message, field: "params.passages", hint: e.hint)
+        }
+        guard total >= p.numShards else {
+            throw JobError.permanent(
+                "num_shards \(p.numShards) exceeds the \(total) passages of \(p.passages): FiD's floor-sized shards would be empty",
+                field: "params.num_shards", hint: "use at most \(total) shards")
+        }
+        let range = EmbedParams.shardRange(total: total, shard: p.shardId, of: p.numShards)
+        context.log("embed: shard \(p.shardId) of \(p.numShards): passages \(range.lowerBound)..<\(range.upperBound) of \(total)")
+        let model: RetrieverModel
+        do { model = try RetrieverModel.load(folder: context.resolve(p.modelPath), tokenizer: p.tokenizer.map(context.resolve)) } catch {
+            throw JobError.permanent("cannot load the retriever: \(error)", field: "params.model_path")
+        }
+        let dim = model.model.embeddingWidth
+        let ckpt = try context.checkpoints(keepLast: 2)
+        var done = 0
+        if let (step, _) = ckpt.latest() {
+            done = step
+            context.log("embed: resuming after \(done) rows (checkpoint)")
+        }
+        let resumedFrom = done
+        let n = range.count
+        let reader = try PassageReader(path: passagesPath)
+        _ = try reader.skip(range.lowerBound + done)
+        let started = monotonicNow()
+        while done < n {
+            try context.checkCancelled()
+            let block = try reader.nextBlock(max: min(p.blockSize, n - done))
+            guard !block.isEmpty else { throw JobError.permanent("\(p.passages) ended early at row \(range.lowerBound + done)", field: "params.passages") }
+            let base = done
+            let emb = model.embedPassages(
+                titles: block.map(\.title), texts: block.map(\.text), maxLength: p.passageMaxlength, batchSize: p.perGpuBatchSize,
+                progress: { k in context.progress.update(step: base + k, total: n) })  // (rows, E)
+            let name = Self.blockName(done)
+            try context.publish(name + ".f32", emb.withUnsafeBytes { Data($0) })
+            try context.publish(name + ".ids", Data(block.map { $0.id + "\n" }.joined().utf8))
+            done += block.count
+            try ckpt.save(step: done) { dir in try context.fs.write(dir + "/rows.json", try jsonEncoder().encode(Saved(rows: done)), sync: false) }
+            let rate = Double(done - resumedFrom) / max(1e-9, monotonicNow() - started)
+            context.log("embed: \(done)/\(n) rows, \(String(format: "%.1f", rate)) passages/s")
+        }
+        // Assemble the shard from the blocks, in order.
+        let writer = try ShardWriter(stem: stem, rows: n, dim: dim, storage: p.noFp16 ? .float32 : .float16, tag: context.token)
+        var start = 0
+        while start < n {
+            let name = context.out + "/" + Self.blockName(start)
+            let ids = try EmbeddingShard.readIDs(name + ".ids")
+            let data = try Data(contentsOf: URL(fileURLWithPath: name + ".f32"))
+            guard !ids.isEmpty, data.count == ids.count * dim * 4 else {
+                throw JobError.transient("block \(name) holds \(data.count) bytes for \(ids.count) ids of width \(dim)", hint: "fidq retry --fresh re-embeds the shard")
+            }
+            try data.withUnsafeBytes { try writer.append(ids: ids, embeddings: $0.bindMemory(to: Float.self).baseAddress!) }
+            start += ids.count
+        }
+        try writer.finish()
+        start = 0
+        while start < n {
+            let name = context.out + "/" + Self.blockName(start)
+            let count = (try? EmbeddingShard.readIDs(name + ".ids").count) ?? n
+            try? FileManager.default.removeItem(atPath: name + ".f32")
+            try? FileManager.default.removeItem(atPath: name + ".ids")
+            start += max(count, 1)
+        }
+        let seconds = monotonicNow() - t0
+        context.log("embed: wrote \(stem).npy (\(n) × \(dim), \(p.noFp16 ? "float32" : "float16"))")
+        return EmbedOutput(
+            npy: stem + ".npy", ids: stem + ".ids", rows: n, dim: dim, storage: p.noFp16 ? "float32" : "float16",
+            firstPassage: range.lowerBound, passagesInFile: total, resumedFrom: resumedFrom, seconds: seconds,
+            passagesPerSecond: Double(n - resumedFrom) / max(1e-9, monotonicNow() - started))
+    }
+}

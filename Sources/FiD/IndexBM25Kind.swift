@@ -1,0 +1,64 @@
+// IndexBM25Kind: the `index_bm25` job: a BM25 inverted index over a passages TSV, built once and saved for `retrieve`.
+import Foundation
+import Jobs
+import Retrieval
+
+public struct IndexBM25Params: JobParams {
+    public var passages = ""
+    public var outputPath = "bm25.index"
+    public var k1: Float = 0.9
+    public var b: Float = 0.4
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case passages, k1, b
+        case outputPath = "output_path"
+    }
+
+    public init() {}
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        passages = try c.decode(String.self, forKey: .passages)
+        outputPath = try c.decode(.outputPath, default: "bm25.index")
+        k1 = try c.require(try c.decode(.k1, default: 0.9), .k1, "a number >= 0") { $0 >= 0 }
+        b = try c.require(try c.decode(.b, default: 0.4), .b, "a number in 0…1") { (0...1).contains($0) }
+    }
+
+    public var outputPaths: [(field: String, path: String)] { [("output_path", outputPath)] }
+    public var inputPaths: [(field: String, path: String)] { [("passages", passages)] }
+}
+
+public struct IndexBM25Output: Codable, Sendable {
+    public var index: String
+    public var documents: Int
+    public var seconds: Double
+}
+
+/// `index_bm25`: reads the TSV once (strictly: a bad row names its line), builds, saves (temp name, rename).
+public struct IndexBM25Kind: JobKind {
+    public init() {}
+    public var name: String { "index_bm25" }
+
+    public func run(_ p: IndexBM25Params, _ context: JobContext) throws -> IndexBM25Output {
+        let t0 = monotonicNow()
+        let output = try context.output(p.outputPath, field: "params.output_path")
+        try FileManager.default.createDirectory(atPath: (output as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        do {
+            let reader = try PassageReader(path: context.resolve(p.passages))
+            let total = reader.fileSize
+            let index = try BM25Index.build(
+                passages: {
+                    try context.checkCancelled()
+                    return try reader.next()
+                }, k1: p.k1, b: p.b,
+                progress: { n in
+                    context.progress.update(step: reader.bytesRead >> 20, total: total >> 20)
+                    context.log("index_bm25: \(n) passages")
+                })
+            try index.save(to: output)
+            return IndexBM25Output(index: output, documents: index.documentCount, seconds: monotonicNow() - t0)
+        } catch let e as RetrievalError {
+            throw JobError.permanent(e.message, field: "params.passages", hint: e.hint)
+        }
+    }
+}

@@ -1,0 +1,241 @@
+// RetrieveKind: the `retrieve` job (FiD's passage_retrieval.py): questions embedded (or BM25), shards searched, FiD JSON with ctxs and recall@k.
+import Formats
+import Foundation
+import Jobs
+import Models
+import Retrieval
+import Tensor
+
+/// `retrieve` params, FiD's names (ref/fid-spec.md §1.6) plus `method` (`dense`, `bm25`), `index`
+/// (`flat`, `sq8`, `pq`), `bm25_index` and `rerank` (sq8 candidates per result).
+public struct RetrieveParams: JobParams {
+    public var modelPath: String?
+    public var tokenizer: String?
+    public var passages = ""
+    public var passagesEmbeddings: String?
+    public var bm25Index: String?
+    public var data = ""
+    public var outputPath = "retrieved.json"
+    public var nDocs = 100
+    public var questionMaxlength = 40
+    public var perGpuBatchSize = 64
+    public var index = "flat"
+    public var nSubquantizers = 0
+    public var nBits = 8
+    public var saveOrLoadIndex = false
+    public var method = "dense"
+    public var rerank = 4
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case modelPath = "model_path", tokenizer, passages, data, index, method, rerank
+        case passagesEmbeddings = "passages_embeddings"
+        case bm25Index = "bm25_index"
+        case outputPath = "output_path"
+        case nDocs = "n_docs"
+        case questionMaxlength = "question_maxlength"
+        case perGpuBatchSize = "per_gpu_batch_size"
+        case nSubquantizers = "n_subquantizers"
+        case nBits = "n_bits"
+        case saveOrLoadIndex = "save_or_load_index"
+    }
+
+    public init() {}
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        modelPath = try c.decodeIfPresent(String.self, forKey: .modelPath)
+        tokenizer = try c.decodeIfPresent(String.self, forKey: .tokenizer)
+        passages = try c.decode(String.self, forKey: .passages)
+        passagesEmbeddings = try c.decodeIfPresent(String.self, forKey: .passagesEmbeddings)
+        bm25Index = try c.decodeIfPresent(String.self, forKey: .bm25Index)
+        data = try c.decode(String.self, forKey: .data)
+        outputPath = try c.decode(.outputPath, default: "retrieved.json")
+        nDocs = try c.require(try c.decode(.nDocs, default: 100), .nDocs, "an integer >= 1") { $0 >= 1 }
+        questionMaxlength = try c.require(try c.decode(.questionMaxlength, default: 40), .questionMaxlength, "an integer >= 2") { $0 >= 2 }
+        perGpuBatchSize = try c.require(try c.decode(.perGpuBatchSize, default: 64), .perGpuBatchSize, "an integer >= 1") { $0 >= 1 }
+        nSubquantizers = try c.require(try c.decode(.nSubquantizers, default: 0), .nSubquantizers, "an integer >= 0") { $0 >= 0 }
+        nBits = try c.require(try c.decode(.nBits, default: 8), .nBits, "an integer in 1…8") { (1...8).contains($0) }
+        // FiD: n_subquantizers > 0 means its IndexPQ.
+        index = try c.require(try c.decode(.index, default: nSubquantizers > 0 ? "pq" : "flat"), .index, "one of flat, sq8, pq") {
+            ["flat", "sq8", "pq"].contains($0)
+        }
+        saveOrLoadIndex = try c.decode(.saveOrLoadIndex, default: false)
+        method = try c.require(try c.decode(.method, default: "dense"), .method, "dense or bm25") { ["dense", "bm25"].contains($0) }
+        rerank = try c.require(try c.decode(.rerank, default: 4), .rerank, "an integer >= 1") { $0 >= 1 }
+        if method == "dense" {
+            guard modelPath != nil else { throw JobError.permanent("method dense needs model_path", field: "params.model_path") }
+            guard passagesEmbeddings != nil else {
+                throw JobError.permanent("method dense needs passages_embeddings (a glob of shards)", field: "params.passages_embeddings")
+            }
+            if index == "pq" && nSubquantizers == 0 {
+                throw JobError.permanent("index pq needs n_subquantizers > 0", field: "params.n_subquantizers")
+            }
+        } else if bm25Index == nil {
+            throw JobError.permanent("method bm25 needs bm25_index (an index_bm25 job's output)", field: "params.bm25_index")
+        }
+    }
+
+    public var outputPaths: [(field: String, path: String)] { [("output_path", outputPath)] }
+    public var inputPaths: [(field: String, path: String)] {
+        var p = [("passages", passages), ("data", data)]
+        if method == "dense", let m = modelPath { p.append(("model_path", m)) }
+        if method == "bm25", let b = bm25Index { p.append(("bm25_index", b)) }
+        return p
+    }
+}
+
+public struct RetrieveOutput: Codable, Sendable {
+    public var output: String
+    public var questions: Int
+    public var corpus: Int
+    public var nDocs: Int
+    public var nDocsReturned: Int
+    public var method: String
+    public var index: String
+    /// Answer recall at 1, 5, 20, 100 (DPR's has_answer), keyed "1", "5", "20", "100".
+    public var recall: [String: Double]
+    public var note: String?
+    public var queryS: Double
+    public var indexS: Double
+    public var searchS: Double
+
+    enum CodingKeys: String, CodingKey {
+        case output, questions, corpus, method, index, recall, note
+        case nDocs = "n_docs"
+        case nDocsReturned = "n_docs_returned"
+        case queryS = "query_s"
+        case indexS = "index_s"
+        case searchS = "search_s"
+    }
+}
+
+/// `retrieve`: reads the questions, embeds them (or tokenises them for BM25), searches, looks the
+/// winning passages up in one streaming pass over the TSV, and writes FiD's JSON: each example's
+/// `ctxs` replaced by the top `n_docs` `{id, title, text, score (a string, as FiD), hasanswer}`,
+/// other fields kept. `n_docs` beyond the corpus returns the whole corpus and says so.
+public struct RetrieveKind: JobKind {
+    public init() {}
+    public var name: String { "retrieve" }
+
+    public func run(_ p: RetrieveParams, _ context: JobContext) throws -> RetrieveOutput {
+        let output = try context.output(p.outputPath, field: "params.output_path")
+        try FileManager.default.createDirectory(atPath: (output as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let examples: [FiDExample]
+        do { examples = try FiDData(path: context.resolve(p.data)).load() } catch {
+            throw JobError.permanent("\(error)", field: "params.data")
+        }
+        let questions = examples.map(\.question)
+        context.log("retrieve: \(questions.count) questions, method \(p.method)\(p.method == "dense" ? ", index \(p.index)" : "")")
+        var hits: [[Hit]] = []
+        var idOf: (Int) -> String = { String($0) }
+        var corpus = 0
+        var (queryS, indexS, searchS) = (0.0, 0.0, 0.0)
+        var k = p.nDocs
+        func wrap<T>(_ field: String, _ body: () throws -> T) throws -> T {
+            do { return try body() } catch let e as RetrievalError { throw JobError.permanent(e.message, field: field, hint: e.hint) }
+        }
+        if p.method == "bm25" {
+            var t = monotonicNow()
+            let bm25 = try wrap("params.bm25_index") { try BM25Index(path: context.resolve(p.bm25Index!)) }
+            indexS = monotonicNow() - t
+            corpus = bm25.documentCount
+            k = min(k, max(corpus, 1))
+            t = monotonicNow()
+            hits = bm25.search(questions, k: k)
+            searchS = monotonicNow() - t
+            idOf = { bm25.ids[$0] }
+        } else {
+            var t = monotonicNow()
+            let model: RetrieverModel
+            do { model = try RetrieverModel.load(folder: context.resolve(p.modelPath!), tokenizer: p.tokenizer.map(context.resolve)) } catch {
+                throw JobError.permanent("cannot load the retriever: \(error)", field: "params.model_path")
+            }
+            let q = model.embedQuestions(questions, maxLength: p.questionMaxlength, batchSize: p.perGpuBatchSize)  // (B, E)
+            queryS = monotonicNow() - t
+            context.log("retrieve: questions embedded (\(questions.count) × \(model.model.embeddingWidth)) in \(String(format: "%.2f", queryS)) s")
+            t = monotonicNow()
+            let shards = try wrap("params.passages_embeddings") { try EmbeddingShard.open(glob: context.resolve(p.passagesEmbeddings!)) }
+            let flat = try wrap("params.passages_embeddings") { try FlatIndex(shards: shards) }
+            guard flat.dim == model.model.embeddingWidth else {
+                throw JobError.permanent("shards of width \(flat.dim), the retriever embeds \(model.model.embeddingWidth)", field: "params.passages_embeddings")
+            }
+            corpus = flat.count
+            k = min(k, max(corpus, 1))
+            let dir = (shards[0].path as NSString).deletingLastPathComponent
+            switch p.index {
+            case "sq8":
+                let path = dir + "/index.sq8"
+                let sq = try wrap("params.passages_embeddings") { () -> ScalarQuantizedIndex in
+                    if p.saveOrLoadIndex, FileManager.default.fileExists(atPath: path) { return try ScalarQuantizedIndex(path: path) }
+                    let built = try ScalarQuantizedIndex.build(shards: shards)
+                    if p.saveOrLoadIndex { try built.save(to: path) }
+                    return built
+                }
+                indexS = monotonicNow() - t
+                t = monotonicNow()
+                hits = q.withUnsafeBufferPointer { sq.search(queries: $0.baseAddress!, queryCount: questions.count, k: k, rerank: p.rerank, exact: flat) }
+            case "pq":
+                let path = dir + "/index.pq"
+                let pq = try wrap("params.passages_embeddings") { () -> ProductQuantizedIndex in
+                    if p.saveOrLoadIndex, FileManager.default.fileExists(atPath: path) { return try ProductQuantizedIndex(path: path) }
+                    let built = try ProductQuantizedIndex.build(shards: shards, subquantizers: p.nSubquantizers, bits: p.nBits)
+                    if p.saveOrLoadIndex { try built.save(to: path) }
+                    return built
+                }
+                indexS = monotonicNow() - t
+                t = monotonicNow()
+                hits = q.withUnsafeBufferPointer { pq.search(queries: $0.baseAddress!, queryCount: questions.count, k: k) }
+            default:
+                indexS = monotonicNow() - t
+                t = monotonicNow()
+                hits = q.withUnsafeBufferPointer { flat.search(queries: $0.baseAddress!, queryCount: questions.count, k: k) }
+            }
+            searchS = monotonicNow() - t
+            idOf = { flat.id(ofRow: $0) }
+        }
+        context.log("retrieve: search \(String(format: "%.2f", searchS)) s over \(corpus) passages")
+        var note: String? = nil
+        if p.nDocs > corpus {
+            note = "n_docs \(p.nDocs) exceeds the \(corpus) indexed passages: every passage returned"
+            context.log("retrieve: " + note!)
+        }
+        // The passages' texts: one streaming pass keeping only the ids retrieved.
+        var needed = Set<String>()
+        for h in hits { for x in h { needed.insert(idOf(x.row)) } }
+        var found: [String: Passage] = [:]
+        let reader = try wrap("params.passages") { try PassageReader(path: context.resolve(p.passages)) }
+        while found.count < needed.count, let psg = try wrap("params.passages", { try reader.next() }) {
+            if needed.contains(psg.id) { found[psg.id] = psg }
+        }
+        if let missing = needed.first(where: { found[$0] == nil }) {
+            throw JobError.permanent("passage id \(missing) of the index is not in \(p.passages)", field: "params.passages",
+                                     hint: "search the shards embedded from this passages file")
+        }
+        var recall = RecallAtK()
+        let writer = try PyJSONWriter(path: output)
+        for (ex, h) in zip(examples, hits) {
+            let answerTokens = ex.answers.map(AnswerMatch.normalizedTokens)
+            var flags: [Bool] = []
+            let ctxs: [FiDPassage] = h.map { x in
+                let id = idOf(x.row)
+                let psg = found[id]!
+                let has = AnswerMatch.hasAnswer(answerTokens: answerTokens, words: AnswerMatch.normalizedTokens(psg.text))
+                flags.append(has)
+                let raw = JSONNode.object([
+                    ("id", .string(id)), ("title", .string(psg.title)), ("text", .string(psg.text)),
+                    ("score", .string(String(describing: x.score))), ("hasanswer", .bool(has)),
+                ])
+                return FiDPassage(title: psg.title, text: psg.text, raw: raw)
+            }
+            recall.add(flags)
+            try writer.append(ex.json(passages: ctxs))
+        }
+        try writer.finish()
+        var r: [String: Double] = [:]
+        for at in [1, 5, 20, 100] { r[String(at)] = recall.recall(at: at) }
+        context.log("retrieve: recall@1 \(r["1"]!), @5 \(r["5"]!), @20 \(r["20"]!), @100 \(r["100"]!); hits \(recall.hits.prefix(100))")
+        return RetrieveOutput(
+            output: output, questions: questions.count, corpus: corpus, nDocs: p.nDocs, nDocsReturned: min(p.nDocs, corpus), method: p.method,
+            index: p.method == "dense" ? p.index : "bm25", recall: r, note: note, queryS: queryS, indexS: indexS, searchS: searchS)
+    }
+}

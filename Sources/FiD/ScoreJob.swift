@@ -1,0 +1,228 @@
+// ScoreJob: the `score` job kind (FiD's test_reader.py, fid-spec §3.7): answers, exact match and
+// cross-attention passage scores over a data set, streamed batch by batch and resumable.
+import Formats
+import Foundation
+import Jobs
+import Models
+import Tensor
+import Tokenizers
+
+/// What `score` returns (`result.json`) and publishes as `out/result.json` for `merge`.
+public struct ScoreResult: Codable, Sendable, Equatable {
+    /// Exact match in percent over the questions with answers (FiD's `EM xx.xx`).
+    public var exactMatch: Double
+    /// Questions with answers (the mean's denominator), and how many of them matched.
+    public var count: Int
+    public var correct: Int
+    /// Questions scored (with or without answers).
+    public var examples: Int
+    public var shardId: Int
+    public var numShards: Int
+    /// The files written into `out/`.
+    public var outputs: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case exactMatch = "exact_match", count, correct, examples, shardId = "shard_id", numShards = "num_shards", outputs
+    }
+
+    public init(correct: Int, count: Int, examples: Int, shardId: Int, numShards: Int, outputs: [String]) {
+        self.correct = correct
+        self.count = count
+        self.examples = examples
+        self.shardId = shardId
+        self.numShards = numShards
+        self.outputs = outputs
+        exactMatch = count == 0 ? 0 : 100 * Double(correct) / Double(count)
+    }
+}
+
+/// The `score` kind. Each finished batch is committed as `out/parts/<batch>.jsonl` (its
+/// predictions and, with `write_crossattention_scores`, its examples with new scores); a killed
+/// attempt's successor skips the batches whose part exists. The final files are joined from the
+/// parts in order, then the parts are removed.
+public struct ScoreKind: JobKind {
+    public init() {}
+    public var name: String { "score" }
+
+    static let partsFolder = "parts"
+
+    public func run(_ params: ScoreParams, _ context: JobContext) throws -> ScoreResult {
+        if let done = try? JSONDecoder().decode(ScoreResult.self, from: context.fs.read(context.out + "/result.json", limit: 1 << 20)) {
+            context.log("score: already finished (out/result.json): EM \(String(format: "%.2f", done.exactMatch)) over \(done.count)")
+            return done
+        }
+        let modelPath = context.resolve(params.modelPath), dataPath = context.resolve(params.evalData)
+        let reader: T5Reader
+        do {
+            reader = try T5Reader.load(folder: modelPath, tokenizer: params.tokenizer.map(context.resolve))
+        } catch let e as ModelLoadError {
+            throw JobError.permanent(e.description, field: params.tokenizer != nil && e.path != modelPath ? "params.tokenizer" : "params.model_path")
+        }
+        let model = reader.model, config = model.config
+        let format = FiDFormat(nContext: params.nContext, textMaxLength: params.textMaxlength, answerMaxLength: params.answerMaxlength)
+        let collator = FiDCollator(format: format, tokenizer: reader.tokenizer, startId: Int32(config.decoderStartTokenId),
+                                   eosId: Int32(config.eosTokenId), threads: context.threads)
+        let data = FiDData(path: dataPath)
+        let total: Int
+        do { total = try data.count() } catch let e as FormatError { throw JobError.permanent(e.description, field: "params.eval_data") }
+        let shardTotal = total > params.shardId ? (total - params.shardId + params.numShards - 1) / params.numShards : 0
+        let B = params.perGpuBatchSize
+        let batches = (shardTotal + B - 1) / B
+        let finished = try Self.finishedParts(context)
+        context.log("score: \(modelPath) (\(config.numLayers)+\(config.decoderLayers) layers, d \(config.dModel)), \(dataPath): "
+                    + "\(shardTotal) of \(total) questions (shard \(params.shardId)/\(params.numShards)), \(batches) batches of \(B), "
+                    + "P \(params.nContext), L \(params.textMaxlength), \(params.numBeams == 1 ? "greedy" : "\(params.numBeams) beams"), "
+                    + "\(context.threads) threads" + (finished.isEmpty ? "" : "; \(finished.count) batches done by an earlier attempt"))
+        var pending: [FiDExample] = []
+        var batchIndex = 0, done = 0, correct = 0, withAnswers = 0
+        let start = monotonicNow()
+        var computed = 0
+        func flush() throws {
+            defer {
+                pending.removeAll(keepingCapacity: true)
+                batchIndex += 1
+            }
+            if finished.contains(batchIndex) {
+                done += pending.count
+                return
+            }
+            try context.checkCancelled()
+            let lines = try Self.scoreBatch(pending, collator: collator, reader: reader, params: params)
+            try context.writeOutput(Self.partName(batchIndex)) { file in
+                var buffer: [UInt8] = []
+                for line in lines {
+                    PyJSON.appendCompact(line, to: &buffer)
+                    buffer.append(10)
+                }
+                try buffer.withUnsafeBytes { try file.write($0) }
+            }
+            done += pending.count
+            computed += pending.count
+            context.progress.update(step: done, total: shardTotal)
+            if (batchIndex + 1) % params.evalPrintFreq == 0 || batchIndex + 1 == batches {
+                let rate = Double(computed) / max(monotonicNow() - start, 1e-9)
+                context.log("score: batch \(batchIndex + 1)/\(batches), \(done)/\(shardTotal) questions, \(String(format: "%.2f", rate)) questions/s")
+            }
+        }
+        do {
+            try data.forEach(shard: params.shardId, of: params.numShards) { ex in
+                pending.append(ex)
+                if pending.count == B { try flush() }
+            }
+            if !pending.isEmpty { try flush() }
+        } catch let e as FormatError {
+            throw JobError.permanent(e.description, field: "params.eval_data", hint: e.hint)
+        }
+        // Join the parts in batch order into the final files.
+        var outputs = ["predictions.jsonl"]
+        let predictions = try context.openOutput("predictions.jsonl")
+        let results = params.writeResults ? try context.openOutput("final_output.txt") : nil
+        let wscores = params.writeCrossattentionScores ? try context.openOutput("dataset_wscores.json") : nil
+        if results != nil { outputs.append("final_output.txt") }
+        if wscores != nil { outputs.append("dataset_wscores.json") }
+        var examples = 0
+        var wbuf: [UInt8] = [UInt8(ascii: "[")]
+        for b in 0..<batchIndex {
+            let stream = try JSONStream(path: context.out + "/" + Self.partName(b))
+            var pbuf: [UInt8] = [], rbuf: [UInt8] = []
+            try stream.forEachLine { line in
+                guard let p = line.value["p"] else { throw JobError.transient("\(stream.file): line \(line.line) has no prediction") }
+                PyJSON.appendCompact(p, to: &pbuf)
+                pbuf.append(10)
+                if case .bool(let em)? = p["exact_match"] {
+                    withAnswers += 1
+                    if em { correct += 1 }
+                }
+                if results != nil {
+                    rbuf += Array("\(Self.idText(p["id"]))\t\(p["prediction"]?.stringValue ?? "")\n".utf8)
+                }
+                if wscores != nil, let d = line.value["d"] {
+                    wbuf += examples == 0 ? [10, 32, 32, 32, 32] : [44, 10, 32, 32, 32, 32]
+                    PyJSON.appendIndented(d, level: 1, to: &wbuf)
+                }
+                examples += 1
+            }
+            try pbuf.withUnsafeBytes { try predictions.write($0) }
+            try rbuf.withUnsafeBytes { try results?.write($0) }
+            if wbuf.count > 1 << 20, let w = wscores {
+                try wbuf.withUnsafeBytes { try w.write($0) }
+                wbuf.removeAll(keepingCapacity: true)
+            }
+        }
+        wbuf += examples == 0 ? [93] : [10, 93]
+        if let w = wscores { try wbuf.withUnsafeBytes { try w.write($0) } }
+        try predictions.commit()
+        try results?.commit()
+        try wscores?.commit()
+        guard withAnswers > 0 else {
+            throw JobError.permanent("\(dataPath): none of the \(examples) questions scored has answers", field: "params.eval_data",
+                                     hint: "exact match needs each example's \"answers\"")
+        }
+        let result = ScoreResult(correct: correct, count: withAnswers, examples: examples, shardId: params.shardId,
+                                 numShards: params.numShards, outputs: outputs + ["result.json"])
+        try context.publish("result.json", try jsonEncoder().encode(result))
+        try? context.fs.removeTree(context.out + "/" + Self.partsFolder)
+        context.log("score: EM \(String(format: "%.2f", result.exactMatch)), Total number of example \(withAnswers)")
+        return result
+    }
+
+    static func partName(_ batch: Int) -> String { partsFolder + "/" + String(format: "%08d.jsonl", batch) }
+
+    /// Batches whose part an earlier attempt committed (temporary `.…part` files are not parts).
+    static func finishedParts(_ context: JobContext) throws -> Set<Int> {
+        let dir = context.out + "/" + partsFolder
+        guard context.fs.exists(dir) else { return [] }
+        var out = Set<Int>()
+        for name in try context.fs.list(dir) where name.hasSuffix(".jsonl") && !name.hasPrefix(".") {
+            if let n = Int(name.dropLast(6)) { out.insert(n) }
+        }
+        return out
+    }
+
+    static func idText(_ id: JSONNode?) -> String {
+        switch id {
+        case .string(let s)?: return s
+        case .integer(let n)?: return String(n)
+        case .number(let t)?: return t
+        case let other?: return PyJSON.compact(other)
+        case nil: return ""
+        }
+    }
+
+    /// Generates the answers (and passage scores) of one batch: one part line per example,
+    /// `{"p": prediction record, "d": example with scores}`.
+    static func scoreBatch(_ examples: [FiDExample], collator: FiDCollator, reader: T5Reader, params: ScoreParams) throws -> [JSONNode] {
+        let fb = collator.collate(examples)
+        let b = fb.batch, model = reader.model, c = model.config
+        let stepper = T5Stepper(model: model, questions: b.questions, passages: b.passages, passageLength: b.passageLength,
+                                inputIds: b.inputIds, attentionMask: b.attentionMask, beams: params.numBeams, maxLength: ScoreParams.maxLength)
+        stepper.recordScores = params.writeCrossattentionScores
+        var s = stepper
+        let start = Int32(c.decoderStartTokenId), eos = Int32(c.eosTokenId)
+        let answers: [[Int32]]
+        if params.numBeams == 1 {
+            answers = try Generation.greedy(&s, questions: b.questions, start: start, eos: eos, maxLength: ScoreParams.maxLength)
+        } else {
+            answers = try Generation.beamSearch(&s, questions: b.questions, numBeams: params.numBeams, start: start, eos: eos,
+                                                pad: Int32(c.padTokenId), maxLength: ScoreParams.maxLength)
+        }
+        let scores = stepper.scores  // (B, P)
+        var lines: [JSONNode] = []
+        for (i, ex) in examples.enumerated() {
+            let text = reader.tokenizer.decode(answers[i], skipSpecialTokens: true)
+            let em: JSONNode = ex.answers.isEmpty ? .null : .bool(ExactMatch.score(text, ex.answers))
+            let p: JSONNode = .object([
+                ("id", ex.id), ("index", .integer(ex.index)), ("question", .string(ex.question)), ("prediction", .string(text)),
+                ("answers", .array(ex.answers.map(JSONNode.string))), ("exact_match", em),
+            ])
+            var pairs: [(String, JSONNode)] = [("p", p)]
+            if let scores {
+                let read = fb.passages[i].count
+                let row = (0..<read).map { Double(scores.data[i * b.passages + $0]) }
+                pairs.append(("d", ex.json(passages: FiDFormat.ordered(ex.ctxs), scores: row)))
+            }
+            lines.append(.object(pairs))
+        }
+        return lines
+    }
+}

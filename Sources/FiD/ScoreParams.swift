@@ -1,0 +1,115 @@
+// ScoreParams: the params of the `score` job and `fidq score` (FiD's test_reader.py options).
+import Formats
+import Foundation
+import Jobs
+
+/// What `score` reads and how: FiD's `test_reader.py` options (fid-spec §1.1, §1.3), plus
+/// `tokenizer`, `num_beams` and the sharding of `embed` (`shard_id`, `num_shards`).
+public struct ScoreParams: JobParams, Equatable {
+    /// The reader: a Hugging Face or FiD T5 folder (`config.json` + weights, usually a tokenizer).
+    public var modelPath: String
+    /// FiD data (JSON list or JSON Lines) with `question`, `answers` and `ctxs`.
+    public var evalData: String
+    /// A tokenizer file or folder, for model folders without one (FiD's released readers).
+    public var tokenizer: String?
+    /// P: passages read per question.
+    public var nContext = 1
+    /// B: questions per batch.
+    public var perGpuBatchSize = 1
+    /// L: tokens per passage.
+    public var textMaxlength = 200
+    /// Accepted for FiD's command lines; generation stops at FiD's `max_length` of 50 (with the start token).
+    public var answerMaxlength = -1
+    /// Also write `final_output.txt` (`id<TAB>answer` per question), as FiD's `--write_results`.
+    public var writeResults = false
+    /// Also write `dataset_wscores.json`: the data with each read passage's `score` set to the
+    /// reader's cross-attention score (the input of `train_retriever`).
+    public var writeCrossattentionScores = false
+    /// 1: greedy decoding (FiD's); more: beam search.
+    public var numBeams = 1
+    /// This job scores examples `k` with `k % num_shards == shard_id`.
+    public var shardId = 0
+    public var numShards = 1
+    /// A log line every this many batches.
+    public var evalPrintFreq = 1000
+
+    /// Tokens per answer, the start token included (FiD's `generate(max_length=50)`).
+    public static let maxLength = 50
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case modelPath = "model_path", evalData = "eval_data", tokenizer
+        case nContext = "n_context", perGpuBatchSize = "per_gpu_batch_size", textMaxlength = "text_maxlength"
+        case answerMaxlength = "answer_maxlength", writeResults = "write_results"
+        case writeCrossattentionScores = "write_crossattention_scores", numBeams = "num_beams"
+        case shardId = "shard_id", numShards = "num_shards", evalPrintFreq = "eval_print_freq"
+    }
+
+    public init(modelPath: String, evalData: String) {
+        self.modelPath = modelPath
+        self.evalData = evalData
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        modelPath = try c.require(try c.decode(String.self, forKey: .modelPath), .modelPath, "a model folder") { !$0.isEmpty }
+        evalData = try c.require(try c.decode(String.self, forKey: .evalData), .evalData, "a FiD data file") { !$0.isEmpty }
+        tokenizer = try c.decodeIfPresent(String.self, forKey: .tokenizer)
+        nContext = try c.require(try c.decode(.nContext, default: 1), .nContext, "an integer >= 1 (passages per question)") { $0 >= 1 }
+        perGpuBatchSize = try c.require(try c.decode(.perGpuBatchSize, default: 1), .perGpuBatchSize,
+                                        "an integer >= 1 (questions per batch)") { $0 >= 1 }
+        textMaxlength = try c.require(try c.decode(.textMaxlength, default: 200), .textMaxlength,
+                                      "an integer >= 1 (tokens per passage)") { $0 >= 1 }
+        answerMaxlength = try c.require(try c.decode(.answerMaxlength, default: -1), .answerMaxlength, "-1 or an integer >= 1") {
+            $0 == -1 || $0 >= 1
+        }
+        writeResults = try c.decode(.writeResults, default: false)
+        writeCrossattentionScores = try c.decode(.writeCrossattentionScores, default: false)
+        numBeams = try c.require(try c.decode(.numBeams, default: 1), .numBeams, "an integer >= 1 (1: greedy)") { $0 >= 1 }
+        numShards = try c.require(try c.decode(.numShards, default: 1), .numShards, "an integer >= 1") { $0 >= 1 }
+        shardId = try c.require(try c.decode(.shardId, default: 0), .shardId, "an integer in 0..<num_shards (\(numShards))") {
+            $0 >= 0 && $0 < numShards
+        }
+        evalPrintFreq = try c.require(try c.decode(.evalPrintFreq, default: 1000), .evalPrintFreq, "an integer >= 1") { $0 >= 1 }
+    }
+
+    public var inputPaths: [(field: String, path: String)] {
+        [("model_path", modelPath), ("eval_data", evalData)] + (tokenizer.map { [("tokenizer", $0)] } ?? [])
+    }
+
+    /// Refuses, before any work: a model folder without `config.json` or weights, and a data file
+    /// whose first example is not FiD data or has no `answers` (exact match needs them).
+    public func validateInputs(resolve: (String) -> String) throws {
+        try ScoreParams.checkModelFolder(resolve(modelPath), field: "params.model_path")
+        try ScoreParams.checkFirstExample(resolve(evalData), field: "params.eval_data", needAnswers: true)
+    }
+
+    /// The weight files `T5Model.load(folder:)` reads, any one of which makes a model folder.
+    static let weightFiles = ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"]
+
+    static func checkModelFolder(_ folder: String, field: String) throws {
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: folder, isDirectory: &isDir), isDir.boolValue else {
+            throw JobError.permanent("\(folder) is not a folder", field: field, hint: "a model folder with config.json and model.safetensors")
+        }
+        guard fm.fileExists(atPath: folder + "/config.json") else {
+            throw JobError.permanent("\(folder) holds no config.json", field: field, hint: "a Hugging Face or FiD T5 folder")
+        }
+        guard weightFiles.contains(where: { fm.fileExists(atPath: folder + "/" + $0) }) else {
+            throw JobError.permanent("\(folder) holds no weights (\(weightFiles.joined(separator: ", ")))", field: field,
+                                     hint: "an unfinished download or training run? point at a folder with its weights")
+        }
+    }
+
+    static func checkFirstExample(_ path: String, field: String, needAnswers: Bool) throws {
+        do {
+            guard let first = try FiDData(path: path).first() else { return }
+            if needAnswers && first.answers.isEmpty {
+                throw JobError.permanent("\(path): example \(first.idText) (the first) has no answers", field: field,
+                                         hint: "score computes exact match against each example's answers")
+            }
+        } catch let e as FormatError {
+            throw JobError.permanent(e.description, field: field, hint: e.hint == nil ? "FiD data: a JSON list or JSON Lines of {question, answers, ctxs}" : nil)
+        }
+    }
+}

@@ -1,0 +1,264 @@
+// BM25Index: a lexical first stage (Lucene/Pyserini BM25, k1 0.9, b 0.4): inverted index built once, saved, memory-mapped, searched.
+import Tensor
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// BM25 over a passages TSV, so the loop can start with no dense model (FiD has none).
+///
+/// Tokenisation (`BM25Index.terms`): lower-cased maximal runs of letters, digits and marks (the
+/// alphanumeric tokens of DPR's SimpleTokenizer, which `has_answer` matches on); punctuation and
+/// symbols are dropped; no stemming and no stop words. Chosen because it needs no language
+/// resources, is deterministic, and agrees with how answers are matched; Pyserini's default
+/// analyzer (Lucene English: Porter stemming, stop words) would score morphological variants,
+/// so its rankings differ somewhat.
+///
+/// Scoring is Lucene's BM25 (what Pyserini runs): per query term (repeated terms count again),
+/// `idf · tf / (tf + k1 · (1 − b + b · dl / avgdl))` with `idf = ln(1 + (N − df + 0.5) / (df + 0.5))`;
+/// the text indexed is `title + " " + text`, as Pyserini's DPR Wikipedia index contents holds both.
+/// Document lengths are exact (Lucene rounds them to one byte). The title is optional.
+///
+/// Saved as one file (magic, version, little-endian sections) that `init(path:)` maps in place:
+/// sorted vocabulary, per-term posting offsets, (doc, tf) postings, document lengths, passage ids.
+public final class BM25Index {
+    static let magic = "FIDQBM25", version: UInt32 = 1
+
+    public let k1: Float
+    public let b: Float
+    public let documentCount: Int
+    public let averageLength: Double
+    public let ids: [String]
+    /// Sorted vocabulary; postings of term i are `postingDocs[postingStart[i]..<postingStart[i+1]]`.
+    let vocabulary: [String]
+    let postingStart: UnsafeBufferPointer<UInt64>
+    let postingDocs: UnsafeBufferPointer<UInt32>
+    let postingTF: UnsafeBufferPointer<UInt16>
+    let lengths: UnsafeBufferPointer<UInt32>
+    /// Keeps the mapping (loaded) or the arrays (built) alive.
+    private let storage: AnyObject
+
+    /// Lower-cased alphanumeric runs (see the type's comment).
+    public static func terms(_ text: String, into out: inout [String]) {
+        var run = String.UnicodeScalarView()
+        func flush() {
+            if !run.isEmpty {
+                out.append(String(run).lowercased())
+                run = String.UnicodeScalarView()
+            }
+        }
+        for s in text.unicodeScalars {
+            if s.isASCII {
+                let v = s.value
+                if (v >= 48 && v <= 57) || (v >= 97 && v <= 122) {
+                    run.append(s)
+                } else if v >= 65 && v <= 90 {
+                    run.append(Unicode.Scalar(v + 32)!)
+                } else {
+                    flush()
+                }
+                continue
+            }
+            switch s.properties.generalCategory {
+            case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter,
+                 .decimalNumber, .letterNumber, .otherNumber, .nonspacingMark, .spacingMark, .enclosingMark:
+                run.append(s)
+            default:
+                flush()
+            }
+        }
+        flush()
+    }
+
+    public static func terms(_ text: String) -> [String] {
+        var out: [String] = []
+        terms(text, into: &out)
+        return out
+    }
+
+    /// A built index's arrays, in buffers of their own (the index reads them like the mapping).
+    private final class Owned {
+        let starts: UnsafeMutableBufferPointer<UInt64>, docs: UnsafeMutableBufferPointer<UInt32>
+        let tfs: UnsafeMutableBufferPointer<UInt16>, lengths: UnsafeMutableBufferPointer<UInt32>
+        init(_ starts: [UInt64], _ docs: [UInt32], _ tfs: [UInt16], _ lengths: [UInt32]) {
+            func copy<T>(_ a: [T]) -> UnsafeMutableBufferPointer<T> {
+                let p = UnsafeMutableBufferPointer<T>.allocate(capacity: a.count)
+                _ = p.initialize(from: a)
+                return p
+            }
+            (self.starts, self.docs, self.tfs, self.lengths) = (copy(starts), copy(docs), copy(tfs), copy(lengths))
+        }
+        deinit {
+            starts.deallocate()
+            docs.deallocate()
+            tfs.deallocate()
+            lengths.deallocate()
+        }
+    }
+
+    /// Builds the index from passages (read once, in order); `progress` gets the count so far.
+    /// Memory while building: ~10 bytes per distinct (term, passage) pair plus the vocabulary.
+    public static func build(
+        passages next: () throws -> Passage?, k1: Float = 0.9, b: Float = 0.4, progress: (Int) -> Void = { _ in }
+    ) throws -> BM25Index {
+        var termID: [String: Int32] = [:]
+        var vocab: [String] = []
+        var pairTerm: [Int32] = [], pairDoc: [UInt32] = [], pairTF: [UInt16] = []
+        var lengths: [UInt32] = []
+        var ids: [String] = []
+        var tokens: [String] = []
+        var local: [Int32: Int] = [:]
+        while let p = try next() {
+            tokens.removeAll(keepingCapacity: true)
+            terms(p.title, into: &tokens)
+            terms(p.text, into: &tokens)
+            let doc = UInt32(ids.count)
+            ids.append(p.id)
+            lengths.append(UInt32(tokens.count))
+            local.removeAll(keepingCapacity: true)
+            for t in tokens {
+                let id: Int32
+                if let known = termID[t] {
+                    id = known
+                } else {
+                    id = Int32(vocab.count)
+                    termID[t] = id
+                    vocab.append(t)
+                }
+                local[id, default: 0] += 1
+            }
+            for (t, tf) in local {
+                pairTerm.append(t)
+                pairDoc.append(doc)
+                pairTF.append(UInt16(min(tf, Int(UInt16.max))))
+            }
+            if ids.count % 100_000 == 0 { progress(ids.count) }
+        }
+        progress(ids.count)
+        // Invert: terms in sorted order, each term's postings in document order (counting sort).
+        let order = vocab.indices.sorted { vocab[$0].utf8.lexicographicallyPrecedes(vocab[$1].utf8) }
+        var rank = [Int](repeating: 0, count: vocab.count)
+        for (r, t) in order.enumerated() { rank[t] = r }
+        var starts = [UInt64](repeating: 0, count: vocab.count + 1)
+        for t in pairTerm { starts[rank[Int(t)] + 1] += 1 }
+        for i in 0..<vocab.count { starts[i + 1] += starts[i] }
+        var fill = starts
+        var docs = [UInt32](repeating: 0, count: pairDoc.count), tfs = [UInt16](repeating: 0, count: pairDoc.count)
+        for i in 0..<pairTerm.count {
+            let r = rank[Int(pairTerm[i])]
+            let at = Int(fill[r])
+            docs[at] = pairDoc[i]
+            tfs[at] = pairTF[i]
+            fill[r] += 1
+        }
+        pairTerm = []
+        pairDoc = []
+        pairTF = []
+        let owned = Owned(starts, docs, tfs, lengths)
+        let total = lengths.reduce(0) { $0 + Double($1) }
+        return BM25Index(
+            k1: k1, b: b, ids: ids, vocabulary: order.map { vocab[$0] }, averageLength: ids.isEmpty ? 0 : total / Double(ids.count),
+            starts: UnsafeBufferPointer(owned.starts), docs: UnsafeBufferPointer(owned.docs),
+            tfs: UnsafeBufferPointer(owned.tfs), lengths: UnsafeBufferPointer(owned.lengths), storage: owned)
+    }
+
+    private init(
+        k1: Float, b: Float, ids: [String], vocabulary: [String], averageLength: Double, starts: UnsafeBufferPointer<UInt64>,
+        docs: UnsafeBufferPointer<UInt32>, tfs: UnsafeBufferPointer<UInt16>, lengths: UnsafeBufferPointer<UInt32>, storage: AnyObject
+    ) {
+        (self.k1, self.b, self.ids, self.vocabulary, self.averageLength) = (k1, b, ids, vocabulary, averageLength)
+        (postingStart, postingDocs, postingTF, self.lengths, self.storage) = (starts, docs, tfs, lengths, storage)
+        documentCount = ids.count
+    }
+
+    /// Loads a saved index; postings and lengths stay in the mapping.
+    public convenience init(path: String) throws {
+        let r = try IndexFileReader(path: path, magic: Self.magic, version: Self.version)
+        let k1 = try r.readFloat("k1"), b = try r.readFloat("b")
+        let avg = try r.readDouble("average length")
+        let n = Int(try r.read("documents") as UInt64), terms = Int(try r.read("terms") as UInt64), pairs = Int(try r.read("postings") as UInt64)
+        let lengths = try r.array(n, of: UInt32.self, "lengths")
+        let starts = try r.array(terms + 1, of: UInt64.self, "posting offsets")
+        let docs = try r.array(pairs, of: UInt32.self, "posting documents")
+        let tfs = try r.array(pairs, of: UInt16.self, "posting frequencies")
+        let vocab = try r.strings("vocabulary")
+        let ids = try r.strings("ids")
+        guard vocab.count == terms, ids.count == n, starts.last.map(Int.init) == pairs else {
+            throw RetrievalError(file: path, field: "sections", expected: "\(terms) terms, \(n) ids, \(pairs) postings",
+                                 found: "\(vocab.count) terms, \(ids.count) ids, \(starts.last ?? 0) postings")
+        }
+        if let bad = docs.first(where: { Int($0) >= n }) {
+            throw RetrievalError(file: path, field: "postings", expected: "documents below \(n)", found: "\(bad)")
+        }
+        self.init(k1: k1, b: b, ids: ids, vocabulary: vocab, averageLength: avg, starts: starts, docs: docs, tfs: tfs, lengths: lengths, storage: r)
+    }
+
+    public func save(to path: String) throws {
+        var w = IndexFileWriter(magic: Self.magic, version: Self.version)
+        w.append(k1)
+        w.append(b)
+        w.append(averageLength)
+        w.append(UInt64(documentCount))
+        w.append(UInt64(vocabulary.count))
+        w.append(UInt64(postingDocs.count))
+        w.append(array: lengths)
+        w.append(array: postingStart)
+        w.append(array: postingDocs)
+        w.append(array: postingTF)
+        w.append(strings: vocabulary)
+        w.append(strings: ids)
+        try w.write(to: path)
+    }
+
+    /// The vocabulary index of a term, by binary search.
+    func lookup(_ term: String) -> Int? {
+        var lo = 0, hi = vocabulary.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if vocabulary[mid].utf8.lexicographicallyPrecedes(term.utf8) { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < vocabulary.count && vocabulary[lo].utf8.elementsEqual(term.utf8) ? lo : nil
+    }
+
+    /// Top `k` passages (rows in file order) per query, best first, ties by row; queries split
+    /// over threads, each with one score accumulator of N floats.
+    public func search(_ queries: [String], k: Int, threads: Int? = nil) -> [[Hit]] {
+        var out = [[Hit]](repeating: [], count: queries.count)
+        let n = documentCount
+        out.withUnsafeMutableBufferPointer { out in
+            parallelFor(queries.count, threads: threads) { range in
+                let acc = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
+                acc.initialize(repeating: 0, count: max(n, 1))
+                var touched: [UInt32] = []
+                defer { acc.deallocate() }
+                for q in range {
+                    for term in BM25Index.terms(queries[q]) {
+                        guard let t = lookup(term) else { continue }
+                        let lo = Int(postingStart[t]), hi = Int(postingStart[t + 1])
+                        let df = Float(hi - lo)
+                        let idf = log(1 + (Float(n) - df + 0.5) / (df + 0.5))
+                        for i in lo..<hi {
+                            let d = Int(postingDocs[i])
+                            let tf = Float(postingTF[i])
+                            let dl = Float(lengths[d])
+                            if acc[d] == 0 { touched.append(UInt32(d)) }
+                            acc[d] += idf * tf / (tf + k1 * (1 - b + b * dl / Float(averageLength)))
+                        }
+                    }
+                    let heap = TopK(queries: 1, k: k)
+                    touched.sort()
+                    for d in touched {
+                        let s = acc[Int(d)]
+                        if s >= heap.threshold[0] { heap.push(0, score: s, row: Int(d)) }
+                        acc[Int(d)] = 0
+                    }
+                    touched.removeAll(keepingCapacity: true)
+                    out[q] = heap.sorted(0)
+                }
+            }
+        }
+        return out
+    }
+}

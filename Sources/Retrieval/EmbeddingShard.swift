@@ -1,0 +1,238 @@
+// EmbeddingShard: one shard of passage embeddings: `.npy` + `.ids` (ours) or FiD's pickled (ids, embeddings).
+import Formats
+import Tensor
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// One shard of passage embeddings, (N, E) rows with a passage id each, read in place.
+///
+/// Two formats: ours, `<prefix>_<shard:02d>.npy` (numpy format 1.0–3.0, little-endian float16 or
+/// float32, C order, shape (N, E)) memory-mapped, with `<prefix>_<shard:02d>.ids` beside it (one id a
+/// line, file order); and FiD's `pickle.dump((ids, embeddings))` files, read through the safe pickle
+/// reader (`NumpyPickle.readShard`) into memory. Rows come out as float32 block by block
+/// (`rows(_:_:scratch:)`), so a float16 shard is never widened whole.
+public final class EmbeddingShard: @unchecked Sendable {
+    public enum Storage: String, Sendable { case float16, float32 }
+
+    public let path: String
+    /// Passage ids, one per row.
+    public let ids: [String]
+    /// N: rows.
+    public let count: Int
+    /// E: embedding width.
+    public let dim: Int
+    public let storage: Storage
+    /// The mapped `.npy` (nil for a pickled shard) and where its data starts.
+    private let file: FileBytes?
+    private let dataOffset: Int
+    /// A pickled shard's rows, float32.
+    private let owned: [Float]
+
+    /// Opens a shard: a `.npy` (its `.ids` beside it) or anything else as FiD's pickle.
+    public init(path: String) throws {
+        self.path = path
+        if path.hasSuffix(".npy") {
+            let header = try NpyHeader.read(path: path)
+            guard header.shape.count == 2 else {
+                throw RetrievalError(file: path, field: "shape", expected: "(n, d)", found: "\(header.shape)")
+            }
+            let (n, d) = (header.shape[0], header.shape[1])
+            let itemSize = header.storage == .float16 ? 2 : 4
+            let need = header.dataOffset + n * d * itemSize
+            let file: FileBytes
+            do {
+                file = try FileBytes(path: path, mapThreshold: 0, minSize: need) { size in
+                    RetrievalError(
+                        file: path, field: "data", expected: "\(need) bytes for (\(n), \(d)) \(header.storage.rawValue)",
+                        found: "\(size) bytes", hint: "the file is truncated; re-run the embed job of this shard")
+                }
+            } catch let e as RetrievalError {
+                throw e
+            } catch {
+                throw RetrievalError(file: path, field: "file", expected: "a readable .npy", found: "\(error)")
+            }
+            guard file.count == need else {
+                throw RetrievalError(file: path, field: "data", expected: "\(need) bytes for (\(n), \(d))", found: "\(file.count) bytes")
+            }
+            let idsPath = String(path.dropLast(4)) + ".ids"
+            let ids = try EmbeddingShard.readIDs(idsPath)
+            guard ids.count == n else {
+                throw RetrievalError(file: idsPath, field: "row count", expected: "\(n) ids (the .npy's rows)", found: "\(ids.count)",
+                                     hint: "the .ids and .npy of a shard are written together; re-run its embed job")
+            }
+            (self.ids, count, dim, storage, self.file, dataOffset, owned) = (ids, n, d, header.storage, file, header.dataOffset, [])
+        } else {
+            let shard: (ids: [String], embeddings: Tensor)
+            do {
+                shard = try NumpyPickle.readShard(path: path)
+            } catch {
+                throw RetrievalError(file: path, field: "pickle", expected: "FiD's pickled (ids, embeddings) shard", found: "\(error)")
+            }
+            (ids, count, dim, storage, file, dataOffset, owned) =
+                (shard.ids, shard.embeddings.shape[0], shard.embeddings.shape[1], .float32, nil, 0, shard.embeddings.data)
+        }
+    }
+
+    /// Rows `lo..<hi` as float32, (hi-lo, E) row-major: a pointer into the mapping for a float32
+    /// shard, else widened into `scratch` (room for (hi-lo)·E floats) and returned.
+    public func rows(_ lo: Int, _ hi: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+        precondition(0 <= lo && lo <= hi && hi <= count, "rows \(lo)..<\(hi) of \(count)")
+        if let file {
+            let start = file.base + dataOffset
+            switch storage {
+            case .float32:
+                return start.assumingMemoryBound(to: Float.self) + lo * dim
+            case .float16:
+                Half.widenF16(start + 2 * lo * dim, into: scratch, count: (hi - lo) * dim)
+                return UnsafePointer(scratch)
+            }
+        }
+        return owned.withUnsafeBufferPointer { UnsafePointer($0.baseAddress!) + lo * dim }
+    }
+
+    /// The ids of a `.ids` file (one a line; a last line without newline counts).
+    public static func readIDs(_ path: String) throws -> [String] {
+        let file: FileBytes
+        do {
+            file = try FileBytes(path: path, mapThreshold: 1 << 20, minSize: 0) { _ in RetrievalError(file: path, field: "", expected: "", found: "") }
+        } catch {
+            throw RetrievalError(file: path, field: "ids", expected: "a readable file of passage ids, one a line", found: "\(error)",
+                                 hint: "a shard's .npy needs its .ids beside it")
+        }
+        var ids: [String] = []
+        let b = file.buffer.bindMemory(to: UInt8.self)
+        var start = 0
+        for i in 0..<b.count where b[i] == 10 {
+            ids.append(String(decoding: UnsafeBufferPointer(rebasing: b[start..<i]), as: UTF8.self))
+            start = i + 1
+        }
+        if start < b.count { ids.append(String(decoding: UnsafeBufferPointer(rebasing: b[start...]), as: UTF8.self)) }
+        return ids
+    }
+
+    /// `<prefix>_<shard:02d>` as FiD names a shard (`f"_{shard_id:02d}"`).
+    public static func stem(prefix: String, shard: Int) -> String {
+        let n = String(shard)
+        return prefix + "_" + (n.count < 2 ? String(repeating: "0", count: 2 - n.count) + n : n)
+    }
+
+    /// The shard files a glob names, sorted as FiD sorts them (`sorted(glob.glob(pattern))`: by
+    /// code point, which is UTF-8 byte order). A `.ids` file is the companion of its `.npy` and
+    /// unfinished `.tmp` files are skipped; anything else is a shard (FiD's pickles have no suffix).
+    public static func glob(_ pattern: String) -> [String] {
+        var g = glob_t()
+        defer { globfree(&g) }
+        guard Glibc.glob(pattern, 0, nil, &g) == 0 else { return [] }
+        var out: [String] = []
+        for i in 0..<Int(g.gl_pathc) {
+            guard let c = g.gl_pathv[i] else { continue }
+            let p = String(cString: c)
+            if p.hasSuffix(".ids") || p.hasSuffix(".tmp") || p.contains(".tmp-") { continue }
+            out.append(p)
+        }
+        return out.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    }
+
+    /// Opens every shard a glob names; refuses none found and shards of different widths.
+    public static func open(glob pattern: String) throws -> [EmbeddingShard] {
+        let paths = glob(pattern)
+        guard !paths.isEmpty else {
+            throw RetrievalError(file: pattern, field: "passages_embeddings", expected: "a glob naming at least one shard", found: "no file",
+                                 hint: "embed jobs write <output_path>_<shard:02d>.npy; pass e.g. \"embeddings/passages_*\"")
+        }
+        return try open(paths: paths)
+    }
+
+    /// Opens the given shards in order; refuses shards of different widths.
+    public static func open(paths: [String]) throws -> [EmbeddingShard] {
+        var shards: [EmbeddingShard] = []
+        for p in paths {
+            let s = try EmbeddingShard(path: p)
+            if let first = shards.first, first.dim != s.dim {
+                throw RetrievalError(file: p, field: "width", expected: "\(first.dim) like \(first.path)", found: "\(s.dim)",
+                                     hint: "every shard of one index comes from the same retriever")
+            }
+            shards.append(s)
+        }
+        return shards
+    }
+}
+
+/// The header of a `.npy` file (numpy format versions 1–3).
+struct NpyHeader {
+    var storage: EmbeddingShard.Storage
+    var shape: [Int]
+    var dataOffset: Int
+
+    static func read(path: String) throws -> NpyHeader {
+        func bad(_ what: String, _ found: String) -> RetrievalError {
+            RetrievalError(file: path, field: "npy header", expected: what, found: found, hint: "write shards with numpy.save or fidq embed")
+        }
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw RetrievalError(file: path, field: "file", expected: "a readable .npy", found: String(cString: strerror(errno)))
+        }
+        defer { close(fd) }
+        var head = [UInt8](repeating: 0, count: 4096)
+        let n = head.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard n >= 10, Array(head[0..<6]) == [0x93] + Array("NUMPY".utf8) else {
+            throw bad("the magic \\x93NUMPY", n < 10 ? "\(max(n, 0)) bytes" : "other bytes")
+        }
+        let major = head[6]
+        let (lenBytes, len): (Int, Int)
+        switch major {
+        case 1: (lenBytes, len) = (2, Int(head[8]) | Int(head[9]) << 8)
+        case 2, 3:
+            guard n >= 12 else { throw bad("a complete header", "\(n) bytes") }
+            (lenBytes, len) = (4, Int(head[8]) | Int(head[9]) << 8 | Int(head[10]) << 16 | Int(head[11]) << 24)
+        default: throw bad("format version 1, 2 or 3", "\(major)")
+        }
+        let start = 8 + lenBytes
+        guard start + len <= n else { throw bad("a header of \(len) bytes", "a file of \(n) bytes") }
+        let text = String(decoding: head[start..<(start + len)], as: UTF8.self)
+        func value(_ key: String) -> Substring? {
+            guard let r = text.range(of: "'\(key)':") else { return nil }
+            return text[r.upperBound...].drop { $0 == " " }
+        }
+        guard let descr = value("descr") else { throw bad("a 'descr' key", text) }
+        let storage: EmbeddingShard.Storage
+        if descr.hasPrefix("'<f4'") || descr.hasPrefix("'=f4'") {
+            storage = .float32
+        } else if descr.hasPrefix("'<f2'") || descr.hasPrefix("'=f2'") {
+            storage = .float16
+        } else {
+            throw bad("descr '<f2' or '<f4' (little-endian float16/float32)", String(descr.prefix(8)))
+        }
+        guard let fortran = value("fortran_order"), fortran.hasPrefix("False") else { throw bad("fortran_order False", text) }
+        guard let shapeText = value("shape"), shapeText.hasPrefix("("), let close = shapeText.firstIndex(of: ")") else {
+            throw bad("a 'shape' tuple", text)
+        }
+        let dims = shapeText[shapeText.index(after: shapeText.startIndex)..<close].split(separator: ",")
+            .map { $0.trimmingCharacters(in: " ") }.filter { !$0.isEmpty }
+        var shape: [Int] = []
+        for d in dims {
+            guard let v = Int(d), v >= 0 else { throw bad("integer dimensions", String(shapeText[...close])) }
+            shape.append(v)
+        }
+        return NpyHeader(storage: storage, shape: shape, dataOffset: start + len)
+    }
+
+    /// A version 1.0 header for a C-order (n, d) array, padded to 64 bytes as numpy writes it.
+    static func encode(storage: EmbeddingShard.Storage, rows: Int, dim: Int) -> [UInt8] {
+        var dict = "{'descr': '<\(storage == .float16 ? "f2" : "f4")', 'fortran_order': False, 'shape': (\(rows), \(dim)), }"
+        let total = 10 + dict.utf8.count + 1
+        dict += String(repeating: " ", count: (64 - total % 64) % 64) + "\n"
+        let len = dict.utf8.count
+        return [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(len & 0xFF), UInt8(len >> 8)] + Array(dict.utf8)
+    }
+}
+
+extension StringProtocol {
+    fileprivate func trimmingCharacters(in set: Character) -> String {
+        String(drop { $0 == set }.reversed().drop { $0 == set }.reversed())
+    }
+}

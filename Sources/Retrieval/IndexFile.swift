@@ -1,0 +1,139 @@
+// IndexFile: the saved-index container (magic, version, little-endian sections), written to a temp name and renamed.
+import Formats
+import Tensor
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Builds an index file in memory: an 8-byte magic, a UInt32 version, then sections appended in
+/// order, each padded to 8 bytes so a loader can read them in place from the mapping.
+struct IndexFileWriter {
+    private(set) var bytes: [UInt8] = []
+
+    init(magic: String, version: UInt32) {
+        precondition(magic.utf8.count == 8)
+        bytes += Array(magic.utf8)
+        append(version)
+        pad()
+    }
+
+    mutating func pad() { while bytes.count % 8 != 0 { bytes.append(0) } }
+
+    mutating func append<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+    mutating func append(_ v: Float) { append(v.bitPattern) }
+    mutating func append(_ v: Double) { append(v.bitPattern) }
+
+    mutating func append<T>(array: UnsafeBufferPointer<T>) {
+        bytes += UnsafeRawBufferPointer(array)
+        pad()
+    }
+
+    mutating func append<T>(array: [T]) { array.withUnsafeBufferPointer { append(array: $0) } }
+
+    /// Strings as (count + 1) UInt64 offsets, then their UTF-8 bytes.
+    mutating func append(strings: [String]) {
+        var offsets: [UInt64] = [0]
+        var data: [UInt8] = []
+        for s in strings {
+            data += Array(s.utf8)
+            offsets.append(UInt64(data.count))
+        }
+        append(UInt64(strings.count))
+        append(array: offsets)
+        append(array: data)
+    }
+
+    /// Writes to `path` under a temporary name, then renames.
+    func write(to path: String) throws {
+        let tmp = path + ".tmp-\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw RetrievalError(file: path, field: "file", expected: "a writable path", found: String(cString: strerror(errno))) }
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else {
+                close(fd)
+                unlink(tmp)
+                throw RetrievalError(file: path, field: "write", expected: "disk space", found: String(cString: strerror(errno)))
+            }
+            done += n
+        }
+        fsync(fd)
+        close(fd)
+        guard rename(tmp, path) == 0 else {
+            throw RetrievalError(file: path, field: "rename", expected: "a writable folder", found: String(cString: strerror(errno)))
+        }
+    }
+}
+
+/// Reads an index file in place (memory-mapped), checking magic, version and every section's bounds.
+final class IndexFileReader {
+    let path: String
+    let file: FileBytes
+    private(set) var offset = 0
+
+    init(path: String, magic: String, version: UInt32) throws {
+        self.path = path
+        do {
+            file = try FileBytes(path: path, mapThreshold: 1 << 16, minSize: 16) { size in
+                RetrievalError(file: path, field: "header", expected: "at least 16 bytes", found: "\(size) bytes")
+            }
+        } catch let e as RetrievalError {
+            throw e
+        } catch {
+            throw RetrievalError(file: path, field: "file", expected: "a readable index file", found: "\(error)")
+        }
+        let found = String(decoding: UnsafeRawBufferPointer(rebasing: file.buffer[0..<8]), as: UTF8.self)
+        guard found == magic else {
+            throw RetrievalError(file: path, field: "magic", expected: magic, found: found.debugDescription, hint: "not an index fidq wrote, or another kind")
+        }
+        offset = 8
+        let v: UInt32 = try read()
+        guard v == version else {
+            throw RetrievalError(file: path, field: "version", expected: "\(version)", found: "\(v)", hint: "rebuild the index with this fidq")
+        }
+        pad()
+    }
+
+    private func pad() { offset = (offset + 7) & ~7 }
+
+    private func need(_ n: Int, _ what: String) throws {
+        guard n >= 0, offset + n <= file.count else {
+            throw RetrievalError(file: path, field: what, expected: "\(n) bytes at offset \(offset)", found: "a file of \(file.count) bytes",
+                                 hint: "the file is truncated; rebuild the index")
+        }
+    }
+
+    func read<T: FixedWidthInteger>(_ what: String = "header") throws -> T {
+        try need(MemoryLayout<T>.size, what)
+        defer { offset += MemoryLayout<T>.size }
+        return T(littleEndian: file.base.loadUnaligned(fromByteOffset: offset, as: T.self))
+    }
+
+    func readFloat(_ what: String = "header") throws -> Float { Float(bitPattern: try read(what)) }
+    func readDouble(_ what: String = "header") throws -> Double { Double(bitPattern: try read(what)) }
+
+    /// `count` values of T in place (8-byte aligned by construction).
+    func array<T>(_ count: Int, of _: T.Type, _ what: String) throws -> UnsafeBufferPointer<T> {
+        try need(count * MemoryLayout<T>.stride, what)
+        defer {
+            offset += count * MemoryLayout<T>.stride
+            pad()
+        }
+        return UnsafeBufferPointer(start: (file.base + offset).assumingMemoryBound(to: T.self), count: count)
+    }
+
+    func strings(_ what: String) throws -> [String] {
+        let n: UInt64 = try read(what)
+        let offsets = try array(Int(n) + 1, of: UInt64.self, what)
+        let total = Int(offsets[Int(n)])
+        let data = try array(total, of: UInt8.self, what)
+        return (0..<Int(n)).map { i in
+            String(decoding: UnsafeBufferPointer(rebasing: data[Int(offsets[i])..<Int(offsets[i + 1])]), as: UTF8.self)
+        }
+    }
+}

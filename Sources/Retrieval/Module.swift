@@ -1,1 +1,0 @@
-// Retrieval: module scaffold; the first real source file replaces this one.

@@ -1,0 +1,92 @@
+// KindCommand: every job kind as a foreground subcommand with FiD's flag names
+// (`fidq score --model_path M --eval_data D --n_context 10`): the flags become the same params
+// JSON a descriptor carries, run through the registry's foreground path.
+import ArgumentParser
+import Foundation
+import Jobs
+
+/// A kind offered as a subcommand. Adding one is one line: `enum ScoreCLI: KindCLI { … }` (name
+/// and abstract) and `KindCommand<ScoreCLI>.self` in `Fidq`'s subcommands.
+protocol KindCLI {
+    /// The registered kind (`score`); the subcommand is its name with `-` for `_` (`train-reader`).
+    static var kind: String { get }
+    static var abstract: String { get }
+}
+
+struct KindCommand<K: KindCLI>: ParsableCommand {
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(
+            commandName: K.kind.replacingOccurrences(of: "_", with: "-"),
+            abstract: K.abstract,
+            discussion: """
+                Every other flag is a param of the '\(K.kind)' job, named as in FiD (--n_context 10, \
+                --write_results): the same params a queued job carries (see README). A flag without a value is \
+                true; a value is typed by the params (numbers, strings, lists for repeated or several values). \
+                The run writes log.txt, progress.json, result.json (or error.json) and out/ into --out.
+                """)
+    }
+
+    @Option(help: "Folder for the job's log, result and out/ (default: ./<kind>.run).")
+    var out: String?
+
+    @Option(help: "Relative paths resolve here (default: the current folder).")
+    var workspace: String?
+
+    @OptionGroup var compute: ComputeOptions
+
+    @Flag(help: "Print the params JSON the flags make (a descriptor's params) and exit.")
+    var printParams = false
+
+    @Argument(parsing: .allUnrecognized, help: "The job's params as --flag value pairs.")
+    var flags: [String] = []
+
+    func run() throws {
+        compute.apply()
+        let registry = Kinds.registry()
+        let params: JSONValue
+        do {
+            params = try FlagParams.build(flags) { try registry.decodeParams(kind: K.kind, $0) }
+        } catch let e as FlagParams.Failure {
+            throw ValidationError(e.description)
+        }
+        if printParams {
+            print(String(decoding: try jsonEncoder().encode(params), as: UTF8.self))
+            return
+        }
+        let cwd = FileManager.default.currentDirectoryPath
+        let descriptor = JobDescriptor(kind: K.kind, id: K.kind.replacingOccurrences(of: "_", with: "-"), maxAttempts: 1, params: params)
+        var job = ForegroundRun(file: cwd + "/\(descriptor.id).json", workspace: workspace ?? cwd)
+        job.outDir = out ?? cwd + "/\(descriptor.id).run"
+        // The foreground reads and writes wherever its user can (DESIGN §3); only queued jobs are confined.
+        job.allowedRoots = ["/"]
+        job.reproduce = "fidq " + ([Self.configuration.commandName!] + CommandLine.arguments.dropFirst(2)).joined(separator: " ")
+        if let threads = compute.threads { job.threads = max(1, threads) }
+        job.progressBar = isatty(2) != 0
+        do {
+            let value = try job.run(descriptor, registry: registry)
+            print(String(decoding: try jsonEncoder().encode(value), as: UTF8.self))
+        } catch let e as JobError {
+            throw fail("fidq \(Self.configuration.commandName!): \(e.description)")
+        }
+    }
+}
+
+enum ScoreCLI: KindCLI {
+    static let kind = "score", abstract = "Answer a data set with a reader: exact match, predictions, passage scores (FiD's test_reader.py)."
+}
+
+enum MergeCLI: KindCLI {
+    static let kind = "merge", abstract = "Join the outputs of score shards in the data set's order (--shards DIR DIR …)."
+}
+
+enum TrainReaderCLI: KindCLI {
+    static let kind = "train_reader", abstract = "Train a FiD reader with checkpoints and exact-match eval (FiD's train_reader.py)."
+}
+
+enum TrainRetrieverCLI: KindCLI {
+    static let kind = "train_retriever", abstract = "Distil a reader's passage scores into a BERT retriever (FiD's train_retriever.py)."
+}
+
+enum ExampleCLI: KindCLI {
+    static let kind = "example", abstract = "Write the embedded example world (passages, questions, small model configs)."
+}

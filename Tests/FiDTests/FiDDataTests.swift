@@ -1,0 +1,79 @@
+// FiDDataTests: FiD's data files read as JSON lists and JSON Lines, sharded as FiD shards, with
+// errors naming the file, the element and the field; and the round trip of unknown fields.
+import Formats
+import Foundation
+import Testing
+@testable import FiD
+
+@Suite struct FiDDataTests {
+    static let list = """
+        [
+          {"id": "q0", "question": "who?", "answers": ["Ada"], "extra": {"k": [1, 2]},
+           "ctxs": [{"title": "T0", "text": "p0", "score": "1.5", "hasanswer": true, "id": "7"},
+                    {"title": "T1", "text": "p1", "score": 2.5}]},
+          {"question": "what?", "target": "x", "answers": [], "ctxs": []},
+          {"question": "where?", "answers": ["here"], "ctxs": [{"title": "", "text": "t"}]}
+        ]
+        """
+
+    func file(_ text: String, _ name: String = "data.json") throws -> String {
+        let p = TestData.scratch("data") + "/" + name
+        try TestData.write(text, to: p)
+        return p
+    }
+
+    func failure(_ body: () throws -> Void) -> FormatError? {
+        do { try body(); return nil } catch { return error as? FormatError }
+    }
+
+    @Test func readsAListWithDefaultsAndScores() throws {
+        let ex = try FiDData(path: try file(Self.list)).load()
+        #expect(ex.map(\.idText) == ["q0", "1", "2"] && ex.map(\.index) == [0, 1, 2])
+        #expect(ex[0].question == "who?" && ex[0].answers == ["Ada"] && ex[0].target == nil && ex[1].target == "x")
+        #expect(ex[0].ctxs.map(\.score) == [1.5, 2.5] && ex[2].ctxs[0].score == nil && ex[1].ctxs.isEmpty)
+        #expect(try FiDData(path: try file(Self.list)).count() == 3)
+    }
+
+    @Test func readsJSONLinesAndShardsAsFiD() throws {
+        let lines = (0..<7).map { #"{"question": "q\#($0)", "answers": ["a"], "ctxs": []}"# }.joined(separator: "\n") + "\n\n"
+        let path = try file(lines, "data.jsonl")
+        #expect(try FiDData(path: path).count() == 7)
+        // load_data: example k belongs to rank k % world_size.
+        #expect(try FiDData(path: path).load(shard: 1, of: 3).map(\.index) == [1, 4])
+        #expect(try FiDData(path: path).load(shard: 0, of: 3).map(\.question) == ["q0", "q3", "q6"])
+        var total = 0
+        for s in 0..<3 { total += try FiDData(path: path).load(shard: s, of: 3).count }
+        #expect(total == 7)
+    }
+
+    @Test func badDataNamesFileElementAndField() throws {
+        var p = try file(#"[{"question": "a", "ctxs": []}, {"answers": ["x"], "ctxs": []}]"#)
+        var f = failure { _ = try FiDData(path: p).load() }
+        #expect(f?.file == p && f?.location == "[1].question" && f?.message == "missing")
+        p = try file("{\"question\": \"a\"}\n{\"question\": 3}\n", "d.jsonl")
+        f = failure { _ = try FiDData(path: p).load() }
+        #expect(f?.location == "line 2.question" && f?.message.contains("expected a string, found the integer 3") == true)
+        p = try file(#"[{"question": "a", "ctxs": [{"title": "t"}]}]"#)
+        #expect(failure { _ = try FiDData(path: p).load() }?.location == "[0].ctxs[0].text")
+        p = try file(#"[{"question": "a", "ctxs": [{"title": "t", "text": "x", "score": "high"}]}]"#)
+        #expect(failure { _ = try FiDData(path: p).load() }?.location == "[0].ctxs[0].score")
+        p = try file(#"[1]"#)
+        #expect(failure { _ = try FiDData(path: p).load() }?.message.contains("expected an example object") == true)
+        p = try file("[]")
+        #expect(failure { _ = try FiDData(path: p).load() }?.message == "holds no examples")
+        p = try file("  ")
+        #expect(failure { _ = try FiDData(path: p).load() }?.message == "the file is empty")
+        p = try file("\"text\"")
+        #expect(failure { _ = try FiDData(path: p).load() }?.location == "byte 0")
+        p = try file(#"[{"question": "a"}, {"question": "b" "x"}]"#)
+        #expect(failure { _ = try FiDData(path: p).load() }?.location.hasPrefix("byte 37") == true)
+    }
+
+    @Test func writesBackUnknownFieldsWithNewScores() throws {
+        let ex = try FiDData(path: try file(Self.list)).load()
+        let out = PyJSON.compact(ex[0].json(passages: FiDFormat.ordered(ex[0].ctxs), scores: [0.25]))
+        #expect(out == #"{"id": "q0", "question": "who?", "answers": ["Ada"], "extra": {"k": [1, 2]}, "ctxs": [{"title": "T1", "text": "p1", "score": 0.25}, {"title": "T0", "text": "p0", "score": "1.5", "hasanswer": true, "id": "7"}]}"#)
+        // An example without id gets FiD's load_data id (its index), appended.
+        #expect(PyJSON.compact(ex[1].json(passages: [])) == #"{"question": "what?", "target": "x", "answers": [], "ctxs": [], "id": 1}"#)
+    }
+}

@@ -1,0 +1,166 @@
+// RetrievalKindsTests: the embed, retrieve and index_bm25 jobs end to end, and the real-retrieval check:
+// MiniLM over passages of the gensim Wikipedia excerpt (two embed shards, dense and BM25 recall@5/@20).
+import Formats
+import Foundation
+import Jobs
+import Retrieval
+import Testing
+@testable import FiD
+
+enum RetrievalJobs {
+    static func registry() -> KindRegistry {
+        let r = KindRegistry()
+        r.register(EmbedKind())
+        r.register(RetrieveKind())
+        r.register(IndexBM25Kind())
+        return r
+    }
+
+    /// Runs one job in the foreground in `workspace`; returns its result.
+    static func run(_ kind: String, _ params: [String: JSONValue], workspace: String, id: String? = nil) throws -> [String: JSONValue] {
+        let name = id ?? kind
+        var job = ForegroundRun(file: workspace + "/\(name).json", workspace: workspace)
+        job.outDir = workspace + "/\(name).run"
+        job.allowedRoots = ["/"]
+        job.threads = 2
+        let value = try job.run(JobDescriptor(kind: kind, id: name, maxAttempts: 1, params: .object(params)), registry: registry())
+        guard case .object(let o) = value else { throw JobError.permanent("result of \(kind) is not an object") }
+        return o
+    }
+
+    static func number(_ v: JSONValue?) -> Double? { if case .number(let d)? = v { return d }; return nil }
+
+    static func minilm() throws -> String {
+        let env = ProcessInfo.processInfo.environment["FIDQ_ASSETS"]
+        let base = (env?.isEmpty == false) ? env! : TestData.root.appendingPathComponent(".assets").path
+        let folder = base + "/minilm"
+        guard FileManager.default.fileExists(atPath: folder + "/model.safetensors") else { throw TestData.MissingAsset(path: folder + "/model.safetensors") }
+        return folder
+    }
+
+    static let fixtures = TestData.fixtures + "/retrieval"
+}
+
+@Suite struct RetrievalKindsTests {
+    static let passages = """
+        id\ttext\ttitle
+        1\tParis is the capital and largest city of France.\tParis
+        2\tBerlin is the capital of Germany.\tBerlin
+        3\t"The Eiffel Tower, built in 1889, stands in Paris."\tEiffel Tower
+        4\tMount Everest is Earth's highest mountain above sea level.\tMount Everest
+        5\tThe Nile is a major north-flowing river in Africa.\tNile
+
+        """
+
+    @Test func bm25JobsWriteFiDJsonAndRecall() throws {
+        let dir = TestData.scratch("bm25")
+        try TestData.write(Self.passages, to: dir + "/psgs.tsv")
+        try TestData.write(#"[{"id": "q1", "question": "What is the capital of Germany?", "answers": ["Berlin"], "extra": 7}, {"question": "Highest mountain above sea level?", "answers": ["K2"]}]"#, to: dir + "/q.json")
+        let built = try RetrievalJobs.run("index_bm25", ["passages": .string("psgs.tsv"), "output_path": .string("bm25.index")], workspace: dir)
+        #expect(RetrievalJobs.number(built["documents"]) == 5)
+        let result = try RetrievalJobs.run(
+            "retrieve",
+            ["method": .string("bm25"), "bm25_index": .string("bm25.index"), "passages": .string("psgs.tsv"), "data": .string("q.json"),
+             "output_path": .string("out.json"), "n_docs": .number(50)], workspace: dir)
+        // n_docs beyond the corpus: all of it, and said so.
+        #expect(RetrievalJobs.number(result["n_docs_returned"]) == 5)
+        if case .string(let note)? = result["note"] { #expect(note.contains("exceeds")) } else { Issue.record("no note for n_docs > corpus") }
+        guard case .object(let recall)? = result["recall"] else { Issue.record("no recall"); return }
+        #expect(RetrievalJobs.number(recall["1"]) == 0.5)  // Berlin first; "K2" nowhere
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: dir + "/out.json"))
+        let out = try bytes.withUnsafeBytes { b in
+            var parser = JSONParser(bytes: b)
+            return try parser.parseDocument()
+        }
+        guard case .array(let examples) = out, examples.count == 2, case .array(let ctxs)? = examples[0]["ctxs"] else {
+            Issue.record("bad output \(out)")
+            return
+        }
+        #expect(examples[0]["extra"] == .integer(7))
+        #expect(ctxs.count == 5)
+        #expect(ctxs[0]["id"] == .string("2") && ctxs[0]["title"] == .string("Berlin") && ctxs[0]["hasanswer"] == .bool(true))
+        if case .string(let s)? = ctxs[0]["score"] { #expect(Double(s) != nil) } else { Issue.record("score is not a string as FiD writes it") }
+    }
+
+    @Test func questionFileWithoutQuestionIsRefused() throws {
+        let dir = TestData.scratch("noq")
+        try TestData.write(Self.passages, to: dir + "/psgs.tsv")
+        try TestData.write(#"[{"answers": ["x"]}]"#, to: dir + "/q.json")
+        _ = try RetrievalJobs.run("index_bm25", ["passages": .string("psgs.tsv")], workspace: dir)
+        #expect(throws: JobError.self) {
+            try RetrievalJobs.run(
+                "retrieve", ["method": .string("bm25"), "bm25_index": .string("bm25.index"), "passages": .string("psgs.tsv"), "data": .string("q.json")],
+                workspace: dir)
+        }
+    }
+
+    @Test func badTSVNamesItsLine() throws {
+        let dir = TestData.scratch("badtsv")
+        try TestData.write("id\ttext\ttitle\n1\tok\tA\n2\tno title\n", to: dir + "/psgs.tsv")
+        do {
+            _ = try RetrievalJobs.run("index_bm25", ["passages": .string("psgs.tsv")], workspace: dir)
+            Issue.record("a row without a title was accepted")
+        } catch let e as JobError {
+            #expect(e.description.contains("line 3"), "\(e)")
+        }
+    }
+
+    @Test func shardCountBeyondThePassagesIsRefused() throws {
+        let dir = TestData.scratch("shards")
+        try TestData.write(Self.passages, to: dir + "/psgs.tsv")
+        let model = try RetrievalJobs.minilm()
+        #expect(throws: JobError.self) {
+            try RetrievalJobs.run(
+                "embed", ["model_path": .string(model), "passages": .string("psgs.tsv"), "output_path": .string("emb/p"),
+                          "num_shards": .number(6), "shard_id": .number(5)], workspace: dir)
+        }
+        #expect(throws: Error.self) {
+            try RetrievalJobs.run("embed", ["model_path": .string(model), "passages": .string("psgs.tsv"), "num_shards": .number(2), "shard_id": .number(2)], workspace: dir)
+        }
+        #expect(EmbedParams.shardRange(total: 10, shard: 0, of: 3) == 0..<3)
+        #expect(EmbedParams.shardRange(total: 10, shard: 2, of: 3) == 6..<10)
+    }
+
+    /// The CI real-retrieval check: 368 passages of the gensim Wikipedia excerpt
+    /// (ops/fixtures/wiki_passages.py), 39 questions written for them, MiniLM, two embed shards.
+    ///
+    /// Floors: every answer occurs in some passage, and each question names its article's subject
+    /// in other words, so a working retriever finds most; a broken one (shuffled ids, wrong rows,
+    /// a bad index) lands near chance: with ~4 passages per article out of 368, random top-5 recall
+    /// is about 5/368 per answer-bearing passage, under 0.1. Floors are set well above chance and
+    /// below what the check printed when written (dense @5 / @20 and BM25 @5 / @20 are printed).
+    @Test func realRetrievalRecall() throws {
+        let dir = TestData.scratch("wiki")
+        let model = try RetrievalJobs.minilm()
+        let fm = FileManager.default
+        try fm.copyItem(atPath: RetrievalJobs.fixtures + "/passages.tsv", toPath: dir + "/psgs.tsv")
+        try fm.copyItem(atPath: RetrievalJobs.fixtures + "/questions.json", toPath: dir + "/q.json")
+        var rows = 0
+        for shard in 0..<2 {
+            let r = try RetrievalJobs.run(
+                "embed", ["model_path": .string(model), "passages": .string("psgs.tsv"), "output_path": .string("emb/passages"),
+                          "shard_id": .number(Double(shard)), "num_shards": .number(2), "per_gpu_batch_size": .number(32),
+                          "passage_maxlength": .number(128), "block_size": .number(100)],
+                workspace: dir, id: "embed-\(shard)")
+            rows += Int(RetrievalJobs.number(r["rows"]) ?? 0)
+        }
+        #expect(rows == 368)
+        #expect(fm.fileExists(atPath: dir + "/emb/passages_00.npy") && fm.fileExists(atPath: dir + "/emb/passages_01.ids"))
+        var recall: [String: [String: Double]] = [:]
+        for (method, extra) in [("dense", ["model_path": JSONValue.string(model), "passages_embeddings": .string("emb/passages_*")]),
+                                ("bm25", ["bm25_index": JSONValue.string("bm25.index")])] {
+            if method == "bm25" { _ = try RetrievalJobs.run("index_bm25", ["passages": .string("psgs.tsv")], workspace: dir) }
+            var params: [String: JSONValue] = ["method": .string(method), "passages": .string("psgs.tsv"), "data": .string("q.json"),
+                                               "output_path": .string("\(method).json"), "n_docs": .number(20)]
+            params.merge(extra) { a, _ in a }
+            let r = try RetrievalJobs.run("retrieve", params, workspace: dir, id: "retrieve-\(method)")
+            guard case .object(let at)? = r["recall"] else { Issue.record("no recall for \(method)"); continue }
+            recall[method] = ["5": RetrievalJobs.number(at["5"]) ?? 0, "20": RetrievalJobs.number(at["20"]) ?? 0]
+        }
+        print("real retrieval (39 questions, 368 passages): dense recall@5 \(recall["dense"]?["5"] ?? 0) @20 \(recall["dense"]?["20"] ?? 0); bm25 recall@5 \(recall["bm25"]?["5"] ?? 0) @20 \(recall["bm25"]?["20"] ?? 0)")
+        #expect((recall["dense"]?["5"] ?? 0) >= 0.6)
+        #expect((recall["dense"]?["20"] ?? 0) >= 0.75)
+        #expect((recall["bm25"]?["5"] ?? 0) >= 0.5)
+        #expect((recall["bm25"]?["20"] ?? 0) >= 0.7)
+    }
+}

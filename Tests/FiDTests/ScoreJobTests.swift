@@ -1,0 +1,164 @@
+// ScoreJobTests: bad input refused at submit (naming the field), resume from finished batches,
+// shards + merge equal to one unsharded run, beam search, and the `fidq score` command line.
+import Formats
+import Foundation
+import Jobs
+import Testing
+@testable import FiD
+
+@Suite(.serialized) struct ScoreJobTests {
+    static func registry() -> KindRegistry {
+        let r = KindRegistry()
+        r.register(ScoreKind())
+        r.register(MergeKind())
+        return r
+    }
+
+    /// Prepares a descriptor as `fidq submit` does (inputs checked, nothing run); the error, if any.
+    static func submitError(_ params: [String: JSONValue], kind: String = "score") -> JobError? {
+        let ws = TestData.scratch("submit")
+        let policy = PathPolicy(workspace: ws, queue: ws + "/queue", allowedRoots: ["/"])
+        let d = JobDescriptor(kind: kind, id: "j", params: .object(params))
+        do {
+            _ = try registry().prepare(d, policy: policy, fs: PosixFileSystem(), checkJobInputs: false)
+            return nil
+        } catch { return error as? JobError }
+    }
+
+    static func dataFile(_ text: String, _ name: String = "eval.json") throws -> String {
+        let p = TestData.scratch("bad") + "/" + name
+        try TestData.write(text, to: p)
+        return p
+    }
+
+    @Test func badInputIsRefusedAtSubmitNamingTheField() throws {
+        let good = try ReaderFixture.baseParams()
+        #expect(Self.submitError(good) == nil)
+        func with(_ key: String, _ value: JSONValue) -> [String: JSONValue] {
+            var p = good
+            p[key] = value
+            return p
+        }
+        #expect(Self.submitError(with("n_context", .number(0)))?.field == "params.n_context")
+        #expect(Self.submitError(with("per_gpu_batch_size", .number(0)))?.field == "params.per_gpu_batch_size")
+        #expect(Self.submitError(with("num_beams", .number(0)))?.field == "params.num_beams")
+        #expect(Self.submitError(with("shard_id", .number(4)).merging(["num_shards": .number(4)]) { $1 })?.field == "params.shard_id")
+        #expect(Self.submitError(with("n_context", .string("ten")))?.field == "params.n_context")
+        #expect(Self.submitError(with("bogus", .number(1)))?.message.contains("unknown key 'bogus'") == true)
+        // A model folder without weights.
+        let noWeights = TestData.scratch("noweights")
+        try FileManager.default.copyItem(atPath: ReaderFixture.folder + "/config.json", toPath: noWeights + "/config.json")
+        let e = Self.submitError(with("model_path", .string(noWeights)))
+        #expect(e?.field == "params.model_path" && e?.message.contains("holds no weights") == true)
+        // Data that is not FiD data, an example without question, no answers, an empty set.
+        let notFiD = Self.submitError(with("eval_data", .string(try Self.dataFile(#"{"Data": []}"#))))
+        #expect(notFiD?.field == "params.eval_data" && notFiD?.message.contains("line 1") == true)
+        let noQuestion = Self.submitError(with("eval_data", .string(try Self.dataFile(#"[{"answers": ["a"], "ctxs": []}]"#))))
+        #expect(noQuestion?.field == "params.eval_data" && noQuestion?.message.contains("[0].question: missing") == true)
+        let noAnswers = Self.submitError(with("eval_data", .string(try Self.dataFile(#"[{"question": "q", "ctxs": []}]"#))))
+        #expect(noAnswers?.field == "params.eval_data" && noAnswers?.message.contains("has no answers") == true)
+        #expect(Self.submitError(with("eval_data", .string(try Self.dataFile("[]"))))?.message.contains("holds no examples") == true)
+        #expect(Self.submitError(with("eval_data", .string("/nonexistent/eval.json")))?.field == "params.eval_data")
+        // A bad example later in the file is found when the job runs: failed with the field and index.
+        var late = good
+        late["eval_data"] = .string(try Self.dataFile(#"[{"question": "q", "answers": ["a"], "ctxs": []}, {"answers": ["b"]}]"#))
+        #expect(throws: JobError.self) { _ = try ReaderFixture.runScore(late) }
+        do { _ = try ReaderFixture.runScore(late) } catch let e as JobError {
+            #expect(e.field == "params.eval_data" && e.message.contains("[1].question: missing"))
+        }
+    }
+
+    @Test func resumesFromTheBatchesAnEarlierAttemptFinished() throws {
+        var params = try ReaderFixture.baseParams()
+        params["per_gpu_batch_size"] = .number(1)
+        let (ref, _) = try ReaderFixture.runScore(params)
+        let reference = try String(contentsOfFile: ref + "/out/predictions.jsonl", encoding: .utf8)
+        // An attempt killed after batches 0 and 2: their parts are in out/parts/ (batch 0's marked).
+        let dir = TestData.scratch("resume")
+        try FileManager.default.createDirectory(atPath: dir + "/run/out/parts", withIntermediateDirectories: true)
+        var lines = reference.split(separator: "\n").map(String.init)
+        lines[0] = lines[0].replacingOccurrences(of: "\"prediction\": \"", with: "\"prediction\": \"EARLIER ATTEMPT ")
+        try TestData.write(#"{"p": \#(lines[0])}"# + "\n", to: dir + "/run/out/parts/00000000.jsonl")
+        try TestData.write(#"{"p": \#(lines[2])}"# + "\n", to: dir + "/run/out/parts/00000002.jsonl")
+        // A half-written part of the killed attempt is not a part.
+        try TestData.write("{\"p\": ", to: dir + "/run/out/parts/.00000001.jsonl.dead.part")
+        var job = ForegroundRun(file: dir + "/score.json", workspace: dir)
+        job.outDir = dir + "/run"
+        job.allowedRoots = ["/"]
+        _ = try job.run(JobDescriptor(kind: "score", id: "score", maxAttempts: 1, params: .object(params)), registry: Self.registry())
+        let resumed = try String(contentsOfFile: dir + "/run/out/predictions.jsonl", encoding: .utf8)
+        lines = resumed.split(separator: "\n").map(String.init)
+        let refLines = reference.split(separator: "\n").map(String.init)
+        #expect(lines.count == refLines.count)
+        #expect(lines[0].contains("EARLIER ATTEMPT"), "batch 0 was taken from its part, not recomputed")
+        #expect(Array(lines[1...]) == Array(refLines[1...]))
+        let log = try String(contentsOfFile: dir + "/run/log.txt", encoding: .utf8)
+        #expect(log.contains("2 batches done by an earlier attempt"))
+        #expect(!FileManager.default.fileExists(atPath: dir + "/run/out/parts"), "parts are removed once joined")
+    }
+
+    @Test func shardsThenMergeEqualOneRun() throws {
+        var params = try ReaderFixture.baseParams()
+        params["write_results"] = .bool(true)
+        params["write_crossattention_scores"] = .bool(true)
+        let (whole, wholeResult) = try ReaderFixture.runScore(params)
+        var shardDirs: [String] = []
+        for s in 0..<4 {
+            var p = params
+            p["shard_id"] = .number(Double(s))
+            p["num_shards"] = .number(4)
+            shardDirs.append(try ReaderFixture.runScore(p).folder + "/out")
+        }
+        let dir = TestData.scratch("merge")
+        var job = ForegroundRun(file: dir + "/merge.json", workspace: dir)
+        job.outDir = dir + "/run"
+        job.allowedRoots = ["/"]
+        let merged = try job.run(JobDescriptor(kind: "merge", id: "merge", params: .object(["shards": .array(shardDirs.map(JSONValue.string))])),
+                                 registry: Self.registry())
+        for name in ["predictions.jsonl", "final_output.txt", "dataset_wscores.json"] {
+            let a = try Data(contentsOf: URL(fileURLWithPath: whole + "/out/" + name))
+            let b = try Data(contentsOf: URL(fileURLWithPath: dir + "/run/out/" + name))
+            #expect(a == b, "\(name) merged from 4 shards differs from the unsharded run")
+        }
+        guard case .object(let w) = wholeResult, case .object(let m) = merged else { Issue.record("results"); return }
+        #expect(w["exact_match"] == m["exact_match"] && w["count"] == m["count"])
+        // Shards out of order are refused, naming the position.
+        let bad = try? job.run(JobDescriptor(kind: "merge", id: "merge", params: .object(["shards": .array(shardDirs.reversed().map(JSONValue.string))])),
+                               registry: Self.registry())
+        #expect(bad == nil)
+    }
+
+    @Test func beamSearchOfOneBeamIsGreedy() throws {
+        var params = try ReaderFixture.baseParams()
+        let (greedy, _) = try ReaderFixture.runScore(params)
+        params["num_beams"] = .number(1)
+        let (again, _) = try ReaderFixture.runScore(params)
+        params["num_beams"] = .number(3)
+        let (beams, _) = try ReaderFixture.runScore(params)
+        let g = try String(contentsOfFile: greedy + "/out/predictions.jsonl", encoding: .utf8)
+        #expect(g == (try String(contentsOfFile: again + "/out/predictions.jsonl", encoding: .utf8)))
+        var n = 0
+        try JSONStream(path: beams + "/out/predictions.jsonl").forEachLine { e in
+            #expect(e.value["prediction"]?.stringValue != nil)
+            n += 1
+        }
+        #expect(n == 6)
+    }
+}
+
+@Suite struct ScoreExampleTests {
+    /// queue/examples/score-shards parse, and their params decode as score and merge params.
+    @Test func shardedScoringExampleIsValid() throws {
+        let dir = TestData.root.appendingPathComponent("queue/examples/score-shards").path
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".json") }.sorted()
+        #expect(files.count == 5)
+        let registry = ScoreJobTests.registry()
+        for f in files {
+            let d = try JobDescriptor.parse(Data(contentsOf: URL(fileURLWithPath: dir + "/" + f)), fileName: f)
+            try registry.decodeParams(kind: d.kind, d.params)
+            if d.kind == "merge" {
+                #expect(d.dependencies == (0..<4).map { "score-shard-\($0)" })
+            }
+        }
+    }
+}

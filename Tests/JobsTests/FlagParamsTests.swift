@@ -1,0 +1,49 @@
+// FlagParamsTests: FiD-style flags typed by a params type's own decoder, as `fidq <kind>` builds them.
+import Foundation
+import Testing
+@testable import Jobs
+
+private struct Params: Decodable {
+    var name = "x", n = 1, lr = 1e-4, flag = false, inputs: [String] = [], ids: [Int] = []
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, n, lr, flag, inputs, ids }
+    init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        name = try c.decode(.name, default: "x")
+        n = try c.decode(.n, default: 1)
+        lr = try c.decode(.lr, default: 1e-4)
+        flag = try c.decode(.flag, default: false)
+        inputs = try c.decode(.inputs, default: [])
+        ids = try c.decode(.ids, default: [])
+    }
+}
+
+@Suite struct FlagParamsTests {
+    static func build(_ args: [String]) throws -> JSONValue {
+        try FlagParams.build(args) { _ = try KindRegistry.decode(Params.self, $0) }
+    }
+
+    @Test func typesFollowTheParams() throws {
+        let v = try Self.build(["--name", "2024", "--n", "10", "--lr=5e-05", "--flag", "--inputs", "a", "--ids", "3", "4"])
+        #expect(v == .object(["name": .string("2024"), "n": .number(10), "lr": .number(5e-5), "flag": .bool(true),
+                              "inputs": .array([.string("a")]), "ids": .array([.number(3), .number(4)])]))
+        // The result decodes as the params (the same JSON a descriptor carries).
+        let p = try KindRegistry.decode(Params.self, v)
+        #expect(p.name == "2024" && p.n == 10 && p.flag && p.inputs == ["a"] && p.ids == [3, 4])
+    }
+
+    @Test func listsFromRepeatsAndNumbersAsStringsInLists() throws {
+        let v = try Self.build(["--inputs", "1", "--inputs", "007", "--flag", "false"])
+        #expect(v == .object(["inputs": .array([.string("1"), .string("007")]), "flag": .bool(false)]))
+        #expect(try Self.build(["--name", "007"]) == .object(["name": .string("007")]))
+        #expect(try Self.build(["--flag", "1"]) == .object(["flag": .bool(true)]))
+    }
+
+    @Test func badValuesAreLeftForTheRegistryToName() throws {
+        // A string where an Int is expected stays a string: decoding then names params.n.
+        let v = try Self.build(["--n", "ten", "--bogus", "3"])
+        #expect(v == .object(["n": .string("ten"), "bogus": .number(3)]))
+        #expect(throws: DecodingError.self) { _ = try KindRegistry.decode(Params.self, v) }
+        #expect(throws: FlagParams.Failure.self) { _ = try Self.build(["stray", "--n", "1"]) }
+        #expect(FlagParams.isJSONNumber("-1.5e+3") && !FlagParams.isJSONNumber("01") && !FlagParams.isJSONNumber("1.") && !FlagParams.isJSONNumber("nan"))
+    }
+}

@@ -1,0 +1,85 @@
+// CompressedIndexTests: sq8 and pq recall@10 against exact search, save/load round trips, refused files.
+import Foundation
+import Tensor
+import Testing
+
+@testable import Retrieval
+
+@Suite struct CompressedIndexTests {
+    static func recall(_ approx: [[Hit]], _ exact: [[Hit]]) -> Double {
+        var hit = 0, total = 0
+        for (a, e) in zip(approx, exact) {
+            let truth = Set(e.map(\.row))
+            hit += a.filter { truth.contains($0.row) }.count
+            total += e.count
+        }
+        return Double(hit) / Double(max(total, 1))
+    }
+
+    /// Clustered data, like embeddings: a few centres plus noise.
+    static func corpus(rows: Int, dim: Int, rng: inout RNG) -> [Float] {
+        let centres = rng.normalArray(16 * dim)
+        var out: [Float] = []
+        for _ in 0..<rows {
+            let c = Int(rng.next() % 16)
+            for j in 0..<dim { out.append(centres[c * dim + j] + 0.5 * rng.normal()) }
+        }
+        return out
+    }
+
+    @Test func sq8RecallAndRoundTrip() throws {
+        let folder = ShardFolder()
+        defer { folder.remove() }
+        var rng = RNG(seed: 11)
+        let dim = 32
+        try folder.write(index: 0, rows: Self.corpus(rows: 700, dim: dim, rng: &rng), dim: dim, storage: .float32, firstID: 0)
+        try folder.write(index: 1, rows: Self.corpus(rows: 500, dim: dim, rng: &rng), dim: dim, storage: .float16, firstID: 700)
+        let shards = try EmbeddingShard.open(glob: folder.dir + "/passages_*")
+        let flat = try FlatIndex(shards: shards)
+        let queries = rng.normalArray(40 * dim)
+        let exact = flat.search(queries: queries, queryCount: 40, k: 10)
+        let sq = try ScalarQuantizedIndex.build(shards: shards)
+        let plain = sq.search(queries: queries, queryCount: 40, k: 10, blockRows: 256)
+        let reranked = sq.search(queries: queries, queryCount: 40, k: 10, exact: flat, threads: 2, blockRows: 256)
+        #expect(Self.recall(plain, exact) >= 0.9, "sq8 recall@10 \(Self.recall(plain, exact))")
+        #expect(Self.recall(reranked, exact) >= 0.99, "sq8+rerank recall@10 \(Self.recall(reranked, exact))")
+        // Re-ranked scores are the exact ones.
+        for (r, e) in zip(reranked, exact) where r.map(\.row) == e.map(\.row) {
+            for (a, b) in zip(r, e) { #expect(abs(a.score - b.score) <= 1e-4 * max(1, abs(b.score))) }
+        }
+        let path = folder.dir + "/index.sq8"
+        try sq.save(to: path)
+        let loaded = try ScalarQuantizedIndex(path: path)
+        #expect(loaded.ids == sq.ids && loaded.minimum == sq.minimum && loaded.step == sq.step)
+        #expect(loaded.search(queries: queries, queryCount: 40, k: 10, blockRows: 256) == plain)
+        // A truncated or foreign file is refused.
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        try data.prefix(data.count / 2).write(to: URL(fileURLWithPath: path))
+        #expect(throws: RetrievalError.self) { try ScalarQuantizedIndex(path: path) }
+        #expect(throws: RetrievalError.self) { try ProductQuantizedIndex(path: path) }
+    }
+
+    @Test func pqRecallAndRoundTrip() throws {
+        let folder = ShardFolder()
+        defer { folder.remove() }
+        var rng = RNG(seed: 12)
+        let dim = 16
+        try folder.write(index: 0, rows: Self.corpus(rows: 900, dim: dim, rng: &rng), dim: dim, storage: .float32, firstID: 0)
+        let shards = try EmbeddingShard.open(glob: folder.dir + "/passages_*")
+        let flat = try FlatIndex(shards: shards)
+        let queries = rng.normalArray(30 * dim)
+        let exact = flat.search(queries: queries, queryCount: 30, k: 10)
+        let pq = try ProductQuantizedIndex.build(shards: shards, subquantizers: 8, bits: 6, seed: 1)
+        let approx = pq.search(queries: queries, queryCount: 30, k: 10, threads: 2)
+        let r = Self.recall(approx, exact)
+        #expect(r >= 0.5, "pq recall@10 \(r)")
+        // Same seed, same index.
+        let again = try ProductQuantizedIndex.build(shards: shards, subquantizers: 8, bits: 6, seed: 1)
+        #expect(again.codes == pq.codes && again.centroids == pq.centroids)
+        let path = folder.dir + "/index.pq"
+        try pq.save(to: path)
+        let loaded = try ProductQuantizedIndex(path: path)
+        #expect(loaded.search(queries: queries, queryCount: 30, k: 10) == approx)
+        #expect(throws: RetrievalError.self) { try ProductQuantizedIndex.build(shards: shards, subquantizers: 5, bits: 8) }
+    }
+}

@@ -1,0 +1,115 @@
+// EmbeddingShardTests: .npy shards round-trip (numpy's header), FiD pickles load, and each bad shard is refused naming the file.
+import Foundation
+import Tensor
+import Testing
+
+@testable import Retrieval
+
+@Suite struct EmbeddingShardTests {
+    @Test func npyRoundTripsAndHasNumpysHeader() throws {
+        let folder = ShardFolder()
+        defer { folder.remove() }
+        var rng = RNG(seed: 3)
+        let rows = rng.normalArray(5 * 3)
+        try folder.write(index: 7, rows: rows, dim: 3, storage: .float32, firstID: 100)
+        let path = folder.dir + "/passages_07.npy"
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        #expect(bytes.count == 128 + 5 * 3 * 4)
+        let header = String(decoding: bytes[10..<128], as: UTF8.self)
+        #expect(header.hasPrefix("{'descr': '<f4', 'fortran_order': False, 'shape': (5, 3), }") && header.hasSuffix("\n"))
+        let shard = try EmbeddingShard(path: path)
+        #expect(shard.ids == ["100", "101", "102", "103", "104"] && shard.count == 5 && shard.dim == 3)
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 15)
+        defer { scratch.deallocate() }
+        let p = shard.rows(1, 4, scratch: scratch)
+        #expect(Array(UnsafeBufferPointer(start: p, count: 9)) == Array(rows[3..<12]))
+        // float16: rows come back widened.
+        let h = try folder.write(index: 8, rows: rows, dim: 3, storage: .float16, firstID: 0)
+        let half = try EmbeddingShard(path: folder.dir + "/passages_08.npy")
+        #expect(half.storage == .float16)
+        #expect(Array(UnsafeBufferPointer(start: half.rows(0, 5, scratch: scratch), count: 15)) == h)
+        #expect(EmbeddingShard.stem(prefix: "x/p", shard: 3) == "x/p_03" && EmbeddingShard.stem(prefix: "p", shard: 123) == "p_123")
+    }
+
+    @Test func readsFiDPickledShards() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("TensorTests/Fixtures/pickle")
+        for name in ["shard_f32.pkl", "shard_f16.pkl", "shard_p5.pkl"] {
+            let path = dir.appendingPathComponent(name).path
+            let shard = try EmbeddingShard(path: path)
+            let (ids, emb) = try NumpyPickle.readShard(path: path)
+            #expect(shard.ids == ids && shard.count == emb.shape[0] && shard.dim == emb.shape[1], "\(name)")
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: emb.count)
+            defer { scratch.deallocate() }
+            #expect(Array(UnsafeBufferPointer(start: shard.rows(0, shard.count, scratch: scratch), count: emb.count)) == emb.data)
+        }
+    }
+
+    @Test func truncatedNpyIsRefused() throws {
+        let folder = ShardFolder()
+        defer { folder.remove() }
+        try folder.write(index: 0, rows: [Float](repeating: 1, count: 40), dim: 4, storage: .float32, firstID: 0)
+        let path = folder.dir + "/passages_00.npy"
+        let h = FileHandle(forUpdatingAtPath: path)!
+        h.truncateFile(atOffset: 128 + 4 * 4 * 7 + 2)
+        h.closeFile()
+        let e = #expect(throws: RetrievalError.self) { try EmbeddingShard(path: path) }
+        #expect(e?.file == path && e?.hint?.contains("truncated") == true, "\(String(describing: e))")
+        // A header cut short too.
+        let h2 = FileHandle(forUpdatingAtPath: path)!
+        h2.truncateFile(atOffset: 40)
+        h2.closeFile()
+        #expect(throws: RetrievalError.self) { try EmbeddingShard(path: path) }
+    }
+
+    @Test func shardsOfDifferentWidthsAreRefused() throws {
+        let folder = ShardFolder()
+        defer { folder.remove() }
+        try folder.write(index: 0, rows: [Float](repeating: 1, count: 8), dim: 4, storage: .float32, firstID: 0)
+        try folder.write(index: 1, rows: [Float](repeating: 1, count: 9), dim: 3, storage: .float32, firstID: 2)
+        let e = #expect(throws: RetrievalError.self) { try EmbeddingShard.open(glob: folder.dir + "/passages_*") }
+        #expect(e?.field == "width" && e?.found == "3", "\(String(describing: e))")
+    }
+
+    @Test func idsMustMatchRows() throws {
+        let folder = ShardFolder()
+        defer { folder.remove() }
+        try folder.write(index: 0, rows: [Float](repeating: 1, count: 8), dim: 4, storage: .float32, firstID: 0)
+        try "0\n1\n2\n".write(toFile: folder.dir + "/passages_00.ids", atomically: true, encoding: .utf8)
+        let e = #expect(throws: RetrievalError.self) { try EmbeddingShard(path: folder.dir + "/passages_00.npy") }
+        #expect(e?.field == "row count", "\(String(describing: e))")
+        #expect(throws: RetrievalError.self) { try EmbeddingShard.open(glob: folder.dir + "/nothing_*") }
+    }
+
+    @Test func globSortsAsPythonAndSkipsCompanions() throws {
+        let folder = ShardFolder()
+        defer { folder.remove() }
+        for i in [10, 2, 0, 1] { try folder.write(index: i, rows: [1, 2], dim: 2, storage: .float32, firstID: i) }
+        FileManager.default.createFile(atPath: folder.dir + "/passages_03.npy.tmp", contents: Data())
+        let names = EmbeddingShard.glob(folder.dir + "/passages_*").map { ($0 as NSString).lastPathComponent }
+        #expect(names == ["passages_00.npy", "passages_01.npy", "passages_02.npy", "passages_10.npy"])
+    }
+
+    @Test func writerResumesWithoutDuplicatingRows() throws {
+        let folder = ShardFolder()
+        defer { folder.remove() }
+        let stem = folder.dir + "/passages_00"
+        let rows: [Float] = (0..<12).map(Float.init)
+        do {
+            let w = try ShardWriter(stem: stem, rows: 6, dim: 2, storage: .float32)
+            try rows.withUnsafeBufferPointer { try w.append(ids: ["a", "b", "c"], embeddings: $0.baseAddress!) }
+            // Killed here: nothing published.
+        }
+        #expect(!FileManager.default.fileExists(atPath: stem + ".npy"))
+        // The checkpoint recorded 2 finished rows: the third is dropped and rewritten.
+        let w = try ShardWriter(stem: stem, rows: 6, dim: 2, storage: .float32, resume: true, keepRows: 2)
+        #expect(w.rowsWritten == 2)
+        try rows.withUnsafeBufferPointer { try w.append(ids: ["c", "d", "e", "f"], embeddings: $0.baseAddress! + 4) }
+        try w.finish()
+        let shard = try EmbeddingShard(path: stem + ".npy")
+        #expect(shard.ids == ["a", "b", "c", "d", "e", "f"])
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 12)
+        defer { scratch.deallocate() }
+        #expect(Array(UnsafeBufferPointer(start: shard.rows(0, 6, scratch: scratch), count: 12)) == rows)
+    }
+}

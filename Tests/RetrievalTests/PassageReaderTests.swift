@@ -1,0 +1,68 @@
+// PassageReaderTests: the streaming TSV reader yields Python csv's rows across block boundaries; strict mode names the bad line.
+import Foundation
+import Testing
+
+@testable import Retrieval
+
+@Suite struct PassageReaderTests {
+    static func file(_ text: String) -> String {
+        let path = NSTemporaryDirectory() + "fidq-psgs-\(UUID().uuidString).tsv"
+        FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        return path
+    }
+
+    static let sample = "id\ttext\ttitle\n1\tplain text\tTitle One\n2\t\"quoted \"\"inner\"\" text\"\t\"T, two\"\n3\t\"multi\nline\"\tThree\r\n\n4\tlast\tFour"
+
+    @Test func readsDPRQuotingAcrossBlocks() throws {
+        let path = Self.file(Self.sample)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let expected = [
+            Passage(id: "1", text: "plain text", title: "Title One"),
+            Passage(id: "2", text: "quoted \"inner\" text", title: "T, two"),
+            Passage(id: "3", text: "multi\nline", title: "Three"),
+            Passage(id: "4", text: "last", title: "Four"),
+        ]
+        // Every block size from tiny (records straddle many blocks) to the whole file.
+        for block in [1, 3, 7, 16, 64, 4096] {
+            let r = try PassageReader(path: path, blockBytes: block)
+            var got: [Passage] = []
+            while let p = try r.next() { got.append(p) }
+            #expect(got == expected, "block \(block)")
+        }
+        #expect(try PassageReader.count(path: path) == 4)
+        let r = try PassageReader(path: path)
+        #expect(try r.skip(2) == 2)
+        #expect(try r.nextBlock(max: 5).map(\.id) == ["3", "4"])
+    }
+
+    @Test func missingColumnNamesTheLine() throws {
+        let path = Self.file("id\ttext\ttitle\n1\ta\tA\n2\t\"two\nlines\"\tB\n3\tonly two\n4\td\tD\n")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let r = try PassageReader(path: path, blockBytes: 8)
+        #expect(try r.next()?.id == "1")
+        #expect(try r.next()?.id == "2")
+        let e = #expect(throws: RetrievalError.self) { try r.next() }
+        #expect(e?.field == "line 5" && e?.found == "2 columns", "\(String(describing: e))")
+        // Lenient mode skips it, as FiD does.
+        let lenient = try PassageReader(path: path, strict: false)
+        #expect(try lenient.nextBlock(max: 10).map(\.id) == ["1", "2", "4"])
+        #expect(lenient.skipped == 1)
+    }
+
+    @Test func unparsableLineNamesTheLine() throws {
+        for text in ["id\ttext\ttitle\n1\t\"closed\" then text\tA\n", "id\ttext\ttitle\n1\tok\tA\n2\t\"never closed\tB\n"] {
+            let path = Self.file(text)
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let r = try PassageReader(path: path)
+            let line = text.contains("never") ? "line 3" : "line 2"
+            var error: RetrievalError?
+            do { while try r.next() != nil {} } catch let e as RetrievalError { error = e }
+            #expect(error?.field == line, "\(String(describing: error))")
+        }
+    }
+
+    @Test func missingFileIsNamed() {
+        let e = #expect(throws: RetrievalError.self) { try PassageReader(path: "/nonexistent/psgs.tsv") }
+        #expect(e?.file == "/nonexistent/psgs.tsv")
+    }
+}

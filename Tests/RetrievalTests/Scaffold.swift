@@ -1,1 +1,0 @@
-// RetrievalTests: scaffold; the first real test file replaces this one.
