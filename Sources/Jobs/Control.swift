@@ -50,8 +50,9 @@ public final class QueueControl {
     /// Refused: unreadable or invalid descriptors, unknown kinds, bad params, outputs outside the
     /// workspace, missing inputs, ids already in the queue, dependencies that failed or exist
     /// nowhere (neither queued nor in this batch), and dependency cycles.
-    /// - Returns: the ids dropped, in order.
-    public func submit(files: [String]) throws -> [String] {
+    /// With `dryRun` every check runs and nothing is written (`fidq submit --dry-run`).
+    /// - Returns: the ids dropped (or that would be), in order.
+    public func submit(files: [String], dryRun: Bool = false) throws -> [String] {
         var batch: [(file: String, d: JobDescriptor, data: Data)] = []
         for file in files {
             func refuse(_ e: JobError) -> SubmitError { SubmitError(file: file, error: e) }
@@ -93,6 +94,7 @@ public final class QueueControl {
         }
         let cycles = QueueScanner.cycleMembers(graph)
         for b in batch { if let c = cycles[b.d.id] { throw SubmitError(file: b.file, error: .permanent("dependency cycle: \(c)", field: "after")) } }
+        if dryRun { return batch.map(\.d.id) }
         try queue.createLayout()
         for b in batch {
             try fs.writeAtomically(queue.pending + "/" + b.d.id + ".json", b.data, tag: identity.newToken())

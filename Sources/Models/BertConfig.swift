@@ -190,7 +190,7 @@ public struct BertConfig: Codable, Equatable, Sendable {
     }
 
     /// Every trained parameter under its canonical name (Hugging Face's `BertModel` names, FiD's
-    /// `proj.*` / `norm.*`), in slab order. The pooler is not here: FiD never uses it
+    /// `proj.*` / `norm.*`), in slab order, with FiD's `model.`-prefixed names as aliases. The pooler is not here: FiD never uses it
     /// (`BertRetriever.pooler` carries it through load and save).
     public func layout() -> ParameterLayout {
         var l = ParameterLayout()
@@ -217,6 +217,9 @@ public struct BertConfig: Codable, Equatable, Sendable {
             l.add(p + "output.LayerNorm.weight", [D])
             l.add(p + "output.LayerNorm.bias", [D])
         }
+        // FiD's Retriever stores the encoder under `model.`: those names are aliases, so a slab
+        // loads from a FiD folder (or a checkpoint this code saved) by name alone.
+        for e in l.entries { l.tie("model." + e.name, to: e.name) }
         if projection {
             l.add("proj.weight", [E, D])
             l.add("proj.bias", [E])

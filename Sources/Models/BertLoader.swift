@@ -17,7 +17,11 @@ extension BertRetriever {
     ///   or a wrong shape (tensor, file, both shapes: e.g. a projection of another
     ///   `indexing_dimension`); `SafeTensorsError` for a damaged file.
     public static func load(folder: String) throws -> BertRetriever {
-        let config = try BertConfig.load(path: folder + "/config.json")
+        try load(folder: folder, as: BertConfig.load(path: folder + "/config.json"))
+    }
+
+    /// Loads `folder`'s weights into a model of `config`.
+    static func load(folder: String, as config: BertConfig) throws -> BertRetriever {
         let model = BertRetriever(config: config)
         let fm = FileManager.default
         let bin = folder + "/pytorch_model.bin"
@@ -50,6 +54,42 @@ extension BertRetriever {
             if let (file, name) = located[n] { pooler.append(n, try file.tensor(name)) }
         }
         model.pooler = pooler
+        return model
+    }
+
+    /// Loads the weights of `folder` into a model of `config` (the folder's BERT fields with
+    /// another head, as `train_retriever`'s params ask): when `config` has a projection and the
+    /// folder has none (`proj.weight` absent), the projection is initialised fresh from `seed`;
+    /// a folder projection of another size is refused naming the tensor and both shapes.
+    public static func load(folder: String, config: BertConfig, seed: UInt64) throws -> BertRetriever {
+        let saved = try BertConfig.load(path: folder + "/config.json")
+        for (field, a, b) in [("hidden_size", saved.hiddenSize, config.hiddenSize), ("num_hidden_layers", saved.numHiddenLayers, config.numHiddenLayers),
+                              ("vocab_size", saved.vocabSize, config.vocabSize), ("intermediate_size", saved.intermediateSize, config.intermediateSize)]
+        where a != b {
+            preconditionFailure("BertRetriever.load(folder:config:): \(field) \(b) differs from the folder's \(a)")
+        }
+        let files = FileManager.default.fileExists(atPath: folder + "/pytorch_model.bin")
+            && !FileManager.default.fileExists(atPath: folder + "/model.safetensors") ? nil : try T5Model.weightFiles(folder: folder)
+        var names: Set<String>
+        if let files {
+            names = Set(files.flatMap { $0.names.map(normalizedName) })
+        } else {
+            names = Set(try TorchCheckpoint.read(path: folder + "/pytorch_model.bin").names.map(normalizedName))
+        }
+        let fresh = config.projection && !names.contains("proj.weight")
+        // Read the folder as a model without the head when the projection is new, then copy.
+        var bodyConfig = config
+        if fresh {
+            bodyConfig.projection = false
+            bodyConfig.indexingDimension = bodyConfig.hiddenSize
+        }
+        let body = try load(folder: folder, as: bodyConfig)
+        if !fresh && !config.projection { return body }
+        if !fresh { return try load(folder: folder, as: config) }
+        let model = BertRetriever(config: config)
+        model.initialize(seed: seed)
+        for e in body.layout.entries { model.params[e.name].update(from: body.params[e.name], count: e.count) }
+        model.pooler = body.pooler
         return model
     }
 

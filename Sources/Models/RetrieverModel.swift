@@ -47,7 +47,7 @@ public struct RetrieverModel {
         return RetrieverModel(model: try BertRetriever.load(folder: folder), tokenizer: tok, tokenizerPath: path)
     }
 
-    static func tokenizerFile(folder: String, tokenizer: String?) throws -> String {
+    public static func tokenizerFile(folder: String, tokenizer: String?) throws -> String {
         let fm = FileManager.default
         func search(_ dir: String) -> String? {
             tokenizerFiles.lazy.map { (dir as NSString).appendingPathComponent($0) }.first { fm.fileExists(atPath: $0) }

@@ -37,7 +37,7 @@ public struct T5Reader {
 
     /// The tokenizer file to read: `tokenizer` (a file, or a folder searched for `tokenizerFiles`)
     /// when given, else the first of `tokenizerFiles` in `folder`.
-    static func tokenizerFile(folder: String, tokenizer: String?) throws -> String {
+    public static func tokenizerFile(folder: String, tokenizer: String?) throws -> String {
         let fm = FileManager.default
         func search(_ dir: String) -> String? {
             tokenizerFiles.lazy.map { (dir as NSString).appendingPathComponent($0) }.first { fm.fileExists(atPath: $0) }
@@ -65,7 +65,7 @@ public struct T5Reader {
 
     /// Refuses a tokenizer whose ids the model cannot read, or whose padding and end-of-sequence
     /// ids are not the model's (the targets would never end where the model learned to stop).
-    static func check(_ tok: any Tokenizer, path: String, config: T5Config, configPath: String) throws {
+    public static func check(_ tok: any Tokenizer, path: String, config: T5Config, configPath: String) throws {
         // T5's 32,100 pieces against 32,128 embedding rows is normal: only ids ≥ vocab_size are unreadable.
         guard tok.vocabSize <= config.vocabSize else {
             throw ModelLoadError(

@@ -2,7 +2,7 @@
 
 /// A deterministic random generator. Every function in fidq that samples or initialises takes
 /// one of these `inout`; there is no global generator, so a run is reproducible from its seed.
-public struct RNG: RandomNumberGenerator, Sendable {
+public struct RNG: RandomNumberGenerator, Sendable, Equatable {
     private var s: (UInt64, UInt64, UInt64, UInt64)
     /// A cached second normal deviate from Box–Muller.
     private var spareNormal: Double?
@@ -33,6 +33,39 @@ public struct RNG: RandomNumberGenerator, Sendable {
         s.3 = rotl(s.3, 45)
         return result
     }
+
+    /// The whole state (four xoshiro words and the cached normal deviate), so a training
+    /// checkpoint can resume the exact sequence.
+    public struct State: Codable, Equatable, Sendable {
+        /// xoshiro256** words as 16 hex digits each (JSON numbers cannot hold every UInt64).
+        public var words: [String]
+        /// The cached second Box–Muller deviate, as its bit pattern in hex (nil: none cached).
+        public var spareNormal: String?
+    }
+
+    /// The state to save.
+    public var state: State {
+        func hex(_ v: UInt64) -> String {
+            let h = String(v, radix: 16)
+            return String(repeating: "0", count: 16 - h.count) + h
+        }
+        return State(words: [s.0, s.1, s.2, s.3].map(hex), spareNormal: spareNormal.map { hex($0.bitPattern) })
+    }
+
+    /// A generator continuing exactly where the one that gave `state` stood; nil when malformed.
+    public init?(state: State) {
+        let w = state.words.compactMap { UInt64($0, radix: 16) }
+        guard w.count == 4, state.words.count == 4, w != [0, 0, 0, 0] else { return nil }
+        s = (w[0], w[1], w[2], w[3])
+        if let text = state.spareNormal {
+            guard let bits = UInt64(text, radix: 16) else { return nil }
+            spareNormal = Double(bitPattern: bits)
+        } else {
+            spareNormal = nil
+        }
+    }
+
+    public static func == (a: RNG, b: RNG) -> Bool { a.state == b.state }
 
     @inline(__always) private func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 {
         (x << k) | (x >> (64 - k))

@@ -13,7 +13,8 @@ struct Fidq: ParsableCommand {
         subcommands: [
             WorkerCommand.self, SubmitCommand.self, StatusCommand.self, CancelCommand.self, RetryCommand.self,
             RunCommand.self, FetchCommand.self, TokenizeCommand.self,
-            KindCommand<ScoreCLI>.self, KindCommand<MergeCLI>.self,
+            KindCommand<ScoreCLI>.self, KindCommand<MergeCLI>.self, KindCommand<TrainReaderCLI>.self,
+            KindCommand<TrainRetrieverCLI>.self, KindCommand<ExampleCLI>.self,
             KindCommand<EmbedCLI>.self, KindCommand<RetrieveCLI>.self, KindCommand<IndexBM25CLI>.self,
         ]
     )

@@ -78,3 +78,15 @@ enum ScoreCLI: KindCLI {
 enum MergeCLI: KindCLI {
     static let kind = "merge", abstract = "Join the outputs of score shards in the data set's order (--shards DIR DIR …)."
 }
+
+enum TrainReaderCLI: KindCLI {
+    static let kind = "train_reader", abstract = "Train a FiD reader with checkpoints and exact-match eval (FiD's train_reader.py)."
+}
+
+enum TrainRetrieverCLI: KindCLI {
+    static let kind = "train_retriever", abstract = "Distil a reader's passage scores into a BERT retriever (FiD's train_retriever.py)."
+}
+
+enum ExampleCLI: KindCLI {
+    static let kind = "example", abstract = "Write the embedded example world (passages, questions, small model configs)."
+}

@@ -1,9 +1,9 @@
 // Kinds: the one place that wires job kinds into the registry every command uses.
-import Foundation
 import FiD
-import Tensor
+import Foundation
 import Jobs
 import JobsTesting
+import Tensor
 
 enum Kinds {
     /// Every kind this build of fidq runs. The queue's own test kind (`test.record`) is only
@@ -15,8 +15,11 @@ enum Kinds {
         registry.willRun = { context in Threads.set(context.threads) }
         TextKinds.register(into: registry)
         registry.register(FetchKind())
+        registry.register(ExampleKind())
         registry.register(ScoreKind())
         registry.register(MergeKind())
+        registry.register(TrainReaderKind())
+        registry.register(TrainRetrieverKind())
         registry.register(EmbedKind())
         registry.register(RetrieveKind())
         registry.register(IndexBM25Kind())

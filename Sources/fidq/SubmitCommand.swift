@@ -12,11 +12,14 @@ struct SubmitCommand: ParsableCommand {
     @Argument(help: "Job descriptor files (JSON).")
     var files: [String]
 
+    @Flag(name: .customLong("dry-run"), help: "Check the files as a submit would, and drop nothing.")
+    var dryRun = false
+
     func run() throws {
         let control = queueOptions.control()
         do {
-            for id in try control.submit(files: files) {
-                print("submitted \(id) → \(control.queue.pending)/\(id).json")
+            for id in try control.submit(files: files, dryRun: dryRun) {
+                print(dryRun ? "valid \(id) (dry run: not submitted)" : "submitted \(id) → \(control.queue.pending)/\(id).json")
             }
         } catch let e as SubmitError {
             throw fail("refused \(e.description); nothing was submitted")

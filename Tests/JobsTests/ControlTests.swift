@@ -22,6 +22,17 @@ import Testing
         #expect(f.list("pending") == ["a.json", "b.json"])
     }
 
+    @Test func dryRunChecksEverythingAndDropsNothing() throws {
+        let f = try QueueFixture()
+        let a = try file(f, "a.json", #"{"kind": "test.record"}"#)
+        let b = try file(f, "b.json", #"{"kind": "test.record", "after": ["a"]}"#)
+        #expect(try control(f).submit(files: [a, b], dryRun: true) == ["a", "b"])
+        #expect(f.list("pending").isEmpty)
+        // Alone, b's dependency exists nowhere: refused as a real submit would be.
+        #expect(throws: SubmitError.self) { try control(f).submit(files: [b], dryRun: true) }
+        #expect(try control(f).submit(files: [a, b]) == ["a", "b"])
+    }
+
     @Test(arguments: [
         (#"{"kind": "nope"}"#, "unknown kind"),
         (#"{"kind": "test.record", "params": {"sleep_ms": "x"}}"#, "params.sleep_ms"),

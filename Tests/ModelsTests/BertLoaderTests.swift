@@ -67,6 +67,10 @@ struct BertLoaderTests {
         #expect(names.contains("proj.weight") == f.model.config.projection)
         let out = back.forward(f.batch), want = f.model.forward(f.batch)
         #expect(out.scores == want.scores)
+        // The layout's `model.` aliases let a bare slab load the saved file by name (training resumes so).
+        let slab = ParameterSlab(layout: f.model.layout)
+        try slab.load(from: SafeTensorsFile(path: dir + "/model.safetensors"))
+        #expect(Array(slab.buffer) == Array(f.model.params.buffer))
         // ops/fixtures/bert_saved_check.py loads such folders with FiD's Retriever and BertModel.
         if let keep = ProcessInfo.processInfo.environment["FIDQ_BERT_SAVE_TO"] {
             try f.model.save(folder: keep + "/" + variant)

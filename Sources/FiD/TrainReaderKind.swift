@@ -1,0 +1,96 @@
+// TrainReaderKind: the `train_reader` job kind (FiD's train_reader.py): load model, tokenizer and
+// data, train through the shared Trainer, export to checkpoint_dir/name when asked.
+import Foundation
+import Jobs
+import Models
+import Tensor
+import Tokenizers
+
+/// `train_reader`: `TrainReaderParams` → `TrainResult` (result.json). `fidq train-reader` runs
+/// the same code through `fidq run`'s foreground path.
+public struct TrainReaderKind: JobKind {
+    public init() {}
+    public var name: String { "train_reader" }
+
+    public func run(_ p: TrainReaderParams, _ context: JobContext) throws -> TrainResult {
+        let reader = try TrainReaderKind.load(p, context)
+        reader.model.useCheckpoint = p.useCheckpoint
+        context.log("train_reader '\(p.name)': \(reader.trainCount) training examples"
+            + (reader.dev.map { ", \($0.count) dev examples" } ?? ", no eval_data")
+            + "; T5 d_model \(reader.model.config.dModel), \(reader.model.config.numLayers)+\(reader.model.config.decoderLayers) layers, "
+            + "\(reader.params.count) parameters; n_context \(p.nContext), text_maxlength \(p.textMaxlength), threads \(context.threads)")
+        context.log("train_reader params: " + (String(data: try jsonEncoder().encode(p), encoding: .utf8) ?? "")
+            .replacingOccurrences(of: "\n", with: " "))
+        let result = try Trainer(config: p.trainer, model: reader, context: context, label: "train_reader").run()
+        if let dir = p.checkpointDir { try export(result, to: context.output(dir, field: "params.checkpoint_dir") + "/" + p.name, context) }
+        return result
+    }
+
+    /// Model (from `model_path` or `model_config` + `tokenizer`), tokenizer and data, each error
+    /// naming its field.
+    static func load(_ p: TrainReaderParams, _ context: JobContext) throws -> ReaderTrainable {
+        func field<T>(_ name: String, _ body: () throws -> T) throws -> T {
+            do { return try body() } catch let e as JobError { throw e } catch let e as CancellationError { throw e } catch {
+                throw JobError.permanent("\(error)", field: "params." + name)
+            }
+        }
+        let model: T5Model, tokenizer: any Tokenizer, tokenizerPath: String
+        if let path = p.modelPath {
+            let reader = try field("model_path") {
+                try T5Reader.load(folder: context.resolve(path), tokenizer: p.tokenizer.map(context.resolve))
+            }
+            (model, tokenizer, tokenizerPath) = (reader.model, reader.tokenizer, reader.tokenizerPath)
+        } else {
+            let configPath = context.resolve(p.modelConfig!)
+            let config = try field("model_config") { try T5Config.load(path: configPath) }
+            tokenizerPath = try field("tokenizer") { try T5Reader.tokenizerFile(folder: "", tokenizer: context.resolve(p.tokenizer!)) }
+            tokenizer = try field("tokenizer") {
+                let t = try TokenizerLoader.load(tokenizerPath)
+                try T5Reader.check(t, path: tokenizerPath, config: config, configPath: configPath)
+                return t
+            }
+            model = T5Model(config: config)
+            // A fresh model's weights follow the seed, as FiD's torch.manual_seed(seed) fixes them.
+            model.initialize(seed: UInt64(p.trainer.seed))
+        }
+        try context.checkCancelled()
+        let train = try field("train_data") { try FiDData(path: context.resolve(p.trainData)).load() }
+        for e in train where e.target == nil && e.answers.isEmpty {
+            throw JobError.permanent("\(context.resolve(p.trainData)) [\(e.index)]: neither 'target' nor 'answers' (training needs one)",
+                                     field: "params.train_data")
+        }
+        let dev = try p.evalData.map { path in try field("eval_data") { try FiDData(path: context.resolve(path)).load() } }
+        if let dev, let e = dev.first(where: { $0.answers.isEmpty }) {
+            throw JobError.permanent("\(context.resolve(p.evalData!)) [\(e.index)]: no 'answers' (exact match compares with them)",
+                                     field: "params.eval_data")
+        }
+        guard train.count >= p.trainer.batchSize else {
+            throw JobError.permanent("train_data has \(train.count) examples, fewer than per_gpu_batch_size \(p.trainer.batchSize)",
+                                     field: "params.per_gpu_batch_size", hint: "FiD drops the last partial batch: no batch would run")
+        }
+        let format = FiDFormat(nContext: p.nContext, textMaxLength: p.textMaxlength, answerMaxLength: p.answerMaxlength)
+        return ReaderTrainable(model: model, tokenizer: tokenizer, tokenizerPath: tokenizerPath, format: format, train: train,
+                               dev: dev, evalBatchSize: max(p.trainer.batchSize, 8), threads: context.threads)
+    }
+
+    /// Copies the last step and `best_dev` to FiD's layout `checkpoint_dir/name/checkpoint/`.
+    func export(_ result: TrainResult, to run: String, _ context: JobContext) throws {
+        let fm = FileManager.default
+        let dest = run + "/checkpoint"
+        try fm.createDirectory(atPath: dest, withIntermediateDirectories: true)
+        var pairs = [(result.latest, "step-\(result.steps)")]
+        if let best = result.bestDev { pairs.append((best, "best_dev")) }
+        for (src, name) in pairs {
+            let staged = dest + "/.\(name).\(context.token).tmp"
+            try? fm.removeItem(atPath: staged)
+            try fm.createDirectory(atPath: staged, withIntermediateDirectories: false)
+            for f in try fm.contentsOfDirectory(atPath: src) where !f.hasPrefix(".") {
+                try fm.copyItem(atPath: src + "/" + f, toPath: staged + "/" + f)
+            }
+            if fm.fileExists(atPath: dest + "/" + name) { try fm.removeItem(atPath: dest + "/" + name) }
+            try fm.moveItem(atPath: staged, toPath: dest + "/" + name)
+        }
+        try Data("step-\(result.steps)\n".utf8).write(to: URL(fileURLWithPath: dest + "/latest"), options: .atomic)
+        context.log("train_reader: exported step-\(result.steps)\(result.bestDev == nil ? "" : " and best_dev") to \(dest)")
+    }
+}

@@ -1,0 +1,147 @@
+// TrainReaderParams: the `train_reader` job's params and `fidq train-reader`'s flags, under FiD's
+// option names (fid-spec §1.1, §1.2), decoded strictly.
+import Foundation
+import Jobs
+import Tensor
+
+/// Options of FiD's `train_reader.py` that fidq runs. Keys are FiD's; every field but
+/// `train_data` and one of `model_path` / `model_config` has FiD's default.
+public struct TrainReaderParams: JobParams, Equatable {
+    /// FiD JSON or JSONL training examples.
+    public var trainData: String
+    /// Dev examples for exact match every `eval_freq` (nil: no evaluation).
+    public var evalData: String?
+    /// A Hugging Face or FiD T5 folder to start from.
+    public var modelPath: String?
+    /// A `config.json` (Hugging Face T5 names) to start from scratch with random weights.
+    public var modelConfig: String?
+    /// A `tokenizer.json`, `spiece.model` or a folder holding one, when the model folder has none
+    /// (and always with `model_config`).
+    public var tokenizer: String?
+    /// Passages per question.
+    public var nContext = 1
+    /// Tokens per passage (question and title included), truncated and padded.
+    public var textMaxlength = 200
+    /// Target tokens (with `</s>`), truncated and padded; -1 = no truncation, padded to the batch's longest.
+    public var answerMaxlength = -1
+    /// The loop: batch, accumulation, frequencies, seed, optimizer and schedule.
+    public var trainer = TrainerConfig()
+    /// FiD's activation checkpointing of the encoder (same gradients, less memory).
+    public var useCheckpoint = false
+    /// FiD's run name: log lines and the export folder `checkpoint_dir/name`.
+    public var name = "experiment_name"
+    /// When set, the final and best models are also exported to `checkpoint_dir/name/checkpoint/`
+    /// (FiD's layout); the job's own checkpoints always live in its `out/checkpoint/`.
+    public var checkpointDir: String?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case tokenizer, name, lr, optim, scheduler, clip, seed
+        case trainData = "train_data", evalData = "eval_data", modelPath = "model_path", modelConfig = "model_config"
+        case nContext = "n_context", textMaxlength = "text_maxlength", answerMaxlength = "answer_maxlength"
+        case perGpuBatchSize = "per_gpu_batch_size", accumulationSteps = "accumulation_steps"
+        case weightDecay = "weight_decay", warmupSteps = "warmup_steps", totalSteps = "total_steps"
+        case schedulerSteps = "scheduler_steps", fixedLr = "fixed_lr"
+        case evalFreq = "eval_freq", saveFreq = "save_freq", evalPrintFreq = "eval_print_freq"
+        case useCheckpoint = "use_checkpoint", checkpointDir = "checkpoint_dir", keepLast = "keep_last"
+    }
+
+    /// Params with `train_data` and FiD's defaults (set `model_path` or `model_config` next).
+    public init(trainData: String) { self.trainData = trainData }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        trainData = try c.decode(String.self, forKey: .trainData)
+        evalData = try c.decodeIfPresent(String.self, forKey: .evalData)
+        modelPath = try c.decodeIfPresent(String.self, forKey: .modelPath)
+        modelConfig = try c.decodeIfPresent(String.self, forKey: .modelConfig)
+        tokenizer = try c.decodeIfPresent(String.self, forKey: .tokenizer)
+        // FiD passes the string "none" for an absent path.
+        if evalData == "none" { evalData = nil }
+        if modelPath == "none" { modelPath = nil }
+        func positive(_ key: CodingKeys, _ fallback: Int) throws -> Int {
+            try c.require(try c.decode(key, default: fallback), key, "an integer >= 1") { $0 >= 1 }
+        }
+        nContext = try positive(.nContext, 1)
+        textMaxlength = try positive(.textMaxlength, 200)
+        answerMaxlength = try c.require(try c.decode(.answerMaxlength, default: -1), .answerMaxlength,
+                                        "-1 (no truncation) or an integer >= 1") { $0 == -1 || $0 >= 1 }
+        trainer.batchSize = try positive(.perGpuBatchSize, 1)
+        trainer.accumulationSteps = try positive(.accumulationSteps, 1)
+        trainer.evalFreq = try positive(.evalFreq, 500)
+        trainer.saveFreq = try positive(.saveFreq, 5000)
+        trainer.evalPrintFreq = try positive(.evalPrintFreq, 1000)
+        trainer.keepLast = try positive(.keepLast, 2)
+        trainer.seed = try c.require(try c.decode(.seed, default: 0), .seed, "an integer >= 0") { $0 >= 0 }
+        do { trainer.optim = try OptimConfig(from: decoder) } catch let e as OptimConfigError {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: c.codingPath + [AnyCodingKey(stringValue: e.field)],
+                debugDescription: "expected \(e.expected), found \(e.found)" + (e.hint.map { " (\($0))" } ?? "")))
+        }
+        useCheckpoint = try c.decode(.useCheckpoint, default: false)
+        name = try c.decode(.name, default: "experiment_name")
+        checkpointDir = try c.decodeIfPresent(String.self, forKey: .checkpointDir)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(trainData, forKey: .trainData)
+        try c.encodeIfPresent(evalData, forKey: .evalData)
+        try c.encodeIfPresent(modelPath, forKey: .modelPath)
+        try c.encodeIfPresent(modelConfig, forKey: .modelConfig)
+        try c.encodeIfPresent(tokenizer, forKey: .tokenizer)
+        try c.encode(nContext, forKey: .nContext)
+        try c.encode(textMaxlength, forKey: .textMaxlength)
+        try c.encode(answerMaxlength, forKey: .answerMaxlength)
+        try c.encode(trainer.batchSize, forKey: .perGpuBatchSize)
+        try c.encode(trainer.accumulationSteps, forKey: .accumulationSteps)
+        try c.encode(trainer.evalFreq, forKey: .evalFreq)
+        try c.encode(trainer.saveFreq, forKey: .saveFreq)
+        try c.encode(trainer.evalPrintFreq, forKey: .evalPrintFreq)
+        try c.encode(trainer.keepLast, forKey: .keepLast)
+        try c.encode(trainer.seed, forKey: .seed)
+        let o = trainer.optim
+        try c.encode(o.optim.rawValue, forKey: .optim)
+        try c.encode(o.scheduler.rawValue, forKey: .scheduler)
+        try c.encode(o.lr, forKey: .lr)
+        try c.encode(o.weightDecay, forKey: .weightDecay)
+        try c.encode(o.warmupSteps, forKey: .warmupSteps)
+        try c.encode(o.totalSteps, forKey: .totalSteps)
+        try c.encodeIfPresent(o.schedulerSteps, forKey: .schedulerSteps)
+        try c.encode(o.clip, forKey: .clip)
+        try c.encode(o.fixedLr, forKey: .fixedLr)
+        try c.encode(useCheckpoint, forKey: .useCheckpoint)
+        try c.encode(name, forKey: .name)
+        try c.encodeIfPresent(checkpointDir, forKey: .checkpointDir)
+    }
+
+    /// Exactly one starting point; a fresh model needs a tokenizer.
+    public func validate() throws {
+        switch (modelPath, modelConfig) {
+        case (nil, nil):
+            throw JobError.permanent("missing: give model_path (a T5 folder) or model_config (a config.json)", field: "params.model_path",
+                                     hint: "FiD's train_reader.py starts from t5-<model_size>; fidq needs the folder itself")
+        case (.some, .some):
+            throw JobError.permanent("give model_path or model_config, not both", field: "params.model_config")
+        case (nil, .some) where tokenizer == nil:
+            throw JobError.permanent("a model from model_config needs the tokenizer param", field: "params.tokenizer",
+                                     hint: "a tokenizer.json or spiece.model whose ids fit the config's vocab_size")
+        default: break
+        }
+        if !(trainer.optim.lr > 0) {
+            throw JobError.permanent("expected lr > 0, found \(trainer.optim.lr)", field: "params.lr")
+        }
+    }
+
+    public var inputPaths: [(field: String, path: String)] {
+        var p: [(String, String)] = [("train_data", trainData)]
+        if let evalData { p.append(("eval_data", evalData)) }
+        if let modelPath { p.append(("model_path", modelPath)) }
+        if let modelConfig { p.append(("model_config", modelConfig)) }
+        if let tokenizer { p.append(("tokenizer", tokenizer)) }
+        return p
+    }
+
+    public var outputPaths: [(field: String, path: String)] {
+        checkpointDir.map { [("checkpoint_dir", $0)] } ?? []
+    }
+}

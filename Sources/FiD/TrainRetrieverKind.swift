@@ -1,0 +1,101 @@
+// TrainRetrieverKind: the `train_retriever` job kind (FiD's train_retriever.py): load the start model
+// (or a fresh one), its tokenizer and the scored data, and distil through the shared Trainer.
+import Foundation
+import Jobs
+import Models
+import Tensor
+import Tokenizers
+
+/// What a `train_retriever` job returns (result.json): the trainer's figures and the last
+/// whole-eval-set evaluation.
+public struct TrainRetrieverResult: Codable, Sendable {
+    public var training: TrainResult
+    public var evaluation: RetrieverEvaluation?
+}
+
+/// `train_retriever`: `TrainRetrieverParams` → `TrainRetrieverResult`. `fidq train-retriever`
+/// runs the same code through `fidq run`'s foreground path.
+///
+/// The retriever head follows the params (`indexing_dimension`, `no_projection`, the masks,
+/// `extract_cls`), not FiD's unconditional 256-d projection (a bug, fid-spec §5.6): a start
+/// folder without projection weights gets a fresh projection when one is asked for; one whose
+/// projection has another size is refused naming the tensor and both shapes.
+public struct TrainRetrieverKind: JobKind {
+    public init() {}
+    public var name: String { "train_retriever" }
+
+    public func run(_ p: TrainRetrieverParams, _ context: JobContext) throws -> TrainRetrieverResult {
+        let t = try TrainRetrieverKind.load(p, context)
+        t.log = { context.log($0) }
+        let c = t.model.config
+        context.log("train_retriever '\(p.name)': \(t.trainCount) training examples"
+            + (t.dev.map { ", \($0.examples.count) eval examples" } ?? ", no eval_data")
+            + "; BERT hidden \(c.hiddenSize), \(c.numHiddenLayers) layers, E \(c.embeddingWidth) (projection \(c.projection)), "
+            + "\(t.params.count) parameters; n_context \(p.nContext), question/passage length \(p.questionMaxlength)/\(p.passageMaxlength), "
+            + "threads \(context.threads)" + (t.dev?.hasAnswer == nil ? "; answer recall needs hasanswer flags in eval_data" : ""))
+        let result = try Trainer(config: p.trainer, model: t, context: context, label: "train_retriever").run()
+        return TrainRetrieverResult(training: result, evaluation: t.lastEvaluation)
+    }
+
+    /// The config the params ask for, on top of the start folder's (or model_config's) BERT fields.
+    static func headConfig(_ base: BertConfig, _ p: TrainRetrieverParams) -> BertConfig {
+        var c = base
+        c.projection = !p.noProjection
+        c.indexingDimension = p.noProjection ? c.hiddenSize : p.indexingDimension
+        c.applyQuestionMask = !p.noQuestionMask
+        c.applyPassageMask = !p.noPassageMask
+        c.extractCLS = p.extractCLS
+        c.questionMaxlength = p.questionMaxlength
+        c.passageMaxlength = p.passageMaxlength
+        c.hiddenDropoutProb = p.dropout
+        c.attentionProbsDropoutProb = p.dropout
+        return c
+    }
+
+    static func load(_ p: TrainRetrieverParams, _ context: JobContext) throws -> RetrieverTrainable {
+        func field<T>(_ name: String, _ body: () throws -> T) throws -> T {
+            do { return try body() } catch let e as JobError { throw e } catch let e as CancellationError { throw e } catch {
+                throw JobError.permanent("\(error)", field: "params." + name)
+            }
+        }
+        let model: BertRetriever, tokenizer: any Tokenizer, tokenizerPath: String
+        if let path = p.modelPath {
+            let folder = context.resolve(path)
+            tokenizerPath = try field("tokenizer") { try RetrieverModel.tokenizerFile(folder: folder, tokenizer: p.tokenizer.map(context.resolve)) }
+            tokenizer = try field("tokenizer") { try TokenizerLoader.load(tokenizerPath) }
+            model = try field("model_path") {
+                let base = try BertConfig.load(path: folder + "/config.json")
+                return try BertRetriever.load(folder: folder, config: headConfig(base, p), seed: UInt64(p.trainer.seed))
+            }
+        } else {
+            let configPath = context.resolve(p.modelConfig!)
+            let base = try field("model_config") { try BertConfig.load(path: configPath) }
+            tokenizerPath = try field("tokenizer") { try RetrieverModel.tokenizerFile(folder: "", tokenizer: context.resolve(p.tokenizer!)) }
+            tokenizer = try field("tokenizer") { try TokenizerLoader.load(tokenizerPath) }
+            model = BertRetriever(config: headConfig(base, p))
+            // A fresh model's weights follow the seed.
+            model.initialize(seed: UInt64(p.trainer.seed))
+        }
+        guard tokenizer.vocabSize <= model.config.vocabSize else {
+            throw JobError.permanent("the tokenizer \(tokenizerPath) has \(tokenizer.vocabSize) ids, the model's vocab_size is \(model.config.vocabSize)",
+                                     field: "params.tokenizer", hint: "use the tokenizer the model was trained with")
+        }
+        model.temperature = p.temperature
+        model.reduction = p.reduction
+        try context.checkCancelled()
+        func examples(_ path: String, _ fieldName: String) throws -> RetrieverExamples {
+            try field(fieldName) {
+                try RetrieverExamples(path: context.resolve(path), tokenizer: tokenizer, nContext: p.nContext,
+                                      questionMaxlength: p.questionMaxlength, passageMaxlength: p.passageMaxlength, threads: context.threads)
+            }
+        }
+        let train = try examples(p.trainData, "train_data")
+        let dev = try p.evalData.map { try examples($0, "eval_data") }
+        guard train.examples.count >= p.trainer.batchSize else {
+            throw JobError.permanent("train_data has \(train.examples.count) examples, fewer than per_gpu_batch_size \(p.trainer.batchSize)",
+                                     field: "params.per_gpu_batch_size", hint: "FiD drops the last partial batch: no batch would run")
+        }
+        return RetrieverTrainable(model: model, tokenizerPath: tokenizerPath, train: train, dev: dev,
+                                  evalBatchSize: max(p.trainer.batchSize, 8))
+    }
+}

@@ -1,0 +1,158 @@
+// TrainRetrieverParams: the `train_retriever` job's params and `fidq train-retriever`'s flags, under
+// FiD's option names (fid-spec §1.1, §1.4, §5.6), decoded strictly.
+import Foundation
+import Jobs
+import Models
+import Tensor
+
+/// Options of FiD's `train_retriever.py` that fidq runs, plus `temperature` and `reduction`.
+/// Keys are FiD's; every field but `train_data` and one of `model_path` / `model_config` has
+/// FiD's default.
+public struct TrainRetrieverParams: JobParams, Equatable {
+    /// FiD JSON or JSONL examples whose passages carry the reader's `score` (`dataset_wscores.json`).
+    public var trainData: String
+    /// Examples evaluated every `eval_freq` (nil: no evaluation).
+    public var evalData: String?
+    /// A FiD retriever folder or any BERT folder (MiniLM) to start from.
+    public var modelPath: String?
+    /// A BERT `config.json` to start from scratch with random weights (needs `tokenizer`).
+    public var modelConfig: String?
+    /// A `tokenizer.json`, `vocab.txt` or a folder holding one, when the model folder has none.
+    public var tokenizer: String?
+    public var nContext = 1
+    public var questionMaxlength = 40
+    public var passageMaxlength = 200
+    /// The projection width (a fresh projection is created when the start model has none and
+    /// `no_projection` is off).
+    public var indexingDimension = 768
+    public var noProjection = false
+    public var noQuestionMask = false
+    public var noPassageMask = false
+    public var extractCLS = false
+    /// FiD's `--dropout`: set on every dropout of the model (hidden and attention).
+    public var dropout: Float = 0.1
+    /// Divides the reader scores before their softmax (FiD: 1).
+    public var temperature: Float = 1
+    /// `mean` (FiD's element-wise KLDivLoss default) or `batchmean`.
+    public var reduction: KLReduction = .mean
+    public var trainer = TrainerConfig()
+    public var name = "experiment_name"
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case tokenizer, name, lr, optim, scheduler, clip, seed, dropout, temperature, reduction
+        case trainData = "train_data", evalData = "eval_data", modelPath = "model_path", modelConfig = "model_config"
+        case nContext = "n_context", questionMaxlength = "question_maxlength", passageMaxlength = "passage_maxlength"
+        case indexingDimension = "indexing_dimension", noProjection = "no_projection", noQuestionMask = "no_question_mask"
+        case noPassageMask = "no_passage_mask", extractCLS = "extract_cls"
+        case perGpuBatchSize = "per_gpu_batch_size", accumulationSteps = "accumulation_steps"
+        case weightDecay = "weight_decay", warmupSteps = "warmup_steps", totalSteps = "total_steps"
+        case schedulerSteps = "scheduler_steps", fixedLr = "fixed_lr"
+        case evalFreq = "eval_freq", saveFreq = "save_freq", evalPrintFreq = "eval_print_freq", keepLast = "keep_last"
+    }
+
+    public init(trainData: String) { self.trainData = trainData }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        trainData = try c.decode(String.self, forKey: .trainData)
+        evalData = try c.decodeIfPresent(String.self, forKey: .evalData)
+        modelPath = try c.decodeIfPresent(String.self, forKey: .modelPath)
+        modelConfig = try c.decodeIfPresent(String.self, forKey: .modelConfig)
+        tokenizer = try c.decodeIfPresent(String.self, forKey: .tokenizer)
+        if evalData == "none" { evalData = nil }
+        if modelPath == "none" { modelPath = nil }
+        func positive(_ key: CodingKeys, _ fallback: Int) throws -> Int {
+            try c.require(try c.decode(key, default: fallback), key, "an integer >= 1") { $0 >= 1 }
+        }
+        nContext = try positive(.nContext, 1)
+        questionMaxlength = try positive(.questionMaxlength, 40)
+        passageMaxlength = try positive(.passageMaxlength, 200)
+        indexingDimension = try positive(.indexingDimension, 768)
+        noProjection = try c.decode(.noProjection, default: false)
+        noQuestionMask = try c.decode(.noQuestionMask, default: false)
+        noPassageMask = try c.decode(.noPassageMask, default: false)
+        extractCLS = try c.decode(.extractCLS, default: false)
+        dropout = try c.require(try c.decode(.dropout, default: Float(0.1)), .dropout, "a number in [0, 1)") { $0 >= 0 && $0 < 1 }
+        temperature = try c.require(try c.decode(.temperature, default: Float(1)), .temperature, "a number > 0") { $0 > 0 && $0.isFinite }
+        let r = try c.decode(.reduction, default: "mean")
+        reduction = try c.require(KLReduction(rawValue: r), .reduction, "\"mean\" (FiD's) or \"batchmean\"") { $0 != nil }!
+        trainer.batchSize = try positive(.perGpuBatchSize, 1)
+        trainer.accumulationSteps = try positive(.accumulationSteps, 1)
+        trainer.evalFreq = try positive(.evalFreq, 500)
+        trainer.saveFreq = try positive(.saveFreq, 5000)
+        trainer.evalPrintFreq = try positive(.evalPrintFreq, 1000)
+        trainer.keepLast = try positive(.keepLast, 2)
+        trainer.seed = try c.require(try c.decode(.seed, default: 0), .seed, "an integer >= 0") { $0 >= 0 }
+        do { trainer.optim = try OptimConfig(from: decoder) } catch let e as OptimConfigError {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: c.codingPath + [AnyCodingKey(stringValue: e.field)],
+                debugDescription: "expected \(e.expected), found \(e.found)" + (e.hint.map { " (\($0))" } ?? "")))
+        }
+        name = try c.decode(.name, default: "experiment_name")
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(trainData, forKey: .trainData)
+        try c.encodeIfPresent(evalData, forKey: .evalData)
+        try c.encodeIfPresent(modelPath, forKey: .modelPath)
+        try c.encodeIfPresent(modelConfig, forKey: .modelConfig)
+        try c.encodeIfPresent(tokenizer, forKey: .tokenizer)
+        try c.encode(nContext, forKey: .nContext)
+        try c.encode(questionMaxlength, forKey: .questionMaxlength)
+        try c.encode(passageMaxlength, forKey: .passageMaxlength)
+        try c.encode(indexingDimension, forKey: .indexingDimension)
+        try c.encode(noProjection, forKey: .noProjection)
+        try c.encode(noQuestionMask, forKey: .noQuestionMask)
+        try c.encode(noPassageMask, forKey: .noPassageMask)
+        try c.encode(extractCLS, forKey: .extractCLS)
+        try c.encode(dropout, forKey: .dropout)
+        try c.encode(temperature, forKey: .temperature)
+        try c.encode(reduction.rawValue, forKey: .reduction)
+        try c.encode(trainer.batchSize, forKey: .perGpuBatchSize)
+        try c.encode(trainer.accumulationSteps, forKey: .accumulationSteps)
+        try c.encode(trainer.evalFreq, forKey: .evalFreq)
+        try c.encode(trainer.saveFreq, forKey: .saveFreq)
+        try c.encode(trainer.evalPrintFreq, forKey: .evalPrintFreq)
+        try c.encode(trainer.keepLast, forKey: .keepLast)
+        try c.encode(trainer.seed, forKey: .seed)
+        let o = trainer.optim
+        try c.encode(o.optim.rawValue, forKey: .optim)
+        try c.encode(o.scheduler.rawValue, forKey: .scheduler)
+        try c.encode(o.lr, forKey: .lr)
+        try c.encode(o.weightDecay, forKey: .weightDecay)
+        try c.encode(o.warmupSteps, forKey: .warmupSteps)
+        try c.encode(o.totalSteps, forKey: .totalSteps)
+        try c.encodeIfPresent(o.schedulerSteps, forKey: .schedulerSteps)
+        try c.encode(o.clip, forKey: .clip)
+        try c.encode(o.fixedLr, forKey: .fixedLr)
+        try c.encode(name, forKey: .name)
+    }
+
+    /// Exactly one starting point; a fresh model needs a tokenizer.
+    public func validate() throws {
+        switch (modelPath, modelConfig) {
+        case (nil, nil):
+            throw JobError.permanent("missing: give model_path (a FiD retriever or BERT folder) or model_config (a BERT config.json)",
+                                     field: "params.model_path", hint: "FiD's train_retriever.py starts from bert-base-uncased; fidq needs the folder itself")
+        case (.some, .some):
+            throw JobError.permanent("give model_path or model_config, not both", field: "params.model_config")
+        case (nil, .some) where tokenizer == nil:
+            throw JobError.permanent("a model from model_config needs the tokenizer param", field: "params.tokenizer",
+                                     hint: "a vocab.txt or tokenizer.json whose ids fit the config's vocab_size")
+        default: break
+        }
+        if !(trainer.optim.lr > 0) { throw JobError.permanent("expected lr > 0, found \(trainer.optim.lr)", field: "params.lr") }
+    }
+
+    public var inputPaths: [(field: String, path: String)] {
+        var p: [(String, String)] = [("train_data", trainData)]
+        if let evalData { p.append(("eval_data", evalData)) }
+        if let modelPath { p.append(("model_path", modelPath)) }
+        if let modelConfig { p.append(("model_config", modelConfig)) }
+        if let tokenizer { p.append(("tokenizer", tokenizer)) }
+        return p
+    }
+
+    public var outputPaths: [(field: String, path: String)] { [] }
+}

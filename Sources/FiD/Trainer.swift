@@ -1,0 +1,346 @@
+// Trainer: FiD's training loop (train_reader.py / train_retriever.py, fid-spec §8.2) over any
+// `Trainable`: accumulation, clipping, optimizer and schedule, eval, checkpoints, exact resume.
+import Foundation
+import Jobs
+import Tensor
+
+/// What the shared trainer trains: one parameter slab, a micro-batch step, an eval and a save.
+///
+/// The reader (`ReaderTrainable`) conforms now; the retriever's distillation will too.
+public protocol Trainable: AnyObject {
+    /// The parameters the optimizer updates in place; checkpoints save and restore them.
+    var params: ParameterSlab { get }
+    /// Training examples the data order draws micro-batches from.
+    var trainCount: Int { get }
+    /// Forward and backward of one micro-batch (training mode), **accumulating** (+=) ∂loss/∂θ into
+    /// `grads`. `rng` drives dropout and any per-step sampling (FiD's `random.choice(answers)`).
+    func trainStep(examples: [Int], grads: ParameterSlab, rng: inout RNG) throws -> TrainStepStats
+    /// The dev metric (higher is better; exact match for the reader), or nil without dev data.
+    /// Must not depend on any training RNG, so it is the same whether a run resumed or not.
+    func evaluate(_ report: (_ done: Int, _ total: Int) throws -> Void) throws -> Double?
+    /// Writes the model as a Hugging Face folder into the existing folder `dir`.
+    func saveModel(into dir: String) throws
+}
+
+/// What one micro-batch step reports.
+public struct TrainStepStats: Sendable {
+    /// The micro-batch's loss (FiD's reduced loss, not divided by `accumulation_steps`).
+    public var loss: Double
+    /// Input tokens processed (for tokens/s).
+    public var tokens: Int
+
+    public init(loss: Double, tokens: Int) {
+        self.loss = loss
+        self.tokens = tokens
+    }
+}
+
+/// The loop's options under FiD's names; a kind's params embed these.
+public struct TrainerConfig: Codable, Equatable, Sendable {
+    /// Optimizer and schedule (`optim`, `scheduler`, `lr`, `weight_decay`, `warmup_steps`,
+    /// `total_steps`, `scheduler_steps`, `fixed_lr`, `clip`).
+    public var optim = OptimConfig()
+    /// `per_gpu_batch_size`: examples per micro-batch.
+    public var batchSize = 1
+    /// `accumulation_steps`: micro-batches whose gradients are summed per optimizer step.
+    public var accumulationSteps = 1
+    /// `eval_freq`, in micro-batches.
+    public var evalFreq = 500
+    /// `save_freq`, in micro-batches.
+    public var saveFreq = 5000
+    /// `eval_print_freq`: micro-batches between log lines.
+    public var evalPrintFreq = 1000
+    /// `seed` of the data order, dropout and target sampling.
+    public var seed = 0
+    /// Step checkpoints kept (the one `latest` names is always kept).
+    public var keepLast = 2
+
+    public init() {}
+}
+
+/// The trainer state a checkpoint holds next to the model and optimizer (`trainer_state.json`).
+public struct TrainerState: Codable, Equatable, Sendable {
+    /// Always `fidq-trainer`.
+    public var format = "fidq-trainer"
+    public var version = 1
+    /// Micro-batches done.
+    public var step: Int
+    /// Optimizer updates done.
+    public var optimizerSteps: Int
+    /// The best dev metric so far (nil before the first eval).
+    public var bestDevEM: Double?
+    /// The step `best_dev` was saved at.
+    public var bestStep: Int?
+    /// The metric at the last eval.
+    public var lastEM: Double?
+    /// The step of the last completed eval (a graceful stop inside an eval leaves it behind `step`,
+    /// and the resumed run evaluates first).
+    public var lastEvalStep: Int?
+    /// The training RNG as it stood after `step` micro-batches.
+    public var rng: RNG.State
+    /// Data order: epoch and the next micro-batch within it (derived from `step`; recorded so a
+    /// mismatch is caught rather than silently resumed).
+    public var epoch: Int
+    public var epochPosition: Int
+    public var seed: Int
+    /// Whether `grads.safetensors` holds gradients of micro-batches not yet applied.
+    public var pendingGradients: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case format, version, step, seed, rng, epoch
+        case optimizerSteps = "optimizer_steps", bestDevEM = "best_dev_em", bestStep = "best_step", lastEM = "last_em"
+        case lastEvalStep = "last_eval_step"
+        case epochPosition = "epoch_position", pendingGradients = "pending_gradients"
+    }
+}
+
+/// FiD's sampler: a fresh random permutation of the training set each epoch, `drop_last`
+/// (fid-spec §8.2), fixed by the seed and the epoch alone so a resumed run sees the same batches.
+public struct DataOrder: Sendable {
+    public let count: Int
+    public let batchSize: Int
+    public let seed: Int
+    /// Micro-batches per epoch (the last partial batch is dropped, as FiD's loader does).
+    public var batchesPerEpoch: Int { count / batchSize }
+    private var cachedEpoch = -1
+    private var permutation: [Int] = []
+
+    public init(count: Int, batchSize: Int, seed: Int) {
+        precondition(count >= batchSize && batchSize >= 1, "DataOrder: \(count) examples, batch \(batchSize)")
+        self.count = count
+        self.batchSize = batchSize
+        self.seed = seed
+    }
+
+    /// The examples of micro-batch `step` (0-based over the whole run).
+    public mutating func batch(at step: Int) -> [Int] {
+        let epoch = step / batchesPerEpoch, k = step % batchesPerEpoch
+        if epoch != cachedEpoch {
+            var rng = RNG(seed: UInt64(bitPattern: Int64(seed)) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(epoch) &+ 0x5EED)
+            permutation = Array(0..<count)
+            // Fisher–Yates with our RNG (Swift's shuffle algorithm is not specified across versions).
+            for i in stride(from: count - 1, to: 0, by: -1) {
+                let j = Int(rng.next() % UInt64(i + 1))
+                permutation.swapAt(i, j)
+            }
+            cachedEpoch = epoch
+        }
+        return Array(permutation[(k * batchSize)..<((k + 1) * batchSize)])
+    }
+}
+
+/// What a training job returns (`result.json`).
+public struct TrainResult: Codable, Sendable {
+    /// Micro-batches run in total (FiD's `step`).
+    public var steps: Int
+    public var optimizerSteps: Int
+    /// The step this attempt resumed from (0: fresh).
+    public var resumedFrom: Int
+    /// The dev metric after the last step (nil without dev data).
+    public var finalEM: Double?
+    public var bestEM: Double?
+    public var bestStep: Int?
+    /// Mean loss of the last `eval_print_freq` window.
+    public var finalLoss: Double?
+    /// Input tokens per second of this attempt's training steps.
+    public var tokensPerS: Double
+    /// `out/checkpoint/step-N` of the last step (a Hugging Face folder).
+    public var latest: String
+    /// `out/checkpoint/best_dev` (nil when never written).
+    public var bestDev: String?
+
+    enum CodingKeys: String, CodingKey {
+        case steps, latest
+        case optimizerSteps = "optimizer_steps", resumedFrom = "resumed_from", finalEM = "final_em", bestEM = "best_em"
+        case bestStep = "best_step", finalLoss = "final_loss", tokensPerS = "tokens_per_s", bestDev = "best_dev"
+    }
+}
+
+/// Runs FiD's loop over a `Trainable` inside a job: checkpoints through `context.checkpoints`,
+/// progress and log lines through the context, stops at safe points when asked.
+public final class Trainer {
+    public let config: TrainerConfig
+    let model: Trainable
+    let context: JobContext
+    /// A name for log lines (`train_reader`).
+    let label: String
+
+    public static let stateFile = "trainer_state.json"
+    public static let optimizerFile = "optimizer.safetensors"
+    public static let gradsFile = "grads.safetensors"
+    /// The weights a Hugging Face folder holds under canonical names (what `saveModel` writes and
+    /// resuming reads back into the slab).
+    public static let weightsFile = "model.safetensors"
+
+    public init(config: TrainerConfig, model: Trainable, context: JobContext, label: String) {
+        self.config = config
+        self.model = model
+        self.context = context
+        self.label = label
+    }
+
+    /// Trains to `total_steps` micro-batches, resuming from `latest` when the job has one.
+    ///
+    /// FiD's semantics (fid-spec §8.2): gradients are summed over `accumulation_steps`
+    /// micro-batches; clipping, the optimizer and the scheduler step once per optimizer step;
+    /// `total_steps`, `eval_freq`, `save_freq` and `eval_print_freq` count micro-batches. Unlike
+    /// FiD (`step > total_steps`), exactly `total_steps` micro-batches run. A `step-N` checkpoint
+    /// is also written after the last step and when the job is asked to stop.
+    ///
+    /// - Throws: `CancellationError` when stopped (after saving a checkpoint); `JobError` for a
+    ///   damaged checkpoint; the model's errors.
+    public func run() throws -> TrainResult {
+        let c = config, o = c.optim
+        let params = model.params
+        let grads = ParameterSlab(layout: params.layout)
+        var optimizer = o.makeOptimizer(count: params.count)
+        var order = DataOrder(count: model.trainCount, batchSize: c.batchSize, seed: c.seed)
+        let ckpt = try context.checkpoints(keepLast: c.keepLast)
+        var state = TrainerState(
+            step: 0, optimizerSteps: 0, bestDevEM: nil, bestStep: nil, lastEM: nil, lastEvalStep: nil, rng: RNG(seed: UInt64(bitPattern: Int64(c.seed))).state,
+            epoch: 0, epochPosition: 0, seed: c.seed, pendingGradients: false)
+        if let (step, dir) = ckpt.latest() {
+            state = try restore(from: dir, step: step, optimizer: &optimizer, grads: grads)
+            context.log("\(label): resumed from \(dir) (step \(step), \(state.optimizerSteps) optimizer steps)")
+        }
+        guard var rng = RNG(state: state.rng) else { preconditionFailure("validated in restore") }
+        let resumedFrom = state.step
+        var lastSaved = resumedFrom > 0 ? resumedFrom : -1
+        context.log("\(label): micro-batches \(state.step + 1)…\(o.totalSteps), batch \(c.batchSize) × accumulation \(c.accumulationSteps), "
+            + "\(order.batchesPerEpoch) batches per epoch, optim \(o.optim.rawValue) lr \(o.lr) scheduler \(o.scheduler.rawValue)")
+
+        func save(_ step: Int) throws {
+            guard step != lastSaved else { return }
+            state.step = step
+            state.rng = rng.state
+            state.epoch = step / order.batchesPerEpoch
+            state.epochPosition = step % order.batchesPerEpoch
+            state.pendingGradients = step % c.accumulationSteps != 0
+            let s = state
+            try ckpt.save(step: step) { dir in try self.write(into: dir, state: s, optimizer: optimizer.state, grads: grads) }
+            lastSaved = step
+        }
+
+        var windowLoss = 0.0, windowCount = 0, lastWindowLoss: Double? = nil
+        var tokens = 0, trainSeconds = 0.0
+        var lr = o.schedule.lr(base: o.lr, afterSteps: optimizer.state.step)
+        func isEvalStep(_ step: Int) -> Bool { step % c.evalFreq == 0 || step == o.totalSteps }
+        /// Evaluates at `state.step`, keeping `best_dev` when the metric improves.
+        func evalNow() throws -> Double? {
+            let em = try evaluate()
+            state.lastEM = em
+            state.lastEvalStep = state.step
+            if let em, state.bestDevEM.map({ em > $0 }) ?? true {
+                state.bestDevEM = em
+                state.bestStep = state.step
+                try ckpt.save(name: "best_dev") { dir in try self.model.saveModel(into: dir) }
+            }
+            return em
+        }
+        do {
+            // A graceful stop inside the eval of the step it saved: that eval is still owed.
+            if state.step > 0, isEvalStep(state.step), state.lastEvalStep != state.step {
+                let em = try evalNow()
+                context.log("\(label): \(state.step) / \(o.totalSteps) | evaluation \(fmt(100 * (em ?? 0), 2))EM (owed by the stopped attempt)")
+            }
+            while state.step < o.totalSteps {
+                try context.checkCancelled()
+                let examples = order.batch(at: state.step)
+                let t0 = monotonicNow()
+                let stats = try model.trainStep(examples: examples, grads: grads, rng: &rng)
+                state.step += 1
+                let step = state.step
+                if step % c.accumulationSteps == 0 {
+                    lr = o.step(&optimizer, params: params.buffer, grads: grads.buffer).lr
+                    grads.zero()
+                    state.optimizerSteps += 1
+                }
+                trainSeconds += monotonicNow() - t0
+                tokens += stats.tokens
+                guard stats.loss.isFinite else {
+                    throw JobError.permanent("\(label): the loss is \(stats.loss) at step \(step)", field: "params.lr",
+                                             hint: "lower lr, or check the data")
+                }
+                windowLoss += stats.loss
+                windowCount += 1
+                context.progress.update(step: step, total: o.totalSteps, loss: stats.loss)
+                var em: Double? = nil
+                if isEvalStep(step) { em = try evalNow() }
+                if step % c.evalPrintFreq == 0 || em != nil || step == o.totalSteps {
+                    let avg = windowCount > 0 ? windowLoss / Double(windowCount) : 0
+                    var line = "\(label): \(step) / \(o.totalSteps) | train \(fmt(avg, 4)) | lr \(fmt(lr, 6)) | "
+                        + "\(fmt(trainSeconds > 0 ? Double(tokens) / trainSeconds : 0, 0)) tokens/s"
+                    if let em { line += " | evaluation \(fmt(100 * em, 2))EM" }
+                    context.log(line)
+                    if step % c.evalPrintFreq == 0 || step == o.totalSteps {
+                        lastWindowLoss = avg
+                        windowLoss = 0
+                        windowCount = 0
+                    }
+                }
+                if step % c.saveFreq == 0 || step == o.totalSteps { try save(step) }
+            }
+        } catch let e as CancellationError where e.reason != .leaseLost {
+            // A graceful stop (SIGTERM, timeout, cancel): keep the work done so far.
+            if state.step > 0 { try? save(state.step) }
+            throw e
+        }
+        if lastSaved != state.step { try save(state.step) }  // resumed at the very end
+        return TrainResult(
+            steps: state.step, optimizerSteps: state.optimizerSteps, resumedFrom: resumedFrom, finalEM: state.lastEM,
+            bestEM: state.bestDevEM, bestStep: state.bestStep, finalLoss: lastWindowLoss,
+            tokensPerS: trainSeconds > 0 ? Double(tokens) / trainSeconds : 0,
+            latest: ckpt.root + "/step-\(state.step)", bestDev: ckpt.named("best_dev"))
+    }
+
+    /// Runs the model's eval with progress lines; nil without dev data.
+    func evaluate() throws -> Double? {
+        let t0 = monotonicNow()
+        let em = try model.evaluate { done, total in
+            try self.context.checkCancelled()
+            if done == total, total > 0 { self.context.log("\(self.label): evaluated \(total) examples in \(self.fmt(monotonicNow() - t0, 1)) s") }
+        }
+        return em
+    }
+
+    /// One checkpoint's files: the Hugging Face folder, `optimizer.safetensors`,
+    /// `trainer_state.json`, and `grads.safetensors` when micro-batches await their update.
+    func write(into dir: String, state: TrainerState, optimizer: AdamState, grads: ParameterSlab) throws {
+        try model.saveModel(into: dir)
+        try optimizer.save(to: dir + "/" + Trainer.optimizerFile, layout: model.params.layout)
+        if state.pendingGradients { try grads.save(to: dir + "/" + Trainer.gradsFile, metadata: ["format": "fidq-grads"]) }
+        try jsonEncoder().encode(state).write(to: URL(fileURLWithPath: dir + "/" + Trainer.stateFile))
+    }
+
+    /// Loads parameters, optimizer, gradients and trainer state from checkpoint `dir`.
+    func restore(from dir: String, step: Int, optimizer: inout any Optimizer, grads: ParameterSlab) throws -> TrainerState {
+        func damaged(_ what: String) -> JobError {
+            JobError.permanent("checkpoint \(dir): \(what)", hint: "the checkpoint folder is damaged; fidq retry --fresh starts over")
+        }
+        let state: TrainerState
+        do {
+            state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/" + Trainer.stateFile)))
+        } catch { throw damaged("cannot read \(Trainer.stateFile) (\(error))") }
+        guard state.format == "fidq-trainer", state.version == 1 else {
+            throw damaged("\(Trainer.stateFile) has format '\(state.format)' version \(state.version), expected fidq-trainer 1")
+        }
+        guard state.step == step, RNG(state: state.rng) != nil else {
+            throw damaged("\(Trainer.stateFile) holds step \(state.step) (folder says \(step)) or a malformed rng")
+        }
+        guard state.seed == config.seed else {
+            throw JobError.permanent("checkpoint \(dir) was trained with seed \(state.seed), the params say \(config.seed)",
+                                     field: "params.seed", hint: "keep the seed of a resumed job, or fidq retry --fresh")
+        }
+        try model.params.load(from: SafeTensorsFile(path: dir + "/" + Trainer.weightsFile))
+        let adam = try AdamState.load(from: dir + "/" + Trainer.optimizerFile, layout: model.params.layout)
+        guard adam.step == state.optimizerSteps else {
+            throw damaged("optimizer step \(adam.step) differs from the trainer's \(state.optimizerSteps)")
+        }
+        optimizer.state = adam
+        grads.zero()
+        if state.pendingGradients { try grads.load(from: SafeTensorsFile(path: dir + "/" + Trainer.gradsFile)) }
+        return state
+    }
+
+    func fmt(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }
+}

@@ -1,0 +1,112 @@
+// DemoLoopTests: a reduced ops/demo — the whole FiD-KD loop through the queue with two real workers —
+// that fails when the method's promises fail.
+import Foundation
+import Testing
+
+@testable import FiD
+
+@Suite(.serialized) struct DemoLoopTests {
+    static let root = QueueExamplesTests.root
+
+    /// The demo's jobs with smaller sizes and fewer steps (id → params replaced).
+    static let reduced: [String: [String: Any]] = [
+        "world": ["train": 300, "dev": 80],
+        "reader": ["total_steps": 600, "eval_freq": 300, "save_freq": 300, "warmup_steps": 30],
+        "retriever": ["total_steps": 300, "eval_freq": 150, "save_freq": 150, "warmup_steps": 20],
+    ]
+
+    /// Answer recall@k of a retrieval output (FiD JSON with `hasanswer` on each ctx).
+    static func recall(_ path: String, _ k: Int) throws -> Double {
+        let data = try #require(FileManager.default.contents(atPath: path), "missing \(path)")
+        let examples = try #require(try JSONSerialization.jsonObject(with: data) as? [[String: Any]])
+        let hits = examples.filter { e in
+            ((e["ctxs"] as? [[String: Any]]) ?? []).prefix(k).contains { ($0["hasanswer"] as? Bool) == true }
+        }.count
+        return Double(hits) / Double(max(1, examples.count))
+    }
+
+    /// Exact match of a finished score job: the share of `predictions.jsonl` rows marked exact.
+    static func exactMatch(_ jobFolder: String) throws -> Double {
+        let path = jobFolder + "/out/predictions.jsonl"
+        let text = String(decoding: try #require(FileManager.default.contents(atPath: path), "missing \(path)"), as: UTF8.self)
+        let rows = try text.split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        let exact = rows.filter { ($0["exact_match"] as? Bool) == true || ($0["exact_match"] as? Int) == 1 }.count
+        return Double(exact) / Double(max(1, rows.count))
+    }
+
+    @Test(.timeLimit(.minutes(20)))
+    func reducedLoopThroughTwoWorkersKeepsTheMethodsPromises() throws {
+        let fidq = QueueExamplesTests.fidq
+        try #require(FileManager.default.isExecutableFile(atPath: fidq), "build first: swift build (looked for \(fidq))")
+        let ws = FileManager.default.temporaryDirectory.appendingPathComponent("fidq-demo-loop-\(UUID().uuidString)").path
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: ws + "/jobs", withIntermediateDirectories: true)
+        defer { if ProcessInfo.processInfo.environment["FIDQ_KEEP_DEMO"] == nil { try? fm.removeItem(atPath: ws) } }
+
+        // The demo's job files, reduced; the tokenizers ops/demo copies in.
+        let demo = Self.root.appendingPathComponent("queue/examples/demo").path
+        var files: [String] = []
+        for name in try fm.contentsOfDirectory(atPath: demo).sorted() where name.hasSuffix(".json") {
+            let data = try #require(fm.contents(atPath: demo + "/" + name))
+            var job = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+            let id = (job["id"] as? String) ?? String(name.dropLast(5))
+            if let changes = Self.reduced[id] {
+                var params = (job["params"] as? [String: Any]) ?? [:]
+                params.merge(changes) { $1 }
+                job["params"] = params
+            }
+            let path = ws + "/jobs/" + name
+            try JSONSerialization.data(withJSONObject: job, options: [.sortedKeys]).write(to: URL(fileURLWithPath: path))
+            files.append(path)
+        }
+        for (dir, names) in [("t5", ["tokenizer.json", "tokenizer_config.json"]),
+                             ("minilm", ["vocab.txt", "tokenizer.json", "tokenizer_config.json"])] {
+            try fm.createDirectory(atPath: ws + "/tokenizers/" + dir, withIntermediateDirectories: true)
+            for n in names {
+                try fm.copyItem(atPath: try ExampleWorldTests.asset(dir + "/" + n), toPath: ws + "/tokenizers/\(dir)/\(n)")
+            }
+        }
+
+        let queue = ws + "/queue"
+        func start(_ args: [String], log: String) throws -> Process {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: fidq)
+            p.arguments = args
+            fm.createFile(atPath: log, contents: nil)
+            p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+        let submit = try start(["submit", "--queue", queue] + files, log: ws + "/submit.log")
+        submit.waitUntilExit()
+        let submitLog = String(decoding: fm.contents(atPath: ws + "/submit.log") ?? Data(), as: UTF8.self)
+        try #require(submit.terminationStatus == 0, "submit refused the demo: \(submitLog)")
+
+        let t0 = Date()
+        let workers = try (1...2).map { try start(["worker", "--queue", queue, "--drain", "--poll", "0.2"], log: ws + "/worker-\($0).log") }
+        for w in workers { w.waitUntilExit() }
+        let seconds = Date().timeIntervalSince(t0)
+
+        let failed = (try? fm.contentsOfDirectory(atPath: queue + "/failed")) ?? []
+        var errors = ""
+        for id in failed { errors += "\(id): " + String(decoding: fm.contents(atPath: "\(queue)/failed/\(id)/error.json") ?? Data(), as: UTF8.self) + "\n" }
+        #expect(failed.isEmpty, "failed jobs:\n\(errors)")
+        let done = (try? fm.contentsOfDirectory(atPath: queue + "/done")) ?? []
+        try #require(done.count == files.count, "\(done.count) of \(files.count) jobs done: \(done.sorted())")
+
+        let world = try ExampleWorld(config: ExampleWorldConfig(seed: 1, train: 300, dev: 80))
+        let chance = world.chanceExactMatch(world.dev)
+        let em = try Self.exactMatch(queue + "/done/score-bm25-dev")
+        let emAfter = try Self.exactMatch(queue + "/done/score-dense-dev")
+        let bm25 = (try Self.recall(ws + "/retrieved/bm25-dev.json", 5), try Self.recall(ws + "/retrieved/bm25-dev.json", 20))
+        let dense = (try Self.recall(ws + "/retrieved/dense-dev.json", 5), try Self.recall(ws + "/retrieved/dense-dev.json", 20))
+        print("demo loop (reduced, \(Int(seconds)) s): EM \(em) (chance \(chance)), after \(emAfter); "
+              + "recall@5/@20 BM25 \(bm25.0)/\(bm25.1), dense \(dense.0)/\(dense.1); workspace \(ws)")
+        #expect(em >= 3 * chance, "reader EM \(em) is not far above chance \(chance)")
+        #expect(dense.0 > bm25.0, "dense recall@5 \(dense.0) is not above BM25's \(bm25.0)")
+        #expect(emAfter >= em, "EM with the dense passages \(emAfter) is below EM with BM25's \(em)")
+    }
+}

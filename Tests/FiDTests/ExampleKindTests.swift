@@ -1,0 +1,94 @@
+// ExampleKindTests: the `example` job kind: strict params, field-naming errors, the files it publishes.
+import Foundation
+import Jobs
+import Testing
+
+@testable import FiD
+
+struct ExampleKindTests {
+    /// A fresh workspace folder with the descriptor `json` in it; returns (workspace, descriptor path).
+    func workspace(_ json: String) throws -> (String, String) {
+        let ws = FileManager.default.temporaryDirectory.appendingPathComponent("fidq-example-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: ws, withIntermediateDirectories: true)
+        let file = ws + "/world.json"
+        try Data(json.utf8).write(to: URL(fileURLWithPath: file))
+        return (ws, file)
+    }
+
+    func registry() -> KindRegistry {
+        let r = KindRegistry()
+        r.register(ExampleKind())
+        return r
+    }
+
+    func run(_ json: String) throws -> (ws: String, result: JSONValue) {
+        let (ws, file) = try workspace(json)
+        var run = ForegroundRun(file: file, workspace: ws)
+        run.outDir = ws + "/run"
+        return (ws, try run.run(registry: registry()))
+    }
+
+    @Test func writesTheWorldIntoOut() throws {
+        let (ws, result) = try run(#"{"kind": "example", "params": {"seed": 5, "train": 30, "dev": 6, "n_context": 4}}"#)
+        defer { try? FileManager.default.removeItem(atPath: ws) }
+        let out = ws + "/run/out"
+        let expected = try ExampleWorld(config: ExampleWorldConfig(seed: 5, train: 30, dev: 6, nContext: 4)).files()
+        for (name, data) in expected {
+            let written = FileManager.default.contents(atPath: out + "/" + name)
+            #expect(written == data, "out/\(name) differs from ExampleWorld.files()")
+        }
+        guard case .object(let o) = result, case .object(let summary)? = o["summary"] else {
+            Issue.record("result is not an object with a summary: \(result)")
+            return
+        }
+        #expect(summary["train"] == .number(30))
+        #expect(summary["dev"] == .number(6))
+        #expect(o["folder"] == .string(out))
+        // The demo's model configs decode as the models will read them.
+        let reader = try JSONSerialization.jsonObject(with: try #require(FileManager.default.contents(atPath: out + "/reader/config.json"))) as? [String: Any]
+        #expect(reader?["d_model"] as? Int == 64)
+        #expect(reader?["vocab_size"] as? Int == 32128)
+        let bert = try JSONSerialization.jsonObject(with: try #require(FileManager.default.contents(atPath: out + "/retriever/config.json"))) as? [String: Any]
+        #expect(bert?["hidden_size"] as? Int == 64)
+        #expect(bert?["vocab_size"] as? Int == 30522)
+    }
+
+    @Test func writesToAnOutputFolderInTheWorkspace() throws {
+        let (ws, _) = try run(#"{"kind": "example", "params": {"output": "data/world", "train": 12, "dev": 3, "n_context": 3}}"#)
+        defer { try? FileManager.default.removeItem(atPath: ws) }
+        for name in ExampleWorld.fileNames {
+            #expect(FileManager.default.fileExists(atPath: ws + "/data/world/" + name), "data/world/\(name) missing")
+        }
+        // Nothing half-written stays behind.
+        let left = try FileManager.default.contentsOfDirectory(atPath: ws + "/data/world").filter { $0.hasPrefix(".") }
+        #expect(left.isEmpty, "temporary files left: \(left)")
+    }
+
+    @Test(arguments: [
+        (#"{"seed": 1, "trian": 5}"#, "params.trian"),
+        (#"{"train": 0}"#, "params.train"),
+        (#"{"n_context": 1}"#, "params.n_context"),
+        (#"{"decoys_min": 4, "decoys_max": 3}"#, "params.decoys_max"),
+        (#"{"train": "many"}"#, "params.train"),
+        (#"{"output": "/etc/world"}"#, "params.output"),
+    ])
+    func badParamsNameTheField(params: String, field: String) throws {
+        let (ws, file) = try workspace(#"{"kind": "example", "params": "# + params + "}")
+        defer { try? FileManager.default.removeItem(atPath: ws) }
+        var run = ForegroundRun(file: file, workspace: ws)
+        run.outDir = ws + "/run"
+        do {
+            _ = try run.run(registry: registry())
+            Issue.record("params \(params) were accepted")
+        } catch let e as JobError {
+            #expect(e.field == field, "\(e.description)")
+            #expect(e.permanence == .permanent)
+        }
+    }
+
+    @Test func paramsRoundTrip() throws {
+        let p = ExampleParams(output: "w", world: ExampleWorldConfig(seed: 9, train: 7, dev: 2, nContext: 3, decoysMin: 0, decoysMax: 2, people: 3))
+        let back = try JSONDecoder().decode(ExampleParams.self, from: JSONEncoder().encode(p))
+        #expect(back == p)
+    }
+}

@@ -1,0 +1,247 @@
+// ExampleWorldTests: the example world is deterministic, answerable, and hard for word overlap.
+import Foundation
+import Testing
+import Formats
+import Tokenizers
+
+@testable import FiD
+
+struct ExampleWorldTests {
+    static let small = ExampleWorldConfig(seed: 11, train: 240, dev: 60)
+
+    @Test func sameSeedSameBytesOtherSeedOtherBytes() throws {
+        let a = try ExampleWorld(config: Self.small).files()
+        let b = try ExampleWorld(config: Self.small).files()
+        #expect(a.map(\.name) == ExampleWorld.fileNames)
+        #expect(a.map(\.name) == b.map(\.name))
+        for (x, y) in zip(a, b) { #expect(x.data == y.data, "\(x.name) differs between two runs with one seed") }
+        var other = Self.small
+        other.seed = 12
+        let c = try ExampleWorld(config: other).files()
+        #expect(a[0].data != c[0].data, "passages.tsv is the same for seeds 11 and 12")
+        #expect(a[3].data != c[3].data, "train_gold.json is the same for seeds 11 and 12")
+    }
+
+    @Test func sizesAndIds() throws {
+        let w = try ExampleWorld(config: Self.small)
+        #expect(w.train.count == 240 && w.dev.count == 60)
+        #expect(w.passages.map(\.id) == (1...w.passages.count).map(String.init))
+        // One gold per question plus 1…6 decoys each.
+        let n = w.train.count + w.dev.count
+        #expect(w.passages.count >= 2 * n && w.passages.count <= 7 * n, "\(w.passages.count) passages for \(n) facts")
+        #expect(Set((w.train + w.dev).map(\.id)).count == n)
+        #expect(Set((w.train + w.dev).map(\.gold)).count == n, "two questions share a gold passage")
+    }
+
+    @Test func goldHoldsTheAnswerAndDistractorsDoNot() throws {
+        let w = try ExampleWorld(config: Self.small)
+        for q in w.train + w.dev {
+            let answer = q.answer.lowercased()
+            #expect(ExampleWorld.words(w.passages[q.gold].text).contains(answer), "\(q.id): gold '\(w.passages[q.gold].text)' lacks '\(q.answer)'")
+            #expect(w.passages[q.gold].title == q.person)
+            #expect(q.distractors.count == Self.small.nContext - 1, "\(q.id): \(q.distractors.count) distractors")
+            #expect(!q.distractors.contains(q.gold))
+            for d in q.distractors + q.decoys {
+                #expect(!ExampleWorld.words(w.passages[d].text).contains(answer), "\(q.id): distractor '\(w.passages[d].text)' holds '\(q.answer)'")
+            }
+            // Look-alikes: at least one decoy (the question's own words) and another passage about the person.
+            #expect(q.distractors.contains { q.decoys.contains($0) }, "\(q.id): no decoy among the distractors")
+            #expect(q.distractors.filter { w.passages[$0].title == q.person }.count >= 2, "\(q.id): too few same-person distractors")
+        }
+    }
+
+    /// A passage's field from its JSON (`raw`), as a file reader sees it.
+    static func field(_ p: FiDPassage, _ key: String) -> JSONNode? {
+        guard case .object(let fields) = p.raw else { return nil }
+        return fields.first { $0.0 == key }?.1
+    }
+
+    @Test func contextModes() throws {
+        let w = try ExampleWorld(config: Self.small)
+        let empty = w.examples(w.dev, .empty)
+        #expect(empty.allSatisfy { $0.ctxs.isEmpty })
+        #expect(empty.map(\.answers) == w.dev.map { [$0.answer] })
+        #expect(empty.map(\.target) == w.dev.map(\.answer))
+        #expect(empty.map(\.idText) == w.dev.map(\.id))
+        let gold = w.examples(w.dev, .gold)
+        var goldFirst = 0
+        for (e, q) in zip(gold, w.dev) {
+            #expect(e.ctxs.count == Self.small.nContext)
+            let marked = e.ctxs.filter { Self.field($0, "hasanswer") == .bool(true) }
+            #expect(marked.map { Self.field($0, "id") } == [.string(w.passages[q.gold].id)])
+            #expect(e.ctxs.allSatisfy { $0.score == nil && Self.field($0, "score") == nil })
+            if Self.field(e.ctxs[0], "hasanswer") == .bool(true) { goldFirst += 1 }
+        }
+        // Shuffled: the gold is first about once in n_context, not always.
+        #expect(goldFirst < w.dev.count / 3, "gold first in \(goldFirst) of \(w.dev.count)")
+        // Scored: the reader-like score puts the gold on top for most questions, but not all
+        // (noise), and never only by position.
+        let scored = w.examples(w.dev, .scored)
+        var top = 0
+        for (e, q) in zip(scored, w.dev) {
+            let scores = e.ctxs.map { $0.score ?? -.infinity }
+            #expect(e.ctxs.allSatisfy { $0.score != nil })
+            let best = e.ctxs[scores.firstIndex(of: scores.max()!)!]
+            if Self.field(best, "id") == .string(w.passages[q.gold].id) { top += 1 }
+        }
+        #expect(top > w.dev.count * 7 / 10 && top < w.dev.count, "gold scored highest in \(top) of \(w.dev.count)")
+    }
+
+    /// The files read back through FiD's own data reader, scores and all.
+    @Test func filesReadBackAsFiDData() throws {
+        let w = try ExampleWorld(config: Self.small)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fidq-world-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try w.write(to: dir)
+        let read = try FiDData(path: dir + "/dev_scored.json").load()
+        let made = w.examples(w.dev, .scored)
+        #expect(read.map(\.idText) == made.map(\.idText))
+        #expect(read.map(\.question) == made.map(\.question))
+        #expect(read.map { $0.ctxs.map(\.score) } == made.map { $0.ctxs.map(\.score) })
+    }
+
+    /// Word overlap alone (BM25, k1 0.9, b 0.4 as Pyserini) rarely ranks the gold first, but keeps
+    /// it in its top 20 (where the reader trains); a scorer that knows the structure — the person
+    /// next to a value of the question's class — ranks it first almost always, so the pattern is
+    /// there for a learned retriever.
+    @Test func wordOverlapMissesTheGoldAStructuralScorerFindsIt() throws {
+        let w = try ExampleWorld(config: ExampleWorldConfig(seed: 3, train: 600, dev: 150))
+        let bm25 = TinyBM25(w.passages.map { ExampleWorld.words($0.text + " " + $0.title) })
+        var first = 0, top5 = 0, top20 = 0, structural = 0
+        let values = Dictionary(uniqueKeysWithValues: ExampleVocabulary.relations.map { ($0.name, Set($0.values.map { $0.lowercased() })) })
+        for q in w.dev {
+            let scores = bm25.scores(ExampleWorld.words(q.question))
+            let rank = scores.filter { $0 > scores[q.gold] }.count  // ties count in the gold's favour
+            if rank == 0 { first += 1 }
+            if rank < 5 { top5 += 1 }
+            if rank < 20 { top20 += 1 }
+            // The structure: same person, and a value of the question's relation (and its object).
+            let qWords = Set(ExampleWorld.words(q.question))
+            let s = w.passages.map { p -> Double in
+                let pw = ExampleWorld.words(p.text)
+                var v = p.title == q.person ? 2.0 : 0
+                if pw.contains(where: { values[q.relation]!.contains($0) }) { v += 1 }
+                if pw.contains(where: { qWords.contains($0) && ExampleVocabulary.relations[0].objects.contains($0) }) { v += 0.5 }
+                return v
+            }
+            if s.filter({ $0 >= s[q.gold] }).count == 1 { structural += 1 }
+        }
+        let n = Double(w.dev.count)
+        print("example world: BM25 gold first \(first), top-5 \(top5), top-20 \(top20); structural first \(structural); of \(w.dev.count)")
+        #expect(Double(first) < 0.35 * n, "BM25 ranks the gold first for \(first) of \(w.dev.count)")
+        #expect(Double(top5) < 0.75 * n, "BM25 has the gold in its top 5 for \(top5) of \(w.dev.count)")
+        #expect(Double(top20) > 0.9 * n, "BM25 has the gold in its top 20 for only \(top20) of \(w.dev.count)")
+        #expect(Double(structural) > 0.9 * n, "the structural scorer ranks the gold alone first for only \(structural)")
+    }
+
+    /// The words are real ones both demo vocabularies know: about one piece per word.
+    @Test func fewPiecesPerWordInBothVocabularies() throws {
+        let w = try ExampleWorld(config: Self.small)
+        let texts = w.passages.map { $0.title + " " + $0.text } + (w.train + w.dev).map(\.question)
+        let wordCount = texts.reduce(0) { $0 + $1.split(separator: " ").count }
+        for (name, path) in [("t5", "t5/tokenizer.json"), ("minilm", "minilm/tokenizer.json")] {
+            let tok = try TokenizerLoader.load(try Self.asset(path))
+            let ws = Workspace()
+            var pieces = 0, unknown = 0
+            for t in texts {
+                let ids = tok.encode(t, addSpecialTokens: false, workspace: ws)
+                pieces += ids.count
+                unknown += ids.filter { tok.piece(for: $0) == "<unk>" || tok.piece(for: $0) == "[UNK]" }.count
+            }
+            let ratio = Double(pieces) / Double(wordCount)
+            #expect(unknown == 0, "\(name): \(unknown) unknown pieces")
+            // T5 splits off "a" and the sentence's punctuation; nothing else splits.
+            #expect(ratio < 1.35, "\(name): \(pieces) pieces for \(wordCount) words")
+        }
+    }
+
+    @Test func tsvQuotesAsPythonCSV() {
+        #expect(ExampleWorld.tsvField("plain text") == "plain text")
+        #expect(ExampleWorld.tsvField("a\tb") == "\"a\tb\"")
+        #expect(ExampleWorld.tsvField("say \"hi\"") == "\"say \"\"hi\"\"\"")
+        #expect(ExampleWorld.tsvField("two\nlines") == "\"two\nlines\"")
+    }
+
+    @Test func tsvRows() throws {
+        let w = try ExampleWorld(config: ExampleWorldConfig(seed: 1, train: 12, dev: 4, nContext: 4))
+        let lines = String(decoding: w.tsv(), as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(lines.first == "id\ttext\ttitle")
+        #expect(lines.last == "")
+        #expect(lines.count == w.passages.count + 2)
+        let row = lines[1].split(separator: "\t").map(String.init)
+        #expect(row == [w.passages[0].id, w.passages[0].text, w.passages[0].title])
+    }
+
+    @Test func badSizesNameTheField() {
+        func field(_ c: ExampleWorldConfig) -> String? {
+            do { _ = try ExampleWorld(config: c); return nil } catch let e as ExampleWorldError { return e.field } catch { return "?" }
+        }
+        #expect(field(ExampleWorldConfig(train: 0)) == "train")
+        #expect(field(ExampleWorldConfig(dev: 0)) == "dev")
+        #expect(field(ExampleWorldConfig(nContext: 1)) == "n_context")
+        #expect(field(ExampleWorldConfig(decoysMin: 3, decoysMax: 2)) == "decoys_max")
+        #expect(field(ExampleWorldConfig(people: 10_000)) == "people")
+        #expect(field(ExampleWorldConfig(train: 5000, dev: 5000)) == "train")
+        #expect(field(ExampleWorldConfig(train: 3, dev: 1, nContext: 3)) == nil)
+    }
+
+    @Test func chanceIsOneOverTheValueCount() throws {
+        let w = try ExampleWorld(config: Self.small)
+        let chance = w.chanceExactMatch(w.dev)
+        var expected = 0.0
+        for q in w.dev {
+            let relation = try #require(ExampleVocabulary.relations.first { $0.name == q.relation })
+            expected += 1 / Double(relation.values.count)
+        }
+        expected /= Double(w.dev.count)
+        #expect(abs(chance - expected) < 1e-12)
+        #expect(chance > 1.0 / 25 && chance < 1.0 / 8)
+    }
+
+    static func asset(_ relative: String) throws -> String {
+        var root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent(".assets")
+        if let env = ProcessInfo.processInfo.environment["FIDQ_ASSETS"], !env.isEmpty { root = URL(fileURLWithPath: env) }
+        let p = root.appendingPathComponent(relative).path
+        guard FileManager.default.fileExists(atPath: p) else {
+            throw ExampleWorldError(field: "assets", expected: "\(p) (run ops/assets)", found: "nothing")
+        }
+        return p
+    }
+}
+
+/// Okapi BM25 over word lists (k1 0.9, b 0.4), the test's lexical baseline.
+struct TinyBM25 {
+    let docs: [[String: Int]]
+    let lengths: [Double]
+    let df: [String: Int]
+    let avgLength: Double
+
+    init(_ texts: [[String]]) {
+        var docs: [[String: Int]] = []
+        var df: [String: Int] = [:]
+        for t in texts {
+            var tf: [String: Int] = [:]
+            for w in t { tf[w, default: 0] += 1 }
+            for w in tf.keys { df[w, default: 0] += 1 }
+            docs.append(tf)
+        }
+        self.docs = docs
+        self.df = df
+        lengths = texts.map { Double($0.count) }
+        avgLength = lengths.reduce(0, +) / Double(max(1, texts.count))
+    }
+
+    func scores(_ query: [String]) -> [Double] {
+        let n = Double(docs.count), k1 = 0.9, b = 0.4
+        return docs.indices.map { d in
+            var s = 0.0
+            for w in query {
+                guard let f = docs[d][w].map(Double.init), let m = df[w] else { continue }
+                let idf = log(1 + (n - Double(m) + 0.5) / (Double(m) + 0.5))
+                s += idf * f * (k1 + 1) / (f + k1 * (1 - b + b * lengths[d] / avgLength))
+            }
+            return s
+        }
+    }
+}

@@ -1,0 +1,74 @@
+// QueueExamplesTests: every descriptor in queue/examples/ passes `fidq submit --dry-run`.
+import Foundation
+import Testing
+
+struct QueueExamplesTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    static let fidq: String = {
+        let argv0 = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        let candidates = [argv0.deletingLastPathComponent().appendingPathComponent("fidq").path,
+                          root.appendingPathComponent(".build/debug/fidq").path]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[1]
+    }()
+
+    /// The example folders: each is one batch (its `after` references point inside it).
+    static let folders: [String] = {
+        let dir = root.appendingPathComponent("queue/examples").path
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        return names.filter { name in
+            var isDir: ObjCBool = false
+            return FileManager.default.fileExists(atPath: dir + "/" + name, isDirectory: &isDir) && isDir.boolValue
+        }.sorted().map { "queue/examples/" + $0 }
+    }()
+
+    @Test func theExampleFoldersAreFound() {
+        #expect(Self.folders.contains("queue/examples/demo") && Self.folders.count >= 3, "\(Self.folders)")
+    }
+
+    @Test(arguments: folders)
+    func everyDescriptorPassesSubmitDryRun(folder: String) throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.fidq), "build first: swift build (looked for \(Self.fidq))")
+        let dir = Self.root.appendingPathComponent(folder)
+        let ws = FileManager.default.temporaryDirectory.appendingPathComponent("fidq-examples-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: ws, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: ws) }
+        // What ops/demo puts beside the examples before submitting them.
+        try FileManager.default.createDirectory(at: ws.appendingPathComponent("inputs"), withIntermediateDirectories: true)
+        try Data("# protocol\n".utf8).write(to: ws.appendingPathComponent("inputs/queue-protocol.md"))
+        var files: [String] = []
+        for name in try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() {
+            let src = dir.appendingPathComponent(name)
+            if name.hasSuffix(".json") && name != "README.json" {
+                files.append(src.path)
+            } else if name.hasSuffix(".json.in") {
+                // Templates (`fetch-docs.json.in`): filled as ops/demo fills them, with a real file.
+                let archive = ws.appendingPathComponent("archive.tar.gz")
+                try Data("x".utf8).write(to: archive)
+                let text = try String(contentsOf: src, encoding: .utf8)
+                    .replacingOccurrences(of: "@ARCHIVE@", with: archive.path)
+                    .replacingOccurrences(of: "@SHA256@", with: String(repeating: "0", count: 64))
+                let filled = ws.appendingPathComponent(String(name.dropLast(3)))
+                try Data(text.utf8).write(to: filled)
+                files.append(filled.path)
+            }
+        }
+        #expect(!files.isEmpty, "\(folder) holds no descriptors")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.fidq)
+        p.arguments = ["submit", "--dry-run", "--queue", ws.appendingPathComponent("queue").path] + files
+        let err = Pipe(), out = Pipe()
+        p.standardError = err
+        p.standardOutput = out
+        try p.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "\(folder): \(String(decoding: stderr, as: UTF8.self))")
+        let valid = String(decoding: stdout, as: UTF8.self).split(separator: "\n").filter { $0.hasPrefix("valid ") }
+        #expect(valid.count == files.count, "\(folder): \(valid.count) of \(files.count) valid")
+        // A dry run drops nothing.
+        let pending = (try? FileManager.default.contentsOfDirectory(atPath: ws.appendingPathComponent("queue/pending").path)) ?? []
+        #expect(pending.isEmpty)
+    }
+}

@@ -1,0 +1,243 @@
+// TrainerTests: FiD's loop semantics on a toy Trainable (summed accumulation, one clipped update
+// per optimizer step, micro-batch counting of eval and save) and exact resume after a graceful
+// stop and after a crash between checkpoints.
+import Foundation
+import Testing
+@testable import FiD
+import Jobs
+import Tensor
+
+/// Least squares y ≈ w·x over 12 fixed examples, with RNG noise on the targets (like dropout, it
+/// makes the result depend on the RNG state surviving a resume).
+final class ToyModel: Trainable {
+    let params: ParameterSlab
+    let xs: [[Float]], ys: [Float]
+    var trainCount: Int { xs.count }
+    /// Micro-batches run by this instance, and a hook before each.
+    var calls = 0
+    var beforeStep: ((Int) throws -> Void)?
+    /// Called at the start of each eval with the micro-batches run so far.
+    var beforeEval: ((Int) throws -> Void)?
+    var log: [[Int]] = []
+
+    init() {
+        var l = ParameterLayout()
+        l.add("w", [4])
+        params = ParameterSlab(layout: l)
+        var rng = RNG(seed: 5)
+        xs = (0..<12).map { _ in rng.normalArray(4) }
+        ys = xs.map { x in 0.5 * x[0] - 2 * x[1] + x[2] + 0.25 * x[3] }
+    }
+
+    func trainStep(examples: [Int], grads: ParameterSlab, rng: inout RNG) throws -> TrainStepStats {
+        try beforeStep?(calls)
+        calls += 1
+        log.append(examples)
+        let w = params["w"], g = grads["w"]
+        var loss = 0.0
+        for k in examples {
+            let noisy = ys[k] + 0.01 * rng.normal()
+            var pred: Float = 0
+            for i in 0..<4 { pred += w[i] * xs[k][i] }
+            let r = pred - noisy
+            loss += Double(r * r) / Double(examples.count)
+            for i in 0..<4 { g[i] += 2 * r * xs[k][i] / Float(examples.count) }
+        }
+        return TrainStepStats(loss: loss, tokens: examples.count)
+    }
+
+    /// Higher is better: minus the noiseless mean squared error.
+    func evaluate(_ report: (Int, Int) throws -> Void) throws -> Double? {
+        try beforeEval?(calls)
+        var mse = 0.0
+        for k in 0..<xs.count {
+            var pred: Float = 0
+            for i in 0..<4 { pred += params["w"][i] * xs[k][i] }
+            mse += Double((pred - ys[k]) * (pred - ys[k])) / Double(xs.count)
+        }
+        try report(xs.count, xs.count)
+        return -mse
+    }
+
+    func saveModel(into dir: String) throws {
+        try params.save(to: dir + "/" + Trainer.weightsFile)
+    }
+}
+
+/// `toy.train`: the Trainer over a fresh ToyModel, configured by the test.
+struct ToyKind: JobKind {
+    struct Params: JobParams {}
+    let config: TrainerConfig
+    let setUp: @Sendable (ToyModel) -> Void
+    var name: String { "toy.train" }
+
+    func run(_ p: Params, _ context: JobContext) throws -> TrainResult {
+        let model = ToyModel()
+        setUp(model)
+        return try Trainer(config: config, model: model, context: context, label: "toy").run()
+    }
+}
+
+/// Runs `toy.train` in the foreground into `out` (a folder kept across runs, as a job's is).
+@discardableResult
+func runToy(_ config: TrainerConfig, out: String, cancel: CancellationToken = CancellationToken(),
+            setUp: @escaping @Sendable (ToyModel) -> Void = { _ in }) throws -> JSONValue {
+    let registry = KindRegistry()
+    registry.register(ToyKind(config: config, setUp: setUp))
+    let job = out + ".json"
+    try Data(#"{"kind": "toy.train", "id": "toy"}"#.utf8).write(to: URL(fileURLWithPath: job))
+    var run = ForegroundRun(file: job, workspace: NSTemporaryDirectory())
+    run.outDir = out
+    return try run.run(registry: registry, cancel: cancel)
+}
+
+func scratch(_ name: String = #function) -> String {
+    let dir = NSTemporaryDirectory() + "fidq-fid-\(name.filter { $0.isLetter })-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+func weights(_ dir: String) throws -> [Float] { try SafeTensors.read(dir + "/" + Trainer.weightsFile).tensor("w").data }
+
+func toyConfig(total: Int = 10, accumulation: Int = 1, batch: Int = 2) -> TrainerConfig {
+    var c = TrainerConfig()
+    c.optim = OptimConfig(optim: .adamw, scheduler: .linear, lr: 0.05, weightDecay: 0.01, warmupSteps: 2, totalSteps: total, clip: 0.5)
+    c.batchSize = batch
+    c.accumulationSteps = accumulation
+    c.evalFreq = 3
+    c.saveFreq = 4
+    c.evalPrintFreq = 2
+    c.seed = 7
+    return c
+}
+
+struct TrainerTests {
+    @Test func dataOrderIsAPermutationPerEpochDroppingTheLastPartialBatch() {
+        var order = DataOrder(count: 7, batchSize: 2, seed: 1)
+        #expect(order.batchesPerEpoch == 3)
+        let epoch0 = (0..<3).flatMap { order.batch(at: $0) }, epoch1 = (3..<6).flatMap { order.batch(at: $0) }
+        #expect(Set(epoch0).count == 6 && Set(epoch1).count == 6)
+        #expect(epoch0 != epoch1, "a fresh permutation each epoch")
+        var again = DataOrder(count: 7, batchSize: 2, seed: 1)
+        #expect(again.batch(at: 4) == order.batch(at: 4), "fixed by the seed and the step alone")
+        var other = DataOrder(count: 7, batchSize: 2, seed: 2)
+        #expect((0..<3).flatMap { other.batch(at: $0) } != epoch0)
+    }
+
+    /// Accumulation sums gradients; one clip + AdamW update + scheduler step per optimizer step.
+    @Test func accumulatedStepEqualsSummedGradientsAndOneUpdate() throws {
+        let c = toyConfig(total: 6, accumulation: 3, batch: 2)
+        let out = scratch()
+        try runToy(c, out: out)
+        // The same arithmetic by hand.
+        let model = ToyModel()
+        var order = DataOrder(count: 12, batchSize: 2, seed: 7)
+        var rng = RNG(seed: 7)
+        let grads = ParameterSlab(layout: model.params.layout)
+        var opt = c.optim.makeOptimizer(count: 4)
+        for step in 0..<6 {
+            _ = try model.trainStep(examples: order.batch(at: step), grads: grads, rng: &rng)
+            if (step + 1) % 3 == 0 {
+                c.optim.step(&opt, params: model.params.buffer, grads: grads.buffer)
+                grads.zero()
+            }
+        }
+        #expect(opt.state.step == 2)
+        #expect(try weights(out + "/out/checkpoint/step-6") == Array(model.params.buffer))
+        let state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: URL(fileURLWithPath: out + "/out/checkpoint/step-6/trainer_state.json")))
+        #expect(state.step == 6 && state.optimizerSteps == 2 && !state.pendingGradients)
+    }
+
+    @Test func evalAndSaveCountMicroBatchesAndResultNamesTheCheckpoints() throws {
+        let out = scratch()
+        let value = try runToy(toyConfig(total: 10), out: out)
+        let fm = FileManager.default
+        let names = try fm.contentsOfDirectory(atPath: out + "/out/checkpoint").filter { !$0.hasPrefix(".") }.sorted()
+        // save_freq 4 → step-4, step-8, and the final step-10; keep_last 2 prunes step-4.
+        #expect(names == ["best_dev", "latest", "step-10", "step-8"], "\(names)")
+        let log = try String(contentsOfFile: out + "/log.txt", encoding: .utf8)
+        for s in [3, 6, 9, 10] { #expect(log.contains("toy: \(s) / 10 |") && log.contains("evaluation"), "eval at \(s)") }
+        #expect(log.contains("toy: 2 / 10 | train") && log.contains("tokens/s"))
+        guard case .object(let r) = value, case .number(let steps)? = r["steps"], case .string(let latest)? = r["latest"],
+              case .number(let best)? = r["best_em"], case .number(let final)? = r["final_em"] else {
+            Issue.record("result: \(value)")
+            return
+        }
+        #expect(steps == 10 && latest.hasSuffix("/out/checkpoint/step-10") && best >= final)
+        let progress = try String(contentsOfFile: out + "/progress.json", encoding: .utf8)
+        #expect(progress.contains("\"step\" : 10") && progress.contains("\"total\" : 10"))
+    }
+
+    /// A graceful stop saves the step it reached; the next run resumes there and ends bit-equal.
+    @Test func gracefulStopSavesAndResumeEndsBitEqual() throws {
+        let c = toyConfig(total: 11, accumulation: 3)
+        let reference = scratch() + "/ref"
+        try runToy(c, out: reference)
+        let out = scratch() + "/job"
+        let token = CancellationToken()
+        #expect(throws: Error.self) {
+            try runToy(c, out: out, cancel: token) { m in m.beforeStep = { calls in if calls == 4 { token.cancel(.shutdown) } } }
+        }
+        let saved = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: URL(fileURLWithPath: out + "/out/checkpoint/step-5/trainer_state.json")))
+        #expect(saved.step == 5 && saved.pendingGradients, "stopped mid-accumulation: gradients kept")
+        try runToy(c, out: out)
+        #expect(try weights(out + "/out/checkpoint/step-11") == weights(reference + "/out/checkpoint/step-11"))
+        let log = try String(contentsOfFile: out + "/log.txt", encoding: .utf8)
+        #expect(log.contains("resumed from") && log.contains("(step 5,"))
+    }
+
+    /// A graceful stop inside an eval saves that step; the resumed run owes and runs the eval first.
+    @Test func stopDuringEvalIsEvaluatedOnResume() throws {
+        let c = toyConfig(total: 9, accumulation: 1)
+        let reference = scratch() + "/ref"
+        try runToy(c, out: reference)
+        let out = scratch() + "/job"
+        let token = CancellationToken()
+        #expect(throws: Error.self) {
+            try runToy(c, out: out, cancel: token) { m in m.beforeEval = { if $0 == 6 { token.cancel(.shutdown) } } }
+        }
+        let saved = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: URL(fileURLWithPath: out + "/out/checkpoint/step-6/trainer_state.json")))
+        #expect(saved.step == 6 && saved.lastEvalStep == 3)
+        let value = try runToy(c, out: out)
+        let refValue = try String(contentsOfFile: reference + "/result.json", encoding: .utf8)
+        #expect(refValue.contains("\"best_step\" : \(number(value, "best_step").map { Int($0) } ?? -1)"), "\(value)")
+        #expect(try weights(out + "/out/checkpoint/best_dev") == weights(reference + "/out/checkpoint/best_dev"))
+        #expect(try String(contentsOfFile: out + "/log.txt", encoding: .utf8).contains("owed by the stopped attempt"))
+    }
+
+    /// A crash between checkpoints (no save) resumes from the last step-N and redoes the rest.
+    @Test func crashResumesFromLatestAndEndsBitEqual() throws {
+        let c = toyConfig(total: 13, accumulation: 3)
+        let reference = scratch() + "/ref"
+        try runToy(c, out: reference)
+        let out = scratch() + "/job"
+        struct Crash: Error {}
+        #expect(throws: Error.self) { try runToy(c, out: out) { m in m.beforeStep = { if $0 == 10 { throw Crash() } } } }
+        #expect(FileManager.default.fileExists(atPath: out + "/out/checkpoint/step-8"))
+        #expect(!FileManager.default.fileExists(atPath: out + "/out/checkpoint/step-10"))
+        let steps = NSLockedBox(0)
+        try runToy(c, out: out) { m in m.beforeStep = { _ in steps.value += 1 } }
+        #expect(steps.value == 5, "resumed at step 8 of 13")
+        #expect(try weights(out + "/out/checkpoint/step-13") == weights(reference + "/out/checkpoint/step-13"))
+        #expect(try weights(out + "/out/checkpoint/best_dev") == weights(reference + "/out/checkpoint/best_dev"))
+    }
+
+    @Test func aCheckpointOfAnotherSeedIsRefused() throws {
+        let out = scratch() + "/job"
+        try runToy(toyConfig(total: 4), out: out)
+        var c = toyConfig(total: 8)
+        c.seed = 8
+        do {
+            try runToy(c, out: out)
+            Issue.record("resumed across seeds")
+        } catch let e as JobError {
+            #expect(e.field == "params.seed", "\(e)")
+        }
+    }
+}
+
+/// A mutable box the @Sendable set-up closures can count in.
+final class NSLockedBox<T>: @unchecked Sendable {
+    var value: T
+    init(_ v: T) { value = v }
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""One table of ratios from the output of every benchmark (`ops/bench` with no argument).
+
+Usage: ratios.py BENCH_LOG RATIOS_JSON. Reads the Markdown tables the Swift runner prints and the
+tokenizer report's "fidq ÷ peer" column; a ratio column is one headed `ratio`, `A/B` or `A÷B`.
+Prints a Markdown table (benchmark, case, column, ratio) and writes the same rows as JSON.
+Stdlib only.
+"""
+import json
+import re
+import sys
+
+NUMBER = re.compile(r"^[-+]?[0-9][0-9,]*(\.[0-9]+)?(e[-+]?[0-9]+)?[x×%]?$", re.I)
+
+
+def is_ratio_header(h):
+    h = h.strip().lower()
+    return h == "ratio" or "/" in h or "÷" in h
+
+
+def value(cell):
+    cell = cell.strip().rstrip("x×").replace(",", "")
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def main():
+    log, out = sys.argv[1], sys.argv[2]
+    rows = []
+    bench = "?"
+    header = None
+    for line in open(log, errors="replace"):
+        line = line.rstrip("\n")
+        m = re.match(r"bench: === (\S+) ===", line)
+        if m:
+            bench, header = m.group(1), None
+            continue
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if all(re.fullmatch(r":?-+:?", c) for c in cells if c):
+                continue
+            if header is None or len(cells) != len(header):
+                header = cells
+                continue
+            ratio_cols = [i for i, h in enumerate(header) if is_ratio_header(h)]
+            label = " ".join(c for i, c in enumerate(cells) if i not in ratio_cols and not NUMBER.match(c) and c not in ("-", ""))
+            for i in ratio_cols:
+                v = value(cells[i])
+                if v is not None:
+                    rows.append({"benchmark": bench, "case": label, "column": header[i], "ratio": v})
+            continue
+        header = None
+        # The tokenizer report: "... fidq ÷ peer" header, rows ending in "1.23x".
+        m = re.match(r"^(\S+)\s+(\d+)\s+(\S+)\s+.*\s([0-9.]+)x$", line)
+        if m and bench == "tokenize":
+            rows.append({"benchmark": bench, "case": f"{m.group(1)} threads {m.group(2)} vs {m.group(3)}",
+                         "column": "peer time ÷ fidq time", "ratio": float(m.group(4))})
+    with open(out, "w") as f:
+        json.dump(rows, f, indent=2)
+        f.write("\n")
+    print("| benchmark | case | column | ratio |")
+    print("|---|---|---|---:|")
+    for r in rows:
+        print(f"| {r['benchmark']} | {r['case']} | {r['column']} | {r['ratio']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
