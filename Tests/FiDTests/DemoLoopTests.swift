@@ -97,8 +97,9 @@ import Testing
         let done = (try? fm.contentsOfDirectory(atPath: queue + "/done")) ?? []
         try #require(done.count == files.count, "\(done.count) of \(files.count) jobs done: \(done.sorted())")
 
-        let worldParams = try #require(try JSONSerialization.jsonObject(
-            with: try #require(fm.contents(atPath: demo + "/world.json"))) as? [String: Any])["params"] as? [String: Any]
+        let worldFile = try #require(fm.contents(atPath: demo + "/world.json"))
+        let worldJob = try JSONSerialization.jsonObject(with: worldFile) as? [String: Any]
+        let worldParams = worldJob?["params"] as? [String: Any]
         let world = try ExampleWorld(config: ExampleWorldConfig(
             seed: UInt64(worldParams?["seed"] as? Int ?? 0), train: worldParams?["train"] as? Int ?? 600,
             dev: worldParams?["dev"] as? Int ?? 150, nContext: worldParams?["n_context"] as? Int ?? 10))
