@@ -145,6 +145,22 @@ struct TrainReaderKindTests {
             .write(toFile: ws.root + "/small.json", atomically: true, encoding: .utf8)
         e = failure(ws, ["model_config": .string("small.json")])
         #expect(e?.field == "params.tokenizer" && e?.message.contains("vocab_size") == true, "\(String(describing: e))")
+        // What is knowable at submit is refused there (`fidq submit` runs prepare), naming the field.
+        let registry = KindRegistry()
+        registry.register(TrainReaderKind())
+        let policy = PathPolicy(workspace: ws.root, queue: ws.root + "/queue")
+        func atSubmit(_ params: [String: JSONValue]) -> JobError? {
+            do {
+                let d = try JobDescriptor.parse(try ws.descriptor("bad", params), fileName: "bad.json")
+                _ = try registry.prepare(d, policy: policy, fs: PosixFileSystem())
+                return nil
+            } catch { return error as? JobError }
+        }
+        #expect(atSubmit(["model_path": .string("noweights"), "model_config": .null])?.field == "params.model_path")
+        #expect(atSubmit(["train_data": .string("noq.json")])?.field == "params.train_data")
+        #expect(atSubmit(["eval_data": .string("noans.json")])?.field == "params.eval_data")
+        #expect(atSubmit(["n_context": .number(0)])?.field == "params.n_context")
+        #expect(atSubmit([:]) == nil, "the good job passes")
         // Bad values are refused before any work, naming the field.
         e = failure(ws, ["per_gpu_batch_size": .number(0)])
         #expect(e?.field == "params.per_gpu_batch_size", "\(String(describing: e))")
