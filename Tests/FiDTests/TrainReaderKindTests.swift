@@ -105,6 +105,21 @@ struct TrainReaderKindTests {
         #expect(Double(top) / Double(dev.count) > 0.7, "gold first for \(top) of \(dev.count)")
     }
 
+    /// FiD's `use_checkpoint` (recomputed encoder blocks, dropout replayed) trains to the same bytes.
+    @Test func useCheckpointTrainsToTheSameWeights() throws {
+        let ws = try ReaderWorkspace(train: 24, dev: 4, nContext: 2, dropout: 0.1)
+        var latest: [Data] = []
+        for on in [false, true] {
+            let r = try ws.run("ckpt-\(on)", [
+                "n_context": .number(2), "text_maxlength": .number(24), "per_gpu_batch_size": .number(4), "total_steps": .number(8),
+                "accumulation_steps": .number(2), "lr": .number(1e-3), "use_checkpoint": .bool(on), "seed": .number(2),
+            ])
+            guard case .object(let o) = r, case .string(let dir)? = o["latest"] else { throw JobError.permanent("result \(r)") }
+            latest.append(try Data(contentsOf: URL(fileURLWithPath: dir + "/model.safetensors")))
+        }
+        #expect(latest[0] == latest[1])
+    }
+
     /// The run's failure as the queue records it (field, message).
     func failure(_ ws: ReaderWorkspace, _ params: [String: JSONValue]) -> JobError? {
         do {
