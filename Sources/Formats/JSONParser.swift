@@ -193,6 +193,21 @@ public struct JSONParser {
         }
     }
 
+    /// Moves past the string starting at `pos` (its opening quote) without building it.
+    mutating func skipString() throws {
+        pos += 1
+        while pos < bytes.count {
+            switch bytes[pos] {
+            case UInt8(ascii: "\""):
+                pos += 1
+                return
+            case 92: pos += 2  // an escape: its next byte cannot end the string
+            default: pos += 1
+            }
+        }
+        throw fail("unterminated string")
+    }
+
     private mutating func hex4() throws -> UInt32 {
         guard pos + 4 <= bytes.count else { throw fail("\\u needs 4 hex digits") }
         var v: UInt32 = 0

@@ -161,7 +161,7 @@ public final class JSONStream {
         while p.pos < raw.count {
             switch raw[p.pos] {
             case UInt8(ascii: "\""):
-                _ = try p.parseString()
+                try p.skipString()
                 if depth == 0 { return }
                 continue
             case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1

@@ -93,7 +93,9 @@ public final class T5Stepper {
         act = alloc(R * F); act1 = alloc(R * F); rstd = alloc(R)
         probs = alloc(R * H * max(M, maxLength))
         crossBias = alloc(H * beams * M); selfBias = alloc(H * maxLength)
-        gather = alloc(R * maxLength * I)
+        // Also the scratch of one step's 3.0.2 cross bias, (H, M): larger than the cache rows when
+        // P·L is long (FiD's readers: H 12, M 25,000 against 50·768 per row).
+        gather = alloc(max(R * maxLength * I, H * M))
         if R <= Self.gemvRows {
             let V = c.vocabSize, w = model.W("lm_head.weight"), t = alloc(D * V)
             // Tiles of 64 vocabulary rows: each reads 64 contiguous rows and writes 64-float runs.

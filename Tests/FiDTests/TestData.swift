@@ -3,10 +3,19 @@ import Foundation
 import Testing
 import Tokenizers
 
+/// This test process's scratch root, removed when the process exits.
+private let scratchRoot: String = {
+    let root = NSTemporaryDirectory() + "fidtests-\(getpid())"
+    try? FileManager.default.removeItem(atPath: root)
+    try! FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+    atexit { try? FileManager.default.removeItem(atPath: scratchRoot) }
+    return root
+}()
+
 enum TestData {
-    /// A fresh folder under the system's temporary folder.
+    /// A fresh folder under this test process's scratch root.
     static func scratch(_ tag: String = "fid") -> String {
-        let dir = NSTemporaryDirectory() + "fidtests-\(tag)-\(UUID().uuidString)"
+        let dir = scratchRoot + "/\(tag)-\(UUID().uuidString)"
         try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         return dir
     }

@@ -89,3 +89,26 @@ struct T5StepperTests {
         #expect(logits == want)
     }
 }
+
+struct T5StepperScoreTests {
+    /// The stepper's first step gives FiD's passage scores (fid-spec §3.5: the first decoding
+    /// step's cross-attention logits), as the fixtures' transformers/FiD values, for any beam count.
+    @Test(arguments: ["v10", "v11", "tf3bias"])
+    func firstStepScoresMatchFiD(_ variant: String) throws {
+        let f = try T5Fixture(variant)
+        for beams in [1, 3] {
+            let s = stepper(f, beams: beams, maxLength: 4)
+            s.recordScores = true
+            let B = f.batch.questions, V = f.model.config.vocabSize
+            var logits = [Float](repeating: 0, count: B * beams * V)
+            try [Int32](repeating: 0, count: B * beams).withUnsafeBufferPointer { try s.step($0, logits: &logits) }
+            let r = compare("stepper scores, \(beams) beams", try #require(s.scores), try f.tensor("scores"), rtol: 1e-4, atol: 1e-5)
+            #expect(r.ok, "\(r)")
+        }
+        // Without recordScores there are none.
+        let plain = stepper(f, maxLength: 2)
+        var logits = [Float](repeating: 0, count: f.batch.questions * f.model.config.vocabSize)
+        try [Int32](repeating: 0, count: f.batch.questions).withUnsafeBufferPointer { try plain.step($0, logits: &logits) }
+        #expect(plain.scores == nil)
+    }
+}
