@@ -4,6 +4,7 @@ import Foundation
 import Testing
 @testable import FiD
 import Jobs
+import Tensor
 
 /// `fidq worker` on a queue, output to a log file (the binary ScoreWorkerTests' `FidqBinary` finds).
 final class Worker {
@@ -52,9 +53,10 @@ final class Worker {
             "n_context": .number(2), "text_maxlength": .number(32), "answer_maxlength": .number(6), "per_gpu_batch_size": .number(4),
             "accumulation_steps": .number(3), "lr": .number(3e-3), "optim": .string("adamw"), "scheduler": .string("linear"),
             "warmup_steps": .number(10), "total_steps": .number(400), "eval_freq": .number(100), "save_freq": .number(25),
-            "eval_print_freq": .number(50), "seed": .number(4), "threads": .number(1),
+            "eval_print_freq": .number(50), "seed": .number(4),
         ]
-        let reference = try ws.run("reference", params, threads: 1)
+        // The workers compute on the thread count this process runs (bits are equal on the same count).
+        let reference = try ws.run("reference", params)
         guard case .object(let r) = reference, case .string(let refLatest)? = r["latest"] else {
             Issue.record("reference result: \(reference)")
             return
@@ -65,7 +67,7 @@ final class Worker {
         var descriptor = try JSONSerialization.jsonObject(with: ws.descriptor("killed", params)) as! [String: Any]
         descriptor["max_attempts"] = 5
         try JSONSerialization.data(withJSONObject: descriptor).write(to: URL(fileURLWithPath: queue + "/pending/killed.json"))
-        let args = ["--poll", "0.05", "--lease", "1", "--threads", "1"]
+        let args = ["--poll", "0.05", "--lease", "1", "--threads", "\(Threads.count)"]
         func checkpointStep() -> Int {
             let running = ((try? FileManager.default.contentsOfDirectory(atPath: queue + "/running")) ?? []).filter { $0.hasPrefix("killed@") }
             guard let dir = running.first,
