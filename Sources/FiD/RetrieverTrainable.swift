@@ -84,7 +84,9 @@ public final class RetrieverTrainable: Trainable {
             lossSum += Double(out.loss!) * Double(batch.count)
             for (row, k) in batch.enumerated() {
                 let s = Array(out.scores.data[(row * P)..<((row + 1) * P)])
-                let ranking = s.indices.sorted { s[$0] > s[$1] || (s[$0] == s[$1] && $0 < $1) }
+                // Ties go against the reader's order (a later passage first), so a collapsed
+                // retriever scoring every passage alike earns no agreement and no recall.
+                let ranking = s.indices.sorted { s[$0] > s[$1] || (s[$0] == s[$1] && $0 > $1) }
                 if ranking[0] == 0 { agree += 1 }
                 if let flags = set.hasAnswer?[k] {
                     let original = set.originalRank[k].indices.sorted { set.originalRank[k][$0] < set.originalRank[k][$1] }

@@ -9,6 +9,7 @@ import TestSupport
 @testable import Jobs
 @testable import Models
 @testable import Tensor
+import Tokenizers
 
 /// A synthetic scored data set: each question names one of 8 colours among filler words; of its
 /// 4 passages one shares the colour (reader score 3 + noise), the others carry other colours
@@ -46,6 +47,23 @@ enum SyntheticRetrieval {
 
     static func write(_ examples: [[String: Any]], to path: String) throws {
         try JSONSerialization.data(withJSONObject: examples).write(to: URL(fileURLWithPath: path))
+    }
+}
+
+extension RetrieverTrainable {
+    /// Top-1 agreement of a fresh model (seed 3, no training) on `dir`'s dev.json, and of a
+    /// collapsed one (all weights zero: every passage scores alike), which must be 0.
+    static func evaluateFresh(dir: String) throws -> Double {
+        let config = TrainRetrieverKind.headConfig(try BertConfig.load(path: dir + "/config.json"),
+                                                   try JSONDecoder().decode(TrainRetrieverParams.self, from: Data(#"{"train_data": "x", "model_config": "c", "indexing_dimension": 16}"#.utf8)))
+        let tok = try TokenizerLoader.load(dir + "/vocab.txt")
+        let dev = try RetrieverExamples(path: dir + "/dev.json", tokenizer: tok, nContext: 4, questionMaxlength: 8, passageMaxlength: 12, threads: 1)
+        let fresh = BertRetriever(config: config)
+        fresh.initialize(seed: 3)
+        let collapsed = BertRetriever(config: config)
+        let zero = try RetrieverTrainable(model: collapsed, tokenizerPath: nil, train: dev, dev: dev, evalBatchSize: 8).evaluation(dev)
+        #expect(zero.top1Agreement == 0 && zero.recall!["1"]! == 0, "collapsed: \(zero)")
+        return try RetrieverTrainable(model: fresh, tokenizerPath: nil, train: dev, dev: dev, evalBatchSize: 8).evaluation(dev).top1Agreement
     }
 }
 
@@ -133,11 +151,40 @@ struct TrainRetrieverTests {
         let e = try #require(result.evaluation)
         #expect(e.examples == 64)
         #expect(e.top1Agreement >= 0.75, "top-1 agreement \(e.top1Agreement) (chance 0.25)")
+        // Ties count against the retriever, and an untrained one stays near chance.
+        let untrained = try RetrieverTrainable.evaluateFresh(dir: dir)
+        #expect(untrained < 0.5, "untrained top-1 agreement \(untrained)")
         #expect(e.recall!["1"]! >= 0.75 && e.recall!["1"]! > e.recallOriginal!["1"]! + 0.3, "\(e)")
         #expect(result.training.steps == 240)
         #expect(seconds < 60, "took \(seconds) s")
         // The saved checkpoint is a retriever folder the loader reads, with its tokenizer.
         let rm = try RetrieverModel.load(folder: result.training.latest)
         #expect(rm.model.config.projection && rm.model.embeddingWidth == 16)
+    }
+
+    /// A run stopped at step 10 and resumed to 20 ends with the weights of an uninterrupted 20-step
+    /// run (dropout on: the RNG state travels in the checkpoint).
+    @Test func resumedRunEndsWithTheUninterruptedWeights() throws {
+        let dir = scratch()
+        try SyntheticRetrieval.writeModelFiles(dir)
+        try SyntheticRetrieval.write(SyntheticRetrieval.examples(40, seed: 5), to: dir + "/train.json")
+        var params: [String: Any] = [
+            "train_data": "train.json", "model_config": "config.json", "tokenizer": "vocab.txt", "n_context": 4,
+            "question_maxlength": 8, "passage_maxlength": 12, "indexing_dimension": 16, "per_gpu_batch_size": 2,
+            "accumulation_steps": 2, "total_steps": 20, "save_freq": 10, "eval_freq": 100, "lr": 0.001, "optim": "adamw",
+            "dropout": 0.1, "seed": 4,
+        ]
+        let whole = try JSONDecoder().decode(TrainRetrieverResult.self, from: try JSONEncoder().encode(
+            try runTrainRetriever(params, out: dir + "/whole", workspace: dir)))
+        params["total_steps"] = 10
+        try runTrainRetriever(params, out: dir + "/split", workspace: dir)
+        params["total_steps"] = 20
+        let resumed = try JSONDecoder().decode(TrainRetrieverResult.self, from: try JSONEncoder().encode(
+            try runTrainRetriever(params, out: dir + "/split", workspace: dir)))
+        #expect(resumed.training.resumedFrom == 10 && resumed.training.steps == 20)
+        let a = try SafeTensors.read(whole.training.latest + "/model.safetensors")
+        let b = try SafeTensors.read(resumed.training.latest + "/model.safetensors")
+        #expect(a.names == b.names && !a.names.isEmpty)
+        for n in a.names { #expect(try a.tensor(n) == (try b.tensor(n)), "\(n)") }
     }
 }
