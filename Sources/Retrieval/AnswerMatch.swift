@@ -22,19 +22,31 @@ public enum AnswerMatch {
             }
         }
         for s in text.unicodeScalars {
-            switch s.properties.generalCategory {
-            case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter,
-                 .decimalNumber, .letterNumber, .otherNumber, .nonspacingMark, .spacingMark, .enclosingMark:
+            if isWordScalar(s) {
                 run.append(s)
+                continue
+            }
+            flush()
+            switch s.properties.generalCategory {
             case .spaceSeparator, .lineSeparator, .paragraphSeparator, .control, .format, .surrogate, .privateUse, .unassigned:
-                flush()
+                break
             default:
-                flush()
                 out.append(pythonLower(String(s)))
             }
         }
         flush()
         return out
+    }
+
+    /// `[\p{L}\p{N}\p{M}]`: a letter, digit or mark, what DPR's (and BM25's) word tokens are made of.
+    public static func isWordScalar(_ s: Unicode.Scalar) -> Bool {
+        switch s.properties.generalCategory {
+        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter,
+             .decimalNumber, .letterNumber, .otherNumber, .nonspacingMark, .spacingMark, .enclosingMark:
+            return true
+        default:
+            return false
+        }
     }
 
     /// `str.lower()`: full lower-case mappings, and Greek capital sigma as final sigma (ς) when

@@ -61,13 +61,7 @@ public final class BM25Index {
                 }
                 continue
             }
-            switch s.properties.generalCategory {
-            case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter,
-                 .decimalNumber, .letterNumber, .otherNumber, .nonspacingMark, .spacingMark, .enclosingMark:
-                run.append(s)
-            default:
-                flush()
-            }
+            if AnswerMatch.isWordScalar(s) { run.append(s) } else { flush() }
         }
         flush()
     }

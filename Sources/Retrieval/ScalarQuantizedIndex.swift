@@ -35,26 +35,39 @@ public final class ScalarQuantizedIndex {
         var lo = [Float](repeating: .infinity, count: dim), hi = [Float](repeating: -.infinity, count: dim)
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(1, blockRows * dim))
         defer { scratch.deallocate() }
-        for b in flat.blocks(blockRows) {
-            let p = shards[b.shard].rows(b.lo, b.hi, scratch: scratch)
-            for r in 0..<(b.hi - b.lo) {
-                for j in 0..<dim {
-                    lo[j] = min(lo[j], p[r * dim + j])
-                    hi[j] = max(hi[j], p[r * dim + j])
+        // Pass 1: the per-dimension range (unsafe buffers: this loop sees every value).
+        lo.withUnsafeMutableBufferPointer { lo in
+            hi.withUnsafeMutableBufferPointer { hi in
+                for b in flat.blocks(blockRows) {
+                    let p = shards[b.shard].rows(b.lo, b.hi, scratch: scratch)
+                    for r in 0..<(b.hi - b.lo) {
+                        let row = p + r * dim
+                        for j in 0..<dim {
+                            lo[j] = min(lo[j], row[j])
+                            hi[j] = max(hi[j], row[j])
+                        }
+                    }
                 }
             }
         }
         let step = (0..<dim).map { j in hi[j] > lo[j] ? (hi[j] - lo[j]) / 255 : 1 }
+        let inverse = step.map { 1 / $0 }
+        // Pass 2: the codes, rows split over threads.
         var codes = [UInt8](repeating: 0, count: n * dim)
         codes.withUnsafeMutableBufferPointer { out in
-            for b in flat.blocks(blockRows) {
-                let p = shards[b.shard].rows(b.lo, b.hi, scratch: scratch)
-                let base = (flat.offsets[b.shard] + b.lo) * dim
-                parallelFor(b.hi - b.lo, grain: 256, threads: threads) { rows in
-                    for r in rows {
-                        for j in 0..<dim {
-                            let v = ((p[r * dim + j] - lo[j]) / step[j]).rounded()
-                            out[base + r * dim + j] = UInt8(max(0, min(255, v)))
+            lo.withUnsafeBufferPointer { lo in
+                inverse.withUnsafeBufferPointer { inv in
+                    for b in flat.blocks(blockRows) {
+                        let p = shards[b.shard].rows(b.lo, b.hi, scratch: scratch)
+                        let base = out.baseAddress! + (flat.offsets[b.shard] + b.lo) * dim
+                        parallelFor(b.hi - b.lo, grain: 256, threads: threads) { rows in
+                            for r in rows {
+                                let row = p + r * dim, code = base + r * dim
+                                for j in 0..<dim {
+                                    let v = ((row[j] - lo[j]) * inv[j]).rounded()
+                                    code[j] = UInt8(max(0, min(255, v)))
+                                }
+                            }
                         }
                     }
                 }

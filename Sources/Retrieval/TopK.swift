@@ -12,6 +12,20 @@ public struct Hit: Equatable, Sendable {
     public static func better(_ a: Hit, _ b: Hit) -> Bool { a.score > b.score || (a.score == b.score && a.row < b.row) }
 }
 
+extension Hit {
+    /// The share of `exact`'s rows that `approx` also returned, over all queries (recall@k of an
+    /// approximate index against exact search).
+    public static func overlap(_ approx: [[Hit]], _ exact: [[Hit]]) -> Double {
+        var hit = 0, total = 0
+        for (a, e) in zip(approx, exact) {
+            let truth = Set(e.map(\.row))
+            hit += a.filter { truth.contains($0.row) }.count
+            total += e.count
+        }
+        return Double(hit) / Double(max(total, 1))
+    }
+}
+
 /// K best hits for each of Q queries, as min-heaps in flat buffers (no per-hit allocation).
 ///
 /// `threshold[q]` is -inf until query q holds k hits, then its worst kept score: a scan compares

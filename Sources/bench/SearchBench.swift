@@ -54,9 +54,9 @@ enum SearchBench {
             sqHits = sq.search(queries: queries, queryCount: qn, k: k, rerank: 2, exact: corpus, threads: t)
             ours["sq_qps_\(t)"] = Double(qn) / (monotonicSeconds() - t0)
         }
-        ours["sq_recall"] = recall(sqHits, exact)
+        ours["sq_recall"] = Hit.overlap(sqHits, exact)
         let plain = sq.search(queries: queries, queryCount: min(qn, 100), k: k, threads: settings.threads.max())
-        ours["sq_recall_norerank"] = recall(plain, Array(exact.prefix(plain.count)))
+        ours["sq_recall_norerank"] = Hit.overlap(plain, Array(exact.prefix(plain.count)))
 
         // BM25 on synthetic passages: Zipf-distributed words over a 50k vocabulary.
         try writePassages(path: dir + "/passages.tsv", queriesPath: dir + "/bm25_queries.txt", docs: docs, queries: qn)
@@ -102,16 +102,6 @@ enum SearchBench {
         if let a = p("bm25_top10_agreement") { print("bm25s top-10 agreement with ours: \(percent(a))") }
         if let s = p("sq_queries") { print("faiss sq8 timed on its first \(Int(s)) queries (it scans without BLAS)") }
         print("(checksum \(sink))\n")
-    }
-
-    static func recall(_ approx: [[Hit]], _ exact: [[Hit]]) -> Double {
-        var hit = 0, total = 0
-        for (a, x) in zip(approx, exact) {
-            let truth = Set(x.map(\.row))
-            hit += a.filter { truth.contains($0.row) }.count
-            total += x.count
-        }
-        return Double(hit) / Double(max(total, 1))
     }
 
     /// Uniform(-1, 1) float32 rows as a shard, unless one of that shape is already there.

@@ -164,3 +164,65 @@ enum RetrievalJobs {
         #expect((recall["bm25"]?["20"] ?? 0) >= 0.7)
     }
 }
+
+@Suite struct RetrievalExamplesTests {
+    /// Every job of queue/examples/retrieval decodes strictly with the kind's params.
+    @Test func examplesDecode() throws {
+        let dir = TestData.root.appendingPathComponent("queue/examples/retrieval").path
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".json") }.sorted()
+        #expect(files.count == 11)
+        let registry = RetrievalJobs.registry()
+        var embeds = 0
+        for f in files {
+            let d = try JobDescriptor.parse(Data(contentsOf: URL(fileURLWithPath: dir + "/" + f)), fileName: f)
+            try registry.decodeParams(kind: d.kind, d.params)
+            if d.kind == "embed" { embeds += 1 }
+        }
+        #expect(embeds == 8)
+    }
+}
+
+@Suite struct EmbedResumeTests {
+    /// A run stopped after its first checkpointed block resumes there: no row embedded twice, the
+    /// shard equal (bits) to an uninterrupted run's, ids in file order.
+    @Test func stoppedEmbedResumesAfterItsLastBlock() throws {
+        let model = try RetrievalJobs.minilm()
+        var tsv = "id\ttext\ttitle\n"
+        for i in 1...30 { tsv += "\(i)\tpassage number \(i) talks about topic \(i % 7) and more words \(i * 3)\tTitle \(i)\n" }
+        func params() -> [String: JSONValue] {
+            ["model_path": .string(model), "passages": .string("psgs.tsv"), "output_path": .string("emb/p"), "block_size": .number(8),
+             "no_fp16": .bool(true), "per_gpu_batch_size": .number(4), "passage_maxlength": .number(32)]
+        }
+        // Uninterrupted.
+        let whole = TestData.scratch("embed-whole")
+        try TestData.write(tsv, to: whole + "/psgs.tsv")
+        _ = try RetrievalJobs.run("embed", params(), workspace: whole)
+        // Stopped once the first checkpoint exists, then run again in the same folder.
+        let dir = TestData.scratch("embed-resume")
+        try TestData.write(tsv, to: dir + "/psgs.tsv")
+        var job = ForegroundRun(file: dir + "/embed.json", workspace: dir)
+        job.outDir = dir + "/embed.run"
+        job.allowedRoots = ["/"]
+        job.threads = 2
+        let cancel = CancellationToken()
+        let latest = dir + "/embed.run/out/checkpoint/latest"
+        let watcher = Thread {
+            while !FileManager.default.fileExists(atPath: latest) { usleep(2000) }
+            cancel.cancel(.shutdown)
+        }
+        watcher.start()
+        let d = JobDescriptor(kind: "embed", id: "embed", maxAttempts: 1, params: .object(params()))
+        #expect(throws: (any Error).self) { try job.run(d, registry: RetrievalJobs.registry(), cancel: cancel) }
+        #expect(!FileManager.default.fileExists(atPath: dir + "/emb/p_00.npy"), "a stopped embed published its shard")
+        let again = try job.run(d, registry: RetrievalJobs.registry())
+        guard case .object(let r) = again else { Issue.record("no result"); return }
+        let resumed = RetrievalJobs.number(r["resumed_from"]) ?? 0
+        #expect(resumed >= 8 && resumed < 30, "resumed_from \(resumed)")
+        let a = try EmbeddingShard(path: whole + "/emb/p_00.npy"), b = try EmbeddingShard(path: dir + "/emb/p_00.npy")
+        #expect(b.ids == (1...30).map(String.init) && a.ids == b.ids)
+        let sa = UnsafeMutablePointer<Float>.allocate(capacity: 30 * a.dim), sb = UnsafeMutablePointer<Float>.allocate(capacity: 30 * a.dim)
+        defer { sa.deallocate(); sb.deallocate() }
+        #expect(Array(UnsafeBufferPointer(start: a.rows(0, 30, scratch: sa), count: 30 * a.dim))
+            == Array(UnsafeBufferPointer(start: b.rows(0, 30, scratch: sb), count: 30 * b.dim)))
+    }
+}

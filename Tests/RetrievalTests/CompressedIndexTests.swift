@@ -6,16 +6,6 @@ import Testing
 @testable import Retrieval
 
 @Suite struct CompressedIndexTests {
-    static func recall(_ approx: [[Hit]], _ exact: [[Hit]]) -> Double {
-        var hit = 0, total = 0
-        for (a, e) in zip(approx, exact) {
-            let truth = Set(e.map(\.row))
-            hit += a.filter { truth.contains($0.row) }.count
-            total += e.count
-        }
-        return Double(hit) / Double(max(total, 1))
-    }
-
     /// Clustered data, like embeddings: a few centres plus noise.
     static func corpus(rows: Int, dim: Int, rng: inout RNG) -> [Float] {
         let centres = rng.normalArray(16 * dim)
@@ -41,8 +31,8 @@ import Testing
         let sq = try ScalarQuantizedIndex.build(shards: shards)
         let plain = sq.search(queries: queries, queryCount: 40, k: 10, blockRows: 256)
         let reranked = sq.search(queries: queries, queryCount: 40, k: 10, exact: flat, threads: 2, blockRows: 256)
-        #expect(Self.recall(plain, exact) >= 0.9, "sq8 recall@10 \(Self.recall(plain, exact))")
-        #expect(Self.recall(reranked, exact) >= 0.99, "sq8+rerank recall@10 \(Self.recall(reranked, exact))")
+        #expect(Hit.overlap(plain, exact) >= 0.9, "sq8 recall@10 \(Hit.overlap(plain, exact))")
+        #expect(Hit.overlap(reranked, exact) >= 0.99, "sq8+rerank recall@10 \(Hit.overlap(reranked, exact))")
         // Re-ranked scores are the exact ones.
         for (r, e) in zip(reranked, exact) where r.map(\.row) == e.map(\.row) {
             for (a, b) in zip(r, e) { #expect(abs(a.score - b.score) <= 1e-4 * max(1, abs(b.score))) }
@@ -71,7 +61,7 @@ import Testing
         let exact = flat.search(queries: queries, queryCount: 30, k: 10)
         let pq = try ProductQuantizedIndex.build(shards: shards, subquantizers: 8, bits: 6, seed: 1)
         let approx = pq.search(queries: queries, queryCount: 30, k: 10, threads: 2)
-        let r = Self.recall(approx, exact)
+        let r = Hit.overlap(approx, exact)
         #expect(r >= 0.5, "pq recall@10 \(r)")
         // Same seed, same index.
         let again = try ProductQuantizedIndex.build(shards: shards, subquantizers: 8, bits: 6, seed: 1)
