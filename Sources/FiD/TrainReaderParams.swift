@@ -2,6 +2,7 @@
 // option names (fid-spec §1.1, §1.2), decoded strictly.
 import Foundation
 import Jobs
+import Models
 import Tensor
 
 /// Options of FiD's `train_reader.py` that fidq runs. Keys are FiD's; every field but
@@ -130,6 +131,20 @@ public struct TrainReaderParams: JobParams, Equatable {
         if !(trainer.optim.lr > 0) {
             throw JobError.permanent("expected lr > 0, found \(trainer.optim.lr)", field: "params.lr")
         }
+    }
+
+    /// At submit, once the files exist: the model folder holds config.json and weights (or the
+    /// config parses), and the first example of each data file is FiD data with a question (and,
+    /// for `eval_data`, answers). Later examples are checked when the job loads them.
+    public func validateInputs(resolve: (String) -> String) throws {
+        if let modelPath { try ScoreParams.checkModelFolder(resolve(modelPath), field: "params.model_path") }
+        if let modelConfig {
+            do { _ = try T5Config.load(path: resolve(modelConfig)) } catch {
+                throw JobError.permanent("\(error)", field: "params.model_config")
+            }
+        }
+        try ScoreParams.checkFirstExample(resolve(trainData), field: "params.train_data", needAnswers: false)
+        if let evalData { try ScoreParams.checkFirstExample(resolve(evalData), field: "params.eval_data", needAnswers: true) }
     }
 
     public var inputPaths: [(field: String, path: String)] {

@@ -105,6 +105,21 @@ struct TrainReaderKindTests {
         #expect(Double(top) / Double(dev.count) > 0.7, "gold first for \(top) of \(dev.count)")
     }
 
+    /// FiD's `use_checkpoint` (recomputed encoder blocks, dropout replayed) trains to the same bytes.
+    @Test func useCheckpointTrainsToTheSameWeights() throws {
+        let ws = try ReaderWorkspace(train: 24, dev: 4, nContext: 2, dropout: 0.1)
+        var latest: [Data] = []
+        for on in [false, true] {
+            let r = try ws.run("ckpt-\(on)", [
+                "n_context": .number(2), "text_maxlength": .number(24), "per_gpu_batch_size": .number(4), "total_steps": .number(8),
+                "accumulation_steps": .number(2), "lr": .number(1e-3), "use_checkpoint": .bool(on), "seed": .number(2),
+            ])
+            guard case .object(let o) = r, case .string(let dir)? = o["latest"] else { throw JobError.permanent("result \(r)") }
+            latest.append(try Data(contentsOf: URL(fileURLWithPath: dir + "/model.safetensors")))
+        }
+        #expect(latest[0] == latest[1])
+    }
+
     /// The run's failure as the queue records it (field, message).
     func failure(_ ws: ReaderWorkspace, _ params: [String: JSONValue]) -> JobError? {
         do {
@@ -145,6 +160,22 @@ struct TrainReaderKindTests {
             .write(toFile: ws.root + "/small.json", atomically: true, encoding: .utf8)
         e = failure(ws, ["model_config": .string("small.json")])
         #expect(e?.field == "params.tokenizer" && e?.message.contains("vocab_size") == true, "\(String(describing: e))")
+        // What is knowable at submit is refused there (`fidq submit` runs prepare), naming the field.
+        let registry = KindRegistry()
+        registry.register(TrainReaderKind())
+        let policy = PathPolicy(workspace: ws.root, queue: ws.root + "/queue")
+        func atSubmit(_ params: [String: JSONValue]) -> JobError? {
+            do {
+                let d = try JobDescriptor.parse(try ws.descriptor("bad", params), fileName: "bad.json")
+                _ = try registry.prepare(d, policy: policy, fs: PosixFileSystem())
+                return nil
+            } catch { return error as? JobError }
+        }
+        #expect(atSubmit(["model_path": .string("noweights"), "model_config": .null])?.field == "params.model_path")
+        #expect(atSubmit(["train_data": .string("noq.json")])?.field == "params.train_data")
+        #expect(atSubmit(["eval_data": .string("noans.json")])?.field == "params.eval_data")
+        #expect(atSubmit(["n_context": .number(0)])?.field == "params.n_context")
+        #expect(atSubmit([:]) == nil, "the good job passes")
         // Bad values are refused before any work, naming the field.
         e = failure(ws, ["per_gpu_batch_size": .number(0)])
         #expect(e?.field == "params.per_gpu_batch_size", "\(String(describing: e))")
