@@ -2,6 +2,8 @@
 import Foundation
 import Testing
 
+@testable import FiD
+
 struct QueueExamplesTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
@@ -33,10 +35,28 @@ struct QueueExamplesTests {
         let ws = FileManager.default.temporaryDirectory.appendingPathComponent("fidq-examples-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: ws, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: ws) }
-        // What ops/demo puts beside the examples before submitting them.
-        try FileManager.default.createDirectory(at: ws.appendingPathComponent("inputs"), withIntermediateDirectories: true)
-        try Data("# protocol\n".utf8).write(to: ws.appendingPathComponent("inputs/queue-protocol.md"))
+        // What each folder's README tells the user to provide before submitting it.
+        let fm = FileManager.default
+        try fm.createDirectory(at: ws.appendingPathComponent("inputs"), withIntermediateDirectories: true)
+        try Data("# protocol\n".utf8).write(to: ws.appendingPathComponent("inputs/queue-protocol.md"))  // basics/
+        try fm.createDirectory(at: ws.appendingPathComponent("models"), withIntermediateDirectories: true)  // retrieval/
+        // A copy, not a link: a link out of the workspace is refused, as it should be.
+        try fm.copyItem(atPath: URL(fileURLWithPath: try ExampleWorldTests.asset("minilm/vocab.txt")).deletingLastPathComponent().path,
+                        toPath: ws.appendingPathComponent("models/minilm").path)
+        let world = try ExampleWorld(config: ExampleWorldConfig(seed: 1, train: 8, dev: 4, nContext: 3))
+        try world.write(to: ws.appendingPathComponent("world").path)
+        try fm.createDirectory(at: ws.appendingPathComponent("data"), withIntermediateDirectories: true)
+        try fm.copyItem(atPath: ws.appendingPathComponent("world/passages.tsv").path, toPath: ws.appendingPathComponent("data/psgs.tsv").path)
+        try fm.copyItem(atPath: ws.appendingPathComponent("world/dev.json").path, toPath: ws.appendingPathComponent("data/questions.json").path)
         var files: [String] = []
+        // score-shards/: the two fetch jobs its README has the user write.
+        if folder.hasSuffix("/score-shards") {
+            for (id, source, dest) in [("nq-reader-base", "nq_reader_base", "models/nq_reader_base"), ("nq-data", "nq_data", "data")] {
+                let path = ws.appendingPathComponent(id + ".json")
+                try Data(#"{"kind": "fetch", "params": {"source": "\#(source)", "dest": "\#(dest)"}}"#.utf8).write(to: path)
+                files.append(path.path)
+            }
+        }
         for name in try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() {
             let src = dir.appendingPathComponent(name)
             if name.hasSuffix(".json") && name != "README.json" {
@@ -67,6 +87,7 @@ struct QueueExamplesTests {
         #expect(p.terminationStatus == 0, "\(folder): \(String(decoding: stderr, as: UTF8.self))")
         let valid = String(decoding: stdout, as: UTF8.self).split(separator: "\n").filter { $0.hasPrefix("valid ") }
         #expect(valid.count == files.count, "\(folder): \(valid.count) of \(files.count) valid")
+        #expect(files.contains { $0.hasPrefix(dir.path) }, "\(folder): none of its own files submitted")
         // A dry run drops nothing.
         let pending = (try? FileManager.default.contentsOfDirectory(atPath: ws.appendingPathComponent("queue/pending").path)) ?? []
         #expect(pending.isEmpty)
