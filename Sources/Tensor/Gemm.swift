@@ -194,11 +194,14 @@ public enum Gemm {
 
     /// y[i] = alpha · (A row i · x) + beta · y[i] for rows lo..<hi: the untransposed gemv.
     ///
-    /// OpenBLAS 0.3.21's row-major NoTrans sgemv streams A at about 60 % of the transposed
-    /// kernel's rate (ref/perf.md §1.2: 11 vs 18 GB/s on the lm head), and decoding steps are this
-    /// product on every weight. Four rows at a time share each 16-float load of x, one SIMD16
-    /// accumulator per row (memory-bound: four FMA chains keep up with the stream). Each output's
-    /// sum order depends on n alone, so tiles and thread counts never change a bit.
+    /// OpenBLAS 0.3.21's row-major NoTrans sgemv streams A at about half the transposed kernel's
+    /// rate (ref/perf.md §1.2), and decoding steps run this product on every weight and the lm
+    /// head. The rows split in four quarters walked side by side (rows t, t + q, t + 2q, t + 3q):
+    /// four far-apart sequential streams keep more memory reads in flight than one (measured on
+    /// the 32128×512 lm head, one thread, CPU time: 2.6–3.0 ms = 22–25 GB/s, as OpenBLAS's
+    /// transposed sgemv over a (512, 32128) copy; adjacent rows 4.5 ms, OpenBLAS NoTrans 5.2 ms).
+    /// Each 16-float load of x serves four rows, one SIMD16 accumulator per row. An output's sum
+    /// order depends on n alone, so tiles and thread counts never change a bit.
     @usableFromInline
     static func rowDots(
         _ lo: Int, _ hi: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int, x: UnsafePointer<Float>,
@@ -208,9 +211,10 @@ public enum Gemm {
         @inline(__always) func finish(_ i: Int, _ dot: Float) {
             y[i] = beta == 0 ? alpha * dot : alpha * dot + beta * y[i]
         }
-        var i = lo
-        while i + 4 <= hi {
-            let r0 = a + i * lda, r1 = r0 + lda, r2 = r1 + lda, r3 = r2 + lda
+        let q = (hi - lo) / 4
+        for t in 0..<q {
+            let i0 = lo + t, i1 = i0 + q, i2 = i1 + q, i3 = i2 + q
+            let r0 = a + i0 * lda, r1 = a + i1 * lda, r2 = a + i2 * lda, r3 = a + i3 * lda
             var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
             var p = 0
             while p < full {
@@ -229,12 +233,12 @@ public enum Gemm {
                 t3 += r3[p] * x[p]
                 p += 1
             }
-            finish(i, t0)
-            finish(i + 1, t1)
-            finish(i + 2, t2)
-            finish(i + 3, t3)
-            i += 4
+            finish(i0, t0)
+            finish(i1, t1)
+            finish(i2, t2)
+            finish(i3, t3)
         }
+        var i = lo + 4 * q
         while i < hi {
             let r = a + i * lda
             var s = SIMD16<Float>()
