@@ -53,7 +53,7 @@ enum ReaderBench {
             let wall = monotonicSeconds() - t0
             model.profile = nil
             if warm { continue }
-            print("profile P=\(batch.P) \(threads)t stepper init (encoder, cross keys/values, lm-head copy) \(fixed((t0 - tInit) * 1000, 1)) ms")
+            print("profile P=\(batch.P) \(threads)t stepper init (encoder, cross keys/values) \(fixed((t0 - tInit) * 1000, 1)) ms")
             print(line("greedy step", wall, per: Double(T)))
             // Floats each step reads at least once: decoder weights (less the tiny bias tables),
             // the lm head, every layer's cross keys and values, and on average half the self cache.
