@@ -156,6 +156,16 @@ public final class T5Model {
         timed(.elementwiseBack) { parallelFor(n, grain: 16_384) { r in for i in r { dx[i] *= m[i] } } }
     }
 
+    /// The gradient at a sublayer's output before its dropout: dx itself without dropout, else
+    /// dx·mask (the mask kept under `mask`) in the buffer `name`; one pass instead of a copy and
+    /// a multiply. dx is left as is (the residual's gradient).
+    func outputGrad(_ name: String, mask: String, _ dx: UnsafeMutablePointer<Float>, _ n: Int, training: Bool) -> UnsafeMutablePointer<Float> {
+        guard training && rate > 0 else { return dx }
+        let out = A(name, n), m = A(mask, n)
+        timed(.elementwiseBack) { parallelFor(n, grain: 16_384) { r in for i in r { out[i] = dx[i] * m[i] } } }
+        return out
+    }
+
     /// Attention sublayer: xOut = xIn + drop(o(attn(q(h), k(src), v(src)))), h = RMSNorm(xIn);
     /// src = h (self-attention) or `memory` (cross-attention).
     ///
@@ -201,9 +211,7 @@ public final class T5Model {
         let h = A(pre + ".h", rows * D), rstd = A(pre + ".rstd", rows)
         let q = A(pre + ".q", rows * I), k = A(pre + ".k", kRows * I), v = A(pre + ".v", kRows * I)
         let ctx = A(pre + ".ctx", rows * I)
-        let dO = A("grad.o", rows * D)
-        timed(.elementwiseBack) { dO.update(from: dx, count: rows * D) }
-        dropBack(pre + ".omask", dO, rows * D, training: training)
+        let dO = outputGrad("grad.o", mask: pre + ".omask", dx, rows * D, training: training)
         let dctx = A("grad.ctx", rows * I)
         linearBackward(dx: dctx, dxBeta: 0, dw: grads[w + ".o.weight"], dy: dO, x: ctx, w: W(w + ".o.weight"), rows: rows, inF: I, outF: D)
         let dq = Z("grad.q", rows * I), dk = Z("grad.k", kRows * I), dv = Z("grad.v", kRows * I)
@@ -257,20 +265,20 @@ public final class T5Model {
         training: Bool, grads: ParameterSlab
     ) {
         let h = A(pre + ".h", rows * D), rstd = A(pre + ".rstd", rows), r = A(pre + ".r", rows * F)
-        let df = A("grad.f", rows * D)
-        timed(.elementwiseBack) { df.update(from: dx, count: rows * D) }
-        dropBack(pre + ".fmask", df, rows * D, training: training)
+        let df = outputGrad("grad.f", mask: pre + ".fmask", dx, rows * D, training: training)
         let dr = A("grad.r", rows * F)
         let wo = w + ".DenseReluDense.wo.weight"
         linearBackward(dx: dr, dxBeta: 0, dw: grads[wo], dy: df, x: r, w: W(wo), rows: rows, inF: F, outF: D)
-        dropBack(pre + ".rmask", dr, rows * F, training: training)
         let dh = A("grad.h", rows * D)
         if config.feedForwardProj == .relu {
-            let a = A(pre + ".a", rows * F), da = Z("grad.a", rows * F)
-            timed(.elementwiseBack) { ReLU.backward(dx: da, dy: dr, x: a, count: rows * F) }
+            // da = dr·mask where a > 0: dropout's and ReLU's backward in one pass.
+            let a = A(pre + ".a", rows * F), da = A("grad.a", rows * F)
+            let mask = training && rate > 0 ? UnsafePointer(A(pre + ".rmask", rows * F)) : nil
+            timed(.elementwiseBack) { ReLU.backward(out: da, dy: dr, dropoutMask: mask, x: a, count: rows * F) }
             let wi = w + ".DenseReluDense.wi.weight"
             linearBackward(dx: dh, dxBeta: 0, dw: grads[wi], dy: da, x: h, w: W(wi), rows: rows, inF: D, outF: F)
         } else {
+            dropBack(pre + ".rmask", dr, rows * F, training: training)
             let g0 = A(pre + ".g0", rows * F), g1 = A(pre + ".g1", rows * F)
             let dg0 = Z("grad.g0", rows * F), dg1 = Z("grad.g1", rows * F)
             timed(.elementwiseBack) {

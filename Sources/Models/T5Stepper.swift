@@ -41,11 +41,12 @@ public final class T5Stepper {
     private var ctx: UnsafeMutablePointer<Float>!, o: UnsafeMutablePointer<Float>!, act: UnsafeMutablePointer<Float>!
     private var act1: UnsafeMutablePointer<Float>!, probs: UnsafeMutablePointer<Float>!, rstd: UnsafeMutablePointer<Float>!
     private var crossBias: UnsafeMutablePointer<Float>!, selfBias: UnsafeMutablePointer<Float>!, gather: UnsafeMutablePointer<Float>!
+    /// `Attention.fewQueries`' per-chunk context partials for the cross-attention.
+    private var crossScratch: UnsafeMutablePointer<Float>!
     private var ids: [Int32]
-    /// lm_head transposed to (D, V) when rows are few: one-row products then run as sgemv over
-    /// it, ~3× faster than sgemm with M = 1 (ref/perf.md §1.2). Nil: sgemm over all rows.
-    private var lmHeadT: UnsafeMutablePointer<Float>?
-    /// Rows up to which the lm head runs as one sgemv per row.
+    /// Rows up to which the lm head runs as one gemv per row over lm_head (V, D) in place
+    /// (`Gemm.gemv`'s row-dot kernel streams it at memory speed; sgemm with M = 1 reads it at
+    /// about a third of that, ref/perf.md §1.2), so no transposed copy is built per stepper.
     static let gemvRows = 4
 
     private func alloc(_ n: Int) -> UnsafeMutablePointer<Float> {
@@ -96,20 +97,16 @@ public final class T5Stepper {
         // Also the scratch of one step's 3.0.2 cross bias, (H, M): larger than the cache rows when
         // P·L is long (FiD's readers: H 12, M 25,000 against 50·768 per row).
         gather = alloc(max(R * maxLength * I, H * M))
-        if R <= Self.gemvRows {
-            let V = c.vocabSize, w = model.W("lm_head.weight"), t = alloc(D * V)
-            // Tiles of 64 vocabulary rows: each reads 64 contiguous rows and writes 64-float runs.
-            parallelFor((V + 63) / 64, grain: 16) { tiles in
-                for tile in tiles {
-                    let lo = tile * 64, hi = min(V, lo + 64)
-                    for d in 0..<D { for v in lo..<hi { t[d * V + v] = w[v * D + d] } }
-                }
-            }
-            lmHeadT = t
-        }
+        crossScratch = alloc(Attention.fewQueriesScratchCount(crossSize))
     }
 
     deinit { for p in owned { p.deallocate() } }
+
+    /// The cross-attention of one step: questions × beams queries over their M memory positions.
+    var crossSize: Attention.Size {
+        let c = model.config
+        return .init(batch: questions, heads: c.numHeads, queryLength: beams, keyLength: M, headDim: c.dKV)
+    }
 
     /// Feeds one token per row at `position` and writes the next-token logits (rows, V).
     public func step(_ tokens: UnsafeBufferPointer<Int32>, logits: UnsafeMutablePointer<Float>) throws {
@@ -184,12 +181,11 @@ public final class T5Stepper {
             // Cross-attention: beams of a question are its query positions.
             m.timed(.norm) { RMSNorm.forward(y: h, rstd: rstd, x: x, weight: m.W(w + ".1.layer_norm.weight"), rows: R, dim: D, eps: eps) }
             m.linear(q, h, m.W(w + ".1.EncDecAttention.q.weight"), rows: R, inF: D, outF: I)
-            var rng = RNG(seed: 0)
             let kx = crossK[l], vx = crossV[l], mask = mask!
+            // One pass over the cached keys and values for all heads (the step's largest read).
             m.timed(.attention) {
-                Attention.forward(out: ctx, probs: probs, dropoutMask: nil, logits: crossLogits.isEmpty ? nil : crossLogits[l], q: q, k: kx, v: vx, bias: cross,
-                                  keyMask: mask, causal: false, scale: 1, dropout: 0, rng: &rng,
-                                  size: .init(batch: questions, heads: H, queryLength: beams, keyLength: M, headDim: Dh))
+                Attention.fewQueries(out: ctx, probs: probs, logits: crossLogits.isEmpty ? nil : crossLogits[l], q: q, k: kx, v: vx,
+                                     bias: cross, keyMask: mask, scale: 1, size: crossSize, scratch: crossScratch)
             }
             m.linear(o, ctx, m.W(w + ".1.EncDecAttention.o.weight"), rows: R, inF: I, outF: D)
             m.timed(.elementwise) { Elementwise.accumulate(x, o, count: R * D) }
@@ -208,10 +204,9 @@ public final class T5Stepper {
         }
         m.timed(.norm) { RMSNorm.forward(y: h, rstd: rstd, x: x, weight: m.W("decoder.final_layer_norm.weight"), rows: R, dim: D, eps: eps) }
         m.timed(.lmHead) {
-            if let wt = lmHeadT {
-                for r in 0..<R {
-                    Gemm.gemv(transA: true, m: D, n: V, alpha: m.outputScale, a: wt, lda: V, x: h + r * D, beta: 0, y: logits + r * V)
-                }
+            if R <= Self.gemvRows {
+                let w = m.W("lm_head.weight")
+                for r in 0..<R { Gemm.gemv(m: V, n: D, alpha: m.outputScale, a: w, lda: D, x: h + r * D, beta: 0, y: logits + r * V) }
             } else {
                 Gemm.gemm(transB: true, m: R, n: V, k: D, alpha: m.outputScale, a: h, lda: D, b: m.W("lm_head.weight"), ldb: D,
                           beta: 0, c: logits, ldc: V)

@@ -20,6 +20,22 @@ public enum ReLU {
             for i in r where x[i] > 0 { dx[i] += dy[i] }
         }
     }
+
+    /// Backward through a dropout applied after the ReLU, writing: out (n) = dy·mask where
+    /// x > 0, else 0 (no mask: dy where x > 0). One pass where a zero fill, the mask product and
+    /// `backward` take three. Out may alias dy.
+    public static func backward(
+        out: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, dropoutMask: UnsafePointer<Float>?,
+        x: UnsafePointer<Float>, count: Int
+    ) {
+        parallelFor(count, grain: elementwiseGrain) { r in
+            if let m = dropoutMask {
+                for i in r { out[i] = x[i] > 0 ? dy[i] * m[i] : 0 }
+            } else {
+                for i in r { out[i] = x[i] > 0 ? dy[i] : 0 }
+            }
+        }
+    }
 }
 
 /// GELU, exact (`0.5·x·(1 + erf(x/√2))`, BERT's `gelu`) or with the tanh approximation

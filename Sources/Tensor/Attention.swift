@@ -364,3 +364,115 @@ extension Attention {
         if let shape = dBias?.shape { dBias = Tensor(shape: shape, data: db) }
     }
 }
+
+extension Attention {
+    /// Keys per work unit of `fewQueries`. Fixed, so its sums split the same way on any thread count.
+    public static let streamChunk = 256
+
+    /// Floats of scratch `fewQueries` needs for `size`: one (Tq, H·Dh) partial context per chunk of keys.
+    public static func fewQueriesScratchCount(_ s: Size) -> Int {
+        s.batch * ((s.keyLength + streamChunk - 1) / streamChunk) * s.queryLength * s.heads * s.headDim
+    }
+
+    /// Inference attention for a few queries per item over many keys (a decoding step's
+    /// cross-attention: Tq = beams, Tk = P·L memory positions), with `forward`'s layouts and
+    /// results (no dropout, no causal mask).
+    ///
+    /// `forward` runs per (item, head): each head's gemv reads 64-float pieces of every key row,
+    /// H passes over the rows. Here each key row (H·Dh contiguous floats) and each value row is
+    /// read once for all heads and queries: the step's largest memory stream (2·Tk·H·Dh floats
+    /// per layer) is read at streaming speed. Keys split into fixed chunks of `streamChunk`;
+    /// chunk c's context partial goes to its own scratch slot and the partials are summed in
+    /// chunk order, so the result is the same to the bit on any thread count.
+    ///
+    /// - Parameters:
+    ///   - out: (B, Tq, H·Dh), overwritten.
+    ///   - probs: (B, H, Tq, Tk), overwritten with the probabilities.
+    ///   - logits: (B, H, Tq, Tk) or nil; receives scale·q·kᵀ + bias before the mask.
+    ///   - q: (B, Tq, H·Dh); k, v: (B, Tk, H·Dh); bias (H, Tq, Tk) or nil; keyMask (B, Tk) or nil.
+    ///   - scratch: `fewQueriesScratchCount(size)` floats.
+    public static func fewQueries(
+        out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>, logits: UnsafeMutablePointer<Float>?,
+        q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>?, keyMask: UnsafePointer<Float>?, scale: Float, size: Size,
+        scratch: UnsafeMutablePointer<Float>, threads: Int? = nil
+    ) {
+        check(size, "fewQueries")
+        let B = size.batch, H = size.heads, Tq = size.queryLength, Tk = size.keyLength, Dh = size.headDim, HD = H * Dh
+        if B == 0 { return }
+        let C = streamChunk, chunks = (Tk + C - 1) / C
+        // 1. Logits S (B, H, Tq, Tk): key row j of item b against every (query, head).
+        parallelFor(B * chunks, threads: threads) { units in
+            for unit in units {
+                let b = unit / chunks, c = unit % chunks
+                for j in (c * C)..<min(Tk, (c + 1) * C) {
+                    let kr = k + (b * Tk + j) * HD
+                    for i in 0..<Tq {
+                        let qr = q + (b * Tq + i) * HD
+                        for h in 0..<H {
+                            probs[((b * H + h) * Tq + i) * Tk + j] = scale * Reduce.dot(qr + h * Dh, kr + h * Dh, Dh)
+                        }
+                    }
+                }
+            }
+        }
+        // 2. Bias, logits, mask and softmax per (item, head, query) row.
+        parallelFor(B * H * Tq, grain: 4, threads: threads) { rows in
+            for row in rows {
+                let b = row / (H * Tq), hi = row % (H * Tq)  // hi = h·Tq + i
+                let S = probs + row * Tk
+                if let bias {
+                    let bh = bias + hi * Tk
+                    for j in 0..<Tk { S[j] += bh[j] }
+                }
+                if let logits { (logits + row * Tk).update(from: S, count: Tk) }
+                if let keyMask {
+                    let km = keyMask + b * Tk
+                    for j in 0..<Tk where km[j] == 0 { S[j] = -.infinity }
+                }
+                Softmax.row(S, S, Tk)
+            }
+        }
+        // 3. Context partials per chunk: out_c (Tq, H·Dh) = Σ_{j in chunk} p_j · v_j, per head.
+        let part = Tq * HD
+        parallelFor(B * chunks, threads: threads) { units in
+            for unit in units {
+                let b = unit / chunks, c = unit % chunks
+                let acc = scratch + unit * part
+                acc.update(repeating: 0, count: part)
+                for j in (c * C)..<min(Tk, (c + 1) * C) {
+                    let vr = v + (b * Tk + j) * HD
+                    for i in 0..<Tq {
+                        for h in 0..<H {
+                            let p = probs[((b * H + h) * Tq + i) * Tk + j]
+                            if p == 0 { continue }  // masked keys (and underflow) add nothing
+                            let o = acc + i * HD + h * Dh, x = vr + h * Dh
+                            var d = 0
+                            let vp = SIMD16<Float>(repeating: p)
+                            while d + 16 <= Dh {
+                                Reduce.store(Reduce.load(o + d) + vp * Reduce.load(x + d), o + d)
+                                d += 16
+                            }
+                            while d < Dh {
+                                o[d] += p * x[d]
+                                d += 1
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // 4. out = Σ_c partial_c in chunk order.
+        parallelFor(B * Tq, threads: threads) { rows in
+            for row in rows {
+                let b = row / Tq, i = row % Tq
+                let o = out + row * HD
+                o.update(from: scratch + (b * chunks) * part + i * HD, count: HD)
+                for c in 1..<max(1, chunks) {
+                    let src = scratch + (b * chunks + c) * part + i * HD
+                    for e in 0..<HD { o[e] += src[e] }
+                }
+            }
+        }
+    }
+}

@@ -20,12 +20,15 @@ public enum Dropout {
         let seeds = (0..<chunks).map { _ in rng.next() }
         // p == 1 drops everything (PyTorch returns zeros), and 1/(1 − p) would be infinite.
         let keep: Float = p < 1 ? 1 / (1 - p) : 0
+        // nextFloat() is x·2⁻²⁴ for the draw's top 24 bits x, exact in Float, so nextFloat() < p
+        // exactly when x < ⌈p·2²⁴⌉: the same mask from an integer compare.
+        let threshold = UInt64((Double(p) * 0x1p24).rounded(.up))
         seeds.withUnsafeBufferPointer { seeds in
             parallelFor(chunks, grain: 4, threads: threads) { r in
                 for c in r {
                     var g = RNG(seed: seeds[c])
                     for i in (c * chunk)..<min(count, (c + 1) * chunk) {
-                        mask[i] = g.nextFloat() < p ? 0 : keep
+                        mask[i] = g.next() >> 40 < threshold ? 0 : keep
                     }
                 }
             }

@@ -1,4 +1,5 @@
-// Gemm: the one wrapper over cblas_sgemm and cblas_sgemv, and their naive twins for tests.
+// Gemm: the one wrapper over cblas_sgemm and matrix-vector products (cblas_sgemv transposed, a
+// row-dot kernel untransposed), and their naive twins for tests.
 import CBLAS
 
 /// Row-major general matrix multiply: `C = alpha · op(A) · op(B) + beta · C`.
@@ -12,19 +13,32 @@ import CBLAS
 /// each one single-threaded sgemm, spread over `parallelFor`. The tiles follow from the shape
 /// alone, so every product, and every gradient built from them, is the same to the bit on any
 /// thread count: a resumed run on another thread count reproduces an uninterrupted one. Tiles
-/// split the longer of C's two sides: each tile re-packs the whole of the operand along the
-/// other side, so splitting M re-packs op(B) and splitting N re-packs op(A) (a 32×32128 lm-head
+/// split one of C's two sides: each tile re-packs the whole of the operand along the other
+/// side, so splitting M re-packs op(B) and splitting N re-packs op(A) (a 32×32128 lm-head
 /// product split by rows ran at 0.4× raw sgemm).
+///
+/// Tile counts trade re-packing against idle cores. Single-threaded sgemm rates (GFLOP/s, CPU
+/// time, OpenBLAS 0.3.21 on Zen 4) of the T5-small FiD products at P = 10 (2000 encoder rows):
+///
+///     product                      whole  16 tiles (old)  8 tiles  2 tiles by rows
+///     2000×512×512 NT (q/k/v/o)       95      91               94       97
+///     2000×2048×512 NT (FFN in)       99      79 (by cols)     92       98
+///     2000×512×2048 NT (FFN out)      99      81               90       98
+///     512×512×2000 TN (weight grad)   98      71               82       95
+///
+/// so a tile now carries at least `minTileWork` multiply-adds (~1.3 ms), counts are powers of two
+/// (even work on 2, 4, 8 cores), and M is split unless N is more than twice M (splitting N of
+/// an FFN-in product measured 10–20 % slower than splitting M even where it re-packs less).
 public enum Gemm {
     /// Most tiles of one product. The count cannot follow the thread count (that would change the
     /// bits), so it is sized for the larger hosts workers run on (the Slurm script gives 8 cores
-    /// per worker) while `minTileRows` keeps tiles large enough that re-packing an operand once
-    /// per tile stays a few percent; on 2 cores the tiles simply queue.
-    @usableFromInline static let maxTiles = 16
-    /// Multiply-adds under which a product is one tile on the calling thread (~40 µs of work):
-    /// attention's per-head products (250×64×250 is 4 M) stay whole, as do small ones where
-    /// dispatch would cost more than it saves.
-    @usableFromInline static let minTileWork = 1 << 22
+    /// per worker) while `minTileWork` keeps the re-packing of an operand once per tile a few
+    /// percent; on 2 cores the tiles simply queue.
+    @usableFromInline static let maxTiles = 8
+    /// Multiply-adds under which a product is one tile on the calling thread (~1.3 ms of work):
+    /// attention's per-head products (250×64×250 is 4 M) stay whole, the 2000×512×512 projections
+    /// split in 2, the 2000×512×2048 feed-forward products in 8.
+    @usableFromInline static let minTileWork = 1 << 27
     /// Least rows (or columns) per tile of C.
     @usableFromInline static let minTileRows = 32
 
@@ -38,10 +52,11 @@ public enum Gemm {
     /// `size` rows or columns per tile, `tiles` tiles.
     @inlinable
     static func tiling(m: Int, n: Int, k: Int) -> (byRows: Bool, size: Int, tiles: Int) {
-        let byRows = m >= n
+        let byRows = 2 * m >= n
         let side = byRows ? m : n
         let work = m * n * Swift.max(k, 1)
-        let want = Swift.max(1, Swift.min(maxTiles, work / minTileWork, side / minTileRows))
+        let most = Swift.max(1, Swift.min(maxTiles, work / minTileWork, side / minTileRows))
+        let want = 1 << (Int.bitWidth - 1 - most.leadingZeroBitCount)  // the power of two ≤ most
         let size = (side + want - 1) / want
         return (byRows, size, (side + size - 1) / size)
     }
@@ -131,7 +146,8 @@ public enum Gemm {
         }
     }
 
-    /// Row-major matrix-vector product: `y = alpha · op(A) · x + beta · y`, through `cblas_sgemv`.
+    /// Row-major matrix-vector product: `y = alpha · op(A) · x + beta · y`: `cblas_sgemv` for Aᵀ,
+    /// `rowDots` for A.
     ///
     /// A is stored (m, n) with leading dimension `lda`; op(A) is A (x has n entries, y has m) or,
     /// with `transA`, Aᵀ (x has m, y has n). One-row products (a decoding step's lm head) run
@@ -164,7 +180,7 @@ public enum Gemm {
             if transA {
                 cblas_sgemv(CblasRowMajor, CblasTrans, Int32(m), Int32(hi - lo), alpha, a + lo, Int32(lda), x, 1, beta, y + lo, 1)
             } else {
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(hi - lo), Int32(n), alpha, a + lo * lda, Int32(lda), x, 1, beta, y + lo, 1)
+                rowDots(lo, hi, n: n, alpha: alpha, a: a, lda: lda, x: x, beta: beta, y: y)
             }
         }
         if tiles == 1 {
@@ -173,6 +189,71 @@ public enum Gemm {
         }
         parallelFor(tiles, threads: threads) { r in
             for t in r { tile(t * size, Swift.min(ny, (t + 1) * size)) }
+        }
+    }
+
+    /// y[i] = alpha · (A row i · x) + beta · y[i] for rows lo..<hi: the untransposed gemv.
+    ///
+    /// OpenBLAS 0.3.21's row-major NoTrans sgemv streams A at about half the transposed kernel's
+    /// rate (ref/perf.md §1.2), and decoding steps run this product on every weight and the lm
+    /// head. The rows split in four quarters walked side by side (rows t, t + q, t + 2q, t + 3q):
+    /// four far-apart sequential streams keep more memory reads in flight than one (measured on
+    /// the 32128×512 lm head, one thread, CPU time: 2.6–3.0 ms = 22–25 GB/s, as OpenBLAS's
+    /// transposed sgemv over a (512, 32128) copy; adjacent rows 4.5 ms, OpenBLAS NoTrans 5.2 ms).
+    /// Each 16-float load of x serves four rows, one SIMD16 accumulator per row. An output's sum
+    /// order depends on n alone, so tiles and thread counts never change a bit.
+    @usableFromInline
+    static func rowDots(
+        _ lo: Int, _ hi: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int, x: UnsafePointer<Float>,
+        beta: Float, y: UnsafeMutablePointer<Float>
+    ) {
+        let full = n & ~15
+        @inline(__always) func finish(_ i: Int, _ dot: Float) {
+            y[i] = beta == 0 ? alpha * dot : alpha * dot + beta * y[i]
+        }
+        let q = (hi - lo) / 4
+        for t in 0..<q {
+            let i0 = lo + t, i1 = i0 + q, i2 = i1 + q, i3 = i2 + q
+            let r0 = a + i0 * lda, r1 = a + i1 * lda, r2 = a + i2 * lda, r3 = a + i3 * lda
+            var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
+            var p = 0
+            while p < full {
+                let xv = Reduce.load(x + p)
+                s0 = s0.addingProduct(Reduce.load(r0 + p), xv)
+                s1 = s1.addingProduct(Reduce.load(r1 + p), xv)
+                s2 = s2.addingProduct(Reduce.load(r2 + p), xv)
+                s3 = s3.addingProduct(Reduce.load(r3 + p), xv)
+                p += 16
+            }
+            var t0 = s0.sum(), t1 = s1.sum(), t2 = s2.sum(), t3 = s3.sum()
+            while p < n {
+                t0 += r0[p] * x[p]
+                t1 += r1[p] * x[p]
+                t2 += r2[p] * x[p]
+                t3 += r3[p] * x[p]
+                p += 1
+            }
+            finish(i0, t0)
+            finish(i1, t1)
+            finish(i2, t2)
+            finish(i3, t3)
+        }
+        var i = lo + 4 * q
+        while i < hi {
+            let r = a + i * lda
+            var s = SIMD16<Float>()
+            var p = 0
+            while p < full {
+                s = s.addingProduct(Reduce.load(r + p), Reduce.load(x + p))
+                p += 16
+            }
+            var t = s.sum()
+            while p < n {
+                t += r[p] * x[p]
+                p += 1
+            }
+            finish(i, t)
+            i += 1
         }
     }
 

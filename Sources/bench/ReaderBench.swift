@@ -38,6 +38,7 @@ enum ReaderBench {
         print(line("train step", monotonicSeconds() - t0, per: 1))
         model.profile = nil
         for warm in [true, false] {
+            let tInit = monotonicSeconds()
             let s = T5Stepper(model: model, questions: 1, passages: batch.P, passageLength: L, inputIds: batch.ids,
                               attentionMask: batch.mask, maxLength: T)
             var logits = [Float](repeating: 0, count: c.vocabSize)
@@ -52,6 +53,7 @@ enum ReaderBench {
             let wall = monotonicSeconds() - t0
             model.profile = nil
             if warm { continue }
+            print("profile P=\(batch.P) \(threads)t stepper init (encoder, cross keys/values) \(fixed((t0 - tInit) * 1000, 1)) ms")
             print(line("greedy step", wall, per: Double(T)))
             // Floats each step reads at least once: decoder weights (less the tiny bias tables),
             // the lm head, every layer's cross keys and values, and on average half the self cache.
@@ -124,7 +126,9 @@ enum ReaderBench {
                              Contender(name: "torch", sample: { try peerSample("gen") })]),
                 ]
                 var medians: [String: (Double, Double)] = [:]
-                for (what, contenders) in rows {
+                // BENCH_READER_PROFILE_ONLY: just the phase profile and memory (quick iterations).
+                let profileOnly = ProcessInfo.processInfo.environment["BENCH_READER_PROFILE_ONLY"] != nil
+                for (what, contenders) in rows where !profileOnly {
                     try Machine.waitForQuiet(settings)
                     let meter = LoadMeter(peers: peer.map { [$0.pid] } ?? [])
                     let stats = try Timing.interleaved(contenders, settings)
@@ -135,10 +139,11 @@ enum ReaderBench {
                     table.add(["\(P)", what, fixed(ours * 1000), torch.isNaN ? "-" : fixed(torch * 1000),
                                torch.isNaN ? "-" : ratio(torch / ours), goal, percent(spread), meter.summary()])
                 }
-                let (og, tg) = medians["gen"]!, (oe, te) = medians["enc"]!
-                let ot = (og - oe) / Double(T), tt = (tg - te) / Double(T)
-                table.add(["\(P)", "token", fixed(ot * 1000, 2), tt.isNaN ? "-" : fixed(tt * 1000, 2),
-                           tt.isNaN ? "-" : ratio(ot / tt), "≤ \(goals.token)", "", ""])
+                if let (og, tg) = medians["gen"], let (oe, te) = medians["enc"] {
+                    let ot = (og - oe) / Double(T), tt = (tg - te) / Double(T)
+                    table.add(["\(P)", "token", fixed(ot * 1000, 2), tt.isNaN ? "-" : fixed(tt * 1000, 2),
+                               tt.isNaN ? "-" : ratio(ot / tt), "≤ \(goals.token)", "", ""])
+                }
                 profile(model, train: train, batch: (P, ids, mask), threads: threads)
                 let plain = model.activationBytes
                 model.useCheckpoint = true

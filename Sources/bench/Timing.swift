@@ -8,6 +8,21 @@ func monotonicSeconds() -> Double {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
+/// What a sample's seconds are: the monotonic clock, or with `BENCH_CLOCK=cpu` this process's
+/// CPU time (every thread's; the Python peers switch the same way, to `time.process_time`). On a
+/// machine shared with other work, CPU time leaves out the time slices other programs take, so
+/// one-thread rows stay comparable; with more threads it adds the threads' times (spinning
+/// included), which is not wall-clock speed.
+let cpuClock = ProcessInfo.processInfo.environment["BENCH_CLOCK"] == "cpu"
+
+/// Seconds on the sampling clock (see `cpuClock`).
+func sampleSeconds() -> Double {
+    guard cpuClock else { return monotonicSeconds() }
+    var ts = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
 /// One thing being timed. `sample()` runs it for at least the minimum sample time and returns
 /// seconds per operation; it may run in this process (`Timing.sample`) or ask a `Peer`.
 struct Contender {
@@ -103,7 +118,7 @@ struct TimingSettings {
     }
 
     var description: String {
-        "median of \(samples) samples (each ≥ \(minTime) s) after \(warmup) warm-up round(s); "
+        "median of \(samples) samples (each ≥ \(minTime) s\(cpuClock ? " of process CPU time, BENCH_CLOCK=cpu" : "")) after \(warmup) warm-up round(s); "
             + "contenders interleaved round-robin, \(settle) s pause before each sample"
             + (quietLoad.map { "; each row waits ≤ \(quietWait) s for other load < \($0) cores" } ?? "")
     }
@@ -113,12 +128,12 @@ enum Timing {
     /// Seconds per call of `body`, calling it until at least `minTime` seconds have passed.
     static func sample(minTime: Double, _ body: () -> Void) -> Double {
         var calls = 0
-        let start = monotonicSeconds()
+        let start = sampleSeconds()
         var elapsed = 0.0
         repeat {
             body()
             calls += 1
-            elapsed = monotonicSeconds() - start
+            elapsed = sampleSeconds() - start
         } while elapsed < minTime
         return elapsed / Double(calls)
     }

@@ -71,6 +71,24 @@ private func gradient(
         #expect(dx == (0..<Self.count).map { x[$0] > 0 ? start[$0] + dy[$0] : start[$0] })
     }
 
+    /// The fused backward through ReLU and a dropout after it writes dy·mask where x > 0 and 0
+    /// elsewhere (over stale values in out), with and without a mask.
+    @Test func reluMaskedBackwardMatchesNaive() {
+        var rng = RNG(seed: 4)
+        let x = rng.uniformArray(Self.count, -1, 1), dy = rng.normalArray(Self.count)
+        let mask = (0..<Self.count).map { _ in rng.nextFloat() < 0.1 ? Float(0) : 1 / 0.9 }
+        for useMask in [true, false] {
+            var out = rng.normalArray(Self.count)
+            x.withUnsafeBufferPointer { px in dy.withUnsafeBufferPointer { pg in mask.withUnsafeBufferPointer { pm in
+                out.withUnsafeMutableBufferPointer {
+                    ReLU.backward(out: $0.baseAddress!, dy: pg.baseAddress!, dropoutMask: useMask ? pm.baseAddress! : nil,
+                                  x: px.baseAddress!, count: Self.count)
+                }
+            } } }
+            #expect(out == (0..<Self.count).map { x[$0] > 0 ? dy[$0] * (useMask ? mask[$0] : 1) : 0 }, "mask \(useMask)")
+        }
+    }
+
     @Test func gradientsMatchFiniteDifferences() {
         var rng = RNG(seed: 3)
         // Keep ReLU inputs off its kink at 0 by more than the finite-difference reach (2·eps).

@@ -338,6 +338,42 @@ private struct Problem {
         }
     }
 
+    /// `fewQueries` (a decoding step's one pass over all heads' keys and values) against the
+    /// Double twin within its Float32 bound, on shapes past one key chunk with a ragged last
+    /// chunk, beams as queries, and a head width that is not a multiple of 16; and the same to
+    /// the bit on any thread count.
+    @Test(arguments: [
+        Attention.Size(batch: 2, heads: 3, queryLength: 1, keyLength: 700, headDim: 64),
+        Attention.Size(batch: 3, heads: 2, queryLength: 4, keyLength: 300, headDim: 5),
+        Attention.Size(batch: 1, heads: 1, queryLength: 1, keyLength: 1, headDim: 1),
+    ])
+    func fewQueriesMatchesNaive(size s: Attention.Size) {
+        let pb = Problem(s, bias: true, keyMask: true, causal: false, scale: 0.5, dropout: 0, seed: 31)
+        let (naive, bound) = pb.naive(dOut: [Float](repeating: 0, count: s.queryCount), dropMask: nil)
+        func run(threads: Int?) -> (out: [Float], probs: [Float], logits: [Float]) {
+            var out = [Float](repeating: .nan, count: s.queryCount)
+            var probs = [Float](repeating: .nan, count: s.probsCount), logits = probs
+            var scratch = [Float](repeating: .nan, count: Attention.fewQueriesScratchCount(s))
+            pb.q.withUnsafeBufferPointer { q in pb.k.withUnsafeBufferPointer { k in pb.v.withUnsafeBufferPointer { v in
+            pb.bias!.withUnsafeBufferPointer { bias in pb.keyMask!.withUnsafeBufferPointer { mask in
+                Attention.fewQueries(
+                    out: &out, probs: &probs, logits: &logits, q: q.baseAddress!, k: k.baseAddress!, v: v.baseAddress!,
+                    bias: bias.baseAddress!, keyMask: mask.baseAddress!, scale: pb.scale, size: s, scratch: &scratch, threads: threads)
+            } } } } }
+            return (out, probs, logits)
+        }
+        let one = run(threads: 1)
+        for (key, got) in [("out", one.out), ("probs", one.probs), ("logits", one.logits)] {
+            let r = compareReduction("fewQueries \(key)", got, naive[key]!, magnitude: bound[key]!, terms: 1)
+            #expect(r.ok, "\(s) \(r)")
+        }
+        for threads in [2, 3, nil] {
+            let got = run(threads: threads)
+            #expect(got.out == one.out && got.probs == one.probs && got.logits == one.logits,
+                    "fewQueries differs between 1 and \(threads.map(String.init) ?? "the global") threads")
+        }
+    }
+
     /// Timing of the two (batch, head) strategies on FiD shapes; run with FIDQ_BENCH=1.
     @Test(.enabled(if: ProcessInfo.processInfo.environment["FIDQ_BENCH"] != nil))
     func benchmarkStrategies() {

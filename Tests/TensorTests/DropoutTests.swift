@@ -37,6 +37,23 @@ import TestSupport
         #expect(m4 != m1)
     }
 
+    /// The mask is the documented draw: chunk c's generator, seeded by the c-th draw of `rng`,
+    /// drops element i when its nextFloat() < p (the kernel compares the integer bits instead).
+    @Test(arguments: [Float(0), 0.1, 0.25, 1 / 3, 0.5, 0.9, 1])
+    func maskIsNextFloatBelowP(p: Float) {
+        let n = 3 * Dropout.chunk + 17
+        var rng = RNG(seed: 77), ref = RNG(seed: 77)
+        var mask = [Float](repeating: .nan, count: n)
+        Dropout.fillMask(&mask, count: n, p: p, rng: &rng)
+        let keep: Float = p < 1 ? 1 / (1 - p) : 0
+        var expected: [Float] = []
+        for _ in 0..<((n + Dropout.chunk - 1) / Dropout.chunk) {
+            var g = RNG(seed: ref.next())
+            for _ in 0..<min(Dropout.chunk, n - expected.count) { expected.append(g.nextFloat() < p ? 0 : keep) }
+        }
+        #expect(mask == expected, "p \(p)")
+    }
+
     @Test func evalAndZeroPAreIdentity() {
         var rng = RNG(seed: 1)
         let x = Tensor(shape: [3, 7], data: rng.normalArray(21))
