@@ -66,18 +66,7 @@ public struct TrainReaderParams: JobParams, Equatable {
         textMaxlength = try positive(.textMaxlength, 200)
         answerMaxlength = try c.require(try c.decode(.answerMaxlength, default: -1), .answerMaxlength,
                                         "-1 (no truncation) or an integer >= 1") { $0 == -1 || $0 >= 1 }
-        trainer.batchSize = try positive(.perGpuBatchSize, 1)
-        trainer.accumulationSteps = try positive(.accumulationSteps, 1)
-        trainer.evalFreq = try positive(.evalFreq, 500)
-        trainer.saveFreq = try positive(.saveFreq, 5000)
-        trainer.evalPrintFreq = try positive(.evalPrintFreq, 1000)
-        trainer.keepLast = try positive(.keepLast, 2)
-        trainer.seed = try c.require(try c.decode(.seed, default: 0), .seed, "an integer >= 0") { $0 >= 0 }
-        do { trainer.optim = try OptimConfig(from: decoder) } catch let e as OptimConfigError {
-            throw DecodingError.dataCorrupted(.init(
-                codingPath: c.codingPath + [AnyCodingKey(stringValue: e.field)],
-                debugDescription: "expected \(e.expected), found \(e.found)" + (e.hint.map { " (\($0))" } ?? "")))
-        }
+        trainer = try TrainerConfig(fidOptionsFrom: decoder)
         useCheckpoint = try c.decode(.useCheckpoint, default: false)
         name = try c.decode(.name, default: "experiment_name")
         checkpointDir = try c.decodeIfPresent(String.self, forKey: .checkpointDir)
@@ -93,26 +82,10 @@ public struct TrainReaderParams: JobParams, Equatable {
         try c.encode(nContext, forKey: .nContext)
         try c.encode(textMaxlength, forKey: .textMaxlength)
         try c.encode(answerMaxlength, forKey: .answerMaxlength)
-        try c.encode(trainer.batchSize, forKey: .perGpuBatchSize)
-        try c.encode(trainer.accumulationSteps, forKey: .accumulationSteps)
-        try c.encode(trainer.evalFreq, forKey: .evalFreq)
-        try c.encode(trainer.saveFreq, forKey: .saveFreq)
-        try c.encode(trainer.evalPrintFreq, forKey: .evalPrintFreq)
-        try c.encode(trainer.keepLast, forKey: .keepLast)
-        try c.encode(trainer.seed, forKey: .seed)
-        let o = trainer.optim
-        try c.encode(o.optim.rawValue, forKey: .optim)
-        try c.encode(o.scheduler.rawValue, forKey: .scheduler)
-        try c.encode(o.lr, forKey: .lr)
-        try c.encode(o.weightDecay, forKey: .weightDecay)
-        try c.encode(o.warmupSteps, forKey: .warmupSteps)
-        try c.encode(o.totalSteps, forKey: .totalSteps)
-        try c.encodeIfPresent(o.schedulerSteps, forKey: .schedulerSteps)
-        try c.encode(o.clip, forKey: .clip)
-        try c.encode(o.fixedLr, forKey: .fixedLr)
         try c.encode(useCheckpoint, forKey: .useCheckpoint)
         try c.encode(name, forKey: .name)
         try c.encodeIfPresent(checkpointDir, forKey: .checkpointDir)
+        try trainer.encodeFiDOptions(to: encoder)
     }
 
     /// Exactly one starting point; a fresh model needs a tokenizer.

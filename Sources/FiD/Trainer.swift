@@ -56,6 +56,54 @@ public struct TrainerConfig: Codable, Equatable, Sendable {
     public var keepLast = 2
 
     public init() {}
+
+    /// FiD's loop and optimizer options, shared by every training kind's params. Each kind lists
+    /// these keys among its own (its strict container refuses unknown keys) and reads them here,
+    /// so the names, defaults and range checks live in one place.
+    public init(fidOptionsFrom decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: AnyCodingKey.self)
+        func positive(_ name: String, _ fallback: Int) throws -> Int {
+            let key = AnyCodingKey(stringValue: name)
+            return try c.require(try c.decode(key, default: fallback), key, "an integer >= 1") { $0 >= 1 }
+        }
+        batchSize = try positive("per_gpu_batch_size", 1)
+        accumulationSteps = try positive("accumulation_steps", 1)
+        evalFreq = try positive("eval_freq", 500)
+        saveFreq = try positive("save_freq", 5000)
+        evalPrintFreq = try positive("eval_print_freq", 1000)
+        keepLast = try positive("keep_last", 2)
+        let seedKey = AnyCodingKey(stringValue: "seed")
+        seed = try c.require(try c.decode(seedKey, default: 0), seedKey, "an integer >= 0") { $0 >= 0 }
+        do { optim = try OptimConfig(from: decoder) } catch let e as OptimConfigError {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: c.codingPath + [AnyCodingKey(stringValue: e.field)],
+                debugDescription: "expected \(e.expected), found \(e.found)" + (e.hint.map { " (\($0))" } ?? "")))
+        }
+    }
+
+    /// Writes the options `init(fidOptionsFrom:)` reads, under FiD's names, beside the kind's own keys.
+    public func encodeFiDOptions(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: AnyCodingKey.self)
+        func put<T: Encodable>(_ value: T?, _ name: String) throws {
+            try c.encodeIfPresent(value, forKey: AnyCodingKey(stringValue: name))
+        }
+        try put(batchSize, "per_gpu_batch_size")
+        try put(accumulationSteps, "accumulation_steps")
+        try put(evalFreq, "eval_freq")
+        try put(saveFreq, "save_freq")
+        try put(evalPrintFreq, "eval_print_freq")
+        try put(keepLast, "keep_last")
+        try put(seed, "seed")
+        try put(optim.optim.rawValue, "optim")
+        try put(optim.scheduler.rawValue, "scheduler")
+        try put(optim.lr, "lr")
+        try put(optim.weightDecay, "weight_decay")
+        try put(optim.warmupSteps, "warmup_steps")
+        try put(optim.totalSteps, "total_steps")
+        try put(optim.schedulerSteps, "scheduler_steps")
+        try put(optim.clip, "clip")
+        try put(optim.fixedLr, "fixed_lr")
+    }
 }
 
 /// The trainer state a checkpoint holds next to the model and optimizer (`trainer_state.json`).
