@@ -1,5 +1,11 @@
-// FiDData: FiD's data files (a JSON list or JSON Lines) read example by example, with FiD's sharding.
+// FiDData: FiD's data files (a JSON list or JSON Lines) read example by example, with FiD's sharding,
+// or indexed by byte range so training reads each example when a batch needs it.
 import Formats
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// A FiD data file streamed one example at a time, so a 10 GB training set never sits in memory.
 ///
@@ -21,13 +27,18 @@ public struct FiDData {
     ///   the file is not FiD data; an empty data set is an error too; or what `body` throws.
     @discardableResult
     public func forEach(shard: Int = 0, of numShards: Int = 1, _ body: (FiDExample) throws -> Void) throws -> Int {
+        try scan(try JSONStream(path: path), shard: shard, of: numShards) { e, _ in try body(e) }
+    }
+
+    /// `forEach`, also handing over each example's element (its bytes, offset and line).
+    @discardableResult
+    func scan(_ stream: JSONStream, shard: Int = 0, of numShards: Int = 1, _ body: (FiDExample, JSONElement) throws -> Void) throws -> Int {
         precondition(numShards >= 1 && shard >= 0 && shard < numShards, "FiDData: shard \(shard) of \(numShards)")
-        let stream = try JSONStream(path: path)
         var count = 0
         func handle(_ e: JSONElement, _ place: String) throws {
             count += 1
             guard Self.inShard(e.index, shard: shard, of: numShards) else { return }
-            try body(try FiDExample(e.value, index: e.index, file: path, where: place))
+            try body(try FiDExample(e.value, index: e.index, file: path, where: place), e)
         }
         guard let first = stream.firstByte else {
             throw FormatError(file: path, location: "", "the file is empty", hint: "FiD data is a JSON list or JSON Lines of examples")
@@ -89,5 +100,124 @@ extension FiDData {
             if !blank { n += 1 }
         }
         return n
+    }
+}
+
+/// Examples read by position: an array in memory (small sets, tests) or an `IndexedFiDData`.
+public protocol FiDExampleSource {
+    var count: Int { get }
+    /// The example at `position` (0-based among this source's examples).
+    /// - Throws: `FormatError` naming the file and the element when it cannot be read.
+    func example(at position: Int) throws -> FiDExample
+}
+
+extension Array: FiDExampleSource where Element == FiDExample {
+    public func example(at position: Int) throws -> FiDExample { self[position] }
+}
+
+extension FiDData {
+    /// Indexes the shard's examples (all by default) in one scan of the mapped file, keeping each
+    /// one's byte range, not the example, so a 10 GB training set costs `IndexedFiDData.bytesPerExample`
+    /// bytes per example.
+    ///
+    /// - Parameter check: called with each example of the shard, parsed during the scan and then
+    ///   dropped (a trainer's checks: errors come at load, as with `load()`); without it, elements
+    ///   are found by structure only and each is parsed first by `example(at:)`.
+    /// - Throws: `FormatError` as `forEach` (with `check`), or for a file that is empty, holds no
+    ///   examples or breaks JSON structure (without); or what `check` throws.
+    public func index(shard: Int = 0, of numShards: Int = 1, check: ((FiDExample) throws -> Void)? = nil) throws -> IndexedFiDData {
+        precondition(numShards >= 1 && shard >= 0 && shard < numShards, "FiDData: shard \(shard) of \(numShards)")
+        let stream = try JSONStream(path: path)
+        var entries: [IndexedFiDData.Entry] = []
+        func entry(_ index: Int, _ offset: Int, _ length: Int, _ line: Int) {
+            entries.append(IndexedFiDData.Entry(index: index, offset: offset, length: length, line: line))
+        }
+        if let check {
+            try scan(stream, shard: shard, of: numShards) { example, e in
+                try check(example)
+                entry(e.index, e.offset, e.bytes.count, e.line)
+            }
+            return IndexedFiDData(path: path, stream: stream, isArray: stream.firstByte == UInt8(ascii: "["), entries: entries)
+        }
+        guard let first = stream.firstByte else {
+            throw FormatError(file: path, location: "", "the file is empty", hint: "FiD data is a JSON list or JSON Lines of examples")
+        }
+        var total = 0
+        if first == UInt8(ascii: "[") {
+            try stream.forEachElement(parse: false) { e in
+                total += 1
+                if Self.inShard(e.index, shard: shard, of: numShards) { entry(e.index, e.offset, e.bytes.count, e.line) }
+            }
+        } else if first == UInt8(ascii: "{") {
+            // JSON Lines: each non-blank line is one example (as `JSONStream.forEachLine` counts them).
+            let raw = stream.bytes
+            var start = 0, line = 1
+            while start < raw.count, let base = raw.baseAddress {
+                var end = raw.count
+                if let hit = memchr(base + start, 0x0A, raw.count - start) { end = UnsafeRawPointer(hit) - base }
+                var k = start
+                while k < end, raw[k] == 0x20 || raw[k] == 0x09 || raw[k] == 0x0D { k += 1 }
+                if k < end {
+                    if Self.inShard(total, shard: shard, of: numShards) { entry(total, start, end - start, line) }
+                    total += 1
+                }
+                start = end + 1
+                line += 1
+            }
+        } else {
+            throw FormatError(file: path, location: "byte 0", "expected '[' (a JSON list) or '{' (JSON Lines of objects)",
+                              hint: "FiD data is a JSON list or JSON Lines of {question, answers, ctxs} objects")
+        }
+        if total == 0 {
+            throw FormatError(file: path, location: "", "holds no examples", hint: "an empty data set cannot be scored or trained on")
+        }
+        return IndexedFiDData(path: path, stream: stream, isArray: first == UInt8(ascii: "["), entries: entries)
+    }
+}
+
+/// A FiD data file's examples by position, each parsed from the mapped file when asked for: the
+/// index holds a byte range per example, never the example (issue 11: NQ train is ~10 GB).
+public final class IndexedFiDData: FiDExampleSource, @unchecked Sendable {
+    /// Where one example lies: its index in the whole file, its bytes, its first line.
+    struct Entry {
+        var index: Int, offset: Int, length: Int, line: Int
+    }
+
+    public let path: String
+    private let stream: JSONStream
+    private let isArray: Bool
+    private let entries: [Entry]
+
+    init(path: String, stream: JSONStream, isArray: Bool, entries: [Entry]) {
+        self.path = path
+        self.stream = stream
+        self.isArray = isArray
+        self.entries = entries
+    }
+
+    /// Examples indexed (the shard's).
+    public var count: Int { entries.count }
+    /// The index's memory per example, whatever the example's size.
+    public static var bytesPerExample: Int { MemoryLayout<Entry>.stride }
+    /// The index's memory in all (its array's capacity).
+    public var indexBytes: Int { entries.capacity * Self.bytesPerExample }
+
+    /// Parses the example at `position` from its bytes (thread-safe: nothing is cached).
+    /// - Throws: `FormatError` naming the file and the element (`[k]` or `line n`) and field.
+    public func example(at position: Int) throws -> FiDExample {
+        precondition(position >= 0 && position < entries.count, "IndexedFiDData: example \(position) of \(entries.count)")
+        let e = entries[position]
+        let place = isArray ? "[\(e.index)]" : "line \(e.line)"
+        let slice = UnsafeRawBufferPointer(rebasing: stream.bytes[e.offset..<(e.offset + e.length)])
+        var parser = JSONParser(bytes: slice)
+        let node: JSONNode
+        do {
+            // An array element's bytes are exactly the value, parsed at the depth the stream parses it.
+            node = isArray ? try parser.parseValue(depth: 1) : try parser.parseDocument()
+        } catch let f as JSONParser.Failure {
+            throw FormatError(file: path, location: place, "\(f.message) at byte \(e.offset + f.offset)",
+                              hint: isArray ? "each element of the list must be a JSON object" : "JSON Lines needs one complete JSON value per line")
+        }
+        return try FiDExample(node, index: e.index, file: path, where: place)
     }
 }

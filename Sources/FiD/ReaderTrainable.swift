@@ -11,16 +11,17 @@ public final class ReaderTrainable: Trainable {
     public let collator: FiDCollator
     /// The tokenizer file copied into every saved folder (nil: none).
     public let tokenizerPath: String?
-    public let train: [FiDExample]
-    public let dev: [FiDExample]?
+    /// Read by position when a batch needs them (an `IndexedFiDData` in a job; arrays in tests).
+    public let train: any FiDExampleSource
+    public let dev: (any FiDExampleSource)?
     /// Questions per eval batch.
     public let evalBatchSize: Int
 
     public var params: ParameterSlab { model.params }
     public var trainCount: Int { train.count }
 
-    public init(model: T5Model, tokenizer: any Tokenizer, tokenizerPath: String?, format: FiDFormat, train: [FiDExample],
-                dev: [FiDExample]?, evalBatchSize: Int, threads: Int?) {
+    public init(model: T5Model, tokenizer: any Tokenizer, tokenizerPath: String?, format: FiDFormat, train: any FiDExampleSource,
+                dev: (any FiDExampleSource)?, evalBatchSize: Int, threads: Int?) {
         self.model = model
         let c = model.config
         collator = FiDCollator(format: format, tokenizer: tokenizer, startId: Int32(c.decoderStartTokenId),
@@ -33,15 +34,15 @@ public final class ReaderTrainable: Trainable {
 
     /// The training batch of `examples`: each target drawn as FiD's Dataset does (`target`, else
     /// a random answer from `rng`, anew each time the example is read).
-    public func batch(examples: [Int], rng: inout RNG) -> T5Batch {
-        let exs = examples.map { train[$0] }
+    public func batch(examples: [Int], rng: inout RNG) throws -> T5Batch {
+        let exs = try examples.map { try train.example(at: $0) }
         // Loading checked that each training example has a target or answers.
         let targets = exs.map { FiDFormat.target($0, rng: &rng)! }
         return collator.collate(exs, targets: targets).batch
     }
 
     public func trainStep(examples: [Int], grads: ParameterSlab, rng: inout RNG) throws -> TrainStepStats {
-        let b = batch(examples: examples, rng: &rng)
+        let b = try batch(examples: examples, rng: &rng)
         let out = model.forward(b, training: true, rng: &rng)
         model.backward(into: grads)
         return TrainStepStats(loss: Double(out.loss ?? .nan), tokens: b.inputIds.count + b.decoderInputIds.count)
@@ -66,7 +67,7 @@ public final class ReaderTrainable: Trainable {
         guard let dev else { return nil }
         var hits = 0, done = 0
         while done < dev.count {
-            let exs = Array(dev[done..<min(dev.count, done + evalBatchSize)])
+            let exs = try (done..<min(dev.count, done + evalBatchSize)).map { try dev.example(at: $0) }
             for (e, p) in zip(exs, try predict(exs)) where ExactMatch.score(p, e.answers) { hits += 1 }
             done += exs.count
             try report(done, dev.count)

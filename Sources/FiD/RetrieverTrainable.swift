@@ -38,7 +38,7 @@ public final class RetrieverTrainable: Trainable {
     var log: (String) -> Void = { _ in }
 
     public var params: ParameterSlab { model.params }
-    public var trainCount: Int { train.examples.count }
+    public var trainCount: Int { train.count }
 
     public init(model: BertRetriever, tokenizerPath: String?, train: RetrieverExamples, dev: RetrieverExamples?, evalBatchSize: Int) {
         self.model = model
@@ -49,7 +49,7 @@ public final class RetrieverTrainable: Trainable {
     }
 
     public func trainStep(examples: [Int], grads: ParameterSlab, rng: inout RNG) throws -> TrainStepStats {
-        let b = train.batch(examples)
+        let b = try train.batch(examples)
         let out = model.forward(b, training: true, rng: &rng)
         model.backward(into: grads)
         return TrainStepStats(loss: Double(out.loss ?? .nan), tokens: b.questionIds.count + b.passageIds.count)
@@ -73,23 +73,25 @@ public final class RetrieverTrainable: Trainable {
     }
 
     func evaluation(_ set: RetrieverExamples, _ report: (Int, Int) throws -> Void = { _, _ in }) throws -> RetrieverEvaluation {
-        let n = set.examples.count, P = set.P
+        let n = set.count, P = set.P
         let ks = [1, 5, 20].filter { $0 <= P }
         var lossSum = 0.0, agree = 0
         var hits = [Int](repeating: 0, count: ks.count), hitsOriginal = [Int](repeating: 0, count: ks.count)
         var start = 0
         while start < n {
             let batch = Array(start..<min(n, start + evalBatchSize))
-            let out = model.forward(set.batch(batch))
+            let prepared = try set.prepared(batch)
+            let out = model.forward(prepared.batch)
             lossSum += Double(out.loss!) * Double(batch.count)
-            for (row, k) in batch.enumerated() {
+            for row in batch.indices {
                 let s = Array(out.scores.data[(row * P)..<((row + 1) * P)])
                 // Ties go against the reader's order (a later passage first), so a collapsed
                 // retriever scoring every passage alike earns no agreement and no recall.
                 let ranking = s.indices.sorted { s[$0] > s[$1] || (s[$0] == s[$1] && $0 > $1) }
                 if ranking[0] == 0 { agree += 1 }
-                if let flags = set.hasAnswer?[k] {
-                    let original = set.originalRank[k].indices.sorted { set.originalRank[k][$0] < set.originalRank[k][$1] }
+                if set.hasAnswerFlags {
+                    let flags = prepared.hasAnswer[row], rank = prepared.originalRank[row]
+                    let original = rank.indices.sorted { rank[$0] < rank[$1] }
                     for (i, top) in ks.enumerated() {
                         if ranking.prefix(top).contains(where: { flags[$0] }) { hits[i] += 1 }
                         if original.prefix(top).contains(where: { flags[$0] }) { hitsOriginal[i] += 1 }
@@ -100,7 +102,7 @@ public final class RetrieverTrainable: Trainable {
             try report(start, n)
         }
         var recall: [String: Double]? = nil, recallOriginal: [String: Double]? = nil
-        if set.hasAnswer != nil {
+        if set.hasAnswerFlags {
             recall = Dictionary(uniqueKeysWithValues: zip(ks.map(String.init), hits.map { Double($0) / Double(n) }))
             recallOriginal = Dictionary(uniqueKeysWithValues: zip(ks.map(String.init), hitsOriginal.map { Double($0) / Double(n) }))
         }

@@ -54,14 +54,29 @@ public struct TrainReaderKind: JobKind {
             model.initialize(seed: UInt64(p.trainer.seed))
         }
         try context.checkCancelled()
-        let train = try field("train_data") { try FiDData(path: context.resolve(p.trainData)).load() }
-        for e in train where e.target == nil && e.answers.isEmpty {
-            throw JobError.permanent("\(context.resolve(p.trainData)) [\(e.index)]: neither 'target' nor 'answers' (training needs one)",
+        // Indexed, not loaded: each example is parsed here for the checks, then again when a batch
+        // needs it. A check failure waits for the scan's end, so a malformed later element still
+        // wins, as when the whole file was loaded first.
+        var noTarget: Int? = nil
+        let train = try field("train_data") {
+            try FiDData(path: context.resolve(p.trainData)).index { e in
+                if noTarget == nil, e.target == nil && e.answers.isEmpty { noTarget = e.index }
+            }
+        }
+        if let k = noTarget {
+            throw JobError.permanent("\(context.resolve(p.trainData)) [\(k)]: neither 'target' nor 'answers' (training needs one)",
                                      field: "params.train_data")
         }
-        let dev = try p.evalData.map { path in try field("eval_data") { try FiDData(path: context.resolve(path)).load() } }
-        if let dev, let e = dev.first(where: { $0.answers.isEmpty }) {
-            throw JobError.permanent("\(context.resolve(p.evalData!)) [\(e.index)]: no 'answers' (exact match compares with them)",
+        var noAnswers: Int? = nil
+        let dev = try p.evalData.map { path in
+            try field("eval_data") {
+                try FiDData(path: context.resolve(path)).index { e in
+                    if noAnswers == nil, e.answers.isEmpty { noAnswers = e.index }
+                }
+            }
+        }
+        if let k = noAnswers {
+            throw JobError.permanent("\(context.resolve(p.evalData!)) [\(k)]: no 'answers' (exact match compares with them)",
                                      field: "params.eval_data")
         }
         guard train.count >= p.trainer.batchSize else {

@@ -29,10 +29,10 @@ public struct TrainRetrieverKind: JobKind {
         t.log = { context.log($0) }
         let c = t.model.config
         context.log("train_retriever '\(p.name)': \(t.trainCount) training examples"
-            + (t.dev.map { ", \($0.examples.count) eval examples" } ?? ", no eval_data")
+            + (t.dev.map { ", \($0.count) eval examples" } ?? ", no eval_data")
             + "; BERT hidden \(c.hiddenSize), \(c.numHiddenLayers) layers, E \(c.embeddingWidth) (projection \(c.projection)), "
             + "\(t.params.count) parameters; n_context \(p.nContext), question/passage length \(p.questionMaxlength)/\(p.passageMaxlength), "
-            + "threads \(context.threads)" + (t.dev?.hasAnswer == nil ? "; answer recall needs hasanswer flags in eval_data" : ""))
+            + "threads \(context.threads)" + (t.dev?.hasAnswerFlags != true ? "; answer recall needs hasanswer flags in eval_data" : ""))
         let result = try Trainer(config: p.trainer, model: t, context: context, label: "train_retriever").run()
         return TrainRetrieverResult(training: result, evaluation: t.lastEvaluation)
     }
@@ -91,8 +91,8 @@ public struct TrainRetrieverKind: JobKind {
         }
         let train = try examples(p.trainData, "train_data")
         let dev = try p.evalData.map { try examples($0, "eval_data") }
-        guard train.examples.count >= p.trainer.batchSize else {
-            throw JobError.permanent("train_data has \(train.examples.count) examples, fewer than per_gpu_batch_size \(p.trainer.batchSize)",
+        guard train.count >= p.trainer.batchSize else {
+            throw JobError.permanent("train_data has \(train.count) examples, fewer than per_gpu_batch_size \(p.trainer.batchSize)",
                                      field: "params.per_gpu_batch_size", hint: "FiD drops the last partial batch: no batch would run")
         }
         return RetrieverTrainable(model: model, tokenizerPath: tokenizerPath, train: train, dev: dev,
