@@ -146,14 +146,7 @@ public struct BertConfig: Codable, Equatable, Sendable {
         if let kind = json["position_embedding_type"] as? String, kind != "absolute" {
             throw ModelLoadError(path: path, "field position_embedding_type is '\(kind)', expected 'absolute'")
         }
-        let config: BertConfig
-        do { config = try JSONDecoder().decode(BertConfig.self, from: data) } catch let DecodingError.dataCorrupted(ctx) {
-            throw ModelLoadError(path: path, ctx.debugDescription)
-        } catch let DecodingError.typeMismatch(_, ctx) {
-            throw ModelLoadError(path: path, "field \(ctx.codingPath.map(\.stringValue).joined(separator: ".")) has the wrong type: \(ctx.debugDescription)")
-        } catch {
-            throw ModelLoadError(path: path, "\(error)")
-        }
+        let config = try ModelFolder.decodeConfig(BertConfig.self, from: data, path: path)
         try config.validate(path: path)
         return config
     }

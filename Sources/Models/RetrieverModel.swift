@@ -48,27 +48,7 @@ public struct RetrieverModel {
     }
 
     public static func tokenizerFile(folder: String, tokenizer: String?) throws -> String {
-        let fm = FileManager.default
-        func search(_ dir: String) -> String? {
-            tokenizerFiles.lazy.map { (dir as NSString).appendingPathComponent($0) }.first { fm.fileExists(atPath: $0) }
-        }
-        if let given = tokenizer {
-            var isDir: ObjCBool = false
-            guard fm.fileExists(atPath: given, isDirectory: &isDir) else {
-                throw ModelLoadError(path: given, "no such tokenizer file or folder (the 'tokenizer' param)",
-                                     hint: "a tokenizer.json, a vocab.txt, or a folder holding one (bert-base-uncased's for FiD's retrievers)")
-            }
-            if !isDir.boolValue { return given }
-            guard let found = search(given) else {
-                throw ModelLoadError(path: given, "holds no tokenizer.json or vocab.txt (the 'tokenizer' param)")
-            }
-            return found
-        }
-        guard let found = search(folder) else {
-            throw ModelLoadError(path: folder, "holds no tokenizer.json or vocab.txt, and no 'tokenizer' param was given",
-                                 hint: "FiD's released retrievers ship none and use bert-base-uncased's: set the 'tokenizer' param")
-        }
-        return found
+        try ModelFolder.tokenizerFile(folder: folder, tokenizer: tokenizer, files: tokenizerFiles, reference: "bert-base-uncased's")
     }
 
     // MARK: - FiD's texts

@@ -130,14 +130,7 @@ public struct T5Config: Codable, Equatable, Sendable {
         {
             throw ModelLoadError(path: path, "fields is_gated_act (\(gated)) and feed_forward_proj ('\(ff)') disagree")
         }
-        let config: T5Config
-        do { config = try JSONDecoder().decode(T5Config.self, from: data) } catch let DecodingError.dataCorrupted(ctx) {
-            throw ModelLoadError(path: path, ctx.debugDescription)
-        } catch let DecodingError.typeMismatch(_, ctx) {
-            throw ModelLoadError(path: path, "field \(ctx.codingPath.map(\.stringValue).joined(separator: ".")) has the wrong type: \(ctx.debugDescription)")
-        } catch {
-            throw ModelLoadError(path: path, "\(error)")
-        }
+        let config = try ModelFolder.decodeConfig(T5Config.self, from: data, path: path)
         try config.validate(path: path)
         return config
     }

@@ -38,29 +38,7 @@ public struct T5Reader {
     /// The tokenizer file to read: `tokenizer` (a file, or a folder searched for `tokenizerFiles`)
     /// when given, else the first of `tokenizerFiles` in `folder`.
     public static func tokenizerFile(folder: String, tokenizer: String?) throws -> String {
-        let fm = FileManager.default
-        func search(_ dir: String) -> String? {
-            tokenizerFiles.lazy.map { (dir as NSString).appendingPathComponent($0) }.first { fm.fileExists(atPath: $0) }
-        }
-        if let given = tokenizer {
-            var isDir: ObjCBool = false
-            guard fm.fileExists(atPath: given, isDirectory: &isDir) else {
-                throw ModelLoadError(path: given, "no such tokenizer file or folder (the 'tokenizer' param)",
-                                     hint: "a tokenizer.json, a spiece.model, or a folder holding one (t5-base's for FiD's readers)")
-            }
-            if !isDir.boolValue { return given }
-            guard let found = search(given) else {
-                throw ModelLoadError(path: given, "holds no tokenizer.json or spiece.model (the 'tokenizer' param)",
-                                     hint: "a folder from save_pretrained of a T5 tokenizer, or the file itself")
-            }
-            return found
-        }
-        guard let found = search(folder) else {
-            throw ModelLoadError(
-                path: folder, "holds no tokenizer.json or spiece.model, and no 'tokenizer' param was given",
-                hint: "FiD's released readers ship none and use t5-base's: set the 'tokenizer' param to t5-base's tokenizer.json, spiece.model or their folder")
-        }
-        return found
+        try ModelFolder.tokenizerFile(folder: folder, tokenizer: tokenizer, files: tokenizerFiles, reference: "t5-base's")
     }
 
     /// Refuses a tokenizer whose ids the model cannot read, or whose padding and end-of-sequence

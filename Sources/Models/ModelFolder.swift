@@ -1,0 +1,48 @@
+// ModelFolder: what the T5 reader and the BERT retriever share when they open a Hugging Face
+// folder: finding the tokenizer file, and turning config.json decoding errors into field names.
+import Foundation
+
+enum ModelFolder {
+    /// The tokenizer file to read: `tokenizer` (a file, or a folder searched for `files`) when
+    /// given, else the first of `files` in `folder`.
+    ///
+    /// - Parameters:
+    ///   - files: the accepted names, in order of preference (`tokenizer.json`, `spiece.model`…).
+    ///   - reference: whose tokenizer FiD's released models use, for the hints ("t5-base's").
+    static func tokenizerFile(folder: String, tokenizer: String?, files: [String], reference: String) throws -> String {
+        let fm = FileManager.default
+        let names = files.joined(separator: " or ")
+        func search(_ dir: String) -> String? {
+            files.lazy.map { (dir as NSString).appendingPathComponent($0) }.first { fm.fileExists(atPath: $0) }
+        }
+        if let given = tokenizer {
+            var isDir: ObjCBool = false
+            guard fm.fileExists(atPath: given, isDirectory: &isDir) else {
+                throw ModelLoadError(path: given, "no such tokenizer file or folder (the 'tokenizer' param)",
+                                     hint: "a \(files.joined(separator: ", a ")), or a folder holding one (\(reference))")
+            }
+            if !isDir.boolValue { return given }
+            guard let found = search(given) else {
+                throw ModelLoadError(path: given, "holds no \(names) (the 'tokenizer' param)",
+                                     hint: "a folder from save_pretrained of the tokenizer, or the file itself")
+            }
+            return found
+        }
+        guard let found = search(folder) else {
+            throw ModelLoadError(path: folder, "holds no \(names), and no 'tokenizer' param was given",
+                                 hint: "FiD's released models ship none and use \(reference): set the 'tokenizer' param to it")
+        }
+        return found
+    }
+
+    /// Decodes a config.json whose architecture was already checked, naming the field that failed.
+    static func decodeConfig<C: Decodable>(_ type: C.Type, from data: Data, path: String) throws -> C {
+        do { return try JSONDecoder().decode(C.self, from: data) } catch let DecodingError.dataCorrupted(ctx) {
+            throw ModelLoadError(path: path, ctx.debugDescription)
+        } catch let DecodingError.typeMismatch(_, ctx) {
+            throw ModelLoadError(path: path, "field \(ctx.codingPath.map(\.stringValue).joined(separator: ".")) has the wrong type: \(ctx.debugDescription)")
+        } catch {
+            throw ModelLoadError(path: path, "\(error)")
+        }
+    }
+}
