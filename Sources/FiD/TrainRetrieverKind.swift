@@ -82,6 +82,7 @@ public struct TrainRetrieverKind: JobKind {
         }
         model.temperature = p.temperature
         model.reduction = p.reduction
+        model.inBatchNegatives = p.inBatchNegatives
         try context.checkCancelled()
         func examples(_ path: String, _ fieldName: String) throws -> RetrieverExamples {
             try field(fieldName) {

@@ -35,6 +35,9 @@ public struct TrainRetrieverParams: JobParams, Equatable {
     public var temperature: Float = 1
     /// `mean` (FiD's element-wise KLDivLoss default) or `batchmean`.
     public var reduction: KLReduction = .mean
+    /// fidq's addition (FiD-KD has none): each question's KL also covers the batch's other
+    /// passages, as target probability 0 (see `BertRetriever.inBatchNegatives`).
+    public var inBatchNegatives = false
     public var trainer = TrainerConfig()
     public var name = "experiment_name"
 
@@ -43,7 +46,7 @@ public struct TrainRetrieverParams: JobParams, Equatable {
         case trainData = "train_data", evalData = "eval_data", modelPath = "model_path", modelConfig = "model_config"
         case nContext = "n_context", questionMaxlength = "question_maxlength", passageMaxlength = "passage_maxlength"
         case indexingDimension = "indexing_dimension", noProjection = "no_projection", noQuestionMask = "no_question_mask"
-        case noPassageMask = "no_passage_mask", extractCLS = "extract_cls"
+        case noPassageMask = "no_passage_mask", extractCLS = "extract_cls", inBatchNegatives = "in_batch_negatives"
         case perGpuBatchSize = "per_gpu_batch_size", accumulationSteps = "accumulation_steps"
         case weightDecay = "weight_decay", warmupSteps = "warmup_steps", totalSteps = "total_steps"
         case schedulerSteps = "scheduler_steps", fixedLr = "fixed_lr"
@@ -76,6 +79,7 @@ public struct TrainRetrieverParams: JobParams, Equatable {
         temperature = try c.require(try c.decode(.temperature, default: Float(1)), .temperature, "a number > 0") { $0 > 0 && $0.isFinite }
         let r = try c.decode(.reduction, default: "mean")
         reduction = try c.require(KLReduction(rawValue: r), .reduction, "\"mean\" (FiD's) or \"batchmean\"") { $0 != nil }!
+        inBatchNegatives = try c.decode(.inBatchNegatives, default: false)
         trainer = try TrainerConfig(fidOptionsFrom: decoder)
         name = try c.decode(.name, default: "experiment_name")
     }
@@ -98,6 +102,7 @@ public struct TrainRetrieverParams: JobParams, Equatable {
         try c.encode(dropout, forKey: .dropout)
         try c.encode(temperature, forKey: .temperature)
         try c.encode(reduction.rawValue, forKey: .reduction)
+        try c.encode(inBatchNegatives, forKey: .inBatchNegatives)
         try c.encode(name, forKey: .name)
         try trainer.encodeFiDOptions(to: encoder)
     }

@@ -77,6 +77,12 @@ public final class BertRetriever {
     public var temperature: Float = 1
     /// The KL reduction (FiD: `mean`).
     public var reduction: KLReduction = .mean
+    /// Also score each question against the other questions' passages in the batch, as passages
+    /// the reader gave probability 0 (DPR's in-batch negatives; FiD-KD has none, so off by
+    /// default). A retriever trained only on its candidates never sees passages unlike them: a
+    /// retriever trained from scratch learns what tells the candidates apart (say, which of one
+    /// person's passages holds the fact) but not what every candidate shares (the person).
+    public var inBatchNegatives = false
 
     let arena = T5Arena()
     var last: Saved?
@@ -222,9 +228,17 @@ public final class BertRetriever {
         var loss: Float? = nil
         var kl: DistillationLoss.Cache? = nil
         if let reader = batch.readerScores {
-            let target = Tensor(shape: [B, P], data: reader.map { $0 / temperature })
-            let (value, cache) = DistillationLoss.forward(retrieverScores: scores, readerScores: target)
-            loss = reduction == .batchmean ? value * Float(P) : value
+            // Columns: each question's own P passages, or all B·P passages of the batch, the
+            // others' as −∞ reader scores (target probability 0).
+            let columns = inBatchNegatives ? B * P : P
+            let pairs = inBatchNegatives ? Self.allScores(q: q, p: p, B: B, P: P, E: E) : scores  // (B, columns)
+            var target = Tensor(shape: [B, columns], data: [Float](repeating: -.infinity, count: B * columns))
+            for b in 0..<B {
+                let first = inBatchNegatives ? b * P : 0
+                for i in 0..<P { target.data[b * columns + first + i] = reader[b * P + i] / temperature }
+            }
+            let (value, cache) = DistillationLoss.forward(retrieverScores: pairs, readerScores: target)
+            loss = value * lossScale(columns: columns, P: P)
             kl = cache
         }
         last = Saved(batch: batch, training: training, q: q, p: p, kl: kl)
@@ -235,6 +249,26 @@ public final class BertRetriever {
     public func forward(_ batch: RetrieverBatch) -> RetrieverOutput {
         var rng = RNG(seed: 0)
         return forward(batch, training: false, rng: &rng)
+    }
+
+    /// DistillationLoss divides by every element (B·columns); FiD's `mean` divides by B·P and
+    /// `batchmean` by B, whatever the columns.
+    func lossScale(columns: Int, P: Int) -> Float {
+        reduction == .batchmean ? Float(columns) : Float(columns) / Float(P)
+    }
+
+    /// score[b, j] = ⟨q_b, p_j⟩ / √E over every passage of the batch. q (B, E), p (B·P, E) → (B, B·P).
+    static func allScores(q: Tensor, p: Tensor, B: Int, P: Int, E: Int) -> Tensor {
+        var s = Tensor.zeros([B, B * P])
+        let scale = 1 / Float(E).squareRoot()
+        for b in 0..<B {
+            for j in 0..<(B * P) {
+                var acc: Float = 0
+                for e in 0..<E { acc += q.data[b * E + e] * p.data[j * E + e] }
+                s.data[b * B * P + j] = acc * scale
+            }
+        }
+        return s
     }
 
     /// score[b, i] = ⟨q_b, p_{b,i}⟩ / √E. q (B, E), p (B·P, E) → (B, P).
@@ -256,17 +290,22 @@ public final class BertRetriever {
         guard let s = last, let kl = s.kl else { preconditionFailure("BertRetriever.backward: needs a forward with reader scores first") }
         precondition(grads.layout == layout, "BertRetriever.backward: gradient slab of another layout")
         let batch = s.batch, B = batch.questions, P = batch.passages, E = embeddingWidth
-        var dScores = Tensor.zeros([B, P])
-        DistillationLoss.backward(dLoss: reduction == .batchmean ? Float(P) : 1, cache: kl, dRetrieverScores: &dScores)
-        // score = ⟨q, p⟩/√E: dq_b = Σ_i ds·p_{b,i}/√E, dp_{b,i} = ds·q_b/√E.
+        let columns = kl.q.shape[1]
+        let inBatch = columns != P
+        var dScores = Tensor.zeros([B, columns])
+        DistillationLoss.backward(dLoss: lossScale(columns: columns, P: P), cache: kl, dRetrieverScores: &dScores)
+        // score = ⟨q_b, p_j⟩/√E: dq_b = Σ_j ds·p_j/√E, dp_j = Σ_b ds·q_b/√E, where j runs over
+        // question b's passages, or over the whole batch's with in-batch negatives.
         let scale = 1 / Float(E).squareRoot()
         var dq = Tensor.zeros([B, E]), dp = Tensor.zeros([B * P, E])
         for b in 0..<B {
-            for i in 0..<P {
-                let g = dScores.data[b * P + i] * scale
+            for c in 0..<columns {
+                let j = inBatch ? c : b * P + c
+                let g = dScores.data[b * columns + c] * scale
+                if g == 0 { continue }
                 for e in 0..<E {
-                    dq.data[b * E + e] += g * s.p.data[(b * P + i) * E + e]
-                    dp.data[(b * P + i) * E + e] += g * s.q.data[b * E + e]
+                    dq.data[b * E + e] += g * s.p.data[j * E + e]
+                    dp.data[j * E + e] += g * s.q.data[b * E + e]
                 }
             }
         }

@@ -143,3 +143,72 @@ struct BertRetrieverTests {
         }
     }
 }
+
+/// `inBatchNegatives`: each question's KL also covers the other questions' passages as target
+/// probability 0 (fidq's addition to FiD-KD, used by the demo).
+struct BertRetrieverInBatchNegativesTests {
+    /// The loss by the textbook formula in Double from the model's own embeddings: scores
+    /// ⟨q_b, p_j⟩/√E over all B·P passages, target softmax(reader/T) on b's own P and 0 elsewhere,
+    /// Σ_b Σ_j t·(log t − log softmax(s)) / (B·P) (FiD's `mean` counts only the real pairs).
+    static func naiveLoss(_ model: BertRetriever, _ batch: RetrieverBatch) -> Double {
+        let out = model.forward(batch)
+        let B = batch.questions, P = batch.passages, E = model.embeddingWidth
+        let q = out.questionEmbeddings.data, p = out.passageEmbeddings.data
+        var total = 0.0
+        for b in 0..<B {
+            let s = (0..<(B * P)).map { j in
+                (0..<E).reduce(0.0) { $0 + Double(q[b * E + $1]) * Double(p[j * E + $1]) } / Double(E).squareRoot()
+            }
+            let r = (0..<P).map { Double(batch.readerScores![b * P + $0]) / Double(model.temperature) }
+            let zs = s.reduce(0) { $0 + exp($1) }, zr = r.reduce(0) { $0 + exp($1) }
+            for i in 0..<P {
+                let t = exp(r[i]) / zr
+                total += t * (log(t) - log(exp(s[b * P + i]) / zs))
+            }
+        }
+        return total / Double(B * P)
+    }
+
+    @Test func lossIsTheKLOverTheWholeBatchsPassages() throws {
+        let f = try BertFixture("proj_mean")
+        try #require(f.batch.questions >= 2, "the fixture batch needs two questions to have in-batch negatives")
+        let plain = f.model.forward(f.batch).loss!
+        f.model.inBatchNegatives = true
+        defer { f.model.inBatchNegatives = false }
+        let withNegatives = f.model.forward(f.batch).loss!
+        let naive = Self.naiveLoss(f.model, f.batch)
+        // float32 scores and log-sum-exps: a relative error of a few hundred ulps at most.
+        #expect(abs(Double(withNegatives) - naive) <= 1e-4 * max(naive, 1e-3), "in-batch loss \(withNegatives), naive \(naive)")
+        // Other questions' passages can only take probability away from the reader's choice.
+        #expect(withNegatives > plain, "in-batch loss \(withNegatives) should exceed the plain loss \(plain)")
+        // batchmean divides by B instead of B·P.
+        f.model.reduction = .batchmean
+        defer { f.model.reduction = .mean }
+        let batchmean = f.model.forward(f.batch).loss!
+        #expect(abs(Double(batchmean) - naive * Double(f.batch.passages)) <= 1e-4 * naive * Double(f.batch.passages))
+    }
+
+    @Test func gradientMatchesFiniteDifferences() throws {
+        let f = try BertFixture("proj_mean")
+        f.model.inBatchNegatives = true
+        defer { f.model.inBatchNegatives = false }
+        let grads = ParameterSlab(layout: f.model.layout)
+        _ = f.model.forward(f.batch)
+        f.model.backward(into: grads)
+        for name in ["encoder.layer.0.attention.self.query.weight", "proj.weight", "embeddings.word_embeddings.weight"] {
+            let w = f.model.params[name], g = grads[name]
+            // The word embeddings' rows of tokens in the batch (row 0 is padding).
+            let rows = name.hasPrefix("embeddings.word") ? f.batch.passageIds.prefix(3).map { Int($0) * f.model.config.D } : [0, 5, 11]
+            for i in rows {
+                let keep = w[i], h: Float = 1e-2
+                w[i] = keep + h
+                let up = Double(f.model.forward(f.batch).loss!)
+                w[i] = keep - h
+                let down = Double(f.model.forward(f.batch).loss!)
+                w[i] = keep
+                let numeric = (up - down) / Double(2 * h)
+                #expect(abs(numeric - Double(g[i])) <= 2e-2 * max(abs(numeric), 1e-3), "\(name)[\(i)]: numeric \(numeric), analytic \(g[i])")
+            }
+        }
+    }
+}
