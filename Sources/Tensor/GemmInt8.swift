@@ -90,8 +90,9 @@ extension Gemm {
         deinit { buffer.deallocate() }
     }
 
-    /// `out[q·ldo + r] = Σ_j code[r][j] · query[q][j]` for the packed block's rows (padded to
-    /// `codes.paddedRows`; padding rows give 0) and queries `queries` of `packed`: exact Int32.
+    /// `out[(q − queries.lowerBound)·ldo + r] = Σ_j code[r][j] · query[q][j]` for the packed
+    /// block's rows (padded to `codes.paddedRows`; padding rows give 0) and the queries in
+    /// `queries`: exact Int32, out (Q, rows) so each query's scores over the block are contiguous.
     /// Single-threaded: callers split rows over threads (each with its own `PackedCodes8`).
     public static func dotsU8S8(
         codes: PackedCodes8, queries packed: PackedQueries8, _ queries: Range<Int>, out: UnsafeMutablePointer<Int32>, ldo: Int

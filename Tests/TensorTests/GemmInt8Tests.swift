@@ -28,15 +28,17 @@ import Testing
         Gemm.dotsU8S8Naive(codes: codes, rows: rows, ldc: ldc, queries: queries, count: nq, ldq: ldq, dim: dim, out: &naive, ldo: rows)
         for kernel in Self.kernels {
             let packed = Gemm.PackedCodes8(kernel: kernel, dim: dim)
-            // A bigger block first, so the reused buffer must be overwritten, not assumed fresh.
-            packed.pack(codes, rows: rows, ldc: ldc)
+            // Another block first, so the reused buffer must be overwritten, not assumed fresh.
+            packed.pack(codes.reversed(), rows: rows, ldc: ldc)
             packed.pack(codes, rows: rows, ldc: ldc)
             let pq = Gemm.PackedQueries8(queries, count: nq, ldq: ldq, dim: dim, kernel: kernel)
             let ldo = packed.paddedRows + 5
             var out = [Int32](repeating: -1, count: nq * ldo)
             let lo = nq / 3
-            Gemm.dotsU8S8(codes: packed, queries: pq, lo..<nq, out: &out, ldo: ldo)
-            Gemm.dotsU8S8(codes: packed, queries: pq, 0..<lo, out: &out, ldo: ldo)
+            out.withUnsafeMutableBufferPointer { o in
+                Gemm.dotsU8S8(codes: packed, queries: pq, lo..<nq, out: o.baseAddress! + lo * ldo, ldo: ldo)
+                Gemm.dotsU8S8(codes: packed, queries: pq, 0..<lo, out: o.baseAddress!, ldo: ldo)
+            }
             var bad = 0
             for q in 0..<nq {
                 for r in 0..<rows where out[q * ldo + r] != naive[q * rows + r] { bad += 1 }
