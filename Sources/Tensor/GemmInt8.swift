@@ -39,7 +39,10 @@ extension Gemm {
         public let dim: Int
         public private(set) var rows = 0
         /// Rows a product writes per query: `rows` rounded up to the kernel's tile.
-        public var paddedRows: Int { fidq_dot8_padded_rows(kernel.rawValue, rows) }
+        public var paddedRows: Int { Self.paddedRows(rows, kernel: kernel) }
+
+        /// `rows` rounded up to the kernel's tile: the least `ldo` of a product over that many rows.
+        public static func paddedRows(_ rows: Int, kernel: Int8Kernel) -> Int { fidq_dot8_padded_rows(kernel.rawValue, rows) }
         private var buffer: UnsafeMutableRawPointer?
         private var capacity = 0
 
