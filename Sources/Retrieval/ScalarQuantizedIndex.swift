@@ -23,7 +23,8 @@ public final class ScalarQuantizedIndex {
     private let reader: IndexFileReader?
     private let codeOffset: Int
 
-    private func codes() -> UnsafePointer<UInt8> {
+    /// (N, E) codes.
+    func codes() -> UnsafePointer<UInt8> {
         if let reader { return (reader.file.base + codeOffset).assumingMemoryBound(to: UInt8.self) }
         return owned.withUnsafeBufferPointer { $0.baseAddress! }
     }
@@ -127,23 +128,7 @@ public final class ScalarQuantizedIndex {
         precondition(k >= 1 && blockRows >= 1)
         let candidates = exact == nil ? k : k * max(1, rerank)
         let dim = self.dim
-        // Int8 queries (B, E), their scales (B) and constants q·min (B).
-        var quantized = [Int8](repeating: 0, count: max(1, qn * dim))
-        var scale = [Float](repeating: 1, count: max(1, qn))
-        var bias = [Float](repeating: 0, count: max(1, qn))
-        var scaled = [Float](repeating: 0, count: max(1, dim))
-        for q in 0..<qn {
-            var s: Float = 0, top: Float = 0
-            for j in 0..<dim {
-                scaled[j] = queries[q * dim + j] * step[j]
-                top = max(top, abs(scaled[j]))
-                s += queries[q * dim + j] * minimum[j]
-            }
-            bias[q] = s
-            let unit = top > 0 ? top / 127 : 1
-            scale[q] = unit
-            for j in 0..<dim { quantized[q * dim + j] = Int8(max(-127, min(127, (scaled[j] / unit).rounded()))) }
-        }
+        let (quantized, scale, bias) = quantize(queries: queries, count: qn)
         let packedQueries = Gemm.PackedQueries8(quantized, count: qn, ldq: dim, dim: dim, kernel: kernel)
         let blocks = stride(from: 0, to: count, by: blockRows).map { ($0, min(count, $0 + blockRows)) }
         let threadCount = max(1, min(threads ?? Threads.count, blocks.count))
@@ -202,6 +187,29 @@ public final class ScalarQuantizedIndex {
             }
         }
         return out
+    }
+
+    /// Each query's q_j·step_j rounded to Int8 on its own scale: (B, E) values in −127…127, (B)
+    /// scales s = max_j |q_j·step_j| / 127 (1 for a zero row) and (B) constants q·min, so that
+    /// q·x ≈ s · Σ_j iq_j·code_j + q·min.
+    func quantize(queries: UnsafePointer<Float>, count qn: Int) -> (values: [Int8], scale: [Float], bias: [Float]) {
+        var values = [Int8](repeating: 0, count: max(1, qn * dim))
+        var scale = [Float](repeating: 1, count: max(1, qn))
+        var bias = [Float](repeating: 0, count: max(1, qn))
+        var scaled = [Float](repeating: 0, count: max(1, dim))
+        for q in 0..<qn {
+            var s: Float = 0, top: Float = 0
+            for j in 0..<dim {
+                scaled[j] = queries[q * dim + j] * step[j]
+                top = max(top, abs(scaled[j]))
+                s += queries[q * dim + j] * minimum[j]
+            }
+            bias[q] = s
+            let unit = top > 0 ? top / 127 : 1
+            scale[q] = unit
+            for j in 0..<dim { values[q * dim + j] = Int8(max(-127, min(127, (scaled[j] / unit).rounded()))) }
+        }
+        return (values, scale, bias)
     }
 
     /// Offers one query's approximate scores over a block, `Float(dot) · scale + bias`, to its
