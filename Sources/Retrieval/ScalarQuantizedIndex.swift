@@ -128,18 +128,18 @@ public final class ScalarQuantizedIndex {
         precondition(k >= 1 && blockRows >= 1)
         let candidates = exact == nil ? k : k * max(1, rerank)
         let dim = self.dim
-        let (quantized, scale, bias) = quantize(queries: queries, count: qn)
+        let (quantized, scale, bias) = quantize(queries: queries, count: qn)  // (B, E) Int8, (B), (B)
         let packedQueries = Gemm.PackedQueries8(quantized, count: qn, ldq: dim, dim: dim, kernel: kernel)
         let blocks = stride(from: 0, to: count, by: blockRows).map { ($0, min(count, $0 + blockRows)) }
         let threadCount = max(1, min(threads ?? Threads.count, blocks.count))
         let parts = (0..<threadCount).map { _ in TopK(queries: qn, k: candidates) }
-        let codes = self.codes()
+        let codes = self.codes()  // (N, E)
         let chunk = 128  // queries per product: a (128, blockRows) Int32 score block
         scale.withUnsafeBufferPointer { scale in
             bias.withUnsafeBufferPointer { bias in
                 parallelFor(threadCount, threads: threadCount) { range in
                     for t in range {
-                        let packed = Gemm.PackedCodes8(kernel: kernel, dim: dim)
+                        let packed = Gemm.PackedCodes8(kernel: kernel, dim: dim)  // (rows, E) block, packed
                         let ldo = Gemm.PackedCodes8.paddedRows(blockRows, kernel: kernel)
                         let dots = UnsafeMutablePointer<Int32>.allocate(capacity: chunk * ldo)  // (Q chunk, rows)
                         defer { dots.deallocate() }
@@ -174,7 +174,7 @@ public final class ScalarQuantizedIndex {
                     scores.deallocate()
                 }
                 for q in range {
-                    let cand = TopK.merge(parts, query: q, k: candidates)
+                    let cand = TopK.merge(parts, query: q, k: candidates)  // (C) hits
                     for (i, h) in cand.enumerated() {
                         let (s, l) = exact.locate(h.row)
                         (rows + i * dim).update(from: exact.shards[s].rows(l, l + 1, scratch: row), count: dim)
