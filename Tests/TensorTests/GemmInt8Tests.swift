@@ -1,5 +1,6 @@
 // GemmInt8Tests: every 8-bit product kernel this CPU runs against the naive twin, for equality
 // (exact integer arithmetic), on odd shapes and at the overflow bound.
+import Foundation
 import Testing
 @testable import Tensor
 
@@ -12,6 +13,11 @@ import Testing
         #expect(Gemm.Int8Kernel.best.isSupported)
         #expect(Self.kernels.contains(.portable))
         #expect(Gemm.int8MaxDim == 66311)
+        // FIDQ_DOT8_KERNEL (ops/test-coretypes sets avx2 under the AVX2-only core types) must take
+        // when it names a supported kernel; otherwise the fastest supported one runs.
+        let name = ProcessInfo.processInfo.environment["FIDQ_DOT8_KERNEL"] ?? ""
+        let named = Gemm.Int8Kernel.allCases.first { "\($0)" == name && $0.isSupported }
+        #expect(Gemm.Int8Kernel.best == named ?? Self.kernels.last!, "FIDQ_DOT8_KERNEL=\(name), best \(Gemm.Int8Kernel.best)")
     }
 
     /// (rows, queries, dim): tails of every tile (32/16 rows, 8/6 queries, 4/2 dims) and a
