@@ -31,7 +31,10 @@ let package = Package(
         // JSON (strict reader, big-array scanner, Python-layout writer) and DPR's TSV, shared by
         // Tensor, Fetch, Retrieval and FiD. Scans multi-GB files: optimised even in debug.
         .target(name: "Formats", swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
-        .target(name: "Tensor", dependencies: ["CBLAS", "Formats"], swiftSettings: kernelFlags),
+        // The 8-bit product's kernels (AVX-512 VNNI / AVX2 / portable, chosen at run time): C,
+        // because Swift has no vector intrinsics (Sources/CDot8/Dot8.c says why). Optimised even in debug.
+        .target(name: "CDot8", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CDot8", "Formats"], swiftSettings: kernelFlags),
         .target(name: "Tokenizers", swiftSettings: kernelFlags),
         .target(name: "Jobs", dependencies: [.product(name: "Logging", package: "swift-log")]),
         // Test-only parts of the queue (fault-injecting file system, the test.record kind, crash

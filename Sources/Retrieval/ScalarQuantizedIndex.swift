@@ -1,14 +1,14 @@
-// ScalarQuantizedIndex: `sq8`, 8-bit per-dimension scalar quantisation, gemm scan over decoded blocks, float32 re-rank.
+// ScalarQuantizedIndex: `sq8`, 8-bit per-dimension scalar quantisation, scanned by the 8-bit product with Int8 queries, float32 re-rank.
 import Tensor
 
 /// 8-bit scalar quantisation (faiss `QT_8bit`: per dimension, `x ≈ min + code · step`, step =
 /// (max − min)/255 over the indexed rows), a quarter of the float32 corpus in memory.
 ///
-/// Search multiplies the codes directly: q·x ≈ q·min + Σ_j (q_j·step_j)·code_j, so a block is
-/// widened from bytes to floats (no dequantisation arithmetic) and goes through the gemm wrapper
-/// with the scaled queries, the per-query constant added before the fused top-k scan. The best
-/// `rerank · k` candidates are then re-scored exactly from the float32/float16 shards when those
-/// are given (they are read only at those rows).
+/// Search multiplies the codes directly: q·x ≈ q·min + Σ_j (q_j·step_j)·code_j, with q_j·step_j
+/// rounded to Int8 per query, so a block goes through the wrapper's 8-bit product as bytes (no
+/// dequantisation, no widening to floats), the per-query scale and constant applied in the fused
+/// top-k scan. The best `rerank · k` candidates are then re-scored exactly from the
+/// float32/float16 shards when those are given (they are read only at those rows).
 public final class ScalarQuantizedIndex {
     static let magic = "FIDQSQ8\u{0}", version: UInt32 = 1
 
@@ -23,7 +23,8 @@ public final class ScalarQuantizedIndex {
     private let reader: IndexFileReader?
     private let codeOffset: Int
 
-    private func codes() -> UnsafePointer<UInt8> {
+    /// (N, E) codes.
+    func codes() -> UnsafePointer<UInt8> {
         if let reader { return (reader.file.base + codeOffset).assumingMemoryBound(to: UInt8.self) }
         return owned.withUnsafeBufferPointer { $0.baseAddress! }
     }
@@ -109,73 +110,128 @@ public final class ScalarQuantizedIndex {
 
     /// Top `k` per query ((B, E) row-major): `rerank · k` candidates by the codes, re-scored from
     /// `exact` (the shards the index was built from) when given, else the approximate scores.
+    ///
+    /// The scan is an 8-bit product (`Gemm.dotsU8S8`): each query's q_j·step_j is rounded to
+    /// Int8 on its own scale s (max |q_j·step_j| / 127), so the approximate score is
+    /// s · Σ_j iq_j·code_j + q·min, the sum exact in Int32. On Zen 4 (AVX-512 VNNI) that product
+    /// runs ~4.5× the multiply-adds of float32 sgemm, on AVX2-only CPUs ~1.7×; the query's
+    /// rounding adds about as much noise as the codes' own, which the float32 re-rank absorbs.
+    ///
+    /// - Parameters:
+    ///   - blockRows: corpus rows packed at a time per thread (the packed block and one query
+    ///     chunk's scores stay in L2).
+    ///   - kernel: the 8-bit product's kernel (every kernel gives the same result).
     public func search(
         queries: UnsafePointer<Float>, queryCount qn: Int, k: Int, rerank: Int = 4, exact: FlatIndex? = nil,
-        threads: Int? = nil, blockRows: Int = 8192
+        threads: Int? = nil, blockRows: Int = 512, kernel: Gemm.Int8Kernel = .best
     ) -> [[Hit]] {
+        precondition(k >= 1 && blockRows >= 1)
         let candidates = exact == nil ? k : k * max(1, rerank)
-        // Scaled queries (B, E) and their constants (B).
-        var scaled = [Float](repeating: 0, count: qn * dim)
-        var bias = [Float](repeating: 0, count: qn)
-        for q in 0..<qn {
-            var s: Float = 0
-            for j in 0..<dim {
-                scaled[q * dim + j] = queries[q * dim + j] * step[j]
-                s += queries[q * dim + j] * minimum[j]
-            }
-            bias[q] = s
-        }
+        let dim = self.dim
+        let (quantized, scale, bias) = quantize(queries: queries, count: qn)  // (B, E) Int8, (B), (B)
+        let packedQueries = Gemm.PackedQueries8(quantized, count: qn, ldq: dim, dim: dim, kernel: kernel)
         let blocks = stride(from: 0, to: count, by: blockRows).map { ($0, min(count, $0 + blockRows)) }
         let threadCount = max(1, min(threads ?? Threads.count, blocks.count))
         let parts = (0..<threadCount).map { _ in TopK(queries: qn, k: candidates) }
-        let codes = self.codes(), dim = self.dim
-        scaled.withUnsafeBufferPointer { sq in
+        let codes = self.codes()  // (N, E)
+        let chunk = 128  // queries per product: a (128, blockRows) Int32 score block
+        scale.withUnsafeBufferPointer { scale in
             bias.withUnsafeBufferPointer { bias in
                 parallelFor(threadCount, threads: threadCount) { range in
                     for t in range {
-                        let widened = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * dim)  // (rows, E)
-                        let scores = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * max(qn, 1))  // (rows, Q)
-                        defer {
-                            widened.deallocate()
-                            scores.deallocate()
-                        }
+                        let packed = Gemm.PackedCodes8(kernel: kernel, dim: dim)  // (rows, E) block, packed
+                        let ldo = Gemm.PackedCodes8.paddedRows(blockRows, kernel: kernel)
+                        let dots = UnsafeMutablePointer<Int32>.allocate(capacity: chunk * ldo)  // (Q chunk, rows)
+                        defer { dots.deallocate() }
                         let lo = t * blocks.count / threadCount, hi = (t + 1) * blocks.count / threadCount
                         for (b0, b1) in blocks[lo..<hi] {
-                            let n = b1 - b0
-                            let src = codes + b0 * dim
-                            for i in 0..<(n * dim) { widened[i] = Float(src[i]) }
-                            // Every row starts from the queries' constants: beta = 1 adds the product.
-                            for r in 0..<n { (scores + r * qn).update(from: bias.baseAddress!, count: qn) }
-                            Gemm.gemm(
-                                transB: true, m: n, n: qn, k: dim, a: widened, lda: dim, b: sq.baseAddress!, ldb: dim,
-                                beta: 1, c: scores, ldc: qn, threads: 1)
-                            parts[t].scan(block: scores, rows: n, ld: qn, firstRow: b0)
+                            packed.pack(codes + b0 * dim, rows: b1 - b0, ldc: dim)
+                            var q0 = 0
+                            while q0 < qn {
+                                let q1 = min(qn, q0 + chunk)
+                                Gemm.dotsU8S8(codes: packed, queries: packedQueries, q0..<q1, out: dots, ldo: ldo)
+                                for q in q0..<q1 {
+                                    Self.offer(parts[t], query: q, dots: dots + (q - q0) * ldo, count: b1 - b0, scale: scale[q], bias: bias[q], firstRow: b0)
+                                }
+                                q0 = q1
+                            }
                         }
                     }
                 }
             }
         }
-        var out: [[Hit]] = []
-        let row = UnsafeMutablePointer<Float>.allocate(capacity: dim)
-        defer { row.deallocate() }
-        for q in 0..<qn {
-            let cand = TopK.merge(parts, query: q, k: candidates)
-            guard let exact else {
-                out.append(cand)
-                continue
+        guard let exact else { return (0..<qn).map { TopK.merge(parts, query: $0, k: candidates) } }
+        // Re-rank: each query's candidate rows gathered (C, E) and scored exactly by one gemv.
+        var out = [[Hit]](repeating: [], count: qn)
+        out.withUnsafeMutableBufferPointer { out in
+            parallelFor(qn, grain: 8, threads: threads) { range in
+                let rows = UnsafeMutablePointer<Float>.allocate(capacity: max(1, candidates * dim))  // (C, E)
+                let row = UnsafeMutablePointer<Float>.allocate(capacity: max(1, dim))
+                let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(1, candidates))  // (C)
+                defer {
+                    rows.deallocate()
+                    row.deallocate()
+                    scores.deallocate()
+                }
+                for q in range {
+                    let cand = TopK.merge(parts, query: q, k: candidates)  // (C) hits
+                    for (i, h) in cand.enumerated() {
+                        let (s, l) = exact.locate(h.row)
+                        (rows + i * dim).update(from: exact.shards[s].rows(l, l + 1, scratch: row), count: dim)
+                    }
+                    Gemm.gemv(m: cand.count, n: dim, a: rows, lda: dim, x: queries + q * dim, y: scores, threads: 1)
+                    var rescored = cand.enumerated().map { Hit(row: $0.element.row, score: scores[$0.offset]) }
+                    rescored.sort(by: Hit.better)
+                    out[q] = Array(rescored.prefix(k))
+                }
             }
-            var rescored: [Hit] = []
-            rescored.reserveCapacity(cand.count)
-            for h in cand {
-                let (s, l) = exact.locate(h.row)
-                let p = exact.shards[s].rows(l, l + 1, scratch: row)
-                var dot: Float = 0
-                for j in 0..<dim { dot += p[j] * queries[q * dim + j] }
-                rescored.append(Hit(row: h.row, score: dot))
-            }
-            rescored.sort(by: Hit.better)
-            out.append(Array(rescored.prefix(k)))
         }
         return out
+    }
+
+    /// Each query's q_j·step_j rounded to Int8 on its own scale: (B, E) values in −127…127, (B)
+    /// scales s = max_j |q_j·step_j| / 127 (1 for a zero row) and (B) constants q·min, so that
+    /// q·x ≈ s · Σ_j iq_j·code_j + q·min.
+    func quantize(queries: UnsafePointer<Float>, count qn: Int) -> (values: [Int8], scale: [Float], bias: [Float]) {
+        var values = [Int8](repeating: 0, count: max(1, qn * dim))
+        var scale = [Float](repeating: 1, count: max(1, qn))
+        var bias = [Float](repeating: 0, count: max(1, qn))
+        var scaled = [Float](repeating: 0, count: max(1, dim))
+        for q in 0..<qn {
+            var s: Float = 0, top: Float = 0
+            for j in 0..<dim {
+                scaled[j] = queries[q * dim + j] * step[j]
+                top = max(top, abs(scaled[j]))
+                s += queries[q * dim + j] * minimum[j]
+            }
+            bias[q] = s
+            let unit = top > 0 ? top / 127 : 1
+            scale[q] = unit
+            for j in 0..<dim { values[q * dim + j] = Int8(max(-127, min(127, (scaled[j] / unit).rounded()))) }
+        }
+        return (values, scale, bias)
+    }
+
+    /// Offers one query's approximate scores over a block, `Float(dot) · scale + bias`, to its
+    /// heap. The score is monotone in the dot (scale > 0, each rounding monotone), so a run of 32
+    /// whose largest dot scores below the running k-th score is skipped whole: an integer max
+    /// per run (it vectorises; Swift's SIMD masks here did not).
+    @inline(__always)
+    static func offer(
+        _ heap: TopK, query q: Int, dots: UnsafePointer<Int32>, count n: Int, scale: Float, bias: Float, firstRow: Int
+    ) {
+        var r = 0
+        while r < n {
+            let end = min(n, r + 32)
+            var top = Int32.min
+            for i in r..<end { top = max(top, dots[i]) }
+            if Float(top) * scale + bias >= heap.threshold[q] {
+                for i in r..<end {
+                    let v = Float(dots[i]) * scale + bias
+                    if v >= heap.threshold[q] { heap.push(q, score: v, row: firstRow + i) }
+                }
+            }
+            r = end
+        }
     }
 }

@@ -49,6 +49,57 @@ import Testing
         #expect(throws: RetrievalError.self) { try ProductQuantizedIndex(path: path) }
     }
 
+    /// Uniform data, as the benchmark's: recall@10 against exact search with the re-rank and
+    /// without, the same hits and scores from every 8-bit kernel this CPU runs, and every
+    /// approximate score within the bound its roundings allow.
+    @Test func sq8UniformRecallKernelsAndBound() throws {
+        let folder = ShardFolder()
+        defer { folder.remove() }
+        var rng = RNG(seed: 21)
+        let dim = 96, n = 5000, qn = 30, k = 10
+        let rows = rng.uniformArray(n * dim)
+        try folder.write(index: 0, rows: rows, dim: dim, storage: .float32, firstID: 0)
+        let shards = try EmbeddingShard.open(glob: folder.dir + "/passages_*")
+        let flat = try FlatIndex(shards: shards)
+        let queries = rng.uniformArray(qn * dim)
+        let exact = flat.search(queries: queries, queryCount: qn, k: k)
+        let sq = try ScalarQuantizedIndex.build(shards: shards)
+        // Blocks of 700 rows: not a multiple of any kernel's tile.
+        let reranked = sq.search(queries: queries, queryCount: qn, k: k, rerank: 4, exact: flat, threads: 2, blockRows: 700)
+        #expect(Hit.overlap(reranked, exact) >= 0.95, "sq8+rerank recall@10 \(Hit.overlap(reranked, exact))")
+        let kernels = Gemm.Int8Kernel.allCases.filter(\.isSupported)
+        let plain = kernels.map { sq.search(queries: queries, queryCount: qn, k: 3 * k, threads: 2, blockRows: 700, kernel: $0) }
+        for (kernel, hits) in zip(kernels, plain) { #expect(hits == plain[0], "kernel \(kernel) differs from \(kernels[0])") }
+        let top = plain[0].map { Array($0.prefix(k)) }
+        #expect(Hit.overlap(top, exact) >= 0.9, "sq8 recall@10 without re-rank \(Hit.overlap(top, exact))")
+
+        // approx − q·x = Σ_j d_j·c_j − Σ_j q_j·e_j + float roundings, where d_j = s·iq_j − q_j·step_j
+        // (|d_j| ≤ s/2 and the rounding of q_j·step_j) and e_j = x_j − (min_j + step_j·c_j)
+        // (|e_j| ≤ step_j/2 and the build's three roundings, < 1e-4 step_j).
+        let (values, scale, bias) = sq.quantize(queries: queries, count: qn)
+        let codes = sq.codes(), u = Double(Float.ulpOfOne) / 2
+        var worst = 0.0
+        for q in 0..<qn {
+            let s = Double(scale[q])
+            for h in plain[0][q] {
+                var dot = 0.0, bound = 0.0, intDot = 0.0, biasTerms = 0.0
+                for j in 0..<dim {
+                    let qj = Double(queries[q * dim + j]), c = Double(codes[h.row * dim + j]), st = Double(sq.step[j])
+                    dot += qj * Double(rows[h.row * dim + j])
+                    bound += c * (s / 2 + 2 * u * abs(qj * st)) + abs(qj) * st * (0.5 + 1e-4)
+                    intDot += c * abs(Double(values[q * dim + j]))
+                    biasTerms += abs(qj * Double(sq.minimum[j]))
+                }
+                bound += 2 * Double(dim) * u * biasTerms + 4 * u * (s * intDot + abs(Double(bias[q])))
+                let err = abs(Double(h.score) - dot)
+                worst = max(worst, err / bound)
+                #expect(err <= bound, "query \(q) row \(h.row): approx \(h.score), exact \(dot), bound \(bound)")
+            }
+        }
+        // The bound is not vacuous: the largest error is a sizeable share of it (0.15 measured).
+        #expect(worst > 0.02, "largest error / bound \(worst)")
+    }
+
     @Test func pqRecallAndRoundTrip() throws {
         let folder = ShardFolder()
         defer { folder.remove() }
