@@ -46,7 +46,7 @@ struct ExampleKindTests {
         #expect(o["folder"] == .string(out))
         // The demo's model configs decode as the models will read them.
         let reader = try JSONSerialization.jsonObject(with: try #require(FileManager.default.contents(atPath: out + "/reader/config.json"))) as? [String: Any]
-        #expect(reader?["d_model"] as? Int == 64)
+        #expect(reader?["d_model"] as? Int == 128)
         #expect(reader?["vocab_size"] as? Int == 32128)
         let bert = try JSONSerialization.jsonObject(with: try #require(FileManager.default.contents(atPath: out + "/retriever/config.json"))) as? [String: Any]
         #expect(bert?["hidden_size"] as? Int == 64)
@@ -67,7 +67,7 @@ struct ExampleKindTests {
     @Test(arguments: [
         (#"{"seed": 1, "trian": 5}"#, "params.trian"),
         (#"{"train": 0}"#, "params.train"),
-        (#"{"n_context": 1}"#, "params.n_context"),
+        (#"{"n_context": 0}"#, "params.n_context"),
         (#"{"decoys_min": 4, "decoys_max": 3}"#, "params.decoys_max"),
         (#"{"train": "many"}"#, "params.train"),
         (#"{"output": "/etc/world"}"#, "params.output"),

@@ -178,7 +178,7 @@ struct ExampleWorldTests {
         }
         #expect(field(ExampleWorldConfig(train: 0)) == "train")
         #expect(field(ExampleWorldConfig(dev: 0)) == "dev")
-        #expect(field(ExampleWorldConfig(nContext: 1)) == "n_context")
+        #expect(field(ExampleWorldConfig(nContext: 0)) == "n_context")
         #expect(field(ExampleWorldConfig(decoysMin: 3, decoysMax: 2)) == "decoys_max")
         #expect(field(ExampleWorldConfig(people: 10_000)) == "people")
         #expect(field(ExampleWorldConfig(train: 5000, dev: 5000)) == "train")
