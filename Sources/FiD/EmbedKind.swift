@@ -1,4 +1,5 @@
-// EmbedKind: the `embed` job (FiD's generate_passage_embeddings.py): one shard of a passages TSV embedded, resumable by blocks.
+// EmbedKind: the `embed` job (FiD's generate_passage_embeddings.py): one shard of a passages TSV embedded, resumable by blocks,
+// the next block tokenised while the model embeds the current one.
 import Foundation
 import Jobs
 import Models
@@ -132,13 +133,26 @@ public struct EmbedKind: JobKind {
         let reader = try PassageReader(path: passagesPath)
         _ = try reader.skip(range.lowerBound + done)
         let started = monotonicNow()
+        // The next block is read and tokenised (on all cores) by a producer thread while the
+        // model embeds this one; one block waits ready at most. Blocks come out in file order,
+        // so block names, checkpoints and resume are those of a serial loop.
+        var ahead = done
+        let prefetch = Prefetch<(rows: [Passage], ids: [[Int32]])>(depth: 1) {
+            guard ahead < n else { return nil }
+            let block = try reader.nextBlock(max: min(p.blockSize, n - ahead))
+            guard !block.isEmpty else {
+                throw JobError.permanent("\(p.passages) ended early at row \(range.lowerBound + ahead)", field: "params.passages")
+            }
+            ahead += block.count
+            return (block, model.tokenizePassages(titles: block.map(\.title), texts: block.map(\.text), maxLength: p.passageMaxlength))
+        }
+        defer { prefetch.stop() }
         while done < n {
             try context.checkCancelled()
-            let block = try reader.nextBlock(max: min(p.blockSize, n - done))
-            guard !block.isEmpty else { throw JobError.permanent("\(p.passages) ended early at row \(range.lowerBound + done)", field: "params.passages") }
-            let base = done
+            guard let item = try prefetch.next() else { break }
+            let block = item.rows, base = done
             let emb = model.embedPassages(
-                titles: block.map(\.title), texts: block.map(\.text), maxLength: p.passageMaxlength, batchSize: p.perGpuBatchSize,
+                tokenized: item.ids, maxLength: p.passageMaxlength, batchSize: p.perGpuBatchSize,
                 progress: { k in context.progress.update(step: base + k, total: n) })  // (rows, E)
             let name = Self.blockName(done)
             try context.publish(name + ".f32", emb.withUnsafeBytes { Data($0) })
@@ -148,6 +162,8 @@ public struct EmbedKind: JobKind {
             let rate = Double(done - resumedFrom) / max(1e-9, monotonicNow() - started)
             context.log("embed: \(done)/\(n) rows, \(String(format: "%.1f", rate)) passages/s")
         }
+        prefetch.stop()
+        guard done == n else { throw JobError.permanent("\(p.passages) ended early at row \(range.lowerBound + done)", field: "params.passages") }
         // Assemble the shard from the blocks, in order.
         let writer = try ShardWriter(stem: stem, rows: n, dim: dim, storage: p.noFp16 ? .float32 : .float16, tag: context.token)
         var start = 0

@@ -42,7 +42,8 @@ extension BertRetriever {
         for l in 0..<config.numHiddenLayers {
             let lp = keep ? "\(pre).\(l)" : "\(pre).inf"
             let out = A(keep ? "\(pre).x\(l + 1)" : "\(pre).inf\((l + 1) % 2).x", N * D)
-            layerForward(l, pre: lp, x: x, out: out, n: n, L: L, keyMask: applyMask ? keyMask : nil, training: training, rng: &rng)
+            layerForward(l, pre: lp, x: x, out: out, n: n, L: L, keyMask: applyMask ? keyMask : nil, training: training, keep: keep,
+                         rng: &rng)
             x = out
         }
         return x
@@ -89,7 +90,7 @@ extension BertRetriever {
     /// One post-LN layer: h1 = LN(x + drop(Wo·attn(x))), out = LN(h1 + drop(W2·gelu(W1·h1))).
     /// x, out (N, D); keyMask (n, L) or nil.
     func layerForward(_ l: Int, pre: String, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, n: Int, L: Int,
-                      keyMask: UnsafePointer<Float>?, training: Bool, rng: inout RNG) {
+                      keyMask: UnsafePointer<Float>?, training: Bool, keep: Bool, rng: inout RNG) {
         let N = n * L, D = config.D, F = config.intermediateSize, H = config.numAttentionHeads
         let w = "encoder.layer.\(l)."
         let q = A(pre + ".q", N * D), k = A(pre + ".k", N * D), v = A(pre + ".v", N * D)
@@ -105,19 +106,33 @@ extension BertRetriever {
         // kernel's hidden keys get.
         Attention.forward(out: ctx, probs: probs, dropoutMask: pmask, logits: nil, q: q, k: k, v: v, bias: nil, keyMask: keyMask,
                           causal: false, scale: 1 / Float(config.headDim).squareRoot(), dropout: p, rng: &rng, size: size)
+        // Without dropout between a product and its residual sum (eval and inference), the
+        // residual and the bias seed the product's output (beta = 1): no add pass of their own.
+        let hp = training ? config.hiddenDropoutProb : 0
         let a = A(pre + ".a", N * D)
-        linear(a, ctx, w + "attention.output.dense", rows: N, inF: D, outF: D)
-        drop(pre + ".adrop", a, N * D, p: training ? config.hiddenDropoutProb : 0, rng: &rng)
-        Elementwise.add(out: a, a, x, count: N * D)
+        if hp > 0 {
+            linear(a, ctx, w + "attention.output.dense", rows: N, inF: D, outF: D)
+            drop(pre + ".adrop", a, N * D, p: hp, rng: &rng)
+            Elementwise.add(out: a, a, x, count: N * D)
+        } else {
+            linear(a, ctx, w + "attention.output.dense", rows: N, inF: D, outF: D, residual: x)
+        }
         let h1 = A(pre + ".h1", N * D)
         layerNorm(pre + ".ln1", y: h1, x: a, w + "attention.output.LayerNorm", rows: N, eps: config.layerNormEps)
-        let i = A(pre + ".i", N * F), g = A(pre + ".g", N * F)
+        // Inference writes g over i (backward needs neither); a kept forward keeps i for GELU′.
+        // (The bias stays in the product: with beta = 0 OpenBLAS zeroes C first, a pass as long
+        // as the bias seeding, so a bias fused into the GELU pass saved nothing.)
+        let i = A(pre + ".i", N * F), g = keep ? A(pre + ".g", N * F) : i
         linear(i, h1, w + "intermediate.dense", rows: N, inF: D, outF: F)
         GELU.forward(out: g, x: i, count: N * F, approximate: config.gelu)
         let o = A(pre + ".o", N * D)
-        linear(o, g, w + "output.dense", rows: N, inF: F, outF: D)
-        drop(pre + ".odrop", o, N * D, p: training ? config.hiddenDropoutProb : 0, rng: &rng)
-        Elementwise.add(out: o, o, h1, count: N * D)
+        if hp > 0 {
+            linear(o, g, w + "output.dense", rows: N, inF: F, outF: D)
+            drop(pre + ".odrop", o, N * D, p: hp, rng: &rng)
+            Elementwise.add(out: o, o, h1, count: N * D)
+        } else {
+            linear(o, g, w + "output.dense", rows: N, inF: F, outF: D, residual: h1)
+        }
         layerNorm(pre + ".ln2", y: out, x: o, w + "output.LayerNorm", rows: N, eps: config.layerNormEps)
     }
 
@@ -166,9 +181,12 @@ extension BertRetriever {
     func Z(_ name: String, _ n: Int) -> UnsafeMutablePointer<Float> { arena.takeZeroed(name, n) }
     func W(_ name: String) -> UnsafeMutablePointer<Float> { params[name] }
 
-    /// y (rows, out) = x (rows, in) · Wᵀ + b for the Linear named `m` (`m.weight`, `m.bias`).
-    func linear(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ m: String, rows: Int, inF: Int, outF: Int) {
-        Linear.forward(y: y, x: x, weight: W(m + ".weight"), bias: W(m + ".bias"), rows: rows, inFeatures: inF, outFeatures: outF)
+    /// y (rows, out) = x (rows, in) · Wᵀ + b (+ residual (rows, out)) for the Linear named `m`
+    /// (`m.weight`, `m.bias`).
+    func linear(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ m: String, rows: Int, inF: Int, outF: Int,
+                residual: UnsafePointer<Float>? = nil) {
+        Linear.forward(y: y, x: x, weight: W(m + ".weight"), bias: W(m + ".bias"), residual: residual, rows: rows,
+                       inFeatures: inF, outFeatures: outF)
     }
 
     /// dx += dy·W (when dx is given), dW += dyᵀ·x, db += Σ dy for the Linear named `m`.

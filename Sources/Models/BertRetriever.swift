@@ -161,8 +161,12 @@ public final class BertRetriever {
             }
             return out
         }
-        let x = Tensor(shape: [n, L, E], data: Array(UnsafeBufferPointer(start: tokens, count: N * E)))
-        return MaskedMeanPool.forward(x: x, mask: poolMask(mask, n: n, L: L, applyMask: applyMask))
+        // Pooled straight from the arena: no copy of the (n·L, E) token states.
+        var out = Tensor.zeros([n, E])
+        out.withUnsafeMutableBufferPointer { o in
+            MaskedMeanPool.forward(out: o.baseAddress!, x: tokens, mask: applyMask ? mask : nil, batch: n, length: L, dim: E)
+        }
+        return out
     }
 
     /// The pooling mask: the padding mask, or all ones (FiD's plain mean when masks are off).

@@ -70,10 +70,26 @@ public struct RetrieverModel {
     /// and `apply_passage_mask` from the config unless given.
     public func embedPassages(titles: [String], texts: [String], maxLength: Int? = nil, batchSize: Int = 64,
                               progress: ((Int) -> Void)? = nil) -> [Float] {
-        precondition(titles.count == texts.count, "embedPassages: \(titles.count) titles, \(texts.count) texts")
+        embedPassages(tokenized: tokenizePassages(titles: titles, texts: texts, maxLength: maxLength), maxLength: maxLength,
+                      batchSize: batchSize, progress: progress)
+    }
+
+    /// The first half of `embedPassages`: FiD's passage texts tokenised on `threads` cores
+    /// (default all), special tokens included, truncated to `passage_maxlength` unless given.
+    /// The `embed` job runs it on the next block while the model embeds the current one.
+    public func tokenizePassages(titles: [String], texts: [String], maxLength: Int? = nil, threads: Int? = nil) -> [[Int32]] {
+        precondition(titles.count == texts.count, "tokenizePassages: \(titles.count) titles, \(texts.count) texts")
         let joined = zip(titles, texts).map { Self.passageText(title: $0, text: $1) }
-        return embed(joined, maxLength: maxLength ?? model.config.passageMaxlength, applyMask: model.config.applyPassageMask,
-                     batchSize: batchSize, progress: progress)
+        return tokenizer.encodeAll(joined, addSpecialTokens: true, maxLength: maxLength ?? model.config.passageMaxlength,
+                                   threads: threads ?? Threads.count)
+    }
+
+    /// The second half of `embedPassages`: embeddings (n, E) of rows from `tokenizePassages`
+    /// (same `maxLength`), with `apply_passage_mask` from the config, in input order.
+    public func embedPassages(tokenized rows: [[Int32]], maxLength: Int? = nil, batchSize: Int = 64,
+                              progress: ((Int) -> Void)? = nil) -> [Float] {
+        embed(tokenized: rows, maxLength: maxLength ?? model.config.passageMaxlength, applyMask: model.config.applyPassageMask,
+              batchSize: batchSize, progress: progress)
     }
 
     /// Embeddings (n, E) row-major of raw texts (no prefix), tokenised on all cores with special

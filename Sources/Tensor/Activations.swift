@@ -122,11 +122,23 @@ public enum GELU {
         approximate: Approximation = .none
     ) {
         parallelFor(count, grain: elementwiseGrain) { r in
+            // Whole blocks, then one partial: one inlined copy of `value` in the hot loop.
             var i = r.lowerBound
-            while i < r.upperBound {
-                let n = min(16, r.upperBound - i)
+            switch approximate {
+            case .none:
+                while i + 16 <= r.upperBound {
+                    Reduce.store(value(Reduce.load(x + i), .none), out + i)
+                    i += 16
+                }
+            case .tanh:
+                while i + 16 <= r.upperBound {
+                    Reduce.store(value(Reduce.load(x + i), .tanh), out + i)
+                    i += 16
+                }
+            }
+            if i < r.upperBound {
+                let n = r.upperBound - i
                 Reduce.store(value(Reduce.load(x + i, count: n), approximate), out + i, count: n)
-                i += 16
             }
         }
     }

@@ -114,18 +114,30 @@ public enum Attention {
                     for i in 0..<(Tq * Tk) { S[i] += bh[i] }
                 }
                 if let logits { (logits + pair * Tq * Tk).update(from: S, count: Tq * Tk) }
-                for i in 0..<Tq {
-                    let row = S + i * Tk
-                    if let keyMask {
-                        let km = keyMask + b * Tk
-                        for j in 0..<Tk where km[j] == 0 { row[j] = -.infinity }
+                // An item whose keys are all visible (every full-length passage) skips the mask
+                // scan per row.
+                let km = keyMask.map { $0 + b * Tk }
+                let hidden = km.map { km in (0..<Tk).contains { km[$0] == 0 } } ?? false
+                if !hidden && !causal {
+                    // Each row's exp pass also takes the next row's maximum (`Softmax.row`).
+                    var m = Reduce.max(S, Tk)
+                    for i in 0..<Tq {
+                        let row = S + i * Tk
+                        m = Softmax.row(row, row, Tk, max: m, next: i + 1 < Tq ? UnsafePointer(row + Tk) : nil)
                     }
-                    if causal {
-                        // Key j is visible to query i when j ≤ i + Tk − Tq.
-                        let first = max(0, i + Tk - Tq + 1)
-                        if first < Tk { (row + first).update(repeating: -.infinity, count: Tk - first) }
+                } else {
+                    for i in 0..<Tq {
+                        let row = S + i * Tk
+                        if hidden, let km {
+                            for j in 0..<Tk where km[j] == 0 { row[j] = -.infinity }
+                        }
+                        if causal {
+                            // Key j is visible to query i when j ≤ i + Tk − Tq.
+                            let first = max(0, i + Tk - Tq + 1)
+                            if first < Tk { (row + first).update(repeating: -.infinity, count: Tk - first) }
+                        }
+                        Softmax.row(row, row, Tk)
                     }
-                    Softmax.row(row, row, Tk)
                 }
                 var P = UnsafePointer(S)
                 if let scratch, let mask {

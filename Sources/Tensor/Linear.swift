@@ -16,16 +16,39 @@ public enum Linear {
     ///   - rows: N.
     ///   - inFeatures: In.
     ///   - outFeatures: Out.
+    ///   - residual: r (N, Out) or nil: added to y in the same product (`y = r + b + x·Wᵀ`), a
+    ///     residual connection without a pass of its own; may alias y (y then starts as r).
     ///   - threads: overrides `Threads.count` for this call (the result does not depend on it).
     public static func forward(
         y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-        bias: UnsafePointer<Float>?, rows: Int, inFeatures: Int, outFeatures: Int, threads: Int? = nil
+        bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>? = nil, rows: Int, inFeatures: Int, outFeatures: Int,
+        threads: Int? = nil
     ) {
         let N = rows, I = inFeatures, O = outFeatures
         precondition(N >= 0 && I >= 1 && O >= 1, "Linear.forward: rows=\(N) in=\(I) out=\(O)")
         if N == 0 { return }
-        if let bias {
-            // Seed every row with b, then let gemm accumulate on top (beta = 1).
+        // Seed every row with b (and r), then let gemm accumulate on top (beta = 1): the bias
+        // costs one write pass instead of a separate read-modify-write after the product.
+        if let residual {
+            parallelFor(N, grain: max(1, 16384 / O), threads: threads) { r in
+                for n in r {
+                    let yr = y + n * O, rr = residual + n * O
+                    if let bias {
+                        var j = 0
+                        while j + 16 <= O {
+                            Reduce.store(Reduce.load(rr + j) + Reduce.load(bias + j), yr + j)
+                            j += 16
+                        }
+                        while j < O {
+                            yr[j] = rr[j] + bias[j]
+                            j += 1
+                        }
+                    } else if yr != UnsafeMutablePointer(mutating: rr) {
+                        yr.update(from: rr, count: O)
+                    }
+                }
+            }
+        } else if let bias {
             parallelFor(N, grain: max(1, 16384 / O), threads: threads) { r in
                 for n in r { (y + n * O).update(from: bias, count: O) }
             }
@@ -33,7 +56,7 @@ public enum Linear {
         // y (N, O) = x (N, I) · W (O, I)ᵀ
         Gemm.gemm(
             transB: true, m: N, n: O, k: I, a: x, lda: I, b: weight, ldb: I,
-            beta: bias == nil ? 0 : 1, c: y, ldc: O, threads: threads)
+            beta: bias == nil && residual == nil ? 0 : 1, c: y, ldc: O, threads: threads)
     }
 
     /// Backward: dx += dy·W, dW += dyᵀ·x, db += Σ_rows dy. Pass nil for gradients not wanted.

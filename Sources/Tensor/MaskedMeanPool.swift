@@ -16,24 +16,39 @@ public enum MaskedMeanPool {
         x.withUnsafeBufferPointer { x in
             mask.withUnsafeBufferPointer { m in
                 out.withUnsafeMutableBufferPointer { o in
-                    parallelFor(B, grain: max(1, 16_384 / max(L * D, 1))) { rows in
-                        for b in rows {
-                            let orow = o.baseAddress! + b * D
-                            var count = 0
-                            for l in 0..<L where m[b * L + l] != 0 {
-                                count += 1
-                                let xrow = x.baseAddress! + (b * L + l) * D
-                                for d in 0..<D { orow[d] += xrow[d] }
-                            }
-                            if count == 0 { continue }
-                            let inv = 1 / Float(count)
-                            for d in 0..<D { orow[d] *= inv }
-                        }
-                    }
+                    forward(out: o.baseAddress!, x: x.baseAddress!, mask: m.baseAddress!, batch: B, length: L, dim: D)
                 }
             }
         }
         return out
+    }
+
+    /// `forward` on buffers, with no copy of the token states (the inference path pools straight
+    /// from the encoder's arena).
+    ///
+    /// - Parameters:
+    ///   - out: the pooled states, overwritten.  // (B, D)
+    ///   - x: token states.  // (B, L, D)
+    ///   - mask: 1 for tokens to average, 0 for padding, or nil for every token.  // (B, L)
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, mask: UnsafePointer<Float>?, batch B: Int, length L: Int, dim D: Int
+    ) {
+        precondition(B >= 0 && L >= 0 && D >= 0, "MaskedMeanPool.forward: batch \(B), length \(L), dim \(D)")
+        out.update(repeating: 0, count: B * D)
+        parallelFor(B, grain: max(1, 16_384 / max(L * D, 1))) { rows in
+            for b in rows {
+                let orow = out + b * D
+                var count = 0
+                for l in 0..<L where mask.map({ $0[b * L + l] != 0 }) ?? true {
+                    count += 1
+                    let xrow = x + (b * L + l) * D
+                    for d in 0..<D { orow[d] += xrow[d] }
+                }
+                if count == 0 { continue }
+                let inv = 1 / Float(count)
+                for d in 0..<D { orow[d] *= inv }
+            }
+        }
     }
 
     /// Accumulates the gradient: each unmasked token of row b gets `dOut[b] / count_b`.

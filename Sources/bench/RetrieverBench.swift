@@ -30,6 +30,7 @@ enum RetrieverBench {
         print("## retriever: all-MiniLM-L6-v2 (6 layers, 384 wide), \(count) passages of \(L) tokens per call, batch \(batch),")
         print("tokenisation included, mean pooling, no normalisation. Peer: sentence-transformers encode (Transformer + Pooling).")
         print("ratio: torch time / ours (> 1: ours faster). Goal ≥ \(goal). \(LoadMeter.legend)")
+        print("split (2+ threads): the other threading plan, one model per thread on its share of the passages, 1 thread each.")
         let rm = try RetrieverModel.load(folder: miniLMFolder())
         let passages = texts(count)
         let lengths = rm.tokenizer.encodeAll(passages, maxLength: L).map(\.count)
@@ -41,7 +42,7 @@ enum RetrieverBench {
             defer { peer?.close() }
             print("### \(threads) thread\(threads == 1 ? "" : "s")")
             let table = Table(["what", "ours ms", "torch ms", "ours psg/s", "torch psg/s", "ratio", "goal", "spread", "other+steal"], widths: [6])
-            let contenders = [
+            var contenders = [
                 Contender(name: "ours", sample: {
                     Timing.sample(minTime: settings.minTime) { _ = rm.embed(passages, maxLength: L, applyMask: true, batchSize: batch) }
                 }),
@@ -50,6 +51,23 @@ enum RetrieverBench {
                     return try peer.sample("embed \(count) \(L) \(batch) \(threads) \(settings.minTime)")
                 }),
             ]
+            // The other threading plan, for comparison: the passages split into one part per
+            // thread, each embedded by its own model (own arena) on one thread, instead of every
+            // product's tiles and every kernel's rows spread over the threads.
+            let parts = threads > 1 ? try (0..<threads).map { _ in try RetrieverModel.load(folder: miniLMFolder()) } : []
+            if threads > 1 {
+                let size = (count + threads - 1) / threads
+                contenders.append(Contender(name: "ours split", sample: {
+                    Timing.sample(minTime: settings.minTime) {
+                        Threads.set(1)
+                        defer { Threads.set(threads) }
+                        DispatchQueue.concurrentPerform(iterations: threads) { t in
+                            let part = Array(passages[min(count, t * size)..<min(count, (t + 1) * size)])
+                            _ = parts[t].embed(part, maxLength: L, applyMask: true, batchSize: batch)
+                        }
+                    }
+                }))
+            }
             try Machine.waitForQuiet(settings)
             let meter = LoadMeter(peers: peer.map { [$0.pid] } ?? [])
             let stats = try Timing.interleaved(contenders, settings)
@@ -58,6 +76,12 @@ enum RetrieverBench {
             table.add(["embed", fixed(ours * 1000), torch.isNaN ? "-" : fixed(torch * 1000), fixed(Double(count) / ours),
                        torch.isNaN ? "-" : fixed(Double(count) / torch), torch.isNaN ? "-" : ratio(torch / ours), "≥ \(goal)",
                        percent(spread), meter.summary()])
+            if threads > 1 {
+                let split = stats[2].median
+                table.add(["split", fixed(split * 1000), torch.isNaN ? "-" : fixed(torch * 1000), fixed(Double(count) / split),
+                           torch.isNaN ? "-" : fixed(Double(count) / torch), torch.isNaN ? "-" : ratio(torch / split), "-",
+                           percent(stats[2].spread), "-"])
+            }
         }
     }
 }

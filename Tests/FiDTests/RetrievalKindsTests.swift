@@ -5,6 +5,8 @@ import Foundation
 import Jobs
 import Retrieval
 import Testing
+import TestSupport
+import Models
 @testable import FiD
 
 enum RetrievalJobs {
@@ -189,6 +191,40 @@ enum RetrievalJobs {
 }
 
 @Suite struct EmbedResumeTests {
+    /// With the next block tokenised while the model embeds this one, the shard still holds
+    /// every passage once, in file order: row i equals the model's own embedding of passage i
+    /// (passages of different lengths, blocks of 7 in batches of 3, so blocks and length-sorted
+    /// batches cut the file differently; a swapped block or row fails).
+    @Test func pipelinedBlocksKeepFileOrder() throws {
+        let folder = try RetrievalJobs.minilm()
+        var tsv = "id\ttext\ttitle\n"
+        var titles: [String] = [], texts: [String] = []
+        for i in 1...23 {
+            let text = "passage \(i) " + Array(repeating: "word\(i % 5) about topic \(i)", count: 1 + (i * 7) % 11).joined(separator: " ")
+            tsv += "p\(i)\t\(text)\tTitle \(i)\n"
+            titles.append("Title \(i)")
+            texts.append(text)
+        }
+        let dir = TestData.scratch("embed-order")
+        try TestData.write(tsv, to: dir + "/psgs.tsv")
+        let r = try RetrievalJobs.run(
+            "embed", ["model_path": .string(folder), "passages": .string("psgs.tsv"), "output_path": .string("emb/p"), "block_size": .number(7),
+                      "no_fp16": .bool(true), "per_gpu_batch_size": .number(3), "passage_maxlength": .number(48)], workspace: dir)
+        #expect(RetrievalJobs.number(r["rows"]) == 23)
+        let shard = try EmbeddingShard(path: dir + "/emb/p_00.npy")
+        #expect(shard.ids == (1...23).map { "p\($0)" })
+        let E = shard.dim
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 23 * E)
+        defer { scratch.deallocate() }
+        let got = Array(UnsafeBufferPointer(start: shard.rows(0, 23, scratch: scratch), count: 23 * E))
+        let model = try RetrieverModel.load(folder: folder)
+        let want = model.embedPassages(titles: titles, texts: texts, maxLength: 48, batchSize: 64)
+        for i in 0..<23 {
+            let c = compare("row \(i)", Array(got[(i * E)..<((i + 1) * E)]), Array(want[(i * E)..<((i + 1) * E)]), rtol: 1e-4, atol: 1e-5)
+            #expect(c.ok, "\(c)")
+        }
+    }
+
     /// A run stopped after its first checkpointed block resumes there: no row embedded twice, the
     /// shard equal (bits) to an uninterrupted run's, ids in file order.
     @Test func stoppedEmbedResumesAfterItsLastBlock() throws {

@@ -109,6 +109,41 @@ private func naiveLinear(x: [Float], w: [Float], b: [Float]?, dy: [Float], N: In
         }
     }
 
+    /// With a residual r the product adds it in place of a pass of its own: y = r + b + x·Wᵀ
+    /// (also without a bias, and with r aliasing y), within the bound of an (In + 2)-term sum.
+    @Test(arguments: [(3, 5, 7), (65, 31, 129), (300, 40, 17)])
+    func residualJoinsTheProduct(shape: (Int, Int, Int)) {
+        let (N, I, O) = shape
+        var rng = RNG(seed: UInt64(7 * N + I + O))
+        let x = rng.normalArray(N * I), w = rng.normalArray(O * I), b = rng.normalArray(O)
+        let r = rng.uniformArray(N * O, -40, 40)  // large against x·Wᵀ: a dropped residual cannot pass
+        for withBias in [true, false] {
+            let naive = naiveLinear(x: x, w: w, b: withBias ? b : nil, dy: [Float](repeating: 0, count: N * O), N: N, I: I, O: O)
+            let want = (0..<(N * O)).map { Double(naive.y[$0]) + Double(r[$0]) }
+            let mag = (0..<(N * O)).map { naive.yMag[$0] + abs(Double(r[$0])) }
+            for aliased in [false, true] {
+                var y = aliased ? r : [Float](repeating: .nan, count: N * O)
+                x.withUnsafeBufferPointer { px in
+                    w.withUnsafeBufferPointer { pw in
+                        b.withUnsafeBufferPointer { pb in
+                            r.withUnsafeBufferPointer { pr in
+                                y.withUnsafeMutableBufferPointer { py in
+                                    Linear.forward(y: py.baseAddress!, x: px.baseAddress!, weight: pw.baseAddress!,
+                                                   bias: withBias ? pb.baseAddress! : nil,
+                                                   residual: aliased ? UnsafePointer(py.baseAddress!) : pr.baseAddress!,
+                                                   rows: N, inFeatures: I, outFeatures: O)
+                                }
+                            }
+                        }
+                    }
+                }
+                let c = compareReduction("y \(shape) bias=\(withBias) aliased=\(aliased)", y, want.map { Float($0) }, magnitude: mag,
+                                         terms: I + 2)
+                #expect(c.ok, "\(c)")
+            }
+        }
+    }
+
     /// y, dx, dW and db are the same to the bit on any thread count: `Gemm` runs fixed tiles and
     /// the bias sums fixed column blocks (a resumed run may use another thread count).
     @Test(arguments: [(4100, 3, 48), (2000, 96, 130)])
