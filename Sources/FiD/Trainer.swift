@@ -20,6 +20,12 @@ public protocol Trainable: AnyObject {
     func evaluate(_ report: (_ done: Int, _ total: Int) throws -> Void) throws -> Double?
     /// Writes the model as a Hugging Face folder into the existing folder `dir`.
     func saveModel(into dir: String) throws
+    /// The dev metric as the log shows it (FiD's `evaluation 12.34EM` by default).
+    func metricText(_ metric: Double) -> String
+}
+
+extension Trainable {
+    public func metricText(_ metric: Double) -> String { String(format: "%.2fEM", 100 * metric) }
 }
 
 /// What one micro-batch step reports.
@@ -289,7 +295,7 @@ public final class Trainer {
             // A graceful stop inside the eval of the step it saved: that eval is still owed.
             if state.step > 0, isEvalStep(state.step), state.lastEvalStep != state.step {
                 let em = try evalNow()
-                context.log("\(label): \(state.step) / \(o.totalSteps) | evaluation \(fmt(100 * (em ?? 0), 2))EM (owed by the stopped attempt)")
+                context.log("\(label): \(state.step) / \(o.totalSteps) | evaluation \(model.metricText(em ?? 0)) (owed by the stopped attempt)")
             }
             while state.step < o.totalSteps {
                 try context.checkCancelled()
@@ -318,7 +324,7 @@ public final class Trainer {
                     let avg = windowCount > 0 ? windowLoss / Double(windowCount) : 0
                     var line = "\(label): \(step) / \(o.totalSteps) | train \(fmt(avg, 4)) | lr \(fmt(lr, 6)) | "
                         + "\(fmt(trainSeconds > 0 ? Double(tokens) / trainSeconds : 0, 0)) tokens/s"
-                    if let em { line += " | evaluation \(fmt(100 * em, 2))EM" }
+                    if let em { line += " | evaluation \(model.metricText(em))" }
                     context.log(line)
                     if step % c.evalPrintFreq == 0 || step == o.totalSteps {
                         lastWindowLoss = avg
