@@ -106,17 +106,9 @@ extension BertRetriever {
         // kernel's hidden keys get.
         Attention.forward(out: ctx, probs: probs, dropoutMask: pmask, logits: nil, q: q, k: k, v: v, bias: nil, keyMask: keyMask,
                           causal: false, scale: 1 / Float(config.headDim).squareRoot(), dropout: p, rng: &rng, size: size)
-        // Without dropout between a product and its residual sum (eval and inference), the
-        // residual and the bias seed the product's output (beta = 1): no add pass of their own.
         let hp = training ? config.hiddenDropoutProb : 0
         let a = A(pre + ".a", N * D)
-        if hp > 0 {
-            linear(a, ctx, w + "attention.output.dense", rows: N, inF: D, outF: D)
-            drop(pre + ".adrop", a, N * D, p: hp, rng: &rng)
-            Elementwise.add(out: a, a, x, count: N * D)
-        } else {
-            linear(a, ctx, w + "attention.output.dense", rows: N, inF: D, outF: D, residual: x)
-        }
+        linearDropAdd(a, ctx, w + "attention.output.dense", rows: N, inF: D, outF: D, residual: x, drop: pre + ".adrop", p: hp, rng: &rng)
         let h1 = A(pre + ".h1", N * D)
         layerNorm(pre + ".ln1", y: h1, x: a, w + "attention.output.LayerNorm", rows: N, eps: config.layerNormEps)
         // Inference writes g over i (backward needs neither); a kept forward keeps i for GELU′.
@@ -126,13 +118,7 @@ extension BertRetriever {
         linear(i, h1, w + "intermediate.dense", rows: N, inF: D, outF: F)
         GELU.forward(out: g, x: i, count: N * F, approximate: config.gelu)
         let o = A(pre + ".o", N * D)
-        if hp > 0 {
-            linear(o, g, w + "output.dense", rows: N, inF: F, outF: D)
-            drop(pre + ".odrop", o, N * D, p: hp, rng: &rng)
-            Elementwise.add(out: o, o, h1, count: N * D)
-        } else {
-            linear(o, g, w + "output.dense", rows: N, inF: F, outF: D, residual: h1)
-        }
+        linearDropAdd(o, g, w + "output.dense", rows: N, inF: F, outF: D, residual: h1, drop: pre + ".odrop", p: hp, rng: &rng)
         layerNorm(pre + ".ln2", y: out, x: o, w + "output.LayerNorm", rows: N, eps: config.layerNormEps)
     }
 
@@ -187,6 +173,19 @@ extension BertRetriever {
                 residual: UnsafePointer<Float>? = nil) {
         Linear.forward(y: y, x: x, weight: W(m + ".weight"), bias: W(m + ".bias"), residual: residual, rows: rows,
                        inFeatures: inF, outFeatures: outF)
+    }
+
+    /// y = dropout(x·Wᵀ + b) + residual, the dropout's mask kept under `drop`. Without dropout the
+    /// residual and the bias seed the product's output (beta = 1): no add pass of their own.
+    func linearDropAdd(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ m: String, rows: Int, inF: Int, outF: Int,
+                       residual: UnsafePointer<Float>, drop name: String, p: Float, rng: inout RNG) {
+        if p > 0 {
+            linear(y, x, m, rows: rows, inF: inF, outF: outF)
+            drop(name, y, rows * outF, p: p, rng: &rng)
+            Elementwise.add(out: y, y, residual, count: rows * outF)
+        } else {
+            linear(y, x, m, rows: rows, inF: inF, outF: outF, residual: residual)
+        }
     }
 
     /// dx += dy·W (when dx is given), dW += dyᵀ·x, db += Σ dy for the Linear named `m`.

@@ -9,6 +9,21 @@ public enum Elementwise {
         }
     }
 
+    /// out (n) = a + b on the calling thread, 16 lanes at a time: for a row inside a kernel's own
+    /// parallel loop (`add` would split it again).
+    @inline(__always)
+    static func addRow(out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) {
+        var j = 0
+        while j + 16 <= count {
+            Reduce.store(Reduce.load(a + j) + Reduce.load(b + j), out + j)
+            j += 16
+        }
+        while j < count {
+            out[j] = a[j] + b[j]
+            j += 1
+        }
+    }
+
     /// y (n) += x.
     public static func accumulate(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
         parallelFor(count, grain: elementwiseGrain) { r in

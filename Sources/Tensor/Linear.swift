@@ -34,15 +34,7 @@ public enum Linear {
                 for n in r {
                     let yr = y + n * O, rr = residual + n * O
                     if let bias {
-                        var j = 0
-                        while j + 16 <= O {
-                            Reduce.store(Reduce.load(rr + j) + Reduce.load(bias + j), yr + j)
-                            j += 16
-                        }
-                        while j < O {
-                            yr[j] = rr[j] + bias[j]
-                            j += 1
-                        }
+                        Elementwise.addRow(out: yr, rr, bias, count: O)
                     } else if yr != UnsafeMutablePointer(mutating: rr) {
                         yr.update(from: rr, count: O)
                     }

@@ -118,16 +118,7 @@ public enum Softmax {
                 let xr = x + n * C, pr = p + n * C
                 if let mask {
                     // z = x + mask into p first; the row then stays in L1 for the three passes.
-                    let mr = mask + n * maskRowStride
-                    var j = 0
-                    while j + 16 <= C {
-                        Reduce.store(Reduce.load(xr + j) + Reduce.load(mr + j), pr + j)
-                        j += 16
-                    }
-                    while j < C {
-                        pr[j] = xr[j] + mr[j]
-                        j += 1
-                    }
+                    Elementwise.addRow(out: pr, xr, mask + n * maskRowStride, count: C)
                     row(pr, pr, C)
                 } else {
                     // The next row's maximum comes out of this row's exp pass (see `row`).
