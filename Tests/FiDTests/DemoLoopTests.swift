@@ -9,9 +9,11 @@ import Testing
     static let root = QueueExamplesTests.root
 
     /// The demo's jobs, shorter (id → params replaced) so the default test run stays in budget:
-    /// two thirds of the reader's and the retriever's steps, and fewer evaluations.
+    /// two thirds of the retriever's steps and fewer evaluations. The reader keeps its budget:
+    /// with two thirds of it, OpenBLAS's AVX2 kernels (Zen 3) round their way to a reader at
+    /// 2.5× chance where AVX-512's reach 3.9×.
     static let reduced: [String: [String: Any]] = [
-        "reader-gold": ["total_steps": 2400, "eval_freq": 2400, "save_freq": 2400, "eval_print_freq": 2400],
+        "reader-gold": ["eval_freq": 3600, "save_freq": 3600, "eval_print_freq": 3600],
         "retriever": ["total_steps": 400, "eval_freq": 400, "save_freq": 400],
     ]
 
