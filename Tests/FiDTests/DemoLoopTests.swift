@@ -47,7 +47,7 @@ import Testing
         try fm.createDirectory(atPath: ws + "/jobs", withIntermediateDirectories: true)
         defer { if ProcessInfo.processInfo.environment["FIDQ_KEEP_DEMO"] == nil { try? fm.removeItem(atPath: ws) } }
 
-        // The demo's job files, reduced; the tokenizers ops/demo copies in.
+        // The demo's job files, reduced (its models' vocabularies come from the world job).
         let demo = Self.root.appendingPathComponent("queue/examples/demo").path
         var files: [String] = []
         for name in try fm.contentsOfDirectory(atPath: demo).sorted() where name.hasSuffix(".json") {
@@ -62,13 +62,6 @@ import Testing
             let path = ws + "/jobs/" + name
             try JSONSerialization.data(withJSONObject: job, options: [.sortedKeys]).write(to: URL(fileURLWithPath: path))
             files.append(path)
-        }
-        for (dir, names) in [("t5", ["tokenizer.json", "tokenizer_config.json"]),
-                             ("minilm", ["vocab.txt", "tokenizer.json", "tokenizer_config.json"])] {
-            try fm.createDirectory(atPath: ws + "/tokenizers/" + dir, withIntermediateDirectories: true)
-            for n in names {
-                try fm.copyItem(atPath: try ExampleWorldTests.asset(dir + "/" + n), toPath: ws + "/tokenizers/\(dir)/\(n)")
-            }
         }
 
         let queue = ws + "/queue"
