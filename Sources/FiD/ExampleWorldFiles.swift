@@ -126,7 +126,7 @@ extension ExampleWorld {
         public var d_kv = 32
         public var d_ff = 512
         public var num_layers = 2
-        public var num_decoder_layers = 2
+        public var num_decoder_layers = 4
         public var num_heads = 4
         public var relative_attention_num_buckets = 32
         public var relative_attention_max_distance = 128
