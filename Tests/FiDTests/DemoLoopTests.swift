@@ -101,21 +101,27 @@ import Testing
         let chance = world.chanceExactMatch(world.dev)
         let em = try Self.exactMatch(queue + "/done/answer-bm25-dev")
         let emAfter = try Self.exactMatch(queue + "/done/answer-dense-dev")
+        let em5 = try Self.exactMatch(queue + "/done/answer-bm25-dev-5")
+        let emAfter5 = try Self.exactMatch(queue + "/done/answer-dense-dev-5")
         let bm25 = (try Self.recall(ws + "/retrieved/bm25-dev.json", 5), try Self.recall(ws + "/retrieved/bm25-dev.json", 20))
         let dense = (try Self.recall(ws + "/retrieved/dense-dev.json", 5), try Self.recall(ws + "/retrieved/dense-dev.json", 20))
-        print("demo loop (reduced, \(Int(seconds)) s): EM \(em) (chance \(chance)), after \(emAfter); "
+        print("demo loop (reduced, \(Int(seconds)) s): EM top 10 \(em) (chance \(chance)), after \(emAfter); "
+              + "EM top 5 \(em5), after \(emAfter5); "
               + "recall@5/@20 BM25 \(bm25.0)/\(bm25.1), dense \(dense.0)/\(dense.1); workspace \(ws)")
         #expect(em >= 3 * chance, "reader EM \(em) is not far above chance \(chance)")
         #expect(bm25.1 > 0.9, "BM25 recall@20 \(bm25.1): the world no longer keeps the gold in BM25's reach")
         #expect(dense.0 > bm25.0, "dense recall@5 \(dense.0) is not above BM25's \(bm25.0)")
-        // Known failure: the dense passages are other people's facts of the question's kind
-        // ("Bob can play tennis …" for a question about Anna), where BM25's are Anna's own
-        // passages, mostly without a value. The small reader trained from scratch in the demo's
-        // budget does not yet tell a person's fact from another person's (a name match between
-        // question and title), so its exact match drops with the better passages. Recorded, not
-        // hidden: when the loop keeps this promise the known issue stops occurring and says so.
-        withKnownIssue("the reader cannot yet use the dense passages (it confuses people)", isIntermittent: true) {
-            #expect(emAfter >= em, "EM with the dense passages \(emAfter) is below EM with BM25's \(em)")
+        // Reading the top 5, where the distilled retriever holds the gold far more often than BM25.
+        #expect(emAfter5 >= em5, "EM with the dense top 5 \(emAfter5) is below EM with BM25's top 5 \(em5)")
+        // Known failure reading the top 10: BM25's then hold the gold more often (its top 20 are
+        // the person's own passages) and none of other people's facts, where the dense ones are
+        // partly other people's facts of the question's kind ("Karen has a pink chair" for a
+        // question about Eric's chair). The small reader trained from scratch in the demo's budget
+        // does not yet tell one person's fact from another's (a name match between question and
+        // title), so it often answers from the wrong person. Recorded, not hidden: when the loop
+        // keeps this promise the known issue stops occurring and says so.
+        withKnownIssue("reading the top 10, the reader confuses people in the dense passages", isIntermittent: true) {
+            #expect(emAfter >= em, "EM with the dense top 10 \(emAfter) is below EM with BM25's top 10 \(em)")
         }
     }
 }
