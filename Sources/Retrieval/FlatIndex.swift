@@ -1,4 +1,5 @@
 // FlatIndex: exact maximum inner product search over embedding shards, top-k fused into a blocked gemm scan.
+import Foundation
 import Tensor
 
 /// Exact inner-product search (FiD's `IndexFlatIP`) over shards read in place.
@@ -18,6 +19,17 @@ public final class FlatIndex {
     public let dim: Int
     /// First corpus row of each shard.
     public let offsets: [Int]
+
+    nonisolated(unsafe) public static var probeWhole = true
+    nonisolated(unsafe) public static var probeOldScan = false
+    nonisolated(unsafe) public static var probeGemm = 0.0
+    nonisolated(unsafe) public static var probeScan = 0.0
+    static let probeLock = NSLock()
+    static func threadCPU() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
 
     public init(shards: [EmbeddingShard]) throws {
         self.shards = shards
@@ -107,10 +119,21 @@ public final class FlatIndex {
                 for b in blocks[lo..<hi] {
                     let n = b.hi - b.lo
                     let p = shards[b.shard].rows(b.lo, b.hi, scratch: widened)  // (rows, E)
+                    let c0 = FlatIndex.threadCPU()
                     Gemm.gemm(
                         transB: true, m: n, n: qn, k: dim, a: p, lda: dim, b: queries, ldb: dim,
-                        c: scores, ldc: qn, threads: 1)
-                    heap.scan(block: scores, rows: n, ld: qn, firstRow: offsets[b.shard] + b.lo)
+                        c: scores, ldc: qn, threads: 1, whole: FlatIndex.probeWhole)
+                    let c1 = FlatIndex.threadCPU()
+                    if FlatIndex.probeOldScan {
+                        heap.scanOld(block: scores, rows: n, ld: qn, firstRow: offsets[b.shard] + b.lo)
+                    } else {
+                        heap.scan(block: scores, rows: n, ld: qn, firstRow: offsets[b.shard] + b.lo)
+                    }
+                    let c2 = FlatIndex.threadCPU()
+                    FlatIndex.probeLock.lock()
+                    FlatIndex.probeGemm += c1 - c0
+                    FlatIndex.probeScan += c2 - c1
+                    FlatIndex.probeLock.unlock()
                 }
             }
         }

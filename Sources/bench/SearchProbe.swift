@@ -23,7 +23,7 @@ enum SearchProbe {
             for (rows, qb) in configs {
                 for mode in modes {
                     let t0 = sampleSeconds()
-                    if mode == "gemm" || mode == "gemmT" {
+                    if mode.hasPrefix("gemm") {
                         // The same products without the top-k: rows×Q (or Q×rows) blocks.
                         let blocks = stride(from: 0, to: nLimit, by: rows).map { $0 }
                         parallelFor(t, threads: t) { r in
@@ -35,10 +35,10 @@ enum SearchProbe {
                                     let m = min(qb, qn - q0)
                                     for b in blocks[(th * blocks.count / t)..<((th + 1) * blocks.count / t)] {
                                         let n = min(rows, nLimit - b)
-                                        if mode == "gemm" {
-                                            Gemm.gemm(transB: true, m: n, n: m, k: e, a: base + b * e, lda: e, b: queries + q0 * e, ldb: e, c: c, ldc: m, threads: 1)
+                                        if mode == "gemm" || mode == "gemmW" {
+                                            Gemm.gemm(transB: true, m: n, n: m, k: e, a: base + b * e, lda: e, b: queries + q0 * e, ldb: e, c: c, ldc: m, threads: 1, whole: mode == "gemmW")
                                         } else {
-                                            Gemm.gemm(transB: true, m: m, n: n, k: e, a: queries + q0 * e, lda: e, b: base + b * e, ldb: e, c: c, ldc: n, threads: 1)
+                                            Gemm.gemm(transB: true, m: m, n: n, k: e, a: queries + q0 * e, lda: e, b: base + b * e, ldb: e, c: c, ldc: n, threads: 1, whole: mode == "gemmTW")
                                         }
                                     }
                                     q0 += m
@@ -46,11 +46,14 @@ enum SearchProbe {
                             }
                         }
                     } else {
+                        FlatIndex.probeWhole = !mode.contains("Tiled")
+                        FlatIndex.probeOldScan = mode.contains("Old")
+                        (FlatIndex.probeGemm, FlatIndex.probeScan) = (0, 0)
                         _ = corpus.search(queries: queries, queryCount: qn, k: k, threads: t, blockRows: rows, queryBlock: qb)
                     }
                     let dt = sampleSeconds() - t0
                     let gflops = 2.0 * Double(nLimit) * Double(qn) * Double(e) / dt / 1e9
-                    print("threads \(t) rows \(rows) qblock \(qb) \(mode): \(fixed(dt, 3)) s, \(fixed(Double(qn) / dt * Double(nLimit) / Double(corpus.count), 1)) q/s (full-corpus equiv), \(fixed(gflops, 1)) GFLOP/s")
+                    print("threads \(t) rows \(rows) qblock \(qb) \(mode): \(fixed(dt, 3)) s, \(fixed(Double(qn) / dt * Double(nLimit) / 1e6, 1)) q/s (full-corpus equiv), \(fixed(gflops, 1)) GFLOP/s\(mode.hasPrefix("search") ? "; in it gemm \(fixed(FlatIndex.probeGemm, 3)) s, scan \(fixed(FlatIndex.probeScan, 3)) s" : "")")
                 }
             }
         }
