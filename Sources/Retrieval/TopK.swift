@@ -126,57 +126,10 @@ public final class TopK {
     }
 
     /// Offers every score of a (rows, Q) block, row-major with leading dimension `ld`, whose row
-    /// r is corpus row `firstRow + r`, the heap touched only where a score can enter.
-    ///
-    /// Eight rows at a time (8 × Q floats, in L1): for each run of 16 queries, the eight rows'
-    /// compares against the 16 thresholds are or-ed and tested once, so the common case (nothing
-    /// enters) costs a load and a compare per 16 scores; only a run that passes is walked score by
-    /// score, rows in order. A NaN score never passes (as with a plain `>=`).
-    @inlinable
-    public func scan(block: UnsafePointer<Float>, rows count: Int, ld: Int, firstRow: Int) {
-        let q16 = queries & ~15
-        let r8 = count & ~7
-        @inline(__always) func load(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
-            UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
-        }
-        @inline(__always) func offer(_ line: UnsafePointer<Float>, _ row: Int, _ lo: Int, _ hi: Int) {
-            for j in lo..<hi where line[j] >= threshold[j] { push(j, score: line[j], row: row) }
-        }
-        var r = 0
-        while r < r8 {
-            let l0 = block + r * ld
-            var q = 0
-            while q < q16 {
-                let t = load(threshold + q)
-                var pass = load(l0 + q) .>= t
-                for i in 1..<8 { pass .|= load(l0 + i * ld + q) .>= t }
-                if any(pass) {
-                    for i in 0..<8 { offer(l0 + i * ld, firstRow + r + i, q, q + 16) }
-                }
-                q += 16
-            }
-            if q16 < queries {
-                for i in 0..<8 { offer(l0 + i * ld, firstRow + r + i, q16, queries) }
-            }
-            r += 8
-        }
-        while r < count {
-            let line = block + r * ld
-            var q = 0
-            while q < q16 {
-                if any(load(line + q) .>= load(threshold + q)) { offer(line, firstRow + r, q, q + 16) }
-                q += 16
-            }
-            offer(line, firstRow + r, q16, queries)
-            r += 1
-        }
-    }
-
-    ///     /// Offers every score of a (rows, Q) block, row-major with leading dimension `ld`, whose row
     /// r is corpus row `firstRow + r`: 16 queries at a time against their thresholds, the heap
     /// touched only where a score can enter.
     @inlinable
-    public func scanOld(block: UnsafePointer<Float>, rows count: Int, ld: Int, firstRow: Int) {
+    public func scan(block: UnsafePointer<Float>, rows count: Int, ld: Int, firstRow: Int) {
         let q16 = queries & ~15
         for r in 0..<count {
             let line = block + r * ld

@@ -11,7 +11,6 @@ let benchmarks: [(name: String, summary: String, run: (TimingSettings) throws ->
     ("layernorm", "LayerNorm fwd/bwd GB/s vs copy bandwidth and F.layer_norm", { try ElementwiseBench.run(.layernorm, $0) }),
     ("reader", "FiD T5 reader (t5-small shape): forward, train step, greedy per token vs transformers", ReaderBench.run),
     ("search", "exact and sq8 search (1M x 768, 1000 queries, k 100) vs faiss; BM25 vs bm25s", SearchBench.run),
-    ("searchprobe", "temporary: exact search vs its gemm alone per blocking", SearchProbe.run),
     ("retriever", "MiniLM passage embedding (200 tokens, batch 64) vs sentence-transformers, passages/s", RetrieverBench.run),
 ]
 
