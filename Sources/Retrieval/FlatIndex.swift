@@ -12,11 +12,12 @@ import Tensor
 /// are broken by corpus row (shards in glob order, then file order). Memory beyond the shards:
 /// per thread, one score block and one widened block.
 ///
-/// Where the time goes (1M × 768, 1,000 queries, one thread, CPU time): the sgemm ~98 %, at
-/// ~102 GFLOP/s; the filter ~1.7 %, bound by reading the 32 MB score block back from memory
-/// (1024 rows, a 4 MB block, filtered no faster under load; 8-row runs or-ed before one test
-/// measured slower); the heaps and merge well under 1 %. A (Q, rows) block would make each
-/// query's filter one contiguous run, but OpenBLAS 0.3.21's sgemm wrote it 2–3 % slower.
+/// Where the time goes (1M × 768, 1,000 queries, one thread, perf): OpenBLAS's sgemm ~96 %
+/// (kernel 91 %, packing 3 %, zeroing the block for beta 0 1 %); the filter and heaps ~1.6 %,
+/// bound by reading the 32 MB score block back from memory (1024-row blocks, 4 MB, filtered no
+/// faster under load; neither did eight rows' compares or-ed before one test, nor a reservoir in
+/// place of the heaps). A (Q, rows) block would make each query's filter one contiguous run, but
+/// OpenBLAS 0.3.21's sgemm wrote it 2–3 % slower.
 public final class FlatIndex {
     public let shards: [EmbeddingShard]
     /// N: rows over all shards.
