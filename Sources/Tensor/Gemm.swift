@@ -63,17 +63,23 @@ public enum Gemm {
 
     /// One product; see the type's doc comment for the layout. `threads` overrides
     /// `Threads.count` for this call (the result does not depend on it).
+    ///
+    /// `whole` runs the product as one sgemm on the calling thread, without tiles: for a caller
+    /// that already spreads its products over threads (`FlatIndex`'s scan, one product per
+    /// thread), where tiles only re-pack an operand (a 8192×1000×768 search block in the wrapper's
+    /// 8 row tiles re-packs the 1000 queries 8 times: 4–5 % slower than one sgemm). Its bits also
+    /// depend on the shape alone.
     @inlinable
     public static func gemm(
         transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
         alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
         b: UnsafePointer<Float>, ldb: Int,
-        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int? = nil
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int? = nil, whole: Bool = false
     ) {
         checkLayout(transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc)
         if m == 0 || n == 0 { return }
         _ = pinnedBLAS
-        let (byRows, size, tiles) = tiling(m: m, n: n, k: k)
+        let (byRows, size, tiles) = whole ? (true, m, 1) : tiling(m: m, n: n, k: k)
         // Rows lo..<hi of C: rows lo… of op(A), which start at row lo of A, or at its column lo
         // when A is transposed. Columns lo..<hi: columns lo… of op(B), likewise.
         func tile(_ lo: Int, _ hi: Int) {

@@ -12,12 +12,14 @@ import Tensor
 /// Sizes: BENCH_SEARCH_N, BENCH_SEARCH_Q, BENCH_BM25_DOCS; BENCH_SQ_QUERIES queries for faiss's sq8.
 /// With BENCH_CLOCK=cpu the exact and sq8 q/s rows (both sides) use process CPU time (fair at 1
 /// thread under load); BM25's stay on the wall clock (bm25s may use worker processes).
+/// BENCH_SEARCH_ONLY=flat runs the exact search alone (both sides), for quick iteration.
 enum SearchBench {
     static func env(_ key: String, _ fallback: Int) -> Int { ProcessInfo.processInfo.environment[key].flatMap(Int.init) ?? fallback }
 
     static func run(_ settings: TimingSettings) throws {
         let n = env("BENCH_SEARCH_N", 1_000_000), e = 768, qn = env("BENCH_SEARCH_Q", 1000), k = 100
         let docs = env("BENCH_BM25_DOCS", 200_000)
+        let flatOnly = ProcessInfo.processInfo.environment["BENCH_SEARCH_ONLY"] == "flat"
         let dir = ProcessInfo.processInfo.environment["BENCH_SEARCH_DIR"] ?? FileManager.default.currentDirectoryPath + "/.build/bench-search"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         print("## search: \(n) × \(e) float32 uniform(-1, 1), \(qn) queries, k = \(k); files in \(dir)\(cpuClock ? "; q/s on process CPU time" : "")\n")
@@ -28,13 +30,14 @@ enum SearchBench {
         let qbuf = UnsafeMutablePointer<Float>.allocate(capacity: qn * e)
         defer { qbuf.deallocate() }
         let queries = qshard.rows(0, qn, scratch: qbuf)
-        // Warm the page cache (both sides then read from memory).
+        // Warm the page cache and fault in every page of our mapping, as faiss copies the rows
+        // into its memory before its clock starts (both sides then search memory they hold).
         var sink: Float = 0
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 8192 * e)
         defer { scratch.deallocate() }
         for b in stride(from: 0, to: n, by: 8192) {
             let p = corpus.shards[0].rows(b, min(n, b + 8192), scratch: scratch)
-            sink += p[0]
+            for i in stride(from: 0, to: (min(n, b + 8192) - b) * e, by: 1024) { sink += p[i] }
         }
         var ours: [String: Double] = [:]
         var exact: [[Hit]] = []
@@ -46,7 +49,44 @@ enum SearchBench {
         var rows = [Int32](repeating: 0, count: qn * k)
         for (q, hits) in exact.enumerated() { for (i, h) in hits.enumerated() { rows[q * k + i] = Int32(h.row) } }
         try rows.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: dir + "/ours_flat.i32")) }
+        if !flatOnly { try sqAndBM25(settings, dir: dir, corpus: corpus, queries: queries, qn: qn, k: k, docs: docs, exact: exact, ours: &ours) }
 
+        let peer = try runPeer(dir: dir, threads: settings.threads)
+        if let peer { print("peers: faiss \(peer["faiss"] ?? "?"), bm25s \(peer["bm25s"] ?? "?"), numpy \(peer["numpy"] ?? "?")\n") }
+        func p(_ key: String) -> Double? { (peer?[key] as? NSNumber)?.doubleValue }
+        let table = Table(["what", "threads", "ours", "peer", "ours/peer"], widths: [44])
+        func row(_ what: String, _ t: String, _ o: Double?, _ pv: Double?, higherIsBetter: Bool = true, digits: Int = 1) {
+            let r = (o != nil && pv != nil) ? ratio(higherIsBetter ? o! / pv! : pv! / o!) : "-"
+            table.add([what, t, o.map { fixed($0, digits) } ?? "-", pv.map { fixed($0, digits) } ?? "-", r])
+        }
+        for t in settings.threads {
+            row("exact q/s (faiss IndexFlatIP)", "\(t)", ours["flat_qps_\(t)"], p("flat_qps_\(t)"))
+        }
+        if !flatOnly {
+            for t in settings.threads {
+                row("sq8+rerank q/s vs faiss IndexFlatIP", "\(t)", ours["sq_qps_\(t)"], p("flat_qps_\(t)"))
+                row("sq8+rerank q/s vs faiss IndexScalarQuantizer", "\(t)", ours["sq_qps_\(t)"], p("sq_qps_\(t)"))
+            }
+            row("sq8 recall@100 vs exact (peer: its SQ8)", "-", ours["sq_recall"], p("sq_recall_at_k"), digits: 4)
+            row("sq8 recall@100 without re-rank", "-", ours["sq_recall_norerank"], nil, digits: 4)
+            row("sq8 build s", "all", ours["sq_build_s"], p("sq_build_s"), higherIsBetter: false, digits: 2)
+            row("BM25 index s (\(docs) passages)", "1", ours["bm25_index_s"], p("bm25_index_s"), higherIsBetter: false, digits: 2)
+            for t in settings.threads {
+                row("BM25 q/s (bm25s)", "\(t)", ours["bm25_qps_\(t)"], p("bm25_qps_\(t)"))
+            }
+        }
+        print()
+        if let a = p("flat_agreement_with_ours") { print("faiss flat top-\(k) agreement with ours: \(percent(a))") }
+        if let a = p("bm25_top10_agreement") { print("bm25s top-10 agreement with ours: \(percent(a))") }
+        if let s = p("sq_queries") { print("faiss sq8 timed on its first \(Int(s)) queries (it scans without BLAS)") }
+        print("(checksum \(sink))\n")
+    }
+
+    /// The sq8 index (build, search, recall against `exact`) and BM25 (index, search) into `ours`.
+    static func sqAndBM25(
+        _ settings: TimingSettings, dir: String, corpus: FlatIndex, queries: UnsafePointer<Float>, qn: Int, k: Int, docs: Int,
+        exact: [[Hit]], ours: inout [String: Double]
+    ) throws {
         var t0 = monotonicSeconds()
         let sq = try ScalarQuantizedIndex.build(shards: corpus.shards)
         ours["sq_build_s"] = monotonicSeconds() - t0
@@ -76,34 +116,6 @@ enum SearchBench {
         var bmRows = [Int32](repeating: -1, count: bmQueries.count * 10)
         for (q, hits) in bmHits.enumerated() { for (i, h) in hits.prefix(10).enumerated() { bmRows[q * 10 + i] = Int32(h.row) } }
         try bmRows.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: dir + "/ours_bm25.i32")) }
-
-        let peer = try runPeer(dir: dir, threads: settings.threads)
-        if let peer { print("peers: faiss \(peer["faiss"] ?? "?"), bm25s \(peer["bm25s"] ?? "?"), numpy \(peer["numpy"] ?? "?")\n") }
-        func p(_ key: String) -> Double? { (peer?[key] as? NSNumber)?.doubleValue }
-        let table = Table(["what", "threads", "ours", "peer", "ours/peer"], widths: [44])
-        func row(_ what: String, _ t: String, _ o: Double?, _ pv: Double?, higherIsBetter: Bool = true, digits: Int = 1) {
-            let r = (o != nil && pv != nil) ? ratio(higherIsBetter ? o! / pv! : pv! / o!) : "-"
-            table.add([what, t, o.map { fixed($0, digits) } ?? "-", pv.map { fixed($0, digits) } ?? "-", r])
-        }
-        for t in settings.threads {
-            row("exact q/s (faiss IndexFlatIP)", "\(t)", ours["flat_qps_\(t)"], p("flat_qps_\(t)"))
-        }
-        for t in settings.threads {
-            row("sq8+rerank q/s vs faiss IndexFlatIP", "\(t)", ours["sq_qps_\(t)"], p("flat_qps_\(t)"))
-            row("sq8+rerank q/s vs faiss IndexScalarQuantizer", "\(t)", ours["sq_qps_\(t)"], p("sq_qps_\(t)"))
-        }
-        row("sq8 recall@100 vs exact (peer: its SQ8)", "-", ours["sq_recall"], p("sq_recall_at_k"), digits: 4)
-        row("sq8 recall@100 without re-rank", "-", ours["sq_recall_norerank"], nil, digits: 4)
-        row("sq8 build s", "all", ours["sq_build_s"], p("sq_build_s"), higherIsBetter: false, digits: 2)
-        row("BM25 index s (\(docs) passages)", "1", ours["bm25_index_s"], p("bm25_index_s"), higherIsBetter: false, digits: 2)
-        for t in settings.threads {
-            row("BM25 q/s (bm25s)", "\(t)", ours["bm25_qps_\(t)"], p("bm25_qps_\(t)"))
-        }
-        print()
-        if let a = p("flat_agreement_with_ours") { print("faiss flat top-\(k) agreement with ours: \(percent(a))") }
-        if let a = p("bm25_top10_agreement") { print("bm25s top-10 agreement with ours: \(percent(a))") }
-        if let s = p("sq_queries") { print("faiss sq8 timed on its first \(Int(s)) queries (it scans without BLAS)") }
-        print("(checksum \(sink))\n")
     }
 
     /// Uniform(-1, 1) float32 rows as a shard, unless one of that shape is already there.

@@ -82,14 +82,16 @@ struct ShardFolder {
             corpus += try folder.write(index: i, rows: rng.normalArray(n * dim), dim: dim, storage: storage, firstID: first)
             first += n
         }
-        let queries = rng.normalArray(21 * dim)
+        // 37 queries: two full runs of 16 in the scan's threshold check, and 5 left over.
+        let qn = 37
+        let queries = rng.normalArray(qn * dim)
         let index = try FlatIndex(shards: EmbeddingShard.open(glob: folder.dir + "/passages_*"))
         #expect(index.count == sizes.reduce(0, +))
         for k in [1, 10, 60, 157, 400] {
             let truth = FlatIndexTests.bruteForce(corpus: corpus, queries: queries, dim: dim, k: k)
             for (blockRows, threads, queryBlock) in [(8, 1, 1024), (16, 2, 5), (1000, 3, 1024)] {
                 let ours = queries.withUnsafeBufferPointer {
-                    index.search(queries: $0.baseAddress!, queryCount: 21, k: k, threads: threads, blockRows: blockRows, queryBlock: queryBlock)
+                    index.search(queries: $0.baseAddress!, queryCount: qn, k: k, threads: threads, blockRows: blockRows, queryBlock: queryBlock)
                 }
                 Self.expectSame(ours, truth, corpus: corpus, queries: queries, dim: dim)
             }

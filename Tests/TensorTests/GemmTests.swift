@@ -51,6 +51,42 @@ import TestSupport
         }
     }
 
+    /// `whole: true` (one sgemm, no tiles: the search scan's products) against the naive twin on a
+    /// shape the wrapper would otherwise tile, both layouts of B (the scan's is Bᵀ), padded leading
+    /// dimensions, accumulation.
+    @Test(arguments: [false, true])
+    func wholeProductMatchesNaive(transB: Bool) {
+        let (m, k, n) = (1030, 300, 1001)
+        #expect(Gemm.tiling(m: m, n: n, k: k).tiles > 1, "the shape should span several tiles")
+        var rng = RNG(seed: 17)
+        let lda = k + 1, ldb = (transB ? k : n) + 2, ldc = n + 3
+        let a = (0..<(m * lda)).map { _ in rng.uniform(-1, 1) }
+        let b = (0..<((transB ? n : k) * ldb)).map { _ in rng.uniform(-1, 1) }
+        let c0 = (0..<(m * ldc)).map { _ in rng.uniform(-1, 1) }
+        for (alpha, beta) in [(Float(1), Float(0)), (-0.5, 1)] {
+            var fast = c0, slow = c0
+            var magnitude = [Double](repeating: 0, count: c0.count)
+            a.withUnsafeBufferPointer { pa in
+                b.withUnsafeBufferPointer { pb in
+                    fast.withUnsafeMutableBufferPointer { pc in
+                        Gemm.gemm(
+                            transB: transB, m: m, n: n, k: k, alpha: alpha, a: pa.baseAddress!, lda: lda, b: pb.baseAddress!, ldb: ldb,
+                            beta: beta, c: pc.baseAddress!, ldc: ldc, threads: 2, whole: true)
+                    }
+                    slow.withUnsafeMutableBufferPointer { pc in
+                        magnitude.withUnsafeMutableBufferPointer { pm in
+                            Gemm.gemmNaive(
+                                transB: transB, m: m, n: n, k: k, alpha: alpha, a: pa.baseAddress!, lda: lda, b: pb.baseAddress!, ldb: ldb,
+                                beta: beta, c: pc.baseAddress!, ldc: ldc, magnitude: pm.baseAddress!)
+                        }
+                    }
+                }
+            }
+            let r = compareReduction("whole gemm t=\(transB) a=\(alpha) b=\(beta)", fast, slow, magnitude: magnitude, terms: k + 2)
+            #expect(r.ok, "\(r)")
+        }
+    }
+
     /// OpenBLAS's sgemm rounds differently on different pool sizes; `Gemm` runs fixed row tiles
     /// single-threaded instead, so a product is the same to the bit on any thread count. Shapes
     /// of several tiles (both layouts of A, the long inner sum of a weight gradient, and a wide
