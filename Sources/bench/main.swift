@@ -15,8 +15,10 @@ let benchmarks: [(name: String, summary: String, run: (TimingSettings) throws ->
 ]
 
 func usage() -> String {
-    "usage: ops/bench NAME…   (builds in release, runs the peers side by side)\n"
-        + benchmarks.map { "  \($0.name.padding(toLength: 8, withPad: " ", startingAt: 0)) \($0.summary)" }
+    // Padded to the longest name, never cut: `ops/bench` with no argument reads the names from here.
+    let width = benchmarks.map(\.name.count).max() ?? 0
+    return "usage: ops/bench NAME…   (builds in release, runs the peers side by side)\n"
+        + benchmarks.map { "  \($0.name.padding(toLength: width, withPad: " ", startingAt: 0)) \($0.summary)" }
         .joined(separator: "\n")
 }
 
