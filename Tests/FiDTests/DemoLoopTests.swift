@@ -9,12 +9,12 @@ import Testing
     static let root = QueueExamplesTests.root
 
     /// The demo's jobs, shorter (id → params replaced) so the default test run stays in budget:
-    /// two thirds of the retriever's steps and fewer evaluations. The reader keeps its budget:
-    /// with two thirds of it, OpenBLAS's AVX2 kernels (Zen 3) round their way to a reader at
-    /// 2.5× chance where AVX-512's reach 3.9×.
+    /// fewer evaluations. The reader keeps its budget: with two thirds of it, OpenBLAS's AVX2
+    /// kernels (Zen 3) round their way to a reader at 2.5× chance where AVX-512's reach 3.9×; the
+    /// retriever (MiniLM fine-tuned for 100 steps) costs what 400 steps of the small BERT from
+    /// scratch did.
     static let reduced: [String: [String: Any]] = [
         "reader-gold": ["eval_freq": 3600, "save_freq": 3600, "eval_print_freq": 3600],
-        "retriever": ["total_steps": 400, "eval_freq": 400, "save_freq": 400],
     ]
 
     /// Answer recall@k of a retrieval output (FiD JSON with `hasanswer` on each ctx).
@@ -70,6 +70,11 @@ import Testing
                 try fm.copyItem(atPath: try ExampleWorldTests.asset(dir + "/" + n), toPath: ws + "/tokenizers/\(dir)/\(n)")
             }
         }
+        // The retriever starts from MiniLM's weights (ops/assets), as ops/demo copies them in.
+        try fm.createDirectory(atPath: ws + "/models/minilm", withIntermediateDirectories: true)
+        for n in ["config.json", "model.safetensors", "vocab.txt"] {
+            try fm.copyItem(atPath: try ExampleWorldTests.asset("minilm/" + n), toPath: ws + "/models/minilm/" + n)
+        }
 
         let queue = ws + "/queue"
         func start(_ args: [String], log: String) throws -> Process {
@@ -112,25 +117,23 @@ import Testing
         let emAfter5 = try Self.exactMatch(queue + "/done/answer-dense-dev-5")
         let bm25 = (try Self.recall(ws + "/retrieved/bm25-dev.json", 5), try Self.recall(ws + "/retrieved/bm25-dev.json", 20))
         let dense = (try Self.recall(ws + "/retrieved/dense-dev.json", 5), try Self.recall(ws + "/retrieved/dense-dev.json", 20))
+        let start = (try Self.recall(ws + "/retrieved/minilm-dev.json", 5), try Self.recall(ws + "/retrieved/minilm-dev.json", 20))
         print("demo loop (reduced, \(Int(seconds)) s): EM top 10 \(em) (chance \(chance)), after \(emAfter); "
               + "EM top 5 \(em5), after \(emAfter5); "
-              + "recall@5/@20 BM25 \(bm25.0)/\(bm25.1), dense \(dense.0)/\(dense.1); workspace \(ws)")
+              + "recall@5/@20 BM25 \(bm25.0)/\(bm25.1), MiniLM before \(start.0)/\(start.1), dense \(dense.0)/\(dense.1); workspace \(ws)")
         #expect(em >= 3 * chance, "reader EM \(em) is not far above chance \(chance)")
         #expect(bm25.1 > 0.9, "BM25 recall@20 \(bm25.1): the world no longer keeps the gold in BM25's reach")
         #expect(dense.0 > bm25.0, "dense recall@5 \(dense.0) is not above BM25's \(bm25.0)")
-        // Known failures: exact match with the dense passages, reading the top 5 and the top 10.
-        // The dense passages are partly other people's facts of the question's kind ("Karen has
-        // a pink chair" for a question about Eric's chair), where BM25's hold no other person's
-        // fact (what they hold of other people are decoys without a value). The small reader
-        // trained from scratch in the demo's budget does not yet tell one person's fact from
-        // another's (a name match between question and title), so it often answers from the
-        // wrong person; reading the top 10, BM25's also hold the gold more often. Recorded, not
-        // hidden: both fail under AVX-512 and AVX2 kernels alike, and the day the loop keeps one,
-        // its known issue is not recorded and the test fails, so the record cannot go stale.
-        withKnownIssue("reading the top 5, the reader confuses people in the dense passages") {
-            #expect(emAfter5 >= em5, "EM with the dense top 5 \(emAfter5) is below EM with BM25's top 5 \(em5)")
-        }
-        withKnownIssue("reading the top 10, the reader confuses people in the dense passages") {
+        #expect(dense.1 > start.1, "distillation did not improve recall@20 over MiniLM's start: \(dense.1) against \(start.1)")
+        #expect(emAfter5 >= em5, "EM with the dense top 5 \(emAfter5) is below EM with BM25's top 5 \(em5)")
+        // Known failure: exact match reading the top 10. BM25's top 10 holds the gold about as
+        // often as the dense top 10 (recall@10 0.76 against 0.7–0.77), and what BM25 fills the rest
+        // with are mostly decoys without a value, where the dense top 10 holds more of the
+        // person's other facts (a value of another kind, or the color of another object) that this
+        // small reader answers from. Recorded, not hidden: it fails under AVX-512 and AVX2 kernels
+        // alike, and the day the loop keeps it, the known issue is not recorded and the test
+        // fails, so the record cannot go stale.
+        withKnownIssue("reading the top 10, the dense passages' other facts of the person mislead the reader") {
             #expect(emAfter >= em, "EM with the dense top 10 \(emAfter) is below EM with BM25's top 10 \(em)")
         }
     }
