@@ -85,10 +85,14 @@ public struct TrainRetrieverKind: JobKind {
         model.inBatchNegatives = p.inBatchNegatives
         try context.checkCancelled()
         func examples(_ path: String, _ fieldName: String) throws -> RetrieverExamples {
-            try field(fieldName) {
+            var set = try field(fieldName) {
                 try RetrieverExamples(path: context.resolve(path), tokenizer: tokenizer, nContext: p.nContext,
                                       questionMaxlength: p.questionMaxlength, passageMaxlength: p.passageMaxlength, threads: context.threads)
             }
+            // Padding a masked side only to each batch's longest row gives the same embeddings.
+            set.trimQuestions = model.config.applyQuestionMask
+            set.trimPassages = model.config.applyPassageMask
+            return set
         }
         let train = try examples(p.trainData, "train_data")
         let dev = try p.evalData.map { try examples($0, "eval_data") }

@@ -1,8 +1,10 @@
 // RetrieverExamplesTests: batches read and tokenised on demand equal those of the whole file
-// loaded and tokenised at once (how train_retriever read its data before issue 11's index).
+// loaded and tokenised at once (how train_retriever read its data before issue 11's index), and
+// trimmed batches keep a masked model's numbers.
 import Foundation
 import Testing
 import Models
+import Tensor
 import Tokenizers
 @testable import FiD
 
@@ -37,5 +39,61 @@ import Tokenizers
         #expect(b.readerScores == ks.flatMap { k in kept[k].map { Float(all[k].ctxs[$0].score!) } })
         #expect(prepared.originalRank == ks.map { kept[$0] })
         #expect(prepared.hasAnswer[0][0] && prepared.hasAnswer.allSatisfy { $0.filter { $0 }.count == 1 }, "the gold passage has the top score")
+    }
+
+    /// Trimming cuts each batch to its longest row; a model that masks both sides gives the same
+    /// loss, scores and gradients (float32 sums over fewer zero terms), and one that does not
+    /// mask gives other scores, which is why trimming follows the model's mask flags.
+    @Test func trimmedBatchesKeepAMaskedModelsLossScoresAndGradients() throws {
+        let dir = TestData.scratch("retriever-examples-trim")
+        try SyntheticRetrieval.writeModelFiles(dir)
+        try SyntheticRetrieval.write(SyntheticRetrieval.examples(9, seed: 4, passages: 6), to: dir + "/data.json")
+        let tok = try TokenizerLoader.load(dir + "/vocab.txt")
+        let (P, Lq, L) = (4, 16, 32)
+        let full = try RetrieverExamples(path: dir + "/data.json", tokenizer: tok, nContext: P, questionMaxlength: Lq,
+                                         passageMaxlength: L, threads: 1)
+        var cut = full
+        cut.trimQuestions = true
+        cut.trimPassages = true
+        let ks = [5, 0, 8, 3]
+        let b = try full.prepared(ks).batch, t = try cut.prepared(ks).batch
+        let (lq, l) = (t.questionLength, t.passageLength)
+        #expect(lq < Lq && l < L, "nothing trimmed: \(lq), \(l)")
+        // The kept columns are the full batch's first ones; every cut column is padding, and the
+        // last kept column holds some row's token.
+        func columns<T>(_ a: [T], width: Int, keep: Int) -> [T] {
+            stride(from: 0, to: a.count, by: width).flatMap { a[$0..<($0 + keep)] }
+        }
+        #expect(t.questionIds == columns(b.questionIds, width: Lq, keep: lq) && t.questionMask == columns(b.questionMask, width: Lq, keep: lq))
+        #expect(t.passageIds == columns(b.passageIds, width: L, keep: l) && t.passageMask == columns(b.passageMask, width: L, keep: l))
+        #expect(b.passageMask.reduce(0, +) == t.passageMask.reduce(0, +) && b.questionMask.reduce(0, +) == t.questionMask.reduce(0, +))
+        #expect(stride(from: l - 1, to: t.passageMask.count, by: l).contains { t.passageMask[$0] == 1 })
+
+        var config = try BertConfig.load(path: dir + "/config.json")
+        for masked in [true, false] {
+            config.applyQuestionMask = masked
+            config.applyPassageMask = masked
+            let model = BertRetriever(config: config)
+            model.initialize(seed: 3)
+            let g1 = ParameterSlab(layout: model.layout), g2 = ParameterSlab(layout: model.layout)
+            let o1 = model.forward(b)
+            model.backward(into: g1)
+            let o2 = model.forward(t)
+            model.backward(into: g2)
+            let scoreGap = zip(o1.scores.data, o2.scores.data).map { abs($0 - $1) }.max()!
+            let scale = o1.scores.data.map { abs($0) }.max()!
+            if !masked {
+                #expect(scoreGap > 1e-3 * scale, "unmasked padding should change the scores: gap \(scoreGap)")
+                continue
+            }
+            // Rounding only: sums over ≤ 32 terms of float32 products, relative 1e-5 is ~10× that.
+            #expect(scoreGap <= 1e-5 * scale, "scores: gap \(scoreGap), scale \(scale)")
+            #expect(abs(o1.loss! - o2.loss!) <= 1e-5 * abs(o1.loss!), "loss \(o1.loss!) against \(o2.loss!)")
+            for e in model.layout.entries {
+                let a = g1.tensor(e.name).data, c = g2.tensor(e.name).data
+                let gscale = a.map { abs($0) }.max()!, gap = zip(a, c).map { abs($0 - $1) }.max()!
+                #expect(gap <= 1e-4 * gscale + 1e-12, "\(e.name): gradient gap \(gap), scale \(gscale)")
+            }
+        }
     }
 }
