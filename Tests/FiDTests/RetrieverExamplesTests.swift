@@ -9,14 +9,21 @@ import Tokenizers
 @testable import FiD
 
 @Suite struct RetrieverExamplesTests {
-    @Test func batchesEqualTheWholeFileTokenisedAtOnce() throws {
-        let dir = TestData.scratch("retriever-examples")
+    /// A scratch folder with the synthetic model files and 9 examples of 6 scored passages, and
+    /// their retriever examples at n_context P and lengths Lq, L.
+    static func fixture(_ name: String, P: Int, Lq: Int, L: Int) throws -> (dir: String, tok: any Tokenizer, set: RetrieverExamples) {
+        let dir = TestData.scratch(name)
         try SyntheticRetrieval.writeModelFiles(dir)
         try SyntheticRetrieval.write(SyntheticRetrieval.examples(9, seed: 4, passages: 6), to: dir + "/data.json")
         let tok = try TokenizerLoader.load(dir + "/vocab.txt")
-        let (P, Lq, L) = (4, 8, 12)
         let set = try RetrieverExamples(path: dir + "/data.json", tokenizer: tok, nContext: P, questionMaxlength: Lq,
                                         passageMaxlength: L, threads: 2)
+        return (dir, tok, set)
+    }
+
+    @Test func batchesEqualTheWholeFileTokenisedAtOnce() throws {
+        let (P, Lq, L) = (4, 8, 12)
+        let (dir, tok, set) = try Self.fixture("retriever-examples", P: P, Lq: Lq, L: L)
         #expect(set.count == 9 && set.hasAnswerFlags)
         // The old way: every example loaded, its passages sorted by score (stable), all tokenised together.
         let all = try FiDData(path: dir + "/data.json").load()
@@ -45,13 +52,8 @@ import Tokenizers
     /// loss, scores and gradients (float32 sums over fewer zero terms), and one that does not
     /// mask gives other scores, which is why trimming follows the model's mask flags.
     @Test func trimmedBatchesKeepAMaskedModelsLossScoresAndGradients() throws {
-        let dir = TestData.scratch("retriever-examples-trim")
-        try SyntheticRetrieval.writeModelFiles(dir)
-        try SyntheticRetrieval.write(SyntheticRetrieval.examples(9, seed: 4, passages: 6), to: dir + "/data.json")
-        let tok = try TokenizerLoader.load(dir + "/vocab.txt")
-        let (P, Lq, L) = (4, 16, 32)
-        let full = try RetrieverExamples(path: dir + "/data.json", tokenizer: tok, nContext: P, questionMaxlength: Lq,
-                                         passageMaxlength: L, threads: 1)
+        let (Lq, L) = (16, 32)
+        let (dir, _, full) = try Self.fixture("retriever-examples-trim", P: 4, Lq: Lq, L: L)
         var cut = full
         cut.trimQuestions = true
         cut.trimPassages = true
