@@ -20,10 +20,10 @@ public struct RetrieverExamples {
     public let hasAnswerFlags: Bool
     let tokenizer: any Tokenizer
     let threads: Int?
-    /// Pad each batch's questions (passages) to its longest row rather than to Lq (L). Exact only
-    /// for a model that masks that side (`apply_question_mask` / `apply_passage_mask`, MiniLM-style
-    /// checkpoints): FiD pads to the maximum length, and unmasked padding tokens change the
-    /// embeddings. Short passages then cost what they hold (about half of L in the example world).
+    /// Pad each batch's questions (passages) to its longest row rather than to Lq (L), as
+    /// `RetrieverModel.embed` does. Exact only for a model that masks that side
+    /// (`apply_question_mask` / `apply_passage_mask`): FiD pads to the maximum length, and unmasked
+    /// padding tokens change the embeddings. It saves what the maximum overshoots the batch's rows.
     public var trimQuestions = false, trimPassages = false
 
     /// One example as the retriever sees it.
@@ -69,28 +69,6 @@ public struct RetrieverExamples {
     /// Examples indexed.
     public var count: Int { data.count }
 
-    /// Rows of `width` ids and their mask cut to the last column any row uses (when `trim`): the
-    /// ids, the mask as floats, and the new width (at least 1).
-    static func trimmed(_ ids: [Int32], _ mask: [Int32], width: Int, trim: Bool) -> ([Int32], [Float], Int) {
-        guard trim, width > 0, !ids.isEmpty else { return (ids, mask.map(Float.init), width) }
-        let rows = ids.count / width
-        var used = 1
-        for r in 0..<rows {
-            var last = width
-            while last > used && mask[r * width + last - 1] == 0 { last -= 1 }
-            used = max(used, last)
-        }
-        guard used < width else { return (ids, mask.map(Float.init), width) }
-        var outIds = [Int32](), outMask = [Float]()
-        outIds.reserveCapacity(rows * used)
-        outMask.reserveCapacity(rows * used)
-        for r in 0..<rows {
-            outIds += ids[(r * width)..<(r * width + used)]
-            outMask += mask[(r * width)..<(r * width + used)].map(Float.init)
-        }
-        return (outIds, outMask, used)
-    }
-
     static func prepare(_ e: FiDExample, path: String, nContext: Int) throws -> Prepared {
         let at = "[\(e.index)]"
         guard e.ctxs.count >= nContext else {
@@ -121,12 +99,13 @@ public struct RetrieverExamples {
 
     func prepared(_ ks: [Int]) throws -> PreparedBatch {
         let exs = try ks.map { try Self.prepare(data.example(at: $0), path: path, nContext: P) }
-        let q = tokenizer.encodeBatch(exs.map(\.question), maxLength: Lq, threads: threads)      // (B, Lq)
-        let p = tokenizer.encodeBatch(exs.flatMap(\.passages), maxLength: L, threads: threads)   // (B·P, L)
-        let (qIds, qMask, lq) = Self.trimmed(q.ids, q.mask, width: Lq, trim: trimQuestions)       // (B, lq)
-        let (pIds, pMask, l) = Self.trimmed(p.ids, p.mask, width: L, trim: trimPassages)         // (B·P, l)
-        let batch = RetrieverBatch(questions: ks.count, passages: P, questionLength: lq, passageLength: l,
-                                   questionIds: qIds, questionMask: qMask, passageIds: pIds, passageMask: pMask,
+        let q = tokenizer.encodeBatch(exs.map(\.question), maxLength: Lq, padToMaxLength: !trimQuestions,
+                                      threads: threads)                                              // (B, lq ≤ Lq)
+        let p = tokenizer.encodeBatch(exs.flatMap(\.passages), maxLength: L, padToMaxLength: !trimPassages,
+                                      threads: threads)                                              // (B·P, l ≤ L)
+        let batch = RetrieverBatch(questions: ks.count, passages: P, questionLength: q.length, passageLength: p.length,
+                                   questionIds: q.ids, questionMask: q.mask.map(Float.init),
+                                   passageIds: p.ids, passageMask: p.mask.map(Float.init),
                                    readerScores: exs.flatMap(\.scores))
         return PreparedBatch(batch: batch, originalRank: exs.map(\.originalRank), hasAnswer: exs.map { $0.hasAnswer.map { $0 ?? false } })
     }
