@@ -353,7 +353,12 @@ public final class Worker: @unchecked Sendable {
             context.threadCap = config.threads
             RetainedOutput.adopt(queue: queue, id: d.id, dir: dir)  // out/ kept by `fidq retry`
             OutputFile.sweep(out: context.out, fs: queue.fs)  // streamed outputs killed attempts left
-            try? queue.fs.makeDirectories(context.out)
+            // One level, never with intermediates: those would re-create a claim folder that was
+            // taken over meanwhile (under our old name, without claim or job.json).
+            do { try queue.fs.retrying { try queue.fs.mkdir(context.out) } } catch let e as FSError where e.code == EEXIST {
+            } catch let e as FSError where e.code == ENOENT || e.code == ENOTDIR {
+                throw CancellationError(reason: .leaseLost)
+            } catch {}  // anything else: the handler's first write reports it
             outcome = .success(try prepared.run(context))
         } catch {
             outcome = .failure(error)
@@ -392,6 +397,19 @@ public final class Worker: @unchecked Sendable {
         defer { lock.withLock { finalizing = false } }
         let (dir, token, id, attempt) = (job.dir, job.token, job.id, job.attempt)
         let fs = queue.fs
+        // Taken over meanwhile (only a take-over removes a claim): write nothing. A folder still
+        // under our name then holds neither claim nor job.json: a handler's intermediate mkdir
+        // made it anew after the rename, so it holds only this attempt's outputs and goes, or it
+        // would linger in running/ as litter that no clean-up may remove.
+        if fs.presence(dir + "/claim") == .absent {
+            if let names = try? fs.list(dir), !names.contains("claim"), !names.contains("job.json") {
+                logger.warning("\(id): removing \(dir), re-created by this attempt after the take-over")
+                queue.discard(dir, token: token)
+            }
+            count("lost")
+            logger.warning("\(id): lease lost (another worker took the job over); output discarded")
+            return
+        }
         switch outcome {
         case .success(let value):
             let result: JSONValue = .object([

@@ -256,3 +256,55 @@ func drainInProcess(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem = 
         #expect(states == ["slow": "timeout", "broken": "failed"])
     }
 }
+
+/// `test.stolen`: on its first run it plays a peer taking its claim over (renames its folder to
+/// `<id>@peer`, released, as a worker stopping would leave it), then, as a handler that makes
+/// nested output folders with intermediates, re-creates `out/…` under its old name.
+struct StolenKind: JobKind {
+    struct Params: JobParams {}
+    struct Output: Codable, Sendable { var stolen: Bool }
+    let queue: Queue
+    let once = Once()
+    var name: String { "test.stolen" }
+
+    func run(_ params: Params, _ context: JobContext) throws -> Output {
+        guard once.first() else { return Output(stolen: false) }
+        let peer = queue.claimDir(context.id, "peer")
+        try context.fs.rename(context.folder, peer)
+        try queue.writeClaim(peer, ClaimRecord(id: context.id, token: "peer", worker: "peer:1", attempt: 1,
+                                               claimedAt: isoTimestamp(), released: true, leaseS: 30))
+        try context.fs.makeDirectories(context.out + "/checkpoint/step-1")
+        return Output(stolen: true)
+    }
+}
+
+/// True the first time only.
+final class Once: @unchecked Sendable {
+    private let lock = NSLockLite()
+    private var used = false
+    func first() -> Bool { lock.withLock { defer { used = true }; return !used } }
+}
+
+@Suite struct WorkerTakeOverTests {
+    /// The flake of `killNineRoundsLoseNothing`: a worker paused past its lease kept running, and
+    /// an intermediate mkdir re-created its old claim folder, which then held `out/`,
+    /// `result.json` and `attempts.json` but neither claim nor job.json: no clean-up may remove
+    /// that (it could be the job behind a lying lookup), so it stayed in running/ for good. The
+    /// attempt that lost its claim must write nothing and remove what it re-created.
+    @Test func anAttemptWhoseClaimWasTakenOverLeavesNoFolderBehind() throws {
+        let f = try QueueFixture()
+        try f.drop("s", #"{"kind": "test.stolen"}"#)
+        let registry = testRegistry()
+        registry.register(StolenKind(queue: f.queue))
+        var config = WorkerConfig(queue: f.queueDir)
+        config.drain = true
+        config.poll = 0.02
+        config.quiet = true
+        let w = Worker(config: config, registry: registry)
+        #expect(w.run() == 0)
+        #expect(f.list("running").isEmpty, "no folder left in running/: \(f.list("running"))")
+        #expect(f.list("done") == ["s"] && f.list("failed").isEmpty)
+        let result = try #require(f.json(f.queueDir + "/done/s/result.json"))
+        #expect((result["result"] as? [String: Any])?["stolen"] as? Bool == false, "the peer's folder ran and committed")
+    }
+}
