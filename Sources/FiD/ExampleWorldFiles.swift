@@ -22,7 +22,8 @@ extension ExampleWorld {
     /// Every file `write` makes, in order.
     public static let fileNames = [
         "passages.tsv", "train.json", "dev.json", "train_gold.json", "dev_gold.json",
-        "train_scored.json", "dev_scored.json", "reader/config.json", "retriever/config.json", "world.json",
+        "train_scored.json", "dev_scored.json", "reader/config.json", "reader/tokenizer.json", "retriever/config.json",
+        "retriever/vocab.txt", "world.json",
     ]
 
     /// The world's files as (name, bytes), in `fileNames` order:
@@ -30,8 +31,10 @@ extension ExampleWorld {
     /// - `train.json`, `dev.json`: FiD examples with `ctxs: []` (for `retrieve` to fill).
     /// - `train_gold.json`, `dev_gold.json`: the gold among look-alikes, shuffled (`Contexts.gold`).
     /// - `train_scored.json`, `dev_scored.json`: the same with reader-like scores (`Contexts.scored`).
-    /// - `reader/config.json`: a small T5 (d 64, 2+2 layers) with t5-small's vocabulary size.
-    /// - `retriever/config.json`: a small BERT (d 64, 2 layers) with MiniLM's vocabulary size.
+    /// - `reader/config.json`, `reader/tokenizer.json`: a small T5 (d 128, 2+2 layers) over the
+    ///   world's own word-level vocabulary (`ExampleWorldTokenizers.swift`).
+    /// - `retriever/config.json`, `retriever/vocab.txt`: a small BERT (d 64, 2 layers) over the
+    ///   same words, uncased.
     /// - `world.json`: the config and the `Summary`.
     public func files() throws -> [(name: String, data: Data)] {
         let encoder = JSONEncoder()
@@ -56,7 +59,9 @@ extension ExampleWorld {
         out.append(("train_scored.json", fid(train, .scored)))
         out.append(("dev_scored.json", fid(dev, .scored)))
         out.append(("reader/config.json", try json(Self.readerConfig)))
+        out.append(("reader/tokenizer.json", Self.readerTokenizerJSON()))
         out.append(("retriever/config.json", try json(Self.retrieverConfig)))
+        out.append(("retriever/vocab.txt", Self.retrieverVocabText()))
         struct World: Encodable { var config: ExampleWorldConfig; var summary: Summary }
         out.append(("world.json", try json(World(config: config, summary: summary))))
         return out
@@ -103,20 +108,20 @@ extension ExampleWorld {
         return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
-    /// A small T5 for the demo: t5-small's vocabulary (32,128 ids over the 32,100 of its
-    /// tokenizer), d 128, 4 heads of 32, 2 encoder and 2 decoder layers, no dropout (a few
-    /// minutes on a small synthetic set: dropout only slows the learning down). At d 64 it learns
-    /// slower and its cross-attention, which the retriever learns from, singles out the gold
-    /// passage less often.
+    /// A small T5 for the demo: the world's vocabulary (`readerVocabularySize` pieces), d 128, 4
+    /// heads of 32, 2 encoder and 2 decoder layers, no dropout (a few minutes on a small synthetic
+    /// set: dropout only slows the learning down). At d 64 it learns slower and its
+    /// cross-attention, which the retriever learns from, singles out the gold passage less often.
     public static let readerConfig = ReaderConfigJSON()
-    /// A small BERT for the demo: MiniLM's uncased vocabulary (30,522), d 64, 4 heads, 2 layers.
+    /// A small BERT for the demo: the world's uncased vocabulary (`retrieverVocabulary`), d 64, 4
+    /// heads, 2 layers.
     public static let retrieverConfig = RetrieverConfigJSON()
 
     /// `config.json` of the demo's T5 (Hugging Face key names).
     public struct ReaderConfigJSON: Codable, Sendable, Equatable {
         public var architectures = ["T5ForConditionalGeneration"]
         public var model_type = "t5"
-        public var vocab_size = 32128
+        public var vocab_size = ExampleWorld.readerVocabularySize
         public var d_model = 128
         public var d_kv = 32
         public var d_ff = 512
@@ -138,7 +143,7 @@ extension ExampleWorld {
     public struct RetrieverConfigJSON: Codable, Sendable, Equatable {
         public var architectures = ["BertModel"]
         public var model_type = "bert"
-        public var vocab_size = 30522
+        public var vocab_size = ExampleWorld.retrieverVocabulary.count
         public var hidden_size = 64
         public var num_hidden_layers = 2
         public var num_attention_heads = 4

@@ -9,12 +9,11 @@ import Testing
     static let root = QueueExamplesTests.root
 
     /// The demo's jobs, shorter (id → params replaced) so the default test run stays in budget:
-    /// fewer evaluations. The reader keeps its budget: with two thirds of it, OpenBLAS's AVX2
-    /// kernels (Zen 3) round their way to a reader at 2.5× chance where AVX-512's reach 3.9×; the
-    /// retriever (MiniLM fine-tuned for 100 steps) costs what 400 steps of the small BERT from
-    /// scratch did.
+    /// fewer evaluations. The reader and the retriever keep their budgets: the promises are about
+    /// what the demo runs, and a reader trained for less is a draw per kernel family (its rounding
+    /// decides when it learns to copy the answer).
     static let reduced: [String: [String: Any]] = [
-        "reader-gold": ["eval_freq": 3600, "save_freq": 3600, "eval_print_freq": 3600],
+        "reader-gold": ["eval_freq": 9000, "save_freq": 9000, "eval_print_freq": 9000],
     ]
 
     /// Answer recall@k of a retrieval output (FiD JSON with `hasanswer` on each ctx).
@@ -47,7 +46,8 @@ import Testing
         try fm.createDirectory(atPath: ws + "/jobs", withIntermediateDirectories: true)
         defer { if ProcessInfo.processInfo.environment["FIDQ_KEEP_DEMO"] == nil { try? fm.removeItem(atPath: ws) } }
 
-        // The demo's job files, reduced; the tokenizers ops/demo copies in.
+        // The demo's job files, reduced; MiniLM's tokenizer, which ops/demo copies in (the reader's comes
+        // from the world job).
         let demo = Self.root.appendingPathComponent("queue/examples/demo").path
         var files: [String] = []
         for name in try fm.contentsOfDirectory(atPath: demo).sorted() where name.hasSuffix(".json") {
@@ -63,8 +63,7 @@ import Testing
             try JSONSerialization.data(withJSONObject: job, options: [.sortedKeys]).write(to: URL(fileURLWithPath: path))
             files.append(path)
         }
-        for (dir, names) in [("t5", ["tokenizer.json", "tokenizer_config.json"]),
-                             ("minilm", ["vocab.txt", "tokenizer.json", "tokenizer_config.json"])] {
+        for (dir, names) in [("minilm", ["vocab.txt", "tokenizer.json", "tokenizer_config.json"])] {
             try fm.createDirectory(atPath: ws + "/tokenizers/" + dir, withIntermediateDirectories: true)
             for n in names {
                 try fm.copyItem(atPath: try ExampleWorldTests.asset(dir + "/" + n), toPath: ws + "/tokenizers/\(dir)/\(n)")
@@ -81,7 +80,7 @@ import Testing
             let p = Process()
             p.executableURL = URL(fileURLWithPath: fidq)
             p.arguments = args
-            fm.createFile(atPath: log, contents: nil)
+            _ = fm.createFile(atPath: log, contents: nil)
             p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
             p.standardOutput = FileHandle.nullDevice
             try p.run()
@@ -126,14 +125,15 @@ import Testing
         #expect(dense.0 > bm25.0, "dense recall@5 \(dense.0) is not above BM25's \(bm25.0)")
         #expect(dense.1 > start.1, "distillation did not improve recall@20 over MiniLM's start: \(dense.1) against \(start.1)")
         #expect(emAfter5 >= em5, "EM with the dense top 5 \(emAfter5) is below EM with BM25's top 5 \(em5)")
-        // Known failure: exact match reading the top 10. BM25's top 10 holds the gold about as
-        // often as the dense top 10 (recall@10 0.76 against 0.7–0.77), and what BM25 fills the rest
-        // with are mostly decoys without a value, where the dense top 10 holds more of the
-        // person's other facts (a value of another kind, or the color of another object) that this
-        // small reader answers from. Recorded, not hidden: it fails under AVX-512 and AVX2 kernels
-        // alike, and the day the loop keeps it, the known issue is not recorded and the test
-        // fails, so the record cannot go stale.
-        withKnownIssue("reading the top 10, the dense passages' other facts of the person mislead the reader") {
+        // Known failure: exact match reading the top 10. The dense top 10 holds the gold more
+        // often than BM25's (recall@10 0.92 against 0.76), but the reader copies the one value in
+        // its passages: BM25 fills its top 10 with decoys that state nothing (0.13 other passages
+        // with a value per question), the distilled retriever with the person's other facts and
+        // other people's facts of the same kind (4.7), and with the gold among them the reader is
+        // right 80 % of the time from BM25's and 25 % from the dense ones. Recorded, not hidden: it
+        // fails under AVX-512 and AVX2 kernels alike, and the day the loop keeps it, the known
+        // issue is not recorded and the test fails, so the record cannot go stale.
+        withKnownIssue("reading the top 10, the dense passages' other answer-like facts mislead the reader") {
             #expect(emAfter >= em, "EM with the dense top 10 \(emAfter) is below EM with BM25's top 10 \(em)")
         }
     }

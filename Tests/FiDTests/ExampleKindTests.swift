@@ -47,10 +47,10 @@ struct ExampleKindTests {
         // The demo's model configs decode as the models will read them.
         let reader = try JSONSerialization.jsonObject(with: try #require(FileManager.default.contents(atPath: out + "/reader/config.json"))) as? [String: Any]
         #expect(reader?["d_model"] as? Int == 128)
-        #expect(reader?["vocab_size"] as? Int == 32128)
+        #expect(reader?["vocab_size"] as? Int == ExampleWorld.readerVocabularySize)
         let bert = try JSONSerialization.jsonObject(with: try #require(FileManager.default.contents(atPath: out + "/retriever/config.json"))) as? [String: Any]
         #expect(bert?["hidden_size"] as? Int == 64)
-        #expect(bert?["vocab_size"] as? Int == 30522)
+        #expect(bert?["vocab_size"] as? Int == ExampleWorld.retrieverVocabulary.count)
     }
 
     @Test func writesToAnOutputFolderInTheWorkspace() throws {

@@ -155,6 +155,40 @@ struct ExampleWorldTests {
         }
     }
 
+    /// The world's own vocabularies, read back through fidq's loader from the written files: every
+    /// word of every FiD encoder string is one piece (BERT also cuts punctuation off, as its
+    /// pre-tokenizer does), nothing is unknown, the reader's text decodes back unchanged, and each
+    /// size is the model config's `vocab_size`.
+    @Test func ownVocabulariesOnePiecePerWord() throws {
+        let w = try ExampleWorld(config: Self.small)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("world-tok-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try w.write(to: dir.path)
+        let reader = try TokenizerLoader.load(dir.appendingPathComponent("reader/tokenizer.json").path)
+        let bert = try TokenizerLoader.load(dir.appendingPathComponent("retriever/vocab.txt").path)
+        #expect(reader.vocabSize == ExampleWorld.readerConfig.vocab_size)
+        #expect(bert.vocabSize == ExampleWorld.retrieverConfig.vocab_size)
+        let ws = Workspace()
+        let texts = w.examples(w.train + w.dev, .gold).flatMap { ex in
+            ex.ctxs.map { "question: \(ex.question) title: \($0.title) context: \($0.text)" } + [ex.target ?? ""]
+        }
+        for t in texts {
+            let words = t.split(separator: " ")
+            let ids = reader.encode(t, addSpecialTokens: true, workspace: ws)
+            #expect(ids.count == words.count + 1 && ids.last == 1, "reader: '\(t)' → \(ids.count) ids for \(words.count) words + </s>")
+            #expect(!ids.contains(2), "reader: <unk> in '\(t)'")
+            #expect(reader.decode(ids, skipSpecialTokens: true) == t)
+            let pieces = bert.encode(t, addSpecialTokens: false, workspace: ws)
+            let cut = words.reduce(0) { n, word in n + word.split(whereSeparator: { $0 == ":" }).count + (word.contains(":") ? 1 : 0) }
+            #expect(pieces.count == cut, "bert: '\(t)' → \(pieces.count) pieces for \(cut) words and colons")
+            #expect(!pieces.contains(1), "bert: [UNK] in '\(t)'")
+        }
+        // A word outside the world still tokenises, piece by piece, without unknowns.
+        let other = reader.encode("Zygmunt", addSpecialTokens: false, workspace: ws)
+        #expect(other.count > 1 && !other.contains(2))
+        #expect(reader.decode(other, skipSpecialTokens: true) == "Zygmunt")
+    }
+
     @Test func tsvQuotesAsPythonCSV() {
         #expect(ExampleWorld.tsvField("plain text") == "plain text")
         #expect(ExampleWorld.tsvField("a\tb") == "\"a\tb\"")
