@@ -400,15 +400,20 @@ public final class Worker: @unchecked Sendable {
         // Taken over meanwhile (only a take-over removes a claim): write nothing. A folder still
         // under our name then holds neither claim nor job.json: a handler's intermediate mkdir
         // made it anew after the rename, so it holds only this attempt's outputs and goes, or it
-        // would linger in running/ as litter that no clean-up may remove.
+        // would linger in running/ as litter that no clean-up may remove. The folder's listing
+        // decides, not one lookup (NFS may cache a "not found"); a listing that shows the claim
+        // keeps the attempt going.
         if fs.presence(dir + "/claim") == .absent {
-            if let names = try? fs.list(dir), !names.contains("claim"), !names.contains("job.json") {
-                logger.warning("\(id): removing \(dir), re-created by this attempt after the take-over")
-                queue.discard(dir, token: token)
+            let names = try? fs.retrying { try fs.list(dir) }
+            if names?.contains("claim") != true {
+                if let names, !names.contains("job.json") {
+                    logger.warning("\(id): removing \(dir), re-created by this attempt after the take-over")
+                    queue.discard(dir, token: token)
+                }
+                count("lost")
+                logger.warning("\(id): lease lost (another worker took the job over); output discarded")
+                return
             }
-            count("lost")
-            logger.warning("\(id): lease lost (another worker took the job over); output discarded")
-            return
         }
         switch outcome {
         case .success(let value):

@@ -209,7 +209,7 @@ func drainInProcess(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem = 
             _ = f.wait(20) {
                 f.list("running").contains { f.read(f.queueDir + "/running/\($0)/claim")?.contains("does not exist") == true }
             }
-            FileManager.default.createFile(atPath: f.workspace + "/data/late.txt", contents: Data("one two\n".utf8))
+            _ = FileManager.default.createFile(atPath: f.workspace + "/data/late.txt", contents: Data("one two\n".utf8))
         }
         creator.start()
         drainInProcess(f) { $0.missingInputWindow = 60 }
@@ -278,6 +278,22 @@ struct StolenKind: JobKind {
     }
 }
 
+/// `test.lie`: on its first run, arms one NFS lie for the end of the attempt: the next lookup of
+/// `claim` says "not found" although the claim is there and ours.
+struct LyingClaimKind: JobKind {
+    struct Params: JobParams {}
+    struct Output: Codable, Sendable { var lied: Bool }
+    let fs: FaultyFileSystem
+    let once = Once()
+    var name: String { "test.lie" }
+
+    func run(_ params: Params, _ context: JobContext) throws -> Output {
+        guard once.first() else { return Output(lied: false) }
+        fs.setFaults([.cachedNotFound("/claim", times: 1)])
+        return Output(lied: true)
+    }
+}
+
 /// True the first time only.
 final class Once: @unchecked Sendable {
     private let lock = NSLockLite()
@@ -306,5 +322,27 @@ final class Once: @unchecked Sendable {
         #expect(f.list("done") == ["s"] && f.list("failed").isEmpty)
         let result = try #require(f.json(f.queueDir + "/done/s/result.json"))
         #expect((result["result"] as? [String: Any])?["stolen"] as? Bool == false, "the peer's folder ran and committed")
+    }
+
+    /// The other side of that fence: one lookup that wrongly says the claim is gone (NFS's cached
+    /// "not found") must not cost the attempt its result; the folder's listing shows the claim.
+    @Test func aLyingLookupOfTheClaimDoesNotDropTheResult() throws {
+        let f = try QueueFixture()
+        try f.drop("l", #"{"kind": "test.lie"}"#)
+        let fs = FaultyFileSystem()
+        let registry = testRegistry()
+        registry.register(LyingClaimKind(fs: fs))
+        var config = WorkerConfig(queue: f.queueDir)
+        config.drain = true
+        config.poll = 0.02
+        config.lease = 1
+        config.quiet = true
+        let w = Worker(config: config, registry: registry, fs: fs)
+        #expect(w.run() == 0)
+        #expect(fs.injections == 1, "the lie was told: \(fs.injected)")
+        #expect(f.list("done") == ["l"] && f.list("running").isEmpty && f.list("failed").isEmpty)
+        let result = try #require(f.json(f.queueDir + "/done/l/result.json"))
+        #expect(result["attempt"] as? Int == 1, "committed by the attempt that was told the lie, not a rerun")
+        #expect((result["result"] as? [String: Any])?["lied"] as? Bool == true)
     }
 }
