@@ -257,40 +257,19 @@ func drainInProcess(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem = 
     }
 }
 
-/// `test.stolen`: on its first run it plays a peer taking its claim over (renames its folder to
-/// `<id>@peer`, released, as a worker stopping would leave it), then, as a handler that makes
-/// nested output folders with intermediates, re-creates `out/…` under its old name.
-struct StolenKind: JobKind {
+/// A test kind whose first run does `first` (what the test stages around the attempt) and whose
+/// later runs only succeed; its output says which run it was.
+struct FirstRunKind: JobKind {
     struct Params: JobParams {}
-    struct Output: Codable, Sendable { var stolen: Bool }
-    let queue: Queue
+    struct Output: Codable, Sendable { var first: Bool }
+    let name: String
+    let first: @Sendable (JobContext) throws -> Void
     let once = Once()
-    var name: String { "test.stolen" }
 
     func run(_ params: Params, _ context: JobContext) throws -> Output {
-        guard once.first() else { return Output(stolen: false) }
-        let peer = queue.claimDir(context.id, "peer")
-        try context.fs.rename(context.folder, peer)
-        try queue.writeClaim(peer, ClaimRecord(id: context.id, token: "peer", worker: "peer:1", attempt: 1,
-                                               claimedAt: isoTimestamp(), released: true, leaseS: 30))
-        try context.fs.makeDirectories(context.out + "/checkpoint/step-1")
-        return Output(stolen: true)
-    }
-}
-
-/// `test.lie`: on its first run, arms one NFS lie for the end of the attempt: the next lookup of
-/// `claim` says "not found" although the claim is there and ours.
-struct LyingClaimKind: JobKind {
-    struct Params: JobParams {}
-    struct Output: Codable, Sendable { var lied: Bool }
-    let fs: FaultyFileSystem
-    let once = Once()
-    var name: String { "test.lie" }
-
-    func run(_ params: Params, _ context: JobContext) throws -> Output {
-        guard once.first() else { return Output(lied: false) }
-        fs.setFaults([.cachedNotFound("/claim", times: 1)])
-        return Output(lied: true)
+        guard once.first() else { return Output(first: false) }
+        try first(context)
+        return Output(first: true)
     }
 }
 
@@ -311,7 +290,17 @@ final class Once: @unchecked Sendable {
         let f = try QueueFixture()
         try f.drop("s", #"{"kind": "test.stolen"}"#)
         let registry = testRegistry()
-        registry.register(StolenKind(queue: f.queue))
+        // The first run plays a peer taking its claim over (renames the folder to `s@peer`,
+        // released, as a stopping worker leaves it), then, as a handler that makes nested output
+        // folders with intermediates, re-creates `out/…` under its old name.
+        let queue = f.queue
+        registry.register(FirstRunKind(name: "test.stolen") { context in
+            let peer = queue.claimDir(context.id, "peer")
+            try context.fs.rename(context.folder, peer)
+            try queue.writeClaim(peer, ClaimRecord(id: context.id, token: "peer", worker: "peer:1", attempt: 1,
+                                                   claimedAt: isoTimestamp(), released: true, leaseS: 30))
+            try context.fs.makeDirectories(context.out + "/checkpoint/step-1")
+        })
         var config = WorkerConfig(queue: f.queueDir)
         config.drain = true
         config.poll = 0.02
@@ -321,7 +310,7 @@ final class Once: @unchecked Sendable {
         #expect(f.list("running").isEmpty, "no folder left in running/: \(f.list("running"))")
         #expect(f.list("done") == ["s"] && f.list("failed").isEmpty)
         let result = try #require(f.json(f.queueDir + "/done/s/result.json"))
-        #expect((result["result"] as? [String: Any])?["stolen"] as? Bool == false, "the peer's folder ran and committed")
+        #expect((result["result"] as? [String: Any])?["first"] as? Bool == false, "the peer's folder ran and committed")
     }
 
     /// The other side of that fence: one lookup that wrongly says the claim is gone (NFS's cached
@@ -331,7 +320,9 @@ final class Once: @unchecked Sendable {
         try f.drop("l", #"{"kind": "test.lie"}"#)
         let fs = FaultyFileSystem()
         let registry = testRegistry()
-        registry.register(LyingClaimKind(fs: fs))
+        // The first run arms one lie for the end of its attempt: the next lookup of `claim` says
+        // "not found" although the claim is there and ours.
+        registry.register(FirstRunKind(name: "test.lie") { _ in fs.setFaults([.cachedNotFound("/claim", times: 1)]) })
         var config = WorkerConfig(queue: f.queueDir)
         config.drain = true
         config.poll = 0.02
@@ -343,6 +334,6 @@ final class Once: @unchecked Sendable {
         #expect(f.list("done") == ["l"] && f.list("running").isEmpty && f.list("failed").isEmpty)
         let result = try #require(f.json(f.queueDir + "/done/l/result.json"))
         #expect(result["attempt"] as? Int == 1, "committed by the attempt that was told the lie, not a rerun")
-        #expect((result["result"] as? [String: Any])?["lied"] as? Bool == true)
+        #expect((result["result"] as? [String: Any])?["first"] as? Bool == true)
     }
 }
