@@ -17,7 +17,7 @@ extension ExampleWorld {
     /// Every word the example world can write: names, objects, values and every template's words,
     /// plus FiD's `question:`, `title:` and `context:` prefixes. Independent of seed and size, so
     /// one vocabulary serves every world. Sorted.
-    public static var vocabularyWords: [String] {
+    public static let vocabularyWords: [String] = {
         var words = Set(["question:", "title:", "context:"])
         words.formUnion(ExampleVocabulary.names)
         for r in ExampleVocabulary.relations {
@@ -28,16 +28,16 @@ extension ExampleWorld {
             }
         }
         return words.sorted()
-    }
+    }()
 
     /// Characters every tokenizer covers piece by piece when a word is not in the vocabulary (a
     /// user's own question): ASCII letters, digits and punctuation, and the world's characters.
-    static var fallbackCharacters: [String] {
+    static let fallbackCharacters: [String] = {
         var chars = Set<Character>()
         for w in vocabularyWords { chars.formUnion(w) }
         for u in UInt8(33)...UInt8(126) { chars.insert(Character(UnicodeScalar(u))) }
         return chars.map(String.init).sorted()
-    }
+    }()
 
     /// The reader's `tokenizer.json`: a SentencePiece-style Unigram model as t5-small's file has it
     /// (Metaspace pre-tokenizer, `</s>` appended, `<pad>` 0, `</s>` 1, `<unk>` 2), whose pieces
@@ -84,7 +84,7 @@ extension ExampleWorld {
     public static var readerVocabularySize: Int { readerPieces.count }
 
     /// The reader's pieces and scores, in id order.
-    static var readerPieces: [(piece: String, score: Double)] {
+    static let readerPieces: [(piece: String, score: Double)] = {
         var pieces: [(piece: String, score: Double)] = [("<pad>", 0), ("</s>", 0), ("<unk>", 0)]
         var seen = Set(pieces.map(\.piece))
         func add(_ piece: String, _ score: Double) {
@@ -97,7 +97,7 @@ extension ExampleWorld {
             add("▁" + c, -10)
         }
         return pieces
-    }
+    }()
 
     /// The retriever's `vocab.txt` (BERT uncased WordPiece): `[PAD]` 0, `[UNK]` 1, `[CLS]` 2,
     /// `[SEP]` 3, `[MASK]` 4, then every lowercased vocabulary word cut at punctuation as BERT's
@@ -106,7 +106,7 @@ extension ExampleWorld {
         Data(retrieverVocabulary.map { $0 + "\n" }.joined().utf8)
     }
 
-    static var retrieverVocabulary: [String] {
+    static let retrieverVocabulary: [String] = {
         var lines = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
         var seen = Set(lines)
         func add(_ s: String) { if seen.insert(s).inserted { lines.append(s) } }
@@ -127,5 +127,5 @@ extension ExampleWorld {
             add("##" + c)
         }
         return lines
-    }
+    }()
 }
