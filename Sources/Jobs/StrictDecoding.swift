@@ -115,6 +115,20 @@ public enum JSONValue: Codable, Equatable, Sendable {
         }
     }
 
+    /// The same value with every string that is `old` or a path under it re-rooted at `new`: a
+    /// result names the attempt's folder, which the commit renames to `done/<id>`.
+    public func replacingPathPrefix(_ old: String, with new: String) -> JSONValue {
+        switch self {
+        case .string(let s):
+            if s == old { return .string(new) }
+            if s.hasPrefix(old + "/") { return .string(new + s.dropFirst(old.count)) }
+            return self
+        case .array(let a): return .array(a.map { $0.replacingPathPrefix(old, with: new) })
+        case .object(let o): return .object(o.mapValues { $0.replacingPathPrefix(old, with: new) })
+        default: return self
+        }
+    }
+
     /// Encodes any Encodable value as a JSONValue.
     public static func from<T: Encodable>(_ value: T) throws -> JSONValue {
         try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(value))

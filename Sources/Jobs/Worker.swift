@@ -420,7 +420,9 @@ public final class Worker: @unchecked Sendable {
             let result: JSONValue = .object([
                 "id": .string(id), "kind": .string(job.kind ?? ""), "attempt": .number(Double(attempt)),
                 "worker": .string(identity.name), "token": .string(token),
-                "started": .string(job.started ?? ""), "finished": .string(isoTimestamp()), "result": value,
+                "started": .string(job.started ?? ""), "finished": .string(isoTimestamp()),
+                // Paths as they will be once committed, not under running/.
+                "result": value.replacingPathPrefix(dir, with: queue.done + "/" + id),
             ])
             do {
                 try fs.writeAtomically(dir + "/result.json", try jsonEncoder().encode(result), tag: token)

@@ -273,6 +273,20 @@ struct FirstRunKind: JobKind {
     }
 }
 
+/// Writes `out/model/weights` and reports it, the folder itself, and paths that only look alike.
+struct PathsKind: JobKind {
+    struct Params: JobParams {}
+    struct Output: Codable, Sendable { var weights: String; var folder: String; var outputs: [String]; var sibling: String; var relative: String }
+    let name = "test.paths"
+
+    func run(_ params: Params, _ context: JobContext) throws -> Output {
+        try context.fs.makeDirectories(context.out + "/model")
+        try context.fs.writeAtomically(context.out + "/model/weights", Data("w".utf8), tag: "t")
+        return Output(weights: context.out + "/model/weights", folder: context.folder, outputs: [context.out],
+                      sibling: context.folder + "x/out", relative: "out/model/weights")
+    }
+}
+
 /// True the first time only.
 final class Once: @unchecked Sendable {
     private let lock = NSLockLite()
@@ -311,6 +325,32 @@ final class Once: @unchecked Sendable {
         #expect(f.list("done") == ["s"] && f.list("failed").isEmpty)
         let result = try #require(f.json(f.queueDir + "/done/s/result.json"))
         #expect((result["result"] as? [String: Any])?["first"] as? Bool == false, "the peer's folder ran and committed")
+    }
+
+    /// A result names its outputs under the attempt's folder, `running/<id>@<token>/out/…`, which
+    /// the commit renames: result.json must name them where they end up, under `done/<id>`.
+    @Test func aResultNamesItsOutputsWhereTheCommitPutsThem() throws {
+        let f = try QueueFixture()
+        try f.drop("p", #"{"kind": "test.paths"}"#)
+        let registry = testRegistry()
+        registry.register(PathsKind())
+        var config = WorkerConfig(queue: f.queueDir)
+        config.drain = true
+        config.poll = 0.02
+        config.quiet = true
+        #expect(Worker(config: config, registry: registry).run() == 0)
+        let result = try #require(f.json(f.queueDir + "/done/p/result.json")?["result"] as? [String: Any])
+        let done = f.queueDir + "/done/p"
+        let weights = try #require(result["weights"] as? String)
+        #expect(weights == done + "/out/model/weights")
+        #expect(f.read(weights) == "w", "the reported path holds the output")
+        #expect(result["folder"] as? String == done)
+        #expect(result["outputs"] as? [String] == [done + "/out"])
+        // Only the folder and paths under it move: a longer name sharing its prefix, or a relative
+        // path, is left as the handler wrote it.
+        let sibling = try #require(result["sibling"] as? String)
+        #expect(sibling.contains("/running/p@") && sibling.hasSuffix("x/out"))
+        #expect(result["relative"] as? String == "out/model/weights")
     }
 
     /// The other side of that fence: one lookup that wrongly says the claim is gone (NFS's cached
