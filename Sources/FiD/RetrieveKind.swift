@@ -92,7 +92,8 @@ public struct RetrieveOutput: Codable, Sendable {
     public var nDocsReturned: Int
     public var method: String
     public var index: String
-    /// Answer recall at 1, 5, 20, 100 (DPR's has_answer), keyed "1", "5", "20", "100".
+    /// Answer recall (DPR's has_answer) at 1, 5, 20 and 100, keyed "1", "5", "20", "100": those
+    /// depths the output reaches (`n_docs_returned`), plus that depth itself when it is none of them.
     public var recall: [String: Double]
     public var note: String?
     public var queryS: Double
@@ -116,6 +117,13 @@ public struct RetrieveOutput: Codable, Sendable {
 public struct RetrieveKind: JobKind {
     public init() {}
     public var name: String { "retrieve" }
+
+    /// The depths `result.json` reports recall at: DPR's 1, 5, 20, 100 up to `returned`, plus
+    /// `returned` itself when it is none of them (n_docs 10 → 1, 5, 10).
+    static func recallDepths(returned: Int) -> [Int] {
+        let depths = [1, 5, 20, 100].filter { $0 <= returned }
+        return returned >= 1 && !depths.contains(returned) && returned < 100 ? depths + [returned] : depths
+    }
 
     public func run(_ p: RetrieveParams, _ context: JobContext) throws -> RetrieveOutput {
         let output = try context.output(p.outputPath, field: "params.output_path")
@@ -231,11 +239,16 @@ public struct RetrieveKind: JobKind {
             try writer.append(ex.json(passages: ctxs))
         }
         try writer.finish()
+        // Only depths the output reaches: with n_docs 20, "recall@100" would be recall@20 under
+        // another name. The output's own depth is reported when it is not one of DPR's.
+        let returned = min(p.nDocs, corpus)
+        let depths = Self.recallDepths(returned: returned)
         var r: [String: Double] = [:]
-        for at in [1, 5, 20, 100] { r[String(at)] = recall.recall(at: at) }
-        context.log("retrieve: recall@1 \(r["1"]!), @5 \(r["5"]!), @20 \(r["20"]!), @100 \(r["100"]!); hits \(recall.hits.prefix(100))")
+        for at in depths { r[String(at)] = recall.recall(at: at) }
+        context.log("retrieve: " + depths.map { "recall@\($0) \(r[String($0)]!)" }.joined(separator: ", ")
+                    + "; hits \(recall.hits.prefix(100))")
         return RetrieveOutput(
-            output: output, questions: questions.count, corpus: corpus, nDocs: p.nDocs, nDocsReturned: min(p.nDocs, corpus), method: p.method,
+            output: output, questions: questions.count, corpus: corpus, nDocs: p.nDocs, nDocsReturned: returned, method: p.method,
             index: p.method == "dense" ? p.index : "bm25", recall: r, note: note, queryS: queryS, indexS: indexS, searchS: searchS)
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import FiD
+import Jobs
 
 struct QueueExamplesTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -91,5 +92,24 @@ struct QueueExamplesTests {
         // A dry run drops nothing.
         let pending = (try? FileManager.default.contentsOfDirectory(atPath: ws.appendingPathComponent("queue/pending").path)) ?? []
         #expect(pending.isEmpty)
+    }
+
+    /// kinds/'s reader is the demo's `reader-gold` recipe, which the demo's CI loop proves learns
+    /// (from scratch on the gold among look-alikes a reader this small stays near chance).
+    @Test func theKindsReaderKeepsTheDemosProvenRecipe() throws {
+        func params(_ path: String) throws -> [String: JSONValue] {
+            let url = Self.root.appendingPathComponent("queue/examples/" + path)
+            guard case .object(let job) = try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: url)),
+                  case .object(let params)? = job["params"] else { throw CocoaError(.fileReadCorruptFile) }
+            return params
+        }
+        let kinds = try params("kinds/train_reader.json"), demo = try params("demo/reader-gold.json")
+        for key in ["n_context", "text_maxlength", "answer_maxlength", "per_gpu_batch_size", "lr", "optim", "scheduler",
+                    "warmup_steps", "total_steps", "weight_decay", "seed"] {
+            #expect(kinds[key] != nil && kinds[key] == demo[key], "\(key): kinds \(String(describing: kinds[key])), demo \(String(describing: demo[key]))")
+        }
+        // The gold data holds the gold alone only when the world is written with n_context 1.
+        #expect(try params("kinds/example.json")["n_context"] == .number(1))
+        #expect(try params("demo/world.json")["n_context"] == .number(1))
     }
 }

@@ -54,6 +54,16 @@ enum RetrievalJobs {
 
         """
 
+    @Test func recallIsReportedOnlyAtDepthsTheOutputReaches() {
+        #expect(RetrieveKind.recallDepths(returned: 100) == [1, 5, 20, 100])
+        #expect(RetrieveKind.recallDepths(returned: 500) == [1, 5, 20, 100])
+        #expect(RetrieveKind.recallDepths(returned: 20) == [1, 5, 20])
+        #expect(RetrieveKind.recallDepths(returned: 10) == [1, 5, 10])
+        #expect(RetrieveKind.recallDepths(returned: 3) == [1, 3])
+        #expect(RetrieveKind.recallDepths(returned: 1) == [1])
+        #expect(RetrieveKind.recallDepths(returned: 0) == [])
+    }
+
     @Test func bm25JobsWriteFiDJsonAndRecall() throws {
         let dir = TestData.scratch("bm25")
         try TestData.write(Self.passages, to: dir + "/psgs.tsv")
@@ -69,6 +79,8 @@ enum RetrievalJobs {
         if case .string(let note)? = result["note"] { #expect(note.contains("exceeds")) } else { Issue.record("no note for n_docs > corpus") }
         guard case .object(let recall)? = result["recall"] else { Issue.record("no recall"); return }
         #expect(RetrievalJobs.number(recall["1"]) == 0.5)  // Berlin first; "K2" nowhere
+        // Five passages came back: recall at 1 and 5 only, never a "recall@20" that is recall@5.
+        #expect(Set(recall.keys) == ["1", "5"], "\(recall.keys.sorted())")
         let bytes = try Data(contentsOf: URL(fileURLWithPath: dir + "/out.json"))
         let out = try bytes.withUnsafeBytes { b in
             var parser = JSONParser(bytes: b)
