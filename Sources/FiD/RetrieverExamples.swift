@@ -4,6 +4,7 @@
 import Foundation
 import Formats
 import Models
+import Retrieval
 import Tensor
 import Tokenizers
 
@@ -16,7 +17,8 @@ public struct RetrieverExamples {
     public let data: IndexedFiDData
     /// P, Lq, L.
     public let P: Int, Lq: Int, L: Int
-    /// Whether every kept passage of every example has the data's `hasanswer` flag (answer recall needs them).
+    /// Whether every kept passage of every example has a `hasanswer` flag, the data's or DPR's match of
+    /// the example's `answers` (answer recall needs them).
     public let hasAnswerFlags: Bool
     let tokenizer: any Tokenizer
     let threads: Int?
@@ -54,7 +56,9 @@ public struct RetrieverExamples {
         data = try FiDData(path: path).index { e in
             guard failure == nil else { return }
             do {
-                if try Self.prepare(e, path: path, nContext: nContext).hasAnswer.contains(where: { $0 == nil }) { allFlags = false }
+                // Answers stand in for missing flags; matched per batch, not in this scan.
+                let flags = try Self.prepare(e, path: path, nContext: nContext, matchAnswers: false).hasAnswer
+                if flags.contains(where: { $0 == nil }) && e.answers.isEmpty { allFlags = false }
             } catch { failure = error }
         }
         if let failure { throw failure }
@@ -69,7 +73,7 @@ public struct RetrieverExamples {
     /// Examples indexed.
     public var count: Int { data.count }
 
-    static func prepare(_ e: FiDExample, path: String, nContext: Int) throws -> Prepared {
+    static func prepare(_ e: FiDExample, path: String, nContext: Int, matchAnswers: Bool = true) throws -> Prepared {
         let at = "[\(e.index)]"
         guard e.ctxs.count >= nContext else {
             throw FormatError(file: path, location: at + ".ctxs",
@@ -84,10 +88,13 @@ public struct RetrieverExamples {
         // FiD's Dataset: ctxs sorted by float(score) descending (stable), first n_context kept.
         let order = e.ctxs.indices.sorted { e.ctxs[$0].score! > e.ctxs[$1].score! || (e.ctxs[$0].score! == e.ctxs[$1].score! && $0 < $1) }
         let kept = Array(order.prefix(nContext))
+        // The data's flags (FiD's and DPR's retrieval outputs write them); else DPR's has_answer
+        // of the example's answers in the passage text, as `retrieve` sets them.
+        let answerTokens = e.answers.isEmpty || !matchAnswers ? nil : e.answers.map(AnswerMatch.normalizedTokens)
         let flags = kept.map { j -> Bool? in
             if case .bool(let b)? = e.ctxs[j].raw["hasanswer"] { return b }
             if case .bool(let b)? = e.ctxs[j].raw["has_answer"] { return b }
-            return nil
+            return answerTokens.map { AnswerMatch.hasAnswer(answerTokens: $0, words: AnswerMatch.normalizedTokens(e.ctxs[j].text)) }
         }
         return Prepared(question: RetrieverModel.questionText(e.question),
                         passages: kept.map { RetrieverModel.passageText(title: e.ctxs[$0].title, text: e.ctxs[$0].text) },

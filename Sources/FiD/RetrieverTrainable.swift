@@ -14,7 +14,7 @@ public struct RetrieverEvaluation: Codable, Equatable, Sendable {
     public var top1Agreement: Double
     /// Answer recall at k (a `hasanswer` passage among the first k) of the retriever's ranking of
     /// each question's n_context passages, and of their original order in the file; nil when the
-    /// data has no `hasanswer` flags.
+    /// data has neither `hasanswer` flags nor `answers` to match (DPR's has_answer).
     public var recall: [String: Double]?
     public var recallOriginal: [String: Double]?
     public var examples: Int

@@ -32,7 +32,7 @@ public struct TrainRetrieverKind: JobKind {
             + (t.dev.map { ", \($0.count) eval examples" } ?? ", no eval_data")
             + "; BERT hidden \(c.hiddenSize), \(c.numHiddenLayers) layers, E \(c.embeddingWidth) (projection \(c.projection)), "
             + "\(t.params.count) parameters; n_context \(p.nContext), question/passage length \(p.questionMaxlength)/\(p.passageMaxlength), "
-            + "threads \(context.threads)" + (t.dev?.hasAnswerFlags != true ? "; answer recall needs hasanswer flags in eval_data" : ""))
+            + "threads \(context.threads)" + (t.dev?.hasAnswerFlags != true ? "; no answer recall: eval_data has neither hasanswer flags nor answers" : ""))
         let result = try Trainer(config: p.trainer, model: t, context: context, label: "train_retriever").run()
         return TrainRetrieverResult(training: result, evaluation: t.lastEvaluation)
     }

@@ -48,6 +48,35 @@ import Tokenizers
         #expect(prepared.hasAnswer[0][0] && prepared.hasAnswer.allSatisfy { $0.filter { $0 }.count == 1 }, "the gold passage has the top score")
     }
 
+    /// Without `hasanswer` flags the example's `answers` are matched as DPR does (`retrieve`'s
+    /// marks); with neither there is no recall to report.
+    @Test func answersStandInForMissingFlags() throws {
+        let dir = TestData.scratch("retriever-examples-answers")
+        try SyntheticRetrieval.writeModelFiles(dir)
+        let tok = try TokenizerLoader.load(dir + "/vocab.txt")
+        let ctxs = #"[{"title": "a", "text": "The river Élan runs north.", "score": 1}, {"title": "Elan", "text": "A lake.", "score": 3}, "#
+            + #"{"title": "b", "text": "elan, again", "score": 2, "hasanswer": false}]"#
+        try TestData.write(#"[{"question": "q", "answers": ["Elan"], "ctxs": \#(ctxs)}]"#, to: dir + "/answers.json")
+        let set = try RetrieverExamples(path: dir + "/answers.json", tokenizer: tok, nContext: 3, questionMaxlength: 8,
+                                        passageMaxlength: 8, threads: 1)
+        #expect(set.hasAnswerFlags)
+        // Sorted by score: "A lake." (the title is not matched), the flag kept as given, then the
+        // accented text (NFD, accents kept: "Élan" is not "Elan", as in DPR).
+        #expect(try set.prepared([0]).hasAnswer == [[false, false, false]])
+        try TestData.write(#"[{"question": "q", "answers": ["elan"], "ctxs": \#(ctxs)}]"#, to: dir + "/answers.json")
+        let lower = try RetrieverExamples(path: dir + "/answers.json", tokenizer: tok, nContext: 3, questionMaxlength: 8,
+                                          passageMaxlength: 8, threads: 1)
+        #expect(try lower.prepared([0]).hasAnswer == [[false, false, false]])
+        try TestData.write(#"[{"question": "q", "answers": ["runs north"], "ctxs": \#(ctxs)}]"#, to: dir + "/answers.json")
+        let phrase = try RetrieverExamples(path: dir + "/answers.json", tokenizer: tok, nContext: 3, questionMaxlength: 8,
+                                           passageMaxlength: 8, threads: 1)
+        #expect(try phrase.prepared([0]).hasAnswer == [[false, false, true]])
+        try TestData.write(#"[{"question": "q", "ctxs": \#(ctxs)}]"#, to: dir + "/answers.json")
+        let none = try RetrieverExamples(path: dir + "/answers.json", tokenizer: tok, nContext: 3, questionMaxlength: 8,
+                                         passageMaxlength: 8, threads: 1)
+        #expect(!none.hasAnswerFlags)
+    }
+
     /// Trimming cuts each batch to its longest row; a model that masks both sides gives the same
     /// loss, scores and gradients (float32 sums over fewer zero terms), and one that does not
     /// mask gives other scores, which is why trimming follows the model's mask flags.
