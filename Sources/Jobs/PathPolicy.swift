@@ -52,7 +52,7 @@ public struct PathPolicy: Sendable {
         if roots.contains(where: { PathPolicy.isInside(real, $0) }) { return resolved }
         throw JobError.permanent(
             "output '\(path)' resolves to \(real), outside the workspace \(roots[0])", field: field,
-            hint: "write inside the workspace, or start the worker with --allow-root for that folder")
+            hint: "write inside the workspace, or pass --allow-root for that folder to fidq submit and fidq worker (or fidq run)")
     }
 
     /// Resolves an input path and checks it lies inside the workspace, an allowed root, or an
@@ -78,7 +78,7 @@ public struct PathPolicy: Sendable {
         if roots.contains(where: { PathPolicy.isInside(real, $0) }) { return resolved }
         throw JobError.permanent(
             "input '\(path)' resolves to \(real), outside the workspace \(roots[0])", field: field,
-            hint: "read from inside the workspace, or start the worker with --allow-root for that folder")
+            hint: "read from inside the workspace, or pass --allow-root for that folder to fidq submit and fidq worker (or fidq run)")
     }
 
     /// `path` with symlinks resolved in its deepest existing ancestor (the rest appended as is).
