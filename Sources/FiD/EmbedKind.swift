@@ -94,11 +94,40 @@ public struct EmbedKind: JobKind {
     public init() {}
     public var name: String { "embed" }
 
-    struct Saved: Codable { var rows: Int }
+    /// A checkpoint: rows done, and which shard of which file they belong to (nil in checkpoints
+    /// written before these were recorded).
+    struct Saved: Codable {
+        var rows: Int
+        var passages: String?
+        var first: Int?
+        var count: Int?
+    }
 
     static func blockName(_ start: Int) -> String {
         let s = String(start)
         return "block-" + String(repeating: "0", count: max(0, 12 - s.count)) + s
+    }
+
+    /// Why the checkpoint after `step` rows cannot be resumed here (nil: it can): it records
+    /// another file or shard, or a block it counts is missing.
+    static func cannotResume(step: Int, checkpoint: String, passages: String, range: Range<Int>, out: String) -> String? {
+        if let data = FileManager.default.contents(atPath: checkpoint + "/rows.json"),
+           let saved = try? JSONDecoder().decode(Saved.self, from: data) {
+            if let file = saved.passages, file != passages { return "it embedded \(file), not \(passages)" }
+            if let first = saved.first, let count = saved.count, first != range.lowerBound || count != range.count {
+                return "it embedded passages \(first)..<\(first + count), this shard is \(range.lowerBound)..<\(range.upperBound)"
+            }
+        }
+        if step > range.count { return "it counts \(step) rows, this shard has \(range.count)" }
+        var start = 0
+        while start < step {
+            let name = out + "/" + blockName(start)
+            guard FileManager.default.fileExists(atPath: name + ".f32"), let ids = try? EmbeddingShard.readIDs(name + ".ids"), !ids.isEmpty else {
+                return "its block \(blockName(start)) is gone (a finished shard's blocks are removed once joined)"
+            }
+            start += ids.count
+        }
+        return start == step ? nil : "its blocks hold \(start) rows, not \(step)"
     }
 
     public func run(_ p: EmbedParams, _ context: JobContext) throws -> EmbedOutput {
@@ -124,9 +153,19 @@ public struct EmbedKind: JobKind {
         let dim = model.model.embeddingWidth
         let ckpt = try context.checkpoints(keepLast: 2)
         var done = 0
-        if let (step, _) = ckpt.latest() {
-            done = step
-            context.log("embed: resuming after \(done) rows (checkpoint)")
+        if let (step, dir) = ckpt.latest() {
+            if let why = Self.cannotResume(step: step, checkpoint: dir, passages: passagesPath, range: range, out: context.out) {
+                // Another shard's or another file's rows, or blocks already joined into a shard
+                // and removed: nothing here can be reused, and mixing it in would corrupt the shard.
+                context.log("embed: not resuming the checkpoint after \(step) rows: \(why); embedding the shard from its start")
+                try ckpt.discardSteps()
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: context.out)) ?? [] where name.hasPrefix("block-") {
+                    try? FileManager.default.removeItem(atPath: context.out + "/" + name)
+                }
+            } else {
+                done = step
+                context.log("embed: resuming after \(done) rows (checkpoint)")
+            }
         }
         let resumedFrom = done
         let n = range.count
@@ -158,7 +197,8 @@ public struct EmbedKind: JobKind {
             try context.publish(name + ".f32", emb.withUnsafeBytes { Data($0) })
             try context.publish(name + ".ids", Data(block.map { $0.id + "\n" }.joined().utf8))
             done += block.count
-            try ckpt.save(step: done) { dir in try context.fs.write(dir + "/rows.json", try jsonEncoder().encode(Saved(rows: done)), sync: false) }
+            let saved = Saved(rows: done, passages: passagesPath, first: range.lowerBound, count: n)
+            try ckpt.save(step: done) { dir in try context.fs.write(dir + "/rows.json", try jsonEncoder().encode(saved), sync: false) }
             let rate = Double(done - resumedFrom) / max(1e-9, monotonicNow() - started)
             context.log("embed: \(done)/\(n) rows, \(String(format: "%.1f", rate)) passages/s")
         }

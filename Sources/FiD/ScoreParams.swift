@@ -6,6 +6,8 @@ import Jobs
 /// What `score` reads and how: FiD's `test_reader.py` options (fid-spec §1.1, §1.3), plus
 /// `tokenizer`, `num_beams` and the sharding of `embed` (`shard_id`, `num_shards`).
 public struct ScoreParams: JobParams, Equatable {
+    /// Only how often it logs; the batches it resumes are the same.
+    public static var resumableChanges: Set<String> { ["eval_print_freq"] }
     /// The reader: a Hugging Face or FiD T5 folder (`config.json` + weights, usually a tokenizer).
     public var modelPath: String
     /// FiD data (JSON list or JSON Lines) with `question`, `answers` and `ctxs`.

@@ -8,6 +8,7 @@ import Tensor
 /// Options of FiD's `train_reader.py` that fidq runs. Keys are FiD's; every field but
 /// `train_data` and one of `model_path` / `model_config` has FiD's default.
 public struct TrainReaderParams: JobParams, Equatable {
+    public static var resumableChanges: Set<String> { trainerResumableChanges }
     /// FiD JSON or JSONL training examples.
     public var trainData: String
     /// Dev examples for exact match every `eval_freq` (nil: no evaluation).

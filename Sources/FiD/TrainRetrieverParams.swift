@@ -9,6 +9,7 @@ import Tensor
 /// Keys are FiD's; every field but `train_data` and one of `model_path` / `model_config` has
 /// FiD's default.
 public struct TrainRetrieverParams: JobParams, Equatable {
+    public static var resumableChanges: Set<String> { trainerResumableChanges }
     /// FiD JSON or JSONL examples whose passages carry the reader's `score` (`dataset_wscores.json`).
     public var trainData: String
     /// Examples evaluated every `eval_freq` (nil: no evaluation).

@@ -183,6 +183,13 @@ public struct DataOrder: Sendable {
     }
 }
 
+/// Training params a run may change and still resume a folder's checkpoints (a run extended to
+/// more steps, or evaluated and saved at other intervals), as FiD resumes `latest` whatever its
+/// options; the rest (data, model, optimizer, seed) must match.
+public let trainerResumableChanges: Set<String> = [
+    "total_steps", "scheduler_steps", "eval_freq", "save_freq", "eval_print_freq", "keep_last",
+]
+
 /// What a training job returns (`result.json`).
 public struct TrainResult: Codable, Sendable {
     /// Micro-batches run in total (FiD's `step`).

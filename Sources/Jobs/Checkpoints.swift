@@ -92,6 +92,9 @@ public final class Checkpoints: @unchecked Sendable {
             } catch let e as FSError {
                 // The outcome decides: our marker at the final name means a retransmitted rename worked.
                 if readMarker(final)?.token == token {
+                    // Ours: a retransmitted rename that worked (nothing staged is left), or this
+                    // attempt's own earlier save of the step, which is kept as another attempt's is.
+                    if fs.exists(staged) { try? fs.removeTree(staged) }
                 } else if e.code == EEXIST || e.code == ENOTEMPTY, readMarker(final) != nil {
                     // An earlier attempt already committed this step: keep it, drop ours.
                     try? fs.removeTree(staged)
@@ -125,6 +128,22 @@ public final class Checkpoints: @unchecked Sendable {
               let name = text.split(whereSeparator: { $0 == "\n" || $0 == " " || $0 == "\r" }).first,
               let step = Checkpoints.parseStep(String(name)), readMarker(root + "/" + String(name)) != nil else { return nil }
         return step
+    }
+
+    /// Removes the `latest` pointer and every step checkpoint (named ones such as `best_dev` stay),
+    /// for a handler whose checkpoints record other work (another shard, another input) and that
+    /// starts over: `save(step:)` keeps an existing step, so stale ones must go first. Each marker
+    /// goes before its folder, so a crash midway leaves incomplete folders, which are never resumed.
+    public func discardSteps() throws {
+        try guarded {
+            if fs.exists(root + "/latest") { try fs.retrying { try fs.unlink(root + "/latest") } }
+            for step in steps() {
+                let dir = root + "/" + Checkpoints.stepName(step)
+                try fs.retrying { try fs.unlink(dir + "/" + Checkpoints.marker) }
+                try fs.removeTree(dir)
+            }
+            try syncPath(root)
+        }
     }
 
     /// Steps of the complete `step-N` folders, ascending.

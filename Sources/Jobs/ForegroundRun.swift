@@ -46,6 +46,11 @@ public struct ForegroundRun {
         let parent = NSStringPath(PathPolicy.normalize(PathPolicy.absolute(file))).parent
         let folder = PathPolicy.normalize(PathPolicy.absolute(outDir ?? parent + "/" + d.id + ".run"))
         try fs.makeDirectories(folder + "/out")
+        // One run per folder: a second one in it would resume, sweep or overwrite the first's files
+        // (two `fidq embed` shards in one folder would mix their blocks). The lock goes with the process.
+        let lock = try Self.lockFolder(folder)
+        defer { close(lock) }
+        try Self.claim(folder, for: d, workspace: policy.workspace, mayChange: prepared.resumableChanges, fs: fs)
         OutputFile.sweep(out: folder + "/out", fs: fs)  // a killed earlier run's partial outputs
         let echo: @Sendable (String) -> Void = { line in fputs(line + "\n", stderr) }
         let log = JobLog(path: folder + "/log.txt", fs: fs, echo: progressBar ? nil : echo)
@@ -71,5 +76,68 @@ public struct ForegroundRun {
             log("status: failed: \(e.description)")
             throw e
         }
+    }
+
+    /// What a folder's `run.json` records: the run its files belong to.
+    struct Claim: Codable, Equatable {
+        var kind: String
+        var workspace: String
+        /// The params, less `threads` (a resumed run may use other cores).
+        var params: JSONValue
+    }
+
+    /// Records in `<folder>/run.json` which run the folder's files belong to, and refuses a run of
+    /// another kind, workspace or params there (but `threads` and the kind's `mayChange`): the kinds resume from what they find in `out/`
+    /// (checkpoints, committed batches, a finished result), which another run's files would
+    /// silently stand in for. (A folder from before `run.json` is taken as it is.)
+    static func claim(_ folder: String, for d: JobDescriptor, workspace: String, mayChange: Set<String> = [], fs: FileSystem) throws {
+        let mine = Claim(kind: d.kind, workspace: workspace, params: d.params)
+        func comparable(_ c: Claim) -> Claim {
+            var c = c
+            if case .object(var o) = c.params {
+                for key in mayChange.union(["threads"]) { o[key] = nil }
+                c.params = .object(o)
+            }
+            return c
+        }
+        let path = folder + "/run.json"
+        if let data = try? fs.read(path, limit: 16 << 20), let found = try? JSONDecoder().decode(Claim.self, from: data),
+           comparable(found) != comparable(mine) {
+            let theirs = comparable(found)
+            throw JobError.permanent("\(folder) holds a run of other settings (\(Self.differences(theirs, comparable(mine)))); its files are not this run's",
+                                     field: "--out", hint: "give this run its own --out folder, or remove \(folder) to start over there")
+        }
+        try fs.writeAtomically(path, try jsonEncoder().encode(mine), tag: "run")
+    }
+
+    /// The first few differences between two claims, as `name: there → here`.
+    static func differences(_ a: Claim, _ b: Claim) -> String {
+        var out: [String] = []
+        if a.kind != b.kind { out.append("kind: \(a.kind) there, \(b.kind) here") }
+        if a.workspace != b.workspace { out.append("workspace: \(a.workspace) there, \(b.workspace) here") }
+        let pa: [String: JSONValue], pb: [String: JSONValue]
+        if case .object(let x) = a.params { pa = x } else { pa = [:] }
+        if case .object(let y) = b.params { pb = y } else { pb = [:] }
+        func text(_ v: JSONValue?) -> String {
+            guard let v, let data = try? JSONEncoder().encode(v) else { return "unset" }
+            return String(decoding: data, as: UTF8.self)
+        }
+        for key in Set(pa.keys).union(pb.keys).sorted() where pa[key] != pb[key] {
+            out.append("\(key): \(text(pa[key])) there, \(text(pb[key])) here")
+        }
+        return out.prefix(4).joined(separator: "; ") + (out.count > 4 ? "; …" : "")
+    }
+
+    /// An exclusive `flock` on `<folder>/.run.lock`, returned as its descriptor (close releases it).
+    static func lockFolder(_ folder: String) throws -> Int32 {
+        let path = folder + "/.run.lock"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard fd >= 0 else { throw JobError.permanent("cannot open \(path): \(String(cString: strerror(errno)))", field: "--out") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw JobError.permanent("\(folder) is in use by another run (it holds \(path))", field: "--out",
+                                     hint: "give each run its own --out folder")
+        }
+        return fd
     }
 }

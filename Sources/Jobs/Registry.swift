@@ -23,6 +23,9 @@ public protocol JobParams: Codable, Sendable {
     /// files), so bad input is refused at submit; called once every input exists, with the
     /// resolver of params paths. Throw `JobError.permanent(…, field: "params.x")`.
     func validateInputs(resolve: (String) -> String) throws
+    /// Params a run may change and still resume another's files in the same folder (a training
+    /// run extended with a larger `total_steps`, as FiD resumes one); `threads` always may.
+    static var resumableChanges: Set<String> { get }
 }
 
 extension JobParams {
@@ -30,6 +33,7 @@ extension JobParams {
     public var inputPaths: [(field: String, path: String)] { [] }
     public func validate() throws {}
     public func validateInputs(resolve: (String) -> String) throws {}
+    public static var resumableChanges: Set<String> { [] }
 }
 
 /// A job kind: a name, a params type and a handler.
@@ -52,6 +56,8 @@ public struct PreparedJob: Sendable {
     public let descriptor: JobDescriptor
     /// The `threads` param every kind accepts (nil: absent).
     public var threads: Int?
+    /// The kind's `JobParams.resumableChanges`.
+    public var resumableChanges: Set<String> = []
     /// The registry's `willRun`, called with the context just before the handler.
     var willRun: (@Sendable (JobContext) -> Void)?
     let body: @Sendable (JobContext) throws -> JSONValue
@@ -112,9 +118,11 @@ public final class KindRegistry: @unchecked Sendable {
                 }
             }
             if allPresent { try params.validateInputs(resolve: policy.resolve) }
-            return PreparedJob(descriptor: descriptor, threads: threads) { context in
+            var prepared = PreparedJob(descriptor: descriptor, threads: threads) { context in
                 try JSONValue.from(try kind.run(params, context))
             }
+            prepared.resumableChanges = K.Params.resumableChanges
+            return prepared
         }, decode: { params in
             _ = try KindRegistry.decode(K.Params.self, try ThreadsParam.split(params).0)
         })

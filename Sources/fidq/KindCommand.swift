@@ -26,7 +26,7 @@ struct KindCommand<K: KindCLI>: ParsableCommand {
                 """)
     }
 
-    @Option(help: "Folder for the job's log, result and out/ (default: ./<kind>.run).")
+    @Option(help: "Folder for the job's log, result and out/ (default: ./<kind>.run; ./<kind>-<shard_id>.run for one of several shards).")
     var out: String?
 
     @Option(help: "Relative paths resolve here (default: the current folder).")
@@ -54,7 +54,12 @@ struct KindCommand<K: KindCLI>: ParsableCommand {
             return
         }
         let cwd = FileManager.default.currentDirectoryPath
-        let descriptor = JobDescriptor(kind: K.kind, id: K.kind.replacingOccurrences(of: "_", with: "-"), maxAttempts: 1, params: params)
+        var id = K.kind.replacingOccurrences(of: "_", with: "-")
+        // Shards run side by side (FiD's --shard_id, one process each): each its own default folder.
+        if case .object(let o) = params, case .number(let shard)? = o["shard_id"], case .number(let shards)? = o["num_shards"], shards > 1 {
+            id += "-\(Int(shard))"
+        }
+        let descriptor = JobDescriptor(kind: K.kind, id: id, maxAttempts: 1, params: params)
         var job = ForegroundRun(file: cwd + "/\(descriptor.id).json", workspace: workspace ?? cwd)
         job.outDir = out ?? cwd + "/\(descriptor.id).run"
         // The foreground reads and writes wherever its user can (DESIGN §3); only queued jobs are confined.

@@ -279,4 +279,59 @@ enum RetrievalJobs {
         #expect(Array(UnsafeBufferPointer(start: a.rows(0, 30, scratch: sa), count: 30 * a.dim))
             == Array(UnsafeBufferPointer(start: b.rows(0, 30, scratch: sb), count: 30 * b.dim)))
     }
+
+    /// A folder's checkpoint is resumed only by the shard it belongs to, and only while its blocks
+    /// exist: another shard in the same folder (a stopped shard 0 there) is refused by the
+    /// foreground, and where nothing recorded the run, starts from its own first row; a finished
+    /// shard run again (its blocks joined and removed) embeds it again.
+    @Test func embedResumesOnlyItsOwnShardsBlocks() throws {
+        let model = try RetrievalJobs.minilm()
+        var tsv = "id\ttext\ttitle\n"
+        for i in 1...30 { tsv += "\(i)\tpassage number \(i) talks about topic \(i % 7) and more words \(i * 3)\tTitle \(i)\n" }
+        func params(shard: Int) -> [String: JSONValue] {
+            ["model_path": .string(model), "passages": .string("psgs.tsv"), "output_path": .string("emb/p"), "block_size": .number(4),
+             "no_fp16": .bool(true), "per_gpu_batch_size": .number(4), "passage_maxlength": .number(32),
+             "shard_id": .number(Double(shard)), "num_shards": .number(2)]
+        }
+        let whole = TestData.scratch("embed-shard1-whole")
+        try TestData.write(tsv, to: whole + "/psgs.tsv")
+        _ = try RetrievalJobs.run("embed", params(shard: 1), workspace: whole)
+        let dir = TestData.scratch("embed-shared-folder")
+        try TestData.write(tsv, to: dir + "/psgs.tsv")
+        var job = ForegroundRun(file: dir + "/embed.json", workspace: dir)
+        job.outDir = dir + "/embed.run"
+        job.allowedRoots = ["/"]
+        job.threads = 2
+        let cancel = CancellationToken()
+        let latest = dir + "/embed.run/out/checkpoint/latest"
+        let watcher = Thread {
+            while !FileManager.default.fileExists(atPath: latest) { usleep(2000) }
+            cancel.cancel(.shutdown)
+        }
+        watcher.start()
+        let d0 = JobDescriptor(kind: "embed", id: "embed", maxAttempts: 1, params: .object(params(shard: 0)))
+        let d1 = JobDescriptor(kind: "embed", id: "embed", maxAttempts: 1, params: .object(params(shard: 1)))
+        #expect(throws: (any Error).self) { try job.run(d0, registry: RetrievalJobs.registry(), cancel: cancel) }
+        // The foreground refuses another shard in the folder (its run.json names shard 0)...
+        do {
+            _ = try job.run(d1, registry: RetrievalJobs.registry())
+            Issue.record("shard 1 ran in shard 0's folder")
+        } catch let e as JobError {
+            #expect(e.field == "--out" && e.message.contains("shard_id: 0 there, 1 here"), "\(e)")
+        }
+        // ...and without that record (a folder of an earlier fidq) the kind's own check holds.
+        try FileManager.default.removeItem(atPath: dir + "/embed.run/run.json")
+        for round in 0..<2 {  // beside shard 0's stopped blocks, then after its own finished run
+            guard case .object(let r) = try job.run(d1, registry: RetrievalJobs.registry()) else { Issue.record("no result"); return }
+            #expect(RetrievalJobs.number(r["resumed_from"]) == 0 && RetrievalJobs.number(r["rows"]) == 15, "round \(round): \(r)")
+            let a = try EmbeddingShard(path: whole + "/emb/p_01.npy"), b = try EmbeddingShard(path: dir + "/emb/p_01.npy")
+            #expect(b.ids == (16...30).map(String.init) && a.ids == b.ids, "round \(round): \(b.ids)")
+            let sa = UnsafeMutablePointer<Float>.allocate(capacity: 15 * a.dim), sb = UnsafeMutablePointer<Float>.allocate(capacity: 15 * a.dim)
+            defer { sa.deallocate(); sb.deallocate() }
+            #expect(Array(UnsafeBufferPointer(start: a.rows(0, 15, scratch: sa), count: 15 * a.dim))
+                == Array(UnsafeBufferPointer(start: b.rows(0, 15, scratch: sb), count: 15 * b.dim)), "round \(round)")
+        }
+        let log = try String(contentsOfFile: dir + "/embed.run/log.txt", encoding: .utf8)
+        #expect(log.contains("this shard is 15..<30") && log.contains("is gone"), "\(log.suffix(2000))")
+    }
 }

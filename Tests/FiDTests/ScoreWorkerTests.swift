@@ -115,6 +115,19 @@ enum FidqBinary {
         let out = try String(contentsOfFile: ws + "/cli/out/final_output.txt", encoding: .utf8)
         let fx = try ReaderFixture.load()
         #expect(out == fx.batches.flatMap(\.rows).enumerated().map { i, r in "\(["q0", "1", "7", "q3", "q4", "q5"][i])\t\(r.answer)\n" }.joined())
+        // Shards run side by side from one folder (FiD's --shard_id, a process each): each gets
+        // its own default --out, which one run holds at a time.
+        let shards = try (0..<2).map { k in
+            try FidqBinary.start(["score", "--model_path", "model", "--eval_data", "eval.json", "--n_context", "3",
+                                  "--text_maxlength", "24", "--per_gpu_batch_size", "2", "--shard_id", "\(k)", "--num_shards", "2",
+                                  "--threads", "1"], log: ws + "/shard\(k).log", cwd: ws)
+        }
+        for (k, p) in shards.enumerated() {
+            #expect(FidqBinary.wait(p, 120) && p.terminationStatus == 0, "\((try? String(contentsOfFile: ws + "/shard\(k).log", encoding: .utf8)) ?? "")")
+            let result = try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: URL(fileURLWithPath: ws + "/score-\(k).run/result.json")))
+            guard case .object(let o) = result, case .object(let r)? = o["result"] else { Issue.record("shard \(k): \(result)"); continue }
+            #expect(r["shard_id"] == .number(Double(k)) && r["num_shards"] == .number(2), "\(r)")
+        }
         let bad = try FidqBinary.start(["score", "--model_path", "model", "--eval_data", "eval.json", "--n_context", "0"], log: log, cwd: ws)
         #expect(FidqBinary.wait(bad, 60) && bad.terminationStatus != 0)
         #expect((try String(contentsOfFile: log, encoding: .utf8)).contains("params.n_context"))

@@ -123,7 +123,7 @@ struct TrainReaderKindTests {
     /// The run's failure as the queue records it (field, message).
     func failure(_ ws: ReaderWorkspace, _ params: [String: JSONValue]) -> JobError? {
         do {
-            try ws.run("bad", params.merging(["total_steps": .number(2), "per_gpu_batch_size": .number(2), "n_context": .number(2)]) { a, _ in a })
+            try ws.run("bad-\(UUID().uuidString)", params.merging(["total_steps": .number(2), "per_gpu_batch_size": .number(2), "n_context": .number(2)]) { a, _ in a })
             return nil
         } catch let e as JobError { return e } catch {
             Issue.record("not a JobError: \(error)")

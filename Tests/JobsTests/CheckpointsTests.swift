@@ -52,6 +52,27 @@ func entries(_ dir: String) -> [String] {
         #expect(throws: JobError.self) { try c.checkpoints(keepLast: 0) }
     }
 
+    /// A handler starting over drops its step checkpoints: `latest` and every step-N go, named ones
+    /// stay, and a step saved again holds the new state (without the discard, the old one is kept).
+    @Test func discardedStepsAreGoneAndSavedAnew() throws {
+        let f = try QueueFixture()
+        let c = try makeContext(f, token: "a.1")
+        let ckpt = try c.checkpoints(keepLast: 3)
+        for step in [4, 8] { try ckpt.save(step: step, write("old\(step)")) }
+        try ckpt.save(name: "best_dev", write("best"))
+        try ckpt.save(step: 8, write("new8"))
+        #expect(content(c.out + "/checkpoint/step-8") == "old8", "an existing step is kept")
+        try ckpt.discardSteps()
+        #expect(ckpt.latest() == nil && ckpt.steps().isEmpty)
+        #expect(entries(c.out + "/checkpoint") == ["best_dev"], "\(entries(c.out + "/checkpoint"))")
+        #expect(content(c.out + "/checkpoint/best_dev") == "best")
+        try ckpt.save(step: 8, write("new8"))
+        #expect(ckpt.latest()?.step == 8 && content(c.out + "/checkpoint/step-8") == "new8")
+        try ckpt.discardSteps()  // twice: nothing left to remove is fine
+        try ckpt.discardSteps()
+        #expect(ckpt.latest() == nil)
+    }
+
     @Test func crashLeftoversAreIgnoredThenCleaned() throws {
         let f = try QueueFixture()
         let a = try makeContext(f, token: "a.1")

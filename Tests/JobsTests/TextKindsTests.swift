@@ -29,4 +29,51 @@ import Testing
         #expect(throws: JobError.self) { try ForegroundRun(file: f.workspace + "/bad.json", workspace: f.workspace).run(registry: testRegistry()) }
         #expect(f.json(f.workspace + "/bad.run/error.json")?["field"] as? String == "params.fail")
     }
+
+    /// Two runs never share a folder: while one holds it, another is refused, naming --out; once
+    /// the first is over the folder is free again.
+    @Test func aFolderInUseByAnotherRunIsRefused() throws {
+        let f = try QueueFixture()
+        try Data("a b\n".utf8).write(to: URL(fileURLWithPath: f.workspace + "/a.txt"))
+        try Data(#"{"kind": "count", "params": {"inputs": ["a.txt"]}}"#.utf8).write(to: URL(fileURLWithPath: f.workspace + "/c.json"))
+        let run = ForegroundRun(file: f.workspace + "/c.json", workspace: f.workspace)
+        try FileManager.default.createDirectory(atPath: f.workspace + "/c.run", withIntermediateDirectories: true)
+        let held = try ForegroundRun.lockFolder(f.workspace + "/c.run")  // the other run
+        do {
+            _ = try run.run(registry: testRegistry())
+            Issue.record("ran in a folder another run holds")
+        } catch let e as JobError {
+            #expect(e.field == "--out" && e.message.contains("in use") && e.hint?.contains("--out") == true, "\(e)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: f.workspace + "/c.run/out/counts.json"))
+        close(held)
+        _ = try run.run(registry: testRegistry())
+        #expect(FileManager.default.fileExists(atPath: f.workspace + "/c.run/out/counts.json"))
+        _ = try run.run(registry: testRegistry())  // its own lock is released when it ends
+    }
+
+    /// A folder belongs to one run's settings: rerunning them resumes (here: runs again), other
+    /// params or another kind are refused with the differences named; `threads` may differ.
+    @Test func aFolderOfOtherSettingsIsRefused() throws {
+        let f = try QueueFixture()
+        try Data("a b\n".utf8).write(to: URL(fileURLWithPath: f.workspace + "/a.txt"))
+        try Data("c\n".utf8).write(to: URL(fileURLWithPath: f.workspace + "/b.txt"))
+        var run = ForegroundRun(file: f.workspace + "/c.json", workspace: f.workspace)
+        run.outDir = f.workspace + "/shared.run"
+        func job(_ kind: String, _ params: String) throws -> JobDescriptor {
+            try JobDescriptor.parse(Data(#"{"kind": "\#(kind)", "id": "c", "params": \#(params)}"#.utf8), fileName: "c.json", idMayDiffer: true)
+        }
+        _ = try run.run(try job("count", #"{"inputs": ["a.txt"]}"#), registry: testRegistry())
+        _ = try run.run(try job("count", #"{"inputs": ["a.txt"], "threads": 1}"#), registry: testRegistry())
+        for (kind, params, expected) in [("count", #"{"inputs": ["b.txt"]}"#, #"inputs: ["a.txt"] there, ["b.txt"] here"#),
+                                         ("concat", #"{"inputs": ["a.txt"], "dest": "x.txt"}"#, "kind: count there, concat here")] {
+            do {
+                _ = try run.run(try job(kind, params), registry: testRegistry())
+                Issue.record("\(kind) \(params) ran in another run's folder")
+            } catch let e as JobError {
+                #expect(e.field == "--out" && e.message.contains(expected) && e.hint?.contains("--out") == true, "\(e)")
+            }
+        }
+        #expect(f.read(f.workspace + "/shared.run/out/counts.json")?.contains("\"words\" : 2") == true, "the first run's result stays")
+    }
 }
