@@ -30,6 +30,24 @@ enum RetrievalJobs {
         return o
     }
 
+    /// Runs `d` in the foreground in `dir` (folder `embed.run`) and stops it once its first
+    /// checkpoint exists; expects the stop, and returns the run to go on with.
+    static func stopAfterFirstCheckpoint(_ d: JobDescriptor, in dir: String) throws -> ForegroundRun {
+        var job = ForegroundRun(file: dir + "/embed.json", workspace: dir)
+        job.outDir = dir + "/embed.run"
+        job.allowedRoots = ["/"]
+        job.threads = 2
+        let cancel = CancellationToken()
+        let latest = dir + "/embed.run/out/checkpoint/latest"
+        let watcher = Thread {
+            while !FileManager.default.fileExists(atPath: latest) { usleep(2000) }
+            cancel.cancel(.shutdown)
+        }
+        watcher.start()
+        #expect(throws: (any Error).self) { try job.run(d, registry: registry(), cancel: cancel) }
+        return job
+    }
+
     static func number(_ v: JSONValue?) -> Double? { if case .number(let d)? = v { return d }; return nil }
 
     static func minilm() throws -> String {
@@ -254,19 +272,8 @@ enum RetrievalJobs {
         // Stopped once the first checkpoint exists, then run again in the same folder.
         let dir = TestData.scratch("embed-resume")
         try TestData.write(tsv, to: dir + "/psgs.tsv")
-        var job = ForegroundRun(file: dir + "/embed.json", workspace: dir)
-        job.outDir = dir + "/embed.run"
-        job.allowedRoots = ["/"]
-        job.threads = 2
-        let cancel = CancellationToken()
-        let latest = dir + "/embed.run/out/checkpoint/latest"
-        let watcher = Thread {
-            while !FileManager.default.fileExists(atPath: latest) { usleep(2000) }
-            cancel.cancel(.shutdown)
-        }
-        watcher.start()
         let d = JobDescriptor(kind: "embed", id: "embed", maxAttempts: 1, params: .object(params()))
-        #expect(throws: (any Error).self) { try job.run(d, registry: RetrievalJobs.registry(), cancel: cancel) }
+        let job = try RetrievalJobs.stopAfterFirstCheckpoint(d, in: dir)
         #expect(!FileManager.default.fileExists(atPath: dir + "/emb/p_00.npy"), "a stopped embed published its shard")
         let again = try job.run(d, registry: RetrievalJobs.registry())
         guard case .object(let r) = again else { Issue.record("no result"); return }
@@ -298,20 +305,9 @@ enum RetrievalJobs {
         _ = try RetrievalJobs.run("embed", params(shard: 1), workspace: whole)
         let dir = TestData.scratch("embed-shared-folder")
         try TestData.write(tsv, to: dir + "/psgs.tsv")
-        var job = ForegroundRun(file: dir + "/embed.json", workspace: dir)
-        job.outDir = dir + "/embed.run"
-        job.allowedRoots = ["/"]
-        job.threads = 2
-        let cancel = CancellationToken()
-        let latest = dir + "/embed.run/out/checkpoint/latest"
-        let watcher = Thread {
-            while !FileManager.default.fileExists(atPath: latest) { usleep(2000) }
-            cancel.cancel(.shutdown)
-        }
-        watcher.start()
         let d0 = JobDescriptor(kind: "embed", id: "embed", maxAttempts: 1, params: .object(params(shard: 0)))
         let d1 = JobDescriptor(kind: "embed", id: "embed", maxAttempts: 1, params: .object(params(shard: 1)))
-        #expect(throws: (any Error).self) { try job.run(d0, registry: RetrievalJobs.registry(), cancel: cancel) }
+        let job = try RetrievalJobs.stopAfterFirstCheckpoint(d0, in: dir)
         // The foreground refuses another shard in the folder (its run.json names shard 0)...
         do {
             _ = try job.run(d1, registry: RetrievalJobs.registry())
