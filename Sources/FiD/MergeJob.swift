@@ -31,7 +31,14 @@ public struct MergeKind: JobKind {
     public var name: String { "merge" }
 
     public func run(_ params: MergeParams, _ context: JobContext) throws -> ScoreResult {
-        let dirs = params.shards.map(context.resolve)
+        // A shard is a score job's out/ (what `job:ID` names), or the folder around it: a foreground
+        // run's `--out` (`score-0.run`) or a queue's `done/<id>`, whose own result.json wraps it.
+        let dirs = params.shards.map { path -> String in
+            let dir = context.resolve(path)
+            let inner = dir + "/out/result.json"
+            let own = (try? JSONDecoder().decode(ScoreResult.self, from: context.fs.read(dir + "/result.json", limit: 1 << 20))) != nil
+            return !own && context.fs.exists(inner) ? dir + "/out" : dir
+        }
         let n = dirs.count
         var results: [ScoreResult] = []
         for (s, dir) in dirs.enumerated() {
@@ -40,7 +47,8 @@ public struct MergeKind: JobKind {
             do {
                 r = try JSONDecoder().decode(ScoreResult.self, from: context.fs.read(dir + "/result.json", limit: 1 << 20))
             } catch {
-                throw JobError.permanent("\(dir)/result.json: not a finished score job's result (\(error))", field: field)
+                throw JobError.permanent("\(dir)/result.json: not a finished score job's result (\(error))", field: field,
+                                         hint: "name each score shard's folder (its out/, its --out, or its done/<id>) once it has finished")
             }
             guard r.numShards == n, r.shardId == s else {
                 throw JobError.permanent("\(dir) is shard \(r.shardId) of \(r.numShards), expected shard \(s) of \(n)", field: field,

@@ -122,10 +122,24 @@ import Testing
         }
         guard case .object(let w) = wholeResult, case .object(let m) = merged else { Issue.record("results"); return }
         #expect(w["exact_match"] == m["exact_match"] && w["count"] == m["count"])
+        // The shards' run folders (`--out`, around out/) name them as well.
+        job.outDir = dir + "/runs"
+        let fromRuns = try job.run(JobDescriptor(kind: "merge", id: "merge", params: .object(["shards": .array(shardDirs.map {
+            JSONValue.string(String($0.dropLast("/out".count)))
+        })])), registry: Self.registry())
+        #expect(fromRuns == merged)
+        for name in ["predictions.jsonl", "final_output.txt", "dataset_wscores.json"] {
+            #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/runs/out/" + name)) == Data(contentsOf: URL(fileURLWithPath: dir + "/run/out/" + name)))
+        }
         // Shards out of order are refused, naming the position.
-        let bad = try? job.run(JobDescriptor(kind: "merge", id: "merge", params: .object(["shards": .array(shardDirs.reversed().map(JSONValue.string))])),
-                               registry: Self.registry())
-        #expect(bad == nil)
+        job.outDir = dir + "/reversed"
+        do {
+            _ = try job.run(JobDescriptor(kind: "merge", id: "merge", params: .object(["shards": .array(shardDirs.reversed().map(JSONValue.string))])),
+                            registry: Self.registry())
+            Issue.record("shards out of order were merged")
+        } catch let e as JobError {
+            #expect(e.field == "params.shards[0]" && e.message.contains("expected shard 0 of 4"), "\(e)")
+        }
     }
 
     @Test func beamSearchOfOneBeamIsGreedy() throws {
