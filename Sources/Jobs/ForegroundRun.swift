@@ -66,6 +66,12 @@ public struct ForegroundRun {
             try fs.writeAtomically(folder + "/result.json", try jsonEncoder().encode(result), tag: "run")
             log("status: done")
             return value
+        } catch let c as CancellationError where c.reason == .shutdown {
+            // Stopped by a signal at a safe point: what the kind kept (checkpoints, finished
+            // batches) stays in the folder, and the same command carries on from it.
+            log("status: stopped (signal); the same command resumes from what this run kept")
+            throw JobError.transient("stopped by a signal at a safe point; \(folder) keeps what was done",
+                                     hint: "run the same command again to resume")
         } catch {
             let e = JobError.classify(error)
             var o: [String: JSONValue] = ["id": .string(d.id), "kind": .string(d.kind), "message": .string(e.message),

@@ -93,23 +93,14 @@ public final class Worker: @unchecked Sendable {
 
     /// Installs SIGTERM/SIGINT handling: the first signal stops gracefully, the second exits at once.
     public func installSignalHandlers() {
-        for sig in [SIGTERM, SIGINT] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { [self] in
-                if isStopping {
-                    logger.warning("second signal: exiting now; the claim's lease will expire")
-                    _exit(130)
-                }
-                logger.info("signal \(sig): finishing at the job's next safe point, then releasing its claim")
-                requestStop()
-            }
-            source.resume()
-            Worker.sources.append(source)
-        }
+        StopSignals.install(stopping: { [self] in isStopping }, first: { [self] sig in
+            logger.info("signal \(sig): finishing at the job's next safe point, then releasing its claim")
+            requestStop()
+        }, second: { [self] _ in
+            logger.warning("second signal: exiting now; the claim's lease will expire")
+            _exit(130)
+        })
     }
-
-    nonisolated(unsafe) static var sources: [DispatchSourceSignal] = []
 
     /// The loop. Returns 0 on a clean exit (drained or stopped), 2 when the queue is unusable.
     public func run() -> Int32 {

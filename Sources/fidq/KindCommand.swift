@@ -68,7 +68,9 @@ struct KindCommand<K: KindCLI>: ParsableCommand {
         if let threads = compute.threads { job.threads = max(1, threads) }
         job.progressBar = isatty(2) != 0
         do {
-            let value = try job.run(descriptor, registry: registry)
+            let cancel = CancellationToken()
+            StopSignals.install(cancelling: cancel)
+            let value = try job.run(descriptor, registry: registry, cancel: cancel)
             print(String(decoding: try jsonEncoder().encode(value), as: UTF8.self))
         } catch let e as JobError {
             throw fail("fidq \(Self.configuration.commandName!): \(e.description)")

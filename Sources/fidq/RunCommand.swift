@@ -35,7 +35,9 @@ struct RunCommand: ParsableCommand {
         if let threads = compute.threads { job.threads = max(1, threads) }
         job.progressBar = isatty(2) != 0
         do {
-            let value = try job.run(registry: Kinds.registry())
+            let cancel = CancellationToken()
+            StopSignals.install(cancelling: cancel)
+            let value = try job.run(registry: Kinds.registry(), cancel: cancel)
             print(String(decoding: try jsonEncoder().encode(value), as: UTF8.self))
         } catch let e as JobError {
             throw fail("\(file): \(e.description)")

@@ -1,0 +1,44 @@
+// StopSignals: SIGTERM and SIGINT (Ctrl-C) as a request to stop at the next safe point, for the
+// worker and the foreground commands alike; a second signal exits at once.
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+
+public enum StopSignals {
+    nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
+
+    /// Routes SIGTERM and SIGINT to `first` (ask the work to stop at its next safe point, where it
+    /// keeps what it did), unless `stopping()` says a stop is already under way: then `second`
+    /// runs (by default: exit now, status 130). Call once per process.
+    public static func install(stopping: @escaping @Sendable () -> Bool, first: @escaping @Sendable (Int32) -> Void,
+                               second: @escaping @Sendable (Int32) -> Void = { _ in _exit(130) }) {
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                if stopping() { second(sig) } else { first(sig) }
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    /// The foreground's handling: the first signal cancels `token` (`.shutdown`) and says so on
+    /// stderr; a second exits at once.
+    public static func install(cancelling token: CancellationToken) {
+        install(stopping: { token.isCancelled }, first: { sig in
+            token.cancel(.shutdown)
+            fputs("fidq: \(sig == SIGINT ? "interrupted" : "terminated"): stopping at the next safe point, keeping the work done "
+                  + "(checkpoints, finished batches); signal again to exit now\n", stderr)
+        }, second: { _ in
+            fputs("fidq: second signal: exiting now\n", stderr)
+            _exit(130)
+        })
+    }
+}
