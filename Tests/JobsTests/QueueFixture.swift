@@ -142,11 +142,16 @@ final class WorkerProcess: @unchecked Sendable {
     let process = Process()
     let logPath: String
 
-    init(_ fixture: QueueFixture, args: [String], tag: String, env extra: [String: String] = [:]) throws {
+    convenience init(_ fixture: QueueFixture, args: [String], tag: String, env extra: [String: String] = [:]) throws {
+        try self.init(fixture, command: ["worker", "--queue", fixture.queueDir] + args, tag: tag, env: extra)
+    }
+
+    /// Any fidq command (`["run", JOB, …]`), its output in `<workspace>/worker-<tag>.log`.
+    init(_ fixture: QueueFixture, command: [String], tag: String, env extra: [String: String] = [:]) throws {
         logPath = fixture.workspace + "/worker-\(tag).log"
         FileManager.default.createFile(atPath: logPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: Binary.fidq)
-        process.arguments = ["worker", "--queue", fixture.queueDir] + args
+        process.arguments = command
         var env = ProcessInfo.processInfo.environment
         env["FIDQ_TEST_KINDS"] = "1"
         // Never setenv in the test process: in-process workers of other suites would read it.
