@@ -32,12 +32,10 @@ public struct MergeKind: JobKind {
 
     public func run(_ params: MergeParams, _ context: JobContext) throws -> ScoreResult {
         // A shard is a score job's out/ (what `job:ID` names), or the folder around it: a foreground
-        // run's `--out` (`score-0.run`) or a queue's `done/<id>`, whose own result.json wraps it.
+        // run's `--out` (`score-0.run`) or a queue's `done/<id>` (a score's out/ has no out/ of its own).
         let dirs = params.shards.map { path -> String in
             let dir = context.resolve(path)
-            let inner = dir + "/out/result.json"
-            let own = (try? JSONDecoder().decode(ScoreResult.self, from: context.fs.read(dir + "/result.json", limit: 1 << 20))) != nil
-            return !own && context.fs.exists(inner) ? dir + "/out" : dir
+            return context.fs.exists(dir + "/out/result.json") ? dir + "/out" : dir
         }
         let n = dirs.count
         var results: [ScoreResult] = []

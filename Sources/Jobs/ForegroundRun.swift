@@ -88,14 +88,15 @@ public struct ForegroundRun {
     struct Claim: Codable, Equatable {
         var kind: String
         var workspace: String
-        /// The params, less `threads` (a resumed run may use other cores).
+        /// The params as given (compared less `threads` and the kind's resumable changes).
         var params: JSONValue
     }
 
     /// Records in `<folder>/run.json` which run the folder's files belong to, and refuses a run of
-    /// another kind, workspace or params there (but `threads` and the kind's `mayChange`): the kinds resume from what they find in `out/`
-    /// (checkpoints, committed batches, a finished result), which another run's files would
-    /// silently stand in for. (A folder from before `run.json` is taken as it is.)
+    /// another kind, workspace or params there (`threads` and `mayChange` aside): the kinds resume
+    /// from what they find in `out/` (checkpoints, committed batches, a finished result), which
+    /// another run's files would silently stand in for. (A folder from before `run.json` is taken
+    /// as it is.)
     static func claim(_ folder: String, for d: JobDescriptor, workspace: String, mayChange: Set<String> = [], fs: FileSystem) throws {
         let mine = Claim(kind: d.kind, workspace: workspace, params: d.params)
         func comparable(_ c: Claim) -> Claim {
@@ -109,8 +110,8 @@ public struct ForegroundRun {
         let path = folder + "/run.json"
         if let data = try? fs.read(path, limit: 16 << 20), let found = try? JSONDecoder().decode(Claim.self, from: data),
            comparable(found) != comparable(mine) {
-            let theirs = comparable(found)
-            throw JobError.permanent("\(folder) holds a run of other settings (\(Self.differences(theirs, comparable(mine)))); its files are not this run's",
+            let differences = Self.differences(comparable(found), comparable(mine))
+            throw JobError.permanent("\(folder) holds a run of other settings (\(differences)); its files are not this run's",
                                      field: "--out", hint: "give this run its own --out folder, or remove \(folder) to start over there")
         }
         try fs.writeAtomically(path, try jsonEncoder().encode(mine), tag: "run")
