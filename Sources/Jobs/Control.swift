@@ -56,7 +56,14 @@ public final class QueueControl {
         var batch: [(file: String, d: JobDescriptor, data: Data)] = []
         for file in files {
             func refuse(_ e: JobError) -> SubmitError { SubmitError(file: file, error: e) }
-            guard let info = try? fs.info(file) else { throw refuse(.permanent("cannot read the file")) }
+            guard let info = try? fs.info(file) else {
+                throw refuse(.permanent(fs.exists(file) ? "cannot read the file" : "no such file",
+                                        hint: "pass job descriptor files; the queue folder is given with --queue"))
+            }
+            if info.kind == .directory {
+                throw refuse(.permanent("is a folder, not a job file",
+                                        hint: "pass the job files in it (\(file)/*.json); the queue folder is given with --queue"))
+            }
             if info.kind != .regular { throw refuse(.permanent("not a regular file")) }
             if info.size > Int64(JobDescriptor.maxBytes) { throw refuse(.permanent("larger than \(JobDescriptor.maxBytes) bytes")) }
             let data = try fs.read(file, limit: JobDescriptor.maxBytes + 1)
@@ -155,6 +162,31 @@ public final class QueueControl {
     }
 
     /// Moves `failed/<id>` back to `pending/<id>.json`; attempts start again at 1.
+    /// `fidq retry A B …`: every id checked first, then retried with each one's dependencies
+    /// among them first. A job whose dependency is still in failed/ when a worker scans fails
+    /// again at once, so the order matters.
+    public func retry(_ ids: [String], fresh: Bool = false) throws -> [String] {
+        var after: [String: [String]] = [:]
+        for id in ids {
+            try QueueControl.checkID(id)
+            guard fs.exists(queue.failed + "/" + id) else {
+                throw JobError.permanent("no failed job '\(id)'", hint: state(of: id).map { "it is \($0)" })
+            }
+            let data = try? fs.read(queue.failed + "/" + id + "/job.json", limit: JobDescriptor.maxBytes + 1)
+            after[id] = data.flatMap { try? JobDescriptor.parse($0, fileName: id + ".json") }?.dependencies ?? []
+        }
+        var order: [String] = []
+        var visiting: Set<String> = []
+        func visit(_ id: String) {
+            if order.contains(id) || visiting.contains(id) { return }
+            visiting.insert(id)
+            for dep in after[id] ?? [] where after[dep] != nil { visit(dep) }
+            order.append(id)
+        }
+        for id in ids { visit(id) }
+        return try order.map { try fresh ? retryFresh($0) : retry($0) }
+    }
+
     public func retry(_ id: String) throws -> String {
         try QueueControl.checkID(id)
         let dir = queue.failed + "/" + id

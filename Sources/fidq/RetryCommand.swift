@@ -1,22 +1,28 @@
-// RetryCommand: `fidq retry [--fresh] ID`: move a failed job back to pending/, keeping its out/ unless --fresh.
+// RetryCommand: `fidq retry [--fresh] ID…`: move failed jobs back to pending/, keeping their out/ unless --fresh.
 import ArgumentParser
 import Jobs
 
 struct RetryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "retry",
-        abstract: "Move a failed (or cancelled) job back to pending/; its attempts start again.",
-        discussion: "The job's out/ is kept, so a job that checkpoints (training) resumes from its latest checkpoint. --fresh discards out/ and starts over.")
+        abstract: "Move failed (or cancelled) jobs back to pending/; their attempts start again.",
+        discussion: "A job's out/ is kept, so a job that checkpoints (training) resumes from its latest checkpoint. --fresh discards out/ and starts over. Several ids are retried with each one's dependencies first (fidq retry reader score: score waits for reader again).")
 
     @OptionGroup var queueOptions: QueueOptions
 
-    @Argument(help: "The job id.")
-    var id: String
+    @Argument(help: "The job ids.")
+    var ids: [String]
 
     @Flag(help: "Discard the job's out/ (checkpoints included): start over instead of resuming.")
     var fresh = false
 
+    func validate() throws {
+        if ids.isEmpty { throw ValidationError("name at least one job id (fidq status lists the failed ones)") }
+    }
+
     func run() throws {
-        do { print(try fresh ? queueOptions.control().retryFresh(id) : queueOptions.control().retry(id)) } catch let e as JobError { throw fail(e.description) }
+        do {
+            for line in try queueOptions.control().retry(ids, fresh: fresh) { print(line) }
+        } catch let e as JobError { throw fail(e.description) }
     }
 }

@@ -80,6 +80,40 @@ import Testing
         #expect(f.list("done") == ["a"])
     }
 
+    @Test func retryOfSeveralPutsDependenciesFirst() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("a")
+        try f.dropRecord("b", extra: #""after": ["a"]"#)
+        try f.dropRecord("c", extra: #""after": ["b"]"#)
+        let c = control(f)
+        _ = try c.cancel("a")
+        drainInProcess(f)
+        #expect(f.list("failed") == ["a", "b", "c"])
+        #expect(f.read(f.queueDir + "/failed/b/error.json")?.contains("fidq retry a b\"") == true, "one command retries both")
+        #expect(f.read(f.queueDir + "/failed/c/error.json")?.contains("fidq retry a b c\"") == true, "and the whole chain")
+        // An id that is not failed refuses the whole command before anything moves.
+        #expect(throws: JobError.self) { try c.retry(["c", "ghost"]) }
+        #expect(f.list("failed") == ["a", "b", "c"] && f.list("pending").isEmpty)
+        // Given last-first, each job's dependency goes back first: a worker scanning between two
+        // moves must never see a pending job whose dependency is still in failed/.
+        let lines = try c.retry(["c", "b", "a"])
+        #expect(lines.map { $0.split(separator: "'")[0] } == ["a", "b", "c"], "\(lines)")
+        drainInProcess(f)
+        #expect(f.list("done") == ["a", "b", "c"])
+    }
+
+    @Test func submitSaysWhatAPathThatIsNoJobFileIs() throws {
+        let f = try QueueFixture()
+        for (path, message) in [(f.workspace + "/queue-typo", "no such file"), (f.workspace, "is a folder, not a job file")] {
+            do {
+                _ = try control(f).submit(files: [path])
+                Issue.record("accepted \(path)")
+            } catch let e as SubmitError {
+                #expect(e.error.message == message && e.error.hint?.contains("--queue") == true, "\(e.description)")
+            }
+        }
+    }
+
     @Test func statusShowsEveryState() throws {
         let f = try QueueFixture()
         try f.dropRecord("ok")
