@@ -30,12 +30,12 @@ public enum StopSignals {
     }
 
     /// The foreground's handling: the first signal cancels `token` (`.shutdown`) and says so on
-    /// stderr; a second exits at once.
-    public static func install(cancelling token: CancellationToken) {
+    /// stderr, naming what is kept; a second exits at once.
+    public static func install(cancelling token: CancellationToken, keeping kept: String = "checkpoints, finished batches") {
         install(stopping: { token.isCancelled }, first: { sig in
             token.cancel(.shutdown)
             fputs("fidq: \(sig == SIGINT ? "interrupted" : "terminated"): stopping at the next safe point, keeping the work done "
-                  + "(checkpoints, finished batches); signal again to exit now\n", stderr)
+                  + "(\(kept)); signal again to exit now\n", stderr)
         }, second: { _ in
             fputs("fidq: second signal: exiting now\n", stderr)
             _exit(130)

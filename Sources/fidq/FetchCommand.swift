@@ -2,6 +2,7 @@
 import ArgumentParser
 import Fetch
 import Foundation
+import Jobs
 
 struct FetchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -50,15 +51,24 @@ struct FetchCommand: ParsableCommand {
         p.retries = retries ?? p.retries
         p.replace = replace
         let interactive = isatty(2) != 0
+        // Ctrl-C or SIGTERM stops at the next block; the partial download stays for the next run.
+        let cancel = CancellationToken()
+        StopSignals.install(cancelling: cancel, keeping: "the partial download, resumed by the same command")
+        let lastLine = LastLine()
         do {
             let result = try Fetcher.run(
                 p, workspace: URL(fileURLWithPath: workspace),
                 progress: { pr in
-                    guard interactive else { return }
                     let total = pr.total.map { String(format: " / %.1f MB", Double($0) / 1e6) } ?? ""
-                    FileHandle.standardError.write(
-                        String(format: "\r%@ %@: %.1f MB%@   ", pr.phase, pr.item, Double(pr.done) / 1e6, total).data(using: .utf8)!)
+                    let line = String(format: "%@ %@: %.1f MB%@", pr.phase, pr.item, Double(pr.done) / 1e6, total)
+                    if interactive {
+                        FileHandle.standardError.write(("\r" + line + "   ").data(using: .utf8)!)
+                    } else if lastLine.due(every: 30) {
+                        // A log file (Slurm, nohup) gets a line every 30 s rather than a \r stream.
+                        FileHandle.standardError.write(("fetch: " + line + "\n").data(using: .utf8)!)
+                    }
                 },
+                isCancelled: { cancel.isCancelled },
                 log: { line in FileHandle.standardError.write(((interactive ? "\r" : "") + line + "\n").data(using: .utf8)!) })
             print("\(result.dest): \(result.files) files, \(result.bytes) bytes"
                 + (result.alreadyPresent ? " (already present)" : ""))
@@ -67,5 +77,19 @@ struct FetchCommand: ParsableCommand {
             FileHandle.standardError.write("fidq fetch: \(e)\n".data(using: .utf8)!)
             throw ExitCode(e.isPermanent ? 2 : 75)  // 75 = EX_TEMPFAIL: worth running again
         }
+    }
+}
+
+/// When the last progress line went to a log, so a non-terminal gets one every so often.
+private final class LastLine: @unchecked Sendable {
+    private let lock = NSLock()
+    private var at = Date()
+
+    func due(every seconds: Double) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard Date().timeIntervalSince(at) >= seconds else { return false }
+        at = Date()
+        return true
     }
 }

@@ -278,4 +278,40 @@ import Testing
         #expect(server.requests.map(\.range) == [nil, "bytes=400000-"])
         #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/f.bin")) == data)
     }
+
+    /// Ctrl-C (or SIGTERM) to `fidq fetch`: it stops by itself, says the partial download is kept,
+    /// exits 75 (worth running again), and the same command asks the server only for the rest.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: fidq.path), "needs the fidq binary (swift build)"),
+          arguments: [SIGINT, SIGTERM])
+    func interruptedCommandStopsCleanlyAndTheSameCommandResumes(sig: Int32) throws {
+        let box = try Sandbox()
+        let data = testBytes(1_500_000)
+        let server = try LoopbackServer(["/f.bin": .stall(data, after: 400_000)])
+        defer { server.stop() }
+        let args = ["fetch", "--url", server.base + "/f.bin", "--dest", "out", "--workspace", box.ws.path]
+        let first = Process()
+        first.executableURL = Self.fidq
+        first.arguments = args
+        let err = Pipe()
+        first.standardError = err
+        first.standardOutput = FileHandle.nullDevice
+        try first.run()
+        defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }
+        let work = box.ws.appendingPathComponent(".out.fetch")
+        let deadline = Date().addingTimeInterval(30)
+        while (partFile(in: work).flatMap(fileSize) ?? 0) < 400_000, Date() < deadline, first.isRunning {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        kill(first.processIdentifier, sig)
+        #expect(FetchKindTests.waitExit(first, 20), "still running after the signal")
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(first.terminationReason == .exit && first.terminationStatus == 75, "\(first.terminationStatus): \(text)")
+        #expect(text.contains("stopping at the next safe point") && text.contains("partial download is kept"), "\(text)")
+        #expect(partFile(in: work).flatMap(fileSize) == 400_000)
+        server.set("/f.bin", .ok(data))
+        let (status, second) = try FetchKindTests.fidqRun(args)
+        #expect(status == 0, "\(second)")
+        #expect(server.requests.map(\.range) == [nil, "bytes=400000-"])
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/f.bin")) == data)
+    }
 }
