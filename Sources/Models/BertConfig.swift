@@ -133,6 +133,7 @@ public struct BertConfig: Codable, Equatable, Sendable {
         guard let object = try? JSONSerialization.jsonObject(with: data), let json = object as? [String: Any] else {
             throw ModelLoadError(path: path, "is not a JSON object", hint: "config.json as written by save_pretrained")
         }
+        try ModelFolder.requireConfigFields(json, anyOf: ["model_type", "architectures", "hidden_size"], path: path, model: "BERT")
         if let type = json["model_type"] as? String, type != "bert" {
             throw ModelLoadError(path: path, "field model_type is '\(type)', expected 'bert'",
                                  hint: "fidq's retriever is a BERT encoder (FiD's Retriever, or a BertModel such as MiniLM)")

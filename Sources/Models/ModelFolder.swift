@@ -35,6 +35,17 @@ enum ModelFolder {
         return found
     }
 
+    /// Refuses a JSON object that holds none of a model config's identifying fields: every field
+    /// has a default, so a tokenizer.json passed as `model_config` would otherwise build a model
+    /// of the default shape without a word.
+    static func requireConfigFields(_ json: [String: Any], anyOf fields: [String], path: String, model: String) throws {
+        guard !fields.contains(where: { json[$0] != nil }) else { return }
+        let keys = json.keys.sorted().prefix(6).joined(separator: ", ")
+        throw ModelLoadError(path: path, "is not a \(model) config.json: it has none of \(fields.joined(separator: ", "))"
+                             + " (its fields: \(keys.isEmpty ? "none" : keys)\(json.count > 6 ? ", …" : ""))",
+                             hint: "pass the config.json that save_pretrained writes beside the weights")
+    }
+
     /// Decodes a config.json whose architecture was already checked, naming the field that failed.
     static func decodeConfig<C: Decodable>(_ type: C.Type, from data: Data, path: String) throws -> C {
         do { return try JSONDecoder().decode(C.self, from: data) } catch let DecodingError.dataCorrupted(ctx) {

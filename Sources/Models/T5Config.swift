@@ -116,6 +116,7 @@ public struct T5Config: Codable, Equatable, Sendable {
         guard let object = try? JSONSerialization.jsonObject(with: data), let json = object as? [String: Any] else {
             throw ModelLoadError(path: path, "is not a JSON object", hint: "config.json as written by save_pretrained")
         }
+        try ModelFolder.requireConfigFields(json, anyOf: ["model_type", "architectures", "d_model"], path: path, model: "T5")
         if let type = json["model_type"] as? String, type != "t5" {
             throw ModelLoadError(path: path, "field model_type is '\(type)', expected 't5'", hint: "fidq's reader is a T5")
         }

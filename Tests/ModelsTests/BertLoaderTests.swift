@@ -89,6 +89,10 @@ struct BertLoaderTests {
         try editConfig(dir) { $0["architectures"] = ["Retriever"]; $0["hidden_act"] = "swish" }
         let e3 = loadError(dir)
         #expect(e3.contains("hidden_act") && e3.contains("swish"), "\(e3)")
+        // A vocab or tokenizer JSON given as the config: refused, not read as bert-base's defaults.
+        try editConfig(dir) { $0 = ["version": "1.0", "model": ["type": "WordPiece"]] }
+        let e4 = loadError(dir)
+        #expect(e4.contains("not a BERT config.json") && e4.contains("model_type, architectures, hidden_size"), "\(e4)")
     }
 
     /// config.json says 12 but proj.weight is (8, 16): the error names the tensor, the file and both shapes.

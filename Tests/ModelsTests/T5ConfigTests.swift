@@ -41,11 +41,14 @@ struct T5ConfigTests {
                 for w in words { #expect(text.contains(w), "\(text) lacks \(w)") }
             }
         }
-        fails(#"{"feed_forward_proj": "gated-silu"}"#, mentioning: ["feed_forward_proj", "gated-silu"])
+        fails(#"{"model_type": "t5", "feed_forward_proj": "gated-silu"}"#, mentioning: ["feed_forward_proj", "gated-silu"])
         fails(#"{"model_type": "bert"}"#, mentioning: ["model_type", "bert"])
         fails(#"{"architectures": ["BertModel"]}"#, mentioning: ["architectures", "BertModel"])
         fails(#"{"d_model": "wide"}"#, mentioning: ["d_model"])
-        fails(#"{"num_heads": 0}"#, mentioning: ["num_heads"])
+        fails(#"{"model_type": "t5", "num_heads": 0}"#, mentioning: ["num_heads"])
+        // Every field has a default: a tokenizer.json given as the config must not become t5-small.
+        fails(#"{"version": "1.0", "truncation": null, "model": {"type": "WordLevel"}}"#,
+              mentioning: ["not a T5 config.json", "model_type, architectures, d_model", "model, truncation, version"])
         fails(#"{"d_model": 16,"#, mentioning: ["JSON"])
         do {
             _ = try T5Config.load(path: dir + "/nothing/config.json")
