@@ -70,9 +70,16 @@ public enum FlagParams {
                 try decode(.object(values))
                 return .object(values)
             } catch DecodingError.typeMismatch(let type, let ctx) {
-                guard let key = ctx.codingPath.first?.stringValue, let old = values[key],
-                      let new = retype(old, words: words[key] ?? [], path: Array(ctx.codingPath.dropFirst()), expected: type)
-                else { return .object(values) }
+                guard let key = ctx.codingPath.first?.stringValue, let old = values[key] else { return .object(values) }
+                guard let new = retype(old, words: words[key] ?? [], path: Array(ctx.codingPath.dropFirst()), expected: type) else {
+                    // A list where one value belongs: the flag was given twice, or a value has a space.
+                    if case .array = old, ctx.codingPath.count == 1, let given = words[key], given.count > 1 {
+                        throw Failure(description: "--\(key) takes one value, given \(given.count): "
+                                      + given.map { "'\($0)'" }.joined(separator: ", ")
+                                      + " (a repeated flag, or a value with spaces that needs quotes)")
+                    }
+                    return .object(values)
+                }
                 values[key] = new
             } catch {
                 return .object(values)  // the registry reports it with the field named

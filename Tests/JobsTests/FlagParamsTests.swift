@@ -44,6 +44,15 @@ private struct Params: Decodable {
         #expect(v == .object(["n": .string("ten"), "bogus": .number(3)]))
         #expect(throws: DecodingError.self) { _ = try KindRegistry.decode(Params.self, v) }
         #expect(throws: FlagParams.Failure.self) { _ = try Self.build(["stray", "--n", "1"]) }
+        // Two values for a one-value param: the flag is named, not "expected a string, found an array".
+        for args in [["--name", "a", "--name", "b"], ["--name", "my", "run"], ["--n", "1", "2"]] {
+            do {
+                _ = try Self.build(args)
+                Issue.record("accepted \(args)")
+            } catch let e as FlagParams.Failure {
+                #expect(e.description.hasPrefix("--\(args[0].dropFirst(2)) takes one value, given 2"), "\(e)")
+            }
+        }
         #expect(FlagParams.isJSONNumber("-1.5e+3") && !FlagParams.isJSONNumber("01") && !FlagParams.isJSONNumber("1.") && !FlagParams.isJSONNumber("nan"))
     }
 }
