@@ -215,6 +215,7 @@ public final class IndexedFiDData: FiDExampleSource, @unchecked Sendable {
             // An array element's bytes are exactly the value, parsed at the depth the stream parses it.
             node = isArray ? try parser.parseValue(depth: 1) : try parser.parseDocument()
         } catch let f as JSONParser.Failure {
+            if !isArray, e.index == 0, let whole = stream.wholeDocument() { throw whole }
             throw FormatError(file: path, location: place, "\(f.message) at byte \(e.offset + f.offset)",
                               hint: isArray ? "each element of the list must be a JSON object" : "JSON Lines needs one complete JSON value per line")
         }

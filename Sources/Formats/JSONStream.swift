@@ -135,6 +135,7 @@ public final class JSONStream {
             if p.pos < slice.count {
                 let value: JSONNode
                 do { value = try p.parseDocument() } catch let f as JSONParser.Failure {
+                    if index == 0, let whole = wholeDocument() { throw whole }
                     throw FormatError(file: file, location: "line \(line)", "\(f.message) at column \(f.offset + 1)",
                                       hint: "JSON Lines needs one complete JSON value per line")
                 }
@@ -144,6 +145,17 @@ public final class JSONStream {
             start = end + 1
             line += 1
         }
+    }
+
+    /// When the first line of what looked like JSON Lines does not parse: the error for a file
+    /// that is one JSON object over several lines (a pretty-printed config or summary given
+    /// where records belong), naming its keys; nil when the whole file is no JSON value either.
+    public func wholeDocument() -> FormatError? {
+        var p = JSONParser(bytes: raw)
+        guard case .object(let pairs)? = try? p.parseDocument() else { return nil }
+        let keys = pairs.prefix(6).map { "'\($0.0)'" }.joined(separator: ", ") + (pairs.count > 6 ? ", …" : "")
+        return FormatError(file: file, location: "", "is one JSON object (keys \(keys)), not a list of records",
+                           hint: "expected a JSON list [{…}, {…}] or JSON Lines, one record per line")
     }
 
     private func expectByte(_ p: inout JSONParser, _ b: UInt8, _ what: String) throws {

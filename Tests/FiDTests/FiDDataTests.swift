@@ -67,6 +67,15 @@ import Testing
         #expect(failure { _ = try FiDData(path: p).load() }?.location == "byte 0")
         p = try file(#"[{"question": "a"}, {"question": "b" "x"}]"#)
         #expect(failure { _ = try FiDData(path: p).load() }?.location.hasPrefix("byte 37") == true)
+        // A pretty-printed object (a summary, a config) is named as such, not as a bad first line,
+        // whether read in order or indexed.
+        p = try file("{\n  \"train\": 850,\n  \"dev\": 150\n}\n")
+        for f in [failure { _ = try FiDData(path: p).load() }, failure { _ = try FiDData(path: p).index().example(at: 0) }] {
+            #expect(f?.message == "is one JSON object (keys 'train', 'dev'), not a list of records", "\(String(describing: f))")
+        }
+        // A broken first line of real JSON Lines still names the line and column.
+        p = try file("{\"question\": }\n{\"question\": \"b\"}\n")
+        #expect(failure { _ = try FiDData(path: p).load() }?.location == "line 1")
     }
 
     @Test func writesBackUnknownFieldsWithNewScores() throws {
