@@ -139,7 +139,8 @@ public final class Worker: @unchecked Sendable {
             index += 1
             if handle(candidate) { jobs += 1 }
         }
-        logger.info("worker \(identity.name) exiting (\(counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))")
+        let tally = counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        logger.info("worker \(identity.name) exiting (\(tally.isEmpty ? "no jobs run" : tally))")
         return 0
     }
 

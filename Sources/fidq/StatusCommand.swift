@@ -24,6 +24,11 @@ struct StatusCommand: ParsableCommand {
 
     func run() throws {
         let queue = Queue(root: queueOptions.queuePath)
+        // A mistyped --queue would otherwise read as an empty queue.
+        var isDir: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: queue.root, isDirectory: &isDir) || !isDir.boolValue {
+            throw fail("no queue at \(queue.root) (hint: pass --queue DIR; fidq submit or fidq worker creates one)")
+        }
         var rows = queue.status(lease: lease)
         if let id {
             rows = rows.filter { $0.id == id }

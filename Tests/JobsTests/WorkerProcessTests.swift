@@ -317,4 +317,20 @@ import Testing
         #expect(p.terminationStatus == 1 && text.contains("not a job id"), "\(text)")
         #expect(f.list("done") == ["X"] && f.list("pending").isEmpty)
     }
+
+    /// `fidq status` on a mistyped --queue says there is no queue, rather than "empty queue".
+    @Test func statusOfAMissingQueueSaysSo() throws {
+        let f = try QueueFixture()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Binary.fidq)
+        p.arguments = ["status", "--queue", f.workspace + "/queu"]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = Pipe()
+        try p.run()
+        p.waitUntilExit()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(p.terminationStatus == 1 && text.contains("no queue at " + f.workspace + "/queu"), "\(text)")
+        #expect(!FileManager.default.fileExists(atPath: f.workspace + "/queu"), "status creates nothing")
+    }
 }
