@@ -50,6 +50,15 @@ import Testing
 
     /// Runs `fidq args…` to the end (bounded) and returns its status and stderr.
     static func fidqRun(_ args: [String], timeout: Double = 60) throws -> (Int32, String) {
+        let (p, err) = try fidqStart(args)
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(waitExit(p, timeout), "fidq \(args.joined(separator: " ")) did not finish in \(timeout) s")
+        return (p.isRunning ? -1 : p.terminationStatus, text)
+    }
+
+    /// Starts `fidq args…`, stdout discarded: the process and its stderr pipe.
+    static func fidqStart(_ args: [String]) throws -> (Process, Pipe) {
         let p = Process()
         p.executableURL = fidq
         p.arguments = args
@@ -57,10 +66,7 @@ import Testing
         p.standardError = err
         p.standardOutput = FileHandle.nullDevice
         try p.run()
-        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(waitExit(p, timeout), "fidq \(args.joined(separator: " ")) did not finish in \(timeout) s")
-        return (p.isRunning ? -1 : p.terminationStatus, text)
+        return (p, err)
     }
 
     /// Waits up to `timeout` seconds for `p` to exit; false if it is still running.

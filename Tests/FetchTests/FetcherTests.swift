@@ -289,13 +289,7 @@ import Testing
         let server = try LoopbackServer(["/f.bin": .stall(data, after: 400_000)])
         defer { server.stop() }
         let args = ["fetch", "--url", server.base + "/f.bin", "--dest", "out", "--workspace", box.ws.path]
-        let first = Process()
-        first.executableURL = Self.fidq
-        first.arguments = args
-        let err = Pipe()
-        first.standardError = err
-        first.standardOutput = FileHandle.nullDevice
-        try first.run()
+        let (first, err) = try FetchKindTests.fidqStart(args)
         defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }
         let work = box.ws.appendingPathComponent(".out.fetch")
         let deadline = Date().addingTimeInterval(30)

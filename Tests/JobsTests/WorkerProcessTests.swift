@@ -305,32 +305,30 @@ import Testing
         let w = try WorkerProcess(f, args: fast + ["--lease", "5"], tag: "w")
         #expect(w.wait(60) == 0)
         #expect(f.list("done") == ["X"])
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Binary.fidq)
-        p.arguments = ["retry", "--queue", f.queueDir, "../done/X"]
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = Pipe()
-        try p.run()
-        p.waitUntilExit()
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(p.terminationStatus == 1 && text.contains("not a job id"), "\(text)")
+        let (status, text) = try Self.fidq(["retry", "--queue", f.queueDir, "../done/X"])
+        #expect(status == 1 && text.contains("not a job id"), "\(text)")
         #expect(f.list("done") == ["X"] && f.list("pending").isEmpty)
     }
 
     /// `fidq status` on a mistyped --queue says there is no queue, rather than "empty queue".
     @Test func statusOfAMissingQueueSaysSo() throws {
         let f = try QueueFixture()
+        let (status, text) = try Self.fidq(["status", "--queue", f.workspace + "/queu"])
+        #expect(status == 1 && text.contains("no queue at " + f.workspace + "/queu"), "\(text)")
+        #expect(!FileManager.default.fileExists(atPath: f.workspace + "/queu"), "status creates nothing")
+    }
+
+    /// Runs a short `fidq` command to its end: its status and stderr.
+    static func fidq(_ args: [String]) throws -> (Int32, String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Binary.fidq)
-        p.arguments = ["status", "--queue", f.workspace + "/queu"]
+        p.arguments = args
         let err = Pipe()
         p.standardError = err
         p.standardOutput = Pipe()
         try p.run()
-        p.waitUntilExit()
         let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(p.terminationStatus == 1 && text.contains("no queue at " + f.workspace + "/queu"), "\(text)")
-        #expect(!FileManager.default.fileExists(atPath: f.workspace + "/queu"), "status creates nothing")
+        p.waitUntilExit()
+        return (p.terminationStatus, text)
     }
 }
