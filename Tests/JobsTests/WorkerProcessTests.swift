@@ -318,6 +318,23 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: f.workspace + "/queu"), "status creates nothing")
     }
 
+    /// `fidq cancel A B C` and `fidq retry C B A` through the real commands: a missing id is
+    /// reported without stopping the others; the retry puts dependencies back first.
+    @Test func cancelAndRetryTakeSeveralIDs() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("a")
+        try f.dropRecord("b", extra: #""after": ["a"]"#)
+        try f.dropRecord("c", extra: #""after": ["b"]"#)
+        let (status, text) = try Self.fidq(["cancel", "--queue", f.queueDir, "a", "ghost", "b", "c"])
+        #expect(status == 1 && text.contains("ghost: no pending or running job 'ghost'"), "\(text)")
+        #expect(f.list("failed") == ["a", "b", "c"] && f.list("pending").isEmpty)
+        let (retried, log) = try Self.fidq(["retry", "--queue", f.queueDir, "c", "b", "a"])
+        #expect(retried == 0, "\(log)")
+        let w = try WorkerProcess(f, args: fast + ["--lease", "5"], tag: "w")
+        #expect(w.wait(60) == 0)
+        #expect(f.list("done") == ["a", "b", "c"], "\(w.log)")
+    }
+
     /// Runs a short `fidq` command to its end: its status and stderr.
     static func fidq(_ args: [String]) throws -> (Int32, String) {
         let p = Process()
