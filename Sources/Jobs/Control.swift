@@ -161,7 +161,6 @@ public final class QueueControl {
         }
     }
 
-    /// Moves `failed/<id>` back to `pending/<id>.json`; attempts start again at 1.
     /// `fidq retry A B …`: every id checked first, then retried with each one's dependencies
     /// among them first. A job whose dependency is still in failed/ when a worker scans fails
     /// again at once, so the order matters.
@@ -187,6 +186,7 @@ public final class QueueControl {
         return try order.map { try fresh ? retryFresh($0) : retry($0) }
     }
 
+    /// Moves `failed/<id>` back to `pending/<id>.json`; attempts start again at 1.
     public func retry(_ id: String) throws -> String {
         try QueueControl.checkID(id)
         let dir = queue.failed + "/" + id

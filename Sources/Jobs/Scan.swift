@@ -255,8 +255,6 @@ final class QueueScanner {
         return d.kind
     }
 
-    /// Pending ids that sit on a dependency cycle (or wait on one), with the cycle spelled out.
-    /// Kahn's algorithm peels off everything that can finish; what remains cannot.
     /// `dep` and the failed jobs it waited on, dependencies first: what one `fidq retry`
     /// needs to put a chain back (b failed because a did; c's hint names both).
     func failedAncestry(_ dep: String) -> [String] {
@@ -272,6 +270,8 @@ final class QueueScanner {
         return order
     }
 
+    /// Pending ids that sit on a dependency cycle (or wait on one), with the cycle spelled out.
+    /// Kahn's algorithm peels off everything that can finish; what remains cannot.
     static func cycleMembers(_ jobs: [String: JobDescriptor]) -> [String: String] {
         var indegree: [String: Int] = [:]
         var dependents: [String: [String]] = [:]
