@@ -183,7 +183,14 @@ public final class QueueControl {
             order.append(id)
         }
         for id in ids { visit(id) }
-        return try order.map { try fresh ? retryFresh($0) : retry($0) }
+        var lines: [String] = []
+        for id in order {
+            do { lines.append(try fresh ? retryFresh(id) : retry(id)) } catch var e as JobError where !lines.isEmpty {
+                e.message += " (already pending again: \(order.prefix(lines.count).joined(separator: ", ")))"
+                throw e
+            }
+        }
+        return lines
     }
 
     /// Moves `failed/<id>` back to `pending/<id>.json`; attempts start again at 1.
