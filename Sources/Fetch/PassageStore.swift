@@ -41,7 +41,7 @@ final class PassageStore {
         }
         guard let base else { return }
         let bytes = UnsafePointer<UInt8>(base.assumingMemoryBound(to: UInt8.self))
-        var i = 0
+        var i = TSVRecord.byteOrderMarkLength(bytes, size)
         var rows = 0
         var sorted = true
         while i < size {

@@ -41,14 +41,20 @@ public final class JSONStream {
             case .shrank(let n): throw FormatError(file: path, location: "", "shrank to \(n) bytes while being read")
             }
         }
-        raw = data!.buffer
+        raw = Self.afterByteOrderMark(data!.buffer)
+    }
+
+    /// A UTF-8 byte order mark (a file saved by PowerShell or Notepad) is not JSON: the stream
+    /// starts after it, so byte offsets in errors count from there.
+    static func afterByteOrderMark(_ b: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        b.count >= 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF ? UnsafeRawBufferPointer(rebasing: b[3...]) : b
     }
 
     /// Streams over bytes the caller keeps alive for the stream's life (tests, in-memory data).
     public init(bytes: UnsafeRawBufferPointer, file: String) {
         self.file = file
         data = nil
-        raw = bytes
+        raw = Self.afterByteOrderMark(bytes)
     }
 
     /// The whole file's bytes.

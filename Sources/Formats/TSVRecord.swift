@@ -139,6 +139,12 @@ public enum TSVRecord {
     }
 
     /// 1-based line of byte offset `at` (counted on the error path only).
+    /// 3 when the bytes start with a UTF-8 byte order mark (a TSV saved by a spreadsheet or a
+    /// Windows editor), else 0: the first record starts after it, so the header is still `id`.
+    public static func byteOrderMarkLength(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int {
+        n >= 3 && p[0] == 0xEF && p[1] == 0xBB && p[2] == 0xBF ? 3 : 0
+    }
+
     public static func lineNumber(_ p: UnsafePointer<UInt8>, _ at: Int) -> Int {
         var line = 1
         for k in 0..<at where p[k] == lf { line += 1 }

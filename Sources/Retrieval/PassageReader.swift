@@ -90,6 +90,17 @@ public final class PassageReader {
                 try refill()
                 continue
             }
+            if bytesRead == 0, cursor == 0 {
+                // A byte order mark would glue itself to the header's `id`, making the header a passage.
+                if filled < 3 && !eof {
+                    try refill()
+                    continue
+                }
+                let bom = buffer.withUnsafeBufferPointer { TSVRecord.byteOrderMarkLength($0.baseAddress!, filled) }
+                cursor += bom
+                bytesRead += bom
+                if cursor >= filled { continue }
+            }
             let parsed: TSVRecord.Parsed = buffer.withUnsafeBufferPointer { b in
                 TSVRecord.parse(b.baseAddress!, filled, cursor, firstOnly: false)
             }

@@ -22,6 +22,13 @@ import Formats
         #expect(store.passage("13") == nil)
     }
 
+    @Test func aByteOrderMarkIsSkipped() throws {
+        let box = try Sandbox()
+        let url = try box.source("p.tsv", Data("\u{FEFF}id\ttext\ttitle\r\n1\ta\tA\r\n".utf8))
+        let store = try PassageStore(url)
+        #expect(store.count == 1 && store.passage("1")?.title == "A" && store.malformed == 0)
+    }
+
     @Test func nonNumericAndDuplicateIDs() throws {
         let box = try Sandbox()
         let url = try box.source("p.tsv", Data("id\ttext\ttitle\nwiki:7\t\"a\"\tA\n007\tb\tB\n7\tc\tC\n7\td\tD\n\nx\t\"unterminated\ttext".utf8))

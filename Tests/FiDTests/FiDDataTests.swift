@@ -73,6 +73,11 @@ import Testing
         for f in [failure { _ = try FiDData(path: p).load() }, failure { _ = try FiDData(path: p).index().example(at: 0) }] {
             #expect(f?.message == "is one JSON object (keys 'train', 'dev'), not a list of records", "\(String(describing: f))")
         }
+        // A UTF-8 byte order mark before the list or the lines is skipped.
+        for text in ["\u{FEFF}[{\"question\": \"a\"}]", "\u{FEFF}{\"question\": \"a\"}\n"] {
+            #expect(try FiDData(path: try file(text)).load().map(\.question) == ["a"], "\(text)")
+            #expect(try FiDData(path: try file(text)).index().example(at: 0).question == "a", "\(text)")
+        }
         // A broken first line of real JSON Lines still names the line and column.
         p = try file("{\"question\": }\n{\"question\": \"b\"}\n")
         #expect(failure { _ = try FiDData(path: p).load() }?.location == "line 1")

@@ -35,6 +35,23 @@ import Testing
         #expect(try r.nextBlock(max: 5).map(\.id) == ["3", "4"])
     }
 
+    /// A UTF-8 byte order mark (a TSV saved from a spreadsheet) is skipped: the header stays a
+    /// header, not a passage with id "\u{FEFF}id", whatever the block size.
+    @Test func aByteOrderMarkIsSkipped() throws {
+        let path = Self.file("\u{FEFF}" + Self.sample)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        for block in [1, 2, 3, 4, 4096] {
+            let r = try PassageReader(path: path, blockBytes: block)
+            var got: [String] = []
+            while let p = try r.next() { got.append(p.id) }
+            #expect(got == ["1", "2", "3", "4"], "block \(block)")
+        }
+        #expect(try PassageReader.count(path: path) == 4)
+        let bomOnly = Self.file("\u{FEFF}")
+        defer { try? FileManager.default.removeItem(atPath: bomOnly) }
+        #expect(try PassageReader.count(path: bomOnly) == 0)
+    }
+
     @Test func missingColumnNamesTheLine() throws {
         let path = Self.file("id\ttext\ttitle\n1\ta\tA\n2\t\"two\nlines\"\tB\n3\tonly two\n4\td\tD\n")
         defer { try? FileManager.default.removeItem(atPath: path) }
