@@ -80,6 +80,11 @@ public struct ForegroundRun {
             if let h = e.hint { o["hint"] = .string(h) }
             try? fs.writeAtomically(folder + "/error.json", (try? jsonEncoder().encode(JSONValue.object(o))) ?? Data(), tag: "run")
             log("status: failed: \(e.description)")
+            // A run refused by its kind before it wrote anything (a bad value the kind checks
+            // against its data) leaves no files to protect: the corrected command may use the folder.
+            if e.permanence == .permanent, (try? fs.list(folder + "/out"))?.isEmpty == true {
+                try? fs.unlink(folder + "/run.json")
+            }
             throw e
         }
     }

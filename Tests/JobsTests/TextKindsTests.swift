@@ -76,4 +76,19 @@ import Testing
         }
         #expect(f.read(f.workspace + "/shared.run/out/counts.json")?.contains("\"words\" : 2") == true, "the first run's result stays")
     }
+
+    /// A run its kind refuses before writing anything does not keep the folder from the
+    /// corrected command (fidq embed --num_shards 100000, then the right number).
+    @Test func aRunThatFailedBeforeWritingLeavesTheFolderFree() throws {
+        let f = try QueueFixture()
+        var run = ForegroundRun(file: f.workspace + "/r.json", workspace: f.workspace)
+        run.outDir = f.workspace + "/r.run"
+        func job(_ params: String) throws -> JobDescriptor {
+            try JobDescriptor.parse(Data(#"{"kind": "test.record", "id": "r", "params": \#(params)}"#.utf8), fileName: "r.json", idMayDiffer: true)
+        }
+        #expect(throws: JobError.self) { try run.run(try job(#"{"fail": "permanent"}"#), registry: testRegistry()) }
+        #expect(!FileManager.default.fileExists(atPath: f.workspace + "/r.run/run.json"))
+        _ = try run.run(try job(#"{"steps": 1}"#), registry: testRegistry())
+        #expect(FileManager.default.fileExists(atPath: f.workspace + "/r.run/run.json"), "the run that worked claims it")
+    }
 }
