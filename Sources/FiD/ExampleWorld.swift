@@ -104,7 +104,7 @@ public struct ExampleWorldError: Error, CustomStringConvertible, Sendable {
     public var found: String
     public var hint: String?
     public var description: String {
-        "example world: \(field): expected \(expected), found \(found)" + (hint.map { "; hint: \($0)" } ?? "")
+        "example world: \(field): expected \(expected), found \(found)" + (hint.map { " (hint: \($0))" } ?? "")
     }
 }
 

@@ -226,6 +226,6 @@ public struct ModelLoadError: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String {
-        "\(path): \(message)" + (hint.map { "\n  ---> HINT: \($0)" } ?? "")
+        "\(path): \(message)" + (hint.map { " (hint: \($0))" } ?? "")
     }
 }

@@ -154,7 +154,7 @@ public struct OptimConfigError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         var s = "optimisation option '\(field)': expected \(expected), found \(found)"
-        if let hint { s += "\n---> HINT: \(hint)" }
+        if let hint { s += " (hint: \(hint))" }
         return s
     }
 }
