@@ -9,7 +9,7 @@ import Dispatch
 
 /// The number of threads fidq computes with: `parallelFor`'s, which runs the elementwise kernels
 /// and the tiles of every BLAS product (`Gemm`; OpenBLAS's own pool stays at one thread, since its
-/// results depend on its pool size), so nothing oversubscribes the cores (ref/perf.md §4). Defaults to every online core, or to `FIDQ_THREADS` when that is set to a
+/// results depend on its pool size), so nothing oversubscribes the cores (ref/perf.md §4). Defaults to the cores the process may use (its affinity and CPU quota), or to `FIDQ_THREADS` when that is set to a
 /// positive integer: how a test run (ops/test-coretypes) or a job script fixes the thread count
 /// without a flag; `fidq --threads` still overrides it.
 public enum Threads {
@@ -18,7 +18,7 @@ public enum Threads {
 
     nonisolated(unsafe) private static var current: Int = configured
 
-    /// `FIDQ_THREADS`, else all cores. A value that is not a positive integer is reported on
+    /// `FIDQ_THREADS`, else the available cores. A value that is not a positive integer is reported on
     /// stderr and ignored.
     private static func initial() -> Int {
         guard let raw = getenv("FIDQ_THREADS") else { return defaultCount }
@@ -30,8 +30,8 @@ public enum Threads {
         return n
     }
 
-    /// All online cores.
-    public static var defaultCount: Int { max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
+    /// The cores this process may use (`AvailableCPUs`: its affinity and CPU quota).
+    public static var defaultCount: Int { AvailableCPUs.count }
 
     /// The thread count in force.
     public static var count: Int { current }

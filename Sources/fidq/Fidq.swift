@@ -22,8 +22,12 @@ struct Fidq: ParsableCommand {
 
 /// Options every compute command shares.
 struct ComputeOptions: ParsableArguments {
-    @Option(help: "Threads for BLAS and fidq's kernels together (default: all cores).")
+    @Option(help: "Threads for BLAS and fidq's kernels together (default: FIDQ_THREADS, else the cores this process may use: its affinity, e.g. Slurm's or taskset's, and CPU quota).")
     var threads: Int?
 
     func apply() { Threads.set(threads) }
+
+    /// What jobs run with: --threads, else FIDQ_THREADS, else the available cores (`Threads`'s
+    /// default). Jobs set the compute pools from their context, so this must be passed on.
+    var resolved: Int { max(1, threads ?? Threads.count) }
 }

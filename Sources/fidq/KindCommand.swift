@@ -65,7 +65,7 @@ struct KindCommand<K: KindCLI>: ParsableCommand {
         // The foreground reads and writes wherever its user can (DESIGN §3); only queued jobs are confined.
         job.allowedRoots = ["/"]
         job.reproduce = "fidq " + ([Self.configuration.commandName!] + CommandLine.arguments.dropFirst(2)).joined(separator: " ")
-        if let threads = compute.threads { job.threads = max(1, threads) }
+        job.threads = compute.resolved
         job.progressBar = isatty(2) != 0
         do {
             let cancel = CancellationToken()

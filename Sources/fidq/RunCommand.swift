@@ -32,7 +32,7 @@ struct RunCommand: ParsableCommand {
         job.outDir = out
         job.queue = queue
         job.allowedRoots = allowRoots
-        if let threads = compute.threads { job.threads = max(1, threads) }
+        job.threads = compute.resolved
         job.progressBar = isatty(2) != 0
         do {
             let cancel = CancellationToken()

@@ -49,7 +49,7 @@ struct WorkerCommand: ParsableCommand {
         var config = WorkerConfig(queue: queueOptions.queuePath)
         config.workspace = queueOptions.workspacePath
         config.allowedRoots = queueOptions.allowRoots
-        if let threads = compute.threads { config.threads = max(1, threads) }
+        config.threads = compute.resolved
         config.drain = drain
         config.lease = lease
         config.kinds = kinds.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }

@@ -65,4 +65,37 @@ final class ThreadsSeen: @unchecked Sendable {
     private var v: Int?
     var value: Int? { lock.withLock { v } }
     func set(_ x: Int) { lock.withLock { v = x } }
+
+    /// `fidq run` without --threads or a threads param runs with FIDQ_THREADS (it ran on every
+    /// core), --threads still wins, and without either it takes the cores the process may use:
+    /// under `taskset -c 0`, one.
+    @Test func aForegroundRunTakesFIDQ_THREADSThenItsAffinity() throws {
+        try #require(Binary.available, "build first: swift build (looked for \(Binary.fidq))")
+        let f = try QueueFixture()
+        let job = f.workspace + "/t.json"
+        try Data(#"{"kind": "test.train", "params": {"steps": 2}}"#.utf8).write(to: URL(fileURLWithPath: job))
+        func threads(_ run: String) -> Int? {
+            (f.json(f.workspace + "/\(run)/result.json")?["result"] as? [String: Any])?["threads"] as? Int
+        }
+        for (run, flags, env, expected) in [("env.run", [String](), "1", 1), ("flag.run", ["--threads", "3"], "1", 3)] {
+            let p = try WorkerProcess(f, command: ["run", job, "--workspace", f.workspace, "--out", f.workspace + "/" + run] + flags,
+                                      tag: run, env: ["FIDQ_THREADS": env])
+            #expect(p.wait(60) == 0, "\(p.log)")
+            #expect(threads(run) == expected, "\(run): \(p.log)")
+        }
+        let taskset = "/usr/bin/taskset"
+        try #require(FileManager.default.isExecutableFile(atPath: taskset), "taskset (util-linux) is needed to pin the process")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: taskset)
+        p.arguments = ["-c", "0", Binary.fidq, "run", job, "--workspace", f.workspace, "--out", f.workspace + "/pinned.run"]
+        var env = ProcessInfo.processInfo.environment
+        env["FIDQ_TEST_KINDS"] = "1"
+        env["FIDQ_THREADS"] = nil
+        p.environment = env
+        p.standardError = FileHandle.nullDevice
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0 && threads("pinned.run") == 1, "pinned to one core: \(String(describing: threads("pinned.run"))) threads")
+    }
 }

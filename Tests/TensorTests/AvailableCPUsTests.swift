@@ -1,0 +1,29 @@
+// AvailableCPUsTests: the affinity list and the cgroup quotas that bound fidq's default thread count.
+import Foundation
+import Testing
+@testable import Tensor
+
+@Suite struct AvailableCPUsTests {
+    @Test func affinityListsCountTheirCPUs() {
+        let status = "Name:\tfidq\nCpus_allowed:\tf0f\nCpus_allowed_list:\t0-3,8,10-11\nMems_allowed:\t1\n"
+        #expect(AvailableCPUs.allowedList(status) == "0-3,8,10-11")
+        #expect(AvailableCPUs.listCount("0-3,8,10-11") == 7)
+        #expect(AvailableCPUs.listCount("5") == 1)
+        for bad in ["", "3-1", "a-b", "1-2-3", ","] { #expect(AvailableCPUs.listCount(bad) == nil, "\(bad)") }
+        #expect(AvailableCPUs.allowedList("Name:\tx\n") == nil)
+    }
+
+    @Test func quotasRoundUpToWholeCPUs() {
+        #expect(AvailableCPUs.quotaV2("max 100000\n") == nil)
+        #expect(AvailableCPUs.quotaV2("150000 100000\n") == 2)
+        #expect(AvailableCPUs.quotaV2("50000 100000") == 1)
+        #expect(AvailableCPUs.quotaV2("400000 100000") == 4)
+        #expect(AvailableCPUs.quotaV1(quota: "-1\n", period: "100000\n") == nil)
+        #expect(AvailableCPUs.quotaV1(quota: "250000\n", period: "100000\n") == 3)
+    }
+
+    @Test func theCountIsWithinTheMachine() {
+        let n = AvailableCPUs.count
+        #expect(n >= 1 && n <= max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    }
+}
