@@ -72,7 +72,7 @@ public struct ScoreKind: JobKind {
         context.log("score: \(modelPath) (\(config.numLayers)+\(config.decoderLayers) layers, d \(config.dModel)), \(dataPath): "
                     + "\(shardTotal) of \(total) questions (shard \(params.shardId)/\(params.numShards)), \(batches) batches of \(B), "
                     + "P \(params.nContext), L \(params.textMaxlength), \(params.numBeams == 1 ? "greedy" : "\(params.numBeams) beams"), "
-                    + "\(context.threads) threads" + (finished.isEmpty ? "" : "; \(finished.count) batches done by an earlier attempt"))
+                    + "\(context.threads) thread\(context.threads == 1 ? "" : "s")" + (finished.isEmpty ? "" : "; \(finished.count) batches done by an earlier attempt"))
         var pending: [FiDExample] = []
         var batchIndex = 0, done = 0, correct = 0, withAnswers = 0
         let start = monotonicNow()
