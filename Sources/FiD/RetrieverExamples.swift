@@ -78,7 +78,9 @@ public struct RetrieverExamples {
         guard e.ctxs.count >= nContext else {
             throw FormatError(file: path, location: at + ".ctxs",
                               "has \(e.ctxs.count) passages, fewer than n_context \(nContext)",
-                              hint: "lower n_context, or drop examples with fewer passages")
+                              hint: e.ctxs.isEmpty
+                                  ? "train_retriever reads each question's passages with the reader's scores: the dataset_wscores.json a score job writes"
+                                  : "lower n_context, or drop examples with fewer passages")
         }
         for (j, c) in e.ctxs.enumerated() where c.score == nil {
             throw FormatError(file: path, location: at + ".ctxs[\(j)].score",

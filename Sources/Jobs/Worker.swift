@@ -114,7 +114,7 @@ public final class Worker: @unchecked Sendable {
             logger.error("cannot use queue \(queue.root): \(error)")
             return 2
         }
-        logger.info("worker \(identity.name) on \(queue.root), workspace \(policy.workspace), lease \(config.lease)s\(config.drain ? ", draining" : "")")
+        logger.info("worker \(identity.name) on \(queue.root), workspace \(policy.workspace), \(config.threads) thread\(config.threads == 1 ? "" : "s"), lease \(config.lease)s\(config.drain ? ", draining" : "")")
         queue.sweepTmp(now: queue.fsNow(probe: "sweep-" + identity.nonce))
         var plan = Plan()
         var index = 0

@@ -77,6 +77,25 @@ import Tokenizers
         #expect(!none.hasAnswerFlags)
     }
 
+    /// Questions without passages (the example's train.json, not a score job's output) are named
+    /// as such, not as "lower n_context".
+    @Test func questionsWithoutPassagesNameTheScoredFile() throws {
+        let dir = TestData.scratch("retriever-examples-empty")
+        try SyntheticRetrieval.writeModelFiles(dir)
+        let tok = try TokenizerLoader.load(dir + "/vocab.txt")
+        for (ctxs, hint) in [("[]", "dataset_wscores.json"), (#"[{"title": "a", "text": "b", "score": 1}]"#, "lower n_context")] {
+            try TestData.write(#"[{"question": "q", "answers": ["a"], "ctxs": \#(ctxs)}]"#, to: dir + "/q.json")
+            do {
+                let set = try RetrieverExamples(path: dir + "/q.json", tokenizer: tok, nContext: 2, questionMaxlength: 8,
+                                                passageMaxlength: 8, threads: 1)
+                _ = try set.prepared([0])
+                Issue.record("accepted ctxs \(ctxs)")
+            } catch {
+                #expect("\(error)".contains("[0].ctxs: has") && "\(error)".contains("(hint: ") && "\(error)".contains(hint), "\(error)")
+            }
+        }
+    }
+
     /// Trimming cuts each batch to its longest row; a model that masks both sides gives the same
     /// loss, scores and gradients (float32 sums over fewer zero terms), and one that does not
     /// mask gives other scores, which is why trimming follows the model's mask flags.
