@@ -72,7 +72,7 @@ public struct MergeKind: JobKind {
         let merged = ScoreResult(correct: correct, count: count, examples: examples, shardId: 0, numShards: 1,
                                  outputs: outputs + ["result.json"])
         try context.publish("result.json", try jsonEncoder().encode(merged))
-        context.log("merge: \(n) shards, EM \(String(format: "%.2f", merged.exactMatch)), Total number of example \(count)")
+        context.log("merge: \(n) shards, \(merged.exactMatchText), Total number of example \(count)")
         return merged
     }
 

@@ -9,8 +9,9 @@ import Tokenizers
 
 /// What `score` returns (`result.json`) and publishes as `out/result.json` for `merge`.
 public struct ScoreResult: Codable, Sendable, Equatable {
-    /// Exact match in percent over the questions with answers (FiD's `EM xx.xx`).
-    public var exactMatch: Double
+    /// Exact match in percent over the questions with answers (FiD's `EM xx.xx`); nil (`null`)
+    /// when none has answers: unlabeled questions get predictions only.
+    public var exactMatch: Double?
     /// Questions with answers (the mean's denominator), and how many of them matched.
     public var count: Int
     public var correct: Int
@@ -32,8 +33,23 @@ public struct ScoreResult: Codable, Sendable, Equatable {
         self.shardId = shardId
         self.numShards = numShards
         self.outputs = outputs
-        exactMatch = count == 0 ? 0 : 100 * Double(correct) / Double(count)
+        exactMatch = count == 0 ? nil : 100 * Double(correct) / Double(count)
     }
+
+    /// `exact_match` is written as `null`, not left out, when no question has answers.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(exactMatch, forKey: .exactMatch)
+        try c.encode(count, forKey: .count)
+        try c.encode(correct, forKey: .correct)
+        try c.encode(examples, forKey: .examples)
+        try c.encode(shardId, forKey: .shardId)
+        try c.encode(numShards, forKey: .numShards)
+        try c.encode(outputs, forKey: .outputs)
+    }
+
+    /// FiD's log figure, or a note that there was nothing to compare with.
+    var exactMatchText: String { exactMatch.map { String(format: "EM %.2f", $0) } ?? "no answers to compare with (predictions only)" }
 }
 
 /// The `score` kind. Each finished batch is committed as `out/parts/<batch>.jsonl` (its
@@ -48,7 +64,7 @@ public struct ScoreKind: JobKind {
 
     public func run(_ params: ScoreParams, _ context: JobContext) throws -> ScoreResult {
         if let done = try? JSONDecoder().decode(ScoreResult.self, from: context.fs.read(context.out + "/result.json", limit: 1 << 20)) {
-            context.log("score: already finished (out/result.json): EM \(String(format: "%.2f", done.exactMatch)) over \(done.count)")
+            context.log("score: already finished (out/result.json): \(done.exactMatchText) over \(done.count)")
             return done
         }
         let modelPath = context.resolve(params.modelPath), dataPath = context.resolve(params.evalData)
@@ -154,15 +170,11 @@ public struct ScoreKind: JobKind {
         try predictions.commit()
         try results?.commit()
         try wscores?.commit()
-        guard withAnswers > 0 else {
-            throw JobError.permanent("\(dataPath): none of the \(examples) questions scored has answers", field: "params.eval_data",
-                                     hint: "exact match needs each example's \"answers\"")
-        }
         let result = ScoreResult(correct: correct, count: withAnswers, examples: examples, shardId: params.shardId,
                                  numShards: params.numShards, outputs: outputs + ["result.json"])
         try context.publish("result.json", try jsonEncoder().encode(result))
         try? context.fs.removeTree(context.out + "/" + Self.partsFolder)
-        context.log("score: EM \(String(format: "%.2f", result.exactMatch)), Total number of example \(withAnswers)")
+        context.log("score: \(result.exactMatchText), Total number of example \(withAnswers)")
         return result
     }
 

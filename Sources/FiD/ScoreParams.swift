@@ -79,10 +79,11 @@ public struct ScoreParams: JobParams, Equatable {
     }
 
     /// Refuses, before any work: a model folder without `config.json` or weights, and a data file
-    /// whose first example is not FiD data or has no `answers` (exact match needs them).
+    /// whose first example is not FiD data. Questions without `answers` are answered, and exact
+    /// match is taken over those that have them (none: `exact_match` is null).
     public func validateInputs(resolve: (String) -> String) throws {
         try ScoreParams.checkModelFolder(resolve(modelPath), field: "params.model_path")
-        try ScoreParams.checkFirstExample(resolve(evalData), field: "params.eval_data", needAnswers: true)
+        try ScoreParams.checkFirstExample(resolve(evalData), field: "params.eval_data", needAnswers: false)
     }
 
     /// The weight files `T5Model.load(folder:)` reads, any one of which makes a model folder.
@@ -108,7 +109,7 @@ public struct ScoreParams: JobParams, Equatable {
             guard let first = try FiDData(path: path).first() else { return }
             if needAnswers && first.answers.isEmpty {
                 throw JobError.permanent("\(path): example \(first.idText) (the first) has no answers", field: field,
-                                         hint: "score computes exact match against each example's answers")
+                                         hint: "exact match during training needs each dev example's answers")
             }
         } catch let e as FormatError {
             throw JobError.permanent(e.description, field: field, hint: e.hint == nil ? "FiD data: a JSON list or JSON Lines of {question, answers, ctxs}" : nil)

@@ -31,6 +31,33 @@ import Testing
         return p
     }
 
+    /// Unlabeled questions (no `answers`): predictions are written, `exact_match` is null in the
+    /// result and in each prediction, and nothing is counted as wrong. A file mixing both counts
+    /// only the labeled questions.
+    @Test func questionsWithoutAnswersGetPredictionsOnly() throws {
+        let labeled = try String(contentsOfFile: ReaderFixture.folder + "/eval.json", encoding: .utf8)
+        let json = try JSONSerialization.jsonObject(with: Data(labeled.utf8)) as! [[String: Any]]
+        var unlabeled = json
+        for i in unlabeled.indices { unlabeled[i]["answers"] = nil; unlabeled[i]["target"] = nil }
+        var mixed = json
+        mixed[0]["answers"] = nil
+        mixed[0]["target"] = nil
+        for (name, data, count) in [("none", unlabeled, 0), ("mixed", mixed, json.count - 1)] {
+            var params = try ReaderFixture.baseParams()
+            params["eval_data"] = .string(try Self.dataFile(String(decoding: try JSONSerialization.data(withJSONObject: data), as: UTF8.self), name + ".json"))
+            params["write_results"] = .bool(true)
+            let (folder, value) = try ReaderFixture.runScore(params)
+            guard case .object(let r) = value else { Issue.record("result \(value)"); continue }
+            #expect(r["count"] == .number(Double(count)) && r["examples"] == .number(Double(json.count)), "\(name): \(r)")
+            #expect((r["exact_match"] == .null) == (count == 0), "\(name): \(String(describing: r["exact_match"]))")
+            let written = try String(contentsOfFile: folder + "/out/result.json", encoding: .utf8)
+            #expect(written.contains(count == 0 ? "\"exact_match\" : null" : "\"exact_match\" : "), "\(written)")
+            let predictions = try String(contentsOfFile: folder + "/out/predictions.jsonl", encoding: .utf8).split(separator: "\n")
+            #expect(predictions.count == json.count && predictions[0].contains("\"exact_match\": null"), "\(predictions[0])")
+            #expect(try String(contentsOfFile: folder + "/out/final_output.txt", encoding: .utf8).split(separator: "\n").count == json.count)
+        }
+    }
+
     @Test func badInputIsRefusedAtSubmitNamingTheField() throws {
         let good = try ReaderFixture.baseParams()
         #expect(Self.submitError(good) == nil)
@@ -55,8 +82,8 @@ import Testing
         #expect(notFiD?.field == "params.eval_data" && notFiD?.message.contains("line 1") == true)
         let noQuestion = Self.submitError(with("eval_data", .string(try Self.dataFile(#"[{"answers": ["a"], "ctxs": []}]"#))))
         #expect(noQuestion?.field == "params.eval_data" && noQuestion?.message.contains("[0].question: missing") == true)
-        let noAnswers = Self.submitError(with("eval_data", .string(try Self.dataFile(#"[{"question": "q", "ctxs": []}]"#))))
-        #expect(noAnswers?.field == "params.eval_data" && noAnswers?.message.contains("has no answers") == true)
+        // Questions without answers are accepted (score answers them; exact match needs answers).
+        #expect(Self.submitError(with("eval_data", .string(try Self.dataFile(#"[{"question": "q", "ctxs": []}]"#)))) == nil)
         #expect(Self.submitError(with("eval_data", .string(try Self.dataFile("[]"))))?.message.contains("holds no examples") == true)
         #expect(Self.submitError(with("eval_data", .string("/nonexistent/eval.json")))?.field == "params.eval_data")
         // A bad example later in the file is found when the job runs: failed with the field and index.
