@@ -163,7 +163,7 @@ public final class QueueControl {
 
     /// `fidq retry A B …`: every id checked first, then retried with each one's dependencies
     /// among them first. A job whose dependency is still in failed/ when a worker scans fails
-    /// again at once, so the order matters.
+    /// again at once, so the order matters, and a failed dependency left out is refused.
     public func retry(_ ids: [String], fresh: Bool = false) throws -> [String] {
         var after: [String: [String]] = [:]
         for id in ids {
@@ -173,6 +173,14 @@ public final class QueueControl {
             }
             let data = try? fs.read(queue.failed + "/" + id + "/job.json", limit: JobDescriptor.maxBytes + 1)
             after[id] = data.flatMap { try? JobDescriptor.parse($0, fileName: id + ".json") }?.dependencies ?? []
+        }
+        // A job whose dependency stays in failed/ would fail again at the next scan: name the chain.
+        for id in ids {
+            for dep in after[id] ?? [] where after[dep] == nil && fs.exists(queue.failed + "/" + dep) {
+                let chain = queue.failedAncestry(dep) + ids.filter { !queue.failedAncestry(dep).contains($0) }
+                throw JobError.permanent("'\(id)' depends on '\(dep)', which is failed too; retried alone, it would fail again at once",
+                                         hint: "fidq retry " + chain.joined(separator: " "))
+            }
         }
         var order: [String] = []
         var visiting: Set<String> = []

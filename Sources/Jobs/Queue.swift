@@ -152,6 +152,21 @@ public final class Queue: @unchecked Sendable {
         return (id, token)
     }
 
+    /// `dep` and the failed jobs it waited on, dependencies first: what one `fidq retry`
+    /// needs to put a chain back (b failed because a did; c's hint names both).
+    func failedAncestry(_ dep: String) -> [String] {
+        var order: [String] = []
+        func visit(_ id: String) {
+            guard order.count < 64, !order.contains(id) else { return }
+            let data = try? fs.read(failed + "/" + id + "/job.json", limit: JobDescriptor.maxBytes + 1)
+            for up in data.flatMap({ try? JobDescriptor.parse($0, fileName: id + ".json") })?.dependencies ?? []
+            where fs.exists(failed + "/" + up) { visit(up) }
+            if !order.contains(id) { order.append(id) }
+        }
+        visit(dep)
+        return order
+    }
+
     public func readClaim(_ dir: String) -> ClaimRecord? {
         guard let data = try? fs.retrying({ try fs.read(dir + "/claim", limit: 65536) }) else { return nil }
         return try? JSONDecoder().decode(ClaimRecord.self, from: data)

@@ -223,7 +223,7 @@ final class QueueScanner {
                 if let dep = failedDep {
                     failNow.append(.pending(name: e.name, folder: d.id, descriptor: d, error: .permanent(
                         "dependency '\(dep)' failed (see failed/\(dep)/error.json)", field: "after",
-                        hint: "fidq retry " + (failedAncestry(dep) + [d.id]).joined(separator: " "))))
+                        hint: "fidq retry " + (queue.failedAncestry(dep) + [d.id]).joined(separator: " "))))
                 } else if ready {
                     runnable.append((d, e.name, e.mtime))
                 }
@@ -253,21 +253,6 @@ final class QueueScanner {
               let d = try? JobDescriptor.parse(data, fileName: (Queue.parseClaimName(name)?.id ?? "") + ".json", idMayDiffer: true) else { return nil }
         runningKinds[name] = d.kind
         return d.kind
-    }
-
-    /// `dep` and the failed jobs it waited on, dependencies first: what one `fidq retry`
-    /// needs to put a chain back (b failed because a did; c's hint names both).
-    func failedAncestry(_ dep: String) -> [String] {
-        var order: [String] = []
-        func visit(_ id: String) {
-            guard order.count < 64, !order.contains(id) else { return }
-            let data = try? fs.read(queue.failed + "/" + id + "/job.json", limit: JobDescriptor.maxBytes + 1)
-            for up in data.flatMap({ try? JobDescriptor.parse($0, fileName: id + ".json") })?.dependencies ?? []
-            where fs.exists(queue.failed + "/" + up) { visit(up) }
-            if !order.contains(id) { order.append(id) }
-        }
-        visit(dep)
-        return order
     }
 
     /// Pending ids that sit on a dependency cycle (or wait on one), with the cycle spelled out.

@@ -93,6 +93,15 @@ import Testing
         #expect(f.read(f.queueDir + "/failed/c/error.json")?.contains("fidq retry a b c\"") == true, "and the whole chain")
         // An id that is not failed refuses the whole command before anything moves.
         #expect(throws: JobError.self) { try c.retry(["c", "ghost"]) }
+        // So does a job whose dependency would stay failed; the hint is the whole chain.
+        for ids in [["c"], ["b", "c"]] {
+            do {
+                _ = try c.retry(ids)
+                Issue.record("retried \(ids) with a failed dependency left out")
+            } catch let e as JobError {
+                #expect(e.message.contains("which is failed too") && e.hint == "fidq retry a b c", "\(e)")
+            }
+        }
         #expect(f.list("failed") == ["a", "b", "c"] && f.list("pending").isEmpty)
         // Given last-first, each job's dependency goes back first: a worker scanning between two
         // moves must never see a pending job whose dependency is still in failed/.
