@@ -171,13 +171,13 @@ public final class QueueControl {
             guard fs.exists(queue.failed + "/" + id) else {
                 throw JobError.permanent("no failed job '\(id)'", hint: state(of: id).map { "it is \($0)" })
             }
-            let data = try? fs.read(queue.failed + "/" + id + "/job.json", limit: JobDescriptor.maxBytes + 1)
-            after[id] = data.flatMap { try? JobDescriptor.parse($0, fileName: id + ".json") }?.dependencies ?? []
+            after[id] = queue.failedDependencies(id)
         }
         // A job whose dependency stays in failed/ would fail again at the next scan: name the chain.
         for id in ids {
             for dep in after[id] ?? [] where after[dep] == nil && fs.exists(queue.failed + "/" + dep) {
-                let chain = queue.failedAncestry(dep) + ids.filter { !queue.failedAncestry(dep).contains($0) }
+                let ancestry = queue.failedAncestry(dep)
+                let chain = ancestry + ids.filter { !ancestry.contains($0) }
                 throw JobError.permanent("'\(id)' depends on '\(dep)', which is failed too; retried alone, it would fail again at once",
                                          hint: "fidq retry " + chain.joined(separator: " "))
             }

@@ -158,13 +158,17 @@ public final class Queue: @unchecked Sendable {
         var order: [String] = []
         func visit(_ id: String) {
             guard order.count < 64, !order.contains(id) else { return }
-            let data = try? fs.read(failed + "/" + id + "/job.json", limit: JobDescriptor.maxBytes + 1)
-            for up in data.flatMap({ try? JobDescriptor.parse($0, fileName: id + ".json") })?.dependencies ?? []
-            where fs.exists(failed + "/" + up) { visit(up) }
+            for up in failedDependencies(id) where fs.exists(failed + "/" + up) { visit(up) }
             if !order.contains(id) { order.append(id) }
         }
         visit(dep)
         return order
+    }
+
+    /// The `after` list of the failed job `id` (empty when its job.json cannot be read).
+    func failedDependencies(_ id: String) -> [String] {
+        let data = try? fs.read(failed + "/" + id + "/job.json", limit: JobDescriptor.maxBytes + 1)
+        return data.flatMap { try? JobDescriptor.parse($0, fileName: id + ".json") }?.dependencies ?? []
     }
 
     public func readClaim(_ dir: String) -> ClaimRecord? {

@@ -20,7 +20,7 @@ public enum AvailableCPUs {
     /// `Cpus_allowed_list`'s value in /proc/self/status (`0-3,8-11`).
     static func allowedList(_ status: String) -> String? {
         for line in status.split(separator: "\n") where line.hasPrefix("Cpus_allowed_list:") {
-            return line.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: " \t")
+            return String(line.dropFirst("Cpus_allowed_list:".count).filter { !$0.isWhitespace })
         }
         return nil
     }
@@ -46,7 +46,7 @@ public enum AvailableCPUs {
 
     /// cgroup v1 `cpu.cfs_quota_us` and `cpu.cfs_period_us` (quota -1: none) as whole CPUs.
     static func quotaV1(quota: String, period: String) -> Int? {
-        guard let q = Double(quota.trimmingCharacters(in: " \n")), let p = Double(period.trimmingCharacters(in: " \n")),
+        guard let q = Double(quota.filter { !$0.isWhitespace }), let p = Double(period.filter { !$0.isWhitespace }),
               q > 0, p > 0 else { return nil }
         return max(1, Int((q / p).rounded(.up)))
     }
@@ -88,14 +88,4 @@ public enum AvailableCPUs {
         }
         return String(decoding: bytes, as: UTF8.self)
     }
-}
-
-extension Substring {
-    fileprivate func trimmingCharacters(in set: String) -> String {
-        String(drop { set.contains($0) }.reversed().drop { set.contains($0) }.reversed())
-    }
-}
-
-extension String {
-    fileprivate func trimmingCharacters(in set: String) -> String { self[...].trimmingCharacters(in: set) }
 }
