@@ -146,9 +146,9 @@ public struct EmbedKind: JobKind {
         }
         let range = EmbedParams.shardRange(total: total, shard: p.shardId, of: p.numShards)
         context.log("embed: shard \(p.shardId) of \(p.numShards): passages \(range.lowerBound)..<\(range.upperBound) of \(total)")
-        let model: RetrieverModel
-        do { model = try RetrieverModel.load(folder: context.resolve(p.modelPath), tokenizer: p.tokenizer.map(context.resolve)) } catch {
-            throw JobError.permanent("cannot load the retriever: \(error)", field: "params.model_path")
+        let model: RetrieverModel, folder = context.resolve(p.modelPath)
+        do { model = try RetrieverModel.load(folder: folder, tokenizer: p.tokenizer.map(context.resolve)) } catch {
+            throw ScoreParams.loadError(error, folder: folder, tokenizer: p.tokenizer, prefix: "cannot load the retriever: ")
         }
         let dim = model.model.embeddingWidth
         let ckpt = try context.checkpoints(keepLast: 2)

@@ -154,9 +154,9 @@ public struct RetrieveKind: JobKind {
             idOf = { bm25.ids[$0] }
         } else {
             var t = monotonicNow()
-            let model: RetrieverModel
-            do { model = try RetrieverModel.load(folder: context.resolve(p.modelPath!), tokenizer: p.tokenizer.map(context.resolve)) } catch {
-                throw JobError.permanent("cannot load the retriever: \(error)", field: "params.model_path")
+            let model: RetrieverModel, folder = context.resolve(p.modelPath!)
+            do { model = try RetrieverModel.load(folder: folder, tokenizer: p.tokenizer.map(context.resolve)) } catch {
+                throw ScoreParams.loadError(error, folder: folder, tokenizer: p.tokenizer, prefix: "cannot load the retriever: ")
             }
             let q = model.embedQuestions(questions, maxLength: p.questionMaxlength, batchSize: p.perGpuBatchSize)  // (B, E)
             queryS = monotonicNow() - t

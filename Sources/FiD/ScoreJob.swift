@@ -71,8 +71,8 @@ public struct ScoreKind: JobKind {
         let reader: T5Reader
         do {
             reader = try T5Reader.load(folder: modelPath, tokenizer: params.tokenizer.map(context.resolve))
-        } catch let e as ModelLoadError {
-            throw JobError.permanent(e.description, field: params.tokenizer != nil && e.path != modelPath ? "params.tokenizer" : "params.model_path")
+        } catch {
+            throw ScoreParams.loadError(error, folder: modelPath, tokenizer: params.tokenizer)
         }
         let model = reader.model, config = model.config
         let format = FiDFormat(nContext: params.nContext, textMaxLength: params.textMaxlength, answerMaxLength: params.answerMaxlength)

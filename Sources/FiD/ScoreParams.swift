@@ -2,6 +2,8 @@
 import Formats
 import Foundation
 import Jobs
+import Models
+import Tokenizers
 
 /// What `score` reads and how: FiD's `test_reader.py` options (fid-spec §1.1, §1.3), plus
 /// `tokenizer`, `num_beams` and the sharding of `embed` (`shard_id`, `num_shards`).
@@ -88,6 +90,21 @@ public struct ScoreParams: JobParams, Equatable {
 
     /// The weight files `T5Model.load(folder:)` reads, any one of which makes a model folder.
     static let weightFiles = ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"]
+
+    /// A model's load error as a job error on the param it comes from: `tokenizer` when a
+    /// tokenizer was given and the failing file is not in the model folder (or the tokenizer
+    /// file cannot be read), else `model_path`.
+    static func loadError(_ error: Error, folder: String, tokenizer: String?, prefix: String = "") -> JobError {
+        if let e = error as? ModelLoadError {
+            let inFolder = e.path == folder || e.path.hasPrefix(folder + "/")
+            return JobError.permanent(prefix + e.description, field: tokenizer != nil && !inFolder ? "params.tokenizer" : "params.model_path")
+        }
+        if let e = error as? JobError { return e }
+        if let e = error as? TokenizerError {
+            return JobError.permanent(prefix + e.description, field: tokenizer != nil ? "params.tokenizer" : "params.model_path")
+        }
+        return JobError.permanent(prefix + "\(error)", field: "params.model_path")
+    }
 
     static func checkModelFolder(_ folder: String, field: String) throws {
         let fm = FileManager.default

@@ -124,10 +124,27 @@ public final class Checkpoints: @unchecked Sendable {
 
     /// The step `latest` names, if that folder is complete.
     func pointer() -> Int? {
-        guard let text = try? fs.readString(root + "/latest"),
-              let name = text.split(whereSeparator: { $0 == "\n" || $0 == " " || $0 == "\r" }).first,
-              let step = Checkpoints.parseStep(String(name)), readMarker(root + "/" + String(name)) != nil else { return nil }
+        guard let step = Checkpoints.pointedStep(root + "/latest", fs: fs),
+              readMarker(root + "/" + Checkpoints.stepName(step)) != nil else { return nil }
         return step
+    }
+
+    /// The step a `latest` file names ("step-130\n"), or nil for anything else.
+    static func pointedStep(_ path: String, fs: FileSystem) -> Int? {
+        guard let text = try? fs.readString(path),
+              let name = text.split(whereSeparator: { $0 == "\n" || $0 == " " || $0 == "\r" }).first else { return nil }
+        return parseStep(String(name))
+    }
+
+    /// An input path naming a checkpoint's `latest` file means the folder it names: FiD's
+    /// `latest` is a symlink, so `model_path: …/checkpoint/latest` loads the last checkpoint
+    /// there, and must here too. Any other path (or a `latest` that names no existing folder)
+    /// comes back unchanged.
+    public static func followingLatest(_ path: String, fs: FileSystem) -> String {
+        guard path.hasSuffix("/latest"), (try? fs.info(path))?.kind == .regular,
+              let step = pointedStep(path, fs: fs) else { return path }
+        let target = String(path.dropLast("latest".count)) + stepName(step)
+        return (try? fs.info(target))?.kind == .directory ? target : path
     }
 
     /// Removes the `latest` pointer and every step checkpoint (named ones such as `best_dev` stay),

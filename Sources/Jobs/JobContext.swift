@@ -216,8 +216,8 @@ public final class JobContext: @unchecked Sendable {
     public var out: String { folder + "/out" }
 
     /// A path from the params: workspace-relative, absolute, or `job:ID/…` (an earlier job's
-    /// `out/`).
-    public func resolve(_ path: String) -> String { paths.resolve(path) }
+    /// `out/`); a checkpoint's `latest` file stands for the step folder it names.
+    public func resolve(_ path: String) -> String { Checkpoints.followingLatest(paths.resolve(path), fs: fs) }
 
     /// Resolves an output path and checks it is inside the allowed roots.
     public func output(_ path: String, field: String) throws -> String {

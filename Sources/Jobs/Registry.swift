@@ -106,9 +106,11 @@ public final class KindRegistry: @unchecked Sendable {
             for (field, path) in params.inputPaths {
                 _ = try policy.checkInput(path, field: "params." + field, fs: fs)
             }
+            // Inputs as the run will read them (`…/checkpoint/latest` is the folder it names).
+            let resolveInput = { (path: String) in Checkpoints.followingLatest(policy.resolve(path), fs: fs) }
             var allPresent = true
             for (field, path) in params.inputPaths {
-                let resolved = policy.resolve(path)
+                let resolved = resolveInput(path)
                 if fs.exists(resolved) { continue }
                 allPresent = false
                 if (checkJobInputs || !path.hasPrefix("job:")) && !deferMissing {
@@ -117,7 +119,7 @@ public final class KindRegistry: @unchecked Sendable {
                                                 hint: path.hasPrefix("job:") ? "the dependency finished without writing it" : nil)
                 }
             }
-            if allPresent { try params.validateInputs(resolve: policy.resolve) }
+            if allPresent { try params.validateInputs(resolve: resolveInput) }
             var prepared = PreparedJob(descriptor: descriptor, threads: threads) { context in
                 try JSONValue.from(try kind.run(params, context))
             }

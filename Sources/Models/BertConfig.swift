@@ -125,14 +125,7 @@ public struct BertConfig: Codable, Equatable, Sendable {
     /// Reads `config.json`, refusing other architectures and unsupported variants by field.
     /// - Throws: `ModelLoadError` naming the file and the field.
     public static func load(path: String) throws -> BertConfig {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw ModelLoadError(path: path, "cannot read the model config (\(error.localizedDescription))",
-                                 hint: "a Hugging Face BERT or FiD retriever folder has config.json next to its weights")
-        }
-        guard let object = try? JSONSerialization.jsonObject(with: data), let json = object as? [String: Any] else {
-            throw ModelLoadError(path: path, "is not a JSON object", hint: "config.json as written by save_pretrained")
-        }
+        let (data, json) = try ModelFolder.readJSONObject(path, what: "model config", hint: "a Hugging Face BERT or FiD retriever folder has config.json next to its weights (as save_pretrained writes it)")
         try ModelFolder.requireConfigFields(json, anyOf: ["model_type", "architectures", "hidden_size"], path: path, model: "BERT")
         if let type = json["model_type"] as? String, type != "bert" {
             throw ModelLoadError(path: path, "field model_type is '\(type)', expected 'bert'",

@@ -35,6 +35,33 @@ enum ModelFolder {
         return found
     }
 
+    /// The bytes and JSON object of `path` (a config.json or a weight index), or a `ModelLoadError` saying
+    /// which of missing, unreadable, not JSON or not an object it is (Foundation's own messages
+    /// say "The operation could not be completed").
+    static func readJSONObject(_ path: String, what: String, hint: String) throws -> (data: Data, object: [String: Any]) {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            let parent = (path as NSString).deletingLastPathComponent
+            var parentIsDir: ObjCBool = false
+            let why = FileManager.default.fileExists(atPath: parent, isDirectory: &parentIsDir) && !parentIsDir.boolValue
+                ? "\(parent) is a file, not a folder" : "no such file"
+            throw ModelLoadError(path: path, "cannot read the \(what): \(why)", hint: hint)
+        }
+        if isDir.boolValue { throw ModelLoadError(path: path, "cannot read the \(what): it is a folder", hint: hint) }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ModelLoadError(path: path, "cannot read the \(what) (permission denied?)", hint: hint)
+        }
+        let object: Any
+        do { object = try JSONSerialization.jsonObject(with: data) } catch {
+            let why = (error as NSError).userInfo["NSDebugDescription"] as? String ?? "\(error)"
+            throw ModelLoadError(path: path, "is not valid JSON (\(why))", hint: hint)
+        }
+        guard let json = object as? [String: Any] else {
+            throw ModelLoadError(path: path, "is a JSON \(object is [Any] ? "list" : "value"), not an object", hint: hint)
+        }
+        return (data, json)
+    }
+
     /// Refuses a JSON object that holds none of a model config's identifying fields: every field
     /// has a default, so a tokenizer.json passed as `model_config` would otherwise build a model
     /// of the default shape without a word.

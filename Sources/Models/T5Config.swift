@@ -108,14 +108,7 @@ public struct T5Config: Codable, Equatable, Sendable {
     /// Reads `config.json`, refusing non-T5 architectures and unknown variants by field.
     /// - Throws: `ModelLoadError` naming the file and the field.
     public static func load(path: String) throws -> T5Config {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw ModelLoadError(path: path, "cannot read the model config (\(error.localizedDescription))",
-                                 hint: "a Hugging Face T5 folder has config.json next to its weights")
-        }
-        guard let object = try? JSONSerialization.jsonObject(with: data), let json = object as? [String: Any] else {
-            throw ModelLoadError(path: path, "is not a JSON object", hint: "config.json as written by save_pretrained")
-        }
+        let (data, json) = try ModelFolder.readJSONObject(path, what: "model config", hint: "a Hugging Face T5 folder has config.json next to its weights (as save_pretrained writes it)")
         try ModelFolder.requireConfigFields(json, anyOf: ["model_type", "architectures", "d_model"], path: path, model: "T5")
         if let type = json["model_type"] as? String, type != "t5" {
             throw ModelLoadError(path: path, "field model_type is '\(type)', expected 't5'", hint: "fidq's reader is a T5")

@@ -65,11 +65,7 @@ extension T5Model {
         if fm.fileExists(atPath: single) { return [try SafeTensorsFile(path: single)] }
         let indexPath = folder + "/model.safetensors.index.json"
         if fm.fileExists(atPath: indexPath) {
-            guard let data = fm.contents(atPath: indexPath),
-                let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-            else {
-                throw ModelLoadError(path: indexPath, "is not a JSON object", hint: "the index save_pretrained writes for sharded weights")
-            }
+            let json = try ModelFolder.readJSONObject(indexPath, what: "weight index", hint: "the index save_pretrained writes for sharded weights").object
             guard let map = json["weight_map"] as? [String: String], !map.isEmpty else {
                 throw ModelLoadError(path: indexPath, "has no 'weight_map' object of tensor name → shard file")
             }

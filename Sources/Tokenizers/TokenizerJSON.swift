@@ -45,7 +45,9 @@ extension TokenizerLoader {
         do {
             any = try JSONSerialization.jsonObject(with: Data(bytes))
         } catch {
-            throw TokenizerError.malformed(path: path, field: "(root)", expected: "valid JSON", found: "\(error)")
+            // Foundation's own description is a dump of its error domain and user info.
+            let why = (error as NSError).userInfo["NSDebugDescription"] as? String ?? "\(error)"
+            throw TokenizerError.malformed(path: path, field: "(root)", expected: "valid JSON", found: "invalid JSON (\(why))")
         }
         guard let dict = any as? [String: Any] else {
             throw TokenizerError.malformed(path: path, field: "(root)", expected: "a JSON object", found: "\(type(of: any))")

@@ -95,6 +95,45 @@ import Testing
         }
     }
 
+    /// A training run's `checkpoint/latest` (a file naming its step folder, where FiD's is a
+    /// symlink) is a model path: submit accepts it and the run loads the step it names, with the
+    /// same exact match as the folder itself.
+    @Test func modelPathMayNameACheckpointsLatest() throws {
+        let ckpt = TestData.scratch("ckpt") + "/checkpoint"
+        try FileManager.default.createDirectory(atPath: ckpt, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: ReaderFixture.folder, toPath: ckpt + "/step-3")
+        try TestData.write("step-3\n", to: ckpt + "/latest")
+        var params = try ReaderFixture.baseParams()
+        let direct = try ReaderFixture.runScore(params).result
+        params["model_path"] = .string(ckpt + "/latest")
+        #expect(Self.submitError(params) == nil)
+        let (folder, viaLatest) = try ReaderFixture.runScore(params)
+        #expect(viaLatest == direct, "\(viaLatest) vs \(direct)")
+        let log = try String(contentsOfFile: folder + "/log.txt", encoding: .utf8)
+        #expect(log.contains(ckpt + "/step-3"), "the log names the folder read: \(log)")
+        // A pointer to a step that is gone is refused at submit, naming the field.
+        try TestData.write("step-9\n", to: ckpt + "/latest")
+        #expect(Self.submitError(params)?.field == "params.model_path")
+    }
+
+    /// A model folder's damaged config.json is the model's fault even when a tokenizer is
+    /// given (it was blamed on `params.tokenizer`); a bad tokenizer file is the tokenizer's.
+    @Test func aLoadErrorNamesTheParamItComesFrom() throws {
+        let broken = TestData.scratch("broken") + "/model"
+        try FileManager.default.copyItem(atPath: ReaderFixture.folder, toPath: broken)
+        try TestData.write("{\"d_model\": ", to: broken + "/config.json")
+        var params = try ReaderFixture.baseParams()
+        params["model_path"] = .string(broken)
+        do { _ = try ReaderFixture.runScore(params); Issue.record("a damaged config.json was read") } catch let e as JobError {
+            #expect(e.field == "params.model_path" && e.message.contains(broken + "/config.json"), "\(e)")
+        }
+        params = try ReaderFixture.baseParams()
+        params["tokenizer"] = .string(try Self.dataFile("not a tokenizer", "tokenizer.json"))
+        do { _ = try ReaderFixture.runScore(params); Issue.record("a damaged tokenizer was read") } catch let e as JobError {
+            #expect(e.field == "params.tokenizer", "\(e)")
+        }
+    }
+
     @Test func resumesFromTheBatchesAnEarlierAttemptFinished() throws {
         var params = try ReaderFixture.baseParams()
         params["per_gpu_batch_size"] = .number(1)

@@ -52,6 +52,29 @@ func entries(_ dir: String) -> [String] {
         #expect(throws: JobError.self) { try c.checkpoints(keepLast: 0) }
     }
 
+    /// `model_path: …/checkpoint/latest` (FiD's symlink) reads the folder the pointer names, as
+    /// resolved by the context and by submit's input checks; anything else is left alone.
+    @Test func anInputNamingLatestIsTheStepItNames() throws {
+        let f = try QueueFixture()
+        let c = try makeContext(f, token: "a.1")
+        let ckpt = try c.checkpoints(keepLast: 2)
+        try ckpt.save(step: 7, write("s7"))
+        let fs = PosixFileSystem(), root = c.out + "/checkpoint"
+        #expect(Checkpoints.followingLatest(root + "/latest", fs: fs) == root + "/step-7")
+        #expect(c.resolve(root + "/latest") == root + "/step-7")
+        #expect(c.resolve(root + "/step-7") == root + "/step-7")
+        // Not a pointer: another file named latest, a pointer to a missing folder, a folder.
+        let other = f.workspace + "/data"
+        try FileManager.default.createDirectory(atPath: other + "/latest", withIntermediateDirectories: true)
+        #expect(Checkpoints.followingLatest(other + "/latest", fs: fs) == other + "/latest")
+        try FileManager.default.createDirectory(atPath: f.workspace + "/notes", withIntermediateDirectories: true)
+        try Data("hello\n".utf8).write(to: URL(fileURLWithPath: f.workspace + "/notes/latest"))
+        #expect(Checkpoints.followingLatest(f.workspace + "/notes/latest", fs: fs) == f.workspace + "/notes/latest")
+        try Data("step-9\n".utf8).write(to: URL(fileURLWithPath: f.workspace + "/notes/latest"))
+        #expect(Checkpoints.followingLatest(f.workspace + "/notes/latest", fs: fs) == f.workspace + "/notes/latest",
+                "step-9 does not exist")
+    }
+
     /// A handler starting over drops its step checkpoints: `latest` and every step-N go, named ones
     /// stay, and a step saved again holds the new state (without the discard, the old one is kept).
     @Test func discardedStepsAreGoneAndSavedAnew() throws {

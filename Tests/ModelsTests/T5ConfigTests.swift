@@ -49,11 +49,21 @@ struct T5ConfigTests {
         // Every field has a default: a tokenizer.json given as the config must not become t5-small.
         fails(#"{"version": "1.0", "truncation": null, "model": {"type": "WordLevel"}}"#,
               mentioning: ["not a T5 config.json", "model_type, architectures, d_model", "model, truncation, version"])
-        fails(#"{"d_model": 16,"#, mentioning: ["JSON"])
-        do {
-            _ = try T5Config.load(path: dir + "/nothing/config.json")
-            Issue.record("read a missing file")
-        } catch { #expect("\(error)".contains("nothing/config.json")) }
+        fails(#"{"d_model": 16,"#, mentioning: ["is not valid JSON ("])
+        fails(#"[{"d_model": 16}]"#, mentioning: ["is a JSON list, not an object"])
+        // Missing, under a file (a checkpoint's `latest` taken for a folder), a folder: each said
+        // in words, not as Foundation's "The operation could not be completed".
+        try "step-3\n".write(toFile: dir + "/latest", atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: dir + "/folder/config.json", withIntermediateDirectories: true)
+        for (path, words) in [("/nothing/config.json", "no such file"), ("/latest/config.json", dir + "/latest is a file, not a folder"),
+                              ("/folder/config.json", "it is a folder")] {
+            do {
+                _ = try T5Config.load(path: dir + path)
+                Issue.record("read \(path)")
+            } catch {
+                #expect("\(error)".contains(dir + path) && "\(error)".contains(words) && !"\(error)".contains("could not be completed"), "\(error)")
+            }
+        }
     }
 
     @Test func layoutNamesEveryParameterOnce() {
