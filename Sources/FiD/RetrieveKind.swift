@@ -165,7 +165,9 @@ public struct RetrieveKind: JobKind {
             let shards = try wrap("params.passages_embeddings") { try EmbeddingShard.open(glob: context.resolve(p.passagesEmbeddings!)) }
             let flat = try wrap("params.passages_embeddings") { try FlatIndex(shards: shards) }
             guard flat.dim == model.model.embeddingWidth else {
-                throw JobError.permanent("shards of width \(flat.dim), the retriever embeds \(model.model.embeddingWidth)", field: "params.passages_embeddings")
+                throw JobError.permanent("shards of width \(flat.dim) (\(shards[0].path)), but the retriever \(folder) embeds "
+                                         + "\(model.model.embeddingWidth)", field: "params.passages_embeddings",
+                                         hint: "embed the passages with this retriever first (embed jobs), or retrieve with the model that embedded them")
             }
             corpus = flat.count
             k = min(k, max(corpus, 1))

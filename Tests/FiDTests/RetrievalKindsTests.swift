@@ -200,6 +200,21 @@ enum RetrievalJobs {
         }
         #expect((recall["bm25"]?["5"] ?? 0) >= 0.5)
         #expect((recall["bm25"]?["20"] ?? 0) >= 0.7)
+        // Shards another retriever embedded (8 wide; MiniLM embeds 384): refused, naming a shard
+        // file and the model, with what to do.
+        try fm.createDirectory(atPath: dir + "/other", withIntermediateDirectories: true)
+        let w = try ShardWriter(stem: dir + "/other/passages_00", rows: 2, dim: 8, storage: .float32)
+        try w.append(ids: ["1", "2"], embeddings: [Float](repeating: 0.5, count: 16))
+        try w.finish()
+        do {
+            _ = try RetrievalJobs.run("retrieve", dense.merging(["passages_embeddings": .string("other/passages_*"), "passages": .string("psgs.tsv"),
+                                                                 "data": .string("q.json"), "output_path": .string("other.json")]) { $1 },
+                                      workspace: dir, id: "retrieve-other")
+            Issue.record("searched shards of another width")
+        } catch let e as JobError {
+            #expect(e.field == "params.passages_embeddings" && e.message.contains("other/passages_00.npy") && e.message.contains(model)
+                    && e.message.contains("embeds 384") && e.hint?.contains("embed the passages with this retriever") == true, "\(e)")
+        }
     }
 }
 
