@@ -139,6 +139,7 @@ public struct EmbedKind: JobKind {
         do { total = try PassageReader.count(path: passagesPath) } catch let e as RetrievalError {
             throw JobError.permanent(e.message, field: "params.passages", hint: e.hint)
         }
+        if total == 0 { let e = PassageReader.noPassages(path: passagesPath); throw JobError.permanent(e.message, field: "params.passages", hint: e.hint) }
         guard total >= p.numShards else {
             throw JobError.permanent(
                 "num_shards \(p.numShards) exceeds the \(total) passages of \(p.passages): FiD's floor-sized shards would be empty",

@@ -55,6 +55,7 @@ public struct IndexBM25Kind: JobKind {
                     context.progress.update(step: reader.bytesRead >> 20, total: total >> 20)
                     context.log("index_bm25: \(n) passages")
                 })
+            if index.documentCount == 0 { throw PassageReader.noPassages(path: reader.path) }
             try index.save(to: output)
             return IndexBM25Output(index: output, documents: index.documentCount, seconds: monotonicNow() - t0)
         } catch let e as RetrievalError {

@@ -155,6 +155,16 @@ public final class PassageReader {
     }
 
     /// Counts the passages of `path` (FiD loads them all to size the shards; this scans once).
+    /// The error for a passages file without a passage (nothing to embed or index: the file
+    /// was probably cut short or is the wrong one).
+    public static func noPassages(path: String) -> RetrievalError {
+        var st = stat()
+        let size = stat(path, &st) == 0 ? Int(st.st_size) : 0
+        return RetrievalError(file: path, field: "rows", expected: "at least one passage (id<TAB>text<TAB>title)",
+                              found: size == 0 ? "an empty file" : "none (a header or blank lines only)",
+                              hint: "an unfinished download or export? DPR's psgs_w100.tsv has 21M rows after its header")
+    }
+
     public static func count(path: String, strict: Bool = true) throws -> Int {
         let r = try PassageReader(path: path, strict: strict)
         var n = 0

@@ -137,6 +137,27 @@ enum RetrievalJobs {
         }
     }
 
+    /// A passages file without a passage (empty, or a header only) is refused by both indexing
+    /// kinds, naming the param and what was found; BM25 wrote an empty index, embed hinted "use
+    /// at most 0 shards".
+    @Test func passagesWithoutAPassageAreRefused() throws {
+        let dir = TestData.scratch("nopassages")
+        let model = try RetrievalJobs.minilm()
+        for (content, found) in [("", "an empty file"), ("id\ttext\ttitle\n\n", "a header or blank lines only")] {
+            try TestData.write(content, to: dir + "/psgs.tsv")
+            for (kind, params) in [("index_bm25", ["passages": JSONValue.string("psgs.tsv")]),
+                                   ("embed", ["model_path": .string(model), "passages": .string("psgs.tsv"), "output_path": .string("emb/p")])] {
+                do {
+                    _ = try RetrievalJobs.run(kind, params, workspace: dir)
+                    Issue.record("\(kind) accepted \(found)")
+                } catch let e as JobError {
+                    #expect(e.field == "params.passages" && e.message.contains(found) && e.message.contains("psgs.tsv"), "\(kind): \(e)")
+                }
+            }
+            #expect(!FileManager.default.fileExists(atPath: dir + "/bm25.index"), "no index of nothing")
+        }
+    }
+
     @Test func shardCountBeyondThePassagesIsRefused() throws {
         let dir = TestData.scratch("shards")
         try TestData.write(Self.passages, to: dir + "/psgs.tsv")
