@@ -147,3 +147,28 @@ public struct FiDCollator {
         return FiDBatch(batch: batch, examples: examples, passages: passages, encoderStrings: strings)
     }
 }
+
+/// Counts the examples with fewer passages than `n_context`, which the collator pads with
+/// masked passages where FiD fails: a job says so once in its log instead of silently reading
+/// less than the user asked for.
+public struct ShortContexts: Sendable {
+    public let nContext: Int
+    public private(set) var examples = 0, short = 0, fewest = Int.max
+
+    public init(nContext: Int) { self.nContext = nContext }
+
+    public mutating func add(_ e: FiDExample) {
+        examples += 1
+        if e.ctxs.count < nContext {
+            short += 1
+            fewest = min(fewest, e.ctxs.count)
+        }
+    }
+
+    /// The log line about `what` (a param name), or nil when no example is short.
+    public func note(_ what: String) -> String? {
+        guard short > 0 else { return nil }
+        return "\(what): \(short) of \(examples) examples have fewer than n_context \(nContext) passages (fewest \(fewest)); "
+            + "they are padded with empty, masked passages" + (fewest == 0 ? " (an example without passages is answered from its question alone)" : "")
+    }
+}

@@ -90,6 +90,7 @@ public struct ScoreKind: JobKind {
                     + "P \(params.nContext), L \(params.textMaxlength), \(params.numBeams == 1 ? "greedy" : "\(params.numBeams) beams"), "
                     + "\(context.threads) thread\(context.threads == 1 ? "" : "s")" + (finished.isEmpty ? "" : "; \(finished.count) batches done by an earlier attempt"))
         var pending: [FiDExample] = []
+        var short = ShortContexts(nContext: params.nContext)
         var batchIndex = 0, done = 0, correct = 0, withAnswers = 0
         let start = monotonicNow()
         var computed = 0
@@ -122,6 +123,7 @@ public struct ScoreKind: JobKind {
         }
         do {
             try data.forEach(shard: params.shardId, of: params.numShards) { ex in
+                short.add(ex)
                 pending.append(ex)
                 if pending.count == B { try flush() }
             }
@@ -129,6 +131,7 @@ public struct ScoreKind: JobKind {
         } catch let e as FormatError {
             throw JobError.permanent(e.description, field: "params.eval_data", hint: e.hint)
         }
+        if let line = short.note("eval_data") { context.log("score: " + line) }
         // Join the parts in batch order into the final files.
         var outputs = ["predictions.jsonl"]
         let predictions = try context.openOutput("predictions.jsonl")

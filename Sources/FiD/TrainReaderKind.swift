@@ -58,9 +58,11 @@ public struct TrainReaderKind: JobKind {
         // needs it. A check failure waits for the scan's end, so a malformed later element still
         // wins, as when the whole file was loaded first.
         var noTarget: Int? = nil
+        var shortTrain = ShortContexts(nContext: p.nContext), shortDev = ShortContexts(nContext: p.nContext)
         let train = try field("train_data") {
             try FiDData(path: context.resolve(p.trainData)).index { e in
                 if noTarget == nil, e.target == nil && e.answers.isEmpty { noTarget = e.index }
+                shortTrain.add(e)
             }
         }
         if let k = noTarget {
@@ -72,6 +74,7 @@ public struct TrainReaderKind: JobKind {
             try field("eval_data") {
                 try FiDData(path: context.resolve(path)).index { e in
                     if noAnswers == nil, e.answers.isEmpty { noAnswers = e.index }
+                    shortDev.add(e)
                 }
             }
         }
@@ -79,6 +82,7 @@ public struct TrainReaderKind: JobKind {
             throw JobError.permanent("\(context.resolve(p.evalData!)) [\(k)]: no 'answers' (exact match compares with them)",
                                      field: "params.eval_data")
         }
+        for line in [shortTrain.note("train_data"), shortDev.note("eval_data")].compactMap({ $0 }) { context.log("train_reader: " + line) }
         guard train.count >= p.trainer.batchSize else {
             throw JobError.permanent("train_data has \(train.count) examples, fewer than per_gpu_batch_size \(p.trainer.batchSize)",
                                      field: "params.per_gpu_batch_size", hint: "FiD drops the last partial batch: no batch would run")

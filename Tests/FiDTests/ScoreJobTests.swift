@@ -134,6 +134,26 @@ import Testing
         }
     }
 
+    /// Asking for more passages than the examples hold is not an error (they are padded, where
+    /// FiD fails), but the log says how many examples fell short.
+    @Test func examplesWithFewerPassagesThanNContextAreLogged() throws {
+        let examples = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: ReaderFixture.folder + "/eval.json"))) as! [[String: Any]]
+        let counts = examples.map { ($0["ctxs"] as? [Any])?.count ?? 0 }
+        var params = try ReaderFixture.baseParams()
+        for n in Set([1, counts.max()!, counts.max()! + 1]).sorted() {
+            params["n_context"] = .number(Double(n))
+            let (folder, _) = try ReaderFixture.runScore(params)
+            let log = try String(contentsOfFile: folder + "/log.txt", encoding: .utf8)
+            let short = counts.filter { $0 < n }
+            if short.isEmpty {
+                #expect(!log.contains("fewer than n_context"), "n_context \(n): \(log)")
+            } else {
+                #expect(log.contains("eval_data: \(short.count) of \(counts.count) examples have fewer than n_context \(n) passages (fewest \(short.min()!))"),
+                        "n_context \(n): \(log)")
+            }
+        }
+    }
+
     @Test func resumesFromTheBatchesAnEarlierAttemptFinished() throws {
         var params = try ReaderFixture.baseParams()
         params["per_gpu_batch_size"] = .number(1)
