@@ -87,16 +87,22 @@ public final class QueueControl {
         }
         for b in batch {
             graph[b.d.id] = b.d
+            var missing: [String] = []
             for dep in b.d.dependencies where !batchIDs.contains(dep) {
                 switch state(of: dep) {
                 case "failed":
                     throw SubmitError(file: b.file, error: .permanent("dependency '\(dep)' failed", field: "after", hint: "fidq retry \(dep)"))
-                case nil:
-                    throw SubmitError(file: b.file, error: .permanent(
-                        "dependency '\(dep)' is not in the queue", field: "after",
-                        hint: "submit it first or in the same command"))
+                case nil: missing.append(dep)
                 default: break
                 }
+            }
+            if !missing.isEmpty {
+                // Every missing one at once, and where each comes from: a `job:` path in the
+                // params is a dependency too, which `after` does not show.
+                let named = missing.map { "'\($0)'" + (b.d.after.contains($0) ? "" : " (a job:\($0)/… path in params)") }
+                throw SubmitError(file: b.file, error: .permanent(
+                    (missing.count == 1 ? "dependency \(named[0]) is" : "dependencies \(named.joined(separator: ", ")) are") + " not in the queue",
+                    field: "after", hint: "submit \(missing.count == 1 ? "it" : "them") first or in the same command"))
             }
         }
         let cycles = QueueScanner.cycleMembers(graph)

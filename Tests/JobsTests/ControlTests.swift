@@ -37,7 +37,10 @@ import Testing
         (#"{"kind": "nope"}"#, "unknown kind"),
         (#"{"kind": "test.record", "params": {"sleep_ms": "x"}}"#, "params.sleep_ms"),
         (#"{"kind": "test.record", "params": {"ledger": "/etc"}}"#, "outside the workspace"),
-        (#"{"kind": "test.record", "after": ["ghost"]}"#, "not in the queue"),
+        (#"{"kind": "test.record", "after": ["ghost"]}"#, "dependency 'ghost' is not in the queue"),
+        // All missing at once; a `job:` path's dependency is said to come from the params.
+        (#"{"kind": "count", "after": ["ghost"], "params": {"inputs": ["job:spook/x.txt"]}}"#,
+         "dependencies 'ghost', 'spook' (a job:spook/… path in params) are not in the queue"),
         (#"{"kind": "count", "params": {"inputs": ["missing.txt"]}}"#, "does not exist"),
         ("{", "not valid JSON"),
     ])
