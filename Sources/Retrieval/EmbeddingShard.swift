@@ -114,6 +114,9 @@ public final class EmbeddingShard: @unchecked Sendable {
         return ids
     }
 
+    /// Where the ids come from: the `.ids` beside a `.npy`, or the pickle itself.
+    var idsPath: String { path.hasSuffix(".npy") ? String(path.dropLast(4)) + ".ids" : path }
+
     /// `<prefix>_<shard:02d>` as FiD names a shard (`f"_{shard_id:02d}"`).
     public static func stem(prefix: String, shard: Int) -> String {
         let n = String(shard)
@@ -158,7 +161,41 @@ public final class EmbeddingShard: @unchecked Sendable {
             }
             shards.append(s)
         }
+        try checkDistinctIDs(shards)
         return shards
+    }
+
+    /// Refuses a passage id found in two rows: the same passage retrieved twice, typically
+    /// because the glob also matches stale shards of an earlier embed run with another
+    /// `num_shards` (their rows overlap this run's). Hashes are sorted rather than the ids put in
+    /// a set: 8 bytes a row, for corpora of tens of millions of passages.
+    static func checkDistinctIDs(_ shards: [EmbeddingShard]) throws {
+        var hashes: [Int] = []
+        hashes.reserveCapacity(shards.reduce(0) { $0 + $1.ids.count })
+        for s in shards { for id in s.ids { hashes.append(id.hashValue) } }
+        hashes.sort()
+        var k = 1
+        while k < hashes.count {
+            defer { k += 1 }
+            guard hashes[k] == hashes[k - 1] else { continue }
+            // Equal hashes: find the rows, then whether their ids are really equal.
+            var rows: [(shard: Int, line: Int, id: String)] = []
+            for (si, s) in shards.enumerated() {
+                for (li, id) in s.ids.enumerated() where id.hashValue == hashes[k] { rows.append((si, li + 1, id)) }
+            }
+            for a in rows.indices {
+                for b in rows.indices where b > a && rows[a].id == rows[b].id {
+                    let (x, y) = (rows[a], rows[b])
+                    let place = x.shard == y.shard
+                        ? "twice in \(shards[x.shard].idsPath) (rows \(x.line) and \(y.line))"
+                        : "in \(shards[x.shard].idsPath) (row \(x.line)) and in \(shards[y.shard].idsPath) (row \(y.line))"
+                    throw RetrievalError(
+                        file: shards[y.shard].path, field: "ids", expected: "each passage in one row of one shard",
+                        found: "passage id \(x.id) \(place)",
+                        hint: "stale shards of an earlier embed run with another num_shards? remove them, or write this run's under a new output_path")
+                }
+            }
+        }
     }
 }
 

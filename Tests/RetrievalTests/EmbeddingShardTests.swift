@@ -71,6 +71,24 @@ import Testing
         #expect(e?.field == "width" && e?.found == "3", "\(String(describing: e))")
     }
 
+    /// A passage in two rows (stale shards of an earlier run with another num_shards, or one
+    /// shard written twice into itself) is refused naming both places; distinct ids pass.
+    @Test func aPassageInTwoRowsIsRefused() throws {
+        let folder = ShardFolder()
+        defer { folder.remove() }
+        try folder.write(index: 0, rows: [Float](repeating: 1, count: 8), dim: 4, storage: .float32, firstID: 0)  // ids 0, 1
+        try folder.write(index: 1, rows: [Float](repeating: 1, count: 8), dim: 4, storage: .float32, firstID: 2)  // ids 2, 3
+        #expect(try EmbeddingShard.open(glob: folder.dir + "/passages_*").count == 2)
+        try folder.write(index: 2, rows: [Float](repeating: 1, count: 12), dim: 4, storage: .float32, firstID: 3)  // ids 3, 4, 5
+        let e = #expect(throws: RetrievalError.self) { try EmbeddingShard.open(glob: folder.dir + "/passages_*") }
+        #expect(e?.field == "ids" && e?.found == "passage id 3 in \(folder.dir)/passages_01.ids (row 2) and in \(folder.dir)/passages_02.ids (row 1)"
+                && e?.hint?.contains("stale shards") == true, "\(String(describing: e))")
+        try FileManager.default.removeItem(atPath: folder.dir + "/passages_02.npy")
+        try "2\n2\n".write(toFile: folder.dir + "/passages_01.ids", atomically: true, encoding: .utf8)
+        let twice = #expect(throws: RetrievalError.self) { try EmbeddingShard.open(glob: folder.dir + "/passages_*") }
+        #expect(twice?.found == "passage id 2 twice in \(folder.dir)/passages_01.ids (rows 1 and 2)", "\(String(describing: twice))")
+    }
+
     @Test func idsMustMatchRows() throws {
         let folder = ShardFolder()
         defer { folder.remove() }
