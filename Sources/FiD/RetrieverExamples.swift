@@ -87,6 +87,16 @@ public struct RetrieverExamples {
                               "missing: train_retriever learns from the reader's score of every passage",
                               hint: "use the dataset_wscores.json a score job writes (write_crossattention_scores)")
         }
+        // Scores written as strings are a retrieval's own (FiD's passage_retrieval.py and `retrieve`
+        // write str(score); a reader's scores are numbers): distilling them would teach the
+        // retriever its own ranking back, which FiD does without a word.
+        if !e.ctxs.isEmpty, e.ctxs.allSatisfy({ if case .string? = $0.raw["score"] { return true } else { return false } }) {
+            throw FormatError(file: path, location: at + ".ctxs[0].score",
+                              "is a string (\(e.ctxs[0].raw["score"].map { PyJSON.compact($0) } ?? "")), as a retrieval writes its own scores, "
+                                  + "and train_retriever distils the reader's",
+                              hint: "use the dataset_wscores.json a score job writes (write_crossattention_scores); to distil these "
+                                  + "retrieval scores on purpose, write them as numbers")
+        }
         // FiD's Dataset: ctxs sorted by float(score) descending (stable), first n_context kept.
         let order = e.ctxs.indices.sorted { e.ctxs[$0].score! > e.ctxs[$1].score! || (e.ctxs[$0].score! == e.ctxs[$1].score! && $0 < $1) }
         let kept = Array(order.prefix(nContext))

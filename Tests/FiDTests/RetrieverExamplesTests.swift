@@ -96,6 +96,26 @@ import Tokenizers
         }
     }
 
+    /// A retrieval's output (scores written as strings, as FiD's passage_retrieval.py and
+    /// `retrieve` write them) is not a reader's scores: refused, pointing at dataset_wscores.json.
+    /// The same scores as numbers are read.
+    @Test func retrievalScoresAreNotTakenForTheReaders() throws {
+        let dir = TestData.scratch("retriever-examples-strings")
+        try SyntheticRetrieval.writeModelFiles(dir)
+        let tok = try TokenizerLoader.load(dir + "/vocab.txt")
+        for (a, b, accepted) in [(#""12.5""#, #""3.25""#, false), ("12.5", "3.25", true), (#""12.5""#, "3.25", true)] {
+            try TestData.write(#"[{"question": "q", "answers": ["a"], "ctxs": [{"title": "t", "text": "a", "score": \#(a)}, {"title": "u", "text": "b", "score": \#(b)}]}]"#,
+                               to: dir + "/q.json")
+            do {
+                let set = try RetrieverExamples(path: dir + "/q.json", tokenizer: tok, nContext: 2, questionMaxlength: 8, passageMaxlength: 8, threads: 1)
+                #expect(try set.prepared([0]).batch.readerScores == [12.5, 3.25])
+                #expect(accepted, "took retrieval scores \(a), \(b) for the reader's")
+            } catch {
+                #expect(!accepted && "\(error)".contains(#"[0].ctxs[0].score: is a string ("12.5")"#) && "\(error)".contains("dataset_wscores.json"), "\(error)")
+            }
+        }
+    }
+
     /// Trimming cuts each batch to its longest row; a model that masks both sides gives the same
     /// loss, scores and gradients (float32 sums over fewer zero terms), and one that does not
     /// mask gives other scores, which is why trimming follows the model's mask flags.
