@@ -114,11 +114,13 @@ public struct FiDExample: Sendable {
             for (j, c) in items.enumerated() {
                 let field = "ctxs[\(j)]"
                 guard case .object = c else { throw bad(field, "expected a passage object {title, text, score?}, found \(c.kindName)") }
+                // FiD reads every passage as "title: T context: P", so both are required, as in FiD.
+                let passageHint = "every passage has a title and a text, as DPR's do; use \"\" for a passage without a title"
                 guard case .string(let title)? = c["title"] else {
-                    throw bad(field + ".title", c["title"] == nil ? "missing" : "expected a string, found \(c["title"]!.kindName)")
+                    throw bad(field + ".title", c["title"] == nil ? "missing" : "expected a string, found \(c["title"]!.kindName)", hint: passageHint)
                 }
                 guard case .string(let text)? = c["text"] else {
-                    throw bad(field + ".text", c["text"] == nil ? "missing" : "expected a string, found \(c["text"]!.kindName)")
+                    throw bad(field + ".text", c["text"] == nil ? "missing" : "expected a string, found \(c["text"]!.kindName)", hint: passageHint)
                 }
                 var score: Double? = nil
                 switch c["score"] {

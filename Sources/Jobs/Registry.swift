@@ -115,8 +115,7 @@ public final class KindRegistry: @unchecked Sendable {
                 allPresent = false
                 if (checkJobInputs || !path.hasPrefix("job:")) && !deferMissing {
                     throw JobError.missingInput("input '\(path)' does not exist (resolved to \(resolved))",
-                                                field: "params." + field,
-                                                hint: path.hasPrefix("job:") ? "the dependency finished without writing it" : nil)
+                                                field: "params." + field, hint: Self.missingReferenceHint(path, queue: policy.queue, fs: fs))
                 }
             }
             if allPresent { try params.validateInputs(resolve: resolveInput) }
@@ -168,5 +167,19 @@ public final class KindRegistry: @unchecked Sendable {
 
     static func decode<T: Decodable>(_ type: T.Type, _ value: JSONValue) throws -> T {
         try JSONDecoder().decode(T.self, from: JSONEncoder().encode(value))
+    }
+}
+
+extension KindRegistry {
+    /// Why a `job:ID/…` input is missing: no queue there (a foreground run), the job not done,
+    /// or done without writing the path. Nil for other paths.
+    static func missingReferenceHint(_ path: String, queue: String, fs: FileSystem) -> String? {
+        guard path.hasPrefix("job:") else { return nil }
+        let id = path.dropFirst(4).prefix { $0 != "/" }
+        if !fs.exists(queue) {
+            return "job: paths name a queued job's outputs, and there is no queue at \(queue): pass --queue, or the output's own path"
+        }
+        if !fs.exists(queue + "/done/" + id) { return "job '\(id)' has not finished (it is not in \(queue)/done)" }
+        return "the dependency finished without writing it"
     }
 }

@@ -59,6 +59,11 @@ import Testing
         #expect(failure { _ = try FiDData(path: p).load() }?.location == "[0].ctxs[0].score")
         p = try file(#"[1]"#)
         #expect(failure { _ = try FiDData(path: p).load() }?.message.contains("expected an example object") == true)
+        // A passage without a title (FiD's KeyError) says how to write one that has none.
+        p = try file(#"[{"question": "a", "ctxs": [{"text": "t"}]}]"#)
+        let untitled = failure { _ = try FiDData(path: p).load() }
+        #expect(untitled?.location == "[0].ctxs[0].title" && untitled?.message == "missing"
+                && untitled?.hint?.contains(#"use "" for a passage without a title"#) == true, "\(String(describing: untitled))")
         p = try file("[]")
         #expect(failure { _ = try FiDData(path: p).load() }?.message == "holds no examples")
         p = try file("  ")

@@ -45,6 +45,20 @@ import Testing
         }
     }
 
+    /// A missing `job:` input says why: no queue where the run looked (a foreground run given
+    /// no --queue), the job not finished, or finished without the file. It always said the last.
+    @Test func aMissingJobReferenceSaysWhy() throws {
+        let f = try QueueFixture()
+        let json = #"{"kind": "count", "params": {"inputs": ["job:a/counts.json"]}}"#
+        try? FileManager.default.removeItem(atPath: f.queueDir)
+        #expect(error(f, json)?.hint?.contains("there is no queue at \(f.queueDir): pass --queue") == true, "\(String(describing: error(f, json)))")
+        try FileManager.default.createDirectory(atPath: f.queueDir + "/done", withIntermediateDirectories: true)
+        #expect(error(f, json)?.hint == "job 'a' has not finished (it is not in \(f.queueDir)/done)")
+        try FileManager.default.createDirectory(atPath: f.queueDir + "/done/a/out", withIntermediateDirectories: true)
+        #expect(error(f, json)?.hint == "the dependency finished without writing it")
+        #expect(error(f, json)?.field == "params.inputs[0]")
+    }
+
     @Test func inputsOutsideTheWorkspaceAreRefusedNamingTheField() throws {
         let f = try QueueFixture()
         // /etc/hostname exists and is readable: only the confinement refuses it.
