@@ -119,6 +119,10 @@ public struct ScoreParams: JobParams, Equatable {
             throw JobError.permanent("\(folder) holds no weights (\(weightFiles.joined(separator: ", ")))", field: field,
                                      hint: "an unfinished download or training run? point at a folder with its weights")
         }
+        // The config too (a few hundred bytes): a retriever's folder is refused at submit, not when the job runs.
+        do { _ = try T5Config.load(path: folder + "/config.json") } catch let e as ModelLoadError {
+            throw JobError.permanent(e.description, field: field)
+        }
     }
 
     static func checkFirstExample(_ path: String, field: String, needAnswers: Bool) throws {

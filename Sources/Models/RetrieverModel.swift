@@ -32,10 +32,11 @@ public struct RetrieverModel {
     ///   or the tokenizer file when its ids exceed `vocab_size` or its padding id is not
     ///   `pad_token_id`; `TokenizerError` for a damaged tokenizer file; the model's load errors.
     public static func load(folder: String, tokenizer: String? = nil) throws -> RetrieverModel {
-        let path = try tokenizerFile(folder: folder, tokenizer: tokenizer)
-        let tok = try TokenizerLoader.load(path)
+        // The config first: a folder of another model is named as such, not as one without a tokenizer.
         let configPath = folder + "/config.json"
         let config = try BertConfig.load(path: configPath)
+        let path = try tokenizerFile(folder: folder, tokenizer: tokenizer)
+        let tok = try TokenizerLoader.load(path)
         guard tok.vocabSize <= config.vocabSize else {
             throw ModelLoadError(path: path, "has \(tok.vocabSize) ids but \(configPath) has vocab_size \(config.vocabSize)",
                                  hint: "use the tokenizer the model was trained with (bert-base-uncased's for FiD's retrievers)")

@@ -26,10 +26,12 @@ public struct T5Reader {
     ///   not fit the model (an id ≥ `vocab_size`, or `<pad>`/`</s>` ids that differ from
     ///   `config.json`'s); `TokenizerError` for a damaged tokenizer file; the model's load errors.
     public static func load(folder: String, tokenizer: String? = nil, crossAttentionBias: Bool = true) throws -> T5Reader {
-        // The tokenizer first: it is quick to read and its errors need no weights.
+        // The config, then the tokenizer, then the weights: each is quicker to read than the
+        // next, and a folder of another model (a BERT retriever, say) is named as such rather
+        // than as one lacking a T5 tokenizer.
+        let config = try T5Config.load(path: folder + "/config.json")
         let path = try tokenizerFile(folder: folder, tokenizer: tokenizer)
         let tok = try TokenizerLoader.load(path)
-        let config = try T5Config.load(path: folder + "/config.json")
         try check(tok, path: path, config: config, configPath: folder + "/config.json")
         let model = try T5Model.load(folder: folder, crossAttentionBias: crossAttentionBias)
         return T5Reader(model: model, tokenizer: tok, tokenizerPath: path)

@@ -77,6 +77,13 @@ import Testing
         try FileManager.default.copyItem(atPath: ReaderFixture.folder + "/config.json", toPath: noWeights + "/config.json")
         let e = Self.submitError(with("model_path", .string(noWeights)))
         #expect(e?.field == "params.model_path" && e?.message.contains("holds no weights") == true)
+        // A BERT retriever's folder: named for its architecture at submit (it was refused at run
+        // time for lacking a T5 tokenizer, with a hint to set one).
+        let bert = TestData.scratch("bert") + "/model"
+        try FileManager.default.copyItem(atPath: ReaderFixture.folder, toPath: bert)
+        try TestData.write(#"{"model_type": "bert", "hidden_size": 8}"#, to: bert + "/config.json")
+        let wrong = Self.submitError(with("model_path", .string(bert)))
+        #expect(wrong?.field == "params.model_path" && wrong?.message.contains("field model_type is 'bert', expected 't5'") == true, "\(String(describing: wrong))")
         // Data that is not FiD data, an example without question, no answers, an empty set.
         let notFiD = Self.submitError(with("eval_data", .string(try Self.dataFile(#"{"Data": []}"#))))
         #expect(notFiD?.field == "params.eval_data" && notFiD?.message.contains("line 1") == true)
