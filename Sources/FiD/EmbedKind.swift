@@ -54,6 +54,10 @@ public struct EmbedParams: JobParams {
     }
 
     public var outputPaths: [(field: String, path: String)] { [("output_path", outputPath)] }
+    /// Shards of one `output_path` are written by their own jobs: only this shard's file is ours.
+    public var exclusiveOutputs: [(field: String, path: String)] {
+        [("output_path", EmbeddingShard.stem(prefix: outputPath, shard: shardId) + ".npy")]
+    }
     public var inputPaths: [(field: String, path: String)] { [("model_path", modelPath), ("passages", passages)] }
 
     /// FiD's shard arithmetic: floor-sized shards, the last takes the remainder.

@@ -133,4 +133,8 @@ public struct TrainReaderParams: JobParams, Equatable {
     public var outputPaths: [(field: String, path: String)] {
         checkpointDir.map { [("checkpoint_dir", $0)] } ?? []
     }
+    /// FiD's layout: runs of other names share a `checkpoint_dir`.
+    public var exclusiveOutputs: [(field: String, path: String)] {
+        checkpointDir.map { [("checkpoint_dir", $0 + "/" + name)] } ?? []
+    }
 }

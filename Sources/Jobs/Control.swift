@@ -45,11 +45,39 @@ public final class QueueControl {
         ((try? fs.list(queue.running)) ?? []).filter { Queue.parseClaimName($0)?.id == id }
     }
 
+    /// Refuses a job of `batch` that would write what another job of the batch, a pending one or
+    /// a running one writes (`JobParams.exclusiveOutputs`, compared as resolved paths): the
+    /// later writer would silently replace the other's output. Done jobs are not counted, so a
+    /// job may redo a finished one's output on purpose.
+    func checkExclusiveOutputs(_ batch: [(file: String, d: JobDescriptor)], pending: [JobDescriptor]) throws {
+        var owner: [String: (id: String, state: String)] = [:]
+        for d in pending {
+            for o in registry.exclusiveOutputs(of: d, policy: policy) { owner[o.path] = (d.id, "pending") }
+        }
+        for name in (try? fs.list(queue.running)) ?? [] {
+            guard let claim = Queue.parseClaimName(name),
+                  let data = try? fs.read(queue.running + "/" + name + "/job.json", limit: JobDescriptor.maxBytes + 1),
+                  let d = try? JobDescriptor.parse(data, fileName: claim.id + ".json") else { continue }
+            for o in registry.exclusiveOutputs(of: d, policy: policy) { owner[o.path] = (d.id, "running") }
+        }
+        for b in batch {
+            for o in registry.exclusiveOutputs(of: b.d, policy: policy) {
+                if let other = owner[o.path], other.id != b.d.id {
+                    throw SubmitError(file: b.file, error: .permanent(
+                        "\(o.path) is also written by job '\(other.id)' (\(other.state)): one would replace the other's output",
+                        field: o.field, hint: "give each job its own \(o.field.hasPrefix("params.") ? String(o.field.dropFirst(7)) : o.field)"))
+                }
+                owner[o.path] = (b.d.id, "in this submit")
+            }
+        }
+    }
+
     /// Validates every file, then drops them all into `pending/` (temp name + rename), or none.
     ///
     /// Refused: unreadable or invalid descriptors, unknown kinds, bad params, outputs outside the
     /// workspace, missing inputs, ids already in the queue, dependencies that failed or exist
-    /// nowhere (neither queued nor in this batch), and dependency cycles.
+    /// nowhere (neither queued nor in this batch), dependency cycles, and an output another
+    /// pending, running or submitted job also writes.
     /// With `dryRun` every check runs and nothing is written (`fidq submit --dry-run`).
     /// - Returns: the ids dropped (or that would be), in order.
     public func submit(files: [String], dryRun: Bool = false) throws -> [String] {
@@ -105,6 +133,7 @@ public final class QueueControl {
                     field: "after", hint: "submit \(missing.count == 1 ? "it" : "them") first or in the same command"))
             }
         }
+        try checkExclusiveOutputs(batch.map { ($0.file, $0.d) }, pending: graph.values.filter { !batchIDs.contains($0.id) })
         let cycles = QueueScanner.cycleMembers(graph)
         for b in batch { if let c = cycles[b.d.id] { throw SubmitError(file: b.file, error: .permanent("dependency cycle: \(c)", field: "after")) } }
         if dryRun { return batch.map(\.d.id) }

@@ -17,6 +17,11 @@ public protocol JobParams: Codable, Sendable {
     var outputPaths: [(field: String, path: String)] { get }
     /// Paths the job reads, with their field; each must exist when the job starts.
     var inputPaths: [(field: String, path: String)] { get }
+    /// The files or folders only this job may write, with their field: two queued jobs naming
+    /// the same one would overwrite each other, so submit refuses the second. Defaults to
+    /// `outputPaths`; a kind whose output path is a prefix or a parent (an embed shard's
+    /// `output_path`, `checkpoint_dir`) names what it really writes there.
+    var exclusiveOutputs: [(field: String, path: String)] { get }
     /// Range checks beyond types; throw `JobError.permanent(…, field: "params.x")`.
     func validate() throws
     /// Cheap checks of the input files' contents (a data file's first element, a model folder's
@@ -31,6 +36,7 @@ public protocol JobParams: Codable, Sendable {
 extension JobParams {
     public var outputPaths: [(field: String, path: String)] { [] }
     public var inputPaths: [(field: String, path: String)] { [] }
+    public var exclusiveOutputs: [(field: String, path: String)] { outputPaths }
     public func validate() throws {}
     public func validateInputs(resolve: (String) -> String) throws {}
     public static var resumableChanges: Set<String> { [] }
@@ -77,6 +83,8 @@ public final class KindRegistry: @unchecked Sendable {
         let prepare: (JobDescriptor, PathPolicy, FileSystem, Bool) throws -> PreparedJob
         /// Decodes params with the kind's type only, rethrowing its raw `DecodingError`.
         let decode: (JSONValue) throws -> Void
+        /// The params' `exclusiveOutputs`, resolved by the policy.
+        let exclusive: (JSONValue, PathPolicy) throws -> [(field: String, path: String)]
     }
 
     private var entries: [String: Entry] = [:]
@@ -126,6 +134,10 @@ public final class KindRegistry: @unchecked Sendable {
             return prepared
         }, decode: { params in
             _ = try KindRegistry.decode(K.Params.self, try ThreadsParam.split(params).0)
+        }, exclusive: { params, policy in
+            try KindRegistry.decode(K.Params.self, try ThreadsParam.split(params).0).exclusiveOutputs.map {
+                (field: "params." + $0.field, path: policy.resolve($0.path))
+            }
         })
     }
 
@@ -136,6 +148,13 @@ public final class KindRegistry: @unchecked Sendable {
     public func decodeParams(kind: String, _ params: JSONValue) throws {
         guard let entry = entries[kind] else { throw JobError.permanent("unknown kind '\(kind)'", field: "kind") }
         try entry.decode(params)
+    }
+
+    /// The resolved paths only `descriptor`'s job may write (`JobParams.exclusiveOutputs`); empty
+    /// for an unknown kind or params that do not decode (`prepare` names those).
+    public func exclusiveOutputs(of descriptor: JobDescriptor, policy: PathPolicy) -> [(field: String, path: String)] {
+        guard let entry = entries[descriptor.kind] else { return [] }
+        return (try? entry.exclusive(descriptor.params, policy)) ?? []
     }
 
     /// Registered kind names, sorted.

@@ -49,6 +49,8 @@ public struct RecordKind: JobKind {
         }
 
         public var outputPaths: [(field: String, path: String)] { [("ledger", ledger)] }
+        /// The ledger is a folder every test job appends its own file to.
+        public var exclusiveOutputs: [(field: String, path: String)] { [] }
     }
 
     public struct Output: Codable, Sendable {

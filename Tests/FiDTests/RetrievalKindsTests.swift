@@ -158,6 +158,24 @@ enum RetrievalJobs {
         }
     }
 
+    /// What submit compares to refuse two writers of one output: an embed job owns its shard's
+    /// file (shards of one output_path are separate jobs), a train_reader its checkpoint_dir/name.
+    @Test func exclusiveOutputsNameWhatAJobOwns() throws {
+        let r = RetrievalJobs.registry()
+        r.register(TrainReaderKind())
+        let policy = PathPolicy(workspace: "/ws", queue: "/ws/queue")
+        func owned(_ kind: String, _ params: String) throws -> [String] {
+            let d = try JobDescriptor.parse(Data(#"{"kind": "\#(kind)", "params": \#(params)}"#.utf8), fileName: "x.json")
+            return r.exclusiveOutputs(of: d, policy: policy).map(\.path)
+        }
+        let embed = #"{"model_path": "m", "passages": "p.tsv", "output_path": "emb/passages", "shard_id": 3, "num_shards": 8}"#
+        #expect(try owned("embed", embed) == ["/ws/emb/passages_03.npy"])
+        #expect(try owned("retrieve", #"{"model_path": "m", "passages": "p.tsv", "passages_embeddings": "e_*", "data": "q.json", "output_path": "out/r.json"}"#)
+                == ["/ws/out/r.json"])
+        #expect(try owned("train_reader", #"{"train_data": "t.json", "model_path": "m", "checkpoint_dir": "ck", "name": "run1"}"#) == ["/ws/ck/run1"])
+        #expect(try owned("train_reader", #"{"train_data": "t.json", "model_path": "m"}"#).isEmpty)
+    }
+
     @Test func shardCountBeyondThePassagesIsRefused() throws {
         let dir = TestData.scratch("shards")
         try TestData.write(Self.passages, to: dir + "/psgs.tsv")

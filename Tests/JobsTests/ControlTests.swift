@@ -56,6 +56,33 @@ import Testing
         #expect(f.list("pending").isEmpty, "nothing dropped")
     }
 
+    /// Two jobs writing the same output (in one submit, or against a pending or running job)
+    /// are refused, naming the other job: the later would replace the earlier's output. Other
+    /// outputs, and an output of a done job, are fine.
+    @Test func submitRefusesASecondWriterOfOneOutput() throws {
+        let f = try QueueFixture()
+        let input = try file(f, "in.txt", "x")
+        func job(_ name: String, _ dest: String) throws -> String {
+            try file(f, name + ".json", #"{"kind": "concat", "params": {"inputs": ["\#(input)"], "dest": "\#(dest)"}}"#)
+        }
+        let a = try job("a", "out/joined.txt"), b = try job("b", "out/./joined.txt"), c = try job("c", "out/other.txt")
+        let both = #expect(throws: SubmitError.self) { try control(f).submit(files: [a, b]) }
+        #expect(both?.description.contains("also written by job 'a' (in this submit)") == true
+                && both?.description.contains("params.dest") == true, "\(String(describing: both))")
+        #expect(f.list("pending").isEmpty)
+        #expect(try control(f).submit(files: [a, c]) == ["a", "c"])
+        let later = #expect(throws: SubmitError.self) { try control(f).submit(files: [b]) }
+        #expect(later?.description.contains("also written by job 'a' (pending)") == true, "\(String(describing: later))")
+        // Claimed by a worker: still refused; once done, a new job may redo the output.
+        let claimed = f.queueDir + "/running/a@w.1"
+        try FileManager.default.createDirectory(atPath: claimed, withIntermediateDirectories: true)
+        try FileManager.default.moveItem(atPath: f.queueDir + "/pending/a.json", toPath: claimed + "/job.json")
+        let running = #expect(throws: SubmitError.self) { try control(f).submit(files: [b]) }
+        #expect(running?.description.contains("also written by job 'a' (running)") == true, "\(String(describing: running))")
+        try FileManager.default.moveItem(atPath: claimed, toPath: f.queueDir + "/done/a")
+        #expect(try control(f).submit(files: [b]) == ["b"])
+    }
+
     @Test func submitRefusesDuplicatesAndCycles() throws {
         let f = try QueueFixture()
         let a = try file(f, "a.json", #"{"kind": "test.record"}"#)
