@@ -52,6 +52,10 @@ extension TokenizerLoader {
         guard let dict = any as? [String: Any] else {
             throw TokenizerError.malformed(path: path, field: "(root)", expected: "a JSON object", found: "\(type(of: any))")
         }
+        if dict["model"] == nil, ["model_type", "architectures", "d_model", "hidden_size"].contains(where: { dict[$0] != nil }) {
+            throw TokenizerError.malformed(path: path, field: "(root)", expected: "a tokenizer.json (with a `model`)",
+                                           found: "a model's config.json; the tokenizer is the tokenizer.json (or spiece.model, vocab.txt) beside it, or pass the folder")
+        }
         let root = Object(dict: dict, path: path, at: "")
         let model = try root.object("model")
         let type = try model.string("type")

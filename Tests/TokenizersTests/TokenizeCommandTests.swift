@@ -62,5 +62,11 @@ import Testing
         #expect(status != 0 && err.contains("/nonexistent.json"))
         let (s2, _, e2) = try run(["--tokenizer", try Assets.path("t5/tokenizer.json"), "--decode"], Array("12 x\n".utf8))
         #expect(s2 != 0 && e2.contains("line 1"))
+        // A model's config.json given as the tokenizer is named as such (it said "field `model`:
+        // expected an object, found nothing").
+        let config = NSTemporaryDirectory() + "config-\(UInt32.random(in: 0...UInt32.max)).json"
+        try Data(#"{"model_type": "t5", "d_model": 8}"#.utf8).write(to: URL(fileURLWithPath: config))
+        let (s3, _, e3) = try run(["--tokenizer", config], Array("hi\n".utf8))
+        #expect(s3 != 0 && e3.contains("a model's config.json; the tokenizer is the tokenizer.json"), "\(e3)")
     }
 }
