@@ -45,11 +45,12 @@ public final class QueueControl {
         ((try? fs.list(queue.running)) ?? []).filter { Queue.parseClaimName($0)?.id == id }
     }
 
-    /// Refuses a job of `batch` that would write what another job of the batch, a pending one or
-    /// a running one writes (`JobParams.exclusiveOutputs`, compared as resolved paths): the
-    /// later writer would silently replace the other's output. Done jobs are not counted, so a
-    /// job may redo a finished one's output on purpose.
-    func checkExclusiveOutputs(_ batch: [(file: String, d: JobDescriptor)], pending: [JobDescriptor]) throws {
+    /// The first output of `batch` that another job of the batch, a pending one or a running one
+    /// also writes (`JobParams.exclusiveOutputs`, compared as resolved paths): the later writer
+    /// would silently replace the other's output. Done and failed jobs are not counted, so a job
+    /// may redo a finished one's output on purpose (`retry` checks a failed one as it goes back).
+    func exclusiveOutputConflict(_ batch: [JobDescriptor], pending: [JobDescriptor], batchState: String)
+        -> (index: Int, field: String, path: String, other: String, state: String)? {
         var owner: [String: (id: String, state: String)] = [:]
         for d in pending {
             for o in registry.exclusiveOutputs(of: d, policy: policy) { owner[o.path] = (d.id, "pending") }
@@ -60,15 +61,21 @@ public final class QueueControl {
                   let d = try? JobDescriptor.parse(data, fileName: claim.id + ".json") else { continue }
             for o in registry.exclusiveOutputs(of: d, policy: policy) { owner[o.path] = (d.id, "running") }
         }
-        for b in batch {
-            for o in registry.exclusiveOutputs(of: b.d, policy: policy) {
-                if let other = owner[o.path], other.id != b.d.id {
-                    throw SubmitError(file: b.file, error: .permanent(
-                        "\(o.path) is also written by job '\(other.id)' (\(other.state)): one would replace the other's output",
-                        field: o.field, hint: "give each job its own \(o.field.hasPrefix("params.") ? String(o.field.dropFirst(7)) : o.field)"))
-                }
-                owner[o.path] = (b.d.id, "in this submit")
+        for (i, d) in batch.enumerated() {
+            for o in registry.exclusiveOutputs(of: d, policy: policy) {
+                if let other = owner[o.path], other.id != d.id { return (i, o.field, o.path, other.id, other.state) }
+                owner[o.path] = (d.id, batchState)
             }
+        }
+        return nil
+    }
+
+    /// The descriptors in `pending/` (unreadable ones skipped: a worker fails them).
+    func pendingDescriptors() -> [JobDescriptor] {
+        ((try? fs.list(queue.pending)) ?? []).compactMap { name in
+            guard name.hasSuffix(".json") && !name.hasPrefix("."),
+                  let data = try? fs.read(queue.pending + "/" + name, limit: JobDescriptor.maxBytes + 1) else { return nil }
+            return try? JobDescriptor.parse(data, fileName: name)
         }
     }
 
@@ -109,10 +116,7 @@ public final class QueueControl {
         }
         let batchIDs = Set(batch.map(\.d.id))
         var graph: [String: JobDescriptor] = [:]
-        for name in (try? fs.list(queue.pending)) ?? [] where name.hasSuffix(".json") && !name.hasPrefix(".") {
-            if let data = try? fs.read(queue.pending + "/" + name, limit: JobDescriptor.maxBytes + 1),
-               let d = try? JobDescriptor.parse(data, fileName: name) { graph[d.id] = d }
-        }
+        for d in pendingDescriptors() { graph[d.id] = d }
         for b in batch {
             graph[b.d.id] = b.d
             var missing: [String] = []
@@ -133,7 +137,12 @@ public final class QueueControl {
                     field: "after", hint: "submit \(missing.count == 1 ? "it" : "them") first or in the same command"))
             }
         }
-        try checkExclusiveOutputs(batch.map { ($0.file, $0.d) }, pending: graph.values.filter { !batchIDs.contains($0.id) })
+        if let c = exclusiveOutputConflict(batch.map(\.d), pending: graph.values.filter { !batchIDs.contains($0.id) },
+                                              batchState: "in this submit") {
+            throw SubmitError(file: batch[c.index].file, error: .permanent(
+                "\(c.path) is also written by job '\(c.other)' (\(c.state)): one would replace the other's output",
+                field: c.field, hint: "give each job its own \(c.field.hasPrefix("params.") ? String(c.field.dropFirst(7)) : c.field)"))
+        }
         let cycles = QueueScanner.cycleMembers(graph)
         for b in batch { if let c = cycles[b.d.id] { throw SubmitError(file: b.file, error: .permanent("dependency cycle: \(c)", field: "after")) } }
         if dryRun { return batch.map(\.d.id) }
@@ -216,6 +225,16 @@ public final class QueueControl {
                 throw JobError.permanent("'\(id)' depends on '\(dep)', which is failed too; retried alone, it would fail again at once",
                                          hint: "fidq retry " + chain.joined(separator: " "))
             }
+        }
+        // Back in pending/, a job must not write what a job submitted since it failed writes.
+        let retried = ids.compactMap { id in
+            (try? fs.read(queue.failed + "/" + id + "/job.json", limit: JobDescriptor.maxBytes + 1))
+                .flatMap { try? JobDescriptor.parse($0, fileName: id + ".json") }
+        }
+        if let c = exclusiveOutputConflict(retried, pending: pendingDescriptors(), batchState: "retried with it") {
+            let id = retried[c.index].id
+            throw JobError.permanent("'\(id)' writes \(c.path), which job '\(c.other)' (\(c.state)) also writes: one would replace the other's output",
+                                     field: c.field, hint: "let '\(c.other)' finish (or fidq cancel \(c.other)), then fidq retry \(id)")
         }
         var order: [String] = []
         var visiting: Set<String> = []

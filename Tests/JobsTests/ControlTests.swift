@@ -83,6 +83,44 @@ import Testing
         #expect(try control(f).submit(files: [b]) == ["b"])
     }
 
+    /// A failed job is not counted at submit, so a new job may take its output; retrying the
+    /// failed one then would make two writers of one file: refused, naming the other job.
+    @Test func retryRefusesAJobWhoseOutputANewerJobWrites() throws {
+        let f = try QueueFixture()
+        let input = try file(f, "in.txt", "x")
+        func job(_ name: String, _ dest: String) throws -> String {
+            try file(f, name + ".json", #"{"kind": "concat", "id": "\#(name)", "params": {"inputs": ["\#(input)"], "dest": "\#(dest)"}}"#)
+        }
+        let c = control(f)
+        _ = try c.submit(files: [try job("a", "out/joined.txt"), try job("b", "out/b.txt")])
+        _ = try c.cancel("a")
+        _ = try c.cancel("b")
+        #expect(try c.submit(files: [try job("a2", "out/./joined.txt")]) == ["a2"], "a failed job's output is free")
+        for ids in [["a"], ["b", "a"]] {
+            do {
+                _ = try c.retry(ids)
+                Issue.record("retried \(ids) while a2 writes its output")
+            } catch let e as JobError {
+                #expect(e.message.contains("'a' writes") && e.message.contains("job 'a2' (pending)") && e.field == "params.dest"
+                        && e.hint == "let 'a2' finish (or fidq cancel a2), then fidq retry a", "\(e)")
+            }
+        }
+        #expect(f.list("failed") == ["a", "b"] && f.list("pending") == ["a2.json"], "nothing moved")
+        // Two failed jobs of one output, retried together, are refused too.
+        _ = try c.cancel("a2")
+        do {
+            _ = try c.retry(["a", "a2"])
+            Issue.record("retried two writers of one output")
+        } catch let e as JobError {
+            #expect(e.message.contains("job 'a' (retried with it)"), "\(e)")
+        }
+        // Once the newer job is done, the older may redo the output on purpose.
+        _ = try c.retry(["a2"])
+        drainInProcess(f)
+        #expect(f.list("done") == ["a2"])
+        #expect(try c.retry(["a", "b"]).count == 2)
+    }
+
     @Test func submitRefusesDuplicatesAndCycles() throws {
         let f = try QueueFixture()
         let a = try file(f, "a.json", #"{"kind": "test.record"}"#)
