@@ -98,13 +98,29 @@ public struct EmbedKind: JobKind {
     public init() {}
     public var name: String { "embed" }
 
-    /// A checkpoint: rows done, and which shard of which file they belong to (nil in checkpoints
-    /// written before these were recorded).
+    /// A checkpoint: rows done, which shard of which file they belong to, and the model folder
+    /// that embedded them (nil in checkpoints written before these were recorded).
     struct Saved: Codable {
         var rows: Int
         var passages: String?
         var first: Int?
         var count: Int?
+        var model: String?
+    }
+
+    /// `ShardRecord.samples` of the shard's rows: read again from the file (a resumed job did not
+    /// see its earlier blocks' texts), a cheap pass next to embedding them.
+    static func sampleHashes(_ path: String, range: Range<Int>) throws -> [String: String] {
+        let rows = Set(ShardRecord.sampleRows(range.count))
+        let reader = try PassageReader(path: path)
+        _ = try reader.skip(range.lowerBound)
+        var out: [String: String] = [:]
+        guard let last = rows.max() else { return out }
+        for row in 0...last {
+            guard let psg = try reader.next() else { break }
+            if rows.contains(row) { out[psg.id] = ShardRecord.passageHash(title: psg.title, text: psg.text) }
+        }
+        return out
     }
 
     static func blockName(_ start: Int) -> String {
@@ -113,11 +129,13 @@ public struct EmbedKind: JobKind {
     }
 
     /// Why the checkpoint after `step` rows cannot be resumed here (nil: it can): it records
-    /// another file or shard, or a block it counts is missing.
-    static func cannotResume(step: Int, checkpoint: String, passages: String, range: Range<Int>, out: String) -> String? {
+    /// another file, shard or model folder (a `latest` that moved on between attempts: one shard
+    /// would hold two retrievers' rows), or a block it counts is missing.
+    static func cannotResume(step: Int, checkpoint: String, passages: String, range: Range<Int>, model: String, out: String) -> String? {
         if let data = FileManager.default.contents(atPath: checkpoint + "/rows.json"),
            let saved = try? JSONDecoder().decode(Saved.self, from: data) {
             if let file = saved.passages, file != passages { return "it embedded \(file), not \(passages)" }
+            if let earlier = saved.model, earlier != model { return "its rows were embedded by \(earlier), this attempt reads \(model)" }
             if let first = saved.first, let count = saved.count, first != range.lowerBound || count != range.count {
                 return "it embedded passages \(first)..<\(first + count), this shard is \(range.lowerBound)..<\(range.upperBound)"
             }
@@ -159,7 +177,7 @@ public struct EmbedKind: JobKind {
         let ckpt = try context.checkpoints(keepLast: 2)
         var done = 0
         if let (step, dir) = ckpt.latest() {
-            if let why = Self.cannotResume(step: step, checkpoint: dir, passages: passagesPath, range: range, out: context.out) {
+            if let why = Self.cannotResume(step: step, checkpoint: dir, passages: passagesPath, range: range, model: folder, out: context.out) {
                 // Another shard's or another file's rows, or blocks already joined into a shard
                 // and removed: nothing here can be reused, and mixing it in would corrupt the shard.
                 context.log("embed: not resuming the checkpoint after \(step) rows: \(why); embedding the shard from its start")
@@ -202,7 +220,7 @@ public struct EmbedKind: JobKind {
             try context.publish(name + ".f32", emb.withUnsafeBytes { Data($0) })
             try context.publish(name + ".ids", Data(block.map { $0.id + "\n" }.joined().utf8))
             done += block.count
-            let saved = Saved(rows: done, passages: passagesPath, first: range.lowerBound, count: n)
+            let saved = Saved(rows: done, passages: passagesPath, first: range.lowerBound, count: n, model: folder)
             try ckpt.save(step: done) { dir in try context.fs.write(dir + "/rows.json", try jsonEncoder().encode(saved), sync: false) }
             let rate = Double(done - resumedFrom) / max(1e-9, monotonicNow() - started)
             context.log("embed: \(done)/\(n) rows, \(String(format: "%.1f", rate)) passages/s")
@@ -222,6 +240,12 @@ public struct EmbedKind: JobKind {
             try data.withUnsafeBytes { try writer.append(ids: ids, embeddings: $0.bindMemory(to: Float.self).baseAddress!) }
             start += ids.count
         }
+        // Which retriever embedded the shard, for retrieve's check. Written before the shard
+        // appears: a crash between leaves a record that disagrees with the old shard (refused,
+        // naming this job to re-run), never a new shard without its record.
+        let length = p.passageMaxlength ?? model.model.config.passageMaxlength
+        try ShardRecord(modelPath: folder, passageMaxlength: length, probe: model.probe(maxLength: length),
+                        samples: try Self.sampleHashes(passagesPath, range: range)).write(stem: stem)
         try writer.finish()
         start = 0
         while start < n {

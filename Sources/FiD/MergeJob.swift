@@ -54,6 +54,18 @@ public struct MergeKind: JobKind {
             }
             results.append(r)
         }
+        // Shards of one reader and one data set only: a shard re-run with another checkpoint (or
+        // on another file of the same size) would make the merged figures a mixture. Older results
+        // record neither and are not compared.
+        for (s, r) in results.enumerated() {
+            for (what, mine, first) in [("reader", r.model, results[0].model), ("data", r.evalData, results[0].evalData)] {
+                if let mine, let first, mine != first {
+                    throw JobError.permanent("\(dirs[s]) scored \(what) \(mine), but \(dirs[0]) scored \(first)",
+                                             field: "params.shards[\(s)]",
+                                             hint: "merge the shards of one score run; re-run the odd shard with the same model_path and eval_data")
+                }
+            }
+        }
         let fm = FileManager.default
         func all(_ name: String) -> Bool { dirs.allSatisfy { fm.fileExists(atPath: $0 + "/" + name) } }
         var outputs: [String] = []
@@ -70,7 +82,7 @@ public struct MergeKind: JobKind {
         let correct = results.reduce(0) { $0 + $1.correct }, count = results.reduce(0) { $0 + $1.count }
         let examples = results.reduce(0) { $0 + $1.examples }
         let merged = ScoreResult(correct: correct, count: count, examples: examples, shardId: 0, numShards: 1,
-                                 outputs: outputs + ["result.json"])
+                                 outputs: outputs + ["result.json"], model: results[0].model, evalData: results[0].evalData)
         try context.publish("result.json", try jsonEncoder().encode(merged))
         context.log("merge: \(n) shards, \(merged.exactMatchText), Total number of example \(count)")
         return merged

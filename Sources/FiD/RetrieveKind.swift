@@ -62,6 +62,14 @@ public struct RetrieveParams: JobParams {
         saveOrLoadIndex = try c.decode(.saveOrLoadIndex, default: false)
         method = try c.require(try c.decode(.method, default: "dense"), .method, "dense or bm25") { ["dense", "bm25"].contains($0) }
         rerank = try c.require(try c.decode(.rerank, default: 4), .rerank, "an integer >= 1") { $0 >= 1 }
+        // A param of the other method would be ignored: the user believes it searches as it says
+        // (`index: sq8` with BM25 is still BM25; `bm25_index` with dense is still dense).
+        let denseOnly: [CodingKeys] = [.modelPath, .tokenizer, .passagesEmbeddings, .index, .nSubquantizers, .nBits, .saveOrLoadIndex, .rerank]
+        for key in method == "bm25" ? denseOnly : [.bm25Index] where c.contains(key) {
+            throw JobError.permanent("\(key.stringValue) is a param of method \(method == "bm25" ? "dense" : "bm25"), and this job's method is \(method)",
+                                     field: "params." + key.stringValue,
+                                     hint: "drop \(key.stringValue), or set method \(method == "bm25" ? "dense" : "bm25")" + (c.contains(.method) ? "" : " (dense is the default)"))
+        }
         if method == "dense" {
             guard modelPath != nil else { throw JobError.permanent("method dense needs model_path", field: "params.model_path") }
             guard passagesEmbeddings != nil else {
@@ -125,6 +133,46 @@ public struct RetrieveKind: JobKind {
         return returned >= 1 && !depths.contains(returned) && returned < 100 ? depths + [returned] : depths
     }
 
+    /// Refuses shards another retriever embedded: each shard's record (`ShardRecord`, written by
+    /// `embed`) holds its model's embedding of a fixed probe passage, which `model` must
+    /// reproduce. Shards without a record (FiD's, an older fidq's) are searched unchecked, as said.
+    /// - Returns: the records' sampled passages (id → hash of the text embedded, and the shard),
+    ///   which the passages file must still hold.
+    static func checkEmbeddedBy(_ model: RetrieverModel, folder: String, shards: [EmbeddingShard],
+                                _ context: JobContext) throws -> [String: (hash: String, shard: String)] {
+        var samples: [String: (hash: String, shard: String)] = [:]
+        var probes: [Int: [Float]] = [:]  // by passage_maxlength
+        var unrecorded: [String] = [], worst: Float = 0
+        for shard in shards {
+            let record: ShardRecord?
+            do { record = try ShardRecord.read(forShard: shard.path) } catch let e as RetrievalError {
+                throw JobError.permanent(e.message, field: "params.passages_embeddings", hint: e.hint)
+            }
+            guard let record else { unrecorded.append(shard.path); continue }
+            let length = record.passageMaxlength
+            if probes[length] == nil { probes[length] = model.probe(maxLength: length) }
+            let d = record.distance(to: probes[length]!)
+            guard d <= ShardRecord.tolerance else {
+                throw JobError.permanent(
+                    "\(shard.path) was embedded by another retriever (\(record.modelPath)) than model_path \(folder): their embeddings "
+                        + "of a probe passage differ by \(d) relative (the same retriever agrees within \(ShardRecord.tolerance))",
+                    field: "params.passages_embeddings",
+                    hint: "embed the passages with this retriever (re-run this shard's embed job with model_path \(folder)), "
+                        + "or retrieve with the model that embedded them")
+            }
+            worst = max(worst, d)
+            for (id, hash) in record.samples ?? [:] { samples[id] = (hash, shard.path) }
+        }
+        if !probes.isEmpty {
+            context.log("retrieve: shards embedded by this retriever: \(shards.count - unrecorded.count) of \(shards.count) (probe agrees within \(worst))")
+        }
+        if !unrecorded.isEmpty {
+            context.log("retrieve: no record of the retriever that embedded \(unrecorded.count) of \(shards.count) shards (FiD's, or an "
+                        + "older fidq's), not checked: \(unrecorded.prefix(3).joined(separator: ", "))\(unrecorded.count > 3 ? ", …" : "")")
+        }
+        return samples
+    }
+
     public func run(_ p: RetrieveParams, _ context: JobContext) throws -> RetrieveOutput {
         let output = try context.output(p.outputPath, field: "params.output_path")
         try FileManager.default.createDirectory(atPath: (output as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
@@ -139,6 +187,7 @@ public struct RetrieveKind: JobKind {
         var corpus = 0
         var (queryS, indexS, searchS) = (0.0, 0.0, 0.0)
         var k = p.nDocs
+        var samples: [String: (hash: String, shard: String)] = [:]  // passages the shards' records sampled
         func wrap<T>(_ field: String, _ body: () throws -> T) throws -> T {
             do { return try body() } catch let e as RetrievalError { throw JobError.permanent(e.message, field: field, hint: e.hint) }
         }
@@ -169,29 +218,51 @@ public struct RetrieveKind: JobKind {
                                          + "\(model.model.embeddingWidth)", field: "params.passages_embeddings",
                                          hint: "embed the passages with this retriever first (embed jobs), or retrieve with the model that embedded them")
             }
+            samples = try Self.checkEmbeddedBy(model, folder: folder, shards: shards, context)
             corpus = flat.count
             k = min(k, max(corpus, 1))
             let dir = (shards[0].path as NSString).deletingLastPathComponent
-            switch p.index {
-            case "sq8":
-                let path = dir + "/index.sq8"
-                let sq = try wrap("params.passages_embeddings") { () -> ScalarQuantizedIndex in
-                    if p.saveOrLoadIndex, FileManager.default.fileExists(atPath: path) { return try ScalarQuantizedIndex(path: path) }
-                    let built = try ScalarQuantizedIndex.build(shards: shards)
-                    if p.saveOrLoadIndex { try built.save(to: path) }
+            /// A compressed index: loaded when `save_or_load_index` finds one built from these
+            /// very shards with these settings (and of their size), else built (and then saved,
+            /// with its source).
+            func compressed<I>(_ name: String, settings: [String: Int], load: (String) throws -> I, build: () throws -> I,
+                               save: (I, String) throws -> Void, shape: (I) -> (count: Int, dim: Int)) throws -> I {
+                try wrap("params.passages_embeddings") {
+                    let path = dir + "/index." + name
+                    guard p.saveOrLoadIndex else { return try build() }
+                    let source = try SavedIndexSource(index: name, settings: settings, shards: shards, indexPath: path)
+                    if FileManager.default.fileExists(atPath: path) {
+                        if let why = source.mismatch(SavedIndexSource.read(beside: path)) {
+                            context.log("retrieve: not loading \(path): \(why); building it again")
+                        } else {
+                            context.log("retrieve: loading \(path)")
+                            let loaded = try load(path), (n, d) = shape(loaded)
+                            guard n == flat.count, d == flat.dim else {
+                                throw JobError.permanent("\(path) holds \(n) × \(d), the shards \(flat.count) × \(flat.dim)",
+                                                         field: "params.passages_embeddings", hint: "delete it; the next run builds it again")
+                            }
+                            return loaded
+                        }
+                    }
+                    let built = try build()
+                    try save(built, path)
+                    try source.write(beside: path)
+                    context.log("retrieve: saved \(path)")
                     return built
                 }
+            }
+            switch p.index {
+            case "sq8":
+                let sq = try compressed("sq8", settings: [:], load: ScalarQuantizedIndex.init(path:),
+                                        build: { try ScalarQuantizedIndex.build(shards: shards) }, save: { try $0.save(to: $1) },
+                                        shape: { ($0.count, $0.dim) })
                 indexS = monotonicNow() - t
                 t = monotonicNow()
                 hits = q.withUnsafeBufferPointer { sq.search(queries: $0.baseAddress!, queryCount: questions.count, k: k, rerank: p.rerank, exact: flat) }
             case "pq":
-                let path = dir + "/index.pq"
-                let pq = try wrap("params.passages_embeddings") { () -> ProductQuantizedIndex in
-                    if p.saveOrLoadIndex, FileManager.default.fileExists(atPath: path) { return try ProductQuantizedIndex(path: path) }
-                    let built = try ProductQuantizedIndex.build(shards: shards, subquantizers: p.nSubquantizers, bits: p.nBits)
-                    if p.saveOrLoadIndex { try built.save(to: path) }
-                    return built
-                }
+                let pq = try compressed("pq", settings: ["n_subquantizers": p.nSubquantizers, "n_bits": p.nBits], load: ProductQuantizedIndex.init(path:),
+                                        build: { try ProductQuantizedIndex.build(shards: shards, subquantizers: p.nSubquantizers, bits: p.nBits) },
+                                        save: { try $0.save(to: $1) }, shape: { ($0.count, $0.dim) })
                 indexS = monotonicNow() - t
                 t = monotonicNow()
                 hits = q.withUnsafeBufferPointer { pq.search(queries: $0.baseAddress!, queryCount: questions.count, k: k) }
@@ -214,13 +285,25 @@ public struct RetrieveKind: JobKind {
         for h in hits { for x in h { needed.insert(idOf(x.row)) } }
         var found: [String: Passage] = [:]
         let reader = try wrap("params.passages") { try PassageReader(path: context.resolve(p.passages)) }
-        while found.count < needed.count, let psg = try wrap("params.passages", { try reader.next() }) {
+        // The shards' sampled passages must read as they were embedded: these texts are returned
+        // with the shards' vectors' ranking.
+        var sampled = Set<String>()
+        while found.count < needed.count || sampled.count < samples.count, let psg = try wrap("params.passages", { try reader.next() }) {
             if needed.contains(psg.id) { found[psg.id] = psg }
+            if let s = samples[psg.id] {
+                sampled.insert(psg.id)
+                guard ShardRecord.passageHash(title: psg.title, text: psg.text) == s.hash else {
+                    throw JobError.permanent("passage \(psg.id) in \(p.passages) is not the passage \(s.shard) embedded under that id "
+                                             + "(its title or text changed)", field: "params.passages",
+                                             hint: "retrieve from the passages file the shards were embedded from, or embed this one")
+                }
+            }
         }
-        if let missing = needed.first(where: { found[$0] == nil }) {
+        if let missing = needed.first(where: { found[$0] == nil }) ?? samples.keys.sorted().first(where: { !sampled.contains($0) }) {
             throw JobError.permanent("passage id \(missing) of the index is not in \(p.passages)", field: "params.passages",
                                      hint: "search the shards embedded from this passages file")
         }
+        if !samples.isEmpty { context.log("retrieve: \(sampled.count) passages sampled by the shards' records read as embedded") }
         var recall = RecallAtK()
         let writer = try PyJSONWriter(path: output)
         for (ex, h) in zip(examples, hits) {

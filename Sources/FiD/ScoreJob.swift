@@ -21,12 +21,20 @@ public struct ScoreResult: Codable, Sendable, Equatable {
     public var numShards: Int
     /// The files written into `out/`.
     public var outputs: [String]
+    /// The model folder read (a `latest` file followed to its step) and the data file scored, so
+    /// `merge` can refuse shards of another reader or data set. Absent in older results.
+    public var model: String?
+    public var evalData: String?
 
     enum CodingKeys: String, CodingKey {
-        case exactMatch = "exact_match", count, correct, examples, shardId = "shard_id", numShards = "num_shards", outputs
+        case exactMatch = "exact_match", count, correct, examples, shardId = "shard_id", numShards = "num_shards", outputs, model
+        case evalData = "eval_data"
     }
 
-    public init(correct: Int, count: Int, examples: Int, shardId: Int, numShards: Int, outputs: [String]) {
+    public init(correct: Int, count: Int, examples: Int, shardId: Int, numShards: Int, outputs: [String],
+                model: String? = nil, evalData: String? = nil) {
+        self.model = model
+        self.evalData = evalData
         self.correct = correct
         self.count = count
         self.examples = examples
@@ -46,6 +54,8 @@ public struct ScoreResult: Codable, Sendable, Equatable {
         try c.encode(shardId, forKey: .shardId)
         try c.encode(numShards, forKey: .numShards)
         try c.encode(outputs, forKey: .outputs)
+        try c.encodeIfPresent(model, forKey: .model)
+        try c.encodeIfPresent(evalData, forKey: .evalData)
     }
 
     /// FiD's log figure, or a note that there was nothing to compare with.
@@ -84,7 +94,7 @@ public struct ScoreKind: JobKind {
         let shardTotal = total > params.shardId ? (total - params.shardId + params.numShards - 1) / params.numShards : 0
         let B = params.perGpuBatchSize
         let batches = (shardTotal + B - 1) / B
-        let finished = try Self.finishedParts(context)
+        let finished = try Self.finishedParts(context, model: modelPath)
         context.log("score: \(modelPath) (\(config.numLayers)+\(config.decoderLayers) layers, d \(config.dModel)), \(dataPath): "
                     + "\(shardTotal) of \(total) questions (shard \(params.shardId)/\(params.numShards)), \(batches) batches of \(B), "
                     + "P \(params.nContext), L \(params.textMaxlength), \(params.numBeams == 1 ? "greedy" : "\(params.numBeams) beams"), "
@@ -174,7 +184,7 @@ public struct ScoreKind: JobKind {
         try results?.commit()
         try wscores?.commit()
         let result = ScoreResult(correct: correct, count: withAnswers, examples: examples, shardId: params.shardId,
-                                 numShards: params.numShards, outputs: outputs + ["result.json"])
+                                 numShards: params.numShards, outputs: outputs + ["result.json"], model: modelPath, evalData: dataPath)
         try context.publish("result.json", try jsonEncoder().encode(result))
         try? context.fs.removeTree(context.out + "/" + Self.partsFolder)
         context.log("score: \(result.exactMatchText), Total number of example \(withAnswers)")
@@ -184,9 +194,26 @@ public struct ScoreKind: JobKind {
     static func partName(_ batch: Int) -> String { partsFolder + "/" + String(format: "%08d.jsonl", batch) }
 
     /// Batches whose part an earlier attempt committed (temporary `.…part` files are not parts).
-    static func finishedParts(_ context: JobContext) throws -> Set<Int> {
-        let dir = context.out + "/" + partsFolder
-        guard context.fs.exists(dir) else { return [] }
+    /// The batches an earlier attempt finished with the same model folder. Parts of another one
+    /// (a `latest` that moved on while training went on between attempts) are discarded: mixed
+    /// into the result, they would score some questions with one checkpoint and some with another.
+    static func finishedParts(_ context: JobContext, model: String) throws -> Set<Int> {
+        let dir = context.out + "/" + partsFolder, record = dir + "/model.txt"
+        let mine = Data((model + "\n").utf8)
+        if context.fs.exists(dir) {
+            let earlier = try? context.fs.read(record, limit: 1 << 16)
+            if earlier != mine {
+                context.log("score: discarding the earlier attempt's batches: they were scored with "
+                            + (earlier.flatMap { String(data: $0, encoding: .utf8) }?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "an unrecorded model")
+                            + ", this attempt reads \(model)")
+                try context.fs.removeTree(dir)
+            }
+        }
+        if !context.fs.exists(dir) {
+            try context.fs.makeDirectories(dir)
+            try context.fs.writeAtomically(record, mine, tag: context.token)
+            return []
+        }
         var out = Set<Int>()
         for name in try context.fs.list(dir) where name.hasSuffix(".jsonl") && !name.hasPrefix(".") {
             if let n = Int(name.dropLast(6)) { out.insert(n) }

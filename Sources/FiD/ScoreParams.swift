@@ -106,23 +106,34 @@ public struct ScoreParams: JobParams, Equatable {
         return JobError.permanent(prefix + "\(error)", field: "params.model_path")
     }
 
-    static func checkModelFolder(_ folder: String, field: String) throws {
+    /// At submit: `folder` holds config.json and weights. For a training job (`training`), a
+    /// folder with a config and no weights (an `example` world's `reader/`, a config copied alone)
+    /// hints at `model_config`, which starts from fresh weights of that config.
+    static func checkModelFolder(_ folder: String, field: String, architecture: String = "T5", training: Bool = false,
+                                 parseConfig: (String) throws -> Void = { _ = try T5Config.load(path: $0) }) throws {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         guard fm.fileExists(atPath: folder, isDirectory: &isDir), isDir.boolValue else {
             throw JobError.permanent("\(folder) is not a folder", field: field, hint: "a model folder with config.json and model.safetensors")
         }
         guard fm.fileExists(atPath: folder + "/config.json") else {
-            throw JobError.permanent("\(folder) holds no config.json", field: field, hint: "a Hugging Face or FiD T5 folder")
+            throw JobError.permanent("\(folder) holds no config.json", field: field, hint: "a Hugging Face or FiD \(architecture) folder")
+        }
+        // The config first (a few hundred bytes): a folder of the other architecture is named as such.
+        do { try parseConfig(folder + "/config.json") } catch let e as JobError { throw e } catch {
+            throw JobError.permanent("\(error)", field: field)
         }
         guard weightFiles.contains(where: { fm.fileExists(atPath: folder + "/" + $0) }) else {
             throw JobError.permanent("\(folder) holds no weights (\(weightFiles.joined(separator: ", ")))", field: field,
-                                     hint: "an unfinished download or training run? point at a folder with its weights")
+                                     hint: training ? noWeightsTrainingHint(folder)
+                                         : "an unfinished download or training run? point at a folder with its weights")
         }
-        // The config too (a few hundred bytes): a retriever's folder is refused at submit, not when the job runs.
-        do { _ = try T5Config.load(path: folder + "/config.json") } catch let e as ModelLoadError {
-            throw JobError.permanent(e.description, field: field)
-        }
+    }
+
+    /// The hint for a training job whose `model_path` has a config but no weights.
+    static func noWeightsTrainingHint(_ folder: String) -> String {
+        "to train from fresh weights of this config, give model_config: \(folder)/config.json (and tokenizer) instead of model_path; "
+            + "to start from trained weights, point at a folder that holds them"
     }
 
     static func checkFirstExample(_ path: String, field: String, needAnswers: Bool) throws {

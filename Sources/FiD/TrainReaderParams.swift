@@ -111,7 +111,7 @@ public struct TrainReaderParams: JobParams, Equatable {
     /// config parses), and the first example of each data file is FiD data with a question (and,
     /// for `eval_data`, answers). Later examples are checked when the job loads them.
     public func validateInputs(resolve: (String) -> String) throws {
-        if let modelPath { try ScoreParams.checkModelFolder(resolve(modelPath), field: "params.model_path") }
+        if let modelPath { try ScoreParams.checkModelFolder(resolve(modelPath), field: "params.model_path", training: true) }
         if let modelConfig {
             do { _ = try T5Config.load(path: resolve(modelConfig)) } catch {
                 throw JobError.permanent("\(error)", field: "params.model_config")

@@ -124,6 +124,24 @@ public struct TrainRetrieverParams: JobParams, Equatable {
         if !(trainer.optim.lr > 0) { throw JobError.permanent("expected lr > 0, found \(trainer.optim.lr)", field: "params.lr") }
     }
 
+    /// At submit, once the files exist: the model folder holds a BERT config.json and weights
+    /// (or `model_config` parses as one), and the first example of each data file is FiD data
+    /// with a question. Scores and passage counts are checked when the job loads the data.
+    public func validateInputs(resolve: (String) -> String) throws {
+        if let modelPath {
+            try ScoreParams.checkModelFolder(resolve(modelPath), field: "params.model_path", architecture: "BERT", training: true) {
+                _ = try BertConfig.load(path: $0)
+            }
+        }
+        if let modelConfig {
+            do { _ = try BertConfig.load(path: resolve(modelConfig)) } catch {
+                throw JobError.permanent("\(error)", field: "params.model_config")
+            }
+        }
+        try ScoreParams.checkFirstExample(resolve(trainData), field: "params.train_data", needAnswers: false)
+        if let evalData { try ScoreParams.checkFirstExample(resolve(evalData), field: "params.eval_data", needAnswers: false) }
+    }
+
     public var inputPaths: [(field: String, path: String)] {
         var p: [(String, String)] = [("train_data", trainData)]
         if let evalData { p.append(("eval_data", evalData)) }

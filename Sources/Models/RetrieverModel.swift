@@ -75,6 +75,16 @@ public struct RetrieverModel {
                       batchSize: batchSize, progress: progress)
     }
 
+    /// The fixed passage whose embedding fingerprints a retriever (weights, head, pooling,
+    /// tokenizer): `embed` records it beside each shard and `retrieve` compares its own.
+    public static let probeTitle = "fidq", probeText = "a fixed passage that tells one retriever from another : 0 1 2 3 4 5 6 7 8 9"
+
+    /// (E) The probe passage's embedding at `maxLength` (the shard's `passage_maxlength`: without
+    /// a passage mask the padding length changes the embedding).
+    public func probe(maxLength: Int) -> [Float] {
+        embedPassages(titles: [Self.probeTitle], texts: [Self.probeText], maxLength: maxLength, batchSize: 1)
+    }
+
     /// The first half of `embedPassages`: FiD's passage texts tokenised on `threads` cores
     /// (default all), special tokens included, truncated to `passage_maxlength` unless given.
     /// The `embed` job runs it on the next block while the model embeds the current one.

@@ -125,7 +125,9 @@ public final class EmbeddingShard: @unchecked Sendable {
 
     /// The shard files a glob names, sorted as FiD sorts them (`sorted(glob.glob(pattern))`: by
     /// code point, which is UTF-8 byte order). A `.ids` file is the companion of its `.npy` and
-    /// unfinished `.tmp` files are skipped; anything else is a shard (FiD's pickles have no suffix).
+    /// unfinished `.tmp` files, saved indexes (`index.sq8`, `index.pq`) and JSON files (their
+    /// `.source.json`, a shard's `.meta.json`) are skipped; anything else is a shard (FiD's pickles
+    /// have no suffix).
     public static func glob(_ pattern: String) -> [String] {
         var g = glob_t()
         defer { globfree(&g) }
@@ -135,6 +137,9 @@ public final class EmbeddingShard: @unchecked Sendable {
             guard let c = g.gl_pathv[i] else { continue }
             let p = String(cString: c)
             if p.hasSuffix(".ids") || p.hasSuffix(".tmp") || p.contains(".tmp-") { continue }
+            // What save_or_load_index and embed keep beside the shards, so a glob like `emb/*` still works.
+            let name = p.split(separator: "/").last.map(String.init) ?? p
+            if name == "index.sq8" || name == "index.pq" || name.hasSuffix(".json") { continue }
             out.append(p)
         }
         return out.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }

@@ -48,25 +48,34 @@ struct IndexFileWriter {
 
     /// Writes to `path` under a temporary name, then renames.
     func write(to path: String) throws {
-        let tmp = path + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw RetrievalError(file: path, field: "file", expected: "a writable path", found: String(cString: strerror(errno))) }
-        var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else {
-                close(fd)
-                unlink(tmp)
-                throw RetrievalError(file: path, field: "write", expected: "disk space", found: String(cString: strerror(errno)))
-            }
-            done += n
+        try bytes.withUnsafeBytes { try writeFileAtomically($0, to: path) }
+    }
+}
+
+/// Writes `bytes` to `path` under a temporary name (the pid and a random part: workers on several
+/// hosts may share a pid), fsyncs and renames, so readers see the old file or the new one.
+func writeFileAtomically(_ bytes: UnsafeRawBufferPointer, to path: String) throws {
+    let tmp = path + ".tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw RetrievalError(file: path, field: "file", expected: "a writable path", found: String(cString: strerror(errno))) }
+    var done = 0
+    while done < bytes.count {
+        let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+        if n < 0, errno == EINTR { continue }
+        guard n > 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            unlink(tmp)
+            throw RetrievalError(file: path, field: "write", expected: "disk space", found: reason)
         }
-        fsync(fd)
-        close(fd)
-        guard rename(tmp, path) == 0 else {
-            throw RetrievalError(file: path, field: "rename", expected: "a writable folder", found: String(cString: strerror(errno)))
-        }
+        done += n
+    }
+    fsync(fd)
+    close(fd)
+    guard rename(tmp, path) == 0 else {
+        let reason = String(cString: strerror(errno))
+        unlink(tmp)
+        throw RetrievalError(file: path, field: "rename", expected: "a writable folder", found: reason)
     }
 }
 

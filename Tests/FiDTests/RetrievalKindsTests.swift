@@ -126,6 +126,31 @@ enum RetrievalJobs {
         }
     }
 
+    /// Each method's required params, and a param of the other method, which would be ignored
+    /// (a user who set `index: sq8` on a BM25 job believes it searched sq8): refused, naming it.
+    @Test(arguments: [
+        (#"{"method": "bm25"}"#, "params.bm25_index", "method bm25 needs bm25_index"),
+        (#"{"method": "bm25", "bm25_index": "bm25.index", "index": "sq8"}"#, "params.index",
+         "index is a param of method dense, and this job's method is bm25"),
+        (#"{"method": "bm25", "bm25_index": "bm25.index", "model_path": "m"}"#, "params.model_path", "model_path is a param of method dense"),
+        (#"{"method": "bm25", "bm25_index": "bm25.index", "save_or_load_index": true}"#, "params.save_or_load_index", "of method dense"),
+        (#"{"bm25_index": "bm25.index"}"#, "params.bm25_index", "bm25_index is a param of method bm25, and this job's method is dense"),
+        (#"{"model_path": "m"}"#, "params.passages_embeddings", "method dense needs passages_embeddings"),
+        (#"{"passages_embeddings": "emb/*"}"#, "params.model_path", "method dense needs model_path"),
+        (#"{"model_path": "m", "passages_embeddings": "emb/*", "index": "pq"}"#, "params.n_subquantizers", "index pq needs n_subquantizers > 0"),
+    ])
+    func retrieveParamsFitTheMethod(json: String, field: String, message: String) throws {
+        var params = try JSONDecoder().decode([String: JSONValue].self, from: Data(json.utf8))
+        params["passages"] = .string("psgs.tsv")
+        params["data"] = .string("q.json")
+        do {
+            _ = try JSONDecoder().decode(RetrieveParams.self, from: JSONEncoder().encode(JSONValue.object(params)))
+            Issue.record("accepted \(json)")
+        } catch let e as JobError {
+            #expect(e.field == field && e.message.contains(message), "\(e)")
+        }
+    }
+
     @Test func badTSVNamesItsLine() throws {
         let dir = TestData.scratch("badtsv")
         try TestData.write("id\ttext\ttitle\n1\tok\tA\n2\tno title\n", to: dir + "/psgs.tsv")
@@ -257,6 +282,144 @@ enum RetrievalJobs {
     }
 }
 
+/// `save_or_load_index` loads a saved `sq8`/`pq` index only when it was built from these very
+/// shards with these settings: the loop's next round re-embeds the corpus into the same shard
+/// names, and a stale index would be searched with the new questions without a word.
+@Suite struct SavedIndexTests {
+    /// A seeded random retriever over the example world's vocabulary (64 wide).
+    static func retriever(_ dir: String, world: String, seed: UInt64) throws -> String {
+        let folder = dir + "/retriever-\(seed)"
+        let model = BertRetriever(config: try BertConfig.load(path: world + "/retriever/config.json"))
+        model.initialize(seed: seed)
+        try model.save(folder: folder, tokenizer: world + "/retriever/vocab.txt")
+        return folder
+    }
+
+    @Test(arguments: ["sq8", "pq"])
+    func aSavedIndexIsLoadedOnlyForTheShardsItWasBuiltFrom(index: String) throws {
+        let dir = TestData.scratch("saved-index")
+        let world = dir + "/world"
+        _ = try ExampleWorld(config: ExampleWorldConfig(seed: 3, train: 40, dev: 30)).write(to: world)
+        let models = [try Self.retriever(dir, world: world, seed: 1), try Self.retriever(dir, world: world, seed: 2)]
+        var runs = 0
+        func embed(_ model: String) throws {
+            runs += 1
+            _ = try RetrievalJobs.run("embed", ["model_path": .string(model), "passages": .string("world/passages.tsv"),
+                                                "output_path": .string("emb/passages"), "passage_maxlength": .number(24)],
+                                      workspace: dir, id: "embed-\(runs)")
+        }
+        /// The retrieved ids of every question, and the run's log.
+        func retrieve(_ model: String, save: Bool, m: Int = 4) throws -> (ids: [[String]], log: String) {
+            runs += 1
+            let id = "retrieve-\(runs)"
+            var params: [String: JSONValue] = [
+                "model_path": .string(model), "passages": .string("world/passages.tsv"), "passages_embeddings": .string("emb/passages_*"),
+                "data": .string("world/dev.json"), "output_path": .string("\(id).json"), "n_docs": .number(10), "index": .string(index),
+                "save_or_load_index": .bool(save)]
+            if index == "pq" { params["n_subquantizers"] = .number(Double(m)) }
+            _ = try RetrievalJobs.run("retrieve", params, workspace: dir, id: id)
+            let examples = try FiDData(path: dir + "/\(id).json").load()
+            let ids = examples.map { $0.ctxs.map { p -> String in
+                if case .object(let fields) = p.raw, case .string(let s)? = fields.first(where: { $0.0 == "id" })?.1 { return s }
+                return "?"
+            } }
+            return (ids, (try? String(contentsOfFile: dir + "/\(id).run/log.txt", encoding: .utf8)) ?? "")
+        }
+        let saved = dir + "/emb/index." + index
+        try embed(models[0])
+        let first = try retrieve(models[0], save: true)
+        #expect(first.log.contains("saved \(saved)") && FileManager.default.fileExists(atPath: saved + ".source.json"), "\(first.log)")
+        let again = try retrieve(models[0], save: true)
+        #expect(again.log.contains("loading \(saved)") && again.ids == first.ids, "\(again.log)")
+        // The next round: another retriever re-embeds into the same shard names.
+        try embed(models[1])
+        let fresh = try retrieve(models[1], save: false)
+        let next = try retrieve(models[1], save: true)
+        #expect(next.log.contains("not loading \(saved): passages_00.") && next.log.contains("changed since it was built"), "\(next.log)")
+        #expect(next.ids == fresh.ids, "the rebuilt index finds what a fresh one finds")
+        #expect(fresh.ids != first.ids, "the two retrievers rank differently (else this test proves nothing)")
+        #expect(try retrieve(models[1], save: true).log.contains("loading \(saved)"))
+        if index == "pq" {
+            // Other settings change the codes: built again, not loaded.
+            let wider = try retrieve(models[1], save: true, m: 8)
+            #expect(wider.log.contains("n_subquantizers 4 there, 8 here"), "\(wider.log)")
+            #expect(wider.ids == (try retrieve(models[1], save: false, m: 8)).ids)
+        }
+        // An index saved without its source (older fidq, or FiD's habit of copying) is rebuilt too.
+        try FileManager.default.removeItem(atPath: saved + ".source.json")
+        #expect(try retrieve(models[1], save: true).log.contains("no record of the shards it was built from"))
+        // A glob over the whole folder skips the saved index and its source.
+        #expect(EmbeddingShard.glob(dir + "/emb/*").map { ($0 as NSString).lastPathComponent } == ["passages_00.npy"])
+    }
+}
+
+/// `embed` records which retriever embedded each shard (its embedding of a fixed probe passage);
+/// `retrieve` refuses shards another retriever embedded, which would return unrelated passages.
+@Suite struct ShardRecordTests {
+    @Test func retrieveRefusesShardsAnotherRetrieverEmbedded() throws {
+        let dir = TestData.scratch("shard-record")
+        let world = dir + "/world"
+        let fm = FileManager.default
+        _ = try ExampleWorld(config: ExampleWorldConfig(seed: 3, train: 40, dev: 30)).write(to: world)
+        let a = try SavedIndexTests.retriever(dir, world: world, seed: 1), b = try SavedIndexTests.retriever(dir, world: world, seed: 2)
+        func embed(_ model: String, shard: Int, id: String) throws {
+            _ = try RetrievalJobs.run("embed", ["model_path": .string(model), "passages": .string("world/passages.tsv"),
+                                                "output_path": .string("emb/passages"), "shard_id": .number(Double(shard)),
+                                                "num_shards": .number(2), "passage_maxlength": .number(24)],
+                                      workspace: dir, id: id)
+        }
+        /// The run's log, or the job's error.
+        func retrieve(_ model: String, id: String) -> Result<String, JobError> {
+            do {
+                _ = try RetrievalJobs.run("retrieve", ["model_path": .string(model), "passages": .string("world/passages.tsv"),
+                                                       "passages_embeddings": .string("emb/passages_*"), "data": .string("world/dev.json"),
+                                                       "output_path": .string("\(id).json"), "n_docs": .number(5)],
+                                          workspace: dir, id: id)
+                return .success((try? String(contentsOfFile: dir + "/\(id).run/log.txt", encoding: .utf8)) ?? "")
+            } catch { return .failure(error as? JobError ?? JobError.permanent("\(error)")) }
+        }
+        try embed(a, shard: 0, id: "embed-0")
+        try embed(a, shard: 1, id: "embed-1")
+        #expect(fm.fileExists(atPath: dir + "/emb/passages_00.meta.json") && fm.fileExists(atPath: dir + "/emb/passages_01.meta.json"))
+        let same = retrieve(a, id: "same")
+        guard case .success(let log) = same else { Issue.record("refused its own retriever's shards: \(same)"); return }
+        #expect(log.contains("shards embedded by this retriever: 2 of 2"), "\(log)")
+        // Another retriever's questions against a's passages: same width, unrelated ranking.
+        guard case .failure(let wrong) = retrieve(b, id: "wrong") else { Issue.record("searched a's shards with b"); return }
+        #expect(wrong.field == "params.passages_embeddings" && wrong.message.contains("/emb/passages_00.npy was embedded by another retriever (\(a))")
+                && wrong.message.contains("than model_path \(b)") && wrong.hint?.contains("re-run this shard's embed job") == true, "\(wrong)")
+        // One shard re-embedded by b (half of a round): the mixed set is refused, naming it.
+        try embed(b, shard: 1, id: "embed-1b")
+        guard case .failure(let mixed) = retrieve(a, id: "mixed") else { Issue.record("searched a mixed set of shards"); return }
+        #expect(mixed.message.contains("passages_01.npy was embedded by another retriever (\(b))"), "\(mixed)")
+        // A shard without a record (FiD's, an older fidq's) is searched unchecked, and the log says so.
+        try embed(a, shard: 1, id: "embed-1c")
+        try fm.removeItem(atPath: dir + "/emb/passages_01.meta.json")
+        guard case .success(let partial) = retrieve(a, id: "partial") else { Issue.record("refused a shard without a record"); return }
+        #expect(partial.contains("shards embedded by this retriever: 1 of 2")
+                && partial.contains("no record of the retriever that embedded 1 of 2 shards"), "\(partial)")
+        // The passages file must hold the texts embedded: a sampled passage whose text changed
+        // (a corpus regenerated under the same ids) is refused, naming it.
+        #expect(partial.contains("passages sampled by the shards' records read as embedded"), "\(partial)")
+        let record = try #require(try ShardRecord.read(forShard: dir + "/emb/passages_00.npy"))
+        let sampled = try #require(record.samples?.keys.sorted().last)
+        let tsv = dir + "/world/passages.tsv", original = try String(contentsOfFile: tsv, encoding: .utf8)
+        let edited = original.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            line.hasPrefix(sampled + "\t") ? sampled + "\tan edited text\t" + (line.split(separator: "\t").last.map(String.init) ?? "") : String(line)
+        }.joined(separator: "\n")
+        #expect(edited != original)
+        try edited.write(toFile: tsv, atomically: true, encoding: .utf8)
+        guard case .failure(let changed) = retrieve(a, id: "changed") else { Issue.record("returned texts other than those embedded"); return }
+        #expect(changed.field == "params.passages" && changed.message.contains("passage \(sampled) in world/passages.tsv is not the passage")
+                && changed.message.contains("passages_00.npy embedded"), "\(changed)")
+        try original.write(toFile: tsv, atomically: true, encoding: .utf8)
+        // A damaged record is an error naming it, not a silent pass.
+        try "{".write(toFile: dir + "/emb/passages_01.meta.json", atomically: true, encoding: .utf8)
+        guard case .failure(let damaged) = retrieve(a, id: "damaged") else { Issue.record("read a damaged record"); return }
+        #expect(damaged.message.contains("passages_01.meta.json"), "\(damaged)")
+    }
+}
+
 @Suite struct RetrievalExamplesTests {
     /// Every job of queue/examples/retrieval decodes strictly with the kind's params.
     @Test func examplesDecode() throws {
@@ -339,6 +502,40 @@ enum RetrievalJobs {
         defer { sa.deallocate(); sb.deallocate() }
         #expect(Array(UnsafeBufferPointer(start: a.rows(0, 30, scratch: sa), count: 30 * a.dim))
             == Array(UnsafeBufferPointer(start: b.rows(0, 30, scratch: sb), count: 30 * b.dim)))
+    }
+
+    /// A `model_path` naming a checkpoint's `latest` that moved on between attempts (training went
+    /// on): the earlier attempt's blocks came from another retriever, so the shard starts over
+    /// rather than holding two retrievers' rows.
+    @Test func aResumeWithAnotherModelFolderStartsOver() throws {
+        let base = TestData.scratch("embed-model")
+        _ = try ExampleWorld(config: ExampleWorldConfig(seed: 3, train: 40, dev: 30)).write(to: base + "/world")
+        let a = try SavedIndexTests.retriever(base, world: base + "/world", seed: 1)
+        let b = try SavedIndexTests.retriever(base, world: base + "/world", seed: 2)
+        func params(_ model: String) -> [String: JSONValue] {
+            ["model_path": .string(model), "passages": .string(base + "/world/passages.tsv"), "output_path": .string("emb/p"),
+             "block_size": .number(16), "no_fp16": .bool(true), "per_gpu_batch_size": .number(8), "passage_maxlength": .number(24)]
+        }
+        let whole = TestData.scratch("embed-model-whole")
+        _ = try RetrievalJobs.run("embed", params(b), workspace: whole)
+        let dir = TestData.scratch("embed-model-resume"), fm = FileManager.default
+        try fm.createDirectory(atPath: dir + "/ckpt", withIntermediateDirectories: true)
+        try fm.copyItem(atPath: a, toPath: dir + "/ckpt/step-1")
+        try fm.copyItem(atPath: b, toPath: dir + "/ckpt/step-2")
+        try TestData.write("step-1\n", to: dir + "/ckpt/latest")
+        let d = JobDescriptor(kind: "embed", id: "embed", maxAttempts: 1, params: .object(params("ckpt/latest")))
+        let job = try RetrievalJobs.stopAfterFirstCheckpoint(d, in: dir)
+        try TestData.write("step-2\n", to: dir + "/ckpt/latest")
+        guard case .object(let r) = try job.run(d, registry: RetrievalJobs.registry()) else { Issue.record("no result"); return }
+        #expect(RetrievalJobs.number(r["resumed_from"]) == 0)
+        let log = try String(contentsOfFile: dir + "/embed.run/log.txt", encoding: .utf8)
+        #expect(log.contains("its rows were embedded by \(dir)/ckpt/step-1, this attempt reads \(dir)/ckpt/step-2"), "\(log)")
+        let x = try EmbeddingShard(path: whole + "/emb/p_00.npy"), y = try EmbeddingShard(path: dir + "/emb/p_00.npy")
+        #expect(x.ids == y.ids && x.count == y.count)
+        let sx = UnsafeMutablePointer<Float>.allocate(capacity: x.count * x.dim), sy = UnsafeMutablePointer<Float>.allocate(capacity: y.count * y.dim)
+        defer { sx.deallocate(); sy.deallocate() }
+        #expect(Array(UnsafeBufferPointer(start: x.rows(0, x.count, scratch: sx), count: x.count * x.dim))
+            == Array(UnsafeBufferPointer(start: y.rows(0, y.count, scratch: sy), count: y.count * y.dim)), "every row is step-2's")
     }
 
     /// A folder's checkpoint is resumed only by the shard it belongs to, and only while its blocks

@@ -77,6 +77,7 @@ import Testing
         try FileManager.default.copyItem(atPath: ReaderFixture.folder + "/config.json", toPath: noWeights + "/config.json")
         let e = Self.submitError(with("model_path", .string(noWeights)))
         #expect(e?.field == "params.model_path" && e?.message.contains("holds no weights") == true)
+        #expect(e?.hint?.contains("model_config") == false, "score reads trained weights: no fresh start to hint at")
         // A BERT retriever's folder: named for its architecture at submit (it was refused at run
         // time for lacking a T5 tokenizer, with a hint to set one).
         let bert = TestData.scratch("bert") + "/model"
@@ -115,7 +116,11 @@ import Testing
         params["model_path"] = .string(ckpt + "/latest")
         #expect(Self.submitError(params) == nil)
         let (folder, viaLatest) = try ReaderFixture.runScore(params)
-        #expect(viaLatest == direct, "\(viaLatest) vs \(direct)")
+        guard case .object(var a) = viaLatest, case .object(var b) = direct else { Issue.record("results"); return }
+        #expect(a["model"] == .string(ckpt + "/step-3") && b["model"] == .string(ReaderFixture.folder), "result.json names the folder read")
+        a["model"] = nil
+        b["model"] = nil
+        #expect(a == b, "\(viaLatest) vs \(direct)")
         let log = try String(contentsOfFile: folder + "/log.txt", encoding: .utf8)
         #expect(log.contains(ckpt + "/step-3"), "the log names the folder read: \(log)")
         // A pointer to a step that is gone is refused at submit, naming the field.
@@ -175,6 +180,10 @@ import Testing
         try TestData.write(#"{"p": \#(lines[2])}"# + "\n", to: dir + "/run/out/parts/00000002.jsonl")
         // A half-written part of the killed attempt is not a part.
         try TestData.write("{\"p\": ", to: dir + "/run/out/parts/.00000001.jsonl.dead.part")
+        // The model folder the earlier attempt read: the same as this one's.
+        try TestData.write(ReaderFixture.folder + "\n", to: dir + "/run/out/parts/model.txt")
+        let parts = try FileManager.default.contentsOfDirectory(atPath: dir + "/run/out/parts")
+        try FileManager.default.copyItem(atPath: dir + "/run/out/parts", toPath: dir + "/parts-kept")
         var job = ForegroundRun(file: dir + "/score.json", workspace: dir)
         job.outDir = dir + "/run"
         job.allowedRoots = ["/"]
@@ -188,6 +197,21 @@ import Testing
         let log = try String(contentsOfFile: dir + "/run/log.txt", encoding: .utf8)
         #expect(log.contains("2 batches done by an earlier attempt"))
         #expect(!FileManager.default.fileExists(atPath: dir + "/run/out/parts"), "parts are removed once joined")
+        // Parts scored with another model folder (a `latest` that moved on between attempts) are
+        // discarded, not mixed in: every batch is scored again.
+        #expect(parts.count == 4)
+        let other = TestData.scratch("resume-other")
+        try FileManager.default.createDirectory(atPath: other + "/run/out", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: dir + "/parts-kept", toPath: other + "/run/out/parts")
+        try TestData.write("/elsewhere/checkpoint/step-400\n", to: other + "/run/out/parts/model.txt")
+        var again = ForegroundRun(file: other + "/score.json", workspace: other)
+        again.outDir = other + "/run"
+        again.allowedRoots = ["/"]
+        _ = try again.run(JobDescriptor(kind: "score", id: "score", maxAttempts: 1, params: .object(params)), registry: Self.registry())
+        #expect(try String(contentsOfFile: other + "/run/out/predictions.jsonl", encoding: .utf8) == reference)
+        let otherLog = try String(contentsOfFile: other + "/run/log.txt", encoding: .utf8)
+        #expect(otherLog.contains("discarding the earlier attempt's batches: they were scored with /elsewhere/checkpoint/step-400, "
+                                  + "this attempt reads \(ReaderFixture.folder)"), "\(otherLog)")
     }
 
     @Test func shardsThenMergeEqualOneRun() throws {
@@ -223,6 +247,21 @@ import Testing
         #expect(fromRuns == merged)
         for name in ["predictions.jsonl", "final_output.txt", "dataset_wscores.json"] {
             #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/runs/out/" + name)) == Data(contentsOf: URL(fileURLWithPath: dir + "/run/out/" + name)))
+        }
+        // A shard scored with another reader (re-run with another checkpoint) is refused, naming it.
+        let odd = shardDirs[2] + "/result.json"
+        var record = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: odd))) as! [String: Any]
+        #expect(record["model"] as? String == ReaderFixture.folder && record["eval_data"] as? String == ReaderFixture.folder + "/eval.json")
+        record["model"] = "/elsewhere/checkpoint/step-400"
+        try JSONSerialization.data(withJSONObject: record).write(to: URL(fileURLWithPath: odd))
+        job.outDir = dir + "/mixed"
+        do {
+            _ = try job.run(JobDescriptor(kind: "merge", id: "merge", params: .object(["shards": .array(shardDirs.map(JSONValue.string))])),
+                            registry: Self.registry())
+            Issue.record("shards of two readers were merged")
+        } catch let e as JobError {
+            #expect(e.field == "params.shards[2]" && e.message.contains("scored reader /elsewhere/checkpoint/step-400, but")
+                    && e.message.contains("scored \(ReaderFixture.folder)"), "\(e)")
         }
         // Shards out of order are refused, naming the position.
         job.outDir = dir + "/reversed"

@@ -71,6 +71,21 @@ struct TrainReaderParamsTests {
         #expect(failure(#"{"train_data": "t", "model_config": "c"}"#).contains("params.tokenizer"))
     }
 
+    /// At submit, a model folder with a config and no weights (an example world's `reader/`)
+    /// hints at `model_config`, which starts from fresh weights of that config.
+    @Test func aModelFolderWithoutWeightsHintsAtModelConfig() throws {
+        let folder = TestData.scratch("config-only")
+        try FileManager.default.copyItem(atPath: ReaderFixture.folder + "/config.json", toPath: folder + "/config.json")
+        let p = try decode(#"{"train_data": "t.json", "model_path": "\#(folder)"}"#)
+        do {
+            try p.validateInputs(resolve: { $0 })
+            Issue.record("accepted a folder without weights")
+        } catch let e as JobError {
+            #expect(e.field == "params.model_path" && e.message.contains("holds no weights")
+                    && e.hint?.contains("give model_config: \(folder)/config.json (and tokenizer) instead of model_path") == true, "\(e)")
+        }
+    }
+
     @Test func fidNoneMeansAbsent() throws {
         let p = try decode(#"{"train_data": "t.json", "model_path": "m", "eval_data": "none"}"#)
         #expect(p.evalData == nil)

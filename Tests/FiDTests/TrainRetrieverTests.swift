@@ -115,6 +115,28 @@ struct TrainRetrieverTests {
         }
     }
 
+    /// A model folder with a config and no weights (an example world's `retriever/`) is refused
+    /// before training, hinting at `model_config`; a T5 folder is named as such.
+    @Test func aModelFolderWithoutWeightsHintsAtModelConfig() throws {
+        let dir = scratch()
+        try SyntheticRetrieval.writeModelFiles(dir)
+        try SyntheticRetrieval.write(SyntheticRetrieval.examples(3, seed: 1), to: dir + "/train.json")
+        func error(_ params: [String: Any]) -> JobError? {
+            do { _ = try runTrainRetriever(params, out: dir + "/run-\(UUID().uuidString)", workspace: dir); return nil } catch { return error as? JobError }
+        }
+        let e = error(["train_data": "train.json", "model_path": dir, "n_context": 4, "total_steps": 1])
+        #expect(e?.field == "params.model_path" && e?.message.contains("holds no weights") == true
+                && e?.hint?.contains("give model_config: \(dir)/config.json (and tokenizer) instead of model_path") == true, "\(String(describing: e))")
+        let t5 = dir + "/t5"
+        try FileManager.default.createDirectory(atPath: t5, withIntermediateDirectories: true)
+        try #"{"model_type": "t5", "d_model": 8}"#.write(toFile: t5 + "/config.json", atomically: true, encoding: .utf8)
+        let wrong = error(["train_data": "train.json", "model_path": "t5", "n_context": 4, "total_steps": 1])
+        #expect(wrong?.field == "params.model_path" && wrong?.message.contains("field model_type is 't5', expected 'bert'") == true,
+                "\(String(describing: wrong))")
+        // As the hint says: the same config as model_config trains.
+        #expect(error(["train_data": "train.json", "model_config": "config.json", "tokenizer": "vocab.txt", "n_context": 4, "total_steps": 1]) == nil)
+    }
+
     @Test func fewerPassagesThanNContextIsRefused() throws {
         let dir = scratch()
         try SyntheticRetrieval.writeModelFiles(dir)

@@ -103,9 +103,14 @@ import Testing
         let folder = ShardFolder()
         defer { folder.remove() }
         for i in [10, 2, 0, 1] { try folder.write(index: i, rows: [1, 2], dim: 2, storage: .float32, firstID: i) }
-        FileManager.default.createFile(atPath: folder.dir + "/passages_03.npy.tmp", contents: Data())
+        _ = FileManager.default.createFile(atPath: folder.dir + "/passages_03.npy.tmp", contents: Data())
+        // What embed and save_or_load_index keep beside the shards is no shard either.
+        for name in ["passages_00.meta.json", "index.sq8", "index.sq8.source.json", "index.pq"] {
+            _ = FileManager.default.createFile(atPath: folder.dir + "/" + name, contents: Data("x".utf8))
+        }
         let names = EmbeddingShard.glob(folder.dir + "/passages_*").map { ($0 as NSString).lastPathComponent }
         #expect(names == ["passages_00.npy", "passages_01.npy", "passages_02.npy", "passages_10.npy"])
+        #expect(EmbeddingShard.glob(folder.dir + "/*").map { ($0 as NSString).lastPathComponent } == names)
     }
 
     @Test func writerResumesWithoutDuplicatingRows() throws {
