@@ -104,6 +104,10 @@ public struct RetrieveOutput: Codable, Sendable {
     /// depths the output reaches (`n_docs_returned`), plus that depth itself when it is none of them.
     public var recall: [String: Double]
     public var note: String?
+    /// Questions given fewer than `min(n_docs, corpus)` passages (BM25 returns only passages that
+    /// share a word with the question), and the shortest list; absent when every list is full.
+    public var shortQuestions: Int?
+    public var fewestDocs: Int?
     public var queryS: Double
     public var indexS: Double
     public var searchS: Double
@@ -112,6 +116,8 @@ public struct RetrieveOutput: Codable, Sendable {
         case output, questions, corpus, method, index, recall, note
         case nDocs = "n_docs"
         case nDocsReturned = "n_docs_returned"
+        case shortQuestions = "short_questions"
+        case fewestDocs = "fewest_docs"
         case queryS = "query_s"
         case indexS = "index_s"
         case searchS = "search_s"
@@ -121,7 +127,8 @@ public struct RetrieveOutput: Codable, Sendable {
 /// `retrieve`: reads the questions, embeds them (or tokenises them for BM25), searches, looks the
 /// winning passages up in one streaming pass over the TSV, and writes FiD's JSON: each example's
 /// `ctxs` replaced by the top `n_docs` `{id, title, text, score (a string, as FiD), hasanswer}`,
-/// other fields kept. `n_docs` beyond the corpus returns the whole corpus and says so.
+/// other fields kept. `n_docs` beyond the corpus returns the whole corpus and says so; BM25
+/// lists hold only passages sharing a word with the question, and short ones are counted.
 public struct RetrieveKind: JobKind {
     public init() {}
     public var name: String { "retrieve" }
@@ -275,11 +282,24 @@ public struct RetrieveKind: JobKind {
             idOf = { flat.id(ofRow: $0) }
         }
         context.log("retrieve: search \(String(format: "%.2f", searchS)) s over \(corpus) passages")
-        var note: String? = nil
+        var notes: [String] = []
         if p.nDocs > corpus {
-            note = "n_docs \(p.nDocs) exceeds the \(corpus) indexed passages: every passage returned"
-            context.log("retrieve: " + note!)
+            notes.append("n_docs \(p.nDocs) exceeds the \(corpus) indexed passages: "
+                         + (p.method == "bm25" ? "each question gets every passage that shares a word with it" : "every passage returned"))
+            context.log("retrieve: " + notes.last!)
         }
+        // BM25 scores a passage that shares no word with the question 0 and does not return it,
+        // as Pyserini: such lists are shorter than n_docs, and a question none of whose words is
+        // indexed gets none. Say so rather than let the output look complete.
+        let full = min(p.nDocs, corpus), lengths = hits.map(\.count)
+        let short = lengths.indices.filter { lengths[$0] < full }
+        let fewest = short.min { lengths[$0] < lengths[$1] }
+        if let fewest {
+            notes.append("\(short.count) of \(examples.count) questions got fewer than \(full) passages (fewest \(lengths[fewest]), "
+                         + "question \(examples[fewest].idText)): BM25 returns only passages that share a word with the question")
+            context.log("retrieve: " + notes.last! + "; score and train_reader pad short lists with empty passages")
+        }
+        let note = notes.isEmpty ? nil : notes.joined(separator: "; ")
         // The passages' texts: one streaming pass keeping only the ids retrieved.
         var needed = Set<String>()
         for h in hits { for x in h { needed.insert(idOf(x.row)) } }
@@ -326,7 +346,7 @@ public struct RetrieveKind: JobKind {
         try writer.finish()
         // Only depths the output reaches: with n_docs 20, "recall@100" would be recall@20 under
         // another name. The output's own depth is reported when it is not one of DPR's.
-        let returned = min(p.nDocs, corpus)
+        let returned = lengths.max() ?? 0
         let depths = Self.recallDepths(returned: returned)
         var r: [String: Double] = [:]
         for at in depths { r[String(at)] = recall.recall(at: at) }
@@ -334,6 +354,7 @@ public struct RetrieveKind: JobKind {
                     + "; hits \(recall.hits.prefix(100))")
         return RetrieveOutput(
             output: output, questions: questions.count, corpus: corpus, nDocs: p.nDocs, nDocsReturned: returned, method: p.method,
-            index: p.method == "dense" ? p.index : "bm25", recall: r, note: note, queryS: queryS, indexS: indexS, searchS: searchS)
+            index: p.method == "dense" ? p.index : "bm25", recall: r, note: note, shortQuestions: fewest.map { _ in short.count },
+            fewestDocs: fewest.map { lengths[$0] }, queryS: queryS, indexS: indexS, searchS: searchS)
     }
 }

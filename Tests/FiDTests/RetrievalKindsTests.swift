@@ -114,6 +114,40 @@ enum RetrievalJobs {
         if case .string(let s)? = ctxs[0]["score"] { #expect(Double(s) != nil) } else { Issue.record("score is not a string as FiD writes it") }
     }
 
+    /// BM25 returns only passages sharing a word with the question: shorter lists are counted,
+    /// the depth reported is what the output reaches, and a question of unindexed words gets none.
+    @Test func bm25ListsShortOfNDocsAreCounted() throws {
+        let dir = TestData.scratch("bm25short")
+        try TestData.write(Self.passages, to: dir + "/psgs.tsv")
+        let q1 = #"{"id": "q1", "question": "What is the capital of Germany?", "answers": ["Berlin"]}"#
+        let q2 = #"{"id": "q2", "question": "Highest mountain above sea level?", "answers": ["Everest"]}"#
+        let q3 = #"{"id": "q3", "question": "zyzzyva quux?", "answers": ["x"]}"#
+        try TestData.write("[\(q1), \(q2), \(q3)]", to: dir + "/q.json")
+        try TestData.write("[\(q2), \(q3)]", to: dir + "/q23.json")
+        _ = try RetrievalJobs.run("index_bm25", ["passages": .string("psgs.tsv"), "output_path": .string("bm25.index")], workspace: dir)
+        // (n_docs, data, list lengths, recall@1): q1 shares "is", "the" with every passage, q2
+        // only Everest's words, q3 no indexed word.
+        for (n, (nDocs, data, lengths, first)) in [(3, "q.json", [3, 1, 0], 2.0 / 3), (50, "q.json", [5, 1, 0], 2.0 / 3),
+                                                   (50, "q23.json", [1, 0], 0.5)].enumerated() {
+            let result = try RetrievalJobs.run(
+                "retrieve",
+                ["method": .string("bm25"), "bm25_index": .string("bm25.index"), "passages": .string("psgs.tsv"), "data": .string(data),
+                 "output_path": .string("out\(n).json"), "n_docs": .number(Double(nDocs))], workspace: dir, id: "retrieve\(n)")
+            let out = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/out\(n).json"))) as! [[String: Any]]
+            #expect(out.map { ($0["ctxs"] as! [Any]).count } == lengths)
+            // The depth the output reaches, not n_docs or the corpus.
+            #expect(RetrievalJobs.number(result["n_docs_returned"]) == Double(lengths.max()!))
+            #expect(RetrievalJobs.number(result["short_questions"]) == Double(lengths.filter { $0 < min(nDocs, 5) }.count))
+            #expect(RetrievalJobs.number(result["fewest_docs"]) == 0)
+            guard case .string(let note)? = result["note"] else { Issue.record("no note for short lists"); continue }
+            #expect(note.contains("question q3") && note.contains("share a word"), "\(note)")
+            #expect(note.contains("exceeds") == (nDocs > 5), "\(note)")
+            guard case .object(let recall)? = result["recall"] else { Issue.record("no recall"); continue }
+            #expect(Set(recall.keys) == Set(RetrieveKind.recallDepths(returned: lengths.max()!).map(String.init)), "\(recall.keys.sorted())")
+            #expect(RetrievalJobs.number(recall["1"]).map { abs($0 - first) < 1e-9 } == true, "\(recall)")
+        }
+    }
+
     @Test func questionFileWithoutQuestionIsRefused() throws {
         let dir = TestData.scratch("noq")
         try TestData.write(Self.passages, to: dir + "/psgs.tsv")
