@@ -60,6 +60,16 @@ public struct EmbedParams: JobParams {
     }
     public var inputPaths: [(field: String, path: String)] { [("model_path", modelPath), ("passages", passages)] }
 
+    /// At submit and before each run: the model folder holds a BERT config and weights, and `passage_maxlength` fits
+    /// its position table.
+    public func validateInputs(resolve: (String) -> String) throws {
+        let folder = resolve(modelPath)
+        try ScoreParams.checkModelFolder(folder, field: "params.model_path", architecture: "BERT") {
+            let c = try BertConfig.load(path: $0)
+            _ = try c.fitLength("passage_maxlength", passageMaxlength ?? c.passageMaxlength, isDefault: passageMaxlength == nil, configFile: $0)
+        }
+    }
+
     /// FiD's shard arithmetic: floor-sized shards, the last takes the remainder.
     public static func shardRange(total: Int, shard: Int, of shards: Int) -> Range<Int> {
         let size = total / shards
@@ -173,6 +183,10 @@ public struct EmbedKind: JobKind {
         do { model = try RetrieverModel.load(folder: folder, tokenizer: p.tokenizer.map(context.resolve)) } catch {
             throw ScoreParams.loadError(error, folder: folder, tokenizer: p.tokenizer, prefix: "cannot load the retriever: ")
         }
+        let fitted = try model.model.config.fitLength("passage_maxlength", p.passageMaxlength ?? model.model.config.passageMaxlength,
+                                                      isDefault: p.passageMaxlength == nil, configFile: folder + "/config.json")
+        if let note = fitted.note { context.log("embed: " + note) }
+        let length = fitted.length
         let dim = model.model.embeddingWidth
         let ckpt = try context.checkpoints(keepLast: 2)
         var done = 0
@@ -206,7 +220,7 @@ public struct EmbedKind: JobKind {
                 throw JobError.permanent("\(p.passages) ended early at row \(range.lowerBound + ahead)", field: "params.passages")
             }
             ahead += block.count
-            return (block, model.tokenizePassages(titles: block.map(\.title), texts: block.map(\.text), maxLength: p.passageMaxlength))
+            return (block, model.tokenizePassages(titles: block.map(\.title), texts: block.map(\.text), maxLength: length))
         }
         defer { prefetch.stop() }
         while done < n {
@@ -214,7 +228,7 @@ public struct EmbedKind: JobKind {
             guard let item = try prefetch.next() else { break }
             let block = item.rows, base = done
             let emb = model.embedPassages(
-                tokenized: item.ids, maxLength: p.passageMaxlength, batchSize: p.perGpuBatchSize,
+                tokenized: item.ids, maxLength: length, batchSize: p.perGpuBatchSize,
                 progress: { k in context.progress.update(step: base + k, total: n) })  // (rows, E)
             let name = Self.blockName(done)
             try context.publish(name + ".f32", emb.withUnsafeBytes { Data($0) })
@@ -243,7 +257,6 @@ public struct EmbedKind: JobKind {
         // Which retriever embedded the shard, for retrieve's check. Written before the shard
         // appears: a crash between leaves a record that disagrees with the old shard (refused,
         // naming this job to re-run), never a new shard without its record.
-        let length = p.passageMaxlength ?? model.model.config.passageMaxlength
         try ShardRecord(modelPath: folder, passageMaxlength: length, probe: model.probe(maxLength: length),
                         samples: try Self.sampleHashes(passagesPath, range: range)).write(stem: stem)
         try writer.finish()

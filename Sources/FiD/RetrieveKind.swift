@@ -17,7 +17,9 @@ public struct RetrieveParams: JobParams {
     public var data = ""
     public var outputPath = "retrieved.json"
     public var nDocs = 100
-    public var questionMaxlength = 40
+    public var questionMaxlength = Self.defaultQuestionMaxlength
+    /// FiD's default (lowered to a smaller model's position table).
+    static let defaultQuestionMaxlength = 40
     public var perGpuBatchSize = 64
     public var index = "flat"
     public var nSubquantizers = 0
@@ -51,7 +53,7 @@ public struct RetrieveParams: JobParams {
         data = try c.decode(String.self, forKey: .data)
         outputPath = try c.decode(.outputPath, default: "retrieved.json")
         nDocs = try c.require(try c.decode(.nDocs, default: 100), .nDocs, "an integer >= 1") { $0 >= 1 }
-        questionMaxlength = try c.require(try c.decode(.questionMaxlength, default: 40), .questionMaxlength, "an integer >= 2") { $0 >= 2 }
+        questionMaxlength = try c.require(try c.decode(.questionMaxlength, default: Self.defaultQuestionMaxlength), .questionMaxlength, "an integer >= 2") { $0 >= 2 }
         perGpuBatchSize = try c.require(try c.decode(.perGpuBatchSize, default: 64), .perGpuBatchSize, "an integer >= 1") { $0 >= 1 }
         nSubquantizers = try c.require(try c.decode(.nSubquantizers, default: 0), .nSubquantizers, "an integer >= 0") { $0 >= 0 }
         nBits = try c.require(try c.decode(.nBits, default: 8), .nBits, "an integer in 1…8") { (1...8).contains($0) }
@@ -84,6 +86,17 @@ public struct RetrieveParams: JobParams {
     }
 
     public var outputPaths: [(field: String, path: String)] { [("output_path", outputPath)] }
+    /// At submit and before each run, for dense retrieval: the model folder holds a BERT config and weights, and
+    /// `question_maxlength` fits its position table.
+    public func validateInputs(resolve: (String) -> String) throws {
+        guard method == "dense", let modelPath else { return }
+        let folder = resolve(modelPath)
+        try ScoreParams.checkModelFolder(folder, field: "params.model_path", architecture: "BERT") {
+            _ = try BertConfig.load(path: $0).fitLength("question_maxlength", questionMaxlength,
+                                                         isDefault: questionMaxlength == Self.defaultQuestionMaxlength, configFile: $0)
+        }
+    }
+
     public var inputPaths: [(field: String, path: String)] {
         var p = [("passages", passages), ("data", data)]
         if method == "dense", let m = modelPath { p.append(("model_path", m)) }
@@ -214,7 +227,11 @@ public struct RetrieveKind: JobKind {
             do { model = try RetrieverModel.load(folder: folder, tokenizer: p.tokenizer.map(context.resolve)) } catch {
                 throw ScoreParams.loadError(error, folder: folder, tokenizer: p.tokenizer, prefix: "cannot load the retriever: ")
             }
-            let q = model.embedQuestions(questions, maxLength: p.questionMaxlength, batchSize: p.perGpuBatchSize)  // (B, E)
+            let length = try model.model.config.fitLength("question_maxlength", p.questionMaxlength,
+                                                          isDefault: p.questionMaxlength == RetrieveParams.defaultQuestionMaxlength,
+                                                          configFile: folder + "/config.json")
+            if let note = length.note { context.log("retrieve: " + note) }
+            let q = model.embedQuestions(questions, maxLength: length.length, batchSize: p.perGpuBatchSize)  // (B, E)
             queryS = monotonicNow() - t
             context.log("retrieve: questions embedded (\(questions.count) × \(model.model.embeddingWidth)) in \(String(format: "%.2f", queryS)) s")
             t = monotonicNow()

@@ -24,7 +24,14 @@ public struct TrainRetrieverKind: JobKind {
     public init() {}
     public var name: String { "train_retriever" }
 
-    public func run(_ p: TrainRetrieverParams, _ context: JobContext) throws -> TrainRetrieverResult {
+    public func run(_ given: TrainRetrieverParams, _ context: JobContext) throws -> TrainRetrieverResult {
+        // Lengths the start model's position table holds (its config read again by `load`,
+        // which names a bad one).
+        let configFile = given.modelPath.map { context.resolve($0) + "/config.json" } ?? context.resolve(given.modelConfig!)
+        var p = given
+        if let base = try? BertConfig.load(path: configFile) {
+            p = try given.fittingLengths(base, configFile: configFile) { context.log($0) }
+        }
         let t = try TrainRetrieverKind.load(p, context)
         t.log = { context.log($0) }
         let c = t.model.config

@@ -21,8 +21,10 @@ public struct TrainRetrieverParams: JobParams, Equatable {
     /// A `tokenizer.json`, `vocab.txt` or a folder holding one, when the model folder has none.
     public var tokenizer: String?
     public var nContext = 1
-    public var questionMaxlength = 40
-    public var passageMaxlength = 200
+    public var questionMaxlength = Self.defaultQuestionMaxlength
+    public var passageMaxlength = Self.defaultPassageMaxlength
+    /// FiD's defaults (lowered to a smaller model's position table, `fittingLengths`).
+    static let defaultQuestionMaxlength = 40, defaultPassageMaxlength = 200
     /// The projection width (a fresh projection is created when the start model has none and
     /// `no_projection` is off).
     public var indexingDimension = 768
@@ -69,8 +71,8 @@ public struct TrainRetrieverParams: JobParams, Equatable {
             try c.require(try c.decode(key, default: fallback), key, "an integer >= 1") { $0 >= 1 }
         }
         nContext = try positive(.nContext, 1)
-        questionMaxlength = try positive(.questionMaxlength, 40)
-        passageMaxlength = try positive(.passageMaxlength, 200)
+        questionMaxlength = try positive(.questionMaxlength, Self.defaultQuestionMaxlength)
+        passageMaxlength = try positive(.passageMaxlength, Self.defaultPassageMaxlength)
         indexingDimension = try positive(.indexingDimension, 768)
         noProjection = try c.decode(.noProjection, default: false)
         noQuestionMask = try c.decode(.noQuestionMask, default: false)
@@ -130,13 +132,15 @@ public struct TrainRetrieverParams: JobParams, Equatable {
     public func validateInputs(resolve: (String) -> String) throws {
         if let modelPath {
             try ScoreParams.checkModelFolder(resolve(modelPath), field: "params.model_path", architecture: "BERT", training: true) {
-                _ = try BertConfig.load(path: $0)
+                _ = try fittingLengths(try BertConfig.load(path: $0), configFile: $0)
             }
         }
         if let modelConfig {
-            do { _ = try BertConfig.load(path: resolve(modelConfig)) } catch {
+            let config: BertConfig
+            do { config = try BertConfig.load(path: resolve(modelConfig)) } catch {
                 throw JobError.permanent("\(error)", field: "params.model_config")
             }
+            _ = try fittingLengths(config, configFile: resolve(modelConfig))
         }
         try ScoreParams.checkFirstExample(resolve(trainData), field: "params.train_data", needAnswers: false)
         if let evalData { try ScoreParams.checkFirstExample(resolve(evalData), field: "params.eval_data", needAnswers: false) }

@@ -15,6 +15,7 @@ enum RetrievalJobs {
         r.register(EmbedKind())
         r.register(RetrieveKind())
         r.register(IndexBM25Kind())
+        r.register(TrainRetrieverKind())
         return r
     }
 
@@ -614,5 +615,63 @@ enum RetrievalJobs {
         }
         let log = try String(contentsOfFile: dir + "/embed.run/log.txt", encoding: .utf8)
         #expect(log.contains("this shard is 15..<30") && log.contains("is gone"), "\(log.suffix(2000))")
+    }
+}
+
+/// A length param beyond the retriever's position table is refused (by `validateInputs`, which
+/// submit and every run call), naming the param, the limit and the config: the first row that
+/// long trapped in the encoder and took the process (a queue worker with it) down.
+@Suite struct RetrieverLengthTests {
+    @Test func setLengthsBeyondThePositionTableAreRefusedAndDefaultsLowered() throws {
+        let dir = TestData.scratch("lengths")
+        let world = dir + "/world"
+        _ = try ExampleWorld(config: ExampleWorldConfig(seed: 3, train: 40, dev: 30)).write(to: world)
+        let model = try SavedIndexTests.retriever(dir, world: world, seed: 1)
+        let limit = try BertConfig.load(path: model + "/config.json").maxPositionEmbeddings
+        // One passage longer than the table, so the run would reach it.
+        let long = (0..<(limit + 50)).map { _ in "anna" }.joined(separator: " ")
+        try TestData.write("id\ttext\ttitle\n1\t\(long)\tAnna\n2\tshort\tBob\n", to: dir + "/long.tsv")
+        try TestData.write(#"[{"id": "q1", "question": "\#(long)", "answers": ["x"]}]"#, to: dir + "/q.json")
+        _ = try RetrievalJobs.run("embed", ["model_path": .string(model), "passages": .string("long.tsv"), "output_path": .string("emb/p"),
+                                            "passage_maxlength": .number(Double(limit))], workspace: dir, id: "embed-ok")
+        let jobs: [(kind: String, field: String, params: [String: JSONValue])] = [
+            ("embed", "passage_maxlength", ["model_path": .string(model), "passages": .string("long.tsv"), "output_path": .string("emb/q"),
+                                            "passage_maxlength": .number(Double(limit + 1))]),
+            ("retrieve", "question_maxlength", ["model_path": .string(model), "passages": .string("long.tsv"), "data": .string("q.json"),
+                                                "passages_embeddings": .string("emb/p_*"), "output_path": .string("r.json"),
+                                                "question_maxlength": .number(Double(limit + 1))]),
+            ("train_retriever", "passage_maxlength", ["model_path": .string(model), "train_data": .string("world/train_scored.json"),
+                                                      "passage_maxlength": .number(Double(limit + 1)), "total_steps": .number(1)]),
+            ("train_retriever", "question_maxlength", ["model_config": .string("world/retriever/config.json"),
+                                                       "tokenizer": .string("world/retriever/vocab.txt"),
+                                                       "train_data": .string("world/train_scored.json"),
+                                                       "question_maxlength": .number(Double(limit + 1)), "total_steps": .number(1)]),
+        ]
+        for (n, job) in jobs.enumerated() {
+            func check(_ e: JobError, _ when: String) {
+                #expect(e.field == "params." + job.field && e.message.contains("at most \(limit) tokens") && e.message.contains("config.json")
+                        && e.message.contains("found \(limit + 1)") && e.hint?.contains("\(limit) or less") == true, "\(when) \(job.kind): \(e)")
+            }
+            do {
+                _ = try RetrievalJobs.run(job.kind, job.params, workspace: dir, id: "run-\(n)")
+                Issue.record("\(job.kind) ran with \(job.field) \(limit + 1)")
+            } catch let e as JobError { check(e, "run") }
+        }
+
+        // A default beyond a smaller table (FiD's 200 and 40 here) is lowered to it, and said.
+        var small = try BertConfig.load(path: world + "/retriever/config.json")
+        small.maxPositionEmbeddings = 16
+        let tiny = BertRetriever(config: small)
+        tiny.initialize(seed: 1)
+        try tiny.save(folder: dir + "/tiny", tokenizer: world + "/retriever/vocab.txt")
+        for (kind, params) in [("embed", ["model_path": JSONValue.string("tiny"), "passages": .string("long.tsv"), "output_path": .string("emb/t")]),
+                               ("retrieve", ["model_path": .string("tiny"), "passages": .string("long.tsv"), "data": .string("q.json"),
+                                             "passages_embeddings": .string("emb/t_*"), "output_path": .string("t.json")]),
+                               ("train_retriever", ["model_path": .string("tiny"), "train_data": .string("world/train_scored.json"),
+                                                    "total_steps": .number(1), "n_context": .number(2)])] {
+            _ = try RetrievalJobs.run(kind, params, workspace: dir, id: "tiny-" + kind)
+            let log = try String(contentsOfFile: dir + "/tiny-\(kind).run/log.txt", encoding: .utf8)
+            #expect(log.contains("exceeds max_position_embeddings 16") && log.contains("rows are truncated to 16 tokens"), "\(kind): \(log)")
+        }
     }
 }
