@@ -5,6 +5,7 @@
 // as run under transformers 3.0.2: no `</s>` on passages, `target + " </s>"` as labels, -100 on
 // label padding. Where FiD crashes (no passages, fewer than n_context), fidq pads with fully
 // masked passages instead, which is what the model would see for absent passages anyway.
+import Jobs
 import Models
 import Tensor
 import Tokenizers
@@ -23,6 +24,29 @@ public struct FiDFormat: Sendable, Equatable {
         self.nContext = nContext
         self.textMaxLength = textMaxLength
         self.answerMaxLength = answerMaxLength
+    }
+
+    /// Refuses a batch shape whose attention alone (`T5Config.attentionBytes`, a lower bound)
+    /// exceeds the memory this process may use: FiD pads every passage to `text_maxlength` and
+    /// every answer to `answer_maxlength`, so a mistyped length asked for hundreds of GiB and the
+    /// allocation stopped the process (a queue worker with it).
+    /// - Throws: `JobError.permanent` naming the length that dominates, with both figures.
+    public func checkMemory(_ config: T5Config, batchSize: Int, batchNote: String? = nil, generationLength: Int? = nil,
+                            available: Int = AvailableMemory.bytes) throws {
+        // Training pads labels to answer_maxlength and its evaluation generates answer_maxlength + 1
+        // tokens; `score` generates `generationLength` whatever answer_maxlength says.
+        let target = generationLength ?? (answerMaxLength > 0 ? answerMaxLength + 1 : 1)
+        let need = config.attentionBytes(batch: batchSize, passages: nContext, length: textMaxLength, targetLength: target)
+        guard need.encoder + need.decoder > Double(available) else { return }
+        func gib(_ x: Double) -> String { x >= 10 * 1024 * 1024 * 1024 ? String(Int((x / 1_073_741_824).rounded())) : String(format: "%.1f", x / 1_073_741_824) }
+        let field = need.encoder >= need.decoder || generationLength != nil ? "text_maxlength" : "answer_maxlength"
+        throw JobError.permanent(
+            "batches of \(batchSize) questions (\(batchNote ?? "per_gpu_batch_size")) × n_context \(nContext) passages of text_maxlength \(textMaxLength) tokens"
+                + (generationLength == nil && answerMaxLength > 0 ? ", answers of answer_maxlength \(answerMaxLength)" : "")
+                + " need at least \(gib(need.encoder + need.decoder)) GiB for T5's attention alone, more than the \(gib(Double(available))) GiB this process may use",
+            field: "params." + field,
+            hint: "FiD pads every passage to text_maxlength and every answer to answer_maxlength (200–512 and 20–50 are usual); "
+                + "lower them, or per_gpu_batch_size or n_context")
     }
 
     /// The example's passages in FiD's order: by score descending (a stable sort, so ties keep

@@ -86,6 +86,7 @@ public struct ScoreKind: JobKind {
         }
         let model = reader.model, config = model.config
         let format = FiDFormat(nContext: params.nContext, textMaxLength: params.textMaxlength, answerMaxLength: params.answerMaxlength)
+        try format.checkMemory(config, batchSize: params.perGpuBatchSize, generationLength: ScoreParams.maxLength)
         let collator = FiDCollator(format: format, tokenizer: reader.tokenizer, startId: Int32(config.decoderStartTokenId),
                                    eosId: Int32(config.eosTokenId), threads: context.threads)
         let data = FiDData(path: dataPath)

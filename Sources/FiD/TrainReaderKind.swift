@@ -53,6 +53,10 @@ public struct TrainReaderKind: JobKind {
             // A fresh model's weights follow the seed, as FiD's torch.manual_seed(seed) fixes them.
             model.initialize(seed: UInt64(p.trainer.seed))
         }
+        let format = FiDFormat(nContext: p.nContext, textMaxLength: p.textMaxlength, answerMaxLength: p.answerMaxlength)
+        try format.checkMemory(model.config, batchSize: max(p.trainer.batchSize, Self.evalBatchMinimum),
+                               batchNote: p.trainer.batchSize >= Self.evalBatchMinimum ? nil
+                                   : "per_gpu_batch_size \(p.trainer.batchSize); evaluation batches hold \(Self.evalBatchMinimum)")
         try context.checkCancelled()
         // Indexed, not loaded: each example is parsed here for the checks, then again when a batch
         // needs it. A check failure waits for the scan's end, so a malformed later element still
@@ -87,10 +91,12 @@ public struct TrainReaderKind: JobKind {
             throw JobError.permanent("train_data has \(train.count) examples, fewer than per_gpu_batch_size \(p.trainer.batchSize)",
                                      field: "params.per_gpu_batch_size", hint: "FiD drops the last partial batch: no batch would run")
         }
-        let format = FiDFormat(nContext: p.nContext, textMaxLength: p.textMaxlength, answerMaxLength: p.answerMaxlength)
         return ReaderTrainable(model: model, tokenizer: tokenizer, tokenizerPath: tokenizerPath, format: format, train: train,
-                               dev: dev, evalBatchSize: max(p.trainer.batchSize, 8), threads: context.threads)
+                               dev: dev, evalBatchSize: max(p.trainer.batchSize, Self.evalBatchMinimum), threads: context.threads)
     }
+
+    /// Evaluation batches hold at least this many questions.
+    static let evalBatchMinimum = 8
 
     /// Copies the last step and `best_dev` to FiD's layout `checkpoint_dir/name/checkpoint/`.
     func export(_ result: TrainResult, to run: String, _ context: JobContext) throws {

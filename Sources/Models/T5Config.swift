@@ -102,6 +102,16 @@ public struct T5Config: Codable, Equatable, Sendable {
     public var decoderLayers: Int { numDecoderLayers ?? numLayers }
     /// H·Dh, the width of q, k, v.
     public var innerDim: Int { numHeads * dKV }
+    /// A lower bound of the bytes one pass holds at once for attention over `batch` questions of
+    /// `passages` passages of `length` tokens and `targetLength` decoder tokens: the encoder's
+    /// position bias (H, L, L) and one layer's scores (B·P, H, L, L); the decoder's bias (H, T, T),
+    /// self-attention scores (B, H, T, T) and cross-attention scores (B, H, T, P·L). In Double, as
+    /// an absurd setting overflows Int.
+    public func attentionBytes(batch: Int, passages: Int, length: Int, targetLength: Int) -> (encoder: Double, decoder: Double) {
+        let B = Double(batch), P = Double(passages), L = Double(length), T = Double(targetLength), H = Double(numHeads)
+        return (4 * (H * L * L + B * P * H * L * L), 4 * (H * T * T + B * H * T * T + B * H * T * P * L))
+    }
+
     /// Whether the decoder output is multiplied by d_model^-0.5 before lm_head.
     public var scalesDecoderOutput: Bool { scaleDecoderOutputs ?? tieWordEmbeddings }
 

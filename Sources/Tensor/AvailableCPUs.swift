@@ -53,14 +53,7 @@ public enum AvailableCPUs {
 
     /// The quota of this process's own cgroup, v2 or v1; nil when there is none.
     private static func quotaCPUs() -> Int? {
-        var v2Path = ""
-        var v1Path = ""
-        for line in (readText("/proc/self/cgroup") ?? "").split(separator: "\n") {
-            let f = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
-            guard f.count == 3 else { continue }
-            if f[0] == "0" && f[1].isEmpty { v2Path = String(f[2]) }
-            if f[1].split(separator: ",").contains("cpu") { v1Path = String(f[2]) }
-        }
+        let (v2Path, v1Path) = cgroupPaths(controller: "cpu")
         let base = "/sys/fs/cgroup"
         for dir in [base + v2Path, base] {
             if let text = readText(dir + "/cpu.max") { return quotaV2(text) }
@@ -75,8 +68,22 @@ public enum AvailableCPUs {
         return nil
     }
 
+    /// This process's cgroup path in the v2 hierarchy and in v1's `controller` hierarchy (from
+    /// /proc/self/cgroup; empty when absent).
+    static func cgroupPaths(controller: String) -> (v2: String, v1: String) {
+        var v2Path = ""
+        var v1Path = ""
+        for line in (readText("/proc/self/cgroup") ?? "").split(separator: "\n") {
+            let f = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard f.count == 3 else { continue }
+            if f[0] == "0" && f[1].isEmpty { v2Path = String(f[2]) }
+            if f[1].split(separator: ",").contains(Substring(controller)) { v1Path = String(f[2]) }
+        }
+        return (v2Path, v1Path)
+    }
+
     /// A small text file's contents (procfs and cgroupfs report size 0, so read until the end).
-    private static func readText(_ path: String) -> String? {
+    static func readText(_ path: String) -> String? {
         guard let f = fopen(path, "r") else { return nil }
         defer { fclose(f) }
         var bytes: [UInt8] = []

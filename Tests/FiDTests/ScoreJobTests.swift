@@ -3,6 +3,7 @@
 import Formats
 import Foundation
 import Jobs
+import Models
 import Testing
 @testable import FiD
 
@@ -143,6 +144,34 @@ import Testing
         params["tokenizer"] = .string(try Self.dataFile("not a tokenizer", "tokenizer.json"))
         do { _ = try ReaderFixture.runScore(params); Issue.record("a damaged tokenizer was read") } catch let e as JobError {
             #expect(e.field == "params.tokenizer", "\(e)")
+        }
+    }
+
+    /// A length whose attention alone cannot fit in memory is refused naming it (the allocation
+    /// stopped the process); the bound is T5's attention buffers, exactly.
+    @Test func aShapeWhoseAttentionCannotFitIsRefused() throws {
+        var params = try ReaderFixture.baseParams()
+        params["text_maxlength"] = .number(1_000_000)
+        do { _ = try ReaderFixture.runScore(params); Issue.record("text_maxlength 1e6 was run") } catch let e as JobError {
+            #expect(e.field == "params.text_maxlength" && e.message.contains("text_maxlength 1000000") && e.message.contains("GiB")
+                    && e.hint?.contains("pads every passage") == true, "\(e)")
+        }
+        // score generates at most 50 tokens whatever answer_maxlength says (as FiD): not refused.
+        params = try ReaderFixture.baseParams()
+        params["answer_maxlength"] = .number(10_000_000)
+        _ = try ReaderFixture.runScore(params)
+        var c = T5Config()
+        c.numHeads = 2
+        let (B, P, L, T) = (3, 4, 5, 6)
+        let bytes = c.attentionBytes(batch: B, passages: P, length: L, targetLength: T)
+        #expect(bytes.encoder == Double(4 * (2 * L * L + B * P * 2 * L * L)))
+        #expect(bytes.decoder == Double(4 * (2 * T * T + B * 2 * T * T + B * 2 * T * P * L)))
+        let format = FiDFormat(nContext: P, textMaxLength: L, answerMaxLength: T - 1)
+        let need = Int(bytes.encoder + bytes.decoder)
+        try format.checkMemory(c, batchSize: B, available: need)
+        #expect(throws: JobError.self) { try format.checkMemory(c, batchSize: B, available: need - 1) }
+        do { try FiDFormat(nContext: 1, textMaxLength: 8, answerMaxLength: 4096).checkMemory(c, batchSize: 1, available: 1 << 20) } catch let e as JobError {
+            #expect(e.field == "params.answer_maxlength" && e.message.contains("answer_maxlength 4096"), "\(e)")
         }
     }
 

@@ -105,6 +105,21 @@ struct TrainReaderKindTests {
         #expect(Double(top) / Double(dev.count) > 0.7, "gold first for \(top) of \(dev.count)")
     }
 
+    /// Lengths whose attention alone cannot fit in memory are refused naming the one that
+    /// dominates, before any data is read (each allocation stopped the process, and a worker).
+    @Test func lengthsWhoseAttentionCannotFitAreRefused() throws {
+        let ws = try ReaderWorkspace(train: 24, dev: 4, nContext: 2)
+        for (field, value) in [("text_maxlength", 1_000_000), ("answer_maxlength", 10_000_000)] {
+            do {
+                try ws.run("huge-" + field, [field: .number(Double(value)), "total_steps": .number(1)])
+                Issue.record("\(field) \(value) was run")
+            } catch let e as JobError {
+                #expect(e.field == "params." + field && e.message.contains("\(field) \(value)")
+                        && e.message.contains("evaluation batches hold 8"), "\(e)")
+            }
+        }
+    }
+
     /// FiD's `use_checkpoint` (recomputed encoder blocks, dropout replayed) trains to the same bytes.
     @Test func useCheckpointTrainsToTheSameWeights() throws {
         let ws = try ReaderWorkspace(train: 24, dev: 4, nContext: 2, dropout: 0.1)

@@ -22,6 +22,14 @@ import Testing
         #expect(AvailableCPUs.quotaV1(quota: "250000\n", period: "100000\n") == 3)
     }
 
+    @Test func memoryLimitsParse() {
+        #expect(AvailableMemory.parseLimit("max\n") == nil)
+        #expect(AvailableMemory.parseLimit("1073741824\n") == 1 << 30)
+        #expect(AvailableMemory.parseLimit("") == nil && AvailableMemory.parseLimit("0") == nil)
+        let physical = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))
+        #expect(AvailableMemory.bytes > 0 && AvailableMemory.bytes <= physical)
+    }
+
     @Test func theCountIsWithinTheMachine() {
         let n = AvailableCPUs.count
         #expect(n >= 1 && n <= max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))))
