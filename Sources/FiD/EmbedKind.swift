@@ -187,6 +187,8 @@ public struct EmbedKind: JobKind {
                                                       isDefault: p.passageMaxlength == nil, configFile: folder + "/config.json")
         if let note = fitted.note { context.log("embed: " + note) }
         let length = fitted.length
+        try model.model.config.checkMemory(sequences: min(p.perGpuBatchSize, range.count), length: length,
+                                           shape: "per_gpu_batch_size \(p.perGpuBatchSize)")
         let dim = model.model.embeddingWidth
         let ckpt = try context.checkpoints(keepLast: 2)
         var done = 0

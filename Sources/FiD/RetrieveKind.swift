@@ -231,6 +231,8 @@ public struct RetrieveKind: JobKind {
                                                           isDefault: p.questionMaxlength == RetrieveParams.defaultQuestionMaxlength,
                                                           configFile: folder + "/config.json")
             if let note = length.note { context.log("retrieve: " + note) }
+            try model.model.config.checkMemory(sequences: min(p.perGpuBatchSize, questions.count), length: length.length,
+                                               shape: "per_gpu_batch_size \(p.perGpuBatchSize)")
             let q = model.embedQuestions(questions, maxLength: length.length, batchSize: p.perGpuBatchSize)  // (B, E)
             queryS = monotonicNow() - t
             context.log("retrieve: questions embedded (\(questions.count) × \(model.model.embeddingWidth)) in \(String(format: "%.2f", queryS)) s")

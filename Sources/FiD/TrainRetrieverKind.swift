@@ -31,6 +31,11 @@ public struct TrainRetrieverKind: JobKind {
         var p = given
         if let base = try? BertConfig.load(path: configFile) {
             p = try given.fittingLengths(base, configFile: configFile) { context.log($0) }
+            // Evaluation batches hold at least 8 questions; each question is 1 + n_context rows.
+            let questions = max(p.trainer.batchSize, 8)
+            try base.checkMemory(sequences: questions * (1 + p.nContext), length: max(p.questionMaxlength, p.passageMaxlength),
+                                 shape: "batches of \(questions) questions (per_gpu_batch_size \(p.trainer.batchSize), evaluation at least 8) "
+                                     + "× (1 + n_context \(p.nContext)) rows")
         }
         let t = try TrainRetrieverKind.load(p, context)
         t.log = { context.log($0) }

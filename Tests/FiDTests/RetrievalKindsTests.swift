@@ -674,4 +674,26 @@ enum RetrievalJobs {
             #expect(log.contains("exceeds max_position_embeddings 16") && log.contains("rows are truncated to 16 tokens"), "\(kind): \(log)")
         }
     }
+
+    /// A batch whose pass alone cannot fit in memory is refused naming per_gpu_batch_size (the
+    /// allocation stopped the process); the bound is one BERT layer's scores and hidden states.
+    @Test func aBatchWhosePassCannotFitIsRefused() throws {
+        var c = BertConfig(vocabSize: 10, hiddenSize: 8, layers: 1, heads: 2, intermediateSize: 16)
+        c.numAttentionHeads = 2
+        #expect(c.passBytes(sequences: 3, length: 5) == Double(4 * (3 * 2 * 5 * 5 + 3 * 5 * 8)))
+        let need = Int(c.passBytes(sequences: 3, length: 5))
+        try c.checkMemory(sequences: 3, length: 5, shape: "x", available: need)
+        #expect(throws: JobError.self) { try c.checkMemory(sequences: 3, length: 5, shape: "x", available: need - 1) }
+
+        let dir = TestData.scratch("hugebatch")
+        _ = try ExampleWorld(config: ExampleWorldConfig(seed: 3, train: 40, dev: 30)).write(to: dir + "/world")
+        do {
+            _ = try RetrievalJobs.run("train_retriever", ["model_config": .string("world/retriever/config.json"), "tokenizer": .string("world/retriever/vocab.txt"),
+                                                          "train_data": .string("world/train_scored.json"), "per_gpu_batch_size": .number(1e9)],
+                                      workspace: dir)
+            Issue.record("a batch of 1e9 questions was run")
+        } catch let e as JobError {
+            #expect(e.field == "params.per_gpu_batch_size" && e.message.contains("GiB") && e.message.contains("per_gpu_batch_size 1000000000"), "\(e)")
+        }
+    }
 }

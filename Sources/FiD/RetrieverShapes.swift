@@ -1,6 +1,7 @@
-// RetrieverLengths: token lengths a BERT retriever can embed (its position table), fitted before any work.
+// RetrieverShapes: token lengths a BERT retriever can embed (its position table) and batches that fit in memory, checked before any work.
 import Jobs
 import Models
+import Tensor
 
 extension BertConfig {
     /// The length to use for the length param `name`: `value` when the position table holds it.
@@ -17,6 +18,29 @@ extension BertConfig {
         throw JobError.permanent(
             "expected at most \(maxPositionEmbeddings) tokens (max_position_embeddings in \(configFile)), found \(value)",
             field: "params." + name, hint: "set \(name) to \(maxPositionEmbeddings) or less; longer rows are truncated to it")
+    }
+}
+
+extension BertConfig {
+    /// A lower bound of the bytes one pass over `sequences` rows of `length` tokens holds at once:
+    /// one layer's attention scores (S, H, L, L) and its hidden states (S, L, D). In Double, as an
+    /// absurd setting overflows Int.
+    func passBytes(sequences: Int, length: Int) -> Double {
+        let S = Double(sequences), L = Double(length)
+        return 4 * (S * Double(numAttentionHeads) * L * L + S * L * Double(hiddenSize))
+    }
+
+    /// Refuses a batch whose pass alone (`passBytes`) exceeds the memory this process may use:
+    /// the allocation would stop the process (a queue worker with it).
+    /// - Throws: `JobError.permanent` naming `params.per_gpu_batch_size`, the shape and both figures.
+    func checkMemory(sequences: Int, length: Int, shape: String, available: Int = AvailableMemory.bytes) throws {
+        let need = passBytes(sequences: sequences, length: length)
+        guard need > Double(available) else { return }
+        func gib(_ x: Double) -> String { String(format: "%.1f", x / 1_073_741_824) }
+        throw JobError.permanent(
+            "\(shape): \(sequences) sequences of \(length) tokens need at least \(gib(need)) GiB for one BERT layer's attention alone, "
+                + "more than the \(gib(Double(available))) GiB this process may use",
+            field: "params.per_gpu_batch_size", hint: "lower per_gpu_batch_size")
     }
 }
 
