@@ -19,9 +19,7 @@ extension BertConfig {
             "expected at most \(maxPositionEmbeddings) tokens (max_position_embeddings in \(configFile)), found \(value)",
             field: "params." + name, hint: "set \(name) to \(maxPositionEmbeddings) or less; longer rows are truncated to it")
     }
-}
 
-extension BertConfig {
     /// A lower bound of the bytes one pass over `sequences` rows of `length` tokens holds at once:
     /// one layer's attention scores (S, H, L, L) and its hidden states (S, L, D). In Double, as an
     /// absurd setting overflows Int.

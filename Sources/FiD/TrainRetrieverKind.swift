@@ -31,10 +31,10 @@ public struct TrainRetrieverKind: JobKind {
         var p = given
         if let base = try? BertConfig.load(path: configFile) {
             p = try given.fittingLengths(base, configFile: configFile) { context.log($0) }
-            // Evaluation batches hold at least 8 questions; each question is 1 + n_context rows.
-            let questions = max(p.trainer.batchSize, 8)
+            // Each question is 1 + n_context rows.
+            let questions = max(p.trainer.batchSize, Self.evalBatchMinimum)
             try base.checkMemory(sequences: questions * (1 + p.nContext), length: max(p.questionMaxlength, p.passageMaxlength),
-                                 shape: "batches of \(questions) questions (per_gpu_batch_size \(p.trainer.batchSize), evaluation at least 8) "
+                                 shape: "batches of \(questions) questions (per_gpu_batch_size \(p.trainer.batchSize), evaluation at least \(Self.evalBatchMinimum)) "
                                      + "× (1 + n_context \(p.nContext)) rows")
         }
         let t = try TrainRetrieverKind.load(p, context)
@@ -48,6 +48,9 @@ public struct TrainRetrieverKind: JobKind {
         let result = try Trainer(config: p.trainer, model: t, context: context, label: "train_retriever").run()
         return TrainRetrieverResult(training: result, evaluation: t.lastEvaluation)
     }
+
+    /// Evaluation batches hold at least this many questions.
+    static let evalBatchMinimum = 8
 
     /// The config the params ask for, on top of the start folder's (or model_config's) BERT fields.
     static func headConfig(_ base: BertConfig, _ p: TrainRetrieverParams) -> BertConfig {
@@ -113,6 +116,6 @@ public struct TrainRetrieverKind: JobKind {
                                      field: "params.per_gpu_batch_size", hint: "FiD drops the last partial batch: no batch would run")
         }
         return RetrieverTrainable(model: model, tokenizerPath: tokenizerPath, train: train, dev: dev,
-                                  evalBatchSize: max(p.trainer.batchSize, 8))
+                                  evalBatchSize: max(p.trainer.batchSize, Self.evalBatchMinimum))
     }
 }
