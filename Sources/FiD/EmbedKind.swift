@@ -45,7 +45,7 @@ public struct EmbedParams: JobParams {
             $0 >= 0 && $0 < numShards
         }
         perGpuBatchSize = try c.require(try c.decode(.perGpuBatchSize, default: 32), .perGpuBatchSize, "an integer >= 1") { $0 >= 1 }
-        passageMaxlength = try c.decodeIfPresent(Int.self, forKey: .passageMaxlength)
+        passageMaxlength = try c.decodeInteger(.passageMaxlength)
         if let m = passageMaxlength, m < 2 {
             throw JobError.permanent("passage_maxlength \(m): expected an integer >= 2 (CLS and SEP)", field: "params.passage_maxlength")
         }

@@ -37,7 +37,22 @@ extension Decoder {
 extension KeyedDecodingContainer {
     /// The value at `key`, or `value` when the key is absent or null.
     public func decode<T: Decodable>(_ key: Key, default value: T) throws -> T {
-        try decodeIfPresent(T.self, forKey: key) ?? value
+        if T.self == Int.self { return try (decodeInteger(key) as! T?) ?? value }
+        return try decodeIfPresent(T.self, forKey: key) ?? value
+    }
+
+    /// The integer at `key`, nil when absent or null. Foundation's decoder reports a number that
+    /// is no Int (2.5, 1e22) as "The given data was not valid JSON" without the field; this names
+    /// the field and the number.
+    public func decodeInteger(_ key: Key) throws -> Int? {
+        guard contains(key), try !decodeNil(forKey: key) else { return nil }
+        if let i = try? decode(Int.self, forKey: key) { return i }
+        if let d = try? decode(Double.self, forKey: key) {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: codingPath + [key],
+                debugDescription: "expected an integer, found \(d)" + (d == d.rounded() ? " (beyond ±9.2e18)" : "")))
+        }
+        return try decode(Int.self, forKey: key)  // a string or list: the type mismatch names the field
     }
 
     /// Throws a field-naming error unless `check(value)` holds.
@@ -88,7 +103,14 @@ public enum JSONValue: Codable, Equatable, Sendable {
         else if let d = try? c.decode(Double.self) { self = .number(d) }
         else if let s = try? c.decode(String.self) { self = .string(s) }
         else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
-        else { self = .object(try c.decode([String: JSONValue].self)) }
+        else {
+            // Every JSON value is one of the above, except a number Double cannot hold. An error
+            // inside the object (such a number in it) passes through, naming its own field.
+            do { self = .object(try c.decode([String: JSONValue].self)) } catch DecodingError.typeMismatch {
+                throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath,
+                                                        debugDescription: "expected a number within ±1.8e308 (a double), found one beyond"))
+            }
+        }
     }
 
     public func encode(to encoder: Encoder) throws {

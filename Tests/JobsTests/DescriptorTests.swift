@@ -46,12 +46,42 @@ import Testing
         (#"{"kind": "k", "id": "other"}"#, "id", "differs from the file name"),
         (#"{"kind": "k", "after": ["job"]}"#, "after", "depends on itself"),
         (#"{"id": "job"}"#, "kind", "missing required field"),
+        (#"{"kind": "k", "params": {"a": {"n": -1e400}}}"#, "params.a.n", "within ±1.8e308"),
     ])
     func rejectsNamingTheField(json: String, field: String, message: String) throws {
         let e = try #require(error(json))
         #expect(e.permanence == .permanent)
         #expect(e.field == field, "field \(e.field ?? "nil") for \(json)")
         #expect(e.description.contains(message), "\(e.description)")
+    }
+
+    /// An integer param given 2.5 or 1e22: Foundation says only "not valid JSON", without the
+    /// field; `decode(_:default:)` and `decodeInteger` name both.
+    @Test func integerParamsNameTheFieldAndTheNumber() throws {
+        struct Params: Decodable {
+            var n: Int
+            var m: Int?
+            enum CodingKeys: String, CodingKey, CaseIterable { case n, m }
+            init(from decoder: Decoder) throws {
+                let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+                n = try c.decode(.n, default: 1)
+                m = try c.decodeInteger(.m)
+            }
+        }
+        func error(_ json: String) -> JobError? {
+            let result = Result { try JSONDecoder().decode(Params.self, from: Data(json.utf8)) }
+            guard case .failure(let e as DecodingError) = result else { return nil }
+            return JobError.describe(e, root: "params")
+        }
+        let ok = try JSONDecoder().decode(Params.self, from: Data(#"{"n": 4.0, "m": 4611686018427387905}"#.utf8))
+        #expect(ok.n == 4 && ok.m == 4_611_686_018_427_387_905)
+        #expect(try JSONDecoder().decode(Params.self, from: Data(#"{"m": null}"#.utf8)).n == 1)
+        for (json, field, message) in [(#"{"n": 2.5}"#, "params.n", "expected an integer, found 2.5"),
+                                        (#"{"m": 1e22}"#, "params.m", "found 1e+22 (beyond"),
+                                        (#"{"m": "3"}"#, "params.m", "expected an integer")] {
+            let e = error(json)
+            #expect(e?.field == field && e?.message.contains(message) == true, "\(json): \(String(describing: e))")
+        }
     }
 
     @Test func rejectsEmptyGarbageAndHugeFiles() throws {
