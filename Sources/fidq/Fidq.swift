@@ -27,6 +27,13 @@ struct ComputeOptions: ParsableArguments {
 
     func apply() { Threads.set(threads) }
 
+    /// `--threads 0` (or `--threads=-2`) ran on one thread without a word.
+    func validate() throws {
+        if let threads, threads < 1 {
+            throw ValidationError("--threads: expected at least 1, found \(threads) (omit it for the cores this process may use)")
+        }
+    }
+
     /// What jobs run with: --threads, else FIDQ_THREADS, else the available cores (`Threads`'s
     /// default). Jobs set the compute pools from their context, so this must be passed on.
     var resolved: Int { max(1, threads ?? Threads.count) }
