@@ -56,6 +56,13 @@ public struct IndexBM25Kind: JobKind {
                     context.log("index_bm25: \(n) passages")
                 })
             if index.documentCount == 0 { throw PassageReader.noPassages(path: reader.path) }
+            // retrieve looks passages up by id: a second row of one id would be returned with the
+            // first row's text (and its hasanswer) without a word.
+            if let (a, b, id) = firstDuplicate([index.ids]) {
+                throw RetrievalError(file: reader.path, field: "id", expected: "each passage id once",
+                                     found: "passage id \(id) in passages \(a.row + 1) and \(b.row + 1) (counted after the header)",
+                                     hint: "DPR ids must be unique: renumber or drop the repeated rows")
+            }
             try index.save(to: output)
             return IndexBM25Output(index: output, documents: index.documentCount, seconds: monotonicNow() - t0)
         } catch let e as RetrievalError {

@@ -172,38 +172,47 @@ public final class EmbeddingShard: @unchecked Sendable {
 
     /// Refuses a passage id found in two rows: the same passage retrieved twice, typically
     /// because the glob also matches stale shards of an earlier embed run with another
-    /// `num_shards` (their rows overlap this run's). Hashes are sorted rather than the ids put in
-    /// a set: 8 bytes a row, for corpora of tens of millions of passages.
+    /// `num_shards` (their rows overlap this run's), or because the passages file holds the id
+    /// twice (then both rows are in one shard, or in neighbouring shards of one run).
     static func checkDistinctIDs(_ shards: [EmbeddingShard]) throws {
-        var hashes: [Int] = []
-        hashes.reserveCapacity(shards.reduce(0) { $0 + $1.ids.count })
-        for s in shards { for id in s.ids { hashes.append(id.hashValue) } }
-        hashes.sort()
-        var k = 1
-        while k < hashes.count {
-            defer { k += 1 }
-            guard hashes[k] == hashes[k - 1] else { continue }
-            // Equal hashes: find the rows, then whether their ids are really equal.
-            var rows: [(shard: Int, line: Int, id: String)] = []
-            for (si, s) in shards.enumerated() {
-                for (li, id) in s.ids.enumerated() where id.hashValue == hashes[k] { rows.append((si, li + 1, id)) }
-            }
-            for a in rows.indices {
-                for b in rows.indices where b > a && rows[a].id == rows[b].id {
-                    let (x, y) = (rows[a], rows[b])
-                    let place = x.shard == y.shard
-                        ? "twice in \(shards[x.shard].idsPath) (rows \(x.line) and \(y.line))"
-                        : "in \(shards[x.shard].idsPath) (row \(x.line)) and in \(shards[y.shard].idsPath) (row \(y.line))"
-                    throw RetrievalError(
-                        file: shards[y.shard].path, field: "ids", expected: "each passage in one row of one shard",
-                        found: "passage id \(x.id) \(place)",
-                        hint: "stale shards of an earlier embed run with another num_shards? remove them, or write this run's under a new output_path")
-                }
-            }
-        }
+        guard let (x, y, id) = firstDuplicate(shards.map(\.ids)) else { return }
+        let place = x.list == y.list
+            ? "twice in \(shards[x.list].idsPath) (rows \(x.row + 1) and \(y.row + 1))"
+            : "in \(shards[x.list].idsPath) (row \(x.row + 1)) and in \(shards[y.list].idsPath) (row \(y.row + 1))"
+        throw RetrievalError(
+            file: shards[y.list].path, field: "ids", expected: "each passage in one row of one shard",
+            found: "passage id \(id) \(place)",
+            hint: x.list == y.list ? "one embed run writes each row once: the passages file holds this id twice; DPR ids must be unique"
+                : "stale shards of an earlier embed run with another num_shards? remove them, or write this run's under a new output_path "
+                + "(or the passages file holds this id twice; DPR ids must be unique)")
     }
 }
 
+/// The first id found twice across `lists` (list and row of each, 0-based), or nil. Hashes are
+/// sorted rather than the ids put in a set: 8 bytes a row, for corpora of tens of millions of
+/// passages; only a hash collision looks at the ids themselves.
+public func firstDuplicate(_ lists: [[String]]) -> (a: (list: Int, row: Int), b: (list: Int, row: Int), id: String)? {
+    var hashes: [Int] = []
+    hashes.reserveCapacity(lists.reduce(0) { $0 + $1.count })
+    for l in lists { for id in l { hashes.append(id.hashValue) } }
+    hashes.sort()
+    var k = 1
+    while k < hashes.count {
+        defer { k += 1 }
+        guard hashes[k] == hashes[k - 1] else { continue }
+        // Equal hashes: find the rows, then whether their ids are really equal.
+        var rows: [(list: Int, row: Int, id: String)] = []
+        for (li, l) in lists.enumerated() {
+            for (ri, id) in l.enumerated() where id.hashValue == hashes[k] { rows.append((li, ri, id)) }
+        }
+        for a in rows.indices {
+            for b in rows.indices where b > a && rows[a].id == rows[b].id {
+                return ((rows[a].list, rows[a].row), (rows[b].list, rows[b].row), rows[a].id)
+            }
+        }
+    }
+    return nil
+}
 /// The header of a `.npy` file (numpy format versions 1–3).
 struct NpyHeader {
     var storage: EmbeddingShard.Storage

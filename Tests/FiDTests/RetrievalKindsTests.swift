@@ -149,6 +149,20 @@ enum RetrievalJobs {
         }
     }
 
+    /// A passages file with one id twice: retrieve looks texts up by id, so the second row came
+    /// back with the first row's text and hasanswer. index_bm25 refuses it naming both rows.
+    @Test func duplicatePassageIdsAreRefused() throws {
+        let dir = TestData.scratch("dupids")
+        try TestData.write("id\ttext\ttitle\n1\tParis is in France.\tParis\n2\tRome\tRome\n1\tBerlin is in Germany.\tBerlin\n", to: dir + "/psgs.tsv")
+        do {
+            _ = try RetrievalJobs.run("index_bm25", ["passages": .string("psgs.tsv")], workspace: dir)
+            Issue.record("an index of a file with id 1 twice was built")
+        } catch let e as JobError {
+            #expect(e.field == "params.passages" && e.message.contains("passage id 1 in passages 1 and 3") && e.hint?.contains("unique") == true,
+                    "\(e)")
+        }
+    }
+
     @Test func questionFileWithoutQuestionIsRefused() throws {
         let dir = TestData.scratch("noq")
         try TestData.write(Self.passages, to: dir + "/psgs.tsv")

@@ -87,6 +87,16 @@ import Testing
         try "2\n2\n".write(toFile: folder.dir + "/passages_01.ids", atomically: true, encoding: .utf8)
         let twice = #expect(throws: RetrievalError.self) { try EmbeddingShard.open(glob: folder.dir + "/passages_*") }
         #expect(twice?.found == "passage id 2 twice in \(folder.dir)/passages_01.ids (rows 1 and 2)", "\(String(describing: twice))")
+        // Within one shard the cause is the passages file, not stale shards.
+        #expect(twice?.hint?.contains("the passages file holds this id twice") == true && twice?.hint?.contains("stale") == false,
+                "\(String(describing: twice))")
+    }
+
+    @Test func firstDuplicateFindsTheFirstRepeatedIdAcrossLists() {
+        #expect(firstDuplicate([["a", "b"], ["c"]]) == nil)
+        #expect(firstDuplicate([]) == nil)
+        let d = firstDuplicate([["a", "b"], ["c", "b"]])
+        #expect(d?.id == "b" && d?.a.list == 0 && d?.a.row == 1 && d?.b.list == 1 && d?.b.row == 1)
     }
 
     @Test func idsMustMatchRows() throws {
