@@ -63,9 +63,27 @@ public struct JSONParser {
         case UInt8(ascii: "t"): return try expect("true", .bool(true))
         case UInt8(ascii: "f"): return try expect("false", .bool(false))
         case UInt8(ascii: "n"): return try expect("null", .null)
-        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
-        case let b: throw fail("unexpected \(describe(b))")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            if let word = nonFinite() { throw fail(Self.nonFiniteMessage(word)) }
+            return try parseNumber()
+        case let b:
+            if let word = nonFinite() { throw fail(Self.nonFiniteMessage(word)) }
+            throw fail("unexpected \(describe(b))")
         }
+    }
+
+    /// `NaN`, `Infinity` or `-Infinity` at `pos`: what Python's `json.dump` writes for a
+    /// non-finite float, which strict JSON (and so fidq) does not read.
+    func nonFinite() -> String? {
+        for word in ["NaN", "Infinity", "-Infinity"] where bytes.count - pos >= word.utf8.count {
+            if word.utf8.enumerated().allSatisfy({ bytes[pos + $0.offset] == $0.element }) { return word }
+        }
+        return nil
+    }
+
+    static func nonFiniteMessage(_ word: String) -> String {
+        "found \(word), which is not JSON (Python's json.dump writes it for a non-finite float: "
+            + "the value was \(word == "NaN" ? "NaN" : "infinite") where the file was written)"
     }
 
     private mutating func parseObject(depth: Int) throws -> JSONNode {

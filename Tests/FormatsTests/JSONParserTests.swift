@@ -47,4 +47,15 @@ import Testing
         #expect(failure("{} x")?.message == "unexpected 'x' after the value")
         #expect(failure(String(repeating: "{\"a\":", count: 200))?.message == "nesting deeper than 64")
     }
+
+    /// Python's json.dump writes NaN and ±Infinity for non-finite floats (a reader's scores gone
+    /// NaN): named as such, where it said "unexpected 'N'".
+    @Test func pythonsNonFiniteFloatsAreNamed() {
+        for (text, word, offset) in [(#"{"score": NaN}"#, "NaN", 10), ("[1, Infinity]", "Infinity", 4), ("[-Infinity]", "-Infinity", 1)] {
+            let f = failure(text)
+            #expect(f?.offset == offset && f?.message.contains("found \(word), which is not JSON") == true, "\(text): \(String(describing: f))")
+        }
+        #expect(failure("[-Inf]")?.message.contains("not JSON") == false)
+        #expect(failure("[Nope]")?.message == "unexpected 'N'")
+    }
 }
