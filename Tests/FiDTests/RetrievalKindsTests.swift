@@ -149,18 +149,21 @@ enum RetrievalJobs {
         }
     }
 
+    /// The error `index_bm25` refuses `tsv` with, or nil when it builds an index.
+    static func indexBM25Error(_ tsv: String, name: String = #function) throws -> JobError? {
+        let dir = TestData.scratch(String(name.prefix { $0 != "(" }))
+        try TestData.write(tsv, to: dir + "/psgs.tsv")
+        do { _ = try RetrievalJobs.run("index_bm25", ["passages": .string("psgs.tsv")], workspace: dir) } catch let e as JobError { return e }
+        return nil
+    }
+
     /// A passages file with one id twice: retrieve looks texts up by id, so the second row came
     /// back with the first row's text and hasanswer. index_bm25 refuses it naming both rows.
     @Test func duplicatePassageIdsAreRefused() throws {
-        let dir = TestData.scratch("dupids")
-        try TestData.write("id\ttext\ttitle\n1\tParis is in France.\tParis\n2\tRome\tRome\n1\tBerlin is in Germany.\tBerlin\n", to: dir + "/psgs.tsv")
-        do {
-            _ = try RetrievalJobs.run("index_bm25", ["passages": .string("psgs.tsv")], workspace: dir)
-            Issue.record("an index of a file with id 1 twice was built")
-        } catch let e as JobError {
-            #expect(e.field == "params.passages" && e.message.contains("passage id 1 in passages 1 and 3") && e.hint?.contains("unique") == true,
-                    "\(e)")
-        }
+        let e = try #require(try Self.indexBM25Error("id\ttext\ttitle\n1\tParis is in France.\tParis\n2\tRome\tRome\n1\tBerlin is in Germany.\tBerlin\n"),
+                             "an index of a file with id 1 twice was built")
+        #expect(e.field == "params.passages" && e.message.contains("passage id 1 in passages 1 and 3") && e.hint?.contains("unique") == true,
+                "\(e)")
     }
 
     @Test func questionFileWithoutQuestionIsRefused() throws {
@@ -201,14 +204,8 @@ enum RetrievalJobs {
     }
 
     @Test func badTSVNamesItsLine() throws {
-        let dir = TestData.scratch("badtsv")
-        try TestData.write("id\ttext\ttitle\n1\tok\tA\n2\tno title\n", to: dir + "/psgs.tsv")
-        do {
-            _ = try RetrievalJobs.run("index_bm25", ["passages": .string("psgs.tsv")], workspace: dir)
-            Issue.record("a row without a title was accepted")
-        } catch let e as JobError {
-            #expect(e.description.contains("line 3"), "\(e)")
-        }
+        let e = try #require(try Self.indexBM25Error("id\ttext\ttitle\n1\tok\tA\n2\tno title\n"), "a row without a title was accepted")
+        #expect(e.description.contains("line 3"), "\(e)")
     }
 
     /// A passages file without a passage (empty, or a header only) is refused by both indexing
