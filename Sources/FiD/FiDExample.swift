@@ -18,6 +18,25 @@ public struct FiDPassage: Sendable {
         if let score { pairs.append(("score", .double(score))) }
         self.raw = raw ?? .object(pairs)
     }
+
+    /// Whether `score` is written as a JSON number, as `score` writes the reader's; a retrieval
+    /// writes its own as a string (FiD's `str(score)`). In one example, passages past the reader's
+    /// `n_context` keep the retrieval's strings (or no score): two scales that must not be ranked together.
+    public var hasReaderScore: Bool {
+        switch raw["score"] {
+        case .integer?, .number?: return true
+        default: return false
+        }
+    }
+}
+
+extension FiDExample {
+    /// The positions in `ctxs` of the passages the reader scored, when the example mixes them with
+    /// passages it did not read (a retrieval's string score, or none); nil when it does not.
+    public var readerScoredWhenMixed: [Int]? {
+        let read = ctxs.indices.filter { ctxs[$0].hasReaderScore }
+        return read.isEmpty || read.count == ctxs.count ? nil : read
+    }
 }
 
 /// One example of FiD's JSON / JSON Lines data: `{id?, question, target?, answers?, ctxs: [{title, text, score?, id?, hasanswer?}]}`.

@@ -20,6 +20,8 @@ public struct RetrieverExamples {
     /// Whether every kept passage of every example has a `hasanswer` flag, the data's or DPR's match of
     /// the example's `answers` (answer recall needs them).
     public let hasAnswerFlags: Bool
+    /// Examples whose passages past the reader's (a retrieval's scores, or none) were left out.
+    public let partlyScored: Int
     let tokenizer: any Tokenizer
     let threads: Int?
     /// Pad each batch's questions (passages) to its longest row rather than to Lq (L), as
@@ -53,8 +55,10 @@ public struct RetrieverExamples {
         // when the whole file was loaded before the checks.
         var failure: Error? = nil
         var allFlags = true
+        var partly = 0
         data = try FiDData(path: path).index { e in
             guard failure == nil else { return }
+            if e.readerScoredWhenMixed != nil { partly += 1 }
             do {
                 // Answers stand in for missing flags; matched per batch, not in this scan.
                 let flags = try Self.prepare(e, path: path, nContext: nContext, matchAnswers: false).hasAnswer
@@ -63,6 +67,7 @@ public struct RetrieverExamples {
         }
         if let failure { throw failure }
         hasAnswerFlags = allFlags
+        partlyScored = partly
         self.tokenizer = tokenizer
         self.threads = threads
         P = nContext
@@ -82,6 +87,20 @@ public struct RetrieverExamples {
                                   ? "train_retriever reads each question's passages with the reader's scores: the dataset_wscores.json a score job writes"
                                   : "lower n_context, or drop examples with fewer passages")
         }
+        // A score job that read fewer passages than the file holds (n_context 10 of 20) scored
+        // only those: the rest keep the retrieval's scores, another scale, which FiD's sort would
+        // mix in. Only the reader's are ranked and distilled.
+        if let read = e.readerScoredWhenMixed {
+            guard read.count >= nContext else {
+                let j = e.ctxs.indices.first { !e.ctxs[$0].hasReaderScore }!
+                throw FormatError(file: path, location: at + ".ctxs[\(j)].score",
+                                  (e.ctxs[j].raw["score"] == nil ? "missing" : "a string, as a retrieval writes its own scores")
+                                      + ": the reader scored \(read.count) of this example's \(e.ctxs.count) passages, fewer than n_context \(nContext)",
+                                  hint: "score this data with n_context \(e.ctxs.count) (score's n_context sets how many passages it reads and scores), "
+                                      + "or lower n_context to \(read.count)")
+            }
+            return Self.prepared(e, kept: Array(read.sorted(by: Self.byScore(e)).prefix(nContext)), matchAnswers: matchAnswers)
+        }
         for (j, c) in e.ctxs.enumerated() where c.score == nil {
             throw FormatError(file: path, location: at + ".ctxs[\(j)].score",
                               "missing: train_retriever learns from the reader's score of every passage",
@@ -98,8 +117,16 @@ public struct RetrieverExamples {
                                   + "retrieval scores on purpose, write them as numbers")
         }
         // FiD's Dataset: ctxs sorted by float(score) descending (stable), first n_context kept.
-        let order = e.ctxs.indices.sorted { e.ctxs[$0].score! > e.ctxs[$1].score! || (e.ctxs[$0].score! == e.ctxs[$1].score! && $0 < $1) }
-        let kept = Array(order.prefix(nContext))
+        return Self.prepared(e, kept: Array(e.ctxs.indices.sorted(by: Self.byScore(e)).prefix(nContext)), matchAnswers: matchAnswers)
+    }
+
+    /// FiD's order: score descending, file order among equal scores.
+    static func byScore(_ e: FiDExample) -> (Int, Int) -> Bool {
+        { e.ctxs[$0].score! > e.ctxs[$1].score! || (e.ctxs[$0].score! == e.ctxs[$1].score! && $0 < $1) }
+    }
+
+    /// The example with the passages `kept` (positions in `ctxs`, best first).
+    static func prepared(_ e: FiDExample, kept: [Int], matchAnswers: Bool) -> Prepared {
         // The data's flags (FiD's and DPR's retrieval outputs write them); else DPR's has_answer
         // of the example's answers in the passage text, as `retrieve` sets them.
         let answerTokens = e.answers.isEmpty || !matchAnswers ? nil : e.answers.map(AnswerMatch.normalizedTokens)

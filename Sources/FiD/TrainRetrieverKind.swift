@@ -107,6 +107,10 @@ public struct TrainRetrieverKind: JobKind {
             // Padding a masked side only to each batch's longest row gives the same embeddings.
             set.trimQuestions = model.config.applyQuestionMask
             set.trimPassages = model.config.applyPassageMask
+            if set.partlyScored > 0 {
+                context.log("train_retriever: \(fieldName): in \(set.partlyScored) of \(set.count) examples the reader scored only some passages "
+                            + "(its n_context was lower than the passages there; the others hold a retrieval's scores or none): only its are ranked and distilled")
+            }
             return set
         }
         let train = try examples(p.trainData, "train_data")

@@ -16,6 +16,7 @@ struct Fidq: ParsableCommand {
             KindCommand<ScoreCLI>.self, KindCommand<MergeCLI>.self, KindCommand<TrainReaderCLI>.self,
             KindCommand<TrainRetrieverCLI>.self, KindCommand<ExampleCLI>.self,
             KindCommand<EmbedCLI>.self, KindCommand<RetrieveCLI>.self, KindCommand<IndexBM25CLI>.self,
+            KindCommand<EvaluateRetrievalCLI>.self,
         ]
     )
 }

@@ -23,6 +23,7 @@ enum Kinds {
         registry.register(EmbedKind())
         registry.register(RetrieveKind())
         registry.register(IndexBM25Kind())
+        registry.register(EvaluateRetrievalKind())
         if ProcessInfo.processInfo.environment["FIDQ_TEST_KINDS"] == "1" {
             registry.register(TrainTestKind())  // test.train: checkpoint resume under kill -9
             TestKinds.register(into: registry)

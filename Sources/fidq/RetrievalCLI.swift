@@ -1,4 +1,4 @@
-// RetrievalCLI: `fidq embed`, `fidq retrieve`, `fidq index-bm25`: the retrieval job kinds as subcommands with FiD's flag names.
+// RetrievalCLI: `fidq embed`, `fidq retrieve`, `fidq index-bm25`, `fidq evaluate-retrieval`: the retrieval job kinds as subcommands with FiD's flag names.
 
 /// `fidq embed --model_path M --passages psgs.tsv --output_path emb/passages --shard_id 0 --num_shards 8`
 enum EmbedCLI: KindCLI {
@@ -16,4 +16,10 @@ enum RetrieveCLI: KindCLI {
 enum IndexBM25CLI: KindCLI {
     static let kind = "index_bm25"
     static let abstract = "Build the BM25 index of a DPR passages TSV (Lucene BM25, k1 0.9, b 0.4) for `retrieve --method bm25`."
+}
+
+/// `fidq evaluate-retrieval --data retrieved.json` (`--sort_by_score` to count a scored file's passages by their scores)
+enum EvaluateRetrievalCLI: KindCLI {
+    static let kind = "evaluate_retrieval"
+    static let abstract = "Answer recall@k of the passages a FiD data file holds, by DPR's has_answer (FiD's evaluate_retrieved_passages.py)."
 }

@@ -16,6 +16,7 @@ enum RetrievalJobs {
         r.register(RetrieveKind())
         r.register(IndexBM25Kind())
         r.register(TrainRetrieverKind())
+        r.register(EvaluateRetrievalKind())
         return r
     }
 

@@ -2,6 +2,7 @@
 // scores, too few passages) named by file, index and field, and the synthetic learning check: a
 // tiny retriever trained from scratch on reader scores that favour passages sharing a hidden
 // feature with the question ranks the reader's top passage first far above chance.
+import Formats
 import Foundation
 import Testing
 import TestSupport
@@ -149,6 +150,37 @@ struct TrainRetrieverTests {
         } catch {
             let e = "\(error)"
             #expect(e.contains("train.json") && e.contains("[0]") && e.contains("4 passages") && e.contains("n_context 5"), "\(e)")
+        }
+    }
+
+    /// A score job that read fewer passages than the file holds (n_context 4 of 6) leaves the rest
+    /// with the retrieval's string scores, another scale: FiD's sort would rank them among the
+    /// reader's (here above them all). Only the reader's scored passages are ranked and distilled,
+    /// and an n_context beyond them is refused naming the first passage it has not scored.
+    @Test func passagesTheReaderDidNotScoreAreLeftOut() throws {
+        let dir = scratch()
+        try SyntheticRetrieval.writeModelFiles(dir)
+        var ex = SyntheticRetrieval.examples(3, seed: 1)
+        var readerScores: [[Double]] = []
+        for i in ex.indices {
+            var ctxs = ex[i]["ctxs"] as! [[String: Any]]
+            readerScores.append(ctxs.map { $0["score"] as! Double }.sorted(by: >))
+            ctxs += [["title": "t", "text": "red river", "score": "99.5"], ["title": "t", "text": "blue city", "score": "98.0"]]
+            ex[i]["ctxs"] = ctxs
+        }
+        try SyntheticRetrieval.write(ex, to: dir + "/train.json")
+        let tok = try TokenizerLoader.load(dir + "/vocab.txt")
+        let set = try RetrieverExamples(path: dir + "/train.json", tokenizer: tok, nContext: 4, questionMaxlength: 8, passageMaxlength: 12, threads: 1)
+        #expect(set.partlyScored == 3)
+        let prepared = try set.prepared([0, 1, 2])
+        #expect(prepared.originalRank.allSatisfy { $0.allSatisfy { $0 < 4 } }, "\(prepared.originalRank)")
+        #expect(prepared.batch.readerScores == readerScores.flatMap { $0.map(Float.init) }, "\(prepared.batch.readerScores)")
+        do {
+            _ = try RetrieverExamples(path: dir + "/train.json", tokenizer: tok, nContext: 5, questionMaxlength: 8, passageMaxlength: 12, threads: 1)
+            Issue.record("n_context 5 with 4 passages scored by the reader")
+        } catch let e as FormatError {
+            #expect(e.location == "[0].ctxs[4].score" && e.message.contains("a string") && e.message.contains("scored 4 of this example's 6 passages")
+                    && e.hint?.contains("score this data with n_context 6") == true, "\(e)")
         }
     }
 
