@@ -11,31 +11,111 @@ import Foundation
 /// an answer matches when its token list occurs contiguously in the text's (an answer with no
 /// tokens matches any text, as in DPR). Tokens compare as code points, as Python compares them.
 public enum AnswerMatch {
-    /// DPR's `SimpleTokenizer().tokenize(text).words(uncased=True)` of already-normalised text.
-    public static func tokens(_ text: String) -> [String] {
-        var out: [String] = []
-        var run = String.UnicodeScalarView()
-        func flush() {
-            if !run.isEmpty {
-                out.append(pythonLower(String(run)))
-                run = String.UnicodeScalarView()
-            }
+    /// A text's tokens as `has_answer` compares them: every token's code points in one buffer, so
+    /// a passage costs two arrays, not one per token.
+    public struct Tokens: Equatable, Sendable {
+        /// The tokens' code points, lower-cased, one after the other.
+        var scalars: [UInt32] = []
+        /// `ends[i]`: where token `i` ends in `scalars` (it starts where token `i − 1` ends).
+        var ends: [Int] = []
+
+        public var count: Int { ends.count }
+
+        /// Token `i`'s code points.
+        public subscript(i: Int) -> ArraySlice<UInt32> { scalars[(i == 0 ? 0 : ends[i - 1])..<ends[i]] }
+
+        /// Every token as a string of its code points (tests, messages).
+        public var strings: [String] {
+            (0..<count).map { i in String(String.UnicodeScalarView(self[i].map { Unicode.Scalar($0)! })) }
         }
-        for s in text.unicodeScalars {
-            if isWordScalar(s) {
-                run.append(s)
-                continue
+    }
+
+    /// DPR's `SimpleTokenizer().tokenize(NFD(text)).words(uncased=True)`.
+    ///
+    /// One pass over the UTF-8 bytes: ASCII is tokenised and lower-cased in place (NFD leaves it
+    /// unchanged, and its categories are fixed); each maximal run of non-ASCII characters is
+    /// NFD-normalised on its own, which gives NFD of the whole text because every ASCII character
+    /// is a starter that neither decomposes nor reorders with its neighbours. A token holding a
+    /// non-ASCII character is lower-cased with Python's `str.lower` rules (`pythonLower`).
+    public static func normalizedTokens(_ text: String) -> Tokens {
+        var text = text
+        text.makeContiguousUTF8()
+        // The builder lives inside the closure: a captured, mutated variable costs a runtime
+        // exclusivity check per access, a third of the time.
+        return text.utf8.withContiguousStorageIfAvailable { u -> Tokens in
+            var b = TokenBuilder(capacity: u.count)
+            b.scan(u)
+            return b.out
+        }!
+    }
+
+    /// `normalizedTokens`' state: the tokens so far and the open word run.
+    struct TokenBuilder {
+        var out = Tokens()
+        /// The open word run is `out.scalars[start...]`; `ascii` when it holds only ASCII.
+        var start = 0, ascii = true
+
+        init(capacity: Int) {
+            out.scalars.reserveCapacity(capacity)
+            out.ends.reserveCapacity(capacity / 4)
+        }
+
+        mutating func scan(_ u: UnsafeBufferPointer<UInt8>) {
+            var i = 0
+            while i < u.count {
+                let b = u[i]
+                guard b >= 0x80 else {
+                    switch b {
+                    case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"): out.scalars.append(UInt32(b))
+                    case UInt8(ascii: "A")...UInt8(ascii: "Z"): out.scalars.append(UInt32(b) + 32)
+                    case 0...0x20, 0x7F: close()  // controls and the space: separators, not tokens
+                    default: single(CollectionOfOne(UInt32(b)))  // punctuation and symbols: a token each
+                    }
+                    i += 1
+                    continue
+                }
+                var j = i + 1
+                while j < u.count && u[j] >= 0x80 { j += 1 }
+                let run = String(decoding: UnsafeBufferPointer(rebasing: u[i..<j]), as: UTF8.self)
+                for s in run.decomposedStringWithCanonicalMapping.unicodeScalars { feed(s) }
+                i = j
             }
-            flush()
+            close()
+        }
+
+        /// Ends the open word run, lower-casing it as Python does when it holds more than ASCII.
+        mutating func close() {
+            let end = out.scalars.count
+            guard end > start else { return }
+            if !ascii {
+                let token = String(String.UnicodeScalarView(out.scalars[start...].map { Unicode.Scalar($0)! }))
+                out.scalars.replaceSubrange(start..., with: pythonLower(token).unicodeScalars.map(\.value))
+            }
+            out.ends.append(out.scalars.count)
+            (start, ascii) = (out.scalars.count, true)
+        }
+
+        /// A token of its own (a character that is neither a word character nor a separator).
+        mutating func single(_ scalars: some Sequence<UInt32>) {
+            close()
+            out.scalars.append(contentsOf: scalars)
+            close()
+        }
+
+        /// A scalar of NFD text from a non-ASCII run (which may hold ASCII: U+212A K decomposes to K).
+        mutating func feed(_ s: Unicode.Scalar) {
+            if isWordScalar(s) {
+                out.scalars.append(s.value)
+                ascii = false
+                return
+            }
             switch s.properties.generalCategory {
             case .spaceSeparator, .lineSeparator, .paragraphSeparator, .control, .format, .surrogate, .privateUse, .unassigned:
-                break
+                close()
             default:
-                out.append(pythonLower(String(s)))
+                single(pythonLower(String(s)).unicodeScalars.map(\.value))
             }
         }
-        flush()
-        return out
     }
 
     /// `[\p{L}\p{N}\p{M}]`: a letter, digit or mark, what DPR's (and BM25's) word tokens are made of.
@@ -83,11 +163,6 @@ public enum AnswerMatch {
         return String(out)
     }
 
-    /// Tokens of a text or answer as `has_answer` compares them: NFD first.
-    public static func normalizedTokens(_ text: String) -> [[Unicode.Scalar]] {
-        tokens(text.decomposedStringWithCanonicalMapping).map { Array($0.unicodeScalars) }
-    }
-
     /// Whether any answer occurs in `text` (nil text: false).
     public static func hasAnswer(answers: [String], text: String?) -> Bool {
         guard let text else { return false }
@@ -96,11 +171,12 @@ public enum AnswerMatch {
     }
 
     /// `hasAnswer` with the answers tokenised once (a question's answers against its 100 passages).
-    public static func hasAnswer(answerTokens: [[[Unicode.Scalar]]], words: [[Unicode.Scalar]]) -> Bool {
+    public static func hasAnswer(answerTokens: [Tokens], words: Tokens) -> Bool {
         for answer in answerTokens {
-            if answer.isEmpty { return true }
+            if answer.count == 0 { return true }
             guard answer.count <= words.count else { continue }
-            for i in 0...(words.count - answer.count) where words[i] == answer[0] {
+            let first = answer[0]
+            for i in 0...(words.count - answer.count) where words[i] == first {
                 if (1..<answer.count).allSatisfy({ words[i + $0] == answer[$0] }) { return true }
             }
         }
