@@ -93,20 +93,14 @@ public struct EvaluateRetrievalKind: JobKind {
     static func counted(_ ex: FiDExample, _ p: EvaluateRetrievalParams, file: String) throws -> (passages: [FiDPassage], unranked: Int) {
         var ctxs = ex.ctxs, unranked = 0
         if p.sortByScore {
-            let order: [Int]
-            if let read = ex.readerScoredWhenMixed {
-                let rest = ctxs.indices.filter { !ctxs[$0].hasReaderScore }
-                order = read.sorted(by: RetrieverExamples.byScore(ex)) + rest
-                unranked = rest.count
-            } else {
-                if let j = ctxs.firstIndex(where: { $0.score?.isNaN ?? true }) {
-                    throw JobError.permanent("\(file): example \(ex.idText), passage \(j) has \(ctxs[j].score == nil ? "no score" : "the score nan") to rank by",
-                                             field: "params.data",
-                                             hint: "drop sort_by_score to count the passages in file order, or score them first (score's write_crossattention_scores)")
-                }
-                order = ctxs.indices.sorted(by: RetrieverExamples.byScore(ex))
+            if let read = FiDPassage.readerScoredWhenMixed(ctxs) {
+                unranked = ctxs.count - read.count
+            } else if let j = ctxs.firstIndex(where: { $0.score?.isNaN ?? true }) {
+                throw JobError.permanent("\(file): example \(ex.idText), passage \(j) has \(ctxs[j].score == nil ? "no score" : "the score nan") to rank by",
+                                         field: "params.data",
+                                         hint: "drop sort_by_score to count the passages in file order, or score them first (score's write_crossattention_scores)")
             }
-            ctxs = order.map { ex.ctxs[$0] }
+            ctxs = FiDFormat.ordered(ctxs)
         }
         if let n = p.nDocs, ctxs.count > n { ctxs.removeLast(ctxs.count - n) }
         return (ctxs, unranked)

@@ -53,14 +53,26 @@ public struct FiDFormat: Sendable, Equatable {
     /// file order) when every passage has a score, else file order. FiD decides this once per data
     /// set from the first passage and fills missing scores with one value per example, which
     /// sorts the same way.
-    public static func ordered(_ ctxs: [FiDPassage]) -> [FiDPassage] {
-        guard !ctxs.isEmpty, ctxs.allSatisfy({ $0.score != nil }) else { return ctxs }
+    ///
+    /// Where a reader scored only some passages (`score` read the first `n_context`: numbers; the
+    /// others keep a retrieval's string scores, or none), those come first by their score and the
+    /// others follow in file order: FiD's sort ranks the two scales together (BM25's or DPR's
+    /// scores above every cross-attention score), putting passages the reader never read first.
+    public static func orderedIndices(_ ctxs: [FiDPassage]) -> [Int] {
         // Swift's sort is not guaranteed stable: sort indices with the position as tie-break.
-        return ctxs.indices.sorted { a, b in
+        func byScore(_ a: Int, _ b: Int) -> Bool {
             let x = ctxs[a].score!, y = ctxs[b].score!
             return x != y ? x > y : a < b
-        }.map { ctxs[$0] }
+        }
+        if let read = FiDPassage.readerScoredWhenMixed(ctxs) {
+            return read.sorted(by: byScore) + ctxs.indices.filter { !ctxs[$0].hasReaderScore }
+        }
+        guard !ctxs.isEmpty, ctxs.allSatisfy({ $0.score != nil }) else { return Array(ctxs.indices) }
+        return ctxs.indices.sorted(by: byScore)
     }
+
+    /// The passages in `orderedIndices`' order.
+    public static func ordered(_ ctxs: [FiDPassage]) -> [FiDPassage] { orderedIndices(ctxs).map { ctxs[$0] } }
 
     /// The passages the reader reads: the first `nContext` of `ordered(ctxs)`.
     public func passages(_ example: FiDExample) -> [FiDPassage] {

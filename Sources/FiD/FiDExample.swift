@@ -30,10 +30,10 @@ public struct FiDPassage: Sendable {
     }
 }
 
-extension FiDExample {
-    /// The positions in `ctxs` of the passages the reader scored, when the example mixes them with
-    /// passages it did not read (a retrieval's string score, or none); nil when it does not.
-    public var readerScoredWhenMixed: [Int]? {
+extension FiDPassage {
+    /// The positions of the passages a reader scored, when `ctxs` mixes them with passages it did
+    /// not read (a retrieval's string score, or none); nil when it does not.
+    public static func readerScoredWhenMixed(_ ctxs: [FiDPassage]) -> [Int]? {
         let read = ctxs.indices.filter { ctxs[$0].hasReaderScore }
         return read.isEmpty || read.count == ctxs.count ? nil : read
     }

@@ -58,7 +58,7 @@ public struct RetrieverExamples {
         var partly = 0
         data = try FiDData(path: path).index { e in
             guard failure == nil else { return }
-            if e.readerScoredWhenMixed != nil { partly += 1 }
+            if FiDPassage.readerScoredWhenMixed(e.ctxs) != nil { partly += 1 }
             do {
                 // Answers stand in for missing flags; matched per batch, not in this scan.
                 let flags = try Self.prepare(e, path: path, nContext: nContext, matchAnswers: false).hasAnswer
@@ -89,8 +89,8 @@ public struct RetrieverExamples {
         }
         // A score job that read fewer passages than the file holds (n_context 10 of 20) scored
         // only those: the rest keep the retrieval's scores, another scale, which FiD's sort would
-        // mix in. Only the reader's are ranked and distilled.
-        if let read = e.readerScoredWhenMixed {
+        // mix in. Only the reader's are ranked (`FiDFormat.orderedIndices` puts them first) and distilled.
+        if let read = FiDPassage.readerScoredWhenMixed(e.ctxs) {
             guard read.count >= nContext else {
                 let j = e.ctxs.indices.first { !e.ctxs[$0].hasReaderScore }!
                 throw FormatError(file: path, location: at + ".ctxs[\(j)].score",
@@ -99,30 +99,25 @@ public struct RetrieverExamples {
                                   hint: "score this data with n_context \(e.ctxs.count) (score's n_context sets how many passages it reads and scores), "
                                       + "or lower n_context to \(read.count)")
             }
-            return Self.prepared(e, kept: Array(read.sorted(by: Self.byScore(e)).prefix(nContext)), matchAnswers: matchAnswers)
-        }
-        for (j, c) in e.ctxs.enumerated() where c.score == nil {
-            throw FormatError(file: path, location: at + ".ctxs[\(j)].score",
-                              "missing: train_retriever learns from the reader's score of every passage",
-                              hint: "use the dataset_wscores.json a score job writes (write_crossattention_scores)")
-        }
-        // Scores written as strings are a retrieval's own (FiD's passage_retrieval.py and `retrieve`
-        // write str(score); a reader's scores are numbers): distilling them would teach the
-        // retriever its own ranking back, which FiD does without a word.
-        if !e.ctxs.isEmpty, e.ctxs.allSatisfy({ if case .string? = $0.raw["score"] { return true } else { return false } }) {
-            throw FormatError(file: path, location: at + ".ctxs[0].score",
-                              "is a string (\(e.ctxs[0].raw["score"].map { PyJSON.compact($0) } ?? "")), as a retrieval writes its own scores, "
-                                  + "and train_retriever distils the reader's",
-                              hint: "use the dataset_wscores.json a score job writes (write_crossattention_scores); to distil these "
-                                  + "retrieval scores on purpose, write them as numbers")
+        } else {
+            for (j, c) in e.ctxs.enumerated() where c.score == nil {
+                throw FormatError(file: path, location: at + ".ctxs[\(j)].score",
+                                  "missing: train_retriever learns from the reader's score of every passage",
+                                  hint: "use the dataset_wscores.json a score job writes (write_crossattention_scores)")
+            }
+            // Scores written as strings are a retrieval's own (FiD's passage_retrieval.py and `retrieve`
+            // write str(score); a reader's scores are numbers): distilling them would teach the
+            // retriever its own ranking back, which FiD does without a word.
+            if !e.ctxs.isEmpty, e.ctxs.allSatisfy({ if case .string? = $0.raw["score"] { return true } else { return false } }) {
+                throw FormatError(file: path, location: at + ".ctxs[0].score",
+                                  "is a string (\(e.ctxs[0].raw["score"].map { PyJSON.compact($0) } ?? "")), as a retrieval writes its own scores, "
+                                      + "and train_retriever distils the reader's",
+                                  hint: "use the dataset_wscores.json a score job writes (write_crossattention_scores); to distil these "
+                                      + "retrieval scores on purpose, write them as numbers")
+            }
         }
         // FiD's Dataset: ctxs sorted by float(score) descending (stable), first n_context kept.
-        return Self.prepared(e, kept: Array(e.ctxs.indices.sorted(by: Self.byScore(e)).prefix(nContext)), matchAnswers: matchAnswers)
-    }
-
-    /// FiD's order: score descending, file order among equal scores.
-    static func byScore(_ e: FiDExample) -> (Int, Int) -> Bool {
-        { e.ctxs[$0].score! > e.ctxs[$1].score! || (e.ctxs[$0].score! == e.ctxs[$1].score! && $0 < $1) }
+        return Self.prepared(e, kept: Array(FiDFormat.orderedIndices(e.ctxs).prefix(nContext)), matchAnswers: matchAnswers)
     }
 
     /// The example with the passages `kept` (positions in `ctxs`, best first).

@@ -11,12 +11,21 @@ import Testing
                    ctxs: ctxs.map { FiDPassage(title: $0.0, text: $0.1, score: $0.2) })
     }
 
-    @Test func ordersByScoreStablyOnlyWhenAllHaveScores() {
+    @Test func ordersByScoreStablyAReadersScoresFirst() {
         let ps = [FiDPassage(title: "a", text: "", score: 1), FiDPassage(title: "b", text: "", score: 3),
                   FiDPassage(title: "c", text: "", score: 1), FiDPassage(title: "d", text: "", score: 3)]
         #expect(FiDFormat.ordered(ps).map(\.title) == ["b", "d", "a", "c"])
-        let mixed = ps + [FiDPassage(title: "e", text: "")]
-        #expect(FiDFormat.ordered(mixed).map(\.title) == ["a", "b", "c", "d", "e"])
+        // No reader scored any: file order unless every passage has a score (FiD's strings too).
+        let unscored = [FiDPassage(title: "a", text: ""), FiDPassage(title: "b", text: "")]
+        #expect(FiDFormat.ordered(unscored).map(\.title) == ["a", "b"])
+        let retrieved = [("a", "6.5"), ("b", "9.25"), ("c", "7")].map { FiDPassage(title: $0.0, text: "", score: Double($0.1),
+                                                                                  raw: .object([("title", .string($0.0)), ("text", .string("")), ("score", .string($0.1))])) }
+        #expect(FiDFormat.ordered(retrieved).map(\.title) == ["b", "c", "a"])
+        // A reader scored some (numbers; the rest a retrieval's strings, however high, or none):
+        // those first by score, the rest after them in file order.
+        let partly = ps + [FiDPassage(title: "e", text: "")] + retrieved
+        #expect(FiDFormat.ordered(partly).map(\.title) == ["b", "d", "a", "c", "e", "a", "b", "c"])
+        #expect(FiDFormat.orderedIndices(partly) == [1, 3, 0, 2, 4, 5, 6, 7])
     }
 
     @Test func encoderStringsAreFiDs() {
