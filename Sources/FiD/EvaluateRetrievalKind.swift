@@ -106,12 +106,6 @@ public struct EvaluateRetrievalKind: JobKind {
         return (ctxs, unranked)
     }
 
-    /// A passage's stored answer flag: `hasanswer` (fidq, FiD) or DPR's `has_answer`; nil when none.
-    static func storedFlag(_ passage: FiDPassage) -> Bool? {
-        for key in ["hasanswer", "has_answer"] { if case .bool(let b)? = passage.raw[key] { return b } }
-        return nil
-    }
-
     public func run(_ p: EvaluateRetrievalParams, _ context: JobContext) throws -> EvaluateRetrievalOutput {
         let t0 = monotonicNow()
         let file = context.resolve(p.data)
@@ -143,7 +137,7 @@ public struct EvaluateRetrievalKind: JobKind {
                 if ex.answers.isEmpty { withoutAnswers += 1 }
                 if counted[i].unranked > 0 { (partly, unranked) = (partly + 1, unranked + counted[i].unranked) }
                 for (j, passage) in ranked[i].enumerated() {
-                    guard let flag = Self.storedFlag(passage) else { continue }
+                    guard let flag = passage.storedAnswerFlag else { continue }
                     stored += 1
                     if flag != flags[i][j] {
                         disagreeing += 1

@@ -31,6 +31,13 @@ public struct FiDPassage: Sendable {
 }
 
 extension FiDPassage {
+    /// The passage's stored answer flag: `hasanswer` (fidq's and FiD's retrieval) or DPR's
+    /// `has_answer`; nil when it has none.
+    public var storedAnswerFlag: Bool? {
+        for key in ["hasanswer", "has_answer"] { if case .bool(let b)? = raw[key] { return b } }
+        return nil
+    }
+
     /// The positions of the passages a reader scored, when `ctxs` mixes them with passages it did
     /// not read (a retrieval's string score, or none); nil when it does not.
     public static func readerScoredWhenMixed(_ ctxs: [FiDPassage]) -> [Int]? {

@@ -126,8 +126,7 @@ public struct RetrieverExamples {
         // of the example's answers in the passage text, as `retrieve` sets them.
         let answerTokens = e.answers.isEmpty || !matchAnswers ? nil : e.answers.map(AnswerMatch.normalizedTokens)
         let flags = kept.map { j -> Bool? in
-            if case .bool(let b)? = e.ctxs[j].raw["hasanswer"] { return b }
-            if case .bool(let b)? = e.ctxs[j].raw["has_answer"] { return b }
+            if let b = e.ctxs[j].storedAnswerFlag { return b }
             return answerTokens.map { AnswerMatch.hasAnswer(answerTokens: $0, words: AnswerMatch.normalizedTokens(e.ctxs[j].text)) }
         }
         return Prepared(question: RetrieverModel.questionText(e.question),

@@ -109,7 +109,7 @@ public struct TrainRetrieverKind: JobKind {
             set.trimPassages = model.config.applyPassageMask
             if set.partlyScored > 0 {
                 context.log("train_retriever: \(fieldName): in \(set.partlyScored) of \(set.count) examples the reader scored only some passages "
-                            + "(its n_context was lower than the passages there; the others hold a retrieval's scores or none): only its are ranked and distilled")
+                            + "(its n_context was lower than the passages there; the others hold a retrieval's scores or none): only the reader's are ranked and distilled")
             }
             return set
         }
