@@ -14,9 +14,14 @@ public struct FiDPassage: Sendable {
         self.title = title
         self.text = text
         self.score = score
-        var pairs: [(String, JSONNode)] = [("title", .string(title)), ("text", .string(text))]
-        if let score { pairs.append(("score", .double(score))) }
-        self.raw = raw ?? .object(pairs)
+        if let raw {
+            self.raw = raw
+        } else {
+            // Built only when no object was read: a score's Python repr costs as much as parsing it.
+            var pairs: [(String, JSONNode)] = [("title", .string(title)), ("text", .string(text))]
+            if let score { pairs.append(("score", .double(score))) }
+            self.raw = .object(pairs)
+        }
     }
 
     /// Whether `score` is written as a JSON number, as `score` writes the reader's; a retrieval

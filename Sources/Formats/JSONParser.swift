@@ -160,15 +160,22 @@ public struct JSONParser {
     mutating func parseString() throws -> String {
         pos += 1  // opening quote
         // Fast path: no escape before the closing quote, so the bytes are the string.
-        var end = pos
-        while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != 92, bytes[end] >= 0x20 { end += 1 }
+        let end = plainEnd(from: pos)
         if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
             defer { pos = end + 1 }
             return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[pos..<end]), as: UTF8.self)
         }
-        var out: [UInt8] = Array(UnsafeRawBufferPointer(rebasing: bytes[pos..<end]))
+        // Slow path: runs of plain bytes are copied whole, each escape decoded in place.
+        var out: [UInt8] = []
+        out.reserveCapacity(end - pos + 16)
+        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[pos..<end]))
         pos = end
         while true {
+            let run = plainEnd(from: pos)
+            if run > pos {
+                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[pos..<run]))
+                pos = run
+            }
             guard pos < bytes.count else { throw fail("unterminated string") }
             let b = bytes[pos]
             if b == UInt8(ascii: "\"") {
@@ -176,11 +183,6 @@ public struct JSONParser {
                 return String(decoding: out, as: UTF8.self)
             }
             if b < 0x20 { throw fail("control character \(describe(b)) in a string") }
-            if b != 92 {
-                out.append(b)
-                pos += 1
-                continue
-            }
             pos += 1  // backslash
             guard pos < bytes.count else { throw fail("unterminated escape") }
             let e = bytes[pos]
@@ -204,34 +206,82 @@ public struct JSONParser {
                     guard (0xDC00..<0xE000).contains(low) else { throw fail("invalid low surrogate") }
                     scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
                 }
-                guard let u = Unicode.Scalar(scalar) else { throw fail("unpaired surrogate \\u\(String(scalar, radix: 16))") }
-                out += Array(String(Character(u)).utf8)
+                guard Unicode.Scalar(scalar) != nil else { throw fail("unpaired surrogate \\u\(String(scalar, radix: 16))") }
+                Self.appendUTF8(scalar, to: &out)
             default: throw fail("invalid escape \\\(describe(e))")
             }
+        }
+    }
+
+    /// Appends the UTF-8 bytes of a valid scalar (no surrogate) without building a String.
+    static func appendUTF8(_ scalar: UInt32, to out: inout [UInt8]) {
+        switch scalar {
+        case ..<0x80:
+            out.append(UInt8(scalar))
+        case ..<0x800:
+            out.append(UInt8(0xC0 | scalar >> 6))
+            out.append(UInt8(0x80 | scalar & 0x3F))
+        case ..<0x10000:
+            out.append(UInt8(0xE0 | scalar >> 12))
+            out.append(UInt8(0x80 | scalar >> 6 & 0x3F))
+            out.append(UInt8(0x80 | scalar & 0x3F))
+        default:
+            out.append(UInt8(0xF0 | scalar >> 18))
+            out.append(UInt8(0x80 | scalar >> 12 & 0x3F))
+            out.append(UInt8(0x80 | scalar >> 6 & 0x3F))
+            out.append(UInt8(0x80 | scalar & 0x3F))
         }
     }
 
     /// Moves past the string starting at `pos` (its opening quote) without building it.
     mutating func skipString() throws {
         pos += 1
-        while pos < bytes.count {
+        while true {
+            pos = plainEnd(from: pos)
+            guard pos < bytes.count else { throw fail("unterminated string") }
             switch bytes[pos] {
             case UInt8(ascii: "\""):
                 pos += 1
                 return
             case 92: pos += 2  // an escape: its next byte cannot end the string
-            default: pos += 1
+            default: pos += 1  // a control byte: parseString names it, skipping passes over it
             }
         }
-        throw fail("unterminated string")
+    }
+
+    /// The first index from `start` holding `"`, `\` or a control byte (< 0x20); `bytes.count`
+    /// (or `start` when past it) if none. Eight bytes at a time: strings are most of a data file.
+    @inline(__always)
+    func plainEnd(from start: Int) -> Int {
+        var i = start
+        let n = bytes.count
+        if let base = bytes.baseAddress {
+            let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+            while i + 8 <= n {
+                let x = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                let quote = x ^ (0x22 &* ones), backslash = x ^ (0x5C &* ones)
+                // A byte's high bit is set for a zero byte of quote/backslash or a byte below 0x20
+                // (no false negatives; a chunk with any hit goes to the byte loop below).
+                let hits = ((quote &- ones) & ~quote | (backslash &- ones) & ~backslash | (x &- 0x20 &* ones) & ~x) & highs
+                if hits != 0 { break }
+                i += 8
+            }
+        }
+        while i < n, bytes[i] != UInt8(ascii: "\""), bytes[i] != 92, bytes[i] >= 0x20 { i += 1 }
+        return i
     }
 
     private mutating func hex4() throws -> UInt32 {
         guard pos + 4 <= bytes.count else { throw fail("\\u needs 4 hex digits") }
         var v: UInt32 = 0
         for _ in 0..<4 {
-            guard let d = UInt32(String(Character(Unicode.Scalar(bytes[pos]))), radix: 16) else {
-                throw fail("\\u needs 4 hex digits")
+            let c = bytes[pos]
+            let d: UInt32
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): d = UInt32(c - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): d = UInt32(c - UInt8(ascii: "a") + 10)
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): d = UInt32(c - UInt8(ascii: "A") + 10)
+            default: throw fail("\\u needs 4 hex digits")
             }
             v = v << 4 | d
             pos += 1

@@ -30,6 +30,65 @@ import Testing
         #expect(failure(#""abc"#)?.message == "unterminated string")
     }
 
+    /// Random strings of every kind of scalar, each written raw, as a short escape or as `\uXXXX`
+    /// (a surrogate pair above U+FFFF, hex digits in either case), read back exactly; lengths up to
+    /// 160 bytes put escapes at every offset of the eight-byte scan.
+    @Test func escapedStringsReadBackExactly() throws {
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next(_ n: Int) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int((state >> 33) % UInt64(n))
+        }
+        let pools: [ClosedRange<UInt32>] = [0x20...0x7E, 0x00...0x1F, 0x80...0x7FF, 0x800...0xD7FF, 0xE000...0xFFFF, 0x10000...0x10FFFF]
+        func hex(_ v: UInt32) -> String {
+            let digits = String(v, radix: 16)
+            let padded = String(repeating: "0", count: 4 - digits.count) + digits
+            return next(2) == 0 ? padded : padded.uppercased()
+        }
+        for _ in 0..<300 {
+            var expected = String.UnicodeScalarView()
+            var json = "\""
+            for _ in 0..<next(40) {
+                let pool = pools[next(next(3) == 0 ? pools.count : 1)]
+                let u = Unicode.Scalar(pool.lowerBound + UInt32(next(Int(pool.upperBound - pool.lowerBound) + 1)))!
+                expected.append(u)
+                let short: [Unicode.Scalar: String] = ["\"": "\\\"", "\\": "\\\\", "/": "\\/", "\u{8}": "\\b",
+                                                        "\u{C}": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"]
+                let mustEscape = u.value < 0x20 || u == "\"" || u == "\\"
+                switch (mustEscape ? 1 + next(2) : next(3), short[u]) {
+                case (0, _): json.unicodeScalars.append(u)
+                case (1, let s?): json += s
+                default:
+                    if u.value > 0xFFFF {
+                        let v = u.value - 0x10000
+                        json += "\\u" + hex(0xD800 + (v >> 10)) + "\\u" + hex(0xDC00 + (v & 0x3FF))
+                    } else {
+                        json += "\\u" + hex(u.value)
+                    }
+                }
+            }
+            json += "\""
+            #expect(try parse(json) == .string(String(expected)), "\(json)")
+            // Skipping (JSONStream's key search) ends where reading does: after the closing quote.
+            let bytes = Array((json + " ,").utf8)
+            let skippedTo = try bytes.withUnsafeBytes { raw in
+                var p = JSONParser(bytes: raw)
+                try p.skipString()
+                return p.pos
+            }
+            #expect(skippedTo == bytes.count - 2, "\(json)")
+        }
+        // A raw control byte anywhere in a long string is refused, not scanned past.
+        for c in 0..<0x20 {
+            for offset in 0..<16 {
+                let text = "\"" + String(repeating: "a", count: offset) + String(UnicodeScalar(UInt8(c))) + String(repeating: "b", count: 24) + "\""
+                #expect(failure(text)?.message.contains("control character") == true, "byte \(c) at \(offset)")
+            }
+        }
+        #expect(failure(#""\u00g1""#)?.message.contains("4 hex digits") == true)
+        #expect(failure(#""\u12"#)?.message.contains("4 hex digits") == true)
+    }
+
     @Test func numbers() throws {
         #expect(try parse("[0,12,9223372036854775807]") == .array([.integer(0), .integer(12), .integer(.max)]))
         #expect(try parse("[-1,1.5,2e3,9223372036854775808]")
