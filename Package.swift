@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "CDot8", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
         .target(name: "Tensor", dependencies: ["CBLAS", "CDot8", "Formats"], swiftSettings: kernelFlags),
         .target(name: "Tokenizers", swiftSettings: kernelFlags),
-        .target(name: "Jobs", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        .target(name: "Jobs", dependencies: ["Formats", .product(name: "Logging", package: "swift-log")]),
         // Test-only parts of the queue (fault-injecting file system, the test.record kind, crash
         // points). The fidq executable links it too, because the worker process tests start real
         // `fidq worker`s that register these under FIDQ_TEST_KINDS=1; nothing else reaches them.

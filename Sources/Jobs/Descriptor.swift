@@ -4,6 +4,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import Formats
 
 /// One job: its kind, id, ordering and retry policy, and the kind's params (kept raw until the
 /// kind's own Codable type decodes them).
@@ -88,6 +89,39 @@ public struct JobDescriptor: Decodable, Equatable, Sendable {
     ///   - fileName: the file's name; the id defaults to it without `.json` and must equal it.
     /// - Throws: `JobError.permanent` naming the field, what was expected and what was found.
     ///   - idMayDiffer: the file is not in `pending/` (submit, run): an `id` field wins over its name.
+    /// Why Foundation refused `data` as JSON, which it says without a place: fidq's strict reader
+    /// names the line, the column and what it expected there; a number beyond a 64-bit float
+    /// (which Python reads as inf) is named with its field. Nil when neither explains it.
+    static func syntaxError(_ data: Data) -> JobError? {
+        let bytes = [UInt8](data)
+        let parsed: Result<JSONNode, any Error> = bytes.withUnsafeBytes { raw in
+            var p = JSONParser(bytes: raw)
+            return Result { try p.parseDocument() }
+        }
+        switch parsed {
+        case .failure(let error):
+            guard let f = error as? JSONParser.Failure else { return nil }
+            let before = bytes.prefix(f.offset)
+            let line = 1 + before.filter { $0 == 0x0A }.count
+            let column = f.offset - (before.lastIndex(of: 0x0A).map { $0 + 1 } ?? 0) + 1
+            return JobError.permanent("not valid JSON at line \(line), column \(column): \(f.message)")
+        case .success(let root):
+            func overflow(_ node: JSONNode, _ path: String) -> (String, String)? {
+                switch node {
+                case .number(let t) where !(Double(t)?.isFinite ?? true): return (path, t)
+                case .object(let fields):
+                    for (k, v) in fields { if let found = overflow(v, path.isEmpty ? k : path + "." + k) { return found } }
+                case .array(let items):
+                    for (i, v) in items.enumerated() { if let found = overflow(v, path + "[\(i)]") { return found } }
+                default: break
+                }
+                return nil
+            }
+            guard let (path, text) = overflow(root, "") else { return nil }
+            return JobError.permanent("the number \(text) is beyond a 64-bit float's range (about ±1.8e308)", field: path)
+        }
+    }
+
     public static func parse(_ data: Data, fileName: String?, idMayDiffer: Bool = false) throws -> JobDescriptor {
         if data.isEmpty { throw JobError.permanent("empty file", hint: "a job needs at least {\"kind\": …}") }
         if data.count > maxBytes {
@@ -97,6 +131,7 @@ public struct JobDescriptor: Decodable, Equatable, Sendable {
         do {
             d = try JSONDecoder().decode(JobDescriptor.self, from: data)
         } catch let e as DecodingError {
+            if case .dataCorrupted(let ctx) = e, ctx.codingPath.isEmpty, let located = syntaxError(data) { throw located }
             throw JobError.describe(e)
         }
         let stem = fileName.map { $0.hasSuffix(".json") ? String($0.dropLast(5)) : $0 }

@@ -86,10 +86,25 @@ import Testing
 
     @Test func rejectsEmptyGarbageAndHugeFiles() throws {
         #expect(error("")?.message == "empty file")
-        #expect(error("{not json")?.message.contains("not valid JSON") == true)
-        #expect(error("\u{0}\u{1}\u{2}")?.message.contains("not valid JSON") == true)
+        #expect(error("{not json")?.message == "not valid JSON at line 1, column 2: expected a string key")
+        #expect(error("\u{0}\u{1}\u{2}")?.message == "not valid JSON at line 1, column 1: unexpected byte 0x0")
         let huge = #"{"kind": "k", "params": {"x": ""# + String(repeating: "a", count: JobDescriptor.maxBytes) + "\"}}"
         #expect(error(huge)?.message.contains("larger than") == true)
+    }
+
+    /// Foundation refuses bad JSON without saying where; the error names the line, the column
+    /// and what was expected there, and a number beyond a float's range (which Python's json reads
+    /// as inf) is named with its field.
+    @Test func badJSONIsLocated() throws {
+        let missingComma = "{\"kind\": \"k\",\n  \"params\": {\"a\": 1 \"b\": 2}\n}"
+        #expect(error(missingComma)?.message == "not valid JSON at line 2, column 21: expected ',' or '}' in an object, found '\"'")
+        #expect(error("{\"kind\": \"k\",\n\n  \"after\": [\"a\" 2]}")?.message
+                == "not valid JSON at line 3, column 17: expected ',' or ']' in an array, found '2'")
+        for (json, field) in [(#"{"kind": "k", "priority": 1e400}"#, "priority"),
+                              (#"{"kind": "k", "timeout_s": -2E+999}"#, "timeout_s")] {
+            let e = error(json)
+            #expect(e?.field == field && e?.message.contains("beyond a 64-bit float's range") == true, "\(json): \(String(describing: e))")
+        }
     }
 
     @Test func badFileNameNeedsAnID() throws {
