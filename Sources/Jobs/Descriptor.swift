@@ -82,13 +82,6 @@ public struct JobDescriptor: Decodable, Equatable, Sendable {
         }
     }
 
-    /// Decodes a descriptor file, checking everything that does not need the kind.
-    ///
-    /// - Parameters:
-    ///   - data: the file's bytes (the caller enforces `maxBytes`).
-    ///   - fileName: the file's name; the id defaults to it without `.json` and must equal it.
-    /// - Throws: `JobError.permanent` naming the field, what was expected and what was found.
-    ///   - idMayDiffer: the file is not in `pending/` (submit, run): an `id` field wins over its name.
     /// Why Foundation refused `data` as JSON, which it says without a place: fidq's strict reader
     /// names the line, the column and what it expected there; a number beyond a 64-bit float
     /// (which Python reads as inf) is named with its field. Nil when neither explains it.
@@ -122,6 +115,13 @@ public struct JobDescriptor: Decodable, Equatable, Sendable {
         }
     }
 
+    /// Decodes a descriptor file, checking everything that does not need the kind.
+    ///
+    /// - Parameters:
+    ///   - data: the file's bytes (the caller enforces `maxBytes`).
+    ///   - fileName: the file's name; the id defaults to it without `.json` and must equal it.
+    /// - Throws: `JobError.permanent` naming the field, what was expected and what was found.
+    ///   - idMayDiffer: the file is not in `pending/` (submit, run): an `id` field wins over its name.
     public static func parse(_ data: Data, fileName: String?, idMayDiffer: Bool = false) throws -> JobDescriptor {
         if data.isEmpty { throw JobError.permanent("empty file", hint: "a job needs at least {\"kind\": …}") }
         if data.count > maxBytes {
