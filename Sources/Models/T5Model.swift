@@ -136,9 +136,17 @@ public final class T5Model {
         dx: UnsafeMutablePointer<Float>?, dxBeta: Float, dw: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>,
         x: UnsafePointer<Float>, w: UnsafePointer<Float>, rows: Int, inF: Int, outF: Int
     ) {
+        // The two products are independent: side by side when each is one tile (a small model's
+        // layers, the decoder's rows), else one after the other (their tiles spread already).
+        let apart = dx != nil && Gemm.isOneTile(m: rows, n: inF, k: outF) && Gemm.isOneTile(m: outF, n: inF, k: rows)
         timed(.linearBack) {
-            if let dx { Gemm.gemm(m: rows, n: inF, k: outF, a: dy, lda: outF, b: w, ldb: inF, beta: dxBeta, c: dx, ldc: inF) }
-            Gemm.gemm(transA: true, m: outF, n: inF, k: rows, a: dy, lda: outF, b: x, ldb: inF, beta: 1, c: dw, ldc: inF)
+            concurrently(dx == nil ? 1 : 2, threads: apart ? nil : 1) { i in
+                if i == 0 {
+                    Gemm.gemm(transA: true, m: outF, n: inF, k: rows, a: dy, lda: outF, b: x, ldb: inF, beta: 1, c: dw, ldc: inF)
+                } else if let dx {
+                    Gemm.gemm(m: rows, n: inF, k: outF, a: dy, lda: outF, b: w, ldb: inF, beta: dxBeta, c: dx, ldc: inF)
+                }
+            }
         }
     }
 
@@ -183,9 +191,20 @@ public final class T5Model {
         timed(.norm) { RMSNorm.forward(y: h, rstd: rstd, x: xIn, weight: W(ln), rows: rows, dim: D, eps: eps) }
         let src = memory ?? UnsafePointer(h)
         let q = A(pre + ".q", rows * I), k = A(pre + ".k", kRows * I), v = A(pre + ".v", kRows * I)
-        linear(q, h, W(w + ".q.weight"), rows: rows, inF: D, outF: I)
-        linear(k, src, W(w + ".k.weight"), rows: kRows, inF: D, outF: I)
-        linear(v, src, W(w + ".v.weight"), rows: kRows, inF: D, outF: I)
+        if rows > Self.gemvRows && Gemm.isOneTile(m: rows, n: I, k: D) && Gemm.isOneTile(m: kRows, n: I, k: D) {
+            // Three independent one-tile products: side by side (see linearBackward).
+            timed(.linear) {
+                concurrently(3) { i in
+                    let (out, x, n) = i == 0 ? (q, UnsafePointer(h), rows) : (i == 1 ? k : v, src, kRows)
+                    let wi = W(w + (i == 0 ? ".q.weight" : i == 1 ? ".k.weight" : ".v.weight"))
+                    Gemm.gemm(transB: true, m: n, n: I, k: D, a: x, lda: D, b: wi, ldb: D, beta: 0, c: out, ldc: I)
+                }
+            }
+        } else {
+            linear(q, h, W(w + ".q.weight"), rows: rows, inF: D, outF: I)
+            linear(k, src, W(w + ".k.weight"), rows: kRows, inF: D, outF: I)
+            linear(v, src, W(w + ".v.weight"), rows: kRows, inF: D, outF: I)
+        }
         let p = training ? rate : 0
         let ctx = A(pre + ".ctx", rows * I)
         let probs = A(pre + ".probs", size.probsCount), pmask = p > 0 ? A(pre + ".pmask", size.probsCount) : nil

@@ -218,9 +218,14 @@ extension T5Model {
         timed(.lmHeadBack) {
             dLogits.withUnsafeBufferPointer { g in
                 let g = g.baseAddress!
-                Gemm.gemm(m: Td, n: D, k: V, alpha: outputScale, a: g, lda: V, b: W("lm_head.weight"), ldb: D, beta: 0, c: dy, ldc: D)
-                Gemm.gemm(transA: true, m: V, n: D, k: Td, alpha: outputScale, a: g, lda: V, b: y, ldb: D, beta: 1,
-                          c: grads["lm_head.weight"], ldc: D)
+                let dW = grads["lm_head.weight"], apart = Gemm.isOneTile(m: Td, n: D, k: V) && Gemm.isOneTile(m: V, n: D, k: Td)
+                concurrently(2, threads: apart ? nil : 1) { i in
+                    if i == 0 {
+                        Gemm.gemm(m: Td, n: D, k: V, alpha: outputScale, a: g, lda: V, b: W("lm_head.weight"), ldb: D, beta: 0, c: dy, ldc: D)
+                    } else {
+                        Gemm.gemm(transA: true, m: V, n: D, k: Td, alpha: outputScale, a: g, lda: V, b: y, ldb: D, beta: 1, c: dW, ldc: D)
+                    }
+                }
             }
         }
         dropBack("d.outmask", dy, Td * D, training: training)

@@ -97,7 +97,7 @@ public struct AdamW: Optimizer {
     }
 }
 
-/// The shared Adam update, vectorised in SIMD16 and parallel over chunks.
+/// The shared Adam update, vectorised by LLVM and parallel over chunks.
 ///
 /// Mirrors `torch.optim.adam._single_tensor_adam` (the CPU path) operation by operation:
 /// scalars in Double as Python computes them, then rounded to Float as ATen does:
@@ -125,23 +125,30 @@ enum AdamKernel {
         state.m.withUnsafeMutableBufferPointer { mb in
             state.v.withUnsafeMutableBufferPointer { vb in
                 let m = mb.baseAddress!, v = vb.baseAddress!
+                // A plain loop, one copy per decay kind, that LLVM vectorises (vsqrtps, vdivps):
+                // SIMD16's squareRoot() compiles lane by lane here (vsqrtss and a branch per lane),
+                // and a branch in the loop keeps it scalar. Same operations in the same order per
+                // element as the SIMD form had, so the same bits.
+                @inline(__always)
+                func loop(_ range: Range<Int>, _ useDecay: Bool, _ useL2: Bool) {
+                    for i in range {
+                        var pi = p[i], gi = g[i]
+                        if useDecay { pi = pi * decay }
+                        if useL2 { gi = gi + pi * wd }
+                        let mi = m[i].addingProduct(w1, gi - m[i])  // ATen's lerp: fma(w, end − start, start)
+                        let vi = v[i] * b2 + w2 * gi * gi
+                        let denom = vi.squareRoot() / bc2 + epsF
+                        p[i] = pi + negStep * mi / denom
+                        m[i] = mi
+                        v[i] = vi
+                    }
+                }
                 parallelFor(P, grain: 16_384) { range in
-                    var i = range.lowerBound
-                    // SIMD16 steps; the last one loads and stores only the chunk's remaining elements.
-                    while i < range.upperBound {
-                        let w = Swift.min(16, range.upperBound - i)
-                        var pv = Reduce.load(p + i, count: w), gv = Reduce.load(g + i, count: w)
-                        var mv = Reduce.load(m + i, count: w), vv = Reduce.load(v + i, count: w)
-                        if useDecay { pv = pv * decay }
-                        if useL2 { gv = gv + pv * wd }
-                        mv = mv.addingProduct(w1, gv - mv)  // ATen's lerp: fma(w, end − start, start)
-                        vv = vv * b2 + w2 * gv * gv
-                        let denom = vv.squareRoot() / bc2 + epsF
-                        pv = pv + negStep * mv / denom
-                        Reduce.store(pv, p + i, count: w)
-                        Reduce.store(mv, m + i, count: w)
-                        Reduce.store(vv, v + i, count: w)
-                        i += 16
+                    switch (useDecay, useL2) {
+                    case (true, true): loop(range, true, true)
+                    case (true, false): loop(range, true, false)
+                    case (false, true): loop(range, false, true)
+                    case (false, false): loop(range, false, false)
                     }
                 }
             }

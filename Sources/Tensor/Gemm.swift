@@ -61,6 +61,11 @@ public enum Gemm {
         return (byRows, size, (side + size - 1) / size)
     }
 
+    /// Whether an (M, N, K) product runs as one tile on the calling thread (`tiling`): such
+    /// products, when independent, are worth running side by side (`concurrently`).
+    @inlinable
+    public static func isOneTile(m: Int, n: Int, k: Int) -> Bool { tiling(m: m, n: n, k: k).tiles == 1 }
+
     /// One product; see the type's doc comment for the layout. `threads` overrides
     /// `Threads.count` for this call (the result does not depend on it).
     ///

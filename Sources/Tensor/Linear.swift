@@ -70,17 +70,25 @@ public enum Linear {
         let N = rows, I = inFeatures, O = outFeatures
         precondition(N >= 0 && I >= 1 && O >= 1, "Linear.backward: rows=\(N) in=\(I) out=\(O)")
         if N == 0 { return }
-        if let dx {
-            // dx (N, I) += dy (N, O) · W (O, I)
-            Gemm.gemm(m: N, n: I, k: O, a: dy, lda: O, b: weight, ldb: I, beta: 1, c: dx, ldc: I, threads: threads)
+        // The three gradients are independent: side by side when both products are one tile
+        // (they would leave all cores but one idle), else one after the other (tiles spread).
+        let apart = Gemm.isOneTile(m: N, n: I, k: O) && Gemm.isOneTile(m: O, n: I, k: N)
+        concurrently(3, threads: apart ? threads : 1) { part in
+            switch part {
+            case 0:
+                // dW (O, I) += dy (N, O)ᵀ · x (N, I)
+                if let dWeight {
+                    Gemm.gemm(
+                        transA: true, m: O, n: I, k: N, a: dy, lda: O, b: x, ldb: I, beta: 1, c: dWeight,
+                        ldc: I, threads: threads)
+                }
+            case 1:
+                // dx (N, I) += dy (N, O) · W (O, I)
+                if let dx { Gemm.gemm(m: N, n: I, k: O, a: dy, lda: O, b: weight, ldb: I, beta: 1, c: dx, ldc: I, threads: threads) }
+            default:
+                if let dBias { sumRows(into: dBias, dy, rows: N, cols: O, threads: threads) }
+            }
         }
-        if let dWeight {
-            // dW (O, I) += dy (N, O)ᵀ · x (N, I)
-            Gemm.gemm(
-                transA: true, m: O, n: I, k: N, a: dy, lda: O, b: x, ldb: I, beta: 1, c: dWeight,
-                ldc: I, threads: threads)
-        }
-        if let dBias { sumRows(into: dBias, dy, rows: N, cols: O, threads: threads) }
     }
 
     /// out[j] += Σ_n x[n, j]: column sums of an (N, C) matrix, split over blocks of 16 columns so

@@ -66,3 +66,28 @@ public func parallelFor(_ count: Int, grain: Int = 1, threads: Int? = nil, _ bod
         }
     }
 }
+
+/// Runs `body(0)`, …, `body(count − 1)` side by side, at most `threads` (default
+/// `Threads.count`) at once: for a few independent pieces of work too small to split, such as a
+/// layer's input-gradient and weight-gradient products, which would otherwise leave every core but
+/// one idle. Each piece must only write state of its own; which thread runs a piece cannot change
+/// what it computes, so results are the same on any thread count.
+@inlinable
+public func concurrently(_ count: Int, threads: Int? = nil, _ body: (Int) -> Void) {
+    guard count > 0 else { return }
+    let threads = min(max(1, threads ?? Threads.count), count)
+    if threads <= 1 {
+        for i in 0..<count { body(i) }
+        return
+    }
+    let chunk = (count + threads - 1) / threads
+    withoutActuallyEscaping(body) { body in
+        DispatchQueue.concurrentPerform(iterations: threads) { t in
+            var i = t * chunk
+            while i < min(count, (t + 1) * chunk) {
+                body(i)
+                i += 1
+            }
+        }
+    }
+}
