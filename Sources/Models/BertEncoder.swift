@@ -94,9 +94,12 @@ extension BertRetriever {
         let N = n * L, D = config.D, F = config.intermediateSize, H = config.numAttentionHeads
         let w = "encoder.layer.\(l)."
         let q = A(pre + ".q", N * D), k = A(pre + ".k", N * D), v = A(pre + ".v", N * D)
-        linear(q, x, w + "attention.self.query", rows: N, inF: D, outF: D)
-        linear(k, x, w + "attention.self.key", rows: N, inF: D, outF: D)
-        linear(v, x, w + "attention.self.value", rows: N, inF: D, outF: D)
+        // Three independent products: side by side when each is one Gemm tile, which would
+        // leave every core but one idle (the same bits either way: each product is unchanged).
+        concurrently(3, threads: Gemm.isOneTile(m: N, n: D, k: D) ? nil : 1) { i in
+            let (y, name) = i == 0 ? (q, "query") : i == 1 ? (k, "key") : (v, "value")
+            linear(y, x, w + "attention.self." + name, rows: N, inF: D, outF: D)
+        }
         let size = Attention.Size(batch: n, heads: H, queryLength: L, keyLength: L, headDim: config.headDim)
         let p = training ? config.attentionProbsDropoutProb : 0
         let ctx = A(pre + ".ctx", N * D), probs = A(pre + ".probs", size.probsCount)

@@ -144,6 +144,31 @@ struct BertRetrieverTests {
     }
 }
 
+/// Every gradient and embedding is the same to the bit on any thread count: `Gemm`'s tiles follow
+/// the shape, and the products that run side by side (q, k, v; a layer's dx, dW and db) are each
+/// unchanged. The thread count then cannot decide an outcome, and a resumed run may use another.
+@Suite(.serialized) struct BertRetrieverThreadsTests {
+    @Test func gradientsAreThreadCountIndependent() throws {
+        let f = try BertFixture("proj_mean")
+        var results: [[Float]] = [], embeddings: [[Float]] = []
+        for threads in [1, 2, 3] {
+            Threads.set(threads)
+            let grads = ParameterSlab(layout: f.model.layout)
+            var rng = RNG(seed: 9)
+            let out = f.model.forward(f.batch, training: true, rng: &rng)
+            f.model.backward(into: grads)
+            results.append(Array(grads.buffer))
+            embeddings.append(out.questionEmbeddings.data + out.passageEmbeddings.data)
+        }
+        Threads.set(nil)
+        for k in 1..<3 {
+            let differing = f.model.layout.entries.filter { e in results[k][e.range] != results[0][e.range] }.map(\.name)
+            #expect(differing.isEmpty, "threads \([1, 2, 3][k]) vs 1 differ in \(differing)")
+            #expect(embeddings[k] == embeddings[0], "threads \([1, 2, 3][k]) vs 1: embeddings differ")
+        }
+    }
+}
+
 /// `inBatchNegatives`: each question's KL also covers the other questions' passages as target
 /// probability 0 (fidq's addition to FiD-KD, used by the demo).
 struct BertRetrieverInBatchNegativesTests {
