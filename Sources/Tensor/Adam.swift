@@ -125,10 +125,10 @@ enum AdamKernel {
         state.m.withUnsafeMutableBufferPointer { mb in
             state.v.withUnsafeMutableBufferPointer { vb in
                 let m = mb.baseAddress!, v = vb.baseAddress!
-                // A plain loop, one copy per decay kind, that LLVM vectorises (vsqrtps, vdivps):
-                // SIMD16's squareRoot() compiles lane by lane here (vsqrtss and a branch per lane),
-                // and a branch in the loop keeps it scalar. Same operations in the same order per
-                // element as the SIMD form had, so the same bits.
+                // A plain loop, one copy per decay kind (a branch in the loop keeps it scalar), that
+                // LLVM vectorises (vsqrtps, vdivps) now that errno is off (Package.swift): the SIMD16
+                // form ran its square roots lane by lane, each a sqrtf call guard, a third of the
+                // update's time. Same operations in the same order per element, so the same bits.
                 @inline(__always)
                 func loop(_ range: Range<Int>, _ useDecay: Bool, _ useL2: Bool) {
                     for i in range {
