@@ -71,6 +71,10 @@ public enum FlagParams {
                 return .object(values)
             } catch DecodingError.typeMismatch(let type, let ctx) {
                 guard let key = ctx.codingPath.first?.stringValue, let old = values[key] else { return .object(values) }
+                if case .string(let word) = old, ctx.codingPath.count == 1, isJSONNumber(word), let d = Double(word),
+                   let problem = JSONValue.inexactInteger(word, d) {
+                    throw Failure(description: "--\(key) \(word): \(problem)")
+                }
                 guard let new = retype(old, words: words[key] ?? [], path: Array(ctx.codingPath.dropFirst()), expected: type) else {
                     // A list where one value belongs: the flag was given twice, or a value has a space.
                     if case .array = old, ctx.codingPath.count == 1, let given = words[key], given.count > 1 {
@@ -92,7 +96,13 @@ public enum FlagParams {
     static func literal(_ word: String) -> JSONValue {
         if word == "true" { return .bool(true) }
         if word == "false" { return .bool(false) }
-        if isJSONNumber(word), let d = Double(word) { return .number(d) }
+        if isJSONNumber(word), let d = Double(word) {
+            // An integer a double would round stays text; decoding it as a number is refused below.
+            if d.magnitude >= 0x1p53, Int64(word) != nil || UInt64(word) != nil, JSONValue.inexactInteger(word, d) != nil {
+                return .string(word)
+            }
+            return .number(d)
+        }
         return .string(word)
     }
 

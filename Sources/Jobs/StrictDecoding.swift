@@ -100,17 +100,38 @@ public enum JSONValue: Codable, Equatable, Sendable {
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { self = .null }
         else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let d = try? c.decode(Double.self) { self = .number(d) }
+        else if let d = try? c.decode(Double.self) {
+            // Past 2^53 a double skips integers: a seed of 9007199254740993 would run as …992.
+            // Such an integer is refused rather than run as another number than the one written.
+            if d.magnitude >= 0x1p53,
+               let written = (try? c.decode(Int64.self)).map({ "\($0)" }) ?? (try? c.decode(UInt64.self)).map({ "\($0)" }),
+               let problem = Self.inexactInteger(written, d) {
+                throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath, debugDescription: problem))
+            }
+            self = .number(d)
+        }
         else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
         else {
-            // Every JSON value is one of the above, except a number Double cannot hold. An error
-            // inside the object (such a number in it) passes through, naming its own field.
+            // Every JSON value is one of these, except a number Double cannot hold. An error inside
+            // an array or object (such a number in it) passes through, naming its own field; an
+            // element never throws typeMismatch, so that error means "not an array".
+            do { self = .array(try c.decode([JSONValue].self)); return } catch DecodingError.typeMismatch {}
             do { self = .object(try c.decode([String: JSONValue].self)) } catch DecodingError.typeMismatch {
                 throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath,
                                                         debugDescription: "expected a number within ±1.8e308 (a double), found one beyond"))
             }
         }
+    }
+
+    /// Why the integer written as `written` (decimal digits) cannot be the double `d` it reads
+    /// as, or nil when `d` is exactly it.
+    public static func inexactInteger(_ written: String, _ d: Double) -> String? {
+        // d is within a rounding of a 64-bit integer, so at most 2^64 (UInt64.max's rounding).
+        let held = Int64(exactly: d).map { "\($0)" } ?? UInt64(exactly: d).map { "\($0)" }
+            ?? (d == 0x1p64 ? "18446744073709551616" : "\(d)")
+        if held == written { return nil }
+        return "expected an integer that a double holds exactly (every integer up to 2^53 = 9007199254740992), "
+            + "found \(written), which would run as \(held) (hint: use a smaller number)"
     }
 
     public func encode(to encoder: Encoder) throws {

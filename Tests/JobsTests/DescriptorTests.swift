@@ -47,12 +47,25 @@ import Testing
         (#"{"kind": "k", "after": ["job"]}"#, "after", "depends on itself"),
         (#"{"id": "job"}"#, "kind", "missing required field"),
         (#"{"kind": "k", "params": {"a": {"n": -1e400}}}"#, "params.a.n", "within ±1.8e308"),
+        (#"{"kind": "k", "params": {"a": [1, -1e400]}}"#, "params.a[1]", "within ±1.8e308"),
+        (#"{"kind": "k", "params": {"seed": 9007199254740993}}"#, "params.seed", "found 9007199254740993, which would run as 9007199254740992"),
+        (#"{"kind": "k", "params": {"a": [{"seed": 18446744073709551615}]}}"#, "params.a[0].seed", "which would run as 18446744073709551616"),
     ])
     func rejectsNamingTheField(json: String, field: String, message: String) throws {
         let e = try #require(error(json))
         #expect(e.permanence == .permanent)
         #expect(e.field == field, "field \(e.field ?? "nil") for \(json)")
         #expect(e.description.contains(message), "\(e.description)")
+    }
+
+    /// Integers a double holds exactly stay as written, however large; only those it would round
+    /// are refused (rejectsNamingTheField).
+    @Test func largeIntegersADoubleHoldsExactlyPass() throws {
+        for (text, value) in [("9007199254740992", 0x1p53), ("-9007199254740992", -0x1p53),
+                              ("1152921504606846976", 0x1p60), ("1e22", 1e22), ("4503599627370497", 4503599627370497)] {
+            let d = try parse(#"{"kind": "k", "params": {"seed": \#(text), "a": [\#(text)]}}"#)
+            #expect(d.params == .object(["seed": .number(value), "a": .array([.number(value)])]), "\(text)")
+        }
     }
 
     /// An integer param given 2.5 or 1e22: Foundation says only "not valid JSON", without the

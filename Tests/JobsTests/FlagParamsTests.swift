@@ -53,6 +53,16 @@ private struct Params: Decodable {
                 #expect(e.description.hasPrefix("--\(args[0].dropFirst(2)) takes one value, given 2"), "\(e)")
             }
         }
+        // An integer a double would round: refused naming the flag, not run as another number;
+        // as text where a string belongs, and as a number when a double holds it exactly.
+        do {
+            _ = try Self.build(["--n", "9007199254740993"])
+            Issue.record("accepted --n 9007199254740993")
+        } catch let e as FlagParams.Failure {
+            #expect(e.description.hasPrefix("--n 9007199254740993: ") && e.description.contains("would run as 9007199254740992"), "\(e)")
+        }
+        #expect(try Self.build(["--name", "9007199254740993"]) == .object(["name": .string("9007199254740993")]))
+        #expect(try Self.build(["--lr", "9007199254740992"]) == .object(["lr": .number(0x1p53)]))
         #expect(FlagParams.isJSONNumber("-1.5e+3") && !FlagParams.isJSONNumber("01") && !FlagParams.isJSONNumber("1.") && !FlagParams.isJSONNumber("nan"))
     }
 }
