@@ -23,7 +23,6 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
     ],
     targets: [
         .systemLibrary(
@@ -47,7 +46,7 @@ let package = Package(
         .target(name: "JobsTesting", dependencies: ["Jobs"]),
         .target(
             name: "Fetch",
-            dependencies: ["CArchive", "Formats", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["CArchive", "Formats"],
             // Scans multi-GB passage files byte by byte: optimised even in debug, like the kernels.
             swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "TestSupport", dependencies: ["Tensor"], swiftSettings: kernelFlags),

@@ -1,5 +1,4 @@
 // Downloader: streams one URL to a part file with sha256, resumes by HTTP range, retries with backoff.
-import Crypto
 import Foundation
 
 #if canImport(FoundationNetworking)
