@@ -44,9 +44,11 @@ let package = Package(
         // points). The fidq executable links it too, because the worker process tests start real
         // `fidq worker`s that register these under FIDQ_TEST_KINDS=1; nothing else reaches them.
         .target(name: "JobsTesting", dependencies: ["Jobs"]),
+        // SHA-256 blocks on the x86 SHA extensions, chosen at run time (Sources/CSHA256 says why C).
+        .target(name: "CSHA256", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
         .target(
             name: "Fetch",
-            dependencies: ["CArchive", "Formats"],
+            dependencies: ["CArchive", "CSHA256", "Formats"],
             // Scans multi-GB passage files byte by byte: optimised even in debug, like the kernels.
             swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "TestSupport", dependencies: ["Tensor"], swiftSettings: kernelFlags),

@@ -1,10 +1,14 @@
 // SHA256: FIPS 180-4 SHA-256, streamed, for the checksums of downloads (`sha256` params, done
 // metadata). fidq's own, so a release build no longer compiles BoringSSL for one hash (swift-crypto
 // cost 100–120 s of a 290 s release build on a 2-core Zen 3, beyond `ops/demo`'s 10 minutes).
+// Blocks run on the CPU's SHA extensions when it has them (CSHA256: Zen 3 and Zen 4 do), else on
+// the portable Swift rounds below, which the tests also hold to the standard's examples.
 //
 //     var h = SHA256()
 //     h.update(bufferPointer: chunk)      // any number of chunks, any sizes
 //     hex(h.finalize())                   // 64 hex digits; `finalize` leaves `h` usable
+
+import CSHA256
 
 /// A SHA-256 hasher (FIPS 180-4 §6.2): 64-byte blocks, big-endian words, the length in bits last.
 public struct SHA256: Sendable {
@@ -22,13 +26,23 @@ public struct SHA256: Sendable {
     private var tail: [UInt8] = []
     /// Bytes hashed so far.
     private var count: UInt64 = 0
+    /// Whether blocks run on the SHA extensions (false: the Swift rounds).
+    let extensions: Bool
 
-    public init() { tail.reserveCapacity(64) }
+    /// Whether this CPU has the SHA extensions.
+    static let cpuHasExtensions = fidq_sha256_ni_available() != 0
+
+    /// - Parameter portable: run the Swift rounds even where the SHA extensions exist (tests).
+    public init(portable: Bool = false) {
+        extensions = !portable && Self.cpuHasExtensions
+        tail.reserveCapacity(64)
+    }
 
     /// Hashes `data` after everything given before.
     public mutating func update(bufferPointer data: UnsafeRawBufferPointer) {
         guard var p = data.baseAddress, data.count > 0 else { return }
         var n = data.count
+        let ni = extensions
         count &+= UInt64(n)
         if !tail.isEmpty {
             let take = Swift.min(64 - tail.count, n)
@@ -36,11 +50,11 @@ public struct SHA256: Sendable {
             p += take
             n -= take
             guard tail.count == 64 else { return }
-            tail.withUnsafeBytes { Self.compress(&state, $0.baseAddress!, blocks: 1) }
+            tail.withUnsafeBytes { Self.compress(&state, $0.baseAddress!, blocks: 1, extensions: ni) }
             tail.removeAll(keepingCapacity: true)
         }
         let blocks = n / 64
-        if blocks > 0 { Self.compress(&state, p, blocks: blocks) }
+        if blocks > 0 { Self.compress(&state, p, blocks: blocks, extensions: ni) }
         if n > blocks * 64 { tail.append(contentsOf: UnsafeRawBufferPointer(start: p + blocks * 64, count: n - blocks * 64)) }
     }
 
@@ -52,7 +66,7 @@ public struct SHA256: Sendable {
         while last.count % 64 != 56 { last.append(0) }
         let bits = count &* 8
         for i in stride(from: 56, through: 0, by: -8) { last.append(UInt8(truncatingIfNeeded: bits >> UInt64(i))) }
-        last.withUnsafeBytes { Self.compress(&s, $0.baseAddress!, blocks: last.count / 64) }
+        last.withUnsafeBytes { Self.compress(&s, $0.baseAddress!, blocks: last.count / 64, extensions: extensions) }
         var out: [UInt8] = []
         out.reserveCapacity(32)
         for i in 0..<8 { for shift in stride(from: 24, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: s[i] >> UInt32(shift))) } }
@@ -84,8 +98,20 @@ public struct SHA256: Sendable {
         h = t1 &+ (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) &+ ((a & b) | (c & (a | b)))
     }
 
-    /// FIPS 180-4 §6.2.2 over `blocks` consecutive 64-byte blocks at `p`.
-    private static func compress(_ state: inout SIMD8<UInt32>, _ p: UnsafeRawPointer, blocks: Int) {
+    /// FIPS 180-4 §6.2.2 over `blocks` consecutive 64-byte blocks at `p`, on the SHA extensions
+    /// when `extensions`.
+    private static func compress(_ state: inout SIMD8<UInt32>, _ p: UnsafeRawPointer, blocks: Int, extensions: Bool) {
+        if extensions {
+            withUnsafeMutableBytes(of: &state) {
+                fidq_sha256_ni($0.baseAddress!.assumingMemoryBound(to: UInt32.self), p.assumingMemoryBound(to: UInt8.self), blocks)
+            }
+        } else {
+            rounds(&state, p, blocks: blocks)
+        }
+    }
+
+    /// The portable path: FIPS 180-4 §6.2.2 in Swift.
+    private static func rounds(_ state: inout SIMD8<UInt32>, _ p: UnsafeRawPointer, blocks: Int) {
         k.withUnsafeBufferPointer { k in
             withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
                 var (h0, h1, h2, h3, h4, h5, h6, h7) = (state[0], state[1], state[2], state[3], state[4], state[5], state[6], state[7])

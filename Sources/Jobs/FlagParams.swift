@@ -71,8 +71,8 @@ public enum FlagParams {
                 return .object(values)
             } catch DecodingError.typeMismatch(let type, let ctx) {
                 guard let key = ctx.codingPath.first?.stringValue, let old = values[key] else { return .object(values) }
-                if case .string(let word) = old, ctx.codingPath.count == 1, isJSONNumber(word), let d = Double(word),
-                   let problem = JSONValue.inexactInteger(word, d) {
+                if case .string(let word) = old, ctx.codingPath.count == 1, isJSONNumber(word),
+                   Int64(word) != nil || UInt64(word) != nil, let d = Double(word), let problem = JSONValue.inexactInteger(word, d) {
                     throw Failure(description: "--\(key) \(word): \(problem)")
                 }
                 guard let new = retype(old, words: words[key] ?? [], path: Array(ctx.codingPath.dropFirst()), expected: type) else {
