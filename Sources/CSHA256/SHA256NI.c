@@ -1,9 +1,10 @@
-// SHA256NI: SHA-256 blocks with sha256rnds2 / sha256msg1 / sha256msg2 (Intel's SHA extensions).
+// SHA256NI: SHA-256 blocks (FIPS 180-4 §6.2.2), with sha256rnds2 / sha256msg1 / sha256msg2 (Intel's
+// SHA extensions) where the CPU has them, else portable rounds; both share one table of constants.
 //
-// Why C: Swift has no vector intrinsics. The state lives in two registers as ABEF and CDGH (the
-// order sha256rnds2 wants); each group of four rounds adds four K+W words, runs two rnds2, and
-// extends the message schedule four words ahead (msg1, then alignr + add + msg2), the standard
-// arrangement of Intel's white paper. The portable Swift path is the reference the tests compare.
+// Why C: Swift has no vector intrinsics. On the extensions the state lives in two registers as
+// ABEF and CDGH (the order sha256rnds2 wants); each group of four rounds adds four K+W words, runs
+// two rnds2, and extends the message schedule four words ahead (msg1, then alignr + add + msg2),
+// the arrangement of Intel's white paper. The tests hold both paths to the standard's examples.
 #include "CSHA256.h"
 
 #include <immintrin.h>
@@ -18,6 +19,32 @@ static const uint32_t k256[64] = {
     0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 };
+
+static uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+
+void fidq_sha256_portable(uint32_t state[8], const uint8_t *data, size_t blocks) {
+    uint32_t w[64];
+    for (; blocks > 0; blocks--, data += 64) {
+        for (int t = 0; t < 16; t++) {
+            const uint8_t *b = data + 4 * t;
+            w[t] = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | (uint32_t)b[3];
+        }
+        for (int t = 16; t < 64; t++) {
+            const uint32_t s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3);
+            const uint32_t s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10);
+            w[t] = w[t - 16] + s0 + w[t - 7] + s1;
+        }
+        uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
+        uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
+        for (int t = 0; t < 64; t++) {
+            const uint32_t t1 = h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + (g ^ (e & (f ^ g))) + k256[t] + w[t];
+            const uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) | (c & (a | b)));
+            h = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
+        }
+        state[0] += a; state[1] += b; state[2] += c; state[3] += d;
+        state[4] += e; state[5] += f; state[6] += g; state[7] += h;
+    }
+}
 
 int fidq_sha256_ni_available(void) {
     __builtin_cpu_init();

@@ -1,4 +1,4 @@
-// SHA256Tests: fidq's SHA-256, on the SHA extensions and on the portable Swift rounds, against FIPS
+// SHA256Tests: fidq's SHA-256, on the SHA extensions and on the portable rounds, against FIPS
 // 180-2's examples and coreutils' sha256sum, whole and in chunks.
 import Foundation
 import Testing
