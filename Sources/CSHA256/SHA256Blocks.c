@@ -1,4 +1,4 @@
-// SHA256NI: SHA-256 blocks (FIPS 180-4 §6.2.2), with sha256rnds2 / sha256msg1 / sha256msg2 (Intel's
+// SHA256Blocks: SHA-256 blocks (FIPS 180-4 §6.2.2), with sha256rnds2 / sha256msg1 / sha256msg2 (Intel's
 // SHA extensions) where the CPU has them, else portable rounds; both share one table of constants.
 //
 // Why C: Swift has no vector intrinsics. On the extensions the state lives in two registers as
