@@ -7,7 +7,9 @@
 // the arrangement of Intel's white paper. The tests hold both paths to the standard's examples.
 #include "CSHA256.h"
 
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #include <immintrin.h>
+#endif
 
 static const uint32_t k256[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -46,6 +48,7 @@ void fidq_sha256_portable(uint32_t state[8], const uint8_t *data, size_t blocks)
     }
 }
 
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 int fidq_sha256_ni_available(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("ssse3");
@@ -89,3 +92,8 @@ void fidq_sha256_ni(uint32_t state[8], const uint8_t *data, size_t blocks) {
     _mm_storeu_si128((__m128i *)&state[0], state0);
     _mm_storeu_si128((__m128i *)&state[4], state1);
 }
+#else
+// Other CPUs (an arm64 Mac): no x86 extensions, so every block runs the portable rounds.
+int fidq_sha256_ni_available(void) { return 0; }
+void fidq_sha256_ni(uint32_t state[8], const uint8_t *data, size_t blocks) { fidq_sha256_portable(state, data, blocks); }
+#endif
