@@ -110,8 +110,8 @@ public final class RetrieverTrainable: Trainable {
                                    recallOriginal: recallOriginal, examples: n)
     }
 
-    /// The metric is −(eval loss): the log shows the loss.
-    public func metricText(_ metric: Double) -> String { String(format: "loss %.5f", -metric) }
+    /// The metric is −(eval loss): the log and `result.json` show the loss.
+    public var devMetric: DevMetric { .evalLoss }
 
     public func saveModel(into dir: String) throws {
         try model.save(folder: dir, tokenizer: tokenizerPath)

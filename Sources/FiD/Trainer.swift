@@ -20,12 +20,30 @@ public protocol Trainable: AnyObject {
     func evaluate(_ report: (_ done: Int, _ total: Int) throws -> Void) throws -> Double?
     /// Writes the model as a Hugging Face folder into the existing folder `dir`.
     func saveModel(into dir: String) throws
-    /// The dev metric as the log shows it (FiD's `evaluation 12.34EM` by default).
-    func metricText(_ metric: Double) -> String
+    /// How the log and `result.json` present the dev metric (FiD's exact match by default).
+    var devMetric: DevMetric { get }
 }
 
 extension Trainable {
-    public func metricText(_ metric: Double) -> String { String(format: "%.2fEM", 100 * metric) }
+    public var devMetric: DevMetric { .exactMatch }
+}
+
+/// How a progress line and `result.json` present the dev metric the trainer maximises.
+public struct DevMetric: Sendable {
+    /// `result.json`'s keys `final_<name>` and `best_<name>`.
+    public var name: String
+    /// The reported value from the trainer's (higher is better) metric.
+    public var report: @Sendable (Double) -> Double
+    /// The progress line's text of a reported value.
+    public var text: @Sendable (Double) -> String
+
+    /// FiD's exact match: `evaluation 12.34EM`; `final_em` / `best_em` as fractions.
+    public static let exactMatch = DevMetric(name: "em", report: { $0 }, text: { String(format: "%.2fEM", 100 * $0) })
+    /// An eval loss, which the trainer maximises as −loss (FiD keeps `best_dev` at the lowest):
+    /// `evaluation loss 0.05765`; `final_eval_loss` / `best_eval_loss`, positive.
+    public static let evalLoss = DevMetric(name: "eval_loss", report: { -$0 }, text: { String(format: "loss %.5f", $0) })
+
+    func line(_ metric: Double) -> String { text(report(metric)) }
 }
 
 /// What one micro-batch step reports.
@@ -197,9 +215,12 @@ public struct TrainResult: Codable, Sendable {
     public var optimizerSteps: Int
     /// The step this attempt resumed from (0: fresh).
     public var resumedFrom: Int
-    /// The dev metric after the last step (nil without dev data).
-    public var finalEM: Double?
-    public var bestEM: Double?
+    /// `DevMetric.name`: the keys `final_<metric>` and `best_<metric>` (`em`, `eval_loss`).
+    public var metric: String
+    /// The dev metric after the last step and its best, as `DevMetric.report` gives them (nil
+    /// without dev data).
+    public var finalMetric: Double?
+    public var bestMetric: Double?
     public var bestStep: Int?
     /// Mean loss of the last `eval_print_freq` window.
     public var finalLoss: Double?
@@ -210,10 +231,53 @@ public struct TrainResult: Codable, Sendable {
     /// `out/checkpoint/best_dev` (nil when never written).
     public var bestDev: String?
 
-    enum CodingKeys: String, CodingKey {
-        case steps, latest
-        case optimizerSteps = "optimizer_steps", resumedFrom = "resumed_from", finalEM = "final_em", bestEM = "best_em"
-        case bestStep = "best_step", finalLoss = "final_loss", tokensPerS = "tokens_per_s", bestDev = "best_dev"
+    public init(steps: Int, optimizerSteps: Int, resumedFrom: Int, metric: String, finalMetric: Double?, bestMetric: Double?,
+                bestStep: Int?, finalLoss: Double?, tokensPerS: Double, latest: String, bestDev: String?) {
+        self.steps = steps; self.optimizerSteps = optimizerSteps; self.resumedFrom = resumedFrom
+        self.metric = metric; self.finalMetric = finalMetric; self.bestMetric = bestMetric; self.bestStep = bestStep
+        self.finalLoss = finalLoss; self.tokensPerS = tokensPerS; self.latest = latest; self.bestDev = bestDev
+    }
+
+    /// Fixed keys, plus `final_<metric>` / `best_<metric>`, whose names follow the metric.
+    struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(_ s: String) { stringValue = s }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: Key.self)
+        try c.encode(steps, forKey: Key("steps"))
+        try c.encode(optimizerSteps, forKey: Key("optimizer_steps"))
+        try c.encode(resumedFrom, forKey: Key("resumed_from"))
+        try c.encodeIfPresent(finalMetric, forKey: Key("final_" + metric))
+        try c.encodeIfPresent(bestMetric, forKey: Key("best_" + metric))
+        try c.encodeIfPresent(bestStep, forKey: Key("best_step"))
+        try c.encodeIfPresent(finalLoss, forKey: Key("final_loss"))
+        try c.encode(tokensPerS, forKey: Key("tokens_per_s"))
+        try c.encode(latest, forKey: Key("latest"))
+        try c.encodeIfPresent(bestDev, forKey: Key("best_dev"))
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: Key.self)
+        steps = try c.decode(Int.self, forKey: Key("steps"))
+        optimizerSteps = try c.decode(Int.self, forKey: Key("optimizer_steps"))
+        resumedFrom = try c.decode(Int.self, forKey: Key("resumed_from"))
+        // The metric's name from whichever `best_`/`final_` key is there (but not `best_step`, `best_dev`).
+        let named = c.allKeys.map(\.stringValue).first {
+            ($0.hasPrefix("final_") && $0 != "final_loss") || ($0.hasPrefix("best_") && $0 != "best_step" && $0 != "best_dev")
+        }
+        metric = named.map { String($0.drop { $0 != "_" }.dropFirst()) } ?? DevMetric.exactMatch.name
+        finalMetric = try c.decodeIfPresent(Double.self, forKey: Key("final_" + metric))
+        bestMetric = try c.decodeIfPresent(Double.self, forKey: Key("best_" + metric))
+        bestStep = try c.decodeIfPresent(Int.self, forKey: Key("best_step"))
+        finalLoss = try c.decodeIfPresent(Double.self, forKey: Key("final_loss"))
+        tokensPerS = try c.decode(Double.self, forKey: Key("tokens_per_s"))
+        latest = try c.decode(String.self, forKey: Key("latest"))
+        bestDev = try c.decodeIfPresent(String.self, forKey: Key("best_dev"))
     }
 }
 
@@ -302,7 +366,7 @@ public final class Trainer {
             // A graceful stop inside the eval of the step it saved: that eval is still owed.
             if state.step > 0, isEvalStep(state.step), state.lastEvalStep != state.step {
                 let em = try evalNow()
-                context.log("\(label): \(state.step) / \(o.totalSteps) | evaluation \(model.metricText(em ?? 0)) (owed by the stopped attempt)")
+                context.log("\(label): \(state.step) / \(o.totalSteps) | evaluation \(model.devMetric.line(em ?? 0)) (owed by the stopped attempt)")
             }
             while state.step < o.totalSteps {
                 try context.checkCancelled()
@@ -331,7 +395,7 @@ public final class Trainer {
                     let avg = windowCount > 0 ? windowLoss / Double(windowCount) : 0
                     var line = "\(label): \(step) / \(o.totalSteps) | train \(fmt(avg, 4)) | lr \(fmt(lr, 6)) | "
                         + "\(fmt(trainSeconds > 0 ? Double(tokens) / trainSeconds : 0, 0)) tokens/s"
-                    if let em { line += " | evaluation \(model.metricText(em))" }
+                    if let em { line += " | evaluation \(model.devMetric.line(em))" }
                     context.log(line)
                     if step % c.evalPrintFreq == 0 || step == o.totalSteps {
                         lastWindowLoss = avg
@@ -348,8 +412,9 @@ public final class Trainer {
         }
         if lastSaved != state.step { try save(state.step) }  // resumed at the very end
         return TrainResult(
-            steps: state.step, optimizerSteps: state.optimizerSteps, resumedFrom: resumedFrom, finalEM: state.lastEM,
-            bestEM: state.bestDevEM, bestStep: state.bestStep, finalLoss: lastWindowLoss,
+            steps: state.step, optimizerSteps: state.optimizerSteps, resumedFrom: resumedFrom, metric: model.devMetric.name,
+            finalMetric: state.lastEM.map(model.devMetric.report), bestMetric: state.bestDevEM.map(model.devMetric.report),
+            bestStep: state.bestStep, finalLoss: lastWindowLoss,
             tokensPerS: trainSeconds > 0 ? Double(tokens) / trainSeconds : 0,
             latest: ckpt.root + "/step-\(state.step)", bestDev: ckpt.named("best_dev"))
     }

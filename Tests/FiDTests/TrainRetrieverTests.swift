@@ -210,6 +210,18 @@ struct TrainRetrieverTests {
         #expect(untrained < 0.5, "untrained top-1 agreement \(untrained)")
         #expect(e.recall!["1"]! >= 0.75 && e.recall!["1"]! > e.recallOriginal!["1"]! + 0.3, "\(e)")
         #expect(result.training.steps == 240)
+        // result.json names the metric for what it is: the eval loss, positive (the trainer
+        // maximises −loss), not an `em`.
+        guard case .object(let r) = value, case .object(let training)? = r["training"],
+              case .number(let final)? = training["final_eval_loss"], case .number(let best)? = training["best_eval_loss"] else {
+            Issue.record("result: \(value)")
+            return
+        }
+        #expect(training["final_em"] == nil && training["best_em"] == nil)
+        #expect(abs(final - e.loss) <= 1e-12 * e.loss && final > 0 && best <= final, "final \(final), best \(best), eval \(e.loss)")
+        #expect(result.training.metric == "eval_loss" && result.training.finalMetric == final)
+        let log = try String(contentsOfFile: dir + "/run/log.txt", encoding: .utf8)
+        #expect(log.contains("| evaluation loss \(String(format: "%.5f", e.loss))"), "log: \(log.suffix(600))")
         #expect(seconds < 60, "took \(seconds) s")
         // The saved checkpoint is a retriever folder the loader reads, with its tokenizer.
         let rm = try RetrieverModel.load(folder: result.training.latest)
