@@ -157,7 +157,7 @@ public struct EvaluateRetrievalKind: JobKind {
             }
             try flush()
         } catch let e as FormatError {
-            throw JobError.permanent(e.description, field: "params.data", hint: e.hint)
+            throw JobError.permanent(e.description, field: "params.data")  // the description holds the hint
         }
         let depth = lengths.max() ?? 0
         guard depth > 0 else {

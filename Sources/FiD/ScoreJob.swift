@@ -140,7 +140,7 @@ public struct ScoreKind: JobKind {
             }
             if !pending.isEmpty { try flush() }
         } catch let e as FormatError {
-            throw JobError.permanent(e.description, field: "params.eval_data", hint: e.hint)
+            throw JobError.permanent(e.description, field: "params.eval_data")  // the description holds the hint
         }
         if let line = short.note("eval_data") { context.log("score: " + line) }
         // Join the parts in batch order into the final files.

@@ -82,11 +82,14 @@ public struct JobDescriptor: Decodable, Equatable, Sendable {
         }
     }
 
-    /// Why Foundation refused `data` as JSON, which it says without a place: fidq's strict reader
-    /// names the line, the column and what it expected there; a number beyond a 64-bit float
-    /// (which Python reads as inf) is named with its field. Nil when neither explains it.
+    /// What fidq's strict reader refuses in `data`, which Foundation would refuse without a place
+    /// or accept: the line, the column and what was expected there (a trailing comma included,
+    /// which Foundation accepts and Python's json refuses); a number beyond a 64-bit float (which
+    /// Python reads as inf), named with its field; a key twice in one object (Foundation keeps the
+    /// first value, Python's json the last), named with its path. Nil when none applies.
     static func syntaxError(_ data: Data) -> JobError? {
-        let bytes = [UInt8](data)
+        var bytes = [UInt8](data)
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }  // a BOM, as Foundation skips it
         let parsed: Result<JSONNode, any Error> = bytes.withUnsafeBytes { raw in
             var p = JSONParser(bytes: raw)
             return Result { try p.parseDocument() }
@@ -110,8 +113,29 @@ public struct JobDescriptor: Decodable, Equatable, Sendable {
                 }
                 return nil
             }
-            guard let (path, text) = overflow(root, "") else { return nil }
-            return JobError.permanent("the number \(text) is beyond a 64-bit float's range (about ±1.8e308)", field: path)
+            if let (path, text) = overflow(root, "") {
+                return JobError.permanent("the number \(text) is beyond a 64-bit float's range (about ±1.8e308)", field: path)
+            }
+            func repeated(_ node: JSONNode, _ path: String) -> String? {
+                switch node {
+                case .object(let fields):
+                    var seen = Set<String>()
+                    for (k, v) in fields {
+                        let p = path.isEmpty ? k : path + "." + k
+                        if !seen.insert(k).inserted { return p }
+                        if let found = repeated(v, p) { return found }
+                    }
+                case .array(let items):
+                    for (i, v) in items.enumerated() { if let found = repeated(v, path + "[\(i)]") { return found } }
+                default: break
+                }
+                return nil
+            }
+            if let path = repeated(root, "") {
+                return JobError.permanent("the key appears twice in one object (Foundation would keep the first value, Python's json the last)",
+                                          field: path, hint: "keep one")
+            }
+            return nil
         }
     }
 
@@ -127,11 +151,12 @@ public struct JobDescriptor: Decodable, Equatable, Sendable {
         if data.count > maxBytes {
             throw JobError.permanent("descriptor larger than \(maxBytes) bytes", hint: "large inputs belong in files the params name")
         }
+        // The strict reader first, so a descriptor means to fidq what it means to Python's json.
+        if let refused = syntaxError(data) { throw refused }
         var d: JobDescriptor
         do {
             d = try JSONDecoder().decode(JobDescriptor.self, from: data)
         } catch let e as DecodingError {
-            if case .dataCorrupted(let ctx) = e, ctx.codingPath.isEmpty, let located = syntaxError(data) { throw located }
             throw JobError.describe(e)
         }
         let stem = fileName.map { $0.hasSuffix(".json") ? String($0.dropLast(5)) : $0 }

@@ -38,7 +38,28 @@ extension KeyedDecodingContainer {
     /// The value at `key`, or `value` when the key is absent or null.
     public func decode<T: Decodable>(_ key: Key, default value: T) throws -> T {
         if T.self == Int.self { return try (decodeInteger(key) as! T?) ?? value }
+        if T.self == UInt64.self {
+            guard let i = try decodeInteger(key) else { return value }
+            return try UInt64(require(i, key, "an integer >= 0") { $0 >= 0 }) as! T
+        }
+        if T.self == Float.self { return try (decodeFloat(key) as! T?) ?? value }
         return try decodeIfPresent(T.self, forKey: key) ?? value
+    }
+
+    /// The float32 at `key`, nil when absent or null. Foundation's decoder reports a number a
+    /// Float cannot hold (1e39, 1e-300) as "The given data was not valid JSON" without the field;
+    /// this names the field and the number.
+    public func decodeFloat(_ key: Key) throws -> Float? {
+        guard contains(key), try !decodeNil(forKey: key) else { return nil }
+        let d = try decode(Double.self, forKey: key)  // a string or list: the type mismatch names the field
+        let f = Float(d)
+        if f.isInfinite || (f == 0 && d != 0) {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: codingPath + [key],
+                debugDescription: "expected a number a 32-bit float holds (magnitude up to about 3.4e38, "
+                    + "and 0 or above about 1.4e-45), found \(d)"))
+        }
+        return f
     }
 
     /// The integer at `key`, nil when absent or null. Foundation's decoder reports a number that

@@ -125,6 +125,11 @@ import Testing
         let e3 = refusal([:], data: #"[{"question": "q?", "answers": ["a"]}, {"question": "r?", "answers": ["b"], "ctxs": []}]"#)
         #expect(e3?.field == "params.data" && e3?.message.contains("none of its 2 questions has passages") == true && e3?.hint?.contains("retrieve") == true,
                 "\(String(describing: e3))")
+        // A data error found as the job runs (the first example is checked at submit): its hint
+        // once (it was given twice, in the text and as the job error's own).
+        let e5 = refusal([:], data: #"[{"question": "q?", "answers": ["a"], "ctxs": [{"title": "t", "text": "a"}]}, {"answers": ["b"]}]"#)
+        #expect(e5?.field == "params.data" && e5?.message.contains("[1].question: missing") == true
+                && e5?.description.components(separatedBy: "every FiD example needs a question").count == 2, "\(String(describing: e5))")
         let e4 = refusal(["n_docs": .number(0)])
         #expect(e4?.field == "params.n_docs", "\(String(describing: e4))")
     }

@@ -101,6 +101,8 @@ import Testing
         #expect(throws: JobError.self) { _ = try ReaderFixture.runScore(late) }
         do { _ = try ReaderFixture.runScore(late) } catch let e as JobError {
             #expect(e.field == "params.eval_data" && e.message.contains("[1].question: missing"))
+            // The hint once, not once from the data error's text and again as the job error's own.
+            #expect(e.description.components(separatedBy: "every FiD example needs a question").count == 2, "\(e)")
         }
     }
 

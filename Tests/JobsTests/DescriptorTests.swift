@@ -46,8 +46,8 @@ import Testing
         (#"{"kind": "k", "id": "other"}"#, "id", "differs from the file name"),
         (#"{"kind": "k", "after": ["job"]}"#, "after", "depends on itself"),
         (#"{"id": "job"}"#, "kind", "missing required field"),
-        (#"{"kind": "k", "params": {"a": {"n": -1e400}}}"#, "params.a.n", "within ±1.8e308"),
-        (#"{"kind": "k", "params": {"a": [1, -1e400]}}"#, "params.a[1]", "within ±1.8e308"),
+        (#"{"kind": "k", "params": {"a": {"n": -1e400}}}"#, "params.a.n", "beyond a 64-bit float's range"),
+        (#"{"kind": "k", "params": {"a": [1, -1e400]}}"#, "params.a[1]", "beyond a 64-bit float's range"),
         (#"{"kind": "k", "params": {"seed": 9007199254740993}}"#, "params.seed", "found 9007199254740993, which would run as 9007199254740992"),
         (#"{"kind": "k", "params": {"a": [{"seed": 18446744073709551615}]}}"#, "params.a[0].seed", "which would run as 18446744073709551616"),
     ])
@@ -97,6 +97,38 @@ import Testing
         }
     }
 
+    /// A seed (UInt64) given -1 or 1.5, a Float given 1e39 or 1e-300: Foundation says only "not
+    /// valid JSON"; `decode(_:default:)` names the field and the number.
+    @Test func unsignedAndFloatParamsNameTheFieldAndTheNumber() throws {
+        struct Params: Decodable {
+            var seed: UInt64
+            var k1: Float
+            enum CodingKeys: String, CodingKey, CaseIterable { case seed, k1 }
+            init(from decoder: Decoder) throws {
+                let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+                seed = try c.decode(.seed, default: 0)
+                k1 = try c.decode(.k1, default: 0.9)
+            }
+        }
+        let ok = try JSONDecoder().decode(Params.self, from: Data(#"{"seed": 9007199254740992, "k1": 3e38}"#.utf8))
+        #expect(ok.seed == 1 << 53 && ok.k1 == 3e38)
+        let tiny = try JSONDecoder().decode(Params.self, from: Data(#"{"k1": 1e-44}"#.utf8))
+        #expect(tiny.k1 > 0 && tiny.seed == 0)  // a float32 subnormal is still a number it holds
+        for (json, field, message) in [(#"{"seed": -1}"#, "params.seed", "expected an integer >= 0, found -1"),
+                                        (#"{"seed": 1.5}"#, "params.seed", "expected an integer, found 1.5"),
+                                        (#"{"k1": 1e39}"#, "params.k1", "found 1e+39"),
+                                        (#"{"k1": -1e-300}"#, "params.k1", "found -1e-300"),
+                                        (#"{"k1": "0.9"}"#, "params.k1", "expected a number")] {
+            let result = Result { try JSONDecoder().decode(Params.self, from: Data(json.utf8)) }
+            guard case .failure(let d as DecodingError) = result else {
+                Issue.record("\(json) decoded")
+                continue
+            }
+            let e = JobError.describe(d, root: "params")
+            #expect(e.field == field && e.message.contains(message), "\(json): \(e)")
+        }
+    }
+
     @Test func rejectsEmptyGarbageAndHugeFiles() throws {
         #expect(error("")?.message == "empty file")
         #expect(error("{not json")?.message == "not valid JSON at line 1, column 2: expected a string key")
@@ -118,6 +150,22 @@ import Testing
             let e = error(json)
             #expect(e?.field == field && e?.message.contains("beyond a 64-bit float's range") == true, "\(json): \(String(describing: e))")
         }
+    }
+
+    /// Foundation keeps the first of two equal keys (Python's json the last) and accepts a trailing
+    /// comma (Python's refuses it): both are refused, so a descriptor means one thing to every tool.
+    @Test func repeatedKeysAndTrailingCommasAreRefused() throws {
+        for (json, field) in [(#"{"kind": "a", "kind": "b"}"#, "kind"),
+                              (#"{"kind": "k", "params": {"n_docs": 1, "n_docs": 3}}"#, "params.n_docs"),
+                              (#"{"kind": "k", "params": {"a": [{"x": 1}, {"y": 1, "y": 2}]}}"#, "params.a[1].y")] {
+            let e = error(json)
+            #expect(e?.field == field && e?.message.contains("appears twice") == true, "\(json): \(String(describing: e))")
+        }
+        #expect(error("{\"kind\": \"k\",\n \"params\": {\"a\": 1,}}")?.message.hasPrefix("not valid JSON at line 2, column 20: expected a string key") == true,
+                "\(String(describing: error("{\"kind\": \"k\",\n \"params\": {\"a\": 1,}}")))")
+        // Equal keys in sibling objects are no repeat; a leading byte order mark is skipped.
+        let d = try parse("\u{FEFF}" + #"{"kind": "k", "params": {"a": {"x": 1}, "b": {"x": 2}}}"#)
+        #expect(d.params == .object(["a": .object(["x": .number(1)]), "b": .object(["x": .number(2)])]))
     }
 
     @Test func badFileNameNeedsAnID() throws {
