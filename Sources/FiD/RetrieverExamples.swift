@@ -117,7 +117,15 @@ public struct RetrieverExamples {
             }
         }
         // FiD's Dataset: ctxs sorted by float(score) descending (stable), first n_context kept.
-        return Self.prepared(e, kept: Array(FiDFormat.orderedIndices(e.ctxs).prefix(nContext)), matchAnswers: matchAnswers)
+        let kept = Array(FiDFormat.orderedIndices(e.ctxs).prefix(nContext))
+        // The loss runs in float32: a score it cannot hold would turn every gradient to NaN while
+        // the loss stays finite.
+        for j in kept where !Float(e.ctxs[j].score!).isFinite {
+            throw FormatError(file: path, location: at + ".ctxs[\(j)].score",
+                              "\(e.ctxs[j].score!) is beyond a 32-bit float's range (about ±3.4e38), in which the loss is computed",
+                              hint: "a reader's scores are averaged attention logits, far inside it: check what wrote this file")
+        }
+        return Self.prepared(e, kept: kept, matchAnswers: matchAnswers)
     }
 
     /// The example with the passages `kept` (positions in `ctxs`, best first).

@@ -87,6 +87,7 @@ public struct ScoreKind: JobKind {
         let model = reader.model, config = model.config
         let format = FiDFormat(nContext: params.nContext, textMaxLength: params.textMaxlength, answerMaxLength: params.answerMaxlength)
         try format.checkMemory(config, batchSize: params.perGpuBatchSize, generationLength: ScoreParams.maxLength)
+        try Self.checkDecodingMemory(config, params)
         let collator = FiDCollator(format: format, tokenizer: reader.tokenizer, startId: Int32(config.decoderStartTokenId),
                                    eosId: Int32(config.eosTokenId), threads: context.threads)
         let data = FiDData(path: dataPath)
@@ -230,6 +231,20 @@ public struct ScoreKind: JobKind {
         case let other?: return PyJSON.compact(other)
         case nil: return ""
         }
+    }
+
+    /// Refuses a beam count whose decoding state (`T5Stepper.bytes`: a cache row per beam) exceeds
+    /// the memory this process may use, before the allocation would stop the process.
+    static func checkDecodingMemory(_ c: T5Config, _ p: ScoreParams, available: Int = AvailableMemory.bytes) throws {
+        let need = T5Stepper.bytes(c, questions: p.perGpuBatchSize, passages: p.nContext, passageLength: p.textMaxlength,
+                                   beams: p.numBeams, maxLength: ScoreParams.maxLength)
+        guard need > Double(available) else { return }
+        func gib(_ x: Double) -> String { String(format: x < 10 * 1_073_741_824 ? "%.1f" : x < 1e18 ? "%.0f" : "%.2e", x / 1_073_741_824) }
+        throw JobError.permanent(
+            "num_beams \(p.numBeams) over batches of \(p.perGpuBatchSize) questions × n_context \(p.nContext) passages of "
+                + "text_maxlength \(p.textMaxlength) tokens needs at least \(gib(need)) GiB to decode, more than the "
+                + "\(gib(Double(available))) GiB this process may use",
+            field: "params.num_beams", hint: "FiD decodes greedily (num_beams 1); a few beams are usual, or lower per_gpu_batch_size")
     }
 
     /// Generates the answers (and passage scores) of one batch: one part line per example,

@@ -102,6 +102,16 @@ public final class T5Stepper {
 
     deinit { for p in owned { p.deallocate() } }
 
+    /// Bytes a stepper of this shape allocates (its buffers above, and the (rows, V) logits a
+    /// step returns), so a job can refuse a shape (num_beams 1,000,000) before allocating it.
+    public static func bytes(_ c: T5Config, questions: Int, passages P: Int, passageLength L: Int, beams: Int, maxLength: Int) -> Double {
+        let B = Double(questions), R = B * Double(beams), M = Double(P) * Double(L), T = Double(maxLength)
+        let D = Double(c.dModel), I = Double(c.innerDim), F = Double(c.dFF), H = Double(c.numHeads)
+        let perLayer = 2 * B * M * I + 2 * R * T * I
+        let rows = R * (3 * D + 2 * I + 2 * F + 1 + Double(c.vocabSize)) + R * H * max(M, T)
+        return 4 * (Double(c.decoderLayers) * perLayer + rows + B * M + H * Double(beams) * M + H * T + max(R * T * I, H * M))
+    }
+
     /// The cross-attention of one step: questions × beams queries over their M memory positions.
     var crossSize: Attention.Size {
         let c = model.config

@@ -126,7 +126,9 @@ public final class ScalarQuantizedIndex {
         threads: Int? = nil, blockRows: Int = 512, kernel: Gemm.Int8Kernel = .best
     ) -> [[Hit]] {
         precondition(k >= 1 && blockRows >= 1)
-        let candidates = exact == nil ? k : k * max(1, rerank)
+        // Never more candidates than rows: a large `rerank` (1,000,000) asked for k·rerank slots.
+        let product = k.multipliedReportingOverflow(by: max(1, rerank))
+        let candidates = exact == nil ? k : max(k, min(product.overflow ? Int.max : product.partialValue, count))
         let dim = self.dim
         let (quantized, scale, bias) = quantize(queries: queries, count: qn)  // (B, E) Int8, (B), (B)
         let packedQueries = Gemm.PackedQueries8(quantized, count: qn, ldq: dim, dim: dim, kernel: kernel)

@@ -106,7 +106,10 @@ import Tokenizers
         let tok = try TokenizerLoader.load(dir + "/vocab.txt")
         let refusals = [#"[0].ctxs[0].score: is a string ("12.5")"#, "dataset_wscores.json"]
         let partly = [#"[0].ctxs[0].score: a string"#, "the reader scored 1 of this example's 2 passages", "n_context 2"]
-        for (a, b, refusal) in [(#""12.5""#, #""3.25""#, refusals), ("12.5", "3.25", nil), (#""12.5""#, "3.25", partly)] {
+        // A score float32 cannot hold would make every gradient NaN with a finite loss.
+        let huge = ["[0].ctxs[0].score: 1e+39 is beyond a 32-bit float's range", "(hint: "]
+        for (a, b, refusal) in [(#""12.5""#, #""3.25""#, refusals), ("12.5", "3.25", nil), (#""12.5""#, "3.25", partly),
+                                ("1e39", "3.25", huge)] {
             try TestData.write(#"[{"question": "q", "answers": ["a"], "ctxs": [{"title": "t", "text": "a", "score": \#(a)}, {"title": "u", "text": "b", "score": \#(b)}]}]"#,
                                to: dir + "/q.json")
             do {

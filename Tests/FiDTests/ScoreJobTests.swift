@@ -175,6 +175,27 @@ import Testing
         do { try FiDFormat(nContext: 1, textMaxLength: 8, answerMaxLength: 4096).checkMemory(c, batchSize: 1, available: 1 << 20) } catch let e as JobError {
             #expect(e.field == "params.answer_maxlength" && e.message.contains("answer_maxlength 4096"), "\(e)")
         }
+        // A beam count whose decoding state cannot fit (one cache row per beam) is refused before
+        // the allocation would stop the process; beams that fit run (beamSearchOfOneBeamIsGreedy).
+        var beams = try ReaderFixture.baseParams()
+        beams["num_beams"] = .number(1_000_000_000)
+        do {
+            _ = try ReaderFixture.runScore(beams)
+            Issue.record("num_beams 1e9 accepted")
+        } catch let e as JobError {
+            #expect(e.field == "params.num_beams" && e.message.contains("GiB to decode"), "\(e)")
+        }
+        let small = try T5Config.load(path: ReaderFixture.folder + "/config.json")
+        let fits = T5Stepper.bytes(small, questions: 2, passages: 3, passageLength: 8, beams: 4, maxLength: 50)
+        #expect(fits > 0 && fits < 64 * 1_048_576, "\(fits)")
+        // A length so absurd its GiB pass an Int is refused with the figure, not a trap.
+        do {
+            try FiDFormat(nContext: 1, textMaxLength: 8, answerMaxLength: 10_000_000_000_000).checkMemory(c, batchSize: 1, available: 1 << 30)
+            Issue.record("answer_maxlength 1e13 accepted")
+        } catch let e as JobError {
+            #expect(e.field == "params.answer_maxlength" && e.message.contains(" GiB for T5's attention alone")
+                    && e.message.contains("e+"), "\(e)")  // need at least X.XXe+NN GiB
+        }
     }
 
     /// Asking for more passages than the examples hold is not an error (they are padded, where

@@ -37,6 +37,10 @@ import Testing
         for (r, e) in zip(reranked, exact) where r.map(\.row) == e.map(\.row) {
             for (a, b) in zip(r, e) { #expect(abs(a.score - b.score) <= 1e-4 * max(1, abs(b.score))) }
         }
+        // A rerank beyond the corpus (k·rerank past Int.max even) re-ranks every row: exact search's
+        // rows, where it asked for k·rerank candidate slots and the allocation stopped the process.
+        let everything = sq.search(queries: queries, queryCount: 40, k: 10, rerank: Int.max / 2, exact: flat, threads: 2, blockRows: 256)
+        #expect(everything.map { $0.map(\.row) } == exact.map { $0.map(\.row) })
         let path = folder.dir + "/index.sq8"
         try sq.save(to: path)
         let loaded = try ScalarQuantizedIndex(path: path)
