@@ -172,16 +172,20 @@ public final class BM25Index {
         let r = try IndexFileReader(path: path, magic: Self.magic, version: Self.version)
         let k1 = try r.readFloat("k1"), b = try r.readFloat("b")
         let avg = try r.readDouble("average length")
-        let n = Int(try r.read("documents") as UInt64), terms = Int(try r.read("terms") as UInt64), pairs = Int(try r.read("postings") as UInt64)
+        let n = try r.count("documents"), terms = try r.count("terms"), pairs = try r.count("postings")
         let lengths = try r.array(n, of: UInt32.self, "lengths")
         let starts = try r.array(terms + 1, of: UInt64.self, "posting offsets")
         let docs = try r.array(pairs, of: UInt32.self, "posting documents")
         let tfs = try r.array(pairs, of: UInt16.self, "posting frequencies")
         let vocab = try r.strings("vocabulary")
         let ids = try r.strings("ids")
-        guard vocab.count == terms, ids.count == n, starts.last.map(Int.init) == pairs else {
+        guard vocab.count == terms, ids.count == n, starts.last == UInt64(pairs) else {
             throw RetrievalError(file: path, field: "sections", expected: "\(terms) terms, \(n) ids, \(pairs) postings",
                                  found: "\(vocab.count) terms, \(ids.count) ids, \(starts.last ?? 0) postings")
+        }
+        // Each term's postings are the range starts[t]..<starts[t+1]: from 0, never decreasing.
+        for t in 0..<terms where starts[t] > starts[t + 1] || (t == 0 && starts[0] != 0) {
+            throw r.damaged("posting offsets", expected: "offsets from 0, never decreasing", found: "\(starts[t]) before \(starts[t + 1]) at term \(t)")
         }
         if let bad = docs.first(where: { Int($0) >= n }) {
             throw RetrievalError(file: path, field: "postings", expected: "documents below \(n)", found: "\(bad)")

@@ -42,7 +42,15 @@ public final class EmbeddingShard: @unchecked Sendable {
             }
             let (n, d) = (header.shape[0], header.shape[1])
             let itemSize = header.storage == .float16 ? 2 : 4
-            let need = header.dataOffset + n * d * itemSize
+            // A damaged header's shape can ask for more bytes than an Int counts.
+            let elements = n.multipliedReportingOverflow(by: d)
+            let bytes = elements.partialValue.multipliedReportingOverflow(by: itemSize)
+            let end = header.dataOffset.addingReportingOverflow(bytes.partialValue)
+            guard !elements.overflow, !bytes.overflow, !end.overflow else {
+                throw RetrievalError(file: path, field: "shape", expected: "(n, d) whose data a file can hold", found: "(\(n), \(d))",
+                                     hint: "the header is damaged; re-run the embed job of this shard")
+            }
+            let need = end.partialValue
             let file: FileBytes
             do {
                 file = try FileBytes(path: path, mapThreshold: 0, minSize: need) { size in

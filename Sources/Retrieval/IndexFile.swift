@@ -123,12 +123,33 @@ final class IndexFileReader {
         return T(littleEndian: file.base.loadUnaligned(fromByteOffset: offset, as: T.self))
     }
 
+    /// A count of elements, stored as UInt64: at most the file's size in bytes (every element
+    /// takes one), so a damaged header is refused before it sizes an allocation or an offset.
+    func count(_ what: String) throws -> Int {
+        let v: UInt64 = try read(what)
+        guard v <= UInt64(file.count) else { throw damaged(what, expected: "at most \(file.count) (the file's size in bytes)", found: "\(v)") }
+        return Int(v)
+    }
+
+    /// `a · b` elements of a section, refused as damaged when it passes what the file can hold.
+    func product(_ a: Int, _ b: Int, _ what: String) throws -> Int {
+        let p = a.multipliedReportingOverflow(by: b)
+        guard !p.overflow, p.partialValue <= file.count else {
+            throw damaged(what, expected: "at most \(file.count) elements (the file's size in bytes)", found: "\(a) × \(b)")
+        }
+        return p.partialValue
+    }
+
+    func damaged(_ what: String, expected: String, found: String) -> RetrievalError {
+        RetrievalError(file: path, field: what, expected: expected, found: found, hint: "the file is damaged; rebuild the index")
+    }
+
     func readFloat(_ what: String = "header") throws -> Float { Float(bitPattern: try read(what)) }
     func readDouble(_ what: String = "header") throws -> Double { Double(bitPattern: try read(what)) }
 
     /// `count` values of T in place (8-byte aligned by construction).
     func array<T>(_ count: Int, of _: T.Type, _ what: String) throws -> UnsafeBufferPointer<T> {
-        try need(count * MemoryLayout<T>.stride, what)
+        try need(try product(count, MemoryLayout<T>.stride, what), what)
         defer {
             offset += count * MemoryLayout<T>.stride
             pad()
@@ -137,11 +158,15 @@ final class IndexFileReader {
     }
 
     func strings(_ what: String) throws -> [String] {
-        let n: UInt64 = try read(what)
-        let offsets = try array(Int(n) + 1, of: UInt64.self, what)
-        let total = Int(offsets[Int(n)])
-        let data = try array(total, of: UInt8.self, what)
-        return (0..<Int(n)).map { i in
+        let n = try count(what)
+        let offsets = try array(n + 1, of: UInt64.self, what)
+        // Offsets start at 0 and never decrease, so each string's range lies inside the data.
+        for i in 0..<n where offsets[i] > offsets[i + 1] || (i == 0 && offsets[0] != 0) {
+            throw damaged(what, expected: "string offsets from 0, never decreasing", found: "offset \(offsets[i]) before \(offsets[i + 1]) at \(i)")
+        }
+        guard offsets[n] <= UInt64(file.count) else { throw damaged(what, expected: "at most \(file.count) bytes of text", found: "\(offsets[n])") }
+        let data = try array(Int(offsets[n]), of: UInt8.self, what)
+        return (0..<n).map { i in
             String(decoding: UnsafeBufferPointer(rebasing: data[Int(offsets[i])..<Int(offsets[i + 1])]), as: UTF8.self)
         }
     }

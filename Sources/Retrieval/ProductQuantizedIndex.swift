@@ -157,13 +157,13 @@ public final class ProductQuantizedIndex {
 
     public convenience init(path: String) throws {
         let r = try IndexFileReader(path: path, magic: Self.magic, version: Self.version)
-        let n = Int(try r.read("count") as UInt64), d = Int(try r.read("dim") as UInt64)
-        let m = Int(try r.read("n_subquantizers") as UInt64), bits = Int(try r.read("n_bits") as UInt64)
+        let n = try r.count("count"), d = try r.count("dim")
+        let m = try r.count("n_subquantizers"), bits = try r.count("n_bits")
         guard m >= 1, d % m == 0, (1...8).contains(bits) else {
             throw RetrievalError(file: path, field: "header", expected: "n_subquantizers dividing dim, n_bits 1…8", found: "\(m), \(bits) for dim \(d)")
         }
-        let cent = Array(try r.array(m * (1 << bits) * (d / m), of: Float.self, "centroids"))
-        let codes = Array(try r.array(n * m, of: UInt8.self, "codes"))
+        let cent = Array(try r.array(try r.product(m << bits, d / m, "centroids"), of: Float.self, "centroids"))
+        let codes = Array(try r.array(try r.product(n, m, "codes"), of: UInt8.self, "codes"))
         let ids = try r.strings("ids")
         guard ids.count == n else { throw RetrievalError(file: path, field: "ids", expected: "\(n)", found: "\(ids.count)") }
         self.init(count: n, dim: d, subquantizers: m, bits: bits, ids: ids, centroids: cent, codes: codes)

@@ -86,11 +86,11 @@ public final class ScalarQuantizedIndex {
     /// Loads a saved index, its codes memory-mapped.
     public init(path: String) throws {
         let r = try IndexFileReader(path: path, magic: Self.magic, version: Self.version)
-        let n = Int(try r.read("count") as UInt64), d = Int(try r.read("dim") as UInt64)
+        let n = try r.count("count"), d = try r.count("dim")
         minimum = Array(try r.array(d, of: Float.self, "minimum"))
         step = Array(try r.array(d, of: Float.self, "step"))
         let before = r.offset
-        _ = try r.array(n * d, of: UInt8.self, "codes")
+        _ = try r.array(try r.product(n, d, "codes"), of: UInt8.self, "codes")
         codeOffset = before
         ids = try r.strings("ids")
         guard ids.count == n else { throw RetrievalError(file: path, field: "ids", expected: "\(n)", found: "\(ids.count)") }

@@ -60,6 +60,13 @@ import Testing
         h2.truncateFile(atOffset: 40)
         h2.closeFile()
         #expect(throws: RetrievalError.self) { try EmbeddingShard(path: path) }
+        // A damaged shape whose bytes pass an Int (it trapped on the overflow).
+        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 4), }"
+        header += String(repeating: " ", count: 127 - 10 - header.utf8.count) + "\n"
+        try (Data([0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count), 0]) + Data(header.utf8) + Data(count: 64))
+            .write(to: URL(fileURLWithPath: path))
+        let huge = #expect(throws: RetrievalError.self) { try EmbeddingShard(path: path) }
+        #expect(huge?.field == "shape" && huge?.found == "(4611686018427387904, 4)", "\(String(describing: huge))")
     }
 
     @Test func shardsOfDifferentWidthsAreRefused() throws {
