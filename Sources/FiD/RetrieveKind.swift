@@ -301,6 +301,11 @@ public struct RetrieveKind: JobKind {
             idOf = { flat.id(ofRow: $0) }
         }
         context.log("retrieve: search \(String(format: "%.2f", searchS)) s over \(corpus) passages")
+        let indexField = p.method == "bm25" ? "params.bm25_index" : "params.passages_embeddings"
+        guard corpus > 0 else {
+            throw JobError.permanent("the index holds no passages: every question would get none", field: indexField,
+                                     hint: p.method == "bm25" ? "index a passages file that has rows" : "embed the passages first (embed jobs); every shard here is empty")
+        }
         var notes: [String] = []
         if p.nDocs > corpus {
             notes.append("n_docs \(p.nDocs) exceeds the \(corpus) indexed passages: "
@@ -313,6 +318,14 @@ public struct RetrieveKind: JobKind {
         let full = min(p.nDocs, corpus), lengths = hits.map(\.count)
         let short = lengths.indices.filter { lengths[$0] < full }
         let fewest = short.min { lengths[$0] < lengths[$1] }
+        if let fewest, p.method != "bm25" {
+            // Dense scores of finite vectors rank every row: a short list means scores that were
+            // not numbers, which no row beats.
+            throw JobError.permanent(
+                "\(short.count) of \(examples.count) questions got fewer than \(full) passages (fewest \(lengths[fewest]), question "
+                    + "\(examples[fewest].idText)): their scores were not numbers, so the question embeddings or the shards' rows hold NaN or ±inf",
+                field: indexField, hint: "re-embed the shards (embed jobs) with a retriever whose weights are finite")
+        }
         if let fewest {
             notes.append("\(short.count) of \(examples.count) questions got fewer than \(full) passages (fewest \(lengths[fewest]), "
                          + "question \(examples[fewest].idText)): BM25 returns only passages that share a word with the question")

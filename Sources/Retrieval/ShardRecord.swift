@@ -75,11 +75,13 @@ public struct ShardRecord: Codable, Equatable, Sendable {
     }
 
     /// How far `other` is from this record's probe: the largest difference over the larger
-    /// probe's largest magnitude (infinity when the widths differ).
+    /// probe's largest magnitude (infinity when the widths differ or a value is not finite:
+    /// `max` drops a NaN, so a NaN probe would have agreed within 0).
     public func distance(to other: [Float]) -> Float {
         guard other.count == probe.count, !probe.isEmpty else { return .infinity }
         var diff: Float = 0, scale: Float = 0
         for (a, b) in zip(probe, other) {
+            guard a.isFinite, b.isFinite else { return .infinity }
             diff = max(diff, abs(a - b))
             scale = max(scale, abs(a), abs(b))
         }

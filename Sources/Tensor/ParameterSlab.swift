@@ -143,6 +143,16 @@ public final class ParameterSlab: @unchecked Sendable {
                 throw TensorMapError.shape(name: name, source: file.path, expected: e.shape, found: found)
             }
             try file.read(name, into: buffer(e.name))
+            try checkFinite(e, name: name, source: file.path)
+        }
+    }
+
+    /// Refuses a loaded parameter holding NaN or ±inf, naming it: such weights make every output
+    /// NaN, which used to surface far away (an embedding shard's JSON record, empty retrievals).
+    func checkFinite(_ e: ParameterLayout.Entry, name: String, source: String) throws {
+        let values = UnsafeBufferPointer(start: base + e.offset, count: e.count)
+        if let i = values.firstIndex(where: { !$0.isFinite }) {
+            throw TensorMapError.nonFinite(name: name, source: source, index: i, value: values[i])
         }
     }
 
@@ -168,6 +178,7 @@ public final class ParameterSlab: @unchecked Sendable {
             t.withUnsafeBufferPointer { src in
                 if let s = src.baseAddress { (base + e.offset).update(from: s, count: e.count) }
             }
+            try checkFinite(e, name: name, source: map.source)
         }
     }
 }

@@ -142,6 +142,8 @@ public enum TensorMapError: Error, CustomStringConvertible, Equatable {
     case missing(name: String, source: String, close: [String])
     /// The tensor exists with another shape.
     case shape(name: String, source: String, expected: [Int], found: [Int])
+    /// The tensor holds NaN or ±inf (a run that diverged saved it): every output would be NaN.
+    case nonFinite(name: String, source: String, index: Int, value: Float)
 
     public var description: String {
         switch self {
@@ -152,6 +154,9 @@ public enum TensorMapError: Error, CustomStringConvertible, Equatable {
             return "\(source): no tensor '\(name)'\(hint)"
         case let .shape(name, source, expected, found):
             return "\(source): tensor '\(name)' has shape \(found), expected \(expected)"
+        case let .nonFinite(name, source, index, value):
+            return "\(source): tensor '\(name)' holds \(value) at element \(index), expected finite weights "
+                + "(hint: the run that saved it diverged; take an earlier checkpoint)"
         }
     }
 }

@@ -464,6 +464,30 @@ enum RetrievalJobs {
         try "{".write(toFile: dir + "/emb/passages_01.meta.json", atomically: true, encoding: .utf8)
         guard case .failure(let damaged) = retrieve(a, id: "damaged") else { Issue.record("read a damaged record"); return }
         #expect(damaged.message.contains("passages_01.meta.json"), "\(damaged)")
+        // Rows of NaN (shards without records, as FiD's): no score beats the running k-th, so every
+        // list came back empty and the job ended done; it is refused, naming the shards.
+        let width = try EmbeddingShard(path: dir + "/emb/passages_00.npy").dim
+        for i in 0..<2 {
+            let npy = dir + "/emb/passages_0\(i).npy"
+            try? fm.removeItem(atPath: dir + "/emb/passages_0\(i).meta.json")
+            var bytes = try Data(contentsOf: URL(fileURLWithPath: npy))
+            let rows = try EmbeddingShard(path: npy).count
+            let start = bytes.count - rows * width * 2  // float16 rows
+            for j in stride(from: start, to: bytes.count, by: 2) { bytes[j] = 0x00; bytes[j + 1] = 0x7E }  // f16 NaN
+            try bytes.write(to: URL(fileURLWithPath: npy))
+        }
+        guard case .failure(let nan) = retrieve(a, id: "nan") else { Issue.record("NaN shards gave an empty retrieval"); return }
+        #expect(nan.field == "params.passages_embeddings" && nan.message.contains("were not numbers"), "\(nan)")
+        // Shards of no rows: refused, where every question got no passage.
+        for i in 0..<2 {
+            var header = "{'descr': '<f2', 'fortran_order': False, 'shape': (0, \(width)), }"
+            header += String(repeating: " ", count: 127 - 10 - header.utf8.count) + "\n"
+            try (Data([0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count), 0]) + Data(header.utf8))
+                .write(to: URL(fileURLWithPath: dir + "/emb/passages_0\(i).npy"))
+            try "".write(toFile: dir + "/emb/passages_0\(i).ids", atomically: true, encoding: .utf8)
+        }
+        guard case .failure(let empty) = retrieve(a, id: "empty") else { Issue.record("searched an empty index"); return }
+        #expect(empty.field == "params.passages_embeddings" && empty.message.contains("holds no passages"), "\(empty)")
     }
 }
 

@@ -25,5 +25,6 @@ import Testing
         // Float32: 4.4 − 4 is 0.4 to 2^-21 (half an ulp of 4.4).
         #expect(abs(r.distance(to: [1, -2, 4.4]) - 0.4 / 4.4) < 1e-6)
         #expect(r.distance(to: [1, -2]) == .infinity)
+        #expect(r.distance(to: [1, .nan, 4]) == .infinity && r.distance(to: [1, -2, -.infinity]) == .infinity)  // max drops a NaN
     }
 }

@@ -83,6 +83,34 @@ struct ParameterSlabTests {
         }
     }
 
+    /// Weights holding NaN or ±inf (a diverged run's checkpoint) are refused naming the tensor and
+    /// the element, from a safetensors file and from a map (a PyTorch checkpoint's), half
+    /// precision included; they used to load and surface as NaN far away.
+    @Test func nonFiniteWeightsAreNamed() throws {
+        let dir = tempDir()
+        for (bad, storage) in [(Float.nan, "F32"), (-Float.infinity, "F32"), (Float.infinity, "F16")] {
+            var q = Tensor.zeros([2, 3])
+            q.data[4] = bad
+            var map = TensorMap(source: "checkpoint.bin")
+            map.append("shared.weight", Tensor.zeros([5, 3]))
+            map.append("block.0.q.weight", q)
+            map.append("norm.weight", Tensor.zeros([3]))
+            let path = dir + "/nan.safetensors"
+            try SafeTensors.write(map, to: path, dtype: storage == "F16" ? .f16 : .f32)
+            let slab = ParameterSlab(layout: sampleLayout())
+            for load in [{ try slab.load(from: try SafeTensorsFile(path: path)) }, { try slab.load(from: map) }] {
+                do {
+                    try load()
+                    Issue.record("loaded \(bad) in \(storage)")
+                } catch let e as TensorMapError {
+                    guard case let .nonFinite(name, _, index, value) = e else { Issue.record("\(e)"); continue }
+                    #expect(name == "block.0.q.weight" && index == 4 && (value.isNaN ? bad.isNaN : value == bad), "\(e)")
+                    #expect("\(e)".contains("expected finite weights"))
+                }
+            }
+        }
+    }
+
     @Test func adamWOverSlabsMatchesTheNaiveUpdate() {
         let l = sampleLayout()
         let p = ParameterSlab(layout: l), g = ParameterSlab(layout: l)
