@@ -17,6 +17,9 @@ import Foundation
 ///   type mismatch at a flag's field, that flag is retyped and the params decoded again: a number
 ///   or boolean becomes its text where a string is expected (`--name 2024`), a single value
 ///   becomes a one-element list where a list is expected, and `1`/`0` a boolean where one is expected.
+/// - A flag that is no param but begins exactly one param's name stands for it, as argparse
+///   takes an unambiguous prefix (FiD's README trains with `--total_step 15000 --warmup_step 1000`);
+///   one that begins several is refused, naming them.
 ///   Any other decoding error is left to the registry, which names the field.
 public enum FlagParams {
     /// A flag word that does not parse.
@@ -64,8 +67,9 @@ public enum FlagParams {
             let w = words[key]!
             values[key] = w.isEmpty ? .bool(true) : w.count == 1 ? literal(w[0]) : .array(w.map(literal))
         }
-        // Retype by the decoder's mismatches; each flag changes at most twice, so this ends.
-        for _ in 0...(2 * order.count + 1) {
+        // Retype by the decoder's mismatches and complete abbreviations; each flag changes at most
+        // three times (two retypes, one completion), so this ends.
+        for _ in 0...(3 * order.count + 1) {
             do {
                 try decode(.object(values))
                 return .object(values)
@@ -85,6 +89,20 @@ public enum FlagParams {
                     return .object(values)
                 }
                 values[key] = new
+            } catch DecodingError.dataCorrupted(let ctx) where ctx.codingPath.count == 1 && ctx.underlyingError is UnknownKey {
+                let unknown = ctx.underlyingError as! UnknownKey
+                let matches = unknown.allowed.filter { $0.hasPrefix(unknown.key) }
+                guard let full = matches.first, values[unknown.key] != nil else { return .object(values) }
+                if matches.count > 1 {
+                    throw Failure(description: "--\(unknown.key) is ambiguous: it could be "
+                                  + matches.map { "--\($0)" }.joined(separator: ", "))
+                }
+                if values[full] != nil {
+                    throw Failure(description: "--\(unknown.key) abbreviates --\(full), which is given too")
+                }
+                values[full] = values.removeValue(forKey: unknown.key)
+                words[full] = words.removeValue(forKey: unknown.key)
+                order = order.map { $0 == unknown.key ? full : $0 }
             } catch {
                 return .object(values)  // the registry reports it with the field named
             }

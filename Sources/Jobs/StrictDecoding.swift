@@ -16,6 +16,13 @@ public struct AnyCodingKey: CodingKey, Hashable, Sendable {
     }
 }
 
+/// The key a strict container refused and the keys it allows (the `DecodingError`'s underlying
+/// error), so the command line can complete an abbreviated flag as argparse does.
+public struct UnknownKey: Error, Sendable, Equatable {
+    public let key: String
+    public let allowed: [String]
+}
+
 extension Decoder {
     /// A keyed container that first rejects any key not in `K`, naming it, the allowed keys and
     /// the closest allowed key.
@@ -28,7 +35,8 @@ extension Decoder {
         for key in any.allKeys where K(stringValue: key.stringValue) == nil {
             var message = "unknown key '\(key.stringValue)'; allowed: \(allowed.joined(separator: ", "))"
             if let near = closest(key.stringValue, in: allowed) { message += "; did you mean '\(near)'?" }
-            throw DecodingError.dataCorrupted(.init(codingPath: codingPath + [key], debugDescription: message))
+            throw DecodingError.dataCorrupted(.init(codingPath: codingPath + [key], debugDescription: message,
+                                                    underlyingError: UnknownKey(key: key.stringValue, allowed: allowed)))
         }
         return try container(keyedBy: K.self)
     }

@@ -38,6 +38,24 @@ private struct Params: Decodable {
         #expect(try Self.build(["--flag", "1"]) == .object(["flag": .bool(true)]))
     }
 
+    /// argparse takes an unambiguous prefix of an option (FiD's README: `--total_step 15000`):
+    /// so does the command line; an ambiguous one, or one beside its full name, is refused naming them.
+    @Test func unambiguousPrefixesStandForTheirParam() throws {
+        #expect(try Self.build(["--fl", "--inp", "a", "--na=b"]) == .object(["flag": .bool(true), "inputs": .array([.string("a")]), "name": .string("b")]))
+        #expect(try Self.build(["--lr", "0.1"]) == .object(["lr": .number(0.1)]))  // a full name is never a prefix
+        for (args, message) in [(["--i", "3"], "--i is ambiguous: it could be --inputs, --ids"),
+                                (["--fla", "--flag"], "--fla abbreviates --flag, which is given too")] {
+            do {
+                _ = try Self.build(args)
+                Issue.record("accepted \(args)")
+            } catch let e as FlagParams.Failure {
+                #expect(e.description == message, "\(e)")
+            }
+        }
+        // No param begins so: left for the registry, which names it.
+        #expect(try Self.build(["--zz", "1"]) == .object(["zz": .number(1)]))
+    }
+
     @Test func badValuesAreLeftForTheRegistryToName() throws {
         // A string where an Int is expected stays a string: decoding then names params.n.
         let v = try Self.build(["--n", "ten", "--bogus", "3"])
