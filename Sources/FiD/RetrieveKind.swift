@@ -27,6 +27,8 @@ public struct RetrieveParams: JobParams {
     public var saveOrLoadIndex = false
     public var method = "dense"
     public var rerank = 4
+    /// FiD's passage_retrieval.py options that change nothing here.
+    public var ignored = FiDIgnoredOptions()
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case modelPath = "model_path", tokenizer, passages, data, index, method, rerank
@@ -39,6 +41,29 @@ public struct RetrieveParams: JobParams {
         case nSubquantizers = "n_subquantizers"
         case nBits = "n_bits"
         case saveOrLoadIndex = "save_or_load_index"
+        case noFP16 = "no_fp16", validationWorkers = "validation_workers", indexingBatchSize = "indexing_batch_size"
+        case passageMaxlength = "passage_maxlength"
+    }
+
+    /// The params as a descriptor carries them (the options without effect left out).
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encodeIfPresent(modelPath, forKey: .modelPath)
+        try c.encodeIfPresent(tokenizer, forKey: .tokenizer)
+        try c.encode(passages, forKey: .passages)
+        try c.encodeIfPresent(passagesEmbeddings, forKey: .passagesEmbeddings)
+        try c.encodeIfPresent(bm25Index, forKey: .bm25Index)
+        try c.encode(data, forKey: .data)
+        try c.encode(outputPath, forKey: .outputPath)
+        try c.encode(nDocs, forKey: .nDocs)
+        try c.encode(questionMaxlength, forKey: .questionMaxlength)
+        try c.encode(perGpuBatchSize, forKey: .perGpuBatchSize)
+        try c.encode(index, forKey: .index)
+        try c.encode(nSubquantizers, forKey: .nSubquantizers)
+        try c.encode(nBits, forKey: .nBits)
+        try c.encode(saveOrLoadIndex, forKey: .saveOrLoadIndex)
+        try c.encode(method, forKey: .method)
+        try c.encode(rerank, forKey: .rerank)
     }
 
     public init() {}
@@ -64,6 +89,10 @@ public struct RetrieveParams: JobParams {
         saveOrLoadIndex = try c.decode(.saveOrLoadIndex, default: false)
         method = try c.require(try c.decode(.method, default: "dense"), .method, "dense or bm25") { ["dense", "bm25"].contains($0) }
         rerank = try c.require(try c.decode(.rerank, default: 4), .rerank, "an integer >= 1") { $0 >= 1 }
+        ignored = FiDIgnoredOptions(c, [
+            (.noFP16, "questions are encoded in float32 either way"), (.validationWorkers, "answer matching runs on the job's threads"),
+            (.indexingBatchSize, "shards are read block by block"), (.passageMaxlength, "passages were cut when embedded"),
+        ])
         // A param of the other method would be ignored: the user believes it searches as it says
         // (`index: sq8` with BM25 is still BM25; `bm25_index` with dense is still dense).
         let denseOnly: [CodingKeys] = [.modelPath, .tokenizer, .passagesEmbeddings, .index, .nSubquantizers, .nBits, .saveOrLoadIndex, .rerank]
@@ -195,6 +224,7 @@ public struct RetrieveKind: JobKind {
 
     public func run(_ p: RetrieveParams, _ context: JobContext) throws -> RetrieveOutput {
         let output = try context.output(p.outputPath, field: "params.output_path")
+        if let line = p.ignored.note("retrieve") { context.log(line) }
         try FileManager.default.createDirectory(atPath: (output as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         let examples: [FiDExample]
         do { examples = try FiDData(path: context.resolve(p.data)).load() } catch {

@@ -101,6 +101,7 @@ public struct ScoreKind: JobKind {
                     + "\(shardTotal) of \(total) questions (shard \(params.shardId)/\(params.numShards)), \(batches) batches of \(B), "
                     + "P \(params.nContext), L \(params.textMaxlength), \(params.numBeams == 1 ? "greedy" : "\(params.numBeams) beams"), "
                     + "\(context.threads) thread\(context.threads == 1 ? "" : "s")" + (finished.isEmpty ? "" : "; \(finished.count) batches done by an earlier attempt"))
+        if let line = params.ignored.note("score") { context.log(line) }
         var pending: [FiDExample] = []
         var short = ShortContexts(nContext: params.nContext)
         var batchIndex = 0, done = 0, correct = 0, withAnswers = 0
@@ -189,6 +190,12 @@ public struct ScoreKind: JobKind {
                                  numShards: params.numShards, outputs: outputs + ["result.json"], model: modelPath, evalData: dataPath)
         try context.publish("result.json", try jsonEncoder().encode(result))
         try? context.fs.removeTree(context.out + "/" + Self.partsFolder)
+        if let dir = params.checkpointDir {
+            let run = try context.output(dir, field: "params.checkpoint_dir") + "/" + params.name
+            let copied = ["final_output.txt", "dataset_wscores.json"].filter(outputs.contains)
+            for f in copied { try FiDLayout.copy(context.out + "/" + f, to: run + "/" + f, tag: context.token) }
+            context.log("score: copied \(copied.isEmpty ? "nothing (no write_results or write_crossattention_scores)" : copied.joined(separator: " and ")) to \(run)")
+        }
         context.log("score: \(result.exactMatchText), Total number of example \(withAnswers)")
         return result
     }

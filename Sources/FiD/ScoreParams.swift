@@ -36,6 +36,13 @@ public struct ScoreParams: JobParams, Equatable {
     public var numShards = 1
     /// A log line every this many batches.
     public var evalPrintFreq = 1000
+    /// FiD's run name: with `checkpoint_dir`, the outputs are also copied to `checkpoint_dir/name/`.
+    public var name = "experiment_name"
+    /// FiD's `checkpoint_dir`: `final_output.txt` and `dataset_wscores.json` also go to
+    /// `checkpoint_dir/name/`, where FiD's test_reader.py writes them.
+    public var checkpointDir: String?
+    /// FiD's test_reader.py options that change nothing (it ignores them too).
+    public var ignored = FiDIgnoredOptions()
 
     /// Tokens per answer, the start token included (FiD's `generate(max_length=50)`).
     public static let maxLength = 50
@@ -46,6 +53,8 @@ public struct ScoreParams: JobParams, Equatable {
         case answerMaxlength = "answer_maxlength", writeResults = "write_results"
         case writeCrossattentionScores = "write_crossattention_scores", numBeams = "num_beams"
         case shardId = "shard_id", numShards = "num_shards", evalPrintFreq = "eval_print_freq"
+        case name, checkpointDir = "checkpoint_dir"
+        case useCheckpoint = "use_checkpoint", modelSize = "model_size", seed, noTitle = "no_title"
     }
 
     public init(modelPath: String, evalData: String) {
@@ -74,6 +83,48 @@ public struct ScoreParams: JobParams, Equatable {
             $0 >= 0 && $0 < numShards
         }
         evalPrintFreq = try c.require(try c.decode(.evalPrintFreq, default: 1000), .evalPrintFreq, "an integer >= 1") { $0 >= 1 }
+        name = try c.require(try c.decode(.name, default: "experiment_name"), .name, "a folder name (no '/')") {
+            !$0.isEmpty && !$0.contains("/") && $0 != "." && $0 != ".."
+        }
+        checkpointDir = try c.decodeIfPresent(String.self, forKey: .checkpointDir)
+        if checkpointDir != nil && numShards > 1 {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: c.codingPath + [CodingKeys.checkpointDir],
+                debugDescription: "one folder for \(numShards) shards: each would write checkpoint_dir/name/final_output.txt "
+                    + "(hint: merge the shards with a merge job, or score without shards)"))
+        }
+        ignored = FiDIgnoredOptions(c, [
+            (.useCheckpoint, "checkpointing saves memory in training only"), (.modelSize, "the reader is model_path"),
+            (.seed, "scoring draws nothing at random"), (.noTitle, "FiD defines it and never reads it"),
+        ])
+    }
+
+    /// The params as a descriptor carries them (the options without effect left out).
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(modelPath, forKey: .modelPath)
+        try c.encode(evalData, forKey: .evalData)
+        try c.encodeIfPresent(tokenizer, forKey: .tokenizer)
+        try c.encode(nContext, forKey: .nContext)
+        try c.encode(perGpuBatchSize, forKey: .perGpuBatchSize)
+        try c.encode(textMaxlength, forKey: .textMaxlength)
+        try c.encode(answerMaxlength, forKey: .answerMaxlength)
+        try c.encode(writeResults, forKey: .writeResults)
+        try c.encode(writeCrossattentionScores, forKey: .writeCrossattentionScores)
+        try c.encode(numBeams, forKey: .numBeams)
+        try c.encode(shardId, forKey: .shardId)
+        try c.encode(numShards, forKey: .numShards)
+        try c.encode(evalPrintFreq, forKey: .evalPrintFreq)
+        try c.encode(name, forKey: .name)
+        try c.encodeIfPresent(checkpointDir, forKey: .checkpointDir)
+    }
+
+    public var outputPaths: [(field: String, path: String)] {
+        checkpointDir.map { [("checkpoint_dir", $0)] } ?? []
+    }
+    /// FiD's layout: runs of other names share a `checkpoint_dir`.
+    public var exclusiveOutputs: [(field: String, path: String)] {
+        checkpointDir.map { [("checkpoint_dir", $0 + "/" + name)] } ?? []
     }
 
     public var inputPaths: [(field: String, path: String)] {

@@ -1,5 +1,5 @@
 // TrainReaderKind: the `train_reader` job kind (FiD's train_reader.py): load model, tokenizer and
-// data, train through the shared Trainer, export to checkpoint_dir/name when asked.
+// data, train through the shared Trainer, export to checkpoint_dir/name when asked (FiDLayout).
 import Foundation
 import Jobs
 import Models
@@ -19,10 +19,13 @@ public struct TrainReaderKind: JobKind {
             + (reader.dev.map { ", \($0.count) dev examples" } ?? ", no eval_data")
             + "; T5 d_model \(reader.model.config.dModel), \(reader.model.config.numLayers)+\(reader.model.config.decoderLayers) layers, "
             + "\(reader.params.count) parameters; n_context \(p.nContext), text_maxlength \(p.textMaxlength), threads \(context.threads)")
+        if let line = p.ignored.note("train_reader") { context.log(line) }
         context.log("train_reader params: " + (String(data: try jsonEncoder().encode(p), encoding: .utf8) ?? "")
             .replacingOccurrences(of: "\n", with: " "))
         let result = try Trainer(config: p.trainer, model: reader, context: context, label: "train_reader").run()
-        if let dir = p.checkpointDir { try export(result, to: context.output(dir, field: "params.checkpoint_dir") + "/" + p.name, context) }
+        if let dir = p.checkpointDir {
+            try FiDLayout.exportCheckpoints(result, to: context.output(dir, field: "params.checkpoint_dir") + "/" + p.name, kind: "train_reader", context)
+        }
         return result
     }
 
@@ -97,25 +100,4 @@ public struct TrainReaderKind: JobKind {
 
     /// Evaluation batches hold at least this many questions.
     static let evalBatchMinimum = 8
-
-    /// Copies the last step and `best_dev` to FiD's layout `checkpoint_dir/name/checkpoint/`.
-    func export(_ result: TrainResult, to run: String, _ context: JobContext) throws {
-        let fm = FileManager.default
-        let dest = run + "/checkpoint"
-        try fm.createDirectory(atPath: dest, withIntermediateDirectories: true)
-        var pairs = [(result.latest, "step-\(result.steps)")]
-        if let best = result.bestDev { pairs.append((best, "best_dev")) }
-        for (src, name) in pairs {
-            let staged = dest + "/.\(name).\(context.token).tmp"
-            try? fm.removeItem(atPath: staged)
-            try fm.createDirectory(atPath: staged, withIntermediateDirectories: false)
-            for f in try fm.contentsOfDirectory(atPath: src) where !f.hasPrefix(".") {
-                try fm.copyItem(atPath: src + "/" + f, toPath: staged + "/" + f)
-            }
-            if fm.fileExists(atPath: dest + "/" + name) { try fm.removeItem(atPath: dest + "/" + name) }
-            try fm.moveItem(atPath: staged, toPath: dest + "/" + name)
-        }
-        try Data("step-\(result.steps)\n".utf8).write(to: URL(fileURLWithPath: dest + "/latest"), options: .atomic)
-        context.log("train_reader: exported step-\(result.steps)\(result.bestDev == nil ? "" : " and best_dev") to \(dest)")
-    }
 }

@@ -35,6 +35,11 @@ public struct TrainReaderParams: JobParams, Equatable {
     /// When set, the final and best models are also exported to `checkpoint_dir/name/checkpoint/`
     /// (FiD's layout); the job's own checkpoints always live in its `out/checkpoint/`.
     public var checkpointDir: String?
+    /// FiD's `model_size` (t5-<size> from the Hugging Face hub when there is no model_path): fidq
+    /// reads a folder, so it only shapes the hint when neither start is given.
+    public var modelSize: String?
+    /// FiD's train_reader.py options that change nothing.
+    public var ignored = FiDIgnoredOptions()
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case tokenizer, name, lr, optim, scheduler, clip, seed
@@ -45,6 +50,7 @@ public struct TrainReaderParams: JobParams, Equatable {
         case schedulerSteps = "scheduler_steps", fixedLr = "fixed_lr"
         case evalFreq = "eval_freq", saveFreq = "save_freq", evalPrintFreq = "eval_print_freq"
         case useCheckpoint = "use_checkpoint", checkpointDir = "checkpoint_dir", keepLast = "keep_last"
+        case modelSize = "model_size", noTitle = "no_title"
     }
 
     /// Params with `train_data` and FiD's defaults (set `model_path` or `model_config` next).
@@ -71,6 +77,9 @@ public struct TrainReaderParams: JobParams, Equatable {
         useCheckpoint = try c.decode(.useCheckpoint, default: false)
         name = try c.decode(.name, default: "experiment_name")
         checkpointDir = try c.decodeIfPresent(String.self, forKey: .checkpointDir)
+        modelSize = try c.decodeIfPresent(String.self, forKey: .modelSize)
+        ignored = FiDIgnoredOptions(c, [(.noTitle, "FiD defines it and never reads it")]
+            + (modelPath != nil || modelConfig != nil ? [(.modelSize, "the reader starts from model_path or model_config")] : []))
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -94,7 +103,9 @@ public struct TrainReaderParams: JobParams, Equatable {
         switch (modelPath, modelConfig) {
         case (nil, nil):
             throw JobError.permanent("missing: give model_path (a T5 folder) or model_config (a config.json)", field: "params.model_path",
-                                     hint: "FiD's train_reader.py starts from t5-<model_size>; fidq needs the folder itself")
+                                     hint: "FiD's train_reader.py downloads t5-\(modelSize ?? "<model_size>") from the Hugging Face hub; "
+                                        + "fidq reads the folder itself: fetch t5-\(modelSize ?? "base")'s config.json, model.safetensors "
+                                        + "and tokenizer.json into a folder and give it as model_path")
         case (.some, .some):
             throw JobError.permanent("give model_path or model_config, not both", field: "params.model_config")
         case (nil, .some) where tokenizer == nil:

@@ -45,7 +45,11 @@ public struct TrainRetrieverKind: JobKind {
             + "; BERT hidden \(c.hiddenSize), \(c.numHiddenLayers) layers, E \(c.embeddingWidth) (projection \(c.projection)), "
             + "\(t.params.count) parameters; n_context \(p.nContext), question/passage length \(p.questionMaxlength)/\(p.passageMaxlength), "
             + "threads \(context.threads)" + (t.dev?.hasAnswerFlags != true ? "; no answer recall: eval_data has neither hasanswer flags nor answers" : ""))
+        if let line = p.ignored.note("train_retriever") { context.log(line) }
         let result = try Trainer(config: p.trainer, model: t, context: context, label: "train_retriever").run()
+        if let dir = p.checkpointDir {
+            try FiDLayout.exportCheckpoints(result, to: context.output(dir, field: "params.checkpoint_dir") + "/" + p.name, kind: "train_retriever", context)
+        }
         return TrainRetrieverResult(training: result, evaluation: t.lastEvaluation)
     }
 

@@ -43,6 +43,11 @@ public struct TrainRetrieverParams: JobParams, Equatable {
     public var inBatchNegatives = false
     public var trainer = TrainerConfig()
     public var name = "experiment_name"
+    /// When set, the final and best models are also exported to `checkpoint_dir/name/checkpoint/`
+    /// (FiD's layout), as `train_reader` does.
+    public var checkpointDir: String?
+    /// FiD's train_retriever.py options that change nothing.
+    public var ignored = FiDIgnoredOptions()
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case tokenizer, name, lr, optim, scheduler, clip, seed, dropout, temperature, reduction
@@ -54,6 +59,7 @@ public struct TrainRetrieverParams: JobParams, Equatable {
         case weightDecay = "weight_decay", warmupSteps = "warmup_steps", totalSteps = "total_steps"
         case schedulerSteps = "scheduler_steps", fixedLr = "fixed_lr"
         case evalFreq = "eval_freq", saveFreq = "save_freq", evalPrintFreq = "eval_print_freq", keepLast = "keep_last"
+        case checkpointDir = "checkpoint_dir", noTitle = "no_title"
     }
 
     public init(trainData: String) { self.trainData = trainData }
@@ -85,6 +91,8 @@ public struct TrainRetrieverParams: JobParams, Equatable {
         inBatchNegatives = try c.decode(.inBatchNegatives, default: false)
         trainer = try TrainerConfig(fidOptionsFrom: decoder)
         name = try c.decode(.name, default: "experiment_name")
+        checkpointDir = try c.decodeIfPresent(String.self, forKey: .checkpointDir)
+        ignored = FiDIgnoredOptions(c, [(.noTitle, "FiD defines it and never reads it")])
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -107,6 +115,7 @@ public struct TrainRetrieverParams: JobParams, Equatable {
         try c.encode(reduction.rawValue, forKey: .reduction)
         try c.encode(inBatchNegatives, forKey: .inBatchNegatives)
         try c.encode(name, forKey: .name)
+        try c.encodeIfPresent(checkpointDir, forKey: .checkpointDir)
         try trainer.encodeFiDOptions(to: encoder)
     }
 
@@ -155,5 +164,11 @@ public struct TrainRetrieverParams: JobParams, Equatable {
         return p
     }
 
-    public var outputPaths: [(field: String, path: String)] { [] }
+    public var outputPaths: [(field: String, path: String)] {
+        checkpointDir.map { [("checkpoint_dir", $0)] } ?? []
+    }
+    /// FiD's layout: runs of other names share a `checkpoint_dir`.
+    public var exclusiveOutputs: [(field: String, path: String)] {
+        checkpointDir.map { [("checkpoint_dir", $0 + "/" + name)] } ?? []
+    }
 }

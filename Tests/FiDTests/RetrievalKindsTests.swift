@@ -246,6 +246,9 @@ enum RetrievalJobs {
                 == ["/ws/out/r.json"])
         #expect(try owned("train_reader", #"{"train_data": "t.json", "model_path": "m", "checkpoint_dir": "ck", "name": "run1"}"#) == ["/ws/ck/run1"])
         #expect(try owned("train_reader", #"{"train_data": "t.json", "model_path": "m"}"#).isEmpty)
+        r.register(ScoreKind())
+        #expect(try owned("train_retriever", #"{"train_data": "t.json", "model_path": "m", "checkpoint_dir": "ck", "name": "r1"}"#) == ["/ws/ck/r1"])
+        #expect(try owned("score", #"{"eval_data": "d.json", "model_path": "m", "checkpoint_dir": "ck", "name": "my_test"}"#) == ["/ws/ck/my_test"])
     }
 
     @Test func shardCountBeyondThePassagesIsRefused() throws {
@@ -492,6 +495,23 @@ enum RetrievalJobs {
 }
 
 @Suite struct RetrievalExamplesTests {
+    /// FiD's passage_retrieval.py command line, with its options that change nothing here (they
+    /// were refused as unknown): accepted, and named with why in the run's log.
+    @Test func fidsRetrievalCommandLineDecodes() throws {
+        let r = RetrievalJobs.registry()
+        let flags = ["--model_path", "m", "--passages", "psgs_w100.tsv", "--data", "data.json", "--passages_embeddings", "wiki_*",
+                     "--output_path", "retrieved.json", "--n-docs", "100", "--no_fp16", "--validation_workers", "32",
+                     "--indexing_batch_size", "50000", "--passage_maxlength", "200", "--per_gpu_batch_size", "64", "--save_or_load_index"]
+        let params = try FlagParams.build(flags) { try r.decodeParams(kind: "retrieve", $0) }
+        let p = try JSONDecoder().decode(RetrieveParams.self, from: JSONEncoder().encode(params))
+        let names = p.ignored.given.map { String($0.split(separator: " ")[0]) }
+        #expect(p.nDocs == 100 && p.saveOrLoadIndex && names == ["no_fp16", "validation_workers", "indexing_batch_size", "passage_maxlength"],
+                "\(p.ignored)")
+        // What a descriptor carries leaves them out.
+        guard case .object(let encoded) = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(p)) else { return }
+        #expect(encoded["no_fp16"] == nil && encoded["n_docs"] == .number(100))
+    }
+
     /// Every job of queue/examples/retrieval decodes strictly with the kind's params.
     @Test func examplesDecode() throws {
         let dir = TestData.root.appendingPathComponent("queue/examples/retrieval").path

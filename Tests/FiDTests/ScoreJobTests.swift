@@ -109,6 +109,35 @@ import Testing
     /// A training run's `checkpoint/latest` (a file naming its step folder, where FiD's is a
     /// symlink) is a model path: submit accepts it and the run loads the step it names, with the
     /// same exact match as the folder itself.
+    /// FiD's README test command (`--name my_test --checkpoint_dir checkpoint`, which fidq
+    /// refused) runs: the outputs also land in `checkpoint_dir/name/`, where test_reader.py
+    /// writes them, and test_reader's options without effect are accepted and named in the log.
+    @Test func fidsTestCommandWritesToCheckpointDirName() throws {
+        let flags = ["--model_path", ReaderFixture.folder, "--eval_data", ReaderFixture.folder + "/eval.json",
+                     "--tokenizer", try TestData.t5TokenizerPath(), "--text_maxlength", "24",
+                     "--per_gpu_batch_size", "1", "--n_context", "3", "--name", "my_test", "--checkpoint_dir", "checkpoint",
+                     "--write_results", "--write_crossattention_scores", "--use_checkpoint", "--model_size", "base"]
+        let registry = KindRegistry()
+        registry.register(ScoreKind())
+        guard case .object(let params) = try FlagParams.build(flags, decode: { try registry.decodeParams(kind: "score", $0) }) else {
+            Issue.record("not an object")
+            return
+        }
+        let (folder, _) = try ReaderFixture.runScore(params)
+        let run = (folder as NSString).deletingLastPathComponent + "/checkpoint/my_test"
+        for f in ["final_output.txt", "dataset_wscores.json"] {
+            let copy = try Data(contentsOf: URL(fileURLWithPath: run + "/" + f)), original = try Data(contentsOf: URL(fileURLWithPath: folder + "/out/" + f))
+            #expect(copy == original && !copy.isEmpty, "\(f)")
+        }
+        let log = try String(contentsOfFile: folder + "/log.txt", encoding: .utf8)
+        #expect(log.contains("score: FiD options without effect here: use_checkpoint (checkpointing saves memory in training only); "
+                             + "model_size (the reader is model_path)"), "\(log)")
+        // One folder for several shards would be written by each: refused, naming the param.
+        var sharded = params
+        sharded["num_shards"] = .number(2)
+        #expect(throws: DecodingError.self) { _ = try registry.decodeParams(kind: "score", .object(sharded)) }
+    }
+
     @Test func modelPathMayNameACheckpointsLatest() throws {
         let ckpt = TestData.scratch("ckpt") + "/checkpoint"
         try FileManager.default.createDirectory(atPath: ckpt, withIntermediateDirectories: true)

@@ -86,6 +86,19 @@ struct TrainReaderParamsTests {
         }
     }
 
+    /// FiD's README trains with `--model_size base` and no model_path (t5-base from the hub):
+    /// refused with a hint naming that model; beside a start it changes nothing and is named so,
+    /// as is `no_title`, which FiD defines and never reads.
+    @Test func fidsModelSizeAndNoTitle() throws {
+        let alone = failure(#"{"train_data": "t.json", "model_size": "large"}"#)
+        #expect(alone.hasPrefix("params.model_path: missing") && alone.contains("downloads t5-large") && alone.contains("fetch t5-large"), "\(alone)")
+        let p = try decode(#"{"train_data": "t.json", "model_path": "m", "model_size": "base", "no_title": true}"#)
+        #expect(p.modelSize == "base" && p.ignored.note("train_reader")
+                == "train_reader: FiD options without effect here: no_title (FiD defines it and never reads it); "
+                + "model_size (the reader starts from model_path or model_config)")
+        #expect(try decode(#"{"train_data": "t.json", "model_path": "m"}"#).ignored.note("train_reader") == nil)
+    }
+
     @Test func fidNoneMeansAbsent() throws {
         let p = try decode(#"{"train_data": "t.json", "model_path": "m", "eval_data": "none"}"#)
         #expect(p.evalData == nil)

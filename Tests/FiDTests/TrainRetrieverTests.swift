@@ -196,7 +196,7 @@ struct TrainRetrieverTests {
             "train_data": "train.json", "eval_data": "dev.json", "model_config": "config.json", "tokenizer": "vocab.txt",
             "n_context": 4, "question_maxlength": 8, "passage_maxlength": 12, "indexing_dimension": 16, "per_gpu_batch_size": 4,
             "total_steps": 240, "eval_freq": 240, "save_freq": 120, "lr": 0.001, "optim": "adamw", "weight_decay": 0.01,
-            "dropout": 0.0, "seed": 3,
+            "dropout": 0.0, "seed": 3, "checkpoint_dir": "ck", "name": "distil", "no_title": true,
         ]
         let t0 = Date()
         let value = try runTrainRetriever(params, out: dir + "/run", workspace: dir)
@@ -222,6 +222,14 @@ struct TrainRetrieverTests {
         #expect(result.training.metric == "eval_loss" && result.training.finalMetric == final)
         let log = try String(contentsOfFile: dir + "/run/log.txt", encoding: .utf8)
         #expect(log.contains("| evaluation loss \(String(format: "%.5f", e.loss))"), "log: \(log.suffix(600))")
+        // checkpoint_dir/name: FiD's layout, the last step and best_dev copied (as train_reader's).
+        let exported = dir + "/ck/distil/checkpoint"
+        #expect(try String(contentsOfFile: exported + "/latest", encoding: .utf8) == "step-240\n")
+        for (copy, original) in [("step-240", result.training.latest), ("best_dev", try #require(result.training.bestDev))] {
+            #expect(try Data(contentsOf: URL(fileURLWithPath: exported + "/\(copy)/model.safetensors"))
+                    == Data(contentsOf: URL(fileURLWithPath: original + "/model.safetensors")), "\(copy)")
+        }
+        #expect(log.contains("train_retriever: FiD options without effect here: no_title (FiD defines it and never reads it)"))
         #expect(seconds < 60, "took \(seconds) s")
         // The saved checkpoint is a retriever folder the loader reads, with its tokenizer.
         let rm = try RetrieverModel.load(folder: result.training.latest)
