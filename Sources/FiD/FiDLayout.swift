@@ -2,18 +2,83 @@
 // accepts so FiD's command lines run unchanged.
 import Foundation
 import Jobs
+import Models
+import Tensor
 
 /// FiD's run folder `checkpoint_dir/name/`: the scripts' outputs copied there, each under a
 /// temporary name and then renamed, so a reader never sees half a file or folder.
 public enum FiDLayout {
-    /// Copies the last step and `best_dev` to FiD's layout `checkpoint_dir/name/checkpoint/`.
-    public static func exportCheckpoints(_ result: TrainResult, to run: String, kind: String, _ context: JobContext) throws {
-        let dest = run + "/checkpoint"
+    /// The weights' names in FiD's checkpoints.
+    public enum Names: Sendable {
+        /// `FiDT5`'s: the encoder wrapped (`encoder.encoder.block.N.module.…`), the embeddings
+        /// tied under every name `state_dict()` lists.
+        case reader
+        /// `Retriever`'s, as fidq saves them already (`model.…`, `proj`, `norm`).
+        case retriever
+    }
+
+    /// Copies the last step and `best_dev` to FiD's layout `checkpoint_dir/name/checkpoint/`, as
+    /// FiD's `util.save` leaves them: each folder with `config.json`, the tokenizer, fidq's
+    /// optimizer state and `pytorch_model.bin` under FiD's names (what FiD's released checkpoints
+    /// hold, and the one weight file transformers 3.0.2, FiD's pin, reads; a `model.safetensors`
+    /// beside it would win in transformers 4 with the plain names, and `FiDT5.from_pretrained`
+    /// would start its encoder from random weights), and `latest` a symlink to the last step.
+    public static func exportCheckpoints(_ result: TrainResult, to run: String, kind: String, names: Names,
+                                         _ context: JobContext) throws {
+        let dest = run + "/checkpoint", fm = FileManager.default
+        try fm.createDirectory(atPath: dest, withIntermediateDirectories: true)
         var pairs = [(result.latest, "step-\(result.steps)")]
         if let best = result.bestDev { pairs.append((best, "best_dev")) }
-        for (src, name) in pairs { try FiDLayout.copy(src, to: dest + "/" + name, tag: context.token) }
-        try Data("step-\(result.steps)\n".utf8).write(to: URL(fileURLWithPath: dest + "/latest"), options: .atomic)
-        context.log("\(kind): exported step-\(result.steps)\(result.bestDev == nil ? "" : " and best_dev") to \(dest)")
+        for (src, name) in pairs {
+            let staged = dest + "/.\(name).\(context.token).tmp"
+            try? fm.removeItem(atPath: staged)
+            try fm.createDirectory(atPath: staged, withIntermediateDirectories: false)
+            for f in try fm.contentsOfDirectory(atPath: src) where !f.hasPrefix(".") && f != "model.safetensors" {
+                try fm.copyItem(atPath: src + "/" + f, toPath: staged + "/" + f)
+            }
+            try writeTorchWeights(folder: src, names: names, to: staged + "/pytorch_model.bin")
+            if fm.fileExists(atPath: dest + "/" + name) { try fm.removeItem(atPath: dest + "/" + name) }
+            try fm.moveItem(atPath: staged, toPath: dest + "/" + name)
+        }
+        let link = dest + "/.latest.\(context.token).tmp"
+        try? fm.removeItem(atPath: link)
+        try fm.createSymbolicLink(atPath: link, withDestinationPath: "step-\(result.steps)")
+        guard Foundation.rename(link, dest + "/latest") == 0 else {
+            throw JobError.transient("cannot rename \(link) to \(dest)/latest: \(String(cString: strerror(errno)))")
+        }
+        context.log("\(kind): exported step-\(result.steps)\(result.bestDev == nil ? "" : " and best_dev") to \(dest) "
+                    + "(pytorch_model.bin under FiD's names)")
+    }
+
+    /// `folder`'s `model.safetensors` as a `torch.save`d state dict under FiD's names.
+    static func writeTorchWeights(folder: String, names: Names, to path: String) throws {
+        let file = try SafeTensorsFile(path: folder + "/model.safetensors")
+        var tied: [String] = []
+        if names == .reader {
+            let config = try T5Config.load(path: folder + "/config.json")
+            tied = ["encoder.encoder.embed_tokens.weight", "decoder.embed_tokens.weight"]
+                + (config.tieWordEmbeddings && !file.names.contains("lm_head.weight") ? ["lm_head.weight"] : [])
+        }
+        let entries = try file.names.map { name -> TorchCheckpointWriter.Entry in
+            let shape = try file.entry(name).shape
+            let keys = names == .reader ? [readerName(name)] + (name == "shared.weight" ? tied : []) : [name]
+            return TorchCheckpointWriter.Entry(names: keys, shape: shape) { try file.tensor(name).data }
+        }
+        try TorchCheckpointWriter.write(entries, to: path)
+    }
+
+    /// A Hugging Face T5 name as `FiDT5.state_dict()` names it: the encoder stack sits inside
+    /// `EncoderWrapper` (`encoder.encoder.`), each block inside a `CheckpointWrapper` (`.module.`).
+    static func readerName(_ name: String) -> String {
+        guard name.hasPrefix("encoder.") else { return name }
+        var wrapped = "encoder." + name
+        if name.hasPrefix("encoder.block.") {
+            let rest = name.dropFirst("encoder.block.".count)
+            if let dot = rest.firstIndex(of: ".") {
+                wrapped = "encoder.encoder.block." + rest[..<dot] + ".module" + rest[dot...]
+            }
+        }
+        return wrapped
     }
 
     /// Copies `source` (a file or a folder) to `destination`, replacing what is there.

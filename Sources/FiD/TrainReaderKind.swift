@@ -24,7 +24,7 @@ public struct TrainReaderKind: JobKind {
             .replacingOccurrences(of: "\n", with: " "))
         let result = try Trainer(config: p.trainer, model: reader, context: context, label: "train_reader").run()
         if let dir = p.checkpointDir {
-            try FiDLayout.exportCheckpoints(result, to: context.output(dir, field: "params.checkpoint_dir") + "/" + p.name, kind: "train_reader", context)
+            try FiDLayout.exportCheckpoints(result, to: context.output(dir, field: "params.checkpoint_dir") + "/" + p.name, kind: "train_reader", names: .reader, context)
         }
         return result
     }

@@ -222,18 +222,26 @@ struct TrainRetrieverTests {
         #expect(result.training.metric == "eval_loss" && result.training.finalMetric == final)
         let log = try String(contentsOfFile: dir + "/run/log.txt", encoding: .utf8)
         #expect(log.contains("| evaluation loss \(String(format: "%.5f", e.loss))"), "log: \(log.suffix(600))")
-        // checkpoint_dir/name: FiD's layout, the last step and best_dev copied (as train_reader's).
+        // checkpoint_dir/name: FiD's layout (as train_reader's): the last step and best_dev with
+        // pytorch_model.bin under the saved names (FiD's Retriever's), no model.safetensors, and
+        // `latest` a symlink to the last step, as FiD's util.save leaves them.
         let exported = dir + "/ck/distil/checkpoint"
-        #expect(try String(contentsOfFile: exported + "/latest", encoding: .utf8) == "step-240\n")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: exported + "/latest") == "step-240")
         for (copy, original) in [("step-240", result.training.latest), ("best_dev", try #require(result.training.bestDev))] {
-            #expect(try Data(contentsOf: URL(fileURLWithPath: exported + "/\(copy)/model.safetensors"))
-                    == Data(contentsOf: URL(fileURLWithPath: original + "/model.safetensors")), "\(copy)")
+            let saved = try SafeTensors.read(original + "/model.safetensors")
+            let bin = try TorchCheckpoint.read(path: exported + "/\(copy)/pytorch_model.bin")
+            #expect(bin.names == saved.names && bin.names.allSatisfy { (try? bin.tensor($0)) == (try? saved.tensor($0)) }, "\(copy)")
+            #expect(!FileManager.default.fileExists(atPath: exported + "/\(copy)/model.safetensors"))
         }
         #expect(log.contains("train_retriever: FiD options without effect here: no_title (FiD defines it and never reads it)"))
         #expect(seconds < 60, "took \(seconds) s")
         // The saved checkpoint is a retriever folder the loader reads, with its tokenizer.
         let rm = try RetrieverModel.load(folder: result.training.latest)
         #expect(rm.model.config.projection && rm.model.embeddingWidth == 16)
+        // fidq reads the exported folder back through `latest`: the same weights.
+        let back = try RetrieverModel.load(folder: exported + "/latest")
+        #expect(back.model.params.count == rm.model.params.count
+                && (0..<rm.model.params.count).allSatisfy { back.model.params.base[$0] == rm.model.params.base[$0] })
     }
 
     /// A run stopped at step 10 and resumed to 20 ends with the weights of an uninterrupted 20-step
