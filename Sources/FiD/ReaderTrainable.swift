@@ -59,7 +59,7 @@ public final class ReaderTrainable: Trainable {
                                 inputIds: b.inputIds, attentionMask: b.attentionMask, maxLength: maxLength)
         let out = try Generation.greedy(&stepper, questions: b.questions, start: Int32(c.decoderStartTokenId),
                                         eos: Int32(c.eosTokenId), maxLength: maxLength)
-        return out.map { collator.tokenizer.decode($0, skipSpecialTokens: true).trimmingCharacters(in: .whitespaces) }
+        return out.map { FiDAnswer.text(collator.tokenizer, $0).trimmingCharacters(in: .whitespaces) }
     }
 
     /// Exact match over the whole dev set, in batches of `evalBatchSize`.

@@ -274,7 +274,7 @@ public struct ScoreKind: JobKind {
         let scores = stepper.scores  // (B, P)
         var lines: [JSONNode] = []
         for (i, ex) in examples.enumerated() {
-            let text = reader.tokenizer.decode(answers[i], skipSpecialTokens: true)
+            let text = FiDAnswer.text(reader.tokenizer, answers[i])
             let em: JSONNode = ex.answers.isEmpty ? .null : .bool(ExactMatch.score(text, ex.answers))
             let p: JSONNode = .object([
                 ("id", ex.id), ("index", .integer(ex.index)), ("question", .string(ex.question)), ("prediction", .string(text)),
