@@ -1,47 +1,61 @@
 // ExactMatch: FiD's reader metric (src/evaluation.py, fid-spec §4.1): normalised string equality
 // against any of the answers.
+import Retrieval
 
 /// SQuAD-style answer normalisation and exact match, as FiD's `normalize_answer` / `ems`.
 public enum ExactMatch {
     /// Python's `string.punctuation` (ASCII only).
     static let punctuation = Set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~".unicodeScalars)
 
-    /// `white_space_fix(remove_articles(remove_punc(lower(s))))`: lower-case, drop ASCII
-    /// punctuation, the words a/an/the become spaces, whitespace runs collapse to one space and
-    /// the ends are trimmed.
+    /// `white_space_fix(remove_articles(remove_punc(lower(s))))`: lower-case as Python's
+    /// `str.lower()` (Greek final sigma included), drop ASCII punctuation, the words a/an/the
+    /// become spaces, whitespace runs (Python's `str.split()`'s) collapse to one space and the ends
+    /// are trimmed. Code point by code point, as Python and its `regex` module see the text.
     public static func normalize(_ s: String) -> String {
-        let lowered = s.lowercased()
-        var kept = String.UnicodeScalarView()
-        for u in lowered.unicodeScalars where !punctuation.contains(u) { kept.append(u) }
+        let lowered = AnswerMatch.pythonLower(s)
+        var text: [Unicode.Scalar] = []
+        for u in lowered.unicodeScalars where !punctuation.contains(u) { text.append(u) }
         // `\b(a|an|the)\b` then `split()`: splitting on whitespace first finds the same words,
-        // since after punctuation removal a word boundary next to a letter run is whitespace or
-        // a non-word character (kept inside the token, so e.g. "the²" is not an article).
-        var words: [Substring] = []
-        let text = String(kept)
-        for token in text.split(whereSeparator: { $0.isWhitespace }) {
+        // since whitespace is never a word character, so a boundary at a token's end stays one.
+        var words: [String] = []
+        for token in text.split(whereSeparator: isPythonSpace) {
             words += splitArticles(token)
         }
         return words.joined(separator: " ")
     }
 
+    /// Python's `str.isspace()`: Unicode's White_Space, and U+001C…U+001F (bidi separators).
+    static func isPythonSpace(_ u: Unicode.Scalar) -> Bool {
+        u.properties.isWhitespace || (0x1C...0x1F).contains(u.value)
+    }
+
+    /// The `regex` module's `\w` on a code point: Alphabetic, a mark, a decimal digit,
+    /// connector punctuation or a joiner. "²" (another kind of number) is not one, so the
+    /// article in "the²" stands between boundaries.
+    static func isWord(_ u: Unicode.Scalar) -> Bool {
+        switch u.properties.generalCategory {
+        case .nonspacingMark, .spacingMark, .enclosingMark, .decimalNumber, .connectorPunctuation: return true
+        default: return u.properties.isAlphabetic || u.properties.isJoinControl
+        }
+    }
+
     /// Removes the articles a, an, the that stand between word boundaries inside one
-    /// whitespace-free token (a boundary is a change between word and non-word characters,
-    /// where word characters are letters, digits and `_`, as Python's `regex` `\w`).
-    static func splitArticles(_ token: Substring) -> [Substring] {
+    /// whitespace-free token (a boundary is a change between word and non-word code points).
+    static func splitArticles(_ token: ArraySlice<Unicode.Scalar>) -> [String] {
         let chars = Array(token)
-        func isWord(_ c: Character) -> Bool { c.isLetter || c.isNumber || c == "_" || c.unicodeScalars.contains { $0.properties.generalCategory == .nonspacingMark } }
-        var out: [Substring] = []
+        func string(_ s: ArraySlice<Unicode.Scalar>) -> String { String(String.UnicodeScalarView(s)) }
+        var out: [String] = []
         var start = 0, i = 0
         var piece = ""
-        // Walk runs of word characters; an article run is replaced by a space (a split point).
+        // Walk runs of word code points; an article run is replaced by a space (a split point).
         while i < chars.count {
             if isWord(chars[i]) {
                 var j = i
                 while j < chars.count, isWord(chars[j]) { j += 1 }
-                let run = String(chars[i..<j])
+                let run = string(chars[i..<j])
                 if run == "a" || run == "an" || run == "the" {
-                    piece += String(chars[start..<i])
-                    if !piece.isEmpty { out.append(Substring(piece)) }
+                    piece += string(chars[start..<i])
+                    if !piece.isEmpty { out.append(piece) }
                     piece = ""
                     start = j
                 }
@@ -50,8 +64,8 @@ public enum ExactMatch {
                 i += 1
             }
         }
-        piece += String(chars[start..<chars.count])
-        if !piece.isEmpty { out.append(Substring(piece)) }
+        piece += string(chars[start..<chars.count])
+        if !piece.isEmpty { out.append(piece) }
         return out
     }
 

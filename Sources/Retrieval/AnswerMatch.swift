@@ -132,7 +132,7 @@ public enum AnswerMatch {
     /// `str.lower()`: full lower-case mappings, and Greek capital sigma as final sigma (ς) when
     /// a cased letter precedes it and none follows (Python's Final_Sigma rule, which Swift's
     /// `lowercased()` does not apply).
-    static func pythonLower(_ s: String) -> String {
+    public static func pythonLower(_ s: String) -> String {
         let lowered = s.lowercased()
         guard s.unicodeScalars.contains("\u{03A3}") else { return lowered }
         let scalars = Array(s.unicodeScalars)

@@ -17,6 +17,20 @@ import Testing
         ("", ""),
         ("1,000", "1000"),
         ("THE", ""),
+        // Printed by FiD's function with regex 2026.11.19 (its `\b`, whose `\w` leaves out "²"
+        // and "½") and Python's lower() (final sigma) and split() (U+001C is a space).
+        ("the²", "²"),
+        ("THE½ cat", "½ cat"),
+        ("the²nd", "²nd"),
+        ("ΟΔΟΣ", "οδος"),
+        ("ΣΟΦΟΣ ΛΟΓΟΣ", "σοφος λογος"),
+        ("the‿end", "the‿end"),
+        ("a\u{200D}the", "a\u{200D}the"),
+        ("Ⅻthe", "ⅻthe"),
+        ("an\u{301}", "an\u{301}"),
+        ("a1the", "a1the"),
+        ("the\u{1C}end", "end"),
+        ("the\u{3000}end", "end"),
     ])
     func normalizeMatchesFiD(input: String, expected: String) {
         #expect(ExactMatch.normalize(input) == expected)
