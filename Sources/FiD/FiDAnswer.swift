@@ -13,33 +13,8 @@ public enum FiDAnswer {
         cleanUp(tokenizer.decode(ids, skipSpecialTokens: true))
     }
 
-    /// transformers 3.0.2's `clean_up_tokenization`, its rules in its order (no " do not" rule:
-    /// that one is the `tokenizers` WordPiece decoder's).
-    static let rules: [([UInt8], [UInt8])] = [
-        (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"), (" 'm", "'m"),
-        (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"),
-    ].map { (Array($0.utf8), Array($1.utf8)) }
-
-    /// Python's `str.replace` per rule: left to right, without overlaps, on the exact code units
-    /// (bytes, so a combining mark after "." does not hide it, as it would from a Character match).
+    /// transformers 3.0.2's `clean_up_tokenization` (`TextCleanup.transformers302`).
     static func cleanUp(_ text: String) -> String {
-        var bytes = Array(text.utf8)
-        guard bytes.contains(0x20) else { return text }  // every rule starts with a space
-        for (from, to) in rules {
-            var out: [UInt8] = []
-            out.reserveCapacity(bytes.count)
-            var i = 0
-            while i < bytes.count {
-                if bytes[i] == from[0], i + from.count <= bytes.count, bytes[i..<(i + from.count)].elementsEqual(from) {
-                    out += to
-                    i += from.count
-                } else {
-                    out.append(bytes[i])
-                    i += 1
-                }
-            }
-            bytes = out
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        String(decoding: TextCleanup.apply(TextCleanup.transformers302, to: Array(text.utf8)), as: UTF8.self)
     }
 }

@@ -133,29 +133,9 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
         return String(decoding: out, as: UTF8.self)
     }
 
-    private static let cleanups: [([UInt8], [UInt8])] = [
-        (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"), (" 'm", "'m"),
-        (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"),
-    ].map { (Array($0.utf8), Array($1.utf8)) }
-
     /// `tokenizers/src/decoders/wordpiece.rs` `cleanup`: spaces before punctuation and contractions.
     static func cleanUp(_ s: [UInt8]) -> [UInt8] {
         if s.first != 0x20 { return s }  // every pattern starts with a space
-        var t = s
-        for (a, b) in cleanups {
-            var out: [UInt8] = []
-            var i = 0
-            while i < t.count {
-                if t.count - i >= a.count && t[i..<(i + a.count)].elementsEqual(a) {
-                    out += b
-                    i += a.count
-                } else {
-                    out.append(t[i])
-                    i += 1
-                }
-            }
-            t = out
-        }
-        return t
+        return TextCleanup.apply(TextCleanup.wordPiece, to: s)
     }
 }
