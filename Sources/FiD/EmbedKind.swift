@@ -253,7 +253,20 @@ public struct EmbedKind: JobKind {
             guard !ids.isEmpty, data.count == ids.count * dim * 4 else {
                 throw JobError.transient("block \(name) holds \(data.count) bytes for \(ids.count) ids of width \(dim)", hint: "fidq retry --fresh re-embeds the shard")
             }
-            try data.withUnsafeBytes { try writer.append(ids: ids, embeddings: $0.bindMemory(to: Float.self).baseAddress!) }
+            try data.withUnsafeBytes { raw in
+                let rows = raw.bindMemory(to: Float.self)
+                // A row float16 cannot hold (|x| > 65504 turns into inf) or that is not a number
+                // would never be retrieved, silently: refused with the passage named.
+                let limit: Float = p.noFp16 ? .greatestFiniteMagnitude : 65504
+                if let bad = rows.firstIndex(where: { !($0.magnitude <= limit) }) {
+                    throw JobError.permanent(
+                        "passage \(ids[bad / dim]) embeds to \(rows[bad]) at dimension \(bad % dim), which "
+                            + (rows[bad].isFinite ? "float16 storage cannot hold (largest 65504)" : "is not a finite number"),
+                        field: "params.model_path",
+                        hint: rows[bad].isFinite ? "set no_fp16 to store float32" : "the retriever's activations overflow; check its weights and passage_maxlength")
+                }
+                try writer.append(ids: ids, embeddings: rows.baseAddress!)
+            }
             start += ids.count
         }
         // Which retriever embedded the shard, for retrieve's check. Written before the shard

@@ -345,6 +345,34 @@ enum RetrievalJobs {
         return folder
     }
 
+    /// Embeddings float16 cannot hold (they become inf, a row no query ever retrieves) are refused,
+    /// naming the passage, with the hint no_fp16; with no_fp16 the same shard is written.
+    @Test func embeddingsFloat16CannotHoldAreRefused() throws {
+        let dir = TestData.scratch("embed-overflow")
+        let world = dir + "/world"
+        _ = try ExampleWorld(config: ExampleWorldConfig(seed: 3, train: 40, dev: 30)).write(to: world)
+        let model = BertRetriever(config: try BertConfig.load(path: world + "/retriever/config.json"))
+        model.initialize(seed: 1)
+        for e in model.params.layout.entries where e.name.hasSuffix("LayerNorm.weight") || e.name.hasSuffix("norm.weight") {
+            for i in model.params.buffer(e.name).indices { model.params.buffer(e.name)[i] *= 1e6 }
+        }
+        try model.save(folder: dir + "/loud", tokenizer: world + "/retriever/vocab.txt")
+        func embed(_ extra: [String: JSONValue], id: String) throws {
+            _ = try RetrievalJobs.run("embed", ["model_path": .string("loud"), "passages": .string("world/passages.tsv"),
+                                                "output_path": .string("emb-\(id)/passages"), "passage_maxlength": .number(24)]
+                                          .merging(extra) { $1 }, workspace: dir, id: id)
+        }
+        do {
+            try embed([:], id: "f16")
+            Issue.record("float16 shard of embeddings past 65504 written")
+        } catch let e as JobError {
+            #expect(e.field == "params.model_path" && e.message.contains("float16 storage cannot hold") && e.hint?.contains("no_fp16") == true, "\(e)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir + "/emb-f16/passages_00.npy"))
+        try embed(["no_fp16": .bool(true)], id: "f32")
+        #expect(try EmbeddingShard(path: dir + "/emb-f32/passages_00.npy").storage == .float32)
+    }
+
     @Test(arguments: ["sq8", "pq"])
     func aSavedIndexIsLoadedOnlyForTheShardsItWasBuiltFrom(index: String) throws {
         let dir = TestData.scratch("saved-index")
