@@ -54,15 +54,24 @@ public enum FiDLayout {
     static func writeTorchWeights(folder: String, names: Names, to path: String) throws {
         let file = try SafeTensorsFile(path: folder + "/model.safetensors")
         var tied: [String] = []
-        if names == .reader {
-            let config = try T5Config.load(path: folder + "/config.json")
+        let config = names == .reader ? try T5Config.load(path: folder + "/config.json") : nil
+        if let config {
             tied = ["encoder.encoder.embed_tokens.weight", "decoder.embed_tokens.weight"]
                 + (config.tieWordEmbeddings && !file.names.contains("lm_head.weight") ? ["lm_head.weight"] : [])
         }
-        let entries = try file.names.map { name -> TorchCheckpointWriter.Entry in
+        var entries = try file.names.map { name -> TorchCheckpointWriter.Entry in
             let shape = try file.entry(name).shape
             let keys = names == .reader ? [readerName(name)] + (name == "shared.weight" ? tied : []) : [name]
             return TorchCheckpointWriter.Entry(names: keys, shape: shape) { try file.tensor(name).data }
+        }
+        // transformers 3.0.2 (FiD's pin) gives decoder block 0's cross-attention a relative bias
+        // and starts it at random when the file lacks it, changing every answer. Zeros are what
+        // fidq and transformers 4 compute without it (4 ignores the name on load).
+        if let config, !file.names.contains(T5Model.crossBiasName) {
+            let shape = [config.relativeAttentionNumBuckets, config.numHeads]
+            entries.append(TorchCheckpointWriter.Entry(names: [T5Model.crossBiasName], shape: shape) {
+                [Float](repeating: 0, count: shape[0] * shape[1])
+            })
         }
         try TorchCheckpointWriter.write(entries, to: path)
     }

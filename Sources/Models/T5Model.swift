@@ -69,7 +69,8 @@ public final class T5Model {
     var eps: Float { config.layerNormEpsilon }
     var rate: Float { config.dropoutRate }
     var crossBiasOn: Bool { hasCrossAttentionBias && useCrossAttentionBias }
-    static let crossBiasName = "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight"
+    /// transformers 3.0.2's relative bias of decoder block 0's cross-attention (fid-spec §3.8).
+    public static let crossBiasName = "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight"
 
     /// Bytes of activation buffers currently held (grows to the largest shape run).
     public var activationBytes: Int { arena.bytes }
