@@ -23,7 +23,12 @@ public enum FiDLayout {
     /// hold, and the one weight file transformers 3.0.2, FiD's pin, reads; a `model.safetensors`
     /// beside it would win in transformers 4 with the plain names, and `FiDT5.from_pretrained`
     /// would start its encoder from random weights), and `latest` a symlink to the last step.
+    ///
+    /// Each folder also gets FiD's `optimizer.pth.tar` (`FiDOptimizerFile`): the step, the best
+    /// metric, `options` as the `opt` namespace, and the schedule's state; the last step's AdamW
+    /// moments too, so FiD's `train_reader.py` continues the run from `latest`.
     public static func exportCheckpoints(_ result: TrainResult, to run: String, kind: String, names: Names,
+                                         trainer: TrainerConfig, options: [(String, TorchPickle)],
                                          _ context: JobContext) throws {
         let dest = run + "/checkpoint", fm = FileManager.default
         try fm.createDirectory(atPath: dest, withIntermediateDirectories: true)
@@ -37,6 +42,14 @@ public enum FiDLayout {
                 try fm.copyItem(atPath: src + "/" + f, toPath: staged + "/" + f)
             }
             try writeTorchWeights(folder: src, names: names, to: staged + "/pytorch_model.bin")
+            let momentsPath = src + "/" + Trainer.optimizerFile
+            let moments = fm.fileExists(atPath: momentsPath) ? try SafeTensorsFile(path: momentsPath) : nil
+            let step = name == "best_dev" ? (result.bestStep ?? result.steps) : result.steps
+            let file = FiDOptimizerFile(
+                order: try parameterOrder(folder: src, names: names), optim: trainer.optim, step: step,
+                optimizerSteps: moments?.metadata?["step"].flatMap { Int($0) } ?? step / max(1, trainer.accumulationSteps),
+                best: result.bestMetric ?? (names == .reader ? 0 : .infinity), options: options)
+            try file.write(moments: moments, to: staged + "/optimizer.pth.tar")
             if fm.fileExists(atPath: dest + "/" + name) { try fm.removeItem(atPath: dest + "/" + name) }
             try fm.moveItem(atPath: staged, toPath: dest + "/" + name)
         }
@@ -48,6 +61,20 @@ public enum FiDLayout {
         }
         context.log("\(kind): exported step-\(result.steps)\(result.bestDev == nil ? "" : " and best_dev") to \(dest) "
                     + "(pytorch_model.bin under FiD's names)")
+    }
+
+    /// FiD's model's parameters in `parameters()` order under fidq's names (module order): T5's
+    /// with transformers 3.0.2's cross-attention bias (the export always holds it), the retriever's
+    /// with BERT's pooler (FiD's `BertModel` has one; fidq never trains it) before the projection.
+    static func parameterOrder(folder: String, names: Names) throws -> [String] {
+        switch names {
+        case .reader:
+            return try T5Config.load(path: folder + "/config.json").layout(crossAttentionBias: true).entries.map(\.name)
+        case .retriever:
+            var order = try BertConfig.load(path: folder + "/config.json").layout().entries.map(\.name)
+            order.insert(contentsOf: ["pooler.dense.weight", "pooler.dense.bias"], at: order.firstIndex(of: "proj.weight") ?? order.count)
+            return order
+        }
     }
 
     /// `folder`'s `model.safetensors` as a `torch.save`d state dict under FiD's names.

@@ -48,7 +48,8 @@ public struct TrainRetrieverKind: JobKind {
         if let line = p.ignored.note("train_retriever") { context.log(line) }
         let result = try Trainer(config: p.trainer, model: t, context: context, label: "train_retriever").run()
         if let dir = p.checkpointDir {
-            try FiDLayout.exportCheckpoints(result, to: context.output(dir, field: "params.checkpoint_dir") + "/" + p.name, kind: "train_retriever", names: .retriever, context)
+            try FiDLayout.exportCheckpoints(result, to: context.output(dir, field: "params.checkpoint_dir") + "/" + p.name, kind: "train_retriever", names: .retriever,
+                                           trainer: p.trainer, options: try FiDOptimizerFile.options(p, optim: p.trainer.optim), context)
         }
         return TrainRetrieverResult(training: result, evaluation: t.lastEvaluation)
     }

@@ -31,13 +31,38 @@ public enum TorchCheckpointWriter {
     /// - Throws: `SafeTensorsError` `.io` when the file cannot be written.
     public static func write(_ entries: [Entry], to path: String, archive: String = "archive",
                              zip64Above: Int = Int(UInt32.max)) throws {
+        // OrderedDict([(name, tensor), …]), each name of an entry viewing its storage.
+        let root = TorchPickle.dict(entries.enumerated().flatMap { key, e in
+            e.names.map { (TorchPickle.string($0), TorchPickle.tensor(storage: key, shape: e.shape)) }
+        }, ordered: true)
+        try save(root, storages: entries.map { Storage(count: $0.count, values: $0.values, name: $0.names[0]) },
+                 to: path, archive: archive, zip64Above: zip64Above)
+    }
+
+    /// One float32 storage of a file, its values asked for when it is written.
+    public struct Storage {
+        public var count: Int
+        public var values: () throws -> [Float]
+        /// What the storage holds, for the message of a bug.
+        public var name: String
+
+        public init(count: Int, values: @escaping () throws -> [Float], name: String) {
+            (self.count, self.values, self.name) = (count, values, name)
+        }
+    }
+
+    /// Writes `root` as `torch.save(root)` does, its `.tensor` values over `storages` (by index),
+    /// to `path` (a temporary name, fsynced, then renamed).
+    /// - Throws: `SafeTensorsError` `.io` when the file cannot be written.
+    public static func save(_ root: TorchPickle, storages: [Storage], to path: String, archive: String = "archive",
+                            zip64Above: Int = Int(UInt32.max)) throws {
         var zip = ZipWriter(file: try AtomicFile(path: path), zip64Above: zip64Above)
         do {
-            try zip.add(archive + "/data.pkl", [pickle(entries)])
+            try zip.add(archive + "/data.pkl", [root.pickled()])
             try zip.add(archive + "/byteorder", [Array("little".utf8)])
-            for (key, e) in entries.enumerated() {
-                let values = try e.values()
-                precondition(values.count == e.count, "TorchCheckpointWriter: \(e.names[0]) has \(values.count) values for shape \(e.shape)")
+            for (key, s) in storages.enumerated() {
+                let values = try s.values()
+                precondition(values.count == s.count, "TorchCheckpointWriter: \(s.name) has \(values.count) values for \(s.count)")
                 try values.withUnsafeBytes { try zip.add(archive + "/data/\(key)", raw: $0) }
             }
             try zip.add(archive + "/version", [Array("3\n".utf8)])
@@ -46,69 +71,6 @@ public enum TorchCheckpointWriter {
             zip.file.abandon()
             throw error
         }
-    }
-
-    /// The state dict's pickle: `OrderedDict([(name, _rebuild_tensor_v2(storage, 0, shape, strides,
-    /// False, OrderedDict())), …])`, each storage a persistent id `('storage', FloatStorage, key,
-    /// 'cpu', numel)` as `torch.save` writes it.
-    static func pickle(_ entries: [Entry]) -> [UInt8] {
-        var p: [UInt8] = [0x80, 2]  // PROTO 2
-        func global(_ module: String, _ name: String) { p += [UInt8(ascii: "c")] + Array("\(module)\n\(name)\n".utf8) }
-        func text(_ s: String) {
-            let b = Array(s.utf8)
-            p.append(UInt8(ascii: "X"))
-            withUnsafeBytes(of: UInt32(b.count).littleEndian) { p += $0 }
-            p += b
-        }
-        func int(_ v: Int) {
-            if v >= 0 && v < 256 {
-                p += [UInt8(ascii: "K"), UInt8(v)]
-            } else if v >= 0 && v < 65536 {
-                p += [UInt8(ascii: "M"), UInt8(v & 0xFF), UInt8(v >> 8)]
-            } else if v >= Int(Int32.min) && v <= Int(Int32.max) {
-                p.append(UInt8(ascii: "J"))
-                withUnsafeBytes(of: Int32(v).littleEndian) { p += $0 }
-            } else {
-                p += [0x8A, 8]  // LONG1: 8 little-endian two's-complement bytes
-                withUnsafeBytes(of: Int64(v).littleEndian) { p += $0 }
-            }
-        }
-        func tuple(_ values: [Int]) {
-            if values.isEmpty { p.append(UInt8(ascii: ")")); return }
-            p.append(UInt8(ascii: "("))
-            values.forEach(int)
-            p.append(UInt8(ascii: "t"))
-        }
-        func emptyOrderedDict() {
-            global("collections", "OrderedDict")
-            p += [UInt8(ascii: ")"), UInt8(ascii: "R")]
-        }
-        emptyOrderedDict()
-        p.append(UInt8(ascii: "("))  // MARK for SETITEMS
-        for (key, e) in entries.enumerated() {
-            var strides = [Int](repeating: 1, count: e.shape.count)
-            for i in stride(from: e.shape.count - 2, through: 0, by: -1) { strides[i] = strides[i + 1] * e.shape[i + 1] }
-            for name in e.names {
-                text(name)
-                global("torch._utils", "_rebuild_tensor_v2")
-                p.append(UInt8(ascii: "("))
-                p.append(UInt8(ascii: "("))
-                text("storage")
-                global("torch", "FloatStorage")
-                text(String(key))
-                text("cpu")
-                int(e.count)
-                p += [UInt8(ascii: "t"), UInt8(ascii: "Q")]  // TUPLE, BINPERSID
-                int(0)
-                tuple(e.shape)
-                tuple(strides)
-                p.append(0x89)  // NEWFALSE: requires_grad
-                emptyOrderedDict()  // backward hooks
-                p += [UInt8(ascii: "t"), UInt8(ascii: "R")]
-            }
-        }
-        p += [UInt8(ascii: "u"), UInt8(ascii: ".")]  // SETITEMS, STOP
-        return p
     }
 }
 

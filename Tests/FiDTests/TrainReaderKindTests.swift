@@ -135,6 +135,35 @@ struct TrainReaderKindTests {
         #expect(latest[0] == latest[1])
     }
 
+    /// checkpoint_dir/name: what FiD's scripts load (ops/fixtures/fid302_check.py runs them under
+    /// transformers 3.0.2): pytorch_model.bin with 3.0.2's cross-attention bias as zeros, and
+    /// optimizer.pth.tar with FiD's step (micro-batches), the scheduler at the updates taken, the
+    /// moments of every trained parameter, and the options.
+    @Test func checkpointDirHoldsWhatFiDsScriptsLoad() throws {
+        let ws = try ReaderWorkspace(train: 24, dev: 4, nContext: 2, dropout: 0.1)
+        let r = try ws.run("export", [
+            "n_context": .number(2), "text_maxlength": .number(24), "per_gpu_batch_size": .number(4), "total_steps": .number(8),
+            "accumulation_steps": .number(2), "lr": .number(1e-3), "eval_freq": .number(4), "seed": .number(2),
+            "checkpoint_dir": .string("ck"), "name": .string("run"), "scheduler": .string("linear"), "warmup_steps": .number(1),
+        ])
+        guard case .object(let o) = r, case .string(let latest)? = o["latest"] else { throw JobError.permanent("result \(r)") }
+        let exported = ws.root + "/ck/run/checkpoint"
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: exported + "/latest") == "step-8")
+        let bin = try TorchCheckpointFile(path: exported + "/step-8/pytorch_model.bin")
+        #expect(try bin.tensor(T5Model.crossBiasName).data.allSatisfy { $0 == 0 })
+        let tar = try ReadBack(path: exported + "/step-8/optimizer.pth.tar")
+        #expect(ReadBack.get(tar.root, "step")?.intValue == 8)
+        #expect(ReadBack.dict(ReadBack.get(tar.root, "scheduler")).flatMap { ReadBack.get($0, "last_epoch")?.intValue } == 4)
+        let trained = try SafeTensorsFile(path: latest + "/optimizer.safetensors").names.filter { $0.hasPrefix("m.") }.count
+        let state = ReadBack.dict(ReadBack.dict(ReadBack.get(tar.root, "optimizer")).flatMap { ReadBack.get($0, "state") })
+        #expect(trained > 0 && state?.count == trained)
+        guard case let .object(ns)? = ReadBack.get(tar.root, "opt"), let options = ReadBack.dict((ns as? ReadBack.Namespace)?.state) else {
+            Issue.record("opt is not a Namespace")
+            return
+        }
+        #expect(ReadBack.get(options, "name")?.stringValue == "run" && ReadBack.get(options, "accumulation_steps")?.intValue == 2)
+    }
+
     /// The run's failure as the queue records it (field, message).
     func failure(_ ws: ReaderWorkspace, _ params: [String: JSONValue]) -> JobError? {
         do {

@@ -232,6 +232,12 @@ struct TrainRetrieverTests {
             let bin = try TorchCheckpoint.read(path: exported + "/\(copy)/pytorch_model.bin")
             #expect(bin.names == saved.names && bin.names.allSatisfy { (try? bin.tensor($0)) == (try? saved.tensor($0)) }, "\(copy)")
             #expect(!FileManager.default.fileExists(atPath: exported + "/\(copy)/model.safetensors"))
+            // FiD's optimizer.pth.tar: the step, the best eval loss, the last step's moments.
+            let tar = try ReadBack(path: exported + "/\(copy)/optimizer.pth.tar")
+            #expect(ReadBack.get(tar.root, "step")?.intValue == (copy == "best_dev" ? result.training.bestStep : 240))
+            #expect(ReadBack.float(ReadBack.get(tar.root, "best_eval_metric")) == best)
+            let state = ReadBack.dict(ReadBack.dict(ReadBack.get(tar.root, "optimizer")).flatMap { ReadBack.get($0, "state") })
+            #expect(state?.count == (copy == "best_dev" ? 0 : saved.names.filter { !$0.hasPrefix("model.pooler.") }.count), "\(copy)")
         }
         #expect(log.contains("train_retriever: FiD options without effect here: no_title (FiD defines it and never reads it)"))
         #expect(seconds < 60, "took \(seconds) s")
