@@ -117,25 +117,14 @@ public enum FiDLayout {
         return wrapped
     }
 
-    /// Copies `source` (a file or a folder) to `destination`, replacing what is there.
+    /// Copies the file `source` to `destination`, replacing what is there in one rename.
     public static func copy(_ source: String, to destination: String, tag: String) throws {
         let fm = FileManager.default
         let folder = (destination as NSString).deletingLastPathComponent
         try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let staged = folder + "/." + (destination as NSString).lastPathComponent + ".\(tag).tmp"
         try? fm.removeItem(atPath: staged)
-        var isFolder: ObjCBool = false
-        _ = fm.fileExists(atPath: source, isDirectory: &isFolder)
-        if isFolder.boolValue {
-            try fm.createDirectory(atPath: staged, withIntermediateDirectories: false)
-            for f in try fm.contentsOfDirectory(atPath: source) where !f.hasPrefix(".") {
-                try fm.copyItem(atPath: source + "/" + f, toPath: staged + "/" + f)
-            }
-        } else {
-            try fm.copyItem(atPath: source, toPath: staged)
-        }
-        // A file replaces the old one in one rename; a folder cannot replace one, so the old goes first.
-        if isFolder.boolValue, fm.fileExists(atPath: destination) { try fm.removeItem(atPath: destination) }
+        try fm.copyItem(atPath: source, toPath: staged)
         guard Foundation.rename(staged, destination) == 0 else {
             let e = errno
             throw JobError.transient("cannot rename \(staged) to \(destination): \(String(cString: strerror(e)))")
