@@ -237,7 +237,7 @@ public enum Fetcher {
         progress: @escaping (FetchProgress) -> Void, isCancelled: @escaping () -> Bool, log: (String) -> Void
     ) throws {
         let zip = name.lowercased().hasSuffix(".zip")
-        let content = params.unpack == .off ? .plain : Unpacker.detect(file, allowZip: zip)
+        let content = params.unpack == .off ? .plain : try Unpacker.detect(file, allowZip: zip, name: name)
         let unpacker = Unpacker(archiveName: name, maxBytes: params.maxBytes, maxFiles: params.maxFiles,
                                 stripComponents: params.stripComponents, progress: progress, isCancelled: isCancelled)
         switch content {

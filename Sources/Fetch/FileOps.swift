@@ -18,7 +18,9 @@ func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String, what: 
 /// Writes `data` to a temporary name beside `url`, then renames it into place.
 func writeAtomically(_ data: Data, to url: URL) throws {
     let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
-    do { try data.write(to: tmp) } catch { throw FetchError.io(path: tmp.path, message: "\(error)") }
+    // A new file, never one reached through a symlink left at the temporary name.
+    unlink(tmp.path)
+    do { try data.write(to: tmp, options: .withoutOverwriting) } catch { throw FetchError.io(path: tmp.path, message: "\(error)") }
     guard rename(tmp.path, url.path) == 0 else { throw FetchError.posix(url.path, "cannot rename into place") }
 }
 

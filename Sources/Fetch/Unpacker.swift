@@ -49,15 +49,41 @@ final class Unpacker {
     }
 
     /// Tells an archive from a single compressed file from anything else, by content.
-    static func detect(_ file: URL, allowZip: Bool) -> Content {
-        if let a = try? openReader(file, raw: false, zip: allowZip, name: file.lastPathComponent) {
-            archive_read_free(a)
-            return .archive
+    /// - Throws: `FetchError.archive` when a compression format matched but its data cannot be
+    ///   read (a truncated or damaged download, which must not be published as it is).
+    static func detect(_ file: URL, allowZip: Bool, name: String) throws -> Content {
+        if let a = try? openReader(file, raw: false, zip: allowZip, name: name) {
+            defer { archive_read_free(a) }
+            // tar takes a first block of zeros for its end: a file that merely starts with 512
+            // zero bytes (weights, say) would be "unpacked" into nothing. No entry, no archive.
+            var entry: OpaquePointer?
+            if archive_read_next_header(a, &entry) != ARCHIVE_EOF { return .archive }
         }
         // No archive format matched; the raw reader reports which decompression filters it applied.
-        guard let a = try? openReader(file, raw: true, zip: false, name: file.lastPathComponent) else { return .plain }
+        // It reads anything, so failing to open means a filter matched and its data is bad.
+        let a = try openReader(file, raw: true, zip: false, name: name)
         defer { archive_read_free(a) }
-        return archive_filter_count(a) > 1 ? .compressedFile : .plain
+        if archive_filter_count(a) > 1 { return .compressedFile }
+        // Too short for libarchive to bid on, yet it starts as a compressed stream does.
+        if let format = compressionMagic(file) {
+            throw FetchError.archive(archive: name, message: "it starts as \(format) data but is truncated or damaged")
+        }
+        return .plain
+    }
+
+    /// The compression whose magic bytes `file` starts with (gzip, bzip2, xz, zstd, lz4, compress).
+    static func compressionMagic(_ file: URL) -> String? {
+        guard let h = FileHandle(forReadingAtPath: file.path) else { return nil }
+        defer { try? h.close() }
+        let b = [UInt8]((try? h.read(upToCount: 6)) ?? Data())
+        func starts(_ m: [UInt8]) -> Bool { b.count >= m.count && Array(b.prefix(m.count)) == m }
+        if starts([0x1F, 0x8B, 0x08]) { return "gzip" }
+        if starts(Array("BZh".utf8)), b.count >= 4, (0x31...0x39).contains(b[3]) { return "bzip2" }
+        if starts([0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]) { return "xz" }
+        if starts([0x28, 0xB5, 0x2F, 0xFD]) { return "zstd" }
+        if starts([0x04, 0x22, 0x4D, 0x18]) { return "lz4" }
+        if starts([0x1F, 0x9D]) { return "compress (.Z)" }
+        return nil
     }
 
     /// Opens `file` for reading with decompression filters and either the archive formats or `raw`.
@@ -147,6 +173,9 @@ final class Unpacker {
 
     private func full(_ rel: String) -> String { root + "/" + rel }
 
+    /// Top-level names an archive may not use: the marker `Fetcher` writes and its temporary name.
+    static let reservedNames: Set<String> = [Fetcher.markerName, "." + Fetcher.markerName + ".tmp"]
+
     /// Creates the folders `parts` names, one level at a time, refusing to pass through a symlink or file.
     private func ensureDir(_ parts: ArraySlice<String>, entry: String) throws {
         var rel = ""
@@ -169,6 +198,12 @@ final class Unpacker {
     private func place(_ a: OpaquePointer, _ entry: OpaquePointer, name: String) throws {
         guard let parts = try components(name, entry: name) else { return }
         let rel = parts.joined(separator: "/")
+        // fidq writes its marker into the unpacked folder's top under these names.
+        if Unpacker.reservedNames.contains(parts[0]) { throw refuse(name, "'\(parts[0])' is the name of fidq's fetch marker") }
+        // A path the kernel cannot create here is the archive's doing, not a passing failure.
+        if full(rel).utf8.count >= Int(PATH_MAX) {
+            throw refuse(name, "its path under the destination would be longer than \(PATH_MAX - 1) bytes")
+        }
         for i in 1..<max(parts.count, 1) where symlinks[parts[0..<i].joined(separator: "/")] != nil {
             throw refuse(name, "its path goes through the archive's symlink '\(parts[0..<i].joined(separator: "/"))'")
         }
@@ -182,6 +217,13 @@ final class Unpacker {
                 throw refuse(name, "hard link to '\(target)', which strip_components removed")
             }
             let trel = tparts.joined(separator: "/")
+            if trel == rel, files.contains(rel) {
+                // GNU tar stores a file given twice as a link to itself: the file is already there.
+                if archive_entry_size_is_set(entry) != 0, archive_entry_size(entry) > 0 {
+                    try writeData(a, to: full(rel), mode: nil, entry: name, declared: archive_entry_size(entry))
+                }
+                return
+            }
             guard files.contains(trel) else {
                 throw refuse(name, "hard link to '\(target)', which is not a file this archive wrote earlier")
             }

@@ -84,7 +84,93 @@ import Testing
         #expect(Self.published(box) == ["out d 0", "out/pytorch_model.bin f \(try Data(contentsOf: file).count)"])
     }
 
+    /// A file that starts with 512 zero bytes is no empty tar (libarchive's tar reader takes the
+    /// zero block for an archive's end): kept whole, or decompressed whole from a .gz.
+    @Test func aFileStartingWithZerosIsNotAnEmptyArchive() throws {
+        let box = try Sandbox()
+        let body = Data(count: 1024) + testBytes(5000)
+        let plain = box.src.appendingPathComponent("weights.bin")
+        try body.write(to: plain)
+        _ = try Self.fetch(box, plain)
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/weights.bin")) == body)
+        try FileManager.default.removeItem(at: box.ws.appendingPathComponent("out"))
+        let gz = box.src.appendingPathComponent("weights.bin.gz")
+        try ArchiveBuilder.compress(body, to: gz, filter: .gzip)
+        _ = try Self.fetch(box, gz)
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/weights.bin")) == body)
+        #expect(Self.published(box) == ["out d 0", "out/weights.bin f \(body.count)"])
+    }
+
+    /// A download cut short inside its compressed data is refused as damaged, permanently, and
+    /// nothing is published (it used to be kept as an opaque file, the fetch "done").
+    @Test(arguments: [("p.tsv.gz", ArchiveBuilder.Filter.gzip), ("p.tsv.bz2", .bzip2), ("a.tar.xz", .xz), ("a.tar.gz", .gzip)])
+    func aTruncatedCompressedDownloadIsRefused(name: String, filter: ArchiveBuilder.Filter) throws {
+        let box = try Sandbox()
+        let full = box.src.appendingPathComponent("full")
+        if name.contains(".tar") {
+            try ArchiveBuilder.write(Self.tree, to: full, filter: filter)
+        } else {
+            try ArchiveBuilder.compress(testBytes(20000), to: full, filter: filter)
+        }
+        let file = box.src.appendingPathComponent(name)
+        for cut in [12, 30, 60] {
+            try Data(try Data(contentsOf: full).prefix(cut)).write(to: file)
+            var thrown: FetchError?
+            do { _ = try Self.fetch(box, file) } catch let e as FetchError { thrown = e }
+            guard let thrown else {
+                Issue.record("\(name) cut to \(cut) bytes was published: \(Self.published(box))")
+                try? FileManager.default.removeItem(at: box.ws.appendingPathComponent("out"))
+                continue
+            }
+            #expect(thrown.isPermanent && "\(thrown)".contains(name), "\(thrown)")
+            #expect(box.snapshot(box.ws).isEmpty, "left: \(box.snapshot(box.ws))")
+        }
+    }
+
+    /// GNU tar stores a file named twice (`tar cf x f f`) as a hard link to itself: the file stays.
+    @Test func aHardLinkToItselfKeepsTheFile() throws {
+        let box = try Sandbox()
+        let file = box.src.appendingPathComponent("twice.tar")
+        try ArchiveBuilder.write([E("f", .file(Data("data\n".utf8))), E("f", .hardlink("f"))], to: file)
+        _ = try Self.fetch(box, file)
+        #expect(Self.published(box) == ["out d 0", "out/f f 5"])
+    }
+
     // MARK: hostile archives
+
+    /// Entries named like fidq's marker (or its temporary name) would be renamed into it or have
+    /// it written through them: refused.
+    @Test func theMarkersNamesAreRefused() throws {
+        try Self.expectRefused([E(".fidq-fetch.json", .dir)], entry: ".fidq-fetch.json")
+        try Self.expectRefused([E("weights.bin", .file(Data("w".utf8))), E("..fidq-fetch.json.tmp", .symlink("weights.bin"))],
+                               entry: "..fidq-fetch.json.tmp")
+        try Self.expectRefused([E("pkg/.fidq-fetch.json", .file(Data("{}".utf8)))], entry: "pkg/.fidq-fetch.json") { $0.stripComponents = 1 }
+    }
+
+    /// A path the kernel cannot create under the staging folder is the archive's fault: refused
+    /// at once, naming the entry (it was a retried I/O error, ENAMETOOLONG, forever).
+    @Test func aPathTooLongForTheDestinationIsRefused() throws {
+        let box = try Sandbox()
+        // 4,000 bytes, the longest entry name allowed, under a workspace whose path is long enough
+        // for the whole to pass PATH_MAX (4,096).
+        let deep = (0..<15).map { _ in String(repeating: "d", count: 250) }.joined(separator: "/") + "/" + String(repeating: "f", count: 235)
+        let ws = box.root.appendingPathComponent(String(repeating: "w", count: 120))
+        try FileManager.default.createDirectory(at: ws, withIntermediateDirectories: true)
+        let file = box.src.appendingPathComponent("deep.tar")
+        try ArchiveBuilder.write([E(deep, .file(Data("x".utf8)))], to: file)
+        var thrown: FetchError?
+        do { _ = try Fetcher.run(FetchParams(url: file.absoluteString, dest: "out"), workspace: ws) } catch let e as FetchError { thrown = e }
+        guard let thrown else {
+            Issue.record("published")
+            return
+        }
+        guard case .refused = thrown else {
+            Issue.record("not refused: \(String(describing: thrown).prefix(300))")
+            return
+        }
+        #expect(thrown.isPermanent && "\(thrown)".contains("longer than"))
+        #expect(box.snapshot(ws).isEmpty, "workspace left with \(box.snapshot(ws).count) paths")
+    }
 
     /// Fetches a hostile archive and checks: refused with the entry named, permanent, nothing left in the
     /// workspace, and nothing outside it created, changed or removed.
