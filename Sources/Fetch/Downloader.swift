@@ -41,6 +41,27 @@ struct DoneMeta: Codable, Equatable {
     var url: String
     var sha256: String
     var bytes: Int64
+    /// The source as it was copied or downloaded; without a sha256 param, a finished file is
+    /// reused only while the source still looks the same.
+    var source: SourceStamp?
+}
+
+/// How a source looked: a local file's size, modification time and inode; an HTTP resource's
+/// validators.
+struct SourceStamp: Codable, Equatable {
+    var size: Int64?
+    var modifiedNs: Int64?
+    var inode: UInt64?
+    var etag: String?
+    var lastModified: String?
+
+    /// A local file's stamp; nil when it cannot be read.
+    static func file(_ path: String) -> SourceStamp? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return SourceStamp(size: Int64(st.st_size), modifiedNs: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec),
+                           inode: UInt64(st.st_ino))
+    }
 }
 
 /// Downloads URLs into a work folder. Partial bytes live in `<key>.part` beside `<key>.meta.json`;
@@ -79,19 +100,29 @@ final class Downloader {
             done.url == url.absoluteString, expected == nil || expected == done.sha256,
             fileSize(final) == done.bytes
         {
-            log("fetch: \(url.absoluteString): already downloaded (\(done.bytes) bytes)")
-            return DownloadResult(file: final, sha256: done.sha256, bytes: done.bytes, resumedFrom: done.bytes)
+            // A sha256 pins the content; without one the source must still be what was fetched.
+            if expected != nil || unchanged(url, since: done) {
+                log("fetch: \(url.absoluteString): already downloaded (\(done.bytes) bytes)")
+                return DownloadResult(file: final, sha256: done.sha256, bytes: done.bytes, resumedFrom: done.bytes)
+            }
+            log("fetch: \(url.absoluteString): the source changed since an earlier attempt downloaded it"
+                + " (or cannot be checked): downloading it again")
+            try? FileManager.default.removeItem(at: doneURL)
         }
         let startSize = fileSize(part) ?? 0
         restarted = false
         var attempt = 0
         var digest = ""
+        var stamp: SourceStamp?
         while true {
             do {
                 if url.isFileURL {
+                    stamp = SourceStamp.file(url.path)
                     digest = try copyFile(url, to: part, field: field)
                 } else {
                     digest = try transfer(url, part: part, metaURL: metaURL, expected: expected)
+                    let meta = try? JSONDecoder().decode(PartMeta.self, from: Data(contentsOf: metaURL))
+                    stamp = SourceStamp(size: meta?.total, etag: meta?.etag, lastModified: meta?.lastModified)
                 }
                 break
             } catch let error as FetchError where !error.isPermanent && error != .cancelled && attempt < params.retries {
@@ -111,12 +142,47 @@ final class Downloader {
         try? FileManager.default.removeItem(at: final)
         guard rename(part.path, final.path) == 0 else { throw FetchError.posix(final.path, "cannot rename part file") }
         try? FileManager.default.removeItem(at: metaURL)
-        let done = DoneMeta(url: url.absoluteString, sha256: digest, bytes: bytes)
+        let done = DoneMeta(url: url.absoluteString, sha256: digest, bytes: bytes, source: stamp)
         try writeAtomically(JSONEncoder().encode(done), to: doneURL)
         let resumedFrom = restarted || url.isFileURL ? 0 : startSize
         log("fetch: \(url.absoluteString): \(bytes) bytes, sha256 \(digest)"
             + (resumedFrom > 0 ? ", resumed from byte \(resumedFrom)" : ""))
         return DownloadResult(file: final, sha256: digest, bytes: bytes, resumedFrom: resumedFrom)
+    }
+
+    /// Whether the source of a finished download still looks as it did: a local file's size,
+    /// time and inode; an HTTP resource's strong ETag or Last-Modified (and length), asked with
+    /// HEAD. False when nothing was recorded or the server cannot be asked.
+    func unchanged(_ url: URL, since done: DoneMeta) -> Bool {
+        guard let was = done.source else { return false }
+        if url.isFileURL { return SourceStamp.file(url.path) == was }
+        let strong = was.etag.flatMap { $0.hasPrefix("W/") ? nil : $0 }
+        guard strong != nil || was.lastModified != nil, let now = head(url) else { return false }
+        if let strong, now.value(forHTTPHeaderField: "ETag") != strong { return false }
+        if strong == nil, now.value(forHTTPHeaderField: "Last-Modified") != was.lastModified { return false }
+        if let length = now.value(forHTTPHeaderField: "Content-Length").flatMap({ Int64($0) }), length != done.bytes { return false }
+        return now.statusCode == 200
+    }
+
+    /// A HEAD request's response within the connect and idle timeouts; nil on any failure.
+    private func head(_ url: URL) -> HTTPURLResponse? {
+        var request = URLRequest(url: url)
+        request.httpMethod = "HEAD"
+        request.setValue("identity", forHTTPHeaderField: "Accept-Encoding")
+        request.setValue("fidq-fetch", forHTTPHeaderField: "User-Agent")
+        let config = URLSessionConfiguration.ephemeral
+        config.requestCachePolicy = .reloadIgnoringLocalCacheData
+        config.urlCache = nil
+        let session = URLSession(configuration: config)
+        defer { session.invalidateAndCancel() }
+        final class Box: @unchecked Sendable { var response: HTTPURLResponse? }
+        let box = Box(), done = DispatchSemaphore(value: 0)
+        session.dataTask(with: request) { _, response, _ in
+            box.response = response as? HTTPURLResponse
+            done.signal()
+        }.resume()
+        guard done.wait(timeout: .now() + params.connectTimeoutS + params.idleTimeoutS) == .success else { return nil }
+        return box.response
     }
 
     /// Sleeps `seconds`, waking early (with `.cancelled`) when the job is cancelled.

@@ -138,6 +138,50 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: recent.path))
     }
 
+    /// A download finished by an attempt that died before publishing is reused only while its
+    /// source is unchanged (without a sha256 nothing else tells): a local file by size, time and
+    /// inode, an HTTP resource by its ETag, asked with HEAD.
+    @Test func aFinishedDownloadIsReusedOnlyWhileItsSourceIsUnchanged() throws {
+        struct Crash: Error {}
+        let box = try Sandbox()
+        // Dies after its download, before its staged copy was complete (the marker is written
+        // last), as a kill while unpacking leaves it.
+        let crashing = Fetcher.Hooks(crash: { point in
+            guard point == "publish" else { return }
+            for dest in ["out", "web"] {
+                let work = box.ws.appendingPathComponent(".\(dest).fetch")
+                for a in (try? FileManager.default.contentsOfDirectory(atPath: work.path)) ?? [] {
+                    try? FileManager.default.removeItem(at: work.appendingPathComponent(a + "/stage/" + Fetcher.markerName))
+                }
+            }
+            throw Crash()
+        })
+        let file = box.src.appendingPathComponent("a.tar")
+        try ArchiveBuilder.write([ArchiveBuilder.Entry("v1.txt", .file(Data("one".utf8)))], to: file)
+        let local = FetchParams(url: file.absoluteString, dest: "out")
+        #expect(throws: Crash.self) { try Fetcher.run(local, workspace: box.ws, attempt: "t1", readCheck: nil, hooks: crashing) }
+        let same = try Fetcher.run(local, workspace: box.ws, attempt: "t2")
+        #expect(same.downloads.first?.resumedFrom == same.downloads.first?.bytes, "an unchanged source is not copied again")
+        try FileManager.default.removeItem(at: box.ws.appendingPathComponent("out"))
+        #expect(throws: Crash.self) { try Fetcher.run(local, workspace: box.ws, attempt: "t3", readCheck: nil, hooks: crashing) }
+        try FileManager.default.removeItem(at: file)
+        try ArchiveBuilder.write([ArchiveBuilder.Entry("v2.txt", .file(Data("two".utf8)))], to: file)
+        _ = try Fetcher.run(local, workspace: box.ws, attempt: "t4")
+        #expect(box.snapshot(box.ws.appendingPathComponent("out")).filter { !$0.hasPrefix(".fidq") } == ["v2.txt f 3"])
+
+        let server = try LoopbackServer(["/f.bin": .tagged(testBytes(1000, seed: 1), etag: "\"a\"")])
+        defer { server.stop() }
+        let remote = DownloaderTests.params(server.base + "/f.bin", dest: "web")
+        #expect(throws: Crash.self) { try Fetcher.run(remote, workspace: box.ws, attempt: "h1", readCheck: nil, hooks: crashing) }
+        let kept = try Fetcher.run(remote, workspace: box.ws, attempt: "h2")
+        #expect(kept.downloads.first?.resumedFrom == 1000 && server.requests.map(\.method) == ["GET", "HEAD"], "\(server.requests)")
+        try FileManager.default.removeItem(at: box.ws.appendingPathComponent("web"))
+        #expect(throws: Crash.self) { try Fetcher.run(remote, workspace: box.ws, attempt: "h3", readCheck: nil, hooks: crashing) }
+        server.set("/f.bin", .tagged(testBytes(1000, seed: 2), etag: "\"b\""))
+        _ = try Fetcher.run(remote, workspace: box.ws, attempt: "h4")
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("web/f.bin")) == testBytes(1000, seed: 2))
+    }
+
     /// Simulates a crash at `point` of a replacing publish, then checks the next run repairs it.
     @Test(arguments: ["publish", "aside", "published"])
     func replacingPublishSurvivesACrashAtEachStep(point: String) throws {

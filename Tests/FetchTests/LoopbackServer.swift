@@ -30,9 +30,12 @@ final class LoopbackServer: @unchecked Sendable {
         case okBare(Data)
         /// `.drop` without ETag or Last-Modified.
         case dropBare(Data, after: Int, times: Int)
+        /// `.ok` with this ETag (a new version of a resource gets a new one).
+        case tagged(Data, etag: String)
     }
 
     struct Request {
+        var method = "GET"
         var path: String
         var range: String?
         var ifRange: String?
@@ -148,7 +151,8 @@ final class LoopbackServer: @unchecked Sendable {
             headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
         }
         lock.lock()
-        log.append(Request(path: path, range: headers["range"], ifRange: headers["if-range"]))
+        let method = String(parts[0])
+        log.append(Request(method: method, path: path, range: headers["range"], ifRange: headers["if-range"]))
         let n = counts[path, default: 0]
         counts[path] = n + 1
         let behaviour = routes[path]
@@ -159,8 +163,7 @@ final class LoopbackServer: @unchecked Sendable {
             return Data((["HTTP/1.1 \(status) \(reason)", "Connection: close"] + extra + ["", ""]).joined(separator: "\r\n").utf8)
         }
         // The body from the requested offset, honouring Range (and If-Range against our ETag).
-        func ranged(_ data: Data, honour: Bool, validator: Bool = true) -> (Data, Data) {
-            let etag = "\"v1\""
+        func ranged(_ data: Data, honour: Bool, validator: Bool = true, etag: String = "\"v1\"") -> (Data, Data) {
             let tag = validator ? ["ETag: \(etag)"] : []
             var start = 0
             if honour, let r = headers["range"], r.hasPrefix("bytes="), r.hasSuffix("-"),
@@ -175,7 +178,15 @@ final class LoopbackServer: @unchecked Sendable {
             }
             return (head(200, ["Content-Length: \(data.count)"] + tag), body)
         }
+        // HEAD: the status line and headers GET would send, never a body.
+        func send(_ c: Int32, _ data: Data) -> Bool {
+            if method == "HEAD", !data.starts(with: Data("HTTP/".utf8)) { return true }
+            return self.send(c, data)
+        }
         switch behaviour {
+        case .tagged(let data, let etag):
+            let (h, b) = ranged(data, honour: true, etag: etag)
+            _ = send(c, h) && send(c, b)
         case nil:
             _ = send(c, head(404, ["Content-Length: 0"]))
         case .status(let s):
