@@ -313,7 +313,8 @@ final class Downloader {
             }
         }
         let snap = state.snapshot()
-        if snap.discardPart {
+        // Decoded bytes cannot be resumed by a range: an unfinished encoded body starts over.
+        if snap.discardPart || (snap.encoded && snap.failure != nil) {
             try? FileManager.default.removeItem(at: part)
             try? FileManager.default.removeItem(at: metaURL)
         }
@@ -332,6 +333,8 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
         var total: Int64?
         var failure: FetchError?
         var discardPart: Bool
+        /// The body came with a Content-Encoding: its bytes are decoded, so a range cannot resume them.
+        var encoded: Bool
     }
 
     let url: String
@@ -349,6 +352,7 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
     private var lastActivity = Date()
     private var failure: FetchError?
     private var discardPart = false
+    private var encoded = false
     private var redirects = 0
 
     init(url: String, out: PartFile, hasher: SHA256, offset: Int64, knownTotal: Int64?, maxBytes: Int64,
@@ -368,7 +372,7 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
         lock.lock()
         defer { lock.unlock() }
         return Snapshot(gotResponse: gotResponse, lastActivity: lastActivity, offset: offset, total: total,
-                        failure: failure, discardPart: discardPart)
+                        failure: failure, discardPart: discardPart, encoded: encoded)
     }
 
     /// Records the first failure; later ones (the cancel it causes) are ignored.
@@ -398,6 +402,11 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
         let status = http.statusCode
         let header = { (name: String) in http.value(forHTTPHeaderField: name) }
         var error: FetchError?
+        // A server may encode the body although identity was asked (an object stored with
+        // Content-Encoding: gzip); URLSession then hands over the decoded bytes, which neither
+        // Content-Length nor a byte range describes.
+        let encoding = header("Content-Encoding")?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
+        encoded = !encoding.isEmpty && encoding != "identity"
         switch status {
         case 200:
             if offset > 0 {
@@ -408,7 +417,10 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
                     offset = 0
                 } catch let e as FetchError { error = e } catch {}
             }
-            total = http.expectedContentLength >= 0 ? http.expectedContentLength : nil
+            total = http.expectedContentLength >= 0 && !encoded ? http.expectedContentLength : nil
+        case 206 where encoded:
+            error = .network(url: url, reason: "server resumed a body it sends with Content-Encoding: \(encoding); restarting from 0")
+            discardPart = true
         case 206:
             // Content-Range: bytes START-END/TOTAL; the tail must start exactly where our bytes stop.
             let range = header("Content-Range") ?? ""
@@ -432,7 +444,8 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
             error = .limit(archive: url, entry: (url as NSString).lastPathComponent, what: "download size", limit: maxBytes)
         }
         if let error, failure == nil { failure = error }
-        let meta = PartMeta(url: url, etag: header("ETag"), lastModified: header("Last-Modified"), total: total)
+        let meta = encoded ? PartMeta(url: url, etag: nil, lastModified: nil, total: nil)
+            : PartMeta(url: url, etag: header("ETag"), lastModified: header("Last-Modified"), total: total)
         lock.unlock()
         if error != nil { return completionHandler(.cancel) }
         saveMeta(meta)
@@ -467,8 +480,13 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
         let count = redirects
         lock.unlock()
         let scheme = request.url?.scheme?.lowercased() ?? ""
-        guard count <= 10, scheme == "http" || scheme == "https" else {
-            fail(.http(url: url, status: response.statusCode))
+        guard count <= 10 else {
+            let to = request.url?.absoluteString ?? "?"
+            fail(.redirect(url: url, reason: "more than 10 redirects (a loop?); the last one to \(to)"))
+            return completionHandler(nil)
+        }
+        guard scheme == "http" || scheme == "https" else {
+            fail(.redirect(url: url, reason: "redirected to '\(request.url?.absoluteString ?? "?")', which is not http(s); not followed"))
             return completionHandler(nil)
         }
         // Keep the range headers on the redirected request.

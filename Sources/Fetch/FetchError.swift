@@ -11,6 +11,8 @@ public enum FetchError: Error, CustomStringConvertible, Equatable {
     case badParams(field: String, expected: String, found: String, hint: String?)
     /// The server answered with an HTTP error status.
     case http(url: String, status: Int)
+    /// Redirects that cannot be followed: a loop (more than 10) or a scheme other than http(s).
+    case redirect(url: String, reason: String)
     /// The connection failed or dropped (curl/URLSession message in `reason`).
     case network(url: String, reason: String)
     /// No answer within `connect_timeout_s`, or no data for `idle_timeout_s`.
@@ -37,7 +39,7 @@ public enum FetchError: Error, CustomStringConvertible, Equatable {
     /// Whether retrying the same params can never succeed.
     public var isPermanent: Bool {
         switch self {
-        case .badParams, .checksum, .refused, .limit, .archive, .destExists, .format, .localFile: return true
+        case .badParams, .checksum, .refused, .limit, .archive, .destExists, .format, .localFile, .redirect: return true
         case .http(_, let status): return !FetchError.retryableStatus(status)
         case .network, .timeout, .io, .cancelled: return false
         }
@@ -58,6 +60,8 @@ public enum FetchError: Error, CustomStringConvertible, Equatable {
             return "\(url): HTTP \(status) (\(kind))"
         case .network(let url, let reason):
             return "\(url): connection failed: \(reason)"
+        case .redirect(let url, let reason):
+            return "\(url): \(reason)"
         case .timeout(let url, let phase, let seconds):
             return "\(url): \(phase) timeout after \(seconds) s"
                 + " (hint: raise \(phase == "connect" ? "connect_timeout_s" : "idle_timeout_s"))"

@@ -130,6 +130,33 @@ import Testing
         #expect(reqs[3].range == reqs[2].range && reqs[3].range?.hasPrefix("bytes=") == true, "\(reqs)")
     }
 
+    /// A redirect loop is named as one and not retried (it said "HTTP 302").
+    @Test func aRedirectLoopIsNamed() throws {
+        let box = try Sandbox()
+        let server = try LoopbackServer(["/loop": .redirect("/loop")])
+        defer { server.stop() }
+        var thrown: FetchError?
+        do { _ = try Fetcher.run(Self.params(server.base + "/loop"), workspace: box.ws) } catch let e as FetchError { thrown = e }
+        #expect(thrown.map { "\($0)".contains("more than 10 redirects") && $0.isPermanent } == true, "\(String(describing: thrown))")
+        #expect(server.requests.count == 11)
+    }
+
+    /// A body the server encodes although identity was asked (URLSession decodes it) is kept
+    /// decoded; its encoded Content-Length made every attempt fail as "connection closed".
+    @Test func aBodySentWithContentEncodingIsKeptDecoded() throws {
+        let box = try Sandbox()
+        let data = Data((0..<3000).map { "\($0)\tpassage \($0)\n" }.joined().utf8)
+        let gz = box.src.appendingPathComponent("body.gz")
+        try ArchiveBuilder.compress(data, to: gz, filter: .gzip)
+        let server = try LoopbackServer(["/p.tsv": .encoded(try Data(contentsOf: gz), encoding: "gzip")])
+        defer { server.stop() }
+        var p = Self.params(server.base + "/p.tsv")
+        p.retries = 0
+        let r = try Fetcher.run(p, workspace: box.ws)
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/p.tsv")) == data)
+        #expect(r.downloads.first?.sha256 == (try sha256sum(data)))
+    }
+
     @Test func stalledServerTimesOut() throws {
         let box = try Sandbox()
         let server = try LoopbackServer(["/slow.bin": .stall(testBytes(100_000), after: 1000)])

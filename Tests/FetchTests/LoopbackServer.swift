@@ -32,6 +32,9 @@ final class LoopbackServer: @unchecked Sendable {
         case dropBare(Data, after: Int, times: Int)
         /// `.ok` with this ETag (a new version of a resource gets a new one).
         case tagged(Data, etag: String)
+        /// 200 with `body` sent as is under `Content-Encoding: encoding` and its own length,
+        /// whatever the request's Accept-Encoding (an object stored encoded).
+        case encoded(Data, encoding: String)
     }
 
     struct Request {
@@ -184,6 +187,8 @@ final class LoopbackServer: @unchecked Sendable {
             return self.send(c, data)
         }
         switch behaviour {
+        case .encoded(let body, let encoding):
+            _ = send(c, head(200, ["Content-Length: \(body.count)", "Content-Encoding: \(encoding)", "ETag: \"e\""])) && send(c, body)
         case .tagged(let data, let etag):
             let (h, b) = ranged(data, honour: true, etag: etag)
             _ = send(c, h) && send(c, b)
