@@ -51,20 +51,22 @@ public final class QueueControl {
     /// may redo a finished one's output on purpose (`retry` checks a failed one as it goes back).
     func exclusiveOutputConflict(_ batch: [JobDescriptor], pending: [JobDescriptor], batchState: String)
         -> (index: Int, field: String, path: String, other: String, state: String)? {
+        // Keyed by the real path (symlinks in the existing part followed), so an alias is the same output.
         var owner: [String: (id: String, state: String)] = [:]
+        func key(_ path: String) -> String { PathPolicy.realOf(path, fs: fs) }
         for d in pending {
-            for o in registry.exclusiveOutputs(of: d, policy: policy) { owner[o.path] = (d.id, "pending") }
+            for o in registry.exclusiveOutputs(of: d, policy: policy) { owner[key(o.path)] = (d.id, "pending") }
         }
         for name in (try? fs.list(queue.running)) ?? [] {
             guard let claim = Queue.parseClaimName(name),
                   let data = try? fs.read(queue.running + "/" + name + "/job.json", limit: JobDescriptor.maxBytes + 1),
                   let d = try? JobDescriptor.parse(data, fileName: claim.id + ".json") else { continue }
-            for o in registry.exclusiveOutputs(of: d, policy: policy) { owner[o.path] = (d.id, "running") }
+            for o in registry.exclusiveOutputs(of: d, policy: policy) { owner[key(o.path)] = (d.id, "running") }
         }
         for (i, d) in batch.enumerated() {
             for o in registry.exclusiveOutputs(of: d, policy: policy) {
-                if let other = owner[o.path], other.id != d.id { return (i, o.field, o.path, other.id, other.state) }
-                owner[o.path] = (d.id, batchState)
+                if let other = owner[key(o.path)], other.id != d.id { return (i, o.field, o.path, other.id, other.state) }
+                owner[key(o.path)] = (d.id, batchState)
             }
         }
         return nil
@@ -212,7 +214,7 @@ public final class QueueControl {
         var after: [String: [String]] = [:]
         for id in ids {
             try QueueControl.checkID(id)
-            guard fs.exists(queue.failed + "/" + id) else {
+            guard fs.exists(queue.latestFailed(id)) else {
                 throw JobError.permanent("no failed job '\(id)'", hint: state(of: id).map { "it is \($0)" })
             }
             after[id] = queue.failedDependencies(id)
@@ -228,7 +230,7 @@ public final class QueueControl {
         }
         // Back in pending/, a job must not write what a job submitted since it failed writes.
         let retried = ids.compactMap { id in
-            (try? fs.read(queue.failed + "/" + id + "/job.json", limit: JobDescriptor.maxBytes + 1))
+            (try? fs.read(queue.latestFailed(id) + "/job.json", limit: JobDescriptor.maxBytes + 1))
                 .flatMap { try? JobDescriptor.parse($0, fileName: id + ".json") }
         }
         if let c = exclusiveOutputConflict(retried, pending: pendingDescriptors(), batchState: "retried with it") {
@@ -255,10 +257,11 @@ public final class QueueControl {
         return lines
     }
 
-    /// Moves `failed/<id>` back to `pending/<id>.json`; attempts start again at 1.
+    /// Moves `id`'s latest failure (`failed/<id>`, or `failed/<id>~N` after several) back to
+    /// `pending/<id>.json`; attempts start again at 1.
     public func retry(_ id: String) throws -> String {
         try QueueControl.checkID(id)
-        let dir = queue.failed + "/" + id
+        let dir = queue.latestFailed(id)
         guard fs.exists(dir) else { throw JobError.permanent("no failed job '\(id)'", hint: state(of: id).map { "it is \($0)" }) }
         if let s = state(of: id), s == "pending" || s == "running" { throw JobError.permanent("'\(id)' is already \(s)") }
         let data = try fs.read(dir + "/job.json", limit: JobDescriptor.maxBytes + 1)
@@ -283,7 +286,7 @@ public final class QueueControl {
         guard JobDescriptor.isValidID(id) else {
             throw JobError.permanent("'\(id)' is not a job id", field: "id", hint: "ids match [A-Za-z0-9._-]{1,128}; see fidq status")
         }
-        let dir = queue.failed + "/" + id
+        let dir = queue.latestFailed(id)
         guard fs.exists(dir) else { throw JobError.permanent("no failed job '\(id)'", hint: state(of: id).map { "it is \($0)" }) }
         if let s = state(of: id), s == "pending" || s == "running" { throw JobError.permanent("'\(id)' is already \(s)") }
         let token = identity.newToken()

@@ -74,9 +74,10 @@ public struct JobDescriptor: Decodable, Equatable, Sendable {
         }
     }
 
-    /// `[A-Za-z0-9._-]{1,128}`, not `.` or `..`: safe as one path component on every filesystem.
+    /// `[A-Za-z0-9._-]{1,128}`, not starting with `.`: safe as one path component on every
+    /// filesystem, and never one of the queue's hidden temporary names (which scans skip).
     public static func isValidID(_ s: String) -> Bool {
-        guard (1...128).contains(s.utf8.count), s != ".", s != ".." else { return false }
+        guard (1...128).contains(s.utf8.count), !s.hasPrefix(".") else { return false }
         return s.utf8.allSatisfy { c in
             (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c == 46 || c == 95 || c == 45
         }

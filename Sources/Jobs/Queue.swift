@@ -165,9 +165,19 @@ public final class Queue: @unchecked Sendable {
         return order
     }
 
+    /// The folder of `id`'s latest failure: `failed/<id>~N` with the highest N (`fail` numbers
+    /// later failures so), else `failed/<id>`.
+    public func latestFailed(_ id: String) -> String {
+        var best = (n: 1, name: id)
+        for name in (try? fs.list(failed)) ?? [] where name.hasPrefix(id + "~") {
+            if let n = Int(name.dropFirst(id.count + 1)), n > best.n { best = (n, name) }
+        }
+        return failed + "/" + best.name
+    }
+
     /// The `after` list of the failed job `id` (empty when its job.json cannot be read).
     func failedDependencies(_ id: String) -> [String] {
-        let data = try? fs.read(failed + "/" + id + "/job.json", limit: JobDescriptor.maxBytes + 1)
+        let data = try? fs.read(latestFailed(id) + "/job.json", limit: JobDescriptor.maxBytes + 1)
         return data.flatMap { try? JobDescriptor.parse($0, fileName: id + ".json") }?.dependencies ?? []
     }
 
@@ -197,6 +207,10 @@ public final class Queue: @unchecked Sendable {
 
     // MARK: claiming
 
+    /// Why the last `claimPending` could not even start its claim (the queue full or read-only);
+    /// nil after one that could.
+    public private(set) var lastClaimFailure: String?
+
     /// Claims `pending/<name>` into `running/<id>@<token>/job.json`.
     ///
     /// `mkdir` our unique folder, write `claim`, then rename the job in. A rename error is
@@ -213,8 +227,10 @@ public final class Queue: @unchecked Sendable {
             try writeClaim(dir, record)
         } catch {
             try? fs.removeTree(dir)
+            lastClaimFailure = "\(error)"
             return nil
         }
+        lastClaimFailure = nil
         StepHook.reached("claim")
         do {
             try fs.retrying { try fs.rename(pending + "/" + name, dir + "/job.json") }

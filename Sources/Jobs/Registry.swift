@@ -105,9 +105,9 @@ public final class KindRegistry: @unchecked Sendable {
             for (field, path) in params.outputPaths {
                 _ = try policy.checkOutput(path, field: "params." + field, fs: fs)
             }
-            // At submit time a job with `after` may read what its dependencies write (a fetched
+            // At submit time a job with dependencies (`after`, or a `job:` input) may read what they write (a fetched
             // folder, say), so its missing inputs are checked when it starts, not refused now.
-            let deferMissing = !checkJobInputs && !descriptor.after.isEmpty
+            let deferMissing = !checkJobInputs && !descriptor.dependencies.isEmpty
             // Reads are confined like writes: a descriptor on a shared queue must not copy another
             // user's files into the workspace (`fidq fetch` and the other foreground commands
             // build no registry and read anywhere).

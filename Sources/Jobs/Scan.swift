@@ -209,6 +209,13 @@ final class QueueScanner {
                         "dependency cycle: \(cycle)", field: "after", hint: "remove one of the 'after' links")))
                     continue
                 }
+                // The same id running (dropped again by hand while it runs): it waits, and once
+                // the first is done it fails visibly as already done, rather than both running
+                // and one being discarded at commit.
+                if runningIDs.contains(d.id) {
+                    plan.waiting += 1
+                    continue
+                }
                 var ready = true
                 var failedDep: String?
                 for dep in d.dependencies where !isDone(dep) {
@@ -224,8 +231,11 @@ final class QueueScanner {
                     failNow.append(.pending(name: e.name, folder: d.id, descriptor: d, error: .permanent(
                         "dependency '\(dep)' failed (see failed/\(dep)/error.json)", field: "after",
                         hint: "fidq retry " + (queue.failedAncestry(dep) + [d.id]).joined(separator: " "))))
-                } else if ready {
+                } else if ready, d.dependencies.allSatisfy({ isDone($0, fresh: true) }) {
+                    // The cache may remember a done/ folder archived since: checked again before running.
                     runnable.append((d, e.name, e.mtime))
+                } else if ready {
+                    plan.waiting += 1
                 }
             }
         }

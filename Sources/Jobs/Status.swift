@@ -53,7 +53,9 @@ extension Queue {
         }
         for name in ((try? fs.list(failed)) ?? []).sorted() where !name.hasPrefix(".") {
             let dir = failed + "/" + name
-            var row = JobStatus(id: name, state: "failed", folder: dir)
+            // `<id>~N`: the job's Nth failure kept beside the first (ids have no `~`).
+            let id = name.split(separator: "~", maxSplits: 1).first.map(String.init) ?? name
+            var row = JobStatus(id: id, state: "failed", folder: dir)
             if let data = try? fs.read(dir + "/error.json", limit: 1 << 20),
                case .object(let o)? = try? JSONDecoder().decode(JSONValue.self, from: data) {
                 if case .string(let k)? = o["kind"] { row.kind = k }
@@ -66,6 +68,7 @@ extension Queue {
                 if case .string(let w)? = o["worker"] { row.worker = w }
             }
             row.ageS = (try? fs.info(dir + "/error.json")).map { now - $0.mtime }
+            if id != name { row.detail = "[failed/\(name)] " + (row.detail ?? "") }
             rows.append(row)
         }
         for name in ((try? fs.list(running)) ?? []).sorted() {

@@ -42,6 +42,9 @@ public struct WorkerConfig: Sendable {
     /// yet visible (NFS attribute caches on another host) and the job is retried, not failed.
     public var missingInputWindow = 60.0
 
+    /// With `drain`: how long claims may keep failing because the queue cannot be written (its
+    /// disk full or read-only) before the worker gives up with status 1.
+    public var claimFailureLimit = 60.0
     public init(queue: String) { self.queue = queue }
 
     /// The workspace actually used.
@@ -102,7 +105,8 @@ public final class Worker: @unchecked Sendable {
         })
     }
 
-    /// The loop. Returns 0 on a clean exit (drained or stopped), 2 when the queue is unusable.
+    /// The loop. Returns 0 on a clean exit (drained or stopped), 1 when a drain cannot claim (the
+    /// queue cannot be written), 2 when the queue is unusable.
     public func run() -> Int32 {
         if let kinds = config.kinds {
             for k in kinds where !registry.has(k) {
@@ -138,10 +142,32 @@ public final class Worker: @unchecked Sendable {
             let candidate = plan.candidates[index]
             index += 1
             if handle(candidate) { jobs += 1 }
+            if let since = claimFailingSince {
+                // The queue cannot be written: look again after a poll, not at once (it spun).
+                if config.drain && monotonicNow() - since >= config.claimFailureLimit {
+                    logger.error("cannot claim jobs in \(queue.root) for \(Int(config.claimFailureLimit)) s: \(queue.lastClaimFailure ?? "?"); stopping the drain")
+                    return 1
+                }
+                plan = Plan()
+                idle()
+            }
         }
         let tally = counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         logger.info("worker \(identity.name) exiting (\(tally.isEmpty ? "no jobs run" : tally))")
         return 0
+    }
+
+    /// Since when claims have failed in a row because the queue could not be written.
+    private var claimFailingSince: Double?
+    private var lastClaimWarning = -Double.infinity
+
+    /// Notes a claim the queue refused (full, read-only): a warning at most once a minute.
+    private func claimFailed(_ why: String) {
+        if claimFailingSince == nil { claimFailingSince = monotonicNow() }
+        if monotonicNow() - lastClaimWarning >= 60 {
+            lastClaimWarning = monotonicNow()
+            logger.warning("cannot claim jobs in \(queue.root): \(why) (is its disk full or read-only?); trying again every \(config.poll) s")
+        }
     }
 
     private func idle() {
@@ -185,7 +211,11 @@ public final class Worker: @unchecked Sendable {
             let token = identity.newToken()
             let record = ClaimRecord(id: folder, token: token, worker: identity.name, attempt: 1,
                                      claimedAt: isoTimestamp(), released: false, leaseS: config.lease)
-            guard let dir = queue.claimPending(name: name, id: folder, record: record) else { return false }
+            guard let dir = queue.claimPending(name: name, id: folder, record: record) else {
+                if let why = queue.lastClaimFailure { claimFailed(why) }
+                return false
+            }
+            claimFailingSince = nil
             queue.log(dir, "# reproduce: fidq run job.json --workspace \(policy.workspace) --out rerun   (from this job's folder)")
             let held = Held(dir: dir, token: token, id: folder, kind: descriptor?.kind, attempt: 1, started: nil)
             if let error {

@@ -132,6 +132,45 @@ import Testing
         #expect(f.list("pending") == ["a.json"])
     }
 
+    /// Outputs are compared as real paths: a symlink alias of the same folder is the same output.
+    @Test func anOutputReachedThroughASymlinkIsTheSameOutput() throws {
+        let f = try QueueFixture()
+        let input = try file(f, "in.txt", "x")
+        try FileManager.default.createDirectory(atPath: f.workspace + "/out", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: f.workspace + "/alias", withDestinationPath: "out")
+        let a = try file(f, "a.json", #"{"kind": "concat", "params": {"inputs": ["\#(input)"], "dest": "out/r.txt"}}"#)
+        let b = try file(f, "b.json", #"{"kind": "concat", "params": {"inputs": ["\#(input)"], "dest": "alias/r.txt"}}"#)
+        #expect(try control(f).submit(files: [a]) == ["a"])
+        let e = #expect(throws: SubmitError.self) { try control(f).submit(files: [b]) }
+        #expect(e?.description.contains("also written by job 'a' (pending)") == true, "\(String(describing: e))")
+    }
+
+    /// A job that failed twice is kept as failed/<id> and failed/<id>~2: retry brings back the
+    /// latest, and status lists both under the id.
+    @Test func retryBringsBackTheLatestFailure() throws {
+        let f = try QueueFixture()
+        for (dir, payload) in [("x", "v1-broken"), ("x~2", "v2")] {
+            let d = f.queueDir + "/failed/" + dir
+            try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+            try Data(#"{"kind": "test.record", "id": "x", "params": {"payload": "\#(payload)"}}"#.utf8).write(to: URL(fileURLWithPath: d + "/job.json"))
+            try Data(#"{"kind": "test.record", "message": "failed \#(payload)"}"#.utf8).write(to: URL(fileURLWithPath: d + "/error.json"))
+        }
+        #expect(f.queue.status().filter { $0.id == "x" }.count == 2)
+        #expect(try control(f).retry(["x"]).first?.contains("pending again") == true)
+        #expect(f.read(f.pending + "/x.json")?.contains("v2") == true, "\(f.read(f.pending + "/x.json") ?? "none")")
+        #expect(f.list("failed") == ["x"])
+    }
+
+    /// A job: input is an implicit `after`: at submit its missing input waits for the job, as
+    /// with `after`.
+    @Test func aJobInputDefersTheMissingInputCheck() throws {
+        let f = try QueueFixture()
+        let input = try file(f, "in.txt", "x")
+        let a = try file(f, "a.json", #"{"kind": "concat", "id": "a", "params": {"inputs": ["\#(input)"], "dest": "gen/a.txt"}}"#)
+        let b = try file(f, "b.json", #"{"kind": "concat", "id": "b", "params": {"inputs": ["job:a/x.txt", "gen/a.txt"], "dest": "gen/b.txt"}}"#)
+        #expect(try control(f).submit(files: [a, b]) == ["a", "b"])
+    }
+
     @Test func cancelPendingThenRetry() throws {
         let f = try QueueFixture()
         try f.dropRecord("a")

@@ -175,7 +175,8 @@ import Testing
 
     @Test func validIDs() {
         #expect(JobDescriptor.isValidID("nq-reader_base.v2"))
-        for bad in ["", ".", "..", "a/b", "a b", "é", String(repeating: "x", count: 129), "a@b"] {
+        // A leading dot is the queue's temporary-file convention: scans and status skip such names.
+        for bad in ["", ".", "..", ".nightly", "a/b", "a b", "é", String(repeating: "x", count: 129), "a@b"] {
             #expect(!JobDescriptor.isValidID(bad), "\(bad)")
         }
     }

@@ -166,6 +166,31 @@ import JobsTesting
         #expect(failing(s.plan())["broken"]?.contains("JSON") == true)
     }
 
+    /// A dependency whose done/ folder was archived after a scan cached it: the dependent waits
+    /// (it ran before the resubmitted dependency).
+    @Test func anArchivedDependencyIsCheckedAgainBeforeRunning() throws {
+        let f = try QueueFixture()
+        let s = scanner(f)
+        try FileManager.default.createDirectory(atPath: f.queueDir + "/done/x", withIntermediateDirectories: true)
+        try f.dropRecord("z", extra: #""after": ["x"]"#)
+        #expect(pendingOrder(s.plan()) == ["z"])
+        try FileManager.default.removeItem(atPath: f.pending + "/z.json")
+        try FileManager.default.moveItem(atPath: f.queueDir + "/done/x", toPath: f.workspace + "/archived-x")
+        try f.dropRecord("x")
+        try f.dropRecord("y", extra: #""after": ["x"]"#)
+        let plan = s.plan()
+        #expect(pendingOrder(plan) == ["x"] && plan.waiting == 1, "\(pendingOrder(plan)), waiting \(plan.waiting)")
+    }
+
+    /// An id dropped again while its job runs waits for it, rather than running beside it.
+    @Test func anIDThatIsRunningWaits() throws {
+        let f = try QueueFixture()
+        try f.plantClaim("x", token: "t1", leaseS: 60, age: 0)
+        try f.dropRecord("x")
+        let plan = scanner(f).plan()
+        #expect(pendingOrder(plan).isEmpty && plan.waiting == 2, "\(pendingOrder(plan)), waiting \(plan.waiting)")
+    }
+
     @Test func theDoneSetIsRecheckedOnRequest() throws {
         let f = try QueueFixture()
         let s = scanner(f)

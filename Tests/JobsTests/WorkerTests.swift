@@ -56,6 +56,31 @@ func drainInProcess(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem = 
         #expect(done.count > 100, "most jobs survive 20 attempts of faults: \(done.count)")
     }
 
+    /// A queue that cannot be written (full, read-only) makes every claim fail: the worker waits
+    /// a poll between tries instead of spinning, and a drain gives up with status 1 after
+    /// `claimFailureLimit` (it never ended).
+    @Test func aQueueThatCannotBeWrittenIsNotSpunOn() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("a")
+        let fs = FaultyFileSystem(faults: [.init(.mkdir, EROFS, pathContains: "/running/")])
+        var config = WorkerConfig(queue: f.queueDir)
+        config.drain = true
+        config.poll = 0.05
+        config.quiet = true
+        config.claimFailureLimit = 0.5
+        let worker = Worker(config: config, registry: testRegistry(), fs: fs)
+        final class Box: @unchecked Sendable { var status: Int32? }
+        let box = Box(), group = DispatchGroup()
+        group.enter()
+        Thread { box.status = worker.run(); group.leave() }.start()
+        let ended = group.wait(timeout: .now() + 20) == .success
+        if !ended { worker.requestStop() }
+        #expect(ended && box.status == 1, "status \(String(describing: box.status))")
+        // About one claim a poll (0.5 s / 0.05 s), not thousands.
+        #expect(fs.injections <= 40, "\(fs.injections) claims tried")
+        #expect(f.list("pending") == ["a.json"])
+    }
+
     @Test func transientErrorsRetryWithBackoffThenFailWithEveryAttempt() throws {
         let f = try QueueFixture()
         try f.dropRecord("flaky", params: #""fail": "transient-once""#)
