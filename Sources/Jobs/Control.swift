@@ -195,10 +195,16 @@ public final class QueueControl {
     }
 
     private func failCancelled(_ dir: String, id: String, token: String) -> String {
-        let error: JSONValue = .object([
+        var fields: [String: JSONValue] = [
             "id": .string(id), "status": .string("cancelled"), "reason": .string("cancelled"), "message": .string("cancelled (fidq cancel)"),
             "permanence": .string("permanent"), "attempts": (try? JSONValue.from(queue.readAttempts(dir))) ?? .array([]),
-        ])
+        ]
+        // The kind, so status shows what was cancelled (a job cancelled before it ran has no attempt).
+        if let data = try? fs.read(dir + "/job.json", limit: JobDescriptor.maxBytes + 1),
+           let d = try? JobDescriptor.parse(data, fileName: id + ".json") {
+            fields["kind"] = .string(d.kind)
+        }
+        let error: JSONValue = .object(fields)
         try? fs.writeAtomically(dir + "/error.json", (try? jsonEncoder().encode(error)) ?? Data(), tag: token)
         queue.log(dir, "status: failed: cancelled (fidq cancel)")
         switch queue.fail(dir, id: id, token: token) {
@@ -217,6 +223,7 @@ public final class QueueControl {
             guard fs.exists(queue.latestFailed(id)) else {
                 throw JobError.permanent("no failed job '\(id)'", hint: state(of: id).map { "it is \($0)" })
             }
+            try refuseIfDone(id)
             after[id] = queue.failedDependencies(id)
         }
         // A job whose dependency stays in failed/ would fail again at the next scan: name the chain.
@@ -257,6 +264,14 @@ public final class QueueControl {
         return lines
     }
 
+    /// A failed id that is also in done/ (an earlier failure kept after a later run succeeded)
+    /// would fail at once as already done: refused, saying so.
+    private func refuseIfDone(_ id: String) throws {
+        guard fs.exists(queue.done + "/" + id) else { return }
+        throw JobError.permanent("'\(id)' is also in done/ (a later run of it succeeded); retried, it would fail at once as already done",
+                                 hint: "to run it again, archive \(queue.done)/\(id) first (see queue/README.md), then fidq retry \(id)")
+    }
+
     /// Moves `id`'s latest failure (`failed/<id>`, or `failed/<id>~N` after several) back to
     /// `pending/<id>.json`; attempts start again at 1.
     public func retry(_ id: String) throws -> String {
@@ -264,6 +279,7 @@ public final class QueueControl {
         let dir = queue.latestFailed(id)
         guard fs.exists(dir) else { throw JobError.permanent("no failed job '\(id)'", hint: state(of: id).map { "it is \($0)" }) }
         if let s = state(of: id), s == "pending" || s == "running" { throw JobError.permanent("'\(id)' is already \(s)") }
+        try refuseIfDone(id)
         let data = try fs.read(dir + "/job.json", limit: JobDescriptor.maxBytes + 1)
         let token = identity.newToken()
         // Its out/ is kept at `pending/.<id>.out` and adopted by the next claim, so a job that
@@ -289,6 +305,7 @@ public final class QueueControl {
         let dir = queue.latestFailed(id)
         guard fs.exists(dir) else { throw JobError.permanent("no failed job '\(id)'", hint: state(of: id).map { "it is \($0)" }) }
         if let s = state(of: id), s == "pending" || s == "running" { throw JobError.permanent("'\(id)' is already \(s)") }
+        try refuseIfDone(id)
         let token = identity.newToken()
         RetainedOutput.discard(queue: queue, id: id, token: token)
         let trash = queue.tmp + "/discard-out-" + id + "-" + token

@@ -161,6 +161,20 @@ import Testing
         #expect(f.list("failed") == ["x"])
     }
 
+    /// A failure kept after a later run of the id succeeded: retry says so instead of sending it
+    /// back to fail at once as already done.
+    @Test func retryOfAnIDThatIsDoneIsRefused() throws {
+        let f = try QueueFixture()
+        for area in ["failed", "done"] {
+            let d = f.queueDir + "/\(area)/x"
+            try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+            try Data(#"{"kind": "test.record", "id": "x"}"#.utf8).write(to: URL(fileURLWithPath: d + "/job.json"))
+        }
+        let e = #expect(throws: JobError.self) { try control(f).retry(["x"]) }
+        #expect(e?.description.contains("also in done/") == true, "\(String(describing: e))")
+        #expect(f.list("pending").isEmpty && f.list("failed") == ["x"])
+    }
+
     /// A job: input is an implicit `after`: at submit its missing input waits for the job, as
     /// with `after`.
     @Test func aJobInputDefersTheMissingInputCheck() throws {
@@ -179,6 +193,7 @@ import Testing
         #expect(f.list("failed") == ["a"] && f.list("pending").isEmpty)
         #expect(f.json(f.queueDir + "/failed/a/error.json")?["reason"] as? String == "cancelled")
         #expect(f.queue.status().first?.state == "cancelled", "status tells a cancel from a failure")
+        #expect(f.queue.status().first?.kind == "test.record", "status names the cancelled job's kind")
         #expect(throws: JobError.self) { try c.cancel("a") }
         #expect(try c.retry("a").contains("pending again"))
         #expect(f.list("pending") == ["a.json"] && f.list("failed").isEmpty)
