@@ -54,7 +54,7 @@ public struct ForegroundRun {
         OutputFile.sweep(out: folder + "/out", fs: fs)  // a killed earlier run's partial outputs
         let echo: @Sendable (String) -> Void = { line in fputs(line + "\n", stderr) }
         let log = JobLog(path: folder + "/log.txt", fs: fs, echo: progressBar ? nil : echo)
-        log("# reproduce: " + (reproduce ?? "fidq run \(file) --workspace \(policy.workspace) --out \(folder)"))
+        log("# reproduce: " + (reproduce ?? "fidq run \(shellQuoted(file)) --workspace \(shellQuoted(policy.workspace)) --out \(shellQuoted(folder))"))
         let context = JobContext(
             id: d.id, kind: d.kind, attempt: 1, maxAttempts: 1, folder: folder, paths: policy, fs: fs,
             cancellation: cancel,
@@ -152,4 +152,14 @@ public struct ForegroundRun {
         }
         return fd
     }
+}
+
+/// `word` as a POSIX shell reads it back: as is when it holds only safe characters, else in single
+/// quotes (a quote inside written `'\''`), so a logged command can be pasted and run.
+public func shellQuoted(_ word: String) -> String {
+    let safe = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_@%+=:,./-")
+    if !word.isEmpty && word.allSatisfy({ safe.contains($0) }) { return word }
+    var quoted = "'"
+    for c in word { quoted += c == "'" ? "'\\''" : String(c) }
+    return quoted + "'"
 }

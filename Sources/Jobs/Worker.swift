@@ -216,7 +216,7 @@ public final class Worker: @unchecked Sendable {
                 return false
             }
             claimFailingSince = nil
-            queue.log(dir, "# reproduce: fidq run job.json --workspace \(policy.workspace) --out rerun   (from this job's folder)")
+            queue.log(dir, "# reproduce: fidq run job.json --workspace \(shellQuoted(policy.workspace)) --out rerun   (from this job's folder)")
             let held = Held(dir: dir, token: token, id: folder, kind: descriptor?.kind, attempt: 1, started: nil)
             if let error {
                 finish(held, .failure(error), retry: .never)

@@ -18,6 +18,7 @@ struct CancelCommand: ParsableCommand {
     }
 
     func run() throws {
+        try queueOptions.checkQueue(mustExist: true)
         let control = queueOptions.control()
         var refused: [String] = []
         for id in ids {

@@ -50,6 +50,10 @@ struct KindCommand<K: KindCLI>: ParsableCommand {
             throw ValidationError(e.description)
         }
         if printParams {
+            // Printed only when they decode, as a job would read them (a typo was printed, exit 0).
+            do { try registry.decodeParams(kind: K.kind, params) } catch {
+                throw ValidationError(JobError.classify(error).description)
+            }
             print(String(decoding: try jsonEncoder().encode(params), as: UTF8.self))
             return
         }
@@ -64,7 +68,7 @@ struct KindCommand<K: KindCLI>: ParsableCommand {
         job.outDir = out ?? cwd + "/\(descriptor.id).run"
         // The foreground reads and writes wherever its user can (DESIGN §3); only queued jobs are confined.
         job.allowedRoots = ["/"]
-        job.reproduce = "fidq " + ([Self.configuration.commandName!] + CommandLine.arguments.dropFirst(2)).joined(separator: " ")
+        job.reproduce = "fidq " + ([Self.configuration.commandName!] + CommandLine.arguments.dropFirst(2)).map(shellQuoted).joined(separator: " ")
         job.threads = compute.resolved
         job.progressBar = isatty(2) != 0
         do {

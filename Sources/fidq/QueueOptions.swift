@@ -21,6 +21,24 @@ struct QueueOptions: ParsableArguments {
 
     var policy: PathPolicy { PathPolicy(workspace: workspacePath, queue: queuePath, allowedRoots: allowRoots) }
 
+    /// Refuses a `--queue` that names a folder inside a queue (its `pending/`…: a job dropped
+    /// there would go to a nested queue no worker reads) or a file, and, with `mustExist`, a
+    /// path that holds no queue (a mistyped one would read as empty).
+    func checkQueue(mustExist: Bool) throws {
+        let path = queuePath, fm = FileManager.default
+        let name = (path as NSString).lastPathComponent, parent = (path as NSString).deletingLastPathComponent
+        if ["pending", "running", "done", "failed"].contains(name),
+           ["pending", "running", "done", "failed"].allSatisfy({ fm.fileExists(atPath: parent + "/" + $0) }) {
+            throw fail("\(path) is the \(name)/ folder of the queue \(parent) (hint: pass --queue \(parent))")
+        }
+        var isDir: ObjCBool = false
+        let exists = fm.fileExists(atPath: path, isDirectory: &isDir)
+        if exists && !isDir.boolValue { throw fail("--queue \(path) is a file, not a queue folder") }
+        if mustExist && !exists {
+            throw fail("no queue at \(path) (hint: pass --queue DIR; fidq submit or fidq worker creates one)")
+        }
+    }
+
     func control() -> QueueControl {
         QueueControl(queue: Queue(root: queuePath), registry: Kinds.registry(), policy: policy)
     }

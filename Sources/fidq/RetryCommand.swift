@@ -21,6 +21,7 @@ struct RetryCommand: ParsableCommand {
     }
 
     func run() throws {
+        try queueOptions.checkQueue(mustExist: true)
         do {
             for line in try queueOptions.control().retry(ids, fresh: fresh) { print(line) }
         } catch let e as JobError { throw fail(e.description) }

@@ -22,13 +22,13 @@ struct StatusCommand: ParsableCommand {
     @Option(help: "Log lines to show with an ID.")
     var tail = 20
 
+    func validate() throws {
+        if tail < 0 { throw ValidationError("--tail must be 0 or more lines, got \(tail)") }
+    }
+
     func run() throws {
+        try queueOptions.checkQueue(mustExist: true)
         let queue = Queue(root: queueOptions.queuePath)
-        // A mistyped --queue would otherwise read as an empty queue.
-        var isDir: ObjCBool = false
-        if !FileManager.default.fileExists(atPath: queue.root, isDirectory: &isDir) || !isDir.boolValue {
-            throw fail("no queue at \(queue.root) (hint: pass --queue DIR; fidq submit or fidq worker creates one)")
-        }
         var rows = queue.status(lease: lease)
         if let id {
             rows = rows.filter { $0.id == id }

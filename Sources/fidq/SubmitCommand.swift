@@ -16,6 +16,7 @@ struct SubmitCommand: ParsableCommand {
     var dryRun = false
 
     func run() throws {
+        try queueOptions.checkQueue(mustExist: false)
         let control = queueOptions.control()
         do {
             for id in try control.submit(files: files, dryRun: dryRun) {

@@ -38,12 +38,21 @@ struct WorkerCommand: ParsableCommand {
     var maxJobs: Int?
 
     func validate() throws {
-        if lease < 0.5 { throw ValidationError("--lease must be at least 0.5 s, got \(lease)") }
-        if poll <= 0 { throw ValidationError("--poll must be > 0, got \(poll)") }
-        if missingInputWindow < 0 { throw ValidationError("--missing-input-window must be >= 0, got \(missingInputWindow)") }
+        // Written as `!(x ok)` so NaN, which fails every comparison, is refused too.
+        if !(lease >= 0.5 && lease.isFinite) { throw ValidationError("--lease must be a finite number of seconds, at least 0.5, got \(lease)") }
+        if !(poll > 0 && poll.isFinite) { throw ValidationError("--poll must be a finite number of seconds > 0, got \(poll)") }
+        if !(backoff >= 0 && backoff.isFinite) { throw ValidationError("--backoff must be a finite number of seconds >= 0, got \(backoff)") }
+        if !(grace >= 0 && grace.isFinite) { throw ValidationError("--grace must be a finite number of seconds >= 0, got \(grace)") }
+        if !(missingInputWindow >= 0 && missingInputWindow.isFinite) {
+            throw ValidationError("--missing-input-window must be a finite number of seconds >= 0, got \(missingInputWindow)")
+        }
+        if let kinds, kinds.split(separator: ",").allSatisfy({ $0.trimmingCharacters(in: .whitespaces).isEmpty }) {
+            throw ValidationError("--kinds names no kind (give a comma-separated list, e.g. --kinds train_reader,score)")
+        }
     }
 
     func run() throws {
+        try queueOptions.checkQueue(mustExist: false)
         compute.apply()
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var config = WorkerConfig(queue: queueOptions.queuePath)

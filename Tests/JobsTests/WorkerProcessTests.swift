@@ -318,6 +318,42 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: f.workspace + "/queu"), "status creates nothing")
     }
 
+    /// Queue commands refuse a --queue that is a folder inside a queue (a job would go to a
+    /// nested queue no worker reads), a file, or (cancel, retry) a path without a queue.
+    @Test func queueCommandsRefuseAWrongQueuePath() throws {
+        let f = try QueueFixture()
+        let job = f.workspace + "/w.json"
+        try Data(#"{"kind": "test.record"}"#.utf8).write(to: URL(fileURLWithPath: job))
+        let (nested, t1) = try Self.fidq(["submit", "--queue", f.queueDir + "/pending", job])
+        #expect(nested == 1 && t1.contains("is the pending/ folder of the queue " + f.queueDir), "\(t1)")
+        #expect(!FileManager.default.fileExists(atPath: f.queueDir + "/pending/pending"))
+        let (file, t2) = try Self.fidq(["submit", "--queue", job, job])
+        #expect(file == 1 && t2.contains("is a file, not a queue folder"), "\(t2)")
+        let (missing, t3) = try Self.fidq(["cancel", "--queue", f.workspace + "/nope", "x"])
+        #expect(missing == 1 && t3.contains("no queue at"), "\(t3)")
+    }
+
+    /// Numbers the worker and status cannot use are refused up front: NaN and inf leases and
+    /// polls (inf made every claim fail to encode; NaN polls spun), negative backoff, grace and
+    /// tail (a negative tail crashed status).
+    @Test func badNumbersAreRefusedByTheCommands() throws {
+        let f = try QueueFixture()
+        for flag in ["--lease=inf", "--lease=nan", "--poll=nan", "--backoff=-1", "--grace=-5"] {
+            let (status, text) = try Self.fidq(["worker", "--queue", f.queueDir, "--drain", flag])
+            #expect(status == 64 && text.contains(String(flag.dropFirst(2).prefix { $0 != "=" })), "\(flag): \(status) \(text)")
+        }
+        let (tail, text) = try Self.fidq(["status", "--queue", f.queueDir, "x", "--tail=-5"])
+        #expect(tail == 64 && text.contains("--tail must be 0 or more"), "\(tail) \(text)")
+    }
+
+    /// `--print-params` prints only params a job would accept (a typo was printed, exit 0).
+    @Test func printParamsRefusesWhatAJobWouldRefuse() throws {
+        let (typo, text) = try Self.fidq(["example", "--print-params", "--sed", "1"])
+        #expect(typo != 0 && text.contains("did you mean 'seed'"), "\(typo) \(text)")
+        let (good, _) = try Self.fidq(["example", "--print-params", "--seed", "3"])
+        #expect(good == 0)
+    }
+
     /// `fidq cancel A B C` and `fidq retry C B A` through the real commands: a missing id is
     /// reported without stopping the others; the retry puts dependencies back first.
     @Test func cancelAndRetryTakeSeveralIDs() throws {
