@@ -76,7 +76,10 @@ struct FiDOptimizerFile {
     /// (`params`' JSON encoding), then what FiD's `set_optim` reads from the optimizer config,
     /// `scheduler_steps` None when unset and `model_path` 'none' when absent, as FiD's defaults.
     static func options<P: Encodable>(_ params: P, optim: OptimConfig) throws -> [(String, TorchPickle)] {
-        let data = try JSONEncoder().encode(params)
+        // Sorted: the same params give the same bytes in every process (key order varied).
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let data = try encoder.encode(params)
         let node = try data.withUnsafeBytes { raw -> JSONNode in
             var parser = JSONParser(bytes: raw)
             return try parser.parseDocument()

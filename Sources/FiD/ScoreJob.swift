@@ -75,6 +75,8 @@ public struct ScoreKind: JobKind {
     public func run(_ params: ScoreParams, _ context: JobContext) throws -> ScoreResult {
         if let done = try? JSONDecoder().decode(ScoreResult.self, from: context.fs.read(context.out + "/result.json", limit: 1 << 20)) {
             context.log("score: already finished (out/result.json): \(done.exactMatchText) over \(done.count)")
+            // A kill after result.json was published may have cut the steps after it short.
+            try finish(done, params, context)
             return done
         }
         let modelPath = context.resolve(params.modelPath), dataPath = context.resolve(params.evalData)
@@ -189,15 +191,21 @@ public struct ScoreKind: JobKind {
         let result = ScoreResult(correct: correct, count: withAnswers, examples: examples, shardId: params.shardId,
                                  numShards: params.numShards, outputs: outputs + ["result.json"], model: modelPath, evalData: dataPath)
         try context.publish("result.json", try jsonEncoder().encode(result))
+        try finish(result, params, context)
+        context.log("score: \(result.exactMatchText), Total number of example \(withAnswers)")
+        return result
+    }
+
+    /// What follows result.json, done again by an attempt that finds it: the parts removed, and
+    /// the outputs copied to `checkpoint_dir/name/` (each copy replaces the last).
+    func finish(_ result: ScoreResult, _ params: ScoreParams, _ context: JobContext) throws {
         try? context.fs.removeTree(context.out + "/" + Self.partsFolder)
         if let dir = params.checkpointDir {
             let run = try context.output(dir, field: "params.checkpoint_dir") + "/" + params.name
-            let copied = ["final_output.txt", "dataset_wscores.json"].filter(outputs.contains)
+            let copied = ["final_output.txt", "dataset_wscores.json"].filter(result.outputs.contains)
             for f in copied { try FiDLayout.copy(context.out + "/" + f, to: run + "/" + f, tag: context.token) }
             context.log("score: copied \(copied.isEmpty ? "nothing (no write_results or write_crossattention_scores)" : copied.joined(separator: " and ")) to \(run)")
         }
-        context.log("score: \(result.exactMatchText), Total number of example \(withAnswers)")
-        return result
     }
 
     static func partName(_ batch: Int) -> String { partsFolder + "/" + String(format: "%08d.jsonl", batch) }

@@ -151,6 +151,9 @@ struct ReadBack {
         if case .string("none")? = value("model_path") {} else { Issue.record("model_path: \(String(describing: value("model_path")))") }
         if case .string("run")? = value("name") {} else { Issue.record("name") }
         #expect(Set(options.map(\.0)).count == options.count, "a key twice: \(options.map(\.0))")
+        // The params' own keys in sorted order: the same bytes in every process.
+        let own = options.map(\.0).prefix { $0 != "optim" }
+        #expect(own.count > 5 && Array(own) == own.sorted(), "\(own)")
     }
 }
 

@@ -106,6 +106,37 @@ import Testing
         }
     }
 
+    /// An attempt killed after result.json was published, before its parts were removed and its
+    /// outputs copied to checkpoint_dir/name/: the next attempt finishes both (it returned at
+    /// once, and the copies were lost), and removes a killed copy's temporary file.
+    @Test func aKillAfterTheResultStillCopiesToCheckpointDir() throws {
+        let registry = KindRegistry()
+        registry.register(ScoreKind())
+        var params = try ReaderFixture.baseParams()
+        params["checkpoint_dir"] = .string("checkpoint")
+        params["name"] = .string("my_test")
+        params["write_results"] = .bool(true)
+        let dir = TestData.scratch("score")
+        var job = ForegroundRun(file: dir + "/score.json", workspace: dir)
+        job.outDir = dir + "/run"
+        job.allowedRoots = ["/"]
+        job.threads = 2
+        let d = JobDescriptor(kind: "score", id: "score", maxAttempts: 1, params: .object(params))
+        _ = try job.run(d, registry: registry)
+        let run = dir + "/checkpoint/my_test", fm = FileManager.default
+        let expected = try Data(contentsOf: URL(fileURLWithPath: run + "/final_output.txt"))
+        // What the kill leaves: no copy but a half-written one, and the parts.
+        try fm.removeItem(atPath: run + "/final_output.txt")
+        try Data("half".utf8).write(to: URL(fileURLWithPath: run + "/.final_output.txt.dead-token.tmp"))
+        try fm.createDirectory(atPath: dir + "/run/out/parts", withIntermediateDirectories: true)
+        try Data("{}\n".utf8).write(to: URL(fileURLWithPath: dir + "/run/out/parts/00000000.jsonl"))
+        _ = try job.run(d, registry: registry)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: run + "/final_output.txt")) == expected)
+        let left = try fm.contentsOfDirectory(atPath: run)
+        #expect(left == ["final_output.txt"], "\(left)")
+        #expect(!fm.fileExists(atPath: dir + "/run/out/parts"))
+    }
+
     /// A training run's `checkpoint/latest` (a file naming its step folder, where FiD's is a
     /// symlink) is a model path: submit accepts it and the run loads the step it names, with the
     /// same exact match as the folder itself.

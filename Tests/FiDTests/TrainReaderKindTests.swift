@@ -141,6 +141,12 @@ struct TrainReaderKindTests {
     /// moments of every trained parameter, and the options.
     @Test func checkpointDirHoldsWhatFiDsScriptsLoad() throws {
         let ws = try ReaderWorkspace(train: 24, dev: 4, nContext: 2, dropout: 0.1)
+        // What a kill during an earlier attempt's export leaves: staged folders and a link.
+        let stale = ws.root + "/ck/run/checkpoint"
+        for name in [".step-8.dead.tmp", ".best_dev.dead.tmp"] {
+            try FileManager.default.createDirectory(atPath: stale + "/" + name, withIntermediateDirectories: true)
+        }
+        try FileManager.default.createSymbolicLink(atPath: stale + "/.latest.dead.tmp", withDestinationPath: "step-4")
         let r = try ws.run("export", [
             "n_context": .number(2), "text_maxlength": .number(24), "per_gpu_batch_size": .number(4), "total_steps": .number(8),
             "accumulation_steps": .number(2), "lr": .number(1e-3), "eval_freq": .number(4), "seed": .number(2),
@@ -149,6 +155,7 @@ struct TrainReaderKindTests {
         guard case .object(let o) = r, case .string(let latest)? = o["latest"] else { throw JobError.permanent("result \(r)") }
         let exported = ws.root + "/ck/run/checkpoint"
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: exported + "/latest") == "step-8")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: exported).sorted() == ["best_dev", "latest", "step-8"])
         let bin = try TorchCheckpointFile(path: exported + "/step-8/pytorch_model.bin")
         #expect(try bin.tensor(T5Model.crossBiasName).data.allSatisfy { $0 == 0 })
         let tar = try ReadBack(path: exported + "/step-8/optimizer.pth.tar")
