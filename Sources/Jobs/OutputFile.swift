@@ -100,16 +100,17 @@ public final class OutputFile: @unchecked Sendable {
         try? fs.unlink(temporaryPath)
     }
 
-    /// Removes `.*.part` files under `out` that earlier attempts left (killed mid-write): a new
-    /// attempt owns the folder, and their writers are dead or can no longer reach it by name.
-    /// Checkpoint staging folders are cleaned by `Checkpoints` itself.
+    /// Removes `.*.part` and `.*.tmp` files under `out` that earlier attempts left (killed
+    /// mid-write: streamed outputs, and `publish`'s temporary names): a new attempt owns the
+    /// folder, and their writers are dead or can no longer reach it by name. Checkpoint staging
+    /// folders are cleaned by `Checkpoints` itself.
     static func sweep(out: String, fs: FileSystem) {
         for name in (try? fs.list(out)) ?? [] {
             let path = out + "/" + name
             guard let info = try? fs.info(path) else { continue }
             if info.kind == .directory {
                 if name != "checkpoint" { sweep(out: path, fs: fs) }
-            } else if info.kind == .regular, name.hasPrefix("."), name.hasSuffix(".part") {
+            } else if info.kind == .regular, name.hasPrefix("."), name.hasSuffix(".part") || name.hasSuffix(".tmp") {
                 try? fs.unlink(path)
             }
         }

@@ -38,6 +38,11 @@ public final class ShardWriter {
     ) throws {
         (self.stem, self.rows, self.dim, self.storage) = (stem, rows, dim, storage)
         (npyTmp, idsTmp) = ShardWriter.stagingPaths(stem: stem, tag: tag)
+        if !resume {
+            // Staging files of a killed earlier attempt (another tag): nothing else removes them.
+            removeStale(prefix: stem + ".npy.tmp")
+            removeStale(prefix: stem + ".ids.tmp")
+        }
         let header = NpyHeader.encode(storage: storage, rows: rows, dim: dim)
         headerSize = header.count
         let flags = O_WRONLY | O_CREAT | O_CLOEXEC | (resume ? 0 : O_TRUNC)

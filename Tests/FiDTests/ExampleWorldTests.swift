@@ -278,4 +278,14 @@ struct TinyBM25 {
             return s
         }
     }
+}/// A killed writer's temporary file (another pid) is removed when the world is written again.
+@Test func exampleWorldWriteRemovesAKilledWritersTemporaryFiles() throws {
+    let dir = TestData.scratch("world-tmp")
+    _ = FileManager.default.createFile(atPath: dir + "/.passages.tsv.4415.tmp", contents: Data("half".utf8))
+    let world = try ExampleWorld(config: ExampleWorldConfig(seed: 1, train: 12, dev: 4, nContext: 1))
+    try world.write(to: dir)
+    let left = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".tmp") }
+    #expect(left.isEmpty, "\(left)")
 }
+
+

@@ -80,7 +80,8 @@ import JobsTesting
         let f = try QueueFixture()
         let out = f.workspace + "/j.run/out"
         try FileManager.default.createDirectory(atPath: out + "/emb", withIntermediateDirectories: true)
-        for name in ["emb/.shard.npy.dead.1.part", ".big.bin.dead.1.part", "emb/kept.npy", ".hidden"] {
+        // publish's temporary names (`.<name>.<token>.<n>.tmp`) too: they went to done/ half-written.
+        for name in ["emb/.shard.npy.dead.1.part", ".big.bin.dead.1.part", "emb/kept.npy", ".hidden", ".train.json.dead.3.tmp", "emb/.block-0.f32.dead.1.tmp"] {
             try Data("x".utf8).write(to: URL(fileURLWithPath: out + "/" + name))
         }
         try Data(#"{"kind": "test.train", "params": {"steps": 1}}"#.utf8).write(to: URL(fileURLWithPath: f.workspace + "/j.json"))

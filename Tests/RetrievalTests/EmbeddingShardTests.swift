@@ -130,6 +130,23 @@ import Testing
         #expect(EmbeddingShard.glob(folder.dir + "/*").map { ($0 as NSString).lastPathComponent } == names)
     }
 
+    /// Staging files of a killed attempt (another tag) are removed when a new one starts the
+    /// shard; nothing else would, and they stayed beside the published shard.
+    @Test func aNewWriterRemovesAKilledAttemptsStagingFiles() throws {
+        let folder = ShardFolder()
+        defer { folder.remove() }
+        let stem = folder.dir + "/passages_00"
+        for name in [".npy.tmp-dead", ".ids.tmp-dead", ".npy.tmp"] {
+            _ = FileManager.default.createFile(atPath: stem + name, contents: Data("half".utf8))
+        }
+        let rows: [Float] = (0..<4).map(Float.init)
+        let w = try ShardWriter(stem: stem, rows: 2, dim: 2, storage: .float32, tag: "new")
+        try rows.withUnsafeBufferPointer { try w.append(ids: ["a", "b"], embeddings: $0.baseAddress!) }
+        try w.finish()
+        let left = try FileManager.default.contentsOfDirectory(atPath: folder.dir).sorted()
+        #expect(left == ["passages_00.ids", "passages_00.npy"], "\(left)")
+    }
+
     @Test func writerResumesWithoutDuplicatingRows() throws {
         let folder = ShardFolder()
         defer { folder.remove() }
