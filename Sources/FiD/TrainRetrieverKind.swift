@@ -47,6 +47,9 @@ public struct TrainRetrieverKind: JobKind {
             + "threads \(context.threads)" + (t.dev?.hasAnswerFlags != true ? "; no answer recall: eval_data has neither hasanswer flags nor answers" : ""))
         if let line = p.ignored.note("train_retriever") { context.log(line) }
         let result = try Trainer(config: p.trainer, model: t, context: context, label: "train_retriever").run()
+        // An attempt that resumed after the last step's eval (killed while exporting) did not
+        // evaluate: the final model is evaluated for result.json, as an uninterrupted run was.
+        if t.lastEvaluation == nil, t.dev != nil { _ = try t.evaluate { _, _ in } }
         if let dir = p.checkpointDir {
             try FiDLayout.exportCheckpoints(result, to: context.output(dir, field: "params.checkpoint_dir") + "/" + p.name, kind: "train_retriever", names: .retriever,
                                            trainer: p.trainer, options: try FiDOptimizerFile.options(p, optim: p.trainer.optim), context)

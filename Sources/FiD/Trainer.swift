@@ -157,12 +157,19 @@ public struct TrainerState: Codable, Equatable, Sendable {
     public var seed: Int
     /// Whether `grads.safetensors` holds gradients of micro-batches not yet applied.
     public var pendingGradients: Bool
+    /// The training-loss window the log and `final_loss` report: its sum and count so far and
+    /// the last closed window's mean, so a resumed run reports what an uninterrupted one does
+    /// (nil in checkpoints of older versions).
+    public var windowLoss: Double?
+    public var windowCount: Int?
+    public var lastWindowLoss: Double?
 
     enum CodingKeys: String, CodingKey {
         case format, version, step, seed, rng, epoch
         case optimizerSteps = "optimizer_steps", bestDevEM = "best_dev_em", bestStep = "best_step", lastEM = "last_em"
         case lastEvalStep = "last_eval_step"
         case epochPosition = "epoch_position", pendingGradients = "pending_gradients"
+        case windowLoss = "window_loss", windowCount = "window_count", lastWindowLoss = "last_window_loss"
     }
 }
 
@@ -334,9 +341,11 @@ public final class Trainer {
         context.log("\(label): micro-batches \(state.step + 1)…\(o.totalSteps), batch \(c.batchSize) × accumulation \(c.accumulationSteps), "
             + "\(order.batchesPerEpoch) batches per epoch, optim \(o.optim.rawValue) lr \(o.lr) scheduler \(o.scheduler.rawValue)")
 
+        var windowLoss = state.windowLoss ?? 0, windowCount = state.windowCount ?? 0, lastWindowLoss = state.lastWindowLoss
         func save(_ step: Int) throws {
             guard step != lastSaved else { return }
             state.step = step
+            (state.windowLoss, state.windowCount, state.lastWindowLoss) = (windowLoss, windowCount, lastWindowLoss)
             state.rng = rng.state
             state.epoch = step / order.batchesPerEpoch
             state.epochPosition = step % order.batchesPerEpoch
@@ -346,7 +355,6 @@ public final class Trainer {
             lastSaved = step
         }
 
-        var windowLoss = 0.0, windowCount = 0, lastWindowLoss: Double? = nil
         var tokens = 0, trainSeconds = 0.0
         var lr = o.schedule.lr(base: o.lr, afterSteps: optimizer.state.step)
         func isEvalStep(_ step: Int) -> Bool { step % c.evalFreq == 0 || step == o.totalSteps }

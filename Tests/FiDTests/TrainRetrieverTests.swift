@@ -250,6 +250,41 @@ struct TrainRetrieverTests {
                 && (0..<rm.model.params.count).allSatisfy { back.model.params.base[$0] == rm.model.params.base[$0] })
     }
 
+    /// A run killed mid-window (after its step-15 checkpoint) and resumed reports what the
+    /// uninterrupted run does: the training-loss window travels in the checkpoint (final_loss
+    /// was the mean of steps 16–20 alone), and a resume past the last eval evaluates again
+    /// (evaluation was null).
+    @Test func aRunResumedMidWindowReportsTheUninterruptedFigures() throws {
+        let dir = scratch()
+        try SyntheticRetrieval.writeModelFiles(dir)
+        try SyntheticRetrieval.write(SyntheticRetrieval.examples(40, seed: 5), to: dir + "/train.json")
+        try SyntheticRetrieval.write(SyntheticRetrieval.examples(16, seed: 6), to: dir + "/dev.json")
+        let params: [String: Any] = [
+            "train_data": "train.json", "eval_data": "dev.json", "model_config": "config.json", "tokenizer": "vocab.txt", "n_context": 4,
+            "question_maxlength": 8, "passage_maxlength": 12, "indexing_dimension": 16, "per_gpu_batch_size": 2,
+            "total_steps": 20, "save_freq": 5, "keep_last": 5, "eval_freq": 100, "eval_print_freq": 20, "lr": 0.001, "optim": "adamw",
+            "dropout": 0.1, "seed": 4,
+        ]
+        func result(_ v: JSONValue) throws -> TrainRetrieverResult { try JSONDecoder().decode(TrainRetrieverResult.self, from: try JSONEncoder().encode(v)) }
+        let whole = try result(try runTrainRetriever(params, out: dir + "/whole", workspace: dir))
+        let fm = FileManager.default
+        // Killed after step 15 was saved: its checkpoints up to 15, latest naming it, no result.
+        try fm.copyItem(atPath: dir + "/whole", toPath: dir + "/killed")
+        try fm.removeItem(atPath: dir + "/killed/out/checkpoint/step-20")
+        try Data("step-15".utf8).write(to: URL(fileURLWithPath: dir + "/killed/out/checkpoint/latest"))
+        try fm.removeItem(atPath: dir + "/killed/result.json")
+        let resumed = try result(try runTrainRetriever(params, out: dir + "/killed", workspace: dir))
+        #expect(resumed.training.resumedFrom == 15)
+        #expect(whole.training.finalLoss != nil && resumed.training.finalLoss == whole.training.finalLoss,
+                "\(String(describing: resumed.training.finalLoss)) vs \(String(describing: whole.training.finalLoss))")
+        // Killed after the last step's eval (while exporting): nothing left to train.
+        try fm.removeItem(atPath: dir + "/killed/result.json")
+        let ended = try result(try runTrainRetriever(params, out: dir + "/killed", workspace: dir))
+        #expect(ended.training.resumedFrom == 20 && ended.evaluation != nil && ended.evaluation?.loss == whole.evaluation?.loss,
+                "\(String(describing: ended.evaluation)) vs \(String(describing: whole.evaluation))")
+        #expect(ended.training.finalLoss == whole.training.finalLoss)
+    }
+
     /// A run stopped at step 10 and resumed to 20 ends with the weights of an uninterrupted 20-step
     /// run (dropout on: the RNG state travels in the checkpoint).
     @Test func resumedRunEndsWithTheUninterruptedWeights() throws {
