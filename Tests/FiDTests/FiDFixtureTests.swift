@@ -34,12 +34,17 @@ struct ReaderFixture {
             return r
         }()
         let dir = TestData.scratch("score")
+        let d = JobDescriptor(kind: "score", id: "score", maxAttempts: 1, params: .object(params))
+        return (dir + "/run", try foreground(dir).run(d, registry: reg))
+    }
+
+    /// A foreground `score` run in `dir` (its folder `dir/run`), reading anywhere, on 2 threads.
+    static func foreground(_ dir: String) -> ForegroundRun {
         var job = ForegroundRun(file: dir + "/score.json", workspace: dir)
         job.outDir = dir + "/run"
         job.allowedRoots = ["/"]
         job.threads = 2
-        let d = JobDescriptor(kind: "score", id: "score", maxAttempts: 1, params: .object(params))
-        return (dir + "/run", try job.run(d, registry: reg))
+        return job
     }
 
     static func baseParams() throws -> [String: JSONValue] {

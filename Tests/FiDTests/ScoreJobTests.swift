@@ -117,10 +117,7 @@ import Testing
         params["name"] = .string("my_test")
         params["write_results"] = .bool(true)
         let dir = TestData.scratch("score")
-        var job = ForegroundRun(file: dir + "/score.json", workspace: dir)
-        job.outDir = dir + "/run"
-        job.allowedRoots = ["/"]
-        job.threads = 2
+        let job = ReaderFixture.foreground(dir)
         let d = JobDescriptor(kind: "score", id: "score", maxAttempts: 1, params: .object(params))
         _ = try job.run(d, registry: registry)
         let run = dir + "/checkpoint/my_test", fm = FileManager.default
