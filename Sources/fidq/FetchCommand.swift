@@ -30,6 +30,12 @@ struct FetchCommand: ParsableCommand {
     @Option(help: "Folder relative paths resolve against.") var workspace: String = "."
     @Flag(help: "List the presets with sizes and what each yields.") var list = false
 
+    // Checked before run(), so a mistake prints fetch's usage line (not the root's).
+    func validate() throws {
+        if !list && dest == nil { throw ValidationError("--dest is required (or use --list)") }
+        if FetchParams.Unpack(rawValue: unpack) == nil { throw ValidationError("--unpack must be auto or off") }
+    }
+
     func run() throws {
         if list {
             print(Presets.listing())

@@ -52,7 +52,7 @@ struct KindCommand<K: KindCLI>: ParsableCommand {
         if printParams {
             // Printed only when they decode, as a job would read them (a typo was printed, exit 0).
             do { try registry.decodeParams(kind: K.kind, params) } catch {
-                throw ValidationError(JobError.classify(error).description)
+                throw fail(JobError.classify(error).description)  // not ValidationError: its usage line would be the root's
             }
             print(String(decoding: try jsonEncoder().encode(params), as: UTF8.self))
             return
