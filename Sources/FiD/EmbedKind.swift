@@ -221,6 +221,12 @@ public struct EmbedKind: JobKind {
             guard !block.isEmpty else {
                 throw JobError.permanent("\(p.passages) ended early at row \(range.lowerBound + ahead)", field: "params.passages")
             }
+            // A shard's .ids file holds one id a line, so an id with a line break could not be read back.
+            if let bad = block.firstIndex(where: { $0.id.unicodeScalars.contains { $0 == "\n" || $0 == "\r" } }) {
+                throw JobError.permanent(
+                    "\(p.passages): passage \(range.lowerBound + ahead + bad + 1) (after the header) has the id \(block[bad].id.debugDescription), which holds a line break; a shard's .ids file keeps one id a line",
+                    field: "params.passages", hint: "give the passage an id without line breaks (DPR's ids are numbers or 'source:number')")
+            }
             ahead += block.count
             return (block, model.tokenizePassages(titles: block.map(\.title), texts: block.map(\.text), maxLength: length))
         }

@@ -83,10 +83,7 @@ extension ExampleWorld {
             let dir = url.deletingLastPathComponent()
             try fm.createDirectory(at: dir, withIntermediateDirectories: true)
             // A killed earlier writer's temporary file of this name (another pid) goes first.
-            for old in (try? fm.contentsOfDirectory(atPath: dir.path)) ?? []
-            where old.hasPrefix("." + url.lastPathComponent + ".") && old.hasSuffix(".tmp") {
-                try? fm.removeItem(at: dir.appendingPathComponent(old))
-            }
+            StaleFiles.removeStaged(in: dir.path, name: url.lastPathComponent)
             let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
             try data.write(to: tmp)
             if rename(tmp.path, url.path) != 0 {

@@ -1,5 +1,6 @@
 // FiDLayout: what FiD's scripts write under `checkpoint_dir/name/`, and the FiD options a kind
 // accepts so FiD's command lines run unchanged.
+import Formats
 import Foundation
 import Jobs
 import Models
@@ -36,7 +37,7 @@ public enum FiDLayout {
         if let best = result.bestDev { pairs.append((best, "best_dev")) }
         for (src, name) in pairs {
             let staged = dest + "/.\(name).\(context.token).tmp"
-            removeStaged(in: dest, name: name)
+            StaleFiles.removeStaged(in: dest, name: name)
             try fm.createDirectory(atPath: staged, withIntermediateDirectories: false)
             for f in try fm.contentsOfDirectory(atPath: src) where !f.hasPrefix(".") && f != "model.safetensors" {
                 try fm.copyItem(atPath: src + "/" + f, toPath: staged + "/" + f)
@@ -54,7 +55,7 @@ public enum FiDLayout {
             try fm.moveItem(atPath: staged, toPath: dest + "/" + name)
         }
         let link = dest + "/.latest.\(context.token).tmp"
-        removeStaged(in: dest, name: "latest")
+        StaleFiles.removeStaged(in: dest, name: "latest")
         try fm.createSymbolicLink(atPath: link, withDestinationPath: "step-\(result.steps)")
         guard Foundation.rename(link, dest + "/latest") == 0 else {
             throw JobError.transient("cannot rename \(link) to \(dest)/latest: \(String(cString: strerror(errno)))")
@@ -117,22 +118,13 @@ public enum FiDLayout {
         return wrapped
     }
 
-    /// Removes `.<name>.<tag>.tmp` entries in `folder`: this attempt's, and those of a killed
-    /// earlier attempt (another tag), which nothing else would remove.
-    static func removeStaged(in folder: String, name: String) {
-        let fm = FileManager.default
-        for entry in (try? fm.contentsOfDirectory(atPath: folder)) ?? [] where entry.hasPrefix("." + name + ".") && entry.hasSuffix(".tmp") {
-            try? fm.removeItem(atPath: folder + "/" + entry)
-        }
-    }
-
     /// Copies the file `source` to `destination`, replacing what is there in one rename.
     public static func copy(_ source: String, to destination: String, tag: String) throws {
         let fm = FileManager.default
         let folder = (destination as NSString).deletingLastPathComponent
         try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let staged = folder + "/." + (destination as NSString).lastPathComponent + ".\(tag).tmp"
-        removeStaged(in: folder, name: (destination as NSString).lastPathComponent)
+        StaleFiles.removeStaged(in: folder, name: (destination as NSString).lastPathComponent)
         try fm.copyItem(atPath: source, toPath: staged)
         guard Foundation.rename(staged, destination) == 0 else {
             let e = errno

@@ -1,4 +1,5 @@
 // BM25Index: a lexical first stage (Lucene/Pyserini BM25, k1 0.9, b 0.4): inverted index built once, saved, memory-mapped, searched.
+import Foundation
 import Tensor
 
 #if canImport(Glibc)
@@ -40,13 +41,18 @@ public final class BM25Index {
     /// Keeps the mapping (loaded) or the arrays (built) alive.
     private let storage: AnyObject
 
-    /// Lower-cased alphanumeric runs (see the type's comment).
+    /// Lower-cased alphanumeric runs (see the type's comment). A run with non-ASCII scalars is
+    /// NFD-normalised and lower-cased as Python's `str.lower` does, as `AnswerMatch` treats text:
+    /// a word is one term however it is composed (é or e + ◌́), and ΟΔΟΣ is οδος (final sigma).
+    /// Equal terms are then equal bytes, which the sorted vocabulary's lookup compares.
     public static func terms(_ text: String, into out: inout [String]) {
         var run = String.UnicodeScalarView()
+        var ascii = true
         func flush() {
             if !run.isEmpty {
-                out.append(String(run).lowercased())
+                out.append(ascii ? String(run) : AnswerMatch.pythonLower(String(run).decomposedStringWithCanonicalMapping))
                 run = String.UnicodeScalarView()
+                ascii = true
             }
         }
         for s in text.unicodeScalars {
@@ -61,7 +67,12 @@ public final class BM25Index {
                 }
                 continue
             }
-            if AnswerMatch.isWordScalar(s) { run.append(s) } else { flush() }
+            if AnswerMatch.isWordScalar(s) {
+                run.append(s)
+                ascii = false
+            } else {
+                flush()
+            }
         }
         flush()
     }

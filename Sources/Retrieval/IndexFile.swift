@@ -55,7 +55,7 @@ struct IndexFileWriter {
 /// Writes `bytes` to `path` under a temporary name (the pid and a random part: workers on several
 /// hosts may share a pid), fsyncs and renames, so readers see the old file or the new one.
 func writeFileAtomically(_ bytes: UnsafeRawBufferPointer, to path: String) throws {
-    removeStale(prefix: path + ".tmp-")
+    StaleFiles.remove(prefix: path + ".tmp-")
     let tmp = path + ".tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))"
     let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw RetrievalError(file: path, field: "file", expected: "a writable path", found: String(cString: strerror(errno))) }
@@ -171,21 +171,4 @@ final class IndexFileReader {
             String(decoding: UnsafeBufferPointer(rebasing: data[Int(offsets[i])..<Int(offsets[i + 1])]), as: UTF8.self)
         }
     }
-}
-
-/// Removes files beside `prefix` whose names start with it: the temporary files of a writer of
-/// the same output killed mid-write. Outputs are one job's alone (submit refuses a second
-/// writer), so the only other writer is a dead or superseded attempt of that job.
-func removeStale(prefix: String) {
-    let slash = prefix.lastIndex(of: "/")
-    let dir = slash.map { String(prefix[..<$0]) } ?? "."
-    let start = slash.map { String(prefix[prefix.index(after: $0)...]) } ?? prefix
-    guard !start.isEmpty, let d = opendir(dir.isEmpty ? "/" : dir) else { return }
-    defer { closedir(d) }
-    var stale: [String] = []
-    while let entry = readdir(d) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        if name.hasPrefix(start) { stale.append(name) }
-    }
-    for name in stale { unlink((dir.isEmpty ? "" : dir) + "/" + name) }
 }

@@ -1,4 +1,5 @@
 // ShardWriter: writes one embedding shard (`.npy` + `.ids`) row block by row block; visible only when complete.
+import Formats
 import Tensor
 
 #if canImport(Glibc)
@@ -40,8 +41,8 @@ public final class ShardWriter {
         (npyTmp, idsTmp) = ShardWriter.stagingPaths(stem: stem, tag: tag)
         if !resume {
             // Staging files of a killed earlier attempt (another tag): nothing else removes them.
-            removeStale(prefix: stem + ".npy.tmp")
-            removeStale(prefix: stem + ".ids.tmp")
+            StaleFiles.remove(prefix: stem + ".npy.tmp")
+            StaleFiles.remove(prefix: stem + ".ids.tmp")
         }
         let header = NpyHeader.encode(storage: storage, rows: rows, dim: dim)
         headerSize = header.count

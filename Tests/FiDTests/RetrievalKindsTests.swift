@@ -373,6 +373,27 @@ enum RetrievalJobs {
         #expect(try EmbeddingShard(path: dir + "/emb-f32/passages_00.npy").storage == .float32)
     }
 
+    /// A shard's .ids file keeps one id a line: an id with a line break (Python's csv reads one
+    /// from a quoted field) is refused naming the passage, not written and misread.
+    @Test(arguments: ["\"a\nb\"", "\"a\rb\"", "\"a\r\nb\""])
+    func idsWithLineBreaksAreRefused(id: String) throws {
+        let dir = TestData.scratch("embed-id-break")
+        let world = dir + "/world"
+        _ = try ExampleWorld(config: ExampleWorldConfig(seed: 3, train: 40, dev: 30)).write(to: world)
+        let model = BertRetriever(config: try BertConfig.load(path: world + "/retriever/config.json"))
+        model.initialize(seed: 1)
+        try model.save(folder: dir + "/model", tokenizer: world + "/retriever/vocab.txt")
+        try "id\ttext\ttitle\n1\tviolin text\tT\n\(id)\tcello text\tT\n".write(toFile: dir + "/p.tsv", atomically: true, encoding: .utf8)
+        do {
+            _ = try RetrievalJobs.run("embed", ["model_path": .string("model"), "passages": .string("p.tsv"),
+                                                "output_path": .string("emb/passages"), "passage_maxlength": .number(24)], workspace: dir)
+            Issue.record("a shard with the id \(id.debugDescription) written")
+        } catch let e as JobError {
+            #expect(e.permanence == .permanent && e.field == "params.passages" && e.message.contains("passage 2 ") && e.message.contains("line break"), "\(e)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir + "/emb/passages_00.npy"))
+    }
+
     @Test(arguments: ["sq8", "pq"])
     func aSavedIndexIsLoadedOnlyForTheShardsItWasBuiltFrom(index: String) throws {
         let dir = TestData.scratch("saved-index")

@@ -41,6 +41,29 @@ import Testing
         #expect(BM25Index.terms("Wrought-iron TOWER, Café 2018!") == ["wrought", "iron", "tower", "café", "2018"])
     }
 
+    /// A word is one term however its letters are composed or cased: the index's vocabulary and
+    /// the query meet on NFD and Python's lower-casing, whichever form the corpus used first.
+    @Test func composedDecomposedAndFinalSigmaAreOneTerm() throws {
+        let nfd = "Cafe\u{0301} culture", nfc = "Caf\u{00E9} au lait"
+        for firstForm in [nfd, nfc] {
+            let rows = [
+                Passage(id: "0", text: firstForm, title: ""), Passage(id: "1", text: firstForm == nfd ? nfc : nfd, title: ""),
+                Passage(id: "2", text: "\u{039F}\u{0394}\u{039F}\u{03A3} street", title: ""),
+                Passage(id: "3", text: "\u{03BF}\u{03B4}\u{03BF}\u{03C2} avenue", title: ""),
+                Passage(id: "4", text: "nothing here", title: ""),
+            ]
+            var it = rows.makeIterator()
+            let index = try BM25Index.build(passages: { it.next() })
+            for query in ["caf\u{00E9}", "cafe\u{0301}", "CAF\u{00C9}"] {
+                #expect(Set(index.search([query], k: 5)[0].map(\.row)) == [0, 1], "\(query.unicodeScalars.map(\.value))")
+            }
+            for query in ["\u{03BF}\u{03B4}\u{03BF}\u{03C2}", "\u{039F}\u{0394}\u{039F}\u{03A3}"] {
+                #expect(Set(index.search([query], k: 5)[0].map(\.row)) == [2, 3], "\(query)")
+            }
+        }
+        #expect(BM25Index.terms("\u{039F}\u{0394}\u{039F}\u{03A3}") == ["\u{03BF}\u{03B4}\u{03BF}\u{03C2}"])
+    }
+
     @Test func scoresEqualLuceneFormula() throws {
         let index = try Self.build()
         for query in ["capital of France", "tower tower paris", "London", "unknownword", "Paris"] {
