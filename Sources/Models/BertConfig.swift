@@ -145,8 +145,8 @@ public struct BertConfig: Codable, Equatable, Sendable {
         return config
     }
 
-    /// Checks the sizes and settings the model code relies on.
-    public func validate(path: String = "config") throws {
+    /// Checks the sizes and settings the model code relies on, and that the parameters fit in `available` bytes.
+    public func validate(path: String = "config", available: Int = AvailableMemory.bytes) throws {
         let checks: [(String, Int)] = [
             ("vocab_size", vocabSize), ("hidden_size", hiddenSize), ("num_hidden_layers", numHiddenLayers),
             ("num_attention_heads", numAttentionHeads), ("intermediate_size", intermediateSize),
@@ -156,6 +156,13 @@ public struct BertConfig: Codable, Equatable, Sendable {
         for (field, value) in checks where value < 1 {
             throw ModelLoadError(path: path, "field \(field) is \(value), expected at least 1")
         }
+        try ModelFolder.checkLimits([
+            ("vocab_size", vocabSize, 1 << 24), ("hidden_size", hiddenSize, 1 << 18), ("num_hidden_layers", numHiddenLayers, 1 << 12),
+            ("num_attention_heads", numAttentionHeads, 1 << 12), ("intermediate_size", intermediateSize, 1 << 20),
+            ("max_position_embeddings", maxPositionEmbeddings, 1 << 20), ("type_vocab_size", typeVocabSize, 1 << 16),
+            ("indexing_dimension", indexingDimension, 1 << 18), ("passage_maxlength", passageMaxlength, 1 << 20),
+            ("question_maxlength", questionMaxlength, 1 << 20),
+        ], path: path)
         if hiddenSize % numAttentionHeads != 0 {
             throw ModelLoadError(path: path, "field hidden_size (\(hiddenSize)) is not a multiple of num_attention_heads (\(numAttentionHeads))")
         }
@@ -174,6 +181,7 @@ public struct BertConfig: Codable, Equatable, Sendable {
         if padTokenId < 0 || padTokenId >= vocabSize {
             throw ModelLoadError(path: path, "field pad_token_id is \(padTokenId), outside the vocabulary 0..<\(vocabSize)")
         }
+        try ModelFolder.checkParameters(layout(), path: path, available: available)
     }
 
     /// Every trained parameter under its canonical name (Hugging Face's `BertModel` names, FiD's

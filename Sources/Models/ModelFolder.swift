@@ -1,6 +1,7 @@
 // ModelFolder: what the T5 reader and the BERT retriever share when they open a Hugging Face
 // folder: finding the tokenizer file, and turning config.json decoding errors into field names.
 import Foundation
+import Tensor
 
 enum ModelFolder {
     /// The tokenizer file to read: `tokenizer` (a file, or a folder searched for `files`) when
@@ -73,9 +74,45 @@ enum ModelFolder {
                              hint: "pass the config.json that save_pretrained writes beside the weights")
     }
 
+    /// Refuses sizes no real model has before anything is allocated: a stray exponent (1e9)
+    /// would otherwise abort in the allocator, overflow Int, or build a layout for minutes.
+    static func checkLimits(_ fields: [(String, Int, Int)], path: String) throws {
+        for (field, value, limit) in fields where value > limit {
+            throw ModelLoadError(path: path, "field \(field) is \(value), expected at most \(limit)",
+                                 hint: "no released model comes near this; check the value for a typo")
+        }
+    }
+
+    /// Refuses a config whose parameters alone cannot fit in the memory this process may use
+    /// (`AvailableMemory`), before the parameter slab is allocated.
+    static func checkParameters(_ layout: ParameterLayout, path: String, available: Int) throws {
+        let (bytes, overflow) = layout.count.multipliedReportingOverflow(by: 4)
+        guard overflow || bytes > available else { return }
+        func gb(_ b: Int) -> String { String(format: "%.1f GB", Double(b) / 1e9) }
+        throw ModelLoadError(path: path, "its sizes make \(layout.count) parameters (\(overflow ? "more than 9e18 bytes" : gb(bytes)) of float32), more than the \(gb(available)) this process may use",
+                             hint: "check vocab_size and the layer sizes; a job's memory limit (Slurm, a container) counts")
+    }
+
+    /// The one field whose removal lets `data` decode (the decoder's error names none).
+    static func culprit<C: Decodable>(_ type: C.Type, in data: Data) -> (String, Any)? {
+        guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return nil }
+        for (key, value) in json.sorted(by: { $0.key < $1.key }) {
+            var rest = json
+            rest.removeValue(forKey: key)
+            if let d = try? JSONSerialization.data(withJSONObject: rest), (try? JSONDecoder().decode(C.self, from: d)) != nil {
+                return (key, value)
+            }
+        }
+        return nil
+    }
+
     /// Decodes a config.json whose architecture was already checked, naming the field that failed.
     static func decodeConfig<C: Decodable>(_ type: C.Type, from data: Data, path: String) throws -> C {
-        do { return try JSONDecoder().decode(C.self, from: data) } catch let DecodingError.dataCorrupted(ctx) {
+        do { return try JSONDecoder().decode(C.self, from: data) } catch DecodingError.dataCorrupted(_) where culprit(C.self, in: data) != nil {
+            // A number that is no Int (32.5, 1e30): the decoder says only "not valid JSON".
+            let (field, value) = culprit(C.self, in: data)!
+            throw ModelLoadError(path: path, "field \(field) is \(value), expected a whole number in range")
+        } catch let DecodingError.dataCorrupted(ctx) {
             throw ModelLoadError(path: path, ctx.debugDescription)
         } catch let DecodingError.typeMismatch(_, ctx) {
             throw ModelLoadError(path: path, "field \(ctx.codingPath.map(\.stringValue).joined(separator: ".")) has the wrong type: \(ctx.debugDescription)")

@@ -139,8 +139,8 @@ public struct T5Config: Codable, Equatable, Sendable {
         return config
     }
 
-    /// Checks sizes that the model code relies on.
-    public func validate(path: String = "config") throws {
+    /// Checks sizes that the model code relies on, and that the parameters fit in `available` bytes.
+    public func validate(path: String = "config", available: Int = AvailableMemory.bytes) throws {
         let checks: [(String, Int)] = [
             ("vocab_size", vocabSize), ("d_model", dModel), ("d_kv", dKV), ("d_ff", dFF), ("num_layers", numLayers),
             ("num_decoder_layers", decoderLayers), ("num_heads", numHeads),
@@ -150,8 +150,21 @@ public struct T5Config: Codable, Equatable, Sendable {
         for (field, value) in checks where value < 1 {
             throw ModelLoadError(path: path, "field \(field) is \(value), expected at least 1")
         }
+        try ModelFolder.checkLimits([
+            ("vocab_size", vocabSize, 1 << 24), ("d_model", dModel, 1 << 18), ("d_kv", dKV, 1 << 14), ("d_ff", dFF, 1 << 20),
+            ("num_layers", numLayers, 1 << 12), ("num_decoder_layers", decoderLayers, 1 << 12), ("num_heads", numHeads, 1 << 10),
+            ("relative_attention_num_buckets", relativeAttentionNumBuckets, 1 << 16),
+            ("relative_attention_max_distance", relativeAttentionMaxDistance, 1 << 30),
+        ], path: path)
         if relativeAttentionNumBuckets < 4 {
             throw ModelLoadError(path: path, "field relative_attention_num_buckets is \(relativeAttentionNumBuckets), expected at least 4")
+        }
+        // Distances past the exact buckets share log-spaced ones up to max_distance; the
+        // decoder's exact range is num_buckets / 2, and at or below it the spacing's log is 0 or
+        // negative (transformers divides by zero there, or indexes its table with a negative bucket).
+        if relativeAttentionMaxDistance <= relativeAttentionNumBuckets / 2 {
+            throw ModelLoadError(path: path, "field relative_attention_max_distance is \(relativeAttentionMaxDistance), expected more than relative_attention_num_buckets / 2 (\(relativeAttentionNumBuckets / 2))",
+                                 hint: "T5 uses 32 buckets and 128")
         }
         if !(dropoutRate >= 0 && dropoutRate < 1) {
             throw ModelLoadError(path: path, "field dropout_rate is \(dropoutRate), expected [0, 1)")
@@ -160,6 +173,7 @@ public struct T5Config: Codable, Equatable, Sendable {
         where id < 0 || id >= vocabSize {
             throw ModelLoadError(path: path, "field \(field) is \(id), outside the vocabulary 0..<\(vocabSize)")
         }
+        try ModelFolder.checkParameters(layout(), path: path, available: available)
     }
 
     /// Every parameter under its Hugging Face name, in slab order; tied names are aliases.

@@ -432,7 +432,7 @@ public struct PickleReader {
         for item in items { if case let .dict(x) = item.value, x === d { throw recursive() } }
         d.depth = try grow(d.depth, contained: d.contained, with: items)
         for i in stride(from: 0, to: items.count, by: 2) where !d.set(items[i].value, items[i + 1].value) {
-            throw PickleError(.malformed, offset: at, "dict key \(items[i].value.kind) is not a plain hashable value")
+            throw PickleError(.malformed, offset: at, "dict key \(items[i].value.kind) is not a plain hashable value of at most \(PickleKey.maxParts) parts")
         }
     }
 

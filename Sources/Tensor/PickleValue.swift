@@ -126,7 +126,19 @@ enum PickleKey: Hashable {
     case none, bool(Bool), int(Int), float(Double), string(String), bytes([UInt8])
     indirect case tuple([PickleKey])
 
-    init?(_ v: PickleValue, depth: Int = 0) {
+    /// The most values one key may expand to. A pickle shares a memoised tuple by reference
+    /// (DUP, GET), so 24 nested pairs of one tuple are 55 bytes but 2^25 values when copied out;
+    /// real keys are a name or a short tuple.
+    static let maxParts = 1024
+
+    init?(_ v: PickleValue) {
+        var budget = Self.maxParts
+        self.init(v, budget: &budget)
+    }
+
+    private init?(_ v: PickleValue, budget: inout Int) {
+        budget -= 1
+        guard budget >= 0 else { return nil }
         switch v {
         case .none: self = .none
         case let .bool(b): self = .bool(b)
@@ -135,11 +147,10 @@ enum PickleKey: Hashable {
         case let .string(s): self = .string(s)
         case let .bytes(b): self = .bytes(b)
         case let .tuple(t):
-            // Tuples cannot contain themselves, but a hostile file can nest them deeply.
-            guard depth < 32 else { return nil }
+            // The budget also bounds the depth: each level costs one part.
             var parts: [PickleKey] = []
             for item in t {
-                guard let k = PickleKey(item, depth: depth + 1) else { return nil }
+                guard let k = PickleKey(item, budget: &budget) else { return nil }
                 parts.append(k)
             }
             self = .tuple(parts)

@@ -29,8 +29,8 @@ struct SentencePieceModel {
                     case (1, 2): piece = String(decoding: try p.lengthDelimited(), as: UTF8.self)
                     case (2, 5): score = Float(bitPattern: try p.fixed32())
                     case (3, 0):
-                        let raw = Int(try p.varint())
-                        guard let t = PieceType(rawValue: raw) else {
+                        let raw = try p.varint()
+                        guard let t = PieceType(rawValue: Int(clamping: raw)) else {
                             throw TokenizerError.malformed(
                                 path: path, field: "pieces[\(pieces.count)].type", expected: "1...6", found: "\(raw)")
                         }
@@ -43,7 +43,7 @@ struct SentencePieceModel {
                 var t = ProtoReader(bytes: try r.lengthDelimited(), path: path, message: "ModelProto.trainer_spec")
                 while let (f, w) = try t.nextField() {
                     switch (f, w) {
-                    case (3, 0): modelType = Int(try t.varint())
+                    case (3, 0): modelType = Int(clamping: try t.varint())
                     case (24, 0): treatWhitespaceAsSuffix = try t.varint() != 0
                     case (35, 0): byteFallback = try t.varint() != 0
                     case (44, 2): unkSurface = String(decoding: try t.lengthDelimited(), as: UTF8.self)

@@ -21,8 +21,22 @@ extension TokenizerLoader {
             return s
         }
         func int(_ k: String) throws -> Int {
+            guard let n = dict[k] as? NSNumber, let v = Int(exactly: n.doubleValue) else { throw wrong(k, "an integer") }
+            return v
+        }
+        /// A token id in `0..<limit`: the ids a tokenizer's table can hold (its vocabulary and
+        /// added tokens), so a wild id is refused before any table is padded up to it.
+        func id(_ k: String, below limit: Int) throws -> Int {
             guard let n = dict[k] as? NSNumber else { throw wrong(k, "an integer") }
-            return n.intValue
+            return try Self.checkedID(n, field: field(k), limit: limit, path: path)
+        }
+        static func checkedID(_ n: NSNumber, field: String, limit: Int, path: String) throws -> Int {
+            let d = n.doubleValue
+            guard d >= 0, d < Double(limit), d == d.rounded() else {
+                throw TokenizerError.malformed(path: path, field: field, expected: "an id in 0..<\(limit) (the vocabulary and the added tokens)",
+                                               found: "\(n)")
+            }
+            return Int(d)
         }
         func bool(_ k: String, default d: Bool) throws -> Bool {
             if !has(k) { return d }
@@ -63,10 +77,15 @@ extension TokenizerLoader {
         var added: [SpecialTokens.Token] = []
         var special = Set<Int32>()
         var addedPieces: [(Int, String)] = []
-        for (i, item) in (root.has("added_tokens") ? try root.array("added_tokens") : []).enumerated() {
+        let addedList = root.has("added_tokens") ? try root.array("added_tokens") : []
+        // Ids run over the model's vocabulary and then the added tokens; holes are filled with
+        // empty pieces, so the table is never longer than the file's own entries.
+        let vocabCount = (model.dict["vocab"] as? [Any])?.count ?? (model.dict["vocab"] as? [String: Any])?.count ?? 0
+        let idLimit = vocabCount + addedList.count
+        for (i, item) in addedList.enumerated() {
             guard let d = item as? [String: Any] else { throw root.wrong("added_tokens", "objects") }
             let o = Object(dict: d, path: path, at: "added_tokens[\(i)]")
-            let content = try o.string("content"), id = try o.int("id")
+            let content = try o.string("content"), id = try o.id("id", below: idLimit)
             if try o.bool("single_word", default: false) {
                 throw TokenizerError.unsupported(path: path, field: o.field("single_word"), found: "true")
             }
@@ -86,7 +105,7 @@ extension TokenizerLoader {
     }
 
     /// Prefix and suffix ids of the post-processor's single-sequence template.
-    static func template(_ root: Object, lookup: (String) -> Int32?) throws -> ([Int32], [Int32]) {
+    static func template(_ root: Object, count: Int, lookup: (String) -> Int32?) throws -> ([Int32], [Int32]) {
         guard let post = try root.optionalObject("post_processor") else { return ([], []) }
         let type = try post.string("type")
         switch type {
@@ -102,7 +121,9 @@ extension TokenizerLoader {
                 var ids: [Int32] = []
                 if let table = post.dict["special_tokens"] as? [String: Any], let e = table[name] as? [String: Any],
                    let list = e["ids"] as? [NSNumber] {
-                    ids = list.map { Int32($0.intValue) }
+                    ids = try list.map {
+                        Int32(try Object.checkedID($0, field: "post_processor.special_tokens.\(name).ids", limit: count, path: root.path))
+                    }
                 } else if let i = lookup(name) {
                     ids = [i]
                 } else {
@@ -116,7 +137,10 @@ extension TokenizerLoader {
                   let sep = post.dict["sep"] as? [Any], sep.count == 2, let s = sep[1] as? NSNumber else {
                 throw post.wrong("cls", "[token, id] pairs for cls and sep")
             }
-            return ([Int32(c.intValue)], [Int32(s.intValue)])
+            let ids = try [("cls", c), ("sep", s)].map { field, n in
+                Int32(try Object.checkedID(n, field: "post_processor.\(field)", limit: count, path: root.path))
+            }
+            return ([ids[0]], [ids[1]])
         default:
             throw TokenizerError.unsupported(path: root.path, field: "post_processor.type", found: type)
         }
@@ -225,7 +249,7 @@ extension TokenizerLoader {
             }
         }
         let index = Dictionary(pieces.enumerated().map { ($1, Int32($0)) }, uniquingKeysWith: { _, b in b })
-        let (prefix, suffix) = try template(root) { index[$0] }
+        let (prefix, suffix) = try template(root, count: pieces.count) { index[$0] }
         guard prefix.isEmpty else {
             throw TokenizerError.unsupported(path: path, field: "post_processor.single", found: "tokens before the text")
         }
@@ -241,8 +265,8 @@ extension TokenizerLoader {
         guard let vocab = model.dict["vocab"] as? [String: Any] else { throw model.wrong("vocab", "an object piece → id") }
         var pieces = [String](repeating: "", count: vocab.count)
         for (p, v) in vocab {
-            guard let n = v as? NSNumber, n.intValue >= 0 else { throw model.wrong("vocab", "non-negative integer ids") }
-            let i = n.intValue
+            guard let n = v as? NSNumber else { throw model.wrong("vocab", "non-negative integer ids") }
+            let i = try Object.checkedID(n, field: "model.vocab.\(p)", limit: vocab.count + addedPieces.count, path: path)
             if i >= pieces.count { pieces += [String](repeating: "", count: i - pieces.count + 1) }
             pieces[i] = p
         }
@@ -256,6 +280,7 @@ extension TokenizerLoader {
         }
         let prefix = model.has("continuing_subword_prefix") ? try model.string("continuing_subword_prefix") : "##"
         let maxChars = model.has("max_input_chars_per_word") ? try model.int("max_input_chars_per_word") : 100
+        guard maxChars >= 1 else { throw model.wrong("max_input_chars_per_word", "a positive integer") }
         var normalizer = BertNormalizer(cleanText: false, handleChineseChars: false, stripAccents: false, lowercase: false)
         if let n = try root.optionalObject("normalizer") {
             guard try n.string("type") == "BertNormalizer" else {
@@ -271,7 +296,7 @@ extension TokenizerLoader {
             throw TokenizerError.unsupported(path: path, field: "pre_tokenizer.type", found: preType ?? "null")
         }
         let index = Dictionary(pieces.enumerated().map { ($1, Int32($0)) }, uniquingKeysWith: { _, b in b })
-        let (pre, suf) = try template(root) { index[$0] }
+        let (pre, suf) = try template(root, count: pieces.count) { index[$0] }
         var cleanup = true
         if let d = try root.optionalObject("decoder"), d.has("cleanup") { cleanup = try d.bool("cleanup", default: true) }
         return WordPieceTokenizer(

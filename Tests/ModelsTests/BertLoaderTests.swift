@@ -89,6 +89,13 @@ struct BertLoaderTests {
         try editConfig(dir) { $0["architectures"] = ["Retriever"]; $0["hidden_act"] = "swish" }
         let e3 = loadError(dir)
         #expect(e3.contains("hidden_act") && e3.contains("swish"), "\(e3)")
+        // A size no model has: refused before the allocator aborts; a number that is no Int names its field.
+        try editConfig(dir) { $0["hidden_act"] = "gelu"; $0["vocab_size"] = 10_000_000_000 }
+        let e5 = loadError(dir)
+        #expect(e5.contains("field vocab_size is 10000000000, expected at most 16777216"), "\(e5)")
+        try editConfig(dir) { $0["vocab_size"] = 100; $0["hidden_size"] = 16.5 }
+        let e6 = loadError(dir)
+        #expect(e6.contains("field hidden_size is 16.5") && e6.contains("whole number"), "\(e6)")
         // A vocab or tokenizer JSON given as the config: refused, not read as bert-base's defaults.
         try editConfig(dir) { $0 = ["version": "1.0", "model": ["type": "WordPiece"]] }
         let e4 = loadError(dir)

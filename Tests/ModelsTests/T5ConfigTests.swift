@@ -49,6 +49,17 @@ struct T5ConfigTests {
         // Every field has a default: a tokenizer.json given as the config must not become t5-small.
         fails(#"{"version": "1.0", "truncation": null, "model": {"type": "WordLevel"}}"#,
               mentioning: ["not a T5 config.json", "model_type, architectures, d_model", "model, truncation, version"])
+        // Sizes no model has are refused before anything is allocated (1e9 aborted in the
+        // allocator, 1e18 overflowed Int); a number that is no Int names its field.
+        fails(#"{"model_type": "t5", "vocab_size": 1000000000}"#, mentioning: ["vocab_size", "1000000000", "at most 16777216"])
+        fails(#"{"model_type": "t5", "d_kv": 100000000000000000}"#, mentioning: ["d_kv", "at most"])
+        fails(#"{"model_type": "t5", "num_layers": 1000000000}"#, mentioning: ["num_layers", "at most 4096"])
+        fails(#"{"model_type": "t5", "d_model": 32.5}"#, mentioning: ["field d_model is 32.5", "whole number"])
+        fails(#"{"model_type": "t5", "d_model": 1e30}"#, mentioning: ["field d_model", "whole number"])
+        // At or below the decoder's exact range the log spacing divides by log(1) (a trap) or
+        // goes negative (a read before the bias table).
+        fails(#"{"model_type": "t5", "relative_attention_max_distance": 16}"#,
+              mentioning: ["relative_attention_max_distance is 16", "more than relative_attention_num_buckets / 2 (16)"])
         fails(#"{"d_model": 16,"#, mentioning: ["is not valid JSON ("])
         fails(#"[{"d_model": 16}]"#, mentioning: ["is a JSON list, not an object"])
         // Missing, under a file (a checkpoint's `latest` taken for a folder), a folder: each said
@@ -63,6 +74,18 @@ struct T5ConfigTests {
             } catch {
                 #expect("\(error)".contains(dir + path) && "\(error)".contains(words) && !"\(error)".contains("could not be completed"), "\(error)")
             }
+        }
+    }
+
+    /// t5-small's sizes need 242 MB of float32: refused where less may be used, naming both.
+    @Test func parametersBeyondTheMemoryAreRefused() throws {
+        let c = try JSONDecoder().decode(T5Config.self, from: Data(#"{"d_model": 512, "d_ff": 2048, "num_layers": 6, "num_heads": 8, "d_kv": 64}"#.utf8))
+        try c.validate(path: "small/config.json", available: 1 << 30)
+        do {
+            try c.validate(path: "small/config.json", available: 100_000_000)
+            Issue.record("t5-small's parameters accepted in 100 MB")
+        } catch {
+            #expect("\(error)".contains("small/config.json") && "\(error)".contains("parameters (0.2 GB of float32), more than the 0.1 GB"), "\(error)")
         }
     }
 

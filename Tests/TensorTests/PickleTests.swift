@@ -179,6 +179,17 @@ func pickleError(_ body: () throws -> Any) -> PickleError? {
         #expect(s?.kind == .limit)
     }
 
+    /// A dict key of shared tuples (None, then DUP + TUPLE2 22 times: 51 bytes) would expand to
+    /// 2^23 values when copied out into a hashable key (each level doubles it); it is refused,
+    /// while a short tuple key is kept.
+    @Test func dictKeysOfSharedTuplesAreBounded() throws {
+        let dag: [UInt8] = [0x80, 2, 0x7D, 0x4E] + Array([[UInt8]](repeating: [0x32, 0x86], count: 22).joined()) + [0x4E, 0x73, 0x2E]
+        let e = pickleError { try PickleReader.read(dag, whitelist: self.plain) }
+        #expect(e?.kind == .malformed && e?.message.contains("at most \(PickleKey.maxParts) parts") == true, "\(String(describing: e))")
+        let small: [UInt8] = [0x80, 2, 0x7D, 0x4E, 0x32, 0x86, 0x4E, 0x73, 0x2E]  // {(None, None): None}
+        #expect(try PickleReader.read(small, whitelist: plain).kind == "dict of 1")
+    }
+
     /// Deep nesting is refused before it is built (Swift would free it recursively and overflow
     /// the stack), as are containers that become deeper after being nested (recursive values).
     @Test func nestingIsBounded() throws {

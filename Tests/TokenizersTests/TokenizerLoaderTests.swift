@@ -57,4 +57,48 @@ import Testing
         let unknown = try temp("weights.bin", [0, 1, 2, 3])
         #expect(message { try TokenizerLoader.load(unknown) }.contains("expected a tokenizer.json"))
     }
+
+    /// Ids past the vocabulary and the added tokens (or negative, or not whole) are refused naming
+    /// the field: they trapped converting to Int32, indexed before the table, or padded the table
+    /// up to the id (gigabytes from a small file).
+    @Test func wildIdsAreRefusedNamingTheField() throws {
+        func unigram(added id: String, extra: String = "") -> String {
+            #"{"model": {"type": "Unigram", "unk_id": 0, "vocab": [["<unk>", 0], ["a", -1], ["b", -2]]}, "#
+                + #""added_tokens": [{"id": \#(id), "content": "<x>", "special": true}]\#(extra)}"#
+        }
+        func wordPiece(vocabID: String = "2", extra: String = "") -> String {
+            #"{"model": {"type": "WordPiece", "unk_token": "[UNK]", "vocab": {"[UNK]": 0, "[CLS]": 1, "a": \#(vocabID)}\#(extra)}, "#
+                + #""pre_tokenizer": {"type": "BertPreTokenizer"}}"#
+        }
+        let cases: [(String, [String])] = [
+            (unigram(added: "-3"), ["added_tokens[0].id", "0..<4", "-3"]),
+            (unigram(added: "2147483648"), ["added_tokens[0].id", "2147483648"]),
+            (unigram(added: "1000000000000"), ["added_tokens[0].id"]),
+            (unigram(added: "2.5"), ["added_tokens[0].id", "2.5"]),
+            (unigram(added: "3", extra: #", "post_processor": {"type": "TemplateProcessing", "single": [{"Sequence": {"id": "A"}}, {"SpecialToken": {"id": "</s>"}}], "special_tokens": {"</s>": {"ids": [8589934592]}}}"#),
+             ["post_processor.special_tokens.</s>.ids", "8589934592"]),
+            (wordPiece(vocabID: "2147483648"), ["model.vocab.a", "2147483648"]),
+            (wordPiece(vocabID: "1.5"), ["model.vocab.a", "1.5"]),
+            (wordPiece(extra: #", "max_input_chars_per_word": -1"#), ["max_input_chars_per_word", "a positive integer"]),
+            (#"{"model": {"type": "Unigram", "unk_id": 2.7, "vocab": [["<unk>", 0], ["a", -1], ["b", -2]]}}"#, ["model.unk_id"]),
+        ]
+        for (json, words) in cases {
+            let path = try temp("tokenizer.json", Array(json.utf8))
+            let m = message { try TokenizerLoader.load(path) }
+            #expect(m.contains(path) && words.allSatisfy { m.contains($0) }, "\(json): \(m)")
+        }
+        var bert = try JSONSerialization.jsonObject(with: Data(wordPiece().utf8)) as! [String: Any]
+        bert["post_processor"] = ["type": "BertProcessing", "cls": ["[CLS]", 4_294_967_296], "sep": ["[CLS]", 1]]
+        let path = try temp("tokenizer.json", Array(try JSONSerialization.data(withJSONObject: bert)))
+        let m = message { try TokenizerLoader.load(path) }
+        #expect(m.contains("post_processor.cls") && m.contains("4294967296"), "\(m)")
+        // The last id the file can name (the vocabulary, then one per added token) is kept.
+        let fine = try temp("tokenizer.json", Array(unigram(added: "3").utf8))
+        #expect(try TokenizerLoader.load(fine).encode("a<x>", addSpecialTokens: false) == [1, 3])
+        // A sentencepiece piece type of 2^64 − 1 (a ten-byte varint) trapped converting to Int.
+        let piece: [UInt8] = [0x0A, 0x01, 0x78, 0x18] + [UInt8](repeating: 0xFF, count: 9) + [0x01]
+        let model = try temp("big.model", [0x0A, UInt8(piece.count)] + piece)
+        let t = message { try TokenizerLoader.load(model) }
+        #expect(t.contains(model) && t.contains("pieces[0].type") && t.contains("18446744073709551615"), "\(t)")
+    }
 }
