@@ -56,11 +56,11 @@ struct CharsMap: Sendable {
 
     /// This map with the user-defined pieces `symbols` matched first by `normalize` (sentencepiece's
     /// `Normalizer::NormalizePrefix`).
-    func matching(userDefined symbols: [[UInt8]]) -> CharsMap {
+    func matching(userDefined symbols: [[UInt8]]) throws -> CharsMap {
         let keys = symbols.filter { !$0.isEmpty }
         if keys.isEmpty { return self }
         var m = self
-        m.userDefined = DoubleArrayTrie(keys: keys, ids: keys.indices.map { Int32($0) })
+        m.userDefined = try DoubleArrayTrie(keys: keys, ids: keys.indices.map { Int32($0) })
         for k in keys { m.startsPrefix[Int(k[0])] = true }
         return m
     }

@@ -253,7 +253,7 @@ extension TokenizerLoader {
         guard prefix.isEmpty else {
             throw TokenizerError.unsupported(path: path, field: "post_processor.single", found: "tokens before the text")
         }
-        return UnigramTokenizer(
+        return try UnigramTokenizer(
             pieces: pieces, scores: scores, kinds: kinds, unkId: Int32(unk), pipeline: .huggingFace(pre),
             charsMap: charsMap, specials: SpecialTokens(added), skipIds: special, suffixIds: suffix,
             padId: index["<pad>"] ?? 0)
@@ -299,7 +299,7 @@ extension TokenizerLoader {
         let (pre, suf) = try template(root, count: pieces.count) { index[$0] }
         var cleanup = true
         if let d = try root.optionalObject("decoder"), d.has("cleanup") { cleanup = try d.bool("cleanup", default: true) }
-        return WordPieceTokenizer(
+        return try WordPieceTokenizer(
             pieces: pieces, unkId: Int32(unk.intValue), continuingPrefix: prefix, maxInputCharsPerWord: maxChars,
             normalizer: normalizer, specials: SpecialTokens(added), skipIds: special, prefixIds: pre, suffixIds: suf,
             padId: index["[PAD]"] ?? 0, cleanup: cleanup)

@@ -20,6 +20,15 @@ public enum TokenizerLoader {
             throw TokenizerError.unknownFormat(
                 path: path, found: "a folder without tokenizer.json, spiece.model or vocab.txt")
         }
+        do {
+            return try loadFile(path, extraIds: extraIds)
+        } catch let e as DoubleArrayTrie.CapacityError {
+            throw TokenizerError.unsupported(path: path, field: "vocabulary",
+                                             found: "\(e.keys) pieces whose trie needs \(e.slots) slots, past the 4,194,304 fidq's trie addresses")
+        }
+    }
+
+    static func loadFile(_ path: String, extraIds: Int) throws -> any Tokenizer {
         let bytes = try read(path)
         let firstByte = bytes.first(where: { !($0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09) })
         if path.hasSuffix(".json") || firstByte == UInt8(ascii: "{") {
@@ -80,10 +89,10 @@ public enum TokenizerLoader {
         // sentencepiece copies USER_DEFINED pieces through normalisation unchanged (its prefix matcher);
         // the lattice then always picks them (score `length × max score − 0.1`).
         let userDefined = m.types.indices.filter { m.types[$0] == .userDefined }.map { Array(m.pieces[$0].utf8) }
-        if !userDefined.isEmpty { charsMap = (charsMap ?? CharsMap.identity).matching(userDefined: userDefined) }
+        if !userDefined.isEmpty { charsMap = try (charsMap ?? CharsMap.identity).matching(userDefined: userDefined) }
         let eos = pieces.firstIndex(of: "</s>").map { [Int32($0)] } ?? []
         let pad = pieces.firstIndex(of: "<pad>").map { Int32($0) } ?? 0
-        return UnigramTokenizer(
+        return try UnigramTokenizer(
             pieces: pieces, scores: scores, kinds: kinds, unkId: Int32(unk), pipeline: .sentencePiece(m.normalizer),
             charsMap: charsMap, specials: SpecialTokens(specials), skipIds: Set(specials.map(\.id)), suffixIds: eos,
             padId: pad, unkSurface: m.unkSurface)
@@ -123,7 +132,7 @@ public enum TokenizerLoader {
         let pad = try id("pad_token", "[PAD]")
         let mask = try? id("mask_token", "[MASK]")
         let special = [pad, unk, cls, sep] + (mask.map { [$0] } ?? [])
-        return WordPieceTokenizer(
+        return try WordPieceTokenizer(
             pieces: lines, unkId: unk,
             normalizer: BertNormalizer(cleanText: true, handleChineseChars: chinese, stripAccents: strip, lowercase: lower),
             specials: SpecialTokens(special.map { .init(bytes: Array(lines[Int($0)].utf8), id: $0) }),

@@ -45,7 +45,7 @@ public final class UnigramTokenizer: Tokenizer {
 
     init(pieces: [String], scores: [Double], kinds: [Kind], unkId: Int32, pipeline: Pipeline, charsMap: CharsMap?,
          specials: SpecialTokens, skipIds: Set<Int32>, suffixIds: [Int32], padId: Int32,
-         unkSurface: String = " \u{2047} ") {
+         unkSurface: String = " \u{2047} ") throws {
         precondition(pieces.count == scores.count && pieces.count == kinds.count,
                      "unigram: \(pieces.count) pieces, \(scores.count) scores, \(kinds.count) kinds")
         self.pieces = pieces
@@ -89,7 +89,7 @@ public final class UnigramTokenizer: Tokenizer {
             unkScoreF = Float(unkScoreD)
             maxScoreF = 0
         }
-        trie = DoubleArrayTrie(keys: keys, ids: ids)
+        trie = try DoubleArrayTrie(keys: keys, ids: ids)
     }
 
     public func piece(for id: Int32) -> String? { id >= 0 && Int(id) < pieces.count ? pieces[Int(id)] : nil }

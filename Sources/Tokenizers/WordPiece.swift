@@ -30,7 +30,7 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
 
     init(pieces: [String], unkId: Int32, continuingPrefix: String = "##", maxInputCharsPerWord: Int = 100,
          normalizer: BertNormalizer, specials: SpecialTokens, skipIds: Set<Int32>, prefixIds: [Int32],
-         suffixIds: [Int32], padId: Int32, cleanup: Bool = true) {
+         suffixIds: [Int32], padId: Int32, cleanup: Bool = true) throws {
         self.pieces = pieces
         self.unkId = unkId
         self.continuingPrefix = continuingPrefix
@@ -55,8 +55,8 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
                 ckeys.append(Array(b[prefix.count...])); cids.append(Int32(i))
             }
         }
-        initial = DoubleArrayTrie(keys: keys, ids: ids)
-        continuation = DoubleArrayTrie(keys: ckeys, ids: cids)
+        initial = try DoubleArrayTrie(keys: keys, ids: ids)
+        continuation = try DoubleArrayTrie(keys: ckeys, ids: cids)
         initialUnits = initial.units.buffer
         initialValues = initial.values.buffer
         continuationUnits = continuation.units.buffer
