@@ -3,8 +3,9 @@
 extension UnigramTokenizer {
     /// Text of `ids`; ids out of range are ignored.
     /// - From a `.model`: sentencepiece `DecodeIds`. Control pieces (`<pad>`, `</s>`) print nothing, `<unk>`
-    ///   prints the model's unknown surface, and the first piece that prints anything loses one leading `▁`
-    ///   (`text->empty()` in `DecodeSentencePiece`, so `[<pad>, ▁Hello]` is "Hello"). Extra ids print as
+    ///   prints the model's unknown surface, and while nothing is printed yet a piece loses one leading `▁`
+    ///   (`[<pad>, ▁Hello]` is "Hello"): every such piece when the model removes extra whitespace, else
+    ///   only the first (`[▁, ▁, ▁a]` is "  a", as sentencepiece's `bos_ws_seen` decides). Extra ids print as
     ///   their text, as USER_DEFINED pieces would. `skipSpecialTokens` first drops control, unknown and
     ///   extra ids (what T5Tokenizer's `skip_special_tokens` drops), then decodes the rest the same way.
     /// - From a tokenizer.json: `Tokenizer.decode`: added tokens marked special are dropped when skipping,
@@ -14,20 +15,27 @@ extension UnigramTokenizer {
         var out: [UInt8] = []
         let space: [UInt8] = [0xE2, 0x96, 0x81]
         var first = true
+        // sentencepiece's is_bos_ws / bos_ws_seen: a leading `▁` is consumed until text appears,
+        // but with add_dummy_prefix alone only the first (the one encoding added); removing
+        // extra whitespace consumes every leading one.
+        var atStart = true, consumedOne = false
         for id in ids {
             guard id >= 0, Int(id) < pieces.count else { continue }
             if skipSpecialTokens && skipIds.contains(id) { continue }
             let kind = kinds[Int(id)]
             switch pipeline {
             case .sentencePiece(let spec):
+                if consumedOne || !out.isEmpty { atStart = false }
+                consumedOne = false
                 if kind == .control { continue }
                 if kind == .unknown {
                     out.append(contentsOf: Array(unkSurface.utf8))
                     continue
                 }
                 var p = pieceBytes[Int(id)][...]
-                if out.isEmpty && (spec.addDummyPrefix || spec.removeExtraWhitespaces) && p.starts(with: space) {
+                if atStart && (spec.addDummyPrefix || spec.removeExtraWhitespaces) && p.starts(with: space) {
                     p = p.dropFirst(3)
+                    consumedOne = !spec.removeExtraWhitespaces
                 }
                 appendReplacing(p, space, with: [0x20], into: &out)
             case .huggingFace(let pre):

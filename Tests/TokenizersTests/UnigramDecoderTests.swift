@@ -20,6 +20,27 @@ import Testing
         #expect(t5.decode([0, 8774, 296, 1], skipSpecialTokens: true) == "Hello world")
     }
 
+    /// With add_dummy_prefix but not remove_extra_whitespaces, sentencepiece consumes only the
+    /// first leading `▁` (the one encoding added): `[▁, ▁, ▁Hello]` is "  Hello" (sentencepiece
+    /// 0.2.3 on such a model; fidq dropped every leading `▁` while nothing was printed). The
+    /// fixture with a second normalizer_spec (protobuf merges it) turning removal off; a control
+    /// piece does not start the count again.
+    @Test func onlyTheDummyPrefixIsConsumedWhenSpacesAreKept() throws {
+        let spm = try Assets.spiece.get()
+        let space = try #require(spm.id(for: "\u{2581}")), he = spm.encode("Hello world", addSpecialTokens: false)[0]
+        #expect(spm.piece(for: he) == "\u{2581}He")
+        #expect(spm.decode([space, space, he], skipSpecialTokens: false) == "He")
+        let bytes = try TokenizerLoader.read(Assets.fixture("spiece.model")) + [0x1A, 0x02, 0x20, 0x00]
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("fidq-keep-ws-\(UUID().uuidString).model")
+        try Data(bytes).write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let keep = try TokenizerLoader.load(url.path)
+        // sentencepiece 0.2.3's decode of these ids with this file.
+        for (ids, text) in [([space, space, he], "  He"), ([space, he], " He"), ([he, space, he], "He  He"), ([space, 0, space, he], "  He")] {
+            #expect(keep.decode(ids, skipSpecialTokens: false) == text, "\(ids)")
+        }
+    }
+
     /// Every fixture id list (specials at the start, middle, end, consecutive, alone, next to a lone `▁`),
     /// both with and without skipping special tokens.
     @Test func specialPiecesAnywhereMatchTheReferences() throws {
