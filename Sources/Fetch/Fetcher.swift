@@ -120,7 +120,9 @@ public enum Fetcher {
         if FileManager.default.fileExists(atPath: dest.path), !params.replace, !isEmptyFolder(dest) {
             throw FetchError.destExists(path: dest.path)
         }
-        if let json = try? JSONEncoder().encode(params), let text = String(data: json, encoding: .utf8) {
+        let paramsEncoder = JSONEncoder()
+        paramsEncoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        if let json = try? paramsEncoder.encode(params), let text = String(data: json, encoding: .utf8) {
             log("fetch: params \(text)")
         }
         let stage = mine.appendingPathComponent("stage")

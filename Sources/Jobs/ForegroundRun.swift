@@ -131,7 +131,9 @@ public struct ForegroundRun {
         if case .object(let x) = a.params { pa = x } else { pa = [:] }
         if case .object(let y) = b.params { pb = y } else { pb = [:] }
         func text(_ v: JSONValue?) -> String {
-            guard let v, let data = try? JSONEncoder().encode(v) else { return "unset" }
+            let e = JSONEncoder()
+            e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]  // a path reads as typed, not "data\/x"
+            guard let v, let data = try? e.encode(v) else { return "unset" }
             return String(decoding: data, as: UTF8.self)
         }
         for key in Set(pa.keys).union(pb.keys).sorted() where pa[key] != pb[key] {

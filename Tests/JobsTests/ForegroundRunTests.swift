@@ -18,4 +18,11 @@ import Testing
         p.waitUntilExit()
         #expect(text.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init) == words, "\(text)")
     }
+
+    /// A refused --out names each differing param as it was typed: paths without JSON's `\/`.
+    @Test func settingsDifferencesQuotePathsAsTyped() {
+        let a = ForegroundRun.Claim(kind: "score", workspace: "/w", params: .object(["eval_data": .string("data/dev_gold.json"), "n_context": .number(10)]))
+        let b = ForegroundRun.Claim(kind: "score", workspace: "/w", params: .object(["eval_data": .string("data/nq_dev.json"), "n_context": .number(10)]))
+        #expect(ForegroundRun.differences(a, b) == #"eval_data: "data/dev_gold.json" there, "data/nq_dev.json" here"#)
+    }
 }
