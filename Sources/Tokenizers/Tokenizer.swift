@@ -79,7 +79,9 @@ func withValidUTF8(_ text: UnsafeBufferPointer<UInt8>, _ body: (UnsafeBufferPoin
 
 extension Tokenizer {
     /// The ids of `text`: special tokens added when `addSpecialTokens` (T5 `</s>`; BERT `[CLS]`…`[SEP]`), and
-    /// at most `maxLength` ids when given, the content cut so the special tokens still fit (as HF truncates).
+    /// at most `maxLength` ids when given, the content cut so the special tokens still fit (as HF truncates;
+    /// a `maxLength` below the special tokens' count, which HF answers with the whole sequence and an
+    /// error in its log, keeps the first `maxLength` ids here, so the bound always holds).
     /// Invalid UTF-8 in `text` cannot occur (Swift strings are valid); NUL and control characters are tokenised.
     public func encode(_ text: String, addSpecialTokens: Bool = true, maxLength: Int? = nil,
                        workspace: Workspace = Workspace()) -> [Int32] {
