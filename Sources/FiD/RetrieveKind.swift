@@ -226,11 +226,32 @@ public struct RetrieveKind: JobKind {
         let output = try context.output(p.outputPath, field: "params.output_path")
         if let line = p.ignored.note("retrieve") { context.log(line) }
         try FileManager.default.createDirectory(atPath: (output as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        let examples: [FiDExample]
-        do { examples = try FiDData(path: context.resolve(p.data)).load() } catch {
+        // The data file is read twice, streaming: its questions now, each example again as its
+        // output is written (holding every example, ctxs and all, took ~5× the file in memory).
+        let data = FiDData(path: context.resolve(p.data))
+        var questions: [String] = [], idTexts: [String] = []
+        do {
+            _ = try data.forEach { ex in
+                questions.append(ex.question)
+                idTexts.append(ex.idText)
+            }
+        } catch {
             throw JobError.permanent("\(error)", field: "params.data")
         }
-        let questions = examples.map(\.question)
+        // Searched a block of questions at a time (`QuestionBlocks`: the hits are one call's), with
+        // progress and a stop check between blocks.
+        func searchInBlocks(_ search: (Range<Int>) -> [[Hit]]) throws -> [[Hit]] {
+            var all: [[Hit]] = []
+            all.reserveCapacity(questions.count)
+            for start in stride(from: 0, to: questions.count, by: QuestionBlocks.size) {
+                try context.checkCancelled()
+                let block = start..<min(questions.count, start + QuestionBlocks.size)
+                all += search(block)
+                context.progress.update(step: block.upperBound, total: questions.count)
+                if questions.count > QuestionBlocks.size { context.log("retrieve: searched \(block.upperBound)/\(questions.count) questions") }
+            }
+            return all
+        }
         context.log("retrieve: \(questions.count) questions, method \(p.method)\(p.method == "dense" ? ", index \(p.index)" : "")")
         var hits: [[Hit]] = []
         var idOf: (Int) -> String = { String($0) }
@@ -248,7 +269,7 @@ public struct RetrieveKind: JobKind {
             corpus = bm25.documentCount
             k = min(k, max(corpus, 1))
             t = monotonicNow()
-            hits = bm25.search(questions, k: k)
+            hits = try searchInBlocks { bm25.search(Array(questions[$0]), k: k) }
             searchS = monotonicNow() - t
             idOf = { bm25.ids[$0] }
         } else {
@@ -263,7 +284,8 @@ public struct RetrieveKind: JobKind {
             if let note = length.note { context.log("retrieve: " + note) }
             try model.model.config.checkMemory(sequences: min(p.perGpuBatchSize, questions.count), length: length.length,
                                                shape: "per_gpu_batch_size \(p.perGpuBatchSize)")
-            let q = model.embedQuestions(questions, maxLength: length.length, batchSize: p.perGpuBatchSize)  // (B, E)
+            let q = model.embedQuestions(questions, maxLength: length.length, batchSize: p.perGpuBatchSize,
+                                         progress: { context.progress.update(step: $0, total: questions.count) })  // (B, E)
             queryS = monotonicNow() - t
             context.log("retrieve: questions embedded (\(questions.count) × \(model.model.embeddingWidth)) in \(String(format: "%.2f", queryS)) s")
             t = monotonicNow()
@@ -314,18 +336,24 @@ public struct RetrieveKind: JobKind {
                                         shape: { ($0.count, $0.dim) })
                 indexS = monotonicNow() - t
                 t = monotonicNow()
-                hits = q.withUnsafeBufferPointer { sq.search(queries: $0.baseAddress!, queryCount: questions.count, k: k, rerank: p.rerank, exact: flat) }
+                hits = try q.withUnsafeBufferPointer { qp in
+                    try searchInBlocks { sq.search(queries: qp.baseAddress! + $0.lowerBound * flat.dim, queryCount: $0.count, k: k, rerank: p.rerank, exact: flat) }
+                }
             case "pq":
                 let pq = try compressed("pq", settings: ["n_subquantizers": p.nSubquantizers, "n_bits": p.nBits], load: ProductQuantizedIndex.init(path:),
                                         build: { try ProductQuantizedIndex.build(shards: shards, subquantizers: p.nSubquantizers, bits: p.nBits) },
                                         save: { try $0.save(to: $1) }, shape: { ($0.count, $0.dim) })
                 indexS = monotonicNow() - t
                 t = monotonicNow()
-                hits = q.withUnsafeBufferPointer { pq.search(queries: $0.baseAddress!, queryCount: questions.count, k: k) }
+                hits = try q.withUnsafeBufferPointer { qp in
+                    try searchInBlocks { pq.search(queries: qp.baseAddress! + $0.lowerBound * flat.dim, queryCount: $0.count, k: k) }
+                }
             default:
                 indexS = monotonicNow() - t
                 t = monotonicNow()
-                hits = q.withUnsafeBufferPointer { flat.search(queries: $0.baseAddress!, queryCount: questions.count, k: k) }
+                hits = try q.withUnsafeBufferPointer { qp in
+                    try searchInBlocks { flat.search(queries: qp.baseAddress! + $0.lowerBound * flat.dim, queryCount: $0.count, k: k) }
+                }
             }
             searchS = monotonicNow() - t
             idOf = { flat.id(ofRow: $0) }
@@ -352,13 +380,13 @@ public struct RetrieveKind: JobKind {
             // Dense scores of finite vectors rank every row: a short list means scores that were
             // not numbers, which no row beats.
             throw JobError.permanent(
-                "\(short.count) of \(examples.count) questions got fewer than \(full) passages (fewest \(lengths[fewest]), question "
-                    + "\(examples[fewest].idText)): their scores were not numbers, so the question embeddings or the shards' rows hold NaN or ±inf",
+                "\(short.count) of \(questions.count) questions got fewer than \(full) passages (fewest \(lengths[fewest]), question "
+                    + "\(idTexts[fewest])): their scores were not numbers, so the question embeddings or the shards' rows hold NaN or ±inf",
                 field: indexField, hint: "re-embed the shards (embed jobs) with a retriever whose weights are finite")
         }
         if let fewest {
-            notes.append("\(short.count) of \(examples.count) questions got fewer than \(full) passages (fewest \(lengths[fewest]), "
-                         + "question \(examples[fewest].idText)): BM25 returns only passages that share a word with the question")
+            notes.append("\(short.count) of \(questions.count) questions got fewer than \(full) passages (fewest \(lengths[fewest]), "
+                         + "question \(idTexts[fewest])): BM25 returns only passages that share a word with the question")
             context.log("retrieve: " + notes.last! + "; score and train_reader pad short lists with empty passages")
         }
         let note = notes.isEmpty ? nil : notes.joined(separator: "; ")
@@ -370,7 +398,10 @@ public struct RetrieveKind: JobKind {
         // The shards' sampled passages must read as they were embedded: these texts are returned
         // with the shards' vectors' ranking.
         var sampled = Set<String>()
+        var read = 0
         while found.count < needed.count || sampled.count < samples.count, let psg = try wrap("params.passages", { try reader.next() }) {
+            read += 1
+            if read % 65_536 == 0 { try context.checkCancelled() }
             if needed.contains(psg.id) { found[psg.id] = psg }
             if let s = samples[psg.id] {
                 sampled.insert(psg.id)
@@ -388,23 +419,39 @@ public struct RetrieveKind: JobKind {
         if !samples.isEmpty { context.log("retrieve: \(sampled.count) passages sampled by the shards' records read as embedded") }
         var recall = RecallAtK()
         let writer = try PyJSONWriter(path: output)
-        for (ex, h) in zip(examples, hits) {
-            let answerTokens = ex.answers.map(AnswerMatch.normalizedTokens)
-            var flags: [Bool] = []
-            let ctxs: [FiDPassage] = h.map { x in
-                let id = idOf(x.row)
-                let psg = found[id]!
-                let has = AnswerMatch.hasAnswer(answerTokens: answerTokens, words: AnswerMatch.normalizedTokens(psg.text))
-                flags.append(has)
-                let raw = JSONNode.object([
-                    ("id", .string(id)), ("title", .string(psg.title)), ("text", .string(psg.text)),
-                    ("score", .string(String(describing: x.score))), ("hasanswer", .bool(has)),
-                ])
-                return FiDPassage(title: psg.title, text: psg.text, raw: raw)
-            }
-            recall.add(flags)
-            try writer.append(ex.json(passages: ctxs))
+        var written = 0
+        func changed() -> JobError {
+            JobError.permanent("\(p.data) changed while it was being retrieved for (\(questions.count) questions read first)", field: "params.data",
+                               hint: "retrieve again once the file is complete")
         }
+        do {
+            _ = try data.forEach { ex in
+                guard written < hits.count, ex.question == questions[written] else { throw changed() }
+                let h = hits[written]
+                written += 1
+                let answerTokens = ex.answers.map(AnswerMatch.normalizedTokens)
+                var flags: [Bool] = []
+                let ctxs: [FiDPassage] = h.map { x in
+                    let id = idOf(x.row)
+                    let psg = found[id]!
+                    let has = AnswerMatch.hasAnswer(answerTokens: answerTokens, words: AnswerMatch.normalizedTokens(psg.text))
+                    flags.append(has)
+                    let raw = JSONNode.object([
+                        ("id", .string(id)), ("title", .string(psg.title)), ("text", .string(psg.text)),
+                        ("score", .string(String(describing: x.score))), ("hasanswer", .bool(has)),
+                    ])
+                    return FiDPassage(title: psg.title, text: psg.text, raw: raw)
+                }
+                recall.add(flags)
+                // Output errors are the output's, not the data file's.
+                do { try writer.append(ex.json(passages: ctxs)) } catch { throw JobError.classify(error) }
+            }
+        } catch let e as JobError {
+            throw e
+        } catch {
+            throw JobError.permanent("\(error)", field: "params.data")
+        }
+        guard written == hits.count else { throw changed() }
         try writer.finish()
         // Only depths the output reaches: with n_docs 20, "recall@100" would be recall@20 under
         // another name. The output's own depth is reported when it is not one of DPR's.

@@ -103,6 +103,9 @@ extension Queue {
             }
             rows.append(row)
         }
+        // Ids running or failed (pending ones are asked of the folder): a set, since thousands of
+        // jobs may wait behind one (a list scan per dependency made status quadratic).
+        let listed = Set(rows.map(\.id))
         for name in ((try? fs.list(pending)) ?? []).sorted() where name.hasSuffix(".json") && !name.hasPrefix(".") {
             let path = pending + "/" + name
             var row = JobStatus(id: String(name.dropLast(5)), state: "pending", folder: path)
@@ -115,7 +118,7 @@ extension Queue {
                     if !missing.isEmpty {
                         row.state = "waiting"
                         row.detail = "after " + missing.map { dep in
-                            fs.exists(pending + "/" + dep + ".json") || rows.contains { $0.id == dep }
+                            fs.exists(pending + "/" + dep + ".json") || listed.contains(dep)
                                 ? dep : dep + " (not in the queue)"
                         }.joined(separator: ", ")
                     }

@@ -62,9 +62,10 @@ public struct RetrieverModel {
 
     /// Question embeddings (n, E) row-major, with FiD's prefix, `question_maxlength` and
     /// `apply_question_mask` from the config unless given.
-    public func embedQuestions(_ questions: [String], maxLength: Int? = nil, batchSize: Int = 64) -> [Float] {
+    public func embedQuestions(_ questions: [String], maxLength: Int? = nil, batchSize: Int = 64,
+                               progress: ((Int) -> Void)? = nil) -> [Float] {
         embed(questions.map(Self.questionText), maxLength: maxLength ?? model.config.questionMaxlength,
-              applyMask: model.config.applyQuestionMask, batchSize: batchSize)
+              applyMask: model.config.applyQuestionMask, batchSize: batchSize, progress: progress)
     }
 
     /// Passage embeddings (n, E) row-major, FiD's `title: … context: …` text, `passage_maxlength`

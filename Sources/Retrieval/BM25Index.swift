@@ -87,13 +87,14 @@ public final class BM25Index {
     private final class Owned {
         let starts: UnsafeMutableBufferPointer<UInt64>, docs: UnsafeMutableBufferPointer<UInt32>
         let tfs: UnsafeMutableBufferPointer<UInt16>, lengths: UnsafeMutableBufferPointer<UInt32>
-        init(_ starts: [UInt64], _ docs: [UInt32], _ tfs: [UInt16], _ lengths: [UInt32]) {
+        /// Takes `docs` and `tfs` (filled in place: a copy of the postings would be the build's peak).
+        init(_ starts: [UInt64], docs: UnsafeMutableBufferPointer<UInt32>, tfs: UnsafeMutableBufferPointer<UInt16>, _ lengths: [UInt32]) {
             func copy<T>(_ a: [T]) -> UnsafeMutableBufferPointer<T> {
                 let p = UnsafeMutableBufferPointer<T>.allocate(capacity: a.count)
                 _ = p.initialize(from: a)
                 return p
             }
-            (self.starts, self.docs, self.tfs, self.lengths) = (copy(starts), copy(docs), copy(tfs), copy(lengths))
+            (self.starts, self.docs, self.tfs, self.lengths) = (copy(starts), docs, tfs, copy(lengths))
         }
         deinit {
             starts.deallocate()
@@ -104,13 +105,16 @@ public final class BM25Index {
     }
 
     /// Builds the index from passages (read once, in order); `progress` gets the count so far.
-    /// Memory while building: ~10 bytes per distinct (term, passage) pair plus the vocabulary.
+    /// Memory while building, per distinct (term, passage) pair: 6 bytes as passages are read (up
+    /// to twice that while the arrays grow), then 12 while they are inverted into the 6-byte
+    /// postings; plus 8 bytes a passage, the vocabulary and the ids. `save` streams the file.
     public static func build(
         passages next: () throws -> Passage?, k1: Float = 0.9, b: Float = 0.4, progress: (Int) -> Void = { _ in }
     ) throws -> BM25Index {
         var termID: [String: Int32] = [:]
         var vocab: [String] = []
-        var pairTerm: [Int32] = [], pairDoc: [UInt32] = [], pairTF: [UInt16] = []
+        // Pairs in document order: a document's pairs end at `pairEnd[doc]` (no document column).
+        var pairTerm: [Int32] = [], pairTF: [UInt16] = [], pairEnd: [Int] = []
         var lengths: [UInt32] = []
         var ids: [String] = []
         var tokens: [String] = []
@@ -119,7 +123,6 @@ public final class BM25Index {
             tokens.removeAll(keepingCapacity: true)
             terms(p.title, into: &tokens)
             terms(p.text, into: &tokens)
-            let doc = UInt32(ids.count)
             ids.append(p.id)
             lengths.append(UInt32(tokens.count))
             local.removeAll(keepingCapacity: true)
@@ -136,9 +139,9 @@ public final class BM25Index {
             }
             for (t, tf) in local {
                 pairTerm.append(t)
-                pairDoc.append(doc)
                 pairTF.append(UInt16(min(tf, Int(UInt16.max))))
             }
+            pairEnd.append(pairTerm.count)
             if ids.count % 100_000 == 0 { progress(ids.count) }
         }
         progress(ids.count)
@@ -150,18 +153,25 @@ public final class BM25Index {
         for t in pairTerm { starts[rank[Int(t)] + 1] += 1 }
         for i in 0..<vocab.count { starts[i + 1] += starts[i] }
         var fill = starts
-        var docs = [UInt32](repeating: 0, count: pairDoc.count), tfs = [UInt16](repeating: 0, count: pairDoc.count)
-        for i in 0..<pairTerm.count {
-            let r = rank[Int(pairTerm[i])]
-            let at = Int(fill[r])
-            docs[at] = pairDoc[i]
-            tfs[at] = pairTF[i]
-            fill[r] += 1
+        let docs = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: pairTerm.count)
+        let tfs = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: pairTerm.count)
+        docs.initialize(repeating: 0)
+        tfs.initialize(repeating: 0)
+        var i = 0
+        for (d, end) in pairEnd.enumerated() {
+            while i < end {
+                let r = rank[Int(pairTerm[i])]
+                let at = Int(fill[r])
+                docs[at] = UInt32(d)
+                tfs[at] = pairTF[i]
+                fill[r] += 1
+                i += 1
+            }
         }
         pairTerm = []
-        pairDoc = []
         pairTF = []
-        let owned = Owned(starts, docs, tfs, lengths)
+        pairEnd = []
+        let owned = Owned(starts, docs: docs, tfs: tfs, lengths)
         let total = lengths.reduce(0) { $0 + Double($1) }
         return BM25Index(
             k1: k1, b: b, ids: ids, vocabulary: order.map { vocab[$0] }, averageLength: ids.isEmpty ? 0 : total / Double(ids.count),
@@ -205,20 +215,20 @@ public final class BM25Index {
     }
 
     public func save(to path: String) throws {
-        var w = IndexFileWriter(magic: Self.magic, version: Self.version)
-        w.append(k1)
-        w.append(b)
-        w.append(averageLength)
-        w.append(UInt64(documentCount))
-        w.append(UInt64(vocabulary.count))
-        w.append(UInt64(postingDocs.count))
-        w.append(array: lengths)
-        w.append(array: postingStart)
-        w.append(array: postingDocs)
-        w.append(array: postingTF)
-        w.append(strings: vocabulary)
-        w.append(strings: ids)
-        try w.write(to: path)
+        let w = try IndexFileWriter(path: path, magic: Self.magic, version: Self.version)
+        try w.append(k1)
+        try w.append(b)
+        try w.append(averageLength)
+        try w.append(UInt64(documentCount))
+        try w.append(UInt64(vocabulary.count))
+        try w.append(UInt64(postingDocs.count))
+        try w.append(array: lengths)
+        try w.append(array: postingStart)
+        try w.append(array: postingDocs)
+        try w.append(array: postingTF)
+        try w.append(strings: vocabulary)
+        try w.append(strings: ids)
+        try w.finish()
     }
 
     /// The vocabulary index of a term, by binary search.

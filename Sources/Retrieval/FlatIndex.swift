@@ -1,6 +1,13 @@
 // FlatIndex: exact maximum inner product search over embedding shards, top-k fused into a blocked gemm scan.
 import Tensor
 
+/// How many questions a job searches per call, so it can report progress and stop between
+/// calls: a multiple of `FlatIndex`'s 1,024-query and `ScalarQuantizedIndex`'s 128-query
+/// blocks (and BM25 and pq score each question alone), so the hits equal one call's.
+public enum QuestionBlocks {
+    public static let size = 8192
+}
+
 /// Exact inner-product search (FiD's `IndexFlatIP`) over shards read in place.
 ///
 /// The corpus is cut into blocks of at most `blockRows` rows (never across a shard), the blocks

@@ -8,76 +8,125 @@ import Tensor
     import Darwin
 #endif
 
-/// Builds an index file in memory: an 8-byte magic, a UInt32 version, then sections appended in
-/// order, each padded to 8 bytes so a loader can read them in place from the mapping.
-struct IndexFileWriter {
-    private(set) var bytes: [UInt8] = []
+/// Writes an index file as it goes: an 8-byte magic, a UInt32 version, then sections appended in
+/// order, each padded to 8 bytes so a loader can read them in place from the mapping. Written
+/// under a temporary name (the pid and a random part: workers on several hosts may share a pid),
+/// fsynced and renamed by `finish`, so readers see the old file or the new one. The file is never
+/// whole in memory: built in memory it was the peak of `index_bm25` (a second copy of every
+/// posting, ~19 bytes a pair in all where the postings are 6).
+final class IndexFileWriter {
+    let path: String
+    private let tmp: String
+    private var fd: Int32
+    private var buffer: [UInt8] = []
+    /// Bytes written or buffered so far (sections pad to it).
+    private var offset = 0
 
-    init(magic: String, version: UInt32) {
+    /// An empty file at `path` (under its temporary name until `finish`).
+    init(path: String) throws {
+        StaleFiles.remove(prefix: path + ".tmp-")
+        self.path = path
+        tmp = path + ".tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw RetrievalError(file: path, field: "file", expected: "a writable path", found: String(cString: strerror(errno))) }
+        buffer.reserveCapacity(1 << 20)
+    }
+
+    /// An index file: the magic and version, padded.
+    convenience init(path: String, magic: String, version: UInt32) throws {
         precondition(magic.utf8.count == 8)
-        bytes += Array(magic.utf8)
-        append(version)
-        pad()
+        try self.init(path: path)
+        try Array(magic.utf8).withUnsafeBytes { try append(raw: $0) }
+        try append(version)
+        try pad()
     }
 
-    mutating func pad() { while bytes.count % 8 != 0 { bytes.append(0) } }
-
-    mutating func append<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
-    mutating func append(_ v: Float) { append(v.bitPattern) }
-    mutating func append(_ v: Double) { append(v.bitPattern) }
-
-    mutating func append<T>(array: UnsafeBufferPointer<T>) {
-        bytes += UnsafeRawBufferPointer(array)
-        pad()
+    deinit {
+        // Not finished (an error on the way): the temporary file goes.
+        if fd >= 0 {
+            close(fd)
+            unlink(tmp)
+        }
     }
 
-    mutating func append<T>(array: [T]) { array.withUnsafeBufferPointer { append(array: $0) } }
+    func append(raw: UnsafeRawBufferPointer) throws {
+        offset += raw.count
+        if buffer.count + raw.count <= buffer.capacity {
+            buffer += raw
+            return
+        }
+        try flush()
+        if raw.count >= 1 << 20 { try writeAll(raw) } else { buffer += raw }
+    }
+
+    private func flush() throws {
+        try buffer.withUnsafeBytes { try writeAll($0) }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { throw RetrievalError(file: path, field: "write", expected: "disk space", found: String(cString: strerror(errno))) }
+            done += n
+        }
+    }
+
+    func pad() throws {
+        let zeros = [UInt8](repeating: 0, count: (8 - offset % 8) % 8)
+        try zeros.withUnsafeBytes { try append(raw: $0) }
+    }
+
+    func append<T: FixedWidthInteger>(_ v: T) throws { try withUnsafeBytes(of: v.littleEndian) { try append(raw: $0) } }
+    func append(_ v: Float) throws { try append(v.bitPattern) }
+    func append(_ v: Double) throws { try append(v.bitPattern) }
+
+    func append<T>(array: UnsafeBufferPointer<T>) throws {
+        try append(raw: UnsafeRawBufferPointer(array))
+        try pad()
+    }
+
+    func append<T>(array: [T]) throws { try array.withUnsafeBufferPointer { try append(array: $0) } }
 
     /// Strings as (count + 1) UInt64 offsets, then their UTF-8 bytes.
-    mutating func append(strings: [String]) {
+    func append(strings: [String]) throws {
         var offsets: [UInt64] = [0]
-        var data: [UInt8] = []
+        offsets.reserveCapacity(strings.count + 1)
+        var total: UInt64 = 0
         for s in strings {
-            data += Array(s.utf8)
-            offsets.append(UInt64(data.count))
+            total += UInt64(s.utf8.count)
+            offsets.append(total)
         }
-        append(UInt64(strings.count))
-        append(array: offsets)
-        append(array: data)
+        try append(UInt64(strings.count))
+        try append(array: offsets)
+        for s in strings {
+            var s = s
+            try s.withUTF8 { try append(raw: UnsafeRawBufferPointer($0)) }
+        }
+        try pad()
     }
 
-    /// Writes to `path` under a temporary name, then renames.
-    func write(to path: String) throws {
-        try bytes.withUnsafeBytes { try writeFileAtomically($0, to: path) }
+    /// Flushes, fsyncs and renames the file into place.
+    func finish() throws {
+        try flush()
+        fsync(fd)
+        close(fd)
+        fd = -1
+        guard rename(tmp, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(tmp)
+            throw RetrievalError(file: path, field: "rename", expected: "a writable folder", found: reason)
+        }
     }
 }
 
-/// Writes `bytes` to `path` under a temporary name (the pid and a random part: workers on several
-/// hosts may share a pid), fsyncs and renames, so readers see the old file or the new one.
+/// Writes `bytes` to `path` under a temporary name, fsyncs and renames (`IndexFileWriter`).
 func writeFileAtomically(_ bytes: UnsafeRawBufferPointer, to path: String) throws {
-    StaleFiles.remove(prefix: path + ".tmp-")
-    let tmp = path + ".tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))"
-    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    guard fd >= 0 else { throw RetrievalError(file: path, field: "file", expected: "a writable path", found: String(cString: strerror(errno))) }
-    var done = 0
-    while done < bytes.count {
-        let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
-        if n < 0, errno == EINTR { continue }
-        guard n > 0 else {
-            let reason = String(cString: strerror(errno))
-            close(fd)
-            unlink(tmp)
-            throw RetrievalError(file: path, field: "write", expected: "disk space", found: reason)
-        }
-        done += n
-    }
-    fsync(fd)
-    close(fd)
-    guard rename(tmp, path) == 0 else {
-        let reason = String(cString: strerror(errno))
-        unlink(tmp)
-        throw RetrievalError(file: path, field: "rename", expected: "a writable folder", found: reason)
-    }
+    let w = try IndexFileWriter(path: path)
+    try w.append(raw: bytes)
+    try w.finish()
 }
 
 /// Reads an index file in place (memory-mapped), checking magic, version and every section's bounds.

@@ -147,12 +147,12 @@ public final class ProductQuantizedIndex {
     }
 
     public func save(to path: String) throws {
-        var w = IndexFileWriter(magic: Self.magic, version: Self.version)
-        for v in [count, dim, subquantizers, bits] { w.append(UInt64(v)) }
-        w.append(array: centroids)
-        w.append(array: codes)
-        w.append(strings: ids)
-        try w.write(to: path)
+        let w = try IndexFileWriter(path: path, magic: Self.magic, version: Self.version)
+        for v in [count, dim, subquantizers, bits] { try w.append(UInt64(v)) }
+        try w.append(array: centroids)
+        try w.append(array: codes)
+        try w.append(strings: ids)
+        try w.finish()
     }
 
     public convenience init(path: String) throws {

@@ -98,14 +98,14 @@ public final class ScalarQuantizedIndex {
     }
 
     public func save(to path: String) throws {
-        var w = IndexFileWriter(magic: Self.magic, version: Self.version)
-        w.append(UInt64(count))
-        w.append(UInt64(dim))
-        w.append(array: minimum)
-        w.append(array: step)
-        w.append(array: UnsafeBufferPointer(start: codes(), count: count * dim))
-        w.append(strings: ids)
-        try w.write(to: path)
+        let w = try IndexFileWriter(path: path, magic: Self.magic, version: Self.version)
+        try w.append(UInt64(count))
+        try w.append(UInt64(dim))
+        try w.append(array: minimum)
+        try w.append(array: step)
+        try w.append(array: UnsafeBufferPointer(start: codes(), count: count * dim))
+        try w.append(strings: ids)
+        try w.finish()
     }
 
     /// Top `k` per query ((B, E) row-major): `rerank · k` candidates by the codes, re-scored from

@@ -116,6 +116,41 @@ enum RetrievalJobs {
         if case .string(let s)? = ctxs[0]["score"] { #expect(Double(s) != nil) } else { Issue.record("score is not a string as FiD writes it") }
     }
 
+    /// Questions are searched a block at a time: progress is logged between blocks, every
+    /// question is written, and a stop is honoured between blocks (a 20k-question search over
+    /// 1M passages ran 6 minutes without a word and ran on after SIGTERM). The data file is read
+    /// twice, streaming, rather than held whole.
+    @Test func retrieveSearchesInBlocksWithProgressAndStops() throws {
+        let dir = TestData.scratch("retrieve-blocks")
+        try TestData.write(Self.passages, to: dir + "/psgs.tsv")
+        let n = QuestionBlocks.size + 1
+        let questions = (0..<n).map { i in #"{"id": "q\#(i)", "question": "capital of France \#(i % 7)?", "answers": ["Paris"], "ctxs": [{"id": "9", "title": "x", "text": "old"}]}"# }
+        try TestData.write("[" + questions.joined(separator: ",\n") + "]", to: dir + "/q.json")
+        _ = try RetrievalJobs.run("index_bm25", ["passages": .string("psgs.tsv"), "output_path": .string("bm25.index")], workspace: dir)
+        let params: [String: JSONValue] = ["method": .string("bm25"), "bm25_index": .string("bm25.index"), "passages": .string("psgs.tsv"),
+                                           "data": .string("q.json"), "output_path": .string("out.json"), "n_docs": .number(2)]
+        let result = try RetrievalJobs.run("retrieve", params, workspace: dir)
+        #expect(RetrievalJobs.number(result["questions"]) == Double(n))
+        let log = try String(contentsOfFile: dir + "/retrieve.run/log.txt", encoding: .utf8)
+        #expect(log.contains("searched \(QuestionBlocks.size)/\(n) questions") && log.contains("searched \(n)/\(n) questions"), "\(log.suffix(600))")
+        let out = try FiDData(path: dir + "/out.json").index()
+        #expect(out.count == n)
+        let last = try out.example(at: n - 1)
+        #expect(last.idText == "q\(n - 1)" && last.ctxs.count == 2 && last.ctxs.first?.title == "Paris")
+        // Asked to stop before it starts searching: it stops, and writes nothing.
+        var job = ForegroundRun(file: dir + "/stopped.json", workspace: dir)
+        job.outDir = dir + "/stopped.run"
+        job.allowedRoots = ["/"]
+        let cancel = CancellationToken()
+        cancel.cancel(.shutdown)
+        var stopped = params
+        stopped["output_path"] = .string("stopped.json")
+        #expect(throws: (any Error).self) {
+            try job.run(JobDescriptor(kind: "retrieve", id: "stopped", maxAttempts: 1, params: .object(stopped)), registry: RetrievalJobs.registry(), cancel: cancel)
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir + "/stopped.json"))
+    }
+
     /// BM25 returns only passages sharing a word with the question: shorter lists are counted,
     /// the depth reported is what the output reaches, and a question of unindexed words gets none.
     @Test func bm25ListsShortOfNDocsAreCounted() throws {

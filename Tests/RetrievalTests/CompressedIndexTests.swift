@@ -17,6 +17,34 @@ import Testing
         return out
     }
 
+    /// A job searches `QuestionBlocks.size` questions per call (progress and stop checks between
+    /// calls); every index gives, bit for bit, the hits of one call over all the questions.
+    @Test func questionBlocksGiveTheHitsOfOneCall() throws {
+        let folder = ShardFolder()
+        defer { folder.remove() }
+        var rng = RNG(seed: 5)
+        let dim = 16, n = QuestionBlocks.size + 300
+        try folder.write(index: 0, rows: Self.corpus(rows: 1500, dim: dim, rng: &rng), dim: dim, storage: .float16, firstID: 0)
+        let shards = try EmbeddingShard.open(glob: folder.dir + "/passages_*")
+        let flat = try FlatIndex(shards: shards), sq = try ScalarQuantizedIndex.build(shards: shards)
+        let pq = try ProductQuantizedIndex.build(shards: shards, subquantizers: 4, bits: 4)
+        let queries = rng.normalArray(n * dim)
+        let searches: [(String, (UnsafePointer<Float>, Int) -> [[Hit]])] = [
+            ("flat", { flat.search(queries: $0, queryCount: $1, k: 7) }),
+            ("sq8", { sq.search(queries: $0, queryCount: $1, k: 7, exact: flat) }),
+            ("pq", { pq.search(queries: $0, queryCount: $1, k: 7) }),
+        ]
+        for (name, search) in searches {
+            queries.withUnsafeBufferPointer { q in
+                let whole = search(q.baseAddress!, n)
+                let blocks = stride(from: 0, to: n, by: QuestionBlocks.size).flatMap { start in
+                    search(q.baseAddress! + start * dim, min(n, start + QuestionBlocks.size) - start)
+                }
+                #expect(blocks == whole, "\(name)")
+            }
+        }
+    }
+
     @Test func sq8RecallAndRoundTrip() throws {
         let folder = ShardFolder()
         defer { folder.remove() }
