@@ -427,12 +427,22 @@ public final class Trainer {
             latest: ckpt.root + "/step-\(state.step)", bestDev: ckpt.named("best_dev"))
     }
 
-    /// Runs the model's eval with progress lines; nil without dev data.
+    /// Runs the model's eval with progress lines (each tenth, and at least every 30 s: a dev set
+    /// of thousands takes minutes, which progress.json, counting training steps, does not show);
+    /// nil without dev data.
     func evaluate() throws -> Double? {
         let t0 = monotonicNow()
+        var lastLine = t0, lastTenth = 0
         let em = try model.evaluate { done, total in
             try self.context.checkCancelled()
-            if done == total, total > 0 { self.context.log("\(self.label): evaluated \(total) examples in \(self.fmt(monotonicNow() - t0, 1)) s") }
+            guard total > 0 else { return }
+            let now = monotonicNow()
+            if done == total {
+                self.context.log("\(self.label): evaluated \(total) examples in \(self.fmt(now - t0, 1)) s")
+            } else if done * 10 / total > lastTenth || now - lastLine >= 30 {
+                (lastTenth, lastLine) = (done * 10 / total, now)
+                self.context.log("\(self.label): evaluating, \(done) / \(total) examples, \(self.fmt(Double(done) / max(now - t0, 1e-9), 1)) a second")
+            }
         }
         return em
     }

@@ -54,8 +54,8 @@ final class ToyModel: Trainable {
             var pred: Float = 0
             for i in 0..<4 { pred += params["w"][i] * xs[k][i] }
             mse += Double((pred - ys[k]) * (pred - ys[k])) / Double(xs.count)
+            try report(k + 1, xs.count)
         }
-        try report(xs.count, xs.count)
         return -mse
     }
 
@@ -158,6 +158,8 @@ struct TrainerTests {
         let log = try String(contentsOfFile: out + "/log.txt", encoding: .utf8)
         for s in [3, 6, 9, 10] { #expect(log.contains("toy: \(s) / 10 |") && log.contains("evaluation"), "eval at \(s)") }
         #expect(log.contains("toy: 2 / 10 | train") && log.contains("tokens/s"))
+        // The eval says how far it is as it goes, not only when done.
+        #expect(log.contains("toy: evaluating, ") && log.contains(" examples, ") && log.contains("toy: evaluated "), "\(log.suffix(800))")
         guard case .object(let r) = value, case .number(let steps)? = r["steps"], case .string(let latest)? = r["latest"],
               case .number(let best)? = r["best_em"], case .number(let final)? = r["final_em"] else {
             Issue.record("result: \(value)")
