@@ -239,7 +239,9 @@ public struct RetrieveKind: JobKind {
             throw JobError.permanent("\(error)", field: "params.data")
         }
         // Searched a block of questions at a time (`QuestionBlocks`: the hits are one call's), with
-        // progress and a stop check between blocks.
+        // progress and a stop check between blocks. Dense retrieval embeds the questions first:
+        // progress counts both passes, so it only rises.
+        let passes = p.method == "dense" ? 2 : 1, progressTotal = passes * questions.count
         func searchInBlocks(_ search: (Range<Int>) -> [[Hit]]) throws -> [[Hit]] {
             var all: [[Hit]] = []
             all.reserveCapacity(questions.count)
@@ -247,7 +249,7 @@ public struct RetrieveKind: JobKind {
                 try context.checkCancelled()
                 let block = start..<min(questions.count, start + QuestionBlocks.size)
                 all += search(block)
-                context.progress.update(step: block.upperBound, total: questions.count)
+                context.progress.update(step: (passes - 1) * questions.count + block.upperBound, total: progressTotal)
                 if questions.count > QuestionBlocks.size { context.log("retrieve: searched \(block.upperBound)/\(questions.count) questions") }
             }
             return all
@@ -285,7 +287,7 @@ public struct RetrieveKind: JobKind {
             try model.model.config.checkMemory(sequences: min(p.perGpuBatchSize, questions.count), length: length.length,
                                                shape: "per_gpu_batch_size \(p.perGpuBatchSize)")
             let q = model.embedQuestions(questions, maxLength: length.length, batchSize: p.perGpuBatchSize,
-                                         progress: { context.progress.update(step: $0, total: questions.count) })  // (B, E)
+                                         progress: { context.progress.update(step: $0, total: progressTotal) })  // (B, E)
             queryS = monotonicNow() - t
             context.log("retrieve: questions embedded (\(questions.count) × \(model.model.embeddingWidth)) in \(String(format: "%.2f", queryS)) s")
             t = monotonicNow()

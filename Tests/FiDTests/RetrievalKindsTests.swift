@@ -453,6 +453,9 @@ enum RetrievalJobs {
             if index == "pq" { params["n_subquantizers"] = .number(Double(m)) }
             _ = try RetrievalJobs.run("retrieve", params, workspace: dir, id: id)
             let examples = try FiDData(path: dir + "/\(id).json").load()
+            // Progress counts the questions' embedding and their search, so it ends at twice them.
+            let progress = try JSONDecoder().decode(ProgressReporter.Snapshot.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/\(id).run/progress.json")))
+            #expect(progress.step == 2 * examples.count && progress.total == 2 * examples.count, "\(progress)")
             let ids = examples.map { $0.ctxs.map { p -> String in
                 if case .object(let fields) = p.raw, case .string(let s)? = fields.first(where: { $0.0 == "id" })?.1 { return s }
                 return "?"
