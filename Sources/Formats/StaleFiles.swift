@@ -14,7 +14,7 @@ public enum StaleFiles {
     /// Removes the entries of `folder` whose names satisfy `isStale`: files, links, or whole folders
     /// (a staged checkpoint is a folder). Links are removed, never followed.
     public static func remove(in folder: String, where isStale: (String) -> Bool) {
-        for name in entries(of: folder) where isStale(name) { removeTree(folder + "/" + name) }
+        for (name, raw) in entries(of: Array(folder.utf8CString.dropLast())) where isStale(name) { removeTree(raw) }
     }
 
     /// Removes the entries beside `prefix` (a path) whose names start with its last component.
@@ -31,25 +31,29 @@ public enum StaleFiles {
         remove(in: folder) { $0.hasPrefix("." + name + ".") && $0.hasSuffix(".tmp") }
     }
 
-    static func entries(of folder: String) -> [String] {
-        guard let d = opendir(folder) else { return [] }
+    /// Each entry's name (for matching) and its path as the bytes the system gave, so a name
+    /// that is not UTF-8 is still removed.
+    static func entries(of folder: [CChar]) -> [(name: String, path: [CChar])] {
+        guard let d = opendir(folder + [0]) else { return [] }
         defer { closedir(d) }
-        var names: [String] = []
+        var out: [(String, [CChar])] = []
         while let entry = readdir(d) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != ".", name != ".." { names.append(name) }
+            let bytes = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix { $0 != 0 }) }
+            if bytes == [46] || bytes == [46, 46] { continue }  // "." and ".."
+            out.append((String(decoding: bytes, as: UTF8.self), folder + [47] + bytes.map { CChar(bitPattern: $0) }))
         }
-        return names
+        return out
     }
 
-    static func removeTree(_ path: String) {
+    static func removeTree(_ path: [CChar]) {
+        let c = path + [0]
         var info = stat()
-        guard lstat(path, &info) == 0 else { return }
+        guard lstat(c, &info) == 0 else { return }
         if info.st_mode & S_IFMT == S_IFDIR {
-            for name in entries(of: path) { removeTree(path + "/" + name) }
-            rmdir(path)
+            for (_, child) in entries(of: path) { removeTree(child) }
+            rmdir(c)
         } else {
-            unlink(path)
+            unlink(c)
         }
     }
 }

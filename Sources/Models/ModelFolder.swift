@@ -93,10 +93,12 @@ enum ModelFolder {
                              hint: "check vocab_size and the layer sizes; a job's memory limit (Slurm, a container) counts")
     }
 
-    /// The one field whose removal lets `data` decode (the decoder's error names none).
+    /// The one number that is no Int (32.5, 1e30) and whose removal lets `data` decode (the
+    /// decoder's error names no field then). Other corrupt values keep the decoder's message.
     static func culprit<C: Decodable>(_ type: C.Type, in data: Data) -> (String, Any)? {
         guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return nil }
-        for (key, value) in json.sorted(by: { $0.key < $1.key }) {
+        for (key, value) in json.sorted(by: { $0.key < $1.key }) where !(value is Bool) {
+            guard let n = value as? NSNumber, Int(exactly: n.doubleValue) == nil else { continue }
             var rest = json
             rest.removeValue(forKey: key)
             if let d = try? JSONSerialization.data(withJSONObject: rest), (try? JSONDecoder().decode(C.self, from: d)) != nil {

@@ -25,7 +25,9 @@ import Tensor
 /// Saved as one file (magic, version, little-endian sections) that `init(path:)` maps in place:
 /// sorted vocabulary, per-term posting offsets, (doc, tf) postings, document lengths, passage ids.
 public final class BM25Index {
-    static let magic = "FIDQBM25", version: UInt32 = 1
+    /// Version 2: non-ASCII terms NFD-normalised and lower-cased as Python does; a version-1
+    /// index keeps them composed, which version-2 queries would silently miss, so it is refused.
+    static let magic = "FIDQBM25", version: UInt32 = 2
 
     public let k1: Float
     public let b: Float

@@ -2,6 +2,10 @@
 import Foundation
 import Testing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 @testable import Formats
 
 @Suite struct StaleFilesTests {
@@ -28,6 +32,9 @@ import Testing
         fm.createFile(atPath: dir + "/step-5.x.tmp", contents: Data())  // not hidden
         // A staged link to a folder outside: the link goes, what it points at stays.
         try fm.createSymbolicLink(atPath: dir + "/.step-5.d4.tmp", withDestinationPath: outside)
+        // A name that is not UTF-8 inside a staged folder: still removed, and the folder with it.
+        let odd = Array((dir + "/.step-5.b2.tmp/").utf8CString.dropLast()) + [CChar(bitPattern: 0xFF), 0x61, 0]
+        close(open(odd, O_WRONLY | O_CREAT, 0o644))
         StaleFiles.removeStaged(in: dir, name: "step-5")
         #expect(try Self.listing(dir) == [".step-50.c3.tmp", "step-5", "step-5.x.tmp"])
         #expect(try Self.listing(outside) == ["keep.bin"])

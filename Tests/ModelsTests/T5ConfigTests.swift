@@ -41,7 +41,7 @@ struct T5ConfigTests {
                 for w in words { #expect(text.contains(w), "\(text) lacks \(w)") }
             }
         }
-        fails(#"{"model_type": "t5", "feed_forward_proj": "gated-silu"}"#, mentioning: ["feed_forward_proj", "gated-silu"])
+        fails(#"{"model_type": "t5", "feed_forward_proj": "gated-silu"}"#, mentioning: ["feed_forward_proj", "gated-silu", "supports"])
         fails(#"{"model_type": "bert"}"#, mentioning: ["model_type", "bert"])
         fails(#"{"architectures": ["BertModel"]}"#, mentioning: ["architectures", "BertModel"])
         fails(#"{"d_model": "wide"}"#, mentioning: ["d_model"])

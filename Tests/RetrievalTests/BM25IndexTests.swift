@@ -64,6 +64,19 @@ import Testing
         #expect(BM25Index.terms("\u{039F}\u{0394}\u{039F}\u{03A3}") == ["\u{03BF}\u{03B4}\u{03BF}\u{03C2}"])
     }
 
+    /// A version-1 index keeps accented terms composed, which today's NFD queries would miss
+    /// without a word: it is refused with the hint to rebuild.
+    @Test func aVersionOneIndexIsRefused() throws {
+        let path = NSTemporaryDirectory() + "fidq-bm25-v1-\(UUID().uuidString).bin"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try Self.build().save(to: path)
+        var data = try Data(contentsOf: URL(fileURLWithPath: path))
+        data.replaceSubrange(8..<12, with: [1, 0, 0, 0])
+        try data.write(to: URL(fileURLWithPath: path))
+        let e = #expect(throws: RetrievalError.self) { try BM25Index(path: path) }
+        #expect(e?.field == "version" && e?.hint?.contains("rebuild") == true, "\(String(describing: e))")
+    }
+
     @Test func scoresEqualLuceneFormula() throws {
         let index = try Self.build()
         for query in ["capital of France", "tower tower paris", "London", "unknownword", "Paris"] {
