@@ -12,8 +12,8 @@ import Tensor
 /// order, each padded to 8 bytes so a loader can read them in place from the mapping. Written
 /// under a temporary name (the pid and a random part: workers on several hosts may share a pid),
 /// fsynced and renamed by `finish`, so readers see the old file or the new one. The file is never
-/// whole in memory: built in memory it was the peak of `index_bm25` (a second copy of every
-/// posting, ~19 bytes a pair in all where the postings are 6).
+/// whole in memory: built there, it was a second copy of every section beside the index (sq8's
+/// codes: a byte per value of the corpus).
 final class IndexFileWriter {
     let path: String
     private let tmp: String
