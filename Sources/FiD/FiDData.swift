@@ -20,6 +20,9 @@ public struct FiDData {
     /// `k % numShards`.
     public static func inShard(_ index: Int, shard: Int, of numShards: Int) -> Bool { index % numShards == shard }
 
+    /// How many elements `index` scans between two `progress` calls.
+    public static let progressEvery = 1024
+
     /// Calls `body` with each example of shard `shard` of `numShards` (all by default), in file order.
     ///
     /// - Returns: the number of examples in the whole file.
@@ -32,11 +35,13 @@ public struct FiDData {
 
     /// `forEach`, also handing over each example's element (its bytes, offset and line).
     @discardableResult
-    func scan(_ stream: JSONStream, shard: Int = 0, of numShards: Int = 1, _ body: (FiDExample, JSONElement) throws -> Void) throws -> Int {
+    func scan(_ stream: JSONStream, shard: Int = 0, of numShards: Int = 1, seen: ((JSONElement) throws -> Void)? = nil,
+              _ body: (FiDExample, JSONElement) throws -> Void) throws -> Int {
         precondition(numShards >= 1 && shard >= 0 && shard < numShards, "FiDData: shard \(shard) of \(numShards)")
         var count = 0
         func handle(_ e: JSONElement, _ place: String) throws {
             count += 1
+            try seen?(e)
             guard Self.inShard(e.index, shard: shard, of: numShards) else { return }
             try body(try FiDExample(e.value, index: e.index, file: path, where: place), e)
         }
@@ -123,17 +128,24 @@ extension FiDData {
     /// - Parameter check: called with each example of the shard, parsed during the scan and then
     ///   dropped (a trainer's checks: errors come at load, as with `load()`); without it, elements
     ///   are found by structure only and each is parsed first by `example(at:)`.
+    /// - Parameter progress: called every `progressEvery` elements of the file with the bytes
+    ///   scanned, the file's size and the elements seen (a 10 GB file takes minutes: a job logs
+    ///   and checks for a stop from it).
     /// - Throws: `FormatError` as `forEach` (with `check`), or for a file that is empty, holds no
-    ///   examples or breaks JSON structure (without); or what `check` throws.
-    public func index(shard: Int = 0, of numShards: Int = 1, check: ((FiDExample) throws -> Void)? = nil) throws -> IndexedFiDData {
+    ///   examples or breaks JSON structure (without); or what `check` or `progress` throws.
+    public func index(shard: Int = 0, of numShards: Int = 1, check: ((FiDExample) throws -> Void)? = nil,
+                      progress: ((_ bytes: Int, _ totalBytes: Int, _ elements: Int) throws -> Void)? = nil) throws -> IndexedFiDData {
         precondition(numShards >= 1 && shard >= 0 && shard < numShards, "FiDData: shard \(shard) of \(numShards)")
         let stream = try JSONStream(path: path)
         var entries: [IndexedFiDData.Entry] = []
         func entry(_ index: Int, _ offset: Int, _ length: Int, _ line: Int) {
             entries.append(IndexedFiDData.Entry(index: index, offset: offset, length: length, line: line))
         }
+        func tick(_ elements: Int, _ end: Int) throws {
+            if let progress, elements % Self.progressEvery == 0 { try progress(end, stream.bytes.count, elements) }
+        }
         if let check {
-            try scan(stream, shard: shard, of: numShards) { example, e in
+            try scan(stream, shard: shard, of: numShards, seen: { e in try tick(e.index + 1, e.offset + e.bytes.count) }) { example, e in
                 try check(example)
                 entry(e.index, e.offset, e.bytes.count, e.line)
             }
@@ -147,6 +159,7 @@ extension FiDData {
             try stream.forEachElement(parse: false) { e in
                 total += 1
                 if Self.inShard(e.index, shard: shard, of: numShards) { entry(e.index, e.offset, e.bytes.count, e.line) }
+                try tick(total, e.offset + e.bytes.count)
             }
         } else if first == UInt8(ascii: "{") {
             // JSON Lines: each non-blank line is one example (as `JSONStream.forEachLine` counts them).
@@ -160,6 +173,7 @@ extension FiDData {
                 if k < end {
                     if Self.inShard(total, shard: shard, of: numShards) { entry(total, start, end - start, line) }
                     total += 1
+                    try tick(total, end)
                 }
                 start = end + 1
                 line += 1

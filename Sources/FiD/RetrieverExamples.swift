@@ -50,13 +50,20 @@ public struct RetrieverExamples {
     ///   without the reader's `score`, fewer than `nContext` passages; the data reader's errors.
     public init(path: String, tokenizer: any Tokenizer, nContext: Int, questionMaxlength: Int, passageMaxlength: Int,
                 threads: Int) throws {
+        try self.init(path: path, tokenizer: tokenizer, nContext: nContext, questionMaxlength: questionMaxlength,
+                      passageMaxlength: passageMaxlength, threads: threads, log: nil)
+    }
+
+    /// `init`, the scan reported by `log` (a job's).
+    init(path: String, tokenizer: any Tokenizer, nContext: Int, questionMaxlength: Int, passageMaxlength: Int,
+         threads: Int, log: ScanLog?) throws {
         self.path = path
         // The first bad example is thrown after the scan, so the file's JSON errors come first, as
         // when the whole file was loaded before the checks.
         var failure: Error? = nil
         var allFlags = true
         var partly = 0
-        data = try FiDData(path: path).index { e in
+        let check: (FiDExample) throws -> Void = { e in
             guard failure == nil else { return }
             if FiDPassage.readerScoredWhenMixed(e.ctxs) != nil { partly += 1 }
             do {
@@ -65,6 +72,8 @@ public struct RetrieverExamples {
                 if flags.contains(where: { $0 == nil }) && e.answers.isEmpty { allFlags = false }
             } catch { failure = error }
         }
+        let file = FiDData(path: path)
+        data = try log.map { try file.index(logging: $0, check: check) } ?? file.index(check: check)
         if let failure { throw failure }
         hasAnswerFlags = allFlags
         partlyScored = partly

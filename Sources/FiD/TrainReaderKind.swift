@@ -68,7 +68,7 @@ public struct TrainReaderKind: JobKind {
         var noTarget: Int? = nil
         var shortTrain = ShortContexts(nContext: p.nContext), shortDev = ShortContexts(nContext: p.nContext)
         let train = try field("train_data") {
-            try FiDData(path: context.resolve(p.trainData)).index { e in
+            try FiDData(path: context.resolve(p.trainData)).index(logging: ScanLog(context, label: "train_reader", field: "train_data")) { e in
                 if noTarget == nil, e.target == nil && e.answers.isEmpty { noTarget = e.index }
                 shortTrain.add(e)
             }
@@ -80,7 +80,7 @@ public struct TrainReaderKind: JobKind {
         var noAnswers: Int? = nil
         let dev = try p.evalData.map { path in
             try field("eval_data") {
-                try FiDData(path: context.resolve(path)).index { e in
+                try FiDData(path: context.resolve(path)).index(logging: ScanLog(context, label: "train_reader", field: "eval_data")) { e in
                     if noAnswers == nil, e.answers.isEmpty { noAnswers = e.index }
                     shortDev.add(e)
                 }

@@ -110,7 +110,8 @@ public struct TrainRetrieverKind: JobKind {
         func examples(_ path: String, _ fieldName: String) throws -> RetrieverExamples {
             var set = try field(fieldName) {
                 try RetrieverExamples(path: context.resolve(path), tokenizer: tokenizer, nContext: p.nContext,
-                                      questionMaxlength: p.questionMaxlength, passageMaxlength: p.passageMaxlength, threads: context.threads)
+                                      questionMaxlength: p.questionMaxlength, passageMaxlength: p.passageMaxlength, threads: context.threads,
+                                      log: ScanLog(context, label: "train_retriever", field: fieldName))
             }
             // Padding a masked side only to each batch's longest row gives the same embeddings.
             set.trimQuestions = model.config.applyQuestionMask
