@@ -12,11 +12,14 @@ public struct EvaluateRetrievalParams: JobParams {
     public var data = ""
     public var nDocs: Int?
     public var sortByScore = false
+    /// FiD's options given that change nothing here (logged).
+    public var ignored = FiDIgnoredOptions()
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case data
         case nDocs = "n_docs"
         case sortByScore = "sort_by_score"
+        case validationWorkers = "validation_workers"
     }
 
     public init() {}
@@ -27,6 +30,15 @@ public struct EvaluateRetrievalParams: JobParams {
         nDocs = try c.decodeInteger(.nDocs)
         if let n = nDocs { _ = try c.require(n, .nDocs, "an integer >= 1") { $0 >= 1 } }
         sortByScore = try c.decode(.sortByScore, default: false)
+        ignored = FiDIgnoredOptions(c, [(.validationWorkers, "answer matching runs on the job's threads")])
+    }
+
+    /// The params as a descriptor carries them (the options without effect left out).
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(data, forKey: .data)
+        try c.encodeIfPresent(nDocs, forKey: .nDocs)
+        try c.encode(sortByScore, forKey: .sortByScore)
     }
 
     public var inputPaths: [(field: String, path: String)] { [("data", data)] }
@@ -108,6 +120,7 @@ public struct EvaluateRetrievalKind: JobKind {
 
     public func run(_ p: EvaluateRetrievalParams, _ context: JobContext) throws -> EvaluateRetrievalOutput {
         let t0 = monotonicNow()
+        if let line = p.ignored.note("evaluate_retrieval") { context.log(line) }
         let file = context.resolve(p.data)
         var recall = RecallAtK()
         var lengths: [Int] = []

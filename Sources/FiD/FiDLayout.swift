@@ -147,6 +147,13 @@ public struct FiDIgnoredOptions: Equatable, Sendable {
         given = options.filter { c.contains($0.0) }.map { "\($0.0.stringValue) (\($0.1))" }
     }
 
+    /// FiD's base options (`src/options.py`) that change nothing in a fidq job: with the type's
+    /// keys for `maxload`, `local_rank` and `main_port`.
+    public static func base<K: CodingKey>(_ maxload: K, _ localRank: K, _ mainPort: K) -> [(K, String)] {
+        let distributed = "a job is one process: more workers take more jobs (shards), see the README's Slurm example"
+        return [(maxload, "FiD defines it and never reads it"), (localRank, distributed), (mainPort, distributed)]
+    }
+
     /// The log line, nil when none was given.
     public func note(_ kind: String) -> String? {
         given.isEmpty ? nil : "\(kind): FiD options without effect here: " + given.joined(separator: "; ")

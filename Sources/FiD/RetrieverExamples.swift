@@ -22,6 +22,9 @@ public struct RetrieverExamples {
     public let hasAnswerFlags: Bool
     /// Examples whose passages past the reader's (a retrieval's scores, or none) were left out.
     public let partlyScored: Int
+    /// The kept score farthest from 0 and where it is (`[k].ctxs[j].score`): divided by the
+    /// temperature, it must stay a float32.
+    public let largestScore: (magnitude: Float, location: String)?
     let tokenizer: any Tokenizer
     let threads: Int?
     /// Pad each batch's questions (passages) to its longest row rather than to Lq (L), as
@@ -63,13 +66,17 @@ public struct RetrieverExamples {
         var failure: Error? = nil
         var allFlags = true
         var partly = 0
+        var largest: (magnitude: Float, location: String)? = nil
         let check: (FiDExample) throws -> Void = { e in
             guard failure == nil else { return }
             if FiDPassage.readerScoredWhenMixed(e.ctxs) != nil { partly += 1 }
             do {
                 // Answers stand in for missing flags; matched per batch, not in this scan.
-                let flags = try Self.prepare(e, path: path, nContext: nContext, matchAnswers: false).hasAnswer
-                if flags.contains(where: { $0 == nil }) && e.answers.isEmpty { allFlags = false }
+                let prepared = try Self.prepare(e, path: path, nContext: nContext, matchAnswers: false)
+                if prepared.hasAnswer.contains(where: { $0 == nil }) && e.answers.isEmpty { allFlags = false }
+                for (s, j) in zip(prepared.scores, prepared.originalRank) where abs(s) > (largest?.magnitude ?? -1) {
+                    largest = (abs(s), "[\(e.index)].ctxs[\(j)].score")
+                }
             } catch { failure = error }
         }
         let file = FiDData(path: path)
@@ -77,6 +84,7 @@ public struct RetrieverExamples {
         if let failure { throw failure }
         hasAnswerFlags = allFlags
         partlyScored = partly
+        largestScore = largest
         self.tokenizer = tokenizer
         self.threads = threads
         P = nContext

@@ -55,6 +55,7 @@ public struct ScoreParams: JobParams, Equatable {
         case shardId = "shard_id", numShards = "num_shards", evalPrintFreq = "eval_print_freq"
         case name, checkpointDir = "checkpoint_dir"
         case useCheckpoint = "use_checkpoint", modelSize = "model_size", seed, noTitle = "no_title"
+        case maxload, localRank = "local_rank", mainPort = "main_port"
     }
 
     public init(modelPath: String, evalData: String) {
@@ -96,7 +97,7 @@ public struct ScoreParams: JobParams, Equatable {
         ignored = FiDIgnoredOptions(c, [
             (.useCheckpoint, "checkpointing saves memory in training only"), (.modelSize, "the reader is model_path"),
             (.seed, "scoring draws nothing at random"), (.noTitle, "FiD defines it and never reads it"),
-        ])
+        ] + FiDIgnoredOptions.base(.maxload, .localRank, .mainPort))
     }
 
     /// The params as a descriptor carries them (the options without effect left out).

@@ -51,6 +51,7 @@ public struct TrainReaderParams: JobParams, Equatable {
         case evalFreq = "eval_freq", saveFreq = "save_freq", evalPrintFreq = "eval_print_freq"
         case useCheckpoint = "use_checkpoint", checkpointDir = "checkpoint_dir", keepLast = "keep_last"
         case modelSize = "model_size", noTitle = "no_title"
+        case maxload, localRank = "local_rank", mainPort = "main_port"
     }
 
     /// Params with `train_data` and FiD's defaults (set `model_path` or `model_config` next).
@@ -78,7 +79,7 @@ public struct TrainReaderParams: JobParams, Equatable {
         name = try c.decode(.name, default: "experiment_name")
         checkpointDir = try c.decodeIfPresent(String.self, forKey: .checkpointDir)
         modelSize = try c.decodeIfPresent(String.self, forKey: .modelSize)
-        ignored = FiDIgnoredOptions(c, [(.noTitle, "FiD defines it and never reads it")]
+        ignored = FiDIgnoredOptions(c, [(.noTitle, "FiD defines it and never reads it")] + FiDIgnoredOptions.base(.maxload, .localRank, .mainPort)
             + (modelPath != nil || modelConfig != nil ? [(.modelSize, "the reader starts from model_path or model_config")] : []))
     }
 

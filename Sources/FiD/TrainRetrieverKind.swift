@@ -113,6 +113,14 @@ public struct TrainRetrieverKind: JobKind {
                                       questionMaxlength: p.questionMaxlength, passageMaxlength: p.passageMaxlength, threads: context.threads,
                                       log: ScanLog(context, label: "train_retriever", field: fieldName))
             }
+            // The loss divides each score by the temperature in float32: an overflow there makes
+            // the reader's distribution NaN and every weight with it.
+            if let big = set.largestScore, !(big.magnitude / p.temperature).isFinite {
+                throw JobError.permanent("\(context.resolve(path)) \(big.location): the reader score \(big.magnitude) divided by temperature \(p.temperature) "
+                                             + "is beyond a 32-bit float's range (about 3.4e38), in which the loss is computed",
+                                         field: "params.temperature",
+                                         hint: "a temperature near 1 (FiD's) keeps reader scores, averaged attention logits, far inside it")
+            }
             // Padding a masked side only to each batch's longest row gives the same embeddings.
             set.trimQuestions = model.config.applyQuestionMask
             set.trimPassages = model.config.applyPassageMask

@@ -60,6 +60,7 @@ public struct TrainRetrieverParams: JobParams, Equatable {
         case schedulerSteps = "scheduler_steps", fixedLr = "fixed_lr"
         case evalFreq = "eval_freq", saveFreq = "save_freq", evalPrintFreq = "eval_print_freq", keepLast = "keep_last"
         case checkpointDir = "checkpoint_dir", noTitle = "no_title"
+        case maxload, localRank = "local_rank", mainPort = "main_port"
     }
 
     public init(trainData: String) { self.trainData = trainData }
@@ -92,7 +93,7 @@ public struct TrainRetrieverParams: JobParams, Equatable {
         trainer = try TrainerConfig(fidOptionsFrom: decoder)
         name = try c.decode(.name, default: "experiment_name")
         checkpointDir = try c.decodeIfPresent(String.self, forKey: .checkpointDir)
-        ignored = FiDIgnoredOptions(c, [(.noTitle, "FiD defines it and never reads it")])
+        ignored = FiDIgnoredOptions(c, [(.noTitle, "FiD defines it and never reads it")] + FiDIgnoredOptions.base(.maxload, .localRank, .mainPort))
     }
 
     public func encode(to encoder: Encoder) throws {

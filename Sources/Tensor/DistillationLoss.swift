@@ -51,8 +51,9 @@ public enum DistillationLoss {
                                         let gi = exp(logGold)
                                         g[b * N + i] = gi
                                         qq[b * N + i] = exp(logq)
-                                        // xlogy: a gold probability that underflowed to 0 adds 0, as in PyTorch.
-                                        if gi > 0 { acc += Double(gi) * (Double(logGold) - Double(logq)) }
+                                        // xlogy: a gold probability that underflowed to 0 adds 0, as in PyTorch;
+                                        // a NaN one (an overflowed reader score) makes the loss NaN, as there.
+                                        if !(gi <= 0) { acc += Double(gi) * (Double(logGold) - Double(logq)) }
                                     }
                                     rowLoss[b] = acc
                                 }

@@ -599,6 +599,27 @@ enum RetrievalJobs {
         #expect(encoded["no_fp16"] == nil && encoded["n_docs"] == .number(100))
     }
 
+    /// FiD's evaluate_retrieved_passages.py and train/test scripts' command lines: the options
+    /// that change nothing here are accepted and named (they were refused as unknown keys).
+    @Test func fidsScriptOptionsWithoutEffectAreAcceptedAndNamed() throws {
+        func given<P: Decodable>(_ type: P.Type, kind: String, _ flags: [String], _ ignored: (P) -> FiDIgnoredOptions) throws -> [String] {
+            let registry = RetrievalJobs.registry()
+            registry.register(TrainReaderKind())
+            registry.register(ScoreKind())
+            let params = try FlagParams.build(flags) { try registry.decodeParams(kind: kind, $0) }
+            return ignored(try JSONDecoder().decode(P.self, from: JSONEncoder().encode(params))).given.map { String($0.split(separator: " ")[0]) }
+        }
+        let base = ["--maxload", "-1", "--local_rank", "0", "--main_port", "10001"]
+        #expect(try given(EvaluateRetrievalParams.self, kind: "evaluate_retrieval", ["--data", "d.json", "--validation_workers", "16"], \.ignored)
+                == ["validation_workers"])
+        #expect(try given(TrainReaderParams.self, kind: "train_reader", ["--train_data", "t.json", "--model_path", "m"] + base, \.ignored)
+                == ["maxload", "local_rank", "main_port"])
+        #expect(try given(TrainRetrieverParams.self, kind: "train_retriever", ["--train_data", "t.json", "--model_path", "m"] + base, \.ignored)
+                == ["maxload", "local_rank", "main_port"])
+        #expect(try given(ScoreParams.self, kind: "score", ["--model_path", "m", "--eval_data", "d.json"] + base, \.ignored)
+                == ["maxload", "local_rank", "main_port"])
+    }
+
     /// Every job of queue/examples/retrieval decodes strictly with the kind's params.
     @Test func examplesDecode() throws {
         let dir = TestData.root.appendingPathComponent("queue/examples/retrieval").path

@@ -116,6 +116,29 @@ struct TrainRetrieverTests {
         }
     }
 
+    /// A temperature that turns a reader score past float32's range is refused before training,
+    /// naming the score (it made every weight NaN while the loss read 0).
+    @Test func aTemperatureOverflowingAScoreIsRefused() throws {
+        let dir = scratch()
+        try SyntheticRetrieval.writeModelFiles(dir)
+        var ex = SyntheticRetrieval.examples(3, seed: 1)
+        var ctxs = ex[1]["ctxs"] as! [[String: Any]]
+        ctxs[2]["score"] = -1e30
+        ex[1]["ctxs"] = ctxs
+        try SyntheticRetrieval.write(ex, to: dir + "/train.json")
+        func run(_ temperature: Double) throws {
+            try runTrainRetriever(["train_data": "train.json", "model_config": "config.json", "tokenizer": "vocab.txt", "n_context": 4,
+                                   "total_steps": 1, "temperature": temperature], out: dir + "/run-\(temperature)", workspace: dir)
+        }
+        do {
+            try run(1e-9)
+            Issue.record("trained with scores / temperature past float32")
+        } catch let e as JobError {
+            #expect(e.field == "params.temperature" && e.message.contains("train.json [1].ctxs[") && e.message.contains("1e+30"), "\(e)")
+        }
+        try run(1e-8)  // 1e38: still a float32
+    }
+
     /// A model folder with a config and no weights (an example world's `retriever/`) is refused
     /// before training, hinting at `model_config`; a T5 folder is named as such.
     @Test func aModelFolderWithoutWeightsHintsAtModelConfig() throws {

@@ -106,4 +106,14 @@ func distillationBounds(retriever s: Tensor, reader r: Tensor) -> (loss: Double,
         #expect(loss.isFinite && loss > 0)
         #expect(d.data.allSatisfy { $0.isFinite })
     }
+
+    @Test func anOverflowedReaderScoreMakesTheLossNaN() {
+        // A reader score divided by a tiny temperature overflows to inf: the gold distribution is
+        // NaN, and so must the loss be (PyTorch's KLDivLoss gives NaN), or training would go on
+        // with NaN gradients under a loss of 0.
+        let s = Tensor(shape: [2, 3], data: [1, 2, 3, -1, 0, 5])
+        let r = Tensor(shape: [2, 3], data: [1, .infinity, 0, 1, 2, 3])
+        let (loss, _) = Self.lossAndGrad(s, r)
+        #expect(loss.isNaN, "loss \(loss)")
+    }
 }
