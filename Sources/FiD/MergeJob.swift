@@ -54,108 +54,201 @@ public struct MergeKind: JobKind {
             }
             results.append(r)
         }
-        // Shards of one reader and one data set only: a shard re-run with another checkpoint (or
-        // on another file of the same size) would make the merged figures a mixture. Older results
-        // record neither and are not compared.
-        for (s, r) in results.enumerated() {
-            for (what, mine, first) in [("reader", r.model, results[0].model), ("data", r.evalData, results[0].evalData)] {
-                if let mine, let first, mine != first {
-                    throw JobError.permanent("\(dirs[s]) scored \(what) \(mine), but \(dirs[0]) scored \(first)",
-                                             field: "params.shards[\(s)]",
-                                             hint: "merge the shards of one score run; re-run the odd shard with the same model_path and eval_data")
-                }
-            }
-        }
+        try Self.checkOneRun(results, dirs)
         let fm = FileManager.default
         func all(_ name: String) -> Bool { dirs.allSatisfy { fm.fileExists(atPath: $0 + "/" + name) } }
         var outputs: [String] = []
-        try mergeLines("predictions.jsonl", dirs, context)
+        let lines = try Self.predictionLines(dirs, results)
+        try mergeLines(lines, context)
         outputs.append("predictions.jsonl")
+        for name in ["final_output.txt", "dataset_wscores.json"] {
+            let missing = dirs.indices.filter { !fm.fileExists(atPath: dirs[$0] + "/" + name) }
+            if !missing.isEmpty && missing.count < n {
+                context.log("merge: \(name) not merged: " + (missing.count == 1 ? "shard \(missing[0]) has" : "shards \(missing.map(String.init).joined(separator: ", ")) have")
+                            + " none (score them with "
+                            + (name == "final_output.txt" ? "write_results" : "write_crossattention_scores") + ")")
+            }
+        }
         if all("final_output.txt") {
-            try mergeLines("final_output.txt", dirs, context)
+            try mergeResults(lines, context)
             outputs.append("final_output.txt")
         }
         if all("dataset_wscores.json") {
-            try mergeArrays("dataset_wscores.json", dirs, context)
+            try mergeArrays("dataset_wscores.json", dirs, results, context)
             outputs.append("dataset_wscores.json")
         }
         let correct = results.reduce(0) { $0 + $1.correct }, count = results.reduce(0) { $0 + $1.count }
         let examples = results.reduce(0) { $0 + $1.examples }
         let merged = ScoreResult(correct: correct, count: count, examples: examples, shardId: 0, numShards: 1,
-                                 outputs: outputs + ["result.json"], model: results[0].model, evalData: results[0].evalData)
+                                 outputs: outputs + ["result.json"], model: results.lazy.compactMap(\.model).first,
+                                 evalData: results.lazy.compactMap(\.evalData).first, dataExamples: examples)
         try context.publish("result.json", try jsonEncoder().encode(merged))
         context.log("merge: \(n) shards, \(merged.exactMatchText), Total number of example \(count)")
         return merged
     }
 
-    /// Interleaves the lines of `name` from each shard: line j of shard s is example j·n + s.
-    func mergeLines(_ name: String, _ dirs: [String], _ context: JobContext) throws {
-        let streams = try dirs.map { try JSONStream(path: $0 + "/" + name) }
-        var cursors = [Int](repeating: 0, count: streams.count)
-        let out = try context.openOutput(name)
-        var buffer: [UInt8] = []
-        func nextLine(_ s: Int) -> UnsafeRawBufferPointer? {
-            let raw = streams[s].bytes
-            guard cursors[s] < raw.count else { return nil }
-            var end = cursors[s]
-            while end < raw.count, raw[end] != 10 { end += 1 }
-            defer { cursors[s] = end + 1 }
-            return UnsafeRawBufferPointer(rebasing: raw[cursors[s]..<min(end + 1, raw.count)])
-        }
-        var round = 0
-        while true {
-            var any = false
-            for s in 0..<streams.count {
-                guard let line = nextLine(s) else {
-                    // A shard runs out only after the shards before it in the same round (k = j·n + s).
-                    for t in (s + 1)..<max(s + 1, streams.count) where nextLine(t) != nil {
-                        throw JobError.permanent("\(streams[s].file) ends at line \(round) but \(streams[t].file) goes on",
-                                                 field: "params.shards[\(s)]", hint: "a shard of another data set or split?")
-                    }
-                    break
+    /// Shards of one reader, one data file, each holding its share of it: a shard re-run with
+    /// another checkpoint, or on the file after it changed, would make the merged files a mixture
+    /// (an interleave of two data sets) and the figures wrong. Older results record neither the
+    /// reader nor the file's size; what one shard records is compared with every other's.
+    static func checkOneRun(_ results: [ScoreResult], _ dirs: [String]) throws {
+        let n = results.count
+        let hint = "merge the shards of one score run; re-run the odd shard with the same model_path and eval_data"
+        for (what, value) in [("reader", \ScoreResult.model), ("data", \ScoreResult.evalData)] {
+            guard let first = results.indices.first(where: { results[$0][keyPath: value] != nil }) else { continue }
+            for (s, r) in results.enumerated() {
+                if let mine = r[keyPath: value], mine != results[first][keyPath: value]! {
+                    throw JobError.permanent("\(dirs[s]) scored \(what) \(mine), but \(dirs[first]) scored \(results[first][keyPath: value]!)",
+                                             field: "params.shards[\(s)]", hint: hint)
                 }
-                any = true
-                buffer += line
-                if line.last != 10 { buffer.append(10) }
             }
-            if !any { break }
-            round += 1
+        }
+        let recorded = results.indices.first { results[$0].dataExamples != nil }
+        for (s, r) in results.enumerated() {
+            if let f = recorded, let mine = r.dataExamples, mine != results[f].dataExamples! {
+                throw JobError.permanent("\(dirs[s]) scored a data file of \(mine) examples, but \(dirs[f]) one of \(results[f].dataExamples!)",
+                                         field: "params.shards[\(s)]", hint: hint)
+            }
+        }
+        // FiD's sharding: example k is shard k mod n's, so shard s of N examples holds ⌈(N − s) / n⌉.
+        let total = recorded.map { results[$0].dataExamples! } ?? results.reduce(0) { $0 + $1.examples }
+        for (s, r) in results.enumerated() {
+            let expected = total > s ? (total - s + n - 1) / n : 0
+            if r.examples != expected {
+                throw JobError.permanent("\(dirs[s]) holds \(r.examples) examples, but shard \(s) of \(n) of \(total) examples holds \(expected)",
+                                         field: "params.shards[\(s)]", hint: "a shard of another data set, or of the file before it changed? " + hint)
+            }
+        }
+    }
+
+    /// A shard's mapped `predictions.jsonl` and its lines' byte ranges (newline excluded).
+    struct ShardLines {
+        let stream: JSONStream
+        var ranges: [Range<Int>] = []
+        func line(_ j: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: stream.bytes[ranges[j]]) }
+    }
+
+    /// Each shard's `predictions.jsonl`, checked: one JSON object per example its result.json counts.
+    static func predictionLines(_ dirs: [String], _ results: [ScoreResult]) throws -> [ShardLines] {
+        try dirs.indices.map { s in
+            let path = dirs[s] + "/predictions.jsonl", field = "params.shards[\(s)]"
+            let stream: JSONStream
+            do { stream = try JSONStream(path: path) } catch {
+                throw JobError.permanent("\(error)", field: field, hint: "a score job's out/ holds predictions.jsonl once it has finished")
+            }
+            let raw = stream.bytes
+            var lines = ShardLines(stream: stream)
+            var start = 0
+            while start < raw.count, let base = raw.baseAddress {
+                var end = raw.count
+                if let hit = memchr(base + start, 0x0A, raw.count - start) { end = UnsafeRawPointer(hit) - base }
+                let line = UnsafeRawBufferPointer(rebasing: raw[start..<end])
+                var parser = JSONParser(bytes: line)
+                let value: JSONNode
+                do { value = try parser.parseDocument() } catch {
+                    throw JobError.permanent("\(path): line \(lines.ranges.count + 1): not a prediction (\(error))", field: field,
+                                             hint: "expected one JSON object per line, as score writes them")
+                }
+                guard case .object = value else {
+                    throw JobError.permanent("\(path): line \(lines.ranges.count + 1): expected a prediction object, found \(value.kindName)",
+                                             field: field)
+                }
+                lines.ranges.append(start..<end)
+                start = end + 1
+            }
+            guard lines.ranges.count == results[s].examples else {
+                throw JobError.permanent("\(path) holds \(lines.ranges.count) predictions, but its result.json counts \(results[s].examples) examples",
+                                         field: field, hint: "a shard's files were changed after it finished: score it again")
+            }
+            return lines
+        }
+    }
+
+    /// Interleaves the shards' prediction lines: line j of shard s is example j·n + s.
+    func mergeLines(_ lines: [ShardLines], _ context: JobContext) throws {
+        let out = try context.openOutput("predictions.jsonl")
+        var buffer: [UInt8] = []
+        try Self.interleave(lines) { line in
+            buffer += line
+            buffer.append(10)
             if buffer.count > 1 << 20 {
                 try buffer.withUnsafeBytes { try out.write($0) }
                 buffer.removeAll(keepingCapacity: true)
             }
-            if streams.indices.contains(where: { cursors[$0] < streams[$0].bytes.count }) == false { break }
         }
         try buffer.withUnsafeBytes { try out.write($0) }
         try out.commit()
     }
 
-    /// Interleaves the elements of each shard's JSON list into one `indent=4` list.
-    func mergeArrays(_ name: String, _ dirs: [String], _ context: JobContext) throws {
-        var cursors = try dirs.map { try JSONArrayCursor(try JSONStream(path: $0 + "/" + name)) }
+    /// `final_output.txt` as `score` writes it (`id<TAB>prediction` per example), from the merged
+    /// predictions: the shards' own copies hold the same lines, and a prediction holding a line
+    /// break would make line counts of them lie.
+    func mergeResults(_ lines: [ShardLines], _ context: JobContext) throws {
+        let out = try context.openOutput("final_output.txt")
+        var buffer: [UInt8] = []
+        try Self.interleave(lines) { line in
+            var parser = JSONParser(bytes: line)
+            let p = try parser.parseDocument()
+            buffer += Array("\(ScoreKind.idText(p["id"]))\t\(p["prediction"]?.stringValue ?? "")\n".utf8)
+            if buffer.count > 1 << 20 {
+                try buffer.withUnsafeBytes { try out.write($0) }
+                buffer.removeAll(keepingCapacity: true)
+            }
+        }
+        try buffer.withUnsafeBytes { try out.write($0) }
+        try out.commit()
+    }
+
+    /// Calls `body` with the lines of every shard in the data set's order (round j: shard 0's
+    /// j-th, shard 1's, …; shards hold ⌈(N − s) / n⌉ lines, checked by `checkOneRun`).
+    static func interleave(_ shards: [ShardLines], _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let rounds = shards.map(\.ranges.count).max() ?? 0
+        for j in 0..<rounds {
+            for shard in shards where j < shard.ranges.count { try body(shard.line(j)) }
+        }
+    }
+
+    /// Interleaves the elements of each shard's JSON list into one `indent=4` list, after checking
+    /// each holds one element per example its result.json counts.
+    func mergeArrays(_ name: String, _ dirs: [String], _ results: [ScoreResult], _ context: JobContext) throws {
+        var cursors: [JSONArrayCursor] = []
+        for (s, dir) in dirs.enumerated() {
+            let path = dir + "/" + name, field = "params.shards[\(s)]"
+            do {
+                let stream = try JSONStream(path: path)
+                var count = 0
+                try stream.forEachElement(parse: false) { _ in count += 1 }
+                guard count == results[s].examples else {
+                    throw JobError.permanent("\(path) holds \(count) examples, but its result.json counts \(results[s].examples)",
+                                             field: field, hint: "a shard's files were changed after it finished: score it again")
+                }
+                cursors.append(try JSONArrayCursor(stream))
+            } catch let e as FormatError {
+                throw JobError.permanent(e.description, field: field)
+            } catch let e as JobError { throw e } catch {
+                throw JobError.permanent("\(error)", field: field, hint: "score the shard with write_crossattention_scores again")
+            }
+        }
         let out = try context.openOutput(name)
         var buffer: [UInt8] = [UInt8(ascii: "[")]
         var count = 0
-        do {
-            outer: while true {
-                for s in 0..<cursors.count {
-                    guard let v = try cursors[s].next() else {
-                        for t in (s + 1)..<max(s + 1, cursors.count) where try cursors[t].next() != nil {
-                            throw JobError.permanent("\(dirs[s])/\(name) ends before \(dirs[t])/\(name)", field: "params.shards[\(s)]")
-                        }
-                        break outer
-                    }
-                    buffer += count == 0 ? [10, 32, 32, 32, 32] : [44, 10, 32, 32, 32, 32]
-                    PyJSON.appendIndented(v, level: 1, to: &buffer)
-                    count += 1
+        let rounds = results.map(\.examples).max() ?? 0
+        for _ in 0..<rounds {
+            for s in cursors.indices {
+                // Counted above: a shard past its last element returns nil.
+                let next: JSONNode?
+                do { next = try cursors[s].next() } catch let e as FormatError {
+                    throw JobError.permanent(e.description, field: "params.shards[\(s)]")
                 }
-                if buffer.count > 1 << 20 {
-                    try buffer.withUnsafeBytes { try out.write($0) }
-                    buffer.removeAll(keepingCapacity: true)
-                }
+                guard let v = next else { continue }
+                buffer += count == 0 ? [10, 32, 32, 32, 32] : [44, 10, 32, 32, 32, 32]
+                PyJSON.appendIndented(v, level: 1, to: &buffer)
+                count += 1
             }
-        } catch let e as FormatError {
-            throw JobError.permanent(e.description, field: "params.shards")
+            if buffer.count > 1 << 20 {
+                try buffer.withUnsafeBytes { try out.write($0) }
+                buffer.removeAll(keepingCapacity: true)
+            }
         }
         buffer += count == 0 ? [93] : [10, 93]
         try buffer.withUnsafeBytes { try out.write($0) }

@@ -25,16 +25,20 @@ public struct ScoreResult: Codable, Sendable, Equatable {
     /// `merge` can refuse shards of another reader or data set. Absent in older results.
     public var model: String?
     public var evalData: String?
+    /// The examples in the whole data file, every shard's, so `merge` can check each shard holds
+    /// its share of one file. Absent in older results.
+    public var dataExamples: Int?
 
     enum CodingKeys: String, CodingKey {
         case exactMatch = "exact_match", count, correct, examples, shardId = "shard_id", numShards = "num_shards", outputs, model
-        case evalData = "eval_data"
+        case evalData = "eval_data", dataExamples = "data_examples"
     }
 
     public init(correct: Int, count: Int, examples: Int, shardId: Int, numShards: Int, outputs: [String],
-                model: String? = nil, evalData: String? = nil) {
+                model: String? = nil, evalData: String? = nil, dataExamples: Int? = nil) {
         self.model = model
         self.evalData = evalData
+        self.dataExamples = dataExamples
         self.correct = correct
         self.count = count
         self.examples = examples
@@ -56,6 +60,7 @@ public struct ScoreResult: Codable, Sendable, Equatable {
         try c.encode(outputs, forKey: .outputs)
         try c.encodeIfPresent(model, forKey: .model)
         try c.encodeIfPresent(evalData, forKey: .evalData)
+        try c.encodeIfPresent(dataExamples, forKey: .dataExamples)
     }
 
     /// FiD's log figure, or a note that there was nothing to compare with.
@@ -189,7 +194,8 @@ public struct ScoreKind: JobKind {
         try results?.commit()
         try wscores?.commit()
         let result = ScoreResult(correct: correct, count: withAnswers, examples: examples, shardId: params.shardId,
-                                 numShards: params.numShards, outputs: outputs + ["result.json"], model: modelPath, evalData: dataPath)
+                                 numShards: params.numShards, outputs: outputs + ["result.json"], model: modelPath, evalData: dataPath,
+                                 dataExamples: total)
         try context.publish("result.json", try jsonEncoder().encode(result))
         try finish(result, params, context)
         context.log("score: \(result.exactMatchText), Total number of example \(withAnswers)")

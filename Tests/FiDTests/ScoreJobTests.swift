@@ -383,6 +383,87 @@ import Testing
         }
     }
 
+    /// Shards whose files do not hold their share of one data file (a shard re-scored after the
+    /// file changed, files edited after the run) are refused naming the shard; merge used to
+    /// interleave them, or drop examples from dataset_wscores.json, without a word.
+    @Test func mergeRefusesShardsThatDoNotHoldTheirShare() throws {
+        var params = try ReaderFixture.baseParams()
+        params["write_results"] = .bool(true)
+        params["write_crossattention_scores"] = .bool(true)
+        var shardDirs: [String] = []
+        for s in 0..<4 {  // 6 examples: 2, 2, 1, 1
+            var p = params
+            p["shard_id"] = .number(Double(s))
+            p["num_shards"] = .number(4)
+            shardDirs.append(try ReaderFixture.runScore(p).folder + "/out")
+        }
+        let fm = FileManager.default
+        /// Merges copies of the shards after `edit`; the refusal, or nil and the run's folder.
+        func merge(_ edit: ([String]) throws -> Void) throws -> (JobError?, String) {
+            let dir = TestData.scratch("merge-bad")
+            let copies = try shardDirs.indices.map { s -> String in
+                try fm.copyItem(atPath: shardDirs[s], toPath: dir + "/s\(s)")
+                return dir + "/s\(s)"
+            }
+            try edit(copies)
+            var job = ForegroundRun(file: dir + "/merge.json", workspace: dir)
+            job.outDir = dir + "/run"
+            job.allowedRoots = ["/"]
+            do {
+                _ = try job.run(JobDescriptor(kind: "merge", id: "merge", maxAttempts: 1, params: .object(["shards": .array(copies.map(JSONValue.string))])),
+                                registry: Self.registry())
+                return (nil, dir + "/run")
+            } catch let e as JobError { return (e, dir + "/run") }
+        }
+        func edit(_ path: String, _ change: (inout [String]) -> Void) throws {
+            var lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            change(&lines)
+            try lines.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        func editResult(_ dir: String, _ change: (inout [String: Any]) -> Void) throws {
+            var record = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/result.json"))) as! [String: Any]
+            change(&record)
+            try JSONSerialization.data(withJSONObject: record).write(to: URL(fileURLWithPath: dir + "/result.json"))
+        }
+        // An extra line in shard 0 (only the shards after one that ran out were compared).
+        var (e, _) = try merge { try edit($0[0] + "/predictions.jsonl") { $0.insert($0[0], at: 1) } }
+        #expect(e?.field == "params.shards[0]" && e?.message.contains("holds 3 predictions, but its result.json counts 2 examples") == true, "\(String(describing: e))")
+        // A line that is not JSON.
+        (e, _) = try merge { try edit($0[1] + "/predictions.jsonl") { $0[1] = "not json at all" } }
+        #expect(e?.field == "params.shards[1]" && e?.message.contains("predictions.jsonl: line 2: not a prediction") == true, "\(String(describing: e))")
+        // Shard 3 scored after the data file changed: another size.
+        (e, _) = try merge { try editResult($0[3]) { $0["data_examples"] = 7 } }
+        #expect(e?.field == "params.shards[3]" && e?.message.contains("scored a data file of 7 examples, but") == true, "\(String(describing: e))")
+        // A shard holding fewer examples than its share of the file.
+        (e, _) = try merge { dirs in
+            try editResult(dirs[1]) { $0["examples"] = 1 }
+            try edit(dirs[1] + "/predictions.jsonl") { $0.remove(at: 1) }
+        }
+        #expect(e?.field == "params.shards[1]" && e?.message.contains("holds 1 examples, but shard 1 of 4 of 6 examples holds 2") == true,
+                "\(String(describing: e))")
+        // dataset_wscores.json one example short (it was dropped from the merged list).
+        (e, _) = try merge { dirs in
+            let path = dirs[2] + "/dataset_wscores.json"
+            try Data("[]".utf8).write(to: URL(fileURLWithPath: path))
+        }
+        #expect(e?.field == "params.shards[2]" && e?.message.contains("dataset_wscores.json holds 0 examples, but its result.json counts 1") == true,
+                "\(String(describing: e))")
+        // Shard 0 records no reader: the others are still compared with each other.
+        (e, _) = try merge { dirs in
+            try editResult(dirs[0]) { $0.removeValue(forKey: "model") }
+            try editResult(dirs[2]) { $0["model"] = "/other/model" }
+        }
+        #expect(e?.field == "params.shards[2]" && e?.message.contains("scored reader /other/model, but") == true, "\(String(describing: e))")
+        // A shard without predictions.jsonl is named.
+        (e, _) = try merge { try fm.removeItem(atPath: $0[1] + "/predictions.jsonl") }
+        #expect(e?.field == "params.shards[1]" && e?.message.contains("predictions.jsonl") == true, "\(String(describing: e))")
+        // A file only some shards have is left out, saying so.
+        let (none, run) = try merge { try fm.removeItem(atPath: $0[3] + "/final_output.txt") }
+        #expect(none == nil && !fm.fileExists(atPath: run + "/out/final_output.txt"))
+        let log = try String(contentsOfFile: run + "/log.txt", encoding: .utf8)
+        #expect(log.contains("merge: final_output.txt not merged: shard 3 has none (score them with write_results)"), "\(log)")
+    }
+
     @Test func beamSearchOfOneBeamIsGreedy() throws {
         var params = try ReaderFixture.baseParams()
         let (greedy, _) = try ReaderFixture.runScore(params)
