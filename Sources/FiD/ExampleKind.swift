@@ -72,12 +72,18 @@ public struct ExampleKind: JobKind {
         let c = p.world
         context.log("example: seed \(c.seed), \(c.train) train + \(c.dev) dev questions, \(c.resolvedPeople) people, "
                     + "\(c.decoysMin)…\(c.decoysMax) decoys per fact, n_context \(c.nContext)")
-        let world = try ExampleWorld(config: c)
+        let world: ExampleWorld
+        do { world = try ExampleWorld(config: c) } catch let e as ExampleWorldError {
+            throw JobError.permanent("expected \(e.expected), found \(e.found)", field: "params." + e.field, hint: e.hint)
+        }
         try context.checkCancelled()
         let files = try world.files()
         let folder: String
         if let output = p.output {
             folder = try context.output(output, field: "params.output")
+            if let info = try? context.fs.info(folder), info.kind != .directory {
+                throw JobError.permanent("\(folder) is a file, expected a folder (created if missing) for the world's files", field: "params.output")
+            }
             try world.write(to: folder)
         } else {
             folder = context.out

@@ -75,23 +75,30 @@ public struct ExampleWorldConfig: Codable, Sendable, Equatable {
     /// Colored objects per person (the other relations hold one fact per person).
     static let objectsPerPerson = 3
 
+    /// Facts one person holds.
+    static var factsPerPerson: Int { ExampleVocabulary.relations.reduce(0) { $0 + min($1.objects.count, objectsPerPerson) } }
+
     /// Facts the resolved people can hold.
-    public var capacity: Int {
-        resolvedPeople * ExampleVocabulary.relations.reduce(0) { $0 + min($1.objects.count, Self.objectsPerPerson) }
-    }
+    public var capacity: Int { resolvedPeople * Self.factsPerPerson }
+
+    /// FiD's largest `n_context` (its paper's 100 passages per question).
+    static let maxNContext = 100
 
     /// Throws an `ExampleWorldError` naming the field when a value is out of range.
     public func validate() throws {
         func check(_ ok: Bool, _ field: String, _ expected: String, _ found: Any, _ hint: String? = nil) throws {
             if !ok { throw ExampleWorldError(field: field, expected: expected, found: "\(found)", hint: hint) }
         }
-        try check(train >= 1, "train", "at least 1 question", train)
-        try check(dev >= 1, "dev", "at least 1 question", dev)
-        try check(nContext >= 1, "n_context", "at least 1 (the gold alone; more adds look-alike distractors)", nContext)
+        // Each count alone first: their sum, and the people they ask for, must not overflow.
+        let most = ExampleVocabulary.names.count * Self.factsPerPerson
+        try check(train >= 1 && train <= most, "train", "1…\(most) questions (the facts of the largest world)", train)
+        try check(dev >= 1 && dev <= most, "dev", "1…\(most) questions (the facts of the largest world)", dev)
+        try check(nContext >= 1 && nContext <= Self.maxNContext, "n_context",
+                  "1…\(Self.maxNContext) (the gold alone; more adds look-alike distractors)", nContext)
         try check(decoysMin >= 0, "decoys_min", "0 or more", decoysMin)
         try check(decoysMax >= decoysMin && decoysMax <= 16, "decoys_max", "decoys_min…16", decoysMax)
-        try check(people >= 0 && people <= ExampleVocabulary.names.count, "people",
-                  "0…\(ExampleVocabulary.names.count) (0: one per 6 questions)", people)
+        try check(people == 0 || (people >= 2 && people <= ExampleVocabulary.names.count), "people",
+                  "0 (one per 6 questions) or 2…\(ExampleVocabulary.names.count) (other people's facts are the look-alikes)", people)
         try check(train + dev <= capacity, "train", "train + dev ≤ \(capacity) facts for \(resolvedPeople) people",
                   train + dev, "raise people (up to \(ExampleVocabulary.names.count)) or ask for fewer questions")
     }
@@ -248,6 +255,12 @@ public struct ExampleWorld: Sendable {
             questions[qi].gold = position[q.gold]
             questions[qi].decoys = q.decoys.map { position[$0] }
             questions[qi].distractors = picked.prefix(want).map { position[$0] }
+            // A world too small for n_context would write fewer passages than asked, silently.
+            if picked.count < want {
+                throw ExampleWorldError(field: "n_context", expected: "at most \(picked.count + 1) for this world (question \(q.id) has "
+                                            + "\(picked.count) passages without its answer besides the gold)",
+                                        found: "\(config.nContext)", hint: "ask for more questions or people, or a smaller n_context")
+            }
         }
         train = Array(questions.prefix(config.train))
         dev = Array(questions.suffix(config.dev))

@@ -71,6 +71,14 @@ struct ExampleKindTests {
         (#"{"decoys_min": 4, "decoys_max": 3}"#, "params.decoys_max"),
         (#"{"train": "many"}"#, "params.train"),
         (#"{"output": "/etc/world"}"#, "params.output"),
+        // Each alone a valid Int: their sum overflowed (a trap in the worker, again at each takeover).
+        (#"{"train": 4611686018427387904, "dev": 4611686018427387904}"#, "params.train"),
+        (#"{"people": 1}"#, "params.people"),
+        (#"{"n_context": 101}"#, "params.n_context"),
+        // Valid alone, but the world has fewer passages without the answer than n_context − 1.
+        (#"{"train": 1, "dev": 1, "decoys_min": 0, "decoys_max": 0, "n_context": 10}"#, "params.n_context"),
+        // The descriptor itself: a file, not a folder.
+        (#"{"output": "world.json"}"#, "params.output"),
     ])
     func badParamsNameTheField(params: String, field: String) throws {
         let (ws, file) = try workspace(#"{"kind": "example", "params": "# + params + "}")

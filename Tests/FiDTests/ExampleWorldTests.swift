@@ -150,7 +150,8 @@ struct ExampleWorldTests {
             }
             let ratio = Double(pieces) / Double(wordCount)
             #expect(unknown == 0, "\(name): \(unknown) unknown pieces")
-            // T5 splits off "a" and the sentence's punctuation; nothing else splits.
+            // T5 splits off "a" and the sentence's punctuation, and cuts "cello" and "harp" in two
+            // or three; nothing else splits.
             #expect(ratio < 1.35, "\(name): \(pieces) pieces for \(wordCount) words")
         }
     }
@@ -217,6 +218,11 @@ struct ExampleWorldTests {
         #expect(field(ExampleWorldConfig(people: 10_000)) == "people")
         #expect(field(ExampleWorldConfig(train: 5000, dev: 5000)) == "train")
         #expect(field(ExampleWorldConfig(train: 3, dev: 1, nContext: 3)) == nil)
+        #expect(field(ExampleWorldConfig(train: 1 << 62, dev: 1 << 62)) == "train")
+        #expect(field(ExampleWorldConfig(people: 1)) == "people")
+        #expect(field(ExampleWorldConfig(nContext: 101)) == "n_context")
+        #expect(field(ExampleWorldConfig(train: 1, dev: 1, nContext: 10, decoysMin: 0, decoysMax: 0)) == "n_context")
+        #expect(field(ExampleWorldConfig(train: 1, dev: 1, nContext: 2, decoysMin: 0, decoysMax: 0)) == nil)
     }
 
     @Test func chanceIsOneOverTheValueCount() throws {
