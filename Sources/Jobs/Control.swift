@@ -218,13 +218,23 @@ public final class QueueControl {
     /// again at once, so the order matters, and a failed dependency left out is refused.
     public func retry(_ ids: [String], fresh: Bool = false) throws -> [String] {
         var after: [String: [String]] = [:]
+        // Every id is checked, and every one that cannot be retried named, before anything moves.
+        var refused: [(id: String, error: JobError)] = []
         for id in ids {
-            try QueueControl.checkID(id)
-            guard fs.exists(queue.latestFailed(id)) else {
-                throw JobError.permanent("no failed job '\(id)'", hint: state(of: id).map { "it is \($0)" })
-            }
-            try refuseIfDone(id)
-            after[id] = queue.failedDependencies(id)
+            do {
+                try QueueControl.checkID(id)
+                guard fs.exists(queue.latestFailed(id)) else {
+                    throw JobError.permanent("no failed job '\(id)'", hint: state(of: id).map { "it is \($0)" })
+                }
+                try refuseIfDone(id)
+                after[id] = queue.failedDependencies(id)
+            } catch let e as JobError { refused.append((id, e)) }
+        }
+        if refused.count == 1 { throw refused[0].error }
+        if refused.count > 1 {
+            throw JobError.permanent("\(refused.count) of the \(ids.count) jobs cannot be retried, so none was: "
+                                         + refused.map { $0.error.message + ($0.error.hint.map { " (\($0))" } ?? "") }.joined(separator: "; "),
+                                     hint: "fidq status lists the failed jobs")
         }
         // A job whose dependency stays in failed/ would fail again at the next scan: name the chain.
         for id in ids {

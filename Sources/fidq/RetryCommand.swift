@@ -6,7 +6,7 @@ struct RetryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "retry",
         abstract: "Move failed (or cancelled) jobs back to pending/; their attempts start again.",
-        discussion: "A job's out/ is kept, so a job that checkpoints (training) resumes from its latest checkpoint. --fresh discards out/ and starts over. Several ids are retried with each one's dependencies first (fidq retry reader score: score waits for reader again).")
+        discussion: "A job's out/ is kept, so a job that checkpoints (training) resumes from its latest checkpoint. --fresh discards out/ and starts over. Several ids are retried with each one's dependencies first (fidq retry reader score: score waits for reader again); when some cannot be retried, all of those are named and none is moved.")
 
     @OptionGroup var queueOptions: QueueOptions
 

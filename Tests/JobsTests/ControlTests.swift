@@ -175,6 +175,22 @@ import Testing
         #expect(f.list("pending").isEmpty && f.list("failed") == ["x"])
     }
 
+    /// Several ids that cannot be retried are all named at once (only the first was), and nothing moves.
+    @Test func retryNamesEveryIdItRefuses() throws {
+        let f = try QueueFixture()
+        let d = f.queueDir + "/failed/ok"
+        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        try Data(#"{"kind": "test.record", "id": "ok"}"#.utf8).write(to: URL(fileURLWithPath: d + "/job.json"))
+        let e = #expect(throws: JobError.self) { try control(f).retry(["ok", "ghost", "bad id", "ghost2"]) }
+        let m = e?.message ?? ""
+        #expect(m.contains("3 of the 4 jobs cannot be retried, so none was") && m.contains("no failed job 'ghost'")
+                && m.contains("'bad id' is not a job id") && m.contains("no failed job 'ghost2'") && !m.contains("'ok'"), "\(m)")
+        #expect(f.list("pending").isEmpty && f.list("failed") == ["ok"])
+        // One alone keeps its own error.
+        let one = #expect(throws: JobError.self) { try control(f).retry(["ok", "ghost"]) }
+        #expect(one?.message == "no failed job 'ghost'", "\(String(describing: one))")
+    }
+
     /// A job: input is an implicit `after`: at submit its missing input waits for the job, as
     /// with `after`.
     @Test func aJobInputDefersTheMissingInputCheck() throws {
