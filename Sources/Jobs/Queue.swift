@@ -16,6 +16,10 @@ public struct ClaimRecord: Codable, Equatable, Sendable {
     public var worker: String
     public var attempt: Int
     public var claimedAt: String
+    /// The claim's time by the filesystem's clock (`Queue.fsNow`), which every host reads alike:
+    /// `claimedAt` is the claimer's wall clock, hours off another host's when clocks drift.
+    /// Nil in claims written before it existed.
+    public var claimedAtFS: Double?
     /// No live holder: any worker may take it (after `notBefore`, filesystem time).
     public var released: Bool
     public var notBefore: Double?
@@ -27,8 +31,9 @@ public struct ClaimRecord: Codable, Equatable, Sendable {
     public var leaseS: Double?
 
     public init(id: String, token: String, worker: String, attempt: Int, claimedAt: String, released: Bool,
-                notBefore: Double? = nil, note: String? = nil, leaseS: Double? = nil) {
+                notBefore: Double? = nil, note: String? = nil, leaseS: Double? = nil, claimedAtFS: Double? = nil) {
         self.id = id
+        self.claimedAtFS = claimedAtFS
         self.token = token
         self.worker = worker
         self.attempt = attempt
@@ -42,6 +47,7 @@ public struct ClaimRecord: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case id, token, worker, attempt, released, note
         case claimedAt = "claimed_at"
+        case claimedAtFS = "claimed_at_fs"
         case notBefore = "not_before"
         case leaseS = "lease_s"
     }

@@ -94,9 +94,10 @@ extension Queue {
             }
             if let data = try? fs.read(dir + "/job.json", limit: JobDescriptor.maxBytes + 1),
                let d = try? JobDescriptor.parse(data, fileName: id + ".json", idMayDiffer: true) { row.kind = d.kind }
-            // Since the claim (job.json keeps the drop's mtime). `claimed_at` is the claimer's
-            // wall clock, so it is compared with ours, not with the filesystem's.
-            row.ageS = claim.flatMap { parseISOTimestamp($0.claimedAt) }.map { wallNow() - $0 }
+            // Since the claim (job.json keeps the drop's mtime), by the filesystem's clock, as
+            // `now`; an older claim has only the claimer's wall clock, compared with ours.
+            row.ageS = claim?.claimedAtFS.map { now - $0 }
+                ?? claim.flatMap { parseISOTimestamp($0.claimedAt) }.map { wallNow() - $0 }
                 ?? (try? fs.info(dir + "/claim")).map { now - $0.mtime }
             if let data = try? fs.read(dir + "/progress.json", limit: 65536) {
                 row.progress = try? JSONDecoder().decode(ProgressReporter.Snapshot.self, from: data)

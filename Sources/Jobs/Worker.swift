@@ -210,7 +210,8 @@ public final class Worker: @unchecked Sendable {
             guard queue.fs.exists(queue.pending + "/" + name) else { return false }  // taken meanwhile
             let token = identity.newToken()
             let record = ClaimRecord(id: folder, token: token, worker: identity.name, attempt: 1,
-                                     claimedAt: isoTimestamp(), released: false, leaseS: config.lease)
+                                     claimedAt: isoTimestamp(), released: false, leaseS: config.lease,
+                                     claimedAtFS: queue.fsNow(probe: identity.nonce))
             guard let dir = queue.claimPending(name: name, id: folder, record: record) else {
                 if let why = queue.lastClaimFailure { claimFailed(why) }
                 return false
@@ -298,7 +299,8 @@ public final class Worker: @unchecked Sendable {
             attempt += 1
         }
         let record = ClaimRecord(id: id, token: token, worker: identity.name, attempt: attempt,
-                                 claimedAt: isoTimestamp(), released: false, leaseS: config.lease)
+                                 claimedAt: isoTimestamp(), released: false, leaseS: config.lease,
+                                     claimedAtFS: queue.fsNow(probe: identity.nonce))
         do { try queue.writeClaim(dir, record) } catch {
             logger.warning("took over \(id) but could not write its claim: \(error); its lease will expire")
             return false

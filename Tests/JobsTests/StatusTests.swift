@@ -22,6 +22,26 @@ import Testing
         #expect((row.ageS ?? 1e9) < 600, "age since the claim, not the drop: \(row.ageS ?? -1)")
     }
 
+    /// A claimer whose clock runs two hours slow: the age comes from the filesystem's clock the
+    /// claim recorded, not from `claimed_at` against this host's clock (which read 2 h).
+    @Test func aRunningJobsAgeIsByTheFilesystemsClock() throws {
+        let f = try QueueFixture()
+        let dir = try f.plantClaim("j", token: "h1", leaseS: 60, age: 0)
+        var record = try #require(f.queue.readClaim(dir))
+        record.claimedAt = isoTimestamp(wallNow() - 7200)
+        record.claimedAtFS = f.queue.fsNow(probe: "test") - 60
+        try f.queue.writeClaim(dir, record)
+        let row = try #require(f.queue.status().first { $0.id == "j" })
+        #expect(abs((row.ageS ?? 0) - 60) < 30, "\(row.ageS ?? -1)")
+        // A worker's claim records it (another queue: drain would wait for the claim above).
+        let g = try QueueFixture()
+        try g.dropRecord("k")
+        drainInProcess(g)
+        let claim = try #require(g.queue.readClaim(g.queueDir + "/done/k"))
+        let at = try #require(claim.claimedAtFS, "no claimed_at_fs in \(claim)")
+        #expect(abs(g.queue.fsNow(probe: "test") - at) < 120)
+    }
+
     @Test func parsesTheTimestampsItWrites() {
         let now = wallNow()
         let t = parseISOTimestamp(isoTimestamp(now))
