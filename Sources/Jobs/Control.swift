@@ -239,7 +239,10 @@ public final class QueueControl {
         // A job whose dependency stays in failed/ would fail again at the next scan: name the chain.
         for id in ids {
             for dep in after[id] ?? [] where after[dep] == nil && fs.exists(queue.failed + "/" + dep) {
-                let ancestry = queue.failedAncestry(dep)
+                // Every failed dependency left out, of every id: a hint naming only this one
+                // would be refused in turn for the next.
+                let missing = ids.flatMap { after[$0] ?? [] }.filter { after[$0] == nil && fs.exists(queue.failed + "/" + $0) }
+                let ancestry = queue.failedAncestry(of: missing)
                 let chain = ancestry + ids.filter { !ancestry.contains($0) }
                 throw JobError.permanent("'\(id)' depends on '\(dep)', which is failed too; retried alone, it would fail again at once",
                                          hint: "fidq retry " + chain.joined(separator: " "))

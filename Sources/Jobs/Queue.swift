@@ -158,16 +158,16 @@ public final class Queue: @unchecked Sendable {
         return (id, token)
     }
 
-    /// `dep` and the failed jobs it waited on, dependencies first: what one `fidq retry`
-    /// needs to put a chain back (b failed because a did; c's hint names both).
-    func failedAncestry(_ dep: String) -> [String] {
+    /// `deps` and the failed jobs they waited on, dependencies first, each id once: what one
+    /// `fidq retry` needs to put a chain back (b failed because a did; c's hint names both).
+    func failedAncestry(of deps: [String]) -> [String] {
         var order: [String] = []
         func visit(_ id: String) {
             guard order.count < 64, !order.contains(id) else { return }
             for up in failedDependencies(id) where fs.exists(failed + "/" + up) { visit(up) }
             if !order.contains(id) { order.append(id) }
         }
-        visit(dep)
+        deps.forEach(visit)
         return order
     }
 

@@ -228,9 +228,12 @@ final class QueueScanner {
                     // Exists nowhere: may be submitted later; does not keep a draining worker.
                 }
                 if let dep = failedDep {
+                    // The hint puts back every failed dependency's chain: one left out would be
+                    // refused by that retry (a merge of two failed score shards names both).
+                    let chain = queue.failedAncestry(of: d.dependencies.filter { $0 == dep || fs.exists(queue.failed + "/" + $0) })
                     failNow.append(.pending(name: e.name, folder: d.id, descriptor: d, error: .permanent(
                         "dependency '\(dep)' failed (see failed/\(dep)/error.json)", field: "after",
-                        hint: "fidq retry " + (queue.failedAncestry(dep) + [d.id]).joined(separator: " "))))
+                        hint: "fidq retry " + (chain + [d.id]).joined(separator: " "))))
                 } else if ready, d.dependencies.allSatisfy({ isDone($0, fresh: true) }) {
                     // The cache may remember a done/ folder archived since: checked again before running.
                     runnable.append((d, e.name, e.mtime))

@@ -249,6 +249,29 @@ import Testing
         #expect(f.list("done") == ["a", "b", "c"])
     }
 
+    /// A job waiting on two failed jobs (a merge of two score shards): its hint, and retry's
+    /// refusal, name both chains (they named the first only, and following that hint was refused).
+    @Test func retryHintsNameEveryFailedDependency() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("a")
+        try f.dropRecord("b")
+        try f.dropRecord("m", extra: #""after": ["a", "b"]"#)
+        let c = control(f)
+        _ = try c.cancel("a")
+        _ = try c.cancel("b")
+        drainInProcess(f)
+        #expect(f.list("failed") == ["a", "b", "m"])
+        #expect(f.read(f.queueDir + "/failed/m/error.json")?.contains("fidq retry a b m\"") == true,
+                "\(f.read(f.queueDir + "/failed/m/error.json") ?? "")")
+        for (ids, hint) in [(["m"], "fidq retry a b m"), (["a", "m"], "fidq retry b a m")] {
+            let e = #expect(throws: JobError.self) { try c.retry(ids) }
+            #expect(e?.hint == hint, "\(String(describing: e))")
+        }
+        _ = try c.retry(["b", "a", "m"])
+        drainInProcess(f)
+        #expect(f.list("done") == ["a", "b", "m"])
+    }
+
     @Test func submitSaysWhatAPathThatIsNoJobFileIs() throws {
         let f = try QueueFixture()
         for (path, message) in [(f.workspace + "/queue-typo", "no such file"), (f.workspace, "is a folder, not a job file")] {
