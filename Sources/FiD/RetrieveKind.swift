@@ -431,6 +431,8 @@ public struct RetrieveKind: JobKind {
                 guard written < hits.count, ex.question == questions[written] else { throw changed() }
                 let h = hits[written]
                 written += 1
+                // A stop (cancel, lost lease) ends the write here; the unfinished file goes.
+                if written % 1024 == 0 { try context.checkCancelled() }
                 let answerTokens = ex.answers.map(AnswerMatch.normalizedTokens)
                 var flags: [Bool] = []
                 let ctxs: [FiDPassage] = h.map { x in
@@ -450,10 +452,14 @@ public struct RetrieveKind: JobKind {
             }
         } catch let e as JobError {
             throw e
+        } catch let e as CancellationError {
+            throw e
         } catch {
             throw JobError.permanent("\(error)", field: "params.data")
         }
         guard written == hits.count else { throw changed() }
+        // An attempt that lost its claim while writing must not put its file in place.
+        try context.checkCancelled()
         try writer.finish()
         // Only depths the output reaches: with n_docs 20, "recall@100" would be recall@20 under
         // another name. The output's own depth is reported when it is not one of DPR's.

@@ -114,16 +114,23 @@ public enum PyJSON {
     }
 }
 
-/// Streams a JSON file element by element, to a temporary name (`.<name>.tmp` beside it) renamed
-/// into place by `finish()`: a top-level list in `json.dump(…, indent=4)`'s layout (FiD's
-/// `dataset_wscores.json`, the preprocessed data sets), or JSON Lines (`json.dumps` per line).
+/// Streams a JSON file element by element, to a temporary name (`.<name>.<pid>-<random>.tmp`
+/// beside it) renamed into place by `finish()`: a top-level list in `json.dump(…, indent=4)`'s
+/// layout (FiD's `dataset_wscores.json`, the preprocessed data sets), or JSON Lines
+/// (`json.dumps` per line).
+///
+/// The name is the writer's own: a job attempt that lost its claim (paused, then resumed) and the
+/// attempt that took over write two files, never one file twice over (one shared name was
+/// truncated by the second writer under the first, which then renamed a file of NUL bytes into
+/// place). A new writer removes the staging files earlier writers of the path left (killed), and
+/// an unfinished writer removes its own.
 public final class PyJSONWriter {
     public enum Layout: Sendable { case indentedList, jsonLines }
 
     public let path: String
     public let layout: Layout
     private let tmp: String
-    private let fd: Int32
+    private var fd: Int32
     private var buffer: [UInt8] = []
     public private(set) var count = 0
 
@@ -134,14 +141,33 @@ public final class PyJSONWriter {
         let slash = path.lastIndex(of: "/")
         let dir = slash.map { String(path[...$0]) } ?? ""
         let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        tmp = dir + "." + name + ".tmp"
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let folder = dir.isEmpty ? "." : dir == "/" ? "/" : String(dir.dropLast())
+        StaleFiles.remove(in: folder) { Self.isStaging($0, of: name) }
+        tmp = dir + "." + name + ".\(getpid())-\(UInt32.random(in: 0 ... .max)).tmp"
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw PyJSONWriter.posix(tmp, "cannot create") }
         buffer.reserveCapacity(1 << 20)
         if layout == .indentedList { buffer.append(UInt8(ascii: "[")) }
     }
 
-    deinit { close(fd) }
+    /// `.<name>.<pid>-<random>.tmp`, or `.<name>.tmp` (the one name of earlier fidq versions);
+    /// exactly, so `rt`'s writer leaves `rt.json`'s staging files alone.
+    static func isStaging(_ entry: String, of name: String) -> Bool {
+        let head = "." + name + "."
+        guard entry.hasPrefix(head), entry.hasSuffix(".tmp"), entry.count >= head.count + 3 else { return false }
+        let tag = entry.dropFirst(head.count).dropLast(4)
+        if tag.isEmpty { return true }
+        let parts = tag.split(separator: "-", omittingEmptySubsequences: false)
+        return parts.count == 2 && parts.allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }
+    }
+
+    deinit {
+        // Not finished (an error or a stop on the way): the temporary file goes.
+        if fd >= 0 {
+            close(fd)
+            unlink(tmp)
+        }
+    }
 
     /// Appends one element of the top-level list (or one line).
     public func append(_ value: JSONNode) throws {
@@ -162,7 +188,13 @@ public final class PyJSONWriter {
         if layout == .indentedList { buffer.append(contentsOf: count == 0 ? [93] : [10, 93]) }
         try flush()
         guard fsync(fd) == 0 || errno == EINVAL else { throw PyJSONWriter.posix(tmp, "cannot sync") }
-        guard rename(tmp, path) == 0 else { throw PyJSONWriter.posix(path, "cannot rename \(tmp) into place") }
+        close(fd)
+        fd = -1
+        guard rename(tmp, path) == 0 else {
+            let e = PyJSONWriter.posix(path, "cannot rename \(tmp) into place")
+            unlink(tmp)
+            throw e
+        }
     }
 
     private func flush() throws {

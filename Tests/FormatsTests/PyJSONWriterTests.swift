@@ -18,6 +18,43 @@ import Testing
         return try String(contentsOfFile: path, encoding: .utf8)
     }
 
+    /// Two writers of one path (a job attempt that lost its claim while writing, and the attempt
+    /// that took over): each writes its own file, so the output is one writer's whole file, never
+    /// one file truncated under the other (it was: NUL bytes renamed into place).
+    @Test func aSecondWriterOfAPathNeverShares() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pyjson-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/rt.json"
+        let old = try PyJSONWriter(path: path)
+        for k in 0..<2000 { try old.append(.integer(k)) }  // past one flush
+        let new = try PyJSONWriter(path: path)  // removes the older writer's staging file
+        for k in 0..<3 { try new.append(.integer(k)) }
+        try new.finish()
+        #expect(throws: FormatError.self) { try old.finish() }  // its file is gone: nothing renamed
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "[\n    0,\n    1,\n    2\n]")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["rt.json"])
+    }
+
+    /// Staging files: an unfinished writer removes its own; a new writer removes those killed
+    /// writers left, of its own path only (`rt`'s leaves `rt.json`'s).
+    @Test func stagingFilesDoNotOutliveTheirWriter() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pyjson-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        do {
+            let w = try PyJSONWriter(path: dir + "/a.json")
+            try w.append(.integer(1))
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir).count == 1)
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty, "an unfinished writer's file stays")
+        let killed = [".rt.tmp", ".rt.123-456.tmp", ".rt.json.7-8.tmp", ".rt.x.tmp", "rt.json"]
+        for name in killed { FileManager.default.createFile(atPath: dir + "/" + name, contents: Data("x".utf8)) }
+        let w = try PyJSONWriter(path: dir + "/rt")
+        try w.finish()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == [".rt.json.7-8.tmp", ".rt.x.tmp", "rt", "rt.json"])
+    }
+
     @Test func layoutMatchesPython() throws {
         // python3 -c 'import json; print(json.dumps([], indent=4))' and the like.
         #expect(try Self.write([]) == "[]")
