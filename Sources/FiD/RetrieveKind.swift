@@ -342,6 +342,13 @@ public struct RetrieveKind: JobKind {
                     try searchInBlocks { sq.search(queries: qp.baseAddress! + $0.lowerBound * flat.dim, queryCount: $0.count, k: k, rerank: p.rerank, exact: flat) }
                 }
             case "pq":
+                // faiss warns below 39 training rows per centroid: its k-means then learns centroids
+                // from a handful of rows each (or fewer rows than centroids), and recall drops.
+                let centroids = 1 << p.nBits
+                if flat.count < 39 * centroids {
+                    context.log("retrieve: warning: pq's k-means learns \(centroids) centroids (n_bits \(p.nBits)) per sub-quantizer from "
+                                + "\(flat.count) passages, fewer than the \(39 * centroids) faiss asks for; recall suffers: lower n_bits, or use sq8 or flat")
+                }
                 let pq = try compressed("pq", settings: ["n_subquantizers": p.nSubquantizers, "n_bits": p.nBits], load: ProductQuantizedIndex.init(path:),
                                         build: { try ProductQuantizedIndex.build(shards: shards, subquantizers: p.nSubquantizers, bits: p.nBits) },
                                         save: { try $0.save(to: $1) }, shape: { ($0.count, $0.dim) })
