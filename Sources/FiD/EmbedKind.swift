@@ -116,6 +116,9 @@ public struct EmbedKind: JobKind {
         var first: Int?
         var count: Int?
         var model: String?
+        /// The passages file as the job found it: edited in place since, its earlier rows' vectors
+        /// would embed the old texts under the new ones' ids.
+        var file: SavedIndexSource.File?
     }
 
     /// `ShardRecord.samples` of the shard's rows: read again from the file (a resumed job did not
@@ -141,10 +144,14 @@ public struct EmbedKind: JobKind {
     /// Why the checkpoint after `step` rows cannot be resumed here (nil: it can): it records
     /// another file, shard or model folder (a `latest` that moved on between attempts: one shard
     /// would hold two retrievers' rows), or a block it counts is missing.
-    static func cannotResume(step: Int, checkpoint: String, passages: String, range: Range<Int>, model: String, out: String) -> String? {
+    static func cannotResume(step: Int, checkpoint: String, passages: String, range: Range<Int>, model: String, out: String,
+                             file: SavedIndexSource.File? = nil) -> String? {
         if let data = FileManager.default.contents(atPath: checkpoint + "/rows.json"),
            let saved = try? JSONDecoder().decode(Saved.self, from: data) {
             if let file = saved.passages, file != passages { return "it embedded \(file), not \(passages)" }
+            if let then = saved.file, let now = file, !then.sameContents(as: now) {
+                return "\(passages) changed since its rows were embedded (\(then.bytes) bytes then, \(now.bytes) now; or its modification time or inode)"
+            }
             if let earlier = saved.model, earlier != model { return "its rows were embedded by \(earlier), this attempt reads \(model)" }
             if let first = saved.first, let count = saved.count, first != range.lowerBound || count != range.count {
                 return "it embedded passages \(first)..<\(first + count), this shard is \(range.lowerBound)..<\(range.upperBound)"
@@ -167,6 +174,7 @@ public struct EmbedKind: JobKind {
         let passagesPath = context.resolve(p.passages)
         let stem = EmbeddingShard.stem(prefix: try context.output(p.outputPath, field: "params.output_path"), shard: p.shardId)
         try FileManager.default.createDirectory(atPath: (stem as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let stamp = try? SavedIndexSource.File.stamp(passagesPath)  // before the file is read
         let total: Int
         do { total = try PassageReader.count(path: passagesPath) } catch let e as RetrievalError {
             throw JobError.permanent(e.message, field: "params.passages", hint: e.hint)
@@ -193,7 +201,8 @@ public struct EmbedKind: JobKind {
         let ckpt = try context.checkpoints(keepLast: 2)
         var done = 0
         if let (step, dir) = ckpt.latest() {
-            if let why = Self.cannotResume(step: step, checkpoint: dir, passages: passagesPath, range: range, model: folder, out: context.out) {
+            if let why = Self.cannotResume(step: step, checkpoint: dir, passages: passagesPath, range: range, model: folder, out: context.out,
+                                           file: stamp) {
                 // Another shard's or another file's rows, or blocks already joined into a shard
                 // and removed: nothing here can be reused, and mixing it in would corrupt the shard.
                 context.log("embed: not resuming the checkpoint after \(step) rows: \(why); embedding the shard from its start")
@@ -242,7 +251,7 @@ public struct EmbedKind: JobKind {
             try context.publish(name + ".f32", emb.withUnsafeBytes { Data($0) })
             try context.publish(name + ".ids", Data(block.map { $0.id + "\n" }.joined().utf8))
             done += block.count
-            let saved = Saved(rows: done, passages: passagesPath, first: range.lowerBound, count: n, model: folder)
+            let saved = Saved(rows: done, passages: passagesPath, first: range.lowerBound, count: n, model: folder, file: stamp)
             try ckpt.save(step: done) { dir in try context.fs.write(dir + "/rows.json", try jsonEncoder().encode(saved), sync: false) }
             let rate = Double(done - resumedFrom) / max(1e-9, monotonicNow() - started)
             context.log("embed: \(done)/\(n) rows, \(String(format: "%.1f", rate)) passages/s")

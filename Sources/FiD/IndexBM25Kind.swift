@@ -43,13 +43,20 @@ public struct IndexBM25Kind: JobKind {
         let t0 = monotonicNow()
         let output = try context.output(p.outputPath, field: "params.output_path")
         try FileManager.default.createDirectory(atPath: (output as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        // The old record goes first: an index replaced without its new record is "unchecked",
+        // never checked against another file's.
+        try? FileManager.default.removeItem(atPath: BM25Source.path(beside: output))
         do {
             let reader = try PassageReader(path: context.resolve(p.passages))
+            let stamp = try SavedIndexSource.File.stamp(reader.path)
             let total = reader.fileSize
+            var sampler = BM25Source.Sampler()
             let index = try BM25Index.build(
                 passages: {
                     try context.checkCancelled()
-                    return try reader.next()
+                    let psg = try reader.next()
+                    if let psg { sampler.add(psg) }
+                    return psg
                 }, k1: p.k1, b: p.b,
                 progress: { n in
                     context.progress.update(step: reader.bytesRead >> 20, total: total >> 20)
@@ -64,6 +71,7 @@ public struct IndexBM25Kind: JobKind {
                                      hint: "DPR ids must be unique: renumber or drop the repeated rows")
             }
             try index.save(to: output)
+            try BM25Source(passages: stamp, samples: sampler.samples).write(beside: output)
             return IndexBM25Output(index: output, documents: index.documentCount, seconds: monotonicNow() - t0)
         } catch let e as RetrievalError {
             throw JobError.permanent(e.message, field: "params.passages", hint: e.hint)

@@ -266,7 +266,19 @@ public struct RetrieveKind: JobKind {
         }
         if p.method == "bm25" {
             var t = monotonicNow()
-            let bm25 = try wrap("params.bm25_index") { try BM25Index(path: context.resolve(p.bm25Index!)) }
+            let indexPath = context.resolve(p.bm25Index!)
+            let bm25 = try wrap("params.bm25_index") { try BM25Index(path: indexPath) }
+            if let source = BM25Source.read(beside: indexPath) {
+                for (id, hash) in source.samples { samples[id] = (hash, indexPath) }
+                let now = try wrap("params.passages") { try SavedIndexSource.File.stamp(context.resolve(p.passages)) }
+                if now.bytes != source.passages.bytes {
+                    context.log("retrieve: warning: \(p.passages) is \(now.bytes) bytes, but \(source.passages.path) was \(source.passages.bytes) "
+                                + "when index_bm25 indexed it: passages added since are not searched (rebuild the index with index_bm25)")
+                }
+            } else {
+                context.log("retrieve: no record of the passages file \(p.bm25Index!) was built from (an older fidq's index): "
+                            + "its texts are not checked against \(p.passages)")
+            }
             indexS = monotonicNow() - t
             corpus = bm25.documentCount
             k = min(k, max(corpus, 1))
@@ -411,19 +423,29 @@ public struct RetrieveKind: JobKind {
         while found.count < needed.count || sampled.count < samples.count, let psg = try wrap("params.passages", { try reader.next() }) {
             read += 1
             if read % 65_536 == 0 { try context.checkCancelled() }
-            if needed.contains(psg.id) { found[psg.id] = psg }
+            if needed.contains(psg.id) {
+                // The second row of an id would be returned in place of the one the index holds.
+                guard found[psg.id] == nil else {
+                    throw JobError.permanent("passage id \(psg.id) appears twice in \(p.passages) (the second time in row \(read), counted after the header)",
+                                             field: "params.passages", hint: "DPR ids must be unique: renumber or drop the repeated rows, then "
+                                                 + (p.method == "bm25" ? "index_bm25 and retrieve again" : "embed and retrieve again"))
+                }
+                found[psg.id] = psg
+            }
             if let s = samples[psg.id] {
                 sampled.insert(psg.id)
                 guard ShardRecord.passageHash(title: psg.title, text: psg.text) == s.hash else {
-                    throw JobError.permanent("passage \(psg.id) in \(p.passages) is not the passage \(s.shard) embedded under that id "
-                                             + "(its title or text changed)", field: "params.passages",
-                                             hint: "retrieve from the passages file the shards were embedded from, or embed this one")
+                    throw JobError.permanent("passage \(psg.id) in \(p.passages) is not the passage \(s.shard) \(p.method == "bm25" ? "indexed" : "embedded") "
+                                             + "under that id (its title or text changed)", field: "params.passages",
+                                             hint: p.method == "bm25" ? "retrieve from the passages file the index was built from, or index this one (index_bm25)"
+                                                 : "retrieve from the passages file the shards were embedded from, or embed this one")
                 }
             }
         }
         if let missing = needed.first(where: { found[$0] == nil }) ?? samples.keys.sorted().first(where: { !sampled.contains($0) }) {
             throw JobError.permanent("passage id \(missing) of the index is not in \(p.passages)", field: "params.passages",
-                                     hint: "search the shards embedded from this passages file")
+                                     hint: p.method == "bm25" ? "retrieve from the passages file the index was built from, or index this one (index_bm25)"
+                                         : "search the shards embedded from this passages file")
         }
         if !samples.isEmpty { context.log("retrieve: \(sampled.count) passages sampled by the shards' records read as embedded") }
         var recall = RecallAtK()

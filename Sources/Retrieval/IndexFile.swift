@@ -24,7 +24,7 @@ final class IndexFileWriter {
 
     /// An empty file at `path` (under its temporary name until `finish`).
     init(path: String) throws {
-        StaleFiles.remove(prefix: path + ".tmp-")
+        Self.removeStale(beside: path)
         self.path = path
         tmp = path + ".tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))"
         fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
@@ -39,6 +39,27 @@ final class IndexFileWriter {
         try Array(magic.utf8).withUnsafeBytes { try append(raw: $0) }
         try append(version)
         try pad()
+    }
+
+    /// A live writer's staging file is younger than this (it is written as the index is).
+    static let staleAfter: Double = 3600
+
+    /// Removes staging files of `path` that killed writers left, but not a live one's: two
+    /// `retrieve` jobs of one round may save the same `index.sq8` at once, and removing the
+    /// other's file failed it. An hour of margin also covers hosts whose clocks differ from the
+    /// file server's.
+    static func removeStale(beside path: String) {
+        let slash = path.lastIndex(of: "/")
+        let folder = slash.map { String(path[..<$0]) } ?? "."
+        let start = (slash.map { String(path[path.index(after: $0)...]) } ?? path) + ".tmp-"
+        var clock = timespec()
+        clock_gettime(CLOCK_REALTIME, &clock)
+        let now = Double(clock.tv_sec)
+        StaleFiles.remove(in: folder.isEmpty ? "/" : folder) { name in
+            var st = stat()
+            guard name.hasPrefix(start), stat((folder.isEmpty ? "" : folder) + "/" + name, &st) == 0 else { return false }
+            return now - Double(st.st_mtim.tv_sec) > staleAfter
+        }
     }
 
     deinit {

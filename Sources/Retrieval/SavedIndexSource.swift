@@ -28,6 +28,22 @@ public struct SavedIndexSource: Codable, Equatable, Sendable {
             case path, bytes, inode
             case modifiedNs = "modified_ns"
         }
+
+        /// The file at `path` as it is now, recorded under `name`.
+        /// - Throws: `RetrievalError` when it cannot be examined.
+        public static func stamp(_ path: String, as name: String? = nil) throws -> File {
+            var st = stat()
+            guard stat(path, &st) == 0 else {
+                throw RetrievalError(file: path, field: "file", expected: "a readable file", found: String(cString: strerror(errno)))
+            }
+            return File(path: name ?? path, bytes: Int64(st.st_size),
+                        modifiedNs: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec), inode: UInt64(st.st_ino))
+        }
+
+        /// Whether `other` is this file unchanged (whatever name each was recorded under).
+        public func sameContents(as other: File) -> Bool {
+            bytes == other.bytes && modifiedNs == other.modifiedNs && inode == other.inode
+        }
     }
 
     /// `sq8` or `pq`.
@@ -43,13 +59,8 @@ public struct SavedIndexSource: Codable, Equatable, Sendable {
         self.settings = settings
         let folder = (indexPath as NSString).deletingLastPathComponent
         files = try shards.flatMap { s in s.idsPath == s.path ? [s.path] : [s.path, s.idsPath] }.map { path in
-            var st = stat()
-            guard stat(path, &st) == 0 else {
-                throw RetrievalError(file: path, field: "file", expected: "a readable shard file", found: String(cString: strerror(errno)))
-            }
             let inFolder = (path as NSString).deletingLastPathComponent == folder
-            return File(path: inFolder ? (path as NSString).lastPathComponent : path, bytes: Int64(st.st_size),
-                        modifiedNs: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec), inode: UInt64(st.st_ino))
+            return try File.stamp(path, as: inFolder ? (path as NSString).lastPathComponent : path)
         }
     }
 

@@ -195,6 +195,57 @@ enum RetrievalJobs {
 
     /// A passages file with one id twice: retrieve looks texts up by id, so the second row came
     /// back with the first row's text and hasanswer. index_bm25 refuses it naming both rows.
+    /// retrieve returns each hit's text from `passages`: an id twice there (an index built from
+    /// another file) is refused; the later row's text was returned.
+    @Test func retrieveRefusesAPassageIdTwice() throws {
+        let dir = TestData.scratch("bm25-dup")
+        try TestData.write(Self.passages, to: dir + "/psgs.tsv")
+        try TestData.write(#"[{"question": "What is the capital of Germany?", "answers": ["Berlin"]}]"#, to: dir + "/q.json")
+        _ = try RetrievalJobs.run("index_bm25", ["passages": .string("psgs.tsv"), "output_path": .string("bm25.index")], workspace: dir)
+        // Right after the first: the rows below are still needed, so the scan reads on.
+        try TestData.write(Self.passages.replacingOccurrences(of: "Germany.\tBerlin\n", with: "Germany.\tBerlin\n2\tthe weather was mild .\tWeather\n"),
+                           to: dir + "/dup.tsv")
+        do {
+            _ = try RetrievalJobs.run("retrieve", ["method": .string("bm25"), "bm25_index": .string("bm25.index"), "passages": .string("dup.tsv"),
+                                                   "data": .string("q.json"), "output_path": .string("out.json"), "n_docs": .number(5)], workspace: dir)
+            Issue.record("retrieved with passage id 2 twice")
+        } catch let e as JobError {
+            #expect(e.field == "params.passages" && e.message.contains("passage id 2 appears twice in dup.tsv"), "\(e)")
+        }
+    }
+
+    /// index_bm25 records the passages file it read and a sample of its rows: retrieve refuses a
+    /// sampled row whose text changed (the old ranking came back with the new texts), warns when
+    /// the file's size changed (rows added are not searched), and says when an index has no record.
+    @Test func bm25RetrieveChecksThePassagesItIndexed() throws {
+        let dir = TestData.scratch("bm25-source")
+        try TestData.write(Self.passages, to: dir + "/psgs.tsv")
+        try TestData.write(#"[{"question": "What is the capital of Germany?", "answers": ["Berlin"]}]"#, to: dir + "/q.json")
+        _ = try RetrievalJobs.run("index_bm25", ["passages": .string("psgs.tsv"), "output_path": .string("bm25.index")], workspace: dir)
+        let source = try #require(BM25Source.read(beside: dir + "/bm25.index"))
+        #expect(source.samples.count == 5 && source.passages.bytes == Int64(Self.passages.utf8.count), "\(source)")
+        func retrieve(_ passages: String, id: String) throws -> String {
+            _ = try RetrievalJobs.run("retrieve", ["method": .string("bm25"), "bm25_index": .string("bm25.index"), "passages": .string(passages),
+                                                   "data": .string("q.json"), "output_path": .string(id + ".json"), "n_docs": .number(5)],
+                                      workspace: dir, id: id)
+            return try String(contentsOfFile: dir + "/\(id).run/log.txt", encoding: .utf8)
+        }
+        #expect(!(try retrieve("psgs.tsv", id: "same")).contains("warning"))
+        // Row 2's text edited (same length, so only the sample can tell).
+        try TestData.write(Self.passages.replacingOccurrences(of: "Berlin is", with: "Bonn is  "), to: dir + "/edited.tsv")
+        do {
+            _ = try retrieve("edited.tsv", id: "edited")
+            Issue.record("retrieved from an edited passages file")
+        } catch let e as JobError {
+            #expect(e.field == "params.passages" && e.message.contains("is not the passage \(dir)/bm25.index indexed under that id")
+                    && e.hint?.contains("index_bm25") == true, "\(e)")
+        }
+        try TestData.write(Self.passages + "9\tBerlin again .\tBerlin\n", to: dir + "/added.tsv")
+        #expect(try retrieve("added.tsv", id: "added").contains("passages added since are not searched"))
+        try FileManager.default.removeItem(atPath: BM25Source.path(beside: dir + "/bm25.index"))
+        #expect(try retrieve("psgs.tsv", id: "unrecorded").contains("no record of the passages file bm25.index was built from"))
+    }
+
     @Test func duplicatePassageIdsAreRefused() throws {
         let e = try #require(try Self.indexBM25Error("id\ttext\ttitle\n1\tParis is in France.\tParis\n2\tRome\tRome\n1\tBerlin is in Germany.\tBerlin\n"),
                              "an index of a file with id 1 twice was built")
@@ -739,6 +790,30 @@ enum RetrievalJobs {
         defer { sx.deallocate(); sy.deallocate() }
         #expect(Array(UnsafeBufferPointer(start: x.rows(0, x.count, scratch: sx), count: x.count * x.dim))
             == Array(UnsafeBufferPointer(start: y.rows(0, y.count, scratch: sy), count: y.count * y.dim)), "every row is step-2's")
+    }
+
+    /// The passages file edited in place between two attempts: the checkpoint's rows embedded the
+    /// old texts, so the shard is embedded again from its start (it resumed, and its record's
+    /// samples, read from the new file, hid the mix from retrieve).
+    @Test func aResumeAfterThePassagesFileChangedStartsOver() throws {
+        let base = TestData.scratch("embed-edited")
+        _ = try ExampleWorld(config: ExampleWorldConfig(seed: 3, train: 40, dev: 30)).write(to: base + "/world")
+        let model = try SavedIndexTests.retriever(base, world: base + "/world", seed: 1)
+        let tsv = base + "/world/passages.tsv"
+        let d = JobDescriptor(kind: "embed", id: "embed", maxAttempts: 1, params: .object([
+            "model_path": .string(model), "passages": .string(tsv), "output_path": .string("emb/p"), "block_size": .number(16),
+            "no_fp16": .bool(true), "per_gpu_batch_size": .number(8), "passage_maxlength": .number(24)]))
+        let dir = TestData.scratch("embed-edited-run")
+        let job = try RetrievalJobs.stopAfterFirstCheckpoint(d, in: dir)
+        var lines = try String(contentsOfFile: tsv, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let cells = lines[1].split(separator: "\t", omittingEmptySubsequences: false)
+        lines[1] = cells[0] + "\tthe weather was mild all week .\t" + cells[2]
+        try lines.joined(separator: "\n").write(toFile: tsv, atomically: true, encoding: .utf8)
+        guard case .object(let r) = try job.run(d, registry: RetrievalJobs.registry()) else { Issue.record("no result"); return }
+        #expect(RetrievalJobs.number(r["resumed_from"]) == 0)
+        let log = try String(contentsOfFile: dir + "/embed.run/log.txt", encoding: .utf8)
+        // The stop lands after the first block or a later one (the watcher polls).
+        #expect(log.contains("not resuming the checkpoint after ") && log.contains(" rows: \(tsv) changed since its rows were embedded"), "\(log)")
     }
 
     /// A folder's checkpoint is resumed only by the shard it belongs to, and only while its blocks

@@ -26,16 +26,21 @@ import Tensor
 
     /// A count 0xFF… (it sized an allocation of exabytes, or trapped converting to Int) and a
     /// posting offset out of order (it trapped on a range in search) are refused by name.
-    /// A killed writer's temporary file beside an index is removed by the next write of it.
+    /// A killed writer's temporary file beside an index (untouched for over an hour) is removed
+    /// by the next write of it; a live writer's (two retrieves saving one index.sq8 at once) is
+    /// not: removing it failed that writer's rename.
     @Test func aKilledWritersTemporaryFileIsRemoved() throws {
         let dir = NSTemporaryDirectory() + "fidq-indexfile-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/bm25.index"
         _ = FileManager.default.createFile(atPath: path + ".tmp-4242-17", contents: Data("half".utf8))
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-2 * IndexFileWriter.staleAfter)],
+                                              ofItemAtPath: path + ".tmp-4242-17")
+        _ = FileManager.default.createFile(atPath: path + ".tmp-99-1", contents: Data("live".utf8))
         _ = FileManager.default.createFile(atPath: dir + "/other.index.tmp-1-1", contents: Data("theirs".utf8))
         try Data("index".utf8).withUnsafeBytes { try writeFileAtomically($0, to: path) }
-        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["bm25.index", "other.index.tmp-1-1"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["bm25.index", "bm25.index.tmp-99-1", "other.index.tmp-1-1"])
     }
 
     @Test func bm25() throws {
