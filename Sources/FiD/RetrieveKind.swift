@@ -92,7 +92,7 @@ public struct RetrieveParams: JobParams {
         ignored = FiDIgnoredOptions(c, [
             (.noFP16, "questions are encoded in float32 either way"), (.validationWorkers, "answer matching runs on the job's threads"),
             (.indexingBatchSize, "shards are read block by block"), (.passageMaxlength, "passages were cut when embedded"),
-        ])
+        ] + (method == "dense" && index != "pq" ? [(.nBits, "only index pq reads it, and this job's index is \(index)")] : []))
         // A param of the other method would be ignored: the user believes it searches as it says
         // (`index: sq8` with BM25 is still BM25; `bm25_index` with dense is still dense).
         let denseOnly: [CodingKeys] = [.modelPath, .tokenizer, .passagesEmbeddings, .index, .nSubquantizers, .nBits, .saveOrLoadIndex, .rerank]
@@ -108,6 +108,16 @@ public struct RetrieveParams: JobParams {
             }
             if index == "pq" && nSubquantizers == 0 {
                 throw JobError.permanent("index pq needs n_subquantizers > 0", field: "params.n_subquantizers")
+            }
+            // Another index's settings would be ignored: FiD reads n_subquantizers > 0 as pq, so
+            // `index: flat` with it searches otherwise than the user expects.
+            if index != "pq" && nSubquantizers > 0 {
+                throw JobError.permanent("n_subquantizers \(nSubquantizers) is a setting of index pq, and this job's index is \(index)",
+                                         field: "params.n_subquantizers", hint: "drop n_subquantizers, or set index pq (its default when n_subquantizers > 0)")
+            }
+            if index != "sq8" && c.contains(.rerank) {
+                throw JobError.permanent("rerank is a setting of index sq8 (its float32 re-rank of rerank · n_docs candidates), and this job's index is \(index)",
+                                         field: "params.rerank", hint: "drop rerank, or set index sq8")
             }
         } else if bm25Index == nil {
             throw JobError.permanent("method bm25 needs bm25_index (an index_bm25 job's output)", field: "params.bm25_index")
@@ -310,6 +320,10 @@ public struct RetrieveKind: JobKind {
                                          + "\(model.model.embeddingWidth)", field: "params.passages_embeddings",
                                          hint: "embed the passages with this retriever first (embed jobs), or retrieve with the model that embedded them")
             }
+            if p.index == "pq" && flat.dim % p.nSubquantizers != 0 {
+                throw JobError.permanent("n_subquantizers \(p.nSubquantizers) does not divide the embedding width \(flat.dim)", field: "params.n_subquantizers",
+                                         hint: "one of " + (1...flat.dim).filter { flat.dim % $0 == 0 }.map(String.init).joined(separator: ", "))
+            }
             samples = try Self.checkEmbeddedBy(model, folder: folder, shards: shards, context)
             corpus = flat.count
             k = min(k, max(corpus, 1))
@@ -382,7 +396,8 @@ public struct RetrieveKind: JobKind {
         context.log("retrieve: search \(String(format: "%.2f", searchS)) s over \(corpus) passages")
         let indexField = p.method == "bm25" ? "params.bm25_index" : "params.passages_embeddings"
         guard corpus > 0 else {
-            throw JobError.permanent("the index holds no passages: every question would get none", field: indexField,
+            throw JobError.permanent("the index holds no passages (\(p.method == "bm25" ? p.bm25Index! : p.passagesEmbeddings! + ": every shard is empty")): "
+                                     + "every question would get none", field: indexField,
                                      hint: p.method == "bm25" ? "index a passages file that has rows" : "embed the passages first (embed jobs); every shard here is empty")
         }
         var notes: [String] = []

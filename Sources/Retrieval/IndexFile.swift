@@ -184,7 +184,7 @@ final class IndexFileReader {
     private func need(_ n: Int, _ what: String) throws {
         guard n >= 0, offset + n <= file.count else {
             throw RetrievalError(file: path, field: what, expected: "\(n) bytes at offset \(offset)", found: "a file of \(file.count) bytes",
-                                 hint: "the file is truncated; rebuild the index")
+                                 hint: "the file is truncated: delete it and build it again (a retrieve with save_or_load_index, or index_bm25)")
         }
     }
 
@@ -212,7 +212,7 @@ final class IndexFileReader {
     }
 
     func damaged(_ what: String, expected: String, found: String) -> RetrievalError {
-        RetrievalError(file: path, field: what, expected: expected, found: found, hint: "the file is damaged; rebuild the index")
+        RetrievalError(file: path, field: what, expected: expected, found: found, hint: "the file is damaged: delete it and build it again (a retrieve with save_or_load_index, or index_bm25)")
     }
 
     func readFloat(_ what: String = "header") throws -> Float { Float(bitPattern: try read(what)) }

@@ -35,7 +35,9 @@ public final class ProductQuantizedIndex {
         let flat = try FlatIndex(shards: shards)
         let dim = flat.dim, n = flat.count
         guard m >= 1, dim % m == 0 else {
-            throw RetrievalError(file: "params", field: "n_subquantizers", expected: "a divisor of the embedding width \(dim)", found: "\(m)")
+            let divisors = (1...max(dim, 1)).filter { dim % $0 == 0 }
+            throw RetrievalError(file: "params", field: "n_subquantizers", expected: "a divisor of the embedding width \(dim)", found: "\(m)",
+                                 hint: "one of " + divisors.map(String.init).joined(separator: ", "))
         }
         guard (1...8).contains(bits) else {
             throw RetrievalError(file: "params", field: "n_bits", expected: "1…8 (codes are bytes)", found: "\(bits)")

@@ -277,6 +277,12 @@ enum RetrievalJobs {
         (#"{"model_path": "m"}"#, "params.passages_embeddings", "method dense needs passages_embeddings"),
         (#"{"passages_embeddings": "emb/*"}"#, "params.model_path", "method dense needs model_path"),
         (#"{"model_path": "m", "passages_embeddings": "emb/*", "index": "pq"}"#, "params.n_subquantizers", "index pq needs n_subquantizers > 0"),
+        // Another index's settings were ignored without a word.
+        (#"{"model_path": "m", "passages_embeddings": "emb/*", "index": "flat", "n_subquantizers": 48}"#, "params.n_subquantizers",
+         "n_subquantizers 48 is a setting of index pq, and this job's index is flat"),
+        (#"{"model_path": "m", "passages_embeddings": "emb/*", "index": "sq8", "n_subquantizers": 48}"#, "params.n_subquantizers", "index is sq8"),
+        (#"{"model_path": "m", "passages_embeddings": "emb/*", "rerank": 50}"#, "params.rerank", "rerank is a setting of index sq8"),
+        (#"{"model_path": "m", "passages_embeddings": "emb/*", "n_subquantizers": 8, "rerank": 2}"#, "params.rerank", "this job's index is pq"),
     ])
     func retrieveParamsFitTheMethod(json: String, field: String, message: String) throws {
         var params = try JSONDecoder().decode([String: JSONValue].self, from: Data(json.utf8))
