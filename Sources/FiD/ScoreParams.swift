@@ -141,7 +141,7 @@ public struct ScoreParams: JobParams, Equatable {
     }
 
     /// The weight files `T5Model.load(folder:)` reads, any one of which makes a model folder.
-    static let weightFiles = ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"]
+    static let weightFiles = T5Model.weightFileNames
 
     /// A model's load error as a job error on the param it comes from: `tokenizer` when a
     /// tokenizer was given and the failing file is not in the model folder (or the tokenizer

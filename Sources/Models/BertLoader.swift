@@ -23,19 +23,9 @@ extension BertRetriever {
     /// Loads `folder`'s weights into a model of `config`.
     static func load(folder: String, as config: BertConfig) throws -> BertRetriever {
         let model = BertRetriever(config: config)
-        let fm = FileManager.default
-        let bin = folder + "/pytorch_model.bin"
-        if !fm.fileExists(atPath: folder + "/model.safetensors") && !fm.fileExists(atPath: folder + "/model.safetensors.index.json")
-            && fm.fileExists(atPath: bin)
-        {
-            let raw = try TorchCheckpoint.read(path: bin)
-            var map = TensorMap(source: bin)
-            for (name, tensor) in raw {
-                let n = normalizedName(name)
-                if !map.contains(n) { map.append(n, tensor) }
-            }
+        if let map = try T5Model.torchWeights(folder: folder, normalize: normalizedName) {
             try model.params.load(from: map)
-            model.pooler = TensorMap(poolerNames.compactMap { n in map[n].map { (n, $0) } }, source: bin)
+            model.pooler = TensorMap(poolerNames.compactMap { n in map[n].map { (n, $0) } }, source: map.source)
             return model
         }
         let files = try T5Model.weightFiles(folder: folder)
@@ -68,13 +58,11 @@ extension BertRetriever {
         where a != b {
             preconditionFailure("BertRetriever.load(folder:config:): \(field) \(b) differs from the folder's \(a)")
         }
-        let files = FileManager.default.fileExists(atPath: folder + "/pytorch_model.bin")
-            && !FileManager.default.fileExists(atPath: folder + "/model.safetensors") ? nil : try T5Model.weightFiles(folder: folder)
-        var names: Set<String>
-        if let files {
-            names = Set(files.flatMap { $0.names.map(normalizedName) })
+        let names: Set<String>
+        if let map = try T5Model.torchWeights(folder: folder, normalize: normalizedName) {
+            names = Set(map.names)
         } else {
-            names = Set(try TorchCheckpoint.read(path: folder + "/pytorch_model.bin").names.map(normalizedName))
+            names = Set(try T5Model.weightFiles(folder: folder).flatMap { $0.names.map(normalizedName) })
         }
         let fresh = config.projection && !names.contains("proj.weight")
         // Read the folder as a model without the head when the projection is new, then copy.

@@ -77,6 +77,32 @@ struct BertLoaderTests {
         }
     }
 
+    /// A retriever saved as `pytorch_model-*.bin` shards with their index loads as the
+    /// safetensors folder does, pooler included, and so does its start for train_retriever.
+    @Test func shardedPytorchBinLoads() throws {
+        let f = try BertFixture("proj_mean")
+        let dir = try scratchFolder("bin-shards")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try f.model.save(folder: dir)
+        let saved = try SafeTensorsFile(path: dir + "/model.safetensors")
+        var entries: [[TorchCheckpointWriter.Entry]] = [[], []]
+        var weightMap: [String: String] = [:]
+        for (i, name) in saved.names.enumerated() {
+            let t = try saved.tensor(name)
+            entries[i % 2].append(TorchCheckpointWriter.Entry(names: [name], shape: t.shape) { t.data })
+            weightMap[name] = "pytorch_model-0000\(i % 2 + 1)-of-00002.bin"
+        }
+        for s in 0..<2 { try TorchCheckpointWriter.write(entries[s], to: dir + "/pytorch_model-0000\(s + 1)-of-00002.bin") }
+        try JSONSerialization.data(withJSONObject: ["metadata": [:], "weight_map": weightMap])
+            .write(to: URL(fileURLWithPath: dir + "/pytorch_model.bin.index.json"))
+        try FileManager.default.removeItem(atPath: dir + "/model.safetensors")
+        let back = try BertRetriever.load(folder: dir)
+        #expect(Array(back.params.buffer) == Array(f.model.params.buffer))
+        #expect(back.pooler == f.model.pooler && back.pooler.count == 2)
+        let start = try BertRetriever.load(folder: dir, config: f.model.config, seed: 1)
+        #expect(Array(start.params.buffer) == Array(f.model.params.buffer))
+    }
+
     @Test func anotherArchitectureIsRefusedByField() throws {
         let dir = try copyFixture("proj_mean")
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -52,6 +52,26 @@ struct T5LoaderTests {
         #expect(text.contains("model-00002-of-00002.safetensors") && text.contains("index.json"), "\(text)")
     }
 
+    /// `save_pretrained(safe_serialization=False)` of a large model: `pytorch_model-*.bin` shards
+    /// with `pytorch_model.bin.index.json` (refused as "holds no weights" before).
+    @Test func shardedPytorchBinWithIndexLoadsBitEqual() throws {
+        let dir = folder(copying: [])
+        var entries: [[TorchCheckpointWriter.Entry]] = [[], []]
+        var weightMap: [String: String] = [:]
+        for (i, (name, t)) in reference.params.tensorMap().enumerated() {
+            entries[i % 2].append(TorchCheckpointWriter.Entry(names: [name], shape: t.shape) { t.data })
+            weightMap[name] = "pytorch_model-0000\(i % 2 + 1)-of-00002.bin"
+        }
+        for s in 0..<2 { try TorchCheckpointWriter.write(entries[s], to: dir + "/pytorch_model-0000\(s + 1)-of-00002.bin") }
+        let index = try JSONSerialization.data(withJSONObject: ["metadata": [:], "weight_map": weightMap])
+        try index.write(to: URL(fileURLWithPath: dir + "/pytorch_model.bin.index.json"))
+        let m = try T5Model.load(folder: dir)
+        #expect(Array(m.params.buffer) == Array(reference.params.buffer))
+        try FileManager.default.removeItem(atPath: dir + "/pytorch_model-00001-of-00002.bin")
+        let text = message { _ = try T5Model.load(folder: dir) }
+        #expect(text.contains("pytorch_model-00001-of-00002.bin") && text.contains("pytorch_model.bin.index.json"), "\(text)")
+    }
+
     @Test func fidSavedNamesLoad() throws {
         let dir = folder(copying: [])
         var map = TensorMap()
