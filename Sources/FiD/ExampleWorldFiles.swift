@@ -1,6 +1,7 @@
 // ExampleWorldFiles: the example world's files — DPR TSV, FiD JSON, the demo's small model configs.
 import Formats
 import Foundation
+import Models
 
 extension ExampleWorld {
     /// What `write` puts in a folder (names relative to it), and a summary for `result.json`.
@@ -22,7 +23,7 @@ extension ExampleWorld {
     /// Every file `write` makes, in order.
     public static let fileNames = [
         "passages.tsv", "train.json", "dev.json", "train_gold.json", "dev_gold.json",
-        "train_scored.json", "dev_scored.json", "reader/config.json", "reader/tokenizer.json", "retriever/config.json",
+        "train_scored.json", "dev_scored.json", "reader/config.json", "reader/tokenizer.json", "reader/tokenizer_config.json", "retriever/config.json",
         "retriever/vocab.txt", "world.json",
     ]
 
@@ -60,6 +61,9 @@ extension ExampleWorld {
         out.append(("dev_scored.json", fid(dev, .scored)))
         out.append(("reader/config.json", try json(Self.readerConfig)))
         out.append(("reader/tokenizer.json", Self.readerTokenizerJSON()))
+        // So transformers' AutoTokenizer reads the folder as fidq does (no T5 sentinels, pad named).
+        let pieces = Set(Self.readerPieces.map(\.piece) + ["<pad>", "</s>", "<unk>"])
+        if let config = T5Saver.tokenizerConfig(hasPiece: pieces.contains) { out.append(("reader/tokenizer_config.json", config)) }
         out.append(("retriever/config.json", try json(Self.retrieverConfig)))
         out.append(("retriever/vocab.txt", Self.retrieverVocabText()))
         struct World: Encodable { var config: ExampleWorldConfig; var summary: Summary }

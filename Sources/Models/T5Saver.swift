@@ -2,6 +2,7 @@
 // file) that transformers' T5ForConditionalGeneration.from_pretrained and T5Model.load both read.
 import Foundation
 import Tensor
+import Tokenizers
 
 extension T5Config {
     /// The `config.json` object `save_pretrained` writes for this config (transformers 4.x names),
@@ -62,7 +63,26 @@ public enum T5Saver {
                 throw ModelLoadError(path: tokenizer, "cannot read the tokenizer to copy into \(dir) (\(error.localizedDescription))")
             }
             try writeAtomically(data, to: dir + "/" + name)
+            if let config = tokenizerConfig(for: tokenizer) { try writeAtomically(config, to: dir + "/tokenizer_config.json") }
         }
+    }
+
+    /// The `tokenizer_config.json` transformers needs beside a `tokenizer.json` whose vocabulary has
+    /// no `<extra_id_N>` sentinels (the example world's): without it, `AutoTokenizer` /
+    /// `T5TokenizerFast` add T5's 100 sentinels past the model's rows (an IndexError at the
+    /// embedding) and name no pad token. Nil for a T5 vocabulary that has them, which loads right
+    /// as it is, for a SentencePiece model, and for one that cannot be read.
+    public static func tokenizerConfig(for tokenizerPath: String) -> Data? {
+        guard tokenizerPath.hasSuffix(".json"), let t = try? TokenizerLoader.load(tokenizerPath) else { return nil }
+        return tokenizerConfig(hasPiece: { t.id(for: $0) != nil })
+    }
+
+    /// `tokenizerConfig(for:)` of a vocabulary given by membership.
+    public static func tokenizerConfig(hasPiece: (String) -> Bool) -> Data? {
+        guard !hasPiece("<extra_id_0>") else { return nil }
+        var o: [String: Any] = ["tokenizer_class": "T5Tokenizer", "extra_ids": 0, "model_max_length": 512]
+        for (key, piece) in [("eos_token", "</s>"), ("pad_token", "<pad>"), ("unk_token", "<unk>")] where hasPiece(piece) { o[key] = piece }
+        return try? JSONSerialization.data(withJSONObject: o, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]) + Data("\n".utf8)
     }
 
     /// Writes a complete folder at `folder`: staged in a sibling temporary folder, then renamed

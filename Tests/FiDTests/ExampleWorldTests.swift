@@ -2,6 +2,7 @@
 import Foundation
 import Testing
 import Formats
+import Models
 import Tokenizers
 
 @testable import FiD
@@ -236,6 +237,27 @@ struct ExampleWorldTests {
         expected /= Double(w.dev.count)
         #expect(abs(chance - expected) < 1e-12)
         #expect(chance > 1.0 / 25 && chance < 1.0 / 8)
+    }
+
+    /// The world's reader vocabulary has no T5 sentinels: its folder, and a reader saved with it,
+    /// carry a tokenizer_config.json saying so (transformers' AutoTokenizer added 100 ids past the
+    /// model's rows, and named no pad token). A real T5 tokenizer.json, which has them, gets none.
+    @Test func readerFoldersTellTransformersTheirSpecialTokens() throws {
+        let files = Dictionary(uniqueKeysWithValues: try ExampleWorld(config: Self.small).files())
+        let config = try #require(files["reader/tokenizer_config.json"])
+        let o = try #require(try JSONSerialization.jsonObject(with: config) as? [String: Any])
+        #expect(o["extra_ids"] as? Int == 0 && o["pad_token"] as? String == "<pad>" && o["eos_token"] as? String == "</s>"
+                && o["tokenizer_class"] as? String == "T5Tokenizer", "\(o)")
+        let dir = NSTemporaryDirectory() + "fidq-world-tok-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try files["reader/tokenizer.json"]!.write(to: URL(fileURLWithPath: dir + "/tokenizer.json"))
+        try files["reader/config.json"]!.write(to: URL(fileURLWithPath: dir + "/config.json"))
+        let model = T5Model(config: try T5Config.load(path: dir + "/config.json"))
+        try T5Saver.save(model, to: dir + "/saved", tokenizer: dir + "/tokenizer.json")
+        #expect(FileManager.default.contents(atPath: dir + "/saved/tokenizer_config.json") == config)
+        try T5Saver.save(model, to: dir + "/saved-t5", tokenizer: try Self.asset("t5/tokenizer.json"))
+        #expect(!FileManager.default.fileExists(atPath: dir + "/saved-t5/tokenizer_config.json"))
     }
 
     static func asset(_ relative: String) throws -> String {
