@@ -462,7 +462,9 @@ public struct RetrieveKind: JobKind {
                                      hint: p.method == "bm25" ? "retrieve from the passages file the index was built from, or index this one (index_bm25)"
                                          : "search the shards embedded from this passages file")
         }
-        if !samples.isEmpty { context.log("retrieve: \(sampled.count) passages sampled by the shards' records read as embedded") }
+        if !samples.isEmpty {
+            context.log("retrieve: \(sampled.count) passages sampled by " + (p.method == "bm25" ? "\(p.bm25Index!)'s record read as indexed" : "the shards' records read as embedded"))
+        }
         var recall = RecallAtK()
         let writer = try PyJSONWriter(path: output)
         var written = 0

@@ -122,8 +122,8 @@ public enum PyJSON {
 /// The name is the writer's own: a job attempt that lost its claim (paused, then resumed) and the
 /// attempt that took over write two files, never one file twice over (one shared name was
 /// truncated by the second writer under the first, which then renamed a file of NUL bytes into
-/// place). A new writer removes the staging files earlier writers of the path left (killed), and
-/// an unfinished writer removes its own.
+/// place); each renames a whole file. A new writer removes the staging files killed writers of
+/// the path left (idle for an hour, so never a live writer's), and an unfinished writer its own.
 public final class PyJSONWriter {
     public enum Layout: Sendable { case indentedList, jsonLines }
 
@@ -142,7 +142,7 @@ public final class PyJSONWriter {
         let dir = slash.map { String(path[...$0]) } ?? ""
         let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
         let folder = dir.isEmpty ? "." : dir == "/" ? "/" : String(dir.dropLast())
-        StaleFiles.remove(in: folder) { Self.isStaging($0, of: name) }
+        StaleFiles.removeIdle(in: folder) { Self.isStaging($0, of: name) }
         tmp = dir + "." + name + ".\(getpid())-\(UInt32.random(in: 0 ... .max)).tmp"
         fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw PyJSONWriter.posix(tmp, "cannot create") }

@@ -17,6 +17,26 @@ public enum StaleFiles {
         for (name, raw) in entries(of: Array(folder.utf8CString.dropLast())) where isStale(name) { removeTree(raw) }
     }
 
+    /// A live writer's staging file is modified more recently than this (it is written as it goes).
+    public static let idleAfter: Double = 3600
+
+    /// Removes the entries of `folder` whose names satisfy `isStale` and that nothing has modified
+    /// for `idleAfter` seconds: the leftovers of killed writers, not the file of a writer still at
+    /// work (a job attempt that lost its claim and the one that took over write one output at
+    /// once; two retrieves of a round save one index). An hour also covers hosts whose clocks
+    /// differ from the file server's.
+    public static func removeIdle(in folder: String, where isStale: (String) -> Bool) {
+        var clock = timespec()
+        clock_gettime(CLOCK_REALTIME, &clock)
+        let now = Double(clock.tv_sec)
+        let base = Array(folder.utf8CString.dropLast())
+        for (name, raw) in entries(of: base) where isStale(name) {
+            var st = stat()
+            guard lstat(raw + [0], &st) == 0, now - Double(st.st_mtim.tv_sec) > idleAfter else { continue }
+            removeTree(raw)
+        }
+    }
+
     /// Removes the entries beside `prefix` (a path) whose names start with its last component.
     public static func remove(prefix: String) {
         let slash = prefix.lastIndex(of: "/")

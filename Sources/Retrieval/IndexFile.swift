@@ -41,25 +41,14 @@ final class IndexFileWriter {
         try pad()
     }
 
-    /// A live writer's staging file is younger than this (it is written as the index is).
-    static let staleAfter: Double = 3600
-
-    /// Removes staging files of `path` that killed writers left, but not a live one's: two
-    /// `retrieve` jobs of one round may save the same `index.sq8` at once, and removing the
-    /// other's file failed it. An hour of margin also covers hosts whose clocks differ from the
-    /// file server's.
+    /// Removes staging files of `path` that killed writers left (idle for `StaleFiles.idleAfter`),
+    /// never a live one's: two `retrieve` jobs of one round may save the same `index.sq8` at
+    /// once, and removing the other's file failed it.
     static func removeStale(beside path: String) {
         let slash = path.lastIndex(of: "/")
         let folder = slash.map { String(path[..<$0]) } ?? "."
         let start = (slash.map { String(path[path.index(after: $0)...]) } ?? path) + ".tmp-"
-        var clock = timespec()
-        clock_gettime(CLOCK_REALTIME, &clock)
-        let now = Double(clock.tv_sec)
-        StaleFiles.remove(in: folder.isEmpty ? "/" : folder) { name in
-            var st = stat()
-            guard name.hasPrefix(start), stat((folder.isEmpty ? "" : folder) + "/" + name, &st) == 0 else { return false }
-            return now - Double(st.st_mtim.tv_sec) > staleAfter
-        }
+        StaleFiles.removeIdle(in: folder.isEmpty ? "/" : folder) { $0.hasPrefix(start) }
     }
 
     deinit {

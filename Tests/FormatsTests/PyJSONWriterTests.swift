@@ -18,26 +18,31 @@ import Testing
         return try String(contentsOfFile: path, encoding: .utf8)
     }
 
-    /// Two writers of one path (a job attempt that lost its claim while writing, and the attempt
-    /// that took over): each writes its own file, so the output is one writer's whole file, never
-    /// one file truncated under the other (it was: NUL bytes renamed into place).
-    @Test func aSecondWriterOfAPathNeverShares() throws {
+    /// Two writers of one path at once (a job attempt that lost its claim while writing, and the
+    /// attempt that took over), in either order of creation and of finishing: each writes its own
+    /// file and renames it whole, so the output is always one writer's whole file, never one file
+    /// truncated under the other (it was: NUL bytes renamed into place), and neither fails.
+    @Test(arguments: [false, true]) func twoWritersOfAPathNeverShare(newerFinishesFirst: Bool) throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pyjson-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/rt.json"
         let old = try PyJSONWriter(path: path)
         for k in 0..<2000 { try old.append(.integer(k)) }  // past one flush
-        let new = try PyJSONWriter(path: path)  // removes the older writer's staging file
+        let new = try PyJSONWriter(path: path)
         for k in 0..<3 { try new.append(.integer(k)) }
-        try new.finish()
-        #expect(throws: FormatError.self) { try old.finish() }  // its file is gone: nothing renamed
-        #expect(try String(contentsOfFile: path, encoding: .utf8) == "[\n    0,\n    1,\n    2\n]")
+        let (first, second) = newerFinishesFirst ? (new, old) : (old, new)
+        try first.finish()
+        try second.finish()
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let whole = [old === second ? 2000 : 3].map { n in "[\n" + (0..<n).map { "    \($0)" }.joined(separator: ",\n") + "\n]" }[0]
+        #expect(text == whole, "\(text.prefix(60))")
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["rt.json"])
     }
 
     /// Staging files: an unfinished writer removes its own; a new writer removes those killed
-    /// writers left, of its own path only (`rt`'s leaves `rt.json`'s).
+    /// writers left (idle for an hour), of its own path only (`rt`'s leaves `rt.json`'s), and
+    /// never a live writer's.
     @Test func stagingFilesDoNotOutliveTheirWriter() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pyjson-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -49,10 +54,15 @@ import Testing
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty, "an unfinished writer's file stays")
         let killed = [".rt.tmp", ".rt.123-456.tmp", ".rt.json.7-8.tmp", ".rt.x.tmp", "rt.json"]
-        for name in killed { FileManager.default.createFile(atPath: dir + "/" + name, contents: Data("x".utf8)) }
+        let hourAgo = Date().addingTimeInterval(-2 * StaleFiles.idleAfter)
+        for name in killed {
+            FileManager.default.createFile(atPath: dir + "/" + name, contents: Data("x".utf8))
+            try FileManager.default.setAttributes([.modificationDate: hourAgo], ofItemAtPath: dir + "/" + name)
+        }
+        FileManager.default.createFile(atPath: dir + "/.rt.99-1.tmp", contents: Data("live".utf8))
         let w = try PyJSONWriter(path: dir + "/rt")
         try w.finish()
-        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == [".rt.json.7-8.tmp", ".rt.x.tmp", "rt", "rt.json"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == [".rt.99-1.tmp", ".rt.json.7-8.tmp", ".rt.x.tmp", "rt", "rt.json"])
     }
 
     @Test func layoutMatchesPython() throws {

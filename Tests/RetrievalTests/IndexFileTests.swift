@@ -2,6 +2,7 @@
 // RetrievalError or load and search; none traps or sizes an allocation from a damaged count.
 import Foundation
 import Testing
+import Formats
 import Tensor
 
 @testable import Retrieval
@@ -35,7 +36,7 @@ import Tensor
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/bm25.index"
         _ = FileManager.default.createFile(atPath: path + ".tmp-4242-17", contents: Data("half".utf8))
-        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-2 * IndexFileWriter.staleAfter)],
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-2 * StaleFiles.idleAfter)],
                                               ofItemAtPath: path + ".tmp-4242-17")
         _ = FileManager.default.createFile(atPath: path + ".tmp-99-1", contents: Data("live".utf8))
         _ = FileManager.default.createFile(atPath: dir + "/other.index.tmp-1-1", contents: Data("theirs".utf8))
