@@ -4,7 +4,7 @@ import Jobs
 
 /// Indexing NQ's 10 GB training set takes minutes, during which a job used to log nothing and
 /// could not be stopped. Handed to `FiDData.index(progress:)`, this checks for a stop at each
-/// call and logs "label: reading field, 12% of 9.8 GB, 130,000 examples" at most every
+/// call and logs "label: reading field, 12% of 9.8 GB, 130000 examples" at most every
 /// `interval` seconds, then how long the whole scan took.
 final class ScanLog {
     let context: JobContext, label: String, field: String, interval: Double

@@ -6,30 +6,13 @@ import Foundation
 /// returns each hit's text from the passages file it is given: one edited since the index was
 /// built would pair the old ranking with new texts (and their `hasanswer`), and rows added since
 /// are never searched. Sampled rows that read otherwise are refused; another file size is logged.
-public struct BM25Source: Codable, Equatable, Sendable {
+public struct BM25Source: IndexSourceRecord, Equatable, Sendable {
     public var passages: SavedIndexSource.File
     /// Passage id → `ShardRecord.passageHash`, for up to `ShardRecord.sampleCount` rows.
     public var samples: [String: String]
 
     public init(passages: SavedIndexSource.File, samples: [String: String]) {
         (self.passages, self.samples) = (passages, samples)
-    }
-
-    /// `<index>.source.json`.
-    public static func path(beside indexPath: String) -> String { indexPath + ".source.json" }
-
-    /// The record beside `indexPath`; nil when there is none (an index built before records were
-    /// kept) or it cannot be read.
-    public static func read(beside indexPath: String) -> BM25Source? {
-        guard let data = FileManager.default.contents(atPath: path(beside: indexPath)) else { return nil }
-        return try? JSONDecoder().decode(BM25Source.self, from: data)
-    }
-
-    /// Writes `<index>.source.json` under a temporary name, then renames.
-    public func write(beside indexPath: String) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(self).withUnsafeBytes { try writeFileAtomically($0, to: Self.path(beside: indexPath)) }
     }
 
     /// A uniform sample of a stream of passages, of fixed size and seed (reservoir sampling), so

@@ -144,9 +144,10 @@ public final class EmbeddingShard: @unchecked Sendable {
         for i in 0..<Int(g.gl_pathc) {
             guard let c = g.gl_pathv[i] else { continue }
             let p = String(cString: c)
-            if p.hasSuffix(".ids") || p.hasSuffix(".tmp") || p.contains(".tmp-") { continue }
-            // What save_or_load_index and embed keep beside the shards, so a glob like `emb/*` still works.
+            // The file's own name only: a folder named `job.tmp-7/` holds shards like any other.
             let name = p.split(separator: "/").last.map(String.init) ?? p
+            if name.hasSuffix(".ids") || name.hasSuffix(".tmp") || name.contains(".tmp-") { continue }
+            // What save_or_load_index and embed keep beside the shards, so a glob like `emb/*` still works.
             if name == "index.sq8" || name == "index.pq" || name.hasSuffix(".json") { continue }
             out.append(p)
         }

@@ -12,7 +12,7 @@ import Foundation
 /// it would search, and otherwise rebuilds it: the loop's next round re-embeds the corpus into the
 /// same shard names, and FiD (which checks nothing) would then search the new question embeddings
 /// against the old round's codes without a word.
-public struct SavedIndexSource: Codable, Equatable, Sendable {
+public struct SavedIndexSource: IndexSourceRecord, Equatable, Sendable {
     public struct File: Codable, Equatable, Sendable {
         /// The file's name when it sits beside the index, else its path.
         public var path: String
@@ -64,23 +64,6 @@ public struct SavedIndexSource: Codable, Equatable, Sendable {
         }
     }
 
-    /// `<index>.source.json`.
-    public static func path(beside indexPath: String) -> String { indexPath + ".source.json" }
-
-    /// The source saved beside `indexPath`, or nil when there is none or it cannot be read (an
-    /// index saved before sources were kept counts as built from something else).
-    public static func read(beside indexPath: String) -> SavedIndexSource? {
-        guard let data = FileManager.default.contents(atPath: path(beside: indexPath)) else { return nil }
-        return try? JSONDecoder().decode(SavedIndexSource.self, from: data)
-    }
-
-    /// Writes `<index>.source.json` under a temporary name, then renames.
-    public func write(beside indexPath: String) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(self).withUnsafeBytes { try writeFileAtomically($0, to: Self.path(beside: indexPath)) }
-    }
-
     /// Nil when an index of `saved` source may be searched for this one; else why not, for the log.
     public func mismatch(_ saved: SavedIndexSource?) -> String? {
         guard let saved else { return "no record of the shards it was built from" }
@@ -97,5 +80,28 @@ public struct SavedIndexSource: Codable, Equatable, Sendable {
         }
         if saved.files.count != files.count { return "built from \(saved.files.count) shard files, not these \(files.count)" }
         return nil
+    }
+}
+
+/// What an index was built from, kept beside it as `<index>.source.json` (`SavedIndexSource` for
+/// sq8/pq, `BM25Source` for BM25).
+public protocol IndexSourceRecord: Codable {}
+
+extension IndexSourceRecord {
+    /// `<index>.source.json`.
+    public static func path(beside indexPath: String) -> String { indexPath + ".source.json" }
+
+    /// The record saved beside `indexPath`, or nil when there is none or it cannot be read (an
+    /// index saved before records were kept counts as built from something unknown).
+    public static func read(beside indexPath: String) -> Self? {
+        guard let data = FileManager.default.contents(atPath: path(beside: indexPath)) else { return nil }
+        return try? JSONDecoder().decode(Self.self, from: data)
+    }
+
+    /// Writes `<index>.source.json` under a temporary name, then renames.
+    public func write(beside indexPath: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(self).withUnsafeBytes { try writeFileAtomically($0, to: Self.path(beside: indexPath)) }
     }
 }

@@ -128,6 +128,12 @@ import Testing
         let names = EmbeddingShard.glob(folder.dir + "/passages_*").map { ($0 as NSString).lastPathComponent }
         #expect(names == ["passages_00.npy", "passages_01.npy", "passages_02.npy", "passages_10.npy"])
         #expect(EmbeddingShard.glob(folder.dir + "/*").map { ($0 as NSString).lastPathComponent } == names)
+        // A folder whose name looks temporary holds shards like any other (all were skipped).
+        let odd = folder.dir + "/job.tmp-7"
+        try FileManager.default.createDirectory(atPath: odd, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: folder.dir + "/passages_00.npy", toPath: odd + "/passages_00.npy")
+        try FileManager.default.copyItem(atPath: folder.dir + "/passages_00.ids", toPath: odd + "/passages_00.ids")
+        #expect(EmbeddingShard.glob(odd + "/passages_*") == [odd + "/passages_00.npy"])
     }
 
     /// Staging files of a killed attempt (another tag) are removed when a new one starts the
