@@ -75,8 +75,10 @@ public struct JobError: ClassifiedError, CustomStringConvertible, Sendable {
         return .transient("\(error)")
     }
 
-    /// Turns a `DecodingError` into a message naming the field (`params.n_context`).
-    public static func describe(_ error: DecodingError, root: String? = nil) -> JobError {
+    /// Turns a `DecodingError` into a message naming the field (`params.n_context`) and, when the
+    /// decoded `document` is given, the value found there (`found "abc"`, rather than Foundation's
+    /// "Expected to decode Int but found a string").
+    public static func describe(_ error: DecodingError, root: String? = nil, document: JSONValue? = nil) -> JobError {
         func path(_ keys: [CodingKey]) -> String {
             var out = root ?? ""
             for k in keys {
@@ -87,6 +89,9 @@ public struct JobError: ClassifiedError, CustomStringConvertible, Sendable {
         switch error {
         case .typeMismatch(let type, let ctx):
             let f = path(ctx.codingPath)
+            if let found = document?.value(at: ctx.codingPath) {
+                return .permanent("expected \(typeName(type)), found \(ThreadsParam.describe(found))", field: f.isEmpty ? nil : f)
+            }
             return .permanent("expected \(typeName(type)); \(ctx.debugDescription)", field: f.isEmpty ? nil : f)
         case .valueNotFound(let type, let ctx):
             let f = path(ctx.codingPath)

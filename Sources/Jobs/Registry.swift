@@ -180,7 +180,7 @@ public final class KindRegistry: @unchecked Sendable {
             job.willRun = willRun
             return job
         } catch let e as DecodingError {
-            throw JobError.describe(e, root: "params")
+            throw JobError.describe(e, root: "params", document: descriptor.params)
         }
     }
 

@@ -125,6 +125,19 @@ public enum JSONValue: Codable, Equatable, Sendable {
     case array([JSONValue])
     case object([String: JSONValue])
 
+    /// The value at a decoder's coding path (object keys, array indices), or nil.
+    func value(at path: [CodingKey]) -> JSONValue? {
+        var v = self
+        for k in path {
+            switch v {
+            case .object(let o): guard let next = o[k.stringValue] else { return nil }; v = next
+            case .array(let a): guard let i = k.intValue, a.indices.contains(i) else { return nil }; v = a[i]
+            default: return nil
+            }
+        }
+        return v
+    }
+
     public init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { self = .null }

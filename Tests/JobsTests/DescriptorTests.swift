@@ -84,8 +84,10 @@ import Testing
         func error(_ json: String) -> JobError? {
             let result = Result { try JSONDecoder().decode(Params.self, from: Data(json.utf8)) }
             guard case .failure(let e as DecodingError) = result else { return nil }
-            return JobError.describe(e, root: "params")
+            return JobError.describe(e, root: "params", document: try? JSONDecoder().decode(JSONValue.self, from: Data(json.utf8)))
         }
+        // Text where a number belongs names the text (Foundation's "found a string" did not).
+        #expect(error(#"{"n": "abc"}"#)?.message == #"expected an integer, found "abc""#, "\(String(describing: error(#"{"n": "abc"}"#)))")
         let ok = try JSONDecoder().decode(Params.self, from: Data(#"{"n": 4.0, "m": 4611686018427387905}"#.utf8))
         #expect(ok.n == 4 && ok.m == 4_611_686_018_427_387_905)
         #expect(try JSONDecoder().decode(Params.self, from: Data(#"{"m": null}"#.utf8)).n == 1)
