@@ -111,11 +111,13 @@ final class NumpyDType: PickleObject {
 
 /// Reading numpy arrays and plain data through `PickleReader`.
 public enum NumpyPickle {
-    /// A whitelist of numpy's array pickling only: `_reconstruct` (protocols 2–4), `_frombuffer`
+    /// A whitelist of numpy's array pickling only: `_reconstruct` (protocols 0–4), `_frombuffer`
     /// (protocol 5), `numpy.ndarray` as a value and `numpy.dtype`, under both `numpy.core` (numpy 1)
-    /// and `numpy._core` (numpy 2). No persistent ids.
+    /// and `numpy._core` (numpy 2), plus the `_codecs.encode` / `bytes()` protocols 0–2 write an
+    /// array's bytes with. No persistent ids.
     public static var whitelist: PickleWhitelist {
         var w = PickleWhitelist()
+        w.allowProtocol2Bytes()
         w.values.insert("numpy.ndarray")
         for core in ["numpy.core", "numpy._core"] {
             w.reduce["\(core).multiarray._reconstruct"] = { args in

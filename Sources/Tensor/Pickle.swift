@@ -1,5 +1,6 @@
-// Pickle: a safe reader for Python pickles (protocols 2–5) that never runs code. Globals resolve
-// only through a whitelist of Swift rebuild functions; every other global or opcode is an error.
+// Pickle: a safe reader for Python 3's pickles (protocols 0–5) that never runs code. Globals
+// resolve only through a whitelist of Swift rebuild functions; every other global or opcode is an
+// error.
 
 /// A pickle that cannot be read safely: malformed, truncated, over a limit, or asking for
 /// something the whitelist does not allow. `offset` is the byte offset of the opcode concerned.
@@ -79,6 +80,37 @@ public struct PickleWhitelist {
             return .dict(d)
         }
     }
+
+    /// Adds how protocols 0–2 write `bytes` (they have no bytes opcode): `_codecs.encode(text,
+    /// 'latin1')`, one byte per character, and `bytes()` for an empty value. Both are pure
+    /// conversions; any other encoding or argument is refused.
+    public mutating func allowProtocol2Bytes() {
+        reduce["_codecs.encode"] = { args in
+            guard args.count == 2, let text = args[0].stringValue, let encoding = args[1].stringValue else {
+                throw PickleError(.malformed, offset: nil, "_codecs.encode expects (text, encoding), got \(args.map(\.kind))")
+            }
+            guard ["latin1", "latin-1", "iso-8859-1"].contains(encoding.lowercased()) else {
+                throw PickleError(.refused, offset: nil, "_codecs.encode to '\(encoding)'; fidq reads only the 'latin1' that pickle writes bytes with")
+            }
+            var out: [UInt8] = []
+            out.reserveCapacity(text.unicodeScalars.count)
+            for u in text.unicodeScalars {
+                guard u.value < 256 else {
+                    throw PickleError(.malformed, offset: nil, "_codecs.encode: U+\(String(u.value, radix: 16, uppercase: true)) has no latin1 byte")
+                }
+                out.append(UInt8(u.value))
+            }
+            return .bytes(out)
+        }
+        for module in ["__builtin__", "builtins"] {
+            reduce["\(module).bytes"] = { args in
+                guard args.isEmpty else {
+                    throw PickleError(.refused, offset: nil, "bytes with \(args.count) arguments; fidq reads only bytes(), an empty value")
+                }
+                return .bytes([])
+            }
+        }
+    }
 }
 
 /// Reads one pickle from bytes into a `PickleValue`, executing nothing.
@@ -87,11 +119,12 @@ public struct PickleWhitelist {
 /// BININT1, BININT2, LONG1, LONG4 (up to 8 bytes), BINFLOAT, SHORT_BINUNICODE, BINUNICODE,
 /// BINUNICODE8, SHORT_BINBYTES, BINBYTES, BINBYTES8, BYTEARRAY8, EMPTY_TUPLE, TUPLE, TUPLE1–3,
 /// EMPTY_LIST, LIST, APPEND, APPENDS, EMPTY_DICT, DICT, SETITEM, SETITEMS, BINPUT, LONG_BINPUT,
-/// MEMOIZE, BINGET, LONG_BINGET, GLOBAL, STACK_GLOBAL, REDUCE, NEWOBJ, BUILD, BINPERSID. Every
-/// other opcode (the text-protocol ones, INST, OBJ, EXT*, sets, out-of-band buffers, …) is a
-/// `.unsupportedOpcode` error naming it and its offset. Every length is checked against the bytes
-/// left before anything is allocated; stack, memo, marks and the nesting depth of values are
-/// bounded, and values that contain themselves are refused.
+/// MEMOIZE, BINGET, LONG_BINGET, GLOBAL, STACK_GLOBAL, REDUCE, NEWOBJ, BUILD, BINPERSID, and the
+/// text forms protocols 0 and 1 use: INT, LONG, FLOAT, UNICODE, PUT, GET. Every other opcode
+/// (Python 2's strings, INST, OBJ, EXT*, sets, out-of-band buffers, …) is a `.unsupportedOpcode`
+/// error naming it and its offset. Every length is checked against the bytes left before anything
+/// is allocated; stack, memo, marks and the nesting depth of values are bounded, and values that
+/// contain themselves are refused.
 public struct PickleReader {
     public static let maxStack = 1 << 20
     public static let maxMemo = 1 << 20
@@ -151,13 +184,66 @@ public struct PickleReader {
         return Int(v)
     }
 
-    private mutating func line() throws -> String {
+    /// The bytes up to the next newline (the argument of a text opcode), skipping the newline.
+    private mutating func lineBytes() throws -> ArraySlice<UInt8> {
         guard let nl = data[pos...].firstIndex(of: 0x0A) else {
-            throw PickleError(.truncated, offset: at, "GLOBAL's name has no terminating newline")
+            throw PickleError(.truncated, offset: at, "opcode \(Self.name(data[at]))'s argument has no terminating newline")
         }
-        let bytes = data[pos..<nl]
-        pos = nl + 1
-        return try utf8(bytes)
+        defer { pos = nl + 1 }
+        return data[pos..<nl]
+    }
+
+    private mutating func line() throws -> String { try utf8(try lineBytes()) }
+
+    /// A decimal integer line (INT, LONG, PUT, GET), as Python's `repr` writes it.
+    private mutating func decimal(allowingSuffixL: Bool = false) throws -> Int {
+        var text = try line()
+        if allowingSuffixL, text.hasSuffix("L") { text.removeLast() }
+        guard let v = Int(text) else {
+            throw PickleError(.malformed, offset: at, "opcode \(Self.name(data[at])) has the argument '\(text.prefix(40))', expected a decimal integer that fits in 64 bits")
+        }
+        return v
+    }
+
+    /// A memo index of PUT or GET.
+    private mutating func memoIndex() throws -> Int {
+        let i = try decimal()
+        guard i >= 0 else { throw PickleError(.malformed, offset: at, "opcode \(Self.name(data[at])) with the negative memo index \(i)") }
+        return i
+    }
+
+    /// UNICODE's argument: Python's raw-unicode-escape, latin-1 bytes in which `\uXXXX` and
+    /// `\UXXXXXXXX` (after an odd number of backslashes) stand for one code point.
+    private mutating func rawUnicodeEscape() throws -> String {
+        let bytes = try lineBytes()
+        var out = String.UnicodeScalarView()
+        var i = bytes.startIndex
+        while i < bytes.endIndex {
+            let b = bytes[i]
+            guard b == 0x5C else {  // not a backslash: a latin-1 character
+                out.append(Unicode.Scalar(b))
+                i += 1
+                continue
+            }
+            var run = 0
+            while i < bytes.endIndex, bytes[i] == 0x5C {
+                out.append("\\")
+                run += 1
+                i += 1
+            }
+            guard run % 2 == 1, i < bytes.endIndex, bytes[i] == 0x75 || bytes[i] == 0x55 else { continue }  // u, U
+            let width = bytes[i] == 0x75 ? 4 : 8
+            let digits = bytes[(i + 1)...].prefix(width)
+            guard digits.count == width, let v = UInt32(String(decoding: digits, as: UTF8.self), radix: 16),
+                  let scalar = Unicode.Scalar(v)
+            else {
+                throw PickleError(.malformed, offset: at, "UNICODE has a bad \\\(width == 4 ? "u" : "U") escape")
+            }
+            out.removeLast()  // the backslash that began the escape
+            out.append(scalar)
+            i += 1 + width
+        }
+        return String(out)
     }
 
     private func utf8(_ bytes: ArraySlice<UInt8>) throws -> String {
@@ -285,8 +371,8 @@ public struct PickleReader {
             switch op {
             case 0x80:  // PROTO
                 let v = try byte()
-                guard (2...5).contains(v) else {
-                    throw PickleError(.unsupportedOpcode, offset: at, "pickle protocol \(v); fidq reads protocols 2 to 5")
+                guard v <= 5 else {
+                    throw PickleError(.unsupportedOpcode, offset: at, "pickle protocol \(v); fidq reads protocols 0 to 5")
                 }
             case 0x95:  // FRAME: a length prefix for buffering; the opcodes inside are read as usual.
                 _ = try length(8)
@@ -354,6 +440,23 @@ public struct PickleReader {
             case 0x75:  // SETITEMS
                 let items = try popMark()
                 try setItems(try dict(try top()), items)
+            // Protocols 0 and 1 write numbers, text and memo indexes as lines.
+            case 0x49:  // INT: "01" and "00" are True and False
+                let v = try decimalOrBool()
+                try push(v)
+            case 0x4C: try push(.int(try decimal(allowingSuffixL: true)))  // LONG
+            case 0x46:  // FLOAT
+                let text = try line()
+                guard let v = Double(text), !text.lowercased().hasPrefix("0x") else {
+                    throw PickleError(.malformed, offset: at, "FLOAT has the argument '\(text.prefix(40))', expected a number")
+                }
+                try push(.float(v))
+            case 0x56: try push(.string(try rawUnicodeEscape()))  // UNICODE
+            case 0x70: try memoize(try memoIndex(), try topEntry())  // PUT
+            case 0x67: try push(try memoGet(try memoIndex()))  // GET
+            case 0x53, 0x54, 0x55:  // STRING, BINSTRING, SHORT_BINSTRING: Python 2's str
+                throw PickleError(.unsupportedOpcode, offset: at, "opcode \(Self.name(op)) holds a Python 2 string",
+                                  hint: "load the file in Python 3 (pickle.load(f, encoding='latin1')) and dump it again")
             case 0x71: try memoize(Int(try byte()), try topEntry())  // BINPUT
             case 0x72: try memoize(Int(try uint(4)), try topEntry())  // LONG_BINPUT
             case 0x94: try memoize(memo.count, try topEntry())  // MEMOIZE
@@ -389,6 +492,16 @@ public struct PickleReader {
                                   hint: "fidq reads only the opcodes torch.save and pickle.dump use for tensors, arrays and plain data")
             }
         }
+    }
+
+    /// INT's value: an integer, or a bool written as "01" / "00" (protocol 0 has no bool opcode).
+    private mutating func decimalOrBool() throws -> PickleValue {
+        let start = pos
+        let text = try line()
+        if text == "01" { return .bool(true) }
+        if text == "00" { return .bool(false) }
+        pos = start
+        return .int(try decimal())
     }
 
     /// A little-endian two's-complement integer of `n` bytes (LONG1/LONG4) that fits in an Int.

@@ -1,5 +1,6 @@
 // NumpyPickleTests: FiD-style pickle.dump((ids, array)) shards read through the safe reader —
-// float32 and float16 at protocol 4, protocol 5's _frombuffer — and malformed arrays refused.
+// float32 and float16 at protocols 0–5 (protocol 5's _frombuffer, 0–2's _codecs.encode) — and
+// malformed arrays refused.
 import Foundation
 import Testing
 import TestSupport
@@ -9,13 +10,25 @@ import TestSupport
     static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/pickle")
     static func fixture(_ name: String) -> String { folder.appendingPathComponent(name).path }
 
-    @Test(arguments: [("shard_f32", "f32"), ("shard_f16", "f16"), ("shard_p5", "f32")])
+    @Test(arguments: [("shard_f32", "f32"), ("shard_f16", "f16"), ("shard_p5", "f32"), ("shard_p0", "f32"), ("shard_p1", "f16"),
+                      ("shard_p2", "f32")])
     func readsShards(file: String, key: String) throws {
         let expected = try Fixture("shard_expected.json", in: Self.folder)
         let (ids, embeddings) = try NumpyPickle.readShard(path: Self.fixture(file + ".pkl"))
         #expect(ids == expected.meta["ids"] as? [String])
         let want = try expected.tensor(key)
         #expect(sameBits(embeddings, want), "got \(embeddings), want \(want)")
+    }
+
+    /// Protocol 0's escaped ids (a backslash, a newline, a literal "\u0041", a character past the
+    /// BMP) and protocol 2's `bytes()` for an array of no rows.
+    @Test func readsProtocol0EscapesAndEmptyShards() throws {
+        let expected = try Fixture("shard_expected.json", in: Self.folder)
+        let (ids, embeddings) = try NumpyPickle.readShard(path: Self.fixture("shard_p0_escapes.pkl"))
+        #expect(ids == expected.meta["odd_ids"] as? [String])
+        #expect(sameBits(embeddings, try expected.tensor("f32")))
+        let (none, empty) = try NumpyPickle.readShard(path: Self.fixture("shard_p2_empty.pkl"))
+        #expect(none.isEmpty && empty.shape == [0, 3])
     }
 
     /// Hand-built array pickles: wrong byte count, big-endian and float64 dtypes, object state,

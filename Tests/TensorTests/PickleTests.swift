@@ -131,14 +131,68 @@ func pickleError(_ body: () throws -> Any) -> PickleError? {
     /// Opcodes outside the safe subset are refused by name and offset.
     @Test(arguments: [
         (UInt8(0x69), "INST"), (0x6F, "OBJ"), (0x82, "EXT1"), (0x83, "EXT2"), (0x84, "EXT4"), (0x92, "NEWOBJ_EX"),
-        (0x53, "STRING"), (0x49, "INT"), (0x50, "PERSID"), (0x67, "GET"), (0x70, "PUT"), (0x8F, "EMPTY_SET"),
-        (0x91, "FROZENSET"), (0x97, "NEXT_BUFFER"), (0x98, "READONLY_BUFFER"), (0x54, "BINSTRING"), (0xFF, "unknown opcode 0xFF"),
+        (0x53, "STRING"), (0x50, "PERSID"), (0x8F, "EMPTY_SET"), (0x91, "FROZENSET"), (0x97, "NEXT_BUFFER"),
+        (0x98, "READONLY_BUFFER"), (0x54, "BINSTRING"), (0x55, "SHORT_BINSTRING"), (0xFF, "unknown opcode 0xFF"),
     ])
     func refusesOtherOpcodes(op: UInt8, name: String) {
         let e = pickleError { try PickleReader.read(pickle(Op.str("a"), [op, 0x31, 0x0A, 0x32, 0x0A]), whitelist: self.plain) }
         #expect(e?.kind == .unsupportedOpcode)
         #expect(e?.offset == 5)
         #expect(e?.message.contains(name) == true, "\(String(describing: e))")
+    }
+
+    /// Protocols 0 and 1 write numbers, text and memo indexes as lines; the expected values are
+    /// Python's `pickle.loads` of the same bytes. UNICODE is raw-unicode-escape: latin-1 bytes, and
+    /// `\u` / `\U` escapes only after an odd number of backslashes.
+    @Test func readsTextOpcodes() throws {
+        let bytes = Array(#"(I01\#nI00\#nI-12\#nL123456789012L\#nF-1.5\#nFinf\#nVa\u00e9\U0001f600 "#.utf8) + [0xE9]
+            + Array(#"\\\u0041\\u0041\#np7\#ng7\#nt."#.utf8)
+        let v = try PickleReader.read(bytes, whitelist: plain)
+        let text = #"aé😀 é\\A\\u0041"#
+        #expect(v.sequence?.map(\.description) == ["True", "False", "-12", "123456789012", "-1.5", "inf", "'\(text)'", "'\(text)'"])
+        #expect(v.sequence?.last?.stringValue == text)
+        let cases: [(String, PickleError.Kind, String)] = [
+            (#"V\u12\#n."#, .malformed, "bad \\u escape"),
+            (#"Vx\U0011FFFF\#n."#, .malformed, "bad \\U escape"),
+            ("Np-1\n.", .malformed, "negative memo index -1"),
+            ("g0\n.", .malformed, "memo entry 0"),
+            ("Iabc\n.", .malformed, "'abc', expected a decimal integer"),
+            ("I99999999999999999999\n.", .malformed, "fits in 64 bits"),
+            ("F0x1p3\n.", .malformed, "expected a number"),
+            ("Fnope\n.", .malformed, "expected a number"),
+            ("Np0", .truncated, "no terminating newline"),
+        ]
+        for (stream, kind, message) in cases {
+            let e = pickleError { try PickleReader.read(Array(stream.utf8), whitelist: self.plain) }
+            #expect(e?.kind == kind && e?.message.contains(message) == true, "\(stream): \(String(describing: e))")
+        }
+    }
+
+    /// Protocols 0–2 write `bytes` as `_codecs.encode(text, 'latin1')`, or `bytes()` when empty: read
+    /// only when allowed, only that encoding, and never any other call.
+    @Test func readsProtocol2Bytes() throws {
+        func encode(_ text: [UInt8], _ encoding: String) -> [UInt8] {
+            pickle(Op.global("_codecs", "encode"), [0x58] + withUnsafeBytes(of: UInt32(text.count).littleEndian) { Array($0) } + text,
+                   Op.str(encoding), [0x86, 0x52])
+        }
+        var w = PickleWhitelist()
+        w.allowProtocol2Bytes()
+        let latin = encode(Array("\u{0}é\u{FF}".utf8), "latin1")
+        #expect(pickleError { try PickleReader.read(latin, whitelist: self.plain) }?.kind == .refused)
+        guard case let .bytes(b) = try PickleReader.read(latin, whitelist: w) else { Issue.record("not bytes"); return }
+        #expect(b == [0, 0xE9, 0xFF])
+        for module in ["__builtin__", "builtins"] {
+            guard case let .bytes(e) = try PickleReader.read(pickle(Op.global(module, "bytes"), [0x29, 0x52]), whitelist: w) else {
+                Issue.record("\(module).bytes() is not bytes"); return
+            }
+            #expect(e.isEmpty)
+            let withArgument = pickleError { try PickleReader.read(pickle(Op.global(module, "bytes"), Op.binint(9), [0x85, 0x52]), whitelist: w) }
+            #expect(withArgument?.kind == .refused && withArgument?.message.contains("only bytes()") == true)
+        }
+        let utf8 = pickleError { try PickleReader.read(encode(Array("a".utf8), "utf-8"), whitelist: w) }
+        #expect(utf8?.kind == .refused && utf8?.message.contains("'utf-8'") == true)
+        let wide = pickleError { try PickleReader.read(encode(Array("Ā".utf8), "latin1"), whitelist: w) }
+        #expect(wide?.kind == .malformed && wide?.message.contains("U+100") == true)
     }
 
     @Test func malformedStreamsThrow() {
@@ -222,12 +276,13 @@ func pickleError(_ body: () throws -> Any) -> PickleError? {
         let valid = try [UInt8](Data(contentsOf: folder.appendingPathComponent("shard_f32.pkl")))
         let archive = try ZipArchive(path: folder.appendingPathComponent("state.bin").path)
         let torchPickle = try archive.data("state/data.pkl")
+        let textPickle = try [UInt8](Data(contentsOf: folder.appendingPathComponent("shard_p0_escapes.pkl")))
         var rng = SplitMix(seed: 20261130)
         var outcomes = [0, 0]
         // FIDQ_FUZZ_ROUNDS raises the count for a longer stress run.
         let rounds = ProcessInfo.processInfo.environment["FIDQ_FUZZ_ROUNDS"].flatMap { Int($0) } ?? 3000
         for round in 0..<rounds {
-            var bytes = round % 2 == 0 ? valid : torchPickle
+            var bytes = [valid, torchPickle, textPickle][round % 3]
             for _ in 0..<(1 + Int(rng.next() % 4)) {
                 let i = Int(rng.next() % UInt64(bytes.count))
                 bytes[i] = rng.next() % 3 == 0 ? UInt8(truncatingIfNeeded: rng.next()) : bytes[i] ^ (1 << UInt8(rng.next() % 8))
