@@ -57,12 +57,7 @@ public final class QueueControl {
         for d in pending {
             for o in registry.exclusiveOutputs(of: d, policy: policy) { owner[key(o.path)] = (d.id, "pending") }
         }
-        for name in (try? fs.list(queue.running)) ?? [] {
-            guard let claim = Queue.parseClaimName(name),
-                  let data = try? fs.read(queue.running + "/" + name + "/job.json", limit: JobDescriptor.maxBytes + 1),
-                  let d = try? JobDescriptor.parse(data, fileName: claim.id + ".json") else { continue }
-            for o in registry.exclusiveOutputs(of: d, policy: policy) { owner[key(o.path)] = (d.id, "running") }
-        }
+        for o in queue.runningExclusiveOutputs(registry: registry, policy: policy) { owner[o.key] = (o.id, "running") }
         for (i, d) in batch.enumerated() {
             for o in registry.exclusiveOutputs(of: d, policy: policy) {
                 if let other = owner[key(o.path)], other.id != d.id { return (i, o.field, o.path, other.id, other.state) }
@@ -324,5 +319,24 @@ public final class QueueControl {
         let trash = queue.tmp + "/discard-out-" + id + "-" + token
         if (try? fs.retrying { try fs.rename(dir + "/out", trash) }) != nil { try? fs.removeTree(trash) }
         return try retry(id)
+    }
+}
+
+extension Queue {
+    /// The exclusive outputs (`JobParams.exclusiveOutputs`) of the jobs in `running/`, keyed by
+    /// real path (symlinks in the existing part followed, so an alias is the same output), with
+    /// the claim folder's name. Unreadable claims are skipped.
+    func runningExclusiveOutputs(registry: KindRegistry, policy: PathPolicy)
+        -> [(key: String, id: String, claim: String, field: String, path: String)] {
+        var found: [(key: String, id: String, claim: String, field: String, path: String)] = []
+        for name in (try? fs.list(running)) ?? [] {
+            guard let claim = Queue.parseClaimName(name),
+                  let data = try? fs.read(running + "/" + name + "/job.json", limit: JobDescriptor.maxBytes + 1),
+                  let d = try? JobDescriptor.parse(data, fileName: claim.id + ".json") else { continue }
+            for o in registry.exclusiveOutputs(of: d, policy: policy) {
+                found.append((PathPolicy.realOf(o.path, fs: fs), d.id, name, o.field, o.path))
+            }
+        }
+        return found
     }
 }

@@ -230,7 +230,7 @@ public final class Worker: @unchecked Sendable {
                 return true
             }
             do {
-                execute(dir: dir, token: token, record: record, descriptor: try JobDescriptor.parse(data, fileName: name))
+                execute(dir: dir, token: token, record: record, descriptor: try JobDescriptor.parse(data, fileName: name), fresh: true)
             } catch {
                 finish(held, .failure(JobError.classify(error)), retry: .never)
             }
@@ -326,8 +326,9 @@ public final class Worker: @unchecked Sendable {
         return true
     }
 
-    /// Runs one claimed job and publishes its outcome.
-    private func execute(dir: String, token: String, record: ClaimRecord, descriptor d: JobDescriptor) {
+    /// Runs one claimed job and publishes its outcome. `fresh`: claimed from `pending/` (not a
+    /// take-over or a handed-back attempt).
+    private func execute(dir: String, token: String, record: ClaimRecord, descriptor d: JobDescriptor, fresh: Bool = false) {
         let started = isoTimestamp()
         let t0 = monotonicNow()
         let held = Held(dir: dir, token: token, id: d.id, kind: d.kind, attempt: record.attempt, started: started)
@@ -337,6 +338,12 @@ public final class Worker: @unchecked Sendable {
         if scanner.isDone(d.id, fresh: true) {
             finish(held, .failure(JobError.permanent("id '\(d.id)' is already in done/", field: "id",
                                                      hint: "ids are unique; submit under a new id")), retry: .never)
+            return
+        }
+        // `fidq cancel` of a job whose holder died leaves only this file (no heartbeat reads
+        // it): whoever takes the job over must not run it again.
+        if queue.fs.exists(dir + "/cancel") {
+            finish(held, .failure(CancellationError(reason: .cancelled)), retry: .never)
             return
         }
         let prepared: PreparedJob
@@ -350,6 +357,10 @@ public final class Worker: @unchecked Sendable {
                 return
             }
             finish(held, .failure(JobError.classify(error)), retry: .upTo(d.maxAttempts))
+            return
+        }
+        if fresh, let conflict = outputTakenByRunningJob(d) {
+            finish(held, .failure(conflict), retry: .never)
             return
         }
         let cancel = CancellationToken()
@@ -392,6 +403,28 @@ public final class Worker: @unchecked Sendable {
         if case .failure = outcome, let reason = cancel.reason { outcome = .failure(CancellationError(reason: reason)) }
         logger.debug("\(d.id) ran \(format3(monotonicNow() - t0, 3))s")
         finish(held, outcome, retry: .upTo(d.maxAttempts))
+    }
+
+    /// An error when a job in `running/` (other than `d`) writes one of `d`'s exclusive outputs:
+    /// `submit` refuses such a pair, but a descriptor dropped into `pending/` by hand is checked
+    /// only here, and running it would silently replace the other's output (or mix two jobs'
+    /// files). Checked at a fresh claim only, so the job that started second fails and the one
+    /// already running (or resumed after a take-over) goes on; two claimed at the same moment may
+    /// both fail, which loses nothing.
+    private func outputTakenByRunningJob(_ d: JobDescriptor) -> JobError? {
+        let mine = registry.exclusiveOutputs(of: d, policy: policy)
+        guard !mine.isEmpty else { return nil }
+        let others = queue.runningExclusiveOutputs(registry: registry, policy: policy).filter { $0.id != d.id }
+        for o in mine {
+            let key = PathPolicy.realOf(o.path, fs: queue.fs)
+            guard let other = others.first(where: { $0.key == key }) else { continue }
+            let holder = queue.readClaim(queue.running + "/" + other.claim).map { " by \($0.worker)" } ?? ""
+            let field = o.field.hasPrefix("params.") ? String(o.field.dropFirst(7)) : o.field
+            return .permanent("\(o.path) is also written by job '\(other.id)', running\(holder): one would replace the other's output",
+                              field: o.field,
+                              hint: "give this job its own \(field), or let it run after '\(other.id)' (\"after\": [\"\(other.id)\"]); then fidq retry \(d.id)")
+        }
+        return nil
     }
 
     /// Seconds left in the window during which `d`'s missing input may just be invisible here,

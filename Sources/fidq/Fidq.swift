@@ -1,6 +1,9 @@
 // fidq: the command-line entry point. Subcommands map flags onto configs and call the core.
 import ArgumentParser
 import Tensor
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @main
 struct Fidq: ParsableCommand {
@@ -19,6 +22,14 @@ struct Fidq: ParsableCommand {
             KindCommand<EvaluateRetrievalCLI>.self,
         ]
     )
+
+    static func main() {
+        // A file-size limit (`ulimit -f`, which Slurm passes on from the submitting shell) must
+        // fail the write with EFBIG, an error the job reports and the queue retries; by default
+        // SIGXFSZ killed the process mid-write without a word, its staging files left behind.
+        signal(SIGXFSZ, SIG_IGN)
+        main(nil)
+    }
 }
 
 /// Options every compute command shares.

@@ -371,6 +371,34 @@ import Testing
         #expect(f.list("done") == ["a", "b", "c"], "\(w.log)")
     }
 
+    /// A worker under a file-size limit (`ulimit -f`, as Slurm passes it on): a write past it
+    /// fails the job with the system's error (EFBIG), retried, then failed; the worker is not
+    /// killed by SIGXFSZ and leaves no staging file behind.
+    @Test func aFileSizeLimitFailsTheJobNotTheWorker() throws {
+        let f = try QueueFixture()
+        let big = f.workspace + "/big.txt"
+        try Data(repeating: 0x61, count: 1 << 20).write(to: URL(fileURLWithPath: big))
+        try f.drop("large", #"{"kind": "concat", "max_attempts": 2, "params": {"inputs": ["big.txt"], "dest": "out/joined.txt"}}"#)
+        let p = Process()
+        // The test runner ignores SIGXFSZ, and children inherit that: give the worker the default
+        // action, which kills (as in a login shell or a Slurm job), so only fidq's own handling
+        // can keep it alive. 256 blocks (128 or 256 KiB, by the shell) is far below the output.
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["--default-signal=XFSZ", "/bin/sh", "-c", #"ulimit -f 256 && exec "$0" worker --queue "$1" --drain --poll 0.05 --backoff 0.05"#, Binary.fidq, f.queueDir]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = Pipe()
+        try p.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationReason == .exit && p.terminationStatus == 0, "status \(p.terminationStatus): \(text)")
+        let e = try #require(f.json(f.queueDir + "/failed/large/error.json"), "\(text)")
+        #expect((e["message"] as? String)?.contains("File too large") == true, "\(e)")
+        #expect((e["attempts"] as? [Any])?.count == 2, "\(e)")
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: f.workspace + "/out")) ?? []
+        #expect(left.isEmpty, "staging files left: \(left)")
+    }
+
     /// Runs a short `fidq` command to its end: its status and stderr.
     static func fidq(_ args: [String]) throws -> (Int32, String) {
         let p = Process()

@@ -153,6 +153,23 @@ func drainInProcess(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem = 
         #expect(e["reason"] as? String == "cancelled")
     }
 
+    /// `fidq cancel` of a job whose worker died (a stale claim: only a `cancel` file is left) ends
+    /// it cancelled at the take-over; it never runs again.
+    @Test func aCancelledJobOfADeadWorkerIsNotRunAgain() throws {
+        let f = try QueueFixture()
+        let dir = try f.plantClaim("orphan", token: "t1", leaseS: 1, age: 0,
+                                   job: #"{"kind": "test.record", "params": {"ledger": "ran"}}"#)
+        let control = QueueControl(queue: f.queue, registry: testRegistry(),
+                                   policy: PathPolicy(workspace: f.workspace, queue: f.queueDir))
+        #expect(try control.cancel("orphan").contains("cancel requested"))
+        #expect(FileManager.default.fileExists(atPath: dir + "/cancel"))
+        try f.setAge(dir + "/claim", 30)
+        drainInProcess(f)
+        let e = try #require(f.json(f.queueDir + "/failed/orphan/error.json"))
+        #expect(e["reason"] as? String == "cancelled", "\(e)")
+        #expect(!FileManager.default.fileExists(atPath: f.workspace + "/ran"), "the job ran again")
+    }
+
     /// A stale claim folder whose job.json a lookup fails to see, twice: once in the scan, once in
     /// the clean-up's own check. The job is there (the claimer's rename landed) and must run.
     @Test(arguments: [ENOENT, EIO])
@@ -268,6 +285,39 @@ func drainInProcess(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem = 
             #expect(e["field"] as? String == "params.ledger")
             #expect((e["message"] as? String)?.contains("inside the queue folder") == true, "\(e)")
         }
+    }
+
+    /// A descriptor dropped by hand (no `submit` to refuse it) whose output a running job also
+    /// writes fails at its claim, naming the other job; the running one is left alone, a job with
+    /// another output runs, and a taken-over attempt of a job that was running first goes on.
+    @Test func aSecondWriterOfARunningJobsOutputFailsAtClaim() throws {
+        let f = try QueueFixture()
+        try FileManager.default.createDirectory(atPath: f.workspace + "/data", withIntermediateDirectories: true)
+        try Data("x".utf8).write(to: URL(fileURLWithPath: f.workspace + "/data/in.txt"))
+        func concat(_ dest: String) -> String { #"{"kind": "concat", "params": {"inputs": ["data/in.txt"], "dest": "\#(dest)"}}"# }
+        let live = try f.plantClaim("first", token: "t1", leaseS: 600, age: 0, job: concat("out/joined.txt"))
+        try f.drop("second", concat("out/./joined.txt"))
+        try f.drop("other", concat("out/other.txt"))
+        // Stale (its worker died) and live claims of one output: the stale one was there first.
+        try f.plantClaim("resumed", token: "t2", leaseS: 1, age: 30, job: concat("out/shared.txt"))
+        try f.plantClaim("newer", token: "t3", leaseS: 600, age: 0, job: concat("out/shared.txt"))
+        // The live claims would keep a drain waiting: a worker stopped once the others settled.
+        var config = WorkerConfig(queue: f.queueDir)
+        config.lease = 2
+        config.poll = 0.02
+        config.quiet = true
+        let worker = Worker(config: config, registry: testRegistry())
+        Thread {
+            _ = f.wait(30) { f.list("failed") == ["second"] && f.list("done") == ["other", "resumed"] }
+            worker.requestStop()
+        }.start()
+        _ = worker.run()
+        let e = try #require(f.json(f.queueDir + "/failed/second/error.json"))
+        #expect(e["field"] as? String == "params.dest")
+        #expect((e["message"] as? String)?.contains("also written by job 'first', running by elsewhere:1") == true, "\(e)")
+        #expect((e["hint"] as? String)?.contains("fidq retry second") == true, "\(e)")
+        #expect(f.list("done") == ["other", "resumed"], "\(f.list("done"))")
+        #expect(FileManager.default.fileExists(atPath: live + "/job.json"), "the running job is untouched")
     }
 
     @Test func timeoutAndCancelAreToldApartFromFailure() throws {
