@@ -355,12 +355,21 @@ public final class Trainer {
             lastSaved = step
         }
 
+        // The hint of a diverged run: a resumed run keeps its options, so a new lr needs a new run.
+        func diverged() -> String {
+            "lower lr (or set clip), or check the data; then start a new run in a new out folder"
+                + (lastSaved > 0 ? " (or from model_path \(ckpt.root)/step-\(lastSaved), the last checkpoint saved)" : "")
+        }
         var tokens = 0, trainSeconds = 0.0
         var lr = o.schedule.lr(base: o.lr, afterSteps: optimizer.state.step)
         func isEvalStep(_ step: Int) -> Bool { step % c.evalFreq == 0 || step == o.totalSteps }
         /// Evaluates at `state.step`, keeping `best_dev` when the metric improves.
         func evalNow() throws -> Double? {
             let em = try evaluate()
+            if let em, !em.isFinite {
+                throw JobError.permanent("\(label): the dev \(model.devMetric.name) is \(model.devMetric.report(em)) at step \(state.step)", field: "params.lr",
+                                         hint: diverged())
+            }
             state.lastEM = em
             state.lastEvalStep = state.step
             if let em, state.bestDevEM.map({ em > $0 }) ?? true {
@@ -383,17 +392,23 @@ public final class Trainer {
                 let stats = try model.trainStep(examples: examples, grads: grads, rng: &rng)
                 state.step += 1
                 let step = state.step
+                guard stats.loss.isFinite else {
+                    throw JobError.permanent("\(label): the loss is \(stats.loss) at step \(step)", field: "params.lr",
+                                             hint: diverged())
+                }
                 if step % c.accumulationSteps == 0 {
                     lr = o.step(&optimizer, params: params.buffer, grads: grads.buffer).lr
                     grads.zero()
                     state.optimizerSteps += 1
+                    // A finite loss can still give an update that overflows the weights (a huge
+                    // lr): stop before they are evaluated, kept as best_dev or saved.
+                    guard Elementwise.allFinite(params.buffer.baseAddress!, count: params.buffer.count) else {
+                        throw JobError.permanent("\(label): the weights are not finite after the update of step \(step); nothing of it was saved",
+                                                 field: "params.lr", hint: diverged())
+                    }
                 }
                 trainSeconds += monotonicNow() - t0
                 tokens += stats.tokens
-                guard stats.loss.isFinite else {
-                    throw JobError.permanent("\(label): the loss is \(stats.loss) at step \(step)", field: "params.lr",
-                                             hint: "lower lr, or check the data")
-                }
                 windowLoss += stats.loss
                 windowCount += 1
                 context.progress.update(step: step, total: o.totalSteps, loss: stats.loss)

@@ -71,7 +71,11 @@ public struct ShardRecord: Codable, Equatable, Sendable {
 
     /// Writes `<stem>.meta.json` under a temporary name, then renames.
     public func write(stem: String) throws {
-        try JSONEncoder().encode(self).withUnsafeBytes { try writeFileAtomically($0, to: stem + ".meta.json") }
+        // Sorted keys: Swift's dictionary order changes with each process, and the same shard
+        // must give the same bytes (as every other file fidq publishes).
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        try encoder.encode(self).withUnsafeBytes { try writeFileAtomically($0, to: stem + ".meta.json") }
     }
 
     /// How far `other` is from this record's probe: the largest difference over the larger

@@ -38,6 +38,30 @@ public enum Elementwise {
         }
     }
 
+    /// Whether every x[i] is finite (no NaN, no ±∞): a diverged update is caught before it is
+    /// evaluated or saved. x·0 is 0 for finite x and NaN otherwise, and a NaN lane stays NaN, so
+    /// one pass of SIMD multiply-adds decides; chunked, so any thread count gives the same answer.
+    public static func allFinite(_ x: UnsafePointer<Float>, count: Int) -> Bool {
+        let chunks = (count + finiteChunk - 1) / finiteChunk
+        var bad = [Bool](repeating: false, count: chunks)
+        bad.withUnsafeMutableBufferPointer { flags in
+            parallelFor(chunks, grain: 1) { r in
+                for c in r {
+                    let start = c * finiteChunk, n = min(finiteChunk, count - start)
+                    var acc = SIMD16<Float>()
+                    var j = 0
+                    while j + 16 <= n {
+                        acc = acc.addingProduct(Reduce.load(x + start + j), 0)
+                        j += 16
+                    }
+                    acc = acc.addingProduct(Reduce.load(x + start + j, count: n - j), 0)
+                    flags[c] = acc != SIMD16<Float>()
+                }
+            }
+        }
+        return !bad.contains(true)
+    }
+
     /// y (n) += a · x.
     public static func axpy(_ y: UnsafeMutablePointer<Float>, _ a: Float, _ x: UnsafePointer<Float>, count: Int) {
         parallelFor(count, grain: elementwiseGrain) { r in
@@ -45,3 +69,6 @@ public enum Elementwise {
         }
     }
 }
+
+/// Elements per chunk of `Elementwise.allFinite`.
+private let finiteChunk = 1 << 16

@@ -182,6 +182,36 @@ struct TrainReaderKindTests {
         }
     }
 
+    /// A diverging run (an lr whose first update overflows the weights while the loss before it
+    /// is finite) stops with a permanent error naming lr, before any eval or save: no checkpoint
+    /// and no best_dev of non-finite weights, which a rerun would resume from.
+    @Test func aDivergedUpdateIsNeverEvaluatedOrSaved() throws {
+        let ws = try ReaderWorkspace(train: 12, dev: 4, nContext: 2)
+        for lr in [1e39, 1e30] {
+            let id = "diverge-\(Int(log10(lr)))"
+            do {
+                try ws.run(id, ["n_context": .number(2), "text_maxlength": .number(24), "per_gpu_batch_size": .number(4),
+                                "total_steps": .number(3), "eval_freq": .number(1), "save_freq": .number(1), "lr": .number(lr),
+                                "warmup_steps": .number(0), "scheduler": .string("fixed")])
+                Issue.record("lr \(lr): the run succeeded")
+            } catch let e as JobError {
+                #expect(e.field == "params.lr" && e.permanence == .permanent, "\(e)")
+                #expect(e.message.contains("not finite") || e.message.contains("the loss is"), "\(e)")
+                #expect(e.hint?.contains("new out folder") == true, "\(e)")
+            }
+            let checkpoints = ws.root + "/\(id).run/out/checkpoint"
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: checkpoints)) ?? [] where !name.hasPrefix(".") {
+                let file = checkpoints + "/" + name + "/model.safetensors"
+                guard FileManager.default.fileExists(atPath: file) else { continue }
+                let weights = try SafeTensorsFile(path: file)
+                for weightName in weights.names {
+                    let finite = try weights.tensor(weightName).data.allSatisfy { $0.isFinite }
+                    #expect(finite, "lr \(lr): \(name)/\(weightName) holds non-finite weights")
+                }
+            }
+        }
+    }
+
     @Test func badInputFailsNamingTheField() throws {
         let ws = try ReaderWorkspace(train: 12, dev: 4, nContext: 2)
         let fm = FileManager.default

@@ -19,6 +19,21 @@ import Testing
         #expect(ShardRecord.passageHash(title: "ab", text: "") != ShardRecord.passageHash(title: "a", text: "b"))
     }
 
+    /// The record's bytes do not depend on the process's dictionary order: keys come sorted.
+    @Test func theRecordIsWrittenWithSortedKeys() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fidq-shardrecord-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let samples = Dictionary(uniqueKeysWithValues: (0..<40).map { ("\($0 * 7919 % 1000)", "h\($0)") })
+        try ShardRecord(modelPath: "m", passageMaxlength: 8, probe: [1, 2], samples: samples).write(stem: dir + "/s")
+        let text = try String(contentsOfFile: dir + "/s.meta.json", encoding: .utf8)
+        let order = samples.keys.compactMap { key in text.range(of: "\"\(key)\":").map { (key, $0.lowerBound) } }
+        #expect(order.count == samples.count)
+        #expect(order.sorted { $0.1 < $1.1 }.map(\.0) == samples.keys.sorted(), "sample keys in file order")
+        let top = ["model_path", "passage_maxlength", "probe", "samples"].compactMap { text.range(of: "\"\($0)\"")?.lowerBound }
+        #expect(top.count == 4 && top == top.sorted(), "top-level keys in file order")
+    }
+
     @Test func distanceIsRelativeToTheLargestValue() {
         let r = ShardRecord(modelPath: "m", passageMaxlength: 8, probe: [1, -2, 4])
         #expect(r.distance(to: [1, -2, 4]) == 0)

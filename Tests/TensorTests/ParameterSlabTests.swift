@@ -160,4 +160,23 @@ struct ParameterSlabTests {
         Elementwise.axpy(&y, 2, b, count: n)
         #expect(y == zip(a, b).map { $0.addingProduct(2, $1) })
     }
+
+    /// `allFinite` against its naive twin: NaN, ±∞ and the largest finite values planted at
+    /// random places (SIMD body, tail, chunk edges) of buffers of many lengths.
+    @Test func allFiniteFindsEveryNonFiniteValue() {
+        var rng = RNG(seed: 11)
+        for n in [0, 1, 15, 16, 17, 255, 65_535, 65_536, 65_537, 200_003] {
+            var x = rng.normalArray(n).map { $0 * 1e30 }
+            #expect(Elementwise.allFinite(x, count: n), "n \(n)")
+            guard n > 0 else { continue }
+            for value in [Float.nan, .infinity, -.infinity, .greatestFiniteMagnitude, -.greatestFiniteMagnitude] {
+                for at in Set([0, n - 1, n / 2, min(n - 1, 65_536), Int(rng.next() % UInt64(n))]) {
+                    let keep = x[at]
+                    x[at] = value
+                    #expect(Elementwise.allFinite(x, count: n) == x.allSatisfy(\.isFinite), "n \(n), \(value) at \(at)")
+                    x[at] = keep
+                }
+            }
+        }
+    }
 }
