@@ -74,6 +74,8 @@ final class Downloader {
     let log: (String) -> Void
     /// Set when a transfer threw away the bytes it found (no validator, changed resource).
     private var restarted = false
+    /// The Content-Encoding the last HTTP body was decoded from (URLSession always decodes).
+    private var decodedFrom: String?
 
     init(
         params: FetchParams, readCheck: ReadCheck? = nil, progress: @escaping (FetchProgress) -> Void,
@@ -111,6 +113,7 @@ final class Downloader {
         }
         let startSize = fileSize(part) ?? 0
         restarted = false
+        decodedFrom = nil
         var attempt = 0
         var digest = ""
         var stamp: SourceStamp?
@@ -137,7 +140,7 @@ final class Downloader {
             // The bytes are wrong, not incomplete: drop them so no later run resumes from them.
             try? FileManager.default.removeItem(at: part)
             try? FileManager.default.removeItem(at: metaURL)
-            throw FetchError.checksum(url: url.absoluteString, expected: expected, found: digest)
+            throw FetchError.checksum(url: url.absoluteString, expected: expected, found: digest, decodedFrom: decodedFrom)
         }
         try? FileManager.default.removeItem(at: final)
         guard rename(part.path, final.path) == 0 else { throw FetchError.posix(final.path, "cannot rename part file") }
@@ -274,7 +277,7 @@ final class Downloader {
         }
         let state = TransferState(
             url: url.absoluteString, out: out, hasher: hasher, offset: offset, knownTotal: meta?.total,
-            maxBytes: params.maxBytes, headers: request.allHTTPHeaderFields ?? [:],
+            knownETag: offset > 0 ? strongETag : nil, knownLastModified: offset > 0 ? meta?.lastModified : nil, maxBytes: params.maxBytes, headers: request.allHTTPHeaderFields ?? [:],
             saveMeta: { m in try? writeAtomically(JSONEncoder().encode(m), to: metaURL) })
         let config = URLSessionConfiguration.ephemeral
         config.requestCachePolicy = .reloadIgnoringLocalCacheData
@@ -313,10 +316,13 @@ final class Downloader {
             }
         }
         let snap = state.snapshot()
+        if snap.restartedAtZero { restarted = true }
+        decodedFrom = snap.encoded ? snap.encoding : nil
         // Decoded bytes cannot be resumed by a range: an unfinished encoded body starts over.
         if snap.discardPart || (snap.encoded && snap.failure != nil) {
             try? FileManager.default.removeItem(at: part)
             try? FileManager.default.removeItem(at: metaURL)
+            restarted = true
         }
         if let failure = snap.failure { throw failure }
         progress(FetchProgress(phase: "download", item: url.lastPathComponent, done: snap.offset, total: snap.total))
@@ -335,6 +341,10 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
         var discardPart: Bool
         /// The body came with a Content-Encoding: its bytes are decoded, so a range cannot resume them.
         var encoded: Bool
+        /// That Content-Encoding, as the server named it.
+        var encoding: String
+        /// The server answered a range request with the whole body (200): the bytes start over.
+        var restartedAtZero: Bool
     }
 
     let url: String
@@ -353,16 +363,23 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
     private var failure: FetchError?
     private var discardPart = false
     private var encoded = false
+    private var encoding = ""
+    private var restartedAtZero = false
     private var redirects = 0
+    /// The validators the bytes on disk came with (the part's sidecar), to check a 206 against.
+    private let knownETag: String?
+    private let knownLastModified: String?
 
-    init(url: String, out: PartFile, hasher: SHA256, offset: Int64, knownTotal: Int64?, maxBytes: Int64,
-         headers: [String: String], saveMeta: @escaping (PartMeta) -> Void)
+    init(url: String, out: PartFile, hasher: SHA256, offset: Int64, knownTotal: Int64?, knownETag: String? = nil,
+         knownLastModified: String? = nil, maxBytes: Int64, headers: [String: String], saveMeta: @escaping (PartMeta) -> Void)
     {
         self.url = url
         self.out = out
         self.hasher = hasher
         self.offset = offset
         self.knownTotal = knownTotal
+        self.knownETag = knownETag
+        self.knownLastModified = knownLastModified
         self.maxBytes = maxBytes
         self.headers = headers
         self.saveMeta = saveMeta
@@ -372,7 +389,8 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
         lock.lock()
         defer { lock.unlock() }
         return Snapshot(gotResponse: gotResponse, lastActivity: lastActivity, offset: offset, total: total,
-                        failure: failure, discardPart: discardPart, encoded: encoded)
+                        failure: failure, discardPart: discardPart, encoded: encoded, encoding: encoding,
+                        restartedAtZero: restartedAtZero)
     }
 
     /// Records the first failure; later ones (the cancel it causes) are ignored.
@@ -405,8 +423,13 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
         // A server may encode the body although identity was asked (an object stored with
         // Content-Encoding: gzip); URLSession then hands over the decoded bytes, which neither
         // Content-Length nor a byte range describes.
-        let encoding = header("Content-Encoding")?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
+        encoding = header("Content-Encoding")?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
         encoded = !encoding.isEmpty && encoding != "identity"
+        // A tail is only ours if it is of the version our bytes are: a server that ignores
+        // If-Range sends a changed file's tail under its new validator.
+        let etag = header("ETag"), modified = header("Last-Modified")
+        let changed = (knownETag != nil && etag != nil && etag != knownETag)
+            || (knownETag == nil && knownLastModified != nil && modified != nil && modified != knownLastModified)
         switch status {
         case 200:
             if offset > 0 {
@@ -415,11 +438,16 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
                     try out.truncate()
                     hasher = SHA256()
                     offset = 0
+                    restartedAtZero = true
                 } catch let e as FetchError { error = e } catch {}
             }
             total = http.expectedContentLength >= 0 && !encoded ? http.expectedContentLength : nil
         case 206 where encoded:
             error = .network(url: url, reason: "server resumed a body it sends with Content-Encoding: \(encoding); restarting from 0")
+            discardPart = true
+        case 206 where changed:
+            let was = knownETag ?? knownLastModified ?? "?", now = (knownETag != nil ? etag : modified) ?? "?"
+            error = .network(url: url, reason: "the resource changed (\(was) before, \(now) now) but the server sent the new version's tail; restarting from 0")
             discardPart = true
         case 206:
             // Content-Range: bytes START-END/TOTAL; the tail must start exactly where our bytes stop.
@@ -479,14 +507,17 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
         redirects += 1
         let count = redirects
         lock.unlock()
-        let scheme = request.url?.scheme?.lowercased() ?? ""
+        // The Location header as sent: Foundation rewrites a `file://` target into a request to
+        // the same host, so the rewritten request's scheme does not tell.
+        let location = response.value(forHTTPHeaderField: "Location").flatMap { URL(string: $0, relativeTo: response.url) }
+        let scheme = (location ?? request.url)?.scheme?.lowercased() ?? ""
         guard count <= 10 else {
             let to = request.url?.absoluteString ?? "?"
             fail(.redirect(url: url, reason: "more than 10 redirects (a loop?); the last one to \(to)"))
             return completionHandler(nil)
         }
         guard scheme == "http" || scheme == "https" else {
-            fail(.redirect(url: url, reason: "redirected to '\(request.url?.absoluteString ?? "?")', which is not http(s); not followed"))
+            fail(.redirect(url: url, reason: "redirected to '\((location ?? request.url)?.absoluteString ?? "?")', which is not http(s); not followed"))
             return completionHandler(nil)
         }
         // Keep the range headers on the redirected request.

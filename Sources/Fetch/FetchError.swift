@@ -18,7 +18,9 @@ public enum FetchError: Error, CustomStringConvertible, Equatable {
     /// No answer within `connect_timeout_s`, or no data for `idle_timeout_s`.
     case timeout(url: String, phase: String, seconds: Double)
     /// The downloaded bytes do not hash to the expected sha256.
-    case checksum(url: String, expected: String, found: String)
+    /// `decodedFrom`: the server sent the body with this Content-Encoding, and the digest is of
+    /// the decoded bytes (Foundation's HTTP client always decodes).
+    case checksum(url: String, expected: String, found: String, decodedFrom: String? = nil)
     /// An archive entry was refused as unsafe; names the archive and the entry.
     case refused(archive: String, entry: String, reason: String)
     /// A size or count limit was exceeded; `what` names the limit and its param.
@@ -65,8 +67,12 @@ public enum FetchError: Error, CustomStringConvertible, Equatable {
         case .timeout(let url, let phase, let seconds):
             return "\(url): \(phase) timeout after \(seconds) s"
                 + " (hint: raise \(phase == "connect" ? "connect_timeout_s" : "idle_timeout_s"))"
-        case .checksum(let url, let expected, let found):
+        case .checksum(let url, let expected, let found, let decodedFrom):
             return "\(url): sha256 mismatch: expected \(expected), found \(found); nothing was published"
+                + (decodedFrom.map {
+                    " (the server sent the file with Content-Encoding: \($0), and what was hashed is the decoded content;"
+                        + " give the sha256 of the decoded file, or fetch from a server that sends the file as it is stored)"
+                } ?? "")
         case .refused(let archive, let entry, let reason):
             return "\(archive): entry '\(entry)' refused: \(reason)"
         case .limit(let archive, let entry, let what, let limit):

@@ -254,7 +254,16 @@ public enum Fetcher {
             try unpacker.decompress(file, to: out)
         case .plain:
             guard mkdir(stage.path, 0o755) == 0 else { throw FetchError.posix(stage.path, "cannot create staging folder") }
-            try linkOrCopy(file, to: stage.appendingPathComponent(safeName(name)))
+            // A name that says compressed over bytes that are not: a server that sent the file with
+            // Content-Encoding (which the HTTP client decodes) or a mislabelled file. What is kept
+            // is the plain content, so it gets the plain name (`psgs_w100.tsv`, which presets read).
+            var plainName = name
+            if params.unpack != .off, case let stripped = stripCompressionSuffix(name), !stripped.hasSuffix(".out"),
+               !stripped.lowercased().hasSuffix(".tar") {
+                log("fetch: \(name) holds no compressed data (sent decoded, or misnamed); kept as \(stripped)")
+                plainName = stripped
+            }
+            try linkOrCopy(file, to: stage.appendingPathComponent(safeName(plainName)))
         }
     }
 
@@ -371,6 +380,9 @@ struct Marker: Codable, Equatable {
     var sha256: String?
     var unpack: String
     var stripComponents: Int
+    /// The file's name in `dest` and a preset's passages file: both change what `dest` holds.
+    var filename: String?
+    var passages: String?
 
     init(_ p: FetchParams) {
         url = p.url
@@ -378,6 +390,8 @@ struct Marker: Codable, Equatable {
         sha256 = p.sha256?.lowercased()
         unpack = p.unpack.rawValue
         stripComponents = p.stripComponents
+        filename = p.filename
+        passages = p.passages
     }
 
     /// The marker inside `folder`, or nil when there is none (or it does not parse).

@@ -10,6 +10,7 @@ extension FetchParams: JobParams {
     public var inputPaths: [(field: String, path: String)] {
         var paths = passages.map { [("passages", $0)] } ?? []
         if let u = url, let parsed = URL(string: u), parsed.isFileURL { paths.append(("url", parsed.path)) }
+        if let m = mirror, let parsed = URL(string: m), parsed.isFileURL { paths.append(("mirror", parsed.path)) }
         return paths
     }
 }

@@ -204,6 +204,7 @@ import Testing
         #expect(server.requests.last?.range == "bytes=150000-")
         // The 200 answer replaced the partial bytes instead of being appended to them.
         #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/f.bin")) == data)
+        #expect(r.downloads.first?.resumedFrom == 0, "the whole file came again")
         #expect(r.downloads.first?.sha256 == (try sha256sum(data)))
     }
 
@@ -281,6 +282,64 @@ import Testing
         #expect(try Data(contentsOf: box2.ws.appendingPathComponent("out/f.bin")) == v2)
         #expect(server.requests.suffix(2).map(\.range) == [nil, "bytes=200000-"])
         #expect(r2.downloads.first?.sha256 == pinned.sha256)
+    }
+
+    /// A server that ignores If-Range sends the tail of a file that changed since the bytes on
+    /// disk were fetched, under the new version's ETag: the two are not spliced, the download
+    /// starts over, and the result says it was not resumed.
+    @Test func aTailOfAChangedFileIsNotSplicedOn() throws {
+        let box = try Sandbox()
+        let v1 = testBytes(600_000, seed: 1), v2 = testBytes(600_000, seed: 2)
+        let server = try LoopbackServer(["/f.bin": .drop(v1, after: 200_000, times: 1)])
+        defer { server.stop() }
+        var p = Self.params(server.base + "/f.bin")
+        p.retries = 0
+        #expect(throws: FetchError.self) { try Fetcher.run(p, workspace: box.ws) }
+        server.set("/f.bin", .ignoreIfRange(v2, etag: "\"v2\""))
+        p.retries = 2
+        var lines: [String] = []
+        let r = try Fetcher.run(p, workspace: box.ws, log: { lines.append($0) })
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/f.bin")) == v2)
+        #expect(r.downloads.first?.sha256 == (try sha256sum(v2)))
+        #expect(r.downloads.first?.resumedFrom == 0)
+        #expect(lines.contains { $0.contains("the resource changed") && $0.contains("\"v2\"") }, "\(lines)")
+    }
+
+    /// A redirect to file:// is refused from its Location header (Foundation turned it into a
+    /// request for that path on the same host), and the path is never asked for.
+    @Test func aRedirectToAFileURLIsRefused() throws {
+        let box = try Sandbox()
+        let server = try LoopbackServer(["/r": .redirectRaw("file:///etc/passwd")])
+        defer { server.stop() }
+        var thrown: FetchError?
+        do { _ = try Fetcher.run(Self.params(server.base + "/r"), workspace: box.ws) } catch let e as FetchError { thrown = e }
+        #expect(thrown.map { "\($0)".contains("file:///etc/passwd") && "\($0)".contains("not http(s)") && $0.isPermanent } == true,
+                "\(String(describing: thrown))")
+        #expect(server.requests.map(\.path) == ["/r"], "\(server.requests.map(\.path))")
+    }
+
+    /// A sha256 of the file as stored cannot match a body the server sent encoded (the client
+    /// hashes the decoded bytes): the error says so instead of only "mismatch".
+    @Test func aChecksumOfAnEncodedBodyNamesTheEncoding() throws {
+        let box = try Sandbox()
+        let data = Data((0..<2000).map { "\($0)\tpassage \($0)\n" }.joined().utf8)
+        let gz = box.src.appendingPathComponent("body.gz")
+        try ArchiveBuilder.compress(data, to: gz, filter: .gzip)
+        let stored = try Data(contentsOf: gz)
+        let server = try LoopbackServer(["/p.tsv.gz": .encoded(stored, encoding: "gzip")])
+        defer { server.stop() }
+        var p = Self.params(server.base + "/p.tsv.gz")
+        p.retries = 0
+        p.sha256 = try sha256sum(stored)
+        var thrown: FetchError?
+        do { _ = try Fetcher.run(p, workspace: box.ws) } catch let e as FetchError { thrown = e }
+        #expect(thrown.map { "\($0)".contains("Content-Encoding: gzip") && $0.isPermanent } == true, "\(String(describing: thrown))")
+        // Unpacked (the default), the decoded file keeps the plain name a preset looks for.
+        var q = Self.params(server.base + "/p.tsv.gz", dest: "plain")
+        q.unpack = .auto
+        q.retries = 0
+        _ = try Fetcher.run(q, workspace: box.ws)
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("plain/p.tsv")) == data)
     }
 
     @Test func contentRangeParsing() {

@@ -294,20 +294,21 @@ import Testing
         try job("file-link", #""url": "file://\#(q.box.ws.path)/link.txt", "dest": "d2""#)
         try job("passages-outside", #""source": "nq_data", "passages": "\#(q.box.src.path)/psgs.tsv", "mirror": "http://127.0.0.1:9", "dest": "d3""#)
         try job("file-inside", #""url": "file://\#(q.box.ws.path)/inside.txt", "dest": "d4""#)
+        try job("mirror-outside", #""source": "nq_reader_base", "mirror": "file://\#(q.box.src.path)", "dest": "d7""#)
         let worker = try q.worker()
         try worker.run()
         defer { if worker.isRunning { kill(worker.processIdentifier, SIGKILL); worker.waitUntilExit() } }
         #expect(Self.waitExit(worker, 60), "the worker did not drain the queue in 60 s")
         #expect(q.entries("done") == ["file-inside"])
-        #expect(q.entries("failed") == ["file-link", "file-outside", "passages-outside"])
-        for (id, field) in [("file-outside", "url"), ("file-link", "url"), ("passages-outside", "passages")] {
+        #expect(q.entries("failed") == ["file-link", "file-outside", "mirror-outside", "passages-outside"])
+        for (id, field) in [("file-outside", "url"), ("file-link", "url"), ("passages-outside", "passages"), ("mirror-outside", "mirror")] {
             let e = try q.json("failed", id, "error.json")
             let text = "\(e["message"] ?? "") \(e["field"] ?? "") \(e["hint"] ?? "")"
             #expect(e["permanence"] as? String == "permanent", "\(id): \(e)")
             // The registry refuses it before the handler runs, naming `params.<field>`.
             #expect(text.contains("params.\(field)") && text.contains("outside the workspace") && text.contains("--allow-root"), "\(id): \(text)")
         }
-        for d in ["d1", "d2", "d3"] { #expect(!FileManager.default.fileExists(atPath: q.box.ws.appendingPathComponent(d).path)) }
+        for d in ["d1", "d2", "d3", "d7"] { #expect(!FileManager.default.fileExists(atPath: q.box.ws.appendingPathComponent(d).path)) }
         // The same read is fine once the worker is told the folder is allowed.
         try job("file-allowed", #""url": "\#(secret.absoluteString)", "dest": "d5""#)
         let allowed = try q.worker(["--allow-root", q.box.src.path])

@@ -46,6 +46,16 @@ import Testing
         other.replace = false
         other.stripComponents = 1
         #expect(throws: FetchError.destExists(path: dest.path)) { try Fetcher.run(other, workspace: box.ws) }
+        // Another file name (or a preset's passages file) is another result, not "already present".
+        var renamed = p
+        renamed.replace = false
+        renamed.filename = "g.txt"
+        #expect(throws: FetchError.destExists(path: dest.path)) { try Fetcher.run(renamed, workspace: box.ws) }
+        var preset = FetchParams(source: "tqa_data", dest: "d"), own = preset
+        own.passages = "psgs.tsv"
+        #expect(Marker(preset) != Marker(own))
+        preset.passages = "psgs.tsv"
+        #expect(Marker(preset) == Marker(own))
     }
 
     /// An earlier attempt's folder in `.out.fetch/` holding a partial `download.part` of `data`

@@ -35,6 +35,10 @@ final class LoopbackServer: @unchecked Sendable {
         /// 200 with `body` sent as is under `Content-Encoding: encoding` and its own length,
         /// whatever the request's Accept-Encoding (an object stored encoded).
         case encoded(Data, encoding: String)
+        /// Honours Range but not If-Range, under this ETag: a changed file's tail for an old head.
+        case ignoreIfRange(Data, etag: String)
+        /// 302 with this Location as is (any scheme).
+        case redirectRaw(String)
     }
 
     struct Request {
@@ -166,11 +170,11 @@ final class LoopbackServer: @unchecked Sendable {
             return Data((["HTTP/1.1 \(status) \(reason)", "Connection: close"] + extra + ["", ""]).joined(separator: "\r\n").utf8)
         }
         // The body from the requested offset, honouring Range (and If-Range against our ETag).
-        func ranged(_ data: Data, honour: Bool, validator: Bool = true, etag: String = "\"v1\"") -> (Data, Data) {
+        func ranged(_ data: Data, honour: Bool, validator: Bool = true, etag: String = "\"v1\"", ifRange: Bool = true) -> (Data, Data) {
             let tag = validator ? ["ETag: \(etag)"] : []
             var start = 0
             if honour, let r = headers["range"], r.hasPrefix("bytes="), r.hasSuffix("-"),
-                let s = Int(r.dropFirst(6).dropLast()), s < data.count, headers["if-range"].map({ $0 == etag }) ?? true
+                let s = Int(r.dropFirst(6).dropLast()), s < data.count, !ifRange || (headers["if-range"].map({ $0 == etag }) ?? true)
             {
                 start = s
             }
@@ -220,6 +224,11 @@ final class LoopbackServer: @unchecked Sendable {
             _ = send(c, h) && send(c, n < times ? b.prefix(after) : b)
         case .redirect(let to):
             _ = send(c, head(302, ["Location: \(base)\(to)", "Content-Length: 0"]))
+        case .redirectRaw(let to):
+            _ = send(c, head(302, ["Location: \(to)", "Content-Length: 0"]))
+        case .ignoreIfRange(let data, let etag):
+            let (h, b) = ranged(data, honour: true, etag: etag, ifRange: false)
+            _ = send(c, h) && send(c, b)
         case .stall, .silent:
             if case .stall(let data, let after) = behaviour {
                 let (h, b) = ranged(data, honour: true)
