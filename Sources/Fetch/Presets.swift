@@ -158,6 +158,13 @@ extension Preset {
                 try unpack(try fetch(Presets.psgs), into: folder)
                 try moveChildren(of: folder, into: stage)
                 passages = stage.appendingPathComponent("psgs_w100.tsv")
+                // What the source unpacked to is fixed: a missing file is not worth a retry.
+                guard FileManager.default.fileExists(atPath: passages.path) else {
+                    let found = ((try? FileManager.default.contentsOfDirectory(atPath: stage.path)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
+                    throw FetchError.format(file: Presets.psgs, field: params.mirror != nil ? "mirror" : "source",
+                                            expected: "an archive or file that unpacks to psgs_w100.tsv",
+                                            found: found.isEmpty ? "nothing" : found.prefix(5).joined(separator: ", "))
+                }
             }
             for (i, url) in urls.enumerated() where url != Presets.psgs {
                 try unpack(try fetch(url), into: inputs.appendingPathComponent("x\(i)"))

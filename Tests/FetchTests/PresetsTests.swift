@@ -66,6 +66,30 @@ import Testing
         #expect(server.requests.count == 7)
     }
 
+    /// A mirror that serves psgs_w100.tsv.gz under Content-Encoding: gzip (decoded by the client)
+    /// still yields psgs_w100.tsv; one whose file unpacks to something else fails permanently,
+    /// naming what it found, instead of a retried "cannot open passages".
+    @Test func passagesFromAMirrorThatEncodesOrMisnamesThem() throws {
+        let box = try Sandbox()
+        let server = try Self.mirror(box)
+        defer { server.stop() }
+        let gz = try Data(contentsOf: box.src.appendingPathComponent("psgs_w100.tsv.gz"))
+        server.set("/dpr/wikipedia_split/psgs_w100.tsv.gz", .encoded(gz, encoding: "gzip"))
+        var p = FetchParams(source: "tqa_data", dest: "data")
+        p.mirror = server.base
+        _ = try Fetcher.run(p, workspace: box.ws)
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("data/psgs_w100.tsv")) == Data(contentsOf: FiDFixtures.passages))
+        let wrong = box.src.appendingPathComponent("wrong.tgz")
+        try ArchiveBuilder.write([E("other.tsv", .file(Data("id\ttext\ttitle\n".utf8)))], to: wrong, filter: .gzip)
+        server.set("/dpr/wikipedia_split/psgs_w100.tsv.gz", .ok(try Data(contentsOf: wrong)))
+        var q = FetchParams(source: "tqa_data", dest: "data2")
+        q.mirror = server.base
+        var thrown: FetchError?
+        do { _ = try Fetcher.run(q, workspace: box.ws) } catch let e as FetchError { thrown = e }
+        #expect(thrown.map { $0.isPermanent && "\($0)".contains("other.tsv") && "\($0)".contains("'mirror'") } == true,
+                "\(String(describing: thrown))")
+    }
+
     @Test func nqDataWithExistingPassagesSkipsTheirDownload() throws {
         let box = try Sandbox()
         let server = try Self.mirror(box)
