@@ -78,13 +78,21 @@ public struct ScoreKind: JobKind {
     static let partsFolder = "parts"
 
     public func run(_ params: ScoreParams, _ context: JobContext) throws -> ScoreResult {
-        if let done = try? JSONDecoder().decode(ScoreResult.self, from: context.fs.read(context.out + "/result.json", limit: 1 << 20)) {
-            context.log("score: already finished (out/result.json): \(done.exactMatchText) over \(done.count)")
-            // A kill after result.json was published may have cut the steps after it short.
-            try finish(done, params, context)
-            return done
-        }
         let modelPath = context.resolve(params.modelPath), dataPath = context.resolve(params.evalData)
+        let inputs = Self.inputsRecord(model: modelPath, data: dataPath)
+        let recordPath = context.out + "/" + Self.inputsFile
+        let recorded = (try? context.fs.read(recordPath, limit: 1 << 20)).flatMap { String(data: $0, encoding: .utf8) }
+        if let done = try? JSONDecoder().decode(ScoreResult.self, from: context.fs.read(context.out + "/result.json", limit: 1 << 20)) {
+            // A result without a record is an older fidq's: trusted as before.
+            if recorded == nil || recorded == inputs {
+                context.log("score: already finished (out/result.json): \(done.exactMatchText) over \(done.count)")
+                // A kill after result.json was published may have cut the steps after it short.
+                try finish(done, params, context)
+                return done
+            }
+            context.log("score: discarding the earlier result: " + Self.inputsChange(from: recorded, to: inputs))
+            try context.fs.unlink(context.out + "/result.json")
+        }
         let reader: T5Reader
         do {
             reader = try T5Reader.load(folder: modelPath, tokenizer: params.tokenizer.map(context.resolve))
@@ -103,7 +111,7 @@ public struct ScoreKind: JobKind {
         let shardTotal = total > params.shardId ? (total - params.shardId + params.numShards - 1) / params.numShards : 0
         let B = params.perGpuBatchSize
         let batches = (shardTotal + B - 1) / B
-        let finished = try Self.finishedParts(context, model: modelPath)
+        let finished = try Self.finishedParts(context, inputs: inputs, recorded: recorded)
         context.log("score: \(modelPath) (\(config.numLayers)+\(config.decoderLayers) layers, d \(config.dModel)), \(dataPath): "
                     + "\(shardTotal) of \(total) questions (shard \(params.shardId)/\(params.numShards)), \(batches) batches of \(B), "
                     + "P \(params.nContext), L \(params.textMaxlength), \(params.numBeams == 1 ? "greedy" : "\(params.numBeams) beams"), "
@@ -216,25 +224,53 @@ public struct ScoreKind: JobKind {
 
     static func partName(_ batch: Int) -> String { partsFolder + "/" + String(format: "%08d.jsonl", batch) }
 
-    /// Batches whose part an earlier attempt committed (temporary `.…part` files are not parts).
-    /// The batches an earlier attempt finished with the same model folder. Parts of another one
-    /// (a `latest` that moved on while training went on between attempts) are discarded: mixed
-    /// into the result, they would score some questions with one checkpoint and some with another.
-    static func finishedParts(_ context: JobContext, model: String) throws -> Set<Int> {
-        let dir = context.out + "/" + partsFolder, record = dir + "/model.txt"
-        let mine = Data((model + "\n").utf8)
-        if context.fs.exists(dir) {
-            let earlier = try? context.fs.read(record, limit: 1 << 16)
-            if earlier != mine {
-                context.log("score: discarding the earlier attempt's batches: they were scored with "
-                            + (earlier.flatMap { String(data: $0, encoding: .utf8) }?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "an unrecorded model")
-                            + ", this attempt reads \(model)")
-                try context.fs.removeTree(dir)
-            }
+    /// `out/`'s record of what its parts and result.json were computed from (`inputsRecord`).
+    static let inputsFile = ".score-inputs.txt"
+
+    /// What a score's parts and result depend on beyond its params: the model folder (its real
+    /// path, so a `latest` symlink that moved on counts as another model, and each weight,
+    /// config and tokenizer file's size, time and inode) and the data file's. One line each.
+    static func inputsRecord(model: String, data: String) -> String {
+        func stamp(_ path: String) -> String {
+            var st = stat()
+            guard stat(path, &st) == 0 else { return "\(path) (missing)" }
+            return "\(path) \(st.st_size) bytes, modified \(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec), inode \(st.st_ino)"
         }
+        let real = realpath(model, nil).map { p in defer { free(p) }; return String(cString: p) } ?? model
+        var lines = ["model " + real]
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: real)) ?? []).sorted()
+        for name in names where !name.hasPrefix(".") && [".safetensors", ".bin", ".json", ".model", ".txt"].contains(where: name.hasSuffix) {
+            lines.append("model file " + stamp(real + "/" + name))
+        }
+        lines.append("data " + stamp(data))
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The first line that differs, for the log.
+    static func inputsChange(from old: String?, to new: String) -> String {
+        guard let old else { return "no record of the model and data they were computed from" }
+        let a = old.split(separator: "\n"), b = new.split(separator: "\n")
+        for i in 0..<max(a.count, b.count) where i >= a.count || i >= b.count || a[i] != b[i] {
+            let was = i < a.count ? String(a[i]) : "nothing", now = i < b.count ? String(b[i]) : "nothing"
+            return "the model or data changed (was: \(was); now: \(now))"
+        }
+        return "the model or data changed"
+    }
+
+    /// The batches an earlier attempt committed from the same inputs (temporary `.…part` files are
+    /// not parts). Parts of another model (a `latest` that moved on while training went on between
+    /// attempts) or of a data file changed since are discarded: mixed into the result, they would
+    /// score some questions with one checkpoint and some with another, or answer questions the
+    /// file no longer holds.
+    static func finishedParts(_ context: JobContext, inputs: String, recorded: String?) throws -> Set<Int> {
+        let dir = context.out + "/" + partsFolder, record = context.out + "/" + inputsFile
+        if context.fs.exists(dir), recorded != inputs {
+            context.log("score: discarding the earlier attempt's batches: " + inputsChange(from: recorded, to: inputs))
+            try context.fs.removeTree(dir)
+        }
+        if recorded != inputs { try context.fs.writeAtomically(record, Data(inputs.utf8), tag: context.token) }
         if !context.fs.exists(dir) {
             try context.fs.makeDirectories(dir)
-            try context.fs.writeAtomically(record, mine, tag: context.token)
             return []
         }
         var out = Set<Int>()

@@ -289,8 +289,9 @@ import Testing
         try TestData.write(#"{"p": \#(lines[2])}"# + "\n", to: dir + "/run/out/parts/00000002.jsonl")
         // A half-written part of the killed attempt is not a part.
         try TestData.write("{\"p\": ", to: dir + "/run/out/parts/.00000001.jsonl.dead.part")
-        // The model folder the earlier attempt read: the same as this one's.
-        try TestData.write(ReaderFixture.folder + "\n", to: dir + "/run/out/parts/model.txt")
+        // The record of what the earlier attempt read: the same model folder and data file.
+        try TestData.write(ScoreKind.inputsRecord(model: ReaderFixture.folder, data: ReaderFixture.folder + "/eval.json"),
+                           to: dir + "/run/out/" + ScoreKind.inputsFile)
         let parts = try FileManager.default.contentsOfDirectory(atPath: dir + "/run/out/parts")
         try FileManager.default.copyItem(atPath: dir + "/run/out/parts", toPath: dir + "/parts-kept")
         var job = ForegroundRun(file: dir + "/score.json", workspace: dir)
@@ -308,19 +309,59 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: dir + "/run/out/parts"), "parts are removed once joined")
         // Parts scored with another model folder (a `latest` that moved on between attempts) are
         // discarded, not mixed in: every batch is scored again.
-        #expect(parts.count == 4)
+        #expect(parts.count == 3)
         let other = TestData.scratch("resume-other")
         try FileManager.default.createDirectory(atPath: other + "/run/out", withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: dir + "/parts-kept", toPath: other + "/run/out/parts")
-        try TestData.write("/elsewhere/checkpoint/step-400\n", to: other + "/run/out/parts/model.txt")
+        try TestData.write(ScoreKind.inputsRecord(model: "/elsewhere/checkpoint/step-400", data: ReaderFixture.folder + "/eval.json"),
+                           to: other + "/run/out/" + ScoreKind.inputsFile)
         var again = ForegroundRun(file: other + "/score.json", workspace: other)
         again.outDir = other + "/run"
         again.allowedRoots = ["/"]
         _ = try again.run(JobDescriptor(kind: "score", id: "score", maxAttempts: 1, params: .object(params)), registry: Self.registry())
         #expect(try String(contentsOfFile: other + "/run/out/predictions.jsonl", encoding: .utf8) == reference)
         let otherLog = try String(contentsOfFile: other + "/run/log.txt", encoding: .utf8)
-        #expect(otherLog.contains("discarding the earlier attempt's batches: they were scored with /elsewhere/checkpoint/step-400, "
-                                  + "this attempt reads \(ReaderFixture.folder)"), "\(otherLog)")
+        #expect(otherLog.contains("discarding the earlier attempt's batches: the model or data changed (was: model /elsewhere/checkpoint/step-400; "
+                                  + "now: model \(ReaderFixture.folder)"), "\(otherLog)")
+    }
+
+    /// A data file changed between attempts (or after the run finished, with the same out folder)
+    /// is never answered partly from the old file: parts and result are discarded and computed
+    /// again from the new one.
+    @Test func aChangedDataFileIsNotMixedIntoAResumedRun() throws {
+        var params = try ReaderFixture.baseParams()
+        params["per_gpu_batch_size"] = .number(1)
+        let dir = TestData.scratch("resume-data")
+        let data = dir + "/eval.json"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: ReaderFixture.folder + "/eval.json", toPath: data)
+        params["eval_data"] = .string(data)
+        func run() throws -> (predictions: [Substring], log: String) {
+            var job = ForegroundRun(file: dir + "/score.json", workspace: dir)
+            job.outDir = dir + "/run"
+            job.allowedRoots = ["/"]
+            _ = try job.run(JobDescriptor(kind: "score", id: "score", maxAttempts: 1, params: .object(params)), registry: Self.registry())
+            return (try String(contentsOfFile: dir + "/run/out/predictions.jsonl", encoding: .utf8).split(separator: "\n"),
+                    try String(contentsOfFile: dir + "/run/log.txt", encoding: .utf8))
+        }
+        let first = try run()
+        let examples = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: data))) as! [Any]
+        #expect(first.predictions.count == examples.count && examples.count >= 2)
+        // The finished run again, unchanged: its result is kept.
+        #expect(try run().log.contains("already finished"))
+        // The file loses its last example: the finished result is not returned for it.
+        try JSONSerialization.data(withJSONObject: Array(examples.dropLast())).write(to: URL(fileURLWithPath: data))
+        let second = try run()
+        #expect(second.predictions.count == examples.count - 1)
+        #expect(second.log.contains("discarding the earlier result: the model or data changed (was: data \(data)"), "\(second.log)")
+        // Parts of a killed attempt over the old file are discarded too.
+        try FileManager.default.createDirectory(atPath: dir + "/run/out/parts", withIntermediateDirectories: true)
+        try TestData.write(#"{"p": {"id": "stale", "prediction": "STALE"}}"# + "\n", to: dir + "/run/out/parts/00000000.jsonl")
+        try FileManager.default.removeItem(atPath: dir + "/run/out/result.json")
+        try JSONSerialization.data(withJSONObject: examples).write(to: URL(fileURLWithPath: data))
+        let third = try run()
+        #expect(third.predictions.count == examples.count && !third.predictions.contains { $0.contains("STALE") })
+        #expect(third.log.contains("discarding the earlier attempt's batches"), "\(third.log)")
     }
 
     @Test func shardsThenMergeEqualOneRun() throws {
