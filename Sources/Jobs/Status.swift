@@ -35,9 +35,15 @@ extension Queue {
     /// - Parameter lease: the lease for claims that do not record their holder's (`lease_s`).
     public func status(lease: Double = 90) -> [JobStatus] {
         let now = fsNow(probe: "status")
+        // Listed in the order jobs move (pending → running → failed or done), so a job that moves
+        // while we list is seen twice rather than not at all; the later folder wins below.
+        let pendingNames = ((try? fs.list(pending)) ?? []).sorted()
+        let runningNames = ((try? fs.list(running)) ?? []).sorted()
+        let failedNames = ((try? fs.list(failed)) ?? []).sorted()
+        let doneNames = ((try? fs.list(done)) ?? []).sorted()
         var rows: [JobStatus] = []
         var doneIDs = Set<String>()
-        for name in ((try? fs.list(done)) ?? []).sorted() where !name.hasPrefix(".") {
+        for name in doneNames where !name.hasPrefix(".") {
             doneIDs.insert(name)
             let dir = done + "/" + name
             var row = JobStatus(id: name, state: "done", folder: dir)
@@ -51,7 +57,7 @@ extension Queue {
             row.detail = "outputs: \(dir)/out"
             rows.append(row)
         }
-        for name in ((try? fs.list(failed)) ?? []).sorted() where !name.hasPrefix(".") {
+        for name in failedNames where !name.hasPrefix(".") {
             let dir = failed + "/" + name
             // `<id>~N`: the job's Nth failure kept beside the first (ids have no `~`).
             let id = name.split(separator: "~", maxSplits: 1).first.map(String.init) ?? name
@@ -71,7 +77,7 @@ extension Queue {
             if id != name { row.detail = "[failed/\(name)] " + (row.detail ?? "") }
             rows.append(row)
         }
-        for name in ((try? fs.list(running)) ?? []).sorted() {
+        for name in runningNames {
             guard let (id, _) = Queue.parseClaimName(name) else { continue }
             let dir = running + "/" + name
             guard fs.exists(dir + "/job.json") else { continue }
@@ -107,7 +113,7 @@ extension Queue {
         // Ids running or failed (pending ones are asked of the folder): a set, since thousands of
         // jobs may wait behind one (a list scan per dependency made status quadratic).
         let listed = Set(rows.map(\.id))
-        for name in ((try? fs.list(pending)) ?? []).sorted() where name.hasSuffix(".json") && !name.hasPrefix(".") {
+        for name in pendingNames where name.hasSuffix(".json") && !name.hasPrefix(".") {
             let path = pending + "/" + name
             var row = JobStatus(id: String(name.dropLast(5)), state: "pending", folder: path)
             row.ageS = (try? fs.info(path)).map { now - $0.mtime }
@@ -129,7 +135,17 @@ extension Queue {
             }
             rows.append(row)
         }
-        return rows
+        // A job seen in two folders moved between the listings: keep where it went (an earlier
+        // failure kept as `failed/<id>~N` is another row, not a duplicate).
+        let finished = Set(doneNames).union(failedNames)
+        let claimed = Set(rows.filter { ["running", "released", "stale"].contains($0.state) }.map(\.id))
+        return rows.filter { row in
+            switch row.state {
+            case "pending", "waiting": return !finished.contains(row.id) && !claimed.contains(row.id)
+            case "running", "released", "stale": return !finished.contains(row.id)
+            default: return true
+            }
+        }
     }
 
     /// `fidq status`'s table: one line per job, then counts by state.

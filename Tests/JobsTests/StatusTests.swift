@@ -42,6 +42,23 @@ import Testing
         #expect(abs(g.queue.fsNow(probe: "test") - at) < 120)
     }
 
+    /// A job that finishes while status lists the folders is shown where it went, never dropped:
+    /// a worker commits it to done/ right after pending/ was listed (the folders used to be read
+    /// done/ first, so it was in neither listing).
+    @Test func aJobThatMovesWhileListedIsStillShown() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("moving")
+        try f.dropRecord("staying")
+        let fs = ListHookFileSystem { path in
+            guard path.hasSuffix("/pending"), FileManager.default.fileExists(atPath: path + "/moving.json") else { return }
+            try? FileManager.default.createDirectory(atPath: f.queueDir + "/done/moving", withIntermediateDirectories: true)
+            try? FileManager.default.removeItem(atPath: path + "/moving.json")
+        }
+        let rows = Queue(root: f.queueDir, fs: fs).status()
+        #expect(rows.map(\.id).sorted() == ["moving", "staying"], "\(rows.map { ($0.id, $0.state) })")
+        #expect(rows.first { $0.id == "moving" }?.state == "done")
+    }
+
     @Test func parsesTheTimestampsItWrites() {
         let now = wallNow()
         let t = parseISOTimestamp(isoTimestamp(now))
@@ -49,4 +66,25 @@ import Testing
         #expect(parseISOTimestamp("2026-11-28T18:40:01Z") == 1_795_891_201)
         #expect(parseISOTimestamp("yesterday") == nil)
     }
+}
+
+/// The real file system, calling `afterList` with each folder listed just after listing it.
+final class ListHookFileSystem: FileSystem, @unchecked Sendable {
+    let base = PosixFileSystem()
+    let afterList: (String) -> Void
+    init(afterList: @escaping (String) -> Void) { self.afterList = afterList }
+    func mkdir(_ path: String) throws { try base.mkdir(path) }
+    func rename(_ from: String, _ to: String) throws { try base.rename(from, to) }
+    func unlink(_ path: String) throws { try base.unlink(path) }
+    func rmdir(_ path: String) throws { try base.rmdir(path) }
+    func list(_ path: String) throws -> [String] {
+        defer { afterList(path) }
+        return try base.list(path)
+    }
+    func info(_ path: String) throws -> FileInfo { try base.info(path) }
+    func read(_ path: String, limit: Int) throws -> Data { try base.read(path, limit: limit) }
+    func write(_ path: String, _ data: Data, sync: Bool) throws { try base.write(path, data, sync: sync) }
+    func append(_ path: String, _ data: Data) throws { try base.append(path, data) }
+    func touch(_ path: String) throws { try base.touch(path) }
+    func realpath(_ path: String) throws -> String { try base.realpath(path) }
 }
