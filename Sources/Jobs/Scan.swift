@@ -46,6 +46,24 @@ final class QueueScanner {
     private var runningKinds: [String: String] = [:]
     private var knownDone: Set<String> = []
 
+    /// Files whose mtime is ahead of the filesystem's clock (a server clock stepped back, `cp -p`
+    /// or `touch -d` of a claim), by `kind:name`: that mtime, and when (monotonic) this scanner
+    /// first saw it. Their age cannot be read off the clock, so it counts from that sighting: a
+    /// live holder's renewal soon sets a current mtime, a dead one's claim goes stale a lease
+    /// later instead of when the clock catches up (hours, for a copied file).
+    private var aheadSince: [String: (mtime: Double, since: Double)] = [:]
+    private var aheadSeen: Set<String> = []
+
+    /// How old a file of `mtime` is at filesystem time `now` (see `aheadSince`).
+    private func age(_ key: String, mtime: Double, now: Double) -> Double {
+        guard mtime > now + 1 else { return now - mtime }
+        aheadSeen.insert(key)
+        let t = monotonicNow()
+        if let seen = aheadSince[key], seen.mtime == mtime { return t - seen.since }
+        aheadSince[key] = (mtime, t)
+        return 0
+    }
+
     /// Rotate the first `spread` equal-priority candidates by a per-worker offset, so workers
     /// scanning the same list do not all race for the same oldest job (1: strict order).
     var spread = 1
@@ -130,12 +148,14 @@ final class QueueScanner {
         var plan = Plan()
         plan.madeAt = monotonicNow()
         let now = queue.fsNow(probe: probe)
+        aheadSeen.removeAll(keepingCapacity: true)
+        defer { aheadSince = aheadSince.filter { aheadSeen.contains($0.key) } }
         let names = ((try? fs.retrying { try fs.list(queue.pending) }) ?? [])
             .filter { !$0.hasPrefix(".") && $0.hasSuffix(".json") }
         var entries: [(name: String, mtime: Double, result: Result<JobDescriptor, JobError>)] = []
         for name in names {
             guard let (mtime, r) = parse(name) else { continue }
-            if case .failure = r, now - mtime < settleS {
+            if case .failure = r, age("p:" + name, mtime: mtime, now: now) < settleS {
                 plan.waiting += 1  // maybe a copy in progress: judge it once it stops changing
                 continue
             }
@@ -155,7 +175,7 @@ final class QueueScanner {
             let leaseTime = (try? fs.info(dir + "/claim").mtime) ?? (try? fs.info(dir).mtime)
             guard let leaseTime else { continue }  // vanished
             // The holder's lease, written into its claim, decides; ours only for old claims.
-            let stale = now - leaseTime > (claim?.lease(fallback: lease) ?? lease)
+            let stale = age("r:" + name, mtime: leaseTime, now: now) > (claim?.lease(fallback: lease) ?? lease)
             switch fs.presence(dir + "/job.json") {
             case .present: break
             case .absent:

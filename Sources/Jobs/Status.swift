@@ -96,6 +96,9 @@ extension Queue {
                 if now - m > (claim?.lease(fallback: lease) ?? lease) {
                     row.state = "stale"
                     row.detail = "no heartbeat for \(duration(now - m))"
+                } else if m > now + 1 {
+                    // No renewal dates a claim ahead of the clock (a clock stepped back, a copy).
+                    row.detail = "claim dated \(duration(m - now)) ahead of the filesystem's clock: taken over if it stays unchanged for its lease"
                 }
             }
             if let data = try? fs.read(dir + "/job.json", limit: JobDescriptor.maxBytes + 1),

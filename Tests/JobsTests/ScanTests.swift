@@ -36,6 +36,30 @@ import JobsTesting
         #expect(pendingOrder(scanner(f).plan()) == ["high", "b-mid", "a-mid", "old-low"])
     }
 
+    /// A dead holder's claim and an unreadable drop whose mtimes are far ahead of the filesystem's
+    /// clock (a clock stepped back, `cp -p`, `touch -d`): judged by how long they stay unchanged
+    /// as this scanner watches, not left waiting until the clock catches up.
+    @Test func filesDatedInTheFutureAreJudgedByHowLongTheyStayUnchanged() throws {
+        let f = try QueueFixture()
+        let dir = try f.plantClaim("dead", token: "h1", leaseS: 0.3, age: -3600)
+        try Data("{not json".utf8).write(to: URL(fileURLWithPath: f.pending + "/garbled.json"))
+        try f.setAge(f.pending + "/garbled.json", -3600)
+        let s = scanner(f)
+        s.settleS = 0.3
+        func takeovers(_ plan: Plan) -> [String] {
+            plan.candidates.compactMap { if case .takeOver(_, let id, true) = $0 { return id } else { return nil } }
+        }
+        let first = s.plan()
+        #expect(takeovers(first).isEmpty && failing(first).isEmpty && first.waiting == 2, "\(first.candidates)")
+        usleep(500_000)
+        let later = s.plan()
+        #expect(takeovers(later) == ["dead"], "\(later.candidates)")
+        #expect(failing(later).keys.sorted() == ["garbled"], "\(later.candidates)")
+        // A renewal (a current mtime) makes it live again, judged by the clock.
+        try f.setAge(dir + "/claim", 0)
+        #expect(takeovers(s.plan()).isEmpty)
+    }
+
     @Test func dependenciesHoldFailOrWait() throws {
         let f = try QueueFixture()
         try f.dropRecord("root")

@@ -11,6 +11,9 @@ import Testing
         try f.plantClaim("legacy", token: "h3", leaseS: nil, age: 10)
         let states = Dictionary(uniqueKeysWithValues: f.queue.status(lease: 5).map { ($0.id, $0.state) })
         #expect(states == ["long": "running", "short": "stale", "legacy": "stale"])
+        try f.plantClaim("ahead", token: "h4", leaseS: 3, age: -3600)
+        let ahead = try #require(f.queue.status(lease: 5).first { $0.id == "ahead" })
+        #expect(ahead.state == "running" && ahead.detail?.contains("ahead of the filesystem's clock") == true, "\(ahead)")
     }
 
     @Test func aRunningJobsAgeCountsFromItsClaim() throws {
