@@ -13,6 +13,19 @@ struct QueueOptions: ParsableArguments {
     @Option(name: .customLong("allow-root"), help: "Another folder jobs may read and write (repeatable).")
     var allowRoots: [String] = []
 
+    /// An empty `--queue` (an unset variable in a unit file or script) would be the working
+    /// directory, and a path that is not UTF-8 reaches us with its bad bytes replaced (U+FFFD):
+    /// either names another, empty queue, which a worker would drain at once and exit 0.
+    func validate() throws {
+        if queue.isEmpty {
+            throw ValidationError("--queue is empty (hint: an unset variable, such as FIDQ_QUEUE in the systemd unit's worker.env?)")
+        }
+        let paths = [("--queue", queue)] + (workspace.map { [("--workspace", $0)] } ?? []) + allowRoots.map { ("--allow-root", $0) }
+        for (flag, value) in paths where value.unicodeScalars.contains("\u{FFFD}") {
+            throw ValidationError("\(flag) \(value): the path is not valid UTF-8, so fidq cannot name that folder (hint: rename it to UTF-8)")
+        }
+    }
+
     var queuePath: String { PathPolicy.normalize(absolute(queue)) }
 
     var workspacePath: String {

@@ -399,6 +399,26 @@ import Testing
         #expect(left.isEmpty, "staging files left: \(left)")
     }
 
+    /// An empty `--queue` (an unset variable) and a path that is not UTF-8 are refused: each
+    /// named another, empty queue, which a draining worker left at once with status 0.
+    @Test func anEmptyOrUndecodableQueuePathIsRefused() throws {
+        let (empty, text) = try Self.fidq(["worker", "--queue", "", "--drain"])
+        #expect(empty != 0 && text.contains("--queue is empty"), "\(empty): \(text)")
+        let f = try QueueFixture()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", #"exec "$0" worker --drain --queue "$1/$(printf 'lat\351in')""#, Binary.fidq, f.workspace]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = Pipe()
+        try p.run()
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus != 0 && message.contains("not valid UTF-8"), "\(p.terminationStatus): \(message)")
+        let made = (try? FileManager.default.contentsOfDirectory(atPath: f.workspace)) ?? []
+        #expect(!made.contains { $0.hasPrefix("lat") }, "a queue was created: \(made)")
+    }
+
     /// Runs a short `fidq` command to its end: its status and stderr.
     static func fidq(_ args: [String]) throws -> (Int32, String) {
         let p = Process()
