@@ -157,13 +157,31 @@ public struct JSONParser {
         return .number(text)
     }
 
+    /// Refuses a string whose bytes decoding repaired (not UTF-8: Python's json stops on them),
+    /// naming the first bad byte's offset.
+    /// `start`: the offset of `raw`'s first byte when it is the file's own bytes (no escapes).
+    func checkUTF8(_ text: String, _ raw: UnsafeRawBufferPointer, start: Int? = nil) throws {
+        guard !text.utf8.elementsEqual(raw) else { return }
+        guard let start else { throw fail("bytes that are not UTF-8 in a string") }
+        // The first byte where the decoded text and the bytes part: the bad one.
+        var k = 0
+        for (a, b) in zip(text.utf8, raw) {
+            if a != b { break }
+            k += 1
+        }
+        throw Failure(message: "bytes that are not UTF-8 in a string", offset: start + k)
+    }
+
     mutating func parseString() throws -> String {
         pos += 1  // opening quote
         // Fast path: no escape before the closing quote, so the bytes are the string.
         let end = plainEnd(from: pos)
         if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
-            defer { pos = end + 1 }
-            return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[pos..<end]), as: UTF8.self)
+            let raw = UnsafeRawBufferPointer(rebasing: bytes[pos..<end])
+            let text = String(decoding: raw, as: UTF8.self)
+            try checkUTF8(text, raw, start: pos)
+            pos = end + 1
+            return text
         }
         // Slow path: runs of plain bytes are copied whole, each escape decoded in place.
         var out: [UInt8] = []
@@ -179,8 +197,10 @@ public struct JSONParser {
             guard pos < bytes.count else { throw fail("unterminated string") }
             let b = bytes[pos]
             if b == UInt8(ascii: "\"") {
+                let text = String(decoding: out, as: UTF8.self)
+                try out.withUnsafeBytes { try checkUTF8(text, $0) }
                 pos += 1
-                return String(decoding: out, as: UTF8.self)
+                return text
             }
             if b < 0x20 { throw fail("control character \(describe(b)) in a string") }
             pos += 1  // backslash

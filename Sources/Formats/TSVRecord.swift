@@ -59,6 +59,9 @@ public enum TSVRecord {
         public var irregular: Bool
         /// Whether the record ended at a newline (false when it runs to the end of the bytes).
         public var terminated: Bool
+        /// The index of the first field whose bytes are not UTF-8 (decoding replaced them with
+        /// U+FFFD; Python stops with a UnicodeDecodeError), or nil.
+        public var notUTF8: Int? = nil
     }
 
     /// Parses the record at `start`; returns its fields and where the next record starts. With
@@ -69,14 +72,21 @@ public enum TSVRecord {
         var field: [UInt8] = []
         var state = State.startField
         var irregular = false
+        var notUTF8: Int?
         var i = start
         func emit() {
-            fields.append(firstOnly && !fields.isEmpty ? "" : String(decoding: field, as: UTF8.self))
+            if firstOnly && !fields.isEmpty {
+                fields.append("")
+            } else {
+                let text = String(decoding: field, as: UTF8.self)
+                if notUTF8 == nil, !text.utf8.elementsEqual(field) { notUTF8 = fields.count }
+                fields.append(text)
+            }
             field.removeAll(keepingCapacity: true)
         }
         // Returns the index after a newline at i (\r\n is one newline).
         func afterNewline(_ i: Int) -> Int { p[i] == cr && i + 1 < n && p[i + 1] == lf ? i + 2 : i + 1 }
-        func done(_ next: Int) -> Parsed { Parsed(fields: fields, next: next, irregular: irregular, terminated: true) }
+        func done(_ next: Int) -> Parsed { Parsed(fields: fields, next: next, irregular: irregular, terminated: true, notUTF8: notUTF8) }
         while i < n {
             let c = p[i]
             let keep = !firstOnly || fields.isEmpty
@@ -135,7 +145,7 @@ public enum TSVRecord {
         }
         if state == .inQuoted { irregular = true }
         if i > start { emit() }
-        return Parsed(fields: fields, next: n, irregular: irregular, terminated: false)
+        return Parsed(fields: fields, next: n, irregular: irregular, terminated: false, notUTF8: notUTF8)
     }
 
     /// 1-based line of byte offset `at` (counted on the error path only).
@@ -146,8 +156,14 @@ public enum TSVRecord {
     }
 
     public static func lineNumber(_ p: UnsafePointer<UInt8>, _ at: Int) -> Int {
-        var line = 1
-        for k in 0..<at where p[k] == lf { line += 1 }
-        return line
+        1 + newlines(p, 0, at, end: at)
+    }
+
+    /// The line breaks in `from..<to` as universal newlines count them: `\n`, `\r\n` (once) and a
+    /// lone `\r` (a file with old Mac line ends), looking at most to `end` for the `\n` after `\r`.
+    public static func newlines(_ p: UnsafePointer<UInt8>, _ from: Int, _ to: Int, end: Int) -> Int {
+        var count = 0
+        for k in from..<to where p[k] == lf || (p[k] == cr && (k + 1 >= end || p[k + 1] != lf)) { count += 1 }
+        return count
     }
 }

@@ -40,6 +40,10 @@ public final class PassageReader {
     public private(set) var bytesRead = 0
     public let fileSize: Int
 
+    /// The longest record read: past it a record is refused. Python's csv (FiD's and DPR's
+    /// reader) refuses a field over 131,072 characters, at most 4 bytes each.
+    public static let maxRecordBytes = 2 << 20
+
     /// Opens `path`; `blockBytes` is the read size (a record longer than it grows the buffer).
     public init(path: String, strict: Bool = true, blockBytes: Int = 8 << 20) throws {
         self.path = path
@@ -104,14 +108,27 @@ public final class PassageReader {
             let parsed: TSVRecord.Parsed = buffer.withUnsafeBufferPointer { b in
                 TSVRecord.parse(b.baseAddress!, filled, cursor, firstOnly: false)
             }
-            // A record that runs to the end of the buffer may continue in the next block.
+            // A record that runs to the end of the buffer may continue in the next block, unless it
+            // is already longer than any row FiD reads (a quote never closed would take in the
+            // rest of a 13 GB file).
             if !parsed.terminated && !eof {
+                guard filled - cursor <= Self.maxRecordBytes else {
+                    throw RetrievalError(
+                        file: path, field: "line \(line)", expected: "a row of at most \(Self.maxRecordBytes >> 20) MiB (Python's csv refuses a field over 131,072 characters)",
+                        found: "a row still open after \(filled - cursor) bytes", hint: "a quote never closed? DPR quotes a field as \"…\" with inner quotes doubled")
+                }
                 try refill()
                 continue
             }
             let recordLine = line
             buffer.withUnsafeBufferPointer { b in
-                for k in cursor..<parsed.next where b[k] == 10 { line += 1 }
+                line += TSVRecord.newlines(b.baseAddress!, cursor, parsed.next, end: filled)
+            }
+            if let bad = parsed.notUTF8 {
+                throw RetrievalError(
+                    file: path, field: "line \(recordLine)", expected: "UTF-8 text",
+                    found: "bytes that are not UTF-8 in the \(["id", "text", "title"].indices.contains(bad) ? ["id", "text", "title"][bad] : "column \(bad + 1)") column",
+                    hint: "convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8); FiD's reader stops on it too")
             }
             bytesRead += parsed.next - cursor
             cursor = parsed.next

@@ -98,6 +98,28 @@ import Testing
         #expect(failure("-")?.message == "a number needs digits")
     }
 
+    /// Bytes that are not UTF-8 inside a string (a latin-1 file) are refused, naming the bad
+    /// byte's offset where the string has no escape; decoding would have turned them into U+FFFD
+    /// (an answer "caf\u{FFFD}" that never matches). A truncated four-byte sequence, whose
+    /// repair is as long as itself, is caught too.
+    @Test func bytesThatAreNotUTF8AreRefused() throws {
+        func failure(_ bytes: [UInt8]) -> JSONParser.Failure? {
+            do {
+                _ = try bytes.withUnsafeBytes { raw in
+                    var p = JSONParser(bytes: raw)
+                    return try p.parseDocument()
+                }
+                return nil
+            } catch { return error as? JSONParser.Failure }
+        }
+        let latin = Array(#"{"answers": ["caf"#.utf8) + [0xE9] + Array(#""]}"#.utf8)
+        let f = failure(latin)
+        #expect(f?.message == "bytes that are not UTF-8 in a string" && f?.offset == 17, "\(String(describing: f))")
+        #expect(failure(Array(#"["a\n"#.utf8) + [0xFF] + Array(#""]"#.utf8))?.message == "bytes that are not UTF-8 in a string")
+        #expect(failure(Array(#"[""#.utf8) + [0xF0, 0x90, 0x80] + Array(#"A"]"#.utf8))?.message == "bytes that are not UTF-8 in a string")
+        #expect(try parse(#"["café \u00e9 😀"]"#) == .array([.string("café é 😀")]))
+    }
+
     @Test func errorsCarryOffsets() {
         let f = failure(#"{"a":1 "b":2}"#)
         #expect(f?.offset == 7 && f?.message.contains("expected ',' or '}'") == true)

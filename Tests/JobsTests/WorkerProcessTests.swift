@@ -402,12 +402,14 @@ import Testing
     /// An empty `--queue` (an unset variable) and a path that is not UTF-8 are refused: each
     /// named another, empty queue, which a draining worker left at once with status 0.
     @Test func anEmptyOrUndecodableQueuePathIsRefused() throws {
-        let (empty, text) = try Self.fidq(["worker", "--queue", "", "--drain"])
-        #expect(empty != 0 && text.contains("--queue is empty"), "\(empty): \(text)")
+        // In a scratch folder: were the refusal to regress, the working directory becomes a queue.
         let f = try QueueFixture()
+        let (empty, text) = try Self.fidq(["worker", "--queue", "", "--drain"], in: f.workspace)
+        #expect(empty != 0 && text.contains("--queue is empty"), "\(empty): \(text)")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
         p.arguments = ["-c", #"exec "$0" worker --drain --queue "$1/$(printf 'lat\351in')""#, Binary.fidq, f.workspace]
+        p.currentDirectoryURL = URL(fileURLWithPath: f.workspace)
         let err = Pipe()
         p.standardError = err
         p.standardOutput = Pipe()
@@ -420,10 +422,11 @@ import Testing
     }
 
     /// Runs a short `fidq` command to its end: its status and stderr.
-    static func fidq(_ args: [String]) throws -> (Int32, String) {
+    static func fidq(_ args: [String], in folder: String? = nil) throws -> (Int32, String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Binary.fidq)
         p.arguments = args
+        if let folder { p.currentDirectoryURL = URL(fileURLWithPath: folder) }
         let err = Pipe()
         p.standardError = err
         p.standardOutput = Pipe()

@@ -78,6 +78,48 @@ import Testing
         }
     }
 
+    /// Bytes that are not UTF-8 (a latin-1 file) are refused naming the line and column, in any
+    /// block size: FiD's reader stops on them, and decoding them as U+FFFD gave passages no answer
+    /// matches (and two different bad ids one id).
+    @Test func bytesThatAreNotUTF8AreRefused() throws {
+        let path = NSTemporaryDirectory() + "fidq-psgs-\(UUID().uuidString).tsv"
+        FileManager.default.createFile(atPath: path, contents: Data("id\ttext\ttitle\n1\tok\tA\n2\tcaf".utf8) + Data([0xE9]) + Data("\tB\n".utf8))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        for block in [4, 4096] {
+            let r = try PassageReader(path: path, strict: false, blockBytes: block)
+            #expect(try r.next()?.id == "1")
+            let e = #expect(throws: RetrievalError.self) { try r.next() }
+            #expect(e?.field == "line 3" && e?.found.contains("text column") == true, "\(String(describing: e))")
+        }
+    }
+
+    /// Old Mac line ends (a lone CR) are line breaks, as Python's universal newlines read them,
+    /// so an error names the right line (it said line 1 for every row).
+    @Test func aLoneCarriageReturnEndsALine() throws {
+        let path = Self.file("id\ttext\ttitle\r1\tok\tT\r2\tok\tT\r3\tshort\r4\tok\tT\r")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let r = try PassageReader(path: path)
+        var ids: [String] = []
+        var error: RetrievalError?
+        do { while let p = try r.next() { ids.append(p.id) } } catch let e as RetrievalError { error = e }
+        #expect(ids == ["1", "2"] && error?.field == "line 4", "\(ids) \(String(describing: error))")
+    }
+
+    /// A quote never closed near the top of a large file is refused once the open row passes the
+    /// record limit, not after reading the rest of the file into memory.
+    @Test func aQuoteNeverClosedIsRefusedAtTheRecordLimit() throws {
+        var text = "id\ttext\ttitle\n1\tok\tA\n2\t\"never closed\tB\n"
+        let row = "9\tfiller text of an ordinary passage\tT\n"
+        text += String(repeating: row, count: (3 * PassageReader.maxRecordBytes) / row.utf8.count)
+        let path = Self.file(text)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let r = try PassageReader(path: path, blockBytes: 64 << 10)
+        #expect(try r.next()?.id == "1")
+        let e = #expect(throws: RetrievalError.self) { try r.next() }
+        #expect(e?.field == "line 3" && e?.found.contains("still open") == true, "\(String(describing: e))")
+        #expect(r.bytesRead < PassageReader.maxRecordBytes, "refused before the rest was consumed")
+    }
+
     @Test func missingFileIsNamed() {
         let e = #expect(throws: RetrievalError.self) { try PassageReader(path: "/nonexistent/psgs.tsv") }
         #expect(e?.file == "/nonexistent/psgs.tsv")
