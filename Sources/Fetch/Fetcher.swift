@@ -383,6 +383,9 @@ struct Marker: Codable, Equatable {
     /// The file's name in `dest` and a preset's passages file: both change what `dest` holds.
     var filename: String?
     var passages: String?
+    /// 2 for markers that record `filename` and `passages`; nil in those an older fidq wrote,
+    /// which still match the same fetch (a rerun after the upgrade is "already present").
+    var version: Int?
 
     init(_ p: FetchParams) {
         url = p.url
@@ -392,6 +395,14 @@ struct Marker: Codable, Equatable {
         stripComponents = p.stripComponents
         filename = p.filename
         passages = p.passages
+        version = 2
+    }
+
+    static func == (a: Marker, b: Marker) -> Bool {
+        guard a.url == b.url, a.source == b.source, a.sha256 == b.sha256, a.unpack == b.unpack,
+              a.stripComponents == b.stripComponents else { return false }
+        guard a.version != nil, b.version != nil else { return true }
+        return a.filename == b.filename && a.passages == b.passages
     }
 
     /// The marker inside `folder`, or nil when there is none (or it does not parse).

@@ -43,8 +43,7 @@ extension Queue {
         let doneNames = ((try? fs.list(done)) ?? []).sorted()
         var rows: [JobStatus] = []
         var doneIDs = Set<String>()
-        for name in doneNames where !name.hasPrefix(".") {
-            doneIDs.insert(name)
+        func doneRow(_ name: String) -> JobStatus {
             let dir = done + "/" + name
             var row = JobStatus(id: name, state: "done", folder: dir)
             if let data = try? fs.read(dir + "/result.json", limit: 1 << 20),
@@ -55,9 +54,9 @@ extension Queue {
             }
             row.ageS = (try? fs.info(dir + "/result.json")).map { now - $0.mtime }
             row.detail = "outputs: \(dir)/out"
-            rows.append(row)
+            return row
         }
-        for name in failedNames where !name.hasPrefix(".") {
+        func failedRow(_ name: String) -> JobStatus {
             let dir = failed + "/" + name
             // `<id>~N`: the job's Nth failure kept beside the first (ids have no `~`).
             let id = name.split(separator: "~", maxSplits: 1).first.map(String.init) ?? name
@@ -75,8 +74,13 @@ extension Queue {
             }
             row.ageS = (try? fs.info(dir + "/error.json")).map { now - $0.mtime }
             if id != name { row.detail = "[failed/\(name)] " + (row.detail ?? "") }
-            rows.append(row)
+            return row
         }
+        for name in doneNames where !name.hasPrefix(".") {
+            doneIDs.insert(name)
+            rows.append(doneRow(name))
+        }
+        for name in failedNames where !name.hasPrefix(".") { rows.append(failedRow(name)) }
         for name in runningNames {
             guard let (id, _) = Queue.parseClaimName(name) else { continue }
             let dir = running + "/" + name
@@ -138,16 +142,24 @@ extension Queue {
             }
             rows.append(row)
         }
-        // A job seen in two folders moved between the listings: keep where it went (an earlier
-        // failure kept as `failed/<id>~N` is another row, not a duplicate).
-        let finished = Set(doneNames).union(failedNames)
-        let claimed = Set(rows.filter { ["running", "released", "stale"].contains($0.state) }.map(\.id))
+        // A job that finished while the rows were read (its claim gone before it was looked at)
+        // is in a second listing of done/ and failed/.
+        let seenDone = Set(doneNames), seenFailed = Set(failedNames)
+        for name in ((try? fs.list(done)) ?? []).sorted() where !name.hasPrefix(".") && !seenDone.contains(name) {
+            rows.append(doneRow(name))
+        }
+        for name in ((try? fs.list(failed)) ?? []).sorted() where !name.hasPrefix(".") && !seenFailed.contains(name) {
+            rows.append(failedRow(name))
+        }
+        // A job seen in two folders moved between the listings: its pending file or claim folder
+        // is gone, and the row of where it went is kept. A row whose file is still there stays
+        // (a retried job whose older failure is kept in failed/, a re-drop of a failed id).
+        var later: [String: [String]] = [:]  // id → folders of its rows past pending
+        for row in rows where !["pending", "waiting"].contains(row.state) { later[row.id, default: []].append(row.folder) }
         return rows.filter { row in
-            switch row.state {
-            case "pending", "waiting": return !finished.contains(row.id) && !claimed.contains(row.id)
-            case "running", "released", "stale": return !finished.contains(row.id)
-            default: return true
-            }
+            guard ["pending", "waiting", "running", "released", "stale"].contains(row.state),
+                  later[row.id]?.contains(where: { $0 != row.folder }) == true else { return true }
+            return fs.exists(row.folder)
         }
     }
 

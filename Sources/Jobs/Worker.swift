@@ -315,7 +315,7 @@ public final class Worker: @unchecked Sendable {
                    .failure(JobError.classify(error)), retry: .never)
             return true
         }
-        if attempt > descriptor.maxAttempts {
+        if attempt > descriptor.maxAttempts, !queue.fs.exists(dir + "/cancel") {
             let history = queue.readAttempts(dir)
             finish(Held(dir: dir, token: token, id: id, kind: descriptor.kind, attempt: attempt - 1, started: nil),
                    .failure(JobError.transient("gave up after \(descriptor.maxAttempts) attempts; last: \(history.last?.error ?? "?")")),
@@ -346,6 +346,12 @@ public final class Worker: @unchecked Sendable {
             finish(held, .failure(CancellationError(reason: .cancelled)), retry: .never)
             return
         }
+        // Before `prepare`, which may hand the job back (a missing input that may just be
+        // invisible): its next attempt is a take-over, which is not checked.
+        if fresh, let conflict = outputTakenByRunningJob(d) {
+            finish(held, .failure(conflict), retry: .never)
+            return
+        }
         let prepared: PreparedJob
         do { prepared = try registry.prepare(d, policy: policy, fs: queue.fs) } catch {
             if let missing = error as? JobError, missing.isMissingInput, let wait = inputMayBeInvisible(d) {
@@ -357,10 +363,6 @@ public final class Worker: @unchecked Sendable {
                 return
             }
             finish(held, .failure(JobError.classify(error)), retry: .upTo(d.maxAttempts))
-            return
-        }
-        if fresh, let conflict = outputTakenByRunningJob(d) {
-            finish(held, .failure(conflict), retry: .never)
             return
         }
         let cancel = CancellationToken()
@@ -410,7 +412,8 @@ public final class Worker: @unchecked Sendable {
     /// only here, and running it would silently replace the other's output (or mix two jobs'
     /// files). Checked at a fresh claim only, so the job that started second fails and the one
     /// already running (or resumed after a take-over) goes on; two claimed at the same moment may
-    /// both fail, which loses nothing.
+    /// both fail, which loses nothing. A best effort, not a lock: on NFS another host's claim may
+    /// not be listed yet (directory caches hold for up to a minute), and then both run.
     private func outputTakenByRunningJob(_ d: JobDescriptor) -> JobError? {
         let mine = registry.exclusiveOutputs(of: d, policy: policy)
         guard !mine.isEmpty else { return nil }

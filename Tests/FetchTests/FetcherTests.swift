@@ -56,6 +56,12 @@ import Testing
         #expect(Marker(preset) != Marker(own))
         preset.passages = "psgs.tsv"
         #expect(Marker(preset) == Marker(own))
+        // A marker an older fidq wrote (no filename, passages or version) still matches its fetch.
+        var old = Marker(renamed)
+        (old.filename, old.passages, old.version) = (nil, nil, nil)
+        #expect(old == Marker(renamed))
+        let stored = try JSONEncoder().encode(old)
+        #expect(try JSONDecoder().decode(Marker.self, from: stored) == Marker(renamed))
     }
 
     /// An earlier attempt's folder in `.out.fetch/` holding a partial `download.part` of `data`

@@ -62,6 +62,32 @@ import Testing
         #expect(rows.first { $0.id == "moving" }?.state == "done")
     }
 
+    /// A retried job whose older failure is still kept in failed/ (and a job claimed while its
+    /// earlier failure is there) is shown pending or running beside that failure, not hidden; a
+    /// job committed to done/ after done/ was listed (its claim gone before it was read) is shown.
+    @Test func aJobInTwoFoldersForRealIsShownInBoth() throws {
+        let f = try QueueFixture()
+        try FileManager.default.createDirectory(atPath: f.queueDir + "/failed/again", withIntermediateDirectories: true)
+        try f.dropRecord("again")
+        try FileManager.default.createDirectory(atPath: f.queueDir + "/failed/claimed", withIntermediateDirectories: true)
+        try f.plantClaim("claimed", token: "t1", leaseS: 600, age: 0)
+        let rows = f.queue.status()
+        #expect(rows.filter { $0.id == "again" }.map(\.state).sorted() == ["failed", "pending"], "\(rows.map { ($0.id, $0.state) })")
+        #expect(rows.filter { $0.id == "claimed" }.map(\.state).sorted() == ["failed", "running"], "\(rows.map { ($0.id, $0.state) })")
+
+        let g = try QueueFixture()
+        let claim = try g.plantClaim("late", token: "t2", leaseS: 600, age: 0)
+        try FileManager.default.createDirectory(atPath: g.queueDir + "/done/a", withIntermediateDirectories: true)
+        let fs = ListHookFileSystem { path in
+            // After done/ was listed, the job commits: its claim folder becomes done/late.
+            guard path.hasSuffix("/done"), FileManager.default.fileExists(atPath: claim) else { return }
+            try? FileManager.default.moveItem(atPath: claim, toPath: g.queueDir + "/done/late")
+        }
+        let late = Queue(root: g.queueDir, fs: fs).status()
+        #expect(late.map(\.id).sorted() == ["a", "late"] && late.first { $0.id == "late" }?.state == "done",
+                "\(late.map { ($0.id, $0.state) })")
+    }
+
     @Test func parsesTheTimestampsItWrites() {
         let now = wallNow()
         let t = parseISOTimestamp(isoTimestamp(now))

@@ -161,12 +161,19 @@ func drainInProcess(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem = 
                                    job: #"{"kind": "test.record", "params": {"ledger": "ran"}}"#)
         let control = QueueControl(queue: f.queue, registry: testRegistry(),
                                    policy: PathPolicy(workspace: f.workspace, queue: f.queueDir))
+        // One on its last attempt: cancelled, not "gave up after 1 attempts".
+        let last = try f.plantClaim("last", token: "t2", leaseS: 1, age: 0,
+                                    job: #"{"kind": "test.record", "max_attempts": 1, "params": {"ledger": "ran"}}"#)
         #expect(try control.cancel("orphan").contains("cancel requested"))
+        #expect(try control.cancel("last").contains("cancel requested"))
         #expect(FileManager.default.fileExists(atPath: dir + "/cancel"))
         try f.setAge(dir + "/claim", 30)
+        try f.setAge(last + "/claim", 30)
         drainInProcess(f)
-        let e = try #require(f.json(f.queueDir + "/failed/orphan/error.json"))
-        #expect(e["reason"] as? String == "cancelled", "\(e)")
+        for id in ["orphan", "last"] {
+            let e = try #require(f.json(f.queueDir + "/failed/\(id)/error.json"))
+            #expect(e["reason"] as? String == "cancelled", "\(id): \(e)")
+        }
         #expect(!FileManager.default.fileExists(atPath: f.workspace + "/ran"), "the job ran again")
     }
 
