@@ -199,7 +199,12 @@ public struct PickleReader {
     private mutating func decimal(allowingSuffixL: Bool = false) throws -> Int {
         var text = try line()
         if allowingSuffixL, text.hasSuffix("L") { text.removeLast() }
-        guard let v = Int(text) else {
+        // Digits as `repr` writes them: an optional minus, no leading zero (CPython's two
+        // unpicklers read "010" as 8 or refuse it), no plus sign or spaces.
+        let digits = text.hasPrefix("-") ? text.dropFirst() : Substring(text)
+        guard !digits.isEmpty, digits.utf8.allSatisfy({ (48...57).contains($0) }), digits == "0" || !digits.hasPrefix("0"),
+              let v = Int(text)
+        else {
             throw PickleError(.malformed, offset: at, "opcode \(Self.name(data[at])) has the argument '\(text.prefix(40))', expected a decimal integer that fits in 64 bits")
         }
         return v
@@ -234,7 +239,8 @@ public struct PickleReader {
             guard run % 2 == 1, i < bytes.endIndex, bytes[i] == 0x75 || bytes[i] == 0x55 else { continue }  // u, U
             let width = bytes[i] == 0x75 ? 4 : 8
             let digits = bytes[(i + 1)...].prefix(width)
-            guard digits.count == width, let v = UInt32(String(decoding: digits, as: UTF8.self), radix: 16),
+            let isHex = { (b: UInt8) in (48...57).contains(b) || (65...70).contains(b) || (97...102).contains(b) }
+            guard digits.count == width, digits.allSatisfy(isHex), let v = UInt32(String(decoding: digits, as: UTF8.self), radix: 16),
                   let scalar = Unicode.Scalar(v)
             else {
                 throw PickleError(.malformed, offset: at, "UNICODE has a bad \\\(width == 4 ? "u" : "U") escape")
@@ -445,9 +451,11 @@ public struct PickleReader {
                 let v = try decimalOrBool()
                 try push(v)
             case 0x4C: try push(.int(try decimal(allowingSuffixL: true)))  // LONG
-            case 0x46:  // FLOAT
+            case 0x46:  // FLOAT: `repr` of a float — digits, sign, point, exponent — or inf / nan
                 let text = try line()
-                guard let v = Double(text), !text.lowercased().hasPrefix("0x") else {
+                let named = ["inf", "-inf", "nan", "infinity", "-infinity", "+inf", "+infinity"].contains(text.lowercased())
+                let plain = !text.isEmpty && text.utf8.allSatisfy { (48...57).contains($0) || [43, 45, 46, 69, 101].contains($0) }
+                guard named || plain, let v = Double(text), named || v.isFinite else {
                     throw PickleError(.malformed, offset: at, "FLOAT has the argument '\(text.prefix(40))', expected a number")
                 }
                 try push(.float(v))

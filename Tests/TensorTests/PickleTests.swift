@@ -159,6 +159,11 @@ func pickleError(_ body: () throws -> Any) -> PickleError? {
             ("Iabc\n.", .malformed, "'abc', expected a decimal integer"),
             ("I99999999999999999999\n.", .malformed, "fits in 64 bits"),
             ("F0x1p3\n.", .malformed, "expected a number"),
+            ("F1e5000\n.", .malformed, "expected a number"),
+            ("Fnan(0x1)\n.", .malformed, "expected a number"),
+            ("I010\n.", .malformed, "expected a decimal integer"),
+            ("I+1\n.", .malformed, "expected a decimal integer"),
+            (#"V\u+041\#n."#, .malformed, "bad \\u escape"),
             ("Fnope\n.", .malformed, "expected a number"),
             ("Np0", .truncated, "no terminating newline"),
         ]
