@@ -23,22 +23,30 @@ extension BertConfig {
     /// A lower bound of the bytes one pass over `sequences` rows of `length` tokens holds at once:
     /// one layer's attention scores (S, H, L, L) and its hidden states (S, L, D). In Double, as an
     /// absurd setting overflows Int.
-    func passBytes(sequences: Int, length: Int) -> Double {
-        let S = Double(sequences), L = Double(length)
+    func passBytes(sequences: Double, length: Int) -> Double {
+        let S = sequences, L = Double(length)
         return 4 * (S * Double(numAttentionHeads) * L * L + S * L * Double(hiddenSize))
     }
 
     /// Refuses a batch whose pass alone (`passBytes`) exceeds the memory this process may use:
     /// the allocation would stop the process (a queue worker with it).
     /// - Throws: `JobError.permanent` naming `params.per_gpu_batch_size`, the shape and both figures.
-    func checkMemory(sequences: Int, length: Int, shape: String, available: Int = AvailableMemory.bytes) throws {
-        let need = passBytes(sequences: sequences, length: length)
+    /// `perQuestion`: rows per batch item (`1 + n_context` in training, whose product with the
+    /// batch is taken in Double: absurd settings overflowed Int and stopped the worker); the field
+    /// named is the larger factor's.
+    func checkMemory(sequences: Int, perQuestion: Int = 1, length: Int, shape: String, available: Int = AvailableMemory.bytes) throws {
+        let rows = Double(sequences) * Double(perQuestion)
+        let need = passBytes(sequences: rows, length: length)
         guard need > Double(available) else { return }
-        func gib(_ x: Double) -> String { String(format: "%.1f", x / 1_073_741_824) }
+        func gib(_ x: Double) -> String {
+            let g = x / 1_073_741_824
+            return String(format: g < 1e9 ? "%.1f" : "%.2e", g)
+        }
+        let byContext = perQuestion > sequences
         throw JobError.permanent(
-            "\(shape): \(sequences) sequences of \(length) tokens need at least \(gib(need)) GiB for one BERT layer's attention alone, "
-                + "more than the \(gib(Double(available))) GiB this process may use",
-            field: "params.per_gpu_batch_size", hint: "lower per_gpu_batch_size")
+            "\(shape): \(rows < 1e15 ? String(Int(rows)) : String(format: "%.2e", rows)) sequences of \(length) tokens need at least \(gib(need)) GiB "
+                + "for one BERT layer's attention alone, more than the \(gib(Double(available))) GiB this process may use",
+            field: byContext ? "params.n_context" : "params.per_gpu_batch_size", hint: byContext ? "lower n_context" : "lower per_gpu_batch_size")
     }
 }
 

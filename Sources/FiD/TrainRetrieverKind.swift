@@ -33,7 +33,7 @@ public struct TrainRetrieverKind: JobKind {
             p = try given.fittingLengths(base, configFile: configFile) { context.log($0) }
             // Each question is 1 + n_context rows.
             let questions = max(p.trainer.batchSize, Self.evalBatchMinimum)
-            try base.checkMemory(sequences: questions * (1 + p.nContext), length: max(p.questionMaxlength, p.passageMaxlength),
+            try base.checkMemory(sequences: questions, perQuestion: 1 + p.nContext, length: max(p.questionMaxlength, p.passageMaxlength),
                                  shape: "batches of \(questions) questions (per_gpu_batch_size \(p.trainer.batchSize), evaluation at least \(Self.evalBatchMinimum)) "
                                      + "× (1 + n_context \(p.nContext)) rows")
         }

@@ -934,6 +934,14 @@ enum RetrievalJobs {
         let need = Int(c.passBytes(sequences: 3, length: 5))
         try c.checkMemory(sequences: 3, length: 5, shape: "x", available: need)
         #expect(throws: JobError.self) { try c.checkMemory(sequences: 3, length: 5, shape: "x", available: need - 1) }
+        // Training's batch × (1 + n_context) rows past Int (it trapped, taking the worker down),
+        // naming the larger factor.
+        let huge = #expect(throws: JobError.self) {
+            try c.checkMemory(sequences: 8, perQuestion: 1 + (1 << 62), length: 5, shape: "x", available: need)
+        }
+        #expect(huge?.field == "params.n_context", "\(String(describing: huge))")
+        let wide = #expect(throws: JobError.self) { try c.checkMemory(sequences: 1 << 40, perQuestion: 2, length: 5, shape: "x", available: need) }
+        #expect(wide?.field == "params.per_gpu_batch_size", "\(String(describing: wide))")
 
         let dir = TestData.scratch("hugebatch")
         _ = try ExampleWorld(config: ExampleWorldConfig(seed: 3, train: 40, dev: 30)).write(to: dir + "/world")
