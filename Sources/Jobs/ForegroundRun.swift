@@ -29,6 +29,19 @@ public struct ForegroundRun {
         self.workspace = workspace
     }
 
+    /// The queue `folder` lies in: the policy's, or any ancestor holding pending/, running/,
+    /// done/ and failed/ (a queue elsewhere than the default place); nil when none.
+    static func queueHolding(_ folder: String, policy: PathPolicy, fs: FileSystem) -> String? {
+        let real = PathPolicy.realOf(folder, fs: fs), queueReal = PathPolicy.realOf(policy.queue, fs: fs)
+        if PathPolicy.isInside(real, queueReal) { return queueReal }
+        var dir = real
+        while dir != "/" && !dir.isEmpty {
+            if ["pending", "running", "done", "failed"].allSatisfy({ (try? fs.info(dir + "/" + $0))?.kind == .directory }) { return dir }
+            dir = NSStringPath(dir).parent
+        }
+        return nil
+    }
+
     /// - Returns: the result as JSON.
     /// - Throws: `JobError` (bad descriptor, bad params, the handler's failure).
     public func run(registry: KindRegistry, fs: FileSystem = PosixFileSystem(), cancel: CancellationToken = CancellationToken()) throws -> JSONValue {
@@ -45,6 +58,15 @@ public struct ForegroundRun {
         let prepared = try registry.prepare(d, policy: policy, fs: fs)
         let parent = NSStringPath(PathPolicy.normalize(PathPolicy.absolute(file))).parent
         let folder = PathPolicy.normalize(PathPolicy.absolute(outDir ?? parent + "/" + d.id + ".run"))
+        if let queueRoot = Self.queueHolding(folder, policy: policy, fs: fs) {
+            // A run's folder in a queue reads as a job there (`done/<x>` satisfies `after` and
+            // `job:` paths), or sits in pending/ where workers sweep.
+            throw JobError.permanent("the run's folder \(folder) is inside the queue \(queueRoot)", field: "--out",
+                                     hint: "give --out a folder outside the queue (a job file in pending/ is run by a worker, or from a copy elsewhere)")
+        }
+        if let info = try? fs.info(folder), info.kind != .directory {
+            throw JobError.permanent("\(folder) is a file, not a folder", field: "--out", hint: "give --out a new or existing folder")
+        }
         try fs.makeDirectories(folder + "/out")
         // One run per folder: a second one in it would resume, sweep or overwrite the first's files
         // (two `fidq embed` shards in one folder would mix their blocks). The lock goes with the process.

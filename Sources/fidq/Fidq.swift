@@ -28,6 +28,9 @@ struct Fidq: ParsableCommand {
         // fail the write with EFBIG, an error the job reports and the queue retries; by default
         // SIGXFSZ killed the process mid-write without a word, its staging files left behind.
         signal(SIGXFSZ, SIG_IGN)
+        // Likewise a closed pipe (Ctrl-C in a terminal also kills `| tee`): the write fails with
+        // EPIPE instead of killing the process before its stop saved a checkpoint.
+        signal(SIGPIPE, SIG_IGN)
         main(nil)
     }
 }

@@ -19,6 +19,29 @@ import Testing
         #expect(text.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init) == words, "\(text)")
     }
 
+    /// A run's folder inside a queue (the default one or any folder holding pending/, running/,
+    /// done/, failed/) is refused: `--out queue/done/x` made a fake finished job, and `fidq run
+    /// queue/pending/j.json` wrote its folder into pending/. An --out that is a file is named.
+    @Test func aRunFolderInsideAQueueOrOnAFileIsRefused() throws {
+        let f = try QueueFixture()
+        let other = f.workspace + "/elsewhere/q"
+        try Queue(root: other).createLayout()
+        try f.dropRecord("j")
+        try Data("x".utf8).write(to: URL(fileURLWithPath: f.workspace + "/afile"))
+        for out in [f.queueDir + "/done/fake", nil, other + "/done/fake2", f.workspace + "/afile"] as [String?] {
+            var run = ForegroundRun(file: f.pending + "/j.json", workspace: f.workspace)
+            run.outDir = out
+            let e = #expect(throws: JobError.self) { try run.run(registry: testRegistry()) }
+            #expect(e?.field == "--out", "\(out ?? "default"): \(String(describing: e))")
+            #expect(e?.message.contains(out == f.workspace + "/afile" ? "is a file" : "inside the queue") == true, "\(String(describing: e))")
+        }
+        #expect(f.list("done").isEmpty && !FileManager.default.fileExists(atPath: other + "/done/fake2"))
+        #expect(!FileManager.default.fileExists(atPath: f.pending + "/j.run"))
+        var fine = ForegroundRun(file: f.pending + "/j.json", workspace: f.workspace)
+        fine.outDir = f.workspace + "/j.run"
+        _ = try fine.run(registry: testRegistry())
+    }
+
     /// A refused --out names each differing param as it was typed: paths without JSON's `\/`.
     @Test func settingsDifferencesQuotePathsAsTyped() {
         let a = ForegroundRun.Claim(kind: "score", workspace: "/w", params: .object(["eval_data": .string("data/dev_gold.json"), "n_context": .number(10)]))
