@@ -399,6 +399,25 @@ import Testing
         #expect(left.isEmpty, "staging files left: \(left)")
     }
 
+    /// Output to a closed pipe (`| tee` killed by the same Ctrl-C) fails the write, not the
+    /// process: with SIGPIPE's default action (the test runner ignores it, so it is restored
+    /// for the child) the run died at its first log line and saved nothing.
+    @Test func aClosedPipeDoesNotKillARun() throws {
+        let f = try QueueFixture()
+        let job = f.workspace + "/rec.json"
+        try Data(#"{"kind": "test.record", "params": {"steps": 3}}"#.utf8).write(to: URL(fileURLWithPath: job))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["--default-signal=PIPE", "/bin/sh", "-c", #"exec "$0" run "$1" --out "$2" 2>&1 | true"#, Binary.fidq, job, f.workspace + "/rec.run"]
+        var env = ProcessInfo.processInfo.environment
+        env["FIDQ_TEST_KINDS"] = "1"
+        p.environment = env
+        p.currentDirectoryURL = URL(fileURLWithPath: f.workspace)
+        try p.run()
+        p.waitUntilExit()
+        #expect(FileManager.default.fileExists(atPath: f.workspace + "/rec.run/result.json"), "the run was killed by SIGPIPE")
+    }
+
     /// An empty `--queue` (an unset variable) and a path that is not UTF-8 are refused: each
     /// named another, empty queue, which a draining worker left at once with status 0.
     @Test func anEmptyOrUndecodableQueuePathIsRefused() throws {
