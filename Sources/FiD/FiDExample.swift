@@ -144,7 +144,12 @@ public struct FiDExample: Sendable {
             ctxs.reserveCapacity(items.count)
             for (j, c) in items.enumerated() {
                 let field = "ctxs[\(j)]"
-                guard case .object = c else { throw bad(field, "expected a passage object {title, text, score?}, found \(c.kindName)") }
+                guard case .object(let fields) = c else { throw bad(field, "expected a passage object {title, text, score?}, found \(c.kindName)") }
+                // A key twice: Python's json (FiD) takes the last value, a first-match lookup the
+                // first; a few keys each, so pairwise without a set per passage.
+                for i in fields.indices where fields[..<i].contains(where: { $0.0 == fields[i].0 }) {
+                    throw bad(field + "." + fields[i].0, "appears twice", hint: "Python's json keeps the last value; write the key once")
+                }
                 // FiD reads every passage as "title: T context: P", so both are required, as in FiD.
                 let passageHint = "every passage has a title and a text, as DPR's do; use \"\" for a passage without a title"
                 guard case .string(let title)? = c["title"] else {

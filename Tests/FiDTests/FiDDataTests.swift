@@ -59,6 +59,10 @@ import Testing
         #expect(failure { _ = try FiDData(path: p).load() }?.location == "[0].ctxs[0].score")
         p = try file(#"[1]"#)
         #expect(failure { _ = try FiDData(path: p).load() }?.message.contains("expected an example object") == true)
+        // A key twice in a passage (Python's json keeps the last, a lookup the first): refused.
+        p = try file(#"[{"question": "a", "ctxs": [{"title": "t", "text": "x", "score": 1, "score": -1}]}]"#)
+        let twice = failure { _ = try FiDData(path: p).load() }
+        #expect(twice?.location == "[0].ctxs[0].score" && twice?.message == "appears twice", "\(String(describing: twice))")
         // A passage without a title (FiD's KeyError) says how to write one that has none.
         p = try file(#"[{"question": "a", "ctxs": [{"text": "t"}]}]"#)
         let untitled = failure { _ = try FiDData(path: p).load() }
