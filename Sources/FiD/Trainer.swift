@@ -379,11 +379,28 @@ public final class Trainer {
             }
             return em
         }
+        /// The progress line of `step` (with its eval's metric) and, at a print step, the close of
+        /// the loss window.
+        func report(_ step: Int, _ em: Double?, note: String = "") {
+            guard step % c.evalPrintFreq == 0 || em != nil || step == o.totalSteps else { return }
+            let avg = windowCount > 0 ? windowLoss / Double(windowCount) : 0
+            var line = "\(label): \(step) / \(o.totalSteps) | train \(fmt(avg, 4)) | lr \(fmt(lr, 6)) | "
+                + "\(fmt(trainSeconds > 0 ? Double(tokens) / trainSeconds : 0, 0)) tokens/s"
+            if let em { line += " | evaluation \(model.devMetric.line(em))" }
+            context.log(line + note)
+            if step % c.evalPrintFreq == 0 || step == o.totalSteps {
+                lastWindowLoss = avg
+                windowLoss = 0
+                windowCount = 0
+            }
+        }
         do {
-            // A graceful stop inside the eval of the step it saved: that eval is still owed.
+            // A graceful stop inside the eval of the step it saved: that eval is still owed, and
+            // so is the progress line after it, which closes the loss window (else the next
+            // window would hold two windows' losses, and final_loss differ from an unstopped run).
             if state.step > 0, isEvalStep(state.step), state.lastEvalStep != state.step {
                 let em = try evalNow()
-                context.log("\(label): \(state.step) / \(o.totalSteps) | evaluation \(model.devMetric.line(em ?? 0)) (owed by the stopped attempt)")
+                report(state.step, em, note: " (owed by the stopped attempt)")
             }
             while state.step < o.totalSteps {
                 try context.checkCancelled()
@@ -414,18 +431,7 @@ public final class Trainer {
                 context.progress.update(step: step, total: o.totalSteps, loss: stats.loss)
                 var em: Double? = nil
                 if isEvalStep(step) { em = try evalNow() }
-                if step % c.evalPrintFreq == 0 || em != nil || step == o.totalSteps {
-                    let avg = windowCount > 0 ? windowLoss / Double(windowCount) : 0
-                    var line = "\(label): \(step) / \(o.totalSteps) | train \(fmt(avg, 4)) | lr \(fmt(lr, 6)) | "
-                        + "\(fmt(trainSeconds > 0 ? Double(tokens) / trainSeconds : 0, 0)) tokens/s"
-                    if let em { line += " | evaluation \(model.devMetric.line(em))" }
-                    context.log(line)
-                    if step % c.evalPrintFreq == 0 || step == o.totalSteps {
-                        lastWindowLoss = avg
-                        windowLoss = 0
-                        windowCount = 0
-                    }
-                }
+                report(step, em)
                 if step % c.saveFreq == 0 || step == o.totalSteps { try save(step) }
             }
         } catch let e as CancellationError where e.reason != .leaseLost {

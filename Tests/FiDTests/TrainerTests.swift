@@ -207,6 +207,29 @@ struct TrainerTests {
         #expect(try String(contentsOfFile: out + "/log.txt", encoding: .utf8).contains("owed by the stopped attempt"))
     }
 
+    /// A stop inside an eval at a print step: the resumed run's owed eval also closes that step's
+    /// loss window, so `final_loss` (and each later window) equals an unstopped run's; it held
+    /// the stale window (the last step's eval: the window before it).
+    @Test func stopDuringEvalKeepsTheLossWindows() throws {
+        let c = toyConfig(total: 9, accumulation: 1)
+        let reference = scratch() + "/ref"
+        let refValue = try runToy(c, out: reference)
+        for stopAt in [6, 9] {
+            let out = scratch() + "/job\(stopAt)"
+            let token = CancellationToken()
+            #expect(throws: Error.self) {
+                try runToy(c, out: out, cancel: token) { m in m.beforeEval = { if $0 == stopAt { token.cancel(.shutdown) } } }
+            }
+            let value = try runToy(c, out: out)
+            #expect(number(value, "final_loss") == number(refValue, "final_loss"), "stop at \(stopAt): \(value) vs \(refValue)")
+            let lines = { (path: String) in
+                try String(contentsOfFile: path + "/log.txt", encoding: .utf8).split(separator: "\n")
+                    .compactMap { l in l.range(of: " | train ").map { r in String(l[r.upperBound...].prefix(6)) } }
+            }
+            #expect(try lines(out).suffix(2) == lines(reference).suffix(2), "stop at \(stopAt)")
+        }
+    }
+
     /// A crash between checkpoints (no save) resumes from the last step-N and redoes the rest.
     @Test func crashResumesFromLatestAndEndsBitEqual() throws {
         let c = toyConfig(total: 13, accumulation: 3)
