@@ -126,10 +126,22 @@ public struct ForegroundRun {
     /// as it is.)
     static func claim(_ folder: String, for d: JobDescriptor, workspace: String, mayChange: Set<String> = [], fs: FileSystem) throws {
         let mine = Claim(kind: d.kind, workspace: workspace, params: d.params)
+        // A path that exists compares by where it leads: `data/x.json` and `/ws/data/x.json` from
+        // the same workspace are one setting (the rerun of a stopped run typed it the other way).
+        func samePlace(_ v: JSONValue, _ workspace: String) -> JSONValue {
+            switch v {
+            case .string(let s) where !s.isEmpty:
+                let absolute = PathPolicy.normalize(s.hasPrefix("/") ? s : workspace + "/" + s)
+                return fs.exists(absolute) ? .string(PathPolicy.realOf(absolute, fs: fs)) : v
+            case .array(let items): return .array(items.map { samePlace($0, workspace) })
+            default: return v
+            }
+        }
         func comparable(_ c: Claim) -> Claim {
             var c = c
             if case .object(var o) = c.params {
                 for key in mayChange.union(["threads"]) { o[key] = nil }
+                for (key, value) in o { o[key] = samePlace(value, c.workspace) }
                 c.params = .object(o)
             }
             return c
@@ -137,9 +149,12 @@ public struct ForegroundRun {
         let path = folder + "/run.json"
         if let data = try? fs.read(path, limit: 16 << 20), let found = try? JSONDecoder().decode(Claim.self, from: data),
            comparable(found) != comparable(mine) {
-            let differences = Self.differences(comparable(found), comparable(mine))
+            let differences = Self.differences(found.workspace == mine.workspace ? comparable(found) : found,
+                                               found.workspace == mine.workspace ? comparable(mine) : mine)
+            let elsewhere = found.workspace != mine.workspace
+                ? "to continue it, run from \(found.workspace) (or pass --workspace \(shellQuoted(found.workspace))) with the same settings; " : ""
             throw JobError.permanent("\(folder) holds a run of other settings (\(differences)); its files are not this run's",
-                                     field: "--out", hint: "give this run its own --out folder, or remove \(folder) to start over there")
+                                     field: "--out", hint: elsewhere + "give this run its own --out folder, or remove \(folder) to start over there")
         }
         try fs.writeAtomically(path, try jsonEncoder().encode(mine), tag: "run")
     }

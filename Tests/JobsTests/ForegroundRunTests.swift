@@ -42,6 +42,26 @@ import Testing
         _ = try fine.run(registry: testRegistry())
     }
 
+    /// A rerun into the same --out may spell an existing path another way (relative or absolute,
+    /// through a link): the same setting. From another workspace the refusal says where to run it.
+    @Test func aRerunMaySpellAPathAnotherWay() throws {
+        let f = try QueueFixture()
+        try FileManager.default.createDirectory(atPath: f.workspace + "/led", withIntermediateDirectories: true)
+        func run(_ ledger: String, workspace: String) throws {
+            let job = f.workspace + "/j.json"
+            try Data(#"{"kind": "test.record", "params": {"ledger": "\#(ledger)"}}"#.utf8).write(to: URL(fileURLWithPath: job))
+            var r = ForegroundRun(file: job, workspace: workspace)
+            r.outDir = f.workspace + "/j.run"
+            r.allowedRoots = ["/"]
+            _ = try r.run(registry: testRegistry())
+        }
+        try run("led", workspace: f.workspace)
+        try run(f.workspace + "/led", workspace: f.workspace)
+        try run("./led/", workspace: f.workspace)
+        let e = #expect(throws: JobError.self) { try run("led", workspace: f.workspace + "/led") }
+        #expect(e?.hint?.contains("run from \(f.workspace)") == true, "\(String(describing: e))")
+    }
+
     /// A refused --out names each differing param as it was typed: paths without JSON's `\/`.
     @Test func settingsDifferencesQuotePathsAsTyped() {
         let a = ForegroundRun.Claim(kind: "score", workspace: "/w", params: .object(["eval_data": .string("data/dev_gold.json"), "n_context": .number(10)]))
