@@ -75,13 +75,14 @@ public struct ForegroundRun {
         try Self.claim(folder, for: d, workspace: policy.workspace, mayChange: prepared.resumableChanges, fs: fs)
         OutputFile.sweep(out: folder + "/out", fs: fs)  // a killed earlier run's partial outputs
         let echo: @Sendable (String) -> Void = { line in fputs(line + "\n", stderr) }
-        let log = JobLog(path: folder + "/log.txt", fs: fs, echo: progressBar ? nil : echo)
+        let progress = ProgressReporter(path: folder + "/progress.json", fs: fs, bar: progressBar, label: d.id, line: echo)
+        // On a terminal the log lines (evals, resumes, warnings) go above the bar, not nowhere.
+        let log = JobLog(path: folder + "/log.txt", fs: fs, echo: progressBar ? { progress.printLine($0) } : echo)
+        defer { progress.endBar() }  // what the caller prints next (a result, an error) starts a line
         log("# reproduce: " + (reproduce ?? "fidq run \(shellQuoted(file)) --workspace \(shellQuoted(policy.workspace)) --out \(shellQuoted(folder))"))
         let context = JobContext(
             id: d.id, kind: d.kind, attempt: 1, maxAttempts: 1, folder: folder, paths: policy, fs: fs,
-            cancellation: cancel,
-            progress: ProgressReporter(path: folder + "/progress.json", fs: fs, bar: progressBar, label: d.id, line: echo),
-            log: log, threads: threads)
+            cancellation: cancel, progress: progress, log: log, threads: threads)
         do {
             let value = try prepared.run(context)
             let result: JSONValue = .object(["id": .string(d.id), "kind": .string(d.kind), "result": value, "finished": .string(isoTimestamp())])

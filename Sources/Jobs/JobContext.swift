@@ -98,6 +98,8 @@ public final class ProgressReporter: @unchecked Sendable {
     private var lastWrite = -1e9
     private var lastBar = -1e9
     private var lastDecile = -1
+    /// A bar is on the terminal's current line (drawn, not yet ended by a newline).
+    private var barShown = false
     public private(set) var last: Snapshot?
 
     init(path: String?, fs: FileSystem, bar: Bool, label: String, line: (@Sendable (String) -> Void)?) {
@@ -131,9 +133,11 @@ public final class ProgressReporter: @unchecked Sendable {
             }
             if bar, now - lastBar >= 0.1 || finished {
                 lastBar = now
-                var s = "\r\(label) " + ProgressReporter.render(snap)
+                // Cleared to the end: a shorter redraw left the old tail ("eta 9ss").
+                var s = "\r\u{1B}[K\(label) " + ProgressReporter.render(snap)
                 if finished { s += "\n" }
                 fputs(s, stderr)
+                barShown = !finished
             } else if !bar, let line, let total, total > 1 {
                 let decile = min(step * 10 / total, 10)
                 if decile > lastDecile {
@@ -141,6 +145,26 @@ public final class ProgressReporter: @unchecked Sendable {
                     line("\(label) " + ProgressReporter.render(snap))
                 }
             }
+        }
+    }
+
+    /// Prints `text` as its own line: above the bar on a terminal (the bar is cleared, the line
+    /// written, the bar drawn again below it), else as is.
+    public func printLine(_ text: String) {
+        lock.withLock {
+            guard bar, barShown, let last else {
+                fputs(text + "\n", stderr)
+                return
+            }
+            fputs("\r\u{1B}[K" + text + "\n\(label) " + ProgressReporter.render(last), stderr)
+        }
+    }
+
+    /// Ends a bar left on the current line, so what is printed next starts a line of its own.
+    public func endBar() {
+        lock.withLock {
+            if barShown { fputs("\n", stderr) }
+            barShown = false
         }
     }
 

@@ -34,7 +34,8 @@ public enum StopSignals {
     public static func install(cancelling token: CancellationToken, keeping kept: String = "checkpoints, finished batches") {
         install(stopping: { token.isCancelled }, first: { sig in
             token.cancel(.shutdown)
-            fputs("fidq: \(sig == SIGINT ? "interrupted" : "terminated"): stopping at the next safe point, keeping the work done "
+            // On a terminal a progress bar may hold the current line: start a clean one.
+            fputs((isatty(2) == 1 ? "\r\u{1B}[K" : "") + "fidq: \(sig == SIGINT ? "interrupted" : "terminated"): stopping at the next safe point, keeping the work done "
                   + "(\(kept)); signal again to exit now\n", stderr)
         }, second: { _ in
             fputs("fidq: second signal: exiting now\n", stderr)
