@@ -252,15 +252,21 @@ public struct RetrieveKind: JobKind {
         // progress and a stop check between blocks. Dense retrieval embeds the questions first:
         // progress counts both passes, so it only rises.
         let passes = p.method == "dense" ? 2 : 1, progressTotal = passes * questions.count
-        func searchInBlocks(_ search: (Range<Int>) -> [[Hit]]) throws -> [[Hit]] {
+        /// `size`: questions per call. BM25 answers each question alone, so its blocks are small
+        /// (a stop waited out a whole 8,192-question block, 20 s on a large corpus; each call zeroes
+        /// a corpus-sized accumulator per thread, so not too small); dense search
+        /// keeps `QuestionBlocks.size`, whose gemm shapes its scores' last bits depend on.
+        func searchInBlocks(size: Int = QuestionBlocks.size, _ search: (Range<Int>) -> [[Hit]]) throws -> [[Hit]] {
             var all: [[Hit]] = []
             all.reserveCapacity(questions.count)
-            for start in stride(from: 0, to: questions.count, by: QuestionBlocks.size) {
+            for start in stride(from: 0, to: questions.count, by: size) {
                 try context.checkCancelled()
-                let block = start..<min(questions.count, start + QuestionBlocks.size)
+                let block = start..<min(questions.count, start + size)
                 all += search(block)
                 context.progress.update(step: (passes - 1) * questions.count + block.upperBound, total: progressTotal)
-                if questions.count > QuestionBlocks.size { context.log("retrieve: searched \(block.upperBound)/\(questions.count) questions") }
+                if questions.count > QuestionBlocks.size, block.upperBound % QuestionBlocks.size == 0 || block.upperBound == questions.count {
+                    context.log("retrieve: searched \(block.upperBound)/\(questions.count) questions")
+                }
             }
             return all
         }
@@ -293,7 +299,7 @@ public struct RetrieveKind: JobKind {
             corpus = bm25.documentCount
             k = min(k, max(corpus, 1))
             t = monotonicNow()
-            hits = try searchInBlocks { bm25.search(Array(questions[$0]), k: k) }
+            hits = try searchInBlocks(size: 2048) { bm25.search(Array(questions[$0]), k: k) }
             searchS = monotonicNow() - t
             idOf = { bm25.ids[$0] }
         } else {

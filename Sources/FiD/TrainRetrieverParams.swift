@@ -78,8 +78,12 @@ public struct TrainRetrieverParams: JobParams, Equatable {
             try c.require(try c.decode(key, default: fallback), key, "an integer >= 1") { $0 >= 1 }
         }
         nContext = try positive(.nContext, 1)
-        questionMaxlength = try positive(.questionMaxlength, Self.defaultQuestionMaxlength)
-        passageMaxlength = try positive(.passageMaxlength, Self.defaultPassageMaxlength)
+        // At least [CLS] and [SEP], as embed and retrieve require: at 1 every row is [CLS] alone.
+        func tokens(_ key: CodingKeys, _ fallback: Int) throws -> Int {
+            try c.require(try c.decode(key, default: fallback), key, "an integer >= 2 (CLS and SEP)") { $0 >= 2 }
+        }
+        questionMaxlength = try tokens(.questionMaxlength, Self.defaultQuestionMaxlength)
+        passageMaxlength = try tokens(.passageMaxlength, Self.defaultPassageMaxlength)
         indexingDimension = try positive(.indexingDimension, 768)
         noProjection = try c.decode(.noProjection, default: false)
         noQuestionMask = try c.decode(.noQuestionMask, default: false)

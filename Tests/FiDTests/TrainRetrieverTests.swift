@@ -95,6 +95,13 @@ struct TrainRetrieverTests {
         #expect(throws: (any Error).self) {
             try JSONDecoder().decode(TrainRetrieverParams.self, from: Data(#"{"train_data": "t", "model_path": "m", "reduction": "sum"}"#.utf8))
         }
+        // A row of one token is [CLS] alone: every passage would score alike.
+        for key in ["question_maxlength", "passage_maxlength"] {
+            let e = #expect(throws: (any Error).self) {
+                try JSONDecoder().decode(TrainRetrieverParams.self, from: Data(#"{"train_data": "t", "model_path": "m", "\#(key)": 1}"#.utf8))
+            }
+            #expect("\(String(describing: e))".contains(">= 2"), "\(key): \(String(describing: e))")
+        }
     }
 
     @Test func dataWithoutReaderScoresNamesFileIndexAndScore() throws {
