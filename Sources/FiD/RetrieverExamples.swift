@@ -17,9 +17,11 @@ public struct RetrieverExamples {
     public let data: IndexedFiDData
     /// P, Lq, L.
     public let P: Int, Lq: Int, L: Int
-    /// Whether every kept passage of every example has a `hasanswer` flag, the data's or DPR's match of
-    /// the example's `answers` (answer recall needs them).
+    /// Whether any example has `hasanswer` flags or `answers` to match (answer recall needs them);
+    /// an example with neither counts as a miss (as `evaluate_retrieval` counts it).
     public let hasAnswerFlags: Bool
+    /// Examples with neither a flag on every kept passage nor `answers`: misses in recall.
+    public let withoutAnswers: Int
     /// Examples whose passages past the reader's (a retrieval's scores, or none) were left out.
     public let partlyScored: Int
     /// The kept score farthest from 0 and where it is (`[k].ctxs[j].score`): divided by the
@@ -64,7 +66,7 @@ public struct RetrieverExamples {
         // The first bad example is thrown after the scan, so the file's JSON errors come first, as
         // when the whole file was loaded before the checks.
         var failure: Error? = nil
-        var allFlags = true
+        var withFlags = 0, without = 0
         var partly = 0
         var largest: (magnitude: Float, location: String)? = nil
         let check: (FiDExample) throws -> Void = { e in
@@ -73,7 +75,7 @@ public struct RetrieverExamples {
             do {
                 // Answers stand in for missing flags; matched per batch, not in this scan.
                 let prepared = try Self.prepare(e, path: path, nContext: nContext, matchAnswers: false)
-                if prepared.hasAnswer.contains(where: { $0 == nil }) && e.answers.isEmpty { allFlags = false }
+                if prepared.hasAnswer.contains(where: { $0 == nil }) && e.answers.isEmpty { without += 1 } else { withFlags += 1 }
                 for (s, j) in zip(prepared.scores, prepared.originalRank) where abs(s) > (largest?.magnitude ?? -1) {
                     largest = (abs(s), "[\(e.index)].ctxs[\(j)].score")
                 }
@@ -82,7 +84,8 @@ public struct RetrieverExamples {
         let file = FiDData(path: path)
         data = try log.map { try file.index(logging: $0, check: check) } ?? file.index(check: check)
         if let failure { throw failure }
-        hasAnswerFlags = allFlags
+        hasAnswerFlags = withFlags > 0
+        withoutAnswers = without
         partlyScored = partly
         largestScore = largest
         self.tokenizer = tokenizer

@@ -44,7 +44,11 @@ public struct TrainRetrieverKind: JobKind {
             + (t.dev.map { ", \($0.count) eval examples" } ?? ", no eval_data")
             + "; BERT hidden \(c.hiddenSize), \(c.numHiddenLayers) layers, E \(c.embeddingWidth) (projection \(c.projection)), "
             + "\(t.params.count) parameters; n_context \(p.nContext), question/passage length \(p.questionMaxlength)/\(p.passageMaxlength), "
-            + "threads \(context.threads)" + (t.dev?.hasAnswerFlags != true ? "; no answer recall: eval_data has neither hasanswer flags nor answers" : ""))
+            + "threads \(context.threads)" + (t.dev.map { dev in
+                !dev.hasAnswerFlags ? "; no answer recall: eval_data has neither hasanswer flags nor answers"
+                    : dev.withoutAnswers > 0 ? "; answer recall counts the \(dev.withoutAnswers) of \(dev.count) eval examples without hasanswer flags or answers as misses"
+                    : ""
+            } ?? ""))
         if let line = p.ignored.note("train_retriever") { context.log(line) }
         let result = try Trainer(config: p.trainer, model: t, context: context, label: "train_retriever").run()
         // An attempt that resumed after the last step's eval (killed while exporting) did not

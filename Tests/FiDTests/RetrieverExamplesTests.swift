@@ -75,6 +75,14 @@ import Tokenizers
         let none = try RetrieverExamples(path: dir + "/answers.json", tokenizer: tok, nContext: 3, questionMaxlength: 8,
                                          passageMaxlength: 8, threads: 1)
         #expect(!none.hasAnswerFlags)
+        // One example of two without either: recall is still reported, that one counted a miss
+        // (it dropped recall for the whole set).
+        try TestData.write(#"[{"question": "q", "answers": ["runs north"], "ctxs": \#(ctxs)}, {"question": "r", "ctxs": \#(ctxs)}]"#,
+                           to: dir + "/answers.json")
+        let some = try RetrieverExamples(path: dir + "/answers.json", tokenizer: tok, nContext: 3, questionMaxlength: 8,
+                                         passageMaxlength: 8, threads: 1)
+        #expect(some.hasAnswerFlags && some.withoutAnswers == 1)
+        #expect(try some.prepared([0, 1]).hasAnswer == [[false, false, true], [false, false, false]])
     }
 
     /// Questions without passages (the example's train.json, not a score job's output) are named
