@@ -150,8 +150,12 @@ public struct ForegroundRun {
         let path = folder + "/run.json"
         if let data = try? fs.read(path, limit: 16 << 20), let found = try? JSONDecoder().decode(Claim.self, from: data),
            comparable(found) != comparable(mine) {
-            let differences = Self.differences(found.workspace == mine.workspace ? comparable(found) : found,
-                                               found.workspace == mine.workspace ? comparable(mine) : mine)
+            // Named as typed, leaving out params that differ only in spelling.
+            var same: Set<String> = []
+            if case .object(let a) = comparable(found).params, case .object(let b) = comparable(mine).params {
+                same = Set(a.keys.filter { a[$0] == b[$0] })
+            }
+            let differences = Self.differences(found, mine, ignoring: same)
             let elsewhere = found.workspace != mine.workspace
                 ? "to continue it, run from \(found.workspace) (or pass --workspace \(shellQuoted(found.workspace))) with the same settings; " : ""
             throw JobError.permanent("\(folder) holds a run of other settings (\(differences)); its files are not this run's",
@@ -161,7 +165,7 @@ public struct ForegroundRun {
     }
 
     /// The first few differences between two claims, as `name: there → here`.
-    static func differences(_ a: Claim, _ b: Claim) -> String {
+    static func differences(_ a: Claim, _ b: Claim, ignoring same: Set<String> = []) -> String {
         var out: [String] = []
         if a.kind != b.kind { out.append("kind: \(a.kind) there, \(b.kind) here") }
         if a.workspace != b.workspace { out.append("workspace: \(a.workspace) there, \(b.workspace) here") }
@@ -174,7 +178,7 @@ public struct ForegroundRun {
             guard let v, let data = try? e.encode(v) else { return "unset" }
             return String(decoding: data, as: UTF8.self)
         }
-        for key in Set(pa.keys).union(pb.keys).sorted() where pa[key] != pb[key] {
+        for key in Set(pa.keys).union(pb.keys).sorted() where pa[key] != pb[key] && !same.contains(key) {
             out.append("\(key): \(text(pa[key])) there, \(text(pb[key])) here")
         }
         return out.prefix(4).joined(separator: "; ") + (out.count > 4 ? "; …" : "")
