@@ -94,7 +94,7 @@ public enum Fetcher {
             let (files, bytes) = treeSize(dest)
             return FetchResult(dest: dest.path, files: files, bytes: bytes, downloads: [], alreadyPresent: true)
         }
-        if Marker.read(dest) == marker, !FileManager.default.fileExists(atPath: work.path) {
+        if marker.sameFetch(as: Marker.read(dest), in: dest), !FileManager.default.fileExists(atPath: work.path) {
             log("fetch: \(dest.path) already holds this fetch's result")
             return present()
         }
@@ -113,7 +113,7 @@ public enum Fetcher {
             keepMine = true  // it may already hold adopted downloads
             throw error
         }
-        if Marker.read(dest) == marker {
+        if marker.sameFetch(as: Marker.read(dest), in: dest) {
             log("fetch: \(dest.path) already holds this fetch's result")
             return present()
         }
@@ -154,7 +154,7 @@ public enum Fetcher {
         } catch let error as FetchError {
             // Keep partial downloads for a retry, unless another attempt has published meanwhile;
             // a permanent failure leaves nothing behind.
-            if !error.isPermanent, Marker.read(dest) != marker {
+            if !error.isPermanent, !marker.sameFetch(as: Marker.read(dest), in: dest) {
                 keepMine = true
                 try? removeTree(stage)
             }
@@ -195,7 +195,7 @@ public enum Fetcher {
             let stage = other.appendingPathComponent("stage")
             let old = other.appendingPathComponent("old")
             if !exists(dest) {
-                if Marker.read(stage) == marker {
+                if marker.sameFetch(as: Marker.read(stage), in: stage) {
                     try rename(stage, to: dest)
                     log("fetch: finished attempt \(name)'s interrupted publish of \(dest.path)")
                 } else if exists(old) {
@@ -278,7 +278,7 @@ public enum Fetcher {
                         crash: (String) throws -> Void, log: (String) -> Void) throws -> Bool {
         try crash("publish")
         if exists(dest) {
-            if Marker.read(dest) == marker {
+            if marker.sameFetch(as: Marker.read(dest), in: dest) {
                 log("fetch: \(dest.path) was published meanwhile by another attempt; discarding this one's result")
                 return false
             }
@@ -291,7 +291,7 @@ public enum Fetcher {
         }
         guard rename(stage.path, dest.path) == 0 else {
             let code = errno
-            if (code == ENOTEMPTY || code == EEXIST), Marker.read(dest) == marker {
+            if (code == ENOTEMPTY || code == EEXIST), marker.sameFetch(as: Marker.read(dest), in: dest) {
                 log("fetch: \(dest.path) was published meanwhile by another attempt; discarding this one's result")
                 return false
             }
@@ -383,8 +383,7 @@ struct Marker: Codable, Equatable {
     /// The file's name in `dest` and a preset's passages file: both change what `dest` holds.
     var filename: String?
     var passages: String?
-    /// 2 for markers that record `filename` and `passages`; nil in those an older fidq wrote,
-    /// which still match the same fetch (a rerun after the upgrade is "already present").
+    /// 2 for markers that record `filename` and `passages`; nil in those an older fidq wrote.
     var version: Int?
 
     init(_ p: FetchParams) {
@@ -398,11 +397,18 @@ struct Marker: Codable, Equatable {
         version = 2
     }
 
-    static func == (a: Marker, b: Marker) -> Bool {
-        guard a.url == b.url, a.source == b.source, a.sha256 == b.sha256, a.unpack == b.unpack,
-              a.stripComponents == b.stripComponents else { return false }
-        guard a.version != nil, b.version != nil else { return true }
-        return a.filename == b.filename && a.passages == b.passages
+    /// Whether `stored`, the marker found in `folder`, records this fetch. A marker of an older
+    /// fidq (no version, filename or passages recorded) matches when the rest agrees and the
+    /// file this fetch names is there, so a rerun after the upgrade is "already present"; with
+    /// `passages` it cannot tell, and does not match.
+    func sameFetch(as stored: Marker?, in folder: URL) -> Bool {
+        guard let stored, stored.url == url, stored.source == source, stored.sha256 == sha256, stored.unpack == unpack,
+              stored.stripComponents == stripComponents else { return false }
+        if stored.version != nil || stored.filename != nil || stored.passages != nil {
+            return stored.filename == filename && stored.passages == passages
+        }
+        guard passages == nil else { return false }
+        return filename.map { FileManager.default.fileExists(atPath: folder.appendingPathComponent($0).path) } ?? true
     }
 
     /// The marker inside `folder`, or nil when there is none (or it does not parse).

@@ -18,9 +18,9 @@ public struct RetrieverExamples {
     /// P, Lq, L.
     public let P: Int, Lq: Int, L: Int
     /// Whether any example has `hasanswer` flags or `answers` to match (answer recall needs them);
-    /// an example with neither counts as a miss (as `evaluate_retrieval` counts it).
+    /// a passage with neither counts as a miss (as `evaluate_retrieval` counts it).
     public let hasAnswerFlags: Bool
-    /// Examples with neither a flag on every kept passage nor `answers`: misses in recall.
+    /// Examples with a kept passage without a flag and no `answers`: those passages are misses.
     public let withoutAnswers: Int
     /// Examples whose passages past the reader's (a retrieval's scores, or none) were left out.
     public let partlyScored: Int

@@ -34,15 +34,15 @@ extension BertConfig {
     /// `perQuestion`: rows per batch item (`1 + n_context` in training, whose product with the
     /// batch is taken in Double: absurd settings overflowed Int and stopped the worker); the field
     /// named is the larger factor's.
-    func checkMemory(sequences: Int, perQuestion: Int = 1, length: Int, shape: String, available: Int = AvailableMemory.bytes) throws {
-        let rows = Double(sequences) * Double(perQuestion)
+    func checkMemory(sequences: Int, perQuestion: Double = 1, length: Int, shape: String, available: Int = AvailableMemory.bytes) throws {
+        let rows = Double(sequences) * perQuestion
         let need = passBytes(sequences: rows, length: length)
         guard need > Double(available) else { return }
         func gib(_ x: Double) -> String {
             let g = x / 1_073_741_824
             return String(format: g < 1e9 ? "%.1f" : "%.2e", g)
         }
-        let byContext = perQuestion > sequences
+        let byContext = perQuestion > Double(sequences)
         throw JobError.permanent(
             "\(shape): \(rows < 1e15 ? String(Int(rows)) : String(format: "%.2e", rows)) sequences of \(length) tokens need at least \(gib(need)) GiB "
                 + "for one BERT layer's attention alone, more than the \(gib(Double(available))) GiB this process may use",

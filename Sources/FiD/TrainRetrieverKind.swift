@@ -33,7 +33,7 @@ public struct TrainRetrieverKind: JobKind {
             p = try given.fittingLengths(base, configFile: configFile) { context.log($0) }
             // Each question is 1 + n_context rows.
             let questions = max(p.trainer.batchSize, Self.evalBatchMinimum)
-            try base.checkMemory(sequences: questions, perQuestion: 1 + p.nContext, length: max(p.questionMaxlength, p.passageMaxlength),
+            try base.checkMemory(sequences: questions, perQuestion: 1 + Double(p.nContext), length: max(p.questionMaxlength, p.passageMaxlength),
                                  shape: "batches of \(questions) questions (per_gpu_batch_size \(p.trainer.batchSize), evaluation at least \(Self.evalBatchMinimum)) "
                                      + "× (1 + n_context \(p.nContext)) rows")
         }
@@ -46,7 +46,7 @@ public struct TrainRetrieverKind: JobKind {
             + "\(t.params.count) parameters; n_context \(p.nContext), question/passage length \(p.questionMaxlength)/\(p.passageMaxlength), "
             + "threads \(context.threads)" + (t.dev.map { dev in
                 !dev.hasAnswerFlags ? "; no answer recall: eval_data has neither hasanswer flags nor answers"
-                    : dev.withoutAnswers > 0 ? "; answer recall counts the \(dev.withoutAnswers) of \(dev.count) eval examples without hasanswer flags or answers as misses"
+                    : dev.withoutAnswers > 0 ? "; \(dev.withoutAnswers) of \(dev.count) eval examples have passages without a hasanswer flag and no answers: answer recall counts those passages as misses"
                     : ""
             } ?? ""))
         if let line = p.ignored.note("train_retriever") { context.log(line) }

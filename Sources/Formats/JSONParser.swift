@@ -161,7 +161,7 @@ public struct JSONParser {
     /// naming the first bad byte's offset.
     /// `start`: the offset of `raw`'s first byte when it is the file's own bytes (no escapes).
     func checkUTF8(_ text: String, _ raw: UnsafeRawBufferPointer, start: Int? = nil) throws {
-        guard !text.utf8.elementsEqual(raw) else { return }
+        guard !decodedUnchanged(text, raw) else { return }
         guard let start else { throw fail("bytes that are not UTF-8 in a string") }
         // The first byte where the decoded text and the bytes part: the bad one.
         var k = 0

@@ -29,12 +29,12 @@ public struct ForegroundRun {
         self.workspace = workspace
     }
 
-    /// The queue `folder` lies in: the policy's, or any ancestor holding pending/, running/,
-    /// done/ and failed/ (a queue elsewhere than the default place); nil when none.
-    static func queueHolding(_ folder: String, policy: PathPolicy, fs: FileSystem) -> String? {
-        let real = PathPolicy.realOf(folder, fs: fs), queueReal = PathPolicy.realOf(policy.queue, fs: fs)
-        if PathPolicy.isInside(real, queueReal) { return queueReal }
-        var dir = real
+    /// The queue `folder` lies in: the folder itself or an ancestor holding pending/, running/,
+    /// done/ and failed/; nil when none.
+    static func queueHolding(_ folder: String, fs: FileSystem) -> String? {
+        // A folder is a queue by its layout: the policy's default `queue/` may be a plain folder
+        // (the repository's `queue/examples/`).
+        var dir = PathPolicy.realOf(folder, fs: fs)
         while dir != "/" && !dir.isEmpty {
             if ["pending", "running", "done", "failed"].allSatisfy({ (try? fs.info(dir + "/" + $0))?.kind == .directory }) { return dir }
             dir = NSStringPath(dir).parent
@@ -58,7 +58,7 @@ public struct ForegroundRun {
         let prepared = try registry.prepare(d, policy: policy, fs: fs)
         let parent = NSStringPath(PathPolicy.normalize(PathPolicy.absolute(file))).parent
         let folder = PathPolicy.normalize(PathPolicy.absolute(outDir ?? parent + "/" + d.id + ".run"))
-        if let queueRoot = Self.queueHolding(folder, policy: policy, fs: fs) {
+        if let queueRoot = Self.queueHolding(folder, fs: fs) {
             // A run's folder in a queue reads as a job there (`done/<x>` satisfies `after` and
             // `job:` paths), or sits in pending/ where workers sweep.
             throw JobError.permanent("the run's folder \(folder) is inside the queue \(queueRoot)", field: "--out",
@@ -151,9 +151,9 @@ public struct ForegroundRun {
         if let data = try? fs.read(path, limit: 16 << 20), let found = try? JSONDecoder().decode(Claim.self, from: data),
            comparable(found) != comparable(mine) {
             // Named as typed, leaving out params that differ only in spelling.
-            var same: Set<String> = []
+            var same = mayChange.union(["threads"])  // may differ: never named
             if case .object(let a) = comparable(found).params, case .object(let b) = comparable(mine).params {
-                same = Set(a.keys.filter { a[$0] == b[$0] })
+                same.formUnion(a.keys.filter { a[$0] == b[$0] })
             }
             let differences = Self.differences(found, mine, ignoring: same)
             let elsewhere = found.workspace != mine.workspace

@@ -120,6 +120,11 @@ public final class PassageReader {
                 try refill()
                 continue
             }
+            // A CR that ends the buffer may be the first half of a CRLF: read on before counting it.
+            if !eof, parsed.next == filled, buffer[filled - 1] == 13 {
+                try refill()
+                continue
+            }
             let recordLine = line
             buffer.withUnsafeBufferPointer { b in
                 line += TSVRecord.newlines(b.baseAddress!, cursor, parsed.next, end: filled)

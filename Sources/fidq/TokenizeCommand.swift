@@ -36,8 +36,11 @@ struct TokenizeCommand: ParsableCommand {
         let tok = try TokenizerLoader.load(tokenizer)
         var out: [UInt8] = []
         out.reserveCapacity(1 << 16)
-        func flush() {
-            out.withUnsafeBufferPointer { _ = fwrite($0.baseAddress, 1, $0.count, stdout) }
+        // A reader that stopped (`| head`) closes the pipe: SIGPIPE is ignored (so a stopped run
+        // can save its work), so the failed write must end the loop, as the signal did.
+        func flush() throws {
+            let written = out.withUnsafeBufferPointer { fwrite($0.baseAddress, 1, $0.count, stdout) }
+            if written < out.count || fflush(stdout) != 0 { throw ExitCode(141) }
             out.removeAll(keepingCapacity: true)
         }
         var block: [String] = []
@@ -65,7 +68,7 @@ struct TokenizeCommand: ParsableCommand {
                 }
             }
             block.removeAll(keepingCapacity: true)
-            flush()
+            try flush()
         }
         // readLine decodes UTF-8 replacing invalid bytes with U+FFFD, so any input is tokenised.
         while let line = readLine(strippingNewline: true) {

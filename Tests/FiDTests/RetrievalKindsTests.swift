@@ -937,7 +937,7 @@ enum RetrievalJobs {
         // Training's batch × (1 + n_context) rows past Int (it trapped, taking the worker down),
         // naming the larger factor.
         let huge = #expect(throws: JobError.self) {
-            try c.checkMemory(sequences: 8, perQuestion: 1 + (1 << 62), length: 5, shape: "x", available: need)
+            try c.checkMemory(sequences: 8, perQuestion: 1 + Double(Int.max), length: 5, shape: "x", available: need)
         }
         #expect(huge?.field == "params.n_context", "\(String(describing: huge))")
         let wide = #expect(throws: JobError.self) { try c.checkMemory(sequences: 1 << 40, perQuestion: 2, length: 5, shape: "x", available: need) }

@@ -40,6 +40,12 @@ import Testing
         var fine = ForegroundRun(file: f.pending + "/j.json", workspace: f.workspace)
         fine.outDir = f.workspace + "/j.run"
         _ = try fine.run(registry: testRegistry())
+        // A folder named queue/ that is no queue (the repository's queue/examples/) is fine.
+        let plain = f.workspace + "/repo/queue/examples"
+        try FileManager.default.createDirectory(atPath: plain, withIntermediateDirectories: true)
+        try Data(#"{"kind": "test.record"}"#.utf8).write(to: URL(fileURLWithPath: plain + "/k.json"))
+        _ = try ForegroundRun(file: plain + "/k.json", workspace: f.workspace + "/repo").run(registry: testRegistry())
+        #expect(FileManager.default.fileExists(atPath: plain + "/k.run/result.json"))
     }
 
     /// A rerun into the same --out may spell an existing path another way (relative or absolute,

@@ -65,13 +65,14 @@ import Testing
         }
         _ = try run.run(try job("count", #"{"inputs": ["a.txt"]}"#), registry: testRegistry())
         _ = try run.run(try job("count", #"{"inputs": ["a.txt"], "threads": 1}"#), registry: testRegistry())
-        for (kind, params, expected) in [("count", #"{"inputs": ["b.txt"]}"#, #"inputs: ["a.txt"] there, ["b.txt"] here"#),
+        for (kind, params, expected) in [("count", #"{"inputs": ["b.txt"], "threads": 2}"#, #"inputs: ["a.txt"] there, ["b.txt"] here"#),
                                          ("concat", #"{"inputs": ["a.txt"], "dest": "x.txt"}"#, "kind: count there, concat here")] {
             do {
                 _ = try run.run(try job(kind, params), registry: testRegistry())
                 Issue.record("\(kind) \(params) ran in another run's folder")
             } catch let e as JobError {
                 #expect(e.field == "--out" && e.message.contains(expected) && e.hint?.contains("--out") == true, "\(e)")
+                #expect(!e.message.contains("threads"), "threads may differ, so it is not named: \(e)")
             }
         }
         #expect(f.read(f.workspace + "/shared.run/out/counts.json")?.contains("\"words\" : 2") == true, "the first run's result stays")

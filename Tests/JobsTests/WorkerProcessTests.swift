@@ -418,6 +418,27 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: f.workspace + "/rec.run/result.json"), "the run was killed by SIGPIPE")
     }
 
+    /// `fidq tokenize | head -1` ends when head does: with SIGPIPE ignored, the failed write must
+    /// stop the loop (it tokenised stdin forever).
+    @Test func tokenizeStopsWhenItsReaderDoes() throws {
+        let f = try QueueFixture()
+        let spiece = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("TokenizersTests/Fixtures/spiece.model").path
+        let first = f.workspace + "/first.txt"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        // `timeout` bounds a regression (tokenize would never stop); the pipeline's time tells.
+        p.arguments = ["-c", #"yes "hello world" | timeout -s KILL 20 "$0" tokenize --tokenizer "$1" | head -1 > "$2""#, Binary.fidq, spiece, first]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        let t0 = Date()
+        try p.run()
+        p.waitUntilExit()
+        #expect(Date().timeIntervalSince(t0) < 15, "tokenize went on after head exited")
+        let line = (try? String(contentsOfFile: first, encoding: .utf8)) ?? ""
+        #expect(line.split(separator: "\n").count == 1 && line.split(whereSeparator: { $0 == " " || $0 == "\n" }).allSatisfy { Int($0) != nil }, "\(line)")
+    }
+
     /// An empty `--queue` (an unset variable) and a path that is not UTF-8 are refused: each
     /// named another, empty queue, which a draining worker left at once with status 0.
     @Test func anEmptyOrUndecodableQueuePathIsRefused() throws {

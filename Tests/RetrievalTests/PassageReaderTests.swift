@@ -105,6 +105,21 @@ import Testing
         #expect(ids == ["1", "2"] && error?.field == "line 4", "\(ids) \(String(describing: error))")
     }
 
+    /// CRLF line ends split across a block boundary count once: an error names the same line
+    /// for every block size (the CR at a block's end was counted, then its LF again).
+    @Test func aCRLFSplitAcrossBlocksIsOneLineEnd() throws {
+        // Blocks are at least 64 bytes: rows long enough that block ends fall on every byte.
+        let rows = (1...12).map { "\($0)\tpassage text \($0)\tTitle \($0)\r\n" }.joined()
+        let path = Self.file("id\ttext\ttitle\r\n" + rows + "13\t\"two\r\nlines\"\tC\r\n14\tonly\r\n")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        for block in 64...130 {
+            let r = try PassageReader(path: path, blockBytes: block)
+            var error: RetrievalError?
+            do { while try r.next() != nil {} } catch let e as RetrievalError { error = e }
+            #expect(error?.field == "line 16", "block \(block): \(String(describing: error))")
+        }
+    }
+
     /// A quote never closed near the top of a large file is refused once the open row passes the
     /// record limit, not after reading the rest of the file into memory.
     @Test func aQuoteNeverClosedIsRefusedAtTheRecordLimit() throws {
