@@ -379,19 +379,12 @@ import Testing
         let big = f.workspace + "/big.txt"
         try Data(repeating: 0x61, count: 1 << 20).write(to: URL(fileURLWithPath: big))
         try f.drop("large", #"{"kind": "concat", "max_attempts": 2, "params": {"inputs": ["big.txt"], "dest": "out/joined.txt"}}"#)
-        let p = Process()
         // The test runner ignores SIGXFSZ, and children inherit that: give the worker the default
         // action, which kills (as in a login shell or a Slurm job), so only fidq's own handling
         // can keep it alive. 256 blocks (128 or 256 KiB, by the shell) is far below the output.
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["--default-signal=XFSZ", "/bin/sh", "-c", #"ulimit -f 256 && exec "$0" worker --queue "$1" --drain --poll 0.05 --backoff 0.05"#, Binary.fidq, f.queueDir]
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = Pipe()
-        try p.run()
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationReason == .exit && p.terminationStatus == 0, "status \(p.terminationStatus): \(text)")
+        let (reason, status, text) = try Self.shell(#"ulimit -f 256 && exec "$0" worker --queue "$1" --drain --poll 0.05 --backoff 0.05"#,
+                                                    [f.queueDir], defaultSignal: "XFSZ")
+        #expect(reason == .exit && status == 0, "status \(status): \(text)")
         let e = try #require(f.json(f.queueDir + "/failed/large/error.json"), "\(text)")
         #expect((e["message"] as? String)?.contains("File too large") == true, "\(e)")
         #expect((e["attempts"] as? [Any])?.count == 2, "\(e)")
@@ -406,15 +399,7 @@ import Testing
         let f = try QueueFixture()
         let job = f.workspace + "/rec.json"
         try Data(#"{"kind": "test.record", "params": {"steps": 3}}"#.utf8).write(to: URL(fileURLWithPath: job))
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["--default-signal=PIPE", "/bin/sh", "-c", #"exec "$0" run "$1" --out "$2" 2>&1 | true"#, Binary.fidq, job, f.workspace + "/rec.run"]
-        var env = ProcessInfo.processInfo.environment
-        env["FIDQ_TEST_KINDS"] = "1"
-        p.environment = env
-        p.currentDirectoryURL = URL(fileURLWithPath: f.workspace)
-        try p.run()
-        p.waitUntilExit()
+        _ = try Self.shell(#"exec "$0" run "$1" --out "$2" 2>&1 | true"#, [job, f.workspace + "/rec.run"], defaultSignal: "PIPE", in: f.workspace)
         #expect(FileManager.default.fileExists(atPath: f.workspace + "/rec.run/result.json"), "the run was killed by SIGPIPE")
     }
 
@@ -425,15 +410,9 @@ import Testing
         let spiece = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("TokenizersTests/Fixtures/spiece.model").path
         let first = f.workspace + "/first.txt"
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
         // `timeout` bounds a regression (tokenize would never stop); the pipeline's time tells.
-        p.arguments = ["-c", #"yes "hello world" | timeout -s KILL 20 "$0" tokenize --tokenizer "$1" | head -1 > "$2""#, Binary.fidq, spiece, first]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
         let t0 = Date()
-        try p.run()
-        p.waitUntilExit()
+        _ = try Self.shell(#"yes "hello world" | timeout -s KILL 20 "$0" tokenize --tokenizer "$1" | head -1 > "$2" 2>/dev/null"#, [spiece, first])
         #expect(Date().timeIntervalSince(t0) < 15, "tokenize went on after head exited")
         let line = (try? String(contentsOfFile: first, encoding: .utf8)) ?? ""
         #expect(line.split(separator: "\n").count == 1 && line.split(whereSeparator: { $0 == " " || $0 == "\n" }).allSatisfy { Int($0) != nil }, "\(line)")
@@ -446,26 +425,37 @@ import Testing
         let f = try QueueFixture()
         let (empty, text) = try Self.fidq(["worker", "--queue", "", "--drain"], in: f.workspace)
         #expect(empty != 0 && text.contains("--queue is empty"), "\(empty): \(text)")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", #"exec "$0" worker --drain --queue "$1/$(printf 'lat\351in')""#, Binary.fidq, f.workspace]
-        p.currentDirectoryURL = URL(fileURLWithPath: f.workspace)
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = Pipe()
-        try p.run()
-        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus != 0 && message.contains("not valid UTF-8"), "\(p.terminationStatus): \(message)")
+        let (_, status, message) = try Self.shell(#"exec "$0" worker --drain --queue "$1/$(printf 'lat\351in')""#, [f.workspace], in: f.workspace)
+        #expect(status != 0 && message.contains("not valid UTF-8"), "\(status): \(message)")
         let made = (try? FileManager.default.contentsOfDirectory(atPath: f.workspace)) ?? []
         #expect(!made.contains { $0.hasPrefix("lat") }, "a queue was created: \(made)")
     }
 
     /// Runs a short `fidq` command to its end: its status and stderr.
     static func fidq(_ args: [String], in folder: String? = nil) throws -> (Int32, String) {
+        let r = try run(Binary.fidq, args, in: folder)
+        return (r.status, r.stderr)
+    }
+
+    /// Runs `script` in /bin/sh with `$0` the fidq binary and `$1`… `args`, test kinds on, and
+    /// `defaultSignal` (e.g. XFSZ, which the test runner ignores and children inherit) back to
+    /// its default action.
+    static func shell(_ script: String, _ args: [String], defaultSignal: String? = nil, in folder: String? = nil) throws
+        -> (reason: Process.TerminationReason, status: Int32, stderr: String) {
+        let sh = ["/bin/sh", "-c", script, Binary.fidq] + args
+        return try defaultSignal.map { try run("/usr/bin/env", ["--default-signal=\($0)"] + sh, in: folder) }
+            ?? run(sh[0], Array(sh.dropFirst()), in: folder)
+    }
+
+    /// Runs `executable` to its end: how it ended and its stderr.
+    static func run(_ executable: String, _ args: [String], in folder: String? = nil) throws
+        -> (reason: Process.TerminationReason, status: Int32, stderr: String) {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: Binary.fidq)
+        p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        env["FIDQ_TEST_KINDS"] = "1"
+        p.environment = env
         if let folder { p.currentDirectoryURL = URL(fileURLWithPath: folder) }
         let err = Pipe()
         p.standardError = err
@@ -473,6 +463,6 @@ import Testing
         try p.run()
         let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
-        return (p.terminationStatus, text)
+        return (p.terminationReason, p.terminationStatus, text)
     }
 }
