@@ -85,6 +85,8 @@ public final class KindRegistry: @unchecked Sendable {
         let decode: (JSONValue) throws -> Void
         /// The params' `exclusiveOutputs`, resolved by the policy.
         let exclusive: (JSONValue, PathPolicy) throws -> [(field: String, path: String)]
+        /// The params the kind's decoder takes (`ParamsCatalog`).
+        let describe: () -> [ParamDescription]
     }
 
     private var entries: [String: Entry] = [:]
@@ -138,7 +140,7 @@ public final class KindRegistry: @unchecked Sendable {
             try KindRegistry.decode(K.Params.self, try ThreadsParam.split(params).0).exclusiveOutputs.map {
                 (field: "params." + $0.field, path: policy.resolve($0.path))
             }
-        })
+        }, describe: { ParamsCatalog.describe(K.Params.self) })
     }
 
     /// Decodes `params` with `kind`'s params type, nothing more (no validation, no paths), and
@@ -148,6 +150,11 @@ public final class KindRegistry: @unchecked Sendable {
     public func decodeParams(kind: String, _ params: JSONValue) throws {
         guard let entry = entries[kind] else { throw JobError.permanent("unknown kind '\(kind)'", field: "kind") }
         try entry.decode(params)
+    }
+
+    /// The params `kind` takes, required ones first, then by name; empty for an unknown kind.
+    public func describeParams(kind: String) -> [ParamDescription] {
+        entries[kind]?.describe() ?? []
     }
 
     /// The resolved paths only `descriptor`'s job may write (`JobParams.exclusiveOutputs`); empty

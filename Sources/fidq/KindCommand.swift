@@ -23,7 +23,19 @@ struct KindCommand<K: KindCLI>: ParsableCommand {
                 --write_results): the same params a queued job carries (see README). A flag without a value is \
                 true; a value is typed by the params (numbers, strings, lists for repeated or several values). \
                 The run writes log.txt, progress.json, result.json (or error.json) and out/ into --out.
-                """)
+
+                PARAMS (README's section on '\(K.kind)' says what each does):
+                """ + "\n" + paramLines.joined(separator: "\n"))
+    }
+
+    /// The kind's params as its decoder takes them, computed once (`configuration` is read often).
+    static var paramLines: [String] {
+        paramLinesLock.lock()
+        defer { paramLinesLock.unlock() }
+        if let lines = paramLinesCache[K.kind] { return lines }
+        let lines = ParamsCatalog.helpLines(Kinds.registry().describeParams(kind: K.kind))
+        paramLinesCache[K.kind] = lines
+        return lines
     }
 
     @Option(help: "Folder for the job's log, result and out/ (default: ./<kind>.run; ./<kind>-<shard_id>.run for one of several shards).")
@@ -47,12 +59,12 @@ struct KindCommand<K: KindCLI>: ParsableCommand {
         do {
             params = try FlagParams.build(flags) { try registry.decodeParams(kind: K.kind, $0) }
         } catch let e as FlagParams.Failure {
-            throw ValidationError(e.description)
+            throw Self.usageError(e.description)
         }
         if printParams {
             // Printed only when they decode, as a job would read them (a typo was printed, exit 0).
             do { try registry.decodeParams(kind: K.kind, params) } catch {
-                throw fail(JobError.classify(error).description)  // not ValidationError: its usage line would be the root's
+                throw fail(Self.asFlags(JobError.classify(error)).description)
             }
             print(String(decoding: try jsonEncoder().encode(params), as: UTF8.self))
             return
@@ -77,10 +89,33 @@ struct KindCommand<K: KindCLI>: ParsableCommand {
             let value = try job.run(descriptor, registry: registry, cancel: cancel)
             print(String(decoding: try jsonEncoder().encode(value), as: UTF8.self))
         } catch let e as JobError {
-            throw fail("fidq \(Self.configuration.commandName!): \(e.description)")
+            throw fail("fidq \(Self.configuration.commandName!): \(Self.asFlags(e).description)")
         }
     }
+
+    /// A usage error under this subcommand's usage line (a `ValidationError` thrown from `run`
+    /// is printed under the root command's).
+    static func usageError(_ message: String) -> ExitCode {
+        let name = configuration.commandName!
+        FileHandle.standardError.write(Data(("Error: \(message)\nUsage: \(Fidq.usageString(for: Self.self))\n"
+                                             + "  See 'fidq \(name) --help' for more information.\n").utf8))
+        return ExitCode.validationFailure
+    }
+
+    /// `e` with a params field named as the flag that sets it (`params.train_data` → `--train_data`).
+    static func asFlags(_ e: JobError) -> JobError {
+        var e = e
+        if let field = e.field, field.hasPrefix("params.") {
+            let key = field.dropFirst(7)
+            if !key.isEmpty, key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) { e.field = "--" + key }
+        }
+        return e
+    }
 }
+
+/// Generic types hold no stored statics: one cache for every kind's help lines.
+private nonisolated(unsafe) var paramLinesCache: [String: [String]] = [:]
+private let paramLinesLock = NSLock()
 
 enum ScoreCLI: KindCLI {
     static let kind = "score", abstract = "Answer a data set with a reader: exact match, predictions, passage scores (FiD's test_reader.py)."

@@ -354,6 +354,28 @@ import Testing
         #expect(good == 0)
     }
 
+    /// A kind's `--help` lists its params from the kind's own decoder: required ones first, the
+    /// defaults the params take, FiD's options that change nothing; a usage error in a kind's
+    /// flags shows that kind's usage, and a missing param is named as its flag.
+    @Test func kindHelpListsParamsAndErrorsNameFlags() throws {
+        let (status, help) = try Self.fidqStdout(["example", "--help"])
+        #expect(status == 0, "\(help)")
+        let lines = help.split(separator: "\n").map { String($0) }
+        let params = lines.drop { !$0.hasPrefix("PARAMS") }.dropFirst().prefix { $0.hasPrefix("  --") }
+        #expect(params.first == "  --decoys_max <integer>  default 6", "\(help)")
+        #expect(params.contains("  --train <integer>       default 600") && params.contains("  --seed <integer>        default 0"), "\(help)")
+        #expect(params.count == 8, "\(help)")
+        let (tr, trainHelp) = try Self.fidqStdout(["train-reader", "--help"])
+        #expect(tr == 0)
+        #expect(trainHelp.contains("\n  --train_data <string>           required\n"), "\(trainHelp)")
+        #expect(trainHelp.contains("  --use_checkpoint                default false\n"), "\(trainHelp)")
+        #expect(trainHelp.contains("  --maxload <value>               accepted; no effect here (FiD's option)\n"), "\(trainHelp)")
+        let (ambiguous, text) = try Self.fidq(["train-reader", "--n", "3"])
+        #expect(ambiguous == 64 && text.contains("--n is ambiguous") && text.contains("Usage: fidq train-reader ["), "\(text)")
+        let (missing, why) = try Self.fidq(["train-reader", "--n_context", "3", "--print-params"])
+        #expect(missing == 1 && why.contains("--train_data: missing required field"), "\(why)")
+    }
+
     /// `fidq cancel A B C` and `fidq retry C B A` through the real commands: a missing id is
     /// reported without stopping the others; the retry puts dependencies back first.
     @Test func cancelAndRetryTakeSeveralIDs() throws {
@@ -447,8 +469,16 @@ import Testing
             ?? run(sh[0], Array(sh.dropFirst()), in: folder)
     }
 
-    /// Runs `executable` to its end: how it ended and its stderr.
-    static func run(_ executable: String, _ args: [String], in folder: String? = nil) throws
+    /// Runs a short `fidq` command to its end: its status and stdout.
+    static func fidqStdout(_ args: [String]) throws -> (Int32, String) {
+        var text = ""
+        let r = try run(Binary.fidq, args, stdout: { text = $0 })
+        return (r.status, text)
+    }
+
+    /// Runs `executable` to its end: how it ended and its stderr (and its stdout to `stdout`,
+    /// through a file so that no pipe fills).
+    static func run(_ executable: String, _ args: [String], in folder: String? = nil, stdout: ((String) -> Void)? = nil) throws
         -> (reason: Process.TerminationReason, status: Int32, stderr: String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: executable)
@@ -459,10 +489,18 @@ import Testing
         if let folder { p.currentDirectoryURL = URL(fileURLWithPath: folder) }
         let err = Pipe()
         p.standardError = err
-        p.standardOutput = Pipe()
+        let outFile = FileManager.default.temporaryDirectory.appendingPathComponent("fidq-stdout-\(UUID().uuidString)")
+        if stdout != nil {
+            FileManager.default.createFile(atPath: outFile.path, contents: nil)
+            p.standardOutput = try FileHandle(forWritingTo: outFile)
+        } else {
+            p.standardOutput = FileHandle.nullDevice
+        }
+        defer { try? FileManager.default.removeItem(at: outFile) }
         try p.run()
         let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
+        stdout?(String(decoding: (try? Data(contentsOf: outFile)) ?? Data(), as: UTF8.self))
         return (p.terminationReason, p.terminationStatus, text)
     }
 }
