@@ -129,6 +129,9 @@ public struct EvaluateRetrievalKind: JobKind {
         var shortest: (length: Int, question: String)?
         var block: [FiDExample] = []
         let blockSize = 512
+        // Counted by structure first (a small part of the matching's time), so progress has a total and an ETA.
+        let total: Int
+        do { total = try FiDData(path: file).count() } catch let e as FormatError { throw JobError.permanent(e.description, field: "params.data") }
         /// Matches one block on every thread, then counts it in file order.
         func flush() throws {
             try context.checkCancelled()
@@ -160,7 +163,7 @@ public struct EvaluateRetrievalKind: JobKind {
                     }
                 }
             }
-            context.progress.update(step: recall.questions)
+            context.progress.update(step: recall.questions, total: total)
             block.removeAll(keepingCapacity: true)
         }
         do {

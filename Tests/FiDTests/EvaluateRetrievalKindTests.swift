@@ -35,7 +35,13 @@ import Testing
         try TestData.write(data, to: dir + "/data.json")
         var p = params
         p["data"] = .string("data.json")
-        return try RetrievalJobs.run("evaluate_retrieval", p, workspace: dir)
+        let r = try RetrievalJobs.run("evaluate_retrieval", p, workspace: dir)
+        // Progress has a total (the file's examples, counted first), and ends at it.
+        let progress = try JSONDecoder().decode(ProgressReporter.Snapshot.self,
+                                                from: Data(contentsOf: URL(fileURLWithPath: dir + "/evaluate_retrieval.run/progress.json")))
+        #expect(progress.total != nil && progress.step == progress.total && RetrievalJobs.number(r["questions"]) == progress.total.map(Double.init),
+                "\(progress)")
+        return r
     }
 
     static func numbers(_ v: JSONValue?) -> [Double]? {
