@@ -8,18 +8,41 @@ import Jobs
 /// (`"job:score-0"` names a finished job's `out/`).
 public struct MergeParams: JobParams, Equatable {
     public var shards: [String]
+    /// FiD's run name and `checkpoint_dir`, as `score` takes them: with `checkpoint_dir`, the
+    /// merged `final_output.txt` and `dataset_wscores.json` are also copied to
+    /// `checkpoint_dir/name/`, where FiD's test_reader.py writes a (distributed) run's.
+    public var name = "experiment_name"
+    public var checkpointDir: String?
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case shards }
+    enum CodingKeys: String, CodingKey, CaseIterable { case shards, name, checkpointDir = "checkpoint_dir" }
 
     public init(shards: [String]) { self.shards = shards }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
         shards = try c.require(try c.decode([String].self, forKey: .shards), .shards, "a non-empty list of score output folders") { !$0.isEmpty }
+        name = try c.require(try c.decode(.name, default: "experiment_name"), .name, "a folder name (no '/')") {
+            !$0.isEmpty && !$0.contains("/") && $0 != "." && $0 != ".."
+        }
+        checkpointDir = try c.decodeIfPresent(String.self, forKey: .checkpointDir)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(shards, forKey: .shards)
+        try c.encode(name, forKey: .name)
+        try c.encodeIfPresent(checkpointDir, forKey: .checkpointDir)
     }
 
     public var inputPaths: [(field: String, path: String)] {
         shards.enumerated().map { ("shards[\($0.offset)]", $0.element) }
+    }
+    public var outputPaths: [(field: String, path: String)] {
+        checkpointDir.map { [("checkpoint_dir", $0)] } ?? []
+    }
+    /// FiD's layout: runs of other names share a `checkpoint_dir`.
+    public var exclusiveOutputs: [(field: String, path: String)] {
+        checkpointDir.map { [("checkpoint_dir", $0 + "/" + name)] } ?? []
     }
 }
 
@@ -38,6 +61,11 @@ public struct MergeKind: JobKind {
             return context.fs.exists(dir + "/out/result.json") ? dir + "/out" : dir
         }
         let n = dirs.count
+        // A merge is not resumed: an earlier merge's files in out/ (one the shards no longer
+        // give, a result a failed re-merge would leave beside its error) go first.
+        for name in ["result.json", "predictions.jsonl", "final_output.txt", "dataset_wscores.json"] where context.fs.exists(context.out + "/" + name) {
+            try context.fs.unlink(context.out + "/" + name)
+        }
         var results: [ScoreResult] = []
         for (s, dir) in dirs.enumerated() {
             let field = "params.shards[\(s)]"
@@ -81,8 +109,9 @@ public struct MergeKind: JobKind {
         let examples = results.reduce(0) { $0 + $1.examples }
         let merged = ScoreResult(correct: correct, count: count, examples: examples, shardId: 0, numShards: 1,
                                  outputs: outputs + ["result.json"], model: results.lazy.compactMap(\.model).first,
-                                 evalData: results.lazy.compactMap(\.evalData).first, dataExamples: examples)
+                                 evalData: results.lazy.compactMap(\.evalData).first, dataExamples: examples, inputs: results[0].inputs)
         try context.publish("result.json", try jsonEncoder().encode(merged))
+        if let dir = params.checkpointDir { try ScoreKind.copyToFiDLayout(merged, checkpointDir: dir, name: params.name, context, kind: "merge") }
         context.log("merge: \(n) shards, \(merged.exactMatchText), Total number of example \(count)")
         return merged
     }
@@ -94,7 +123,26 @@ public struct MergeKind: JobKind {
     static func checkOneRun(_ results: [ScoreResult], _ dirs: [String]) throws {
         let n = results.count
         let hint = "merge the shards of one score run; re-run the odd shard with the same model_path and eval_data"
-        for (what, value) in [("reader", \ScoreResult.model), ("data", \ScoreResult.evalData)] {
+        // Shards that record their inputs compare those (settings, and files by size, time and
+        // inode, not path: workers may mount the files elsewhere); older ones their paths.
+        if let first = results.indices.first(where: { results[$0].inputs != nil }) {
+            let theirs = results[first].inputs!.split(separator: "\n", omittingEmptySubsequences: false)
+            for (s, r) in results.enumerated() {
+                guard let mine = r.inputs?.split(separator: "\n", omittingEmptySubsequences: false) else {
+                    throw JobError.permanent("\(dirs[s]) was scored by an older fidq that did not record its inputs, unlike \(dirs[first])",
+                                             field: "params.shards[\(s)]", hint: "score that shard again")
+                }
+                guard let i = (0..<max(mine.count, theirs.count)).first(where: { $0 >= mine.count || $0 >= theirs.count || mine[$0] != theirs[$0] })
+                else { continue }
+                func line(_ l: [Substring]) -> String { i < l.count ? String(l[i]) : "nothing" }
+                throw JobError.permanent("\(dirs[s]) was scored from other inputs than \(dirs[first]): \(line(mine)) there, \(line(theirs)) in \(dirs[first])",
+                                         field: "params.shards[\(s)]",
+                                         hint: "merge the shards of one score run: the same settings, model files and data file "
+                                            + "(compared by size, modification time and inode, so a copy or a rewrite counts as another file); "
+                                            + "score the odd shard again")
+            }
+        }
+        for (what, value) in [("reader", \ScoreResult.model), ("data", \ScoreResult.evalData)] where results.contains(where: { $0.inputs == nil }) {
             guard let first = results.indices.first(where: { results[$0][keyPath: value] != nil }) else { continue }
             for (s, r) in results.enumerated() {
                 if let mine = r[keyPath: value], mine != results[first][keyPath: value]! {

@@ -28,14 +28,19 @@ public struct ScoreResult: Codable, Sendable, Equatable {
     /// The examples in the whole data file, every shard's, so `merge` can check each shard holds
     /// its share of one file. Absent in older results.
     public var dataExamples: Int?
+    /// What the outputs depend on, without paths (`ScoreKind.runRecord`: the settings, each model
+    /// file's and the data file's size, time and inode), so `merge` refuses shards of other runs
+    /// even where hosts mount the files at other paths. Absent in older results.
+    public var inputs: String?
 
     enum CodingKeys: String, CodingKey {
         case exactMatch = "exact_match", count, correct, examples, shardId = "shard_id", numShards = "num_shards", outputs, model
-        case evalData = "eval_data", dataExamples = "data_examples"
+        case evalData = "eval_data", dataExamples = "data_examples", inputs
     }
 
     public init(correct: Int, count: Int, examples: Int, shardId: Int, numShards: Int, outputs: [String],
-                model: String? = nil, evalData: String? = nil, dataExamples: Int? = nil) {
+                model: String? = nil, evalData: String? = nil, dataExamples: Int? = nil, inputs: String? = nil) {
+        self.inputs = inputs
         self.model = model
         self.evalData = evalData
         self.dataExamples = dataExamples
@@ -61,6 +66,7 @@ public struct ScoreResult: Codable, Sendable, Equatable {
         try c.encodeIfPresent(model, forKey: .model)
         try c.encodeIfPresent(evalData, forKey: .evalData)
         try c.encodeIfPresent(dataExamples, forKey: .dataExamples)
+        try c.encodeIfPresent(inputs, forKey: .inputs)
     }
 
     /// FiD's log figure, or a note that there was nothing to compare with.
@@ -203,7 +209,8 @@ public struct ScoreKind: JobKind {
         try wscores?.commit()
         let result = ScoreResult(correct: correct, count: withAnswers, examples: examples, shardId: params.shardId,
                                  numShards: params.numShards, outputs: outputs + ["result.json"], model: modelPath, evalData: dataPath,
-                                 dataExamples: total)
+                                 dataExamples: total, inputs: Self.runRecord(model: modelPath, data: dataPath, params: params,
+                                                                             tokenizer: params.tokenizer.map(context.resolve)))
         try context.publish("result.json", try jsonEncoder().encode(result))
         try finish(result, params, context)
         context.log("score: \(result.exactMatchText), Total number of example \(withAnswers)")
@@ -214,12 +221,16 @@ public struct ScoreKind: JobKind {
     /// the outputs copied to `checkpoint_dir/name/` (each copy replaces the last).
     func finish(_ result: ScoreResult, _ params: ScoreParams, _ context: JobContext) throws {
         try? context.fs.removeTree(context.out + "/" + Self.partsFolder)
-        if let dir = params.checkpointDir {
-            let run = try context.output(dir, field: "params.checkpoint_dir") + "/" + params.name
-            let copied = ["final_output.txt", "dataset_wscores.json"].filter(result.outputs.contains)
-            for f in copied { try FiDLayout.copy(context.out + "/" + f, to: run + "/" + f, tag: context.token) }
-            context.log("score: copied \(copied.isEmpty ? "nothing (no write_results or write_crossattention_scores)" : copied.joined(separator: " and ")) to \(run)")
-        }
+        if let dir = params.checkpointDir { try Self.copyToFiDLayout(result, checkpointDir: dir, name: params.name, context, kind: "score") }
+    }
+
+    /// `final_output.txt` and `dataset_wscores.json` (those written) copied to `checkpoint_dir/name/`,
+    /// where FiD's test_reader.py writes them.
+    static func copyToFiDLayout(_ result: ScoreResult, checkpointDir dir: String, name: String, _ context: JobContext, kind: String) throws {
+        let run = try context.output(dir, field: "params.checkpoint_dir") + "/" + name
+        let copied = ["final_output.txt", "dataset_wscores.json"].filter(result.outputs.contains)
+        for f in copied { try FiDLayout.copy(context.out + "/" + f, to: run + "/" + f, tag: context.token) }
+        context.log("\(kind): copied \(copied.isEmpty ? "nothing (no write_results or write_crossattention_scores)" : copied.joined(separator: " and ")) to \(run)")
     }
 
     static func partName(_ batch: Int) -> String { partsFolder + "/" + String(format: "%08d.jsonl", batch) }
@@ -231,19 +242,42 @@ public struct ScoreKind: JobKind {
     /// path, so a `latest` symlink that moved on counts as another model, and each weight,
     /// config and tokenizer file's size, time and inode) and the data file's. One line each.
     static func inputsRecord(model: String, data: String) -> String {
-        func stamp(_ path: String) -> String {
-            var st = stat()
-            guard stat(path, &st) == 0 else { return "\(path) (missing)" }
-            return "\(path) \(st.st_size) bytes, modified \(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec), inode \(st.st_ino)"
-        }
-        let real = realpath(model, nil).map { p in defer { free(p) }; return String(cString: p) } ?? model
+        let real = realPath(model)
         var lines = ["model " + real]
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: real)) ?? []).sorted()
-        for name in names where !name.hasPrefix(".") && [".safetensors", ".bin", ".json", ".model", ".txt"].contains(where: name.hasSuffix) {
-            lines.append("model file " + stamp(real + "/" + name))
-        }
-        lines.append("data " + stamp(data))
+        for name in modelFiles(real) { lines.append("model file " + stamp(real + "/" + name, as: real + "/" + name)) }
+        lines.append("data " + stamp(data, as: data))
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// What a shard's outputs depend on, for `merge` to compare across shards: the settings that
+    /// shape them, then the tokenizer, model files (by name in the folder) and data file, each by
+    /// size, modification time and inode, without its path (hosts may mount the files elsewhere).
+    static func runRecord(model: String, data: String, params p: ScoreParams, tokenizer: String?) -> String {
+        let real = realPath(model)
+        var lines = ["settings: n_context \(p.nContext), text_maxlength \(p.textMaxlength), answer_maxlength \(p.answerMaxlength), "
+                     + "num_beams \(p.numBeams)"]
+        lines.append("tokenizer: " + (tokenizer.map { stamp($0, as: "a file of") } ?? "the model folder's"))
+        for name in modelFiles(real) { lines.append("model file " + stamp(real + "/" + name, as: name)) }
+        lines.append("data: " + stamp(data, as: "a file of"))
+        return lines.joined(separator: "\n")
+    }
+
+    /// `path`'s size, time and inode, after `label`.
+    static func stamp(_ path: String, as label: String) -> String {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return "\(label) (missing)" }
+        return "\(label) \(st.st_size) bytes, modified \(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec), inode \(st.st_ino)"
+    }
+
+    static func realPath(_ path: String) -> String {
+        realpath(path, nil).map { p in defer { free(p) }; return String(cString: p) } ?? path
+    }
+
+    /// The files of a model folder its outputs depend on (weights, configs, tokenizer), sorted.
+    static func modelFiles(_ folder: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted().filter { name in
+            !name.hasPrefix(".") && [".safetensors", ".bin", ".json", ".model", ".txt"].contains(where: name.hasSuffix)
+        }
     }
 
     /// The first line that differs, for the log.

@@ -92,7 +92,7 @@ public struct ScoreParams: JobParams, Equatable {
             throw DecodingError.dataCorrupted(.init(
                 codingPath: c.codingPath + [CodingKeys.checkpointDir],
                 debugDescription: "one folder for \(numShards) shards: each would write checkpoint_dir/name/final_output.txt "
-                    + "(hint: merge the shards with a merge job, or score without shards)"))
+                    + "(hint: give checkpoint_dir and name to the merge job of the shards, or score without shards)"))
         }
         ignored = FiDIgnoredOptions(c, [
             (.useCheckpoint, "checkpointing saves memory in training only"), (.modelSize, "the reader is model_path"),

@@ -4,10 +4,11 @@
 ///
 /// Nesting is capped (`maxDepth`) so a hostile header of a million `[` cannot overflow the stack.
 public struct JSONParser {
-    public struct Failure: Error, Equatable {
+    public struct Failure: Error, Equatable, CustomStringConvertible {
         public let message: String
         /// Byte offset into the parsed text.
         public let offset: Int
+        public var description: String { "\(message) at byte \(offset)" }
     }
 
     public static let maxDepth = 64

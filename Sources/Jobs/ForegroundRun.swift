@@ -67,6 +67,7 @@ public struct ForegroundRun {
         if let info = try? fs.info(folder), info.kind != .directory {
             throw JobError.permanent("\(folder) is a file, not a folder", field: "--out", hint: "give --out a new or existing folder")
         }
+        try Self.checkApart(folder, from: prepared.inputs, fs: fs)
         try fs.makeDirectories(folder + "/out")
         // One run per folder: a second one in it would resume, sweep or overwrite the first's files
         // (two `fidq embed` shards in one folder would mix their blocks). The lock goes with the process.
@@ -74,6 +75,9 @@ public struct ForegroundRun {
         defer { close(lock) }
         try Self.claim(folder, for: d, workspace: policy.workspace, mayChange: prepared.resumableChanges, fs: fs)
         OutputFile.sweep(out: folder + "/out", fs: fs)  // a killed earlier run's partial outputs
+        // An earlier run's verdict is not this one's: a failed rerun beside the old result.json
+        // (or a finished one beside an old error.json) would say both.
+        for name in ["result.json", "error.json"] where fs.exists(folder + "/" + name) { try fs.unlink(folder + "/" + name) }
         let echo: @Sendable (String) -> Void = { line in fputs(line + "\n", stderr) }
         let progress = ProgressReporter(path: folder + "/progress.json", fs: fs, bar: progressBar, label: d.id, line: echo)
         // On a terminal the log lines (evals, resumes, warnings) go above the bar, not nowhere.
@@ -109,6 +113,21 @@ public struct ForegroundRun {
                 try? fs.unlink(folder + "/run.json")
             }
             throw e
+        }
+    }
+
+    /// Refuses a run folder that is an input or lies inside one (its run.json, log and result
+    /// would land among the input's files: `merge --out` inside a shard replaced the shard's
+    /// result), or whose `out/` holds one (the outputs would replace it).
+    static func checkApart(_ folder: String, from inputs: [(field: String, path: String)], fs: FileSystem) throws {
+        let real = PathPolicy.realOf(folder, fs: fs)
+        for (field, path) in inputs {
+            let input = PathPolicy.realOf(path, fs: fs)
+            if PathPolicy.isInside(real, input) || PathPolicy.isInside(input, real + "/out")
+                || ["run.json", "log.txt", "progress.json", "result.json", "error.json"].contains(where: { input == real + "/" + $0 }) {
+                throw JobError.permanent("the run's folder \(real) overlaps the input \(input)", field: "--out",
+                                         hint: "give --out a folder apart from \(field)'s; the run writes run.json, log.txt, result.json and out/ there")
+            }
         }
     }
 

@@ -64,6 +64,8 @@ public struct PreparedJob: Sendable {
     public var threads: Int?
     /// The kind's `JobParams.resumableChanges`.
     public var resumableChanges: Set<String> = []
+    /// The params' `inputPaths`, resolved (`params.x`, path).
+    public var inputs: [(field: String, path: String)] = []
     /// The registry's `willRun`, called with the context just before the handler.
     var willRun: (@Sendable (JobContext) -> Void)?
     let body: @Sendable (JobContext) throws -> JSONValue
@@ -133,6 +135,7 @@ public final class KindRegistry: @unchecked Sendable {
                 try JSONValue.from(try kind.run(params, context))
             }
             prepared.resumableChanges = K.Params.resumableChanges
+            prepared.inputs = params.inputPaths.map { (field: "params." + $0.field, path: resolveInput($0.path)) }
             return prepared
         }, decode: { params in
             _ = try KindRegistry.decode(K.Params.self, try ThreadsParam.split(params).0)

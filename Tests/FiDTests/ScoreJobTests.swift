@@ -178,8 +178,9 @@ import Testing
         let (folder, viaLatest) = try ReaderFixture.runScore(params)
         guard case .object(var a) = viaLatest, case .object(var b) = direct else { Issue.record("results"); return }
         #expect(a["model"] == .string(ckpt + "/step-3") && b["model"] == .string(ReaderFixture.folder), "result.json names the folder read")
-        a["model"] = nil
-        b["model"] = nil
+        // The copy's files are other files (their inodes): the inputs records differ there only.
+        #expect(a["inputs"] != b["inputs"])
+        for k in ["model", "inputs"] { (a[k], b[k]) = (nil, nil) }
         #expect(a == b, "\(viaLatest) vs \(direct)")
         let log = try String(contentsOfFile: folder + "/log.txt", encoding: .utf8)
         #expect(log.contains(ckpt + "/step-3"), "the log names the folder read: \(log)")
@@ -398,21 +399,65 @@ import Testing
         for name in ["predictions.jsonl", "final_output.txt", "dataset_wscores.json"] {
             #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/runs/out/" + name)) == Data(contentsOf: URL(fileURLWithPath: dir + "/run/out/" + name)))
         }
-        // A shard scored with another reader (re-run with another checkpoint) is refused, naming it.
-        let odd = shardDirs[2] + "/result.json"
-        var record = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: odd))) as! [String: Any]
-        #expect(record["model"] as? String == ReaderFixture.folder && record["eval_data"] as? String == ReaderFixture.folder + "/eval.json")
-        record["model"] = "/elsewhere/checkpoint/step-400"
-        try JSONSerialization.data(withJSONObject: record).write(to: URL(fileURLWithPath: odd))
-        job.outDir = dir + "/mixed"
-        do {
-            _ = try job.run(JobDescriptor(kind: "merge", id: "merge", params: .object(["shards": .array(shardDirs.map(JSONValue.string))])),
-                            registry: Self.registry())
-            Issue.record("shards of two readers were merged")
-        } catch let e as JobError {
-            #expect(e.field == "params.shards[2]" && e.message.contains("scored reader /elsewhere/checkpoint/step-400, but")
-                    && e.message.contains("scored \(ReaderFixture.folder)"), "\(e)")
+        /// Merges `shards` into `dir/<folder>`: the refusal, or nil.
+        func merge(_ shards: [String], into folder: String, extra: [String: JSONValue] = [:]) -> JobError? {
+            job.outDir = dir + "/" + folder
+            var params = extra
+            params["shards"] = .array(shards.map(JSONValue.string))
+            do {
+                _ = try job.run(JobDescriptor(kind: "merge", id: "merge", params: .object(params)), registry: Self.registry())
+                return nil
+            } catch { return JobError.classify(error) }
         }
+        /// Shard 2 scored again with `change` made to its params.
+        func rescored(_ change: (inout [String: JSONValue]) throws -> Void) throws -> [String] {
+            var p = params
+            p["shard_id"] = .number(2)
+            p["num_shards"] = .number(4)
+            try change(&p)
+            var dirs = shardDirs
+            dirs[2] = try ReaderFixture.runScore(p).folder + "/out"
+            return dirs
+        }
+        // Shard 2 re-scored with another n_context, another copy of the reader, or a copy of the
+        // data file (a rewrite of it): refused, naming what differs.
+        let fm = FileManager.default
+        let elsewhere = TestData.scratch("merge-copies")
+        try fm.copyItem(atPath: ReaderFixture.folder, toPath: elsewhere + "/reader")
+        for (change, what) in [({ (p: inout [String: JSONValue]) in p["n_context"] = .number(2) }, "settings: n_context 2"),
+                               ({ p in p["model_path"] = .string(elsewhere + "/reader") }, "model file "),
+                               ({ p in p["eval_data"] = .string(elsewhere + "/reader/eval.json") }, "data: a file of")] as [((inout [String: JSONValue]) -> Void, String)] {
+            let e = merge(try rescored(change), into: "mixed-\(what.prefix(5))")
+            #expect(e?.field == "params.shards[2]" && e?.message.contains("was scored from other inputs than") == true
+                    && e?.message.contains(what) == true, "\(what): \(String(describing: e))")
+        }
+        // The same reader and data through a symlink (a host mounting the storage elsewhere): merged as one run.
+        try fm.createSymbolicLink(atPath: elsewhere + "/link", withDestinationPath: ReaderFixture.folder)
+        let linked = try rescored { p in
+            p["model_path"] = .string(elsewhere + "/link")
+            p["eval_data"] = .string(elsewhere + "/link/eval.json")
+        }
+        #expect(merge(linked, into: "linked") == nil)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/linked/out/predictions.jsonl")) == Data(contentsOf: URL(fileURLWithPath: dir + "/run/out/predictions.jsonl")))
+        // An --out inside a shard (or holding one in its out/) is refused; the shard's result stays.
+        let shardResult = try Data(contentsOf: URL(fileURLWithPath: shardDirs[0] + "/result.json"))
+        let inside = merge(shardDirs, into: "../" + String(shardDirs[0].dropFirst(NSString(string: dir).deletingLastPathComponent.count + 1)))
+        #expect(inside?.field == "--out" && inside?.message.contains("overlaps the input") == true, "\(String(describing: inside))")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: shardDirs[0] + "/result.json")) == shardResult)
+        // A merge again in the same folder from shards without final_output.txt leaves no stale
+        // copy of it; with checkpoint_dir, FiD's layout gets the merged files.
+        let copies = try shardDirs.indices.map { s -> String in
+            try fm.copyItem(atPath: shardDirs[s], toPath: elsewhere + "/s\(s)")
+            return elsewhere + "/s\(s)"
+        }
+        let layout: [String: JSONValue] = ["checkpoint_dir": .string(elsewhere + "/checkpoint"), "name": .string("my_test")]
+        #expect(merge(copies, into: "again", extra: layout) == nil)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: elsewhere + "/checkpoint/my_test/final_output.txt"))
+                == Data(contentsOf: URL(fileURLWithPath: dir + "/run/out/final_output.txt")))
+        #expect(fm.fileExists(atPath: elsewhere + "/checkpoint/my_test/dataset_wscores.json"))
+        for c in copies { try fm.removeItem(atPath: c + "/final_output.txt") }
+        #expect(merge(copies, into: "again", extra: layout) == nil)
+        #expect(!fm.fileExists(atPath: dir + "/again/out/final_output.txt") && fm.fileExists(atPath: dir + "/again/out/predictions.jsonl"))
         // Shards out of order are refused, naming the position.
         job.outDir = dir + "/reversed"
         do {
@@ -489,12 +534,17 @@ import Testing
         }
         #expect(e?.field == "params.shards[2]" && e?.message.contains("dataset_wscores.json holds 0 examples, but its result.json counts 1") == true,
                 "\(String(describing: e))")
-        // Shard 0 records no reader: the others are still compared with each other.
+        // Results of an older fidq (no inputs record), shard 0 without a reader: the others'
+        // paths are still compared with each other.
         (e, _) = try merge { dirs in
+            for d in dirs { try editResult(d) { $0.removeValue(forKey: "inputs") } }
             try editResult(dirs[0]) { $0.removeValue(forKey: "model") }
             try editResult(dirs[2]) { $0["model"] = "/other/model" }
         }
         #expect(e?.field == "params.shards[2]" && e?.message.contains("scored reader /other/model, but") == true, "\(String(describing: e))")
+        // One older shard among recorded ones cannot be compared: refused.
+        (e, _) = try merge { try editResult($0[1]) { $0.removeValue(forKey: "inputs") } }
+        #expect(e?.field == "params.shards[1]" && e?.message.contains("older fidq") == true, "\(String(describing: e))")
         // A shard without predictions.jsonl is named.
         (e, _) = try merge { try fm.removeItem(atPath: $0[1] + "/predictions.jsonl") }
         #expect(e?.field == "params.shards[1]" && e?.message.contains("predictions.jsonl") == true, "\(String(describing: e))")

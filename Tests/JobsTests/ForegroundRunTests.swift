@@ -68,6 +68,39 @@ import Testing
         #expect(e?.hint?.contains("run from \(f.workspace)") == true, "\(String(describing: e))")
     }
 
+    /// A run's folder ends with one verdict: an earlier run's error.json (or result.json) goes
+    /// when the run starts, so a rerun that finished does not sit beside the old failure.
+    @Test func anEarlierVerdictGoesWhenARunStarts() throws {
+        let f = try QueueFixture()
+        let job = f.workspace + "/j.json", folder = f.workspace + "/j.run"
+        try Data(#"{"kind": "test.record", "params": {"ledger": "led"}}"#.utf8).write(to: URL(fileURLWithPath: job))
+        var r = ForegroundRun(file: job, workspace: f.workspace)
+        r.outDir = folder
+        _ = try r.run(registry: testRegistry())
+        try Data(#"{"message": "an earlier failure"}"#.utf8).write(to: URL(fileURLWithPath: folder + "/error.json"))
+        _ = try r.run(registry: testRegistry())
+        #expect(!FileManager.default.fileExists(atPath: folder + "/error.json"))
+        #expect(FileManager.default.fileExists(atPath: folder + "/result.json"))
+    }
+
+    /// A run's folder that is an input, lies inside one, or holds one in its out/ is refused
+    /// before anything is written (`merge --out` inside a shard replaced the shard's result).
+    @Test func aRunFolderOverlappingAnInputIsRefused() throws {
+        let ws = NSTemporaryDirectory() + "fg-apart-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: ws + "/shard/out", withIntermediateDirectories: true)
+        let inputs = [(field: "params.shards[0]", path: ws + "/shard")]
+        for folder in [ws + "/shard", ws + "/shard/out", ws + "/shard/run"] {
+            let e = #expect(throws: JobError.self) { try ForegroundRun.checkApart(folder, from: inputs, fs: PosixFileSystem()) }
+            #expect(e?.field == "--out" && e?.hint?.contains("params.shards[0]") == true, "\(folder): \(String(describing: e))")
+        }
+        let e = #expect(throws: JobError.self) {
+            try ForegroundRun.checkApart(ws, from: [(field: "params.data", path: ws + "/out/data.json")], fs: PosixFileSystem())
+        }
+        #expect(e?.message.contains("overlaps the input") == true)
+        try ForegroundRun.checkApart(ws + "/merge.run", from: inputs, fs: PosixFileSystem())
+        try ForegroundRun.checkApart(ws + "/sha", from: inputs, fs: PosixFileSystem())  // a prefix of the name is no overlap
+    }
+
     /// A refused --out names each differing param as it was typed: paths without JSON's `\/`.
     @Test func settingsDifferencesQuotePathsAsTyped() {
         let a = ForegroundRun.Claim(kind: "score", workspace: "/w", params: .object(["eval_data": .string("data/dev_gold.json"), "n_context": .number(10)]))
