@@ -67,10 +67,17 @@ public final class ProductQuantizedIndex {
         let blockRows = 4096
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * dim)
         defer { buffer.deallocate() }
-        centroids.withUnsafeBufferPointer { cent in
-            codes.withUnsafeMutableBufferPointer { out in
+        try centroids.withUnsafeBufferPointer { cent in
+            try codes.withUnsafeMutableBufferPointer { out in
                 for b in flat.blocks(blockRows) {
                     let p = shards[b.shard].rows(b.lo, b.hi, scratch: buffer)
+                    // A row with NaN or ±inf has no nearest centroid, and the scan would score it
+                    // as a real one: refused, as faiss refuses such training data.
+                    for r in 0..<(b.hi - b.lo) where !(0..<dim).allSatisfy({ p[r * dim + $0].isFinite }) {
+                        throw RetrievalError(file: shards[b.shard].path, field: "row \(b.lo + r) (id \(shards[b.shard].ids[b.lo + r]))",
+                                             expected: "finite values (pq encodes every row)", found: "NaN or ±inf",
+                                             hint: "index flat and sq8 skip such rows; re-embed the passages (no_fp16 if float16 overflowed)")
+                    }
                     let base = flat.offsets[b.shard] + b.lo
                     parallelFor(b.hi - b.lo, grain: 64, threads: threads) { rows in
                         for r in rows {
@@ -166,6 +173,11 @@ public final class ProductQuantizedIndex {
         }
         let cent = Array(try r.array(try r.product(m << bits, d / m, "centroids"), of: Float.self, "centroids"))
         let codes = Array(try r.array(try r.product(n, m, "codes"), of: UInt8.self, "codes"))
+        // A code past the centroids would read past a sub-quantizer's table.
+        if let bad = codes.firstIndex(where: { Int($0) >> bits != 0 }) {
+            throw RetrievalError(file: path, field: "codes", expected: "codes below 2^n_bits = \(1 << bits)",
+                                 found: "\(codes[bad]) at row \(bad / m), sub-quantizer \(bad % m)", hint: "the file is damaged: delete it, and the job builds the index again")
+        }
         let ids = try r.strings("ids")
         guard ids.count == n else { throw RetrievalError(file: path, field: "ids", expected: "\(n)", found: "\(ids.count)") }
         self.init(count: n, dim: d, subquantizers: m, bits: bits, ids: ids, centroids: cent, codes: codes)

@@ -44,15 +44,24 @@ public final class ScalarQuantizedIndex {
                     for r in 0..<(b.hi - b.lo) {
                         let row = p + r * dim
                         for j in 0..<dim {
-                            lo[j] = min(lo[j], row[j])
-                            hi[j] = max(hi[j], row[j])
+                            // Finite values only: one ±inf made the step infinite, every code one
+                            // value, and the scan corpus order (NaN never compares, so is skipped).
+                            let v = row[j].isFinite ? row[j] : lo[j]
+                            let w = row[j].isFinite ? row[j] : hi[j]
+                            lo[j] = min(lo[j], v)
+                            hi[j] = max(hi[j], w)
                         }
                     }
                 }
             }
         }
         let step = (0..<dim).map { j in hi[j] > lo[j] ? (hi[j] - lo[j]) / 255 : 1 }
-        let inverse = step.map { 1 / $0 }
+        // A range so small (below ~7e-37) that 1/step overflows: those dimensions are coded in
+        // Double below (rare), the others by the float multiply.
+        let tiny = (0..<dim).filter { j in !(1 / step[j]).isFinite || !(hi[j] - lo[j]).isFinite }
+        var inverse = step.map { 1 / $0 }
+        for j in tiny { inverse[j] = 0 }
+        let tinyLo = tiny.map { Double(lo[$0]) }, tinyRange = tiny.map { Double(hi[$0]) - Double(lo[$0]) }
         // Pass 2: the codes, rows split over threads.
         var codes = [UInt8](repeating: 0, count: n * dim)
         codes.withUnsafeMutableBufferPointer { out in
@@ -68,6 +77,10 @@ public final class ScalarQuantizedIndex {
                                     let v = ((row[j] - lo[j]) * inv[j]).rounded()
                                     code[j] = UInt8(max(0, min(255, v)))
                                 }
+                                for (t, j) in tiny.enumerated() {
+                                    let v = ((Double(row[j]) - tinyLo[t]) / tinyRange[t] * 255).rounded()
+                                    code[j] = UInt8(max(0, min(255, v.isNaN ? 0 : v)))
+                                }
                             }
                         }
                     }
@@ -75,7 +88,8 @@ public final class ScalarQuantizedIndex {
             }
         }
         let ids = shards.flatMap(\.ids)
-        return ScalarQuantizedIndex(count: n, dim: dim, ids: ids, minimum: lo.map { $0.isFinite ? $0 : 0 }, step: step, owned: codes)
+        let finiteStep = (0..<dim).map { j in step[j].isFinite ? step[j] : Float((Double(hi[j]) - Double(lo[j])) / 255) }
+        return ScalarQuantizedIndex(count: n, dim: dim, ids: ids, minimum: lo.map { $0.isFinite ? $0 : 0 }, step: finiteStep, owned: codes)
     }
 
     private init(count: Int, dim: Int, ids: [String], minimum: [Float], step: [Float], owned: [UInt8]) {
@@ -130,21 +144,28 @@ public final class ScalarQuantizedIndex {
         let product = k.multipliedReportingOverflow(by: max(1, rerank))
         let candidates = exact == nil ? k : max(k, min(product.overflow ? Int.max : product.partialValue, count))
         let dim = self.dim
-        let (quantized, scale, bias) = quantize(queries: queries, count: qn)  // (B, E) Int8, (B), (B)
+        let (quantized, scale, bias, fine, fineScale) = quantize(queries: queries, count: qn)  // (B, E) Int8, (B), (B), (B, E) Int8, (B)
         let packedQueries = Gemm.PackedQueries8(quantized, count: qn, ldq: dim, dim: dim, kernel: kernel)
+        // Queries whose small weights the first rounding zeroed get a second product (rare).
+        let packedFine = fineScale.contains { $0 > 0 } ? Gemm.PackedQueries8(fine, count: qn, ldq: dim, dim: dim, kernel: kernel) : nil
         let blocks = stride(from: 0, to: count, by: blockRows).map { ($0, min(count, $0 + blockRows)) }
         let threadCount = max(1, min(threads ?? Threads.count, blocks.count))
         let parts = (0..<threadCount).map { _ in TopK(queries: qn, k: candidates) }
         let codes = self.codes()  // (N, E)
         let chunk = 128  // queries per product: a (128, blockRows) Int32 score block
         scale.withUnsafeBufferPointer { scale in
+          fineScale.withUnsafeBufferPointer { fineScale in
             bias.withUnsafeBufferPointer { bias in
                 parallelFor(threadCount, threads: threadCount) { range in
                     for t in range {
                         let packed = Gemm.PackedCodes8(kernel: kernel, dim: dim)  // (rows, E) block, packed
                         let ldo = Gemm.PackedCodes8.paddedRows(blockRows, kernel: kernel)
                         let dots = UnsafeMutablePointer<Int32>.allocate(capacity: chunk * ldo)  // (Q chunk, rows)
-                        defer { dots.deallocate() }
+                        let fineDots = UnsafeMutablePointer<Int32>.allocate(capacity: packedFine == nil ? 1 : chunk * ldo)  // (Q chunk, rows)
+                        defer {
+                            dots.deallocate()
+                            fineDots.deallocate()
+                        }
                         let lo = t * blocks.count / threadCount, hi = (t + 1) * blocks.count / threadCount
                         for (b0, b1) in blocks[lo..<hi] {
                             packed.pack(codes + b0 * dim, rows: b1 - b0, ldc: dim)
@@ -152,8 +173,15 @@ public final class ScalarQuantizedIndex {
                             while q0 < qn {
                                 let q1 = min(qn, q0 + chunk)
                                 Gemm.dotsU8S8(codes: packed, queries: packedQueries, q0..<q1, out: dots, ldo: ldo)
+                                let twoLevel = packedFine != nil && fineScale[q0..<q1].contains { $0 > 0 }
+                                if twoLevel { Gemm.dotsU8S8(codes: packed, queries: packedFine!, q0..<q1, out: fineDots, ldo: ldo) }
                                 for q in q0..<q1 {
-                                    Self.offer(parts[t], query: q, dots: dots + (q - q0) * ldo, count: b1 - b0, scale: scale[q], bias: bias[q], firstRow: b0)
+                                    if twoLevel && fineScale[q] > 0 {
+                                        Self.offer(parts[t], query: q, dots: dots + (q - q0) * ldo, fine: fineDots + (q - q0) * ldo, count: b1 - b0,
+                                                   scale: scale[q], fineScale: fineScale[q], bias: bias[q], firstRow: b0)
+                                    } else {
+                                        Self.offer(parts[t], query: q, dots: dots + (q - q0) * ldo, count: b1 - b0, scale: scale[q], bias: bias[q], firstRow: b0)
+                                    }
                                 }
                                 q0 = q1
                             }
@@ -161,6 +189,7 @@ public final class ScalarQuantizedIndex {
                     }
                 }
             }
+          }
         }
         guard let exact else { return (0..<qn).map { TopK.merge(parts, query: $0, k: candidates) } }
         // Re-rank: each query's candidate rows gathered (C, E) and scored exactly by one gemv.
@@ -182,7 +211,8 @@ public final class ScalarQuantizedIndex {
                         (rows + i * dim).update(from: exact.shards[s].rows(l, l + 1, scratch: row), count: dim)
                     }
                     Gemm.gemv(m: cand.count, n: dim, a: rows, lda: dim, x: queries + q * dim, y: scores, threads: 1)
-                    var rescored = cand.enumerated().map { Hit(row: $0.element.row, score: scores[$0.offset]) }
+                    // A row holding NaN scores NaN, which no row beats: dropped, as the exact search drops it.
+                    var rescored = cand.indices.filter { !scores[$0].isNaN }.map { Hit(row: cand[$0].row, score: scores[$0]) }
                     rescored.sort(by: Hit.better)
                     out[q] = Array(rescored.prefix(k))
                 }
@@ -194,9 +224,18 @@ public final class ScalarQuantizedIndex {
     /// Each query's q_j·step_j rounded to Int8 on its own scale: (B, E) values in −127…127, (B)
     /// scales s = max_j |q_j·step_j| / 127 (1 for a zero row) and (B) constants q·min, so that
     /// q·x ≈ s · Σ_j iq_j·code_j + q·min.
-    func quantize(queries: UnsafePointer<Float>, count qn: Int) -> (values: [Int8], scale: [Float], bias: [Float]) {
+    ///
+    /// One large weight (a dimension whose range an outlier row widened) makes s so coarse that
+    /// the others round to 0, and the scan ranks by that dimension alone. When the weights lost
+    /// so outweigh the rounding error of those kept (Σ|w_j| over the zeroed > Σ|w_j − s·iq_j| over
+    /// the rest; never for weights of similar size), the zeroed ones get a second Int8 vector on
+    /// their own scale (fine, fine scale; zeros and 0 otherwise): q·x ≈ s·(iq·code) + s'·(iq'·code) + q·min.
+    func quantize(queries: UnsafePointer<Float>, count qn: Int)
+        -> (values: [Int8], scale: [Float], bias: [Float], fine: [Int8], fineScale: [Float]) {
         var values = [Int8](repeating: 0, count: max(1, qn * dim))
+        var fine = [Int8](repeating: 0, count: max(1, qn * dim))
         var scale = [Float](repeating: 1, count: max(1, qn))
+        var fineScale = [Float](repeating: 0, count: max(1, qn))
         var bias = [Float](repeating: 0, count: max(1, qn))
         var scaled = [Float](repeating: 0, count: max(1, dim))
         for q in 0..<qn {
@@ -209,9 +248,36 @@ public final class ScalarQuantizedIndex {
             bias[q] = s
             let unit = top > 0 ? top / 127 : 1
             scale[q] = unit
-            for j in 0..<dim { values[q * dim + j] = Int8(max(-127, min(127, (scaled[j] / unit).rounded()))) }
+            var lost: Float = 0, noise: Float = 0, fineTop: Float = 0
+            for j in 0..<dim {
+                let v = Int8(max(-127, min(127, (scaled[j] / unit).rounded())))
+                values[q * dim + j] = v
+                if v == 0 {
+                    lost += abs(scaled[j])
+                    fineTop = max(fineTop, abs(scaled[j]))
+                } else {
+                    noise += abs(scaled[j] - unit * Float(v))
+                }
+            }
+            guard lost > noise, fineTop > 0 else { continue }
+            let fineUnit = fineTop / 127
+            fineScale[q] = fineUnit
+            for j in 0..<dim where values[q * dim + j] == 0 {
+                fine[q * dim + j] = Int8(max(-127, min(127, (scaled[j] / fineUnit).rounded())))
+            }
         }
-        return (values, scale, bias)
+        return (values, scale, bias, fine, fineScale)
+    }
+
+    /// `offer` for a query with a second Int8 vector: `Float(dot) · scale + Float(fine) · fineScale + bias`.
+    static func offer(
+        _ heap: TopK, query q: Int, dots: UnsafePointer<Int32>, fine: UnsafePointer<Int32>, count n: Int,
+        scale: Float, fineScale: Float, bias: Float, firstRow: Int
+    ) {
+        for i in 0..<n {
+            let v = Float(dots[i]) * scale + Float(fine[i]) * fineScale + bias
+            if v >= heap.threshold[q] { heap.push(q, score: v, row: firstRow + i) }
+        }
     }
 
     /// Offers one query's approximate scores over a block, `Float(dot) · scale + bias`, to its
