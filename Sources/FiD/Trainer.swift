@@ -231,15 +231,16 @@ public struct TrainResult: Codable, Sendable {
     public var bestStep: Int?
     /// Mean loss of the last `eval_print_freq` window.
     public var finalLoss: Double?
-    /// Input tokens per second of this attempt's training steps.
-    public var tokensPerS: Double
+    /// Input tokens per second of this attempt's training steps; nil (`null`) when it ran none (a
+    /// finished run run again, resumed at its end): 0 read as a stalled run.
+    public var tokensPerS: Double?
     /// `out/checkpoint/step-N` of the last step (a Hugging Face folder).
     public var latest: String
     /// `out/checkpoint/best_dev` (nil when never written).
     public var bestDev: String?
 
     public init(steps: Int, optimizerSteps: Int, resumedFrom: Int, metric: String, finalMetric: Double?, bestMetric: Double?,
-                bestStep: Int?, finalLoss: Double?, tokensPerS: Double, latest: String, bestDev: String?) {
+                bestStep: Int?, finalLoss: Double?, tokensPerS: Double?, latest: String, bestDev: String?) {
         self.steps = steps; self.optimizerSteps = optimizerSteps; self.resumedFrom = resumedFrom
         self.metric = metric; self.finalMetric = finalMetric; self.bestMetric = bestMetric; self.bestStep = bestStep
         self.finalLoss = finalLoss; self.tokensPerS = tokensPerS; self.latest = latest; self.bestDev = bestDev
@@ -263,7 +264,7 @@ public struct TrainResult: Codable, Sendable {
         try c.encodeIfPresent(bestMetric, forKey: Key("best_" + metric))
         try c.encodeIfPresent(bestStep, forKey: Key("best_step"))
         try c.encodeIfPresent(finalLoss, forKey: Key("final_loss"))
-        try c.encode(tokensPerS, forKey: Key("tokens_per_s"))
+        try c.encode(tokensPerS, forKey: Key("tokens_per_s"))  // null, not left out, when no step ran
         try c.encode(latest, forKey: Key("latest"))
         try c.encodeIfPresent(bestDev, forKey: Key("best_dev"))
     }
@@ -282,7 +283,7 @@ public struct TrainResult: Codable, Sendable {
         bestMetric = try c.decodeIfPresent(Double.self, forKey: Key("best_" + metric))
         bestStep = try c.decodeIfPresent(Int.self, forKey: Key("best_step"))
         finalLoss = try c.decodeIfPresent(Double.self, forKey: Key("final_loss"))
-        tokensPerS = try c.decode(Double.self, forKey: Key("tokens_per_s"))
+        tokensPerS = try c.decodeIfPresent(Double.self, forKey: Key("tokens_per_s"))
         latest = try c.decode(String.self, forKey: Key("latest"))
         bestDev = try c.decodeIfPresent(String.self, forKey: Key("best_dev"))
     }
@@ -444,7 +445,7 @@ public final class Trainer {
             steps: state.step, optimizerSteps: state.optimizerSteps, resumedFrom: resumedFrom, metric: model.devMetric.name,
             finalMetric: state.lastEM.map(model.devMetric.report), bestMetric: state.bestDevEM.map(model.devMetric.report),
             bestStep: state.bestStep, finalLoss: lastWindowLoss,
-            tokensPerS: trainSeconds > 0 ? Double(tokens) / trainSeconds : 0,
+            tokensPerS: trainSeconds > 0 ? Double(tokens) / trainSeconds : nil,
             latest: ckpt.root + "/step-\(state.step)", bestDev: ckpt.named("best_dev"))
     }
 

@@ -313,6 +313,10 @@ struct TrainRetrieverTests {
         #expect(ended.training.resumedFrom == 20 && ended.evaluation != nil && ended.evaluation?.loss == whole.evaluation?.loss,
                 "\(String(describing: ended.evaluation)) vs \(String(describing: whole.evaluation))")
         #expect(ended.training.finalLoss == whole.training.finalLoss)
+        // No step ran: no speed (it read 0, a stalled run), where a run with steps has one.
+        #expect(ended.training.tokensPerS == nil && (whole.training.tokensPerS ?? 0) > 0 && (resumed.training.tokensPerS ?? 0) > 0)
+        let text = try String(contentsOfFile: dir + "/killed/result.json", encoding: .utf8)
+        #expect(text.contains(#""tokens_per_s" : null"#) || text.contains(#""tokens_per_s":null"#), "\(text)")
     }
 
     /// A run stopped at step 10 and resumed to 20 ends with the weights of an uninterrupted 20-step
