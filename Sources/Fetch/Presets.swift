@@ -21,6 +21,9 @@ public struct Preset: Sendable {
     public let yields: String
     public let urls: [String]
     public let recipe: Recipe
+    /// `.files`: per URL, the paths its unpacked download must hold (FiD's preprocess.py reads
+    /// them), so a mirror serving something else fails naming it instead of leaving it in dest.
+    public var contents: [[String]] = []
 
     /// Whether the `passages` param (an existing psgs_w100.tsv) applies.
     public var usesPassages: Bool {
@@ -41,6 +44,8 @@ public enum Presets {
     static let nqPassages = "\(fb)/FiD/data/nq_passages.tar.gz"
     static let tqaPassages = "\(fb)/FiD/data/tqa_passages.tar.gz"
 
+    static let splits = ["train", "dev", "test"]
+
     static func model(_ name: String, _ size: String, _ what: String) -> Preset {
         Preset(name: name, summary: "FiD's released \(what)", size: size,
                yields: "config.json + pytorch_model.bin at the top of dest",
@@ -60,17 +65,22 @@ public enum Presets {
                yields: "psgs_w100.tsv (unless 'passages' names one), TQA/{train,dev,test}.json",
                urls: [psgs, tqa, dataIndex, tqaPassages], recipe: .fidData(nq: false, tqa: true)),
         Preset(name: "psgs_w100", summary: "DPR's Wikipedia passages (21M × 100 words)", size: "≈ 4.4 GB (13 GB unpacked)",
-               yields: "psgs_w100.tsv (id, text, title)", urls: [psgs], recipe: .files),
+               yields: "psgs_w100.tsv (id, text, title)", urls: [psgs], recipe: .files, contents: [["psgs_w100.tsv"]]),
         Preset(name: "nq_open", summary: "NQ-open questions and answers (raw jsonl)", size: "≈ 9 MB",
-               yields: "NQ-open.train.jsonl, NQ-open.dev.jsonl", urls: [nqDev, nqTrain], recipe: .files),
+               yields: "NQ-open.train.jsonl, NQ-open.dev.jsonl", urls: [nqDev, nqTrain], recipe: .files,
+               contents: [["NQ-open.dev.jsonl"], ["NQ-open.train.jsonl"]]),
         Preset(name: "triviaqa_unfiltered", summary: "TriviaQA unfiltered (raw)", size: "≈ 0.6 GB",
-               yields: "triviaqa-unfiltered/unfiltered-web-{train,dev}.json, …", urls: [tqa], recipe: .files),
+               yields: "triviaqa-unfiltered/unfiltered-web-{train,dev}.json, …", urls: [tqa], recipe: .files,
+               contents: [["triviaqa-unfiltered/unfiltered-web-train.json", "triviaqa-unfiltered/unfiltered-web-dev.json"]]),
         Preset(name: "fid_dataindex", summary: "FiD's question index lists", size: "small",
-               yields: "{NQ,TQA}.{train,dev,test}.idx.json", urls: [dataIndex], recipe: .files),
+               yields: "{NQ,TQA}.{train,dev,test}.idx.json", urls: [dataIndex], recipe: .files,
+               contents: [["NQ", "TQA"].flatMap { set in splits.map { "\(set).\($0).idx.json" } }]),
         Preset(name: "fid_nq_passages", summary: "FiD's top-100 passage ids per NQ question", size: "not published",
-               yields: "nq_passages/{train,dev,test}.json", urls: [nqPassages], recipe: .files),
+               yields: "nq_passages/{train,dev,test}.json", urls: [nqPassages], recipe: .files,
+               contents: [splits.map { "nq_passages/\($0).json" }]),
         Preset(name: "fid_tqa_passages", summary: "FiD's top-100 passage ids per TriviaQA question", size: "not published",
-               yields: "tqa_passages/{train,dev,test}.json", urls: [tqaPassages], recipe: .files),
+               yields: "tqa_passages/{train,dev,test}.json", urls: [tqaPassages], recipe: .files,
+               contents: [splits.map { "tqa_passages/\($0).json" }]),
         model("nq_reader_base", "≈ 0.9 GB", "NQ reader (T5-base)"),
         model("nq_reader_large", "≈ 3.0 GB", "NQ reader (T5-large)"),
         model("nq_retriever", "≈ 0.4 GB", "NQ retriever (BERT-base, distilled)"),
@@ -96,6 +106,13 @@ public enum Presets {
 }
 
 extension Preset {
+    /// What an unpacked download holds, for an error: up to 8 paths (files below folders).
+    static func summary(of folder: URL) -> String {
+        let found = (FileManager.default.enumerator(atPath: folder.path)?.allObjects as? [String] ?? []).sorted()
+        if found.isEmpty { return "nothing" }
+        return found.prefix(8).joined(separator: ", ") + (found.count > 8 ? ", … (\(found.count) in all)" : "")
+    }
+
     /// The URL actually fetched: `mirror` (if set) replaces the scheme and host.
     func resolve(_ url: String, mirror: String?) -> URL {
         guard let mirror, let path = URL(string: url)?.path else { return URL(string: url)! }
@@ -129,6 +146,15 @@ extension Preset {
             for (i, url) in urls.enumerated() {
                 let folder = work.appendingPathComponent("x\(i)")
                 try unpack(try fetch(url), into: folder)
+                // Kept as downloaded (`unpack: off`), the download is not what preprocess.py reads.
+                if params.unpack != .off, i < contents.count {
+                    let missing = contents[i].filter { !FileManager.default.fileExists(atPath: folder.appendingPathComponent($0).path) }
+                    if !missing.isEmpty {
+                        throw FetchError.format(file: resolve(url, mirror: params.mirror).absoluteString, field: "contents",
+                                                expected: contents[i].joined(separator: ", "),
+                                                found: "no " + missing.joined(separator: ", ") + "; it holds " + Self.summary(of: folder))
+                    }
+                }
                 try moveChildren(of: folder, into: stage)
             }
         case .model:
@@ -137,7 +163,7 @@ extension Preset {
             try rename(modelRoot(folder), to: stage)
             let names = (try? FileManager.default.contentsOfDirectory(atPath: stage.path)) ?? []
             guard names.contains("config.json"), names.contains("pytorch_model.bin") || names.contains("model.safetensors") else {
-                throw FetchError.format(file: urls[0], field: "contents", expected: "config.json and pytorch_model.bin",
+                throw FetchError.format(file: resolve(urls[0], mirror: params.mirror).absoluteString, field: "contents", expected: "config.json and pytorch_model.bin",
                                         found: names.sorted().joined(separator: ", "))
             }
         case .fidData(let nq, let tqa):

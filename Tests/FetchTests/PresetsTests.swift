@@ -129,9 +129,44 @@ import Testing
         #expect {
             try Fetcher.run(q, workspace: box.ws)
         } throws: { e in
+            // Named by the URL fetched (the mirror's), not FiD's.
             guard let e = e as? FetchError, case .format = e else { return false }
-            return e.isPermanent
+            return e.isPermanent && "\(e)".contains(server.base + "/FiD/pretrained_models/nq_retriever.tar.gz") && !"\(e)".contains("dl.fbaipublicfiles")
         }
         #expect(!FileManager.default.fileExists(atPath: box.ws.appendingPathComponent("models/nq_retriever").path))
+    }
+
+    /// A file preset whose download lacks what FiD's preprocess.py reads (a mirror serving
+    /// another archive, or a page) fails naming the mirror's URL, what is missing and what it
+    /// holds; dest is not made. It was published as whatever came.
+    @Test func aFilePresetChecksItsDownloadsContents() throws {
+        let box = try Sandbox()
+        let server = try Self.mirror(box)
+        defer { server.stop() }
+        let wrong = box.src.appendingPathComponent("wrong.tgz")
+        try ArchiveBuilder.write([E("NQ.train.idx.json", .file(Data("[]".utf8))), E("README", .file(Data("x".utf8)))], to: wrong, filter: .gzip)
+        for (source, path, body) in [("fid_dataindex", "/FiD/data/dataindex.tar.gz", try Data(contentsOf: wrong)),
+                                     ("fid_nq_passages", "/FiD/data/nq_passages.tar.gz", Data("<html>not found</html>".utf8))] {
+            server.set(path, .ok(body))
+            var p = FetchParams(source: source, dest: source)
+            p.mirror = server.base
+            var thrown: FetchError?
+            do { _ = try Fetcher.run(p, workspace: box.ws) } catch let e as FetchError { thrown = e }
+            let text = thrown.map { "\($0)" } ?? "nothing thrown"
+            #expect(thrown?.isPermanent == true && text.contains(server.base + path) && text.contains("contents"), "\(source): \(text)")
+            #expect(source != "fid_dataindex" || (text.contains("no NQ.dev.idx.json") && text.contains("README") && !text.contains("no NQ.train")), "\(text)")
+            #expect(!FileManager.default.fileExists(atPath: box.ws.appendingPathComponent(source).path), "\(source) was published")
+        }
+        // The real layouts pass.
+        let fine = try Self.mirror(box)
+        defer { fine.stop() }
+        for source in ["fid_dataindex", "fid_nq_passages", "fid_tqa_passages", "nq_open", "triviaqa_unfiltered", "psgs_w100"] {
+            var p = FetchParams(source: source, dest: "ok-" + source)
+            p.mirror = fine.base
+            _ = try Fetcher.run(p, workspace: box.ws)
+            for rel in Presets.named(source)!.contents.joined() {
+                #expect(FileManager.default.fileExists(atPath: box.ws.appendingPathComponent("ok-\(source)/" + rel).path), "\(source): \(rel)")
+            }
+        }
     }
 }
