@@ -130,6 +130,7 @@ enum FidqBinary {
         }
         let bad = try FidqBinary.start(["score", "--model_path", "model", "--eval_data", "eval.json", "--n_context", "0"], log: log, cwd: ws)
         #expect(FidqBinary.wait(bad, 60) && bad.terminationStatus != 0)
-        #expect((try String(contentsOfFile: log, encoding: .utf8)).contains("params.n_context"))
+        // Named as the flag that sets it.
+        #expect((try String(contentsOfFile: log, encoding: .utf8)).contains("--n_context: expected an integer >= 1"))
     }
 }
