@@ -91,18 +91,16 @@ extension FiDData {
         if stream.firstByte == UInt8(ascii: "[") {
             try stream.forEachElement(parse: false) { _ in n += 1 }
         } else {
-            // JSON Lines: non-blank lines.
+            // JSON Lines: non-blank lines (LF, CRLF or a lone CR, as `JSONStream.forEachLine` splits them).
             let raw = stream.bytes
-            var blank = true
-            for b in raw {
-                if b == 0x0A {
-                    if !blank { n += 1 }
-                    blank = true
-                } else if b != 0x20 && b != 0x09 && b != 0x0D {
-                    blank = false
-                }
+            var start = 0
+            while start < raw.count {
+                let (end, next) = JSONStream.line(in: raw, from: start)
+                var k = start
+                while k < end, raw[k] == 0x20 || raw[k] == 0x09 { k += 1 }
+                if k < end { n += 1 }
+                start = next
             }
-            if !blank { n += 1 }
         }
         return n
     }
@@ -165,17 +163,16 @@ extension FiDData {
             // JSON Lines: each non-blank line is one example (as `JSONStream.forEachLine` counts them).
             let raw = stream.bytes
             var start = 0, line = 1
-            while start < raw.count, let base = raw.baseAddress {
-                var end = raw.count
-                if let hit = memchr(base + start, 0x0A, raw.count - start) { end = UnsafeRawPointer(hit) - base }
+            while start < raw.count {
+                let (end, next) = JSONStream.line(in: raw, from: start)
                 var k = start
-                while k < end, raw[k] == 0x20 || raw[k] == 0x09 || raw[k] == 0x0D { k += 1 }
+                while k < end, raw[k] == 0x20 || raw[k] == 0x09 { k += 1 }
                 if k < end {
                     if Self.inShard(total, shard: shard, of: numShards) { entry(total, start, end - start, line) }
                     total += 1
                     try tick(total, end)
                 }
-                start = end + 1
+                start = next
                 line += 1
             }
         } else {
@@ -224,6 +221,7 @@ public final class IndexedFiDData: FiDExampleSource, @unchecked Sendable {
         let place = isArray ? "[\(e.index)]" : "line \(e.line)"
         let slice = UnsafeRawBufferPointer(rebasing: stream.bytes[e.offset..<(e.offset + e.length)])
         var parser = JSONParser(bytes: slice)
+        parser.pythonLiterals = true
         let node: JSONNode
         do {
             // An array element's bytes are exactly the value, parsed at the depth the stream parses it.

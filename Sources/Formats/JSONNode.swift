@@ -71,6 +71,15 @@ public enum JSONNode: Equatable, Sendable {
 /// Python's float repr (`float_repr_style = 'short'`): the shortest digits that round-trip, fixed
 /// notation for decimal exponents -4 ≤ e < 16 (always with a fraction, `1.0`), else `d.ddde±XX`.
 public enum PythonFloat {
+    /// The text Python's json writes back for the float it reads from `text` (JSON number syntax):
+    /// `repr(float(text))`. Text already in that form (Swift's shortest digits, which are
+    /// Python's between 1e-4 and 2^53) is returned without building the repr.
+    public static func canonical(_ text: String) -> String {
+        guard let d = Double(text) else { return text }
+        if d.magnitude >= 1e-4, d.magnitude < 0x1p53, d.description == text { return text }
+        return repr(d)
+    }
+
     public static func repr(_ value: Double) -> String {
         if value.isNaN { return "NaN" }
         if value.isInfinite { return value < 0 ? "-Infinity" : "Infinity" }

@@ -15,6 +15,9 @@ public struct JSONParser {
     public let bytes: UnsafeRawBufferPointer
     /// The next byte to read.
     public var pos = 0
+    /// Read `NaN`, `Infinity` and `-Infinity` as numbers, as Python's `json.load` does by
+    /// default (data files Python wrote); strict JSON (descriptors, headers) refuses them.
+    public var pythonLiterals = false
 
     public init(bytes: UnsafeRawBufferPointer, pos: Int = 0) {
         self.bytes = bytes
@@ -65,10 +68,10 @@ public struct JSONParser {
         case UInt8(ascii: "f"): return try expect("false", .bool(false))
         case UInt8(ascii: "n"): return try expect("null", .null)
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-            if let word = nonFinite() { throw fail(Self.nonFiniteMessage(word)) }
+            if let word = nonFinite() { return try literal(word) }
             return try parseNumber()
         case let b:
-            if let word = nonFinite() { throw fail(Self.nonFiniteMessage(word)) }
+            if let word = nonFinite() { return try literal(word) }
             throw fail("unexpected \(describe(b))")
         }
     }
@@ -80,6 +83,13 @@ public struct JSONParser {
             if word.utf8.enumerated().allSatisfy({ bytes[pos + $0.offset] == $0.element }) { return word }
         }
         return nil
+    }
+
+    /// `word` (`NaN`, `Infinity`, `-Infinity`) at `pos` as a number when `pythonLiterals`, else refused.
+    private mutating func literal(_ word: String) throws -> JSONNode {
+        guard pythonLiterals else { throw fail(Self.nonFiniteMessage(word)) }
+        pos += word.utf8.count
+        return .number(word)
     }
 
     static func nonFiniteMessage(_ word: String) -> String {
@@ -141,7 +151,8 @@ public struct JSONParser {
         let intDigits = digits()
         guard intDigits > 0 else { throw fail("a number needs digits") }
         if intDigits > 1, bytes[intStart] == 0x30 { throw fail("a number cannot start with 0") }
-        var isInteger = bytes[start] != UInt8(ascii: "-")
+        let negative = bytes[start] == UInt8(ascii: "-")
+        var isInteger = true  // no fraction, no exponent: a Python int
         if pos < bytes.count, bytes[pos] == UInt8(ascii: ".") {
             pos += 1
             guard digits() > 0 else { throw fail("a fraction needs digits") }
@@ -154,8 +165,11 @@ public struct JSONParser {
             isInteger = false
         }
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<pos]), as: UTF8.self)
-        if isInteger, let n = Int(text) { return .integer(n) }
-        return .number(text)
+        if isInteger, !negative, let n = Int(text) { return .integer(n) }
+        // Other integers stay as written (a Python int; `-0` is 0); anything else is a Python
+        // float, kept as Python writes it back (`1.10` → `1.1`, `1e5` → `100000.0`, `1E400` → `Infinity`).
+        if isInteger { return .number(text == "-0" ? "0" : text) }
+        return .number(PythonFloat.canonical(text))
     }
 
     /// Refuses a string whose bytes decoding repaired (not UTF-8: Python's json stops on them),

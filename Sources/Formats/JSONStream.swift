@@ -64,6 +64,7 @@ public final class JSONStream {
     /// array, `{` for JSON Lines of objects).
     public var firstByte: UInt8? {
         var p = JSONParser(bytes: raw)
+        p.pythonLiterals = true
         p.skipSpace()
         return p.pos < raw.count ? raw[p.pos] : nil
     }
@@ -75,6 +76,7 @@ public final class JSONStream {
     /// - Throws: `FormatError` at the first byte that breaks JSON, or what `body` throws.
     public func forEachElement(ofArray key: String? = nil, parse: Bool = true, _ body: (JSONElement) throws -> Void) throws {
         var p = JSONParser(bytes: raw)
+        p.pythonLiterals = true
         do {
             if let key {
                 try expectByte(&p, UInt8(ascii: "{"), "a JSON object with the key \"\(key)\"")
@@ -133,10 +135,10 @@ public final class JSONStream {
     public func forEachLine(_ body: (JSONElement) throws -> Void) throws {
         var start = 0, line = 1, index = 0
         while start < raw.count {
-            var end = start
-            while end < raw.count, raw[end] != 0x0A { end += 1 }
+            let (end, next) = Self.line(in: raw, from: start)
             let slice = UnsafeRawBufferPointer(rebasing: raw[start..<end])
             var p = JSONParser(bytes: slice)
+            p.pythonLiterals = true
             p.skipSpace()
             if p.pos < slice.count {
                 let value: JSONNode
@@ -148,9 +150,25 @@ public final class JSONStream {
                 try body(JSONElement(index: index, line: line, offset: start, value: value, bytes: slice))
                 index += 1
             }
-            start = end + 1
+            start = next
             line += 1
         }
+    }
+
+    /// The line of JSON Lines text starting at `start`: where it ends (its break excluded) and
+    /// where the next begins. Breaks are Python's universal newlines (FiD reads JSON Lines with
+    /// `for line in file`): LF, CRLF and a lone CR; a raw CR is no valid byte inside a JSON
+    /// string, so it only ever separates tokens, and Python splits there too.
+    @inline(__always)
+    public static func line(in raw: UnsafeRawBufferPointer, from start: Int) -> (end: Int, next: Int) {
+        guard let base = raw.baseAddress, start < raw.count else { return (raw.count, raw.count + 1) }
+        var lf = raw.count
+        if let hit = memchr(base + start, 0x0A, raw.count - start) { lf = UnsafeRawPointer(hit) - base }
+        if lf > start, let hit = memchr(base + start, 0x0D, lf - start) {
+            let cr = UnsafeRawPointer(hit) - base
+            return (cr, cr + 1 == lf ? lf + 1 : cr + 1)
+        }
+        return (lf, lf + 1)
     }
 
     /// When the first line of what looked like JSON Lines does not parse: the error for a file
@@ -158,6 +176,7 @@ public final class JSONStream {
     /// where records belong), naming its keys; nil when the whole file is no JSON value either.
     public func wholeDocument() -> FormatError? {
         var p = JSONParser(bytes: raw)
+        p.pythonLiterals = true
         guard case .object(let pairs)? = try? p.parseDocument() else { return nil }
         let keys = pairs.prefix(6).map { "'\($0.0)'" }.joined(separator: ", ") + (pairs.count > 6 ? ", …" : "")
         return FormatError(file: file, location: "", "is one JSON object (keys \(keys)), not a list of records",
@@ -242,6 +261,7 @@ public struct JSONArrayCursor {
     public init(_ stream: JSONStream) throws {
         self.stream = stream
         parser = JSONParser(bytes: stream.bytes)
+        parser.pythonLiterals = true
         parser.skipSpace()
         guard parser.pos < stream.bytes.count, stream.bytes[parser.pos] == UInt8(ascii: "[") else {
             throw FormatError(file: stream.file, location: "byte \(parser.pos)", "expected a JSON array")

@@ -24,7 +24,8 @@ public enum PyJSON {
             }
             newline(level)
             out.append(UInt8(ascii: "]"))
-        case .object(let pairs) where !pairs.isEmpty:
+        case .object(let read) where !read.isEmpty:
+            let pairs = pythonDict(read)
             out.append(UInt8(ascii: "{"))
             for (i, (key, item)) in pairs.enumerated() {
                 if i > 0 { out.append(UInt8(ascii: ",")) }
@@ -49,7 +50,8 @@ public enum PyJSON {
                 appendCompact(item, to: &out)
             }
             out.append(UInt8(ascii: "]"))
-        case .object(let pairs):
+        case .object(let read):
+            let pairs = pythonDict(read)
             out.append(UInt8(ascii: "{"))
             for (i, (key, item)) in pairs.enumerated() {
                 if i > 0 { out.append(contentsOf: [44, 32]) }
@@ -60,6 +62,31 @@ public enum PyJSON {
             out.append(UInt8(ascii: "}"))
         default: appendScalar(value, to: &out)
         }
+    }
+
+    /// An object's pairs as the dict Python's json reads from them: a repeated key keeps its first
+    /// place and its last value (fidq's parser keeps every pair). Unchanged when no key repeats.
+    static func pythonDict(_ pairs: [(String, JSONNode)]) -> [(String, JSONNode)] {
+        var repeated = false
+        if pairs.count <= 16 {
+            outer: for i in 1..<max(1, pairs.count) {
+                for j in 0..<i where pairs[j].0 == pairs[i].0 {
+                    repeated = true
+                    break outer
+                }
+            }
+        } else {
+            repeated = Set(pairs.map(\.0)).count < pairs.count
+        }
+        guard repeated else { return pairs }
+        var place: [String: Int] = [:], out: [(String, JSONNode)] = []
+        for (key, value) in pairs {
+            if let i = place[key] { out[i].1 = value } else {
+                place[key] = out.count
+                out.append((key, value))
+            }
+        }
+        return out
     }
 
     /// `json.dumps(value)` as a String.

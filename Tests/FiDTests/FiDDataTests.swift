@@ -38,6 +38,16 @@ import Testing
         let lines = (0..<7).map { #"{"question": "q\#($0)", "answers": ["a"], "ctxs": []}"# }.joined(separator: "\n") + "\n\n"
         let path = try file(lines, "data.jsonl")
         #expect(try FiDData(path: path).count() == 7)
+        // Lines ended by a lone CR (or CRLF) as Python's universal newlines end them: counted,
+        // loaded and indexed alike.
+        let cr = try file(lines.replacingOccurrences(of: "\n", with: "\r"), "cr.jsonl")
+        let crlf = try file(lines.replacingOccurrences(of: "\n", with: "\r\n"), "crlf.jsonl")
+        for p in [cr, crlf] {
+            let n = try FiDData(path: p).count(), questions = try FiDData(path: p).load().map(\.question)
+            #expect(n == 7 && questions == (0..<7).map { "q\($0)" })
+            let indexed = try FiDData(path: p).index(), last = try indexed.example(at: 6).question
+            #expect(indexed.count == 7 && last == "q6")
+        }
         // load_data: example k belongs to rank k % world_size.
         #expect(try FiDData(path: path).load(shard: 1, of: 3).map(\.index) == [1, 4])
         #expect(try FiDData(path: path).load(shard: 0, of: 3).map(\.question) == ["q0", "q3", "q6"])

@@ -92,7 +92,9 @@ import Testing
     @Test func numbers() throws {
         #expect(try parse("[0,12,9223372036854775807]") == .array([.integer(0), .integer(12), .integer(.max)]))
         #expect(try parse("[-1,1.5,2e3,9223372036854775808]")
-            == .array([.number("-1"), .number("1.5"), .number("2e3"), .number("9223372036854775808")]))
+            == .array([.number("-1"), .number("1.5"), .number("2000.0"), .number("9223372036854775808")]))
+        // As Python's json reads them: -0 is the int 0; a float in Python's repr.
+        #expect(try parse("[-0, -0.0, 1.50, 1E2]") == .array([.number("0"), .number("-0.0"), .number("1.5"), .number("100.0")]))
         #expect(failure("01")?.message == "a number cannot start with 0")
         #expect(failure("1.")?.message == "a fraction needs digits")
         #expect(failure("-")?.message == "a number needs digits")
@@ -138,5 +140,14 @@ import Testing
         }
         #expect(failure("[-Inf]")?.message.contains("not JSON") == false)
         #expect(failure("[Nope]")?.message == "unexpected 'N'")
+        // Data files Python wrote are read as Python's json.load reads them (its default).
+        let text = Array("[NaN, Infinity, -Infinity, 1]".utf8)
+        let value = text.withUnsafeBytes { raw -> JSONNode? in
+            var p = JSONParser(bytes: raw)
+            p.pythonLiterals = true
+            return try? p.parseDocument()
+        }
+        #expect(value == .array([.number("NaN"), .number("Infinity"), .number("-Infinity"), .integer(1)]))
+        #expect(value.map(PyJSON.compact) == "[NaN, Infinity, -Infinity, 1]")
     }
 }

@@ -62,6 +62,12 @@ import Testing
         #expect(got.map(\.index) == [0, 1, 2] && got.map(\.line) == [1, 4, 5])
         let f = Self.failure { _ = try Self.lines("{\"q\": 1}\n{\"q\": }\n") }
         #expect(f?.location == "line 2" && f?.message.contains("column 7") == true)
+        // Lines end as Python's universal newlines end them (FiD reads `for line in file`): a lone
+        // CR too (old Mac files read "unexpected '{' after the value"), CRLF once.
+        let cr = try Self.lines("{\"q\": 1}\r{\"q\": 2}\r\n\r{\"q\": 3}")
+        #expect(cr.map(\.value) == [1, 2, 3].map { .object([("q", .integer($0))]) } && cr.map(\.line) == [1, 2, 4], "\(cr.map(\.line))")
+        // A CR between a line's tokens ends it there, as in Python, whose json.loads then refuses the part.
+        #expect(Self.failure { _ = try Self.lines("{\"q\":\r 1}\n") } != nil)
     }
 
     @Test func mappedFileAndFirstByte() throws {

@@ -82,6 +82,26 @@ import Testing
         #expect(try Self.write([], layout: .jsonLines) == "")
     }
 
+    /// A value read from a data file is written back as Python's json writes what it reads:
+    /// numbers as Python floats (the input's spelling was kept: `1.10`, `1e5`), a repeated key
+    /// once (first place, last value; both pairs were written).
+    @Test func numbersAndRepeatedKeysAsPythonReadsThem() throws {
+        let input = #"{"a": 1, "a": 2, "b": [1.10, 1e5, -0, 1E400, 1e-7, 12345678901234567890.0, 1e16, NaN, -Infinity, 0.30000000000000004, "#
+            + #"123456789012345678901234, 1e-400, -0.0, 2.50, 0.1000000000000000055511151231257827]}"#
+        // print(json.dumps(json.loads(input))) in CPython 3.11:
+        let python = #"{"a": 2, "b": [1.1, 100000.0, 0, Infinity, 1e-07, 1.2345678901234567e+19, 1e+16, NaN, -Infinity, 0.30000000000000004, "#
+            + #"123456789012345678901234, 0.0, -0.0, 2.5, 0.1]}"#
+        let bytes = Array(input.utf8)
+        let value = try bytes.withUnsafeBytes { raw -> JSONNode in
+            var p = JSONParser(bytes: raw)
+            p.pythonLiterals = true
+            return try p.parseDocument()
+        }
+        #expect(PyJSON.compact(value) == python)
+        // json.dumps(json.loads(input), indent=4) keeps the same dict.
+        #expect(PyJSON.indented(value).hasPrefix("{\n    \"a\": 2,\n    \"b\": [\n        1.1,\n"), "\(PyJSON.indented(value))")
+    }
+
     @Test func escapingMatchesEnsureASCII() {
         // json.dumps("q\"\\/\n\r\t\b\f\u{1}\u{7f}é😀") in CPython 3.11.
         var out: [UInt8] = []
