@@ -126,16 +126,26 @@ public struct MergeKind: JobKind {
         // Shards that record their inputs compare those (settings, and files by size, time and
         // inode, not path: workers may mount the files elsewhere); older ones their paths.
         if let first = results.indices.first(where: { results[$0].inputs != nil }) {
-            let theirs = results[first].inputs!.split(separator: "\n", omittingEmptySubsequences: false)
-            for (s, r) in results.enumerated() {
-                guard let mine = r.inputs?.split(separator: "\n", omittingEmptySubsequences: false) else {
-                    throw JobError.permanent("\(dirs[s]) was scored by an older fidq that did not record its inputs, unlike \(dirs[first])",
-                                             field: "params.shards[\(s)]", hint: "score that shard again")
+            /// A record's lines by what they describe (`model file config.json`, `data`), in order.
+            func fields(_ record: String) -> [(key: String, value: String)] {
+                record.split(separator: "\n").map { line in
+                    guard let colon = line.range(of: ": ") else { return (String(line), "") }
+                    return (String(line[..<colon.lowerBound]), String(line[colon.upperBound...]))
                 }
-                guard let i = (0..<max(mine.count, theirs.count)).first(where: { $0 >= mine.count || $0 >= theirs.count || mine[$0] != theirs[$0] })
-                else { continue }
-                func line(_ l: [Substring]) -> String { i < l.count ? String(l[i]) : "nothing" }
-                throw JobError.permanent("\(dirs[s]) was scored from other inputs than \(dirs[first]): \(line(mine)) there, \(line(theirs)) in \(dirs[first])",
+            }
+            let theirs = fields(results[first].inputs!)
+            for (s, r) in results.enumerated() {
+                guard let record = r.inputs else {
+                    throw JobError.permanent("\(dirs[s]) was scored by an older fidq that did not record its inputs, unlike \(dirs[first])",
+                                             field: "params.shards[\(s)]",
+                                             hint: "run that shard's score command again (it adds the record when its inputs are unchanged), "
+                                                + "or score it again in a new --out")
+                }
+                let mine = fields(record)
+                let mineByKey = Dictionary(mine, uniquingKeysWith: { a, _ in a }), theirsByKey = Dictionary(theirs, uniquingKeysWith: { a, _ in a })
+                guard let key = (theirs + mine).map(\.key).first(where: { mineByKey[$0] != theirsByKey[$0] }) else { continue }
+                func value(_ v: String?) -> String { v.map { key + ": " + $0 } ?? "no \(key)" }
+                throw JobError.permanent("\(dirs[s]) was scored from other inputs than \(dirs[first]): \(value(mineByKey[key])) there, \(value(theirsByKey[key])) in \(dirs[first])",
                                          field: "params.shards[\(s)]",
                                          hint: "merge the shards of one score run: the same settings, model files and data file "
                                             + "(compared by size, modification time and inode, so a copy or a rewrite counts as another file); "

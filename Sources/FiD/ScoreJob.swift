@@ -88,10 +88,15 @@ public struct ScoreKind: JobKind {
         let inputs = Self.inputsRecord(model: modelPath, data: dataPath)
         let recordPath = context.out + "/" + Self.inputsFile
         let recorded = (try? context.fs.read(recordPath, limit: 1 << 20)).flatMap { String(data: $0, encoding: .utf8) }
-        if let done = try? JSONDecoder().decode(ScoreResult.self, from: context.fs.read(context.out + "/result.json", limit: 1 << 20)) {
+        if var done = try? JSONDecoder().decode(ScoreResult.self, from: context.fs.read(context.out + "/result.json", limit: 1 << 20)) {
             // A result without a record is an older fidq's: trusted as before.
             if recorded == nil || recorded == inputs {
                 context.log("score: already finished (out/result.json): \(done.exactMatchText) over \(done.count)")
+                // An older fidq's result lacks the inputs merge compares; the record says they are these.
+                if done.inputs == nil, recorded != nil {
+                    done.inputs = Self.runRecord(model: modelPath, data: dataPath, params: params, tokenizer: params.tokenizer.map(context.resolve))
+                    try context.publish("result.json", try jsonEncoder().encode(done))
+                }
                 // A kill after result.json was published may have cut the steps after it short.
                 try finish(done, params, context)
                 return done
@@ -256,8 +261,17 @@ public struct ScoreKind: JobKind {
         let real = realPath(model)
         var lines = ["settings: n_context \(p.nContext), text_maxlength \(p.textMaxlength), answer_maxlength \(p.answerMaxlength), "
                      + "num_beams \(p.numBeams)"]
-        lines.append("tokenizer: " + (tokenizer.map { stamp($0, as: "a file of") } ?? "the model folder's"))
-        for name in modelFiles(real) { lines.append("model file " + stamp(real + "/" + name, as: name)) }
+        if let tokenizer {
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: tokenizer, isDirectory: &isFolder), isFolder.boolValue {
+                for name in modelFiles(tokenizer) { lines.append("tokenizer file " + stamp(tokenizer + "/" + name, as: name + ":")) }
+            } else {
+                lines.append("tokenizer: " + stamp(tokenizer, as: "a file of"))
+            }
+        } else {
+            lines.append("tokenizer: the model folder's")
+        }
+        for name in modelFiles(real) { lines.append("model file " + stamp(real + "/" + name, as: name + ":")) }
         lines.append("data: " + stamp(data, as: "a file of"))
         return lines.joined(separator: "\n")
     }
@@ -273,10 +287,13 @@ public struct ScoreKind: JobKind {
         realpath(path, nil).map { p in defer { free(p) }; return String(cString: p) } ?? path
     }
 
-    /// The files of a model folder its outputs depend on (weights, configs, tokenizer), sorted.
+    /// The files of a model folder the reader loads (config, weights and their shards, tokenizer),
+    /// sorted: not a checkpoint's optimizer or trainer state, nor notes beside them, whose change
+    /// changes no output.
     static func modelFiles(_ folder: String) -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted().filter { name in
-            !name.hasPrefix(".") && [".safetensors", ".bin", ".json", ".model", ".txt"].contains(where: name.hasSuffix)
+        ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted().filter { n in
+            n == "config.json" || T5Reader.tokenizerFiles.contains(n) || n == "tokenizer.model"
+                || ((n.hasPrefix("model") || n.hasPrefix("pytorch_model")) && [".safetensors", ".bin", ".index.json"].contains(where: n.hasSuffix))
         }
     }
 

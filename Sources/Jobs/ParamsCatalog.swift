@@ -26,7 +26,7 @@ public enum ParamsCatalog {
     /// decoder with an unknown key (the refusal lists the allowed ones), with placeholders for
     /// the keys it requires (so the rest take their defaults, read back by encoding), and with
     /// an object in each key (the type mismatch names the type expected).
-    public static func describe<P: Codable>(_ type: P.Type) -> [ParamDescription] {
+    public static func describe<P: JobParams>(_ type: P.Type) -> [ParamDescription] {
         func decode(_ o: [String: JSONValue]) throws -> P { try KindRegistry.decode(P.self, .object(o)) }
         guard let allowed = allowedKeys(decode) else { return [] }
         // Placeholders for required keys until the params decode (each key retyped at most thrice).
@@ -34,17 +34,28 @@ public enum ParamsCatalog {
         var required: Set<String> = []
         var needed: [String: String] = [:]
         var decoded: P? = nil
+        func needs(_ e: JobError) -> String? {
+            guard let field = e.field, field.hasPrefix("params.") else { return nil }
+            let key = String(field.dropFirst(7))
+            return allowed.contains(key) && base[key] == nil ? key : nil
+        }
         for _ in 0...(4 * allowed.count) {
             do {
-                decoded = try decode(base)
+                let d = try decode(base)
+                decoded = d
+                // Rules between keys (`model_path` or `model_config`) live in `validate`.
+                do { try d.validate() } catch let e as JobError where needs(e) != nil {
+                    needed[needs(e)!] = e.message
+                    base[needs(e)!] = .string("x")
+                    continue
+                } catch {}
                 break
             } catch DecodingError.keyNotFound(let key, let ctx) where ctx.codingPath.isEmpty && base[key.stringValue] == nil {
                 required.insert(key.stringValue)
                 base[key.stringValue] = .string("x")
-            } catch let e as JobError where e.field.map({ $0.hasPrefix("params.") && base[String($0.dropFirst(7))] == nil }) ?? false {
-                let key = String(e.field!.dropFirst(7))
-                needed[key] = e.message
-                base[key] = .string("x")
+            } catch let e as JobError where needs(e) != nil {
+                needed[needs(e)!] = e.message
+                base[needs(e)!] = .string("x")
             } catch DecodingError.typeMismatch(let expected, let ctx) where ctx.codingPath.count == 1
                         && base[ctx.codingPath[0].stringValue] != nil {
                 let key = ctx.codingPath[0].stringValue
@@ -87,7 +98,7 @@ public enum ParamsCatalog {
             if p.required {
                 note = "required"
             } else if let why = p.neededBy {
-                note = "required by the defaults: " + why
+                note = "required: " + (why.hasPrefix("missing: ") ? String(why.dropFirst(9)) : why)
             } else if let d = p.defaultValue {
                 note = "default " + literal(d)
             } else if p.type == nil {

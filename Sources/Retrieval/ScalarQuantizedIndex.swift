@@ -218,6 +218,19 @@ public final class ScalarQuantizedIndex {
                 }
             }
         }
+        // Rows holding NaN (their codes are no ranking) may have taken candidate places the
+        // re-rank then dropped: those queries are searched again with twice the candidates, until
+        // they have k hits or every row was a candidate, so they get what exact search gives.
+        let short = (0..<qn).filter { out[$0].count < min(k, count) }
+        if !short.isEmpty, candidates < count {
+            var again = [Float](repeating: 0, count: short.count * dim)
+            for (i, q) in short.enumerated() { for j in 0..<dim { again[i * dim + j] = queries[q * dim + j] } }
+            let more = again.withUnsafeBufferPointer {
+                search(queries: $0.baseAddress!, queryCount: short.count, k: k, rerank: max(1, rerank) * 2, exact: exact,
+                       threads: threads, blockRows: blockRows, kernel: kernel)
+            }
+            for (i, q) in short.enumerated() { out[q] = more[i] }
+        }
         return out
     }
 

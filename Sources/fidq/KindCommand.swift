@@ -107,7 +107,11 @@ struct KindCommand<K: KindCLI>: ParsableCommand {
         var e = e
         if let field = e.field, field.hasPrefix("params.") {
             let key = field.dropFirst(7)
-            if !key.isEmpty, key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) { e.field = "--" + key }
+            // `shards[1]`: the flag's second value.
+            if let name = key.split(separator: "[").first, !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }),
+               key.dropFirst(name.count).allSatisfy({ $0.isNumber || $0 == "[" || $0 == "]" }) {
+                e.field = "--" + key
+            }
         }
         return e
     }

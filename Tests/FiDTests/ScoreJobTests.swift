@@ -439,6 +439,33 @@ import Testing
         }
         #expect(merge(linked, into: "linked") == nil)
         #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/linked/out/predictions.jsonl")) == Data(contentsOf: URL(fileURLWithPath: dir + "/run/out/predictions.jsonl")))
+        // Files the reader does not load (a checkpoint's optimizer state, notes) appearing in the
+        // model folder between shards change nothing: merged.
+        try fm.copyItem(atPath: ReaderFixture.folder, toPath: elsewhere + "/reader2")
+        var fromCopy: [String] = []
+        for s in 0..<4 {
+            if s == 2 {
+                try Data("notes".utf8).write(to: URL(fileURLWithPath: elsewhere + "/reader2/notes.txt"))
+                try Data(count: 64).write(to: URL(fileURLWithPath: elsewhere + "/reader2/optimizer.safetensors"))
+            }
+            var p = params
+            (p["shard_id"], p["num_shards"], p["model_path"]) = (.number(Double(s)), .number(4), .string(elsewhere + "/reader2"))
+            fromCopy.append(try ReaderFixture.runScore(p).folder + "/out")
+        }
+        #expect(merge(fromCopy, into: "unrelated") == nil)
+        // A shard of an older fidq (no inputs record) among recorded ones is refused; running its
+        // score command again adds the record (its inputs unchanged), and the merge goes through.
+        let old = fromCopy[1] + "/result.json"
+        var oldRecord = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: old))) as! [String: Any]
+        oldRecord.removeValue(forKey: "inputs")
+        try JSONSerialization.data(withJSONObject: oldRecord).write(to: URL(fileURLWithPath: old))
+        #expect(merge(fromCopy, into: "older")?.message.contains("older fidq") == true)
+        var p1 = params
+        (p1["shard_id"], p1["num_shards"], p1["model_path"]) = (.number(1), .number(4), .string(elsewhere + "/reader2"))
+        let shardRun = String(fromCopy[1].dropLast("/run/out".count))
+        _ = try ReaderFixture.foreground(shardRun).run(JobDescriptor(kind: "score", id: "score", maxAttempts: 1, params: .object(p1)),
+                                                       registry: Self.registry())
+        #expect(merge(fromCopy, into: "older-again") == nil)
         // An --out inside a shard (or holding one in its out/) is refused; the shard's result stays.
         let shardResult = try Data(contentsOf: URL(fileURLWithPath: shardDirs[0] + "/result.json"))
         let inside = merge(shardDirs, into: "../" + String(shardDirs[0].dropFirst(NSString(string: dir).deletingLastPathComponent.count + 1)))

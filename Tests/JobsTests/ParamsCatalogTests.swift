@@ -84,7 +84,7 @@ struct ParamsCatalogTests {
         let lines = ParamsCatalog.helpLines(ParamsCatalog.describe(Probe.self))
         #expect(lines[0] == "  --data <string>     required")
         #expect(lines[1] == "  --shards <value> …  required")
-        #expect(lines[3] == "  --model <string>    required by the defaults: method dense needs model")
+        #expect(lines[3] == "  --model <string>    required: method dense needs model")
         #expect(lines[4] == "  --legacy <value>    accepted; no effect here (FiD's option)")
         #expect(lines[8] == "  --verbose           default false")
         #expect(lines.contains("  --rate <number>     default 0.5") && lines.contains("  --note <string>     optional"))

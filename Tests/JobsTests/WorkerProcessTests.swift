@@ -369,6 +369,8 @@ import Testing
         #expect(tr == 0)
         #expect(trainHelp.contains("\n  --train_data <string>           required\n"), "\(trainHelp)")
         #expect(trainHelp.contains("  --use_checkpoint                default false\n"), "\(trainHelp)")
+        // A rule of the kind's validate (one start of two) is listed too.
+        #expect(trainHelp.contains("  --model_path <string>           required: give model_path (a T5 folder) or\n"), "\(trainHelp)")
         #expect(trainHelp.contains("  --maxload <value>               accepted; no effect here (FiD's option)\n"), "\(trainHelp)")
         let (ambiguous, text) = try Self.fidq(["train-reader", "--n", "3"])
         #expect(ambiguous == 64 && text.contains("--n is ambiguous") && text.contains("Usage: fidq train-reader ["), "\(text)")

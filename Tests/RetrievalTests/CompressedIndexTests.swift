@@ -156,6 +156,12 @@ import Testing
                 var rows: [Float] = [1e4, 0]
                 for i in 1..<20 { rows += [0, 0.05 * Float(i)] }
                 return (rows, 2, [1, 1], 3)
+            case "nans":
+                // 12 NaN rows, more than the 4 · 2 candidates: their places are searched again.
+                // All NaN: code 255 everywhere, so they top every query of positive weights.
+                var rows = Self.corpus(rows: 40, dim: 4, rng: &rng)
+                for r in 0..<(12 * 4) { rows[r] = .nan }
+                return (rows, 4, rng.normalArray(6 * 4).map { abs($0) }, 2)
             case "outliers":
                 var rows = rng.normalArray(4000 * 16)
                 rows[0] = 1e4
@@ -164,7 +170,7 @@ import Testing
                 return (Self.corpus(rows: 400, dim: 8, rng: &rng).map { $0 * 1e-39 }, 8, rng.normalArray(10 * 8), 5)
             }
         }
-        for name in ["-inf", "nan", "outlier", "tiny", "outliers"] {
+        for name in ["-inf", "nan", "nans", "outlier", "tiny", "outliers"] {
             let folder = ShardFolder()
             defer { folder.remove() }
             let (rows, dim, queries, k) = dataset(name)
