@@ -36,6 +36,35 @@ import Testing
         #expect(args.contains("--grace 270"), "grace from the 300 s notice of --signal=B:TERM@300: \(args)")
     }
 
+    /// Runs an ops script to its end: its status and stderr.
+    static func ops(_ script: String, _ args: [String]) throws -> (Int32, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: root + "/ops/" + script)
+        p.arguments = args
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, text)
+    }
+
+    /// Mistakes refused at once, before a release build, a set-up or a venv: a benchmark name
+    /// that is none (it was found after minutes of building and installing), an empty
+    /// `--workspace=` (the demo ran in a temporary folder), a SECONDS that is no number.
+    @Test func opsScriptsRefuseMistakesFirst() throws {
+        let (bench, benchText) = try Self.ops("bench", ["gemm", "nosuch"])
+        #expect(bench == 2 && benchText.contains("unknown benchmark nosuch") && !benchText.contains("building"), "\(benchText)")
+        let (demo, demoText) = try Self.ops("demo", ["--workspace="])
+        #expect(demo == 2 && demoText.contains("--workspace= needs a folder"), "\(demoText)")
+        let ws = NSTemporaryDirectory() + "ops-report-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: ws + "/queue/done", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: ws) }
+        let (report, reportText) = try Self.ops("demo-report", [ws, "abc"])
+        #expect(report == 1 && reportText.contains("SECONDS must be a number"), "\(reportText)")
+    }
+
     @Test func graceFollowsAnOverriddenNotice() throws {
         #expect(try runScript(env: ["FIDQ_SIGNAL_NOTICE": "60"]).record.joined(separator: " ").contains("--grace 30"))
         #expect(try runScript(env: ["FIDQ_SIGNAL_NOTICE": "900"]).record.joined(separator: " ").contains("--grace 870"))
