@@ -302,6 +302,11 @@ public final class Worker: @unchecked Sendable {
                                  claimedAt: isoTimestamp(), released: false, leaseS: config.lease,
                                      claimedAtFS: queue.fsNow(probe: identity.nonce))
         do { try queue.writeClaim(dir, record) } catch {
+            // Another worker's take-over of the same stale job moved the folder first: nothing is held.
+            if !queue.fs.exists(dir) {
+                logger.info("\(id): another worker took it over first")
+                return false
+            }
             logger.warning("took over \(id) but could not write its claim: \(error); its lease will expire")
             return false
         }
