@@ -108,7 +108,10 @@ public final class JSONStream {
                     p.skipSpace()
                     let start = p.pos
                     var value = JSONNode.null
-                    if parse { value = try p.parseValue(depth: 1) } else { try skipValue(&p) }
+                    // A syntax error inside an element names it too, as field errors do (`[3]`).
+                    do {
+                        if parse { value = try p.parseValue(depth: 1) } else { try skipValue(&p) }
+                    } catch let f as JSONParser.Failure { throw located(f, element: index) }
                     let element = JSONElement(
                         index: index, line: lineCounter.line(at: start, in: raw), offset: start, value: value,
                         bytes: UnsafeRawBufferPointer(rebasing: raw[start..<p.pos]))
@@ -218,9 +221,9 @@ public final class JSONStream {
         if depth > 0 { throw p.fail("unexpected end of file inside a value") }
     }
 
-    private func located(_ f: JSONParser.Failure) -> FormatError {
+    private func located(_ f: JSONParser.Failure, element: Int? = nil) -> FormatError {
         var counter = LineCounter()
-        return FormatError(file: file, location: "byte \(f.offset) (line \(counter.line(at: f.offset, in: raw)))", f.message)
+        return FormatError(file: file, location: (element.map { "[\($0)], " } ?? "") + "byte \(f.offset) (line \(counter.line(at: f.offset, in: raw)))", f.message)
     }
 }
 

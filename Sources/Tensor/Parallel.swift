@@ -41,6 +41,21 @@ public enum Threads {
     public static func set(_ n: Int?) {
         current = max(1, n ?? configured)
     }
+
+    private static let exclusive = DispatchSemaphore(value: 1)
+
+    /// Runs `body` with the thread count `n`, then restores the count before, holding a lock so
+    /// no other `exclusively` changes it meanwhile: tests proving a result does not depend on the
+    /// count run in parallel suites, where one's `set(nil)` made another's passes all run at one
+    /// count (and pass without checking anything). Others read the count as usual meanwhile.
+    public static func exclusively<T>(_ n: Int, _ body: () throws -> T) rethrows -> T {
+        exclusive.wait()
+        defer { exclusive.signal() }
+        let before = current
+        current = max(1, n)
+        defer { current = before }
+        return try body()
+    }
 }
 
 /// Runs `body` over `0..<count` split into contiguous chunks, one per thread.

@@ -85,7 +85,7 @@ import Testing
         p = try file("\"text\"")
         #expect(failure { _ = try FiDData(path: p).load() }?.location == "byte 0")
         p = try file(#"[{"question": "a"}, {"question": "b" "x"}]"#)
-        #expect(failure { _ = try FiDData(path: p).load() }?.location.hasPrefix("byte 37") == true)
+        #expect(failure { _ = try FiDData(path: p).load() }?.location.hasPrefix("[1], byte 37") == true)
         // A pretty-printed object (a summary, a config) is named as such, not as a bad first line,
         // whether read in order or indexed.
         p = try file("{\n  \"train\": 850,\n  \"dev\": 150\n}\n")

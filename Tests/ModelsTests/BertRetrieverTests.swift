@@ -152,15 +152,17 @@ struct BertRetrieverTests {
         let f = try BertFixture("proj_mean")
         var results: [[Float]] = [], embeddings: [[Float]] = []
         for threads in [1, 2, 3] {
-            Threads.set(threads)
-            let grads = ParameterSlab(layout: f.model.layout)
-            var rng = RNG(seed: 9)
-            let out = f.model.forward(f.batch, training: true, rng: &rng)
-            f.model.backward(into: grads)
-            results.append(Array(grads.buffer))
-            embeddings.append(out.questionEmbeddings.data + out.passageEmbeddings.data)
+            // Held, so a concurrent suite's count change cannot make every pass run alike.
+            Threads.exclusively(threads) {
+                let grads = ParameterSlab(layout: f.model.layout)
+                var rng = RNG(seed: 9)
+                let out = f.model.forward(f.batch, training: true, rng: &rng)
+                f.model.backward(into: grads)
+                #expect(Threads.count == threads)
+                results.append(Array(grads.buffer))
+                embeddings.append(out.questionEmbeddings.data + out.passageEmbeddings.data)
+            }
         }
-        Threads.set(nil)
         for k in 1..<3 {
             let differing = f.model.layout.entries.filter { e in results[k][e.range] != results[0][e.range] }.map(\.name)
             #expect(differing.isEmpty, "threads \([1, 2, 3][k]) vs 1 differ in \(differing)")

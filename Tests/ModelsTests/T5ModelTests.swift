@@ -141,14 +141,16 @@ struct T5ModelTests {
         let (model, batch) = tinyModel(.gatedGELU, tied: false, crossBias: true)
         var results: [[Float]] = []
         for threads in [1, 2, 3] {
-            Threads.set(threads)
-            let grads = ParameterSlab(layout: model.layout)
-            var rng = RNG(seed: 5)
-            _ = model.forward(batch, training: true, rng: &rng)
-            model.backward(into: grads)
-            results.append(Array(grads.buffer))
+            // Held, so a concurrent suite's count change cannot make every pass run alike.
+            Threads.exclusively(threads) {
+                let grads = ParameterSlab(layout: model.layout)
+                var rng = RNG(seed: 5)
+                _ = model.forward(batch, training: true, rng: &rng)
+                model.backward(into: grads)
+                #expect(Threads.count == threads)
+                results.append(Array(grads.buffer))
+            }
         }
-        Threads.set(nil)
         // Every gradient, the encoder's relative bias (summed over B·P attention items) included,
         // is the same to the bit on any thread count: resumed training reproduces a plain run.
         for k in 1..<3 {

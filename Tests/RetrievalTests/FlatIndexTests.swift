@@ -50,16 +50,22 @@ struct ShardFolder {
     }
 
     /// Ours equals brute force: same rows in the same order wherever the scores are apart by more
-    /// than the float32 sum's error bound (2·E·u·Σ|a·b|), and each score within that bound.
+    /// than the float32 sum's error bound (2·E·u·Σ|a·b|), each hit's score within that bound of its
+    /// own row's exact score (a wrong row id with a right score failed nothing), and no row twice.
     static func expectSame(_ ours: [[Hit]], _ truth: [[Hit]], corpus: [Float], queries: [Float], dim: Int) {
         #expect(ours.count == truth.count)
         let u = Double(Float.ulpOfOne) / 2
         for (q, (a, t)) in zip(ours, truth).enumerated() {
             #expect(a.count == t.count, "query \(q)")
+            #expect(Set(a.map(\.row)).count == a.count, "query \(q): a row twice")
             for (h, e) in zip(a, t) {
-                var mag = 0.0
-                for j in 0..<dim { mag += abs(Double(corpus[h.row * dim + j]) * Double(queries[q * dim + j])) }
+                var mag = 0.0, exact = 0.0
+                for j in 0..<dim {
+                    let p = Double(corpus[h.row * dim + j]) * Double(queries[q * dim + j])
+                    (mag, exact) = (mag + abs(p), exact + p)
+                }
                 let bound = 2 * Double(dim) * u * mag
+                #expect(abs(Double(h.score) - exact) <= bound, "query \(q): row \(h.row) scored \(h.score), its exact score \(exact)")
                 if h.row != e.row {
                     #expect(abs(Double(h.score) - Double(e.score)) <= 2 * bound, "query \(q): row \(h.row) vs \(e.row)")
                 } else {

@@ -79,12 +79,14 @@ struct RelativePositionTests {
         let buckets = RelativePosition.buckets(queryLength: T, keyLength: T, bidirectional: true, numBuckets: NB, maxDistance: 128)
         var results: [[Float]] = []
         for threads in [1, 2, 3, 8] {
-            Threads.set(threads)
-            var d = [Float](repeating: 0, count: NB * H)
-            RelativePosition.backward(dTable: &d, dBias: dBias, buckets: buckets, count: T * T, heads: H, numBuckets: NB)
-            results.append(d)
+            // Held, so a concurrent suite's count change cannot make every pass run alike.
+            Threads.exclusively(threads) {
+                var d = [Float](repeating: 0, count: NB * H)
+                RelativePosition.backward(dTable: &d, dBias: dBias, buckets: buckets, count: T * T, heads: H, numBuckets: NB)
+                #expect(Threads.count == threads)
+                results.append(d)
+            }
         }
-        Threads.set(nil)
         for r in results.dropFirst() { #expect(r == results[0]) }
     }
 }
