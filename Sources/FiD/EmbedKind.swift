@@ -56,9 +56,12 @@ public struct EmbedParams: JobParams {
     public var outputPaths: [(field: String, path: String)] { [("output_path", outputPath)] }
     /// Shards of one `output_path` are written by their own jobs: only this shard's file is ours.
     public var exclusiveOutputs: [(field: String, path: String)] {
-        [("output_path", EmbeddingShard.stem(prefix: outputPath, shard: shardId) + ".npy")]
+        let stem = EmbeddingShard.stem(prefix: outputPath, shard: shardId)
+        return [".npy", ".ids", ".meta.json"].map { ("output_path", stem + $0) }
     }
-    public var inputPaths: [(field: String, path: String)] { [("model_path", modelPath), ("passages", passages)] }
+    public var inputPaths: [(field: String, path: String)] {
+        [("model_path", modelPath), ("passages", passages)] + (tokenizer.map { [("tokenizer", $0)] } ?? [])
+    }
 
     /// At submit and before each run: the model folder holds a BERT config and weights, and `passage_maxlength` fits
     /// its position table.

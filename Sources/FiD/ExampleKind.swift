@@ -84,6 +84,8 @@ public struct ExampleKind: JobKind {
             if let info = try? context.fs.info(folder), info.kind != .directory {
                 throw JobError.permanent("\(folder) is a file, expected a folder (created if missing) for the world's files", field: "params.output")
             }
+            // Each file's place, symlinks inside the folder followed (`reader/` linking elsewhere).
+            for (name, _) in files { _ = try context.output(folder + "/" + name, field: "params.output") }
             try world.write(to: folder)
         } else {
             folder = context.out

@@ -9,6 +9,23 @@ import Tensor
 /// FiD's run folder `checkpoint_dir/name/`: the scripts' outputs copied there, each under a
 /// temporary name and then renamed, so a reader never sees half a file or folder.
 public enum FiDLayout {
+    /// FiD's `name` param, one folder of `checkpoint_dir` (default `experiment_name`): a `/` or
+    /// `..` would put the run's files outside `checkpoint_dir`, where the job's checks never looked.
+    public static func runName<K: CodingKey>(_ c: KeyedDecodingContainer<K>, _ key: K) throws -> String {
+        try c.require(try c.decode(key, default: "experiment_name"), key, "a folder name (no '/')") {
+            !$0.isEmpty && !$0.contains("/") && $0 != "." && $0 != ".."
+        }
+    }
+
+    /// `checkpoint_dir/name`, checked as an output with every symlink on the way followed (a
+    /// `name` that is a symlink to elsewhere, or a `checkpoint/` in it that is, led the copies
+    /// out of the workspace).
+    public static func runFolder(_ checkpointDir: String, _ name: String, _ context: JobContext) throws -> String {
+        let run = try context.output(checkpointDir + "/" + name, field: "params.checkpoint_dir")
+        _ = try context.output(run + "/checkpoint/step", field: "params.checkpoint_dir")
+        return run
+    }
+
     /// The weights' names in FiD's checkpoints.
     public enum Names: Sendable {
         /// `FiDT5`'s: the encoder wrapped (`encoder.encoder.block.N.module.…`), the embeddings

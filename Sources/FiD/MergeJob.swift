@@ -21,9 +21,7 @@ public struct MergeParams: JobParams, Equatable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
         shards = try c.require(try c.decode([String].self, forKey: .shards), .shards, "a non-empty list of score output folders") { !$0.isEmpty }
-        name = try c.require(try c.decode(.name, default: "experiment_name"), .name, "a folder name (no '/')") {
-            !$0.isEmpty && !$0.contains("/") && $0 != "." && $0 != ".."
-        }
+        name = try FiDLayout.runName(c, .name)
         checkpointDir = try c.decodeIfPresent(String.self, forKey: .checkpointDir)
     }
 
@@ -38,7 +36,8 @@ public struct MergeParams: JobParams, Equatable {
         shards.enumerated().map { ("shards[\($0.offset)]", $0.element) }
     }
     public var outputPaths: [(field: String, path: String)] {
-        checkpointDir.map { [("checkpoint_dir", $0)] } ?? []
+        // The run folder itself, links followed: a `name` linking elsewhere is refused at submit.
+        checkpointDir.map { [("checkpoint_dir", $0 + "/" + name)] } ?? []
     }
     /// FiD's layout: runs of other names share a `checkpoint_dir`.
     public var exclusiveOutputs: [(field: String, path: String)] {

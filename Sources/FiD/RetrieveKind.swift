@@ -139,6 +139,7 @@ public struct RetrieveParams: JobParams {
     public var inputPaths: [(field: String, path: String)] {
         var p = [("passages", passages), ("data", data)]
         if method == "dense", let m = modelPath { p.append(("model_path", m)) }
+        if method == "dense", let t = tokenizer { p.append(("tokenizer", t)) }
         if method == "bm25", let b = bm25Index { p.append(("bm25_index", b)) }
         return p
     }
@@ -319,6 +320,15 @@ public struct RetrieveKind: JobKind {
             queryS = monotonicNow() - t
             context.log("retrieve: questions embedded (\(questions.count) × \(model.model.embeddingWidth)) in \(String(format: "%.2f", queryS)) s")
             t = monotonicNow()
+            // A glob is no input path the registry can check: each shard it names (and its ids
+            // file) must lie where a job may read, before a byte of it is read.
+            let shardPaths = EmbeddingShard.glob(context.resolve(p.passagesEmbeddings!))
+            for path in shardPaths {
+                let ids = path.hasSuffix(".npy") ? String(path.dropLast(4)) + ".ids" : path
+                for file in [path, ids, ShardRecord.path(forShard: path)] where context.fs.exists(file) || file == path {
+                    _ = try context.paths.checkInput(file, field: "params.passages_embeddings", fs: context.fs)
+                }
+            }
             let shards = try wrap("params.passages_embeddings") { try EmbeddingShard.open(glob: context.resolve(p.passagesEmbeddings!)) }
             let flat = try wrap("params.passages_embeddings") { try FlatIndex(shards: shards) }
             guard flat.dim == model.model.embeddingWidth else {
@@ -342,6 +352,7 @@ public struct RetrieveKind: JobKind {
                 try wrap("params.passages_embeddings") {
                     let path = dir + "/index." + name
                     guard p.saveOrLoadIndex else { return try build() }
+                    _ = try context.output(path, field: "params.save_or_load_index")
                     let source = try SavedIndexSource(index: name, settings: settings, shards: shards, indexPath: path)
                     if FileManager.default.fileExists(atPath: path) {
                         if let why = source.mismatch(SavedIndexSource.read(beside: path)) {

@@ -232,7 +232,7 @@ public struct ScoreKind: JobKind {
     /// `final_output.txt` and `dataset_wscores.json` (those written) copied to `checkpoint_dir/name/`,
     /// where FiD's test_reader.py writes them.
     static func copyToFiDLayout(_ result: ScoreResult, checkpointDir dir: String, name: String, _ context: JobContext, kind: String) throws {
-        let run = try context.output(dir, field: "params.checkpoint_dir") + "/" + name
+        let run = try FiDLayout.runFolder(dir, name, context)
         let copied = ["final_output.txt", "dataset_wscores.json"].filter(result.outputs.contains)
         for f in copied { try FiDLayout.copy(context.out + "/" + f, to: run + "/" + f, tag: context.token) }
         context.log("\(kind): copied \(copied.isEmpty ? "nothing (no write_results or write_crossattention_scores)" : copied.joined(separator: " and ")) to \(run)")

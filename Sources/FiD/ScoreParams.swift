@@ -84,9 +84,7 @@ public struct ScoreParams: JobParams, Equatable {
             $0 >= 0 && $0 < numShards
         }
         evalPrintFreq = try c.require(try c.decode(.evalPrintFreq, default: 1000), .evalPrintFreq, "an integer >= 1") { $0 >= 1 }
-        name = try c.require(try c.decode(.name, default: "experiment_name"), .name, "a folder name (no '/')") {
-            !$0.isEmpty && !$0.contains("/") && $0 != "." && $0 != ".."
-        }
+        name = try FiDLayout.runName(c, .name)
         checkpointDir = try c.decodeIfPresent(String.self, forKey: .checkpointDir)
         if checkpointDir != nil && numShards > 1 {
             throw DecodingError.dataCorrupted(.init(
@@ -121,7 +119,8 @@ public struct ScoreParams: JobParams, Equatable {
     }
 
     public var outputPaths: [(field: String, path: String)] {
-        checkpointDir.map { [("checkpoint_dir", $0)] } ?? []
+        // The run folder itself, links followed: a `name` linking elsewhere is refused at submit.
+        checkpointDir.map { [("checkpoint_dir", $0 + "/" + name)] } ?? []
     }
     /// FiD's layout: runs of other names share a `checkpoint_dir`.
     public var exclusiveOutputs: [(field: String, path: String)] {

@@ -24,7 +24,7 @@ public struct TrainReaderKind: JobKind {
             .replacingOccurrences(of: "\n", with: " "))
         let result = try Trainer(config: p.trainer, model: reader, context: context, label: "train_reader").run()
         if let dir = p.checkpointDir {
-            try FiDLayout.exportCheckpoints(result, to: context.output(dir, field: "params.checkpoint_dir") + "/" + p.name, kind: "train_reader", names: .reader,
+            try FiDLayout.exportCheckpoints(result, to: FiDLayout.runFolder(dir, p.name, context), kind: "train_reader", names: .reader,
                                            trainer: p.trainer, options: try FiDOptimizerFile.options(p, optim: p.trainer.optim), context)
         }
         return result

@@ -76,7 +76,7 @@ public struct TrainReaderParams: JobParams, Equatable {
                                         "-1 (no truncation) or an integer >= 1") { $0 == -1 || $0 >= 1 }
         trainer = try TrainerConfig(fidOptionsFrom: decoder)
         useCheckpoint = try c.decode(.useCheckpoint, default: false)
-        name = try c.decode(.name, default: "experiment_name")
+        name = try FiDLayout.runName(c, .name)
         checkpointDir = try c.decodeIfPresent(String.self, forKey: .checkpointDir)
         modelSize = try c.decodeIfPresent(String.self, forKey: .modelSize)
         ignored = FiDIgnoredOptions(c, [(.noTitle, "FiD defines it and never reads it")] + FiDIgnoredOptions.base(.maxload, .localRank, .mainPort)
@@ -143,7 +143,8 @@ public struct TrainReaderParams: JobParams, Equatable {
     }
 
     public var outputPaths: [(field: String, path: String)] {
-        checkpointDir.map { [("checkpoint_dir", $0)] } ?? []
+        // The run folder itself, links followed: a `name` linking elsewhere is refused at submit.
+        checkpointDir.map { [("checkpoint_dir", $0 + "/" + name)] } ?? []
     }
     /// FiD's layout: runs of other names share a `checkpoint_dir`.
     public var exclusiveOutputs: [(field: String, path: String)] {

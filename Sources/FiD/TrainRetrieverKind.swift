@@ -55,7 +55,7 @@ public struct TrainRetrieverKind: JobKind {
         // evaluate: the final model is evaluated for result.json, as an uninterrupted run was.
         if t.lastEvaluation == nil, t.dev != nil { _ = try t.evaluate { _, _ in } }
         if let dir = p.checkpointDir {
-            try FiDLayout.exportCheckpoints(result, to: context.output(dir, field: "params.checkpoint_dir") + "/" + p.name, kind: "train_retriever", names: .retriever,
+            try FiDLayout.exportCheckpoints(result, to: FiDLayout.runFolder(dir, p.name, context), kind: "train_retriever", names: .retriever,
                                            trainer: p.trainer, options: try FiDOptimizerFile.options(p, optim: p.trainer.optim), context)
         }
         return TrainRetrieverResult(training: result, evaluation: t.lastEvaluation)

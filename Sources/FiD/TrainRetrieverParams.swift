@@ -95,7 +95,7 @@ public struct TrainRetrieverParams: JobParams, Equatable {
         reduction = try c.require(KLReduction(rawValue: r), .reduction, "\"mean\" (FiD's) or \"batchmean\"") { $0 != nil }!
         inBatchNegatives = try c.decode(.inBatchNegatives, default: false)
         trainer = try TrainerConfig(fidOptionsFrom: decoder)
-        name = try c.decode(.name, default: "experiment_name")
+        name = try FiDLayout.runName(c, .name)
         checkpointDir = try c.decodeIfPresent(String.self, forKey: .checkpointDir)
         ignored = FiDIgnoredOptions(c, [(.noTitle, "FiD defines it and never reads it")] + FiDIgnoredOptions.base(.maxload, .localRank, .mainPort))
     }
@@ -170,7 +170,8 @@ public struct TrainRetrieverParams: JobParams, Equatable {
     }
 
     public var outputPaths: [(field: String, path: String)] {
-        checkpointDir.map { [("checkpoint_dir", $0)] } ?? []
+        // The run folder itself, links followed: a `name` linking elsewhere is refused at submit.
+        checkpointDir.map { [("checkpoint_dir", $0 + "/" + name)] } ?? []
     }
     /// FiD's layout: runs of other names share a `checkpoint_dir`.
     public var exclusiveOutputs: [(field: String, path: String)] {

@@ -60,8 +60,11 @@ public final class QueueControl {
         for o in queue.runningExclusiveOutputs(registry: registry, policy: policy) { owner[o.key] = (o.id, "running") }
         for (i, d) in batch.enumerated() {
             for o in registry.exclusiveOutputs(of: d, policy: policy) {
-                if let other = owner[key(o.path)], other.id != d.id { return (i, o.field, o.path, other.id, other.state) }
-                owner[key(o.path)] = (d.id, batchState)
+                let k = key(o.path)
+                if let (_, other) = owner.first(where: { $0.value.id != d.id && PathPolicy.overlap(k, $0.key) }) {
+                    return (i, o.field, o.path, other.id, other.state)
+                }
+                owner[k] = (d.id, batchState)
             }
         }
         return nil

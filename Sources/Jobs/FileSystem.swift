@@ -57,7 +57,7 @@ public protocol FileSystem: AnyObject, Sendable {
     /// a planted symlink included, is already at `path`), writes everything, `fsync`s when
     /// `sync`, closes. Callers write to unique temporary names and rename.
     func write(_ path: String, _ data: Data, sync: Bool) throws
-    /// Appends with `O_APPEND` (creating the file), no fsync.
+    /// Appends with `O_APPEND` (creating the file; never through a symlink), no fsync.
     func append(_ path: String, _ data: Data) throws
     /// Sets access and modification times to now (`utimensat(NULL)`: server time on NFS).
     func touch(_ path: String) throws
@@ -137,7 +137,8 @@ public final class PosixFileSystem: FileSystem, @unchecked Sendable {
     }
 
     public func append(_ path: String, _ data: Data) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        // O_NOFOLLOW: a symlink swapped in at a job's log.txt would take the worker's lines elsewhere.
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o644)
         if fd < 0 { throw FSError("open", path, errno) }
         defer { close(fd) }
         try writeAll(fd, data, path)

@@ -105,6 +105,7 @@ public final class OutputFile: @unchecked Sendable {
     /// folder, and their writers are dead or can no longer reach it by name. Checkpoint staging
     /// folders are cleaned by `Checkpoints` itself.
     static func sweep(out: String, fs: FileSystem) {
+        guard (try? fs.info(out))?.kind == .directory else { return }  // never through a symlink
         for name in (try? fs.list(out)) ?? [] {
             let path = out + "/" + name
             guard let info = try? fs.info(path) else { continue }

@@ -81,6 +81,27 @@ public struct PathPolicy: Sendable {
             hint: "read from inside the workspace, or pass --allow-root for that folder to fidq submit and fidq worker (or fidq run)")
     }
 
+    /// `checkInput` for a folder input and what it holds: every symlink below it (a model folder
+    /// of links to another user's files) must lead where an input may lie too. Folders are
+    /// walked `depth` levels down (a shard's `out/`, a checkpoint's step), at most `limit` entries.
+    public func checkInputTree(_ path: String, field: String, fs: FileSystem, depth: Int = 3, limit: Int = 10_000) throws {
+        var budget = limit
+        func walk(_ dir: String, _ level: Int) throws {
+            guard level < depth, (try? fs.info(dir))?.kind == .directory else { return }
+            for name in (try? fs.list(dir)) ?? [] {
+                budget -= 1
+                guard budget >= 0 else { return }
+                let entry = dir + "/" + name
+                switch (try? fs.info(entry))?.kind {
+                case .symlink?: _ = try checkInput(entry, field: field, fs: fs)
+                case .directory?: try walk(entry, level + 1)
+                default: break
+                }
+            }
+        }
+        try walk(PathPolicy.realOf(resolve(path), fs: fs), 0)
+    }
+
     /// `path` with symlinks resolved in its deepest existing ancestor (the rest appended as is).
     static func realOf(_ path: String, fs: FileSystem) -> String {
         var head = path
@@ -98,6 +119,10 @@ public struct PathPolicy: Sendable {
         }
         return normalize("/" + tail.reversed().joined(separator: "/"))
     }
+
+    /// Two outputs written by both when one is the other or lies inside it (a fetch's `dest` and a
+    /// file another job writes in it).
+    static func overlap(_ a: String, _ b: String) -> Bool { isInside(a, b) || isInside(b, a) }
 
     static func isInside(_ path: String, _ root: String) -> Bool {
         guard path.hasPrefix("/") else { return false }

@@ -117,6 +117,7 @@ public final class KindRegistry: @unchecked Sendable {
             // build no registry and read anywhere).
             for (field, path) in params.inputPaths {
                 _ = try policy.checkInput(path, field: "params." + field, fs: fs)
+                try policy.checkInputTree(path, field: "params." + field, fs: fs)
             }
             // Inputs as the run will read them (`…/checkpoint/latest` is the folder it names).
             let resolveInput = { (path: String) in Checkpoints.followingLatest(policy.resolve(path), fs: fs) }

@@ -17,7 +17,14 @@ enum RetainedOutput {
     static func adopt(queue: Queue, id: String, dir: String) {
         let fs = queue.fs
         let kept = path(queue, id)
-        guard fs.exists(kept) else { return }
+        guard let info = try? fs.info(kept) else { return }
+        // Only a real folder: a symlink planted at the kept name (anyone may write pending/)
+        // became out/, and the job wrote and swept wherever it pointed.
+        guard info.kind == .directory else {
+            try? fs.unlink(kept)
+            queue.log(dir, "ignored \(kept): not a folder kept by fidq retry (a \(info.kind == .symlink ? "symlink" : "file")); removed")
+            return
+        }
         do {
             // rename onto an absent (or empty) out/; a non-empty out/ is never replaced.
             try fs.retrying { try fs.rename(kept, dir + "/out") }

@@ -398,6 +398,10 @@ public final class Worker: @unchecked Sendable {
             // One level, never with intermediates: those would re-create a claim folder that was
             // taken over meanwhile (under our old name, without claim or job.json).
             do { try queue.fs.retrying { try queue.fs.mkdir(context.out) } } catch let e as FSError where e.code == EEXIST {
+                // Whatever stands at out/ must be a folder, never a symlink the job would write through.
+                if (try? queue.fs.info(context.out))?.kind != .directory {
+                    throw JobError.permanent("\(context.out) is not a folder (a symlink or file planted there); the job writes only into its own out/")
+                }
             } catch let e as FSError where e.code == ENOENT || e.code == ENOTDIR {
                 throw CancellationError(reason: .leaseLost)
             } catch {}  // anything else: the handler's first write reports it
@@ -425,7 +429,7 @@ public final class Worker: @unchecked Sendable {
         let others = queue.runningExclusiveOutputs(registry: registry, policy: policy).filter { $0.id != d.id }
         for o in mine {
             let key = PathPolicy.realOf(o.path, fs: queue.fs)
-            guard let other = others.first(where: { $0.key == key }) else { continue }
+            guard let other = others.first(where: { PathPolicy.overlap($0.key, key) }) else { continue }
             let holder = queue.readClaim(queue.running + "/" + other.claim).map { " by \($0.worker)" } ?? ""
             let field = o.field.hasPrefix("params.") ? String(o.field.dropFirst(7)) : o.field
             return .permanent("\(o.path) is also written by job '\(other.id)', running\(holder): one would replace the other's output",

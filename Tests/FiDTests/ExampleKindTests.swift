@@ -64,6 +64,22 @@ struct ExampleKindTests {
         #expect(left.isEmpty, "temporary files left: \(left)")
     }
 
+    /// A folder inside `output` that links outside the workspace is refused before a file is
+    /// written: the world's `reader/` files went wherever it pointed.
+    @Test func aLinkInsideTheOutputFolderIsFollowedAndRefused() throws {
+        let (ws, file) = try workspace(#"{"kind": "example", "params": {"output": "exo", "train": 12, "dev": 3, "n_context": 3}}"#)
+        let victim = ws + "-victim"
+        defer { for d in [ws, victim] { try? FileManager.default.removeItem(atPath: d) } }
+        try FileManager.default.createDirectory(atPath: victim, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: ws + "/exo", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: ws + "/exo/reader", withDestinationPath: victim)
+        var run = ForegroundRun(file: file, workspace: ws)
+        run.outDir = ws + "/run"
+        let e = #expect(throws: JobError.self) { try run.run(registry: registry()) }
+        #expect(e?.field == "params.output" && e?.message.contains("outside the workspace") == true, "\(String(describing: e))")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: victim).isEmpty)
+    }
+
     @Test(arguments: [
         (#"{"seed": 1, "trian": 5}"#, "params.trian"),
         (#"{"train": 0}"#, "params.train"),

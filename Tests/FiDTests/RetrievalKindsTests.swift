@@ -21,11 +21,12 @@ enum RetrievalJobs {
     }
 
     /// Runs one job in the foreground in `workspace`; returns its result.
-    static func run(_ kind: String, _ params: [String: JSONValue], workspace: String, id: String? = nil) throws -> [String: JSONValue] {
+    static func run(_ kind: String, _ params: [String: JSONValue], workspace: String, id: String? = nil,
+                    allowedRoots: [String] = ["/"]) throws -> [String: JSONValue] {
         let name = id ?? kind
         var job = ForegroundRun(file: workspace + "/\(name).json", workspace: workspace)
         job.outDir = workspace + "/\(name).run"
-        job.allowedRoots = ["/"]
+        job.allowedRoots = allowedRoots
         job.threads = 2
         let value = try job.run(JobDescriptor(kind: kind, id: name, maxAttempts: 1, params: .object(params)), registry: registry())
         guard case .object(let o) = value else { throw JobError.permanent("result of \(kind) is not an object") }
@@ -334,7 +335,8 @@ enum RetrievalJobs {
             return r.exclusiveOutputs(of: d, policy: policy).map(\.path)
         }
         let embed = #"{"model_path": "m", "passages": "p.tsv", "output_path": "emb/passages", "shard_id": 3, "num_shards": 8}"#
-        #expect(try owned("embed", embed) == ["/ws/emb/passages_03.npy"])
+        // Its shard's three files: another job writing the .ids beside it replaced its ids.
+        #expect(try owned("embed", embed) == ["/ws/emb/passages_03.npy", "/ws/emb/passages_03.ids", "/ws/emb/passages_03.meta.json"])
         #expect(try owned("retrieve", #"{"model_path": "m", "passages": "p.tsv", "passages_embeddings": "e_*", "data": "q.json", "output_path": "out/r.json"}"#)
                 == ["/ws/out/r.json"])
         #expect(try owned("train_reader", #"{"train_data": "t.json", "model_path": "m", "checkpoint_dir": "ck", "name": "run1"}"#) == ["/ws/ck/run1"])
@@ -549,6 +551,23 @@ enum RetrievalJobs {
         #expect(try retrieve(models[1], save: true).log.contains("no record of the shards it was built from"))
         // A glob over the whole folder skips the saved index and its source.
         #expect(EmbeddingShard.glob(dir + "/emb/*").map { ($0 as NSString).lastPathComponent } == ["passages_00.npy"])
+        // Confined to the workspace (a queued job's policy): shards a glob names outside it are
+        // refused before they are read, and so is saving an index beside them (both were done).
+        let outside = TestData.scratch("saved-index-outside")
+        try FileManager.default.copyItem(atPath: dir + "/emb", toPath: outside + "/emb")
+        var params: [String: JSONValue] = [
+            "model_path": .string(models[1]), "passages": .string("world/passages.tsv"), "passages_embeddings": .string(outside + "/emb/passages_*"),
+            "data": .string("world/dev.json"), "output_path": .string("confined.json"), "n_docs": .number(10), "index": .string(index),
+            "save_or_load_index": .bool(true)]
+        if index == "pq" { params["n_subquantizers"] = .number(4) }
+        let before = try FileManager.default.contentsOfDirectory(atPath: outside + "/emb").sorted()
+        do {
+            _ = try RetrievalJobs.run("retrieve", params, workspace: dir, id: "confined", allowedRoots: [])
+            Issue.record("shards outside the workspace were read")
+        } catch let e as JobError {
+            #expect(e.field == "params.passages_embeddings" && e.message.contains("outside the workspace"), "\(e)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: outside + "/emb").sorted() == before)
     }
 }
 

@@ -164,6 +164,22 @@ import Testing
         var sharded = params
         sharded["num_shards"] = .number(2)
         #expect(throws: DecodingError.self) { _ = try registry.decodeParams(kind: "score", .object(sharded)) }
+        // Confined to its workspace (a queued job's policy), `checkpoint_dir/name` is checked with
+        // its links followed: a `name` linking outside is refused before anything is copied there.
+        let ws = TestData.scratch("confined-score"), victim = TestData.scratch("confined-victim")
+        try FileManager.default.copyItem(atPath: ReaderFixture.folder, toPath: ws + "/model")
+        try FileManager.default.copyItem(atPath: try TestData.t5TokenizerPath(), toPath: ws + "/tokenizer.json")
+        try FileManager.default.createDirectory(atPath: ws + "/checkpoint", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: ws + "/checkpoint/my_test", withDestinationPath: victim)
+        var confined = params
+        (confined["model_path"], confined["eval_data"], confined["tokenizer"]) = (.string("model"), .string("model/eval.json"), .string("tokenizer.json"))
+        var job = ForegroundRun(file: ws + "/score.json", workspace: ws)
+        job.outDir = ws + "/run"
+        let e = #expect(throws: JobError.self) {
+            try job.run(JobDescriptor(kind: "score", id: "score", maxAttempts: 1, params: .object(confined)), registry: Self.registry())
+        }
+        #expect(e?.field == "params.checkpoint_dir" && e?.message.contains("outside the workspace") == true, "\(String(describing: e))")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: victim).isEmpty)
     }
 
     @Test func modelPathMayNameACheckpointsLatest() throws {

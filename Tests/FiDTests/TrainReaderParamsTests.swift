@@ -69,6 +69,12 @@ struct TrainReaderParamsTests {
         #expect(failure(#"{"train_data": "t.json"}"#).contains("params.model_path"))
         #expect(failure(#"{"train_data": "t", "model_path": "m", "model_config": "c"}"#).contains("params.model_config"))
         #expect(failure(#"{"train_data": "t", "model_config": "c"}"#).contains("params.tokenizer"))
+        // `name` is one folder of checkpoint_dir: `..` exported the run outside it, past the checks.
+        for name in ["../../victim/pwned", "a/b", "..", ""] {
+            #expect(failure("{\(base), \"checkpoint_dir\": \"ck\", \"name\": \"\(name)\"}").contains("params.name: expected a folder name"), "\(name)")
+        }
+        let retriever = try? JSONDecoder().decode(TrainRetrieverParams.self, from: Data(#"{"train_data": "t", "model_path": "m", "name": "../x"}"#.utf8))
+        #expect(retriever == nil)
     }
 
     /// At submit, a model folder with a config and no weights (an example world's `reader/`)

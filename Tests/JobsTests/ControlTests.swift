@@ -81,6 +81,13 @@ import Testing
         #expect(running?.description.contains("also written by job 'a' (running)") == true, "\(String(describing: running))")
         try FileManager.default.moveItem(atPath: claimed, toPath: f.queueDir + "/done/a")
         #expect(try control(f).submit(files: [b]) == ["b"])
+        // One output inside another's: written by both (a folder and a file in it), either way round.
+        let folder = try job("d", "nest"), inner = try job("e", "nest/f.txt")
+        let nested = #expect(throws: SubmitError.self) { try control(f).submit(files: [folder, inner]) }
+        #expect(nested?.description.contains("also written by job 'd' (in this submit)") == true, "\(String(describing: nested))")
+        let reversed = #expect(throws: SubmitError.self) { try control(f).submit(files: [inner, folder]) }
+        #expect(reversed?.description.contains("also written by job 'e' (in this submit)") == true, "\(String(describing: reversed))")
+        #expect(try control(f).submit(files: [try job("g", "nest2/f.txt"), try job("h", "nest2f.txt")]) == ["g", "h"], "a shared prefix is no overlap")
     }
 
     /// A failed job is not counted at submit, so a new job may take its output; retrying the

@@ -30,6 +30,9 @@ import JobsTesting
         // An existing regular file is not truncated either (O_EXCL).
         #expect(throws: FSError.self) { try PosixFileSystem().write(victim, Data(), sync: false) }
         #expect(f.read(victim) == "precious")
+        // Nor do appends (a job's log.txt swapped for a symlink took the worker's lines elsewhere).
+        #expect(throws: FSError.self) { try PosixFileSystem().append(link, Data("log line".utf8)) }
+        #expect(f.read(victim) == "precious")
     }
 
     @Test func atomicWritesUseUniqueTemporaryNamesAndLeaveNone() throws {

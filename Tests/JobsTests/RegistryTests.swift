@@ -66,5 +66,16 @@ import Testing
         #expect(e.field == "params.inputs[0]" && e.message.contains("outside the workspace"), "\(e)")
         let q = try #require(error(f, #"{"kind": "count", "params": {"inputs": ["queue/pending/x.json"]}}"#))
         #expect(q.field == "params.inputs[0]" && q.message.contains("inside the queue folder"), "\(q)")
+        // A folder input inside the workspace whose files link elsewhere (a model folder of links
+        // to another user's weights) is refused, naming the link; links within the workspace are fine.
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: f.workspace + "/m/sub", withIntermediateDirectories: true)
+        try Data("x".utf8).write(to: URL(fileURLWithPath: f.workspace + "/m/own.txt"))
+        try fm.createSymbolicLink(atPath: f.workspace + "/m/alias.txt", withDestinationPath: f.workspace + "/m/own.txt")
+        #expect(error(f, #"{"kind": "count", "params": {"inputs": ["m"]}}"#) == nil)
+        try fm.createSymbolicLink(atPath: f.workspace + "/m/sub/weights.bin", withDestinationPath: "/etc/hostname")
+        let linked = try #require(error(f, #"{"kind": "count", "params": {"inputs": ["m"]}}"#))
+        #expect(linked.field == "params.inputs[0]" && linked.message.contains("m/sub/weights.bin") && linked.message.contains("outside the workspace"),
+                "\(linked)")
     }
 }

@@ -50,6 +50,24 @@ import JobsTesting
         #expect((f.json(f.queueDir + "/done/t/result.json")?["result"] as? [String: Any])?["resumed_from"] as? Int == 10)
     }
 
+    /// A symlink planted at the kept name (anyone may write pending/) is not adopted as out/: the
+    /// job wrote its files, and swept its `.part` files, wherever it pointed.
+    @Test func aSymlinkAtTheKeptNameIsNotAdopted() throws {
+        let f = try QueueFixture()
+        let victim = f.workspace + "/../victim-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: victim, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: victim) }
+        try Data("keep".utf8).write(to: URL(fileURLWithPath: victim + "/.important.part"))
+        try FileManager.default.createSymbolicLink(atPath: f.pending + "/.t.out", withDestinationPath: victim)
+        try f.drop("t", #"{"kind": "test.train", "params": {"steps": 3, "checkpoint_every": 1}}"#)
+        drainTrain(f)
+        #expect(f.list("done") == ["t"], "\(f.list("failed"))")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: victim) == [".important.part"], "the job wrote through the link")
+        let out = try FileManager.default.attributesOfItem(atPath: f.queueDir + "/done/t/out")[.type] as? FileAttributeType
+        #expect(out == .typeDirectory)
+        #expect(f.read(f.queueDir + "/done/t/log.txt")?.contains("not a folder kept by fidq retry") == true)
+    }
+
     @Test func retryFreshStartsOver() throws {
         let f = try QueueFixture()
         try f.drop("t", #"{"kind": "test.train", "params": {"steps": 30, "checkpoint_every": 5, "fail_at_step": 13}}"#)
