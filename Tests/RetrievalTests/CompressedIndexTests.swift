@@ -193,6 +193,55 @@ import Testing
         }
     }
 
+    /// pq against its naive twin in Double: each row's code is the nearest centroid (L2) of its
+    /// sub-vector, each hit scores Σ_sub q_sub·centroid[code] within the float32 sum's bound, and
+    /// the hits are the top k of those scores wherever they are apart by more than the bound.
+    @Test func pqMatchesItsNaiveTwin() throws {
+        let folder = ShardFolder()
+        defer { folder.remove() }
+        var rng = RNG(seed: 17)
+        let dim = 12, n = 300, m = 4, k = 7
+        let rows = Self.corpus(rows: n, dim: dim, rng: &rng)
+        try folder.write(index: 0, rows: rows, dim: dim, storage: .float32, firstID: 0)
+        let pq = try ProductQuantizedIndex.build(shards: try EmbeddingShard.open(glob: folder.dir + "/passages_*"), subquantizers: m, bits: 4, seed: 2)
+        let ks = 1 << 4, sd = dim / m, u = Double(Float.ulpOfOne) / 2
+        func centroid(_ sub: Int, _ c: Int, _ j: Int) -> Double { Double(pq.centroids[(sub * ks + c) * sd + j]) }
+        var far = 0
+        for r in 0..<n {
+            for sub in 0..<m {
+                let dist = (0..<ks).map { c in (0..<sd).reduce(0.0) { s, j in let d = Double(rows[r * dim + sub * sd + j]) - centroid(sub, c, j); return s + d * d } }
+                let chosen = dist[Int(pq.codes[r * m + sub])], best = dist.min()!
+                // Float32 distances: a near-tie may go either way, within their rounding.
+                if chosen > best + 8 * Double(sd) * u * (chosen + best) + 1e-12 { far += 1 }
+            }
+        }
+        #expect(far == 0, "\(far) codes are not their sub-vector's nearest centroid")
+        let queries = rng.normalArray(5 * dim)
+        let hits = pq.search(queries: queries, queryCount: 5, k: k, threads: 2)
+        for q in 0..<5 {
+            func score(_ r: Int) -> (value: Double, magnitude: Double) {
+                var s = 0.0, mag = 0.0
+                for sub in 0..<m {
+                    for j in 0..<sd {
+                        let p = Double(queries[q * dim + sub * sd + j]) * centroid(sub, Int(pq.codes[r * m + sub]), j)
+                        (s, mag) = (s + p, mag + abs(p))
+                    }
+                }
+                return (s, mag)
+            }
+            let all = (0..<n).map { score($0) }
+            for h in hits[q] {
+                let (exact, mag) = all[h.row]
+                #expect(abs(Double(h.score) - exact) <= 2 * Double(dim) * u * mag, "query \(q) row \(h.row): \(h.score) vs \(exact)")
+            }
+            let truth = (0..<n).sorted { all[$0].value > all[$1].value || (all[$0].value == all[$1].value && $0 < $1) }.prefix(k)
+            for (h, t) in zip(hits[q], truth) where h.row != t {
+                let slack = 4 * Double(dim) * u * max(all[h.row].magnitude, all[t].magnitude)
+                #expect(abs(all[h.row].value - all[t].value) <= slack, "query \(q): row \(h.row) where the twin ranks \(t)")
+            }
+        }
+    }
+
     @Test func pqRecallAndRoundTrip() throws {
         let folder = ShardFolder()
         defer { folder.remove() }
