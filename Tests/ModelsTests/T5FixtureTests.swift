@@ -30,11 +30,14 @@ struct T5Fixture {
     func tensor(_ name: String) throws -> Tensor { try expected.tensor(name) }
 }
 
-/// Gradients: relative 1e-3, with an absolute floor of 1e-3 of the tensor's largest entry (tiny
-/// entries of a gradient are differences of long sums and carry their rounding).
+/// Gradients: relative 1e-4, with an absolute floor of 1e-4 of the tensor's largest entry (tiny
+/// entries of a gradient are differences of long sums and carry their rounding). Measured: the
+/// worst |ours − torch| / (|torch| + largest) of every T5 fixture's gradients is 2.6e-6 on Zen 3's
+/// and Sandy Bridge's OpenBLAS kernels, so 1e-4 keeps a 38× margin for other kernels (1e-3 let
+/// an entry under 0.1 % of its tensor's largest go unchecked).
 func gradientReport(_ name: String, _ actual: Tensor, _ expected: Tensor) -> CloseReport {
     let scale = expected.data.reduce(0) { max($0, abs(Double($1))) }
-    return compare(name, actual, expected, rtol: 1e-3, atol: 1e-3 * scale)
+    return compare(name, actual, expected, rtol: 1e-4, atol: 1e-4 * scale)
 }
 
 struct T5FixtureTests {
