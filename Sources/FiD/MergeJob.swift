@@ -137,8 +137,8 @@ public struct MergeKind: JobKind {
                 guard let record = r.inputs else {
                     throw JobError.permanent("\(dirs[s]) was scored by an older fidq that did not record its inputs, unlike \(dirs[first])",
                                              field: "params.shards[\(s)]",
-                                             hint: "run that shard's score command again (it adds the record when its inputs are unchanged), "
-                                                + "or score it again in a new --out")
+                                             hint: "run that shard's score command again (it adds the record when its out/ records "
+                                                + "unchanged inputs in .score-inputs.txt), or score it again in a new --out")
                 }
                 let mine = fields(record)
                 let mineByKey = Dictionary(mine, uniquingKeysWith: { a, _ in a }), theirsByKey = Dictionary(theirs, uniquingKeysWith: { a, _ in a })

@@ -82,24 +82,32 @@ public struct PathPolicy: Sendable {
     }
 
     /// `checkInput` for a folder input and what it holds: every symlink below it (a model folder
-    /// of links to another user's files) must lead where an input may lie too. Folders are
-    /// walked `depth` levels down (a shard's `out/`, a checkpoint's step), at most `limit` entries.
+    /// of links to another user's files) must lead where an input may lie too; a dangling one
+    /// leads nowhere to read. Folders are walked `depth` levels down (a shard's `out/`, a
+    /// checkpoint's step); one holding more than `limit` entries there is refused, since what
+    /// is not checked could not be trusted.
     public func checkInputTree(_ path: String, field: String, fs: FileSystem, depth: Int = 3, limit: Int = 10_000) throws {
         var budget = limit
+        let root = PathPolicy.realOf(resolve(path), fs: fs)
         func walk(_ dir: String, _ level: Int) throws {
             guard level < depth, (try? fs.info(dir))?.kind == .directory else { return }
             for name in (try? fs.list(dir)) ?? [] {
                 budget -= 1
-                guard budget >= 0 else { return }
+                guard budget >= 0 else {
+                    throw JobError.permanent("input folder \(root) holds more than \(limit) entries within \(depth) levels, and each link in a folder input is checked",
+                                             field: field, hint: "name the model, tokenizer or shard folder itself, not a folder around many files")
+                }
                 let entry = dir + "/" + name
                 switch (try? fs.info(entry))?.kind {
-                case .symlink?: _ = try checkInput(entry, field: field, fs: fs)
+                case .symlink?:
+                    guard (try? fs.realpath(entry)) != nil else { continue }  // dangling: nothing to read
+                    _ = try checkInput(entry, field: field, fs: fs)
                 case .directory?: try walk(entry, level + 1)
                 default: break
                 }
             }
         }
-        try walk(PathPolicy.realOf(resolve(path), fs: fs), 0)
+        try walk(root, 0)
     }
 
     /// `path` with symlinks resolved in its deepest existing ancestor (the rest appended as is).

@@ -115,12 +115,13 @@ public final class KindRegistry: @unchecked Sendable {
             // Reads are confined like writes: a descriptor on a shared queue must not copy another
             // user's files into the workspace (`fidq fetch` and the other foreground commands
             // build no registry and read anywhere).
-            for (field, path) in params.inputPaths {
-                _ = try policy.checkInput(path, field: "params." + field, fs: fs)
-                try policy.checkInputTree(path, field: "params." + field, fs: fs)
-            }
             // Inputs as the run will read them (`…/checkpoint/latest` is the folder it names).
             let resolveInput = { (path: String) in Checkpoints.followingLatest(policy.resolve(path), fs: fs) }
+            for (field, path) in params.inputPaths {
+                _ = try policy.checkInput(path, field: "params." + field, fs: fs)
+                // What the run reads: a `latest` pointer's step folder, not the pointer.
+                try policy.checkInputTree(resolveInput(path), field: "params." + field, fs: fs)
+            }
             var allPresent = true
             for (field, path) in params.inputPaths {
                 let resolved = resolveInput(path)

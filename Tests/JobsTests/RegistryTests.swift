@@ -77,5 +77,20 @@ import Testing
         let linked = try #require(error(f, #"{"kind": "count", "params": {"inputs": ["m"]}}"#))
         #expect(linked.field == "params.inputs[0]" && linked.message.contains("m/sub/weights.bin") && linked.message.contains("outside the workspace"),
                 "\(linked)")
+        // The folder a checkpoint's `latest` names is what the run reads, so it is the one walked.
+        try fm.createDirectory(atPath: f.workspace + "/ck/checkpoint/step-7", withIntermediateDirectories: true)
+        try Data("step-7\n".utf8).write(to: URL(fileURLWithPath: f.workspace + "/ck/checkpoint/latest"))
+        #expect(error(f, #"{"kind": "count", "params": {"inputs": ["ck/checkpoint/latest"]}}"#) == nil)
+        try fm.createSymbolicLink(atPath: f.workspace + "/ck/checkpoint/step-7/config.json", withDestinationPath: "/etc/hostname")
+        #expect(error(f, #"{"kind": "count", "params": {"inputs": ["ck/checkpoint/latest"]}}"#)?.message.contains("step-7/config.json") == true)
+        // A dangling link leads nowhere to read: fine. A folder past the walk's limit is refused,
+        // never passed unchecked.
+        try fm.createDirectory(atPath: f.workspace + "/d", withIntermediateDirectories: true)
+        try fm.createSymbolicLink(atPath: f.workspace + "/d/old.lnk", withDestinationPath: "/nonexistent/old-run")
+        #expect(error(f, #"{"kind": "count", "params": {"inputs": ["d"]}}"#) == nil)
+        let policy = PathPolicy(workspace: f.workspace, queue: f.queueDir)
+        for i in 0..<5 { try Data().write(to: URL(fileURLWithPath: f.workspace + "/d/f\(i)")) }
+        let many = #expect(throws: JobError.self) { try policy.checkInputTree("d", field: "params.x", fs: PosixFileSystem(), limit: 4) }
+        #expect(many?.message.contains("more than 4 entries") == true, "\(String(describing: many))")
     }
 }
