@@ -56,6 +56,38 @@ private func gradient(
         #expect(r2.ok, "\(r2)")
     }
 
+    /// T5 v1.1's gated gate against its Double twin: out = gelu(g)·l, dGate += dy·l·gelu′(g),
+    /// dLinear += dy·gelu(g) (accumulated onto what the buffers held).
+    @Test(arguments: [GELU.Approximation.none, .tanh])
+    func gatedGELUMatchesNaive(approximate: GELU.Approximation) {
+        var rng = RNG(seed: 5)
+        let n = Self.count
+        let g = rng.uniformArray(n, -8, 8), l = rng.normalArray(n), dy = rng.normalArray(n)
+        let g0 = rng.normalArray(n), l0 = rng.normalArray(n)
+        var out = [Float](repeating: 0, count: n), dg = g0, dl = l0
+        g.withUnsafeBufferPointer { pg in
+            l.withUnsafeBufferPointer { pl in
+                dy.withUnsafeBufferPointer { py in
+                    out.withUnsafeMutableBufferPointer { GatedGELU.forward(out: $0.baseAddress!, gate: pg.baseAddress!, linear: pl.baseAddress!, count: n, approximate: approximate) }
+                    dg.withUnsafeMutableBufferPointer { pdg in
+                        dl.withUnsafeMutableBufferPointer { pdl in
+                            GatedGELU.backward(dGate: pdg.baseAddress!, dLinear: pdl.baseAddress!, dy: py.baseAddress!, gate: pg.baseAddress!,
+                                               linear: pl.baseAddress!, count: n, approximate: approximate)
+                        }
+                    }
+                }
+            }
+        }
+        let naive = g.map { naiveGELU(Double($0), approximate) }
+        let wantOut = (0..<n).map { Float(naive[$0].0 * Double(l[$0])) }
+        let wantDG = (0..<n).map { Float(Double(g0[$0]) + Double(dy[$0]) * Double(l[$0]) * naive[$0].1) }
+        let wantDL = (0..<n).map { Float(Double(l0[$0]) + Double(dy[$0]) * naive[$0].0) }
+        for r in [compare("gated out \(approximate)", out, wantOut), compare("dGate \(approximate)", dg, wantDG),
+                  compare("dLinear \(approximate)", dl, wantDL)] {
+            #expect(r.ok, "\(r)")
+        }
+    }
+
     @Test func reluMatchesNaive() {
         var rng = RNG(seed: 2)
         let x = rng.uniformArray(Self.count, -1, 1), dy = rng.normalArray(Self.count)
