@@ -72,5 +72,15 @@ func poolMagnitude(x: Tensor, mask: Tensor) -> [Double] {
         for b in 0..<B { for l in 0..<L where mask.data[b * L + l] == 0 {
             #expect(dx.data[((b * L + l) * D)..<((b * L + l + 1) * D)].allSatisfy { $0 == 0 })
         } }
+        // The naive twin in Double: dx[b, l] = mask[b, l] · dOut[b] / count[b] (3 roundings each side).
+        var twin = [Float](repeating: 0, count: B * L * D)
+        for b in 0..<B {
+            let count = (0..<L).reduce(0.0) { $0 + Double(mask.data[b * L + $1]) }
+            for l in 0..<L where mask.data[b * L + l] != 0 {
+                for d in 0..<D { twin[(b * L + l) * D + d] = Float(Double(w[b * D + d]) / count) }
+            }
+        }
+        let rt = compareReduction("pool dx vs naive", dx.data, twin, magnitude: twin.map { abs(Double($0)) }, terms: 3)
+        #expect(rt.ok, "\(rt)")
     }
 }
