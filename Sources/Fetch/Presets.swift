@@ -146,8 +146,9 @@ extension Preset {
             for (i, url) in urls.enumerated() {
                 let folder = work.appendingPathComponent("x\(i)")
                 try unpack(try fetch(url), into: folder)
-                // Kept as downloaded (`unpack: off`), the download is not what preprocess.py reads.
-                if params.unpack != .off, i < contents.count {
+                // Kept as downloaded (`unpack: off`) or stripped (`strip_components`), the layout is
+                // the user's, not what preprocess.py reads.
+                if params.unpack != .off, params.stripComponents == 0, i < contents.count {
                     let missing = contents[i].filter { !FileManager.default.fileExists(atPath: folder.appendingPathComponent($0).path) }
                     if !missing.isEmpty {
                         throw FetchError.format(file: resolve(url, mirror: params.mirror).absoluteString, field: "contents",

@@ -249,7 +249,12 @@ public struct ScoreKind: JobKind {
     static func inputsRecord(model: String, data: String) -> String {
         let real = realPath(model)
         var lines = ["model " + real]
-        for name in modelFiles(real) { lines.append("model file " + stamp(real + "/" + name, as: real + "/" + name)) }
+        // Every weight, config and text file, as earlier versions recorded them, so a run they
+        // left (a finished result, a killed run's batches) is still found unchanged.
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: real)) ?? []).sorted().filter { name in
+            !name.hasPrefix(".") && [".safetensors", ".bin", ".json", ".model", ".txt"].contains(where: name.hasSuffix)
+        }
+        for name in names { lines.append("model file " + stamp(real + "/" + name, as: real + "/" + name)) }
         lines.append("data " + stamp(data, as: data))
         return lines.joined(separator: "\n") + "\n"
     }

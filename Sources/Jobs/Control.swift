@@ -58,10 +58,27 @@ public final class QueueControl {
             for o in registry.exclusiveOutputs(of: d, policy: policy) { owner[key(o.path)] = (d.id, "pending") }
         }
         for o in queue.runningExclusiveOutputs(registry: registry, policy: policy) { owner[o.key] = (o.id, "running") }
+        // Jobs one of which waits for the other (`after`, `job:`) never run together: one may
+        // write inside the other's output (an example world, then an index in its folder).
+        var deps: [String: [String]] = [:]
+        for d in pending + batch { deps[d.id] = d.dependencies }
+        func waits(_ a: String, for b: String) -> Bool {
+            var seen: Set<String> = [], stack = [a]
+            while let x = stack.popLast() {
+                for y in deps[x] ?? [] where seen.insert(y).inserted {
+                    if y == b { return true }
+                    stack.append(y)
+                }
+            }
+            return false
+        }
         for (i, d) in batch.enumerated() {
             for o in registry.exclusiveOutputs(of: d, policy: policy) {
                 let k = key(o.path)
-                if let (_, other) = owner.first(where: { $0.value.id != d.id && PathPolicy.overlap(k, $0.key) }) {
+                if let (_, other) = owner.first(where: { other in
+                    other.value.id != d.id && PathPolicy.overlap(k, other.key)
+                        && (k == other.key || !(waits(d.id, for: other.value.id) || waits(other.value.id, for: d.id)))
+                }) {
                     return (i, o.field, o.path, other.id, other.state)
                 }
                 owner[k] = (d.id, batchState)

@@ -157,9 +157,13 @@ import Testing
             #expect(source != "fid_dataindex" || (text.contains("no NQ.dev.idx.json") && text.contains("README") && !text.contains("no NQ.train")), "\(text)")
             #expect(!FileManager.default.fileExists(atPath: box.ws.appendingPathComponent(source).path), "\(source) was published")
         }
-        // The real layouts pass.
+        // The real layouts pass; a stripped one is the user's layout, not checked.
         let fine = try Self.mirror(box)
         defer { fine.stop() }
+        var stripped = FetchParams(source: "fid_nq_passages", dest: "stripped")
+        (stripped.mirror, stripped.stripComponents) = (fine.base, 1)
+        _ = try Fetcher.run(stripped, workspace: box.ws)
+        #expect(FileManager.default.fileExists(atPath: box.ws.appendingPathComponent("stripped/train.json").path))
         for source in ["fid_dataindex", "fid_nq_passages", "fid_tqa_passages", "nq_open", "triviaqa_unfiltered", "psgs_w100"] {
             var p = FetchParams(source: source, dest: "ok-" + source)
             p.mirror = fine.base

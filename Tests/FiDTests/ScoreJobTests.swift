@@ -182,6 +182,30 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: victim).isEmpty)
     }
 
+    /// `out/.score-inputs.txt` keeps the form fidq 9a00807 wrote (the model's real path, each
+    /// weight, config and text file's path, size, time and inode, the data file's), so a run an
+    /// earlier version finished or left half done is still found unchanged, not scored again.
+    @Test func theResumeRecordKeepsItsEarlierForm() throws {
+        let folder = TestData.scratch("record-form") + "/model"
+        try FileManager.default.copyItem(atPath: ReaderFixture.folder, toPath: folder)
+        try Data("notes".utf8).write(to: URL(fileURLWithPath: folder + "/notes.txt"))
+        try Data(count: 8).write(to: URL(fileURLWithPath: folder + "/optimizer.safetensors"))
+        func stamp(_ path: String) throws -> String {
+            let a = try FileManager.default.attributesOfItem(atPath: path)
+            var st = stat()
+            _ = stat(path, &st)
+            return "\(path) \(a[.size] as! Int) bytes, modified \(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec), inode \(st.st_ino)"
+        }
+        let data = folder + "/eval.json"
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder).sorted().filter {
+            !$0.hasPrefix(".") && [".safetensors", ".bin", ".json", ".model", ".txt"].contains(where: $0.hasSuffix)
+        }
+        let earlier = (["model " + folder] + (try names.map { "model file " + (try stamp(folder + "/" + $0)) }) + ["data " + (try stamp(data))])
+            .joined(separator: "\n") + "\n"
+        #expect(names.contains("notes.txt") && names.contains("optimizer.safetensors"))
+        #expect(ScoreKind.inputsRecord(model: folder, data: data) == earlier)
+    }
+
     @Test func modelPathMayNameACheckpointsLatest() throws {
         let ckpt = TestData.scratch("ckpt") + "/checkpoint"
         try FileManager.default.createDirectory(atPath: ckpt, withIntermediateDirectories: true)

@@ -88,6 +88,10 @@ import Testing
         let reversed = #expect(throws: SubmitError.self) { try control(f).submit(files: [inner, folder]) }
         #expect(reversed?.description.contains("also written by job 'e' (in this submit)") == true, "\(String(describing: reversed))")
         #expect(try control(f).submit(files: [try job("g", "nest2/f.txt"), try job("h", "nest2f.txt")]) == ["g", "h"], "a shared prefix is no overlap")
+        // One waiting for the other (after) never runs with it: writing inside its folder is fine.
+        let first = try file(f, "i.json", #"{"kind": "concat", "id": "i", "params": {"inputs": ["\#(input)"], "dest": "nest3"}}"#)
+        let then = try file(f, "k.json", #"{"kind": "concat", "id": "k", "after": ["i"], "params": {"inputs": ["\#(input)"], "dest": "nest3/f.txt"}}"#)
+        #expect(try control(f).submit(files: [first, then]) == ["i", "k"])
     }
 
     /// A failed job is not counted at submit, so a new job may take its output; retrying the
