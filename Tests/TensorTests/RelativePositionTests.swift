@@ -72,6 +72,29 @@ struct RelativePositionTests {
         #expect(report.ok, "\(report)")
     }
 
+    /// The backward against its Double twin: each table entry (bucket b, head h) gets the sum of
+    /// dBias over the positions in bucket b, added to what it held; within the float32 bound of
+    /// that sum (its terms per bucket, each entry's own magnitude).
+    @Test func backwardMatchesNaive() {
+        let H = 3, NB = 16, T = 23
+        var rng = RNG(seed: 4)
+        let dBias = rng.normalArray(H * T * T), start = rng.normalArray(NB * H)
+        let buckets = RelativePosition.buckets(queryLength: T, keyLength: T, bidirectional: true, numBuckets: NB, maxDistance: 64)
+        var dTable = start
+        RelativePosition.backward(dTable: &dTable, dBias: dBias, buckets: buckets, count: T * T, heads: H, numBuckets: NB)
+        var want = start.map(Double.init), magnitude = start.map { abs(Double($0)) }, terms = [Int](repeating: 1, count: NB * H)
+        for h in 0..<H {
+            for n in 0..<(T * T) {
+                let b = Int(buckets[n])
+                want[b * H + h] += Double(dBias[h * T * T + n])
+                magnitude[b * H + h] += abs(Double(dBias[h * T * T + n]))
+                terms[b * H + h] += 1
+            }
+        }
+        let r = compareReduction("relative bias backward", dTable, want.map { Float($0) }, magnitude: magnitude, terms: terms)
+        #expect(r.ok, "\(r)")
+    }
+
     @Test func backwardIsThreadCountIndependent() {
         let H = 8, NB = 32, T = 40
         var rng = RNG(seed: 3)
