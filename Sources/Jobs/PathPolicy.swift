@@ -39,6 +39,15 @@ public struct PathPolicy: Sendable {
     public func checkOutput(_ path: String, field: String, fs: FileSystem) throws -> String {
         if path.isEmpty { throw JobError.permanent("empty output path", field: field) }
         let resolved = resolve(path)
+        // What no file system takes fails at run time after the job's work, with folders made.
+        if let long = resolved.split(separator: "/").first(where: { $0.utf8.count > 255 }) {
+            throw JobError.permanent("output '\(path)' has a name of \(long.utf8.count) bytes (\(long.prefix(24))…); file systems take at most 255",
+                                     field: field, hint: "shorten that file or folder name")
+        }
+        if resolved.utf8.count >= 4096 {
+            throw JobError.permanent("output '\(path.prefix(60))…' resolves to a path of \(resolved.utf8.count) bytes; Linux takes at most 4095",
+                                     field: field, hint: "write somewhere with a shorter path")
+        }
         let real = PathPolicy.realOf(resolved, fs: fs)
         let roots = ([workspace] + allowedRoots).map { PathPolicy.realOf($0, fs: fs) }
         // The queue is the workers' own state (pending/, done/, `job:` targets…): no job writes

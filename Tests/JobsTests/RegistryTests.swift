@@ -66,6 +66,12 @@ import Testing
         #expect(e.field == "params.inputs[0]" && e.message.contains("outside the workspace"), "\(e)")
         let q = try #require(error(f, #"{"kind": "count", "params": {"inputs": ["queue/pending/x.json"]}}"#))
         #expect(q.field == "params.inputs[0]" && q.message.contains("inside the queue folder"), "\(q)")
+        // An output no file system takes is refused at submit (it failed at run time, folders made).
+        let longName = String(repeating: "n", count: 300)
+        let tooLong = try #require(error(f, #"{"kind": "test.record", "params": {"ledger": "led/\#(longName)"}}"#))
+        #expect(tooLong.field == "params.ledger" && tooLong.message.contains("300 bytes"), "\(tooLong)")
+        let deep = (0..<40).map { _ in String(repeating: "d", count: 120) }.joined(separator: "/")
+        #expect(error(f, #"{"kind": "test.record", "params": {"ledger": "\#(deep)"}}"#)?.message.contains("at most 4095") == true)
         // A folder input inside the workspace whose files link elsewhere (a model folder of links
         // to another user's weights) is refused, naming the link; links within the workspace are fine.
         let fm = FileManager.default
