@@ -320,16 +320,19 @@ public struct RetrieveKind: JobKind {
             queryS = monotonicNow() - t
             context.log("retrieve: questions embedded (\(questions.count) × \(model.model.embeddingWidth)) in \(String(format: "%.2f", queryS)) s")
             t = monotonicNow()
-            // A glob is no input path the registry can check: each shard it names (and its ids
-            // file) must lie where a job may read, before a byte of it is read.
-            let shardPaths = EmbeddingShard.glob(context.resolve(p.passagesEmbeddings!))
+            // A glob is no input path the registry can check: each shard it names (and its ids and
+            // record files) must lie where a job may read, before a byte of it is read, and the
+            // shards opened are those checked (a second glob could name a file added meanwhile).
+            let glob = context.resolve(p.passagesEmbeddings!)
+            let shardPaths = EmbeddingShard.glob(glob)
             for path in shardPaths {
-                let ids = path.hasSuffix(".npy") ? String(path.dropLast(4)) + ".ids" : path
-                for file in [path, ids, ShardRecord.path(forShard: path)] where context.fs.exists(file) || file == path {
+                for file in [path, EmbeddingShard.idsPath(forShard: path), ShardRecord.path(forShard: path)] where context.fs.exists(file) || file == path {
                     _ = try context.paths.checkInput(file, field: "params.passages_embeddings", fs: context.fs)
                 }
             }
-            let shards = try wrap("params.passages_embeddings") { try EmbeddingShard.open(glob: context.resolve(p.passagesEmbeddings!)) }
+            let shards = try wrap("params.passages_embeddings") {
+                try shardPaths.isEmpty ? EmbeddingShard.open(glob: glob) : EmbeddingShard.open(paths: shardPaths)
+            }
             let flat = try wrap("params.passages_embeddings") { try FlatIndex(shards: shards) }
             guard flat.dim == model.model.embeddingWidth else {
                 throw JobError.permanent("shards of width \(flat.dim) (\(shards[0].path)), but the retriever \(folder) embeds "

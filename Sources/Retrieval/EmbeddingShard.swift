@@ -66,7 +66,7 @@ public final class EmbeddingShard: @unchecked Sendable {
             guard file.count == need else {
                 throw RetrievalError(file: path, field: "data", expected: "\(need) bytes for (\(n), \(d))", found: "\(file.count) bytes")
             }
-            let idsPath = String(path.dropLast(4)) + ".ids"
+            let idsPath = Self.idsPath(forShard: path)
             let ids = try EmbeddingShard.readIDs(idsPath)
             guard ids.count == n else {
                 throw RetrievalError(file: idsPath, field: "row count", expected: "\(n) ids (the .npy's rows)", found: "\(ids.count)",
@@ -123,7 +123,12 @@ public final class EmbeddingShard: @unchecked Sendable {
     }
 
     /// Where the ids come from: the `.ids` beside a `.npy`, or the pickle itself.
-    var idsPath: String { path.hasSuffix(".npy") ? String(path.dropLast(4)) + ".ids" : path }
+    var idsPath: String { Self.idsPath(forShard: path) }
+
+    /// The ids file of the shard at `path`: `<stem>.ids` beside a `.npy`, a pickle's own path.
+    public static func idsPath(forShard path: String) -> String {
+        path.hasSuffix(".npy") ? String(path.dropLast(4)) + ".ids" : path
+    }
 
     /// `<prefix>_<shard:02d>` as FiD names a shard (`f"_{shard_id:02d}"`).
     public static func stem(prefix: String, shard: Int) -> String {
