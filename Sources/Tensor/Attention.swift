@@ -48,15 +48,16 @@ public enum Attention {
     /// or serially with multi-threaded BLAS (false). Per-head products are small (e.g. 250×64×250
     /// for a T5 passage): OpenBLAS gains little from a second thread on them (ref/perf.md: 94 →
     /// 125 GFLOP/s at 200×64×200) while the masking and softmax between them would run on one
-    /// core. Measured with AttentionTests' benchmark (FIDQ_BENCH=1, 2 threads, forward/backward
+    /// core. Measured with `ops/bench attention` (then a test behind FIDQ_BENCH=1; 2 threads, forward/backward
     /// best of 5, on a shared box at load ~10, so absolute times are inflated):
     /// T5 encoder 8×12 heads×250²×64: serial 305/254 ms, parallel 230/212 ms;
     /// BERT 16×12×200²×64: serial 409/495 ms, parallel 298/260 ms;
     /// decoder cross 1×12×20×5000×64: serial 94/160 ms, parallel 97/159 ms (a tie).
-    /// The parallel loop is never worse, so it is the default; the flag exists for that benchmark.
+    /// The parallel loop is never worse, so it is the default; the flag exists for that benchmark
+    /// and for the test that both ways give the same bits.
     /// (Those figures predate `Gemm`'s row tiles: the serial loop's products now split into
     /// tiles on `parallelFor` instead of OpenBLAS's pool.)
-    nonisolated(unsafe) static var parallelOverHeads = true
+    nonisolated(unsafe) public static var parallelOverHeads = true
 
     /// Forward.
     ///

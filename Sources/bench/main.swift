@@ -8,6 +8,7 @@ let benchmarks: [(name: String, summary: String, run: (TimingSettings) throws ->
     ("softmax", "Softmax fwd/bwd GB/s vs copy bandwidth and torch.softmax", { try ElementwiseBench.run(.softmax, $0) }),
     ("rmsnorm", "RMSNorm (T5) fwd/bwd GB/s vs copy bandwidth and torch (T5LayerNorm)", { try ElementwiseBench.run(.rmsnorm, $0) }),
     ("vocab", "lm head gemv vs sgemm M=1 (t5-small), and the per-step vocabulary kernels", VocabBench.run),
+    ("attention", "Attention fwd/bwd on FiD shapes, heads serial (products threaded) vs heads in parallel", AttentionBench.run),
     ("layernorm", "LayerNorm fwd/bwd GB/s vs copy bandwidth and F.layer_norm", { try ElementwiseBench.run(.layernorm, $0) }),
     ("reader", "FiD T5 reader (t5-small shape): forward, train step, greedy per token vs transformers", ReaderBench.run),
     ("search", "exact and sq8 search (1M x 768, 1000 queries, k 100) vs faiss; BM25 vs bm25s", SearchBench.run),

@@ -383,35 +383,6 @@ private struct Problem {
                     "fewQueries differs between 1 and \(threads.map(String.init) ?? "the global") threads")
         }
     }
-
-    /// Timing of the two (batch, head) strategies on FiD shapes; run with FIDQ_BENCH=1.
-    @Test(.enabled(if: ProcessInfo.processInfo.environment["FIDQ_BENCH"] != nil))
-    func benchmarkStrategies() {
-        let shapes = [
-            ("T5-base encoder, 8 passages × 250 tokens", Attention.Size(batch: 8, heads: 12, queryLength: 250, keyLength: 250, headDim: 64)),
-            ("T5-base decoder cross, 20 × 20·250 memory", Attention.Size(batch: 1, heads: 12, queryLength: 20, keyLength: 5000, headDim: 64)),
-            ("BERT-base, 16 × 200 tokens", Attention.Size(batch: 16, heads: 12, queryLength: 200, keyLength: 200, headDim: 64)),
-        ]
-        let saved = Attention.parallelOverHeads
-        defer { Attention.parallelOverHeads = saved }
-        for (name, s) in shapes {
-            let pb = Problem(s, bias: true, keyMask: true, causal: false, scale: 1, dropout: 0, seed: 1)
-            let dOut = Tensor(shape: pb.q.shape, repeating: 0.01)
-            for parallel in [false, true] {
-                Attention.parallelOverHeads = parallel
-                var best = (Double.infinity, Double.infinity)
-                for _ in 0..<5 {
-                    let t0 = DispatchTime.now().uptimeNanoseconds
-                    let (_, cache, _) = pb.forward()
-                    let t1 = DispatchTime.now().uptimeNanoseconds
-                    _ = pb.backward(dOut: dOut, cache: cache)
-                    let t2 = DispatchTime.now().uptimeNanoseconds
-                    best = (min(best.0, Double(t1 - t0) / 1e6), min(best.1, Double(t2 - t1) / 1e6))
-                }
-                print("attention bench \(name), \(Threads.count) threads, \(parallel ? "parallel over heads, BLAS 1 thread" : "serial heads, BLAS threaded"): forward \(String(format: "%.1f", best.0)) ms, backward \(String(format: "%.1f", best.1)) ms")
-            }
-        }
-    }
 }
 
 extension Attention.Size {
