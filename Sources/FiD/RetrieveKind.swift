@@ -9,6 +9,7 @@ import Tensor
 /// `retrieve` params, FiD's names (ref/fid-spec.md §1.6) plus `method` (`dense`, `bm25`), `index`
 /// (`flat`, `sq8`, `pq`), `bm25_index` and `rerank` (sq8 candidates per result).
 public struct RetrieveParams: JobParams {
+    public static var defaultNotes: [String: String] { ["index": "flat; pq when n_subquantizers > 0 (FiD's IndexPQ)"] }
     public var modelPath: String?
     public var tokenizer: String?
     public var passages = ""
@@ -92,7 +93,9 @@ public struct RetrieveParams: JobParams {
         ignored = FiDIgnoredOptions(c, [
             (.noFP16, "questions are encoded in float32 either way"), (.validationWorkers, "answer matching runs on the job's threads"),
             (.indexingBatchSize, "shards are read block by block"), (.passageMaxlength, "passages were cut when embedded"),
-        ] + (method == "dense" && index != "pq" ? [(.nBits, "only index pq reads it, and this job's index is \(index)")] : []))
+        ] + (method == "dense" && index != "pq" ? [(.nBits, "only index pq reads it, and this job's index is \(index)")] : [])
+            + (method == "dense" && index == "flat"
+                ? [(.saveOrLoadIndex, "the flat index is the embedding shards themselves, searched in place: nothing to build or save")] : []))
         // A param of the other method would be ignored: the user believes it searches as it says
         // (`index: sq8` with BM25 is still BM25; `bm25_index` with dense is still dense).
         let denseOnly: [CodingKeys] = [.modelPath, .tokenizer, .passagesEmbeddings, .index, .nSubquantizers, .nBits, .saveOrLoadIndex, .rerank]

@@ -51,6 +51,18 @@ extension BertConfig {
 }
 
 extension TrainRetrieverParams {
+    /// Refuses an `indexing_dimension` given with `no_projection` that is not the model's width:
+    /// without a projection the embeddings are the hidden states (FiD asserts the same, for its
+    /// 768-wide BERT), and the value would be dropped without a word.
+    func checkHead(_ config: BertConfig, configFile: String) throws {
+        guard noProjection, indexingDimensionGiven, indexingDimension != config.hiddenSize else { return }
+        throw JobError.permanent(
+            "with no_projection the embeddings are the model's hidden states, \(config.hiddenSize) wide (hidden_size in \(configFile)); "
+                + "found indexing_dimension \(indexingDimension)",
+            field: "params.indexing_dimension",
+            hint: "leave indexing_dimension out (or give \(config.hiddenSize)), or drop no_projection to learn a projection to \(indexingDimension)")
+    }
+
     /// These params with both lengths fitted to the start model's position table (`fitLength`);
     /// each lowered default is passed to `log`.
     func fittingLengths(_ config: BertConfig, configFile: String, log: (String) -> Void = { _ in }) throws -> TrainRetrieverParams {

@@ -56,6 +56,7 @@ public struct ScoreParams: JobParams, Equatable {
         case name, checkpointDir = "checkpoint_dir"
         case useCheckpoint = "use_checkpoint", modelSize = "model_size", seed, noTitle = "no_title"
         case maxload, localRank = "local_rank", mainPort = "main_port"
+        case trainData = "train_data", evalFreq = "eval_freq", saveFreq = "save_freq"
     }
 
     public init(modelPath: String, evalData: String) {
@@ -95,6 +96,8 @@ public struct ScoreParams: JobParams, Equatable {
         ignored = FiDIgnoredOptions(c, [
             (.useCheckpoint, "checkpointing saves memory in training only"), (.modelSize, "the reader is model_path"),
             (.seed, "scoring draws nothing at random"), (.noTitle, "FiD defines it and never reads it"),
+            (.trainData, "test_reader.py reads eval_data only"), (.evalFreq, "test_reader.py trains nothing"),
+            (.saveFreq, "test_reader.py trains nothing"),
         ] + FiDIgnoredOptions.base(.maxload, .localRank, .mainPort))
     }
 

@@ -50,7 +50,7 @@ public struct TrainReaderParams: JobParams, Equatable {
         case schedulerSteps = "scheduler_steps", fixedLr = "fixed_lr"
         case evalFreq = "eval_freq", saveFreq = "save_freq", evalPrintFreq = "eval_print_freq"
         case useCheckpoint = "use_checkpoint", checkpointDir = "checkpoint_dir", keepLast = "keep_last"
-        case modelSize = "model_size", noTitle = "no_title"
+        case modelSize = "model_size", noTitle = "no_title", dropout
         case maxload, localRank = "local_rank", mainPort = "main_port"
     }
 
@@ -79,7 +79,10 @@ public struct TrainReaderParams: JobParams, Equatable {
         name = try FiDLayout.runName(c, .name)
         checkpointDir = try c.decodeIfPresent(String.self, forKey: .checkpointDir)
         modelSize = try c.decodeIfPresent(String.self, forKey: .modelSize)
-        ignored = FiDIgnoredOptions(c, [(.noTitle, "FiD defines it and never reads it")] + FiDIgnoredOptions.base(.maxload, .localRank, .mainPort)
+        ignored = FiDIgnoredOptions(c, [
+            (.noTitle, "FiD defines it and never reads it"),
+            (.dropout, "train_reader.py never reads it: the model's dropout_rate (its config.json) applies"),
+        ] + FiDIgnoredOptions.base(.maxload, .localRank, .mainPort)
             + (modelPath != nil || modelConfig != nil ? [(.modelSize, "the reader starts from model_path or model_config")] : []))
     }
 

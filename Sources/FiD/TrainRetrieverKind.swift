@@ -64,8 +64,10 @@ public struct TrainRetrieverKind: JobKind {
     /// Evaluation batches hold at least this many questions.
     static let evalBatchMinimum = 8
 
-    /// The config the params ask for, on top of the start folder's (or model_config's) BERT fields.
-    static func headConfig(_ base: BertConfig, _ p: TrainRetrieverParams) -> BertConfig {
+    /// The config the params ask for, on top of the start folder's (or model_config's, `fresh`)
+    /// BERT fields.
+    static func headConfig(_ base: BertConfig, _ p: TrainRetrieverParams, fresh: Bool, configFile: String) throws -> BertConfig {
+        try p.checkHead(base, configFile: configFile)
         var c = base
         c.projection = !p.noProjection
         c.indexingDimension = p.noProjection ? c.hiddenSize : p.indexingDimension
@@ -74,8 +76,11 @@ public struct TrainRetrieverKind: JobKind {
         c.extractCLS = p.extractCLS
         c.questionMaxlength = p.questionMaxlength
         c.passageMaxlength = p.passageMaxlength
-        c.hiddenDropoutProb = p.dropout
-        c.attentionProbsDropoutProb = p.dropout
+        // FiD's set_dropout runs on a fresh model only; a start folder keeps its config's rates.
+        if let rate = p.dropout ?? (fresh ? TrainRetrieverParams.defaultDropout : nil) {
+            c.hiddenDropoutProb = rate
+            c.attentionProbsDropoutProb = rate
+        }
         return c
     }
 
@@ -92,14 +97,15 @@ public struct TrainRetrieverKind: JobKind {
             tokenizer = try field("tokenizer") { try TokenizerLoader.load(tokenizerPath) }
             model = try field("model_path") {
                 let base = try BertConfig.load(path: folder + "/config.json")
-                return try BertRetriever.load(folder: folder, config: headConfig(base, p), seed: UInt64(p.trainer.seed))
+                return try BertRetriever.load(folder: folder, config: headConfig(base, p, fresh: false, configFile: folder + "/config.json"),
+                                           seed: UInt64(p.trainer.seed))
             }
         } else {
             let configPath = context.resolve(p.modelConfig!)
             let base = try field("model_config") { try BertConfig.load(path: configPath) }
             tokenizerPath = try field("tokenizer") { try RetrieverModel.tokenizerFile(folder: "", tokenizer: context.resolve(p.tokenizer!)) }
             tokenizer = try field("tokenizer") { try TokenizerLoader.load(tokenizerPath) }
-            model = BertRetriever(config: headConfig(base, p))
+            model = BertRetriever(config: try headConfig(base, p, fresh: true, configFile: configPath))
             // A fresh model's weights follow the seed.
             model.initialize(seed: UInt64(p.trainer.seed))
         }

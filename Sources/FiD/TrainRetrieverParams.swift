@@ -10,6 +10,14 @@ import Tensor
 /// FiD's default.
 public struct TrainRetrieverParams: JobParams, Equatable {
     public static var resumableChanges: Set<String> { trainerResumableChanges }
+    public static var defaultNotes: [String: String] {
+        [
+            "dropout": "0.1 (FiD's) on a model_config start; a model_path start keeps its config's",
+            "indexing_dimension": "768 (FiD's); with no_projection the model's hidden size",
+            "question_maxlength": "40 (FiD's), lowered to a smaller max_position_embeddings",
+            "passage_maxlength": "200 (FiD's), lowered to a smaller max_position_embeddings",
+        ]
+    }
     /// FiD JSON or JSONL examples whose passages carry the reader's `score` (`dataset_wscores.json`).
     public var trainData: String
     /// Examples evaluated every `eval_freq` (nil: no evaluation).
@@ -28,12 +36,19 @@ public struct TrainRetrieverParams: JobParams, Equatable {
     /// The projection width (a fresh projection is created when the start model has none and
     /// `no_projection` is off).
     public var indexingDimension = 768
+    /// `indexing_dimension` was given (with `no_projection` it must then equal the model's width,
+    /// as FiD asserts; left out it follows the model).
+    public var indexingDimensionGiven = false
     public var noProjection = false
     public var noQuestionMask = false
     public var noPassageMask = false
     public var extractCLS = false
-    /// FiD's `--dropout`: set on every dropout of the model (hidden and attention).
-    public var dropout: Float = 0.1
+    /// FiD's `--dropout`, set on every dropout of the model (hidden and attention). Left out: 0.1
+    /// (FiD's default) on a `model_config` start, while a `model_path` start keeps its config's
+    /// rates, as FiD's train_retriever.py calls `set_dropout` on a fresh model only.
+    public var dropout: Float?
+    /// FiD's default.
+    static let defaultDropout: Float = 0.1
     /// Divides the reader scores before their softmax (FiD: 1).
     public var temperature: Float = 1
     /// `mean` (FiD's element-wise KLDivLoss default) or `batchmean`.
@@ -85,11 +100,14 @@ public struct TrainRetrieverParams: JobParams, Equatable {
         questionMaxlength = try tokens(.questionMaxlength, Self.defaultQuestionMaxlength)
         passageMaxlength = try tokens(.passageMaxlength, Self.defaultPassageMaxlength)
         indexingDimension = try positive(.indexingDimension, 768)
+        indexingDimensionGiven = c.contains(.indexingDimension)
         noProjection = try c.decode(.noProjection, default: false)
         noQuestionMask = try c.decode(.noQuestionMask, default: false)
         noPassageMask = try c.decode(.noPassageMask, default: false)
         extractCLS = try c.decode(.extractCLS, default: false)
-        dropout = try c.require(try c.decode(.dropout, default: Float(0.1)), .dropout, "a number in [0, 1)") { $0 >= 0 && $0 < 1 }
+        if c.contains(.dropout) {
+            dropout = try c.require(try c.decode(.dropout, default: Self.defaultDropout), .dropout, "a number in [0, 1)") { $0 >= 0 && $0 < 1 }
+        }
         temperature = try c.require(try c.decode(.temperature, default: Float(1)), .temperature, "a number > 0") { $0 > 0 && $0.isFinite }
         let r = try c.decode(.reduction, default: "mean")
         reduction = try c.require(KLReduction(rawValue: r), .reduction, "\"mean\" (FiD's) or \"batchmean\"") { $0 != nil }!
@@ -110,12 +128,13 @@ public struct TrainRetrieverParams: JobParams, Equatable {
         try c.encode(nContext, forKey: .nContext)
         try c.encode(questionMaxlength, forKey: .questionMaxlength)
         try c.encode(passageMaxlength, forKey: .passageMaxlength)
-        try c.encode(indexingDimension, forKey: .indexingDimension)
+        // Only as given: decoded again, a written default would read as given (see checkHead).
+        if indexingDimensionGiven { try c.encode(indexingDimension, forKey: .indexingDimension) }
         try c.encode(noProjection, forKey: .noProjection)
         try c.encode(noQuestionMask, forKey: .noQuestionMask)
         try c.encode(noPassageMask, forKey: .noPassageMask)
         try c.encode(extractCLS, forKey: .extractCLS)
-        try c.encode(dropout, forKey: .dropout)
+        try c.encodeIfPresent(dropout, forKey: .dropout)
         try c.encode(temperature, forKey: .temperature)
         try c.encode(reduction.rawValue, forKey: .reduction)
         try c.encode(inBatchNegatives, forKey: .inBatchNegatives)
@@ -146,7 +165,9 @@ public struct TrainRetrieverParams: JobParams, Equatable {
     public func validateInputs(resolve: (String) -> String) throws {
         if let modelPath {
             try ScoreParams.checkModelFolder(resolve(modelPath), field: "params.model_path", architecture: "BERT", training: true) {
-                _ = try fittingLengths(try BertConfig.load(path: $0), configFile: $0)
+                let config = try BertConfig.load(path: $0)
+                _ = try fittingLengths(config, configFile: $0)
+                try checkHead(config, configFile: $0)
             }
         }
         if let modelConfig {
@@ -155,6 +176,7 @@ public struct TrainRetrieverParams: JobParams, Equatable {
                 throw JobError.permanent("\(error)", field: "params.model_config")
             }
             _ = try fittingLengths(config, configFile: resolve(modelConfig))
+            try checkHead(config, configFile: resolve(modelConfig))
         }
         try ScoreParams.checkFirstExample(resolve(trainData), field: "params.train_data", needAnswers: false)
         if let evalData { try ScoreParams.checkFirstExample(resolve(evalData), field: "params.eval_data", needAnswers: false) }

@@ -208,7 +208,16 @@ public struct ForegroundRun {
         let path = folder + "/.run.lock"
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard fd >= 0 else { throw JobError.permanent("cannot open \(path): \(String(cString: strerror(errno)))", field: "--out") }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+        // A lock just released can stay held for a moment: a process spawned by its holder's
+        // process (a test runner's, a worker's) shares the descriptor between fork and exec.
+        // So a held lock is tried again for up to a second before the folder counts as in use.
+        var tries = 0
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            tries += 1
+            if tries < 20 {
+                usleep(50_000)
+                continue
+            }
             close(fd)
             throw JobError.permanent("\(folder) is in use by another run (it holds \(path))", field: "--out",
                                      hint: "give each run its own --out folder")

@@ -19,6 +19,8 @@ public struct ParamDescription: Equatable, Sendable {
     public var neededBy: String?
     /// The value the decoded params carry when the key is absent (nil: none, or not encoded).
     public var defaultValue: JSONValue?
+    /// The kind's words for a default that depends on other params (`JobParams.defaultNotes`).
+    public var defaultNote: String?
 }
 
 public enum ParamsCatalog {
@@ -76,7 +78,7 @@ public enum ParamsCatalog {
             } catch {}
             let placed = base[name] != nil
             return ParamDescription(name: name, type: type, required: required.contains(name), neededBy: needed[name],
-                                    defaultValue: placed ? nil : defaults[name])
+                                    defaultValue: placed ? nil : defaults[name], defaultNote: P.defaultNotes[name])
         }.sorted { (rank($0), $0.name) < (rank($1), $1.name) }
         func rank(_ p: ParamDescription) -> Int { p.required ? 0 : p.neededBy != nil ? 1 : 2 }
     }
@@ -99,6 +101,8 @@ public enum ParamsCatalog {
                 note = "required"
             } else if let why = p.neededBy {
                 note = "required: " + (why.hasPrefix("missing: ") ? String(why.dropFirst(9)) : why)
+            } else if let n = p.defaultNote {
+                note = "default " + n
             } else if let d = p.defaultValue {
                 note = "default " + literal(d)
             } else if p.type == nil {

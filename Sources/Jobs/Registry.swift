@@ -31,6 +31,9 @@ public protocol JobParams: Codable, Sendable {
     /// Params a run may change and still resume another's files in the same folder (a training
     /// run extended with a larger `total_steps`, as FiD resumes one); `threads` always may.
     static var resumableChanges: Set<String> { get }
+    /// For `--help`: params whose default depends on others, by key (`"index": "flat; pq when
+    /// n_subquantizers > 0"`), shown in place of the one value the catalog reads back.
+    static var defaultNotes: [String: String] { get }
 }
 
 extension JobParams {
@@ -38,6 +41,7 @@ extension JobParams {
     public var inputPaths: [(field: String, path: String)] { [] }
     public var exclusiveOutputs: [(field: String, path: String)] { outputPaths }
     public func validate() throws {}
+    public static var defaultNotes: [String: String] { [:] }
     public func validateInputs(resolve: (String) -> String) throws {}
     public static var resumableChanges: Set<String> { [] }
 }

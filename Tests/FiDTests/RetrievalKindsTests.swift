@@ -673,8 +673,14 @@ enum RetrievalJobs {
         let params = try FlagParams.build(flags) { try r.decodeParams(kind: "retrieve", $0) }
         let p = try JSONDecoder().decode(RetrieveParams.self, from: JSONEncoder().encode(params))
         let names = p.ignored.given.map { String($0.split(separator: " ")[0]) }
-        #expect(p.nDocs == 100 && p.saveOrLoadIndex && names == ["no_fp16", "validation_workers", "indexing_batch_size", "passage_maxlength"],
+        // save_or_load_index too: the flat index is the shards, searched in place (FiD saves a faiss copy).
+        #expect(p.nDocs == 100 && p.saveOrLoadIndex
+                && names == ["no_fp16", "validation_workers", "indexing_batch_size", "passage_maxlength", "save_or_load_index"],
                 "\(p.ignored)")
+        // With an index it builds, the option saves it and is not named.
+        let sq8 = try FlagParams.build(flags + ["--index", "sq8"]) { try r.decodeParams(kind: "retrieve", $0) }
+        let q = try JSONDecoder().decode(RetrieveParams.self, from: JSONEncoder().encode(sq8))
+        #expect(q.saveOrLoadIndex && !q.ignored.given.contains { $0.hasPrefix("save_or_load_index") }, "\(q.ignored)")
         // What a descriptor carries leaves them out.
         guard case .object(let encoded) = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(p)) else { return }
         #expect(encoded["no_fp16"] == nil && encoded["n_docs"] == .number(100))
@@ -695,10 +701,28 @@ enum RetrievalJobs {
                 == ["validation_workers"])
         #expect(try given(TrainReaderParams.self, kind: "train_reader", ["--train_data", "t.json", "--model_path", "m"] + base, \.ignored)
                 == ["maxload", "local_rank", "main_port"])
+        // train_reader.py's --dropout (an optim option it never reads: the config's dropout_rate applies).
+        #expect(try given(TrainReaderParams.self, kind: "train_reader", ["--train_data", "t.json", "--model_path", "m", "--dropout", "0.1"], \.ignored)
+                == ["dropout"])
         #expect(try given(TrainRetrieverParams.self, kind: "train_retriever", ["--train_data", "t.json", "--model_path", "m"] + base, \.ignored)
                 == ["maxload", "local_rank", "main_port"])
         #expect(try given(ScoreParams.self, kind: "score", ["--model_path", "m", "--eval_data", "d.json"] + base, \.ignored)
                 == ["maxload", "local_rank", "main_port"])
+        // test_reader.py's parser has the training options too, and reads none of them.
+        #expect(try given(ScoreParams.self, kind: "score", ["--model_path", "m", "--eval_data", "d.json", "--train_data", "none",
+                                                            "--eval_freq", "500", "--save_freq", "5000"], \.ignored)
+                == ["train_data", "eval_freq", "save_freq"])
+    }
+
+    /// `--help` gives a default that depends on other params in words, not the one value the
+    /// catalog reads back (`index` said `default flat`, and is pq with n_subquantizers > 0).
+    @Test func helpNamesDefaultsThatDependOnOtherParams() throws {
+        let lines = ParamsCatalog.helpLines(ParamsCatalog.describe(RetrieveParams.self))
+        #expect(lines.contains { $0.contains("--index <string>") && $0.contains("default flat; pq when n_subquantizers > 0") }, "\(lines)")
+        // Wrapped lines joined back into one text.
+        let train = ParamsCatalog.helpLines(ParamsCatalog.describe(TrainRetrieverParams.self)).joined(separator: " ")
+            .split(whereSeparator: { $0 == " " || $0 == "\n" }).joined(separator: " ")
+        #expect(train.contains("a model_path start keeps its config's") && train.contains("with no_projection the model's hidden size"), "\(train)")
     }
 
     /// Every job of queue/examples/retrieval decodes strictly with the kind's params.
