@@ -164,8 +164,16 @@ public final class QueueControl {
         for b in batch { if let c = cycles[b.d.id] { throw SubmitError(file: b.file, error: .permanent("dependency cycle: \(c)", field: "after")) } }
         if dryRun { return batch.map(\.d.id) }
         try queue.createLayout()
-        for b in batch {
-            try fs.writeAtomically(queue.pending + "/" + b.d.id + ".json", b.data, tag: identity.newToken())
+        // Each drop is exclusive: another submit of the same id at the same moment passed the
+        // checks above too, and a replacing rename would let both report success with one job.
+        for (i, b) in batch.enumerated() {
+            if try !fs.publish(queue.pending + "/" + b.d.id + ".json", b.data, tag: identity.newToken()) {
+                let dropped = batch.prefix(i).map(\.d.id)
+                throw SubmitError(file: b.file, error: .permanent(
+                    "id '\(b.d.id)' was submitted by another command at the same moment; its job is the queued one"
+                        + (dropped.isEmpty ? "" : " (this command had already submitted \(dropped.joined(separator: ", ")))"),
+                    field: "id", hint: "fidq status \(b.d.id); pick a new id to queue this one as well"))
+            }
         }
         return batch.map(\.d.id)
     }
@@ -253,10 +261,10 @@ public final class QueueControl {
         }
         // A job whose dependency stays in failed/ would fail again at the next scan: name the chain.
         for id in ids {
-            for dep in after[id] ?? [] where after[dep] == nil && fs.exists(queue.failed + "/" + dep) {
+            for dep in after[id] ?? [] where after[dep] == nil && queue.stillFailed(dep) {
                 // Every failed dependency left out, of every id: a hint naming only this one
                 // would be refused in turn for the next.
-                let missing = ids.flatMap { after[$0] ?? [] }.filter { after[$0] == nil && fs.exists(queue.failed + "/" + $0) }
+                let missing = ids.flatMap { after[$0] ?? [] }.filter { after[$0] == nil && queue.stillFailed($0) }
                 let ancestry = queue.failedAncestry(of: missing)
                 let chain = ancestry + ids.filter { !ancestry.contains($0) }
                 throw JobError.permanent("'\(id)' depends on '\(dep)', which is failed too; retried alone, it would fail again at once",

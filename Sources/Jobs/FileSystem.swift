@@ -45,6 +45,9 @@ public struct FileInfo: Equatable, Sendable {
 public protocol FileSystem: AnyObject, Sendable {
     func mkdir(_ path: String) throws
     func rename(_ from: String, _ to: String) throws
+    /// `link(2)`: a second name for a file; fails with `EEXIST` when anything is at `to` (an
+    /// exclusive create where `rename` would replace).
+    func link(_ from: String, _ to: String) throws
     func unlink(_ path: String) throws
     func rmdir(_ path: String) throws
     /// Names in a folder, without `.` and `..`, in no particular order.
@@ -75,6 +78,7 @@ public final class PosixFileSystem: FileSystem, @unchecked Sendable {
 
     public func mkdir(_ path: String) throws { try check(Glibc.mkdir(path, 0o755), "mkdir", path) }
     public func rename(_ from: String, _ to: String) throws { try check(Glibc.rename(from, to), "rename", "\(from) -> \(to)") }
+    public func link(_ from: String, _ to: String) throws { try check(Glibc.link(from, to), "link", "\(from) -> \(to)") }
     public func unlink(_ path: String) throws { try check(Glibc.unlink(path), "unlink", path) }
     public func rmdir(_ path: String) throws { try check(Glibc.rmdir(path), "rmdir", path) }
 
@@ -243,6 +247,25 @@ extension FileSystem {
             if !exists(tmp) && exists(path) { return }
             try? unlink(tmp)
             throw error
+        }
+    }
+
+    /// Writes `data` to a temporary name in the same folder, fsyncs, and links it to `path` only
+    /// if nothing is there (`link` is exclusive where `rename` replaces): two writers of one
+    /// name cannot both succeed. Readers never see a part. Returns false, writing nothing,
+    /// when `path` exists. A retransmitted NFS link can report `EEXIST` after it worked: the
+    /// name then leads to our own file (its inode), which counts as success.
+    public func publish(_ path: String, _ data: Data, tag: String) throws -> Bool {
+        let p = NSStringPath(path)
+        let tmp = p.parent + "/." + p.last + "." + tag + "." + TempNames.next() + ".tmp"
+        try write(tmp, data, sync: true)
+        defer { try? unlink(tmp) }
+        do {
+            try retrying { try link(tmp, path) }
+            return true
+        } catch let e as FSError where e.code == EEXIST {
+            if let mine = try? info(tmp), let there = try? info(path), mine.inode == there.inode { return true }
+            return false
         }
     }
 

@@ -158,13 +158,21 @@ public final class Queue: @unchecked Sendable {
         return (id, token)
     }
 
+    /// `failed/<id>` exists and nothing since replaced it: the job is not done, pending or
+    /// running again (one dropped again by hand, or retried, leaves its old failure behind).
+    func stillFailed(_ id: String) -> Bool {
+        guard fs.exists(failed + "/" + id) else { return false }
+        if fs.exists(done + "/" + id) || fs.exists(pending + "/" + id + ".json") { return false }
+        return !((try? fs.list(running)) ?? []).contains { Queue.parseClaimName($0)?.id == id }
+    }
+
     /// `deps` and the failed jobs they waited on, dependencies first, each id once: what one
     /// `fidq retry` needs to put a chain back (b failed because a did; c's hint names both).
     func failedAncestry(of deps: [String]) -> [String] {
         var order: [String] = []
         func visit(_ id: String) {
             guard order.count < 64, !order.contains(id) else { return }
-            for up in failedDependencies(id) where fs.exists(failed + "/" + up) { visit(up) }
+            for up in failedDependencies(id) where stillFailed(up) { visit(up) }
             if !order.contains(id) { order.append(id) }
         }
         deps.forEach(visit)

@@ -250,7 +250,7 @@ final class QueueScanner {
                 if let dep = failedDep {
                     // The hint puts back every failed dependency's chain: one left out would be
                     // refused by that retry (a merge of two failed score shards names both).
-                    let chain = queue.failedAncestry(of: d.dependencies.filter { $0 == dep || fs.exists(queue.failed + "/" + $0) })
+                    let chain = queue.failedAncestry(of: d.dependencies.filter { $0 == dep || queue.stillFailed($0) })
                     failNow.append(.pending(name: e.name, folder: d.id, descriptor: d, error: .permanent(
                         "dependency '\(dep)' failed (see failed/\(dep)/error.json)", field: "after",
                         hint: "fidq retry " + (chain + [d.id]).joined(separator: " "))))

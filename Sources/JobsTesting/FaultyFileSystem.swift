@@ -12,7 +12,7 @@ import Jobs
 /// `ENOENT` although it worked, or `mkdir` that says `EEXIST`).
 public final class FaultyFileSystem: FileSystem, @unchecked Sendable {
     public enum Op: String, Sendable, CaseIterable {
-        case mkdir, rename, unlink, rmdir, list, info, read, write, append, touch, realpath
+        case mkdir, rename, link, unlink, rmdir, list, info, read, write, append, touch, realpath
     }
 
     public struct Fault: Sendable {
@@ -109,6 +109,9 @@ public final class FaultyFileSystem: FileSystem, @unchecked Sendable {
     public func mkdir(_ path: String) throws { try run(.mkdir, path) { try base.mkdir(path) } }
     public func rename(_ from: String, _ to: String) throws {
         try run(.rename, from + " -> " + to) { try base.rename(from, to) }
+    }
+    public func link(_ from: String, _ to: String) throws {
+        try run(.link, from + " -> " + to) { try base.link(from, to) }
     }
     public func unlink(_ path: String) throws { try run(.unlink, path) { try base.unlink(path) } }
     public func rmdir(_ path: String) throws { try run(.rmdir, path) { try base.rmdir(path) } }

@@ -22,6 +22,43 @@ import Testing
         #expect(f.list("pending") == ["a.json", "b.json"])
     }
 
+    /// Submits of one id at the same moment: each passes the checks, and a replacing rename let
+    /// several report success while one job stayed. Exactly one succeeds; its file is queued.
+    @Test func concurrentSubmitsOfOneIDQueueExactlyOne() throws {
+        let f = try QueueFixture()
+        for round in 0..<5 {
+            let id = "dup\(round)"
+            let files = try (0..<8).map { i in try file(f, "\(id)-\(i).json", #"{"kind": "test.record", "id": "\#(id)", "priority": \#(i)}"#) }
+            let outcomes = Outcomes(count: files.count)
+            DispatchQueue.concurrentPerform(iterations: files.count) { i in
+                do {
+                    _ = try control(f).submit(files: [files[i]])
+                    outcomes.set(i, "ok")
+                } catch let e as SubmitError {
+                    outcomes.set(i, e.error.message)
+                } catch {
+                    outcomes.set(i, "\(error)")
+                }
+            }
+            let all = outcomes.values
+            let winners = all.indices.filter { all[$0] == "ok" }
+            #expect(winners.count == 1, "round \(round): \(all)")
+            #expect(all.allSatisfy { $0 == "ok" || $0.contains("already pending") || $0.contains("at the same moment") }, "\(all)")
+            if let w = winners.first {
+                #expect(f.read(f.queueDir + "/pending/\(id).json") == f.read(files[w]))
+            }
+        }
+        #expect(f.list("pending").count == 5 && !f.list("pending").contains { $0.hasPrefix(".") })
+    }
+
+    final class Outcomes: @unchecked Sendable {
+        private let lock = NSLock()
+        private var items: [String]
+        init(count: Int) { items = Array(repeating: "", count: count) }
+        func set(_ i: Int, _ v: String) { lock.lock(); items[i] = v; lock.unlock() }
+        var values: [String] { lock.lock(); defer { lock.unlock() }; return items }
+    }
+
     @Test func dryRunChecksEverythingAndDropsNothing() throws {
         let f = try QueueFixture()
         let a = try file(f, "a.json", #"{"kind": "test.record"}"#)
@@ -258,6 +295,35 @@ import Testing
         #expect(lines.map { $0.split(separator: "'")[0] } == ["a", "b", "c"], "\(lines)")
         drainInProcess(f)
         #expect(f.list("done") == ["a", "b", "c"])
+    }
+
+    /// A dependency dropped again by hand after it failed, which then finished (or is pending
+    /// again), leaves its old failed/ folder behind: retry of its dependant counted it failed and
+    /// hinted `fidq retry a b`, which was refused in turn (a is done): no command worked.
+    @Test func retryOfADependantWhoseDependencyRanSinceGoesAhead() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("a")
+        try f.dropRecord("b", extra: #""after": ["a"]"#)
+        let c = control(f)
+        _ = try c.cancel("a")
+        drainInProcess(f)
+        #expect(f.list("failed") == ["a", "b"])
+        // a again, by hand: pending first (b waits behind it), then done.
+        try f.dropRecord("a")
+        #expect(try c.retry(["b"]).first?.contains("pending again") == true)
+        drainInProcess(f)
+        #expect(f.list("done") == ["a", "b"] && f.list("failed") == ["a"])
+        // The same with the dependency done again before the retry.
+        try f.dropRecord("x")
+        try f.dropRecord("y", extra: #""after": ["x"]"#)
+        _ = try c.cancel("x")
+        drainInProcess(f)
+        try f.dropRecord("x")
+        drainInProcess(f)
+        #expect(f.list("failed") == ["a", "x", "y"] && f.list("done").contains("x"))
+        #expect(try c.retry(["y"]).first?.contains("pending again") == true)
+        drainInProcess(f)
+        #expect(f.list("done") == ["a", "b", "x", "y"])
     }
 
     /// A job waiting on two failed jobs (a merge of two score shards): its hint, and retry's

@@ -48,4 +48,19 @@ import JobsTesting
         #expect(f.read(target) == "after retry")
         #expect(try FileManager.default.contentsOfDirectory(atPath: f.workspace).filter { $0.hasSuffix(".tmp") }.isEmpty)
     }
+
+    /// `publish` creates a name exclusively: a second writer gets false and leaves the first's
+    /// file, no temporary stays; NFS's EEXIST after a link that worked counts as success.
+    @Test func publishNeverReplacesAndSeesItsOwnRetransmittedLink() throws {
+        let f = try QueueFixture()
+        let fs = FaultyFileSystem()
+        let target = f.workspace + "/job.json"
+        #expect(try fs.publish(target, Data("first".utf8), tag: "a"))
+        #expect(try !fs.publish(target, Data("second".utf8), tag: "b"))
+        #expect(f.read(target) == "first")
+        let lost = FaultyFileSystem(faults: [.init(.link, EEXIST, afterSuccess: true, limit: 1)])
+        #expect(try lost.publish(f.workspace + "/other.json", Data("mine".utf8), tag: "c"))
+        #expect(f.read(f.workspace + "/other.json") == "mine")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: f.workspace).filter { $0.hasSuffix(".tmp") }.isEmpty)
+    }
 }

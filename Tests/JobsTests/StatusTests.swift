@@ -104,6 +104,7 @@ final class ListHookFileSystem: FileSystem, @unchecked Sendable {
     init(afterList: @escaping (String) -> Void) { self.afterList = afterList }
     func mkdir(_ path: String) throws { try base.mkdir(path) }
     func rename(_ from: String, _ to: String) throws { try base.rename(from, to) }
+    func link(_ from: String, _ to: String) throws { try base.link(from, to) }
     func unlink(_ path: String) throws { try base.unlink(path) }
     func rmdir(_ path: String) throws { try base.rmdir(path) }
     func list(_ path: String) throws -> [String] {
