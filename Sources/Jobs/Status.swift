@@ -132,7 +132,12 @@ extension Queue {
                     if !missing.isEmpty {
                         row.state = "waiting"
                         row.detail = "after " + missing.map { dep in
-                            fs.exists(pending + "/" + dep + ".json") || listed.contains(dep)
+                            // A failed or cancelled dependency: the next scan fails this job
+                            // (a worker skipping its kind never does), so say so and how to retry.
+                            if stillFailed(dep) {
+                                return dep + " (failed: fidq retry " + (failedAncestry(of: [dep]) + [row.id]).joined(separator: " ") + ")"
+                            }
+                            return fs.exists(pending + "/" + dep + ".json") || listed.contains(dep)
                                 ? dep : dep + " (not in the queue)"
                         }.joined(separator: ", ")
                     }
@@ -161,6 +166,19 @@ extension Queue {
                   later[row.id]?.contains(where: { $0 != row.folder }) == true else { return true }
             return fs.exists(row.folder)
         }
+    }
+
+    /// The rows of one id, the one `fidq retry` and `fidq cancel` act on first: the job as it is
+    /// now (pending, running, done), else its latest failure (`failed/<id>~N` with the highest
+    /// N; listed by name, `failed/<id>` came first, the oldest).
+    public static func current(_ rows: [JobStatus]) -> [JobStatus] {
+        func rank(_ r: JobStatus) -> Int {
+            if ["pending", "waiting", "running", "released", "stale"].contains(r.state) { return 1 << 30 }
+            if r.state == "done" { return 1 << 29 }
+            let name = NSStringPath(r.folder).last
+            return name.split(separator: "~", maxSplits: 1).dropFirst().first.flatMap { Int($0) } ?? 1
+        }
+        return rows.enumerated().sorted { (rank($0.element), -$0.offset) > (rank($1.element), -$1.offset) }.map(\.element)
     }
 
     /// `fidq status`'s table: one line per job, then counts by state.

@@ -31,11 +31,18 @@ struct StatusCommand: ParsableCommand {
         let queue = Queue(root: queueOptions.queuePath)
         var rows = queue.status(lease: lease)
         if let id {
-            rows = rows.filter { $0.id == id }
+            // The current row first (its files are shown below); older failures after it.
+            rows = Queue.current(rows.filter { $0.id == id })
             if rows.isEmpty { throw fail("no job '\(id)' in \(queue.root)") }
         }
         if json {
-            print(String(decoding: try jsonEncoder().encode(id == nil ? JSONValue.from(rows) : JSONValue.from(rows[0])), as: UTF8.self))
+            var value = id == nil ? try JSONValue.from(rows) : try JSONValue.from(rows[0])
+            // One job: its current row, with the rest (earlier failures kept in failed/) beside it.
+            if id != nil, rows.count > 1, case .object(var o) = value {
+                o["other_rows"] = try JSONValue.from(Array(rows.dropFirst()))
+                value = .object(o)
+            }
+            print(String(decoding: try jsonEncoder().encode(value), as: UTF8.self))
             return
         }
         print(Queue.table(rows))

@@ -204,6 +204,9 @@ import Testing
             try Data(#"{"kind": "test.record", "message": "failed \#(payload)"}"#.utf8).write(to: URL(fileURLWithPath: d + "/error.json"))
         }
         #expect(f.queue.status().filter { $0.id == "x" }.count == 2)
+        // `fidq status x` shows the latest failure first (the oldest came first, by name: its
+        // error.json was shown, and --json printed that row alone).
+        #expect(Queue.current(f.queue.status().filter { $0.id == "x" }).map { NSStringPath($0.folder).last } == ["x~2", "x"])
         #expect(try control(f).retry(["x"]).first?.contains("pending again") == true)
         #expect(f.read(f.pending + "/x.json")?.contains("v2") == true, "\(f.read(f.pending + "/x.json") ?? "none")")
         #expect(f.list("failed") == ["x"])
@@ -295,6 +298,21 @@ import Testing
         #expect(lines.map { $0.split(separator: "'")[0] } == ["a", "b", "c"], "\(lines)")
         drainInProcess(f)
         #expect(f.list("done") == ["a", "b", "c"])
+    }
+
+    /// A job waiting on a cancelled (or failed) dependency says so in status, with the retry that
+    /// puts the chain back: it read as a plain wait, and the next scan fails it.
+    @Test func statusNamesAFailedDependencyOfAWaitingJob() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("a")
+        try f.dropRecord("b", extra: #""after": ["a"]"#)
+        try f.dropRecord("c", extra: #""after": ["b"]"#)
+        _ = try control(f).cancel("a")
+        let rows = Dictionary(uniqueKeysWithValues: f.queue.status().map { ($0.id, $0) })
+        #expect(rows["b"]?.state == "waiting" && rows["b"]?.detail == "after a (failed: fidq retry a b)", "\(String(describing: rows["b"]?.detail))")
+        #expect(rows["c"]?.detail == "after b", "b is pending: a plain wait")
+        let current = Queue.current(f.queue.status().filter { $0.id == "a" })
+        #expect(current.first?.state == "cancelled")
     }
 
     /// A dependency dropped again by hand after it failed, which then finished (or is pending
