@@ -203,10 +203,19 @@ public final class QueueControl {
         if dirs.isEmpty {
             throw JobError.permanent("no pending or running job '\(id)'", hint: state(of: id).map { "it is \($0)" })
         }
+        let now = queue.fsNow(probe: "cancel")
         for name in dirs {
             let dir = queue.running + "/" + name
-            if let claim = queue.readClaim(dir), claim.released,
-               let mine = queue.takeOver(name: name, id: id, token: token) {
+            // A released claim, or a stale one (its worker died: no heartbeat for its lease, as
+            // a worker's scan judges it), has no one to stop at a safe point: taken over and
+            // failed now. A cancel file there waited for the next worker to start.
+            guard let claim = queue.readClaim(dir) else {
+                try fs.writeAtomically(dir + "/cancel", Data(isoTimestamp().utf8), tag: token)
+                continue
+            }
+            let heartbeat = (try? fs.info(dir + "/claim").mtime) ?? now
+            let stale = !claim.released && now - heartbeat > claim.lease(fallback: 90) && fs.exists(dir + "/job.json")
+            if claim.released || stale, let mine = queue.takeOver(name: name, id: id, token: token) {
                 var r = record
                 r.attempt = claim.attempt
                 try queue.writeClaim(mine, r)

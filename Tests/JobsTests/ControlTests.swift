@@ -300,6 +300,20 @@ import Testing
         #expect(f.list("done") == ["a", "b", "c"])
     }
 
+    /// Cancelling a job whose worker died (its claim stale: no heartbeat for its lease) fails it
+    /// now: the cancel file it got before waited for some worker to start, and status kept
+    /// showing it stale. A live claim still gets the file and stops at its next safe point.
+    @Test func cancelOfAStaleClaimFailsItNow() throws {
+        let f = try QueueFixture()
+        try f.plantClaim("dead", token: "h1", leaseS: 5, age: 60)
+        let live = try f.plantClaim("alive", token: "h2", leaseS: 600, age: 1)
+        let c = control(f)
+        #expect(try c.cancel("dead").hasPrefix("cancelled 'dead'"))
+        #expect(f.list("failed") == ["dead"] && f.json(f.queueDir + "/failed/dead/error.json")?["status"] as? String == "cancelled")
+        #expect(try c.cancel("alive").hasPrefix("cancel requested"))
+        #expect(FileManager.default.fileExists(atPath: live + "/cancel") && f.list("failed") == ["dead"])
+    }
+
     /// A job waiting on a cancelled (or failed) dependency says so in status, with the retry that
     /// puts the chain back: it read as a plain wait, and the next scan fails it.
     @Test func statusNamesAFailedDependencyOfAWaitingJob() throws {
