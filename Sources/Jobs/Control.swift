@@ -53,11 +53,33 @@ public final class QueueControl {
         -> (index: Int, field: String, path: String, other: String, state: String)? {
         // Keyed by the real path (symlinks in the existing part followed), so an alias is the same output.
         var owner: [String: (id: String, state: String)] = [:]
+        // Each owned path under every folder above it, so the paths overlapping one (itself, its
+        // folders, what lies inside it: `PathPolicy.overlap`) are found by lookups, not by a
+        // scan of every owner (quadratic: thousands of jobs in one submit took seconds).
+        var inside: [String: [String]] = [:]
+        func own(_ k: String, _ value: (id: String, state: String)) {
+            if owner.updateValue(value, forKey: k) == nil, k.hasPrefix("/") {
+                for a in ancestors(k) { inside[a, default: []].append(k) }
+            }
+        }
+        func ancestors(_ k: String) -> [String] {
+            var out: [String] = []
+            var p = Substring(k)
+            while let slash = p.lastIndex(of: "/") {
+                p = p[..<slash]
+                out.append(p.isEmpty ? "/" : String(p))
+            }
+            return out
+        }
+        func overlapping(_ k: String) -> [String] {
+            guard k.hasPrefix("/") else { return [] }  // as `overlap`: only absolute paths meet
+            return ([k] + ancestors(k)).filter { owner[$0] != nil } + (inside[k] ?? [])
+        }
         func key(_ path: String) -> String { PathPolicy.realOf(path, fs: fs) }
         for d in pending {
-            for o in registry.exclusiveOutputs(of: d, policy: policy) { owner[key(o.path)] = (d.id, "pending") }
+            for o in registry.exclusiveOutputs(of: d, policy: policy) { own(key(o.path), (d.id, "pending")) }
         }
-        for o in queue.runningExclusiveOutputs(registry: registry, policy: policy) { owner[o.key] = (o.id, "running") }
+        for o in queue.runningExclusiveOutputs(registry: registry, policy: policy) { own(o.key, (o.id, "running")) }
         // Jobs one of which waits for the other (`after`, `job:`) never run together: one may
         // write inside the other's output (an example world, then an index in its folder).
         var deps: [String: [String]] = [:]
@@ -75,13 +97,12 @@ public final class QueueControl {
         for (i, d) in batch.enumerated() {
             for o in registry.exclusiveOutputs(of: d, policy: policy) {
                 let k = key(o.path)
-                if let (_, other) = owner.first(where: { other in
-                    other.value.id != d.id && PathPolicy.overlap(k, other.key)
-                        && (k == other.key || !(waits(d.id, for: other.value.id) || waits(other.value.id, for: d.id)))
-                }) {
+                for path in overlapping(k) {
+                    guard let other = owner[path], other.id != d.id,
+                          k == path || !(waits(d.id, for: other.id) || waits(other.id, for: d.id)) else { continue }
                     return (i, o.field, o.path, other.id, other.state)
                 }
-                owner[k] = (d.id, batchState)
+                own(k, (d.id, batchState))
             }
         }
         return nil
@@ -106,6 +127,7 @@ public final class QueueControl {
     /// - Returns: the ids dropped (or that would be), in order.
     public func submit(files: [String], dryRun: Bool = false) throws -> [String] {
         var batch: [(file: String, d: JobDescriptor, data: Data)] = []
+        var seen: [String: String] = [:]  // id → the file that has it
         for file in files {
             func refuse(_ e: JobError) -> SubmitError { SubmitError(file: file, error: e) }
             guard let info = try? fs.info(file) else {
@@ -128,7 +150,10 @@ public final class QueueControl {
                 throw refuse(.permanent("id '\(d.id)' is already \(where_)", field: "id",
                                         hint: where_ == "failed" ? "fidq retry \(d.id)" : "pick a new id"))
             }
-            if batch.contains(where: { $0.d.id == d.id }) { throw refuse(.permanent("id '\(d.id)' appears twice", field: "id")) }
+            if let first = seen[d.id] {
+                throw refuse(.permanent("id '\(d.id)' appears twice: \(first) has it too", field: "id", hint: "give each job its own id"))
+            }
+            seen[d.id] = file
             batch.append((file, d, data))
         }
         let batchIDs = Set(batch.map(\.d.id))

@@ -1,5 +1,6 @@
 // SubmitCommand: `fidq submit FILE…`: validate job files and drop them into pending/.
 import ArgumentParser
+import Foundation
 import Jobs
 
 struct SubmitCommand: ParsableCommand {
@@ -10,16 +11,38 @@ struct SubmitCommand: ParsableCommand {
     @OptionGroup var queueOptions: QueueOptions
 
     @Argument(help: "Job descriptor files (JSON).")
-    var files: [String]
+    var files: [String] = []
+
+    @Option(name: .customLong("files-from"),
+            help: "Also read job file paths from this file, one per line ('-': standard input); for thousands of jobs, which the argument parser takes slowly.")
+    var filesFrom: String?
 
     @Flag(name: .customLong("dry-run"), help: "Check the files as a submit would, and drop nothing.")
     var dryRun = false
 
+    func validate() throws {
+        if files.isEmpty && filesFrom == nil { throw ValidationError("give job files, or --files-from a list of them") }
+    }
+
     func run() throws {
         try queueOptions.checkQueue(mustExist: false)
         let control = queueOptions.control()
+        var all = files
+        if let filesFrom {
+            let data: Data
+            if filesFrom == "-" {
+                data = FileHandle.standardInput.readDataToEndOfFile()
+            } else {
+                guard let d = FileManager.default.contents(atPath: filesFrom) else { throw fail("--files-from: cannot read \(filesFrom)") }
+                data = d
+            }
+            // One path a line (CRLF too); blank lines skipped, so `find … > list` and hand-made lists both work.
+            all += String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).map(String.init)
+                .filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+            if all.isEmpty { throw fail("--files-from: \(filesFrom == "-" ? "standard input" : filesFrom) names no job file") }
+        }
         do {
-            for id in try control.submit(files: files, dryRun: dryRun) {
+            for id in try control.submit(files: all, dryRun: dryRun) {
                 print(dryRun ? "valid \(id) (dry run: not submitted)" : "submitted \(id) → \(control.queue.pending)/\(id).json")
             }
         } catch let e as SubmitError {

@@ -77,11 +77,16 @@ struct QueueExamplesTests {
         #expect(!files.isEmpty, "\(folder) holds no descriptors")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.fidq)
-        p.arguments = ["submit", "--dry-run", "--queue", ws.appendingPathComponent("queue").path] + files
-        let err = Pipe(), out = Pipe()
+        // The first file as an argument, the rest listed on standard input (`--files-from -`, for
+        // batches too large for the argument parser): both reach the one submit.
+        p.arguments = ["submit", "--dry-run", "--queue", ws.appendingPathComponent("queue").path, "--files-from", "-", files[0]]
+        let err = Pipe(), out = Pipe(), input = Pipe()
         p.standardError = err
         p.standardOutput = out
+        p.standardInput = input
         try p.run()
+        input.fileHandleForWriting.write(Data(files.dropFirst().map { $0 + "\n" }.joined().utf8))
+        try input.fileHandleForWriting.close()
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
