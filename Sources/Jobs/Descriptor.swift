@@ -158,7 +158,9 @@ public struct JobDescriptor: Decodable, Equatable, Sendable {
         do {
             d = try JSONDecoder().decode(JobDescriptor.self, from: data)
         } catch let e as DecodingError {
-            throw JobError.describe(e)
+            // With the document, a wrong type names the value found (`kind: expected a string,
+            // found 5`), not Foundation's sentence.
+            throw JobError.describe(e, document: try? JSONDecoder().decode(JSONValue.self, from: data))
         }
         let stem = fileName.map { $0.hasSuffix(".json") ? String($0.dropLast(5)) : $0 }
         if d.id.isEmpty {

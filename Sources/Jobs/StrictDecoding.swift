@@ -87,8 +87,13 @@ extension KeyedDecodingContainer {
     /// Throws a field-naming error unless `check(value)` holds.
     public func require<T>(_ value: T, _ key: Key, _ expected: String, _ check: (T) -> Bool) throws -> T {
         if !check(value) {
+            // A whole number as typed: `max_attempts: 0` decoded as a Double read "found 0.0".
+            var shown = "\(value)"
+            if let d = (value as? Double) ?? (value as? Float).map(Double.init), d.isFinite, d == d.rounded(), abs(d) < 1e15 {
+                shown = String(Int64(d))
+            }
             throw DecodingError.dataCorrupted(.init(
-                codingPath: codingPath + [key], debugDescription: "expected \(expected), found \(value)"))
+                codingPath: codingPath + [key], debugDescription: "expected \(expected), found \(shown)"))
         }
         return value
     }

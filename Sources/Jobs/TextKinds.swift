@@ -4,9 +4,45 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Kinds that need no model: word counts and file concatenation.
 public enum TextKinds {
+    /// The largest input read (they are read whole).
+    static let maxInputBytes = 1 << 30
+
+    /// Refuses an input that is not a file (symlinks followed) or is over `maxInputBytes`, naming it.
+    static func checkFiles(_ inputs: [String], resolve: (String) -> String) throws {
+        for (i, path) in inputs.enumerated() {
+            let resolved = resolve(path)
+            var st = stat()
+            guard stat(resolved, &st) == 0 else { continue }  // missing: the input check names it
+            if st.st_mode & S_IFMT == S_IFDIR {
+                throw JobError.permanent("\(resolved) is a folder; expected a file", field: "params.inputs[\(i)]",
+                                         hint: "list the files in it, one path each")
+            }
+            if Int(st.st_size) > maxInputBytes {
+                throw JobError.permanent("\(resolved) holds \(st.st_size) bytes, over the \(maxInputBytes) read whole", field: "params.inputs[\(i)]")
+            }
+        }
+    }
+
+    /// An input read whole, an error naming its field (the read's alone named no param).
+    static func read(_ path: String, field: String, _ context: JobContext) throws -> Data {
+        let resolved = context.resolve(path)
+        do {
+            let data = try context.fs.retrying { try context.fs.read(resolved, limit: maxInputBytes + 1) }
+            if data.count > maxInputBytes {
+                throw JobError.permanent("\(resolved) holds over \(maxInputBytes) bytes, the most read whole", field: field)
+            }
+            return data
+        } catch let e as FSError where [EISDIR, ENOENT, ENOTDIR, EACCES].contains(e.code) {
+            throw JobError.permanent("\(e)", field: field)
+        }
+    }
+
     public static func register(into registry: KindRegistry) {
         registry.register(CountKind())
         registry.register(ConcatKind())
@@ -28,6 +64,11 @@ public struct CountKind: JobKind {
 
         public var inputPaths: [(field: String, path: String)] {
             inputs.enumerated().map { ("inputs[\($0.offset)]", $0.element) }
+        }
+
+        /// Each input is a file: a folder passed the existence check and failed at run time.
+        public func validateInputs(resolve: (String) -> String) throws {
+            try TextKinds.checkFiles(inputs, resolve: resolve)
         }
     }
 
@@ -52,8 +93,7 @@ public struct CountKind: JobKind {
         var files: [FileCount] = []
         for (i, path) in p.inputs.enumerated() {
             try context.checkCancelled()
-            let resolved = context.resolve(path)
-            let data = try context.fs.retrying { try context.fs.read(resolved, limit: 1 << 30) }
+            let data = try TextKinds.read(path, field: "params.inputs[\(i)]", context)
             var lines = 0, words = 0, inWord = false
             for b in data {
                 if b == 10 { lines += 1 }
@@ -91,6 +131,10 @@ public struct ConcatKind: JobKind {
         public var inputPaths: [(field: String, path: String)] {
             inputs.enumerated().map { ("inputs[\($0.offset)]", $0.element) }
         }
+
+        public func validateInputs(resolve: (String) -> String) throws {
+            try TextKinds.checkFiles(inputs, resolve: resolve)
+        }
     }
 
     public struct Output: Codable, Sendable {
@@ -103,9 +147,9 @@ public struct ConcatKind: JobKind {
 
     public func run(_ p: Params, _ context: JobContext) throws -> Output {
         var joined = Data()
-        for path in p.inputs {
+        for (i, path) in p.inputs.enumerated() {
             try context.checkCancelled()
-            joined.append(try context.fs.retrying { try context.fs.read(context.resolve(path), limit: 1 << 30) })
+            joined.append(try TextKinds.read(path, field: "params.inputs[\(i)]", context))
         }
         let dest = try context.output(p.dest, field: "params.dest")
         try context.fs.makeDirectories(NSStringPath(dest).parent)

@@ -32,11 +32,12 @@ import Testing
     @Test(arguments: [
         (#"{"kind": "k", "colour": 1}"#, "colour", "unknown key 'colour'"),
         (#"{"kind": "k", "prority": 1}"#, "prority", "did you mean 'priority'"),
-        (#"{"kind": 3}"#, "kind", "expected a string"),
-        (#"{"kind": "k", "after": "a"}"#, "after", "expected a list"),
-        (#"{"kind": "k", "priority": "high"}"#, "priority", "expected a number"),
-        (#"{"kind": "k", "priority": 1.5}"#, "priority", "an integer"),
-        (#"{"kind": "k", "max_attempts": 0}"#, "max_attempts", "1…100"),
+        // The value found, not Foundation's "Expected to decode String but found number instead".
+        (#"{"kind": 3}"#, "kind", "kind: expected a string, found 3"),
+        (#"{"kind": "k", "after": "a"}"#, "after", "after: expected a list, found \"a\""),
+        (#"{"kind": "k", "priority": "high"}"#, "priority", "expected a number, found \"high\""),
+        (#"{"kind": "k", "priority": 1.5}"#, "priority", "an integer in -1000000…1000000, found 1.5"),
+        (#"{"kind": "k", "max_attempts": 0}"#, "max_attempts", "1…100, found 0"),
         (#"{"kind": "k", "timeout_s": -1}"#, "timeout_s", "> 0"),
         (#"{"kind": "k", "params": [1]}"#, "params", "expected"),
         (#"{"kind": "k", "id": "a/b"}"#, "id", "[A-Za-z0-9._-]"),

@@ -30,6 +30,33 @@ import Testing
         #expect(f.json(f.workspace + "/bad.run/error.json")?["field"] as? String == "params.fail")
     }
 
+    /// A folder among the inputs is refused at submit naming the param (it passed the existence
+    /// check and failed at run time as "Is a directory", no param named); a run that skipped
+    /// submit names it too.
+    @Test func aFolderAsAnInputIsRefusedNamingIt() throws {
+        let f = try QueueFixture()
+        try FileManager.default.createDirectory(atPath: f.workspace + "/texts", withIntermediateDirectories: true)
+        try Data("a b\n".utf8).write(to: URL(fileURLWithPath: f.workspace + "/a.txt"))
+        for kind in ["count", "concat"] {
+            let file = f.workspace + "/\(kind).json"
+            let dest = kind == "concat" ? #", "dest": "joined.txt""# : ""
+            try Data(#"{"kind": "\#(kind)", "params": {"inputs": ["a.txt", "texts"]\#(dest)}}"#.utf8).write(to: URL(fileURLWithPath: file))
+            let control = QueueControl(queue: f.queue, registry: testRegistry(), policy: PathPolicy(workspace: f.workspace, queue: f.queueDir))
+            do {
+                _ = try control.submit(files: [file], dryRun: true)
+                Issue.record("\(kind): a folder input was accepted")
+            } catch let e as SubmitError {
+                #expect(e.error.field == "params.inputs[1]" && e.error.message.contains("is a folder"), "\(e)")
+            }
+            let context = JobContext(id: "x", kind: kind, attempt: 1, maxAttempts: 1, folder: f.workspace + "/ctx-\(kind)",
+                                     paths: PathPolicy(workspace: f.workspace, queue: f.queueDir), fs: PosixFileSystem(),
+                                     cancellation: CancellationToken(), progress: ProgressReporter(path: nil, fs: PosixFileSystem(), bar: false, label: "x", line: nil),
+                                     log: JobLog(path: nil, fs: PosixFileSystem(), echo: nil), threads: 1)
+            let e = #expect(throws: JobError.self) { _ = try TextKinds.read("texts", field: "params.inputs[1]", context) }
+            #expect(e?.field == "params.inputs[1]", "\(String(describing: e))")
+        }
+    }
+
     /// Two runs never share a folder: while one holds it, another is refused, naming --out; once
     /// the first is over the folder is free again.
     @Test func aFolderInUseByAnotherRunIsRefused() throws {
