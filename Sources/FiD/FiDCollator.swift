@@ -38,10 +38,7 @@ public struct FiDFormat: Sendable, Equatable {
         let target = generationLength ?? (answerMaxLength > 0 ? answerMaxLength + 1 : 1)
         let need = config.attentionBytes(batch: batchSize, passages: nContext, length: textMaxLength, targetLength: target)
         guard need.encoder + need.decoder > Double(available) else { return }
-        func gib(_ x: Double) -> String {
-            let g = x / 1_073_741_824  // an absurd length (1e13) gives more GiB than an Int holds
-            return String(format: g < 10 ? "%.1f" : g < 1e9 ? "%.0f" : "%.2e", g)
-        }
+        let gib = AvailableMemory.gib
         let field = need.encoder >= need.decoder || generationLength != nil ? "text_maxlength" : "answer_maxlength"
         throw JobError.permanent(
             "batches of \(batchSize) questions (\(batchNote ?? "per_gpu_batch_size")) × n_context \(nContext) passages of text_maxlength \(textMaxLength) tokens"

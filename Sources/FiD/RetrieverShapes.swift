@@ -38,10 +38,7 @@ extension BertConfig {
         let rows = Double(sequences) * perQuestion
         let need = passBytes(sequences: rows, length: length)
         guard need > Double(available) else { return }
-        func gib(_ x: Double) -> String {
-            let g = x / 1_073_741_824
-            return String(format: g < 1e9 ? "%.1f" : "%.2e", g)
-        }
+        let gib = AvailableMemory.gib
         let byContext = perQuestion > Double(sequences)
         throw JobError.permanent(
             "\(shape): \(rows < 1e15 ? String(Int(rows)) : String(format: "%.2e", rows)) sequences of \(length) tokens need at least \(gib(need)) GiB "

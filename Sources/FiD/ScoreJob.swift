@@ -352,7 +352,7 @@ public struct ScoreKind: JobKind {
         let need = T5Stepper.bytes(c, questions: p.perGpuBatchSize, passages: p.nContext, passageLength: p.textMaxlength,
                                    beams: p.numBeams, maxLength: ScoreParams.maxLength)
         guard need > Double(available) else { return }
-        func gib(_ x: Double) -> String { String(format: x < 10 * 1_073_741_824 ? "%.1f" : x < 1e18 ? "%.0f" : "%.2e", x / 1_073_741_824) }
+        let gib = AvailableMemory.gib
         throw JobError.permanent(
             "num_beams \(p.numBeams) over batches of \(p.perGpuBatchSize) questions × n_context \(p.nContext) passages of "
                 + "text_maxlength \(p.textMaxlength) tokens needs at least \(gib(need)) GiB to decode, more than the "

@@ -28,6 +28,17 @@ import Testing
         #expect(AvailableMemory.parseLimit("") == nil && AvailableMemory.parseLimit("0") == nil)
         let physical = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))
         #expect(AvailableMemory.bytes > 0 && AvailableMemory.bytes <= physical)
+        // `ulimit -v` / `-d` (PBS's and SGE's h_vmem) cap it too: the soft limits, RLIM_INFINITY none.
+        #expect(AvailableMemory.smallestLimit([UInt64.max, UInt64.max]) == nil && AvailableMemory.smallestLimit([nil, nil]) == nil)
+        #expect(AvailableMemory.smallestLimit([12 << 30, UInt64.max]) == 12 << 30)
+        #expect(AvailableMemory.smallestLimit([12 << 30, 8 << 30]) == 8 << 30)
+        #expect(AvailableMemory.bytes <= (AvailableMemory.resourceLimit ?? Int.max))
+    }
+
+    /// Messages' GiB keep one decimal: a need of 23.6 GiB against 24 read "24 … more than the 24".
+    @Test func gibKeepsADecimal() {
+        #expect(AvailableMemory.gib(23.6 * 1_073_741_824) == "23.6" && AvailableMemory.gib(24 * 1_073_741_824) == "24.0")
+        #expect(AvailableMemory.gib(1e30).contains("e+"))
     }
 
     @Test func theCountIsWithinTheMachine() {
