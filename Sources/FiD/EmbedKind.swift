@@ -247,9 +247,14 @@ public struct EmbedKind: JobKind {
             try context.checkCancelled()
             guard let item = try prefetch.next() else { break }
             let block = item.rows, base = done
-            let emb = model.embedPassages(
+            // A stop is taken after any batch (a block of 8192 passages is long on a CPU); the
+            // block's batches so far are dropped, the finished blocks kept for the resume.
+            let emb = try model.embedPassages(
                 tokenized: item.ids, maxLength: length, batchSize: p.perGpuBatchSize,
-                progress: { k in context.progress.update(step: base + k, total: n) })  // (rows, E)
+                progress: { k in
+                    context.progress.update(step: base + k, total: n)
+                    try context.checkCancelled()
+                })  // (rows, E)
             let name = Self.blockName(done)
             try context.publish(name + ".f32", emb.withUnsafeBytes { Data($0) })
             try context.publish(name + ".ids", Data(block.map { $0.id + "\n" }.joined().utf8))

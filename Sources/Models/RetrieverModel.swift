@@ -71,8 +71,8 @@ public struct RetrieverModel {
     /// Passage embeddings (n, E) row-major, FiD's `title: … context: …` text, `passage_maxlength`
     /// and `apply_passage_mask` from the config unless given.
     public func embedPassages(titles: [String], texts: [String], maxLength: Int? = nil, batchSize: Int = 64,
-                              progress: ((Int) -> Void)? = nil) -> [Float] {
-        embedPassages(tokenized: tokenizePassages(titles: titles, texts: texts, maxLength: maxLength), maxLength: maxLength,
+                              progress: ((Int) throws -> Void)? = nil) rethrows -> [Float] {
+        try embedPassages(tokenized: tokenizePassages(titles: titles, texts: texts, maxLength: maxLength), maxLength: maxLength,
                       batchSize: batchSize, progress: progress)
     }
 
@@ -99,17 +99,17 @@ public struct RetrieverModel {
     /// The second half of `embedPassages`: embeddings (n, E) of rows from `tokenizePassages`
     /// (same `maxLength`), with `apply_passage_mask` from the config, in input order.
     public func embedPassages(tokenized rows: [[Int32]], maxLength: Int? = nil, batchSize: Int = 64,
-                              progress: ((Int) -> Void)? = nil) -> [Float] {
-        embed(tokenized: rows, maxLength: maxLength ?? model.config.passageMaxlength, applyMask: model.config.applyPassageMask,
+                              progress: ((Int) throws -> Void)? = nil) rethrows -> [Float] {
+        try embed(tokenized: rows, maxLength: maxLength ?? model.config.passageMaxlength, applyMask: model.config.applyPassageMask,
               batchSize: batchSize, progress: progress)
     }
 
     /// Embeddings (n, E) row-major of raw texts (no prefix), tokenised on all cores with special
     /// tokens and truncated to `maxLength` ids.
     public func embed(_ texts: [String], maxLength: Int, applyMask: Bool, batchSize: Int = 64,
-                      progress: ((Int) -> Void)? = nil) -> [Float] {
+                      progress: ((Int) throws -> Void)? = nil) rethrows -> [Float] {
         let rows = tokenizer.encodeAll(texts, addSpecialTokens: true, maxLength: maxLength, threads: Threads.count)
-        return embed(tokenized: rows, maxLength: maxLength, applyMask: applyMask, batchSize: batchSize, progress: progress)
+        return try embed(tokenized: rows, maxLength: maxLength, applyMask: applyMask, batchSize: batchSize, progress: progress)
     }
 
     /// Embeddings (n, E) row-major of tokenised rows (each at most `maxLength` ids, special tokens
@@ -119,9 +119,10 @@ public struct RetrieverModel {
     /// batch is padded only to its longest row: padded keys get probability 0 and pooling skips
     /// them, so the embeddings are those of FiD's fixed-length padding with less work. Without
     /// the mask BERT attends to padding, so every row is padded to `maxLength` as FiD pads.
-    /// `progress` is called with the number of rows done after each batch.
+    /// `progress` is called with the number of rows done after each batch; what it throws (a
+    /// job's cancellation) stops the call there.
     public func embed(tokenized rows: [[Int32]], maxLength: Int, applyMask: Bool, batchSize: Int = 64,
-                      progress: ((Int) -> Void)? = nil) -> [Float] {
+                      progress: ((Int) throws -> Void)? = nil) rethrows -> [Float] {
         precondition(batchSize >= 1, "embed: batchSize \(batchSize)")
         let E = model.embeddingWidth, pad = tokenizer.padId
         var out = [Float](repeating: 0, count: rows.count * E)  // (n, E)
@@ -155,7 +156,7 @@ public struct RetrieverModel {
                 }
             }
             done += n
-            progress?(done)
+            try progress?(done)
         }
         return out
     }

@@ -776,6 +776,37 @@ enum RetrievalJobs {
         }
     }
 
+    /// A stop lands after the batch in progress, not at the end of the block (8192 passages by
+    /// default: most of an hour on a CPU, and a shard of one block finished and reported done).
+    @Test func aStopInsideABlockTakesEffectAfterTheBatch() throws {
+        let model = try RetrievalJobs.minilm()
+        var tsv = "id\ttext\ttitle\n"
+        for i in 1...200 { tsv += "\(i)\tpassage number \(i) talks about topic \(i % 7) and more words \(i * 3)\tTitle \(i)\n" }
+        let dir = TestData.scratch("embed-stop")
+        try TestData.write(tsv, to: dir + "/psgs.tsv")
+        let d = JobDescriptor(kind: "embed", id: "embed", maxAttempts: 1, params: .object([
+            "model_path": .string(model), "passages": .string("psgs.tsv"), "output_path": .string("emb/p"),
+            "no_fp16": .bool(true), "per_gpu_batch_size": .number(2), "passage_maxlength": .number(32)]))
+        var job = ForegroundRun(file: dir + "/embed.json", workspace: dir)
+        job.outDir = dir + "/embed.run"
+        job.allowedRoots = ["/"]
+        job.threads = 2
+        let cancel = CancellationToken()
+        func step() -> Int {
+            guard let data = FileManager.default.contents(atPath: dir + "/embed.run/progress.json"),
+                  let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return 0 }
+            return (o["step"] as? NSNumber)?.intValue ?? 0
+        }
+        let watcher = Thread {
+            while step() < 2 { usleep(1000) }
+            cancel.cancel(.shutdown)
+        }
+        watcher.start()
+        #expect(throws: (any Error).self) { try job.run(d, registry: RetrievalJobs.registry(), cancel: cancel) }
+        #expect(step() < 200, "the block ran to its end after the stop")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/emb/p_00.npy"), "a stopped embed published its shard")
+    }
+
     /// A run stopped after its first checkpointed block resumes there: no row embedded twice, the
     /// shard equal (bits) to an uninterrupted run's, ids in file order.
     @Test func stoppedEmbedResumesAfterItsLastBlock() throws {
