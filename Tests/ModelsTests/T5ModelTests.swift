@@ -183,6 +183,27 @@ struct T5ModelTests {
         #expect(bytes[1] < bytes[0] * 6 / 10, "plain \(bytes[0]) B, checkpointed \(bytes[1]) B")
     }
 
+    /// Eval (score, evaluation) keeps one encoder block's internals whatever the depth: only
+    /// each block's input (N, D) is kept per block. It kept every block's, most of a score
+    /// job's memory. (Its backward, which recomputes, is in the finite-difference checks.)
+    @Test func evalHoldsOneEncoderBlocksBuffers() {
+        let B = 2, P = 3, L = 10, T = 4
+        func evalBytes(layers: Int) -> Int {
+            let c = T5Config(vocabSize: 64, dModel: 16, dKV: 4, dFF: 32, numLayers: layers, numDecoderLayers: 1, numHeads: 4,
+                             numBuckets: 8, maxDistance: 20, dropoutRate: 0.1)
+            let model = T5Model(config: c)
+            model.initialize(seed: 3)
+            let ids = (0..<(B * P * L)).map { Int32(2 + $0 % 60) }
+            let labels = (0..<(B * T)).map { Int32(2 + $0 % 60) }
+            _ = model.forward(T5Batch(questions: B, passages: P, passageLength: L, inputIds: ids,
+                                      attentionMask: [Float](repeating: 1, count: ids.count),
+                                      decoderInputIds: T5Batch.shiftRight(labels, rows: B, start: 0, pad: 0), labels: labels), scores: true)
+            return model.activationBytes
+        }
+        // Three more blocks: three more saved inputs (N·D floats each), nothing else.
+        #expect(evalBytes(layers: 4) - evalBytes(layers: 1) == 3 * B * P * L * 16 * 4)
+    }
+
     @Test func validateRefusesIdsOutsideTheVocabulary() throws {
         let (model, batch) = tinyModel(.relu, tied: true)
         try model.validate(batch)
