@@ -78,7 +78,9 @@ import Testing
         try fm.createDirectory(atPath: f.workspace + "/m/sub", withIntermediateDirectories: true)
         try Data("x".utf8).write(to: URL(fileURLWithPath: f.workspace + "/m/own.txt"))
         try fm.createSymbolicLink(atPath: f.workspace + "/m/alias.txt", withDestinationPath: f.workspace + "/m/own.txt")
-        #expect(error(f, #"{"kind": "count", "params": {"inputs": ["m"]}}"#) == nil)
+        // (count reads files, so what passes the walk is refused as a folder, by count itself.)
+        func passesTheWalk(_ e: JobError?) -> Bool { e?.message.contains("is a folder; expected a file") == true }
+        #expect(passesTheWalk(error(f, #"{"kind": "count", "params": {"inputs": ["m"]}}"#)))
         try fm.createSymbolicLink(atPath: f.workspace + "/m/sub/weights.bin", withDestinationPath: "/etc/hostname")
         let linked = try #require(error(f, #"{"kind": "count", "params": {"inputs": ["m"]}}"#))
         #expect(linked.field == "params.inputs[0]" && linked.message.contains("m/sub/weights.bin") && linked.message.contains("outside the workspace"),
@@ -86,14 +88,14 @@ import Testing
         // The folder a checkpoint's `latest` names is what the run reads, so it is the one walked.
         try fm.createDirectory(atPath: f.workspace + "/ck/checkpoint/step-7", withIntermediateDirectories: true)
         try Data("step-7\n".utf8).write(to: URL(fileURLWithPath: f.workspace + "/ck/checkpoint/latest"))
-        #expect(error(f, #"{"kind": "count", "params": {"inputs": ["ck/checkpoint/latest"]}}"#) == nil)
+        #expect(passesTheWalk(error(f, #"{"kind": "count", "params": {"inputs": ["ck/checkpoint/latest"]}}"#)))
         try fm.createSymbolicLink(atPath: f.workspace + "/ck/checkpoint/step-7/config.json", withDestinationPath: "/etc/hostname")
         #expect(error(f, #"{"kind": "count", "params": {"inputs": ["ck/checkpoint/latest"]}}"#)?.message.contains("step-7/config.json") == true)
         // A dangling link leads nowhere to read: fine. A folder past the walk's limit is refused,
         // never passed unchecked.
         try fm.createDirectory(atPath: f.workspace + "/d", withIntermediateDirectories: true)
         try fm.createSymbolicLink(atPath: f.workspace + "/d/old.lnk", withDestinationPath: "/nonexistent/old-run")
-        #expect(error(f, #"{"kind": "count", "params": {"inputs": ["d"]}}"#) == nil)
+        #expect(passesTheWalk(error(f, #"{"kind": "count", "params": {"inputs": ["d"]}}"#)))
         let policy = PathPolicy(workspace: f.workspace, queue: f.queueDir)
         for i in 0..<5 { try Data().write(to: URL(fileURLWithPath: f.workspace + "/d/f\(i)")) }
         let many = #expect(throws: JobError.self) { try policy.checkInputTree("d", field: "params.x", fs: PosixFileSystem(), limit: 4) }
