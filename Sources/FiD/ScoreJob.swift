@@ -114,6 +114,11 @@ public struct ScoreKind: JobKind {
         let format = FiDFormat(nContext: params.nContext, textMaxLength: params.textMaxlength, answerMaxLength: params.answerMaxlength)
         try format.checkMemory(config, batchSize: params.perGpuBatchSize, generationLength: ScoreParams.maxLength)
         try Self.checkDecodingMemory(config, params)
+        let memory = ReaderMemory.scoring(model, params)
+        context.log("score: " + memory.note())
+        try memory.check(
+            "batches of \(params.perGpuBatchSize) questions (per_gpu_batch_size) × n_context \(params.nContext) passages of "
+                + "text_maxlength \(params.textMaxlength) tokens, num_beams \(params.numBeams)", training: false)
         let collator = FiDCollator(format: format, tokenizer: reader.tokenizer, startId: Int32(config.decoderStartTokenId),
                                    eosId: Int32(config.eosTokenId), threads: context.threads)
         let data = FiDData(path: dataPath)

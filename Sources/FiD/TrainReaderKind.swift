@@ -61,6 +61,8 @@ public struct TrainReaderKind: JobKind {
         try format.checkMemory(model.config, batchSize: max(p.trainer.batchSize, Self.evalBatchMinimum),
                                batchNote: p.trainer.batchSize >= Self.evalBatchMinimum ? nil
                                    : "per_gpu_batch_size \(p.trainer.batchSize); evaluation batches hold \(Self.evalBatchMinimum)")
+        model.useCheckpoint = p.useCheckpoint  // the memory plan follows it
+        let evalBatch = try Self.evalBatchSize(model, format, p, context)
         try context.checkCancelled()
         // Indexed, not loaded: each example is parsed here for the checks, then again when a batch
         // needs it. A check failure waits for the scan's end, so a malformed later element still
@@ -96,7 +98,30 @@ public struct TrainReaderKind: JobKind {
                                      field: "params.per_gpu_batch_size", hint: "FiD drops the last partial batch: no batch would run")
         }
         return ReaderTrainable(model: model, tokenizer: tokenizer, tokenizerPath: tokenizerPath, format: format, train: train,
-                               dev: dev, evalBatchSize: max(p.trainer.batchSize, Self.evalBatchMinimum), threads: context.threads)
+                               dev: dev, evalBatchSize: evalBatch, threads: context.threads)
+    }
+
+    /// Evaluation batches of `evalBatchMinimum` questions (or `per_gpu_batch_size`, when larger),
+    /// fewer when the run would not fit in memory with them (logged), down to
+    /// `per_gpu_batch_size`; a run that does not fit even so is refused (`ReaderMemory`).
+    static func evalBatchSize(_ model: T5Model, _ format: FiDFormat, _ p: TrainReaderParams, _ context: JobContext,
+                              available: Int = AvailableMemory.bytes) throws -> Int {
+        let batch = p.trainer.batchSize, wanted = p.evalData == nil ? batch : max(batch, evalBatchMinimum)
+        for size in stride(from: wanted, through: batch, by: -1) {
+            let need = ReaderMemory.training(model, format, batch: batch, evalBatch: size)
+            guard need.total <= Double(available) else { continue }
+            if size < wanted {
+                context.log("train_reader: evaluation batches of \(size) questions, not \(wanted): \(wanted) would need about "
+                    + "\(AvailableMemory.gib(ReaderMemory.training(model, format, batch: batch, evalBatch: wanted).total)) GiB, "
+                    + "more than the \(AvailableMemory.gib(Double(available))) GiB this process may use")
+            }
+            context.log("train_reader: " + need.note(available: available))
+            return size
+        }
+        try ReaderMemory.training(model, format, batch: batch, evalBatch: batch).check(
+            "training batches of \(batch) questions (per_gpu_batch_size) × n_context \(format.nContext) passages of text_maxlength "
+                + "\(format.textMaxLength) tokens, use_checkpoint \(p.useCheckpoint)", available: available, training: true)
+        return batch
     }
 
     /// Evaluation batches hold at least this many questions.

@@ -1,0 +1,68 @@
+// ReaderMemory: what a train_reader or score job will hold (weights and optimizer state, the
+// activation arena from `T5Model.plannedActivationBytes`, the decoding caches), checked before
+// anything runs, so a shape that cannot fit is refused naming its params instead of aborting in
+// an allocation mid-step (a worker dies with it, and its job goes stale).
+import Jobs
+import Models
+import Tensor
+
+struct ReaderMemory {
+    /// Weights, and in training their gradients and AdamW's two moments.
+    var parameters: Double
+    /// The activation arena after the job's passes.
+    var activations: Double
+    /// Logits (and their gradient), the decoding step's caches.
+    var other: Double
+    var total: Double { parameters + activations + other }
+
+    /// A train_reader run: training steps of `batch` questions, then greedy evaluation of
+    /// `evalBatch` questions (its encoder pass and `T5Stepper`'s caches).
+    static func training(_ model: T5Model, _ format: FiDFormat, batch: Int, evalBatch: Int) -> ReaderMemory {
+        let c = model.config, P = format.nContext, L = format.textMaxLength
+        // Answers FiD pads to answer_maxlength; without it, to the batch's longest (one token at least).
+        let T = max(1, format.answerMaxLength)
+        let generated = format.answerMaxLength > 0 ? format.answerMaxLength + 1 : ScoreParams.maxLength
+        let passes = [
+            T5PlannedPass(.train, questions: batch, passages: P, length: L, target: T),
+            T5PlannedPass(.encode, questions: evalBatch, passages: P, length: L, target: 1),
+        ]
+        // Parameters, gradients, two moments, and the copy a checkpoint's save writes from.
+        let parameters = 5 * 4 * Double(model.layout.count)
+        // Logits, their gradient and the loss's softmax (T·V each, outside the arena).
+        let logits = 3 * 4 * Double(batch * T) * Double(c.vocabSize)
+        let decoding = T5Stepper.bytes(c, questions: evalBatch, passages: P, passageLength: L, beams: 1, maxLength: generated)
+        return ReaderMemory(parameters: parameters, activations: model.plannedActivationBytes(passes), other: logits + decoding)
+    }
+
+    /// A score job: each batch's encoder pass and decoding, then (for the passage scores) an
+    /// eval forward over the batch's gold targets.
+    static func scoring(_ model: T5Model, _ p: ScoreParams) -> ReaderMemory {
+        let c = model.config, B = p.perGpuBatchSize, P = p.nContext, L = p.textMaxlength
+        var passes = [T5PlannedPass(.encode, questions: B, passages: P, length: L, target: 1)]
+        let T = max(1, p.answerMaxlength)
+        if p.writeCrossattentionScores { passes.append(T5PlannedPass(.eval(scores: true), questions: B, passages: P, length: L, target: T)) }
+        let decoding = T5Stepper.bytes(c, questions: B, passages: P, passageLength: L, beams: p.numBeams, maxLength: ScoreParams.maxLength)
+        return ReaderMemory(parameters: 4 * Double(model.layout.count), activations: model.plannedActivationBytes(passes),
+                            other: decoding + 4 * Double(B * T) * Double(c.vocabSize))
+    }
+
+    /// The log line of an accepted run: the estimate against the limit.
+    func note(available: Int = AvailableMemory.bytes) -> String {
+        let gib = AvailableMemory.gib
+        return "memory: about \(gib(total)) GiB (parameters \(gib(parameters)), activations \(gib(activations)), "
+            + "logits and decoding \(gib(other))) of the \(gib(Double(available))) GiB this process may use"
+    }
+
+    /// Refuses a job whose need exceeds `available`, naming the params that set the shape.
+    func check(_ shape: String, available: Int = AvailableMemory.bytes, training: Bool) throws {
+        guard total > Double(available) else { return }
+        let gib = AvailableMemory.gib
+        throw JobError.permanent(
+            "\(shape) need about \(gib(total)) GiB (weights\(training ? ", gradients and optimizer state" : "") \(gib(parameters)), "
+                + "activations \(gib(activations)), logits and decoding \(gib(other))), more than the \(gib(Double(available))) GiB this process may use",
+            field: "params.n_context",
+            hint: "lower n_context, text_maxlength or per_gpu_batch_size"
+                + (training ? "; use_checkpoint keeps one encoder block's activations instead of one per block" : "")
+                + ", or run where more memory is allowed")
+    }
+}
