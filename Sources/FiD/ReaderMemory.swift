@@ -34,16 +34,13 @@ struct ReaderMemory {
         return ReaderMemory(parameters: parameters, activations: model.plannedActivationBytes(passes), other: logits + decoding)
     }
 
-    /// A score job: each batch's encoder pass and decoding, then (for the passage scores) an
-    /// eval forward over the batch's gold targets.
+    /// A score job: each batch's encoder pass, then decoding (`T5Stepper`, which also records
+    /// the passage scores) with its caches.
     static func scoring(_ model: T5Model, _ p: ScoreParams) -> ReaderMemory {
         let c = model.config, B = p.perGpuBatchSize, P = p.nContext, L = p.textMaxlength
-        var passes = [T5PlannedPass(.encode, questions: B, passages: P, length: L, target: 1)]
-        let T = max(1, p.answerMaxlength)
-        if p.writeCrossattentionScores { passes.append(T5PlannedPass(.eval(scores: true), questions: B, passages: P, length: L, target: T)) }
+        let passes = [T5PlannedPass(.encode, questions: B, passages: P, length: L, target: 1)]
         let decoding = T5Stepper.bytes(c, questions: B, passages: P, passageLength: L, beams: p.numBeams, maxLength: ScoreParams.maxLength)
-        return ReaderMemory(parameters: 4 * Double(model.layout.count), activations: model.plannedActivationBytes(passes),
-                            other: decoding + 4 * Double(B * T) * Double(c.vocabSize))
+        return ReaderMemory(parameters: 4 * Double(model.layout.count), activations: model.plannedActivationBytes(passes), other: decoding)
     }
 
     /// The log line of an accepted run: the estimate against the limit.
