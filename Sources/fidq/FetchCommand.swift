@@ -9,22 +9,24 @@ struct FetchCommand: ParsableCommand {
         commandName: "fetch",
         abstract: "Download, verify and unpack a data set or model into a folder (resumable).",
         discussion: "Give --url or --source (a preset; see --list). Interrupted downloads resume from "
-            + "'.<dest>.fetch/' beside dest on the next run. Archives are unpacked safely by content.")
+            + "'.<dest>.fetch/' beside dest on the next run. Archives are unpacked safely by content. "
+            + "Each flag also takes the job param's name (--strip_components, --max_bytes, --max_files, "
+            + "--connect_timeout_s, --idle_timeout_s).")
 
     @Option(help: "http, https or file URL.") var url: String?
     @Option(help: "A preset name (see --list).") var source: String?
     @Option(help: "Folder to produce, relative to --workspace.") var dest: String?
     @Option(help: "Expected sha256 of the download (64 hex digits).") var sha256: String?
     @Option(help: "auto (unpack archives and compressed files by content) or off.") var unpack: String = "auto"
-    @Option(name: .customLong("strip-components"), help: "Leading path components to drop from archive entries.")
+    @Option(name: [.customLong("strip-components"), .customLong("strip_components")], help: "Leading path components to drop from archive entries.")
     var stripComponents: Int = 0
-    @Option(name: .customLong("max-bytes"), help: "Limit on bytes downloaded and on bytes unpacked.") var maxBytes: Int64?
-    @Option(name: .customLong("max-files"), help: "Limit on archive entries.") var maxFiles: Int?
+    @Option(name: [.customLong("max-bytes"), .customLong("max_bytes")], help: "Limit on bytes downloaded and on bytes unpacked.") var maxBytes: Int64?
+    @Option(name: [.customLong("max-files"), .customLong("max_files")], help: "Limit on archive entries.") var maxFiles: Int?
     @Option(help: "Name of the kept file when not unpacked.") var filename: String?
     @Option(help: "Data presets: an existing psgs_w100.tsv to use instead of downloading it.") var passages: String?
     @Option(help: "Presets: base URL of a mirror replacing each URL's scheme and host.") var mirror: String?
-    @Option(name: .customLong("connect-timeout"), help: "Seconds to wait for the first answer.") var connectTimeout: Double?
-    @Option(name: .customLong("idle-timeout"), help: "Seconds without data before retrying.") var idleTimeout: Double?
+    @Option(name: [.customLong("connect-timeout"), .customLong("connect_timeout_s")], help: "Seconds to wait for the first answer.") var connectTimeout: Double?
+    @Option(name: [.customLong("idle-timeout"), .customLong("idle_timeout_s")], help: "Seconds without data before retrying.") var idleTimeout: Double?
     @Option(help: "Transient failures retried within this run.") var retries: Int?
     @Flag(help: "Replace an existing dest.") var replace = false
     @Option(help: "Folder relative paths resolve against.") var workspace: String = "."

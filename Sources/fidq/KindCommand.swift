@@ -38,7 +38,7 @@ struct KindCommand<K: KindCLI>: ParsableCommand {
         return lines
     }
 
-    @Option(help: "Folder for the job's log, result and out/ (default: ./<kind>.run; ./<kind>-<shard_id>.run for one of several shards).")
+    @Option(help: "Folder for the job's log, result and out/ (default: ./<subcommand>.run, e.g. ./train-reader.run; ./<subcommand>-<shard_id>.run for one of several shards).")
     var out: String?
 
     @Option(help: "Relative paths resolve here (default: the current folder).")
