@@ -114,7 +114,7 @@ public struct ScoreKind: JobKind {
         let format = FiDFormat(nContext: params.nContext, textMaxLength: params.textMaxlength, answerMaxLength: params.answerMaxlength)
         try format.checkMemory(config, batchSize: params.perGpuBatchSize, generationLength: ScoreParams.maxLength)
         try Self.checkDecodingMemory(config, params)
-        let memory = ReaderMemory.scoring(model, params)
+        let memory = RunMemory.scoring(model, params)
         context.log("score: " + memory.note())
         try memory.check(
             "batches of \(params.perGpuBatchSize) questions (per_gpu_batch_size) × n_context \(params.nContext) passages of "

@@ -103,22 +103,22 @@ public struct TrainReaderKind: JobKind {
 
     /// Evaluation batches of `evalBatchMinimum` questions (or `per_gpu_batch_size`, when larger),
     /// fewer when the run would not fit in memory with them (logged), down to
-    /// `per_gpu_batch_size`; a run that does not fit even so is refused (`ReaderMemory`).
+    /// `per_gpu_batch_size`; a run that does not fit even so is refused (`RunMemory`).
     static func evalBatchSize(_ model: T5Model, _ format: FiDFormat, _ p: TrainReaderParams, _ context: JobContext,
                               available: Int = AvailableMemory.bytes) throws -> Int {
         let batch = p.trainer.batchSize, wanted = p.evalData == nil ? batch : max(batch, evalBatchMinimum)
         for size in stride(from: wanted, through: batch, by: -1) {
-            let need = ReaderMemory.training(model, format, batch: batch, evalBatch: size)
+            let need = RunMemory.training(model, format, batch: batch, evalBatch: size)
             guard need.total <= Double(available) else { continue }
             if size < wanted {
                 context.log("train_reader: evaluation batches of \(size) questions, not \(wanted): \(wanted) would need about "
-                    + "\(AvailableMemory.gib(ReaderMemory.training(model, format, batch: batch, evalBatch: wanted).total)) GiB, "
+                    + "\(AvailableMemory.gib(RunMemory.training(model, format, batch: batch, evalBatch: wanted).total)) GiB, "
                     + "more than the \(AvailableMemory.gib(Double(available))) GiB this process may use")
             }
             context.log("train_reader: " + need.note(available: available))
             return size
         }
-        try ReaderMemory.training(model, format, batch: batch, evalBatch: batch).check(
+        try RunMemory.training(model, format, batch: batch, evalBatch: batch).check(
             "training batches of \(batch) questions (per_gpu_batch_size) × n_context \(format.nContext) passages of text_maxlength "
                 + "\(format.textMaxLength) tokens, use_checkpoint \(p.useCheckpoint)", available: available, training: true)
         return batch

@@ -147,6 +147,30 @@ public struct TrainRetrieverKind: JobKind {
                                      field: "params.per_gpu_batch_size", hint: "FiD drops the last partial batch: no batch would run")
         }
         return RetrieverTrainable(model: model, tokenizerPath: tokenizerPath, train: train, dev: dev,
-                                  evalBatchSize: max(p.trainer.batchSize, Self.evalBatchMinimum))
+                                  evalBatchSize: try Self.evalBatchSize(model, p, context))
+    }
+
+    /// Evaluation batches of `evalBatchMinimum` questions (or `per_gpu_batch_size`, when larger),
+    /// fewer when the run would not fit with them (logged); a run that does not fit even with
+    /// `per_gpu_batch_size` is refused (`RunMemory`).
+    static func evalBatchSize(_ model: BertRetriever, _ p: TrainRetrieverParams, _ context: JobContext,
+                              available: Int = AvailableMemory.bytes) throws -> Int {
+        let batch = p.trainer.batchSize, wanted = p.evalData == nil ? batch : max(batch, evalBatchMinimum)
+        for size in stride(from: wanted, through: batch, by: -1) {
+            let need = RunMemory.retrieverTraining(model, p, batch: batch, evalBatch: size)
+            guard need.total <= Double(available) else { continue }
+            if size < wanted {
+                context.log("train_retriever: evaluation batches of \(size) questions, not \(wanted): \(wanted) would need about "
+                    + "\(AvailableMemory.gib(RunMemory.retrieverTraining(model, p, batch: batch, evalBatch: wanted).total)) GiB, "
+                    + "more than the \(AvailableMemory.gib(Double(available))) GiB this process may use")
+            }
+            context.log("train_retriever: " + need.note(available: available))
+            return size
+        }
+        try RunMemory.retrieverTraining(model, p, batch: batch, evalBatch: batch).check(
+            "training batches of \(batch) questions (per_gpu_batch_size) × (1 + n_context \(p.nContext)) rows of up to "
+                + "question_maxlength \(p.questionMaxlength) / passage_maxlength \(p.passageMaxlength) tokens",
+            available: available, training: true, lengths: "passage_maxlength", checkpointHint: false)
+        return batch
     }
 }

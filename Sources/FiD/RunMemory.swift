@@ -1,12 +1,12 @@
-// ReaderMemory: what a train_reader or score job will hold (weights and optimizer state, the
-// activation arena from `T5Model.plannedActivationBytes`, the decoding caches), checked before
-// anything runs, so a shape that cannot fit is refused naming its params instead of aborting in
+// RunMemory: what a train_reader, score or train_retriever job will hold (weights and optimizer
+// state, the activation arena from the model's `plannedActivationBytes`, the decoding caches),
+// checked before anything runs, so a shape that cannot fit is refused naming its params instead of aborting in
 // an allocation mid-step (a worker dies with it, and its job goes stale).
 import Jobs
 import Models
 import Tensor
 
-struct ReaderMemory {
+struct RunMemory {
     /// Weights, and in training their gradients and AdamW's two moments.
     var parameters: Double
     /// The activation arena after the job's passes.
@@ -17,7 +17,7 @@ struct ReaderMemory {
 
     /// A train_reader run: training steps of `batch` questions, then greedy evaluation of
     /// `evalBatch` questions (its encoder pass and `T5Stepper`'s caches).
-    static func training(_ model: T5Model, _ format: FiDFormat, batch: Int, evalBatch: Int) -> ReaderMemory {
+    static func training(_ model: T5Model, _ format: FiDFormat, batch: Int, evalBatch: Int) -> RunMemory {
         let c = model.config, P = format.nContext, L = format.textMaxLength
         // Answers FiD pads to answer_maxlength; without it, to the batch's longest (one token at least).
         let T = max(1, format.answerMaxLength)
@@ -31,35 +31,48 @@ struct ReaderMemory {
         // Logits, their gradient and the loss's softmax (T·V each, outside the arena).
         let logits = 3 * 4 * Double(batch * T) * Double(c.vocabSize)
         let decoding = T5Stepper.bytes(c, questions: evalBatch, passages: P, passageLength: L, beams: 1, maxLength: generated)
-        return ReaderMemory(parameters: parameters, activations: model.plannedActivationBytes(passes), other: logits + decoding)
+        return RunMemory(parameters: parameters, activations: model.plannedActivationBytes(passes), other: logits + decoding)
     }
 
     /// A score job: each batch's encoder pass, then decoding (`T5Stepper`, which also records
     /// the passage scores) with its caches.
-    static func scoring(_ model: T5Model, _ p: ScoreParams) -> ReaderMemory {
+    static func scoring(_ model: T5Model, _ p: ScoreParams) -> RunMemory {
         let c = model.config, B = p.perGpuBatchSize, P = p.nContext, L = p.textMaxlength
         let passes = [T5PlannedPass(.encode, questions: B, passages: P, length: L, target: 1)]
         let decoding = T5Stepper.bytes(c, questions: B, passages: P, passageLength: L, beams: p.numBeams, maxLength: ScoreParams.maxLength)
-        return ReaderMemory(parameters: 4 * Double(model.layout.count), activations: model.plannedActivationBytes(passes), other: decoding)
+        return RunMemory(parameters: 4 * Double(model.layout.count), activations: model.plannedActivationBytes(passes), other: decoding)
+    }
+
+    /// A train_retriever run: training steps of `batch` questions with n_context passages each,
+    /// then evaluation forwards of `evalBatch` questions; rows at the maximum lengths (batches
+    /// pad to their longest row, at most those).
+    static func retrieverTraining(_ model: BertRetriever, _ p: TrainRetrieverParams, batch: Int, evalBatch: Int) -> RunMemory {
+        let passes = [
+            BertPlannedPass(.train, questions: batch, passages: p.nContext, questionLength: p.questionMaxlength, passageLength: p.passageMaxlength),
+            BertPlannedPass(.eval, questions: evalBatch, passages: p.nContext, questionLength: p.questionMaxlength, passageLength: p.passageMaxlength),
+        ]
+        return RunMemory(parameters: 5 * 4 * Double(model.layout.count), activations: model.plannedActivationBytes(passes), other: 0)
     }
 
     /// The log line of an accepted run: the estimate against the limit.
     func note(available: Int = AvailableMemory.bytes) -> String {
         let gib = AvailableMemory.gib
-        return "memory: about \(gib(total)) GiB (parameters \(gib(parameters)), activations \(gib(activations)), "
-            + "logits and decoding \(gib(other))) of the \(gib(Double(available))) GiB this process may use"
+        return "memory: about \(gib(total)) GiB (parameters \(gib(parameters)), activations \(gib(activations))"
+            + (other > 0 ? ", logits and decoding \(gib(other))" : "") + ") of the \(gib(Double(available))) GiB this process may use"
     }
 
     /// Refuses a job whose need exceeds `available`, naming the params that set the shape.
-    func check(_ shape: String, available: Int = AvailableMemory.bytes, training: Bool) throws {
+    func check(_ shape: String, available: Int = AvailableMemory.bytes, training: Bool,
+               lengths: String = "text_maxlength", checkpointHint: Bool? = nil) throws {
+        let checkpointHint = checkpointHint ?? training
         guard total > Double(available) else { return }
         let gib = AvailableMemory.gib
         throw JobError.permanent(
             "\(shape) need about \(gib(total)) GiB (weights\(training ? ", gradients and optimizer state" : "") \(gib(parameters)), "
-                + "activations \(gib(activations)), logits and decoding \(gib(other))), more than the \(gib(Double(available))) GiB this process may use",
+                + "activations \(gib(activations))" + (other > 0 ? ", logits and decoding \(gib(other))" : "") + "), more than the \(gib(Double(available))) GiB this process may use",
             field: "params.n_context",
-            hint: "lower n_context, text_maxlength or per_gpu_batch_size"
-                + (training ? "; use_checkpoint keeps one encoder block's activations instead of one per block" : "")
+            hint: "lower n_context, \(lengths) or per_gpu_batch_size"
+                + (checkpointHint ? "; use_checkpoint keeps one encoder block's activations instead of one per block" : "")
                 + ", or run where more memory is allowed")
     }
 }

@@ -1,4 +1,4 @@
-// ReaderMemoryTests: train_reader and score size their runs before running them: evaluation
+// RunMemoryTests: train_reader and score size their runs before running them: evaluation
 // batches shrink to what fits (logged), and a run that cannot fit is refused naming its params.
 import Foundation
 import Testing
@@ -7,7 +7,7 @@ import Testing
 import Models
 import Tensor
 
-struct ReaderMemoryTests {
+struct RunMemoryTests {
     let config = T5Config(vocabSize: 64, dModel: 32, dKV: 8, dFF: 64, numLayers: 2, numDecoderLayers: 2, numHeads: 4,
                           numBuckets: 8, maxDistance: 20)
     let format = FiDFormat(nContext: 6, textMaxLength: 40, answerMaxLength: 8)
@@ -38,7 +38,7 @@ struct ReaderMemoryTests {
     @Test func evaluationBatchesShrinkToFitAndARunThatCannotFitIsRefused() throws {
         let model = T5Model(config: config)
         let p = try params()
-        let need = (1...8).map { ReaderMemory.training(model, format, batch: 1, evalBatch: $0).total }
+        let need = (1...8).map { RunMemory.training(model, format, batch: 1, evalBatch: $0).total }
         #expect(zip(need, need.dropFirst()).allSatisfy { $0 < $1 }, "\(need)")
         let plenty = context(LogLines())
         #expect(try TrainReaderKind.evalBatchSize(model, format, p, plenty, available: Int(need[7]) + 1) == 8)
@@ -51,9 +51,26 @@ struct ReaderMemoryTests {
                 && e?.message.contains("weights, gradients and optimizer state") == true, "\(String(describing: e))")
         // Training state is four copies of the weights and a fifth for saving; scoring holds one.
         let s = try JSONDecoder().decode(ScoreParams.self, from: Data(#"{"model_path": "m", "eval_data": "d.json", "n_context": 6}"#.utf8))
-        #expect(ReaderMemory.training(model, format, batch: 1, evalBatch: 1).parameters == 5 * ReaderMemory.scoring(model, s).parameters)
+        #expect(RunMemory.training(model, format, batch: 1, evalBatch: 1).parameters == 5 * RunMemory.scoring(model, s).parameters)
         // use_checkpoint keeps one encoder block's activations: less need.
         model.useCheckpoint = true
-        #expect(ReaderMemory.training(model, format, batch: 1, evalBatch: 1).total < need[0])
+        #expect(RunMemory.training(model, format, batch: 1, evalBatch: 1).total < need[0])
+    }
+
+    /// train_retriever the same: evaluation batches shrink to what fits, and a training batch
+    /// that cannot fit is refused naming n_context (only one BERT layer's attention was checked:
+    /// about 2.5 MB a passage where a bert-base step holds about 190 MB).
+    @Test func retrieverEvaluationBatchesShrinkAndARunThatCannotFitIsRefused() throws {
+        let model = BertRetriever(config: BertConfig(vocabSize: 30, hiddenSize: 16, layers: 2, heads: 2, intermediateSize: 24, maxPositions: 64))
+        let p = try JSONDecoder().decode(TrainRetrieverParams.self, from: Data(
+            #"{"train_data": "t.json", "eval_data": "d.json", "model_path": "m", "n_context": 5, "question_maxlength": 8, "passage_maxlength": 20}"#.utf8))
+        let need = (1...8).map { RunMemory.retrieverTraining(model, p, batch: 1, evalBatch: $0).total }
+        #expect(zip(need, need.dropFirst()).allSatisfy { $0 < $1 }, "\(need)")
+        let lines = LogLines()
+        #expect(try TrainRetrieverKind.evalBatchSize(model, p, context(lines), available: Int(need[2]) + 1) == 3)
+        #expect(lines.all.contains { $0.contains("evaluation batches of 3 questions, not 8") }, "\(lines.all)")
+        let e = #expect(throws: JobError.self) { try TrainRetrieverKind.evalBatchSize(model, p, context(LogLines()), available: Int(need[0]) - 1) }
+        #expect(e?.field == "params.n_context" && e?.message.contains("(1 + n_context 5) rows") == true
+                && e?.hint?.contains("passage_maxlength") == true && e?.hint?.contains("use_checkpoint") == false, "\(String(describing: e))")
     }
 }
