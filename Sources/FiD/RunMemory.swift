@@ -14,13 +14,17 @@ struct RunMemory {
     /// Logits (and their gradient), the decoding step's caches.
     var other: Double
     var total: Double { parameters + activations + other }
+    /// What the check compares with the limit: the plan counts the model's buffers, not the
+    /// process around them (code, allocator arenas, thread stacks, tokenizer, data index: the
+    /// measured peaks ran 5–10 % over the plan, and `ulimit -v` counts reserved address space).
+    var withHeadroom: Double { total * 1.15 + 512 * 1_048_576 }
 
     /// A train_reader run: training steps of `batch` questions, then greedy evaluation of
     /// `evalBatch` questions (its encoder pass and `T5Stepper`'s caches).
     static func training(_ model: T5Model, _ format: FiDFormat, batch: Int, evalBatch: Int) -> RunMemory {
         let c = model.config, P = format.nContext, L = format.textMaxLength
-        // Answers FiD pads to answer_maxlength; without it, to the batch's longest (one token at least).
-        let T = max(1, format.answerMaxLength)
+        // Answers FiD pads to answer_maxlength; without it, to the batch's longest: a typical 20.
+        let T = format.answerMaxLength > 0 ? format.answerMaxLength : 20
         let generated = format.answerMaxLength > 0 ? format.answerMaxLength + 1 : ScoreParams.maxLength
         let passes = [
             T5PlannedPass(.train, questions: batch, passages: P, length: L, target: T),
@@ -65,11 +69,12 @@ struct RunMemory {
     func check(_ shape: String, available: Int = AvailableMemory.bytes, training: Bool,
                lengths: String = "text_maxlength", checkpointHint: Bool? = nil) throws {
         let checkpointHint = checkpointHint ?? training
-        guard total > Double(available) else { return }
+        guard withHeadroom > Double(available) else { return }
         let gib = AvailableMemory.gib
         throw JobError.permanent(
             "\(shape) need about \(gib(total)) GiB (weights\(training ? ", gradients and optimizer state" : "") \(gib(parameters)), "
-                + "activations \(gib(activations))" + (other > 0 ? ", logits and decoding \(gib(other))" : "") + "), more than the \(gib(Double(available))) GiB this process may use",
+                + "activations \(gib(activations))" + (other > 0 ? ", logits and decoding \(gib(other))" : "")
+                + "; \(gib(withHeadroom)) with the process around them), more than the \(gib(Double(available))) GiB this process may use",
             field: "params.n_context",
             hint: "lower n_context, \(lengths) or per_gpu_batch_size"
                 + (checkpointHint ? "; use_checkpoint keeps one encoder block's activations instead of one per block" : "")

@@ -58,9 +58,9 @@ public struct TrainReaderKind: JobKind {
             model.initialize(seed: UInt64(p.trainer.seed))
         }
         let format = FiDFormat(nContext: p.nContext, textMaxLength: p.textMaxlength, answerMaxLength: p.answerMaxlength)
-        try format.checkMemory(model.config, batchSize: max(p.trainer.batchSize, Self.evalBatchMinimum),
-                               batchNote: p.trainer.batchSize >= Self.evalBatchMinimum ? nil
-                                   : "per_gpu_batch_size \(p.trainer.batchSize); evaluation batches hold \(Self.evalBatchMinimum)")
+        // The attention bound at the training batch; evaluation batches are sized below, by the
+        // plan, and shrink to fit (checked here at 8 they could not).
+        try format.checkMemory(model.config, batchSize: p.trainer.batchSize)
         model.useCheckpoint = p.useCheckpoint  // the memory plan follows it
         let evalBatch = try Self.evalBatchSize(model, format, p, context)
         try context.checkCancelled()
@@ -109,7 +109,7 @@ public struct TrainReaderKind: JobKind {
         let batch = p.trainer.batchSize, wanted = p.evalData == nil ? batch : max(batch, evalBatchMinimum)
         for size in stride(from: wanted, through: batch, by: -1) {
             let need = RunMemory.training(model, format, batch: batch, evalBatch: size)
-            guard need.total <= Double(available) else { continue }
+            guard need.withHeadroom <= Double(available) else { continue }
             if size < wanted {
                 context.log("train_reader: evaluation batches of \(size) questions, not \(wanted): \(wanted) would need about "
                     + "\(AvailableMemory.gib(RunMemory.training(model, format, batch: batch, evalBatch: wanted).total)) GiB, "

@@ -158,7 +158,7 @@ public struct TrainRetrieverKind: JobKind {
         let batch = p.trainer.batchSize, wanted = p.evalData == nil ? batch : max(batch, evalBatchMinimum)
         for size in stride(from: wanted, through: batch, by: -1) {
             let need = RunMemory.retrieverTraining(model, p, batch: batch, evalBatch: size)
-            guard need.total <= Double(available) else { continue }
+            guard need.withHeadroom <= Double(available) else { continue }
             if size < wanted {
                 context.log("train_retriever: evaluation batches of \(size) questions, not \(wanted): \(wanted) would need about "
                     + "\(AvailableMemory.gib(RunMemory.retrieverTraining(model, p, batch: batch, evalBatch: wanted).total)) GiB, "

@@ -12,6 +12,8 @@ import Glibc
 public struct SubmitError: Error, CustomStringConvertible {
     public var file: String
     public var error: JobError
+    /// Jobs this command dropped before the error (a submit raced by another of the same id).
+    public var submitted: [String] = []
     public var description: String {
         "\(file): \(error.description)"
     }
@@ -193,11 +195,10 @@ public final class QueueControl {
         // checks above too, and a replacing rename would let both report success with one job.
         for (i, b) in batch.enumerated() {
             if try !fs.publish(queue.pending + "/" + b.d.id + ".json", b.data, tag: identity.newToken()) {
-                let dropped = batch.prefix(i).map(\.d.id)
                 throw SubmitError(file: b.file, error: .permanent(
-                    "id '\(b.d.id)' was submitted by another command at the same moment; its job is the queued one"
-                        + (dropped.isEmpty ? "" : " (this command had already submitted \(dropped.joined(separator: ", ")))"),
-                    field: "id", hint: "fidq status \(b.d.id); pick a new id to queue this one as well"))
+                    "id '\(b.d.id)' was submitted by another command at the same moment; its job is the queued one",
+                    field: "id", hint: "fidq status \(b.d.id); pick a new id to queue this one as well"),
+                    submitted: batch.prefix(i).map(\.d.id))
             }
         }
         return batch.map(\.d.id)
@@ -241,6 +242,11 @@ public final class QueueControl {
             let heartbeat = (try? fs.info(dir + "/claim").mtime) ?? now
             let stale = !claim.released && now - heartbeat > claim.lease(fallback: 90) && fs.exists(dir + "/job.json")
             if claim.released || stale, let mine = queue.takeOver(name: name, id: id, token: token) {
+                if stale {  // the dead attempt, as a worker's take-over records it
+                    try? queue.appendAttempt(mine, AttemptRecord(
+                        attempt: claim.attempt, worker: claim.worker, started: claim.claimedAt, ended: isoTimestamp(), outcome: "lease expired",
+                        error: "worker \(claim.worker) stopped renewing its lease (killed, crashed or paused)"), tag: token)
+                }
                 var r = record
                 r.attempt = claim.attempt
                 try queue.writeClaim(mine, r)

@@ -257,8 +257,22 @@ extension FileSystem {
     /// name then leads to our own file (its inode), which counts as success.
     public func publish(_ path: String, _ data: Data, tag: String) throws -> Bool {
         let p = NSStringPath(path)
-        let tmp = p.parent + "/." + p.last + "." + tag + "." + TempNames.next() + ".tmp"
-        try write(tmp, data, sync: true)
+        var tmp = ""
+        var tries = 0
+        while true {  // a fresh name per try, as writeAtomically
+            tmp = p.parent + "/." + p.last + "." + tag + "." + TempNames.next() + ".tmp"
+            do {
+                try write(tmp, data, sync: true)
+                break
+            } catch let e as FSError where e.isRetryable && tries < 7 {
+                try? unlink(tmp)
+                tries += 1
+                usleep(UInt32(5_000 * tries))
+            } catch {
+                try? unlink(tmp)  // a failed write or fsync (ENOSPC, EDQUOT) leaves no temporary
+                throw error
+            }
+        }
         defer { try? unlink(tmp) }
         do {
             try retrying { try link(tmp, path) }
@@ -266,6 +280,12 @@ extension FileSystem {
         } catch let e as FSError where e.code == EEXIST {
             if let mine = try? info(tmp), let there = try? info(path), mine.inode == there.inode { return true }
             return false
+        } catch let e as FSError where [EPERM, ENOTSUP, EOPNOTSUPP, ENOSYS, EXDEV, EMLINK].contains(e.code) {
+            // No hard links here (CIFS without unix extensions, FUSE stores): the check and a
+            // rename, which another writer of the same name at the same moment could replace.
+            if exists(path) { return false }
+            try retrying { try rename(tmp, path) }
+            return true
         }
     }
 

@@ -120,6 +120,8 @@ extension Queue {
         // Ids running or failed (pending ones are asked of the folder): a set, since thousands of
         // jobs may wait behind one (a list scan per dependency made status quadratic).
         let listed = Set(rows.map(\.id))
+        // Thousands of jobs may wait behind one failed job: its verdict and retry chain once.
+        var failedCache: [String: Bool] = [:], chainCache: [String: String] = [:]
         for name in pendingNames where name.hasSuffix(".json") && !name.hasPrefix(".") {
             let path = pending + "/" + name
             var row = JobStatus(id: String(name.dropLast(5)), state: "pending", folder: path)
@@ -131,15 +133,25 @@ extension Queue {
                     let missing = d.dependencies.filter { !doneIDs.contains($0) }
                     if !missing.isEmpty {
                         row.state = "waiting"
+                        // A failed or cancelled dependency: the next scan fails this job (a
+                        // worker skipping its kind never does), so say so, with the retry that
+                        // puts every failed dependency's chain back (this job is still pending).
+                        let failedDeps = missing.filter { dep in
+                            if let known = failedCache[dep] { return known }
+                            let f = stillFailed(dep)
+                            failedCache[dep] = f
+                            return f
+                        }
                         row.detail = "after " + missing.map { dep in
-                            // A failed or cancelled dependency: the next scan fails this job
-                            // (a worker skipping its kind never does), so say so and how to retry.
-                            if stillFailed(dep) {
-                                return dep + " (failed: fidq retry " + (failedAncestry(of: [dep]) + [row.id]).joined(separator: " ") + ")"
-                            }
-                            return fs.exists(pending + "/" + dep + ".json") || listed.contains(dep)
-                                ? dep : dep + " (not in the queue)"
+                            failedDeps.contains(dep) ? dep + " (failed)"
+                                : fs.exists(pending + "/" + dep + ".json") || listed.contains(dep) ? dep : dep + " (not in the queue)"
                         }.joined(separator: ", ")
+                        if !failedDeps.isEmpty {
+                            let key = failedDeps.joined(separator: " ")
+                            let chain = chainCache[key] ?? failedAncestry(of: failedDeps).joined(separator: " ")
+                            chainCache[key] = chain
+                            row.detail! += "; fidq retry " + chain
+                        }
                     }
                 } catch {
                     row.detail = "invalid: \(JobError.classify(error).description)"

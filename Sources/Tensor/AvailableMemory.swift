@@ -51,7 +51,7 @@ public enum AvailableMemory {
     /// "need at least 24 GiB, more than the 24 GiB"), an exponent past what a person reads.
     public static func gib(_ bytes: Double) -> String {
         let g = bytes / 1_073_741_824
-        return String(format: g < 1e9 ? "%.1f" : "%.2e", g)
+        return String(format: g < 1 ? "%.2f" : g < 1e9 ? "%.1f" : "%.2e", g)
     }
 
     /// A cgroup memory limit file's value in bytes; nil for `max` (v2's none) or what does not

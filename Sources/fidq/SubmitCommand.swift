@@ -46,7 +46,9 @@ struct SubmitCommand: ParsableCommand {
                 print(dryRun ? "valid \(id) (dry run: not submitted)" : "submitted \(id) → \(control.queue.pending)/\(id).json")
             }
         } catch let e as SubmitError {
-            throw fail("refused \(e.description); nothing was submitted")
+            for id in e.submitted { print("submitted \(id) → \(control.queue.pending)/\(id).json") }
+            throw fail("refused \(e.description); " + (e.submitted.isEmpty ? "nothing was submitted"
+                : "the \(e.submitted.count) job\(e.submitted.count == 1 ? "" : "s") above were submitted, the rest not"))
         }
     }
 }

@@ -798,7 +798,12 @@ enum RetrievalJobs {
             return (o["step"] as? NSNumber)?.intValue ?? 0
         }
         let watcher = Thread {
-            while step() < 2 { usleep(1000) }
+            // Gives up after a minute (an embed that failed early never reaches step 2).
+            var waited = 0
+            while step() < 2 && waited < 60_000 {
+                usleep(1000)
+                waited += 1
+            }
             cancel.cancel(.shutdown)
         }
         watcher.start()

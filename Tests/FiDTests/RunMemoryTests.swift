@@ -38,7 +38,7 @@ struct RunMemoryTests {
     @Test func evaluationBatchesShrinkToFitAndARunThatCannotFitIsRefused() throws {
         let model = T5Model(config: config)
         let p = try params()
-        let need = (1...8).map { RunMemory.training(model, format, batch: 1, evalBatch: $0).total }
+        let need = (1...8).map { RunMemory.training(model, format, batch: 1, evalBatch: $0).withHeadroom }
         #expect(zip(need, need.dropFirst()).allSatisfy { $0 < $1 }, "\(need)")
         let plenty = context(LogLines())
         #expect(try TrainReaderKind.evalBatchSize(model, format, p, plenty, available: Int(need[7]) + 1) == 8)
@@ -54,7 +54,7 @@ struct RunMemoryTests {
         #expect(RunMemory.training(model, format, batch: 1, evalBatch: 1).parameters == 5 * RunMemory.scoring(model, s).parameters)
         // use_checkpoint keeps one encoder block's activations: less need.
         model.useCheckpoint = true
-        #expect(RunMemory.training(model, format, batch: 1, evalBatch: 1).total < need[0])
+        #expect(RunMemory.training(model, format, batch: 1, evalBatch: 1).withHeadroom < need[0])
     }
 
     /// train_retriever the same: evaluation batches shrink to what fits, and a training batch
@@ -64,7 +64,7 @@ struct RunMemoryTests {
         let model = BertRetriever(config: BertConfig(vocabSize: 30, hiddenSize: 16, layers: 2, heads: 2, intermediateSize: 24, maxPositions: 64))
         let p = try JSONDecoder().decode(TrainRetrieverParams.self, from: Data(
             #"{"train_data": "t.json", "eval_data": "d.json", "model_path": "m", "n_context": 5, "question_maxlength": 8, "passage_maxlength": 20}"#.utf8))
-        let need = (1...8).map { RunMemory.retrieverTraining(model, p, batch: 1, evalBatch: $0).total }
+        let need = (1...8).map { RunMemory.retrieverTraining(model, p, batch: 1, evalBatch: $0).withHeadroom }
         #expect(zip(need, need.dropFirst()).allSatisfy { $0 < $1 }, "\(need)")
         let lines = LogLines()
         #expect(try TrainRetrieverKind.evalBatchSize(model, p, context(lines), available: Int(need[2]) + 1) == 3)

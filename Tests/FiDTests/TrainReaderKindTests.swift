@@ -115,7 +115,7 @@ struct TrainReaderKindTests {
                 Issue.record("\(field) \(value) was run")
             } catch let e as JobError {
                 #expect(e.field == "params." + field && e.message.contains("\(field) \(value)")
-                        && e.message.contains("evaluation batches hold 8"), "\(e)")
+                        && e.message.contains("batches of 1 questions (per_gpu_batch_size)"), "\(e)")
             }
         }
     }

@@ -310,6 +310,9 @@ import Testing
         let c = control(f)
         #expect(try c.cancel("dead").hasPrefix("cancelled 'dead'"))
         #expect(f.list("failed") == ["dead"] && f.json(f.queueDir + "/failed/dead/error.json")?["status"] as? String == "cancelled")
+        // The dead attempt is recorded, as a worker's take-over records it.
+        let attempts = f.json(f.queueDir + "/failed/dead/error.json")?["attempts"] as? [[String: Any]]
+        #expect(attempts?.count == 1 && attempts?.first?["outcome"] as? String == "lease expired", "\(String(describing: attempts))")
         #expect(try c.cancel("alive").hasPrefix("cancel requested"))
         #expect(FileManager.default.fileExists(atPath: live + "/cancel") && f.list("failed") == ["dead"])
     }
@@ -323,10 +326,20 @@ import Testing
         try f.dropRecord("c", extra: #""after": ["b"]"#)
         _ = try control(f).cancel("a")
         let rows = Dictionary(uniqueKeysWithValues: f.queue.status().map { ($0.id, $0) })
-        #expect(rows["b"]?.state == "waiting" && rows["b"]?.detail == "after a (failed: fidq retry a b)", "\(String(describing: rows["b"]?.detail))")
+        #expect(rows["b"]?.state == "waiting" && rows["b"]?.detail == "after a (failed); fidq retry a", "\(String(describing: rows["b"]?.detail))")
         #expect(rows["c"]?.detail == "after b", "b is pending: a plain wait")
         let current = Queue.current(f.queue.status().filter { $0.id == "a" })
         #expect(current.first?.state == "cancelled")
+        // Two failed dependencies: one hint for both, and it works as printed.
+        try f.dropRecord("x")
+        try f.dropRecord("m", extra: #""after": ["a", "x"]"#)
+        _ = try control(f).cancel("x")
+        let m = try #require(f.queue.status().first { $0.id == "m" }?.detail)
+        #expect(m == "after a (failed), x (failed); fidq retry a x", "\(m)")
+        let hinted = m.components(separatedBy: "fidq retry ")[1].split(separator: " ").map(String.init)
+        #expect(try control(f).retry(hinted).count == 2)
+        drainInProcess(f)
+        #expect(["a", "b", "c", "m", "x"].allSatisfy { f.list("done").contains($0) }, "\(f.list("done"))")
     }
 
     /// A dependency dropped again by hand after it failed, which then finished (or is pending
