@@ -58,6 +58,26 @@ struct RunMemory {
         return RunMemory(parameters: 5 * 4 * Double(model.layout.count), activations: model.plannedActivationBytes(passes), other: 0)
     }
 
+    /// The evaluation batch of a training run: `wanted` questions, fewer (logged) when the run
+    /// would not fit with them, down to `batch`; a run that does not fit even so is refused by
+    /// `check` with `shape`. `need` gives the run's memory for an evaluation batch.
+    static func evaluationBatch(wanted: Int, batch: Int, label: String, context: JobContext, available: Int,
+                                need: (Int) -> RunMemory, refuse: (RunMemory) throws -> Void) throws -> Int {
+        for size in stride(from: wanted, through: batch, by: -1) {
+            let m = need(size)
+            guard m.withHeadroom <= Double(available) else { continue }
+            if size < wanted {
+                context.log("\(label): evaluation batches of \(size) questions, not \(wanted): \(wanted) would need about "
+                    + "\(AvailableMemory.gib(need(wanted).withHeadroom)) GiB with the process around the model's buffers, "
+                    + "more than the \(AvailableMemory.gib(Double(available))) GiB this process may use")
+            }
+            context.log("\(label): " + m.note(available: available))
+            return size
+        }
+        try refuse(need(batch))
+        return batch
+    }
+
     /// The log line of an accepted run: the estimate against the limit.
     func note(available: Int = AvailableMemory.bytes) -> String {
         let gib = AvailableMemory.gib

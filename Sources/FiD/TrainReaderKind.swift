@@ -106,22 +106,14 @@ public struct TrainReaderKind: JobKind {
     /// `per_gpu_batch_size`; a run that does not fit even so is refused (`RunMemory`).
     static func evalBatchSize(_ model: T5Model, _ format: FiDFormat, _ p: TrainReaderParams, _ context: JobContext,
                               available: Int = AvailableMemory.bytes) throws -> Int {
-        let batch = p.trainer.batchSize, wanted = p.evalData == nil ? batch : max(batch, evalBatchMinimum)
-        for size in stride(from: wanted, through: batch, by: -1) {
-            let need = RunMemory.training(model, format, batch: batch, evalBatch: size)
-            guard need.withHeadroom <= Double(available) else { continue }
-            if size < wanted {
-                context.log("train_reader: evaluation batches of \(size) questions, not \(wanted): \(wanted) would need about "
-                    + "\(AvailableMemory.gib(RunMemory.training(model, format, batch: batch, evalBatch: wanted).total)) GiB, "
-                    + "more than the \(AvailableMemory.gib(Double(available))) GiB this process may use")
-            }
-            context.log("train_reader: " + need.note(available: available))
-            return size
-        }
-        try RunMemory.training(model, format, batch: batch, evalBatch: batch).check(
-            "training batches of \(batch) questions (per_gpu_batch_size) × n_context \(format.nContext) passages of text_maxlength "
-                + "\(format.textMaxLength) tokens, use_checkpoint \(p.useCheckpoint)", available: available, training: true)
-        return batch
+        let batch = p.trainer.batchSize
+        return try RunMemory.evaluationBatch(
+            wanted: p.evalData == nil ? batch : max(batch, evalBatchMinimum), batch: batch, label: "train_reader", context: context,
+            available: available, need: { RunMemory.training(model, format, batch: batch, evalBatch: $0) },
+            refuse: {
+                try $0.check("training batches of \(batch) questions (per_gpu_batch_size) × n_context \(format.nContext) passages of "
+                                 + "text_maxlength \(format.textMaxLength) tokens, use_checkpoint \(p.useCheckpoint)", available: available, training: true)
+            })
     }
 
     /// Evaluation batches hold at least this many questions.

@@ -31,11 +31,11 @@ public struct TrainRetrieverKind: JobKind {
         var p = given
         if let base = try? BertConfig.load(path: configFile) {
             p = try given.fittingLengths(base, configFile: configFile) { context.log($0) }
-            // Each question is 1 + n_context rows.
-            let questions = max(p.trainer.batchSize, Self.evalBatchMinimum)
+            // Each question is 1 + n_context rows. At the training batch: evaluation batches are
+            // sized by the plan (`evalBatchSize`) and shrink to fit.
+            let questions = p.trainer.batchSize
             try base.checkMemory(sequences: questions, perQuestion: 1 + Double(p.nContext), length: max(p.questionMaxlength, p.passageMaxlength),
-                                 shape: "batches of \(questions) questions (per_gpu_batch_size \(p.trainer.batchSize), evaluation at least \(Self.evalBatchMinimum)) "
-                                     + "× (1 + n_context \(p.nContext)) rows")
+                                 shape: "batches of per_gpu_batch_size \(questions) questions × (1 + n_context \(p.nContext)) rows")
         }
         let t = try TrainRetrieverKind.load(p, context)
         t.log = { context.log($0) }
@@ -155,22 +155,14 @@ public struct TrainRetrieverKind: JobKind {
     /// `per_gpu_batch_size` is refused (`RunMemory`).
     static func evalBatchSize(_ model: BertRetriever, _ p: TrainRetrieverParams, _ context: JobContext,
                               available: Int = AvailableMemory.bytes) throws -> Int {
-        let batch = p.trainer.batchSize, wanted = p.evalData == nil ? batch : max(batch, evalBatchMinimum)
-        for size in stride(from: wanted, through: batch, by: -1) {
-            let need = RunMemory.retrieverTraining(model, p, batch: batch, evalBatch: size)
-            guard need.withHeadroom <= Double(available) else { continue }
-            if size < wanted {
-                context.log("train_retriever: evaluation batches of \(size) questions, not \(wanted): \(wanted) would need about "
-                    + "\(AvailableMemory.gib(RunMemory.retrieverTraining(model, p, batch: batch, evalBatch: wanted).total)) GiB, "
-                    + "more than the \(AvailableMemory.gib(Double(available))) GiB this process may use")
-            }
-            context.log("train_retriever: " + need.note(available: available))
-            return size
-        }
-        try RunMemory.retrieverTraining(model, p, batch: batch, evalBatch: batch).check(
-            "training batches of \(batch) questions (per_gpu_batch_size) × (1 + n_context \(p.nContext)) rows of up to "
-                + "question_maxlength \(p.questionMaxlength) / passage_maxlength \(p.passageMaxlength) tokens",
-            available: available, training: true, lengths: "passage_maxlength", checkpointHint: false)
-        return batch
+        let batch = p.trainer.batchSize
+        return try RunMemory.evaluationBatch(
+            wanted: p.evalData == nil ? batch : max(batch, evalBatchMinimum), batch: batch, label: "train_retriever", context: context,
+            available: available, need: { RunMemory.retrieverTraining(model, p, batch: batch, evalBatch: $0) },
+            refuse: {
+                try $0.check("training batches of \(batch) questions (per_gpu_batch_size) × (1 + n_context \(p.nContext)) rows of up to "
+                                 + "question_maxlength \(p.questionMaxlength) / passage_maxlength \(p.passageMaxlength) tokens",
+                             available: available, training: true, lengths: "passage_maxlength", checkpointHint: false)
+            })
     }
 }

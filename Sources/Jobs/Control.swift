@@ -119,7 +119,9 @@ public final class QueueControl {
         }
     }
 
-    /// Validates every file, then drops them all into `pending/` (temp name + rename), or none.
+    /// Validates every file, then drops them all into `pending/` (temp name + exclusive link), or
+    /// none; a drop that fails part way (another submit of an id at the same moment, a full disk)
+    /// throws naming the ones already dropped (`SubmitError.submitted`).
     ///
     /// Refused: unreadable or invalid descriptors, unknown kinds, bad params, outputs outside the
     /// workspace, missing inputs, ids already in the queue, dependencies that failed or exist
@@ -192,9 +194,16 @@ public final class QueueControl {
         if dryRun { return batch.map(\.d.id) }
         try queue.createLayout()
         // Each drop is exclusive: another submit of the same id at the same moment passed the
-        // checks above too, and a replacing rename would let both report success with one job.
+        // checks above too, and a replacing rename would let both report success with one job
+        // (where the file system has no hard links, `publish` falls back to a check and rename).
         for (i, b) in batch.enumerated() {
-            if try !fs.publish(queue.pending + "/" + b.d.id + ".json", b.data, tag: identity.newToken()) {
+            let dropped: Bool
+            do {
+                dropped = try fs.publish(queue.pending + "/" + b.d.id + ".json", b.data, tag: identity.newToken())
+            } catch {
+                throw SubmitError(file: b.file, error: JobError.classify(error), submitted: batch.prefix(i).map(\.d.id))
+            }
+            if !dropped {
                 throw SubmitError(file: b.file, error: .permanent(
                     "id '\(b.d.id)' was submitted by another command at the same moment; its job is the queued one",
                     field: "id", hint: "fidq status \(b.d.id); pick a new id to queue this one as well"),

@@ -220,26 +220,7 @@ extension FileSystem {
     /// Readers see the old file or the new one, never a part. `sync: false` skips the fsync for
     /// state that is rewritten constantly and never published (claim, attempts, progress).
     public func writeAtomically(_ path: String, _ data: Data, tag: String, sync: Bool = true) throws {
-        let p = NSStringPath(path)
-        // A name no other writer uses (tag + process + counter), created O_EXCL | O_NOFOLLOW: a
-        // symlink planted at a guessable name is refused, never followed. Each try takes a fresh
-        // name, since a retried exclusive create could meet its own first half.
-        var tmp = ""
-        var tries = 0
-        while true {
-            tmp = p.parent + "/." + p.last + "." + tag + "." + TempNames.next() + ".tmp"
-            do {
-                try write(tmp, data, sync: sync)
-                break
-            } catch let e as FSError where e.isRetryable && tries < 7 {
-                try? unlink(tmp)
-                tries += 1
-                usleep(UInt32(5_000 * tries))
-            } catch {
-                try? unlink(tmp)
-                throw error
-            }
-        }
+        let tmp = try writeTemporary(beside: path, data, tag: tag, sync: sync)
         do {
             try retrying { try rename(tmp, path) }
         } catch {
@@ -256,23 +237,7 @@ extension FileSystem {
     /// when `path` exists. A retransmitted NFS link can report `EEXIST` after it worked: the
     /// name then leads to our own file (its inode), which counts as success.
     public func publish(_ path: String, _ data: Data, tag: String) throws -> Bool {
-        let p = NSStringPath(path)
-        var tmp = ""
-        var tries = 0
-        while true {  // a fresh name per try, as writeAtomically
-            tmp = p.parent + "/." + p.last + "." + tag + "." + TempNames.next() + ".tmp"
-            do {
-                try write(tmp, data, sync: true)
-                break
-            } catch let e as FSError where e.isRetryable && tries < 7 {
-                try? unlink(tmp)
-                tries += 1
-                usleep(UInt32(5_000 * tries))
-            } catch {
-                try? unlink(tmp)  // a failed write or fsync (ENOSPC, EDQUOT) leaves no temporary
-                throw error
-            }
-        }
+        let tmp = try writeTemporary(beside: path, data, tag: tag, sync: true)
         defer { try? unlink(tmp) }
         do {
             try retrying { try link(tmp, path) }
@@ -281,11 +246,46 @@ extension FileSystem {
             if let mine = try? info(tmp), let there = try? info(path), mine.inode == there.inode { return true }
             return false
         } catch let e as FSError where [EPERM, ENOTSUP, EOPNOTSUPP, ENOSYS, EXDEV, EMLINK].contains(e.code) {
-            // No hard links here (CIFS without unix extensions, FUSE stores): the check and a
-            // rename, which another writer of the same name at the same moment could replace.
-            if exists(path) { return false }
-            try retrying { try rename(tmp, path) }
+            // No hard links here (CIFS without unix extensions, FUSE stores): a check and a
+            // rename, best effort (another writer of the name at the same moment could replace
+            // it). A check that cannot tell refuses rather than risk replacing.
+            switch presence(path) {
+            case .present: return false
+            case .unknown(let why): throw FSError("stat", path + " (" + why + ")", EIO)
+            case .absent: break
+            }
+            do {
+                try retrying { try rename(tmp, path) }
+            } catch {
+                // A retransmitted NFS rename can report ENOENT after it worked.
+                if !exists(tmp) && exists(path) { return true }
+                throw error
+            }
             return true
+        }
+    }
+
+    /// Writes `data` under a new temporary name beside `path` and returns it: a name no other
+    /// writer uses (tag + process + counter), created O_EXCL | O_NOFOLLOW, so a symlink planted at
+    /// a guessable name is refused, never followed. Each retry takes a fresh name (a retried
+    /// exclusive create could meet its own first half); a failed write or fsync (ENOSPC, EDQUOT)
+    /// leaves no temporary behind.
+    func writeTemporary(beside path: String, _ data: Data, tag: String, sync: Bool) throws -> String {
+        let p = NSStringPath(path)
+        var tries = 0
+        while true {
+            let tmp = p.parent + "/." + p.last + "." + tag + "." + TempNames.next() + ".tmp"
+            do {
+                try write(tmp, data, sync: sync)
+                return tmp
+            } catch let e as FSError where e.isRetryable && tries < 7 {
+                try? unlink(tmp)
+                tries += 1
+                usleep(UInt32(5_000 * tries))
+            } catch {
+                try? unlink(tmp)
+                throw error
+            }
         }
     }
 

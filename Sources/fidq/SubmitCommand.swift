@@ -48,7 +48,8 @@ struct SubmitCommand: ParsableCommand {
         } catch let e as SubmitError {
             for id in e.submitted { print("submitted \(id) → \(control.queue.pending)/\(id).json") }
             throw fail("refused \(e.description); " + (e.submitted.isEmpty ? "nothing was submitted"
-                : "the \(e.submitted.count) job\(e.submitted.count == 1 ? "" : "s") above were submitted, the rest not"))
+                : e.submitted.count == 1 ? "the job above was submitted, the rest not"
+                : "the \(e.submitted.count) jobs above were submitted, the rest not"))
         }
     }
 }

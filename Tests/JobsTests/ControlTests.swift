@@ -2,6 +2,7 @@
 import Foundation
 import Testing
 @testable import Jobs
+import JobsTesting
 
 @Suite struct ControlTests {
     func control(_ f: QueueFixture) -> QueueControl {
@@ -49,6 +50,24 @@ import Testing
             }
         }
         #expect(f.list("pending").count == 5 && !f.list("pending").contains { $0.hasPrefix(".") })
+    }
+
+    /// A drop that fails part way (a full disk at the second job) names the jobs already
+    /// dropped: they stay queued, and the CLI said "nothing was submitted".
+    @Test func aSubmitFailingPartWayNamesWhatItDropped() throws {
+        let f = try QueueFixture()
+        let files = try ["a", "b", "c"].map { try file(f, "\($0).json", #"{"kind": "test.record", "id": "\#($0)"}"#) }
+        let fs = FaultyFileSystem(faults: [.init(.write, ENOSPC, pathContains: "/pending/.b.json")])
+        let control = QueueControl(queue: Queue(root: f.queueDir, fs: fs), registry: testRegistry(),
+                                   policy: PathPolicy(workspace: f.workspace, queue: f.queueDir))
+        do {
+            _ = try control.submit(files: files)
+            Issue.record("a failed drop was not reported")
+        } catch let e as SubmitError {
+            #expect(e.submitted == ["a"] && e.file == files[1], "\(e)")
+        }
+        #expect(f.list("pending") == ["a.json"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: f.queueDir + "/pending").filter { $0.hasSuffix(".tmp") }.isEmpty)
     }
 
     final class Outcomes: @unchecked Sendable {

@@ -58,6 +58,15 @@ import JobsTesting
         #expect(try fs.publish(target, Data("first".utf8), tag: "a"))
         #expect(try !fs.publish(target, Data("second".utf8), tag: "b"))
         #expect(f.read(target) == "first")
+        // No hard links (EPERM from link): a check and a rename, still never over an existing file.
+        let noLinks = FaultyFileSystem(faults: [.init(.link, EPERM)])
+        #expect(try noLinks.publish(f.workspace + "/nolink.json", Data("one".utf8), tag: "d"))
+        #expect(try !noLinks.publish(f.workspace + "/nolink.json", Data("two".utf8), tag: "e"))
+        #expect(f.read(f.workspace + "/nolink.json") == "one")
+        // A full disk fails the call and leaves no temporary.
+        let full = FaultyFileSystem(faults: [.init(.write, ENOSPC)])
+        #expect(throws: FSError.self) { try full.publish(f.workspace + "/full.json", Data("x".utf8), tag: "f") }
+        #expect(!FileManager.default.fileExists(atPath: f.workspace + "/full.json"))
         let lost = FaultyFileSystem(faults: [.init(.link, EEXIST, afterSuccess: true, limit: 1)])
         #expect(try lost.publish(f.workspace + "/other.json", Data("mine".utf8), tag: "c"))
         #expect(f.read(f.workspace + "/other.json") == "mine")
