@@ -166,6 +166,30 @@ public final class Queue: @unchecked Sendable {
         return !((try? fs.list(running)) ?? []).contains { Queue.parseClaimName($0)?.id == id }
     }
 
+    /// `stillFailed` and `failedAncestry` asked once per id and per set of failed dependencies,
+    /// for one status listing or one scan: thousands of jobs may wait behind one failed job, and
+    /// each look lists running/ and failed/.
+    final class FailureLookup {
+        let queue: Queue
+        private var failed: [String: Bool] = [:], chains: [String: [String]] = [:]
+        init(_ queue: Queue) { self.queue = queue }
+
+        func isFailed(_ id: String) -> Bool {
+            if let known = failed[id] { return known }
+            let f = queue.stillFailed(id)
+            failed[id] = f
+            return f
+        }
+
+        func chain(_ deps: [String]) -> [String] {
+            let key = deps.joined(separator: " ")
+            if let known = chains[key] { return known }
+            let c = queue.failedAncestry(of: deps)
+            chains[key] = c
+            return c
+        }
+    }
+
     /// `deps` and the failed jobs they waited on, dependencies first, each id once: what one
     /// `fidq retry` needs to put a chain back (b failed because a did; c's hint names both).
     func failedAncestry(of deps: [String]) -> [String] {

@@ -210,7 +210,7 @@ final class QueueScanner {
         let onCycle = QueueScanner.cycleMembers(byID)
         var failNow: [Candidate] = []
         var runnable: [(d: JobDescriptor, name: String, mtime: Double)] = []
-        var failedMemo: [String: Bool] = [:], chainMemo: [String: [String]] = [:]
+        let failures = Queue.FailureLookup(queue)
         for e in entries {
             switch e.result {
             case .failure(let err):
@@ -251,18 +251,7 @@ final class QueueScanner {
                 if let dep = failedDep {
                     // The hint puts back every failed dependency's chain: one left out would be
                     // refused by that retry (a merge of two failed score shards names both).
-                    // Memoised: thousands of jobs may wait behind one failed job, and each look
-                    // lists running/ and failed/.
-                    let failedDeps = d.dependencies.filter { x in
-                        if x == dep { return true }
-                        if let known = failedMemo[x] { return known }
-                        let f = queue.stillFailed(x)
-                        failedMemo[x] = f
-                        return f
-                    }
-                    let key = failedDeps.joined(separator: " ")
-                    let chain = chainMemo[key] ?? queue.failedAncestry(of: failedDeps)
-                    chainMemo[key] = chain
+                    let chain = failures.chain(d.dependencies.filter { $0 == dep || failures.isFailed($0) })
                     failNow.append(.pending(name: e.name, folder: d.id, descriptor: d, error: .permanent(
                         "dependency '\(dep)' failed (see failed/\(dep)/error.json)", field: "after",
                         hint: "fidq retry " + (chain + [d.id]).joined(separator: " "))))

@@ -120,8 +120,7 @@ extension Queue {
         // Ids running or failed (pending ones are asked of the folder): a set, since thousands of
         // jobs may wait behind one (a list scan per dependency made status quadratic).
         let listed = Set(rows.map(\.id))
-        // Thousands of jobs may wait behind one failed job: its verdict and retry chain once.
-        var failedCache: [String: Bool] = [:], chainCache: [String: String] = [:]
+        let failures = FailureLookup(self)
         for name in pendingNames where name.hasSuffix(".json") && !name.hasPrefix(".") {
             let path = pending + "/" + name
             var row = JobStatus(id: String(name.dropLast(5)), state: "pending", folder: path)
@@ -136,21 +135,13 @@ extension Queue {
                         // A failed or cancelled dependency: the next scan fails this job (a
                         // worker skipping its kind never does), so say so, with the retry that
                         // puts every failed dependency's chain back (this job is still pending).
-                        let failedDeps = missing.filter { dep in
-                            if let known = failedCache[dep] { return known }
-                            let f = stillFailed(dep)
-                            failedCache[dep] = f
-                            return f
-                        }
+                        let failedDeps = missing.filter(failures.isFailed)
                         row.detail = "after " + missing.map { dep in
                             failedDeps.contains(dep) ? dep + " (failed)"
                                 : fs.exists(pending + "/" + dep + ".json") || listed.contains(dep) ? dep : dep + " (not in the queue)"
                         }.joined(separator: ", ")
                         if !failedDeps.isEmpty {
-                            let key = failedDeps.joined(separator: " ")
-                            let chain = chainCache[key] ?? failedAncestry(of: failedDeps).joined(separator: " ")
-                            chainCache[key] = chain
-                            row.detail! += "; fidq retry " + chain
+                            row.detail! += "; fidq retry " + failures.chain(failedDeps).joined(separator: " ")
                         }
                     }
                 } catch {
