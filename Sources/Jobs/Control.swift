@@ -255,6 +255,7 @@ public final class QueueControl {
                     try? queue.appendAttempt(mine, AttemptRecord(
                         attempt: claim.attempt, worker: claim.worker, started: claim.claimedAt, ended: isoTimestamp(), outcome: "lease expired",
                         error: "worker \(claim.worker) stopped renewing its lease (killed, crashed or paused)"), tag: token)
+                    queue.log(mine, "attempt \(claim.attempt) by \(claim.worker): lease expired; taken over by \(identity.name) (fidq cancel)")
                 }
                 var r = record
                 r.attempt = claim.attempt

@@ -332,6 +332,9 @@ import JobsTesting
         // The dead attempt is recorded, as a worker's take-over records it.
         let attempts = f.json(f.queueDir + "/failed/dead/error.json")?["attempts"] as? [[String: Any]]
         #expect(attempts?.count == 1 && attempts?.first?["outcome"] as? String == "lease expired", "\(String(describing: attempts))")
+        // And logged, as a worker's take-over logs it: the log read as if the job was never taken.
+        let log = (try? String(contentsOfFile: f.queueDir + "/failed/dead/log.txt", encoding: .utf8)) ?? ""
+        #expect(log.contains("lease expired; taken over by") && log.contains("(fidq cancel)"), "\(log)")
         #expect(try c.cancel("alive").hasPrefix("cancel requested"))
         #expect(FileManager.default.fileExists(atPath: live + "/cancel") && f.list("failed") == ["dead"])
     }
