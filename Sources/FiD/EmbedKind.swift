@@ -274,7 +274,7 @@ public struct EmbedKind: JobKind {
             let ids = try EmbeddingShard.readIDs(name + ".ids")
             let data = try Data(contentsOf: URL(fileURLWithPath: name + ".f32"))
             guard !ids.isEmpty, data.count == ids.count * dim * 4 else {
-                throw JobError.transient("block \(name) holds \(data.count) bytes for \(ids.count) ids of width \(dim)", hint: "fidq retry --fresh re-embeds the shard")
+                throw JobError.transient("block \(name) holds \(data.count) bytes for \(ids.count) ids of width \(dim)", hint: context.startOver + ", embedding the shard again")
             }
             try data.withUnsafeBytes { raw in
                 let rows = raw.bindMemory(to: Float.self)

@@ -481,7 +481,7 @@ public final class Trainer {
     /// Loads parameters, optimizer, gradients and trainer state from checkpoint `dir`.
     func restore(from dir: String, step: Int, optimizer: inout any Optimizer, grads: ParameterSlab) throws -> TrainerState {
         func damaged(_ what: String) -> JobError {
-            JobError.permanent("checkpoint \(dir): \(what)", hint: "the checkpoint folder is damaged; fidq retry --fresh starts over")
+            JobError.permanent("checkpoint \(dir): \(what)", hint: "the checkpoint folder is damaged; " + context.startOver)
         }
         let state: TrainerState
         do {
@@ -495,7 +495,7 @@ public final class Trainer {
         }
         guard state.seed == config.seed else {
             throw JobError.permanent("checkpoint \(dir) was trained with seed \(state.seed), the params say \(config.seed)",
-                                     field: "params.seed", hint: "keep the seed of a resumed job, or fidq retry --fresh")
+                                     field: "params.seed", hint: "keep the seed of a resumed job; " + context.startOver)
         }
         try model.params.load(from: SafeTensorsFile(path: dir + "/" + Trainer.weightsFile))
         let adam = try AdamState.load(from: dir + "/" + Trainer.optimizerFile, layout: model.params.layout)

@@ -152,7 +152,7 @@ public final class QueueControl {
             } catch { throw refuse(JobError.classify(error)) }
             if let where_ = state(of: d.id) {
                 throw refuse(.permanent("id '\(d.id)' is already \(where_)", field: "id",
-                                        hint: where_ == "failed" ? "fidq retry \(d.id)" : "pick a new id"))
+                                        hint: where_ == "failed" ? queue.command("retry", [d.id]) : "pick a new id"))
             }
             if let first = seen[d.id] {
                 throw refuse(.permanent("id '\(d.id)' appears twice: \(first) has it too", field: "id", hint: "give each job its own id"))
@@ -169,7 +169,7 @@ public final class QueueControl {
             for dep in b.d.dependencies where !batchIDs.contains(dep) {
                 switch state(of: dep) {
                 case "failed":
-                    throw SubmitError(file: b.file, error: .permanent("dependency '\(dep)' failed", field: "after", hint: "fidq retry \(dep)"))
+                    throw SubmitError(file: b.file, error: .permanent("dependency '\(dep)' failed", field: "after", hint: queue.command("retry", [dep])))
                 case nil: missing.append(dep)
                 default: break
                 }
@@ -206,7 +206,7 @@ public final class QueueControl {
             if !dropped {
                 throw SubmitError(file: b.file, error: .permanent(
                     "id '\(b.d.id)' was submitted by another command at the same moment; its job is the queued one",
-                    field: "id", hint: "fidq status \(b.d.id); pick a new id to queue this one as well"),
+                    field: "id", hint: queue.command("status", [b.d.id]) + "; pick a new id to queue this one as well"),
                     submitted: batch.prefix(i).map(\.d.id))
             }
         }
@@ -282,7 +282,7 @@ public final class QueueControl {
         queue.log(dir, "status: failed: cancelled (fidq cancel)")
         switch queue.fail(dir, id: id, token: token) {
         case .published(let path): return "cancelled '\(id)' → \(path)"
-        default: return "'\(id)' was taken by a worker meanwhile; run fidq cancel again"
+        default: return "'\(id)' was taken by a worker meanwhile; run \(queue.command("cancel", [id])) again"
         }
     }
 
@@ -307,7 +307,7 @@ public final class QueueControl {
         if refused.count > 1 {
             throw JobError.permanent("\(refused.count) of the \(ids.count) jobs cannot be retried, so none was: "
                                          + refused.map { $0.error.message + ($0.error.hint.map { " (\($0))" } ?? "") }.joined(separator: "; "),
-                                     hint: "fidq status lists the failed jobs")
+                                     hint: queue.command("status", []) + " lists the failed jobs")
         }
         // A job whose dependency stays in failed/ would fail again at the next scan: name the chain.
         for id in ids {
@@ -318,7 +318,7 @@ public final class QueueControl {
                 let ancestry = queue.failedAncestry(of: missing)
                 let chain = ancestry + ids.filter { !ancestry.contains($0) }
                 throw JobError.permanent("'\(id)' depends on '\(dep)', which is failed too; retried alone, it would fail again at once",
-                                         hint: "fidq retry " + chain.joined(separator: " "))
+                                         hint: queue.command(fresh ? "retry --fresh" : "retry", chain))
             }
         }
         // Back in pending/, a job must not write what a job submitted since it failed writes.
@@ -329,7 +329,7 @@ public final class QueueControl {
         if let c = exclusiveOutputConflict(retried, pending: pendingDescriptors(), batchState: "retried with it") {
             let id = retried[c.index].id
             throw JobError.permanent("'\(id)' writes \(c.path), which job '\(c.other)' (\(c.state)) also writes: one would replace the other's output",
-                                     field: c.field, hint: "let '\(c.other)' finish (or fidq cancel \(c.other)), then fidq retry \(id)")
+                                     field: c.field, hint: "let '\(c.other)' finish (or \(queue.command("cancel", [c.other]))), then \(queue.command("retry", [id]))")
         }
         var order: [String] = []
         var visiting: Set<String> = []
@@ -355,7 +355,7 @@ public final class QueueControl {
     private func refuseIfDone(_ id: String) throws {
         guard fs.exists(queue.done + "/" + id) else { return }
         throw JobError.permanent("'\(id)' is also in done/ (a later run of it succeeded); retried, it would fail at once as already done",
-                                 hint: "to run it again, archive \(queue.done)/\(id) first (see queue/README.md), then fidq retry \(id)")
+                                 hint: "to run it again, archive \(queue.done)/\(id) first (see queue/README.md), then \(queue.command("retry", [id]))")
     }
 
     /// Moves `id`'s latest failure (`failed/<id>`, or `failed/<id>~N` after several) back to

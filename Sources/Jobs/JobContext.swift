@@ -208,6 +208,9 @@ public final class JobContext: @unchecked Sendable {
     public internal(set) var threads: Int
     /// The worker's `--threads`: the default and the cap of `threads`.
     public internal(set) var threadCap: Int
+    /// What starts this job over, discarding what it kept (a hint's words): `fidq retry --fresh`
+    /// of it in a queue; in `fidq run`, emptying its out/ first.
+    public internal(set) var startOver: String
 
     init(id: String, kind: String, attempt: Int, maxAttempts: Int, folder: String, paths: PathPolicy,
          fs: FileSystem, cancellation: CancellationToken, progress: ProgressReporter, log: JobLog,
@@ -224,6 +227,7 @@ public final class JobContext: @unchecked Sendable {
         self.log = log
         self.threadCap = max(1, threads)
         self.threads = max(1, threads)
+        startOver = "rm -r \(shellQuoted(folder + "/out")), then the same fidq run, starts over"
         let last = NSStringPath(folder).last
         if let at = last.lastIndex(of: "@"), last.index(after: at) < last.endIndex {
             token = String(last[last.index(after: at)...])

@@ -124,6 +124,14 @@ public final class Queue: @unchecked Sendable {
         self.fs = fs
     }
 
+    /// `fidq SUBCOMMAND [--queue ROOT] ARGS…` on this queue, as a hint prints it: `--queue` unless
+    /// this is the default queue (`queue` in the working directory), so the hint works as pasted
+    /// (a hint without it, run from elsewhere, acted on another queue or on none).
+    public func command(_ subcommand: String, _ args: [String]) -> String {
+        let flag = root == PathPolicy.normalize(PathPolicy.absolute("queue")) ? "" : " --queue " + shellQuoted(root)
+        return "fidq " + subcommand + flag + args.map { " " + shellQuoted($0) }.joined()
+    }
+
     /// Creates the five folders if missing.
     public func createLayout() throws {
         for dir in [pending, running, done, failed, tmp] { try fs.makeDirectories(dir) }

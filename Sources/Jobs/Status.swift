@@ -141,7 +141,7 @@ extension Queue {
                                 : fs.exists(pending + "/" + dep + ".json") || listed.contains(dep) ? dep : dep + " (not in the queue)"
                         }.joined(separator: ", ")
                         if !failedDeps.isEmpty {
-                            row.detail! += "; fidq retry " + failures.chain(failedDeps).joined(separator: " ")
+                            row.detail! += "; " + command("retry", failures.chain(failedDeps))
                         }
                     }
                 } catch {

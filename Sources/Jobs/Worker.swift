@@ -383,6 +383,7 @@ public final class Worker: @unchecked Sendable {
             progress: ProgressReporter(path: dir + "/progress.json", fs: queue.fs, bar: config.progressBar,
                                        label: d.id, line: echo),
             log: JobLog(path: dir + "/log.txt", fs: queue.fs, echo: nil))
+        context.startOver = queue.command("retry --fresh", [d.id]) + " starts over"
         let heartbeat = Heartbeat(queue: queue, dir: dir, lease: record.lease(fallback: config.lease), token: cancel,
                                   timeout: d.timeoutS, grace: config.grace) { [self] reason in
             logger.error("job \(d.id) ignored '\(reason.rawValue)' for \(config.grace)s; recording it and exiting")
@@ -434,7 +435,7 @@ public final class Worker: @unchecked Sendable {
             let field = o.field.hasPrefix("params.") ? String(o.field.dropFirst(7)) : o.field
             return .permanent("\(o.path) is also written by job '\(other.id)', running\(holder): one would replace the other's output",
                               field: o.field,
-                              hint: "give this job its own \(field), or let it run after '\(other.id)' (\"after\": [\"\(other.id)\"]); then fidq retry \(d.id)")
+                              hint: "give this job its own \(field), or let it run after '\(other.id)' (\"after\": [\"\(other.id)\"]); then \(queue.command("retry", [d.id]))")
         }
         return nil
     }

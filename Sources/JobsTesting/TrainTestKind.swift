@@ -98,7 +98,7 @@ public struct TrainTestKind: JobKind {
             let saved = try JSONDecoder().decode(Saved.self, from: data)
             guard saved.step == s, let v = UInt64(saved.state, radix: 16) else {
                 throw JobError.permanent("checkpoint \(dir) holds step \(saved.step), state '\(saved.state)'",
-                                         hint: "the checkpoint folder is corrupt; fidq retry --fresh starts over")
+                                         hint: "the checkpoint folder is corrupt; " + context.startOver)
             }
             (step, state) = (s, v)
         }

@@ -257,6 +257,8 @@ struct TrainerTests {
             Issue.record("resumed across seeds")
         } catch let e as JobError {
             #expect(e.field == "params.seed", "\(e)")
+            // `fidq run` has no retry: the hint empties its out/ (it said `fidq retry --fresh`).
+            #expect(e.hint == "keep the seed of a resumed job; rm -r \(out)/out, then the same fidq run, starts over", "\(e)")
         }
     }
 }

@@ -169,7 +169,7 @@ import JobsTesting
                 Issue.record("retried \(ids) while a2 writes its output")
             } catch let e as JobError {
                 #expect(e.message.contains("'a' writes") && e.message.contains("job 'a2' (pending)") && e.field == "params.dest"
-                        && e.hint == "let 'a2' finish (or fidq cancel a2), then fidq retry a", "\(e)")
+                        && e.hint == "let 'a2' finish (or \(f.cli("cancel", "a2"))), then \(f.cli("retry", "a"))", "\(e)")
             }
         }
         #expect(f.list("failed") == ["a", "b"] && f.list("pending") == ["a2.json"], "nothing moved")
@@ -297,8 +297,8 @@ import JobsTesting
         _ = try c.cancel("a")
         drainInProcess(f)
         #expect(f.list("failed") == ["a", "b", "c"])
-        #expect(f.read(f.queueDir + "/failed/b/error.json")?.contains("fidq retry a b\"") == true, "one command retries both")
-        #expect(f.read(f.queueDir + "/failed/c/error.json")?.contains("fidq retry a b c\"") == true, "and the whole chain")
+        #expect(f.read(f.queueDir + "/failed/b/error.json")?.contains(f.cli("retry", "a b") + "\"") == true, "one command retries both")
+        #expect(f.read(f.queueDir + "/failed/c/error.json")?.contains(f.cli("retry", "a b c") + "\"") == true, "and the whole chain")
         // An id that is not failed refuses the whole command before anything moves.
         #expect(throws: JobError.self) { try c.retry(["c", "ghost"]) }
         // So does a job whose dependency would stay failed; the hint is the whole chain.
@@ -307,7 +307,7 @@ import JobsTesting
                 _ = try c.retry(ids)
                 Issue.record("retried \(ids) with a failed dependency left out")
             } catch let e as JobError {
-                #expect(e.message.contains("which is failed too") && e.hint == "fidq retry a b c", "\(e)")
+                #expect(e.message.contains("which is failed too") && e.hint == f.cli("retry", "a b c"), "\(e)")
             }
         }
         #expect(f.list("failed") == ["a", "b", "c"] && f.list("pending").isEmpty)
@@ -339,6 +339,16 @@ import JobsTesting
         #expect(FileManager.default.fileExists(atPath: live + "/cancel") && f.list("failed") == ["dead"])
     }
 
+    /// A hint's command names the queue unless it is the default one (`queue` in the working
+    /// directory): `fidq retry a` printed for a queue elsewhere acted on another queue, or none.
+    @Test func hintCommandsNameTheQueueUnlessItIsTheDefault() {
+        #expect(Queue(root: "queue").command("retry", ["a", "b"]) == "fidq retry a b")
+        #expect(Queue(root: "./queue/").command("status", []) == "fidq status")
+        #expect(Queue(root: "/srv/my queue").command("retry --fresh", ["a"]) == "fidq retry --fresh --queue '/srv/my queue' a")
+        #expect(Queue(root: "elsewhere").command("cancel", ["a"])
+                == "fidq cancel --queue " + shellQuoted(FileManager.default.currentDirectoryPath + "/elsewhere") + " a")
+    }
+
     /// A job waiting on a cancelled (or failed) dependency says so in status, with the retry that
     /// puts the chain back: it read as a plain wait, and the next scan fails it.
     @Test func statusNamesAFailedDependencyOfAWaitingJob() throws {
@@ -348,7 +358,7 @@ import JobsTesting
         try f.dropRecord("c", extra: #""after": ["b"]"#)
         _ = try control(f).cancel("a")
         let rows = Dictionary(uniqueKeysWithValues: f.queue.status().map { ($0.id, $0) })
-        #expect(rows["b"]?.state == "waiting" && rows["b"]?.detail == "after a (failed); fidq retry a", "\(String(describing: rows["b"]?.detail))")
+        #expect(rows["b"]?.state == "waiting" && rows["b"]?.detail == "after a (failed); " + f.cli("retry", "a"), "\(String(describing: rows["b"]?.detail))")
         #expect(rows["c"]?.detail == "after b", "b is pending: a plain wait")
         let current = Queue.current(f.queue.status().filter { $0.id == "a" })
         #expect(current.first?.state == "cancelled")
@@ -357,8 +367,8 @@ import JobsTesting
         try f.dropRecord("m", extra: #""after": ["a", "x"]"#)
         _ = try control(f).cancel("x")
         let m = try #require(f.queue.status().first { $0.id == "m" }?.detail)
-        #expect(m == "after a (failed), x (failed); fidq retry a x", "\(m)")
-        let hinted = m.components(separatedBy: "fidq retry ")[1].split(separator: " ").map(String.init)
+        #expect(m == "after a (failed), x (failed); " + f.cli("retry", "a x"), "\(m)")
+        let hinted = m.components(separatedBy: f.cli("retry", ""))[1].split(separator: " ").map(String.init)
         #expect(try control(f).retry(hinted).count == 2)
         drainInProcess(f)
         #expect(["a", "b", "c", "m", "x"].allSatisfy { f.list("done").contains($0) }, "\(f.list("done"))")
@@ -405,9 +415,9 @@ import JobsTesting
         _ = try c.cancel("b")
         drainInProcess(f)
         #expect(f.list("failed") == ["a", "b", "m"])
-        #expect(f.read(f.queueDir + "/failed/m/error.json")?.contains("fidq retry a b m\"") == true,
+        #expect(f.read(f.queueDir + "/failed/m/error.json")?.contains(f.cli("retry", "a b m") + "\"") == true,
                 "\(f.read(f.queueDir + "/failed/m/error.json") ?? "")")
-        for (ids, hint) in [(["m"], "fidq retry a b m"), (["a", "m"], "fidq retry b a m")] {
+        for (ids, hint) in [(["m"], f.cli("retry", "a b m")), (["a", "m"], f.cli("retry", "b a m"))] {
             let e = #expect(throws: JobError.self) { try c.retry(ids) }
             #expect(e?.hint == hint, "\(String(describing: e))")
         }

@@ -21,6 +21,10 @@ final class QueueFixture: @unchecked Sendable {
 
     deinit { try? FileManager.default.removeItem(atPath: workspace) }
 
+    /// A hint's command on this queue: `fidq retry --queue <queueDir> a b` (the tests' working
+    /// directory is not the workspace, so hints name the queue).
+    func cli(_ subcommand: String, _ args: String) -> String { "fidq \(subcommand) --queue \(queueDir) \(args)" }
+
     /// Drops a descriptor the way users should: temp name, then rename.
     func drop(_ id: String, _ json: String) throws {
         let tmp = pending + "/.\(id).tmp"

@@ -36,6 +36,24 @@ import JobsTesting
         #expect(!FileManager.default.fileExists(atPath: f.pending + "/.t.out"))
     }
 
+    /// A kept checkpoint that cannot be read fails the retried job with the command that starts
+    /// over, on this queue: it said `fidq retry --fresh`, with no id and no --queue.
+    @Test func aDamagedKeptCheckpointHintsTheFreshRetryOfThisJob() throws {
+        let f = try QueueFixture()
+        try f.drop("t", #"{"kind": "test.train", "params": {"steps": 30, "checkpoint_every": 5, "fail_at_step": 13}}"#)
+        drainTrain(f)
+        try Data(#"{"step": 3, "state": "zz"}"#.utf8).write(to: URL(fileURLWithPath: f.queueDir + "/failed/t/out/checkpoint/step-10/state.json"))
+        _ = try control(f).retry("t")
+        drainTrain(f)
+        let e = try #require(f.json(f.queueDir + "/failed/t/error.json"))
+        #expect(e["hint"] as? String == "the checkpoint folder is corrupt; " + f.cli("retry --fresh", "t") + " starts over", "\(e)")
+        _ = try control(f).retry(["t"], fresh: true)
+        drainTrain(f)
+        // The hinted command works: the job starts over (and fails at step 13 as asked, not at the checkpoint).
+        let again = try #require(f.json(f.queue.latestFailed("t") + "/error.json"))
+        #expect(again["message"] as? String == "test.train asked to fail at step 13", "\(again)")
+    }
+
     @Test func cancellingARetriedPendingJobKeepsItsOutForTheNextRetry() throws {
         let f = try QueueFixture()
         try f.drop("t", #"{"kind": "test.train", "params": {"steps": 30, "checkpoint_every": 5, "fail_at_step": 13}}"#)

@@ -322,7 +322,7 @@ func drainInProcess(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem = 
         let e = try #require(f.json(f.queueDir + "/failed/second/error.json"))
         #expect(e["field"] as? String == "params.dest")
         #expect((e["message"] as? String)?.contains("also written by job 'first', running by elsewhere:1") == true, "\(e)")
-        #expect((e["hint"] as? String)?.contains("fidq retry second") == true, "\(e)")
+        #expect((e["hint"] as? String)?.contains(f.cli("retry", "second")) == true, "\(e)")
         #expect(f.list("done") == ["other", "resumed"], "\(f.list("done"))")
         #expect(FileManager.default.fileExists(atPath: live + "/job.json"), "the running job is untouched")
     }
