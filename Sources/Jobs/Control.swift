@@ -234,6 +234,11 @@ public final class QueueControl {
             RetainedOutput.adopt(queue: queue, id: id, dir: dir)  // so a later retry still resumes
             return failCancelled(dir, id: id, token: token)
         }
+        if let why = queue.lastClaimFailure, fs.exists(queue.pending + "/" + id + ".json") {
+            // The queue refused the claim (full, read-only): it said "no pending job … it is pending".
+            throw JobError.transient("cannot cancel '\(id)', pending: the queue refused to claim it (\(why))",
+                                     hint: "free space in (or remount) \(queue.root), then run \(queue.command("cancel", [id])) again")
+        }
         let dirs = runningDirs(id)
         if dirs.isEmpty {
             throw JobError.permanent("no pending or running job '\(id)'", hint: state(of: id).map { "it is \($0)" })
@@ -278,10 +283,13 @@ public final class QueueControl {
             fields["kind"] = .string(d.kind)
         }
         let error: JSONValue = .object(fields)
-        try? fs.writeAtomically(dir + "/error.json", (try? jsonEncoder().encode(error)) ?? Data(), tag: token)
+        var unrecorded = ""
+        do { try fs.writeAtomically(dir + "/error.json", try jsonEncoder().encode(error), tag: token) } catch {
+            unrecorded = " (its error.json could not be written: \(error))"
+        }
         queue.log(dir, "status: failed: cancelled (fidq cancel)")
         switch queue.fail(dir, id: id, token: token) {
-        case .published(let path): return "cancelled '\(id)' → \(path)"
+        case .published(let path): return "cancelled '\(id)' → \(path)" + unrecorded
         default: return "'\(id)' was taken by a worker meanwhile; run \(queue.command("cancel", [id])) again"
         }
     }

@@ -253,8 +253,8 @@ public final class Queue: @unchecked Sendable {
 
     // MARK: claiming
 
-    /// Why the last `claimPending` could not even start its claim (the queue full or read-only);
-    /// nil after one that could.
+    /// Why the last `claimPending` could not even start its claim, or the last `takeOver` could
+    /// not rename (the queue full or read-only); nil after one that could, or that lost a race.
     public private(set) var lastClaimFailure: String?
 
     /// Claims `pending/<name>` into `running/<id>@<token>/job.json`.
@@ -300,9 +300,14 @@ public final class Queue: @unchecked Sendable {
         do {
             try fs.retrying { try fs.rename(running + "/" + name, dst) }
             StepHook.reached("takeover")
+            lastClaimFailure = nil
             return dst
         } catch {
-            return fs.exists(dst) ? dst : nil
+            if fs.exists(dst) { lastClaimFailure = nil; return dst }
+            // ENOENT: another worker renamed it first. Anything else (EROFS, EACCES…) is the
+            // queue refusing, which the worker must not retry at once (it spun on it).
+            lastClaimFailure = (error as? FSError)?.code == ENOENT ? nil : "\(error)"
+            return nil
         }
     }
 

@@ -71,6 +71,10 @@ extension Queue {
                 if case .string(let f)? = o["field"] { row.detail = "\(f): " + (row.detail ?? "") }
                 if case .array(let a)? = o["attempts"] { row.attempt = a.count }
                 if case .string(let w)? = o["worker"] { row.worker = w }
+            } else {
+                // Failed while error.json could not be written (a full or read-only disk, or an
+                // older fidq): the row said nothing at all.
+                row.detail = "no readable error.json (was the disk full?); see its log.txt"
             }
             row.ageS = (try? fs.info(dir + "/error.json")).map { now - $0.mtime }
             if id != name { row.detail = "[failed/\(name)] " + (row.detail ?? "") }

@@ -131,6 +131,12 @@ public final class Worker: @unchecked Sendable {
                 plan = scanner.plan()
                 index = 0
                 if plan.candidates.isEmpty {
+                    // A job handed back because its outcome could not be written waits out its
+                    // delay: a drain that keeps failing to write stops rather than wait forever.
+                    if config.drain, let since = claimFailingSince, monotonicNow() - since >= config.claimFailureLimit {
+                        logger.error("cannot write to the queue \(queue.root) for \(Int(config.claimFailureLimit)) s: \(claimFailure); stopping the drain")
+                        return 1
+                    }
                     if config.drain && plan.waiting == 0 {
                         logger.info("drained: nothing left this worker can run")
                         break
@@ -145,7 +151,7 @@ public final class Worker: @unchecked Sendable {
             if let since = claimFailingSince {
                 // The queue cannot be written: look again after a poll, not at once (it spun).
                 if config.drain && monotonicNow() - since >= config.claimFailureLimit {
-                    logger.error("cannot claim jobs in \(queue.root) for \(Int(config.claimFailureLimit)) s: \(queue.lastClaimFailure ?? "?"); stopping the drain")
+                    logger.error("cannot write to the queue \(queue.root) for \(Int(config.claimFailureLimit)) s: \(claimFailure); stopping the drain")
                     return 1
                 }
                 plan = Plan()
@@ -157,16 +163,21 @@ public final class Worker: @unchecked Sendable {
         return 0
     }
 
-    /// Since when claims have failed in a row because the queue could not be written.
+    /// Since when claims, take-overs or publishing have failed because the queue could not be
+    /// written, and the last reason; reset by a claim or a publish that worked.
     private var claimFailingSince: Double?
+    private var claimFailure = ""
     private var lastClaimWarning = -Double.infinity
 
-    /// Notes a claim the queue refused (full, read-only): a warning at most once a minute.
+    /// Notes a write the queue refused (full, read-only): a claim, a take-over, an outcome. The
+    /// loop then waits a poll before its next try, and a drain stops after `claimFailureLimit`.
+    /// A warning at most once a minute.
     private func claimFailed(_ why: String) {
         if claimFailingSince == nil { claimFailingSince = monotonicNow() }
+        claimFailure = why
         if monotonicNow() - lastClaimWarning >= 60 {
             lastClaimWarning = monotonicNow()
-            logger.warning("cannot claim jobs in \(queue.root): \(why) (is its disk full or read-only?); trying again every \(config.poll) s")
+            logger.warning("cannot write to the queue \(queue.root): \(why) (is its disk full or read-only?); trying again every \(config.poll) s")
         }
     }
 
@@ -237,7 +248,10 @@ public final class Worker: @unchecked Sendable {
             return true
         case .takeOver(let name, let id, let stale):
             let token = identity.newToken()
-            guard let dir = queue.takeOver(name: name, id: id, token: token) else { return false }
+            guard let dir = queue.takeOver(name: name, id: id, token: token) else {
+                if let why = queue.lastClaimFailure { claimFailed(why) }
+                return false
+            }
             return resume(dir: dir, id: id, token: token, stale: stale, old: queue.readClaim(dir))
         }
     }
@@ -249,7 +263,10 @@ public final class Worker: @unchecked Sendable {
     /// such a folder (the lookup lied: a cached "not found") is run as a take-over.
     private func cleanUp(name: String, id: String) -> Bool {
         let token = identity.newToken()
-        guard let dir = queue.takeOver(name: name, id: id, token: token) else { return false }
+        guard let dir = queue.takeOver(name: name, id: id, token: token) else {
+            if let why = queue.lastClaimFailure { claimFailed(why) }
+            return false
+        }
         let old = queue.readClaim(dir)
         switch queue.fs.presence(dir + "/job.json") {
         case .present:
@@ -307,7 +324,10 @@ public final class Worker: @unchecked Sendable {
                 logger.info("\(id): another worker took it over first")
                 return false
             }
+            // The folder is ours but still holds the old stale claim, so the next scan offers it
+            // again: noted as a refused write, so that is a poll away, not at once.
             logger.warning("took over \(id) but could not write its claim: \(error); its lease will expire")
+            claimFailed("\(error)")
             return false
         }
         guard let data = try? queue.fs.retrying({ try queue.fs.read(dir + "/job.json", limit: JobDescriptor.maxBytes + 1) }) else {
@@ -323,7 +343,7 @@ public final class Worker: @unchecked Sendable {
         if attempt > descriptor.maxAttempts, !queue.fs.exists(dir + "/cancel") {
             let history = queue.readAttempts(dir)
             finish(Held(dir: dir, token: token, id: id, kind: descriptor.kind, attempt: attempt - 1, started: nil),
-                   .failure(JobError.transient("gave up after \(descriptor.maxAttempts) attempts; last: \(history.last?.error ?? "?")")),
+                   .failure(JobError.transient("gave up after \(descriptor.maxAttempts) attempts; last: \(history.last?.error ?? old?.note ?? "?")")),
                    retry: .exhausted)
             return true
         }
@@ -497,8 +517,7 @@ public final class Worker: @unchecked Sendable {
             do {
                 try fs.writeAtomically(dir + "/result.json", try jsonEncoder().encode(result), tag: token)
             } catch {
-                logger.warning("\(id): cannot write result.json (\(error)); releasing for a retry")
-                release(job, attempt: attempt, notBefore: config.backoff, note: "result.json: \(error)")
+                unpublished(job, "cannot write result.json: \(error)", recorded: .no)
                 return
             }
             try? queue.appendAttempt(dir, AttemptRecord(attempt: attempt, worker: identity.name, started: job.started,
@@ -507,6 +526,7 @@ public final class Worker: @unchecked Sendable {
             switch queue.commit(dir, id: id, token: token) {
             case .published:
                 count("done")
+                claimFailingSince = nil
                 logger.info("done \(id)")
             case .leaseLost:
                 count("lost")
@@ -516,8 +536,7 @@ public final class Worker: @unchecked Sendable {
                 logger.warning("\(id): already committed by another worker; output discarded")
                 queue.discard(dir, token: token)
             case .failed(let why):
-                logger.warning("\(id): commit failed (\(why)); releasing for a retry")
-                release(job, attempt: attempt, notBefore: config.backoff, note: "commit: \(why)")
+                unpublished(job, "cannot move it to done/: \(why)", recorded: .asDone)
             }
         case .failure(let error):
             let cancelled = error as? CancellationError
@@ -568,20 +587,48 @@ public final class Worker: @unchecked Sendable {
             if let kind = job.kind { fields["kind"] = .string(kind) }
             if let f = err.field { fields["field"] = .string(f) }
             if let h = err.hint { fields["hint"] = .string(h) }
-            try? fs.writeAtomically(dir + "/error.json", (try? jsonEncoder().encode(JSONValue.object(fields))) ?? Data(), tag: token)
+            do {
+                try fs.writeAtomically(dir + "/error.json", try jsonEncoder().encode(JSONValue.object(fields)), tag: token)
+            } catch {
+                // In failed/ without error.json the reason would be lost (status showed nothing).
+                unpublished(job, "cannot write error.json: \(error); the attempt failed: \(err.description)", recorded: .asFailure)
+                return
+            }
             queue.log(dir, "status: \(cancelled == nil ? "failed" : outcomeName): \(err.description)")
             switch queue.fail(dir, id: id, token: token) {
             case .published(let path):
                 count("failed")
+                claimFailingSince = nil
                 logger.warning("failed \(id): \(err.description) → \(path)")
             case .leaseLost, .alreadyCommitted:
                 count("lost")
                 logger.warning("\(id): lease lost while failing it; outcome discarded")
             case .failed(let why):
-                logger.warning("\(id): cannot move to failed/ (\(why)); releasing")
-                release(job, attempt: attempt, notBefore: config.backoff, note: "fail: \(why)")
+                unpublished(job, "cannot move it to failed/: \(why); the attempt failed: \(err.description)", recorded: .asFailure)
             }
         }
+    }
+
+    /// What attempts.json holds of an attempt whose outcome the queue refused.
+    enum Recorded { case no, asDone, asFailure }
+
+    /// The queue refused this attempt's outcome (result.json, error.json, the move to done/ or
+    /// failed/: a full or read-only disk). The claim goes back as a used attempt, with the
+    /// growing delay of a transient error: handed back at the same attempt after a fixed delay,
+    /// a job ran again and again at "attempt 1" and never reached failed/.
+    private func unpublished(_ job: Held, _ why: String, recorded: Recorded) {
+        claimFailed(why)
+        if recorded != .asFailure {  // a failure's record keeps its error; the claim's note says the rest
+            var attempts = queue.readAttempts(job.dir)
+            if recorded == .asDone, attempts.last?.attempt == job.attempt, attempts.last?.outcome == "done" { attempts.removeLast() }
+            attempts.append(AttemptRecord(attempt: job.attempt, worker: identity.name, started: job.started, ended: isoTimestamp(),
+                                          outcome: "not published", error: why))
+            try? queue.fs.writeAtomically(job.dir + "/attempts.json", try jsonEncoder().encode(attempts), tag: job.token, sync: false)
+        }
+        let delay = min(config.backoff * Double(1 << min(job.attempt - 1, 20)), 3600)
+        queue.log(job.dir, "status: not published (\(why)); handed back as attempt \(job.attempt + 1) in \(format3(delay, 1))s")
+        logger.warning("\(job.id): \(why); handed back as attempt \(job.attempt + 1) in \(format3(delay, 1))s")
+        release(job, attempt: job.attempt + 1, notBefore: delay, note: why)
     }
 
     /// Leaves the claim in running/ with `released: true`, so any worker may take it after `notBefore` s.
