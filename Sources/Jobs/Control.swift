@@ -385,9 +385,20 @@ public final class QueueControl {
             try fs.retrying { try fs.rename(dir + "/out", RetainedOutput.path(queue, id)) }
             kept = true
         }
-        try fs.writeAtomically(queue.pending + "/" + id + ".json", data, tag: token)
-        queue.discard(dir, token: token)
+        let history = RetainedOutput.historyPath(queue, id, token: token), marker = RetainedOutput.historyMarker(queue, id)
+        let marked = (try? fs.writeAtomically(marker, Data((history + "\n").utf8), tag: token)) != nil
+        do { try fs.writeAtomically(queue.pending + "/" + id + ".json", data, tag: token) } catch {
+            try? fs.unlink(marker)
+            throw error
+        }
+        // The failed folder's records stay beside it (out/ went on with the job); the next log names them.
+        let keptLog = marked && (try? fs.retrying { try fs.rename(dir, history) }) != nil
+        if !keptLog {
+            try? fs.unlink(marker)
+            queue.discard(dir, token: token)
+        }
         return "'\(id)' is pending again" + (kept ? " with its out/ (it resumes from its checkpoints; --fresh starts over)" : "")
+            + (keptLog ? "; its earlier log: \(history)/log.txt" : "")
     }
 
     /// `fidq retry --fresh`: discards the failed job's `out/` (and any kept by an earlier retry),

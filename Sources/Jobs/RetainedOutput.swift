@@ -12,10 +12,26 @@ import Foundation
 enum RetainedOutput {
     static func path(_ queue: Queue, _ id: String) -> String { queue.pending + "/." + id + ".out" }
 
+    /// `pending/.<id>.history`: where `fidq retry` kept the failed attempts' folder (log.txt,
+    /// error.json, attempts.json), which the next attempt's log names.
+    static func historyMarker(_ queue: Queue, _ id: String) -> String { queue.pending + "/." + id + ".history" }
+
+    /// Where `fidq retry` keeps a failed folder's own records: beside it under a dot-name (scans
+    /// and status skip it). A retry deleted them, and with them every earlier attempt's log (its
+    /// evaluations, its error). The marker naming it is written before the job is pending again,
+    /// so its first claim reads it.
+    static func historyPath(_ queue: Queue, _ id: String, token: String) -> String { queue.failed + "/." + id + ".retried-" + token }
+
     /// Moves a kept `out/` into the claim folder `dir` (before `out/` is created there). If the
     /// claim was taken over meanwhile the rename finds no `dir` and the taker adopts it instead.
+    /// The log names where the earlier attempts' records were kept.
     static func adopt(queue: Queue, id: String, dir: String) {
         let fs = queue.fs
+        let marker = historyMarker(queue, id)
+        if let data = try? fs.read(marker, limit: 4096), let kept = String(data: data, encoding: .utf8)?.split(separator: "\n").first {
+            queue.log(dir, "earlier attempts (before fidq retry): \(kept)/log.txt")
+            try? fs.unlink(marker)
+        }
         let kept = path(queue, id)
         guard let info = try? fs.info(kept) else { return }
         // Only a real folder: a symlink planted at the kept name (anyone may write pending/)

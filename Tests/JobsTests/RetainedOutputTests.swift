@@ -34,6 +34,14 @@ import JobsTesting
         #expect((1...30).allSatisfy { n[$0] == ($0 == 11 || $0 == 12 ? 2 : 1) }, "only the steps after the checkpoint ran again: \(n)")
         #expect(f.read(f.queueDir + "/done/t/log.txt")?.contains("out/ kept by fidq retry adopted") == true)
         #expect(!FileManager.default.fileExists(atPath: f.pending + "/.t.out"))
+        // The failed attempt's log is kept, and the new log names it (a retry deleted it).
+        let log = try #require(f.read(f.queueDir + "/done/t/log.txt"))
+        let named = try #require(log.split(separator: "\n").first { $0.contains("earlier attempts (before fidq retry): ") })
+        let earlier = String(named.components(separatedBy: "earlier attempts (before fidq retry): ")[1])
+        #expect(message.contains("its earlier log: " + earlier), "\(message)")
+        #expect(f.read(earlier)?.contains("test.train asked to fail at step 13") == true, "\(earlier)")
+        #expect(f.queue.status().map(\.id) == ["t"], "the kept records are not a job")
+        #expect(!FileManager.default.fileExists(atPath: RetainedOutput.historyMarker(f.queue, "t")))
     }
 
     /// A kept checkpoint that cannot be read fails the retried job with the command that starts
@@ -91,7 +99,8 @@ import JobsTesting
         try f.drop("t", #"{"kind": "test.train", "params": {"steps": 30, "checkpoint_every": 5, "fail_at_step": 13}}"#)
         drainTrain(f)
         // --fresh discards the failed out/ (checkpoints at steps 5 and 10) instead of parking it.
-        #expect(try control(f).retryFresh("t") == "'t' is pending again")
+        let message = try control(f).retryFresh("t")
+        #expect(message.hasPrefix("'t' is pending again; its earlier log: ") && !message.contains("with its out/"), "\(message)")
         #expect(!FileManager.default.fileExists(atPath: f.pending + "/.t.out"))
         drainTrain(f)
         #expect(f.list("failed") == ["t"], "started from step 0, so it fails at step 13 again")
