@@ -59,9 +59,12 @@ public struct FiDFormat: Sendable, Equatable {
     /// others follow in file order: FiD's sort ranks the two scales together (BM25's or DPR's
     /// scores above every cross-attention score), putting passages the reader never read first.
     public static func orderedIndices(_ ctxs: [FiDPassage]) -> [Int] {
-        // Swift's sort is not guaranteed stable: sort indices with the position as tie-break.
+        // Swift's sort is not guaranteed stable: sort indices with the position as tie-break. A
+        // nan score ranks below every number: compared as is, it made the order depend on the
+        // sort's algorithm (a nan passage was read in place of the best one).
         func byScore(_ a: Int, _ b: Int) -> Bool {
             let x = ctxs[a].score!, y = ctxs[b].score!
+            if x.isNaN || y.isNaN { return x.isNaN == y.isNaN ? a < b : y.isNaN }
             return x != y ? x > y : a < b
         }
         if let read = FiDPassage.readerScoredWhenMixed(ctxs) {

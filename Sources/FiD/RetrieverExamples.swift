@@ -142,7 +142,8 @@ public struct RetrieverExamples {
         // the loss stays finite.
         for j in kept where !Float(e.ctxs[j].score!).isFinite {
             throw FormatError(file: path, location: at + ".ctxs[\(j)].score",
-                              "\(e.ctxs[j].score!) is beyond a 32-bit float's range (about ±3.4e38), in which the loss is computed",
+                              e.ctxs[j].score!.isNaN ? "nan is not a number: the loss cannot use it"
+                                  : "\(e.ctxs[j].score!) is beyond a 32-bit float's range (about ±3.4e38), in which the loss is computed",
                               hint: "a reader's scores are averaged attention logits, far inside it: check what wrote this file")
         }
         return Self.prepared(e, kept: kept, matchAnswers: matchAnswers)

@@ -376,11 +376,16 @@ public struct ScoreKind: JobKind {
         var s = stepper
         let start = Int32(c.decoderStartTokenId), eos = Int32(c.eosTokenId)
         let answers: [[Int32]]
-        if params.numBeams == 1 {
-            answers = try Generation.greedy(&s, questions: b.questions, start: start, eos: eos, maxLength: ScoreParams.maxLength)
-        } else {
-            answers = try Generation.beamSearch(&s, questions: b.questions, numBeams: params.numBeams, start: start, eos: eos,
-                                                pad: Int32(c.padTokenId), maxLength: ScoreParams.maxLength)
+        do {
+            if params.numBeams == 1 {
+                answers = try Generation.greedy(&s, questions: b.questions, start: start, eos: eos, maxLength: ScoreParams.maxLength)
+            } else {
+                answers = try Generation.beamSearch(&s, questions: b.questions, numBeams: params.numBeams, start: start, eos: eos,
+                                                    pad: Int32(c.padTokenId), maxLength: ScoreParams.maxLength)
+            }
+        } catch let e as T5DecodingError where e.nonFinite {
+            throw JobError.permanent("questions \(examples.map { String($0.index) }.joined(separator: ", ")): \(e.description)",
+                                     field: "params.model_path", hint: "check what wrote the model: a run that diverged, or a conversion that overflowed")
         }
         let scores = stepper.scores  // (B, P)
         var lines: [JSONNode] = []
@@ -395,6 +400,11 @@ public struct ScoreKind: JobKind {
             if let scores {
                 let read = fb.passages[i].count
                 let row = (0..<read).map { Double(scores.data[i * b.passages + $0]) }
+                if let j = row.firstIndex(where: { !$0.isFinite }) {
+                    // NaN is not JSON: dataset_wscores.json would hold it, and train_retriever refuse it.
+                    throw JobError.permanent("the cross-attention score of passage \(j) of question \(ex.index) is \(row[j])",
+                                             field: "params.model_path", hint: "the reader's weights overflow float32 here; check what wrote them")
+                }
                 pairs.append(("d", ex.json(passages: FiDFormat.ordered(ex.ctxs), scores: row)))
             }
             lines.append(.object(pairs))

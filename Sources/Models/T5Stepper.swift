@@ -11,6 +11,8 @@ import Tensor
 /// A decoding request the stepper cannot serve.
 public struct T5DecodingError: Error, CustomStringConvertible {
     public let description: String
+    /// The model computed NaN or ±inf (weights near float32's limit): the fault is the model's.
+    public var nonFinite = false
 }
 
 /// Decodes `questions × beams` rows over one encoded FiD batch; row q·beams + b is beam b of question q.
@@ -221,6 +223,12 @@ public final class T5Stepper {
                 Gemm.gemm(transB: true, m: R, n: V, k: D, alpha: m.outputScale, a: h, lda: D, b: m.W("lm_head.weight"), ldb: D,
                           beta: 0, c: logits, ldc: V)
             }
+        }
+        // Argmax and top-k over NaN pick arbitrary tokens, and the scores that follow are NaN:
+        // a model that overflows float32 (finite weights near its limit) fails here, named.
+        if let i = UnsafeBufferPointer(start: logits, count: R * V).firstIndex(where: { !$0.isFinite }) {
+            throw T5DecodingError(description: "the reader's logits hold \(logits[i]) at decoding step \(t + 1), row \(i / V): "
+                                      + "its weights overflow float32's range in this batch", nonFinite: true)
         }
         if !crossLogits.isEmpty {
             scores = m.passageScores(crossLogits, mask: mask!, B: questions, P: P, L: L, T: beams)

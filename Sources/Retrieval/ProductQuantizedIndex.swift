@@ -76,7 +76,7 @@ public final class ProductQuantizedIndex {
                     for r in 0..<(b.hi - b.lo) where !(0..<dim).allSatisfy({ p[r * dim + $0].isFinite }) {
                         throw RetrievalError(file: shards[b.shard].path, field: "row \(b.lo + r) (id \(shards[b.shard].ids[b.lo + r]))",
                                              expected: "finite values (pq encodes every row)", found: "NaN or ±inf",
-                                             hint: "index flat and sq8 skip such rows; re-embed the passages (no_fp16 if float16 overflowed)")
+                                             hint: "index flat never returns such rows (their scores are not finite), sq8 codes them at its range's ends; re-embed the passages (no_fp16 if float16 overflowed)")
                     }
                     let base = flat.offsets[b.shard] + b.lo
                     parallelFor(b.hi - b.lo, grain: 64, threads: threads) { rows in

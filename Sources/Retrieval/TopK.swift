@@ -70,9 +70,12 @@ public final class TopK {
         swap(&rows[base + i], &rows[base + j])
     }
 
-    /// Offers (score, row) to query q's heap.
+    /// Offers (score, row) to query q's heap. A score of ±inf is refused, as NaN never passes the
+    /// threshold: a corpus row holding ±inf or NaN (a float16 shard that overflowed) ranked
+    /// first for every query with +inf (and last, with -inf, where k reached it).
     @inlinable
     public func push(_ q: Int, score: Float, row: Int) {
+        guard score.isFinite else { return }
         let base = q * k
         var n = counts[q]
         if n < k {

@@ -220,6 +220,14 @@ extension AdamState {
                 } else {
                     try state.v.withUnsafeMutableBufferPointer { try file.read(name, into: UnsafeMutableBufferPointer(rebasing: $0[e.range])) }
                 }
+                // A moment that is NaN, infinite or (second moment) negative froze or poisoned
+                // its weights after resuming, and the error then blamed lr.
+                let moment = isM ? state.m[e.range] : state.v[e.range]
+                if let i = moment.firstIndex(where: { !$0.isFinite || (!isM && $0 < 0) }) {
+                    let value = moment[i]
+                    throw value.isFinite ? TensorMapError.negative(name: name, source: path, index: i - e.range.lowerBound, value: value)
+                                         : TensorMapError.nonFinite(name: name, source: path, index: i - e.range.lowerBound, value: value)
+                }
             }
         }
         return state

@@ -144,6 +144,8 @@ public enum TensorMapError: Error, CustomStringConvertible, Equatable {
     case shape(name: String, source: String, expected: [Int], found: [Int])
     /// The tensor holds NaN or ±inf (a run that diverged saved it): every output would be NaN.
     case nonFinite(name: String, source: String, index: Int, value: Float)
+    /// A tensor that cannot be negative (Adam's second moment) holds a negative value.
+    case negative(name: String, source: String, index: Int, value: Float)
 
     public var description: String {
         switch self {
@@ -157,6 +159,9 @@ public enum TensorMapError: Error, CustomStringConvertible, Equatable {
         case let .nonFinite(name, source, index, value):
             return "\(source): tensor '\(name)' holds \(value) at element \(index), expected finite weights "
                 + "(hint: the run that saved it diverged; take an earlier checkpoint)"
+        case let .negative(name, source, index, value):
+            return "\(source): tensor '\(name)' holds \(value) at element \(index), expected values >= 0 "
+                + "(hint: the file is damaged; take an earlier checkpoint)"
         }
     }
 }

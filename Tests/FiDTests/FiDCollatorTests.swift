@@ -28,6 +28,18 @@ import Testing
         #expect(FiDFormat.orderedIndices(partly) == [1, 3, 0, 2, 4, 5, 6, 7])
     }
 
+    /// A nan score ranks below every number, the nans in file order: compared as is, the order
+    /// depended on the sort's algorithm, and score read a nan passage in place of the best one.
+    @Test func nanScoresRankLast() {
+        var rng = SystemRandomNumberGenerator()
+        for n in [5, 40, 200] {
+            let scores: [Double] = (0..<n).map { i in i % 3 == 1 ? .nan : Double(Int.random(in: 0..<10, using: &rng)) }
+            let ps = scores.enumerated().map { FiDPassage(title: "\($0.offset)", text: "", score: $0.element) }
+            let numbers = scores.indices.filter { !scores[$0].isNaN }.sorted { scores[$0] != scores[$1] ? scores[$0] > scores[$1] : $0 < $1 }
+            #expect(FiDFormat.orderedIndices(ps) == numbers + scores.indices.filter { scores[$0].isNaN }, "\(scores)")
+        }
+    }
+
     @Test func encoderStringsAreFiDs() {
         let f = FiDFormat(nContext: 2)
         let ex = Self.example(0, [("T1", "one", 1), ("T2", "two", 2), ("T3", "three", 3)])

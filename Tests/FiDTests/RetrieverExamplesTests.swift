@@ -117,7 +117,7 @@ import Tokenizers
         // A score float32 cannot hold would make every gradient NaN with a finite loss.
         let huge = ["[0].ctxs[0].score: 1e+39 is beyond a 32-bit float's range", "(hint: "]
         for (a, b, refusal) in [(#""12.5""#, #""3.25""#, refusals), ("12.5", "3.25", nil), (#""12.5""#, "3.25", partly),
-                                ("1e39", "3.25", huge)] {
+                                ("1e39", "3.25", huge), ("NaN", "3.25", ["[0].ctxs[0].score: nan is not a number"])] {
             try TestData.write(#"[{"question": "q", "answers": ["a"], "ctxs": [{"title": "t", "text": "a", "score": \#(a)}, {"title": "u", "text": "b", "score": \#(b)}]}]"#,
                                to: dir + "/q.json")
             do {

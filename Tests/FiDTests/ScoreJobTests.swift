@@ -4,6 +4,7 @@ import Formats
 import Foundation
 import Jobs
 import Models
+import Tensor
 import Testing
 @testable import FiD
 
@@ -56,6 +57,33 @@ import Testing
             let predictions = try String(contentsOfFile: folder + "/out/predictions.jsonl", encoding: .utf8).split(separator: "\n")
             #expect(predictions.count == json.count && predictions[0].contains("\"exact_match\": null"), "\(predictions[0])")
             #expect(try String(contentsOfFile: folder + "/out/final_output.txt", encoding: .utf8).split(separator: "\n").count == json.count)
+        }
+    }
+
+    /// A reader whose finite weights overflow float32 (values near its limit) computes NaN: the
+    /// job fails naming the model, instead of writing `"score": NaN` into dataset_wscores.json
+    /// (not JSON) and empty predictions, reported done.
+    @Test func aReaderThatOverflowsFailsNamingTheModel() throws {
+        let model = TestData.scratch("overflow") + "/model"
+        try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: ReaderFixture.folder + "/config.json", toPath: model + "/config.json")
+        var map = try SafeTensorsFile(path: ReaderFixture.folder + "/model.safetensors").readAll()
+        let name = "decoder.block.0.layer.1.EncDecAttention.q.weight"
+        var q = try map.tensor(name)
+        q.data = [Float](repeating: .greatestFiniteMagnitude, count: q.data.count)
+        map[name] = q
+        try SafeTensors.write(map, to: model + "/model.safetensors", metadata: ["format": "pt"])
+        for beams in [1, 2] {
+            var params = try ReaderFixture.baseParams()
+            params["model_path"] = .string(model)
+            params["write_crossattention_scores"] = .bool(true)
+            params["num_beams"] = .number(Double(beams))
+            do {
+                _ = try ReaderFixture.runScore(params)
+                Issue.record("scored with an overflowing reader (beams \(beams))")
+            } catch let e as JobError {
+                #expect(e.permanence == .permanent && e.field == "params.model_path" && e.message.contains("logits hold nan"), "\(e)")
+            }
         }
     }
 

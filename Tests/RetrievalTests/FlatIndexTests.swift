@@ -106,6 +106,26 @@ struct ShardFolder {
         #expect(index.id(ofRow: 0) == "1" && index.id(ofRow: 37) == "38" && index.id(ofRow: 156) == "157")
     }
 
+    /// Rows holding ±inf or NaN (a float16 shard that overflowed) are never returned: one with
+    /// +inf ranked first for every query, with the score inf.
+    @Test func rowsThatAreNotFiniteNeverRank() throws {
+        let folder = ShardFolder()
+        defer { folder.remove() }
+        let dim = 4
+        var rows: [Float] = []
+        for r in 0..<12 { rows += [Float(r) / 10, 1, 0, 0] }
+        rows[3 * dim] = .infinity
+        rows[5 * dim] = -.infinity
+        rows[7 * dim + 1] = .nan
+        try folder.write(index: 0, rows: rows, dim: dim, storage: .float32, firstID: 0)
+        let index = try FlatIndex(shards: EmbeddingShard.open(glob: folder.dir + "/passages_*"))
+        for q: [Float] in [[1, 1, 0, 0], [-1, 1, 0, 0]] {
+            let hits = index.search(queries: q, queryCount: 1, k: 12, threads: 1, blockRows: 4)[0]
+            #expect(hits.allSatisfy { $0.score.isFinite } && !hits.contains { [3, 7].contains($0.row) }, "\(q): \(hits)")
+            #expect(hits.first?.row == (q[0] > 0 ? 11 : 0), "\(q): \(hits)")
+        }
+    }
+
     @Test func tiesGoToTheEarlierRow() throws {
         let folder = ShardFolder()
         defer { folder.remove() }

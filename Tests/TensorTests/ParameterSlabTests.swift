@@ -141,6 +141,24 @@ struct ParameterSlabTests {
         other.add("block.0.q.weight", [3, 2])
         other.add("norm.weight", [3])
         #expect(throws: TensorMapError.self) { _ = try AdamState.load(from: dir + "/adam.safetensors", layout: other) }
+        // A moment that is not finite, or a negative second moment, is refused, naming it: resumed,
+        // it poisoned or froze its weights and the run then blamed lr.
+        let e = l.entries[1]
+        for (isM, value) in [(true, Float.nan), (false, Float.infinity), (false, -1)] {
+            var bad = s
+            if isM { bad.m[e.offset + 2] = value } else { bad.v[e.offset + 2] = value }
+            try bad.save(to: dir + "/bad.safetensors", layout: l)
+            let name = (isM ? "m." : "v.") + e.name
+            let expected: TensorMapError = value.isFinite
+                ? .negative(name: name, source: dir + "/bad.safetensors", index: 2, value: value)
+                : .nonFinite(name: name, source: dir + "/bad.safetensors", index: 2, value: value)
+            do {
+                _ = try AdamState.load(from: dir + "/bad.safetensors", layout: l)
+                Issue.record("loaded \(value) in \(name)")
+            } catch let error as TensorMapError {
+                #expect(error.description == expected.description, "\(error)")
+            }
+        }
     }
 
     @Test func elementwiseKernels() {
