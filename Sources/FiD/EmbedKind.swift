@@ -268,6 +268,8 @@ public struct EmbedKind: JobKind {
         guard done == n else { throw JobError.permanent("\(p.passages) ended early at row \(range.lowerBound + done)", field: "params.passages") }
         // Assemble the shard from the blocks, in order.
         let writer = try ShardWriter(stem: stem, rows: n, dim: dim, storage: p.noFp16 ? .float32 : .float16, tag: context.token)
+        var finished = false
+        defer { if !finished { writer.discard() } }  // the blocks in out/ are what a retry resumes from
         var start = 0
         while start < n {
             let name = context.out + "/" + Self.blockName(start)
@@ -298,6 +300,7 @@ public struct EmbedKind: JobKind {
         try ShardRecord(modelPath: folder, passageMaxlength: length, probe: model.probe(maxLength: length),
                         samples: try Self.sampleHashes(passagesPath, range: range)).write(stem: stem)
         try writer.finish()
+        finished = true
         start = 0
         while start < n {
             let name = context.out + "/" + Self.blockName(start)

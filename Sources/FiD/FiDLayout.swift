@@ -56,8 +56,11 @@ public enum FiDLayout {
             let staged = dest + "/.\(name).\(context.token).tmp"
             StaleFiles.removeStaged(in: dest, name: name)
             try fm.createDirectory(atPath: staged, withIntermediateDirectories: false)
+            // A failed export (a full disk) leaves no partial folder behind, a checkpoint's size.
+            var moved = false
+            defer { if !moved { try? fm.removeItem(atPath: staged) } }
             for f in try fm.contentsOfDirectory(atPath: src) where !f.hasPrefix(".") && f != "model.safetensors" {
-                try fm.copyItem(atPath: src + "/" + f, toPath: staged + "/" + f)
+                try copyNamed(src + "/" + f, to: staged + "/" + f, destination: dest + "/" + name + "/" + f)
             }
             try writeTorchWeights(folder: src, names: names, to: staged + "/pytorch_model.bin")
             let momentsPath = src + "/" + Trainer.optimizerFile
@@ -70,6 +73,7 @@ public enum FiDLayout {
             try file.write(moments: moments, to: staged + "/optimizer.pth.tar")
             if fm.fileExists(atPath: dest + "/" + name) { try fm.removeItem(atPath: dest + "/" + name) }
             try fm.moveItem(atPath: staged, toPath: dest + "/" + name)
+            moved = true
         }
         let link = dest + "/.latest.\(context.token).tmp"
         StaleFiles.removeStaged(in: dest, name: "latest")
@@ -142,10 +146,25 @@ public enum FiDLayout {
         try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let staged = folder + "/." + (destination as NSString).lastPathComponent + ".\(tag).tmp"
         StaleFiles.removeStaged(in: folder, name: (destination as NSString).lastPathComponent)
-        try fm.copyItem(atPath: source, toPath: staged)
+        do { try copyNamed(source, to: staged, destination: destination) } catch {
+            try? fm.removeItem(atPath: staged)  // a partial copy held the space a retry needed
+            throw error
+        }
         guard Foundation.rename(staged, destination) == 0 else {
             let e = errno
+            try? fm.removeItem(atPath: staged)
             throw JobError.transient("cannot rename \(staged) to \(destination): \(String(cString: strerror(e)))")
+        }
+    }
+
+    /// `FileManager.copyItem` with an error that names what was copied where and why
+    /// (Foundation's led with the source, under running/, and "There isn't enough space.").
+    static func copyNamed(_ source: String, to staged: String, destination: String) throws {
+        do { try FileManager.default.copyItem(atPath: source, toPath: staged) } catch {
+            let ns = error as NSError
+            let why = (ns.userInfo[NSUnderlyingErrorKey] as? NSError).map { String(cString: strerror(Int32($0.code))) }
+                ?? ns.localizedDescription
+            throw JobError.transient("cannot copy \(source) to \(destination): \(why)")
         }
     }
 }

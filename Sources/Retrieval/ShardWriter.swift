@@ -120,6 +120,13 @@ public final class ShardWriter {
     }
 
     /// Checks the row count, syncs, and renames the pair into place (`.ids` first).
+    /// Removes the staging files, for a writer that will not finish (its job failed): they
+    /// stayed, a partial shard's size in the output folder, on a disk that may be full.
+    public func discard() {
+        unlink(npyTmp)
+        unlink(idsTmp)
+    }
+
     public func finish() throws {
         guard rowsWritten == rows else {
             throw RetrievalError(file: npyTmp, field: "row count", expected: "\(rows) rows", found: "\(rowsWritten)")

@@ -9,6 +9,19 @@ import Models
 import Tensor
 
 @Suite struct FiDLayoutTests {
+    /// A copy into checkpoint_dir that fails names both ends and leaves no staged file (a partial
+    /// copy held the space the retry needed; Foundation's error led with the source alone).
+    @Test func aFailedCopyNamesBothEndsAndLeavesNothing() throws {
+        let dir = TestData.scratch("layout-copy")
+        do {
+            try FiDLayout.copy(dir + "/missing.json", to: dir + "/ckpt/run/out.json", tag: "t1")
+            Issue.record("copied a missing file")
+        } catch let e as JobError {
+            #expect(e.message.hasPrefix("cannot copy \(dir)/missing.json to \(dir)/ckpt/run/out.json: "), "\(e)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/ckpt/run").isEmpty)
+    }
+
     @Test func readerNamesAreFiDT5s() {
         #expect(FiDLayout.readerName("encoder.block.0.layer.0.SelfAttention.q.weight") == "encoder.encoder.block.0.module.layer.0.SelfAttention.q.weight")
         #expect(FiDLayout.readerName("encoder.block.11.layer.1.layer_norm.weight") == "encoder.encoder.block.11.module.layer.1.layer_norm.weight")

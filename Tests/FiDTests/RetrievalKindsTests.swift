@@ -464,6 +464,9 @@ enum RetrievalJobs {
             #expect(e.field == "params.model_path" && e.message.contains("float16 storage cannot hold") && e.hint?.contains("no_fp16") == true, "\(e)")
         }
         #expect(!FileManager.default.fileExists(atPath: dir + "/emb-f16/passages_00.npy"))
+        // Nor are its staging files left: a partial shard's size, on a disk that may be full.
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir + "/emb-f16")
+        #expect(!left.contains { $0.contains(".tmp") }, "\(left)")
         try embed(["no_fp16": .bool(true)], id: "f32")
         #expect(try EmbeddingShard(path: dir + "/emb-f32/passages_00.npy").storage == .float32)
     }
