@@ -179,6 +179,10 @@ public struct EmbedKind: JobKind {
         try FileManager.default.createDirectory(atPath: (stem as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         let stamp = try? SavedIndexSource.File.stamp(passagesPath)  // before the file is read
         let total: Int
+        // Counting, skipping to the shard and hashing samples each read the file (minutes at 21M
+        // passages): logged and shown as phases, or status showed nothing, then 100 %, for them.
+        context.log("embed: counting the passages of \(passagesPath)")
+        context.progress.phase("counting passages")
         do { total = try PassageReader.count(path: passagesPath) } catch let e as RetrievalError {
             throw JobError.permanent(e.message, field: "params.passages", hint: e.hint)
         }
@@ -221,6 +225,10 @@ public struct EmbedKind: JobKind {
         let resumedFrom = done
         let n = range.count
         let reader = try PassageReader(path: passagesPath)
+        if range.lowerBound + done > 0 {
+            context.log("embed: skipping to passage \(range.lowerBound + done)")
+            context.progress.phase("skipping to passage \(range.lowerBound + done)")
+        }
         _ = try reader.skip(range.lowerBound + done)
         let started = monotonicNow()
         // The next block is read and tokenised (on all cores) by a producer thread while the
@@ -265,8 +273,10 @@ public struct EmbedKind: JobKind {
             context.log("embed: \(done)/\(n) rows, \(String(format: "%.1f", rate)) passages/s")
         }
         prefetch.stop()
+        let embedded = monotonicNow()  // the rate counts the embedding, not the assembly and hashing after it
         guard done == n else { throw JobError.permanent("\(p.passages) ended early at row \(range.lowerBound + done)", field: "params.passages") }
         // Assemble the shard from the blocks, in order.
+        context.progress.phase("writing the shard")
         let writer = try ShardWriter(stem: stem, rows: n, dim: dim, storage: p.noFp16 ? .float32 : .float16, tag: context.token)
         var finished = false
         defer { if !finished { writer.discard() } }  // the blocks in out/ are what a retry resumes from
@@ -294,6 +304,8 @@ public struct EmbedKind: JobKind {
             }
             start += ids.count
         }
+        context.log("embed: hashing sample passages for the shard's record")
+        context.progress.phase("hashing sample passages")
         // Which retriever embedded the shard, for retrieve's check. Written before the shard
         // appears: a crash between leaves a record that disagrees with the old shard (refused,
         // naming this job to re-run), never a new shard without its record.
@@ -314,6 +326,6 @@ public struct EmbedKind: JobKind {
         return EmbedOutput(
             npy: stem + ".npy", ids: stem + ".ids", rows: n, dim: dim, storage: p.noFp16 ? "float32" : "float16",
             firstPassage: range.lowerBound, passagesInFile: total, resumedFrom: resumedFrom, seconds: seconds,
-            passagesPerSecond: Double(n - resumedFrom) / max(1e-9, monotonicNow() - started))
+            passagesPerSecond: Double(n - resumedFrom) / max(1e-9, embedded - started))
     }
 }

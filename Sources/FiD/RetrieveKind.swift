@@ -263,6 +263,7 @@ public struct RetrieveKind: JobKind {
         func searchInBlocks(size: Int = QuestionBlocks.size, _ search: (Range<Int>) -> [[Hit]]) throws -> [[Hit]] {
             var all: [[Hit]] = []
             all.reserveCapacity(questions.count)
+            context.progress.update(step: (passes - 1) * questions.count, total: progressTotal)  // status shows the search from its start
             for start in stride(from: 0, to: questions.count, by: size) {
                 try context.checkCancelled()
                 let block = start..<min(questions.count, start + size)
@@ -453,6 +454,10 @@ public struct RetrieveKind: JobKind {
         var needed = Set<String>()
         for h in hits { for x in h { needed.insert(idOf(x.row)) } }
         var found: [String: Passage] = [:]
+        // A pass over the passages file and the output's writing take minutes at 21M passages:
+        // logged and shown as phases (status stood at 100 % through them).
+        context.log("retrieve: reading the texts of \(needed.count) passages from \(p.passages)")
+        context.progress.phase("reading passages")
         let reader = try wrap("params.passages") { try PassageReader(path: context.resolve(p.passages)) }
         // The shards' sampled passages must read as they were embedded: these texts are returned
         // with the shards' vectors' ranking.
@@ -489,6 +494,7 @@ public struct RetrieveKind: JobKind {
             context.log("retrieve: \(sampled.count) passages sampled by " + (p.method == "bm25" ? "\(p.bm25Index!)'s record read as indexed" : "the shards' records read as embedded"))
         }
         var recall = RecallAtK()
+        context.progress.phase("writing \(output)")
         let writer = try PyJSONWriter(path: output)
         var written = 0
         func changed() -> JobError {

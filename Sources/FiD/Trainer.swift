@@ -454,16 +454,21 @@ public final class Trainer {
     /// nil without dev data.
     func evaluate() throws -> Double? {
         let t0 = monotonicNow()
-        var lastLine = t0, lastTenth = 0
+        var lastLine = t0, lastTenth = 0, started = false
         let em = try model.evaluate { done, total in
             try self.context.checkCancelled()
             guard total > 0 else { return }
             let now = monotonicNow()
+            if !started {
+                started = true
+                self.context.progress.phase("evaluating \(done) / \(total)")  // status showed the step standing still
+            }
             if done == total {
                 self.context.log("\(self.label): evaluated \(total) examples in \(self.fmt(now - t0, 1)) s")
             } else if done * 10 / total > lastTenth || now - lastLine >= 30 {
                 (lastTenth, lastLine) = (done * 10 / total, now)
                 self.context.log("\(self.label): evaluating, \(done) / \(total) examples, \(self.fmt(Double(done) / max(now - t0, 1e-9), 1)) a second")
+                self.context.progress.phase("evaluating \(done) / \(total)")
             }
         }
         return em

@@ -80,9 +80,12 @@ public final class ProgressReporter: @unchecked Sendable {
         public var rate: Double?
         public var etaS: Double?
         public var updated: String
+        /// A long phase between steps (an evaluation, reading or writing files), set by `phase`
+        /// and cleared by the next `update`: without it status showed a step and ETA standing still.
+        public var phase: String?
 
         enum CodingKeys: String, CodingKey {
-            case step, total, loss, rate, updated
+            case step, total, loss, rate, updated, phase
             case etaS = "eta_s"
         }
     }
@@ -148,6 +151,22 @@ public final class ProgressReporter: @unchecked Sendable {
         }
     }
 
+    /// Marks a long phase outside the steps ("evaluating 96 / 900", "reading passages.tsv"):
+    /// progress.json is written at once (not throttled; call it a few times a phase) and shows it
+    /// beside the last step until the next `update`.
+    public func phase(_ text: String) {
+        lock.withLock {
+            var snap = last ?? Snapshot(step: 0, total: nil, loss: nil, rate: nil, etaS: nil, updated: "")
+            snap.phase = text
+            snap.updated = isoTimestamp()
+            last = snap
+            if let path, let data = try? jsonEncoder().encode(snap) {
+                lastWrite = monotonicNow()
+                try? fs.writeAtomically(path, data, tag: "progress", sync: false)
+            }
+        }
+    }
+
     /// Prints `text` as its own line: above the bar on a terminal (the bar is cleared, the line
     /// written, the bar drawn again below it), else as is.
     public func printLine(_ text: String) {
@@ -182,6 +201,7 @@ public final class ProgressReporter: @unchecked Sendable {
         if let loss = s.loss { out += " loss " + format3(loss, 4) }
         if let rate = s.rate { out += " " + format3(rate, 1) + "/s" }
         if let eta = s.etaS { out += " eta " + duration(eta) }
+        if let phase = s.phase { out += " | " + phase }
         return out
     }
 }

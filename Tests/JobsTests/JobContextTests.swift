@@ -33,6 +33,23 @@ import Testing
         #expect(line.hasPrefix("[########################] 100% 10/10 loss 0.5000"), "\(line)")
     }
 
+    /// A phase between steps (an evaluation, a pass over a file) is written at once, beside the
+    /// last step, and the next step clears it: status showed a step and ETA standing still.
+    @Test func aPhaseIsWrittenAtOnceAndClearedByTheNextStep() throws {
+        let f = try QueueFixture()
+        let path = f.workspace + "/progress.json"
+        let p = ProgressReporter(path: path, fs: PosixFileSystem(), bar: false, label: "x", line: nil)
+        p.update(step: 3, total: 10)
+        p.update(step: 4, total: 10)  // within the second: not written
+        p.phase("evaluating 96 / 900")
+        let snap = try #require(f.json(path))
+        #expect(snap["step"] as? Int == 4 && snap["phase"] as? String == "evaluating 96 / 900", "\(snap)")
+        let line = ProgressReporter.render(try #require(p.last))
+        #expect(line.contains(" 4/10 ") && line.hasSuffix(" | evaluating 96 / 900"), "\(line)")
+        p.update(step: 10, total: 10)
+        #expect(f.json(path)?["phase"] == nil && p.last?.phase == nil)
+    }
+
     @Test func formatting() {
         #expect(format3(3.14159, 2) == "3.14" && format3(-0.5, 1) == "-0.5" && format3(7, 0) == "7")
         #expect(duration(42) == "42s" && duration(185) == "3m05s" && duration(3720) == "1h02m")
