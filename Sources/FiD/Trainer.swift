@@ -358,7 +358,7 @@ public final class Trainer {
 
         // The hint of a diverged run: a resumed run keeps its options, so a new lr needs a new run.
         func diverged() -> String {
-            "lower lr (or set clip), or check the data; then start a new run in a new out folder"
+            "lower lr (lr \(Self.number(o.lr)), clip \(Self.number(o.clip))), or check the data; then start a new run in a new out folder"
                 + (lastSaved > 0 ? " (or from model_path \(ckpt.root)/step-\(lastSaved), the last checkpoint saved)" : "")
         }
         var tokens = 0, trainSeconds = 0.0
@@ -385,7 +385,7 @@ public final class Trainer {
         func report(_ step: Int, _ em: Double?, note: String = "") {
             guard step % c.evalPrintFreq == 0 || em != nil || step == o.totalSteps else { return }
             let avg = windowCount > 0 ? windowLoss / Double(windowCount) : 0
-            var line = "\(label): \(step) / \(o.totalSteps) | train \(fmt(avg, 4)) | lr \(fmt(lr, 6)) | "
+            var line = "\(label): \(step) / \(o.totalSteps) | train \(fmt(avg, 4)) | lr \(lr < 1e6 ? fmt(lr, 6) : Self.number(lr)) | "
                 + "\(fmt(trainSeconds > 0 ? Double(tokens) / trainSeconds : 0, 0)) tokens/s"
             if let em { line += " | evaluation \(model.devMetric.line(em))" }
             context.log(line + note)
@@ -421,7 +421,7 @@ public final class Trainer {
                     // A finite loss can still give an update that overflows the weights (a huge
                     // lr): stop before they are evaluated, kept as best_dev or saved.
                     guard Elementwise.allFinite(params.buffer.baseAddress!, count: params.buffer.count) else {
-                        throw JobError.permanent("\(label): the weights are not finite after the update of step \(step); nothing of it was saved",
+                        throw JobError.permanent("\(label): the weights are not finite after the update of step \(step) (its loss \(Self.number(stats.loss))); nothing of it was saved",
                                                  field: "params.lr", hint: diverged())
                     }
                 }
@@ -514,4 +514,7 @@ public final class Trainer {
     }
 
     func fmt(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }
+
+    /// A number as `%g` writes it: 1e+30, not thirty-one digits; nan, not -nan.
+    static func number(_ x: Double) -> String { x.isNaN ? "nan" : String(format: "%g", x) }
 }

@@ -198,7 +198,12 @@ struct TrainReaderKindTests {
                 #expect(e.field == "params.lr" && e.permanence == .permanent, "\(e)")
                 #expect(e.message.contains("not finite") || e.message.contains("the loss is"), "\(e)")
                 #expect(e.hint?.contains("new out folder") == true, "\(e)")
+                // The figures as %g writes them: lr 1e+30, not thirty-one digits.
+                #expect(e.hint?.contains("(lr \(lr == 1e39 ? "1e+39" : "1e+30"), clip 1)") == true, "\(e)")
+                if e.message.contains("after the update") { #expect(e.message.contains("(its loss "), "\(e)") }
             }
+            let log = (try? String(contentsOfFile: ws.root + "/\(id).run/log.txt", encoding: .utf8)) ?? ""
+            #expect(!log.contains("000000000000000"), "\(log)")
             let checkpoints = ws.root + "/\(id).run/out/checkpoint"
             for name in (try? FileManager.default.contentsOfDirectory(atPath: checkpoints)) ?? [] where !name.hasPrefix(".") {
                 let file = checkpoints + "/" + name + "/model.safetensors"
