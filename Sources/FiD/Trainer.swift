@@ -411,7 +411,7 @@ public final class Trainer {
                 state.step += 1
                 let step = state.step
                 guard stats.loss.isFinite else {
-                    throw JobError.permanent("\(label): the loss is \(stats.loss) at step \(step)", field: "params.lr",
+                    throw JobError.permanent("\(label): the loss is \(Self.number(stats.loss)) at step \(step)", field: "params.lr",
                                              hint: diverged())
                 }
                 if step % c.accumulationSteps == 0 {

@@ -48,6 +48,7 @@ struct StatusCommand: ParsableCommand {
         print(Queue.table(rows))
         if id != nil, let row = rows.first {
             let folder = row.folder
+            print("\nfolder: \(folder)")  // where log.txt and out/ are (only --json named it)
             for name in ["error.json", "result.json"] {
                 if let text = try? String(contentsOfFile: folder + "/" + name, encoding: .utf8) {
                     print("\n\(name):\n" + text)

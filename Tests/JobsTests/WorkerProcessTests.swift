@@ -346,6 +346,14 @@ import Testing
         #expect(tail == 64 && text.contains("--tail must be 0 or more"), "\(tail) \(text)")
     }
 
+    /// `fidq status ID` names the job's folder (where log.txt and out/ are; only --json did).
+    @Test func statusOfOneJobNamesItsFolder() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("x")
+        let (status, text) = try Self.fidqStdout(["status", "--queue", f.queueDir, "x"])
+        #expect(status == 0 && text.contains("\nfolder: \(f.pending)/x.json\n"), "\(text)")
+    }
+
     /// `--print-params` prints only params a job would accept (a typo was printed, exit 0).
     @Test func printParamsRefusesWhatAJobWouldRefuse() throws {
         let (typo, text) = try Self.fidq(["example", "--print-params", "--sed", "1"])
