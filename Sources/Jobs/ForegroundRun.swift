@@ -87,9 +87,13 @@ public struct ForegroundRun {
         let context = JobContext(
             id: d.id, kind: d.kind, attempt: 1, maxAttempts: 1, folder: folder, paths: policy, fs: fs,
             cancellation: cancel, progress: progress, log: log, threads: threads)
+        let started = isoTimestamp()
         do {
             let value = try prepared.run(context)
-            let result: JSONValue = .object(["id": .string(d.id), "kind": .string(d.kind), "result": value, "finished": .string(isoTimestamp())])
+            let result: JSONValue = .object([
+                "id": .string(d.id), "kind": .string(d.kind), "result": value, "host": .string(WorkerIdentity().host),
+                "fidq": .string(fidqVersion), "started": .string(started), "finished": .string(isoTimestamp()),
+            ])
             try fs.writeAtomically(folder + "/result.json", try jsonEncoder().encode(result), tag: "run")
             log("status: done")
             return value

@@ -68,6 +68,10 @@ public struct AttemptRecord: Codable, Equatable, Sendable {
 }
 
 /// The process-wide identity claims are named after.
+/// This build's version: `fidq --version`, and the `fidq` of every result.json (which binary made
+/// an output).
+public let fidqVersion = "0.1.0"
+
 public final class WorkerIdentity: @unchecked Sendable {
     public let host: String
     public let pid: Int32

@@ -510,7 +510,7 @@ public final class Worker: @unchecked Sendable {
             let result: JSONValue = .object([
                 "id": .string(id), "kind": .string(job.kind ?? ""), "attempt": .number(Double(attempt)),
                 "worker": .string(identity.name), "token": .string(token),
-                "started": .string(job.started ?? ""), "finished": .string(isoTimestamp()),
+                "started": .string(job.started ?? ""), "finished": .string(isoTimestamp()), "fidq": .string(fidqVersion),
                 // Paths as they will be once committed, not under running/.
                 "result": value.replacingPathPrefix(dir, with: queue.done + "/" + id),
             ])

@@ -1,5 +1,6 @@
 // fidq: the command-line entry point. Subcommands map flags onto configs and call the core.
 import ArgumentParser
+import Jobs
 import Tensor
 #if canImport(Glibc)
 import Glibc
@@ -7,7 +8,7 @@ import Glibc
 
 @main
 struct Fidq: ParsableCommand {
-    static let version = "0.1.0"
+    static let version = fidqVersion
 
     static let configuration = CommandConfiguration(
         commandName: "fidq",

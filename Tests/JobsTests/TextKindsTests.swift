@@ -13,6 +13,10 @@ import Testing
         #expect(o["lines"] == .number(4) && o["words"] == .number(4) && o["bytes"] == .number(23))
         #expect(FileManager.default.fileExists(atPath: f.workspace + "/c.run/out/counts.json"))
         #expect(f.read(f.workspace + "/c.run/log.txt")?.contains("status: done") == true)
+        // Which binary, where and when: a foreground result.json had only its end time.
+        let result = try #require(f.json(f.workspace + "/c.run/result.json"))
+        #expect(result["fidq"] as? String == fidqVersion && result["host"] as? String == WorkerIdentity().host
+                && (result["started"] as? String).flatMap(parseISOTimestamp) != nil, "\(result)")
 
         try Data(#"{"kind": "concat", "params": {"inputs": ["a.txt", "a.txt"], "dest": "r/both.txt"}}"#.utf8)
             .write(to: URL(fileURLWithPath: f.workspace + "/j.json"))

@@ -89,6 +89,7 @@ func drainInProcess(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem = 
         drainInProcess(f)
         _ = f.expectAllAccounted(["flaky", "hopeless", "broken"])
         #expect(f.json(f.queueDir + "/done/flaky/result.json")?["attempt"] as? Int == 2)
+        #expect(f.json(f.queueDir + "/done/flaky/result.json")?["fidq"] as? String == fidqVersion, "which binary made it")
         let hopeless = try #require(f.json(f.queueDir + "/failed/hopeless/error.json"))
         let attempts = try #require(hopeless["attempts"] as? [[String: Any]])
         #expect(attempts.count == 3 && attempts.allSatisfy { ($0["outcome"] as? String) == "transient error" })
