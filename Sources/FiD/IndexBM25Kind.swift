@@ -59,7 +59,7 @@ public struct IndexBM25Kind: JobKind {
                     return psg
                 }, k1: p.k1, b: p.b,
                 progress: { n in
-                    context.progress.update(step: reader.bytesRead >> 20, total: total >> 20)
+                    context.progress.update(step: reader.bytesRead >> 20, total: total >> 20, unit: "MiB")
                     context.log("index_bm25: \(n) passages")
                 })
             if index.documentCount == 0 { throw PassageReader.noPassages(path: reader.path) }

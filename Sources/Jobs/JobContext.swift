@@ -83,9 +83,11 @@ public final class ProgressReporter: @unchecked Sendable {
         /// A long phase between steps (an evaluation, reading or writing files), set by `phase`
         /// and cleared by the next `update`: without it status showed a step and ETA standing still.
         public var phase: String?
+        /// What step counts when it is not a step ("MiB"): `53/601 26.7/s` read as steps.
+        public var unit: String?
 
         enum CodingKeys: String, CodingKey {
-            case step, total, loss, rate, updated, phase
+            case step, total, loss, rate, updated, phase, unit
             case etaS = "eta_s"
         }
     }
@@ -114,7 +116,7 @@ public final class ProgressReporter: @unchecked Sendable {
     }
 
     /// Reports progress. Cheap to call every step: files and the bar are throttled.
-    public func update(step: Int, total: Int? = nil, loss: Double? = nil) {
+    public func update(step: Int, total: Int? = nil, loss: Double? = nil, unit: String? = nil) {
         lock.withLock {
             let now = monotonicNow()
             if start == nil {
@@ -125,7 +127,7 @@ public final class ProgressReporter: @unchecked Sendable {
             let rate = elapsed > 0 ? Double(step - firstStep) / elapsed : nil
             var eta: Double?
             if let total, let rate, rate > 0 { eta = Double(max(total - step, 0)) / rate }
-            let snap = Snapshot(step: step, total: total, loss: loss, rate: rate, etaS: eta, updated: isoTimestamp())
+            let snap = Snapshot(step: step, total: total, loss: loss, rate: rate, etaS: eta, updated: isoTimestamp(), unit: unit)
             last = snap
             let finished = total.map { step >= $0 } ?? false
             if let path, now - lastWrite >= 1 || finished {
@@ -194,12 +196,12 @@ public final class ProgressReporter: @unchecked Sendable {
             let frac = min(Double(s.step) / Double(total), 1)
             let filled = Int(frac * 24)
             out += "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: 24 - filled) + "] "
-            out += String(format3(frac * 100, 0)) + "% \(s.step)/\(total)"
+            out += String(format3(frac * 100, 0)) + "% \(s.step)/\(total)" + (s.unit.map { " " + $0 } ?? "")
         } else {
-            out += "step \(s.step)"
+            out += s.unit.map { "\(s.step) " + $0 } ?? "step \(s.step)"
         }
         if let loss = s.loss { out += " loss " + format3(loss, 4) }
-        if let rate = s.rate { out += " " + format3(rate, 1) + "/s" }
+        if let rate = s.rate { out += " " + format3(rate, 1) + (s.unit.map { " " + $0 } ?? "") + "/s" }
         if let eta = s.etaS { out += " eta " + duration(eta) }
         if let phase = s.phase { out += " | " + phase }
         return out

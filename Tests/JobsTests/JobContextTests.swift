@@ -48,6 +48,10 @@ import Testing
         #expect(line.contains(" 4/10 ") && line.hasSuffix(" | evaluating 96 / 900"), "\(line)")
         p.update(step: 10, total: 10)
         #expect(f.json(path)?["phase"] == nil && p.last?.phase == nil)
+        // A unit where a step is not one (index_bm25 and fetch count MiB): `53/601 26.7/s` read as steps.
+        p.update(step: 53, total: 601, unit: "MiB")
+        let bytes = ProgressReporter.render(try #require(p.last))
+        #expect(bytes.contains("% 53/601 MiB ") && bytes.contains(" MiB/s"), "\(bytes)")
     }
 
     @Test func formatting() {
