@@ -10,12 +10,27 @@
 /// `pytorch_model.bin` readers and the JSON stream stand on it, so a multi-GB file is never copied whole.
 public final class FileBytes: @unchecked Sendable {
     /// Why a file could not be opened; the caller wraps it in its own error, naming the path.
-    public enum Failure: Error {
+    public enum Failure: Error, CustomStringConvertible {
         /// A system call failed: what was tried, with `strerror(errno)`.
         case io(String)
         case notRegular
         /// The file got shorter while it was being read.
         case shrank(to: Int)
+        /// mmap refused for lack of address space (ENOMEM: `ulimit -v`), not for the file.
+        case addressSpace(bytes: Int)
+
+        public var description: String {
+            switch self {
+            case .io(let what): return what
+            case .notRegular: return "is not a regular file"
+            case .shrank(let n): return "shrank to \(n) bytes while being read"
+            case .addressSpace(let n): return "cannot map its \(n) bytes: no address space left (hint: \(Failure.addressSpaceHint))"
+            }
+        }
+
+        /// What to do about `.addressSpace`: the format hints callers add misled (a 1.9 GB data
+        /// file under `ulimit -v 2000000` read as malformed).
+        public static let addressSpaceHint = "mapped files count against this process's address-space limit (ulimit -v, a batch system's h_vmem): raise it by the file's size"
     }
 
     public let base: UnsafeRawPointer
@@ -38,6 +53,7 @@ public final class FileBytes: @unchecked Sendable {
         count = size
         if size >= mapThreshold {
             guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+                if errno == ENOMEM { throw Failure.addressSpace(bytes: size) }
                 throw Failure.io("cannot mmap \(size) bytes: " + FileBytes.lastError())
             }
             base = UnsafeRawPointer(p)

@@ -39,6 +39,8 @@ public final class JSONStream {
             case .io(let what): throw FormatError(file: path, location: "", what)
             case .notRegular: throw FormatError(file: path, location: "", "is not a regular file")
             case .shrank(let n): throw FormatError(file: path, location: "", "shrank to \(n) bytes while being read")
+            case .addressSpace(let n):
+                throw FormatError(file: path, location: "", "cannot map its \(n) bytes: no address space left", hint: FileBytes.Failure.addressSpaceHint)
             }
         }
         raw = Self.afterByteOrderMark(data!.buffer)

@@ -259,7 +259,7 @@ public final class QueueControl {
                 if stale {  // the dead attempt, as a worker's take-over records it
                     try? queue.appendAttempt(mine, AttemptRecord(
                         attempt: claim.attempt, worker: claim.worker, started: claim.claimedAt, ended: isoTimestamp(), outcome: "lease expired",
-                        error: "worker \(claim.worker) stopped renewing its lease (killed, crashed or paused)"), tag: token)
+                        error: "worker \(claim.worker) stopped renewing its lease (killed, crashed or paused; out of memory?)"), tag: token)
                     queue.log(mine, "attempt \(claim.attempt) by \(claim.worker): lease expired; taken over by \(identity.name) (fidq cancel)")
                 }
                 var r = record

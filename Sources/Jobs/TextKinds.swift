@@ -13,8 +13,11 @@ public enum TextKinds {
     /// The largest input read (they are read whole).
     static let maxInputBytes = 1 << 30
 
-    /// Refuses an input that is not a file (symlinks followed) or is over `maxInputBytes`, naming it.
-    static func checkFiles(_ inputs: [String], resolve: (String) -> String) throws {
+    /// Refuses an input that is not a file (symlinks followed) or is over `maxInputBytes`, naming
+    /// it; with `joined`, inputs over it together too (concat holds them all in memory: three
+    /// inputs of 229 MB each aborted in an allocation under `ulimit -v 1200000`, leaving no error).
+    static func checkFiles(_ inputs: [String], joined: Bool = false, resolve: (String) -> String) throws {
+        var total = 0
         for (i, path) in inputs.enumerated() {
             let resolved = resolve(path)
             var st = stat()
@@ -25,6 +28,11 @@ public enum TextKinds {
             }
             if Int(st.st_size) > maxInputBytes {
                 throw JobError.permanent("\(resolved) holds \(st.st_size) bytes, over the \(maxInputBytes) read whole", field: "params.inputs[\(i)]")
+            }
+            total += Int(st.st_size)
+            if joined && total > maxInputBytes {
+                throw JobError.permanent("inputs 0…\(i) hold \(total) bytes together, over the \(maxInputBytes) concat joins in memory",
+                                         field: "params.inputs", hint: "concatenate in steps of under 1 GiB, or with cat")
             }
         }
     }
@@ -133,7 +141,7 @@ public struct ConcatKind: JobKind {
         }
 
         public func validateInputs(resolve: (String) -> String) throws {
-            try TextKinds.checkFiles(inputs, resolve: resolve)
+            try TextKinds.checkFiles(inputs, joined: true, resolve: resolve)
         }
     }
 
@@ -150,6 +158,9 @@ public struct ConcatKind: JobKind {
         for (i, path) in p.inputs.enumerated() {
             try context.checkCancelled()
             joined.append(try TextKinds.read(path, field: "params.inputs[\(i)]", context))
+            if joined.count > TextKinds.maxInputBytes {  // grown since the check
+                throw JobError.permanent("inputs 0…\(i) hold over \(TextKinds.maxInputBytes) bytes together, the most concat joins in memory", field: "params.inputs")
+            }
         }
         let dest = try context.output(p.dest, field: "params.dest")
         try context.fs.makeDirectories(NSStringPath(dest).parent)

@@ -311,7 +311,7 @@ public final class Worker: @unchecked Sendable {
             let who = old?.worker ?? "unknown worker"
             try? queue.appendAttempt(dir, AttemptRecord(
                 attempt: attempt, worker: who, started: old?.claimedAt, ended: isoTimestamp(), outcome: "lease expired",
-                error: "worker \(who) stopped renewing its lease (killed, crashed or paused)"), tag: token)
+                error: "worker \(who) stopped renewing its lease (killed, crashed or paused; out of memory?)"), tag: token)
             queue.log(dir, "attempt \(attempt) by \(who): lease expired; taken over by \(identity.name)")
             attempt += 1
         }

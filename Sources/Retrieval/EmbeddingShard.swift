@@ -60,6 +60,9 @@ public final class EmbeddingShard: @unchecked Sendable {
                 }
             } catch let e as RetrievalError {
                 throw e
+            } catch FileBytes.Failure.addressSpace(let bytes) {
+                throw RetrievalError(file: path, field: "file", expected: "a readable .npy", found: "its \(bytes) bytes cannot be mapped: no address space left",
+                                     hint: FileBytes.Failure.addressSpaceHint)
             } catch {
                 throw RetrievalError(file: path, field: "file", expected: "a readable .npy", found: "\(error)")
             }

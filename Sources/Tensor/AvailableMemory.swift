@@ -9,23 +9,44 @@ import Foundation
 
 public enum AvailableMemory {
     /// Physical memory, capped by this process's cgroup memory limit (v2 `memory.max`, v1
-    /// `memory.limit_in_bytes`) and its address-space and data limits (`ulimit -v`, `-d`: how
-    /// PBS's and SGE's h_vmem bound a job) when set.
+    /// `memory.limit_in_bytes`) and by what its address-space and data limits (`ulimit -v`, `-d`:
+    /// how PBS's and SGE's h_vmem bound a job) leave when set (`resourceLimitLeft`).
     public static var bytes: Int {
-        min(machineOrCgroup, resourceLimit ?? Int.max)
+        min(machineOrCgroup, resourceLimitLeft ?? Int.max)
     }
 
-    /// The smaller of RLIMIT_AS and RLIMIT_DATA's soft limits in bytes; nil when neither is set.
-    static var resourceLimit: Int? {
+    /// Address space OpenBLAS maps per thread that calls sgemm, at its first call (a 128 MiB
+    /// buffer): it retries a refused one for ever, so under `ulimit -v` a run the check passed
+    /// spun at 100 % CPU, never failing.
+    public static let blasBufferBytes = 128 << 20
+
+    /// What RLIMIT_AS and RLIMIT_DATA leave this process: each limit less what it maps already
+    /// (VmSize, VmData: libraries, thread stacks, mapped inputs) and less OpenBLAS's buffers for
+    /// `Threads.count` callers and one more; nil when neither limit is set. Comparing a plan with
+    /// the whole limit passed runs that then hung in OpenBLAS or aborted in an allocation.
+    static var resourceLimitLeft: Int? {
         #if canImport(Glibc)
-        return smallestLimit([RLIMIT_AS, RLIMIT_DATA].map { resource -> UInt64? in
+        let status = AvailableCPUs.readText("/proc/self/status") ?? ""
+        let reserve = blasBufferBytes * (Threads.count + 1)
+        let remaining = [(RLIMIT_AS, "VmSize:"), (RLIMIT_DATA, "VmData:")].compactMap { resource, field -> Int? in
             var r = rlimit()
-            guard getrlimit(__rlimit_resource_t(resource.rawValue), &r) == 0 else { return nil }
-            return UInt64(r.rlim_cur)
-        })
+            guard getrlimit(__rlimit_resource_t(resource.rawValue), &r) == 0,
+                  let limit = smallestLimit([UInt64(r.rlim_cur)]) else { return nil }
+            return left(limit: limit, used: statusKiB(status, field).map { $0 << 10 } ?? 0, reserve: reserve)
+        }
+        return remaining.min()
         #else
         return nil
         #endif
+    }
+
+    /// A limit less what is used and reserved, never below 0.
+    static func left(limit: Int, used: Int, reserve: Int) -> Int { max(0, limit - used - reserve) }
+
+    /// A `/proc/self/status` field in kB (`VmSize:\t  383000 kB`), nil when absent.
+    static func statusKiB(_ status: String, _ field: String) -> Int? {
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field) }) else { return nil }
+        return Int(line.dropFirst(field.count).filter(\.isNumber))
     }
 
     /// The smallest of soft limits as `getrlimit` reports them (UInt64.max: RLIM_INFINITY).

@@ -55,6 +55,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
             case .io(let what): throw SafeTensorsError(.io, path: path, what)
             case .notRegular: throw SafeTensorsError(.io, path: path, "is not a regular file")
             case .shrank(let n): throw SafeTensorsError(.truncated, path: path, "file shrank to \(n) bytes while being read")
+            case .addressSpace(let n):
+                throw SafeTensorsError(.io, path: path, "cannot map its \(n) bytes: no address space left", hint: FileBytes.Failure.addressSpaceHint)
             }
         }
         base = bytes.base

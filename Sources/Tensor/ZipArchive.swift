@@ -95,6 +95,8 @@ public final class ZipArchive: @unchecked Sendable {
             case .io(let what): throw TorchCheckpointError(.io, path: path, what)
             case .notRegular: throw TorchCheckpointError(.io, path: path, "is not a regular file")
             case .shrank(let n): throw TorchCheckpointError(.io, path: path, "file shrank to \(n) bytes while being read")
+            case .addressSpace(let n):
+                throw TorchCheckpointError(.io, path: path, "cannot map its \(n) bytes: no address space left", hint: FileBytes.Failure.addressSpaceHint)
             }
         }
         entries = try Self.readDirectory(bytes.buffer, path: path)

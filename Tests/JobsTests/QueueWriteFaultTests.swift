@@ -8,24 +8,10 @@ import JobsTesting
 @Suite struct QueueWriteFaultTests {
     /// Runs one draining worker on `fs` with a short failure limit; returns its exit status.
     func drain(_ f: QueueFixture, fs: FileSystem, limit: Double = 0.5) -> Int32? {
-        var config = WorkerConfig(queue: f.queueDir)
-        config.drain = true
-        config.lease = 2
-        config.poll = 0.05
-        config.backoff = 0.01
-        config.quiet = true
-        config.claimFailureLimit = limit
-        let worker = Worker(config: config, registry: testRegistry(), fs: fs)
-        final class Box: @unchecked Sendable { var status: Int32? }
-        let box = Box(), group = DispatchGroup()
-        group.enter()
-        Thread { box.status = worker.run(); group.leave() }.start()
-        if group.wait(timeout: .now() + 30) == .timedOut {
-            worker.requestStop()
-            _ = group.wait(timeout: .now() + 10)
-            Issue.record("the drain did not end")
-        }
-        return box.status
+        drainWithStatus(f, fs: fs, timeout: 30) {
+            $0.poll = 0.05
+            $0.claimFailureLimit = limit
+        }.statuses[0]
     }
 
     /// A dead worker's job on a queue that refuses the take-over's rename: a poll between tries

@@ -61,6 +61,32 @@ import Testing
         }
     }
 
+    /// concat holds its inputs together in memory: over 1 GiB in all is refused at submit,
+    /// naming the param (three of 400 MB, each allowed, aborted in an allocation under ulimit -v,
+    /// leaving no error). count reads one at a time: accepted. Sparse files take no disk.
+    @Test func concatRefusesInputsOverItsLimitTogether() throws {
+        let f = try QueueFixture()
+        for name in ["a", "b", "c"] {
+            let path = f.workspace + "/\(name).txt"
+            FileManager.default.createFile(atPath: path, contents: nil)
+            let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            try h.truncate(atOffset: 400 << 20)
+            try h.close()
+        }
+        let control = QueueControl(queue: f.queue, registry: testRegistry(), policy: PathPolicy(workspace: f.workspace, queue: f.queueDir))
+        for kind in ["count", "concat"] {
+            let file = f.workspace + "/\(kind).json"
+            let dest = kind == "concat" ? #", "dest": "joined.txt""# : ""
+            try Data(#"{"kind": "\#(kind)", "params": {"inputs": ["a.txt", "b.txt", "c.txt"]\#(dest)}}"#.utf8).write(to: URL(fileURLWithPath: file))
+            do {
+                _ = try control.submit(files: [file], dryRun: true)
+                #expect(kind == "count", "concat of 1.2 GB was accepted")
+            } catch let e as SubmitError {
+                #expect(kind == "concat" && e.error.field == "params.inputs" && e.error.message.contains("together"), "\(e)")
+            }
+        }
+    }
+
     /// Two runs never share a folder: while one holds it, another is refused, naming --out; once
     /// the first is over the folder is free again.
     @Test func aFolderInUseByAnotherRunIsRefused() throws {

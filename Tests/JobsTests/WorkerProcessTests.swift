@@ -424,6 +424,19 @@ import Testing
         #expect(left.isEmpty, "staging files left: \(left)")
     }
 
+    /// A data file too large to map under the address-space limit (`ulimit -v`, h_vmem) says so:
+    /// it read "cannot mmap … (hint: FiD data: a JSON list or JSON Lines …)", as if malformed.
+    /// A sparse 64 GiB file takes no disk.
+    @Test func aFileBeyondTheAddressSpaceLimitIsNamedAsSuch() throws {
+        let f = try QueueFixture()
+        let (reason, status, text) = try Self.shell(
+            #"truncate -s 64G "$1/big.json" && ulimit -v 8000000 && exec "$0" evaluate-retrieval --data "$1/big.json" --out "$1/run""#,
+            [f.workspace])
+        #expect(reason == .exit && status == 1, "status \(status): \(text)")
+        #expect(text.contains("big.json: cannot map its 68719476736 bytes: no address space left") && text.contains("ulimit -v")
+                && !text.contains("JSON Lines"), "\(text)")
+    }
+
     /// Output to a closed pipe (`| tee` killed by the same Ctrl-C) fails the write, not the
     /// process: with SIGPIPE's default action (the test runner ignores it, so it is restored
     /// for the child) the run died at its first log line and saved nothing.

@@ -8,6 +8,12 @@ import JobsTesting
 @discardableResult
 func drainInProcess(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem = PosixFileSystem(),
                     timeout: Double = 60, configure: (inout WorkerConfig) -> Void = { _ in }) -> [Worker] {
+    drainWithStatus(f, workers: count, fs: fs, timeout: timeout, configure: configure).workers
+}
+
+/// `drainInProcess`, also returning each worker's exit status (nil: it did not end).
+func drainWithStatus(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem = PosixFileSystem(),
+                     timeout: Double = 60, configure: (inout WorkerConfig) -> Void = { _ in }) -> (workers: [Worker], statuses: [Int32?]) {
     var config = WorkerConfig(queue: f.queueDir)
     config.drain = true
     config.lease = 2
@@ -17,17 +23,26 @@ func drainInProcess(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem = 
     config.quiet = true
     configure(&config)
     let workers = (0..<count).map { _ in Worker(config: config, registry: testRegistry(), fs: fs) }
-    let group = DispatchGroup()
-    for w in workers {
+    final class Statuses: @unchecked Sendable {
+        let lock = NSLock()
+        var values: [Int32?]
+        init(_ n: Int) { values = Array(repeating: nil, count: n) }
+    }
+    let statuses = Statuses(count), group = DispatchGroup()
+    for (i, w) in workers.enumerated() {
         group.enter()
-        Thread { _ = w.run(); group.leave() }.start()
+        Thread {
+            let status = w.run()
+            statuses.lock.withLock { statuses.values[i] = status }
+            group.leave()
+        }.start()
     }
     if group.wait(timeout: .now() + timeout) == .timedOut {
         workers.forEach { $0.requestStop() }
         _ = group.wait(timeout: .now() + 10)
         Issue.record("workers did not drain within \(timeout)s")
     }
-    return workers
+    return (workers, statuses.lock.withLock { statuses.values })
 }
 
 @Suite struct WorkerTests {
@@ -63,19 +78,11 @@ func drainInProcess(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem = 
         let f = try QueueFixture()
         try f.dropRecord("a")
         let fs = FaultyFileSystem(faults: [.init(.mkdir, EROFS, pathContains: "/running/")])
-        var config = WorkerConfig(queue: f.queueDir)
-        config.drain = true
-        config.poll = 0.05
-        config.quiet = true
-        config.claimFailureLimit = 0.5
-        let worker = Worker(config: config, registry: testRegistry(), fs: fs)
-        final class Box: @unchecked Sendable { var status: Int32? }
-        let box = Box(), group = DispatchGroup()
-        group.enter()
-        Thread { box.status = worker.run(); group.leave() }.start()
-        let ended = group.wait(timeout: .now() + 20) == .success
-        if !ended { worker.requestStop() }
-        #expect(ended && box.status == 1, "status \(String(describing: box.status))")
+        let status = drainWithStatus(f, fs: fs, timeout: 20) {
+            $0.poll = 0.05
+            $0.claimFailureLimit = 0.5
+        }.statuses[0]
+        #expect(status == 1, "status \(String(describing: status))")
         // About one claim a poll (0.5 s / 0.05 s), not thousands.
         #expect(fs.injections <= 40, "\(fs.injections) claims tried")
         #expect(f.list("pending") == ["a.json"])

@@ -32,7 +32,12 @@ import Testing
         #expect(AvailableMemory.smallestLimit([UInt64.max, UInt64.max]) == nil && AvailableMemory.smallestLimit([nil, nil]) == nil)
         #expect(AvailableMemory.smallestLimit([12 << 30, UInt64.max]) == 12 << 30)
         #expect(AvailableMemory.smallestLimit([12 << 30, 8 << 30]) == 8 << 30)
-        #expect(AvailableMemory.bytes <= (AvailableMemory.resourceLimit ?? Int.max))
+        #expect(AvailableMemory.bytes <= (AvailableMemory.resourceLimitLeft ?? Int.max))
+        // What a limit leaves: less what the process maps already and OpenBLAS's buffers.
+        #expect(AvailableMemory.left(limit: 1 << 30, used: 400 << 20, reserve: 384 << 20) == 240 << 20)
+        #expect(AvailableMemory.left(limit: 500 << 20, used: 400 << 20, reserve: 384 << 20) == 0)
+        #expect(AvailableMemory.statusKiB("Name:\tfidq\nVmPeak:\t  999 kB\nVmSize:\t  383000 kB\nVmData: 12 kB\n", "VmSize:") == 383000)
+        #expect(AvailableMemory.statusKiB("VmRSS:\t 1 kB\n", "VmSize:") == nil)
     }
 
     /// Messages' GiB keep one decimal: a need of 23.6 GiB against 24 read "24 … more than the 24".
