@@ -236,6 +236,16 @@ public struct RetrieveKind: JobKind {
         return samples
     }
 
+    /// sq8 holds one byte per value in memory (16 GB for 21M × 768), and its ids: refused before
+    /// the build rather than aborted in its allocation, which left no error.
+    static func checkSQ8Memory(rows: Int, dim: Int, available: Int) throws {
+        let need = Double(rows) * Double(dim + 64), have = Double(available)
+        guard need > have else { return }
+        throw JobError.permanent("index sq8 holds one byte per value: \(rows) passages × \(dim) need about \(AvailableMemory.gib(need)) GiB "
+                                     + "of codes and ids, more than the \(AvailableMemory.gib(have)) GiB this process may use",
+                                 field: "params.index", hint: "index flat searches the shards in place; pq keeps n_subquantizers bytes a passage")
+    }
+
     public func run(_ p: RetrieveParams, _ context: JobContext) throws -> RetrieveOutput {
         let output = try context.output(p.outputPath, field: "params.output_path")
         if let line = p.ignored.note("retrieve") { context.log(line) }
@@ -383,6 +393,7 @@ public struct RetrieveKind: JobKind {
             }
             switch p.index {
             case "sq8":
+                try Self.checkSQ8Memory(rows: flat.count, dim: flat.dim, available: AvailableMemory.bytes)
                 let sq = try compressed("sq8", settings: [:], load: ScalarQuantizedIndex.init(path:),
                                         build: { try ScalarQuantizedIndex.build(shards: shards) }, save: { try $0.save(to: $1) },
                                         shape: { ($0.count, $0.dim) })

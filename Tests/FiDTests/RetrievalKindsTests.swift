@@ -75,6 +75,18 @@ enum RetrievalJobs {
 
         """
 
+    /// sq8's codes live in memory: a corpus whose codes cannot fit is refused naming index, with
+    /// the figures (FiD's 21M × 768 needs about 16 GiB; it aborted in the build's allocation).
+    @Test func sq8RefusesACorpusWhoseCodesCannotFit() throws {
+        try RetrieveKind.checkSQ8Memory(rows: 1_000_000, dim: 768, available: 1 << 30)
+        do {
+            try RetrieveKind.checkSQ8Memory(rows: 21_015_324, dim: 768, available: 12 << 30)
+            Issue.record("21M × 768 codes accepted in 12 GiB")
+        } catch let e as JobError {
+            #expect(e.field == "params.index" && e.message.contains("need about 16.3 GiB") && e.message.contains("the 12.0 GiB"), "\(e)")
+        }
+    }
+
     @Test func recallIsReportedOnlyAtDepthsTheOutputReaches() {
         #expect(RetrieveKind.recallDepths(returned: 100) == [1, 5, 20, 100])
         #expect(RetrieveKind.recallDepths(returned: 500) == [1, 5, 20, 100])
