@@ -17,7 +17,9 @@ struct RunMemory {
     /// What the check compares with the limit: the plan counts the model's buffers, not the
     /// process around them (code, allocator arenas, thread stacks, tokenizer, data index: the
     /// measured peaks ran 5–10 % over the plan, and `ulimit -v` counts reserved address space).
-    var withHeadroom: Double { total * 1.15 + 512 * 1_048_576 }
+    /// Under `ulimit -v` / `-d` the process is already counted (`AvailableMemory` subtracts its
+    /// mappings): the 0.5 GiB allowance for it would count it twice.
+    var withHeadroom: Double { total * 1.15 + (AvailableMemory.limitCountsProcess ? 0 : 512 * 1_048_576) }
 
     /// A train_reader run: training steps of `batch` questions, then greedy evaluation of
     /// `evalBatch` questions (its encoder pass and `T5Stepper`'s caches).
@@ -98,6 +100,7 @@ struct RunMemory {
             field: "params.n_context",
             hint: "lower n_context, \(lengths) or per_gpu_batch_size"
                 + (checkpointHint ? "; use_checkpoint keeps one encoder block's activations instead of one per block" : "")
-                + ", or run where more memory is allowed")
+                + ", or run where more memory is allowed"
+                + (AvailableMemory.limitCountsProcess ? " (under ulimit -v the process's mappings count, mapped data files included)" : ""))
     }
 }

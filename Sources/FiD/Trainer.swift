@@ -502,8 +502,13 @@ public final class Trainer {
             throw JobError.permanent("checkpoint \(dir) was trained with seed \(state.seed), the params say \(config.seed)",
                                      field: "params.seed", hint: "keep the seed of a resumed job; " + context.startOver)
         }
-        try model.params.load(from: SafeTensorsFile(path: dir + "/" + Trainer.weightsFile))
-        let adam = try AdamState.load(from: dir + "/" + Trainer.optimizerFile, layout: model.params.layout)
+        let adam: AdamState
+        do {
+            try model.params.load(from: SafeTensorsFile(path: dir + "/" + Trainer.weightsFile))
+            adam = try AdamState.load(from: dir + "/" + Trainer.optimizerFile, layout: model.params.layout)
+        } catch let e as TensorMapError {
+            throw damaged("\(e)")  // permanent, with the way to start over (it was retried as transient)
+        }
         guard adam.step == state.optimizerSteps else {
             throw damaged("optimizer step \(adam.step) differs from the trainer's \(state.optimizerSteps)")
         }

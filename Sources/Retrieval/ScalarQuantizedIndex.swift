@@ -211,8 +211,8 @@ public final class ScalarQuantizedIndex {
                         (rows + i * dim).update(from: exact.shards[s].rows(l, l + 1, scratch: row), count: dim)
                     }
                     Gemm.gemv(m: cand.count, n: dim, a: rows, lda: dim, x: queries + q * dim, y: scores, threads: 1)
-                    // A row holding NaN scores NaN, which no row beats: dropped, as the exact search drops it.
-                    var rescored = cand.indices.filter { !scores[$0].isNaN }.map { Hit(row: cand[$0].row, score: scores[$0]) }
+                    // A row holding NaN or ±inf scores NaN or ±inf: dropped, as the exact search drops it.
+                    var rescored = cand.indices.filter { scores[$0].isFinite }.map { Hit(row: cand[$0].row, score: scores[$0]) }
                     rescored.sort(by: Hit.better)
                     out[q] = Array(rescored.prefix(k))
                 }

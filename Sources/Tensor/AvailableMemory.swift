@@ -15,19 +15,27 @@ public enum AvailableMemory {
         min(machineOrCgroup, resourceLimitLeft ?? Int.max)
     }
 
-    /// Address space OpenBLAS maps per thread that calls sgemm, at its first call (a 128 MiB
-    /// buffer): it retries a refused one for ever, so under `ulimit -v` a run the check passed
-    /// spun at 100 % CPU, never failing.
-    public static let blasBufferBytes = 128 << 20
+    /// Address space a computing thread maps at its first product: OpenBLAS's buffer (128 MiB,
+    /// which it retries for ever when refused, so under `ulimit -v` a run the check passed spun
+    /// at 100 % CPU) and glibc's malloc arena (64 MiB).
+    public static let perThreadBytes = 192 << 20
+
+    /// Whether the limit that binds is `ulimit -v` / `-d`, which counts the process itself (its
+    /// mappings are subtracted): a plan's allowance for the process around it would count it twice.
+    public static var limitCountsProcess: Bool {
+        guard let left = resourceLimitLeft else { return false }
+        return left < machineOrCgroup
+    }
 
     /// What RLIMIT_AS and RLIMIT_DATA leave this process: each limit less what it maps already
-    /// (VmSize, VmData: libraries, thread stacks, mapped inputs) and less OpenBLAS's buffers for
-    /// `Threads.count` callers and one more; nil when neither limit is set. Comparing a plan with
-    /// the whole limit passed runs that then hung in OpenBLAS or aborted in an allocation.
+    /// (VmSize, VmData: libraries, thread stacks, mapped inputs) and, before its first product,
+    /// less `perThreadBytes` for each computing thread and one more (after it, they are in VmSize:
+    /// counting them again refused every job after a worker's first); nil when neither limit is
+    /// set. Comparing a plan with the whole limit passed runs that then hung in OpenBLAS.
     static var resourceLimitLeft: Int? {
         #if canImport(Glibc)
         let status = AvailableCPUs.readText("/proc/self/status") ?? ""
-        let reserve = blasBufferBytes * (Threads.count + 1)
+        let reserve = reserve(threads: Threads.count, cores: AvailableCPUs.count, hasRun: Gemm.hasRun)
         let remaining = [(RLIMIT_AS, "VmSize:"), (RLIMIT_DATA, "VmData:")].compactMap { resource, field -> Int? in
             var r = rlimit()
             guard getrlimit(__rlimit_resource_t(resource.rawValue), &r) == 0,
@@ -38,6 +46,20 @@ public enum AvailableMemory {
         #else
         return nil
         #endif
+    }
+
+    /// A flag set once (the first product), read from any thread.
+    final class OnceFlag: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = false
+        func set() { lock.withLock { value = true } }
+        var isSet: Bool { lock.withLock { value } }
+    }
+
+    /// Address space the computing threads will map at their first product: none once products
+    /// have run (it is in VmSize then); `threads` past the cores run no more at once.
+    static func reserve(threads: Int, cores: Int, hasRun: Bool) -> Int {
+        hasRun ? 0 : perThreadBytes * (min(threads, cores) + 1)
     }
 
     /// A limit less what is used and reserved, never below 0.

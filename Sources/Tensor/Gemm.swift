@@ -45,8 +45,13 @@ public enum Gemm {
     /// Pins OpenBLAS's own pool to one thread, once; every product touches it first.
     @usableFromInline static let pinnedBLAS: Bool = {
         openblas_set_num_threads(1)
+        started.set()
         return true
     }()
+    static let started = AvailableMemory.OnceFlag()
+
+    /// Whether a product has run in this process: OpenBLAS's buffers are then mapped.
+    public static var hasRun: Bool { started.isSet }
 
     /// How an (M, N, K) product splits, from the shape alone: along M (rows of C) or N (columns),
     /// `size` rows or columns per tile, `tiles` tiles.

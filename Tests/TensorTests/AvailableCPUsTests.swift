@@ -36,6 +36,12 @@ import Testing
         // What a limit leaves: less what the process maps already and OpenBLAS's buffers.
         #expect(AvailableMemory.left(limit: 1 << 30, used: 400 << 20, reserve: 384 << 20) == 240 << 20)
         #expect(AvailableMemory.left(limit: 500 << 20, used: 400 << 20, reserve: 384 << 20) == 0)
+        // OpenBLAS's buffers and malloc's arenas per computing thread, before the first product
+        // only (after it they are in VmSize: counted twice, every job after a worker's first was
+        // refused), and no more threads than cores (--threads 16 on 2 cores runs 2 at once).
+        #expect(AvailableMemory.reserve(threads: 2, cores: 2, hasRun: false) == 3 * AvailableMemory.perThreadBytes)
+        #expect(AvailableMemory.reserve(threads: 16, cores: 2, hasRun: false) == 3 * AvailableMemory.perThreadBytes)
+        #expect(AvailableMemory.reserve(threads: 8, cores: 64, hasRun: true) == 0)
         #expect(AvailableMemory.statusKiB("Name:\tfidq\nVmPeak:\t  999 kB\nVmSize:\t  383000 kB\nVmData: 12 kB\n", "VmSize:") == 383000)
         #expect(AvailableMemory.statusKiB("VmRSS:\t 1 kB\n", "VmSize:") == nil)
     }
