@@ -290,6 +290,17 @@ public final class QueueControl {
         queue.log(dir, "status: failed: cancelled (fidq cancel)")
         switch queue.fail(dir, id: id, token: token) {
         case .published(let path): return "cancelled '\(id)' → \(path)" + unrecorded
+        case .failed(let why):
+            // The queue refused the move (it said "taken by a worker meanwhile", and the job then
+            // ran): the claim is handed back with a cancel file, and whoever takes it publishes
+            // the failure written here (or, without it, stops the job at once).
+            try? fs.writeAtomically(dir + "/cancel", Data(isoTimestamp().utf8), tag: token)
+            var r = queue.readClaim(dir) ?? ClaimRecord(id: id, token: token, worker: identity.name + " (fidq cancel)", attempt: 1,
+                                                        claimedAt: isoTimestamp(), released: false)
+            r.released = true
+            r.note = "cancelled; the move to failed/ was refused: \(why)"
+            try? queue.writeClaim(dir, r)
+            return "cancel of '\(id)' recorded, but the queue refused its move to failed/ (\(why)); the next worker to take it fails it"
         default: return "'\(id)' was taken by a worker meanwhile; run \(queue.command("cancel", [id])) again"
         }
     }

@@ -131,9 +131,34 @@ public final class Queue: @unchecked Sendable {
     /// `fidq SUBCOMMAND [--queue ROOT] ARGS…` on this queue, as a hint prints it: `--queue` unless
     /// this is the default queue (`queue` in the working directory), so the hint works as pasted
     /// (a hint without it, run from elsewhere, acted on another queue or on none).
-    public func command(_ subcommand: String, _ args: [String]) -> String {
-        let flag = root == PathPolicy.normalize(PathPolicy.absolute("queue")) ? "" : " --queue " + shellQuoted(root)
-        return "fidq " + subcommand + flag + args.map { " " + shellQuoted($0) }.joined()
+    /// `anywhere`: always with `--queue` (a hint a worker writes is read from another folder).
+    /// Ids may start with "-": then `--` goes before them, or they read as options.
+    public func command(_ subcommand: String, _ args: [String], anywhere: Bool = false) -> String {
+        let flag = !anywhere && root == PathPolicy.normalize(PathPolicy.absolute("queue")) ? "" : " --queue " + shellQuoted(root)
+        return "fidq " + subcommand + flag + (args.contains { $0.hasPrefix("-") } ? " --" : "") + args.map { " " + shellQuoted($0) }.joined()
+    }
+
+    /// Whether the queue takes what a job's moves need now: a claim's folder made in running/,
+    /// 4 KiB written in `.tmp/` (an empty file fits on a full disk) and renamed into each folder
+    /// as a dot-name (which scans skip), then removed; nil when all work, else the first refusal.
+    public func refusedWrite(probe: String) -> String? {
+        let folder = running + "/.probe-dir-" + probe
+        do {
+            try fs.mkdir(folder)
+            try? fs.rmdir(folder)
+        } catch { return "\(error)" }
+        for dir in [pending, running, done, failed] {
+            let staged = tmp + "/.probe-" + probe, path = dir + "/.probe-" + probe
+            defer {
+                try? fs.unlink(staged)
+                try? fs.unlink(path)
+            }
+            do {
+                try fs.write(staged, Data(count: 4096), sync: false)
+                try fs.rename(staged, path)
+            } catch { return "\(error)" }
+        }
+        return nil
     }
 
     /// Creates the five folders if missing.
@@ -288,6 +313,9 @@ public final class Queue: @unchecked Sendable {
             return dir
         } catch {
             if fs.exists(dir + "/job.json") { return dir }
+            // ENOENT: another worker won. Anything else is the queue refusing (pending/ read-only),
+            // which the worker must not retry at once (it spun on mkdir and rmdir, silently).
+            if (error as? FSError)?.code != ENOENT { lastClaimFailure = "\(error)" }
             // Never removeTree here: if `exists` lied, job.json is inside. rmdir fails on a
             // non-empty folder, which then goes stale and is taken over like any claim.
             try? fs.retrying { try fs.unlink(dir + "/claim") }

@@ -254,7 +254,7 @@ final class QueueScanner {
                     let chain = failures.chain(d.dependencies.filter { $0 == dep || failures.isFailed($0) })
                     failNow.append(.pending(name: e.name, folder: d.id, descriptor: d, error: .permanent(
                         "dependency '\(dep)' failed (see failed/\(dep)/error.json)", field: "after",
-                        hint: queue.command("retry", chain + [d.id]))))
+                        hint: queue.command("retry", chain + [d.id], anywhere: true))))
                 } else if ready, d.dependencies.allSatisfy({ isDone($0, fresh: true) }) {
                     // The cache may remember a done/ folder archived since: checked again before running.
                     runnable.append((d, e.name, e.mtime))

@@ -133,10 +133,7 @@ public final class Worker: @unchecked Sendable {
                 if plan.candidates.isEmpty {
                     // A job handed back because its outcome could not be written waits out its
                     // delay: a drain that keeps failing to write stops rather than wait forever.
-                    if config.drain, let since = claimFailingSince, monotonicNow() - since >= config.claimFailureLimit {
-                        logger.error("cannot write to the queue \(queue.root) for \(Int(config.claimFailureLimit)) s: \(claimFailure); stopping the drain")
-                        return 1
-                    }
+                    if drainShouldStop() { return 1 }
                     if config.drain && plan.waiting == 0 {
                         logger.info("drained: nothing left this worker can run")
                         break
@@ -150,10 +147,7 @@ public final class Worker: @unchecked Sendable {
             if handle(candidate) { jobs += 1 }
             if let since = claimFailingSince {
                 // The queue cannot be written: look again after a poll, not at once (it spun).
-                if config.drain && monotonicNow() - since >= config.claimFailureLimit {
-                    logger.error("cannot write to the queue \(queue.root) for \(Int(config.claimFailureLimit)) s: \(claimFailure); stopping the drain")
-                    return 1
-                }
+                if monotonicNow() - since >= config.claimFailureLimit, drainShouldStop() { return 1 }
                 plan = Plan()
                 idle()
             }
@@ -179,6 +173,19 @@ public final class Worker: @unchecked Sendable {
             lastClaimWarning = monotonicNow()
             logger.warning("cannot write to the queue \(queue.root): \(why) (is its disk full or read-only?); trying again every \(config.poll) s")
         }
+    }
+
+    /// A draining worker whose queue writes have failed for `claimFailureLimit` stops, unless a
+    /// probe of the queue's folders now works (the disk was freed: a job handed back may be
+    /// due after the limit, and the drain stopped with it still in running/).
+    private func drainShouldStop() -> Bool {
+        guard config.drain, let since = claimFailingSince, monotonicNow() - since >= config.claimFailureLimit else { return false }
+        if let why = queue.refusedWrite(probe: identity.newToken()) {
+            logger.error("cannot write to the queue \(queue.root) for \(Int(config.claimFailureLimit)) s: \(why); stopping the drain")
+            return true
+        }
+        claimFailingSince = nil
+        return false
     }
 
     private func idle() {
@@ -231,6 +238,9 @@ public final class Worker: @unchecked Sendable {
             queue.log(dir, "# reproduce: fidq run job.json --workspace \(shellQuoted(policy.workspace)) --out rerun   (from this job's folder)")
             let held = Held(dir: dir, token: token, id: folder, kind: descriptor?.kind, attempt: 1, started: nil)
             if let error {
+                // A retried job failing at once (its dependency failed again) keeps its out/ and
+                // names its earlier records, as a cancel does: the next retry still resumes.
+                RetainedOutput.adopt(queue: queue, id: folder, dir: dir)
                 finish(held, .failure(error), retry: .never)
                 return true
             }
@@ -306,15 +316,8 @@ public final class Worker: @unchecked Sendable {
     /// Continues a taken-over claim: records the dead attempt, then runs or fails the job.
     /// `old` is the previous holder's claim, read right after the take-over.
     private func resume(dir: String, id: String, token: String, stale: Bool, old: ClaimRecord?) -> Bool {
-        var attempt = old?.attempt ?? (queue.readAttempts(dir).count + 1)
-        if stale {
-            let who = old?.worker ?? "unknown worker"
-            try? queue.appendAttempt(dir, AttemptRecord(
-                attempt: attempt, worker: who, started: old?.claimedAt, ended: isoTimestamp(), outcome: "lease expired",
-                error: "worker \(who) stopped renewing its lease (killed, crashed or paused; out of memory?)"), tag: token)
-            queue.log(dir, "attempt \(attempt) by \(who): lease expired; taken over by \(identity.name)")
-            attempt += 1
-        }
+        let dead = old?.attempt ?? (queue.readAttempts(dir).count + 1)
+        let attempt = stale ? dead + 1 : dead
         let record = ClaimRecord(id: id, token: token, worker: identity.name, attempt: attempt,
                                  claimedAt: isoTimestamp(), released: false, leaseS: config.lease,
                                      claimedAtFS: queue.fsNow(probe: identity.nonce))
@@ -329,6 +332,21 @@ public final class Worker: @unchecked Sendable {
             logger.warning("took over \(id) but could not write its claim: \(error); its lease will expire")
             claimFailed("\(error)")
             return false
+        }
+        if stale {  // recorded once the claim is ours (each refused take-over logged it again)
+            let who = old?.worker ?? "unknown worker"
+            try? queue.appendAttempt(dir, AttemptRecord(
+                attempt: dead, worker: who, started: old?.claimedAt, ended: isoTimestamp(), outcome: "lease expired",
+                error: "worker \(who) stopped renewing its lease (killed, crashed or paused; out of memory?)"), tag: token)
+            queue.log(dir, "attempt \(dead) by \(who): lease expired; taken over by \(identity.name)")
+        }
+        // An outcome an earlier holder decided (result.json or error.json written) but could not
+        // publish (the queue refused the move, or it died just after): published now, not run
+        // again (a finished job ran again, or failed as "gave up" although it had succeeded).
+        let decided = queue.fs.exists(dir + "/result.json") ? "done" : queue.fs.exists(dir + "/error.json") ? "failed" : nil
+        if let decided {
+            publishDecided(Held(dir: dir, token: token, id: id, kind: nil, attempt: attempt, started: nil), as: decided)
+            return true
         }
         guard let data = try? queue.fs.retrying({ try queue.fs.read(dir + "/job.json", limit: JobDescriptor.maxBytes + 1) }) else {
             logger.warning("took over \(id) but cannot read its job.json; its lease will expire")
@@ -403,7 +421,7 @@ public final class Worker: @unchecked Sendable {
             progress: ProgressReporter(path: dir + "/progress.json", fs: queue.fs, bar: config.progressBar,
                                        label: d.id, line: echo),
             log: JobLog(path: dir + "/log.txt", fs: queue.fs, echo: nil))
-        context.startOver = queue.command("retry --fresh", [d.id]) + " starts over"
+        context.startOver = queue.command("retry --fresh", [d.id], anywhere: true) + " starts over"
         let heartbeat = Heartbeat(queue: queue, dir: dir, lease: record.lease(fallback: config.lease), token: cancel,
                                   timeout: d.timeoutS, grace: config.grace) { [self] reason in
             logger.error("job \(d.id) ignored '\(reason.rawValue)' for \(config.grace)s; recording it and exiting")
@@ -455,7 +473,7 @@ public final class Worker: @unchecked Sendable {
             let field = o.field.hasPrefix("params.") ? String(o.field.dropFirst(7)) : o.field
             return .permanent("\(o.path) is also written by job '\(other.id)', running\(holder): one would replace the other's output",
                               field: o.field,
-                              hint: "give this job its own \(field), or let it run after '\(other.id)' (\"after\": [\"\(other.id)\"]); then \(queue.command("retry", [d.id]))")
+                              hint: "give this job its own \(field), or let it run after '\(other.id)' (\"after\": [\"\(other.id)\"]); then \(queue.command("retry", [d.id], anywhere: true))")
         }
         return nil
     }
@@ -609,6 +627,28 @@ public final class Worker: @unchecked Sendable {
         }
     }
 
+    /// Moves a folder whose outcome an earlier holder decided to done/ or failed/; a refusal hands
+    /// it back again (same attempt: nothing runs), and counts toward a drain's limit.
+    private func publishDecided(_ job: Held, as state: String) {
+        queue.log(job.dir, "status: publishing the outcome decided before (\(state)); nothing runs again")
+        let outcome = state == "done" ? queue.commit(job.dir, id: job.id, token: job.token) : queue.fail(job.dir, id: job.id, token: job.token)
+        switch outcome {
+        case .published(let path):
+            count(state)
+            claimFailingSince = nil
+            logger.info("\(state) \(job.id) (decided by an earlier attempt) → \(path)")
+        case .leaseLost:
+            count("lost")
+        case .alreadyCommitted:
+            count("lost")
+            logger.warning("\(job.id): already committed by another worker; this copy discarded")
+            queue.discard(job.dir, token: job.token)
+        case .failed(let why):
+            claimFailed(why)
+            release(job, attempt: job.attempt, notBefore: config.backoff, note: "cannot move it to \(state)/: \(why)")
+        }
+    }
+
     /// What attempts.json holds of an attempt whose outcome the queue refused.
     enum Recorded { case no, asDone, asFailure }
 
@@ -618,6 +658,14 @@ public final class Worker: @unchecked Sendable {
     /// a job ran again and again at "attempt 1" and never reached failed/.
     private func unpublished(_ job: Held, _ why: String, recorded: Recorded) {
         claimFailed(why)
+        // result.json or error.json is written: only the move was refused. The next holder
+        // publishes it (`publishDecided`); nothing runs again and no attempt is spent.
+        if queue.fs.exists(job.dir + "/result.json") || queue.fs.exists(job.dir + "/error.json") {
+            queue.log(job.dir, "status: not published (\(why)); handed back for the next holder to publish in \(format3(config.backoff, 1))s")
+            logger.warning("\(job.id): \(why); handed back to be published")
+            release(job, attempt: job.attempt, notBefore: config.backoff, note: why)
+            return
+        }
         if recorded != .asFailure {  // a failure's record keeps its error; the claim's note says the rest
             var attempts = queue.readAttempts(job.dir)
             if recorded == .asDone, attempts.last?.attempt == job.attempt, attempts.last?.outcome == "done" { attempts.removeLast() }

@@ -49,7 +49,11 @@ struct FetchKind: JobKind {
                         lastPhase = p.phase
                         context.log("fetch: \(p.phase) \(p.item)")
                     }
-                    context.progress.update(step: Int(p.done) >> 20, total: p.total.map { Int($0) >> 20 }, unit: "MiB")
+                    if p.phase == "preprocess" {  // counts examples, not bytes
+                        context.progress.update(step: Int(p.done), total: p.total.map { Int($0) }, unit: "examples")
+                    } else {
+                        context.progress.update(step: Int(p.done) >> 20, total: p.total.map { Int($0) >> 20 }, unit: "MiB")
+                    }
                 },
                 isCancelled: { token.isCancelled },
                 log: { context.log($0) })

@@ -345,6 +345,9 @@ import JobsTesting
         #expect(Queue(root: "queue").command("retry", ["a", "b"]) == "fidq retry a b")
         #expect(Queue(root: "./queue/").command("status", []) == "fidq status")
         #expect(Queue(root: "/srv/my queue").command("retry --fresh", ["a"]) == "fidq retry --fresh --queue '/srv/my queue' a")
+        // Ids may start with "-": `--` first, or they read as options. A worker's hint always names the queue.
+        #expect(Queue(root: "queue").command("retry", ["-a", "b"]) == "fidq retry -- -a b")
+        #expect(Queue(root: "queue").command("retry", ["a"], anywhere: true) == "fidq retry --queue " + shellQuoted(FileManager.default.currentDirectoryPath + "/queue") + " a")
         #expect(Queue(root: "elsewhere").command("cancel", ["a"])
                 == "fidq cancel --queue " + shellQuoted(FileManager.default.currentDirectoryPath + "/elsewhere") + " a")
     }

@@ -20,7 +20,7 @@ import JobsTesting
     @Test func aRefusedTakeOverIsNotSpunOn() throws {
         let f = try QueueFixture()
         try f.plantClaim("dead", token: "h1", leaseS: 1, age: 60)
-        let fs = FaultyFileSystem(faults: [.init(.rename, EROFS, pathContains: "/running/dead@")])
+        let fs = FaultyFileSystem(faults: [.init(.rename, EROFS, pathContains: "/running/")])
         #expect(drain(f, fs: fs) == 1)
         #expect(fs.injections <= 40, "\(fs.injections) renames tried")
         #expect(f.list("running").count == 1, "the job stays where it was")
@@ -31,37 +31,70 @@ import JobsTesting
     @Test func aTakeOverWhoseClaimCannotBeWrittenIsNotSpunOn() throws {
         let f = try QueueFixture()
         try f.plantClaim("dead", token: "h1", leaseS: 1, age: 60)
-        let fs = FaultyFileSystem(faults: [.init(.write, ENOSPC, pathContains: "claim")])
+        let fs = FaultyFileSystem(faults: [.init(.write, ENOSPC)])  // a full disk
         #expect(drain(f, fs: fs) == 1)
         #expect(fs.injections <= 40, "\(fs.injections) claims written")
         #expect(f.list("running").count == 1 && f.list("done").isEmpty)
     }
 
-    /// A job whose move to done/ is refused every time: each try is a used attempt with a
-    /// growing delay, and after max_attempts it goes to failed/ saying why (it ran again and
-    /// again as "attempt 1" and never ended).
-    @Test func anOutcomeThatCannotBePublishedUsesUpAttempts() throws {
+    /// A finished job whose move to done/ is refused is handed back with its result.json, and
+    /// the next holder publishes it without running it again (it re-ran at "attempt 1" for
+    /// ever; then, counting attempts, a job that had succeeded went to failed/ as "gave up").
+    /// A drain that keeps being refused stops; once the queue takes writes, it goes to done/.
+    @Test func aFinishedJobWhoseMoveIsRefusedIsPublishedLaterNotRunAgain() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("a", extra: #""max_attempts": 1"#)
+        let fs = FaultyFileSystem(faults: [.init(.rename, EROFS, pathContains: "/done/")])
+        #expect(drain(f, fs: fs) == 1)
+        let held = try #require(f.list("running").first)
+        #expect(FileManager.default.fileExists(atPath: f.queueDir + "/running/" + held + "/result.json"))
+        #expect(f.queue.readClaim(f.queueDir + "/running/" + held)?.released == true)
+        drainInProcess(f)
+        #expect(f.list("done") == ["a"] && f.list("failed").isEmpty && f.list("running").isEmpty)
+        #expect(f.ledger().filter { $0.id == "a" }.count == 1, "ran once: \(f.ledger())")
+        #expect(f.read(f.queueDir + "/done/a/log.txt")?.contains("publishing the outcome decided before (done)") == true)
+    }
+
+    /// The same for a decided failure whose move to failed/ is refused: published as it was
+    /// decided (a timed-out or permanent failure ran again, and ended as a transient "gave up").
+    @Test func aDecidedFailureWhoseMoveIsRefusedIsPublishedLaterNotRunAgain() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("broken", params: #""fail": "permanent""#)
+        let fs = FaultyFileSystem(faults: [.init(.rename, EROFS, pathContains: "/failed/")])
+        #expect(drain(f, fs: fs) == 1)
+        drainInProcess(f)
+        let e = try #require(f.json(f.queueDir + "/failed/broken/error.json"))
+        #expect(e["permanence"] as? String == "permanent" && e["field"] as? String == "params.fail" && (e["attempts"] as? [Any])?.count == 1, "\(e)")
+    }
+
+    /// A drain whose queue refused writes for a while does not stop once a probe of its folders
+    /// works again: a job handed back may be due after the limit (it stopped with it in running/).
+    @Test func aDrainGoesOnOnceTheQueueTakesWritesAgain() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("a")
+        // result.json refused twice, then taken: the job's second try is due after the limit.
+        let fs = FaultyFileSystem(faults: [.init(.write, ENOSPC, pathContains: "result.json", limit: 2)])
+        let status = drainWithStatus(f, fs: fs, timeout: 30) {
+            $0.poll = 0.05
+            $0.backoff = 0.4
+            $0.claimFailureLimit = 0.3
+        }.statuses[0]
+        #expect(status == 0 && f.list("done") == ["a"], "status \(String(describing: status)), running \(f.list("running"))")
+    }
+
+    /// One whose result.json cannot be written runs again, each try a used attempt with a
+    /// growing delay, and after max_attempts fails saying why (it ran again at "attempt 1" for ever).
+    @Test func aResultThatCannotBeWrittenUsesUpAttempts() throws {
         let f = try QueueFixture()
         try f.dropRecord("a", extra: #""max_attempts": 3"#)
-        let fs = FaultyFileSystem(faults: [.init(.rename, EROFS, pathContains: "/done/a")])
+        let fs = FaultyFileSystem(faults: [.init(.write, ENOSPC, pathContains: "result.json")])
         #expect(drain(f, fs: fs, limit: 30) == 0)
-        #expect(f.list("failed") == ["a"] && f.list("running").isEmpty, "\(f.list("running"))")
         let e = try #require(f.json(f.queueDir + "/failed/a/error.json"))
-        #expect((e["message"] as? String)?.hasPrefix("gave up after 3 attempts; last: cannot move it to done/") == true, "\(e)")
+        #expect((e["message"] as? String)?.hasPrefix("gave up after 3 attempts; last: cannot write result.json") == true, "\(e)")
         let attempts = try #require(e["attempts"] as? [[String: Any]])
         #expect(attempts.map { $0["attempt"] as? Int } == [1, 2, 3] && attempts.allSatisfy { $0["outcome"] as? String == "not published" },
                 "\(attempts)")
-    }
-
-    /// So does one whose result.json cannot be written; a drain that keeps failing stops.
-    @Test func aResultThatCannotBeWrittenStopsTheDrain() throws {
-        let f = try QueueFixture()
-        try f.dropRecord("a", extra: #""max_attempts": 50"#)
-        let fs = FaultyFileSystem(faults: [.init(.write, ENOSPC, pathContains: "result.json")])
-        #expect(drain(f, fs: fs, limit: 0.3) == 1)
-        let claim = try #require(f.list("running").first.flatMap { f.queue.readClaim(f.queueDir + "/running/" + $0) })
-        #expect(claim.released && claim.attempt > 1 && claim.note?.hasPrefix("cannot write result.json") == true, "\(claim)")
-        #expect(f.queue.readAttempts(f.queueDir + "/running/" + f.list("running")[0]).first?.outcome == "not published")
+        #expect(f.ledger().filter { $0.id == "a" }.count == 3)
     }
 
     /// A failure whose error.json cannot be written goes back to the queue (it went to failed/
@@ -83,6 +116,21 @@ import JobsTesting
         try FileManager.default.createDirectory(atPath: f.queueDir + "/failed/x", withIntermediateDirectories: true)
         let row = try #require(f.queue.status().first { $0.id == "x" })
         #expect(row.state == "failed" && row.detail?.contains("no readable error.json") == true, "\(row)")
+    }
+
+    /// Cancel of a job whose move to failed/ the queue refuses says so, and the job never runs:
+    /// it said "taken by a worker meanwhile", left the claim held, and a worker later ran it.
+    @Test func aCancelWhoseMoveIsRefusedStillStopsTheJob() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("a")
+        let fs = FaultyFileSystem(faults: [.init(.rename, EROFS, pathContains: "/failed/")])
+        let c = QueueControl(queue: Queue(root: f.queueDir, fs: fs), registry: testRegistry(),
+                             policy: PathPolicy(workspace: f.workspace, queue: f.queueDir))
+        let said = try c.cancel("a")
+        #expect(said.contains("refused its move to failed/"), "\(said)")
+        drainInProcess(f)
+        #expect(f.list("failed") == ["a"] && f.ledger().isEmpty, "\(f.list("done")) \(f.ledger())")
+        #expect(f.json(f.queueDir + "/failed/a/error.json")?["status"] as? String == "cancelled")
     }
 
     /// Cancel of a pending job on a queue that refuses the claim says why; it said "no pending
