@@ -6,6 +6,11 @@ import Testing
 import JobsTesting
 
 @Suite struct QueueWriteFaultTests {
+    /// Queue commands on `fs`.
+    func control(_ f: QueueFixture, _ fs: FileSystem) -> QueueControl {
+        QueueControl(queue: Queue(root: f.queueDir, fs: fs), registry: testRegistry(), policy: PathPolicy(workspace: f.workspace, queue: f.queueDir))
+    }
+
     /// Runs one draining worker on `fs` with a short failure limit; returns its exit status.
     func drain(_ f: QueueFixture, fs: FileSystem, limit: Double = 0.5) -> Int32? {
         drainWithStatus(f, fs: fs, timeout: 30) {
@@ -123,9 +128,7 @@ import JobsTesting
     @Test func aCancelWhoseMoveIsRefusedStillStopsTheJob() throws {
         let f = try QueueFixture()
         try f.dropRecord("a")
-        let fs = FaultyFileSystem(faults: [.init(.rename, EROFS, pathContains: "/failed/")])
-        let c = QueueControl(queue: Queue(root: f.queueDir, fs: fs), registry: testRegistry(),
-                             policy: PathPolicy(workspace: f.workspace, queue: f.queueDir))
+        let c = control(f, FaultyFileSystem(faults: [.init(.rename, EROFS, pathContains: "/failed/")]))
         let said = try c.cancel("a")
         #expect(said.contains("refused its move to failed/"), "\(said)")
         drainInProcess(f)
@@ -138,9 +141,7 @@ import JobsTesting
     @Test func cancelOnAQueueThatRefusesTheClaimSaysSo() throws {
         let f = try QueueFixture()
         try f.dropRecord("a")
-        let fs = FaultyFileSystem(faults: [.init(.mkdir, EROFS, pathContains: "/running/")])
-        let c = QueueControl(queue: Queue(root: f.queueDir, fs: fs), registry: testRegistry(),
-                             policy: PathPolicy(workspace: f.workspace, queue: f.queueDir))
+        let c = control(f, FaultyFileSystem(faults: [.init(.mkdir, EROFS, pathContains: "/running/")]))
         let e = #expect(throws: JobError.self) { try c.cancel("a") }
         #expect(e?.message.contains("the queue refused to claim it") == true && e?.hint?.contains(f.cli("cancel", "a")) == true,
                 "\(String(describing: e))")
