@@ -161,6 +161,10 @@ public final class Worker: @unchecked Sendable {
     /// written, and the last reason; reset by a claim or a publish that worked.
     private var claimFailingSince: Double?
     private var claimFailure = ""
+    /// A probe found the queue writable once in this streak of refusals: the next time the limit
+    /// is reached the drain stops (a refusal the probe does not test, such as one claim folder
+    /// that cannot be renamed, kept a drain going for ever).
+    private var probeRescued = false
     private var lastClaimWarning = -Double.infinity
 
     /// Notes a write the queue refused (full, read-only): a claim, a take-over, an outcome. The
@@ -180,12 +184,13 @@ public final class Worker: @unchecked Sendable {
     /// due after the limit, and the drain stopped with it still in running/).
     private func drainShouldStop() -> Bool {
         guard config.drain, let since = claimFailingSince, monotonicNow() - since >= config.claimFailureLimit else { return false }
-        if let why = queue.refusedWrite(probe: identity.newToken()) {
-            logger.error("cannot write to the queue \(queue.root) for \(Int(config.claimFailureLimit)) s: \(why); stopping the drain")
-            return true
+        if !probeRescued, queue.refusedWrite(probe: identity.newToken()) == nil {
+            probeRescued = true
+            claimFailingSince = nil
+            return false
         }
-        claimFailingSince = nil
-        return false
+        logger.error("cannot write to the queue \(queue.root) for \(Int(config.claimFailureLimit)) s: \(claimFailure); stopping the drain")
+        return true
     }
 
     private func idle() {
@@ -234,7 +239,7 @@ public final class Worker: @unchecked Sendable {
                 if let why = queue.lastClaimFailure { claimFailed(why) }
                 return false
             }
-            claimFailingSince = nil
+            (claimFailingSince, probeRescued) = (nil, false)
             queue.log(dir, "# reproduce: fidq run job.json --workspace \(shellQuoted(policy.workspace)) --out rerun   (from this job's folder)")
             let held = Held(dir: dir, token: token, id: folder, kind: descriptor?.kind, attempt: 1, started: nil)
             if let error {
@@ -333,20 +338,22 @@ public final class Worker: @unchecked Sendable {
             claimFailed("\(error)")
             return false
         }
+        // An outcome an earlier holder decided (result.json or error.json written) but could not
+        // publish (the queue refused the move, or it died just after): published now, not run
+        // again (a finished job ran again, or failed as "gave up" although it had succeeded). A
+        // cancel's error.json wins over a result.json it came after: the cancel said it fails.
+        let fs = queue.fs, failedDecided = fs.exists(dir + "/error.json")
+        let decided = failedDecided && fs.exists(dir + "/cancel") ? "failed" : fs.exists(dir + "/result.json") ? "done" : failedDecided ? "failed" : nil
+        if let decided {
+            publishDecided(Held(dir: dir, token: token, id: id, kind: nil, attempt: dead, started: nil), as: decided)
+            return true
+        }
         if stale {  // recorded once the claim is ours (each refused take-over logged it again)
             let who = old?.worker ?? "unknown worker"
             try? queue.appendAttempt(dir, AttemptRecord(
                 attempt: dead, worker: who, started: old?.claimedAt, ended: isoTimestamp(), outcome: "lease expired",
                 error: "worker \(who) stopped renewing its lease (killed, crashed or paused; out of memory?)"), tag: token)
             queue.log(dir, "attempt \(dead) by \(who): lease expired; taken over by \(identity.name)")
-        }
-        // An outcome an earlier holder decided (result.json or error.json written) but could not
-        // publish (the queue refused the move, or it died just after): published now, not run
-        // again (a finished job ran again, or failed as "gave up" although it had succeeded).
-        let decided = queue.fs.exists(dir + "/result.json") ? "done" : queue.fs.exists(dir + "/error.json") ? "failed" : nil
-        if let decided {
-            publishDecided(Held(dir: dir, token: token, id: id, kind: nil, attempt: attempt, started: nil), as: decided)
-            return true
         }
         guard let data = try? queue.fs.retrying({ try queue.fs.read(dir + "/job.json", limit: JobDescriptor.maxBytes + 1) }) else {
             logger.warning("took over \(id) but cannot read its job.json; its lease will expire")
@@ -544,7 +551,7 @@ public final class Worker: @unchecked Sendable {
             switch queue.commit(dir, id: id, token: token) {
             case .published:
                 count("done")
-                claimFailingSince = nil
+                (claimFailingSince, probeRescued) = (nil, false)
                 logger.info("done \(id)")
             case .leaseLost:
                 count("lost")
@@ -616,7 +623,7 @@ public final class Worker: @unchecked Sendable {
             switch queue.fail(dir, id: id, token: token) {
             case .published(let path):
                 count("failed")
-                claimFailingSince = nil
+                (claimFailingSince, probeRescued) = (nil, false)
                 logger.warning("failed \(id): \(err.description) → \(path)")
             case .leaseLost, .alreadyCommitted:
                 count("lost")
@@ -635,7 +642,7 @@ public final class Worker: @unchecked Sendable {
         switch outcome {
         case .published(let path):
             count(state)
-            claimFailingSince = nil
+            (claimFailingSince, probeRescued) = (nil, false)
             logger.info("\(state) \(job.id) (decided by an earlier attempt) → \(path)")
         case .leaseLost:
             count("lost")

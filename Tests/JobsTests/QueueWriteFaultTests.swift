@@ -25,10 +25,14 @@ import JobsTesting
     @Test func aRefusedTakeOverIsNotSpunOn() throws {
         let f = try QueueFixture()
         try f.plantClaim("dead", token: "h1", leaseS: 1, age: 60)
-        let fs = FaultyFileSystem(faults: [.init(.rename, EROFS, pathContains: "/running/")])
-        #expect(drain(f, fs: fs) == 1)
-        #expect(fs.injections <= 40, "\(fs.injections) renames tried")
-        #expect(f.list("running").count == 1, "the job stays where it was")
+        for refused in ["/running/", "/running/dead@"] {
+            // All of running/, or that one folder (which the drain's probe of the queue does not
+            // test: it passes once, then the drain stops; it went on for ever).
+            let fs = FaultyFileSystem(faults: [.init(.rename, EROFS, pathContains: refused)])
+            #expect(drain(f, fs: fs) == 1, "\(refused)")
+            #expect(fs.injections <= 80, "\(refused): \(fs.injections) renames tried")
+            #expect(f.list("running").count == 1, "the job stays where it was")
+        }
     }
 
     /// The rename works but the claim cannot be written: the folder still holds the stale
@@ -77,12 +81,12 @@ import JobsTesting
     @Test func aDrainGoesOnOnceTheQueueTakesWritesAgain() throws {
         let f = try QueueFixture()
         try f.dropRecord("a")
-        // result.json refused twice, then taken: the job's second try is due after the limit.
-        let fs = FaultyFileSystem(faults: [.init(.write, ENOSPC, pathContains: "result.json", limit: 2)])
+        // result.json refused once, then taken: the job's second try is due after the limit.
+        let fs = FaultyFileSystem(faults: [.init(.write, ENOSPC, pathContains: "result.json", limit: 1)])
         let status = drainWithStatus(f, fs: fs, timeout: 30) {
             $0.poll = 0.05
-            $0.backoff = 0.4
-            $0.claimFailureLimit = 0.3
+            $0.backoff = 1  // due again at 1 s, past the limit
+            $0.claimFailureLimit = 0.5
         }.statuses[0]
         #expect(status == 0 && f.list("done") == ["a"], "status \(String(describing: status)), running \(f.list("running"))")
     }
@@ -121,6 +125,27 @@ import JobsTesting
         try FileManager.default.createDirectory(atPath: f.queueDir + "/failed/x", withIntermediateDirectories: true)
         let row = try #require(f.queue.status().first { $0.id == "x" })
         #expect(row.state == "failed" && row.detail?.contains("no readable error.json") == true, "\(row)")
+    }
+
+    /// A finished job handed back to be published, then cancelled while the queue also refuses
+    /// failed/: the cancel's failure is what gets published (it went to done/ beside the
+    /// cancel's error.json). A dead holder's result.json is published without a "lease expired"
+    /// record for the attempt that decided it.
+    @Test func aCancelAfterAnUnpublishedResultWins() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("a")
+        #expect(drain(f, fs: FaultyFileSystem(faults: [.init(.rename, EROFS, pathContains: "/done/")])) == 1)
+        let said = try control(f, FaultyFileSystem(faults: [.init(.rename, EROFS, pathContains: "/failed/")])).cancel("a")
+        #expect(said.contains("refused its move to failed/"), "\(said)")
+        drainInProcess(f)
+        #expect(f.list("failed") == ["a"] && f.list("done").isEmpty, "\(f.list("done"))")
+        #expect(f.json(f.queueDir + "/failed/a/error.json")?["status"] as? String == "cancelled")
+
+        let dead = try f.plantClaim("dead", token: "h1", leaseS: 1, age: 60)
+        try Data(#"{"id": "dead", "result": {}}"#.utf8).write(to: URL(fileURLWithPath: dead + "/result.json"))
+        drainInProcess(f)
+        #expect(f.list("done") == ["dead"] && f.ledger().filter { $0.id == "dead" }.isEmpty)
+        #expect(!f.queue.readAttempts(f.queueDir + "/done/dead").contains { $0.outcome == "lease expired" })
     }
 
     /// Cancel of a job whose move to failed/ the queue refuses says so, and the job never runs:
