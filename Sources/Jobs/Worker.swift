@@ -338,13 +338,10 @@ public final class Worker: @unchecked Sendable {
             claimFailed("\(error)")
             return false
         }
-        // An outcome an earlier holder decided (result.json or error.json written) but could not
-        // publish (the queue refused the move, or it died just after): published now, not run
-        // again (a finished job ran again, or failed as "gave up" although it had succeeded). A
-        // cancel's error.json wins over a result.json it came after: the cancel said it fails.
-        let fs = queue.fs, failedDecided = fs.exists(dir + "/error.json")
-        let decided = failedDecided && fs.exists(dir + "/cancel") ? "failed" : fs.exists(dir + "/result.json") ? "done" : failedDecided ? "failed" : nil
-        if let decided {
+        // An outcome an earlier holder decided but could not publish (the queue refused the move,
+        // or it died just after): published now, not run again (a finished job ran again, or
+        // failed as "gave up" although it had succeeded).
+        if let decided = decidedOutcome(dir) {
             publishDecided(Held(dir: dir, token: token, id: id, kind: nil, attempt: dead, started: nil), as: decided)
             return true
         }
@@ -542,7 +539,7 @@ public final class Worker: @unchecked Sendable {
             do {
                 try fs.writeAtomically(dir + "/result.json", try jsonEncoder().encode(result), tag: token)
             } catch {
-                unpublished(job, "cannot write result.json: \(error)", recorded: .no)
+                unpublished(job, "cannot write result.json: \(error)", recorded: false)
                 return
             }
             try? queue.appendAttempt(dir, AttemptRecord(attempt: attempt, worker: identity.name, started: job.started,
@@ -561,7 +558,7 @@ public final class Worker: @unchecked Sendable {
                 logger.warning("\(id): already committed by another worker; output discarded")
                 queue.discard(dir, token: token)
             case .failed(let why):
-                unpublished(job, "cannot move it to done/: \(why)", recorded: .asDone)
+                unpublished(job, "cannot move it to done/: \(why)", recorded: true)
             }
         case .failure(let error):
             let cancelled = error as? CancellationError
@@ -596,7 +593,7 @@ public final class Worker: @unchecked Sendable {
                                        outcome: outcomeName, error: err.description)
             if err.permanence == .transient, case .upTo(let maxAttempts) = retry, attempt < maxAttempts {
                 try? queue.appendAttempt(dir, record, tag: token)
-                let delay = min(config.backoff * Double(1 << min(attempt - 1, 20)), 3600)
+                let delay = retryDelay(after: attempt)
                 queue.log(dir, "status: transient error, retry \(attempt + 1)/\(maxAttempts) in \(format3(delay, 1))s: \(err.description)")
                 logger.warning("\(id): transient error (attempt \(attempt)/\(maxAttempts)): \(err.description)")
                 release(job, attempt: attempt + 1, notBefore: delay, note: err.description)
@@ -616,7 +613,7 @@ public final class Worker: @unchecked Sendable {
                 try fs.writeAtomically(dir + "/error.json", try jsonEncoder().encode(JSONValue.object(fields)), tag: token)
             } catch {
                 // In failed/ without error.json the reason would be lost (status showed nothing).
-                unpublished(job, "cannot write error.json: \(error); the attempt failed: \(err.description)", recorded: .asFailure)
+                unpublished(job, "cannot write error.json: \(error); the attempt failed: \(err.description)", recorded: true)
                 return
             }
             queue.log(dir, "status: \(cancelled == nil ? "failed" : outcomeName): \(err.description)")
@@ -629,9 +626,16 @@ public final class Worker: @unchecked Sendable {
                 count("lost")
                 logger.warning("\(id): lease lost while failing it; outcome discarded")
             case .failed(let why):
-                unpublished(job, "cannot move it to failed/: \(why); the attempt failed: \(err.description)", recorded: .asFailure)
+                unpublished(job, "cannot move it to failed/: \(why); the attempt failed: \(err.description)", recorded: true)
             }
         }
+    }
+
+    /// "done" or "failed" when the claim folder holds a decided outcome (result.json, error.json);
+    /// a cancel's error.json wins over a result.json it came after: the cancel said it fails.
+    private func decidedOutcome(_ dir: String) -> String? {
+        let fs = queue.fs, failed = fs.exists(dir + "/error.json")
+        return failed && fs.exists(dir + "/cancel") ? "failed" : fs.exists(dir + "/result.json") ? "done" : failed ? "failed" : nil
     }
 
     /// Moves a folder whose outcome an earlier holder decided to done/ or failed/; a refusal hands
@@ -656,35 +660,32 @@ public final class Worker: @unchecked Sendable {
         }
     }
 
-    /// What attempts.json holds of an attempt whose outcome the queue refused.
-    enum Recorded { case no, asDone, asFailure }
-
     /// The queue refused this attempt's outcome (result.json, error.json, the move to done/ or
-    /// failed/: a full or read-only disk). The claim goes back as a used attempt, with the
-    /// growing delay of a transient error: handed back at the same attempt after a fixed delay,
-    /// a job ran again and again at "attempt 1" and never reached failed/.
-    private func unpublished(_ job: Held, _ why: String, recorded: Recorded) {
+    /// failed/: a full or read-only disk). Written but not moved: handed back as it is, for the
+    /// next holder to publish. Not written: handed back as a used attempt with the growing
+    /// delay of a transient error (at the same attempt and a fixed delay, a job ran again and
+    /// again at "attempt 1" and never reached failed/). `recorded`: attempts.json holds this
+    /// attempt already (a failure's record keeps its error; the claim's note says the rest).
+    private func unpublished(_ job: Held, _ why: String, recorded: Bool) {
         claimFailed(why)
-        // result.json or error.json is written: only the move was refused. The next holder
-        // publishes it (`publishDecided`); nothing runs again and no attempt is spent.
-        if queue.fs.exists(job.dir + "/result.json") || queue.fs.exists(job.dir + "/error.json") {
+        if decidedOutcome(job.dir) != nil {  // the next holder publishes it: nothing runs again
             queue.log(job.dir, "status: not published (\(why)); handed back for the next holder to publish in \(format3(config.backoff, 1))s")
             logger.warning("\(job.id): \(why); handed back to be published")
             release(job, attempt: job.attempt, notBefore: config.backoff, note: why)
             return
         }
-        if recorded != .asFailure {  // a failure's record keeps its error; the claim's note says the rest
-            var attempts = queue.readAttempts(job.dir)
-            if recorded == .asDone, attempts.last?.attempt == job.attempt, attempts.last?.outcome == "done" { attempts.removeLast() }
-            attempts.append(AttemptRecord(attempt: job.attempt, worker: identity.name, started: job.started, ended: isoTimestamp(),
-                                          outcome: "not published", error: why))
-            try? queue.fs.writeAtomically(job.dir + "/attempts.json", try jsonEncoder().encode(attempts), tag: job.token, sync: false)
+        if !recorded {
+            try? queue.appendAttempt(job.dir, AttemptRecord(attempt: job.attempt, worker: identity.name, started: job.started,
+                                                            ended: isoTimestamp(), outcome: "not published", error: why), tag: job.token)
         }
-        let delay = min(config.backoff * Double(1 << min(job.attempt - 1, 20)), 3600)
+        let delay = retryDelay(after: job.attempt)
         queue.log(job.dir, "status: not published (\(why)); handed back as attempt \(job.attempt + 1) in \(format3(delay, 1))s")
         logger.warning("\(job.id): \(why); handed back as attempt \(job.attempt + 1) in \(format3(delay, 1))s")
         release(job, attempt: job.attempt + 1, notBefore: delay, note: why)
     }
+
+    /// The wait before attempt + 1: `--backoff`, doubled per attempt, at most an hour.
+    private func retryDelay(after attempt: Int) -> Double { min(config.backoff * Double(1 << min(attempt - 1, 20)), 3600) }
 
     /// Leaves the claim in running/ with `released: true`, so any worker may take it after `notBefore` s.
     private func release(_ job: Held, attempt: Int, notBefore: Double, note: String) {
