@@ -62,13 +62,18 @@ public final class ReaderTrainable: Trainable {
         return out.map { FiDAnswer.text(collator.tokenizer, $0).trimmingCharacters(in: .whitespaces) }
     }
 
-    /// Exact match over the whole dev set, in batches of `evalBatchSize`.
+    /// Exact match over the whole dev set, in batches of `evalBatchSize`; NaN when the model
+    /// computes NaN or ±inf (a decoding error would be retried as transient).
     public func evaluate(_ report: (Int, Int) throws -> Void) throws -> Double? {
         guard let dev else { return nil }
         var hits = 0, done = 0
         while done < dev.count {
             let exs = try (done..<min(dev.count, done + evalBatchSize)).map { try dev.example(at: $0) }
-            for (e, p) in zip(exs, try predict(exs)) where ExactMatch.score(p, e.answers) { hits += 1 }
+            let predictions: [String]
+            do { predictions = try predict(exs) } catch let e as T5DecodingError where e.nonFinite {
+                return .nan  // the weights overflow float32: the Trainer stops, permanently, with lr's hint
+            }
+            for (e, p) in zip(exs, predictions) where ExactMatch.score(p, e.answers) { hits += 1 }
             done += exs.count
             try report(done, dev.count)
         }

@@ -47,6 +47,21 @@ struct ReaderFixture {
         return job
     }
 
+    /// The fixture reader with finite weights that overflow float32 (values near its limit), so
+    /// it computes NaN; returns its folder.
+    static func overflowingModel() throws -> String {
+        let model = TestData.scratch("overflow") + "/model"
+        try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: folder + "/config.json", toPath: model + "/config.json")
+        var map = try SafeTensorsFile(path: folder + "/model.safetensors").readAll()
+        let name = "decoder.block.0.layer.1.EncDecAttention.q.weight"
+        var q = try map.tensor(name)
+        q.data = [Float](repeating: .greatestFiniteMagnitude, count: q.data.count)
+        map[name] = q
+        try SafeTensors.write(map, to: model + "/model.safetensors", metadata: ["format": "pt"])
+        return model
+    }
+
     static func baseParams() throws -> [String: JSONValue] {
         ["model_path": .string(folder), "eval_data": .string(folder + "/eval.json"), "tokenizer": .string(try TestData.t5TokenizerPath()),
          "n_context": .number(3), "text_maxlength": .number(24), "per_gpu_batch_size": .number(2)]

@@ -64,15 +64,7 @@ import Testing
     /// job fails naming the model, instead of writing `"score": NaN` into dataset_wscores.json
     /// (not JSON) and empty predictions, reported done.
     @Test func aReaderThatOverflowsFailsNamingTheModel() throws {
-        let model = TestData.scratch("overflow") + "/model"
-        try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: ReaderFixture.folder + "/config.json", toPath: model + "/config.json")
-        var map = try SafeTensorsFile(path: ReaderFixture.folder + "/model.safetensors").readAll()
-        let name = "decoder.block.0.layer.1.EncDecAttention.q.weight"
-        var q = try map.tensor(name)
-        q.data = [Float](repeating: .greatestFiniteMagnitude, count: q.data.count)
-        map[name] = q
-        try SafeTensors.write(map, to: model + "/model.safetensors", metadata: ["format": "pt"])
+        let model = try ReaderFixture.overflowingModel()
         for beams in [1, 2] {
             var params = try ReaderFixture.baseParams()
             params["model_path"] = .string(model)

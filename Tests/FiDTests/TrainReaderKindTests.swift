@@ -105,6 +105,18 @@ struct TrainReaderKindTests {
         #expect(Double(top) / Double(dev.count) > 0.7, "gold first for \(top) of \(dev.count)")
     }
 
+    /// A reader that computes NaN while decoding the dev set scores NaN, which stops the Trainer
+    /// for good, instead of a decoding error that the queue retried as transient.
+    @Test func aReaderThatOverflowsEvaluatesToNaN() throws {
+        let reader = try T5Reader.load(folder: try ReaderFixture.overflowingModel(), tokenizer: try TestData.t5TokenizerPath())
+        let dev = try FiDData(path: ReaderFixture.folder + "/eval.json").load()
+        let trainable = ReaderTrainable(model: reader.model, tokenizer: reader.tokenizer, tokenizerPath: nil,
+                                        format: FiDFormat(nContext: 3, textMaxLength: 24, answerMaxLength: 6),
+                                        train: dev, dev: dev, evalBatchSize: 2, threads: 2)
+        let em = try trainable.evaluate { _, _ in }
+        #expect(em?.isNaN == true, "\(String(describing: em))")
+    }
+
     /// Lengths whose attention alone cannot fit in memory are refused naming the one that
     /// dominates, before any data is read (each allocation stopped the process, and a worker).
     @Test func lengthsWhoseAttentionCannotFitAreRefused() throws {

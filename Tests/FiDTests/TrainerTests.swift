@@ -18,6 +18,8 @@ final class ToyModel: Trainable {
     var beforeStep: ((Int) throws -> Void)?
     /// Called at the start of each eval with the micro-batches run so far.
     var beforeEval: ((Int) throws -> Void)?
+    /// What each eval returns instead of the metric (a model computing NaN).
+    var evalOverride: Double?
     var log: [[Int]] = []
 
     init() {
@@ -56,7 +58,7 @@ final class ToyModel: Trainable {
             mse += Double((pred - ys[k]) * (pred - ys[k])) / Double(xs.count)
             try report(k + 1, xs.count)
         }
-        return -mse
+        return evalOverride ?? -mse
     }
 
     func saveModel(into dir: String) throws {
@@ -245,6 +247,19 @@ struct TrainerTests {
         #expect(steps.value == 5, "resumed at step 8 of 13")
         #expect(try weights(out + "/out/checkpoint/step-13") == weights(reference + "/out/checkpoint/step-13"))
         #expect(try weights(out + "/out/checkpoint/best_dev") == weights(reference + "/out/checkpoint/best_dev"))
+    }
+
+    /// A dev metric that is not a number (the model computes NaN) stops the run for good, naming
+    /// lr, before best_dev keeps those weights (a retry would compute the same).
+    @Test func aDevMetricThatIsNotANumberStopsTheRun() throws {
+        let out = scratch()
+        do {
+            try runToy(toyConfig(total: 10), out: out) { $0.evalOverride = .nan }
+            Issue.record("the run went on with a dev metric of nan")
+        } catch let e as JobError {
+            #expect(e.permanence == .permanent && e.field == "params.lr" && e.message.contains("toy: the dev em is nan at step 3"), "\(e)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: out + "/out/checkpoint/best_dev"))
     }
 
     @Test func aCheckpointOfAnotherSeedIsRefused() throws {
