@@ -119,6 +119,25 @@ public final class QueueControl {
         }
     }
 
+    /// The bytes of a job file a user named: a regular file of at most `JobDescriptor.maxBytes`
+    /// (a folder, link or FIFO named, not a raw errno). Errors leave the file's name to the caller.
+    static func readJobFile(_ file: String, fs: FileSystem) throws -> Data {
+        guard let info = try? fs.info(file) else {
+            throw JobError.permanent(fs.exists(file) ? "cannot read the file" : "no such file",
+                                     hint: "pass job descriptor files; the queue folder is given with --queue")
+        }
+        switch info.kind {
+        case .regular: break
+        case .directory:
+            throw JobError.permanent("is a folder, not a job file",
+                                     hint: "pass the job files in it (\(file)/*.json); the queue folder is given with --queue")
+        case .symlink: throw JobError.permanent("is a symbolic link, not a regular file", hint: "pass the file it points to")
+        case .other: throw JobError.permanent("not a regular file (a FIFO, socket or device)")
+        }
+        if info.size > Int64(JobDescriptor.maxBytes) { throw JobError.permanent("larger than \(JobDescriptor.maxBytes) bytes") }
+        return try fs.read(file, limit: JobDescriptor.maxBytes + 1)
+    }
+
     /// Validates every file, then drops them all into `pending/` (temp name + exclusive link), or
     /// none; a drop that fails part way (another submit of an id at the same moment, a full disk)
     /// throws naming the ones already dropped (`SubmitError.submitted`).
@@ -134,17 +153,8 @@ public final class QueueControl {
         var seen: [String: String] = [:]  // id → the file that has it
         for file in files {
             func refuse(_ e: JobError) -> SubmitError { SubmitError(file: file, error: e) }
-            guard let info = try? fs.info(file) else {
-                throw refuse(.permanent(fs.exists(file) ? "cannot read the file" : "no such file",
-                                        hint: "pass job descriptor files; the queue folder is given with --queue"))
-            }
-            if info.kind == .directory {
-                throw refuse(.permanent("is a folder, not a job file",
-                                        hint: "pass the job files in it (\(file)/*.json); the queue folder is given with --queue"))
-            }
-            if info.kind != .regular { throw refuse(.permanent("not a regular file")) }
-            if info.size > Int64(JobDescriptor.maxBytes) { throw refuse(.permanent("larger than \(JobDescriptor.maxBytes) bytes")) }
-            let data = try fs.read(file, limit: JobDescriptor.maxBytes + 1)
+            let data: Data
+            do { data = try Self.readJobFile(file, fs: fs) } catch { throw refuse(JobError.classify(error)) }
             var d: JobDescriptor
             do {
                 d = try JobDescriptor.parse(data, fileName: NSStringPath(file).last, idMayDiffer: true)

@@ -45,7 +45,7 @@ public struct ForegroundRun {
     /// - Returns: the result as JSON.
     /// - Throws: `JobError` (bad descriptor, bad params, the handler's failure).
     public func run(registry: KindRegistry, fs: FileSystem = PosixFileSystem(), cancel: CancellationToken = CancellationToken()) throws -> JSONValue {
-        let data = try fs.read(file, limit: JobDescriptor.maxBytes + 1)
+        let data = try QueueControl.readJobFile(file, fs: fs)  // the caller names the file (RunCommand does)
         let d = try JobDescriptor.parse(data, fileName: NSStringPath(file).last, idMayDiffer: true)
         return try run(d, registry: registry, fs: fs, cancel: cancel)
     }
@@ -68,6 +68,7 @@ public struct ForegroundRun {
             throw JobError.permanent("\(folder) is a file, not a folder", field: "--out", hint: "give --out a new or existing folder")
         }
         try Self.checkApart(folder, from: prepared.inputs, fs: fs)
+        try Self.checkApart(folder, outputs: registry.exclusiveOutputs(of: d, policy: policy), fs: fs)
         try fs.makeDirectories(folder + "/out")
         // One run per folder: a second one in it would resume, sweep or overwrite the first's files
         // (two `fidq embed` shards in one folder would mix their blocks). The lock goes with the process.
@@ -83,7 +84,7 @@ public struct ForegroundRun {
         // On a terminal the log lines (evals, resumes, warnings) go above the bar, not nowhere.
         let log = JobLog(path: folder + "/log.txt", fs: fs, echo: progressBar ? { progress.printLine($0) } : echo)
         defer { progress.endBar() }  // what the caller prints next (a result, an error) starts a line
-        log("# reproduce: " + (reproduce ?? "fidq run \(shellQuoted(file)) --workspace \(shellQuoted(policy.workspace)) --out \(shellQuoted(folder))"))
+        log("# reproduce: " + (reproduce ?? policy.runCommand(PathPolicy.normalize(PathPolicy.absolute(file)), out: folder)))
         let context = JobContext(
             id: d.id, kind: d.kind, attempt: 1, maxAttempts: 1, folder: folder, paths: policy, fs: fs,
             cancellation: cancel, progress: progress, log: log, threads: threads)
@@ -131,6 +132,21 @@ public struct ForegroundRun {
                 || ["run.json", "log.txt", "progress.json", "result.json", "error.json"].contains(where: { input == real + "/" + $0 }) {
                 throw JobError.permanent("the run's folder \(real) overlaps the input \(input)", field: "--out",
                                          hint: "give --out a folder apart from \(field)'s; the run writes run.json, log.txt, result.json and out/ there")
+            }
+        }
+    }
+
+    /// Refuses an output among the run folder's own files (`retrieve`'s `output_path` naming the
+    /// run's result.json was replaced by it, and a log.txt output had the log appended), or one
+    /// holding the run folder (the job would write over its own log); `out/` is the job's.
+    static func checkApart(_ folder: String, outputs: [(field: String, path: String)], fs: FileSystem) throws {
+        let real = PathPolicy.realOf(folder, fs: fs)
+        for (field, path) in outputs {
+            let output = PathPolicy.realOf(path, fs: fs)
+            let inOut = PathPolicy.isInside(output, real + "/out") && output != real + "/out"
+            if (PathPolicy.isInside(output, real) && !inOut) || PathPolicy.isInside(real, output) {
+                throw JobError.permanent("\(field) \(output) overlaps the run's folder \(real)", field: field,
+                                         hint: "write it under \(real)/out/ or apart from --out's folder, which holds run.json, log.txt, progress.json and result.json")
             }
         }
     }

@@ -20,6 +20,15 @@ public struct PathPolicy: Sendable {
         self.allowedRoots = allowedRoots.map { PathPolicy.normalize(PathPolicy.absolute($0)) }
     }
 
+    /// `fidq run FILE` under this policy into `out`, quoted for a shell: a log's reproduce line.
+    /// `--queue` when it is not the workspace's default, each `--allow-root`.
+    public func runCommand(_ file: String, out: String) -> String {
+        var words = ["fidq", "run", file, "--workspace", workspace]
+        if queue != PathPolicy.normalize(workspace + "/queue") { words += ["--queue", queue] }
+        for root in allowedRoots { words += ["--allow-root", root] }
+        return (words + ["--out", out]).map(shellQuoted).joined(separator: " ")
+    }
+
     /// The absolute, lexically normalised path `path` names.
     public func resolve(_ path: String) -> String {
         if path.hasPrefix("job:") {

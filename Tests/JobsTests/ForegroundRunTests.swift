@@ -101,6 +101,53 @@ import Testing
         try ForegroundRun.checkApart(ws + "/sha", from: inputs, fs: PosixFileSystem())  // a prefix of the name is no overlap
     }
 
+    /// An output among the run folder's own files, or one holding the run folder, is refused
+    /// before anything is written (`output_path` naming the run's result.json was replaced by
+    /// the result, one naming log.txt had the log appended); `out/` is the job's own.
+    @Test func anOutputAmongTheRunFoldersOwnFilesIsRefused() throws {
+        let f = try QueueFixture()
+        try Data("text\n".utf8).write(to: URL(fileURLWithPath: f.workspace + "/a.txt"))
+        func run(dest: String, out: String) throws {
+            let job = f.workspace + "/c.json"
+            try Data(#"{"kind": "concat", "params": {"inputs": ["a.txt"], "dest": "\#(dest)"}}"#.utf8).write(to: URL(fileURLWithPath: job))
+            var r = ForegroundRun(file: job, workspace: f.workspace)
+            r.outDir = f.workspace + "/" + out
+            _ = try r.run(registry: testRegistry())
+        }
+        for (dest, out) in [("rr/result.json", "rr"), ("rr/log.txt", "rr"), ("rr/out", "rr"), ("rr/sub/x.txt", "rr"), ("rs", "rs/inner")] {
+            let e = #expect(throws: JobError.self) { try run(dest: dest, out: out) }
+            #expect(e?.field == "params.dest" && e?.message.contains("overlaps the run's folder") == true, "\(dest): \(String(describing: e))")
+            #expect(!FileManager.default.fileExists(atPath: f.workspace + "/" + out + "/run.json"), "\(dest): nothing written")
+        }
+        try run(dest: "rr/out/joined.txt", out: "rr")
+        #expect(FileManager.default.contents(atPath: f.workspace + "/rr/out/joined.txt") == Data("text\n".utf8))
+        try run(dest: "rr.txt", out: "rr2")  // a prefix of the name is no overlap
+    }
+
+    /// A job file that is a folder, a link or a FIFO is named as submit names it (a raw errno
+    /// was printed, and a FIFO read as an empty file).
+    @Test func aJobFileThatIsNotAPlainFileIsNamed() throws {
+        let f = try QueueFixture()
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: f.workspace + "/dir.json", withIntermediateDirectories: true)
+        try Data(#"{"kind": "test.record"}"#.utf8).write(to: URL(fileURLWithPath: f.workspace + "/real.json"))
+        try fm.createSymbolicLink(atPath: f.workspace + "/link.json", withDestinationPath: f.workspace + "/real.json")
+        #expect(mkfifo(f.workspace + "/fifo.json", 0o600) == 0)
+        for (name, says) in [("dir.json", "is a folder"), ("link.json", "symbolic link"), ("fifo.json", "FIFO"), ("none.json", "no such file")] {
+            let e = #expect(throws: JobError.self) { try ForegroundRun(file: f.workspace + "/" + name, workspace: f.workspace).run(registry: testRegistry()) }
+            #expect(e?.message.contains(says) == true, "\(name): \(String(describing: e))")
+        }
+    }
+
+    /// The reproduce line names the queue when it is not the workspace's default, and each
+    /// --allow-root: pasted as written, the rerun reads the same `job:` inputs.
+    @Test func theReproduceLineNamesTheQueueAndRoots() {
+        #expect(PathPolicy(workspace: "/w", queue: "/w/queue").runCommand("job.json", out: "/w/j.rerun")
+                == "fidq run job.json --workspace /w --out /w/j.rerun")
+        #expect(PathPolicy(workspace: "/w", queue: "/q", allowedRoots: ["/data x"]).runCommand("/w/j.json", out: "/w/j.run")
+                == "fidq run /w/j.json --workspace /w --queue /q --allow-root '/data x' --out /w/j.run")
+    }
+
     /// A refused --out names each differing param as it was typed: paths without JSON's `\/`.
     @Test func settingsDifferencesQuotePathsAsTyped() {
         let a = ForegroundRun.Claim(kind: "score", workspace: "/w", params: .object(["eval_data": .string("data/dev_gold.json"), "n_context": .number(10)]))
