@@ -199,7 +199,8 @@ final class Downloader {
 
     /// Copies a local file to `part`, hashing as it goes; returns the hex sha256.
     private func copyFile(_ url: URL, to part: URL, field: String) throws -> String {
-        let src = open(url.path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO waits for a writer, for ever, and no cancel reaches it.
+        let src = open(url.path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard src >= 0 else {
             // A missing or forbidden local file will not change by retrying.
             let code = errno

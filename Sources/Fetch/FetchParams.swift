@@ -145,14 +145,17 @@ public struct FetchParams: Codable, Equatable, Sendable {
         if dest.isEmpty || dest.contains("\0") { throw bad("dest", "a folder path", "\"\(dest)\"") }
         let last = (dest as NSString).lastPathComponent
         if last == "." || last == ".." || last == "/" { throw bad("dest", "a folder name at the end", "\"\(dest)\"") }
+        // The work folder beside it is `.<name>.fetch`: 7 bytes more, within the 255 a name may have.
+        if last.utf8.count > 248 { throw bad("dest", "a last name of at most 248 bytes", "\(last.utf8.count) bytes") }
         if let h = sha256, h.count != 64 || !h.allSatisfy(\.isHexDigit) {
             throw bad("sha256", "64 hex digits", "\"\(h)\"")
         }
         if !(0...64).contains(stripComponents) { throw bad("strip_components", "0...64", "\(stripComponents)") }
         if maxBytes <= 0 { throw bad("max_bytes", "a positive byte count", "\(maxBytes)") }
         if maxFiles <= 0 { throw bad("max_files", "a positive count", "\(maxFiles)") }
-        if let f = filename, f.isEmpty || f.contains("/") || f.contains("\0") || f == "." || f == ".." || f.utf8.count > 200 {
-            throw bad("filename", "a plain file name (no '/', not '.' or '..', at most 200 bytes)", "\"\(f)\"")
+        if let f = filename, f.isEmpty || f.contains("/") || f.contains("\0") || f == "." || f == ".." || f.utf8.count > 200
+            || Unpacker.reservedNames.contains(f) {
+            throw bad("filename", "a plain file name (no '/', not '.' or '..', not fidq's marker, at most 200 bytes)", "\"\(f)\"")
         }
         if passages != nil, !(source.flatMap(Presets.named)?.usesPassages ?? false) {
             throw bad("passages", "only with a data preset (fid_data, nq_data, tqa_data)", "\"\(passages!)\"")

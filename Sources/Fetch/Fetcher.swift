@@ -60,6 +60,7 @@ public enum Fetcher {
     /// - Parameters:
     ///   - params: what to fetch; `dest` resolves against `workspace` and must stay inside it.
     ///   - workspace: the folder relative paths resolve against.
+    ///   - roots: more folders `dest` may lie in (the queue's `--allow-root`s).
     ///   - attempt: a name for this run's work folder, unique per attempt (the queue's claim
     ///     token); nil makes one up.
     ///   - readCheck: called with every local file before it is read (`file://` URLs, `passages`);
@@ -70,23 +71,23 @@ public enum Fetcher {
     /// - Returns: the published folder, its size, and each download's sha256.
     /// - Throws: `FetchError`; `isPermanent` says whether a retry could help.
     public static func run(
-        _ params: FetchParams, workspace: URL, attempt: String? = nil, readCheck: ReadCheck? = nil,
+        _ params: FetchParams, workspace: URL, roots: [URL] = [], attempt: String? = nil, readCheck: ReadCheck? = nil,
         progress: @escaping (FetchProgress) -> Void = { _ in },
         isCancelled: @escaping () -> Bool = { false },
         log: @escaping (String) -> Void = { _ in }
     ) throws -> FetchResult {
-        try run(params, workspace: workspace, attempt: attempt, readCheck: readCheck, hooks: Hooks(),
+        try run(params, workspace: workspace, roots: roots, attempt: attempt, readCheck: readCheck, hooks: Hooks(),
                 progress: progress, isCancelled: isCancelled, log: log)
     }
 
     static func run(
-        _ params: FetchParams, workspace: URL, attempt: String?, readCheck: ReadCheck?, hooks: Hooks,
+        _ params: FetchParams, workspace: URL, roots: [URL] = [], attempt: String?, readCheck: ReadCheck?, hooks: Hooks,
         progress: @escaping (FetchProgress) -> Void = { _ in },
         isCancelled: @escaping () -> Bool = { false },
         log: @escaping (String) -> Void = { _ in }
     ) throws -> FetchResult {
         try params.validate()
-        let dest = try resolveDest(params.dest, workspace: workspace)
+        let dest = try resolveDest(params.dest, workspace: workspace, roots: roots)
         let parent = dest.deletingLastPathComponent()
         let marker = Marker(params)
         let work = parent.appendingPathComponent(".\(dest.lastPathComponent).fetch")
@@ -301,23 +302,24 @@ public enum Fetcher {
         return true
     }
 
-    /// `dest` as an absolute URL inside the workspace, with its parent folders created.
-    static func resolveDest(_ dest: String, workspace: URL) throws -> URL {
+    /// `dest` as an absolute URL inside the workspace (or one of `roots`), with its parent folders created.
+    static func resolveDest(_ dest: String, workspace: URL, roots: [URL] = []) throws -> URL {
         let ws = URL(fileURLWithPath: realpathOrSelf(workspace.path))
+        let allowed = [ws.path] + roots.map { realpathOrSelf($0.path) }
         let raw = dest.hasPrefix("/") ? URL(fileURLWithPath: dest) : ws.appendingPathComponent(dest)
         let url = raw.standardizedFileURL
         let parent = url.deletingLastPathComponent()
         func outside() -> FetchError {
-            .badParams(field: "dest", expected: "a folder inside the workspace \(ws.path)", found: "\"\(dest)\"",
-                       hint: "use a relative path")
+            .badParams(field: "dest", expected: "a folder inside the workspace \(ws.path)" + (roots.isEmpty ? "" : " or an --allow-root folder"),
+                       found: "\"\(dest)\"", hint: "use a relative path")
         }
-        guard isInside(parent.path, ws.path) else { throw outside() }
+        guard allowed.contains(where: { isInside(parent.path, $0) }) else { throw outside() }
         do { try FileManager.default.createDirectory(at: parent, withIntermediateDirectories: true) } catch {
             throw FetchError.io(path: parent.path, message: "cannot create dest's parent: \(error)")
         }
         // A symlinked parent could point anywhere; judge where it really is.
         let real = URL(fileURLWithPath: realpathOrSelf(parent.path)).appendingPathComponent(url.lastPathComponent)
-        guard isInside(real.deletingLastPathComponent().path, ws.path) else { throw outside() }
+        guard allowed.contains(where: { isInside(real.deletingLastPathComponent().path, $0) }) else { throw outside() }
         var st = stat()
         if lstat(real.path, &st) == 0, st.st_mode & S_IFMT == S_IFLNK {
             throw FetchError.badParams(field: "dest", expected: "a folder, not a symlink", found: real.path, hint: nil)
@@ -349,7 +351,7 @@ public enum Fetcher {
     static func safeName(_ raw: String) -> String {
         var name = String(raw.map { $0 == "/" || $0 == "\0" ? "_" : $0 })
         while name.utf8.count > 200 { name.removeLast() }
-        if name.isEmpty || name == "." || name == ".." || name == markerName { return "download" }
+        if name.isEmpty || name == "." || name == ".." || Unpacker.reservedNames.contains(name) { return "download" }
         return name
     }
 

@@ -34,6 +34,9 @@ final class Unpacker {
     private var symlinks: [String: String] = [:]
     private var symlinkOrder: [(path: String, entry: String)] = []
     private(set) var entries = 0
+    /// Folders made for entries' paths that no folder entry named; they count toward `maxFiles`
+    /// (10 entries of 1,900-deep paths made 19,000 folders under a limit of 10).
+    private var madeDirs = 0
     private(set) var bytes: Int64 = 0
     private var lastReport = Date.distantPast
 
@@ -57,7 +60,10 @@ final class Unpacker {
             // tar takes a first block of zeros for its end: a file that merely starts with 512
             // zero bytes (weights, say) would be "unpacked" into nothing. No entry, no archive.
             var entry: OpaquePointer?
-            if archive_read_next_header(a, &entry) != ARCHIVE_EOF { return .archive }
+            // A header that cannot be read is no archive either: a plain file may start with a
+            // cpio or 7z magic (1 float32 file in 32,768 starts as binary cpio does).
+            let r = archive_read_next_header(a, &entry)
+            if r == ARCHIVE_OK || r == ARCHIVE_WARN { return .archive }
         }
         // No archive format matched; the raw reader reports which decompression filters it applied.
         // It reads anything, so failing to open means a filter matched and its data is bad.
@@ -145,9 +151,11 @@ final class Unpacker {
                 throw FetchError.archive(archive: archiveName, message: Unpacker.errorText(a))
             }
             entries += 1
-            let name = (archive_entry_pathname(entry) ?? archive_entry_pathname_utf8(entry)).map { String(cString: $0) }
-            guard let name else { throw refuse("#\(entries)", "its name cannot be read") }
-            if entries > maxFiles {
+            guard let raw = archive_entry_pathname(entry) ?? archive_entry_pathname_utf8(entry) else {
+                throw refuse("#\(entries)", "its name cannot be read")
+            }
+            let name = try Self.utf8(raw, entry: "#\(entries)", what: "its name", refuse)
+            if entries + madeDirs > maxFiles {
                 throw FetchError.limit(archive: archiveName, entry: name, what: "file count", limit: Int64(maxFiles))
             }
             try place(a, entry, name: name)
@@ -158,6 +166,13 @@ final class Unpacker {
 
     private func refuse(_ entry: String, _ reason: String) -> FetchError {
         .refused(archive: archiveName, entry: entry, reason: reason)
+    }
+
+    /// A name or link target as UTF-8, refused otherwise: repaired with U+FFFD, two names
+    /// differing in one byte became one file and the first was lost.
+    static func utf8(_ raw: UnsafePointer<CChar>, entry: String, what: String, _ refuse: (String, String) -> FetchError) throws -> String {
+        if let s = String(validatingCString: raw) { return s }
+        throw refuse(entry, "\(what) is not UTF-8 ('\(String(cString: raw))', with � for each bad byte)")
     }
 
     /// The entry's path as safe components after `strip_components`; nil when stripped away.
@@ -176,10 +191,11 @@ final class Unpacker {
     /// Top-level names an archive may not use: the marker `Fetcher` writes and its temporary name.
     static let reservedNames: Set<String> = [Fetcher.markerName, "." + Fetcher.markerName + ".tmp"]
 
-    /// Creates the folders `parts` names, one level at a time, refusing to pass through a symlink or file.
-    private func ensureDir(_ parts: ArraySlice<String>, entry: String) throws {
+    /// Creates the folders `parts` names, one level at a time, refusing to pass through a symlink or
+    /// file; each one made counts toward `maxFiles` unless it is the folder entry's own (`named`).
+    private func ensureDir(_ parts: ArraySlice<String>, entry: String, named: Bool = false) throws {
         var rel = ""
-        for p in parts {
+        for (i, p) in zip(parts.indices, parts) {
             rel = rel.isEmpty ? p : rel + "/" + p
             if dirs.contains(rel) { continue }
             if symlinks[rel] != nil { throw refuse(entry, "its path goes through the archive's symlink '\(rel)'") }
@@ -191,6 +207,12 @@ final class Unpacker {
                 }
             }
             dirs.insert(rel)
+            if !(named && i == parts.index(before: parts.endIndex)) {
+                madeDirs += 1
+                if entries + madeDirs > maxFiles {
+                    throw FetchError.limit(archive: archiveName, entry: entry, what: "file and folder count", limit: Int64(maxFiles))
+                }
+            }
         }
     }
 
@@ -208,7 +230,7 @@ final class Unpacker {
             throw refuse(name, "its path goes through the archive's symlink '\(parts[0..<i].joined(separator: "/"))'")
         }
         if symlinks[rel] != nil { throw refuse(name, "it replaces the archive's symlink '\(rel)'") }
-        if let target = archive_entry_hardlink(entry).map({ String(cString: $0) }) {
+        if let target = try archive_entry_hardlink(entry).map({ try Self.utf8($0, entry: name, what: "its hard link's target", refuse) }) {
             let stripped: [String]?
             do { stripped = try components(target, entry: name) } catch FetchError.refused(_, _, let reason) {
                 throw refuse(name, "hard link to '\(target)': \(reason)")
@@ -229,7 +251,11 @@ final class Unpacker {
             }
             try ensureDir(parts.dropLast(), entry: name)
             try clearFile(rel, entry: name)
-            guard link(full(trel), full(rel)) == 0 else { throw FetchError.posix(full(rel), "cannot link entry '\(name)'") }
+            guard link(full(trel), full(rel)) == 0 else {
+                // The file system's limit of links per file: the archive's doing, a retry gives the same.
+                if errno == EMLINK { throw refuse(name, "too many hard links to '\(target)' for this file system") }
+                throw FetchError.posix(full(rel), "cannot link entry '\(name)'")
+            }
             files.insert(rel)
             // cpio (newc) stores a multiply-linked file's data with its *last* name, after empty
             // earlier ones; pax may give a link data too. Write it through the link, as bsdtar does,
@@ -243,7 +269,7 @@ final class Unpacker {
         switch type {
         case 0o040000:
             if files.contains(rel) { throw refuse(name, "a folder replaces the file '\(rel)'") }
-            try ensureDir(parts[...], entry: name)
+            try ensureDir(parts[...], entry: name, named: true)
         case 0o100000:
             try ensureDir(parts.dropLast(), entry: name)
             try clearFile(rel, entry: name)
@@ -252,7 +278,8 @@ final class Unpacker {
             try writeData(a, to: full(rel), mode: mode, entry: name, declared: declared)
             files.insert(rel)
         case 0o120000:
-            guard let target = archive_entry_symlink(entry).map({ String(cString: $0) }), !target.isEmpty else {
+            guard let target = try archive_entry_symlink(entry).map({ try Self.utf8($0, entry: name, what: "its symlink's target", refuse) }),
+                  !target.isEmpty else {
                 throw refuse(name, "a symlink without a target")
             }
             if target.hasPrefix("/") { throw refuse(name, "symlink to the absolute path '\(target)'") }

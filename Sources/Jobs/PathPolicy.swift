@@ -73,6 +73,18 @@ public struct PathPolicy: Sendable {
             hint: "write inside the workspace, or pass --allow-root for that folder to fidq submit and fidq worker (or fidq run)")
     }
 
+    /// Refuses an output the job writes as a whole (`JobParams.exclusiveOutputs`: a fetch `dest`
+    /// it may replace, a run folder) that holds the queue: `dest` over the queue with `replace`
+    /// deleted every job in it.
+    public func checkHoldsNoQueue(_ path: String, field: String, fs: FileSystem) throws {
+        let resolved = resolve(path), real = PathPolicy.realOf(resolved, fs: fs)
+        let queueReal = PathPolicy.realOf(queue, fs: fs)
+        if PathPolicy.isInside(queueReal, real) || PathPolicy.isInside(queue, resolved) {
+            throw JobError.permanent("output '\(path)' resolves to \(real), which holds the queue folder \(queueReal)", field: field,
+                                     hint: "give it a folder of its own beside the queue; the job writes that folder as a whole")
+        }
+    }
+
     /// Resolves an input path and checks it lies inside the workspace, an allowed root, or an
     /// earlier job's output (`<queue>/done/<id>/out/`), following every symlink: on a shared queue a job
     /// must not copy another user's files into its workspace.

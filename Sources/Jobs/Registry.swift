@@ -113,6 +113,9 @@ public final class KindRegistry: @unchecked Sendable {
             for (field, path) in params.outputPaths {
                 _ = try policy.checkOutput(path, field: "params." + field, fs: fs)
             }
+            for (field, path) in params.exclusiveOutputs {
+                try policy.checkHoldsNoQueue(path, field: "params." + field, fs: fs)
+            }
             // At submit time a job with dependencies (`after`, or a `job:` input) may read what they write (a fetched
             // folder, say), so its missing inputs are checked when it starts, not refused now.
             let deferMissing = !checkJobInputs && !descriptor.dependencies.isEmpty

@@ -43,7 +43,7 @@ struct FetchKind: JobKind {
         if let given = params.passages, given.hasPrefix("job:") { params.passages = context.resolve(given) }
         do {
             return try Fetcher.run(
-                params, workspace: workspace, attempt: Self.claimToken(context.folder), readCheck: readCheck,
+                params, workspace: workspace, roots: context.paths.allowedRoots.map { URL(fileURLWithPath: $0) }, attempt: Self.claimToken(context.folder), readCheck: readCheck,
                 progress: { p in
                     if p.phase != lastPhase {
                         lastPhase = p.phase

@@ -100,6 +100,31 @@ enum ArchiveBuilder {
     }
 
     /// Compresses `data` as one file (libarchive's raw format), like `gzip -c`.
+    /// A ustar archive with each name's raw bytes as given (libarchive's writer would convert
+    /// them): names that are not UTF-8.
+    static func ustar(_ files: [(name: [UInt8], data: Data)]) -> Data {
+        var out = Data()
+        func octal(_ v: Int, _ width: Int) -> [UInt8] { Array(String(format: "%0\(width - 1)o", v).utf8) + [0] }
+        for (name, data) in files {
+            var h = [UInt8](repeating: 0, count: 512)
+            h.replaceSubrange(0..<name.count, with: name)
+            h.replaceSubrange(100..<108, with: octal(0o644, 8))
+            h.replaceSubrange(108..<116, with: octal(0, 8))
+            h.replaceSubrange(116..<124, with: octal(0, 8))
+            h.replaceSubrange(124..<136, with: octal(data.count, 12))
+            h.replaceSubrange(136..<148, with: octal(0, 12))
+            h[156] = UInt8(ascii: "0")
+            h.replaceSubrange(257..<265, with: Array("ustar\u{0}00".utf8))
+            h.replaceSubrange(148..<156, with: [UInt8](repeating: 0x20, count: 8))
+            let sum = h.reduce(0) { $0 + Int($1) }
+            h.replaceSubrange(148..<155, with: octal(sum, 7))
+            out.append(contentsOf: h)
+            out.append(data)
+            out.append(Data(count: (512 - data.count % 512) % 512))
+        }
+        return out + Data(count: 1024)
+    }
+
     static func compress(_ data: Data, to url: URL, filter: Filter) throws {
         let a = archive_write_new()!
         defer { archive_write_free(a) }

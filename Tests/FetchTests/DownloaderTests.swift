@@ -250,6 +250,12 @@ import Testing
         #expect(throws: FetchError.localFile(path: box.src.path, field: "url", reason: "not a regular file")) {
             try Fetcher.run(Self.params(box.src.absoluteString, dest: "dir"), workspace: box.ws)
         }
+        // A FIFO no one writes: refused at once (opening it waited for a writer, for ever, deaf to a cancel).
+        let fifo = box.src.appendingPathComponent("fifo")
+        #expect(mkfifo(fifo.path, 0o600) == 0)
+        #expect(throws: FetchError.localFile(path: fifo.path, field: "url", reason: "not a regular file")) {
+            try Fetcher.run(Self.params(fifo.absoluteString, dest: "fifo"), workspace: box.ws)
+        }
     }
 
     @Test func resumeWithoutAValidatorRestartsFromZero() throws {

@@ -54,6 +54,13 @@ import Testing
         #expect(Self.field(#"{"url": "http://x/a", "dest": "d", "mirror": "http://m"}"#) == "mirror")
         #expect(Self.field(#"{"url": "http://x/a", "dest": "d", "filename": "../x"}"#) == "filename")
         #expect(Self.field(#"{"url": "http://x/a", "dest": ".."}"#) == "dest")
+        // Its work folder `.<name>.fetch` must fit in 255 bytes too (it failed at run time, retried).
+        #expect(Self.field(#"{"url": "http://x/a", "dest": "d/\#(String(repeating: "n", count: 249))"}"#) == "dest")
+        #expect(Self.field(#"{"url": "http://x/a", "dest": "d/\#(String(repeating: "n", count: 248))"}"#) == nil)
+        // fidq's marker and its temporary name (the download replaced the marker's temp file, and was deleted).
+        #expect(Self.field(#"{"url": "http://x/a", "dest": "d", "filename": ".fidq-fetch.json"}"#) == "filename")
+        #expect(Self.field(#"{"url": "http://x/a", "dest": "d", "filename": "..fidq-fetch.json.tmp"}"#) == "filename")
+        #expect(Fetcher.safeName("..fidq-fetch.json.tmp") == "download")
         #expect(Self.field(#"{"source": "psgs_w100", "dest": "d", "sha256": "\#(String(repeating: "a", count: 64))"}"#) == "sha256")
         #expect(Self.field(#"[1, 2]"#) == "params")
         #expect(Self.field(#"{"source": "nq_retriever", "dest": "d", "unpack": "off"}"#) == "unpack")

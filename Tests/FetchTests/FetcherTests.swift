@@ -26,6 +26,10 @@ import Testing
         // An absolute dest inside the workspace is fine.
         _ = try Fetcher.run(try Self.local(box, box.ws.appendingPathComponent("inside").path), workspace: box.ws)
         #expect(FileManager.default.fileExists(atPath: box.ws.appendingPathComponent("inside/f.txt").path))
+        // So is one in a root the queue allows (`--allow-root`: submit accepted it, the run refused it).
+        let other = box.root.appendingPathComponent("other")
+        _ = try Fetcher.run(try Self.local(box, other.appendingPathComponent("x").path), workspace: box.ws, roots: [other])
+        #expect(FileManager.default.fileExists(atPath: other.appendingPathComponent("x/f.txt").path))
     }
 
     @Test func existingDestIsKeptUnlessReplaceIsSet() throws {

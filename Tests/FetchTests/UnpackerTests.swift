@@ -247,10 +247,52 @@ import Testing
         }
     }
 
+    /// Folders made for deep paths count toward max_files: 10 entries 1,900 folders deep made
+    /// 19,000 folders under a limit of 10.
+    @Test func foldersMadeForDeepPathsCountTowardTheLimit() throws {
+        let deep = (0..<60).map { "d\($0)" }.joined(separator: "/")
+        let entries = (0..<10).map { E("e\($0)/" + deep + "/f", .file(Data("x".utf8))) }
+        try Self.expectRefused(entries, entry: "e1/" + deep + "/f", filter: .gzip, name: "inodes.tar.gz", { $0.maxFiles = 100 }) {
+            if case .limit(_, _, "file and folder count", 100) = $0 { return true } else { return false }
+        }
+        // A folder entry counts once: 3 entries (2 named folders and a file) fit a limit of 3.
+        let box = try Sandbox()
+        let file = box.src.appendingPathComponent("ok.tar")
+        try ArchiveBuilder.write([E("a", .dir), E("a/b", .dir), E("a/b/f", .file(Data("x".utf8)))], to: file)
+        _ = try Self.fetch(box, file) { $0.maxFiles = 3 }
+    }
+
+    /// Names that are not UTF-8 are refused: repaired with U+FFFD, `caf\xE9.txt` and
+    /// `caf\xE8.txt` became one file and the first was lost.
+    @Test func namesThatAreNotUTF8AreRefused() throws {
+        let box = try Sandbox()
+        let file = box.src.appendingPathComponent("latin1.tar")
+        try ArchiveBuilder.ustar([(Array("caf".utf8) + [0xE9] + Array(".txt".utf8), Data("one".utf8)),
+                                  (Array("caf".utf8) + [0xE8] + Array(".txt".utf8), Data("two".utf8))]).write(to: file)
+        do {
+            _ = try Self.fetch(box, file)
+            Issue.record("unpacked: \(box.snapshot(box.ws))")
+        } catch let e as FetchError {
+            #expect("\(e)".contains("its name is not UTF-8") && e.isPermanent, "\(e)")
+        }
+        #expect(box.snapshot(box.ws).isEmpty, "\(box.snapshot(box.ws))")
+    }
+
+    /// A plain file that starts with a cpio or 7z magic is kept whole, not refused as a damaged
+    /// archive (1 float32 file in 32,768 starts as binary cpio does).
+    @Test(arguments: [[0xC7, 0x71], [0x71, 0xC7], [0x37, 0x7A, 0xBC, 0xAF, 0x27, 0x1C]] as [[UInt8]])
+    func aPlainFileWithAnArchiveMagicIsKeptWhole(magic: [UInt8]) throws {
+        let box = try Sandbox()
+        let body = Data(magic) + testBytes(4096)
+        _ = try Self.fetch(box, try box.source("weights.bin", body))
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/weights.bin")) == body)
+    }
+
     @Test func hundredThousandFilesStopAtTheCountLimit() throws {
         let entries = (0..<100_000).map { E("many/f\($0)", .file(Data())) }
         let start = Date()
-        try Self.expectRefused(entries, entry: "many/f5000", filter: .gzip, name: "many.tar.gz", { $0.maxFiles = 5000 }) {
+        // The folder many/, which no entry names, counts too.
+        try Self.expectRefused(entries, entry: "many/f4999", filter: .gzip, name: "many.tar.gz", { $0.maxFiles = 5000 }) {
             if case .limit(_, _, "file count", 5000) = $0 { return true } else { return false }
         }
         #expect(Date().timeIntervalSince(start) < 60)

@@ -29,6 +29,24 @@ import Testing
         }
     }
 
+    /// An output the job writes as a whole may not hold the queue: a fetch into the folder
+    /// holding it, with `replace`, deleted every job. Refused at submit, naming the field.
+    @Test func anOutputHoldingTheQueueIsRefused() throws {
+        let f = try QueueFixture("holds")
+        let queue = f.workspace + "/state/queue"
+        try Queue(root: queue).createLayout()
+        let policy = PathPolicy(workspace: f.workspace, queue: queue)
+        try Data("a\n".utf8).write(to: URL(fileURLWithPath: f.workspace + "/a.txt"))
+        for dest in ["state", ".", "state/queue"] {
+            let job = JobDescriptor(kind: "concat", id: "c", params: .object(["inputs": .array([.string("a.txt")]), "dest": .string(dest)]))
+            let e = #expect(throws: JobError.self, "\(dest)") { try testRegistry().prepare(job, policy: policy, fs: fs) }
+            #expect(e?.field == "params.dest" && (e?.message.contains("holds the queue") == true || e?.message.contains("inside the queue") == true),
+                    "\(dest): \(String(describing: e))")
+        }
+        let beside = JobDescriptor(kind: "concat", id: "c", params: .object(["inputs": .array([.string("a.txt")]), "dest": .string("state/x.txt")]))
+        _ = try testRegistry().prepare(beside, policy: policy, fs: fs)
+    }
+
     @Test func followsSymlinksThatLeaveTheWorkspace() throws {
         let f = try QueueFixture()
         let outside = f.workspace + "-outside"
