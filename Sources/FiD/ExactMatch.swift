@@ -69,9 +69,10 @@ public enum ExactMatch {
         return out
     }
 
-    /// Whether `prediction` equals any of `answers` after normalisation (false for no answers).
+    /// Whether `prediction` equals any of `answers` after normalisation (false for no answers),
+    /// code point by code point as Python compares: Swift's `==` took "café" and "cafe\u{301}" as equal.
     public static func score(_ prediction: String, _ answers: [String]) -> Bool {
         let p = normalize(prediction)
-        return answers.contains { normalize($0) == p }
+        return answers.contains { normalize($0).unicodeScalars.elementsEqual(p.unicodeScalars) }
     }
 }

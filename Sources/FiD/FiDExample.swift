@@ -108,8 +108,8 @@ public struct FiDExample: Sendable {
             throw bad("", "expected an example object {question, answers, ctxs, …}, found \(node.kindName)",
                       hint: "FiD data is a JSON list (or JSON Lines) of such objects")
         }
-        var seen = Set<String>()
-        for (key, _) in pairs where !seen.insert(key).inserted { throw bad(key, "appears twice") }
+        var seen = Set<[UInt8]>()  // bytes, as Python compares keys: Swift's `==` joins "é" and "e\u{301}"
+        for (key, _) in pairs where !seen.insert(Array(key.utf8)).inserted { throw bad(key, "appears twice") }
         self.index = index
         raw = node
         id = node["id"] ?? .integer(index)
@@ -147,7 +147,7 @@ public struct FiDExample: Sendable {
                 guard case .object(let fields) = c else { throw bad(field, "expected a passage object {title, text, score?}, found \(c.kindName)") }
                 // A key twice: Python's json (FiD) takes the last value, a first-match lookup the
                 // first; a few keys each, so pairwise without a set per passage.
-                for i in fields.indices where fields[..<i].contains(where: { $0.0 == fields[i].0 }) {
+                for i in fields.indices where fields[..<i].contains(where: { $0.0.utf8.elementsEqual(fields[i].0.utf8) }) {
                     throw bad(field + "." + fields[i].0, "appears twice", hint: "Python's json keeps the last value; write the key once")
                 }
                 // FiD reads every passage as "title: T context: P", so both are required, as in FiD.

@@ -66,23 +66,24 @@ public enum PyJSON {
 
     /// An object's pairs as the dict Python's json reads from them: a repeated key keeps its first
     /// place and its last value (fidq's parser keeps every pair). Unchanged when no key repeats.
+    /// Keys compare as bytes, as Python's do (Swift's `==` joined "é" and "e\u{301}", losing one).
     static func pythonDict(_ pairs: [(String, JSONNode)]) -> [(String, JSONNode)] {
         var repeated = false
         if pairs.count <= 16 {
             outer: for i in 1..<max(1, pairs.count) {
-                for j in 0..<i where pairs[j].0 == pairs[i].0 {
+                for j in 0..<i where pairs[j].0.utf8.elementsEqual(pairs[i].0.utf8) {
                     repeated = true
                     break outer
                 }
             }
         } else {
-            repeated = Set(pairs.map(\.0)).count < pairs.count
+            repeated = Set(pairs.map { Array($0.0.utf8) }).count < pairs.count
         }
         guard repeated else { return pairs }
-        var place: [String: Int] = [:], out: [(String, JSONNode)] = []
+        var place: [[UInt8]: Int] = [:], out: [(String, JSONNode)] = []
         for (key, value) in pairs {
-            if let i = place[key] { out[i].1 = value } else {
-                place[key] = out.count
+            if let i = place[Array(key.utf8)] { out[i].1 = value } else {
+                place[Array(key.utf8)] = out.count
                 out.append((key, value))
             }
         }

@@ -40,5 +40,8 @@ import Testing
         #expect(ExactMatch.score("the Beatles!", ["Rolling Stones", "Beatles"]))
         #expect(!ExactMatch.score("Beatles band", ["Beatles"]))
         #expect(!ExactMatch.score("x", []))
+        // Code point by code point, as FiD's Python compares: "café" composed and decomposed differ.
+        #expect(ExactMatch.score("caf\u{E9}", ["CAF\u{C9}"]))
+        #expect(!ExactMatch.score("caf\u{E9}", ["cafe\u{301}"]) && !ExactMatch.score("cafe\u{301}", ["caf\u{E9}"]))
     }
 }

@@ -73,6 +73,9 @@ import Testing
         p = try file(#"[{"question": "a", "ctxs": [{"title": "t", "text": "x", "score": 1, "score": -1}]}]"#)
         let twice = failure { _ = try FiDData(path: p).load() }
         #expect(twice?.location == "[0].ctxs[0].score" && twice?.message == "appears twice", "\(String(describing: twice))")
+        // Keys differing only in how "é" is written are two keys, as Python reads them.
+        p = try file("[{\"question\": \"a\", \"caf\u{E9}\": 1, \"cafe\u{301}\": 2, \"ctxs\": [{\"title\": \"t\", \"text\": \"x\", \"k\u{E9}\": 1, \"ke\u{301}\": 2}]}]")
+        #expect(try FiDData(path: p).load().count == 1)
         // A passage without a title (FiD's KeyError) says how to write one that has none.
         p = try file(#"[{"question": "a", "ctxs": [{"text": "t"}]}]"#)
         let untitled = failure { _ = try FiDData(path: p).load() }

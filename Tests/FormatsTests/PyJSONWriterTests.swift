@@ -102,6 +102,13 @@ import Testing
         #expect(PyJSON.indented(value).hasPrefix("{\n    \"a\": 2,\n    \"b\": [\n        1.1,\n"), "\(PyJSON.indented(value))")
     }
 
+    /// Keys that differ only in how "é" is written are two keys, as in Python (one was lost).
+    @Test func keysDifferingInCompositionAreTwoKeys() {
+        let value = JSONNode.object([("caf\u{E9}", .integer(1)), ("cafe\u{301}", .integer(2)), ("caf\u{E9}", .integer(3))])
+        // print(json.dumps(json.loads('{"caf\u00e9": 1, "cafe\u0301": 2, "caf\u00e9": 3}'))):
+        #expect(PyJSON.compact(value) == #"{"caf\u00e9": 3, "cafe\u0301": 2}"#)
+    }
+
     @Test func escapingMatchesEnsureASCII() {
         // json.dumps("q\"\\/\n\r\t\b\f\u{1}\u{7f}é😀") in CPython 3.11.
         var out: [UInt8] = []
