@@ -11,22 +11,50 @@ import Glibc
 import Dispatch
 
 public enum StopSignals {
-    nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
+    nonisolated(unsafe) private static var source: DispatchSourceRead?
+    /// The write end of the pipe the handler writes each signal's number to.
+    nonisolated(unsafe) private static var pipeWrite: Int32 = -1
 
     /// Routes SIGTERM and SIGINT to `first` (ask the work to stop at its next safe point, where it
     /// keeps what it did), unless `stopping()` says a stop is already under way: then `second`
     /// runs (by default: exit now, status 130). Call once per process.
+    ///
+    /// A handler of our own writes the signal to a pipe that a dispatch source reads: a signal
+    /// source ignored the signal until libdispatch had registered it, and a stop sent in those
+    /// first milliseconds was lost (the run went on). From `sigaction` on, none is lost.
     public static func install(stopping: @escaping @Sendable () -> Bool, first: @escaping @Sendable (Int32) -> Void,
                                second: @escaping @Sendable (Int32) -> Void = { _ in _exit(130) }) {
-        for sig in [SIGTERM, SIGINT] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { return }  // no pipe, no descriptors: the default action (exit) stays
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        _ = fcntl(fds[1], F_SETFL, O_NONBLOCK)  // a handler must never block (a full pipe drops a repeat)
+        pipeWrite = fds[1]
+        let read = DispatchSource.makeReadSource(fileDescriptor: fds[0], queue: .global())
+        read.setEventHandler {
+            var buffer = [UInt8](repeating: 0, count: 16)
+            let n = Glibc.read(fds[0], &buffer, buffer.count)
+            for sig in buffer.prefix(max(0, n)).map(Int32.init) {
                 if stopping() { second(sig) } else { first(sig) }
             }
-            source.resume()
-            sources.append(source)
         }
+        read.resume()
+        source = read
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { sig in
+            let saved = errno  // the interrupted code may be about to read it
+            var byte = UInt8(truncatingIfNeeded: sig)
+            _ = write(StopSignals.pipeWrite, &byte, 1)  // async-signal-safe
+            errno = saved
+        }
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = SA_RESTART
+        for sig in [SIGTERM, SIGINT] { sigaction(sig, &action, nil) }
+        // A parent may hand the process these signals blocked (a thread of a thread pool spawning
+        // it): pending, they would never reach the handler. Unblocked here, they are delivered.
+        var both = sigset_t()
+        sigemptyset(&both)
+        for sig in [SIGTERM, SIGINT] { sigaddset(&both, sig) }
+        pthread_sigmask(SIG_UNBLOCK, &both, nil)
     }
 
     /// The foreground's handling: the first signal cancels `token` (`.shutdown`) and says so on
