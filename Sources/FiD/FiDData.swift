@@ -53,8 +53,7 @@ public struct FiDData {
         } else if first == UInt8(ascii: "{") {
             try stream.forEachLine { try handle($0, "line \($0.line)") }
         } else {
-            throw FormatError(file: path, location: "byte 0", "expected '[' (a JSON list) or '{' (JSON Lines of objects)",
-                              hint: "FiD data is a JSON list or JSON Lines of {question, answers, ctxs} objects")
+            throw Self.notFiDData(path, first: first)
         }
         if count == 0 {
             throw FormatError(file: path, location: "", "holds no examples", hint: "an empty data set cannot be scored or trained on")
@@ -72,6 +71,16 @@ public struct FiDData {
 
 extension FiDData {
     private struct Stop: Error {}
+
+    /// The error for a file that starts with neither `[` nor `{`, naming what it starts with.
+    static func notFiDData(_ path: String, first: UInt8) -> FormatError {
+        let utf16 = first == 0xFF || first == 0xFE
+        let found = utf16 ? "a UTF-16 byte-order mark" : (0x21...0x7E).contains(first) ? "'\(Character(Unicode.Scalar(first)))'"
+            : "the byte 0x" + String(first, radix: 16, uppercase: true)
+        return FormatError(file: path, location: "byte 0", "expected '[' (a JSON list) or '{' (JSON Lines of objects), found \(found)",
+                           hint: utf16 ? "the file is UTF-16: save it as UTF-8, as JSON files are"
+                               : "FiD data is a JSON list or JSON Lines of {question, answers, ctxs} objects")
+    }
 
     /// The file's first example, read without parsing the rest; nil never (an empty file throws).
     /// - Throws: `FormatError` as `forEach` (an empty or malformed file, a bad first example).
@@ -176,8 +185,7 @@ extension FiDData {
                 line += 1
             }
         } else {
-            throw FormatError(file: path, location: "byte 0", "expected '[' (a JSON list) or '{' (JSON Lines of objects)",
-                              hint: "FiD data is a JSON list or JSON Lines of {question, answers, ctxs} objects")
+            throw Self.notFiDData(path, first: first)
         }
         if total == 0 {
             throw FormatError(file: path, location: "", "holds no examples", hint: "an empty data set cannot be scored or trained on")

@@ -76,7 +76,7 @@ public struct TrainReaderKind: JobKind {
             }
         }
         if let k = noTarget {
-            throw JobError.permanent("\(context.resolve(p.trainData)) [\(k)]: neither 'target' nor 'answers' (training needs one)",
+            throw JobError.permanent("\(context.resolve(p.trainData)) [\(k)]: no 'target' and no answer in 'answers' (training needs one)",
                                      field: "params.train_data")
         }
         var noAnswers: Int? = nil
@@ -89,7 +89,7 @@ public struct TrainReaderKind: JobKind {
             }
         }
         if let k = noAnswers {
-            throw JobError.permanent("\(context.resolve(p.evalData!)) [\(k)]: no 'answers' (exact match compares with them)",
+            throw JobError.permanent("\(context.resolve(p.evalData!)) [\(k)]: no answer in 'answers' (exact match compares with them)",
                                      field: "params.eval_data")
         }
         for line in [shortTrain.note("train_data"), shortDev.note("eval_data")].compactMap({ $0 }) { context.log("train_reader: " + line) }

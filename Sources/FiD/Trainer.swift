@@ -339,7 +339,8 @@ public final class Trainer {
         guard var rng = RNG(state: state.rng) else { preconditionFailure("validated in restore") }
         let resumedFrom = state.step
         var lastSaved = resumedFrom > 0 ? resumedFrom : -1
-        context.log("\(label): micro-batches \(state.step + 1)…\(o.totalSteps), batch \(c.batchSize) × accumulation \(c.accumulationSteps), "
+        let todo = state.step < o.totalSteps ? "micro-batches \(state.step + 1)…\(o.totalSteps)" : "all \(o.totalSteps) micro-batches done already"
+        context.log("\(label): \(todo), batch \(c.batchSize) × accumulation \(c.accumulationSteps), "
             + "\(order.batchesPerEpoch) batches per epoch, optim \(o.optim.rawValue) lr \(o.lr) scheduler \(o.scheduler.rawValue)")
 
         var windowLoss = state.windowLoss ?? 0, windowCount = state.windowCount ?? 0, lastWindowLoss = state.lastWindowLoss

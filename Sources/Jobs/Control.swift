@@ -279,7 +279,7 @@ public final class QueueControl {
             }
             try fs.writeAtomically(dir + "/cancel", Data(isoTimestamp().utf8), tag: token)
         }
-        return "cancel requested: '\(id)' stops at its next safe point and goes to failed/"
+        return "cancel requested: '\(id)' stops at its next safe point and goes to failed/ (to done/ if it finishes first)"
     }
 
     private func failCancelled(_ dir: String, id: String, token: String) -> String {

@@ -73,6 +73,16 @@ import Testing
         p = try file(#"[{"question": "a", "ctxs": [{"title": "t", "text": "x", "score": 1, "score": -1}]}]"#)
         let twice = failure { _ = try FiDData(path: p).load() }
         #expect(twice?.location == "[0].ctxs[0].score" && twice?.message == "appears twice", "\(String(describing: twice))")
+        // A file that is no FiD data says what it starts with; UTF-16 is named, with the fix.
+        p = try file("hello")
+        #expect(failure { _ = try FiDData(path: p).load() }?.message.hasSuffix("found 'h'") == true)
+        let utf16 = TestData.scratch("data") + "/utf16.json"
+        try (Data([0xFF, 0xFE]) + "[{}]".data(using: .utf16LittleEndian)!).write(to: URL(fileURLWithPath: utf16))
+        for load in [{ _ = try FiDData(path: utf16).load() }, { _ = try FiDData(path: utf16).index() }] as [() throws -> Void] {
+            let e = failure(load)
+            #expect(e?.message.hasSuffix("found a UTF-16 byte-order mark") == true && e?.hint?.contains("save it as UTF-8") == true,
+                    "\(String(describing: e))")
+        }
         // Keys differing only in how "é" is written are two keys, as Python reads them.
         p = try file("[{\"question\": \"a\", \"caf\u{E9}\": 1, \"cafe\u{301}\": 2, \"ctxs\": [{\"title\": \"t\", \"text\": \"x\", \"k\u{E9}\": 1, \"ke\u{301}\": 2}]}]")
         #expect(try FiDData(path: p).load().count == 1)

@@ -170,6 +170,10 @@ struct TrainerTests {
         #expect(steps == 10 && latest.hasSuffix("/out/checkpoint/step-10") && best >= final)
         let progress = try String(contentsOfFile: out + "/progress.json", encoding: .utf8)
         #expect(progress.contains("\"step\" : 10") && progress.contains("\"total\" : 10"))
+        // Run again: nothing is left, and the log says so (it said "micro-batches 11…10").
+        try runToy(toyConfig(total: 10), out: out)
+        let again = try String(contentsOfFile: out + "/log.txt", encoding: .utf8)
+        #expect(again.contains("toy: all 10 micro-batches done already") && !again.contains("11…10"), "\(again.suffix(600))")
     }
 
     /// A graceful stop saves the step it reached; the next run resumes there and ends bit-equal.
