@@ -2,6 +2,7 @@
 import Foundation
 import Jobs
 import Retrieval
+import Tensor
 
 public struct IndexBM25Params: JobParams {
     public var passages = ""
@@ -39,6 +40,19 @@ public struct IndexBM25Kind: JobKind {
     public init() {}
     public var name: String { "index_bm25" }
 
+    /// The build holds every passage's postings and id until it saves: about 1.1 KB a DPR passage
+    /// of 100 words as measured (20 GB for psgs_w100's 21M passages, 13 GB of TSV), so about 1.8
+    /// times the file. A corpus that cannot fit is refused before reading, not aborted in an
+    /// allocation an hour in (the worker died with it, the job went stale).
+    static func checkBuildMemory(fileBytes: Int, available: Int) throws -> Double {
+        let need = 1.8 * Double(fileBytes)
+        guard need > Double(available) else { return need }
+        let gib = AvailableMemory.gib
+        throw JobError.permanent("index_bm25 holds the whole index while it builds: about \(gib(need)) GiB for the \(gib(Double(fileBytes))) GiB "
+                                     + "of passages (1.8 times the file, as DPR's measured), more than the \(gib(Double(available))) GiB this process may use",
+                                 field: "params.passages", hint: "build it where more memory is allowed (the saved index is the same file)")
+    }
+
     public func run(_ p: IndexBM25Params, _ context: JobContext) throws -> IndexBM25Output {
         let t0 = monotonicNow()
         let output = try context.output(p.outputPath, field: "params.output_path")
@@ -50,6 +64,9 @@ public struct IndexBM25Kind: JobKind {
             let reader = try PassageReader(path: context.resolve(p.passages))
             let stamp = try SavedIndexSource.File.stamp(reader.path)
             let total = reader.fileSize
+            let available = AvailableMemory.bytes
+            let need = try Self.checkBuildMemory(fileBytes: total, available: available)
+            context.log("index_bm25: memory: about \(AvailableMemory.gib(need)) GiB while building, of the \(AvailableMemory.gib(Double(available))) GiB this process may use")
             var sampler = BM25Source.Sampler()
             let index = try BM25Index.build(
                 passages: {

@@ -87,6 +87,18 @@ enum RetrievalJobs {
         }
     }
 
+    /// index_bm25 holds the whole index while it builds: DPR's 13 GB of passages (about 20 GB)
+    /// is refused where 16 GiB are allowed, before reading, naming passages.
+    @Test func bm25RefusesACorpusWhoseIndexCannotFitWhileBuilding() throws {
+        #expect(try IndexBM25Kind.checkBuildMemory(fileBytes: 100 << 20, available: 1 << 30) < Double(1 << 30))
+        do {
+            _ = try IndexBM25Kind.checkBuildMemory(fileBytes: 13_000_000_000, available: 16 << 30)
+            Issue.record("13 GB of passages accepted in 16 GiB")
+        } catch let e as JobError {
+            #expect(e.field == "params.passages" && e.message.contains("about 21.8 GiB") && e.message.contains("the 16.0 GiB"), "\(e)")
+        }
+    }
+
     @Test func recallIsReportedOnlyAtDepthsTheOutputReaches() {
         #expect(RetrieveKind.recallDepths(returned: 100) == [1, 5, 20, 100])
         #expect(RetrieveKind.recallDepths(returned: 500) == [1, 5, 20, 100])
