@@ -305,7 +305,9 @@ public enum Fetcher {
     /// `dest` as an absolute URL inside the workspace (or one of `roots`), with its parent folders created.
     static func resolveDest(_ dest: String, workspace: URL, roots: [URL] = []) throws -> URL {
         let ws = URL(fileURLWithPath: realpathOrSelf(workspace.path))
-        let allowed = [ws.path] + roots.map { realpathOrSelf($0.path) }
+        // Both spellings of each root: the lexical check below sees dest as written (through a
+        // symlinked root), the second check where it really is.
+        let allowed = [ws.path, workspace.standardizedFileURL.path] + roots.flatMap { [realpathOrSelf($0.path), $0.standardizedFileURL.path] }
         let raw = dest.hasPrefix("/") ? URL(fileURLWithPath: dest) : ws.appendingPathComponent(dest)
         let url = raw.standardizedFileURL
         let parent = url.deletingLastPathComponent()

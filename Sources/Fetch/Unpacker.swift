@@ -37,6 +37,8 @@ final class Unpacker {
     /// Folders made for entries' paths that no folder entry named; they count toward `maxFiles`
     /// (10 entries of 1,900-deep paths made 19,000 folders under a limit of 10).
     private var madeDirs = 0
+    /// Those folders, so a folder entry that comes after them is not counted twice.
+    private var implicitDirs = Set<String>()
     private(set) var bytes: Int64 = 0
     private var lastReport = Date.distantPast
 
@@ -55,15 +57,19 @@ final class Unpacker {
     /// - Throws: `FetchError.archive` when a compression format matched but its data cannot be
     ///   read (a truncated or damaged download, which must not be published as it is).
     static func detect(_ file: URL, allowZip: Bool, name: String) throws -> Content {
+        let locale = UTF8Locale()
+        defer { locale.restore() }
         if let a = try? openReader(file, raw: false, zip: allowZip, name: name) {
             defer { archive_read_free(a) }
             // tar takes a first block of zeros for its end: a file that merely starts with 512
             // zero bytes (weights, say) would be "unpacked" into nothing. No entry, no archive.
             var entry: OpaquePointer?
-            // A header that cannot be read is no archive either: a plain file may start with a
-            // cpio or 7z magic (1 float32 file in 32,768 starts as binary cpio does).
+            // cpio's 2-byte magic is weak (1 float32 file in 32,768 starts as binary cpio does):
+            // a first header it cannot read means no archive. Any other format's (a cut 7z, zip
+            // or tar.gz) is damaged, and `extract` refuses it.
             let r = archive_read_next_header(a, &entry)
-            if r == ARCHIVE_OK || r == ARCHIVE_WARN { return .archive }
+            let cpio = archive_format(a) & ARCHIVE_FORMAT_BASE_MASK == ARCHIVE_FORMAT_CPIO
+            if r == ARCHIVE_OK || r == ARCHIVE_WARN || (r != ARCHIVE_EOF && !cpio) { return .archive }
         }
         // No archive format matched; the raw reader reports which decompression filters it applied.
         // It reads anything, so failing to open means a filter matched and its data is bad.
@@ -75,6 +81,20 @@ final class Unpacker {
             throw FetchError.archive(archive: name, message: "it starts as \(format) data but is truncated or damaged")
         }
         return .plain
+    }
+
+    /// This thread in a UTF-8 locale while libarchive reads: it converts names to the locale's
+    /// charset, and in the C locale (fidq's) a zip's UTF-8 names (`café.txt`) could not be read.
+    struct UTF8Locale {
+        let previous: locale_t?, utf8: locale_t?
+        init() {
+            utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", nil)
+            previous = utf8.map { uselocale($0) }
+        }
+        func restore() {
+            if let previous { uselocale(previous) }
+            if let utf8 { freelocale(utf8) }
+        }
     }
 
     /// The compression whose magic bytes `file` starts with (gzip, bzip2, xz, zstd, lz4, compress).
@@ -139,6 +159,8 @@ final class Unpacker {
     /// Extracts every entry of `file` into the folder `into` (created; must not exist).
     func extract(_ file: URL, into folder: URL, zip: Bool) throws {
         root = folder.path
+        let locale = UTF8Locale()
+        defer { locale.restore() }
         guard mkdir(root, 0o755) == 0 else { throw FetchError.posix(root, "cannot create unpack folder") }
         let a = try Unpacker.openReader(file, raw: false, zip: zip, name: archiveName)
         defer { archive_read_free(a) }
@@ -155,10 +177,11 @@ final class Unpacker {
                 throw refuse("#\(entries)", "its name cannot be read")
             }
             let name = try Self.utf8(raw, entry: "#\(entries)", what: "its name", refuse)
+            try place(a, entry, name: name)
+            // After placing: a folder entry met after a path made its folder counts that folder once.
             if entries + madeDirs > maxFiles {
                 throw FetchError.limit(archive: archiveName, entry: name, what: "file count", limit: Int64(maxFiles))
             }
-            try place(a, entry, name: name)
         }
         try linkSymlinks()
         progress(FetchProgress(phase: "unpack", item: archiveName, done: bytes, total: nil))
@@ -197,7 +220,11 @@ final class Unpacker {
         var rel = ""
         for (i, p) in zip(parts.indices, parts) {
             rel = rel.isEmpty ? p : rel + "/" + p
-            if dirs.contains(rel) { continue }
+            let isNamed = named && i == parts.index(before: parts.endIndex)
+            if dirs.contains(rel) {
+                if isNamed, implicitDirs.remove(rel) != nil { madeDirs -= 1 }  // its entry counts it now
+                continue
+            }
             if symlinks[rel] != nil { throw refuse(entry, "its path goes through the archive's symlink '\(rel)'") }
             if files.contains(rel) { throw refuse(entry, "its path goes through the file '\(rel)'") }
             if mkdir(full(rel), 0o755) != 0 {
@@ -207,8 +234,9 @@ final class Unpacker {
                 }
             }
             dirs.insert(rel)
-            if !(named && i == parts.index(before: parts.endIndex)) {
+            if !isNamed {
                 madeDirs += 1
+                implicitDirs.insert(rel)
                 if entries + madeDirs > maxFiles {
                     throw FetchError.limit(archive: archiveName, entry: entry, what: "file and folder count", limit: Int64(maxFiles))
                 }

@@ -49,6 +49,11 @@ public struct ExampleParams: JobParams, Equatable {
     }
 
     public var outputPaths: [(field: String, path: String)] { output.map { [("output", $0)] } ?? [] }
+    /// The named files it writes into `output`, not the folder (`.` is a fine output).
+    public var exclusiveOutputs: [(field: String, path: String)] {
+        guard let output else { return [] }
+        return ExampleWorld.fileNames.map { ("output", output + "/" + $0) }
+    }
 
     public func validate() throws {
         do { try world.validate() } catch let e as ExampleWorldError {

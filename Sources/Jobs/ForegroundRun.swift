@@ -136,15 +136,15 @@ public struct ForegroundRun {
         }
     }
 
-    /// Refuses an output among the run folder's own files (`retrieve`'s `output_path` naming the
-    /// run's result.json was replaced by it, and a log.txt output had the log appended), or one
-    /// holding the run folder (the job would write over its own log); `out/` is the job's.
+    /// Refuses an output that is one of the run folder's own files (`retrieve`'s `output_path`
+    /// naming the run's result.json was replaced by it, and a log.txt output had the log
+    /// appended) or its `out/`, or that holds the run folder (the job would write over its log).
     static func checkApart(_ folder: String, outputs: [(field: String, path: String)], fs: FileSystem) throws {
         let real = PathPolicy.realOf(folder, fs: fs)
+        let own = ["run.json", "log.txt", "progress.json", "result.json", "error.json", "out", ".run.lock"].map { real + "/" + $0 }
         for (field, path) in outputs {
             let output = PathPolicy.realOf(path, fs: fs)
-            let inOut = PathPolicy.isInside(output, real + "/out") && output != real + "/out"
-            if (PathPolicy.isInside(output, real) && !inOut) || PathPolicy.isInside(real, output) {
+            if own.contains(output) || PathPolicy.isInside(real, output) {
                 throw JobError.permanent("\(field) \(output) overlaps the run's folder \(real)", field: field,
                                          hint: "write it under \(real)/out/ or apart from --out's folder, which holds run.json, log.txt, progress.json and result.json")
             }

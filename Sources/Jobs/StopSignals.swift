@@ -24,9 +24,16 @@ public enum StopSignals {
     /// first milliseconds was lost (the run went on). From `sigaction` on, none is lost.
     public static func install(stopping: @escaping @Sendable () -> Bool, first: @escaping @Sendable (Int32) -> Void,
                                second: @escaping @Sendable (Int32) -> Void = { _ in _exit(130) }) {
-        var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else { return }  // no pipe, no descriptors: the default action (exit) stays
-        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        var made: [Int32] = [-1, -1]
+        guard pipe(&made) == 0 else { return }  // no pipe, no descriptors: the default action (exit) stays
+        // Above 0…2: with stdout and stderr closed the pipe took them, every message read as a
+        // signal, and the second one exited the run (a library may still write to 1 or 2).
+        let fds = made.map { fd -> Int32 in
+            let high = fcntl(fd, F_DUPFD_CLOEXEC, 3)
+            guard high >= 0 else { _ = fcntl(fd, F_SETFD, FD_CLOEXEC); return fd }
+            close(fd)
+            return high
+        }
         _ = fcntl(fds[1], F_SETFL, O_NONBLOCK)  // a handler must never block (a full pipe drops a repeat)
         pipeWrite = fds[1]
         let read = DispatchSource.makeReadSource(fileDescriptor: fds[0], queue: .global())

@@ -242,7 +242,7 @@ public final class Worker: @unchecked Sendable {
             (claimFailingSince, probeRescued) = (nil, false)
             // The folder moves to done/ or failed/, so job.json is relative; the rerun's folder
             // must lie outside the queue.
-            queue.log(dir, "# reproduce: " + policy.runCommand("job.json", out: policy.workspace + "/" + folder + ".rerun") + "   (from this job's folder)")
+            queue.log(dir, "# reproduce: " + policy.runCommand("job.json", out: policy.workspace + "/" + folder + ".rerun") + "   # run from this job's folder")
             let held = Held(dir: dir, token: token, id: folder, kind: descriptor?.kind, attempt: 1, started: nil)
             if let error {
                 // A retried job failing at once (its dependency failed again) keeps its out/ and

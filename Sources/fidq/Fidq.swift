@@ -32,6 +32,13 @@ struct Fidq: ParsableCommand {
         // Likewise a closed pipe (Ctrl-C in a terminal also kills `| tee`): the write fails with
         // EPIPE instead of killing the process before its stop saved a checkpoint.
         signal(SIGPIPE, SIG_IGN)
+        // Started with stdin, stdout or stderr closed (`>&-`, some daemon launchers), the next
+        // file opened would take that number and receive the messages meant for it: /dev/null
+        // holds each closed one.
+        for fd: Int32 in 0...2 where fcntl(fd, F_GETFD) == -1 {
+            let null = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY)
+            if null >= 0, null != fd { dup2(null, fd); close(null) }
+        }
         main(nil)
     }
 }

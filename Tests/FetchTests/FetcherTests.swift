@@ -30,6 +30,11 @@ import Testing
         let other = box.root.appendingPathComponent("other")
         _ = try Fetcher.run(try Self.local(box, other.appendingPathComponent("x").path), workspace: box.ws, roots: [other])
         #expect(FileManager.default.fileExists(atPath: other.appendingPathComponent("x/f.txt").path))
+        // Written through a link to that root (the run refused what submit accepted).
+        let link = box.root.appendingPathComponent("other-link")
+        try FileManager.default.createSymbolicLink(atPath: link.path, withDestinationPath: other.path)
+        _ = try Fetcher.run(try Self.local(box, link.appendingPathComponent("y").path), workspace: box.ws, roots: [link])
+        #expect(FileManager.default.fileExists(atPath: other.appendingPathComponent("y/f.txt").path))
     }
 
     @Test func existingDestIsKeptUnlessReplaceIsSet() throws {

@@ -255,11 +255,46 @@ import Testing
         try Self.expectRefused(entries, entry: "e1/" + deep + "/f", filter: .gzip, name: "inodes.tar.gz", { $0.maxFiles = 100 }) {
             if case .limit(_, _, "file and folder count", 100) = $0 { return true } else { return false }
         }
-        // A folder entry counts once: 3 entries (2 named folders and a file) fit a limit of 3.
+        // A folder entry counts once, before or after a path made it: 3 entries (2 named folders
+        // and a file) fit a limit of 3 in either order.
+        for (i, entries) in [[E("a", .dir), E("a/b", .dir), E("a/b/f", .file(Data("x".utf8)))],
+                             [E("a/b/f", .file(Data("x".utf8))), E("a/b", .dir), E("a", .dir)]].enumerated() {
+            let box = try Sandbox()
+            let file = box.src.appendingPathComponent("ok\(i).tar")
+            try ArchiveBuilder.write(entries, to: file)
+            _ = try Self.fetch(box, file) { $0.maxFiles = 3 }
+        }
+    }
+
+    /// A zip's UTF-8 names (flag 0x800, as Python's zipfile writes `café.txt`) are read: in the
+    /// C locale libarchive could not convert them and refused the entry.
+    @Test func aZipWithUTF8NamesUnpacks() throws {
         let box = try Sandbox()
-        let file = box.src.appendingPathComponent("ok.tar")
-        try ArchiveBuilder.write([E("a", .dir), E("a/b", .dir), E("a/b/f", .file(Data("x".utf8)))], to: file)
-        _ = try Self.fetch(box, file) { $0.maxFiles = 3 }
+        let zip = "UEsDBBQAAAgAAKKigl3xhmx6AwAAAAMAAAAJAAAAY2Fmw6kudHh0b25lUEsBAhQDFAAACAAAoqKCXfGGbHoDAAAAAwAAAAkAAAAAAAAAAAAAAIABAAAAAGNhZsOpLnR4dFBLBQYAAAAAAQABADcAAAAqAAAAAAA="
+        _ = try Self.fetch(box, try box.source("names.zip", Data(base64Encoded: zip)!))
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/caf\u{E9}.txt")) == Data("one".utf8))
+    }
+
+    /// A download cut inside an archive's first header is refused as damaged, not published as a
+    /// plain file: a zip cut at 40 bytes, a pax tar cut at 700 inside an intact gzip.
+    @Test func anArchiveCutInItsFirstHeaderIsRefused() throws {
+        let box = try Sandbox()
+        let zip = box.src.appendingPathComponent("whole.zip"), tar = box.src.appendingPathComponent("whole.tar")
+        try ArchiveBuilder.write(Self.tree, to: zip, format: .zip)
+        try ArchiveBuilder.write(Self.tree, to: tar)
+        let cutZip = try box.source("cut.zip", try Data(contentsOf: zip).prefix(40))
+        let cutTarGz = box.src.appendingPathComponent("cut.tar.gz")
+        try ArchiveBuilder.compress(try Data(contentsOf: tar).prefix(700), to: cutTarGz, filter: .gzip)
+        for file in [cutZip, cutTarGz] {
+            do {
+                _ = try Self.fetch(box, file)
+                Issue.record("\(file.lastPathComponent) published: \(box.snapshot(box.ws))")
+            } catch let e as FetchError {
+                guard case .archive = e else { Issue.record("\(e)"); continue }
+                #expect(e.isPermanent)
+            }
+            #expect(box.snapshot(box.ws).isEmpty, "\(box.snapshot(box.ws))")
+        }
     }
 
     /// Names that are not UTF-8 are refused: repaired with U+FFFD, `caf\xE9.txt` and
@@ -278,9 +313,10 @@ import Testing
         #expect(box.snapshot(box.ws).isEmpty, "\(box.snapshot(box.ws))")
     }
 
-    /// A plain file that starts with a cpio or 7z magic is kept whole, not refused as a damaged
-    /// archive (1 float32 file in 32,768 starts as binary cpio does).
-    @Test(arguments: [[0xC7, 0x71], [0x71, 0xC7], [0x37, 0x7A, 0xBC, 0xAF, 0x27, 0x1C]] as [[UInt8]])
+    /// A plain file that starts with cpio's 2-byte magic is kept whole, not refused as a damaged
+    /// archive (1 float32 file in 32,768 starts as binary cpio does), and so is one that starts as
+    /// the ASCII cpio header does ("070707" opening a TSV).
+    @Test(arguments: [[0xC7, 0x71], [0x71, 0xC7], Array("070707\tx\ty\n".utf8)] as [[UInt8]])
     func aPlainFileWithAnArchiveMagicIsKeptWhole(magic: [UInt8]) throws {
         let box = try Sandbox()
         let body = Data(magic) + testBytes(4096)

@@ -64,6 +64,18 @@ struct ExampleKindTests {
         #expect(left.isEmpty, "temporary files left: \(left)")
     }
 
+    /// `output: "."` writes the world into the workspace beside its queue: the job writes named
+    /// files, not the folder as a whole (it was refused as holding the queue).
+    @Test func theWorkspaceItselfIsAnOutput() throws {
+        let (ws, file) = try workspace(#"{"kind": "example", "params": {"output": ".", "train": 12, "dev": 3, "n_context": 3}}"#)
+        defer { try? FileManager.default.removeItem(atPath: ws) }
+        try Queue(root: ws + "/queue").createLayout()
+        var run = ForegroundRun(file: file, workspace: ws)
+        run.outDir = ws + "/run"
+        _ = try run.run(registry: registry())
+        for name in ExampleWorld.fileNames { #expect(FileManager.default.fileExists(atPath: ws + "/" + name), "\(name) missing") }
+    }
+
     /// A folder inside `output` that links outside the workspace is refused before a file is
     /// written: the world's `reader/` files went wherever it pointed.
     @Test func aLinkInsideTheOutputFolderIsFollowedAndRefused() throws {

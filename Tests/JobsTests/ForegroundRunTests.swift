@@ -114,7 +114,7 @@ import Testing
             r.outDir = f.workspace + "/" + out
             _ = try r.run(registry: testRegistry())
         }
-        for (dest, out) in [("rr/result.json", "rr"), ("rr/log.txt", "rr"), ("rr/out", "rr"), ("rr/sub/x.txt", "rr"), ("rs", "rs/inner")] {
+        for (dest, out) in [("rr/result.json", "rr"), ("rr/log.txt", "rr"), ("rr/out", "rr"), ("rs", "rs/inner")] {
             let e = #expect(throws: JobError.self) { try run(dest: dest, out: out) }
             #expect(e?.field == "params.dest" && e?.message.contains("overlaps the run's folder") == true, "\(dest): \(String(describing: e))")
             #expect(!FileManager.default.fileExists(atPath: f.workspace + "/" + out + "/run.json"), "\(dest): nothing written")
@@ -122,6 +122,7 @@ import Testing
         try run(dest: "rr/out/joined.txt", out: "rr")
         #expect(FileManager.default.contents(atPath: f.workspace + "/rr/out/joined.txt") == Data("text\n".utf8))
         try run(dest: "rr.txt", out: "rr2")  // a prefix of the name is no overlap
+        try run(dest: "rr3/notes.txt", out: "rr3")  // beside the run's files, none of them
     }
 
     /// A job file that is a folder, a link or a FIFO is named as submit names it (a raw errno

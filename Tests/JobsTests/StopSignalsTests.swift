@@ -56,4 +56,21 @@ import JobsTesting
         }
         #expect(lost.isEmpty, "SIGTERM lost when sent \(lost) ms after the start")
     }
+
+    /// Started with stdout and stderr closed, a run finishes: the signal pipe took descriptors 1
+    /// and 2, each message read as a signal, and the second exited the run with 130.
+    @Test func aRunWithItsOutputsClosedFinishes() throws {
+        try #require(Binary.available, "build first: swift build (looked for \(Binary.fidq))")
+        let f = try QueueFixture()
+        let job = f.workspace + "/train.json"
+        try Data(#"{"kind": "test.train", "params": {"steps": 30, "step_ms": 1, "checkpoint_every": 10}}"#.utf8)
+            .write(to: URL(fileURLWithPath: job))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "FIDQ_TEST_KINDS=1 exec \"$0\" run \"$1\" --workspace \"$2\" --out \"$2/closed\" >&- 2>&-", Binary.fidq, job, f.workspace]
+        try p.run()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "status \(p.terminationStatus)")
+        #expect(f.read(f.workspace + "/closed/log.txt")?.contains("status: done") == true, "\(f.read(f.workspace + "/closed/log.txt") ?? "no log")")
+    }
 }

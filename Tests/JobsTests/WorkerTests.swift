@@ -105,7 +105,7 @@ func drainWithStatus(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem =
         #expect(broken["field"] as? String == "params.fail")
         let log = try #require(f.read(f.queueDir + "/failed/hopeless/log.txt"))
         // Its rerun's folder lies outside the queue (`--out rerun` from the job's folder was refused as inside it).
-        #expect(log.split(separator: "\n").first!.hasSuffix("# reproduce: fidq run job.json --workspace \(f.workspace) --out \(f.workspace)/hopeless.rerun   (from this job's folder)"),
+        #expect(log.split(separator: "\n").first!.hasSuffix("# reproduce: fidq run job.json --workspace \(f.workspace) --out \(f.workspace)/hopeless.rerun   # run from this job's folder"),
                 "\(log.prefix(300))")
         #expect(log.split(separator: "\n").last!.contains("status: failed"))
     }
