@@ -40,7 +40,7 @@ struct Attempts {
         }
         let tmp = work.appendingPathComponent(".tmp-a-" + token)
         try removeTree(tmp)
-        guard mkdir(tmp.path, 0o755) == 0 else { throw FetchError.posix(tmp.path, "cannot create attempt folder") }
+        guard mkdir(tmp.path, 0o777) == 0 else { throw FetchError.posix(tmp.path, "cannot create attempt folder") }
         let lock = try WorkLock(tmp.appendingPathComponent("lock"), heartbeat: heartbeat)
         do { try rename(tmp, to: mine) } catch {
             lock.release()
@@ -121,7 +121,7 @@ final class WorkLock: @unchecked Sendable {
     /// Takes the lock; throws when another process holds it (or, with `create` false, when the
     /// file is missing).
     init(_ url: URL, create: Bool = true, heartbeat: Double? = nil) throws {
-        fd = open(url.path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0o644)
+        fd = open(url.path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0o666)
         guard fd >= 0 else { throw FetchError.posix(url.path, "cannot open lock file") }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             Glibc.close(fd)

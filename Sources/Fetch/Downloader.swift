@@ -567,7 +567,7 @@ final class PartFile: @unchecked Sendable {
 
     init(_ url: URL, truncate: Bool) throws {
         path = url.path
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (truncate ? O_TRUNC : 0), 0o644)
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (truncate ? O_TRUNC : 0), 0o666)
         guard fd >= 0 else { throw FetchError.posix(path, "cannot open part file") }
     }
 

@@ -29,6 +29,8 @@ public enum FetchError: Error, CustomStringConvertible, Equatable {
     case archive(archive: String, message: String)
     /// A local file operation failed.
     case io(path: String, message: String)
+    /// A local file operation this user may not do (EACCES, EPERM): retrying cannot help.
+    case permission(path: String, message: String)
     /// A local file the params name (a `file://` URL, `passages`) is missing or unreadable.
     case localFile(path: String, field: String, reason: String)
     /// `dest` exists and holds something other than this fetch's earlier result.
@@ -41,7 +43,7 @@ public enum FetchError: Error, CustomStringConvertible, Equatable {
     /// Whether retrying the same params can never succeed.
     public var isPermanent: Bool {
         switch self {
-        case .badParams, .checksum, .refused, .limit, .archive, .destExists, .format, .localFile, .redirect: return true
+        case .badParams, .checksum, .refused, .limit, .archive, .destExists, .format, .localFile, .redirect, .permission: return true
         case .http(_, let status): return !FetchError.retryableStatus(status)
         case .network, .timeout, .io, .cancelled: return false
         }
@@ -82,6 +84,8 @@ public enum FetchError: Error, CustomStringConvertible, Equatable {
             return "\(archive): cannot read archive: \(message)"
         case .io(let path, let message):
             return "\(path): \(message)"
+        case .permission(let path, let message):
+            return "\(path): \(message) (hint: another user's files: a folder a group shares needs umask 002 when each fetch runs, and group write)"
         case .localFile(let path, let field, let reason):
             return "\(path): \(reason) (named by '\(field)')"
         case .destExists(let path):
@@ -96,6 +100,7 @@ public enum FetchError: Error, CustomStringConvertible, Equatable {
 
     /// An `io` error carrying `errno`'s text.
     static func posix(_ path: String, _ what: String, _ code: Int32 = errno) -> FetchError {
-        .io(path: path, message: "\(what): \(String(cString: strerror(code)))")
+        let message = "\(what): \(String(cString: strerror(code)))"
+        return code == EACCES || code == EPERM ? .permission(path: path, message: message) : .io(path: path, message: message)
     }
 }

@@ -99,7 +99,7 @@ public enum Fetcher {
             log("fetch: \(dest.path) already holds this fetch's result")
             return present()
         }
-        if mkdir(work.path, 0o755) != 0, errno != EEXIST { throw FetchError.posix(work.path, "cannot create work folder") }
+        if mkdir(work.path, 0o777) != 0, errno != EEXIST { throw FetchError.posix(work.path, "cannot create work folder") }
         let attempts = Attempts(work: work, network: hooks.network ?? Attempts.isNetworkFileSystem(work))
         let (mine, lock) = try attempts.claim(token: Attempts.name(attempt))
         // Whatever happens, this attempt's folder goes (kept only for a retry), and the work
@@ -249,12 +249,12 @@ public enum Fetcher {
             try unpacker.extract(file, into: stage, zip: zip)
             log("fetch: unpacked \(unpacker.entries) entries, \(unpacker.bytes) bytes")
         case .compressedFile:
-            guard mkdir(stage.path, 0o755) == 0 else { throw FetchError.posix(stage.path, "cannot create staging folder") }
+            guard mkdir(stage.path, 0o777) == 0 else { throw FetchError.posix(stage.path, "cannot create staging folder") }
             let out = stage.appendingPathComponent(safeName(stripCompressionSuffix(name)))
             log("fetch: decompressing \(name) to \(out.lastPathComponent)")
             try unpacker.decompress(file, to: out)
         case .plain:
-            guard mkdir(stage.path, 0o755) == 0 else { throw FetchError.posix(stage.path, "cannot create staging folder") }
+            guard mkdir(stage.path, 0o777) == 0 else { throw FetchError.posix(stage.path, "cannot create staging folder") }
             // A name that says compressed over bytes that are not: a server that sent the file with
             // Content-Encoding (which the HTTP client decodes) or a mislabelled file. What is kept
             // is the plain content, so it gets the plain name (`psgs_w100.tsv`, which presets read).

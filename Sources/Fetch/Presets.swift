@@ -142,7 +142,7 @@ extension Preset {
         }
         switch recipe {
         case .files:
-            guard mkdir(stage.path, 0o755) == 0 else { throw FetchError.posix(stage.path, "cannot create staging folder") }
+            guard mkdir(stage.path, 0o777) == 0 else { throw FetchError.posix(stage.path, "cannot create staging folder") }
             for (i, url) in urls.enumerated() {
                 let folder = work.appendingPathComponent("x\(i)")
                 try unpack(try fetch(url), into: folder)
@@ -168,10 +168,10 @@ extension Preset {
                                         found: names.sorted().joined(separator: ", "))
             }
         case .fidData(let nq, let tqa):
-            guard mkdir(stage.path, 0o755) == 0 else { throw FetchError.posix(stage.path, "cannot create staging folder") }
+            guard mkdir(stage.path, 0o777) == 0 else { throw FetchError.posix(stage.path, "cannot create staging folder") }
             let inputs = work.appendingPathComponent("inputs")
             try removeTree(inputs)
-            guard mkdir(inputs.path, 0o755) == 0 else { throw FetchError.posix(inputs.path, "cannot create inputs folder") }
+            guard mkdir(inputs.path, 0o777) == 0 else { throw FetchError.posix(inputs.path, "cannot create inputs folder") }
             var passages: URL
             if let given = params.passages {
                 passages = given.hasPrefix("/") ? URL(fileURLWithPath: given) : workspace.appendingPathComponent(given)

@@ -152,7 +152,7 @@ final class Unpacker {
             throw FetchError.archive(archive: archiveName, message: Unpacker.errorText(a))
         }
         root = out.deletingLastPathComponent().path
-        try writeData(a, to: out.path, mode: 0o644, entry: out.lastPathComponent, declared: nil)
+        try writeData(a, to: out.path, mode: 0o666, entry: out.lastPathComponent, declared: nil)
         entries = 1
     }
 
@@ -161,7 +161,7 @@ final class Unpacker {
         root = folder.path
         let locale = UTF8Locale()
         defer { locale.restore() }
-        guard mkdir(root, 0o755) == 0 else { throw FetchError.posix(root, "cannot create unpack folder") }
+        guard mkdir(root, 0o777) == 0 else { throw FetchError.posix(root, "cannot create unpack folder") }
         let a = try Unpacker.openReader(file, raw: false, zip: zip, name: archiveName)
         defer { archive_read_free(a) }
         var entry: OpaquePointer?
@@ -227,7 +227,7 @@ final class Unpacker {
             }
             if symlinks[rel] != nil { throw refuse(entry, "its path goes through the archive's symlink '\(rel)'") }
             if files.contains(rel) { throw refuse(entry, "its path goes through the file '\(rel)'") }
-            if mkdir(full(rel), 0o755) != 0 {
+            if mkdir(full(rel), 0o777) != 0 {
                 var st = stat()
                 guard errno == EEXIST, lstat(full(rel), &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
                     throw FetchError.posix(full(rel), "cannot create folder for entry '\(entry)'")
@@ -301,7 +301,7 @@ final class Unpacker {
         case 0o100000:
             try ensureDir(parts.dropLast(), entry: name)
             try clearFile(rel, entry: name)
-            let mode: mode_t = archive_entry_perm(entry) & 0o111 != 0 ? 0o755 : 0o644
+            let mode: mode_t = archive_entry_perm(entry) & 0o111 != 0 ? 0o777 : 0o666
             let declared = archive_entry_size_is_set(entry) != 0 ? archive_entry_size(entry) : nil
             try writeData(a, to: full(rel), mode: mode, entry: name, declared: declared)
             files.insert(rel)

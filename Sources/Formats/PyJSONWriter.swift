@@ -172,7 +172,7 @@ public final class PyJSONWriter {
         let folder = dir.isEmpty ? "." : dir == "/" ? "/" : String(dir.dropLast())
         StaleFiles.removeIdle(in: folder) { Self.isStaging($0, of: name) }
         tmp = dir + "." + name + ".\(getpid())-\(UInt32.random(in: 0 ... .max)).tmp"
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
         guard fd >= 0 else { throw PyJSONWriter.posix(tmp, "cannot create") }
         buffer.reserveCapacity(1 << 20)
         if layout == .indentedList { buffer.append(UInt8(ascii: "[")) }

@@ -247,7 +247,8 @@ public final class QueueControl {
         if let why = queue.lastClaimFailure, fs.exists(queue.pending + "/" + id + ".json") {
             // The queue refused the claim (full, read-only): it said "no pending job … it is pending".
             throw JobError.transient("cannot cancel '\(id)', pending: the queue refused to claim it (\(why))",
-                                     hint: "free space in (or remount) \(queue.root), then run \(queue.command("cancel", [id])) again")
+                                     hint: (why.contains("(errno 13)") || why.contains("(errno 1)") ? Queue.refusalCause(why) + ", " : "free space in (or remount) \(queue.root), ")
+                                        + "then run \(queue.command("cancel", [id])) again")
         }
         let dirs = runningDirs(id)
         if dirs.isEmpty {

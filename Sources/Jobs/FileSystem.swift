@@ -76,7 +76,9 @@ public final class PosixFileSystem: FileSystem, @unchecked Sendable {
         if rc != 0 { throw FSError(op, path, errno) }
     }
 
-    public func mkdir(_ path: String) throws { try check(Glibc.mkdir(path, 0o755), "mkdir", path) }
+    // Folders 0777 and files 0666, less the umask, everywhere fidq creates them: a queue a group
+    // shares runs under umask 002, and fixed 0755/0644 kept every other user's worker out.
+    public func mkdir(_ path: String) throws { try check(Glibc.mkdir(path, 0o777), "mkdir", path) }
     public func rename(_ from: String, _ to: String) throws { try check(Glibc.rename(from, to), "rename", "\(from) -> \(to)") }
     public func link(_ from: String, _ to: String) throws { try check(Glibc.link(from, to), "link", "\(from) -> \(to)") }
     public func unlink(_ path: String) throws { try check(Glibc.unlink(path), "unlink", path) }
@@ -130,7 +132,7 @@ public final class PosixFileSystem: FileSystem, @unchecked Sendable {
     }
 
     public func write(_ path: String, _ data: Data, sync: Bool) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o666)
         if fd < 0 { throw FSError("open", path, errno) }
         var closed = false
         defer { if !closed { close(fd) } }
@@ -142,7 +144,7 @@ public final class PosixFileSystem: FileSystem, @unchecked Sendable {
 
     public func append(_ path: String, _ data: Data) throws {
         // O_NOFOLLOW: a symlink swapped in at a job's log.txt would take the worker's lines elsewhere.
-        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o666)
         if fd < 0 { throw FSError("open", path, errno) }
         defer { close(fd) }
         try writeAll(fd, data, path)

@@ -226,7 +226,7 @@ public struct ForegroundRun {
     /// An exclusive `flock` on `<folder>/.run.lock`, returned as its descriptor (close releases it).
     static func lockFolder(_ folder: String) throws -> Int32 {
         let path = folder + "/.run.lock"
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o666)
         guard fd >= 0 else { throw JobError.permanent("cannot open \(path): \(String(cString: strerror(errno)))", field: "--out") }
         // A lock just released can stay held for a moment: a process spawned by its holder's
         // process (a test runner's, a worker's) shares the descriptor between fork and exec.

@@ -36,7 +36,7 @@ public final class OutputFile: @unchecked Sendable {
         self.fs = fs
         let p = NSStringPath(path)
         temporaryPath = p.parent + "/." + p.last + "." + token + ".part"
-        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o666)
         if fd < 0 {
             let code = errno
             if !fs.exists(folder) { throw CancellationError(reason: .leaseLost) }

@@ -128,6 +128,14 @@ public final class Queue: @unchecked Sendable {
         self.fs = fs
     }
 
+    /// What a refused queue write most likely means, from its error text: a permission error
+    /// (another user's files) or a full or read-only disk.
+    static func refusalCause(_ why: String) -> String {
+        why.contains("(errno 13)") || why.contains("(errno 1)")
+            ? "not writable by this user: a queue a group shares needs umask 002 when every worker and submit runs, and its folders group-writable (chmod -R g+w)"
+            : "is its disk full or read-only?"
+    }
+
     /// `fidq SUBCOMMAND [--queue ROOT] ARGS…` on this queue, as a hint prints it: `--queue` unless
     /// this is the default queue (`queue` in the working directory), so the hint works as pasted
     /// (a hint without it, run from elsewhere, acted on another queue or on none).

@@ -175,7 +175,7 @@ public final class Worker: @unchecked Sendable {
         claimFailure = why
         if monotonicNow() - lastClaimWarning >= 60 {
             lastClaimWarning = monotonicNow()
-            logger.warning("cannot write to the queue \(queue.root): \(why) (is its disk full or read-only?); trying again every \(config.poll) s")
+            logger.warning("cannot write to the queue \(queue.root): \(why) (\(Queue.refusalCause(why))); trying again every \(config.poll) s")
         }
     }
 
@@ -336,8 +336,8 @@ public final class Worker: @unchecked Sendable {
             }
             // The folder is ours but still holds the old stale claim, so the next scan offers it
             // again: noted as a refused write, so that is a poll away, not at once.
-            logger.warning("took over \(id) but could not write its claim: \(error); its lease will expire")
-            claimFailed("\(error)")
+            // The warning is claimFailed's, once a minute (it was logged every poll, for ever).
+            claimFailed("took over \(id) but could not write its claim: \(error)")
             return false
         }
         // An outcome an earlier holder decided but could not publish (the queue refused the move,

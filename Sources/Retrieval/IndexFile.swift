@@ -27,7 +27,7 @@ final class IndexFileWriter {
         Self.removeStale(beside: path)
         self.path = path
         tmp = path + ".tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))"
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o666)
         guard fd >= 0 else { throw RetrievalError(file: path, field: "file", expected: "a writable path", found: String(cString: strerror(errno))) }
         buffer.reserveCapacity(1 << 20)
     }

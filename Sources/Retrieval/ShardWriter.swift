@@ -47,9 +47,9 @@ public final class ShardWriter {
         let header = NpyHeader.encode(storage: storage, rows: rows, dim: dim)
         headerSize = header.count
         let flags = O_WRONLY | O_CREAT | O_CLOEXEC | (resume ? 0 : O_TRUNC)
-        npyFD = open(npyTmp, flags, 0o644)
+        npyFD = open(npyTmp, flags, 0o666)
         guard npyFD >= 0 else { throw RetrievalError(file: npyTmp, field: "file", expected: "a writable path", found: String(cString: strerror(errno))) }
-        idsFD = open(idsTmp, flags, 0o644)
+        idsFD = open(idsTmp, flags, 0o666)
         guard idsFD >= 0 else {
             close(npyFD)
             throw RetrievalError(file: idsTmp, field: "file", expected: "a writable path", found: String(cString: strerror(errno)))

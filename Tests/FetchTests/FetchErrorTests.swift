@@ -1,5 +1,8 @@
 // FetchErrorTests: which failures are permanent (fail the job) and which are retried, and what they say.
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @testable import Fetch
 
@@ -20,5 +23,13 @@ import Testing
         #expect("\(FetchError.limit(archive: "a.zip", entry: "b", what: "file count", limit: 5))".contains("raise max_files"))
         #expect("\(FetchError.timeout(url: "u", phase: "connect", seconds: 2))".contains("raise connect_timeout_s"))
         #expect("\(FetchError.destExists(path: "/w/d"))".contains("\"replace\": true"))
+    }
+
+    /// A permission error is permanent, with the shared-folder hint: it was retried as a passing
+    /// I/O error, to max_attempts, and the foreground exited 75 ("try again").
+    @Test func aPermissionErrorIsPermanent() {
+        let e = FetchError.posix("/shared/data/.x.fetch", "cannot create attempt folder", EACCES)
+        #expect(e.isPermanent && "\(e)".contains("umask 002"), "\(e)")
+        #expect(!FetchError.posix("/d", "cannot write", ENOSPC).isPermanent)
     }
 }

@@ -172,4 +172,17 @@ import JobsTesting
                 "\(String(describing: e))")
         #expect(f.list("pending") == ["a.json"])
     }
+
+    /// A queue another user's fidq made, without group write: the refusal says so and how to
+    /// share a queue (it asked whether the disk was full or read-only).
+    @Test func aPermissionRefusalNamesTheSharedQueueFix() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("a")
+        let c = control(f, FaultyFileSystem(faults: [.init(.mkdir, EACCES, pathContains: "/running/")]))
+        let e = #expect(throws: JobError.self) { try c.cancel("a") }
+        #expect(e?.hint?.contains("not writable by this user") == true && e?.hint?.contains("umask 002") == true
+                && e?.hint?.contains(f.cli("cancel", "a")) == true, "\(String(describing: e))")
+        #expect(Queue.refusalCause("mkdir /q/running/x: Permission denied (errno 13)").contains("group-writable"))
+        #expect(Queue.refusalCause("write /q/x: No space left on device (errno 28)") == "is its disk full or read-only?")
+    }
 }

@@ -11,6 +11,27 @@ import Testing
         try #require(Binary.available, "build first: swift build --build-tests (looked for \(Binary.fidq))")
     }
 
+    /// Under umask 002 (a queue a group shares) everything fidq creates is group-writable: with
+    /// fixed 0755/0644 modes no other user's worker could claim, take over or publish a job.
+    @Test func filesAndFoldersFollowTheUmask() throws {
+        try #require(Binary.available, "build first: swift build (looked for \(Binary.fidq))")
+        let f = try QueueFixture()
+        try Data(#"{"kind": "test.record", "params": {"steps": 2}}"#.utf8).write(to: URL(fileURLWithPath: f.workspace + "/j.json"))
+        let q = f.workspace + "/shared"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "umask 002; export FIDQ_TEST_KINDS=1; \"$0\" submit --queue \"$1\" \"$2\" && exec \"$0\" worker --queue \"$1\" --drain --poll 0.05 2>/dev/null",
+                       Binary.fidq, q, f.workspace + "/j.json"]
+        try p.run()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        for path in [q, q + "/pending", q + "/running", q + "/done", q + "/failed", q + "/done/j", q + "/done/j/out",
+                     q + "/done/j/result.json", q + "/done/j/log.txt", q + "/done/j/job.json"] {
+            let mode = ((try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int) ?? 0
+            #expect(mode & 0o020 != 0, "\(path): mode \(String(mode, radix: 8)) is not group-writable")
+        }
+    }
+
     @Test func manyWorkersRunEveryJobExactlyOnce() throws {
         let (workers, jobs) = (8, 500)
         print("WorkerProcessTests: \(workers) workers × \(jobs) jobs (the issue's full size)")
