@@ -193,7 +193,7 @@ public struct EmbedKind: JobKind {
                 field: "params.num_shards", hint: "use at most \(total) shards")
         }
         let range = EmbedParams.shardRange(total: total, shard: p.shardId, of: p.numShards)
-        context.log("embed: shard \(p.shardId) of \(p.numShards): passages \(range.lowerBound)..<\(range.upperBound) of \(total)")
+        context.log("embed: shard \(p.shardId) of \(p.numShards): passages \(range.lowerBound)..<\(range.upperBound) of \(total), threads \(context.threads)")
         let model: RetrieverModel, folder = context.resolve(p.modelPath)
         do { model = try RetrieverModel.load(folder: folder, tokenizer: p.tokenizer.map(context.resolve)) } catch {
             throw ScoreParams.loadError(error, folder: folder, tokenizer: p.tokenizer, prefix: "cannot load the retriever: ")

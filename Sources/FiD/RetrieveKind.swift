@@ -285,7 +285,7 @@ public struct RetrieveKind: JobKind {
             }
             return all
         }
-        context.log("retrieve: \(questions.count) questions, method \(p.method)\(p.method == "dense" ? ", index \(p.index)" : "")")
+        context.log("retrieve: \(questions.count) questions, method \(p.method)\(p.method == "dense" ? ", index \(p.index)" : ""), threads \(context.threads)")
         var hits: [[Hit]] = []
         var idOf: (Int) -> String = { String($0) }
         var corpus = 0

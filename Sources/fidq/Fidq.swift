@@ -32,6 +32,19 @@ struct Fidq: ParsableCommand {
         // Likewise a closed pipe (Ctrl-C in a terminal also kills `| tee`): the write fails with
         // EPIPE instead of killing the process before its stop saved a checkpoint.
         signal(SIGPIPE, SIG_IGN)
+        // A working folder that was deleted read as "", and every relative path resolved under /
+        // (the workspace became /, and the workspace's limit nothing); one whose path is not UTF-8
+        // was read with U+FFFD, naming another folder. Both refused before any command runs.
+        if let cwd = getcwd(nil, 0) {
+            defer { free(cwd) }
+            if String(validatingCString: cwd) == nil {
+                fputs("fidq: the current folder's path is not UTF-8 (\(String(cString: cwd))); rename it, or run fidq from another folder\n", stderr)
+                Glibc.exit(1)
+            }
+        } else if errno == ENOENT {
+            fputs("fidq: the current folder no longer exists (it was deleted); cd to another folder and run the command again\n", stderr)
+            Glibc.exit(1)
+        }
         // Started with stdin, stdout or stderr closed (`>&-`, some daemon launchers), the next
         // file opened would take that number and receive the messages meant for it: /dev/null
         // holds each closed one.

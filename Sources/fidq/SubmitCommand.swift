@@ -31,7 +31,10 @@ struct SubmitCommand: ParsableCommand {
         if let filesFrom {
             let data: Data
             if filesFrom == "-" {
-                data = FileHandle.standardInput.readDataToEndOfFile()
+                // A folder or write-only descriptor as stdin trapped in readDataToEndOfFile.
+                do { data = try FileHandle.standardInput.readToEnd() ?? Data() } catch {
+                    throw fail("--files-from -: cannot read standard input: \(error)")
+                }
             } else {
                 guard let d = FileManager.default.contents(atPath: filesFrom) else { throw fail("--files-from: cannot read \(filesFrom)") }
                 data = d

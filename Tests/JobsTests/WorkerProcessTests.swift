@@ -32,6 +32,25 @@ import Testing
         }
     }
 
+    /// A working folder that was deleted, or whose path is not UTF-8, is refused before any
+    /// command runs: the first made the workspace / (a submit created /queue), the second named a
+    /// sibling folder with U+FFFD in its name.
+    @Test func aWorkingFolderGoneOrNotUTF8IsRefused() throws {
+        let f = try QueueFixture()
+        try Data(#"{"kind": "test.record"}"#.utf8).write(to: URL(fileURLWithPath: f.workspace + "/j.json"))
+        for (setup, says) in [("d=\"$1/gone\"; mkdir \"$d\" && cd \"$d\" && rmdir \"$d\"", "no longer exists"),
+                              ("d=\"$1/$(printf 'lat\\351n')\"; mkdir \"$d\" && cd \"$d\"", "not UTF-8")] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = ["-c", setup + " && exec \"$0\" submit --queue queue \"$1/j.json\" 2> \"$1/err.txt\"", Binary.fidq, f.workspace]
+            try p.run()
+            p.waitUntilExit()
+            let err = f.read(f.workspace + "/err.txt") ?? ""
+            #expect(p.terminationStatus == 1 && err.contains(says), "status \(p.terminationStatus): \(err)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: "/queue/pending/j.json"))
+    }
+
     @Test func manyWorkersRunEveryJobExactlyOnce() throws {
         let (workers, jobs) = (8, 500)
         print("WorkerProcessTests: \(workers) workers × \(jobs) jobs (the issue's full size)")
