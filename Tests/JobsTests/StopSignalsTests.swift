@@ -6,13 +6,19 @@ import Testing
 import JobsTesting
 
 @Suite(.serialized) struct StopSignalsTests {
+    /// A `test.train` job file in the fixture's workspace: `steps` steps of `stepMs` each.
+    static func trainJob(_ f: QueueFixture, steps: Int, stepMs: Int) throws -> String {
+        try #require(Binary.available, "build first: swift build (looked for \(Binary.fidq))")
+        let job = f.workspace + "/train.json"
+        try Data(#"{"kind": "test.train", "params": {"steps": \#(steps), "step_ms": \#(stepMs), "checkpoint_every": 10}}"#.utf8)
+            .write(to: URL(fileURLWithPath: job))
+        return job
+    }
+
     @Test(arguments: [SIGINT, SIGTERM])
     func aSignalStopsAtASafePointAndTheSameCommandResumes(sig: Int32) throws {
-        try #require(Binary.available, "build first: swift build (looked for \(Binary.fidq))")
         let f = try QueueFixture()
-        let job = f.workspace + "/train.json"
-        try Data(#"{"kind": "test.train", "params": {"steps": 400, "step_ms": 10, "checkpoint_every": 10}}"#.utf8)
-            .write(to: URL(fileURLWithPath: job))
+        let job = try Self.trainJob(f, steps: 400, stepMs: 10)
         let out = f.workspace + "/train.run"
         let run = ["run", job, "--workspace", f.workspace, "--out", out]
         let first = try WorkerProcess(f, command: run, tag: "first")
@@ -41,11 +47,8 @@ import JobsTesting
     /// Spawned from a test's thread, the run starts with SIGTERM blocked, so an early signal waits
     /// pending: setting it ignored discarded it.
     @Test func aSignalInTheFirstMillisecondsIsNeverLost() throws {
-        try #require(Binary.available, "build first: swift build (looked for \(Binary.fidq))")
         let f = try QueueFixture()
-        let job = f.workspace + "/train.json"
-        try Data(#"{"kind": "test.train", "params": {"steps": 1000, "step_ms": 10, "checkpoint_every": 10}}"#.utf8)
-            .write(to: URL(fileURLWithPath: job))
+        let job = try Self.trainJob(f, steps: 1000, stepMs: 10)
         var lost: [Int] = []
         for (i, ms) in stride(from: 10, through: 90, by: 2).enumerated() {
             let p = try WorkerProcess(f, command: ["run", job, "--workspace", f.workspace, "--out", f.workspace + "/r\(i)"], tag: "early\(i)")
@@ -60,11 +63,8 @@ import JobsTesting
     /// Started with stdout and stderr closed, a run finishes: the signal pipe took descriptors 1
     /// and 2, each message read as a signal, and the second exited the run with 130.
     @Test func aRunWithItsOutputsClosedFinishes() throws {
-        try #require(Binary.available, "build first: swift build (looked for \(Binary.fidq))")
         let f = try QueueFixture()
-        let job = f.workspace + "/train.json"
-        try Data(#"{"kind": "test.train", "params": {"steps": 30, "step_ms": 1, "checkpoint_every": 10}}"#.utf8)
-            .write(to: URL(fileURLWithPath: job))
+        let job = try Self.trainJob(f, steps: 30, stepMs: 1)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
         p.arguments = ["-c", "FIDQ_TEST_KINDS=1 exec \"$0\" run \"$1\" --workspace \"$2\" --out \"$2/closed\" >&- 2>&-", Binary.fidq, job, f.workspace]
