@@ -85,7 +85,7 @@ public enum FetchError: Error, CustomStringConvertible, Equatable {
         case .io(let path, let message):
             return "\(path): \(message)"
         case .permission(let path, let message):
-            return "\(path): \(message) (hint: another user's files: a folder a group shares needs umask 002 when each fetch runs, and group write)"
+            return "\(path): \(message) (hint: another user's files: a folder a group shares needs umask 002 when each fetch runs, group write, and no sticky bit, which lets only a file's owner rename it; the download is kept for the rerun)"
         case .localFile(let path, let field, let reason):
             return "\(path): \(reason) (named by '\(field)')"
         case .destExists(let path):

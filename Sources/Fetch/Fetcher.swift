@@ -154,8 +154,11 @@ public enum Fetcher {
             return FetchResult(dest: dest.path, files: files, bytes: bytes, downloads: downloads, alreadyPresent: false)
         } catch let error as FetchError {
             // Keep partial downloads for a retry, unless another attempt has published meanwhile;
-            // a permanent failure leaves nothing behind.
-            if !error.isPermanent, !marker.sameFetch(as: Marker.read(dest), in: dest) {
+            // a permanent failure leaves nothing behind, except a refusal by permission: once the
+            // modes are fixed, the rerun publishes the finished download (it was deleted).
+            let permission: Bool
+            if case .permission = error { permission = true } else { permission = false }
+            if !error.isPermanent || permission, !marker.sameFetch(as: Marker.read(dest), in: dest) {
                 keepMine = true
                 try? removeTree(stage)
             }
@@ -316,6 +319,13 @@ public enum Fetcher {
                        found: "\"\(dest)\"", hint: "use a relative path")
         }
         guard allowed.contains(where: { isInside(parent.path, $0) }) else { throw outside() }
+        // Where the part that exists really is, before making the rest: a symlink out of the
+        // workspace got its folders made outside, and only then was dest refused.
+        var existing = parent
+        while existing.path != "/", !FileManager.default.fileExists(atPath: existing.path) { existing = existing.deletingLastPathComponent() }
+        // (A root not made yet lies below it: nothing between them exists, so no link either.)
+        let realExisting = realpathOrSelf(existing.path)
+        guard allowed.contains(where: { isInside(realExisting, $0) || isInside($0, existing.path) }) else { throw outside() }
         do { try FileManager.default.createDirectory(at: parent, withIntermediateDirectories: true) } catch {
             throw FetchError.io(path: parent.path, message: "cannot create dest's parent: \(error)")
         }

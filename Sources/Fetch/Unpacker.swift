@@ -64,12 +64,22 @@ final class Unpacker {
             // tar takes a first block of zeros for its end: a file that merely starts with 512
             // zero bytes (weights, say) would be "unpacked" into nothing. No entry, no archive.
             var entry: OpaquePointer?
-            // cpio's 2-byte magic is weak (1 float32 file in 32,768 starts as binary cpio does):
-            // a first header it cannot read means no archive. Any other format's (a cut 7z, zip
-            // or tar.gz) is damaged, and `extract` refuses it.
+            // Binary cpio's magic is 2 bytes (1 float32 file in 32,768 starts with it): a first
+            // header that cannot be read, or reads as nonsense (a name that is not UTF-8, an entry
+            // larger than the file), means no archive. Any other format's first header that
+            // cannot be read (a cut 7z, zip, odc cpio or tar.gz) is damaged: `extract` refuses it.
             let r = archive_read_next_header(a, &entry)
-            let cpio = archive_format(a) & ARCHIVE_FORMAT_BASE_MASK == ARCHIVE_FORMAT_CPIO
-            if r == ARCHIVE_OK || r == ARCHIVE_WARN || (r != ARCHIVE_EOF && !cpio) { return .archive }
+            let format = archive_format(a)
+            if format == ARCHIVE_FORMAT_CPIO_BIN_LE || format == ARCHIVE_FORMAT_CPIO_BIN_BE {
+                if r == ARCHIVE_OK || r == ARCHIVE_WARN, let entry, let name = archive_entry_pathname(entry),
+                   String(validatingCString: name) != nil, archive_entry_size(entry) <= fileSize(file) ?? 0 {
+                    return .archive
+                }
+            } else if r == ARCHIVE_OK || r == ARCHIVE_WARN {
+                return .archive
+            } else if r != ARCHIVE_EOF, format & ARCHIVE_FORMAT_BASE_MASK != ARCHIVE_FORMAT_CPIO || asciiCPIOHeader(file) {
+                return .archive
+            }
         }
         // No archive format matched; the raw reader reports which decompression filters it applied.
         // It reads anything, so failing to open means a filter matched and its data is bad.
@@ -95,6 +105,20 @@ final class Unpacker {
             if let previous { uselocale(previous) }
             if let utf8 { freelocale(utf8) }
         }
+    }
+
+    /// Whether `file` starts with an ASCII cpio header's characters (odc: `070707` and 70 octal
+    /// digits; newc: `070701`/`070702` and 104 hex digits), as far as it goes: a cut archive,
+    /// where a TSV whose first id is 070707 is text.
+    static func asciiCPIOHeader(_ file: URL) -> Bool {
+        guard let h = FileHandle(forReadingAtPath: file.path) else { return false }
+        defer { try? h.close() }
+        let b = [UInt8]((try? h.read(upToCount: 110)) ?? Data())
+        guard b.count > 6 else { return true }
+        let magic = String(decoding: b.prefix(6), as: UTF8.self)
+        let digits: Set<UInt8> = magic == "070707" ? Set("01234567".utf8) : Set("0123456789abcdefABCDEF".utf8)
+        let length = magic == "070707" ? 76 : 110
+        return b[6..<min(length, b.count)].allSatisfy(digits.contains)
     }
 
     /// The compression whose magic bytes `file` starts with (gzip, bzip2, xz, zstd, lz4, compress).

@@ -77,7 +77,7 @@ public struct PathPolicy: Sendable {
     /// it may replace, a run folder) that holds the queue: `dest` over the queue with `replace`
     /// deleted every job in it.
     public func checkHoldsNoQueue(_ path: String, field: String, fs: FileSystem) throws {
-        guard fs.exists(queue) else { return }  // no queue (a foreground command's default): nothing to keep
+        // A queue not made yet counts too: submit makes it next.
         let resolved = resolve(path), real = PathPolicy.realOf(resolved, fs: fs)
         let queueReal = PathPolicy.realOf(queue, fs: fs)
         if PathPolicy.isInside(queueReal, real) || PathPolicy.isInside(queue, resolved) {

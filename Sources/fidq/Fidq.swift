@@ -35,7 +35,11 @@ struct Fidq: ParsableCommand {
         // A working folder that was deleted read as "", and every relative path resolved under /
         // (the workspace became /, and the workspace's limit nothing); one whose path is not UTF-8
         // was read with U+FFFD, naming another folder. Both refused before any command runs.
-        if let cwd = getcwd(nil, 0) {
+        // `--version` and `--help` use no folder and answer anyway.
+        let asksOnly = CommandLine.arguments.dropFirst().contains { ["--version", "--help", "-h", "help"].contains($0) }
+        if asksOnly {
+            // nothing to check
+        } else if let cwd = getcwd(nil, 0) {
             defer { free(cwd) }
             if String(validatingCString: cwd) == nil {
                 fputs("fidq: the current folder's path is not UTF-8 (\(String(cString: cwd))); rename it, or run fidq from another folder\n", stderr)

@@ -32,9 +32,15 @@ struct SubmitCommand: ParsableCommand {
             let data: Data
             if filesFrom == "-" {
                 // A folder or write-only descriptor as stdin trapped in readDataToEndOfFile.
-                do { data = try FileHandle.standardInput.readToEnd() ?? Data() } catch {
-                    throw fail("--files-from -: cannot read standard input: \(error)")
+                var bytes = [UInt8](repeating: 0, count: 1 << 16), read = Data()
+                while true {
+                    let n = Glibc.read(0, &bytes, bytes.count)
+                    if n < 0, errno == EINTR { continue }
+                    if n < 0 { throw fail("--files-from -: cannot read standard input: \(String(cString: strerror(errno)))") }
+                    if n == 0 { break }
+                    read.append(contentsOf: bytes[0..<n])
                 }
+                data = read
             } else {
                 guard let d = FileManager.default.contents(atPath: filesFrom) else { throw fail("--files-from: cannot read \(filesFrom)") }
                 data = d

@@ -28,7 +28,7 @@ enum ArchiveBuilder {
         }
     }
 
-    enum Format { case pax, zip }
+    enum Format { case pax, zip, odc }
     enum Filter { case none, gzip, bzip2, xz }
 
     struct BuildError: Error, CustomStringConvertible {
@@ -41,6 +41,7 @@ enum ArchiveBuilder {
         defer { archive_write_free(a) }
         switch format {
         case .pax: archive_write_set_format_pax(a)
+        case .odc: archive_write_set_format_cpio_odc(a)
         case .zip:
             archive_write_set_format_zip(a)
             archive_write_zip_set_compression_deflate(a)

@@ -22,6 +22,9 @@ import Testing
             return true
         }
         #expect(!FileManager.default.fileExists(atPath: box.root.appendingPathComponent("x").path))
+        // Refused before any folder is made where the link points (they were made, then refused).
+        #expect(throws: FetchError.self) { try Fetcher.run(try Self.local(box, "out-link/made/x"), workspace: box.ws) }
+        #expect(!FileManager.default.fileExists(atPath: box.root.appendingPathComponent("made").path))
         #expect(!FileManager.default.fileExists(atPath: box.root.appendingPathComponent("escape").path))
         // An absolute dest inside the workspace is fine.
         _ = try Fetcher.run(try Self.local(box, box.ws.appendingPathComponent("inside").path), workspace: box.ws)

@@ -285,7 +285,11 @@ import Testing
         let cutZip = try box.source("cut.zip", try Data(contentsOf: zip).prefix(40))
         let cutTarGz = box.src.appendingPathComponent("cut.tar.gz")
         try ArchiveBuilder.compress(try Data(contentsOf: tar).prefix(700), to: cutTarGz, filter: .gzip)
-        for file in [cutZip, cutTarGz] {
+        // odc cpio's 6-byte magic is no accident either (only binary cpio's 2 bytes are weak).
+        let odc = box.src.appendingPathComponent("whole.cpio")
+        try ArchiveBuilder.write([E("a.txt", .file(Data("one".utf8))), E("b.txt", .file(Data("two".utf8)))], to: odc, format: .odc)
+        let cutOdc = try box.source("cut.cpio", try Data(contentsOf: odc).prefix(60))
+        for file in [cutZip, cutTarGz, cutOdc] {
             do {
                 _ = try Self.fetch(box, file)
                 Issue.record("\(file.lastPathComponent) published: \(box.snapshot(box.ws))")
@@ -319,7 +323,8 @@ import Testing
     @Test(arguments: [[0xC7, 0x71], [0x71, 0xC7], Array("070707\tx\ty\n".utf8)] as [[UInt8]])
     func aPlainFileWithAnArchiveMagicIsKeptWhole(magic: [UInt8]) throws {
         let box = try Sandbox()
-        let body = Data(magic) + testBytes(4096)
+        // 1 MiB: long enough for libarchive to read a (nonsense) binary cpio header from it.
+        let body = Data(magic) + testBytes(1 << 20)
         _ = try Self.fetch(box, try box.source("weights.bin", body))
         #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/weights.bin")) == body)
     }

@@ -45,6 +45,11 @@ import Testing
         }
         let beside = JobDescriptor(kind: "concat", id: "c", params: .object(["inputs": .array([.string("a.txt")]), "dest": .string("state/x.txt")]))
         _ = try testRegistry().prepare(beside, policy: policy, fs: fs)
+        // A queue submit has not made yet counts too (the first submit accepted what the second refused).
+        let later = PathPolicy(workspace: f.workspace, queue: f.workspace + "/sub/q")
+        let job = JobDescriptor(kind: "concat", id: "c", params: .object(["inputs": .array([.string("a.txt")]), "dest": .string("sub")]))
+        let e = #expect(throws: JobError.self) { try testRegistry().prepare(job, policy: later, fs: fs) }
+        #expect(e?.message.contains("holds the queue") == true, "\(String(describing: e))")
     }
 
     @Test func followsSymlinksThatLeaveTheWorkspace() throws {
