@@ -37,9 +37,12 @@ let package = Package(
         // The 8-bit product's kernels (AVX-512 VNNI / AVX2 / portable, chosen at run time): C,
         // because Swift has no vector intrinsics (Sources/CDot8/Dot8.c says why). Optimised even in debug.
         .target(name: "CDot8", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
-        .target(name: "Tensor", dependencies: ["CBLAS", "CDot8", "Formats"], swiftSettings: kernelFlags),
-        .target(name: "Tokenizers", swiftSettings: kernelFlags),
-        .target(name: "Jobs", dependencies: ["Formats", .product(name: "Logging", package: "swift-log")]),
+        // The compute threads fidq starts and counts itself (libdispatch waits for ever on a
+        // thread the process limit refuses): Tensor's parallel loops, batch tokenisation, the heartbeat.
+        .target(name: "Threading"),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CDot8", "Formats", "Threading"], swiftSettings: kernelFlags),
+        .target(name: "Tokenizers", dependencies: ["Threading"], swiftSettings: kernelFlags),
+        .target(name: "Jobs", dependencies: ["Formats", "Threading", .product(name: "Logging", package: "swift-log")]),
         // Test-only parts of the queue (fault-injecting file system, the test.record kind, crash
         // points). The fidq executable links it too, because the worker process tests start real
         // `fidq worker`s that register these under FIDQ_TEST_KINDS=1; nothing else reaches them.
@@ -81,6 +84,7 @@ let package = Package(
         .testTarget(name: "JobsTests", dependencies: ["Jobs", "JobsTesting"]),
         .testTarget(name: "FetchTests", dependencies: ["Fetch", "CArchive"], exclude: ["Fixtures"]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats"]),
+        .testTarget(name: "ThreadingTests", dependencies: ["Threading"]),
         .testTarget(
             name: "RetrievalTests", dependencies: ["Retrieval", "TestSupport"], exclude: ["Fixtures"],
             swiftSettings: kernelFlags),

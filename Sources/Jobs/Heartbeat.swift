@@ -8,6 +8,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import Threading
 
 /// Renews the lease every `lease/3` (`lease` is the one written into the claim), and cancels the job's token when a `cancel` file appears,
 /// `timeout` passes, or the claim folder is gone (another worker took it over). If the job
@@ -37,9 +38,11 @@ final class Heartbeat: @unchecked Sendable {
         self.abandon = abandon
     }
 
-    func start() {
+    /// Starts the heartbeat on a thread of its own (libdispatch would wait for ever on a thread
+    /// the process limit refuses), or throws `ThreadStartError`.
+    func start() throws {
         let start = monotonicNow()
-        DispatchQueue.global().async { [self] in
+        try startThread("the job's heartbeat thread") { [self] in
             defer { finished.signal() }
             // The claim was written (or renewed) just before the job started.
             var lastRenew = start

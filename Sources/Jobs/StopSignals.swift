@@ -8,10 +8,9 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
-import Dispatch
+import Threading
 
 public enum StopSignals {
-    nonisolated(unsafe) private static var source: DispatchSourceRead?
     /// The write end of the pipe the handler writes each signal's number to.
     nonisolated(unsafe) private static var pipeWrite: Int32 = -1
 
@@ -19,9 +18,12 @@ public enum StopSignals {
     /// keeps what it did), unless `stopping()` says a stop is already under way: then `second`
     /// runs (by default: exit now, status 130). Call once per process.
     ///
-    /// A handler of our own writes the signal to a pipe that a dispatch source reads: a signal
+    /// A handler of our own writes the signal to a pipe that a thread of ours reads: a signal
     /// source ignored the signal until libdispatch had registered it, and a stop sent in those
-    /// first milliseconds was lost (the run went on). From `sigaction` on, none is lost.
+    /// first milliseconds was lost (the run went on). From `sigaction` on, none is lost. (A
+    /// dispatch source reading the pipe hung at the process limit: libdispatch waits for ever
+    /// on a thread it cannot start.) Without a thread the signals keep their default action,
+    /// said on stderr.
     public static func install(stopping: @escaping @Sendable () -> Bool, first: @escaping @Sendable (Int32) -> Void,
                                second: @escaping @Sendable (Int32) -> Void = { _ in _exit(130) }) {
         var made: [Int32] = [-1, -1]
@@ -35,17 +37,24 @@ public enum StopSignals {
             return high
         }
         _ = fcntl(fds[1], F_SETFL, O_NONBLOCK)  // a handler must never block (a full pipe drops a repeat)
-        pipeWrite = fds[1]
-        let read = DispatchSource.makeReadSource(fileDescriptor: fds[0], queue: .global())
-        read.setEventHandler {
-            var buffer = [UInt8](repeating: 0, count: 16)
-            let n = Glibc.read(fds[0], &buffer, buffer.count)
-            for sig in buffer.prefix(max(0, n)).map(Int32.init) {
-                if stopping() { second(sig) } else { first(sig) }
+        do {
+            try startThread("the thread that watches for SIGTERM and Ctrl-C") {
+                var buffer = [UInt8](repeating: 0, count: 16)
+                while true {
+                    let n = Glibc.read(fds[0], &buffer, buffer.count)
+                    if n < 0 && errno == EINTR { continue }
+                    guard n > 0 else { return }
+                    for sig in buffer.prefix(n).map(Int32.init) {
+                        if stopping() { second(sig) } else { first(sig) }
+                    }
+                }
             }
+        } catch {
+            fputs("fidq: \(error); SIGTERM and Ctrl-C stop at once, not at a safe point\n", stderr)
+            for fd in fds { close(fd) }
+            return
         }
-        read.resume()
-        source = read
+        pipeWrite = fds[1]
         var action = sigaction()
         action.__sigaction_handler.sa_handler = { sig in
             let saved = errno  // the interrupted code may be about to read it

@@ -434,7 +434,14 @@ public final class Worker: @unchecked Sendable {
             finish(held, .failure(CancellationError(reason: reason)), retry: .never)
             _exit(3)
         }
-        heartbeat.start()
+        do { try heartbeat.start() } catch {
+            // Without renewals a peer would take the job over midway: hand it back untouched.
+            let delay = config.backoff
+            queue.log(dir, "status: \(error); handed back, retry in \(format3(delay, 1))s")
+            logger.warning("\(d.id): \(error); handed back, retry in \(format3(delay, 1))s")
+            release(held, attempt: record.attempt, notBefore: delay, note: "\(error)")
+            return
+        }
         var outcome: Result<JSONValue, Error>
         do {
             context.threadCap = config.threads

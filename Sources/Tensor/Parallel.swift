@@ -1,5 +1,6 @@
 // Threads: the one thread-count setting, and the parallel-for that elementwise kernels use.
 import Dispatch
+import Threading
 
 #if canImport(Glibc)
     import Glibc
@@ -73,12 +74,10 @@ public func parallelFor(_ count: Int, grain: Int = 1, threads: Int? = nil, _ bod
         return
     }
     let chunk = (count + threads - 1) / threads
-    withoutActuallyEscaping(body) { body in
-        DispatchQueue.concurrentPerform(iterations: threads) { t in
-            let lo = t * chunk
-            let hi = min(count, lo + chunk)
-            if lo < hi { body(lo..<hi) }
-        }
+    ComputePool.shared.run(threads, threads: threads) { t in
+        let lo = t * chunk
+        let hi = min(count, lo + chunk)
+        if lo < hi { body(lo..<hi) }
     }
 }
 
@@ -96,13 +95,11 @@ public func concurrently(_ count: Int, threads: Int? = nil, _ body: (Int) -> Voi
         return
     }
     let chunk = (count + threads - 1) / threads
-    withoutActuallyEscaping(body) { body in
-        DispatchQueue.concurrentPerform(iterations: threads) { t in
-            var i = t * chunk
-            while i < min(count, (t + 1) * chunk) {
-                body(i)
-                i += 1
-            }
+    ComputePool.shared.run(threads, threads: threads) { t in
+        var i = t * chunk
+        while i < min(count, (t + 1) * chunk) {
+            body(i)
+            i += 1
         }
     }
 }

@@ -1,6 +1,6 @@
 // BatchEncoding: many texts to ids on all cores, truncated and padded into (B, L) ids and masks.
-import Dispatch
 import Foundation
+import Threading
 
 /// Ids and attention masks of a batch, padded to one length, row-major: row `b` is `ids[b·L ..< (b+1)·L]`.
 public struct EncodedBatch: Sendable, Equatable {
@@ -53,7 +53,7 @@ extension Tokenizer {
             if workers == 1 {
                 work(0)
             } else {
-                DispatchQueue.concurrentPerform(iterations: workers, execute: work)
+                ComputePool.shared.run(workers, threads: workers, work)
             }
         }
         return out

@@ -19,7 +19,7 @@ import JobsTesting
         let t0 = monotonicNow()
         let hb = Heartbeat(queue: Queue(root: f.queueDir, fs: fs), dir: dir, lease: 3, token: token, timeout: nil,
                            grace: 60) { _ in }
-        hb.start()
+        try hb.start()
         #expect(f.wait(20) { token.reason == .leaseLost })
         let declared = token.cancelledAt - t0
         hb.stop()

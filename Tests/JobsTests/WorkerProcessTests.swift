@@ -35,6 +35,45 @@ import Testing
     /// A working folder that was deleted, or whose path is not UTF-8, is refused before any
     /// command runs: the first made the workspace / (a submit created /queue), the second named a
     /// sibling folder with U+FFFD in its name.
+    /// At the process limit (`ulimit -u`) a worker that cannot start a job's heartbeat thread
+    /// hands the job back, saying why, and stays responsive to SIGTERM; a worker with room then
+    /// runs it. libdispatch's threads waited for ever instead: the worker hung, silently. Runs as
+    /// an unused uid, since the limit binds no root.
+    @Test(.enabled(if: getuid() == 0, "SKIPPED: needs root, to run the worker as another user under a process limit (RLIMIT_NPROC binds no root)"))
+    func aWorkerAtTheProcessLimitHandsTheJobBack() throws {
+        let f = try QueueFixture()
+        chmod(f.workspace, 0o777)
+        try Data(#"{"kind": "test.train", "params": {"steps": 20, "step_ms": 5, "checkpoint_every": 10}}"#.utf8)
+            .write(to: URL(fileURLWithPath: f.workspace + "/j.json"))
+        let log = f.workspace + "/limited.log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        // Two threads: the worker's own and its signal watcher (OpenBLAS kept to none of its own).
+        p.arguments = ["-c", "umask 000; export FIDQ_TEST_KINDS=1 OPENBLAS_NUM_THREADS=1; \"$0\" submit --queue \"$1\" \"$2\" >/dev/null && chmod -R a+rwX \"$1\" && "
+                       + "exec setpriv --reuid=48271 --regid=48271 --clear-groups prlimit --nproc=2:2 -- \"$0\" worker --queue \"$1\" --poll 0.05 --backoff 0.2",
+                       Binary.fidq, f.queueDir, f.workspace + "/j.json"]
+        let handle = try #require(FileHandle(forWritingAtPath: log))
+        p.standardError = handle
+        p.standardOutput = handle
+        try p.run()
+        #expect(f.wait(30) { (f.read(log) ?? "").components(separatedBy: "handed back").count > 2 }, "\(f.read(log) ?? "")")
+        kill(p.processIdentifier, SIGTERM)
+        let end = Date().addingTimeInterval(20)
+        while p.isRunning && Date() < end { usleep(20_000) }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+        let text = f.read(log) ?? ""
+        #expect(p.terminationReason == .exit && p.terminationStatus == 0, "status \(p.terminationStatus): \(text)")
+        #expect(text.contains("cannot start the job's heartbeat thread") && text.contains("ulimit -u"), "\(text)")
+        #expect(!FileManager.default.fileExists(atPath: f.queueDir + "/done/j") && !FileManager.default.fileExists(atPath: f.queueDir + "/failed/j"))
+        // Nothing was used up: a worker with room runs it as its first attempt.
+        let w = try WorkerProcess(f, args: fast, tag: "room")
+        #expect(w.wait(60) == 0, "\(w.log)")
+        #expect(f.read(f.queueDir + "/done/j/log.txt")?.contains("attempt 1") == true, "\(f.read(f.queueDir + "/done/j/log.txt") ?? "")")
+        #expect(FileManager.default.fileExists(atPath: f.queueDir + "/done/j/result.json"))
+    }
+
     @Test func aWorkingFolderGoneOrNotUTF8IsRefused() throws {
         let f = try QueueFixture()
         try Data(#"{"kind": "test.record"}"#.utf8).write(to: URL(fileURLWithPath: f.workspace + "/j.json"))

@@ -1,0 +1,193 @@
+// ComputePool: the threads fidq computes on, started by fidq itself, counted, and kept for the process's life.
+//
+// libdispatch retries a thread it cannot create for ever (`concurrentPerform` and `async` both), so
+// a process at its thread limit (`ulimit -u`, a cgroup's `pids.max`) hung silently in its first
+// parallel loop. These threads are started once and kept, so a job never needs a new one midway; one
+// that cannot be started is reported once, and the work runs on the threads there are (the caller's
+// alone at worst). Which thread runs an item never changes what the item computes.
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// A thread the system refused to start: what it was for, and the error (the process limit named
+/// when it is the cause).
+public struct ThreadStartError: Error, CustomStringConvertible, Sendable {
+    public var what: String
+    public var code: Int32
+
+    public init(what: String, code: Int32) {
+        self.what = what
+        self.code = code
+    }
+
+    public var description: String {
+        let hint = code == EAGAIN
+            ? " (hint: the limit on processes and threads is reached: `ulimit -u`, or the cgroup's pids.max; "
+                + "fewer processes, or FIDQ_THREADS=1, need fewer threads)"
+            : ""
+        return "cannot start \(what): pthread_create: \(String(cString: strerror(code)))" + hint
+    }
+}
+
+/// Starts `body` on a new detached thread, or throws why the system refused one.
+public func startThread(_ what: String, _ body: @escaping @Sendable () -> Void) throws {
+    final class Box {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    var attr = pthread_attr_t()
+    pthread_attr_init(&attr)
+    defer { pthread_attr_destroy(&attr) }
+    pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
+    #if canImport(Glibc)
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, &attr, { raw in
+            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+            return nil
+        }, box)
+    #else
+        var thread: pthread_t?
+        let rc = pthread_create(&thread, &attr, { raw in
+            Unmanaged<Box>.fromOpaque(raw).takeRetainedValue().body()
+            return nil
+        }, box)
+    #endif
+    if rc != 0 {
+        Unmanaged<Box>.fromOpaque(box).release()
+        throw ThreadStartError(what: what, code: rc)
+    }
+}
+
+/// A pool of compute threads that runs items `0..<n` of one call at a time, the caller taking
+/// part. A call made while the pool is busy (a nested call from an item, or another thread's)
+/// runs its items on its own thread, in order: never a deadlock, never a thread more.
+public final class ComputePool: @unchecked Sendable {
+    /// The process's pool (`parallelFor`, `concurrently`, batch tokenisation).
+    public static let shared = ComputePool()
+
+    /// Starts one helper thread running the given loop, or throws.
+    public typealias Spawn = (@escaping @Sendable () -> Void) throws -> Void
+
+    private let spawn: Spawn
+    private let report: @Sendable (String) -> Void
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let wake = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private let done = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+
+    // All below under `mutex`.
+    private var helpers = 0
+    private var busy = false
+    /// The current call's body, a `(Int) -> Void` on the caller's stack; nil between calls.
+    private var work: UnsafeRawPointer?
+    private var next = 0
+    private var total = 0
+    private var unfinished = 0
+    /// Helpers that may still join the current call (so at most `threads` threads run it).
+    private var slots = 0
+    /// After a refused start, when to try again (monotonic seconds), so a full limit costs one
+    /// failed start per interval, not one per call.
+    private var retryAt = 0.0
+    private var reported = false
+
+    /// `spawn` starts a helper (default: a detached pthread); `report` gets the one message about
+    /// a thread that could not be started (default: stderr).
+    public init(spawn: Spawn? = nil, report: (@Sendable (String) -> Void)? = nil) {
+        self.spawn = spawn ?? { body in try startThread("a compute thread", body) }
+        self.report = report ?? { line in fputs("fidq: \(line)\n", stderr) }
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(wake, nil)
+        pthread_cond_init(done, nil)
+    }
+
+    /// Helper threads started so far.
+    public var started: Int {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return helpers
+    }
+
+    /// Runs `body(0)`, …, `body(n − 1)`, each once, on at most `threads` threads (the caller's
+    /// included), and returns when all have finished.
+    public func run(_ n: Int, threads: Int, _ body: (Int) -> Void) {
+        guard n > 1, threads > 1 else {
+            for i in 0..<max(0, n) { body(i) }
+            return
+        }
+        pthread_mutex_lock(mutex)
+        if busy {
+            pthread_mutex_unlock(mutex)
+            for i in 0..<n { body(i) }
+            return
+        }
+        busy = true
+        let wanted = min(threads, n) - 1
+        if helpers < wanted { grow(to: wanted, of: min(threads, n)) }
+        withoutActuallyEscaping(body) { body in
+            withUnsafePointer(to: body) { pointer in
+                work = UnsafeRawPointer(pointer)
+                next = 0
+                total = n
+                unfinished = n
+                slots = min(wanted, helpers)
+                for _ in 0..<slots { pthread_cond_signal(wake) }
+                take()  // with the lock held; returns with it held
+                while unfinished > 0 { pthread_cond_wait(done, mutex) }
+                work = nil
+                slots = 0
+            }
+        }
+        busy = false
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// Runs items of the current call until none is left to take. Called and returns with the lock held.
+    private func take() {
+        while next < total, let work {
+            let i = next
+            next += 1
+            pthread_mutex_unlock(mutex)
+            work.assumingMemoryBound(to: ((Int) -> Void).self).pointee(i)
+            pthread_mutex_lock(mutex)
+            unfinished -= 1
+            if unfinished == 0 { pthread_cond_signal(done) }
+        }
+    }
+
+    private func helperLoop() {
+        pthread_mutex_lock(mutex)
+        while true {
+            while work == nil || slots == 0 || next >= total { pthread_cond_wait(wake, mutex) }
+            slots -= 1
+            take()
+        }
+    }
+
+    /// Starts helpers up to `wanted`; the first refusal is reported, and starts are not tried
+    /// again for a while. Called with the lock held (a new helper waits for it to run).
+    private func grow(to wanted: Int, of threads: Int) {
+        let now = Self.monotonicSeconds()
+        guard now >= retryAt else { return }
+        while helpers < wanted {
+            do {
+                try spawn { [self] in helperLoop() }
+                helpers += 1
+            } catch {
+                retryAt = now + 10
+                if !reported {
+                    reported = true
+                    report("\(error); computing on \(helpers + 1) of \(threads) threads (said once; trying again every 10 s)")
+                }
+                return
+            }
+        }
+    }
+
+    static func monotonicSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}

@@ -1,0 +1,130 @@
+// ComputePoolTests: every item runs once on at most the threads asked for, nested and concurrent
+// calls finish, and a thread the system refuses leaves the work on the threads there are, said once.
+import Testing
+#if canImport(Glibc)
+    import Glibc
+#endif
+@testable import Threading
+
+/// Counts per item, written by items on any thread (each item its own slot).
+final class Hits: @unchecked Sendable {
+    let slots: UnsafeMutableBufferPointer<Int>
+    init(_ n: Int) { slots = .allocate(capacity: n); slots.initialize(repeating: 0) }
+    deinit { slots.deallocate() }
+    var all: [Int] { Array(slots) }
+}
+
+/// Collects messages and distinct thread ids under a lock.
+final class Record: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    private(set) var messages: [String] = []
+    private var threads: Set<UInt> = []
+    init() { pthread_mutex_init(&mutex, nil) }
+    func add(_ line: String) { pthread_mutex_lock(&mutex); messages.append(line); pthread_mutex_unlock(&mutex) }
+    func seeThread() { pthread_mutex_lock(&mutex); threads.insert(UInt(bitPattern: Int(pthread_self()))); pthread_mutex_unlock(&mutex) }
+    var threadCount: Int { pthread_mutex_lock(&mutex); defer { pthread_mutex_unlock(&mutex) }; return threads.count }
+}
+
+/// Busy work long enough that several threads get to take items.
+func spin(_ i: Int) -> Int {
+    var x = i
+    for k in 0..<20_000 { x = x &* 1_103_515_245 &+ k }
+    return x
+}
+
+@Suite struct ComputePoolTests {
+    @Test func everyItemRunsOnce() {
+        let pool = ComputePool()
+        for n in [0, 1, 2, 3, 7, 64] {
+            for threads in [1, 2, 3, 8] {
+                let hits = Hits(max(1, n))
+                pool.run(n, threads: threads) { i in
+                    _ = spin(i)
+                    hits.slots[i] += 1
+                }
+                #expect(Array(hits.all.prefix(n)) == [Int](repeating: 1, count: n), "n \(n), threads \(threads)")
+            }
+        }
+        #expect(pool.started == 7, "helpers for the largest call (8 threads): the caller plus 7")
+    }
+
+    @Test func neverMoreThreadsThanAsked() {
+        let pool = ComputePool()
+        pool.run(16, threads: 6) { i in _ = spin(i) }  // grows the pool to 5 helpers
+        let record = Record()
+        pool.run(64, threads: 2) { i in
+            record.seeThread()
+            _ = spin(i)
+        }
+        #expect(record.threadCount <= 2)
+    }
+
+    @Test func nestedAndConcurrentCallsFinish() {
+        let pool = ComputePool()
+        let hits = Hits(8 * 8)
+        pool.run(8, threads: 4) { i in
+            pool.run(8, threads: 4) { j in hits.slots[i * 8 + j] += 1 }  // busy: runs on this thread
+        }
+        #expect(hits.all == [Int](repeating: 1, count: 64))
+
+        let callers = Hits(4 * 32)
+        let outer = ComputePool()
+        outer.run(4, threads: 4) { c in
+            pool.run(32, threads: 3) { i in
+                _ = spin(i)
+                callers.slots[c * 32 + i] += 1
+            }
+        }
+        #expect(callers.all == [Int](repeating: 1, count: 128))
+    }
+
+    @Test func refusedThreadsLeaveTheWorkToTheRest() {
+        let record = Record()
+        let lock = Record()
+        nonisolated(unsafe) var allowed = 1
+        let pool = ComputePool(spawn: { body in
+            lock.add("spawn")
+            if allowed == 0 { throw ThreadStartError(what: "a compute thread", code: EAGAIN) }
+            allowed -= 1
+            try startThread("a compute thread", body)
+        }, report: { record.add($0) })
+        let hits = Hits(40)
+        pool.run(40, threads: 4) { i in
+            _ = spin(i)
+            hits.slots[i] += 1
+        }
+        #expect(hits.all == [Int](repeating: 1, count: 40))
+        #expect(pool.started == 1)
+        #expect(record.messages.count == 1)
+        let message = record.messages.first ?? ""
+        #expect(message.contains("cannot start a compute thread"))
+        #expect(message.contains("ulimit -u"))
+        #expect(message.contains("computing on 2 of 4 threads"))
+        // Within the retry interval no new start is tried, and nothing more is said.
+        let tries = lock.messages.count
+        pool.run(40, threads: 4) { i in hits.slots[i] += 1 }
+        #expect(hits.all == [Int](repeating: 2, count: 40))
+        #expect(lock.messages.count == tries)
+        #expect(record.messages.count == 1)
+    }
+
+    @Test func noThreadAtAllRunsOnTheCaller() {
+        let record = Record()
+        let pool = ComputePool(spawn: { _ in throw ThreadStartError(what: "a compute thread", code: EAGAIN) },
+                               report: { record.add($0) })
+        let hits = Hits(10)
+        pool.run(10, threads: 8) { i in
+            record.seeThread()
+            hits.slots[i] += 1
+        }
+        #expect(hits.all == [Int](repeating: 1, count: 10))
+        #expect(record.threadCount == 1)
+        #expect(pool.started == 0)
+        #expect(record.messages.first?.contains("computing on 1 of 8 threads") == true)
+    }
+
+    @Test func startErrorNamesTheLimit() {
+        #expect(ThreadStartError(what: "x", code: EAGAIN).description.contains("ulimit -u"))
+        #expect(!ThreadStartError(what: "x", code: EINVAL).description.contains("ulimit -u"))
+    }
+}
