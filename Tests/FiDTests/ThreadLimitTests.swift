@@ -12,8 +12,13 @@ import Testing
     @Test(.enabled(if: getuid() == 0, "SKIPPED: needs root, to run fidq as another user under a process limit (RLIMIT_NPROC binds no root)"))
     func aRunAtTheProcessLimitComputesOnTheThreadsItHas() throws {
         try #require(FileManager.default.isExecutableFile(atPath: FidqBinary.path), "build first: swift build --build-tests (\(FidqBinary.path))")
-        let ws = TestData.scratch("nproc")
+        // Right under /tmp, with a copy of fidq: the other uid must reach both (the scratch root
+        // or the build folder may sit in a folder only root may enter).
+        let ws = "/tmp/fidq-nproc-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: ws, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: ws) }
         chmod(ws, 0o777)
+        try FileManager.default.copyItem(atPath: FidqBinary.path, toPath: ws + "/fidq")
         let world = try ExampleWorld(config: ExampleWorldConfig(seed: 3, train: 60, dev: 20, nContext: 2))
         try world.write(to: ws + "/w")
         try TestData.write(#"""
@@ -28,7 +33,7 @@ import Testing
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
         p.arguments = ["-c", "umask 000; export OPENBLAS_NUM_THREADS=1 FIDQ_THREADS=2; cd \"$1\" && \"$0\" run tr.json --out free >/dev/null 2>&1 && "
                        + "exec setpriv --reuid=48271 --regid=48271 --clear-groups prlimit --nproc=1:1 -- \"$0\" run tr.json --out limited",
-                       FidqBinary.path, ws]
+                       ws + "/fidq", ws]
         let handle = try #require(FileHandle(forWritingAtPath: log))
         p.standardError = handle
         p.standardOutput = handle

@@ -45,14 +45,17 @@ import Testing
         chmod(f.workspace, 0o777)
         try Data(#"{"kind": "test.train", "params": {"steps": 20, "step_ms": 5, "checkpoint_every": 10}}"#.utf8)
             .write(to: URL(fileURLWithPath: f.workspace + "/j.json"))
+        // A copy the other uid can reach (the build folder may sit in a folder only root may enter).
+        let bin = f.workspace + "/fidq"
+        try FileManager.default.copyItem(atPath: Binary.fidq, toPath: bin)
         let log = f.workspace + "/limited.log"
         FileManager.default.createFile(atPath: log, contents: nil)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
         // Two threads: the worker's own and its signal watcher (OpenBLAS kept to none of its own).
         p.arguments = ["-c", "umask 000; export FIDQ_TEST_KINDS=1 OPENBLAS_NUM_THREADS=1; \"$0\" submit --queue \"$1\" \"$2\" >/dev/null && chmod -R a+rwX \"$1\" && "
-                       + "exec setpriv --reuid=48271 --regid=48271 --clear-groups prlimit --nproc=2:2 -- \"$0\" worker --queue \"$1\" --poll 0.05 --backoff 0.2",
-                       Binary.fidq, f.queueDir, f.workspace + "/j.json"]
+                       + "exec setpriv --reuid=48271 --regid=48271 --clear-groups prlimit --nproc=2:2 -- \"$3\" worker --queue \"$1\" --poll 0.05 --backoff 0.2",
+                       Binary.fidq, f.queueDir, f.workspace + "/j.json", bin]
         let handle = try #require(FileHandle(forWritingAtPath: log))
         p.standardError = handle
         p.standardOutput = handle
