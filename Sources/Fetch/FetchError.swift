@@ -79,7 +79,7 @@ public enum FetchError: Error, CustomStringConvertible, Equatable {
             return "\(archive): entry '\(entry)' refused: \(reason)"
         case .limit(let archive, let entry, let what, let limit):
             return "\(archive): entry '\(entry)': \(what) exceeds the limit of \(limit)"
-                + " (hint: raise \(what.hasPrefix("file count") ? "max_files" : "max_bytes") if the source is trusted)"
+                + " (hint: raise \(what.hasSuffix("count") ? "max_files" : "max_bytes") if the source is trusted)"
         case .archive(let archive, let message):
             return "\(archive): cannot read archive: \(message)"
         case .io(let path, let message):

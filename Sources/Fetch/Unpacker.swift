@@ -204,7 +204,7 @@ final class Unpacker {
             try place(a, entry, name: name)
             // After placing: a folder entry met after a path made its folder counts that folder once.
             if entries + madeDirs > maxFiles {
-                throw FetchError.limit(archive: archiveName, entry: name, what: "file count", limit: Int64(maxFiles))
+                throw FetchError.limit(archive: archiveName, entry: name, what: "file and folder count", limit: Int64(maxFiles))
             }
         }
         try linkSymlinks()
