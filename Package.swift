@@ -51,7 +51,7 @@ let package = Package(
         .target(name: "CSHA256", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
         .target(
             name: "Fetch",
-            dependencies: ["CArchive", "CSHA256", "Formats"],
+            dependencies: ["CArchive", "CSHA256", "Formats", "Threading"],
             // Scans multi-GB passage files byte by byte: optimised even in debug, like the kernels.
             swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "TestSupport", dependencies: ["Tensor"], swiftSettings: kernelFlags),
@@ -60,7 +60,7 @@ let package = Package(
         // The pipelines and their job kinds. FiD imports Jobs for the checkpoint API and strict
         // params decoding; Jobs itself still imports no ML target.
         .target(
-            name: "FiD", dependencies: ["Models", "Tokenizers", "Retrieval", "Formats", "Tensor", "Jobs"],
+            name: "FiD", dependencies: ["Models", "Tokenizers", "Retrieval", "Formats", "Tensor", "Jobs", "Threading"],
             swiftSettings: kernelFlags),
         .executableTarget(
             name: "fidq",

@@ -1,5 +1,6 @@
 // Attempts: one private work folder per attempt, so a take-over never waits on or shares files with a frozen holder.
 import Foundation
+import Threading
 
 /// The attempt folders under a shared work folder (`.<dest>.fetch/`): each run works only in its
 /// own `a-<token>/`, holding an exclusive `flock` on its `lock` file for as long as it runs.
@@ -116,7 +117,8 @@ struct Attempts {
 final class WorkLock: @unchecked Sendable {
     private var fd: Int32
     private let stop = DispatchSemaphore(value: 0)
-    private var thread: Thread?
+    /// Signalled by the touching thread as it ends; nil when none runs.
+    private var exited: DispatchSemaphore?
 
     /// Takes the lock; throws when another process holds it (or, with `create` false, when the
     /// file is missing).
@@ -130,21 +132,29 @@ final class WorkLock: @unchecked Sendable {
         }
         if let heartbeat {
             futimens(fd, nil)
-            let fd = self.fd, stop = self.stop
-            let t = Thread {
-                while stop.wait(timeout: .now() + heartbeat) == .timedOut { futimens(fd, nil) }
+            let fd = self.fd, stop = self.stop, exited = DispatchSemaphore(value: 0)
+            // A thread of ours: Foundation's `Thread` dropped a refused start silently (the
+            // process limit), leaving the lock untouched and `release` waiting for ever.
+            do {
+                try startThread("the thread that keeps this attempt's lock fresh") {
+                    while stop.wait(timeout: .now() + heartbeat) == .timedOut { futimens(fd, nil) }
+                    exited.signal()
+                }
+            } catch {
+                Glibc.close(fd)
+                self.fd = -1
+                throw FetchError.io(path: url.path, message: "\(error)")
             }
-            t.start()
-            thread = t
+            self.exited = exited
         }
     }
 
     func release() {
-        if thread != nil {
+        if let exited {
             stop.signal()
             // The thread touches `fd` at most once more; wait so it never touches a reused number.
-            while thread?.isFinished == false { usleep(1000) }
-            thread = nil
+            exited.wait()
+            self.exited = nil
         }
         if fd >= 0 { Glibc.close(fd) }
         fd = -1

@@ -4,6 +4,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import Threading
 
 /// Progress of a fetch, reported about twice a second while bytes move.
 public struct FetchProgress: Sendable, Equatable {
@@ -169,6 +170,7 @@ final class Downloader {
 
     /// A HEAD request's response within the connect and idle timeouts; nil on any failure.
     private func head(_ url: URL) -> HTTPURLResponse? {
+        guard (try? checkThreads(url)) != nil else { return nil }
         var request = URLRequest(url: url)
         request.httpMethod = "HEAD"
         request.setValue("identity", forHTTPHeaderField: "Accept-Encoding")
@@ -242,8 +244,17 @@ final class Downloader {
         return hex(hasher.finalize())
     }
 
+    /// URLSession runs on libdispatch's threads, and libdispatch waits for ever on one the
+    /// process limit refuses (no timeout, no cancel could act): fail fast, transiently, instead.
+    private func checkThreads(_ url: URL) throws {
+        do { try probeThreads(2, for: "the HTTP client's threads") } catch {
+            throw FetchError.network(url: url.absoluteString, reason: "\(error)")
+        }
+    }
+
     /// One HTTP attempt: resumes `part` if its sidecar matches `url`; returns the hex sha256.
     private func transfer(_ url: URL, part: URL, metaURL: URL, expected: String?) throws -> String {
+        try checkThreads(url)
         var meta = (try? JSONDecoder().decode(PartMeta.self, from: Data(contentsOf: metaURL))) ?? nil
         if meta?.url != url.absoluteString {
             try? FileManager.default.removeItem(at: part)

@@ -1,6 +1,7 @@
 // Prefetch: a producer thread running ahead of its consumer by a bounded number of items, in order
 // (the `embed` job reads and tokenises the next block of passages while the model embeds this one).
 import Foundation
+import Threading
 
 /// Runs `produce` on a thread of its own, ahead of the consumer, holding at most `depth`
 /// finished items; `next()` hands them out in production order.
@@ -17,14 +18,22 @@ final class Prefetch<Item>: @unchecked Sendable {
     private var stopping = false  // the consumer wants no more
     private var exited = false  // the producer thread has left `produce` for good
     let depth: Int
+    /// Set when no thread could be started: `next()` then produces each item itself, in order.
+    private var inline: (() throws -> Item?)?
 
-    /// Starts the producer thread at once.
+    /// Starts the producer thread at once, or, when the system refuses a thread (the process
+    /// limit), says so once on stderr and produces in `next()` instead. Foundation's `Thread`
+    /// dropped a refused start silently, and `next()` waited for ever.
     init(depth: Int, produce: @escaping () throws -> Item?) {
         precondition(depth >= 1, "Prefetch: depth \(depth)")
         self.depth = depth
-        let thread = Thread { [self] in run(produce) }
-        thread.name = "fidq.prefetch"
-        thread.start()
+        do {
+            try startThread("a thread that reads ahead") { [self] in run(produce) }
+        } catch {
+            fputs("fidq: \(error); reading as it goes instead\n", stderr)
+            inline = produce
+            exited = true
+        }
     }
 
     private func run(_ produce: () throws -> Item?) {
@@ -60,6 +69,22 @@ final class Prefetch<Item>: @unchecked Sendable {
     /// The next item in production order, waiting for it; nil once the producer has ended (or
     /// after `stop()`). Rethrows the producer's error at its position.
     func next() throws -> Item? {
+        if let produce = inline {
+            lock.lock()
+            let over = stopping || ended
+            lock.unlock()
+            if over { return nil }
+            do {
+                guard let made = try produce() else {
+                    ended = true
+                    return nil
+                }
+                return made
+            } catch {
+                ended = true
+                throw error
+            }
+        }
         lock.lock()
         defer { lock.unlock() }
         while queue.isEmpty && !ended && !stopping { lock.wait() }

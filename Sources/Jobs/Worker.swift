@@ -106,7 +106,8 @@ public final class Worker: @unchecked Sendable {
     }
 
     /// The loop. Returns 0 on a clean exit (drained or stopped), 1 when a drain cannot claim (the
-    /// queue cannot be written), 2 when the queue is unusable.
+    /// queue cannot be written) or cannot start a job's threads (the process limit), 2 when the
+    /// queue is unusable.
     public func run() -> Int32 {
         if let kinds = config.kinds {
             for k in kinds where !registry.has(k) {
@@ -145,6 +146,16 @@ public final class Worker: @unchecked Sendable {
             let candidate = plan.candidates[index]
             index += 1
             if handle(candidate) { jobs += 1 }
+            if let since = threadRefusedSince {
+                // No thread for a job's heartbeat (the process limit): it spun, claiming and
+                // handing back every poll for ever.
+                if config.drain && monotonicNow() - since >= config.claimFailureLimit {
+                    logger.error("cannot start threads for \(Int(config.claimFailureLimit)) s: \(threadRefusal); stopping the drain")
+                    return 1
+                }
+                plan = Plan()
+                idle(for: min(config.backoff * Double(1 << min(threadRefusals - 1, 10)), 60))
+            }
             if let since = claimFailingSince {
                 // The queue cannot be written: look again after a poll, not at once (it spun).
                 if monotonicNow() - since >= config.claimFailureLimit, drainShouldStop() { return 1 }
@@ -193,10 +204,15 @@ public final class Worker: @unchecked Sendable {
         return true
     }
 
-    private func idle() {
-        let end = monotonicNow() + config.poll
+    private func idle(for seconds: Double? = nil) {
+        let end = monotonicNow() + (seconds ?? config.poll)
         while !isStopping && monotonicNow() < end { usleep(20_000) }
     }
+
+    /// Since when, how many times in a row, and why a job's heartbeat thread could not start.
+    private var threadRefusedSince: Double?
+    private var threadRefusals = 0
+    private var threadRefusal = ""
 
     private func count(_ outcome: String) { lock.withLock { counts[outcome, default: 0] += 1 } }
 
@@ -435,13 +451,18 @@ public final class Worker: @unchecked Sendable {
             _exit(3)
         }
         do { try heartbeat.start() } catch {
-            // Without renewals a peer would take the job over midway: hand it back untouched.
-            let delay = config.backoff
-            queue.log(dir, "status: \(error); handed back, retry in \(format3(delay, 1))s")
-            logger.warning("\(d.id): \(error); handed back, retry in \(format3(delay, 1))s")
-            release(held, attempt: record.attempt, notBefore: delay, note: "\(error)")
+            // Without renewals a peer would take the job over midway: hand it back untouched, at
+            // once for a worker with room; this one waits longer each time before its next claim,
+            // and a drain stops after `claimFailureLimit`.
+            threadRefusedSince = threadRefusedSince ?? monotonicNow()
+            threadRefusals += 1
+            threadRefusal = "\(error)"
+            queue.log(dir, "status: \(error); handed back untouched")
+            logger.warning("\(d.id): \(error); handed back untouched")
+            release(held, attempt: record.attempt, notBefore: 0, note: "\(error)")
             return
         }
+        (threadRefusedSince, threadRefusals) = (nil, 0)
         var outcome: Result<JSONValue, Error>
         do {
             context.threadCap = config.threads

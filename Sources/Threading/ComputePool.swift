@@ -24,8 +24,9 @@ public struct ThreadStartError: Error, CustomStringConvertible, Sendable {
 
     public var description: String {
         let hint = code == EAGAIN
-            ? " (hint: the limit on processes and threads is reached: `ulimit -u`, or the cgroup's pids.max; "
-                + "fewer processes, or FIDQ_THREADS=1, need fewer threads)"
+            ? " (hint: the limit on processes and threads is reached: `ulimit -u`, or the cgroup's pids.max; raise it, "
+                + "run fewer processes, or need fewer threads: OPENBLAS_NUM_THREADS=1 in the environment (OpenBLAS "
+                + "starts a thread per core as it loads), and fewer compute threads (--threads, FIDQ_THREADS, a job's threads))"
             : ""
         return "cannot start \(what): pthread_create: \(String(cString: strerror(code)))" + hint
     }
@@ -59,6 +60,48 @@ public func startThread(_ what: String, _ body: @escaping @Sendable () -> Void) 
         Unmanaged<Box>.fromOpaque(box).release()
         throw ThreadStartError(what: what, code: rc)
     }
+}
+
+/// Whether `count` more threads can start now: starts them, each waiting until all have
+/// started, then lets them end. Throws `ThreadStartError` (for `what`) when one is refused.
+/// Before work on libraries that start threads of their own and wait for ever on a refusal
+/// (URLSession's libdispatch queues): a full limit then fails fast with the reason.
+public func probeThreads(_ count: Int, for what: String) throws {
+    final class Gate: @unchecked Sendable {
+        var mutex = pthread_mutex_t()
+        var cond = pthread_cond_t()
+        var open = false
+        var running = 0
+        init() {
+            pthread_mutex_init(&mutex, nil)
+            pthread_cond_init(&cond, nil)
+        }
+    }
+    let gate = Gate()
+    var failure: Error?
+    for _ in 0..<count {
+        do {
+            try startThread(what) {
+                pthread_mutex_lock(&gate.mutex)
+                gate.running += 1
+                pthread_cond_broadcast(&gate.cond)
+                while !gate.open { pthread_cond_wait(&gate.cond, &gate.mutex) }
+                gate.running -= 1
+                pthread_cond_broadcast(&gate.cond)
+                pthread_mutex_unlock(&gate.mutex)
+            }
+        } catch {
+            failure = error
+            break
+        }
+    }
+    // Let every started thread end, and wait until they have (their slots are free again).
+    pthread_mutex_lock(&gate.mutex)
+    gate.open = true
+    pthread_cond_broadcast(&gate.cond)
+    while gate.running > 0 { pthread_cond_wait(&gate.cond, &gate.mutex) }
+    pthread_mutex_unlock(&gate.mutex)
+    if let failure { throw failure }
 }
 
 /// A pool of compute threads that runs items `0..<n` of one call at a time, the caller taking

@@ -1,50 +1,97 @@
-// ThreadLimitTests: a job at the process limit (`ulimit -u`) runs on the threads it can start, to
-// the same bits, and says so; libdispatch's threads hung it, silently, for ever.
+// ThreadLimitTests: jobs at the process limit (`ulimit -u`) run on the threads they can start, to
+// the same bits, and say so, or fail fast naming the limit; libdispatch's threads (and Foundation's
+// `Thread`, which drops a refused start silently) hung them, silently, for ever.
 import Foundation
 import Testing
 @testable import FiD
 
 @Suite(.serialized) struct ThreadLimitTests {
-    /// `fidq run` of a small `train_reader` twice: without a limit, then as an unused uid allowed
-    /// one thread (its own), so neither the signal watcher nor a compute thread starts. The
-    /// limited run finishes with the same checkpoint bytes and names the limit. Runs as another
-    /// user since the limit binds no root.
-    @Test(.enabled(if: getuid() == 0, "SKIPPED: needs root, to run fidq as another user under a process limit (RLIMIT_NPROC binds no root)"))
-    func aRunAtTheProcessLimitComputesOnTheThreadsItHas() throws {
-        try #require(FileManager.default.isExecutableFile(atPath: FidqBinary.path), "build first: swift build --build-tests (\(FidqBinary.path))")
-        // Right under /tmp, with a copy of fidq: the other uid must reach both (the scratch root
-        // or the build folder may sit in a folder only root may enter).
+    /// A folder right under /tmp with a copy of fidq and the example world: the other uid must
+    /// reach all of it (the scratch root or the build folder may sit in a folder only root may enter).
+    final class Place {
         let ws = "/tmp/fidq-nproc-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: ws, withIntermediateDirectories: false)
-        defer { try? FileManager.default.removeItem(atPath: ws) }
-        chmod(ws, 0o777)
-        try FileManager.default.copyItem(atPath: FidqBinary.path, toPath: ws + "/fidq")
-        let world = try ExampleWorld(config: ExampleWorldConfig(seed: 3, train: 60, dev: 20, nContext: 2))
-        try world.write(to: ws + "/w")
-        try TestData.write(#"""
+        init() throws {
+            try #require(FileManager.default.isExecutableFile(atPath: FidqBinary.path), "build first: swift build --build-tests (\(FidqBinary.path))")
+            try FileManager.default.createDirectory(atPath: ws, withIntermediateDirectories: false)
+            chmod(ws, 0o777)
+            try FileManager.default.copyItem(atPath: FidqBinary.path, toPath: ws + "/fidq")
+            _ = try ExampleWorld(config: ExampleWorldConfig(seed: 3, train: 60, dev: 20, nContext: 2)).write(to: ws + "/w")
+        }
+        deinit { try? FileManager.default.removeItem(atPath: ws) }
+
+        /// Runs `job` (JSON text) with `fidq run` into `out`, as an unused uid allowed `nproc`
+        /// threads in all, or as root without a limit when nil; returns the status and the output.
+        func run(_ job: String, out: String, nproc: Int?, timeout: Double = 180) throws -> (status: Int32?, text: String) {
+            try TestData.write(job, to: ws + "/\(out).json")
+            let log = ws + "/\(out).log"
+            FileManager.default.createFile(atPath: log, contents: nil)
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            let limit = nproc.map { "setpriv --reuid=48271 --regid=48271 --clear-groups prlimit --nproc=\($0):\($0) -- " } ?? ""
+            p.arguments = ["-c", "umask 000; export OPENBLAS_NUM_THREADS=1 FIDQ_THREADS=2; cd \"$1\" && exec \(limit)\"$0\" run \"$2.json\" --out \"$2\"",
+                           ws + "/fidq", ws, out]
+            let handle = try #require(FileHandle(forWritingAtPath: log))
+            p.standardError = handle
+            p.standardOutput = handle
+            try p.run()
+            let finished = FidqBinary.wait(p, timeout)
+            return (finished ? p.terminationStatus : nil, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+        }
+
+        func bytes(_ path: String) -> Data? { FileManager.default.contents(atPath: ws + "/" + path) }
+    }
+
+    static let rootOnly = "SKIPPED: needs root, to run fidq as another user under a process limit (RLIMIT_NPROC binds no root)"
+
+    /// A small `train_reader` allowed one thread (its own): neither the signal watcher nor a
+    /// compute thread starts; it finishes with the same checkpoint bytes, naming the limit.
+    @Test(.enabled(if: getuid() == 0, Comment(rawValue: rootOnly)))
+    func aRunAtTheProcessLimitComputesOnTheThreadsItHas() throws {
+        let place = try Place()
+        let job = #"""
             {"kind": "train_reader", "params": {"train_data": "w/train_gold.json", "eval_data": "w/dev_gold.json",
              "model_config": "w/reader/config.json", "tokenizer": "w/reader/tokenizer.json", "n_context": 2,
              "text_maxlength": 32, "answer_maxlength": 6, "per_gpu_batch_size": 4, "total_steps": 12,
              "eval_freq": 12, "save_freq": 12, "optim": "adamw", "lr": 0.001}}
-            """#, to: ws + "/tr.json")
-        let log = ws + "/run.log"
-        FileManager.default.createFile(atPath: log, contents: nil)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", "umask 000; export OPENBLAS_NUM_THREADS=1 FIDQ_THREADS=2; cd \"$1\" && \"$0\" run tr.json --out free >/dev/null 2>&1 && "
-                       + "exec setpriv --reuid=48271 --regid=48271 --clear-groups prlimit --nproc=1:1 -- \"$0\" run tr.json --out limited",
-                       ws + "/fidq", ws]
-        let handle = try #require(FileHandle(forWritingAtPath: log))
-        p.standardError = handle
-        p.standardOutput = handle
-        try p.run()
-        let finished = FidqBinary.wait(p, 180)
-        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        #expect(finished && p.terminationStatus == 0, "status \(p.terminationStatus): \(text)")
-        #expect(text.contains("cannot start a compute thread") && text.contains("computing on 1 of 2 threads"), "\(text)")
-        #expect(text.contains("cannot start the thread that watches for SIGTERM and Ctrl-C") && text.contains("ulimit -u"), "\(text)")
-        let free = FileManager.default.contents(atPath: ws + "/free/out/checkpoint/step-12/model.safetensors")
-        let limited = FileManager.default.contents(atPath: ws + "/limited/out/checkpoint/step-12/model.safetensors")
-        #expect(free != nil && free == limited, "the checkpoints differ (or one is missing)")
+            """#
+        let free = try place.run(job, out: "free", nproc: nil)
+        #expect(free.status == 0, "\(free.text)")
+        let limited = try place.run(job, out: "limited", nproc: 1)
+        #expect(limited.status == 0, "status \(String(describing: limited.status)): \(limited.text)")
+        #expect(limited.text.contains("cannot start a compute thread") && limited.text.contains("computing on 1 of 2 threads"), "\(limited.text)")
+        #expect(limited.text.contains("cannot start the thread that watches for SIGTERM and Ctrl-C") && limited.text.contains("ulimit -u"), "\(limited.text)")
+        let a = place.bytes("free/out/checkpoint/step-12/model.safetensors")
+        #expect(a != nil && a == place.bytes("limited/out/checkpoint/step-12/model.safetensors"), "the checkpoints differ (or one is missing)")
+    }
+
+    /// `embed` reads ahead on a thread of its own; refused, it reads as it goes, to the same
+    /// shard. Foundation's `Thread` dropped the refused start and the job waited for ever.
+    @Test(.enabled(if: getuid() == 0, Comment(rawValue: rootOnly)))
+    func anEmbedAtTheProcessLimitReadsAsItGoes() throws {
+        let place = try Place()
+        _ = try SavedIndexTests.retriever(place.ws, world: place.ws + "/w", seed: 1)
+        chmod(place.ws + "/retriever-1", 0o755)
+        func job(_ out: String) -> String {
+            #"{"kind": "embed", "params": {"model_path": "retriever-1", "passages": "w/passages.tsv", "output_path": "\#(out)-emb/p", "no_fp16": true}}"#
+        }
+        let free = try place.run(job("free"), out: "free", nproc: nil)
+        #expect(free.status == 0, "\(free.text)")
+        let limited = try place.run(job("limited"), out: "limited", nproc: 1)
+        #expect(limited.status == 0, "status \(String(describing: limited.status)): \(limited.text)")
+        #expect(limited.text.contains("cannot start a thread that reads ahead") && limited.text.contains("reading as it goes"), "\(limited.text)")
+        let a = place.bytes("free-emb/p_00.npy")
+        #expect(a != nil && a == place.bytes("limited-emb/p_00.npy"), "the shards differ (or one is missing)")
+    }
+
+    /// An HTTP fetch needs URLSession's threads, which libdispatch waits for for ever: at the
+    /// limit it fails at once, transiently, naming the limit (no timeout could act before).
+    @Test(.enabled(if: getuid() == 0, Comment(rawValue: rootOnly)))
+    func anHTTPFetchAtTheProcessLimitFailsFast() throws {
+        let place = try Place()
+        // Three threads: its own and the signal watcher's, one left where the client needs two.
+        let limited = try place.run(#"{"kind": "fetch", "params": {"url": "http://127.0.0.1:9/x.bin", "dest": "got", "retries": 0}}"#,
+                                    out: "fetch", nproc: 3, timeout: 60)
+        #expect(limited.status != nil && limited.status != 0, "status \(String(describing: limited.status)): \(limited.text)")
+        #expect(limited.text.contains("cannot start the HTTP client's threads") && limited.text.contains("ulimit -u"), "\(limited.text)")
     }
 }

@@ -36,9 +36,11 @@ import Testing
     /// command runs: the first made the workspace / (a submit created /queue), the second named a
     /// sibling folder with U+FFFD in its name.
     /// At the process limit (`ulimit -u`) a worker that cannot start a job's heartbeat thread
-    /// hands the job back, saying why, and stays responsive to SIGTERM; a worker with room then
-    /// runs it. libdispatch's threads waited for ever instead: the worker hung, silently. Runs as
-    /// an unused uid, since the limit binds no root.
+    /// hands the job back untouched, saying why, waits longer each time, and a drain stops after
+    /// a minute (status 1); a worker with room then runs the job as its first attempt.
+    /// libdispatch's threads waited for ever instead: the worker hung, silently; then a drain
+    /// claimed and handed back every second for ever. Runs as an unused uid, since the limit
+    /// binds no root.
     @Test(.enabled(if: getuid() == 0, "SKIPPED: needs root, to run the worker as another user under a process limit (RLIMIT_NPROC binds no root)"))
     func aWorkerAtTheProcessLimitHandsTheJobBack() throws {
         let f = try QueueFixture()
@@ -54,21 +56,23 @@ import Testing
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
         // Two threads: the worker's own and its signal watcher (OpenBLAS kept to none of its own).
         p.arguments = ["-c", "umask 000; export FIDQ_TEST_KINDS=1 OPENBLAS_NUM_THREADS=1; \"$0\" submit --queue \"$1\" \"$2\" >/dev/null && chmod -R a+rwX \"$1\" && "
-                       + "exec setpriv --reuid=48271 --regid=48271 --clear-groups prlimit --nproc=2:2 -- \"$3\" worker --queue \"$1\" --poll 0.05 --backoff 0.2",
+                       + "exec setpriv --reuid=48271 --regid=48271 --clear-groups prlimit --nproc=2:2 -- \"$3\" worker --queue \"$1\" --drain --poll 0.05 --backoff 0.2",
                        Binary.fidq, f.queueDir, f.workspace + "/j.json", bin]
         let handle = try #require(FileHandle(forWritingAtPath: log))
         p.standardError = handle
         p.standardOutput = handle
         try p.run()
-        #expect(f.wait(30) { (f.read(log) ?? "").components(separatedBy: "handed back").count > 2 }, "\(f.read(log) ?? "")")
-        kill(p.processIdentifier, SIGTERM)
-        let end = Date().addingTimeInterval(20)
-        while p.isRunning && Date() < end { usleep(20_000) }
+        let end = Date().addingTimeInterval(120)
+        while p.isRunning && Date() < end { usleep(50_000) }
         if p.isRunning { kill(p.processIdentifier, SIGKILL) }
         p.waitUntilExit()
         let text = f.read(log) ?? ""
-        #expect(p.terminationReason == .exit && p.terminationStatus == 0, "status \(p.terminationStatus): \(text)")
+        #expect(p.terminationReason == .exit && p.terminationStatus == 1, "status \(p.terminationStatus): \(text)")
         #expect(text.contains("cannot start the job's heartbeat thread") && text.contains("ulimit -u"), "\(text)")
+        #expect(text.contains("stopping the drain"), "\(text)")
+        // Waits that grow (0.2 s doubling, at most 60 s): a handful of claims in the minute, not one per poll.
+        let claims = text.components(separatedBy: "handed back untouched").count - 1
+        #expect(claims >= 2 && claims <= 12, "\(claims) claims handed back: \(text)")
         #expect(!FileManager.default.fileExists(atPath: f.queueDir + "/done/j") && !FileManager.default.fileExists(atPath: f.queueDir + "/failed/j"))
         // Nothing was used up: a worker with room runs it as its first attempt.
         let w = try WorkerProcess(f, args: fast, tag: "room")
