@@ -77,6 +77,11 @@ final class Downloader {
     private var restarted = false
     /// The Content-Encoding the last HTTP body was decoded from (URLSession always decodes).
     private var decodedFrom: String?
+    /// What the last answer's Retry-After asked for (429, 503), in seconds.
+    private var retryAfter: Double?
+    /// The longest a Retry-After is waited for within one run; a longer one ends the run's retries
+    /// early instead of holding a worker (the queue's next attempt comes later anyway).
+    static let retryAfterCap = 600.0
 
     init(
         params: FetchParams, readCheck: ReadCheck? = nil, progress: @escaping (FetchProgress) -> Void,
@@ -129,10 +134,16 @@ final class Downloader {
                     stamp = SourceStamp(size: meta?.total, etag: meta?.etag, lastModified: meta?.lastModified)
                 }
                 break
-            } catch let error as FetchError where !error.isPermanent && error != .cancelled && attempt < params.retries {
+            } catch let error as FetchError where !error.isPermanent && error != .cancelled && attempt < params.retries
+                && (retryAfter ?? 0) <= Self.retryAfterCap
+            {
                 attempt += 1
-                let wait = min(params.retryBackoffS * pow(2, Double(attempt - 1)), 60)
-                log("fetch: \(error); retry \(attempt) of \(params.retries) in \(String(format: "%.2f", wait)) s")
+                let backoff = min(params.retryBackoffS * pow(2, Double(attempt - 1)), 60)
+                // A server that says when to come back is believed (429, 503 with Retry-After).
+                let wait = max(backoff, retryAfter ?? 0)
+                log("fetch: \(error); retry \(attempt) of \(params.retries) in \(String(format: "%.2f", wait)) s"
+                    + (retryAfter.map { $0 > backoff ? " (the server's Retry-After: \(Int($0.rounded(.up))) s)" : "" } ?? ""))
+                retryAfter = nil
                 try pause(wait)
             }
         }
@@ -289,7 +300,8 @@ final class Downloader {
         }
         let state = TransferState(
             url: url.absoluteString, out: out, hasher: hasher, offset: offset, knownTotal: meta?.total,
-            knownETag: offset > 0 ? strongETag : nil, knownLastModified: offset > 0 ? meta?.lastModified : nil, maxBytes: params.maxBytes, headers: request.allHTTPHeaderFields ?? [:],
+            knownETag: offset > 0 ? strongETag : nil, knownLastModified: offset > 0 ? meta?.lastModified : nil,
+            knownAnyETag: offset > 0 ? meta?.etag : nil, maxBytes: params.maxBytes, headers: request.allHTTPHeaderFields ?? [:],
             saveMeta: { m in try? writeAtomically(JSONEncoder().encode(m), to: metaURL) })
         let config = URLSessionConfiguration.ephemeral
         config.requestCachePolicy = .reloadIgnoringLocalCacheData
@@ -328,6 +340,7 @@ final class Downloader {
             }
         }
         let snap = state.snapshot()
+        retryAfter = snap.retryAfter
         if snap.restartedAtZero { restarted = true }
         decodedFrom = snap.encoded ? snap.encoding : nil
         // Decoded bytes cannot be resumed by a range: an unfinished encoded body starts over.
@@ -357,6 +370,8 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
         var encoding: String
         /// The server answered a range request with the whole body (200): the bytes start over.
         var restartedAtZero: Bool
+        /// Seconds a 429 or 503 answer's Retry-After asked the client to wait.
+        var retryAfter: Double?
     }
 
     let url: String
@@ -381,10 +396,17 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
     /// The validators the bytes on disk came with (the part's sidecar), to check a 206 against.
     private let knownETag: String?
     private let knownLastModified: String?
+    /// The part's ETag, weak ones included (a weak one cannot guard If-Range, but a new one still
+    /// says the resource changed).
+    private let knownAnyETag: String?
+    /// What a 429 or 503 answer's Retry-After asked for, in seconds.
+    private var retryAfter: Double?
 
     init(url: String, out: PartFile, hasher: SHA256, offset: Int64, knownTotal: Int64?, knownETag: String? = nil,
-         knownLastModified: String? = nil, maxBytes: Int64, headers: [String: String], saveMeta: @escaping (PartMeta) -> Void)
+         knownLastModified: String? = nil, knownAnyETag: String? = nil, maxBytes: Int64, headers: [String: String],
+         saveMeta: @escaping (PartMeta) -> Void)
     {
+        self.knownAnyETag = knownAnyETag
         self.url = url
         self.out = out
         self.hasher = hasher
@@ -402,7 +424,7 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
         defer { lock.unlock() }
         return Snapshot(gotResponse: gotResponse, lastActivity: lastActivity, offset: offset, total: total,
                         failure: failure, discardPart: discardPart, encoded: encoded, encoding: encoding,
-                        restartedAtZero: restartedAtZero)
+                        restartedAtZero: restartedAtZero, retryAfter: retryAfter)
     }
 
     /// Records the first failure; later ones (the cancel it causes) are ignored.
@@ -437,11 +459,21 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
         // Content-Length nor a byte range describes.
         encoding = header("Content-Encoding")?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
         encoded = !encoding.isEmpty && encoding != "identity"
+        if encoded, status < 300, !FetchError.decodableEncodings.contains(encoding) {
+            // libcurl would fail it as a connection error, which every retry repeats.
+            failure = failure ?? .encoding(url: url, encoding: encoding)
+            lock.unlock()
+            return completionHandler(.cancel)
+        }
         // A tail is only ours if it is of the version our bytes are: a server that ignores
-        // If-Range sends a changed file's tail under its new validator.
+        // If-Range sends a changed file's tail under its new validator, or none. So the 206 must
+        // repeat the validator If-Range named (RFC 9110 asks a 206 for the ETag a 200 would
+        // carry), and any ETag or Last-Modified both sides have must agree, weak ones included.
         let etag = header("ETag"), modified = header("Last-Modified")
-        let changed = (knownETag != nil && etag != nil && etag != knownETag)
-            || (knownETag == nil && knownLastModified != nil && modified != nil && modified != knownLastModified)
+        var changed = false
+        if let own = knownETag { changed = etag != own } else if let own = knownLastModified { changed = modified != own }
+        if let was = knownAnyETag, let now = etag, was != now { changed = true }
+        if let was = knownLastModified, let now = modified, was != now { changed = true }
         switch status {
         case 200:
             if offset > 0 {
@@ -458,8 +490,10 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
             error = .network(url: url, reason: "server resumed a body it sends with Content-Encoding: \(encoding); restarting from 0")
             discardPart = true
         case 206 where changed:
-            let was = knownETag ?? knownLastModified ?? "?", now = (knownETag != nil ? etag : modified) ?? "?"
-            error = .network(url: url, reason: "the resource changed (\(was) before, \(now) now) but the server sent the new version's tail; restarting from 0")
+            let was = [knownAnyETag, knownLastModified].compactMap { $0 }.joined(separator: ", ")
+            let now = [etag, modified].compactMap { $0 }.joined(separator: ", ")
+            error = .network(url: url, reason: "the resource changed (\(was) before, \(now.isEmpty ? "no validator" : now) now)"
+                             + " but the server sent a tail it cannot show is of our version; restarting from 0")
             discardPart = true
         case 206:
             // Content-Range: bytes START-END/TOTAL; the tail must start exactly where our bytes stop.
@@ -479,6 +513,7 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
             discardPart = true
         default:
             error = .http(url: url, status: status)
+            if status == 429 || status == 503 { retryAfter = header("Retry-After").flatMap { parseRetryAfter($0) } }
         }
         if error == nil, let t = total, t > maxBytes {
             error = .limit(archive: url, entry: (url as NSString).lastPathComponent, what: "download size", limit: maxBytes)
@@ -548,6 +583,11 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
                 } else {
                     failure = .network(url: url, reason: error.localizedDescription)
                 }
+            } else if !gotResponse, let http = task.response as? HTTPURLResponse {
+                // An answer that never reached the delegate: a redirect without a Location.
+                failure = (300..<400).contains(http.statusCode)
+                    ? .redirect(url: url, reason: "HTTP \(http.statusCode) without a Location header; nothing to follow")
+                    : .http(url: url, status: http.statusCode)
             } else if !gotResponse {
                 failure = .network(url: url, reason: "no response")
             } else if let t = total, offset != t {
@@ -557,6 +597,21 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
         lock.unlock()
         done.signal()
     }
+}
+
+/// Seconds a Retry-After value asks for: delay-seconds, or an HTTP-date (RFC 9110 §10.2.3), from
+/// now; nil when it is neither.
+func parseRetryAfter(_ value: String, now: Date = Date()) -> Double? {
+    let v = value.trimmingCharacters(in: .whitespaces)
+    if let seconds = Int(v), seconds >= 0 { return Double(seconds) }
+    let formatter = DateFormatter()
+    formatter.locale = Locale(identifier: "en_US_POSIX")
+    formatter.timeZone = TimeZone(identifier: "GMT")
+    for format in ["EEE, dd MMM yyyy HH:mm:ss zzz", "EEEE, dd-MMM-yy HH:mm:ss zzz", "EEE MMM d HH:mm:ss yyyy"] {
+        formatter.dateFormat = format
+        if let date = formatter.date(from: v) { return max(0, date.timeIntervalSince(now)) }
+    }
+    return nil
 }
 
 /// Parses `bytes START-END/TOTAL` (TOTAL may be `*`).

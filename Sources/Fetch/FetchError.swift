@@ -13,6 +13,8 @@ public enum FetchError: Error, CustomStringConvertible, Equatable {
     case http(url: String, status: Int)
     /// Redirects that cannot be followed: a loop (more than 10) or a scheme other than http(s).
     case redirect(url: String, reason: String)
+    /// The server sends the body under a Content-Encoding the HTTP client cannot decode.
+    case encoding(url: String, encoding: String)
     /// The connection failed or dropped (curl/URLSession message in `reason`).
     case network(url: String, reason: String)
     /// No answer within `connect_timeout_s`, or no data for `idle_timeout_s`.
@@ -43,11 +45,14 @@ public enum FetchError: Error, CustomStringConvertible, Equatable {
     /// Whether retrying the same params can never succeed.
     public var isPermanent: Bool {
         switch self {
-        case .badParams, .checksum, .refused, .limit, .archive, .destExists, .format, .localFile, .redirect, .permission: return true
+        case .badParams, .checksum, .refused, .limit, .archive, .destExists, .format, .localFile, .redirect, .permission, .encoding: return true
         case .http(_, let status): return !FetchError.retryableStatus(status)
         case .network, .timeout, .io, .cancelled: return false
         }
     }
+
+    /// Content-Encodings URLSession (libcurl) decodes; others fail every attempt alike.
+    static let decodableEncodings = ["gzip", "x-gzip", "deflate", "br", "zstd"]
 
     /// HTTP statuses worth another attempt: server errors, request timeout, too many requests.
     static func retryableStatus(_ status: Int) -> Bool {
@@ -60,8 +65,12 @@ public enum FetchError: Error, CustomStringConvertible, Equatable {
             return "fetch params: '\(field)': expected \(expected), found \(found)"
                 + (hint.map { " (hint: \($0))" } ?? "")
         case .http(let url, let status):
-            let kind = FetchError.retryableStatus(status) ? "will retry" : "not retried"
+            let kind = FetchError.retryableStatus(status) ? "retryable" : "not retried"
             return "\(url): HTTP \(status) (\(kind))"
+        case .encoding(let url, let encoding):
+            return "\(url): the server sends the file with Content-Encoding: \(encoding), which the HTTP client cannot decode"
+                + " (it decodes \(FetchError.decodableEncodings.joined(separator: ", "))); not retried"
+                + " (hint: fetch it from a server that sends the file as it is stored)"
         case .network(let url, let reason):
             return "\(url): connection failed: \(reason)"
         case .redirect(let url, let reason):

@@ -104,15 +104,32 @@ public func probeThreads(_ count: Int, for what: String) throws {
     if let failure { throw failure }
 }
 
-/// A pool of compute threads that runs items `0..<n` of one call at a time, the caller taking
-/// part. A call made while the pool is busy (a nested call from an item, or another thread's)
-/// runs its items on its own thread, in order: never a deadlock, never a thread more.
+/// A pool of compute threads that runs items `0..<n` of a call, the caller taking part. Calls
+/// from several threads at once (a read-ahead thread tokenising while the model computes, a
+/// nested call from an item) each get the helpers that are free, within their `threads`, and
+/// each caller runs its own items too, so every call finishes whatever the others do.
 public final class ComputePool: @unchecked Sendable {
     /// The process's pool (`parallelFor`, `concurrently`, batch tokenisation).
     public static let shared = ComputePool()
 
     /// Starts one helper thread running the given loop, or throws.
     public typealias Spawn = (@escaping @Sendable () -> Void) throws -> Void
+
+    /// One call: its body (a `(Int) -> Void` on the caller's stack), and its items' progress.
+    private final class Call {
+        let work: UnsafeRawPointer
+        let total: Int
+        var next = 0
+        var unfinished: Int
+        /// Helpers that may still join (so at most `threads` threads run it).
+        var slots: Int
+        init(work: UnsafeRawPointer, total: Int, slots: Int) {
+            self.work = work
+            self.total = total
+            unfinished = total
+            self.slots = slots
+        }
+    }
 
     private let spawn: Spawn
     private let report: @Sendable (String) -> Void
@@ -122,14 +139,8 @@ public final class ComputePool: @unchecked Sendable {
 
     // All below under `mutex`.
     private var helpers = 0
-    private var busy = false
-    /// The current call's body, a `(Int) -> Void` on the caller's stack; nil between calls.
-    private var work: UnsafeRawPointer?
-    private var next = 0
-    private var total = 0
-    private var unfinished = 0
-    /// Helpers that may still join the current call (so at most `threads` threads run it).
-    private var slots = 0
+    /// Calls with items not yet taken, oldest first.
+    private var open: [Call] = []
     /// After a refused start, when to try again (monotonic seconds), so a full limit costs one
     /// failed start per interval, not one per call.
     private var retryAt = 0.0
@@ -160,51 +171,48 @@ public final class ComputePool: @unchecked Sendable {
             return
         }
         pthread_mutex_lock(mutex)
-        if busy {
+        let wanted = min(threads, n) - 1
+        if helpers < wanted { grow(to: wanted, of: min(threads, n)) }
+        if helpers == 0 {
             pthread_mutex_unlock(mutex)
             for i in 0..<n { body(i) }
             return
         }
-        busy = true
-        let wanted = min(threads, n) - 1
-        if helpers < wanted { grow(to: wanted, of: min(threads, n)) }
         withoutActuallyEscaping(body) { body in
             withUnsafePointer(to: body) { pointer in
-                work = UnsafeRawPointer(pointer)
-                next = 0
-                total = n
-                unfinished = n
-                slots = min(wanted, helpers)
-                for _ in 0..<slots { pthread_cond_signal(wake) }
-                take()  // with the lock held; returns with it held
-                while unfinished > 0 { pthread_cond_wait(done, mutex) }
-                work = nil
-                slots = 0
+                let call = Call(work: UnsafeRawPointer(pointer), total: n, slots: min(wanted, helpers))
+                open.append(call)
+                pthread_cond_broadcast(wake)
+                take(call)  // with the lock held; returns with it held
+                while call.unfinished > 0 { pthread_cond_wait(done, mutex) }
             }
         }
-        busy = false
         pthread_mutex_unlock(mutex)
     }
 
-    /// Runs items of the current call until none is left to take. Called and returns with the lock held.
-    private func take() {
-        while next < total, let work {
-            let i = next
-            next += 1
+    /// Runs items of `call` until none is left to take. Called and returns with the lock held.
+    private func take(_ call: Call) {
+        while call.next < call.total {
+            let i = call.next
+            call.next += 1
+            if call.next == call.total { open.removeAll { $0 === call } }
             pthread_mutex_unlock(mutex)
-            work.assumingMemoryBound(to: ((Int) -> Void).self).pointee(i)
+            call.work.assumingMemoryBound(to: ((Int) -> Void).self).pointee(i)
             pthread_mutex_lock(mutex)
-            unfinished -= 1
-            if unfinished == 0 { pthread_cond_signal(done) }
+            call.unfinished -= 1
+            if call.unfinished == 0 { pthread_cond_broadcast(done) }
         }
     }
 
     private func helperLoop() {
         pthread_mutex_lock(mutex)
         while true {
-            while work == nil || slots == 0 || next >= total { pthread_cond_wait(wake, mutex) }
-            slots -= 1
-            take()
+            if let call = open.first(where: { $0.slots > 0 }) {
+                call.slots -= 1
+                take(call)
+            } else {
+                pthread_cond_wait(wake, mutex)
+            }
         }
     }
 

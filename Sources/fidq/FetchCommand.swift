@@ -28,6 +28,8 @@ struct FetchCommand: ParsableCommand {
     @Option(name: [.customLong("connect-timeout"), .customLong("connect_timeout_s")], help: "Seconds to wait for the first answer.") var connectTimeout: Double?
     @Option(name: [.customLong("idle-timeout"), .customLong("idle_timeout_s")], help: "Seconds without data before retrying.") var idleTimeout: Double?
     @Option(help: "Transient failures retried within this run.") var retries: Int?
+    @Option(name: [.customLong("retry-backoff"), .customLong("retry_backoff_s")], help: "Seconds before the first retry, doubling after each (at most 60; longer when the server's Retry-After asks).")
+    var retryBackoff: Double?
     @Flag(help: "Replace an existing dest.") var replace = false
     @Option(help: "Folder relative paths resolve against.") var workspace: String = "."
     @Flag(help: "List the presets with sizes and what each yields.") var list = false
@@ -57,6 +59,7 @@ struct FetchCommand: ParsableCommand {
         p.connectTimeoutS = connectTimeout ?? p.connectTimeoutS
         p.idleTimeoutS = idleTimeout ?? p.idleTimeoutS
         p.retries = retries ?? p.retries
+        p.retryBackoffS = retryBackoff ?? p.retryBackoffS
         p.replace = replace
         let interactive = isatty(2) != 0
         // Ctrl-C or SIGTERM stops at the next block; the partial download stays for the next run.

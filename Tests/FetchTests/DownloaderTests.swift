@@ -354,3 +354,90 @@ import Testing
         #expect(parseContentRange("items 0-9/10") == nil)
     }
 }
+
+/// Answers that misbehave in ways a resume, a retry or an error message must see through.
+@Suite(.serialized) struct DownloaderOddServerTests {
+    typealias Answer = LoopbackServer.Answer
+
+    /// A resumed download whose tail comes from a changed file is never spliced to the old head:
+    /// the 206 must repeat the validator If-Range named, and no ETag or Last-Modified may differ.
+    /// A tail under a new Last-Modified without the ETag (or under a new weak ETag) was appended,
+    /// and a file that is neither version was published.
+    @Test(arguments: [
+        (["ETag: \"v1\"", "Last-Modified: Mon, 01 Jan 2024 00:00:00 GMT"], ["Last-Modified: Tue, 02 Jan 2024 00:00:00 GMT"]),
+        (["ETag: \"v1\""], [String]()),
+        (["ETag: W/\"a\"", "Last-Modified: Mon, 01 Jan 2024 00:00:00 GMT"], ["ETag: W/\"b\""]),
+    ])
+    func aChangedTailIsNeverSpliced(head: [String], tail: [String]) throws {
+        let box = try Sandbox()
+        let old = testBytes(200_000), new = Data(testBytes(200_000).reversed())
+        let server = try LoopbackServer(["/f.bin": .script([
+            Answer(status: 200, headers: head, body: old, cut: 50_000),
+            Answer(status: 206, headers: ["Content-Range: bytes 50000-199999/200000"] + tail, body: new.subdata(in: 50_000..<200_000)),
+            Answer(status: 200, headers: tail, body: new),
+        ])])
+        defer { server.stop() }
+        var p = DownloaderTests.params(server.base + "/f.bin")
+        p.retries = 3
+        let r = try Fetcher.run(p, workspace: box.ws)
+        #expect(server.requests.map(\.range) == [nil, "bytes=50000-", nil], "\(server.requests.map(\.range))")
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/f.bin")) == new, "old head and new tail spliced")
+        #expect(r.downloads.first?.sha256 == (try sha256sum(new)))
+    }
+
+    /// A 429 or 503 with Retry-After is retried no sooner than it asks (seconds or an HTTP-date),
+    /// where the backoff alone came back in 0.01 s.
+    @Test func retryAfterIsWaitedFor() throws {
+        let box = try Sandbox()
+        let data = testBytes(10_000)
+        let server = try LoopbackServer(["/f.bin": .script([
+            Answer(status: 503, headers: ["Retry-After: 1"]),
+            Answer(status: 200, headers: ["ETag: \"v\""], body: data),
+        ])])
+        defer { server.stop() }
+        var p = DownloaderTests.params(server.base + "/f.bin")
+        p.retries = 2
+        let start = Date()
+        _ = try Fetcher.run(p, workspace: box.ws)
+        #expect(Date().timeIntervalSince(start) >= 1, "retried after \(Date().timeIntervalSince(start)) s")
+        #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/f.bin")) == data)
+        let now = Date(timeIntervalSince1970: 1_700_000_000)  // Tue, 14 Nov 2023 22:13:20 GMT
+        #expect(parseRetryAfter("120", now: now) == 120)
+        #expect(parseRetryAfter("Tue, 14 Nov 2023 22:15:20 GMT", now: now) == 120)
+        #expect(parseRetryAfter("Tuesday, 14-Nov-23 22:15:20 GMT", now: now) == 120)
+        #expect(parseRetryAfter("soon", now: now) == nil)
+    }
+
+    /// A Content-Encoding the client cannot decode fails at once, permanently, naming it (it was
+    /// a "connection failed" that every retry repeated).
+    @Test func anUndecodableEncodingIsPermanent() throws {
+        let box = try Sandbox()
+        let server = try LoopbackServer(["/f.Z": .encoded(testBytes(1000), encoding: "x-compress")])
+        defer { server.stop() }
+        var p = DownloaderTests.params(server.base + "/f.Z")
+        p.retries = 2
+        #expect {
+            try Fetcher.run(p, workspace: box.ws)
+        } throws: { e in
+            guard let e = e as? FetchError, case .encoding(_, "x-compress") = e else { return false }
+            return e.isPermanent && "\(e)".contains("Content-Encoding: x-compress")
+        }
+        #expect(server.requests.count == 1)
+    }
+
+    /// A redirect without a Location is the server's answer, not "no response": permanent.
+    @Test func aRedirectWithoutLocationIsPermanent() throws {
+        let box = try Sandbox()
+        let server = try LoopbackServer(["/f.bin": .script([Answer(status: 302, headers: [])])])
+        defer { server.stop() }
+        var p = DownloaderTests.params(server.base + "/f.bin")
+        p.retries = 2
+        #expect {
+            try Fetcher.run(p, workspace: box.ws)
+        } throws: { e in
+            guard let e = e as? FetchError, case .redirect(_, let reason) = e else { return false }
+            return e.isPermanent && reason.contains("HTTP 302 without a Location")
+        }
+        #expect(server.requests.count == 1)
+    }
+}

@@ -39,6 +39,17 @@ final class LoopbackServer: @unchecked Sendable {
         case ignoreIfRange(Data, etag: String)
         /// 302 with this Location as is (any scheme).
         case redirectRaw(String)
+        /// The n-th request gets the n-th answer, the last one repeated.
+        case script([Answer])
+    }
+
+    /// One scripted answer: status, header lines, body, and how many body bytes go out before
+    /// the connection closes (nil: all).
+    struct Answer {
+        var status: Int
+        var headers: [String]
+        var body = Data()
+        var cut: Int? = nil
     }
 
     struct Request {
@@ -224,6 +235,9 @@ final class LoopbackServer: @unchecked Sendable {
             _ = send(c, h) && send(c, n < times ? b.prefix(after) : b)
         case .redirect(let to):
             _ = send(c, head(302, ["Location: \(base)\(to)", "Content-Length: 0"]))
+        case .script(let answers):
+            let a = answers[min(n, answers.count - 1)]
+            _ = send(c, head(a.status, ["Content-Length: \(a.body.count)"] + a.headers)) && send(c, a.cut.map { a.body.prefix($0) } ?? a.body)
         case .redirectRaw(let to):
             _ = send(c, head(302, ["Location: \(to)", "Content-Length: 0"]))
         case .ignoreIfRange(let data, let etag):

@@ -21,6 +21,7 @@ final class Record: @unchecked Sendable {
     private var threads: Set<UInt> = []
     init() { pthread_mutex_init(&mutex, nil) }
     func add(_ line: String) { pthread_mutex_lock(&mutex); messages.append(line); pthread_mutex_unlock(&mutex) }
+    func read<T>(_ body: () -> T) -> T { pthread_mutex_lock(&mutex); defer { pthread_mutex_unlock(&mutex) }; return body() }
     func seeThread() { pthread_mutex_lock(&mutex); threads.insert(UInt(bitPattern: Int(pthread_self()))); pthread_mutex_unlock(&mutex) }
     var threadCount: Int { pthread_mutex_lock(&mutex); defer { pthread_mutex_unlock(&mutex) }; return threads.count }
 }
@@ -63,7 +64,7 @@ func spin(_ i: Int) -> Int {
         let pool = ComputePool()
         let hits = Hits(8 * 8)
         pool.run(8, threads: 4) { i in
-            pool.run(8, threads: 4) { j in hits.slots[i * 8 + j] += 1 }  // busy: runs on this thread
+            pool.run(8, threads: 4) { j in hits.slots[i * 8 + j] += 1 }  // nested: shares the helpers
         }
         #expect(hits.all == [Int](repeating: 1, count: 64))
 
@@ -76,6 +77,41 @@ func spin(_ i: Int) -> Int {
             }
         }
         #expect(callers.all == [Int](repeating: 1, count: 128))
+    }
+
+    /// A second caller gets the helpers the first leaves free: its two items run side by side
+    /// (each waits for the other to start) while the first call still holds a helper. A pool
+    /// that ran a second caller's items one after the other (as when the first had it "busy")
+    /// slowed `embed`, whose read-ahead tokenises while the model computes.
+    @Test func concurrentCallersShareTheHelpers() {
+        let pool = ComputePool()
+        pool.run(3, threads: 3) { _ in }  // two helpers
+        let gate = Record()
+        nonisolated(unsafe) var release = false
+        nonisolated(unsafe) var sawOther = [false, false]
+        nonisolated(unsafe) var started = [false, false]
+        let first = Hits(1)
+        try? startThread("a test caller") {
+            pool.run(2, threads: 2) { _ in
+                while !gate.read({ release }) { usleep(1000) }
+            }
+            first.slots[0] = 1
+        }
+        usleep(100_000)  // the first call holds its caller and one helper
+        pool.run(2, threads: 2) { i in
+            gate.read { started[i] = true }
+            let deadline = ContinuousClock.now + .seconds(5)
+            while ContinuousClock.now < deadline {
+                if gate.read({ started[1 - i] }) {
+                    gate.read { sawOther[i] = true }
+                    return
+                }
+                usleep(100)
+            }
+        }
+        gate.read { release = true }
+        while gate.read({ first.slots[0] == 0 }) { usleep(1000) }
+        #expect(gate.read { sawOther } == [true, true], "the second caller's items ran one after the other")
     }
 
     @Test func refusedThreadsLeaveTheWorkToTheRest() {
