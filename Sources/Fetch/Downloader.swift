@@ -134,9 +134,10 @@ final class Downloader {
                     stamp = SourceStamp(size: meta?.total, etag: meta?.etag, lastModified: meta?.lastModified)
                 }
                 break
-            } catch let error as FetchError where !error.isPermanent && error != .cancelled && attempt < params.retries
-                && (retryAfter ?? 0) <= Self.retryAfterCap
-            {
+            } catch let error as FetchError where !error.isPermanent && error != .cancelled && (retryAfter ?? 0) > Self.retryAfterCap {
+                guard case .http(_, let status) = error, let seconds = retryAfter else { throw error }
+                throw FetchError.retryLater(url: url.absoluteString, status: status, seconds: seconds)
+            } catch let error as FetchError where !error.isPermanent && error != .cancelled && attempt < params.retries {
                 attempt += 1
                 let backoff = min(params.retryBackoffS * pow(2, Double(attempt - 1)), 60)
                 // A server that says when to come back is believed (429, 503 with Retry-After).
@@ -441,6 +442,34 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
         return hasher.finalize()
     }
 
+    /// Whether a 206's validators fail to show its tail is of the version the part's bytes are.
+    /// A strong ETag repeated exactly proves it (a Last-Modified may differ across a server farm);
+    /// otherwise at least one validator the part has must come back (ETags compared weakly, dates
+    /// as dates) and none may differ. With none on the part (a `sha256` guards it) any tail goes.
+    static func tailChanged(etag: String?, modified: String?, knownStrongETag: String?, knownETag: String?,
+                            knownModified: String?) -> Bool {
+        if let own = knownStrongETag, etag == own { return false }
+        guard knownETag != nil || knownModified != nil else { return false }
+        func weak(_ tag: String) -> String {
+            let t = tag.trimmingCharacters(in: .whitespaces)
+            return t.hasPrefix("W/") ? String(t.dropFirst(2)) : t
+        }
+        func sameDate(_ a: String, _ b: String) -> Bool {
+            if let x = parseHTTPDate(a), let y = parseHTTPDate(b) { return x == y }
+            return a == b
+        }
+        var repeated = false
+        if let was = knownETag, let now = etag {
+            if weak(was) != weak(now) { return true }
+            repeated = true
+        }
+        if let was = knownModified, let now = modified {
+            if !sameDate(was, now) { return true }
+            repeated = true
+        }
+        return !repeated
+    }
+
     func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
                     completionHandler: @escaping (URLSession.ResponseDisposition) -> Void)
     {
@@ -459,21 +488,17 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
         // Content-Length nor a byte range describes.
         encoding = header("Content-Encoding")?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
         encoded = !encoding.isEmpty && encoding != "identity"
-        if encoded, status < 300, !FetchError.decodableEncodings.contains(encoding) {
+        if encoded, status < 300, !FetchError.decodable(encoding) {
             // libcurl would fail it as a connection error, which every retry repeats.
             failure = failure ?? .encoding(url: url, encoding: encoding)
             lock.unlock()
             return completionHandler(.cancel)
         }
         // A tail is only ours if it is of the version our bytes are: a server that ignores
-        // If-Range sends a changed file's tail under its new validator, or none. So the 206 must
-        // repeat the validator If-Range named (RFC 9110 asks a 206 for the ETag a 200 would
-        // carry), and any ETag or Last-Modified both sides have must agree, weak ones included.
+        // If-Range sends a changed file's tail under its new validator, or none.
         let etag = header("ETag"), modified = header("Last-Modified")
-        var changed = false
-        if let own = knownETag { changed = etag != own } else if let own = knownLastModified { changed = modified != own }
-        if let was = knownAnyETag, let now = etag, was != now { changed = true }
-        if let was = knownLastModified, let now = modified, was != now { changed = true }
+        let changed = Self.tailChanged(etag: etag, modified: modified, knownStrongETag: knownETag,
+                                       knownETag: knownAnyETag, knownModified: knownLastModified)
         switch status {
         case 200:
             if offset > 0 {
@@ -492,8 +517,8 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
         case 206 where changed:
             let was = [knownAnyETag, knownLastModified].compactMap { $0 }.joined(separator: ", ")
             let now = [etag, modified].compactMap { $0 }.joined(separator: ", ")
-            error = .network(url: url, reason: "the resource changed (\(was) before, \(now.isEmpty ? "no validator" : now) now)"
-                             + " but the server sent a tail it cannot show is of our version; restarting from 0")
+            error = .network(url: url, reason: "the server's tail is not shown to be of the version downloaded so far"
+                             + " (\(was) before, \(now.isEmpty ? "no ETag or Last-Modified" : now) now); restarting from 0")
             discardPart = true
         case 206:
             // Content-Range: bytes START-END/TOTAL; the tail must start exactly where our bytes stop.
@@ -604,12 +629,18 @@ final class TransferState: NSObject, URLSessionDataDelegate, @unchecked Sendable
 func parseRetryAfter(_ value: String, now: Date = Date()) -> Double? {
     let v = value.trimmingCharacters(in: .whitespaces)
     if let seconds = Int(v), seconds >= 0 { return Double(seconds) }
+    return parseHTTPDate(v).map { max(0, $0.timeIntervalSince(now)) }
+}
+
+/// An HTTP-date in any of RFC 9110's three forms (IMF-fixdate, RFC 850, asctime); nil otherwise.
+func parseHTTPDate(_ value: String) -> Date? {
+    let v = value.trimmingCharacters(in: .whitespaces)
     let formatter = DateFormatter()
     formatter.locale = Locale(identifier: "en_US_POSIX")
     formatter.timeZone = TimeZone(identifier: "GMT")
     for format in ["EEE, dd MMM yyyy HH:mm:ss zzz", "EEEE, dd-MMM-yy HH:mm:ss zzz", "EEE MMM d HH:mm:ss yyyy"] {
         formatter.dateFormat = format
-        if let date = formatter.date(from: v) { return max(0, date.timeIntervalSince(now)) }
+        if let date = formatter.date(from: v) { return date }
     }
     return nil
 }

@@ -13,6 +13,9 @@ public enum FetchError: Error, CustomStringConvertible, Equatable {
     case http(url: String, status: Int)
     /// Redirects that cannot be followed: a loop (more than 10) or a scheme other than http(s).
     case redirect(url: String, reason: String)
+    /// A 429 or 503 whose Retry-After asks for longer than one run waits: the queue's next
+    /// attempt waits for it instead.
+    case retryLater(url: String, status: Int, seconds: Double)
     /// The server sends the body under a Content-Encoding the HTTP client cannot decode.
     case encoding(url: String, encoding: String)
     /// The connection failed or dropped (curl/URLSession message in `reason`).
@@ -47,12 +50,18 @@ public enum FetchError: Error, CustomStringConvertible, Equatable {
         switch self {
         case .badParams, .checksum, .refused, .limit, .archive, .destExists, .format, .localFile, .redirect, .permission, .encoding: return true
         case .http(_, let status): return !FetchError.retryableStatus(status)
-        case .network, .timeout, .io, .cancelled: return false
+        case .network, .timeout, .io, .cancelled, .retryLater: return false
         }
     }
 
     /// Content-Encodings URLSession (libcurl) decodes; others fail every attempt alike.
     static let decodableEncodings = ["gzip", "x-gzip", "deflate", "br", "zstd"]
+
+    /// Whether a Content-Encoding header's codings (a comma list, `identity` aside) all decode.
+    static func decodable(_ header: String) -> Bool {
+        header.lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            .allSatisfy { $0.isEmpty || $0 == "identity" || decodableEncodings.contains($0) }
+    }
 
     /// HTTP statuses worth another attempt: server errors, request timeout, too many requests.
     static func retryableStatus(_ status: Int) -> Bool {
@@ -67,6 +76,9 @@ public enum FetchError: Error, CustomStringConvertible, Equatable {
         case .http(let url, let status):
             let kind = FetchError.retryableStatus(status) ? "retryable" : "not retried"
             return "\(url): HTTP \(status) (\(kind))"
+        case .retryLater(let url, let status, let seconds):
+            return "\(url): HTTP \(status), and the server asks to come back in \(Int(seconds.rounded(.up))) s (Retry-After),"
+                + " longer than one run waits (\(Int(Downloader.retryAfterCap)) s): the queue's next attempt waits for it"
         case .encoding(let url, let encoding):
             return "\(url): the server sends the file with Content-Encoding: \(encoding), which the HTTP client cannot decode"
                 + " (it decodes \(FetchError.decodableEncodings.joined(separator: ", "))); not retried"

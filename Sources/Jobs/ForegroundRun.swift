@@ -90,6 +90,7 @@ public struct ForegroundRun {
             cancellation: cancel, progress: progress, log: log, threads: threads)
         let started = isoTimestamp()
         do {
+            defer { context.noteThreadShortfall() }
             let value = try prepared.run(context)
             let result: JSONValue = .object([
                 "id": .string(d.id), "kind": .string(d.kind), "result": value, "host": .string(WorkerIdentity().host),

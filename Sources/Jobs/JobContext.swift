@@ -7,6 +7,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import Threading
 
 /// Asked to stop by the worker (cancel, timeout, shutdown, lease lost); checked by the handler
 /// at safe points. The first reason wins.
@@ -233,6 +234,16 @@ public final class JobContext: @unchecked Sendable {
     /// What starts this job over, discarding what it kept (a hint's words): `fidq retry --fresh`
     /// of it in a queue; in `fidq run`, emptying its out/ first.
     public internal(set) var startOver: String
+
+    /// Says in the job's log when the system refused compute threads (the process limit): the
+    /// log's "threads N" was then more than the job had, and the process said so only once, on
+    /// stderr, for its first job.
+    func noteThreadShortfall() {
+        let pool = ComputePool.shared
+        guard pool.refusedAny, pool.started + 1 < threads else { return }
+        log("threads: computed on at most \(pool.started + 1) of the \(threads) asked: the system refused more threads"
+            + " (the process limit: `ulimit -u`, or the cgroup's pids.max)")
+    }
 
     init(id: String, kind: String, attempt: Int, maxAttempts: Int, folder: String, paths: PathPolicy,
          fs: FileSystem, cancellation: CancellationToken, progress: ProgressReporter, log: JobLog,

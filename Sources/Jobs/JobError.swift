@@ -20,6 +20,12 @@ public enum Permanence: String, Codable, Sendable {
 /// to `ClassifiedError`; anything else is treated as transient.
 public protocol ClassifiedError: Error {
     var permanence: Permanence { get }
+    /// Seconds the next attempt must wait at least (a server's Retry-After), when known.
+    var retryAfter: Double? { get }
+}
+
+extension ClassifiedError {
+    public var retryAfter: Double? { nil }
 }
 
 /// A job failure with the field it concerns and a hint when the fix is known.
@@ -33,6 +39,8 @@ public struct JobError: ClassifiedError, CustomStringConvertible, Sendable {
     /// retries it for a while when the job's dependencies have just finished: on NFS a file
     /// another host committed may not be visible here yet.
     public var isMissingInput = false
+    /// A transient failure's next attempt waits at least this long (a server's Retry-After).
+    public var retryAfter: Double?
 
     public init(_ permanence: Permanence, _ message: String, field: String? = nil, hint: String? = nil) {
         self.permanence = permanence
@@ -67,7 +75,11 @@ public struct JobError: ClassifiedError, CustomStringConvertible, Sendable {
         if let e = error as? JobError { return e }
         if let e = error as? DecodingError { return describe(e, root: "params") }
         if let e = error as? CancellationError { return .permanent("cancelled: \(e.reason.rawValue)") }
-        if let e = error as? ClassifiedError { return JobError(e.permanence, "\(error)") }
+        if let e = error as? ClassifiedError {
+            var classified = JobError(e.permanence, "\(error)")
+            classified.retryAfter = e.retryAfter
+            return classified
+        }
         if let e = error as? FSError {
             let permanent = [ENOENT, ENOTDIR, EACCES, EPERM, EISDIR, ELOOP, ENAMETOOLONG].contains(e.code)
             return JobError(permanent ? .permanent : .transient, e.description)

@@ -482,6 +482,7 @@ public final class Worker: @unchecked Sendable {
         } catch {
             outcome = .failure(error)
         }
+        context.noteThreadShortfall()
         heartbeat.stop()
         // A cancel decides the outcome of a failed run, whatever error the stop surfaced as.
         if case .failure = outcome, let reason = cancel.reason { outcome = .failure(CancellationError(reason: reason)) }
@@ -623,7 +624,7 @@ public final class Worker: @unchecked Sendable {
                                        outcome: outcomeName, error: err.description)
             if err.permanence == .transient, case .upTo(let maxAttempts) = retry, attempt < maxAttempts {
                 try? queue.appendAttempt(dir, record, tag: token)
-                let delay = retryDelay(after: attempt)
+                let delay = max(retryDelay(after: attempt), err.retryAfter ?? 0)
                 queue.log(dir, "status: transient error, retry \(attempt + 1)/\(maxAttempts) in \(format3(delay, 1))s: \(err.description)")
                 logger.warning("\(id): transient error (attempt \(attempt)/\(maxAttempts)): \(err.description)")
                 release(job, attempt: attempt + 1, notBefore: delay, note: err.description)

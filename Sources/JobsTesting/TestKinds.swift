@@ -23,7 +23,8 @@ public struct RecordKind: JobKind {
         public var steps = 1
         /// Folder (workspace-relative) that receives the execution ledger.
         public var ledger = "ledger"
-        /// `none`, `permanent`, `transient` (every attempt), `transient-once` (attempt 1 only),
+        /// `none`, `permanent`, `transient` (every attempt), `transient-once` (attempt 1 only), `busy-once`
+        /// (attempt 1 fails transiently asking for 2 s before the next, as a Retry-After does),
         /// `ignore-cancel` (spins without checking the token), `io` (writes outside its folder).
         public var fail = "none"
         /// Anything; echoed in the result.
@@ -42,8 +43,8 @@ public struct RecordKind: JobKind {
             steps = try c.require(try c.decode(.steps, default: 1), .steps, "an integer in 1…100000") { (1...100_000).contains($0) }
             ledger = try c.decode(.ledger, default: "ledger")
             fail = try c.require(try c.decode(.fail, default: "none"), .fail,
-                                 "one of none, permanent, transient, transient-once, ignore-cancel") {
-                ["none", "permanent", "transient", "transient-once", "ignore-cancel"].contains($0)
+                                 "one of none, permanent, transient, transient-once, busy-once, ignore-cancel") {
+                ["none", "permanent", "transient", "transient-once", "busy-once", "ignore-cancel"].contains($0)
             }
             payload = try c.decodeIfPresent(String.self, forKey: .payload)
         }
@@ -81,6 +82,10 @@ public struct RecordKind: JobKind {
         case "permanent": throw JobError.permanent("test.record asked to fail permanently", field: "params.fail")
         case "transient": throw JobError.transient("test.record asked to fail transiently")
         case "transient-once" where context.attempt == 1: throw JobError.transient("test.record fails its first attempt")
+        case "busy-once" where context.attempt == 1:
+            var busy = JobError.transient("test.record is told to come back in 2 s")
+            busy.retryAfter = 2
+            throw busy
         case "ignore-cancel":
             while true { usleep(10_000) }
         default: break

@@ -156,6 +156,13 @@ public final class ComputePool: @unchecked Sendable {
         pthread_cond_init(done, nil)
     }
 
+    /// Whether the system ever refused this pool a thread.
+    public var refusedAny: Bool {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return reported
+    }
+
     /// Helper threads started so far.
     public var started: Int {
         pthread_mutex_lock(mutex)

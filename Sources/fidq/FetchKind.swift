@@ -19,6 +19,10 @@ extension FetchParams: JobParams {
 /// bad params are permanent; network, 5xx, timeouts and local IO are retried.
 extension FetchError: ClassifiedError {
     public var permanence: Permanence { isPermanent ? .permanent : .transient }
+    public var retryAfter: Double? {
+        if case .retryLater(_, _, let seconds) = self { return seconds }
+        return nil
+    }
 }
 
 struct FetchKind: JobKind {

@@ -308,7 +308,7 @@ import Testing
         #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/f.bin")) == v2)
         #expect(r.downloads.first?.sha256 == (try sha256sum(v2)))
         #expect(r.downloads.first?.resumedFrom == 0)
-        #expect(lines.contains { $0.contains("the resource changed") && $0.contains("\"v2\"") }, "\(lines)")
+        #expect(lines.contains { $0.contains("not shown to be of the version downloaded so far") && $0.contains("\"v2\"") }, "\(lines)")
     }
 
     /// A redirect to file:// is refused from its Location header (Foundation turned it into a
@@ -383,6 +383,52 @@ import Testing
         #expect(server.requests.map(\.range) == [nil, "bytes=50000-", nil], "\(server.requests.map(\.range))")
         #expect(try Data(contentsOf: box.ws.appendingPathComponent("out/f.bin")) == new, "old head and new tail spliced")
         #expect(r.downloads.first?.sha256 == (try sha256sum(new)))
+    }
+
+    /// Legitimate resumes stay resumes: a matching strong ETag whatever the Last-Modified (a
+    /// server farm), a 206 that drops the ETag but repeats the date (CDNs), weak and strong forms
+    /// of one tag, one date in two formats. Changed tails never pass. (The first version of the
+    /// splice check restarted every one of the legitimate ones, on every attempt.)
+    @Test func aTailIsJudgedByTheValidatorsItRepeats() {
+        let lm = "Tue, 01 Dec 2026 10:00:00 GMT", lm850 = "Tuesday, 01-Dec-26 10:00:00 GMT", later = "Tue, 01 Dec 2026 10:00:01 GMT"
+        func changed(_ etag: String?, _ modified: String?, strong: String?, etag known: String?, modified was: String?) -> Bool {
+            TransferState.tailChanged(etag: etag, modified: modified, knownStrongETag: strong, knownETag: known, knownModified: was)
+        }
+        // Ours.
+        #expect(!changed("\"v1\"", later, strong: "\"v1\"", etag: "\"v1\"", modified: lm))
+        #expect(!changed(nil, lm, strong: "\"v1\"", etag: "\"v1\"", modified: lm))
+        #expect(!changed("W/\"v1\"", nil, strong: nil, etag: "W/\"v1\"", modified: lm))
+        #expect(!changed(nil, lm850, strong: nil, etag: nil, modified: lm))
+        #expect(!changed("\"v1\"", lm, strong: nil, etag: "W/\"v1\"", modified: lm))
+        #expect(!changed(nil, nil, strong: nil, etag: nil, modified: nil), "no validator on the part: a sha256 guards it")
+        // Not shown to be ours.
+        #expect(changed(nil, later, strong: "\"v1\"", etag: "\"v1\"", modified: lm))
+        #expect(changed(nil, nil, strong: "\"v1\"", etag: "\"v1\"", modified: nil))
+        #expect(changed("W/\"b\"", nil, strong: nil, etag: "W/\"a\"", modified: lm))
+        #expect(changed("W/\"v2\"", lm, strong: nil, etag: "W/\"v1\"", modified: lm))
+        #expect(changed("\"v2\"", lm, strong: "\"v1\"", etag: "\"v1\"", modified: lm))
+    }
+
+    /// Content-Encoding lists decode when every coding does (`gzip, identity` is gzip).
+    @Test func encodingListsAreJudgedCodingByCoding() {
+        #expect(FetchError.decodable("gzip, identity") && FetchError.decodable("identity, gzip") && FetchError.decodable("GZIP"))
+        #expect(FetchError.decodable("x-gzip") && FetchError.decodable("br") && FetchError.decodable("deflate, gzip"))
+        #expect(!FetchError.decodable("x-compress") && !FetchError.decodable("gzip, compress"))
+    }
+
+    /// A Retry-After longer than one run waits ends the run with that wait, which the queue's
+    /// next attempt keeps (it was a plain "HTTP 503" retried 10 s later).
+    @Test func aLongRetryAfterIsLeftToTheQueue() throws {
+        let box = try Sandbox()
+        let server = try LoopbackServer(["/f.bin": .script([Answer(status: 503, headers: ["Retry-After: 601"])])])
+        defer { server.stop() }
+        var p = DownloaderTests.params(server.base + "/f.bin")
+        p.retries = 3
+        #expect(throws: FetchError.retryLater(url: server.base + "/f.bin", status: 503, seconds: 601)) {
+            try Fetcher.run(p, workspace: box.ws)
+        }
+        #expect(server.requests.count == 1)
+        #expect("\(FetchError.retryLater(url: "u", status: 503, seconds: 601))".contains("come back in 601 s"))
     }
 
     /// A 429 or 503 with Retry-After is retried no sooner than it asks (seconds or an HTTP-date),

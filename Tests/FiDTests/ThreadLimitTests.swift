@@ -60,6 +60,10 @@ import Testing
         #expect(limited.status == 0, "status \(String(describing: limited.status)): \(limited.text)")
         #expect(limited.text.contains("cannot start a compute thread") && limited.text.contains("computing on 1 of 2 threads"), "\(limited.text)")
         #expect(limited.text.contains("cannot start the thread that watches for SIGTERM and Ctrl-C") && limited.text.contains("ulimit -u"), "\(limited.text)")
+        // The job's own log says it had fewer threads than its "threads 2" line.
+        let jobLog = String(decoding: place.bytes("limited/log.txt") ?? Data(), as: UTF8.self)
+        #expect(jobLog.contains("threads: computed on at most 1 of the 2 asked"), "\(jobLog)")
+        #expect(!String(decoding: place.bytes("free/log.txt") ?? Data(), as: UTF8.self).contains("threads: computed on at most"))
         let a = place.bytes("free/out/checkpoint/step-12/model.safetensors")
         #expect(a != nil && a == place.bytes("limited/out/checkpoint/step-12/model.safetensors"), "the checkpoints differ (or one is missing)")
     }

@@ -110,6 +110,17 @@ func drainWithStatus(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem =
         #expect(log.split(separator: "\n").last!.contains("status: failed"))
     }
 
+    /// A transient failure that says when to come back (a server's Retry-After, carried by the
+    /// error) is not retried sooner, though the backoff alone would be 0.01 s.
+    @Test func aRetryAfterDelaysTheNextAttempt() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("busy", params: #""fail": "busy-once""#)
+        let t0 = Date()
+        drainInProcess(f)
+        #expect(Date().timeIntervalSince(t0) >= 2, "retried after \(Date().timeIntervalSince(t0)) s")
+        #expect(f.json(f.queueDir + "/done/busy/result.json")?["attempt"] as? Int == 2)
+    }
+
     @Test func timeoutStopsTheJob() throws {
         let f = try QueueFixture()
         try f.dropRecord("slow", sleepMs: 100, steps: 100, extra: #""timeout_s": 0.5"#)
