@@ -26,6 +26,15 @@ public enum StopSignals {
     /// said on stderr.
     public static func install(stopping: @escaping @Sendable () -> Bool, first: @escaping @Sendable (Int32) -> Void,
                                second: @escaping @Sendable (Int32) -> Void = { _ in _exit(130) }) {
+        // A parent may hand the process these signals blocked (a thread of a thread pool spawning
+        // it): pending, they would never reach the handler, nor the default action when no handler
+        // could be set up (no pipe, no watcher thread). Unblocked on the way out, they are delivered.
+        defer {
+            var both = sigset_t()
+            sigemptyset(&both)
+            for sig in [SIGTERM, SIGINT] { sigaddset(&both, sig) }
+            pthread_sigmask(SIG_UNBLOCK, &both, nil)
+        }
         var made: [Int32] = [-1, -1]
         guard pipe(&made) == 0 else { return }  // no pipe, no descriptors: the default action (exit) stays
         // Above 0…2: with stdout and stderr closed the pipe took them, every message read as a
@@ -65,12 +74,6 @@ public enum StopSignals {
         sigemptyset(&action.sa_mask)
         action.sa_flags = SA_RESTART
         for sig in [SIGTERM, SIGINT] { sigaction(sig, &action, nil) }
-        // A parent may hand the process these signals blocked (a thread of a thread pool spawning
-        // it): pending, they would never reach the handler. Unblocked here, they are delivered.
-        var both = sigset_t()
-        sigemptyset(&both)
-        for sig in [SIGTERM, SIGINT] { sigaddset(&both, sig) }
-        pthread_sigmask(SIG_UNBLOCK, &both, nil)
     }
 
     /// The foreground's handling: the first signal cancels `token` (`.shutdown`) and says so on

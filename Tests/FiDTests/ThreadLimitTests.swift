@@ -21,7 +21,7 @@ import Testing
 
         /// Runs `job` (JSON text) with `fidq run` into `out`, as an unused uid allowed `nproc`
         /// threads in all, or as root without a limit when nil; returns the status and the output.
-        func run(_ job: String, out: String, nproc: Int?, timeout: Double = 180) throws -> (status: Int32?, text: String) {
+        func run(_ job: String, out: String, nproc: Int?, timeout: Double = 180, during: ((Process) -> Void)? = nil) throws -> (status: Int32?, text: String) {
             try TestData.write(job, to: ws + "/\(out).json")
             let log = ws + "/\(out).log"
             FileManager.default.createFile(atPath: log, contents: nil)
@@ -34,6 +34,7 @@ import Testing
             p.standardError = handle
             p.standardOutput = handle
             try p.run()
+            during?(p)
             let finished = FidqBinary.wait(p, timeout)
             return (finished ? p.terminationStatus : nil, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
         }
@@ -66,6 +67,30 @@ import Testing
         #expect(!String(decoding: place.bytes("free/log.txt") ?? Data(), as: UTF8.self).contains("threads: computed on at most"))
         let a = place.bytes("free/out/checkpoint/step-12/model.safetensors")
         #expect(a != nil && a == place.bytes("limited/out/checkpoint/step-12/model.safetensors"), "the checkpoints differ (or one is missing)")
+    }
+
+    /// Without a signal watcher (refused) SIGTERM keeps its default action and ends the run at
+    /// once, even when the parent started it with SIGTERM blocked (a test's thread does): the
+    /// signal stayed pending and the run went on to its end.
+    @Test(.enabled(if: getuid() == 0, Comment(rawValue: rootOnly)))
+    func aRunWithoutASignalWatcherStillStopsOnSIGTERM() throws {
+        let place = try Place()
+        let job = #"""
+            {"kind": "train_reader", "params": {"train_data": "w/train_gold.json", "eval_data": "w/dev_gold.json",
+             "model_config": "w/reader/config.json", "tokenizer": "w/reader/tokenizer.json", "n_context": 2,
+             "text_maxlength": 32, "answer_maxlength": 6, "per_gpu_batch_size": 4, "total_steps": 100000,
+             "eval_freq": 100000, "save_freq": 100000}}
+            """#
+        var signalled = Date.distantFuture
+        let r = try place.run(job, out: "long", nproc: 1, timeout: 60) { p in
+            let log = place.ws + "/long.log"
+            let end = Date().addingTimeInterval(30)
+            while Date() < end, !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("micro-batches") { usleep(20_000) }
+            kill(p.processIdentifier, SIGTERM)
+            signalled = Date()
+        }
+        #expect(r.status != nil && Date().timeIntervalSince(signalled) < 20, "still running 20 s after SIGTERM: \(r.text.suffix(400))")
+        #expect(r.text.contains("SIGTERM and Ctrl-C stop at once"), "\(r.text.prefix(600))")
     }
 
     /// `embed` reads ahead on a thread of its own; refused, it reads as it goes, to the same
