@@ -42,6 +42,14 @@ import Testing
         func bytes(_ path: String) -> Data? { FileManager.default.contents(atPath: ws + "/" + path) }
     }
 
+    /// A small `train_reader` on the example world: `steps` steps, evaluated and saved at the end.
+    static func readerJob(steps: Int) -> String {
+        #"{"kind": "train_reader", "params": {"train_data": "w/train_gold.json", "eval_data": "w/dev_gold.json", "#
+            + #""model_config": "w/reader/config.json", "tokenizer": "w/reader/tokenizer.json", "n_context": 2, "#
+            + #""text_maxlength": 32, "answer_maxlength": 6, "per_gpu_batch_size": 4, "total_steps": \#(steps), "#
+            + #""eval_freq": \#(steps), "save_freq": \#(steps), "optim": "adamw", "lr": 0.001}}"#
+    }
+
     static let rootOnly = "SKIPPED: needs root, to run fidq as another user under a process limit (RLIMIT_NPROC binds no root)"
 
     /// A small `train_reader` allowed one thread (its own): neither the signal watcher nor a
@@ -49,12 +57,7 @@ import Testing
     @Test(.enabled(if: getuid() == 0, Comment(rawValue: rootOnly)))
     func aRunAtTheProcessLimitComputesOnTheThreadsItHas() throws {
         let place = try Place()
-        let job = #"""
-            {"kind": "train_reader", "params": {"train_data": "w/train_gold.json", "eval_data": "w/dev_gold.json",
-             "model_config": "w/reader/config.json", "tokenizer": "w/reader/tokenizer.json", "n_context": 2,
-             "text_maxlength": 32, "answer_maxlength": 6, "per_gpu_batch_size": 4, "total_steps": 12,
-             "eval_freq": 12, "save_freq": 12, "optim": "adamw", "lr": 0.001}}
-            """#
+        let job = Self.readerJob(steps: 12)
         let free = try place.run(job, out: "free", nproc: nil)
         #expect(free.status == 0, "\(free.text)")
         let limited = try place.run(job, out: "limited", nproc: 1)
@@ -75,12 +78,7 @@ import Testing
     @Test(.enabled(if: getuid() == 0, Comment(rawValue: rootOnly)))
     func aRunWithoutASignalWatcherStillStopsOnSIGTERM() throws {
         let place = try Place()
-        let job = #"""
-            {"kind": "train_reader", "params": {"train_data": "w/train_gold.json", "eval_data": "w/dev_gold.json",
-             "model_config": "w/reader/config.json", "tokenizer": "w/reader/tokenizer.json", "n_context": 2,
-             "text_maxlength": 32, "answer_maxlength": 6, "per_gpu_batch_size": 4, "total_steps": 100000,
-             "eval_freq": 100000, "save_freq": 100000}}
-            """#
+        let job = Self.readerJob(steps: 100_000)
         var signalled = Date.distantFuture
         let r = try place.run(job, out: "long", nproc: 1, timeout: 60) { p in
             let log = place.ws + "/long.log"
