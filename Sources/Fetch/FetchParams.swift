@@ -78,8 +78,16 @@ public struct FetchParams: Codable, Equatable, Sendable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         func get<T: Decodable>(_ key: CodingKeys, _ type: T.Type, _ what: String) throws -> T? {
             do { return try c.decodeIfPresent(T.self, forKey: key) } catch {
-                throw FetchError.badParams(
-                    field: key.stringValue, expected: what, found: "a value of another type", hint: nil)
+                // The value as given (2.5, "abc", 1e+30), not Foundation's type name.
+                var found = "a list or object"
+                if let d = try? c.decode(Double.self, forKey: key) {
+                    found = d.isFinite && d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(format: "%g", d)
+                } else if let s = try? c.decode(String.self, forKey: key) {
+                    found = "\"\(s)\""
+                } else if let b = try? c.decode(Bool.self, forKey: key) {
+                    found = String(b)
+                }
+                throw FetchError.badParams(field: key.stringValue, expected: what, found: found, hint: nil)
             }
         }
         guard let dest = try get(.dest, String.self, "a folder path string") else {

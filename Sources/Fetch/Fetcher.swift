@@ -377,6 +377,14 @@ public enum Fetcher {
         return name + ".out"
     }
 
+    /// Whether a run of `params` into the resolved `dest` would stop at once (`destExists`): it
+    /// holds something, not this fetch's result, and `replace` is off. Submit refuses such a job.
+    public static func destConflict(_ params: FetchParams, dest: String) -> Bool {
+        let url = URL(fileURLWithPath: dest)
+        return !params.replace && FileManager.default.fileExists(atPath: dest) && !isEmptyFolder(url)
+            && !Marker(params).sameFetch(as: Marker.read(url), in: url)
+    }
+
     static func isEmptyFolder(_ url: URL) -> Bool {
         (try? FileManager.default.contentsOfDirectory(atPath: url.path).isEmpty) ?? false
     }

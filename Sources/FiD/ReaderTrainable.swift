@@ -1,6 +1,7 @@
 // ReaderTrainable: the FiD reader (T5Model + tokenizer + data) as a `Trainable`: one micro-batch's
 // forward and backward with FiD's targets, greedy-decoding exact match on the dev set, saving.
 import Foundation
+import Jobs
 import Models
 import Tensor
 import Tokenizers
@@ -16,6 +17,9 @@ public final class ReaderTrainable: Trainable {
     public let dev: (any FiDExampleSource)?
     /// Questions per eval batch.
     public let evalBatchSize: Int
+    /// What the data files hold (`ExamplesFingerprint`s under `train_data` and `eval_data`), for
+    /// the settings a checkpoint records.
+    public var dataSettings: [String: JSONValue] = [:]
 
     public var params: ParameterSlab { model.params }
     public var trainCount: Int { train.count }

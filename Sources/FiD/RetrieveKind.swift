@@ -98,7 +98,8 @@ public struct RetrieveParams: JobParams {
                 ? [(.saveOrLoadIndex, "the flat index is the embedding shards themselves, searched in place: nothing to build or save")] : []))
         // A param of the other method would be ignored: the user believes it searches as it says
         // (`index: sq8` with BM25 is still BM25; `bm25_index` with dense is still dense).
-        let denseOnly: [CodingKeys] = [.modelPath, .tokenizer, .passagesEmbeddings, .index, .nSubquantizers, .nBits, .saveOrLoadIndex, .rerank]
+        let denseOnly: [CodingKeys] = [.modelPath, .tokenizer, .passagesEmbeddings, .index, .nSubquantizers, .nBits, .saveOrLoadIndex, .rerank,
+                                        .questionMaxlength, .perGpuBatchSize]
         for key in method == "bm25" ? denseOnly : [.bm25Index] where c.contains(key) {
             throw JobError.permanent("\(key.stringValue) is a param of method \(method == "bm25" ? "dense" : "bm25"), and this job's method is \(method)",
                                      field: "params." + key.stringValue,

@@ -27,6 +27,8 @@ public struct RetrieverExamples {
     /// The kept score farthest from 0 and where it is (`[k].ctxs[j].score`): divided by the
     /// temperature, it must stay a float32.
     public let largestScore: (magnitude: Float, location: String)?
+    /// What the file holds, for the settings a training checkpoint records.
+    public let fingerprint: ExamplesFingerprint
     let tokenizer: any Tokenizer
     let threads: Int?
     /// Pad each batch's questions (passages) to its longest row rather than to Lq (L), as
@@ -69,7 +71,9 @@ public struct RetrieverExamples {
         var withFlags = 0, without = 0
         var partly = 0
         var largest: (magnitude: Float, location: String)? = nil
+        var print = ExamplesFingerprint()
         let check: (FiDExample) throws -> Void = { e in
+            print.add(e)
             guard failure == nil else { return }
             if FiDPassage.readerScoredWhenMixed(e.ctxs) != nil { partly += 1 }
             do {
@@ -88,6 +92,7 @@ public struct RetrieverExamples {
         withoutAnswers = without
         partlyScored = partly
         largestScore = largest
+        fingerprint = print
         self.tokenizer = tokenizer
         self.threads = threads
         P = nContext

@@ -22,7 +22,12 @@ public struct TrainReaderKind: JobKind {
         if let line = p.ignored.note("train_reader") { context.log(line) }
         context.log("train_reader params: " + (String(data: try jsonEncoder().encode(p), encoding: .utf8) ?? "")
             .replacingOccurrences(of: "\n", with: " "))
-        let result = try Trainer(config: p.trainer, model: reader, context: context, label: "train_reader").run()
+        let trainer = Trainer(config: p.trainer, model: reader, context: context, label: "train_reader")
+        trainer.settings = try Trainer.settings(
+            of: p, leaving: ["train_data", "eval_data", "model_path", "model_config", "tokenizer", "use_checkpoint", "name", "checkpoint_dir"],
+            extra: reader.dataSettings.merging(Trainer.modelSettings(reader.model.config)) { a, _ in a }
+                .merging(["tokenizer": reader.tokenizerPath.map(Trainer.fileHash) ?? .null]) { a, _ in a })
+        let result = try trainer.run()
         if let dir = p.checkpointDir {
             try FiDLayout.exportCheckpoints(result, to: FiDLayout.runFolder(dir, p.name, context), kind: "train_reader", names: .reader,
                                            trainer: p.trainer, options: try FiDOptimizerFile.options(p, optim: p.trainer.optim), context)
@@ -69,10 +74,12 @@ public struct TrainReaderKind: JobKind {
         // wins, as when the whole file was loaded first.
         var noTarget: Int? = nil
         var shortTrain = ShortContexts(nContext: p.nContext), shortDev = ShortContexts(nContext: p.nContext)
+        var trainPrint = ExamplesFingerprint(), devPrint = ExamplesFingerprint()
         let train = try field("train_data") {
             try FiDData(path: context.resolve(p.trainData)).index(logging: ScanLog(context, label: "train_reader", field: "train_data")) { e in
                 if noTarget == nil, e.target == nil && e.answers.isEmpty { noTarget = e.index }
                 shortTrain.add(e)
+                trainPrint.add(e)
             }
         }
         if let k = noTarget {
@@ -85,6 +92,7 @@ public struct TrainReaderKind: JobKind {
                 try FiDData(path: context.resolve(path)).index(logging: ScanLog(context, label: "train_reader", field: "eval_data")) { e in
                     if noAnswers == nil, e.answers.isEmpty { noAnswers = e.index }
                     shortDev.add(e)
+                    devPrint.add(e)
                 }
             }
         }
@@ -97,8 +105,10 @@ public struct TrainReaderKind: JobKind {
             throw JobError.permanent("train_data has \(train.count) examples, fewer than per_gpu_batch_size \(p.trainer.batchSize)",
                                      field: "params.per_gpu_batch_size", hint: "FiD drops the last partial batch: no batch would run")
         }
-        return ReaderTrainable(model: model, tokenizer: tokenizer, tokenizerPath: tokenizerPath, format: format, train: train,
-                               dev: dev, evalBatchSize: evalBatch, threads: context.threads)
+        let reader = ReaderTrainable(model: model, tokenizer: tokenizer, tokenizerPath: tokenizerPath, format: format, train: train,
+                                     dev: dev, evalBatchSize: evalBatch, threads: context.threads)
+        reader.dataSettings = ["train_data": trainPrint.value, "eval_data": dev == nil ? .null : devPrint.value]
+        return reader
     }
 
     /// Evaluation batches of `evalBatchMinimum` questions (or `per_gpu_batch_size`, when larger),

@@ -50,7 +50,14 @@ public struct TrainRetrieverKind: JobKind {
                     : ""
             } ?? ""))
         if let line = p.ignored.note("train_retriever") { context.log(line) }
-        let result = try Trainer(config: p.trainer, model: t, context: context, label: "train_retriever").run()
+        let trainer = Trainer(config: p.trainer, model: t, context: context, label: "train_retriever")
+        trainer.settings = try Trainer.settings(
+            of: p, leaving: ["train_data", "eval_data", "model_path", "model_config", "tokenizer", "name", "checkpoint_dir"],
+            extra: Trainer.modelSettings(t.model.config).merging([
+                "train_data": t.train.fingerprint.value, "eval_data": t.dev?.fingerprint.value ?? .null,
+                "tokenizer": t.tokenizerPath.map(Trainer.fileHash) ?? .null,
+            ]) { a, _ in a })
+        let result = try trainer.run()
         // An attempt that resumed after the last step's eval (killed while exporting) did not
         // evaluate: the final model is evaluated for result.json, as an uninterrupted run was.
         if t.lastEvaluation == nil, t.dev != nil { _ = try t.evaluate { _, _ in } }

@@ -110,7 +110,8 @@ public struct TrainRetrieverParams: JobParams, Equatable {
         }
         temperature = try c.require(try c.decode(.temperature, default: Float(1)), .temperature, "a number > 0") { $0 > 0 && $0.isFinite }
         let r = try c.decode(.reduction, default: "mean")
-        reduction = try c.require(KLReduction(rawValue: r), .reduction, "\"mean\" (FiD's) or \"batchmean\"") { $0 != nil }!
+        // Checked as the string given: the Optional printed "found nil".
+        reduction = try KLReduction(rawValue: c.require(r, .reduction, "\"mean\" (FiD's) or \"batchmean\"") { KLReduction(rawValue: $0) != nil })!
         inBatchNegatives = try c.decode(.inBatchNegatives, default: false)
         trainer = try TrainerConfig(fidOptionsFrom: decoder)
         name = try FiDLayout.runName(c, .name)

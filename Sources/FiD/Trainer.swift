@@ -163,9 +163,16 @@ public struct TrainerState: Codable, Equatable, Sendable {
     public var windowLoss: Double?
     public var windowCount: Int?
     public var lastWindowLoss: Double?
+    /// The run's settings a resumed run must share (`Trainer.settings`); nil in checkpoints of
+    /// older versions, which are resumed unchecked.
+    public var settings: [String: JSONValue]?
+    /// Where the linear schedule reached 0 when this was saved (`scheduler_steps`, or
+    /// `total_steps`), so a resumed run says when it moves.
+    public var schedulerSteps: Int?
 
     enum CodingKeys: String, CodingKey {
-        case format, version, step, seed, rng, epoch
+        case format, version, step, seed, rng, epoch, settings
+        case schedulerSteps = "scheduler_steps"
         case optimizerSteps = "optimizer_steps", bestDevEM = "best_dev_em", bestStep = "best_step", lastEM = "last_em"
         case lastEvalStep = "last_eval_step"
         case epochPosition = "epoch_position", pendingGradients = "pending_gradients"
@@ -206,6 +213,36 @@ public struct DataOrder: Sendable {
         }
         return Array(permutation[(k * batchSize)..<((k + 1) * batchSize)])
     }
+}
+
+/// A running hash (64-bit FNV-1a) of what a training set holds, so a resumed run whose data
+/// changed under the same path is refused rather than mixed in: each example's question, target,
+/// answers, and its passages' count, titles and scores (not their texts, for speed).
+public struct ExamplesFingerprint: Sendable, Equatable {
+    public private(set) var count = 0
+    private var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    public init() {}
+
+    private mutating func add(_ text: String) {
+        for b in text.utf8 { hash = (hash ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        hash = (hash ^ 0xff) &* 0x0000_0100_0000_01b3  // no UTF-8 byte: a separator
+    }
+
+    public mutating func add(_ e: FiDExample) {
+        count += 1
+        add(e.question)
+        add(e.target ?? "\u{0}")
+        e.answers.forEach { add($0) }
+        add("\(e.answers.count) \(e.ctxs.count)")
+        for c in e.ctxs {
+            add(c.title)
+            add(c.score.map { String($0.bitPattern, radix: 16) } ?? "-")  // the reader's scores a retriever distils
+        }
+    }
+
+    /// `count` and the hash, as a checkpoint records them.
+    public var value: JSONValue { .string("\(count) examples, \(String(hash, radix: 16))") }
 }
 
 /// Training params a run may change and still resume a folder's checkpoints (a run extended to
@@ -297,6 +334,9 @@ public final class Trainer {
     let context: JobContext
     /// A name for log lines (`train_reader`).
     let label: String
+    /// What this run's checkpoints record of its settings, and a resumed run must match
+    /// (`settings(of:leaving:extra:)`); empty: nothing checked but the seed.
+    public var settings: [String: JSONValue] = [:]
 
     public static let stateFile = "trainer_state.json"
     public static let optimizerFile = "optimizer.safetensors"
@@ -310,6 +350,36 @@ public final class Trainer {
         self.model = model
         self.context = context
         self.label = label
+    }
+
+    /// The settings of a training job its checkpoints record: each param the kind encodes, less
+    /// those a resumed run may change (`trainerResumableChanges`, `threads`) and `leaving` (paths,
+    /// which may be typed another way, and settings without effect on the weights), plus `extra`
+    /// (what the paths hold: the data's `ExamplesFingerprint`s, the model's shape, the tokenizer's).
+    public static func settings<P: Encodable>(of params: P, leaving: Set<String>, extra: [String: JSONValue]) throws -> [String: JSONValue] {
+        guard case .object(let all) = try JSONDecoder().decode(JSONValue.self, from: try JSONEncoder().encode(params)) else { return extra }
+        var out = extra
+        for (key, value) in all where !trainerResumableChanges.contains(key) && !leaving.contains(key) && key != "threads" {
+            out[key] = value
+        }
+        return out
+    }
+
+    /// A model config's fields as `model.<name>` settings (a `model_config` or `model_path` that
+    /// names another shape, or another dropout, than the checkpoint's).
+    public static func modelSettings<C: Encodable>(_ config: C) -> [String: JSONValue] {
+        guard let data = try? JSONEncoder().encode(config), case .object(let all)? = try? JSONDecoder().decode(JSONValue.self, from: data) else {
+            return [:]
+        }
+        return Dictionary(uniqueKeysWithValues: all.map { ("model." + $0.key, $0.value) })
+    }
+
+    /// A file's bytes as a hash (FNV-1a 64) for `settings`: a tokenizer swapped under one path.
+    public static func fileHash(_ path: String) -> JSONValue {
+        guard let data = FileManager.default.contents(atPath: path) else { return .string("unreadable") }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in data { hash = (hash ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        return .string("\(data.count) bytes, \(String(hash, radix: 16))")
     }
 
     /// Trains to `total_steps` micro-batches, resuming from `latest` when the job has one.
@@ -333,8 +403,22 @@ public final class Trainer {
             step: 0, optimizerSteps: 0, bestDevEM: nil, bestStep: nil, lastEM: nil, lastEvalStep: nil, rng: RNG(seed: UInt64(bitPattern: Int64(c.seed))).state,
             epoch: 0, epochPosition: 0, seed: c.seed, pendingGradients: false)
         if let (step, dir) = ckpt.latest() {
-            state = try restore(from: dir, step: step, optimizer: &optimizer, grads: grads)
+            state = try restore(from: dir, step: step, older: ckpt.steps().last { $0 < step }, optimizer: &optimizer, grads: grads)
             context.log("\(label): resumed from \(dir) (step \(step), \(state.optimizerSteps) optimizer steps)")
+            // Fewer steps than done: the run would report a result of more steps than asked.
+            guard step <= o.totalSteps else {
+                throw JobError.permanent("checkpoint \(dir) is at step \(step), past total_steps \(o.totalSteps)", field: "params.total_steps",
+                                         hint: "give total_steps \(step) or more to resume this run, or train a new one from model_path \(dir); or " + context.startOver)
+            }
+            // FiD rebuilds the scheduler from the checkpoint's options, so its lr stays 0 past the
+            // old end; here the schedule follows the params, and the log says where it moved.
+            if let before = state.schedulerSteps, before != o.schedule.schedulerSteps, o.scheduler == .linear, !o.fixedLr {
+                var old = o
+                old.schedulerSteps = before
+                let was = old.schedule.lr(base: o.lr, afterSteps: state.optimizerSteps), now = o.schedule.lr(base: o.lr, afterSteps: state.optimizerSteps)
+                context.log("\(label): the linear schedule now reaches lr 0 at step \(o.schedule.schedulerSteps), not \(before) as when step-\(step) was saved "
+                    + "(total_steps or scheduler_steps changed): the lr there is \(Self.number(now)), was \(Self.number(was)) (FiD keeps the checkpoint's schedule)")
+            }
         }
         guard var rng = RNG(state: state.rng) else { preconditionFailure("validated in restore") }
         let resumedFrom = state.step
@@ -352,6 +436,8 @@ public final class Trainer {
             state.epoch = step / order.batchesPerEpoch
             state.epochPosition = step % order.batchesPerEpoch
             state.pendingGradients = step % c.accumulationSteps != 0
+            state.settings = settings.isEmpty ? nil : settings
+            state.schedulerSteps = o.schedule.schedulerSteps
             let s = state
             try ckpt.save(step: step) { dir in try self.write(into: dir, state: s, optimizer: optimizer.state, grads: grads) }
             lastSaved = step
@@ -484,10 +570,16 @@ public final class Trainer {
         try jsonEncoder().encode(state).write(to: URL(fileURLWithPath: dir + "/" + Trainer.stateFile))
     }
 
-    /// Loads parameters, optimizer, gradients and trainer state from checkpoint `dir`.
-    func restore(from dir: String, step: Int, optimizer: inout any Optimizer, grads: ParameterSlab) throws -> TrainerState {
+    /// Loads parameters, optimizer, gradients and trainer state from checkpoint `dir` (whose
+    /// complete predecessor, if any, is step `older`).
+    func restore(from dir: String, step: Int, older: Int?, optimizer: inout any Optimizer, grads: ParameterSlab) throws -> TrainerState {
+        // Permanent (retrying reads the same files) and with the way on that keeps the work: the
+        // folders before it are intact.
         func damaged(_ what: String) -> JobError {
-            JobError.permanent("checkpoint \(dir): \(what)", hint: "the checkpoint folder is damaged; " + context.startOver)
+            let rel = dir.hasPrefix(context.folder + "/") ? String(dir.dropFirst(context.folder.count + 1)) : dir
+            let from = older.map { "resumes from step-\($0)" } ?? "starts from step 0 (best_dev stays)"
+            return JobError.permanent("checkpoint \(dir): \(what)",
+                                      hint: "the checkpoint folder is damaged: remove \(rel) from \(context.stoppedFolder), then \(context.runAgain) \(from); or " + context.startOver)
         }
         let state: TrainerState
         do {
@@ -503,19 +595,42 @@ public final class Trainer {
             throw JobError.permanent("checkpoint \(dir) was trained with seed \(state.seed), the params say \(config.seed)",
                                      field: "params.seed", hint: "keep the seed of a resumed job; " + context.startOver)
         }
+        // Another batch size, lr, model or data would be mixed into this run's weights and moments
+        // silently (a job edited before `fidq retry`; data regenerated under the same path).
+        if let saved = state.settings, !settings.isEmpty, saved != settings {
+            let keys = Set(saved.keys).union(settings.keys).filter { saved[$0] != settings[$0] }.sorted()
+            func text(_ v: JSONValue?) -> String {
+                switch v {
+                case nil: return "unset"
+                case .string(let s)?: return s
+                case .number(let d)?: return Self.number(d)
+                case .bool(let b)?: return String(b)
+                case .null?: return "null"
+                case let other?: return String(decoding: (try? JSONEncoder().encode(other)) ?? Data(), as: UTF8.self)
+                }
+            }
+            let listed = keys.prefix(4).map { "\($0): \(text(saved[$0])) there, \(text(settings[$0])) here" }.joined(separator: "; ")
+            throw JobError.permanent("checkpoint \(dir) belongs to a run of other settings (\(listed)\(keys.count > 4 ? "; …" : ""))",
+                                     field: keys.first.flatMap { $0.hasPrefix("model.") ? nil : "params." + $0 },
+                                     hint: "a resumed run keeps what it started with (only total_steps, scheduler_steps, eval_freq, save_freq, "
+                                        + "eval_print_freq, keep_last and threads may change): set it back to resume, or train a new run from "
+                                        + "model_path \(dir); or " + context.startOver)
+        }
         let adam: AdamState
         do {
             try model.params.load(from: SafeTensorsFile(path: dir + "/" + Trainer.weightsFile))
             adam = try AdamState.load(from: dir + "/" + Trainer.optimizerFile, layout: model.params.layout)
-        } catch let e as TensorMapError {
-            throw damaged("\(e)")  // permanent, with the way to start over (it was retried as transient)
+            grads.zero()
+            if state.pendingGradients { try grads.load(from: SafeTensorsFile(path: dir + "/" + Trainer.gradsFile)) }
+        } catch let e as CancellationError {
+            throw e
+        } catch {
+            throw damaged("\(error)")  // a truncated or missing file was retried as transient
         }
         guard adam.step == state.optimizerSteps else {
             throw damaged("optimizer step \(adam.step) differs from the trainer's \(state.optimizerSteps)")
         }
         optimizer.state = adam
-        grads.zero()
-        if state.pendingGradients { try grads.load(from: SafeTensorsFile(path: dir + "/" + Trainer.gradsFile)) }
         return state
     }
 

@@ -98,6 +98,15 @@ public final class Checkpoints: @unchecked Sendable {
                 } else if e.code == EEXIST || e.code == ENOTEMPTY, readMarker(final) != nil {
                     // An earlier attempt already committed this step: keep it, drop ours.
                     try? fs.removeTree(staged)
+                } else if e.code == EEXIST || e.code == ENOTEMPTY {
+                    // A folder without a marker (a crash inside `discardSteps`, or a marker removed
+                    // by hand) is never resumed from, but blocked every save of its step: it goes
+                    // through a `.trash-` name, and ours takes its place. A commit is one rename of
+                    // a folder holding its marker, so no other attempt's commit is in flight here.
+                    let trash = root + "/.trash-" + name + "." + token
+                    try fs.retrying { try fs.rename(final, trash) }
+                    try? fs.removeTree(trash)
+                    try fs.retrying { try fs.rename(staged, final) }
                 } else {
                     try? fs.removeTree(staged)
                     throw e

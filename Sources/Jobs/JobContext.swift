@@ -234,6 +234,11 @@ public final class JobContext: @unchecked Sendable {
     /// What starts this job over, discarding what it kept (a hint's words): `fidq retry --fresh`
     /// of it in a queue; in `fidq run`, emptying its out/ first.
     public internal(set) var startOver: String
+    /// Where this job's folder is once the attempt has failed (`failed/<id>` in a queue; the
+    /// run's folder in `fidq run`), and what runs it again keeping its files: a hint that asks
+    /// to remove one file of it names both.
+    public internal(set) var stoppedFolder: String
+    public internal(set) var runAgain: String
 
     /// Says in the job's log when the system refused compute threads (the process limit): the
     /// log's "threads N" was then more than the job had, and the process said so only once, on
@@ -261,6 +266,8 @@ public final class JobContext: @unchecked Sendable {
         self.threadCap = max(1, threads)
         self.threads = max(1, threads)
         startOver = "rm -r \(shellQuoted(folder + "/out")), then the same fidq run, starts over"
+        stoppedFolder = folder
+        runAgain = "the same fidq run"
         let last = NSStringPath(folder).last
         if let at = last.lastIndex(of: "@"), last.index(after: at) < last.endIndex {
             token = String(last[last.index(after: at)...])

@@ -22,10 +22,13 @@ public protocol ClassifiedError: Error {
     var permanence: Permanence { get }
     /// Seconds the next attempt must wait at least (a server's Retry-After), when known.
     var retryAfter: Double? { get }
+    /// The descriptor field at fault (`params.retries`), when there is one: error.json names it.
+    var field: String? { get }
 }
 
 extension ClassifiedError {
     public var retryAfter: Double? { nil }
+    public var field: String? { nil }
 }
 
 /// A job failure with the field it concerns and a hint when the fix is known.
@@ -76,7 +79,7 @@ public struct JobError: ClassifiedError, CustomStringConvertible, Sendable {
         if let e = error as? DecodingError { return describe(e, root: "params") }
         if let e = error as? CancellationError { return .permanent("cancelled: \(e.reason.rawValue)") }
         if let e = error as? ClassifiedError {
-            var classified = JobError(e.permanence, "\(error)")
+            var classified = JobError(e.permanence, "\(error)", field: e.field)
             classified.retryAfter = e.retryAfter
             return classified
         }

@@ -87,8 +87,9 @@ public struct PreparedJob: Sendable {
 public final class KindRegistry: @unchecked Sendable {
     private struct Entry {
         let prepare: (JobDescriptor, PathPolicy, FileSystem, Bool) throws -> PreparedJob
-        /// Decodes params with the kind's type only, rethrowing its raw `DecodingError`.
-        let decode: (JSONValue) throws -> Void
+        /// Decodes params with the kind's type only, rethrowing its raw `DecodingError`; with
+        /// `true`, also runs the params' `validate()`.
+        let decode: (JSONValue, Bool) throws -> Void
         /// The params' `exclusiveOutputs`, resolved by the policy.
         let exclusive: (JSONValue, PathPolicy) throws -> [(field: String, path: String)]
         /// The params the kind's decoder takes (`ParamsCatalog`).
@@ -146,8 +147,9 @@ public final class KindRegistry: @unchecked Sendable {
             prepared.resumableChanges = K.Params.resumableChanges
             prepared.inputs = params.inputPaths.map { (field: "params." + $0.field, path: resolveInput($0.path)) }
             return prepared
-        }, decode: { params in
-            _ = try KindRegistry.decode(K.Params.self, try ThreadsParam.split(params).0)
+        }, decode: { params, validating in
+            let decoded = try KindRegistry.decode(K.Params.self, try ThreadsParam.split(params).0)
+            if validating { try decoded.validate() }
         }, exclusive: { params, policy in
             try KindRegistry.decode(K.Params.self, try ThreadsParam.split(params).0).exclusiveOutputs.map {
                 (field: "params." + $0.field, path: policy.resolve($0.path))
@@ -161,7 +163,19 @@ public final class KindRegistry: @unchecked Sendable {
     /// - Throws: `JobError` for an unknown kind; the raw `DecodingError`.
     public func decodeParams(kind: String, _ params: JSONValue) throws {
         guard let entry = entries[kind] else { throw JobError.permanent("unknown kind '\(kind)'", field: "kind") }
-        try entry.decode(params)
+        try entry.decode(params, false)
+    }
+
+    /// Decodes and validates `params` as a job's would be before any file is looked at (what
+    /// `--print-params` vouches for); a decoding error names the field and the value found.
+    /// - Throws: `JobError`.
+    public func checkParams(kind: String, _ params: JSONValue) throws {
+        guard let entry = entries[kind] else { throw JobError.permanent("unknown kind '\(kind)'", field: "kind") }
+        do { try entry.decode(params, true) } catch let e as DecodingError {
+            throw JobError.describe(e, root: "params", document: params)
+        } catch {
+            throw JobError.classify(error)
+        }
     }
 
     /// The params `kind` takes, required ones first, then by name; empty for an unknown kind.

@@ -444,6 +444,8 @@ public final class Worker: @unchecked Sendable {
                                        label: d.id, line: echo),
             log: JobLog(path: dir + "/log.txt", fs: queue.fs, echo: nil))
         context.startOver = queue.command("retry --fresh", [d.id], anywhere: true) + " starts over"
+        context.stoppedFolder = queue.failed + "/" + d.id
+        context.runAgain = queue.command("retry", [d.id], anywhere: true)
         let heartbeat = Heartbeat(queue: queue, dir: dir, lease: record.lease(fallback: config.lease), token: cancel,
                                   timeout: d.timeoutS, grace: config.grace) { [self] reason in
             logger.error("job \(d.id) ignored '\(reason.rawValue)' for \(config.grace)s; recording it and exiting")

@@ -73,9 +73,18 @@ public struct OptimConfig: Codable, Equatable, Sendable {
         scheduler = try choice(.scheduler, Scheduler.fixed)
         lr = try c.decodeIfPresent(Double.self, forKey: .lr) ?? 1e-4
         weightDecay = try c.decodeIfPresent(Double.self, forKey: .weightDecay) ?? 0.1
-        warmupSteps = try c.decodeIfPresent(Int.self, forKey: .warmupSteps) ?? 1000
-        totalSteps = try c.decodeIfPresent(Int.self, forKey: .totalSteps) ?? 1000
-        schedulerSteps = try c.decodeIfPresent(Int.self, forKey: .schedulerSteps)
+        // Foundation reports 2.5 for an Int as "The given data was not valid JSON", naming nothing.
+        func integer(_ key: CodingKeys) throws -> Int? {
+            guard c.contains(key), try !c.decodeNil(forKey: key) else { return nil }
+            if let i = try? c.decode(Int.self, forKey: key) { return i }
+            if let d = try? c.decode(Double.self, forKey: key) {
+                throw OptimConfigError(field: key.rawValue, expected: "an integer", found: d == d.rounded() && d.isFinite ? "\(d) (beyond ±9.2e18)" : "\(d)")
+            }
+            return try c.decode(Int.self, forKey: key)  // a string or list: the type mismatch names the field
+        }
+        warmupSteps = try integer(.warmupSteps) ?? 1000
+        totalSteps = try integer(.totalSteps) ?? 1000
+        schedulerSteps = try integer(.schedulerSteps)
         clip = try c.decodeIfPresent(Double.self, forKey: .clip) ?? 1.0
         fixedLr = try c.decodeIfPresent(Bool.self, forKey: .fixedLr) ?? false
         try validate()

@@ -18,17 +18,19 @@ struct FetchCommand: ParsableCommand {
     @Option(help: "Folder to produce, relative to --workspace.") var dest: String?
     @Option(help: "Expected sha256 of the download (64 hex digits).") var sha256: String?
     @Option(help: "auto (unpack archives and compressed files by content) or off.") var unpack: String = "auto"
-    @Option(name: [.customLong("strip-components"), .customLong("strip_components")], help: "Leading path components to drop from archive entries.")
+    // Numbers take the next argument whatever it looks like: `--retries -1` read "-1" as an
+    // option and said "Missing value"; now the range check names the field and the value.
+    @Option(name: [.customLong("strip-components"), .customLong("strip_components")], parsing: .unconditional, help: "Leading path components to drop from archive entries.")
     var stripComponents: Int = 0
-    @Option(name: [.customLong("max-bytes"), .customLong("max_bytes")], help: "Limit on bytes downloaded and on bytes unpacked.") var maxBytes: Int64?
-    @Option(name: [.customLong("max-files"), .customLong("max_files")], help: "Limit on archive entries.") var maxFiles: Int?
+    @Option(name: [.customLong("max-bytes"), .customLong("max_bytes")], parsing: .unconditional, help: "Limit on bytes downloaded and on bytes unpacked.") var maxBytes: Int64?
+    @Option(name: [.customLong("max-files"), .customLong("max_files")], parsing: .unconditional, help: "Limit on archive entries.") var maxFiles: Int?
     @Option(help: "Name of the kept file when not unpacked.") var filename: String?
     @Option(help: "Data presets: an existing psgs_w100.tsv to use instead of downloading it.") var passages: String?
     @Option(help: "Presets: base URL of a mirror replacing each URL's scheme and host.") var mirror: String?
-    @Option(name: [.customLong("connect-timeout"), .customLong("connect_timeout_s")], help: "Seconds to wait for the first answer.") var connectTimeout: Double?
-    @Option(name: [.customLong("idle-timeout"), .customLong("idle_timeout_s")], help: "Seconds without data before retrying.") var idleTimeout: Double?
-    @Option(help: "Transient failures retried within this run.") var retries: Int?
-    @Option(name: [.customLong("retry-backoff"), .customLong("retry_backoff_s")], help: "Seconds before the first retry, doubling after each (at most 60; longer when the server's Retry-After asks).")
+    @Option(name: [.customLong("connect-timeout"), .customLong("connect_timeout_s")], parsing: .unconditional, help: "Seconds to wait for the first answer.") var connectTimeout: Double?
+    @Option(name: [.customLong("idle-timeout"), .customLong("idle_timeout_s")], parsing: .unconditional, help: "Seconds without data before retrying.") var idleTimeout: Double?
+    @Option(parsing: .unconditional, help: "Transient failures retried within this run.") var retries: Int?
+    @Option(name: [.customLong("retry-backoff"), .customLong("retry_backoff_s")], parsing: .unconditional, help: "Seconds before the first retry, doubling after each (at most 60; longer when the server's Retry-After asks).")
     var retryBackoff: Double?
     @Flag(help: "Replace an existing dest.") var replace = false
     @Option(help: "Folder relative paths resolve against.") var workspace: String = "."

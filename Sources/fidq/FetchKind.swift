@@ -13,6 +13,15 @@ extension FetchParams: JobParams {
         if let m = mirror, let parsed = URL(string: m), parsed.isFileURL { paths.append(("mirror", parsed.path)) }
         return paths
     }
+
+    /// A `dest` the run would refuse at once (something else there, no `replace`) is refused at
+    /// submit, as the fetcher words it (submit vouched for it, and the job failed at its start).
+    public func validateInputs(resolve: (String) -> String) throws {
+        let path = resolve(dest)
+        if Fetcher.destConflict(self, dest: path) {
+            throw JobError.permanent("\(FetchError.destExists(path: path))", field: "params.dest")
+        }
+    }
 }
 
 /// The queue classifies fetch failures as the fetcher does: 4xx, checksum, hostile archive and
@@ -22,6 +31,13 @@ extension FetchError: ClassifiedError {
     public var retryAfter: Double? {
         if case .retryLater(_, _, let seconds) = self { return seconds }
         return nil
+    }
+    public var field: String? {
+        switch self {
+        case .badParams(let field, _, _, _): return field == "params" ? field : "params." + field
+        case .localFile(_, let field, _): return "params." + field
+        default: return nil
+        }
     }
 }
 

@@ -69,8 +69,9 @@ struct ComputeOptions: ParsableArguments {
 
     /// `--threads 0` (or `--threads=-2`) ran on one thread without a word.
     func validate() throws {
-        if let threads, threads < 1 {
-            throw ValidationError("--threads: expected at least 1, found \(threads) (omit it for the cores this process may use)")
+        if let threads, threads < 1 || threads > 4096 {
+            // The bounds of a job's `threads` param (ThreadsParam): the two must not disagree.
+            throw ValidationError("--threads: expected an integer in 1…4096, found \(threads) (omit it for the cores this process may use)")
         }
     }
 

@@ -62,9 +62,10 @@ struct KindCommand<K: KindCLI>: ParsableCommand {
             throw Self.usageError(e.description)
         }
         if printParams {
-            // Printed only when they decode, as a job would read them (a typo was printed, exit 0).
-            do { try registry.decodeParams(kind: K.kind, params) } catch {
-                throw fail(Self.asFlags(JobError.classify(error)).description)
+            // Printed only when they decode and pass the kind's checks, as a job's would (a typo,
+            // and lr 0, were printed with exit 0 and refused at submit).
+            do { try registry.checkParams(kind: K.kind, params) } catch let e as JobError {
+                throw fail(Self.asFlags(e).description)
             }
             print(String(decoding: try jsonEncoder().encode(params), as: UTF8.self))
             return

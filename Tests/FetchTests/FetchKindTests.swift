@@ -162,13 +162,16 @@ import Testing
         #expect(q.entries("pending") == ["bad-sum.json"])
         // ...and, dropped into pending/ behind submit's back, fails at once naming the field.
         try q.drop("typo", typo)
+        // A value of the wrong type: error.json names the field and the value (it said "field":
+        // null and "a value of another type").
+        try q.drop("type", #"{"kind": "fetch", "params": {"url": "\#(server.base)/f.bin", "dest": "data/h", "retries": "abc"}}"#)
 
         let worker = try q.worker()
         try worker.run()
         defer { if worker.isRunning { kill(worker.processIdentifier, SIGKILL); worker.waitUntilExit() } }
         #expect(Self.waitExit(worker, 60), "the worker did not drain the queue in 60 s")
 
-        #expect(q.entries("failed") == ["bad-sum", "typo"])
+        #expect(q.entries("failed") == ["bad-sum", "type", "typo"])
         #expect(q.entries("done").isEmpty && q.entries("pending").isEmpty && q.entries("running").isEmpty)
         let sumError = try q.json("failed", "bad-sum", "error.json")
         #expect(sumError["permanence"] as? String == "permanent")
@@ -182,6 +185,9 @@ import Testing
         #expect(typoError["permanence"] as? String == "permanent")
         let named = (typoError["message"] as? String ?? "") + " " + (typoError["field"] as? String ?? "")
         #expect(named.contains("strip_component"), "\(typoError)")
+        let typeError = try q.json("failed", "type", "error.json")
+        #expect(typeError["field"] as? String == "params.retries", "\(typeError)")
+        #expect((typeError["message"] as? String)?.hasSuffix(#"found "abc""#) == true, "\(typeError)")
     }
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: fidq.path), "needs the fidq binary (swift build)"))
@@ -249,6 +255,34 @@ import Testing
         #expect(try Data(contentsOf: dest.appendingPathComponent("big.bin")) == data)
         // A found B's result published and dropped its own partial download with its folder.
         #expect(!FileManager.default.fileExists(atPath: work.path), "\(q.box.snapshot(work))")
+    }
+
+    /// A dest that holds something this fetch did not produce would fail the job at its start:
+    /// submit refuses it (it said "valid"), and takes it with `replace`.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: fidq.path), "needs the fidq binary (swift build)"))
+    func submitRefusesADestHoldingSomethingElse() throws {
+        let q = QueueBox(box: try Sandbox())
+        let dest = q.box.ws.appendingPathComponent("data/x")
+        try FileManager.default.createDirectory(at: dest, withIntermediateDirectories: true)
+        try Data("mine".utf8).write(to: dest.appendingPathComponent("notes.txt"))
+        let source = q.box.ws.appendingPathComponent("f.bin")
+        try Data("new".utf8).write(to: source)
+        let job = try q.descriptor("fx", #"{"kind": "fetch", "params": {"url": "file://\#(source.path)", "dest": "data/x"}}"#)
+        let (refused, text) = try Self.fidqRun(["submit", "--dry-run", "--queue", q.queue.path, job])
+        #expect(refused != 0 && text.contains("params.dest") && text.contains("dest already exists and was not produced by this fetch"), "\(text)")
+        let replacing = try q.descriptor("fy", #"{"kind": "fetch", "params": {"url": "file://\#(source.path)", "dest": "data/x", "replace": true}}"#)
+        let (taken, takenText) = try Self.fidqRun(["submit", "--dry-run", "--queue", q.queue.path, replacing])
+        #expect(taken == 0, "\(takenText)")
+    }
+
+    /// A negative number on `fidq fetch`'s command line is read as the value and refused by its
+    /// range, naming it (ArgumentParser took "-1" for an option: "Missing value for '--retries'").
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: fidq.path), "needs the fidq binary (swift build)"),
+          arguments: ["--retries", "--strip-components", "--max-files", "--retry-backoff"])
+    func aNegativeNumberIsRefusedByItsRange(flag: String) throws {
+        let box = try Sandbox()
+        let (status, text) = try Self.fidqRun(["fetch", "--url", "file:///nothing", "--dest", box.ws.appendingPathComponent("d").path, flag, "-1"])
+        #expect(status != 0 && !text.contains("Missing value") && text.contains("found -1"), "\(status) \(text)")
     }
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: fidq.path), "needs the fidq binary (swift build)"))

@@ -299,6 +299,8 @@ enum RetrievalJobs {
          "index is a param of method dense, and this job's method is bm25"),
         (#"{"method": "bm25", "bm25_index": "bm25.index", "model_path": "m"}"#, "params.model_path", "model_path is a param of method dense"),
         (#"{"method": "bm25", "bm25_index": "bm25.index", "save_or_load_index": true}"#, "params.save_or_load_index", "of method dense"),
+        (#"{"method": "bm25", "bm25_index": "bm25.index", "question_maxlength": 10}"#, "params.question_maxlength", "of method dense"),
+        (#"{"method": "bm25", "bm25_index": "bm25.index", "per_gpu_batch_size": 8}"#, "params.per_gpu_batch_size", "of method dense"),
         (#"{"bm25_index": "bm25.index"}"#, "params.bm25_index", "bm25_index is a param of method bm25, and this job's method is dense"),
         (#"{"model_path": "m"}"#, "params.passages_embeddings", "method dense needs passages_embeddings"),
         (#"{"passages_embeddings": "emb/*"}"#, "params.model_path", "method dense needs model_path"),

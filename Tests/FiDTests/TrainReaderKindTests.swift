@@ -147,6 +147,34 @@ struct TrainReaderKindTests {
         #expect(latest[0] == latest[1])
     }
 
+    /// The checkpoints record what the data, tokenizer and model were: a run resumed on other
+    /// data under the same path, or another model config, is refused naming it, not mixed in.
+    @Test func aResumeOnOtherDataOrModelIsRefused() throws {
+        let ws = try ReaderWorkspace(train: 12, dev: 4, nContext: 1)
+        let params: [String: JSONValue] = ["per_gpu_batch_size": .number(4), "total_steps": .number(2), "text_maxlength": .number(24), "n_context": .number(1)]
+        try ws.run("r", params)
+        var more = params
+        more["total_steps"] = .number(4)
+        try ExampleWorld(config: ExampleWorldConfig(seed: 9, train: 12, dev: 4, nContext: 1)).write(to: ws.root + "/world")
+        do {
+            try ws.run("r", more)
+            Issue.record("resumed on other data")
+        } catch let e as JobError {
+            #expect(e.field == "params.eval_data" && e.message.contains("(eval_data: 4 examples, ") && e.message.contains("; train_data: 12 examples, "), "\(e)")
+        }
+        try ws.world.write(to: ws.root + "/world")
+        let config = try String(contentsOfFile: ws.root + "/t5.json", encoding: .utf8)
+        try config.replacingOccurrences(of: "\"d_ff\": 128", with: "\"d_ff\": 96").write(toFile: ws.root + "/t5.json", atomically: true, encoding: .utf8)
+        do {
+            try ws.run("r", more)
+            Issue.record("resumed with another model")
+        } catch let e as JobError {
+            #expect(e.message.contains("belongs to a run of other settings (model.d_ff: 128 there, 96 here)"), "\(e)")
+        }
+        try config.write(toFile: ws.root + "/t5.json", atomically: true, encoding: .utf8)
+        #expect(number(try ws.run("r", more), "resumed_from") == 2)
+    }
+
     /// checkpoint_dir/name: what FiD's scripts load (ops/fixtures/fid302_check.py runs them under
     /// transformers 3.0.2): pytorch_model.bin with 3.0.2's cross-attention bias as zeros, and
     /// optimizer.pth.tar with FiD's step (micro-batches), the scheduler at the updates taken, the

@@ -93,9 +93,10 @@ struct TrainRetrieverTests {
         #expect(throws: (any Error).self) {
             try JSONDecoder().decode(TrainRetrieverParams.self, from: Data(#"{"train_data": "t", "model_path": "m", "n_contexts": 2}"#.utf8))
         }
-        #expect(throws: (any Error).self) {
+        let sum = #expect(throws: (any Error).self) {
             try JSONDecoder().decode(TrainRetrieverParams.self, from: Data(#"{"train_data": "t", "model_path": "m", "reduction": "sum"}"#.utf8))
         }
+        #expect("\(String(describing: sum))".contains("found sum"), "the value given, not nil: \(String(describing: sum))")
         // A row of one token is [CLS] alone: every passage would score alike.
         for key in ["question_maxlength", "passage_maxlength"] {
             let e = #expect(throws: (any Error).self) {
@@ -392,5 +393,14 @@ struct TrainRetrieverTests {
         let b = try SafeTensors.read(resumed.training.latest + "/model.safetensors")
         #expect(a.names == b.names && !a.names.isEmpty)
         for n in a.names { #expect(try a.tensor(n) == (try b.tensor(n)), "\(n)") }
+        // Other data under the same path (re-scored passages) is not mixed into the run.
+        try SyntheticRetrieval.write(SyntheticRetrieval.examples(40, seed: 6), to: dir + "/train.json")
+        params["total_steps"] = 30
+        do {
+            try runTrainRetriever(params, out: dir + "/split", workspace: dir)
+            Issue.record("resumed on other data")
+        } catch let e as JobError {
+            #expect(e.field == "params.train_data" && e.message.contains("belongs to a run of other settings (train_data: 40 examples, "), "\(e)")
+        }
     }
 }

@@ -70,22 +70,25 @@ final class ToyModel: Trainable {
 struct ToyKind: JobKind {
     struct Params: JobParams {}
     let config: TrainerConfig
+    var settings: [String: JSONValue] = [:]
     let setUp: @Sendable (ToyModel) -> Void
     var name: String { "toy.train" }
 
     func run(_ p: Params, _ context: JobContext) throws -> TrainResult {
         let model = ToyModel()
         setUp(model)
-        return try Trainer(config: config, model: model, context: context, label: "toy").run()
+        let trainer = Trainer(config: config, model: model, context: context, label: "toy")
+        trainer.settings = settings
+        return try trainer.run()
     }
 }
 
 /// Runs `toy.train` in the foreground into `out` (a folder kept across runs, as a job's is).
 @discardableResult
-func runToy(_ config: TrainerConfig, out: String, cancel: CancellationToken = CancellationToken(),
+func runToy(_ config: TrainerConfig, out: String, cancel: CancellationToken = CancellationToken(), settings: [String: JSONValue] = [:],
             setUp: @escaping @Sendable (ToyModel) -> Void = { _ in }) throws -> JSONValue {
     let registry = KindRegistry()
-    registry.register(ToyKind(config: config, setUp: setUp))
+    registry.register(ToyKind(config: config, settings: settings, setUp: setUp))
     let job = out + ".json"
     try Data(#"{"kind": "toy.train", "id": "toy"}"#.utf8).write(to: URL(fileURLWithPath: job))
     var run = ForegroundRun(file: job, workspace: NSTemporaryDirectory())
@@ -286,4 +289,73 @@ struct TrainerTests {
 final class NSLockedBox<T>: @unchecked Sendable {
     var value: T
     init(_ v: T) { value = v }
+}
+
+/// What a resumed run may not change is refused by name, not mixed in (a job edited before
+/// `fidq retry`, data regenerated under one path); total_steps below the checkpoint is refused; a
+/// damaged latest checkpoint is permanent and names the step its removal resumes from.
+struct TrainerResumeTests {
+    func refusal(_ body: () throws -> Void) -> JobError? {
+        do { try body() } catch let e as JobError { return e } catch { Issue.record("not a JobError: \(error)") }
+        return nil
+    }
+
+    @Test func aCheckpointOfOtherSettingsIsRefusedNamingThem() throws {
+        let out = scratch() + "/job"
+        let settings: [String: JSONValue] = ["per_gpu_batch_size": .number(2), "train_data": .string("12 examples, 5a"), "model.d_model": .number(4)]
+        try runToy(toyConfig(total: 4), out: out, settings: settings)
+        var other = settings
+        other["per_gpu_batch_size"] = .number(3)
+        other["train_data"] = .string("9 examples, 77")
+        let e = try #require(refusal { try runToy(toyConfig(total: 8), out: out, settings: other) })
+        #expect(e.permanence == .permanent && e.field == "params.per_gpu_batch_size", "\(e)")
+        #expect(e.message.contains("belongs to a run of other settings (per_gpu_batch_size: 2 there, 3 here; train_data: 12 examples, 5a there, 9 examples, 77 here)"), "\(e)")
+        #expect(e.hint?.contains("only total_steps, scheduler_steps, eval_freq, save_freq, eval_print_freq, keep_last and threads may change") == true, "\(e)")
+        var model = settings
+        model["model.d_model"] = .number(8)
+        let m = try #require(refusal { try runToy(toyConfig(total: 8), out: out, settings: model) })
+        #expect(m.field == nil && m.message.contains("model.d_model: 4 there, 8 here"), "\(m)")
+        // The same settings resume (and a longer run is one of the changes allowed).
+        let result = try runToy(toyConfig(total: 8), out: out, settings: settings)
+        #expect(number(result, "steps") == 8 && number(result, "resumed_from") == 4, "\(result)")
+    }
+
+    @Test func totalStepsBelowTheCheckpointIsRefused() throws {
+        let out = scratch() + "/job"
+        try runToy(toyConfig(total: 8), out: out)
+        let e = try #require(refusal { try runToy(toyConfig(total: 5), out: out) })
+        #expect(e.permanence == .permanent && e.field == "params.total_steps", "\(e)")
+        #expect(e.message.hasSuffix("step-8 is at step 8, past total_steps 5"), "\(e)")
+        let again = try runToy(toyConfig(total: 8), out: out)
+        #expect(number(again, "steps") == 8, "the finished run, asked again, is done: \(again)")
+    }
+
+    @Test func aMovedScheduleIsLogged() throws {
+        let out = scratch() + "/job"
+        try runToy(toyConfig(total: 8), out: out)
+        try runToy(toyConfig(total: 12), out: out)
+        let log = try String(contentsOfFile: out + "/log.txt", encoding: .utf8)
+        #expect(log.contains("toy: the linear schedule now reaches lr 0 at step 12, not 8 as when step-8 was saved"), "\(log)")
+        #expect(log.contains("the lr there is 0.02, was 0 (FiD keeps the checkpoint's schedule)"), "\(log)")
+    }
+
+    @Test func aTruncatedLatestCheckpointIsPermanentAndNamesTheStepBefore() throws {
+        let c = toyConfig(total: 12)
+        let reference = scratch() + "/ref"
+        try runToy(c, out: reference)
+        let out = scratch() + "/job"
+        struct Crash: Error {}
+        #expect(throws: (any Error).self) { try runToy(c, out: out) { m in m.beforeStep = { if $0 == 9 { throw Crash() } } } }
+        let step8 = out + "/out/checkpoint/step-8/" + Trainer.weightsFile
+        let bytes = try #require(FileManager.default.contents(atPath: step8))
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: step8))
+        let e = try #require(refusal { try runToy(c, out: out) })
+        #expect(e.permanence == .permanent && e.message.hasPrefix("checkpoint \(out)/out/checkpoint/step-8: "), "\(e)")
+        #expect(e.hint?.hasPrefix("the checkpoint folder is damaged: remove out/checkpoint/step-8 from \(out), then the same fidq run resumes from step-4; or rm -r") == true, "\(e)")
+        // Following the hint keeps the work before it: the run ends as an uninterrupted one.
+        try FileManager.default.removeItem(atPath: out + "/out/checkpoint/step-8")
+        let result = try runToy(c, out: out)
+        #expect(number(result, "resumed_from") == 4, "\(result)")
+        #expect(try weights(out + "/out/checkpoint/step-12") == weights(reference + "/out/checkpoint/step-12"))
+    }
 }

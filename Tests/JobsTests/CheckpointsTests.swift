@@ -141,6 +141,21 @@ func entries(_ dir: String) -> [String] {
         #expect(ckpt.latest()?.step == 3)
     }
 
+    /// A `step-N` without its marker (a crash inside `discardSteps`, a marker removed by hand) is
+    /// not resumed from, and the save of that step replaces it (every save failed with ENOTEMPTY).
+    @Test func aStepFolderWithoutItsMarkerGivesWayToTheSave() throws {
+        let f = try QueueFixture()
+        let c = try makeContext(f, token: "a.1")
+        let ckpt = try c.checkpoints(keepLast: 3)
+        try ckpt.save(step: 4, write("s4"))
+        try ckpt.save(step: 8, write("old8"))
+        try FileManager.default.removeItem(atPath: ckpt.root + "/step-8/" + Checkpoints.marker)
+        #expect(ckpt.latest()?.step == 4)
+        let path = try ckpt.save(step: 8, write("new8"))
+        #expect(content(path) == "new8" && ckpt.latest()?.step == 8)
+        #expect(entries(ckpt.root) == ["latest", "step-4", "step-8"], "the old folder went through the trash")
+    }
+
     @Test func anExistingStepIsNeverReplaced() throws {
         let f = try QueueFixture()
         let a = try makeContext(f, token: "a.1")

@@ -446,6 +446,15 @@ import Testing
         #expect(typo != 0 && text.contains("did you mean 'seed'"), "\(typo) \(text)")
         let (good, _) = try Self.fidq(["example", "--print-params", "--seed", "3"])
         #expect(good == 0)
+        // The kind's own checks too (printed, exit 0, then refused at submit), and a type error
+        // shows the value given.
+        let (range, rangeText) = try Self.fidq(["example", "--print-params", "--decoys_min", "5", "--decoys_max", "2"])
+        #expect(range != 0 && rangeText.contains("decoys_max") && rangeText.contains("found 2"), "\(range) \(rangeText)")
+        let (lr, lrText) = try Self.fidq(["train-reader", "--print-params", "--train_data", "x.json", "--model_config", "c.json",
+                                          "--tokenizer", "t.json", "--lr", "0"])
+        #expect(lr != 0 && lrText.contains("--lr: expected lr > 0"), "\(lr) \(lrText)")
+        let (type, typeText) = try Self.fidq(["example", "--print-params", "--seed", "ten"])
+        #expect(type != 0 && typeText.contains(#"found "ten""#), "\(type) \(typeText)")
     }
 
     /// A kind's `--help` lists its params from the kind's own decoder: required ones first, the

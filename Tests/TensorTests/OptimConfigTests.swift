@@ -51,6 +51,18 @@ import Testing
         }
     }
 
+    /// A count that is no integer names its field and the number (Foundation said only "The
+    /// given data was not valid JSON").
+    @Test(arguments: ["total_steps", "warmup_steps", "scheduler_steps"])
+    func aStepCountThatIsNoIntegerNamesTheField(field: String) {
+        #expect {
+            try Self.decode(#"{"\#(field)": 2.5}"#)
+        } throws: { error in
+            let e = error as? OptimConfigError
+            return e?.field == field && e?.expected == "an integer" && e?.found == "2.5"
+        }
+    }
+
     @Test func adamIgnoresWeightDecayLikeFiD() {
         let adam = OptimConfig(optim: .adam, weightDecay: 0.3).makeOptimizer(count: 3)
         #expect((adam as? Adam)?.weightDecay == 0)
