@@ -45,7 +45,7 @@ public struct EvaluateRetrievalParams: JobParams {
 
     /// At submit: the file is FiD data.
     public func validateInputs(resolve: (String) -> String) throws {
-        try ScoreParams.checkFirstExample(resolve(data), field: "params.data", needAnswers: false)
+        try ScoreParams.checkFirstExample(resolve(data), field: "params.data", needAnswers: false, passages: .textOrNull)
     }
 }
 
@@ -131,7 +131,10 @@ public struct EvaluateRetrievalKind: JobKind {
         let blockSize = 512
         // Counted by structure first (a small part of the matching's time), so progress has a total and an ETA.
         let total: Int
-        do { total = try FiDData(path: file).count() } catch let e as FormatError { throw JobError.permanent(e.description, field: "params.data") }
+        // FiD's evaluation reads a passage's text alone, a null one as holding no answer.
+        var data = FiDData(path: file)
+        data.passages = .textOrNull
+        do { total = try data.count() } catch let e as FormatError { throw JobError.permanent(e.description, field: "params.data") }
         /// Matches one block on every thread, then counts it in file order.
         func flush() throws {
             try context.checkCancelled()
@@ -142,7 +145,7 @@ public struct EvaluateRetrievalKind: JobKind {
                 parallelFor(block.count) { range in
                     for i in range {
                         let answers = block[i].answers.map(AnswerMatch.normalizedTokens)
-                        out[i] = ranked[i].map { AnswerMatch.hasAnswer(answerTokens: answers, words: AnswerMatch.normalizedTokens($0.text)) }
+                        out[i] = ranked[i].map { !$0.textMissing && AnswerMatch.hasAnswer(answerTokens: answers, words: AnswerMatch.normalizedTokens($0.text)) }
                     }
                 }
             }
@@ -167,7 +170,7 @@ public struct EvaluateRetrievalKind: JobKind {
             block.removeAll(keepingCapacity: true)
         }
         do {
-            try FiDData(path: file).forEach { ex in
+            try data.forEach { ex in
                 block.append(ex)
                 if block.count == blockSize { try flush() }
             }

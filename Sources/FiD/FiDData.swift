@@ -13,6 +13,8 @@ import Formats
 /// line), whatever the file's name (FiD picks by the `.jsonl` suffix; content is surer).
 public struct FiDData {
     public let path: String
+    /// What each passage must hold (`evaluate_retrieval` reads FiD's evaluation's way).
+    public var passages: FiDExample.Passages = .titleAndText
 
     public init(path: String) { self.path = path }
 
@@ -43,7 +45,7 @@ public struct FiDData {
             count += 1
             try seen?(e)
             guard Self.inShard(e.index, shard: shard, of: numShards) else { return }
-            try body(try FiDExample(e.value, index: e.index, file: path, where: place), e)
+            try body(try FiDExample(e.value, index: e.index, file: path, where: place, passages: passages), e)
         }
         guard let first = stream.firstByte else {
             throw FormatError(file: path, location: "", "the file is empty", hint: "FiD data is a JSON list or JSON Lines of examples")

@@ -9,6 +9,9 @@ public struct FiDPassage: Sendable {
     public var score: Double?
     /// The passage object as read, unknown fields included, for writing it back.
     public var raw: JSONNode
+    /// `text` was null (DPR's "no doc in db"), read as "" under `FiDExample.Passages.textOrNull`:
+    /// such a passage never holds an answer.
+    public var textMissing = false
 
     public init(title: String, text: String, score: Double? = nil, raw: JSONNode? = nil) {
         self.title = title
@@ -99,7 +102,16 @@ public struct FiDExample: Sendable {
     /// - Throws: `FormatError` naming the file, `[index]` (or the line) and the field: not an object,
     ///   no `question`, a field of the wrong type, a passage without `title`/`text`, a `score`
     ///   that is not a number.
-    public init(_ node: JSONNode, index: Int, file: String, where place: String? = nil) throws {
+    /// What a passage must hold.
+    public enum Passages: Sendable {
+        /// A string `title` and `text`: every reader builds "title: T context: P" from both.
+        case titleAndText
+        /// What FiD's `evaluate_retrieved_passages.py` reads: `text` alone, null counting as a
+        /// passage without an answer; `title` may be missing or null.
+        case textOrNull
+    }
+
+    public init(_ node: JSONNode, index: Int, file: String, where place: String? = nil, passages rule: Passages = .titleAndText) throws {
         let at = place ?? "[\(index)]"
         func bad(_ field: String, _ message: String, hint: String? = nil) -> FormatError {
             FormatError(file: file, location: at + (field.isEmpty ? "" : "." + field), message, hint: hint)
@@ -152,11 +164,20 @@ public struct FiDExample: Sendable {
                 }
                 // FiD reads every passage as "title: T context: P", so both are required, as in FiD.
                 let passageHint = "every passage has a title and a text, as DPR's do; use \"\" for a passage without a title"
-                guard case .string(let title)? = c["title"] else {
+                let title: String, text: String
+                var textMissing = false
+                switch (c["title"], rule) {
+                case (.string(let t)?, _): title = t
+                case (nil, .textOrNull), (.null?, .textOrNull): title = ""
+                default:
                     throw bad(field + ".title", c["title"] == nil ? "missing" : "expected a string, found \(c["title"]!.kindName)", hint: passageHint)
                 }
-                guard case .string(let text)? = c["text"] else {
-                    throw bad(field + ".text", c["text"] == nil ? "missing" : "expected a string, found \(c["text"]!.kindName)", hint: passageHint)
+                switch (c["text"], rule) {
+                case (.string(let t)?, _): text = t
+                case (.null?, .textOrNull): (text, textMissing) = ("", true)
+                default:
+                    throw bad(field + ".text", c["text"] == nil ? "missing" : "expected a string, found \(c["text"]!.kindName)",
+                              hint: rule == .textOrNull ? "every passage has a text (null counts as a passage without the answer, as in FiD's evaluation)" : passageHint)
                 }
                 var score: Double? = nil
                 switch c["score"] {
@@ -171,7 +192,9 @@ public struct FiDExample: Sendable {
                     score = d
                 case let other?: throw bad(field + ".score", "expected a number, found \(other.kindName)")
                 }
-                ctxs.append(FiDPassage(title: title, text: text, score: score, raw: c))
+                var passage = FiDPassage(title: title, text: text, score: score, raw: c)
+                passage.textMissing = textMissing
+                ctxs.append(passage)
             }
         case let other?: throw bad("ctxs", "expected a list of passages, found \(other.kindName)")
         }

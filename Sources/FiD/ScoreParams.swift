@@ -190,9 +190,11 @@ public struct ScoreParams: JobParams, Equatable {
             + "to start from trained weights, point at a folder that holds them"
     }
 
-    static func checkFirstExample(_ path: String, field: String, needAnswers: Bool) throws {
+    static func checkFirstExample(_ path: String, field: String, needAnswers: Bool, passages: FiDExample.Passages = .titleAndText) throws {
         do {
-            guard let first = try FiDData(path: path).first() else { return }
+            var data = FiDData(path: path)
+            data.passages = passages
+            guard let first = try data.first() else { return }
             if needAnswers && first.answers.isEmpty {
                 throw JobError.permanent("\(path): example \(first.idText) (the first) has no answers", field: field,
                                          hint: "exact match during training needs each dev example's answers")

@@ -52,7 +52,8 @@ public struct TrainRetrieverKind: JobKind {
         if let line = p.ignored.note("train_retriever") { context.log(line) }
         let trainer = Trainer(config: p.trainer, model: t, context: context, label: "train_retriever")
         trainer.settings = try Trainer.settings(
-            of: p, leaving: ["train_data", "eval_data", "model_path", "model_config", "tokenizer", "name", "checkpoint_dir"],
+            // dropout and indexing_dimension are written only when given; their effect is in model.*.
+            of: p, leaving: ["train_data", "eval_data", "model_path", "model_config", "tokenizer", "name", "checkpoint_dir", "dropout", "indexing_dimension"],
             extra: Trainer.modelSettings(t.model.config).merging([
                 "train_data": t.train.fingerprint.value, "eval_data": t.dev?.fingerprint.value ?? .null,
                 "tokenizer": t.tokenizerPath.map(Trainer.fileHash) ?? .null,

@@ -408,7 +408,7 @@ public final class Trainer {
             // Fewer steps than done: the run would report a result of more steps than asked.
             guard step <= o.totalSteps else {
                 throw JobError.permanent("checkpoint \(dir) is at step \(step), past total_steps \(o.totalSteps)", field: "params.total_steps",
-                                         hint: "give total_steps \(step) or more to resume this run, or train a new one from model_path \(dir); or " + context.startOver)
+                                         hint: "give total_steps \(step) or more to resume this run, or train a new one from model_path \(kept(dir)) (copied out first: starting over removes it); or " + context.startOver)
             }
             // FiD rebuilds the scheduler from the checkpoint's options, so its lr stays 0 past the
             // old end; here the schedule follows the params, and the log says where it moved.
@@ -416,7 +416,7 @@ public final class Trainer {
                 var old = o
                 old.schedulerSteps = before
                 let was = old.schedule.lr(base: o.lr, afterSteps: state.optimizerSteps), now = o.schedule.lr(base: o.lr, afterSteps: state.optimizerSteps)
-                context.log("\(label): the linear schedule now reaches lr 0 at step \(o.schedule.schedulerSteps), not \(before) as when step-\(step) was saved "
+                context.log("\(label): the linear schedule now reaches lr 0 at optimizer step \(o.schedule.schedulerSteps), not \(before) as when step-\(step) was saved "
                     + "(total_steps or scheduler_steps changed): the lr there is \(Self.number(now)), was \(Self.number(was)) (FiD keeps the checkpoint's schedule)")
             }
         }
@@ -570,6 +570,12 @@ public final class Trainer {
         try jsonEncoder().encode(state).write(to: URL(fileURLWithPath: dir + "/" + Trainer.stateFile))
     }
 
+    /// `dir`, a folder of this job's, where it is once the attempt has failed (a queue moves the
+    /// job's folder from running/ to failed/): what a hint names.
+    func kept(_ dir: String) -> String {
+        dir.hasPrefix(context.folder + "/") ? context.stoppedFolder + dir.dropFirst(context.folder.count) : dir
+    }
+
     /// Loads parameters, optimizer, gradients and trainer state from checkpoint `dir` (whose
     /// complete predecessor, if any, is step `older`).
     func restore(from dir: String, step: Int, older: Int?, optimizer: inout any Optimizer, grads: ParameterSlab) throws -> TrainerState {
@@ -614,7 +620,7 @@ public final class Trainer {
                                      field: keys.first.flatMap { $0.hasPrefix("model.") ? nil : "params." + $0 },
                                      hint: "a resumed run keeps what it started with (only total_steps, scheduler_steps, eval_freq, save_freq, "
                                         + "eval_print_freq, keep_last and threads may change): set it back to resume, or train a new run from "
-                                        + "model_path \(dir); or " + context.startOver)
+                                        + "model_path \(kept(dir)) (copied out first: starting over removes it); or " + context.startOver)
         }
         let adam: AdamState
         do {

@@ -88,6 +88,11 @@ public struct ForegroundRun {
         let context = JobContext(
             id: d.id, kind: d.kind, attempt: 1, maxAttempts: 1, folder: folder, paths: policy, fs: fs,
             cancellation: cancel, progress: progress, log: log, threads: threads)
+        // A kind's own subcommand (`fidq train-reader …`) is what its user runs again.
+        if let reproduce, case let words = reproduce.split(separator: " "), words.count > 1, words[0] == "fidq" {
+            context.runAgain = "the same fidq \(words[1])"
+            context.startOver = "rm -r \(shellQuoted(folder + "/out")), then the same fidq \(words[1]), starts over"
+        }
         let started = isoTimestamp()
         do {
             defer { context.noteThreadShortfall() }

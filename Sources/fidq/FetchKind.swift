@@ -18,7 +18,10 @@ extension FetchParams: JobParams {
     /// submit, as the fetcher words it (submit vouched for it, and the job failed at its start).
     public func validateInputs(resolve: (String) -> String) throws {
         let path = resolve(dest)
-        if Fetcher.destConflict(self, dest: path) {
+        // As `run` gives it to the fetcher, whose marker records it: a `job:` passages resolved.
+        var asRun = self
+        if let given = passages, given.hasPrefix("job:") { asRun.passages = resolve(given) }
+        if Fetcher.destConflict(asRun, dest: path) {
             throw JobError.permanent("\(FetchError.destExists(path: path))", field: "params.dest")
         }
     }

@@ -275,6 +275,36 @@ import Testing
         #expect(taken == 0, "\(takenText)")
     }
 
+    /// A dest this fetch published passes the check, even with `passages` named `job:ID/…`
+    /// (the marker records the resolved path): a second identical fetch is submitted and is
+    /// "already present" (it was refused, and a retry or take-over of the first failed for good).
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: fidq.path), "needs the fidq binary (swift build)"))
+    func aDestThisFetchPublishedPassesTheCheck() throws {
+        let q = QueueBox(box: try Sandbox())
+        let server = try PresetsTests.mirror(q.box)
+        defer { server.stop() }
+        try FileManager.default.createDirectory(at: q.box.ws.appendingPathComponent("in"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: FiDFixtures.passages, to: q.box.ws.appendingPathComponent("in/psgs.tsv"))
+        let concat = try q.descriptor("c", #"{"kind": "concat", "params": {"inputs": ["in/psgs.tsv"], "dest": "tmp/psgs_w100.tsv"}}"#)
+        let fetch = #"{"kind": "fetch", "after": ["c"], "params": {"source": "nq_data", "mirror": "\#(server.base)", "passages": "job:c/psgs_w100.tsv", "dest": "nq"}}"#
+        let first = try q.descriptor("n", fetch)
+        var (status, text) = try Self.fidqRun(["submit", "--queue", q.queue.path, concat, first])
+        #expect(status == 0, "\(text)")
+        var worker = try q.worker()
+        try worker.run()
+        #expect(Self.waitExit(worker, 90), "the worker did not drain the queue in 90 s")
+        #expect(q.entries("done") == ["c", "n"], "failed: \(q.entries("failed"))")
+        (status, text) = try Self.fidqRun(["submit", "--queue", q.queue.path, try q.descriptor("n2", fetch)])
+        #expect(status == 0, "\(text)")
+        worker = try q.worker()
+        try worker.run()
+        defer { if worker.isRunning { kill(worker.processIdentifier, SIGKILL); worker.waitUntilExit() } }
+        #expect(Self.waitExit(worker, 60), "the worker did not drain the queue in 60 s")
+        #expect(q.entries("done") == ["c", "n", "n2"], "failed: \(q.entries("failed"))")
+        let result = try q.json("done", "n2", "result.json")["result"] as? [String: Any]
+        #expect(result?["already_present"] as? Bool == true, "\(String(describing: result))")
+    }
+
     /// A negative number on `fidq fetch`'s command line is read as the value and refused by its
     /// range, naming it (ArgumentParser took "-1" for an option: "Missing value for '--retries'").
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: fidq.path), "needs the fidq binary (swift build)"),

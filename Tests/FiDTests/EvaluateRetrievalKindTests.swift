@@ -76,6 +76,18 @@ import Testing
         }
     }
 
+    /// FiD's evaluation reads a passage's text alone: no title (or a null one) is counted, and a
+    /// null text ("no doc in db") is a passage without the answer, even for the answer "" that
+    /// matches any text. Both were refused, failing the job.
+    @Test func passagesWithoutTitleOrWithANullTextAreCountedAsFiDsEvaluationDoes() throws {
+        let data = "[" + [
+            #"{"id": "a", "question": "capital of Germany?", "answers": ["Berlin"], "ctxs": [{"text": "\#(Self.paris)"}, {"title": null, "text": "\#(Self.berlin)"}]}"#,
+            #"{"id": "b", "question": "anything?", "answers": [""], "ctxs": [{"title": "x", "text": null}, {"text": "\#(Self.nile)"}]}"#,
+        ].joined(separator: ",\n") + "]"
+        let r = try Self.evaluate([:], data: data)
+        #expect(Self.numbers(r["top_k_accuracy"]) == [0, 1], "\(String(describing: r["top_k_accuracy"]))")
+    }
+
     /// score read only the first passages (its n_context below the file's): those carry the
     /// reader's numbers, the rest the retrieval's strings, another scale. The reader's are ranked,
     /// the rest follow in file order, however high their strings.

@@ -4,7 +4,7 @@
 import Foundation
 import Testing
 @testable import FiD
-import Jobs
+@testable import Jobs
 import Tensor
 
 /// Least squares y ≈ w·x over 12 fixed examples, with RNG noise on the targets (like dropout, it
@@ -86,13 +86,14 @@ struct ToyKind: JobKind {
 /// Runs `toy.train` in the foreground into `out` (a folder kept across runs, as a job's is).
 @discardableResult
 func runToy(_ config: TrainerConfig, out: String, cancel: CancellationToken = CancellationToken(), settings: [String: JSONValue] = [:],
-            setUp: @escaping @Sendable (ToyModel) -> Void = { _ in }) throws -> JSONValue {
+            reproduce: String? = nil, setUp: @escaping @Sendable (ToyModel) -> Void = { _ in }) throws -> JSONValue {
     let registry = KindRegistry()
     registry.register(ToyKind(config: config, settings: settings, setUp: setUp))
     let job = out + ".json"
     try Data(#"{"kind": "toy.train", "id": "toy"}"#.utf8).write(to: URL(fileURLWithPath: job))
     var run = ForegroundRun(file: job, workspace: NSTemporaryDirectory())
     run.outDir = out
+    run.reproduce = reproduce
     return try run.run(registry: registry, cancel: cancel)
 }
 
@@ -320,6 +321,20 @@ struct TrainerResumeTests {
         #expect(number(result, "steps") == 8 && number(result, "resumed_from") == 4, "\(result)")
     }
 
+    /// A queued job's folder moves from running/ to failed/ when the attempt fails: hints name
+    /// a checkpoint where it will then be.
+    @Test func hintsNameTheCheckpointWhereTheFailedJobKeepsIt() throws {
+        let fs = PosixFileSystem()
+        let context = JobContext(id: "t", kind: "toy.train", attempt: 1, maxAttempts: 3, folder: "/q/running/t@a.1",
+                                 paths: PathPolicy(workspace: "/tmp", queue: "/q"), fs: fs, cancellation: CancellationToken(),
+                                 progress: ProgressReporter(path: nil, fs: fs, bar: false, label: "t", line: nil),
+                                 log: JobLog(path: nil, fs: fs, echo: nil), threads: 1)
+        context.stoppedFolder = "/q/failed/t"
+        let trainer = Trainer(config: toyConfig(), model: ToyModel(), context: context, label: "toy")
+        #expect(trainer.kept("/q/running/t@a.1/out/checkpoint/step-8") == "/q/failed/t/out/checkpoint/step-8")
+        #expect(trainer.kept("/elsewhere/step-8") == "/elsewhere/step-8")
+    }
+
     @Test func totalStepsBelowTheCheckpointIsRefused() throws {
         let out = scratch() + "/job"
         try runToy(toyConfig(total: 8), out: out)
@@ -335,7 +350,7 @@ struct TrainerResumeTests {
         try runToy(toyConfig(total: 8), out: out)
         try runToy(toyConfig(total: 12), out: out)
         let log = try String(contentsOfFile: out + "/log.txt", encoding: .utf8)
-        #expect(log.contains("toy: the linear schedule now reaches lr 0 at step 12, not 8 as when step-8 was saved"), "\(log)")
+        #expect(log.contains("toy: the linear schedule now reaches lr 0 at optimizer step 12, not 8 as when step-8 was saved"), "\(log)")
         #expect(log.contains("the lr there is 0.02, was 0 (FiD keeps the checkpoint's schedule)"), "\(log)")
     }
 
@@ -352,6 +367,10 @@ struct TrainerResumeTests {
         let e = try #require(refusal { try runToy(c, out: out) })
         #expect(e.permanence == .permanent && e.message.hasPrefix("checkpoint \(out)/out/checkpoint/step-8: "), "\(e)")
         #expect(e.hint?.hasPrefix("the checkpoint folder is damaged: remove out/checkpoint/step-8 from \(out), then the same fidq run resumes from step-4; or rm -r") == true, "\(e)")
+        // A kind's subcommand is named as the command to run again (it said "the same fidq run").
+        let named = try #require(refusal { try runToy(c, out: out, reproduce: "fidq toy-train --x 1") })
+        #expect(named.hint?.contains("then the same fidq toy-train resumes from step-4; or rm -r") == true
+                && named.hint?.hasSuffix("/out, then the same fidq toy-train, starts over") == true, "\(named)")
         // Following the hint keeps the work before it: the run ends as an uninterrupted one.
         try FileManager.default.removeItem(atPath: out + "/out/checkpoint/step-8")
         let result = try runToy(c, out: out)

@@ -86,7 +86,7 @@ final class ThreadsSeen: @unchecked Sendable {
         // 0 is no thread count (it ran on one thread without a word).
         for bad in [["--threads", "0"], ["--threads=-2"]] {
             let p = try WorkerProcess(f, command: ["run", job, "--workspace", f.workspace, "--out", f.workspace + "/bad.run"] + bad, tag: "bad")
-            #expect(p.wait(60) != 0 && p.log.contains("--threads: expected at least 1"), "\(bad): \(p.log)")
+            #expect(p.wait(60) != 0 && p.log.contains("--threads: expected an integer in 1…4096"), "\(bad): \(p.log)")
         }
         let taskset = "/usr/bin/taskset"
         try #require(FileManager.default.isExecutableFile(atPath: taskset), "taskset (util-linux) is needed to pin the process")
