@@ -107,7 +107,7 @@ public struct FiDExample: Sendable {
         /// A string `title` and `text`: every reader builds "title: T context: P" from both.
         case titleAndText
         /// What FiD's `evaluate_retrieved_passages.py` reads: `text` alone, null counting as a
-        /// passage without an answer; `title` may be missing or null.
+        /// passage without an answer; `title` is not read (missing, null or any value).
         case textOrNull
     }
 
@@ -168,7 +168,7 @@ public struct FiDExample: Sendable {
                 var textMissing = false
                 switch (c["title"], rule) {
                 case (.string(let t)?, _): title = t
-                case (nil, .textOrNull), (.null?, .textOrNull): title = ""
+                case (_, .textOrNull): title = ""  // never read there, whatever it holds
                 default:
                     throw bad(field + ".title", c["title"] == nil ? "missing" : "expected a string, found \(c["title"]!.kindName)", hint: passageHint)
                 }

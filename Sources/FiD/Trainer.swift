@@ -241,8 +241,14 @@ public struct ExamplesFingerprint: Sendable, Equatable {
         }
     }
 
+    /// 16 hex digits, leading zeros kept.
+    static func hex(_ x: UInt64) -> String {
+        let digits = String(x, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+
     /// `count` and the hash, as a checkpoint records them.
-    public var value: JSONValue { .string("\(count) examples, \(String(hash, radix: 16))") }
+    public var value: JSONValue { .string("\(count) examples, \(Self.hex(hash))") }
 }
 
 /// Training params a run may change and still resume a folder's checkpoints (a run extended to
@@ -379,7 +385,7 @@ public final class Trainer {
         guard let data = FileManager.default.contents(atPath: path) else { return .string("unreadable") }
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in data { hash = (hash ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
-        return .string("\(data.count) bytes, \(String(hash, radix: 16))")
+        return .string("\(data.count) bytes, \(ExamplesFingerprint.hex(hash))")
     }
 
     /// Trains to `total_steps` micro-batches, resuming from `latest` when the job has one.
@@ -407,7 +413,7 @@ public final class Trainer {
             context.log("\(label): resumed from \(dir) (step \(step), \(state.optimizerSteps) optimizer steps)")
             // Fewer steps than done: the run would report a result of more steps than asked.
             guard step <= o.totalSteps else {
-                throw JobError.permanent("checkpoint \(dir) is at step \(step), past total_steps \(o.totalSteps)", field: "params.total_steps",
+                throw JobError.permanent("checkpoint \(kept(dir)) is at step \(step), past total_steps \(o.totalSteps)", field: "params.total_steps",
                                          hint: "give total_steps \(step) or more to resume this run, or train a new one from model_path \(kept(dir)) (copied out first: starting over removes it); or " + context.startOver)
             }
             // FiD rebuilds the scheduler from the checkpoint's options, so its lr stays 0 past the
@@ -616,7 +622,7 @@ public final class Trainer {
                 }
             }
             let listed = keys.prefix(4).map { "\($0): \(text(saved[$0])) there, \(text(settings[$0])) here" }.joined(separator: "; ")
-            throw JobError.permanent("checkpoint \(dir) belongs to a run of other settings (\(listed)\(keys.count > 4 ? "; …" : ""))",
+            throw JobError.permanent("checkpoint \(kept(dir)) belongs to a run of other settings (\(listed)\(keys.count > 4 ? "; …" : ""))",
                                      field: keys.first.flatMap { $0.hasPrefix("model.") ? nil : "params." + $0 },
                                      hint: "a resumed run keeps what it started with (only total_steps, scheduler_steps, eval_freq, save_freq, "
                                         + "eval_print_freq, keep_last and threads may change): set it back to resume, or train a new run from "

@@ -303,6 +303,11 @@ import Testing
         #expect(q.entries("done") == ["c", "n", "n2"], "failed: \(q.entries("failed"))")
         let result = try q.json("done", "n2", "result.json")["result"] as? [String: Any]
         #expect(result?["already_present"] as? Bool == true, "\(String(describing: result))")
+        // The same queue reached through a symlink: the marker holds the real path.
+        let link = q.box.root.appendingPathComponent("ws-link")
+        try FileManager.default.createSymbolicLink(at: link, withDestinationURL: q.box.ws)
+        (status, text) = try Self.fidqRun(["submit", "--dry-run", "--queue", link.appendingPathComponent("queue").path, try q.descriptor("n3", fetch)])
+        #expect(status == 0, "\(text)")
     }
 
     /// A negative number on `fidq fetch`'s command line is read as the value and refused by its

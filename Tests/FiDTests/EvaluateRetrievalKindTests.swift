@@ -82,7 +82,7 @@ import Testing
     @Test func passagesWithoutTitleOrWithANullTextAreCountedAsFiDsEvaluationDoes() throws {
         let data = "[" + [
             #"{"id": "a", "question": "capital of Germany?", "answers": ["Berlin"], "ctxs": [{"text": "\#(Self.paris)"}, {"title": null, "text": "\#(Self.berlin)"}]}"#,
-            #"{"id": "b", "question": "anything?", "answers": [""], "ctxs": [{"title": "x", "text": null}, {"text": "\#(Self.nile)"}]}"#,
+            #"{"id": "b", "question": "anything?", "answers": [""], "ctxs": [{"title": "x", "text": null}, {"title": 7, "text": "\#(Self.nile)"}]}"#,
         ].joined(separator: ",\n") + "]"
         let r = try Self.evaluate([:], data: data)
         #expect(Self.numbers(r["top_k_accuracy"]) == [0, 1], "\(String(describing: r["top_k_accuracy"]))")

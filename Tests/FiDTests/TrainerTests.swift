@@ -335,6 +335,10 @@ struct TrainerResumeTests {
         #expect(trainer.kept("/elsewhere/step-8") == "/elsewhere/step-8")
     }
 
+    @Test func fingerprintsKeepTheirLeadingZeros() {
+        #expect(ExamplesFingerprint.hex(0xabc) == "0000000000000abc" && ExamplesFingerprint.hex(.max) == "ffffffffffffffff")
+    }
+
     @Test func totalStepsBelowTheCheckpointIsRefused() throws {
         let out = scratch() + "/job"
         try runToy(toyConfig(total: 8), out: out)
