@@ -36,6 +36,10 @@ public struct FetchParams: Codable, Equatable, Sendable {
     public var filename: String?
     /// For the data presets: an existing `psgs_w100.tsv` to use instead of downloading it.
     public var passages: String?
+    /// What `dest`'s marker records for `passages` when that is not the path read: a queued
+    /// job's `job:ID/…` reference as written, the same on every worker whatever the shared
+    /// storage's mount point there. Not a param (never decoded or encoded).
+    public var passagesAsWritten: String?
     /// For presets: a base URL that replaces each preset URL's scheme and host (a local mirror).
     public var mirror: String?
     /// Seconds to wait for the server's first answer.

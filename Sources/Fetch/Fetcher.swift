@@ -95,7 +95,7 @@ public enum Fetcher {
             let (files, bytes) = treeSize(dest)
             return FetchResult(dest: dest.path, files: files, bytes: bytes, downloads: [], alreadyPresent: true)
         }
-        if marker.sameFetch(as: Marker.read(dest), in: dest), !FileManager.default.fileExists(atPath: work.path) {
+        if marker.sameFetch(as: Marker.read(dest), in: dest, passagesRead: params.passages), !FileManager.default.fileExists(atPath: work.path) {
             log("fetch: \(dest.path) already holds this fetch's result")
             return present()
         }
@@ -114,7 +114,7 @@ public enum Fetcher {
             keepMine = true  // it may already hold adopted downloads
             throw error
         }
-        if marker.sameFetch(as: Marker.read(dest), in: dest) {
+        if marker.sameFetch(as: Marker.read(dest), in: dest, passagesRead: params.passages) {
             log("fetch: \(dest.path) already holds this fetch's result")
             return present()
         }
@@ -382,7 +382,7 @@ public enum Fetcher {
     public static func destConflict(_ params: FetchParams, dest: String) -> Bool {
         let url = URL(fileURLWithPath: dest)
         return !params.replace && FileManager.default.fileExists(atPath: dest) && !isEmptyFolder(url)
-            && !Marker(params).sameFetch(as: Marker.read(url), in: url)
+            && !Marker(params).sameFetch(as: Marker.read(url), in: url, passagesRead: params.passages)
     }
 
     static func isEmptyFolder(_ url: URL) -> Bool {
@@ -415,19 +415,24 @@ struct Marker: Codable, Equatable {
         unpack = p.unpack.rawValue
         stripComponents = p.stripComponents
         filename = p.filename
-        passages = p.passages
+        passages = p.passagesAsWritten ?? p.passages
         version = 2
     }
 
     /// Whether `stored`, the marker found in `folder`, records this fetch. A marker of an older
     /// fidq (no version, filename or passages recorded) matches when the rest agrees and the
     /// file this fetch names is there, so a rerun after the upgrade is "already present"; with
-    /// `passages` it cannot tell, and does not match.
-    func sameFetch(as stored: Marker?, in folder: URL) -> Bool {
+    /// `passages` it cannot tell, and does not match. `passagesRead` is the path this run reads
+    /// for a `job:` passages: markers of earlier versions recorded it, resolved (or with its
+    /// symlinks resolved too), and match on the worker that wrote them.
+    func sameFetch(as stored: Marker?, in folder: URL, passagesRead: String? = nil) -> Bool {
         guard let stored, stored.url == url, stored.source == source, stored.sha256 == sha256, stored.unpack == unpack,
               stored.stripComponents == stripComponents else { return false }
         if stored.version != nil || stored.filename != nil || stored.passages != nil {
-            return stored.filename == filename && stored.passages == passages
+            guard stored.filename == filename else { return false }
+            if stored.passages == passages { return true }
+            guard let recorded = stored.passages, let read = passagesRead, read != passages else { return false }
+            return recorded == read || recorded == Fetcher.realpathOrSelf(read)
         }
         guard passages == nil else { return false }
         return filename.map { FileManager.default.fileExists(atPath: folder.appendingPathComponent($0).path) } ?? true

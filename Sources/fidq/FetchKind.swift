@@ -14,16 +14,16 @@ extension FetchParams: JobParams {
         return paths
     }
 
-    /// `path` with its symlinks resolved (as given when it does not exist).
-    static func realPath(_ path: String) -> String { URL(fileURLWithPath: path).resolvingSymlinksInPath().path }
-
     /// A `dest` the run would refuse at once (something else there, no `replace`) is refused at
     /// submit, as the fetcher words it (submit vouched for it, and the job failed at its start).
     public func validateInputs(resolve: (String) -> String) throws {
         let path = resolve(dest)
-        // As `run` gives it to the fetcher, whose marker records it: a `job:` passages resolved.
+        // As `run` gives it to the fetcher: a `job:` passages read resolved, recorded as written.
         var asRun = self
-        if let given = passages, given.hasPrefix("job:") { asRun.passages = Self.realPath(resolve(given)) }
+        if let given = passages, given.hasPrefix("job:") {
+            asRun.passages = resolve(given)
+            asRun.passagesAsWritten = given
+        }
         if Fetcher.destConflict(asRun, dest: path) {
             throw JobError.permanent("\(FetchError.destExists(path: path))", field: "params.dest")
         }
@@ -66,8 +66,13 @@ struct FetchKind: JobKind {
         }
         // `job:ID/…` names an earlier job's output; the fetcher itself knows only workspace paths.
         var params = params
-        // The real path: the marker records it, and a queue reached through a symlink must match it.
-        if let given = params.passages, given.hasPrefix("job:") { params.passages = FetchParams.realPath(context.resolve(given)) }
+        // Read at its path here; the marker records the reference as written, so a retry or an
+        // identical fetch on a worker that mounts the shared storage elsewhere (or reaches the
+        // queue through a symlink) finds this fetch's result, not "something else".
+        if let given = params.passages, given.hasPrefix("job:") {
+            params.passages = context.resolve(given)
+            params.passagesAsWritten = given
+        }
         do {
             return try Fetcher.run(
                 params, workspace: workspace, roots: context.paths.allowedRoots.map { URL(fileURLWithPath: $0) }, attempt: Self.claimToken(context.folder), readCheck: readCheck,

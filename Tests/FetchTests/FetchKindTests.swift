@@ -308,6 +308,24 @@ import Testing
         try FileManager.default.createSymbolicLink(at: link, withDestinationURL: q.box.ws)
         (status, text) = try Self.fidqRun(["submit", "--dry-run", "--queue", link.appendingPathComponent("queue").path, try q.descriptor("n3", fetch)])
         #expect(status == 0, "\(text)")
+        // The shared storage mounted at another path (another machine's worker): the marker
+        // records `job:c/…` as written, so a retry there finds the result, at submit and run.
+        let moved = q.box.root.appendingPathComponent("elsewhere")
+        try FileManager.default.moveItem(at: q.box.ws, to: moved)
+        defer { try? FileManager.default.moveItem(at: moved, to: q.box.ws) }
+        let queue = moved.appendingPathComponent("queue")
+        (status, text) = try Self.fidqRun(["submit", "--queue", queue.path, try q.descriptor("n4", fetch)])
+        #expect(status == 0, "\(text)")
+        worker = Process()
+        worker.executableURL = Self.fidq
+        worker.arguments = ["worker", "--queue", queue.path, "--drain", "--poll", "0.2"]
+        worker.standardError = FileHandle.nullDevice
+        try worker.run()
+        #expect(Self.waitExit(worker, 60), "the worker did not drain the moved queue in 60 s")
+        let failed = (try? FileManager.default.contentsOfDirectory(atPath: queue.appendingPathComponent("failed").path)) ?? []
+        let record = try? Data(contentsOf: queue.appendingPathComponent("done/n4/result.json"))
+        let again = record.flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }?["result"] as? [String: Any]
+        #expect(again?["already_present"] as? Bool == true, "failed: \(failed)")
     }
 
     /// A negative number on `fidq fetch`'s command line is read as the value and refused by its

@@ -81,6 +81,18 @@ import Testing
         #expect(!Marker(own).sameFetch(as: stored, in: dest), "passages: cannot tell")
         try JSONEncoder().encode(old).write(to: dest.appendingPathComponent(Fetcher.markerName))
         #expect(try Fetcher.run(p, workspace: box.ws).alreadyPresent)
+        // A queued `job:` passages is recorded as written; a marker of an earlier version, which
+        // recorded the path read (resolved, or real), still matches on the worker that wrote it.
+        var queued = FetchParams(source: "tqa_data", dest: "d")
+        queued.passages = box.ws.appendingPathComponent("psgs.tsv").path
+        queued.passagesAsWritten = "job:c/psgs.tsv"
+        #expect(Marker(queued).passages == "job:c/psgs.tsv")
+        var earlier = Marker(queued)
+        earlier.passages = queued.passages
+        #expect(Marker(queued).sameFetch(as: earlier, in: dest, passagesRead: queued.passages))
+        earlier.passages = "/elsewhere/psgs.tsv"
+        #expect(!Marker(queued).sameFetch(as: earlier, in: dest, passagesRead: queued.passages), "another file")
+        #expect(!Marker(queued).sameFetch(as: Marker(own), in: dest, passagesRead: queued.passages), "another reference")
     }
 
     /// An earlier attempt's folder in `.out.fetch/` holding a partial `download.part` of `data`
