@@ -87,7 +87,12 @@ public struct ScoreKind: JobKind {
         let modelPath = context.resolve(params.modelPath), dataPath = context.resolve(params.evalData)
         let inputs = Self.inputsRecord(model: modelPath, data: dataPath)
         let recordPath = context.out + "/" + Self.inputsFile
-        let recorded = (try? context.fs.read(recordPath, limit: 1 << 20)).flatMap { String(data: $0, encoding: .utf8) }
+        var recorded = (try? context.fs.read(recordPath, limit: 1 << 20)).flatMap { String(data: $0, encoding: .utf8) }
+        if let old = recorded, old != inputs, old == Self.legacyInputsRecord(model: modelPath, data: dataPath) {
+            // An earlier version's record (with this host's paths) of the same inputs: kept, in today's words.
+            try context.fs.writeAtomically(recordPath, Data(inputs.utf8), tag: context.token)
+            recorded = inputs
+        }
         if var done = try? JSONDecoder().decode(ScoreResult.self, from: context.fs.read(context.out + "/result.json", limit: 1 << 20)) {
             // A result without a record is an older fidq's: trusted as before.
             if recorded == nil || recorded == inputs {
@@ -248,20 +253,32 @@ public struct ScoreKind: JobKind {
     /// `out/`'s record of what its parts and result.json were computed from (`inputsRecord`).
     static let inputsFile = ".score-inputs.txt"
 
-    /// What a score's parts and result depend on beyond its params: the model folder (its real
-    /// path, so a `latest` symlink that moved on counts as another model, and each weight,
-    /// config and tokenizer file's size, time and inode) and the data file's. One line each.
+    /// What a score's parts and result depend on beyond its params: each weight, config and text
+    /// file of the model folder (a `latest` link followed, so one that moved on to another step
+    /// counts as another model) and the data file, by name, size, time and inode, without paths:
+    /// a take-over on a host that mounts the shared storage elsewhere keeps the batches done.
     static func inputsRecord(model: String, data: String) -> String {
         let real = realPath(model)
+        var lines = recordedModelFiles(real).map { "model file " + stamp(real + "/" + $0, as: $0 + ":") }
+        lines.append("data: " + stamp(data, as: "a file of"))
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// `inputsRecord` as versions before 2026-12 wrote it, with the model folder's real path and
+    /// each file's: their runs' parts and results are kept where the paths still read the same.
+    static func legacyInputsRecord(model: String, data: String) -> String {
+        let real = realPath(model)
         var lines = ["model " + real]
-        // Every weight, config and text file, as earlier versions recorded them, so a run they
-        // left (a finished result, a killed run's batches) is still found unchanged.
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: real)) ?? []).sorted().filter { name in
-            !name.hasPrefix(".") && [".safetensors", ".bin", ".json", ".model", ".txt"].contains(where: name.hasSuffix)
-        }
-        for name in names { lines.append("model file " + stamp(real + "/" + name, as: real + "/" + name)) }
+        for name in recordedModelFiles(real) { lines.append("model file " + stamp(real + "/" + name, as: real + "/" + name)) }
         lines.append("data " + stamp(data, as: data))
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The model folder's weight, config and text files, sorted (those `inputsRecord` stamps).
+    static func recordedModelFiles(_ folder: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted().filter { name in
+            !name.hasPrefix(".") && [".safetensors", ".bin", ".json", ".model", ".txt"].contains(where: name.hasSuffix)
+        }
     }
 
     /// What a shard's outputs depend on, for `merge` to compare across shards: the settings that

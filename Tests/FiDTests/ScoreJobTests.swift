@@ -202,9 +202,9 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: victim).isEmpty)
     }
 
-    /// `out/.score-inputs.txt` keeps the form fidq 9a00807 wrote (the model's real path, each
-    /// weight, config and text file's path, size, time and inode, the data file's), so a run an
-    /// earlier version finished or left half done is still found unchanged, not scored again.
+    /// `legacyInputsRecord` is the form of `out/.score-inputs.txt` fidq 9a00807 wrote (the model's
+    /// real path, each weight, config and text file's path, size, time and inode, the data
+    /// file's), so a run an earlier version finished or left half done is still found unchanged.
     @Test func theResumeRecordKeepsItsEarlierForm() throws {
         let folder = TestData.scratch("record-form") + "/model"
         try FileManager.default.copyItem(atPath: ReaderFixture.folder, toPath: folder)
@@ -223,7 +223,16 @@ import Testing
         let earlier = (["model " + folder] + (try names.map { "model file " + (try stamp(folder + "/" + $0)) }) + ["data " + (try stamp(data))])
             .joined(separator: "\n") + "\n"
         #expect(names.contains("notes.txt") && names.contains("optimizer.safetensors"))
-        #expect(ScoreKind.inputsRecord(model: folder, data: data) == earlier)
+        #expect(ScoreKind.legacyInputsRecord(model: folder, data: data) == earlier)
+        // Today's form names no path: the same files seen through another path (hard links, as a
+        // host that mounts the storage elsewhere sees them) give the same record.
+        let view = TestData.scratch("record-form") + "/elsewhere"
+        try FileManager.default.createDirectory(atPath: view, withIntermediateDirectories: true)
+        for name in try FileManager.default.contentsOfDirectory(atPath: folder) {
+            try FileManager.default.linkItem(atPath: folder + "/" + name, toPath: view + "/" + name)
+        }
+        #expect(ScoreKind.inputsRecord(model: view, data: view + "/eval.json") == ScoreKind.inputsRecord(model: folder, data: data))
+        #expect(!ScoreKind.inputsRecord(model: folder, data: data).contains(folder))
     }
 
     @Test func modelPathMayNameACheckpointsLatest() throws {
@@ -350,8 +359,14 @@ import Testing
         try TestData.write(#"{"p": \#(lines[2])}"# + "\n", to: dir + "/run/out/parts/00000002.jsonl")
         // A half-written part of the killed attempt is not a part.
         try TestData.write("{\"p\": ", to: dir + "/run/out/parts/.00000001.jsonl.dead.part")
-        // The record of what the earlier attempt read: the same model folder and data file.
-        try TestData.write(ScoreKind.inputsRecord(model: ReaderFixture.folder, data: ReaderFixture.folder + "/eval.json"),
+        // The record of what the earlier attempt read: the same model folder and data file, seen by
+        // a host that mounts them at another path (hard links: same files, other paths).
+        let view = TestData.scratch("resume-view")
+        try FileManager.default.createDirectory(atPath: view, withIntermediateDirectories: true)
+        for name in try FileManager.default.contentsOfDirectory(atPath: ReaderFixture.folder) where !name.hasPrefix(".") {
+            try FileManager.default.linkItem(atPath: ReaderFixture.folder + "/" + name, toPath: view + "/" + name)
+        }
+        try TestData.write(ScoreKind.inputsRecord(model: view, data: view + "/eval.json"),
                            to: dir + "/run/out/" + ScoreKind.inputsFile)
         let parts = try FileManager.default.contentsOfDirectory(atPath: dir + "/run/out/parts")
         try FileManager.default.copyItem(atPath: dir + "/run/out/parts", toPath: dir + "/parts-kept")
@@ -374,7 +389,11 @@ import Testing
         let other = TestData.scratch("resume-other")
         try FileManager.default.createDirectory(atPath: other + "/run/out", withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: dir + "/parts-kept", toPath: other + "/run/out/parts")
-        try TestData.write(ScoreKind.inputsRecord(model: "/elsewhere/checkpoint/step-400", data: ReaderFixture.folder + "/eval.json"),
+        let step400 = TestData.scratch("resume-other-model") + "/checkpoint/step-400"  // the same bytes, other files
+        try FileManager.default.createDirectory(atPath: step400, withIntermediateDirectories: true)
+        try FileManager.default.removeItem(atPath: step400)
+        try FileManager.default.copyItem(atPath: ReaderFixture.folder, toPath: step400)
+        try TestData.write(ScoreKind.inputsRecord(model: step400, data: ReaderFixture.folder + "/eval.json"),
                            to: other + "/run/out/" + ScoreKind.inputsFile)
         var again = ForegroundRun(file: other + "/score.json", workspace: other)
         again.outDir = other + "/run"
@@ -382,8 +401,7 @@ import Testing
         _ = try again.run(JobDescriptor(kind: "score", id: "score", maxAttempts: 1, params: .object(params)), registry: Self.registry())
         #expect(try String(contentsOfFile: other + "/run/out/predictions.jsonl", encoding: .utf8) == reference)
         let otherLog = try String(contentsOfFile: other + "/run/log.txt", encoding: .utf8)
-        #expect(otherLog.contains("discarding the earlier attempt's batches: the model or data changed (was: model /elsewhere/checkpoint/step-400; "
-                                  + "now: model \(ReaderFixture.folder)"), "\(otherLog)")
+        #expect(otherLog.contains("discarding the earlier attempt's batches: the model or data changed (was: model file "), "\(otherLog)")
     }
 
     /// A data file changed between attempts (or after the run finished, with the same out folder)
@@ -410,11 +428,21 @@ import Testing
         #expect(first.predictions.count == examples.count && examples.count >= 2)
         // The finished run again, unchanged: its result is kept.
         #expect(try run().log.contains("already finished"))
+        // So it is under an earlier version's record (paths in it), which is rewritten in today's form.
+        let record = dir + "/run/out/" + ScoreKind.inputsFile
+        let model = ReaderFixture.folder
+        try TestData.write(ScoreKind.legacyInputsRecord(model: model, data: data), to: record)
+        func count(_ text: String, _ line: String) -> Int { text.components(separatedBy: line).count - 1 }
+        let before = try String(contentsOfFile: dir + "/run/log.txt", encoding: .utf8)  // every attempt's lines
+        let legacy = try run().log
+        #expect(count(legacy, "already finished") == count(before, "already finished") + 1, "\(legacy)")
+        #expect(count(legacy, "discarding") == 0, "\(legacy)")
+        #expect(try String(contentsOfFile: record, encoding: .utf8) == ScoreKind.inputsRecord(model: model, data: data))
         // The file loses its last example: the finished result is not returned for it.
         try JSONSerialization.data(withJSONObject: Array(examples.dropLast())).write(to: URL(fileURLWithPath: data))
         let second = try run()
         #expect(second.predictions.count == examples.count - 1)
-        #expect(second.log.contains("discarding the earlier result: the model or data changed (was: data \(data)"), "\(second.log)")
+        #expect(second.log.contains("discarding the earlier result: the model or data changed (was: data: a file of "), "\(second.log)")
         // Parts of a killed attempt over the old file are discarded too.
         try FileManager.default.createDirectory(atPath: dir + "/run/out/parts", withIntermediateDirectories: true)
         try TestData.write(#"{"p": {"id": "stale", "prediction": "STALE"}}"# + "\n", to: dir + "/run/out/parts/00000000.jsonl")
