@@ -122,6 +122,26 @@ public struct EmbedKind: JobKind {
         /// The passages file as the job found it: edited in place since, its earlier rows' vectors
         /// would embed the old texts under the new ones' ids.
         var file: SavedIndexSource.File?
+        /// The model folder's files, by name: the paths above are one host's, and a host that
+        /// mounts the shared storage elsewhere sees the same files (these stamps) under others.
+        var modelFiles: [SavedIndexSource.File]?
+
+        enum CodingKeys: String, CodingKey {
+            case rows, passages, first, count, model, file
+            case modelFiles = "model_files"
+        }
+    }
+
+    /// The stamps of `folder`'s weight, config and text files, by name (a `latest` that moved on
+    /// names other files).
+    static func modelStamps(_ folder: String) -> [SavedIndexSource.File] {
+        ScoreKind.recordedModelFiles(folder).compactMap { try? SavedIndexSource.File.stamp(folder + "/" + $0, as: $0) }
+    }
+
+    /// Whether two records name the same files unchanged (false when either is missing).
+    static func sameFiles(_ a: [SavedIndexSource.File]?, _ b: [SavedIndexSource.File]?) -> Bool {
+        guard let a, let b, !a.isEmpty, a.count == b.count else { return false }
+        return zip(a, b).allSatisfy { $0.path == $1.path && $0.sameContents(as: $1) }
     }
 
     /// `ShardRecord.samples` of the shard's rows: read again from the file (a resumed job did not
@@ -148,14 +168,17 @@ public struct EmbedKind: JobKind {
     /// another file, shard or model folder (a `latest` that moved on between attempts: one shard
     /// would hold two retrievers' rows), or a block it counts is missing.
     static func cannotResume(step: Int, checkpoint: String, passages: String, range: Range<Int>, model: String, out: String,
-                             file: SavedIndexSource.File? = nil) -> String? {
+                             file: SavedIndexSource.File? = nil, modelFiles: [SavedIndexSource.File]? = nil) -> String? {
         if let data = FileManager.default.contents(atPath: checkpoint + "/rows.json"),
            let saved = try? JSONDecoder().decode(Saved.self, from: data) {
-            if let file = saved.passages, file != passages { return "it embedded \(file), not \(passages)" }
+            // Paths differ on a host that mounts the storage elsewhere; the files' stamps do not.
+            if let then = saved.passages, then != passages, !sameFiles(saved.file.map { [$0] }, file.map { [$0] }) {
+                return "it embedded \(then), not \(passages)"
+            }
             if let then = saved.file, let now = file, !then.sameContents(as: now) {
                 return "\(passages) changed since its rows were embedded (\(then.bytes) bytes then, \(now.bytes) now; or its modification time or inode)"
             }
-            if let earlier = saved.model, earlier != model { return "its rows were embedded by \(earlier), this attempt reads \(model)" }
+            if let earlier = saved.model, earlier != model, !sameFiles(saved.modelFiles, modelFiles) { return "its rows were embedded by \(earlier), this attempt reads \(model)" }
             if let first = saved.first, let count = saved.count, first != range.lowerBound || count != range.count {
                 return "it embedded passages \(first)..<\(first + count), this shard is \(range.lowerBound)..<\(range.upperBound)"
             }
@@ -195,6 +218,7 @@ public struct EmbedKind: JobKind {
         let range = EmbedParams.shardRange(total: total, shard: p.shardId, of: p.numShards)
         context.log("embed: shard \(p.shardId) of \(p.numShards): passages \(range.lowerBound)..<\(range.upperBound) of \(total), threads \(context.threads)")
         let model: RetrieverModel, folder = context.resolve(p.modelPath)
+        let modelFiles = Self.modelStamps(folder)  // before the files are read
         do { model = try RetrieverModel.load(folder: folder, tokenizer: p.tokenizer.map(context.resolve)) } catch {
             throw ScoreParams.loadError(error, folder: folder, tokenizer: p.tokenizer, prefix: "cannot load the retriever: ")
         }
@@ -209,7 +233,7 @@ public struct EmbedKind: JobKind {
         var done = 0
         if let (step, dir) = ckpt.latest() {
             if let why = Self.cannotResume(step: step, checkpoint: dir, passages: passagesPath, range: range, model: folder, out: context.out,
-                                           file: stamp) {
+                                           file: stamp, modelFiles: modelFiles) {
                 // Another shard's or another file's rows, or blocks already joined into a shard
                 // and removed: nothing here can be reused, and mixing it in would corrupt the shard.
                 context.log("embed: not resuming the checkpoint after \(step) rows: \(why); embedding the shard from its start")
@@ -267,7 +291,8 @@ public struct EmbedKind: JobKind {
             try context.publish(name + ".f32", emb.withUnsafeBytes { Data($0) })
             try context.publish(name + ".ids", Data(block.map { $0.id + "\n" }.joined().utf8))
             done += block.count
-            let saved = Saved(rows: done, passages: passagesPath, first: range.lowerBound, count: n, model: folder, file: stamp)
+            let saved = Saved(rows: done, passages: passagesPath, first: range.lowerBound, count: n, model: folder, file: stamp,
+                              modelFiles: modelFiles)
             try ckpt.save(step: done) { dir in try context.fs.write(dir + "/rows.json", try jsonEncoder().encode(saved), sync: false) }
             let rate = Double(done - resumedFrom) / max(1e-9, monotonicNow() - started)
             context.log("embed: \(done)/\(n) rows, \(String(format: "%.1f", rate)) passages/s")

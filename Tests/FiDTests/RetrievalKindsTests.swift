@@ -861,6 +861,16 @@ enum RetrievalJobs {
         let d = JobDescriptor(kind: "embed", id: "embed", maxAttempts: 1, params: .object(params()))
         let job = try RetrievalJobs.stopAfterFirstCheckpoint(d, in: dir)
         #expect(!FileManager.default.fileExists(atPath: dir + "/emb/p_00.npy"), "a stopped embed published its shard")
+        // Taken over on a host that mounts the storage elsewhere: the checkpoint's paths are the
+        // first host's, its files' stamps the same; it resumes.
+        let checkpoints = dir + "/embed.run/out/checkpoint"
+        for step in try FileManager.default.contentsOfDirectory(atPath: checkpoints) where step.hasPrefix("step-") {
+            let rows = URL(fileURLWithPath: checkpoints + "/" + step + "/rows.json")
+            var saved = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: rows)) as? [String: Any])
+            for key in ["passages", "model"] { saved[key] = "/mnt/first-host" + (try #require(saved[key] as? String)) }
+            #expect((saved["model_files"] as? [Any])?.isEmpty == false)
+            try JSONSerialization.data(withJSONObject: saved).write(to: rows)
+        }
         let again = try job.run(d, registry: RetrievalJobs.registry())
         guard case .object(let r) = again else { Issue.record("no result"); return }
         let resumed = RetrievalJobs.number(r["resumed_from"]) ?? 0
