@@ -50,7 +50,16 @@ public struct SavedIndexSource: IndexSourceRecord, Equatable, Sendable {
     public var index: String
     /// Build settings that change the codes (`n_subquantizers`, `n_bits` for `pq`).
     public var settings: [String: Int]
+    /// Each shard file by its path from the index's folder (its name when beside the index), so
+    /// a host that mounts the shared storage elsewhere reads the same record.
     public var files: [File]
+    /// Each file's absolute path by its recorded name: records of earlier versions named a file
+    /// outside the index's folder that way. Not written.
+    var absolutePaths: [String: String] = [:]
+
+    enum CodingKeys: String, CodingKey {
+        case index, settings, files
+    }
 
     /// The source of an index at `indexPath` built from `shards` with `settings`.
     /// - Throws: `RetrievalError` naming a shard file that cannot be examined.
@@ -59,9 +68,19 @@ public struct SavedIndexSource: IndexSourceRecord, Equatable, Sendable {
         self.settings = settings
         let folder = (indexPath as NSString).deletingLastPathComponent
         files = try shards.flatMap { s in s.idsPath == s.path ? [s.path] : [s.path, s.idsPath] }.map { path in
-            let inFolder = (path as NSString).deletingLastPathComponent == folder
-            return try File.stamp(path, as: inFolder ? (path as NSString).lastPathComponent : path)
+            try File.stamp(path, as: Self.relative(path, from: folder))
         }
+        for (file, path) in zip(files, shards.flatMap { s in s.idsPath == s.path ? [s.path] : [s.path, s.idsPath] }) {
+            absolutePaths[file.path] = path
+        }
+    }
+
+    /// `path` as seen from `folder` (`p_00.npy` beside it, `../y/p_01.npy` in a sibling).
+    static func relative(_ path: String, from folder: String) -> String {
+        let a = URL(fileURLWithPath: folder).standardized.pathComponents, b = URL(fileURLWithPath: path).standardized.pathComponents
+        var i = 0
+        while i < a.count, i < b.count, a[i] == b[i] { i += 1 }
+        return (Array(repeating: "..", count: a.count - i) + b[i...]).joined(separator: "/")
     }
 
     /// Nil when an index of `saved` source may be searched for this one; else why not, for the log.
@@ -75,8 +94,10 @@ public struct SavedIndexSource: IndexSourceRecord, Equatable, Sendable {
         }
         let before = Dictionary(saved.files.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
         for f in files {
-            guard let old = before[f.path] else { return "built from other shards (not \(f.path))" }
-            if old != f { return "\(f.path) changed since it was built" }
+            guard let old = before[f.path] ?? absolutePaths[f.path].flatMap({ before[$0] }) else {
+                return "built from other shards (not \(f.path))"
+            }
+            if !old.sameContents(as: f) { return "\(f.path) changed since it was built" }
         }
         if saved.files.count != files.count { return "built from \(saved.files.count) shard files, not these \(files.count)" }
         return nil
