@@ -434,8 +434,8 @@ public final class Trainer {
             + "\(order.batchesPerEpoch) batches per epoch, optim \(o.optim.rawValue) lr \(o.lr) scheduler \(o.scheduler.rawValue)")
 
         var windowLoss = state.windowLoss ?? 0, windowCount = state.windowCount ?? 0, lastWindowLoss = state.lastWindowLoss
-        func save(_ step: Int) throws {
-            guard step != lastSaved else { return }
+        /// `state` as a checkpoint of `step` records it.
+        func fill(_ step: Int) {
             state.step = step
             (state.windowLoss, state.windowCount, state.lastWindowLoss) = (windowLoss, windowCount, lastWindowLoss)
             state.rng = rng.state
@@ -444,6 +444,10 @@ public final class Trainer {
             state.pendingGradients = step % c.accumulationSteps != 0
             state.settings = settings.isEmpty ? nil : settings
             state.schedulerSteps = o.schedule.schedulerSteps
+        }
+        func save(_ step: Int) throws {
+            guard step != lastSaved else { return }
+            fill(step)
             let s = state
             try ckpt.save(step: step) { dir in try self.write(into: dir, state: s, optimizer: optimizer.state, grads: grads) }
             lastSaved = step
@@ -455,7 +459,9 @@ public final class Trainer {
                 + (lastSaved > 0 ? " (or from model_path \(ckpt.root)/step-\(lastSaved), the last checkpoint saved)" : "")
         }
         var tokens = 0, trainSeconds = 0.0
-        var lr = o.schedule.lr(base: o.lr, afterSteps: optimizer.state.step)
+        // The lr of the last update made (a resumed run's first progress line shows what an
+        // unstopped run's showed there), or the first one's before any.
+        var lr = o.schedule.lr(base: o.lr, afterSteps: max(0, optimizer.state.step - 1))
         func isEvalStep(_ step: Int) -> Bool { step % c.evalFreq == 0 || step == o.totalSteps }
         /// Evaluates at `state.step`, keeping `best_dev` when the metric improves.
         func evalNow() throws -> Double? {
@@ -495,6 +501,12 @@ public final class Trainer {
             if state.step > 0, isEvalStep(state.step), state.lastEvalStep != state.step {
                 let em = try evalNow()
                 report(state.step, em, note: " (owed by the stopped attempt)")
+                // The checkpoint resumed from lacks them (a save of its step keeps the first one
+                // committed): its state file is brought up to what an unstopped run saved there,
+                // so it ends bit-identical and a rerun of the finished run owes nothing again.
+                fill(state.step)
+                try context.fs.writeAtomically(ckpt.root + "/step-\(state.step)/" + Trainer.stateFile, try jsonEncoder().encode(state),
+                                               tag: context.token)
             }
             while state.step < o.totalSteps {
                 try context.checkCancelled()

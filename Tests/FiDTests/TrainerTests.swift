@@ -217,6 +217,35 @@ struct TrainerTests {
         #expect(try String(contentsOfFile: out + "/log.txt", encoding: .utf8).contains("owed by the stopped attempt"))
     }
 
+    /// A stop inside the last step's eval: the resumed run's owed eval is written into that step's
+    /// checkpoint (a save of a committed step keeps the first), so it ends byte-equal to an
+    /// unstopped run's and a rerun of the finished run does not evaluate again.
+    @Test func stopDuringTheLastEvalEndsWithTheUnstoppedState() throws {
+        let c = toyConfig(total: 9, accumulation: 1)
+        let reference = scratch() + "/ref"
+        try runToy(c, out: reference)
+        let out = scratch() + "/job"
+        let token = CancellationToken()
+        #expect(throws: Error.self) {
+            try runToy(c, out: out, cancel: token) { m in m.beforeEval = { if $0 == 9 { token.cancel(.shutdown) } } }
+        }
+        let state = "/out/checkpoint/step-9/" + Trainer.stateFile
+        #expect(try Data(contentsOf: URL(fileURLWithPath: out + state)) != Data(contentsOf: URL(fileURLWithPath: reference + state)))
+        try runToy(c, out: out)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: out + state)) == Data(contentsOf: URL(fileURLWithPath: reference + state)))
+        try runToy(c, out: out)
+        let log = try String(contentsOfFile: out + "/log.txt", encoding: .utf8)
+        #expect(log.components(separatedBy: "owed by the stopped attempt").count == 2, "\(log.suffix(800))")
+        // Its line shows the lr of the last update, as the unstopped run's line there does (it
+        // showed the next update's).
+        func lrAtTheEnd(_ text: String) -> String? {
+            let line = text.split(separator: "\n").last { $0.contains(": 9 / 9 |") && $0.contains("evaluation") }
+            return line?.components(separatedBy: "| lr ").dropFirst().first?.components(separatedBy: " |").first
+        }
+        let refLog = try String(contentsOfFile: reference + "/log.txt", encoding: .utf8)
+        #expect(lrAtTheEnd(log) != nil && lrAtTheEnd(log) == lrAtTheEnd(refLog), "\(String(describing: lrAtTheEnd(log))) \(String(describing: lrAtTheEnd(refLog)))")
+    }
+
     /// A stop inside an eval at a print step: the resumed run's owed eval also closes that step's
     /// loss window, so `final_loss` (and each later window) equals an unstopped run's; it held
     /// the stale window (the last step's eval: the window before it).
