@@ -69,6 +69,9 @@ struct SourceStamp: Codable, Equatable {
 /// a finished, verified file is renamed to `<key>` with `<key>.done.json`.
 final class Downloader {
     let params: FetchParams
+    /// What a relative `file:` URL (`file:data/x.tsv`) is read against: the workspace, as every
+    /// other relative path of a fetch, not the process's working folder.
+    let workspace: URL?
     let readCheck: ReadCheck?
     let progress: (FetchProgress) -> Void
     let isCancelled: () -> Bool
@@ -84,14 +87,22 @@ final class Downloader {
     static let retryAfterCap = 600.0
 
     init(
-        params: FetchParams, readCheck: ReadCheck? = nil, progress: @escaping (FetchProgress) -> Void,
+        params: FetchParams, workspace: URL? = nil, readCheck: ReadCheck? = nil, progress: @escaping (FetchProgress) -> Void,
         isCancelled: @escaping () -> Bool, log: @escaping (String) -> Void
     ) {
         self.params = params
+        self.workspace = workspace
         self.readCheck = readCheck
         self.progress = progress
         self.isCancelled = isCancelled
         self.log = log
+    }
+
+    /// The file a `file:` URL names, a relative one under the workspace.
+    func localPath(_ url: URL) -> String {
+        let path = url.path
+        guard !path.hasPrefix("/"), let workspace else { return path }
+        return workspace.appendingPathComponent(path).path
     }
 
     /// Downloads `url` to `work/<key>`, verifying `sha256` if given; reuses a finished earlier run.
@@ -103,7 +114,7 @@ final class Downloader {
         let doneURL = work.appendingPathComponent(key + ".done.json")
         let expected = expected?.lowercased()
         // Checked before reusing a finished copy too: it may have been adopted from another attempt.
-        if url.isFileURL { try readCheck?(url.path, field) }
+        if url.isFileURL { try readCheck?(localPath(url), field) }
         if let done = try? JSONDecoder().decode(DoneMeta.self, from: Data(contentsOf: doneURL)),
             done.url == url.absoluteString, expected == nil || expected == done.sha256,
             fileSize(final) == done.bytes
@@ -126,7 +137,7 @@ final class Downloader {
         while true {
             do {
                 if url.isFileURL {
-                    stamp = SourceStamp.file(url.path)
+                    stamp = SourceStamp.file(localPath(url))
                     digest = try copyFile(url, to: part, field: field)
                 } else {
                     digest = try transfer(url, part: part, metaURL: metaURL, expected: expected)
@@ -171,7 +182,7 @@ final class Downloader {
     /// HEAD. False when nothing was recorded or the server cannot be asked.
     func unchanged(_ url: URL, since done: DoneMeta) -> Bool {
         guard let was = done.source else { return false }
-        if url.isFileURL { return SourceStamp.file(url.path) == was }
+        if url.isFileURL { return SourceStamp.file(localPath(url)) == was }
         let strong = was.etag.flatMap { $0.hasPrefix("W/") ? nil : $0 }
         guard strong != nil || was.lastModified != nil, let now = head(url) else { return false }
         if let strong, now.value(forHTTPHeaderField: "ETag") != strong { return false }
@@ -213,30 +224,31 @@ final class Downloader {
 
     /// Copies a local file to `part`, hashing as it goes; returns the hex sha256.
     private func copyFile(_ url: URL, to part: URL, field: String) throws -> String {
+        let path = localPath(url)
         // O_NONBLOCK: opening a FIFO waits for a writer, for ever, and no cancel reaches it.
-        let src = open(url.path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        let src = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard src >= 0 else {
             // A missing or forbidden local file will not change by retrying.
             let code = errno
-            throw FetchError.localFile(path: url.path, field: field, reason: code == ENOENT ? "no such file" : String(cString: strerror(code)))
+            throw FetchError.localFile(path: path, field: field, reason: code == ENOENT ? "no such file" : String(cString: strerror(code)))
         }
         var st = stat()
         guard fstat(src, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
             close(src)
-            throw FetchError.localFile(path: url.path, field: field, reason: "not a regular file")
+            throw FetchError.localFile(path: path, field: field, reason: "not a regular file")
         }
         defer { close(src) }
         let out = try PartFile(part, truncate: true)
         defer { out.close() }
         var hasher = SHA256()
-        let total = fileSize(url)
+        let total = fileSize(URL(fileURLWithPath: path))
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         var done: Int64 = 0
         var lastReport = Date.distantPast
         while true {
             if isCancelled() { throw FetchError.cancelled }
             let n = buffer.withUnsafeMutableBytes { read(src, $0.baseAddress, $0.count) }
-            if n < 0 { throw FetchError.posix(url.path, "read failed") }
+            if n < 0 { throw FetchError.posix(path, "read failed") }
             if n == 0 { break }
             try buffer.withUnsafeBytes { raw in
                 let chunk = UnsafeRawBufferPointer(rebasing: raw[0..<n])

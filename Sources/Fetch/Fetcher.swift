@@ -129,7 +129,7 @@ public enum Fetcher {
         let stage = mine.appendingPathComponent("stage")
         try removeTree(stage)
         do {
-            let downloader = Downloader(params: params, readCheck: readCheck, progress: progress, isCancelled: isCancelled, log: log)
+            let downloader = Downloader(params: params, workspace: workspace, readCheck: readCheck, progress: progress, isCancelled: isCancelled, log: log)
             var downloads: [FetchResult.Download] = []
             let record = { (r: DownloadResult, url: URL) in
                 downloads.append(.init(url: url.absoluteString, sha256: r.sha256, bytes: r.bytes, resumedFrom: r.resumedFrom))

@@ -328,6 +328,26 @@ import Testing
         #expect(again?["already_present"] as? Bool == true, "failed: \(failed)")
     }
 
+    /// A relative `file:` URL names a file in the workspace, as submit checks it, whatever folder
+    /// the worker was started in (it was opened relative to the worker's working folder).
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: fidq.path), "needs the fidq binary (swift build)"))
+    func aRelativeFileURLIsReadFromTheWorkspace() throws {
+        let q = QueueBox(box: try Sandbox())
+        try FileManager.default.createDirectory(at: q.box.ws.appendingPathComponent("src"), withIntermediateDirectories: true)
+        let data = testBytes(5000)
+        try data.write(to: q.box.ws.appendingPathComponent("src/x.bin"))
+        let job = #"{"kind": "fetch", "params": {"url": "file:src/x.bin", "dest": "got", "unpack": "off"}}"#
+        let (status, text) = try Self.fidqRun(["submit", "--queue", q.queue.path, try q.descriptor("rel", job)])
+        #expect(status == 0, "\(text)")
+        let worker = try q.worker()
+        worker.currentDirectoryURL = URL(fileURLWithPath: "/")
+        try worker.run()
+        defer { if worker.isRunning { kill(worker.processIdentifier, SIGKILL); worker.waitUntilExit() } }
+        #expect(Self.waitExit(worker, 60), "the worker did not drain the queue in 60 s")
+        #expect(q.entries("done") == ["rel"], "failed: \(q.entries("failed"))")
+        #expect(try Data(contentsOf: q.box.ws.appendingPathComponent("got/x.bin")) == data)
+    }
+
     /// A negative number on `fidq fetch`'s command line is read as the value and refused by its
     /// range, naming it (ArgumentParser took "-1" for an option: "Missing value for '--retries'").
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: fidq.path), "needs the fidq binary (swift build)"),
