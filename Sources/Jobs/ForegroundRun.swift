@@ -163,6 +163,9 @@ public struct ForegroundRun {
         var workspace: String
         /// The params as given (compared less `threads` and the kind's resumable changes).
         var params: JSONValue
+        /// The folder's path from the workspace when it lies inside it: the same on a host that
+        /// mounts the shared storage elsewhere, so there the workspace counts as the same one.
+        var out: String?
     }
 
     /// Records in `<folder>/run.json` which run the folder's files belong to, and refuses a run of
@@ -171,7 +174,8 @@ public struct ForegroundRun {
     /// another run's files would silently stand in for. (A folder from before `run.json` is taken
     /// as it is.)
     static func claim(_ folder: String, for d: JobDescriptor, workspace: String, mayChange: Set<String> = [], fs: FileSystem) throws {
-        let mine = Claim(kind: d.kind, workspace: workspace, params: d.params)
+        let inside = folder.hasPrefix(workspace + "/") ? String(folder.dropFirst(workspace.count + 1)) : nil
+        let mine = Claim(kind: d.kind, workspace: workspace, params: d.params, out: inside)
         // A path that exists compares by where it leads: `data/x.json` and `/ws/data/x.json` from
         // the same workspace are one setting (the rerun of a stopped run typed it the other way).
         func samePlace(_ v: JSONValue, _ workspace: String) -> JSONValue {
@@ -183,21 +187,32 @@ public struct ForegroundRun {
             default: return v
             }
         }
-        func comparable(_ c: Claim) -> Claim {
+        /// `c` with its params' paths resolved in `workspace` (its own, or this run's when the
+        /// folder shows it is the same one seen from another host).
+        func comparable(_ c: Claim, in workspace: String) -> Claim {
             var c = c
+            c.workspace = workspace
+            c.out = nil
             if case .object(var o) = c.params {
                 for key in mayChange.union(["threads"]) { o[key] = nil }
-                for (key, value) in o { o[key] = samePlace(value, c.workspace) }
+                for (key, value) in o { o[key] = samePlace(value, workspace) }
                 c.params = .object(o)
             }
             return c
         }
         let path = folder + "/run.json"
-        if let data = try? fs.read(path, limit: 16 << 20), let found = try? JSONDecoder().decode(Claim.self, from: data),
-           comparable(found) != comparable(mine) {
+        guard let data = try? fs.read(path, limit: 16 << 20), var found = try? JSONDecoder().decode(Claim.self, from: data) else {
+            try fs.writeAtomically(path, try jsonEncoder().encode(mine), tag: "run")
+            return
+        }
+        if found.workspace != mine.workspace, let there = found.out, there == mine.out {
+            found.workspace = mine.workspace  // this folder at the same place in it: the same workspace, mounted elsewhere
+        }
+        if comparable(found, in: found.workspace) != comparable(mine, in: mine.workspace) {
             // Named as typed, leaving out params that differ only in spelling.
             var same = mayChange.union(["threads"])  // may differ: never named
-            if case .object(let a) = comparable(found).params, case .object(let b) = comparable(mine).params {
+            if case .object(let a) = comparable(found, in: found.workspace).params,
+               case .object(let b) = comparable(mine, in: mine.workspace).params {
                 same.formUnion(a.keys.filter { a[$0] == b[$0] })
             }
             let differences = Self.differences(found, mine, ignoring: same)

@@ -68,6 +68,29 @@ import Testing
         #expect(e?.hint?.contains("run from \(f.workspace)") == true, "\(String(describing: e))")
     }
 
+    /// The same workspace on a host that mounts the storage at another path (here: moved): the
+    /// folder's place in it shows it is the same run, which goes on; relative params resolve there.
+    @Test func theSameRunFromAnotherMountGoesOn() throws {
+        let f = try QueueFixture()
+        let a = f.workspace + "/hostA/ws", b = f.workspace + "/hostB/ws"
+        try FileManager.default.createDirectory(atPath: a + "/led", withIntermediateDirectories: true)
+        func run(_ ws: String, ledger: String = "led") throws {
+            let job = ws + "/j.json"
+            try Data(#"{"kind": "test.record", "params": {"ledger": "\#(ledger)"}}"#.utf8).write(to: URL(fileURLWithPath: job))
+            var r = ForegroundRun(file: job, workspace: ws)
+            r.outDir = ws + "/runs/j"
+            r.allowedRoots = ["/"]
+            _ = try r.run(registry: testRegistry())
+        }
+        try run(a)
+        try FileManager.default.moveItem(atPath: f.workspace + "/hostA", toPath: f.workspace + "/hostB")
+        try run(b)
+        // Other params are still other settings there.
+        try FileManager.default.createDirectory(atPath: b + "/led2", withIntermediateDirectories: true)
+        let e = #expect(throws: JobError.self) { try run(b, ledger: "led2") }
+        #expect(e?.message.contains("ledger") == true && e?.message.contains("workspace") == false, "\(String(describing: e))")
+    }
+
     /// A run's folder ends with one verdict: an earlier run's error.json (or result.json) goes
     /// when the run starts, so a rerun that finished does not sit beside the old failure.
     @Test func anEarlierVerdictGoesWhenARunStarts() throws {
