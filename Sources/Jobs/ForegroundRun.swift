@@ -74,7 +74,7 @@ public struct ForegroundRun {
         // (two `fidq embed` shards in one folder would mix their blocks). The lock goes with the process.
         let lock = try Self.lockFolder(folder)
         defer { close(lock) }
-        try Self.claim(folder, for: d, workspace: policy.workspace, mayChange: prepared.resumableChanges, fs: fs)
+        try Self.claim(folder, for: d, workspace: policy.workspace, mayChange: prepared.resumableChanges, canonical: prepared.canonical, fs: fs)
         OutputFile.sweep(out: folder + "/out", fs: fs)  // a killed earlier run's partial outputs
         // An earlier run's verdict is not this one's: a failed rerun beside the old result.json
         // (or a finished one beside an old error.json) would say both.
@@ -173,7 +173,8 @@ public struct ForegroundRun {
     /// from what they find in `out/` (checkpoints, committed batches, a finished result), which
     /// another run's files would silently stand in for. (A folder from before `run.json` is taken
     /// as it is.)
-    static func claim(_ folder: String, for d: JobDescriptor, workspace: String, mayChange: Set<String> = [], fs: FileSystem) throws {
+    static func claim(_ folder: String, for d: JobDescriptor, workspace: String, mayChange: Set<String> = [],
+                      canonical: (JSONValue) -> JSONValue? = { _ in nil }, fs: FileSystem) throws {
         let inside = folder.hasPrefix(workspace + "/") ? String(folder.dropFirst(workspace.count + 1)) : nil
         let mine = Claim(kind: d.kind, workspace: workspace, params: d.params, out: inside)
         // A path that exists compares by where it leads: `data/x.json` and `/ws/data/x.json` from
@@ -193,6 +194,7 @@ public struct ForegroundRun {
             var c = c
             c.workspace = workspace
             c.out = nil
+            if let read = canonical(c.params) { c.params = read }  // a default written out is the default
             if case .object(var o) = c.params {
                 for key in mayChange.union(["threads"]) { o[key] = nil }
                 for (key, value) in o { o[key] = samePlace(value, workspace) }

@@ -70,6 +70,10 @@ public struct PreparedJob: Sendable {
     public var resumableChanges: Set<String> = []
     /// The params' `inputPaths`, resolved (`params.x`, path).
     public var inputs: [(field: String, path: String)] = []
+    /// Params as the kind reads them, every default written out (`threads` left out), so two
+    /// spellings of one setting compare equal (`clip` omitted and `1.0`); nil when they do not
+    /// decode (a record of an older version's params).
+    public var canonical: @Sendable (JSONValue) -> JSONValue? = { _ in nil }
     /// The registry's `willRun`, called with the context just before the handler.
     var willRun: (@Sendable (JobContext) -> Void)?
     let body: @Sendable (JobContext) throws -> JSONValue
@@ -145,6 +149,11 @@ public final class KindRegistry: @unchecked Sendable {
                 try JSONValue.from(try kind.run(params, context))
             }
             prepared.resumableChanges = K.Params.resumableChanges
+            prepared.canonical = { params in
+                guard let rest = try? ThreadsParam.split(params).0, let decoded = try? KindRegistry.decode(K.Params.self, rest),
+                      let data = try? JSONEncoder().encode(decoded) else { return nil }
+                return try? JSONDecoder().decode(JSONValue.self, from: data)
+            }
             prepared.inputs = params.inputPaths.map { (field: "params." + $0.field, path: resolveInput($0.path)) }
             return prepared
         }, decode: { params, validating in

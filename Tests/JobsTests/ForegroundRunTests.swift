@@ -68,6 +68,26 @@ import Testing
         #expect(e?.hint?.contains("run from \(f.workspace)") == true, "\(String(describing: e))")
     }
 
+    /// A rerun that writes a default out (or a number another way) is the same run; another value
+    /// is not, and the refusal names it as typed.
+    @Test func aDefaultWrittenOutIsTheSameSetting() throws {
+        let f = try QueueFixture()
+        try FileManager.default.createDirectory(atPath: f.workspace + "/led", withIntermediateDirectories: true)
+        func run(_ params: String) throws {
+            let job = f.workspace + "/j.json"
+            try Data(#"{"kind": "test.record", "params": {"ledger": "led"\#(params)}}"#.utf8).write(to: URL(fileURLWithPath: job))
+            var r = ForegroundRun(file: job, workspace: f.workspace)
+            r.outDir = f.workspace + "/j.run"
+            r.allowedRoots = ["/"]
+            _ = try r.run(registry: testRegistry())
+        }
+        try run("")
+        try run(#", "steps": 1.0, "fail": "none", "sleep_ms": 0"#)
+        try run(#", "threads": 2"#)
+        let e = #expect(throws: JobError.self) { try run(#", "steps": 2"#) }
+        #expect(e?.message.contains("steps: unset there, 2 here") == true && e?.message.contains("fail") == false, "\(String(describing: e))")
+    }
+
     /// The same workspace on a host that mounts the storage at another path (here: moved): the
     /// folder's place in it shows it is the same run, which goes on; relative params resolve there.
     @Test func theSameRunFromAnotherMountGoesOn() throws {
