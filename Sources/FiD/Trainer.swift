@@ -541,8 +541,18 @@ public final class Trainer {
                 if step % c.saveFreq == 0 || step == o.totalSteps { try save(step) }
             }
         } catch let e as CancellationError where e.reason != .leaseLost {
-            // A graceful stop (SIGTERM, timeout, cancel): keep the work done so far.
-            if state.step > 0 { try? save(state.step) }
+            // A graceful stop (SIGTERM, timeout, cancel): keep the work done so far, and say where it stands.
+            if state.step > 0 {
+                do {
+                    try save(state.step)
+                    context.log("\(label): stopped (\(e.reason.rawValue)) at step \(state.step) of \(o.totalSteps); step-\(state.step) saved, the next attempt resumes there")
+                } catch {
+                    context.log("\(label): stopped (\(e.reason.rawValue)) at step \(state.step) of \(o.totalSteps); saving step-\(state.step) failed (\(error)), "
+                        + "the next attempt resumes from \(lastSaved > 0 ? "step-\(lastSaved)" : "the start")")
+                }
+            } else {
+                context.log("\(label): stopped (\(e.reason.rawValue)) before the first step")
+            }
             throw e
         }
         if lastSaved != state.step { try save(state.step) }  // resumed at the very end

@@ -192,6 +192,8 @@ struct TrainerTests {
         }
         let saved = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: URL(fileURLWithPath: out + "/out/checkpoint/step-5/trainer_state.json")))
         #expect(saved.step == 5 && saved.pendingGradients, "stopped mid-accumulation: gradients kept")
+        let stopped = try String(contentsOfFile: out + "/log.txt", encoding: .utf8)
+        #expect(stopped.contains("toy: stopped (shutdown) at step 5 of 11; step-5 saved, the next attempt resumes there"), "\(stopped.suffix(600))")
         try runToy(c, out: out)
         #expect(try weights(out + "/out/checkpoint/step-11") == weights(reference + "/out/checkpoint/step-11"))
         let log = try String(contentsOfFile: out + "/log.txt", encoding: .utf8)
