@@ -132,10 +132,12 @@ public struct EmbedKind: JobKind {
         }
     }
 
-    /// The stamps of `folder`'s weight, config and text files, by name (a `latest` that moved on
-    /// names other files).
+    /// The stamps of the files of `folder` the retriever loads (config, weights, tokenizer; not a
+    /// checkpoint's optimizer or trainer state), by name: a `latest` that moved on names other files.
     static func modelStamps(_ folder: String) -> [SavedIndexSource.File] {
-        ScoreKind.recordedModelFiles(folder).compactMap { try? SavedIndexSource.File.stamp(folder + "/" + $0, as: $0) }
+        ScoreKind.modelFiles(folder, tokenizerFiles: RetrieverModel.tokenizerFiles).compactMap {
+            try? SavedIndexSource.File.stamp(folder + "/" + $0, as: $0)
+        }
     }
 
     /// Whether two records name the same files unchanged (false when either is missing).
@@ -172,7 +174,7 @@ public struct EmbedKind: JobKind {
         if let data = FileManager.default.contents(atPath: checkpoint + "/rows.json"),
            let saved = try? JSONDecoder().decode(Saved.self, from: data) {
             // Paths differ on a host that mounts the storage elsewhere; the files' stamps do not.
-            if let then = saved.passages, then != passages, !sameFiles(saved.file.map { [$0] }, file.map { [$0] }) {
+            if let then = saved.passages, then != passages, !(saved.file.flatMap { old in file.map { old.sameContents(as: $0) } } ?? false) {
                 return "it embedded \(then), not \(passages)"
             }
             if let then = saved.file, let now = file, !then.sameContents(as: now) {

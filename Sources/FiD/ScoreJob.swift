@@ -253,13 +253,14 @@ public struct ScoreKind: JobKind {
     /// `out/`'s record of what its parts and result.json were computed from (`inputsRecord`).
     static let inputsFile = ".score-inputs.txt"
 
-    /// What a score's parts and result depend on beyond its params: each weight, config and text
-    /// file of the model folder (a `latest` link followed, so one that moved on to another step
-    /// counts as another model) and the data file, by name, size, time and inode, without paths:
+    /// What a score's parts and result depend on beyond its params: the model folder's files the
+    /// reader loads (`modelFiles`: not a checkpoint's optimizer or trainer state, which a resumed
+    /// training run may bring up to date; a `latest` link followed, so one that moved on to
+    /// another step counts as another model) and the data file, by name, size, time and inode, without paths:
     /// a take-over on a host that mounts the shared storage elsewhere keeps the batches done.
     static func inputsRecord(model: String, data: String) -> String {
         let real = realPath(model)
-        var lines = recordedModelFiles(real).map { "model file " + stamp(real + "/" + $0, as: $0 + ":") }
+        var lines = modelFiles(real).map { "model file " + stamp(real + "/" + $0, as: $0 + ":") }
         lines.append("data: " + stamp(data, as: "a file of"))
         return lines.joined(separator: "\n") + "\n"
     }
@@ -274,7 +275,7 @@ public struct ScoreKind: JobKind {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    /// The model folder's weight, config and text files, sorted (those `inputsRecord` stamps).
+    /// The model folder's weight, config and text files, sorted (those `legacyInputsRecord` stamps).
     static func recordedModelFiles(_ folder: String) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted().filter { name in
             !name.hasPrefix(".") && [".safetensors", ".bin", ".json", ".model", ".txt"].contains(where: name.hasSuffix)
@@ -317,9 +318,9 @@ public struct ScoreKind: JobKind {
     /// The files of a model folder the reader loads (config, weights and their shards, tokenizer),
     /// sorted: not a checkpoint's optimizer or trainer state, nor notes beside them, whose change
     /// changes no output.
-    static func modelFiles(_ folder: String) -> [String] {
+    static func modelFiles(_ folder: String, tokenizerFiles: [String] = T5Reader.tokenizerFiles) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted().filter { n in
-            n == "config.json" || T5Reader.tokenizerFiles.contains(n) || n == "tokenizer.model"
+            n == "config.json" || tokenizerFiles.contains(n) || n == "tokenizer.model"
                 || ((n.hasPrefix("model") || n.hasPrefix("pytorch_model")) && [".safetensors", ".bin", ".index.json"].contains(where: n.hasSuffix))
         }
     }

@@ -868,6 +868,9 @@ enum RetrievalJobs {
             let rows = URL(fileURLWithPath: checkpoints + "/" + step + "/rows.json")
             var saved = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: rows)) as? [String: Any])
             for key in ["passages", "model"] { saved[key] = "/mnt/first-host" + (try #require(saved[key] as? String)) }
+            var file = try #require(saved["file"] as? [String: Any])
+            file["path"] = "/mnt/first-host" + (try #require(file["path"] as? String))
+            saved["file"] = file
             #expect((saved["model_files"] as? [Any])?.isEmpty == false)
             try JSONSerialization.data(withJSONObject: saved).write(to: rows)
         }

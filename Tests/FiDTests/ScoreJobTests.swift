@@ -233,6 +233,13 @@ import Testing
         }
         #expect(ScoreKind.inputsRecord(model: view, data: view + "/eval.json") == ScoreKind.inputsRecord(model: folder, data: data))
         #expect(!ScoreKind.inputsRecord(model: folder, data: data).contains(folder))
+        // A checkpoint's optimizer or trainer state, rewritten by a resumed training run (an owed
+        // eval), changes no output: the record stays, so a finished score is kept.
+        let before = ScoreKind.inputsRecord(model: folder, data: data)
+        try FileManager.default.removeItem(atPath: folder + "/optimizer.safetensors")
+        try Data(count: 16).write(to: URL(fileURLWithPath: folder + "/optimizer.safetensors"))
+        try Data("{}".utf8).write(to: URL(fileURLWithPath: folder + "/trainer_state.json"))
+        #expect(ScoreKind.inputsRecord(model: folder, data: data) == before)
     }
 
     @Test func modelPathMayNameACheckpointsLatest() throws {
