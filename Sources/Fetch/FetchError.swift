@@ -110,12 +110,13 @@ public enum FetchError: Error, CustomStringConvertible, Equatable {
         case .localFile(let path, let field, let reason):
             return "\(path): \(reason) (named by '\(field)')"
         case .destExists(let path):
-            return "\(path): dest already exists and was not produced by this fetch"
-                + " (hint: choose another dest, remove it, or set \"replace\": true)"
+            return "\(path): dest already exists and was not produced by this fetch (it holds something else, or a fetch of"
+                + " other settings: url or source, sha256, unpack, strip_components, filename, passages)"
+                + " (hint: choose another dest, remove it, or set \"replace\": true; fidq fetch --replace)"
         case .format(let file, let field, let expected, let found):
             return "\(file): '\(field)': expected \(expected), found \(found)"
         case .cancelled:
-            return "fetch cancelled; the partial download is kept and the next attempt resumes it"
+            return "fetch cancelled; the partial download is kept and the next attempt resumes it (a file:// source is copied again from its start)"
         }
     }
 

@@ -240,7 +240,10 @@ extension KindRegistry {
         if !fs.exists(queue) {
             return "job: paths name a queued job's outputs, and there is no queue at \(queue): pass --queue, or the output's own path"
         }
-        if !fs.exists(queue + "/done/" + id) { return "job '\(id)' has not finished (it is not in \(queue)/done)" }
+        if !fs.exists(queue + "/done/" + id) {
+            return "job '\(id)' has not finished (it is not in \(queue)/done): job: paths name a queued job's outputs, so submit "
+                + "the jobs together and run a worker; a foreground run's outputs (fidq run --out DIR) are named by their own path, DIR/out/…"
+        }
         return "the dependency finished without writing it"
     }
 }

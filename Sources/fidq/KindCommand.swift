@@ -25,7 +25,10 @@ struct KindCommand<K: KindCLI>: ParsableCommand {
                 The run writes log.txt, progress.json, result.json (or error.json) and out/ into --out.
 
                 PARAMS (README's section on '\(K.kind)' says what each does):
-                """ + "\n" + paramLines.joined(separator: "\n"))
+                """ + "\n" + paramLines.joined(separator: "\n"),
+            // The kind's own name too (`fidq train_reader`, as the descriptors spell it): it was an
+            // unknown option of `fidq` itself, with no hint.
+            aliases: K.kind.contains("_") ? [K.kind] : [])
     }
 
     /// The kind's params as its decoder takes them, computed once (`configuration` is read often).
@@ -90,7 +93,7 @@ struct KindCommand<K: KindCLI>: ParsableCommand {
             let value = try job.run(descriptor, registry: registry, cancel: cancel)
             print(String(decoding: try jsonEncoder().encode(value), as: UTF8.self))
         } catch let e as JobError {
-            throw fail("fidq \(Self.configuration.commandName!): \(Self.asFlags(e).description)")
+            throw fail("\(Self.configuration.commandName!): \(Self.asFlags(e).description)")  // "fidq: train-reader: --x: …"
         }
     }
 

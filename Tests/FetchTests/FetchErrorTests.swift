@@ -24,7 +24,7 @@ import Glibc
         #expect("\(FetchError.limit(archive: "a.zip", entry: "b", what: "file and folder count", limit: 5))".contains("raise max_files"))
         #expect("\(FetchError.limit(archive: "a.zip", entry: "b", what: "unpacked size", limit: 5))".contains("raise max_bytes"))
         #expect("\(FetchError.timeout(url: "u", phase: "connect", seconds: 2))".contains("raise connect_timeout_s"))
-        #expect("\(FetchError.destExists(path: "/w/d"))".contains("\"replace\": true"))
+        #expect("\(FetchError.destExists(path: "/w/d"))".contains("\"replace\": true; fidq fetch --replace"))
     }
 
     /// A permission error is permanent, with the shared-folder hint: it was retried as a passing

@@ -53,7 +53,7 @@ import Testing
         try? FileManager.default.removeItem(atPath: f.queueDir)
         #expect(error(f, json)?.hint?.contains("there is no queue at \(f.queueDir): pass --queue") == true, "\(String(describing: error(f, json)))")
         try FileManager.default.createDirectory(atPath: f.queueDir + "/done", withIntermediateDirectories: true)
-        #expect(error(f, json)?.hint == "job 'a' has not finished (it is not in \(f.queueDir)/done)")
+        #expect(error(f, json)?.hint?.hasPrefix("job 'a' has not finished (it is not in \(f.queueDir)/done): job: paths name a queued job's outputs") == true)
         try FileManager.default.createDirectory(atPath: f.queueDir + "/done/a/out", withIntermediateDirectories: true)
         #expect(error(f, json)?.hint == "the dependency finished without writing it")
         #expect(error(f, json)?.field == "params.inputs[0]")

@@ -479,6 +479,12 @@ import Testing
         #expect(ambiguous == 64 && text.contains("--n is ambiguous") && text.contains("Usage: fidq train-reader ["), "\(text)")
         let (missing, why) = try Self.fidq(["train-reader", "--n_context", "3", "--print-params"])
         #expect(missing == 1 && why.contains("--train_data: missing required field"), "\(why)")
+        // The kind's own name, as descriptors spell it, is the same subcommand (it was "Unknown
+        // option '--n_context'" of fidq itself); errors name the subcommand once.
+        let (alias, aliasText) = try Self.fidq(["train_reader", "--n_context", "3", "--print-params"])
+        #expect(alias == 1 && aliasText.contains("fidq: --train_data: missing required field"), "\(aliasText)")
+        let (run, runText) = try Self.fidq(["index_bm25", "--passages", "/nonexistent/psgs.tsv", "--out", NSTemporaryDirectory() + "fidq-alias-\(getpid()).run"])
+        #expect(run == 1 && runText.hasPrefix("fidq: index-bm25: --passages: input '/nonexistent/psgs.tsv' does not exist"), "\(runText)")
     }
 
     /// `fidq cancel A B C` and `fidq retry C B A` through the real commands: a missing id is
