@@ -72,6 +72,15 @@ public struct JobError: ClassifiedError, CustomStringConvertible, Sendable {
         return s
     }
 
+    /// What is wrong with the storage when `text` (an error's description, which carries
+    /// `strerror`'s words whatever layer threw it) says it is full, over quota or read-only.
+    public static func storageTrouble(_ text: String) -> String? {
+        if text.contains("No space left on device") { return "full (ENOSPC)" }
+        if text.contains("Disk quota exceeded") { return "over its quota (EDQUOT)" }
+        if text.contains("Read-only file system") { return "read-only (EROFS)" }
+        return nil
+    }
+
     /// Classifies any thrown error: `ClassifiedError`s say so themselves; decoding errors are
     /// permanent; file errors are permanent when a path is missing or forbidden, else transient.
     public static func classify(_ error: Error) -> JobError {

@@ -43,8 +43,8 @@ public struct RecordKind: JobKind {
             steps = try c.require(try c.decode(.steps, default: 1), .steps, "an integer in 1…100000") { (1...100_000).contains($0) }
             ledger = try c.decode(.ledger, default: "ledger")
             fail = try c.require(try c.decode(.fail, default: "none"), .fail,
-                                 "one of none, permanent, transient, transient-once, busy-once, ignore-cancel") {
-                ["none", "permanent", "transient", "transient-once", "busy-once", "ignore-cancel"].contains($0)
+                                 "one of none, permanent, transient, transient-once, busy-once, enospc-once, ignore-cancel") {
+                ["none", "permanent", "transient", "transient-once", "busy-once", "enospc-once", "ignore-cancel"].contains($0)
             }
             payload = try c.decodeIfPresent(String.self, forKey: .payload)
         }
@@ -82,6 +82,8 @@ public struct RecordKind: JobKind {
         case "permanent": throw JobError.permanent("test.record asked to fail permanently", field: "params.fail")
         case "transient": throw JobError.transient("test.record asked to fail transiently")
         case "transient-once" where context.attempt == 1: throw JobError.transient("test.record fails its first attempt")
+        case "enospc-once" where context.attempt == 1:
+            throw FSError("write", context.out + "/.x.tmp", ENOSPC)
         case "busy-once" where context.attempt == 1:
             var busy = JobError.transient("test.record is told to come back in 2 s")
             busy.retryAfter = 2

@@ -79,7 +79,7 @@ final class IndexFileWriter {
         while done < bytes.count {
             let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
             if n < 0, errno == EINTR { continue }
-            guard n > 0 else { throw RetrievalError(file: path, field: "write", expected: "disk space", found: String(cString: strerror(errno))) }
+            guard n > 0 else { throw RetrievalError(file: path, field: "write", expected: "the bytes written", found: n == 0 ? "nothing written" : String(cString: strerror(errno))) }
             done += n
         }
     }

@@ -82,7 +82,7 @@ public final class ShardWriter {
         while done < bytes.count {
             let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
             if n < 0, errno == EINTR { continue }
-            guard n > 0 else { throw RetrievalError(file: path, field: "write", expected: "disk space", found: String(cString: strerror(errno))) }
+            guard n > 0 else { throw RetrievalError(file: path, field: "write", expected: "the bytes written", found: n == 0 ? "nothing written" : String(cString: strerror(errno))) }
             done += n
         }
     }

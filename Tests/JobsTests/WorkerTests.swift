@@ -121,6 +121,19 @@ func drainWithStatus(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem =
         #expect(f.json(f.queueDir + "/done/busy/result.json")?["attempt"] as? Int == 2)
     }
 
+    /// A full disk (ENOSPC) is retried after at least 30 × --backoff, not --backoff's seconds, and
+    /// the log says why and what to do (its attempts were spent in half a minute at the defaults).
+    @Test func aFullDiskWaitsLongerBeforeTheNextAttempt() throws {
+        let f = try QueueFixture()
+        try f.dropRecord("full", params: #""fail": "enospc-once""#)
+        let t0 = Date()
+        drainInProcess(f) { $0.backoff = 0.05 }  // the storage wait: 1.5 s
+        #expect(Date().timeIntervalSince(t0) >= 1.5, "retried after \(Date().timeIntervalSince(t0)) s")
+        #expect(f.json(f.queueDir + "/done/full/result.json")?["attempt"] as? Int == 2)
+        let log = (try? String(contentsOfFile: f.queueDir + "/done/full/log.txt", encoding: .utf8)) ?? ""
+        #expect(log.contains("retry 2/3 in 1.5s") && log.contains("the storage is full (ENOSPC): free space there"), "\(log)")
+    }
+
     @Test func timeoutStopsTheJob() throws {
         let f = try QueueFixture()
         try f.dropRecord("slow", sleepMs: 100, steps: 100, extra: #""timeout_s": 0.5"#)
