@@ -401,16 +401,18 @@ public final class QueueControl {
         // Its out/ is kept at `pending/.<id>.out` and adopted by the next claim, so a job that
         // checkpoints resumes (`retryFresh` starts over). The failed folder's out/ is newer than
         // any kept by an earlier retry; without one, a crashed earlier retry may have parked it.
-        var kept = fs.exists(RetainedOutput.path(queue, id))
+        var kept = fs.exists(RetainedOutput.path(queue, id)), moved = false
         if fs.exists(dir + "/out") {
             RetainedOutput.discard(queue: queue, id: id, token: token)
             try fs.retrying { try fs.rename(dir + "/out", RetainedOutput.path(queue, id)) }
-            kept = true
+            (kept, moved) = (true, true)
         }
         let history = RetainedOutput.historyPath(queue, id, token: token), marker = RetainedOutput.historyMarker(queue, id)
         let marked = (try? fs.writeAtomically(marker, Data((history + "\n").utf8), tag: token)) != nil
         do { try fs.writeAtomically(queue.pending + "/" + id + ".json", data, tag: token) } catch {
             try? fs.unlink(marker)
+            // Not retried (a full disk, say): its out/ goes back where `fidq status` shows it.
+            if moved { try? fs.rename(RetainedOutput.path(queue, id), dir + "/out") }
             throw error
         }
         // The failed folder's records stay beside it (out/ went on with the job); the next log names them.

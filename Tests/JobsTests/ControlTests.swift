@@ -231,6 +231,25 @@ import JobsTesting
         #expect(f.list("failed") == ["x"])
     }
 
+    /// A retry that cannot write `pending/<id>.json` (a full disk) leaves the failed folder whole:
+    /// its out/ (the checkpoints) went to `pending/.<id>.out` first and stayed there.
+    @Test func aRetryThatCannotBeWrittenLeavesTheFailureWhole() throws {
+        let f = try QueueFixture()
+        let d = f.queueDir + "/failed/x"
+        try FileManager.default.createDirectory(atPath: d + "/out/checkpoint", withIntermediateDirectories: true)
+        try Data(#"{"kind": "test.record", "id": "x"}"#.utf8).write(to: URL(fileURLWithPath: d + "/job.json"))
+        try Data("step-3\n".utf8).write(to: URL(fileURLWithPath: d + "/out/checkpoint/latest"))
+        let fs = FaultyFileSystem(faults: [.init(.write, ENOSPC, pathContains: "/pending/.x.json")])
+        let full = QueueControl(queue: Queue(root: f.queueDir, fs: fs), registry: testRegistry(),
+                                policy: PathPolicy(workspace: f.workspace, queue: f.queueDir))
+        #expect(throws: (any Error).self) { try full.retry(["x"]) }
+        #expect(FileManager.default.fileExists(atPath: d + "/out/checkpoint/latest"))
+        #expect(!FileManager.default.fileExists(atPath: f.queueDir + "/pending/.x.out"))
+        // Once the disk has room, the retry goes through with its out/.
+        #expect(try control(f).retry(["x"]).first?.contains("with its out/") == true)
+        #expect(FileManager.default.fileExists(atPath: f.queueDir + "/pending/.x.out/checkpoint/latest"))
+    }
+
     /// A failure kept after a later run of the id succeeded: retry says so instead of sending it
     /// back to fail at once as already done.
     @Test func retryOfAnIDThatIsDoneIsRefused() throws {
