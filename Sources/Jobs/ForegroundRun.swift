@@ -216,6 +216,10 @@ public struct ForegroundRun {
             if case .object(let a) = comparable(found, in: found.workspace).params,
                case .object(let b) = comparable(mine, in: mine.workspace).params {
                 same.formUnion(a.keys.filter { a[$0] == b[$0] })
+                // Options the kind reads as no setting at all (FiD's that change nothing) are in neither.
+                var typed = Set<String>()
+                for c in [found, mine] { if case .object(let o) = c.params { typed.formUnion(o.keys) } }
+                same.formUnion(typed.filter { a[$0] == nil && b[$0] == nil })
             }
             let differences = Self.differences(found, mine, ignoring: same)
             let elsewhere = found.workspace != mine.workspace

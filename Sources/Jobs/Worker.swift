@@ -621,10 +621,10 @@ public final class Worker: @unchecked Sendable {
             // A full, over-quota or read-only storage outlasts a backoff of seconds: at the default
             // --backoff its attempts were spent in half a minute, failing every job after it.
             if cancelled == nil, err.permanence == .transient, let what = JobError.storageTrouble(err.description) {
-                err.retryAfter = max(err.retryAfter ?? 0, Self.storageWaitFactor * config.backoff)
+                err.retryAfter = max(err.retryAfter ?? 0, Self.storageWait(backoff: config.backoff))
                 if err.hint == nil {
                     err.hint = "the storage is \(what): free space there (or raise the quota, or make it writable); each attempt waits "
-                        + "\(format3(Self.storageWaitFactor * config.backoff, 0)) s (\(Int(Self.storageWaitFactor)) × --backoff), and once failed, fidq retry \(id) resumes it"
+                        + "\(format3(Self.storageWait(backoff: config.backoff), 0)) s (\(Int(Self.storageWaitFactor)) × --backoff, at most an hour), and once failed, fidq retry \(id) resumes it"
                 }
             }
             // `timeout` and `cancelled` are their own end states (status shows them apart from
@@ -729,6 +729,9 @@ public final class Worker: @unchecked Sendable {
     /// The least wait after a storage error (ENOSPC, EDQUOT, EROFS), in units of `--backoff`
     /// (5 minutes at its default 10 s).
     static let storageWaitFactor = 30.0
+
+    /// The least wait after a storage error: `storageWaitFactor` × `backoff`, at most an hour.
+    static func storageWait(backoff: Double) -> Double { min(storageWaitFactor * backoff, 3600) }
 
     /// The wait before attempt + 1: `--backoff`, doubled per attempt, at most an hour.
     private func retryDelay(after attempt: Int) -> Double { min(config.backoff * Double(1 << min(attempt - 1, 20)), 3600) }

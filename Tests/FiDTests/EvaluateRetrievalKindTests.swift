@@ -125,6 +125,20 @@ import Testing
         #expect(RetrievalJobs.number(evaluated["stored_flags_disagreeing"]) == 0)
     }
 
+    /// A rerun in the same folder under another `n_docs`, the earlier run having given an option
+    /// that changes nothing (FiD's `validation_workers`), is refused naming `n_docs` alone.
+    @Test func aRerunOfOtherSettingsNamesOnlyWhatDiffers() throws {
+        let dir = TestData.scratch("evaluate-rerun")
+        try TestData.write(Self.data, to: dir + "/data.json")
+        _ = try RetrievalJobs.run("evaluate_retrieval", ["data": .string("data.json"), "validation_workers": .number(7)], workspace: dir)
+        do {
+            _ = try RetrievalJobs.run("evaluate_retrieval", ["data": .string("data.json"), "n_docs": .number(3)], workspace: dir)
+            Issue.record("a rerun of other settings was accepted")
+        } catch let e as JobError {
+            #expect(e.message.contains("(n_docs: unset there, 3 here)"), "\(e)")
+        }
+    }
+
     @Test func whatCannotBeCountedIsRefused() throws {
         func refusal(_ params: [String: JSONValue], data: String = Self.data, name: String = #function) -> JobError? {
             do { _ = try Self.evaluate(params, data: data, name: name) } catch let e as JobError { return e } catch {

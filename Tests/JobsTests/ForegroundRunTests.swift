@@ -84,7 +84,7 @@ import Testing
         try run("")
         try run(#", "steps": 1.0, "fail": "none", "sleep_ms": 0"#)
         try run(#", "threads": 2"#)
-        let e = #expect(throws: JobError.self) { try run(#", "steps": 2"#) }
+        let e = #expect(throws: JobError.self) { try run(#", "steps": 2, "sleep_ms": 0"#) }
         #expect(e?.message.contains("steps: unset there, 2 here") == true && e?.message.contains("fail") == false, "\(String(describing: e))")
     }
 

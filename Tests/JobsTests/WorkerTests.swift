@@ -132,6 +132,8 @@ func drainWithStatus(_ f: QueueFixture, workers count: Int = 1, fs: FileSystem =
         #expect(f.json(f.queueDir + "/done/full/result.json")?["attempt"] as? Int == 2)
         let log = (try? String(contentsOfFile: f.queueDir + "/done/full/log.txt", encoding: .utf8)) ?? ""
         #expect(log.contains("retry 2/3 in 1.5s") && log.contains("the storage is full (ENOSPC): free space there"), "\(log)")
+        // 5 minutes at the default --backoff, never over an hour.
+        #expect(Worker.storageWait(backoff: 10) == 300 && Worker.storageWait(backoff: 600) == 3600)
     }
 
     @Test func timeoutStopsTheJob() throws {
