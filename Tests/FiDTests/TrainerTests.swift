@@ -200,16 +200,22 @@ struct TrainerTests {
         #expect(log.contains("resumed from") && log.contains("(step 5,"))
     }
 
-    /// A graceful stop inside an eval saves that step; the resumed run owes and runs the eval first.
-    @Test func stopDuringEvalIsEvaluatedOnResume() throws {
-        let c = toyConfig(total: 9, accumulation: 1)
+    /// An unstopped run of `c` (`reference`) and one stopped gracefully inside the eval of `step` (`out`).
+    func stoppedInEval(_ c: TrainerConfig, at step: Int) throws -> (reference: String, out: String) {
         let reference = scratch() + "/ref"
         try runToy(c, out: reference)
         let out = scratch() + "/job"
         let token = CancellationToken()
         #expect(throws: Error.self) {
-            try runToy(c, out: out, cancel: token) { m in m.beforeEval = { if $0 == 6 { token.cancel(.shutdown) } } }
+            try runToy(c, out: out, cancel: token) { m in m.beforeEval = { if $0 == step { token.cancel(.shutdown) } } }
         }
+        return (reference, out)
+    }
+
+    /// A graceful stop inside an eval saves that step; the resumed run owes and runs the eval first.
+    @Test func stopDuringEvalIsEvaluatedOnResume() throws {
+        let c = toyConfig(total: 9, accumulation: 1)
+        let (reference, out) = try stoppedInEval(c, at: 6)
         let saved = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: URL(fileURLWithPath: out + "/out/checkpoint/step-6/trainer_state.json")))
         #expect(saved.step == 6 && saved.lastEvalStep == 3)
         let value = try runToy(c, out: out)
@@ -224,13 +230,7 @@ struct TrainerTests {
     /// unstopped run's and a rerun of the finished run does not evaluate again.
     @Test func stopDuringTheLastEvalEndsWithTheUnstoppedState() throws {
         let c = toyConfig(total: 9, accumulation: 1)
-        let reference = scratch() + "/ref"
-        try runToy(c, out: reference)
-        let out = scratch() + "/job"
-        let token = CancellationToken()
-        #expect(throws: Error.self) {
-            try runToy(c, out: out, cancel: token) { m in m.beforeEval = { if $0 == 9 { token.cancel(.shutdown) } } }
-        }
+        let (reference, out) = try stoppedInEval(c, at: 9)
         let state = "/out/checkpoint/step-9/" + Trainer.stateFile
         #expect(try Data(contentsOf: URL(fileURLWithPath: out + state)) != Data(contentsOf: URL(fileURLWithPath: reference + state)))
         try runToy(c, out: out)
