@@ -188,16 +188,14 @@ public struct ForegroundRun {
             default: return v
             }
         }
-        /// `c` with its params' paths resolved in `workspace` (its own, or this run's when the
-        /// folder shows it is the same one seen from another host).
-        func comparable(_ c: Claim, in workspace: String) -> Claim {
+        /// `c` as the kind reads it, its params' paths resolved in its workspace.
+        func comparable(_ c: Claim) -> Claim {
             var c = c
-            c.workspace = workspace
             c.out = nil
             if let read = canonical(c.params) { c.params = read }  // a default written out is the default
             if case .object(var o) = c.params {
                 for key in mayChange.union(["threads"]) { o[key] = nil }
-                for (key, value) in o { o[key] = samePlace(value, workspace) }
+                for (key, value) in o { o[key] = samePlace(value, c.workspace) }
                 c.params = .object(o)
             }
             return c
@@ -210,11 +208,10 @@ public struct ForegroundRun {
         if found.workspace != mine.workspace, let there = found.out, there == mine.out {
             found.workspace = mine.workspace  // this folder at the same place in it: the same workspace, mounted elsewhere
         }
-        if comparable(found, in: found.workspace) != comparable(mine, in: mine.workspace) {
+        if comparable(found) != comparable(mine) {
             // Named as typed, leaving out params that differ only in spelling.
             var same = mayChange.union(["threads"])  // may differ: never named
-            if case .object(let a) = comparable(found, in: found.workspace).params,
-               case .object(let b) = comparable(mine, in: mine.workspace).params {
+            if case .object(let a) = comparable(found).params, case .object(let b) = comparable(mine).params {
                 same.formUnion(a.keys.filter { a[$0] == b[$0] })
                 // Options the kind reads as no setting at all (FiD's that change nothing) are in neither.
                 var typed = Set<String>()
