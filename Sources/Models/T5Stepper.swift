@@ -1,6 +1,7 @@
 // T5Stepper: incremental T5 decoding for greedy and beam search: a self-attention key/value cache
-// per row, and cross-attention keys/values computed once per question and shared by its beams
-// (the beams of a question are folded into the query axis of one cross-attention call).
+// per row, and a cross-attention over each question's encoder memory shared by its beams (the
+// beams of a question are folded into the query axis of one cross-attention call), either over
+// keys/values computed once or with the key and value weights absorbed into the queries.
 import Tensor
 #if canImport(Glibc)
     import Glibc
@@ -13,6 +14,27 @@ public struct T5DecodingError: Error, CustomStringConvertible {
     public let description: String
     /// The model computed NaN or ±inf (weights near float32's limit): the fault is the model's.
     public var nonFinite = false
+}
+
+/// How a decoding step's cross-attention reads the encoder memory X (M, D) of its question.
+public enum T5CrossAttentionPlan: Sendable {
+    /// Keys X·Wkᵀ and values X·Wvᵀ (M, H·Dh) of every decoder layer computed once when the
+    /// stepper starts (4·M·D·H·Dh multiply-adds per layer); each step streams them from memory.
+    case cachedKeys
+    /// No keys or values: each step folds the key weights into its queries (u_h = Wk_hᵀ·q_h, a
+    /// D-vector per head), scores the memory rows against them (x_j·u_h = k_j·q_h), sums the
+    /// memory rows weighted by the probabilities and applies the value weights after (Wv_h·Σ p_j x_j
+    /// = Σ p_j v_j). A step then costs 4·M·D·H·beams multiply-adds per layer, read from one
+    /// memory of M·D floats shared by every layer (in cache at FiD's sizes), and nothing is
+    /// computed up front: cheaper in all while beams × steps stays under about Dh.
+    case absorbed
+
+    /// The plan of less work for up to `maxLength` steps of `beams` beams: the absorbed steps'
+    /// compute (beams·steps/Dh of the keys and values computed up front) against computing the
+    /// keys/values and then streaming them each step. Greedy answers of up to 2·Dh tokens absorb.
+    public static func choose(beams: Int, maxLength: Int, headDim: Int) -> T5CrossAttentionPlan {
+        return beams * maxLength <= 2 * headDim ? .absorbed : .cachedKeys
+    }
 }
 
 /// Decodes `questions × beams` rows over one encoded FiD batch; row q·beams + b is beam b of question q.
@@ -34,9 +56,14 @@ public final class T5Stepper {
     public private(set) var scores: Tensor?
     /// Tokens fed so far (the next position).
     public private(set) var position = 0
+    /// How the cross-attention reads the memory (chosen from beams and maxLength unless given).
+    public let crossPlan: T5CrossAttentionPlan
     private var owned: [UnsafeMutablePointer<Float>] = []
-    /// Per decoder layer: cross keys and values (questions, M, I); the self cache (rows, maxLength, I).
+    /// Per decoder layer with `.cachedKeys`: cross keys and values (questions, M, I); the self cache (rows, maxLength, I).
     private var crossK: [UnsafeMutablePointer<Float>] = [], crossV: [UnsafeMutablePointer<Float>] = []
+    /// With `.absorbed`: the encoder memory (questions, M, D); the queries folded through the key
+    /// weights and the probability-weighted memory rows, both (questions, H, beams, D).
+    private var memory: UnsafeMutablePointer<Float>!, folded: UnsafeMutablePointer<Float>!, weighted: UnsafeMutablePointer<Float>!
     private var selfK: [UnsafeMutablePointer<Float>] = [], selfV: [UnsafeMutablePointer<Float>] = []
     private var mask: UnsafeMutablePointer<Float>!  // (questions, M)
     private var x: UnsafeMutablePointer<Float>!, h: UnsafeMutablePointer<Float>!, q: UnsafeMutablePointer<Float>!
@@ -63,8 +90,10 @@ public final class T5Stepper {
     /// - Parameters:
     ///   - inputIds, attentionMask: (questions·P, L) as in `T5Batch`.
     ///   - beams: rows per question (1 for greedy).
+    ///   - crossPlan: the cross-attention's plan; nil chooses by `T5CrossAttentionPlan.choose`
+    ///     (both give the same function, rounded differently).
     public init(model: T5Model, questions: Int, passages P: Int, passageLength L: Int, inputIds: [Int32],
-                attentionMask: [Float], beams: Int = 1, maxLength: Int) {
+                attentionMask: [Float], beams: Int = 1, maxLength: Int, crossPlan: T5CrossAttentionPlan? = nil) {
         precondition(beams >= 1 && maxLength >= 1 && questions >= 1, "T5Stepper: questions \(questions), beams \(beams), maxLength \(maxLength)")
         precondition(inputIds.count == questions * P * L && attentionMask.count == inputIds.count, "T5Stepper: ids/mask count vs B·P·L")
         self.model = model
@@ -77,18 +106,29 @@ public final class T5Stepper {
         self.P = P
         self.L = L
         self.maxLength = maxLength
+        let plan = crossPlan ?? .choose(beams: beams, maxLength: maxLength, headDim: c.dKV)
+        self.crossPlan = plan
         ids = [Int32](repeating: 0, count: questions * beams)
         let N = questions * M, R = rows
         mask = alloc(N)
         attentionMask.withUnsafeBufferPointer { mask.update(from: $0.baseAddress!, count: N) }
-        let memory = model.encode(inputIds: inputIds, attentionMask: attentionMask, rows: questions * P, L: L)
+        // The encoder's output lives in the model's arena until its next pass: copied when kept.
+        let encoded = model.encode(inputIds: inputIds, attentionMask: attentionMask, rows: questions * P, L: L)
+        if plan == .absorbed {
+            memory = alloc(N * D)
+            memory.update(from: encoded, count: N * D)
+            folded = alloc(R * H * D)
+            weighted = alloc(R * H * D)
+        }
         for l in 0..<c.decoderLayers {
-            let w = "decoder.block.\(l).layer.1.EncDecAttention"
-            let kc = alloc(N * I), vc = alloc(N * I)
-            model.linear(kc, memory, model.W(w + ".k.weight"), rows: N, inF: D, outF: I)
-            model.linear(vc, memory, model.W(w + ".v.weight"), rows: N, inF: D, outF: I)
-            crossK.append(kc)
-            crossV.append(vc)
+            if plan == .cachedKeys {
+                let w = "decoder.block.\(l).layer.1.EncDecAttention"
+                let kc = alloc(N * I), vc = alloc(N * I)
+                model.linear(kc, encoded, model.W(w + ".k.weight"), rows: N, inF: D, outF: I)
+                model.linear(vc, encoded, model.W(w + ".v.weight"), rows: N, inF: D, outF: I)
+                crossK.append(kc)
+                crossV.append(vc)
+            }
             selfK.append(alloc(R * maxLength * I))
             selfV.append(alloc(R * maxLength * I))
         }
@@ -99,19 +139,27 @@ public final class T5Stepper {
         // Also the scratch of one step's 3.0.2 cross bias, (H, M): larger than the cache rows when
         // P·L is long (FiD's readers: H 12, M 25,000 against 50·768 per row).
         gather = alloc(max(R * maxLength * I, H * M))
-        crossScratch = alloc(Attention.fewQueriesScratchCount(crossSize))
+        crossScratch = alloc(plan == .absorbed ? Attention.overMemoryScratchCount(batch: questions, queries: H * beams, keys: M, width: D)
+                                                : Attention.fewQueriesScratchCount(crossSize))
     }
 
     deinit { for p in owned { p.deallocate() } }
 
     /// Bytes a stepper of this shape allocates (its buffers above, and the (rows, V) logits a
     /// step returns), so a job can refuse a shape (num_beams 1,000,000) before allocating it.
-    public static func bytes(_ c: T5Config, questions: Int, passages P: Int, passageLength L: Int, beams: Int, maxLength: Int) -> Double {
+    public static func bytes(_ c: T5Config, questions: Int, passages P: Int, passageLength L: Int, beams: Int, maxLength: Int,
+                             crossPlan: T5CrossAttentionPlan? = nil) -> Double {
         let B = Double(questions), R = B * Double(beams), M = Double(P) * Double(L), T = Double(maxLength)
         let D = Double(c.dModel), I = Double(c.innerDim), F = Double(c.dFF), H = Double(c.numHeads)
-        let perLayer = 2 * B * M * I + 2 * R * T * I
+        let absorbed = (crossPlan ?? .choose(beams: beams, maxLength: maxLength, headDim: c.dKV)) == .absorbed
+        let chunks = (M + Double(Attention.streamChunk) - 1) / Double(Attention.streamChunk)
+        // Cached keys: two (B, M, I) per layer and a (Tq, I) scratch per chunk; absorbed: the
+        // memory once, the folded and weighted queries, a (H·beams, D + 2) scratch per chunk.
+        let cross = absorbed ? B * M * D + 2 * R * H * D + B * chunks * H * Double(beams) * (D + 2)
+            : Double(c.decoderLayers) * 2 * B * M * I + B * chunks * Double(beams) * I
+        let perLayer = 2 * R * T * I
         let rows = R * (3 * D + 2 * I + 2 * F + 1 + Double(c.vocabSize)) + R * H * max(M, T)
-        return 4 * (Double(c.decoderLayers) * perLayer + rows + B * M + H * Double(beams) * M + H * T + max(R * T * I, H * M))
+        return 4 * (Double(c.decoderLayers) * perLayer + cross + rows + B * M + H * Double(beams) * M + H * T + max(R * T * I, H * M))
     }
 
     /// The cross-attention of one step: questions × beams queries over their M memory positions.
@@ -193,11 +241,15 @@ public final class T5Stepper {
             // Cross-attention: beams of a question are its query positions.
             m.timed(.norm) { RMSNorm.forward(y: h, rstd: rstd, x: x, weight: m.W(w + ".1.layer_norm.weight"), rows: R, dim: D, eps: eps) }
             m.linear(q, h, m.W(w + ".1.EncDecAttention.q.weight"), rows: R, inF: D, outF: I)
-            let kx = crossK[l], vx = crossV[l], mask = mask!
-            // One pass over the cached keys and values for all heads (the step's largest read).
-            m.timed(.attention) {
-                Attention.fewQueries(out: ctx, probs: probs, logits: crossLogits.isEmpty ? nil : crossLogits[l], q: q, k: kx, v: vx,
-                                     bias: cross, keyMask: mask, scale: 1, size: crossSize, scratch: crossScratch)
+            let mask = mask!, stepLogits = crossLogits.isEmpty ? nil : crossLogits[l]
+            if crossPlan == .cachedKeys {
+                // One pass over the cached keys and values for all heads (the step's largest read).
+                m.timed(.attention) {
+                    Attention.fewQueries(out: ctx, probs: probs, logits: stepLogits, q: q, k: crossK[l], v: crossV[l],
+                                         bias: cross, keyMask: mask, scale: 1, size: crossSize, scratch: crossScratch)
+                }
+            } else {
+                absorbedCrossAttention(layer: l, logits: stepLogits, bias: cross)
             }
             m.linear(o, ctx, m.W(w + ".1.EncDecAttention.o.weight"), rows: R, inF: I, outF: D)
             m.timed(.elementwise) { Elementwise.accumulate(x, o, count: R * D) }
@@ -234,6 +286,35 @@ public final class T5Stepper {
             scores = m.passageScores(crossLogits, mask: mask!, B: questions, P: P, L: L, T: beams)
         }
         position += 1
+    }
+
+    /// The cross-attention of decoder layer `layer` for the queries in `q`, into `ctx`, with the
+    /// key and value weights applied to the queries and the weighted memory (`T5CrossAttentionPlan.absorbed`).
+    private func absorbedCrossAttention(layer l: Int, logits: UnsafeMutablePointer<Float>?, bias: UnsafePointer<Float>?) {
+        let m = model, c = m.config, D = c.dModel, I = c.innerDim, H = c.numHeads, Dh = c.dKV
+        let w = "decoder.block.\(l).layer.1.EncDecAttention"
+        let wk = UnsafePointer(m.W(w + ".k.weight")), wv = UnsafePointer(m.W(w + ".v.weight"))  // (I, D) each
+        let q = UnsafePointer(self.q!), ctx = self.ctx!, folded = self.folded!, weighted = self.weighted!, beams = self.beams, memory = UnsafePointer(self.memory!), mask = UnsafePointer(self.mask!), probs = self.probs!
+        m.timed(.attention) {
+            // u (b, h, i) = Wk_hᵀ · q_h of row b·beams + i: (D) from the head's (Dh, D) rows of Wk.
+            parallelFor(rows * H, grain: 4) { pairs in
+                for pair in pairs {
+                    let r = pair / H, h = pair % H, b = r / beams, i = r % beams
+                    Gemm.gemv(transA: true, m: Dh, n: D, a: wk + h * Dh * D, lda: D, x: q + r * I + h * Dh, beta: 0,
+                              y: folded + ((b * H + h) * beams + i) * D, threads: 1)
+                }
+            }
+            Attention.overMemory(out: weighted, probs: probs, logits: logits, q: folded, memory: memory, bias: bias,
+                                 keyMask: mask, scale: 1, batch: questions, queries: H * beams, keys: M, width: D, scratch: crossScratch)
+            // ctx_h of row b·beams + i = Wv_h · (Σ_j p_j x_j): (Dh) from the head's rows of Wv.
+            parallelFor(rows * H, grain: 4) { pairs in
+                for pair in pairs {
+                    let r = pair / H, h = pair % H, b = r / beams, i = r % beams
+                    Gemm.gemv(m: Dh, n: D, a: wv + h * Dh * D, lda: D, x: weighted + ((b * H + h) * beams + i) * D, beta: 0,
+                              y: ctx + r * I + h * Dh, threads: 1)
+                }
+            }
+        }
     }
 
     /// Reorders the self cache: new row r takes old row source[r] (beam search).

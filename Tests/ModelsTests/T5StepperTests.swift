@@ -1,15 +1,18 @@
 // T5StepperTests: cached decoding equals the full forward position by position, greedy ids equal
-// transformers' generate, and reordering the cache moves whole beams.
+// transformers' generate, and reordering the cache moves whole beams, under both cross-attention plans.
 import Foundation
 import Testing
 import TestSupport
 @testable import Models
 @testable import Tensor
 
-func stepper(_ f: T5Fixture, beams: Int = 1, maxLength: Int) -> T5Stepper {
+func stepper(_ f: T5Fixture, beams: Int = 1, maxLength: Int, plan: T5CrossAttentionPlan? = nil) -> T5Stepper {
     T5Stepper(model: f.model, questions: f.batch.questions, passages: f.batch.passages, passageLength: f.batch.passageLength,
-              inputIds: f.batch.inputIds, attentionMask: f.batch.attentionMask, beams: beams, maxLength: maxLength)
+              inputIds: f.batch.inputIds, attentionMask: f.batch.attentionMask, beams: beams, maxLength: maxLength, crossPlan: plan)
 }
+
+/// Both ways a step's cross-attention reads the memory.
+let crossPlans: [T5CrossAttentionPlan] = [.cachedKeys, .absorbed]
 
 /// Checks generated rows against a fixture's (B, W) ids, which pad finished rows with 0.
 func expectIds(_ ids: [[Int32]], _ expected: Tensor, _ what: String) {
@@ -23,12 +26,13 @@ func expectIds(_ ids: [[Int32]], _ expected: Tensor, _ what: String) {
 }
 
 struct T5StepperTests {
-    @Test(arguments: ["v10", "v11", "tf3bias"])
-    func cachedStepsEqualTheFullForward(_ variant: String) throws {
+    @Test(arguments: ["v10", "v11", "tf3bias"], crossPlans)
+    func cachedStepsEqualTheFullForward(_ variant: String, _ plan: T5CrossAttentionPlan) throws {
         let f = try T5Fixture(variant)
         let full = f.model.forward(f.batch).logits  // (B, T, V)
         let B = f.batch.questions, T = f.batch.targetLength, V = f.model.config.vocabSize
-        let s = stepper(f, maxLength: T)
+        let s = stepper(f, maxLength: T, plan: plan)
+        #expect(s.crossPlan == plan)
         var logits = [Float](repeating: 0, count: B * V)
         for t in 0..<T {
             let tokens = (0..<B).map { f.batch.decoderInputIds[$0 * T + t] }
@@ -46,30 +50,31 @@ struct T5StepperTests {
         }
     }
 
-    @Test(arguments: ["v10", "v11", "tf3bias"])
-    func greedyIdsMatchGenerate(_ variant: String) throws {
+    @Test(arguments: ["v10", "v11", "tf3bias"], crossPlans)
+    func greedyIdsMatchGenerate(_ variant: String, _ plan: T5CrossAttentionPlan) throws {
         let f = try T5Fixture(variant)
         let expected = try f.tensor("greedy_ids")
-        var s = stepper(f, maxLength: 6)
+        var s = stepper(f, maxLength: 6, plan: plan)
         let ids = try Generation.greedy(&s, questions: f.batch.questions, start: 0, eos: 1, maxLength: 6)
         expectIds(ids, expected, "greedy")
     }
 
-    @Test(arguments: ["v10", "v11", "tf3bias"])
-    func beamIdsMatchGenerate(_ variant: String) throws {
+    @Test(arguments: ["v10", "v11", "tf3bias"], crossPlans)
+    func beamIdsMatchGenerate(_ variant: String, _ plan: T5CrossAttentionPlan) throws {
         let f = try T5Fixture(variant)
-        var s = stepper(f, beams: 3, maxLength: 6)
+        var s = stepper(f, beams: 3, maxLength: 6, plan: plan)
         let ids = try Generation.beamSearch(&s, questions: f.batch.questions, numBeams: 3, start: 0, eos: 1, pad: 0, maxLength: 6,
                                             lengthPenalty: 1)
         expectIds(ids, try f.tensor("beam_ids"), "beam")
     }
 
-    @Test func reorderMovesWholeBeams() throws {
+    @Test(arguments: crossPlans)
+    func reorderMovesWholeBeams(_ plan: T5CrossAttentionPlan) throws {
         let f = try T5Fixture("v11")
         let V = f.model.config.vocabSize, B = f.batch.questions
         // Beam rows q·2 + b feed sequences a, b; after two steps the beams swap.
         let seqA: [Int32] = [0, 5, 9], seqB: [Int32] = [0, 7, 3]
-        let s = stepper(f, beams: 2, maxLength: 4)
+        let s = stepper(f, beams: 2, maxLength: 4, plan: plan)
         var logits = [Float](repeating: 0, count: 2 * B * V)
         for t in 0..<2 {
             let tokens = (0..<B).flatMap { _ in [seqA[t], seqB[t]] }
@@ -80,7 +85,7 @@ struct T5StepperTests {
         let third = (0..<B).flatMap { _ in [seqB[2], seqA[2]] }
         try third.withUnsafeBufferPointer { try s.step($0, logits: &logits) }
         // A fresh stepper fed the swapped sequences from the start.
-        let fresh = stepper(f, beams: 2, maxLength: 4)
+        let fresh = stepper(f, beams: 2, maxLength: 4, plan: plan)
         var want = [Float](repeating: 0, count: 2 * B * V)
         for t in 0..<3 {
             let tokens = (0..<B).flatMap { _ in [seqB[t], seqA[t]] }
@@ -93,11 +98,11 @@ struct T5StepperTests {
 struct T5StepperScoreTests {
     /// The stepper's first step gives FiD's passage scores (fid-spec §3.5: the first decoding
     /// step's cross-attention logits), as the fixtures' transformers/FiD values, for any beam count.
-    @Test(arguments: ["v10", "v11", "tf3bias"])
-    func firstStepScoresMatchFiD(_ variant: String) throws {
+    @Test(arguments: ["v10", "v11", "tf3bias"], crossPlans)
+    func firstStepScoresMatchFiD(_ variant: String, _ plan: T5CrossAttentionPlan) throws {
         let f = try T5Fixture(variant)
         for beams in [1, 3] {
-            let s = stepper(f, beams: beams, maxLength: 4)
+            let s = stepper(f, beams: beams, maxLength: 4, plan: plan)
             s.recordScores = true
             let B = f.batch.questions, V = f.model.config.vocabSize
             var logits = [Float](repeating: 0, count: B * beams * V)
@@ -106,9 +111,25 @@ struct T5StepperScoreTests {
             #expect(r.ok, "\(r)")
         }
         // Without recordScores there are none.
-        let plain = stepper(f, maxLength: 2)
+        let plain = stepper(f, maxLength: 2, plan: plan)
         var logits = [Float](repeating: 0, count: f.batch.questions * f.model.config.vocabSize)
         try [Int32](repeating: 0, count: f.batch.questions).withUnsafeBufferPointer { try plain.step($0, logits: &logits) }
         #expect(plain.scores == nil)
+    }
+}
+
+struct T5CrossAttentionPlanTests {
+    /// Greedy decoding (FiD's 50-token bound included) absorbs the key and value weights; beams
+    /// whose steps add up past 2·Dh compute the keys and values once; a stepper without a plan
+    /// takes the chosen one.
+    @Test func choice() throws {
+        #expect(T5CrossAttentionPlan.choose(beams: 1, maxLength: 50, headDim: 64) == .absorbed)
+        #expect(T5CrossAttentionPlan.choose(beams: 2, maxLength: 64, headDim: 64) == .absorbed)
+        #expect(T5CrossAttentionPlan.choose(beams: 3, maxLength: 50, headDim: 64) == .cachedKeys)
+        #expect(T5CrossAttentionPlan.choose(beams: 1, maxLength: 129, headDim: 64) == .cachedKeys)
+        let f = try T5Fixture("v11")
+        let Dh = f.model.config.dKV
+        #expect(stepper(f, maxLength: 2 * Dh).crossPlan == .absorbed)
+        #expect(stepper(f, beams: 2, maxLength: Dh + 1).crossPlan == .cachedKeys)
     }
 }

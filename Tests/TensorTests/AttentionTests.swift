@@ -8,7 +8,7 @@ import TestSupport
 private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
 
 /// One attention problem: inputs and options, with the kernel and the Double twin run on it.
-private struct Problem {
+struct Problem {
     var size: Attention.Size
     var q, k, v: Tensor
     var bias: Tensor?

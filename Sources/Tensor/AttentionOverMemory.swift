@@ -1,0 +1,254 @@
+// AttentionOverMemory: inference attention of a few wide queries whose keys and values are the
+// memory rows themselves: a decoding step's cross-attention with the key and value weights
+// folded into the queries and applied after (T5Stepper's absorbed plan).
+
+extension Attention {
+    /// Floats of scratch `overMemory` needs: per chunk of keys, a (Tq, D) partial context and
+    /// each query's maximum logit and sum of exponentials over the chunk.
+    public static func overMemoryScratchCount(batch B: Int, queries Tq: Int, keys Tk: Int, width D: Int) -> Int {
+        B * ((Tk + streamChunk - 1) / streamChunk) * Tq * (D + 2)
+    }
+
+    /// out = softmax(mask(scale·q·Xᵀ + bias))·X per item, X its memory rows: `fewQueries` with one
+    /// head of width D and the keys and values both X, in one pass over X with blocked kernels.
+    ///
+    /// Keys split into fixed chunks of `streamChunk`. Each chunk is scored, exponentiated against
+    /// its own maximum and summed into a context partial while its rows are still in cache, so X
+    /// is read from memory once (scoring and summing in two passes read it twice, and X outgrows
+    /// the cache at FiD's sizes); the partials are then rescaled to the global maximum and summed
+    /// in chunk order (the online softmax). A key pair is scored against four queries at once
+    /// (eight independent sums over 8-float lanes) and a 16-float slice of four queries' contexts
+    /// stays in registers over a chunk's keys. Every sum's order follows from D and the chunks,
+    /// so the result is the same to the bit on any thread count. Masked keys add nothing to the
+    /// context, whatever their rows hold; an item whose keys are all masked gets zeros (like
+    /// `Softmax`), and NaN logits give NaN.
+    ///
+    /// - Parameters:
+    ///   - out: (B, Tq, D), overwritten.
+    ///   - probs: (B, Tq, Tk), overwritten with the probabilities.
+    ///   - logits: (B, Tq, Tk) or nil; receives scale·q·xᵀ + bias before the mask.
+    ///   - q: (B, Tq, D); memory: (B, Tk, D); bias (Tq, Tk) or nil (shared by the items); keyMask (B, Tk) or nil.
+    ///   - scratch: `overMemoryScratchCount` floats.
+    public static func overMemory(
+        out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>, logits: UnsafeMutablePointer<Float>?,
+        q: UnsafePointer<Float>, memory: UnsafePointer<Float>, bias: UnsafePointer<Float>?, keyMask: UnsafePointer<Float>?,
+        scale: Float, batch B: Int, queries Tq: Int, keys Tk: Int, width D: Int,
+        scratch: UnsafeMutablePointer<Float>, threads: Int? = nil
+    ) {
+        precondition(B >= 0 && Tq >= 1 && Tk >= 1 && D >= 1, "overMemory: batch \(B), queries \(Tq), keys \(Tk), width \(D)")
+        if B == 0 { return }
+        let C = streamChunk, chunks = (Tk + C - 1) / C, part = Tq * D
+        // Per (item, chunk, query): the chunk's maximum logit and Σ exp(logit − maximum).
+        let maxima = scratch + B * chunks * part, sums = maxima + B * chunks * Tq
+        parallelFor(B * chunks, threads: threads) { units in
+            for unit in units {
+                let b = unit / chunks, c = unit % chunks, lo = c * C, hi = min(Tk, (c + 1) * C), n = hi - lo
+                scoreChunk(probs + b * Tq * Tk, q: q + b * Tq * D, memory: memory + b * Tk * D, scale: scale,
+                           queries: Tq, keys: Tk, width: D, from: lo, to: hi)
+                for i in 0..<Tq {
+                    let z = probs + (b * Tq + i) * Tk + lo
+                    if let bias {
+                        let bi = bias + i * Tk + lo
+                        for j in 0..<n { z[j] += bi[j] }
+                    }
+                    if let logits { (logits + (b * Tq + i) * Tk + lo).update(from: z, count: n) }
+                    if let keyMask {
+                        let km = keyMask + b * Tk + lo
+                        for j in 0..<n where km[j] == 0 { z[j] = -.infinity }
+                    }
+                    let m = Reduce.max(z, n)
+                    maxima[unit * Tq + i] = m
+                    sums[unit * Tq + i] = exponentiate(z, n, max: m)
+                }
+                contextChunk(scratch + unit * part, probs: probs + b * Tq * Tk, memory: memory + b * Tk * D,
+                             keyMask: keyMask.map { $0 + b * Tk }, queries: Tq, keys: Tk, width: D, from: lo, to: hi)
+            }
+        }
+        // Rescale to the global maximum, sum the partials in chunk order, normalise.
+        parallelFor(B * Tq, threads: threads) { rows in
+            for row in rows {
+                let b = row / Tq, i = row % Tq
+                var top = -Float.infinity
+                for c in 0..<chunks { top = max(top, maxima[(b * chunks + c) * Tq + i]) }
+                let o = out + row * D
+                o.update(repeating: 0, count: D)
+                var total: Float = 0
+                for c in 0..<chunks {
+                    let unit = b * chunks + c, m = maxima[unit * Tq + i], l = sums[unit * Tq + i]
+                    // A chunk of masked keys weighs 0 (its sum is 0, or NaN when its logits were).
+                    let w = m == -.infinity ? (l.isNaN ? Float.nan : 0) : exp1(m - top)
+                    total += w * l
+                    if w == 0 { continue }
+                    let src = scratch + unit * part + i * D
+                    for e in 0..<D { o[e] += w * src[e] }
+                }
+                // Every key masked: zeros, as `Softmax` gives.
+                let inv: Float = top == -.infinity && !total.isNaN ? 0 : 1 / total
+                for e in 0..<D { o[e] *= inv }
+                for c in 0..<chunks {
+                    let unit = b * chunks + c, m = maxima[unit * Tq + i]
+                    let w = m == -.infinity ? (sums[unit * Tq + i].isNaN ? Float.nan : 0) : exp1(m - top) * inv
+                    let p = probs + row * Tk + c * C, n = min(Tk, (c + 1) * C) - c * C
+                    for j in 0..<n { p[j] *= w }
+                }
+            }
+        }
+    }
+
+    /// exp of one float, by `VectorMath.exp` (the softmax's own).
+    @inline(__always)
+    static func exp1(_ x: Float) -> Float { VectorMath.exp(SIMD16<Float>(repeating: x))[0] }
+
+    /// z[j] = exp(z[j] − m) over n entries, returning their sum; an all −∞ run (m = −∞) becomes
+    /// zeros with sum 0, or NaN when it holds NaN (`Reduce.max` skips NaN).
+    static func exponentiate(_ z: UnsafeMutablePointer<Float>, _ n: Int, max m: Float) -> Float {
+        if m == -.infinity {
+            let nan = Reduce.containsNaN(z, n)
+            z.update(repeating: nan ? .nan : 0, count: n)
+            return nan ? .nan : 0
+        }
+        let vm = SIMD16<Float>(repeating: m)
+        var acc = SIMD16<Float>()
+        var j = 0
+        while j + 16 <= n {
+            let e = VectorMath.exp(Reduce.load(z + j) - vm)
+            Reduce.store(e, z + j)
+            acc += e
+            j += 16
+        }
+        if j < n {
+            // −∞ padding: exp gives 0 in the unused lanes.
+            let e = VectorMath.exp(Reduce.load(z + j, count: n - j, padding: -.infinity) - vm)
+            Reduce.store(e, z + j, count: n - j)
+            acc += e
+        }
+        return acc.sum()
+    }
+
+    @inline(__always)
+    static func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+
+    @inline(__always)
+    static func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self) }
+
+    /// S[i, j] = scale · q_i · x_j for keys lo..<hi, S (Tq, Tk). Tiles of two keys × four queries;
+    /// a missing key or query repeats the last one (computed, not written), so each product is
+    /// summed the same way wherever it falls: 8-float lanes over D, then the lanes, then D's tail.
+    static func scoreChunk(
+        _ S: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, memory x: UnsafePointer<Float>, scale: Float,
+        queries Tq: Int, keys Tk: Int, width D: Int, from lo: Int, to hi: Int
+    ) {
+        let full = D & ~7
+        var j = lo
+        while j < hi {
+            let keys = min(2, hi - j)
+            let k0 = x + j * D, k1 = k0 + (keys - 1) * D
+            var i = 0
+            while i < Tq {
+                let n = min(4, Tq - i)
+                let q0 = q + i * D, q1 = q + (i + min(1, n - 1)) * D, q2 = q + (i + min(2, n - 1)) * D, q3 = q + (i + n - 1) * D
+                var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a10 = SIMD8<Float>(), a11 = SIMD8<Float>()
+                var a20 = SIMD8<Float>(), a21 = SIMD8<Float>(), a30 = SIMD8<Float>(), a31 = SIMD8<Float>()
+                var d = 0
+                while d < full {
+                    let x0 = load8(k0 + d), x1 = load8(k1 + d)
+                    let v0 = load8(q0 + d), v1 = load8(q1 + d), v2 = load8(q2 + d), v3 = load8(q3 + d)
+                    a00 = a00.addingProduct(v0, x0)
+                    a01 = a01.addingProduct(v0, x1)
+                    a10 = a10.addingProduct(v1, x0)
+                    a11 = a11.addingProduct(v1, x1)
+                    a20 = a20.addingProduct(v2, x0)
+                    a21 = a21.addingProduct(v2, x1)
+                    a30 = a30.addingProduct(v3, x0)
+                    a31 = a31.addingProduct(v3, x1)
+                    d += 8
+                }
+                var s = (a00.sum(), a01.sum(), a10.sum(), a11.sum(), a20.sum(), a21.sum(), a30.sum(), a31.sum())
+                while d < D {
+                    s.0 += q0[d] * k0[d]
+                    s.1 += q0[d] * k1[d]
+                    s.2 += q1[d] * k0[d]
+                    s.3 += q1[d] * k1[d]
+                    s.4 += q2[d] * k0[d]
+                    s.5 += q2[d] * k1[d]
+                    s.6 += q3[d] * k0[d]
+                    s.7 += q3[d] * k1[d]
+                    d += 1
+                }
+                @inline(__always) func put(_ t: Int, _ first: Float, _ second: Float) {
+                    guard t < n else { return }
+                    let row = S + (i + t) * Tk + j
+                    row[0] = scale * first
+                    if keys == 2 { row[1] = scale * second }
+                }
+                put(0, s.0, s.1)
+                put(1, s.2, s.3)
+                put(2, s.4, s.5)
+                put(3, s.6, s.7)
+                i += 4
+            }
+            j += keys
+        }
+    }
+
+    /// acc (Tq, D) = Σ_{j in lo..<hi, unmasked} p[i, j] · x_j, P (Tq, Tk). Four queries × 16
+    /// floats of D stay in registers over the chunk's keys; each element adds its keys in order.
+    static func contextChunk(
+        _ acc: UnsafeMutablePointer<Float>, probs P: UnsafePointer<Float>, memory x: UnsafePointer<Float>,
+        keyMask: UnsafePointer<Float>?, queries Tq: Int, keys Tk: Int, width D: Int, from lo: Int, to hi: Int
+    ) {
+        let full = D & ~15
+        @inline(__always) func live(_ j: Int) -> Bool { keyMask.map { $0[j] != 0 } ?? true }
+        var i = 0
+        while i < Tq {
+            let n = min(4, Tq - i)
+            // A missing query repeats the last one and is never stored.
+            let p0 = P + i * Tk, p1 = P + (i + min(1, n - 1)) * Tk, p2 = P + (i + min(2, n - 1)) * Tk, p3 = P + (i + n - 1) * Tk
+            var d = 0
+            while d < full {
+                var c00 = SIMD8<Float>(), c01 = SIMD8<Float>(), c10 = SIMD8<Float>(), c11 = SIMD8<Float>()
+                var c20 = SIMD8<Float>(), c21 = SIMD8<Float>(), c30 = SIMD8<Float>(), c31 = SIMD8<Float>()
+                for j in lo..<hi where live(j) {
+                    let xr = x + j * D + d
+                    let x0 = load8(xr), x1 = load8(xr + 8)
+                    let b0 = SIMD8<Float>(repeating: p0[j]), b1 = SIMD8<Float>(repeating: p1[j])
+                    let b2 = SIMD8<Float>(repeating: p2[j]), b3 = SIMD8<Float>(repeating: p3[j])
+                    c00 = c00.addingProduct(b0, x0)
+                    c01 = c01.addingProduct(b0, x1)
+                    c10 = c10.addingProduct(b1, x0)
+                    c11 = c11.addingProduct(b1, x1)
+                    c20 = c20.addingProduct(b2, x0)
+                    c21 = c21.addingProduct(b2, x1)
+                    c30 = c30.addingProduct(b3, x0)
+                    c31 = c31.addingProduct(b3, x1)
+                }
+                let o = acc + i * D + d
+                store8(c00, o)
+                store8(c01, o + 8)
+                if n > 1 {
+                    store8(c10, o + D)
+                    store8(c11, o + D + 8)
+                }
+                if n > 2 {
+                    store8(c20, o + 2 * D)
+                    store8(c21, o + 2 * D + 8)
+                }
+                if n > 3 {
+                    store8(c30, o + 3 * D)
+                    store8(c31, o + 3 * D + 8)
+                }
+                d += 16
+            }
+            // D's tail, element by element in the same key order.
+            for t in 0..<n {
+                let pt = P + (i + t) * Tk, o = acc + (i + t) * D
+                for e in full..<D {
+                    var s: Float = 0
+                    for j in lo..<hi where live(j) { s += pt[j] * x[j * D + e] }
+                    o[e] = s
+                }
+            }
+            i += 4
+        }
+    }
+}

@@ -1,0 +1,88 @@
+// AttentionOverMemoryTests: `Attention.overMemory` (wide queries over memory rows that serve as
+// both keys and values, in one online-softmax pass) against the Double twin of `Attention`.
+import Testing
+import TestSupport
+@testable import Tensor
+
+struct AttentionOverMemoryTests {
+    struct Shape: CustomTestStringConvertible, Sendable {
+        var batch, queries, keys, width: Int
+        var testDescription: String { "B \(batch) Tq \(queries) Tk \(keys) D \(width)" }
+        var size: Attention.Size { .init(batch: batch, heads: 1, queryLength: queries, keyLength: keys, headDim: width) }
+    }
+
+    /// The twin's problem with the values equal to the keys.
+    func problem(_ s: Shape, seed: UInt64) -> Problem {
+        let pb = Problem(s.size, bias: true, keyMask: true, causal: false, scale: 0.5, dropout: 0, seed: seed)
+        return Problem(size: s.size, q: pb.q, k: pb.k, v: pb.k, bias: pb.bias, keyMask: pb.keyMask, causal: false, scale: pb.scale)
+    }
+
+    func run(_ pb: Problem, _ s: Shape, threads: Int?) -> (out: [Float], probs: [Float], logits: [Float]) {
+        var out = [Float](repeating: .nan, count: s.batch * s.queries * s.width)
+        var probs = [Float](repeating: .nan, count: s.batch * s.queries * s.keys), logits = probs
+        var scratch = [Float](repeating: .nan, count: Attention.overMemoryScratchCount(batch: s.batch, queries: s.queries, keys: s.keys, width: s.width))
+        pb.q.withUnsafeBufferPointer { q in pb.k.withUnsafeBufferPointer { x in
+        pb.bias!.withUnsafeBufferPointer { bias in pb.keyMask!.withUnsafeBufferPointer { mask in
+            Attention.overMemory(out: &out, probs: &probs, logits: &logits, q: q.baseAddress!, memory: x.baseAddress!,
+                                 bias: bias.baseAddress!, keyMask: mask.baseAddress!, scale: pb.scale, batch: s.batch,
+                                 queries: s.queries, keys: s.keys, width: s.width, scratch: &scratch, threads: threads)
+        } } } }
+        return (out, probs, logits)
+    }
+
+    /// Within the Float32 bound of the Double twin, on shapes past one key chunk with a ragged
+    /// last chunk, query counts that fill four-query tiles and leave a remainder, odd key counts
+    /// (a last lone key), widths with a tail past the 8- and 16-float lanes; the same to the bit
+    /// on any thread count.
+    @Test(arguments: [
+        Shape(batch: 2, queries: 5, keys: 700, width: 40),
+        Shape(batch: 3, queries: 8, keys: 301, width: 21),
+        Shape(batch: 2, queries: 4, keys: 513, width: 64),
+        Shape(batch: 1, queries: 1, keys: 1, width: 1),
+        Shape(batch: 1, queries: 3, keys: 2, width: 7),
+    ])
+    func matchesNaive(_ s: Shape) {
+        let pb = problem(s, seed: 41)
+        let (naive, bound) = pb.naive(dOut: [Float](repeating: 0, count: s.size.queryCount), dropMask: nil)
+        let one = run(pb, s, threads: 1)
+        for (key, got) in [("out", one.out), ("probs", one.probs), ("logits", one.logits)] {
+            let r = compareReduction("overMemory \(key)", got, naive[key]!, magnitude: bound[key]!, terms: 1)
+            #expect(r.ok, "\(s.testDescription) \(r)")
+        }
+        for threads in [2, 3, nil] {
+            let got = run(pb, s, threads: threads)
+            #expect(got.out == one.out && got.probs == one.probs && got.logits == one.logits,
+                    "overMemory differs between 1 and \(threads.map(String.init) ?? "the global") threads")
+        }
+    }
+
+    /// Masked keys add nothing whatever their rows hold (infinities included); an item with every
+    /// key masked gets zero probabilities and a zero context, as `Softmax` gives, where its
+    /// neighbour is untouched; NaN logits give a NaN context.
+    @Test func maskedKeysAndNaN() {
+        let s = Shape(batch: 2, queries: 5, keys: 600, width: 24)
+        var pb = problem(s, seed: 43)
+        var mask = pb.keyMask!.data
+        for j in 0..<s.keys { mask[j] = 0 }  // item 0: every key masked
+        mask[s.keys + 3] = 0
+        pb.keyMask = Tensor(shape: pb.keyMask!.shape, data: mask)
+        let clean = run(pb, s, threads: 1)
+        var x = pb.k.data
+        for d in 0..<s.width { x[(s.keys + 3) * s.width + d] = d % 2 == 0 ? .infinity : -.infinity }
+        pb.k = Tensor(shape: pb.k.shape, data: x)
+        pb.v = pb.k
+        let dirty = run(pb, s, threads: 1)
+        let item = s.queries * s.width
+        #expect(Array(dirty.out[item...]) == Array(clean.out[item...]), "a masked key's infinite row reached item 1's context")
+        let zeroContext = dirty.out[..<item].allSatisfy { $0 == 0 }, zeroProbs = dirty.probs[..<(s.queries * s.keys)].allSatisfy { $0 == 0 }
+        #expect(zeroContext, "an item without keys must get a zero context")
+        #expect(zeroProbs, "an item without keys must get zero probabilities")
+        var q = pb.q.data
+        q[item] = .nan  // item 1, query 0
+        pb.q = Tensor(shape: pb.q.shape, data: q)
+        let nan = run(pb, s, threads: 1)
+        let nanContext = nan.out[item..<(item + s.width)].allSatisfy(\.isNaN), othersClean = nan.out[(item + s.width)...].allSatisfy { !$0.isNaN }
+        #expect(nanContext, "NaN logits must give a NaN context")
+        #expect(othersClean, "one query's NaN reached another query")
+    }
+}
