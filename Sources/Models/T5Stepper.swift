@@ -24,9 +24,10 @@ public enum T5CrossAttentionPlan: Sendable {
     /// No keys or values: each step folds the key weights into its queries (u_h = Wk_hᵀ·q_h, a
     /// D-vector per head), scores the memory rows against them (x_j·u_h = k_j·q_h), sums the
     /// memory rows weighted by the probabilities and applies the value weights after (Wv_h·Σ p_j x_j
-    /// = Σ p_j v_j). A step then costs 4·M·D·H·beams multiply-adds per layer, read from one
-    /// memory of M·D floats shared by every layer (in cache at FiD's sizes), and nothing is
-    /// computed up front: cheaper in all while beams × steps stays under about Dh.
+    /// = Σ p_j v_j). A step then costs 4·M·D·H·beams multiply-adds per layer (D/Dh times the
+    /// cached plan's), reading one memory of M·D floats shared by every layer (the cached plan
+    /// reads 2·M·H·Dh per layer), and nothing is computed up front: less work in all while
+    /// beams × steps stays under about Dh, and FiD's greedy answers are a few tokens.
     case absorbed
 
     /// The plan of less work for up to `maxLength` steps of `beams` beams: the absorbed steps'
