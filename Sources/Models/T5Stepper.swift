@@ -19,20 +19,21 @@ public struct T5DecodingError: Error, CustomStringConvertible {
 /// How a decoding step's cross-attention reads the encoder memory X (M, D) of its question.
 public enum T5CrossAttentionPlan: Sendable {
     /// Keys X·Wkᵀ and values X·Wvᵀ (M, H·Dh) of every decoder layer computed once when the
-    /// stepper starts (4·M·D·H·Dh multiply-adds per layer); each step streams them from memory.
+    /// stepper starts (2·M·D·H·Dh multiply-adds per layer); each step streams them from memory.
     case cachedKeys
     /// No keys or values: each step folds the key weights into its queries (u_h = Wk_hᵀ·q_h, a
     /// D-vector per head), scores the memory rows against them (x_j·u_h = k_j·q_h), sums the
     /// memory rows weighted by the probabilities and applies the value weights after (Wv_h·Σ p_j x_j
-    /// = Σ p_j v_j). A step then costs 4·M·D·H·beams multiply-adds per layer (D/Dh times the
-    /// cached plan's), reading one memory of M·D floats shared by every layer (the cached plan
-    /// reads 2·M·H·Dh per layer), and nothing is computed up front: less work in all while
-    /// beams × steps stays under about Dh, and FiD's greedy answers are a few tokens.
+    /// = Σ p_j v_j). A step then costs 2·M·D·H·beams multiply-adds per layer (D/Dh times the
+    /// cached plan's) and reads the memory's M·D floats per layer (the cached plan reads its
+    /// 2·M·H·Dh keys and values), and nothing is computed up front: less arithmetic in all while
+    /// beams × steps stays under Dh.
     case absorbed
 
-    /// The plan of less work for up to `maxLength` steps of `beams` beams: the absorbed steps'
-    /// compute (beams·steps/Dh of the keys and values computed up front) against computing the
-    /// keys/values and then streaming them each step. Greedy answers of up to 2·Dh tokens absorb.
+    /// The plan for up to `maxLength` steps of `beams` beams: the absorbed steps' arithmetic is
+    /// beams·steps/Dh of the keys and values computed up front. The bound is 2·Dh, not Dh,
+    /// because `maxLength` is a cap: FiD's answers end after a few tokens (FiD's greedy cap of
+    /// 50 absorbs), while a cached step still streams the keys and values from memory.
     public static func choose(beams: Int, maxLength: Int, headDim: Int) -> T5CrossAttentionPlan {
         return beams * maxLength <= 2 * headDim ? .absorbed : .cachedKeys
     }

@@ -61,11 +61,11 @@ enum ReaderBench {
                       + "\(fixed((t0 - tInit) * 1000, 1)) ms")
                 print(line("\(name): greedy step", wall, per: Double(T)))
                 // Floats each step reads at least once: decoder weights (less the tiny bias tables),
-                // the lm head, the memory (absorbed) or every layer's cross keys and values, and on
-                // average half the self cache.
+                // the lm head, the memory once per layer (absorbed) or every layer's cross keys and
+                // values, and on average half the self cache.
                 let dec = model.layout.entries.filter { $0.name.hasPrefix("decoder.") }.reduce(0) { $0 + $1.shape.reduce(1, *) }
                 let M = batch.P * L, Ld = c.decoderLayers
-                let cross = plan == .absorbed ? M * c.dModel : 2 * Ld * M * c.innerDim
+                let cross = plan == .absorbed ? Ld * M * c.dModel : 2 * Ld * M * c.innerDim
                 let floats = dec + c.vocabSize * c.dModel + cross + Ld * T * c.innerDim
                 let perStep = wall / Double(T)
                 print("profile P=\(batch.P) \(threads)t \(name): greedy step reads ≥ \((floats * 4) >> 20) MiB: \(fixed(Double(floats * 4) / perStep / 1e9, 2)) GB/s")
