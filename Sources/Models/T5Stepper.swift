@@ -296,7 +296,8 @@ public final class T5Stepper {
         let m = model, c = m.config, D = c.dModel, I = c.innerDim, H = c.numHeads, Dh = c.dKV
         let w = "decoder.block.\(l).layer.1.EncDecAttention"
         let wk = UnsafePointer(m.W(w + ".k.weight")), wv = UnsafePointer(m.W(w + ".v.weight"))  // (I, D) each
-        let q = UnsafePointer(self.q!), ctx = self.ctx!, folded = self.folded!, weighted = self.weighted!, beams = self.beams, memory = UnsafePointer(self.memory!), mask = UnsafePointer(self.mask!), probs = self.probs!
+        let q = UnsafePointer(self.q!), ctx = self.ctx!, probs = self.probs!, beams = self.beams
+        let folded = self.folded!, weighted = self.weighted!, memory = UnsafePointer(self.memory!), mask = UnsafePointer(self.mask!)
         m.timed(.attention) {
             // u (b, h, i) = Wk_hᵀ · q_h of row b·beams + i: (D) from the head's (Dh, D) rows of Wk.
             parallelFor(rows * H, grain: 4) { pairs in

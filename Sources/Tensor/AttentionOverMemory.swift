@@ -125,6 +125,26 @@ extension Attention {
         return acc.sum()
     }
 
+    /// The register tile of both kernels: four rows (queries) by two columns (keys in
+    /// `scoreChunk`, halves of a 16-float slice in `contextChunk`) of 8-float accumulators, each
+    /// updated by one multiply-add per step: t_rc += r_r · x_c.
+    struct Tile {
+        var t00 = SIMD8<Float>(), t01 = SIMD8<Float>(), t10 = SIMD8<Float>(), t11 = SIMD8<Float>()
+        var t20 = SIMD8<Float>(), t21 = SIMD8<Float>(), t30 = SIMD8<Float>(), t31 = SIMD8<Float>()
+
+        @inline(__always)
+        mutating func add(_ r: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>), _ x0: SIMD8<Float>, _ x1: SIMD8<Float>) {
+            t00 = t00.addingProduct(r.0, x0)
+            t01 = t01.addingProduct(r.0, x1)
+            t10 = t10.addingProduct(r.1, x0)
+            t11 = t11.addingProduct(r.1, x1)
+            t20 = t20.addingProduct(r.2, x0)
+            t21 = t21.addingProduct(r.2, x1)
+            t30 = t30.addingProduct(r.3, x0)
+            t31 = t31.addingProduct(r.3, x1)
+        }
+    }
+
     @inline(__always)
     static func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
 
@@ -147,23 +167,13 @@ extension Attention {
             while i < Tq {
                 let n = min(4, Tq - i)
                 let q0 = q + i * D, q1 = q + (i + min(1, n - 1)) * D, q2 = q + (i + min(2, n - 1)) * D, q3 = q + (i + n - 1) * D
-                var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a10 = SIMD8<Float>(), a11 = SIMD8<Float>()
-                var a20 = SIMD8<Float>(), a21 = SIMD8<Float>(), a30 = SIMD8<Float>(), a31 = SIMD8<Float>()
+                var a = Tile()
                 var d = 0
                 while d < full {
-                    let x0 = load8(k0 + d), x1 = load8(k1 + d)
-                    let v0 = load8(q0 + d), v1 = load8(q1 + d), v2 = load8(q2 + d), v3 = load8(q3 + d)
-                    a00 = a00.addingProduct(v0, x0)
-                    a01 = a01.addingProduct(v0, x1)
-                    a10 = a10.addingProduct(v1, x0)
-                    a11 = a11.addingProduct(v1, x1)
-                    a20 = a20.addingProduct(v2, x0)
-                    a21 = a21.addingProduct(v2, x1)
-                    a30 = a30.addingProduct(v3, x0)
-                    a31 = a31.addingProduct(v3, x1)
+                    a.add((load8(q0 + d), load8(q1 + d), load8(q2 + d), load8(q3 + d)), load8(k0 + d), load8(k1 + d))
                     d += 8
                 }
-                var s = (a00.sum(), a01.sum(), a10.sum(), a11.sum(), a20.sum(), a21.sum(), a30.sum(), a31.sum())
+                var s = (a.t00.sum(), a.t01.sum(), a.t10.sum(), a.t11.sum(), a.t20.sum(), a.t21.sum(), a.t30.sum(), a.t31.sum())
                 while d < D {
                     s.0 += q0[d] * k0[d]
                     s.1 += q0[d] * k1[d]
@@ -206,36 +216,26 @@ extension Attention {
             let p0 = P + i * Tk, p1 = P + (i + min(1, n - 1)) * Tk, p2 = P + (i + min(2, n - 1)) * Tk, p3 = P + (i + n - 1) * Tk
             var d = 0
             while d < full {
-                var c00 = SIMD8<Float>(), c01 = SIMD8<Float>(), c10 = SIMD8<Float>(), c11 = SIMD8<Float>()
-                var c20 = SIMD8<Float>(), c21 = SIMD8<Float>(), c30 = SIMD8<Float>(), c31 = SIMD8<Float>()
+                var c = Tile()
                 for j in lo..<hi where live(j) {
                     let xr = x + j * D + d
-                    let x0 = load8(xr), x1 = load8(xr + 8)
-                    let b0 = SIMD8<Float>(repeating: p0[j]), b1 = SIMD8<Float>(repeating: p1[j])
-                    let b2 = SIMD8<Float>(repeating: p2[j]), b3 = SIMD8<Float>(repeating: p3[j])
-                    c00 = c00.addingProduct(b0, x0)
-                    c01 = c01.addingProduct(b0, x1)
-                    c10 = c10.addingProduct(b1, x0)
-                    c11 = c11.addingProduct(b1, x1)
-                    c20 = c20.addingProduct(b2, x0)
-                    c21 = c21.addingProduct(b2, x1)
-                    c30 = c30.addingProduct(b3, x0)
-                    c31 = c31.addingProduct(b3, x1)
+                    c.add((SIMD8(repeating: p0[j]), SIMD8(repeating: p1[j]), SIMD8(repeating: p2[j]), SIMD8(repeating: p3[j])),
+                          load8(xr), load8(xr + 8))
                 }
                 let o = acc + i * D + d
-                store8(c00, o)
-                store8(c01, o + 8)
+                store8(c.t00, o)
+                store8(c.t01, o + 8)
                 if n > 1 {
-                    store8(c10, o + D)
-                    store8(c11, o + D + 8)
+                    store8(c.t10, o + D)
+                    store8(c.t11, o + D + 8)
                 }
                 if n > 2 {
-                    store8(c20, o + 2 * D)
-                    store8(c21, o + 2 * D + 8)
+                    store8(c.t20, o + 2 * D)
+                    store8(c.t21, o + 2 * D + 8)
                 }
                 if n > 3 {
-                    store8(c30, o + 3 * D)
-                    store8(c31, o + 3 * D + 8)
+                    store8(c.t30, o + 3 * D)
+                    store8(c.t31, o + 3 * D + 8)
                 }
                 d += 16
             }
