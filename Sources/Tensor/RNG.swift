@@ -71,6 +71,10 @@ public struct RNG: RandomNumberGenerator, Sendable, Equatable {
         (x << k) | (x >> (64 - k))
     }
 
+    /// The four xoshiro words, for generators that step several streams in vector lanes
+    /// (`Dropout`'s mask).
+    var words: SIMD4<UInt64> { SIMD4(s.0, s.1, s.2, s.3) }
+
     /// Uniform in [0, 1) with 24 random bits, so every value is an exact Float.
     public mutating func nextFloat() -> Float { Float(next() >> 40) * 0x1p-24 }
 

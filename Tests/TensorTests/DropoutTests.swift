@@ -37,21 +37,52 @@ import TestSupport
         #expect(m4 != m1)
     }
 
-    /// The mask is the documented draw: chunk c's generator, seeded by the c-th draw of `rng`,
-    /// drops element i when its nextFloat() < p (the kernel compares the integer bits instead).
+    /// The mask is the documented draw, written element by element with scalar generators:
+    /// chunk c's seed is the c-th draw of `rng`; its lane l is `RNG(seed: seed + l)`, whose k-th
+    /// draw r drops element 16k + l when the float of r's top 24 bits is below p, and element
+    /// 16k + 8 + l when the float of bits 8…31 is (the kernel compares the integer bits instead).
+    /// Counts end inside a step, on a step, and inside the first chunk.
     @Test(arguments: [Float(0), 0.1, 0.25, 1 / 3, 0.5, 0.9, 1])
-    func maskIsNextFloatBelowP(p: Float) {
-        let n = 3 * Dropout.chunk + 17
-        var rng = RNG(seed: 77), ref = RNG(seed: 77)
-        var mask = [Float](repeating: .nan, count: n)
-        Dropout.fillMask(&mask, count: n, p: p, rng: &rng)
-        let keep: Float = p < 1 ? 1 / (1 - p) : 0
-        var expected: [Float] = []
-        for _ in 0..<((n + Dropout.chunk - 1) / Dropout.chunk) {
-            var g = RNG(seed: ref.next())
-            for _ in 0..<min(Dropout.chunk, n - expected.count) { expected.append(g.nextFloat() < p ? 0 : keep) }
+    func maskIsTheDocumentedDraw(p: Float) {
+        for n in [3 * Dropout.chunk + 17, 2 * Dropout.chunk + 32, 7] {
+            var rng = RNG(seed: 77), ref = RNG(seed: 77)
+            var mask = [Float](repeating: .nan, count: n)
+            Dropout.fillMask(&mask, count: n, p: p, rng: &rng)
+            let keep: Float = p < 1 ? 1 / (1 - p) : 0
+            var expected = [Float](repeating: .nan, count: n)
+            for c in 0..<((n + Dropout.chunk - 1) / Dropout.chunk) {
+                let seed = ref.next()
+                var lanes = (0..<8).map { RNG(seed: seed &+ UInt64($0)) }
+                let start = c * Dropout.chunk, end = min(n, start + Dropout.chunk)
+                for k in 0..<((end - start + 15) / 16) {
+                    for l in 0..<8 {
+                        let r = lanes[l].next()
+                        let high = Float(r >> 40) * 0x1p-24, low = Float((r >> 8) & 0xFF_FFFF) * 0x1p-24
+                        for (j, u) in [(start + 16 * k + l, high), (start + 16 * k + 8 + l, low)] where j < end {
+                            expected[j] = u < p ? 0 : keep
+                        }
+                    }
+                }
+            }
+            let wrong = (0..<n).filter { !(mask[$0] == expected[$0]) }
+            #expect(wrong.isEmpty, "p \(p), n \(n): \(wrong.count) elements differ, the first at \(wrong.first ?? -1)")
+            #expect(rng.next() == ref.next(), "one draw of rng per chunk")
         }
-        #expect(mask == expected, "p \(p)")
+    }
+
+    /// Forward writes the mask and x · mask in one pass, also in place and in a tail.
+    @Test func forwardInPlaceIsXTimesTheMask() {
+        let n = Dropout.chunk + 21
+        var g = RNG(seed: 3)
+        let x = g.normalArray(n)
+        var y = x, mask = [Float](repeating: 0, count: n), again = [Float](repeating: 0, count: n)
+        var a = RNG(seed: 9), b = RNG(seed: 9)
+        y.withUnsafeMutableBufferPointer { py in
+            Dropout.forward(out: py.baseAddress!, mask: &mask, x: py.baseAddress!, count: n, p: 0.2, training: true, rng: &a)
+        }
+        Dropout.fillMask(&again, count: n, p: 0.2, rng: &b)
+        #expect((0..<n).allSatisfy { mask[$0] == again[$0] }, "forward's mask is fillMask's")
+        #expect((0..<n).allSatisfy { y[$0] == x[$0] * mask[$0] }, "y is x · mask")
     }
 
     @Test func evalAndZeroPAreIdentity() {
