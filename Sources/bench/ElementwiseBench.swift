@@ -1,19 +1,25 @@
-// ElementwiseBench: `bench softmax|rmsnorm|layernorm`, row kernels in GB/s against copy bandwidth and torch.
+// ElementwiseBench: `bench softmax|rmsnorm|layernorm|dropout`, row kernels in GB/s against copy bandwidth and torch.
 import Foundation
 import Tensor
 
-/// One row-kernel benchmark: Softmax, RMSNorm or LayerNorm, forward and backward, on transformer
+/// One row-kernel benchmark: Softmax, RMSNorm, LayerNorm or Dropout, forward and backward, on transformer
 /// shapes, with the copy yardstick (`CopyBench.contenders`) and the torch peer sampled in the
 /// same interleaved rounds, so `ours/copy` compares samples taken under the same machine state.
 ///
 /// GB/s counts the bytes of our kernel's interface, read plus written, 1 GB = 1e9 B: forward
 /// reads x and writes y (2·N·C floats); backward reads dy and y (softmax) or x (norms) and
-/// accumulates into dx (read + write: 4·N·C floats). Per-row statistics and the weights are
+/// accumulates into dx (read + write: 4·N·C floats); dropout's forward also writes its mask
+/// (3·N·C), its backward reads dy and the mask into dx (4·N·C). Per-row statistics and the weights are
 /// under 1 % and not counted. Torch's rate uses the same byte count, so `ours/torch` is a speed ratio.
 enum ElementwiseBench {
     /// Which kernel.
     enum Op: String, CaseIterable {
-        case softmax, rmsnorm, layernorm
+        case softmax, rmsnorm, layernorm, dropout
+    }
+
+    /// Floats of traffic per element of x.
+    static func floatsPerElement(_ op: Op, _ pass: Pass) -> Int {
+        op == .dropout && pass == .fwd ? 3 : pass.floatsPerElement
     }
 
     /// Forward or backward.
@@ -40,6 +46,9 @@ enum ElementwiseBench {
             return [Shape(rows: 2000, cols: 512, role: "T5 2000 tok"), Shape(rows: 8 * 12 * 250, cols: 250, role: "attn 8·12·250")]
         case .rmsnorm, .layernorm:
             return [Shape(rows: 2000, cols: 512, role: "T5 2000 tok"), Shape(rows: 12_800, cols: 768, role: "BERT 12800 tok")]
+        case .dropout:
+            // T5-small's feed-forward activations and its attention probabilities, p 0.1.
+            return [Shape(rows: 2000, cols: 2048, role: "T5 ffn 2000 tok"), Shape(rows: 8 * 12 * 250, cols: 250, role: "probs 8·12·250")]
         }
     }
 
@@ -65,7 +74,7 @@ enum ElementwiseBench {
                 for pass in [Pass.fwd, .bwd] {
                     try Machine.waitForQuiet(settings)
                     let meter = LoadMeter(peers: peer.map { [$0.pid] } ?? [])
-                    let bytes = Double(pass.floatsPerElement * shape.rows * shape.cols * 4)
+                    let bytes = Double(floatsPerElement(op, pass) * shape.rows * shape.cols * 4)
                     let s = try measure(op, pass, shape, threads: threads, peer: peer, buffers: buffers, settings)
                     let ours = s.ours, copy = s.copy
                     let gbs = { (t: Double, b: Double) in b / t / 1e9 }
@@ -115,13 +124,17 @@ enum ElementwiseBench {
         let w = buffer(C, 0.5, 1.5), b = buffer(C, -0.1, 0.1)  // (C)
         let dw = buffer(C, 0, 0), db = buffer(C, 0, 0)  // (C)
         let mean = buffer(N, 0, 0), rstd = buffer(N, 0, 0)  // (N)
-        defer { [x, y, dy, dx, w, b, dw, db, mean, rstd].forEach { $0.deallocate() } }
+        let mask = buffer(op == .dropout ? N * C : 1, 0, 0)  // (N, C) dropout's factors
+        defer { [x, y, dy, dx, w, b, dw, db, mean, rstd, mask].forEach { $0.deallocate() } }
+        var draws = RNG(seed: 5)  // dropout's masks: a fresh one per call, as in training
         let forward: () -> Void
         switch op {
         case .softmax: forward = { Softmax.forward(p: y, x: x, rows: N, cols: C) }
         case .rmsnorm: forward = { RMSNorm.forward(y: y, rstd: rstd, x: x, weight: w, rows: N, dim: C) }
         case .layernorm:
             forward = { LayerNorm.forward(y: y, mean: mean, rstd: rstd, x: x, weight: w, bias: b, rows: N, dim: C, eps: 1e-12) }
+        case .dropout:
+            forward = { Dropout.forward(out: y, mask: mask, x: x, count: N * C, p: 0.1, training: true, rng: &draws) }
         }
         forward()  // y, mean and rstd for backward
         let backward: () -> Void
@@ -133,6 +146,7 @@ enum ElementwiseBench {
             backward = {
                 LayerNorm.backward(dx: dx, dWeight: dw, dBias: db, dy: dy, x: x, weight: w, mean: mean, rstd: rstd, rows: N, dim: C)
             }
+        case .dropout: backward = { Dropout.backward(dx: dx, dy: dy, mask: mask, count: N * C) }
         }
         let body = pass == .fwd ? forward : backward
         var contenders = [Contender(name: "ours") { Timing.sample(minTime: settings.minTime, body) }]

@@ -10,6 +10,7 @@ let benchmarks: [(name: String, summary: String, run: (TimingSettings) throws ->
     ("vocab", "lm head gemv vs sgemm M=1 (t5-small), and the per-step vocabulary kernels", VocabBench.run),
     ("attention", "Attention fwd/bwd on FiD shapes, heads serial (products threaded) vs heads in parallel", AttentionBench.run),
     ("layernorm", "LayerNorm fwd/bwd GB/s vs copy bandwidth and F.layer_norm", { try ElementwiseBench.run(.layernorm, $0) }),
+    ("dropout", "Dropout (p 0.1, a fresh mask per call) fwd/bwd GB/s vs copy bandwidth and F.dropout", { try ElementwiseBench.run(.dropout, $0) }),
     ("reader", "FiD T5 reader (t5-small shape): forward, train step, greedy per token vs transformers", ReaderBench.run),
     ("search", "exact and sq8 search (1M x 768, 1000 queries, k 100) vs faiss; BM25 vs bm25s", SearchBench.run),
     ("retriever", "MiniLM passage embedding (200 tokens, batch 64) vs sentence-transformers, passages/s", RetrieverBench.run),

@@ -1,10 +1,11 @@
-"""torch_norms.py: the PyTorch peer of `ops/bench softmax|rmsnorm|layernorm`; answers timing requests on stdin.
+"""torch_norms.py: the PyTorch peer of `ops/bench softmax|rmsnorm|layernorm|dropout`; answers timing requests on stdin.
 
 Same line protocol as torch_gemm.py:
   info                                      -> torch version, its thread count
   op NAME PASS ROWS COLS THREADS MINTIME    -> "SECONDS_PER_CALL CALLS", repeated until MINTIME passed
      NAME: softmax (torch.softmax over the last axis), layernorm (F.layer_norm, eps 1e-12),
-           rmsnorm (T5LayerNorm as transformers writes it: x·rsqrt(mean(x²) + 1e-6), then w·)
+           rmsnorm (T5LayerNorm as transformers writes it: x·rsqrt(mean(x²) + 1e-6), then w·),
+           dropout (F.dropout, p 0.1, training: a fresh mask per call)
      PASS: fwd (under no_grad, as at inference) or bwd (autograd.grad of the recorded forward
            with respect to x and the weights, dy given; the graph is kept between calls)
   quit                                      -> exit
@@ -38,6 +39,9 @@ def make(name, rows, cols):
     elif name == "rmsnorm":
         fwd = lambda t: t5_rmsnorm(t, w)
         params = [w]
+    elif name == "dropout":
+        fwd = lambda t: F.dropout(t, 0.1, training=True)
+        params = []
     else:
         raise ValueError(name)
     return x, params, dy, fwd
