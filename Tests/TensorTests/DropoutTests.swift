@@ -41,10 +41,11 @@ import TestSupport
     /// chunk c's seed is the c-th draw of `rng`; its lane l is `RNG(seed: seed + l)`, whose k-th
     /// draw r drops element 16k + l when the float of r's top 24 bits is below p, and element
     /// 16k + 8 + l when the float of bits 8…31 is (the kernel compares the integer bits instead).
-    /// Counts end inside a step, on a step, and inside the first chunk.
+    /// Counts end inside a step's first half, in its second half, on a step, and inside the
+    /// first chunk.
     @Test(arguments: [Float(0), 0.1, 0.25, 1 / 3, 0.5, 0.9, 1])
     func maskIsTheDocumentedDraw(p: Float) {
-        for n in [3 * Dropout.chunk + 17, 2 * Dropout.chunk + 32, 7] {
+        for n in [3 * Dropout.chunk + 17, 2 * Dropout.chunk + 29, 2 * Dropout.chunk + 32, 7] {
             var rng = RNG(seed: 77), ref = RNG(seed: 77)
             var mask = [Float](repeating: .nan, count: n)
             Dropout.fillMask(&mask, count: n, p: p, rng: &rng)
