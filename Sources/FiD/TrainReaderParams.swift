@@ -7,7 +7,7 @@ import Tensor
 
 /// Options of FiD's `train_reader.py` that fidq runs. Keys are FiD's; every field but
 /// `train_data` and one of `model_path` / `model_config` has FiD's default.
-public struct TrainReaderParams: JobParams, Equatable {
+public struct TrainReaderParams: FiDTrainingParams, Equatable {
     public static var resumableChanges: Set<String> { trainerResumableChanges }
     /// FiD JSON or JSONL training examples.
     public var trainData: String
@@ -59,14 +59,9 @@ public struct TrainReaderParams: JobParams, Equatable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
-        trainData = try c.decode(String.self, forKey: .trainData)
-        evalData = try c.decodeIfPresent(String.self, forKey: .evalData)
-        modelPath = try c.decodeIfPresent(String.self, forKey: .modelPath)
-        modelConfig = try c.decodeIfPresent(String.self, forKey: .modelConfig)
-        tokenizer = try c.decodeIfPresent(String.self, forKey: .tokenizer)
-        // FiD passes the string "none" for an absent path.
-        if evalData == "none" { evalData = nil }
-        if modelPath == "none" { modelPath = nil }
+        let start = try FiDTrainingStart.decode(from: decoder)
+        (trainData, evalData, modelPath, modelConfig, tokenizer) = (start.trainData, start.evalData, start.modelPath, start.modelConfig, start.tokenizer)
+        (name, checkpointDir) = (start.name, start.checkpointDir)
         func positive(_ key: CodingKeys, _ fallback: Int) throws -> Int {
             try c.require(try c.decode(key, default: fallback), key, "an integer >= 1") { $0 >= 1 }
         }
@@ -76,8 +71,6 @@ public struct TrainReaderParams: JobParams, Equatable {
                                         "-1 (no truncation) or an integer >= 1") { $0 == -1 || $0 >= 1 }
         trainer = try TrainerConfig(fidOptionsFrom: decoder)
         useCheckpoint = try c.decode(.useCheckpoint, default: false)
-        name = try FiDLayout.runName(c, .name)
-        checkpointDir = try c.decodeIfPresent(String.self, forKey: .checkpointDir)
         modelSize = try c.decodeIfPresent(String.self, forKey: .modelSize)
         ignored = FiDIgnoredOptions(c, [
             (.noTitle, "FiD defines it and never reads it"),
@@ -87,39 +80,23 @@ public struct TrainReaderParams: JobParams, Equatable {
     }
 
     public func encode(to encoder: Encoder) throws {
+        try FiDTrainingStart.encode(self, to: encoder)
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(trainData, forKey: .trainData)
-        try c.encodeIfPresent(evalData, forKey: .evalData)
-        try c.encodeIfPresent(modelPath, forKey: .modelPath)
-        try c.encodeIfPresent(modelConfig, forKey: .modelConfig)
-        try c.encodeIfPresent(tokenizer, forKey: .tokenizer)
         try c.encode(nContext, forKey: .nContext)
         try c.encode(textMaxlength, forKey: .textMaxlength)
         try c.encode(answerMaxlength, forKey: .answerMaxlength)
         try c.encode(useCheckpoint, forKey: .useCheckpoint)
-        try c.encode(name, forKey: .name)
-        try c.encodeIfPresent(checkpointDir, forKey: .checkpointDir)
         try trainer.encodeFiDOptions(to: encoder)
     }
 
     /// Exactly one starting point; a fresh model needs a tokenizer.
     public func validate() throws {
-        switch (modelPath, modelConfig) {
-        case (nil, nil):
-            throw JobError.permanent("missing: give model_path (a T5 folder) or model_config (a config.json)", field: "params.model_path",
-                                     hint: "FiD's train_reader.py downloads t5-\(modelSize ?? "<model_size>") from the Hugging Face hub; "
-                                        + "fidq reads the folder itself: fetch t5-\(modelSize ?? "base")'s config.json, model.safetensors "
-                                        + "and tokenizer.json into a folder and give it as model_path")
-        case (.some, .some):
-            throw JobError.permanent("give model_path or model_config, not both", field: "params.model_config")
-        case (nil, .some) where tokenizer == nil:
-            throw JobError.permanent("a model from model_config needs the tokenizer param", field: "params.tokenizer",
-                                     hint: "a tokenizer.json or spiece.model whose ids fit the config's vocab_size")
-        default: break
-        }
-        if !(trainer.optim.lr > 0) {
-            throw JobError.permanent("expected lr > 0, found \(trainer.optim.lr)", field: "params.lr")
-        }
+        try validateStart(
+            missing: "model_path (a T5 folder) or model_config (a config.json)",
+            hint: "FiD's train_reader.py downloads t5-\(modelSize ?? "<model_size>") from the Hugging Face hub; "
+                + "fidq reads the folder itself: fetch t5-\(modelSize ?? "base")'s config.json, model.safetensors "
+                + "and tokenizer.json into a folder and give it as model_path",
+            tokenizerHint: "a tokenizer.json or spiece.model whose ids fit the config's vocab_size", lr: trainer.optim.lr)
     }
 
     /// At submit, once the files exist: the model folder holds config.json and weights (or the
@@ -134,23 +111,5 @@ public struct TrainReaderParams: JobParams, Equatable {
         }
         try ScoreParams.checkFirstExample(resolve(trainData), field: "params.train_data", needAnswers: false)
         if let evalData { try ScoreParams.checkFirstExample(resolve(evalData), field: "params.eval_data", needAnswers: true) }
-    }
-
-    public var inputPaths: [(field: String, path: String)] {
-        var p: [(String, String)] = [("train_data", trainData)]
-        if let evalData { p.append(("eval_data", evalData)) }
-        if let modelPath { p.append(("model_path", modelPath)) }
-        if let modelConfig { p.append(("model_config", modelConfig)) }
-        if let tokenizer { p.append(("tokenizer", tokenizer)) }
-        return p
-    }
-
-    public var outputPaths: [(field: String, path: String)] {
-        // The run folder itself, links followed: a `name` linking elsewhere is refused at submit.
-        checkpointDir.map { [("checkpoint_dir", $0 + "/" + name)] } ?? []
-    }
-    /// FiD's layout: runs of other names share a `checkpoint_dir`.
-    public var exclusiveOutputs: [(field: String, path: String)] {
-        checkpointDir.map { [("checkpoint_dir", $0 + "/" + name)] } ?? []
     }
 }

@@ -8,7 +8,7 @@ import Tensor
 /// Options of FiD's `train_retriever.py` that fidq runs, plus `temperature` and `reduction`.
 /// Keys are FiD's; every field but `train_data` and one of `model_path` / `model_config` has
 /// FiD's default.
-public struct TrainRetrieverParams: JobParams, Equatable {
+public struct TrainRetrieverParams: FiDTrainingParams, Equatable {
     public static var resumableChanges: Set<String> { trainerResumableChanges }
     public static var defaultNotes: [String: String] {
         [
@@ -82,13 +82,9 @@ public struct TrainRetrieverParams: JobParams, Equatable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
-        trainData = try c.decode(String.self, forKey: .trainData)
-        evalData = try c.decodeIfPresent(String.self, forKey: .evalData)
-        modelPath = try c.decodeIfPresent(String.self, forKey: .modelPath)
-        modelConfig = try c.decodeIfPresent(String.self, forKey: .modelConfig)
-        tokenizer = try c.decodeIfPresent(String.self, forKey: .tokenizer)
-        if evalData == "none" { evalData = nil }
-        if modelPath == "none" { modelPath = nil }
+        let start = try FiDTrainingStart.decode(from: decoder)
+        (trainData, evalData, modelPath, modelConfig, tokenizer) = (start.trainData, start.evalData, start.modelPath, start.modelConfig, start.tokenizer)
+        (name, checkpointDir) = (start.name, start.checkpointDir)
         func positive(_ key: CodingKeys, _ fallback: Int) throws -> Int {
             try c.require(try c.decode(key, default: fallback), key, "an integer >= 1") { $0 >= 1 }
         }
@@ -114,18 +110,12 @@ public struct TrainRetrieverParams: JobParams, Equatable {
         reduction = try KLReduction(rawValue: c.require(r, .reduction, "\"mean\" (FiD's) or \"batchmean\"") { KLReduction(rawValue: $0) != nil })!
         inBatchNegatives = try c.decode(.inBatchNegatives, default: false)
         trainer = try TrainerConfig(fidOptionsFrom: decoder)
-        name = try FiDLayout.runName(c, .name)
-        checkpointDir = try c.decodeIfPresent(String.self, forKey: .checkpointDir)
         ignored = FiDIgnoredOptions(c, [(.noTitle, "FiD defines it and never reads it")] + FiDIgnoredOptions.base(.maxload, .localRank, .mainPort))
     }
 
     public func encode(to encoder: Encoder) throws {
+        try FiDTrainingStart.encode(self, to: encoder)
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(trainData, forKey: .trainData)
-        try c.encodeIfPresent(evalData, forKey: .evalData)
-        try c.encodeIfPresent(modelPath, forKey: .modelPath)
-        try c.encodeIfPresent(modelConfig, forKey: .modelConfig)
-        try c.encodeIfPresent(tokenizer, forKey: .tokenizer)
         try c.encode(nContext, forKey: .nContext)
         try c.encode(questionMaxlength, forKey: .questionMaxlength)
         try c.encode(passageMaxlength, forKey: .passageMaxlength)
@@ -139,25 +129,15 @@ public struct TrainRetrieverParams: JobParams, Equatable {
         try c.encode(temperature, forKey: .temperature)
         try c.encode(reduction.rawValue, forKey: .reduction)
         try c.encode(inBatchNegatives, forKey: .inBatchNegatives)
-        try c.encode(name, forKey: .name)
-        try c.encodeIfPresent(checkpointDir, forKey: .checkpointDir)
         try trainer.encodeFiDOptions(to: encoder)
     }
 
     /// Exactly one starting point; a fresh model needs a tokenizer.
     public func validate() throws {
-        switch (modelPath, modelConfig) {
-        case (nil, nil):
-            throw JobError.permanent("missing: give model_path (a FiD retriever or BERT folder) or model_config (a BERT config.json)",
-                                     field: "params.model_path", hint: "FiD's train_retriever.py starts from bert-base-uncased; fidq needs the folder itself")
-        case (.some, .some):
-            throw JobError.permanent("give model_path or model_config, not both", field: "params.model_config")
-        case (nil, .some) where tokenizer == nil:
-            throw JobError.permanent("a model from model_config needs the tokenizer param", field: "params.tokenizer",
-                                     hint: "a vocab.txt or tokenizer.json whose ids fit the config's vocab_size")
-        default: break
-        }
-        if !(trainer.optim.lr > 0) { throw JobError.permanent("expected lr > 0, found \(trainer.optim.lr)", field: "params.lr") }
+        try validateStart(
+            missing: "model_path (a FiD retriever or BERT folder) or model_config (a BERT config.json)",
+            hint: "FiD's train_retriever.py starts from bert-base-uncased; fidq needs the folder itself",
+            tokenizerHint: "a vocab.txt or tokenizer.json whose ids fit the config's vocab_size", lr: trainer.optim.lr)
     }
 
     /// At submit, once the files exist: the model folder holds a BERT config.json and weights
@@ -181,23 +161,5 @@ public struct TrainRetrieverParams: JobParams, Equatable {
         }
         try ScoreParams.checkFirstExample(resolve(trainData), field: "params.train_data", needAnswers: false)
         if let evalData { try ScoreParams.checkFirstExample(resolve(evalData), field: "params.eval_data", needAnswers: false) }
-    }
-
-    public var inputPaths: [(field: String, path: String)] {
-        var p: [(String, String)] = [("train_data", trainData)]
-        if let evalData { p.append(("eval_data", evalData)) }
-        if let modelPath { p.append(("model_path", modelPath)) }
-        if let modelConfig { p.append(("model_config", modelConfig)) }
-        if let tokenizer { p.append(("tokenizer", tokenizer)) }
-        return p
-    }
-
-    public var outputPaths: [(field: String, path: String)] {
-        // The run folder itself, links followed: a `name` linking elsewhere is refused at submit.
-        checkpointDir.map { [("checkpoint_dir", $0 + "/" + name)] } ?? []
-    }
-    /// FiD's layout: runs of other names share a `checkpoint_dir`.
-    public var exclusiveOutputs: [(field: String, path: String)] {
-        checkpointDir.map { [("checkpoint_dir", $0 + "/" + name)] } ?? []
     }
 }

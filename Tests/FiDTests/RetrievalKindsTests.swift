@@ -821,7 +821,7 @@ enum RetrievalJobs {
         job.allowedRoots = ["/"]
         job.threads = 2
         let cancel = CancellationToken()
-        func step() -> Int {
+        @Sendable func step() -> Int {
             guard let data = FileManager.default.contents(atPath: dir + "/embed.run/progress.json"),
                   let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return 0 }
             return (o["step"] as? NSNumber)?.intValue ?? 0
