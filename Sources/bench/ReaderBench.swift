@@ -71,6 +71,41 @@ enum ReaderBench {
                 print("profile P=\(batch.P) \(threads)t \(name): greedy step reads ≥ \((floats * 4) >> 20) MiB: \(fixed(Double(floats * 4) / perStep / 1e9, 2)) GB/s")
             }
         }
+        overMemoryAlone(P: batch.P, D: c.dModel, H: c.numHeads, threads: threads)
+    }
+
+    /// The absorbed plan's kernel alone at a step's shape (H queries over P·L memory rows of D):
+    /// with the memory in cache (the same call repeated) and out of it (a 256 MiB sweep between
+    /// calls, as a step's weights and lm head sweep between layers).
+    static func overMemoryAlone(P: Int, D: Int, H: Int, threads: Int) {
+        let M = P * L
+        var rng = RNG(seed: 5)
+        let memory = (0..<(M * D)).map { _ in rng.normal(mean: 0, std: 1) }
+        let q = (0..<(H * D)).map { _ in rng.normal(mean: 0, std: 0.05) }
+        let mask = [Float](repeating: 1, count: M), bias = [Float](repeating: 0, count: H * M)
+        var out = [Float](repeating: 0, count: H * D), probs = [Float](repeating: 0, count: H * M)
+        var scratch = [Float](repeating: 0, count: Attention.overMemoryScratchCount(batch: 1, queries: H, keys: M, width: D))
+        var sweep = [Float](repeating: 1, count: 64 << 20)
+        func call() {
+            out.withUnsafeMutableBufferPointer { o in probs.withUnsafeMutableBufferPointer { p in scratch.withUnsafeMutableBufferPointer { s in
+                Attention.overMemory(out: o.baseAddress!, probs: p.baseAddress!, logits: nil, q: q, memory: memory, bias: bias, keyMask: mask,
+                                     scale: 1, batch: 1, queries: H, keys: M, width: D, scratch: s.baseAddress!, threads: threads)
+            } } }
+        }
+        let flops = 4.0 * Double(H * M * D)
+        var hot = Double.infinity, cold = Double.infinity
+        for _ in 0..<10 {
+            var t0 = monotonicSeconds()
+            call()
+            hot = min(hot, monotonicSeconds() - t0)
+            sweep.withUnsafeMutableBufferPointer { s in for i in stride(from: 0, to: s.count, by: 16) { s[i] += 1 } }
+            t0 = monotonicSeconds()
+            call()
+            cold = min(cold, monotonicSeconds() - t0)
+        }
+        print("profile P=\(P) \(threads)t overMemory alone (\(H) queries × \(M) rows of \(D)): in cache \(fixed(hot * 1000, 2)) ms "
+              + "(\(fixed(flops / hot / 1e9, 1)) GFLOP/s), after a sweep \(fixed(cold * 1000, 2)) ms (\(fixed(flops / cold / 1e9, 1)) GFLOP/s, "
+              + "\(fixed(Double(M * D * 4) / cold / 1e9, 1)) GB/s of memory rows)")
     }
 
     static func run(_ settings: TimingSettings) throws {
@@ -92,6 +127,11 @@ enum ReaderBench {
             }
             let table = Table(["P", "what", "ours ms", "torch ms", "ratio", "goal", "spread", "other+steal"], widths: [3, 6])
             for P in passageCounts() {
+                // BENCH_READER_KERNEL_ONLY: just the cross-attention kernel alone (kernel work, seconds a run).
+                if ProcessInfo.processInfo.environment["BENCH_READER_KERNEL_ONLY"] != nil {
+                    overMemoryAlone(P: P, D: c.dModel, H: c.numHeads, threads: threads)
+                    continue
+                }
                 let model = T5Model(config: c)
                 model.initialize(seed: 1)
                 let grads = ParameterSlab(layout: model.layout)
