@@ -79,6 +79,9 @@ public final class T5Stepper {
     /// (`Gemm.gemv`'s row-dot kernel streams it at memory speed; sgemm with M = 1 reads it at
     /// about a third of that, ref/perf.md §1.2), so no transposed copy is built per stepper.
     static let gemvRows = 4
+    /// Multiply-adds per thread below which the absorbed plan's per-head folds run on one thread
+    /// (as `Gemm.minGemvTileWork`: waking a helper costs more than it saves on so little).
+    static let foldGrainWork = 1 << 20
 
     private func alloc(_ n: Int) -> UnsafeMutablePointer<Float> {
         let p = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
@@ -300,7 +303,10 @@ public final class T5Stepper {
         let folded = self.folded!, weighted = self.weighted!, memory = UnsafePointer(self.memory!), mask = UnsafePointer(self.mask!)
         m.timed(.attention) {
             // u (b, h, i) = Wk_hᵀ · q_h of row b·beams + i: (D) from the head's (Dh, D) rows of Wk.
-            parallelFor(rows * H, grain: 4) { pairs in
+            // Threads share the pairs only past `foldGrainWork` each: a greedy step's eight (1 MB of
+            // weights, ~40 µs) run faster alone than with a helper woken for half.
+            let grain = max(1, Self.foldGrainWork / (Dh * D))
+            parallelFor(rows * H, grain: grain) { pairs in
                 for pair in pairs {
                     let r = pair / H, h = pair % H, b = r / beams, i = r % beams
                     Gemm.gemv(transA: true, m: Dh, n: D, a: wk + h * Dh * D, lda: D, x: q + r * I + h * Dh, beta: 0,
@@ -310,7 +316,7 @@ public final class T5Stepper {
             Attention.overMemory(out: weighted, probs: probs, logits: logits, q: folded, memory: memory, bias: bias,
                                  keyMask: mask, scale: 1, batch: questions, queries: H * beams, keys: M, width: D, scratch: crossScratch)
             // ctx_h of row b·beams + i = Wv_h · (Σ_j p_j x_j): (Dh) from the head's rows of Wv.
-            parallelFor(rows * H, grain: 4) { pairs in
+            parallelFor(rows * H, grain: grain) { pairs in
                 for pair in pairs {
                     let r = pair / H, h = pair % H, b = r / beams, i = r % beams
                     Gemm.gemv(m: Dh, n: D, a: wv + h * Dh * D, lda: D, x: weighted + ((b * H + h) * beams + i) * D, beta: 0,

@@ -64,8 +64,10 @@ extension Attention {
                              keyMask: keyMask.map { $0 + b * Tk }, queries: Tq, keys: Tk, width: D, from: lo, to: hi)
             }
         }
-        // Rescale to the global maximum, sum the partials in chunk order, normalise.
-        parallelFor(B * Tq, threads: threads) { rows in
+        // Rescale to the global maximum, sum the partials in chunk order, normalise: threads
+        // share the rows only when each gets ~256 K multiply-adds (a greedy step's eight rows
+        // are a few µs, less than waking a helper).
+        parallelFor(B * Tq, grain: max(1, (1 << 18) / (chunks * (D + C))), threads: threads) { rows in
             for row in rows {
                 let b = row / Tq, i = row % Tq
                 var top = -Float.infinity

@@ -191,7 +191,7 @@ struct Problem {
         (Attention.Size(batch: 3, heads: 4, queryLength: 17, keyLength: 33, headDim: 16), true, true, false, 0.25, 0.2),
         // More items than Attention.maxBiasGroups: dBias summed in groups of 2.
         (Attention.Size(batch: 11, heads: 2, queryLength: 4, keyLength: 6, headDim: 4), true, true, false, 1, 0.1),
-        // One query, as a greedy decoding step: the products run as gemv (q·Kᵀ split into tiles).
+        // One query, as a greedy decoding step: the products run as gemv (GemmTests covers its tiles).
         (Attention.Size(batch: 2, heads: 3, queryLength: 1, keyLength: 5000, headDim: 64), true, true, false, 0.5, 0),
     ]
 
