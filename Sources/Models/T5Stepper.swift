@@ -79,9 +79,6 @@ public final class T5Stepper {
     /// (`Gemm.gemv`'s row-dot kernel streams it at memory speed; sgemm with M = 1 reads it at
     /// about a third of that, ref/perf.md §1.2), so no transposed copy is built per stepper.
     static let gemvRows = 4
-    /// Multiply-adds per thread below which the absorbed plan's per-head folds run on one thread
-    /// (as `Gemm.minGemvTileWork`: waking a helper costs more than it saves on so little).
-    static let foldGrainWork = 1 << 20
 
     private func alloc(_ n: Int) -> UnsafeMutablePointer<Float> {
         let p = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
@@ -303,9 +300,9 @@ public final class T5Stepper {
         let folded = self.folded!, weighted = self.weighted!, memory = UnsafePointer(self.memory!), mask = UnsafePointer(self.mask!)
         m.timed(.attention) {
             // u (b, h, i) = Wk_hᵀ · q_h of row b·beams + i: (D) from the head's (Dh, D) rows of Wk.
-            // Threads share the pairs only past `foldGrainWork` each: a greedy step's eight (1 MB of
-            // weights, ~40 µs) run faster alone than with a helper woken for half.
-            let grain = max(1, Self.foldGrainWork / (Dh * D))
+            // Threads share the pairs only past `Threads.minSplitWork` each: a greedy step's eight
+            // (1 MB of weights, ~40 µs) run faster alone than with a helper woken for half.
+            let grain = Threads.grain(work: Dh * D)
             parallelFor(rows * H, grain: grain) { pairs in
                 for pair in pairs {
                     let r = pair / H, h = pair % H, b = r / beams, i = r % beams

@@ -65,9 +65,9 @@ extension Attention {
             }
         }
         // Rescale to the global maximum, sum the partials in chunk order, normalise: threads
-        // share the rows only when each gets ~256 K multiply-adds (a greedy step's eight rows
-        // are a few µs, less than waking a helper).
-        parallelFor(B * Tq, grain: max(1, (1 << 18) / (chunks * (D + C))), threads: threads) { rows in
+        // share the rows only past `Threads.minSplitWork` each (a greedy step's eight rows are a
+        // few µs, less than waking a helper).
+        parallelFor(B * Tq, grain: Threads.grain(work: chunks * (D + C)), threads: threads) { rows in
             for row in rows {
                 let b = row / Tq, i = row % Tq
                 var top = -Float.infinity

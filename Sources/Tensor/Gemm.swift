@@ -273,12 +273,9 @@ public enum Gemm {
         }
     }
 
-    /// Multiply-adds per tile under which a gemv runs whole on the calling thread (4 MB of A:
-    /// ~170 µs streamed at one core's ~24 GB/s). A second core adds little bandwidth here (the lm
-    /// head, 16 M, 2.9 → 2.4 ms on two threads) and waking a helper and waiting for it costs tens
-    /// of µs on a virtual machine: with 256 KB tiles, a decoding step's 48 weight gemvs (1–4 MB
-    /// each) took longer on two threads than on one.
-    @usableFromInline static let minGemvTileWork = 1 << 20
+    /// Multiply-adds per tile under which a gemv runs whole on the calling thread (the lm head,
+    /// 16 M, still splits: 2.9 → 2.4 ms on two threads).
+    @usableFromInline static let minGemvTileWork = Threads.minSplitWork
     /// Least outputs per gemv tile (a 64-float run of y; with `transA`, 256-byte runs of each row of A).
     @usableFromInline static let minGemvTileRows = 64
 
