@@ -47,7 +47,9 @@ let package = Package(
         .target(name: "CDot8", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
         // The compute threads fidq starts and counts itself (libdispatch waits for ever on a
         // thread the process limit refuses): Tensor's parallel loops, batch tokenisation, the heartbeat.
-        .target(name: "Threading"),
+        .target(name: "Threading", dependencies: ["CSpin"]),
+        // Atomic loads, a counter bump and the CPU's pause for ComputePool's spin before it sleeps.
+        .target(name: "CSpin"),
         .target(name: "Tensor", dependencies: ["CBLAS", "CDot8", "Formats", "Threading"], swiftSettings: kernelFlags),
         .target(name: "Tokenizers", dependencies: ["Threading"], swiftSettings: kernelFlags),
         .target(name: "Jobs", dependencies: ["Formats", "Threading", .product(name: "Logging", package: "swift-log")]),

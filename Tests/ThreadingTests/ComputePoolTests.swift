@@ -60,6 +60,26 @@ func spin(_ i: Int) -> Int {
         #expect(record.threadCount <= 2)
     }
 
+    /// Calls arriving while helpers spin, as they give up spinning, and after they sleep, from
+    /// two callers at once: every item runs once and every call returns (a wake-up lost between
+    /// the spin and the sleep would leave a caller waiting on a helper's item for ever, and the
+    /// time limit fails the test). Pools that never spin, spin 20 µs (the pauses straddle it)
+    /// and spin far longer than any pause.
+    @Test(.timeLimit(.minutes(1)), arguments: [0, 20e-6, 0.5])
+    func callsAroundTheSpinAllFinish(spinSeconds: Double) {
+        let pool = ComputePool(spinSeconds: spinSeconds)
+        let outer = ComputePool(spinSeconds: 0)
+        let rounds = 600
+        let hits = Hits(2 * rounds * 4)
+        outer.run(2, threads: 2) { c in
+            for r in 0..<rounds {
+                pool.run(4, threads: 3) { i in hits.slots[(c * rounds + r) * 4 + i] += 1 }
+                if r % 3 != 0 { usleep(UInt32((r * 7 + c * 13) % 45)) }  // 0–44 µs apart
+            }
+        }
+        #expect(hits.all == [Int](repeating: 1, count: 2 * rounds * 4))
+    }
+
     @Test func nestedAndConcurrentCallsFinish() {
         let pool = ComputePool()
         let hits = Hits(8 * 8)

@@ -1,0 +1,2 @@
+// CSpin is header-only (static inline); SwiftPM wants a C target to have a source file.
+#include "CSpin.h"
