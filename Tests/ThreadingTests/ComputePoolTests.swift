@@ -33,6 +33,12 @@ func spin(_ i: Int) -> Int {
     return x
 }
 
+func monotonic() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
 @Suite struct ComputePoolTests {
     @Test func everyItemRunsOnce() {
         let pool = ComputePool()
@@ -63,8 +69,8 @@ func spin(_ i: Int) -> Int {
     /// Calls arriving while helpers spin, as they give up spinning, and after they sleep, from
     /// two callers at once: every item runs once and every call returns (a wake-up lost between
     /// the spin and the sleep would leave a caller waiting on a helper's item for ever, and the
-    /// time limit fails the test). Pools that never spin, spin 20 µs (the pauses straddle it)
-    /// and spin far longer than any pause.
+    /// time limit fails the test). Pools that never spin, spin 20 µs (the pauses and the items'
+    /// lengths straddle it) and spin far longer than any pause.
     @Test(.timeLimit(.minutes(1)), arguments: [0, 20e-6, 0.5])
     func callsAroundTheSpinAllFinish(spinSeconds: Double) {
         let pool = ComputePool(spinSeconds: spinSeconds)
@@ -73,7 +79,12 @@ func spin(_ i: Int) -> Int {
         let hits = Hits(2 * rounds * 4)
         outer.run(2, threads: 2) { c in
             for r in 0..<rounds {
-                pool.run(4, threads: 3) { i in hits.slots[(c * rounds + r) * 4 + i] += 1 }
+                pool.run(4, threads: 3) { i in
+                    // Items of 0–40 µs, so a helper's last item ends around the caller's spin.
+                    let until = monotonic() + Double((r * 11 + i * 17 + c * 5) % 41) * 1e-6
+                    while monotonic() < until {}
+                    hits.slots[(c * rounds + r) * 4 + i] += 1
+                }
                 if r % 3 != 0 { usleep(UInt32((r * 7 + c * 13) % 45)) }  // 0–44 µs apart
             }
         }
