@@ -14,7 +14,7 @@ public struct ExampleParams: JobParams, Equatable {
     public var world = ExampleWorldConfig()
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case output, seed, train, dev, people
+        case output, seed, train, dev, people, exercises
         case nContext = "n_context"
         case decoysMin = "decoys_min"
         case decoysMax = "decoys_max"
@@ -33,7 +33,8 @@ public struct ExampleParams: JobParams, Equatable {
             seed: try c.decode(.seed, default: d.seed), train: try c.decode(.train, default: d.train),
             dev: try c.decode(.dev, default: d.dev), nContext: try c.decode(.nContext, default: d.nContext),
             decoysMin: try c.decode(.decoysMin, default: d.decoysMin),
-            decoysMax: try c.decode(.decoysMax, default: d.decoysMax), people: try c.decode(.people, default: d.people))
+            decoysMax: try c.decode(.decoysMax, default: d.decoysMax), people: try c.decode(.people, default: d.people),
+            exercises: try c.decode(.exercises, default: d.exercises))
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -46,6 +47,7 @@ public struct ExampleParams: JobParams, Equatable {
         try c.encode(world.nContext, forKey: .nContext)
         try c.encode(world.decoysMin, forKey: .decoysMin)
         try c.encode(world.decoysMax, forKey: .decoysMax)
+        try c.encode(world.exercises, forKey: .exercises)
     }
 
     public var outputPaths: [(field: String, path: String)] { output.map { [("output", $0)] } ?? [] }
@@ -76,7 +78,7 @@ public struct ExampleKind: JobKind {
     public func run(_ p: ExampleParams, _ context: JobContext) throws -> ExampleOutput {
         let c = p.world
         context.log("example: seed \(c.seed), \(c.train) train + \(c.dev) dev questions, \(c.resolvedPeople) people, "
-                    + "\(c.decoysMin)…\(c.decoysMax) decoys per fact, n_context \(c.nContext)")
+                    + "\(c.decoysMin)…\(c.decoysMax) decoys per fact, n_context \(c.nContext), \(c.exercises) reading exercises")
         let world: ExampleWorld
         do { world = try ExampleWorld(config: c) } catch let e as ExampleWorldError {
             throw JobError.permanent("expected \(e.expected), found \(e.found)", field: "params." + e.field, hint: e.hint)

@@ -47,16 +47,20 @@ public struct ExampleWorldConfig: Codable, Sendable, Equatable {
     /// People in the world; 0 chooses one per 6 questions (each person then has about six of
     /// their eight facts asked, so same-person passages are look-alikes), capped at the name list.
     public var people = 0
+    /// Reading exercises in `train_exercises.json` (`dev_exercises.json` holds `dev` of them when
+    /// this is above 0): fresh facts for a reader trained from scratch to learn reading on
+    /// (`ExampleExercises.swift`). 0 writes both files empty.
+    public var exercises = 0
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case seed, train, dev, people
+        case seed, train, dev, people, exercises
         case nContext = "n_context"
         case decoysMin = "decoys_min"
         case decoysMax = "decoys_max"
     }
 
     public init(seed: UInt64 = 0, train: Int = 600, dev: Int = 150, nContext: Int = 10,
-                decoysMin: Int = 1, decoysMax: Int = 6, people: Int = 0) {
+                decoysMin: Int = 1, decoysMax: Int = 6, people: Int = 0, exercises: Int = 0) {
         self.seed = seed
         self.train = train
         self.dev = dev
@@ -64,6 +68,7 @@ public struct ExampleWorldConfig: Codable, Sendable, Equatable {
         self.decoysMin = decoysMin
         self.decoysMax = decoysMax
         self.people = people
+        self.exercises = exercises
     }
 
     /// People actually used (resolves `people == 0`).
@@ -80,6 +85,9 @@ public struct ExampleWorldConfig: Codable, Sendable, Equatable {
 
     /// Facts the resolved people can hold.
     public var capacity: Int { resolvedPeople * Self.factsPerPerson }
+
+    /// Most exercises one world writes (about 650 bytes each in `train_exercises.json`).
+    static let maxExercises = 1_000_000
 
     /// FiD's largest `n_context` (its paper's 100 passages per question).
     static let maxNContext = 100
@@ -99,6 +107,9 @@ public struct ExampleWorldConfig: Codable, Sendable, Equatable {
         try check(decoysMax >= decoysMin && decoysMax <= 16, "decoys_max", "decoys_min…16", decoysMax)
         try check(people == 0 || (people >= 2 && people <= ExampleVocabulary.names.count), "people",
                   "0 (one per 6 questions) or 2…\(ExampleVocabulary.names.count) (other people's facts are the look-alikes)", people)
+        try check(exercises >= 0 && exercises <= Self.maxExercises, "exercises", "0…\(Self.maxExercises)", exercises)
+        try check(exercises == 0 || resolvedPeople >= 3, "people", "3 or more for exercises (each names three people)",
+                  resolvedPeople, "raise people, or ask for exercises: 0")
         try check(train + dev <= capacity, "train", "train + dev ≤ \(capacity) facts for \(resolvedPeople) people",
                   train + dev, "raise people (up to \(ExampleVocabulary.names.count)) or ask for fewer questions")
     }

@@ -23,7 +23,7 @@ extension ExampleWorld {
     /// Every file `write` makes, in order.
     public static let fileNames = [
         "passages.tsv", "train.json", "dev.json", "train_gold.json", "dev_gold.json",
-        "train_scored.json", "dev_scored.json", "reader/config.json", "reader/tokenizer.json", "reader/tokenizer_config.json", "retriever/config.json",
+        "train_scored.json", "dev_scored.json", "train_exercises.json", "dev_exercises.json", "reader/config.json", "reader/tokenizer.json", "reader/tokenizer_config.json", "retriever/config.json",
         "retriever/vocab.txt", "world.json",
     ]
 
@@ -32,6 +32,8 @@ extension ExampleWorld {
     /// - `train.json`, `dev.json`: FiD examples with `ctxs: []` (for `retrieve` to fill).
     /// - `train_gold.json`, `dev_gold.json`: the gold among look-alikes, shuffled (`Contexts.gold`).
     /// - `train_scored.json`, `dev_scored.json`: the same with reader-like scores (`Contexts.scored`).
+    /// - `train_exercises.json`, `dev_exercises.json`: `exercises` and (when that is above 0) `dev`
+    ///   reading exercises of fresh facts (`ExampleExercises.swift`).
     /// - `reader/config.json`, `reader/tokenizer.json`: a small T5 (d 128, 2+2 layers) over the
     ///   world's own word-level vocabulary (`ExampleWorldTokenizers.swift`).
     /// - `retriever/config.json`, `retriever/vocab.txt`: a small BERT (d 64, 2 layers) over the
@@ -46,9 +48,10 @@ extension ExampleWorld {
             return data
         }
         // FiD data as Python's `json.dump(data, f, indent=4)` writes it.
-        func fid(_ questions: [Question], _ contexts: Contexts) -> Data {
+        func fid(_ questions: [Question], _ contexts: Contexts) -> Data { fidData(examples(questions, contexts)) }
+        func fidData(_ examples: [FiDExample]) -> Data {
             var bytes: [UInt8] = []
-            PyJSON.appendIndented(.array(examples(questions, contexts).map(\.raw)), to: &bytes)
+            PyJSON.appendIndented(.array(examples.map(\.raw)), to: &bytes)
             bytes.append(10)
             return Data(bytes)
         }
@@ -59,6 +62,8 @@ extension ExampleWorld {
         out.append(("dev_gold.json", fid(dev, .gold)))
         out.append(("train_scored.json", fid(train, .scored)))
         out.append(("dev_scored.json", fid(dev, .scored)))
+        out.append(("train_exercises.json", fidData(exercises(config.exercises, split: "train"))))
+        out.append(("dev_exercises.json", fidData(exercises(config.exercises > 0 ? config.dev : 0, split: "dev"))))
         out.append(("reader/config.json", try json(Self.readerConfig)))
         out.append(("reader/tokenizer.json", Self.readerTokenizerJSON()))
         // So transformers' AutoTokenizer reads the folder as fidq does (no T5 sentinels, pad named).

@@ -103,6 +103,8 @@ struct ExampleKindTests {
         (#"{"train": 4611686018427387904, "dev": 4611686018427387904}"#, "params.train"),
         (#"{"people": 1}"#, "params.people"),
         (#"{"n_context": 101}"#, "params.n_context"),
+        (#"{"exercises": -3}"#, "params.exercises"),
+        (#"{"people": 2, "train": 4, "dev": 2, "exercises": 10}"#, "params.people"),
         // Valid alone, but the world has fewer passages without the answer than n_context − 1.
         (#"{"train": 1, "dev": 1, "decoys_min": 0, "decoys_max": 0, "n_context": 10}"#, "params.n_context"),
         // The descriptor itself: a file, not a folder.
@@ -123,7 +125,7 @@ struct ExampleKindTests {
     }
 
     @Test func paramsRoundTrip() throws {
-        let p = ExampleParams(output: "w", world: ExampleWorldConfig(seed: 9, train: 7, dev: 2, nContext: 3, decoysMin: 0, decoysMax: 2, people: 3))
+        let p = ExampleParams(output: "w", world: ExampleWorldConfig(seed: 9, train: 7, dev: 2, nContext: 3, decoysMin: 0, decoysMax: 2, people: 3, exercises: 5))
         let back = try JSONDecoder().decode(ExampleParams.self, from: JSONEncoder().encode(p))
         #expect(back == p)
     }

@@ -99,6 +99,17 @@ struct ExampleWorldTests {
         #expect(read.map(\.idText) == made.map(\.idText))
         #expect(read.map(\.question) == made.map(\.question))
         #expect(read.map { $0.ctxs.map(\.score) } == made.map { $0.ctxs.map(\.score) })
+        // The exercises too.
+        var c = Self.small
+        c.exercises = 30
+        let x = try ExampleWorld(config: c)
+        try x.write(to: dir)
+        for (file, made) in [("train_exercises.json", x.exercises(30, split: "train")), ("dev_exercises.json", x.exercises(c.dev, split: "dev"))] {
+            let read = try FiDData(path: dir + "/" + file).load()
+            #expect(read.map(\.idText) == made.map(\.idText), "\(file)")
+            #expect(read.map { $0.ctxs.map(\.text) } == made.map { $0.ctxs.map(\.text) }, "\(file)")
+            #expect(read.map(\.target) == made.map(\.target), "\(file)")
+        }
     }
 
     /// Word overlap alone (BM25, k1 0.9, b 0.4 as Pyserini) rarely ranks the gold first, but keeps
@@ -224,6 +235,69 @@ struct ExampleWorldTests {
         #expect(field(ExampleWorldConfig(nContext: 101)) == "n_context")
         #expect(field(ExampleWorldConfig(train: 1, dev: 1, nContext: 10, decoysMin: 0, decoysMax: 0)) == "n_context")
         #expect(field(ExampleWorldConfig(train: 1, dev: 1, nContext: 2, decoysMin: 0, decoysMax: 0)) == nil)
+        #expect(field(ExampleWorldConfig(exercises: -1)) == "exercises")
+        #expect(field(ExampleWorldConfig(exercises: 2_000_000)) == "exercises")
+        #expect(field(ExampleWorldConfig(train: 4, dev: 2, people: 2, exercises: 5)) == "people")
+        #expect(field(ExampleWorldConfig(train: 4, dev: 2, people: 2)) == nil)
+        #expect(field(ExampleWorldConfig(train: 4, dev: 2, people: 3, exercises: 5)) == nil)
+    }
+
+    /// Each exercise: the gold (the question's person, the answer) and a look-alike first, then the
+    /// other two; look-alikes are other people's facts of the question's kind or the person's fact of
+    /// another kind, and none holds the answer.
+    @Test func exercisesPairTheGoldWithLookAlikes() throws {
+        var c = Self.small
+        c.exercises = 600
+        let w = try ExampleWorld(config: c)
+        let train = w.exercises(600, split: "train"), dev = w.exercises(60, split: "dev")
+        #expect(train.count == 600 && dev.count == 60)
+        let distinct = Set((train + dev).map { $0.question + " " + ($0.target ?? "") }).count
+        #expect(distinct > 600, "only \(distinct) distinct exercises of 660")
+        let people = Set(ExampleVocabulary.names.prefix(c.resolvedPeople))
+        func kind(_ text: String) -> Int? {
+            let words = Set(ExampleWorld.words(text))
+            return ExampleVocabulary.relations.firstIndex { r in r.values.contains { words.contains($0.lowercased()) } }
+        }
+        var goldFirst = 0, otherPersonSecond = 0
+        for e in train + dev {
+            let answer = try #require(e.target)
+            #expect(e.answers == [answer] && e.ctxs.count == ExampleWorld.exercisePassages)
+            let person = try #require(e.question.split(separator: " ").map(String.init).first { people.contains($0) }, "\(e.question)")
+            let golds = e.ctxs.indices.filter { ExampleWorld.words(e.ctxs[$0].text).contains(answer.lowercased()) }
+            #expect(golds.count == 1 && golds[0] < 2, "\(e.idText): the answer in passages \(golds)")
+            guard golds.count == 1 else { continue }
+            let g = golds[0]
+            goldFirst += g == 0 ? 1 : 0
+            #expect(e.ctxs[g].title == person && Self.field(e.ctxs[g], "hasanswer") == .bool(true))
+            let k = try #require(kind(e.ctxs[g].text), "\(e.ctxs[g].text)")
+            var others = 0, own = 0
+            for (i, p) in e.ctxs.enumerated() where i != g {
+                #expect(Self.field(p, "hasanswer") == .bool(false))
+                #expect(p.text.hasPrefix(p.title) || p.text.contains(" \(p.title) "), "\(p.text): not about \(p.title)")
+                if p.title == person {
+                    #expect(kind(p.text) != k, "\(e.idText): the person's look-alike '\(p.text)' is of the question's kind")
+                    own += 1
+                } else {
+                    #expect(kind(p.text) == k, "\(e.idText): another person's look-alike '\(p.text)' is of another kind")
+                    others += 1
+                    if i == 1 - g { otherPersonSecond += 1 }
+                }
+            }
+            #expect(own == 1 && others == 2, "\(e.idText): \(own) of the person's own, \(others) of others")
+        }
+        // The first pair: the gold first about half the time, another person's fact beside it about
+        // two times in three (binomial, n 660: 5 standard deviations).
+        #expect(abs(Double(goldFirst) / 660 - 0.5) < 0.1, "gold first in \(goldFirst) of 660")
+        #expect(abs(Double(otherPersonSecond) / 660 - 2.0 / 3) < 0.1, "another person beside the gold in \(otherPersonSecond) of 660")
+        // Values uniform: every value shows up as an answer (cities: 24 values, about 1,000 draws).
+        let answers = Set(w.exercises(6000, split: "train").compactMap(\.target))
+        let cities = try #require(ExampleVocabulary.relations.first { $0.name == "city" }).values
+        #expect(cities.filter { !answers.contains($0) }.isEmpty, "cities never asked: \(cities.filter { !answers.contains($0) })")
+        // Train and dev draw different exercises; no exercises, empty files.
+        #expect(train.prefix(60).map(\.question) != dev.map(\.question))
+        let files = try ExampleWorld(config: Self.small).files()
+        let empty = try #require(files.first { $0.name == "dev_exercises.json" })
+        #expect(String(decoding: empty.data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
     }
 
     @Test func chanceIsOneOverTheValueCount() throws {
