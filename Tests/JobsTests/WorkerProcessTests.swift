@@ -467,7 +467,8 @@ import Testing
         let params = lines.drop { !$0.hasPrefix("PARAMS") }.dropFirst().prefix { $0.hasPrefix("  --") }
         #expect(params.first == "  --decoys_max <integer>  default 6", "\(help)")
         #expect(params.contains("  --train <integer>       default 600") && params.contains("  --seed <integer>        default 0"), "\(help)")
-        #expect(params.count == 8, "\(help)")
+        #expect(params.count == 9, "\(help)")
+        #expect(params.contains("  --exercises <integer>   default 0"), "\(help)")
         let (tr, trainHelp) = try Self.fidqStdout(["train-reader", "--help"])
         #expect(tr == 0)
         #expect(trainHelp.contains("\n  --train_data <string>           required\n"), "\(trainHelp)")
