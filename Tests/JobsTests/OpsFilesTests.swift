@@ -11,8 +11,14 @@ import Testing
         let f = try QueueFixture()
         let fake = f.workspace + "/fake-fidq"
         let record = f.workspace + "/record"
-        try Data("#!/bin/bash\necho \"$$ $*\" > \(record)\nexit 7\n".utf8).write(to: URL(fileURLWithPath: fake))
-        chmod(fake, 0o755)
+        // Written through an O_CLOEXEC descriptor: a process another test spawns meanwhile must not
+        // inherit it open for writing, or executing the fake fails with ETXTBSY (bash's 126).
+        let fd = open(fake, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o755)
+        try #require(fd >= 0, "cannot create \(fake): errno \(errno)")
+        let script = Array("#!/bin/bash\necho \"$$ $*\" > \(record)\nexit 7\n".utf8)
+        let wrote = script.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        try #require(wrote == script.count, "short write to \(fake)")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/bash")
         p.arguments = [OpsFilesTests.root + "/ops/fidq-worker.sbatch", f.queueDir, "--lease", "120"]
@@ -66,7 +72,9 @@ import Testing
     }
 
     @Test func graceFollowsAnOverriddenNotice() throws {
-        #expect(try runScript(env: ["FIDQ_SIGNAL_NOTICE": "60"]).record.joined(separator: " ").contains("--grace 30"))
-        #expect(try runScript(env: ["FIDQ_SIGNAL_NOTICE": "900"]).record.joined(separator: " ").contains("--grace 870"))
+        let short = try runScript(env: ["FIDQ_SIGNAL_NOTICE": "60"])
+        #expect(short.record.joined(separator: " ").contains("--grace 30"), "status \(short.status), record \(short.record)")
+        let long = try runScript(env: ["FIDQ_SIGNAL_NOTICE": "900"])
+        #expect(long.record.joined(separator: " ").contains("--grace 870"), "status \(long.status), record \(long.record)")
     }
 }
