@@ -86,8 +86,9 @@ public struct ExampleWorldConfig: Codable, Sendable, Equatable {
     /// Facts the resolved people can hold.
     public var capacity: Int { resolvedPeople * Self.factsPerPerson }
 
-    /// Most exercises one world writes (about 650 bytes each in `train_exercises.json`).
-    static let maxExercises = 1_000_000
+    /// Most exercises one world writes: the job builds its files in memory (about 650 bytes each
+    /// in `train_exercises.json`, a few times that while built), so 130 MB of JSON at most.
+    static let maxExercises = 200_000
 
     /// FiD's largest `n_context` (its paper's 100 passages per question).
     static let maxNContext = 100
