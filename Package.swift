@@ -50,7 +50,8 @@ let package = Package(
         .target(name: "Threading", dependencies: ["CSpin"]),
         // Atomic loads, a counter bump and the CPU's pause for ComputePool's spin before it sleeps.
         .target(name: "CSpin"),
-        .target(name: "Tensor", dependencies: ["CBLAS", "CDot8", "Formats", "Threading"], swiftSettings: kernelFlags),
+        .target(name: "CPrefetch"),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CDot8", "CPrefetch", "Formats", "Threading"], swiftSettings: kernelFlags),
         .target(name: "Tokenizers", dependencies: ["Threading"], swiftSettings: kernelFlags),
         .target(name: "Jobs", dependencies: ["Formats", "Threading", .product(name: "Logging", package: "swift-log")]),
         // Test-only parts of the queue (fault-injecting file system, the test.record kind, crash

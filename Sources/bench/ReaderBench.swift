@@ -94,7 +94,8 @@ enum ReaderBench {
         }
         let flops = 4.0 * Double(H * M * D)
         var hot = Double.infinity, cold = Double.infinity
-        for _ in 0..<10 {
+        let reps = Int(ProcessInfo.processInfo.environment["BENCH_KERNEL_REPS"] ?? "") ?? 10
+        for _ in 0..<reps {
             var t0 = monotonicSeconds()
             call()
             hot = min(hot, monotonicSeconds() - t0)
