@@ -50,6 +50,7 @@ let package = Package(
         .target(name: "Threading", dependencies: ["CSpin"]),
         // Atomic loads, a counter bump and the CPU's pause for ComputePool's spin before it sleeps.
         .target(name: "CSpin"),
+        // A prefetch hint for Swift kernels (header-only; Attention.overMemory's scoring loop).
         .target(name: "CPrefetch"),
         .target(name: "Tensor", dependencies: ["CBLAS", "CDot8", "CPrefetch", "Formats", "Threading"], swiftSettings: kernelFlags),
         .target(name: "Tokenizers", dependencies: ["Threading"], swiftSettings: kernelFlags),
