@@ -21,11 +21,11 @@ extension Attention {
     /// in chunk order (the online softmax). A key pair is scored against four queries at once
     /// (eight independent sums over 8-float lanes) and a 16-float slice of four queries' contexts
     /// stays in registers over a chunk's live keys, packed with their weights in a temporary
-    /// buffer (on the stack where it fits). The scoring asks for the rows 8 keys ahead into L2, so the pass runs from memory
-    /// about as fast as from cache. Every sum's order follows from D and the chunks,
-    /// so the result is the same to the bit on any thread count. Masked keys add nothing to the
-    /// context, whatever their rows hold; an item whose keys are all masked gets zeros (like
-    /// `Softmax`), and NaN logits give NaN.
+    /// buffer (on the stack where it fits). The scoring asks for the rows 8 keys ahead into L2,
+    /// so the pass runs from memory about as fast as from cache. Every sum's order follows from
+    /// D and the chunks, so the result is the same to the bit on any thread count. Masked keys
+    /// add nothing to the context, whatever their rows hold; an item whose keys are all masked
+    /// gets zeros (like `Softmax`), and NaN logits give NaN.
     ///
     /// - Parameters:
     ///   - out: (B, Tq, D), overwritten.
