@@ -1,5 +1,6 @@
 // T5MemoryPlan: the activation arena a pass will hold, computed before running it, so a job can
 // refuse a shape that cannot fit instead of dying in the allocation.
+import Tensor
 
 /// One pass over a batch of `questions` × `passages` passages of `length` tokens and `target`
 /// decoder tokens.
@@ -50,6 +51,21 @@ extension T5Model {
             drop("grad.o", R * D)
             A("grad.ctx", R * I); A("grad.q", R * I); A("grad.k", K * I); A("grad.v", K * I); A("grad.h", R * D)
         }
+        // The decoder's cross-attention under `.absorbed`: no keys or values, the folded queries
+        // and the weighted memory (B·H·T, D) instead, and the kernels' scratch.
+        func absorbedAttention(_ pre: String, rows R: Double, size: Attention.Size) {
+            A(pre + ".h", R * D); A(pre + ".rstd", R); A(pre + ".q", R * I); A(pre + ".ctx", R * I)
+            let probs = Double(size.probsCount)
+            A(pre + ".probs", probs); drop(pre + ".pmask", probs)
+            A(pre + ".fold", R * H * D); A(pre + ".wtd", R * H * D)
+            drop("ca.scratch", Double(Attention.absorbedForwardScratchCount(size, dropout: rate)))
+            A(pre + ".o", R * D); drop(pre + ".omask", R * D)
+        }
+        func absorbedAttentionBack(rows R: Double, size: Attention.Size) {
+            drop("grad.o", R * D)
+            A("grad.ctx", R * I); A("grad.q", R * I); A("grad.h", R * D)
+            A("grad.caScratch", Double(Attention.absorbedBackwardScratchCount(size, width: config.dModel)))
+        }
         func ffn(_ pre: String, rows R: Double) {
             A(pre + ".h", R * D); A(pre + ".rstd", R); A(pre + ".r", R * F)
             if gated { A(pre + ".g0", R * F); A(pre + ".g1", R * F) } else { A(pre + ".a", R * F) }
@@ -87,6 +103,9 @@ extension T5Model {
             }
             dropping = training && rate > 0
             encoder(NP: NP, L: L, training: training)
+            let absorbed = crossPlan(T: pass.target, M: pass.passages * pass.length) == .absorbed
+            let crossSize = Attention.Size(batch: pass.questions, heads: config.numHeads, queryLength: pass.target,
+                                           keyLength: pass.passages * pass.length, headDim: config.dKV)
             A("x.d0", Td * D); drop("d.embmask", Td * D); A("d.bias", H * T * T)
             if crossBiasOn { A("d.crossBias", H * T * M) }
             for l in 0..<config.decoderLayers {
@@ -94,7 +113,11 @@ extension T5Model {
                 let pre = "d\(l)"
                 A("x.d\(l)", Td * D); A(pre + ".x1", Td * D); A(pre + ".x2", Td * D); A("x.d\(l + 1)", Td * D)
                 attention(pre + ".sa", rows: Td, keys: Td, probs: B * H * T * T)
-                attention(pre + ".ca", rows: Td, keys: B * M, probs: B * H * T * M)
+                if absorbed {
+                    absorbedAttention(pre + ".ca", rows: Td, size: crossSize)
+                } else {
+                    attention(pre + ".ca", rows: Td, keys: B * M, probs: B * H * T * M)
+                }
                 ffn(pre + ".ff", rows: Td)
             }
             A("d.out", Td * D); A("d.outRstd", Td); drop("d.outmask", Td * D)
@@ -104,7 +127,7 @@ extension T5Model {
             if crossBiasOn { A("grad.cbias", H * T * M) }
             for _ in 0..<config.decoderLayers {
                 ffnBack(rows: Td)
-                attentionBack(rows: Td, keys: B * M)
+                if absorbed { absorbedAttentionBack(rows: Td, size: crossSize) } else { attentionBack(rows: Td, keys: B * M) }
                 attentionBack(rows: Td, keys: Td)
             }
             A("grad.xe", N * D); A("grad.ebias", H * L * L)

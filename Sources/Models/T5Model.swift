@@ -31,6 +31,13 @@ public final class T5Model {
         }
     }
 
+    /// The plan of the decoder's cross-attention in `forward` and `backward`: `.absorbed` never
+    /// forms the memory's keys and values, `.cachedKeys` forms them per pass. nil (the default)
+    /// picks, per batch, the one with less arithmetic for its shape (`crossPlan`): with FiD's
+    /// short answers that is `.absorbed`. Both compute the same function with the same dropout
+    /// draws; set it to compare them.
+    public var crossAttentionPlan: T5CrossAttentionPlan?
+
     /// Per-phase timing of forward, backward and decoding steps while attached (nil: none).
     public var profile: T5Profile?
 
@@ -49,6 +56,8 @@ public final class T5Model {
         var encBuckets: [Int32]
         var decBuckets: [Int32]
         var crossBuckets: [Int32]?
+        /// Whether the decoder's cross-attention ran under `.absorbed`.
+        var absorbed: Bool
     }
 
     /// A model with zero parameters of the config's layout (load or initialise them next).
@@ -69,6 +78,16 @@ public final class T5Model {
     var eps: Float { config.layerNormEpsilon }
     var rate: Float { config.dropoutRate }
     var crossBiasOn: Bool { hasCrossAttentionBias && useCrossAttentionBias }
+
+    /// The cross-attention plan of a pass with T decoder positions over M memory rows per
+    /// question: `crossAttentionPlan`, else the one with less arithmetic (`Attention.crossAttentionWork`;
+    /// for t5-small's widths over 25 passages of 200 tokens, `.absorbed` while T ≤ 72). It follows from the shape alone, so a
+    /// batch's results do not depend on anything else.
+    func crossPlan(T: Int, M: Int) -> T5CrossAttentionPlan {
+        if let p = crossAttentionPlan { return p }
+        let work = Attention.crossAttentionWork(queries: T, keys: M, heads: H, headDim: Dh, width: D)
+        return work.absorbed <= work.keys ? .absorbed : .cachedKeys
+    }
     /// transformers 3.0.2's relative bias of decoder block 0's cross-attention (fid-spec §3.8).
     public static let crossBiasName = "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight"
 
@@ -185,34 +204,47 @@ public final class T5Model {
     func attentionForward(
         _ pre: String, _ w: String, ln: String, xIn: UnsafePointer<Float>, xOut: UnsafeMutablePointer<Float>,
         memory: UnsafePointer<Float>?, size: Attention.Size, bias: UnsafePointer<Float>?, keyMask: UnsafePointer<Float>?,
-        causal: Bool, training: Bool, rng: inout RNG, logits: UnsafeMutablePointer<Float>? = nil
+        causal: Bool, training: Bool, rng: inout RNG, logits: UnsafeMutablePointer<Float>? = nil, absorbed: Bool = false
     ) {
         let rows = size.batch * size.queryLength, kRows = size.batch * size.keyLength
         let h = A(pre + ".h", rows * D), rstd = A(pre + ".rstd", rows)
         timed(.norm) { RMSNorm.forward(y: h, rstd: rstd, x: xIn, weight: W(ln), rows: rows, dim: D, eps: eps) }
-        let src = memory ?? UnsafePointer(h)
-        let q = A(pre + ".q", rows * I), k = A(pre + ".k", kRows * I), v = A(pre + ".v", kRows * I)
-        if rows > Self.gemvRows && Gemm.isOneTile(m: rows, n: I, k: D) && Gemm.isOneTile(m: kRows, n: I, k: D) {
-            // Three independent one-tile products: side by side (see linearBackward).
-            timed(.linear) {
-                concurrently(3) { i in
-                    let (out, x, n) = i == 0 ? (q, UnsafePointer(h), rows) : (i == 1 ? k : v, src, kRows)
-                    let wi = W(w + (i == 0 ? ".q.weight" : i == 1 ? ".k.weight" : ".v.weight"))
-                    Gemm.gemm(transB: true, m: n, n: I, k: D, a: x, lda: D, b: wi, ldb: D, beta: 0, c: out, ldc: I)
-                }
+        let q = A(pre + ".q", rows * I), ctx = A(pre + ".ctx", rows * I)
+        let p = training ? rate : 0
+        let probs = A(pre + ".probs", size.probsCount), pmask = p > 0 ? A(pre + ".pmask", size.probsCount) : nil
+        if absorbed, let memory {
+            // Cross-attention without keys or values (`T5CrossAttentionPlan.absorbed`).
+            linear(q, h, W(w + ".q.weight"), rows: rows, inF: D, outF: I)
+            let folded = A(pre + ".fold", rows * H * D), weighted = A(pre + ".wtd", rows * H * D)
+            let scratch = p > 0 ? A("ca.scratch", Attention.absorbedForwardScratchCount(size, dropout: p)) : nil
+            timed(.attention) {
+                Attention.absorbedForward(
+                    out: ctx, folded: folded, weighted: weighted, probs: probs, dropoutMask: pmask, logits: logits, q: q,
+                    memory: memory, keyWeight: W(w + ".k.weight"), valueWeight: W(w + ".v.weight"), bias: bias, keyMask: keyMask,
+                    scale: 1, dropout: p, rng: &rng, size: size, width: D, scratch: scratch)
             }
         } else {
-            linear(q, h, W(w + ".q.weight"), rows: rows, inF: D, outF: I)
-            linear(k, src, W(w + ".k.weight"), rows: kRows, inF: D, outF: I)
-            linear(v, src, W(w + ".v.weight"), rows: kRows, inF: D, outF: I)
-        }
-        let p = training ? rate : 0
-        let ctx = A(pre + ".ctx", rows * I)
-        let probs = A(pre + ".probs", size.probsCount), pmask = p > 0 ? A(pre + ".pmask", size.probsCount) : nil
-        timed(.attention) {
-            Attention.forward(
-                out: ctx, probs: probs, dropoutMask: pmask, logits: logits, q: q, k: k, v: v, bias: bias, keyMask: keyMask,
-                causal: causal, scale: 1, dropout: p, rng: &rng, size: size)
+            let src = memory ?? UnsafePointer(h)
+            let k = A(pre + ".k", kRows * I), v = A(pre + ".v", kRows * I)
+            if rows > Self.gemvRows && Gemm.isOneTile(m: rows, n: I, k: D) && Gemm.isOneTile(m: kRows, n: I, k: D) {
+                // Three independent one-tile products: side by side (see linearBackward).
+                timed(.linear) {
+                    concurrently(3) { i in
+                        let (out, x, n) = i == 0 ? (q, UnsafePointer(h), rows) : (i == 1 ? k : v, src, kRows)
+                        let wi = W(w + (i == 0 ? ".q.weight" : i == 1 ? ".k.weight" : ".v.weight"))
+                        Gemm.gemm(transB: true, m: n, n: I, k: D, a: x, lda: D, b: wi, ldb: D, beta: 0, c: out, ldc: I)
+                    }
+                }
+            } else {
+                linear(q, h, W(w + ".q.weight"), rows: rows, inF: D, outF: I)
+                linear(k, src, W(w + ".k.weight"), rows: kRows, inF: D, outF: I)
+                linear(v, src, W(w + ".v.weight"), rows: kRows, inF: D, outF: I)
+            }
+            timed(.attention) {
+                Attention.forward(
+                    out: ctx, probs: probs, dropoutMask: pmask, logits: logits, q: q, k: k, v: v, bias: bias, keyMask: keyMask,
+                    causal: causal, scale: 1, dropout: p, rng: &rng, size: size)
+            }
         }
         let o = A(pre + ".o", rows * D)
         linear(o, ctx, W(w + ".o.weight"), rows: rows, inF: I, outF: D)
@@ -225,30 +257,44 @@ public final class T5Model {
     func attentionBackward(
         _ pre: String, _ w: String, ln: String, xIn: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
         memory: UnsafePointer<Float>?, dMemory: UnsafeMutablePointer<Float>?, size: Attention.Size,
-        dBias: UnsafeMutablePointer<Float>?, training: Bool, grads: ParameterSlab
+        dBias: UnsafeMutablePointer<Float>?, training: Bool, grads: ParameterSlab, absorbed: Bool = false
     ) {
         let rows = size.batch * size.queryLength, kRows = size.batch * size.keyLength
         let h = A(pre + ".h", rows * D), rstd = A(pre + ".rstd", rows)
-        let q = A(pre + ".q", rows * I), k = A(pre + ".k", kRows * I), v = A(pre + ".v", kRows * I)
-        let ctx = A(pre + ".ctx", rows * I)
+        let q = A(pre + ".q", rows * I), ctx = A(pre + ".ctx", rows * I)
         let dO = outputGrad("grad.o", mask: pre + ".omask", dx, rows * D, training: training)
         let dctx = A("grad.ctx", rows * I)
         linearBackward(dx: dctx, dxBeta: 0, dw: grads[w + ".o.weight"], dy: dO, x: ctx, w: W(w + ".o.weight"), rows: rows, inF: I, outF: D)
-        let dq = Z("grad.q", rows * I), dk = Z("grad.k", kRows * I), dv = Z("grad.v", kRows * I)
+        let dq = Z("grad.q", rows * I)
         let p = training ? rate : 0
         let probs = A(pre + ".probs", size.probsCount), pmask = p > 0 ? UnsafePointer(A(pre + ".pmask", size.probsCount)) : nil
-        timed(.attentionBack) {
-            Attention.backward(
-                dq: dq, dk: dk, dv: dv, dBias: dBias, dOut: dctx, q: q, k: k, v: v, probs: probs, dropoutMask: pmask, scale: 1, size: size)
-        }
         let dh = A("grad.h", rows * D)
-        linearBackward(dx: dh, dxBeta: 0, dw: grads[w + ".q.weight"], dy: dq, x: h, w: W(w + ".q.weight"), rows: rows, inF: D, outF: I)
-        if let memory, let dMemory {
-            linearBackward(dx: dMemory, dxBeta: 1, dw: grads[w + ".k.weight"], dy: dk, x: memory, w: W(w + ".k.weight"), rows: kRows, inF: D, outF: I)
-            linearBackward(dx: dMemory, dxBeta: 1, dw: grads[w + ".v.weight"], dy: dv, x: memory, w: W(w + ".v.weight"), rows: kRows, inF: D, outF: I)
+        if absorbed, let memory, let dMemory {
+            let folded = A(pre + ".fold", rows * H * D), weighted = A(pre + ".wtd", rows * H * D)
+            let scratch = A("grad.caScratch", Attention.absorbedBackwardScratchCount(size, width: D))
+            timed(.attentionBack) {
+                Attention.absorbedBackward(
+                    dq: dq, dMemory: dMemory, dKeyWeight: grads[w + ".k.weight"], dValueWeight: grads[w + ".v.weight"], dBias: dBias,
+                    dOut: dctx, q: q, memory: memory, keyWeight: W(w + ".k.weight"), valueWeight: W(w + ".v.weight"),
+                    folded: folded, weighted: weighted, probs: probs, dropoutMask: pmask, scale: 1, size: size, width: D,
+                    scratch: scratch)
+            }
+            linearBackward(dx: dh, dxBeta: 0, dw: grads[w + ".q.weight"], dy: dq, x: h, w: W(w + ".q.weight"), rows: rows, inF: D, outF: I)
         } else {
-            linearBackward(dx: dh, dxBeta: 1, dw: grads[w + ".k.weight"], dy: dk, x: h, w: W(w + ".k.weight"), rows: kRows, inF: D, outF: I)
-            linearBackward(dx: dh, dxBeta: 1, dw: grads[w + ".v.weight"], dy: dv, x: h, w: W(w + ".v.weight"), rows: kRows, inF: D, outF: I)
+            let k = A(pre + ".k", kRows * I), v = A(pre + ".v", kRows * I)
+            let dk = Z("grad.k", kRows * I), dv = Z("grad.v", kRows * I)
+            timed(.attentionBack) {
+                Attention.backward(
+                    dq: dq, dk: dk, dv: dv, dBias: dBias, dOut: dctx, q: q, k: k, v: v, probs: probs, dropoutMask: pmask, scale: 1, size: size)
+            }
+            linearBackward(dx: dh, dxBeta: 0, dw: grads[w + ".q.weight"], dy: dq, x: h, w: W(w + ".q.weight"), rows: rows, inF: D, outF: I)
+            if let memory, let dMemory {
+                linearBackward(dx: dMemory, dxBeta: 1, dw: grads[w + ".k.weight"], dy: dk, x: memory, w: W(w + ".k.weight"), rows: kRows, inF: D, outF: I)
+                linearBackward(dx: dMemory, dxBeta: 1, dw: grads[w + ".v.weight"], dy: dv, x: memory, w: W(w + ".v.weight"), rows: kRows, inF: D, outF: I)
+            } else {
+                linearBackward(dx: dh, dxBeta: 1, dw: grads[w + ".k.weight"], dy: dk, x: h, w: W(w + ".k.weight"), rows: kRows, inF: D, outF: I)
+                linearBackward(dx: dh, dxBeta: 1, dw: grads[w + ".v.weight"], dy: dv, x: h, w: W(w + ".v.weight"), rows: kRows, inF: D, outF: I)
+            }
         }
         timed(.normBack) { RMSNorm.backward(dx: dx, dWeight: grads[ln], dy: dh, x: xIn, weight: W(ln), rstd: rstd, rows: rows, dim: D) }
     }

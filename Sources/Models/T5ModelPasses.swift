@@ -46,11 +46,12 @@ extension T5Model {
             crossBias = bias
         }
         var crossLogits: [UnsafeMutablePointer<Float>] = []
+        let absorbed = crossPlan(T: T, M: M) == .absorbed
         for l in 0..<Ld {
             let logits = wantScores ? A("d\(l).ca.logits", B * H * T * M) : nil
             if let logits { crossLogits.append(logits) }
             decoderBlockForward(l, B: B, T: T, M: M, memory: memory, mask: mask, selfBias: decBias, crossBias: crossBias,
-                                training: training, rng: &rng, crossLogits: logits)
+                                training: training, rng: &rng, crossLogits: logits, absorbed: absorbed)
         }
         let y = A("d.out", Td * D), dRstd = A("d.outRstd", Td)
         let yIn = A("x.d\(Ld)", Td * D)
@@ -73,7 +74,7 @@ extension T5Model {
             ce = cache
         }
         last = Saved(batch: batch, training: training, rngAtBlock: rngAtBlock, logits: logits, ce: ce,
-                     encBuckets: encBuckets, decBuckets: decBuckets, crossBuckets: crossBuckets)
+                     encBuckets: encBuckets, decBuckets: decBuckets, crossBuckets: crossBuckets, absorbed: absorbed)
         var scoreTensor: Tensor? = nil
         if wantScores { scoreTensor = passageScores(crossLogits, mask: mask, B: B, P: P, L: L, T: T) }
         return T5Output(logits: logits.reshaped([B, T, V]), loss: loss, scores: scoreTensor)
@@ -175,7 +176,7 @@ extension T5Model {
     func decoderBlockForward(
         _ l: Int, B: Int, T: Int, M: Int, memory: UnsafePointer<Float>, mask: UnsafePointer<Float>,
         selfBias: UnsafePointer<Float>, crossBias: UnsafePointer<Float>?, training: Bool, rng: inout RNG,
-        crossLogits: UnsafeMutablePointer<Float>?
+        crossLogits: UnsafeMutablePointer<Float>?, absorbed: Bool
     ) {
         let w = "decoder.block.\(l).layer", pre = "d\(l)", Td = B * T
         let xIn = A("x.d\(l)", Td * D), x1 = A(pre + ".x1", Td * D), x2 = A(pre + ".x2", Td * D), xOut = A("x.d\(l + 1)", Td * D)
@@ -184,20 +185,20 @@ extension T5Model {
                          causal: true, training: training, rng: &rng)
         attentionForward(pre + ".ca", w + ".1.EncDecAttention", ln: w + ".1.layer_norm.weight", xIn: x1, xOut: x2, memory: memory,
                          size: .init(batch: B, heads: H, queryLength: T, keyLength: M, headDim: Dh), bias: crossBias, keyMask: mask,
-                         causal: false, training: training, rng: &rng, logits: crossLogits)
+                         causal: false, training: training, rng: &rng, logits: crossLogits, absorbed: absorbed)
         ffnForward(pre + ".ff", w + ".2", xIn: x2, xOut: xOut, rows: Td, training: training, rng: &rng)
     }
 
     func decoderBlockBackward(
         _ l: Int, B: Int, T: Int, M: Int, memory: UnsafePointer<Float>, dMemory: UnsafeMutablePointer<Float>,
         dx: UnsafeMutablePointer<Float>, dSelfBias: UnsafeMutablePointer<Float>, dCrossBias: UnsafeMutablePointer<Float>?,
-        training: Bool, grads: ParameterSlab
+        training: Bool, grads: ParameterSlab, absorbed: Bool
     ) {
         let w = "decoder.block.\(l).layer", pre = "d\(l)", Td = B * T
         ffnBackward(pre + ".ff", w + ".2", xIn: A(pre + ".x2", Td * D), dx: dx, rows: Td, training: training, grads: grads)
         attentionBackward(pre + ".ca", w + ".1.EncDecAttention", ln: w + ".1.layer_norm.weight", xIn: A(pre + ".x1", Td * D), dx: dx,
                           memory: memory, dMemory: dMemory, size: .init(batch: B, heads: H, queryLength: T, keyLength: M, headDim: Dh),
-                          dBias: dCrossBias, training: training, grads: grads)
+                          dBias: dCrossBias, training: training, grads: grads, absorbed: absorbed)
         attentionBackward(pre + ".sa", w + ".0.SelfAttention", ln: w + ".0.layer_norm.weight", xIn: A("x.d\(l)", Td * D), dx: dx,
                           memory: nil, dMemory: nil, size: .init(batch: B, heads: H, queryLength: T, keyLength: T, headDim: Dh),
                           dBias: dSelfBias, training: training, grads: grads)
@@ -244,7 +245,7 @@ extension T5Model {
         let dCrossBias = s.crossBuckets != nil ? Z("grad.cbias", H * T * M) : nil
         for l in stride(from: Ld - 1, through: 0, by: -1) {
             decoderBlockBackward(l, B: B, T: T, M: M, memory: memory, dMemory: dMemory, dx: dx, dSelfBias: dDecBias,
-                                 dCrossBias: dCrossBias, training: training, grads: grads)
+                                 dCrossBias: dCrossBias, training: training, grads: grads, absorbed: s.absorbed)
         }
         dropBack("d.embmask", dx, Td * D, training: training)
         timed(.embed) {

@@ -1,5 +1,6 @@
 // T5FixtureTests: the model against transformers' golden values (ops/fixtures/t5.py): FiD logits
-// and loss, every parameter gradient, 5 AdamW steps, passage scores, and the 3.0.2 cross bias.
+// and loss, every parameter gradient, 5 AdamW steps, passage scores, and the 3.0.2 cross bias,
+// under both plans of the decoder's cross-attention (keys and values formed, or absorbed).
 import Foundation
 import Testing
 import TestSupport
@@ -42,9 +43,10 @@ func gradientReport(_ name: String, _ actual: Tensor, _ expected: Tensor, tolera
 }
 
 struct T5FixtureTests {
-    @Test(arguments: ["v10", "v11", "tf3bias"])
-    func logitsAndLossMatchTransformers(_ variant: String) throws {
+    @Test(arguments: ["v10", "v11", "tf3bias"], crossPlans)
+    func logitsAndLossMatchTransformers(_ variant: String, _ plan: T5CrossAttentionPlan) throws {
         let f = try T5Fixture(variant)
+        f.model.crossAttentionPlan = plan
         #expect(f.model.useCrossAttentionBias == (variant == "tf3bias"))
         let out = f.model.forward(f.batch)
         let r = compare("logits", out.logits, try f.tensor("logits"), rtol: 1e-4, atol: 1e-5)
@@ -53,9 +55,10 @@ struct T5FixtureTests {
         #expect(abs(out.loss! - loss) <= 1e-4 * abs(loss), "loss \(out.loss!) expected \(loss)")
     }
 
-    @Test(arguments: ["v10", "v11", "tf3bias"])
-    func everyGradientMatchesTransformers(_ variant: String) throws {
+    @Test(arguments: ["v10", "v11", "tf3bias"], crossPlans)
+    func everyGradientMatchesTransformers(_ variant: String, _ plan: T5CrossAttentionPlan) throws {
         let f = try T5Fixture(variant)
+        f.model.crossAttentionPlan = plan
         let grads = ParameterSlab(layout: f.model.layout)
         _ = f.model.forward(f.batch)
         f.model.backward(into: grads)
@@ -69,9 +72,10 @@ struct T5FixtureTests {
         #expect(checked == f.expected.names.filter { $0.hasPrefix("grad.") }.count)
     }
 
-    @Test(arguments: ["v10", "v11", "tf3bias"])
-    func fiveAdamWStepsMatchTorch(_ variant: String) throws {
+    @Test(arguments: ["v10", "v11", "tf3bias"], crossPlans)
+    func fiveAdamWStepsMatchTorch(_ variant: String, _ plan: T5CrossAttentionPlan) throws {
         let f = try T5Fixture(variant)
+        f.model.crossAttentionPlan = plan
         let grads = ParameterSlab(layout: f.model.layout)
         var opt = AdamW(count: f.model.layout.count, weightDecay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8)
         var losses: [Float] = []
@@ -92,9 +96,10 @@ struct T5FixtureTests {
         }
     }
 
-    @Test(arguments: ["v10", "v11", "tf3bias"])
-    func passageScoresMatchFiD(_ variant: String) throws {
+    @Test(arguments: ["v10", "v11", "tf3bias"], crossPlans)
+    func passageScoresMatchFiD(_ variant: String, _ plan: T5CrossAttentionPlan) throws {
         let f = try T5Fixture(variant)
+        f.model.crossAttentionPlan = plan
         let out = f.model.forward(f.batch, scores: true)
         let r = compare("scores", out.scores!, try f.tensor("scores"), rtol: 1e-4, atol: 1e-5)
         #expect(r.ok, "\(r)")

@@ -25,9 +25,11 @@ func tinyModel(_ ff: T5Config.FeedForward, tied: Bool, crossBias: Bool = false, 
 struct T5ModelTests {
     // Smooth (gated-GELU) models only: finite differences across ReLU kinks are meaningless; the
     // ReLU path's gradients are pinned by the transformers fixtures (T5FixtureTests).
-    @Test(arguments: [(T5Config.FeedForward.gatedGELU, false, false), (.gatedGELU, true, true)])
-    func backwardMatchesFiniteDifferences(_ ff: T5Config.FeedForward, _ tied: Bool, _ crossBias: Bool) {
+    @Test(arguments: [(T5Config.FeedForward.gatedGELU, false, false), (.gatedGELU, true, true)], crossPlans)
+    func backwardMatchesFiniteDifferences(_ variant: (T5Config.FeedForward, Bool, Bool), _ plan: T5CrossAttentionPlan) {
+        let (ff, tied, crossBias) = variant
         let (model, batch) = tinyModel(ff, tied: tied, crossBias: crossBias)
+        model.crossAttentionPlan = plan
         let grads = ParameterSlab(layout: model.layout)
         _ = model.forward(batch)
         model.backward(into: grads)
@@ -136,9 +138,38 @@ struct T5ModelTests {
         #expect(plain.params == ck.params)
     }
 
-    /// Gradients do not depend on the thread count (fixed reduction orders in every kernel).
-    @Test func gradientsAreThreadCountIndependent() {
+    /// The two plans of the decoder's cross-attention compute one function with the same dropout
+    /// draws: a training step's loss and every gradient agree to rounding, and the shape picks
+    /// the absorbed plan for short answers over a long memory, the other for long ones.
+    @Test func crossAttentionPlansAgree() {
         let (model, batch) = tinyModel(.gatedGELU, tied: false, crossBias: true)
+        var results: [(loss: Float, grads: ParameterSlab)] = []
+        for plan in crossPlans {
+            model.crossAttentionPlan = plan
+            let grads = ParameterSlab(layout: model.layout)
+            var rng = RNG(seed: 5)
+            let out = model.forward(batch, training: true, rng: &rng)
+            model.backward(into: grads)
+            results.append((out.loss!, grads))
+        }
+        #expect(abs(results[0].loss - results[1].loss) <= 1e-5 * abs(results[0].loss), "losses \(results.map(\.loss))")
+        for e in model.layout.entries {
+            let r = gradientReport("grad.\(e.name)", results[1].grads.tensor(e.name), results[0].grads.tensor(e.name))
+            #expect(r.ok, "\(r)")
+        }
+        // t5-small's widths (D 512, 8 heads of 64) over 25 passages of 200 tokens.
+        model.crossAttentionPlan = nil
+        let small = T5Model(config: T5Config(vocabSize: 8, dModel: 512, dKV: 64, dFF: 8, numLayers: 1, numDecoderLayers: 1, numHeads: 8,
+                                             numBuckets: 8, maxDistance: 20, dropoutRate: 0.1, feedForwardProj: .relu, tieWordEmbeddings: true))
+        #expect(small.crossPlan(T: 20, M: 5000) == .absorbed && small.crossPlan(T: 72, M: 5000) == .absorbed)
+        #expect(small.crossPlan(T: 73, M: 5000) == .cachedKeys && small.crossPlan(T: 60, M: 200) == .cachedKeys)
+    }
+
+    /// Gradients do not depend on the thread count (fixed reduction orders in every kernel).
+    @Test(arguments: crossPlans)
+    func gradientsAreThreadCountIndependent(_ plan: T5CrossAttentionPlan) {
+        let (model, batch) = tinyModel(.gatedGELU, tied: false, crossBias: true)
+        model.crossAttentionPlan = plan
         var results: [[Float]] = []
         for threads in [1, 2, 3] {
             // Held, so a concurrent suite's count change cannot make every pass run alike.
