@@ -9,16 +9,28 @@ import CBLAS
 /// (K, N). `beta = 1` accumulates into C, which is how every backward adds its gradients.
 ///
 /// Threads: OpenBLAS's sgemm rounds differently on different pool sizes (measured with 0.3.21 on
-/// every core type), so its pool is pinned to one thread and a product runs as fixed tiles of C,
-/// each one single-threaded sgemm, spread over `parallelFor`. The tiles follow from the shape
-/// alone, so every product, and every gradient built from them, is the same to the bit on any
-/// thread count: a resumed run on another thread count reproduces an uninterrupted one. Tiles
-/// split one of C's two sides: each tile re-packs the whole of the operand along the other
-/// side, so splitting M re-packs op(B) and splitting N re-packs op(A) (a 32×32128 lm-head
-/// product split by rows ran at 0.4× raw sgemm).
+/// every core type), so its pool is pinned to one thread and a large product runs as parts of C,
+/// each one single-threaded sgemm, spread over `parallelFor`, so that every product, and every
+/// gradient built from them, is the same to the bit on any thread count: a resumed run on another
+/// thread count reproduces an uninterrupted one.
 ///
-/// Tile counts trade re-packing against idle cores. Single-threaded sgemm rates (GFLOP/s, CPU
-/// time, OpenBLAS 0.3.21 on Zen 4) of the T5-small FiD products at P = 10 (2000 encoder rows):
+/// - Split by rows (M, unless N is more than twice M): one part per thread, cut at multiples of
+///   `rowGranule` rows. A row of C then gets the same bits from a call over any granule-aligned
+///   range of rows as from one call over all of them (OpenBLAS's kernels sum each element over K
+///   in an order that does not depend on where the call's rows start, once the start is a
+///   multiple of the kernel's row blocking: checked on every x86 kernel the library can run
+///   here, and by `GemmTests` on the one in use), so the result is that of one whole call, and
+///   op(B) is packed once per thread instead of once per fixed tile (a 8-tile split re-packed
+///   it 8 times: a T5-small train step at P = 25 on one thread spent 10 % more in its backward
+///   products than with whole ones).
+/// - Split by columns (N): Haswell's and Zen's kernels give other bits for other column splits,
+///   so these products run as fixed tiles that follow from the shape alone, queued over the
+///   threads; each re-packs op(A) (a 32×32128 lm-head product split by rows ran at 0.4× raw
+///   sgemm, hence columns there).
+///
+/// A product splits only past `minTileWork` multiply-adds per part (or tile). Single-threaded
+/// sgemm rates (GFLOP/s, CPU time, OpenBLAS 0.3.21 on Zen 4) of the T5-small FiD products at
+/// P = 10 (2000 encoder rows) when they all ran as fixed tiles:
 ///
 ///     product                      whole  16 tiles (old)  8 tiles  2 tiles by rows
 ///     2000×512×512 NT (q/k/v/o)       95      91               94       97
@@ -26,21 +38,28 @@ import CBLAS
 ///     2000×512×2048 NT (FFN out)      99      81               90       98
 ///     512×512×2000 TN (weight grad)   98      71               82       95
 ///
-/// so a tile now carries at least `minTileWork` multiply-adds (~1.3 ms), counts are powers of two
+/// so tiles carry at least `minTileWork` multiply-adds (~1.3 ms), counts are powers of two
 /// (even work on 2, 4, 8 cores), and M is split unless N is more than twice M (splitting N of
 /// an FFN-in product measured 10–20 % slower than splitting M even where it re-packs less).
 public enum Gemm {
-    /// Most tiles of one product. The count cannot follow the thread count (that would change the
-    /// bits), so it is sized for the larger hosts workers run on (the Slurm script gives 8 cores
-    /// per worker) while `minTileWork` keeps the re-packing of an operand once per tile a few
-    /// percent; on 2 cores the tiles simply queue.
+    /// Most tiles of one product split by columns (a split by rows takes one part per thread).
+    /// The count cannot follow the thread count (that would change the bits), so it is sized for
+    /// the larger hosts workers run on (the Slurm script gives 8 cores per worker) while
+    /// `minTileWork` keeps the re-packing of an operand once per tile a few percent; on 2 cores
+    /// the tiles simply queue.
     @usableFromInline static let maxTiles = 8
-    /// Multiply-adds under which a product is one tile on the calling thread (~1.3 ms of work):
+    /// Multiply-adds under which a product is one call on the calling thread (~1.3 ms of work),
+    /// and the least per part or tile of a split:
     /// attention's per-head products (250×64×250 is 4 M) stay whole, the 2000×512×512 projections
     /// split in 2, the 2000×512×2048 feed-forward products in 8.
     @usableFromInline static let minTileWork = 1 << 27
     /// Least rows (or columns) per tile of C.
     @usableFromInline static let minTileRows = 32
+    /// Rows of C per granule of a split by rows: a multiple of every x86 sgemm kernel's row
+    /// blocking in OpenBLAS 0.3.21 (Haswell's and Zen's need multiples of 24; SkylakeX's,
+    /// Cooperlake's, Sandy Bridge's and the older ones any split), so parts cut at granules give
+    /// each row the bits of one call over all rows. `GemmTests` checks it on the kernel in use.
+    @usableFromInline static let rowGranule = 96
 
     /// Pins OpenBLAS's own pool to one thread, once; every product touches it first.
     @usableFromInline static let pinnedBLAS: Bool = {
@@ -74,10 +93,10 @@ public enum Gemm {
     /// One product; see the type's doc comment for the layout. `threads` overrides
     /// `Threads.count` for this call (the result does not depend on it).
     ///
-    /// `whole` runs the product as one sgemm on the calling thread, without tiles: for a caller
-    /// that already spreads its products over threads (`FlatIndex`'s scan, one product per
-    /// thread), where tiles only re-pack an operand (a 8192×1000×768 search block in the wrapper's
-    /// 8 row tiles re-packs the 1000 queries 8 times: 4–5 % slower than one sgemm). Its bits also
+    /// `whole` runs the product as one sgemm on the calling thread, without parts or tiles: for a
+    /// caller that already spreads its products over threads (`FlatIndex`'s scan, one product per
+    /// thread), where a split only re-packs an operand (a 8192×1000×768 search block in 8 row
+    /// tiles re-packed the 1000 queries 8 times: 4–5 % slower than one sgemm). Its bits also
     /// depend on the shape alone.
     @inlinable
     public static func gemm(
@@ -108,7 +127,16 @@ public enum Gemm {
             tile(0, byRows ? m : n)
             return
         }
-        let side = byRows ? m : n
+        if byRows {
+            // One part per thread, each one sgemm over whole granules of rows: the same bits as
+            // one call over all rows (see the type's doc), and op(B) packed once per thread.
+            let G = rowGranule, granules = (m + G - 1) / G
+            parallelFor(granules, grain: Swift.max(1, minTileWork / Swift.max(1, G * n * k)), threads: threads) { r in
+                tile(r.lowerBound * G, Swift.min(m, r.upperBound * G))
+            }
+            return
+        }
+        let side = n
         parallelFor(tiles, threads: threads) { r in
             for t in r { tile(t * size, Swift.min(side, (t + 1) * size)) }
         }
