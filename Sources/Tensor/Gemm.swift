@@ -53,6 +53,10 @@ public enum Gemm {
     /// attention's per-head products (250×64×250 is 4 M) stay whole, the 2000×512×512 projections
     /// split in 2, the 2000×512×2048 feed-forward products in 8.
     @usableFromInline static let minTileWork = 1 << 27
+    /// Multiply-adds under which a product too small for tiles runs as one call, and the least
+    /// per part when its rows split (~0.17 ms of work, each part packing op(B) once): the
+    /// absorbed cross-attention's 160 × 2000 × 512 products at P = 10 split on 2 threads.
+    @usableFromInline static let minPartWork = 1 << 24
     /// Least rows (or columns) per tile of C.
     @usableFromInline static let minTileRows = 32
     /// Rows of C per granule of a split by rows: a multiple of every x86 sgemm kernel's row
@@ -85,10 +89,16 @@ public enum Gemm {
         return (byRows, size, (side + size - 1) / size)
     }
 
-    /// Whether an (M, N, K) product runs as one tile on the calling thread (`tiling`): such
-    /// products, when independent, are worth running side by side (`concurrently`).
+    /// Whether an (M, N, K) product runs as one call on the calling thread (no tiles, too small
+    /// for parts of rows): such products, when independent, are worth running side by side
+    /// (`concurrently`).
     @inlinable
-    public static func isOneTile(m: Int, n: Int, k: Int) -> Bool { tiling(m: m, n: n, k: k).tiles == 1 }
+    public static func isOneTile(m: Int, n: Int, k: Int) -> Bool {
+        guard tiling(m: m, n: n, k: k).tiles == 1 else { return false }
+        // No tiles; parts of rows when `gemm`'s parallelFor would take two or more.
+        let G = rowGranule, grain = Swift.max(1, minPartWork / Swift.max(1, G * n * k))
+        return (m + G - 1) / G / grain < 2
+    }
 
     /// One product; see the type's doc comment for the layout. `threads` overrides
     /// `Threads.count` for this call (the result does not depend on it).
@@ -108,37 +118,37 @@ public enum Gemm {
         checkLayout(transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc)
         if m == 0 || n == 0 { return }
         _ = pinnedBLAS
-        let (byRows, size, tiles) = whole ? (true, m, 1) : tiling(m: m, n: n, k: k)
+        let tA = transA ? CblasTrans : CblasNoTrans, tB = transB ? CblasTrans : CblasNoTrans
         // Rows lo..<hi of C: rows lo… of op(A), which start at row lo of A, or at its column lo
         // when A is transposed. Columns lo..<hi: columns lo… of op(B), likewise.
-        func tile(_ lo: Int, _ hi: Int) {
-            let tA = transA ? CblasTrans : CblasNoTrans, tB = transB ? CblasTrans : CblasNoTrans
-            if byRows {
-                cblas_sgemm(
-                    CblasRowMajor, tA, tB, Int32(hi - lo), Int32(n), Int32(k), alpha,
-                    transA ? a + lo : a + lo * lda, Int32(lda), b, Int32(ldb), beta, c + lo * ldc, Int32(ldc))
-            } else {
-                cblas_sgemm(
-                    CblasRowMajor, tA, tB, Int32(m), Int32(hi - lo), Int32(k), alpha, a, Int32(lda),
-                    transB ? b + lo * ldb : b + lo, Int32(ldb), beta, c + lo, Int32(ldc))
-            }
+        func rows(_ lo: Int, _ hi: Int) {
+            cblas_sgemm(
+                CblasRowMajor, tA, tB, Int32(hi - lo), Int32(n), Int32(k), alpha,
+                transA ? a + lo : a + lo * lda, Int32(lda), b, Int32(ldb), beta, c + lo * ldc, Int32(ldc))
         }
-        if tiles == 1 {
-            tile(0, byRows ? m : n)
+        func columns(_ lo: Int, _ hi: Int) {
+            cblas_sgemm(
+                CblasRowMajor, tA, tB, Int32(m), Int32(hi - lo), Int32(k), alpha, a, Int32(lda),
+                transB ? b + lo * ldb : b + lo, Int32(ldb), beta, c + lo, Int32(ldc))
+        }
+        if whole {
+            rows(0, m)
             return
         }
-        if byRows {
+        let (byRows, size, tiles) = tiling(m: m, n: n, k: k)
+        if byRows || tiles == 1 {
             // One part per thread, each one sgemm over whole granules of rows: the same bits as
-            // one call over all rows (see the type's doc), and op(B) packed once per thread.
+            // one call over all rows (see the type's doc), and op(B) packed once per thread. A
+            // product too small for tiles still splits its rows past `minPartWork` a part.
             let G = rowGranule, granules = (m + G - 1) / G
-            parallelFor(granules, grain: Swift.max(1, minTileWork / Swift.max(1, G * n * k)), threads: threads) { r in
-                tile(r.lowerBound * G, Swift.min(m, r.upperBound * G))
+            let grain = Swift.max(1, (tiles == 1 ? minPartWork : minTileWork) / Swift.max(1, G * n * k))
+            parallelFor(granules, grain: grain, threads: threads) { r in
+                rows(r.lowerBound * G, Swift.min(m, r.upperBound * G))
             }
             return
         }
-        let side = n
         parallelFor(tiles, threads: threads) { r in
-            for t in r { tile(t * size, Swift.min(side, (t + 1) * size)) }
+            for t in r { columns(t * size, Swift.min(n, (t + 1) * size)) }
         }
     }
 

@@ -17,11 +17,11 @@ enum ReaderBench {
         return text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
     }
 
-    /// Where the time of a train step and of a greedy step goes, by `T5Profile` phase (one train
-    /// step and \(T) greedy steps after a warm-up of each), and the decoding step's memory rate:
+    /// Where the time of a train step, an eval forward and a greedy step goes, by `T5Profile`
+    /// phase (one train step, one forward and \(T) greedy steps after a warm-up of each), and the decoding step's memory rate:
     /// the bytes it must read (decoder weights, lm head, memory or cross keys/values, self cache)
     /// per second, under both cross-attention plans.
-    static func profile(_ model: T5Model, train: () -> Void, batch: (P: Int, ids: [Int32], mask: [Float]), threads: Int) {
+    static func profile(_ model: T5Model, train: () -> Void, forward: () -> Void, batch: (P: Int, ids: [Int32], mask: [Float]), threads: Int) {
         let c = model.config, prof = T5Profile()
         func line(_ what: String, _ wall: Double, per: Double) -> String {
             let phases = T5Profile.Phase.allCases.compactMap { ph -> (String, Double)? in
@@ -37,6 +37,11 @@ enum ReaderBench {
         var t0 = monotonicSeconds()
         train()
         print(line("train step", monotonicSeconds() - t0, per: 1))
+        forward()
+        prof.reset()
+        t0 = monotonicSeconds()
+        forward()
+        print(line("eval forward", monotonicSeconds() - t0, per: 1))
         model.profile = nil
         // Both cross-attention plans: the chosen one for 20 greedy tokens (absorbed) and the other.
         for plan in [T5CrossAttentionPlan.absorbed, .cachedKeys] {
@@ -193,7 +198,7 @@ enum ReaderBench {
                     table.add(["\(P)", "token", fixed(ot * 1000, 2), tt.isNaN ? "-" : fixed(tt * 1000, 2),
                                tt.isNaN ? "-" : ratio(ot / tt), "≤ \(goals.token)", "", ""])
                 }
-                profile(model, train: train, batch: (P, ids, mask), threads: threads)
+                profile(model, train: train, forward: { _ = model.forward(batch) }, batch: (P, ids, mask), threads: threads)
                 let plain = model.activationBytes
                 model.useCheckpoint = true
                 train()
