@@ -28,7 +28,9 @@ import CBLAS
 ///   threads; each re-packs op(A) (a 32×32128 lm-head product split by rows ran at 0.4× raw
 ///   sgemm, hence columns there).
 ///
-/// A product splits only past `minTileWork` multiply-adds per part (or tile). Single-threaded
+/// A product splits into tiles only past `minTileWork` multiply-adds per tile; one too small for
+/// tiles still splits its rows into parts past `minPartWork` per part (a part packs op(B) once,
+/// and results do not change). Single-threaded
 /// sgemm rates (GFLOP/s, CPU time, OpenBLAS 0.3.21 on Zen 4) of the T5-small FiD products at
 /// P = 10 (2000 encoder rows) when they all ran as fixed tiles:
 ///
