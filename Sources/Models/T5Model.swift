@@ -80,9 +80,10 @@ public final class T5Model {
     var crossBiasOn: Bool { hasCrossAttentionBias && useCrossAttentionBias }
 
     /// The cross-attention plan of a pass with T decoder positions over M memory rows per
-    /// question: `crossAttentionPlan`, else the one with less arithmetic (`Attention.crossAttentionWork`;
-    /// for t5-small's widths over 25 passages of 200 tokens, `.absorbed` while T ≤ 72). It follows from the shape alone, so a
-    /// batch's results do not depend on anything else.
+    /// question: `crossAttentionPlan`, else the one with less arithmetic
+    /// (`Attention.crossAttentionWork`; for t5-small's widths over 25 passages of 200 tokens,
+    /// `.absorbed` while T ≤ 72). It follows from the shape alone, so a batch's results do not
+    /// depend on anything else.
     func crossPlan(T: Int, M: Int) -> T5CrossAttentionPlan {
         if let p = crossAttentionPlan { return p }
         let work = Attention.crossAttentionWork(queries: T, keys: M, heads: H, headDim: Dh, width: D)

@@ -36,8 +36,9 @@ extension Attention {
     /// arithmetic than forming the keys and values (`crossAttentionWork`), and keeps two
     /// (H·Tq, D) blocks per item for backward instead of two (Tk, H·Dh).
     ///
-    /// Items run one after another, each product split in `Gemm`'s fixed tiles and the rows of
-    /// the softmax split over threads: every result is the same to the bit on any thread count.
+    /// Items run one after another, each product split over threads as `Gemm` splits it (from
+    /// its shape) and the softmax's rows too: every result is the same to the bit on any thread
+    /// count.
     ///
     /// - Parameters:
     ///   - out: (B, Tq, H·Dh), overwritten.

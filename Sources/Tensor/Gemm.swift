@@ -30,9 +30,9 @@ import CBLAS
 ///
 /// A product splits into tiles only past `minTileWork` multiply-adds per tile; one too small for
 /// tiles still splits its rows into parts past `minPartWork` per part (a part packs op(B) once,
-/// and results do not change). Single-threaded
-/// sgemm rates (GFLOP/s, CPU time, OpenBLAS 0.3.21 on Zen 4) of the T5-small FiD products at
-/// P = 10 (2000 encoder rows) when they all ran as fixed tiles:
+/// and results do not change). Single-threaded sgemm rates (GFLOP/s, CPU time, OpenBLAS 0.3.21
+/// on Zen 4) of the T5-small FiD products at P = 10 (2000 encoder rows) when they all ran as
+/// fixed tiles:
 ///
 ///     product                      whole  16 tiles (old)  8 tiles  2 tiles by rows
 ///     2000×512×512 NT (q/k/v/o)       95      91               94       97
@@ -50,10 +50,9 @@ public enum Gemm {
     /// `minTileWork` keeps the re-packing of an operand once per tile a few percent; on 2 cores
     /// the tiles simply queue.
     @usableFromInline static let maxTiles = 8
-    /// Multiply-adds under which a product is one call on the calling thread (~1.3 ms of work),
-    /// and the least per part or tile of a split:
-    /// attention's per-head products (250×64×250 is 4 M) stay whole, the 2000×512×512 projections
-    /// split in 2, the 2000×512×2048 feed-forward products in 8.
+    /// The least multiply-adds per tile (~1.3 ms of work), and per part of a product that has
+    /// tiles: the 2000×512×512 projections split in 2, the 2000×512×2048 feed-forward products
+    /// in 8; attention's per-head products (250×64×250 is 4 M) have none.
     @usableFromInline static let minTileWork = 1 << 27
     /// Multiply-adds under which a product too small for tiles runs as one call, and the least
     /// per part when its rows split (~0.17 ms of work, each part packing op(B) once): the
@@ -96,10 +95,19 @@ public enum Gemm {
     /// (`concurrently`).
     @inlinable
     public static func isOneTile(m: Int, n: Int, k: Int) -> Bool {
-        guard tiling(m: m, n: n, k: k).tiles == 1 else { return false }
-        // No tiles; parts of rows when `gemm`'s parallelFor would take two or more.
-        let G = rowGranule, grain = Swift.max(1, minPartWork / Swift.max(1, G * n * k))
-        return (m + G - 1) / G / grain < 2
+        let tiles = tiling(m: m, n: n, k: k).tiles
+        guard tiles == 1 else { return false }
+        let (granules, grain) = rowParts(m: m, n: n, k: k, tiles: tiles)
+        return granules / grain < 2  // `parallelFor` would keep them on one thread
+    }
+
+    /// How `gemm` cuts a product it splits by rows: `granules` of `rowGranule` rows, at least
+    /// `grain` of them per part (each part at least `minTileWork` multiply-adds when the product
+    /// has tiles, else `minPartWork`).
+    @inlinable
+    static func rowParts(m: Int, n: Int, k: Int, tiles: Int) -> (granules: Int, grain: Int) {
+        let G = rowGranule, least = tiles == 1 ? minPartWork : minTileWork
+        return ((m + G - 1) / G, Swift.max(1, least / Swift.max(1, G * n * k)))
     }
 
     /// One product; see the type's doc comment for the layout. `threads` overrides
@@ -142,8 +150,7 @@ public enum Gemm {
             // One part per thread, each one sgemm over whole granules of rows: the same bits as
             // one call over all rows (see the type's doc), and op(B) packed once per thread. A
             // product too small for tiles still splits its rows past `minPartWork` a part.
-            let G = rowGranule, granules = (m + G - 1) / G
-            let grain = Swift.max(1, (tiles == 1 ? minPartWork : minTileWork) / Swift.max(1, G * n * k))
+            let G = rowGranule, (granules, grain) = rowParts(m: m, n: n, k: k, tiles: tiles)
             parallelFor(granules, grain: grain, threads: threads) { r in
                 rows(r.lowerBound * G, Swift.min(m, r.upperBound * G))
             }

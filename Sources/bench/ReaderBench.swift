@@ -18,9 +18,9 @@ enum ReaderBench {
     }
 
     /// Where the time of a train step, an eval forward and a greedy step goes, by `T5Profile`
-    /// phase (one train step, one forward and \(T) greedy steps after a warm-up of each), and the decoding step's memory rate:
-    /// the bytes it must read (decoder weights, lm head, memory or cross keys/values, self cache)
-    /// per second, under both cross-attention plans.
+    /// phase (one train step, one forward and \(T) greedy steps after a warm-up of each), and the
+    /// decoding step's memory rate: the bytes it must read (decoder weights, lm head, memory or
+    /// cross keys/values, self cache) per second, under both cross-attention plans.
     static func profile(_ model: T5Model, train: () -> Void, forward: () -> Void, batch: (P: Int, ids: [Int32], mask: [Float]), threads: Int) {
         let c = model.config, prof = T5Profile()
         func line(_ what: String, _ wall: Double, per: Double) -> String {
