@@ -23,7 +23,7 @@ enum ReaderBench {
     /// cross keys/values, self cache) per second, under both cross-attention plans.
     static func profile(_ model: T5Model, train: () -> Void, forward: () -> Void, batch: (P: Int, ids: [Int32], mask: [Float]), threads: Int) {
         let c = model.config, prof = T5Profile()
-        func line(_ what: String, _ wall: Double, per: Double) -> String {
+        func line(_ what: String, _ wall: Double, per: Double, faults: Int? = nil) -> String {
             let phases = T5Profile.Phase.allCases.compactMap { ph -> (String, Double)? in
                 prof.seconds[ph].map { (ph.rawValue, $0) }
             }.sorted { $0.1 > $1.1 }
@@ -31,17 +31,20 @@ enum ReaderBench {
             return "profile P=\(batch.P) \(threads)t \(what) \(fixed(wall / per * 1000, 2)) ms: "
                 + (phases + [("untimed", other)]).map { "\($0.0) \(fixed($0.1 / per * 1000, 2)) (\(Int(($0.1 / wall * 100).rounded()))%)" }
                 .joined(separator: ", ")
+                + (faults.map { "; \($0) page faults" } ?? "")
         }
         train()
         model.profile = prof
+        var f0 = minorFaults()
         var t0 = monotonicSeconds()
         train()
-        print(line("train step", monotonicSeconds() - t0, per: 1))
+        print(line("train step", monotonicSeconds() - t0, per: 1, faults: minorFaults() - f0))
         forward()
         prof.reset()
+        f0 = minorFaults()
         t0 = monotonicSeconds()
         forward()
-        print(line("eval forward", monotonicSeconds() - t0, per: 1))
+        print(line("eval forward", monotonicSeconds() - t0, per: 1, faults: minorFaults() - f0))
         model.profile = nil
         // Both cross-attention plans: the chosen one for 20 greedy tokens (absorbed) and the other.
         for plan in [T5CrossAttentionPlan.absorbed, .cachedKeys] {

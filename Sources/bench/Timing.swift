@@ -8,6 +8,14 @@ func monotonicSeconds() -> Double {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
+/// This process's minor page faults so far: a pass that faults allocated (or first touched)
+/// memory the arena should have kept.
+func minorFaults() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Int(usage.ru_minflt)
+}
+
 /// What a sample's seconds are: the monotonic clock, or with `BENCH_CLOCK=cpu` this process's
 /// CPU time (every thread's; the Python peers switch the same way, to `time.process_time`). On a
 /// machine shared with other work, CPU time leaves out the time slices other programs take, so
