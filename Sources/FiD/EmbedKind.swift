@@ -206,12 +206,20 @@ public struct EmbedKind: JobKind {
         let total: Int
         // Counting, skipping to the shard and hashing samples each read the file (minutes at 21M
         // passages): logged and shown as phases, or status showed nothing, then 100 %, for them.
-        context.log("embed: counting the passages of \(passagesPath)")
+        context.log("embed: counting the passages of \(passagesPath) and checking that no id repeats")
         context.progress.phase("counting passages")
-        do { total = try PassageReader.count(path: passagesPath) } catch let e as RetrievalError {
+        let repeated: RepeatedID?
+        do { (total, repeated) = try PassageReader.countFindingRepeatedID(path: passagesPath) } catch let e as RetrievalError {
             throw JobError.permanent(e.message, field: "params.passages", hint: e.hint)
         }
         if total == 0 { let e = PassageReader.noPassages(path: passagesPath); throw JobError.permanent(e.message, field: "params.passages", hint: e.hint) }
+        // retrieve refuses shards that hold an id twice (it looks texts up by id): refused here,
+        // before the shards are embedded, in every shard's job (each counts the whole file).
+        if let r = repeated {
+            throw JobError.permanent(
+                "passage id \(r.id) appears twice in \(p.passages): in passages \(r.first + 1) and \(r.second + 1) (counted after the header)",
+                field: "params.passages", hint: "DPR ids must be unique: renumber or drop the repeated rows, then embed again")
+        }
         guard total >= p.numShards else {
             throw JobError.permanent(
                 "num_shards \(p.numShards) exceeds the \(total) passages of \(p.passages): FiD's floor-sized shards would be empty",

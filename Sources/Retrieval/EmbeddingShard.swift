@@ -205,31 +205,59 @@ public final class EmbeddingShard: @unchecked Sendable {
     }
 }
 
-/// The first id found twice across `lists` (list and row of each, 0-based), or nil. Hashes are
-/// sorted rather than the ids put in a set: 8 bytes a row, for corpora of tens of millions of
-/// passages; only a hash collision looks at the ids themselves.
+/// The first id found twice across `lists` (list and row of each, 0-based: the earliest row that
+/// repeats an earlier one, and that earlier one), or nil.
 public func firstDuplicate(_ lists: [[String]]) -> (a: (list: Int, row: Int), b: (list: Int, row: Int), id: String)? {
-    var hashes: [Int] = []
-    hashes.reserveCapacity(lists.reduce(0) { $0 + $1.count })
-    for l in lists { for id in l { hashes.append(id.hashValue) } }
-    hashes.sort()
-    var k = 1
-    while k < hashes.count {
-        defer { k += 1 }
-        guard hashes[k] == hashes[k - 1] else { continue }
-        // Equal hashes: find the rows, then whether their ids are really equal.
-        var rows: [(list: Int, row: Int, id: String)] = []
-        for (li, l) in lists.enumerated() {
-            for (ri, id) in l.enumerated() where id.hashValue == hashes[k] { rows.append((li, ri, id)) }
-        }
-        for a in rows.indices {
-            for b in rows.indices where b > a && rows[a].id == rows[b].id {
-                return ((rows[a].list, rows[a].row), (rows[b].list, rows[b].row), rows[a].id)
-            }
-        }
+    let starts = lists.reduce(into: [0]) { $0.append($0.last! + $1.count) }
+    func place(_ i: Int) -> (list: Int, row: Int) {
+        let l = starts.lastIndex { $0 <= i }!  // i < the total, so never the last start
+        return (l, i - starts[l])
     }
-    return nil
+    let found = firstRepeatedID { visit in
+        for l in lists { for id in l where !visit(id) { return } }
+    }
+    return found.map { (place($0.first), place($0.second), $0.id) }
 }
+
+/// A passage id that two rows share: its first row and the first that repeats it (0-based, in
+/// the order the ids were visited).
+public struct RepeatedID: Equatable, Sendable {
+    public var id: String
+    public var first: Int
+    public var second: Int
+}
+
+/// The first id that repeats an earlier one among the ids `visitAll` visits (twice, in the same
+/// order; `visit` returns false to stop), or nil. The first visit keeps only each id's hash, 8
+/// bytes, for corpora of tens of millions of passages streamed from a file; the second compares
+/// the ids of the rows whose hash repeats. Ids are equal as Swift strings, as every id lookup in
+/// fidq compares them.
+public func firstRepeatedID(_ visitAll: (_ visit: (String) -> Bool) throws -> Void) rethrows -> RepeatedID? {
+    var hashes: [Int] = []
+    try visitAll { id in
+        hashes.append(id.hashValue)
+        return true
+    }
+    hashes.sort()
+    var repeated = Set<Int>()
+    for k in hashes.indices.dropFirst() where hashes[k] == hashes[k - 1] { repeated.insert(hashes[k]) }
+    guard !repeated.isEmpty else { return nil }
+    hashes = []
+    var seen: [String: Int] = [:]
+    var row = 0, found: RepeatedID?
+    try visitAll { id in
+        defer { row += 1 }
+        guard repeated.contains(id.hashValue) else { return true }
+        if let first = seen[id] {
+            found = RepeatedID(id: id, first: first, second: row)
+            return false
+        }
+        seen[id] = row
+        return true
+    }
+    return found
+}
+
 /// The header of a `.npy` file (numpy format versions 1–3).
 struct NpyHeader {
     var storage: EmbeddingShard.Storage

@@ -187,6 +187,24 @@ public final class PassageReader {
                               hint: "an unfinished download or export? DPR's psgs_w100.tsv has 21M rows after its header")
     }
 
+    /// Counts the passages of `path` as `count` does, and finds the first id that a later row
+    /// repeats (rows 0-based, counted after the header). retrieve looks each hit's text up by id,
+    /// so a repeated id would return one row's vector with the other row's text; an `embed` job
+    /// refuses it before hours of work, as `retrieve` would after them. Only rows whose id hashes
+    /// alike are read twice; the file is read a second time only when some do.
+    public static func countFindingRepeatedID(path: String, strict: Bool = true) throws -> (count: Int, repeated: RepeatedID?) {
+        var n = 0, pass = 0
+        let repeated = try firstRepeatedID { visit in
+            pass += 1
+            let r = try PassageReader(path: path, strict: strict)
+            while let p = try r.next() {
+                if pass == 1 { n += 1 }
+                if !visit(p.id) { return }
+            }
+        }
+        return (n, repeated)
+    }
+
     public static func count(path: String, strict: Bool = true) throws -> Int {
         let r = try PassageReader(path: path, strict: strict)
         var n = 0

@@ -518,6 +518,32 @@ enum RetrievalJobs {
         #expect(!FileManager.default.fileExists(atPath: dir + "/emb/passages_00.npy"))
     }
 
+    /// retrieve refuses shards that hold an id twice, after every shard was embedded: each
+    /// shard's embed job refuses the passages file first, naming the id and both rows, and
+    /// writes nothing. A shard whose own rows hold no repeat is refused too (the other shard's
+    /// rows repeat the id).
+    @Test(arguments: [0, 1])
+    func aPassagesFileWithAnIdTwiceIsRefusedByEveryShard(shard: Int) throws {
+        let dir = TestData.scratch("embed-id-twice")
+        let world = dir + "/world"
+        _ = try ExampleWorld(config: ExampleWorldConfig(seed: 3, train: 40, dev: 30)).write(to: world)
+        let model = BertRetriever(config: try BertConfig.load(path: world + "/retriever/config.json"))
+        model.initialize(seed: 1)
+        try model.save(folder: dir + "/model", tokenizer: world + "/retriever/vocab.txt")
+        try "id\ttext\ttitle\n1\tviolin text\tT\n2\tcello text\tT\n3\tviola text\tT\n1\tharp text\tT\n"
+            .write(toFile: dir + "/p.tsv", atomically: true, encoding: .utf8)
+        do {
+            _ = try RetrievalJobs.run("embed", ["model_path": .string("model"), "passages": .string("p.tsv"), "output_path": .string("emb/passages"),
+                                                "passage_maxlength": .number(24), "num_shards": .number(2), "shard_id": .number(Double(shard))],
+                                      workspace: dir)
+            Issue.record("shard \(shard) of a passages file with id 1 twice written")
+        } catch let e as JobError {
+            #expect(e.permanence == .permanent && e.field == "params.passages"
+                    && e.message.contains("passage id 1 appears twice in p.tsv: in passages 1 and 4") && e.hint?.contains("unique") == true, "\(e)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir + "/emb/passages_0\(shard).npy"))
+    }
+
     @Test(arguments: ["sq8", "pq"])
     func aSavedIndexIsLoadedOnlyForTheShardsItWasBuiltFrom(index: String) throws {
         let dir = TestData.scratch("saved-index")

@@ -135,6 +135,30 @@ import Testing
         #expect(r.bytesRead < PassageReader.maxRecordBytes, "refused before the rest was consumed")
     }
 
+    /// The count of `count`, and the first id a later row repeats: the earliest repeat in file
+    /// order, with the row of the id's first use, whatever other ids repeat after it.
+    @Test func countFindingRepeatedIDNamesTheFirstRepeat() throws {
+        let unique = Self.file(Self.sample)
+        defer { try? FileManager.default.removeItem(atPath: unique) }
+        let u = try PassageReader.countFindingRepeatedID(path: unique)
+        #expect(u.count == 4 && u.repeated == nil)
+        var rows = ["id\ttext\ttitle"]
+        for i in 0..<5000 { rows.append("\(i)\tpassage \(i)\tT") }
+        rows.insert("4000\tagain\tT", at: 3001)  // row 3000 (0-based, after the header): repeats row 4000's id, before it
+        rows.append("17\tlater\tT")  // row 5001: repeats row 17, but after the repeat above
+        rows.append("2999\tlast\tT")
+        let twice = Self.file(rows.joined(separator: "\n"))
+        defer { try? FileManager.default.removeItem(atPath: twice) }
+        let t = try PassageReader.countFindingRepeatedID(path: twice)
+        let counted = try PassageReader.count(path: twice)
+        #expect(t.count == 5003 && t.count == counted)
+        #expect(t.repeated == RepeatedID(id: "4000", first: 3000, second: 4001), "\(String(describing: t.repeated))")
+        // Ids equal only when their bytes are alike in one reading: "1" and " 1" are two.
+        let spaced = Self.file("id\ttext\ttitle\n1\ta\tT\n 1\tb\tT\n1 \tc\tT\n")
+        defer { try? FileManager.default.removeItem(atPath: spaced) }
+        #expect(try PassageReader.countFindingRepeatedID(path: spaced).repeated == nil)
+    }
+
     @Test func missingFileIsNamed() {
         let e = #expect(throws: RetrievalError.self) { try PassageReader(path: "/nonexistent/psgs.tsv") }
         #expect(e?.file == "/nonexistent/psgs.tsv")
