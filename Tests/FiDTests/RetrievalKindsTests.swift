@@ -458,6 +458,13 @@ enum RetrievalJobs {
 /// names, and a stale index would be searched with the new questions without a word.
 @Suite struct SavedIndexTests {
     /// A seeded random retriever over the example world's vocabulary (64 wide).
+    /// A retriever of seed 1 in `dir`, from the example world's config, written under `dir`.
+    static func worldRetriever(_ dir: String) throws -> String {
+        let world = dir + "/world"
+        _ = try ExampleWorld(config: ExampleWorldConfig(seed: 3, train: 40, dev: 30)).write(to: world)
+        return try retriever(dir, world: world, seed: 1)
+    }
+
     static func retriever(_ dir: String, world: String, seed: UInt64) throws -> String {
         let folder = dir + "/retriever-\(seed)"
         let model = BertRetriever(config: try BertConfig.load(path: world + "/retriever/config.json"))
@@ -502,14 +509,10 @@ enum RetrievalJobs {
     @Test(arguments: ["\"a\nb\"", "\"a\rb\"", "\"a\r\nb\""])
     func idsWithLineBreaksAreRefused(id: String) throws {
         let dir = TestData.scratch("embed-id-break")
-        let world = dir + "/world"
-        _ = try ExampleWorld(config: ExampleWorldConfig(seed: 3, train: 40, dev: 30)).write(to: world)
-        let model = BertRetriever(config: try BertConfig.load(path: world + "/retriever/config.json"))
-        model.initialize(seed: 1)
-        try model.save(folder: dir + "/model", tokenizer: world + "/retriever/vocab.txt")
+        let model = try Self.worldRetriever(dir)
         try "id\ttext\ttitle\n1\tviolin text\tT\n\(id)\tcello text\tT\n".write(toFile: dir + "/p.tsv", atomically: true, encoding: .utf8)
         do {
-            _ = try RetrievalJobs.run("embed", ["model_path": .string("model"), "passages": .string("p.tsv"),
+            _ = try RetrievalJobs.run("embed", ["model_path": .string(model), "passages": .string("p.tsv"),
                                                 "output_path": .string("emb/passages"), "passage_maxlength": .number(24)], workspace: dir)
             Issue.record("a shard with the id \(id.debugDescription) written")
         } catch let e as JobError {
@@ -525,15 +528,11 @@ enum RetrievalJobs {
     @Test(arguments: [0, 1])
     func aPassagesFileWithAnIdTwiceIsRefusedByEveryShard(shard: Int) throws {
         let dir = TestData.scratch("embed-id-twice")
-        let world = dir + "/world"
-        _ = try ExampleWorld(config: ExampleWorldConfig(seed: 3, train: 40, dev: 30)).write(to: world)
-        let model = BertRetriever(config: try BertConfig.load(path: world + "/retriever/config.json"))
-        model.initialize(seed: 1)
-        try model.save(folder: dir + "/model", tokenizer: world + "/retriever/vocab.txt")
+        let model = try Self.worldRetriever(dir)
         try "id\ttext\ttitle\n1\tviolin text\tT\n2\tcello text\tT\n3\tviola text\tT\n1\tharp text\tT\n"
             .write(toFile: dir + "/p.tsv", atomically: true, encoding: .utf8)
         do {
-            _ = try RetrievalJobs.run("embed", ["model_path": .string("model"), "passages": .string("p.tsv"), "output_path": .string("emb/passages"),
+            _ = try RetrievalJobs.run("embed", ["model_path": .string(model), "passages": .string("p.tsv"), "output_path": .string("emb/passages"),
                                                 "passage_maxlength": .number(24), "num_shards": .number(2), "shard_id": .number(Double(shard))],
                                       workspace: dir)
             Issue.record("shard \(shard) of a passages file with id 1 twice written")
