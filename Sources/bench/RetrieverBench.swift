@@ -8,7 +8,7 @@ import Tensor
 enum RetrieverBench {
     /// Passages per timed call, their token length (special tokens included) and the batch size.
     static let count = Int(ProcessInfo.processInfo.environment["BENCH_RETRIEVER_N"] ?? "") ?? 64, L = 200, batch = 64
-    /// Goal (issues 12 and 13): ≥ 1.4× sentence-transformers' passages per second.
+    /// Goal (issue 13): ≥ 1.4× sentence-transformers' passages per second.
     static let goal = 1.4
 
     /// The same synthetic passages the peer builds (torch_retriever.py `texts`): 230 common words
