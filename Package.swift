@@ -92,7 +92,7 @@ let package = Package(
         .testTarget(
             name: "ModelsTests", dependencies: ["Models", "TestSupport"],
             exclude: ["Fixtures"], swiftSettings: testFlags),
-        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], exclude: ["Fixtures"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "JobsTests", dependencies: ["Jobs", "JobsTesting"]),
         .testTarget(name: "FetchTests", dependencies: ["Fetch", "CArchive"], exclude: ["Fixtures"]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats"]),

@@ -2,6 +2,7 @@
 import Foundation
 import Tensor
 import Testing
+import TestSupport
 
 @testable import Retrieval
 
@@ -104,6 +105,37 @@ import Testing
         #expect(firstDuplicate([]) == nil)
         let d = firstDuplicate([["a", "b"], ["c", "b"]])
         #expect(d?.id == "b" && d?.a.list == 0 && d?.a.row == 1 && d?.b.list == 1 && d?.b.row == 1)
+    }
+
+    /// Every byte of a shard's `.npy` (header and rows, float32 and float16) and `.ids` damaged
+    /// in turn, and random damage with truncation: each is a RetrievalError or a shard whose rows
+    /// read — never a trap, never a read past the mapping.
+    @Test(arguments: [EmbeddingShard.Storage.float32, .float16])
+    func damagedShardsNeverTrap(storage: EmbeddingShard.Storage) throws {
+        let folder = ShardFolder()
+        defer { folder.remove() }
+        var rng = RNG(seed: 9)
+        try folder.write(index: 0, rows: rng.normalArray(6 * 4), dim: 4, storage: storage, firstID: 0)
+        let npy = folder.dir + "/passages_00.npy"
+        func read(_ path: String) throws {
+            let s = try EmbeddingShard(path: path)
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(1, s.count * s.dim))
+            defer { scratch.deallocate() }
+            var sum: Float = 0
+            let rows = s.rows(0, s.count, scratch: scratch)
+            for i in 0..<(s.count * s.dim) { sum += rows[i] }
+            _ = sum
+        }
+        #expect(try IndexFileTests.damageEveryByte(npy, load: read) > 0)
+        #expect(try IndexFileTests.damageEveryByte(EmbeddingShard.idsPath(forShard: npy), load: read) > 0)
+        let valid = try [UInt8](Data(contentsOf: URL(fileURLWithPath: npy)))
+        var mix = SplitMix(seed: 0x5EED)
+        var refused = 0
+        for round in 0..<300 {
+            try Data(mix.damaged(valid, round: round)).write(to: URL(fileURLWithPath: npy))
+            do { try read(npy) } catch is RetrievalError { refused += 1 }
+        }
+        #expect(refused > 0)
     }
 
     @Test func idsMustMatchRows() throws {

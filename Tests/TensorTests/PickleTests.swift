@@ -2,6 +2,7 @@
 // refusals, unsupported opcodes, limits, truncation — and a fixed-seed fuzz that must never trap.
 import Foundation
 import Testing
+import TestSupport
 @testable import Tensor
 
 /// Pickle opcode bytes for building streams by hand.
@@ -287,12 +288,7 @@ func pickleError(_ body: () throws -> Any) -> PickleError? {
         // FIDQ_FUZZ_ROUNDS raises the count for a longer stress run.
         let rounds = ProcessInfo.processInfo.environment["FIDQ_FUZZ_ROUNDS"].flatMap { Int($0) } ?? 3000
         for round in 0..<rounds {
-            var bytes = [valid, torchPickle, textPickle][round % 3]
-            for _ in 0..<(1 + Int(rng.next() % 4)) {
-                let i = Int(rng.next() % UInt64(bytes.count))
-                bytes[i] = rng.next() % 3 == 0 ? UInt8(truncatingIfNeeded: rng.next()) : bytes[i] ^ (1 << UInt8(rng.next() % 8))
-            }
-            if round % 7 == 0 { bytes = Array(bytes.prefix(Int(rng.next() % UInt64(bytes.count)))) }
+            let bytes = rng.damaged([valid, torchPickle, textPickle][round % 3], round: round)
             var w = NumpyPickle.whitelist
             w.allowOrderedDict()
             w.persistentLoad = { _ in .none }
@@ -308,18 +304,5 @@ func pickleError(_ body: () throws -> Any) -> PickleError? {
         for n in 0..<valid.count {
             #expect(throws: PickleError.self) { try PickleReader.read(Array(valid.prefix(n)), whitelist: NumpyPickle.whitelist) }
         }
-    }
-}
-
-/// A small deterministic generator (SplitMix64) for the fuzz tests.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

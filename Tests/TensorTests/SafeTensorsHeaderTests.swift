@@ -1,6 +1,7 @@
 // SafeTensorsHeaderTests: every malformed file is a thrown SafeTensorsError naming the file and problem.
 import Foundation
 import Testing
+import TestSupport
 @testable import Tensor
 
 @Suite struct SafeTensorsHeaderTests {
@@ -180,6 +181,37 @@ import Testing
         try withFile(header: header) { path in
             let f = try SafeTensorsFile(path: path)
             #expect(f.entries == [SafeTensorsEntry(name: "a", dtype: .f32, shape: [6], begin: 0, end: 24)])
+        }
+    }
+
+    /// Random damage to real files (most of it in the header, where the offsets and shapes are)
+    /// is a thrown SafeTensorsError or a file that reads, mapped or read into memory: never a
+    /// trap, never a read past the file.
+    @Test func damagedFilesNeverTrap() throws {
+        let tmp = try TempFolder()
+        defer { tmp.remove() }
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+        var rng = SplitMix(seed: 0x5AFE)
+        let rounds = ProcessInfo.processInfo.environment["FIDQ_FUZZ_ROUNDS"].flatMap { Int($0) } ?? 3000
+        for name in ["st_f32", "st_bf16", "st_f16", "st_mixed", "st_swift"] {
+            let valid = try [UInt8](Data(contentsOf: fixtures.appendingPathComponent(name + ".safetensors")))
+            let headerEnd = 8 + Int(valid[0]) + Int(valid[1]) << 8
+            var outcomes = [0, 0]
+            for round in 0..<rounds / 5 {
+                let bytes = rng.damaged(valid, round: round) { r in
+                    Int(r.next() % UInt64(r.next() % 4 == 0 ? valid.count : headerEnd))
+                }
+                let path = try tmp.write("damaged.safetensors", bytes)
+                for threshold in [0, Int.max] {
+                    do {
+                        _ = try SafeTensorsFile(path: path, mapThreshold: threshold).readAll()
+                        outcomes[0] += 1
+                    } catch is SafeTensorsError {
+                        outcomes[1] += 1
+                    }
+                }
+            }
+            #expect(outcomes[0] > 0 && outcomes[1] > 0, "\(name): \(outcomes)")
         }
     }
 }

@@ -1,6 +1,7 @@
 // TokenizerLoaderTests: file kinds are recognised, and broken files are thrown errors naming file and field.
 import Foundation
 import Testing
+import TestSupport
 
 @testable import Tokenizers
 
@@ -100,5 +101,32 @@ import Testing
         let model = try temp("big.model", [0x0A, UInt8(piece.count)] + piece)
         let t = message { try TokenizerLoader.load(model) }
         #expect(t.contains(model) && t.contains("pieces[0].type") && t.contains("18446744073709551615"), "\(t)")
+    }
+
+    /// Random damage to real tokenizer files is a thrown TokenizerError or a tokenizer that
+    /// encodes: never a trap. The JSON files load slowly (MB each), so they get fewer rounds.
+    @Test func damagedFilesNeverTrap() throws {
+        let files: [(path: String, rounds: Int)] = [
+            (Assets.fixture("spiece.model"), 300), (try Assets.path("minilm/vocab.txt"), 150),
+            (try Assets.path("minilm/tokenizer.json"), 20), (try Assets.path("t5/tokenizer.json"), 8),
+        ]
+        let scale = ProcessInfo.processInfo.environment["FIDQ_FUZZ_ROUNDS"].flatMap { Int($0) }.map { Double($0) / 3000 } ?? 1
+        var rng = SplitMix(seed: 0x70CE)
+        var outcomes = [0, 0]
+        for (path, rounds) in files {
+            let valid = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+            for round in 0..<Int(Double(rounds) * scale) {
+                let damaged = try temp((path as NSString).lastPathComponent, rng.damaged(valid, round: round))
+                defer { try? FileManager.default.removeItem(atPath: (damaged as NSString).deletingLastPathComponent) }
+                do {
+                    let t = try TokenizerLoader.load(damaged)
+                    _ = t.encode("Hello, wörld! 123 ünïcödé 日本語 <extra_id_0> [CLS] a\tb", maxLength: 40)
+                    outcomes[0] += 1
+                } catch is TokenizerError {
+                    outcomes[1] += 1
+                }
+            }
+        }
+        #expect(outcomes[0] > 0 && outcomes[1] > 0, "\(outcomes)")
     }
 }
