@@ -102,7 +102,8 @@ extension BertRetriever {
         }
         let size = Attention.Size(batch: n, heads: H, queryLength: L, keyLength: L, headDim: config.headDim)
         let p = training ? config.attentionProbsDropoutProb : 0
-        let ctx = A(pre + ".ctx", N * D), probs = A(pre + ".probs", size.probsCount)
+        // Inference keeps no probabilities (no backward follows).
+        let ctx = A(pre + ".ctx", N * D), probs = keep ? A(pre + ".probs", size.probsCount) : nil
         let pmask = p > 0 ? A(pre + ".pmask", size.probsCount) : nil
         // FiD's BERT adds (1 − m)·−10000 to masked keys' logits; in float32 their probability then
         // underflows to exactly 0 whenever one key is visible ([CLS] always is), which is what the

@@ -39,7 +39,8 @@ extension BertRetriever {
                 let lp = keep ? "\(pre).\(l)" : "\(pre).inf"
                 A(keep ? "\(pre).x\(l + 1)" : "\(pre).inf\((l + 1) % 2).x", N * D)
                 A(lp + ".q", N * D); A(lp + ".k", N * D); A(lp + ".v", N * D)
-                A(lp + ".ctx", N * D); A(lp + ".probs", n * H * L * L)
+                A(lp + ".ctx", N * D)
+                if keep { A(lp + ".probs", n * H * L * L) }
                 if attention > 0 { A(lp + ".pmask", n * H * L * L) }
                 A(lp + ".a", N * D)
                 if hidden > 0 { A(lp + ".adrop", N * D) }

@@ -41,10 +41,11 @@ extension T5Model {
         var dropping = false  // training with dropout on
         func drop(_ name: String, _ n: Double) { if dropping { A(name, n) } }
 
-        func attention(_ pre: String, rows R: Double, keys K: Double, probs: Double) {
+        func attention(_ pre: String, rows R: Double, keys K: Double, probs: Double, keepProbs: Bool = true) {
             A(pre + ".h", R * D); A(pre + ".rstd", R)
             A(pre + ".q", R * I); A(pre + ".k", K * I); A(pre + ".v", K * I)
-            A(pre + ".ctx", R * I); A(pre + ".probs", probs); drop(pre + ".pmask", probs)
+            A(pre + ".ctx", R * I); drop(pre + ".pmask", probs)
+            if keepProbs { A(pre + ".probs", probs) }
             A(pre + ".o", R * D); drop(pre + ".omask", R * D)
         }
         func attentionBack(rows R: Double, keys K: Double) {
@@ -77,15 +78,18 @@ extension T5Model {
             A("grad.r", R * F); A("grad.h", R * D)
             if gated { A("grad.g0", R * F); A("grad.g1", R * F) } else { A("grad.a", R * F) }
         }
-        func encoderBlock(_ l: Int, _ pre: String, N: Double, NP: Double, L: Double) {
+        func encoderBlock(_ l: Int, _ pre: String, N: Double, NP: Double, L: Double, keepProbs: Bool) {
             A("x.e\(l)", N * D); A(pre + ".xm", N * D); A("x.e\(l + 1)", N * D)
-            attention(pre + ".sa", rows: N, keys: N, probs: NP * H * L * L)
+            attention(pre + ".sa", rows: N, keys: N, probs: NP * H * L * L, keepProbs: keepProbs)
             ffn(pre + ".ff", rows: N)
         }
         func encoder(NP: Double, L: Double, training: Bool) {
             let N = NP * L
             A("mask", N); A("x.e0", N * D); drop("e.embmask", N * D); A("e.bias", H * L * L)
-            for l in 0..<config.numLayers { encoderBlock(l, encPrefix(l, training: training), N: N, NP: NP, L: L) }
+            for l in 0..<config.numLayers {
+                let pre = encPrefix(l, training: training)
+                encoderBlock(l, pre, N: N, NP: NP, L: L, keepProbs: pre != "eR")
+            }
             A("e.out", N * D); A("e.outRstd", N); A("x.e\(config.numLayers)", N * D); drop("e.outmask", N * D)
         }
 
@@ -133,7 +137,7 @@ extension T5Model {
             A("grad.xe", N * D); A("grad.ebias", H * L * L)
             for l in stride(from: config.numLayers - 1, through: 0, by: -1) {
                 let pre = encPrefix(l, training: true)
-                if pre == "eR" { encoderBlock(l, pre, N: N, NP: NP, L: L) }
+                if pre == "eR" { encoderBlock(l, pre, N: N, NP: NP, L: L, keepProbs: true) }
                 ffnBack(rows: N)
                 attentionBack(rows: N, keys: N)
             }

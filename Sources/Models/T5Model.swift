@@ -202,18 +202,22 @@ public final class T5Model {
     ///   - xIn, xOut: (rows, D); rows = size.batch · size.queryLength.
     ///   - memory: (size.batch · size.keyLength, D) or nil for self-attention.
     ///   - logits: (B, H, Tq, Tk) receives the pre-softmax logits when given.
+    ///   - keepProbs: keep the probabilities for a backward of this sublayer; false where none
+    ///     follows this pass (eval, and a checkpointed block's first pass, which backward replays).
     func attentionForward(
         _ pre: String, _ w: String, ln: String, xIn: UnsafePointer<Float>, xOut: UnsafeMutablePointer<Float>,
         memory: UnsafePointer<Float>?, size: Attention.Size, bias: UnsafePointer<Float>?, keyMask: UnsafePointer<Float>?,
-        causal: Bool, training: Bool, rng: inout RNG, logits: UnsafeMutablePointer<Float>? = nil, absorbed: Bool = false
+        causal: Bool, training: Bool, rng: inout RNG, logits: UnsafeMutablePointer<Float>? = nil, absorbed: Bool = false,
+        keepProbs: Bool = true
     ) {
         let rows = size.batch * size.queryLength, kRows = size.batch * size.keyLength
         let h = A(pre + ".h", rows * D), rstd = A(pre + ".rstd", rows)
         timed(.norm) { RMSNorm.forward(y: h, rstd: rstd, x: xIn, weight: W(ln), rows: rows, dim: D, eps: eps) }
         let q = A(pre + ".q", rows * I), ctx = A(pre + ".ctx", rows * I)
         let p = training ? rate : 0
-        let probs = A(pre + ".probs", size.probsCount), pmask = p > 0 ? A(pre + ".pmask", size.probsCount) : nil
+        let pmask = p > 0 ? A(pre + ".pmask", size.probsCount) : nil
         if absorbed, let memory {
+            let probs = A(pre + ".probs", size.probsCount)
             // Cross-attention without keys or values (`T5CrossAttentionPlan.absorbed`).
             linear(q, h, W(w + ".q.weight"), rows: rows, inF: D, outF: I)
             let folded = A(pre + ".fold", rows * H * D), weighted = A(pre + ".wtd", rows * H * D)
@@ -241,6 +245,7 @@ public final class T5Model {
                 linear(k, src, W(w + ".k.weight"), rows: kRows, inF: D, outF: I)
                 linear(v, src, W(w + ".v.weight"), rows: kRows, inF: D, outF: I)
             }
+            let probs = keepProbs ? A(pre + ".probs", size.probsCount) : nil
             timed(.attention) {
                 Attention.forward(
                     out: ctx, probs: probs, dropoutMask: pmask, logits: logits, q: q, k: k, v: v, bias: bias, keyMask: keyMask,

@@ -105,7 +105,10 @@ extension T5Model {
         lastRngAtBlock = []
         for l in 0..<Le {
             lastRngAtBlock.append(rng)
-            encoderBlockForward(l, pre: encPrefix(l, training: training), rows: N, passages: NP, L: L, training: training, rng: &rng)
+            // A block under the shared "eR" prefix (eval, use_checkpoint) is replayed before its
+            // backward, so this pass keeps no probabilities.
+            let pre = encPrefix(l, training: training)
+            encoderBlockForward(l, pre: pre, rows: N, passages: NP, L: L, training: training, keepProbs: pre != "eR", rng: &rng)
         }
         let memory = A("e.out", N * D), eRstd = A("e.outRstd", N)
         let eIn = A("x.e\(Le)", N * D)
@@ -155,12 +158,12 @@ extension T5Model {
         return out
     }
 
-    func encoderBlockForward(_ l: Int, pre: String, rows N: Int, passages NP: Int, L: Int, training: Bool, rng: inout RNG) {
+    func encoderBlockForward(_ l: Int, pre: String, rows N: Int, passages NP: Int, L: Int, training: Bool, keepProbs: Bool, rng: inout RNG) {
         let w = "encoder.block.\(l).layer"
         let xIn = A("x.e\(l)", N * D), xMid = A(pre + ".xm", N * D), xOut = A("x.e\(l + 1)", N * D)
         attentionForward(pre + ".sa", w + ".0.SelfAttention", ln: w + ".0.layer_norm.weight", xIn: xIn, xOut: xMid, memory: nil,
                          size: .init(batch: NP, heads: H, queryLength: L, keyLength: L, headDim: Dh), bias: A("e.bias", H * L * L),
-                         keyMask: A("mask", N), causal: false, training: training, rng: &rng)
+                         keyMask: A("mask", N), causal: false, training: training, rng: &rng, keepProbs: keepProbs)
         ffnForward(pre + ".ff", w + ".1", xIn: xMid, xOut: xOut, rows: N, training: training, rng: &rng)
     }
 
@@ -272,7 +275,7 @@ extension T5Model {
             if pre == "eR" {
                 // Replays block l from its saved input with the same dropout draws (none in eval).
                 var rng = s.rngAtBlock[l]
-                encoderBlockForward(l, pre: pre, rows: N, passages: NP, L: L, training: training, rng: &rng)
+                encoderBlockForward(l, pre: pre, rows: N, passages: NP, L: L, training: training, keepProbs: true, rng: &rng)
             }
             encoderBlockBackward(l, pre: pre, rows: N, passages: NP, L: L, dx: de, dBias: dEncBias, training: training, grads: grads)
         }

@@ -304,6 +304,34 @@ struct Problem {
         }
     }
 
+    /// Without a probabilities buffer (no backward follows) each head's block lives in a scratch:
+    /// out and logits are the same bits as with one, dropout included, on every case.
+    @Test(arguments: 0..<cases.count)
+    func unkeptProbabilitiesGiveTheSameBits(index: Int) {
+        let (s, bias, mask, causal, scale, dropout) = Self.cases[index]
+        let pb = Problem(s, bias: bias, keyMask: mask, causal: causal, scale: scale, dropout: dropout, seed: UInt64(40 + index))
+        func run(keep: Bool) -> (out: [Float], logits: [Float]) {
+            var out = [Float](repeating: .nan, count: s.queryCount), logits = [Float](repeating: .nan, count: s.probsCount)
+            var probs = [Float](repeating: 0, count: s.probsCount), dropMask = [Float](repeating: 0, count: s.probsCount)
+            var rng = RNG(seed: 7)
+            pb.q.withUnsafeBufferPointer { q in pb.k.withUnsafeBufferPointer { k in pb.v.withUnsafeBufferPointer { v in
+                let bias = pb.bias?.data, keyMask = pb.keyMask?.data
+                bias.withOptionalPointer { bias in keyMask.withOptionalPointer { keyMask in
+                    probs.withUnsafeMutableBufferPointer { probs in dropMask.withUnsafeMutableBufferPointer { dm in
+                        Attention.forward(
+                            out: &out, probs: keep ? probs.baseAddress! : nil, dropoutMask: dropout > 0 ? dm.baseAddress! : nil,
+                            logits: &logits, q: q.baseAddress!, k: k.baseAddress!, v: v.baseAddress!, bias: bias, keyMask: keyMask,
+                            causal: causal, scale: scale, dropout: dropout, rng: &rng, size: s)
+                    } }
+                } }
+            } } }
+            return (out, logits)
+        }
+        let kept = run(keep: true), unkept = run(keep: false)
+        #expect(kept.out.map(\.bitPattern) == unkept.out.map(\.bitPattern) && !kept.out.contains { $0.isNaN })
+        #expect(kept.logits.map(\.bitPattern) == unkept.logits.map(\.bitPattern))
+    }
+
     @Test func serialAndParallelPathsAgree() {
         let s = Attention.Size(batch: 3, heads: 4, queryLength: 9, keyLength: 13, headDim: 8)
         let pb = Problem(s, bias: true, keyMask: true, causal: true, scale: 0.5, dropout: 0.1, seed: 21)
@@ -391,5 +419,13 @@ extension Attention.Size {
         s.queryLength = queryLength
         s.keyLength = queryLength
         return s
+    }
+}
+
+extension Optional where Wrapped == [Float] {
+    /// The array's base address, or nil for nil.
+    func withOptionalPointer<R>(_ body: (UnsafePointer<Float>?) -> R) -> R {
+        guard let a = self else { return body(nil) }
+        return a.withUnsafeBufferPointer { body($0.baseAddress!) }
     }
 }
