@@ -93,12 +93,14 @@ extension BertRetriever {
                       keyMask: UnsafePointer<Float>?, training: Bool, keep: Bool, rng: inout RNG) {
         let N = n * L, D = config.D, F = config.intermediateSize, H = config.numAttentionHeads
         let w = "encoder.layer.\(l)."
+        // Half precision only where nothing is kept for a backward (`withHalfPrecision`).
+        let half = keep ? nil : self.half
         let q = A(pre + ".q", N * D), k = A(pre + ".k", N * D), v = A(pre + ".v", N * D)
         // Three independent products: side by side when each is one Gemm tile, which would
         // leave every core but one idle (the same bits either way: each product is unchanged).
         concurrently(3, threads: Gemm.isOneTile(m: N, n: D, k: D) ? nil : 1) { i in
             let (y, name) = i == 0 ? (q, "query") : i == 1 ? (k, "key") : (v, "value")
-            linear(y, x, w + "attention.self." + name, rows: N, inF: D, outF: D)
+            linear(y, x, w + "attention.self." + name, rows: N, inF: D, outF: D, half: half)
         }
         let size = Attention.Size(batch: n, heads: H, queryLength: L, keyLength: L, headDim: config.headDim)
         let p = training ? config.attentionProbsDropoutProb : 0
@@ -112,17 +114,19 @@ extension BertRetriever {
                           causal: false, scale: 1 / Float(config.headDim).squareRoot(), dropout: p, rng: &rng, size: size)
         let hp = training ? config.hiddenDropoutProb : 0
         let a = A(pre + ".a", N * D)
-        linearDropAdd(a, ctx, w + "attention.output.dense", rows: N, inF: D, outF: D, residual: x, drop: pre + ".adrop", p: hp, rng: &rng)
+        linearDropAdd(a, ctx, w + "attention.output.dense", rows: N, inF: D, outF: D, residual: x, drop: pre + ".adrop", p: hp, rng: &rng,
+                      half: half)
         let h1 = A(pre + ".h1", N * D)
         layerNorm(pre + ".ln1", y: h1, x: a, w + "attention.output.LayerNorm", rows: N, eps: config.layerNormEps)
         // Inference writes g over i (backward needs neither); a kept forward keeps i for GELU′.
         // (The bias stays in the product: with beta = 0 OpenBLAS zeroes C first, a pass as long
         // as the bias seeding, so a bias fused into the GELU pass saved nothing.)
         let i = A(pre + ".i", N * F), g = keep ? A(pre + ".g", N * F) : i
-        linear(i, h1, w + "intermediate.dense", rows: N, inF: D, outF: F)
+        linear(i, h1, w + "intermediate.dense", rows: N, inF: D, outF: F, half: half)
         GELU.forward(out: g, x: i, count: N * F, approximate: config.gelu)
         let o = A(pre + ".o", N * D)
-        linearDropAdd(o, g, w + "output.dense", rows: N, inF: F, outF: D, residual: h1, drop: pre + ".odrop", p: hp, rng: &rng)
+        linearDropAdd(o, g, w + "output.dense", rows: N, inF: F, outF: D, residual: h1, drop: pre + ".odrop", p: hp, rng: &rng,
+                      half: half)
         layerNorm(pre + ".ln2", y: out, x: o, w + "output.LayerNorm", rows: N, eps: config.layerNormEps)
     }
 
@@ -172,9 +176,13 @@ extension BertRetriever {
     func W(_ name: String) -> UnsafeMutablePointer<Float> { params[name] }
 
     /// y (rows, out) = x (rows, in) · Wᵀ + b (+ residual (rows, out)) for the Linear named `m`
-    /// (`m.weight`, `m.bias`).
+    /// (`m.weight`, `m.bias`); with `half`'s pack of `m`, the product at half precision.
     func linear(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ m: String, rows: Int, inF: Int, outF: Int,
-                residual: UnsafePointer<Float>? = nil) {
+                residual: UnsafePointer<Float>? = nil, half: (kernel: Gemm.BF16Kernel, weights: [String: Gemm.BF16Weights])? = nil) {
+        if let half, let packed = half.weights[m] {
+            Linear.forward(y: y, x: x, weights: packed, kernel: half.kernel, bias: W(m + ".bias"), residual: residual, rows: rows)
+            return
+        }
         Linear.forward(y: y, x: x, weight: W(m + ".weight"), bias: W(m + ".bias"), residual: residual, rows: rows,
                        inFeatures: inF, outFeatures: outF)
     }
@@ -182,13 +190,14 @@ extension BertRetriever {
     /// y = dropout(x·Wᵀ + b) + residual, the dropout's mask kept under `drop`. Without dropout the
     /// residual and the bias seed the product's output (beta = 1): no add pass of their own.
     func linearDropAdd(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ m: String, rows: Int, inF: Int, outF: Int,
-                       residual: UnsafePointer<Float>, drop name: String, p: Float, rng: inout RNG) {
+                       residual: UnsafePointer<Float>, drop name: String, p: Float, rng: inout RNG,
+                       half: (kernel: Gemm.BF16Kernel, weights: [String: Gemm.BF16Weights])? = nil) {
         if p > 0 {
-            linear(y, x, m, rows: rows, inF: inF, outF: outF)
+            linear(y, x, m, rows: rows, inF: inF, outF: outF, half: half)
             drop(name, y, rows * outF, p: p, rng: &rng)
             Elementwise.add(out: y, y, residual, count: rows * outF)
         } else {
-            linear(y, x, m, rows: rows, inF: inF, outF: outF, residual: residual)
+            linear(y, x, m, rows: rows, inF: inF, outF: outF, residual: residual, half: half)
         }
     }
 

@@ -86,6 +86,8 @@ public final class BertRetriever {
 
     let arena = T5Arena()
     var last: Saved?
+    /// The encoder's weights packed for bfloat16 products, while `withHalfPrecision` runs.
+    var half: (kernel: Gemm.BF16Kernel, weights: [String: Gemm.BF16Weights])?
 
     struct Saved {
         var batch: RetrieverBatch
@@ -343,6 +345,27 @@ public final class BertRetriever {
         var rng = RNG(seed: 0)
         let h = encoderForward(pre: "e", ids: ids, mask: mask, n: n, L: L, applyMask: applyMask, training: false, keep: false, rng: &rng)
         return headForward(pre: "e", hidden: h, mask: mask, n: n, L: L, applyMask: applyMask)
+    }
+
+    /// Runs `body` with `embed`'s encoder products at half precision (FiD's scripts embed with
+    /// `.half()` unless `--no_fp16`): each layer's six Linear weights packed once as bfloat16, its
+    /// activations rounded to bfloat16 as a product reads them, every sum, norm, softmax and GELU
+    /// in float32. Training passes are unaffected. The packs are dropped when `body` returns, so
+    /// weights changed afterwards are never read stale.
+    public func withHalfPrecision<R>(kernel: Gemm.BF16Kernel, _ body: () throws -> R) rethrows -> R {
+        precondition(half == nil, "BertRetriever.withHalfPrecision: already inside one")
+        let D = config.D, F = config.intermediateSize
+        var weights: [String: Gemm.BF16Weights] = [:]
+        for l in 0..<config.numHiddenLayers {
+            let w = "encoder.layer.\(l)."
+            for (m, o, i) in [("attention.self.query", D, D), ("attention.self.key", D, D), ("attention.self.value", D, D),
+                              ("attention.output.dense", D, D), ("intermediate.dense", F, D), ("output.dense", D, F)] {
+                weights[w + m] = Gemm.BF16Weights(params[w + m + ".weight"], outFeatures: o, inFeatures: i)
+            }
+        }
+        half = (kernel, weights)
+        defer { half = nil }
+        return try body()
     }
 
     /// Frees the activation buffers (they grow back on the next pass).

@@ -16,6 +16,10 @@ public struct RetrieverModel {
     public let tokenizer: any Tokenizer
     /// The tokenizer file actually read.
     public let tokenizerPath: String
+    /// The kernel of half-precision embedding (`BertRetriever.withHalfPrecision`: bfloat16
+    /// products, float32 sums), or nil for float32 throughout. The `embed` and `retrieve` jobs set
+    /// `Gemm.BF16Kernel.fast` unless `no_fp16`, as FiD's scripts run `.half()` unless `--no_fp16`.
+    public var halfPrecision: Gemm.BF16Kernel?
 
     /// The tokenizer files looked for in a model folder, in order.
     public static let tokenizerFiles = ["tokenizer.json", "vocab.txt"]
@@ -82,8 +86,11 @@ public struct RetrieverModel {
 
     /// (E) The probe passage's embedding at `maxLength` (the shard's `passage_maxlength`: without
     /// a passage mask the padding length changes the embedding).
+    /// Always in float32, so shards embedded at either precision, on any CPU, compare alike.
     public func probe(maxLength: Int) -> [Float] {
-        embedPassages(titles: [Self.probeTitle], texts: [Self.probeText], maxLength: maxLength, batchSize: 1)
+        var exact = self
+        exact.halfPrecision = nil
+        return exact.embedPassages(titles: [Self.probeTitle], texts: [Self.probeText], maxLength: maxLength, batchSize: 1)
     }
 
     /// The first half of `embedPassages`: FiD's passage texts tokenised on `threads` cores
@@ -123,6 +130,16 @@ public struct RetrieverModel {
     /// job's cancellation) stops the call there.
     public func embed(tokenized rows: [[Int32]], maxLength: Int, applyMask: Bool, batchSize: Int = 64,
                       progress: ((Int) throws -> Void)? = nil) rethrows -> [Float] {
+        guard let kernel = halfPrecision, !rows.isEmpty else {
+            return try embedBatches(rows, maxLength: maxLength, applyMask: applyMask, batchSize: batchSize, progress: progress)
+        }
+        return try model.withHalfPrecision(kernel: kernel) {
+            try embedBatches(rows, maxLength: maxLength, applyMask: applyMask, batchSize: batchSize, progress: progress)
+        }
+    }
+
+    private func embedBatches(_ rows: [[Int32]], maxLength: Int, applyMask: Bool, batchSize: Int,
+                              progress: ((Int) throws -> Void)?) rethrows -> [Float] {
         precondition(batchSize >= 1, "embed: batchSize \(batchSize)")
         let E = model.embeddingWidth, pad = tokenizer.padId
         var out = [Float](repeating: 0, count: rows.count * E)  // (n, E)

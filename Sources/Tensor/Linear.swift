@@ -27,8 +27,32 @@ public enum Linear {
         let N = rows, I = inFeatures, O = outFeatures
         precondition(N >= 0 && I >= 1 && O >= 1, "Linear.forward: rows=\(N) in=\(I) out=\(O)")
         if N == 0 { return }
-        // Seed every row with b (and r), then let gemm accumulate on top (beta = 1): the bias
-        // costs one write pass instead of a separate read-modify-write after the product.
+        seed(y: y, bias: bias, residual: residual, rows: N, outFeatures: O, threads: threads)
+        // y (N, O) = x (N, I) · W (O, I)ᵀ
+        Gemm.gemm(
+            transB: true, m: N, n: O, k: I, a: x, lda: I, b: weight, ldb: I,
+            beta: bias == nil && residual == nil ? 0 : 1, c: y, ldc: O, threads: threads)
+    }
+
+    /// Forward at half precision: y (N, Out) = x (N, In) · Wᵀ + b (+ residual) with W packed once
+    /// (`Gemm.BF16Weights`) and x rounded to bfloat16 as the product reads it; sums in float32.
+    /// Arguments as `forward`'s.
+    public static func forward(
+        y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weights: Gemm.BF16Weights, kernel: Gemm.BF16Kernel,
+        bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>? = nil, rows: Int, threads: Int? = nil
+    ) {
+        let N = rows, O = weights.outFeatures
+        precondition(N >= 0, "Linear.forward: rows=\(N)")
+        if N == 0 { return }
+        seed(y: y, bias: bias, residual: residual, rows: N, outFeatures: O, threads: threads)
+        Gemm.gemmBF16(kernel: kernel, m: N, x: x, ldx: weights.inFeatures, weights: weights, c: y, ldc: O,
+                      accumulate: bias != nil || residual != nil, threads: threads)
+    }
+
+    /// Seeds every row of y with b (and r) for a product that accumulates on top (beta = 1): the
+    /// bias costs one write pass instead of a separate read-modify-write after the product.
+    private static func seed(y: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>?, rows N: Int,
+                             outFeatures O: Int, threads: Int?) {
         if let residual {
             parallelFor(N, grain: max(1, 16384 / O), threads: threads) { r in
                 for n in r {
@@ -45,10 +69,6 @@ public enum Linear {
                 for n in r { (y + n * O).update(from: bias, count: O) }
             }
         }
-        // y (N, O) = x (N, I) · W (O, I)ᵀ
-        Gemm.gemm(
-            transB: true, m: N, n: O, k: I, a: x, lda: I, b: weight, ldb: I,
-            beta: bias == nil && residual == nil ? 0 : 1, c: y, ldc: O, threads: threads)
     }
 
     /// Backward: dx += dy·W, dW += dyᵀ·x, db += Σ_rows dy. Pass nil for gradients not wanted.

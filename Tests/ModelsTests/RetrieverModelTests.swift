@@ -109,3 +109,44 @@ final class TokenizerStub: Tokenizer, @unchecked Sendable {
     func id(for piece: String) -> Int32? { nil }
     func decode(_ ids: [Int32], skipSpecialTokens: Bool) -> String { "" }
 }
+
+/// Each test loads its own MiniLM: a model's arena and packs serve one pass at a time.
+struct RetrieverHalfPrecisionTests {
+    /// Half precision (FiD's default for embedding): MiniLM's embeddings stay within bfloat16's
+    /// rounding of sentence-transformers' float32 ones, on every kernel this CPU runs.
+    @Test(arguments: Gemm.BF16Kernel.allCases)
+    func miniLMAtHalfPrecision(_ kernel: Gemm.BF16Kernel) throws {
+        guard kernel.isSupported else {
+            print("⚠︎ SKIPPED: this CPU has no AVX-512 BF16; the \(kernel) bfloat16 kernel is not checked here (the portable twin is)")
+            return
+        }
+        var m = try RetrieverModel.load(folder: try miniLMFolder())
+        let fx = try Fixture("minilm.json", in: URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures"))
+        let sentences = fx.meta["sentences"] as! [String]
+        let maxLength = Int(try fx.number("max_seq_length"))
+        let exact = m.embed(sentences, maxLength: maxLength, applyMask: true, batchSize: 3)
+        m.halfPrecision = kernel
+        let got = m.embed(sentences, maxLength: maxLength, applyMask: true, batchSize: 3)
+        let want = try fx.tensor("embeddings")
+        let E = 384
+        // bfloat16 keeps 8 significant bits (unit roundoff u = 2⁻⁹): each product's operands are
+        // rounded once per layer, and the layer norms keep the errors relative. Measured on this
+        // fixture: 0.37–0.81 % (1.9u–4.1u) from float32, cosine ≥ 0.99996. The bound is 8u; a pass that
+        // stayed in float32 (1e-6 from the fixture) fails the lower one.
+        let u = 0x1p-9
+        for r in 0..<sentences.count {
+            let a = Array(got[(r * E)..<((r + 1) * E)]), b = Array(want.data[(r * E)..<((r + 1) * E)])
+            let f = Array(exact[(r * E)..<((r + 1) * E)])
+            let norm = b.map { Double($0) * Double($0) }.reduce(0, +).squareRoot()
+            let diff = zip(a, b).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +).squareRoot()
+            let fromExact = zip(a, f).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +).squareRoot()
+            #expect(diff <= 8 * u * norm, "\(kernel) sentence \(r): |half − sentence-transformers| \(diff / norm) relative")
+            #expect(fromExact >= u / 16 * norm, "\(kernel) sentence \(r): half precision did not change the embedding (\(fromExact / norm))")
+        }
+        // The probe that fingerprints a shard's retriever stays float32 at either precision.
+        m.halfPrecision = nil
+        let probe = m.probe(maxLength: 64)
+        m.halfPrecision = kernel
+        #expect(m.probe(maxLength: 64) == probe)
+    }
+}
