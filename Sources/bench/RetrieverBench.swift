@@ -31,7 +31,12 @@ enum RetrieverBench {
         print("tokenisation included, mean pooling, no normalisation. Peer: sentence-transformers encode (Transformer + Pooling).")
         print("ratio: torch time / ours (> 1: ours faster). Goal ≥ \(goal). \(LoadMeter.legend)")
         print("split (2+ threads): the other threading plan, one model per thread on its share of the passages, 1 thread each.")
+        print("half: ours at half precision (bfloat16 products, float32 sums: the embed job's default, as FiD's .half()),")
+        print("against torch in float32 (the goal's peer) and against torch's own half precision (the model cast to bfloat16).")
         let rm = try RetrieverModel.load(folder: miniLMFolder())
+        var half = try RetrieverModel.load(folder: miniLMFolder())
+        half.halfPrecision = Gemm.BF16Kernel.fast
+        if half.halfPrecision == nil { print("(this CPU has no AVX-512 BF16: no half rows)") }
         let passages = texts(count)
         let lengths = rm.tokenizer.encodeAll(passages, maxLength: L).map(\.count)
         guard lengths.allSatisfy({ $0 == L }) else { throw BenchError("retriever bench: passages are \(Set(lengths)) tokens, expected \(L)") }
@@ -41,7 +46,7 @@ enum RetrieverBench {
                                       bench: "retriever")
             defer { peer?.close() }
             print("### \(threads) thread\(threads == 1 ? "" : "s")")
-            let table = Table(["what", "ours ms", "torch ms", "ours psg/s", "torch psg/s", "ratio", "goal", "spread", "other+steal"], widths: [6])
+            let table = Table(["what", "ours ms", "torch ms", "ours psg/s", "torch psg/s", "ratio", "goal", "spread", "other+steal"], widths: [12])
             var contenders = [
                 Contender(name: "ours", sample: {
                     Timing.sample(minTime: settings.minTime) { _ = rm.embed(passages, maxLength: L, applyMask: true, batchSize: batch) }
@@ -51,6 +56,16 @@ enum RetrieverBench {
                     return try peer.sample("embed \(count) \(L) \(batch) \(threads) \(settings.minTime)")
                 }),
             ]
+            if half.halfPrecision != nil {
+                contenders.append(Contender(name: "ours half", sample: {
+                    Timing.sample(minTime: settings.minTime) { _ = half.embed(passages, maxLength: L, applyMask: true, batchSize: batch) }
+                }))
+                contenders.append(Contender(name: "torch bf16", sample: {
+                    guard let peer else { return .nan }
+                    return try peer.sample("embed \(count) \(L) \(batch) \(threads) \(settings.minTime) bfloat16")
+                }))
+            }
+            let splitIndex = contenders.count
             // The other threading plan, for comparison: the passages split into one part per
             // thread, each embedded by its own model (own arena) on one thread, instead of every
             // product's tiles and every kernel's rows spread over the threads.
@@ -73,14 +88,23 @@ enum RetrieverBench {
             let stats = try Timing.interleaved(contenders, settings)
             let ours = stats[0].median, torch = peer == nil ? Double.nan : stats[1].median
             let spread = max(stats[0].spread, peer == nil ? 0 : stats[1].spread)
-            table.add(["embed", fixed(ours * 1000), torch.isNaN ? "-" : fixed(torch * 1000), fixed(Double(count) / ours),
+            table.add(["f32", fixed(ours * 1000), torch.isNaN ? "-" : fixed(torch * 1000), fixed(Double(count) / ours),
                        torch.isNaN ? "-" : fixed(Double(count) / torch), torch.isNaN ? "-" : ratio(torch / ours), "≥ \(goal)",
                        percent(spread), meter.summary()])
+            if half.halfPrecision != nil {
+                let h = stats[2].median, tb = peer == nil ? Double.nan : stats[3].median
+                table.add(["half", fixed(h * 1000), torch.isNaN ? "-" : fixed(torch * 1000), fixed(Double(count) / h),
+                           torch.isNaN ? "-" : fixed(Double(count) / torch), torch.isNaN ? "-" : ratio(torch / h), "≥ \(goal)",
+                           percent(max(stats[2].spread, peer == nil ? 0 : stats[1].spread)), "-"])
+                table.add(["half vs bf16", fixed(h * 1000), tb.isNaN ? "-" : fixed(tb * 1000), fixed(Double(count) / h),
+                           tb.isNaN ? "-" : fixed(Double(count) / tb), tb.isNaN ? "-" : ratio(tb / h), "-",
+                           percent(max(stats[2].spread, peer == nil ? 0 : stats[3].spread)), "-"])
+            }
             if threads > 1 {
-                let split = stats[2].median
+                let split = stats[splitIndex].median
                 table.add(["split", fixed(split * 1000), torch.isNaN ? "-" : fixed(torch * 1000), fixed(Double(count) / split),
                            torch.isNaN ? "-" : fixed(Double(count) / torch), torch.isNaN ? "-" : ratio(torch / split), "-",
-                           percent(stats[2].spread), "-"])
+                           percent(stats[splitIndex].spread), "-"])
             }
         }
     }

@@ -5,7 +5,9 @@ sentence-transformers' Transformer + Pooling (mean) modules: what `encode` does 
 module, which fidq's embeddings leave out too. Texts are RetrieverBench.texts (same formula), each
 truncated to exactly L tokens. Line protocol as torch_reader.py:
   info                           -> torch, transformers and sentence-transformers versions, threads
-  embed N L BATCH THREADS MINTIME -> "SECONDS_PER_CALL CALLS": encode N passages (tokenisation included)
+  embed N L BATCH THREADS MINTIME [DTYPE] -> "SECONDS_PER_CALL CALLS": encode N passages (tokenisation
+                                    included); DTYPE bfloat16 runs the model cast to bfloat16 (torch's
+                                    half precision on the CPU: oneDNN's AVX-512 BF16 kernels), default float32
   quit                           -> exit
 """
 import os
@@ -29,15 +31,16 @@ def texts(n):
     return [" ".join(WORDS[(i * 7 + j * 3 + j // 11) % len(WORDS)] for j in range(230)) for i in range(n)]
 
 
-def build(L):
+def build(L, dtype="float32"):
     folder = os.environ.get("BENCH_MINILM", ".assets/minilm")
     word = models.Transformer(folder, max_seq_length=L)
     pool = models.Pooling(word.get_word_embedding_dimension(), pooling_mode="mean")
-    return SentenceTransformer(modules=[word, pool], device="cpu")
+    model = SentenceTransformer(modules=[word, pool], device="cpu")
+    return model.to(torch.bfloat16) if dtype == "bfloat16" else model
 
 
 def main():
-    model = None
+    built = {}  # (L, dtype) -> model
     threads_set = None
     while True:
         line = sys.stdin.readline()
@@ -47,14 +50,16 @@ def main():
         if parts[0] == "info":
             reply = (f"torch {torch.__version__}, transformers {transformers.__version__}, "
                      f"sentence-transformers {sentence_transformers.__version__}, {torch.get_num_threads()} threads at start")
-        elif parts[0] == "embed" and len(parts) == 6:
+        elif parts[0] == "embed" and len(parts) in (6, 7):
             n, L, batch, threads = (int(v) for v in parts[1:5])
             min_time = float(parts[5])
+            dtype = parts[6] if len(parts) == 7 else "float32"
             if threads != threads_set:
                 torch.set_num_threads(threads)
                 threads_set = threads
-            if model is None or model.max_seq_length != L:
-                model = build(L)
+            if (L, dtype) not in built:
+                built[(L, dtype)] = build(L, dtype)
+            model = built[(L, dtype)]
             data = texts(n)
             lengths = {len(ids) for ids in model.tokenizer(data, truncation=True, max_length=L)["input_ids"]}
             assert lengths == {L}, lengths
