@@ -18,6 +18,8 @@ public struct EmbedParams: JobParams {
     public var perGpuBatchSize = 32
     /// FiD ignores its flag and uses the model config's; ours overrides the config when given.
     public var passageMaxlength: Int?
+    /// FiD's `--no_fp16`: false (FiD's default) embeds at half precision (bfloat16 products with
+    /// float32 sums, where the CPU has AVX-512 BF16) and stores float16; true runs and stores float32.
     public var noFp16 = false
     public var blockSize = 8192
 
@@ -227,11 +229,17 @@ public struct EmbedKind: JobKind {
         }
         let range = EmbedParams.shardRange(total: total, shard: p.shardId, of: p.numShards)
         context.log("embed: shard \(p.shardId) of \(p.numShards): passages \(range.lowerBound)..<\(range.upperBound) of \(total), threads \(context.threads)")
-        let model: RetrieverModel, folder = context.resolve(p.modelPath)
+        var model: RetrieverModel, folder = context.resolve(p.modelPath)
         let modelFiles = Self.modelStamps(folder)  // before the files are read
         do { model = try RetrieverModel.load(folder: folder, tokenizer: p.tokenizer.map(context.resolve)) } catch {
             throw ScoreParams.loadError(error, folder: folder, tokenizer: p.tokenizer, prefix: "cannot load the retriever: ")
         }
+        // FiD embeds with `.half()` unless --no_fp16. Here half precision is bfloat16 products
+        // (float32 sums, norms and softmax), about twice float32's speed where the CPU has AVX-512
+        // BF16; elsewhere float32 is the faster, and is used.
+        model.halfPrecision = p.noFp16 ? nil : Gemm.BF16Kernel.fast
+        context.log("embed: products in " + (model.halfPrecision != nil ? "bfloat16 with float32 sums (FiD's half precision; no_fp16 for float32)"
+            : p.noFp16 ? "float32 (no_fp16)" : "float32 (this CPU has no AVX-512 BF16, which half precision needs to be faster)"))
         let fitted = try model.model.config.fitLength("passage_maxlength", p.passageMaxlength ?? model.model.config.passageMaxlength,
                                                       isDefault: p.passageMaxlength == nil, configFile: folder + "/config.json")
         if let note = fitted.note { context.log("embed: " + note) }

@@ -7,6 +7,7 @@ import Retrieval
 import Testing
 import TestSupport
 import Models
+import Tensor
 @testable import FiD
 
 enum RetrievalJobs {
@@ -827,6 +828,50 @@ enum RetrievalJobs {
         for i in 0..<23 {
             let c = compare("row \(i)", Array(got[(i * E)..<((i + 1) * E)]), Array(want[(i * E)..<((i + 1) * E)]), rtol: 1e-4, atol: 1e-5)
             #expect(c.ok, "\(c)")
+        }
+    }
+
+    /// FiD's default precision: without `no_fp16` the job embeds at half precision where the CPU
+    /// has AVX-512 BF16 (float32 elsewhere) and stores float16; with it, float32 throughout. Each
+    /// shard equals the model's own embedding at that precision, within float16's rounding.
+    @Test(arguments: [false, true])
+    func embedRunsAtFiDsPrecision(noFp16: Bool) throws {
+        let folder = try RetrievalJobs.minilm()
+        var tsv = "id\ttext\ttitle\n"
+        var titles: [String] = [], texts: [String] = []
+        for i in 1...9 {
+            let text = "passage \(i) on " + Array(repeating: "river \(i) and castle \(i % 4)", count: 2 + i % 5).joined(separator: " ")
+            tsv += "\(i)\t\(text)\tTitle \(i)\n"
+            titles.append("Title \(i)")
+            texts.append(text)
+        }
+        let dir = TestData.scratch("embed-precision-\(noFp16)")
+        try TestData.write(tsv, to: dir + "/psgs.tsv")
+        var params: [String: JSONValue] = ["model_path": .string(folder), "passages": .string("psgs.tsv"), "output_path": .string("emb/p"),
+                                           "passage_maxlength": .number(40)]
+        if noFp16 { params["no_fp16"] = .bool(true) }
+        _ = try RetrievalJobs.run("embed", params, workspace: dir)
+        let shard = try EmbeddingShard(path: dir + "/emb/p_00.npy")
+        let E = shard.dim, n = 9
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: n * E)
+        defer { scratch.deallocate() }
+        let got = Array(UnsafeBufferPointer(start: shard.rows(0, n, scratch: scratch), count: n * E))
+        var model = try RetrieverModel.load(folder: folder)
+        let exact = model.embedPassages(titles: titles, texts: texts, maxLength: 40)
+        model.halfPrecision = noFp16 ? nil : Gemm.BF16Kernel.fast
+        let want = model.embedPassages(titles: titles, texts: texts, maxLength: 40)
+        let log = try String(contentsOfFile: dir + "/embed.run/log.txt", encoding: .utf8)
+        if model.halfPrecision != nil {
+            #expect(log.contains("products in bfloat16"), "\(log)")
+            #expect(want != exact, "half precision gave float32's embeddings")
+        } else {
+            #expect(log.contains("products in float32"), "\(log)")
+            if !noFp16 { print("⚠︎ embedRunsAtFiDsPrecision: this CPU has no AVX-512 BF16; the default ran (and is checked) in float32") }
+        }
+        // float16 storage rounds to 11 significant bits (relative 2⁻¹¹); float32 storage is exact.
+        let rtol: Float = noFp16 ? 0 : 0x1p-11
+        for i in 0..<(n * E) {
+            #expect(abs(got[i] - want[i]) <= rtol * abs(want[i]) + (noFp16 ? 0 : 0x1p-24), "element \(i): \(got[i]) vs \(want[i])")
         }
     }
 
