@@ -89,6 +89,9 @@ public struct EmbedOutput: Codable, Sendable {
     public var rows: Int
     public var dim: Int
     public var storage: String
+    /// The products' precision in this run: `bfloat16` (half precision) or `float32`. Rows a
+    /// resumed job kept from an earlier run were embedded at that run's (its log says).
+    public var products: String
     public var firstPassage: Int
     public var passagesInFile: Int
     public var resumedFrom: Int
@@ -96,7 +99,7 @@ public struct EmbedOutput: Codable, Sendable {
     public var passagesPerSecond: Double
 
     enum CodingKeys: String, CodingKey {
-        case npy, ids, rows, dim, storage, seconds
+        case npy, ids, rows, dim, storage, products, seconds
         case firstPassage = "first_passage"
         case passagesInFile = "passages_in_file"
         case resumedFrom = "resumed_from"
@@ -368,7 +371,7 @@ public struct EmbedKind: JobKind {
         context.log("embed: wrote \(stem).npy (\(n) × \(dim), \(p.noFp16 ? "float32" : "float16"))")
         return EmbedOutput(
             npy: stem + ".npy", ids: stem + ".ids", rows: n, dim: dim, storage: p.noFp16 ? "float32" : "float16",
-            firstPassage: range.lowerBound, passagesInFile: total, resumedFrom: resumedFrom, seconds: seconds,
+            products: model.halfPrecision != nil ? "bfloat16" : "float32", firstPassage: range.lowerBound, passagesInFile: total, resumedFrom: resumedFrom, seconds: seconds,
             passagesPerSecond: Double(n - resumedFrom) / max(1e-9, embedded - started))
     }
 }

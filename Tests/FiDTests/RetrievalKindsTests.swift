@@ -850,7 +850,7 @@ enum RetrievalJobs {
         var params: [String: JSONValue] = ["model_path": .string(folder), "passages": .string("psgs.tsv"), "output_path": .string("emb/p"),
                                            "passage_maxlength": .number(40)]
         if noFp16 { params["no_fp16"] = .bool(true) }
-        _ = try RetrievalJobs.run("embed", params, workspace: dir)
+        let result = try RetrievalJobs.run("embed", params, workspace: dir)
         let shard = try EmbeddingShard(path: dir + "/emb/p_00.npy")
         let E = shard.dim, n = 9
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: n * E)
@@ -861,6 +861,7 @@ enum RetrievalJobs {
         model.halfPrecision = noFp16 ? nil : Gemm.BF16Kernel.fast
         let want = model.embedPassages(titles: titles, texts: texts, maxLength: 40)
         let log = try String(contentsOfFile: dir + "/embed.run/log.txt", encoding: .utf8)
+        #expect(result["products"] == .string(model.halfPrecision != nil ? "bfloat16" : "float32"))
         if model.halfPrecision != nil {
             #expect(log.contains("products in bfloat16"), "\(log)")
             #expect(want != exact, "half precision gave float32's embeddings")
