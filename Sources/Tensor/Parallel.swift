@@ -45,6 +45,14 @@ public enum Threads {
 
     private static let exclusive = DispatchSemaphore(value: 1)
 
+    /// The thread count outside any `exclusively` body (it waits for one running to end): what a
+    /// check of the default reads, since a parallel test's `exclusively(1)` is visible to all.
+    public static var settledCount: Int {
+        exclusive.wait()
+        defer { exclusive.signal() }
+        return current
+    }
+
     /// Runs `body` with the thread count `n`, then restores the count before, holding a lock so
     /// no other `exclusively` changes it meanwhile: tests proving a result does not depend on the
     /// count run in parallel suites, where one's `set(nil)` made another's passes all run at one
