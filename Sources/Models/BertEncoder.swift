@@ -178,7 +178,7 @@ extension BertRetriever {
     /// y (rows, out) = x (rows, in) · Wᵀ + b (+ residual (rows, out)) for the Linear named `m`
     /// (`m.weight`, `m.bias`); with `half`'s pack of `m`, the product at half precision.
     func linear(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ m: String, rows: Int, inF: Int, outF: Int,
-                residual: UnsafePointer<Float>? = nil, half: (kernel: Gemm.BF16Kernel, weights: [String: Gemm.BF16Weights])? = nil) {
+                residual: UnsafePointer<Float>? = nil, half: HalfPrecisionPacks? = nil) {
         if let half, let packed = half.weights[m] {
             Linear.forward(y: y, x: x, weights: packed, kernel: half.kernel, bias: W(m + ".bias"), residual: residual, rows: rows)
             return
@@ -191,7 +191,7 @@ extension BertRetriever {
     /// residual and the bias seed the product's output (beta = 1): no add pass of their own.
     func linearDropAdd(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ m: String, rows: Int, inF: Int, outF: Int,
                        residual: UnsafePointer<Float>, drop name: String, p: Float, rng: inout RNG,
-                       half: (kernel: Gemm.BF16Kernel, weights: [String: Gemm.BF16Weights])? = nil) {
+                       half: HalfPrecisionPacks? = nil) {
         if p > 0 {
             linear(y, x, m, rows: rows, inF: inF, outF: outF, half: half)
             drop(name, y, rows * outF, p: p, rng: &rng)

@@ -87,7 +87,13 @@ public final class BertRetriever {
     let arena = T5Arena()
     var last: Saved?
     /// The encoder's weights packed for bfloat16 products, while `withHalfPrecision` runs.
-    var half: (kernel: Gemm.BF16Kernel, weights: [String: Gemm.BF16Weights])?
+    var half: HalfPrecisionPacks?
+
+    /// A half-precision pass's kernel and its packed Linear weights, by module name.
+    struct HalfPrecisionPacks {
+        let kernel: Gemm.BF16Kernel
+        let weights: [String: Gemm.BF16Weights]
+    }
 
     struct Saved {
         var batch: RetrieverBatch
@@ -363,7 +369,7 @@ public final class BertRetriever {
                 weights[w + m] = Gemm.BF16Weights(params[w + m + ".weight"], outFeatures: o, inFeatures: i)
             }
         }
-        half = (kernel, weights)
+        half = HalfPrecisionPacks(kernel: kernel, weights: weights)
         defer { half = nil }
         return try body()
     }

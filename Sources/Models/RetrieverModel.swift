@@ -17,8 +17,8 @@ public struct RetrieverModel {
     /// The tokenizer file actually read.
     public let tokenizerPath: String
     /// The kernel of half-precision embedding (`BertRetriever.withHalfPrecision`: bfloat16
-    /// products, float32 sums), or nil for float32 throughout. The `embed` and `retrieve` jobs set
-    /// `Gemm.BF16Kernel.fast` unless `no_fp16`, as FiD's scripts run `.half()` unless `--no_fp16`.
+    /// products, float32 sums), or nil for float32 throughout. The `embed` job sets
+    /// `Gemm.BF16Kernel.fast` unless `no_fp16`, as FiD's script runs `.half()` unless `--no_fp16`.
     public var halfPrecision: Gemm.BF16Kernel?
 
     /// The tokenizer files looked for in a model folder, in order.

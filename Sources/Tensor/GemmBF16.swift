@@ -31,7 +31,7 @@ extension Gemm {
     /// NaN quieted (what vcvtne2ps2bf16 does).
     public static func bfloat16Bits(_ x: Float) -> UInt16 { fidq_bf16_round(x) }
 
-    /// A weight W (out, in) packed once for `linearBF16`: panels of 16 output rows, pairs of
+    /// A weight W (out, in) packed once for `gemmBF16` (and `Linear.forward(weights:kernel:…)`): panels of 16 output rows, pairs of
     /// consecutive inputs rounded to bfloat16 in each 32-bit word.
     public final class BF16Weights: @unchecked Sendable {
         public let outFeatures: Int, inFeatures: Int
