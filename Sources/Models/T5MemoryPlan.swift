@@ -85,7 +85,9 @@ extension T5Model {
         }
         func encoder(NP: Double, L: Double, training: Bool) {
             let N = NP * L
-            A("mask", N); A("x.e0", N * D); drop("e.embmask", N * D); A("e.bias", H * L * L)
+            // Full-length passages, the most the encoder takes: it computes only each passage's
+            // rows up to its last attended token (`T5EncoderRows`).
+            A("mask", N); A("e.kmask", N); A("x.e0", N * D); drop("e.embmask", N * D); A("e.bias", H * L * L)
             for l in 0..<config.numLayers {
                 let pre = encPrefix(l, training: training)
                 encoderBlock(l, pre, N: N, NP: NP, L: L, keepProbs: pre != "eR")

@@ -46,11 +46,27 @@ public final class T5Model {
     var last: Saved?
     /// RNG state before each encoder block in the last encoder pass (replayed when checkpointing).
     var lastRngAtBlock: [RNG] = []
+    /// The rows the last encoder pass computed.
+    var lastEncoderRows: EncoderRows?
+    /// Compute the padded rows too, as transformers does (tests compare the two).
+    var keepsPaddedRows = false
+
+    /// The encoder's kept rows and their attention layout (nil when every row is kept).
+    struct EncoderRows {
+        var rows: T5EncoderRows
+        var ragged: Attention.Ragged?
+
+        init(_ rows: T5EncoderRows, heads: Int) {
+            self.rows = rows
+            ragged = rows.ragged(heads: heads)
+        }
+    }
 
     struct Saved {
         var batch: T5Batch
         var training: Bool
         var rngAtBlock: [RNG]
+        var encoderRows: EncoderRows
         var logits: Tensor
         var ce: CrossEntropy.Cache?
         var encBuckets: [Int32]
@@ -206,18 +222,19 @@ public final class T5Model {
     ///     follows this pass (eval, and a checkpointed block's first pass, which backward replays).
     func attentionForward(
         _ pre: String, _ w: String, ln: String, xIn: UnsafePointer<Float>, xOut: UnsafeMutablePointer<Float>,
-        memory: UnsafePointer<Float>?, size: Attention.Size, bias: UnsafePointer<Float>?, keyMask: UnsafePointer<Float>?,
-        causal: Bool, training: Bool, rng: inout RNG, logits: UnsafeMutablePointer<Float>? = nil, absorbed: Bool = false,
-        keepProbs: Bool = true
+        memory: UnsafePointer<Float>?, size: Attention.Size, ragged: Attention.Ragged? = nil, bias: UnsafePointer<Float>?,
+        keyMask: UnsafePointer<Float>?, causal: Bool, training: Bool, rng: inout RNG, logits: UnsafeMutablePointer<Float>? = nil,
+        absorbed: Bool = false, keepProbs: Bool = true
     ) {
-        let rows = size.batch * size.queryLength, kRows = size.batch * size.keyLength
+        let rows = ragged?.rows ?? size.batch * size.queryLength, kRows = ragged?.rows ?? size.batch * size.keyLength
+        let probsCount = ragged?.probsCount ?? size.probsCount
         let h = A(pre + ".h", rows * D), rstd = A(pre + ".rstd", rows)
         timed(.norm) { RMSNorm.forward(y: h, rstd: rstd, x: xIn, weight: W(ln), rows: rows, dim: D, eps: eps) }
         let q = A(pre + ".q", rows * I), ctx = A(pre + ".ctx", rows * I)
         let p = training ? rate : 0
-        let pmask = p > 0 ? A(pre + ".pmask", size.probsCount) : nil
+        let pmask = p > 0 ? A(pre + ".pmask", probsCount) : nil
         if absorbed, let memory {
-            let probs = A(pre + ".probs", size.probsCount)
+            let probs = A(pre + ".probs", probsCount)
             // Cross-attention without keys or values (`T5CrossAttentionPlan.absorbed`).
             linear(q, h, W(w + ".q.weight"), rows: rows, inF: D, outF: I)
             let folded = A(pre + ".fold", rows * H * D), weighted = A(pre + ".wtd", rows * H * D)
@@ -245,11 +262,11 @@ public final class T5Model {
                 linear(k, src, W(w + ".k.weight"), rows: kRows, inF: D, outF: I)
                 linear(v, src, W(w + ".v.weight"), rows: kRows, inF: D, outF: I)
             }
-            let probs = keepProbs ? A(pre + ".probs", size.probsCount) : nil
+            let probs = keepProbs ? A(pre + ".probs", probsCount) : nil
             timed(.attention) {
                 Attention.forward(
                     out: ctx, probs: probs, dropoutMask: pmask, logits: logits, q: q, k: k, v: v, bias: bias, keyMask: keyMask,
-                    causal: causal, scale: 1, dropout: p, rng: &rng, size: size)
+                    causal: causal, scale: 1, dropout: p, rng: &rng, size: size, ragged: ragged)
             }
         }
         let o = A(pre + ".o", rows * D)
@@ -262,10 +279,11 @@ public final class T5Model {
     /// dMemory (kRows, D) accumulates for cross-attention; dBias (H, Tq, Tk) accumulates.
     func attentionBackward(
         _ pre: String, _ w: String, ln: String, xIn: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
-        memory: UnsafePointer<Float>?, dMemory: UnsafeMutablePointer<Float>?, size: Attention.Size,
+        memory: UnsafePointer<Float>?, dMemory: UnsafeMutablePointer<Float>?, size: Attention.Size, ragged: Attention.Ragged? = nil,
         dBias: UnsafeMutablePointer<Float>?, training: Bool, grads: ParameterSlab, absorbed: Bool = false
     ) {
-        let rows = size.batch * size.queryLength, kRows = size.batch * size.keyLength
+        let rows = ragged?.rows ?? size.batch * size.queryLength, kRows = ragged?.rows ?? size.batch * size.keyLength
+        let probsCount = ragged?.probsCount ?? size.probsCount
         let h = A(pre + ".h", rows * D), rstd = A(pre + ".rstd", rows)
         let q = A(pre + ".q", rows * I), ctx = A(pre + ".ctx", rows * I)
         let dO = outputGrad("grad.o", mask: pre + ".omask", dx, rows * D, training: training)
@@ -273,7 +291,7 @@ public final class T5Model {
         linearBackward(dx: dctx, dxBeta: 0, dw: grads[w + ".o.weight"], dy: dO, x: ctx, w: W(w + ".o.weight"), rows: rows, inF: I, outF: D)
         let dq = Z("grad.q", rows * I)
         let p = training ? rate : 0
-        let probs = A(pre + ".probs", size.probsCount), pmask = p > 0 ? UnsafePointer(A(pre + ".pmask", size.probsCount)) : nil
+        let probs = A(pre + ".probs", probsCount), pmask = p > 0 ? UnsafePointer(A(pre + ".pmask", probsCount)) : nil
         let dh = A("grad.h", rows * D)
         if absorbed, let memory, let dMemory {
             let folded = A(pre + ".fold", rows * H * D), weighted = A(pre + ".wtd", rows * H * D)
@@ -291,7 +309,8 @@ public final class T5Model {
             let dk = Z("grad.k", kRows * I), dv = Z("grad.v", kRows * I)
             timed(.attentionBack) {
                 Attention.backward(
-                    dq: dq, dk: dk, dv: dv, dBias: dBias, dOut: dctx, q: q, k: k, v: v, probs: probs, dropoutMask: pmask, scale: 1, size: size)
+                    dq: dq, dk: dk, dv: dv, dBias: dBias, dOut: dctx, q: q, k: k, v: v, probs: probs, dropoutMask: pmask, scale: 1, size: size,
+                    ragged: ragged)
             }
             linearBackward(dx: dh, dxBeta: 0, dw: grads[w + ".q.weight"], dy: dq, x: h, w: W(w + ".q.weight"), rows: rows, inF: D, outF: I)
             if let memory, let dMemory {

@@ -21,7 +21,7 @@ extension T5Model {
         let memory = encoderForward(batch.inputIds, batch.attentionMask, rows: NP, L: L, training: training, rng: &rng)
         let mask = A("mask", N)
         let encBuckets = encoderBuckets(L)
-        let rngAtBlock = lastRngAtBlock
+        let rngAtBlock = lastRngAtBlock, encoderRows = lastEncoderRows!
 
         // Decoder.
         let y0 = A("x.d0", Td * D)
@@ -73,7 +73,7 @@ extension T5Model {
             loss = value
             ce = cache
         }
-        last = Saved(batch: batch, training: training, rngAtBlock: rngAtBlock, logits: logits, ce: ce,
+        last = Saved(batch: batch, training: training, rngAtBlock: rngAtBlock, encoderRows: encoderRows, logits: logits, ce: ce,
                      encBuckets: encBuckets, decBuckets: decBuckets, crossBuckets: crossBuckets, absorbed: absorbed)
         var scoreTensor: Tensor? = nil
         if wantScores { scoreTensor = passageScores(crossLogits, mask: mask, B: B, P: P, L: L, T: T) }
@@ -85,20 +85,28 @@ extension T5Model {
                                  maxDistance: config.relativeAttentionMaxDistance)
     }
 
-    /// FiD's encoder: every passage row alone, relative positions restarting per passage.
-    /// Returns the memory (rows·L, D), i.e. (B, P·L, D) for rows = B·P; keeps the mask under "mask"
-    /// and the RNG state before each block in `lastRngAtBlock`.
+    /// FiD's encoder: every passage row alone, relative positions restarting per passage, over
+    /// the kept rows only (`T5EncoderRows`: each passage without its trailing padding).
+    /// Returns the memory (rows·L, D), i.e. (B, P·L, D) for rows = B·P, zero at the dropped rows;
+    /// keeps the mask under "mask", the kept rows in `lastEncoderRows` and the RNG state before
+    /// each block in `lastRngAtBlock`.
     func encoderForward(_ ids: [Int32], _ attentionMask: [Float], rows NP: Int, L: Int, training: Bool, rng: inout RNG) -> UnsafeMutablePointer<Float> {
         let N = NP * L, Le = config.numLayers
         let mask = A("mask", N)
         attentionMask.withUnsafeBufferPointer { mask.update(from: $0.baseAddress!, count: N) }
-        let x0 = A("x.e0", N * D)
+        let kept = EncoderRows(keepsPaddedRows ? T5EncoderRows(keepingAll: NP, length: L) : T5EncoderRows(mask: mask, passages: NP, length: L),
+                               heads: H)
+        lastEncoderRows = kept
+        let Nk = kept.rows.rows  // N': kept rows
+        let keyMask = A("e.kmask", Nk)
+        kept.rows.pack(mask, into: keyMask)
+        let x0 = A("x.e0", Nk * D)
         timed(.embed) {
-            ids.withUnsafeBufferPointer {
-                Embedding.forward(out: x0, ids: $0.baseAddress!, table: W("shared.weight"), count: N, vocab: V, dim: D)
+            kept.rows.pack(ids).withUnsafeBufferPointer {
+                Embedding.forward(out: x0, ids: $0.baseAddress!, table: W("shared.weight"), count: Nk, vocab: V, dim: D)
             }
         }
-        drop("e.embmask", x0, N * D, training: training, rng: &rng)
+        drop("e.embmask", x0, Nk * D, training: training, rng: &rng)
         let encBias = A("e.bias", H * L * L)
         RelativePosition.forward(bias: encBias, table: W("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"),
                                  buckets: encoderBuckets(L), count: L * L, heads: H)
@@ -108,11 +116,23 @@ extension T5Model {
             // A block under the shared "eR" prefix (eval, use_checkpoint) is replayed before its
             // backward, so this pass keeps no probabilities.
             let pre = encPrefix(l, training: training)
-            encoderBlockForward(l, pre: pre, rows: N, passages: NP, L: L, training: training, keepProbs: pre != "eR", rng: &rng)
+            encoderBlockForward(l, pre: pre, kept: kept, passages: NP, L: L, training: training, keepProbs: pre != "eR", rng: &rng)
         }
-        let memory = A("e.out", N * D), eRstd = A("e.outRstd", N)
-        let eIn = A("x.e\(Le)", N * D)
-        timed(.norm) { RMSNorm.forward(y: memory, rstd: eRstd, x: eIn, weight: W("encoder.final_layer_norm.weight"), rows: N, dim: D, eps: eps) }
+        let memory = A("e.out", N * D), eRstd = A("e.outRstd", Nk)
+        let eIn = A("x.e\(Le)", Nk * D)
+        timed(.norm) {
+            if kept.rows.keepsAll {
+                RMSNorm.forward(y: memory, rstd: eRstd, x: eIn, weight: W("encoder.final_layer_norm.weight"), rows: N, dim: D, eps: eps)
+            } else {
+                for (r, n) in kept.rows.lengths.enumerated() where n < L {
+                    (memory + (r * L + n) * D).update(repeating: 0, count: (L - n) * D)
+                }
+                for run in kept.rows.runs {
+                    RMSNorm.forward(y: memory + run.padded * D, rstd: eRstd + run.packed, x: eIn + run.packed * D,
+                                    weight: W("encoder.final_layer_norm.weight"), rows: run.count, dim: D, eps: eps)
+                }
+            }
+        }
         drop("e.outmask", memory, N * D, training: training, rng: &rng)
         return memory
     }
@@ -158,22 +178,24 @@ extension T5Model {
         return out
     }
 
-    func encoderBlockForward(_ l: Int, pre: String, rows N: Int, passages NP: Int, L: Int, training: Bool, keepProbs: Bool, rng: inout RNG) {
-        let w = "encoder.block.\(l).layer"
+    func encoderBlockForward(_ l: Int, pre: String, kept: EncoderRows, passages NP: Int, L: Int, training: Bool, keepProbs: Bool,
+                             rng: inout RNG) {
+        let w = "encoder.block.\(l).layer", N = kept.rows.rows
         let xIn = A("x.e\(l)", N * D), xMid = A(pre + ".xm", N * D), xOut = A("x.e\(l + 1)", N * D)
         attentionForward(pre + ".sa", w + ".0.SelfAttention", ln: w + ".0.layer_norm.weight", xIn: xIn, xOut: xMid, memory: nil,
-                         size: .init(batch: NP, heads: H, queryLength: L, keyLength: L, headDim: Dh), bias: A("e.bias", H * L * L),
-                         keyMask: A("mask", N), causal: false, training: training, rng: &rng, keepProbs: keepProbs)
+                         size: .init(batch: NP, heads: H, queryLength: L, keyLength: L, headDim: Dh), ragged: kept.ragged,
+                         bias: A("e.bias", H * L * L), keyMask: A("e.kmask", N), causal: false, training: training, rng: &rng,
+                         keepProbs: keepProbs)
         ffnForward(pre + ".ff", w + ".1", xIn: xMid, xOut: xOut, rows: N, training: training, rng: &rng)
     }
 
-    func encoderBlockBackward(_ l: Int, pre: String, rows N: Int, passages NP: Int, L: Int, dx: UnsafeMutablePointer<Float>,
+    func encoderBlockBackward(_ l: Int, pre: String, kept: EncoderRows, passages NP: Int, L: Int, dx: UnsafeMutablePointer<Float>,
                               dBias: UnsafeMutablePointer<Float>, training: Bool, grads: ParameterSlab) {
-        let w = "encoder.block.\(l).layer"
+        let w = "encoder.block.\(l).layer", N = kept.rows.rows
         ffnBackward(pre + ".ff", w + ".1", xIn: A(pre + ".xm", N * D), dx: dx, rows: N, training: training, grads: grads)
         attentionBackward(pre + ".sa", w + ".0.SelfAttention", ln: w + ".0.layer_norm.weight", xIn: A("x.e\(l)", N * D), dx: dx,
                           memory: nil, dMemory: nil, size: .init(batch: NP, heads: H, queryLength: L, keyLength: L, headDim: Dh),
-                          dBias: dBias, training: training, grads: grads)
+                          ragged: kept.ragged, dBias: dBias, training: training, grads: grads)
     }
 
     func decoderBlockForward(
@@ -262,12 +284,17 @@ extension T5Model {
             RelativePosition.backward(dTable: grads[Self.crossBiasName], dBias: dCrossBias, buckets: b, count: T * M, heads: H, numBuckets: NB)
         }
 
-        // Encoder.
+        // Encoder, over its kept rows.
+        let kept = s.encoderRows, Nk = kept.rows.rows
         dropBack("e.outmask", dMemory, N * D, training: training)
-        let de = Z("grad.xe", N * D), eIn = A("x.e\(Le)", N * D), eRstd = A("e.outRstd", N)
+        let de = Z("grad.xe", Nk * D), eIn = A("x.e\(Le)", Nk * D), eRstd = A("e.outRstd", Nk)
         timed(.normBack) {
-            RMSNorm.backward(dx: de, dWeight: grads["encoder.final_layer_norm.weight"], dy: dMemory, x: eIn,
-                             weight: W("encoder.final_layer_norm.weight"), rstd: eRstd, rows: N, dim: D)
+            // The dropped rows' gradient is zero (the decoder masks them), so only the runs read it.
+            for run in kept.rows.keepsAll ? [(padded: 0, packed: 0, count: N)] : kept.rows.runs {
+                RMSNorm.backward(dx: de + run.packed * D, dWeight: grads["encoder.final_layer_norm.weight"], dy: dMemory + run.padded * D,
+                                 x: eIn + run.packed * D, weight: W("encoder.final_layer_norm.weight"), rstd: eRstd + run.packed,
+                                 rows: run.count, dim: D)
+            }
         }
         let dEncBias = Z("grad.ebias", H * L * L)
         for l in stride(from: Le - 1, through: 0, by: -1) {
@@ -275,14 +302,14 @@ extension T5Model {
             if pre == "eR" {
                 // Replays block l from its saved input with the same dropout draws (none in eval).
                 var rng = s.rngAtBlock[l]
-                encoderBlockForward(l, pre: pre, rows: N, passages: NP, L: L, training: training, keepProbs: true, rng: &rng)
+                encoderBlockForward(l, pre: pre, kept: kept, passages: NP, L: L, training: training, keepProbs: true, rng: &rng)
             }
-            encoderBlockBackward(l, pre: pre, rows: N, passages: NP, L: L, dx: de, dBias: dEncBias, training: training, grads: grads)
+            encoderBlockBackward(l, pre: pre, kept: kept, passages: NP, L: L, dx: de, dBias: dEncBias, training: training, grads: grads)
         }
-        dropBack("e.embmask", de, N * D, training: training)
+        dropBack("e.embmask", de, Nk * D, training: training)
         timed(.embed) {
-            batch.inputIds.withUnsafeBufferPointer {
-                Embedding.backward(dTable: grads["shared.weight"], dOut: de, ids: $0.baseAddress!, count: N, vocab: V, dim: D)
+            kept.rows.pack(batch.inputIds).withUnsafeBufferPointer {
+                Embedding.backward(dTable: grads["shared.weight"], dOut: de, ids: $0.baseAddress!, count: Nk, vocab: V, dim: D)
             }
         }
         RelativePosition.backward(dTable: grads["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"],

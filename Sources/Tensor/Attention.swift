@@ -76,21 +76,25 @@ public enum Attention {
     ///   - scale: multiplies q·kᵀ.
     ///   - dropout: probability of dropping an attention weight (0 in eval).
     ///   - rng: draws the dropout mask; not advanced when dropout is 0.
+    ///   - ragged: items of their own lengths packed row after row (self-attention only): q, k, v,
+    ///     out and the key mask then have `ragged.rows` rows, probs, dropoutMask and logits
+    ///     `ragged.probsCount` entries; the bias stays (H, Tq, Tk).
     public static func forward(
         out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>?,
         dropoutMask: UnsafeMutablePointer<Float>?, logits: UnsafeMutablePointer<Float>?,
         q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
         bias: UnsafePointer<Float>?, keyMask: UnsafePointer<Float>?, causal: Bool,
-        scale: Float, dropout: Float, rng: inout RNG, size: Size
+        scale: Float, dropout: Float, rng: inout RNG, size: Size, ragged: Ragged? = nil
     ) {
         let B = size.batch, H = size.heads, Tq = size.queryLength, Tk = size.keyLength
         let Dh = size.headDim, HD = H * Dh
         check(size, "forward")
+        check(ragged, size, causal: causal, "forward")
         precondition(dropout >= 0 && dropout < 1, "Attention.forward: dropout \(dropout) outside [0, 1)")
         precondition(dropout == 0 || dropoutMask != nil, "Attention.forward: dropout \(dropout) needs a dropoutMask buffer")
         if B == 0 { return }
         let mask = dropout > 0 ? dropoutMask : nil
-        if let mask { Dropout.fillMask(mask, count: size.probsCount, p: dropout, rng: &rng) }
+        if let mask { Dropout.fillMask(mask, count: ragged?.probsCount ?? size.probsCount, p: dropout, rng: &rng) }
         // Parallel over heads, each head's product runs its tiles on its own thread.
         let headThreads: Int? = parallelOverHeads ? 1 : nil
 
@@ -105,62 +109,63 @@ public enum Attention {
             }
             for pair in pairs {
                 let b = pair / H, h = pair % H
-                let qp = q + b * Tq * HD + h * Dh  // head h of item b in q, row stride HD
-                let kp = k + b * Tk * HD + h * Dh
-                let vp = v + b * Tk * HD + h * Dh
-                let S = probs.map { $0 + pair * Tq * Tk } ?? unkept!  // (Tq, Tk) block of (b, h)
-                // S (Tq, Tk) = scale · Q (Tq, Dh) · K (Tk, Dh)ᵀ. One query (a greedy decoding
+                let e = extent(b, size, ragged), tq = e.tq, tk = e.tk
+                if tq == 0 { continue }
+                let qp = q + e.qRow * HD + h * Dh  // head h of item b in q, row stride HD
+                let kp = k + e.kRow * HD + h * Dh
+                let vp = v + e.kRow * HD + h * Dh
+                let block = e.probs + h * tq * tk  // (tq, tk) block of (b, h) in probs and masks
+                let S = probs.map { $0 + block } ?? unkept!
+                // S (tq, tk) = scale · Q (tq, Dh) · K (tk, Dh)ᵀ. One query (a greedy decoding
                 // step) runs as gemv, which streams K about twice as fast as sgemm with M = 1.
-                if Tq == 1 {
-                    Gemm.gemv(m: Tk, n: Dh, alpha: scale, a: kp, lda: HD, x: qp, beta: 0, y: S, threads: headThreads)
+                if tq == 1 {
+                    Gemm.gemv(m: tk, n: Dh, alpha: scale, a: kp, lda: HD, x: qp, beta: 0, y: S, threads: headThreads)
                 } else {
                     Gemm.gemm(
-                        transB: true, m: Tq, n: Tk, k: Dh, alpha: scale, a: qp, lda: HD, b: kp, ldb: HD,
-                        beta: 0, c: S, ldc: Tk, threads: headThreads)
+                        transB: true, m: tq, n: tk, k: Dh, alpha: scale, a: qp, lda: HD, b: kp, ldb: HD,
+                        beta: 0, c: S, ldc: tk, threads: headThreads)
                 }
-                if let bias {
-                    let bh = bias + h * Tq * Tk
-                    for i in 0..<(Tq * Tk) { S[i] += bh[i] }
-                }
-                if let logits { (logits + pair * Tq * Tk).update(from: S, count: Tq * Tk) }
+                if let bias { addBlock(S, bias + h * Tq * Tk, tq: tq, tk: tk, ldb: Tk) }
+                if let logits { (logits + block).update(from: S, count: tq * tk) }
                 // An item whose keys are all visible (every full-length passage) skips the mask
                 // scan per row.
-                let km = keyMask.map { $0 + b * Tk }
-                let hidden = km.map { km in (0..<Tk).contains { km[$0] == 0 } } ?? false
+                let km = keyMask.map { $0 + e.kRow }
+                let hidden = km.map { km in (0..<tk).contains { km[$0] == 0 } } ?? false
                 if !hidden && !causal {
                     // Each row's exp pass also takes the next row's maximum (`Softmax.row`).
-                    var m = Reduce.max(S, Tk)
-                    for i in 0..<Tq {
-                        let row = S + i * Tk
-                        m = Softmax.row(row, row, Tk, max: m, next: i + 1 < Tq ? UnsafePointer(row + Tk) : nil)
+                    var m = Reduce.max(S, tk)
+                    for i in 0..<tq {
+                        let row = S + i * tk
+                        m = Softmax.row(row, row, tk, max: m, next: i + 1 < tq ? UnsafePointer(row + tk) : nil)
                     }
                 } else {
-                    for i in 0..<Tq {
-                        let row = S + i * Tk
+                    for i in 0..<tq {
+                        let row = S + i * tk
                         if hidden, let km {
-                            for j in 0..<Tk where km[j] == 0 { row[j] = -.infinity }
+                            for j in 0..<tk where km[j] == 0 { row[j] = -.infinity }
                         }
                         if causal {
                             // Key j is visible to query i when j ≤ i + Tk − Tq.
-                            let first = max(0, i + Tk - Tq + 1)
-                            if first < Tk { (row + first).update(repeating: -.infinity, count: Tk - first) }
+                            let first = max(0, i + tk - tq + 1)
+                            if first < tk { (row + first).update(repeating: -.infinity, count: tk - first) }
                         }
-                        Softmax.row(row, row, Tk)
+                        Softmax.row(row, row, tk)
                     }
                 }
                 var P = UnsafePointer(S)
                 if let scratch, let mask {
-                    let M = mask + pair * Tq * Tk
-                    for i in 0..<(Tq * Tk) { scratch[i] = S[i] * M[i] }
+                    let M = mask + block
+                    for i in 0..<(tq * tk) { scratch[i] = S[i] * M[i] }
                     P = UnsafePointer(scratch)
                 }
-                // out (Tq, Dh) of (b, h) = P (Tq, Tk) · V (Tk, Dh); one query: Vᵀ·p as gemv.
-                if Tq == 1 {
-                    Gemm.gemv(transA: true, m: Tk, n: Dh, a: vp, lda: HD, x: P, beta: 0, y: out + b * HD + h * Dh, threads: headThreads)
+                // out (tq, Dh) of (b, h) = P (tq, tk) · V (tk, Dh); one query: Vᵀ·p as gemv.
+                let o = out + e.qRow * HD + h * Dh
+                if tq == 1 {
+                    Gemm.gemv(transA: true, m: tk, n: Dh, a: vp, lda: HD, x: P, beta: 0, y: o, threads: headThreads)
                 } else {
                     Gemm.gemm(
-                        m: Tq, n: Dh, k: Tk, a: P, lda: Tk, b: vp, ldb: HD, beta: 0,
-                        c: out + b * Tq * HD + h * Dh, ldc: HD, threads: headThreads)
+                        m: tq, n: Dh, k: tk, a: P, lda: tk, b: vp, ldb: HD, beta: 0,
+                        c: o, ldc: HD, threads: headThreads)
                 }
             }
         }
@@ -176,6 +181,7 @@ public enum Attention {
     ///   - dBias: (H, Tq, Tk), accumulated; nil to skip.
     ///   - dOut: (B, Tq, H·Dh).
     ///   - probs, dropoutMask: from forward (B, H, Tq, Tk); the mask nil when dropout was 0.
+    ///   - ragged: the layout forward ran with (see `forward`).
     ///   - threads: overrides `Threads.count` for this call. Every gradient, dBias included, is
     ///     the same to the bit on any thread count.
     public static func backward(
@@ -183,11 +189,12 @@ public enum Attention {
         dv: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
         dOut: UnsafePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
         v: UnsafePointer<Float>, probs: UnsafePointer<Float>, dropoutMask: UnsafePointer<Float>?,
-        scale: Float, size: Size, threads: Int? = nil
+        scale: Float, size: Size, ragged: Ragged? = nil, threads: Int? = nil
     ) {
         let B = size.batch, H = size.heads, Tq = size.queryLength, Tk = size.keyLength
         let Dh = size.headDim, HD = H * Dh
         check(size, "backward")
+        check(ragged, size, causal: false, "backward")
         if B == 0 { return }
         // dBias sums dS over the batch items, and items of one head run on different threads. So
         // that the sum does not depend on how items fall to threads, the items go in fixed groups
@@ -219,42 +226,41 @@ public enum Attention {
                 // different units then hold different heads, or no dBias at all.
                 let dB = partials.map { $0 + group * size.biasCount } ?? dBias
                 for b in (group * groupSize)..<min(B, (group + 1) * groupSize) {
-                    let pair = b * H + h
-                    let qp = q + b * Tq * HD + h * Dh, kp = k + b * Tk * HD + h * Dh
-                    let vp = v + b * Tk * HD + h * Dh, dO = dOut + b * Tq * HD + h * Dh
-                    let P = probs + pair * Tq * Tk  // (Tq, Tk)
-                    let M = dropoutMask.map { $0 + pair * Tq * Tk }
+                    let e = extent(b, size, ragged), tq = e.tq, tk = e.tk
+                    if tq == 0 { continue }
+                    let qp = q + e.qRow * HD + h * Dh, kp = k + e.kRow * HD + h * Dh
+                    let vp = v + e.kRow * HD + h * Dh, dO = dOut + e.qRow * HD + h * Dh
+                    let block = e.probs + h * tq * tk
+                    let P = probs + block  // (tq, tk)
+                    let M = dropoutMask.map { $0 + block }
                     var Pd = P
                     if let dropped, let M {
-                        for i in 0..<(Tq * Tk) { dropped[i] = P[i] * M[i] }
+                        for i in 0..<(tq * tk) { dropped[i] = P[i] * M[i] }
                         Pd = UnsafePointer(dropped)
                     }
-                    // dV (Tk, Dh) += Pd (Tq, Tk)ᵀ · dO (Tq, Dh)
+                    // dV (tk, Dh) += Pd (tq, tk)ᵀ · dO (tq, Dh)
                     Gemm.gemm(
-                        transA: true, m: Tk, n: Dh, k: Tq, a: Pd, lda: Tk, b: dO, ldb: HD, beta: 1,
-                        c: dv + b * Tk * HD + h * Dh, ldc: HD, threads: headThreads)
-                    // dS (Tq, Tk) = dO (Tq, Dh) · V (Tk, Dh)ᵀ, then through dropout and softmax.
+                        transA: true, m: tk, n: Dh, k: tq, a: Pd, lda: tk, b: dO, ldb: HD, beta: 1,
+                        c: dv + e.kRow * HD + h * Dh, ldc: HD, threads: headThreads)
+                    // dS (tq, tk) = dO (tq, Dh) · V (tk, Dh)ᵀ, then through dropout and softmax.
                     Gemm.gemm(
-                        transB: true, m: Tq, n: Tk, k: Dh, a: dO, lda: HD, b: vp, ldb: HD, beta: 0,
-                        c: dS, ldc: Tk, threads: headThreads)
-                    if let M { for i in 0..<(Tq * Tk) { dS[i] *= M[i] } }
-                    for i in 0..<Tq {
-                        let g = dS + i * Tk, p = P + i * Tk
-                        let s = Reduce.dot(g, p, Tk)
-                        for j in 0..<Tk { g[j] = p[j] * (g[j] - s) }
+                        transB: true, m: tq, n: tk, k: Dh, a: dO, lda: HD, b: vp, ldb: HD, beta: 0,
+                        c: dS, ldc: tk, threads: headThreads)
+                    if let M { for i in 0..<(tq * tk) { dS[i] *= M[i] } }
+                    for i in 0..<tq {
+                        let g = dS + i * tk, p = P + i * tk
+                        let s = Reduce.dot(g, p, tk)
+                        for j in 0..<tk { g[j] = p[j] * (g[j] - s) }
                     }
-                    if let dB {
-                        let t = dB + h * Tq * Tk
-                        for i in 0..<(Tq * Tk) { t[i] += dS[i] }
-                    }
-                    // dQ (Tq, Dh) += scale · dS (Tq, Tk) · K (Tk, Dh)
+                    if let dB { accumulateBlock(dB + h * Tq * Tk, dS, tq: tq, tk: tk, ldt: Tk) }
+                    // dQ (tq, Dh) += scale · dS (tq, tk) · K (tk, Dh)
                     Gemm.gemm(
-                        m: Tq, n: Dh, k: Tk, alpha: scale, a: dS, lda: Tk, b: kp, ldb: HD, beta: 1,
-                        c: dq + b * Tq * HD + h * Dh, ldc: HD, threads: headThreads)
-                    // dK (Tk, Dh) += scale · dS (Tq, Tk)ᵀ · Q (Tq, Dh)
+                        m: tq, n: Dh, k: tk, alpha: scale, a: dS, lda: tk, b: kp, ldb: HD, beta: 1,
+                        c: dq + e.qRow * HD + h * Dh, ldc: HD, threads: headThreads)
+                    // dK (tk, Dh) += scale · dS (tq, tk)ᵀ · Q (tq, Dh)
                     Gemm.gemm(
-                        transA: true, m: Tk, n: Dh, k: Tq, alpha: scale, a: dS, lda: Tk, b: qp, ldb: HD,
-                        beta: 1, c: dk + b * Tk * HD + h * Dh, ldc: HD, threads: headThreads)
+                        transA: true, m: tk, n: Dh, k: tq, alpha: scale, a: dS, lda: tk, b: qp, ldb: HD,
+                        beta: 1, c: dk + e.kRow * HD + h * Dh, ldc: HD, threads: headThreads)
                 }
             }
         }

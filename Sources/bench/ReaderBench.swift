@@ -12,6 +12,12 @@ enum ReaderBench {
     /// Goals (issue 10): forward ≥ 1.3× and train step ≥ 1.6× torch's speed; decoding ≤ 0.4× its time per token.
     static let goals = (forward: 1.3, train: 1.6, token: 0.4)
 
+    /// Tokens of passage p in the padded rows ("fwd pad", "train pad"): 140 to 200 of L = 200, mean
+    /// about 170, as FiD's `question: … title: … context: …` strings of 100-word Wikipedia passages
+    /// run under T5's tokenizer; FiD pads every passage to `text_maxlength`. torch_reader.py's
+    /// `fid_length` is the same formula.
+    static func paddedLength(_ p: Int) -> Int { L - (p * 23) % (L * 3 / 10 + 1) }
+
     static func passageCounts() -> [Int] {
         let text = ProcessInfo.processInfo.environment["BENCH_READER_P"] ?? "10,25"
         return text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -134,7 +140,7 @@ enum ReaderBench {
                 try ScoreBench.run(threads: threads, peer: peer)
                 continue
             }
-            let table = Table(["P", "what", "ours ms", "torch ms", "ratio", "goal", "spread", "other+steal"], widths: [3, 6])
+            let table = Table(["P", "what", "ours ms", "torch ms", "ratio", "goal", "spread", "other+steal"], widths: [3, 9])
             for P in passageCounts() {
                 // BENCH_READER_KERNEL_ONLY: just the cross-attention kernel alone (kernel work, seconds a run).
                 if ProcessInfo.processInfo.environment["BENCH_READER_KERNEL_ONLY"] != nil {
@@ -151,11 +157,17 @@ enum ReaderBench {
                 let mask = [Float](repeating: 1, count: ids.count)
                 let batch = T5Batch(questions: 1, passages: P, passageLength: L, inputIds: ids, attentionMask: mask,
                                     decoderInputIds: T5Batch.shiftRight(labels, rows: 1, start: 0, pad: 0), labels: labels)
+                // The same passages cut to FiD-like lengths and padded (pad id 0, mask 0).
+                let paddedMask = (0..<(P * L)).map { i in Float(i % L < paddedLength(i / L) ? 1 : 0) }
+                let paddedBatch = T5Batch(questions: 1, passages: P, passageLength: L,
+                                          inputIds: zip(ids, paddedMask).map { $1 == 0 ? 0 : $0 }, attentionMask: paddedMask,
+                                          decoderInputIds: batch.decoderInputIds, labels: labels)
                 func peerSample(_ kind: String) throws -> Double {
                     guard let peer else { return .nan }
                     return try peer.sample("reader \(kind) \(P) \(L) \(T) \(threads) \(settings.minTime)")
                 }
-                func train() {
+                func train() { train(batch) }
+                func train(_ batch: T5Batch) {
                     var r = RNG(seed: 3)
                     _ = model.forward(batch, training: true, rng: &r)
                     grads.zero()
@@ -171,7 +183,7 @@ enum ReaderBench {
                         VocabKernels.argmax(logits, rows: 1, cols: c.vocabSize, ld: c.vocabSize, into: &tok)
                     }
                 }
-                let rows: [(String, [Contender])] = [
+                var rows: [(String, [Contender])] = [
                     ("fwd", [Contender(name: "ours", sample: { Timing.sample(minTime: settings.minTime) { _ = model.forward(batch) } }),
                              Contender(name: "torch", sample: { try peerSample("fwd") })]),
                     ("train", [Contender(name: "ours", sample: { Timing.sample(minTime: settings.minTime, train) }),
@@ -182,6 +194,16 @@ enum ReaderBench {
                     ("gen", [Contender(name: "ours", sample: { Timing.sample(minTime: settings.minTime, greedy) }),
                              Contender(name: "torch", sample: { try peerSample("gen") })]),
                 ]
+                // FiD-like padding, at the largest P only (it lengthens the run): the goals are the
+                // full-length rows'; these show what padding costs each (ours computes no padded row).
+                if P == passageCounts().max() {
+                    rows += [
+                        ("fwd pad", [Contender(name: "ours", sample: { Timing.sample(minTime: settings.minTime) { _ = model.forward(paddedBatch) } }),
+                                     Contender(name: "torch", sample: { try peerSample("fwdpad") })]),
+                        ("train pad", [Contender(name: "ours", sample: { Timing.sample(minTime: settings.minTime) { train(paddedBatch) } }),
+                                       Contender(name: "torch", sample: { try peerSample("trainpad") })]),
+                    ]
+                }
                 var medians: [String: (Double, Double)] = [:]
                 // BENCH_READER_PROFILE_ONLY: just the phase profile and memory (quick iterations).
                 let profileOnly = ProcessInfo.processInfo.environment["BENCH_READER_PROFILE_ONLY"] != nil
@@ -201,7 +223,13 @@ enum ReaderBench {
                     table.add(["\(P)", "token", fixed(ot * 1000, 2), tt.isNaN ? "-" : fixed(tt * 1000, 2),
                                tt.isNaN ? "-" : ratio(ot / tt), "≤ \(goals.token)", "", ""])
                 }
-                profile(model, train: train, forward: { _ = model.forward(batch) }, batch: (P, ids, mask), threads: threads)
+                // BENCH_READER_PROFILE_PADDED: profile the padded batch instead.
+                if ProcessInfo.processInfo.environment["BENCH_READER_PROFILE_PADDED"] != nil {
+                    profile(model, train: { train(paddedBatch) }, forward: { _ = model.forward(paddedBatch) },
+                            batch: (P, paddedBatch.inputIds, paddedMask), threads: threads)
+                } else {
+                    profile(model, train: train, forward: { _ = model.forward(batch) }, batch: (P, ids, mask), threads: threads)
+                }
                 let plain = model.activationBytes
                 model.useCheckpoint = true
                 train()

@@ -36,11 +36,22 @@ def build():
     return model, opt
 
 
-def batch(P, L, T):
+def fid_length(p, L):
+    """Tokens of passage p in the padded rows: ReaderBench.paddedLength (140 to 200 of 200)."""
+    return L - (p * 23) % (L * 3 // 10 + 1)
+
+
+def batch(P, L, T, padded=False):
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(2, 32000, (P, L), generator=g)
     mask = torch.ones(P, L, dtype=torch.long)
     labels = torch.randint(2, 32000, (1, T), generator=g)
+    if padded:
+        # FiD's collator pads every passage to text_maxlength with id 0, mask 0.
+        for p in range(P):
+            n = fid_length(p, L)
+            ids[p, n:] = 0
+            mask[p, n:] = 0
     return ids, mask, labels
 
 
@@ -113,7 +124,9 @@ def main():
             if threads != threads_set:
                 torch.set_num_threads(threads)
                 threads_set = threads
-            ids, mask, labels = batch(P, L, T)
+            padded = kind.endswith("pad")
+            kind = kind[:-3] if padded else kind
+            ids, mask, labels = batch(P, L, T, padded)
             if kind == "train":
                 model.train()
 

@@ -1,0 +1,71 @@
+// T5EncoderRowsTests: which encoder rows FiD's passages keep, and that computing only those gives
+// transformers' loss, logits, passage scores and gradients (the padded rows computed too).
+import Testing
+@testable import Models
+@testable import Tensor
+
+struct T5EncoderRowsTests {
+    @Test func keepsEachPassageUpToItsLastAttendedToken() {
+        // Rows of L 4: full, trailing padding, none, a hole then a token, full.
+        let mask: [Float] = [1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 1, 1, 1, 1]
+        let rows = mask.withUnsafeBufferPointer { T5EncoderRows(mask: $0.baseAddress!, passages: 5, length: 4) }
+        #expect(rows.lengths == [4, 2, 0, 3, 4] && rows.rows == 13 && !rows.keepsAll)
+        #expect(rows.runs.map { [$0.padded, $0.packed, $0.count] } == [[0, 0, 6], [12, 6, 3], [16, 9, 4]])
+        let ids = (0..<20).map { Int32($0) }
+        #expect(rows.pack(ids) == [0, 1, 2, 3, 4, 5, 12, 13, 14, 16, 17, 18, 19])
+        #expect(rows.ragged(heads: 2)?.lengths == [4, 2, 0, 3, 4])
+        let full = [Float](repeating: 1, count: 8).withUnsafeBufferPointer { T5EncoderRows(mask: $0.baseAddress!, passages: 2, length: 4) }
+        #expect(full.keepsAll && full.ragged(heads: 2) == nil && full.runs.count == 1 && full == T5EncoderRows(keepingAll: 2, length: 4))
+    }
+
+    /// B 2 × P 3 passages of L 6 with trailing padding, an empty passage and a hole.
+    static func batch() -> T5Batch {
+        let lengths = [6, 2, 4, 0, 5, 1]
+        var ids: [Int32] = [], mask: [Float] = []
+        for (r, n) in lengths.enumerated() {
+            for t in 0..<6 {
+                let real = t < n && !(r == 4 && t == 1)
+                ids.append(real ? Int32(2 + (r * 7 + t * 3) % 11) : 0)
+                mask.append(real ? 1 : 0)
+            }
+        }
+        let labels: [Int32] = [4, 9, 1, 7, 1, -100]
+        return T5Batch(questions: 2, passages: 3, passageLength: 6, inputIds: ids, attentionMask: mask,
+                       decoderInputIds: T5Batch.shiftRight(labels, rows: 2, start: 0, pad: 0), labels: labels)
+    }
+
+    @Test(arguments: [T5Config.FeedForward.relu, .gatedGELU])
+    func keptRowsGiveWhatThePaddedRowsGive(ff: T5Config.FeedForward) {
+        let (model, _) = tinyModel(ff, tied: ff == .relu)
+        let batch = Self.batch()
+        var results: [(out: T5Output, grads: ParameterSlab, memory: [Float])] = []
+        for keepAll in [true, false] {
+            model.keepsPaddedRows = keepAll
+            let out = model.forward(batch, scores: true)
+            let grads = ParameterSlab(layout: model.layout)
+            model.backward(into: grads)
+            let memory = model.encode(inputIds: batch.inputIds, attentionMask: batch.attentionMask, rows: 6, L: 6)
+            results.append((out, grads, Array(UnsafeBufferPointer(start: memory, count: 36 * model.config.dModel))))
+            #expect(model.lastEncoderRows!.rows.rows == (keepAll ? 36 : 18))
+        }
+        let (full, kept) = (results[0], results[1])
+        func close(_ what: String, _ a: [Float], _ b: [Float], _ tolerance: Float) {
+            let scale = max(b.map(abs).max() ?? 0, 1e-6)
+            let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0
+            #expect(worst <= tolerance * scale, "\(ff) \(what): worst difference \(worst), largest value \(scale)")
+        }
+        close("loss", [kept.out.loss!], [full.out.loss!], 1e-5)
+        close("logits", kept.out.logits.data, full.out.logits.data, 1e-5)
+        close("scores", kept.out.scores!.data, full.out.scores!.data, 1e-5)
+        for e in model.layout.entries {
+            close(e.name, Array(kept.grads.buffer(e.name)), Array(full.grads.buffer(e.name)), 1e-4)
+        }
+        // The memory's real rows agree; its dropped rows are zero.
+        let D = model.config.dModel
+        for r in 0..<36 where batch.attentionMask[r] != 0 {
+            close("memory row \(r)", Array(kept.memory[(r * D)..<((r + 1) * D)]), Array(full.memory[(r * D)..<((r + 1) * D)]), 1e-5)
+        }
+        let dropped = [8, 9, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23, 29, 31, 32, 33, 34, 35]
+        #expect(dropped.allSatisfy { r in kept.memory[(r * D)..<((r + 1) * D)].allSatisfy { $0 == 0 } })
+    }
+}
