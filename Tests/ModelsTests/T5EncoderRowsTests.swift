@@ -34,10 +34,13 @@ struct T5EncoderRowsTests {
                        decoderInputIds: T5Batch.shiftRight(labels, rows: 2, start: 0, pad: 0), labels: labels)
     }
 
-    @Test(arguments: [T5Config.FeedForward.relu, .gatedGELU])
-    func keptRowsGiveWhatThePaddedRowsGive(ff: T5Config.FeedForward) {
-        let (model, _) = tinyModel(ff, tied: ff == .relu)
-        let batch = Self.batch()
+    /// Kept rows against every row computed, as transformers does, with and without the 3.0.2
+    /// cross-attention bias.
+    @Test(arguments: [(T5Config.FeedForward.relu, false), (.gatedGELU, false), (.gatedGELU, true)])
+    func keptRowsGiveWhatThePaddedRowsGive(_ variant: (T5Config.FeedForward, Bool)) {
+        let (ff, crossBias) = variant
+        let (model, _) = tinyModel(ff, tied: ff == .relu, crossBias: crossBias)
+        let batch = Self.batch(), D = model.config.dModel
         var results: [(out: T5Output, grads: ParameterSlab, memory: [Float])] = []
         for keepAll in [true, false] {
             model.keepsPaddedRows = keepAll
@@ -45,14 +48,14 @@ struct T5EncoderRowsTests {
             let grads = ParameterSlab(layout: model.layout)
             model.backward(into: grads)
             let memory = model.encode(inputIds: batch.inputIds, attentionMask: batch.attentionMask, rows: 6, L: 6)
-            results.append((out, grads, Array(UnsafeBufferPointer(start: memory, count: 36 * model.config.dModel))))
+            results.append((out, grads, Array(UnsafeBufferPointer(start: memory, count: 36 * D))))
             #expect(model.lastEncoderRows!.rows.rows == (keepAll ? 36 : 18))
         }
         let (full, kept) = (results[0], results[1])
         func close(_ what: String, _ a: [Float], _ b: [Float], _ tolerance: Float) {
             let scale = max(b.map(abs).max() ?? 0, 1e-6)
             let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0
-            #expect(worst <= tolerance * scale, "\(ff) \(what): worst difference \(worst), largest value \(scale)")
+            #expect(a.count == b.count && worst <= tolerance * scale, "\(variant) \(what): worst difference \(worst), largest value \(scale)")
         }
         close("loss", [kept.out.loss!], [full.out.loss!], 1e-5)
         close("logits", kept.out.logits.data, full.out.logits.data, 1e-5)
@@ -60,12 +63,47 @@ struct T5EncoderRowsTests {
         for e in model.layout.entries {
             close(e.name, Array(kept.grads.buffer(e.name)), Array(full.grads.buffer(e.name)), 1e-4)
         }
-        // The memory's real rows agree; its dropped rows are zero.
-        let D = model.config.dModel
-        for r in 0..<36 where batch.attentionMask[r] != 0 {
-            close("memory row \(r)", Array(kept.memory[(r * D)..<((r + 1) * D)]), Array(full.memory[(r * D)..<((r + 1) * D)]), 1e-5)
-        }
+        // The memory's kept rows agree (the hole, row 25, included); its dropped rows are zero.
         let dropped = [8, 9, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23, 29, 31, 32, 33, 34, 35]
-        #expect(dropped.allSatisfy { r in kept.memory[(r * D)..<((r + 1) * D)].allSatisfy { $0 == 0 } })
+        for r in 0..<36 {
+            let row = Array(kept.memory[(r * D)..<((r + 1) * D)])
+            if dropped.contains(r) {
+                #expect(row.allSatisfy { $0 == 0 }, "memory row \(r) is not zero")
+            } else {
+                close("memory row \(r)", row, Array(full.memory[(r * D)..<((r + 1) * D)]), 1e-5)
+            }
+        }
+    }
+
+    /// Decoding steps (one row per question, or three) over the kept rows' memory: each step's
+    /// logits and the passage scores are those over every row's, fed the same tokens.
+    @Test(arguments: [1, 3])
+    func decodingReadsTheKeptRows(beams: Int) throws {
+        let (model, _) = tinyModel(.gatedGELU, tied: false)
+        let batch = Self.batch(), V = model.config.vocabSize
+        var fed: [[Int32]] = []
+        var runs: [(logits: [[Float]], scores: [Float])] = []
+        for keepAll in [true, false] {
+            model.keepsPaddedRows = keepAll
+            let s = T5Stepper(model: model, questions: 2, passages: 3, passageLength: 6, inputIds: batch.inputIds,
+                              attentionMask: batch.attentionMask, beams: beams, maxLength: 5)
+            s.recordScores = true
+            var logits = [Float](repeating: 0, count: s.rows * V), seen: [[Float]] = []
+            var tokens = [Int32](repeating: 0, count: s.rows)
+            for step in 0..<5 {
+                if !keepAll { tokens = fed[step] }
+                if keepAll { fed.append(tokens) }
+                try tokens.withUnsafeBufferPointer { try s.step($0, logits: &logits) }
+                seen.append(logits)
+                VocabKernels.argmax(logits, rows: s.rows, cols: V, ld: V, into: &tokens)
+            }
+            runs.append((seen, s.scores!.data))
+        }
+        for (step, (a, b)) in zip(runs[1].logits, runs[0].logits).enumerated() {
+            let worst = zip(a, b).map { abs($0 - $1) }.max()!
+            #expect(worst <= 1e-5 * max(b.map(abs).max()!, 1e-6), "step \(step): worst logit difference \(worst)")
+        }
+        let worst = zip(runs[1].scores, runs[0].scores).map { abs($0 - $1) }.max()!
+        #expect(worst <= 1e-5 * max(runs[0].scores.map(abs).max()!, 1e-6), "scores \(runs[1].scores) vs \(runs[0].scores)")
     }
 }
