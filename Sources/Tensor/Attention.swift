@@ -125,7 +125,7 @@ public enum Attention {
                         transB: true, m: tq, n: tk, k: Dh, alpha: scale, a: qp, lda: HD, b: kp, ldb: HD,
                         beta: 0, c: S, ldc: tk, threads: headThreads)
                 }
-                if let bias { addBlock(S, bias + h * Tq * Tk, tq: tq, tk: tk, ldb: Tk) }
+                if let bias { accumulateBlock(S, ldt: tk, bias + h * Tq * Tk, lds: Tk, rows: tq, cols: tk) }
                 if let logits { (logits + block).update(from: S, count: tq * tk) }
                 // An item whose keys are all visible (every full-length passage) skips the mask
                 // scan per row.
@@ -252,7 +252,7 @@ public enum Attention {
                         let s = Reduce.dot(g, p, tk)
                         for j in 0..<tk { g[j] = p[j] * (g[j] - s) }
                     }
-                    if let dB { accumulateBlock(dB + h * Tq * Tk, dS, tq: tq, tk: tk, ldt: Tk) }
+                    if let dB { accumulateBlock(dB + h * Tq * Tk, ldt: Tk, dS, lds: tk, rows: tq, cols: tk) }
                     // dQ (tq, Dh) += scale · dS (tq, tk) · K (tk, Dh)
                     Gemm.gemm(
                         m: tq, n: Dh, k: tk, alpha: scale, a: dS, lda: tk, b: kp, ldb: HD, beta: 1,

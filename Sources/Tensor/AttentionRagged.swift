@@ -67,28 +67,18 @@ extension Attention {
             "Attention.\(what): ragged lengths \(ragged.lengths) for \(s) (causal \(causal))")
     }
 
-    /// s[i, j] += b[i, j] over a (tq, tk) block, b with row stride ldb.
+    /// t[i, j] += s[i, j] over a (rows, cols) block, t and s with row strides ldt and lds: a
+    /// head's bias block into its logits (forward), its logit gradients into the bias's (backward).
     @inline(__always)
-    static func addBlock(_ s: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, tq: Int, tk: Int, ldb: Int) {
-        if tk == ldb {
-            for i in 0..<(tq * tk) { s[i] += b[i] }
+    static func accumulateBlock(
+        _ t: UnsafeMutablePointer<Float>, ldt: Int, _ s: UnsafePointer<Float>, lds: Int, rows: Int, cols: Int
+    ) {
+        if ldt == cols && lds == cols {
+            for i in 0..<(rows * cols) { t[i] += s[i] }
         } else {
-            for i in 0..<tq {
-                let sr = s + i * tk, br = b + i * ldb
-                for j in 0..<tk { sr[j] += br[j] }
-            }
-        }
-    }
-
-    /// t[i, j] += s[i, j] over a (tq, tk) block, t with row stride ldt.
-    @inline(__always)
-    static func accumulateBlock(_ t: UnsafeMutablePointer<Float>, _ s: UnsafePointer<Float>, tq: Int, tk: Int, ldt: Int) {
-        if tk == ldt {
-            for i in 0..<(tq * tk) { t[i] += s[i] }
-        } else {
-            for i in 0..<tq {
-                let tr = t + i * ldt, sr = s + i * tk
-                for j in 0..<tk { tr[j] += sr[j] }
+            for i in 0..<rows {
+                let tr = t + i * ldt, sr = s + i * lds
+                for j in 0..<cols { tr[j] += sr[j] }
             }
         }
     }
