@@ -107,3 +107,30 @@ struct T5EncoderRowsTests {
         #expect(worst <= 1e-5 * max(runs[0].scores.map(abs).max()!, 1e-6), "scores \(runs[1].scores) vs \(runs[0].scores)")
     }
 }
+
+extension T5EncoderRowsTests {
+    /// A question without any passage (fidq pads it with fully masked ones, where FiD crashes):
+    /// no encoder row at all; the decoder still runs over its masked memory, in training too.
+    @Test func aBatchWithoutAnyTokenRuns() throws {
+        let (model, _) = tinyModel(.gatedGELU, tied: false)
+        let labels: [Int32] = [4, 9, 1]
+        let batch = T5Batch(questions: 1, passages: 2, passageLength: 4, inputIds: [Int32](repeating: 0, count: 8),
+                            attentionMask: [Float](repeating: 0, count: 8),
+                            decoderInputIds: T5Batch.shiftRight(labels, rows: 1, start: 0, pad: 0), labels: labels)
+        for checkpoint in [false, true] {
+            model.useCheckpoint = checkpoint
+            var rng = RNG(seed: 5)
+            let out = model.forward(batch, training: true, rng: &rng, scores: true)
+            #expect(model.lastEncoderRows!.rows.rows == 0)
+            let grads = ParameterSlab(layout: model.layout)
+            model.backward(into: grads)
+            #expect(out.loss!.isFinite && out.scores!.data == [0, 0])
+            #expect(!grads.buffer.contains { !$0.isFinite })
+        }
+        let s = T5Stepper(model: model, questions: 1, passages: 2, passageLength: 4, inputIds: batch.inputIds,
+                          attentionMask: batch.attentionMask, maxLength: 3)
+        var logits = [Float](repeating: 0, count: model.config.vocabSize)
+        try [Int32(0)].withUnsafeBufferPointer { try s.step($0, logits: &logits) }
+        #expect(logits.allSatisfy { $0.isFinite })
+    }
+}
