@@ -5,7 +5,14 @@
 import Tensor
 
 /// The encoder's kept rows: passage r keeps its first n_r tokens, n_r = 1 + the position of its
-/// last attended token (0 for a passage with none), packed at row `packedOffset[r]`.
+/// last attended token (0 for a passage with none) rounded up to a multiple of `alignment` (at
+/// most L), the kept rows packed one passage after another.
+///
+/// The alignment is `Gemm.rowBlocking`: on Haswell's and Zen's sgemm kernels (Zen 3) a row's
+/// bits depend on its place in a block of 24 rows, so each passage starts and ends on one and its
+/// states do not depend on the passages packed before it (a question's answer and scores then do
+/// not depend on the questions batched with it when L is a multiple of 24, as with every row
+/// kept). The rows added are the passage's own padding, masked as keys like the rest.
 ///
 /// Why it is the same function: FiD pads every passage to `text_maxlength` and masks the padding as
 /// keys, so a padded position weighs exactly 0 in every real token's attention and in the
@@ -26,8 +33,10 @@ struct T5EncoderRows: Equatable {
 
     static func == (a: T5EncoderRows, b: T5EncoderRows) -> Bool { a.length == b.length && a.lengths == b.lengths }
 
-    /// The kept rows of NP passage rows of L tokens under `mask` (NP·L, 0 = padding).
-    init(mask: UnsafePointer<Float>, passages NP: Int, length L: Int) {
+    /// The kept rows of NP passage rows of L tokens under `mask` (NP·L, 0 = padding), each
+    /// passage's count rounded up to a multiple of `alignment` (at most L).
+    init(mask: UnsafePointer<Float>, passages NP: Int, length L: Int, alignment: Int = 1) {
+        precondition(alignment >= 1, "T5EncoderRows: alignment \(alignment)")
         length = L
         var lengths: [Int] = []
         lengths.reserveCapacity(NP)
@@ -37,6 +46,7 @@ struct T5EncoderRows: Equatable {
             let m = mask + r * L
             var n = L
             while n > 0 && m[n - 1] == 0 { n -= 1 }
+            n = min(L, (n + alignment - 1) / alignment * alignment)
             lengths.append(n)
             if n > 0 {
                 if let last = runs.last, last.padded + last.count == r * L, last.packed + last.count == packed {

@@ -50,6 +50,8 @@ public final class T5Model {
     var lastEncoderRows: EncoderRows?
     /// Compute the padded rows too, as transformers does (tests compare the two).
     var keepsPaddedRows = false
+    /// The multiple each passage's kept rows are rounded up to (`T5EncoderRows`).
+    var encoderRowAlignment = Gemm.rowBlocking
 
     /// The encoder's kept rows and their attention layout (nil when every row is kept).
     struct EncoderRows {

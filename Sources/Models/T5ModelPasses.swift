@@ -94,7 +94,7 @@ extension T5Model {
         let N = NP * L, Le = config.numLayers
         let mask = A("mask", N)
         attentionMask.withUnsafeBufferPointer { mask.update(from: $0.baseAddress!, count: N) }
-        let kept = EncoderRows(keepsPaddedRows ? T5EncoderRows(keepingAll: NP, length: L) : T5EncoderRows(mask: mask, passages: NP, length: L),
+        let kept = EncoderRows(keepsPaddedRows ? T5EncoderRows(keepingAll: NP, length: L) : T5EncoderRows(mask: mask, passages: NP, length: L, alignment: encoderRowAlignment),
                                heads: H)
         lastEncoderRows = kept
         let Nk = kept.rows.rows  // N': kept rows

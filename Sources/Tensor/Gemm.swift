@@ -66,6 +66,16 @@ public enum Gemm {
     /// each row the bits of one call over all rows. `GemmTests` checks it on the kernel in use.
     @usableFromInline static let rowGranule = 96
 
+    /// The row blocking of the sgemm kernel OpenBLAS runs here: 24 for Haswell's and Zen's (a row
+    /// of C gets its bits from its place in a block of 24 and from whether the block is whole),
+    /// 1 for the others, whose rows get the same bits wherever they sit. A caller packing rows of
+    /// different items together (the T5 encoder's passages without their padding) keeps each
+    /// item's bits independent of the others by starting and ending items on this multiple.
+    public static let rowBlocking: Int = {
+        let name = openblas_get_corename().map { String(cString: $0).lowercased() } ?? ""
+        return name == "haswell" || name == "zen" ? 24 : 1
+    }()
+
     /// Pins OpenBLAS's own pool to one thread, once; every product touches it first.
     @usableFromInline static let pinnedBLAS: Bool = {
         openblas_set_num_threads(1)

@@ -5,6 +5,32 @@ import TestSupport
 @testable import Tensor
 
 @Suite struct GemmTests {
+    /// `Gemm.rowBlocking`: rows of x·wᵀ placed anywhere on that multiple, with whole blocks
+    /// around them, get the same bits as alone (the T5 encoder packs passages so), on the kernel
+    /// in use; `ops/test-coretypes` runs it on each.
+    @Test func rowsOnTheKernelsBlockingKeepTheirBits() {
+        let A = Gemm.rowBlocking, k = 96, n = 72
+        var rng = RNG(seed: 3)
+        let w = rng.normalArray(n * k)
+        for rows in [A, 3 * A, 5 * A + (A == 1 ? 0 : A)] {
+            let x = rng.normalArray(rows * k)
+            var alone = [Float](repeating: 0, count: rows * n)
+            Gemm.gemm(transB: true, m: rows, n: n, k: k, a: x, lda: k, b: w, ldb: k, beta: 0, c: &alone, ldc: n, threads: 1)
+            for before in [A, 7 * A] {
+                for after in [0, A, 4 * A] {
+                    let big = rng.normalArray(before * k) + x + rng.normalArray(after * k), m = before + rows + after
+                    for threads in [1, 2] {
+                        var c = [Float](repeating: 0, count: m * n)
+                        Gemm.gemm(transB: true, m: m, n: n, k: k, a: big, lda: k, b: w, ldb: k, beta: 0, c: &c, ldc: n, threads: threads)
+                        #expect(Array(c[(before * n)..<((before + rows) * n)]) == alone,
+                                "\(rows) rows after \(before), before \(after), \(threads) threads (blocking \(A))")
+                    }
+                }
+            }
+        }
+        #expect([1, 24].contains(A))
+    }
+
     static let shapes: [(Int, Int, Int)] = [
         (1, 1, 1), (3, 5, 7), (7, 5, 3), (1, 17, 33), (33, 1, 17), (65, 31, 129), (2, 0, 3),
         // A long inner sum, as LinearTests' dW over 4100 tokens: where a fixed atol fails.
