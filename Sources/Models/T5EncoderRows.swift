@@ -78,11 +78,9 @@ struct T5EncoderRows: Equatable {
         keepsAll ? nil : Attention.Ragged(lengths: lengths, heads: heads)
     }
 
-    /// The kept entries of a padded (NP·L, width) array, packed.
-    func pack<T>(_ padded: UnsafePointer<T>, width: Int = 1, into out: UnsafeMutablePointer<T>) {
-        for run in runs {
-            (out + run.packed * width).update(from: padded + run.padded * width, count: run.count * width)
-        }
+    /// The kept entries of a padded (NP·L) array, packed.
+    func pack<T>(_ padded: UnsafePointer<T>, into out: UnsafeMutablePointer<T>) {
+        for run in runs { (out + run.packed).update(from: padded + run.padded, count: run.count) }
     }
 
     /// The kept entries of a padded array, packed.

@@ -121,16 +121,13 @@ extension T5Model {
         let memory = A("e.out", N * D), eRstd = A("e.outRstd", Nk)
         let eIn = A("x.e\(Le)", Nk * D)
         timed(.norm) {
-            if kept.rows.keepsAll {
-                RMSNorm.forward(y: memory, rstd: eRstd, x: eIn, weight: W("encoder.final_layer_norm.weight"), rows: N, dim: D, eps: eps)
-            } else {
-                for (r, n) in kept.rows.lengths.enumerated() where n < L {
-                    (memory + (r * L + n) * D).update(repeating: 0, count: (L - n) * D)
-                }
-                for run in kept.rows.runs {
-                    RMSNorm.forward(y: memory + run.padded * D, rstd: eRstd + run.packed, x: eIn + run.packed * D,
-                                    weight: W("encoder.final_layer_norm.weight"), rows: run.count, dim: D, eps: eps)
-                }
+            // Every row kept is one run: one call over all rows, as before.
+            for (r, n) in kept.rows.lengths.enumerated() where n < L {
+                (memory + (r * L + n) * D).update(repeating: 0, count: (L - n) * D)
+            }
+            for run in kept.rows.runs {
+                RMSNorm.forward(y: memory + run.padded * D, rstd: eRstd + run.packed, x: eIn + run.packed * D,
+                                weight: W("encoder.final_layer_norm.weight"), rows: run.count, dim: D, eps: eps)
             }
         }
         drop("e.outmask", memory, N * D, training: training, rng: &rng)
@@ -290,7 +287,7 @@ extension T5Model {
         let de = Z("grad.xe", Nk * D), eIn = A("x.e\(Le)", Nk * D), eRstd = A("e.outRstd", Nk)
         timed(.normBack) {
             // The dropped rows' gradient is zero (the decoder masks them), so only the runs read it.
-            for run in kept.rows.keepsAll ? [(padded: 0, packed: 0, count: N)] : kept.rows.runs {
+            for run in kept.rows.runs {
                 RMSNorm.backward(dx: de + run.packed * D, dWeight: grads["encoder.final_layer_norm.weight"], dy: dMemory + run.padded * D,
                                  x: eIn + run.packed * D, weight: W("encoder.final_layer_norm.weight"), rstd: eRstd + run.packed,
                                  rows: run.count, dim: D)
