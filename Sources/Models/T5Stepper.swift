@@ -300,8 +300,8 @@ public final class T5Stepper {
         let folded = self.folded!, weighted = self.weighted!, memory = UnsafePointer(self.memory!), mask = UnsafePointer(self.mask!)
         m.timed(.attention) {
             // u (b, h, i) = Wk_hᵀ · q_h of row b·beams + i: (D) from the head's (Dh, D) rows of Wk.
-            // Threads share the pairs only past `Threads.minSplitWork` each: a greedy step's eight
-            // (1 MB of weights, ~40 µs) run faster alone than with a helper woken for half.
+            // Threads share the pairs past `Threads.minSplitWork` each: a greedy step's eight
+            // heads (1 MB of weights) split in two.
             let grain = Threads.grain(work: Dh * D)
             parallelFor(rows * H, grain: grain) { pairs in
                 for pair in pairs {

@@ -330,8 +330,8 @@ public enum Gemm {
         }
     }
 
-    /// Multiply-adds per tile under which a gemv runs whole on the calling thread (the lm head,
-    /// 16 M, still splits: 2.9 → 2.4 ms on two threads).
+    /// Multiply-adds per tile under which a gemv runs whole on the calling thread: a decoding
+    /// step's 512×512 weights split in 2 tiles, its feed-forward and lm head in `maxTiles`.
     @usableFromInline static let minGemvTileWork = Threads.minSplitWork
     /// Least outputs per gemv tile (a 64-float run of y; with `transA`, 256-byte runs of each row of A).
     @usableFromInline static let minGemvTileRows = 64

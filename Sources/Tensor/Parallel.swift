@@ -66,12 +66,15 @@ public enum Threads {
         return try body()
     }
 
-    /// Multiply-adds per thread below which a parallel call stays on the calling thread: about
-    /// 4 MB of float32 operands, ~170 µs streamed at one core's ~24 GB/s, where waking a helper
-    /// and waiting for it costs tens of µs on a virtual machine and a second core adds little
-    /// bandwidth. With 256 KB a greedy step's 48 weight gemvs (1–4 MB each) ran longer on two
-    /// threads than on one (linear phase 4.4 against 3.6 ms at P = 10).
-    public static let minSplitWork = 1 << 20
+    /// Multiply-adds per thread below which a parallel call stays on the calling thread: 512 KB
+    /// of float32 operands, ~20 µs streamed at one core's ~25 GB/s. Two cores stream about 1.5×
+    /// one (38 against 25 GB/s here), and a helper that finds the next call while it still spins
+    /// (`ComputePool.spinSeconds`) joins in a few µs; a sleeping one costs tens of µs to wake. So
+    /// a greedy step splits every weight gemv (1–4 MB each), which also keeps the helper spinning
+    /// for the step's attention: at 4 MB per thread the gemvs ran whole and the helper slept
+    /// between them (T5-small, 2 threads, median of 20 steps × 20 runs alternated: 8.18 → 6.59 ms
+    /// a step at P = 10, 10.28 → 8.82 ms at P = 25; one thread unchanged, 9.19 / 9.02 ms).
+    public static let minSplitWork = 1 << 17
 
     /// The `parallelFor` grain that gives each thread at least `minSplitWork` when one item
     /// costs `work` multiply-adds.

@@ -18,6 +18,10 @@ enum ReaderBench {
     /// `fid_length` is the same formula.
     static func paddedLength(_ p: Int) -> Int { L - (p * 23) % (L * 3 / 10 + 1) }
 
+    /// `BENCH_READER_STEPS_ONLY`: the profile of greedy steps alone (absorbed plan, five runs of
+    /// \(T) steps), no timed rows, no memory or score: for A/B runs of threading settings.
+    static var stepsOnly: Bool { ProcessInfo.processInfo.environment["BENCH_READER_STEPS_ONLY"] != nil }
+
     static func passageCounts() -> [Int] {
         let text = ProcessInfo.processInfo.environment["BENCH_READER_P"] ?? "10,25"
         return text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -39,22 +43,25 @@ enum ReaderBench {
                 .joined(separator: ", ")
                 + (faults.map { "; \($0) page faults" } ?? "")
         }
-        train()
-        model.profile = prof
-        var f0 = minorFaults()
-        var t0 = monotonicSeconds()
-        train()
-        print(line("train step", monotonicSeconds() - t0, per: 1, faults: minorFaults() - f0))
-        forward()
-        prof.reset()
-        f0 = minorFaults()
-        t0 = monotonicSeconds()
-        forward()
-        print(line("eval forward", monotonicSeconds() - t0, per: 1, faults: minorFaults() - f0))
+        if !stepsOnly {
+            train()
+            model.profile = prof
+            var f0 = minorFaults()
+            var t0 = monotonicSeconds()
+            train()
+            print(line("train step", monotonicSeconds() - t0, per: 1, faults: minorFaults() - f0))
+            forward()
+            prof.reset()
+            f0 = minorFaults()
+            t0 = monotonicSeconds()
+            forward()
+            print(line("eval forward", monotonicSeconds() - t0, per: 1, faults: minorFaults() - f0))
+        }
         model.profile = nil
         // Both cross-attention plans: the chosen one for 20 greedy tokens (absorbed) and the other.
-        for plan in [T5CrossAttentionPlan.absorbed, .cachedKeys] {
-            for warm in [true, false] {
+        // BENCH_READER_STEPS_ONLY: the chosen plan alone, five timed runs after the warm one.
+        for plan in stepsOnly ? [T5CrossAttentionPlan.absorbed] : [.absorbed, .cachedKeys] {
+            for warm in [true] + Array(repeating: false, count: stepsOnly ? 5 : 1) {
                 let tInit = monotonicSeconds()
                 let s = T5Stepper(model: model, questions: 1, passages: batch.P, passageLength: L, inputIds: batch.ids,
                                   attentionMask: batch.mask, maxLength: T, crossPlan: plan)
@@ -62,7 +69,7 @@ enum ReaderBench {
                 var tok: [Int32] = [0]
                 prof.reset()
                 if !warm { model.profile = prof }
-                t0 = monotonicSeconds()
+                let t0 = monotonicSeconds()
                 for _ in 0..<T {
                     try! tok.withUnsafeBufferPointer { try s.step($0, logits: &logits) }
                     VocabKernels.argmax(logits, rows: 1, cols: c.vocabSize, ld: c.vocabSize, into: &tok)
@@ -85,7 +92,7 @@ enum ReaderBench {
                 print("profile P=\(batch.P) \(threads)t \(name): greedy step reads ≥ \((floats * 4) >> 20) MiB: \(fixed(Double(floats * 4) / perStep / 1e9, 2)) GB/s")
             }
         }
-        overMemoryAlone(P: batch.P, D: c.dModel, H: c.numHeads, threads: threads)
+        if !stepsOnly { overMemoryAlone(P: batch.P, D: c.dModel, H: c.numHeads, threads: threads) }
     }
 
     /// The absorbed plan's kernel alone at a step's shape (H queries over P·L memory rows of D):
@@ -206,7 +213,7 @@ enum ReaderBench {
                 }
                 var medians: [String: (Double, Double)] = [:]
                 // BENCH_READER_PROFILE_ONLY: just the phase profile and memory (quick iterations).
-                let profileOnly = ProcessInfo.processInfo.environment["BENCH_READER_PROFILE_ONLY"] != nil
+                let profileOnly = ProcessInfo.processInfo.environment["BENCH_READER_PROFILE_ONLY"] != nil || stepsOnly
                 for (what, contenders) in rows where !profileOnly {
                     try Machine.waitForQuiet(settings)
                     let meter = LoadMeter(peers: peer.map { [$0.pid] } ?? [])
@@ -230,6 +237,7 @@ enum ReaderBench {
                 } else {
                     profile(model, train: train, forward: { _ = model.forward(batch) }, batch: (P, ids, mask), threads: threads)
                 }
+                if stepsOnly { continue }
                 let plain = model.activationBytes
                 model.useCheckpoint = true
                 train()
@@ -239,6 +247,7 @@ enum ReaderBench {
                 print("memory P=\(P): ours activations \(plain >> 20) MiB, with use_checkpoint \(checkpointed >> 20) MiB; "
                       + "parameters + gradients + moments \(slabs >> 20) MiB; torch peer peak RSS so far \(Int(rss).map { "\($0 >> 20) MiB" } ?? rss)")
             }
+            if stepsOnly { continue }
             try Machine.waitForQuiet(settings)
             try ScoreBench.run(threads: threads, peer: peer)
         }
