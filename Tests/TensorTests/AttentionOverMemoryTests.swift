@@ -17,16 +17,18 @@ struct AttentionOverMemoryTests {
         return Problem(size: s.size, q: pb.q, k: pb.k, v: pb.k, bias: pb.bias, keyMask: pb.keyMask, causal: false, scale: pb.scale)
     }
 
-    func run(_ pb: Problem, _ s: Shape, threads: Int?) -> (out: [Float], probs: [Float], logits: [Float]) {
+    /// `withLogits: false` passes no logits buffer (a greedy step after the first); `logits`
+    /// then comes back as NaN.
+    func run(_ pb: Problem, _ s: Shape, threads: Int?, withLogits: Bool = true) -> (out: [Float], probs: [Float], logits: [Float]) {
         var out = [Float](repeating: .nan, count: s.batch * s.queries * s.width)
         var probs = [Float](repeating: .nan, count: s.batch * s.queries * s.keys), logits = probs
         var scratch = [Float](repeating: .nan, count: Attention.overMemoryScratchCount(batch: s.batch, queries: s.queries, keys: s.keys, width: s.width))
         pb.q.withUnsafeBufferPointer { q in pb.k.withUnsafeBufferPointer { x in
-        pb.bias!.withUnsafeBufferPointer { bias in pb.keyMask!.withUnsafeBufferPointer { mask in
-            Attention.overMemory(out: &out, probs: &probs, logits: &logits, q: q.baseAddress!, memory: x.baseAddress!,
+        pb.bias!.withUnsafeBufferPointer { bias in pb.keyMask!.withUnsafeBufferPointer { mask in logits.withUnsafeMutableBufferPointer { lg in
+            Attention.overMemory(out: &out, probs: &probs, logits: withLogits ? lg.baseAddress! : nil, q: q.baseAddress!, memory: x.baseAddress!,
                                  bias: bias.baseAddress!, keyMask: mask.baseAddress!, scale: pb.scale, batch: s.batch,
                                  queries: s.queries, keys: s.keys, width: s.width, scratch: &scratch, threads: threads)
-        } } } }
+        } } } } }
         return (out, probs, logits)
     }
 
@@ -54,6 +56,50 @@ struct AttentionOverMemoryTests {
             #expect(got.out == one.out && got.probs == one.probs && got.logits == one.logits,
                     "overMemory differs between 1 and \(threads.map(String.init) ?? "the global") threads")
         }
+    }
+
+    /// Without a logits buffer (every greedy step after the first) the same bits as with one, on
+    /// masks of FiD's shape (each passage's padding a run at its end), with holes, a masked first
+    /// key, a chunk all masked and an item all masked; masked keys' rows of NaN touch nothing.
+    @Test(arguments: [
+        Shape(batch: 2, queries: 8, keys: 700, width: 40),
+        Shape(batch: 3, queries: 5, keys: 301, width: 21),
+    ])
+    func withoutLogitsTheSameBits(_ s: Shape) {
+        var pb = problem(s, seed: 47)
+        var mask = [Float](repeating: 1, count: s.batch * s.keys)
+        for b in 0..<s.batch {
+            for j in 0..<s.keys {
+                let inPassage = j % 100
+                // Passages of 100 keys, the last (13 + 7·b + j / 100) % 40 of each padding.
+                if inPassage >= 100 - (13 + 7 * b + j / 100) % 40 { mask[b * s.keys + j] = 0 }
+            }
+            mask[b * s.keys] = 0  // a masked first key
+            mask[b * s.keys + 50] = 0  // a hole
+        }
+        for j in 256..<min(512, s.keys) { mask[j] = 0 }  // item 0: a whole chunk masked
+        if s.batch > 2 { for j in 0..<s.keys { mask[2 * s.keys + j] = 0 } }  // item 2: every key masked
+        pb.keyMask = Tensor(shape: pb.keyMask!.shape, data: mask)
+        let scored = run(pb, s, threads: 1)
+        for threads in [1, 2] {
+            let plain = run(pb, s, threads: threads, withLogits: false)
+            let outDiff = differing(plain.out, scored.out), probsDiff = differing(plain.probs, scored.probs)
+            #expect(outDiff == 0, "\(s.testDescription), \(threads) threads: \(outDiff) context values differ from a call with logits")
+            #expect(probsDiff == 0, "\(s.testDescription), \(threads) threads: \(probsDiff) probabilities differ from a call with logits")
+        }
+        var x = pb.k.data
+        for j in 0..<(s.batch * s.keys) where mask[j] == 0 {
+            for d in 0..<s.width { x[j * s.width + d] = .nan }
+        }
+        pb.k = Tensor(shape: pb.k.shape, data: x)
+        let nanRows = run(pb, s, threads: 1, withLogits: false)
+        let reached = differing(nanRows.out, scored.out) + differing(nanRows.probs, scored.probs)
+        #expect(reached == 0, "\(s.testDescription): masked keys' NaN rows changed \(reached) values")
+    }
+
+    /// Entries whose bits differ.
+    func differing(_ a: [Float], _ b: [Float]) -> Int {
+        zip(a, b).filter { $0.bitPattern != $1.bitPattern }.count + abs(a.count - b.count)
     }
 
     /// Masked keys add nothing whatever their rows hold (infinities included); an item with every
