@@ -57,8 +57,10 @@ enum ScoreBench {
         guard let (model, data) = try prepare(dir) else { return }
         // Both sides run in turn, `BENCH_SCORE_ROUNDS` times (default 3): one whole process is a
         // single sample of a noisy host, and a lone pair of them gave ratios 1.10 to 1.87.
-        let rounds = Int(ProcessInfo.processInfo.environment["BENCH_SCORE_ROUNDS"] ?? "") ?? 3
-        guard rounds >= 1 else { throw BenchError("BENCH_SCORE_ROUNDS must be a positive integer") }
+        let text = ProcessInfo.processInfo.environment["BENCH_SCORE_ROUNDS"] ?? "3"
+        guard let rounds = Int(text), rounds >= 1 else {
+            throw BenchError("BENCH_SCORE_ROUNDS=\(text): expected a positive integer (rounds of both score processes)")
+        }
         var ours: [Double] = [], torch: [Double] = [], torchTokens = "-", answered = 0
         for round in 0..<rounds {
             let out = dir + "/run\(round)"
