@@ -2,7 +2,14 @@
 // memory rows themselves: a decoding step's cross-attention with the key and value weights
 // folded into the queries and applied after (T5Stepper's absorbed plan).
 
+import CContext
 import CPrefetch
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 extension Attention {
     /// Floats of scratch `overMemory` needs: per chunk of keys, a (Tq, D) partial context and
@@ -225,14 +232,39 @@ extension Attention {
         }
     }
 
+    /// A kernel of `overMemory`'s context pass. Both give the same bits (each element is one
+    /// chain of fused multiply-adds over the keys in order): `avx512` (CContext, Zen 4: a tile of
+    /// 8 queries × 32 floats in 16 zmm accumulators) and `swift` (4 queries × 16 floats, AVX2).
+    public enum ContextKernel: String, CaseIterable, Sendable {
+        case swift, avx512
+
+        public var isSupported: Bool { self == .swift || fidq_context_avx512_supported() != 0 }
+
+        /// The fastest this CPU runs, or `FIDQ_CONTEXT_KERNEL` (swift, avx512) when set and
+        /// supported (to time or test Zen 3's path on Zen 4).
+        public static let best: ContextKernel = {
+            if let name = getenv("FIDQ_CONTEXT_KERNEL").map({ String(cString: $0) }),
+               let k = ContextKernel(rawValue: name), k.isSupported
+            {
+                return k
+            }
+            return ContextKernel.avx512.isSupported ? .avx512 : .swift
+        }()
+    }
+
     /// acc (Tq, D) = Σ_k w[k, i] · x[rows[k]] over a chunk's n live keys in order, w (n, Tq) their
     /// weights key-major and rows[k] a row's offset in x. Four queries × 16 floats of D stay in
-    /// registers over the keys; each element adds its keys in order.
+    /// registers over the keys (`kernel` avx512: 8 × 32); each element adds its keys in order.
     static func contextChunk(
         _ acc: UnsafeMutablePointer<Float>, weights w: UnsafePointer<Float>, rows: UnsafePointer<Int>, count n: Int,
-        memory x: UnsafePointer<Float>, queries Tq: Int, width D: Int
+        memory x: UnsafePointer<Float>, queries Tq: Int, width D: Int, kernel: ContextKernel = .best
     ) {
         let full = D & ~15
+        if kernel == .avx512 {
+            fidq_context_avx512(acc, w, rows, n, x, Tq, D)
+            contextTail(acc, weights: w, rows: rows, count: n, memory: x, queries: Tq, width: D)
+            return
+        }
         var i = 0
         while i < Tq {
             let m = min(4, Tq - i)
@@ -265,16 +297,25 @@ extension Attention {
                 }
                 d += 16
             }
-            // D's tail, element by element in the same key order.
-            for t in 0..<m {
-                let o = acc + (i + t) * D
-                for e in full..<D {
-                    var s: Float = 0
-                    for k in 0..<n { s += w[k * Tq + i + t] * x[rows[k] + e] }
-                    o[e] = s
-                }
-            }
             i += 4
+        }
+        contextTail(acc, weights: w, rows: rows, count: n, memory: x, queries: Tq, width: D)
+    }
+
+    /// `contextChunk`'s columns past D's last multiple of 16, element by element in the same key order.
+    static func contextTail(
+        _ acc: UnsafeMutablePointer<Float>, weights w: UnsafePointer<Float>, rows: UnsafePointer<Int>, count n: Int,
+        memory x: UnsafePointer<Float>, queries Tq: Int, width D: Int
+    ) {
+        let full = D & ~15
+        if full == D { return }
+        for i in 0..<Tq {
+            let o = acc + i * D
+            for e in full..<D {
+                var s: Float = 0
+                for k in 0..<n { s += w[k * Tq + i] * x[rows[k] + e] }
+                o[e] = s
+            }
         }
     }
 }

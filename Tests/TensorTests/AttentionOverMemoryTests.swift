@@ -97,6 +97,46 @@ struct AttentionOverMemoryTests {
         #expect(reached == 0, "\(s.testDescription): masked keys' NaN rows changed \(reached) values")
     }
 
+    /// The context kernels this CPU runs: Swift's everywhere, AVX-512's on Zen 4.
+    static var contextKernels: [Attention.ContextKernel] {
+        let k = Attention.ContextKernel.allCases.filter(\.isSupported)
+        if !k.contains(.avx512) { print("⚠︎ AttentionOverMemoryTests: this CPU has no AVX-512; only the Swift context kernel is checked here") }
+        return k
+    }
+
+    /// Every context kernel gives the bits of its scalar twin: per element, fused multiply-adds
+    /// over the live keys in order from 0 on D's multiples of 16, plain ones past them. Shapes
+    /// cover every remainder of the query tiles (4 and 8) and of D's vectors (16 and 32), no
+    /// keys, and rows out of order.
+    @Test(arguments: contextKernels)
+    func contextKernelMatchesItsTwinToTheBit(_ kernel: Attention.ContextKernel) {
+        var rng = RNG(seed: 53)
+        for (n, D) in [(0, 48), (1, 16), (7, 5), (37, 48), (256, 512), (19, 530), (33, 96), (5, 79)] {
+            for Tq in [1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 17] {
+                let keys = n + 3
+                let x = rng.normalArray(keys * D)
+                let w = rng.uniformArray(n * Tq, 0, 1)
+                // Live keys out of order, one skipped, as a masked chunk packs them.
+                let rows = (0..<n).map { k in ((k * 7 + 2) % keys) * D }
+                var got = [Float](repeating: .nan, count: Tq * D)
+                Attention.contextChunk(&got, weights: w, rows: rows, count: n, memory: x, queries: Tq, width: D, kernel: kernel)
+                var want = [Float](repeating: 0, count: Tq * D)
+                for i in 0..<Tq {
+                    for e in 0..<D {
+                        var s: Float = 0
+                        for k in 0..<n {
+                            let (a, b) = (w[k * Tq + i], x[rows[k] + e])
+                            s = e < D & ~15 ? s.addingProduct(a, b) : s + a * b
+                        }
+                        want[i * D + e] = s
+                    }
+                }
+                let diff = differing(got, want)
+                #expect(diff == 0, "\(kernel), \(n) keys, Tq \(Tq), D \(D): \(diff) of \(Tq * D) values differ from the twin")
+            }
+        }
+    }
+
     /// Entries whose bits differ.
     func differing(_ a: [Float], _ b: [Float]) -> Int {
         zip(a, b).filter { $0.bitPattern != $1.bitPattern }.count + abs(a.count - b.count)
