@@ -48,9 +48,9 @@ let package = Package(
         // The bfloat16 product's kernels (AVX-512 BF16 / portable twin) for half-precision inference:
         // C for the same reasons (Sources/CBF16/BF16Gemm.c). Optimised even in debug.
         .target(name: "CBF16", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
-        // The context pass of a decoding step's cross-attention with AVX-512 (Zen 4), the Swift
-        // kernel's twin to the bit (Sources/CContext/Context.c says why C). Optimised even in debug.
-        .target(name: "CContext", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
+        // A decoding step's cross-attention (scoring and context passes) with AVX-512 (Zen 4), the
+        // Swift kernels' twins to the bit (Sources/COverMemory/OverMemory.c says why C). Optimised even in debug.
+        .target(name: "COverMemory", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
         // The compute threads fidq starts and counts itself (libdispatch waits for ever on a
         // thread the process limit refuses): Tensor's parallel loops, batch tokenisation, the heartbeat.
         .target(name: "Threading", dependencies: ["CSpin"]),
@@ -58,7 +58,7 @@ let package = Package(
         .target(name: "CSpin"),
         // A prefetch hint for Swift kernels (header-only; Attention.overMemory's scoring loop).
         .target(name: "CPrefetch"),
-        .target(name: "Tensor", dependencies: ["CBLAS", "CDot8", "CBF16", "CContext", "CPrefetch", "Formats", "Threading"], swiftSettings: kernelFlags),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CDot8", "CBF16", "COverMemory", "CPrefetch", "Formats", "Threading"], swiftSettings: kernelFlags),
         .target(name: "Tokenizers", dependencies: ["Threading"], swiftSettings: kernelFlags),
         .target(name: "Jobs", dependencies: ["Formats", "Threading", .product(name: "Logging", package: "swift-log")]),
         // Test-only parts of the queue (fault-injecting file system, the test.record kind, crash

@@ -2,7 +2,7 @@
 // memory rows themselves: a decoding step's cross-attention with the key and value weights
 // folded into the queries and applied after (T5Stepper's absorbed plan).
 
-import CContext
+import COverMemory
 import CPrefetch
 
 #if canImport(Glibc)
@@ -30,7 +30,8 @@ extension Attention {
     /// stays in registers over a chunk's live keys, packed with their weights in a temporary
     /// buffer (on the stack where it fits). The scoring asks for the rows 8 keys ahead into L2,
     /// so the pass runs from memory about as fast as from cache. Every sum's order follows from
-    /// D and the chunks, so the result is the same to the bit on any thread count. Masked keys
+    /// D and the chunks, so the result is the same to the bit on any thread count, and with
+    /// either `kernel` (Zen 4 runs both passes in AVX-512 C with wider tiles). Masked keys
     /// add nothing to the context, whatever their rows hold; an item whose keys are all masked
     /// gets zeros (like `Softmax`), and NaN logits give NaN.
     ///
@@ -44,7 +45,7 @@ extension Attention {
         out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>, logits: UnsafeMutablePointer<Float>?,
         q: UnsafePointer<Float>, memory: UnsafePointer<Float>, bias: UnsafePointer<Float>?, keyMask: UnsafePointer<Float>?,
         scale: Float, batch B: Int, queries Tq: Int, keys Tk: Int, width D: Int,
-        scratch: UnsafeMutablePointer<Float>, threads: Int? = nil
+        scratch: UnsafeMutablePointer<Float>, threads: Int? = nil, kernel: OverMemoryKernel = .best
     ) {
         precondition(B >= 0 && Tq >= 1 && Tk >= 1 && D >= 1, "overMemory: batch \(B), queries \(Tq), keys \(Tk), width \(D)")
         if B == 0 { return }
@@ -55,7 +56,7 @@ extension Attention {
             for unit in units {
                 let b = unit / chunks, c = unit % chunks, lo = c * C, hi = min(Tk, (c + 1) * C), n = hi - lo
                 scoreChunk(probs + b * Tq * Tk, q: q + b * Tq * D, memory: memory + b * Tk * D, scale: scale,
-                           queries: Tq, keys: Tk, width: D, from: lo, to: hi)
+                           queries: Tq, keys: Tk, width: D, from: lo, to: hi, kernel: kernel)
                 for i in 0..<Tq {
                     let z = probs + (b * Tq + i) * Tk + lo
                     if let bias {
@@ -83,7 +84,7 @@ extension Attention {
                             live += 1
                         }
                         contextChunk(scratch + unit * part, weights: w.baseAddress!, rows: rows.baseAddress!, count: live,
-                                     memory: memory + b * Tk * D, queries: Tq, width: D)
+                                     memory: memory + b * Tk * D, queries: Tq, width: D, kernel: kernel)
                     }
                 }
             }
@@ -179,11 +180,16 @@ extension Attention {
 
     /// S[i, j] = scale · q_i · x_j for keys lo..<hi, S (Tq, Tk). Tiles of two keys × four queries;
     /// a missing key or query repeats the last one (computed, not written), so each product is
-    /// summed the same way wherever it falls: 8-float lanes over D, then the lanes, then D's tail.
+    /// summed the same way wherever it falls: 8-float lanes over D, then the lanes first to last,
+    /// then D's tail (`kernel` avx512: tiles of 4 keys × 8 queries, the same sums).
     static func scoreChunk(
         _ S: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, memory x: UnsafePointer<Float>, scale: Float,
-        queries Tq: Int, keys Tk: Int, width D: Int, from lo: Int, to hi: Int
+        queries Tq: Int, keys Tk: Int, width D: Int, from lo: Int, to hi: Int, kernel: OverMemoryKernel = .best
     ) {
+        if kernel == .avx512 {
+            fidq_over_memory_scores_avx512(S, q, x, scale, Tq, Tk, D, lo, hi)
+            return
+        }
         let full = D & ~7
         var j = lo
         while j < hi {
@@ -232,23 +238,23 @@ extension Attention {
         }
     }
 
-    /// A kernel of `overMemory`'s context pass. Both give the same bits (each element is one
-    /// chain of fused multiply-adds over the keys in order): `avx512` (CContext, Zen 4: a tile of
-    /// 8 queries × 32 floats in 16 zmm accumulators) and `swift` (4 queries × 16 floats, AVX2).
-    public enum ContextKernel: String, CaseIterable, Sendable {
+    /// A set of `overMemory`'s kernels (scoring and context). Both give the same bits: `avx512`
+    /// (COverMemory, Zen 4: tiles of 8 queries × 4 keys and 8 queries × 32 floats in 16 zmm
+    /// accumulators) and `swift` (4 queries × 2 keys and 4 × 16 floats, AVX2).
+    public enum OverMemoryKernel: String, CaseIterable, Sendable {
         case swift, avx512
 
-        public var isSupported: Bool { self == .swift || fidq_context_avx512_supported() != 0 }
+        public var isSupported: Bool { self == .swift || fidq_over_memory_avx512_supported() != 0 }
 
-        /// The fastest this CPU runs, or `FIDQ_CONTEXT_KERNEL` (swift, avx512) when set and
+        /// The fastest this CPU runs, or `FIDQ_OVER_MEMORY_KERNEL` (swift, avx512) when set and
         /// supported (to time or test Zen 3's path on Zen 4).
-        public static let best: ContextKernel = {
-            if let name = getenv("FIDQ_CONTEXT_KERNEL").map({ String(cString: $0) }),
-               let k = ContextKernel(rawValue: name), k.isSupported
+        public static let best: OverMemoryKernel = {
+            if let name = getenv("FIDQ_OVER_MEMORY_KERNEL").map({ String(cString: $0) }),
+               let k = OverMemoryKernel(rawValue: name), k.isSupported
             {
                 return k
             }
-            return ContextKernel.avx512.isSupported ? .avx512 : .swift
+            return OverMemoryKernel.avx512.isSupported ? .avx512 : .swift
         }()
     }
 
@@ -257,11 +263,11 @@ extension Attention {
     /// registers over the keys (`kernel` avx512: 8 × 32); each element adds its keys in order.
     static func contextChunk(
         _ acc: UnsafeMutablePointer<Float>, weights w: UnsafePointer<Float>, rows: UnsafePointer<Int>, count n: Int,
-        memory x: UnsafePointer<Float>, queries Tq: Int, width D: Int, kernel: ContextKernel = .best
+        memory x: UnsafePointer<Float>, queries Tq: Int, width D: Int, kernel: OverMemoryKernel = .best
     ) {
         let full = D & ~15
         if kernel == .avx512 {
-            fidq_context_avx512(acc, w, rows, n, x, Tq, D)
+            fidq_over_memory_context_avx512(acc, w, rows, n, x, Tq, D)
             contextTail(acc, weights: w, rows: rows, count: n, memory: x, queries: Tq, width: D)
             return
         }

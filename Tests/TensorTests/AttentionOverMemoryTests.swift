@@ -97,19 +97,51 @@ struct AttentionOverMemoryTests {
         #expect(reached == 0, "\(s.testDescription): masked keys' NaN rows changed \(reached) values")
     }
 
-    /// The context kernels this CPU runs: Swift's everywhere, AVX-512's on Zen 4.
-    static var contextKernels: [Attention.ContextKernel] {
-        let k = Attention.ContextKernel.allCases.filter(\.isSupported)
-        if !k.contains(.avx512) { print("⚠︎ AttentionOverMemoryTests: this CPU has no AVX-512; only the Swift context kernel is checked here") }
+    /// The kernels this CPU runs: Swift's everywhere, AVX-512's on Zen 4.
+    static var kernels: [Attention.OverMemoryKernel] {
+        let k = Attention.OverMemoryKernel.allCases.filter(\.isSupported)
+        if !k.contains(.avx512) { print("⚠︎ AttentionOverMemoryTests: this CPU has no AVX-512; only the Swift kernels are checked here") }
         return k
+    }
+
+    /// Every scoring kernel gives the bits of its scalar twin: per product, 8 lanes (lane l takes
+    /// d ≡ l mod 8 below D's last multiple of 8) of fused multiply-adds from 0, the lanes summed
+    /// first to last, D's tail by plain multiply and add, then the scale; keys outside lo..<hi
+    /// untouched. Shapes cover every remainder of the query tiles (4, 8), the key tiles (2, 4)
+    /// and the lanes.
+    @Test(arguments: kernels)
+    func scoreKernelMatchesItsTwinToTheBit(_ kernel: Attention.OverMemoryKernel) {
+        var rng = RNG(seed: 59)
+        for (Tk, lo, hi, D) in [(1, 0, 1, 8), (9, 2, 9, 5), (40, 0, 40, 48), (300, 3, 258, 512), (23, 1, 22, 530), (17, 0, 17, 79), (64, 13, 64, 16)] {
+            for Tq in [1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 17] {
+                let q = rng.normalArray(Tq * D), x = rng.normalArray(Tk * D)
+                let scale: Float = 0.37
+                var got = [Float](repeating: .nan, count: Tq * Tk)
+                Attention.scoreChunk(&got, q: q, memory: x, scale: scale, queries: Tq, keys: Tk, width: D, from: lo, to: hi, kernel: kernel)
+                var want = [Float](repeating: .nan, count: Tq * Tk)
+                let full = D & ~7
+                for i in 0..<Tq {
+                    for j in lo..<hi {
+                        var lanes = [Float](repeating: 0, count: 8)
+                        for d in 0..<full { lanes[d % 8] = lanes[d % 8].addingProduct(q[i * D + d], x[j * D + d]) }
+                        var s = lanes[0]
+                        for l in 1..<8 { s += lanes[l] }
+                        for d in full..<D { s += q[i * D + d] * x[j * D + d] }
+                        want[i * Tk + j] = scale * s
+                    }
+                }
+                let diff = differing(got, want)
+                #expect(diff == 0, "\(kernel), Tq \(Tq), keys \(lo)..<\(hi) of \(Tk), D \(D): \(diff) of \(Tq * Tk) scores differ from the twin")
+            }
+        }
     }
 
     /// Every context kernel gives the bits of its scalar twin: per element, fused multiply-adds
     /// over the live keys in order from 0 on D's multiples of 16, plain ones past them. Shapes
     /// cover every remainder of the query tiles (4 and 8) and of D's vectors (16 and 32), no
     /// keys, and rows out of order.
-    @Test(arguments: contextKernels)
-    func contextKernelMatchesItsTwinToTheBit(_ kernel: Attention.ContextKernel) {
+    @Test(arguments: kernels)
+    func contextKernelMatchesItsTwinToTheBit(_ kernel: Attention.OverMemoryKernel) {
         var rng = RNG(seed: 53)
         for (n, D) in [(0, 48), (1, 16), (7, 5), (37, 48), (256, 512), (19, 530), (33, 96), (5, 79)] {
             for Tq in [1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 17] {
