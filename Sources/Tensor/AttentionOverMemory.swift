@@ -41,6 +41,7 @@ extension Attention {
     ///   - logits: (B, Tq, Tk) or nil; receives scale·q·xᵀ + bias before the mask.
     ///   - q: (B, Tq, D); memory: (B, Tk, D); bias (Tq, Tk) or nil (shared by the items); keyMask (B, Tk) or nil.
     ///   - scratch: `overMemoryScratchCount` floats.
+    ///   - kernel: the scoring and context kernels (the same bits either way); one this CPU runs.
     public static func overMemory(
         out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>, logits: UnsafeMutablePointer<Float>?,
         q: UnsafePointer<Float>, memory: UnsafePointer<Float>, bias: UnsafePointer<Float>?, keyMask: UnsafePointer<Float>?,
@@ -48,6 +49,7 @@ extension Attention {
         scratch: UnsafeMutablePointer<Float>, threads: Int? = nil, kernel: OverMemoryKernel = .best
     ) {
         precondition(B >= 0 && Tq >= 1 && Tk >= 1 && D >= 1, "overMemory: batch \(B), queries \(Tq), keys \(Tk), width \(D)")
+        precondition(kernel.isSupported, "overMemory: the \(kernel) kernel does not run on this CPU")
         if B == 0 { return }
         let C = streamChunk, chunks = (Tk + C - 1) / C, part = Tq * D
         // Per (item, chunk, query): the chunk's maximum logit and Σ exp(logit − maximum).
@@ -244,7 +246,9 @@ extension Attention {
     public enum OverMemoryKernel: String, CaseIterable, Sendable {
         case swift, avx512
 
-        public var isSupported: Bool { self == .swift || fidq_over_memory_avx512_supported() != 0 }
+        public var isSupported: Bool { self == .swift || Self.hasAVX512 }
+
+        private static let hasAVX512 = fidq_over_memory_avx512_supported() != 0
 
         /// The fastest this CPU runs, or `FIDQ_OVER_MEMORY_KERNEL` (swift, avx512) when set and
         /// supported (to time or test Zen 3's path on Zen 4).
