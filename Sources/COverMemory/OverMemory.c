@@ -29,13 +29,13 @@ int fidq_over_memory_avx512_supported(void) {
     return __builtin_cpu_supports("avx512f");
 }
 
-// Two keys' next 8 floats side by side: lanes 0–7 from a, 8–15 from b.
+// Two rows' next 8 floats side by side (a pair of queries): lanes 0–7 from a, 8–15 from b.
 INLINE TARGET __m512 pair(const float *a, const float *b) {
     __m512d lo = _mm512_castpd256_pd512(_mm256_castps_pd(_mm256_loadu_ps(a)));
     return _mm512_castpd_ps(_mm512_insertf64x4(lo, _mm256_castps_pd(_mm256_loadu_ps(b)), 1));
 }
 
-// A query's next 8 floats in both halves.
+// A row's next 8 floats in both halves (a key against a pair of queries).
 INLINE TARGET __m512 twice(const float *p) { return _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(p)))); }
 
 // Scores of M queries (from q0) × the keys j … j+3 below hi. An accumulator holds a pair of

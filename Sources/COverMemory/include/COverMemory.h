@@ -7,7 +7,7 @@
 extern "C" {
 #endif
 
-/// Whether this CPU runs the AVX-512 kernels (AVX-512 F and DQ).
+/// Whether this CPU runs the AVX-512 kernels (AVX-512 F).
 int fidq_over_memory_avx512_supported(void);
 
 /// s[i * tk + j] = scale · q_i · x_j for queries i < tq and keys lo ≤ j < hi, q (tq, d), x (tk, d):
