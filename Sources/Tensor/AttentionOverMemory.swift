@@ -5,12 +5,6 @@
 import COverMemory
 import CPrefetch
 
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
-
 extension Attention {
     /// Floats of scratch `overMemory` needs: per chunk of keys, a (Tq, D) partial context and
     /// each query's maximum logit and sum of exponentials over the chunk.
@@ -251,15 +245,10 @@ extension Attention {
         private static let hasAVX512 = fidq_over_memory_avx512_supported() != 0
 
         /// The fastest this CPU runs, or `FIDQ_OVER_MEMORY_KERNEL` (swift, avx512) when set and
-        /// supported (to time or test Zen 3's path on Zen 4).
-        public static let best: OverMemoryKernel = {
-            if let name = getenv("FIDQ_OVER_MEMORY_KERNEL").map({ String(cString: $0) }),
-               let k = OverMemoryKernel(rawValue: name), k.isSupported
-            {
-                return k
-            }
-            return OverMemoryKernel.avx512.isSupported ? .avx512 : .swift
-        }()
+        /// supported (to time or test Zen 3's path on Zen 4; see `KernelSwitch`).
+        public static let best: OverMemoryKernel = KernelSwitch.fromEnvironment(
+            "FIDQ_OVER_MEMORY_KERNEL", variants: allCases, name: \.rawValue, isSupported: { $0.isSupported },
+            fallback: OverMemoryKernel.avx512.isSupported ? .avx512 : .swift)
     }
 
     /// acc (Tq, D) = Σ_k w[k, i] · x[rows[k]] over a chunk's n live keys in order, w (n, Tq) their

@@ -76,6 +76,11 @@ public enum Gemm {
         return name == "haswell" || name == "zen" ? 24 : 1
     }()
 
+    /// OpenBLAS's build and the kernels it chose for this CPU, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH
+    /// NO_AFFINITY Cooperlake MAX_THREADS=64": benchmarks print it, since the kernels set both the
+    /// speed and the bits (`OPENBLAS_CORETYPE` overrides the choice).
+    public static let library: String = openblas_get_config().map { String(cString: $0) } ?? "unknown BLAS"
+
     /// Pins OpenBLAS's own pool to one thread, once; every product touches it first.
     @usableFromInline static let pinnedBLAS: Bool = {
         openblas_set_num_threads(1)

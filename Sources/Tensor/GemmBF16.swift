@@ -2,12 +2,6 @@
 // kernels, for inference passes run at half precision as FiD's embedding scripts run theirs.
 import CBF16
 
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
-
 extension Gemm {
     /// A kernel of the bfloat16 product: `avx512` (AVX-512 BF16's vdpbf16ps, Zen 4: about twice
     /// single-thread sgemm's multiply-adds) or `portable` (plain C over the same packed operands: the
@@ -20,11 +14,12 @@ extension Gemm {
 
         /// The kernel half-precision inference uses here: `avx512` where the CPU runs it, else nil
         /// (products stay float32: the portable loops are far slower than sgemm). `FIDQ_BF16=off`
-        /// turns it off (to time or test a machine without it).
-        public static let fast: BF16Kernel? = {
-            if let v = getenv("FIDQ_BF16").map({ String(cString: $0) }), v == "off" || v == "0" { return nil }
-            return BF16Kernel.avx512.isSupported ? .avx512 : nil
-        }()
+        /// (or 0) turns it off, to time or test a machine without it; `avx512` is the default
+        /// where supported (see `KernelSwitch`).
+        public static let fast: BF16Kernel? = KernelSwitch.fromEnvironment(
+            "FIDQ_BF16", variants: [nil, BF16Kernel.avx512], name: { $0.map { "\($0)" } ?? "off" },
+            aliases: ["0": "off"], isSupported: { $0?.isSupported ?? true },
+            fallback: BF16Kernel.avx512.isSupported ? .avx512 : nil)
     }
 
     /// The bfloat16 bits the product rounds `x` to: nearest even, subnormals to a signed zero,

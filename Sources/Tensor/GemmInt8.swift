@@ -2,12 +2,6 @@
 // run-time-chosen kernels, and its naive twin.
 import CDot8
 
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
-
 extension Gemm {
     /// A kernel of the 8-bit product. All give the same integers (exact arithmetic), at different speeds:
     /// `vnni` (AVX-512 VNNI `vpdpbusd`, Zen 4: ~4.5× the multiply-adds of single-thread sgemm),
@@ -18,15 +12,10 @@ extension Gemm {
         public var isSupported: Bool { fidq_dot8_supported(rawValue) != 0 }
 
         /// The fastest this CPU runs, or `FIDQ_DOT8_KERNEL` (portable, avx2, vnni) when set and
-        /// supported (to time or test a slower machine's path).
-        public static let best: Int8Kernel = {
-            if let name = getenv("FIDQ_DOT8_KERNEL").map({ String(cString: $0) }),
-               let k = allCases.first(where: { "\($0)" == name }), k.isSupported
-            {
-                return k
-            }
-            return Int8Kernel(rawValue: fidq_dot8_best_kernel()) ?? .portable
-        }()
+        /// supported (to time or test a slower machine's path; see `KernelSwitch`).
+        public static let best: Int8Kernel = KernelSwitch.fromEnvironment(
+            "FIDQ_DOT8_KERNEL", variants: allCases, name: { "\($0)" }, isSupported: { $0.isSupported },
+            fallback: Int8Kernel(rawValue: fidq_dot8_best_kernel()) ?? .portable)
     }
 
     /// Largest width whose sums cannot overflow Int32 (255 · 127 · E < 2³¹): 66,311.

@@ -153,7 +153,9 @@ public final class ComputePool: @unchecked Sendable {
 
     /// `spinSeconds` of a pool made without one: `FIDQ_SPIN_US`, or 50 µs.
     public static let defaultSpinSeconds: Double = {
-        guard let text = getenv("FIDQ_SPIN_US").map({ String(cString: $0) }), let us = Double(text), us >= 0, us <= 1e6 else {
+        guard let text = getenv("FIDQ_SPIN_US").map({ String(cString: $0) }), !text.isEmpty else { return 50e-6 }
+        guard let us = Double(text), us >= 0, us <= 1e6 else {
+            fputs("fidq: FIDQ_SPIN_US=\(text) is not a time in µs from 0 to 1000000; using 50\n", stderr)
             return 50e-6
         }
         return us * 1e-6

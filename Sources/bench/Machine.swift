@@ -1,5 +1,6 @@
-// Machine: the run's header (CPU, load, settings) and the meter of CPU time used by other programs.
+// Machine: the run's header (CPU, BLAS, load, settings) and the meter of CPU time used by other programs.
 import Foundation
+import Tensor
 
 enum Machine {
     /// Prints what a reader needs to judge the figures: when, where, how loaded, how sampled.
@@ -9,6 +10,7 @@ enum Machine {
             .split(separator: "\n").first { $0.hasPrefix("model name") }?
             .split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
         print("date: \(date)   cpu: \(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores")
+        print("blas: \(Gemm.library)")
         print("load average (1, 5, 15 min): \(loadAverage())")
         print("timing: \(settings.description)")
     }
