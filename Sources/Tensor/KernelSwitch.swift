@@ -1,9 +1,11 @@
-// KernelSwitch: the FIDQ_… variables that force a kernel (to time or test another CPU's path), read one way.
+// KernelSwitch: the FIDQ_… variables that force a kernel (to time or test another CPU's path), read one way,
+// and the summary of the kernels a process runs.
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
     import Darwin
 #endif
+import CBLAS
 
 /// Reads an environment variable naming one of a kernel's variants (`FIDQ_DOT8_KERNEL`,
 /// `FIDQ_OVER_MEMORY_KERNEL`, `FIDQ_BF16`). Unset or empty keeps the default. A value that names
@@ -49,5 +51,20 @@ public enum KernelSwitch {
             isSupported: isSupported, fallback: fallback)
         if let warning { fputs(warning + "\n", stderr) }
         return choice
+    }
+}
+
+extension KernelSwitch {
+    /// The kernels this process computes with, for a job's log: OpenBLAS's version and core type
+    /// (its sgemm kernels), and the variants `FIDQ_OVER_MEMORY_KERNEL`, `FIDQ_BF16` and
+    /// `FIDQ_DOT8_KERNEL` chose, e.g. "OpenBLAS 0.3.21 Cooperlake, cross-attention avx512, bfloat16
+    /// avx512, 8-bit vnni". Two workers whose outputs differ in their last bits can be told apart
+    /// by it: the sgemm kernels round differently on Zen 3 and Zen 4.
+    public static var summary: String {
+        let words = Gemm.library.split(separator: " ")
+        let version = words.count > 1 && words[0] == "OpenBLAS" ? "OpenBLAS \(words[1])" : "BLAS"
+        let core = openblas_get_corename().map { String(cString: $0) } ?? "unknown"
+        return "\(version) \(core), cross-attention \(Attention.OverMemoryKernel.best.rawValue), "
+            + "bfloat16 \(Gemm.BF16Kernel.fast.map { "\($0)" } ?? "off"), 8-bit \(Gemm.Int8Kernel.best)"
     }
 }

@@ -3,6 +3,7 @@
 import Formats
 import Foundation
 import Jobs
+import Tensor
 import Testing
 @testable import FiD
 
@@ -83,6 +84,8 @@ enum FidqBinary {
         let done = ws + "/queue/done/nq-score"
         let log = (try? String(contentsOfFile: done + "/log.txt", encoding: .utf8)) ?? ""
         #expect(log.contains("batches done by an earlier attempt"), "log: \(log.suffix(800))")
+        // Each attempt names the kernels it computed with (a worker on another CPU rounds otherwise).
+        #expect(log.components(separatedBy: "kernels: " + KernelSwitch.summary + "\n").count == 3, "log: \(log.prefix(1200))")
         // The same files as an uninterrupted run of the same job.
         var p = try ReaderFixture.baseParams()
         p["model_path"] = .string(ws + "/model")
