@@ -106,9 +106,17 @@ public struct MergeKind: JobKind {
         }
         let correct = results.reduce(0) { $0 + $1.correct }, count = results.reduce(0) { $0 + $1.count }
         let examples = results.reduce(0) { $0 + $1.examples }
+        // Kernels in the order shards list them: more than one set is allowed, and said.
+        var kernels: [String] = []
+        for k in results.flatMap({ $0.kernels ?? [] }) where !kernels.contains(k) { kernels.append(k) }
+        if kernels.count > 1 {
+            context.log("merge: the shards were computed with \(kernels.count) sets of kernels (workers on different CPUs: "
+                        + kernels.joined(separator: "; ") + "), so answers and scores may differ in their last bits from one run's")
+        }
         let merged = ScoreResult(correct: correct, count: count, examples: examples, shardId: 0, numShards: 1,
                                  outputs: outputs + ["result.json"], model: results.lazy.compactMap(\.model).first,
-                                 evalData: results.lazy.compactMap(\.evalData).first, dataExamples: examples, inputs: results[0].inputs)
+                                 evalData: results.lazy.compactMap(\.evalData).first, dataExamples: examples, inputs: results[0].inputs,
+                                 kernels: kernels.isEmpty ? nil : kernels)
         try context.publish("result.json", try jsonEncoder().encode(merged))
         if let dir = params.checkpointDir { try ScoreKind.copyToFiDLayout(merged, checkpointDir: dir, name: params.name, context, kind: "merge") }
         context.log("merge: \(n) shards, \(merged.exactMatchText), Total number of example \(count)")

@@ -32,15 +32,21 @@ public struct ScoreResult: Codable, Sendable, Equatable {
     /// file's and the data file's size, time and inode), so `merge` refuses shards of other runs
     /// even where hosts mount the files at other paths. Absent in older results.
     public var inputs: String?
+    /// The kernels the batches were computed with (`KernelSwitch.summary`), one entry per set
+    /// when attempts on different CPUs shared the work: their last bits differ. Absent in older
+    /// results.
+    public var kernels: [String]?
 
     enum CodingKeys: String, CodingKey {
         case exactMatch = "exact_match", count, correct, examples, shardId = "shard_id", numShards = "num_shards", outputs, model
-        case evalData = "eval_data", dataExamples = "data_examples", inputs
+        case evalData = "eval_data", dataExamples = "data_examples", inputs, kernels
     }
 
     public init(correct: Int, count: Int, examples: Int, shardId: Int, numShards: Int, outputs: [String],
-                model: String? = nil, evalData: String? = nil, dataExamples: Int? = nil, inputs: String? = nil) {
+                model: String? = nil, evalData: String? = nil, dataExamples: Int? = nil, inputs: String? = nil,
+                kernels: [String]? = nil) {
         self.inputs = inputs
+        self.kernels = kernels
         self.model = model
         self.evalData = evalData
         self.dataExamples = dataExamples
@@ -67,6 +73,7 @@ public struct ScoreResult: Codable, Sendable, Equatable {
         try c.encodeIfPresent(evalData, forKey: .evalData)
         try c.encodeIfPresent(dataExamples, forKey: .dataExamples)
         try c.encodeIfPresent(inputs, forKey: .inputs)
+        try c.encodeIfPresent(kernels, forKey: .kernels)
     }
 
     /// FiD's log figure, or a note that there was nothing to compare with.
@@ -82,6 +89,26 @@ public struct ScoreKind: JobKind {
     public var name: String { "score" }
 
     static let partsFolder = "parts"
+    /// Beside the parts: the kernels of each attempt that computed some, a line each.
+    static let kernelsFile = partsFolder + "/kernels.txt"
+
+    /// Adds this process's kernels to `kernelsFile` before its first batch, unless listed.
+    static func recordKernels(_ context: JobContext) throws {
+        var lines = try recordedKernels(context) ?? []
+        guard !lines.contains(KernelSwitch.summary) else { return }
+        lines.append(KernelSwitch.summary)
+        try context.fs.writeAtomically(context.out + "/" + kernelsFile, Data(lines.map { $0 + "\n" }.joined().utf8), tag: context.token)
+    }
+
+    /// The kernels `recordKernels` listed, in the order attempts first used them; nil when none
+    /// did (every batch from an older fidq).
+    static func recordedKernels(_ context: JobContext) throws -> [String]? {
+        let path = context.out + "/" + kernelsFile
+        guard context.fs.exists(path) else { return nil }
+        let text = String(decoding: try context.fs.read(path, limit: 1 << 20), as: UTF8.self)
+        let lines = text.split(separator: "\n").map(String.init)
+        return lines.isEmpty ? nil : lines
+    }
 
     public func run(_ params: ScoreParams, _ context: JobContext) throws -> ScoreResult {
         let modelPath = context.resolve(params.modelPath), dataPath = context.resolve(params.evalData)
@@ -153,6 +180,7 @@ public struct ScoreKind: JobKind {
                 return
             }
             try context.checkCancelled()
+            if computed == 0 { try Self.recordKernels(context) }
             let lines = try Self.scoreBatch(pending, collator: collator, reader: reader, params: params)
             try context.writeOutput(Self.partName(batchIndex)) { file in
                 var buffer: [UInt8] = []
@@ -225,7 +253,8 @@ public struct ScoreKind: JobKind {
         let result = ScoreResult(correct: correct, count: withAnswers, examples: examples, shardId: params.shardId,
                                  numShards: params.numShards, outputs: outputs + ["result.json"], model: modelPath, evalData: dataPath,
                                  dataExamples: total, inputs: Self.runRecord(model: modelPath, data: dataPath, params: params,
-                                                                             tokenizer: params.tokenizer.map(context.resolve)))
+                                                                             tokenizer: params.tokenizer.map(context.resolve)),
+                                 kernels: try Self.recordedKernels(context))
         try context.publish("result.json", try jsonEncoder().encode(result))
         try finish(result, params, context)
         context.log("score: \(result.exactMatchText), Total number of example \(withAnswers)")

@@ -377,10 +377,15 @@ import Testing
                            to: dir + "/run/out/" + ScoreKind.inputsFile)
         let parts = try FileManager.default.contentsOfDirectory(atPath: dir + "/run/out/parts")
         try FileManager.default.copyItem(atPath: dir + "/run/out/parts", toPath: dir + "/parts-kept")
+        // The earlier attempt ran on another CPU's kernels: the result lists both sets.
+        let elsewhere = "OpenBLAS 0.3.21 Zen, cross-attention swift, bfloat16 off, 8-bit avx2"
+        try TestData.write(elsewhere + "\n", to: dir + "/run/out/" + ScoreKind.kernelsFile)
         var job = ForegroundRun(file: dir + "/score.json", workspace: dir)
         job.outDir = dir + "/run"
         job.allowedRoots = ["/"]
-        _ = try job.run(JobDescriptor(kind: "score", id: "score", maxAttempts: 1, params: .object(params)), registry: Self.registry())
+        let result = try job.run(JobDescriptor(kind: "score", id: "score", maxAttempts: 1, params: .object(params)), registry: Self.registry())
+        guard case .object(let r) = result else { Issue.record("result \(result)"); return }
+        #expect(r["kernels"] == .array([.string(elsewhere), .string(KernelSwitch.summary)]), "\(r)")
         let resumed = try String(contentsOfFile: dir + "/run/out/predictions.jsonl", encoding: .utf8)
         lines = resumed.split(separator: "\n").map(String.init)
         let refLines = reference.split(separator: "\n").map(String.init)
@@ -485,6 +490,9 @@ import Testing
         }
         guard case .object(let w) = wholeResult, case .object(let m) = merged else { Issue.record("results"); return }
         #expect(w["exact_match"] == m["exact_match"] && w["count"] == m["count"])
+        // Every shard ran here: one set of kernels, and the merge says nothing of them.
+        #expect(w["kernels"] == .array([.string(KernelSwitch.summary)]) && m["kernels"] == w["kernels"], "\(w) \(m)")
+        #expect(try !String(contentsOfFile: dir + "/run/log.txt", encoding: .utf8).contains("sets of kernels"))
         // The shards' run folders (`--out`, around out/) name them as well.
         job.outDir = dir + "/runs"
         let fromRuns = try job.run(JobDescriptor(kind: "merge", id: "merge", params: .object(["shards": .array(shardDirs.map {
@@ -580,6 +588,16 @@ import Testing
         for c in copies { try fm.removeItem(atPath: c + "/final_output.txt") }
         #expect(merge(copies, into: "again", extra: layout) == nil)
         #expect(!fm.fileExists(atPath: dir + "/again/out/final_output.txt") && fm.fileExists(atPath: dir + "/again/out/predictions.jsonl"))
+        // A shard computed on another CPU's kernels merges, and the merge lists and logs both sets.
+        let zen3 = "OpenBLAS 0.3.21 Zen, cross-attention swift, bfloat16 off, 8-bit avx2"
+        var shard3 = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: copies[3] + "/result.json"))) as! [String: Any]
+        shard3["kernels"] = [zen3]
+        try JSONSerialization.data(withJSONObject: shard3).write(to: URL(fileURLWithPath: copies[3] + "/result.json"))
+        #expect(merge(copies, into: "mixed-cpus") == nil)
+        let mixed = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/mixed-cpus/out/result.json"))) as! [String: Any]
+        #expect(mixed["kernels"] as? [String] == [KernelSwitch.summary, zen3], "\(mixed)")
+        let mixedLog = try String(contentsOfFile: dir + "/mixed-cpus/log.txt", encoding: .utf8)
+        #expect(mixedLog.contains("merge: the shards were computed with 2 sets of kernels"), "\(mixedLog)")
         // Shards out of order are refused, naming the position.
         job.outDir = dir + "/reversed"
         do {
