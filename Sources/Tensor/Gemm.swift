@@ -72,9 +72,12 @@ public enum Gemm {
     /// different items together (the T5 encoder's passages without their padding) keeps each
     /// item's bits independent of the others by starting and ending items on this multiple.
     public static let rowBlocking: Int = {
-        let name = openblas_get_corename().map { String(cString: $0).lowercased() } ?? ""
+        let name = coreName.lowercased()
         return name == "haswell" || name == "zen" ? 24 : 1
     }()
+
+    /// The core type whose kernels OpenBLAS runs here ("Cooperlake", "Zen", …).
+    public static let coreName: String = openblas_get_corename().map { String(cString: $0) } ?? "unknown"
 
     /// OpenBLAS's build and the kernels it chose for this CPU, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH
     /// NO_AFFINITY Cooperlake MAX_THREADS=64": benchmarks print it, since the kernels set both the

@@ -5,7 +5,6 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import CBLAS
 
 /// Reads an environment variable naming one of a kernel's variants (`FIDQ_DOT8_KERNEL`,
 /// `FIDQ_OVER_MEMORY_KERNEL`, `FIDQ_BF16`). Unset or empty keeps the default. A value that names
@@ -63,8 +62,7 @@ extension KernelSwitch {
     public static var summary: String {
         let words = Gemm.library.split(separator: " ")
         let version = words.count > 1 && words[0] == "OpenBLAS" ? "OpenBLAS \(words[1])" : "BLAS"
-        let core = openblas_get_corename().map { String(cString: $0) } ?? "unknown"
-        return "\(version) \(core), cross-attention \(Attention.OverMemoryKernel.best.rawValue), "
+        return "\(version) \(Gemm.coreName), cross-attention \(Attention.OverMemoryKernel.best.rawValue), "
             + "bfloat16 \(Gemm.BF16Kernel.fast.map { "\($0)" } ?? "off"), 8-bit \(Gemm.Int8Kernel.best)"
     }
 }

@@ -6,14 +6,14 @@ import JobsTesting
 import Tensor
 
 enum Kinds {
-    /// Every kind this build of fidq runs. The queue's own test kind (`test.record`) is only
-    /// registered when `FIDQ_TEST_KINDS=1`, so users never meet it; that variable also arms the
-    /// crash points of `FIDQ_TEST_CRASH`. Both live in the JobsTesting module, out of `Jobs`.
     /// The kinds that run models or products: their logs name the kernels.
     static let computeKinds: Set<String> = [
         ScoreKind().name, TrainReaderKind().name, TrainRetrieverKind().name, EmbedKind().name, RetrieveKind().name,
     ]
 
+    /// Every kind this build of fidq runs. The queue's own test kind (`test.record`) is only
+    /// registered when `FIDQ_TEST_KINDS=1`, so users never meet it; that variable also arms the
+    /// crash points of `FIDQ_TEST_CRASH`. Both live in the JobsTesting module, out of `Jobs`.
     static func registry() -> KindRegistry {
         let registry = KindRegistry()
         // A job's `threads` param (capped by --threads) sizes BLAS and the kernels while it runs.
