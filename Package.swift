@@ -58,7 +58,10 @@ let package = Package(
         .target(name: "CSpin"),
         // A prefetch hint for Swift kernels (header-only; Attention.overMemory's scoring loop).
         .target(name: "CPrefetch"),
-        .target(name: "Tensor", dependencies: ["CBLAS", "CDot8", "CBF16", "COverMemory", "CPrefetch", "Formats", "Threading"], swiftSettings: kernelFlags),
+        // Gives OpenBLAS this CPU's kernels when it does not know the CPU and falls back to SSE3
+        // ones (Sources/COpenBLASCore/OpenBLASCore.c says why and how).
+        .target(name: "COpenBLASCore"),
+        .target(name: "Tensor", dependencies: ["CBLAS", "COpenBLASCore", "CDot8", "CBF16", "COverMemory", "CPrefetch", "Formats", "Threading"], swiftSettings: kernelFlags),
         .target(name: "Tokenizers", dependencies: ["Threading"], swiftSettings: kernelFlags),
         .target(name: "Jobs", dependencies: ["Formats", "Threading", .product(name: "Logging", package: "swift-log")]),
         // Test-only parts of the queue (fault-injecting file system, the test.record kind, crash
@@ -92,7 +95,7 @@ let package = Package(
             name: "bench", dependencies: ["Tensor", "Models", "Retrieval", "FiD"], swiftSettings: kernelFlags),
         .executableTarget(name: "tokenize-bench", dependencies: ["Tokenizers"], swiftSettings: kernelFlags),
         .testTarget(
-            name: "TensorTests", dependencies: ["Tensor", "TestSupport"],
+            name: "TensorTests", dependencies: ["Tensor", "TestSupport", "COpenBLASCore"],
             exclude: ["Fixtures"], swiftSettings: testFlags),
         .testTarget(name: "benchTests", dependencies: ["bench"]),
         .testTarget(

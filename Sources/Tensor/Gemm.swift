@@ -1,6 +1,7 @@
 // Gemm: the one wrapper over cblas_sgemm and matrix-vector products (cblas_sgemv transposed, a
 // row-dot kernel untransposed), and their naive twins for tests.
 import CBLAS
+import COpenBLASCore
 
 /// Row-major general matrix multiply: `C = alpha · op(A) · op(B) + beta · C`.
 ///
@@ -78,6 +79,17 @@ public enum Gemm {
 
     /// The core type whose kernels OpenBLAS runs here ("Cooperlake", "Zen", …).
     public static let coreName: String = openblas_get_corename().map { String(cString: $0) } ?? "unknown"
+
+    /// The core type OpenBLAS fell back to at load and fidq replaced (`COpenBLASCore`: on a CPU
+    /// newer than the library, Prescott's SSE3 kernels, 5–8× slower than the CPU's own), nil when
+    /// OpenBLAS's own choice stands.
+    public static let replacedCore: String? = fidq_openblas_fallback_core().map { String(cString: $0) }
+
+    /// `coreName`, and when fidq chose it, what OpenBLAS had chosen: "Cooperlake (fidq's choice;
+    /// OpenBLAS fell back to Prescott on this CPU)".
+    public static var coreDescription: String {
+        replacedCore.map { "\(coreName) (fidq's choice; OpenBLAS fell back to \($0) on this CPU)" } ?? coreName
+    }
 
     /// OpenBLAS's build and the kernels it chose for this CPU, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH
     /// NO_AFFINITY Cooperlake MAX_THREADS=64": benchmarks print it, since the kernels set both the

@@ -62,7 +62,7 @@ extension KernelSwitch {
     public static var summary: String {
         let words = Gemm.library.split(separator: " ")
         let version = words.count > 1 && words[0] == "OpenBLAS" ? "OpenBLAS \(words[1])" : "BLAS"
-        return "\(version) \(Gemm.coreName), cross-attention \(Attention.OverMemoryKernel.best.rawValue), "
+        return "\(version) \(Gemm.coreDescription), cross-attention \(Attention.OverMemoryKernel.best.rawValue), "
             + "bfloat16 \(Gemm.BF16Kernel.fast.map { "\($0)" } ?? "off"), 8-bit \(Gemm.Int8Kernel.best)"
     }
 }

@@ -10,7 +10,7 @@ enum Machine {
             .split(separator: "\n").first { $0.hasPrefix("model name") }?
             .split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
         print("date: \(date)   cpu: \(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores")
-        print("blas: \(Gemm.library)")
+        print("blas: \(Gemm.library)" + (Gemm.replacedCore.map { " (fidq chose \(Gemm.coreName): OpenBLAS fell back to \($0) on this CPU)" } ?? ""))
         print("load average (1, 5, 15 min): \(loadAverage())")
         print("timing: \(settings.description)")
     }
