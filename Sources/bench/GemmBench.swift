@@ -65,7 +65,12 @@ enum GemmBench {
         var ratiosC: [(shape: GemmShape, threads: Int, paired: Double, best: Double)] = []
         for threads in settings.threads {
             Threads.set(threads)
-            let peers = try commands.map { try Peer(name: $0.name, command: $0.command, threads: threads) }
+            // Raw sgemm runs the kernels ours runs: where fidq replaced OpenBLAS's fallback
+            // (COpenBLASCore), the C peer would otherwise time Prescott's.
+            let sameKernels = Gemm.replacedCore == nil ? [:] : ["OPENBLAS_CORETYPE": Gemm.coreName]
+            let peers = try commands.map {
+                try Peer(name: $0.name, command: $0.command, threads: threads, environment: $0.name == "C sgemm" ? sameKernels : [:])
+            }
             defer { peers.forEach { $0.close() } }
             if threads == settings.threads.first {
                 for peer in peers { print("\(peer.name): \(try peer.request("info"))") }

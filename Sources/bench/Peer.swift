@@ -26,8 +26,9 @@ final class Peer {
         return peer
     }
 
-    /// Starts `command` (program then arguments) with its thread environment set to `threads`.
-    init(name: String, command: [String], threads: Int) throws {
+    /// Starts `command` (program then arguments) with its thread environment set to `threads`,
+    /// and `environment`'s variables.
+    init(name: String, command: [String], threads: Int, environment extra: [String: String] = [:]) throws {
         precondition(!command.isEmpty, "Peer \(name): empty command")
         self.name = name
         // A peer that dies must be a thrown error naming it, not a silent SIGPIPE exit of ours.
@@ -39,6 +40,7 @@ final class Peer {
         for key in ["OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"] {
             env[key] = String(threads)
         }
+        env.merge(extra) { _, new in new }
         process.environment = env
         process.standardInput = toPeer
         process.standardOutput = fromPeer
