@@ -1,19 +1,20 @@
 // OpenBLASCore: OpenBLAS's DYNAMIC_ARCH build picks its kernels once, at load, from the CPU's
 // family and model numbers. A CPU newer than the library falls back to "Prescott", SSE3 kernels:
-// Debian 12's OpenBLAS 0.3.21 does so on Intel's Emerald Rapids (family 6, model 207) and AMD's
-// Zen 5, where its sgemm then runs at 16 GFLOP/s on one core against 120–140 GFLOP/s with the
-// AVX-512 kernels the CPU can run (measured on an Emerald Rapids host, 2026-12-05), and every
-// product in fidq with it. OPENBLAS_CORETYPE overrides the choice, but only when set before the
-// library loads, which a user would have to know to do.
+// Debian 12's OpenBLAS 0.3.21 does so on Intel's Emerald Rapids (family 6, model 207), where its
+// sgemm then runs at 16–27 GFLOP/s on one core against 120–150 GFLOP/s with the AVX-512 kernels
+// the CPU can run (measured 2026-12-05), and every product in fidq with it. OPENBLAS_CORETYPE
+// overrides the choice, but only when set before the library loads, which a user would have to
+// know to do.
 //
 // So, before main, when OPENBLAS_CORETYPE is unset and OpenBLAS fell back to Prescott, this
 // chooses the kernels by instruction set as OpenBLAS does for CPUs it knows (AVX-512 with
 // bfloat16: Cooperlake; AVX-512: SkylakeX; AVX2 and FMA: Haswell; AVX: Sandybridge) and makes
-// the library start again with them, through the entry points its own load uses
-// (gotoblas_dynamic_quit, then gotoblas_dynamic_init, which reads OPENBLAS_CORETYPE). A
-// constructor, because then no thread of fidq's exists yet: nothing can be in a BLAS call, and
-// setenv is safe. OPENBLAS_CORETYPE is removed again afterwards, so child processes choose for themselves.
-// A user who wants Prescott's kernels sets OPENBLAS_CORETYPE=Prescott, and fidq leaves it.
+// the library start again with them, through the entry points its own load and its fork handler
+// use (blas_thread_shutdown_, gotoblas_dynamic_quit, then gotoblas_dynamic_init, which reads
+// OPENBLAS_CORETYPE). A constructor, because then no thread of fidq's exists yet: nothing of
+// fidq's can be in a BLAS call, and setenv is safe. OPENBLAS_CORETYPE is removed again
+// afterwards, so child processes choose for themselves. A user who wants Prescott's kernels
+// sets OPENBLAS_CORETYPE=Prescott, and fidq leaves it.
 #include "OpenBLASCore.h"
 
 #include <stdlib.h>
