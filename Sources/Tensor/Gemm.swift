@@ -62,19 +62,24 @@ public enum Gemm {
     /// Least rows (or columns) per tile of C.
     @usableFromInline static let minTileRows = 32
     /// Rows of C per granule of a split by rows: a multiple of every x86 sgemm kernel's row
-    /// blocking in OpenBLAS 0.3.21 (Haswell's and Zen's need multiples of 24; SkylakeX's,
-    /// Cooperlake's, Sandy Bridge's and the older ones any split), so parts cut at granules give
+    /// blocking in OpenBLAS 0.3.21 (Haswell's and Zen's need multiples of 24, the SSE3 ones of 2;
+    /// SkylakeX's, Cooperlake's and Sandy Bridge's any split), so parts cut at granules give
     /// each row the bits of one call over all rows. `GemmTests` checks it on the kernel in use.
     @usableFromInline static let rowGranule = 96
 
     /// The row blocking of the sgemm kernel OpenBLAS runs here: 24 for Haswell's and Zen's (a row
     /// of C gets its bits from its place in a block of 24 and from whether the block is whole),
-    /// 1 for the others, whose rows get the same bits wherever they sit. A caller packing rows of
-    /// different items together (the T5 encoder's passages without their padding) keeps each
-    /// item's bits independent of the others by starting and ending items on this multiple.
+    /// 2 for the SSE3 kernels of Prescott, Core 2, Penryn, Dunnington and Atom (a row alone gets
+    /// other bits than in a pair), 1 for the others, whose rows get the same bits wherever they
+    /// sit (all measured with OpenBLAS 0.3.21 on one thread). A caller packing rows of different
+    /// items together (the T5 encoder's passages without their padding) keeps each item's bits
+    /// independent of the others by starting and ending items on this multiple.
     public static let rowBlocking: Int = {
-        let name = coreName.lowercased()
-        return name == "haswell" || name == "zen" ? 24 : 1
+        switch coreName.lowercased() {
+        case "haswell", "zen": return 24
+        case "prescott", "core2", "penryn", "dunnington", "atom": return 2
+        default: return 1
+        }
     }()
 
     /// The core type whose kernels OpenBLAS runs here ("Cooperlake", "Zen", …).
