@@ -20,11 +20,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-// OpenBLAS's own exported functions (DYNAMIC_ARCH builds: driver/others/dynamic.c).
-extern char *openblas_get_corename(void);
-extern void gotoblas_dynamic_init(void);
-extern void gotoblas_dynamic_quit(void);
-extern void blas_thread_shutdown_(void);
+#if defined(__x86_64__) && defined(__linux__)
+// OpenBLAS's own exported functions (x86-64 DYNAMIC_ARCH builds, as Debian's: driver/others/
+// dynamic.c and the thread server). Weak, so that a build without them links and is left alone.
+extern char *openblas_get_corename(void) __attribute__((weak));
+extern void gotoblas_dynamic_init(void) __attribute__((weak));
+extern void gotoblas_dynamic_quit(void) __attribute__((weak));
+extern void blas_thread_shutdown_(void) __attribute__((weak));
+#endif
 
 static const char *fallback = NULL;
 static const char *chosen = NULL;
@@ -40,7 +43,9 @@ const char *fidq_openblas_core_for(int avx, int avx2, int fma, int avx512, int a
     return NULL;
 }
 
+#if defined(__x86_64__) && defined(__linux__)
 __attribute__((constructor)) static void fidq_openblas_settle_core(void) {
+    if (!openblas_get_corename || !gotoblas_dynamic_init || !gotoblas_dynamic_quit || !blas_thread_shutdown_) return;
     if (getenv("OPENBLAS_CORETYPE") != NULL) return;  // the user's choice stands
     const char *name = openblas_get_corename();
     if (name == NULL || strcmp(name, "Prescott") != 0) return;
@@ -70,3 +75,4 @@ __attribute__((constructor)) static void fidq_openblas_settle_core(void) {
         chosen = now;
     }
 }
+#endif
